@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* The ELF modules (executable, shared libraries, ulp patches) of a live process. */
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define BUILD_ID_MAX 64
+
+typedef struct Module {
+        char *path;              /* as in maps, " (deleted)" stripped; "/memfd:ulp-patch:NAME"
+                                  * for patches ulp mapped */
+        char *soname;            /* DT_SONAME, or NULL */
+        char *open_path;         /* "/proc/PID/map_files/START-END" of its offset-0 mapping: the
+                                  * very file that is mapped, even if replaced on disk */
+        bool is_main;            /* the main executable */
+        bool deleted;            /* the file was removed or replaced on disk since mapped */
+        bool is_patch;           /* a ulp patch mapping (path starts with "/memfd:ulp-patch:") */
+        uint16_t e_type;         /* ET_EXEC or ET_DYN */
+        uint64_t bias;           /* load bias: runtime address = ELF vaddr + bias */
+        uint64_t start, end;     /* span of all its mappings */
+        uint8_t build_id[BUILD_ID_MAX];
+        size_t build_id_len;     /* 0 when it has none */
+} Module;
+
+typedef struct ModuleList {
+        Module *v;
+        size_t n;                /* in load order: the main executable first, then the link_map
+                                  * order of the target's dynamic linker (r_debug) when it can be
+                                  * read, else address order; patches last */
+} ModuleList;
+
+/* Reads the ELF modules of process pid from /proc/PID/maps and the files behind them
+ * (through /proc/PID/map_files). Needs ptrace-read permission on pid. */
+int modules_read(pid_t pid, ModuleList *ret);
+void modulelist_done(ModuleList *l);
+
+/* The module an object name of the patch API designates: ULP_MAIN ("") is the main
+ * executable; anything else matches a DT_SONAME, then a file basename. NULL if none. */
+const Module *modules_find_object(const ModuleList *l, const char *object);
+
+/* The module whose span contains addr, or NULL. */
+const Module *modules_find_addr(const ModuleList *l, uint64_t addr);
+
+/* "a50d68..." (lower-case hex) of a build-id. buf must hold 2*len+1 bytes. */
+void build_id_to_hex(const uint8_t *id, size_t len, char *buf);

@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* The metadata of a patch (include/ulp/patch.h), read with libelf without running it. */
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "elf/module.h"
+
+typedef struct PatchFunc {
+        char *object;            /* "" for the main executable */
+        char *symbol;            /* old symbol in the target */
+        unsigned pos;            /* see symtab_lookup() */
+        uint64_t new_vaddr;      /* the new function, ELF vaddr in the patch */
+        char *new_name;
+} PatchFunc;
+
+typedef struct PatchRef {
+        char *object;
+        char *symbol;
+        unsigned pos;
+        uint64_t slot_vaddr;     /* the patch's pointer variable, ELF vaddr in the patch */
+} PatchRef;
+
+typedef struct PatchBuildId {
+        char *object;
+        char *hex;               /* lower-case */
+} PatchBuildId;
+
+typedef struct PatchCallbacks {
+        char *object;
+        uint64_t pre_patch, post_patch, pre_unpatch, post_unpatch; /* vaddrs, 0 when absent */
+} PatchCallbacks;
+
+typedef struct PatchMeta {
+        char *name;              /* ULP_PATCH_INFO name, else the file name without ".so" */
+        char *description;       /* "" when absent */
+        bool replace;
+        PatchFunc *funcs;        size_t n_funcs;
+        PatchRef *refs;          size_t n_refs;
+        PatchBuildId *build_ids; size_t n_build_ids;
+        PatchCallbacks *callbacks; size_t n_callbacks;
+        uint8_t build_id[BUILD_ID_MAX]; /* the patch file's own build-id */
+        size_t build_id_len;
+} PatchMeta;
+
+/* Reads the metadata of the patch file open at fd (not consumed). name_hint is the file
+ * name, used for the patch name when it has no ULP_PATCH_INFO. Returns 0 or:
+ * -ENOEXEC not an ELF file, -ENOMSG no ulp metadata (no ulp_funcs record),
+ * -EBADMSG malformed metadata (bad magic, a pointer without relocation, a string out of
+ * bounds). On error, if errbuf is not NULL, a one-line reason is written to it. */
+int patchmeta_read(int fd, const char *name_hint, PatchMeta **ret, char *errbuf, size_t errlen);
+void patchmeta_free(PatchMeta *m);
+
+/* The build-id pin for an object, or NULL. */
+const char *patchmeta_build_id_for(const PatchMeta *m, const char *object);

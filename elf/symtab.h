@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* Symbols of one ELF file: .symtab and .dynsym, with sizes; static symbols included. */
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <libelf.h>
+
+typedef struct SymTab SymTab;
+
+typedef struct Symbol {
+        const char *name;        /* owned by the SymTab */
+        uint64_t value;          /* ELF vaddr (add the module bias for a runtime address) */
+        uint64_t size;
+        unsigned char type;      /* STT_* */
+        unsigned char bind;      /* STB_* */
+        unsigned char visibility;/* STV_* */
+        uint16_t shndx;
+} Symbol;
+
+/* Opens the ELF file at path (or an fd: the SymTab dups it) and indexes its defined
+ * symbols. -ENOEXEC when it is not an ELF file. */
+int symtab_open(const char *path, SymTab **ret);
+int symtab_open_fd(int fd, SymTab **ret);
+void symtab_free(SymTab *st);
+
+/* The Elf handle behind it (owned by the SymTab), for further reading. */
+Elf *symtab_elf(const SymTab *st);
+
+/* Looks up a defined symbol (function or object) by name.
+ * pos == 0: the global or weak definition if there is one, else the local one if it is
+ *           the only local of that name (-ENOTUNIQ when several locals share it);
+ * pos >= 1: the pos-th STB_LOCAL definition of that name, in .symtab order.
+ * Returns 0, -ENOENT when absent. */
+int symtab_lookup(const SymTab *st, const char *name, unsigned pos, Symbol *ret);
+
+/* Looks up an exported definition (GLOBAL or WEAK, default or protected visibility),
+ * as the dynamic linker would. -ENOENT when absent. */
+int symtab_lookup_exported(const SymTab *st, const char *name, Symbol *ret);
+
+/* The function symbol (STT_FUNC, or sized STT_NOTYPE) whose [value, value+size)
+ * contains vaddr. -ENOENT when none. */
+int symtab_lookup_addr(const SymTab *st, uint64_t vaddr, Symbol *ret);
+
+/* Calls cb for every defined function symbol whose name starts with "NAME." followed by
+ * a compiler clone suffix (constprop, isra, part, cold, lto_priv...). */
+int symtab_foreach_clone(const SymTab *st, const char *name,
+                         void (*cb)(const Symbol *sym, void *userdata), void *userdata);
+
+/* The NT_GNU_BUILD_ID note of an ELF. Returns its length (> 0), 0 when it has none. */
+int elf_read_build_id(Elf *elf, uint8_t *buf, size_t bufsize);

@@ -1,0 +1,103 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * A target process and the ptrace session on it.
+ *
+ * Threads are seized (PTRACE_SEIZE) only while ulp works on them and detached
+ * afterwards, so a target at rest has no tracer. Two ways to stop:
+ *   - target_stop_all(): every thread, for code writes (stop-the-world), rescanning
+ *     /proc/PID/task until a pass finds no new thread;
+ *   - target_stop_thread(): one thread, for its stack check.
+ * Signals that arrive while a thread is stopped are kept and delivered at resume;
+ * a thread that was in a job-control stop stays stopped after resume.
+ */
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/user.h>
+
+typedef struct Thread {
+        pid_t tid;
+        bool seized;             /* we are its tracer */
+        bool stopped;            /* in a ptrace-stop we caused, registers valid */
+        bool group_stopped;      /* it was in a job-control stop: stays stopped at resume */
+        bool gone;               /* exited while we looked */
+        int pending_sig;         /* signal caught while stopped, re-injected at resume */
+        struct user_regs_struct regs; /* read at stop; written back by target_set_regs() only */
+        uint64_t stop_ns;        /* CLOCK_MONOTONIC when it was stopped */
+} Thread;
+
+typedef struct Target {
+        pid_t pid;
+        int mem_fd;              /* /proc/PID/mem, O_RDWR */
+        Thread *threads;
+        size_t n_threads;
+        size_t n_alloc;
+        uint64_t syscall_insn;   /* address of a "syscall" instruction in the target, 0 unknown */
+        uint64_t max_thread_stop_ns; /* longest single-thread stop so far (target_resume_thread) */
+        uint64_t max_stw_ns;     /* longest stop-the-world window so far (target_resume_all) */
+} Target;
+
+/* Opens pid: checks it exists and that we may ptrace it, opens /proc/PID/mem,
+ * lists its threads. Nothing is attached yet. -ESRCH no such process,
+ * -EPERM not allowed to trace it. */
+int target_open(pid_t pid, Target **ret);
+
+/* Detaches whatever is still attached (resuming it as target_resume_all would) and frees. */
+void target_free(Target *t);
+
+/* Re-reads /proc/PID/task: adds new threads, marks vanished ones gone. Returns the
+ * number of new threads, or -errno. */
+int target_refresh_threads(Target *t);
+
+/* Stops every thread (seize + interrupt + wait), rescanning until no new thread appears.
+ * Registers of every thread are read. -ESRCH when the process is gone. On error nothing
+ * is left stopped. */
+int target_stop_all(Target *t);
+
+/* Resumes and detaches every stopped thread (see the header comment). */
+int target_resume_all(Target *t);
+
+/* Stops one thread (seize + interrupt + wait, registers read). -ESRCH when it exited. */
+int target_stop_thread(Target *t, Thread *th);
+
+/* Resumes and detaches one thread. */
+int target_resume_thread(Target *t, Thread *th);
+
+Thread *target_find_thread(Target *t, pid_t tid);
+
+/* Any stopped thread, to borrow for remote syscalls and calls; NULL if none. */
+Thread *target_any_stopped(Target *t);
+
+/* Writes th->regs back to the thread (it must be stopped). */
+int target_set_regs(Target *t, Thread *th);
+
+/* The thread's name from /proc/PID/task/TID/comm ("?" when unreadable). */
+void target_thread_name(Target *t, pid_t tid, char buf[static 16]);
+
+/* Memory of the target: reads with process_vm_readv (falling back to /proc/PID/mem),
+ * writes with pwrite on /proc/PID/mem (works on read-only and executable mappings; no
+ * word-sized POKE clobbers neighbours). Return 0 or -errno (-EFAULT short access). */
+int target_read(Target *t, uint64_t addr, void *buf, size_t len);
+int target_write(Target *t, uint64_t addr, const void *buf, size_t len);
+
+/*
+ * Runs a system call in the target on the borrowed thread th, which must be stopped.
+ * Its registers, orig_rax (syscall restart), and signal mask are saved and restored:
+ * the thread continues afterwards exactly as it would have. On success *ret holds the
+ * raw return value (-errno values included) and 0 is returned; ptrace failures give -errno.
+ */
+int target_syscall(Target *t, Thread *th, long nr, const long args[6], long *ret);
+
+/*
+ * Calls the function at func in the target on the borrowed thread th with up to six
+ * integer arguments, all signals blocked, below the red zone on a 16-byte aligned stack,
+ * returning to the int3 at trap_addr (an address in the target holding 0xcc).
+ * Waits at most timeout_ms. *ret gets rax. Registers and signal mask are restored.
+ * -ETIMEDOUT when it did not return in time (the thread is then restored anyway,
+ * abandoning the call), -EFAULT when it crashed (the fault is not delivered).
+ */
+int target_call(Target *t, Thread *th, uint64_t func, const long args[6], uint64_t trap_addr,
+                int timeout_ms, uint64_t *ret);

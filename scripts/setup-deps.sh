@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs the Debian packages ulp needs to build, test and benchmark.
+# Idempotent: installs only what is missing; runs apt-get update only then.
+set -euo pipefail
+
+pkgs=(gcc pkg-config meson ninja-build libelf-dev libdw-dev libcapstone-dev
+      libsystemd-dev libjson-c-dev systemd util-linux procps gnuplot-nox python3)
+
+missing=()
+for p in "${pkgs[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+echo "setup-deps: installing ${missing[*]}" >&2
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

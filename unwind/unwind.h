@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * Unwinding threads that are stopped under ptrace, with libdw (libdwfl), and the
+ * reliability verdict of DESIGN.md section 3: a stack is reliable only if the unwind
+ * reached the outermost frame (return address undefined by CFI, as _start and
+ * clone/start_thread mark it) and every frame is inside a known ELF module and covered
+ * by its CFI (.eh_frame or .debug_frame). An unwind error, a frame outside any module
+ * (anonymous memory, our stubs), a frame without CFI (frame-pointer fallback) or the
+ * frame cap make it unreliable, never "safe".
+ */
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/user.h>
+
+#include "elf/module.h"
+
+#define UNWIND_MAX_FRAMES 256
+
+typedef struct Unwinder Unwinder;
+
+/* Reads target memory; returns 0 or -errno. */
+typedef int (*unwind_read_fn)(void *userdata, uint64_t addr, void *buf, size_t len);
+
+typedef struct UnwindResult {
+        uint64_t pcs[UNWIND_MAX_FRAMES]; /* pcs[0] is the thread's PC; the others are return
+                                          * addresses as found on the stack */
+        size_t n;
+        bool reliable;
+        char reason[160];        /* why not reliable, one line */
+} UnwindResult;
+
+/* One unwinder per target process, caching its modules and CFI across threads and
+ * retries. read is used for all memory accesses. */
+int unwinder_new(pid_t pid, const ModuleList *mods, unwind_read_fn read, void *userdata,
+                 Unwinder **ret);
+void unwinder_free(Unwinder *u);
+
+/* Re-reports modules after the target's mappings changed (a patch was loaded). */
+int unwinder_set_modules(Unwinder *u, const ModuleList *mods);
+
+/* Unwinds thread tid of the target, stopped, whose registers are regs. Returns 0 with
+ * ret filled (reliable or not), or -errno for a failure to even start. */
+int unwinder_unwind(Unwinder *u, pid_t tid, const struct user_regs_struct *regs,
+                    UnwindResult *ret);
