@@ -1,0 +1,123 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * libulp: the operations ulpctl --direct and ulpd perform on target processes.
+ * The library prints nothing and never exits: every function returns 0 (or a
+ * positive value where said) or -errno, and fills a UlpReport whose message is the
+ * one clear line to show the operator.
+ *
+ * An apply or revert is an UlpOp: started with ulp_op_apply()/ulp_op_revert(), which
+ * load the patch and write the code (one short stop-the-world) and begin the
+ * transition, then driven by ulp_op_step() until it finishes, like the kernel's
+ * klp_try_complete_transition() retried from delayed work. ulp_apply() and
+ * ulp_revert() do both in a loop, for callers that can block.
+ */
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define ULP_DEFAULT_TIMEOUT_MS 30000
+
+typedef struct UlpOptions {
+        unsigned timeout_ms;     /* 0: ULP_DEFAULT_TIMEOUT_MS */
+        bool force;              /* switch the stragglers without the check at the timeout */
+        bool global;             /* global mode: stop all, check all, switch all or none */
+        bool return_trap;        /* catch stragglers on their way out of the patched frames */
+} UlpOptions;
+
+typedef struct UlpStraggler {
+        pid_t tid;
+        char comm[16];
+        char function[128];      /* "compute" or "compute+0x12", or why its stack is unreliable */
+} UlpStraggler;
+
+typedef struct UlpReport {
+        char message[512];       /* the one line for the operator on failure; empty on success */
+        char patch_name[128];
+        char **warnings;         /* clones, likely inlined callers...; NULL-terminated or NULL */
+        size_t n_warnings;
+        unsigned threads;        /* threads of the target */
+        unsigned switched;       /* threads switched by the check (not counting new threads) */
+        unsigned retries;        /* try_complete passes after the first */
+        uint64_t max_thread_stop_us; /* longest time any single thread was stopped */
+        uint64_t max_stw_us;     /* longest window with every thread stopped */
+        uint64_t total_ms;
+        bool forced;
+        UlpStraggler *stragglers;
+        size_t n_stragglers;
+} UlpReport;
+
+void ulp_report_done(UlpReport *r);
+
+typedef struct UlpOp UlpOp;
+
+/* Starts applying the patch open at patch_fd (name_hint: its file name) to pid.
+ * -EEXIST already applied, -ENOENT symbol or object missing, -EPERM no permission,
+ * -ESRCH no such process, -ENOEXEC/-ENOMSG/-EBADMSG bad patch file, -EINVAL build-id
+ * mismatch, -ENOSPC function too small, -ECANCELED pre-patch callback refused. */
+int ulp_op_apply(pid_t pid, int patch_fd, const char *name_hint, const UlpOptions *o,
+                 UlpOp **ret, UlpReport *report);
+
+/* Starts reverting the patch called name in pid. -ENOENT no such patch applied. */
+int ulp_op_revert(pid_t pid, const char *name, const UlpOptions *o, UlpOp **ret,
+                  UlpReport *report);
+
+/* Takes over a transition left unfinished in pid (by a daemon that died), in the
+ * direction it was going. -ENOENT when pid has none. */
+int ulp_op_resume(pid_t pid, const UlpOptions *o, UlpOp **ret, UlpReport *report);
+
+/* One pass over the pending threads. Returns 1 when the operation finished (report
+ * complete), 0 when threads are still pending (*ret_next_ms: when to call again), or
+ * -errno when it failed; -ETIMEDOUT: not finished in time, reversed, stragglers in the
+ * report (or, with force, forced: then 1). */
+int ulp_op_step(UlpOp *op, unsigned *ret_next_ms);
+
+/* Progress for a UI: threads switched so far, and in total. */
+void ulp_op_progress(const UlpOp *op, unsigned *ret_switched, unsigned *ret_total);
+pid_t ulp_op_pid(const UlpOp *op);
+
+/* Frees op. An unfinished transition stays in the target, consistent, for ulp_op_resume(). */
+void ulp_op_free(UlpOp *op);
+
+/* Blocking forms: start, then step until done. Return 0, or -errno as above. */
+int ulp_apply(pid_t pid, int patch_fd, const char *name_hint, const UlpOptions *o, UlpReport *report);
+int ulp_revert(pid_t pid, const char *name, const UlpOptions *o, UlpReport *report);
+
+/* Dry run: would the patch apply to pid, and which threads block it now. Writes nothing
+ * into the target. Returns 0 when it would apply at once, -EBUSY when threads block it
+ * (listed as stragglers), other -errno when it would be refused. */
+int ulp_check(pid_t pid, int patch_fd, const char *name_hint, UlpReport *report);
+
+/* The patches a process carries, read from its control block. */
+typedef struct UlpFuncStatus {
+        char object[128];
+        char symbol[128];
+        uint64_t addr;           /* old function's address in the target */
+} UlpFuncStatus;
+
+typedef struct UlpPatchStatus {
+        char name[128];
+        const char *state;       /* "patched", "transition" or "unpatched" */
+        bool forced;
+        bool replace;
+        UlpFuncStatus *funcs;
+        size_t n_funcs;
+        UlpStraggler *stragglers;/* during a transition */
+        size_t n_stragglers;
+} UlpPatchStatus;
+
+typedef struct UlpProcessStatus {
+        pid_t pid;
+        char comm[16];
+        UlpPatchStatus *patches;
+        size_t n_patches;
+} UlpProcessStatus;
+
+/* -ENOENT when pid carries no ulp state. */
+int ulp_status(pid_t pid, UlpProcessStatus *ret, UlpReport *report);
+void ulp_status_done(UlpProcessStatus *s);
+
+/* Every process that carries ulp state (found from /proc/PID/maps). */
+int ulp_list_processes(pid_t **ret, size_t *ret_n);
