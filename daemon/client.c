@@ -1,0 +1,325 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * ulpctl's transport to ulpd: one blocking request, its progress and its reply.
+ */
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "common/macro.h"
+#include "daemon/client.h"
+#include "daemon/protocol.h"
+#include "daemon/report-json.h"
+
+const char *client_socket_path(void) {
+        const char *p = getenv("ULP_SOCKET");
+
+        return p && *p ? p : PROTOCOL_SOCKET_DEFAULT;
+}
+
+int client_connect(const char *path, int *ret_fd) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        _cleanup_close_ int fd = -1;
+
+        if (!path)
+                path = client_socket_path();
+        if (strlen(path) >= sizeof(sa.sun_path))
+                return -ENAMETOOLONG;
+        strcpy(sa.sun_path, path);
+
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return negative_errno();
+        if (connect(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0)
+                return negative_errno();
+        *ret_fd = TAKE_FD(fd);
+        return 0;
+}
+
+void client_results_free(ClientResult *r, size_t n) {
+        for (size_t i = 0; r && i < n; i++)
+                report_json_done(&r[i].report);
+        free(r);
+}
+
+static void set_err(char *errbuf, size_t errlen, const char *fmt, const char *s) {
+        if (errbuf && errlen > 0)
+                snprintf(errbuf, errlen, fmt, s);
+}
+
+/* Reads the next message of the reply, waiting at most CLIENT_IDLE_TIMEOUT_MS for each
+ * chunk of bytes. */
+static int client_recv(int fd, MsgReader *rd, struct json_object **ret) {
+        for (;;) {
+                struct pollfd p = { .fd = fd, .events = POLLIN };
+                int r;
+
+                r = msgreader_next(rd, ret);
+                if (r != 0)
+                        return r < 0 ? -EPROTO : 0;
+                if (rd->eof)
+                        return -ECONNRESET;
+                r = poll(&p, 1, CLIENT_IDLE_TIMEOUT_MS);
+                if (r < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return negative_errno();
+                }
+                if (r == 0)
+                        return -ETIMEDOUT;
+                r = msgreader_fill(rd, fd);
+                if (r < 0 && r != -EAGAIN && r != -EINTR)
+                        return r == -EMSGSIZE ? -EPROTO : r;
+        }
+}
+
+static const char *message_type(struct json_object *m) {
+        return protocol_get_string(m, "type") ?: "";
+}
+
+/* An "error" reply: its errno as -errno and its line in errbuf. */
+static int error_reply(struct json_object *m, char *errbuf, size_t errlen) {
+        int64_t e = EIO;
+
+        (void) protocol_get_int(m, "errno", 1, 4095, &e);
+        set_err(errbuf, errlen, "%s", protocol_get_string(m, "error") ?: strerror((int) e));
+        return -(int) e;
+}
+
+static struct json_object *options_to_json(const UlpOptions *o) {
+        struct json_object *j = json_object_new_object();
+
+        if (!j)
+                return NULL;
+        json_object_object_add(j, "timeout_ms", json_object_new_int64(o->timeout_ms));
+        json_object_object_add(j, "force", json_object_new_boolean(o->force));
+        json_object_object_add(j, "global", json_object_new_boolean(o->global));
+        json_object_object_add(j, "return_trap", json_object_new_boolean(o->return_trap));
+        return j;
+}
+
+static int results_from_json(struct json_object *m, ClientResult **ret, size_t *ret_n) {
+        struct json_object *a;
+        ClientResult *v;
+        size_t n;
+
+        if (!json_object_object_get_ex(m, "results", &a) || !json_object_is_type(a, json_type_array))
+                return -EPROTO;
+        n = json_object_array_length(a);
+        v = calloc(n ?: 1, sizeof(*v));
+        if (!v)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                struct json_object *e = json_object_array_get_idx(a, i);
+                int64_t pid = 0;
+                int r;
+
+                (void) protocol_get_int(e, "pid", 0, INT32_MAX, &pid);
+                v[i].pid = (pid_t) pid;
+                r = report_from_json(e, &v[i].report, &v[i].error);
+                if (r < 0) {
+                        client_results_free(v, i);
+                        return r == -ENOMEM ? r : -EPROTO;
+                }
+        }
+        *ret = v;
+        *ret_n = n;
+        return 0;
+}
+
+static int client_transition(int fd, const char *method, const ClientRequest *req, int patch_fd,
+                             ClientProgress progress, void *userdata,
+                             ClientResult **ret, size_t *ret_n, char *errbuf, size_t errlen) {
+        struct json_object *q = json_object_new_object(), *pids;
+        MsgReader rd;
+        int r;
+
+        if (!q)
+                return -ENOMEM;
+        json_object_object_add(q, "method", json_object_new_string(method));
+        pids = json_object_new_array();
+        for (size_t i = 0; pids && i < req->n_pids; i++)
+                json_object_array_add(pids, json_object_new_int(req->pids[i]));
+        json_object_object_add(q, "pids", pids);
+        json_object_object_add(q, "all", json_object_new_boolean(req->all));
+        json_object_object_add(q, "persist", json_object_new_boolean(req->persist));
+        if (req->name)
+                json_object_object_add(q, "name", json_object_new_string(req->name));
+        json_object_object_add(q, "wait", json_object_new_boolean(req->wait));
+        json_object_object_add(q, "options", options_to_json(&req->options));
+
+        r = protocol_send(fd, q, patch_fd);
+        json_object_put(q);
+        if (r < 0) {
+                set_err(errbuf, errlen, "cannot send the request to ulpd: %s", strerror(-r));
+                return r;
+        }
+
+        msgreader_init(&rd);
+        for (;;) {
+                struct json_object *m = NULL;
+                const char *t;
+
+                r = client_recv(fd, &rd, &m);
+                if (r < 0) {
+                        set_err(errbuf, errlen, "no complete reply from ulpd: %s", strerror(-r));
+                        break;
+                }
+                t = message_type(m);
+                if (protocol_streq(t, "progress")) {
+                        int64_t pid = 0, sw = 0, tot = 0;
+
+                        (void) protocol_get_int(m, "pid", 0, INT32_MAX, &pid);
+                        (void) protocol_get_int(m, "switched", 0, UINT32_MAX, &sw);
+                        (void) protocol_get_int(m, "total", 0, UINT32_MAX, &tot);
+                        if (progress)
+                                progress((pid_t) pid, (unsigned) sw, (unsigned) tot, userdata);
+                } else if (protocol_streq(t, "started")) {
+                        /* informational: the result follows */
+                } else if (protocol_streq(t, "result")) {
+                        r = results_from_json(m, ret, ret_n);
+                        if (r < 0)
+                                set_err(errbuf, errlen, "%s", "malformed result from ulpd");
+                        json_object_put(m);
+                        break;
+                } else if (protocol_streq(t, "error")) {
+                        r = error_reply(m, errbuf, errlen);
+                        json_object_put(m);
+                        break;
+                } else {
+                        set_err(errbuf, errlen, "unexpected reply from ulpd: %s", t);
+                        json_object_put(m);
+                        r = -EPROTO;
+                        break;
+                }
+                json_object_put(m);
+        }
+        msgreader_done(&rd);
+        return r;
+}
+
+int client_apply(int fd, const ClientRequest *req, int patch_fd,
+                 ClientProgress progress, void *userdata,
+                 ClientResult **ret, size_t *ret_n, char *errbuf, size_t errlen) {
+        if (patch_fd < 0)
+                return -EBADF;
+        return client_transition(fd, "apply", req, patch_fd, progress, userdata, ret, ret_n, errbuf, errlen);
+}
+
+int client_revert(int fd, const ClientRequest *req, int patch_fd,
+                  ClientProgress progress, void *userdata,
+                  ClientResult **ret, size_t *ret_n, char *errbuf, size_t errlen) {
+        if (patch_fd < 0 && !req->name)
+                return -EINVAL;
+        return client_transition(fd, "revert", req, patch_fd, progress, userdata, ret, ret_n, errbuf, errlen);
+}
+
+/* Sends q and reads its single final reply of type want (or "error"). */
+static int client_call(int fd, struct json_object *q, int pass_fd, const char *want,
+                       struct json_object **ret, char *errbuf, size_t errlen) {
+        MsgReader rd;
+        int r;
+
+        r = protocol_send(fd, q, pass_fd);
+        if (r < 0) {
+                set_err(errbuf, errlen, "cannot send the request to ulpd: %s", strerror(-r));
+                return r;
+        }
+        msgreader_init(&rd);
+        for (;;) {
+                struct json_object *m = NULL;
+                const char *t;
+
+                r = client_recv(fd, &rd, &m);
+                if (r < 0) {
+                        set_err(errbuf, errlen, "no complete reply from ulpd: %s", strerror(-r));
+                        break;
+                }
+                t = message_type(m);
+                if (protocol_streq(t, want)) {
+                        *ret = m;
+                        r = 0;
+                        break;
+                }
+                if (protocol_streq(t, "error")) {
+                        r = error_reply(m, errbuf, errlen);
+                        json_object_put(m);
+                        break;
+                }
+                json_object_put(m);
+                if (!protocol_streq(t, "progress")) {
+                        set_err(errbuf, errlen, "unexpected reply from ulpd: %s", t);
+                        r = -EPROTO;
+                        break;
+                }
+        }
+        msgreader_done(&rd);
+        return r;
+}
+
+int client_check(int fd, pid_t pid, int patch_fd, const char *name_hint,
+                 UlpReport *ret, int *ret_error) {
+        struct json_object *q = json_object_new_object(), *m = NULL, *rep;
+        int r;
+
+        *ret = (UlpReport) {};
+        if (!q)
+                return -ENOMEM;
+        json_object_object_add(q, "method", json_object_new_string("check"));
+        json_object_object_add(q, "pid", json_object_new_int(pid));
+        if (name_hint)
+                json_object_object_add(q, "name", json_object_new_string(name_hint));
+        r = client_call(fd, q, patch_fd, "result", &m, ret->message, sizeof(ret->message));
+        json_object_put(q);
+        if (r < 0)
+                return r;
+        if (!json_object_object_get_ex(m, "report", &rep))
+                r = -EPROTO;
+        else
+                r = report_from_json(rep, ret, ret_error);
+        json_object_put(m);
+        if (r < 0)
+                snprintf(ret->message, sizeof(ret->message), "malformed check result from ulpd");
+        return r < 0 ? -EPROTO : 0;
+}
+
+int client_status(int fd, pid_t pid, UlpProcessStatus **ret, size_t *ret_n,
+                  char *errbuf, size_t errlen) {
+        struct json_object *q = json_object_new_object(), *m = NULL;
+        int r;
+
+        if (!q)
+                return -ENOMEM;
+        json_object_object_add(q, "method", json_object_new_string("status"));
+        json_object_object_add(q, "pid", json_object_new_int(pid));
+        r = client_call(fd, q, -1, "status", &m, errbuf, errlen);
+        json_object_put(q);
+        if (r < 0)
+                return r;
+        r = status_from_json(m, ret, ret_n);
+        json_object_put(m);
+        if (r < 0) {
+                set_err(errbuf, errlen, "%s", "malformed status from ulpd");
+                return -EPROTO;
+        }
+        return 0;
+}
+
+int client_ping(int fd) {
+        struct json_object *q = json_object_new_object(), *m = NULL;
+        int r;
+
+        if (!q)
+                return -ENOMEM;
+        json_object_object_add(q, "method", json_object_new_string("ping"));
+        r = client_call(fd, q, -1, "pong", &m, NULL, 0);
+        json_object_put(q);
+        json_object_put(m);
+        return r;
+}

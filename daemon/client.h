@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * ulpctl's side of the ulpd protocol (protocol.h): connect, send one request, read
+ * progress and the final reply. All calls block; none prints.
+ *
+ * Return values: 0 when ulpd answered the request (per-process outcomes are in the
+ * results, each with its own error), or -errno when the request as a whole failed:
+ * refused by ulpd (its one-line reason in errbuf), or a transport error
+ * (-ECONNRESET, -EPROTO for a reply that makes no sense, -ETIMEDOUT when ulpd went
+ * silent for CLIENT_IDLE_TIMEOUT_MS).
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "patcher/ulp.h"
+
+#define CLIENT_IDLE_TIMEOUT_MS 120000  /* ulpd sends progress at least every few seconds */
+
+/* The socket path to use: $ULP_SOCKET, else /run/ulp/ulpd.sock. */
+const char *client_socket_path(void);
+
+/* Connects to ulpd at path (NULL: client_socket_path()). Returns 0 and *ret_fd, or
+ * -ENOENT / -ECONNREFUSED when no daemon listens there, -EACCES, or other -errno. */
+int client_connect(const char *path, int *ret_fd);
+
+/* The outcome for one process of an apply or revert. */
+typedef struct ClientResult {
+        pid_t pid;
+        int error;               /* 0, or -errno: -ETIMEDOUT not finished in time and reversed,
+                                  * -EPERM refused by ulpd's authorization, ... */
+        UlpReport report;        /* message holds the one line on failure */
+} ClientResult;
+
+/* Frees n results (their reports, then the array). */
+void client_results_free(ClientResult *r, size_t n);
+
+typedef struct ClientRequest {
+        const pid_t *pids;
+        size_t n_pids;
+        bool all;                /* every process the patch fits (apply), or carrying it (revert) */
+        bool persist;            /* with all: record the wish, apply to future processes / drop it */
+        const char *name;        /* apply, check: the patch's file name (a hint);
+                                  * revert: the patch name (or NULL when patch_fd is given) */
+        UlpOptions options;
+        bool wait;               /* false: reply as soon as the transitions started */
+} ClientRequest;
+
+/* Progress for a waiting client: pid has switched of total threads. */
+typedef void (*ClientProgress)(pid_t pid, unsigned switched, unsigned total, void *userdata);
+
+/* Applies the patch open at patch_fd (sent to ulpd, not consumed) as req says. With
+ * req->wait, blocks until every transition finished, calling progress (if not NULL)
+ * as ulpd reports it. On 0, *ret and *ret_n hold one result per process ulpd worked
+ * on (with wait=false: error 0 means "started"). */
+int client_apply(int fd, const ClientRequest *req, int patch_fd,
+                 ClientProgress progress, void *userdata,
+                 ClientResult **ret, size_t *ret_n, char *errbuf, size_t errlen);
+
+/* Reverts the patch req->name (or the one in patch_fd when >= 0). As client_apply(). */
+int client_revert(int fd, const ClientRequest *req, int patch_fd,
+                  ClientProgress progress, void *userdata,
+                  ClientResult **ret, size_t *ret_n, char *errbuf, size_t errlen);
+
+/* Dry run of the patch at patch_fd on pid. Returns 0 when ulpd answered: *ret_error is
+ * then ulp_check()'s result (0, -EBUSY with stragglers, or another -errno) and *ret the
+ * report (free with report_json_done()). Request-level failures as above, with the
+ * reason in ret->message. */
+int client_check(int fd, pid_t pid, int patch_fd, const char *name_hint,
+                 UlpReport *ret, int *ret_error);
+
+/* The processes carrying ulp patches (pid 0: all, else only that one). *ret is freed
+ * with status_json_free() (report-json.h). */
+int client_status(int fd, pid_t pid, UlpProcessStatus **ret, size_t *ret_n,
+                  char *errbuf, size_t errlen);
+
+/* Round trip to check that ulpd answers. */
+int client_ping(int fd);

@@ -1,0 +1,249 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Newline-delimited JSON over a Unix stream socket, with fds passed alongside.
+ * See protocol.h for the messages.
+ */
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/macro.h"
+#include "daemon/protocol.h"
+
+void msgreader_init(MsgReader *r) {
+        *r = (MsgReader) {};
+        for (size_t i = 0; i < PROTOCOL_FDS_MAX; i++)
+                r->fds[i] = -1;
+}
+
+void msgreader_done(MsgReader *r) {
+        for (size_t i = 0; i < r->n_fds; i++)
+                if (r->fds[i] >= 0)
+                        close(r->fds[i]);
+        free(r->buf);
+        msgreader_init(r);
+}
+
+static void keep_fds(MsgReader *r, struct msghdr *mh) {
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
+                size_t n;
+                int *fds;
+
+                if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+                        continue;
+                n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+                fds = (int *) CMSG_DATA(c);
+                for (size_t i = 0; i < n; i++) {
+                        int fd;
+
+                        memcpy(&fd, fds + i, sizeof(int));
+                        if (r->n_fds < PROTOCOL_FDS_MAX)
+                                r->fds[r->n_fds++] = fd;
+                        else
+                                close(fd);   /* a client flooding us with fds */
+                }
+        }
+}
+
+int msgreader_fill(MsgReader *r, int sock) {
+        union {
+                struct cmsghdr h;
+                char buf[CMSG_SPACE(sizeof(int) * PROTOCOL_FDS_MAX)];
+        } control;
+        struct iovec iov;
+        struct msghdr mh = {};
+        ssize_t n;
+
+        if (r->len >= PROTOCOL_MESSAGE_MAX)
+                return -EMSGSIZE;
+        if (r->size - r->len < 4096) {
+                size_t size = MAX(r->size * 2, (size_t) 8192);
+                char *b;
+
+                size = MIN(size, (size_t) PROTOCOL_MESSAGE_MAX + 1);
+                b = realloc(r->buf, size);
+                if (!b)
+                        return -ENOMEM;
+                r->buf = b;
+                r->size = size;
+        }
+        iov = (struct iovec) { r->buf + r->len, r->size - r->len };
+        mh.msg_iov = &iov;
+        mh.msg_iovlen = 1;
+        mh.msg_control = &control;
+        mh.msg_controllen = sizeof(control);
+
+        n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+        if (n < 0)
+                return errno == EWOULDBLOCK ? -EAGAIN : negative_errno();
+        keep_fds(r, &mh);
+        if (mh.msg_flags & MSG_CTRUNC)
+                return -EMSGSIZE;
+        if (n == 0)
+                r->eof = true;
+        r->len += (size_t) n;
+        return (int) n;
+}
+
+int msgreader_next(MsgReader *r, struct json_object **ret) {
+        struct json_tokener *tok;
+        struct json_object *o, *v;
+        char *nl;
+        size_t line;
+
+        nl = r->len ? memchr(r->buf, '\n', r->len) : NULL;
+        if (!nl)
+                return r->len >= PROTOCOL_MESSAGE_MAX ? -EMSGSIZE : 0;
+        line = (size_t) (nl - r->buf);
+
+        tok = json_tokener_new_ex(32);
+        if (!tok)
+                return -ENOMEM;
+        o = json_tokener_parse_ex(tok, r->buf, (int) line);
+        /* Anything but exactly one complete object on the line is garbage. */
+        if (o && (json_tokener_get_error(tok) != json_tokener_success ||
+                  (size_t) json_tokener_get_parse_end(tok) != line)) {
+                json_object_put(o);
+                o = NULL;
+        }
+        json_tokener_free(tok);
+
+        memmove(r->buf, nl + 1, r->len - line - 1);
+        r->len -= line + 1;
+
+        if (!o || !json_object_is_type(o, json_type_object) ||
+            !json_object_object_get_ex(o, "version", &v) || !json_object_is_type(v, json_type_int) ||
+            json_object_get_int64(v) != PROTOCOL_VERSION) {
+                json_object_put(o);
+                return -EBADMSG;
+        }
+        *ret = o;
+        return 1;
+}
+
+int msgreader_take_fd(MsgReader *r) {
+        int fd;
+
+        if (r->n_fds == 0)
+                return -1;
+        fd = r->fds[0];
+        memmove(r->fds, r->fds + 1, (r->n_fds - 1) * sizeof(int));
+        r->fds[--r->n_fds] = -1;
+        return fd;
+}
+
+char *protocol_format(struct json_object *o, size_t *ret_len) {
+        const char *s;
+        size_t len;
+        char *b;
+
+        json_object_object_add(o, "version", json_object_new_int(PROTOCOL_VERSION));
+        s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+        if (!s)
+                return NULL;
+        len = strlen(s);
+        b = malloc(len + 2);
+        if (!b)
+                return NULL;
+        memcpy(b, s, len);
+        b[len] = '\n';
+        b[len + 1] = 0;
+        *ret_len = len + 1;
+        return b;
+}
+
+int protocol_send(int sock, struct json_object *o, int pass_fd) {
+        _cleanup_free_ char *b = NULL;
+        size_t len, done = 0;
+
+        b = protocol_format(o, &len);
+        if (!b)
+                return -ENOMEM;
+        if (len > PROTOCOL_MESSAGE_MAX)
+                return -EMSGSIZE;
+        while (done < len) {
+                union {
+                        struct cmsghdr h;
+                        char buf[CMSG_SPACE(sizeof(int))];
+                } control = {};
+                struct iovec iov = { b + done, len - done };
+                struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+                ssize_t n;
+
+                if (pass_fd >= 0 && done == 0) {
+                        struct cmsghdr *c;
+
+                        mh.msg_control = &control;
+                        mh.msg_controllen = sizeof(control.buf);
+                        c = CMSG_FIRSTHDR(&mh);
+                        c->cmsg_level = SOL_SOCKET;
+                        c->cmsg_type = SCM_RIGHTS;
+                        c->cmsg_len = CMSG_LEN(sizeof(int));
+                        memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
+                }
+                n = sendmsg(sock, &mh, MSG_NOSIGNAL);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return negative_errno();
+                }
+                done += (size_t) n;
+        }
+        return 0;
+}
+
+struct json_object *protocol_new_message(const char *type) {
+        struct json_object *o = json_object_new_object();
+
+        if (!o)
+                return NULL;
+        json_object_object_add(o, "version", json_object_new_int(PROTOCOL_VERSION));
+        json_object_object_add(o, "type", json_object_new_string(type));
+        return o;
+}
+
+struct json_object *protocol_new_error(int error, const char *message) {
+        struct json_object *o = protocol_new_message("error");
+
+        if (!o)
+                return NULL;
+        json_object_object_add(o, "error", json_object_new_string(message ?: strerror(-error)));
+        json_object_object_add(o, "errno", json_object_new_int(error < 0 ? -error : EIO));
+        return o;
+}
+
+const char *protocol_get_string(struct json_object *o, const char *key) {
+        struct json_object *v;
+
+        if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
+                return NULL;
+        return json_object_get_string(v);
+}
+
+bool protocol_get_bool(struct json_object *o, const char *key, bool def) {
+        struct json_object *v;
+
+        if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_boolean))
+                return def;
+        return json_object_get_boolean(v);
+}
+
+/* 0 and *ret when present and in range; -ENOENT when absent; -EINVAL otherwise. */
+int protocol_get_int(struct json_object *o, const char *key, int64_t min, int64_t max, int64_t *ret) {
+        struct json_object *v;
+        int64_t x;
+
+        if (!json_object_object_get_ex(o, key, &v))
+                return -ENOENT;
+        if (!json_object_is_type(v, json_type_int))
+                return -EINVAL;
+        errno = 0;
+        x = json_object_get_int64(v);
+        if (errno != 0 || x < min || x > max)
+                return -EINVAL;
+        *ret = x;
+        return 0;
+}

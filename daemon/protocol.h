@@ -1,0 +1,95 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * The ulpd wire protocol, shared by ulpd and ulpctl.
+ *
+ * A Unix stream socket carries newline-delimited JSON objects, one per line, each at
+ * most PROTOCOL_MESSAGE_MAX bytes including the newline. Every message has
+ * "version": PROTOCOL_VERSION. A patch travels as a file descriptor (SCM_RIGHTS)
+ * attached to the bytes of the request that uses it ("apply", "check", optionally
+ * "revert"); ulpd never opens a path a client names.
+ *
+ * Requests (client -> ulpd), one at a time per connection; the next request may be
+ * sent once the previous one got its final reply:
+ *   {"version":1,"method":"apply","pids":[N...],"all":bool,"persist":bool,
+ *    "name":"fix.so","wait":bool,"options":{"timeout_ms":N,"force":bool,
+ *    "global":bool,"return_trap":bool}}                      + patch fd
+ *   {"version":1,"method":"revert","pids":[...],"all":bool,"persist":bool,
+ *    "name":"NAME","wait":bool,"options":{...}}              (+ patch fd: name from it)
+ *   {"version":1,"method":"check","pid":N,"name":"fix.so"}   + patch fd
+ *   {"version":1,"method":"status","pid":N}                  (0 or absent: all)
+ *   {"version":1,"method":"ping"}
+ *
+ * Replies (ulpd -> client):
+ *   {"version":1,"type":"progress","pid":N,"switched":N,"total":N}   zero or more
+ *   {"version":1,"type":"started","pid":N}                           with wait=false
+ *   {"version":1,"type":"result","results":[{"pid":N, <report>}...]} final: apply/revert
+ *   {"version":1,"type":"result","report":{<report>}}                final: check
+ *   {"version":1,"type":"status","processes":[...]}                  final: status
+ *   {"version":1,"type":"pong","daemon_version":"0.1.0"}             final: ping
+ *   {"version":1,"type":"error","error":"one line","errno":N}        final: refused request
+ * <report> is report_to_json()'s object. After an error for a malformed, oversized or
+ * out-of-order message ulpd closes the connection.
+ */
+
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#define PROTOCOL_VERSION 1
+#define PROTOCOL_MESSAGE_MAX (256u * 1024u)
+#define PROTOCOL_SOCKET_DEFAULT "/run/ulp/ulpd.sock"
+#define PROTOCOL_FDS_MAX 4
+
+/* Input side of one connection: bytes not yet consumed and the fds that came with them. */
+typedef struct MsgReader {
+        char *buf;
+        size_t len, size;
+        int fds[PROTOCOL_FDS_MAX];
+        size_t n_fds;
+        bool eof;
+} MsgReader;
+
+void msgreader_init(MsgReader *r);
+void msgreader_done(MsgReader *r);
+
+/* One recvmsg() from sock into r (fds received are kept, extra ones closed). Returns the
+ * number of bytes read (0 at end of file, r->eof set), -EAGAIN when nothing is there on
+ * a non-blocking socket, -EMSGSIZE when the buffered bytes exceed the limit without a
+ * newline, or -errno. */
+int msgreader_fill(MsgReader *r, int sock);
+
+/* Takes the next complete message out of r. Returns 1 and *ret (a new reference) when
+ * one was there, 0 when more bytes are needed, -EMSGSIZE when a line is too long,
+ * -EBADMSG when a line is not a JSON object or has the wrong "version". */
+int msgreader_next(MsgReader *r, struct json_object **ret);
+
+/* Takes ownership of the oldest fd received, or returns -1 when none came. */
+int msgreader_take_fd(MsgReader *r);
+
+/* Serialises o as one line (with "version" set). Returns a malloc()ed string and its
+ * length in *ret_len, or NULL. */
+char *protocol_format(struct json_object *o, size_t *ret_len);
+
+/* Sends o as one line on a blocking socket, with pass_fd (if >= 0) attached. Returns
+ * 0 or -errno. */
+int protocol_send(int sock, struct json_object *o, int pass_fd);
+
+/* A new {"version":1,"type":type} object. */
+struct json_object *protocol_new_message(const char *type);
+
+/* A new {"version":1,"type":"error","error":message,"errno":-error}. */
+struct json_object *protocol_new_error(int error, const char *message);
+
+static inline bool protocol_streq(const char *a, const char *b) {
+        return a && b && strcmp(a, b) == 0;
+}
+
+/* Helpers to read fields of a received message, returning a default when absent or of
+ * the wrong type. */
+const char *protocol_get_string(struct json_object *o, const char *key);
+bool protocol_get_bool(struct json_object *o, const char *key, bool def);
+int protocol_get_int(struct json_object *o, const char *key, int64_t min, int64_t max, int64_t *ret);

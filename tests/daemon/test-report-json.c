@@ -1,0 +1,138 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Reports and status survive the trip through JSON; the wire framing rejects garbage. */
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "daemon/protocol.h"
+#include "daemon/report-json.h"
+#include "tests/test.h"
+
+TEST(report_roundtrip) {
+        UlpStraggler st[2] = { { 42, "worker", "compute+0x12" }, { 43, "io", "inner" } };
+        char *w[] = { "compute.constprop.0 not patched", NULL };
+        UlpReport r = { .threads = 5, .switched = 3, .retries = 7, .max_thread_stop_us = 123,
+                        .max_stw_us = 456, .total_ms = 789, .forced = true,
+                        .warnings = w, .n_warnings = 1, .stragglers = st, .n_stragglers = 2 };
+        UlpReport back;
+        struct json_object *o;
+        int error = 0;
+
+        strcpy(r.patch_name, "fix");
+        strcpy(r.message, "did not finish in time");
+        o = report_to_json(&r, -ETIMEDOUT);
+        ASSERT_TRUE(o);
+        ASSERT_OK(report_from_json(o, &back, &error));
+        ASSERT_EQ(error, -ETIMEDOUT);
+        ASSERT_STREQ(back.message, "did not finish in time");
+        ASSERT_STREQ(back.patch_name, "fix");
+        ASSERT_EQ(back.threads, 5);
+        ASSERT_EQ(back.switched, 3);
+        ASSERT_EQ(back.retries, 7);
+        ASSERT_EQ(back.max_thread_stop_us, 123);
+        ASSERT_EQ(back.max_stw_us, 456);
+        ASSERT_EQ(back.total_ms, 789);
+        ASSERT_TRUE(back.forced);
+        ASSERT_EQ(back.n_warnings, 1);
+        ASSERT_STREQ(back.warnings[0], w[0]);
+        ASSERT_TRUE(back.warnings[1] == NULL);
+        ASSERT_EQ(back.n_stragglers, 2);
+        ASSERT_EQ(back.stragglers[1].tid, 43);
+        ASSERT_STREQ(back.stragglers[0].comm, "worker");
+        ASSERT_STREQ(back.stragglers[0].function, "compute+0x12");
+        ASSERT_STREQ(json_object_get_string(json_object_object_get(o, "errno_name")), "ETIMEDOUT");
+        report_json_done(&back);
+        json_object_put(o);
+
+        /* success: ok true, no error key, error 0 */
+        r.message[0] = 0;
+        o = report_to_json(&r, 0);
+        ASSERT_TRUE(json_object_get_boolean(json_object_object_get(o, "ok")));
+        ASSERT_TRUE(!json_object_object_get_ex(o, "error", NULL));
+        ASSERT_OK(report_from_json(o, &back, &error));
+        ASSERT_EQ(error, 0);
+        report_json_done(&back);
+        json_object_put(o);
+
+        /* not a report */
+        o = json_object_new_array();
+        ASSERT_ERR(report_from_json(o, &back, &error), -EBADMSG);
+        json_object_put(o);
+}
+
+TEST(status_roundtrip) {
+        UlpFuncStatus f = { "", "compute", 0x401136 };
+        UlpStraggler st = { 7, "t", "compute" };
+        UlpPatchStatus p[2] = {
+                { .state = "patched", .replace = true, .funcs = &f, .n_funcs = 1 },
+                { .state = "transition", .forced = true, .stragglers = &st, .n_stragglers = 1 },
+        };
+        UlpProcessStatus s[2] = { { .pid = 100, .patches = p, .n_patches = 2 }, { .pid = 101 } };
+        UlpProcessStatus *back = NULL;
+        size_t n = 0;
+        struct json_object *o;
+
+        strcpy(p[0].name, "fix1");
+        strcpy(p[1].name, "fix2");
+        strcpy(s[0].comm, "victim");
+        o = status_to_json(s, 2);
+        ASSERT_TRUE(o);
+        ASSERT_OK(status_from_json(o, &back, &n));
+        ASSERT_EQ(n, 2);
+        ASSERT_EQ(back[0].pid, 100);
+        ASSERT_STREQ(back[0].comm, "victim");
+        ASSERT_EQ(back[0].n_patches, 2);
+        ASSERT_STREQ(back[0].patches[0].name, "fix1");
+        ASSERT_STREQ(back[0].patches[0].state, "patched");
+        ASSERT_TRUE(back[0].patches[0].replace);
+        ASSERT_EQ(back[0].patches[0].n_funcs, 1);
+        ASSERT_STREQ(back[0].patches[0].funcs[0].symbol, "compute");
+        ASSERT_EQ_U64(back[0].patches[0].funcs[0].addr, 0x401136);
+        ASSERT_STREQ(back[0].patches[1].state, "transition");
+        ASSERT_TRUE(back[0].patches[1].forced);
+        ASSERT_EQ(back[0].patches[1].n_stragglers, 1);
+        ASSERT_EQ(back[0].patches[1].stragglers[0].tid, 7);
+        ASSERT_EQ(back[1].n_patches, 0);
+        status_json_free(back, n);
+        json_object_put(o);
+}
+
+static int feed(MsgReader *rd, const char *s) {
+        int sv[2], r;
+
+        if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
+                return -errno;
+        r = (int) write(sv[0], s, strlen(s));
+        close(sv[0]);
+        if (r < 0)
+                return -errno;
+        while ((r = msgreader_fill(rd, sv[1])) > 0)
+                ;
+        close(sv[1]);
+        return r;
+}
+
+TEST(framing) {
+        struct json_object *o = NULL;
+        MsgReader rd;
+
+        msgreader_init(&rd);
+        ASSERT_OK(feed(&rd, "{\"version\":1,\"method\":\"ping\"}\n{\"version\":1}"));
+        ASSERT_EQ(msgreader_next(&rd, &o), 1);
+        ASSERT_STREQ(protocol_get_string(o, "method"), "ping");
+        json_object_put(o);
+        ASSERT_EQ(msgreader_next(&rd, &o), 0);            /* truncated: needs more */
+        msgreader_done(&rd);
+
+        msgreader_init(&rd);
+        ASSERT_OK(feed(&rd, "garbage\n{\"version\":2}\n[1]\n{\"version\":1} x\n{\"version\":1,\"a\":\n"));
+        for (int i = 0; i < 5; i++)
+                ASSERT_ERR(msgreader_next(&rd, &o), -EBADMSG);
+        ASSERT_EQ(msgreader_next(&rd, &o), 0);
+        msgreader_done(&rd);
+}
+
+TEST_MAIN()
