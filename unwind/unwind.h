@@ -46,3 +46,7 @@ int unwinder_set_modules(Unwinder *u, const ModuleList *mods);
  * ret filled (reliable or not), or -errno for a failure to even start. */
 int unwinder_unwind(Unwinder *u, pid_t tid, const struct user_regs_struct *regs,
                     UnwindResult *ret);
+
+/* How many modules of the last report libdwfl accepted, and how many it refused (an
+ * unreadable file): frames inside a refused module are "outside any module". */
+void unwinder_module_counts(const Unwinder *u, size_t *ret_reported, size_t *ret_failed);

@@ -1,0 +1,56 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * The Unwinder object, shared by unwinder.c (its lifecycle, the modules reported to
+ * libdwfl and the thread callbacks libdwfl calls back into) and walk.c (one unwind and
+ * its reliability verdict). Nothing outside unwind/ includes this.
+ */
+
+#include <elfutils/libdwfl.h>
+
+#include "unwind/unwind.h"
+
+/* Stack reads are served from a few cached 4 KiB blocks, valid for one unwind only
+ * (the thread is stopped for exactly that long). A block never crosses a page, so a
+ * whole-block read cannot fail where a word read inside it would succeed. */
+#define UNWIND_CACHE_BLOCK 4096u
+#define UNWIND_CACHE_SLOTS 4
+
+typedef struct UnwindCacheSlot {
+        uint64_t base;           /* block address, UINT64_MAX when empty */
+        uint8_t data[UNWIND_CACHE_BLOCK];
+} UnwindCacheSlot;
+
+/* State of the unwind in progress, reset by walk.c for every unwinder_unwind(). */
+typedef struct UnwindWalk {
+        pid_t tid;
+        const struct user_regs_struct *regs;
+        UnwindResult *res;
+        bool capped;             /* a frame beyond UNWIND_MAX_FRAMES was offered */
+        bool next_is_signal;     /* the previous frame's CIE had the 'S' augmentation: this
+                                  * frame's PC is exact, not a return address */
+        bool last_has_cfi;
+        bool last_ra_undefined;  /* the CFI of the last frame says: no caller */
+        int read_error;          /* first failed memory read: -errno */
+        uint64_t read_error_addr;
+} UnwindWalk;
+
+struct Unwinder {
+        pid_t pid;
+        Dwfl *dwfl;
+        Elf *arch_elf;           /* a bare x86-64 ELF header: fixes libdwfl's backend
+                                  * independently of which modules are reported */
+        unsigned char arch_image[64];
+        unwind_read_fn read;
+        void *userdata;
+        size_t n_reported;       /* modules libdwfl accepted at the last report */
+        size_t n_failed;         /* modules it refused (their frames count as outside) */
+
+        UnwindWalk walk;
+        unsigned cache_next;     /* round-robin victim slot */
+        UnwindCacheSlot cache[UNWIND_CACHE_SLOTS];
+};
+
+/* unwinder.c: empties the memory cache (at the start of every unwind). */
+void unwinder_cache_reset(Unwinder *u);

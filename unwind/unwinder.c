@@ -1,0 +1,248 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The Unwinder: one libdwfl session per target process, created once and reused for
+ * every thread and every retry of a transition, so that ELF files are opened and
+ * .eh_frame is parsed only once. Its modules are the ones the caller reports (never
+ * libdwfl's own /proc scan) and its thread state comes from the caller's registers and
+ * memory reader (libdwfl never ptrace-attaches: the caller already stopped the thread).
+ * The unwind itself and its verdict are in walk.c.
+ */
+
+#include <elf.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/macro.h"
+#include "unwind/unwind-internal.h"
+
+/* libdwfl's error codes are private and its failures here (a refused report, no state
+ * attached) have no errno worth trusting: they become -EIO, once, at this boundary. */
+static int dwfl_failure(void) {
+        (void) dwfl_errno(); /* consume it: the next unwind starts clean */
+        return -EIO;
+}
+
+/* The ELF of a module is always the one the caller named: libdwfl must not go looking
+ * for another one (by build-id, or by path in a different mount namespace). */
+static int find_elf_none(Dwfl_Module *mod, void **userdata, const char *modname,
+                         Dwarf_Addr base, char **file_name, Elf **elfp) {
+        *file_name = NULL;
+        *elfp = NULL;
+        return -1;
+}
+
+static const Dwfl_Callbacks dwfl_callbacks = {
+        .find_elf = find_elf_none,
+        /* Only for .debug_frame of modules whose .eh_frame lacks an FDE; the main file
+         * is tried first, separate debuginfo after. */
+        .find_debuginfo = dwfl_standard_find_debuginfo,
+};
+
+void unwinder_cache_reset(Unwinder *u) {
+        for (size_t i = 0; i < UNWIND_CACHE_SLOTS; i++)
+                u->cache[i].base = UINT64_MAX;
+        u->cache_next = 0;
+}
+
+/* Reads one aligned 8-byte word through the block cache. A block that cannot be read as
+ * a whole (it should not happen: blocks never cross pages) falls back to a direct read of
+ * the word, uncached. */
+static int cache_read_word(Unwinder *u, uint64_t addr, uint64_t *ret) {
+        uint64_t base = ALIGN_DOWN(addr, (uint64_t) UNWIND_CACHE_BLOCK);
+        size_t off = addr - base;
+
+        for (size_t i = 0; i < UNWIND_CACHE_SLOTS; i++)
+                if (u->cache[i].base == base) {
+                        memcpy(ret, u->cache[i].data + off, sizeof(*ret));
+                        return 0;
+                }
+
+        UnwindCacheSlot *s = &u->cache[u->cache_next];
+        if (u->read(u->userdata, base, s->data, UNWIND_CACHE_BLOCK) == 0) {
+                s->base = base;
+                u->cache_next = (u->cache_next + 1) % UNWIND_CACHE_SLOTS;
+                memcpy(ret, s->data + off, sizeof(*ret));
+                return 0;
+        }
+        return u->read(u->userdata, addr, ret, sizeof(*ret));
+}
+
+/* Dwfl_Thread_Callbacks.memory_read: one word of the target. A failure is remembered
+ * (the first one) for the verdict, since libdwfl has no way to carry our errno. */
+static bool cb_memory_read(Dwfl *dwfl, Dwarf_Addr addr, Dwarf_Word *result, void *arg) {
+        Unwinder *u = arg;
+        int r;
+
+        if (ALIGN_DOWN(addr, (Dwarf_Addr) UNWIND_CACHE_BLOCK) ==
+            ALIGN_DOWN(addr + sizeof(*result) - 1, (Dwarf_Addr) UNWIND_CACHE_BLOCK))
+                r = cache_read_word(u, addr, result);
+        else
+                r = u->read(u->userdata, addr, result, sizeof(*result));
+        if (r < 0) {
+                if (u->walk.read_error == 0) {
+                        u->walk.read_error = r;
+                        u->walk.read_error_addr = addr;
+                }
+                return false;
+        }
+        return true;
+}
+
+/* Dwfl_Thread_Callbacks.next_thread: the only thread libdwfl knows of is the one being
+ * unwound (dwfl_getthread_frames goes through get_thread below anyway). */
+static pid_t cb_next_thread(Dwfl *dwfl, void *arg, void **thread_argp) {
+        Unwinder *u = arg;
+
+        if (*thread_argp != NULL || u->walk.tid <= 0)
+                return 0;
+        *thread_argp = u;
+        return u->walk.tid;
+}
+
+/* Dwfl_Thread_Callbacks.get_thread: accepts the thread being unwound only. */
+static bool cb_get_thread(Dwfl *dwfl, pid_t tid, void *arg, void **thread_argp) {
+        Unwinder *u = arg;
+
+        if (tid != u->walk.tid || tid <= 0)
+                return false;
+        *thread_argp = u;
+        return true;
+}
+
+/* Dwfl_Thread_Callbacks.set_initial_registers: the caller's PTRACE_GETREGS values in
+ * DWARF numbering (x86-64 psABI: rax rdx rcx rbx rsi rdi rbp rsp r8..r15, then the
+ * return address column 16, which holds rip for the initial frame). */
+static bool cb_set_initial_registers(Dwfl_Thread *thread, void *thread_arg) {
+        Unwinder *u = thread_arg;
+        const struct user_regs_struct *r = u->walk.regs;
+        Dwarf_Word dw[17] = {
+                r->rax, r->rdx, r->rcx, r->rbx, r->rsi, r->rdi, r->rbp, r->rsp,
+                r->r8, r->r9, r->r10, r->r11, r->r12, r->r13, r->r14, r->r15,
+                r->rip,
+        };
+
+        if (!dwfl_thread_state_registers(thread, 0, ELEMENTSOF(dw), dw))
+                return false;
+        dwfl_thread_state_register_pc(thread, r->rip);
+        return true;
+}
+
+static const Dwfl_Thread_Callbacks thread_callbacks = {
+        .next_thread = cb_next_thread,
+        .get_thread = cb_get_thread,
+        .memory_read = cb_memory_read,
+        .set_initial_registers = cb_set_initial_registers,
+        /* no detach, no thread_detach: we never attached */
+};
+
+/* Reports mods to libdwfl as the complete module set, replacing the previous one.
+ * Modules reported again with the same file and range are kept by libdwfl with their
+ * parsed CFI. A module libdwfl refuses (unreadable file) is left out and counted: frames
+ * inside it will be "outside any module", which is unreliable, never wrong. */
+static int report_modules(Unwinder *u, const ModuleList *mods) {
+        size_t ok = 0, failed = 0;
+
+        dwfl_report_begin(u->dwfl);
+        for (size_t i = 0; i < mods->n; i++) {
+                const Module *m = &mods->v[i];
+
+                if (!m->open_path)
+                        continue;
+                /* add_p_vaddr: base is the load bias (runtime = vaddr + bias), also for
+                 * libraries whose first PT_LOAD is not at vaddr 0 (prelinked). */
+                if (dwfl_report_elf(u->dwfl, m->path ? m->path : m->open_path, m->open_path,
+                                    -1, m->bias, true))
+                        ok++;
+                else
+                        failed++;
+        }
+        if (dwfl_report_end(u->dwfl, NULL, NULL) != 0)
+                return dwfl_failure();
+        u->n_reported = ok;
+        u->n_failed = failed;
+        return 0;
+}
+
+/* Builds, in u->arch_image, the smallest ELF image libelf accepts whose only purpose is
+ * to name the architecture (x86-64) to dwfl_attach_state. */
+static int arch_elf_open(Unwinder *u) {
+        Elf64_Ehdr eh = {
+                .e_ident = { ELFMAG0, ELFMAG1, ELFMAG2, ELFMAG3, ELFCLASS64, ELFDATA2LSB,
+                             EV_CURRENT, ELFOSABI_SYSV },
+                .e_type = ET_CORE,
+                .e_machine = EM_X86_64,
+                .e_version = EV_CURRENT,
+                .e_ehsize = sizeof(Elf64_Ehdr),
+        };
+
+        _Static_assert(sizeof(eh) <= sizeof(u->arch_image), "arch_image too small");
+        memcpy(u->arch_image, &eh, sizeof(eh));
+        u->arch_elf = elf_memory((char *) u->arch_image, sizeof(eh));
+        return u->arch_elf ? 0 : -EINVAL;
+}
+
+int unwinder_new(pid_t pid, const ModuleList *mods, unwind_read_fn read, void *userdata,
+                 Unwinder **ret) {
+        Unwinder *u;
+        int r;
+
+        if (pid <= 0 || !mods || !read || !ret)
+                return -EINVAL;
+        if (elf_version(EV_CURRENT) == EV_NONE)
+                return -EIO;
+
+        u = calloc(1, sizeof(*u));
+        if (!u)
+                return -ENOMEM;
+        u->pid = pid;
+        u->read = read;
+        u->userdata = userdata;
+        unwinder_cache_reset(u);
+
+        u->dwfl = dwfl_begin(&dwfl_callbacks);
+        if (!u->dwfl) {
+                r = -ENOMEM;
+                goto fail;
+        }
+        r = arch_elf_open(u);
+        if (r < 0)
+                goto fail;
+        r = report_modules(u, mods);
+        if (r < 0)
+                goto fail;
+        if (!dwfl_attach_state(u->dwfl, u->arch_elf, pid, &thread_callbacks, u)) {
+                r = dwfl_failure();
+                goto fail;
+        }
+
+        *ret = u;
+        return 0;
+fail:
+        unwinder_free(u);
+        return r;
+}
+
+void unwinder_free(Unwinder *u) {
+        if (!u)
+                return;
+        /* dwfl_end first: its attached process state refers to arch_elf. */
+        if (u->dwfl)
+                dwfl_end(u->dwfl);
+        if (u->arch_elf)
+                elf_end(u->arch_elf);
+        free(u);
+}
+
+int unwinder_set_modules(Unwinder *u, const ModuleList *mods) {
+        if (!u || !mods)
+                return -EINVAL;
+        return report_modules(u, mods);
+}
+
+void unwinder_module_counts(const Unwinder *u, size_t *ret_reported, size_t *ret_failed) {
+        if (ret_reported)
+                *ret_reported = u->n_reported;
+        if (ret_failed)
+                *ret_failed = u->n_failed;
+}
