@@ -50,3 +50,12 @@ int symtab_foreach_clone(const SymTab *st, const char *name,
 
 /* The NT_GNU_BUILD_ID note of an ELF. Returns its length (> 0), 0 when it has none. */
 int elf_read_build_id(Elf *elf, uint8_t *buf, size_t bufsize);
+
+/* Opens an ELF file for reading with libelf (elf_version() is taken care of).
+ * -ENOEXEC when fd is not a 64-bit ELF file. The caller owns *ret (elf_end()); fd must
+ * stay open as long as *ret is used. */
+int elf_open_fd(int fd, Elf **ret);
+
+/* Whether s (what follows a function name, e.g. ".constprop.0.isra.0" or ".cold") is a
+ * sequence of compiler clone suffixes as symtab_foreach_clone() understands them. */
+bool symbol_is_clone_suffix(const char *s);

@@ -1,0 +1,411 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+/*
+ * The ELF modules of a live process: its mappings grouped by file, each file read
+ * through /proc/PID/map_files (the very inode that is mapped), ordered as the dynamic
+ * linker loaded them (the r_debug link_map chain, read from the target's memory).
+ */
+
+#include <elf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <gelf.h>
+#include <inttypes.h>
+#include <link.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "common/macro.h"
+#include "elf/maps.h"
+#include "elf/module.h"
+#include "elf/symtab.h"
+
+#define PATCH_PATH_PREFIX "/memfd:ulp-patch:"
+
+static void elf_endp(Elf **e) {
+        if (*e)
+                elf_end(*e);
+}
+
+static void module_done(Module *m) {
+        free(m->path);
+        free(m->soname);
+        free(m->open_path);
+}
+
+void modulelist_done(ModuleList *l) {
+        if (!l)
+                return;
+        for (size_t i = 0; i < l->n; i++)
+                module_done(&l->v[i]);
+        free(l->v);
+        *l = (ModuleList) {};
+}
+
+/* Opens the file behind a mapping: map_files first (works for deleted or replaced
+ * files and memfds), the path as a fallback. Sets m->open_path to what worked. */
+static int module_open_file(pid_t pid, const MapEntry *e, Module *m) {
+        char mf[96];
+        int fd;
+
+        snprintf(mf, sizeof(mf), "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, (int)pid, e->start, e->end);
+        fd = open(mf, O_RDONLY | O_CLOEXEC);
+        if (fd >= 0) {
+                m->open_path = strdup(mf);
+        } else {
+                fd = open(e->path, O_RDONLY | O_CLOEXEC);
+                if (fd < 0)
+                        return negative_errno();
+                m->open_path = strdup(e->path);
+        }
+        if (!m->open_path) {
+                close(fd);
+                return -ENOMEM;
+        }
+        return fd;
+}
+
+/* DT_SONAME from the SHT_DYNAMIC section, or NULL. */
+static int elf_read_soname(Elf *elf, char **ret) {
+        *ret = NULL;
+        for (Elf_Scn *scn = NULL; (scn = elf_nextscn(elf, scn)); ) {
+                GElf_Shdr sh;
+                if (!gelf_getshdr(scn, &sh) || sh.sh_type != SHT_DYNAMIC || sh.sh_entsize == 0)
+                        continue;
+                Elf_Data *d = elf_getdata(scn, NULL);
+                for (size_t i = 0; d && i < sh.sh_size / sh.sh_entsize; i++) {
+                        GElf_Dyn dyn;
+                        if (!gelf_getdyn(d, (int)i, &dyn) || dyn.d_tag == DT_NULL)
+                                break;
+                        if (dyn.d_tag != DT_SONAME)
+                                continue;
+                        const char *s = elf_strptr(elf, sh.sh_link, dyn.d_un.d_val);
+                        if (!s)
+                                return 0;
+                        *ret = strdup(s);
+                        return *ret ? 0 : -ENOMEM;
+                }
+        }
+        return 0;
+}
+
+/* Fills e_type, bias, the PT_LOAD span and dyn_vaddr (PT_DYNAMIC, 0 if none) of module m,
+ * whose offset-0 mapping starts at map_start. */
+static int module_read_phdrs(Elf *elf, uint64_t map_start, Module *m, uint64_t *ret_dyn_vaddr) {
+        GElf_Ehdr eh;
+        size_t nph;
+        uint64_t lo = UINT64_MAX, hi = 0, page = (uint64_t)sysconf(_SC_PAGESIZE);
+        bool first = true;
+
+        if (!gelf_getehdr(elf, &eh) || elf_getphdrnum(elf, &nph) < 0)
+                return -ENOEXEC;
+        if (eh.e_type != ET_EXEC && eh.e_type != ET_DYN)
+                return -ENOEXEC;
+        m->e_type = eh.e_type;
+        *ret_dyn_vaddr = 0;
+
+        for (size_t i = 0; i < nph; i++) {
+                GElf_Phdr ph;
+                if (!gelf_getphdr(elf, (int)i, &ph))
+                        return -ENOEXEC;
+                if (ph.p_type == PT_DYNAMIC)
+                        *ret_dyn_vaddr = ph.p_vaddr;
+                if (ph.p_type != PT_LOAD)
+                        continue;
+                if (first) {
+                        /* The offset-0 mapping holds the page of file offset 0, which the
+                         * first PT_LOAD places at (p_vaddr - p_offset), page aligned. */
+                        m->bias = map_start - ALIGN_DOWN(ph.p_vaddr - ph.p_offset, page);
+                        first = false;
+                }
+                lo = MIN(lo, ALIGN_DOWN(ph.p_vaddr, page));
+                hi = MAX(hi, ALIGN_UP(ph.p_vaddr + ph.p_memsz, page));
+        }
+        if (first)
+                return -ENOEXEC;
+        m->start = lo + m->bias;
+        m->end = hi + m->bias;
+        return 0;
+}
+
+/* Reads the ELF behind the offset-0 mapping e into m. -ENOEXEC when it is not an ELF
+ * object (the caller skips the mapping then). */
+static int module_init(pid_t pid, const MapEntry *e, Module *m, uint64_t *ret_dyn_vaddr) {
+        _cleanup_close_ int fd = -1;
+        _cleanup_(elf_endp) Elf *elf = NULL;
+        unsigned char magic[SELFMAG];
+        int r;
+
+        *m = (Module) {};
+        fd = module_open_file(pid, e, m);
+        if (fd < 0)
+                return fd;
+        if (pread(fd, magic, SELFMAG, 0) != SELFMAG || memcmp(magic, ELFMAG, SELFMAG) != 0)
+                return -ENOEXEC;
+        r = elf_open_fd(fd, &elf);
+        if (r < 0)
+                return r;
+        r = module_read_phdrs(elf, e->start, m, ret_dyn_vaddr);
+        if (r < 0)
+                return r;
+        r = elf_read_soname(elf, &m->soname);
+        if (r < 0)
+                return r;
+        r = elf_read_build_id(elf, m->build_id, sizeof(m->build_id));
+        m->build_id_len = r > 0 ? (size_t)r : 0;
+
+        m->path = strdup(e->path);
+        if (!m->path)
+                return -ENOMEM;
+        m->is_patch = strncmp(e->path, PATCH_PATH_PREFIX, strlen(PATCH_PATH_PREFIX)) == 0;
+        return 0;
+}
+
+/* Whether the file at m's path is no longer the mapped inode (deleted, or replaced by
+ * rename). Only meaningful for real paths. */
+static bool mapping_replaced(const MapEntry *e) {
+        struct stat st;
+
+        if (e->deleted)
+                return true;
+        if (e->path[0] != '/' || stat(e->path, &st) < 0)
+                return e->path[0] == '/';
+        return st.st_ino != e->inode || major(st.st_dev) != e->dev_major ||
+               minor(st.st_dev) != e->dev_minor;
+}
+
+/* Whether mapping e is of the file behind /proc/PID/exe (stat'ed into exe). */
+static bool mapping_is_exe(const MapEntry *e, const struct stat *exe) {
+        return exe->st_ino == e->inode && major(exe->st_dev) == e->dev_major &&
+               minor(exe->st_dev) == e->dev_minor;
+}
+
+/* Reads len bytes of the target's memory at addr. */
+static int remote_read(pid_t pid, uint64_t addr, void *buf, size_t len) {
+        struct iovec local = { buf, len }, remote = { (void *)(uintptr_t)addr, len };
+        ssize_t n = process_vm_readv(pid, &local, 1, &remote, 1, 0);
+
+        if (n < 0)
+                return negative_errno();
+        return (size_t)n == len ? 0 : -EIO;
+}
+
+/* The r_debug address the dynamic linker stored in DT_DEBUG of the main executable's
+ * dynamic section (at runtime address dyn), or -ENOENT (static, or not yet set). */
+static int remote_find_r_debug(pid_t pid, uint64_t dyn, uint64_t *ret) {
+        Elf64_Dyn d[32];
+
+        for (unsigned chunk = 0; chunk < 16; chunk++) {
+                int r = remote_read(pid, dyn + chunk * sizeof(d), d, sizeof(d));
+                if (r < 0)
+                        return r;
+                for (size_t i = 0; i < ELEMENTSOF(d); i++) {
+                        if (d[i].d_tag == DT_NULL)
+                                return -ENOENT;
+                        if (d[i].d_tag == DT_DEBUG) {
+                                *ret = d[i].d_un.d_ptr;
+                                return *ret ? 0 : -ENOENT;
+                        }
+                }
+        }
+        return -ENOENT;
+}
+
+/* Ranks the modules in the order of the target's link_map chain: rank[i] is the position
+ * of module i in the chain, or UINT32_MAX when it is not in it. dyn is the runtime
+ * address of the main executable's dynamic section. */
+static int module_link_order(pid_t pid, const ModuleList *l, uint64_t dyn, uint32_t *rank) {
+        struct r_debug rd;
+        uint64_t rdaddr, lm;
+        uint32_t next = 0;
+        int r;
+
+        r = remote_find_r_debug(pid, dyn, &rdaddr);
+        if (r < 0)
+                return r;
+        r = remote_read(pid, rdaddr, &rd, sizeof(rd));
+        if (r < 0)
+                return r;
+
+        lm = (uint64_t)(uintptr_t)rd.r_map;
+        for (unsigned n = 0; lm && n < 65536; n++) {
+                struct link_map m;
+                r = remote_read(pid, lm, &m, sizeof(m));
+                if (r < 0)
+                        return r;
+                /* l_ld lies inside the object (its dynamic section); [vdso] matches none. */
+                const Module *mod = modules_find_addr(l, (uint64_t)(uintptr_t)m.l_ld);
+                if (mod && rank[mod - l->v] == UINT32_MAX)
+                        rank[mod - l->v] = next++;
+                lm = (uint64_t)(uintptr_t)m.l_next;
+        }
+        return 0;
+}
+
+typedef struct ModuleKey {
+        unsigned class;          /* 0 main, 1 in the link_map chain, 2 other, 3 patch */
+        uint64_t seq;
+        Module m;
+} ModuleKey;
+
+static int module_key_cmp(const void *a, const void *b) {
+        const ModuleKey *x = a, *y = b;
+
+        if (x->class != y->class)
+                return x->class < y->class ? -1 : 1;
+        return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* Sorts l (in address order on entry) into load order; see ModuleList. main_dyn is the
+ * runtime address of the main executable's dynamic section, 0 if unknown. */
+static int modules_sort(pid_t pid, ModuleList *l, uint64_t main_dyn) {
+        _cleanup_free_ uint32_t *rank = malloc((l->n + 1) * sizeof(uint32_t));
+        _cleanup_free_ ModuleKey *keys = calloc(l->n + 1, sizeof(ModuleKey));
+        if (!rank || !keys)
+                return -ENOMEM;
+
+        for (size_t i = 0; i < l->n; i++)
+                rank[i] = UINT32_MAX;
+        if (main_dyn)
+                (void) module_link_order(pid, l, main_dyn, rank); /* else address order */
+
+        for (size_t i = 0; i < l->n; i++) {
+                const Module *m = &l->v[i];
+                keys[i].m = *m;
+                keys[i].class = m->is_main ? 0 : m->is_patch ? 3 : rank[i] != UINT32_MAX ? 1 : 2;
+                keys[i].seq = keys[i].class == 1 ? rank[i] : m->start;
+        }
+        qsort(keys, l->n, sizeof(ModuleKey), module_key_cmp);
+        for (size_t i = 0; i < l->n; i++)
+                l->v[i] = keys[i].m;
+        return 0;
+}
+
+/* Whether some mapping of the same file within m's span is executable: tells a loaded
+ * object from a plain mmap() of an ELF file. maps[from] is its offset-0 mapping. */
+static bool module_has_exec_mapping(const MapList *maps, size_t from, const Module *m) {
+        const MapEntry *z = &maps->v[from];
+
+        for (size_t j = from; j < maps->n && maps->v[j].start < m->end; j++) {
+                const MapEntry *e = &maps->v[j];
+                if (e->inode == z->inode && e->dev_major == z->dev_major &&
+                    e->dev_minor == z->dev_minor && (e->prot & PROT_EXEC))
+                        return true;
+        }
+        return false;
+}
+
+/* Whether mapping e may be the offset-0 mapping of a module. */
+static bool mapping_candidate(const MapEntry *e) {
+        return e->path && e->inode != 0 && e->offset == 0 && e->path[0] != '[';
+}
+
+/* Adds the module of offset-0 mapping maps[i] to l, if it is one. */
+static int modules_add(pid_t pid, const MapList *maps, size_t i, const struct stat *exe,
+                       ModuleList *l, size_t *alloc, uint64_t *main_dyn) {
+        const MapEntry *e = &maps->v[i];
+        Module m;
+        uint64_t dyn_vaddr;
+
+        int r = module_init(pid, e, &m, &dyn_vaddr);
+        if (r < 0 || !module_has_exec_mapping(maps, i, &m)) {
+                module_done(&m);
+                /* Unreadable or not ELF: not a module. Only memory errors are fatal. */
+                return r == -ENOMEM ? r : 0;
+        }
+        m.start = MIN(m.start, e->start);
+        for (size_t j = i; j < maps->n && maps->v[j].inode == e->inode; j++)
+                m.end = MAX(m.end, maps->v[j].end);
+        m.deleted = mapping_replaced(e);
+        m.is_main = exe && mapping_is_exe(e, exe) && !m.is_patch;
+        if (m.is_main && dyn_vaddr)
+                *main_dyn = dyn_vaddr + m.bias;
+
+        if (l->n == *alloc) {
+                *alloc = *alloc ? *alloc * 2 : 32;
+                Module *v = reallocarray(l->v, *alloc, sizeof(Module));
+                if (!v) {
+                        module_done(&m);
+                        return -ENOMEM;
+                }
+                l->v = v;
+        }
+        l->v[l->n++] = m;
+        return 0;
+}
+
+int modules_read(pid_t pid, ModuleList *ret) {
+        _cleanup_(maplist_done) MapList maps = {};
+        _cleanup_(modulelist_done) ModuleList l = {};
+        struct stat exe;
+        char exe_path[64];
+        size_t alloc = 0;
+        uint64_t main_dyn = 0;
+        int r;
+
+        r = maps_read(pid, &maps);
+        if (r < 0)
+                return r;
+        snprintf(exe_path, sizeof(exe_path), "/proc/%d/exe", (int)pid);
+        bool have_exe = stat(exe_path, &exe) >= 0;
+
+        for (size_t i = 0; i < maps.n; i++) {
+                if (!mapping_candidate(&maps.v[i]))
+                        continue;
+                /* An offset-0 mapping inside a module already found is part of it. */
+                if (modules_find_addr(&l, maps.v[i].start))
+                        continue;
+                r = modules_add(pid, &maps, i, have_exe ? &exe : NULL, &l, &alloc, &main_dyn);
+                if (r < 0)
+                        return r;
+        }
+
+        r = modules_sort(pid, &l, main_dyn);
+        if (r < 0)
+                return r;
+        *ret = l;
+        l = (ModuleList) {};
+        return 0;
+}
+
+const Module *modules_find_object(const ModuleList *l, const char *object) {
+        if (!object || !*object) {
+                for (size_t i = 0; i < l->n; i++)
+                        if (l->v[i].is_main)
+                                return &l->v[i];
+                return NULL;
+        }
+        for (size_t i = 0; i < l->n; i++)
+                if (!l->v[i].is_patch && l->v[i].soname && strcmp(l->v[i].soname, object) == 0)
+                        return &l->v[i];
+        for (size_t i = 0; i < l->n; i++) {
+                const char *slash = strrchr(l->v[i].path, '/');
+                const char *base = slash ? slash + 1 : l->v[i].path;
+                if (!l->v[i].is_patch && strcmp(base, object) == 0)
+                        return &l->v[i];
+        }
+        return NULL;
+}
+
+const Module *modules_find_addr(const ModuleList *l, uint64_t addr) {
+        for (size_t i = 0; i < l->n; i++)
+                if (addr >= l->v[i].start && addr < l->v[i].end)
+                        return &l->v[i];
+        return NULL;
+}
+
+void build_id_to_hex(const uint8_t *id, size_t len, char *buf) {
+        static const char hex[] = "0123456789abcdef";
+
+        for (size_t i = 0; i < len; i++) {
+                buf[2 * i] = hex[id[i] >> 4];
+                buf[2 * i + 1] = hex[id[i] & 15];
+        }
+        buf[2 * len] = 0;
+}

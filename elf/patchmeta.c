@@ -1,0 +1,614 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+/*
+ * Patch metadata (include/ulp/patch.h), read from the patch file without running it.
+ * The records' integer fields are read from the section contents; their pointer fields
+ * are what the dynamic linker would store there, recovered from the dynamic relocations
+ * at the field's address; strings are then read from the file through PT_LOAD.
+ */
+
+#include <ctype.h>
+#include <errno.h>
+#include <gelf.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/macro.h"
+#include "elf/patchmeta.h"
+#include "elf/symtab.h"
+#include "ulp/patch.h"
+
+#ifndef SHT_RELR
+#define SHT_RELR 19
+#endif
+
+typedef struct Reloc {
+        uint64_t offset;         /* vaddr of the relocated word */
+        uint64_t value;          /* the word's value at load bias 0 */
+        bool resolved;           /* false: against a symbol the patch does not define */
+} Reloc;
+
+typedef struct PatchFile {
+        Elf *elf;
+        const unsigned char *raw;
+        size_t raw_size;
+        GElf_Phdr *loads;
+        size_t n_loads;
+        Reloc *relocs;           /* sorted by offset */
+        size_t n_relocs, alloc_relocs;
+        char *errbuf;
+        size_t errlen;
+} PatchFile;
+
+static void patch_file_done(PatchFile *pf) {
+        if (pf->elf)
+                elf_end(pf->elf);
+        free(pf->loads);
+        free(pf->relocs);
+}
+
+/* Writes a one-line reason into the caller's errbuf and returns r. */
+__attribute__((format(printf, 3, 4)))
+static int pf_error(PatchFile *pf, int r, const char *fmt, ...) {
+        va_list ap;
+
+        if (pf->errbuf && pf->errlen > 0) {
+                va_start(ap, fmt);
+                vsnprintf(pf->errbuf, pf->errlen, fmt, ap);
+                va_end(ap);
+        }
+        return r;
+}
+
+/* The PT_LOAD segment holding [vaddr, vaddr+len) in the file, or NULL. */
+static const GElf_Phdr *pf_segment(const PatchFile *pf, uint64_t vaddr, uint64_t len) {
+        for (size_t i = 0; i < pf->n_loads; i++) {
+                const GElf_Phdr *p = &pf->loads[i];
+                if (vaddr >= p->p_vaddr && vaddr - p->p_vaddr <= p->p_filesz &&
+                    len <= p->p_filesz - (vaddr - p->p_vaddr))
+                        return p;
+        }
+        return NULL;
+}
+
+/* The file bytes at vaddr (len of them lie within one segment's file image), or NULL. */
+static const unsigned char *pf_bytes(const PatchFile *pf, uint64_t vaddr, uint64_t len) {
+        const GElf_Phdr *p = pf_segment(pf, vaddr, len);
+
+        if (!p)
+                return NULL;
+        return pf->raw + p->p_offset + (vaddr - p->p_vaddr);
+}
+
+/* Reads the PT_LOAD headers and checks they lie within the file. */
+static int pf_read_segments(PatchFile *pf) {
+        size_t nph;
+
+        if (elf_getphdrnum(pf->elf, &nph) < 0)
+                return pf_error(pf, -EBADMSG, "cannot read program headers: %s", elf_errmsg(-1));
+        pf->loads = calloc(nph ? nph : 1, sizeof(GElf_Phdr));
+        if (!pf->loads)
+                return -ENOMEM;
+        for (size_t i = 0; i < nph; i++) {
+                GElf_Phdr ph;
+                if (!gelf_getphdr(pf->elf, (int)i, &ph))
+                        return pf_error(pf, -EBADMSG, "bad program header %zu", i);
+                if (ph.p_type != PT_LOAD)
+                        continue;
+                if (ph.p_offset > pf->raw_size || ph.p_filesz > pf->raw_size - ph.p_offset)
+                        return pf_error(pf, -EBADMSG, "segment %zu lies beyond the end of the file", i);
+                pf->loads[pf->n_loads++] = ph;
+        }
+        if (pf->n_loads == 0)
+                return pf_error(pf, -EBADMSG, "no PT_LOAD segment");
+        return 0;
+}
+
+static int pf_add_reloc(PatchFile *pf, uint64_t offset, uint64_t value, bool resolved) {
+        if (pf->n_relocs == pf->alloc_relocs) {
+                size_t a = pf->alloc_relocs ? pf->alloc_relocs * 2 : 64;
+                Reloc *v = reallocarray(pf->relocs, a, sizeof(Reloc));
+                if (!v)
+                        return -ENOMEM;
+                pf->relocs = v;
+                pf->alloc_relocs = a;
+        }
+        pf->relocs[pf->n_relocs++] = (Reloc) { offset, value, resolved };
+        return 0;
+}
+
+/* Records the pointer-sized relocations of one SHT_RELA section: RELATIVE, and 64 or
+ * GLOB_DAT against a symbol (resolved only when the patch defines it). */
+static int pf_read_rela(PatchFile *pf, Elf_Scn *scn, const GElf_Shdr *sh) {
+        Elf_Data *data = elf_getdata(scn, NULL);
+        Elf_Data *syms = sh->sh_link ? elf_getdata(elf_getscn(pf->elf, sh->sh_link), NULL) : NULL;
+        int r;
+
+        for (size_t i = 0; data && sh->sh_entsize && i < sh->sh_size / sh->sh_entsize; i++) {
+                GElf_Rela rela;
+                GElf_Sym sym;
+                if (!gelf_getrela(data, (int)i, &rela))
+                        return pf_error(pf, -EBADMSG, "bad relocation %zu", i);
+
+                switch (GELF_R_TYPE(rela.r_info)) {
+                case R_X86_64_RELATIVE:
+                        r = pf_add_reloc(pf, rela.r_offset, (uint64_t)rela.r_addend, true);
+                        break;
+                case R_X86_64_64:
+                case R_X86_64_GLOB_DAT:
+                        if (!syms || !gelf_getsym(syms, (int)GELF_R_SYM(rela.r_info), &sym))
+                                return pf_error(pf, -EBADMSG, "relocation %zu: bad symbol", i);
+                        r = pf_add_reloc(pf, rela.r_offset, sym.st_value + (uint64_t)rela.r_addend,
+                                         sym.st_shndx != SHN_UNDEF);
+                        break;
+                default:
+                        r = 0;
+                }
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+/* A relative relocation with its addend in place: the word in the file at vaddr. */
+static int pf_add_relr(PatchFile *pf, uint64_t vaddr) {
+        const unsigned char *p = pf_bytes(pf, vaddr, 8);
+        uint64_t v = 0;
+
+        if (p)
+                memcpy(&v, p, 8);
+        return pf_add_reloc(pf, vaddr, v, p != NULL);
+}
+
+/* Records the relocations of a packed SHT_RELR section (-z pack-relative-relocs): an
+ * even entry is an address, an odd one a bitmap of the 63 words that follow. */
+static int pf_read_relr(PatchFile *pf, Elf_Scn *scn) {
+        Elf_Data *data = elf_getdata(scn, NULL);
+        uint64_t where = 0;
+        int r = 0;
+
+        for (size_t i = 0; data && (i + 1) * 8 <= data->d_size && r >= 0; i++) {
+                uint64_t w;
+                memcpy(&w, (const char *)data->d_buf + i * 8, 8);
+                if ((w & 1) == 0) {
+                        r = pf_add_relr(pf, w);
+                        where = w + 8;
+                        continue;
+                }
+                for (unsigned bit = 1; bit < 64 && r >= 0; bit++)
+                        if ((w >> bit) & 1)
+                                r = pf_add_relr(pf, where + (bit - 1) * 8);
+                where += 63 * 8;
+        }
+        return r;
+}
+
+static int reloc_cmp(const void *a, const void *b) {
+        const Reloc *x = a, *y = b;
+        return x->offset < y->offset ? -1 : x->offset > y->offset;
+}
+
+/* Collects the dynamic relocations of the patch, sorted by the address they patch. */
+static int pf_read_relocs(PatchFile *pf) {
+        for (Elf_Scn *scn = NULL; (scn = elf_nextscn(pf->elf, scn)); ) {
+                GElf_Shdr sh;
+                int r = 0;
+                if (!gelf_getshdr(scn, &sh) || !(sh.sh_flags & SHF_ALLOC))
+                        continue;
+                if (sh.sh_type == SHT_RELA)
+                        r = pf_read_rela(pf, scn, &sh);
+                else if (sh.sh_type == SHT_RELR)
+                        r = pf_read_relr(pf, scn);
+                if (r < 0)
+                        return r;
+        }
+        if (pf->n_relocs > 0)
+                qsort(pf->relocs, pf->n_relocs, sizeof(Reloc), reloc_cmp);
+        return 0;
+}
+
+static const Reloc *pf_find_reloc(const PatchFile *pf, uint64_t vaddr) {
+        Reloc key = { .offset = vaddr };
+        return bsearch(&key, pf->relocs, pf->n_relocs, sizeof(Reloc), reloc_cmp);
+}
+
+/* A record being read: its section, index and address, for field reads and messages. */
+typedef struct Rec {
+        const char *sect;
+        size_t index;
+        uint64_t vaddr;
+        const unsigned char *bytes;
+} Rec;
+
+static uint32_t rec_u32(const Rec *rec, size_t off) {
+        uint32_t v;
+        memcpy(&v, rec->bytes + off, sizeof(v));
+        return v;
+}
+
+/* The value the pointer field at rec+off takes at load bias 0: a relocation's value,
+ * or 0 for a NULL pointer (no relocation and a zero word). */
+static int rec_pointer(PatchFile *pf, const Rec *rec, size_t off, const char *field, uint64_t *ret) {
+        const Reloc *rel = pf_find_reloc(pf, rec->vaddr + off);
+        uint64_t word;
+
+        if (rel && !rel->resolved)
+                return pf_error(pf, -EBADMSG, "%s[%zu]: %s points outside the patch",
+                                rec->sect, rec->index, field);
+        if (rel) {
+                *ret = rel->value;
+                return 0;
+        }
+        memcpy(&word, rec->bytes + off, sizeof(word));
+        if (word != 0)
+                return pf_error(pf, -EBADMSG, "%s[%zu]: %s is a pointer without relocation",
+                                rec->sect, rec->index, field);
+        *ret = 0;
+        return 0;
+}
+
+/* A copy of the string a pointer field points to; NULL for a NULL pointer unless
+ * required. The string must be NUL-terminated inside one segment's file image. */
+static int rec_string(PatchFile *pf, const Rec *rec, size_t off, const char *field, bool required,
+                      char **ret) {
+        uint64_t vaddr;
+        int r = rec_pointer(pf, rec, off, field, &vaddr);
+        if (r < 0)
+                return r;
+
+        *ret = NULL;
+        if (vaddr == 0)
+                return required ? pf_error(pf, -EBADMSG, "%s[%zu]: %s is NULL",
+                                           rec->sect, rec->index, field) : 0;
+
+        const GElf_Phdr *seg = pf_segment(pf, vaddr, 1);
+        if (!seg)
+                return pf_error(pf, -EBADMSG, "%s[%zu]: %s out of bounds", rec->sect, rec->index, field);
+        const char *s = (const char *)pf->raw + seg->p_offset + (vaddr - seg->p_vaddr);
+        size_t max = seg->p_filesz - (vaddr - seg->p_vaddr);
+        const char *nul = memchr(s, 0, max);
+        if (!nul)
+                return pf_error(pf, -EBADMSG, "%s[%zu]: %s is not NUL-terminated",
+                                rec->sect, rec->index, field);
+        *ret = strndup(s, (size_t)(nul - s));
+        return *ret ? 0 : -ENOMEM;
+}
+
+/* A code pointer field: 0 (when optional) or an address inside an executable segment. */
+static int rec_code(PatchFile *pf, const Rec *rec, size_t off, const char *field, bool required,
+                    uint64_t *ret) {
+        int r = rec_pointer(pf, rec, off, field, ret);
+        if (r < 0)
+                return r;
+        if (*ret == 0)
+                return required ? pf_error(pf, -EBADMSG, "%s[%zu]: %s is NULL",
+                                           rec->sect, rec->index, field) : 0;
+        for (size_t i = 0; i < pf->n_loads; i++) {
+                const GElf_Phdr *p = &pf->loads[i];
+                if ((p->p_flags & PF_X) && *ret >= p->p_vaddr && *ret - p->p_vaddr < p->p_memsz)
+                        return 0;
+        }
+        return pf_error(pf, -EBADMSG, "%s[%zu]: %s is not code", rec->sect, rec->index, field);
+}
+
+/* Checks the magic of a record. */
+static int rec_check_magic(PatchFile *pf, const Rec *rec) {
+        if (rec_u32(rec, 0) != ULP_META_MAGIC)
+                return pf_error(pf, -EBADMSG, "%s[%zu]: bad magic 0x%08x", rec->sect, rec->index,
+                                rec_u32(rec, 0));
+        return 0;
+}
+
+/* Finds section sect and checks it is an array of recsize-byte records inside the file.
+ * *ret_n = 0 when it is absent. rec is set up for record 0. */
+static int pf_section(PatchFile *pf, const char *sect, size_t recsize, Rec *rec, size_t *ret_n) {
+        size_t shstrndx;
+
+        *ret_n = 0;
+        *rec = (Rec) { .sect = sect };
+        if (elf_getshdrstrndx(pf->elf, &shstrndx) < 0)
+                return pf_error(pf, -EBADMSG, "no section name table");
+        for (Elf_Scn *scn = NULL; (scn = elf_nextscn(pf->elf, scn)); ) {
+                GElf_Shdr sh;
+                const char *name;
+                if (!gelf_getshdr(scn, &sh) || !(name = elf_strptr(pf->elf, shstrndx, sh.sh_name)) ||
+                    strcmp(name, sect) != 0)
+                        continue;
+                if (sh.sh_type != SHT_PROGBITS || sh.sh_size % recsize != 0 ||
+                    !pf_bytes(pf, sh.sh_addr, sh.sh_size) ||
+                    sh.sh_offset != (uint64_t)(pf_bytes(pf, sh.sh_addr, sh.sh_size) - pf->raw))
+                        return pf_error(pf, -EBADMSG, "section %s is malformed (size %" PRIu64 ")",
+                                        sect, (uint64_t)sh.sh_size);
+                rec->vaddr = sh.sh_addr;
+                rec->bytes = pf->raw + sh.sh_offset;
+                *ret_n = sh.sh_size / recsize;
+                return 0;
+        }
+        return 0;
+}
+
+/* Advances rec to record i of its section. */
+static void rec_seek(Rec *rec, const Rec *first, size_t recsize, size_t i) {
+        *rec = *first;
+        rec->index = i;
+        rec->vaddr += i * recsize;
+        rec->bytes += i * recsize;
+}
+
+/* Whether [vaddr, vaddr+len) lies in a writable segment (its file image or its .bss). */
+static bool pf_writable(const PatchFile *pf, uint64_t vaddr, uint64_t len) {
+        for (size_t i = 0; i < pf->n_loads; i++) {
+                const GElf_Phdr *p = &pf->loads[i];
+                if ((p->p_flags & PF_W) && vaddr >= p->p_vaddr && vaddr - p->p_vaddr <= p->p_memsz &&
+                    len <= p->p_memsz - (vaddr - p->p_vaddr))
+                        return true;
+        }
+        return false;
+}
+
+#define F(type, field) offsetof(struct type, field)
+
+static int read_info(PatchFile *pf, PatchMeta *m) {
+        Rec first, rec;
+        size_t n;
+        int r = pf_section(pf, ULP_SECTION_INFO, sizeof(struct ulp_meta_info), &first, &n);
+        if (r < 0 || n == 0)
+                return r;
+        if (n > 1)
+                return pf_error(pf, -EBADMSG, "%s: %zu records, at most one allowed", first.sect, n);
+
+        rec_seek(&rec, &first, sizeof(struct ulp_meta_info), 0);
+        if ((r = rec_check_magic(pf, &rec)) < 0 ||
+            (r = rec_string(pf, &rec, F(ulp_meta_info, name), "name", true, &m->name)) < 0 ||
+            (r = rec_string(pf, &rec, F(ulp_meta_info, description), "description", false,
+                            &m->description)) < 0)
+                return r;
+        if (!*m->name)
+                return pf_error(pf, -EBADMSG, "%s[0]: empty name", first.sect);
+        return 0;
+}
+
+static int read_funcs(PatchFile *pf, PatchMeta *m) {
+        const size_t sz = sizeof(struct ulp_meta_func);
+        Rec first, rec;
+        size_t n;
+        int r = pf_section(pf, ULP_SECTION_FUNCS, sz, &first, &n);
+        if (r < 0 || n == 0)
+                return r;
+        if (!(m->funcs = calloc(n, sizeof(PatchFunc))))
+                return -ENOMEM;
+        m->n_funcs = n;           /* zeroed: patchmeta_free() copes with a partial read */
+
+        for (size_t i = 0; i < n; i++) {
+                PatchFunc *f = &m->funcs[i];
+                rec_seek(&rec, &first, sz, i);
+                f->pos = rec_u32(&rec, F(ulp_meta_func, pos));
+                if ((r = rec_check_magic(pf, &rec)) < 0 ||
+                    (r = rec_string(pf, &rec, F(ulp_meta_func, object), "object", true, &f->object)) < 0 ||
+                    (r = rec_string(pf, &rec, F(ulp_meta_func, symbol), "symbol", true, &f->symbol)) < 0 ||
+                    (r = rec_code(pf, &rec, F(ulp_meta_func, new_func), "new function", true,
+                                  &f->new_vaddr)) < 0 ||
+                    (r = rec_string(pf, &rec, F(ulp_meta_func, new_name), "new name", false,
+                                    &f->new_name)) < 0)
+                        return r;
+                if (!*f->symbol)
+                        return pf_error(pf, -EBADMSG, "%s[%zu]: empty symbol name", rec.sect, i);
+                if (!f->new_name && !(f->new_name = strdup("")))
+                        return -ENOMEM;
+        }
+        return 0;
+}
+
+static int read_refs(PatchFile *pf, PatchMeta *m) {
+        const size_t sz = sizeof(struct ulp_meta_ref);
+        Rec first, rec;
+        size_t n;
+        int r = pf_section(pf, ULP_SECTION_REFS, sz, &first, &n);
+        if (r < 0 || n == 0)
+                return r;
+        if (!(m->refs = calloc(n, sizeof(PatchRef))))
+                return -ENOMEM;
+        m->n_refs = n;           /* zeroed: patchmeta_free() copes with a partial read */
+
+        for (size_t i = 0; i < n; i++) {
+                PatchRef *f = &m->refs[i];
+                rec_seek(&rec, &first, sz, i);
+                f->pos = rec_u32(&rec, F(ulp_meta_ref, pos));
+                if ((r = rec_check_magic(pf, &rec)) < 0 ||
+                    (r = rec_string(pf, &rec, F(ulp_meta_ref, object), "object", true, &f->object)) < 0 ||
+                    (r = rec_string(pf, &rec, F(ulp_meta_ref, symbol), "symbol", true, &f->symbol)) < 0 ||
+                    (r = rec_pointer(pf, &rec, F(ulp_meta_ref, slot), "slot", &f->slot_vaddr)) < 0)
+                        return r;
+                if (!*f->symbol)
+                        return pf_error(pf, -EBADMSG, "%s[%zu]: empty symbol name", rec.sect, i);
+                /* The slot is written before any new function runs: it must be patch data. */
+                if (!pf_writable(pf, f->slot_vaddr, sizeof(void *)))
+                        return pf_error(pf, -EBADMSG, "%s[%zu]: slot is not writable patch data",
+                                        rec.sect, i);
+        }
+        return 0;
+}
+
+/* Checks and lower-cases a build-id pin. */
+static int build_id_normalize(char *hex) {
+        size_t len = strlen(hex);
+
+        if (len == 0 || len % 2 != 0 || len > 2 * BUILD_ID_MAX)
+                return -EBADMSG;
+        for (char *p = hex; *p; p++) {
+                if (!isxdigit((unsigned char)*p))
+                        return -EBADMSG;
+                *p = (char)tolower((unsigned char)*p);
+        }
+        return 0;
+}
+
+static int read_build_ids(PatchFile *pf, PatchMeta *m) {
+        const size_t sz = sizeof(struct ulp_meta_build_id);
+        Rec first, rec;
+        size_t n;
+        int r = pf_section(pf, ULP_SECTION_BUILD_IDS, sz, &first, &n);
+        if (r < 0 || n == 0)
+                return r;
+        if (!(m->build_ids = calloc(n, sizeof(PatchBuildId))))
+                return -ENOMEM;
+        m->n_build_ids = n;           /* zeroed: patchmeta_free() copes with a partial read */
+
+        for (size_t i = 0; i < n; i++) {
+                PatchBuildId *b = &m->build_ids[i];
+                rec_seek(&rec, &first, sz, i);
+                if ((r = rec_check_magic(pf, &rec)) < 0 ||
+                    (r = rec_string(pf, &rec, F(ulp_meta_build_id, object), "object", true, &b->object)) < 0 ||
+                    (r = rec_string(pf, &rec, F(ulp_meta_build_id, build_id), "build-id", true, &b->hex)) < 0)
+                        return r;
+                if (build_id_normalize(b->hex) < 0)
+                        return pf_error(pf, -EBADMSG, "%s[%zu]: \"%s\" is not a hex build-id",
+                                        rec.sect, i, b->hex);
+        }
+        return 0;
+}
+
+static int read_callbacks(PatchFile *pf, PatchMeta *m) {
+        const size_t sz = sizeof(struct ulp_meta_callbacks);
+        Rec first, rec;
+        size_t n;
+        int r = pf_section(pf, ULP_SECTION_CALLBACKS, sz, &first, &n);
+        if (r < 0 || n == 0)
+                return r;
+        if (!(m->callbacks = calloc(n, sizeof(PatchCallbacks))))
+                return -ENOMEM;
+        m->n_callbacks = n;           /* zeroed: patchmeta_free() copes with a partial read */
+
+        for (size_t i = 0; i < n; i++) {
+                PatchCallbacks *c = &m->callbacks[i];
+                rec_seek(&rec, &first, sz, i);
+                if ((r = rec_check_magic(pf, &rec)) < 0 ||
+                    (r = rec_string(pf, &rec, F(ulp_meta_callbacks, object), "object", true, &c->object)) < 0 ||
+                    (r = rec_code(pf, &rec, F(ulp_meta_callbacks, pre_patch), "pre_patch", false,
+                                  &c->pre_patch)) < 0 ||
+                    (r = rec_code(pf, &rec, F(ulp_meta_callbacks, post_patch), "post_patch", false,
+                                  &c->post_patch)) < 0 ||
+                    (r = rec_code(pf, &rec, F(ulp_meta_callbacks, pre_unpatch), "pre_unpatch", false,
+                                  &c->pre_unpatch)) < 0 ||
+                    (r = rec_code(pf, &rec, F(ulp_meta_callbacks, post_unpatch), "post_unpatch", false,
+                                  &c->post_unpatch)) < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static int read_replace(PatchFile *pf, PatchMeta *m) {
+        const size_t sz = sizeof(struct ulp_meta_replace);
+        Rec first, rec;
+        size_t n;
+        int r = pf_section(pf, ULP_SECTION_REPLACE, sz, &first, &n);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n; i++) {
+                rec_seek(&rec, &first, sz, i);
+                if ((r = rec_check_magic(pf, &rec)) < 0)
+                        return r;
+                if (rec_u32(&rec, F(ulp_meta_replace, replace)))
+                        m->replace = true;
+        }
+        return 0;
+}
+
+/* The patch name from a file name: its basename without ".so". */
+static char *name_from_hint(const char *hint) {
+        const char *base = hint ? strrchr(hint, '/') : NULL;
+        base = base ? base + 1 : hint && *hint ? hint : "patch";
+
+        size_t len = strlen(base);
+        if (len > 3 && strcmp(base + len - 3, ".so") == 0)
+                len -= 3;
+        return strndup(base, len);
+}
+
+/* Opens the ELF and gathers what every record reader needs: segments and relocations. */
+static int patch_file_open(PatchFile *pf, int fd) {
+        GElf_Ehdr eh;
+
+        int r = elf_open_fd(fd, &pf->elf);
+        if (r < 0)
+                return pf_error(pf, r, "not an ELF file");
+        if (!gelf_getehdr(pf->elf, &eh) || eh.e_machine != EM_X86_64 || eh.e_type != ET_DYN)
+                return pf_error(pf, -ENOEXEC, "not an x86-64 shared object");
+        pf->raw = (const unsigned char *)elf_rawfile(pf->elf, &pf->raw_size);
+        if (!pf->raw)
+                return pf_error(pf, -EBADMSG, "cannot read the file: %s", elf_errmsg(-1));
+        r = pf_read_segments(pf);
+        if (r < 0)
+                return r;
+        return pf_read_relocs(pf);
+}
+
+static void patchmeta_freep(PatchMeta **m) {
+        patchmeta_free(*m);
+}
+
+int patchmeta_read(int fd, const char *name_hint, PatchMeta **ret, char *errbuf, size_t errlen) {
+        _cleanup_(patch_file_done) PatchFile pf = { .errbuf = errbuf, .errlen = errlen };
+        _cleanup_(patchmeta_freep) PatchMeta *m = calloc(1, sizeof(PatchMeta));
+        int r;
+
+        if (!m)
+                return -ENOMEM;
+        if ((r = patch_file_open(&pf, fd)) < 0 ||
+            (r = read_info(&pf, m)) < 0 ||
+            (r = read_funcs(&pf, m)) < 0 ||
+            (r = read_refs(&pf, m)) < 0 ||
+            (r = read_build_ids(&pf, m)) < 0 ||
+            (r = read_callbacks(&pf, m)) < 0 ||
+            (r = read_replace(&pf, m)) < 0)
+                return r == -ENOMEM ? pf_error(&pf, r, "out of memory") : r;
+        if (m->n_funcs == 0)
+                return pf_error(&pf, -ENOMSG, "no ulp metadata (no %s record)", ULP_SECTION_FUNCS);
+
+        if (!m->name && !(m->name = name_from_hint(name_hint)))
+                return -ENOMEM;
+        if (!m->description && !(m->description = strdup("")))
+                return -ENOMEM;
+        r = elf_read_build_id(pf.elf, m->build_id, sizeof(m->build_id));
+        m->build_id_len = r > 0 ? (size_t)r : 0;
+        *ret = TAKE_PTR(m);
+        return 0;
+}
+
+void patchmeta_free(PatchMeta *m) {
+        if (!m)
+                return;
+        for (size_t i = 0; i < m->n_funcs; i++) {
+                free(m->funcs[i].object);
+                free(m->funcs[i].symbol);
+                free(m->funcs[i].new_name);
+        }
+        for (size_t i = 0; i < m->n_refs; i++) {
+                free(m->refs[i].object);
+                free(m->refs[i].symbol);
+        }
+        for (size_t i = 0; i < m->n_build_ids; i++) {
+                free(m->build_ids[i].object);
+                free(m->build_ids[i].hex);
+        }
+        for (size_t i = 0; i < m->n_callbacks; i++)
+                free(m->callbacks[i].object);
+        free(m->funcs);
+        free(m->refs);
+        free(m->build_ids);
+        free(m->callbacks);
+        free(m->name);
+        free(m->description);
+        free(m);
+}
+
+const char *patchmeta_build_id_for(const PatchMeta *m, const char *object) {
+        for (size_t i = 0; i < m->n_build_ids; i++)
+                if (strcmp(m->build_ids[i].object, object ? object : "") == 0)
+                        return m->build_ids[i].hex;
+        return NULL;
+}
