@@ -14,6 +14,9 @@
 #include <stdint.h>
 
 #define STUB_MAX_SIZE 128
+/* Largest table_order stub_build accepts (n*8 is a disp32 in the stub); it returns
+ * -EINVAL for an order outside 1..STUB_MAX_ORDER. */
+#define STUB_MAX_ORDER 28
 
 typedef struct StubParams {
         uint64_t stub_addr;          /* where the stub will live in the target */

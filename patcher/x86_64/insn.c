@@ -1,0 +1,172 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Classification of decoded x86-64 instructions for the relocator (insn.h). */
+
+#include <errno.h>
+#include <string.h>
+
+#include "common/macro.h"
+#include "patcher/x86_64/insn.h"
+
+int insn_open(csh *ret) {
+        csh h;
+
+        if (cs_open(CS_ARCH_X86, CS_MODE_64, &h) != CS_ERR_OK)
+                return -ENOMEM;
+        if (cs_option(h, CS_OPT_DETAIL, CS_OPT_ON) != CS_ERR_OK) {
+                cs_close(&h);
+                return -EIO;
+        }
+        *ret = h;
+        return 0;
+}
+
+void insn_closep(csh *h) {
+        if (*h)
+                cs_close(h);
+}
+
+void insn_freep(cs_insn **insn) {
+        if (*insn)
+                cs_free(*insn, 1);
+}
+
+bool insn_is_endbr64(const uint8_t *code, uint64_t size) {
+        static const uint8_t endbr64[] = { 0xf3, 0x0f, 0x1e, 0xfa };
+
+        return size >= sizeof(endbr64) && memcmp(code, endbr64, sizeof(endbr64)) == 0;
+}
+
+static int32_t read_i32(const uint8_t *p) {
+        int32_t v;
+
+        memcpy(&v, p, sizeof(v));
+        return v;
+}
+
+/* Skips legacy prefixes and REX; notes the ones that matter to branches. Returns the
+ * offset of the first opcode byte, or size when there is none. */
+static size_t skip_prefixes(const uint8_t *b, size_t size, bool *opsize, bool *notrack) {
+        size_t i = 0;
+
+        for (; i < size; i++) {
+                if (b[i] == 0x66)
+                        *opsize = true;
+                else if (b[i] == 0x3e)
+                        *notrack = true;
+                else if (!memchr((const uint8_t[]) { 0x26, 0x2e, 0x36, 0x64, 0x65, 0x67,
+                                                     0xf0, 0xf2, 0xf3 }, b[i], 9))
+                        break;
+        }
+        if (i < size && (b[i] & 0xf0) == 0x40)
+                i++;
+        return i;
+}
+
+/* Direct relative branches, recognised by opcode: kind, condition and the length the
+ * encoding must have (opcode and displacement). Returns false for anything else. */
+static bool classify_relative(const uint8_t *op, size_t left, InsnInfo *info, size_t *len) {
+        if (op[0] >= 0x70 && op[0] <= 0x7f) {
+                *info = (InsnInfo) { .kind = INSN_JCC_REL, .cc = op[0] & 0xf };
+                *len = 2;
+        } else if (left >= 2 && op[0] == 0x0f && op[1] >= 0x80 && op[1] <= 0x8f) {
+                *info = (InsnInfo) { .kind = INSN_JCC_REL, .cc = op[1] & 0xf };
+                *len = 6;
+        } else if (op[0] == 0xeb || op[0] == 0xe9) {
+                *info = (InsnInfo) { .kind = INSN_JMP_REL };
+                *len = op[0] == 0xeb ? 2 : 5;
+        } else if (op[0] == 0xe8) {
+                *info = (InsnInfo) { .kind = INSN_CALL_REL };
+                *len = 5;
+        } else if (op[0] >= 0xe0 && op[0] <= 0xe3) {
+                *info = (InsnInfo) { .kind = INSN_LOOP_REL };
+                *len = 2;
+        } else
+                return false;
+        return true;
+}
+
+/* Finds a [rip + disp32] operand and checks capstone's displacement offset against the
+ * bytes, and that no RIP-relative ModRM escaped the operand list. */
+static int classify_rip(const cs_insn *insn, InsnInfo *info) {
+        const cs_x86 *x = &insn->detail->x86;
+
+        for (unsigned i = 0; i < x->op_count; i++) {
+                const cs_x86_op *o = &x->operands[i];
+
+                if (o->type != X86_OP_MEM || o->mem.base != X86_REG_RIP)
+                        continue;
+                if (x->encoding.disp_size != 4 || x->encoding.disp_offset == 0 ||
+                    x->encoding.disp_offset + 4u > insn->size ||
+                    read_i32(insn->bytes + x->encoding.disp_offset) != (int32_t)o->mem.disp)
+                        return -ENOTSUP;
+                info->rip_relative = true;
+                info->disp_offset = x->encoding.disp_offset;
+                info->rip_target = insn->address + insn->size + (int64_t)(int32_t)o->mem.disp;
+                info->rip_no_index = o->mem.index == X86_REG_INVALID;
+                return 0;
+        }
+        /* mod=00 rm=101 is [rip + disp32] in 64-bit mode whatever the opcode. */
+        if (x->encoding.modrm_offset != 0 && x->encoding.modrm_offset < insn->size &&
+            (insn->bytes[x->encoding.modrm_offset] & 0xc7) == 0x05)
+                return -ENOTSUP;
+        return 0;
+}
+
+static bool has_group(const cs_insn *insn, uint8_t group) {
+        for (unsigned i = 0; i < insn->detail->groups_count; i++)
+                if (insn->detail->groups[i] == group)
+                        return true;
+        return false;
+}
+
+/* See insn.h. Relative targets are computed from the bytes, not taken from capstone,
+ * and must agree with capstone's immediate operand. */
+int insn_classify(const cs_insn *insn, InsnInfo *ret) {
+        const uint8_t *b = insn->bytes;
+        bool opsize = false, notrack = false;
+        InsnInfo info = { .kind = INSN_PLAIN };
+        size_t i, len;
+        int r;
+
+        i = skip_prefixes(b, insn->size, &opsize, &notrack);
+        if (i >= insn->size)
+                return -ENOTSUP;
+
+        if (classify_relative(b + i, insn->size - i, &info, &len)) {
+                int64_t rel = len == 2 ? (int8_t)b[insn->size - 1] : read_i32(b + insn->size - 4);
+                const cs_x86 *x = &insn->detail->x86;
+
+                if (i + len != insn->size || x->op_count < 1 || x->operands[0].type != X86_OP_IMM)
+                        return -ENOTSUP;
+                info.has_target = true;
+                info.target = insn->address + insn->size + rel;
+                if ((uint64_t)x->operands[0].imm != info.target)
+                        return -ENOTSUP;
+                if (opsize) /* truncates RIP to 16 bits: never in real code */
+                        info.kind = INSN_UNSUPPORTED;
+        } else if (b[i] == 0xff && i + 1 < insn->size && ((b[i + 1] >> 3) & 7) == 2)
+                info.kind = INSN_CALL_INDIRECT;
+        else if (b[i] == 0xff && i + 1 < insn->size && ((b[i + 1] >> 3) & 7) == 4)
+                info.kind = INSN_JMP_INDIRECT;
+        else if (b[i] == 0xc3 || b[i] == 0xc2)
+                info.kind = INSN_RET;
+        else if (has_group(insn, CS_GRP_JUMP) || has_group(insn, CS_GRP_CALL) ||
+                 has_group(insn, CS_GRP_RET) || has_group(insn, CS_GRP_IRET) ||
+                 has_group(insn, CS_GRP_BRANCH_RELATIVE) || insn->id == X86_INS_XBEGIN) {
+                const cs_x86 *x = &insn->detail->x86;
+
+                info.kind = INSN_UNSUPPORTED;
+                if (x->op_count >= 1 && x->operands[0].type == X86_OP_IMM) {
+                        info.has_target = true;
+                        info.target = x->operands[0].imm;
+                }
+        }
+        info.opcode_off = i;
+        info.notrack = notrack;
+
+        r = classify_rip(insn, &info);
+        if (r < 0)
+                return r;
+        *ret = info;
+        return 0;
+}
