@@ -136,27 +136,98 @@ static const Dwfl_Thread_Callbacks thread_callbacks = {
         /* no detach, no thread_detach: we never attached */
 };
 
+/* A module libdwfl already has, as found before a new report. */
+typedef struct KnownModule {
+        Dwfl_Module *mod;
+        const char *name, *file;
+        Dwarf_Addr low, high, bias;
+} KnownModule;
+
+typedef struct KnownModules {
+        KnownModule *v;
+        size_t n, alloc;
+} KnownModules;
+
+static int known_add_cb(Dwfl_Module *mod, void **userdata, const char *name, Dwarf_Addr start,
+                        void *arg) {
+        KnownModules *k = arg;
+        KnownModule *e;
+
+        if (k->n == k->alloc) {
+                size_t alloc = k->alloc ? k->alloc * 2 : 32;
+                KnownModule *v = reallocarray(k->v, alloc, sizeof(*v));
+                if (!v)
+                        return DWARF_CB_ABORT;
+                k->v = v;
+                k->alloc = alloc;
+        }
+        e = &k->v[k->n++];
+        e->mod = mod;
+        e->name = dwfl_module_info(mod, NULL, &e->low, &e->high, NULL, NULL, &e->file, NULL);
+        if (!dwfl_module_getelf(mod, &e->bias))
+                e->file = NULL; /* cannot be matched */
+        return DWARF_CB_OK;
+}
+
+/* The module libdwfl already has for m: same name, same file (its map_files path, which
+ * names the mapping), same bias and, when both have one, same build-id. */
+static const KnownModule *known_find(const KnownModules *k, const Module *m, const char *name) {
+        for (size_t i = 0; i < k->n; i++) {
+                const KnownModule *e = &k->v[i];
+                const unsigned char *bits;
+                GElf_Addr vaddr;
+                int len;
+
+                if (!e->name || !e->file || strcmp(e->name, name) != 0 ||
+                    strcmp(e->file, m->open_path) != 0 || e->bias != m->bias)
+                        continue;
+                len = dwfl_module_build_id(e->mod, &bits, &vaddr);
+                if (len > 0 && m->build_id_len > 0 &&
+                    ((size_t) len != m->build_id_len || memcmp(bits, m->build_id, len) != 0))
+                        continue;
+                return e;
+        }
+        return NULL;
+}
+
 /* Reports mods to libdwfl as the complete module set, replacing the previous one.
- * Modules reported again with the same file and range are kept by libdwfl with their
- * parsed CFI. A module libdwfl refuses (unreadable file) is left out and counted: frames
- * inside it will be "outside any module", which is unreliable, never wrong. */
+ * Modules libdwfl already has are re-reported by range (dwfl_report_module), which keeps
+ * them with their parsed CFI: dwfl_report_elf cannot re-report a module (it opens the
+ * file again, and a different fd counts as an overlap, which drops the module). A module
+ * libdwfl refuses (unreadable file) is left out and counted: frames inside it will be
+ * "outside any module", which is unreliable, never wrong. */
 static int report_modules(Unwinder *u, const ModuleList *mods) {
+        KnownModules known = {};
         size_t ok = 0, failed = 0;
+
+        ptrdiff_t r = dwfl_getmodules(u->dwfl, known_add_cb, &known, 0);
+        if (r != 0) {
+                free(known.v);
+                return r > 0 ? -ENOMEM : dwfl_failure();
+        }
 
         dwfl_report_begin(u->dwfl);
         for (size_t i = 0; i < mods->n; i++) {
                 const Module *m = &mods->v[i];
+                const char *name = m->path ? m->path : m->open_path;
+                const KnownModule *e;
+                Dwfl_Module *dm;
 
                 if (!m->open_path)
                         continue;
-                /* add_p_vaddr: base is the load bias (runtime = vaddr + bias), also for
-                 * libraries whose first PT_LOAD is not at vaddr 0 (prelinked). */
-                if (dwfl_report_elf(u->dwfl, m->path ? m->path : m->open_path, m->open_path,
-                                    -1, m->bias, true))
+                e = known_find(&known, m, name);
+                if (e)
+                        dm = dwfl_report_module(u->dwfl, e->name, e->low, e->high);
+                else
+                        /* add_p_vaddr: base is the load bias (runtime = vaddr + bias),
+                         * right also for libraries whose first PT_LOAD is not at 0. */
+                        dm = dwfl_report_elf(u->dwfl, name, m->open_path, -1, m->bias, true);
+                if (dm)
                         ok++;
                 else
                         failed++;
         }
+        free(known.v);
         if (dwfl_report_end(u->dwfl, NULL, NULL) != 0)
                 return dwfl_failure();
         u->n_reported = ok;

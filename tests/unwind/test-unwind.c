@@ -1,0 +1,431 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Integration tests of unwind/: threads of victim-unwind, stopped here with a few lines
+ * of ptrace, unwound, their frames symbolized (by a separate libdwfl session on the
+ * victim's symbol tables) and compared with the chains the victim is known to sit in.
+ */
+
+#include <elfutils/libdwfl.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ptrace.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/macro.h"
+#include "elf/module.h"
+#include "tests/test.h"
+#include "unwind/unwind.h"
+
+#ifndef VICTIM_PATH
+#error "VICTIM_PATH must be defined"
+#endif
+
+#if defined(__SANITIZE_ADDRESS__)
+#define SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SANITIZED 1
+#endif
+#endif
+#ifndef SANITIZED
+#define SANITIZED 0
+#endif
+
+enum { ROLE_MAIN, ROLE_CHAIN, ROLE_NOCFI, ROLE_ANON, ROLE_SIGNAL, ROLE_DEEP, ROLE_MAX };
+static const char *const role_names[ROLE_MAX] = {
+        "main", "chain", "nocfi", "anon", "signal", "deep",
+};
+
+typedef struct Victim {
+        pid_t pid;
+        pid_t tids[ROLE_MAX];
+        ModuleList mods;
+        Dwfl *sym;               /* symbolizer, independent of the code under test */
+        pid_t stopped;           /* thread we seized, 0 when none */
+} Victim;
+
+static Victim victim;
+
+/* Kills the victim and reaps it and its threads (we may be their tracer). */
+static void victim_kill(void) {
+        if (victim.pid <= 0)
+                return;
+        kill(victim.pid, SIGKILL);
+        while (waitpid(-1, NULL, __WALL) > 0 || errno == EINTR)
+                ;
+        if (victim.sym)
+                dwfl_end(victim.sym);
+        modulelist_done(&victim.mods);
+        victim = (Victim) {};
+}
+
+/* The state letter of /proc/PID/task/TID/stat, or 0. */
+static char thread_state(pid_t pid, pid_t tid) {
+        char path[64], buf[512];
+        ssize_t n;
+        int fd;
+
+        snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", pid, tid);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return 0;
+        n = read(fd, buf, sizeof(buf) - 1);
+        close(fd);
+        if (n <= 0)
+                return 0;
+        buf[n] = '\0';
+        char *p = strrchr(buf, ')');
+        return p && p[1] == ' ' ? p[2] : 0;
+}
+
+static const Dwfl_Callbacks sym_callbacks = {
+        .find_elf = dwfl_linux_proc_find_elf,
+        .find_debuginfo = dwfl_standard_find_debuginfo,
+};
+
+/* Starts the victim, learns its thread ids, waits until every thread sleeps (parked in
+ * its chain) and reads its modules. */
+static void victim_start(void) {
+        int p[2];
+        char line[128];
+        FILE *f;
+
+        victim_kill();
+        ASSERT_OK(pipe2(p, O_CLOEXEC));
+        victim.pid = fork();
+        ASSERT_TRUE(victim.pid >= 0);
+        if (victim.pid == 0) {
+                dup2(p[1], STDOUT_FILENO);
+                execl(VICTIM_PATH, VICTIM_PATH, (char *) NULL);
+                _exit(127);
+        }
+        close(p[1]);
+        f = fdopen(p[0], "r");
+        ASSERT_TRUE(f);
+        while (fgets(line, sizeof(line), f) && strcmp(line, "ready\n") != 0) {
+                char role[32];
+                int tid;
+                if (sscanf(line, "%31s %d", role, &tid) != 2)
+                        continue;
+                for (int i = 0; i < ROLE_MAX; i++)
+                        if (strcmp(role, role_names[i]) == 0)
+                                victim.tids[i] = tid;
+        }
+        fclose(f);
+        for (int i = 0; i < ROLE_MAX; i++) {
+                ASSERT_TRUE(victim.tids[i] > 0);
+                for (int k = 0; k < 2000 && thread_state(victim.pid, victim.tids[i]) != 'S'; k++)
+                        usleep(1000);
+                ASSERT_EQ(thread_state(victim.pid, victim.tids[i]), 'S');
+        }
+        /* The last instructions before the blocking syscalls are not sleeping yet. */
+        usleep(20000);
+
+        ASSERT_OK(modules_read(victim.pid, &victim.mods));
+        victim.sym = dwfl_begin(&sym_callbacks);
+        ASSERT_TRUE(victim.sym);
+        ASSERT_OK(dwfl_linux_proc_report(victim.sym, victim.pid) == 0 ? 0 : -EIO);
+        ASSERT_OK(dwfl_report_end(victim.sym, NULL, NULL) == 0 ? 0 : -EIO);
+}
+
+/* Stops one thread the way the patcher does: seize, interrupt, wait, read registers. */
+static void thread_stop(pid_t tid, struct user_regs_struct *regs) {
+        int status;
+
+        ASSERT_OK(ptrace(PTRACE_SEIZE, tid, 0, 0));
+        victim.stopped = tid;
+        ASSERT_OK(ptrace(PTRACE_INTERRUPT, tid, 0, 0));
+        ASSERT_EQ(waitpid(tid, &status, __WALL), tid);
+        ASSERT_TRUE(WIFSTOPPED(status));
+        ASSERT_OK(ptrace(PTRACE_GETREGS, tid, 0, regs));
+}
+
+static void thread_resume(void) {
+        if (victim.stopped > 0)
+                ptrace(PTRACE_DETACH, victim.stopped, 0, 0);
+        victim.stopped = 0;
+}
+
+/* The unwind_read_fn of the real caller: process_vm_readv. */
+static int read_vm(void *userdata, uint64_t addr, void *buf, size_t len) {
+        pid_t pid = *(pid_t *) userdata;
+        struct iovec local = { buf, len }, remote = { (void *) (uintptr_t) addr, len };
+        ssize_t n = process_vm_readv(pid, &local, 1, &remote, 1, 0);
+
+        if (n < 0)
+                return negative_errno();
+        return (size_t) n == len ? 0 : -EIO;
+}
+
+/* Name of the function containing frame i of res ("?" if none). */
+static const char *frame_name(const UnwindResult *res, size_t i) {
+        uint64_t pc = i == 0 ? res->pcs[0] : res->pcs[i] - 1;
+        Dwfl_Module *mod = dwfl_addrmodule(victim.sym, pc);
+        const char *name = mod ? dwfl_module_addrname(mod, pc) : NULL;
+
+        /* The signal trampoline is "returned" to at its first byte: pc - 1 is the nop
+         * glibc puts before it, inside its FDE but in no symbol. */
+        if (!name && i > 0) {
+                mod = dwfl_addrmodule(victim.sym, res->pcs[i]);
+                name = mod ? dwfl_module_addrname(mod, res->pcs[i]) : NULL;
+        }
+        return name ? name : "?";
+}
+
+static void print_result(const char *what, const UnwindResult *res) {
+        fprintf(stderr, "  %s: %zu frames, %s%s%s\n", what, res->n,
+                res->reliable ? "reliable" : "unreliable",
+                res->reliable ? "" : ": ", res->reason);
+        for (size_t i = 0; i < res->n && i < 12; i++)
+                fprintf(stderr, "    #%-2zu 0x%012" PRIx64 " %s\n", i, res->pcs[i],
+                        frame_name(res, i));
+}
+
+/* Index of the first frame named name at or after from, or -1. */
+static long find_frame(const UnwindResult *res, size_t from, const char *name) {
+        for (size_t i = from; i < res->n; i++)
+                if (strcmp(frame_name(res, i), name) == 0)
+                        return (long) i;
+        return -1;
+}
+
+/* Asserts that names appear as consecutive frames, the first at or after from. */
+static long expect_chain(const UnwindResult *res, size_t from, const char *const *names,
+                         size_t n) {
+        long at = find_frame(res, from, names[0]);
+
+        if (at < 0)
+                TEST__FAIL("no frame %s", names[0]);
+        for (size_t k = 1; k < n; k++)
+                if ((size_t) at + k >= res->n || strcmp(frame_name(res, at + k), names[k]) != 0)
+                        TEST__FAIL("frame #%ld is %s, expected %s", at + (long) k,
+                                   (size_t) at + k < res->n ? frame_name(res, at + k) : "(end)",
+                                   names[k]);
+        return at;
+}
+
+/* Stops thread role, unwinds it with a fresh unwinder, resumes it. */
+static void unwind_role(int role, UnwindResult *res) {
+        struct user_regs_struct regs;
+        Unwinder *u;
+
+        ASSERT_OK(unwinder_new(victim.pid, &victim.mods, read_vm, &victim.pid, &u));
+        thread_stop(victim.tids[role], &regs);
+        int r = unwinder_unwind(u, victim.tids[role], &regs, res);
+        thread_resume();
+        unwinder_free(u);
+        ASSERT_OK(r);
+        ASSERT_TRUE(res->n > 0);
+        ASSERT_EQ_U64(res->pcs[0], regs.rip);
+        print_result(role_names[role], res);
+}
+
+TEST(main_thread_reliable) {
+        static const char *const chain[] = { "c", "b", "a", "main" };
+        UnwindResult res;
+
+        victim_start();
+        unwind_role(ROLE_MAIN, &res);
+        ASSERT_TRUE(res.reliable);
+        ASSERT_STREQ(res.reason, "");
+        /* c is right above the libc syscall wrapper it blocks in */
+        long at = expect_chain(&res, 0, chain, ELEMENTSOF(chain));
+        ASSERT_TRUE(at >= 1 && at <= 2);
+        ASSERT_STREQ(frame_name(&res, res.n - 1), "_start");
+        victim_kill();
+}
+
+TEST(pthread_reliable) {
+        static const char *const chain[] = { "f2", "f1", "chain_thread", "start_thread" };
+        UnwindResult res;
+
+        victim_start();
+        unwind_role(ROLE_CHAIN, &res);
+        ASSERT_TRUE(res.reliable);
+        long at = expect_chain(&res, 0, chain, ELEMENTSOF(chain));
+        ASSERT_TRUE(at >= 1 && at <= 2);
+        /* the clone3 child marks the end of the stack */
+        ASSERT_EQ((long) res.n, at + (long) ELEMENTSOF(chain) + 1);
+        ASSERT_STREQ(frame_name(&res, res.n - 1), "__clone3");
+        victim_kill();
+}
+
+TEST(no_cfi_unreliable) {
+        UnwindResult res;
+
+        victim_start();
+        unwind_role(ROLE_NOCFI, &res);
+        ASSERT_TRUE(!res.reliable);
+        ASSERT_TRUE(strstr(res.reason, "no CFI"));
+        ASSERT_TRUE(strstr(res.reason, "victim-unwind"));
+        /* the frame without CFI itself is found (by CFI of the one above it) */
+        long at = find_frame(&res, 0, "nocfi_park");
+        ASSERT_TRUE(at >= 1 && at <= 2);
+        char want[32];
+        snprintf(want, sizeof(want), "frame #%ld ", at);
+        ASSERT_TRUE(strstr(res.reason, want));
+        victim_kill();
+}
+
+TEST(anonymous_code_unreliable) {
+        UnwindResult res;
+
+        victim_start();
+        unwind_role(ROLE_ANON, &res);
+        ASSERT_TRUE(!res.reliable);
+        ASSERT_TRUE(strstr(res.reason, "frame #0 "));
+        ASSERT_TRUE(strstr(res.reason, "outside any module"));
+        ASSERT_TRUE(modules_find_addr(&victim.mods, res.pcs[0]) == NULL);
+        victim_kill();
+}
+
+TEST(signal_frame_unreliable) {
+        static const char *const inner[] = { "h_inner", "handler", "__restore_rt" };
+        static const char *const outer[] = { "sig_outer", "signal_thread", "start_thread",
+                                             "__clone3" };
+        UnwindResult res;
+
+        victim_start();
+        unwind_role(ROLE_SIGNAL, &res);
+        /* libdw unwinds through __restore_rt (CIE augmentation "S") into the interrupted
+         * frame and on to the end: the chain is complete and correct... */
+        long at = expect_chain(&res, 0, inner, ELEMENTSOF(inner));
+        long out = expect_chain(&res, at + ELEMENTSOF(inner), outer, ELEMENTSOF(outer));
+        ASSERT_EQ((long) res.n, out + (long) ELEMENTSOF(outer));
+        /* ...but code interrupted by a signal is not at a call site: never reliable. */
+        ASSERT_TRUE(!res.reliable);
+        ASSERT_TRUE(strstr(res.reason, "signal frame"));
+        victim_kill();
+}
+
+TEST(deep_recursion_capped) {
+        UnwindResult res;
+
+        victim_start();
+        unwind_role(ROLE_DEEP, &res);
+        ASSERT_TRUE(!res.reliable);
+        ASSERT_EQ(res.n, UNWIND_MAX_FRAMES);
+        ASSERT_TRUE(strstr(res.reason, "more than"));
+        for (size_t i = 3; i < res.n; i++)
+                ASSERT_STREQ(frame_name(&res, i), "deep");
+        victim_kill();
+}
+
+/* The unwinder is reused across threads and after its module set changes. */
+TEST(reuse_and_set_modules) {
+        static const char *const chain[] = { "c", "b", "a", "main" };
+        struct user_regs_struct regs;
+        UnwindResult res;
+        Unwinder *u;
+        size_t n_ok = 0, n_failed = 0;
+
+        victim_start();
+        ASSERT_OK(unwinder_new(victim.pid, &victim.mods, read_vm, &victim.pid, &u));
+        unwinder_module_counts(u, &n_ok, &n_failed);
+        ASSERT_EQ(n_ok, victim.mods.n);
+        ASSERT_EQ(n_failed, 0);
+
+        /* Without the main executable, main's frames are outside any module. */
+        ModuleList without_main = victim.mods;
+        ASSERT_TRUE(victim.mods.v[0].is_main);
+        without_main.v++;
+        without_main.n--;
+        ASSERT_OK(unwinder_set_modules(u, &without_main));
+        unwinder_module_counts(u, &n_ok, &n_failed);
+        ASSERT_EQ(n_ok, without_main.n);
+        ASSERT_EQ(n_failed, 0);
+
+        thread_stop(victim.tids[ROLE_MAIN], &regs);
+        ASSERT_OK(unwinder_unwind(u, victim.tids[ROLE_MAIN], &regs, &res));
+        print_result("main, executable not reported", &res);
+        ASSERT_TRUE(!res.reliable);
+        ASSERT_TRUE(strstr(res.reason, "outside any module"));
+
+        /* twice: the second time every module is already known and kept */
+        for (int k = 0; k < 2; k++) {
+                ASSERT_OK(unwinder_set_modules(u, &victim.mods));
+                unwinder_module_counts(u, &n_ok, &n_failed);
+                ASSERT_EQ(n_ok, victim.mods.n);
+                ASSERT_EQ(n_failed, 0);
+        }
+        ASSERT_OK(unwinder_unwind(u, victim.tids[ROLE_MAIN], &regs, &res));
+        ASSERT_TRUE(res.reliable);
+        expect_chain(&res, 0, chain, ELEMENTSOF(chain));
+        thread_resume();
+
+        /* the same unwinder on the other threads, in between */
+        thread_stop(victim.tids[ROLE_NOCFI], &regs);
+        ASSERT_OK(unwinder_unwind(u, victim.tids[ROLE_NOCFI], &regs, &res));
+        ASSERT_TRUE(!res.reliable);
+        thread_resume();
+        thread_stop(victim.tids[ROLE_CHAIN], &regs);
+        ASSERT_OK(unwinder_unwind(u, victim.tids[ROLE_CHAIN], &regs, &res));
+        ASSERT_TRUE(res.reliable);
+        thread_resume();
+
+        unwinder_free(u);
+        victim_kill();
+}
+
+static int cmp_u64(const void *a, const void *b) {
+        uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
+        return x < y ? -1 : x > y;
+}
+
+static uint64_t now_ns(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000000u + (uint64_t) ts.tv_nsec;
+}
+
+/* The per-thread stack check of a transition: median over 1000 unwinds of one stopped
+ * thread, with a warm unwinder (its first unwind, which loads CFI, is timed apart). */
+TEST(benchmark_unwind) {
+        enum { N = 1000 };
+        static uint64_t t[N];
+        struct user_regs_struct regs;
+        UnwindResult res;
+        Unwinder *u;
+
+        victim_start();
+        ASSERT_OK(unwinder_new(victim.pid, &victim.mods, read_vm, &victim.pid, &u));
+        thread_stop(victim.tids[ROLE_CHAIN], &regs);
+        uint64_t t0 = now_ns();
+        ASSERT_OK(unwinder_unwind(u, victim.tids[ROLE_CHAIN], &regs, &res));
+        uint64_t cold = now_ns() - t0;
+        ASSERT_TRUE(res.reliable);
+        for (int i = 0; i < N; i++) {
+                t0 = now_ns();
+                ASSERT_OK(unwinder_unwind(u, victim.tids[ROLE_CHAIN], &regs, &res));
+                t[i] = now_ns() - t0;
+                ASSERT_TRUE(res.reliable);
+        }
+        thread_resume();
+        unwinder_free(u);
+        qsort(t, N, sizeof(t[0]), cmp_u64);
+        fprintf(stderr, "  unwind of a %zu-frame stack: median %.1f us, p90 %.1f us, "
+                "max %.1f us, first (cold) %.1f us%s\n", res.n, t[N / 2] / 1e3,
+                t[N * 9 / 10] / 1e3, t[N - 1] / 1e3, cold / 1e3,
+                SANITIZED ? " (sanitized build)" : "");
+        if (!SANITIZED)
+                ASSERT_TRUE(t[N / 2] < 50000);
+        victim_kill();
+}
+
+static void cleanup_at_exit(void) {
+        thread_resume();
+        victim_kill();
+}
+
+__attribute__((constructor)) static void register_cleanup(void) {
+        atexit(cleanup_at_exit);
+}
+
+TEST_MAIN()
