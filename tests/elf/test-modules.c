@@ -1,3 +1,237 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+
+/* modules_read() on live processes: the fixture run as a child (PIE, non-PIE, and with
+ * its file replaced on disk), and ourselves with a ulp-patch memfd mapped. */
+
+#include <elf.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/mman.h>
+#include <sys/sendfile.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/macro.h"
+#include "elf/module.h"
+#include "elf/symtab.h"
 #include "test.h"
+
+typedef struct Child {
+        pid_t pid;
+        int in_fd;               /* the child's stdin: it exits when we close this */
+        uint64_t compute, helper_main, helper_other; /* runtime addresses it printed */
+} Child;
+
+/* Starts path with "wait" and reads the addresses it prints. */
+static int child_start(const char *path, Child *c) {
+        int in[2], out[2];
+
+        if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0)
+                return -errno;
+        c->pid = fork();
+        if (c->pid < 0)
+                return -errno;
+        if (c->pid == 0) {
+                dup2(in[0], STDIN_FILENO);
+                dup2(out[1], STDOUT_FILENO);
+                execl(path, path, "wait", (char *)NULL);
+                _exit(127);
+        }
+        close(in[0]);
+        close(out[1]);
+        c->in_fd = in[1];
+
+        FILE *f = fdopen(out[0], "r");
+        unsigned long long a = 0, b = 0, d = 0;
+        int n = f ? fscanf(f, "%llx %llx %llx", &a, &b, &d) : -1;
+        if (f)
+                fclose(f);
+        c->compute = a, c->helper_main = b, c->helper_other = d;
+        return n == 3 ? 0 : -EIO;
+}
+
+static void child_stop(Child *c) {
+        if (c->pid <= 0)
+                return;
+        close(c->in_fd);
+        waitpid(c->pid, NULL, 0);
+        c->pid = 0;
+}
+
+static void symtab_freep(SymTab **st) {
+        symtab_free(*st);
+}
+
+static ssize_t module_index(const ModuleList *l, const Module *m) {
+        return m ? m - l->v : -1;
+}
+
+TEST(pie_main_and_bias) {
+        _cleanup_(child_stop) Child c = {};
+        _cleanup_(modulelist_done) ModuleList l = {};
+        _cleanup_(symtab_freep) SymTab *st = NULL;
+        char real[PATH_MAX], prefix[64], hex[2 * BUILD_ID_MAX + 1];
+        Symbol s;
+
+        ASSERT_OK(child_start(FIXTURE_PIE, &c));
+        ASSERT_OK(modules_read(c.pid, &l));
+        ASSERT_TRUE(l.n >= 3);
+        const Module *m = &l.v[0];
+        ASSERT_TRUE(m->is_main);
+        ASSERT_TRUE(modules_find_object(&l, "") == m);
+        ASSERT_TRUE(realpath(FIXTURE_PIE, real) != NULL);
+        ASSERT_STREQ(m->path, real);
+        ASSERT_EQ(m->e_type, ET_DYN);
+        ASSERT_TRUE(!m->deleted && !m->is_patch && m->soname == NULL);
+        snprintf(prefix, sizeof(prefix), "/proc/%d/map_files/", (int)c.pid);
+        ASSERT_TRUE(strncmp(m->open_path, prefix, strlen(prefix)) == 0);
+        build_id_to_hex(m->build_id, m->build_id_len, hex);
+        ASSERT_STREQ(hex, FIXTURE_BUILD_ID);
+
+        ASSERT_OK(symtab_open(m->open_path, &st));
+        ASSERT_OK(symtab_lookup(st, "fixture_compute", 0, &s));
+        ASSERT_TRUE(m->bias != 0);
+        ASSERT_EQ_U64(m->bias, c.compute - s.value);
+        ASSERT_TRUE(modules_find_addr(&l, c.compute) == m);
+        /* pos counts the locals in link order: fixture-main.c, then fixture-other.c. */
+        ASSERT_OK(symtab_lookup(st, "helper", 1, &s));
+        ASSERT_EQ_U64(s.value + m->bias, c.helper_main);
+        ASSERT_OK(symtab_lookup(st, "helper", 2, &s));
+        ASSERT_EQ_U64(s.value + m->bias, c.helper_other);
+        /* The span covers .bss (the static counter) too. */
+        ASSERT_OK(symtab_lookup(st, "fixture_counter", 0, &s));
+        ASSERT_TRUE(modules_find_addr(&l, s.value + m->bias) == m);
+        for (size_t i = 1; i < l.n; i++)
+                ASSERT_TRUE(!l.v[i].is_main);
+}
+
+TEST(load_order) {
+        _cleanup_(child_stop) Child c = {};
+        _cleanup_(modulelist_done) ModuleList l = {};
+        _cleanup_(symtab_freep) SymTab *st = NULL;
+        Symbol s;
+
+        ASSERT_OK(child_start(FIXTURE_PIE, &c));
+        ASSERT_OK(modules_read(c.pid, &l));
+        const Module *libc = modules_find_object(&l, "libc.so.6");
+        const Module *libm = modules_find_object(&l, "libm.so.6");
+        const Module *ld = modules_find_object(&l, "ld-linux-x86-64.so.2");
+        ASSERT_TRUE(libc && libm && ld);
+        ASSERT_STREQ(libc->soname, "libc.so.6");
+        ASSERT_EQ(libc->e_type, ET_DYN);
+        ASSERT_TRUE(libc->build_id_len > 0);
+        /* The link_map order is main, libm, libc, ld.so; libm is mapped first, so in
+         * (top-down) address order it would come after libc. */
+        ASSERT_TRUE(l.v[0].is_main);
+        ASSERT_TRUE(module_index(&l, libm) < module_index(&l, libc));
+        ASSERT_TRUE(module_index(&l, libc) < module_index(&l, ld));
+        ASSERT_TRUE(modules_find_object(&l, "libnothere.so.9") == NULL);
+
+        ASSERT_OK(symtab_open(libc->open_path, &st));
+        ASSERT_OK(symtab_lookup_exported(st, "malloc", &s));
+        ASSERT_TRUE(modules_find_addr(&l, s.value + libc->bias) == libc);
+}
+
+TEST(non_pie) {
+        _cleanup_(child_stop) Child c = {};
+        _cleanup_(modulelist_done) ModuleList l = {};
+        _cleanup_(symtab_freep) SymTab *st = NULL;
+        Symbol s;
+
+        ASSERT_OK(child_start(FIXTURE_NOPIE, &c));
+        ASSERT_OK(modules_read(c.pid, &l));
+        const Module *m = modules_find_object(&l, "");
+        ASSERT_TRUE(m == &l.v[0]);
+        ASSERT_EQ(m->e_type, ET_EXEC);
+        ASSERT_EQ_U64(m->bias, 0);
+        ASSERT_OK(symtab_open(m->open_path, &st));
+        ASSERT_OK(symtab_lookup(st, "fixture_compute", 0, &s));
+        ASSERT_EQ_U64(s.value, c.compute);
+        ASSERT_TRUE(m->start <= c.compute && c.compute < m->end);
+}
+
+static int copy_file(const char *from, const char *to) {
+        _cleanup_close_ int in = open(from, O_RDONLY | O_CLOEXEC);
+        _cleanup_close_ int out = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
+        struct stat st;
+
+        if (in < 0 || out < 0 || fstat(in, &st) < 0)
+                return -errno;
+        for (off_t done = 0; done < st.st_size; ) {
+                ssize_t n = sendfile(out, in, NULL, (size_t)(st.st_size - done));
+                if (n <= 0)
+                        return n < 0 ? -errno : -EIO;
+                done += n;
+        }
+        return 0;
+}
+
+TEST(replaced_on_disk) {
+        _cleanup_(child_stop) Child c = {};
+        _cleanup_(modulelist_done) ModuleList l = {};
+        _cleanup_(symtab_freep) SymTab *mapped = NULL;
+        _cleanup_(symtab_freep) SymTab *on_disk = NULL;
+        char dir[] = "/tmp/ulp-elf-test.XXXXXX", path[64];
+        Symbol s, t;
+
+        ASSERT_TRUE(mkdtemp(dir) != NULL);
+        snprintf(path, sizeof(path), "%s/fixture", dir);
+        ASSERT_OK(copy_file(FIXTURE_PIE, path));
+        ASSERT_OK(child_start(path, &c));
+        /* A new build is installed over it: a new inode at the same path. */
+        ASSERT_OK(unlink(path));
+        ASSERT_OK(copy_file(FIXTURE_NOPIE, path));
+
+        int r = modules_read(c.pid, &l);
+        int r2 = symtab_open(path, &on_disk);
+        unlink(path);
+        rmdir(dir);
+        ASSERT_OK(r);
+        ASSERT_OK(r2);
+        const Module *m = &l.v[0];
+        ASSERT_TRUE(m->is_main && m->deleted);
+        ASSERT_STREQ(m->path, path);
+        ASSERT_EQ(m->e_type, ET_DYN);
+        ASSERT_OK(symtab_open(m->open_path, &mapped));
+        ASSERT_OK(symtab_lookup(mapped, "fixture_compute", 0, &s));
+        ASSERT_EQ_U64(s.value + m->bias, c.compute);
+        /* The path names the other build now; reading it would give wrong addresses. */
+        ASSERT_OK(symtab_lookup(on_disk, "fixture_compute", 0, &t));
+        ASSERT_TRUE(t.value != s.value);
+}
+
+TEST(patch_memfd) {
+        _cleanup_(modulelist_done) ModuleList l = {};
+        _cleanup_close_ int fd = memfd_create("ulp-patch:selftest", MFD_CLOEXEC);
+        char proc[64];
+        struct stat st;
+
+        ASSERT_TRUE(fd >= 0);
+        snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+        ASSERT_OK(copy_file(PATCH_DIR "/patch-full.so", proc));
+        ASSERT_OK(fstat(fd, &st));
+        void *p = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_EXEC, MAP_PRIVATE, fd, 0);
+        ASSERT_TRUE(p != MAP_FAILED);
+
+        int r = modules_read(getpid(), &l);
+        munmap(p, (size_t)st.st_size);
+        ASSERT_OK(r);
+        const Module *m = &l.v[l.n - 1];
+        ASSERT_TRUE(m->is_patch && !m->is_main);
+        ASSERT_STREQ(m->path, "/memfd:ulp-patch:selftest");
+        ASSERT_EQ_U64(m->bias, (uint64_t)(uintptr_t)p);
+        ASSERT_TRUE(m->build_id_len > 0);
+        ASSERT_TRUE(l.v[0].is_main);
+        ASSERT_TRUE(modules_find_addr(&l, (uint64_t)(uintptr_t)p) == m);
+}
+
+TEST(no_such_process) {
+        ModuleList l = {};
+
+        ASSERT_ERR(modules_read(0x7ffffff0, &l), -ESRCH);
+}
+
 TEST_MAIN();
