@@ -85,23 +85,47 @@ static bool classify_relative(const uint8_t *op, size_t left, InsnInfo *info, si
         return true;
 }
 
-/* Finds a [rip + disp32] operand and checks capstone's displacement offset against the
- * bytes, and that no RIP-relative ModRM escaped the operand list. */
+/*
+ * Where the disp32 of a [rip + disp32] operand is. Capstone 4's encoding.disp_offset is
+ * wrong for some instructions with a mandatory prefix (66 0f 57 xorpd, ...), so it is
+ * only a hint: the disp32 is the 4 bytes right after a ModRM byte of the form mod=00
+ * rm=101, equal to the operand's displacement, and followed only by the immediate.
+ * Returns the offset, or 0 when the bytes do not show exactly one such place.
+ */
+static size_t find_rip_disp(const cs_insn *insn, int32_t disp) {
+        const cs_x86_encoding *enc = &insn->detail->x86.encoding;
+        size_t found = 0, n = 0;
+
+        for (size_t k = 1; k + 4 <= insn->size; k++) {
+                if ((insn->bytes[k - 1] & 0xc7) != 0x05 || read_i32(insn->bytes + k) != disp)
+                        continue;
+                if (k + 4 + enc->imm_size == insn->size)
+                        return k;        /* where the encoding says: that one */
+                found = k;
+                n++;
+        }
+        return n == 1 ? found : 0;
+}
+
+/* Finds a [rip + disp32] operand and its displacement's place in the bytes, and checks
+ * that no RIP-relative ModRM escaped capstone's operand list. */
 static int classify_rip(const cs_insn *insn, InsnInfo *info) {
         const cs_x86 *x = &insn->detail->x86;
 
         for (unsigned i = 0; i < x->op_count; i++) {
                 const cs_x86_op *o = &x->operands[i];
+                size_t off;
 
                 if (o->type != X86_OP_MEM || o->mem.base != X86_REG_RIP)
                         continue;
-                if (x->encoding.disp_size != 4 || x->encoding.disp_offset == 0 ||
-                    x->encoding.disp_offset + 4u > insn->size ||
-                    read_i32(insn->bytes + x->encoding.disp_offset) != (int32_t)o->mem.disp)
+                if (o->mem.disp < INT32_MIN || o->mem.disp > INT32_MAX)
+                        return -ENOTSUP;
+                off = find_rip_disp(insn, (int32_t)o->mem.disp);
+                if (off == 0)
                         return -ENOTSUP;
                 info->rip_relative = true;
-                info->disp_offset = x->encoding.disp_offset;
-                info->rip_target = insn->address + insn->size + (int64_t)(int32_t)o->mem.disp;
+                info->disp_offset = (uint8_t)off;
+                info->rip_target = insn->address + insn->size + o->mem.disp;
                 info->rip_no_index = o->mem.index == X86_REG_INVALID;
                 return 0;
         }

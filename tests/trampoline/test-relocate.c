@@ -182,7 +182,11 @@ TEST(relocate_jrcxz_jecxz) {
 TEST(relocate_loop) {
         Relocation r;
         fn2_t copy = RELOCATE(c_loop, &r);
+        static const uint8_t form[] = { 0xe2, 0x02, 0xeb, 0x05, 0xe9 };
 
+        /* loop +2; jmp short +5; jmp rel32 target; jmp rel32 back */
+        ASSERT_EQ(r.code_len, 3 + 9 + 5);
+        ASSERT_TRUE(memcmp(r.code + 3, form, sizeof(form)) == 0);
         ASSERT_EQ(copy(1, 0), 100);
         ASSERT_EQ(copy(5, 0), 8);
         ASSERT_EQ(FN(c_loop)(5, 0), 8);
