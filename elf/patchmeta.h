@@ -37,6 +37,8 @@ typedef struct PatchMeta {
         char *name;              /* ULP_PATCH_INFO name, else the file name without ".so" */
         char *description;       /* "" when absent */
         bool replace;
+        /* Records of one kind come in section order, which is not source order (gcc
+         * emits the records of one file in reverse): match them by object and symbol. */
         PatchFunc *funcs;        size_t n_funcs;
         PatchRef *refs;          size_t n_refs;
         PatchBuildId *build_ids; size_t n_build_ids;

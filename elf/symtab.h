@@ -36,7 +36,10 @@ Elf *symtab_elf(const SymTab *st);
 int symtab_lookup(const SymTab *st, const char *name, unsigned pos, Symbol *ret);
 
 /* Looks up an exported definition (GLOBAL or WEAK, default or protected visibility),
- * as the dynamic linker would. -ENOENT when absent. */
+ * as the dynamic linker would. -ENOENT when absent.
+ * A .dynsym definition wins, GLOBAL before WEAK, the default symbol version (name@@V)
+ * before others; failing that, a .symtab GLOBAL/WEAK of default or protected visibility
+ * is returned (an executable's globals it does not export). */
 int symtab_lookup_exported(const SymTab *st, const char *name, Symbol *ret);
 
 /* The function symbol (STT_FUNC, or sized STT_NOTYPE) whose [value, value+size)

@@ -58,6 +58,11 @@ TEST(parse_garbage) {
         ASSERT_EQ(l.n, 0);
         ASSERT_OK(maps_parse("", &l));
         ASSERT_EQ(l.n, 0);
+        /* An anonymous mapping on the last line, without trailing blanks. */
+        ASSERT_OK(maps_parse("1000-2000 rw-p 00000000 00:00 0", &l));
+        ASSERT_EQ(l.n, 1);
+        ASSERT_TRUE(l.v[0].path == NULL);
+        ASSERT_EQ_U64(l.v[0].end, 0x2000);
         maplist_done(&l);
 }
 
