@@ -23,8 +23,8 @@
 #include "tests/test.h"
 #include "unwind/unwind.h"
 
-#ifndef VICTIM_PATH
-#error "VICTIM_PATH must be defined"
+#if !defined(VICTIM_PATH) || !defined(VICTIM_PATCH_PATH)
+#error "VICTIM_PATH and VICTIM_PATCH_PATH must be defined"
 #endif
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -38,9 +38,12 @@
 #define SANITIZED 0
 #endif
 
-enum { ROLE_MAIN, ROLE_CHAIN, ROLE_NOCFI, ROLE_ANON, ROLE_SIGNAL, ROLE_DEEP, ROLE_MAX };
+enum {
+        ROLE_MAIN, ROLE_CHAIN, ROLE_NOCFI, ROLE_ANON, ROLE_SIGNAL, ROLE_DEEP, ROLE_PATCH,
+        ROLE_MAX
+};
 static const char *const role_names[ROLE_MAX] = {
-        "main", "chain", "nocfi", "anon", "signal", "deep",
+        "main", "chain", "nocfi", "anon", "signal", "deep", "patch",
 };
 
 typedef struct Victim {
@@ -103,7 +106,7 @@ static void victim_start(void) {
         ASSERT_TRUE(victim.pid >= 0);
         if (victim.pid == 0) {
                 dup2(p[1], STDOUT_FILENO);
-                execl(VICTIM_PATH, VICTIM_PATH, (char *) NULL);
+                execl(VICTIM_PATH, VICTIM_PATH, VICTIM_PATCH_PATH, (char *) NULL);
                 _exit(127);
         }
         close(p[1]);
@@ -131,7 +134,13 @@ static void victim_start(void) {
         ASSERT_OK(modules_read(victim.pid, &victim.mods));
         victim.sym = dwfl_begin(&sym_callbacks);
         ASSERT_TRUE(victim.sym);
-        ASSERT_OK(dwfl_linux_proc_report(victim.sym, victim.pid) == 0 ? 0 : -EIO);
+        /* from modules_read's list, through map_files: /proc/PID/maps scanning by
+         * libdwfl would miss the memfd-backed patch */
+        dwfl_report_begin(victim.sym);
+        for (size_t i = 0; i < victim.mods.n; i++)
+                ASSERT_TRUE(dwfl_report_elf(victim.sym, victim.mods.v[i].path,
+                                            victim.mods.v[i].open_path, -1,
+                                            victim.mods.v[i].bias, true));
         ASSERT_OK(dwfl_report_end(victim.sym, NULL, NULL) == 0 ? 0 : -EIO);
 }
 
@@ -375,6 +384,45 @@ TEST(reuse_and_set_modules) {
         ASSERT_TRUE(res.reliable);
         thread_resume();
 
+        unwinder_free(u);
+        victim_kill();
+}
+
+/* A patch mapped from a memfd ("/memfd:ulp-patch:NAME", reported through map_files):
+ * before the unwinder knows of it, a thread inside it is outside any module; after
+ * unwinder_set_modules, its stack is reliable. */
+TEST(patch_module_from_memfd) {
+        static const char *const chain[] = { "patch_inner", "patch_park", "patch_thread" };
+        struct user_regs_struct regs;
+        UnwindResult res;
+        Unwinder *u;
+        const Module *pm = NULL;
+
+        victim_start();
+        for (size_t i = 0; i < victim.mods.n; i++)
+                if (victim.mods.v[i].is_patch)
+                        pm = &victim.mods.v[i];
+        ASSERT_TRUE(pm);
+        ASSERT_STREQ(pm->path, "/memfd:ulp-patch:unwind");
+        ASSERT_TRUE(pm == &victim.mods.v[victim.mods.n - 1]); /* patches come last */
+
+        ModuleList before = victim.mods;
+        before.n--;
+        ASSERT_OK(unwinder_new(victim.pid, &before, read_vm, &victim.pid, &u));
+        thread_stop(victim.tids[ROLE_PATCH], &regs);
+        ASSERT_OK(unwinder_unwind(u, victim.tids[ROLE_PATCH], &regs, &res));
+        print_result("patch, not yet reported", &res);
+        ASSERT_TRUE(!res.reliable);
+        ASSERT_TRUE(strstr(res.reason, "outside any module"));
+
+        ASSERT_OK(unwinder_set_modules(u, &victim.mods));
+        ASSERT_OK(unwinder_unwind(u, victim.tids[ROLE_PATCH], &regs, &res));
+        thread_resume();
+        print_result("patch", &res);
+        ASSERT_TRUE(res.reliable);
+        long at = expect_chain(&res, 0, chain, ELEMENTSOF(chain));
+        ASSERT_TRUE(at >= 1 && at <= 2);
+        ASSERT_TRUE(modules_find_addr(&victim.mods, res.pcs[at]) == pm);
         unwinder_free(u);
         victim_kill();
 }

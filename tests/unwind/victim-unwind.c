@@ -8,8 +8,12 @@
  *   anon    anon_thread -> stub in anonymous executable memory, pausing
  *   signal  signal_thread -> sig_outer -> pthread_kill(self) ... handler -> h_inner -> read
  *   deep    deep_thread -> deep x DEEP_DEPTH -> pause
+ *   patch   patch_thread -> patch_park -> patch_inner -> pause, in the library argv[1]
+ *           loaded from a memfd named "ulp-patch:unwind" (as ulp maps patches)
  */
 
+#include <dlfcn.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -112,11 +116,40 @@ static void *deep_thread(void *arg) {
         return NULL;
 }
 
-int main(void) {
+/* Copies the library at path into a memfd named like a ulp patch and loads it from there;
+ * returns its patch_park, or NULL. */
+static void *load_patch(const char *path) {
+        char buf[65536], fdpath[64];
+        ssize_t n;
+        int in, mfd;
+        void *h;
+
+        in = open(path, O_RDONLY | O_CLOEXEC);
+        mfd = memfd_create("ulp-patch:unwind", MFD_CLOEXEC);
+        if (in < 0 || mfd < 0)
+                return NULL;
+        while ((n = read(in, buf, sizeof(buf))) > 0)
+                if (write(mfd, buf, n) != n)
+                        return NULL;
+        close(in);
+        snprintf(fdpath, sizeof(fdpath), "/proc/self/fd/%d", mfd);
+        h = dlopen(fdpath, RTLD_NOW | RTLD_LOCAL);
+        close(mfd);
+        return h ? dlsym(h, "patch_park") : NULL;
+}
+
+static void *patch_thread(void *arg) {
+        void (*park)(void) = arg;
+        announce("patch");
+        park();
+        return NULL;
+}
+
+int main(int argc, char **argv) {
         struct sigaction sa = { .sa_handler = handler };
         pthread_t t;
         int p[2];
-        void *stub;
+        void *stub, *park;
 
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (pipe(p) < 0)
@@ -130,16 +163,20 @@ int main(void) {
         if (stub == MAP_FAILED)
                 return 1;
         memcpy(stub, pause_stub, sizeof(pause_stub));
+        park = argc > 1 ? load_patch(argv[1]) : NULL;
+        if (argc > 1 && !park)
+                return 1;
 
         announce("main");
         if (pthread_create(&t, NULL, chain_thread, NULL) != 0 ||
             pthread_create(&t, NULL, nocfi_thread, NULL) != 0 ||
             pthread_create(&t, NULL, anon_thread, stub) != 0 ||
             pthread_create(&t, NULL, signal_thread, NULL) != 0 ||
-            pthread_create(&t, NULL, deep_thread, NULL) != 0)
+            pthread_create(&t, NULL, deep_thread, NULL) != 0 ||
+            (park && pthread_create(&t, NULL, patch_thread, park) != 0))
                 return 1;
         pthread_mutex_lock(&print_lock);
-        while (announced < 6)
+        while (announced < (park ? 7 : 6))
                 pthread_cond_wait(&announced_cond, &print_lock);
         printf("ready\n");
         fflush(stdout);
