@@ -1,0 +1,164 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * The control block: ulp's state inside each patched process, the source of truth
+ * (DESIGN.md section 6). It lives in a private mapping of a memfd named
+ * "ulp-control", so /proc/PID/maps shows "/memfd:ulp-control (deleted)"; a forked
+ * child gets its own copy-on-write copy. ulpctl --direct, a restarted ulpd and
+ * status readers all find it there.
+ *
+ * It holds the thread state table read by the dispatch stubs (threadtable.h), the
+ * transition in progress, the near code areas (stubs, relocated originals), the
+ * patches and, per patch, its function records. A function's stack of
+ * implementations is the sequence of its records (same old_addr) in patch order.
+ */
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "patcher/target.h"
+#include "patcher/threadtable.h"
+
+#define CONTROL_MAGIC "ULPCTRL1"
+#define CONTROL_VERSION 1
+#define CONTROL_MAPPING_NAME "ulp-control"
+#define CONTROL_TABLE_ORDER 13
+#define CONTROL_TABLE_SLOTS (1u << CONTROL_TABLE_ORDER)
+#define CONTROL_MAX_THREADS (CONTROL_TABLE_SLOTS / 2)
+#define CONTROL_MAX_PATCHES 64
+#define CONTROL_MAX_FUNCS 8192
+#define CONTROL_MAX_AREAS 64
+#define CONTROL_AREA_SIZE (1u << 20)
+
+/* Patch states in the control block. */
+enum {
+        CP_FREE = 0,
+        CP_PATCHED = 1,          /* complete, all threads run it */
+        CP_TRANSITION = 2,       /* the patch of the transition in progress */
+        CP_UNPATCHED = 3,        /* reverted; record kept until its slot is reused */
+};
+
+enum {
+        CP_FLAG_FORCED = 1 << 0, /* some thread switched without the check: never unmap */
+        CP_FLAG_REPLACE = 1 << 1,
+};
+
+enum {
+        CF_FLAG_NOP = 1 << 0,    /* replace patch: this function goes back to the original */
+};
+
+typedef struct ControlHeader {
+        char magic[8];
+        uint32_t version;
+        uint32_t image_size;
+        uint64_t self;           /* address of the block in the target */
+        int32_t owner_pid;       /* process that created it; a forked child differs */
+        uint32_t generation;     /* bumped at every change */
+        int8_t target_state;     /* read by the stubs: state of threads not in the table */
+        uint8_t pad0[3];
+        int32_t transition_patch;/* index of the patch in transition, -1 none */
+        uint32_t transition_flags;
+        uint32_t n_patches;      /* slots used in patches[] (including CP_UNPATCHED) */
+        uint32_t n_funcs;        /* records used in funcs[] */
+        uint32_t n_areas;
+        uint64_t trap_addr;      /* an int3 byte, for calls on a borrowed thread */
+        uint64_t transition_started_ns; /* CLOCK_REALTIME */
+        uint8_t reserved[4096 - 72];
+} ControlHeader;
+
+typedef struct ControlArea {
+        uint64_t addr;
+        uint64_t size;
+        uint64_t used;
+        uint64_t reserved;
+} ControlArea;
+
+typedef struct ControlPatch {
+        char name[128];
+        uint32_t state;          /* CP_* */
+        uint32_t flags;          /* CP_FLAG_* */
+        uint32_t first_func;     /* its records: funcs[first_func .. first_func+n_funcs) */
+        uint32_t n_funcs;
+        uint32_t seq;            /* order in which patches were applied */
+        uint32_t pad;
+        uint64_t map_start;      /* the patch's mapping */
+        uint64_t map_size;
+        uint64_t bias;
+        uint64_t callbacks[4];   /* pre_patch, post_patch, pre_unpatch, post_unpatch; 0 none */
+        uint8_t build_id[20];
+        uint32_t build_id_len;
+        char file[128];          /* file name it was applied from, informational */
+} ControlPatch;
+
+typedef struct ControlFunc {
+        uint32_t patch;          /* index in patches[] */
+        uint32_t flags;          /* CF_FLAG_* */
+        uint64_t old_addr;       /* function in the target (its ELF symbol address) */
+        uint64_t old_size;
+        uint64_t new_addr;       /* this patch's implementation (old copy for a nop) */
+        uint64_t new_size;
+        uint64_t prev_addr;      /* the implementation below in the stack when applied */
+        uint64_t stub_addr;      /* this record's dispatch stub */
+        uint64_t copy_addr;      /* relocated original of old_addr (shared by the stack) */
+        uint8_t orig_bytes[16];  /* bytes at old_addr + entry_off before any patch */
+        uint8_t entry_off;       /* 4 after endbr64 */
+        uint8_t displaced_len;
+        uint8_t pad[6];
+        char object[64];
+        char symbol[96];
+} ControlFunc;
+
+typedef struct ControlImage {
+        ControlHeader hdr;
+        uint64_t table_tp[CONTROL_TABLE_SLOTS];
+        uint8_t table_state[CONTROL_TABLE_SLOTS];
+        ControlArea areas[CONTROL_MAX_AREAS];
+        ControlPatch patches[CONTROL_MAX_PATCHES];
+        ControlFunc funcs[CONTROL_MAX_FUNCS];
+} ControlImage;
+
+#define CONTROL_OFF(field) ((uint64_t)__builtin_offsetof(ControlImage, field))
+
+/* A local copy of a target's control block and where it lives. */
+typedef struct Control {
+        uint64_t addr;           /* 0 when the target has none yet */
+        ControlImage *img;       /* heap copy; table_* are read only on demand */
+} Control;
+
+/* Finds the control block of pid in its maps. Returns 1 found (*ret_addr set), 0 none. */
+int control_find(pid_t pid, uint64_t *ret_addr);
+
+/* Reads the control block at c->addr (header, areas, patches, used function records). */
+int control_load(Target *t, Control *c);
+
+/* Creates the control block in the target with syscalls on the borrowed thread th
+ * (memfd_create, mmap, close) and initialises it. */
+int control_create(Target *t, Thread *th, Control *c);
+
+void control_done(Control *c);
+
+/* Writes parts of the local copy back to the target. */
+int control_write_header(Target *t, Control *c);
+int control_write_patch(Target *t, Control *c, unsigned idx);
+int control_write_funcs(Target *t, Control *c, unsigned first, unsigned n);
+int control_write_areas(Target *t, Control *c);
+
+/* Reads and writes the whole thread table (every thread stopped). */
+int control_read_table(Target *t, Control *c);
+int control_write_table(Target *t, Control *c);
+
+/* One thread's state byte in the table; the slot it is at comes from
+ * control_table_find(). The corresponding reader is the stub (stub.h). */
+int control_table_find(const Control *c, uint64_t tp);
+int control_write_thread_state(Target *t, Control *c, unsigned slot, uint8_t state);
+
+/* Index of the applied (patched or in transition) patch called name, or -ENOENT. */
+int control_find_patch(const Control *c, const char *name);
+
+/* The topmost live record (patched or in transition) for the function at old_addr, or
+ * -1. With exclude >= 0, records of that patch are skipped. */
+int control_top_func(const Control *c, uint64_t old_addr, int exclude);
+
+/* Any live record for old_addr (to share its relocated copy), or -1. */
+int control_any_func(const Control *c, uint64_t old_addr);

@@ -1,0 +1,360 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <fcntl.h>
+#include <gelf.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+
+#include "common/macro.h"
+#include "patcher/loader.h"
+#include "patcher/nearmem.h"
+#include "patcher/rsys.h"
+
+#define PAGE 4096ULL
+
+static int fail(char *err, size_t errlen, int r, const char *fmt, ...) {
+        va_list ap;
+        if (err && errlen) {
+                va_start(ap, fmt);
+                vsnprintf(err, errlen, fmt, ap);
+                va_end(ap);
+        }
+        return r;
+}
+
+static void elf_endp(Elf **e) {
+        if (*e)
+                elf_end(*e);
+}
+#define _cleanup_elf_ _cleanup_(elf_endp)
+
+static int open_elf(int fd, Elf **ret) {
+        Elf *e;
+        elf_version(EV_CURRENT);
+        e = elf_begin(fd, ELF_C_READ_MMAP, NULL);
+        if (!e)
+                return -ENOEXEC;
+        if (elf_kind(e) != ELF_K_ELF) {
+                elf_end(e);
+                return -ENOEXEC;
+        }
+        *ret = e;
+        return 0;
+}
+
+int resolver_symtab(SymResolver *res, size_t idx, SymTab **ret) {
+        if (!res->symtabs[idx]) {
+                int r = symtab_open(res->mods->v[idx].open_path, &res->symtabs[idx]);
+                if (r < 0)
+                        return r;
+        }
+        *ret = res->symtabs[idx];
+        return 0;
+}
+
+/* As the dynamic linker's global scope: the target's objects in load order. Patches
+ * already mapped are not part of it. IFUNC definitions would need their resolver run
+ * in the target: refused. */
+int resolver_lookup_exported(SymResolver *res, const char *name, uint64_t *ret_addr) {
+        for (size_t i = 0; i < res->mods->n; i++) {
+                const Module *m = &res->mods->v[i];
+                SymTab *st;
+                Symbol sym;
+                if (m->is_patch || resolver_symtab(res, i, &st) < 0)
+                        continue;
+                if (symtab_lookup_exported(st, name, &sym) < 0)
+                        continue;
+                if (sym.type == STT_GNU_IFUNC)
+                        return -ENOTSUP;
+                *ret_addr = sym.value + m->bias;
+                return 0;
+        }
+        return -ENOENT;
+}
+
+/* The span of the PT_LOAD segments, page aligned. */
+static int load_span(Elf *e, uint64_t *ret_lo, uint64_t *ret_hi) {
+        size_t n;
+        uint64_t lo = UINT64_MAX, hi = 0;
+        if (elf_getphdrnum(e, &n) < 0)
+                return -EBADMSG;
+        for (size_t i = 0; i < n; i++) {
+                GElf_Phdr ph;
+                if (!gelf_getphdr(e, (int)i, &ph) || ph.p_type != PT_LOAD)
+                        continue;
+                lo = MIN(lo, ALIGN_DOWN(ph.p_vaddr, PAGE));
+                hi = MAX(hi, ALIGN_UP(ph.p_vaddr + ph.p_memsz, PAGE));
+        }
+        if (hi <= lo)
+                return -EBADMSG;
+        *ret_lo = lo;
+        *ret_hi = hi;
+        return 0;
+}
+
+/* Copies the patch file into the target's memfd through /proc/PID/fd/N. */
+static int copy_into_memfd(pid_t pid, int remote_fd, int patch_fd) {
+        char path[64], buf[65536];
+        _cleanup_close_ int fd = -1;
+        off_t off = 0;
+
+        snprintf(path, sizeof(path), "/proc/%d/fd/%d", pid, remote_fd);
+        fd = open(path, O_WRONLY | O_CLOEXEC);
+        if (fd < 0)
+                return negative_errno();
+        for (;;) {
+                ssize_t n = pread(patch_fd, buf, sizeof(buf), off);
+                if (n < 0)
+                        return negative_errno();
+                if (n == 0)
+                        return 0;
+                if (write(fd, buf, (size_t)n) != n)
+                        return -EIO;
+                off += n;
+        }
+}
+
+static int prot_of(uint32_t flags) {
+        return (flags & PF_R ? PROT_READ : 0) | (flags & PF_W ? PROT_WRITE : 0) |
+               (flags & PF_X ? PROT_EXEC : 0);
+}
+
+/* Maps one PT_LOAD over our own reservation (MAP_FIXED is safe there: the range is
+ * ours since the MAP_FIXED_NOREPLACE reservation), zeroing its .bss part. */
+static int map_segment(Target *t, Thread *th, int remote_fd, uint64_t bias, const GElf_Phdr *ph) {
+        uint64_t start = ALIGN_DOWN(ph->p_vaddr, PAGE), file_end = ph->p_vaddr + ph->p_filesz;
+        uint64_t map_end = ALIGN_UP(file_end, PAGE), mem_end = ALIGN_UP(ph->p_vaddr + ph->p_memsz, PAGE);
+        uint64_t got;
+        int prot = prot_of(ph->p_flags), r;
+
+        if (ph->p_filesz > 0) {
+                r = rsys_mmap(t, th, bias + start, map_end - start, prot, MAP_PRIVATE | MAP_FIXED,
+                              remote_fd, ALIGN_DOWN(ph->p_offset, PAGE), &got);
+                if (r < 0)
+                        return r;
+        } else
+                map_end = start;
+        if (ph->p_memsz > ph->p_filesz && map_end > file_end) {
+                static const uint8_t zero[PAGE];
+                r = target_write(t, bias + file_end, zero, map_end - file_end);
+                if (r < 0)
+                        return r;
+        }
+        if (mem_end > map_end) {
+                r = rsys_mmap(t, th, bias + map_end, mem_end - map_end, prot,
+                              MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0, &got);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static int map_segments(Target *t, Thread *th, Elf *e, int remote_fd, uint64_t bias) {
+        size_t n;
+        if (elf_getphdrnum(e, &n) < 0)
+                return -EBADMSG;
+        for (size_t i = 0; i < n; i++) {
+                GElf_Phdr ph;
+                int r;
+                if (!gelf_getphdr(e, (int)i, &ph) || ph.p_type != PT_LOAD)
+                        continue;
+                r = map_segment(t, th, remote_fd, bias, &ph);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+int loader_map(Target *t, Thread *th, int patch_fd, const char *name, uint64_t near_lo,
+               uint64_t near_hi, LoadedPatch *ret, char *err, size_t errlen) {
+        _cleanup_elf_ Elf *e = NULL;
+        MapList maps = {};
+        char memfd_name[200];
+        uint64_t lo, hi, addr = 0;
+        int remote_fd = -1, r;
+
+        r = open_elf(patch_fd, &e);
+        if (r < 0)
+                return fail(err, errlen, r, "the patch is not an ELF file");
+        r = load_span(e, &lo, &hi);
+        if (r < 0)
+                return fail(err, errlen, r, "the patch has no loadable segments");
+
+        r = maps_read(t->pid, &maps);
+        if (r < 0)
+                return fail(err, errlen, r, "cannot read the target's memory map");
+        r = nearmem_find(&maps, near_lo, near_hi, hi - lo, &addr);
+        maplist_done(&maps);
+        if (r < 0)
+                return fail(err, errlen, r, "no free address range within 2 GiB of the patched module");
+
+        snprintf(memfd_name, sizeof(memfd_name), PATCH_MAPPING_PREFIX "%.180s", name);
+        r = rsys_memfd_create(t, th, memfd_name, &remote_fd);
+        if (r < 0)
+                return fail(err, errlen, r, "memfd_create in the target failed: %s", strerror(-r));
+        r = copy_into_memfd(t->pid, remote_fd, patch_fd);
+        if (r < 0) {
+                fail(err, errlen, r, "cannot copy the patch into the target: %s", strerror(-r));
+                goto out;
+        }
+        r = rsys_mmap(t, th, addr, hi - lo, PROT_NONE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0, &addr);
+        if (r < 0) {
+                fail(err, errlen, r, "cannot reserve memory near the patched module: %s", strerror(-r));
+                goto out;
+        }
+        r = map_segments(t, th, e, remote_fd, addr - lo);
+        if (r < 0) {
+                fail(err, errlen, r, "cannot map the patch's segments: %s", strerror(-r));
+                (void)rsys_munmap(t, th, addr, hi - lo);
+                goto out;
+        }
+        *ret = (LoadedPatch) { .start = addr, .size = hi - lo, .bias = addr - lo };
+out:
+        (void)rsys_close(t, th, remote_fd);
+        return r;
+}
+
+int loader_unmap(Target *t, Thread *th, uint64_t start, uint64_t size) {
+        return rsys_munmap(t, th, start, size);
+}
+
+/* The value a dynamic relocation's symbol stands for. */
+static int reloc_symbol(Elf *e, GElf_Shdr *rsh, uint32_t symidx, SymResolver *res,
+                        const LoadedPatch *lp, uint64_t *ret, char *err, size_t errlen) {
+        Elf_Scn *symscn = elf_getscn(e, rsh->sh_link);
+        GElf_Shdr ssh;
+        GElf_Sym sym;
+        Elf_Data *d;
+        const char *name;
+        int r;
+
+        if (!symscn || !gelf_getshdr(symscn, &ssh) || !(d = elf_getdata(symscn, NULL)) ||
+            !gelf_getsym(d, (int)symidx, &sym))
+                return fail(err, errlen, -EBADMSG, "bad symbol index %u in a relocation", symidx);
+        name = elf_strptr(e, ssh.sh_link, sym.st_name);
+        if (!name)
+                name = "?";
+        if (GELF_ST_TYPE(sym.st_info) == STT_GNU_IFUNC)
+                return fail(err, errlen, -ENOTSUP, "the patch defines an IFUNC (%s): not supported", name);
+        if (GELF_ST_TYPE(sym.st_info) == STT_TLS)
+                return fail(err, errlen, -ENOTSUP, "the patch uses thread-local storage (%s): not supported", name);
+        if (sym.st_shndx != SHN_UNDEF) {
+                *ret = sym.st_value + (lp ? lp->bias : 0);
+                return 0;
+        }
+        r = resolver_lookup_exported(res, name, ret);
+        if (r == -ENOTSUP)
+                return fail(err, errlen, r, "symbol %s is an IFUNC in the target: not supported", name);
+        if (r == -ENOENT && GELF_ST_BIND(sym.st_info) == STB_WEAK) {
+                *ret = 0;
+                return 0;
+        }
+        if (r < 0)
+                return fail(err, errlen, -ENOENT, "undefined symbol %s not found in the target", name);
+        return 0;
+}
+
+static int apply_rela(Target *t, Elf *e, const GElf_Rela *rel, GElf_Shdr *rsh, SymResolver *res,
+                      const LoadedPatch *lp, char *err, size_t errlen) {
+        uint32_t type = GELF_R_TYPE(rel->r_info);
+        uint64_t v = 0, s = 0;
+        int r;
+
+        switch (type) {
+        case R_X86_64_NONE:
+                return 0;
+        case R_X86_64_RELATIVE:
+                v = (lp ? lp->bias : 0) + (uint64_t)rel->r_addend;
+                break;
+        case R_X86_64_64:
+        case R_X86_64_GLOB_DAT:
+        case R_X86_64_JUMP_SLOT:
+                r = reloc_symbol(e, rsh, GELF_R_SYM(rel->r_info), res, lp, &s, err, errlen);
+                if (r < 0)
+                        return r;
+                v = s + (type == R_X86_64_64 ? (uint64_t)rel->r_addend : 0);
+                break;
+        case R_X86_64_DTPMOD64:
+        case R_X86_64_DTPOFF64:
+        case R_X86_64_TPOFF64:
+        case R_X86_64_TLSDESC:
+                return fail(err, errlen, -ENOTSUP, "the patch uses thread-local storage: not supported");
+        case R_X86_64_IRELATIVE:
+                return fail(err, errlen, -ENOTSUP, "the patch uses IFUNC relocations: not supported");
+        default:
+                return fail(err, errlen, -ENOTSUP, "relocation type %u in the patch is not supported", type);
+        }
+        if (!lp)
+                return 0;
+        return target_write(t, lp->bias + rel->r_offset, &v, sizeof(v));
+}
+
+static int link_relocations(Target *t, Elf *e, SymResolver *res, const LoadedPatch *lp,
+                            char *err, size_t errlen) {
+        Elf_Scn *scn = NULL;
+        while ((scn = elf_nextscn(e, scn))) {
+                GElf_Shdr sh;
+                Elf_Data *d;
+                if (!gelf_getshdr(scn, &sh))
+                        return -EBADMSG;
+                if (sh.sh_type == SHT_REL)
+                        return fail(err, errlen, -ENOTSUP, "REL relocations are not supported");
+                if (sh.sh_type != SHT_RELA || !(sh.sh_flags & SHF_ALLOC))
+                        continue;
+                d = elf_getdata(scn, NULL);
+                for (size_t i = 0; d && sh.sh_entsize && i < sh.sh_size / sh.sh_entsize; i++) {
+                        GElf_Rela rel;
+                        int r;
+                        if (!gelf_getrela(d, (int)i, &rel))
+                                return -EBADMSG;
+                        r = apply_rela(t, e, &rel, &sh, res, lp, err, errlen);
+                        if (r < 0)
+                                return r;
+                }
+        }
+        return 0;
+}
+
+static int fill_refs(Target *t, const PatchMeta *meta, SymResolver *res, const LoadedPatch *lp,
+                     char *err, size_t errlen) {
+        for (size_t i = 0; i < meta->n_refs; i++) {
+                const PatchRef *ref = &meta->refs[i];
+                const Module *m = modules_find_object(res->mods, ref->object);
+                SymTab *st;
+                Symbol sym;
+                uint64_t v;
+                int r;
+
+                if (!m)
+                        return fail(err, errlen, -ENOENT, "object %s of ULP_REF %s is not loaded in the target",
+                                    ref->object[0] ? ref->object : "(main)", ref->symbol);
+                r = resolver_symtab(res, (size_t)(m - res->mods->v), &st);
+                if (r >= 0)
+                        r = symtab_lookup(st, ref->symbol, ref->pos, &sym);
+                if (r < 0)
+                        return fail(err, errlen, r == -ENOTUNIQ ? r : -ENOENT,
+                                    r == -ENOTUNIQ ? "ULP_REF symbol %s is ambiguous: give its position"
+                                                   : "ULP_REF symbol %s not found in the target", ref->symbol);
+                v = sym.value + m->bias;
+                if (lp) {
+                        r = target_write(t, lp->bias + ref->slot_vaddr, &v, sizeof(v));
+                        if (r < 0)
+                                return r;
+                }
+        }
+        return 0;
+}
+
+int loader_link(Target *t, int patch_fd, const PatchMeta *meta, SymResolver *res,
+                const LoadedPatch *lp, char *err, size_t errlen) {
+        _cleanup_elf_ Elf *e = NULL;
+        int r = open_elf(patch_fd, &e);
+        if (r < 0)
+                return fail(err, errlen, r, "the patch is not an ELF file");
+        r = link_relocations(t, e, res, lp, err, errlen);
+        if (r < 0)
+                return r;
+        return fill_refs(t, meta, res, lp, err, errlen);
+}

@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * The patch loader: no dlopen in the target, no preloaded agent. The patch file is
+ * copied into a memfd of the target named "ulp-patch:NAME" and its PT_LOAD segments
+ * are mapped from it near the module it patches, as the dynamic linker would (so
+ * /proc/PID/map_files gives the whole ELF back to the unwinder and to status, even
+ * after a daemon restart). Then it is linked here: relative, absolute, GOT and PLT
+ * relocations; symbols it defines resolve to itself, undefined ones against the
+ * target's loaded objects in load order. TLS and IFUNC relocations are refused.
+ * Constructors of the patch are not run.
+ */
+
+#include <stdint.h>
+
+#include "elf/module.h"
+#include "elf/patchmeta.h"
+#include "elf/symtab.h"
+#include "patcher/target.h"
+
+#define PATCH_MAPPING_PREFIX "ulp-patch:"
+
+typedef struct LoadedPatch {
+        uint64_t start;          /* the mapping */
+        uint64_t size;
+        uint64_t bias;           /* runtime address = patch ELF vaddr + bias */
+} LoadedPatch;
+
+/* Checks, without touching the target, that the patch's relocations are all of kinds we
+ * link and that every undefined symbol resolves. mods/symtabs: the target's modules and
+ * their SymTabs (NULL entries are opened on demand by the caller). */
+typedef struct SymResolver {
+        const ModuleList *mods;
+        SymTab **symtabs;        /* one per module, same index; opened lazily */
+} SymResolver;
+
+int resolver_symtab(SymResolver *res, size_t idx, SymTab **ret);
+int resolver_lookup_exported(SymResolver *res, const char *name, uint64_t *ret_addr);
+
+/* Maps the patch (file at patch_fd, already validated) into the target within +-2 GiB of
+ * [near_lo, near_hi), on the borrowed stopped thread th. */
+int loader_map(Target *t, Thread *th, int patch_fd, const char *name, uint64_t near_lo,
+               uint64_t near_hi, LoadedPatch *ret, char *err, size_t errlen);
+
+/* Applies the patch's dynamic relocations into the mapping and fills its ULP_REF slots.
+ * With lp == NULL only checks (dry run). */
+int loader_link(Target *t, int patch_fd, const PatchMeta *meta, SymResolver *res,
+                const LoadedPatch *lp, char *err, size_t errlen);
+
+/* Unmaps a patch mapping. */
+int loader_unmap(Target *t, Thread *th, uint64_t start, uint64_t size);

@@ -1,0 +1,112 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <sys/mman.h>
+
+#include "common/macro.h"
+#include "patcher/nearmem.h"
+#include "patcher/rsys.h"
+
+#define PAGE 4096ULL
+#define USER_TOP 0x7ffffffff000ULL
+#define USER_BOTTOM 0x10000ULL
+
+bool nearmem_reaches(uint64_t a, uint64_t alen, uint64_t lo, uint64_t hi) {
+        return a + alen <= lo + NEAR_REACH && a + NEAR_REACH >= hi;
+}
+
+/* Tries the part of gap [gs, ge) closest to [lo, hi); one guard page on each side. */
+static bool try_gap(uint64_t gs, uint64_t ge, uint64_t lo, uint64_t hi, uint64_t len,
+                    uint64_t *best, uint64_t *best_dist) {
+        uint64_t cand, dist;
+
+        gs += PAGE;
+        if (ge < PAGE || ge - PAGE < gs || ge - PAGE - gs < len)
+                return false;
+        ge -= PAGE;
+        if (gs >= hi)
+                cand = gs;                       /* above: as low as possible */
+        else if (ge <= lo)
+                cand = ALIGN_DOWN(ge - len, PAGE); /* below: as high as possible */
+        else
+                return false;                    /* a gap inside the range itself */
+        if (!nearmem_reaches(cand, len, lo, hi))
+                return false;
+        dist = cand >= hi ? cand - hi : lo - (cand + len);
+        if (*best && dist >= *best_dist)
+                return false;
+        *best = cand;
+        *best_dist = dist;
+        return true;
+}
+
+int nearmem_find(const MapList *maps, uint64_t lo, uint64_t hi, uint64_t len, uint64_t *ret) {
+        uint64_t best = 0, best_dist = 0, prev_end = USER_BOTTOM;
+
+        len = ALIGN_UP(len, PAGE);
+        for (size_t i = 0; i <= maps->n; i++) {
+                uint64_t start = i < maps->n ? maps->v[i].start : USER_TOP;
+                if (start > prev_end)
+                        try_gap(prev_end, start, lo, hi, len, &best, &best_dist);
+                if (i < maps->n)
+                        prev_end = MAX(prev_end, maps->v[i].end);
+        }
+        if (!best)
+                return -ENOSPC;
+        *ret = best;
+        return 0;
+}
+
+static int area_new(Target *t, Thread *th, Control *c, uint64_t lo, uint64_t hi) {
+        MapList maps = {};
+        uint64_t addr = 0;
+        ControlArea *a;
+        int r;
+
+        if (c->img->hdr.n_areas >= CONTROL_MAX_AREAS)
+                return -ENOSPC;
+        r = maps_read(t->pid, &maps);
+        if (r < 0)
+                return r;
+        r = nearmem_find(&maps, lo, hi, CONTROL_AREA_SIZE, &addr);
+        maplist_done(&maps);
+        if (r < 0)
+                return r;
+        r = rsys_mmap(t, th, addr, CONTROL_AREA_SIZE, PROT_READ | PROT_EXEC,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0, &addr);
+        if (r < 0)
+                return r;
+        a = &c->img->areas[c->img->hdr.n_areas++];
+        *a = (ControlArea) { .addr = addr, .size = CONTROL_AREA_SIZE };
+        if (!c->img->hdr.trap_addr) {
+                static const uint8_t int3[16] = { 0xcc, 0xcc, 0xcc, 0xcc, 0xcc, 0xcc, 0xcc, 0xcc,
+                                                  0xcc, 0xcc, 0xcc, 0xcc, 0xcc, 0xcc, 0xcc, 0xcc };
+                r = target_write(t, addr, int3, sizeof(int3));
+                if (r < 0)
+                        return r;
+                c->img->hdr.trap_addr = addr;
+                a->used = sizeof(int3);
+        }
+        return (int)(c->img->hdr.n_areas - 1);
+}
+
+int area_alloc(Target *t, Thread *th, Control *c, uint64_t lo, uint64_t hi, size_t len,
+               uint64_t *ret) {
+        int idx = -1, r;
+
+        len = ALIGN_UP(len, 16);
+        for (unsigned i = 0; i < c->img->hdr.n_areas; i++) {
+                ControlArea *a = &c->img->areas[i];
+                if (a->size - a->used >= len && nearmem_reaches(a->addr, a->size, lo, hi)) {
+                        idx = (int)i;
+                        break;
+                }
+        }
+        if (idx < 0) {
+                idx = area_new(t, th, c, lo, hi);
+                if (idx < 0)
+                        return idx;
+        }
+        *ret = c->img->areas[idx].addr + c->img->areas[idx].used;
+        c->img->areas[idx].used += len;
+        r = control_write_areas(t, c);
+        return r < 0 ? r : 0;
+}

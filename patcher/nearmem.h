@@ -1,0 +1,30 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * Memory near a module: everything a 5-byte jump or a RIP-relative operand of a
+ * relocated instruction reaches must be within +-2 GiB. Free ranges come from the
+ * gaps of /proc/PID/maps and are claimed with MAP_FIXED_NOREPLACE, so a race with the
+ * target's own mmap fails cleanly instead of clobbering.
+ */
+
+#include <stdint.h>
+
+#include "elf/maps.h"
+#include "patcher/control.h"
+#include "patcher/target.h"
+
+#define NEAR_REACH ((1ULL << 31) - (1ULL << 24)) /* 2 GiB less a margin */
+
+/* Finds len free bytes (page aligned) such that every byte is within NEAR_REACH of every
+ * byte of [lo, hi). Prefers the gap closest to the range. -ENOSPC when none. */
+int nearmem_find(const MapList *maps, uint64_t lo, uint64_t hi, uint64_t len, uint64_t *ret);
+
+/* True when [a, a+alen) and [lo, hi) are all within NEAR_REACH of each other. */
+bool nearmem_reaches(uint64_t a, uint64_t alen, uint64_t lo, uint64_t hi);
+
+/* Allocates len bytes (16-byte aligned) of code space near [lo, hi) from the control
+ * block's areas, mapping a new read+exec area with the borrowed thread th when none
+ * has room. The first area starts with the int3 used as return trap. */
+int area_alloc(Target *t, Thread *th, Control *c, uint64_t lo, uint64_t hi, size_t len,
+               uint64_t *ret);

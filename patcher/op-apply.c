@@ -1,0 +1,460 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <elf.h>
+#include <stdio.h>
+
+#include "common/macro.h"
+#include "patcher/nearmem.h"
+#include "patcher/op.h"
+#include "patcher/x86_64/relocate.h"
+
+#define SMALL_FUNCTION 32
+
+/* One function of the patch, resolved in the target before anything is written. */
+typedef struct Resolved {
+        const Module *mod;
+        uint64_t old_addr, old_size;
+        int shared;              /* a live record of the same function: its copy is reused */
+        Relocation rel;
+} Resolved;
+
+static void warn_clone(const Symbol *sym, void *userdata) {
+        UlpOp *op = userdata;
+        op_warn(op, "%s is a compiler clone of the patched function: its callers are not patched", sym->name);
+}
+
+static int check_build_id(UlpOp *op, const PatchMeta *meta, const char *object, const Module *m) {
+        const char *want = patchmeta_build_id_for(meta, object);
+        char have[2 * BUILD_ID_MAX + 1];
+
+        if (!want)
+                return 0;
+        build_id_to_hex(m->build_id, m->build_id_len, have);
+        if (strcmp(want, have) != 0)
+                return op_fail(op, -EINVAL, "build-id mismatch for %s: the patch is for %s, the process has %s",
+                               object[0] ? object : "the main executable", want, m->build_id_len ? have : "none");
+        return 0;
+}
+
+/* Finds the old function, checks its size and that its entry can be relocated. */
+static int resolve_func(UlpOp *op, const PatchMeta *meta, const PatchFunc *pf, Resolved *ret) {
+        const char *obj = pf->object[0] ? pf->object : "the main executable";
+        uint8_t *code;
+        SymTab *st;
+        Symbol sym;
+        char err[160] = "";
+        int r;
+
+        ret->mod = modules_find_object(&op->mods, pf->object);
+        if (!ret->mod)
+                return op_fail(op, -ENOENT, "object %s is not loaded in process %d", obj, op->t->pid);
+        r = check_build_id(op, meta, pf->object, ret->mod);
+        if (r < 0)
+                return r;
+        r = resolver_symtab(&op->res, (size_t)(ret->mod - op->mods.v), &st);
+        if (r < 0)
+                return op_fail(op, r, "cannot read the symbols of %s: %s", obj, strerror(-r));
+        r = symtab_lookup(st, pf->symbol, pf->pos, &sym);
+        if (r == -ENOTUNIQ)
+                return op_fail(op, r, "several local functions are called %s in %s: use ULP_FUNC_POS", pf->symbol, obj);
+        if (r < 0 || (sym.type != STT_FUNC && sym.type != STT_NOTYPE))
+                return op_fail(op, -ENOENT, "function %s not found in %s", pf->symbol, obj);
+        ret->old_addr = sym.value + ret->mod->bias;
+        ret->old_size = sym.size;
+        symtab_foreach_clone(st, pf->symbol, warn_clone, op);
+        if (sym.bind == STB_LOCAL && sym.size <= SMALL_FUNCTION)
+                op_warn(op, "%s is a small static function (%llu bytes): callers may have inlined it",
+                        pf->symbol, (unsigned long long)sym.size);
+
+        ret->shared = op->c.img ? control_any_func(&op->c, ret->old_addr) : -1;
+        if (ret->shared >= 0)
+                return 0;
+        if (sym.size < JMP_REL32_SIZE)
+                return op_fail(op, -ENOSPC, "function %s is too small to patch (%llu bytes, a jump needs %d)",
+                               pf->symbol, (unsigned long long)sym.size, JMP_REL32_SIZE);
+        code = malloc(sym.size);
+        if (!code)
+                return -ENOMEM;
+        r = target_read(op->t, ret->old_addr, code, sym.size);
+        /* A dry run at the function's own address: the real copy goes near it. */
+        if (r >= 0)
+                r = relocate_entry(code, sym.size, ret->old_addr, ret->old_addr, &ret->rel, err, sizeof(err));
+        free(code);
+        if (r == -ENOSPC)
+                return op_fail(op, r, "function %s is too small to patch (%llu bytes)", pf->symbol,
+                               (unsigned long long)sym.size);
+        if (r < 0)
+                return op_fail(op, r, "cannot redirect %s: %s", pf->symbol, err[0] ? err : strerror(-r));
+        return 0;
+}
+
+static int check_duplicates(UlpOp *op, const PatchMeta *meta, const Resolved *res) {
+        for (size_t i = 0; i < meta->n_funcs; i++)
+                for (size_t j = 0; j < i; j++)
+                        if (res[i].old_addr == res[j].old_addr)
+                                return op_fail(op, -EINVAL, "the patch replaces %s twice", meta->funcs[i].symbol);
+        return 0;
+}
+
+/* Everything that can be refused is refused here, before the target is written to. */
+static int validate(UlpOp *op, const PatchMeta *meta, int patch_fd, Resolved *res) {
+        char err[256] = "";
+        int r;
+
+        if (op->c.img && control_find_patch(&op->c, meta->name) >= 0)
+                return op_fail(op, -EEXIST, "patch %s is already applied to process %d", meta->name, op->t->pid);
+        if (op->c.img && op->c.img->hdr.transition_patch >= 0)
+                return op_fail(op, -EBUSY, "process %d has a transition in progress (patch %s): "
+                               "wait for it, or revert that patch", op->t->pid,
+                               op->c.img->patches[op->c.img->hdr.transition_patch].name);
+        if (op->c.img && op->c.img->hdr.n_funcs + meta->n_funcs * 2 > CONTROL_MAX_FUNCS)
+                return op_fail(op, -E2BIG, "too many patched functions in process %d", op->t->pid);
+        if (op->t->n_threads > CONTROL_MAX_THREADS && !op->o.global)
+                return op_fail(op, -E2BIG, "process %d has more than %u threads: use --global",
+                               op->t->pid, CONTROL_MAX_THREADS);
+        for (size_t i = 0; i < meta->n_funcs; i++) {
+                r = resolve_func(op, meta, &meta->funcs[i], &res[i]);
+                if (r < 0)
+                        return r;
+        }
+        r = check_duplicates(op, meta, res);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < meta->n_callbacks; i++)
+                if (!modules_find_object(&op->mods, meta->callbacks[i].object))
+                        return op_fail(op, -ENOENT, "object %s of the callbacks is not loaded", meta->callbacks[i].object);
+        r = loader_link(op->t, patch_fd, meta, &op->res, NULL, err, sizeof(err));
+        if (r < 0)
+                return op_fail(op, r, "%s", err);
+        return 0;
+}
+
+/* Writes the relocated original of a function near it, unless an earlier patch did. */
+static int write_copy(UlpOp *op, Thread *th, Resolved *rs, ControlFunc *f) {
+        uint8_t *code;
+        char err[160] = "";
+        int r;
+
+        if (rs->shared >= 0) {
+                const ControlFunc *s = &op->c.img->funcs[rs->shared];
+                f->copy_addr = s->copy_addr;
+                f->entry_off = s->entry_off;
+                f->displaced_len = s->displaced_len;
+                memcpy(f->orig_bytes, s->orig_bytes, sizeof(f->orig_bytes));
+                return 0;
+        }
+        r = area_alloc(op->t, th, &op->c, rs->old_addr, rs->old_addr + rs->old_size, RELOC_MAX_CODE, &f->copy_addr);
+        if (r < 0)
+                return op_fail(op, r, "no memory within 2 GiB of %s for its relocated entry", f->symbol);
+        code = malloc(rs->old_size);
+        if (!code)
+                return -ENOMEM;
+        r = target_read(op->t, rs->old_addr, code, rs->old_size);
+        if (r >= 0)
+                r = relocate_entry(code, rs->old_size, rs->old_addr, f->copy_addr, &rs->rel, err, sizeof(err));
+        if (r >= 0) {
+                f->entry_off = (uint8_t)rs->rel.entry_offset;
+                f->displaced_len = (uint8_t)rs->rel.displaced_len;
+                memcpy(f->orig_bytes, code + rs->rel.entry_offset, MIN(rs->rel.displaced_len, sizeof(f->orig_bytes)));
+                r = target_write(op->t, f->copy_addr, rs->rel.code, rs->rel.code_len);
+        }
+        free(code);
+        if (r < 0)
+                return op_fail(op, r, "cannot relocate the entry of %s: %s", f->symbol, err[0] ? err : strerror(-r));
+        return 0;
+}
+
+static unsigned next_seq(const Control *c) {
+        unsigned seq = 0;
+        for (unsigned i = 0; i < c->img->hdr.n_patches; i++)
+                seq = MAX(seq, c->img->patches[i].seq);
+        return seq + 1;
+}
+
+/* Fills the patch record (state CP_UNPATCHED until transition_init makes it live). */
+static ControlPatch *new_patch_record(UlpOp *op, const PatchMeta *meta, const LoadedPatch *lp,
+                                      const char *name_hint) {
+        Control *c = &op->c;
+        ControlPatch *p = &c->img->patches[c->img->hdr.n_patches];
+
+        memset(p, 0, sizeof(*p));
+        snprintf(p->name, sizeof(p->name), "%s", meta->name);
+        snprintf(p->file, sizeof(p->file), "%s", name_hint ? name_hint : "");
+        p->state = CP_UNPATCHED;
+        p->flags = meta->replace ? CP_FLAG_REPLACE : 0;
+        p->seq = next_seq(c);
+        p->first_func = c->img->hdr.n_funcs;
+        p->map_start = lp->start;
+        p->map_size = lp->size;
+        p->bias = lp->bias;
+        p->build_id_len = (uint32_t)MIN(meta->build_id_len, sizeof(p->build_id));
+        memcpy(p->build_id, meta->build_id, p->build_id_len);
+        for (size_t i = 0; i < meta->n_callbacks; i++) {
+                const PatchCallbacks *cb = &meta->callbacks[i];
+                uint64_t v[4] = { cb->pre_patch, cb->post_patch, cb->pre_unpatch, cb->post_unpatch };
+                for (int k = 0; k < 4; k++)
+                        if (v[k])
+                                p->callbacks[k] = v[k] + lp->bias;
+        }
+        return p;
+}
+
+static int new_func_record(UlpOp *op, Thread *th, ControlPatch *p, const PatchFunc *pf, Resolved *rs,
+                           SymTab *patch_st, uint64_t bias) {
+        Control *c = &op->c;
+        ControlFunc *f = &c->img->funcs[c->img->hdr.n_funcs];
+        Symbol nsym;
+
+        memset(f, 0, sizeof(*f));
+        f->patch = c->img->hdr.n_patches;
+        f->old_addr = rs->old_addr;
+        f->old_size = rs->old_size;
+        f->new_addr = pf->new_vaddr + bias;
+        f->new_size = symtab_lookup_addr(patch_st, pf->new_vaddr, &nsym) >= 0 ? nsym.size : 1;
+        snprintf(f->object, sizeof(f->object), "%s", pf->object);
+        snprintf(f->symbol, sizeof(f->symbol), "%s", pf->symbol);
+        c->img->hdr.n_funcs++;
+        p->n_funcs++;
+        return write_copy(op, th, rs, f);
+}
+
+/* Replace: every function of a live patch that the new one does not touch gets a nop
+ * record: the new patch's version of it is the original. */
+static int add_nops(UlpOp *op, ControlPatch *p) {
+        Control *c = &op->c;
+        unsigned n = c->img->hdr.n_funcs;
+
+        for (unsigned i = 0; i < n; i++) {
+                const ControlFunc *g = &c->img->funcs[i];
+                const ControlPatch *gp = &c->img->patches[g->patch];
+                ControlFunc *f;
+                bool covered = false;
+                if (gp == p || gp->state != CP_PATCHED)
+                        continue;
+                for (unsigned k = p->first_func; k < c->img->hdr.n_funcs; k++)
+                        covered |= c->img->funcs[k].old_addr == g->old_addr;
+                if (covered)
+                        continue;
+                f = &c->img->funcs[c->img->hdr.n_funcs++];
+                *f = *g;
+                f->patch = (uint32_t)(p - c->img->patches);
+                f->flags = CF_FLAG_NOP;
+                f->new_addr = g->copy_addr;
+                f->new_size = 0;
+                p->n_funcs++;
+        }
+        return 0;
+}
+
+/* Maps and links the patch, writes copies, records and stubs: nothing is in the path
+ * yet, so only the borrowed thread is stopped. */
+static int load_patch(UlpOp *op, Thread *th, const PatchMeta *meta, int patch_fd, const char *name_hint,
+                      Resolved *res) {
+        char err[256] = "";
+        LoadedPatch lp;
+        SymTab *patch_st = NULL;
+        ControlPatch *p;
+        int r;
+
+        if (!op->c.img) {
+                r = control_create(op->t, th, &op->c);
+                if (r < 0)
+                        return op_fail(op, r, "cannot create the control block in process %d: %s", op->t->pid, strerror(-r));
+        }
+        r = op_compact_control(op);
+        if (r < 0)
+                return r;
+        if (op->c.img->hdr.n_patches >= CONTROL_MAX_PATCHES)
+                return op_fail(op, -E2BIG, "too many patches in process %d", op->t->pid);
+        r = loader_map(op->t, th, patch_fd, meta->name, res[0].mod->start, res[0].mod->end, &lp, err, sizeof(err));
+        if (r < 0)
+                return op_fail(op, r, "%s", err);
+        r = loader_link(op->t, patch_fd, meta, &op->res, &lp, err, sizeof(err));
+        if (r >= 0)
+                r = symtab_open_fd(patch_fd, &patch_st);
+        if (r < 0) {
+                (void)loader_unmap(op->t, th, lp.start, lp.size);
+                return op_fail(op, r, "%s", err[0] ? err : "cannot read the patch's symbols");
+        }
+        p = new_patch_record(op, meta, &lp, name_hint);
+        for (size_t i = 0; i < meta->n_funcs && r >= 0; i++) {
+                if (!nearmem_reaches(lp.start, lp.size, res[i].old_addr, res[i].old_addr + res[i].old_size))
+                        r = op_fail(op, -ERANGE, "%s is too far from the patch's other functions: "
+                                    "put functions of different objects in separate patches", meta->funcs[i].symbol);
+                else
+                        r = new_func_record(op, th, p, &meta->funcs[i], &res[i], patch_st, lp.bias);
+        }
+        symtab_free(patch_st);
+        if (r >= 0 && meta->replace)
+                r = add_nops(op, p);
+        op->patch = (int)op->c.img->hdr.n_patches++;
+        if (r >= 0 && !op->o.global)
+                r = op_build_stubs(op, th, op->patch);
+        if (r >= 0)
+                r = control_write_funcs(op->t, &op->c, p->first_func, p->n_funcs);
+        if (r >= 0)
+                r = control_write_patch(op->t, &op->c, (unsigned)op->patch);
+        if (r >= 0)
+                r = control_write_header(op->t, &op->c);
+        if (r < 0) {
+                /* Nothing is in the path: drop the record, unmap the code. */
+                p->map_size = 0;
+                (void)loader_unmap(op->t, th, lp.start, lp.size);
+                op->c.img->hdr.n_funcs = p->first_func;
+                op->c.img->hdr.n_patches--;
+                (void)control_write_header(op->t, &op->c);
+        }
+        return r;
+}
+
+/* klp_cancel_transition: the pre-patch callback refused; nothing was visible. */
+static int cancel(UlpOp *op, int cb_ret) {
+        ControlPatch *p = &op->c.img->patches[op->patch];
+        Thread *th;
+        if (op_borrow(op, &th) >= 0) {
+                (void)loader_unmap(op->t, th, p->map_start, p->map_size);
+                (void)target_resume_thread(op->t, th);
+        }
+        p->map_size = 0;
+        p->state = CP_UNPATCHED;
+        (void)control_write_patch(op->t, &op->c, (unsigned)op->patch);
+        return op_fail(op, -ECANCELED, "the patch's pre-patch callback refused (returned %d): nothing changed", cb_ret);
+}
+
+int op_prepare_apply(UlpOp *op, int patch_fd, const char *name_hint, bool dry_run, PatchMeta **ret_meta) {
+        char err[256] = "";
+        PatchMeta *meta = NULL;
+        int r = patchmeta_read(patch_fd, name_hint, &meta, err, sizeof(err));
+
+        if (r == -ENOEXEC)
+                return op_fail(op, r, "%s is not an ELF file", name_hint ? name_hint : "the patch");
+        if (r == -ENOMSG)
+                return op_fail(op, r, "%s has no ulp patch metadata (no ULP_FUNC)", name_hint ? name_hint : "the patch");
+        if (r < 0)
+                return op_fail(op, r, "bad patch %s: %s", name_hint ? name_hint : "", err[0] ? err : strerror(-r));
+        snprintf(op->report->patch_name, sizeof(op->report->patch_name), "%s", meta->name);
+        *ret_meta = meta;
+        (void)dry_run;
+        return 0;
+}
+
+int ulp_op_apply(pid_t pid, int patch_fd, const char *name_hint, const UlpOptions *o, UlpOp **ret,
+                 UlpReport *report) {
+        UlpOp *op = op_new(OP_APPLY, o, report);
+        PatchMeta *meta = NULL;
+        Resolved *res = NULL;
+        Thread *th;
+        int r, cb = 0;
+
+        if (!op)
+                return -ENOMEM;
+        r = op_prepare_apply(op, patch_fd, name_hint, false, &meta);
+        if (r >= 0)
+                r = op_open_target(op, pid);
+        if (r >= 0 && !(res = calloc(meta->n_funcs, sizeof(*res))))
+                r = -ENOMEM;
+        if (r >= 0)
+                r = validate(op, meta, patch_fd, res);
+        if (r >= 0)
+                r = op_borrow(op, &th);
+        if (r >= 0) {
+                r = load_patch(op, th, meta, patch_fd, name_hint, res);
+                int k = target_resume_thread(op->t, th);
+                if (r >= 0 && k < 0)
+                        r = op_fail(op, k, "process %d went away", pid);
+        }
+        free(res);
+        patchmeta_free(meta);
+        if (r >= 0)
+                r = op_refresh_modules(op);
+        if (r >= 0)
+                r = op_unwinder(op);
+        if (r >= 0 && op->c.img->patches[op->patch].callbacks[0]) {
+                r = op_run_callback(op, op->c.img->patches[op->patch].callbacks[0], &cb);
+                if (r < 0)
+                        r = op_fail(op, r, "the pre-patch callback could not run: %s", strerror(-r));
+                else if (cb != 0)
+                        r = cancel(op, cb);
+        }
+        if (r >= 0)
+                r = op_start_transition(op, THREAD_PATCHED);
+        if (r >= 0) {
+                unsigned next;
+                r = ulp_op_step(op, &next);
+        }
+        if (r < 0 && r != -ETIMEDOUT) {
+                ulp_op_free(op);
+                return r;
+        }
+        *ret = op;
+        return r;
+}
+
+/* Dry run: refusals as apply would give them, then one stop-the-world to see which
+ * threads would block the transition now. Writes nothing into the target. */
+int ulp_check(pid_t pid, int patch_fd, const char *name_hint, UlpReport *report) {
+        UlpOp *op = op_new(OP_APPLY, NULL, report);
+        PatchMeta *meta = NULL;
+        Resolved *res = NULL;
+        Transition tr = {};
+        int r, k;
+
+        if (!op)
+                return -ENOMEM;
+        r = op_prepare_apply(op, patch_fd, name_hint, true, &meta);
+        if (r >= 0)
+                r = op_open_target(op, pid);
+        if (r >= 0 && !(res = calloc(meta->n_funcs, sizeof(*res))))
+                r = -ENOMEM;
+        if (r >= 0)
+                r = validate(op, meta, patch_fd, res);
+        if (r >= 0)
+                r = op_unwinder(op);
+        tr = (Transition) { .t = op->t, .c = &op->c, .u = op->u, .res = &op->res };
+        for (size_t i = 0; r >= 0 && i < meta->n_funcs; i++) {
+                int top = op->c.img ? control_top_func(&op->c, res[i].old_addr, -1) : -1;
+                CodeRange *n = realloc(tr.ranges, (tr.n_ranges + 1) * sizeof(*n));
+                if (!n) {
+                        r = -ENOMEM;
+                        break;
+                }
+                tr.ranges = n;
+                if (top >= 0 && !(op->c.img->funcs[top].flags & CF_FLAG_NOP))
+                        n[tr.n_ranges++] = (CodeRange) { op->c.img->funcs[top].new_addr,
+                                                         op->c.img->funcs[top].new_addr + op->c.img->funcs[top].new_size };
+                else
+                        n[tr.n_ranges++] = (CodeRange) { res[i].old_addr, res[i].old_addr + res[i].old_size };
+        }
+        if (r >= 0)
+                r = target_stop_all(op->t);
+        if (r >= 0) {
+                for (size_t i = 0; i < op->t->n_threads; i++) {
+                        Thread *th = &op->t->threads[i];
+                        char blocker[128];
+                        if (th->gone || !th->stopped)
+                                continue;
+                        tr.total++;
+                        if (!transition_check_thread(&tr, th, blocker, sizeof(blocker))) {
+                                UlpStraggler *s = realloc(report->stragglers, (report->n_stragglers + 1) * sizeof(*s));
+                                if (!s)
+                                        continue;
+                                report->stragglers = s;
+                                s = &s[report->n_stragglers++];
+                                *s = (UlpStraggler) { .tid = th->tid };
+                                target_thread_name(op->t, th->tid, s->comm);
+                                snprintf(s->function, sizeof(s->function), "%s", blocker);
+                        }
+                }
+                k = target_resume_all(op->t);
+                if (k < 0)
+                        r = k;
+        }
+        report->threads = tr.total;
+        report->max_stw_us = op->t ? op->t->max_stw_ns / 1000 : 0;
+        if (r >= 0 && report->n_stragglers > 0)
+                r = op_fail(op, -EBUSY, "%zu thread(s) would block the transition now", report->n_stragglers);
+        free(tr.ranges);
+        free(res);
+        patchmeta_free(meta);
+        ulp_op_free(op);
+        return r;
+}

@@ -1,0 +1,240 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <dirent.h>
+#include <stdio.h>
+
+#include "common/macro.h"
+#include "patcher/op.h"
+
+/* A patch may go only if, for each of its functions, nothing above it in the function's
+ * stack is live: otherwise that patch's stubs would send threads to freed code. */
+static int check_on_top(UlpOp *op, int patch) {
+        const ControlPatch *p = &op->c.img->patches[patch];
+        for (unsigned i = p->first_func; i < p->first_func + p->n_funcs; i++) {
+                int top = control_top_func(&op->c, op->c.img->funcs[i].old_addr, -1);
+                if (top >= 0 && (int)op->c.img->funcs[top].patch != patch)
+                        return op_fail(op, -EBUSY, "patch %s also replaces %s and was applied later: revert it first",
+                                       op->c.img->patches[op->c.img->funcs[top].patch].name,
+                                       op->c.img->funcs[i].symbol);
+        }
+        return 0;
+}
+
+static int open_with_control(UlpOp *op, pid_t pid) {
+        int r = op_open_target(op, pid);
+        if (r < 0)
+                return r;
+        if (!op->c.img)
+                return op_fail(op, -ENOENT, "process %d carries no ulp patch", pid);
+        return 0;
+}
+
+/* The unfinished transition of the target, taken over as it was. */
+static int take_over(UlpOp *op) {
+        int r = op_unwinder(op);
+        if (r < 0)
+                return r;
+        r = transition_resume(&op->tr, op->t, &op->c, op->u, &op->res);
+        if (r < 0)
+                return op_fail(op, r, "cannot take over the transition: %s", strerror(-r));
+        op->tr_ready = true;
+        op->patch = op->tr.patch;
+        op->kind = op->tr.target_state == THREAD_PATCHED ? OP_APPLY : OP_REVERT;
+        snprintf(op->report->patch_name, sizeof(op->report->patch_name), "%s", op->c.img->patches[op->patch].name);
+        return 0;
+}
+
+static int first_step(UlpOp *op, UlpOp **ret, int r) {
+        unsigned next;
+        if (r >= 0)
+                r = ulp_op_step(op, &next);
+        if (r < 0 && r != -ETIMEDOUT) {
+                ulp_op_free(op);
+                return r;
+        }
+        *ret = op;
+        return r;
+}
+
+int ulp_op_revert(pid_t pid, const char *name, const UlpOptions *o, UlpOp **ret, UlpReport *report) {
+        UlpOp *op = op_new(OP_REVERT, o, report);
+        Thread *th;
+        int r, idx, cb = 0;
+
+        if (!op)
+                return -ENOMEM;
+        snprintf(report->patch_name, sizeof(report->patch_name), "%s", name);
+        r = open_with_control(op, pid);
+        if (r < 0)
+                goto fail;
+        idx = control_find_patch(&op->c, name);
+        if (idx < 0) {
+                r = op_fail(op, -ENOENT, "patch %s is not applied to process %d", name, pid);
+                goto fail;
+        }
+        if (op->c.img->hdr.transition_patch >= 0) {
+                /* klp_reverse_transition: revert of the patch still in transition. */
+                if (op->c.img->hdr.transition_patch != idx) {
+                        r = op_fail(op, -EBUSY, "process %d has a transition of patch %s in progress", pid,
+                                    op->c.img->patches[op->c.img->hdr.transition_patch].name);
+                        goto fail;
+                }
+                r = take_over(op);
+                if (r >= 0 && op->tr.target_state == THREAD_PATCHED) {
+                        r = transition_reverse(&op->tr);
+                        op->kind = OP_REVERT;
+                }
+                return first_step(op, ret, r);
+        }
+        op->patch = idx;
+        r = check_on_top(op, idx);
+        if (r >= 0)
+                r = op_unwinder(op);
+        if (r >= 0 && op->c.img->patches[idx].callbacks[2]) {
+                r = op_run_callback(op, op->c.img->patches[idx].callbacks[2], &cb);
+                if (r >= 0 && cb != 0)
+                        r = op_fail(op, -ECANCELED, "the patch's pre-unpatch callback refused (returned %d): nothing changed", cb);
+        }
+        if (r >= 0 && !op->o.global) {
+                r = op_borrow(op, &th);
+                if (r >= 0) {
+                        r = op_build_stubs(op, th, idx);
+                        int k = target_resume_thread(op->t, th);
+                        if (r >= 0)
+                                r = k;
+                }
+        }
+        if (r >= 0)
+                r = op_start_transition(op, THREAD_UNPATCHED);
+        return first_step(op, ret, r);
+fail:
+        ulp_op_free(op);
+        return r;
+}
+
+int ulp_op_resume(pid_t pid, const UlpOptions *o, UlpOp **ret, UlpReport *report) {
+        UlpOp *op = op_new(OP_APPLY, o, report);
+        int r;
+
+        if (!op)
+                return -ENOMEM;
+        r = open_with_control(op, pid);
+        if (r >= 0 && op->c.img->hdr.transition_patch < 0)
+                r = op_fail(op, -ENOENT, "process %d has no transition in progress", pid);
+        if (r >= 0)
+                r = take_over(op);
+        return first_step(op, ret, r);
+}
+
+/* Drops the records of reverted patches, so that apply/revert cycles do not fill the
+ * block. Only between transitions, with the borrowed thread stopped. */
+int op_compact_control(UlpOp *op) {
+        ControlImage *img = op->c.img;
+        unsigned np = 0, nf = 0;
+
+        if (img->hdr.transition_patch >= 0)
+                return 0;
+        for (unsigned i = 0; i < img->hdr.n_patches; i++) {
+                ControlPatch p = img->patches[i];
+                if (p.state != CP_PATCHED)
+                        continue;
+                for (unsigned k = 0; k < p.n_funcs; k++) {
+                        img->funcs[nf + k] = img->funcs[p.first_func + k];
+                        img->funcs[nf + k].patch = np;
+                }
+                p.first_func = nf;
+                nf += p.n_funcs;
+                img->patches[np++] = p;
+        }
+        if (np == img->hdr.n_patches)
+                return 0;
+        img->hdr.n_patches = np;
+        img->hdr.n_funcs = nf;
+        int r = control_write_funcs(op->t, &op->c, 0, nf);
+        for (unsigned i = 0; i < np && r >= 0; i++)
+                r = control_write_patch(op->t, &op->c, i);
+        if (r >= 0)
+                r = control_write_header(op->t, &op->c);
+        return r < 0 ? op_fail(op, r, "cannot update the control block: %s", strerror(-r)) : 0;
+}
+
+/* Stragglers of a transition left in the target, as far as they can be known without
+ * stopping anything: the threads whose table state is not the target state. */
+static void status_patch(UlpOp *op, unsigned idx, UlpPatchStatus *ps) {
+        const ControlPatch *p = &op->c.img->patches[idx];
+
+        snprintf(ps->name, sizeof(ps->name), "%s", p->name);
+        ps->state = transition_state_name(p->state);
+        ps->forced = p->flags & CP_FLAG_FORCED;
+        ps->replace = p->flags & CP_FLAG_REPLACE;
+        ps->funcs = calloc(p->n_funcs ? p->n_funcs : 1, sizeof(UlpFuncStatus));
+        for (unsigned i = 0; ps->funcs && i < p->n_funcs; i++) {
+                const ControlFunc *f = &op->c.img->funcs[p->first_func + i];
+                if (f->flags & CF_FLAG_NOP)
+                        continue;
+                UlpFuncStatus *fs = &ps->funcs[ps->n_funcs++];
+                snprintf(fs->object, sizeof(fs->object), "%s", f->object);
+                snprintf(fs->symbol, sizeof(fs->symbol), "%s", f->symbol);
+                fs->addr = f->old_addr;
+        }
+}
+
+int ulp_status(pid_t pid, UlpProcessStatus *ret, UlpReport *report) {
+        UlpOp *op = op_new(OP_APPLY, NULL, report);
+        int r;
+
+        if (!op)
+                return -ENOMEM;
+        *ret = (UlpProcessStatus) { .pid = pid };
+        r = open_with_control(op, pid);
+        if (r >= 0) {
+                target_thread_name(op->t, pid, ret->comm);
+                ret->patches = calloc(op->c.img->hdr.n_patches + 1, sizeof(UlpPatchStatus));
+                if (!ret->patches)
+                        r = -ENOMEM;
+        }
+        for (unsigned i = 0; r >= 0 && i < op->c.img->hdr.n_patches; i++) {
+                if (op->c.img->patches[i].state == CP_FREE)
+                        continue;
+                status_patch(op, i, &ret->patches[ret->n_patches++]);
+        }
+        ulp_op_free(op);
+        return r;
+}
+
+void ulp_status_done(UlpProcessStatus *s) {
+        for (size_t i = 0; i < s->n_patches; i++) {
+                free(s->patches[i].funcs);
+                free(s->patches[i].stragglers);
+        }
+        free(s->patches);
+        *s = (UlpProcessStatus) {};
+}
+
+int ulp_list_processes(pid_t **ret, size_t *ret_n) {
+        DIR *d = opendir("/proc");
+        struct dirent *de;
+        pid_t *v = NULL;
+        size_t n = 0;
+
+        if (!d)
+                return negative_errno();
+        while ((de = readdir(d))) {
+                char *end;
+                long pid = strtol(de->d_name, &end, 10);
+                uint64_t addr;
+                if (*end || pid <= 0 || control_find((pid_t)pid, &addr) <= 0)
+                        continue;
+                pid_t *nv = realloc(v, (n + 1) * sizeof(pid_t));
+                if (!nv) {
+                        free(v);
+                        closedir(d);
+                        return -ENOMEM;
+                }
+                v = nv;
+                v[n++] = (pid_t)pid;
+        }
+        closedir(d);
+        *ret = v;
+        *ret_n = n;
+        return 0;
+}

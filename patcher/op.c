@@ -1,0 +1,391 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <stdarg.h>
+#include <stdio.h>
+#include <time.h>
+
+#include "common/macro.h"
+#include "patcher/nearmem.h"
+#include "patcher/op.h"
+#include "patcher/x86_64/stub.h"
+
+#define CALLBACK_TIMEOUT_MS 10000
+#define INIT_TRIES 200
+
+uint64_t op_now_ns(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+int op_fail(UlpOp *op, int r, const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(op->report->message, sizeof(op->report->message), fmt, ap);
+        va_end(ap);
+        return r;
+}
+
+void op_warn(UlpOp *op, const char *fmt, ...) {
+        UlpReport *rep = op->report;
+        char **n = realloc(rep->warnings, (rep->n_warnings + 2) * sizeof(char *));
+        va_list ap;
+        if (!n)
+                return;
+        rep->warnings = n;
+        va_start(ap, fmt);
+        if (vasprintf(&n[rep->n_warnings], fmt, ap) >= 0)
+                n[++rep->n_warnings] = NULL;
+        va_end(ap);
+}
+
+UlpOp *op_new(OpKind kind, const UlpOptions *o, UlpReport *report) {
+        UlpOp *op = calloc(1, sizeof(*op));
+        if (!op)
+                return NULL;
+        op->kind = kind;
+        op->o = o ? *o : (UlpOptions) {};
+        if (!op->o.timeout_ms)
+                op->o.timeout_ms = ULP_DEFAULT_TIMEOUT_MS;
+        op->report = report;
+        op->patch = -1;
+        op->start_ns = op_now_ns();
+        op->deadline_ns = op->start_ns + (uint64_t)op->o.timeout_ms * 1000000ULL;
+        op->backoff_ms = 10;
+        return op;
+}
+
+static void free_symtabs(UlpOp *op) {
+        for (size_t i = 0; op->symtabs && i < op->mods.n; i++)
+                symtab_free(op->symtabs[i]);
+        free(op->symtabs);
+        op->symtabs = NULL;
+}
+
+int op_refresh_modules(UlpOp *op) {
+        int r;
+        free_symtabs(op);
+        modulelist_done(&op->mods);
+        r = modules_read(op->t->pid, &op->mods);
+        if (r < 0)
+                return op_fail(op, r, "cannot read the modules of process %d: %s", op->t->pid, strerror(-r));
+        op->symtabs = calloc(op->mods.n ? op->mods.n : 1, sizeof(SymTab *));
+        if (!op->symtabs)
+                return -ENOMEM;
+        op->res = (SymResolver) { .mods = &op->mods, .symtabs = op->symtabs };
+        if (op->u)
+                return unwinder_set_modules(op->u, &op->mods);
+        return 0;
+}
+
+static int read_target(void *userdata, uint64_t addr, void *buf, size_t len) {
+        return target_read(userdata, addr, buf, len);
+}
+
+int op_unwinder(UlpOp *op) {
+        int r;
+        if (op->u)
+                return 0;
+        r = unwinder_new(op->t->pid, &op->mods, read_target, op->t, &op->u);
+        if (r < 0)
+                return op_fail(op, r, "cannot set up the unwinder: %s", strerror(-r));
+        return 0;
+}
+
+int op_open_target(UlpOp *op, pid_t pid) {
+        uint64_t addr;
+        int r = target_open(pid, &op->t);
+        if (r == -ESRCH)
+                return op_fail(op, r, "no process with pid %d", pid);
+        if (r == -EPERM || r == -EACCES)
+                return op_fail(op, -EPERM, "not allowed to trace process %d (ptrace permission)", pid);
+        if (r < 0)
+                return op_fail(op, r, "cannot open process %d: %s", pid, strerror(-r));
+        r = op_refresh_modules(op);
+        if (r < 0)
+                return r;
+        r = control_find(pid, &addr);
+        if (r < 0)
+                return op_fail(op, r, "cannot read the memory map of process %d", pid);
+        if (r == 0)
+                return 0;
+        op->c.addr = addr;
+        r = control_load(op->t, &op->c);
+        if (r < 0)
+                return op_fail(op, r, "the ulp control block of process %d is unreadable or of another version", pid);
+        return 0;
+}
+
+int op_borrow(UlpOp *op, Thread **ret) {
+        Thread *th = target_find_thread(op->t, op->t->pid);
+        int r = -ESRCH;
+
+        if (th && !th->gone)
+                r = target_stop_thread(op->t, th);
+        for (size_t i = 0; r < 0 && i < op->t->n_threads; i++) {
+                th = &op->t->threads[i];
+                if (!th->gone)
+                        r = target_stop_thread(op->t, th);
+        }
+        if (r < 0)
+                return op_fail(op, r, "cannot stop any thread of process %d: %s", op->t->pid, strerror(-r));
+        *ret = th;
+        return 0;
+}
+
+int op_run_callback(UlpOp *op, uint64_t addr, int *ret) {
+        const long args[6] = {};
+        uint64_t rax = 0;
+        Thread *th;
+        int r, k;
+
+        r = op_borrow(op, &th);
+        if (r < 0)
+                return r;
+        r = target_call(op->t, th, addr, args, op->c.img->hdr.trap_addr, CALLBACK_TIMEOUT_MS, &rax);
+        k = target_resume_thread(op->t, th);
+        if (r < 0)
+                return r;
+        *ret = (int)(int32_t)rax;
+        return k;
+}
+
+/* Stubs are fresh for each transition: one from a finished transition may still have a
+ * thread inside it. Each goes near its function, so the entry's 5-byte jump reaches it. */
+int op_build_stubs(UlpOp *op, Thread *th, int patch) {
+        Control *c = &op->c;
+        ControlPatch *p = &c->img->patches[patch];
+
+        for (unsigned i = p->first_func; i < p->first_func + p->n_funcs; i++) {
+                ControlFunc *f = &c->img->funcs[i];
+                uint8_t code[STUB_MAX_SIZE];
+                size_t len;
+                int top = control_top_func(c, f->old_addr, patch);
+                uint64_t old = top >= 0 && !(c->img->funcs[top].flags & CF_FLAG_NOP)
+                                       ? c->img->funcs[top].new_addr : f->copy_addr;
+                StubParams sp;
+                int r;
+
+                r = area_alloc(op->t, th, c, f->old_addr, f->old_addr + f->old_size, STUB_MAX_SIZE,
+                               &f->stub_addr);
+                if (r < 0)
+                        return op_fail(op, r, "no memory for a dispatch stub near %s: %s", f->symbol, strerror(-r));
+                f->prev_addr = old;
+                sp = (StubParams) {
+                        .stub_addr = f->stub_addr,
+                        .table_addr = c->addr + CONTROL_OFF(table_tp),
+                        .table_order = CONTROL_TABLE_ORDER,
+                        .target_state_addr = c->addr + CONTROL_OFF(hdr.target_state),
+                        .new_addr = f->new_addr,
+                        .old_addr = old,
+                };
+                r = stub_build(&sp, code, sizeof(code), &len);
+                if (r >= 0)
+                        r = target_write(op->t, f->stub_addr, code, len);
+                if (r < 0)
+                        return op_fail(op, r, "cannot write the dispatch stub of %s: %s", f->symbol, strerror(-r));
+        }
+        return control_write_funcs(op->t, c, p->first_func, p->n_funcs);
+}
+
+static void sleep_ms(unsigned ms) {
+        struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
+        nanosleep(&ts, NULL);
+}
+
+int op_start_transition(UlpOp *op, int target_state) {
+        int r, k;
+
+        r = transition_prepare(&op->tr, op->t, &op->c, op->u, &op->res, op->patch, target_state,
+                               op->o.global);
+        if (r < 0)
+                return op_fail(op, r, "cannot prepare the transition: %s", strerror(-r));
+        op->tr_ready = true;
+        if (op->o.global)
+                return 0;
+        for (int i = 0; i < INIT_TRIES; i++) {
+                r = target_stop_all(op->t);
+                if (r < 0)
+                        return op_fail(op, r, "cannot stop process %d: %s", op->t->pid, strerror(-r));
+                r = transition_init(&op->tr);
+                k = target_resume_all(op->t);
+                if (r == -EOPNOTSUPP) {
+                        op_warn(op, "threads of process %d share a thread pointer: global mode used", op->t->pid);
+                        op->o.global = op->tr.global = true;
+                        return 0;
+                }
+                if (r != -EAGAIN)
+                        return r < 0 ? op_fail(op, r, "cannot start the transition: %s", strerror(-r)) : k;
+                sleep_ms(1);
+        }
+        return op_fail(op, -EBUSY, "threads keep running inside the code to be rewritten; try again");
+}
+
+void op_report_figures(UlpOp *op) {
+        UlpReport *rep = op->report;
+        rep->threads = op->tr.total;
+        rep->switched = op->tr.switched;
+        rep->retries = op->tr.passes > 0 ? op->tr.passes - 1 : 0;
+        rep->max_thread_stop_us = op->t->max_thread_stop_ns / 1000;
+        rep->max_stw_us = op->t->max_stw_ns / 1000;
+        rep->total_ms = (op_now_ns() - op->start_ns) / 1000000;
+        rep->forced = op->tr.forced;
+}
+
+static void report_stragglers(UlpOp *op) {
+        UlpReport *rep = op->report;
+        free(rep->stragglers);
+        rep->stragglers = calloc(op->tr.n_pending ? op->tr.n_pending : 1, sizeof(UlpStraggler));
+        rep->n_stragglers = 0;
+        for (size_t i = 0; rep->stragglers && i < op->tr.n_pending; i++) {
+                UlpStraggler *s = &rep->stragglers[rep->n_stragglers++];
+                s->tid = op->tr.pending[i].tid;
+                target_thread_name(op->t, s->tid, s->comm);
+                snprintf(s->function, sizeof(s->function), "%s",
+                         op->tr.pending[i].blocker[0] ? op->tr.pending[i].blocker : "not checked yet");
+        }
+}
+
+/* The end of an operation: post callbacks after a completed transition. */
+static int op_finished(UlpOp *op) {
+        ControlPatch *p = &op->c.img->patches[op->patch];
+        int r = 0, cb = 0;
+        uint64_t post = 0;
+
+        op->done = true;
+        if (op->reversing)
+                post = 0;
+        else if (op->kind == OP_APPLY)
+                post = p->callbacks[1];
+        else
+                post = p->callbacks[3];
+        if (post)
+                r = op_run_callback(op, post, &cb);
+        if (r < 0)
+                op_warn(op, "post callback failed to run: %s", strerror(-r));
+        op_report_figures(op);
+        if (op->reversing)
+                return -ETIMEDOUT;
+        return 1;
+}
+
+static int op_timeout(UlpOp *op) {
+        char first[160] = "";
+        int r;
+
+        report_stragglers(op);
+        if (op->report->n_stragglers)
+                snprintf(first, sizeof(first), "; thread %d (%s) in %s", op->report->stragglers[0].tid,
+                         op->report->stragglers[0].comm, op->report->stragglers[0].function);
+        if (op->o.force) {
+                r = transition_force(&op->tr);
+                if (r < 0)
+                        return op_fail(op, r, "forcing the transition failed: %s", strerror(-r));
+                op_warn(op, "forced: %zu thread(s) switched without the check; the patch code stays mapped",
+                        op->report->n_stragglers);
+                return op_finished(op);
+        }
+        if (op->reversing)
+                return op_fail(op, -ETIMEDOUT,
+                               "the transition did not finish in time and its reversal is still waiting%s; "
+                               "it stays consistent in the target: run revert or resume later", first);
+        op->reversing = true;
+        op_fail(op, -ETIMEDOUT, "the transition did not finish within %u ms and was reversed (%zu straggler(s)%s)",
+                op->o.timeout_ms, op->report->n_stragglers, first);
+        r = transition_reverse(&op->tr);
+        if (r < 0)
+                return op_fail(op, r, "reversing the transition failed: %s", strerror(-r));
+        op->deadline_ns = op_now_ns() + (uint64_t)op->o.timeout_ms * 1000000ULL;
+        op->backoff_ms = 10;
+        return 0;
+}
+
+int ulp_op_step(UlpOp *op, unsigned *ret_next_ms) {
+        UlpStraggler *saved;
+        size_t n_saved;
+        int r;
+
+        if (op->done)
+                return op->reversing ? -ETIMEDOUT : 1;
+        r = transition_try_complete(&op->tr);
+        if (r < 0)
+                return op_fail(op, r, "transition failed: %s", strerror(-r));
+        if (r == 1) {
+                /* A reversal keeps the stragglers of the forward attempt for the report. */
+                saved = op->report->stragglers;
+                n_saved = op->report->n_stragglers;
+                if (!op->reversing)
+                        report_stragglers(op), free(saved), saved = NULL;
+                else
+                        op->report->stragglers = saved, op->report->n_stragglers = n_saved;
+                return op_finished(op);
+        }
+        if (op_now_ns() >= op->deadline_ns) {
+                r = op_timeout(op);
+                if (r != 0)
+                        return r;
+        } else if (!op->reversing)
+                report_stragglers(op);
+        op_report_figures(op);
+        if (ret_next_ms)
+                *ret_next_ms = op->backoff_ms;
+        op->backoff_ms = MIN(op->backoff_ms * 2, 1000u);
+        return 0;
+}
+
+void ulp_op_progress(const UlpOp *op, unsigned *ret_switched, unsigned *ret_total) {
+        *ret_switched = op->tr.switched;
+        *ret_total = op->tr.total;
+}
+
+pid_t ulp_op_pid(const UlpOp *op) {
+        return op->t ? op->t->pid : 0;
+}
+
+void ulp_op_free(UlpOp *op) {
+        if (!op)
+                return;
+        if (op->tr_ready)
+                transition_done(&op->tr);
+        unwinder_free(op->u);
+        free_symtabs(op);
+        modulelist_done(&op->mods);
+        control_done(&op->c);
+        target_free(op->t);
+        free(op);
+}
+
+void ulp_report_done(UlpReport *r) {
+        for (size_t i = 0; i < r->n_warnings; i++)
+                free(r->warnings[i]);
+        free(r->warnings);
+        free(r->stragglers);
+        *r = (UlpReport) {};
+}
+
+static int run_to_end(UlpOp *op, int r) {
+        unsigned next = 0;
+        while (r == 0) {
+                r = ulp_op_step(op, &next);
+                if (r == 0)
+                        sleep_ms(next);
+        }
+        return r < 0 ? r : 0;
+}
+
+int ulp_apply(pid_t pid, int patch_fd, const char *name_hint, const UlpOptions *o, UlpReport *report) {
+        UlpOp *op = NULL;
+        int r = ulp_op_apply(pid, patch_fd, name_hint, o, &op, report);
+        if (r >= 0)
+                r = run_to_end(op, r);
+        ulp_op_free(op);
+        return r;
+}
+
+int ulp_revert(pid_t pid, const char *name, const UlpOptions *o, UlpReport *report) {
+        UlpOp *op = NULL;
+        int r = ulp_op_revert(pid, name, o, &op, report);
+        if (r >= 0)
+                r = run_to_end(op, r);
+        ulp_op_free(op);
+        return r;
+}

@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* Internals shared by the operation files (op-*.c): the UlpOp object and its helpers. */
+
+#include "elf/module.h"
+#include "elf/patchmeta.h"
+#include "elf/symtab.h"
+#include "patcher/control.h"
+#include "patcher/loader.h"
+#include "patcher/target.h"
+#include "patcher/transition.h"
+#include "patcher/ulp.h"
+#include "unwind/unwind.h"
+
+typedef enum OpKind {
+        OP_APPLY,
+        OP_REVERT,
+} OpKind;
+
+struct UlpOp {
+        OpKind kind;
+        UlpOptions o;
+        UlpReport *report;       /* the caller's; must outlive the op */
+        Target *t;
+        Control c;
+        ModuleList mods;
+        SymTab **symtabs;        /* one per module of mods */
+        SymResolver res;
+        Unwinder *u;
+        Transition tr;
+        bool tr_ready;
+        bool done;
+        bool reversing;          /* the deadline passed: going back */
+        int patch;               /* index in the control block */
+        uint64_t start_ns;
+        uint64_t deadline_ns;
+        unsigned backoff_ms;
+};
+
+uint64_t op_now_ns(void);
+
+/* Sets the report's message (printf-like) and returns r. */
+int op_fail(UlpOp *op, int r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void op_warn(UlpOp *op, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+UlpOp *op_new(OpKind kind, const UlpOptions *o, UlpReport *report);
+
+/* Opens the target and reads its modules and control block (if any). */
+int op_open_target(UlpOp *op, pid_t pid);
+
+/* (Re)reads the target's modules, resetting the symbol tables and the unwinder's view. */
+int op_refresh_modules(UlpOp *op);
+
+/* Creates the unwinder, once the modules are known. */
+int op_unwinder(UlpOp *op);
+
+/* Stops one thread to borrow for syscalls and calls (the main thread if it can). */
+int op_borrow(UlpOp *op, Thread **ret);
+
+/* Runs a callback of the patch in the target on a borrowed thread. *ret gets its int. */
+int op_run_callback(UlpOp *op, uint64_t addr, int *ret);
+
+/* Writes a fresh dispatch stub for each record of patch, from the entry's current
+ * implementation (old) to the patch's (new). */
+int op_build_stubs(UlpOp *op, Thread *th, int patch);
+
+/* init under a stop-the-world, retried while threads sit in code being rewritten; falls
+ * back to global mode when threads share a thread pointer. */
+int op_start_transition(UlpOp *op, int target_state);
+
+/* Fills the report's figures and stragglers from the transition. */
+void op_report_figures(UlpOp *op);
+
+/* Removes reverted patches' records from the control block (no transition running). */
+int op_compact_control(UlpOp *op);
+
+/* Applies-side helpers (op-apply.c). */
+int op_prepare_apply(UlpOp *op, int patch_fd, const char *name_hint, bool dry_run,
+                     PatchMeta **ret_meta);

@@ -1,0 +1,562 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <stdio.h>
+
+#include "common/macro.h"
+#include "patcher/transition.h"
+#include "patcher/x86_64/relocate.h"
+
+const char *transition_state_name(uint32_t cp_state) {
+        switch (cp_state) {
+        case CP_PATCHED:
+                return "patched";
+        case CP_TRANSITION:
+                return "transition";
+        default:
+                return "unpatched";
+        }
+}
+
+void transition_name_pc(SymResolver *res, uint64_t pc, char *buf, size_t len) {
+        const Module *m = res ? modules_find_addr(res->mods, pc) : NULL;
+        SymTab *st;
+        Symbol sym;
+
+        if (!m) {
+                snprintf(buf, len, "0x%llx", (unsigned long long)pc);
+                return;
+        }
+        if (resolver_symtab(res, (size_t)(m - res->mods->v), &st) >= 0 &&
+            symtab_lookup_addr(st, pc - m->bias, &sym) >= 0) {
+                snprintf(buf, len, "%s+0x%llx", sym.name, (unsigned long long)(pc - m->bias - sym.value));
+                return;
+        }
+        snprintf(buf, len, "%s+0x%llx", m->path, (unsigned long long)(pc - m->bias));
+}
+
+static ControlFunc *patch_funcs(Control *c, int patch, unsigned *ret_n) {
+        ControlPatch *p = &c->img->patches[patch];
+        *ret_n = p->n_funcs;
+        return &c->img->funcs[p->first_func];
+}
+
+static int add_range(Transition *tr, uint64_t lo, uint64_t hi) {
+        CodeRange *n = realloc(tr->ranges, (tr->n_ranges + 1) * sizeof(*n));
+        if (!n)
+                return -ENOMEM;
+        tr->ranges = n;
+        tr->ranges[tr->n_ranges++] = (CodeRange) { lo, hi };
+        return 0;
+}
+
+/* The size of the implementation at addr: a patch function's record, else the original. */
+static uint64_t impl_size(const Control *c, const ControlFunc *f, uint64_t addr) {
+        if (addr == f->copy_addr || addr == f->old_addr)
+                return 0;
+        for (unsigned i = 0; i < c->img->hdr.n_funcs; i++)
+                if (c->img->funcs[i].new_addr == addr && c->img->funcs[i].old_addr == f->old_addr)
+                        return c->img->funcs[i].new_size;
+        return 0;
+}
+
+/*
+ * klp_check_stack's list. Patching: the previous top of each function's stack (the
+ * original, or the function of the patch below). Unpatching: the whole mapping of the
+ * patch, since its functions may tail-call helpers of their own.
+ */
+static int compute_ranges(Transition *tr) {
+        unsigned n;
+        ControlFunc *f = patch_funcs(tr->c, tr->patch, &n);
+        ControlPatch *p = &tr->c->img->patches[tr->patch];
+        int r = 0;
+
+        tr->n_ranges = 0;
+        if (tr->target_state == THREAD_UNPATCHED)
+                return add_range(tr, p->map_start, p->map_start + p->map_size);
+        for (unsigned i = 0; i < n && r >= 0; i++) {
+                uint64_t sz = impl_size(tr->c, &f[i], f[i].prev_addr);
+                if (sz)
+                        r = add_range(tr, f[i].prev_addr, f[i].prev_addr + sz);
+                else
+                        r = add_range(tr, f[i].old_addr, f[i].old_addr + f[i].old_size);
+        }
+        return r;
+}
+
+int transition_prepare(Transition *tr, Target *t, Control *c, Unwinder *u, SymResolver *res,
+                       int patch, int target_state, bool global) {
+        *tr = (Transition) { .t = t, .c = c, .u = u, .res = res, .patch = patch,
+                             .target_state = target_state, .global = global };
+        return compute_ranges(tr);
+}
+
+void transition_done(Transition *tr) {
+        free(tr->ranges);
+        free(tr->pending);
+        tr->ranges = NULL;
+        tr->pending = NULL;
+        tr->n_ranges = tr->n_pending = 0;
+}
+
+int transition_write_entry(Target *t, const ControlFunc *f, uint64_t dest) {
+        uint8_t buf[16];
+        uint64_t at = f->old_addr + f->entry_off;
+        int r = encode_jmp_rel32(buf, at, dest);
+        if (r < 0)
+                return r;
+        /* The rest of the displaced bytes: never executed, int3 makes a mistake loud. */
+        memset(buf + JMP_REL32_SIZE, 0xcc, sizeof(buf) - JMP_REL32_SIZE);
+        return target_write(t, at, buf, MAX((size_t)f->displaced_len, (size_t)JMP_REL32_SIZE));
+}
+
+int transition_restore_entry(Target *t, const ControlFunc *f, uint64_t expected_dest) {
+        uint8_t cur[JMP_REL32_SIZE], want[JMP_REL32_SIZE];
+        uint64_t at = f->old_addr + f->entry_off;
+        int r = target_read(t, at, cur, sizeof(cur));
+        if (r < 0)
+                return r;
+        r = encode_jmp_rel32(want, at, expected_dest);
+        if (r < 0)
+                return r;
+        if (memcmp(cur, want, sizeof(cur)) != 0)
+                return -EBUSY;
+        return target_write(t, at, f->orig_bytes, f->displaced_len);
+}
+
+/* What the entry of f's function jumps to now, given the live records: the top live
+ * record's new function, or 0 for the original bytes. */
+static uint64_t entry_dest_now(const Control *c, const ControlFunc *f, int exclude) {
+        int top = control_top_func(c, f->old_addr, exclude);
+        if (top < 0)
+                return 0;
+        if (c->img->funcs[top].flags & CF_FLAG_NOP)
+                return 0;
+        return c->img->funcs[top].new_addr;
+}
+
+/* Pitfall 1: a thread whose PC is strictly inside bytes about to be overwritten, or
+ * inside our code areas (a stub whose table is about to change). */
+static bool thread_in_the_way(const Transition *tr, const Thread *th) {
+        uint64_t pc = th->regs.rip;
+        unsigned n;
+        const ControlFunc *f = patch_funcs(tr->c, tr->patch, &n);
+
+        for (unsigned i = 0; i < tr->c->img->hdr.n_areas; i++) {
+                const ControlArea *a = &tr->c->img->areas[i];
+                if (pc >= a->addr && pc < a->addr + a->used)
+                        return true;
+        }
+        for (unsigned i = 0; i < n; i++) {
+                uint64_t s = f[i].old_addr + f[i].entry_off;
+                if (pc > s && pc < s + f[i].displaced_len)
+                        return true;
+        }
+        return false;
+}
+
+static bool any_thread_in_the_way(const Transition *tr) {
+        for (size_t i = 0; i < tr->t->n_threads; i++) {
+                const Thread *th = &tr->t->threads[i];
+                if (th->stopped && thread_in_the_way(tr, th))
+                        return true;
+        }
+        return false;
+}
+
+static int pending_add(Transition *tr, pid_t tid, int slot) {
+        PendingThread *n = realloc(tr->pending, (tr->n_pending + 1) * sizeof(*n));
+        if (!n)
+                return -ENOMEM;
+        tr->pending = n;
+        tr->pending[tr->n_pending++] = (PendingThread) { .tid = tid, .slot = slot };
+        return 0;
+}
+
+/* Inserts tp with state into the local table copy. Every thread must be stopped. */
+static int table_insert(Control *c, uint64_t tp, uint8_t state) {
+        uint64_t i = thread_table_hash(tp, CONTROL_TABLE_ORDER);
+        for (unsigned n = 0; n < CONTROL_MAX_THREADS * 2; n++) {
+                if (c->img->table_tp[i] == 0 || c->img->table_tp[i] == tp) {
+                        c->img->table_tp[i] = tp;
+                        c->img->table_state[i] = state;
+                        return (int)i;
+                }
+                i = (i + 1) & (CONTROL_TABLE_SLOTS - 1);
+        }
+        return -E2BIG;
+}
+
+/* Fills the local table with every stopped thread in state. -EOPNOTSUPP when two
+ * threads share a thread pointer (or have none): per-thread dispatch cannot tell them
+ * apart. */
+static int fill_table(Transition *tr, uint8_t state) {
+        unsigned live = 0;
+        memset(tr->c->img->table_tp, 0, sizeof(tr->c->img->table_tp));
+        memset(tr->c->img->table_state, 0, sizeof(tr->c->img->table_state));
+        tr->n_pending = 0;
+        for (size_t i = 0; i < tr->t->n_threads; i++) {
+                const Thread *th = &tr->t->threads[i];
+                uint64_t tp = th->regs.fs_base;
+                int slot;
+                if (th->gone || !th->stopped)
+                        continue;
+                if (tp == 0 || control_table_find(tr->c, tp) >= 0)
+                        return -EOPNOTSUPP;
+                if (++live > CONTROL_MAX_THREADS)
+                        return -E2BIG;
+                slot = table_insert(tr->c, tp, state);
+                if (slot < 0)
+                        return slot;
+                if (pending_add(tr, th->tid, slot) < 0)
+                        return -ENOMEM;
+        }
+        tr->total = live;
+        return 0;
+}
+
+int transition_init(Transition *tr) {
+        Control *c = tr->c;
+        ControlPatch *p = &c->img->patches[tr->patch];
+        ControlFunc *f;
+        unsigned n;
+        int r;
+
+        if (any_thread_in_the_way(tr))
+                return -EAGAIN;
+        r = fill_table(tr, tr->target_state == THREAD_PATCHED ? THREAD_UNPATCHED : THREAD_PATCHED);
+        if (r < 0)
+                return r;
+        r = control_write_table(tr->t, c);
+        if (r < 0)
+                return r;
+        c->img->hdr.target_state = (int8_t)tr->target_state;
+        c->img->hdr.transition_patch = tr->patch;
+        p->state = CP_TRANSITION;
+        r = control_write_patch(tr->t, c, (unsigned)tr->patch);
+        if (r >= 0)
+                r = control_write_header(tr->t, c);
+        if (r < 0)
+                return r;
+        /* Stubs go in the path last: everything they read is in place. */
+        f = patch_funcs(c, tr->patch, &n);
+        for (unsigned i = 0; i < n; i++) {
+                r = transition_write_entry(tr->t, &f[i], f[i].stub_addr);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+/* klp_check_stack: 0 when no frame is in the ranges, else -EADDRINUSE with the frame's
+ * pc in *ret_pc. */
+static int check_frames(const Transition *tr, const UnwindResult *u, uint64_t *ret_pc) {
+        for (size_t i = 0; i < u->n; i++) {
+                /* A return address belongs to the call before it. */
+                uint64_t pc = i == 0 ? u->pcs[0] : u->pcs[i] - 1;
+                for (size_t k = 0; k < tr->n_ranges; k++)
+                        if (pc >= tr->ranges[k].lo && pc < tr->ranges[k].hi) {
+                                *ret_pc = pc;
+                                return -EADDRINUSE;
+                        }
+        }
+        return 0;
+}
+
+/* Unwinds a stopped thread and says whether it may switch; why not in blocker. */
+bool transition_check_thread(Transition *tr, Thread *th, char *blocker, size_t len) {
+        UnwindResult *ur = malloc(sizeof(*ur));
+        uint64_t pc = 0;
+        bool ok = false;
+        int r;
+
+        if (!ur) {
+                snprintf(blocker, len, "out of memory");
+                return false;
+        }
+        r = unwinder_unwind(tr->u, th->tid, &th->regs, ur);
+        if (r < 0)
+                snprintf(blocker, len, "unwind failed: %s", strerror(-r));
+        else if (check_frames(tr, ur, &pc) < 0)
+                transition_name_pc(tr->res, pc, blocker, len);
+        else if (!ur->reliable)
+                snprintf(blocker, len, "unreliable stack: %s", ur->reason);
+        else
+                ok = true;
+        free(ur);
+        return ok;
+}
+
+/* klp_try_switch_task for one pending thread: 1 switched or gone, 0 not now. */
+static int try_switch_thread(Transition *tr, PendingThread *p) {
+        Thread *th = target_find_thread(tr->t, p->tid);
+        int r, k;
+
+        if (!th || th->gone)
+                return 1;
+        r = target_stop_thread(tr->t, th);
+        if (r == -ESRCH)
+                return 1;
+        if (r < 0) {
+                snprintf(p->blocker, sizeof(p->blocker), "cannot stop: %s", strerror(-r));
+                return 0;
+        }
+        r = 0;
+        if (transition_check_thread(tr, th, p->blocker, sizeof(p->blocker))) {
+                r = control_write_thread_state(tr->t, tr->c, (unsigned)p->slot,
+                                               (uint8_t)tr->target_state);
+                if (r >= 0) {
+                        tr->switched++;
+                        r = 1;
+                }
+        }
+        k = target_resume_thread(tr->t, th);
+        if (k < 0 && k != -ESRCH && r >= 0)
+                r = k;
+        return r;
+}
+
+static int global_try(Transition *tr);
+
+int transition_try_complete(Transition *tr) {
+        size_t kept = 0;
+        int r;
+
+        if (tr->global)
+                return global_try(tr);
+        tr->passes++;
+        for (size_t i = 0; i < tr->n_pending; i++) {
+                r = try_switch_thread(tr, &tr->pending[i]);
+                if (r < 0)
+                        return r;
+                if (r == 0)
+                        tr->pending[kept++] = tr->pending[i];
+        }
+        tr->n_pending = kept;
+        if (kept > 0)
+                return 0;
+        return transition_complete(tr);
+}
+
+/* Final entries, records and unmapping once every thread is in the target state. Every
+ * thread is stopped. */
+static int finish(Transition *tr) {
+        Control *c = tr->c;
+        ControlPatch *p = &c->img->patches[tr->patch];
+        unsigned n;
+        ControlFunc *f = patch_funcs(c, tr->patch, &n);
+        Thread *th = target_any_stopped(tr->t);
+        int r = 0;
+
+        if (tr->target_state == THREAD_PATCHED && (p->flags & CP_FLAG_REPLACE))
+                for (unsigned i = 0; i < c->img->hdr.n_patches; i++)
+                        if ((int)i != tr->patch && c->img->patches[i].state == CP_PATCHED)
+                                c->img->patches[i].state = CP_UNPATCHED;
+        p->state = tr->target_state == THREAD_PATCHED ? CP_PATCHED : CP_UNPATCHED;
+
+        for (unsigned i = 0; i < n && r >= 0; i++) {
+                uint64_t dest = entry_dest_now(c, &f[i], -1);
+                uint64_t cur = tr->global ? entry_dest_now(c, &f[i], tr->patch) : f[i].stub_addr;
+                if (tr->global && tr->target_state == THREAD_UNPATCHED)
+                        cur = f[i].new_addr;
+                if (dest)
+                        r = transition_write_entry(tr->t, &f[i], dest);
+                else if (cur)
+                        r = transition_restore_entry(tr->t, &f[i], cur);
+        }
+        if (r < 0)
+                return r;
+        c->img->hdr.transition_patch = -1;
+        r = control_write_header(tr->t, c);
+        for (unsigned i = 0; i < c->img->hdr.n_patches && r >= 0; i++) {
+                ControlPatch *q = &c->img->patches[i];
+                bool gone = q->state == CP_UNPATCHED && q->map_size;
+                if (gone && !(q->flags & CP_FLAG_FORCED) && th) {
+                        (void)loader_unmap(tr->t, th, q->map_start, q->map_size);
+                        q->map_size = 0;
+                }
+                r = control_write_patch(tr->t, c, i);
+        }
+        return r;
+}
+
+/* Every thread in the table is in the target state (threads created since init are
+ * not in it, unless they reuse a dead thread's pointer: then they are checked too). */
+static int verify_all_switched(Transition *tr) {
+        int r = 0;
+        for (size_t i = 0; i < tr->t->n_threads && r >= 0; i++) {
+                const Thread *th = &tr->t->threads[i];
+                int slot;
+                if (th->gone || !th->stopped)
+                        continue;
+                slot = control_table_find(tr->c, th->regs.fs_base);
+                if (slot >= 0 && tr->c->img->table_state[slot] != tr->target_state)
+                        r = pending_add(tr, th->tid, slot);
+        }
+        return r;
+}
+
+int transition_complete(Transition *tr) {
+        int r, k;
+
+        r = target_stop_all(tr->t);
+        if (r < 0)
+                return r;
+        if (any_thread_in_the_way(tr)) {
+                r = 0;
+                goto out;
+        }
+        r = verify_all_switched(tr);
+        if (r < 0 || tr->n_pending > 0)
+                goto out;
+        r = finish(tr);
+        if (r >= 0)
+                r = 1;
+out:
+        k = target_resume_all(tr->t);
+        return r < 0 ? r : k < 0 ? k : r;
+}
+
+/* Global mode: every thread stopped and checked together; all switch or none. */
+static int global_try(Transition *tr) {
+        int r, k;
+        bool all = true;
+
+        tr->passes++;
+        r = target_stop_all(tr->t);
+        if (r < 0)
+                return r;
+        tr->n_pending = 0;
+        tr->total = 0;
+        for (size_t i = 0; i < tr->t->n_threads && r >= 0; i++) {
+                Thread *th = &tr->t->threads[i];
+                char blocker[128];
+                if (th->gone || !th->stopped)
+                        continue;
+                tr->total++;
+                if (thread_in_the_way(tr, th)) {
+                        snprintf(blocker, sizeof(blocker), "inside code being rewritten");
+                } else if (transition_check_thread(tr, th, blocker, sizeof(blocker)))
+                        continue;
+                all = false;
+                r = pending_add(tr, th->tid, -1);
+                if (r >= 0)
+                        snprintf(tr->pending[tr->n_pending - 1].blocker, sizeof(blocker), "%s", blocker);
+        }
+        if (r >= 0 && all) {
+                r = finish(tr);
+                if (r >= 0) {
+                        tr->switched = tr->total;
+                        r = 1;
+                }
+        }
+        k = target_resume_all(tr->t);
+        return r < 0 ? r : k < 0 ? k : r;
+}
+
+/*
+ * klp_reverse_transition. Threads created since init are not in the table and count as
+ * being in the old target state; they may be inside the new code, so before the
+ * target flips they are entered with that state and become pending like the rest.
+ */
+int transition_reverse(Transition *tr) {
+        Control *c = tr->c;
+        int old = tr->target_state, r, k;
+
+        r = target_stop_all(tr->t);
+        if (r < 0)
+                return r;
+        tr->n_pending = 0;
+        tr->target_state = old == THREAD_PATCHED ? THREAD_UNPATCHED : THREAD_PATCHED;
+        for (size_t i = 0; i < tr->t->n_threads && r >= 0; i++) {
+                const Thread *th = &tr->t->threads[i];
+                int slot;
+                if (th->gone || !th->stopped || tr->global)
+                        continue;
+                slot = control_table_find(c, th->regs.fs_base);
+                if (slot < 0)
+                        slot = table_insert(c, th->regs.fs_base, (uint8_t)old);
+                if (slot >= 0 && c->img->table_state[slot] != tr->target_state)
+                        r = pending_add(tr, th->tid, slot);
+                else if (slot < 0)
+                        r = slot;
+        }
+        if (r >= 0 && !tr->global)
+                r = control_write_table(tr->t, c);
+        if (r >= 0) {
+                c->img->hdr.target_state = (int8_t)tr->target_state;
+                r = control_write_header(tr->t, c);
+        }
+        if (r >= 0)
+                r = compute_ranges(tr);
+        tr->switched = 0;
+        k = target_resume_all(tr->t);
+        return r < 0 ? r : k;
+}
+
+int transition_force(Transition *tr) {
+        ControlPatch *p = &tr->c->img->patches[tr->patch];
+        int r;
+
+        for (size_t i = 0; i < tr->n_pending && !tr->global; i++)
+                if (tr->pending[i].slot >= 0) {
+                        r = control_write_thread_state(tr->t, tr->c, (unsigned)tr->pending[i].slot,
+                                                       (uint8_t)tr->target_state);
+                        if (r < 0)
+                                return r;
+                }
+        tr->n_pending = 0;
+        tr->forced = true;
+        p->flags |= CP_FLAG_FORCED;
+        if (tr->global) {
+                /* Global mode has no table: switching everyone is the final write. */
+                int k;
+                r = target_stop_all(tr->t);
+                if (r < 0)
+                        return r;
+                r = finish(tr);
+                k = target_resume_all(tr->t);
+                return r < 0 ? r : k < 0 ? k : 1;
+        }
+        for (int tries = 0; tries < 100; tries++) {
+                r = transition_complete(tr);
+                if (r != 0)
+                        return r;
+                /* New pending ones came from verify: force them as well. */
+                for (size_t i = 0; i < tr->n_pending; i++)
+                        (void)control_write_thread_state(tr->t, tr->c, (unsigned)tr->pending[i].slot,
+                                                         (uint8_t)tr->target_state);
+                tr->n_pending = 0;
+        }
+        return -EAGAIN;
+}
+
+int transition_resume(Transition *tr, Target *t, Control *c, Unwinder *u, SymResolver *res) {
+        int patch = c->img->hdr.transition_patch, r, k;
+        unsigned n;
+        ControlFunc *f;
+
+        if (patch < 0 || (unsigned)patch >= c->img->hdr.n_patches)
+                return -ENOENT;
+        r = transition_prepare(tr, t, c, u, res, patch, c->img->hdr.target_state, false);
+        if (r < 0)
+                return r;
+        r = target_stop_all(t);
+        if (r < 0)
+                return r;
+        r = control_read_table(t, c);
+        /* The stubs may not all be in the path if init was cut short: put them there. */
+        f = patch_funcs(c, patch, &n);
+        for (unsigned i = 0; i < n && r >= 0; i++)
+                r = transition_write_entry(t, &f[i], f[i].stub_addr);
+        for (size_t i = 0; i < t->n_threads && r >= 0; i++) {
+                const Thread *th = &t->threads[i];
+                int slot;
+                if (th->gone || !th->stopped)
+                        continue;
+                tr->total++;
+                slot = control_table_find(c, th->regs.fs_base);
+                if (slot >= 0 && c->img->table_state[slot] != tr->target_state)
+                        r = pending_add(tr, th->tid, slot);
+        }
+        k = target_resume_all(t);
+        return r < 0 ? r : k;
+}

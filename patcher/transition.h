@@ -1,0 +1,108 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * The transition engine: the kernel's per-task consistency model
+ * (kernel/livepatch/transition.c) carried over to the threads of one process.
+ *
+ *   transition_init()          klp_init_transition + klp_start_transition: with every
+ *                              thread stopped, each known thread gets the initial state in
+ *                              the thread table, the stubs go in the path (entry jumps to
+ *                              the patch's dispatch stubs); all threads are pending.
+ *   transition_try_complete()  klp_try_complete_transition: each pending thread is stopped
+ *                              alone, unwound, switched iff its stack is reliable and holds
+ *                              none of the functions being replaced (klp_check_stack), and
+ *                              resumed. When none is left: transition_complete().
+ *   transition_complete()      klp_complete_transition: with every thread stopped, checks
+ *                              that every thread is in the target state, then points the
+ *                              entry jumps straight at the winners; stubs leave the path.
+ *   transition_reverse()       klp_reverse_transition: target state flips, all pending.
+ *   transition_force()         klp_force_transition: the rest switch without the check.
+ *
+ * There is one Transition per target process, never a global.
+ */
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "elf/module.h"
+#include "patcher/control.h"
+#include "patcher/loader.h"
+#include "patcher/target.h"
+#include "unwind/unwind.h"
+
+typedef struct CodeRange {
+        uint64_t lo, hi;
+} CodeRange;
+
+typedef struct PendingThread {
+        pid_t tid;
+        int slot;                /* in the thread table, -1 when not in it */
+        char blocker[128];       /* why it did not switch at the last try */
+} PendingThread;
+
+typedef struct Transition {
+        Target *t;
+        Control *c;
+        Unwinder *u;
+        SymResolver *res;        /* for naming the functions stragglers sit in */
+        int patch;               /* index of the patch in transition */
+        int target_state;        /* THREAD_PATCHED: patching; THREAD_UNPATCHED: unpatching */
+        bool global;             /* stop all, check all, switch all or none */
+        CodeRange *ranges;       /* code that must not be on a stack to switch */
+        size_t n_ranges;
+        PendingThread *pending;
+        size_t n_pending;
+        unsigned total;          /* threads when it started */
+        unsigned switched;
+        unsigned passes;
+        bool forced;
+} Transition;
+
+/* Prepares a Transition for patch idx of c towards target_state: computes the ranges of
+ * the functions being replaced. Writes nothing. */
+int transition_prepare(Transition *tr, Target *t, Control *c, Unwinder *u, SymResolver *res,
+                       int patch, int target_state, bool global);
+
+/* Every thread of t must be stopped (target_stop_all). Fills the thread table, puts the
+ * stubs in the path and records the transition in the control block. -EAGAIN when a
+ * thread sits inside code about to be rewritten: resume, retry shortly. */
+int transition_init(Transition *tr);
+
+/* One pass. Returns 1 completed, 0 threads still pending, -errno. Each thread is stopped
+ * alone; transition_complete() stops all. */
+int transition_try_complete(Transition *tr);
+
+/* klp_complete_transition: stops every thread, checks each is in the target state
+ * (else they are pending again: returns 0), writes the final entries: returns 1. */
+int transition_complete(Transition *tr);
+
+/* Flips the target state; the patch goes back to where it came from. */
+int transition_reverse(Transition *tr);
+
+/* Switches every pending thread without the check, marks the patch forced, completes. */
+int transition_force(Transition *tr);
+
+/* Rebuilds a Transition from the control block of a target whose transition was left
+ * unfinished (the daemon died). */
+int transition_resume(Transition *tr, Target *t, Control *c, Unwinder *u, SymResolver *res);
+
+void transition_done(Transition *tr);
+
+/* klp_check_stack for one stopped thread: unwinds it; true when its stack is reliable
+ * and holds none of tr's ranges, else false with the reason (the function it is in). */
+bool transition_check_thread(Transition *tr, Thread *th, char *blocker, size_t len);
+
+/* Writes the entry jump of record fi to dest (stub, new function, copy). Every thread
+ * must be stopped. */
+int transition_write_entry(Target *t, const ControlFunc *f, uint64_t dest);
+
+/* Puts back the original bytes of record fi, verifying that the entry holds what we
+ * wrote. -EBUSY when someone else changed it. */
+int transition_restore_entry(Target *t, const ControlFunc *f, uint64_t expected_dest);
+
+/* The patch-state string of status for a control patch state. */
+const char *transition_state_name(uint32_t cp_state);
+
+/* Names the code at pc: "sym+0xoff" from the module's symbols, else the module name. */
+void transition_name_pc(SymResolver *res, uint64_t pc, char *buf, size_t len);
