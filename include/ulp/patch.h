@@ -41,6 +41,7 @@
  * relocations are refused.
  */
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define ULP_MAIN ""
