@@ -1,0 +1,705 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Sticky patches: `ulpctl apply --all --persist fix.so` records a wish in the state
+ * dir (the patch file copied to STATE/patches/NAME.so, the wish in NAME.wish as JSON),
+ * and ulpd applies it to every process whose patched modules carry the build-ids the
+ * patch pins: the running ones at once and at each start of ulpd, new ones when the
+ * kernel's process connector reports their exec. The patch's own state in each target
+ * stays the source of truth (DESIGN.md section 6): a wish only says "apply this where
+ * it fits"; applying twice is refused by the core with -EEXIST and ignored here.
+ *
+ * A freshly exec'd process has only the dynamic linker and its executable mapped; the
+ * patch's libraries (and the ones it resolves symbols against) come moments later. So
+ * an exec starts a short series of tries (EXEC_TRY_DELAYS_MS) that ends at the first
+ * success or definite mismatch.
+ */
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/cn_proc.h>
+#include <linux/connector.h>
+#include <linux/netlink.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "common/macro.h"
+#include "daemon/ulpd.h"
+#include "elf/module.h"
+#include "elf/patchmeta.h"
+
+typedef struct WishObject {
+        char *object;            /* "" main executable, else soname */
+        char *build_id;          /* lower-case hex pin, or NULL */
+} WishObject;
+
+struct Wish {
+        Wish *next;
+        char *name;
+        char *so_path;
+        char *wish_path;
+        UlpOptions options;
+        WishObject *objects;
+        size_t n_objects;
+};
+
+/* A process that exec'd recently and is tried again shortly. */
+typedef struct ExecWatch {
+        Manager *m;
+        pid_t pid;
+        unsigned attempt;
+        sd_event_source *timer;
+} ExecWatch;
+
+static const unsigned EXEC_TRY_DELAYS_MS[] = { 5, 50, 200, 1000, 3000 };
+
+static void wish_free(Wish *w) {
+        if (!w)
+                return;
+        for (size_t i = 0; i < w->n_objects; i++) {
+                free(w->objects[i].object);
+                free(w->objects[i].build_id);
+        }
+        free(w->objects);
+        free(w->name);
+        free(w->so_path);
+        free(w->wish_path);
+        free(w);
+}
+
+size_t persist_count(Manager *m) {
+        size_t n = 0;
+
+        for (Wish *w = m->wishes; w; w = w->next)
+                n++;
+        return n;
+}
+
+static void patchmeta_freep(PatchMeta **p) {
+        patchmeta_free(*p);
+}
+
+int persist_patch_name(int fd, const char *hint, char *ret, size_t len, char *reason, size_t reason_len) {
+        _cleanup_(patchmeta_freep) PatchMeta *pm = NULL;
+        int r;
+
+        if (lseek(fd, 0, SEEK_SET) < 0)
+                return negative_errno();
+        r = patchmeta_read(fd, hint ?: "patch.so", &pm, reason, reason_len);
+        if (r < 0)
+                return r;
+        snprintf(ret, len, "%s", pm->name);
+        return 0;
+}
+
+/* The objects a patch patches, each with its pin. The main executable must be pinned:
+ * "every process whose main executable is the one this patch was built for" means
+ * nothing without a build-id. */
+static int wish_objects_from_meta(const PatchMeta *pm, WishObject **ret, size_t *ret_n,
+                                  char *reason, size_t reason_len) {
+        WishObject *v = calloc(pm->n_funcs ?: 1, sizeof(*v));
+        size_t n = 0;
+
+        if (!v)
+                return -ENOMEM;
+        for (size_t i = 0; i < pm->n_funcs; i++) {
+                const char *obj = pm->funcs[i].object ?: "";
+                const char *pin = patchmeta_build_id_for(pm, obj);
+                bool seen = false;
+
+                for (size_t k = 0; k < n; k++)
+                        seen = seen || strcmp(v[k].object, obj) == 0;
+                if (seen)
+                        continue;
+                if (!*obj && !pin) {
+                        snprintf(reason, reason_len,
+                                 "patch %s does not pin the main executable's build-id (ULP_BUILD_ID(ULP_MAIN, ...)), "
+                                 "so --all cannot tell which processes it is for", pm->name);
+                        for (size_t k = 0; k < n; k++) {
+                                free(v[k].object);
+                                free(v[k].build_id);
+                        }
+                        free(v);
+                        return -EINVAL;
+                }
+                v[n].object = strdup(obj);
+                v[n].build_id = pin ? strdup(pin) : NULL;
+                n++;
+        }
+        *ret = v;
+        *ret_n = n;
+        return 0;
+}
+
+/* 1 when every object is loaded in pid with the pinned build-id, 0 when not (yet),
+ * -ESTALE when a pinned object is loaded with another build-id (it never will fit). */
+static int objects_match(pid_t pid, const WishObject *objs, size_t n) {
+        _cleanup_(modulelist_done) ModuleList l = {};
+        int r;
+
+        r = modules_read(pid, &l);
+        if (r < 0)
+                return 0;
+        for (size_t i = 0; i < n; i++) {
+                const Module *mod = modules_find_object(&l, objs[i].object);
+                char hex[2 * BUILD_ID_MAX + 1];
+
+                if (!mod)
+                        return objs[i].object[0] ? 0 : -ESTALE;
+                if (!objs[i].build_id)
+                        continue;
+                build_id_to_hex(mod->build_id, mod->build_id_len, hex);
+                if (strcmp(hex, objs[i].build_id) != 0)
+                        return -ESTALE;
+        }
+        return 1;
+}
+
+/* Calls fn for every process but ulpd and kernel threads. */
+static int for_each_process(Manager *m, int (*fn)(Manager *m, pid_t pid, void *ud), void *ud) {
+        DIR *d = opendir("/proc");
+        struct dirent *de;
+        int r = 0;
+
+        if (!d)
+                return negative_errno();
+        while ((de = readdir(d))) {
+                char *end, path[64], target[16];
+                long pid = strtol(de->d_name, &end, 10);
+                struct stat st;
+
+                if (*end || pid <= 0 || (pid_t) pid == m->self)
+                        continue;
+                snprintf(path, sizeof(path), "/proc/%ld/exe", pid);
+                if (lstat(path, &st) < 0)
+                        continue;
+                /* kernel threads have no mm: their maps are empty, exe unreadable */
+                if (readlink(path, target, sizeof(target)) < 0 && errno == ENOENT)
+                        continue;
+                r = fn(m, (pid_t) pid, ud);
+                if (r < 0)
+                        break;
+        }
+        closedir(d);
+        return r;
+}
+
+typedef struct MatchCollect {
+        const WishObject *objs;
+        size_t n_objs;
+        pid_t *v;
+        size_t n, alloc;
+} MatchCollect;
+
+static int collect_match(Manager *m, pid_t pid, void *ud) {
+        MatchCollect *c = ud;
+
+        if (objects_match(pid, c->objs, c->n_objs) <= 0)
+                return 0;
+        if (c->n == c->alloc) {
+                size_t a = c->alloc ? c->alloc * 2 : 16;
+                pid_t *v = reallocarray(c->v, a, sizeof(pid_t));
+                if (!v)
+                        return -ENOMEM;
+                c->v = v;
+                c->alloc = a;
+        }
+        c->v[c->n++] = pid;
+        return 0;
+}
+
+int persist_matching_pids(Manager *m, int patch_fd, const char *name_hint,
+                          pid_t **ret, size_t *ret_n, char *reason, size_t reason_len) {
+        _cleanup_(patchmeta_freep) PatchMeta *pm = NULL;
+        WishObject *objs = NULL;
+        MatchCollect c = {};
+        size_t n_objs = 0;
+        int r;
+
+        if (lseek(patch_fd, 0, SEEK_SET) < 0)
+                return negative_errno();
+        r = patchmeta_read(patch_fd, name_hint ?: "patch.so", &pm, reason, reason_len);
+        if (r < 0)
+                return r;
+        r = wish_objects_from_meta(pm, &objs, &n_objs, reason, reason_len);
+        if (r < 0)
+                return r;
+        c.objs = objs;
+        c.n_objs = n_objs;
+        r = for_each_process(m, collect_match, &c);
+        for (size_t i = 0; i < n_objs; i++) {
+                free(objs[i].object);
+                free(objs[i].build_id);
+        }
+        free(objs);
+        if (r < 0) {
+                free(c.v);
+                snprintf(reason, reason_len, "cannot list processes: %s", strerror(-r));
+                return r;
+        }
+        *ret = c.v;
+        *ret_n = c.n;
+        return 0;
+}
+
+/* File names in the state dir come from patch names: keep them tame. */
+static void name_to_file(const char *name, char *buf, size_t len) {
+        size_t k = 0;
+
+        if (len == 0)
+                return;
+        if (name[0] == '.' && k + 1 < len)
+                buf[k++] = '_';
+        for (const char *s = name; *s && k + 1 < len; s++)
+                buf[k++] = (strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._+-", *s)) ? *s : '_';
+        buf[k] = 0;
+}
+
+static int copy_fd_to(int fd, const char *path) {
+        _cleanup_free_ char *tmp = NULL;
+        _cleanup_close_ int out = -1;
+        struct stat st;
+        off_t off = 0;
+
+        if (fstat(fd, &st) < 0)
+                return negative_errno();
+        if (asprintf(&tmp, "%s.tmp", path) < 0)
+                return -ENOMEM;
+        out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+        if (out < 0)
+                return negative_errno();
+        while (off < st.st_size) {
+                ssize_t n = sendfile(out, fd, &off, (size_t) (st.st_size - off));
+                if (n < 0) {
+                        int r = negative_errno();
+                        unlink(tmp);
+                        return r;
+                }
+                if (n == 0)
+                        break;
+        }
+        if (fsync(out) < 0 || rename(tmp, path) < 0) {
+                int r = negative_errno();
+                unlink(tmp);
+                return r;
+        }
+        return 0;
+}
+
+static int write_string_atomic(const char *path, const char *s) {
+        _cleanup_free_ char *tmp = NULL;
+        FILE *f;
+        int r = 0;
+
+        if (asprintf(&tmp, "%s.tmp", path) < 0)
+                return -ENOMEM;
+        f = fopen(tmp, "we");
+        if (!f)
+                return negative_errno();
+        if (fputs(s, f) < 0 || fputc('\n', f) < 0 || fflush(f) != 0 || fsync(fileno(f)) < 0)
+                r = negative_errno();
+        if (fclose(f) != 0 && r == 0)
+                r = negative_errno();
+        if (r == 0 && rename(tmp, path) < 0)
+                r = negative_errno();
+        if (r < 0)
+                unlink(tmp);
+        return r;
+}
+
+static struct json_object *wish_to_json(const Wish *w, const char *so_file) {
+        struct json_object *o = json_object_new_object(), *objs = json_object_new_array(), *opt;
+
+        json_object_object_add(o, "name", json_object_new_string(w->name));
+        json_object_object_add(o, "file", json_object_new_string(so_file));
+        for (size_t i = 0; i < w->n_objects; i++) {
+                struct json_object *e = json_object_new_object();
+                json_object_object_add(e, "object", json_object_new_string(w->objects[i].object));
+                if (w->objects[i].build_id)
+                        json_object_object_add(e, "build_id", json_object_new_string(w->objects[i].build_id));
+                json_object_array_add(objs, e);
+        }
+        json_object_object_add(o, "objects", objs);
+        opt = json_object_new_object();
+        json_object_object_add(opt, "timeout_ms", json_object_new_int64(w->options.timeout_ms));
+        json_object_object_add(opt, "force", json_object_new_boolean(w->options.force));
+        json_object_object_add(opt, "global", json_object_new_boolean(w->options.global));
+        json_object_object_add(opt, "return_trap", json_object_new_boolean(w->options.return_trap));
+        json_object_object_add(o, "options", opt);
+        return o;
+}
+
+static int patches_dir(Manager *m, char **ret) {
+        char *d;
+
+        if (asprintf(&d, "%s/patches", m->state_dir) < 0)
+                return -ENOMEM;
+        if (mkdir(m->state_dir, 0755) < 0 && errno != EEXIST) {
+                free(d);
+                return negative_errno();
+        }
+        if (mkdir(d, 0700) < 0 && errno != EEXIST) {
+                free(d);
+                return negative_errno();
+        }
+        *ret = d;
+        return 0;
+}
+
+static void wishes_unlink(Manager *m, const char *name) {
+        for (Wish **p = &m->wishes; *p; p = &(*p)->next)
+                if (strcmp((*p)->name, name) == 0) {
+                        Wish *w = *p;
+                        *p = w->next;
+                        wish_free(w);
+                        return;
+                }
+}
+
+int persist_add(Manager *m, int patch_fd, const char *name_hint, const UlpOptions *o,
+                char *reason, size_t reason_len) {
+        _cleanup_(patchmeta_freep) PatchMeta *pm = NULL;
+        _cleanup_free_ char *dir = NULL;
+        char file[200];
+        struct json_object *j;
+        Wish *w;
+        int r;
+
+        if (lseek(patch_fd, 0, SEEK_SET) < 0)
+                return negative_errno();
+        r = patchmeta_read(patch_fd, name_hint ?: "patch.so", &pm, reason, reason_len);
+        if (r < 0)
+                return r;
+        w = calloc(1, sizeof(*w));
+        if (!w)
+                return -ENOMEM;
+        w->options = *o;
+        w->name = strdup(pm->name);
+        r = wish_objects_from_meta(pm, &w->objects, &w->n_objects, reason, reason_len);
+        if (r < 0 || !w->name) {
+                wish_free(w);
+                return r < 0 ? r : -ENOMEM;
+        }
+        r = patches_dir(m, &dir);
+        if (r < 0) {
+                snprintf(reason, reason_len, "cannot create %s/patches: %s", m->state_dir, strerror(-r));
+                wish_free(w);
+                return r;
+        }
+        name_to_file(pm->name, file, sizeof(file));
+        if (asprintf(&w->so_path, "%s/%s.so", dir, file) < 0 ||
+            asprintf(&w->wish_path, "%s/%s.wish", dir, file) < 0) {
+                wish_free(w);
+                return -ENOMEM;
+        }
+        r = copy_fd_to(patch_fd, w->so_path);
+        if (r >= 0) {
+                char so_file[210];
+                snprintf(so_file, sizeof(so_file), "%s.so", file);
+                j = wish_to_json(w, so_file);
+                r = j ? write_string_atomic(w->wish_path,
+                                            json_object_to_json_string_ext(j, JSON_C_TO_STRING_PRETTY)) : -ENOMEM;
+                json_object_put(j);
+        }
+        if (r < 0) {
+                snprintf(reason, reason_len, "cannot record the sticky patch in %s: %s", dir, strerror(-r));
+                wish_free(w);
+                return r;
+        }
+        wishes_unlink(m, w->name);
+        w->next = m->wishes;
+        m->wishes = w;
+        log_full(LOG_INFO, 0, w->name, NULL, "sticky patch %s recorded; new processes it fits get it", w->name);
+        manager_update_status(m);
+        return 0;
+}
+
+int persist_remove(Manager *m, const char *name) {
+        for (Wish *w = m->wishes; w; w = w->next)
+                if (strcmp(w->name, name) == 0) {
+                        (void) unlink(w->wish_path);
+                        (void) unlink(w->so_path);
+                        log_full(LOG_INFO, 0, name, NULL, "sticky patch %s removed", name);
+                        wishes_unlink(m, name);
+                        manager_update_status(m);
+                        return 0;
+                }
+        return -ENOENT;
+}
+
+/* Tries every wish on pid. Returns 1 when nothing is left to try later, 0 when some
+ * wish may still fit once more of the process is loaded. */
+static int persist_try_process(Manager *m, pid_t pid) {
+        bool again = false;
+
+        for (Wish *w = m->wishes; w; w = w->next) {
+                _cleanup_close_ int fd = -1;
+                const char *slash;
+                int r;
+
+                r = objects_match(pid, w->objects, w->n_objects);
+                if (r < 0)
+                        continue;     /* another build */
+                if (r == 0) {
+                        again = true;
+                        continue;
+                }
+                fd = open(w->so_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+                if (fd < 0) {
+                        log_full(LOG_WARNING, 0, w->name, NULL, "sticky patch %s: cannot open %s: %m",
+                                 w->name, w->so_path);
+                        continue;
+                }
+                slash = strrchr(w->so_path, '/');
+                r = manager_start_auto_apply(m, pid, fd, slash ? slash + 1 : w->so_path, &w->options);
+                if (r == -EBUSY || r == -ENOENT)
+                        again = true;  /* busy, or a library it links against not there yet */
+        }
+        return again ? 0 : 1;
+}
+
+void persist_process_appeared(Manager *m, pid_t pid) {
+        (void) persist_try_process(m, pid);
+}
+
+/* The watch's timer is floating (the loop owns it) and frees the watch when destroyed,
+ * so watches still pending at exit go with sd_event_unref(). */
+static void exec_watch_end(ExecWatch *w) {
+        sd_event_source *s = sd_event_source_ref(w->timer);
+
+        (void) sd_event_source_set_floating(s, false);   /* drops the loop's reference */
+        sd_event_source_disable_unref(s);    /* the last one: frees w through the destroy callback */
+}
+
+static int exec_watch_on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        ExecWatch *w = userdata;
+
+        if (persist_try_process(w->m, w->pid) == 0 && ++w->attempt < ELEMENTSOF(EXEC_TRY_DELAYS_MS)) {
+                (void) sd_event_source_set_time_relative(w->timer, EXEC_TRY_DELAYS_MS[w->attempt] * 1000ULL);
+                (void) sd_event_source_set_enabled(w->timer, SD_EVENT_ONESHOT);
+                return 0;
+        }
+        exec_watch_end(w);
+        return 0;
+}
+
+static void persist_on_exec(Manager *m, pid_t pid) {
+        ExecWatch *w;
+
+        if (!m->wishes || pid == m->self)
+                return;
+        w = calloc(1, sizeof(*w));
+        if (!w)
+                return;
+        w->m = m;
+        w->pid = pid;
+        if (sd_event_add_time_relative(m->event, &w->timer, CLOCK_MONOTONIC,
+                                       EXEC_TRY_DELAYS_MS[0] * 1000ULL, 0, exec_watch_on_timer, w) < 0) {
+                free(w);
+                return;
+        }
+        (void) sd_event_source_set_destroy_callback(w->timer, free);
+        (void) sd_event_source_set_floating(w->timer, true);
+        sd_event_source_unref(w->timer);    /* the loop holds it now; w->timer stays valid */
+        log_full(LOG_DEBUG, pid, NULL, NULL, "exec of pid %d: trying sticky patches", (int) pid);
+}
+
+/* ---- the process connector --------------------------------------------------------- */
+
+static int netlink_on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        Manager *m = userdata;
+
+        for (int i = 0; i < 64; i++) {
+                char buf[8192] __attribute__((aligned(NLMSG_ALIGNTO)));
+                struct sockaddr_nl from;
+                socklen_t fl = sizeof(from);
+                ssize_t n = recvfrom(fd, buf, sizeof(buf), MSG_DONTWAIT, (struct sockaddr *) &from, &fl);
+
+                if (n < 0) {
+                        if (errno == ENOBUFS)
+                                log_warning("process connector overrun: some exec events were lost");
+                        break;
+                }
+                if (from.nl_pid != 0)   /* only the kernel speaks here */
+                        continue;
+                for (struct nlmsghdr *h = (struct nlmsghdr *) buf; NLMSG_OK(h, (size_t) n); h = NLMSG_NEXT(h, n)) {
+                        struct cn_msg *cn;
+                        struct proc_event *ev;
+
+                        if (h->nlmsg_type == NLMSG_NOOP || h->nlmsg_type == NLMSG_ERROR)
+                                continue;
+                        if (h->nlmsg_len < NLMSG_LENGTH(sizeof(struct cn_msg) + sizeof(struct proc_event)))
+                                continue;
+                        cn = NLMSG_DATA(h);
+                        if (cn->id.idx != CN_IDX_PROC || cn->id.val != CN_VAL_PROC)
+                                continue;
+                        ev = (struct proc_event *) cn->data;
+                        if (ev->what == PROC_EVENT_EXEC)
+                                persist_on_exec(m, ev->event_data.exec.process_tgid);
+                }
+        }
+        return 0;
+}
+
+static int netlink_setup(Manager *m) {
+        struct sockaddr_nl sa = { .nl_family = AF_NETLINK, .nl_groups = CN_IDX_PROC };
+        struct {
+                struct nlmsghdr h;
+                struct cn_msg cn;
+                enum proc_cn_mcast_op op;
+        } __attribute__((packed)) msg = {};
+        _cleanup_close_ int fd = -1;
+        int r;
+
+        fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_CONNECTOR);
+        if (fd < 0)
+                return negative_errno();
+        if (bind(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0)
+                return negative_errno();
+        msg.h.nlmsg_len = sizeof(msg);
+        msg.h.nlmsg_type = NLMSG_DONE;
+        msg.h.nlmsg_pid = 0;
+        msg.cn.id.idx = CN_IDX_PROC;
+        msg.cn.id.val = CN_VAL_PROC;
+        msg.cn.len = sizeof(enum proc_cn_mcast_op);
+        msg.op = PROC_CN_MCAST_LISTEN;
+        if (send(fd, &msg, sizeof(msg), 0) < 0)
+                return negative_errno();
+        r = sd_event_add_io(m->event, &m->netlink_source, fd, EPOLLIN, netlink_on_io, m);
+        if (r < 0)
+                return r;
+        m->netlink_fd = TAKE_FD(fd);
+        m->exec_events = true;
+        return 0;
+}
+
+/* ---- loading wishes ------------------------------------------------------------------ */
+
+static Wish *wish_load(Manager *m, const char *dir, const char *file) {
+        _cleanup_free_ char *path = NULL;
+        struct json_object *j, *objs, *opt;
+        const char *name, *so;
+        Wish *w;
+
+        if (asprintf(&path, "%s/%s", dir, file) < 0)
+                return NULL;
+        j = json_object_from_file(path);
+        if (!j) {
+                log_warning("ignoring unreadable sticky patch record %s", path);
+                return NULL;
+        }
+        name = protocol_get_string(j, "name");
+        so = protocol_get_string(j, "file");
+        w = calloc(1, sizeof(*w));
+        if (!w || !name || !so || strchr(so, '/') ||
+            !json_object_object_get_ex(j, "objects", &objs) || !json_object_is_type(objs, json_type_array))
+                goto bad;
+        w->name = strdup(name);
+        w->wish_path = TAKE_PTR(path);
+        if (asprintf(&w->so_path, "%s/%s", dir, so) < 0)
+                goto bad;
+        w->n_objects = json_object_array_length(objs);
+        w->objects = calloc(w->n_objects ?: 1, sizeof(WishObject));
+        if (!w->objects || !w->name)
+                goto bad;
+        for (size_t i = 0; i < w->n_objects; i++) {
+                struct json_object *e = json_object_array_get_idx(objs, i);
+                const char *obj = protocol_get_string(e, "object"), *bid = protocol_get_string(e, "build_id");
+
+                if (!obj || (!*obj && !bid))
+                        goto bad;
+                w->objects[i].object = strdup(obj);
+                w->objects[i].build_id = bid ? strdup(bid) : NULL;
+        }
+        if (json_object_object_get_ex(j, "options", &opt)) {
+                int64_t t = 0;
+                (void) protocol_get_int(opt, "timeout_ms", 0, 24LL * 3600 * 1000, &t);
+                w->options.timeout_ms = (unsigned) t;
+                w->options.force = protocol_get_bool(opt, "force", false);
+                w->options.global = protocol_get_bool(opt, "global", false);
+                w->options.return_trap = protocol_get_bool(opt, "return_trap", false);
+        }
+        json_object_put(j);
+        return w;
+bad:
+        log_warning("ignoring malformed sticky patch record %s/%s", dir, file);
+        json_object_put(j);
+        wish_free(w);
+        return NULL;
+}
+
+static int apply_wish_to(Manager *m, pid_t pid, void *ud) {
+        Wish *w = ud;
+        _cleanup_close_ int fd = -1;
+        const char *slash;
+
+        if (objects_match(pid, w->objects, w->n_objects) <= 0)
+                return 0;
+        fd = open(w->so_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)
+                return 0;
+        slash = strrchr(w->so_path, '/');
+        (void) manager_start_auto_apply(m, pid, fd, slash ? slash + 1 : w->so_path, &w->options);
+        return 0;
+}
+
+static void persist_apply_everywhere(Manager *m, Wish *w) {
+        (void) for_each_process(m, apply_wish_to, w);
+}
+
+int persist_setup(Manager *m) {
+        _cleanup_free_ char *dir = NULL;
+        struct dirent *de;
+        DIR *d;
+        int r;
+
+        if (asprintf(&dir, "%s/patches", m->state_dir) < 0)
+                return -ENOMEM;
+        d = opendir(dir);
+        if (d) {
+                while ((de = readdir(d))) {
+                        size_t l = strlen(de->d_name);
+                        Wish *w;
+
+                        if (l < 6 || strcmp(de->d_name + l - 5, ".wish") != 0)
+                                continue;
+                        w = wish_load(m, dir, de->d_name);
+                        if (!w)
+                                continue;
+                        wishes_unlink(m, w->name);
+                        w->next = m->wishes;
+                        m->wishes = w;
+                }
+                closedir(d);
+        }
+
+        r = netlink_setup(m);
+        if (r < 0)
+                log_warning("no exec events from the kernel's process connector (%s): "
+                            "sticky patches reach processes running when ulpd starts or --persist is given, "
+                            "not ones started later", strerror(-r));
+
+        for (Wish *w = m->wishes; w; w = w->next) {
+                log_full(LOG_INFO, 0, w->name, NULL, "sticky patch %s loaded", w->name);
+                persist_apply_everywhere(m, w);
+        }
+        return 0;
+}
+
+void persist_done(Manager *m) {
+        while (m->wishes) {
+                Wish *w = m->wishes;
+                m->wishes = w->next;
+                wish_free(w);
+        }
+        m->netlink_source = sd_event_source_disable_unref(m->netlink_source);
+        if (m->netlink_fd >= 0)
+                close(m->netlink_fd);
+        m->netlink_fd = -1;
+}

@@ -1,0 +1,115 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * ulpd's internal objects, shared by ulpd.c (service, connections, transitions),
+ * ulpd-auth.c (who may patch what), ulpd-log.c (journal or stderr) and
+ * ulpd-persist.c (sticky patches and the process connector).
+ */
+
+#include <stdbool.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <systemd/sd-event.h>
+
+#include "daemon/protocol.h"
+#include "patcher/ulp.h"
+
+typedef struct Manager Manager;
+typedef struct Connection Connection;
+typedef struct Request Request;
+typedef struct Job Job;
+typedef struct Wish Wish;
+
+/* ---- logging (ulpd-log.c) ------------------------------------------------------ */
+
+/* Logs one line: to the journal with ULP_PID=/ULP_PATCH=/ULP_FUNC= fields when ulpd runs
+ * under systemd, else to stderr. pid 0 and NULL patch/func are left out. */
+void log_setup(void);
+void log_full(int priority, pid_t pid, const char *patch, const char *func,
+              const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+#define log_info(...) log_full(LOG_INFO, 0, NULL, NULL, __VA_ARGS__)
+#define log_warning(...) log_full(LOG_WARNING, 0, NULL, NULL, __VA_ARGS__)
+#define log_error(...) log_full(LOG_ERR, 0, NULL, NULL, __VA_ARGS__)
+#define log_debug(...) log_full(LOG_DEBUG, 0, NULL, NULL, __VA_ARGS__)
+/* Logs at LOG_ERR and returns error (a negative errno). */
+#define log_error_errno(error, ...) ({ log_error(__VA_ARGS__); (error); })
+extern int log_max_priority;
+
+/* ---- authorization (ulpd-auth.c) ----------------------------------------------- */
+
+/* May the peer with credentials cred patch (or inspect) pid? Returns 0, or -EPERM with
+ * the one line for the client in reason, -ESRCH when pid does not exist. Root may touch
+ * any process but ulpd; others only their own dumpable processes (real, effective and
+ * saved uids all theirs). */
+int auth_check(const struct ucred *cred, pid_t pid, char *reason, size_t reason_len);
+
+/* ---- transitions (ulpd.c) ------------------------------------------------------ */
+
+typedef enum JobKind {
+        JOB_APPLY,
+        JOB_REVERT,
+        JOB_RESUME,
+} JobKind;
+
+/* Starts an apply of the patch open at patch_fd on pid for no client (sticky patches).
+ * Returns 0 when started (or refused for a reason worth no more than a log line),
+ * -EBUSY when pid has a transition running, other -errno from ulp_op_apply(). */
+int manager_start_auto_apply(Manager *m, pid_t pid, int patch_fd, const char *name_hint,
+                             const UlpOptions *o);
+bool manager_pid_busy(Manager *m, pid_t pid);
+void manager_update_status(Manager *m);
+
+/* ---- sticky patches (ulpd-persist.c) ------------------------------------------- */
+
+/* Loads the wishes in the state dir and listens for exec events. Returns 0 or -errno
+ * (failure to get exec events is logged and not fatal). */
+int persist_setup(Manager *m);
+void persist_done(Manager *m);
+
+/* Records a wish for the patch open at patch_fd: copies it into the state dir. Returns
+ * 0, or -errno with the reason in reason. */
+int persist_add(Manager *m, int patch_fd, const char *name_hint, const UlpOptions *o,
+                char *reason, size_t reason_len);
+/* Removes the wish called name. Returns 0, -ENOENT when there is none. */
+int persist_remove(Manager *m, const char *name);
+
+/* The processes (other than ulpd) whose modules match the patch open at patch_fd: every
+ * object it patches is loaded, with the build-id it pins. Returns 0 and a malloc()ed
+ * array, or -errno with the reason (e.g. no build-id pin for the main executable). */
+int persist_matching_pids(Manager *m, int patch_fd, const char *name_hint,
+                          pid_t **ret, size_t *ret_n, char *reason, size_t reason_len);
+
+/* The name of the patch open at fd (its ULP_PATCH_INFO name, else from hint). Returns 0,
+ * or -errno with the reason. */
+int persist_patch_name(int fd, const char *hint, char *ret, size_t len, char *reason, size_t reason_len);
+
+/* Applies every wish that fits pid (a new or newly seen process). */
+void persist_process_appeared(Manager *m, pid_t pid);
+
+size_t persist_count(Manager *m);
+
+/* ---- the manager --------------------------------------------------------------- */
+
+struct Manager {
+        sd_event *event;
+        char *socket_path;
+        char *state_dir;
+        int listen_fd;
+        bool listen_fd_from_systemd;
+        sd_event_source *listen_source;
+
+        Connection *connections;
+        unsigned n_connections;
+        Job *jobs;
+        unsigned n_jobs;
+
+        /* sticky patches */
+        Wish *wishes;
+        int netlink_fd;
+        sd_event_source *netlink_source;
+        bool exec_events;
+
+        pid_t self;
+        char last_status[256];
+};
