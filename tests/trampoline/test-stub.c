@@ -304,8 +304,8 @@ TEST(stub_far_targets) {
         ASSERT_TRUE(f.len <= STUB_MAX_SIZE);
         ASSERT_EQ(cs_open(CS_ARCH_X86, CS_MODE_64, &h), CS_ERR_OK);
         n = cs_disasm(h, f.stub, f.len, (uint64_t)f.stub, 0, &insn);
-        fprintf(stderr, "  stub with absolute jumps: %zu bytes, %zu instructions\n", f.len, n);
-        ASSERT_TRUE(n > 16);
+        fprintf(stderr, "  stub with absolute jumps: %zu bytes\n", f.len);
+        ASSERT_TRUE(n >= 15);   /* then data: the absolute addresses */
         ASSERT_STREQ(insn[13].mnemonic, "jne");
         ASSERT_STREQ(insn[14].mnemonic, "jmp");
         ASSERT_STREQ(insn[14].op_str, "qword ptr [rip]");
