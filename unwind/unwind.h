@@ -47,6 +47,9 @@ int unwinder_set_modules(Unwinder *u, const ModuleList *mods);
 int unwinder_unwind(Unwinder *u, pid_t tid, const struct user_regs_struct *regs,
                     UnwindResult *ret);
 
-/* How many modules of the last report libdwfl accepted, and how many it refused (an
+/* An Unwinder is used by one thread at a time. Modules without an open_path (none of
+ * the reported ones should lack it) are skipped.
+ *
+ * How many modules of the last report libdwfl accepted, and how many it refused (an
  * unreadable file): frames inside a refused module are "outside any module". */
 void unwinder_module_counts(const Unwinder *u, size_t *ret_reported, size_t *ret_failed);

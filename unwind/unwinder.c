@@ -34,9 +34,11 @@ static int find_elf_none(Dwfl_Module *mod, void **userdata, const char *modname,
 
 static const Dwfl_Callbacks dwfl_callbacks = {
         .find_elf = find_elf_none,
-        /* Only for .debug_frame of modules whose .eh_frame lacks an FDE; the main file
-         * is tried first, separate debuginfo after. */
-        .find_debuginfo = dwfl_standard_find_debuginfo,
+        /* Only for .debug_frame of modules whose .eh_frame lacks an FDE: the main file
+         * is tried first, then a local /usr/lib/debug/.build-id file. Not
+         * dwfl_standard_find_debuginfo: with DEBUGINFOD_URLS set (profile.d does it on
+         * Debian, Fedora, Ubuntu) it downloads, while a thread of the target is stopped. */
+        .find_debuginfo = dwfl_build_id_find_debuginfo,
 };
 
 void unwinder_cache_reset(Unwinder *u) {
