@@ -30,7 +30,6 @@ typedef struct UnwindWalk {
         bool capped;             /* a frame beyond UNWIND_MAX_FRAMES was offered */
         bool next_is_signal;     /* the previous frame's CIE had the 'S' augmentation: this
                                   * frame's PC is exact, not a return address */
-        bool last_has_cfi;
         bool last_ra_undefined;  /* the CFI of the last frame says: no caller */
         int read_error;          /* first failed memory read: -errno */
         uint64_t read_error_addr;

@@ -86,7 +86,6 @@ static void walk_check_frame(Unwinder *u, Dwarf_Addr pc, bool exact) {
         size_t nops = 0;
         bool signal = false;
 
-        w->last_has_cfi = false;
         w->last_ra_undefined = false;
         w->next_is_signal = false;
 
@@ -103,7 +102,6 @@ static void walk_check_frame(Unwinder *u, Dwarf_Addr pc, bool exact) {
                                 idx, (uint64_t) pc, module_basename(mod));
                 return;
         }
-        w->last_has_cfi = true;
 
         if (dwarf_frame_info(frame, NULL, NULL, &signal) >= 0 && signal) {
                 /* The signal trampoline (__restore_rt): its "caller" is the interrupted
