@@ -47,9 +47,9 @@ void unwinder_cache_reset(Unwinder *u) {
         u->cache_next = 0;
 }
 
-/* Reads one 8-byte word lying within one block, through the cache. A block that cannot be read as
- * a whole (it should not happen: blocks never cross pages) falls back to a direct read of
- * the word, uncached. */
+/* Reads one 8-byte word lying within one block, through the cache. A block that cannot
+ * be read as a whole (it should not happen: blocks never cross pages) falls back to a
+ * direct read of the word, uncached. */
 static int cache_read_word(Unwinder *u, uint64_t addr, uint64_t *ret) {
         uint64_t base = ALIGN_DOWN(addr, (uint64_t) UNWIND_CACHE_BLOCK);
         size_t off = addr - base;
