@@ -76,7 +76,8 @@ static int emit_rel32(Relocation *r, uint64_t copy_addr, const uint8_t *op, size
  * become rel32 ones; loop/jrcxz, which have no rel32 form, jump to a local rel32 jmp
  * and are jumped over on fallthrough; [rip + disp32] operands get a new displacement
  * (whatever immediate follows it is copied as is). A call only as the last displaced
- * instruction: its return address is then the jump back.
+ * instruction: its return address is then the jump back, in the copy (so a callee that
+ * looks at its return address sees the copy's; the get-PC idiom is refused).
  */
 static int relocate_one(Relocation *r, const cs_insn *insn, const InsnInfo *info,
                         uint64_t copy_addr, bool last) {
@@ -91,7 +92,8 @@ static int relocate_one(Relocation *r, const cs_insn *insn, const InsnInfo *info
                 return emit_rel32(r, copy_addr, (const uint8_t[]) { 0x0f, 0x80 | info->cc }, 2,
                                   info->target);
         case INSN_CALL_REL:
-                if (!last)
+                /* "call next; pop reg" reads its own address: it would read the copy's */
+                if (!last || info->target == insn->address + insn->size)
                         return -ENOTSUP;
                 return emit_rel32(r, copy_addr, (const uint8_t[]) { 0xe8 }, 1, info->target);
         case INSN_LOOP_REL:

@@ -135,6 +135,13 @@ FUNC(c_call_not_last)
         ret
 END(c_call_not_last)
 
+/* the get-PC idiom: the call's return address is data here: refused */
+FUNC(c_getpc)
+        call 1f
+1:      pop rax
+        ret
+END(c_getpc)
+
 /* endbr64 stays; the jump goes after it */
 FUNC(c_endbr)
         endbr64

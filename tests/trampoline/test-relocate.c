@@ -20,7 +20,7 @@ CORPUS(c_jrcxz); CORPUS(c_jecxz); CORPUS(c_loop); CORPUS(c_loop_to_entry);
 CORPUS(c_call_first); CORPUS(c_helper); CORPUS(c_call_not_last); CORPUS(c_endbr);
 CORPUS(c_backjump); CORPUS(c_tiny); CORPUS(c_tiny_endbr); CORPUS(c_jumptable);
 CORPUS(c_jumptable_ibt); CORPUS(c_tailcall_ibt); CORPUS(c_tailcall_got);
-CORPUS(c_ret_not_last); CORPUS(c_bad); CORPUS(c_bad_later);
+CORPUS(c_ret_not_last); CORPUS(c_bad); CORPUS(c_bad_later); CORPUS(c_getpc);
 extern uint64_t c_data, c_data2;
 extern uint32_t c_word;
 
@@ -245,6 +245,7 @@ TEST(relocate_refusals) {
         const int64_t near = 1 << 20, far = 3LL << 30;
 
         assert_refused(c_call_not_last, c_call_not_last_len, near, -ENOTSUP);
+        assert_refused(c_getpc, c_getpc_len, near, -ENOTSUP);
         assert_refused(c_backjump, c_backjump_len, near, -EXDEV);
         assert_refused(c_tiny, c_tiny_len, near, -ENOSPC);
         assert_refused(c_tiny_endbr, c_tiny_endbr_len, near, -ENOSPC);
