@@ -1,0 +1,172 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""Helpers for the ulpd integration tests: start a daemon on a temporary socket,
+speak its protocol (daemon/protocol.h), and skip (exit 77) with a reason."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+SKIP = 77
+
+
+def skip(reason):
+    print(f"SKIP: {reason}")
+    sys.exit(SKIP)
+
+
+def fail(msg):
+    print(f"FAIL: {msg}")
+    sys.exit(1)
+
+
+def check(cond, msg):
+    if not cond:
+        fail(msg)
+    print(f"ok: {msg}")
+
+
+def need_root():
+    if os.geteuid() != 0:
+        skip("needs root (ptrace of other users' processes, setpriv)")
+
+
+def env_path(name):
+    p = os.environ.get(name)
+    if not p or not os.path.exists(p):
+        fail(f"${name} not set or missing: {p}")
+    return p
+
+
+class Daemon:
+    """ulpd on a socket in a fresh temporary directory."""
+
+    def __init__(self, extra_args=(), env=None, state_dir=None, tmp=None):
+        self.ulpd = env_path("ULPD")
+        self.tmp = tmp or tempfile.mkdtemp(prefix="ulpd-test-")
+        os.chmod(self.tmp, 0o755)
+        self.socket = os.path.join(self.tmp, "ulpd.sock")
+        self.state_dir = state_dir or os.path.join(self.tmp, "state")
+        self.log = os.path.join(self.tmp, "ulpd.log")
+        self.args = [self.ulpd, "--socket", self.socket, "--state-dir", self.state_dir, "--debug", *extra_args]
+        self.env = {k: v for k, v in os.environ.items()
+                    if not k.startswith(("NOTIFY_SOCKET", "WATCHDOG_", "LISTEN_", "JOURNAL_STREAM"))}
+        self.env.update(env or {})
+        self.proc = None
+
+    def start(self, wait=True):
+        self.logf = open(self.log, "ab")
+        self.proc = subprocess.Popen(self.args, env=self.env, stdout=self.logf, stderr=self.logf)
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout=10):
+        end = time.time() + timeout
+        while time.time() < end:
+            if self.proc.poll() is not None:
+                fail(f"ulpd exited with {self.proc.returncode}:\n{self.read_log()}")
+            try:
+                c = Client(self.socket)
+                c.request({"method": "ping"})
+                c.close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        fail(f"ulpd did not answer within {timeout}s:\n{self.read_log()}")
+
+    def read_log(self):
+        try:
+            with open(self.log, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def stop(self, sig=signal.SIGTERM, timeout=10):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                fail("ulpd did not stop on SIGTERM")
+        return self.proc.returncode
+
+    def kill9(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+class Client:
+    def __init__(self, path, timeout=60):
+        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.s.settimeout(timeout)
+        self.s.connect(path)
+        self.buf = b""
+
+    def close(self):
+        self.s.close()
+
+    def send(self, msg, fd=None):
+        if isinstance(msg, dict):
+            msg = dict(msg)
+            msg.setdefault("version", 1)
+            data = (json.dumps(msg) + "\n").encode()
+        else:
+            data = msg
+        if fd is not None:
+            socket.send_fds(self.s, [data], [fd])
+        else:
+            self.s.sendall(data)
+
+    def recv(self):
+        while b"\n" not in self.buf:
+            chunk = self.s.recv(65536)
+            if not chunk:
+                return None
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return json.loads(line)
+
+    def request(self, msg, fd=None, progress=None):
+        """Sends msg, returns the final reply (progress/started messages go to progress)."""
+        self.send(msg, fd)
+        while True:
+            m = self.recv()
+            if m is None:
+                raise ConnectionResetError("ulpd closed the connection")
+            if m.get("type") in ("progress", "started"):
+                if progress:
+                    progress(m)
+                continue
+            return m
+
+
+def victim_status(path):
+    """The victim's own view: {'v1': n, 'v2': n, 'bad': n, ...} from its status file."""
+    try:
+        with open(path) as f:
+            line = f.read().strip()
+    except OSError:
+        return None
+    if not line:
+        return None
+    return {k: int(v) for k, v in (kv.split("=") for kv in line.split())}
+
+
+def wait_for(pred, timeout, step=0.05):
+    end = time.time() + timeout
+    while time.time() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    return pred()
