@@ -13,7 +13,7 @@
 typedef struct Resolved {
         const Module *mod;
         uint64_t old_addr, old_size;
-        int shared;              /* a live record of the same function: its copy is reused */
+        int shared;              /* a record of the same function exists: no relocation check */
         Relocation rel;
 } Resolved;
 
@@ -134,8 +134,11 @@ static int write_copy(UlpOp *op, Thread *th, Resolved *rs, ControlFunc *f) {
         char err[160] = "";
         int r;
 
-        if (rs->shared >= 0) {
-                const ControlFunc *s = &op->c.img->funcs[rs->shared];
+        /* Looked up again: compaction may have moved records since validation. The new
+         * record itself has no copy yet, so it is never found. */
+        int shared = control_any_func(&op->c, rs->old_addr);
+        if (shared >= 0) {
+                const ControlFunc *s = &op->c.img->funcs[shared];
                 f->copy_addr = s->copy_addr;
                 f->entry_off = s->entry_off;
                 f->displaced_len = s->displaced_len;

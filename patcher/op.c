@@ -300,8 +300,6 @@ static int op_timeout(UlpOp *op) {
 }
 
 int ulp_op_step(UlpOp *op, unsigned *ret_next_ms) {
-        UlpStraggler *saved;
-        size_t n_saved;
         int r;
 
         if (op->done)
@@ -311,12 +309,8 @@ int ulp_op_step(UlpOp *op, unsigned *ret_next_ms) {
                 return op_fail(op, r, "transition failed: %s", strerror(-r));
         if (r == 1) {
                 /* A reversal keeps the stragglers of the forward attempt for the report. */
-                saved = op->report->stragglers;
-                n_saved = op->report->n_stragglers;
                 if (!op->reversing)
-                        report_stragglers(op), free(saved), saved = NULL;
-                else
-                        op->report->stragglers = saved, op->report->n_stragglers = n_saved;
+                        report_stragglers(op);
                 return op_finished(op);
         }
         if (op_now_ns() >= op->deadline_ns) {

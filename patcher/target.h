@@ -13,6 +13,7 @@
  * a thread that was in a job-control stop stays stopped after resume.
  */
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -27,6 +28,10 @@ typedef struct Thread {
         int pending_sig;         /* signal caught while stopped, re-injected at resume */
         struct user_regs_struct regs; /* read at stop; written back by target_set_regs() only */
         uint64_t stop_ns;        /* CLOCK_MONOTONIC when it was stopped */
+        /* Added by the ptrace layer (target.c, x86_64/remote.c): */
+        bool signal_stop;        /* the ptrace-stop is a signal-delivery-stop, so PTRACE_DETACH's
+                                  * data is delivered with pending_info (other stops drop it) */
+        siginfo_t pending_info;  /* siginfo of pending_sig, set back before it is delivered */
 } Thread;
 
 typedef struct Target {
@@ -38,7 +43,20 @@ typedef struct Target {
         uint64_t syscall_insn;   /* address of a "syscall" instruction in the target, 0 unknown */
         uint64_t max_thread_stop_ns; /* longest single-thread stop so far (target_resume_thread) */
         uint64_t max_stw_ns;     /* longest stop-the-world window so far (target_resume_all) */
+        /* Added by the ptrace layer: */
+        int stop_timeout_ms;     /* how long a thread may take to stop; 0 = TARGET_STOP_TIMEOUT_MS */
 } Target;
+
+#define TARGET_STOP_TIMEOUT_MS 1000
+
+/*
+ * All calls on one Target must come from the same thread: ptrace ties a tracee to the
+ * thread that seized it. Thread pointers stay valid until the next rescan
+ * (target_refresh_threads(), target_stop_all()); look them up again afterwards.
+ * A thread that does not stop within stop_timeout_ms fails with -ETIMEDOUT; it stays
+ * seized with the interrupt pending (the kernel cannot detach a running tracee) and is
+ * detached by the next call on the Target that finds it stopped, or by target_free().
+ */
 
 /* Opens pid: checks it exists and that we may ptrace it, opens /proc/PID/mem,
  * lists its threads. Nothing is attached yet. -ESRCH no such process,
@@ -101,3 +119,20 @@ int target_syscall(Target *t, Thread *th, long nr, const long args[6], long *ret
  */
 int target_call(Target *t, Thread *th, uint64_t func, const long args[6], uint64_t trap_addr,
                 int timeout_ms, uint64_t *ret);
+
+/*
+ * Internal to the ptrace layer (patcher/target.c and patcher/x86_64/remote.c); not for
+ * other callers.
+ */
+uint64_t target__now_ns(void);
+/* ptrace(2) with its -1/errno turned into -errno. */
+int target__ptrace(int req, pid_t tid, void *addr, void *data);
+/* Waits up to timeout_ms for the next ptrace-stop of the seized th; *ret_status gets the
+ * waitpid status. -ESRCH (th marked gone) when it exited, -ETIMEDOUT. */
+int target__wait(Target *t, Thread *th, int timeout_ms, int *ret_status);
+/* Keeps a signal caught in a signal-delivery-stop for delivery at resume (a second one is
+ * queued back to the thread). */
+void target__keep_signal(Target *t, Thread *th, int sig, const siginfo_t *info);
+/* After a remote operation: th is stopped in a signal-delivery-stop (in_signal_stop) or an
+ * event stop; prepares its pending signal for delivery at resume. */
+int target__settle(Target *t, Thread *th, bool in_signal_stop);

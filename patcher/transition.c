@@ -4,6 +4,7 @@
 #include "common/macro.h"
 #include "patcher/transition.h"
 #include "patcher/x86_64/relocate.h"
+#include "patcher/x86_64/stub.h"
 
 const char *transition_state_name(uint32_t cp_state) {
         switch (cp_state) {
@@ -133,21 +134,23 @@ static uint64_t entry_dest_now(const Control *c, const ControlFunc *f, int exclu
         return c->img->funcs[top].new_addr;
 }
 
-/* Pitfall 1: a thread whose PC is strictly inside bytes about to be overwritten, or
- * inside our code areas (a stub whose table is about to change). */
+/*
+ * Pitfall 1, and the table: a thread whose PC is strictly inside entry bytes about to be
+ * overwritten (only while they still hold the original instructions: a jump is one
+ * instruction), or inside a dispatch stub, which reads the table init rewrites. Threads
+ * in relocated copies are fine: those are never changed or freed.
+ */
 static bool thread_in_the_way(const Transition *tr, const Thread *th) {
+        const ControlImage *img = tr->c->img;
         uint64_t pc = th->regs.rip;
-        unsigned n;
-        const ControlFunc *f = patch_funcs(tr->c, tr->patch, &n);
 
-        for (unsigned i = 0; i < tr->c->img->hdr.n_areas; i++) {
-                const ControlArea *a = &tr->c->img->areas[i];
-                if (pc >= a->addr && pc < a->addr + a->used)
+        for (unsigned i = 0; i < img->hdr.n_funcs; i++) {
+                const ControlFunc *f = &img->funcs[i];
+                uint64_t s = f->old_addr + f->entry_off;
+                if (f->stub_addr && pc >= f->stub_addr && pc < f->stub_addr + STUB_MAX_SIZE)
                         return true;
-        }
-        for (unsigned i = 0; i < n; i++) {
-                uint64_t s = f[i].old_addr + f[i].entry_off;
-                if (pc > s && pc < s + f[i].displaced_len)
+                if ((int)f->patch == tr->patch && pc > s && pc < s + f->displaced_len &&
+                    entry_dest_now(tr->c, f, tr->patch) == 0)
                         return true;
         }
         return false;
@@ -400,10 +403,8 @@ int transition_complete(Transition *tr) {
         r = target_stop_all(tr->t);
         if (r < 0)
                 return r;
-        if (any_thread_in_the_way(tr)) {
-                r = 0;
-                goto out;
-        }
+        /* No thread-position check here: the table and every stub and copy stay valid
+         * after completion, and the entries hold jumps, single instructions. */
         r = verify_all_switched(tr);
         if (r < 0 || tr->n_pending > 0)
                 goto out;

@@ -1,0 +1,666 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The ptrace session on a target process: seizing, stopping and resuming threads,
+ * keeping the signals that arrive meanwhile, and the target's memory.
+ *
+ * Stops, as this file sees them (PTRACE_SEIZE semantics):
+ *   - PTRACE_EVENT_STOP with SIGTRAP: our PTRACE_INTERRUPT;
+ *   - PTRACE_EVENT_STOP with SIGSTOP/SIGTSTP/SIGTTIN/SIGTTOU: the process is in (or
+ *     entering) a job-control stop. PTRACE_DETACH puts the thread back into it
+ *     (__ptrace_unlink() sets JOBCTL_STOP_PENDING while SIGNAL_STOP_STOPPED), so nothing
+ *     to do but remember it;
+ *   - a signal-delivery-stop: a signal was dequeued before our interrupt trapped. The
+ *     thread stays in that stop, counted as stopped (its registers are valid), and
+ *     PTRACE_DETACH delivers the signal with its original siginfo. The interrupt is still
+ *     pending then; detaching clears it (__ptrace_unlink() clears JOBCTL_TRAP_MASK).
+ * All three happen inside get_signal(), before the kernel's syscall-restart logic, so
+ * a thread stopped inside a blocking syscall restarts it when detached, as if nothing
+ * happened. The remote operations (x86_64/remote.c) end in such a stop too.
+ *
+ * Waits poll waitpid(WNOHANG) with a short spin then a growing sleep: a thread in an
+ * uninterruptible sleep (vfork parent, D state) must not hang us.
+ */
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/ptrace.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#include "common/macro.h"
+#include "patcher/target.h"
+
+#define SPIN_NS 200000ULL             /* yield-spin this long before sleeping */
+#define SLEEP_MAX_NS 2000000ULL
+
+uint64_t target__now_ns(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+int target__ptrace(int req, pid_t tid, void *addr, void *data) {
+        if (ptrace((enum __ptrace_request)req, tid, addr, data) < 0)
+                return negative_errno();
+        return 0;
+}
+
+static int stop_timeout_ms(const Target *t) {
+        return t->stop_timeout_ms > 0 ? t->stop_timeout_ms : TARGET_STOP_TIMEOUT_MS;
+}
+
+/* One step of a poll loop that started at start_ns: yields the CPU early on (stops
+ * take microseconds), sleeps longer and longer later. */
+static void poll_backoff(uint64_t start_ns, uint64_t now_ns) {
+        uint64_t elapsed = now_ns - start_ns;
+
+        if (elapsed < SPIN_NS) {
+                sched_yield();
+                return;
+        }
+        uint64_t ns = MIN(MAX(elapsed / 8, 20000ULL), SLEEP_MAX_NS);
+        struct timespec ts = { .tv_sec = 0, .tv_nsec = (long)ns };
+        nanosleep(&ts, NULL);
+}
+
+static void thread_mark_gone(Thread *th) {
+        th->gone = true;
+        th->seized = false;
+        th->stopped = false;
+        th->signal_stop = false;
+        th->pending_sig = 0;
+}
+
+static bool is_group_stop_sig(int sig) {
+        return sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU;
+}
+
+/* A non-blocking waitpid on one seized thread: 1 with *ret_status when it reported,
+ * 0 when it has nothing to report, -ESRCH (marked gone) when it exited. */
+static int thread_poll(Thread *th, int *ret_status) {
+        for (;;) {
+                int status;
+                pid_t r = waitpid(th->tid, &status, __WALL | WNOHANG);
+                if (r == 0)
+                        return 0;
+                if (r < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        if (errno == ECHILD) {  /* reaped elsewhere or no longer ours */
+                                thread_mark_gone(th);
+                                return -ESRCH;
+                        }
+                        return negative_errno();
+                }
+                if (WIFEXITED(status) || WIFSIGNALED(status)) {
+                        thread_mark_gone(th);
+                        return -ESRCH;
+                }
+                *ret_status = status;
+                return 1;
+        }
+}
+
+int target__wait(Target *t, Thread *th, int timeout_ms, int *ret_status) {
+        uint64_t start = 0;
+
+        for (;;) {
+                int r = thread_poll(th, ret_status);
+                if (r != 0)
+                        return r < 0 ? r : 0;
+                uint64_t now = target__now_ns();
+                if (start == 0)
+                        start = now;
+                if (now - start >= (uint64_t)timeout_ms * 1000000ULL)
+                        return -ETIMEDOUT;
+                poll_backoff(start, now);
+        }
+}
+
+/* Queues sig back to the thread, keeping the siginfo when the kernel lets us
+ * (rt_tgsigqueueinfo refuses kernel and kill()-style codes from another process). */
+static void thread_requeue_signal(Target *t, Thread *th, int sig, const siginfo_t *info) {
+        if (info && info->si_signo == sig && info->si_code < 0 && info->si_code != SI_TKILL) {
+                siginfo_t copy = *info;
+                if (syscall(SYS_rt_tgsigqueueinfo, t->pid, th->tid, sig, &copy) == 0)
+                        return;
+        }
+        (void) syscall(SYS_tgkill, t->pid, th->tid, sig);
+}
+
+void target__keep_signal(Target *t, Thread *th, int sig, const siginfo_t *info) {
+        if (th->pending_sig == 0) {
+                th->pending_sig = sig;
+                if (info)
+                        th->pending_info = *info;
+                else {
+                        memset(&th->pending_info, 0, sizeof(th->pending_info));
+                        th->pending_info.si_signo = sig;
+                        th->pending_info.si_code = SI_KERNEL;
+                }
+                return;
+        }
+        /* Only one kept per thread: the later one goes back to the kernel's queue. A
+         * traced, stopped thread does not dequeue it; it is delivered after detach. */
+        thread_requeue_signal(t, th, sig, info);
+}
+
+int target__settle(Target *t, Thread *th, bool in_signal_stop) {
+        th->signal_stop = in_signal_stop;
+        if (th->pending_sig == 0)
+                return 0;
+        if (in_signal_stop)
+                /* Detaching with data == pending_sig then delivers exactly this siginfo
+                 * (ptrace_signal() keeps it when si_signo matches). */
+                return target__ptrace(PTRACE_SETSIGINFO, th->tid, NULL, &th->pending_info);
+        /* An event stop ignores PTRACE_DETACH's data: queue it back instead. */
+        thread_requeue_signal(t, th, th->pending_sig, &th->pending_info);
+        th->pending_sig = 0;
+        return 0;
+}
+
+/* Records a ptrace-stop reported by waitpid for a thread we are stopping. Every stop
+ * counts (see the top of the file); reads the registers. */
+static int thread_record_stop(Target *t, Thread *th, int status) {
+        int sig = WSTOPSIG(status), event = status >> 16;
+
+        th->signal_stop = false;
+        if (event == PTRACE_EVENT_STOP) {
+                if (is_group_stop_sig(sig))
+                        th->group_stopped = true;
+        } else if (event == 0 && sig != (SIGTRAP | 0x80)) {
+                siginfo_t info;
+                bool have = target__ptrace(PTRACE_GETSIGINFO, th->tid, NULL, &info) >= 0;
+                target__keep_signal(t, th, sig, have ? &info : NULL);
+                th->signal_stop = true;
+        }
+        th->stopped = true;
+        int r = target__ptrace(PTRACE_GETREGS, th->tid, NULL, &th->regs);
+        if (r == -ESRCH)  /* killed while stopped: the exit is reported later */
+                return 0;
+        return r;
+}
+
+/* Reads one field of /proc/PID/task/TID/stat: the state letter, 0 when unreadable. */
+static char thread_state(pid_t pid, pid_t tid) {
+        char path[64], buf[512];
+        snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", pid, tid);
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return 0;
+        ssize_t n = read(fd, buf, sizeof(buf) - 1);
+        if (n <= 0)
+                return 0;
+        buf[n] = 0;
+        char *p = strrchr(buf, ')');
+        return p && p[1] == ' ' ? p[2] : 0;
+}
+
+static bool thread_traced_by_other(pid_t pid, pid_t tid) {
+        char path[64], buf[4096];
+        snprintf(path, sizeof(path), "/proc/%d/task/%d/status", pid, tid);
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return false;
+        ssize_t n = read(fd, buf, sizeof(buf) - 1);
+        if (n <= 0)
+                return false;
+        buf[n] = 0;
+        char *p = strstr(buf, "\nTracerPid:");
+        return p && atoi(p + strlen("\nTracerPid:")) != 0;
+}
+
+/* Seizes th and asks it to stop; the stop is collected by a wait. -ESRCH when it is
+ * gone (or a zombie), -EBUSY when another tracer has it, -EPERM when not allowed. */
+static int thread_seize_interrupt(Target *t, Thread *th) {
+        int r;
+
+        if (!th->seized) {
+                r = target__ptrace(PTRACE_SEIZE, th->tid, NULL, NULL);
+                if (r == -EPERM) {
+                        /* ptrace_attach() says EPERM for an exiting thread too. */
+                        char st = thread_state(t->pid, th->tid);
+                        if (st == 0 || st == 'Z' || st == 'X')
+                                r = -ESRCH;
+                        else if (thread_traced_by_other(t->pid, th->tid))
+                                r = -EBUSY;
+                }
+                if (r == -ESRCH)
+                        thread_mark_gone(th);
+                if (r < 0)
+                        return r;
+                th->seized = true;
+                th->stopped = false;
+                th->signal_stop = false;
+                th->group_stopped = false;
+                th->pending_sig = 0;
+        }
+        th->stop_ns = target__now_ns();
+        r = target__ptrace(PTRACE_INTERRUPT, th->tid, NULL, NULL);
+        if (r == -ESRCH) /* exiting: its exit is reported to the wait */
+                return 0;
+        return r;
+}
+
+/* Detaches a stopped thread, delivering its kept signal. For a thread not stopped
+ * (it did not stop in time) one more look; if still running it stays seized: -EBUSY. */
+static int thread_detach(Target *t, Thread *th) {
+        if (!th->seized)
+                return 0;
+        if (!th->stopped) {
+                int status, r = thread_poll(th, &status);
+                if (r < 0)
+                        return r == -ESRCH ? 0 : r;
+                if (r == 0)
+                        return -EBUSY;
+                thread_record_stop(t, th, status);
+        }
+        if (th->pending_sig && !th->signal_stop)
+                (void) target__settle(t, th, false);
+        int sig = th->signal_stop ? th->pending_sig : 0;
+        int r = target__ptrace(PTRACE_DETACH, th->tid, NULL, (void *)(long)sig);
+        if (r == -ESRCH) {
+                /* Killed while stopped (SIGKILL, another thread's exit_group): it is no
+                 * longer in a ptrace-stop but still ours until its exit is reaped, and its
+                 * leader cannot report its own exit before. It stays seized, not stopped;
+                 * target_release_all() and the next wait collect it. */
+                int status;
+                th->stopped = false;
+                th->signal_stop = false;
+                th->pending_sig = 0;
+                (void) thread_poll(th, &status);
+                return 0;
+        }
+        th->seized = false;
+        th->stopped = false;
+        th->signal_stop = false;
+        th->pending_sig = 0;
+        return r;
+}
+
+static Thread *target_add_thread(Target *t, pid_t tid) {
+        if (t->n_threads == t->n_alloc) {
+                size_t n = MAX(t->n_alloc * 2, (size_t)16);
+                Thread *a = realloc(t->threads, n * sizeof(Thread));
+                if (!a)
+                        return NULL;
+                t->threads = a;
+                t->n_alloc = n;
+        }
+        Thread *th = &t->threads[t->n_threads++];
+        memset(th, 0, sizeof(*th));
+        th->tid = tid;
+        return th;
+}
+
+Thread *target_find_thread(Target *t, pid_t tid) {
+        for (size_t i = 0; i < t->n_threads; i++)
+                if (t->threads[i].tid == tid)
+                        return &t->threads[i];
+        return NULL;
+}
+
+/* Rescans /proc/PID/task. A vanished thread we have seized is left to the wait that
+ * reports its exit; a gone thread no longer listed is dropped, so that a reused tid
+ * comes back as a new thread. */
+int target_refresh_threads(Target *t) {
+        char path[64];
+        snprintf(path, sizeof(path), "/proc/%d/task", t->pid);
+        DIR *d = opendir(path);
+        if (!d)
+                return errno == ENOENT ? -ESRCH : negative_errno();
+
+        size_t n_before = t->n_threads;
+        _cleanup_free_ bool *seen = calloc(n_before + 1, sizeof(bool));
+        if (!seen) {
+                closedir(d);
+                return -ENOMEM;
+        }
+        int n_new = 0, r = 0;
+        struct dirent *de;
+        while ((de = readdir(d))) {
+                char *end;
+                long tid = strtol(de->d_name, &end, 10);
+                if (*end || tid <= 0)
+                        continue;
+                Thread *th = target_find_thread(t, (pid_t)tid);
+                if (!th) {
+                        th = target_add_thread(t, (pid_t)tid);
+                        if (!th) {
+                                r = -ENOMEM;
+                                break;
+                        }
+                        n_new++;
+                }
+                size_t idx = (size_t)(th - t->threads);
+                if (idx < n_before)
+                        seen[idx] = true;
+        }
+        closedir(d);
+        if (r < 0)
+                return r;
+        size_t j = 0;
+        for (size_t i = 0; i < t->n_threads; i++) {
+                Thread *th = &t->threads[i];
+                if (i < n_before && !seen[i] && !th->seized)
+                        th->gone = true;
+                if (i < n_before && !seen[i] && th->gone && !th->seized)
+                        continue;       /* dropped */
+                if (j != i)
+                        t->threads[j] = *th;
+                j++;
+        }
+        t->n_threads = j;
+        return n_new;
+}
+
+int target_open(pid_t pid, Target **ret) {
+        char path[64];
+
+        if (pid <= 0)
+                return -ESRCH;
+        /* A tid of a thread also has a /proc entry; only a process will do, and not
+         * one whose leader is dead (zombie): its /proc/PID/mem has no memory. */
+        char st = thread_state(pid, pid);
+        if (st == 0 || st == 'Z' || st == 'X')
+                return -ESRCH;
+        snprintf(path, sizeof(path), "/proc/%d/task/%d", pid, pid);
+        if (access(path, F_OK) < 0)
+                return -ESRCH;
+        {
+                snprintf(path, sizeof(path), "/proc/%d/status", pid);
+                char buf[4096];
+                _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+                ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+                if (n <= 0)
+                        return -ESRCH;
+                buf[n] = 0;
+                char *p = strstr(buf, "\nTgid:");
+                if (!p || atoi(p + strlen("\nTgid:")) != pid)
+                        return -ESRCH;
+        }
+
+        /* Opening /proc/PID/mem read-write asks the kernel the same question as
+         * PTRACE_ATTACH (ptrace_may_access, PTRACE_MODE_ATTACH, Yama included) and
+         * attaches nothing. */
+        snprintf(path, sizeof(path), "/proc/%d/mem", pid);
+        _cleanup_close_ int mem_fd = open(path, O_RDWR | O_CLOEXEC);
+        if (mem_fd < 0)
+                return errno == ENOENT || errno == ESRCH ? -ESRCH :
+                       errno == EACCES || errno == EPERM ? -EPERM : negative_errno();
+
+        _cleanup_free_ Target *t = calloc(1, sizeof(Target));
+        if (!t)
+                return -ENOMEM;
+        t->pid = pid;
+        t->mem_fd = -1;
+        int r = target_refresh_threads(t);
+        if (r < 0) {
+                free(t->threads);
+                return r;
+        }
+        t->mem_fd = TAKE_FD(mem_fd);
+        *ret = TAKE_PTR(t);
+        return 0;
+}
+
+/* Threads that did not stop in time are still seized: collect those that stopped since
+ * and detach them. */
+static void target_collect_late(Target *t) {
+        for (size_t i = 0; i < t->n_threads; i++) {
+                Thread *th = &t->threads[i];
+                if (th->seized && !th->stopped && !th->gone)
+                        (void) thread_detach(t, th);
+        }
+}
+
+static bool target_release_all(Target *t, int timeout_ms);
+
+static int target_detach_all(Target *t) {
+        int ret = 0;
+        for (size_t i = 0; i < t->n_threads; i++) {
+                Thread *th = &t->threads[i];
+                if (th->seized && !th->gone) {
+                        int r = thread_detach(t, th);
+                        if (r < 0 && ret == 0)
+                                ret = r;
+                }
+        }
+        return ret;
+}
+
+void target_free(Target *t) {
+        if (!t)
+                return;
+        /* Gives stragglers their time to stop, then detaches everything. */
+        (void) target_release_all(t, stop_timeout_ms(t));
+        if (t->mem_fd >= 0)
+                close(t->mem_fd);
+        free(t->threads);
+        free(t);
+}
+
+/* Waits until every seized thread has stopped or exited, within the deadline. Polls
+ * them all in turn, and the already stopped ones too once it takes long, because a
+ * thread killed while stopped (exit_group) must be reaped before its leader reports. */
+static int target_wait_all(Target *t, uint64_t start_ns) {
+        uint64_t timeout_ns = (uint64_t)stop_timeout_ms(t) * 1000000ULL;
+
+        for (unsigned round = 0;; round++) {
+                size_t waiting = 0;
+                for (size_t i = 0; i < t->n_threads; i++) {
+                        Thread *th = &t->threads[i];
+                        if (!th->seized || th->gone || (th->stopped && round < 8))
+                                continue;
+                        int status, r = thread_poll(th, &status);
+                        if (r == -ESRCH)
+                                continue;
+                        if (r < 0)
+                                return r;
+                        if (r == 0) {
+                                waiting += !th->stopped;
+                                continue;
+                        }
+                        r = thread_record_stop(t, th, status);
+                        if (r < 0)
+                                return r;
+                }
+                if (waiting == 0)
+                        return 0;
+                uint64_t now = target__now_ns();
+                if (now - start_ns >= timeout_ns)
+                        return -ETIMEDOUT;
+                poll_backoff(start_ns, now);
+        }
+}
+
+/* Stop-the-world: see target.h. A pass seizes and interrupts every known thread, waits
+ * for all, then rescans; a thread can only be created by a running one, so a rescan
+ * that finds nothing new after a pass where all stopped means all are stopped. */
+int target_stop_all(Target *t) {
+        int r;
+
+        target_collect_late(t);
+        r = target_refresh_threads(t);
+        if (r < 0)
+                return r;
+        for (;;) {
+                uint64_t start = target__now_ns();
+                for (size_t i = 0; i < t->n_threads; i++) {
+                        Thread *th = &t->threads[i];
+                        if (th->gone || th->stopped)
+                                continue;
+                        r = thread_seize_interrupt(t, th);
+                        if (r == -ESRCH)
+                                continue;
+                        if (r < 0)
+                                goto fail;
+                }
+                r = target_wait_all(t, start);
+                if (r < 0)
+                        goto fail;
+                Thread *leader = target_find_thread(t, t->pid);
+                if (!leader || leader->gone) {
+                        r = -ESRCH;
+                        goto fail;
+                }
+                r = target_refresh_threads(t);
+                if (r < 0)
+                        goto fail;
+                if (r == 0)
+                        return 0;
+        }
+fail:
+        (void) target_release_all(t, 100);
+        return r;
+}
+
+/* Detaches everything and, for up to timeout_ms, collects the threads that are still
+ * seized: dying ones (their exits must be reaped by us, the tracer) and ones that had
+ * not stopped in time. True when none is left. */
+static bool target_release_all(Target *t, int timeout_ms) {
+        uint64_t start = target__now_ns();
+        for (;;) {
+                (void) target_detach_all(t);
+                bool left = false;
+                for (size_t i = 0; i < t->n_threads; i++)
+                        left |= t->threads[i].seized && !t->threads[i].gone;
+                uint64_t now = target__now_ns();
+                if (!left)
+                        return true;
+                if (now - start >= (uint64_t)timeout_ms * 1000000ULL)
+                        return false;
+                poll_backoff(start, now);
+        }
+}
+
+int target_resume_all(Target *t) {
+        uint64_t first = UINT64_MAX;
+        for (size_t i = 0; i < t->n_threads; i++)
+                if (t->threads[i].stopped && !t->threads[i].gone)
+                        first = MIN(first, t->threads[i].stop_ns);
+        int r = target_detach_all(t);
+        if (first != UINT64_MAX)
+                t->max_stw_ns = MAX(t->max_stw_ns, target__now_ns() - first);
+        /* Threads killed meanwhile: reap them now, so that the process's exit is not
+         * held back until our next call. */
+        bool dying = false;
+        for (size_t i = 0; i < t->n_threads; i++)
+                dying |= t->threads[i].seized && !t->threads[i].gone;
+        if (dying)
+                (void) target_release_all(t, 100);
+        return r;
+}
+
+/* One thread, for its stack check: must be fast (see the benchmark in tests/ptrace):
+ * seize, interrupt, wait, read registers; no /proc access unless something fails. */
+int target_stop_thread(Target *t, Thread *th) {
+        if (th->gone)
+                return -ESRCH;
+        if (th->stopped)
+                return 0;
+        int r = thread_seize_interrupt(t, th);
+        if (r < 0)
+                return r;
+        int status;
+        r = target__wait(t, th, stop_timeout_ms(t), &status);
+        if (r < 0)
+                return r;   /* -ETIMEDOUT: stays seized, collected later */
+        return thread_record_stop(t, th, status);
+}
+
+int target_resume_thread(Target *t, Thread *th) {
+        uint64_t since = th->stopped ? th->stop_ns : 0;
+        int r = thread_detach(t, th);
+        if (since)
+                t->max_thread_stop_ns = MAX(t->max_thread_stop_ns, target__now_ns() - since);
+        return r;
+}
+
+/* Prefers a thread that keeps no signal and is not job-control stopped: a remote
+ * operation on it has the least to take care of. */
+Thread *target_any_stopped(Target *t) {
+        Thread *best = NULL;
+        for (size_t i = 0; i < t->n_threads; i++) {
+                Thread *th = &t->threads[i];
+                if (!th->stopped || th->gone)
+                        continue;
+                if (th->pending_sig == 0 && !th->group_stopped)
+                        return th;
+                if (!best || (best->pending_sig && !th->pending_sig))
+                        best = th;
+        }
+        return best;
+}
+
+int target_set_regs(Target *t, Thread *th) {
+        if (!th->stopped || th->gone)
+                return -ESRCH;
+        return target__ptrace(PTRACE_SETREGS, th->tid, NULL, &th->regs);
+}
+
+void target_thread_name(Target *t, pid_t tid, char buf[static 16]) {
+        char path[64];
+        snprintf(path, sizeof(path), "/proc/%d/task/%d/comm", t->pid, tid);
+        strcpy(buf, "?");
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return;
+        ssize_t n = read(fd, buf, 15);
+        if (n <= 0) {
+                strcpy(buf, "?");
+                return;
+        }
+        buf[n] = 0;
+        char *nl = strchr(buf, '\n');
+        if (nl)
+                *nl = 0;
+}
+
+static int mem_pread(Target *t, uint64_t addr, void *buf, size_t len) {
+        size_t done = 0;
+        while (done < len) {
+                ssize_t n = pread(t->mem_fd, (char *)buf + done, len - done, (off_t)(addr + done));
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return errno == EIO ? -EFAULT : negative_errno();
+                if (n == 0)
+                        return -EFAULT;
+                done += (size_t)n;
+        }
+        return 0;
+}
+
+int target_read(Target *t, uint64_t addr, void *buf, size_t len) {
+        if (len == 0)
+                return 0;
+        struct iovec local = { .iov_base = buf, .iov_len = len };
+        struct iovec remote = { .iov_base = (void *)(uintptr_t)addr, .iov_len = len };
+        ssize_t n = process_vm_readv(t->pid, &local, 1, &remote, 1, 0);
+        if (n == (ssize_t)len)
+                return 0;
+        /* Partial or refused (unreadable but present pages, e.g. execute-only, which
+         * /proc/PID/mem reads with FOLL_FORCE; or process_vm_readv unavailable). */
+        return mem_pread(t, addr, buf, len);
+}
+
+int target_write(Target *t, uint64_t addr, const void *buf, size_t len) {
+        size_t done = 0;
+        while (done < len) {
+                ssize_t n = pwrite(t->mem_fd, (const char *)buf + done, len - done, (off_t)(addr + done));
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return errno == EIO ? -EFAULT : negative_errno();
+                if (n == 0)
+                        return -EFAULT;
+                done += (size_t)n;
+        }
+        return 0;
+}

@@ -1,0 +1,2 @@
+/* A shared object without ulp metadata. */
+int f(int x) { return x; }

@@ -1,0 +1,208 @@
+#!/usr/bin/env bash
+# End-to-end cases: a real multithreaded victim, patched with ulpctl --direct. Each
+# case checks what the victim itself prints, not only what ulpctl says.
+# Usage: run.sh CASE   (env: ULPCTL, VICTIM, PATCHDIR from meson)
+set -uo pipefail
+
+CASE=$1
+WORK=$(mktemp -d)
+LOG=$WORK/victim.log
+VPID=
+trap 'cleanup' EXIT
+
+cleanup() {
+	[ -n "$VPID" ] && kill -9 "$VPID" 2>/dev/null
+	wait 2>/dev/null
+	rm -rf "$WORK"
+}
+
+fail() {
+	echo "FAIL: $*" >&2
+	[ -f "$LOG" ] && { echo "--- last victim lines:" >&2; tail -n 3 "$LOG" >&2; }
+	exit 1
+}
+
+ulpctl() { "$ULPCTL" --direct "$@"; }
+
+start_victim() {
+	"$VICTIM" "${1:-4}" >"$LOG" 2>&1 &
+	VPID=$!
+	wait_line 'tick' 5 || fail "victim did not start"
+}
+
+lines() { wc -l <"$LOG"; }
+
+# wait_line REGEX SECONDS [FROM_LINE]: a line matching REGEX after FROM_LINE.
+wait_line() {
+	local re=$1 secs=$2 from=${3:-0} i
+	for ((i = 0; i < secs * 100; i++)); do
+		tail -n +"$((from + 1))" "$LOG" | grep -q -E "$re" && return 0
+		sleep 0.01
+	done
+	return 1
+}
+
+# expect_value KEY VALUE: from a few lines after now, every line shows KEY=VALUE.
+expect_value() {
+	local key=$1 val=$2 from
+	from=$(lines)
+	wait_line "$key=$val " 5 "$from" || wait_line "$key=$val\$" 1 "$from" || fail "$key never became $val"
+	from=$(( $(lines) + 1 ))
+	wait_line 'tick' 2 "$((from + 3))" || fail "victim stopped printing"
+	tail -n +"$((from + 1))" "$LOG" | grep 'tick' | grep -v -E "$key=$val( |\$)" | head -1 | grep -q . &&
+		fail "$key is not consistently $val: $(tail -n +"$((from + 1))" "$LOG" | grep -v -E "$key=$val( |\$)" | head -1)"
+	return 0
+}
+
+victim_alive() {
+	kill -0 "$VPID" 2>/dev/null || fail "victim died"
+	local st
+	st=$(awk '{print $3}' "/proc/$VPID/stat")
+	[ "$st" != "t" ] && [ "$st" != "T" ] || fail "victim left stopped ($st)"
+	grep -q TracerPid:.0 "/proc/$VPID/status" || fail "victim left traced"
+}
+
+no_ulp_mappings() {
+	! grep -q 'memfd:ulp' "/proc/$VPID/maps" || fail "ulp mappings left in the victim: $(grep memfd:ulp /proc/$VPID/maps)"
+}
+
+P=$PATCHDIR
+
+case_apply_revert() {
+	start_victim 4
+	expect_value compute 20
+	ulpctl apply -p "$VPID" "$P/patch-compute.so" || fail "apply failed"
+	victim_alive
+	expect_value compute 30
+	ulpctl revert -p "$VPID" compute-fix || fail "revert failed"
+	victim_alive
+	expect_value compute 20
+	# Revert by file works as well.
+	ulpctl apply -p "$VPID" "$P/patch-compute.so" || fail "second apply failed"
+	expect_value compute 30
+	ulpctl revert -p "$VPID" "$P/patch-compute.so" || fail "revert by file failed"
+	expect_value compute 20
+	victim_alive
+}
+
+case_static() {
+	start_victim 4
+	expect_value static 111
+	ulpctl apply -p "$VPID" "$P/patch-static.so" || fail "apply failed"
+	expect_value static 210
+	ulpctl revert -p "$VPID" static-fix || fail "revert failed"
+	expect_value static 111
+	victim_alive
+}
+
+case_library() {
+	start_victim 4
+	expect_value lib 1010
+	ulpctl apply -p "$VPID" "$P/patch-lib.so" || fail "apply failed"
+	expect_value lib 2010
+	ulpctl revert -p "$VPID" lib-fix || fail "revert failed"
+	expect_value lib 1010
+	victim_alive
+}
+
+case_ref() {
+	start_victim 4
+	expect_value ref 10
+	ulpctl apply -p "$VPID" "$P/patch-ref.so" || fail "apply failed"
+	# target_helper(10) + secret * 1000 = 107 + 7000
+	expect_value ref 7107
+	ulpctl revert -p "$VPID" ref-fix || fail "revert failed"
+	expect_value ref 10
+	victim_alive
+}
+
+json_get() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+
+case_json_status() {
+	start_victim 6
+	local out
+	out=$(ulpctl apply --json -p "$VPID" "$P/patch-compute.so") || fail "apply failed: $out"
+	[ "$(echo "$out" | json_get 'd["threads"]')" -ge 7 ] || fail "threads in $out"
+	for k in retries max_thread_stop_us max_stw_us total_ms; do
+		echo "$out" | json_get "d['$k']" >/dev/null || fail "no $k in $out"
+	done
+	[ "$(echo "$out" | json_get 'd["max_stw_us"] > 0')" = True ] || fail "no stop-the-world figure: $out"
+	out=$(ulpctl status --json -p "$VPID") || fail "status failed"
+	[ "$(echo "$out" | json_get 'd["processes"][0]["patches"][0]["state"]')" = patched ] || fail "status: $out"
+	[ "$(echo "$out" | json_get 'd["processes"][0]["patches"][0]["name"]')" = compute-fix ] || fail "status: $out"
+	ulpctl status | grep -q "compute-fix: patched" || fail "status (all processes) does not list it"
+	ulpctl revert -p "$VPID" compute-fix || fail "revert failed"
+	out=$(ulpctl status --json -p "$VPID")
+	[ "$(echo "$out" | json_get '"patched" in [p["state"] for p in d["processes"][0]["patches"]]')" = False ] || fail "still patched: $out"
+	victim_alive
+}
+
+# expect_refusal WHAT CMD...: exit 1, one line on stderr, victim unchanged.
+expect_refusal() {
+	local what=$1 rc err; shift
+	err=$("$@" 2>&1 >/dev/null); rc=$?
+	[ "$rc" -eq 1 ] || fail "$what: exit $rc, expected 1 ($err)"
+	[ "$(echo "$err" | grep -v '^warning:' | wc -l)" -eq 1 ] || fail "$what: not one line: $err"
+	echo "$what: $err"
+	victim_alive
+}
+
+case_bad_input() {
+	start_victim 4
+	printf 'not an elf\n' >"$WORK/text.so"
+	expect_refusal "no such pid" ulpctl apply -p 999999 "$P/patch-compute.so"
+	expect_refusal "not ELF" ulpctl apply -p "$VPID" "$WORK/text.so"
+	expect_refusal "no metadata" ulpctl apply -p "$VPID" "$P/patch-nometa.so"
+	expect_refusal "missing symbol" ulpctl apply -p "$VPID" "$P/patch-nosym.so"
+	expect_refusal "build-id" ulpctl apply -p "$VPID" "$P/patch-badbid.so"
+	expect_refusal "too small" ulpctl apply -p "$VPID" "$P/patch-tiny.so"
+	expect_refusal "revert unknown" ulpctl revert -p "$VPID" compute-fix
+	no_ulp_mappings
+	expect_value compute 20
+	if command -v setpriv >/dev/null; then
+		expect_refusal "no permission" setpriv --reuid=65534 --regid=65534 --clear-groups \
+			"$ULPCTL" --direct apply -p "$VPID" "$P/patch-compute.so"
+	fi
+	no_ulp_mappings
+	ulpctl apply -p "$VPID" "$P/patch-compute.so" || fail "apply failed"
+	expect_refusal "applied twice" ulpctl apply -p "$VPID" "$P/patch-compute.so"
+	expect_value compute 30
+	# A process that exits: the pid is gone by the time ulpctl looks.
+	sleep 0.2 & local gone=$!; wait $gone
+	expect_refusal "exited pid" ulpctl apply -p "$gone" "$P/patch-compute.so"
+	local rc
+	"$ULPCTL" --direct 2>/dev/null; rc=$?
+	[ "$rc" -eq 2 ] || fail "usage error exit $rc, expected 2"
+}
+
+case_stacked() {
+	start_victim 4
+	ulpctl apply -p "$VPID" "$P/patch-compute.so" || fail "apply A failed"
+	expect_value compute 30
+	ulpctl apply -p "$VPID" "$P/patch-compute2.so" || fail "apply B failed"
+	expect_value compute 40
+	expect_refusal "revert A under B" ulpctl revert -p "$VPID" compute-fix
+	ulpctl revert -p "$VPID" compute-fix2 || fail "revert B failed"
+	expect_value compute 30
+	ulpctl revert -p "$VPID" compute-fix || fail "revert A failed"
+	expect_value compute 20
+	victim_alive
+}
+
+case_cycles() {
+	start_victim 8
+	local i
+	for ((i = 0; i < 100; i++)); do
+		ulpctl apply -p "$VPID" "$P/patch-compute.so" >/dev/null || fail "apply $i failed"
+		ulpctl revert -p "$VPID" compute-fix >/dev/null || fail "revert $i failed"
+	done
+	victim_alive
+	expect_value compute 20
+	# Every line the victim printed shows one of the two versions' results.
+	grep tick "$LOG" | grep -v -E 'compute=(20|30) ' | head -1 | grep -q . && fail "wrong result: $(grep tick "$LOG" | grep -v -E 'compute=(20|30) ' | head -1)"
+	grep -c 'compute=30 ' "$LOG" | { read -r n; echo "lines with the patched result: $n"; }
+	[ "$(grep -c 'memfd:ulp-patch' "/proc/$VPID/maps")" -eq 0 ] || fail "patch mappings leaked"
+}
+
+"case_${CASE//-/_}"
+echo "PASS: $CASE"
