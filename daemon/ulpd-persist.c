@@ -57,6 +57,8 @@ typedef struct ExecWatch {
         sd_event_source *timer;
 } ExecWatch;
 
+static void persist_listen(Manager *m);
+
 static const unsigned EXEC_TRY_DELAYS_MS[] = { 5, 50, 200, 1000, 3000 };
 
 static void wish_free(Wish *w) {
@@ -416,6 +418,7 @@ int persist_add(Manager *m, int patch_fd, const char *name_hint, const UlpOption
         w->next = m->wishes;
         m->wishes = w;
         log_full(LOG_INFO, 0, w->name, NULL, "sticky patch %s recorded; new processes it fits get it", w->name);
+        persist_listen(m);
         manager_update_status(m);
         return 0;
 }
@@ -512,18 +515,48 @@ static void persist_on_exec(Manager *m, pid_t pid) {
 
 /* ---- the process connector --------------------------------------------------------- */
 
+static void persist_apply_everywhere(Manager *m, Wish *w);
+
+/* Exec events were lost (the socket overran on a busy host): look at every process
+ * once, a little later, instead of missing one. */
+static int rescan_on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+
+        log_info("exec events were lost: looking at every process for sticky patches");
+        for (Wish *w = m->wishes; w; w = w->next)
+                persist_apply_everywhere(m, w);
+        return 0;
+}
+
+static void schedule_rescan(Manager *m) {
+        int enabled = SD_EVENT_OFF;
+
+        if (m->rescan_source) {
+                (void) sd_event_source_get_enabled(m->rescan_source, &enabled);
+                if (enabled != SD_EVENT_OFF)
+                        return;   /* one is due already */
+                (void) sd_event_source_set_time_relative(m->rescan_source, 500 * 1000);
+                (void) sd_event_source_set_enabled(m->rescan_source, SD_EVENT_ONESHOT);
+                return;
+        }
+        (void) sd_event_add_time_relative(m->event, &m->rescan_source, CLOCK_MONOTONIC,
+                                          500 * 1000, 0, rescan_on_timer, m);
+}
+
 static int netlink_on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         Manager *m = userdata;
 
-        for (int i = 0; i < 64; i++) {
+        for (int i = 0; i < 256; i++) {
                 char buf[8192] __attribute__((aligned(NLMSG_ALIGNTO)));
                 struct sockaddr_nl from;
                 socklen_t fl = sizeof(from);
                 ssize_t n = recvfrom(fd, buf, sizeof(buf), MSG_DONTWAIT, (struct sockaddr *) &from, &fl);
 
                 if (n < 0) {
+                        if (errno == ENOBUFS && m->wishes)
+                                schedule_rescan(m);
                         if (errno == ENOBUFS)
-                                log_warning("process connector overrun: some exec events were lost");
+                                continue;
                         break;
                 }
                 if (from.nl_pid != 0)   /* only the kernel speaks here */
@@ -547,6 +580,9 @@ static int netlink_on_io(sd_event_source *s, int fd, uint32_t revents, void *use
         return 0;
 }
 
+/* Subscribes to the process connector's events (needs CAP_NET_ADMIN in the initial
+ * user namespace). Called only once there is a wish: without sticky patches ulpd has
+ * no use for the stream of every fork and exit on the host. */
 static int netlink_setup(Manager *m) {
         struct sockaddr_nl sa = { .nl_family = AF_NETLINK, .nl_groups = CN_IDX_PROC };
         struct {
@@ -555,11 +591,16 @@ static int netlink_setup(Manager *m) {
                 enum proc_cn_mcast_op op;
         } __attribute__((packed)) msg = {};
         _cleanup_close_ int fd = -1;
-        int r;
+        int r, size = 8 << 20;
 
+        if (m->netlink_fd >= 0)
+                return 0;
         fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_CONNECTOR);
         if (fd < 0)
                 return negative_errno();
+        /* every fork and exit of the host comes through here: room for bursts */
+        if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof(size)) < 0)
+                (void) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
         if (bind(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0)
                 return negative_errno();
         msg.h.nlmsg_len = sizeof(msg);
@@ -576,7 +617,20 @@ static int netlink_setup(Manager *m) {
                 return r;
         m->netlink_fd = TAKE_FD(fd);
         m->exec_events = true;
+        log_info("listening for exec events (process connector)");
         return 0;
+}
+
+static void persist_listen(Manager *m) {
+        int r;
+
+        if (m->netlink_fd >= 0 || !m->wishes)
+                return;
+        r = netlink_setup(m);
+        if (r < 0)
+                log_warning("no exec events from the kernel's process connector (%s): "
+                            "sticky patches reach processes running when ulpd starts or --persist is given, "
+                            "not ones started later", strerror(-r));
 }
 
 /* ---- loading wishes ------------------------------------------------------------------ */
@@ -650,6 +704,8 @@ static int apply_wish_to(Manager *m, pid_t pid, void *ud) {
 }
 
 static void persist_apply_everywhere(Manager *m, Wish *w) {
+        if (!w)
+                return;
         (void) for_each_process(m, apply_wish_to, w);
 }
 
@@ -657,7 +713,6 @@ int persist_setup(Manager *m) {
         _cleanup_free_ char *dir = NULL;
         struct dirent *de;
         DIR *d;
-        int r;
 
         if (asprintf(&dir, "%s/patches", m->state_dir) < 0)
                 return -ENOMEM;
@@ -679,11 +734,7 @@ int persist_setup(Manager *m) {
                 closedir(d);
         }
 
-        r = netlink_setup(m);
-        if (r < 0)
-                log_warning("no exec events from the kernel's process connector (%s): "
-                            "sticky patches reach processes running when ulpd starts or --persist is given, "
-                            "not ones started later", strerror(-r));
+        persist_listen(m);
 
         for (Wish *w = m->wishes; w; w = w->next) {
                 log_full(LOG_INFO, 0, w->name, NULL, "sticky patch %s loaded", w->name);
@@ -699,6 +750,7 @@ void persist_done(Manager *m) {
                 wish_free(w);
         }
         m->netlink_source = sd_event_source_disable_unref(m->netlink_source);
+        m->rescan_source = sd_event_source_disable_unref(m->rescan_source);
         if (m->netlink_fd >= 0)
                 close(m->netlink_fd);
         m->netlink_fd = -1;

@@ -115,7 +115,7 @@ void manager_update_status(Manager *m) {
         if (m->n_jobs == 0)
                 snprintf(s, sizeof(s), "Idle; %u client(s), %zu sticky patch(es)%s",
                          m->n_connections, persist_count(m),
-                         m->exec_events ? "" : ", no exec events");
+                         m->wishes && !m->exec_events ? ", no exec events" : "");
         else if (m->n_jobs == 1)
                 snprintf(s, sizeof(s), "Transition running: %s of %s in pid %d",
                          job_kind_verb(m->jobs->kind), m->jobs->name[0] ? m->jobs->name : "?",

@@ -108,6 +108,7 @@ struct Manager {
         Wish *wishes;
         int netlink_fd;
         sd_event_source *netlink_source;
+        sd_event_source *rescan_source;
         bool exec_events;
 
         pid_t self;

@@ -1,0 +1,37 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The fix for tests/daemon/victim.c: version 2 of inner() and outer(), outer() checking
+ * its partner as version 1 does. Built by meson, and by the sticky-patch test with
+ * -DVICTIM_BUILD_ID="..." to pin the victim's build. */
+
+#include <stdatomic.h>
+#include <unistd.h>
+
+#include "ulp/patch.h"
+
+int inner(void);           /* the target's: the call goes through its dispatch */
+int inner_v2(void);
+int outer_v2(unsigned us);
+
+static atomic_ulong *violations_p;
+
+int inner_v2(void) {
+        return 2;
+}
+
+int outer_v2(unsigned us) {
+        int a = inner();
+        if (us)
+                usleep(us);
+        int b = inner();
+        if (a != 2 || b != 2)
+                atomic_fetch_add(violations_p, 1);
+        return 2;
+}
+
+ULP_PATCH_INFO("daemon-fix", "inner and outer, version 2");
+ULP_FUNC(ULP_MAIN, "inner", inner_v2);
+ULP_FUNC(ULP_MAIN, "outer", outer_v2);
+ULP_REF(ULP_MAIN, "violations", violations_p);
+#ifdef VICTIM_BUILD_ID
+ULP_BUILD_ID(ULP_MAIN, VICTIM_BUILD_ID);
+#endif
