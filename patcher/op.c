@@ -10,6 +10,12 @@
 
 #define CALLBACK_TIMEOUT_MS 10000
 #define INIT_TRIES 200
+/* Retries: soon while passes make progress (threads leave the patched functions all the
+ * time in a busy process); growing to a second while nothing moves, like the kernel's
+ * klp_transition_work every HZ. */
+#define OP_FIRST_RETRY_MS 1
+#define OP_BACKOFF_START_MS 10
+#define OP_MAX_RETRY_MS 1000
 
 uint64_t op_now_ns(void) {
         struct timespec ts;
@@ -50,7 +56,7 @@ UlpOp *op_new(OpKind kind, const UlpOptions *o, UlpReport *report) {
         op->patch = -1;
         op->start_ns = op_now_ns();
         op->deadline_ns = op->start_ns + (uint64_t)op->o.timeout_ms * 1000000ULL;
-        op->backoff_ms = 10;
+        op->backoff_ms = OP_FIRST_RETRY_MS;
         return op;
 }
 
@@ -289,17 +295,29 @@ static int op_timeout(UlpOp *op) {
                                "the transition did not finish in time and its reversal is still waiting%s; "
                                "it stays consistent in the target: run revert or resume later", first);
         op->reversing = true;
+        if (op->tr.global && op->kind == OP_APPLY) {
+                /* Global mode switches all or none: none did, nothing to reverse. */
+                r = transition_cancel(&op->tr);
+                op->done = true;
+                op_report_figures(op);
+                if (r < 0)
+                        return op_fail(op, r, "cancelling the patch failed: %s", strerror(-r));
+                return op_fail(op, -ETIMEDOUT, "the patch could not be applied within %u ms: %zu thread(s) "
+                               "were always in the way%s; nothing changed", op->o.timeout_ms,
+                               op->report->n_stragglers, first);
+        }
         op_fail(op, -ETIMEDOUT, "the transition did not finish within %u ms and was reversed (%zu straggler(s)%s)",
                 op->o.timeout_ms, op->report->n_stragglers, first);
         r = transition_reverse(&op->tr);
         if (r < 0)
                 return op_fail(op, r, "reversing the transition failed: %s", strerror(-r));
         op->deadline_ns = op_now_ns() + (uint64_t)op->o.timeout_ms * 1000000ULL;
-        op->backoff_ms = 10;
+        op->backoff_ms = OP_FIRST_RETRY_MS;
         return 0;
 }
 
 int ulp_op_step(UlpOp *op, unsigned *ret_next_ms) {
+        unsigned before = op->tr.switched;
         int r;
 
         if (op->done)
@@ -320,9 +338,14 @@ int ulp_op_step(UlpOp *op, unsigned *ret_next_ms) {
         } else if (!op->reversing)
                 report_stragglers(op);
         op_report_figures(op);
+        if (op->tr.switched > before)
+                op->backoff_ms = OP_FIRST_RETRY_MS;
+        else if (op->backoff_ms < OP_BACKOFF_START_MS)
+                op->backoff_ms = OP_BACKOFF_START_MS;
+        else
+                op->backoff_ms = MIN(op->backoff_ms * 2, (unsigned)OP_MAX_RETRY_MS);
         if (ret_next_ms)
                 *ret_next_ms = op->backoff_ms;
-        op->backoff_ms = MIN(op->backoff_ms * 2, 1000u);
         return 0;
 }
 

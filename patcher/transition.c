@@ -493,6 +493,28 @@ int transition_reverse(Transition *tr) {
         return r < 0 ? r : k;
 }
 
+int transition_cancel(Transition *tr) {
+        ControlPatch *p = &tr->c->img->patches[tr->patch];
+        Thread *th;
+        int r, k;
+
+        r = target_stop_all(tr->t);
+        if (r < 0)
+                return r;
+        th = target_any_stopped(tr->t);
+        if (th && p->map_size && !(p->flags & CP_FLAG_FORCED))
+                (void)loader_unmap(tr->t, th, p->map_start, p->map_size);
+        p->map_size = 0;
+        p->state = CP_UNPATCHED;
+        tr->c->img->hdr.transition_patch = -1;
+        r = control_write_patch(tr->t, tr->c, (unsigned)tr->patch);
+        if (r >= 0)
+                r = control_write_header(tr->t, tr->c);
+        tr->n_pending = 0;
+        k = target_resume_all(tr->t);
+        return r < 0 ? r : k;
+}
+
 int transition_force(Transition *tr) {
         ControlPatch *p = &tr->c->img->patches[tr->patch];
         int r;

@@ -80,6 +80,10 @@ int transition_complete(Transition *tr);
 /* Flips the target state; the patch goes back to where it came from. */
 int transition_reverse(Transition *tr);
 
+/* klp_cancel_transition: nothing of the patch was ever visible (global mode before its
+ * switch, or a failure before init): drops the record and unmaps the code. */
+int transition_cancel(Transition *tr);
+
 /* Switches every pending thread without the check, marks the patch forced, completes. */
 int transition_force(Transition *tr);
 

@@ -204,5 +204,107 @@ case_cycles() {
 	[ "$(grep -c 'memfd:ulp-patch' "/proc/$VPID/maps")" -eq 0 ] || fail "patch mappings leaked"
 }
 
+# field KEY LINE: the value of KEY=... in a victim line
+field() { echo "$2" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+last_tick() { grep -E '^v1=' "$LOG" | tail -n 1; }
+
+start_cons() {
+	"$VICTIM_CONS" "$@" >"$LOG" 2>&1 &
+	VPID=$!
+	wait_line '^v1=' 5 || fail "victim did not start"
+}
+
+# value_rises KEY SECONDS: KEY grows within SECONDS
+value_rises() {
+	local a b i
+	a=$(field "$1" "$(last_tick)")
+	for ((i = 0; i < $2 * 20; i++)); do
+		sleep 0.05
+		b=$(field "$1" "$(last_tick)")
+		[ "$b" -gt "$a" ] && return 0
+	done
+	return 1
+}
+
+no_mix() {
+	local m
+	sleep 0.05
+	m=$(field mixed "$(last_tick)")
+	[ "$m" = 0 ] || fail "mixed calls: $m"
+}
+
+case_consistency_blocked() {
+	mkfifo "$WORK/fifo"
+	start_cons 8 "$WORK/fifo"
+	wait_line 'blocked=1' 5 || fail "blocker not blocked"
+	local apid rc
+	ulpctl apply --timeout 3 -p "$VPID" "$P/patch-consistency.so" 2>"$WORK/err" &
+	apid=$!
+	# The others switch while the blocked thread holds out: new code runs during the apply.
+	value_rises v2 3 || fail "no thread switched while the apply waited"
+	kill -0 "$apid" 2>/dev/null || fail "apply did not wait for the blocked thread"
+	wait "$apid"; rc=$?
+	[ "$rc" -eq 3 ] || fail "apply exit $rc, expected 3: $(cat "$WORK/err")"
+	grep -q 'blocker' "$WORK/err" || fail "straggler not named: $(cat "$WORK/err")"
+	cat "$WORK/err"
+	victim_alive
+	# Reversed: only the old version runs now.
+	local a b
+	a=$(field v2 "$(last_tick)"); sleep 0.3; b=$(field v2 "$(last_tick)")
+	[ "$a" = "$b" ] || fail "new code still runs after the reversal ($a -> $b)"
+	value_rises v1 2 || fail "old code does not run after the reversal"
+	no_mix
+	# Again, and release the blocked thread while the apply waits.
+	ulpctl apply --timeout 30 -p "$VPID" "$P/patch-consistency.so" >"$WORK/out" 2>&1 &
+	apid=$!
+	value_rises v2 3 || fail "no thread switched in the second apply"
+	kill -0 "$apid" 2>/dev/null || fail "second apply finished with the thread still blocked"
+	echo x >"$WORK/fifo"
+	wait "$apid" || fail "apply after release failed: $(cat "$WORK/out")"
+	a=$(field v1 "$(last_tick)"); sleep 0.3; b=$(field v1 "$(last_tick)")
+	[ "$a" = "$b" ] || fail "old code still runs after completion ($a -> $b)"
+	ulpctl revert -p "$VPID" consistency || fail "revert failed"
+	value_rises v1 2 || fail "old code does not run after revert"
+	a=$(field v2 "$(last_tick)"); sleep 0.3; b=$(field v2 "$(last_tick)")
+	[ "$a" = "$b" ] || fail "new code still runs after revert"
+	no_mix
+	victim_alive
+}
+
+case_consistency_cycles() {
+	start_cons 8
+	local i n=${CYCLES:-1000} t0 t1
+	t0=$(date +%s%N)
+	for ((i = 0; i < n; i++)); do
+		ulpctl apply -p "$VPID" "$P/patch-consistency.so" >/dev/null || fail "apply $i failed"
+		ulpctl revert -p "$VPID" consistency >/dev/null || fail "revert $i failed"
+	done
+	t1=$(date +%s%N)
+	echo "$n cycles in $(( (t1 - t0) / 1000000 )) ms"
+	victim_alive
+	no_mix
+	echo "final: $(last_tick)"
+	[ "$(field v2 "$(last_tick)")" -gt 0 ] || fail "new code never ran"
+}
+
+case_global() {
+	start_victim 4
+	ulpctl apply --global -p "$VPID" "$P/patch-compute.so" || fail "global apply failed"
+	expect_value compute 30
+	ulpctl revert --global -p "$VPID" compute-fix || fail "global revert failed"
+	expect_value compute 20
+	kill -9 "$VPID"; wait "$VPID" 2>/dev/null
+	mkfifo "$WORK/fifo"
+	start_cons 2 "$WORK/fifo"
+	wait_line 'blocked=1' 5 || fail "blocker not blocked"
+	local rc
+	ulpctl apply --global --timeout 2 -p "$VPID" "$P/patch-consistency.so" 2>"$WORK/err"; rc=$?
+	[ "$rc" -eq 3 ] || fail "global apply with a blocked thread: exit $rc, expected 3"
+	grep -q blocker "$WORK/err" || fail "straggler not named: $(cat "$WORK/err")"
+	[ "$(field v2 "$(last_tick)")" = 0 ] || fail "global mode ran new code without switching all threads"
+	no_mix
+	victim_alive
+}
+
 "case_${CASE//-/_}"
 echo "PASS: $CASE"
