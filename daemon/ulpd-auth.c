@@ -4,9 +4,16 @@
  * kernel at connect() time, so a client cannot claim another uid. Root may patch
  * any process but ulpd itself; any other user only processes that are entirely
  * theirs: real, effective and saved uid equal to theirs (no setuid program half-way
- * through dropping privileges) and dumpable (the kernel makes /proc/PID owned by
- * root when a process is not dumpable, e.g. after a credential change), the same
- * conditions under which the kernel would let that user ptrace the process.
+ * through dropping privileges) and dumpable (the kernel makes the files in /proc/PID
+ * owned by root when a process is not dumpable, e.g. after a credential change or
+ * prctl(PR_SET_DUMPABLE, 0); the /proc/PID directory itself keeps the owner it had
+ * when first looked up, so /proc/PID/status is what we stat), the conditions under
+ * which the kernel would let that user ptrace the process.
+ *
+ * The check and the operation are not atomic: a pid could be reused in between. The
+ * window is one event loop iteration; the core's ptrace attach of a process of another
+ * user by a root ulpd is what it guards against, and pid reuse within it needs the
+ * target to exit and 4 million pids to wrap (pid_max) first.
  */
 
 #include <errno.h>
@@ -100,7 +107,7 @@ int auth_check(const struct ucred *cred, pid_t pid, char *reason, size_t reason_
                          (int) pid, (unsigned) cred->uid, (unsigned) uids[0], (unsigned) uids[1], (unsigned) uids[2]);
                 return -EPERM;
         }
-        snprintf(path, sizeof(path), "/proc/%d", (int) pid);
+        snprintf(path, sizeof(path), "/proc/%d/status", (int) pid);
         if (stat(path, &st) < 0) {
                 snprintf(reason, reason_len, "no such process: %d", (int) pid);
                 return -ESRCH;
