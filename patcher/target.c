@@ -35,8 +35,8 @@
 #include "common/macro.h"
 #include "patcher/target.h"
 
-#define SPIN_NS 200000ULL             /* yield-spin this long before sleeping */
-#define SLEEP_MAX_NS 2000000ULL
+#define SPIN_NS 20000ULL              /* poll this long before napping */
+#define NAP_NS 200000L
 
 uint64_t target__now_ns(void) {
         struct timespec ts;
@@ -56,16 +56,22 @@ static int stop_timeout_ms(const Target *t) {
 
 /* One step of a poll loop that started at start_ns: yields the CPU early on (stops
  * take microseconds), sleeps longer and longer later. */
+/*
+ * Between two WNOHANG looks: a nap that a tracee's stop ends at once. SIGCHLD is
+ * blocked only for the nap, so one raised just before it was discarded (SIGCHLD's
+ * default disposition) and the nap runs its 200 us: that bounds the extra latency.
+ */
 static void poll_backoff(uint64_t start_ns, uint64_t now_ns) {
-        uint64_t elapsed = now_ns - start_ns;
+        sigset_t chld, old;
+        struct timespec ts = { 0, NAP_NS };
 
-        if (elapsed < SPIN_NS) {
-                sched_yield();
+        if (now_ns - start_ns < SPIN_NS)
                 return;
-        }
-        uint64_t ns = MIN(MAX(elapsed / 8, 20000ULL), SLEEP_MAX_NS);
-        struct timespec ts = { .tv_sec = 0, .tv_nsec = (long)ns };
-        nanosleep(&ts, NULL);
+        sigemptyset(&chld);
+        sigaddset(&chld, SIGCHLD);
+        pthread_sigmask(SIG_BLOCK, &chld, &old);
+        (void)sigtimedwait(&chld, NULL, &ts);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
 static void thread_mark_gone(Thread *th) {
@@ -106,20 +112,43 @@ static int thread_poll(Thread *th, int *ret_status) {
         }
 }
 
+/*
+ * Waits for th's next ptrace-stop. A tracee's stop raises SIGCHLD in the tracer: with
+ * SIGCHLD blocked in this thread, sigtimedwait() sleeps exactly until some tracee
+ * reported (a pending one from a stop already collected only costs one more
+ * WNOHANG look). Slices of 1 ms bound the cost of a SIGCHLD taken by another thread
+ * of a multithreaded caller. The caller's mask is restored; a SIGCHLD this consumes
+ * is one a tracer gets for its tracees anyway.
+ */
 int target__wait(Target *t, Thread *th, int timeout_ms, int *ret_status) {
-        uint64_t start = 0;
+        sigset_t chld, old;
+        uint64_t start = target__now_ns(), deadline = start + (uint64_t)timeout_ms * 1000000ULL;
+        int r;
 
-        for (;;) {
-                int r = thread_poll(th, ret_status);
+        /* The common case: the thread stops within microseconds. */
+        for (int spin = 0; spin < 64; spin++) {
+                r = thread_poll(th, ret_status);
                 if (r != 0)
                         return r < 0 ? r : 0;
-                uint64_t now = target__now_ns();
-                if (start == 0)
-                        start = now;
-                if (now - start >= (uint64_t)timeout_ms * 1000000ULL)
-                        return -ETIMEDOUT;
-                poll_backoff(start, now);
         }
+        sigemptyset(&chld);
+        sigaddset(&chld, SIGCHLD);
+        pthread_sigmask(SIG_BLOCK, &chld, &old);
+        for (;;) {
+                uint64_t now;
+                r = thread_poll(th, ret_status);
+                if (r != 0)
+                        break;
+                now = target__now_ns();
+                if (now >= deadline) {
+                        r = -ETIMEDOUT;
+                        break;
+                }
+                struct timespec ts = { 0, (long)MIN(deadline - now, 1000000ULL) };
+                (void)sigtimedwait(&chld, NULL, &ts);
+        }
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        return r < 0 ? r : 0;
 }
 
 /* Queues sig back to the thread, keeping the siginfo when the kernel lets us
