@@ -306,5 +306,58 @@ case_global() {
 	victim_alive
 }
 
+case_info_check() {
+	local out
+	out=$("$ULPCTL" info "$P/patch-ref.so") || fail "info failed"
+	echo "$out" | grep -q '^name: *ref-fix' || fail "info: no name: $out"
+	echo "$out" | grep -q 'function: *(main):ref_value -> ref_value_v2' || fail "info: no function: $out"
+	echo "$out" | grep -q 'reference: *(main):secret' || fail "info: no reference: $out"
+	out=$("$ULPCTL" info --json "$P/patch-ref.so") || fail "info --json failed"
+	[ "$(echo "$out" | json_get 'd["functions"][0]["symbol"]')" = ref_value ] || fail "info json: $out"
+	expect_refusal_nopid() { local rc; "$@" >/dev/null 2>&1; rc=$?; [ "$rc" -eq 1 ] || fail "$*: exit $rc"; }
+	printf 'nope' >"$WORK/x.so"
+	expect_refusal_nopid "$ULPCTL" info "$WORK/x.so"
+	expect_refusal_nopid "$ULPCTL" info "$P/patch-nometa.so"
+
+	mkfifo "$WORK/fifo"
+	start_cons 2 "$WORK/fifo"
+	wait_line 'blocked=1' 5 || fail "blocker not blocked"
+	# check: the blocked thread would hold the transition up; nothing is written.
+	out=$(ulpctl check -p "$VPID" "$P/patch-consistency.so" 2>&1) && fail "check did not report the blocker: $out"
+	echo "$out" | grep -q 'blocker' || fail "check does not name the blocker: $out"
+	no_ulp_mappings
+	echo x >"$WORK/fifo"
+	wait_line 'blocked=0' 5 || fail "blocker not released"
+	local i ok=0
+	# The workers are inside outer() half of the time: a check sees all outside at some point.
+	for ((i = 0; i < 50; i++)); do
+		if out=$(ulpctl check -p "$VPID" "$P/patch-consistency.so" 2>&1); then ok=1; break; fi
+	done
+	[ "$ok" = 1 ] || fail "check never said it would apply: $out"
+	echo "$out"
+	no_ulp_mappings
+	[ "$(field v2 "$(last_tick)")" = 0 ] || fail "check ran new code"
+	victim_alive
+}
+
+# A process that exits while ulpctl works on it: one clear line, no hang, no crash.
+case_exit_during() {
+	local i rc out
+	for ((i = 0; i < 20; i++)); do
+		"$VICTIM" 8 >/dev/null 2>&1 &
+		VPID=$!
+		sleep 0.0$((RANDOM % 5 + 1))
+		( sleep 0.00$((RANDOM % 9 + 1)); kill -9 "$VPID" ) &
+		out=$(timeout 20 "$ULPCTL" --direct apply -p "$VPID" "$P/patch-compute.so" 2>&1); rc=$?
+		wait "$VPID" 2>/dev/null
+		case $rc in
+		0) ;;
+		1) [ "$(echo "$out" | grep -vc '^warning:')" -eq 1 ] || fail "not one line: $out" ;;
+		*) fail "exit $rc when the process died: $out" ;;
+		esac
+	done
+	VPID=
+}
+
 "case_${CASE//-/_}"
 echo "PASS: $CASE"
