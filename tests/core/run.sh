@@ -359,5 +359,38 @@ case_exit_during() {
 	VPID=
 }
 
+# The relocated originals, run for seconds by a thread held in the old state.
+case_trampoline() {
+	mkfifo "$WORK/fifo"
+	"$VICTIM_ASM" 4 "$WORK/fifo" >"$LOG" 2>&1 &
+	VPID=$!
+	wait_line 'held=1' 5 || fail "victim did not start"
+	expect_refusal "back-jump into the entry" ulpctl apply -p "$VPID" "$P/patch-asm-bad.so"
+	no_ulp_mappings
+	local apid a b
+	ulpctl apply --timeout 60 -p "$VPID" "$P/patch-asm.so" >"$WORK/out" 2>&1 &
+	apid=$!
+	tick() { grep '^held_calls' "$LOG" | tail -n 1; }
+	for ((i = 0; i < 100; i++)); do
+		[ "$(field new "$(tick)")" -gt 0 ] && break
+		sleep 0.05
+	done
+	[ "$(field new "$(tick)")" -gt 0 ] || fail "workers never switched"
+	a=$(field held_calls "$(tick)")
+	sleep 2
+	b=$(field held_calls "$(tick)")
+	kill -0 "$apid" 2>/dev/null || fail "the apply completed while a thread was held in a patched function"
+	[ "$b" -gt "$a" ] || fail "the held thread stopped calling"
+	echo "held thread: $((b - a)) calls of relocated originals in 2 s"
+	echo x >"$WORK/fifo"
+	wait "$apid" || fail "apply failed: $(cat "$WORK/out")"
+	ulpctl revert -p "$VPID" asm-fix || fail "revert failed"
+	sleep 0.1
+	echo "final: $(tick)"
+	[ "$(field held_wrong "$(tick)")" = 0 ] || fail "the held thread got wrong results: $(tick)"
+	[ "$(field wrong "$(tick)")" = 0 ] || fail "wrong results: $(tick)"
+	victim_alive
+}
+
 "case_${CASE//-/_}"
 echo "PASS: $CASE"
