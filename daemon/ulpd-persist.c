@@ -140,14 +140,15 @@ static int wish_objects_from_meta(const PatchMeta *pm, WishObject **ret, size_t 
 }
 
 /* 1 when every object is loaded in pid with the pinned build-id, 0 when not (yet),
- * -ESTALE when a pinned object is loaded with another build-id (it never will fit). */
+ * -ESTALE when a pinned object is loaded with another build-id (it never will fit),
+ * -ESRCH when the process is gone or unreadable. */
 static int objects_match(pid_t pid, const WishObject *objs, size_t n) {
         _cleanup_(modulelist_done) ModuleList l = {};
         int r;
 
         r = modules_read(pid, &l);
         if (r < 0)
-                return 0;
+                return r == -ENOMEM ? 0 : -ESRCH;   /* gone, or not ours to read: never */
         for (size_t i = 0; i < n; i++) {
                 const Module *mod = modules_find_object(&l, objs[i].object);
                 char hex[2 * BUILD_ID_MAX + 1];
@@ -510,7 +511,6 @@ static void persist_on_exec(Manager *m, pid_t pid) {
         (void) sd_event_source_set_destroy_callback(w->timer, free);
         (void) sd_event_source_set_floating(w->timer, true);
         sd_event_source_unref(w->timer);    /* the loop holds it now; w->timer stays valid */
-        log_full(LOG_DEBUG, pid, NULL, NULL, "exec of pid %d: trying sticky patches", (int) pid);
 }
 
 /* ---- the process connector --------------------------------------------------------- */

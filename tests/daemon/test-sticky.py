@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""Sticky patches: apply --all --persist patches every running process of the pinned
+build, records the wish, and ulpd applies it to processes started later (exec events
+from the process connector), also after a restart; revert --all --persist ends it."""
+
+import os
+import subprocess
+import time
+
+from ulpdtest import Client, Daemon, check, need_root, skip, victim_status, wait_for, fail
+
+need_root()
+VICTIM, PATCH, PATCH_SRC = os.environ["VICTIM"], os.environ["PATCH"], os.environ["PATCH_SRC"]
+ROOT = os.environ["ULP_SOURCE_ROOT"]
+d = Daemon().start()
+procs = []
+
+
+def build_id(path):
+    out = subprocess.run(["readelf", "-n", path], capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        if "Build ID:" in line:
+            return line.split("Build ID:")[1].strip()
+    return None
+
+
+def start_victim():
+    st = os.path.join(d.tmp, f"victim{len(procs)}.status")
+    p = subprocess.Popen([VICTIM, st, "3", "200"])
+    procs.append((p, st))
+    return p, st
+
+
+def state(c, pid):
+    r = c.request({"method": "status", "pid": pid})
+    for p in r.get("processes", []):
+        for x in p["patches"]:
+            if x["name"] == "daemon-fix":
+                return x["state"]
+    return None
+
+
+try:
+    bid = build_id(VICTIM)
+    if not bid:
+        skip("no readelf or the victim has no build-id")
+    sticky = os.path.join(d.tmp, "daemon-fix.so")
+    r = subprocess.run(["cc", "-shared", "-fPIC", "-O2", "-I", os.path.join(ROOT, "include"),
+                        f'-DVICTIM_BUILD_ID="{bid}"', PATCH_SRC, "-o", sticky], capture_output=True, text=True)
+    if r.returncode != 0:
+        skip(f"cannot build the pinned patch: {r.stderr}")
+
+    c = Client(d.socket)
+    r = c.request({"method": "apply", "all": True, "name": "daemon-fix.so"}, fd=os.open(PATCH, os.O_RDONLY))
+    check(r["type"] == "error" and "ULP_BUILD_ID" in r["error"], f"--all without a build-id pin refused: {r.get('error')}")
+
+    early, early_st = start_victim()
+    wait_for(lambda: (victim_status(early_st) or {}).get("v1", 0) > 0, 5)
+    r = c.request({"method": "apply", "all": True, "persist": True, "name": "daemon-fix.so", "wait": True},
+                  fd=os.open(sticky, os.O_RDONLY))
+    check(r["type"] == "result", f"apply --all --persist answered: {r}")
+    res = {x["pid"]: x for x in r["results"]}
+    check(early.pid in res and res[early.pid]["ok"], f"the running victim was patched: {res.get(early.pid)}")
+    pdir = os.path.join(d.state_dir, "patches")
+    files = sorted(os.listdir(pdir))
+    check(files == ["daemon-fix.so", "daemon-fix.wish"], f"wish recorded in the state dir: {files}")
+
+    if "no exec events" in d.read_log():
+        skip("the kernel's process connector gives no exec events here (needs CAP_NET_ADMIN in the initial namespaces)")
+
+    late, late_st = start_victim()
+    ok = wait_for(lambda: state(c, late.pid) == "patched", 10, 0.1)
+    check(ok, f"a victim started after --persist got the patch (state {state(c, late.pid)})")
+    time.sleep(0.3)
+    vs = victim_status(late_st)
+    check(vs["v2"] > 0 and vs["bad"] == 0, f"the late victim runs version 2, no mixed calls: {vs}")
+
+    # the wish survives a restart
+    c.close()
+    check(d.stop() == 0, "ulpd stopped")
+    d.start()
+    c = Client(d.socket)
+    later, later_st = start_victim()
+    ok = wait_for(lambda: state(c, later.pid) == "patched", 10, 0.1)
+    check(ok, "after a restart, a new victim still gets the sticky patch")
+
+    r = c.request({"method": "revert", "all": True, "persist": True, "name": "daemon-fix", "wait": True})
+    pids = sorted(x["pid"] for x in r["results"] if x["ok"])
+    check(pids == sorted([early.pid, late.pid, later.pid]), f"revert --all --persist reverted every victim: {pids}")
+    check(os.listdir(pdir) == [], "the wish is gone from the state dir")
+    last, last_st = start_victim()
+    time.sleep(1.5)
+    check(state(c, last.pid) is None, "a victim started after the revert stays unpatched")
+    for p, s in procs:
+        vs = victim_status(s)
+        check(vs["bad"] == 0, f"victim {p.pid}: no mixed-version call chain ({vs})")
+finally:
+    for p, _ in procs:
+        p.kill()
+        p.wait()
+    d.stop()
+    print(d.read_log())
