@@ -1185,7 +1185,11 @@ static void manager_resume_transitions(Manager *m) {
                 UlpOptions o = {};
                 Job *j;
 
-                if (pids[i] == m->self || manager_pid_busy(m, pids[i]))
+                bool wanted = m->n_recover_only == 0;
+
+                for (size_t k = 0; k < m->n_recover_only; k++)
+                        wanted = wanted || m->recover_only[k] == pids[i];
+                if (!wanted || pids[i] == m->self || manager_pid_busy(m, pids[i]))
                         continue;
                 j = job_new(m, JOB_RESUME, pids[i], NULL);
                 if (!j)
@@ -1257,18 +1261,23 @@ static void help(void) {
                "     --version          Show the version\n"
                "     --socket PATH      Listen on PATH (default %s)\n"
                "     --state-dir DIR    Sticky patches live in DIR (default /var/lib/ulp)\n"
+               "     --no-recover       Do not take over transitions left unfinished in targets\n"
+               "                        (another tool drives them; tests on a shared machine)\n"
+               "     --recover-only PID Take over only the transition in PID (repeatable; tests)\n"
                "     --debug            Log debug messages\n",
                PROTOCOL_SOCKET_DEFAULT);
 }
 
 static int parse_argv(int argc, char **argv, Manager *m) {
-        enum { ARG_VERSION = 0x100, ARG_SOCKET, ARG_STATE_DIR, ARG_DEBUG };
+        enum { ARG_VERSION = 0x100, ARG_SOCKET, ARG_STATE_DIR, ARG_DEBUG, ARG_NO_RECOVER, ARG_RECOVER_ONLY };
         static const struct option options[] = {
                 { "help",      no_argument,       NULL, 'h' },
                 { "version",   no_argument,       NULL, ARG_VERSION },
                 { "socket",    required_argument, NULL, ARG_SOCKET },
                 { "state-dir", required_argument, NULL, ARG_STATE_DIR },
                 { "debug",     no_argument,       NULL, ARG_DEBUG },
+                { "no-recover", no_argument,      NULL, ARG_NO_RECOVER },
+                { "recover-only", required_argument, NULL, ARG_RECOVER_ONLY },
                 {}
         };
         int c;
@@ -1292,6 +1301,19 @@ static int parse_argv(int argc, char **argv, Manager *m) {
                 case ARG_DEBUG:
                         log_max_priority = LOG_DEBUG;
                         break;
+                case ARG_NO_RECOVER:
+                        m->no_recover = true;
+                        break;
+                case ARG_RECOVER_ONLY: {
+                        char *end;
+                        long p = strtol(optarg, &end, 10);
+                        if (*end || p <= 0 || p > INT32_MAX || m->n_recover_only >= ELEMENTSOF(m->recover_only)) {
+                                fprintf(stderr, "ulpd: invalid --recover-only %s\n", optarg);
+                                return -EINVAL;
+                        }
+                        m->recover_only[m->n_recover_only++] = (pid_t) p;
+                        break;
+                }
                 default:
                         return -EINVAL;
                 }
@@ -1346,7 +1368,8 @@ int main(int argc, char **argv) {
                 goto finish;
         }
 
-        manager_resume_transitions(&m);
+        if (!m.no_recover)
+                manager_resume_transitions(&m);
         (void) persist_setup(&m);
 
         manager_update_status(&m);

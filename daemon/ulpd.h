@@ -112,5 +112,8 @@ struct Manager {
         bool exec_events;
 
         pid_t self;
+        bool no_recover;
+        pid_t recover_only[16];  /* tests: take over only these (none: all) */
+        size_t n_recover_only;
         char last_status[256];
 };

@@ -45,7 +45,7 @@ def env_path(name):
 class Daemon:
     """ulpd on a socket in a fresh temporary directory."""
 
-    def __init__(self, extra_args=(), env=None, state_dir=None, tmp=None):
+    def __init__(self, extra_args=("--no-recover",), env=None, state_dir=None, tmp=None):
         self.ulpd = env_path("ULPD")
         self.tmp = tmp or tempfile.mkdtemp(prefix="ulpd-test-")
         os.chmod(self.tmp, 0o755)
