@@ -1,4 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <stddef.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <sys/mman.h>
 #include <time.h>
@@ -157,6 +159,62 @@ int control_table_find(const Control *c, uint64_t tp) {
 int control_write_thread_state(Target *t, Control *c, unsigned slot, uint8_t state) {
         c->img->table_state[slot] = state;
         return target_write(t, c->addr + CONTROL_OFF(table_state) + slot, &state, 1);
+}
+
+int control_write_stragglers(Target *t, Control *c, const ControlStraggler *v, size_t n, unsigned pass) {
+        ControlStragglers *s = &c->img->stragglers;
+        struct timespec ts;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        s->n = (uint32_t)MIN(n, (size_t)CONTROL_MAX_STRAGGLERS);
+        s->pass = pass;
+        s->updated_ns = (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+        if (s->n)
+                memcpy(s->v, v, s->n * sizeof(*v));
+        return target_write(t, c->addr + CONTROL_OFF(stragglers), s,
+                            offsetof(ControlStragglers, v) + s->n * sizeof(*v));
+}
+
+int control_read_stragglers(Target *t, Control *c) {
+        ControlStragglers *s = &c->img->stragglers;
+        int r = target_read(t, c->addr + CONTROL_OFF(stragglers), s, offsetof(ControlStragglers, v));
+        if (r < 0)
+                return r;
+        if (s->n > CONTROL_MAX_STRAGGLERS)
+                return -EBADMSG;
+        return s->n ? target_read(t, c->addr + CONTROL_OFF(stragglers.v), s->v, s->n * sizeof(*s->v)) : 0;
+}
+
+/* Field 22 of /proc/PID/stat: start time in clock ticks since boot; 0 if unreadable. */
+static uint64_t proc_start_time(pid_t pid) {
+        char path[64], buf[1024];
+        _cleanup_close_ int fd = -1;
+        const char *p;
+        ssize_t n;
+
+        snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || (n = read(fd, buf, sizeof(buf) - 1)) <= 0)
+                return 0;
+        buf[n] = 0;
+        p = strrchr(buf, ')'); /* the name may hold spaces and parentheses */
+        for (int field = 2; p && field < 22; field++)
+                p = strchr(p + 1, ' ');
+        return p ? strtoull(p + 1, NULL, 10) : 0;
+}
+
+void control_claim_driver(Control *c) {
+        c->img->hdr.driver_pid = getpid();
+        c->img->hdr.driver_start = proc_start_time(getpid());
+}
+
+pid_t control_live_driver(const Control *c) {
+        pid_t pid = c->img->hdr.driver_pid;
+        if (pid <= 0 || pid == getpid())
+                return 0;
+        if (proc_start_time(pid) != c->img->hdr.driver_start || c->img->hdr.driver_start == 0)
+                return 0;
+        return pid;
 }
 
 static bool patch_live(const ControlPatch *p) {

@@ -21,7 +21,7 @@
 #include "patcher/threadtable.h"
 
 #define CONTROL_MAGIC "ULPCTRL1"
-#define CONTROL_VERSION 1
+#define CONTROL_VERSION 2
 #define CONTROL_MAPPING_NAME "ulp-control"
 #define CONTROL_TABLE_ORDER 13
 #define CONTROL_TABLE_SLOTS (1u << CONTROL_TABLE_ORDER)
@@ -30,6 +30,8 @@
 #define CONTROL_MAX_FUNCS 8192
 #define CONTROL_MAX_AREAS 64
 #define CONTROL_AREA_SIZE (1u << 20)
+#define CONTROL_MAX_STRAGGLERS 32
+#define CONTROL_MAX_PENDING 4    /* objects of a patch not loaded yet */
 
 /* Patch states in the control block. */
 enum {
@@ -64,7 +66,10 @@ typedef struct ControlHeader {
         uint32_t n_areas;
         uint64_t trap_addr;      /* an int3 byte, for calls on a borrowed thread */
         uint64_t transition_started_ns; /* CLOCK_REALTIME */
-        uint8_t reserved[4096 - 72];
+        int32_t driver_pid;      /* the process driving the transition (ulpctl or ulpd) */
+        uint32_t pad1;
+        uint64_t driver_start;   /* its start time (/proc/PID/stat), against pid reuse */
+        uint8_t reserved[4096 - 88];
 } ControlHeader;
 
 typedef struct ControlArea {
@@ -89,6 +94,9 @@ typedef struct ControlPatch {
         uint8_t build_id[20];
         uint32_t build_id_len;
         char file[128];          /* file name it was applied from, informational */
+        /* Objects the patch names that the process had not loaded when it was applied
+         * (klp_is_object_loaded): their functions have no records yet; "" unused. */
+        char pending[CONTROL_MAX_PENDING][64];
 } ControlPatch;
 
 typedef struct ControlFunc {
@@ -109,6 +117,22 @@ typedef struct ControlFunc {
         char symbol[96];
 } ControlFunc;
 
+/* A thread holding the transition up at the last pass, for status readers in other
+ * processes. Written by the process driving the transition after each pass (no thread
+ * of the target needs to be stopped: only ulp reads it). */
+typedef struct ControlStraggler {
+        int32_t tid;
+        char comm[16];
+        char blocker[108];
+} ControlStraggler;
+
+typedef struct ControlStragglers {
+        uint32_t n;
+        uint32_t pass;           /* the pass that found them */
+        uint64_t updated_ns;     /* CLOCK_REALTIME */
+        ControlStraggler v[CONTROL_MAX_STRAGGLERS];
+} ControlStragglers;
+
 typedef struct ControlImage {
         ControlHeader hdr;
         uint64_t table_tp[CONTROL_TABLE_SLOTS];
@@ -116,6 +140,7 @@ typedef struct ControlImage {
         ControlArea areas[CONTROL_MAX_AREAS];
         ControlPatch patches[CONTROL_MAX_PATCHES];
         ControlFunc funcs[CONTROL_MAX_FUNCS];
+        ControlStragglers stragglers;
 } ControlImage;
 
 #define CONTROL_OFF(field) ((uint64_t)__builtin_offsetof(ControlImage, field))
@@ -152,6 +177,16 @@ int control_write_table(Target *t, Control *c);
  * control_table_find(). The corresponding reader is the stub (stub.h). */
 int control_table_find(const Control *c, uint64_t tp);
 int control_write_thread_state(Target *t, Control *c, unsigned slot, uint8_t state);
+
+/* Replaces the straggler list (at most CONTROL_MAX_STRAGGLERS are kept); n = 0 clears it. */
+int control_write_stragglers(Target *t, Control *c, const ControlStraggler *v, size_t n, unsigned pass);
+int control_read_stragglers(Target *t, Control *c);
+
+/* One driver per transition: init and resume record the calling process as the driver;
+ * another process may take the transition over only once that one is gone (a
+ * restarted ulpd, a killed ulpctl). Returns the live driver's pid, or 0. */
+void control_claim_driver(Control *c);
+pid_t control_live_driver(const Control *c);
 
 /* Index of the applied (patched or in transition) patch called name, or -ENOENT. */
 int control_find_patch(const Control *c, const char *name);

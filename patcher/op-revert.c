@@ -30,7 +30,13 @@ static int open_with_control(UlpOp *op, pid_t pid) {
 
 /* The unfinished transition of the target, taken over as it was. */
 static int take_over(UlpOp *op) {
-        int r = op_unwinder(op);
+        pid_t driver = control_live_driver(&op->c);
+        int r;
+
+        if (driver)
+                return op_fail(op, -EBUSY, "the transition in process %d is being driven by process %d",
+                               op->t->pid, driver);
+        r = op_unwinder(op);
         if (r < 0)
                 return r;
         r = transition_resume(&op->tr, op->t, &op->c, op->u, &op->res);

@@ -233,6 +233,7 @@ int transition_init(Transition *tr) {
                 return r;
         c->img->hdr.target_state = (int8_t)tr->target_state;
         c->img->hdr.transition_patch = tr->patch;
+        control_claim_driver(c);
         p->state = CP_TRANSITION;
         r = control_write_patch(tr->t, c, (unsigned)tr->patch);
         if (r >= 0)
@@ -566,6 +567,9 @@ int transition_resume(Transition *tr, Target *t, Control *c, Unwinder *u, SymRes
         if (r < 0)
                 return r;
         r = control_read_table(t, c);
+        control_claim_driver(c);
+        if (r >= 0)
+                r = control_write_header(t, c);
         /* The stubs may not all be in the path if init was cut short: put them there. */
         f = patch_funcs(c, patch, &n);
         for (unsigned i = 0; i < n && r >= 0; i++)

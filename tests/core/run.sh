@@ -392,5 +392,37 @@ case_trampoline() {
 	victim_alive
 }
 
+# One driver per transition: a second one is refused while the first lives; once it
+# is killed, revert takes the transition over and reverses it.
+case_takeover() {
+	mkfifo "$WORK/fifo"
+	start_cons 8 "$WORK/fifo"
+	wait_line 'blocked=1' 5 || fail "blocker not blocked"
+	local apid out
+	"$ULPCTL" --direct apply --timeout 60 -p "$VPID" "$P/patch-consistency.so" >/dev/null 2>&1 &
+	apid=$!
+	value_rises v2 5 || fail "no thread switched"
+	out=$(ulpctl revert -p "$VPID" consistency 2>&1) && fail "a second driver was let in: $out"
+	echo "$out" | grep -q "being driven by process $apid" || fail "refusal does not name the driver: $out"
+	out=$(ulpctl status -p "$VPID")
+	echo "$out" | grep -q "consistency: transition" || fail "status: $out"
+	kill -9 "$apid"; wait "$apid" 2>/dev/null
+	victim_alive
+	value_rises v2 2 || fail "the victim stopped running new code after the driver died"
+	ulpctl revert --timeout 20 -p "$VPID" consistency 2>&1 &
+	local rpid=$!
+	sleep 0.5
+	echo x >"$WORK/fifo"
+	wait "$rpid" || fail "revert after the driver died failed"
+	local a b
+	a=$(field v2 "$(last_tick)"); sleep 0.3; b=$(field v2 "$(last_tick)")
+	[ "$a" = "$b" ] || fail "new code still runs after the reversal"
+	value_rises v1 2 || fail "old code does not run"
+	no_mix
+	no_ulp_patch() { ! grep -q 'memfd:ulp-patch' "/proc/$VPID/maps" || fail "patch still mapped"; }
+	no_ulp_patch
+	victim_alive
+}
+
 "case_${CASE//-/_}"
 echo "PASS: $CASE"
