@@ -219,6 +219,9 @@ int op_start_transition(UlpOp *op, int target_state) {
                         op->o.global = op->tr.global = true;
                         return 0;
                 }
+                if (r == -EBUSY)
+                        return op_fail(op, r, "the code of a patched function was changed by someone else; "
+                                       "nothing written");
                 if (r != -EAGAIN)
                         return r < 0 ? op_fail(op, r, "cannot start the transition: %s", strerror(-r)) : k;
                 sleep_ms(1);

@@ -216,6 +216,35 @@ static int fill_table(Transition *tr, uint8_t state) {
         return 0;
 }
 
+/*
+ * Before the entries change: each must hold what we left there, the original bytes
+ * or a jump to the implementation now on top of its stack. Anything else means
+ * someone else rewrote the code (another tool, a debugger's breakpoint): refused.
+ */
+static int verify_entries(Transition *tr) {
+        unsigned n;
+        const ControlFunc *f = patch_funcs(tr->c, tr->patch, &n);
+
+        for (unsigned i = 0; i < n; i++) {
+                uint8_t cur[16], want[16];
+                uint64_t at = f[i].old_addr + f[i].entry_off;
+                uint64_t dest = entry_dest_now(tr->c, &f[i], tr->target_state == THREAD_PATCHED ? tr->patch : -1);
+                size_t len = dest ? JMP_REL32_SIZE : f[i].displaced_len;
+                int r = target_read(tr->t, at, cur, len);
+                if (r < 0)
+                        return r;
+                if (dest) {
+                        r = encode_jmp_rel32(want, at, dest);
+                        if (r < 0)
+                                return r;
+                } else
+                        memcpy(want, f[i].orig_bytes, len);
+                if (memcmp(cur, want, len) != 0)
+                        return -EBUSY;
+        }
+        return 0;
+}
+
 int transition_init(Transition *tr) {
         Control *c = tr->c;
         ControlPatch *p = &c->img->patches[tr->patch];
@@ -225,6 +254,9 @@ int transition_init(Transition *tr) {
 
         if (any_thread_in_the_way(tr))
                 return -EAGAIN;
+        r = verify_entries(tr);
+        if (r < 0)
+                return r;
         r = fill_table(tr, tr->target_state == THREAD_PATCHED ? THREAD_UNPATCHED : THREAD_PATCHED);
         if (r < 0)
                 return r;

@@ -424,5 +424,30 @@ case_takeover() {
 	victim_alive
 }
 
+# Someone else rewrites a patched entry: revert refuses and writes nothing.
+case_foreign_write() {
+	start_victim 4
+	ulpctl apply -p "$VPID" "$P/patch-compute.so" || fail "apply failed"
+	expect_value compute 30
+	local addr vaddr
+	addr=$(ulpctl status --json -p "$VPID" | json_get 'd["processes"][0]["patches"][0]["functions"][0]["addr"]')
+	vaddr=$(nm "$VICTIM" | awk '$3 == "compute" { print $1 }')
+	# Another tool puts the original instructions back (PIE text: file offset == vaddr).
+	python3 - "$VPID" "$addr" "$VICTIM" "$vaddr" <<'PY'
+import sys
+pid, addr, exe, vaddr = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4], 16)
+with open(exe, 'rb') as f:
+    f.seek(vaddr)
+    orig = f.read(16)
+with open(f'/proc/{pid}/mem', 'r+b', buffering=0) as m:
+    m.seek(addr)
+    m.write(orig)
+PY
+	expect_value compute 20
+	expect_refusal "entry changed by someone else" ulpctl revert -p "$VPID" compute-fix
+	expect_value compute 20
+	victim_alive
+}
+
 "case_${CASE//-/_}"
 echo "PASS: $CASE"
