@@ -378,8 +378,12 @@ int ulp_op_apply(pid_t pid, int patch_fd, const char *name_hint, const UlpOption
                 else if (cb != 0)
                         r = cancel(op, cb);
         }
-        if (r >= 0)
+        if (r >= 0) {
                 r = op_start_transition(op, THREAD_PATCHED);
+                /* klp_cancel_transition: nothing was visible yet; take the code back. */
+                if (r < 0 && op->tr_ready)
+                        (void)transition_cancel(&op->tr);
+        }
         if (r >= 0) {
                 unsigned next;
                 r = ulp_op_step(op, &next);
