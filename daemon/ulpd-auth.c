@@ -11,9 +11,8 @@
  * which the kernel would let that user ptrace the process.
  *
  * The check and the operation are not atomic: a pid could be reused in between. The
- * window is one event loop iteration; the core's ptrace attach of a process of another
- * user by a root ulpd is what it guards against, and pid reuse within it needs the
- * target to exit and 4 million pids to wrap (pid_max) first.
+ * window is one event loop iteration, and a pid is reused within it only if the target
+ * exits and the pid space (pid_max) wraps around meanwhile.
  */
 
 #include <errno.h>

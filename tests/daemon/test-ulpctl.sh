@@ -1,0 +1,50 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# ulpctl talks to ulpd by default ($ULP_SOCKET): apply, status, revert, the exit codes
+# (0 done, 1 failed, 3 timed out and reversed), and a clear line when no daemon answers.
+set -u
+[ "$(id -u)" = 0 ] || { echo "SKIP: needs root"; exit 77; }
+tmp=$(mktemp -d)
+chmod 755 "$tmp"
+pids=()
+cleanup() { kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null; cat "$tmp/log"; rm -rf "$tmp"; }
+trap cleanup EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+ok() { echo "ok: $*"; }
+
+export ULP_SOCKET=$tmp/ulpd.sock
+out=$("$ULPCTL" status 2>&1); rc=$?
+[ $rc -ne 0 ] && echo "$out" | grep -q -- "--direct" || fail "no daemon: rc $rc, '$out'"
+ok "without a daemon ulpctl says so and suggests --direct: $out"
+
+"$ULPD" --no-recover --socket "$ULP_SOCKET" --state-dir "$tmp/state" >"$tmp/log" 2>&1 &
+pids+=($!)
+for i in $(seq 100); do [ -S "$ULP_SOCKET" ] && break; sleep 0.05; done
+
+"$VICTIM" "$tmp/v1" 3 200 & pids+=($!); v1=$!
+sleep 0.3
+"$ULPCTL" apply -p "$v1" "$PATCH" || fail "apply through ulpd"
+ok "apply through ulpd"
+"$ULPCTL" status --json | python3 -c '
+import json, sys
+s = json.load(sys.stdin)
+p = [x for x in s["processes"] if x["pid"] == int(sys.argv[1])][0]
+assert p["patches"][0]["state"] == "patched", p
+' "$v1" || fail "status --json"
+ok "status --json shows it patched"
+"$ULPCTL" revert -p "$v1" daemon-fix-no-such; rc=$?
+[ $rc -eq 1 ] || fail "revert of an unknown patch: rc $rc"
+ok "revert of an unknown patch exits 1"
+"$ULPCTL" revert -p "$v1" daemon-fix || fail "revert"
+ok "revert through ulpd"
+
+# a sleeper holds outer() for 5 s: a 1 s timeout reverses the transition, exit 3
+"$VICTIM" "$tmp/v2" 2 200 5000 & pids+=($!); v2=$!
+sleep 0.3
+out=$("$ULPCTL" apply -p "$v2" --timeout 1 "$PATCH" 2>&1); rc=$?
+echo "$out"
+[ $rc -eq 3 ] || fail "timed out apply: rc $rc"
+echo "$out" | grep -q "outer" || fail "stragglers not listed"
+ok "a transition that does not finish in time exits 3 and names the straggler's function"
+grep -q "bad=0" "$tmp/v1" && grep -q "bad=0" "$tmp/v2" || fail "mixed-version call chain seen"
+ok "victims saw no mixed-version call chain"
