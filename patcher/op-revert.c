@@ -1,5 +1,4 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-#include <dirent.h>
 #include <stdio.h>
 
 #include "common/macro.h"
@@ -19,7 +18,7 @@ static int check_on_top(UlpOp *op, int patch) {
         return 0;
 }
 
-static int open_with_control(UlpOp *op, pid_t pid) {
+int op_open_with_control(UlpOp *op, pid_t pid) {
         int r = op_open_target(op, pid);
         if (r < 0)
                 return r;
@@ -69,7 +68,7 @@ int ulp_op_revert(pid_t pid, const char *name, const UlpOptions *o, UlpOp **ret,
         if (!op)
                 return -ENOMEM;
         snprintf(report->patch_name, sizeof(report->patch_name), "%s", name);
-        r = open_with_control(op, pid);
+        r = op_open_with_control(op, pid);
         if (r < 0)
                 goto fail;
         idx = control_find_patch(&op->c, name);
@@ -123,7 +122,7 @@ int ulp_op_resume(pid_t pid, const UlpOptions *o, UlpOp **ret, UlpReport *report
 
         if (!op)
                 return -ENOMEM;
-        r = open_with_control(op, pid);
+        r = op_open_with_control(op, pid);
         if (r >= 0 && op->c.img->hdr.transition_patch < 0)
                 r = op_fail(op, -ENOENT, "process %d has no transition in progress", pid);
         if (r >= 0)
@@ -161,86 +160,4 @@ int op_compact_control(UlpOp *op) {
         if (r >= 0)
                 r = control_write_header(op->t, &op->c);
         return r < 0 ? op_fail(op, r, "cannot update the control block: %s", strerror(-r)) : 0;
-}
-
-/* Stragglers of a transition left in the target, as far as they can be known without
- * stopping anything: the threads whose table state is not the target state. */
-static void status_patch(UlpOp *op, unsigned idx, UlpPatchStatus *ps) {
-        const ControlPatch *p = &op->c.img->patches[idx];
-
-        snprintf(ps->name, sizeof(ps->name), "%s", p->name);
-        ps->state = transition_state_name(p->state);
-        ps->forced = p->flags & CP_FLAG_FORCED;
-        ps->replace = p->flags & CP_FLAG_REPLACE;
-        ps->funcs = calloc(p->n_funcs ? p->n_funcs : 1, sizeof(UlpFuncStatus));
-        for (unsigned i = 0; ps->funcs && i < p->n_funcs; i++) {
-                const ControlFunc *f = &op->c.img->funcs[p->first_func + i];
-                if (f->flags & CF_FLAG_NOP)
-                        continue;
-                UlpFuncStatus *fs = &ps->funcs[ps->n_funcs++];
-                snprintf(fs->object, sizeof(fs->object), "%s", f->object);
-                snprintf(fs->symbol, sizeof(fs->symbol), "%s", f->symbol);
-                fs->addr = f->old_addr;
-        }
-}
-
-int ulp_status(pid_t pid, UlpProcessStatus *ret, UlpReport *report) {
-        UlpOp *op = op_new(OP_APPLY, NULL, report);
-        int r;
-
-        if (!op)
-                return -ENOMEM;
-        *ret = (UlpProcessStatus) { .pid = pid };
-        r = open_with_control(op, pid);
-        if (r >= 0) {
-                target_thread_name(op->t, pid, ret->comm);
-                ret->patches = calloc(op->c.img->hdr.n_patches + 1, sizeof(UlpPatchStatus));
-                if (!ret->patches)
-                        r = -ENOMEM;
-        }
-        for (unsigned i = 0; r >= 0 && i < op->c.img->hdr.n_patches; i++) {
-                if (op->c.img->patches[i].state == CP_FREE)
-                        continue;
-                status_patch(op, i, &ret->patches[ret->n_patches++]);
-        }
-        ulp_op_free(op);
-        return r;
-}
-
-void ulp_status_done(UlpProcessStatus *s) {
-        for (size_t i = 0; i < s->n_patches; i++) {
-                free(s->patches[i].funcs);
-                free(s->patches[i].stragglers);
-        }
-        free(s->patches);
-        *s = (UlpProcessStatus) {};
-}
-
-int ulp_list_processes(pid_t **ret, size_t *ret_n) {
-        DIR *d = opendir("/proc");
-        struct dirent *de;
-        pid_t *v = NULL;
-        size_t n = 0;
-
-        if (!d)
-                return negative_errno();
-        while ((de = readdir(d))) {
-                char *end;
-                long pid = strtol(de->d_name, &end, 10);
-                uint64_t addr;
-                if (*end || pid <= 0 || control_find((pid_t)pid, &addr) <= 0)
-                        continue;
-                pid_t *nv = realloc(v, (n + 1) * sizeof(pid_t));
-                if (!nv) {
-                        free(v);
-                        closedir(d);
-                        return -ENOMEM;
-                }
-                v = nv;
-                v[n++] = (pid_t)pid;
-        }
-        closedir(d);
-        *ret = v;
-        *ret_n = n;
-        return 0;
 }

@@ -254,6 +254,46 @@ static void report_stragglers(UlpOp *op) {
         }
 }
 
+/* The stragglers of the last pass into the control block, for status readers in other
+ * processes (ulp_status); an empty list once the transition is over. Best effort: the
+ * list is informational, a failed write does not fail the operation. */
+static void publish_stragglers(UlpOp *op, bool over) {
+        ControlStraggler v[CONTROL_MAX_STRAGGLERS];
+        size_t n = 0;
+
+        for (size_t i = 0; !over && i < op->tr.n_pending && n < ELEMENTSOF(v); i++, n++) {
+                const PendingThread *p = &op->tr.pending[i];
+                v[n] = (ControlStraggler) { .tid = p->tid };
+                target_thread_name(op->t, p->tid, v[n].comm);
+                snprintf(v[n].blocker, sizeof(v[n].blocker), "%.107s", p->blocker[0] ? p->blocker : "not checked yet");
+        }
+        (void)control_write_stragglers(op->t, &op->c, v, n, op->tr.passes);
+}
+
+/* An exec replaces the image the transition was about: the control block is gone with
+ * it. True when the control block is no longer where the operation found it. */
+static bool target_replaced(UlpOp *op) {
+        uint64_t addr = 0;
+        int r = control_find(op->t->pid, &addr);
+        return r == 0 || (r > 0 && addr != op->c.addr) || r == -ENOENT || r == -ESRCH;
+}
+
+/* A reverted patch whose post-unpatch callback had to run from its code: unmapped now,
+ * unless some thread was forced (then its code stays, as transition.c's finish()). */
+static void unmap_after_callback(UlpOp *op, ControlPatch *p) {
+        Thread *th;
+
+        if (p->state != CP_UNPATCHED || !p->map_size || (p->flags & CP_FLAG_FORCED))
+                return;
+        if (op_borrow(op, &th) < 0)
+                return;
+        if (loader_unmap(op->t, th, p->map_start, p->map_size) >= 0) {
+                p->map_size = 0;
+                (void)control_write_patch(op->t, &op->c, (unsigned)op->patch);
+        }
+        (void)target_resume_thread(op->t, th);
+}
+
 /* The end of an operation: post callbacks after a completed transition. */
 static int op_finished(UlpOp *op) {
         ControlPatch *p = &op->c.img->patches[op->patch];
@@ -261,16 +301,16 @@ static int op_finished(UlpOp *op) {
         uint64_t post = 0;
 
         op->done = true;
-        if (op->reversing)
-                post = 0;
-        else if (op->kind == OP_APPLY)
-                post = p->callbacks[1];
-        else
-                post = p->callbacks[3];
+        publish_stragglers(op, true);
+        /* As klp_complete_transition: by the state reached, so that a reversed apply
+         * gets its post-unpatch (its pre-patch ran) and a reversed revert its post-patch. */
+        post = op->tr.target_state == THREAD_PATCHED ? p->callbacks[1] : p->callbacks[3];
         if (post)
                 r = op_run_callback(op, post, &cb);
         if (r < 0)
                 op_warn(op, "post callback failed to run: %s", strerror(-r));
+        if (op->tr.keep_code)
+                unmap_after_callback(op, p);
         op_report_figures(op);
         if (op->reversing)
                 return -ETIMEDOUT;
@@ -325,7 +365,19 @@ int ulp_op_step(UlpOp *op, unsigned *ret_next_ms) {
 
         if (op->done)
                 return op->reversing ? -ETIMEDOUT : 1;
+        if (target_replaced(op)) {
+                op->done = true;
+                op_report_figures(op);
+                return op_fail(op, -ESTALE, "process %d executed a new program or exited during the transition: "
+                               "the patched image is gone, nothing left to do", op->t->pid);
+        }
+        /* A post-unpatch callback runs from the patch's code after completion. */
+        op->tr.keep_code = op->tr.target_state == THREAD_UNPATCHED && op->c.img->patches[op->patch].callbacks[3];
         r = transition_try_complete(&op->tr);
+        if (r == -ESRCH) {
+                op->done = true;
+                return op_fail(op, r, "process %d exited during the transition", op->t->pid);
+        }
         if (r < 0)
                 return op_fail(op, r, "transition failed: %s", strerror(-r));
         if (r == 1) {
@@ -340,6 +392,8 @@ int ulp_op_step(UlpOp *op, unsigned *ret_next_ms) {
                         return r;
         } else if (!op->reversing)
                 report_stragglers(op);
+        if (!op->tr.global)
+                publish_stragglers(op, false);
         op_report_figures(op);
         if (op->tr.switched > before)
                 op->backoff_ms = OP_FIRST_RETRY_MS;

@@ -49,6 +49,9 @@ UlpOp *op_new(OpKind kind, const UlpOptions *o, UlpReport *report);
 /* Opens the target and reads its modules and control block (if any). */
 int op_open_target(UlpOp *op, pid_t pid);
 
+/* op_open_target, and -ENOENT with the message when the target has no control block. */
+int op_open_with_control(UlpOp *op, pid_t pid);
+
 /* (Re)reads the target's modules, resetting the symbol tables and the unwinder's view. */
 int op_refresh_modules(UlpOp *op);
 

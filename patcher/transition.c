@@ -326,12 +326,18 @@ static int try_switch_thread(Transition *tr, PendingThread *p) {
         Thread *th = target_find_thread(tr->t, p->tid);
         int r, k;
 
-        if (!th || th->gone)
+        if (!th || th->gone) {
+                tr->gone++;
                 return 1;
+        }
         r = target_stop_thread(tr->t, th);
-        if (r == -ESRCH)
+        if (r == -ESRCH) {
+                tr->gone++;
                 return 1;
+        }
         if (r < 0) {
+                /* Not stopped in time (a loaded machine): it stays seized with the
+                 * interrupt pending and is collected by the next stop; not switched. */
                 snprintf(p->blocker, sizeof(p->blocker), "cannot stop: %s", strerror(-r));
                 return 0;
         }
@@ -359,6 +365,7 @@ int transition_try_complete(Transition *tr) {
         if (tr->global)
                 return global_try(tr);
         tr->passes++;
+        tr->gone = 0;
         for (size_t i = 0; i < tr->n_pending; i++) {
                 r = try_switch_thread(tr, &tr->pending[i]);
                 if (r < 0)
@@ -367,9 +374,11 @@ int transition_try_complete(Transition *tr) {
                         tr->pending[kept++] = tr->pending[i];
         }
         tr->n_pending = kept;
-        if (kept > 0)
-                return 0;
-        return transition_complete(tr);
+        if (kept == 0)
+                return transition_complete(tr);
+        if (tr->gone > 0)
+                return transition_reclaim(tr);
+        return 0;
 }
 
 /* Final entries, records and unmapping once every thread is in the target state. Every
@@ -404,7 +413,7 @@ static int finish(Transition *tr) {
         r = control_write_header(tr->t, c);
         for (unsigned i = 0; i < c->img->hdr.n_patches && r >= 0; i++) {
                 ControlPatch *q = &c->img->patches[i];
-                bool gone = q->state == CP_UNPATCHED && q->map_size;
+                bool gone = q->state == CP_UNPATCHED && q->map_size && !(tr->keep_code && (int)i == tr->patch);
                 if (gone && !(q->flags & CP_FLAG_FORCED) && th) {
                         (void)loader_unmap(tr->t, th, q->map_start, q->map_size);
                         q->map_size = 0;
@@ -414,20 +423,57 @@ static int finish(Transition *tr) {
         return r;
 }
 
-/* Every thread in the table is in the target state (threads created since init are
- * not in it, unless they reuse a dead thread's pointer: then they are checked too). */
-static int verify_all_switched(Transition *tr) {
+static bool is_pending(const Transition *tr, pid_t tid) {
+        for (size_t i = 0; i < tr->n_pending; i++)
+                if (tr->pending[i].tid == tid)
+                        return true;
+        return false;
+}
+
+/*
+ * Every thread is stopped. Threads that exited before they switched leave their slot in
+ * the old state, and glibc hands a dead thread's pointer (its cached stack and TCB) to
+ * the next thread it creates, which would then start in the old state. A slot in the old
+ * state that no live thread holds goes to the target state: a thread created later
+ * starts there, as a new thread should (klp_copy_process). A live thread in a slot in the
+ * old state that is not pending (a new thread that took a dead one's pointer before this
+ * ran) becomes pending and is checked like the others.
+ */
+static int reconcile_table(Transition *tr) {
+        Control *c = tr->c;
+        uint8_t *held = calloc(CONTROL_TABLE_SLOTS, 1);
         int r = 0;
+
+        if (!held)
+                return -ENOMEM;
         for (size_t i = 0; i < tr->t->n_threads && r >= 0; i++) {
                 const Thread *th = &tr->t->threads[i];
                 int slot;
                 if (th->gone || !th->stopped)
                         continue;
-                slot = control_table_find(tr->c, th->regs.fs_base);
-                if (slot >= 0 && tr->c->img->table_state[slot] != tr->target_state)
+                slot = control_table_find(c, th->regs.fs_base);
+                if (slot < 0)
+                        continue;
+                held[slot] = 1;
+                if (c->img->table_state[slot] != tr->target_state && !is_pending(tr, th->tid))
                         r = pending_add(tr, th->tid, slot);
         }
+        for (unsigned i = 0; i < CONTROL_TABLE_SLOTS && r >= 0; i++)
+                if (c->img->table_tp[i] && !held[i] && c->img->table_state[i] != tr->target_state)
+                        r = control_write_thread_state(tr->t, c, i, (uint8_t)tr->target_state);
+        free(held);
         return r;
+}
+
+int transition_reclaim(Transition *tr) {
+        int r, k;
+
+        r = target_stop_all(tr->t);
+        if (r < 0)
+                return r;
+        r = reconcile_table(tr);
+        k = target_resume_all(tr->t);
+        return r < 0 ? r : k < 0 ? k : 0;
 }
 
 int transition_complete(Transition *tr) {
@@ -438,7 +484,7 @@ int transition_complete(Transition *tr) {
                 return r;
         /* No thread-position check here: the table and every stub and copy stay valid
          * after completion, and the entries hold jumps, single instructions. */
-        r = verify_all_switched(tr);
+        r = reconcile_table(tr);
         if (r < 0 || tr->n_pending > 0)
                 goto out;
         r = finish(tr);

@@ -56,6 +56,9 @@ typedef struct Transition {
         unsigned total;          /* threads when it started */
         unsigned switched;
         unsigned passes;
+        unsigned gone;           /* pending threads found exited in the last pass */
+        bool keep_code;          /* completion leaves the patch mapped: its post-unpatch
+                                  * callback runs after (op.c unmaps it then) */
         bool forced;
 } Transition;
 
@@ -72,6 +75,10 @@ int transition_init(Transition *tr);
 /* One pass. Returns 1 completed, 0 threads still pending, -errno. Each thread is stopped
  * alone; transition_complete() stops all. */
 int transition_try_complete(Transition *tr);
+
+/* Stops every thread to settle the slots of threads that exited while pending (see
+ * transition.c); called by transition_try_complete() after a pass that found some. */
+int transition_reclaim(Transition *tr);
 
 /* klp_complete_transition: stops every thread, checks each is in the target state
  * (else they are pending again: returns 0), writes the final entries: returns 1. */

@@ -1,0 +1,317 @@
+#!/usr/bin/env bash
+# End-to-end cases of the transition engine: a real multithreaded victim (victim-tr.c),
+# patched with ulpctl --direct. Each case checks what the victim itself prints.
+# Usage: run.sh CASE   (env: ULPCTL, VICTIM, PENDING, PATCHDIR from meson)
+set -uo pipefail
+
+CASE=$1
+WORK=$(mktemp -d)
+LOG=$WORK/victim.log
+VPID=
+EXTRA_PIDS=()
+trap 'cleanup' EXIT
+
+cleanup() {
+	local p
+	for p in "${EXTRA_PIDS[@]}" $VPID; do kill -9 "$p" 2>/dev/null; done
+	# A blocked thread's fifo: let nothing hang on it.
+	wait 2>/dev/null
+	rm -rf "$WORK"
+}
+
+fail() {
+	echo "FAIL: $*" >&2
+	[ -f "$LOG" ] && { echo "--- last victim lines:" >&2; tail -n 3 "$LOG" >&2; }
+	exit 1
+}
+
+ulpctl() { "$ULPCTL" --direct "$@"; }
+P=$PATCHDIR
+
+# wait_for SECONDS CMD...: polls CMD every 10 ms until it succeeds.
+wait_for() {
+	local secs=$1 i; shift
+	for ((i = 0; i < secs * 100; i++)); do
+		"$@" && return 0
+		sleep 0.01
+	done
+	return 1
+}
+
+last_tick() { grep -E '^v1=' "$LOG" | tail -n 1; }
+last_child() { grep -E '^child v1=' "$LOG" | tail -n 1; }
+# field KEY LINE: the value of KEY=... in a victim line
+field() { echo "$2" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+now() { field "$1" "$(last_tick)"; }
+
+start_victim() {
+	"$VICTIM" "$@" >"$LOG" 2>&1 &
+	VPID=$!
+	wait_for 5 grep -q '^v1=' "$LOG" || fail "victim did not start"
+}
+
+start_blocked() {
+	mkfifo "$WORK/fifo"
+	start_victim -b "$WORK/fifo" "$@"
+	wait_for 5 grep -q 'blocked=1' "$LOG" || fail "blocker not blocked"
+}
+
+release() { echo x >"$WORK/fifo"; }
+
+# rises KEY SECONDS [LINEFN]: KEY grows within SECONDS
+rises() {
+	local fn=${3:-last_tick} a b i
+	a=$(field "$1" "$($fn)")
+	for ((i = 0; i < $2 * 20; i++)); do
+		sleep 0.05
+		b=$(field "$1" "$($fn)")
+		[ "${b:-0}" -gt "${a:-0}" ] && return 0
+	done
+	return 1
+}
+
+# steady KEY: KEY does not change over 0.3 s of victim lines
+steady() {
+	local a b
+	a=$(now "$1"); sleep 0.3; b=$(now "$1")
+	[ "$a" = "$b" ]
+}
+
+# shows KEY VALUE: from the next lines on, the victim prints KEY=VALUE
+shows() {
+	local from
+	from=$(wc -l <"$LOG")
+	wait_for 5 eval "tail -n +$((from + 1)) \"\$LOG\" | grep -q -E '(^| )$1=$2( |\$)'" || fail "$1 never became $2 ($(last_tick))"
+}
+
+no_mix() {
+	sleep 0.05
+	[ "$(now mixed)" = 0 ] || fail "mixed calls: $(now mixed)"
+}
+
+victim_ok() {
+	local pid=${1:-$VPID} st
+	kill -0 "$pid" 2>/dev/null || fail "process $pid died"
+	st=$(awk '{print $3}' "/proc/$pid/stat")
+	[ "$st" != "t" ] && [ "$st" != "T" ] || fail "process $pid left stopped ($st)"
+	grep -q 'TracerPid:.0$' "/proc/$pid/status" || fail "process $pid left traced"
+}
+
+patch_mapped() { grep -q "memfd:ulp-patch:$1 " "/proc/${2:-$VPID}/maps"; }
+
+json_get() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+# status_of PID EXPR: evaluates EXPR on the list of patches of PID ("p")
+status_of() {
+	ulpctl status --json -p "$1" | json_get "(lambda p: $2)(d['processes'][0]['patches'])"
+}
+
+# Callbacks run in order, inside the victim: pre-patch before anything is visible,
+# post-patch after completion, then pre-unpatch and post-unpatch around the revert.
+case_callbacks() {
+	start_victim -n 4
+	ulpctl apply -p "$VPID" "$P/patch-cb.so" || fail "apply failed"
+	shows cb 'pre:0,post:[0-9]+'
+	rises v2 2 || fail "new code does not run"
+	ulpctl revert -p "$VPID" cb || fail "revert failed"
+	shows cb 'pre:0,post:[0-9]+,preun,postun'
+	rises v1 2 || fail "old code does not run after revert"
+	steady v2 || fail "new code still runs after revert"
+	no_mix
+	victim_ok
+}
+
+# A pre-patch callback that refuses cancels the apply: exit 1, one line, nothing
+# visible (no patch mapping, the new code never ran), and the process can be patched.
+case_callback_refuses() {
+	local rc err
+	start_victim -n 4
+	err=$(ulpctl apply -p "$VPID" "$P/patch-cb-refuse.so" 2>&1 >/dev/null); rc=$?
+	[ "$rc" = 1 ] || fail "apply exit $rc, expected 1: $err"
+	[ "$(echo "$err" | wc -l)" = 1 ] || fail "not one line: $err"
+	echo "$err" | grep -q 'pre-patch callback refused' || fail "message: $err"
+	shows cb refuse
+	! patch_mapped cb-refuse || fail "patch mapping left"
+	[ "$(now v2)" = 0 ] || fail "new code ran"
+	rises v1 2 || fail "old code stopped"
+	[ "$(status_of "$VPID" 'len([x for x in p if x["state"] != "unpatched"])')" = 0 ] || fail "status shows a patch"
+	victim_ok
+	ulpctl apply -p "$VPID" "$P/patch-tr.so" || fail "apply after the refusal failed"
+	rises v2 2 || fail "new code does not run"
+	no_mix
+}
+
+# A replaces fa, B replaces ga; C (ULP_REPLACE) replaces fa only: fa gets C, ga goes
+# back to the original, A and B are unmapped, status shows C alone.
+case_replace() {
+	start_victim -n 2
+	shows f 1
+	ulpctl apply -p "$VPID" "$P/patch-a.so" || fail "apply A failed"
+	shows f 10
+	ulpctl apply -p "$VPID" "$P/patch-b.so" || fail "apply B failed"
+	shows g 20
+	patch_mapped rep-a && patch_mapped rep-b || fail "A and B not mapped"
+	ulpctl apply -p "$VPID" "$P/patch-c.so" || fail "apply C failed"
+	shows f 30
+	shows g 1
+	! patch_mapped rep-a || fail "A still mapped"
+	! patch_mapped rep-b || fail "B still mapped"
+	[ "$(status_of "$VPID" '[x["name"] for x in p]')" = "['rep-c']" ] || fail "status: $(ulpctl status -p "$VPID")"
+	ulpctl status -p "$VPID" | grep -q 'rep-c: patched, replace' || fail "status: $(ulpctl status -p "$VPID")"
+	ulpctl revert -p "$VPID" rep-c || fail "revert C failed"
+	shows f 1
+	shows g 1
+	! patch_mapped rep-c || fail "C still mapped"
+	victim_ok
+}
+
+# --force with a thread blocked in a patched function: completes, says forced, and the
+# patch code stays mapped after the revert.
+case_force() {
+	local out
+	start_blocked -n 4
+	out=$(ulpctl apply --json --force --timeout 1 -p "$VPID" "$P/patch-tr.so") || fail "forced apply failed: $out"
+	[ "$(echo "$out" | json_get 'd["forced"]')" = True ] || fail "not forced: $out"
+	rises v2 2 || fail "new code does not run"
+	steady v1 || fail "old code still runs after a forced completion"
+	[ "$(status_of "$VPID" '[(x["state"], x["forced"]) for x in p if x["name"] == "tr"]')" = "[('patched', True)]" ] ||
+		fail "status: $(ulpctl status --json -p "$VPID")"
+	ulpctl status -p "$VPID" | grep -q 'tr: patched, forced' || fail "human status does not say forced"
+	ulpctl revert -p "$VPID" tr || fail "revert failed"
+	rises v1 2 || fail "old code does not run after revert"
+	patch_mapped tr || fail "forced patch code was unmapped"
+	release
+	wait_for 5 eval '[ "$(now blocked)" = 0 ]' || fail "blocked thread not released"
+	no_mix
+	victim_ok
+}
+
+# Threads created during a transition run the target state: short-lived threads keep
+# being created while a blocked thread holds the transition up; they run the new code
+# only, and never mix.
+case_new_threads() {
+	local apid a b
+	start_blocked -n 2 -s
+	rises s1 2 || fail "spawned threads do not run"
+	ulpctl apply --timeout 30 -p "$VPID" "$P/patch-tr.so" >"$WORK/out" 2>&1 &
+	apid=$!
+	rises s2 5 || fail "new threads do not run the new code"
+	sleep 0.5
+	kill -0 "$apid" 2>/dev/null || fail "apply finished with a thread blocked"
+	a=$(now s1); b=$(now s2); sleep 0.5
+	[ "$(now s1)" = "$a" ] || fail "threads created during the transition ran the old code ($a -> $(now s1))"
+	[ "$(now s2)" -gt "$b" ] || fail "new threads stopped running"
+	release
+	wait "$apid" || fail "apply failed: $(cat "$WORK/out")"
+	steady s1 || fail "old code runs after completion"
+	no_mix
+	victim_ok
+}
+
+# A pending thread exits (from inside the patched function): it is dropped and the
+# transition completes.
+case_thread_exit() {
+	local apid
+	start_blocked -n 4 -x
+	ulpctl apply --timeout 30 -p "$VPID" "$P/patch-tr.so" >"$WORK/out" 2>&1 &
+	apid=$!
+	rises v2 3 || fail "no thread switched"
+	kill -0 "$apid" 2>/dev/null || fail "apply finished with a thread blocked"
+	release
+	wait_for 10 eval '! kill -0 $apid 2>/dev/null' || fail "apply did not finish after the thread exited"
+	wait "$apid" || fail "apply failed: $(cat "$WORK/out")"
+	steady v1 || fail "old code runs after completion"
+	[ "$(ls "/proc/$VPID/task" | wc -l)" -lt 7 ] || fail "the blocked thread did not exit"
+	no_mix
+	victim_ok
+}
+
+# A fork during a transition: the child's thread keeps its state (the table is copied
+# with the memory), it never mixes, and status shows the child in transition. A revert
+# in the child takes its transition over and finishes it.
+case_fork() {
+	local apid child
+	start_blocked -n 4
+	ulpctl apply --timeout 30 -p "$VPID" "$P/patch-tr.so" >"$WORK/out" 2>&1 &
+	apid=$!
+	rises v2 3 || fail "no thread switched"
+	kill -USR1 "$VPID"
+	wait_for 5 grep -q '^child pid=' "$LOG" || fail "no child"
+	child=$(sed -n 's/^child pid=//p' "$LOG" | head -1)
+	EXTRA_PIDS+=("$child")
+	wait_for 5 eval '[ -n "$(last_child)" ]' || fail "child does not run outer"
+	[ "$(status_of "$child" '[(x["name"], x["state"]) for x in p]')" = "[('tr', 'transition')]" ] ||
+		fail "child status: $(ulpctl status --json -p "$child")"
+	rises v1 2 last_child || rises v2 2 last_child || fail "child stopped calling outer"
+	release
+	wait "$apid" || fail "apply failed: $(cat "$WORK/out")"
+	sleep 0.3
+	[ "$(field mixed "$(last_child)")" = 0 ] || fail "child mixed: $(last_child)"
+	ulpctl revert -p "$child" tr || fail "revert in the child failed"
+	rises v1 2 last_child || fail "child does not run the old code after its revert"
+	[ "$(field mixed "$(last_child)")" = 0 ] || fail "child mixed: $(last_child)"
+	victim_ok "$child"
+	no_mix
+	victim_ok
+}
+
+# An exec during a transition drops the process: the apply ends at once and cleanly.
+case_exec() {
+	local apid rc i
+	start_blocked -n 4
+	ulpctl apply --timeout 30 -p "$VPID" "$P/patch-tr.so" >"$WORK/out" 2>&1 &
+	apid=$!
+	rises v2 3 || fail "no thread switched"
+	kill -USR2 "$VPID"
+	wait_for 5 eval '! kill -0 $apid 2>/dev/null' || fail "apply still running after the exec"
+	wait "$apid"; rc=$?
+	[ "$rc" = 1 ] || fail "apply exit $rc after exec: $(cat "$WORK/out")"
+	grep -q 'executed a new program' "$WORK/out" || fail "message: $(cat "$WORK/out")"
+	cat "$WORK/out"
+	[ "$(cat "/proc/$VPID/comm")" = sleep ] || fail "victim did not exec"
+	victim_ok
+}
+
+# status (JSON and human) lists the straggler of a transition in progress.
+case_status_stragglers() {
+	local apid tid
+	start_blocked -n 4
+	ulpctl apply --timeout 20 -p "$VPID" "$P/patch-tr.so" >"$WORK/out" 2>&1 &
+	apid=$!
+	wait_for 10 eval '[ "$(status_of "$VPID" "[s[\"function\"].split(\"+\")[0] for x in p for s in x[\"stragglers\"]]" 2>/dev/null)" = "['"'"'blocker'"'"']" ]' ||
+		fail "no straggler in status: $(ulpctl status --json -p "$VPID")"
+	[ "$(status_of "$VPID" '[x["state"] for x in p]')" = "['transition']" ] || fail "not in transition"
+	tid=$(status_of "$VPID" 'p[0]["stragglers"][0]["tid"]')
+	[ -d "/proc/$VPID/task/$tid" ] || fail "straggler tid $tid is not a thread of the victim"
+	ulpctl status -p "$VPID" | grep -E -q "straggler: thread $tid \(.+\) in blocker" || fail "human status: $(ulpctl status -p "$VPID")"
+	release
+	wait "$apid" || fail "apply failed: $(cat "$WORK/out")"
+	[ "$(status_of "$VPID" '[(x["state"], len(x["stragglers"])) for x in p]')" = "[('patched', 0)]" ] ||
+		fail "status after completion: $(ulpctl status --json -p "$VPID")"
+	no_mix
+	victim_ok
+}
+
+# A patch naming a library not loaded yet applies to what is loaded and records the
+# library as pending; once the victim dlopen()s it, ulp_op_apply_pending patches it.
+case_pending_object() {
+	start_victim -n 2
+	shows base 1
+	ulpctl apply -p "$VPID" "$P/patch-pending.so" || fail "apply failed"
+	shows base 2
+	ulpctl status -p "$VPID" | grep -q 'pending objects: libplugin.so' || fail "status: $(ulpctl status -p "$VPID")"
+	[ "$(status_of "$VPID" 'p[0]["pending_objects"]')" = "['libplugin.so']" ] || fail "json status"
+	"$PENDING" "$VPID" && fail "apply_pending with the library still missing did something"
+	kill -HUP "$VPID"
+	shows plugin 100
+	"$PENDING" "$VPID" || fail "apply_pending failed"
+	shows plugin 200
+	shows base 2
+	[ "$(status_of "$VPID" 'p[0]["pending_objects"]')" = "[]" ] || fail "still pending after apply_pending"
+	ulpctl revert -p "$VPID" pending || fail "revert failed"
+	shows plugin 100
+	shows base 1
+	victim_ok
+}
+
+"case_${CASE//-/_}"
+echo "PASS: $CASE"
