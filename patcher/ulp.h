@@ -104,8 +104,12 @@ typedef struct UlpPatchStatus {
         bool replace;
         UlpFuncStatus *funcs;
         size_t n_funcs;
-        UlpStraggler *stragglers;/* during a transition */
+        UlpStraggler *stragglers;/* during a transition: those of the last pass */
         size_t n_stragglers;
+        /* Objects the patch names that the process has not loaded (yet): their functions
+         * are patched when they are loaded (ulp_op_apply_pending). */
+        char pending_objects[4][64];
+        size_t n_pending_objects;
 } UlpPatchStatus;
 
 typedef struct UlpProcessStatus {
