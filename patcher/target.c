@@ -38,6 +38,15 @@
 #define SPIN_NS 20000ULL              /* poll this long before napping */
 #define NAP_NS 200000L
 
+/* The benchmarks' observer (target.h); process-wide on purpose: it watches every Target. */
+static TargetStopHook stop_hook;
+static void *stop_hook_data;
+
+void target_set_stop_hook(TargetStopHook hook, void *userdata) {
+        stop_hook = hook;
+        stop_hook_data = userdata;
+}
+
 uint64_t target__now_ns(void) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -209,6 +218,7 @@ static int thread_record_stop(Target *t, Thread *th, int status) {
                 th->signal_stop = true;
         }
         th->stopped = true;
+        th->seen_ns = target__now_ns();
         int r = target__ptrace(PTRACE_GETREGS, th->tid, NULL, &th->regs);
         if (r == -ESRCH)  /* killed while stopped: the exit is reported later */
                 return 0;
@@ -289,27 +299,32 @@ static int thread_detach(Target *t, Thread *th) {
                         return -EBUSY;
                 thread_record_stop(t, th, status);
         }
-        if (th->pending_sig && !th->signal_stop)
-                (void) target__settle(t, th, false);
-        int sig = th->signal_stop ? th->pending_sig : 0;
-        int r = target__ptrace(PTRACE_DETACH, th->tid, NULL, (void *)(long)sig);
-        if (r == -ESRCH) {
-                /* Killed while stopped (SIGKILL, another thread's exit_group): it is no
-                 * longer in a ptrace-stop but still ours until its exit is reaped, and its
-                 * leader cannot report its own exit before. It stays seized, not stopped;
-                 * target_release_all() and the next wait collect it. */
+        for (int attempt = 0;; attempt++) {
+                if (th->pending_sig && !th->signal_stop)
+                        (void) target__settle(t, th, false);
+                int sig = th->signal_stop ? th->pending_sig : 0;
+                int r = target__ptrace(PTRACE_DETACH, th->tid, NULL, (void *)(long)sig);
+                if (r == 0) {
+                        th->seized = false;
+                        th->stopped = false;
+                        th->signal_stop = false;
+                        th->pending_sig = 0;
+                        return 0;
+                }
+                if (r != -ESRCH)
+                        return r;
+                /* Not in a ptrace-stop: killed while stopped (SIGKILL, another thread's
+                 * exit_group). It is still ours until its exit is reaped, and its leader
+                 * cannot report its own exit before: it stays seized, not stopped, and
+                 * target_release_all() or the next wait collects it. Should it have
+                 * stopped again meanwhile, detach once more. */
                 int status;
                 th->stopped = false;
                 th->signal_stop = false;
-                th->pending_sig = 0;
-                (void) thread_poll(th, &status);
-                return 0;
+                if (thread_poll(th, &status) != 1 || attempt >= 3)
+                        return 0;
+                (void) thread_record_stop(t, th, status);
         }
-        th->seized = false;
-        th->stopped = false;
-        th->signal_stop = false;
-        th->pending_sig = 0;
-        return r;
 }
 
 static Thread *target_add_thread(Target *t, pid_t tid) {
@@ -569,13 +584,22 @@ static bool target_release_all(Target *t, int timeout_ms) {
 }
 
 int target_resume_all(Target *t) {
-        uint64_t first = UINT64_MAX;
+        uint64_t first = UINT64_MAX, last = 0;
+        unsigned n = 0;
         for (size_t i = 0; i < t->n_threads; i++)
-                if (t->threads[i].stopped && !t->threads[i].gone)
+                if (t->threads[i].stopped && !t->threads[i].gone) {
                         first = MIN(first, t->threads[i].stop_ns);
+                        last = MAX(last, t->threads[i].seen_ns);
+                        n++;
+                }
         int r = target_detach_all(t);
-        if (first != UINT64_MAX)
-                t->max_stw_ns = MAX(t->max_stw_ns, target__now_ns() - first);
+        if (first != UINT64_MAX) {
+                uint64_t now = target__now_ns();
+                t->max_stw_ns = MAX(t->max_stw_ns, now - first);
+                if (stop_hook)
+                        stop_hook(&(TargetStopEvent) { .pid = t->pid, .n_threads = n, .requested_ns = first,
+                                                       .stopped_ns = last, .resumed_ns = now }, stop_hook_data);
+        }
         /* Threads killed meanwhile: reap them now, so that the process's exit is not
          * held back until our next call. */
         bool dying = false;
@@ -604,10 +628,17 @@ int target_stop_thread(Target *t, Thread *th) {
 }
 
 int target_resume_thread(Target *t, Thread *th) {
-        uint64_t since = th->stopped ? th->stop_ns : 0;
+        uint64_t since = th->stopped ? th->stop_ns : 0, seen = th->seen_ns;
+        pid_t tid = th->tid;
         int r = thread_detach(t, th);
-        if (since)
-                t->max_thread_stop_ns = MAX(t->max_thread_stop_ns, target__now_ns() - since);
+        if (since) {
+                uint64_t now = target__now_ns();
+                t->max_thread_stop_ns = MAX(t->max_thread_stop_ns, now - since);
+                if (stop_hook)
+                        stop_hook(&(TargetStopEvent) { .pid = t->pid, .tid = tid, .n_threads = 1,
+                                                       .requested_ns = since, .stopped_ns = seen,
+                                                       .resumed_ns = now }, stop_hook_data);
+        }
         return r;
 }
 

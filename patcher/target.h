@@ -27,7 +27,8 @@ typedef struct Thread {
         bool gone;               /* exited while we looked */
         int pending_sig;         /* signal caught while stopped, re-injected at resume */
         struct user_regs_struct regs; /* read at stop; written back by target_set_regs() only */
-        uint64_t stop_ns;        /* CLOCK_MONOTONIC when it was stopped */
+        uint64_t stop_ns;        /* CLOCK_MONOTONIC when it was asked to stop (interrupt sent) */
+        uint64_t seen_ns;        /* CLOCK_MONOTONIC when its stop was collected */
         /* Added by the ptrace layer (target.c, x86_64/remote.c): */
         bool signal_stop;        /* the ptrace-stop is a signal-delivery-stop, so PTRACE_DETACH's
                                   * data is delivered with pending_info (other stops drop it) */
@@ -119,6 +120,23 @@ int target_syscall(Target *t, Thread *th, long nr, const long args[6], long *ret
  */
 int target_call(Target *t, Thread *th, uint64_t func, const long args[6], uint64_t trap_addr,
                 int timeout_ms, uint64_t *ret);
+
+/*
+ * For benchmarks (bench/): a process-wide observer of stops, NULL by default. When set,
+ * it is called on the caller's thread each time a single-thread stop ends
+ * (target_resume_thread) and each time a stop-the-world ends (target_resume_all).
+ */
+typedef struct TargetStopEvent {
+        pid_t pid;
+        pid_t tid;               /* the thread; 0 for a stop-the-world */
+        unsigned n_threads;      /* threads that were stopped */
+        uint64_t requested_ns;   /* CLOCK_MONOTONIC: interrupt sent (the first, for all) */
+        uint64_t stopped_ns;     /* the stop collected (the last, for all) */
+        uint64_t resumed_ns;     /* detached */
+} TargetStopEvent;
+
+typedef void (*TargetStopHook)(const TargetStopEvent *ev, void *userdata);
+void target_set_stop_hook(TargetStopHook hook, void *userdata);
 
 /*
  * Internal to the ptrace layer (patcher/target.c and patcher/x86_64/remote.c); not for
