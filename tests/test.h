@@ -71,8 +71,8 @@ extern int test__skipped;
         int test__n, test__skipped; \
         jmp_buf test__jmp; \
         int main(int argc, char **argv) { \
-                int failed = 0, ran = 0; \
-                for (int i = 0; i < test__n; i++) { \
+                volatile int failed = 0, ran = 0; \
+                for (volatile int i = 0; i < test__n; i++) { \
                         if (argc > 1 && strcmp(argv[1], test__cases[i].name) != 0) \
                                 continue; \
                         ran++; \
