@@ -46,7 +46,7 @@ wait_line() {
 expect_value() {
 	local key=$1 val=$2 from
 	from=$(lines)
-	wait_line "$key=$val " 5 "$from" || wait_line "$key=$val\$" 1 "$from" || fail "$key never became $val"
+	wait_line "$key=$val( |\$)" 5 "$from" || fail "$key never became $val"
 	from=$(( $(lines) + 1 ))
 	wait_line 'tick' 2 "$((from + 3))" || fail "victim stopped printing"
 	tail -n +"$((from + 1))" "$LOG" | grep 'tick' | grep -v -E "$key=$val( |\$)" | head -1 | grep -q . &&
