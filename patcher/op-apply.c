@@ -9,13 +9,6 @@
 
 #define SMALL_FUNCTION 32
 
-/* One function of the patch, resolved in the target before anything is written. */
-typedef struct Resolved {
-        const Module *mod;
-        uint64_t old_addr, old_size;
-        int shared;              /* a record of the same function exists: no relocation check */
-        Relocation rel;
-} Resolved;
 
 static void warn_clone(const Symbol *sym, void *userdata) {
         UlpOp *op = userdata;
@@ -35,8 +28,7 @@ static int check_build_id(UlpOp *op, const PatchMeta *meta, const char *object, 
         return 0;
 }
 
-/* Finds the old function, checks its size and that its entry can be relocated. */
-static int resolve_func(UlpOp *op, const PatchMeta *meta, const PatchFunc *pf, Resolved *ret) {
+int op_resolve_func(UlpOp *op, const PatchMeta *meta, const PatchFunc *pf, Resolved *ret) {
         const char *obj = pf->object[0] ? pf->object : "the main executable";
         uint8_t *code;
         SymTab *st;
@@ -90,8 +82,42 @@ static int resolve_func(UlpOp *op, const PatchMeta *meta, const PatchFunc *pf, R
 static int check_duplicates(UlpOp *op, const PatchMeta *meta, const Resolved *res) {
         for (size_t i = 0; i < meta->n_funcs; i++)
                 for (size_t j = 0; j < i; j++)
-                        if (res[i].old_addr == res[j].old_addr)
+                        if (res[i].mod && res[i].old_addr == res[j].old_addr)
                                 return op_fail(op, -EINVAL, "the patch replaces %s twice", meta->funcs[i].symbol);
+        return 0;
+}
+
+/* klp_is_object_loaded: a function of an object the process has not loaded stays
+ * pending (res->mod NULL), to be patched when it is loaded (op-pending.c). At least one
+ * object must be loaded: the patch is mapped near it. */
+static int resolve_all(UlpOp *op, const PatchMeta *meta, Resolved *res) {
+        size_t loaded = 0, pending = 0;
+        const char *first = NULL;
+
+        for (size_t i = 0; i < meta->n_funcs; i++) {
+                int r = op_resolve_func(op, meta, &meta->funcs[i], &res[i]);
+                if (r < 0 && res[i].mod)
+                        return r;
+                if (r < 0) {
+                        bool seen = false;
+                        for (size_t j = 0; j < i; j++)
+                                seen |= !res[j].mod && strcmp(meta->funcs[j].object, meta->funcs[i].object) == 0;
+                        if (!seen)
+                                op_warn(op, "object %s is not loaded in process %d: its functions are pending "
+                                        "until it is", meta->funcs[i].object[0] ? meta->funcs[i].object : "(main)",
+                                        op->t->pid);
+                        pending += !seen;
+                        first = first ? first : meta->funcs[i].object;
+                } else
+                        loaded++;
+        }
+        if (loaded == 0)
+                return op_fail(op, -ENOENT, "object %s is not loaded in process %d (no object of the patch is)",
+                               first[0] ? first : "the main executable", op->t->pid);
+        if (pending > CONTROL_MAX_PENDING)
+                return op_fail(op, -E2BIG, "the patch names %zu objects process %d has not loaded (at most %d)",
+                               pending, op->t->pid, CONTROL_MAX_PENDING);
+        op->report->message[0] = 0;
         return 0;
 }
 
@@ -111,11 +137,9 @@ static int validate(UlpOp *op, const PatchMeta *meta, int patch_fd, Resolved *re
         if (op->t->n_threads > CONTROL_MAX_THREADS && !op->o.global)
                 return op_fail(op, -E2BIG, "process %d has more than %u threads: use --global",
                                op->t->pid, CONTROL_MAX_THREADS);
-        for (size_t i = 0; i < meta->n_funcs; i++) {
-                r = resolve_func(op, meta, &meta->funcs[i], &res[i]);
-                if (r < 0)
-                        return r;
-        }
+        r = resolve_all(op, meta, res);
+        if (r < 0)
+                return r;
         r = check_duplicates(op, meta, res);
         if (r < 0)
                 return r;
@@ -129,7 +153,7 @@ static int validate(UlpOp *op, const PatchMeta *meta, int patch_fd, Resolved *re
 }
 
 /* Writes the relocated original of a function near it, unless an earlier patch did. */
-static int write_copy(UlpOp *op, Thread *th, Resolved *rs, ControlFunc *f) {
+int op_write_copy(UlpOp *op, Thread *th, Resolved *rs, ControlFunc *f) {
         uint8_t *code;
         char err[160] = "";
         int r;
@@ -201,23 +225,45 @@ static ControlPatch *new_patch_record(UlpOp *op, const PatchMeta *meta, const Lo
         return p;
 }
 
-static int new_func_record(UlpOp *op, Thread *th, ControlPatch *p, const PatchFunc *pf, Resolved *rs,
-                           SymTab *patch_st, uint64_t bias) {
-        Control *c = &op->c;
-        ControlFunc *f = &c->img->funcs[c->img->hdr.n_funcs];
+/* Fills the record at f for pf of patch p (index idx), with the relocated original. */
+int op_fill_func_record(UlpOp *op, Thread *th, ControlFunc *f, unsigned idx, const PatchFunc *pf, Resolved *rs,
+                        SymTab *patch_st, uint64_t bias) {
         Symbol nsym;
 
         memset(f, 0, sizeof(*f));
-        f->patch = c->img->hdr.n_patches;
+        f->patch = idx;
         f->old_addr = rs->old_addr;
         f->old_size = rs->old_size;
         f->new_addr = pf->new_vaddr + bias;
         f->new_size = symtab_lookup_addr(patch_st, pf->new_vaddr, &nsym) >= 0 ? nsym.size : 1;
         snprintf(f->object, sizeof(f->object), "%s", pf->object);
         snprintf(f->symbol, sizeof(f->symbol), "%s", pf->symbol);
+        return op_write_copy(op, th, rs, f);
+}
+
+/* Records the objects of the pending functions in the patch record. */
+static void record_pending(ControlPatch *p, const PatchMeta *meta, const Resolved *res) {
+        unsigned n = 0;
+        for (size_t i = 0; i < meta->n_funcs; i++) {
+                bool seen = false;
+                if (res[i].mod)
+                        continue;
+                for (unsigned k = 0; k < n; k++)
+                        seen |= strcmp(p->pending[k], meta->funcs[i].object) == 0;
+                if (!seen && n < CONTROL_MAX_PENDING)
+                        snprintf(p->pending[n++], sizeof(p->pending[0]), "%.63s", meta->funcs[i].object);
+        }
+}
+
+static int new_func_record(UlpOp *op, Thread *th, ControlPatch *p, const PatchFunc *pf, Resolved *rs,
+                           SymTab *patch_st, uint64_t bias) {
+        Control *c = &op->c;
+        ControlFunc *f = &c->img->funcs[c->img->hdr.n_funcs];
+        int r = op_fill_func_record(op, th, f, c->img->hdr.n_patches, pf, rs, patch_st, bias);
+
         c->img->hdr.n_funcs++;
         p->n_funcs++;
-        return write_copy(op, th, rs, f);
+        return r;
 }
 
 /* Replace: every function of a live patch that the new one does not touch gets a nop
@@ -256,6 +302,7 @@ static int load_patch(UlpOp *op, Thread *th, const PatchMeta *meta, int patch_fd
         LoadedPatch lp;
         SymTab *patch_st = NULL;
         ControlPatch *p;
+        const Resolved *near;
         int r;
 
         if (!op->c.img) {
@@ -268,7 +315,10 @@ static int load_patch(UlpOp *op, Thread *th, const PatchMeta *meta, int patch_fd
                 return r;
         if (op->c.img->hdr.n_patches >= CONTROL_MAX_PATCHES)
                 return op_fail(op, -E2BIG, "too many patches in process %d", op->t->pid);
-        r = loader_map(op->t, th, patch_fd, meta->name, res[0].mod->start, res[0].mod->end, &lp, err, sizeof(err));
+        near = res;
+        while (!near->mod)
+                near++;
+        r = loader_map(op->t, th, patch_fd, meta->name, near->mod->start, near->mod->end, &lp, err, sizeof(err));
         if (r < 0)
                 return op_fail(op, r, "%s", err);
         r = loader_link(op->t, patch_fd, meta, &op->res, &lp, err, sizeof(err));
@@ -279,7 +329,10 @@ static int load_patch(UlpOp *op, Thread *th, const PatchMeta *meta, int patch_fd
                 return op_fail(op, r, "%s", err[0] ? err : "cannot read the patch's symbols");
         }
         p = new_patch_record(op, meta, &lp, name_hint);
+        record_pending(p, meta, res);
         for (size_t i = 0; i < meta->n_funcs && r >= 0; i++) {
+                if (!res[i].mod)
+                        continue;
                 if (!nearmem_reaches(lp.start, lp.size, res[i].old_addr, res[i].old_addr + res[i].old_size))
                         r = op_fail(op, -ERANGE, "%s is too far from the patch's other functions: "
                                     "put functions of different objects in separate patches", meta->funcs[i].symbol);
@@ -419,7 +472,10 @@ int ulp_check(pid_t pid, int patch_fd, const char *name_hint, UlpReport *report)
         tr = (Transition) { .t = op->t, .c = &op->c, .u = op->u, .res = &op->res };
         for (size_t i = 0; r >= 0 && i < meta->n_funcs; i++) {
                 int top = op->c.img ? control_top_func(&op->c, res[i].old_addr, -1) : -1;
-                CodeRange *n = realloc(tr.ranges, (tr.n_ranges + 1) * sizeof(*n));
+                CodeRange *n;
+                if (!res[i].mod)
+                        continue;
+                n = realloc(tr.ranges, (tr.n_ranges + 1) * sizeof(*n));
                 if (!n) {
                         r = -ENOMEM;
                         break;

@@ -11,6 +11,7 @@
 #include "patcher/target.h"
 #include "patcher/transition.h"
 #include "patcher/ulp.h"
+#include "patcher/x86_64/relocate.h"
 #include "unwind/unwind.h"
 
 typedef enum OpKind {
@@ -78,6 +79,28 @@ void op_report_figures(UlpOp *op);
 /* Removes reverted patches' records from the control block (no transition running). */
 int op_compact_control(UlpOp *op);
 
-/* Applies-side helpers (op-apply.c). */
+/* One function of a patch, resolved in the target before anything is written. */
+typedef struct Resolved {
+        const Module *mod;       /* NULL: its object is not loaded (pending) */
+        uint64_t old_addr, old_size;
+        int shared;              /* a record of the same function exists: no relocation check */
+        Relocation rel;
+} Resolved;
+
+/* Apply-side helpers (op-apply.c). */
+
+/* Finds the old function of pf, checks the build-id pin, its size and that its entry
+ * can be relocated. -ENOENT with ret->mod NULL: its object is not loaded. */
+int op_resolve_func(UlpOp *op, const PatchMeta *meta, const PatchFunc *pf, Resolved *ret);
+
+/* Writes the relocated original of the function near it (shared with an existing
+ * record of the same function) into f. th: a stopped thread to borrow. */
+int op_write_copy(UlpOp *op, Thread *th, Resolved *rs, ControlFunc *f);
+
+/* Fills the record f of patch idx for pf (new function at its vaddr + bias, size from
+ * patch_st), relocated original included. */
+int op_fill_func_record(UlpOp *op, Thread *th, ControlFunc *f, unsigned idx, const PatchFunc *pf, Resolved *rs,
+                        SymTab *patch_st, uint64_t bias);
+
 int op_prepare_apply(UlpOp *op, int patch_fd, const char *name_hint, bool dry_run,
                      PatchMeta **ret_meta);

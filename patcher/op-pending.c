@@ -1,0 +1,231 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Objects loaded after a patch was applied: the kernel's klp_is_object_loaded() and its
+ * module notifier (klp_module_coming) carried over to libraries a process dlopen()s. A
+ * patch applied while one of its objects was missing recorded it as pending in the
+ * control block; once the process has loaded it, ulp_apply_pending() patches its
+ * functions. No transition: the patch is complete, so every thread is already in the
+ * patched state; what must hold is that no thread has one of the object's old functions
+ * on its stack at the switch (the library may have run since dlopen), checked for every
+ * thread in one stop-the-world, like global mode.
+ *
+ * The patch file comes back from the target itself: the loader mapped it from a memfd
+ * named ulp-patch:NAME, and /proc/PID/map_files gives that file for any of its mappings.
+ */
+#include <fcntl.h>
+#include <stdio.h>
+#include <time.h>
+
+#include "common/macro.h"
+#include "elf/maps.h"
+#include "patcher/loader.h"
+#include "patcher/nearmem.h"
+#include "patcher/op.h"
+
+#define PENDING_TRIES 100
+
+/* Opens the patch file of p from the target's mapping of its memfd. */
+static int open_patch_file(UlpOp *op, const ControlPatch *p, int *ret_fd) {
+        char want[220], path[96];
+        MapList l = {};
+        int r = maps_read(op->t->pid, &l), fd = -ENOENT;
+
+        if (r < 0)
+                return r;
+        snprintf(want, sizeof(want), "/memfd:" PATCH_MAPPING_PREFIX "%.180s", p->name);
+        for (size_t i = 0; i < l.n && fd == -ENOENT; i++) {
+                const MapEntry *e = &l.v[i];
+                if (!e->path || strcmp(e->path, want) != 0 || e->start < p->map_start ||
+                    e->start >= p->map_start + p->map_size)
+                        continue;
+                snprintf(path, sizeof(path), "/proc/%d/map_files/%llx-%llx", op->t->pid,
+                         (unsigned long long)e->start, (unsigned long long)e->end);
+                fd = open(path, O_RDONLY | O_CLOEXEC);
+                if (fd < 0)
+                        fd = negative_errno();
+        }
+        maplist_done(&l);
+        if (fd < 0)
+                return fd;
+        *ret_fd = fd;
+        return 0;
+}
+
+/* Moves the records from index at on by n, making room for n records of the patch that
+ * ends at at; the patches whose records follow move with them. Local copy only. */
+static int make_room(Control *c, unsigned at, unsigned n, unsigned patch) {
+        ControlImage *img = c->img;
+
+        if (img->hdr.n_funcs + n > CONTROL_MAX_FUNCS)
+                return -E2BIG;
+        memmove(&img->funcs[at + n], &img->funcs[at], (img->hdr.n_funcs - at) * sizeof(ControlFunc));
+        memset(&img->funcs[at], 0, n * sizeof(ControlFunc));
+        img->hdr.n_funcs += n;
+        for (unsigned i = 0; i < img->hdr.n_patches; i++)
+                if (i != patch && img->patches[i].first_func >= at)
+                        img->patches[i].first_func += n;
+        img->patches[patch].n_funcs += n;
+        return 0;
+}
+
+/* With every thread stopped: 0 when no thread sits in the displaced bytes of, or has on
+ * its stack, one of the n functions at f; -EAGAIN otherwise, the reason in blocker. */
+static int check_threads(UlpOp *op, const ControlFunc *f, unsigned n, char *blocker, size_t len) {
+        Transition tr = { .t = op->t, .c = &op->c, .u = op->u, .res = &op->res };
+        CodeRange *ranges = calloc(n, sizeof(CodeRange));
+        int r = 0;
+
+        if (!ranges)
+                return -ENOMEM;
+        for (unsigned i = 0; i < n; i++)
+                ranges[i] = (CodeRange) { f[i].old_addr, f[i].old_addr + f[i].old_size };
+        tr.ranges = ranges;
+        tr.n_ranges = n;
+        for (size_t i = 0; i < op->t->n_threads && r == 0; i++) {
+                Thread *th = &op->t->threads[i];
+                if (th->gone || !th->stopped)
+                        continue;
+                if (!transition_check_thread(&tr, th, blocker, len))
+                        r = -EAGAIN;
+        }
+        free(ranges);
+        return r;
+}
+
+/* Points the entries of the n new records at f to their winners and writes the records,
+ * in one stop-the-world once no thread is in the way. */
+static int switch_entries(UlpOp *op, unsigned first, unsigned n) {
+        ControlFunc *f = &op->c.img->funcs[first];
+        char blocker[128] = "";
+        int r = -EAGAIN, k;
+
+        for (int tries = 0; tries < PENDING_TRIES && r == -EAGAIN; tries++) {
+                if (tries > 0)
+                        nanosleep(&(struct timespec) { 0, 2000000 }, NULL);
+                r = target_stop_all(op->t);
+                if (r < 0)
+                        return r;
+                r = check_threads(op, f, n, blocker, sizeof(blocker));
+                for (unsigned i = 0; i < n && r >= 0; i++) {
+                        int top = control_top_func(&op->c, f[i].old_addr, -1);
+                        if (top >= 0 && !(op->c.img->funcs[top].flags & CF_FLAG_NOP))
+                                r = transition_write_entry(op->t, &f[i], op->c.img->funcs[top].new_addr);
+                }
+                if (r >= 0)
+                        r = control_write_funcs(op->t, &op->c, first, op->c.img->hdr.n_funcs - first);
+                for (unsigned i = 0; i < op->c.img->hdr.n_patches && r >= 0; i++)
+                        r = control_write_patch(op->t, &op->c, i);
+                if (r >= 0)
+                        r = control_write_header(op->t, &op->c);
+                k = target_resume_all(op->t);
+                if (r >= 0 && k < 0)
+                        r = k;
+        }
+        if (r == -EAGAIN)
+                return op_fail(op, -EBUSY, "threads keep running in the functions to patch (%s); try again", blocker);
+        return r;
+}
+
+/* Resolves the functions of meta in object; n of them, their Resolved in res. */
+static int resolve_object(UlpOp *op, const PatchMeta *meta, const ControlPatch *p, const char *object,
+                          Resolved *res, const PatchFunc **pfs, unsigned *ret_n) {
+        unsigned n = 0;
+
+        for (size_t i = 0; i < meta->n_funcs; i++) {
+                const PatchFunc *pf = &meta->funcs[i];
+                int r;
+                if (strcmp(pf->object, object) != 0)
+                        continue;
+                r = op_resolve_func(op, meta, pf, &res[n]);
+                if (r < 0)
+                        return r;
+                if (!nearmem_reaches(p->map_start, p->map_size, res[n].old_addr, res[n].old_addr + res[n].old_size))
+                        return op_fail(op, -ERANGE, "%s in %s is too far from patch %s's code: "
+                                       "put functions of different objects in separate patches", pf->symbol, object,
+                                       p->name);
+                pfs[n++] = pf;
+        }
+        *ret_n = n;
+        return 0;
+}
+
+/* Patches the functions of the now loaded object pending[k] of patch idx. */
+static int patch_object(UlpOp *op, unsigned idx, unsigned k) {
+        ControlPatch *p = &op->c.img->patches[idx];
+        _cleanup_close_ int fd = -1;
+        PatchMeta *meta = NULL;
+        SymTab *patch_st = NULL;
+        Resolved *res = NULL;
+        const PatchFunc **pfs = NULL;
+        char err[256] = "";
+        unsigned n = 0, at = p->first_func + p->n_funcs;
+        Thread *th;
+        int r;
+
+        r = open_patch_file(op, p, &fd);
+        if (r < 0)
+                return op_fail(op, r, "cannot read patch %s back from process %d: %s", p->name, op->t->pid, strerror(-r));
+        r = patchmeta_read(fd, p->name, &meta, err, sizeof(err));
+        if (r < 0)
+                return op_fail(op, r, "patch %s in process %d: %s", p->name, op->t->pid, err[0] ? err : strerror(-r));
+        res = calloc(meta->n_funcs, sizeof(*res));
+        pfs = calloc(meta->n_funcs, sizeof(*pfs));
+        r = res && pfs ? resolve_object(op, meta, p, p->pending[k], res, pfs, &n) : -ENOMEM;
+        if (r >= 0)
+                r = symtab_open_fd(fd, &patch_st);
+        if (r >= 0)
+                r = make_room(&op->c, at, n, idx);
+        if (r >= 0)
+                r = op_borrow(op, &th);
+        if (r >= 0) {
+                for (unsigned i = 0; i < n && r >= 0; i++)
+                        r = op_fill_func_record(op, th, &op->c.img->funcs[at + i], idx, pfs[i], &res[i], patch_st,
+                                                p->bias);
+                int kr = target_resume_thread(op->t, th);
+                if (r >= 0)
+                        r = kr;
+        }
+        if (r >= 0) {
+                p->pending[k][0] = 0;
+                r = switch_entries(op, at, n);
+        }
+        symtab_free(patch_st);
+        free(pfs);
+        free(res);
+        patchmeta_free(meta);
+        return r;
+}
+
+int ulp_apply_pending(pid_t pid, UlpReport *report) {
+        UlpOp *op = op_new(OP_APPLY, NULL, report);
+        int r, done = 0, pending = 0;
+
+        if (!op)
+                return -ENOMEM;
+        r = op_open_with_control(op, pid);
+        if (r >= 0 && op->c.img->hdr.transition_patch >= 0)
+                r = op_fail(op, -EBUSY, "process %d has a transition in progress: wait for it", pid);
+        if (r >= 0)
+                r = op_unwinder(op);
+        for (unsigned i = 0; r >= 0 && i < op->c.img->hdr.n_patches; i++) {
+                ControlPatch *p = &op->c.img->patches[i];
+                if (p->state != CP_PATCHED)
+                        continue;
+                for (unsigned k = 0; r >= 0 && k < CONTROL_MAX_PENDING; k++) {
+                        if (!p->pending[k][0])
+                                continue;
+                        pending++;
+                        if (!modules_find_object(&op->mods, p->pending[k]))
+                                continue;
+                        snprintf(report->patch_name, sizeof(report->patch_name), "%s", p->name);
+                        r = patch_object(op, i, k);
+                        done += r >= 0;
+                }
+        }
+        if (r >= 0 && pending == 0)
+                r = op_fail(op, -ENOENT, "process %d has no patch waiting for an object to be loaded", pid);
+        if (r >= 0)
+                op_report_figures(op);
+        ulp_op_free(op);
+        return r < 0 ? r : done;
+}
