@@ -349,6 +349,10 @@ Thread *target_find_thread(Target *t, pid_t tid) {
         return NULL;
 }
 
+static size_t tid_hash(pid_t tid, size_t mask) {
+        return (size_t)(((uint64_t)(uint32_t)tid * 0x9E3779B97F4A7C15ULL) >> 32) & mask;
+}
+
 /* Rescans /proc/PID/task. A vanished thread we have seized is left to the wait that
  * reports its exit; a gone thread no longer listed is dropped, so that a reused tid
  * comes back as a new thread. */
@@ -361,9 +365,22 @@ int target_refresh_threads(Target *t) {
 
         size_t n_before = t->n_threads;
         _cleanup_free_ bool *seen = calloc(n_before + 1, sizeof(bool));
-        if (!seen) {
+        /* tid -> index + 1 of the threads known before, open addressing: a rescan of a
+         * process with thousands of threads stays linear (it runs inside stop-the-world). */
+        size_t order = 4;
+        while (((size_t)1 << order) < 2 * n_before)
+                order++;
+        size_t mask = ((size_t)1 << order) - 1;
+        _cleanup_free_ uint32_t *idx_of = calloc(mask + 1, sizeof(uint32_t));
+        if (!seen || !idx_of) {
                 closedir(d);
                 return -ENOMEM;
+        }
+        for (size_t i = 0; i < n_before; i++) {
+                size_t h = tid_hash(t->threads[i].tid, mask);
+                while (idx_of[h])
+                        h = (h + 1) & mask;
+                idx_of[h] = (uint32_t)(i + 1);
         }
         int n_new = 0, r = 0;
         struct dirent *de;
@@ -372,7 +389,12 @@ int target_refresh_threads(Target *t) {
                 long tid = strtol(de->d_name, &end, 10);
                 if (*end || tid <= 0)
                         continue;
-                Thread *th = target_find_thread(t, (pid_t)tid);
+                Thread *th = NULL;
+                for (size_t h = tid_hash((pid_t)tid, mask); idx_of[h]; h = (h + 1) & mask)
+                        if (t->threads[idx_of[h] - 1].tid == (pid_t)tid) {
+                                th = &t->threads[idx_of[h] - 1];
+                                break;
+                        }
                 if (!th) {
                         th = target_add_thread(t, (pid_t)tid);
                         if (!th) {
@@ -529,10 +551,8 @@ static int target_wait_all(Target *t, uint64_t start_ns) {
 int target_stop_all(Target *t) {
         int r;
 
+        /* No rescan before the first pass: the one after it finds whatever is new. */
         target_collect_late(t);
-        r = target_refresh_threads(t);
-        if (r < 0)
-                return r;
         for (;;) {
                 uint64_t start = target__now_ns();
                 for (size_t i = 0; i < t->n_threads; i++) {

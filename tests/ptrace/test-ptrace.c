@@ -572,6 +572,21 @@ TEST(call) {
         ASSERT_EQ(ret, 100000000033L);
         check_regs_unchanged(th);
 
+        /* Called as by a call instruction, below the red zone. */
+        ASSERT_OK(target_call(t, th, v.sh->entry_rsp_addr, a, (uint64_t)page, 1000, &ret));
+        ASSERT_EQ(ret % 16, 8);
+        ASSERT_TRUE(ret < th->regs.rsp - 128 && ret > th->regs.rsp - 4096);
+
+        /* The vector and x87 state comes back too. */
+        struct user_fpregs_struct fp0, fp1;
+        ASSERT_OK(ptrace(PTRACE_GETFPREGS, th->tid, NULL, &fp0));
+        ASSERT_OK(target_call(t, th, v.sh->clobber_addr, a, (uint64_t)page, 1000, &ret));
+        ASSERT_OK(ptrace(PTRACE_GETFPREGS, th->tid, NULL, &fp1));
+        ASSERT_TRUE(memcmp(fp0.xmm_space, fp1.xmm_space, sizeof(fp0.xmm_space)) == 0);
+        ASSERT_TRUE(memcmp(fp0.st_space, fp1.st_space, sizeof(fp0.st_space)) == 0);
+        ASSERT_EQ(fp0.cwd, fp1.cwd);
+        ASSERT_EQ(fp0.mxcsr, fp1.mxcsr);
+
         /* A crash is reported, not delivered (the victim's SIGSEGV handler would exit). */
         ASSERT_ERR(target_call(t, th, v.sh->crash_addr, a, (uint64_t)page, 1000, &ret), -EFAULT);
         check_regs_unchanged(th);
@@ -749,8 +764,11 @@ TEST(measure_stop_times) {
         Target *t;
         victim_start(&v, "threads", NULL);
         ASSERT_OK(target_open(v.pid, &t));
-        measure(t, target_find_thread(t, v.sh->counter_tids[0]), "spinning");
-        measure(t, target_find_thread(t, v.sh->sleeper_tid), "sleeping");
+        Thread *spinner = target_find_thread(t, v.sh->counter_tids[0]);
+        Thread *sleeper = target_find_thread(t, v.sh->sleeper_tid);
+        ASSERT_TRUE(spinner && sleeper);
+        measure(t, spinner, "spinning");
+        measure(t, sleeper, "sleeping");
         fprintf(stderr, "  max_thread_stop_ns: %.1f us\n", t->max_thread_stop_ns / 1000.0);
 
         enum { N = 200 };

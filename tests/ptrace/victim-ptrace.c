@@ -26,6 +26,15 @@ long add3(long a, long b, long c);
 long crash(void);
 long spin(void);
 long unused_code(long x);
+long entry_rsp(void);
+long clobber(void);
+
+/* rsp as the function finds it at its entry. */
+__asm__(".globl entry_rsp\n.type entry_rsp,@function\nentry_rsp:\n\tmov %rsp, %rax\n\tret\n");
+/* Overwrites vector and x87 state, as any callback may. */
+__asm__(".globl clobber\n.type clobber,@function\nclobber:\n"
+        "\tpcmpeqd %xmm0, %xmm0\n\tpcmpeqd %xmm7, %xmm7\n\tpcmpeqd %xmm15, %xmm15\n"
+        "\tfninit\n\tfld1\n\txor %eax, %eax\n\tret\n");
 
 static VictimShared *sh;
 static int pipe_fd = -1;
@@ -186,6 +195,9 @@ static void mode_threads(void) {
         start(sleeper_thread, NULL);
         start(reader_thread, NULL);
         start(ppoller_thread, NULL);
+        for (int i = 0; i < VICTIM_COUNTERS; i++)
+                while (!sh->counter_tids[i])
+                        usleep(1000);
         while (!sh->sleeper_tid || !sh->reader_tid || !sh->ppoller_tid)
                 usleep(1000);
         sh->ready = 1;
@@ -242,6 +254,8 @@ int main(int argc, char **argv) {
         sh->crash_addr = (uintptr_t)crash;
         sh->spin_addr = (uintptr_t)spin;
         sh->unused_code_addr = (uintptr_t)unused_code;
+        sh->entry_rsp_addr = (uintptr_t)entry_rsp;
+        sh->clobber_addr = (uintptr_t)clobber;
 
         if (!strcmp(argv[1], "threads"))
                 mode_threads();

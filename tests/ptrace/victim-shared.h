@@ -33,6 +33,7 @@ typedef struct VictimShared {
 
         /* functions for target_call and target_write */
         volatile uint64_t add3_addr, crash_addr, spin_addr, unused_code_addr;
+        volatile uint64_t entry_rsp_addr, clobber_addr;
         volatile uint8_t code_copy[16];     /* the victim's own view of unused_code */
 
         /* mode "zombie": the leader leaves with pthread_exit when set */
