@@ -42,6 +42,7 @@ static int take_over(UlpOp *op) {
         if (r < 0)
                 return op_fail(op, r, "cannot take over the transition: %s", strerror(-r));
         op->tr_ready = true;
+        op->tr.return_trap = op->o.return_trap;
         op->patch = op->tr.patch;
         op->kind = op->tr.target_state == THREAD_PATCHED ? OP_APPLY : OP_REVERT;
         snprintf(op->report->patch_name, sizeof(op->report->patch_name), "%s", op->c.img->patches[op->patch].name);

@@ -206,6 +206,7 @@ int op_start_transition(UlpOp *op, int target_state) {
         if (r < 0)
                 return op_fail(op, r, "cannot prepare the transition: %s", strerror(-r));
         op->tr_ready = true;
+        op->tr.return_trap = op->o.return_trap;
         if (op->o.global)
                 return 0;
         for (int i = 0; i < INIT_TRIES; i++) {
@@ -418,6 +419,9 @@ pid_t ulp_op_pid(const UlpOp *op) {
 void ulp_op_free(UlpOp *op) {
         if (!op)
                 return;
+        /* A transition left to a later driver keeps no trap of ours on its stacks. */
+        if (op->tr_ready && !op->done)
+                (void)transition_disarm_traps(&op->tr);
         if (op->tr_ready)
                 transition_done(&op->tr);
         unwinder_free(op->u);

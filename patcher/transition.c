@@ -284,6 +284,17 @@ int transition_init(Transition *tr) {
 
 /* klp_check_stack: 0 when no frame is in the ranges, else -EADDRINUSE with the frame's
  * pc in *ret_pc. */
+int transition_outermost_frame(const Transition *tr, const UnwindResult *u) {
+        int found = -1;
+        for (size_t i = 0; i < u->n; i++) {
+                uint64_t pc = i == 0 ? u->pcs[0] : u->pcs[i] - 1;
+                for (size_t k = 0; k < tr->n_ranges; k++)
+                        if (pc >= tr->ranges[k].lo && pc < tr->ranges[k].hi)
+                                found = (int)i;
+        }
+        return found;
+}
+
 static int check_frames(const Transition *tr, const UnwindResult *u, uint64_t *ret_pc) {
         for (size_t i = 0; i < u->n; i++) {
                 /* A return address belongs to the call before it. */
@@ -297,28 +308,76 @@ static int check_frames(const Transition *tr, const UnwindResult *u, uint64_t *r
         return 0;
 }
 
+/* transition_check_thread with the unwind kept in ur: 1 may switch, 0 a to-be-patched
+ * function is on the stack, -1 the stack is unreliable (or could not be unwound). */
+static int check_thread(Transition *tr, Thread *th, UnwindResult *ur, char *blocker, size_t len) {
+        uint64_t pc = 0;
+        int r = unwinder_unwind(tr->u, th->tid, &th->regs, ur);
+
+        if (r < 0) {
+                snprintf(blocker, len, "unwind failed: %s", strerror(-r));
+                return -1;
+        }
+        if (check_frames(tr, ur, &pc) < 0) {
+                transition_name_pc(tr->res, pc, blocker, len);
+                return 0;
+        }
+        if (!ur->reliable) {
+                snprintf(blocker, len, "unreliable stack: %s", ur->reason);
+                return -1;
+        }
+        return 1;
+}
+
 /* Unwinds a stopped thread and says whether it may switch; why not in blocker. */
 bool transition_check_thread(Transition *tr, Thread *th, char *blocker, size_t len) {
         UnwindResult *ur = malloc(sizeof(*ur));
-        uint64_t pc = 0;
-        bool ok = false;
-        int r;
+        bool ok;
 
         if (!ur) {
                 snprintf(blocker, len, "out of memory");
                 return false;
         }
-        r = unwinder_unwind(tr->u, th->tid, &th->regs, ur);
-        if (r < 0)
-                snprintf(blocker, len, "unwind failed: %s", strerror(-r));
-        else if (check_frames(tr, ur, &pc) < 0)
-                transition_name_pc(tr->res, pc, blocker, len);
-        else if (!ur->reliable)
-                snprintf(blocker, len, "unreliable stack: %s", ur->reason);
-        else
-                ok = true;
+        ok = check_thread(tr, th, ur, blocker, len) == 1;
         free(ur);
         return ok;
+}
+
+/* A pending thread with a return trap: 1 it switched itself (the trap fired), 0 still
+ * waiting (th stopped; the trap still in place), -1 the trap is gone without firing
+ * (longjmp): checked as any thread. */
+static int trapped_thread(Transition *tr, PendingThread *p, Thread *th) {
+        int r = trap_fired(tr, p);
+        if (r != 0)
+                return r < 0 ? r : 1;
+        r = trap_in_place(tr, p, th);
+        return r > 0 ? 0 : r < 0 ? r : -1;
+}
+
+/* klp_check_stack and the switch for the stopped th: 1 switched, 0 not now. After a
+ * few passes in a to-be-patched function, with return traps on, a trap is planted on
+ * the way out of its outermost such frame (transition-trap.c). */
+static int check_and_switch(Transition *tr, PendingThread *p, Thread *th) {
+        UnwindResult *ur = malloc(sizeof(*ur));
+        int r, v;
+
+        if (!ur)
+                return -ENOMEM;
+        v = check_thread(tr, th, ur, p->blocker, sizeof(p->blocker));
+        if (v == 1) {
+                r = control_write_thread_state(tr->t, tr->c, (unsigned)p->slot, (uint8_t)tr->target_state);
+                if (r >= 0) {
+                        tr->switched++;
+                        r = 1;
+                }
+        } else {
+                /* A trap that cannot be planted leaves the thread to the next passes. */
+                if (v == 0 && tr->return_trap && ++p->fails >= TRANSITION_TRAP_AFTER)
+                        (void)trap_plant(tr, p, th, ur);
+                r = 0;
+        }
+        free(ur);
+        return r;
 }
 
 /* klp_try_switch_task for one pending thread: 1 switched or gone, 0 not now. */
@@ -341,15 +400,11 @@ static int try_switch_thread(Transition *tr, PendingThread *p) {
                 snprintf(p->blocker, sizeof(p->blocker), "cannot stop: %s", strerror(-r));
                 return 0;
         }
-        r = 0;
-        if (transition_check_thread(tr, th, p->blocker, sizeof(p->blocker))) {
-                r = control_write_thread_state(tr->t, tr->c, (unsigned)p->slot,
-                                               (uint8_t)tr->target_state);
-                if (r >= 0) {
-                        tr->switched++;
-                        r = 1;
-                }
-        }
+        r = p->trap_code ? trapped_thread(tr, p, th) : -1;
+        if (r == -1)
+                r = check_and_switch(tr, p, th);
+        else if (r == 1)
+                tr->switched++;
         k = target_resume_thread(tr->t, th);
         if (k < 0 && k != -ESRCH && r >= 0)
                 r = k;
@@ -541,6 +596,9 @@ int transition_reverse(Transition *tr) {
         Control *c = tr->c;
         int old = tr->target_state, r, k;
 
+        r = transition_disarm_traps(tr);
+        if (r < 0)
+                return r;
         r = target_stop_all(tr->t);
         if (r < 0)
                 return r;
@@ -598,6 +656,9 @@ int transition_force(Transition *tr) {
         ControlPatch *p = &tr->c->img->patches[tr->patch];
         int r;
 
+        r = transition_disarm_traps(tr);
+        if (r < 0)
+                return r;
         for (size_t i = 0; i < tr->n_pending && !tr->global; i++)
                 if (tr->pending[i].slot >= 0) {
                         r = control_write_thread_state(tr->t, tr->c, (unsigned)tr->pending[i].slot,

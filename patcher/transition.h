@@ -39,7 +39,15 @@ typedef struct PendingThread {
         pid_t tid;
         int slot;                /* in the thread table, -1 when not in it */
         char blocker[128];       /* why it did not switch at the last try */
+        unsigned fails;          /* passes that found it in a to-be-patched function */
+        uint64_t trap_at;        /* return trap: the stack slot of the return address... */
+        uint64_t trap_ret;       /* ...the return address it held... */
+        uint64_t trap_code;      /* ...and the trampoline it holds now; 0 no trap */
 } PendingThread;
+
+/* Passes a thread must be found in a to-be-patched function before a return trap. */
+#define TRANSITION_TRAP_AFTER 3
+#define TRAP_CODE_SIZE 32
 
 typedef struct Transition {
         Target *t;
@@ -49,6 +57,7 @@ typedef struct Transition {
         int patch;               /* index of the patch in transition */
         int target_state;        /* THREAD_PATCHED: patching; THREAD_UNPATCHED: unpatching */
         bool global;             /* stop all, check all, switch all or none */
+        bool return_trap;        /* catch stragglers on their way out (transition-trap.c) */
         CodeRange *ranges;       /* code that must not be on a stack to switch */
         size_t n_ranges;
         PendingThread *pending;
@@ -99,6 +108,34 @@ int transition_force(Transition *tr);
 int transition_resume(Transition *tr, Target *t, Control *c, Unwinder *u, SymResolver *res);
 
 void transition_done(Transition *tr);
+
+/* The index of the outermost frame of u inside tr's ranges, -1 none. */
+int transition_outermost_frame(const Transition *tr, const UnwindResult *u);
+
+/*
+ * Return traps (transition-trap.c), the switch point DESIGN.md gives instead of the
+ * kernel's signals and cond_resched: the return address of a straggler's outermost
+ * to-be-patched frame is replaced by the address of a trampoline of its own, which
+ * writes the thread's state byte (the thread itself, at the moment it has left every
+ * to-be-patched function) and jumps to the real return address. It uses r11 only,
+ * which no caller expects preserved across a call.
+ */
+
+/* th is stopped and ur is its reliable-but-blocked unwind: plants p's trap. 1 planted,
+ * 0 not possible here (reason appended to p->blocker), -errno. */
+int trap_plant(Transition *tr, PendingThread *p, Thread *th, const UnwindResult *ur);
+
+/* 1 when p's trap fired (the thread switched itself; the local table follows), 0 not
+ * yet, -errno. Reads one byte; stops nothing. */
+int trap_fired(Transition *tr, PendingThread *p);
+
+/* th stopped: 1 the trap is still on its stack (or the thread is in the trampoline),
+ * 0 it is gone without firing (p's trap forgotten), -errno. */
+int trap_in_place(Transition *tr, PendingThread *p, Thread *th);
+
+/* Takes every unfired trap back, each thread stopped alone: before a reversal, a force,
+ * or when the transition is left to a later driver. */
+int transition_disarm_traps(Transition *tr);
 
 /* klp_check_stack for one stopped thread: unwinds it; true when its stack is reliable
  * and holds none of tr's ranges, else false with the reason (the function it is in). */

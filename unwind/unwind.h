@@ -28,6 +28,8 @@ typedef int (*unwind_read_fn)(void *userdata, uint64_t addr, void *buf, size_t l
 typedef struct UnwindResult {
         uint64_t pcs[UNWIND_MAX_FRAMES]; /* pcs[0] is the thread's PC; the others are return
                                           * addresses as found on the stack */
+        uint64_t sps[UNWIND_MAX_FRAMES]; /* the stack pointer in each frame: for i >= 1, the
+                                          * return address pcs[i] is at sps[i] - 8 (0 unknown) */
         size_t n;
         bool reliable;
         char reason[160];        /* why not reliable, one line */

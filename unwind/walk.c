@@ -122,6 +122,7 @@ static int walk_frame_cb(Dwfl_Frame *state, void *arg) {
         Unwinder *u = arg;
         UnwindWalk *w = &u->walk;
         Dwarf_Addr pc;
+        Dwarf_Word sp;
         bool exact;
 
         if (w->res->n >= UNWIND_MAX_FRAMES) {
@@ -135,6 +136,9 @@ static int walk_frame_cb(Dwfl_Frame *state, void *arg) {
                 return DWARF_CB_ABORT;
         }
         exact = w->res->n == 0 || w->next_is_signal;
+        if (dwfl_frame_reg(state, 7 /* rsp */, &sp) != 0)
+                sp = 0;
+        w->res->sps[w->res->n] = sp;
         w->res->pcs[w->res->n++] = pc;
         walk_check_frame(u, pc, exact);
         return DWARF_CB_OK;

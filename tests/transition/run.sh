@@ -313,5 +313,35 @@ case_pending_object() {
 	victim_ok
 }
 
+# A thread that is always inside slow() (3 s per call): without a return trap the
+# transition cannot finish; with one it completes when the thread returns from slow(),
+# which still returns the right value (the victim counts those). Revert likewise.
+case_return_trap() {
+	local rc apid t0 t1 out
+	start_victim -n 2 -l 3000000
+	ulpctl apply --timeout 1 -p "$VPID" "$P/patch-slow.so" 2>"$WORK/err"; rc=$?
+	[ "$rc" = 3 ] || fail "apply without a return trap: exit $rc, expected 3: $(cat "$WORK/err")"
+	grep -q 'in slow' "$WORK/err" || fail "straggler not named: $(cat "$WORK/err")"
+	[ "$(now slow2)" = 0 ] || fail "new code ran after the reversal"
+	t0=$(date +%s%N)
+	ulpctl apply --return-trap --timeout 20 --json -p "$VPID" "$P/patch-slow.so" >"$WORK/out" 2>&1 &
+	apid=$!
+	wait_for 5 eval '[ "$(status_of "$VPID" "[s[\"function\"] for x in p for s in x[\"stragglers\"]]" 2>/dev/null | grep -c "return trap set")" = 1 ]' ||
+		fail "status does not show the trap: $(ulpctl status --json -p "$VPID")"
+	wait "$apid" || fail "apply with a return trap failed: $(cat "$WORK/out")"
+	cat "$WORK/out"
+	t1=$(date +%s%N)
+	[ $(( (t1 - t0) / 1000000 )) -lt 5000 ] || fail "took $(( (t1 - t0) / 1000000 )) ms, more than one slow() call"
+	rises slow2 5 || fail "the new slow() does not run"
+	rises slow 4 || fail "slow() results are no longer right"
+	ulpctl revert --return-trap --timeout 20 -p "$VPID" slow || fail "revert with a return trap failed"
+	out=$(now slow2); rises slow 4 || fail "slow() results are no longer right after revert"
+	sleep 3.5
+	[ "$(now slow2)" -le $((out + 1)) ] || fail "new code still runs after revert"
+	! patch_mapped slow || fail "patch still mapped after revert"
+	no_mix
+	victim_ok
+}
+
 "case_${CASE//-/_}"
 echo "PASS: $CASE"

@@ -12,7 +12,8 @@
  * prints "child ..." lines; SIGUSR2 makes the main thread exec /bin/sleep; SIGHUP
  * makes it dlopen libplugin.so.
  * Prints every 20 ms:
- *   v1=N v2=N mixed=N blocked=0|1 s1=N s2=N f=N g=N base=N plugin=N slow=N cb=LOG
+ *   v1=N v2=N mixed=N blocked=0|1 s1=N s2=N f=N g=N base=N plugin=N slow=N slow2=N cb=LOG
+ * (slow: calls of slow() that returned the right value; slow2: those of its version 2)
  */
 #include <dlfcn.h>
 #include <fcntl.h>
@@ -27,13 +28,13 @@
 
 int base_value(void);
 
-atomic_ulong calls_v1, calls_v2, mixed, spawned_v1, spawned_v2, slow_calls;
+atomic_ulong calls_v1, calls_v2, mixed, spawned_v1, spawned_v2, slow_calls, slow_v2_calls;
 atomic_int blocked;
 char cblog[256];                 /* appended to by the patches' callbacks */
 volatile int spin;
 static const char *fifo;
 static int exit_in_blocker;
-static unsigned slow_usec;
+unsigned slow_usec;
 static volatile sig_atomic_t want_fork, want_exec, want_plugin;
 static int (*plugin_value)(void);
 
@@ -84,8 +85,8 @@ __attribute__((noipa)) int ga(void) {
         return spin >= 0 ? 1 : 0;
 }
 
-/* Computes a value from a loop that takes slow_usec: the result must not depend on
- * which version runs or on where a switch happens. */
+/* Takes slow_usec and returns 7: a thread is inside it nearly all the time, so only a
+ * return trap catches it outside. The result must not depend on the switch. */
 __attribute__((noipa)) int slow(void) {
         struct timespec ts = { slow_usec / 1000000, (long)(slow_usec % 1000000) * 1000 };
         nanosleep(&ts, NULL);
@@ -212,10 +213,10 @@ int main(int argc, char **argv) {
                 start(slow_thread, NULL);
         for (;;) {
                 main_requests();
-                printf("v1=%lu v2=%lu mixed=%lu blocked=%d s1=%lu s2=%lu f=%d g=%d base=%d plugin=%d slow=%lu cb=%s\n",
+                printf("v1=%lu v2=%lu mixed=%lu blocked=%d s1=%lu s2=%lu f=%d g=%d base=%d plugin=%d slow=%lu slow2=%lu cb=%s\n",
                        atomic_load(&calls_v1), atomic_load(&calls_v2), atomic_load(&mixed), atomic_load(&blocked),
                        atomic_load(&spawned_v1), atomic_load(&spawned_v2), fa(), ga(), base_value(),
-                       plugin_value ? plugin_value() : -1, atomic_load(&slow_calls), cblog[0] ? cblog : "-");
+                       plugin_value ? plugin_value() : -1, atomic_load(&slow_calls), atomic_load(&slow_v2_calls), cblog[0] ? cblog : "-");
                 usleep(20000);
         }
 }
