@@ -449,6 +449,26 @@ int ulp_op_apply(pid_t pid, int patch_fd, const char *name_hint, const UlpOption
         return r;
 }
 
+/* The ranges an apply's transition would check: the top of each function's stack. */
+static int check_ranges(UlpOp *op, const PatchMeta *meta, const Resolved *res, Transition *tr) {
+        for (size_t i = 0; i < meta->n_funcs; i++) {
+                int top = op->c.img ? control_top_func(&op->c, res[i].old_addr, -1) : -1;
+                const ControlFunc *f = top >= 0 ? &op->c.img->funcs[top] : NULL;
+                CodeRange *n;
+                if (!res[i].mod)
+                        continue;
+                n = realloc(tr->ranges, (tr->n_ranges + 1) * sizeof(*n));
+                if (!n)
+                        return -ENOMEM;
+                tr->ranges = n;
+                if (f && !(f->flags & CF_FLAG_NOP))
+                        n[tr->n_ranges++] = (CodeRange) { f->new_addr, f->new_addr + f->new_size };
+                else
+                        n[tr->n_ranges++] = (CodeRange) { res[i].old_addr, res[i].old_addr + res[i].old_size };
+        }
+        return 0;
+}
+
 /* Dry run: refusals as apply would give them, then one stop-the-world to see which
  * threads would block the transition now. Writes nothing into the target. */
 int ulp_check(pid_t pid, int patch_fd, const char *name_hint, UlpReport *report) {
@@ -470,23 +490,8 @@ int ulp_check(pid_t pid, int patch_fd, const char *name_hint, UlpReport *report)
         if (r >= 0)
                 r = op_unwinder(op);
         tr = (Transition) { .t = op->t, .c = &op->c, .u = op->u, .res = &op->res };
-        for (size_t i = 0; r >= 0 && i < meta->n_funcs; i++) {
-                int top = op->c.img ? control_top_func(&op->c, res[i].old_addr, -1) : -1;
-                CodeRange *n;
-                if (!res[i].mod)
-                        continue;
-                n = realloc(tr.ranges, (tr.n_ranges + 1) * sizeof(*n));
-                if (!n) {
-                        r = -ENOMEM;
-                        break;
-                }
-                tr.ranges = n;
-                if (top >= 0 && !(op->c.img->funcs[top].flags & CF_FLAG_NOP))
-                        n[tr.n_ranges++] = (CodeRange) { op->c.img->funcs[top].new_addr,
-                                                         op->c.img->funcs[top].new_addr + op->c.img->funcs[top].new_size };
-                else
-                        n[tr.n_ranges++] = (CodeRange) { res[i].old_addr, res[i].old_addr + res[i].old_size };
-        }
+        if (r >= 0)
+                r = check_ranges(op, meta, res, &tr);
         if (r >= 0)
                 r = target_stop_all(op->t);
         if (r >= 0) {
