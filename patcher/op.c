@@ -16,6 +16,10 @@
 #define OP_FIRST_RETRY_MS 1
 #define OP_BACKOFF_START_MS 10
 #define OP_MAX_RETRY_MS 1000
+/* For so long, a pass that switched nobody is retried soon anyway if a straggler ran
+ * since the last one: it is leaving and entering the patched functions, and the next
+ * look has its chance. A thread blocked inside one does not run. */
+#define OP_FAST_WINDOW_NS (1000ULL * 1000000ULL)
 
 uint64_t op_now_ns(void) {
         struct timespec ts;
@@ -360,8 +364,38 @@ static int op_timeout(UlpOp *op) {
         return 0;
 }
 
+/* The third field of /proc/PID/task/TID/schedstat: how many times tid ran; 0 unknown. */
+static uint64_t thread_slices(pid_t pid, pid_t tid) {
+        char path[64];
+        unsigned long long run, wait, slices = 0;
+        FILE *f;
+
+        snprintf(path, sizeof(path), "/proc/%d/task/%d/schedstat", pid, tid);
+        f = fopen(path, "re");
+        if (!f)
+                return 0;
+        if (fscanf(f, "%llu %llu %llu", &run, &wait, &slices) != 3)
+                slices = 0;
+        fclose(f);
+        return slices;
+}
+
+/* True when some straggler (of the first few) ran since the previous pass. */
+static bool stragglers_moving(UlpOp *op) {
+        bool moving = false;
+        for (size_t i = 0; i < op->tr.n_pending && i < CONTROL_MAX_STRAGGLERS; i++) {
+                PendingThread *p = &op->tr.pending[i];
+                uint64_t s = thread_slices(op->t->pid, p->tid);
+                /* Our own stop and resume count as one run: more means it ran on its own. */
+                moving |= s && p->slices && s > p->slices + 1;
+                p->slices = s;
+        }
+        return moving;
+}
+
 int ulp_op_step(UlpOp *op, unsigned *ret_next_ms) {
         unsigned before = op->tr.switched;
+        bool moving;
         int r;
 
         if (op->done)
@@ -396,7 +430,8 @@ int ulp_op_step(UlpOp *op, unsigned *ret_next_ms) {
         if (!op->tr.global)
                 publish_stragglers(op, false);
         op_report_figures(op);
-        if (op->tr.switched > before)
+        moving = stragglers_moving(op);
+        if (op->tr.switched > before || (moving && op_now_ns() - op->start_ns < OP_FAST_WINDOW_NS))
                 op->backoff_ms = OP_FIRST_RETRY_MS;
         else if (op->backoff_ms < OP_BACKOFF_START_MS)
                 op->backoff_ms = OP_BACKOFF_START_MS;

@@ -40,6 +40,7 @@ typedef struct PendingThread {
         int slot;                /* in the thread table, -1 when not in it */
         char blocker[128];       /* why it did not switch at the last try */
         unsigned fails;          /* passes that found it in a to-be-patched function */
+        uint64_t slices;         /* times it ran on a CPU, at the last pass (op.c) */
         uint64_t trap_at;        /* return trap: the stack slot of the return address... */
         uint64_t trap_ret;       /* ...the return address it held... */
         uint64_t trap_code;      /* ...and the trampoline it holds now; 0 no trap */
