@@ -647,6 +647,67 @@ int target_stop_thread(Target *t, Thread *th) {
         return thread_record_stop(t, th, status);
 }
 
+int target_request_stop(Target *t, Thread *th) {
+        if (th->gone)
+                return -ESRCH;
+        if (th->stopped)
+                return 0;
+        return thread_seize_interrupt(t, th);
+}
+
+/*
+ * Collects the first of the n threads in v whose stop was requested: polls each with
+ * WNOHANG, napping on SIGCHLD between rounds (see target__wait). Threads found gone
+ * are marked so and skipped. -ETIMEDOUT when none stopped in time, -ESRCH when all
+ * are gone.
+ */
+int target_wait_any(Target *t, Thread **v, size_t n, int timeout_ms, Thread **ret) {
+        uint64_t deadline = target__now_ns() + (uint64_t)timeout_ms * 1000000ULL;
+        sigset_t chld, old;
+        int r = -ETIMEDOUT;
+
+        sigemptyset(&chld);
+        sigaddset(&chld, SIGCHLD);
+        pthread_sigmask(SIG_BLOCK, &chld, &old);
+        for (;;) {
+                size_t live = 0;
+                for (size_t i = 0; i < n; i++) {
+                        int status, k;
+                        if (!v[i] || v[i]->gone)
+                                continue;
+                        if (v[i]->stopped) {
+                                *ret = v[i];
+                                r = 0;
+                                goto out;
+                        }
+                        live++;
+                        k = thread_poll(v[i], &status);
+                        if (k < 0)
+                                continue; /* gone: marked by thread_poll */
+                        if (k > 0) {
+                                r = thread_record_stop(t, v[i], status);
+                                if (r >= 0) {
+                                        *ret = v[i];
+                                        r = 0;
+                                }
+                                goto out;
+                        }
+                }
+                uint64_t now = target__now_ns();
+                if (live == 0) {
+                        r = -ESRCH;
+                        break;
+                }
+                if (now >= deadline)
+                        break;
+                struct timespec ts = { 0, (long)MIN(deadline - now, 1000000ULL) };
+                (void)sigtimedwait(&chld, NULL, &ts);
+        }
+out:
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        return r;
+}
+
 int target_resume_thread(Target *t, Thread *th) {
         uint64_t since = th->stopped ? th->stop_ns : 0, seen = th->seen_ns;
         pid_t tid = th->tid;

@@ -82,6 +82,13 @@ int target_resume_all(Target *t);
 /* Stops one thread (seize + interrupt + wait, registers read). -ESRCH when it exited. */
 int target_stop_thread(Target *t, Thread *th);
 
+/* Pipelined stops, for checking several threads one after the other without paying the
+ * scheduler's latency for each in turn: target_request_stop() seizes and interrupts th
+ * without waiting; target_wait_any() returns the first of v[0..n) that stopped (its
+ * registers read), to be checked and resumed at once. */
+int target_request_stop(Target *t, Thread *th);
+int target_wait_any(Target *t, Thread **v, size_t n, int timeout_ms, Thread **ret);
+
 /* Resumes and detaches one thread. */
 int target_resume_thread(Target *t, Thread *th);
 
