@@ -250,6 +250,7 @@ case_consistency_blocked() {
 	victim_alive
 	# Reversed: only the old version runs now.
 	local a b
+	wait_line '^v1=' 2 "$(lines)"  # a line printed after the operation ended
 	a=$(field v2 "$(last_tick)"); sleep 0.3; b=$(field v2 "$(last_tick)")
 	[ "$a" = "$b" ] || fail "new code still runs after the reversal ($a -> $b)"
 	value_rises v1 2 || fail "old code does not run after the reversal"
@@ -261,10 +262,12 @@ case_consistency_blocked() {
 	kill -0 "$apid" 2>/dev/null || fail "second apply finished with the thread still blocked"
 	echo x >"$WORK/fifo"
 	wait "$apid" || fail "apply after release failed: $(cat "$WORK/out")"
+	wait_line '^v1=' 2 "$(lines)"  # a line printed after the operation ended
 	a=$(field v1 "$(last_tick)"); sleep 0.3; b=$(field v1 "$(last_tick)")
 	[ "$a" = "$b" ] || fail "old code still runs after completion ($a -> $b)"
 	ulpctl revert -p "$VPID" consistency || fail "revert failed"
 	value_rises v1 2 || fail "old code does not run after revert"
+	wait_line '^v1=' 2 "$(lines)"  # a line printed after the operation ended
 	a=$(field v2 "$(last_tick)"); sleep 0.3; b=$(field v2 "$(last_tick)")
 	[ "$a" = "$b" ] || fail "new code still runs after revert"
 	no_mix
@@ -415,6 +418,7 @@ case_takeover() {
 	echo x >"$WORK/fifo"
 	wait "$rpid" || fail "revert after the driver died failed"
 	local a b
+	wait_line '^v1=' 2 "$(lines)"  # a line printed after the operation ended
 	a=$(field v2 "$(last_tick)"); sleep 0.3; b=$(field v2 "$(last_tick)")
 	[ "$a" = "$b" ] || fail "new code still runs after the reversal"
 	value_rises v1 2 || fail "old code does not run"
