@@ -70,9 +70,17 @@ rises() {
 	return 1
 }
 
-# steady KEY: KEY does not change over 0.3 s of victim lines
+# fresh: waits for a victim line printed from now on
+fresh() {
+	local n
+	n=$(wc -l <"$LOG")
+	wait_for 2 eval '[ "$(wc -l <"$LOG")" -gt '"$n"' ]'
+}
+
+# steady KEY: KEY does not change over 0.3 s of victim lines printed from now on
 steady() {
 	local a b
+	fresh
 	a=$(now "$1"); sleep 0.3; b=$(now "$1")
 	[ "$a" = "$b" ]
 }
@@ -85,7 +93,7 @@ shows() {
 }
 
 no_mix() {
-	sleep 0.05
+	fresh
 	[ "$(now mixed)" = 0 ] || fail "mixed calls: $(now mixed)"
 }
 
@@ -244,7 +252,7 @@ case_fork() {
 	rises v1 2 last_child || rises v2 2 last_child || fail "child stopped calling outer"
 	release
 	wait "$apid" || fail "apply failed: $(cat "$WORK/out")"
-	sleep 0.3
+	rises v1 2 last_child || rises v2 2 last_child || fail "child stopped calling outer"
 	[ "$(field mixed "$(last_child)")" = 0 ] || fail "child mixed: $(last_child)"
 	ulpctl revert -p "$child" tr || fail "revert in the child failed"
 	rises v1 2 last_child || fail "child does not run the old code after its revert"
