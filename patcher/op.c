@@ -283,6 +283,13 @@ static bool target_replaced(UlpOp *op) {
         return r == 0 || (r > 0 && addr != op->c.addr) || r == -ENOENT || r == -ESRCH;
 }
 
+static int op_replaced(UlpOp *op) {
+        op->done = true;
+        op_report_figures(op);
+        return op_fail(op, -ESTALE, "process %d executed a new program or exited during the transition: "
+                       "the patched image is gone, nothing left to do", op->t->pid);
+}
+
 /* A reverted patch whose post-unpatch callback had to run from its code: unmapped now,
  * unless some thread was forced (then its code stays, as transition.c's finish()). */
 static void unmap_after_callback(UlpOp *op, ControlPatch *p) {
@@ -400,15 +407,14 @@ int ulp_op_step(UlpOp *op, unsigned *ret_next_ms) {
 
         if (op->done)
                 return op->reversing ? -ETIMEDOUT : 1;
-        if (target_replaced(op)) {
-                op->done = true;
-                op_report_figures(op);
-                return op_fail(op, -ESTALE, "process %d executed a new program or exited during the transition: "
-                               "the patched image is gone, nothing left to do", op->t->pid);
-        }
+        if (target_replaced(op))
+                return op_replaced(op);
         /* A post-unpatch callback runs from the patch's code after completion. */
         op->tr.keep_code = op->tr.target_state == THREAD_UNPATCHED && op->c.img->patches[op->patch].callbacks[3];
         r = transition_try_complete(&op->tr);
+        /* An exec in the middle of the pass shows as memory that is gone. */
+        if (r < 0 && r != -ESRCH && target_replaced(op))
+                return op_replaced(op);
         if (r == -ESRCH) {
                 op->done = true;
                 return op_fail(op, r, "process %d exited during the transition", op->t->pid);

@@ -381,25 +381,11 @@ static int check_and_switch(Transition *tr, PendingThread *p, Thread *th) {
 }
 
 /* klp_try_switch_task for one pending thread: 1 switched or gone, 0 not now. */
-static int try_switch_thread(Transition *tr, PendingThread *p) {
-        Thread *th = target_find_thread(tr->t, p->tid);
+/* klp_try_switch_task, once th (pending entry p) is stopped: check, switch, resume.
+ * 1 switched, 0 not now, -errno. */
+static int switch_stopped_thread(Transition *tr, PendingThread *p, Thread *th) {
         int r, k;
 
-        if (!th || th->gone) {
-                tr->gone++;
-                return 1;
-        }
-        r = target_stop_thread(tr->t, th);
-        if (r == -ESRCH) {
-                tr->gone++;
-                return 1;
-        }
-        if (r < 0) {
-                /* Not stopped in time (a loaded machine): it stays seized with the
-                 * interrupt pending and is collected by the next stop; not switched. */
-                snprintf(p->blocker, sizeof(p->blocker), "cannot stop: %s", strerror(-r));
-                return 0;
-        }
         r = p->trap_code ? trapped_thread(tr, p, th) : -1;
         if (r == -1)
                 r = check_and_switch(tr, p, th);
@@ -411,23 +397,112 @@ static int try_switch_thread(Transition *tr, PendingThread *p) {
         return r;
 }
 
+#define PASS_WINDOW 4
+
+typedef struct InFlight {
+        Thread *th[PASS_WINDOW];
+        size_t idx[PASS_WINDOW]; /* its entry in tr->pending */
+        size_t n;
+} InFlight;
+
+static void inflight_drop(InFlight *f, size_t k) {
+        f->n--;
+        f->th[k] = f->th[f->n];
+        f->idx[k] = f->idx[f->n];
+}
+
+/* Asks the next pending threads to stop until PASS_WINDOW are in flight. done[i] is set
+ * for entries settled without a stop (the thread is gone). */
+static void pass_fill(Transition *tr, InFlight *f, size_t *next, bool *done) {
+        while (f->n < PASS_WINDOW && *next < tr->n_pending) {
+                PendingThread *p = &tr->pending[*next];
+                Thread *th = target_find_thread(tr->t, p->tid);
+                int r = th && !th->gone ? target_request_stop(tr->t, th) : -ESRCH;
+                if (r == -ESRCH) {
+                        tr->gone++;
+                        done[*next] = true;
+                } else if (r < 0)
+                        snprintf(p->blocker, sizeof(p->blocker), "cannot stop: %s", strerror(-r));
+                else {
+                        f->th[f->n] = th;
+                        f->idx[f->n++] = *next;
+                }
+                (*next)++;
+        }
+}
+
+/*
+ * One pass of klp_try_complete_transition over the pending threads, pipelined: up to
+ * PASS_WINDOW stop requests are in flight, and each thread is checked and resumed as
+ * soon as its own stop arrives. On a busy machine a thread needs the scheduler to run
+ * it into the stop; those waits now overlap instead of adding up, while every thread
+ * is still held only for its own check.
+ */
+static int pass(Transition *tr, bool *done) {
+        InFlight f = { .n = 0 };
+        size_t next = 0;
+        int r = 0;
+
+        for (;;) {
+                Thread *th = NULL;
+                pass_fill(tr, &f, &next, done);
+                if (f.n == 0)
+                        return 0;
+                r = target_wait_any(tr->t, f.th, f.n, TARGET_STOP_TIMEOUT_MS, &th);
+                if (r == -ETIMEDOUT) {
+                        /* A loaded machine: they stay seized with the interrupt pending
+                         * and are collected by the next stop; not switched this pass. */
+                        for (size_t k = 0; k < f.n; k++)
+                                snprintf(tr->pending[f.idx[k]].blocker, sizeof(tr->pending[0].blocker),
+                                         "cannot stop: %s", strerror(ETIMEDOUT));
+                        f.n = 0;
+                        continue;
+                }
+                for (size_t k = 0; k < f.n;)
+                        if (f.th[k]->gone) {
+                                tr->gone++;
+                                done[f.idx[k]] = true;
+                                inflight_drop(&f, k);
+                        } else
+                                k++;
+                if (r == -ESRCH)
+                        continue;
+                if (r < 0)
+                        return r;
+                for (size_t k = 0; k < f.n; k++)
+                        if (f.th[k] == th) {
+                                size_t i = f.idx[k];
+                                inflight_drop(&f, k);
+                                r = switch_stopped_thread(tr, &tr->pending[i], th);
+                                if (r < 0)
+                                        return r;
+                                done[i] = r == 1;
+                                break;
+                        }
+        }
+}
+
 static int global_try(Transition *tr);
 
 int transition_try_complete(Transition *tr) {
         size_t kept = 0;
+        bool *done;
         int r;
 
         if (tr->global)
                 return global_try(tr);
         tr->passes++;
         tr->gone = 0;
-        for (size_t i = 0; i < tr->n_pending; i++) {
-                r = try_switch_thread(tr, &tr->pending[i]);
-                if (r < 0)
-                        return r;
-                if (r == 0)
+        done = calloc(tr->n_pending ? tr->n_pending : 1, sizeof(bool));
+        if (!done)
+                return -ENOMEM;
+        r = pass(tr, done);
+        for (size_t i = 0; i < tr->n_pending; i++)
+                if (!done[i])
                         tr->pending[kept++] = tr->pending[i];
-        }
+        free(done);
+        if (r < 0)
+                return r;
         tr->n_pending = kept;
         if (kept == 0)
                 return transition_complete(tr);
