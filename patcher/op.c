@@ -263,7 +263,7 @@ static void report_stragglers(UlpOp *op) {
  * processes (ulp_status); an empty list once the transition is over. Best effort: the
  * list is informational, a failed write does not fail the operation. */
 static void publish_stragglers(UlpOp *op, bool over) {
-        ControlStraggler v[CONTROL_MAX_STRAGGLERS];
+        ControlStraggler v[CONTROL_MAX_STRAGGLERS] = {};
         size_t n = 0;
 
         for (size_t i = 0; !over && i < op->tr.n_pending && n < ELEMENTSOF(v); i++, n++) {

@@ -154,7 +154,7 @@ static void say(char *why, size_t whylen, const char *fmt, ...) {
  * at copy offset end. */
 static bool verify_insn(csh h, const Relocation *r, uint64_t copy, const cs_insn *o,
                         cs_insn *c, size_t end, char *why, size_t whylen) {
-        uint64_t to, tc, ao, ac;
+        uint64_t to = 0, tc = 0, ao = 0, ac = 0;
         size_t coff = c->address - copy;
 
         if (o->id != c->id)
