@@ -376,7 +376,8 @@ static int cancel(UlpOp *op, int cb_ret) {
         return op_fail(op, -ECANCELED, "the patch's pre-patch callback refused (returned %d): nothing changed", cb_ret);
 }
 
-int op_prepare_apply(UlpOp *op, int patch_fd, const char *name_hint, bool dry_run, PatchMeta **ret_meta) {
+/* The patch's metadata, with the operator's message for each way it can be unusable. */
+static int read_meta(UlpOp *op, int patch_fd, const char *name_hint, PatchMeta **ret_meta) {
         char err[256] = "";
         PatchMeta *meta = NULL;
         int r = patchmeta_read(patch_fd, name_hint, &meta, err, sizeof(err));
@@ -389,8 +390,21 @@ int op_prepare_apply(UlpOp *op, int patch_fd, const char *name_hint, bool dry_ru
                 return op_fail(op, r, "bad patch %s: %s", name_hint ? name_hint : "", err[0] ? err : strerror(-r));
         snprintf(op->report->patch_name, sizeof(op->report->patch_name), "%s", meta->name);
         *ret_meta = meta;
-        (void)dry_run;
         return 0;
+}
+
+/* What apply and check share: the patch's metadata, the target, and every refusal,
+ * before anything is written. *ret_meta and *ret_res are the caller's to free. */
+static int open_and_validate(UlpOp *op, pid_t pid, int patch_fd, const char *name_hint,
+                             PatchMeta **ret_meta, Resolved **ret_res) {
+        int r = read_meta(op, patch_fd, name_hint, ret_meta);
+        if (r >= 0)
+                r = op_open_target(op, pid);
+        if (r >= 0 && !(*ret_res = calloc((*ret_meta)->n_funcs, sizeof(Resolved))))
+                r = -ENOMEM;
+        if (r >= 0)
+                r = validate(op, *ret_meta, patch_fd, *ret_res);
+        return r;
 }
 
 int ulp_op_apply(pid_t pid, int patch_fd, const char *name_hint, const UlpOptions *o, UlpOp **ret,
@@ -403,13 +417,7 @@ int ulp_op_apply(pid_t pid, int patch_fd, const char *name_hint, const UlpOption
 
         if (!op)
                 return -ENOMEM;
-        r = op_prepare_apply(op, patch_fd, name_hint, false, &meta);
-        if (r >= 0)
-                r = op_open_target(op, pid);
-        if (r >= 0 && !(res = calloc(meta->n_funcs, sizeof(*res))))
-                r = -ENOMEM;
-        if (r >= 0)
-                r = validate(op, meta, patch_fd, res);
+        r = open_and_validate(op, pid, patch_fd, name_hint, &meta, &res);
         if (r >= 0)
                 r = op_borrow(op, &th);
         if (r >= 0) {
@@ -480,13 +488,7 @@ int ulp_check(pid_t pid, int patch_fd, const char *name_hint, UlpReport *report)
 
         if (!op)
                 return -ENOMEM;
-        r = op_prepare_apply(op, patch_fd, name_hint, true, &meta);
-        if (r >= 0)
-                r = op_open_target(op, pid);
-        if (r >= 0 && !(res = calloc(meta->n_funcs, sizeof(*res))))
-                r = -ENOMEM;
-        if (r >= 0)
-                r = validate(op, meta, patch_fd, res);
+        r = open_and_validate(op, pid, patch_fd, name_hint, &meta, &res);
         if (r >= 0)
                 r = op_unwinder(op);
         tr = (Transition) { .t = op->t, .c = &op->c, .u = op->u, .res = &op->res };

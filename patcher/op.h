@@ -102,5 +102,3 @@ int op_write_copy(UlpOp *op, Thread *th, Resolved *rs, ControlFunc *f);
 int op_fill_func_record(UlpOp *op, Thread *th, ControlFunc *f, unsigned idx, const PatchFunc *pf, Resolved *rs,
                         SymTab *patch_st, uint64_t bias);
 
-int op_prepare_apply(UlpOp *op, int patch_fd, const char *name_hint, bool dry_run,
-                     PatchMeta **ret_meta);
