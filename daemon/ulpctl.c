@@ -464,7 +464,7 @@ static int verb_revert(const Args *a) {
 
 static void usage(FILE *f) {
         fputs("usage: ulpctl [--direct] apply  (-p PID)... | --all  PATCH.so [--timeout S] [--force] [--global]\n"
-              "                                  [--no-wait] [--persist] [--json]\n"
+              "                                  [--return-trap] [--no-wait] [--persist] [--json]\n"
               "       ulpctl [--direct] revert (-p PID)... | --all  NAME|PATCH.so [--timeout S] [--force] [--json]\n"
               "       ulpctl [--direct] status [-p PID] [--json]\n"
               "       ulpctl [--direct] check  -p PID PATCH.so [--json]\n"
