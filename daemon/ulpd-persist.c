@@ -139,11 +139,14 @@ static int wish_objects_from_meta(const PatchMeta *pm, WishObject **ret, size_t 
         return 0;
 }
 
-/* 1 when every object is loaded in pid with the pinned build-id, 0 when not (yet),
- * -ESTALE when a pinned object is loaded with another build-id (it never will fit),
- * -ESRCH when the process is gone or unreadable. */
+/* 1 when the patch fits pid: at least one of its objects is loaded, every loaded one
+ * with the pinned build-id (the others become pending objects of the patch, patched
+ * when pid loads them, as the kernel does for modules: ulpd-pending.c); 0 when none is
+ * loaded (yet); -ESTALE when a pinned object is loaded with another build-id (it never
+ * will fit); -ESRCH when the process is gone or unreadable. */
 static int objects_match(pid_t pid, const WishObject *objs, size_t n) {
         _cleanup_(modulelist_done) ModuleList l = {};
+        bool any = false;
         int r;
 
         r = modules_read(pid, &l);
@@ -153,15 +156,19 @@ static int objects_match(pid_t pid, const WishObject *objs, size_t n) {
                 const Module *mod = modules_find_object(&l, objs[i].object);
                 char hex[2 * BUILD_ID_MAX + 1];
 
-                if (!mod)
-                        return objs[i].object[0] ? 0 : -ESTALE;
+                if (!mod) {
+                        if (!objs[i].object[0])
+                                return -ESTALE;
+                        continue;
+                }
+                any = true;
                 if (!objs[i].build_id)
                         continue;
                 build_id_to_hex(mod->build_id, mod->build_id_len, hex);
                 if (strcmp(hex, objs[i].build_id) != 0)
                         return -ESTALE;
         }
-        return 1;
+        return any ? 1 : 0;
 }
 
 /* Calls fn for every process but ulpd and kernel threads. */

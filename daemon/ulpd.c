@@ -297,11 +297,15 @@ static void job_log_result(Job *j, int r) {
 
 static void job_finish(Job *j, int r) {
         Request *q = j->req;
+        Manager *m = j->m;
+        pid_t pid = j->pid;
 
         job_log_result(j, r);
         job_store_result(j, r);
         j->req = NULL;
         job_free(j);
+        if (r >= 0)
+                pending_learn(m, pid);  /* objects the patch names that pid has not loaded */
         if (q && --q->running == 0)
                 request_complete(q);
 }
@@ -1243,6 +1247,7 @@ static void manager_free(Manager *m) {
         while (m->connections)
                 connection_free(m->connections);
         persist_done(m);
+        pending_done(m);
         sd_event_source_disable_unref(m->listen_source);
         if (m->listen_fd >= 0) {
                 close(m->listen_fd);
@@ -1370,6 +1375,7 @@ int main(int argc, char **argv) {
 
         if (!m.no_recover)
                 manager_resume_transitions(&m);
+        (void) pending_setup(&m);
         (void) persist_setup(&m);
 
         manager_update_status(&m);

@@ -20,6 +20,7 @@ typedef struct Connection Connection;
 typedef struct Request Request;
 typedef struct Job Job;
 typedef struct Wish Wish;
+typedef struct PendingProc PendingProc;
 
 /* ---- logging (ulpd-log.c) ------------------------------------------------------ */
 
@@ -89,6 +90,17 @@ void persist_process_appeared(Manager *m, pid_t pid);
 
 size_t persist_count(Manager *m);
 
+/* ---- objects loaded later (ulpd-pending.c) -------------------------------------- */
+
+/* Sets up the watch for libraries that processes load after a patch named them, and
+ * learns the processes carrying such pending objects (all of them, or those of
+ * --recover-only; none with --no-recover). Returns 0 or -errno. */
+int pending_setup(Manager *m);
+void pending_done(Manager *m);
+/* Re-reads the pending objects of pid (after an operation on it finished): watches it
+ * while it has some, forgets it otherwise. */
+void pending_learn(Manager *m, pid_t pid);
+
 /* ---- the manager --------------------------------------------------------------- */
 
 struct Manager {
@@ -110,6 +122,11 @@ struct Manager {
         sd_event_source *netlink_source;
         sd_event_source *rescan_source;
         bool exec_events;
+
+        /* processes with objects a patch names that they have not loaded yet */
+        PendingProc *pending;
+        size_t n_pending;
+        sd_event_source *pending_timer;
 
         pid_t self;
         bool no_recover;

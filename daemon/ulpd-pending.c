@@ -1,0 +1,295 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Objects loaded after a patch was applied: the kernel patches a module when it comes
+ * (klp_module_coming from the module notifier); a process has no such event for
+ * dlopen(). So ulpd keeps a short list of the processes it knows to carry pending
+ * objects (learned when one of its own operations finished, and at startup from the
+ * processes carrying ulp state) and, only while that list is not empty, looks at them
+ * once a second: their /proc/PID/maps is read and searched for the pending objects'
+ * names; only when one shows up (or the set of mapped files changed, for an object
+ * known by a DT_SONAME unlike its file name) ulp_apply_pending() patches it. Never a
+ * scan of all of /proc.
+ *
+ * ulp_apply_pending() stops the target for a moment, like the code write of an apply;
+ * it runs in the loop, which is single-threaded, so it cannot overlap a transition of
+ * ulpd in the same target, and a target with a Job running is skipped until it is done.
+ */
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <syslog.h>
+
+#include "common/macro.h"
+#include "daemon/ulpd.h"
+#include "elf/maps.h"
+#include "elf/module.h"
+
+#define PENDING_WATCH_USEC (1000ULL * 1000ULL)
+#define PENDING_OBJECTS_MAX 16
+#define PENDING_BUSY_WARN 10   /* consecutive -EBUSY before it is worth a warning */
+
+struct PendingProc {
+        PendingProc *next;
+        pid_t pid;
+        char objects[PENDING_OBJECTS_MAX][64];   /* what status lists as pending */
+        char patches[PENDING_OBJECTS_MAX][128];  /* the patch each one belongs to */
+        size_t n_objects;
+        uint64_t maps_hash;      /* of the mapped file names at the last look */
+        bool hashed;
+        unsigned busy;           /* consecutive tries that found threads in the way */
+};
+
+static PendingProc *pending_find(Manager *m, pid_t pid) {
+        for (PendingProc *p = m->pending; p; p = p->next)
+                if (p->pid == pid)
+                        return p;
+        return NULL;
+}
+
+static void pending_drop(Manager *m, pid_t pid) {
+        for (PendingProc **pp = &m->pending; *pp; pp = &(*pp)->next)
+                if ((*pp)->pid == pid) {
+                        PendingProc *p = *pp;
+                        *pp = p->next;
+                        free(p);
+                        m->n_pending--;
+                        return;
+                }
+}
+
+/* Arms the watch timer when some process has pending objects and it is not armed. */
+static void pending_arm(Manager *m) {
+        int enabled = SD_EVENT_OFF;
+
+        if (!m->pending || !m->pending_timer)
+                return;
+        (void) sd_event_source_get_enabled(m->pending_timer, &enabled);
+        if (enabled != SD_EVENT_OFF)
+                return;
+        (void) sd_event_source_set_time_relative(m->pending_timer, PENDING_WATCH_USEC);
+        (void) sd_event_source_set_enabled(m->pending_timer, SD_EVENT_ONESHOT);
+}
+
+/* Reads pid's pending objects from its control block into p. Returns how many, or
+ * -errno (-ENOENT: pid carries no ulp state, -ESRCH: gone). */
+static int pending_read(pid_t pid, PendingProc *p) {
+        UlpProcessStatus s = {};
+        UlpReport rep = {};
+        int r;
+
+        r = ulp_status(pid, &s, &rep);
+        ulp_report_done(&rep);
+        if (r < 0)
+                return r;
+        p->n_objects = 0;
+        for (size_t i = 0; i < s.n_patches; i++) {
+                const UlpPatchStatus *ps = &s.patches[i];
+                if (strcmp(ps->state ?: "", "unpatched") == 0)
+                        continue;
+                for (size_t k = 0; k < ps->n_pending_objects && p->n_objects < PENDING_OBJECTS_MAX; k++) {
+                        snprintf(p->objects[p->n_objects], sizeof(p->objects[0]), "%s", ps->pending_objects[k]);
+                        snprintf(p->patches[p->n_objects], sizeof(p->patches[0]), "%s", ps->name);
+                        p->n_objects++;
+                }
+        }
+        ulp_status_done(&s);
+        return (int) p->n_objects;
+}
+
+void pending_learn(Manager *m, pid_t pid) {
+        PendingProc *p = pending_find(m, pid), tmp = {};
+        int r;
+
+        if (pid == m->self)
+                return;
+        r = pending_read(pid, &tmp);
+        if (r <= 0) {
+                if (p)
+                        pending_drop(m, pid);
+                return;
+        }
+        if (!p) {
+                p = calloc(1, sizeof(*p));
+                if (!p)
+                        return;
+                p->pid = pid;
+                p->next = m->pending;
+                m->pending = p;
+                m->n_pending++;
+                for (int i = 0; i < r; i++)
+                        log_full(LOG_INFO, pid, tmp.patches[i], NULL,
+                                 "pid %d: %s of patch %s is not loaded yet; it is patched when the process loads it",
+                                 (int) pid, tmp.objects[i], tmp.patches[i]);
+        }
+        memcpy(p->objects, tmp.objects, sizeof(p->objects));
+        memcpy(p->patches, tmp.patches, sizeof(p->patches));
+        p->n_objects = tmp.n_objects;
+        pending_arm(m);
+}
+
+/* Does the file name base designate object? The name itself, or a versioned file of
+ * it ("libfoo.so.1" for "libfoo.so", "libfoo.so.1.2.3" for "libfoo.so.1"). */
+static bool basename_matches(const char *base, const char *object) {
+        size_t l = strlen(object);
+
+        return strncmp(base, object, l) == 0 && (base[l] == 0 || base[l] == '.');
+}
+
+/* The cheap look: 1 when a pending object of p is mapped in p->pid by file name, or
+ * the set of mapped files changed since the last look and one of them turns out to be
+ * a pending object by its DT_SONAME; 0 when none is; -errno (-ESRCH: gone). */
+static int pending_look(PendingProc *p) {
+        _cleanup_(modulelist_done) ModuleList mods = {};
+        MapList l = {};
+        uint64_t h = 1469598103934665603ULL;   /* FNV-1a over the mapped file names */
+        bool found = false, first;
+        int r;
+
+        r = maps_read(p->pid, &l);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < l.n; i++) {
+                const MapEntry *e = &l.v[i];
+                const char *slash, *base;
+
+                if (!e->path || e->path[0] != '/' || !(e->prot & PROT_EXEC))
+                        continue;
+                for (const char *s = e->path; *s; s++)
+                        h = (h ^ (unsigned char) *s) * 1099511628211ULL;
+                h = (h ^ e->start) * 1099511628211ULL;
+                slash = strrchr(e->path, '/');
+                base = slash ? slash + 1 : e->path;
+                for (size_t k = 0; k < p->n_objects && !found; k++)
+                        found = p->objects[k][0] && basename_matches(base, p->objects[k]);
+        }
+        maplist_done(&l);
+        first = !p->hashed;
+        if (found || (!first && h == p->maps_hash))
+                return found;
+        p->maps_hash = h;
+        p->hashed = true;
+        /* First look, or something was loaded or unloaded: an object may be known by its
+         * DT_SONAME only. */
+        r = modules_read(p->pid, &mods);
+        if (r < 0)
+                return r == -ENOMEM ? 0 : r;
+        for (size_t k = 0; k < p->n_objects; k++)
+                if (p->objects[k][0] && modules_find_object(&mods, p->objects[k]))
+                        return 1;
+        return 0;
+}
+
+/* Patches what p's process has loaded of its pending objects, and logs it. Returns
+ * false when the process is to be forgotten (gone, nothing pending any more, or an
+ * error that trying again will not cure). */
+static bool pending_try(Manager *m, PendingProc *p) {
+        PendingProc after = {};
+        UlpReport rep = {};
+        const char *patch;
+        int r, left;
+
+        r = pending_look(p);
+        if (r == 0)
+                return true;
+        if (r < 0) {
+                if (r != -ESRCH && r != -ENOENT)
+                        log_full(LOG_DEBUG, p->pid, NULL, NULL, "pid %d: cannot read its mappings: %s",
+                                 (int) p->pid, strerror(-r));
+                return false;   /* gone, or no longer ours to read */
+        }
+
+        r = ulp_apply_pending(p->pid, &rep);
+        patch = rep.patch_name[0] ? rep.patch_name : p->patches[0];
+        if (r == -EBUSY) {
+                /* threads in the old code, or a transition another tool drives: later */
+                p->busy++;
+                log_full(p->busy == PENDING_BUSY_WARN ? LOG_WARNING : LOG_DEBUG, p->pid, patch, NULL,
+                         "pid %d: cannot patch the objects it loaded yet: %s", (int) p->pid,
+                         rep.message[0] ? rep.message : strerror(-r));
+                ulp_report_done(&rep);
+                return true;
+        }
+        p->busy = 0;
+        if (r < 0) {
+                if (r != -ENOENT && r != -ESRCH)
+                        log_full(LOG_WARNING, p->pid, patch, NULL,
+                                 "pid %d: patching the objects it loaded after patch %s failed: %s",
+                                 (int) p->pid, patch, rep.message[0] ? rep.message : strerror(-r));
+                ulp_report_done(&rep);
+                return false;
+        }
+        ulp_report_done(&rep);
+        if (r == 0)
+                return true;    /* a name matched, but not the object the patch means */
+
+        left = pending_read(p->pid, &after);
+        for (size_t k = 0; k < p->n_objects; k++) {
+                bool still = false;
+                for (size_t i = 0; left > 0 && i < after.n_objects; i++)
+                        still = still || (strcmp(after.objects[i], p->objects[k]) == 0 &&
+                                          strcmp(after.patches[i], p->patches[k]) == 0);
+                if (!still)
+                        log_full(LOG_INFO, p->pid, p->patches[k], NULL,
+                                 "pid %d loaded %s: patch %s now covers it too", (int) p->pid,
+                                 p->objects[k], p->patches[k]);
+        }
+        if (left <= 0)
+                return false;
+        memcpy(p->objects, after.objects, sizeof(p->objects));
+        memcpy(p->patches, after.patches, sizeof(p->patches));
+        p->n_objects = after.n_objects;
+        return true;
+}
+
+/* Once a second while some process has pending objects: one cheap look at each. */
+static int pending_on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+        PendingProc *next;
+
+        for (PendingProc *p = m->pending; p; p = next) {
+                next = p->next;
+                if (manager_pid_busy(m, p->pid))
+                        continue;    /* one operation per target at a time: after its Job */
+                if (!pending_try(m, p))
+                        pending_drop(m, p->pid);
+        }
+        pending_arm(m);
+        return 0;
+}
+
+int pending_setup(Manager *m) {
+        _cleanup_free_ pid_t *pids = NULL;
+        size_t n = 0;
+        int r;
+
+        r = sd_event_add_time_relative(m->event, &m->pending_timer, CLOCK_MONOTONIC,
+                                       PENDING_WATCH_USEC, 100 * 1000, pending_on_timer, m);
+        if (r < 0)
+                return log_error_errno(r, "cannot set up the watch for libraries loaded later: %s", strerror(-r));
+        (void) sd_event_source_set_enabled(m->pending_timer, SD_EVENT_OFF);
+        if (m->no_recover)
+                return 0;   /* tests on a shared machine: only what this ulpd applied */
+        r = ulp_list_processes(&pids, &n);
+        if (r < 0) {
+                log_warning("cannot look for patches waiting for libraries: %s", strerror(-r));
+                return 0;
+        }
+        for (size_t i = 0; i < n; i++) {
+                bool wanted = m->n_recover_only == 0;
+
+                for (size_t k = 0; k < m->n_recover_only; k++)
+                        wanted = wanted || m->recover_only[k] == pids[i];
+                if (wanted)
+                        pending_learn(m, pids[i]);
+        }
+        return 0;
+}
+
+void pending_done(Manager *m) {
+        while (m->pending)
+                pending_drop(m, m->pending->pid);
+        m->pending_timer = sd_event_source_disable_unref(m->pending_timer);
+}

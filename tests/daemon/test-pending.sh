@@ -1,0 +1,112 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# Libraries loaded after the patch: ulpd patches a library a process dlopen()s after a
+# patch naming it was applied (status lists it as pending until then), without being
+# asked again. Then the sticky form: a wish recorded with --all --persist reaches a
+# process started later, and the library that process loads later.
+# The transition victim (tests/transition) links libtrbase.so (base_value) and
+# dlopen()s libplugin.so (plugin_value) on SIGHUP; patch-pending.so patches both.
+set -u
+[ "$(id -u)" = 0 ] || { echo "SKIP: needs root"; exit 77; }
+tmp=$(mktemp -d)
+chmod 755 "$tmp"
+pids=()
+cleanup() {
+	kill "${pids[@]}" 2>/dev/null
+	wait 2>/dev/null
+	echo "--- ulpd log"; cat "$tmp/log"
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*"; for f in "$tmp"/v*.log; do echo "--- $f"; tail -n 2 "$f"; done; exit 1; }
+ok() { echo "ok: $*"; }
+
+export ULP_SOCKET=$tmp/ulpd.sock
+export LD_LIBRARY_PATH=$TR_DIR
+PATCH_P=$TR_DIR/patch-pending.so
+
+# wait_for SECONDS CMD...: polls CMD every 50 ms until it succeeds.
+wait_for() {
+	local secs=$1 i; shift
+	for ((i = 0; i < secs * 20; i++)); do
+		"$@" && return 0
+		sleep 0.05
+	done
+	return 1
+}
+# the value of KEY in the victim's last line (log file LOG)
+now() { tail -n 1 "$2" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+shows() { [ "$(now "$1" "$3")" = "$2" ]; }
+# the pending objects of patch "pending" in PID, as a Python list
+pending_of() {
+	"$ULPCTL" status --json -p "$1" | python3 -c '
+import json, sys
+s = json.load(sys.stdin)
+print([o for p in s["processes"] if p["pid"] == int(sys.argv[1])
+         for x in p["patches"] if x["name"] == "pending" for o in x["pending_objects"]])
+' "$1"
+}
+plugin_pending() { [ "$(pending_of "$1")" = "['libplugin.so']" ]; }
+start_victim() {   # start_victim LOG: the pid in VPID
+	"$TR_VICTIM" -n 2 >"$1" 2>&1 &
+	VPID=$!
+	pids+=("$VPID")
+	wait_for 5 grep -q '^v1=' "$1" || fail "victim did not start"
+}
+
+"$ULPD" --no-recover --debug --socket "$ULP_SOCKET" --state-dir "$tmp/state" >"$tmp/log" 2>&1 &
+pids+=($!)
+wait_for 5 test -S "$ULP_SOCKET" || fail "ulpd did not start"
+
+# ---- a library loaded after the apply
+start_victim "$tmp/v1.log"; v1=$VPID
+wait_for 5 shows base 1 "$tmp/v1.log" || fail "victim base is not 1"
+"$ULPCTL" apply -p "$v1" "$PATCH_P" || fail "apply through ulpd"
+wait_for 5 shows base 2 "$tmp/v1.log" || fail "base_value not patched"
+ok "applied: base_value patched at once"
+plugin_pending "$v1" ||
+	fail "status does not list libplugin.so as pending: $("$ULPCTL" status -p "$v1")"
+"$ULPCTL" status -p "$v1" | grep -q 'pending objects: libplugin.so' || fail "status text: $("$ULPCTL" status -p "$v1")"
+ok "status lists libplugin.so as pending"
+sleep 1.5
+plugin_pending "$v1" && shows plugin -1 "$tmp/v1.log" ||
+	fail "something happened before the library was loaded"
+ok "nothing happens while the library is not loaded"
+kill -HUP "$v1"
+t0=$(date +%s%N)
+wait_for 5 shows plugin 200 "$tmp/v1.log" || fail "plugin_value not patched within 5 s of the dlopen: plugin=$(now plugin "$tmp/v1.log")"
+t1=$(date +%s%N)
+ok "the victim sees plugin_value's new version $(( (t1 - t0) / 1000000 )) ms after it loaded the library"
+shows base 2 "$tmp/v1.log" || fail "base_value lost its patch"
+[ "$(pending_of "$v1")" = "[]" ] || fail "still pending: $(pending_of "$v1")"
+ok "status no longer lists it pending"
+grep -q "pid $v1 loaded libplugin.so: patch pending now covers it too" "$tmp/log" || fail "ulpd did not log it"
+ok "ulpd logged it"
+"$ULPCTL" revert -p "$v1" pending || fail "revert"
+wait_for 5 shows plugin 100 "$tmp/v1.log" && shows base 1 "$tmp/v1.log" || fail "revert did not restore both"
+grep -q 'mixed=0 ' "$tmp/v1.log" && ! grep -q 'mixed=[1-9]' "$tmp/v1.log" || fail "mixed calls"
+ok "revert restores both functions; no mixed calls"
+kill "$v1"
+
+# ---- the sticky form: a process started later, which loads the library later still
+[ -n "$(command -v cc)" ] && [ -n "$(command -v readelf)" ] || { echo "SKIP: sticky case needs cc and readelf"; exit 0; }
+bid=$(readelf -n "$TR_DIR/libtrbase.so" | sed -n 's/.*Build ID: *//p')
+[ -n "$bid" ] || { echo "SKIP: sticky case: libtrbase.so has no build-id"; exit 0; }
+# pinned to this build's libtrbase, so that --all touches only this test's processes
+{ cat "$TR_SRC/patch-pending.c"; echo "ULP_BUILD_ID(\"libtrbase.so\", \"$bid\");"; } >"$tmp/pending.c"
+cc -shared -fPIC -O2 -I "$ULP_SOURCE_ROOT/include" "$tmp/pending.c" -o "$tmp/pending.so" || fail "cannot build the pinned patch"
+"$ULPCTL" apply --all --persist "$tmp/pending.so" || fail "apply --all --persist"
+ok "sticky patch recorded"
+grep -q "no exec events" "$tmp/log" && { echo "SKIP: sticky case: no exec events from the process connector"; exit 0; }
+start_victim "$tmp/v2.log"; v2=$VPID
+wait_for 10 shows base 2 "$tmp/v2.log" || fail "the sticky patch did not reach a process started later"
+ok "a process started later got the sticky patch"
+wait_for 5 plugin_pending "$v2" || fail "late process: pending $(pending_of "$v2")"
+kill -HUP "$v2"
+wait_for 5 shows plugin 200 "$tmp/v2.log" || fail "the library the late process loaded was not patched: plugin=$(now plugin "$tmp/v2.log")"
+[ "$(pending_of "$v2")" = "[]" ] || fail "late process: still pending: $(pending_of "$v2")"
+ok "the library the late process loaded later is patched too"
+"$ULPCTL" revert --all --persist pending || fail "revert --all --persist"
+wait_for 5 shows plugin 100 "$tmp/v2.log" && shows base 1 "$tmp/v2.log" || fail "sticky revert"
+ok "revert --all --persist"
+exit 0
