@@ -397,7 +397,13 @@ static int switch_stopped_thread(Transition *tr, PendingThread *p, Thread *th) {
         return r;
 }
 
-#define PASS_WINDOW 4
+/* Stop requests in flight during a pass. Measured on 2 cores, one-function patch: with
+ * 16 busy threads a window of 16 completes in 30 ms against 85 ms for 4, while the time a
+ * thread is held stopped stays the same (median 6-8 us, p99 about 80 us); with 1,024
+ * idle threads the window changes nothing (held p99 20-28 us). A build may override it. */
+#ifndef PASS_WINDOW
+#define PASS_WINDOW 16
+#endif
 
 typedef struct InFlight {
         Thread *th[PASS_WINDOW];
