@@ -3,7 +3,7 @@
 # Idempotent: installs only what is missing; runs apt-get update only then.
 set -euo pipefail
 
-pkgs=(gcc pkg-config meson ninja-build libelf-dev libdw-dev libcapstone-dev
+pkgs=(gcc binutils pkg-config meson ninja-build libelf-dev libdw-dev libcapstone-dev
       libsystemd-dev libjson-c-dev systemd util-linux procps gnuplot-nox python3)
 
 missing=()
