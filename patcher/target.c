@@ -791,6 +791,28 @@ int target_read(Target *t, uint64_t addr, void *buf, size_t len) {
         return mem_pread(t, addr, buf, len);
 }
 
+int target_read_many(Target *t, const uint64_t *addrs, void *bufs, size_t each, size_t n) {
+        enum { BATCH = 512 };
+        struct iovec local[BATCH], remote[BATCH];
+
+        for (size_t i = 0; i < n; i += BATCH) {
+                size_t k = MIN((size_t)BATCH, n - i);
+                for (size_t j = 0; j < k; j++) {
+                        local[j] = (struct iovec) { (char *)bufs + (i + j) * each, each };
+                        remote[j] = (struct iovec) { (void *)(uintptr_t)addrs[i + j], each };
+                }
+                if (process_vm_readv(t->pid, local, k, remote, k, 0) == (ssize_t)(k * each))
+                        continue;
+                /* Partial or refused: one by one, with target_read's fallback. */
+                for (size_t j = 0; j < k; j++) {
+                        int r = target_read(t, addrs[i + j], (char *)bufs + (i + j) * each, each);
+                        if (r < 0)
+                                return r;
+                }
+        }
+        return 0;
+}
+
 int target_write(Target *t, uint64_t addr, const void *buf, size_t len) {
         size_t done = 0;
         while (done < len) {

@@ -109,6 +109,11 @@ void target_thread_name(Target *t, pid_t tid, char buf[static 16]);
 int target_read(Target *t, uint64_t addr, void *buf, size_t len);
 int target_write(Target *t, uint64_t addr, const void *buf, size_t len);
 
+/* Reads n pieces of each bytes, from addrs[i] into bufs + i * each, in as few system
+ * calls as it can (process_vm_readv with many ranges): for work done while every
+ * thread is stopped. */
+int target_read_many(Target *t, const uint64_t *addrs, void *bufs, size_t each, size_t n);
+
 /*
  * Runs a system call in the target on the borrowed thread th, which must be stopped.
  * Its registers, orig_rax (syscall restart), and signal mask are saved and restored:

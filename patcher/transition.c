@@ -83,16 +83,23 @@ static int compute_ranges(Transition *tr) {
         return r;
 }
 
+static int compute_expected(Transition *tr);
+
 int transition_prepare(Transition *tr, Target *t, Control *c, Unwinder *u, SymResolver *res,
                        int patch, int target_state, bool global) {
+        int r;
+
         *tr = (Transition) { .t = t, .c = c, .u = u, .res = res, .patch = patch,
                              .target_state = target_state, .global = global };
-        return compute_ranges(tr);
+        r = compute_ranges(tr);
+        return r < 0 ? r : compute_expected(tr);
 }
 
 void transition_done(Transition *tr) {
         free(tr->ranges);
         free(tr->pending);
+        free(tr->expect);
+        tr->expect = NULL;
         tr->ranges = NULL;
         tr->pending = NULL;
         tr->n_ranges = tr->n_pending = 0;
@@ -217,31 +224,54 @@ static int fill_table(Transition *tr, uint8_t state) {
 }
 
 /*
- * Before the entries change: each must hold what we left there, the original bytes
- * or a jump to the implementation now on top of its stack. Anything else means
- * someone else rewrote the code (another tool, a debugger's breakpoint): refused.
+ * What each entry of the patch must hold before init changes it: what we left there,
+ * the original bytes or a jump to the implementation now on top of its stack. Computed
+ * by prepare, before anything is stopped: only the driver changes the control block.
  */
-static int verify_entries(Transition *tr) {
+static int compute_expected(Transition *tr) {
         unsigned n;
         const ControlFunc *f = patch_funcs(tr->c, tr->patch, &n);
 
+        free(tr->expect);
+        tr->expect = calloc(n ? n : 1, sizeof(EntryBytes));
+        if (!tr->expect)
+                return -ENOMEM;
         for (unsigned i = 0; i < n; i++) {
-                uint8_t cur[16], want[16];
+                EntryBytes *e = &tr->expect[i];
                 uint64_t at = f[i].old_addr + f[i].entry_off;
                 uint64_t dest = entry_dest_now(tr->c, &f[i], tr->target_state == THREAD_PATCHED ? tr->patch : -1);
-                size_t len = dest ? JMP_REL32_SIZE : f[i].displaced_len;
-                int r = target_read(tr->t, at, cur, len);
-                if (r < 0)
-                        return r;
                 if (dest) {
-                        r = encode_jmp_rel32(want, at, dest);
+                        int r = encode_jmp_rel32(e->b, at, dest);
                         if (r < 0)
                                 return r;
-                } else
-                        memcpy(want, f[i].orig_bytes, len);
-                if (memcmp(cur, want, len) != 0)
-                        return -EBUSY;
+                        e->len = JMP_REL32_SIZE;
+                } else {
+                        e->len = f[i].displaced_len;
+                        memcpy(e->b, f[i].orig_bytes, e->len);
+                }
         }
+        return 0;
+}
+
+/* Inside the stop: anything but the expected bytes means someone else rewrote the
+ * code (another tool, a debugger's breakpoint): refused. One batch of reads. */
+static int verify_entries(Transition *tr) {
+        unsigned n;
+        const ControlFunc *f = patch_funcs(tr->c, tr->patch, &n);
+        _cleanup_free_ uint64_t *addrs = calloc(n ? n : 1, sizeof(uint64_t));
+        _cleanup_free_ EntryBytes *cur = calloc(n ? n : 1, sizeof(EntryBytes));
+        int r;
+
+        if (!addrs || !cur)
+                return -ENOMEM;
+        for (unsigned i = 0; i < n; i++)
+                addrs[i] = f[i].old_addr + f[i].entry_off;
+        r = target_read_many(tr->t, addrs, cur, sizeof(EntryBytes), n);
+        if (r < 0)
+                return r;
+        for (unsigned i = 0; i < n; i++)
+                if (memcmp(cur[i].b, tr->expect[i].b, tr->expect[i].len) != 0)
+                        return -EBUSY;
         return 0;
 }
 

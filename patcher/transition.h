@@ -35,6 +35,11 @@ typedef struct CodeRange {
         uint64_t lo, hi;
 } CodeRange;
 
+typedef struct EntryBytes {
+        uint8_t b[16];
+        uint8_t len;
+} EntryBytes;
+
 typedef struct PendingThread {
         pid_t tid;
         int slot;                /* in the thread table, -1 when not in it */
@@ -60,6 +65,8 @@ typedef struct Transition {
         bool global;             /* stop all, check all, switch all or none */
         bool return_trap;        /* catch stragglers on their way out (transition-trap.c) */
         CodeRange *ranges;       /* code that must not be on a stack to switch */
+        EntryBytes *expect;      /* per record of the patch: what its entry holds before
+                                  * init (computed by prepare, outside the stop) */
         size_t n_ranges;
         PendingThread *pending;
         size_t n_pending;
