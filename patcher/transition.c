@@ -84,6 +84,7 @@ static int compute_ranges(Transition *tr) {
 }
 
 static int compute_expected(Transition *tr);
+static int compute_no_go(Transition *tr);
 
 int transition_prepare(Transition *tr, Target *t, Control *c, Unwinder *u, SymResolver *res,
                        int patch, int target_state, bool global) {
@@ -92,6 +93,8 @@ int transition_prepare(Transition *tr, Target *t, Control *c, Unwinder *u, SymRe
         *tr = (Transition) { .t = t, .c = c, .u = u, .res = res, .patch = patch,
                              .target_state = target_state, .global = global };
         r = compute_ranges(tr);
+        if (r >= 0)
+                r = compute_no_go(tr);
         return r < 0 ? r : compute_expected(tr);
 }
 
@@ -99,7 +102,9 @@ void transition_done(Transition *tr) {
         free(tr->ranges);
         free(tr->pending);
         free(tr->expect);
+        free(tr->no_go);
         tr->expect = NULL;
+        tr->no_go = NULL;
         tr->ranges = NULL;
         tr->pending = NULL;
         tr->n_ranges = tr->n_pending = 0;
@@ -141,26 +146,52 @@ static uint64_t entry_dest_now(const Control *c, const ControlFunc *f, int exclu
         return c->img->funcs[top].new_addr;
 }
 
-/*
- * Pitfall 1, and the table: a thread whose PC is strictly inside entry bytes about to be
- * overwritten (only while they still hold the original instructions: a jump is one
- * instruction), or inside a dispatch stub, which reads the table init rewrites. Threads
- * in relocated copies are fine: those are never changed or freed.
- */
-static bool thread_in_the_way(const Transition *tr, const Thread *th) {
-        const ControlImage *img = tr->c->img;
-        uint64_t pc = th->regs.rip;
+static int range_cmp(const void *a, const void *b) {
+        const CodeRange *x = a, *y = b;
+        return x->lo < y->lo ? -1 : x->lo > y->lo;
+}
 
+/*
+ * Pitfall 1, and the table: where no thread's PC may be when the entries or the table
+ * change. Strictly inside entry bytes about to be overwritten (only while they still
+ * hold the original instructions: a jump is one instruction), or inside a dispatch stub,
+ * which reads the table init rewrites. Threads in relocated copies are fine: those are
+ * never changed or freed. Sorted, for a binary search per thread inside the stop.
+ */
+static int compute_no_go(Transition *tr) {
+        const ControlImage *img = tr->c->img;
+        size_t n = 0;
+
+        free(tr->no_go);
+        tr->no_go = calloc(2 * (size_t)img->hdr.n_funcs + 1, sizeof(CodeRange));
+        if (!tr->no_go)
+                return -ENOMEM;
         for (unsigned i = 0; i < img->hdr.n_funcs; i++) {
                 const ControlFunc *f = &img->funcs[i];
                 uint64_t s = f->old_addr + f->entry_off;
-                if (f->stub_addr && pc >= f->stub_addr && pc < f->stub_addr + STUB_MAX_SIZE)
-                        return true;
-                if ((int)f->patch == tr->patch && pc > s && pc < s + f->displaced_len &&
-                    entry_dest_now(tr->c, f, tr->patch) == 0)
-                        return true;
+                if (f->stub_addr)
+                        tr->no_go[n++] = (CodeRange) { f->stub_addr, f->stub_addr + STUB_MAX_SIZE };
+                if ((int)f->patch == tr->patch && f->displaced_len > 1 && entry_dest_now(tr->c, f, tr->patch) == 0)
+                        tr->no_go[n++] = (CodeRange) { s + 1, s + f->displaced_len };
         }
-        return false;
+        qsort(tr->no_go, n, sizeof(CodeRange), range_cmp);
+        tr->n_no_go = n;
+        return 0;
+}
+
+static bool thread_in_the_way(const Transition *tr, const Thread *th) {
+        uint64_t pc = th->regs.rip;
+        size_t lo = 0, hi = tr->n_no_go;
+
+        /* The last range starting at or below pc; the ranges do not overlap. */
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                if (tr->no_go[mid].lo <= pc)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        return lo > 0 && pc < tr->no_go[lo - 1].hi;
 }
 
 static bool any_thread_in_the_way(const Transition *tr) {

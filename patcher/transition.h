@@ -65,6 +65,9 @@ typedef struct Transition {
         bool global;             /* stop all, check all, switch all or none */
         bool return_trap;        /* catch stragglers on their way out (transition-trap.c) */
         CodeRange *ranges;       /* code that must not be on a stack to switch */
+        CodeRange *no_go;        /* sorted: where no PC may be when init or a global
+                                  * switch rewrites code or the table (prepare) */
+        size_t n_no_go;
         EntryBytes *expect;      /* per record of the patch: what its entry holds before
                                   * init (computed by prepare, outside the stop) */
         size_t n_ranges;
