@@ -96,6 +96,8 @@ struct Job {
                 (x)->next = (x)->prev = NULL;           \
         } while (0)
 
+#define JOB_TIMER_ACCURACY_USEC 1000
+
 static const char *job_kind_verb(JobKind k) {
         return k == JOB_APPLY ? "apply" : k == JOB_REVERT ? "revert" : "resume";
 }
@@ -382,7 +384,10 @@ static int job_launch(Job *j) {
 
         if (j->report.patch_name[0])
                 snprintf(j->name, sizeof(j->name), "%s", j->report.patch_name);
-        r = sd_event_add_time_relative(m->event, &j->timer, CLOCK_MONOTONIC, 0, 0, job_on_timer, j);
+        /* Accuracy 1 ms: 0 would mean sd-event's default of 250 ms, and the engine's
+         * retries "soon, while threads are switching" would come a quarter second late. */
+        r = sd_event_add_time_relative(m->event, &j->timer, CLOCK_MONOTONIC, 0, JOB_TIMER_ACCURACY_USEC,
+                                       job_on_timer, j);
         if (r < 0) {
                 ulp_op_free(j->op);
                 ulp_report_done(&j->report);
