@@ -20,6 +20,12 @@
  * since the last one: it is leaving and entering the patched functions, and the next
  * look has its chance. A thread blocked inside one does not run. */
 #define OP_FAST_WINDOW_NS (1000ULL * 1000000ULL)
+/* After that, a straggler that runs is still looked at again within tens of ms (a
+ * running thread leaves the functions sooner or later; a pass costs it microseconds),
+ * with a few ms of variation so that the passes do not fall into step with a thread's
+ * own period and keep finding it at the same point. Only a straggler that does not run
+ * backs off towards a second. */
+#define OP_MOVING_RETRY_MS 20
 
 uint64_t op_now_ns(void) {
         struct timespec ts;
@@ -439,6 +445,8 @@ int ulp_op_step(UlpOp *op, unsigned *ret_next_ms) {
         moving = stragglers_moving(op);
         if (op->tr.switched > before || (moving && op_now_ns() - op->start_ns < OP_FAST_WINDOW_NS))
                 op->backoff_ms = OP_FIRST_RETRY_MS;
+        else if (moving)
+                op->backoff_ms = OP_MOVING_RETRY_MS + op->tr.passes % 7;
         else if (op->backoff_ms < OP_BACKOFF_START_MS)
                 op->backoff_ms = OP_BACKOFF_START_MS;
         else
