@@ -62,8 +62,10 @@ static int open_for_status(UlpOp *op, pid_t pid) {
         int r = target_open(pid, &op->t);
         if (r == -ESRCH)
                 return op_fail(op, r, "no process with pid %d", pid);
+        if (r == -EPERM || r == -EACCES)
+                return op_fail_denied(op, pid);
         if (r < 0)
-                return op_fail(op, r == -EACCES ? -EPERM : r, "cannot read process %d: %s", pid, strerror(-r));
+                return op_fail(op, r, "cannot read process %d: %s", pid, strerror(-r));
         r = control_find(pid, &addr);
         if (r < 0)
                 return op_fail(op, r, "cannot read the memory map of process %d", pid);

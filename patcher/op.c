@@ -6,6 +6,7 @@
 #include "common/macro.h"
 #include "patcher/nearmem.h"
 #include "patcher/op.h"
+#include "patcher/procmem.h"
 #include "patcher/x86_64/stub.h"
 
 #define CALLBACK_TIMEOUT_MS 10000
@@ -107,13 +108,23 @@ int op_unwinder(UlpOp *op) {
         return 0;
 }
 
+int op_fail_denied(UlpOp *op, pid_t pid) {
+        uid_t owner;
+
+        if (procmem_mode_denies(pid, &owner) > 0)
+                return op_fail(op, -EACCES, "cannot open /proc/%d/mem for writing: permission denied: "
+                               "the file belongs to uid %u, and this process (uid %u) lacks CAP_DAC_OVERRIDE",
+                               pid, (unsigned) owner, (unsigned) geteuid());
+        return op_fail(op, -EPERM, "not allowed to trace process %d (ptrace permission)", pid);
+}
+
 int op_open_target(UlpOp *op, pid_t pid) {
         uint64_t addr;
         int r = target_open(pid, &op->t);
         if (r == -ESRCH)
                 return op_fail(op, r, "no process with pid %d", pid);
         if (r == -EPERM || r == -EACCES)
-                return op_fail(op, -EPERM, "not allowed to trace process %d (ptrace permission)", pid);
+                return op_fail_denied(op, pid);
         if (r < 0)
                 return op_fail(op, r, "cannot open process %d: %s", pid, strerror(-r));
         r = op_refresh_modules(op);

@@ -47,6 +47,11 @@ void op_warn(UlpOp *op, const char *fmt, ...) __attribute__((format(printf, 2, 3
 
 UlpOp *op_new(OpKind kind, const UlpOptions *o, UlpReport *report);
 
+/* For target_open()'s -EPERM: says which check refused /proc/PID/mem, the file's mode
+ * (-EACCES, naming the file, its owner and the missing capability) or the ptrace access
+ * check (-EPERM). */
+int op_fail_denied(UlpOp *op, pid_t pid);
+
 /* Opens the target and reads its modules and control block (if any). */
 int op_open_target(UlpOp *op, pid_t pid);
 
