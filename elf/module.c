@@ -9,6 +9,7 @@
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <gelf.h>
 #include <inttypes.h>
 #include <link.h>
@@ -186,6 +187,31 @@ static bool mapping_is_exe(const MapEntry *e, const struct stat *exe) {
                minor(exe->st_dev) == e->dev_minor;
 }
 
+/* On overlayfs (a container's root), stat() reports the device of the layer a file
+ * comes from, while /proc/PID/maps shows the overlay's own: no mapping would match the
+ * executable. Then its mapping is the one of the same inode and path, and exe takes
+ * that mapping's device. */
+static void exe_dev_from_maps(pid_t pid, const MapList *maps, struct stat *exe) {
+        char link[64], target[PATH_MAX];
+        ssize_t n;
+
+        for (size_t i = 0; i < maps->n; i++)
+                if (mapping_is_exe(&maps->v[i], exe))
+                        return;
+        snprintf(link, sizeof(link), "/proc/%d/exe", (int)pid);
+        n = readlink(link, target, sizeof(target) - 1);
+        if (n <= 0)
+                return;
+        target[n] = 0;
+        for (size_t i = 0; i < maps->n; i++) {
+                const MapEntry *e = &maps->v[i];
+                if (e->inode == exe->st_ino && e->path && strcmp(e->path, target) == 0) {
+                        exe->st_dev = makedev(e->dev_major, e->dev_minor);
+                        return;
+                }
+        }
+}
+
 /* Reads len bytes of the target's memory at addr. */
 static int remote_read(pid_t pid, uint64_t addr, void *buf, size_t len) {
         struct iovec local = { buf, len }, remote = { (void *)(uintptr_t)addr, len };
@@ -354,6 +380,8 @@ int modules_read(pid_t pid, ModuleList *ret) {
                 return r;
         snprintf(exe_path, sizeof(exe_path), "/proc/%d/exe", (int)pid);
         bool have_exe = stat(exe_path, &exe) >= 0;
+        if (have_exe)
+                exe_dev_from_maps(pid, &maps, &exe);
 
         for (size_t i = 0; i < maps.n; i++) {
                 if (!mapping_candidate(&maps.v[i]))
