@@ -1,0 +1,266 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# The shipped units under a real systemd: a Debian 12 root (debootstrap, cached) booted
+# with systemd-nspawn, ulp installed into it with `meson install`, ulpd.socket enabled.
+# A hardened service of another uid (User=, PrivateUsers=, MemoryDenyWriteExecute=,
+# SystemCallFilter=@system-service, like Debian's redis-server.service) is patched
+# through the socket-activated, hardened ulpd.service and reverted, and the service's own
+# output shows each change; an unprivileged user patches their own process and is
+# refused another uid's; ulpd's records carry ULP_PID= in the container's journal; and
+# with CAP_DAC_OVERRIDE taken from the unit, the refusal names /proc/PID/mem and the
+# missing capability.
+#
+# Nothing of the host's is touched: the container's root is an overlay on a cached,
+# never modified tree (--volatile=overlay), its systemd and ulpd live in their own
+# namespaces, and the container is powered off (killed after a deadline) on every exit.
+#
+# Environment: ULP_BUILD_ROOT (the meson build directory), BANK and FIX (the example
+# victim and its patch). ULP_NSPAWN_CACHE overrides the cache directory;
+# ULP_DEBIAN_MIRROR the archive (default: the host's own Debian mirror).
+set -euo pipefail
+
+skip() { echo "SKIP: $*"; exit 77; }
+fail() { echo "FAIL: $*"; diagnose; exit 1; }
+
+[ "$(id -u)" -eq 0 ] || skip "needs root (debootstrap, systemd-nspawn)"
+for tool in debootstrap systemd-nspawn nsenter flock pgrep meson; do
+        command -v "$tool" >/dev/null || skip "$tool missing (scripts/setup-deps.sh installs it)"
+done
+[ "$(uname -m)" = x86_64 ] || skip "ulp patches x86-64 processes only"
+unshare --mount --pid --fork true 2>/dev/null || skip "cannot create mount and pid namespaces here (nested container?)"
+ldd "$ULP_BUILD_ROOT/daemon/ulpd" | grep -q 'libasan\|libubsan' && skip "a sanitizer build: the container has no sanitizer runtime"
+
+start_ns=$(date +%s%N)
+elapsed() { echo "$(( ($(date +%s%N) - start_ns) / 1000000 )) ms"; }
+
+# ---- the cached root ----------------------------------------------------------------
+# Keyed by what goes into it: a change of the package list builds a new one.
+packages="systemd,systemd-sysv,libelf1,libdw1,libcapstone4,libjson-c5,libsystemd0"
+cache=${ULP_NSPAWN_CACHE:-/var/cache/ulp-test}
+key="bookworm-minbase-$(echo "v1 $packages" | md5sum | cut -c1-12)"
+root="$cache/$key"
+mirror=${ULP_DEBIAN_MIRROR:-$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list \
+        /etc/apt/sources.list.d/*.sources 2>/dev/null | grep -v '^[[:space:]]*#' |
+        grep -oE 'https?://[^[:space:]]+/debian/?([[:space:]]|$)' | head -n 1 | tr -d '[:space:]' || true)}
+mirror=${mirror:-http://deb.debian.org/debian}
+
+mkdir -p "$cache"
+exec 9>"$cache/.lock"
+flock -w 600 9 || fail "another run holds $cache/.lock for 10 minutes"
+if [ ! -x "$root/lib/systemd/systemd" ]; then
+        echo "building the container root $root from $mirror"
+        rm -rf "$root.new"
+        if ! timeout 600 debootstrap --variant=minbase --include="$packages" bookworm "$root.new" "$mirror" \
+                        >"$cache/$key.log" 2>&1; then
+                tail -n 20 "$cache/$key.log"
+                rm -rf "$root.new"
+                skip "debootstrap of Debian 12 from $mirror failed (no network to the archive?), log above"
+        fi
+        # A root of its own, never booted: the machine id is made at each boot.
+        rm -f "$root.new/etc/machine-id"
+        mv "$root.new" "$root"
+        echo "root built in $(elapsed)"
+else
+        echo "using the cached root $root"
+fi
+flock -u 9
+
+# ---- what goes into it: ulp as `meson install` lays it out, the victim, its unit ------
+tmp=$(mktemp -d)
+nspawn_pid=
+leader=
+machine="ulp-test-$$"
+
+diagnose() {
+        [ -n "$leader" ] && [ -d "/proc/$leader" ] || return 0
+        echo "--- ulpd's journal in the container:"
+        inside journalctl -u ulpd.service -u ulpd.socket -u ulp-bank.service --no-pager -n 40 2>&1 || true
+}
+
+teardown() {
+        local i
+        if [ -n "$nspawn_pid" ] && kill -0 "$nspawn_pid" 2>/dev/null; then
+                [ -n "$leader" ] && timeout 10 nsenter -t "$leader" -a systemctl poweroff --no-block >/dev/null 2>&1 || true
+                for i in $(seq 300); do kill -0 "$nspawn_pid" 2>/dev/null || break; sleep 0.1; done
+                if kill -0 "$nspawn_pid" 2>/dev/null; then
+                        echo "the container did not power off in 30 s: killing it"
+                        [ -n "$leader" ] && kill -KILL "$leader" 2>/dev/null || true
+                        kill -KILL "$nspawn_pid" 2>/dev/null || true
+                fi
+                wait "$nspawn_pid" 2>/dev/null || true
+        fi
+        # What systemd-nspawn leaves behind when it is killed.
+        rmdir "/run/systemd/nspawn/propagate/$machine" 2>/dev/null || true
+        rm -rf "$tmp"
+}
+trap teardown EXIT
+
+stage=$tmp/stage
+meson install -C "$ULP_BUILD_ROOT" --destdir "$stage" --no-rebuild --quiet >"$tmp/install.log" 2>&1 ||
+        { cat "$tmp/install.log"; fail "meson install failed"; }
+install -D -m 0755 "$BANK" "$stage/usr/local/lib/ulp-test/bank"
+install -D -m 0644 "$FIX" "$stage/usr/local/lib/ulp-test/fix-fee.so"
+mkdir -p "$stage/etc/systemd/system"
+# The hardening of Debian's redis-server.service that matters to a patcher: another uid
+# in a user namespace of its own, no writable and executable memory, a seccomp filter.
+cat >"$stage/etc/systemd/system/ulp-bank.service" <<'EOF'
+[Unit]
+Description=A hardened example server of another uid
+
+[Service]
+ExecStart=/usr/local/lib/ulp-test/bank 2
+User=ulpbank
+PrivateUsers=yes
+MemoryDenyWriteExecute=yes
+SystemCallFilter=@system-service
+SystemCallArchitectures=native
+NoNewPrivileges=yes
+ProtectSystem=strict
+ProtectHome=yes
+PrivateTmp=yes
+PrivateDevices=yes
+RestrictNamespaces=yes
+EOF
+chmod -R go+rX "$stage"
+unit=$(find "$stage" -name ulpd.service)
+[ -n "$unit" ] || fail "meson install put no ulpd.service"
+ulpd_path=$(sed -n 's/^ExecStart=//p' "$unit")
+[ -x "$stage$ulpd_path" ] || fail "the unit's ExecStart=$ulpd_path is not what meson installed"
+ulpctl_rel=$(cd "$stage" && find . -path '*/bin/ulpctl' | head -n 1)
+ulpctl=${ulpctl_rel#.}
+[ -n "$ulpctl" ] || fail "meson install put no ulpctl"
+
+# ---- boot --------------------------------------------------------------------------
+systemd-nspawn --quiet --boot --directory="$root" --volatile=overlay --register=no --keep-unit \
+        --machine="$machine" --console=read-only --capability=all \
+        >"$tmp/console.log" 2>&1 &
+nspawn_pid=$!
+for i in $(seq 600); do
+        leader=$(pgrep -P "$nspawn_pid" -x systemd || true)
+        [ -n "$leader" ] && break
+        kill -0 "$nspawn_pid" 2>/dev/null || { cat "$tmp/console.log"; fail "systemd-nspawn exited"; }
+        sleep 0.1
+done
+[ -n "$leader" ] || { cat "$tmp/console.log"; fail "no systemd in the container after 60 s"; }
+
+inside() { timeout 120 nsenter -t "$leader" -a "$@"; }
+# Until its manager listens, systemctl cannot connect: retry for 2 minutes.
+for i in $(seq 1200); do
+        state=$(timeout 120 nsenter -t "$leader" -a systemctl is-system-running --wait 2>&1 || true)
+        case "$state" in
+        running|degraded|stopping|maintenance) break ;;
+        esac
+        kill -0 "$nspawn_pid" 2>/dev/null || break
+        sleep 0.1
+done
+case "$state" in
+running|degraded) ;;
+*) cat "$tmp/console.log"; fail "the container did not boot: $state" ;;
+esac
+echo "booted (systemd $(inside systemctl --version | sed -n '1s/^systemd \([0-9]*\).*/\1/p')) at $(elapsed)"
+
+tar -C "$stage" -c --owner=0 --group=0 . | inside tar -C / -x --no-overwrite-dir --keep-directory-symlink ||
+        fail "cannot copy ulp into the container"
+inside useradd --system --no-create-home --shell /usr/sbin/nologin ulpbank
+inside useradd --no-create-home --shell /bin/sh ulpuser
+inside systemctl daemon-reload
+inside systemctl enable --now ulpd.socket >/dev/null 2>&1 || fail "cannot enable ulpd.socket"
+inside systemctl start ulp-bank.service
+[ "$(inside systemctl is-active ulpd.service || true)" = inactive ] ||
+        fail "ulpd.service runs before any request: not socket-activated"
+
+# The fee the newest report of a unit's victim shows.
+fee_of() {
+        inside journalctl -u "$1" -o cat --no-pager -n 1 2>/dev/null |
+                sed -n 's/^fee for a 1000.00 transfer: \([0-9.]*\) .*/\1/p'
+}
+# How many reports unit $1's victim has made.
+reports_of() {
+        inside journalctl -u "$1" -o cat --no-pager 2>/dev/null | grep -c '^fee for a 1000.00 transfer' || true
+}
+# Waits (60 s at most, the victim reports every second) for two more reports of unit $1.
+wait_two_reports() {
+        local i n0
+        n0=$(reports_of "$1")
+        for i in $(seq 600); do
+                [ "$(reports_of "$1")" -ge $((n0 + 2)) ] && return 0
+                sleep 0.1
+        done
+        fail "$1 stopped reporting"
+}
+# Waits (60 s at most, the victim reports every second) for the fee $2 in unit $1.
+wait_fee() {
+        local i f=
+        for i in $(seq 600); do
+                f=$(fee_of "$1")
+                [ "$f" = "$2" ] && return 0
+                sleep 0.1
+        done
+        fail "$1 reports a fee of '${f}', not $2"
+}
+wait_fee ulp-bank.service 100.00
+bank=$(inside systemctl show -p MainPID --value ulp-bank.service)
+bank_uid=$(inside stat -c %u "/proc/$bank")
+echo "victim ulp-bank.service: pid $bank, uid $bank_uid, reports 100.00"
+
+# ---- root patches the hardened service of another uid through ulpd -------------------
+out=$(inside "$ulpctl" apply -p "$bank" /usr/local/lib/ulp-test/fix-fee.so 2>&1) ||
+        fail "apply through the socket-activated ulpd failed: $out"
+echo "$out"
+wait_fee ulp-bank.service 10.00
+echo "ok: root applied fix-fee to ulp-bank (uid $bank_uid) through ulpd; the victim reports 10.00"
+[ "$(inside systemctl is-active ulpd.service)" = active ] || fail "ulpd.service did not start on the request"
+[ "$(inside systemctl show -p Type --value ulpd.service)" = notify ] || fail "ulpd.service is not Type=notify"
+status=$(inside systemctl show -p StatusText --value ulpd.service)
+[ -n "$status" ] || fail "ulpd sent systemd no STATUS="
+echo "ok: ulpd.service was started by its socket, Type=notify, status \"$status\""
+out=$(inside "$ulpctl" status -p "$bank" 2>&1) || fail "status failed: $out"
+echo "$out" | grep -q fix-fee || fail "status does not list fix-fee: $out"
+out=$(inside "$ulpctl" revert -p "$bank" fix-fee 2>&1) || fail "revert failed: $out"
+wait_fee ulp-bank.service 100.00
+echo "ok: reverted; the victim reports 100.00 again"
+
+# ---- an unprivileged user: their own process yes, another uid's no --------------------
+inside systemd-run --quiet --uid=ulpuser --unit=ulp-userbank.service /usr/local/lib/ulp-test/bank 1
+wait_fee ulp-userbank.service 100.00
+ubank=$(inside systemctl show -p MainPID --value ulp-userbank.service)
+out=$(inside setpriv --reuid=ulpuser --regid=ulpuser --clear-groups \
+        "$ulpctl" apply -p "$ubank" /usr/local/lib/ulp-test/fix-fee.so 2>&1) ||
+        fail "ulpuser could not patch their own process $ubank: $out"
+wait_fee ulp-userbank.service 10.00
+echo "ok: ulpuser applied fix-fee to their own process through ulpd"
+out=$(inside setpriv --reuid=ulpuser --regid=ulpuser --clear-groups \
+        "$ulpctl" apply -p "$bank" /usr/local/lib/ulp-test/fix-fee.so 2>&1) &&
+        fail "ulpuser patched ulp-bank of uid $bank_uid: $out"
+echo "ok: ulpuser refused ulp-bank: $out"
+wait_two_reports ulp-bank.service
+[ "$(fee_of ulp-bank.service)" = 100.00 ] || fail "the refused apply changed ulp-bank"
+out=$(inside setpriv --reuid=ulpuser --regid=ulpuser --clear-groups "$ulpctl" revert -p "$ubank" fix-fee 2>&1) ||
+        fail "ulpuser could not revert: $out"
+wait_fee ulp-userbank.service 100.00
+
+# ---- the journal ----------------------------------------------------------------------
+recs=$(inside journalctl -o cat --no-pager ULP_PID="$bank" ULP_PATCH=fix-fee)
+for want in "apply of fix-fee in pid $bank done:" "revert of fix-fee in pid $bank done:"; do
+        echo "$recs" | grep -qF "$want" || fail "no '$want' record with ULP_PID=$bank in the journal: $recs"
+done
+echo "ok: the journal has ULP_PID=$bank records of the apply and the revert"
+
+# ---- the unit as it was, without CAP_DAC_OVERRIDE: the cause is named -----------------
+inside mkdir -p /run/systemd/system/ulpd.service.d
+printf '[Service]\nCapabilityBoundingSet=~CAP_DAC_OVERRIDE\n' |
+        inside tee /run/systemd/system/ulpd.service.d/50-no-dac-override.conf >/dev/null
+inside systemctl daemon-reload
+inside systemctl stop ulpd.service
+out=$(inside "$ulpctl" apply -p "$bank" /usr/local/lib/ulp-test/fix-fee.so 2>&1) &&
+        fail "applied without CAP_DAC_OVERRIDE: $out"
+want="cannot open /proc/$bank/mem for writing: permission denied: the file belongs to uid $bank_uid, and this process (uid 0) lacks CAP_DAC_OVERRIDE"
+echo "$out" | grep -qF "$want" || fail "without CAP_DAC_OVERRIDE: got '$out', want '$want'"
+echo "ok: without CAP_DAC_OVERRIDE ulpd says: $out"
+wait_two_reports ulp-bank.service
+[ "$(fee_of ulp-bank.service)" = 100.00 ] || fail "the refused apply changed ulp-bank"
+inside rm /run/systemd/system/ulpd.service.d/50-no-dac-override.conf
+inside systemctl daemon-reload
+inside systemctl stop ulpd.service
+
+echo "ok: all checks passed in $(elapsed)"
