@@ -524,12 +524,23 @@ static void persist_on_exec(Manager *m, pid_t pid) {
 
 static void persist_apply_everywhere(Manager *m, Wish *w);
 
-/* Exec events were lost (the socket overran on a busy host): look at every process
- * once, a little later, instead of missing one. */
+/* The process connector reports pids as the initial pid namespace numbers them. In
+ * another one (ulpd in a container) they name other processes or none: an exec event
+ * then only says that some process started, and every process is looked at. */
+static bool pid_ns_is_initial(void) {
+        struct stat st;
+
+        /* PROC_PID_INIT_INO: the inode number of the initial pid namespace. */
+        return stat("/proc/self/ns/pid", &st) < 0 || st.st_ino == 0xEFFFFFFCU;
+}
+
+/* Exec events were lost (the socket overran on a busy host), or name pids of another
+ * namespace: look at every process once, a little later, instead of missing one. */
 static int rescan_on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         Manager *m = userdata;
 
-        log_info("exec events were lost: looking at every process for sticky patches");
+        if (pid_ns_is_initial())
+                log_info("exec events were lost: looking at every process for sticky patches");
         for (Wish *w = m->wishes; w; w = w->next)
                 persist_apply_everywhere(m, w);
         return 0;
@@ -580,7 +591,11 @@ static int netlink_on_io(sd_event_source *s, int fd, uint32_t revents, void *use
                         if (cn->id.idx != CN_IDX_PROC || cn->id.val != CN_VAL_PROC)
                                 continue;
                         ev = (struct proc_event *) cn->data;
-                        if (ev->what == PROC_EVENT_EXEC)
+                        if (ev->what != PROC_EVENT_EXEC)
+                                continue;
+                        if (m->wishes && !pid_ns_is_initial())
+                                schedule_rescan(m);
+                        else
                                 persist_on_exec(m, ev->event_data.exec.process_tgid);
                 }
         }
@@ -624,7 +639,8 @@ static int netlink_setup(Manager *m) {
                 return r;
         m->netlink_fd = TAKE_FD(fd);
         m->exec_events = true;
-        log_info("listening for exec events (process connector)");
+        log_info("listening for exec events (process connector)%s",
+                 pid_ns_is_initial() ? "" : "; in a pid namespace of its own, ulpd looks at every process after one");
         return 0;
 }
 
