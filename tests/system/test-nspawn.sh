@@ -32,6 +32,7 @@ ldd "$ULP_BUILD_ROOT/daemon/ulpd" | grep -q 'libasan\|libubsan' && skip "a sanit
 
 start_ns=$(date +%s%N)
 elapsed() { echo "$(( ($(date +%s%N) - start_ns) / 1000000 )) ms"; }
+ok() { echo "ok at $(elapsed): $*"; }
 
 # ---- the cached root ----------------------------------------------------------------
 # Keyed by what goes into it: a change of the package list builds a new one.
@@ -74,7 +75,17 @@ machine="ulp-test-$$"
 diagnose() {
         [ -n "$leader" ] && [ -d "/proc/$leader" ] || return 0
         echo "--- ulpd's journal in the container:"
-        inside journalctl -u ulpd.service -u ulpd.socket -u ulp-bank.service --no-pager -n 40 2>&1 || true
+        inside journalctl -u ulpd.service -u ulpd.socket --no-pager -n 40 2>&1 || true
+        echo "--- the victim's:"
+        inside journalctl -u ulp-bank.service --no-pager -n 5 2>&1 || true
+        echo "--- ulpctl --direct status:"
+        inside "$ulpctl" --direct status 2>&1 || true
+        local d
+        d=$(inside systemctl show -p MainPID --value ulpd.service 2>/dev/null || true)
+        if [ -n "$d" ] && [ "$d" != 0 ]; then
+                echo "--- ulpd (pid $d) threads:"
+                inside sh -c "for t in /proc/$d/task/*; do cat \$t/stat | cut -d' ' -f1-3; cat \$t/stack; done" 2>&1 || true
+        fi
 }
 
 teardown() {
@@ -100,6 +111,12 @@ meson install -C "$ULP_BUILD_ROOT" --destdir "$stage" --no-rebuild --quiet >"$tm
         { cat "$tmp/install.log"; fail "meson install failed"; }
 install -D -m 0755 "$BANK" "$stage/usr/local/lib/ulp-test/bank"
 install -D -m 0644 "$FIX" "$stage/usr/local/lib/ulp-test/fix-fee.so"
+# Sticky patches must name the build they fit.
+bank_build_id=$(readelf -n "$BANK" | sed -n 's/.*Build ID: *\([0-9a-f]*\).*/\1/p')
+[ -n "$bank_build_id" ] || fail "$BANK has no build-id"
+cc -shared -fPIC -O2 -I "$ULP_SOURCE_ROOT/include" -DBANK_BUILD_ID="\"$bank_build_id\"" \
+        "$ULP_SOURCE_ROOT/tests/system/fix-fee-pinned.c" -o "$stage/usr/local/lib/ulp-test/fix-fee-pinned.so" ||
+        fail "cannot build the pinned patch"
 mkdir -p "$stage/etc/systemd/system"
 # The hardening of Debian's redis-server.service that matters to a patcher: another uid
 # in a user namespace of its own, no writable and executable memory, a seccomp filter.
@@ -180,9 +197,9 @@ reports_of() {
 }
 # Waits (60 s at most, the victim reports every second) for two more reports of unit $1.
 wait_two_reports() {
-        local i n0
+        local n0 deadline=$(($(date +%s) + 60))
         n0=$(reports_of "$1")
-        for i in $(seq 600); do
+        while [ "$(date +%s)" -lt "$deadline" ]; do
                 [ "$(reports_of "$1")" -ge $((n0 + 2)) ] && return 0
                 sleep 0.1
         done
@@ -190,8 +207,8 @@ wait_two_reports() {
 }
 # Waits (60 s at most, the victim reports every second) for the fee $2 in unit $1.
 wait_fee() {
-        local i f=
-        for i in $(seq 600); do
+        local f= deadline=$(($(date +%s) + 60))
+        while [ "$(date +%s)" -lt "$deadline" ]; do
                 f=$(fee_of "$1")
                 [ "$f" = "$2" ] && return 0
                 sleep 0.1
@@ -208,17 +225,17 @@ out=$(inside "$ulpctl" apply -p "$bank" /usr/local/lib/ulp-test/fix-fee.so 2>&1)
         fail "apply through the socket-activated ulpd failed: $out"
 echo "$out"
 wait_fee ulp-bank.service 10.00
-echo "ok: root applied fix-fee to ulp-bank (uid $bank_uid) through ulpd; the victim reports 10.00"
+ok "root applied fix-fee to ulp-bank (uid $bank_uid) through ulpd; the victim reports 10.00"
 [ "$(inside systemctl is-active ulpd.service)" = active ] || fail "ulpd.service did not start on the request"
 [ "$(inside systemctl show -p Type --value ulpd.service)" = notify ] || fail "ulpd.service is not Type=notify"
 status=$(inside systemctl show -p StatusText --value ulpd.service)
 [ -n "$status" ] || fail "ulpd sent systemd no STATUS="
-echo "ok: ulpd.service was started by its socket, Type=notify, status \"$status\""
+ok "ulpd.service was started by its socket, Type=notify, status \"$status\""
 out=$(inside "$ulpctl" status -p "$bank" 2>&1) || fail "status failed: $out"
 echo "$out" | grep -q fix-fee || fail "status does not list fix-fee: $out"
 out=$(inside "$ulpctl" revert -p "$bank" fix-fee 2>&1) || fail "revert failed: $out"
 wait_fee ulp-bank.service 100.00
-echo "ok: reverted; the victim reports 100.00 again"
+ok "reverted; the victim reports 100.00 again"
 
 # ---- an unprivileged user: their own process yes, another uid's no --------------------
 inside systemd-run --quiet --uid=ulpuser --unit=ulp-userbank.service /usr/local/lib/ulp-test/bank 1
@@ -228,11 +245,11 @@ out=$(inside setpriv --reuid=ulpuser --regid=ulpuser --clear-groups \
         "$ulpctl" apply -p "$ubank" /usr/local/lib/ulp-test/fix-fee.so 2>&1) ||
         fail "ulpuser could not patch their own process $ubank: $out"
 wait_fee ulp-userbank.service 10.00
-echo "ok: ulpuser applied fix-fee to their own process through ulpd"
+ok "ulpuser applied fix-fee to their own process through ulpd"
 out=$(inside setpriv --reuid=ulpuser --regid=ulpuser --clear-groups \
         "$ulpctl" apply -p "$bank" /usr/local/lib/ulp-test/fix-fee.so 2>&1) &&
         fail "ulpuser patched ulp-bank of uid $bank_uid: $out"
-echo "ok: ulpuser refused ulp-bank: $out"
+ok "ulpuser refused ulp-bank: $out"
 wait_two_reports ulp-bank.service
 [ "$(fee_of ulp-bank.service)" = 100.00 ] || fail "the refused apply changed ulp-bank"
 out=$(inside setpriv --reuid=ulpuser --regid=ulpuser --clear-groups "$ulpctl" revert -p "$ubank" fix-fee 2>&1) ||
@@ -244,7 +261,7 @@ recs=$(inside journalctl -o cat --no-pager ULP_PID="$bank" ULP_PATCH=fix-fee)
 for want in "apply of fix-fee in pid $bank done:" "revert of fix-fee in pid $bank done:"; do
         echo "$recs" | grep -qF "$want" || fail "no '$want' record with ULP_PID=$bank in the journal: $recs"
 done
-echo "ok: the journal has ULP_PID=$bank records of the apply and the revert"
+ok "the journal has ULP_PID=$bank records of the apply and the revert"
 
 # ---- the unit as it was, without CAP_DAC_OVERRIDE: the cause is named -----------------
 inside mkdir -p /run/systemd/system/ulpd.service.d
@@ -256,11 +273,59 @@ out=$(inside "$ulpctl" apply -p "$bank" /usr/local/lib/ulp-test/fix-fee.so 2>&1)
         fail "applied without CAP_DAC_OVERRIDE: $out"
 want="cannot open /proc/$bank/mem for writing: permission denied: the file belongs to uid $bank_uid, and this process (uid 0) lacks CAP_DAC_OVERRIDE"
 echo "$out" | grep -qF "$want" || fail "without CAP_DAC_OVERRIDE: got '$out', want '$want'"
-echo "ok: without CAP_DAC_OVERRIDE ulpd says: $out"
+ok "without CAP_DAC_OVERRIDE ulpd says: $out"
 wait_two_reports ulp-bank.service
 [ "$(fee_of ulp-bank.service)" = 100.00 ] || fail "the refused apply changed ulp-bank"
 inside rm /run/systemd/system/ulpd.service.d/50-no-dac-override.conf
 inside systemctl daemon-reload
 inside systemctl stop ulpd.service
 
-echo "ok: all checks passed in $(elapsed)"
+# ---- a sticky patch: recorded in the StateDirectory, reaching a process started later -
+inside systemctl stop ulp-userbank.service
+out=$(inside "$ulpctl" apply --all --persist /usr/local/lib/ulp-test/fix-fee-pinned.so 2>&1) ||
+        fail "apply --all --persist failed: $out"
+wait_fee ulp-bank.service 10.00
+[ -n "$(inside ls -A /var/lib/ulp)" ] || fail "no sticky patch record in /var/lib/ulp"
+ok "sticky fix-fee-pinned applied to the running ulp-bank and recorded in /var/lib/ulp"
+inside systemctl restart ulp-bank.service
+bank2=$(inside systemctl show -p MainPID --value ulp-bank.service)
+if inside journalctl -u ulpd.service -o cat --no-pager | grep -q "listening for exec events"; then
+        wait_fee ulp-bank.service 10.00
+        ok "the restarted ulp-bank (pid $bank2) got the sticky patch at its exec"
+else
+        # In a container's pid namespace the kernel refuses the process connector: a
+        # process started later gets the patch when ulpd next starts.
+        inside journalctl -u ulpd.service -o cat --no-pager | grep -q "no exec events" ||
+                fail "ulpd said nothing about exec events"
+        wait_fee ulp-bank.service 100.00
+        inside systemctl restart ulpd.service
+        wait_fee ulp-bank.service 10.00
+        ok "no exec events in this container; the restarted ulp-bank (pid $bank2) got the sticky patch when ulpd restarted"
+fi
+out=$(inside "$ulpctl" revert --all --persist fix-fee-pinned 2>&1) || fail "revert --all --persist failed: $out"
+wait_fee ulp-bank.service 100.00
+ok "the sticky patch reverted and dropped"
+
+# ---- the watchdog restarts a stuck ulpd ------------------------------------------------
+printf '[Service]\nWatchdogSec=2s\nTimeoutAbortSec=2s\n' |
+        inside tee /run/systemd/system/ulpd.service.d/60-short-watchdog.conf >/dev/null
+inside systemctl daemon-reload
+inside systemctl restart ulpd.service
+old=$(inside systemctl show -p MainPID --value ulpd.service)
+restarts=$(inside systemctl show -p NRestarts --value ulpd.service)
+inside sh -c "kill -STOP $old"
+deadline=$(($(date +%s) + 60))
+while [ "$(date +%s)" -lt "$deadline" ]; do
+        new=$(inside systemctl show -p MainPID --value ulpd.service)
+        [ "$new" != 0 ] && [ "$new" != "$old" ] && break
+        sleep 0.1
+done
+[ "$new" != 0 ] && [ "$new" != "$old" ] || fail "the watchdog did not restart the stopped ulpd (pid $old) in 60 s"
+[ "$(inside systemctl show -p NRestarts --value ulpd.service)" -gt "$restarts" ] || fail "NRestarts did not grow"
+inside journalctl -u ulpd.service -o cat --no-pager | grep -qi "watchdog timeout" || fail "no watchdog timeout in the journal"
+out=$(inside "$ulpctl" status 2>&1) || fail "the restarted ulpd does not answer: $out"
+ok "the watchdog replaced the stuck ulpd (pid $old) by pid $new, which answers"
+inside rm /run/systemd/system/ulpd.service.d/60-short-watchdog.conf
+inside systemctl daemon-reload
+
+ok "all checks passed in $(elapsed)"
