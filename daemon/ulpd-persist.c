@@ -27,6 +27,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <syslog.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/macro.h"
@@ -711,11 +712,49 @@ bad:
         return NULL;
 }
 
+/* Milliseconds since pid started, or -errno. */
+static int64_t process_age_ms(pid_t pid) {
+        char path[64], buf[1024], *p;
+        unsigned long long start_ticks;
+        struct timespec now;
+        ssize_t n;
+        _cleanup_close_ int fd = -1;
+
+        snprintf(path, sizeof(path), "/proc/%d/stat", (int) pid);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return negative_errno();
+        n = read(fd, buf, sizeof(buf) - 1);
+        if (n <= 0)
+                return -ESRCH;
+        buf[n] = 0;
+        /* after the command name, which may hold anything: state is field 3, starttime 22 */
+        p = strrchr(buf, ')');
+        if (!p || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu",
+                         &start_ticks) != 1)
+                return -EIO;
+        if (clock_gettime(CLOCK_BOOTTIME, &now) < 0)
+                return negative_errno();
+        return (int64_t) now.tv_sec * 1000 + now.tv_nsec / 1000000 -
+               (int64_t) (start_ticks * 1000 / (unsigned long long) sysconf(_SC_CLK_TCK));
+}
+
 static int apply_wish_to(Manager *m, pid_t pid, void *ud) {
         Wish *w = ud;
         _cleanup_close_ int fd = -1;
         const char *slash;
 
+        /* Where exec events name no pid (see pid_ns_is_initial), a pass may find a
+         * process a moment after its exec, still in its dynamic linker: patching it then
+         * would work from a list of its objects about to change. It is looked at again
+         * on a later pass. */
+        if (!pid_ns_is_initial()) {
+                int64_t age = process_age_ms(pid);
+                if (age >= 0 && age < 1000) {
+                        schedule_rescan(m);
+                        return 0;
+                }
+        }
         if (objects_match(pid, w->objects, w->n_objects) <= 0)
                 return 0;
         fd = open(w->so_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);

@@ -291,7 +291,7 @@ inside systemctl restart ulp-bank.service
 bank2=$(inside systemctl show -p MainPID --value ulp-bank.service)
 if inside journalctl -u ulpd.service -o cat --no-pager | grep -q "listening for exec events"; then
         wait_fee ulp-bank.service 10.00
-        ok "the restarted ulp-bank (pid $bank2) got the sticky patch at its exec"
+        ok "the restarted ulp-bank (pid $bank2) got the sticky patch after its exec"
 else
         # In a container's pid namespace the kernel refuses the process connector: a
         # process started later gets the patch when ulpd next starts.
