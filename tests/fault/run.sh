@@ -8,8 +8,10 @@
 # victim must run exactly the version it should and never have mixed versions.
 #
 # Usage: run.sh requests|random   (env from meson: ULPCTL, VICTIM, PATCH, FAULTLIB)
-# Knobs: ULP_FAULT_K (calls per request, default 5), ULP_FAULT_KR (for revert, default 3),
-#        ULP_FAULT_REQUESTS (list), ULP_FAULT_TRIALS (random mode, default 24),
+# Knobs: ULP_FAULT_K (calls per request, default 4), ULP_FAULT_KR (for revert, default 2),
+#        ULP_FAULT_REQUESTS (list), ULP_FAULT_SPREAD (the ANY trials' step, default 20: the
+#        N-th ptrace call of any kind for N = 10, 30, 50..., spread over a whole
+#        operation), ULP_FAULT_TRIALS (random mode, default 24),
 #        ULP_FAULT_KEEP_GOING=1 (count failures instead of stopping at the first).
 # Prints one line per trial and a summary:
 #   trials=N killed=N lost=N wrong=N unrecovered=N
@@ -26,9 +28,11 @@ cleanup() {
 	rm -rf "$WORK"
 }
 
-K=${ULP_FAULT_K:-5}
-KR=${ULP_FAULT_KR:-3}
-REQUESTS=${ULP_FAULT_REQUESTS:-SEIZE INTERRUPT GETREGS SETREGS GETREGSET SETREGSET SETSIGMASK SYSCALL SINGLESTEP CONT DETACH}
+K=${ULP_FAULT_K:-4}
+KR=${ULP_FAULT_KR:-2}
+# What the patcher writes with, or resumes with: the moments that matter.
+REQUESTS=${ULP_FAULT_REQUESTS:-SEIZE INTERRUPT SETREGS SETREGSET SETSIGMASK SYSCALL CONT DETACH}
+SPREAD=${ULP_FAULT_SPREAD:-20}
 TRIALS=${ULP_FAULT_TRIALS:-24}
 trials=0 killed=0 lost=0 wrong=0 unrecovered=0 generation=0
 
@@ -42,7 +46,7 @@ wait_for() {
 	done
 	return 1
 }
-last_tick() { grep -E '^v1=' "$LOG" | tail -n 1; }
+last_tick() { grep -sE '^v1=' "$LOG" | tail -n 1; }
 field() { echo "$2" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
 now() { field "$1" "$(last_tick)"; }
 fresh() {
@@ -73,7 +77,7 @@ start_victim() {
 	LOG=$WORK/victim.$generation.log
 	"$VICTIM" -n 4 >"$LOG" 2>&1 &
 	VPID=$!
-	wait_for 10 grep -q '^v1=' "$LOG" || { echo "FAIL: victim did not start" >&2; exit 1; }
+	wait_for 10 grep -qs '^v1=' "$LOG" || { echo "FAIL: victim did not start" >&2; exit 1; }
 }
 
 # The state of the test patch in the victim: patched, transition, or none.
@@ -203,6 +207,13 @@ requests)
 		for ((n = 1; n <= KR; n++)); do
 			trial revert "$req#$n" injected "$req" "$n" revert --timeout 30 -p "$VPID" fault || failures
 		done
+	done
+	# An apply makes about 250 ptrace calls here, a revert about 120.
+	for ((n = 10; n <= 250; n += SPREAD)); do
+		trial apply "ANY#$n" injected ANY "$n" apply --timeout 30 -p "$VPID" "$PATCH" || failures
+	done
+	for ((n = 10; n <= 130; n += SPREAD)); do
+		trial revert "ANY#$n" injected ANY "$n" revert --timeout 30 -p "$VPID" fault || failures
 	done
 	;;
 random)
