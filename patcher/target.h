@@ -120,6 +120,7 @@ int target_read_many(Target *t, const uint64_t *addrs, void *bufs, size_t each, 
  * Its registers, orig_rax (syscall restart), and signal mask are saved and restored:
  * the thread continues afterwards exactly as it would have. On success *ret holds the
  * raw return value (-errno values included) and 0 is returned; ptrace failures give -errno.
+ * -ENOEXEC: the target holds no code to return through (see x86_64/remote.c).
  */
 int target_syscall(Target *t, Thread *th, long nr, const long args[6], long *ret);
 /* The bytes from th->regs.rsp - 128 - TARGET_SCRATCH up to the red zone are left alone by

@@ -18,9 +18,11 @@
  *     (rsp % 16 == 8), returning into ulp's own restorer, which first copies the return
  *     value to rdi (target_call_return_code()).
  * The tracer follows with PTRACE_SYSCALL (its flag dies with the tracer; a single-step
- * flag would not, and the next instruction would trap with nobody to catch it): the
- * exit stop of the system call, or the entry stop of the call's rt_sigreturn (rdi is the
- * result) followed by its exit stop. There the saved context is put back by ptrace and
+ * flag would not, and the next instruction would trap with nobody to catch it) up to the
+ * exit stop of the system call, or the entry stop of the call's rt_sigreturn (rdi holds
+ * the result), which is skipped: the frame is only for a thread we leave behind, as
+ * rt_sigreturn resets the thread's restart block (a thread stopped in nanosleep would
+ * see EINTR). At that stop the saved context is put back by ptrace and
  * the thread is sent on, with an interrupt pending, into a stop inside get_signal(), like
  * the stops target.c makes: after detach a thread interrupted in a blocking syscall
  * restarts it (or returns EINTR to a handler) exactly as the kernel decides, and a kept
@@ -190,7 +192,8 @@ static int remote_scan_range(Target *t, uint64_t start, uint64_t end, const uint
  * ret" and glibc's __restore_rt, in code that is never unmapped: libc first, then the
  * program and its other libraries, then the [vdso]. Any occurrence of the bytes will do,
  * even inside another instruction: execution starts there. Cached in t, checked again
- * before each use.
+ * before each use. -ENOEXEC when the target has neither (a static program without
+ * glibc's signal code): no remote step is made then.
  */
 static int remote_find_code(Target *t) {
         if (t->syscall_insn && t->restorer &&
@@ -243,7 +246,7 @@ static int remote_find_code(Target *t) {
         if (t->syscall_insn && t->restorer)
                 return 0;
         t->syscall_insn = t->restorer = 0;
-        return -ENOENT;
+        return -ENOEXEC;
 }
 
 /*
