@@ -22,13 +22,13 @@
  * exit stop of the system call, or the entry stop of the call's rt_sigreturn (rdi holds
  * the result), which is skipped: the frame is only for a thread we leave behind, as
  * rt_sigreturn resets the thread's restart block (a thread stopped in nanosleep would
- * see EINTR). At that stop the saved context is put back by ptrace and
- * the thread is sent on, with an interrupt pending, into a stop inside get_signal(), like
- * the stops target.c makes: after detach a thread interrupted in a blocking syscall
- * restarts it (or returns EINTR to a handler) exactly as the kernel decides, and a kept
- * signal is delivered with its siginfo (target__settle()). The restore writes go FPU,
- * mask, registers last: until the registers are back the thread would still return
- * through the frame by itself.
+ * see EINTR). At that stop the saved context is put back by ptrace, after an interrupt
+ * was queued: the thread stays stopped there, and whenever it leaves (detached by us or
+ * by the kernel) the pending interrupt sends it through get_signal(), where the stops
+ * target.c makes are: a thread interrupted in a blocking syscall restarts it (or returns
+ * EINTR to a handler) exactly as the kernel decides, and a kept signal is queued back
+ * (target__settle()). The restore writes go FPU, mask, registers last: until the
+ * registers are back the thread would still return through the frame by itself.
  *
  * The signal mask while running blocks everything except the synchronous fault signals
  * (SIGTRAP, SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGSYS): the kernel forces those, and
@@ -554,12 +554,15 @@ static int remote_restore(Thread *th, RemoteContext *c) {
 }
 
 /*
- * From a system call stop at the end of a step: the context put back, the thread is sent
- * into a stop in get_signal() by an interrupt queued first (it sets TIF_SIGPENDING, so
- * that even if we die before the last resume, the kernel's restart logic runs over the
- * restored registers on the way out). No user code runs between the two stops.
+ * From a system call stop at the end of a step: the context put back, the thread stays
+ * in that stop. An interrupt queued first sets TIF_SIGPENDING, so that whenever the
+ * thread leaves the stop (detached by us, or by the kernel when we die) it passes
+ * through get_signal() and the kernel's restart logic runs over the restored registers,
+ * as after the stops target.c makes (the exit work reads the thread's flags after the
+ * ptrace stop). The interrupt's own trap, should the thread be resumed for another
+ * step, is passed over by remote_run().
  */
-static int remote_leave_syscall_stop(Target *t, Thread *th, RemoteContext *c, bool *ret_signal_stop) {
+static int remote_leave_syscall_stop(Thread *th, RemoteContext *c, bool *ret_signal_stop) {
         int r = target__ptrace(PTRACE_INTERRUPT, th->tid, NULL, NULL);
         if (r < 0)
                 return r;
@@ -567,36 +570,8 @@ static int remote_leave_syscall_stop(Target *t, Thread *th, RemoteContext *c, bo
         if (r < 0)
                 return r;
         c->in_step = false;
-        r = target__ptrace(PTRACE_CONT, th->tid, NULL, NULL);
-        if (r < 0)
-                return r;
-        for (;;) {
-                int status;
-                r = target__wait(t, th, t->stop_timeout_ms > 0 ? t->stop_timeout_ms : TARGET_STOP_TIMEOUT_MS,
-                                 &status);
-                if (r == -ETIMEDOUT)
-                        th->stopped = false;
-                if (r < 0)
-                        return r;
-                int sig = WSTOPSIG(status), event = status >> 16;
-                if (event == PTRACE_EVENT_STOP) {
-                        if (sig != SIGTRAP)
-                                th->group_stopped = true;
-                        *ret_signal_stop = false;
-                        return 0;
-                }
-                if (event != 0 || sig == (SIGTRAP | 0x80)) {
-                        (void) target__ptrace(PTRACE_CONT, th->tid, NULL, NULL);
-                        continue;
-                }
-                /* A signal that was blocked during the step and is not any more. */
-                siginfo_t info;
-                if (target__ptrace(PTRACE_GETSIGINFO, th->tid, NULL, &info) < 0)
-                        memset(&info, 0, sizeof(info));
-                target__keep_signal(t, th, sig, &info);
-                *ret_signal_stop = true;
-                return 0;
-        }
+        *ret_signal_stop = false;
+        return 0;
 }
 
 /* The outcome of a step: which error wins, and the thread settled for resume. A thread
@@ -610,7 +585,7 @@ static int remote_finish(Target *t, Thread *th, RemoteContext *c, int r, bool at
                 return r;
         int q;
         if (at_syscall_stop)
-                q = remote_leave_syscall_stop(t, th, c, &signal_stop);
+                q = remote_leave_syscall_stop(th, c, &signal_stop);
         else
                 q = remote_restore(th, c);
         if (q == 0)
