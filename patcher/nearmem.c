@@ -77,13 +77,16 @@ static int area_new(Target *t, Thread *th, Control *c, uint64_t lo, uint64_t hi)
         a = &c->img->areas[c->img->hdr.n_areas++];
         *a = (ControlArea) { .addr = addr, .size = CONTROL_AREA_SIZE };
         if (!c->img->hdr.trap_addr) {
-                static const uint8_t int3[16] = { 0xcc, 0xcc, 0xcc, 0xcc, 0xcc, 0xcc, 0xcc, 0xcc,
-                                                  0xcc, 0xcc, 0xcc, 0xcc, 0xcc, 0xcc, 0xcc, 0xcc };
-                r = target_write(t, addr, int3, sizeof(int3));
+                /* 16 int3 bytes, then the restorer calls on a borrowed thread return
+                 * through (NEARMEM_CALL_RETURN_OFF, target_call()). */
+                uint8_t code[NEARMEM_CALL_RETURN_OFF + 16];
+                memset(code, 0xcc, sizeof(code));
+                (void)target_call_return_code(code + NEARMEM_CALL_RETURN_OFF);
+                r = target_write(t, addr, code, sizeof(code));
                 if (r < 0)
                         return r;
                 c->img->hdr.trap_addr = addr;
-                a->used = sizeof(int3);
+                a->used = sizeof(code);
         }
         return (int)(c->img->hdr.n_areas - 1);
 }

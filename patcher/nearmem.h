@@ -25,6 +25,8 @@ bool nearmem_reaches(uint64_t a, uint64_t alen, uint64_t lo, uint64_t hi);
 
 /* Allocates len bytes (16-byte aligned) of code space near [lo, hi) from the control
  * block's areas, mapping a new read+exec area with the borrowed thread th when none
- * has room. The first area starts with the int3 used as return trap. */
+ * has room. The first area (hdr.trap_addr) starts with 16 int3 bytes, followed by the
+ * restorer of remote calls at NEARMEM_CALL_RETURN_OFF. */
+#define NEARMEM_CALL_RETURN_OFF 16
 int area_alloc(Target *t, Thread *th, Control *c, uint64_t lo, uint64_t hi, size_t len,
                uint64_t *ret);

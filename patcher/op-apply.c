@@ -307,6 +307,9 @@ static int load_patch(UlpOp *op, Thread *th, const PatchMeta *meta, int patch_fd
 
         if (!op->c.img) {
                 r = control_create(op->t, th, &op->c);
+                if (r == -ENOEXEC)
+                        return op_fail(op, r, "process %d has no code a system call made on its behalf could "
+                                       "return through (no glibc __restore_rt): not supported", op->t->pid);
                 if (r < 0)
                         return op_fail(op, r, "cannot create the control block in process %d: %s", op->t->pid, strerror(-r));
         }

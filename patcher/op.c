@@ -159,16 +159,42 @@ int op_borrow(UlpOp *op, Thread **ret) {
         return 0;
 }
 
+/* The restorer a callback returns through (target_call()): after the int3 bytes of the
+ * first area; a control block made before it was put there gets one of its own. */
+static int op_call_return_code(UlpOp *op, Thread *th, uint64_t near, uint64_t *ret) {
+        uint8_t want[16], got[16];
+        size_t n = target_call_return_code(want);
+        uint64_t at = op->c.img->hdr.trap_addr + NEARMEM_CALL_RETURN_OFF;
+        int r;
+
+        if (op->c.img->hdr.trap_addr && target_read(op->t, at, got, n) == 0 && memcmp(got, want, n) == 0) {
+                *ret = at;
+                return 0;
+        }
+        r = area_alloc(op->t, th, &op->c, near, near, sizeof(want), &at);
+        if (r >= 0)
+                r = target_write(op->t, at, want, n);
+        if (r < 0)
+                return r;
+        *ret = at;
+        return 0;
+}
+
 int op_run_callback(UlpOp *op, uint64_t addr, int *ret) {
         const long args[6] = {};
-        uint64_t rax = 0;
+        uint64_t rax = 0, return_code = 0;
         Thread *th;
         int r, k;
 
         r = op_borrow(op, &th);
         if (r < 0)
                 return r;
-        r = target_call(op->t, th, addr, args, op->c.img->hdr.trap_addr, CALLBACK_TIMEOUT_MS, &rax);
+        r = op_call_return_code(op, th, addr, &return_code);
+        if (r < 0) {
+                (void)target_resume_thread(op->t, th);
+                return r;
+        }
+        r = target_call(op->t, th, addr, args, return_code, CALLBACK_TIMEOUT_MS, &rax);
         k = target_resume_thread(op->t, th);
         if (r < 0)
                 return r;

@@ -19,8 +19,9 @@ static int rsys(Target *t, Thread *th, long nr, long a0, long a1, long a2, long 
         return 0;
 }
 
-/* The name goes below the borrowed thread's red zone: the thread is stopped and its
- * stack pointer is not moved, so nothing of the thread's is overwritten. */
+/* The name goes below the borrowed thread's red zone, in the scratch room target_syscall()
+ * leaves free (TARGET_SCRATCH): the thread is stopped and its stack pointer is not
+ * moved, so nothing of the thread's is overwritten. */
 int rsys_memfd_create(Target *t, Thread *th, const char *name, int *ret_fd) {
         size_t len = strlen(name) + 1;
         uint64_t where = ALIGN_DOWN(th->regs.rsp - 128 - 512, 16);

@@ -41,11 +41,12 @@ typedef struct Target {
         Thread *threads;
         size_t n_threads;
         size_t n_alloc;
-        uint64_t syscall_insn;   /* address of a "syscall" instruction in the target, 0 unknown */
+        uint64_t syscall_insn;   /* address of "syscall; ret" in the target, 0 unknown */
         uint64_t max_thread_stop_ns; /* longest single-thread stop so far (target_resume_thread) */
         uint64_t max_stw_ns;     /* longest stop-the-world window so far (target_resume_all) */
         /* Added by the ptrace layer: */
         int stop_timeout_ms;     /* how long a thread may take to stop; 0 = TARGET_STOP_TIMEOUT_MS */
+        uint64_t restorer;       /* address of an rt_sigreturn restorer in the target, 0 unknown */
 } Target;
 
 #define TARGET_STOP_TIMEOUT_MS 1000
@@ -119,19 +120,27 @@ int target_read_many(Target *t, const uint64_t *addrs, void *bufs, size_t each, 
  * Its registers, orig_rax (syscall restart), and signal mask are saved and restored:
  * the thread continues afterwards exactly as it would have. On success *ret holds the
  * raw return value (-errno values included) and 0 is returned; ptrace failures give -errno.
+ * -ENOEXEC: the target holds no code to return through (see x86_64/remote.c).
  */
 int target_syscall(Target *t, Thread *th, long nr, const long args[6], long *ret);
+/* The bytes from th->regs.rsp - 128 - TARGET_SCRATCH up to the red zone are left alone by
+ * target_syscall(): room for arguments passed in memory (a name, a struct). */
+#define TARGET_SCRATCH 1024
 
 /*
  * Calls the function at func in the target on the borrowed thread th with up to six
  * integer arguments, all signals blocked, below the red zone on a 16-byte aligned stack,
- * returning to the int3 at trap_addr (an address in the target holding 0xcc).
- * Waits at most timeout_ms. *ret gets rax. Registers and signal mask are restored.
- * -ETIMEDOUT when it did not return in time (the thread is then restored anyway,
- * abandoning the call), -EFAULT when it crashed (the fault is not delivered).
+ * returning into return_code: an address in the target holding the bytes
+ * target_call_return_code() gives (a restorer that needs no tracer, see x86_64/remote.c;
+ * -EINVAL when they are not there). Waits at most timeout_ms. *ret gets rax. Registers,
+ * signal mask and FPU state are restored. -ETIMEDOUT when it did not return in time (the
+ * thread is then restored anyway, abandoning the call), -EFAULT when it crashed (the
+ * fault is not delivered).
  */
-int target_call(Target *t, Thread *th, uint64_t func, const long args[6], uint64_t trap_addr,
+int target_call(Target *t, Thread *th, uint64_t func, const long args[6], uint64_t return_code,
                 int timeout_ms, uint64_t *ret);
+/* The code target_call() returns through, into buf; returns its length (at most 16). */
+size_t target_call_return_code(uint8_t buf[static 16]);
 
 /*
  * For benchmarks (bench/): a process-wide observer of stops, NULL by default. When set,

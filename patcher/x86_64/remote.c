@@ -2,33 +2,48 @@
 /*
  * Remote execution on a borrowed, ptrace-stopped thread (x86-64): system calls and
  * function calls. The lifecycle, as in CRIU's compel: save the thread's context
- * (registers with orig_rax, signal mask, and for calls the FPU/vector state), run,
- * restore in reverse order. DESIGN.md pitfalls 11, 12 and 16.
+ * (registers with orig_rax, signal mask, FPU/vector state), run, restore in reverse
+ * order. DESIGN.md pitfalls 11, 12 and 16; docs/fault-tolerance.md.
  *
- * How the thread is run and caught:
- *   - system call: rip at a "syscall" instruction in the target, orig_rax = -1 (so the
- *     kernel applies no syscall-restart logic to our registers when the thread leaves
- *     its stop), PTRACE_SINGLESTEP; the step's SIGTRAP is reported at rip+2 after the
- *     syscall returned;
- *   - call: a return address pointing at an int3, PTRACE_CONT; the SIGTRAP comes with
- *     rip = trap_addr + 1.
- * Both end in a signal-delivery-stop inside get_signal(), like the stops target.c
- * makes, so after the registers are restored a thread that was interrupted in a
- * blocking syscall restarts it when detached, and a kept signal is delivered with its
- * siginfo (target__settle()).
+ * The patcher may die at any moment (SIGKILL, OOM): the kernel then detaches every
+ * thread with no signal and they run on with whatever registers they hold. So every
+ * step is a fake signal delivery that needs no tracer to end: before the registers are
+ * changed, an rt_sigframe is written below the thread's red zone holding its whole
+ * context (registers as the kernel's restart logic would leave them, signal mask, an
+ * XSAVE image, an sigaltstack entry that rt_sigreturn ignores), and the step returns
+ * into a restorer (rt_sigreturn) through the frame's return address:
+ *   - system call: rip at "syscall; ret" found in the target's code (libc has many),
+ *     rsp at the frame, whose return address is libc's __restore_rt;
+ *   - call: rip at the function, rsp at the frame as at a signal handler's entry
+ *     (rsp % 16 == 8), returning into ulp's own restorer, which first copies the return
+ *     value to rdi (target_call_return_code()).
+ * The tracer follows with PTRACE_SYSCALL (its flag dies with the tracer; a single-step
+ * flag would not, and the next instruction would trap with nobody to catch it) up to the
+ * exit stop of the system call, or the entry stop of the call's rt_sigreturn (rdi holds
+ * the result), which is skipped: the frame is only for a thread we leave behind, as
+ * rt_sigreturn resets the thread's restart block (a thread stopped in nanosleep would
+ * see EINTR). At that stop the saved context is put back by ptrace, after an interrupt
+ * was queued: the thread stays stopped there, and whenever it leaves (detached by us or
+ * by the kernel) the pending interrupt sends it through get_signal(), where the stops
+ * target.c makes are: a thread interrupted in a blocking syscall restarts it (or returns
+ * EINTR to a handler) exactly as the kernel decides, and a kept signal is queued back
+ * (target__settle()). The restore writes go FPU, mask, registers last: until the
+ * registers are back the thread would still return through the frame by itself.
  *
  * The signal mask while running blocks everything except the synchronous fault signals
  * (SIGTRAP, SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGSYS): the kernel forces those, and
  * forcing a blocked one resets its handler to SIG_DFL for the whole process
  * (force_sig_info_to_task()), which would break a target with its own SIGSEGV handler.
  * Since we trace the thread, an unblocked signal reaches us first, never its handler.
+ * It is set after the step's registers, so that a thread left behind by a dying tracer
+ * always has the frame that gives its own mask back.
  *
  * PTRACE_SETSIGMASK clears TIF_RESTORE_SIGMASK: for a thread stopped inside ppoll,
  * pselect6, epoll_pwait, rt_sigsuspend, io_pgetevents or io_uring_enter, the mask
  * GETSIGMASK reads is the call's temporary one and the real one would be lost. Such a
  * thread first runs a getpid without any mask change, which lets the kernel put the
- * real mask back (restore_saved_sigmask()); the saved registers still say "restart
- * ppoll", and the restarted call installs its temporary mask again.
+ * real mask back (restore_saved_sigmask()) as it leaves its stop; the saved registers
+ * still say "restart ppoll", and the restarted call installs its temporary mask again.
  */
 
 #include <elf.h>
@@ -46,6 +61,70 @@
 
 #define REMOTE_SYSCALL_TIMEOUT_MS 5000
 #define XSTATE_MAX (64 * 1024)
+#define RED_ZONE 128
+/* Below the red zone: TARGET_SCRATCH bytes for the caller's syscall arguments, then the frame. */
+#define FRAME_SLACK TARGET_SCRATCH
+
+/* The kernel's restart codes (include/linux/errno.h), never seen by a program. */
+#define ERESTARTSYS 512
+#define ERESTARTNOINTR 513
+#define ERESTARTNOHAND 514
+#define ERESTART_RESTARTBLOCK 516
+
+/* Signal frame as rt_sigreturn reads it (arch/x86/include/asm/sigframe.h, uapi
+ * ucontext and sigcontext), spelled out to stay clear of the libc headers' variants. */
+typedef struct RemoteSigcontext {
+        uint64_t r8, r9, r10, r11, r12, r13, r14, r15;
+        uint64_t rdi, rsi, rbp, rbx, rdx, rax, rcx, rsp, rip, eflags;
+        uint16_t cs, gs, fs, ss;
+        uint64_t err, trapno, oldmask, cr2;
+        uint64_t fpstate;
+        uint64_t reserved1[8];
+} RemoteSigcontext;
+
+typedef struct RemoteUcontext {
+        uint64_t uc_flags;
+        uint64_t uc_link;
+        uint64_t ss_sp;
+        int32_t ss_flags;
+        uint32_t ss_pad;
+        uint64_t ss_size;
+        RemoteSigcontext mcontext;
+        uint64_t sigmask;
+} RemoteUcontext;
+
+typedef struct RemoteSigframe {
+        uint64_t pretcode;
+        RemoteUcontext uc;
+        uint8_t info[128];       /* siginfo: only its room is checked (access_ok) */
+} RemoteSigframe;
+
+_Static_assert(sizeof(RemoteSigcontext) == 256, "struct sigcontext");
+_Static_assert(__builtin_offsetof(RemoteUcontext, mcontext) == 40, "uc_mcontext");
+_Static_assert(__builtin_offsetof(RemoteUcontext, sigmask) == 296, "uc_sigmask");
+
+#define UC_FP_XSTATE 0x1
+#define UC_SIGCONTEXT_SS 0x2
+#define UC_STRICT_RESTORE_SS 0x4
+#define FP_XSTATE_MAGIC1 0x46505853U
+#define FP_XSTATE_MAGIC2 0x46505845U
+#define FXSAVE_SIZE 512
+#define FX_SW_OFFSET 464
+/* A mode do_sigaltstack() refuses (neither 0, SS_ONSTACK nor SS_DISABLE): rt_sigreturn's
+ * restore_altstack() ignores the error, so the thread's sigaltstack stays as it is. */
+#define SS_FLAGS_KEEP 0x7f
+
+/* glibc's __restore_rt: mov $15, %rax; syscall. */
+static const uint8_t restore_rt_code[] = { 0x48, 0xc7, 0xc0, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05 };
+/* syscall; ret */
+static const uint8_t syscall_ret_code[] = { 0x0f, 0x05, 0xc3 };
+/* ulp's restorer for calls: mov %rax, %rdi; mov $15, %eax; syscall. */
+static const uint8_t call_return_code[] = { 0x48, 0x89, 0xc7, 0xb8, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05 };
+
+size_t target_call_return_code(uint8_t buf[static 16]) {
+        memcpy(buf, call_return_code, sizeof(call_return_code));
+        return sizeof(call_return_code);
+}
 
 /* The mask while running remote code: see the top of the file. */
 static uint64_t remote_run_mask(void) {
@@ -77,82 +156,97 @@ static bool syscall_swaps_mask(long nr) {
         }
 }
 
-static int remote_check_syscall_insn(Target *t, uint64_t addr) {
-        uint8_t b[2];
-        int r = target_read(t, addr, b, 2);
+static int remote_check_code(Target *t, uint64_t addr, const uint8_t *code, size_t len) {
+        uint8_t b[16];
+        int r = target_read(t, addr, b, len);
         if (r < 0)
                 return r;
-        return b[0] == 0x0f && b[1] == 0x05 ? 0 : -ENOENT;
+        return memcmp(b, code, len) == 0 ? 0 : -ENOENT;
 }
 
-/* Searches [start, end) of the target for the bytes 0f 05. */
-static int remote_scan_range(Target *t, uint64_t start, uint64_t end, uint64_t *ret) {
-        _cleanup_free_ uint8_t *buf = malloc(65536);
+/* Searches [start, end) of the target for code; *ret gets the first place. */
+static int remote_scan_range(Target *t, uint64_t start, uint64_t end, const uint8_t *code, size_t len,
+                             uint64_t *ret) {
+        enum { CHUNK = 65536 };
+        _cleanup_free_ uint8_t *buf = malloc(CHUNK);
         if (!buf)
                 return -ENOMEM;
-        for (uint64_t a = start; a + 1 < end;) {
-                size_t n = (size_t)MIN((uint64_t)65536, end - a);
+        for (uint64_t a = start; a + len <= end;) {
+                size_t n = (size_t)MIN((uint64_t)CHUNK, end - a);
                 if (target_read(t, a, buf, n) < 0)
                         return -ENOENT;
-                for (size_t i = 0; i + 1 < n; i++)
-                        if (buf[i] == 0x0f && buf[i + 1] == 0x05) {
+                for (size_t i = 0; i + len <= n; i++)
+                        if (buf[i] == code[0] && memcmp(buf + i, code, len) == 0) {
                                 *ret = a + i;
                                 return 0;
                         }
-                a += n - 1;     /* overlap one byte */
+                if (a + n >= end)
+                        break;
+                a += n - (len - 1);     /* overlap a match's length */
         }
         return -ENOENT;
 }
 
-/* Finds a "syscall" instruction in code that is never unmapped: the [vdso], then libc,
- * then any executable mapping; last, the one the thread just executed (rip - 2 after a
- * syscall). Any 0f 05 will do, even inside another instruction. Cached in t. */
-static int remote_find_syscall_insn(Target *t, Thread *th) {
-        if (t->syscall_insn && remote_check_syscall_insn(t, t->syscall_insn) == 0)
+/*
+ * Finds the two pieces of the target's own code a system call step needs: "syscall;
+ * ret" and glibc's __restore_rt, in code that is never unmapped: libc first, then the
+ * program and its other libraries, then the [vdso]. Any occurrence of the bytes will do,
+ * even inside another instruction: execution starts there. Cached in t, checked again
+ * before each use. -ENOEXEC when the target has neither (a static program without
+ * glibc's signal code): no remote step is made then.
+ */
+static int remote_find_code(Target *t) {
+        if (t->syscall_insn && t->restorer &&
+            remote_check_code(t, t->syscall_insn, syscall_ret_code, sizeof(syscall_ret_code)) == 0 &&
+            remote_check_code(t, t->restorer, restore_rt_code, sizeof(restore_rt_code)) == 0)
                 return 0;
-        t->syscall_insn = 0;
+        t->syscall_insn = t->restorer = 0;
 
         char path[64];
         snprintf(path, sizeof(path), "/proc/%d/maps", t->pid);
         FILE *f = fopen(path, "re");
         if (!f)
                 return errno == ENOENT ? -ESRCH : negative_errno();
-        uint64_t ranges[3][2] = { { 0 } };   /* vdso, libc, other */
+        enum { MAX_RANGES = 64 };
+        uint64_t ranges[MAX_RANGES][2];
+        int rank[MAX_RANGES];
+        size_t n = 0;
         char line[4096];
-        while (fgets(line, sizeof(line), f)) {
+        while (fgets(line, sizeof(line), f) && n < MAX_RANGES) {
                 unsigned long lo, hi;
                 char perms[8];
                 int off = 0;
                 if (sscanf(line, "%lx-%lx %7s %*s %*s %*s%n", &lo, &hi, perms, &off) < 3)
                         continue;
-                if (perms[2] != 'x')
+                if (perms[2] != 'x' || hi <= lo)
                         continue;
                 const char *name = line + off;
                 while (*name == ' ')
                         name++;
-                int k = strstr(name, "[vdso]") ? 0 :
-                        strstr(name, "[vsyscall]") ? -1 :
-                        (strstr(name, "/libc.so") || strstr(name, "/libc-")) ? 1 : 2;
-                if (k >= 0 && ranges[k][1] == 0) {
-                        ranges[k][0] = lo;
-                        ranges[k][1] = hi;
-                }
+                if (strstr(name, "[vsyscall]") || strstr(name, "memfd:ulp"))
+                        continue;
+                ranges[n][0] = lo;
+                ranges[n][1] = hi;
+                rank[n] = (strstr(name, "/libc.so") || strstr(name, "/libc-")) ? 0 :
+                          strstr(name, "[vdso]") ? 2 : 1;
+                n++;
         }
         fclose(f);
         for (int k = 0; k < 3; k++)
-                if (ranges[k][1] && remote_scan_range(t, ranges[k][0], ranges[k][1], &t->syscall_insn) == 0)
-                        return 0;
-
-        struct user_regs_struct regs;
-        int r = target__ptrace(PTRACE_GETREGS, th->tid, NULL, &regs);
-        if (r < 0)
-                return r;
-        if ((long)regs.orig_rax >= 0 && regs.rip >= 2 &&
-            remote_check_syscall_insn(t, regs.rip - 2) == 0) {
-                t->syscall_insn = regs.rip - 2;
+                for (size_t i = 0; i < n; i++) {
+                        if (rank[i] != k)
+                                continue;
+                        if (!t->syscall_insn)
+                                (void)remote_scan_range(t, ranges[i][0], ranges[i][1], syscall_ret_code,
+                                                        sizeof(syscall_ret_code), &t->syscall_insn);
+                        if (!t->restorer)
+                                (void)remote_scan_range(t, ranges[i][0], ranges[i][1], restore_rt_code,
+                                                        sizeof(restore_rt_code), &t->restorer);
+                }
+        if (t->syscall_insn && t->restorer)
                 return 0;
-        }
-        return -ENOENT;
+        t->syscall_insn = t->restorer = 0;
+        return -ENOEXEC;
 }
 
 /*
@@ -195,20 +289,29 @@ static int remote_abandon(Target *t, Thread *th, bool *ret_signal_stop) {
         }
 }
 
+/* A system call stop to run to: entry or exit, of system call nr (-1 any) at rip (0 any;
+ * the exit stop of rt_sigreturn has the restored registers already). */
+typedef struct RemoteEnd {
+        bool at_entry;
+        long nr;
+        uint64_t rip;
+} RemoteEnd;
+
 /*
- * Resumes the thread with req (PTRACE_SINGLESTEP or PTRACE_CONT) until it traps with
- * SIGTRAP at trap_rip. Group-stops and interrupt traps on the way are passed over,
- * other signals kept for delivery at resume. Returns 0 trapped (*ret_regs read), -EFAULT
- * a fault (a synchronous signal from the kernel, not delivered), -ENOSYS a SIGSYS
- * (seccomp), -ETIMEDOUT (interrupted, see remote_abandon), -ESRCH the thread exited.
- * *ret_signal_stop says whether the thread ends in a signal-delivery-stop.
+ * Resumes the thread with PTRACE_SYSCALL until it reaches end (*ret_regs read there).
+ * Other system call stops (the called function's own system calls) are passed over,
+ * group-stops and interrupt traps too, other signals kept for delivery at resume.
+ * Returns 0 reached, -EFAULT a fault (a synchronous signal from the kernel, not
+ * delivered), -ENOSYS a SIGSYS (seccomp), -ETIMEDOUT (interrupted, see remote_abandon),
+ * -ESRCH the thread exited. *ret_signal_stop says whether the thread ends in a
+ * signal-delivery-stop; after 0 it is in a system call stop.
  */
-static int remote_run(Target *t, Thread *th, int req, uint64_t trap_rip, int timeout_ms,
+static int remote_run(Target *t, Thread *th, const RemoteEnd *end, int timeout_ms,
                       struct user_regs_struct *ret_regs, bool *ret_signal_stop) {
         uint64_t deadline = target__now_ns() + (uint64_t)timeout_ms * 1000000ULL;
 
         for (;;) {
-                int r = target__ptrace(req, th->tid, NULL, NULL);
+                int r = target__ptrace(PTRACE_SYSCALL, th->tid, NULL, NULL);
                 if (r < 0)
                         return r;
                 int status;
@@ -230,8 +333,24 @@ static int remote_run(Target *t, Thread *th, int req, uint64_t trap_rip, int tim
                                 th->group_stopped = true;
                         continue;
                 }
-                if (event != 0 || sig == (SIGTRAP | 0x80))
+                if (event != 0)
                         continue;
+                if (sig == (SIGTRAP | 0x80)) {
+                        struct __ptrace_syscall_info si;
+                        r = target__ptrace(PTRACE_GET_SYSCALL_INFO, th->tid, (void *)sizeof(si), &si);
+                        if (r < 0)
+                                return r;
+                        if ((end->rip && si.instruction_pointer != end->rip) ||
+                            si.op != (end->at_entry ? PTRACE_SYSCALL_INFO_ENTRY : PTRACE_SYSCALL_INFO_EXIT))
+                                continue;
+                        r = target__ptrace(PTRACE_GETREGS, th->tid, NULL, ret_regs);
+                        if (r < 0)
+                                return r;
+                        if (end->nr >= 0 && (long)ret_regs->orig_rax != end->nr)
+                                continue;
+                        *ret_signal_stop = false;
+                        return 0;
+                }
 
                 siginfo_t info;
                 r = target__ptrace(PTRACE_GETSIGINFO, th->tid, NULL, &info);
@@ -239,11 +358,6 @@ static int remote_run(Target *t, Thread *th, int req, uint64_t trap_rip, int tim
                         return r;
                 if (is_fault_signal(sig) && info.si_code > 0) {
                         *ret_signal_stop = true;
-                        r = target__ptrace(PTRACE_GETREGS, th->tid, NULL, ret_regs);
-                        if (r < 0)
-                                return r;
-                        if (sig == SIGTRAP && ret_regs->rip == trap_rip)
-                                return 0;
                         return sig == SIGSYS ? -ENOSYS : -EFAULT;
                 }
                 /* Someone's signal (kill, timer, SIGSTOP...): kept, delivered at resume. */
@@ -258,6 +372,7 @@ typedef struct RemoteContext {
         bool mask_set;
         struct iovec xstate;     /* NT_X86_XSTATE, or the fxsave area (fp_only) */
         bool fp_only;
+        bool in_step;            /* the thread holds the step's registers */
 } RemoteContext;
 
 static void remote_context_done(RemoteContext *c) {
@@ -276,6 +391,8 @@ static int remote_save_fpu(Thread *th, RemoteContext *c) {
                 c->xstate.iov_len = sizeof(struct user_fpregs_struct);
                 r = target__ptrace(PTRACE_GETFPREGS, th->tid, NULL, c->xstate.iov_base);
         }
+        if (r == 0 && !c->fp_only && c->xstate.iov_len < FXSAVE_SIZE + 64)
+                return -EIO;
         return r;
 }
 
@@ -287,16 +404,133 @@ static int remote_restore_fpu(Thread *th, RemoteContext *c) {
         return target__ptrace(PTRACE_SETREGSET, th->tid, (void *)(long)NT_X86_XSTATE, &c->xstate);
 }
 
-/* Saves registers and mask, blocks signals when asked. */
-static int remote_save(Thread *th, RemoteContext *c, bool block) {
+/* Saves registers, mask and FPU state. */
+static int remote_save(Thread *th, RemoteContext *c) {
         int r = target__ptrace(PTRACE_GETREGS, th->tid, NULL, &c->regs);
         if (r < 0)
                 return r;
-        if (!block)
-                return 0;
         r = target__ptrace(PTRACE_GETSIGMASK, th->tid, (void *)sizeof(uint64_t), &c->sigmask);
         if (r < 0)
                 return r;
+        return remote_save_fpu(th, c);
+}
+
+/*
+ * The registers the thread resumes with after rt_sigreturn from its frame. rt_sigreturn
+ * sets orig_rax to -1, so no restart logic runs afterwards: the frame says where the
+ * kernel would have sent a thread stopped inside an interrupted system call with no
+ * handler to run, i.e. back to its "syscall" instruction with the call's number. For
+ * -ERESTART_RESTARTBLOCK (nanosleep, poll with a timeout...) the kernel would run
+ * restart_syscall, but rt_sigreturn resets the restart block and restart_syscall would
+ * fail with EINTR: the original call is made again with its original arguments (they are
+ * still in their registers), which waits at most its full time again.
+ */
+static void remote_resume_regs(const struct user_regs_struct *in, struct user_regs_struct *out) {
+        *out = *in;
+        if ((long)in->orig_rax < 0)
+                return;
+        switch ((long)in->rax) {
+        case -ERESTARTSYS:
+        case -ERESTARTNOINTR:
+        case -ERESTARTNOHAND:
+        case -ERESTART_RESTARTBLOCK:
+                out->rax = in->orig_rax;
+                out->rip = in->rip - 2;
+                break;
+        default:
+                break;
+        }
+}
+
+/*
+ * Writes the step's signal frame below the thread's red zone: the frame, then its XSAVE
+ * image 64-byte aligned above it, in one write. *ret_sp gets the frame's address (the
+ * return address slot, rsp % 16 == 8 as at a signal handler's entry).
+ */
+static int remote_write_frame(Target *t, RemoteContext *c, uint64_t pretcode, uint64_t *ret_sp) {
+        size_t xsize = c->xstate.iov_len;
+        size_t fp_room = xsize + (c->fp_only ? 0 : sizeof(uint32_t));
+        uint64_t top = c->regs.rsp - RED_ZONE - FRAME_SLACK;
+        uint64_t fp = ALIGN_DOWN(top - fp_room, (uint64_t)64);
+        uint64_t sp = ALIGN_DOWN(fp - sizeof(RemoteSigframe), (uint64_t)16) - 8;
+        size_t len = (size_t)(fp + fp_room - sp);
+
+        if (c->regs.rsp < 65536 + len)
+                return -EFAULT;
+        _cleanup_free_ uint8_t *buf = calloc(1, len);
+        if (!buf)
+                return -ENOMEM;
+        RemoteSigframe *f = (RemoteSigframe *)buf;
+        struct user_regs_struct res;
+        remote_resume_regs(&c->regs, &res);
+
+        f->pretcode = pretcode;
+        f->uc.uc_flags = UC_SIGCONTEXT_SS | UC_STRICT_RESTORE_SS;
+        f->uc.ss_flags = SS_FLAGS_KEEP;
+        f->uc.sigmask = c->sigmask;
+        RemoteSigcontext *m = &f->uc.mcontext;
+        *m = (RemoteSigcontext) {
+                .r8 = res.r8, .r9 = res.r9, .r10 = res.r10, .r11 = res.r11,
+                .r12 = res.r12, .r13 = res.r13, .r14 = res.r14, .r15 = res.r15,
+                .rdi = res.rdi, .rsi = res.rsi, .rbp = res.rbp, .rbx = res.rbx,
+                .rdx = res.rdx, .rax = res.rax, .rcx = res.rcx, .rsp = res.rsp,
+                .rip = res.rip, .eflags = res.eflags,
+                .cs = (uint16_t)res.cs, .ss = (uint16_t)res.ss,
+                .oldmask = c->sigmask,
+                .fpstate = fp,
+        };
+
+        uint8_t *x = buf + (fp - sp);
+        memcpy(x, c->xstate.iov_base, xsize);
+        if (!c->fp_only) {
+                /* What the kernel's own frames carry (fpx_sw_bytes, magic2 after the
+                 * image): without it rt_sigreturn restores only the legacy area and
+                 * resets the AVX state. ptrace put the feature mask (XCR0) at the same
+                 * place; the image's header says which features it holds. */
+                uint64_t xcr0, xstate_bv;
+                memcpy(&xcr0, x + FX_SW_OFFSET, sizeof(xcr0));
+                memcpy(&xstate_bv, x + FXSAVE_SIZE, sizeof(xstate_bv));
+                uint32_t sw[12] = { 0 };
+                uint64_t features = xcr0 ? xcr0 : xstate_bv;
+                sw[0] = FP_XSTATE_MAGIC1;
+                sw[1] = (uint32_t)(xsize + sizeof(uint32_t));
+                memcpy(&sw[2], &features, sizeof(features));
+                sw[4] = (uint32_t)xsize;
+                memcpy(x + FX_SW_OFFSET, sw, sizeof(sw));
+                uint32_t magic2 = FP_XSTATE_MAGIC2;
+                memcpy(x + xsize, &magic2, sizeof(magic2));
+                f->uc.uc_flags |= UC_FP_XSTATE;
+        }
+        int r = target_write(t, sp, buf, len);
+        if (r < 0)
+                return r;
+        *ret_sp = sp;
+        return 0;
+}
+
+/*
+ * Starts a step: the frame first (memory below the red zone, nothing of the thread's),
+ * then the registers, then the mask (see the top of the file). From the SETREGS on the
+ * thread holds the step's registers and returns through the frame by itself.
+ */
+static int remote_enter(Target *t, Thread *th, RemoteContext *c, struct user_regs_struct *regs,
+                        uint64_t pretcode, bool block) {
+        uint64_t sp;
+        int r = remote_write_frame(t, c, pretcode, &sp);
+        if (r < 0)
+                return r;
+        /* Syscall stops reported as SIGTRAP | 0x80, told apart from real SIGTRAPs. */
+        r = target__ptrace(PTRACE_SETOPTIONS, th->tid, NULL, (void *)(long)PTRACE_O_TRACESYSGOOD);
+        if (r < 0)
+                return r;
+        regs->rsp = sp;
+        regs->orig_rax = (uint64_t)-1;
+        r = target__ptrace(PTRACE_SETREGS, th->tid, NULL, regs);
+        if (r < 0)
+                return r;
+        c->in_step = true;
+        if (!block)
+                return 0;
         uint64_t m = remote_run_mask();
         r = target__ptrace(PTRACE_SETSIGMASK, th->tid, (void *)sizeof(uint64_t), &m);
         if (r < 0)
@@ -305,48 +539,92 @@ static int remote_save(Thread *th, RemoteContext *c, bool block) {
         return 0;
 }
 
-/* Restores in reverse order; every step is tried even if one fails. */
+/* Puts the saved context back by ptrace; FPU, mask, registers last. */
 static int remote_restore(Thread *th, RemoteContext *c) {
-        int ret = remote_restore_fpu(th, c);
+        int ret = remote_restore_fpu(th, c), r;
         if (c->mask_set) {
-                int r = target__ptrace(PTRACE_SETSIGMASK, th->tid, (void *)sizeof(uint64_t), &c->sigmask);
+                r = target__ptrace(PTRACE_SETSIGMASK, th->tid, (void *)sizeof(uint64_t), &c->sigmask);
                 if (r < 0 && ret == 0)
                         ret = r;
         }
-        int r = target__ptrace(PTRACE_SETREGS, th->tid, NULL, &c->regs);
+        r = target__ptrace(PTRACE_SETREGS, th->tid, NULL, &c->regs);
         if (r < 0 && ret == 0)
                 ret = r;
         return ret;
 }
 
-/* The outcome of a run: which error wins, and the thread settled for resume. A thread
+/*
+ * From a system call stop at the end of a step: the context put back, the thread stays
+ * in that stop. An interrupt queued first sets TIF_SIGPENDING, so that whenever the
+ * thread leaves the stop (detached by us, or by the kernel when we die) it passes
+ * through get_signal() and the kernel's restart logic runs over the restored registers,
+ * as after the stops target.c makes (the exit work reads the thread's flags after the
+ * ptrace stop). The interrupt's own trap, should the thread be resumed for another
+ * step, is passed over by remote_run().
+ */
+static int remote_leave_syscall_stop(Thread *th, RemoteContext *c, bool *ret_signal_stop) {
+        int r = target__ptrace(PTRACE_INTERRUPT, th->tid, NULL, NULL);
+        if (r < 0)
+                return r;
+        r = remote_restore(th, c);
+        if (r < 0)
+                return r;
+        c->in_step = false;
+        *ret_signal_stop = false;
+        return 0;
+}
+
+/* The outcome of a step: which error wins, and the thread settled for resume. A thread
  * that no longer stops (-ETIMEDOUT from remote_abandon with th->stopped cleared) or
- * exited cannot be restored. */
-static int remote_finish(Target *t, Thread *th, RemoteContext *c, int r, bool signal_stop) {
+ * exited cannot be restored; left with the step's registers it restores itself. */
+static int remote_finish(Target *t, Thread *th, RemoteContext *c, int r, bool at_syscall_stop,
+                         bool signal_stop) {
         if (th->gone)
                 return -ESRCH;
         if (!th->stopped)
                 return r;
-        int q = remote_restore(th, c);
+        int q;
+        if (at_syscall_stop)
+                q = remote_leave_syscall_stop(th, c, &signal_stop);
+        else
+                q = remote_restore(th, c);
         if (q == 0)
                 q = target__settle(t, th, signal_stop);
         return r < 0 ? r : q;
+}
+
+/*
+ * At the entry stop of the call's rt_sigreturn: the context goes back by ptrace instead
+ * (rt_sigreturn would reset the thread's restart block, and a thread stopped in
+ * nanosleep would then see EINTR). The call is skipped (orig_rax -1) with the registers
+ * set to make it again, should we die before the exit stop: rip back on the "syscall"
+ * instruction, rax 15. *regs holds the entry stop's registers, rip is after "syscall".
+ */
+static int remote_skip_sigreturn(Target *t, Thread *th, struct user_regs_struct *regs, uint64_t rip,
+                                 bool *ret_signal_stop) {
+        regs->orig_rax = (uint64_t)-1;
+        regs->rax = SYS_rt_sigreturn;
+        regs->rip = rip - 2;
+        int r = target__ptrace(PTRACE_SETREGS, th->tid, NULL, regs);
+        if (r < 0)
+                return r;
+        const RemoteEnd end = { .at_entry = false, .nr = -1, .rip = rip - 2 };
+        return remote_run(t, th, &end, REMOTE_SYSCALL_TIMEOUT_MS, regs, ret_signal_stop);
 }
 
 static int remote_syscall(Target *t, Thread *th, long nr, const long args[6], bool block, long *ret) {
         _cleanup_(remote_context_done) RemoteContext c = { 0 };
         bool signal_stop = th->signal_stop;
 
-        int r = remote_find_syscall_insn(t, th);
+        int r = remote_find_code(t);
         if (r < 0)
                 return r;
-        r = remote_save(th, &c, block);
+        r = remote_save(th, &c);
         if (r < 0)
-                return remote_finish(t, th, &c, r, signal_stop);
+                return r;
 
         struct user_regs_struct regs = c.regs;
         regs.rip = t->syscall_insn;
-        regs.orig_rax = (uint64_t)-1;
         regs.rax = (uint64_t)nr;
         regs.rdi = (uint64_t)args[0];
         regs.rsi = (uint64_t)args[1];
@@ -354,14 +632,14 @@ static int remote_syscall(Target *t, Thread *th, long nr, const long args[6], bo
         regs.r10 = (uint64_t)args[3];
         regs.r8 = (uint64_t)args[4];
         regs.r9 = (uint64_t)args[5];
-        r = target__ptrace(PTRACE_SETREGS, th->tid, NULL, &regs);
+        r = remote_enter(t, th, &c, &regs, t->restorer, block);
         if (r < 0)
-                return remote_finish(t, th, &c, r, signal_stop);
-        r = remote_run(t, th, PTRACE_SINGLESTEP, t->syscall_insn + 2, REMOTE_SYSCALL_TIMEOUT_MS,
-                       &regs, &signal_stop);
+                return remote_finish(t, th, &c, r, false, signal_stop);
+        const RemoteEnd end = { .at_entry = false, .nr = nr, .rip = t->syscall_insn + 2 };
+        r = remote_run(t, th, &end, REMOTE_SYSCALL_TIMEOUT_MS, &regs, &signal_stop);
         if (r == 0)
                 *ret = (long)regs.rax;
-        return remote_finish(t, th, &c, r, signal_stop);
+        return remote_finish(t, th, &c, r, r == 0, signal_stop);
 }
 
 /* Before a mask change, a thread stopped in a syscall with a temporary mask gets its
@@ -389,7 +667,7 @@ int target_syscall(Target *t, Thread *th, long nr, const long args[6], long *ret
         return remote_syscall(t, th, nr, args, true, ret);
 }
 
-int target_call(Target *t, Thread *th, uint64_t func, const long args[6], uint64_t trap_addr,
+int target_call(Target *t, Thread *th, uint64_t func, const long args[6], uint64_t return_code,
                 int timeout_ms, uint64_t *ret) {
         _cleanup_(remote_context_done) RemoteContext c = { 0 };
 
@@ -397,27 +675,19 @@ int target_call(Target *t, Thread *th, uint64_t func, const long args[6], uint64
                 return -ESRCH;
         if (!th->stopped)
                 return -EINVAL;
-        int r = remote_flush_temporary_mask(t, th);
+        int r = remote_check_code(t, return_code, call_return_code, sizeof(call_return_code));
+        if (r < 0)
+                return r == -ENOENT ? -EINVAL : r;
+        r = remote_flush_temporary_mask(t, th);
         if (r < 0)
                 return r;
         bool signal_stop = th->signal_stop;
-        r = remote_save_fpu(th, &c);
+        r = remote_save(th, &c);
         if (r < 0)
                 return r;
-        r = remote_save(th, &c, true);
-        if (r < 0)
-                return remote_finish(t, th, &c, r, signal_stop);
 
-        /* Below the red zone and some slack, 16-byte aligned, then the return address
-         * pushed as a call would: rsp % 16 == 8 at the function's entry. */
         struct user_regs_struct regs = c.regs;
-        uint64_t sp = ((c.regs.rsp - 128 - 256) & ~15ULL) - 8;
-        r = target_write(t, sp, &trap_addr, sizeof(trap_addr));
-        if (r < 0)
-                return remote_finish(t, th, &c, r, signal_stop);
-        regs.rsp = sp;
         regs.rip = func;
-        regs.orig_rax = (uint64_t)-1;
         regs.rax = 0;
         regs.rdi = (uint64_t)args[0];
         regs.rsi = (uint64_t)args[1];
@@ -425,11 +695,15 @@ int target_call(Target *t, Thread *th, uint64_t func, const long args[6], uint64
         regs.rcx = (uint64_t)args[3];
         regs.r8 = (uint64_t)args[4];
         regs.r9 = (uint64_t)args[5];
-        r = target__ptrace(PTRACE_SETREGS, th->tid, NULL, &regs);
+        r = remote_enter(t, th, &c, &regs, return_code, true);
         if (r < 0)
-                return remote_finish(t, th, &c, r, signal_stop);
-        r = remote_run(t, th, PTRACE_CONT, trap_addr + 1, timeout_ms, &regs, &signal_stop);
-        if (r == 0)
-                *ret = regs.rax;
-        return remote_finish(t, th, &c, r, signal_stop);
+                return remote_finish(t, th, &c, r, false, signal_stop);
+        const RemoteEnd end = { .at_entry = true, .nr = SYS_rt_sigreturn,
+                                .rip = return_code + sizeof(call_return_code) };
+        r = remote_run(t, th, &end, timeout_ms, &regs, &signal_stop);
+        if (r == 0) {
+                *ret = regs.rdi;
+                r = remote_skip_sigreturn(t, th, &regs, end.rip, &signal_stop);
+        }
+        return remote_finish(t, th, &c, r, r == 0, signal_stop);
 }

@@ -561,8 +561,14 @@ TEST(call) {
         long page = rsys(t, th, SYS_mmap, 0, 4096, PROT_READ | PROT_WRITE | PROT_EXEC,
                          MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         ASSERT_TRUE(page > 0);
+        uint8_t code[16];
+        size_t code_len = target_call_return_code(code);
+        ASSERT_OK(target_write(t, (uint64_t)page, code, code_len));
+        /* Anything else there is refused. */
         uint8_t int3 = 0xcc;
-        ASSERT_OK(target_write(t, (uint64_t)page, &int3, 1));
+        ASSERT_OK(target_write(t, (uint64_t)page + 64, &int3, 1));
+        ASSERT_ERR(target_call(t, th, v.sh->add3_addr, (const long[6]) { 0 }, (uint64_t)page + 64, 1000, &ret),
+                   -EINVAL);
 
         const long a[6] = { 1, 2, 3, 0, 0, 0 };
         ASSERT_OK(target_call(t, th, v.sh->add3_addr, a, (uint64_t)page, 1000, &ret));
@@ -575,7 +581,7 @@ TEST(call) {
         /* Called as by a call instruction, below the red zone. */
         ASSERT_OK(target_call(t, th, v.sh->entry_rsp_addr, a, (uint64_t)page, 1000, &ret));
         ASSERT_EQ(ret % 16, 8);
-        ASSERT_TRUE(ret < th->regs.rsp - 128 && ret > th->regs.rsp - 4096);
+        ASSERT_TRUE(ret < th->regs.rsp - 128 && ret > th->regs.rsp - 65536);
 
         /* The vector and x87 state comes back too. */
         struct user_fpregs_struct fp0, fp1;

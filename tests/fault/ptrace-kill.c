@@ -1,0 +1,113 @@
+/*
+ * Fault injection for the patcher: an LD_PRELOAD library that SIGKILLs its own process
+ * right after the N-th ptrace() call of one request, as an operator's script or the OOM
+ * killer would at the worst moment. The patcher's only way to ptrace is glibc's ptrace()
+ * (patcher/target.c, target__ptrace), which this library interposes.
+ *
+ *   ULP_FAULT_REQUEST   the request: a name (SEIZE, INTERRUPT, CONT, SINGLESTEP, SYSCALL,
+ *                       DETACH, GETREGS, SETREGS, GETREGSET, SETREGSET, GETSIGMASK,
+ *                       SETSIGMASK, GETSIGINFO, SETSIGINFO, SETOPTIONS, SETFPREGS) or ANY
+ *   ULP_FAULT_N         which call of it (1 = the first)
+ *   ULP_FAULT_DELAY_US  instead: SIGKILL after this many microseconds of the process's
+ *                       life, wherever it is then (a random moment when drawn at random)
+ * Unset or unknown: the library does nothing. ULP_FAULT_LOG, when set, names a file that
+ * gets one line per call ("REQUEST result"), to see what an operation does.
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ptrace.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+static const struct {
+        const char *name;
+        long req;
+} requests[] = {
+        { "SEIZE", 0x4206 },      { "INTERRUPT", 0x4207 },  { "CONT", 7 },
+        { "SINGLESTEP", 9 },      { "SYSCALL", 24 },        { "DETACH", 17 },
+        { "GETREGS", 12 },        { "SETREGS", 13 },        { "GETREGSET", 0x4204 },
+        { "SETREGSET", 0x4205 },  { "GETSIGMASK", 0x420a }, { "SETSIGMASK", 0x420b },
+        { "GETSIGINFO", 0x4202 }, { "SETSIGINFO", 0x4203 }, { "SETOPTIONS", 0x4200 },
+        { "SETFPREGS", 15 },      { "GETFPREGS", 14 },      { "GET_SYSCALL_INFO", 0x420e },
+};
+
+static long want = -2;          /* -2 not read yet, -1 none, 0x7fffffff any */
+static unsigned long want_n, seen;
+
+static const char *req_name(long req) {
+        for (size_t i = 0; i < sizeof(requests) / sizeof(requests[0]); i++)
+                if (requests[i].req == req)
+                        return requests[i].name;
+        return "?";
+}
+
+static void read_config(void) {
+        const char *r = getenv("ULP_FAULT_REQUEST"), *n = getenv("ULP_FAULT_N");
+        want = -1;
+        if (!r || !n)
+                return;
+        want_n = strtoul(n, NULL, 10);
+        if (strcmp(r, "ANY") == 0)
+                want = 0x7fffffff;
+        for (size_t i = 0; i < sizeof(requests) / sizeof(requests[0]); i++)
+                if (strcmp(requests[i].name, r) == 0)
+                        want = requests[i].req;
+}
+
+static void log_call(long req, long result) {
+        const char *path = getenv("ULP_FAULT_LOG");
+        char line[64];
+        if (!path)
+                return;
+        int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+        if (fd < 0)
+                return;
+        int n = snprintf(line, sizeof(line), "%s %ld\n", req_name(req), result);
+        (void)!write(fd, line, (size_t)n);
+        close(fd);
+}
+
+static void die(int sig) {
+        (void)sig;
+        syscall(SYS_kill, getpid(), SIGKILL);
+}
+
+__attribute__((constructor)) static void arm_timer(void) {
+        const char *d = getenv("ULP_FAULT_DELAY_US");
+        if (!d)
+                return;
+        unsigned long us = strtoul(d, NULL, 10);
+        struct itimerval it = { .it_value = { (time_t)(us / 1000000), (suseconds_t)(us % 1000000) } };
+        if (us == 0)
+                die(0);
+        signal(SIGALRM, die);
+        setitimer(ITIMER_REAL, &it, NULL);
+}
+
+long ptrace(enum __ptrace_request request, ...) {
+        va_list ap;
+        va_start(ap, request);
+        pid_t pid = va_arg(ap, pid_t);
+        void *addr = va_arg(ap, void *);
+        void *data = va_arg(ap, void *);
+        va_end(ap);
+
+        if (want == -2)
+                read_config();
+        /* The raw system call: the PEEK requests' glibc convention is not used by ulp. */
+        long r = syscall(SYS_ptrace, (long)request, (long)pid, addr, data);
+        int saved = errno;
+        log_call((long)request, r);
+        if (want != -1 && (want == 0x7fffffff || want == (long)request) && ++seen == want_n)
+                syscall(SYS_kill, getpid(), SIGKILL);
+        errno = saved;
+        return r;
+}
