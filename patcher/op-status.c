@@ -29,6 +29,7 @@ static void status_funcs(UlpOp *op, const ControlPatch *p, UlpPatchStatus *ps) {
 static void status_stragglers(UlpOp *op, UlpPatchStatus *ps) {
         const ControlStragglers *s = &op->c.img->stragglers;
 
+        /* Informational: a list that does not check out is not shown. */
         if (control_read_stragglers(op->t, &op->c) < 0 || s->n == 0)
                 return;
         ps->stragglers = calloc(s->n, sizeof(UlpStraggler));
@@ -70,10 +71,7 @@ static int open_for_status(UlpOp *op, pid_t pid) {
         if (r == 0)
                 return op_fail(op, -ENOENT, "process %d carries no ulp patch", pid);
         op->c.addr = addr;
-        r = control_load(op->t, &op->c);
-        if (r < 0)
-                return op_fail(op, r, "the ulp control block of process %d is unreadable or of another version", pid);
-        return 0;
+        return op_load_control(op);
 }
 
 int ulp_status(pid_t pid, UlpProcessStatus *ret, UlpReport *report) {
@@ -84,8 +82,12 @@ int ulp_status(pid_t pid, UlpProcessStatus *ret, UlpReport *report) {
                 return -ENOMEM;
         *ret = (UlpProcessStatus) { .pid = pid };
         r = open_for_status(op, pid);
-        if (r >= 0) {
+        if (op->t)
                 target_thread_name(op->t, pid, ret->comm);
+        if (r == -EBADMSG || r == -EBUSY)
+                snprintf(ret->problem, sizeof(ret->problem), "%s", op->c.why);
+        if (r >= 0) {
+                ret->trusted = op->c.trusted;
                 ret->patches = calloc(op->c.img->hdr.n_patches + 1, sizeof(UlpPatchStatus));
                 if (!ret->patches)
                         r = -ENOMEM;

@@ -50,6 +50,9 @@ UlpOp *op_new(OpKind kind, const UlpOptions *o, UlpReport *report);
 /* Opens the target and reads its modules and control block (if any). */
 int op_open_target(UlpOp *op, pid_t pid);
 
+/* control_load() with the operator's message naming the pid and what is wrong. */
+int op_load_control(UlpOp *op);
+
 /* op_open_target, and -ENOENT with the message when the target has no control block. */
 int op_open_with_control(UlpOp *op, pid_t pid);
 
