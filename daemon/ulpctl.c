@@ -112,10 +112,10 @@ static int direct_run(UlpOp *op, int r) {
 }
 
 static UlpOptions options_of(const Args *a) {
-        /* Named processes, or an unprivileged caller's own: any valid block is acted on;
-         * root's --all needs blocks ulp provably made. */
+        /* An unprivileged caller acts on any valid block in the processes the kernel lets it
+         * trace (its own); root only on blocks ulp provably made (docs/control-block.md). */
         return (UlpOptions) { .timeout_ms = a->timeout_ms, .force = a->force, .global = a->global,
-                              .return_trap = a->return_trap, .trust_unsigned = !a->all || geteuid() != 0 };
+                              .return_trap = a->return_trap, .trust_unsigned = geteuid() != 0 };
 }
 
 /* The processes --all designates for a direct revert: those carrying the patch. */
@@ -130,7 +130,7 @@ static int direct_carriers(const char *name, pid_t **ret, size_t *ret_n) {
                 UlpProcessStatus s;
                 UlpReport rep = {};
                 bool has = false;
-                /* root's --all: only blocks ulp provably made (docs/control-block.md) */
+                /* root: only blocks ulp provably made (docs/control-block.md) */
                 if (ulp_status(v[i], &s, &rep) >= 0 && (s.trusted || geteuid() != 0)) {
                         for (size_t j = 0; j < s.n_patches; j++)
                                 has |= strcmp(s.patches[j].name, name) == 0 &&

@@ -702,10 +702,10 @@ static void method_transition(Connection *c, struct json_object *q, JobKind kind
                 }
         }
 
-        /* A block ulp did not provably make (docs/control-block.md) is acted on for a
-         * caller who named the process, or for an unprivileged caller's --all (its own
-         * processes only); root's --all goes only to blocks with a valid MAC. */
-        opts.trust_unsigned = !all || c->cred.uid != 0;
+        /* A block ulp did not provably make (docs/control-block.md) is acted on only for
+         * an unprivileged caller, in processes it may trace itself (auth_check): root's
+         * requests go only to blocks with a valid MAC. */
+        opts.trust_unsigned = c->cred.uid != 0;
 
         req = calloc(1, sizeof(*req));
         if (!req || !(req->results = json_object_new_array())) {

@@ -123,9 +123,16 @@ int ulp_op_resume(pid_t pid, const UlpOptions *o, UlpOp **ret, UlpReport *report
 
         if (!op)
                 return -ENOMEM;
+        /* Whether there is anything to resume comes first: recovery looks at every block
+         * on the machine, and one without a transition is no business of it. */
+        bool trust = op->o.trust_unsigned;
+        op->o.trust_unsigned = true;
         r = op_open_with_control(op, pid);
+        op->o.trust_unsigned = trust;
         if (r >= 0 && op->c.img->hdr.transition_patch < 0)
                 r = op_fail(op, -ENOENT, "process %d has no transition in progress", pid);
+        if (r >= 0)
+                r = op_check_trust(op);
         if (r >= 0)
                 r = take_over(op);
         return first_step(op, ret, r);

@@ -128,9 +128,14 @@ int op_open_target(UlpOp *op, pid_t pid) {
         r = op_load_control(op);
         if (r < 0)
                 return r;
+        return op_check_trust(op);
+}
+
+int op_check_trust(UlpOp *op) {
         if (!op->c.trusted && !op->o.trust_unsigned)
                 return op_fail(op, -EPERM, "the ulp control block of process %d carries no valid signature of "
-                               "this machine's ulp: not acted on (name the process explicitly to act on it)", pid);
+                               "this machine's ulp: not acted on (only the process's own user may act on it)",
+                               op->t->pid);
         return 0;
 }
 

@@ -26,9 +26,9 @@ typedef struct UlpOptions {
         bool global;             /* global mode: stop all, check all, switch all or none */
         bool return_trap;        /* catch stragglers on their way out of the patched frames */
         /* Act on a control block that carries no valid MAC (ulp did not provably make it
-         * in this process, docs/control-block.md). Only for a caller acting on processes
-         * it is itself allowed to trace, never for work nobody asked for (recovery,
-         * sticky patches) or for root's --all. */
+         * in this process, docs/control-block.md). Only for an unprivileged caller acting
+         * on processes the kernel lets it trace; never for root, nor for work nobody asked
+         * for (recovery, sticky patches, objects loaded later). */
         bool trust_unsigned;
 } UlpOptions;
 

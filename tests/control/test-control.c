@@ -1,0 +1,245 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* control_validate() on crafted blocks, the status read from a valid one, the MAC. */
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "patcher/op.h"
+#include "patcher/siphash.h"
+#include "control-sample.h"
+#include "test.h"
+
+/* dump-control-block.py and forger.c know these offsets. */
+_Static_assert(CONTROL_OFF(areas) == 77824 && CONTROL_OFF(patches) == 79872 && CONTROL_OFF(funcs) == 119296 &&
+               sizeof(ControlFunc) == 248 && sizeof(ControlImage) == 2155024 &&
+               CONTROL_OFF(hdr.n_funcs) == 68 && CONTROL_OFF(hdr.generation) == 32 && CONTROL_OFF(hdr.self) == 16,
+               "update tests/control/dump-control-block.py and forger.c");
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static ControlImage *img;
+static char why[160];
+
+static void fresh(void) {
+        if (!img)
+                img = malloc(sizeof(*img));
+        ASSERT_TRUE(img);
+        control_sample(img);
+}
+
+/* The block is refused with -EBADMSG and why contains what. */
+#define ASSERT_REFUSED(what) do { \
+                why[0] = 0; \
+                ASSERT_ERR(control_validate(img, SAMPLE_SELF, why, sizeof(why)), -EBADMSG); \
+                if (!strstr(why, what)) TEST__FAIL("reason \"%s\" does not say \"%s\"", why, what); \
+        } while (0)
+
+TEST(sample_is_valid) {
+        UlpProcessStatus s = {};
+
+        fresh();
+        ASSERT_OK(control_validate(img, SAMPLE_SELF, why, sizeof(why)));
+        ASSERT_OK(control_validate_table(img, why, sizeof(why)));
+        ASSERT_OK(control_validate_stragglers(&img->stragglers, why, sizeof(why)));
+        ASSERT_OK(op_status_convert(img, &s));
+        ASSERT_EQ(s.n_patches, 1);
+        ASSERT_STREQ(s.patches[0].name, "fix-compute");
+        ASSERT_STREQ(s.patches[0].state, "patched");
+        ASSERT_EQ(s.patches[0].n_funcs, 1);
+        ASSERT_STREQ(s.patches[0].funcs[0].symbol, "compute");
+        ulp_status_done(&s);
+}
+
+TEST(header) {
+        fresh();
+        img->hdr.magic[0] = 'X';
+        ASSERT_REFUSED("bad magic");
+        fresh();
+        img->hdr.version = 2;
+        ASSERT_REFUSED("version 2");
+        fresh();
+        img->hdr.image_size = 4096;
+        ASSERT_REFUSED("size 4096");
+        fresh();
+        img->hdr.self = SAMPLE_SELF + 4096;
+        ASSERT_REFUSED("it says it lives at");
+        fresh();
+        img->hdr.n_funcs = 0xffffffff;
+        ASSERT_REFUSED("counts out of range");
+        fresh();
+        img->hdr.n_patches = CONTROL_MAX_PATCHES + 1;
+        ASSERT_REFUSED("counts out of range");
+        fresh();
+        img->hdr.target_state = 7;
+        ASSERT_REFUSED("unknown target state 7");
+        fresh();
+        img->hdr.transition_patch = 5;
+        ASSERT_REFUSED("transition patch 5 out of range");
+        fresh();
+        img->hdr.transition_patch = -2;
+        ASSERT_REFUSED("transition patch -2 out of range");
+        fresh();
+        img->hdr.transition_patch = 0;
+        ASSERT_REFUSED("its state and the header's transition disagree");
+}
+
+TEST(patches) {
+        fresh();
+        img->patches[0].first_func = 0x40000000;
+        ASSERT_REFUSED("outside the 1 records");
+        fresh();
+        img->patches[0].n_funcs = 0xffffffff;
+        ASSERT_REFUSED("outside the 1 records");
+        fresh();
+        img->patches[0].state = 9;
+        ASSERT_REFUSED("unknown state 9");
+        fresh();
+        memset(img->patches[0].name, 'a', sizeof(img->patches[0].name));
+        ASSERT_REFUSED("its name is not a terminated printable string");
+        fresh();
+        strcpy(img->patches[0].name, "evil\nulpd: forged line");
+        ASSERT_REFUSED("its name is not a terminated printable string");
+        fresh();
+        memset(img->patches[0].pending[3], 'x', sizeof(img->patches[0].pending[3]));
+        ASSERT_REFUSED("pending object 3");
+        fresh();
+        img->patches[0].callbacks[1] = 0x401000;
+        ASSERT_REFUSED("callback 1 is outside the patch's code");
+        fresh();
+        img->patches[0].map_start = UINT64_MAX - 10;
+        ASSERT_REFUSED("wraps around");
+        fresh();
+        img->patches[0].build_id_len = 21;
+        ASSERT_REFUSED("build-id length 21");
+        fresh();
+        img->patches[0].flags = 0x80;
+        ASSERT_REFUSED("unknown flags 0x80");
+}
+
+TEST(funcs) {
+        fresh();
+        img->funcs[0].patch = 1;
+        ASSERT_REFUSED("names patch 1 of 1");
+        fresh();
+        img->hdr.n_funcs = 2;
+        ASSERT_REFUSED("lies outside the records of its patch");
+        fresh();
+        img->funcs[0].displaced_len = 15;
+        ASSERT_REFUSED("exceed 16 bytes");
+        fresh();
+        img->funcs[0].stub_addr = 0x1000;
+        ASSERT_REFUSED("its stub is outside ulp's areas");
+        fresh();
+        img->funcs[0].copy_addr = SAMPLE_AREA + 8192;
+        ASSERT_REFUSED("its relocated entry is outside ulp's areas");
+        fresh();
+        img->funcs[0].new_addr = 0x401000;
+        ASSERT_REFUSED("its new function is outside its patch's code");
+        fresh();
+        memset(img->funcs[0].symbol, 'f', sizeof(img->funcs[0].symbol));
+        ASSERT_REFUSED("object or symbol");
+        fresh();
+        img->funcs[0].old_size = UINT64_MAX;
+        ASSERT_REFUSED("address ranges");
+        fresh();
+        img->areas[0].used = CONTROL_AREA_SIZE + 1;
+        ASSERT_REFUSED("area 0 is not a sane mapping");
+        fresh();
+        img->hdr.trap_addr = 0x1234;
+        ASSERT_REFUSED("the trap address is outside ulp's areas");
+}
+
+TEST(table_and_stragglers) {
+        fresh();
+        img->table_tp[3] = 0x7f00deadb000;
+        img->table_state[3] = 1;
+        ASSERT_OK(control_validate_table(img, why, sizeof(why)));
+        img->table_state[3] = 0xff;
+        ASSERT_ERR(control_validate_table(img, why, sizeof(why)), -EBADMSG);
+        img->table_state[3] = 0;
+        img->table_state[4] = 1;
+        ASSERT_ERR(control_validate_table(img, why, sizeof(why)), -EBADMSG);
+
+        fresh();
+        img->stragglers.n = 1;
+        img->stragglers.v[0].tid = 42;
+        strcpy(img->stragglers.v[0].comm, "worker");
+        strcpy(img->stragglers.v[0].blocker, "compute+0x4");
+        ASSERT_OK(control_validate_stragglers(&img->stragglers, why, sizeof(why)));
+        memset(img->stragglers.v[0].comm, 'c', sizeof(img->stragglers.v[0].comm));
+        ASSERT_ERR(control_validate_stragglers(&img->stragglers, why, sizeof(why)), -EBADMSG);
+        img->stragglers.n = CONTROL_MAX_STRAGGLERS + 1;
+        ASSERT_ERR(control_validate_stragglers(&img->stragglers, why, sizeof(why)), -EBADMSG);
+}
+
+/* The vectors of the SipHash paper (key 00..0f, message 00..len-1). */
+TEST(siphash_vectors) {
+        uint8_t key[16], msg[64], out[16];
+        static const uint8_t want128_empty[16] = { 0xa3, 0x81, 0x7f, 0x04, 0xba, 0x25, 0xa8, 0xe6,
+                                                   0x6d, 0xf6, 0x72, 0x14, 0xc7, 0x55, 0x02, 0x93 };
+
+        for (int i = 0; i < 16; i++)
+                key[i] = (uint8_t)i;
+        for (int i = 0; i < 64; i++)
+                msg[i] = (uint8_t)i;
+        ASSERT_EQ_U64(siphash24(key, msg, 0), 0x726fdb47dd0e0e31ULL);
+        ASSERT_EQ_U64(siphash24(key, msg, 15), 0xa129ca6149be45e5ULL);
+        siphash24_128(key, msg, 0, out);
+        ASSERT_TRUE(memcmp(out, want128_empty, 16) == 0);
+}
+
+TEST(mac) {
+        char dir[] = "/tmp/ulp-test-key-XXXXXX", path[64];
+        Control c = {};
+
+        ASSERT_TRUE(mkdtemp(dir));
+        snprintf(path, sizeof(path), "%s/key", dir);
+        setenv("ULP_CONTROL_KEY", path, 1);
+        fresh();
+        c.img = img;
+        ASSERT_OK(control_sign(&c, getpid()));
+        ASSERT_TRUE(control_verify(&img->hdr, getpid()));
+        /* Another process (a copy of the block, a forked child) does not match. */
+        ASSERT_TRUE(!control_verify(&img->hdr, getppid()));
+        img->hdr.self += 4096;
+        ASSERT_TRUE(!control_verify(&img->hdr, getpid()));
+        img->hdr.self -= 4096;
+        img->hdr.nonce[0] ^= 1;
+        ASSERT_TRUE(!control_verify(&img->hdr, getpid()));
+        img->hdr.nonce[0] ^= 1;
+        ASSERT_TRUE(control_verify(&img->hdr, getpid()));
+        memset(img->hdr.mac, 0, sizeof(img->hdr.mac));
+        ASSERT_TRUE(!control_verify(&img->hdr, getpid()));
+        unlink(path);
+        rmdir(dir);
+}
+
+/* The fuzz target over its committed corpus: real blocks, truncated and mutated ones. */
+TEST(fuzz_corpus) {
+        DIR *d = opendir(CORPUS_DIR);
+        struct dirent *de;
+        unsigned n = 0;
+
+        ASSERT_TRUE(d);
+        while ((de = readdir(d))) {
+                char path[4096];
+                static uint8_t buf[1 << 20];
+                FILE *f;
+                size_t len;
+                if (de->d_name[0] == '.')
+                        continue;
+                snprintf(path, sizeof(path), "%s/%s", CORPUS_DIR, de->d_name);
+                f = fopen(path, "re");
+                ASSERT_TRUE(f);
+                len = fread(buf, 1, sizeof(buf), f);
+                fclose(f);
+                ASSERT_OK(LLVMFuzzerTestOneInput(buf, len));
+                n++;
+        }
+        closedir(d);
+        ASSERT_TRUE(n >= 5);
+}
+
+TEST_MAIN()
