@@ -113,12 +113,18 @@ static int validate_areas(const ControlImage *img, char *why, size_t why_len) {
 
 static int validate_patch(const ControlImage *img, unsigned i, char *why, size_t why_len) {
         const ControlPatch *p = &img->patches[i];
-        bool live = p->state == CP_PATCHED || p->state == CP_TRANSITION;
+        bool live = p->state == CP_PATCHED || p->state == CP_TRANSITION ||
+                    img->hdr.transition_patch == (int32_t)i;
 
         if (p->state > CP_UNPATCHED)
                 return WHY("patch %u has unknown state %u", i, p->state);
-        if ((p->state == CP_TRANSITION) != (img->hdr.transition_patch == (int32_t)i))
-                return WHY("patch %u: its state and the header's transition disagree", i);
+        /* The writers' order (transition.c) never leaves a patch in transition that the
+         * header does not name; the header may name a patch not marked yet (init cut
+         * short) or already in its final state (finish cut short). */
+        if (p->state == CP_TRANSITION && img->hdr.transition_patch != (int32_t)i)
+                return WHY("patch %u is in transition, the header names %d", i, img->hdr.transition_patch);
+        if (p->state == CP_FREE && img->hdr.transition_patch == (int32_t)i)
+                return WHY("the transition's patch %u is a free slot", i);
         if (p->flags & ~(uint32_t)(CP_FLAG_FORCED | CP_FLAG_REPLACE))
                 return WHY("patch %u has unknown flags 0x%x", i, p->flags);
         if (p->first_func > img->hdr.n_funcs || p->n_funcs > img->hdr.n_funcs - p->first_func)

@@ -81,8 +81,18 @@ TEST(header) {
         img->hdr.transition_patch = -2;
         ASSERT_REFUSED("transition patch -2 out of range");
         fresh();
+        img->patches[0].state = CP_TRANSITION;
+        ASSERT_REFUSED("patch 0 is in transition, the header names -1");
+        fresh();
+        img->patches[0].state = CP_FREE;
         img->hdr.transition_patch = 0;
-        ASSERT_REFUSED("its state and the header's transition disagree");
+        ASSERT_REFUSED("the transition's patch 0 is a free slot");
+        /* Left by a driver killed between the header and the patch record. */
+        fresh();
+        img->hdr.transition_patch = 0;
+        ASSERT_OK(control_validate(img, SAMPLE_SELF, why, sizeof(why)));
+        img->patches[0].state = CP_UNPATCHED;
+        ASSERT_OK(control_validate(img, SAMPLE_SELF, why, sizeof(why)));
 }
 
 TEST(patches) {
