@@ -329,6 +329,37 @@ static int read_consistent(Target *t, Control *c) {
         return -EBUSY;
 }
 
+/* [addr, addr + len) is covered by anonymous private read-execute mappings, as
+ * area_new() (nearmem.c) makes them. */
+static bool area_mapped(const MapList *l, uint64_t addr, uint64_t len) {
+        uint64_t at = addr, end = addr + len;
+        for (size_t i = 0; i < l->n && at < end; i++) {
+                const MapEntry *e = &l->v[i];
+                if (e->end <= at || e->start > at)
+                        continue;
+                if (e->path || e->shared || e->prot != (PROT_READ | PROT_EXEC))
+                        return false;
+                at = e->end;
+        }
+        return at >= end;
+}
+
+/* The areas the block names are mappings ulp made: stubs and relocated entries, which
+ * validation keeps inside them, then lie in code ulp wrote. */
+static int check_areas_mapped(pid_t pid, Control *c) {
+        MapList l = {};
+        int r = maps_read(pid, &l);
+        if (r < 0)
+                return r;
+        for (unsigned i = 0; i < c->img->hdr.n_areas && r >= 0; i++)
+                if (!area_mapped(&l, c->img->areas[i].addr, c->img->areas[i].size))
+                        r = -EBADMSG, snprintf(c->why, sizeof(c->why),
+                                               "area %u at 0x%llx is not a mapping ulp made", i,
+                                               (unsigned long long)c->img->areas[i].addr);
+        maplist_done(&l);
+        return r;
+}
+
 /* Reads what is in use: the header, areas, patches and the used function records. The
  * thread table is read only by control_read_table(). */
 int control_load(Target *t, Control *c) {
@@ -341,6 +372,8 @@ int control_load(Target *t, Control *c) {
         if (r < 0)
                 return r;
         r = control_validate(c->img, c->addr, c->why, sizeof(c->why));
+        if (r >= 0)
+                r = check_areas_mapped(t->pid, c);
         if (r < 0)
                 return r;
         c->trusted = control_verify(&c->img->hdr, t->pid);

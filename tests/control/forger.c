@@ -9,7 +9,8 @@
  *
  * MODE: "fixself" claims the address it is mapped at; "keep" keeps the file's; "odd"
  * fixes the address and leaves the seqlock odd with itself as the writer, forever;
- * "churn" does the same and has a thread change the generation without end.
+ * "churn" does the same and has a thread change the generation without end; "noareas"
+ * fixes the address but does not map the block's code areas (all other modes do).
  * The block is mapped at FORGER_ADDR. Every 20 ms STATUS_FILE gets one line:
  *     ready N sum=HEX        the block is as it was written (N: checks so far)
  *     changed                somebody wrote into it (the generation word not counted)
@@ -30,6 +31,7 @@
 #define AREAS_OFF 77824
 #define SELF_OFF 16
 #define GEN_OFF 32
+#define N_AREAS_OFF 72
 
 static uint8_t *block;
 
@@ -101,6 +103,16 @@ int main(int argc, char **argv) {
                 memcpy(block + GEN_OFF + 4, &pid, 4);
                 memcpy(block + GEN_OFF + 8, &st, 8);
                 memcpy(block + GEN_OFF + 16, &pid, 4);
+        }
+        /* The block's code areas, where they are free here: anonymous read-execute
+         * mappings, as ulp makes them, so that a copied block looks real. */
+        for (uint32_t i = 0, na = *(uint32_t *)(block + N_AREAS_OFF); strcmp(mode, "noareas") && i < na && i < 64;
+             i++) {
+                uint64_t a = *(uint64_t *)(block + AREAS_OFF + 32 * i);
+                uint64_t len = *(uint64_t *)(block + AREAS_OFF + 32 * i + 8);
+                if (len && len <= (1 << 20))
+                        (void)mmap((void *)a, len, PROT_READ | PROT_EXEC,
+                                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
         }
         sum = checksum();
         if (strcmp(mode, "churn") == 0) {

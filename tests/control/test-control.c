@@ -12,7 +12,7 @@
 #include "test.h"
 
 /* dump-control-block.py and forger.c know these offsets. */
-_Static_assert(CONTROL_OFF(areas) == 77824 && CONTROL_OFF(patches) == 79872 && CONTROL_OFF(funcs) == 119296 &&
+_Static_assert(CONTROL_OFF(hdr.n_areas) == 72 && sizeof(ControlArea) == 32 && CONTROL_OFF(areas) == 77824 && CONTROL_OFF(patches) == 79872 && CONTROL_OFF(funcs) == 119296 &&
                sizeof(ControlFunc) == 248 && sizeof(ControlImage) == 2155024 &&
                CONTROL_OFF(hdr.n_funcs) == 68 && CONTROL_OFF(hdr.generation) == 32 && CONTROL_OFF(hdr.self) == 16,
                "update tests/control/dump-control-block.py and forger.c");

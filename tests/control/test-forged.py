@@ -77,6 +77,8 @@ cases = [
     # valid, and only not signed. Never a torn copy.
     ("churning", real, "churn", "busy: another process kept writing it|not signed"),
     ("self-wrong", real, "keep", f"it is mapped at 0x{FORGER_ADDR:x}"),
+    # a real block's copy whose code areas are not mapped in the process
+    ("no-areas", real, "noareas", "area 0 at 0x"),
     ("unsigned", transition, "fixself", None),
 ]
 
