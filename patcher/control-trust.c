@@ -2,10 +2,12 @@
 /*
  * Which control blocks ulp made: any user can map a memfd named "ulp-control" with any
  * content, so a block found in a process proves nothing by itself. When ulp creates a
- * block it stores a MAC of the block's identity (the process it lives in, that process's
- * start time, its address and a random nonce) under a per-boot key only root can read
- * (docs/control-block.md). A forged block has no valid MAC; a copy of a real block in
- * another process (or a forked child's copy) does not match its new identity.
+ * block it stores a MAC under a per-boot key only root can read (docs/control-block.md)
+ * of the block's identity: the memfd it lives in (device and inode, as /proc/PID/maps
+ * shows them), its address, the process that created it (pid and start time) and a
+ * random nonce. A forged block has no valid MAC; a copy of a real block's bytes in
+ * another memfd does not match. A forked child maps the very same memfd at the same
+ * address: its inherited copy checks out, as it should.
  *
  * The key: CONTROL_KEY_PATH (in /run, so a new one each boot), 16 random bytes, owned by
  * root with mode 0600 in a root-owned directory; created by the first root process that
@@ -108,45 +110,48 @@ static int control_key(bool create, uint8_t key[CONTROL_KEY_SIZE]) {
 
 typedef struct ControlIdentity {
         char domain[16];
-        int32_t pid;
+        int32_t creator_pid;
         uint32_t pad;
-        uint64_t start;
+        uint64_t creator_start;
         uint64_t self;
+        uint64_t dev;
+        uint64_t inode;
         uint8_t nonce[16];
 } ControlIdentity;
 
-static void identity_mac(const uint8_t key[CONTROL_KEY_SIZE], pid_t pid, uint64_t start, const ControlHeader *h,
+static void identity_mac(const uint8_t key[CONTROL_KEY_SIZE], const ControlHeader *h, uint64_t dev, uint64_t inode,
                          uint8_t out[16]) {
-        ControlIdentity id = { .domain = "ulp-control-v3", .pid = pid, .start = start, .self = h->self };
+        ControlIdentity id = { .domain = "ulp-control-v3", .creator_pid = h->owner_pid,
+                               .creator_start = h->owner_start, .self = h->self, .dev = dev, .inode = inode };
 
         memcpy(id.nonce, h->nonce, sizeof(id.nonce));
         siphash24_128(key, &id, sizeof(id), out);
 }
 
-int control_sign(Control *c, pid_t pid) {
+int control_sign(Control *c, pid_t pid, uint64_t dev, uint64_t inode) {
         ControlHeader *h = &c->img->hdr;
         uint8_t key[CONTROL_KEY_SIZE];
         int r = control_key(true, key);
 
         memset(h->nonce, 0, sizeof(h->nonce));
         memset(h->mac, 0, sizeof(h->mac));
+        h->owner_pid = pid;
         h->owner_start = control_proc_start_time(pid);
         if (r < 0)
                 return r == -EPERM || r == -ENOENT ? -EACCES : r;
-        if (h->owner_start == 0 || getrandom(h->nonce, sizeof(h->nonce), 0) != sizeof(h->nonce))
+        if (h->owner_start == 0 || inode == 0 || getrandom(h->nonce, sizeof(h->nonce), 0) != sizeof(h->nonce))
                 return -EIO;
-        identity_mac(key, pid, h->owner_start, h, h->mac);
+        identity_mac(key, h, dev, inode, h->mac);
         return 0;
 }
 
-bool control_verify(const ControlHeader *h, pid_t pid) {
+bool control_verify(const ControlHeader *h, uint64_t dev, uint64_t inode) {
         static const uint8_t zero[16];
         uint8_t key[CONTROL_KEY_SIZE], mac[16], diff = 0;
-        uint64_t start = control_proc_start_time(pid);
 
-        if (memcmp(h->mac, zero, sizeof(zero)) == 0 || start == 0 || control_key(false, key) < 0)
+        if (memcmp(h->mac, zero, sizeof(zero)) == 0 || inode == 0 || control_key(false, key) < 0)
                 return false;
-        identity_mac(key, pid, start, h, mac);
+        identity_mac(key, h, dev, inode, mac);
         for (size_t i = 0; i < sizeof(mac); i++)
                 diff |= mac[i] ^ h->mac[i];
         return diff == 0;

@@ -344,19 +344,40 @@ static bool area_mapped(const MapList *l, uint64_t addr, uint64_t len) {
         return at >= end;
 }
 
+static uint64_t map_dev(const MapEntry *e) {
+        return ((uint64_t)e->dev_major << 32) | e->dev_minor;
+}
+
+/* The memfd of the block at addr: its dev and inode (the MAC's identity). */
+static int control_file(const MapList *l, uint64_t addr, uint64_t *ret_dev, uint64_t *ret_inode) {
+        for (size_t i = 0; i < l->n; i++)
+                if (l->v[i].start == addr && is_control_mapping(&l->v[i])) {
+                        *ret_dev = map_dev(&l->v[i]);
+                        *ret_inode = l->v[i].inode;
+                        return 0;
+                }
+        return -ENOENT;
+}
+
 /* The areas the block names are mappings ulp made: stubs and relocated entries, which
- * validation keeps inside them, then lie in code ulp wrote. */
-static int check_areas_mapped(pid_t pid, Control *c) {
+ * validation keeps inside them, then lie in code ulp wrote. Then the MAC (c->trusted). */
+static int check_mappings(pid_t pid, Control *c) {
+        uint64_t dev = 0, inode = 0;
         MapList l = {};
         int r = maps_read(pid, &l);
         if (r < 0)
                 return r;
+        r = control_file(&l, c->addr, &dev, &inode);
+        if (r < 0)
+                snprintf(c->why, sizeof(c->why), "it is no longer mapped"), r = -EBADMSG;
         for (unsigned i = 0; i < c->img->hdr.n_areas && r >= 0; i++)
                 if (!area_mapped(&l, c->img->areas[i].addr, c->img->areas[i].size))
                         r = -EBADMSG, snprintf(c->why, sizeof(c->why),
                                                "area %u at 0x%llx is not a mapping ulp made", i,
                                                (unsigned long long)c->img->areas[i].addr);
         maplist_done(&l);
+        if (r >= 0)
+                c->trusted = control_verify(&c->img->hdr, dev, inode);
         return r;
 }
 
@@ -373,15 +394,13 @@ int control_load(Target *t, Control *c) {
                 return r;
         r = control_validate(c->img, c->addr, c->why, sizeof(c->why));
         if (r >= 0)
-                r = check_areas_mapped(t->pid, c);
-        if (r < 0)
-                return r;
-        c->trusted = control_verify(&c->img->hdr, t->pid);
-        return 0;
+                r = check_mappings(t->pid, c);
+        return r;
 }
 
 int control_create(Target *t, Thread *th, Control *c) {
         _cleanup_close_ int fd = -1;
+        MapList l = {};
         int remote_fd = -1, r;
         uint64_t addr = 0;
 
@@ -409,7 +428,13 @@ int control_create(Target *t, Thread *th, Control *c) {
         c->img->hdr.transition_patch = -1;
         c->addr = addr;
         /* Unsigned when this process cannot read the key: then only its owner acts on it. */
-        c->trusted = control_sign(c, t->pid) >= 0;
+        c->trusted = false;
+        if (maps_read(t->pid, &l) >= 0) {
+                uint64_t dev, inode;
+                if (control_file(&l, addr, &dev, &inode) >= 0)
+                        c->trusted = control_sign(c, t->pid, dev, inode) >= 0;
+                maplist_done(&l);
+        }
         return control_write_header(t, c);
 }
 

@@ -220,13 +220,15 @@ int control_read_stragglers(Target *t, Control *c);
 
 /*
  * Authenticity (control-trust.c). A MAC under the per-boot key over the block's identity:
- * the process it was created in (pid and start time), its address and a random nonce.
- * control_sign() fills owner_start, nonce and mac in the local header (the caller writes
- * it); without access to the key (an unprivileged caller) it leaves them zero and
- * returns -EACCES. control_verify() is true when the MAC matches pid and the block.
+ * the memfd it lives in (dev and inode of its mapping), its address, its creator (pid and
+ * start time) and a random nonce. control_sign() fills owner_pid, owner_start, nonce and
+ * mac in the local header (the caller writes it); without access to the key (an
+ * unprivileged caller) it leaves nonce and mac zero and returns -EACCES.
+ * control_verify() is true when the MAC matches the block as found in the mapping with
+ * that dev and inode.
  */
-int control_sign(Control *c, pid_t pid);
-bool control_verify(const ControlHeader *h, pid_t pid);
+int control_sign(Control *c, pid_t pid, uint64_t dev, uint64_t inode);
+bool control_verify(const ControlHeader *h, uint64_t dev, uint64_t inode);
 
 /* Start time of pid in clock ticks since boot (/proc/PID/stat), 0 if unknown. */
 uint64_t control_proc_start_time(pid_t pid);

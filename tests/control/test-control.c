@@ -209,19 +209,24 @@ TEST(mac) {
         setenv("ULP_CONTROL_KEY", path, 1);
         fresh();
         c.img = img;
-        ASSERT_OK(control_sign(&c, getpid()));
-        ASSERT_TRUE(control_verify(&img->hdr, getpid()));
-        /* Another process (a copy of the block, a forked child) does not match. */
-        ASSERT_TRUE(!control_verify(&img->hdr, getppid()));
+        ASSERT_OK(control_sign(&c, getpid(), 0x2a, 1234));
+        ASSERT_EQ(img->hdr.owner_pid, getpid());
+        ASSERT_TRUE(control_verify(&img->hdr, 0x2a, 1234));
+        /* The same bytes in another memfd (a copy) do not match. */
+        ASSERT_TRUE(!control_verify(&img->hdr, 0x2a, 1235));
+        ASSERT_TRUE(!control_verify(&img->hdr, 0x2b, 1234));
         img->hdr.self += 4096;
-        ASSERT_TRUE(!control_verify(&img->hdr, getpid()));
+        ASSERT_TRUE(!control_verify(&img->hdr, 0x2a, 1234));
         img->hdr.self -= 4096;
         img->hdr.nonce[0] ^= 1;
-        ASSERT_TRUE(!control_verify(&img->hdr, getpid()));
+        ASSERT_TRUE(!control_verify(&img->hdr, 0x2a, 1234));
         img->hdr.nonce[0] ^= 1;
-        ASSERT_TRUE(control_verify(&img->hdr, getpid()));
+        img->hdr.owner_pid++;
+        ASSERT_TRUE(!control_verify(&img->hdr, 0x2a, 1234));
+        img->hdr.owner_pid--;
+        ASSERT_TRUE(control_verify(&img->hdr, 0x2a, 1234));
         memset(img->hdr.mac, 0, sizeof(img->hdr.mac));
-        ASSERT_TRUE(!control_verify(&img->hdr, getpid()));
+        ASSERT_TRUE(!control_verify(&img->hdr, 0x2a, 1234));
         unlink(path);
         rmdir(dir);
 }

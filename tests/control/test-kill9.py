@@ -90,20 +90,24 @@ def count_writes(patch, started_only):
     """How many writes into the targets one apply to N_VICTIMS victims makes (with
     started_only, those into targets whose transition has started: see killhook.c)."""
     tmp = tempfile.mkdtemp(prefix="ulp-kill9-count-")
-    vs = Victims(tmp)
     log = os.path.join(tmp, "writes")
     env = {"LD_PRELOAD": HOOK, "ULP_WRITE_LOG": log}
     if started_only:
         env["ULP_KILL_STARTED_ONLY"] = "1"
-    d = Daemon(tmp=tmp, env=env).start()
+    d = Daemon(tmp=tmp, env=env)
+    vs = None
     try:
+        vs = Victims(tmp)
+        d.start()
         r = apply_wait(d.socket, vs.pids(), patch)
         check(all(x["ok"] for x in r["results"]), "the counting apply worked")
         with open(log) as f:
             return len(f.readlines())
     finally:
-        d.stop()
-        vs.kill()
+        if d.proc:
+            d.stop()
+        if vs:
+            vs.kill()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -122,13 +126,14 @@ def one_trial(label, patch, name, kill, sleeper_ms=0):
     """kill: ("write", n), ("mark", "pre" | "post") or ("transition",)."""
     tmp = tempfile.mkdtemp(prefix="ulp-kill9-")
     os.chmod(tmp, 0o777)
-    vs = Victims(tmp, sleeper_ms)
     env = {"LD_PRELOAD": HOOK, "ULP_KILL_AFTER_WRITE": str(kill[1])} if kill[0] == "write" else {}
     if kill[0] == "write" and kill[2]:
         env["ULP_KILL_STARTED_ONLY"] = "1"
-    d = Daemon(tmp=tmp, env=env).start()
-    c = None
+    d = Daemon(tmp=tmp, env=env)
+    vs = None
     try:
+        vs = Victims(tmp, sleeper_ms)
+        d.start()
         fd = os.open(patch, os.O_RDONLY)
         c = Client(d.socket, timeout=120)
         c.send({"method": "apply", "pids": vs.pids(), "name": os.path.basename(patch), "wait": False}, fd=fd)
@@ -181,20 +186,26 @@ def one_trial(label, patch, name, kill, sleeper_ms=0):
             check(moved, f"{label}: victim {p.pid} runs {key} ({states[p.pid] or 'not applied'}): {s1[p.pid]} -> {s2}")
         # Those never switched take a fresh apply: nothing half-done stands in the way.
         fresh = [pid for pid, s in states.items() if s != "patched"]
-        if fresh:
-            r = apply_wait(d.socket, fresh, patch)
-            for x in r["results"]:
-                check(x["ok"], f"{label}: a fresh apply to {x['pid']} works: {x.get('error')}")
+        for pid in fresh:
+            for attempt in range(3):
+                x = apply_wait(d.socket, [pid], patch)["results"][0]
+                # A stop that times out on a loaded machine is the stops' business, not
+                # this test's: tried again.
+                if x["ok"] or "cannot stop process" not in x.get("error", ""):
+                    break
+            check(x["ok"], f"{label}: a fresh apply to {x['pid']} works: {x.get('error')}")
         for p, st in vs.v:
             s = victim_status(st)
             check(s["bad"] == 0, f"{label}: victim {p.pid} never saw a mix of versions")
         outcomes.append((label, f"{sum(1 for s in states.values() if s == 'patched')} patched, "
                                 f"{len(fresh)} never switched (fresh apply ok)"))
     finally:
-        vs.kill()
-        d.stop()
-        if d.proc.returncode not in (0, -9):
-            print(d.read_log())
+        if vs:
+            vs.kill()
+        if d.proc:
+            d.stop()
+            if d.proc.returncode not in (0, -9):
+                print(d.read_log())
         shutil.rmtree(tmp, ignore_errors=True)
 
 
