@@ -297,6 +297,11 @@ static int read_consistent(Target *t, Control *c) {
                 r = target_read(t, c->addr, &img->hdr, sizeof(img->hdr));
                 if (r < 0)
                         return r;
+                /* Where the generation is depends on the version: that first. Writers
+                 * rewrite magic and version with the same bytes, never tearing them. */
+                if (memcmp(img->hdr.magic, CONTROL_MAGIC, sizeof(img->hdr.magic)) != 0 ||
+                    img->hdr.version != CONTROL_VERSION)
+                        return validate_header(&img->hdr, c->addr, c->why, sizeof(c->why));
                 if ((img->hdr.generation & 1) && !(try >= 2 && writer_gone(&img->hdr, t->pid)))
                         continue;
                 /* Bounded before use: these counts size the reads below. */
