@@ -3,11 +3,17 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "patcher/op.h"
 #include "patcher/siphash.h"
+#include "patcher/target.h"
 #include "control-sample.h"
 #include "test.h"
 
@@ -229,6 +235,77 @@ TEST(mac) {
         ASSERT_TRUE(!control_verify(&img->hdr, 0x2a, 1234));
         unlink(path);
         rmdir(dir);
+}
+
+/* A child keeps rewriting its block under the seqlock, as control_write_*() do: two patch
+ * names and a symbol, all with the same letter each time. Every copy control_load() keeps
+ * must have one letter throughout; it may refuse as busy, never hand out a mix. */
+TEST(seqlock_never_a_torn_copy) {
+        size_t size = (sizeof(ControlImage) + 4095) & ~(size_t)4095;
+        int fd = memfd_create("ulp-control", MFD_CLOEXEC);
+        ControlImage *b;
+        Target *t = NULL;
+        Control c = {};
+        unsigned kept = 0, busy = 0;
+        pid_t child;
+
+        ASSERT_TRUE(fd >= 0 && ftruncate(fd, (off_t)size) == 0);
+        b = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        ASSERT_TRUE(b != MAP_FAILED);
+        /* the sample's code area, as ulp would have mapped it */
+        ASSERT_TRUE(mmap((void *)SAMPLE_AREA, CONTROL_AREA_SIZE, PROT_READ | PROT_EXEC,
+                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0) != MAP_FAILED);
+        fresh();
+        img->hdr.self = (uint64_t)(uintptr_t)b;
+        img->hdr.n_patches = 2;
+        img->patches[1] = img->patches[0];
+        img->patches[1].state = CP_UNPATCHED;
+        img->patches[1].first_func = 1;
+        img->patches[1].n_funcs = 0;
+        memset(img->patches[0].name, 'z', 100);
+        memset(img->patches[1].name, 'z', 100);
+        memset(img->funcs[0].symbol, 'z', 60);
+        memcpy(b, img, sizeof(*img));
+        child = fork();
+        ASSERT_TRUE(child >= 0);
+        if (child == 0) {
+                _Atomic uint32_t *gen = (_Atomic uint32_t *)&b->hdr.generation;
+                prctl(PR_SET_PDEATHSIG, SIGKILL);   /* a failed assertion leaves no writer */
+                for (char letter = 'a';; letter = letter == 'z' ? 'a' : letter + 1) {
+                        b->hdr.writer_pid = b->hdr.writer_target = getpid();
+                        b->hdr.writer_start = control_proc_start_time(getpid());
+                        atomic_fetch_add_explicit(gen, 1, memory_order_seq_cst);
+                        memset(b->patches[0].name, letter, 100);
+                        memset(b->funcs[0].symbol, letter, 60);
+                        memset(b->patches[1].name, letter, 100);
+                        atomic_fetch_add_explicit(gen, 1, memory_order_seq_cst);
+                        usleep(20);
+                }
+        }
+        ASSERT_OK(target_open(child, &t));
+        c.addr = (uint64_t)(uintptr_t)b;
+        for (int i = 0; i < 3000; i++) {
+                int r = control_load(t, &c);
+                if (r == -EBUSY) {
+                        busy++;
+                        continue;
+                }
+                ASSERT_OK(r);
+                ASSERT_TRUE(strspn(c.img->patches[0].name, c.img->patches[0].name[0] ? c.img->patches[0].name : "-") ==
+                            strlen(c.img->patches[0].name));
+                ASSERT_STREQ(c.img->patches[0].name, c.img->patches[1].name);
+                ASSERT_EQ(c.img->funcs[0].symbol[0], c.img->patches[0].name[0]);
+                kept++;
+        }
+        kill(child, SIGKILL);
+        waitpid(child, NULL, 0);
+        target_free(t);
+        control_done(&c);
+        fprintf(stderr, "  %u consistent copies, %u refused as busy\n", kept, busy);
+        ASSERT_TRUE(kept > 0);
+        munmap(b, size);
+        munmap((void *)SAMPLE_AREA, CONTROL_AREA_SIZE);
+        close(fd);
 }
 
 /* The fuzz target over its committed corpus: real blocks, truncated and mutated ones. */
