@@ -258,10 +258,27 @@ static int control_write_end(Target *t, Control *c) {
                             sizeof(c->img->hdr.generation));
 }
 
+int control_batch_begin(Target *t, Control *c) {
+        int r = control_write_begin(t, c);
+        c->batch = r >= 0;
+        return r;
+}
+
+int control_batch_end(Target *t, Control *c) {
+        if (!c->batch)
+                return 0;
+        c->batch = false;
+        return control_write_end(t, c);
+}
+
 /* One write of a part of the block under the seqlock. The end is written even when the
  * write failed, so that the block is not left looking busy. */
 static int control_write_locked(Target *t, Control *c, uint64_t off, const void *buf, size_t len) {
-        int r = control_write_begin(t, c), k;
+        int r, k;
+
+        if (c->batch)
+                return target_write(t, c->addr + off, buf, len);
+        r = control_write_begin(t, c);
         if (r < 0)
                 return r;
         r = target_write(t, c->addr + off, buf, len);
@@ -449,7 +466,11 @@ void control_done(Control *c) {
 }
 
 int control_write_header(Target *t, Control *c) {
-        int r = control_write_begin(t, c), k;
+        int r, k;
+
+        if (c->batch)
+                return target_write(t, c->addr, &c->img->hdr, sizeof(c->img->hdr));
+        r = control_write_begin(t, c);
         if (r < 0)
                 return r;
         /* The header itself goes with the odd generation; the end makes it even. */

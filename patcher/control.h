@@ -167,7 +167,8 @@ typedef struct ControlImage {
 typedef struct Control {
         uint64_t addr;           /* 0 when the target has none yet */
         ControlImage *img;       /* heap copy; table_* are read only on demand */
-        bool trusted;            /* its MAC checks out: ulp made it in this process */
+        bool trusted;            /* its MAC checks out: ulp made it in this memfd */
+        bool batch;              /* inside control_batch_begin/end */
         char why[160];           /* what is wrong, after -EBADMSG or -EBUSY from a read */
 } Control;
 
@@ -196,6 +197,13 @@ int control_load(Target *t, Control *c);
 int control_create(Target *t, Thread *th, Control *c);
 
 void control_done(Control *c);
+
+/* Several writes that readers must see as one change (records moved, with the patches
+ * and header that index them): the seqlock stays odd from begin to end, and the writes in
+ * between do not open brackets of their own. end is to be called even after a failed
+ * write. A writer killed in between leaves a block that may be refused as malformed. */
+int control_batch_begin(Target *t, Control *c);
+int control_batch_end(Target *t, Control *c);
 
 /* Writes parts of the local copy back to the target. */
 int control_write_header(Target *t, Control *c);

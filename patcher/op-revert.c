@@ -162,10 +162,16 @@ int op_compact_control(UlpOp *op) {
                 return 0;
         img->hdr.n_patches = np;
         img->hdr.n_funcs = nf;
-        int r = control_write_funcs(op->t, &op->c, 0, nf);
+        /* Records move under the patches that index them: one change for readers. */
+        int r = control_batch_begin(op->t, &op->c);
+        if (r >= 0)
+                r = control_write_funcs(op->t, &op->c, 0, nf);
         for (unsigned i = 0; i < np && r >= 0; i++)
                 r = control_write_patch(op->t, &op->c, i);
         if (r >= 0)
                 r = control_write_header(op->t, &op->c);
+        int k = control_batch_end(op->t, &op->c);
+        if (r >= 0)
+                r = k;
         return r < 0 ? op_fail(op, r, "cannot update the control block: %s", strerror(-r)) : 0;
 }
