@@ -247,6 +247,9 @@ struct json_object *status_to_json(const UlpProcessStatus *s, size_t n) {
                         break;
                 add(p, "pid", json_object_new_int(s[i].pid));
                 add(p, "comm", json_object_new_string(s[i].comm));
+                add(p, "trusted", json_object_new_boolean(s[i].trusted));
+                if (s[i].problem[0])
+                        add(p, "error", json_object_new_string(s[i].problem));
                 patches = json_object_new_array();
                 for (size_t j = 0; patches && j < s[i].n_patches; j++)
                         json_object_array_add(patches, patch_status_to_json(&s[i].patches[j]));
@@ -336,6 +339,8 @@ int status_from_json(struct json_object *o, UlpProcessStatus **ret, size_t *ret_
                 }
                 s[i].pid = (pid_t) get_i64(p, "pid");
                 copy_string(s[i].comm, sizeof(s[i].comm), get_string(p, "comm"));
+                s[i].trusted = get_bool(p, "trusted");
+                copy_string(s[i].problem, sizeof(s[i].problem), get_string(p, "error"));
                 patches = get_array(p, "patches");
                 m = patches ? json_object_array_length(patches) : 0;
                 if (m == 0)

@@ -112,8 +112,10 @@ static int direct_run(UlpOp *op, int r) {
 }
 
 static UlpOptions options_of(const Args *a) {
+        /* An unprivileged caller acts on any valid block in the processes the kernel lets it
+         * trace (its own); root only on blocks ulp provably made (docs/control-block.md). */
         return (UlpOptions) { .timeout_ms = a->timeout_ms, .force = a->force, .global = a->global,
-                              .return_trap = a->return_trap };
+                              .return_trap = a->return_trap, .trust_unsigned = geteuid() != 0 };
 }
 
 /* The processes --all designates for a direct revert: those carrying the patch. */
@@ -128,7 +130,8 @@ static int direct_carriers(const char *name, pid_t **ret, size_t *ret_n) {
                 UlpProcessStatus s;
                 UlpReport rep = {};
                 bool has = false;
-                if (ulp_status(v[i], &s, &rep) >= 0) {
+                /* root: only blocks ulp provably made (docs/control-block.md) */
+                if (ulp_status(v[i], &s, &rep) >= 0 && (s.trusted || geteuid() != 0)) {
                         for (size_t j = 0; j < s.n_patches; j++)
                                 has |= strcmp(s.patches[j].name, name) == 0 &&
                                        strcmp(s.patches[j].state, "unpatched") != 0;
@@ -276,7 +279,13 @@ static void print_status_human(const UlpProcessStatus *s, size_t n) {
         if (n == 0)
                 printf("no process carries ulp patches\n");
         for (size_t i = 0; i < n; i++) {
-                printf("process %d (%s)\n", s[i].pid, s[i].comm);
+                if (s[i].problem[0]) {
+                        printf("process %d (%s): ulp control block refused: %s\n", s[i].pid, s[i].comm,
+                               s[i].problem);
+                        continue;
+                }
+                printf("process %d (%s)%s\n", s[i].pid, s[i].comm,
+                       s[i].trusted ? "" : " [control block not signed by this machine's ulp]");
                 for (size_t j = 0; j < s[i].n_patches; j++) {
                         const UlpPatchStatus *p = &s[i].patches[j];
                         printf("  %s: %s%s%s\n", p->name, p->state, p->forced ? ", forced" : "",
@@ -330,7 +339,8 @@ static int verb_status(const Args *a) {
                 for (size_t i = 0; s && i < np; i++) {
                         UlpReport rep = {};
                         r = ulp_status(pids[i], &s[n], &rep);
-                        if (r >= 0)
+                        /* A block that cannot be used is listed as such, with why. */
+                        if (r >= 0 || (!a->n_pids && s[n].problem[0]))
                                 n++;
                         else if (a->n_pids && r != -ENOENT) {
                                 fprintf(stderr, "ulpctl: %s\n", rep.message[0] ? rep.message : strerror(-r));

@@ -41,34 +41,388 @@ static int control_alloc(Control *c) {
         return 0;
 }
 
+#define WHY(...) (snprintf(why, why_len, __VA_ARGS__), -EBADMSG)
+
+/* NUL-terminated inside its array, and no control character (a newline would forge a
+ * line in a log, an escape sequence would talk to a terminal). */
+static bool string_ok(const char *s, size_t size) {
+        size_t n = strnlen(s, size);
+        if (n == size)
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] == 0x7f)
+                        return false;
+        return true;
+}
+
+static bool range_ok(uint64_t addr, uint64_t size) {
+        return addr + size >= addr;
+}
+
+/* [addr, addr + len) lies inside the used part of one of the areas ulp made. */
+static bool in_areas(const ControlImage *img, uint64_t addr, uint64_t len) {
+        for (unsigned i = 0; i < img->hdr.n_areas; i++) {
+                const ControlArea *a = &img->areas[i];
+                if (addr >= a->addr && addr - a->addr <= a->used && len <= a->used - (addr - a->addr))
+                        return true;
+        }
+        return false;
+}
+
+static bool in_patch(const ControlPatch *p, uint64_t addr) {
+        return addr >= p->map_start && addr - p->map_start < p->map_size;
+}
+
+static int validate_header(const ControlHeader *h, uint64_t self, char *why, size_t why_len) {
+        if (memcmp(h->magic, CONTROL_MAGIC, sizeof(h->magic)) != 0)
+                return WHY("bad magic");
+        if (h->version != CONTROL_VERSION)
+                return snprintf(why, why_len, "version %u, this ulp knows version %u", h->version,
+                                CONTROL_VERSION), -EBADMSG;
+        if (h->image_size != sizeof(ControlImage))
+                return WHY("size %u, expected %zu", h->image_size, sizeof(ControlImage));
+        if (h->self != self)
+                return WHY("it says it lives at 0x%llx, it is mapped at 0x%llx", (unsigned long long)h->self,
+                           (unsigned long long)self);
+        if (h->n_patches > CONTROL_MAX_PATCHES || h->n_funcs > CONTROL_MAX_FUNCS || h->n_areas > CONTROL_MAX_AREAS)
+                return WHY("counts out of range (%u patches, %u functions, %u areas)", h->n_patches, h->n_funcs,
+                           h->n_areas);
+        if (h->target_state != THREAD_UNDEFINED && h->target_state != THREAD_UNPATCHED &&
+            h->target_state != THREAD_PATCHED)
+                return WHY("unknown target state %d", h->target_state);
+        if (h->transition_patch < -1 || h->transition_patch >= (int32_t)h->n_patches)
+                return WHY("transition patch %d out of range (%u patches)", h->transition_patch, h->n_patches);
+        if (h->transition_patch >= 0 && h->target_state == THREAD_UNDEFINED)
+                return WHY("a transition without a target state");
+        if (h->driver_pid < 0 || h->owner_pid < 0 || h->writer_pid < 0 || h->writer_target < 0)
+                return WHY("negative process id");
+        return 0;
+}
+
+static int validate_areas(const ControlImage *img, char *why, size_t why_len) {
+        for (unsigned i = 0; i < img->hdr.n_areas; i++) {
+                const ControlArea *a = &img->areas[i];
+                if (a->addr == 0 || a->addr % 4096 || a->size == 0 || a->size > CONTROL_AREA_SIZE ||
+                    a->used > a->size || !range_ok(a->addr, a->size))
+                        return WHY("area %u is not a sane mapping", i);
+        }
+        if (img->hdr.trap_addr && !in_areas(img, img->hdr.trap_addr, 1))
+                return WHY("the trap address is outside ulp's areas");
+        return 0;
+}
+
+static int validate_patch(const ControlImage *img, unsigned i, char *why, size_t why_len) {
+        const ControlPatch *p = &img->patches[i];
+        bool live = p->state == CP_PATCHED || p->state == CP_TRANSITION ||
+                    img->hdr.transition_patch == (int32_t)i;
+
+        if (p->state > CP_UNPATCHED)
+                return WHY("patch %u has unknown state %u", i, p->state);
+        /* The writers' order (transition.c) never leaves a patch in transition that the
+         * header does not name; the header may name a patch not marked yet (init cut
+         * short) or already in its final state (finish cut short). */
+        if (p->state == CP_TRANSITION && img->hdr.transition_patch != (int32_t)i)
+                return WHY("patch %u is in transition, the header names %d", i, img->hdr.transition_patch);
+        if (p->state == CP_FREE && img->hdr.transition_patch == (int32_t)i)
+                return WHY("the transition's patch %u is a free slot", i);
+        if (p->flags & ~(uint32_t)(CP_FLAG_FORCED | CP_FLAG_REPLACE))
+                return WHY("patch %u has unknown flags 0x%x", i, p->flags);
+        if (p->first_func > img->hdr.n_funcs || p->n_funcs > img->hdr.n_funcs - p->first_func)
+                return WHY("patch %u: its function records %u..+%u are outside the %u records", i, p->first_func,
+                           p->n_funcs, img->hdr.n_funcs);
+        if (!string_ok(p->name, sizeof(p->name)) || !p->name[0])
+                return WHY("patch %u: its name is not a terminated printable string", i);
+        if (!string_ok(p->file, sizeof(p->file)))
+                return WHY("patch %u: its file name is not a terminated printable string", i);
+        for (unsigned k = 0; k < CONTROL_MAX_PENDING; k++)
+                if (!string_ok(p->pending[k], sizeof(p->pending[k])))
+                        return WHY("patch %u: pending object %u is not a terminated printable string", i, k);
+        if (p->build_id_len > sizeof(p->build_id))
+                return WHY("patch %u: build-id length %u", i, p->build_id_len);
+        if (!range_ok(p->map_start, p->map_size) || p->map_size > (1ULL << 40))
+                return WHY("patch %u: its mapping wraps around", i);
+        if (live && p->map_size == 0)
+                return WHY("patch %u is live without code", i);
+        for (unsigned k = 0; live && k < 4; k++)
+                if (p->callbacks[k] && !in_patch(p, p->callbacks[k]))
+                        return WHY("patch %u: callback %u is outside the patch's code", i, k);
+        return 0;
+}
+
+static int validate_func(const ControlImage *img, unsigned i, char *why, size_t why_len) {
+        const ControlFunc *f = &img->funcs[i];
+        const ControlPatch *p;
+
+        if (f->patch >= img->hdr.n_patches)
+                return WHY("function record %u names patch %u of %u", i, f->patch, img->hdr.n_patches);
+        p = &img->patches[f->patch];
+        if (i < p->first_func || i - p->first_func >= p->n_funcs)
+                return WHY("function record %u lies outside the records of its patch %u", i, f->patch);
+        if (f->flags & ~(uint32_t)CF_FLAG_NOP)
+                return WHY("function record %u has unknown flags 0x%x", i, f->flags);
+        if (!string_ok(f->object, sizeof(f->object)) || !string_ok(f->symbol, sizeof(f->symbol)))
+                return WHY("function record %u: object or symbol is not a terminated printable string", i);
+        if ((unsigned)f->entry_off + f->displaced_len > sizeof(f->orig_bytes))
+                return WHY("function record %u: entry offset %u and displaced length %u exceed %zu bytes", i,
+                           f->entry_off, f->displaced_len, sizeof(f->orig_bytes));
+        if (f->old_addr == 0 || !range_ok(f->old_addr, f->old_size) || !range_ok(f->new_addr, f->new_size) ||
+            f->old_size > (1ULL << 32) || f->new_size > (1ULL << 32))
+                return WHY("function record %u: address ranges wrap around or are absurd", i);
+        if (f->stub_addr && !in_areas(img, f->stub_addr, 1))
+                return WHY("function record %u: its stub is outside ulp's areas", i);
+        if (f->copy_addr && !in_areas(img, f->copy_addr, 1))
+                return WHY("function record %u: its relocated entry is outside ulp's areas", i);
+        if ((p->state == CP_PATCHED || p->state == CP_TRANSITION) && !(f->flags & CF_FLAG_NOP) &&
+            !in_patch(p, f->new_addr))
+                return WHY("function record %u: its new function is outside its patch's code", i);
+        return 0;
+}
+
+int control_validate(const ControlImage *img, uint64_t self, char *why, size_t why_len) {
+        int r = validate_header(&img->hdr, self, why, why_len);
+        if (r < 0)
+                return r;
+        r = validate_areas(img, why, why_len);
+        for (unsigned i = 0; r >= 0 && i < img->hdr.n_patches; i++)
+                r = validate_patch(img, i, why, why_len);
+        for (unsigned i = 0; r >= 0 && i < img->hdr.n_funcs; i++)
+                r = validate_func(img, i, why, why_len);
+        return r;
+}
+
+int control_validate_table(const ControlImage *img, char *why, size_t why_len) {
+        unsigned used = 0;
+        for (unsigned i = 0; i < CONTROL_TABLE_SLOTS; i++) {
+                if (img->table_tp[i] == 0) {
+                        if (img->table_state[i] != 0)
+                                return WHY("thread table slot %u is empty but has a state", i);
+                        continue;
+                }
+                if (img->table_state[i] != THREAD_UNPATCHED && img->table_state[i] != THREAD_PATCHED)
+                        return WHY("thread table slot %u has unknown state %u", i, img->table_state[i]);
+                used++;
+        }
+        /* Linear probing ends at an empty slot: a full table would never end a lookup. */
+        if (used >= CONTROL_TABLE_SLOTS)
+                return WHY("thread table full");
+        return 0;
+}
+
+int control_validate_stragglers(const ControlStragglers *s, char *why, size_t why_len) {
+        if (s->n > CONTROL_MAX_STRAGGLERS)
+                return WHY("%u stragglers, at most %u", s->n, CONTROL_MAX_STRAGGLERS);
+        for (unsigned i = 0; i < s->n; i++)
+                if (s->v[i].tid <= 0 || !string_ok(s->v[i].comm, sizeof(s->v[i].comm)) ||
+                    !string_ok(s->v[i].blocker, sizeof(s->v[i].blocker)))
+                        return WHY("straggler %u is malformed", i);
+        return 0;
+}
+
+/*
+ * The seqlock. A writer makes generation odd (with its identity, in one write) before it
+ * changes anything a reader copies, and even again after; a reader copies between two
+ * reads of generation and keeps the copy only when both are the same even value. The
+ * corresponding reader is read_consistent().
+ *
+ * generation starts from the target's own value, not the local copy's: another process
+ * may have written since this one loaded the block.
+ */
+typedef struct SeqWriter {
+        uint32_t generation;
+        int32_t writer_pid;
+        uint64_t writer_start;
+        int32_t writer_target;
+} __attribute__((packed)) SeqWriter;
+
+_Static_assert(offsetof(ControlHeader, writer_target) - offsetof(ControlHeader, generation) + 4 == sizeof(SeqWriter),
+               "the seqlock fields are contiguous");
+
+static int control_write_begin(Target *t, Control *c) {
+        ControlHeader *h = &c->img->hdr;
+        uint32_t cur = h->generation;
+        SeqWriter w;
+
+        if (target_read(t, c->addr + CONTROL_OFF(hdr.generation), &cur, sizeof(cur)) < 0)
+                cur = h->generation;
+        h->generation = (cur | 1) + ((cur & 1) ? 2 : 0);
+        h->writer_pid = getpid();
+        h->writer_start = control_proc_start_time(getpid());
+        h->writer_target = t->pid;
+        w = (SeqWriter) { h->generation, h->writer_pid, h->writer_start, h->writer_target };
+        return target_write(t, c->addr + CONTROL_OFF(hdr.generation), &w, sizeof(w));
+}
+
+static int control_write_end(Target *t, Control *c) {
+        c->img->hdr.generation++;
+        return target_write(t, c->addr + CONTROL_OFF(hdr.generation), &c->img->hdr.generation,
+                            sizeof(c->img->hdr.generation));
+}
+
+int control_batch_begin(Target *t, Control *c) {
+        int r = control_write_begin(t, c);
+        c->batch = r >= 0;
+        return r;
+}
+
+int control_batch_end(Target *t, Control *c) {
+        if (!c->batch)
+                return 0;
+        c->batch = false;
+        return control_write_end(t, c);
+}
+
+/* One write of a part of the block under the seqlock. The end is written even when the
+ * write failed, so that the block is not left looking busy. */
+static int control_write_locked(Target *t, Control *c, uint64_t off, const void *buf, size_t len) {
+        int r, k;
+
+        if (c->batch)
+                return target_write(t, c->addr + off, buf, len);
+        r = control_write_begin(t, c);
+        if (r < 0)
+                return r;
+        r = target_write(t, c->addr + off, buf, len);
+        k = control_write_end(t, c);
+        return r < 0 ? r : k;
+}
+
+/* True when the odd generation of h will never turn even: its writer is gone (killed
+ * in the middle), is this very process (whose write failed half-way), or was writing
+ * another process (this block is a forked copy of one being written). */
+static bool writer_gone(const ControlHeader *h, pid_t pid) {
+        if (h->writer_target != pid || h->writer_pid <= 0 || h->writer_pid == getpid())
+                return true;
+        return control_proc_start_time(h->writer_pid) != h->writer_start;
+}
+
+#define CONTROL_READ_TRIES 50
+
+static void sleep_short(unsigned try) {
+        struct timespec ts = { 0, (long)MIN(try + 1, 10u) * 200000L };
+        nanosleep(&ts, NULL);
+}
+
+/* Copies the header and what it says is in use, consistently (see control_write_begin). */
+static int read_consistent(Target *t, Control *c) {
+        ControlImage *img = c->img;
+        uint32_t after = 0;
+        int r;
+
+        for (unsigned try = 0; try < CONTROL_READ_TRIES; try++) {
+                if (try > 0)
+                        sleep_short(try);
+                r = target_read(t, c->addr, &img->hdr, sizeof(img->hdr));
+                if (r < 0)
+                        return r;
+                /* Where the generation is depends on the version: that first. Writers
+                 * rewrite magic and version with the same bytes, never tearing them. */
+                if (memcmp(img->hdr.magic, CONTROL_MAGIC, sizeof(img->hdr.magic)) != 0 ||
+                    img->hdr.version != CONTROL_VERSION)
+                        return validate_header(&img->hdr, c->addr, c->why, sizeof(c->why));
+                if ((img->hdr.generation & 1) && !(try >= 2 && writer_gone(&img->hdr, t->pid)))
+                        continue;
+                /* Bounded before use: these counts size the reads below. */
+                r = validate_header(&img->hdr, c->addr, c->why, sizeof(c->why));
+                if (r < 0 && !(img->hdr.generation & 1)) {
+                        /* Maybe a torn header: only a stable one is refused. */
+                        if (target_read(t, c->addr + CONTROL_OFF(hdr.generation), &after, sizeof(after)) >= 0 &&
+                            after != img->hdr.generation)
+                                continue;
+                        return r;
+                }
+                if (r < 0)
+                        return r;
+                r = target_read(t, c->addr + CONTROL_OFF(areas), img->areas, sizeof(img->areas));
+                if (r >= 0)
+                        r = target_read(t, c->addr + CONTROL_OFF(patches), img->patches,
+                                        sizeof(ControlPatch) * img->hdr.n_patches);
+                if (r >= 0)
+                        r = target_read(t, c->addr + CONTROL_OFF(funcs), img->funcs,
+                                        sizeof(ControlFunc) * img->hdr.n_funcs);
+                if (r >= 0)
+                        r = target_read(t, c->addr + CONTROL_OFF(hdr.generation), &after, sizeof(after));
+                if (r < 0)
+                        return r;
+                if (after == img->hdr.generation)
+                        return 0;
+        }
+        snprintf(c->why, sizeof(c->why), "busy: another process kept writing it (generation %u)",
+                 img->hdr.generation);
+        return -EBUSY;
+}
+
+/* [addr, addr + len) is covered by anonymous private read-execute mappings, as
+ * area_new() (nearmem.c) makes them. */
+static bool area_mapped(const MapList *l, uint64_t addr, uint64_t len) {
+        uint64_t at = addr, end = addr + len;
+        for (size_t i = 0; i < l->n && at < end; i++) {
+                const MapEntry *e = &l->v[i];
+                if (e->end <= at || e->start > at)
+                        continue;
+                if (e->path || e->shared || e->prot != (PROT_READ | PROT_EXEC))
+                        return false;
+                at = e->end;
+        }
+        return at >= end;
+}
+
+static uint64_t map_dev(const MapEntry *e) {
+        return ((uint64_t)e->dev_major << 32) | e->dev_minor;
+}
+
+/* The memfd of the block at addr: its dev and inode (the MAC's identity). */
+static int control_file(const MapList *l, uint64_t addr, uint64_t *ret_dev, uint64_t *ret_inode) {
+        for (size_t i = 0; i < l->n; i++)
+                if (l->v[i].start == addr && is_control_mapping(&l->v[i])) {
+                        *ret_dev = map_dev(&l->v[i]);
+                        *ret_inode = l->v[i].inode;
+                        return 0;
+                }
+        return -ENOENT;
+}
+
+/* The areas the block names are mappings ulp made: stubs and relocated entries, which
+ * validation keeps inside them, then lie in code ulp wrote. Then the MAC (c->trusted). */
+static int check_mappings(pid_t pid, Control *c) {
+        uint64_t dev = 0, inode = 0;
+        MapList l = {};
+        int r = maps_read(pid, &l);
+        if (r < 0)
+                return r;
+        r = control_file(&l, c->addr, &dev, &inode);
+        if (r < 0)
+                snprintf(c->why, sizeof(c->why), "it is no longer mapped"), r = -EBADMSG;
+        for (unsigned i = 0; i < c->img->hdr.n_areas && r >= 0; i++)
+                if (!area_mapped(&l, c->img->areas[i].addr, c->img->areas[i].size))
+                        r = -EBADMSG, snprintf(c->why, sizeof(c->why),
+                                               "area %u at 0x%llx is not a mapping ulp made", i,
+                                               (unsigned long long)c->img->areas[i].addr);
+        maplist_done(&l);
+        if (r >= 0)
+                c->trusted = control_verify(&c->img->hdr, dev, inode);
+        return r;
+}
+
 /* Reads what is in use: the header, areas, patches and the used function records. The
  * thread table is read only by control_read_table(). */
 int control_load(Target *t, Control *c) {
-        ControlImage *img;
         int r = control_alloc(c);
         if (r < 0)
                 return r;
-        img = c->img;
-        r = target_read(t, c->addr, &img->hdr, sizeof(img->hdr));
+        c->why[0] = 0;
+        c->trusted = false;
+        r = read_consistent(t, c);
         if (r < 0)
                 return r;
-        if (memcmp(img->hdr.magic, CONTROL_MAGIC, 8) != 0 || img->hdr.version != CONTROL_VERSION ||
-            img->hdr.image_size != sizeof(ControlImage) || img->hdr.n_funcs > CONTROL_MAX_FUNCS ||
-            img->hdr.n_patches > CONTROL_MAX_PATCHES || img->hdr.n_areas > CONTROL_MAX_AREAS)
-                return -EBADMSG;
-        r = target_read(t, c->addr + CONTROL_OFF(areas), img->areas, sizeof(img->areas));
-        if (r < 0)
-                return r;
-        r = target_read(t, c->addr + CONTROL_OFF(patches), img->patches,
-                        sizeof(ControlPatch) * img->hdr.n_patches);
-        if (r < 0)
-                return r;
-        return target_read(t, c->addr + CONTROL_OFF(funcs), img->funcs,
-                           sizeof(ControlFunc) * img->hdr.n_funcs);
+        r = control_validate(c->img, c->addr, c->why, sizeof(c->why));
+        if (r >= 0)
+                r = check_mappings(t->pid, c);
+        return r;
 }
 
 int control_create(Target *t, Thread *th, Control *c) {
         _cleanup_close_ int fd = -1;
+        MapList l = {};
         int remote_fd = -1, r;
         uint64_t addr = 0;
 
@@ -95,6 +449,14 @@ int control_create(Target *t, Thread *th, Control *c) {
         c->img->hdr.target_state = THREAD_UNDEFINED;
         c->img->hdr.transition_patch = -1;
         c->addr = addr;
+        /* Unsigned when this process cannot read the key: then only its owner acts on it. */
+        c->trusted = false;
+        if (maps_read(t->pid, &l) >= 0) {
+                uint64_t dev, inode;
+                if (control_file(&l, addr, &dev, &inode) >= 0)
+                        c->trusted = control_sign(c, t->pid, dev, inode) >= 0;
+                maplist_done(&l);
+        }
         return control_write_header(t, c);
 }
 
@@ -104,33 +466,47 @@ void control_done(Control *c) {
 }
 
 int control_write_header(Target *t, Control *c) {
-        c->img->hdr.generation++;
-        return target_write(t, c->addr, &c->img->hdr, sizeof(c->img->hdr));
+        int r, k;
+
+        if (c->batch)
+                return target_write(t, c->addr, &c->img->hdr, sizeof(c->img->hdr));
+        r = control_write_begin(t, c);
+        if (r < 0)
+                return r;
+        /* The header itself goes with the odd generation; the end makes it even. */
+        r = target_write(t, c->addr, &c->img->hdr, sizeof(c->img->hdr));
+        k = control_write_end(t, c);
+        return r < 0 ? r : k;
 }
 
 int control_write_patch(Target *t, Control *c, unsigned idx) {
-        return target_write(t, c->addr + CONTROL_OFF(patches) + idx * sizeof(ControlPatch),
-                            &c->img->patches[idx], sizeof(ControlPatch));
+        return control_write_locked(t, c, CONTROL_OFF(patches) + idx * sizeof(ControlPatch),
+                                    &c->img->patches[idx], sizeof(ControlPatch));
 }
 
 int control_write_funcs(Target *t, Control *c, unsigned first, unsigned n) {
         if (n == 0)
                 return 0;
-        return target_write(t, c->addr + CONTROL_OFF(funcs) + first * sizeof(ControlFunc),
-                            &c->img->funcs[first], n * sizeof(ControlFunc));
+        return control_write_locked(t, c, CONTROL_OFF(funcs) + first * sizeof(ControlFunc),
+                                    &c->img->funcs[first], n * sizeof(ControlFunc));
 }
 
 int control_write_areas(Target *t, Control *c) {
-        return target_write(t, c->addr + CONTROL_OFF(areas), c->img->areas, sizeof(c->img->areas));
+        return control_write_locked(t, c, CONTROL_OFF(areas), c->img->areas, sizeof(c->img->areas));
 }
 
+/* The table is not under the seqlock: only the driver of a transition reads it (with
+ * every thread stopped), and another takes over only once that one is gone. */
 int control_read_table(Target *t, Control *c) {
         int r = target_read(t, c->addr + CONTROL_OFF(table_tp), c->img->table_tp,
                             sizeof(c->img->table_tp));
         if (r < 0)
                 return r;
-        return target_read(t, c->addr + CONTROL_OFF(table_state), c->img->table_state,
-                           sizeof(c->img->table_state));
+        r = target_read(t, c->addr + CONTROL_OFF(table_state), c->img->table_state,
+                        sizeof(c->img->table_state));
+        if (r < 0)
+                return r;
+        return control_validate_table(c->img, c->why, sizeof(c->why));
 }
 
 int control_write_table(Target *t, Control *c) {
@@ -171,22 +547,42 @@ int control_write_stragglers(Target *t, Control *c, const ControlStraggler *v, s
         s->updated_ns = (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
         if (s->n)
                 memcpy(s->v, v, s->n * sizeof(*v));
-        return target_write(t, c->addr + CONTROL_OFF(stragglers), s,
-                            offsetof(ControlStragglers, v) + s->n * sizeof(*v));
+        return control_write_locked(t, c, CONTROL_OFF(stragglers), s,
+                                    offsetof(ControlStragglers, v) + s->n * sizeof(*v));
 }
 
 int control_read_stragglers(Target *t, Control *c) {
         ControlStragglers *s = &c->img->stragglers;
-        int r = target_read(t, c->addr + CONTROL_OFF(stragglers), s, offsetof(ControlStragglers, v));
-        if (r < 0)
-                return r;
-        if (s->n > CONTROL_MAX_STRAGGLERS)
-                return -EBADMSG;
-        return s->n ? target_read(t, c->addr + CONTROL_OFF(stragglers.v), s->v, s->n * sizeof(*s->v)) : 0;
+        uint32_t before, after;
+        int r;
+
+        for (unsigned try = 0; try < CONTROL_READ_TRIES; try++) {
+                if (try > 0)
+                        sleep_short(try);
+                r = target_read(t, c->addr + CONTROL_OFF(hdr.generation), &before, sizeof(before));
+                if (r < 0)
+                        return r;
+                if ((before & 1) && try < 2)
+                        continue;
+                r = target_read(t, c->addr + CONTROL_OFF(stragglers), s, offsetof(ControlStragglers, v));
+                if (r >= 0 && s->n <= CONTROL_MAX_STRAGGLERS && s->n)
+                        r = target_read(t, c->addr + CONTROL_OFF(stragglers.v), s->v, s->n * sizeof(*s->v));
+                if (r >= 0)
+                        r = target_read(t, c->addr + CONTROL_OFF(hdr.generation), &after, sizeof(after));
+                if (r < 0)
+                        return r;
+                /* A stable copy. An odd generation that stays is a writer gone or slow: the
+                 * list is informational, and validated either way. */
+                if (after == before)
+                        return control_validate_stragglers(s, c->why, sizeof(c->why));
+        }
+        s->n = 0;
+        snprintf(c->why, sizeof(c->why), "busy: another process kept writing it");
+        return -EBUSY;
 }
 
 /* Field 22 of /proc/PID/stat: start time in clock ticks since boot; 0 if unreadable. */
-static uint64_t proc_start_time(pid_t pid) {
+uint64_t control_proc_start_time(pid_t pid) {
         char path[64], buf[1024];
         _cleanup_close_ int fd = -1;
         const char *p;
@@ -205,14 +601,14 @@ static uint64_t proc_start_time(pid_t pid) {
 
 void control_claim_driver(Control *c) {
         c->img->hdr.driver_pid = getpid();
-        c->img->hdr.driver_start = proc_start_time(getpid());
+        c->img->hdr.driver_start = control_proc_start_time(getpid());
 }
 
 pid_t control_live_driver(const Control *c) {
         pid_t pid = c->img->hdr.driver_pid;
         if (pid <= 0 || pid == getpid())
                 return 0;
-        if (proc_start_time(pid) != c->img->hdr.driver_start || c->img->hdr.driver_start == 0)
+        if (control_proc_start_time(pid) != c->img->hdr.driver_start || c->img->hdr.driver_start == 0)
                 return 0;
         return pid;
 }

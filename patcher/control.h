@@ -21,7 +21,7 @@
 #include "patcher/threadtable.h"
 
 #define CONTROL_MAGIC "ULPCTRL1"
-#define CONTROL_VERSION 2
+#define CONTROL_VERSION 3
 #define CONTROL_MAPPING_NAME "ulp-control"
 #define CONTROL_TABLE_ORDER 13
 #define CONTROL_TABLE_SLOTS (1u << CONTROL_TABLE_ORDER)
@@ -50,26 +50,44 @@ enum {
         CF_FLAG_NOP = 1 << 0,    /* replace patch: this function goes back to the original */
 };
 
+/*
+ * Version 3 (docs/control-block.md): the header carries a seqlock (generation, odd while
+ * a writer is inside, with the writer's identity so that a dead writer is recognised)
+ * and the block's identity with its MAC under the per-boot key (control_trust.c).
+ * Blocks of versions 1 and 2 are refused, never converted: they can only come from an
+ * older ulp still running, and its transitions are its own to finish.
+ */
 typedef struct ControlHeader {
         char magic[8];
         uint32_t version;
         uint32_t image_size;
         uint64_t self;           /* address of the block in the target */
         int32_t owner_pid;       /* process that created it; a forked child differs */
-        uint32_t generation;     /* bumped at every change */
+        uint32_t pad0;
+        /* The seqlock (control_write_begin/end), written as one piece. */
+        uint32_t generation;     /* odd while a writer is inside, even when it is done */
+        int32_t writer_pid;      /* the last writer, against pid reuse with its start time */
+        uint64_t writer_start;
+        int32_t writer_target;   /* the pid it was writing; another pid: a forked copy */
         int8_t target_state;     /* read by the stubs: state of threads not in the table */
-        uint8_t pad0[3];
+        uint8_t pad1[3];
         int32_t transition_patch;/* index of the patch in transition, -1 none */
         uint32_t transition_flags;
         uint32_t n_patches;      /* slots used in patches[] (including CP_UNPATCHED) */
         uint32_t n_funcs;        /* records used in funcs[] */
         uint32_t n_areas;
+        uint32_t pad2;
         uint64_t trap_addr;      /* an int3 byte, for calls on a borrowed thread */
         uint64_t transition_started_ns; /* CLOCK_REALTIME */
         int32_t driver_pid;      /* the process driving the transition (ulpctl or ulpd) */
-        uint32_t pad1;
+        uint32_t pad3;
         uint64_t driver_start;   /* its start time (/proc/PID/stat), against pid reuse */
-        uint8_t reserved[4096 - 88];
+        /* Identity and its MAC (control_sign/control_verify): all zero when the creator
+         * could not read the key (an unprivileged ulpctl --direct). */
+        uint64_t owner_start;    /* start time of owner_pid */
+        uint8_t nonce[16];
+        uint8_t mac[16];
+        uint8_t reserved[4096 - 152];
 } ControlHeader;
 
 typedef struct ControlArea {
@@ -149,12 +167,29 @@ typedef struct ControlImage {
 typedef struct Control {
         uint64_t addr;           /* 0 when the target has none yet */
         ControlImage *img;       /* heap copy; table_* are read only on demand */
+        bool trusted;            /* its MAC checks out: ulp made it in this memfd */
+        bool batch;              /* inside control_batch_begin/end */
+        char why[160];           /* what is wrong, after -EBADMSG or -EBUSY from a read */
 } Control;
 
 /* Finds the control block of pid in its maps. Returns 1 found (*ret_addr set), 0 none. */
 int control_find(pid_t pid, uint64_t *ret_addr);
 
-/* Reads the control block at c->addr (header, areas, patches, used function records). */
+/*
+ * Checks a copy of a block (header, areas, patches and function records; not the table
+ * or the stragglers) that claims to live at self: magic, version, size, every count,
+ * index, enum, string and address range. Works on a plain buffer (fuzzed); the rest of
+ * ulp acts only on a block that passed. Returns 0, or -EBADMSG with what is wrong in why.
+ */
+int control_validate(const ControlImage *img, uint64_t self, char *why, size_t why_len);
+/* The same for the thread table and for the straggler list. */
+int control_validate_table(const ControlImage *img, char *why, size_t why_len);
+int control_validate_stragglers(const ControlStragglers *s, char *why, size_t why_len);
+
+/* Reads the control block at c->addr (header, areas, patches, used function records) as
+ * one consistent copy (the seqlock, retried a bounded number of times), validates it and
+ * checks its MAC (c->trusted). -EBADMSG: malformed or of another version; -EBUSY: another
+ * process kept writing it; c->why says what. */
 int control_load(Target *t, Control *c);
 
 /* Creates the control block in the target with syscalls on the borrowed thread th
@@ -163,13 +198,21 @@ int control_create(Target *t, Thread *th, Control *c);
 
 void control_done(Control *c);
 
+/* Several writes that readers must see as one change (records moved, with the patches
+ * and header that index them): the seqlock stays odd from begin to end, and the writes in
+ * between do not open brackets of their own. end is to be called even after a failed
+ * write. A writer killed in between leaves a block that may be refused as malformed. */
+int control_batch_begin(Target *t, Control *c);
+int control_batch_end(Target *t, Control *c);
+
 /* Writes parts of the local copy back to the target. */
 int control_write_header(Target *t, Control *c);
 int control_write_patch(Target *t, Control *c, unsigned idx);
 int control_write_funcs(Target *t, Control *c, unsigned first, unsigned n);
 int control_write_areas(Target *t, Control *c);
 
-/* Reads and writes the whole thread table (every thread stopped). */
+/* Reads (and validates, -EBADMSG) and writes the whole thread table (every thread
+ * stopped). */
 int control_read_table(Target *t, Control *c);
 int control_write_table(Target *t, Control *c);
 
@@ -180,7 +223,23 @@ int control_write_thread_state(Target *t, Control *c, unsigned slot, uint8_t sta
 
 /* Replaces the straggler list (at most CONTROL_MAX_STRAGGLERS are kept); n = 0 clears it. */
 int control_write_stragglers(Target *t, Control *c, const ControlStraggler *v, size_t n, unsigned pass);
+/* Reads them under the seqlock and validates them: -EBADMSG or -EBUSY as control_load. */
 int control_read_stragglers(Target *t, Control *c);
+
+/*
+ * Authenticity (control-trust.c). A MAC under the per-boot key over the block's identity:
+ * the memfd it lives in (dev and inode of its mapping), its address, its creator (pid and
+ * start time) and a random nonce. control_sign() fills owner_pid, owner_start, nonce and
+ * mac in the local header (the caller writes it); without access to the key (an
+ * unprivileged caller) it leaves nonce and mac zero and returns -EACCES.
+ * control_verify() is true when the MAC matches the block as found in the mapping with
+ * that dev and inode.
+ */
+int control_sign(Control *c, pid_t pid, uint64_t dev, uint64_t inode);
+bool control_verify(const ControlHeader *h, uint64_t dev, uint64_t inode);
+
+/* Start time of pid in clock ticks since boot (/proc/PID/stat), 0 if unknown. */
+uint64_t control_proc_start_time(pid_t pid);
 
 /* One driver per transition: init and resume record the calling process as the driver;
  * another process may take the transition over only once that one is gone (a

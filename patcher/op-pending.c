@@ -111,12 +111,18 @@ static int switch_entries(UlpOp *op, unsigned first, unsigned n) {
                         if (top >= 0 && !(op->c.img->funcs[top].flags & CF_FLAG_NOP))
                                 r = transition_write_entry(op->t, &f[i], op->c.img->funcs[top].new_addr);
                 }
-                if (r >= 0)
+                /* Records moved by make_room(), the patches indexing them and the header:
+                 * one change for readers. */
+                if (r >= 0 && (r = control_batch_begin(op->t, &op->c)) >= 0) {
                         r = control_write_funcs(op->t, &op->c, first, op->c.img->hdr.n_funcs - first);
-                for (unsigned i = 0; i < op->c.img->hdr.n_patches && r >= 0; i++)
-                        r = control_write_patch(op->t, &op->c, i);
-                if (r >= 0)
-                        r = control_write_header(op->t, &op->c);
+                        for (unsigned i = 0; i < op->c.img->hdr.n_patches && r >= 0; i++)
+                                r = control_write_patch(op->t, &op->c, i);
+                        if (r >= 0)
+                                r = control_write_header(op->t, &op->c);
+                        int kb = control_batch_end(op->t, &op->c);
+                        if (r >= 0)
+                                r = kb;
+                }
                 k = target_resume_all(op->t);
                 if (r >= 0 && k < 0)
                         r = k;

@@ -123,9 +123,16 @@ int ulp_op_resume(pid_t pid, const UlpOptions *o, UlpOp **ret, UlpReport *report
 
         if (!op)
                 return -ENOMEM;
+        /* Whether there is anything to resume comes first: recovery looks at every block
+         * on the machine, and one without a transition is no business of it. */
+        bool trust = op->o.trust_unsigned;
+        op->o.trust_unsigned = true;
         r = op_open_with_control(op, pid);
+        op->o.trust_unsigned = trust;
         if (r >= 0 && op->c.img->hdr.transition_patch < 0)
                 r = op_fail(op, -ENOENT, "process %d has no transition in progress", pid);
+        if (r >= 0)
+                r = op_check_trust(op);
         if (r >= 0)
                 r = take_over(op);
         return first_step(op, ret, r);
@@ -155,10 +162,16 @@ int op_compact_control(UlpOp *op) {
                 return 0;
         img->hdr.n_patches = np;
         img->hdr.n_funcs = nf;
-        int r = control_write_funcs(op->t, &op->c, 0, nf);
+        /* Records move under the patches that index them: one change for readers. */
+        int r = control_batch_begin(op->t, &op->c);
+        if (r >= 0)
+                r = control_write_funcs(op->t, &op->c, 0, nf);
         for (unsigned i = 0; i < np && r >= 0; i++)
                 r = control_write_patch(op->t, &op->c, i);
         if (r >= 0)
                 r = control_write_header(op->t, &op->c);
+        int k = control_batch_end(op->t, &op->c);
+        if (r >= 0)
+                r = k;
         return r < 0 ? op_fail(op, r, "cannot update the control block: %s", strerror(-r)) : 0;
 }

@@ -11,10 +11,10 @@
 #include "common/macro.h"
 #include "patcher/op.h"
 
-static void status_funcs(UlpOp *op, const ControlPatch *p, UlpPatchStatus *ps) {
+static void status_funcs(const ControlImage *img, const ControlPatch *p, UlpPatchStatus *ps) {
         ps->funcs = calloc(p->n_funcs ? p->n_funcs : 1, sizeof(UlpFuncStatus));
         for (unsigned i = 0; ps->funcs && i < p->n_funcs; i++) {
-                const ControlFunc *f = &op->c.img->funcs[p->first_func + i];
+                const ControlFunc *f = &img->funcs[p->first_func + i];
                 UlpFuncStatus *fs;
                 if (f->flags & CF_FLAG_NOP)
                         continue;
@@ -26,10 +26,8 @@ static void status_funcs(UlpOp *op, const ControlPatch *p, UlpPatchStatus *ps) {
 }
 
 /* The published stragglers, for the patch in transition. */
-static void status_stragglers(UlpOp *op, UlpPatchStatus *ps) {
-        const ControlStragglers *s = &op->c.img->stragglers;
-
-        if (control_read_stragglers(op->t, &op->c) < 0 || s->n == 0)
+static void status_stragglers(const ControlStragglers *s, UlpPatchStatus *ps) {
+        if (s->n == 0)
                 return;
         ps->stragglers = calloc(s->n, sizeof(UlpStraggler));
         for (unsigned i = 0; ps->stragglers && i < s->n; i++) {
@@ -40,20 +38,34 @@ static void status_stragglers(UlpOp *op, UlpPatchStatus *ps) {
         }
 }
 
-static void status_patch(UlpOp *op, unsigned idx, UlpPatchStatus *ps) {
-        const ControlPatch *p = &op->c.img->patches[idx];
+static void status_patch(const ControlImage *img, unsigned idx, UlpPatchStatus *ps) {
+        const ControlPatch *p = &img->patches[idx];
 
         snprintf(ps->name, sizeof(ps->name), "%s", p->name);
         ps->state = transition_state_name(p->state);
         ps->forced = p->flags & CP_FLAG_FORCED;
         ps->replace = p->flags & CP_FLAG_REPLACE;
-        status_funcs(op, p, ps);
+        status_funcs(img, p, ps);
         if (p->state == CP_TRANSITION)
-                status_stragglers(op, ps);
+                status_stragglers(&img->stragglers, ps);
         for (unsigned i = 0; p->state != CP_UNPATCHED && i < CONTROL_MAX_PENDING; i++)
                 if (p->pending[i][0])
                         snprintf(ps->pending_objects[ps->n_pending_objects++], sizeof(ps->pending_objects[0]),
                                  "%.63s", p->pending[i]);
+}
+
+int op_status_convert(const ControlImage *img, UlpProcessStatus *ret) {
+        ret->patches = calloc(img->hdr.n_patches + 1, sizeof(UlpPatchStatus));
+        if (!ret->patches)
+                return -ENOMEM;
+        for (unsigned i = 0; i < img->hdr.n_patches; i++) {
+                /* Reverted and replaced patches keep a record until its slot is reused:
+                 * not shown. */
+                if (img->patches[i].state == CP_FREE || img->patches[i].state == CP_UNPATCHED)
+                        continue;
+                status_patch(img, i, &ret->patches[ret->n_patches++]);
+        }
+        return 0;
 }
 
 /* Opens the target for reading only: no module list, no symbols. */
@@ -72,10 +84,7 @@ static int open_for_status(UlpOp *op, pid_t pid) {
         if (r == 0)
                 return op_fail(op, -ENOENT, "process %d carries no ulp patch", pid);
         op->c.addr = addr;
-        r = control_load(op->t, &op->c);
-        if (r < 0)
-                return op_fail(op, r, "the ulp control block of process %d is unreadable or of another version", pid);
-        return 0;
+        return op_load_control(op);
 }
 
 int ulp_status(pid_t pid, UlpProcessStatus *ret, UlpReport *report) {
@@ -86,18 +95,16 @@ int ulp_status(pid_t pid, UlpProcessStatus *ret, UlpReport *report) {
                 return -ENOMEM;
         *ret = (UlpProcessStatus) { .pid = pid };
         r = open_for_status(op, pid);
-        if (r >= 0) {
+        if (op->t)
                 target_thread_name(op->t, pid, ret->comm);
-                ret->patches = calloc(op->c.img->hdr.n_patches + 1, sizeof(UlpPatchStatus));
-                if (!ret->patches)
-                        r = -ENOMEM;
-        }
-        for (unsigned i = 0; r >= 0 && i < op->c.img->hdr.n_patches; i++) {
-                /* Reverted and replaced patches keep a record until its slot is reused:
-                 * not shown. */
-                if (op->c.img->patches[i].state == CP_FREE || op->c.img->patches[i].state == CP_UNPATCHED)
-                        continue;
-                status_patch(op, i, &ret->patches[ret->n_patches++]);
+        if (r == -EBADMSG || r == -EBUSY)
+                snprintf(ret->problem, sizeof(ret->problem), "%s", op->c.why);
+        if (r >= 0) {
+                ret->trusted = op->c.trusted;
+                /* Informational: a list that does not check out is not shown. */
+                if (op->c.img->hdr.transition_patch < 0 || control_read_stragglers(op->t, &op->c) < 0)
+                        op->c.img->stragglers.n = 0;
+                r = op_status_convert(op->c.img, ret);
         }
         ulp_op_free(op);
         return r;

@@ -136,9 +136,30 @@ int op_open_target(UlpOp *op, pid_t pid) {
         if (r == 0)
                 return 0;
         op->c.addr = addr;
-        r = control_load(op->t, &op->c);
+        r = op_load_control(op);
         if (r < 0)
-                return op_fail(op, r, "the ulp control block of process %d is unreadable or of another version", pid);
+                return r;
+        return op_check_trust(op);
+}
+
+int op_check_trust(UlpOp *op) {
+        if (!op->c.trusted && !op->o.trust_unsigned)
+                return op_fail(op, -EPERM, "the ulp control block of process %d carries no valid signature of "
+                               "this machine's ulp: not acted on (only the process's own user may act on it)",
+                               op->t->pid);
+        return 0;
+}
+
+int op_load_control(UlpOp *op) {
+        pid_t pid = op->t->pid;
+        int r = control_load(op->t, &op->c);
+
+        if (r == -EBADMSG)
+                return op_fail(op, r, "the ulp control block of process %d is malformed: %s", pid, op->c.why);
+        if (r == -EBUSY)
+                return op_fail(op, r, "the ulp control block of process %d is %s", pid, op->c.why);
+        if (r < 0)
+                return op_fail(op, r, "cannot read the ulp control block of process %d: %s", pid, strerror(-r));
         return 0;
 }
 

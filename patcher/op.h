@@ -55,6 +55,17 @@ int op_fail_denied(UlpOp *op, pid_t pid);
 /* Opens the target and reads its modules and control block (if any). */
 int op_open_target(UlpOp *op, pid_t pid);
 
+/* The status of a validated block (stragglers validated too, or n = 0). ret->patches is
+ * the caller's, freed by ulp_status_done(). */
+int op_status_convert(const ControlImage *img, UlpProcessStatus *ret);
+
+/* control_load() with the operator's message naming the pid and what is wrong. */
+int op_load_control(UlpOp *op);
+
+/* -EPERM with the message when the block carries no valid MAC and the caller may not act
+ * on such a block (UlpOptions.trust_unsigned). */
+int op_check_trust(UlpOp *op);
+
 /* op_open_target, and -ENOENT with the message when the target has no control block. */
 int op_open_with_control(UlpOp *op, pid_t pid);
 

@@ -328,9 +328,12 @@ int transition_init(Transition *tr) {
         c->img->hdr.transition_patch = tr->patch;
         control_claim_driver(c);
         p->state = CP_TRANSITION;
-        r = control_write_patch(tr->t, c, (unsigned)tr->patch);
+        /* The header first: a driver killed in between leaves a transition whose patch
+         * is not marked yet, which transition_resume() completes; never a patch marked
+         * in transition that no header names (docs/control-block.md). */
+        r = control_write_header(tr->t, c);
         if (r >= 0)
-                r = control_write_header(tr->t, c);
+                r = control_write_patch(tr->t, c, (unsigned)tr->patch);
         if (r < 0)
                 return r;
         /* Stubs go in the path last: everything they read is in place. */
@@ -606,6 +609,12 @@ static int finish(Transition *tr) {
         }
         if (r < 0)
                 return r;
+        /* The patches' final states before the header ends the transition: a driver
+         * killed in between leaves a transition that a resume finishes again. */
+        for (unsigned i = 0; i < c->img->hdr.n_patches && r >= 0; i++)
+                r = control_write_patch(tr->t, c, i);
+        if (r < 0)
+                return r;
         c->img->hdr.transition_patch = -1;
         r = control_write_header(tr->t, c);
         for (unsigned i = 0; i < c->img->hdr.n_patches && r >= 0; i++) {
@@ -614,8 +623,8 @@ static int finish(Transition *tr) {
                 if (gone && !(q->flags & CP_FLAG_FORCED) && th) {
                         (void)loader_unmap(tr->t, th, q->map_start, q->map_size);
                         q->map_size = 0;
+                        r = control_write_patch(tr->t, c, i);
                 }
-                r = control_write_patch(tr->t, c, i);
         }
         return r;
 }
@@ -781,14 +790,19 @@ int transition_cancel(Transition *tr) {
         if (r < 0)
                 return r;
         th = target_any_stopped(tr->t);
-        if (th && p->map_size && !(p->flags & CP_FLAG_FORCED))
-                (void)loader_unmap(tr->t, th, p->map_start, p->map_size);
-        p->map_size = 0;
+        /* The record, the header, then the code: the order finish() keeps, so that a
+         * driver killed in between leaves a block that checks out (control.c). */
         p->state = CP_UNPATCHED;
         tr->c->img->hdr.transition_patch = -1;
         r = control_write_patch(tr->t, tr->c, (unsigned)tr->patch);
         if (r >= 0)
                 r = control_write_header(tr->t, tr->c);
+        if (r >= 0 && th && p->map_size && !(p->flags & CP_FLAG_FORCED))
+                (void)loader_unmap(tr->t, th, p->map_start, p->map_size);
+        if (r >= 0) {
+                p->map_size = 0;
+                r = control_write_patch(tr->t, tr->c, (unsigned)tr->patch);
+        }
         tr->n_pending = 0;
         k = target_resume_all(tr->t);
         return r < 0 ? r : k;
@@ -851,6 +865,12 @@ int transition_resume(Transition *tr, Target *t, Control *c, Unwinder *u, SymRes
         control_claim_driver(c);
         if (r >= 0)
                 r = control_write_header(t, c);
+        /* An init cut short after the header: the patch is marked now. A finish cut
+         * short left it in its final state, which the next finish writes again. */
+        if (r >= 0 && c->img->patches[patch].state == CP_UNPATCHED) {
+                c->img->patches[patch].state = CP_TRANSITION;
+                r = control_write_patch(t, c, (unsigned)patch);
+        }
         /* The stubs may not all be in the path if init was cut short: put them there. */
         f = patch_funcs(c, patch, &n);
         for (unsigned i = 0; i < n && r >= 0; i++)

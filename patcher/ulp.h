@@ -25,6 +25,11 @@ typedef struct UlpOptions {
         bool force;              /* switch the stragglers without the check at the timeout */
         bool global;             /* global mode: stop all, check all, switch all or none */
         bool return_trap;        /* catch stragglers on their way out of the patched frames */
+        /* Act on a control block that carries no valid MAC (ulp did not provably make it
+         * in this process, docs/control-block.md). Only for an unprivileged caller acting
+         * on processes the kernel lets it trace; never for root, nor for work nobody asked
+         * for (recovery, sticky patches, objects loaded later). */
+        bool trust_unsigned;
 } UlpOptions;
 
 typedef struct UlpStraggler {
@@ -125,11 +130,15 @@ typedef struct UlpPatchStatus {
 typedef struct UlpProcessStatus {
         pid_t pid;
         char comm[16];
+        bool trusted;            /* its control block carries a valid MAC */
+        char problem[200];       /* non-empty: the block was refused (malformed, busy) */
         UlpPatchStatus *patches;
         size_t n_patches;
 } UlpProcessStatus;
 
-/* -ENOENT when pid carries no ulp state. */
+/* -ENOENT when pid carries no ulp state. A block that cannot be used (malformed, of
+ * another version, kept busy) gives -EBADMSG or -EBUSY with ret->problem and the report's
+ * message set, and ret->pid and comm filled: listed as such, never acted on. */
 int ulp_status(pid_t pid, UlpProcessStatus *ret, UlpReport *report);
 void ulp_status_done(UlpProcessStatus *s);
 
