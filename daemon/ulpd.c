@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <syslog.h>
@@ -33,12 +34,24 @@
 #include "daemon/report-json.h"
 #include "daemon/ulpd.h"
 
+/* The limits below, why they are what they are and what a client sees when it hits one:
+ * docs/limits.md. */
 #define CONNECTIONS_MAX 256
-#define CONNECTION_IDLE_USEC (10ULL * 1000000ULL)   /* for a client to send a whole request */
+#define CONNECTIONS_ROOT_RESERVED 32                /* of CONNECTIONS_MAX, only root may take */
+#define CONNECTIONS_PER_UID_MAX 16                  /* for each uid but root */
+#define CONNECTION_IDLE_USEC (10ULL * 1000000ULL)   /* before a request, and between requests */
+#define REQUEST_DEADLINE_SEC 10                     /* from a request's first byte to its last */
+#define REQUEST_DEADLINE_USEC (REQUEST_DEADLINE_SEC * 1000000ULL)
+#define ACCEPT_BACKOFF_USEC (100ULL * 1000ULL)      /* accept paused for so long when out of fds */
+#define LOG_BURST 10                                /* lines a client can provoke ... */
+#define LOG_INTERVAL_USEC (10ULL * 1000000ULL)      /* ... in this interval */
+/* fds ulpd wants: per connection its socket and what one request may bring, and room for
+ * the transitions' own. */
+#define NOFILE_WANTED (CONNECTIONS_MAX * (1 + PROTOCOL_FDS_MAX) + 1024)
 #define OUTPUT_MAX (16u << 20)                     /* replies queued for a slow reader */
 #define PROGRESS_INTERVAL_USEC (250ULL * 1000ULL)
 #define HEARTBEAT_USEC (2ULL * 1000000ULL)         /* progress even when nothing changed */
-#define PIDS_MAX 65536
+#define PIDS_MAX 1024                              /* process ids in one request */
 #define PATCH_SIZE_MAX (256ULL << 20)
 
 struct Connection {
@@ -47,6 +60,11 @@ struct Connection {
         int fd;
         struct ucred cred;
         sd_event_source *io, *idle;
+        enum {
+                TIMER_OFF,               /* a request is in flight: its jobs have their own */
+                TIMER_IDLE,              /* nothing buffered: CONNECTION_IDLE_USEC */
+                TIMER_REQUEST,           /* part of a request: REQUEST_DEADLINE_USEC */
+        } timer;
         MsgReader rd;
         char *out;
         size_t out_len;
@@ -218,12 +236,24 @@ static void request_free(Request *q) {
         free(q);
 }
 
+/* Keeps the connection's one timer on the deadline that applies now (on: unless a
+ * request is in flight): none while a request runs (its jobs have their timeouts);
+ * REQUEST_DEADLINE_USEC from the first byte of a request, never pushed back by later
+ * bytes (a client trickling a byte every few seconds would hold its slot forever);
+ * CONNECTION_IDLE_USEC from when the connection went idle. */
 static void idle_arm(Connection *c, bool on) {
+        int timer;
+
         if (!c->idle)
                 return;
-        if (on)
-                (void) sd_event_source_set_time_relative(c->idle, CONNECTION_IDLE_USEC);
-        (void) sd_event_source_set_enabled(c->idle, on ? SD_EVENT_ONESHOT : SD_EVENT_OFF);
+        timer = !on || c->req ? TIMER_OFF : c->rd.len > 0 ? TIMER_REQUEST : TIMER_IDLE;
+        if (timer == (int) c->timer)
+                return;
+        c->timer = timer;
+        if (timer != TIMER_OFF)
+                (void) sd_event_source_set_time_relative(c->idle, timer == TIMER_REQUEST ?
+                                                         REQUEST_DEADLINE_USEC : CONNECTION_IDLE_USEC);
+        (void) sd_event_source_set_enabled(c->idle, timer != TIMER_OFF ? SD_EVENT_ONESHOT : SD_EVENT_OFF);
 }
 
 /* The request's last job finished, or none ran: send the final result to a waiting
@@ -456,7 +486,14 @@ static int parse_options(struct json_object *q, UlpOptions *ret) {
         return 0;
 }
 
+static int pid_compare(const void *a, const void *b) {
+        pid_t x = *(const pid_t *) a, y = *(const pid_t *) b;
+
+        return (x > y) - (x < y);
+}
+
 static int parse_pids(struct json_object *q, pid_t **ret, size_t *ret_n) {
+        _cleanup_free_ pid_t *sorted = NULL;
         struct json_object *a;
         pid_t *v;
         size_t n;
@@ -473,8 +510,11 @@ static int parse_pids(struct json_object *q, pid_t **ret, size_t *ret_n) {
         if (n == 0)
                 return 0;
         v = calloc(n, sizeof(pid_t));
-        if (!v)
+        sorted = calloc(n, sizeof(pid_t));
+        if (!v || !sorted) {
+                free(v);
                 return -ENOMEM;
+        }
         for (size_t i = 0; i < n; i++) {
                 struct json_object *e = json_object_array_get_idx(a, i);
                 int64_t x;
@@ -484,13 +524,15 @@ static int parse_pids(struct json_object *q, pid_t **ret, size_t *ret_n) {
                         free(v);
                         return -EINVAL;
                 }
-                for (size_t k = 0; k < i; k++)
-                        if (v[k] == (pid_t) x) {   /* the same pid twice would race itself */
-                                free(v);
-                                return -EINVAL;
-                        }
-                v[i] = (pid_t) x;
+                v[i] = sorted[i] = (pid_t) x;
         }
+        /* The same pid twice would race itself. Sorted, not pairwise: n log n. */
+        qsort(sorted, n, sizeof(pid_t), pid_compare);
+        for (size_t i = 1; i < n; i++)
+                if (sorted[i] == sorted[i - 1]) {
+                        free(v);
+                        return -EINVAL;
+                }
         *ret = v;
         *ret_n = n;
         return 0;
@@ -607,6 +649,10 @@ static void method_transition(Connection *c, struct json_object *q, JobKind kind
         int r;
 
         r = parse_pids(q, &pids, &n_pids);
+        if (r == -E2BIG) {
+                reply_error(c, r, "too many process ids: at most %u in one request", PIDS_MAX);
+                return;
+        }
         if (r < 0) {
                 reply_error(c, r, "invalid \"pids\": a list of distinct positive process ids is expected");
                 return;
@@ -971,7 +1017,7 @@ static void connection_free(Connection *c) {
 static void connection_process(Connection *c) {
         for (;;) {
                 struct json_object *q = NULL;
-                int r;
+                int fd, r;
 
                 if (c->dead || c->closing)
                         return;
@@ -988,6 +1034,14 @@ static void connection_process(Connection *c) {
                 }
                 dispatch(c, q);
                 json_object_put(q);
+                if (c->dead)
+                        return;
+                /* fds the request brought and did not take are not kept for another */
+                while ((fd = msgreader_take_fd(&c->rd)) >= 0)
+                        close(fd);
+                /* the next request's deadline runs from its own first byte */
+                idle_arm(c, false);
+                idle_arm(c, true);
         }
 }
 
@@ -1015,12 +1069,19 @@ static int connection_on_io(sd_event_source *s, int fd, uint32_t revents, void *
                                 connection_fail(c, r, "message too large");
                                 break;
                         }
+                        if (r == -ETOOMANYREFS) {
+                                char msg[128];
+
+                                snprintf(msg, sizeof(msg), "too many file descriptors: a request carries at most %u",
+                                         (unsigned) PROTOCOL_FDS_MAX);
+                                connection_fail(c, r, msg);
+                                break;
+                        }
                         if (r < 0) {
                                 connection_free(c);
                                 break;
                         }
-                        if (!c->req)
-                                idle_arm(c, true);
+                        idle_arm(c, true);
                         connection_process(c);
                         if (r == 0) {
                                 /* half-closed: answer what is in flight, then close */
@@ -1049,26 +1110,151 @@ static int connection_on_idle(sd_event_source *s, uint64_t usec, void *userdata)
 
         if (c->req)
                 return 0;
+        if (c->timer == TIMER_REQUEST && !c->closing) {
+                char msg[128];
+
+                /* Told why, then closed; closed anyway after another idle period if the
+                 * client does not even read that. */
+                c->timer = TIMER_IDLE;
+                (void) sd_event_source_set_time_relative(c->idle, CONNECTION_IDLE_USEC);
+                (void) sd_event_source_set_enabled(c->idle, SD_EVENT_ONESHOT);
+                snprintf(msg, sizeof(msg), "request not received whole within %u s of its first byte",
+                         (unsigned) REQUEST_DEADLINE_SEC);
+                connection_fail(c, -ETIMEDOUT, msg);
+                return 0;
+        }
         log_debug("client pid %d idle, closing", (int) c->cred.pid);
         connection_free(c);
         return 0;
 }
 
+static bool ratelimit_pass(Manager *m, RateLimit *rl) {
+        uint64_t now = now_usec(m);
+
+        if (rl->begin == 0 || now >= rl->begin + LOG_INTERVAL_USEC) {
+                rl->begin = now;
+                rl->n = 0;
+        }
+        if (rl->n >= LOG_BURST) {
+                rl->suppressed++;
+                return false;
+        }
+        rl->n++;
+        return true;
+}
+
+/* A warning any client can provoke at will: a burst per interval, then a count. */
+#define log_warning_ratelimited(m, rl, ...) do {                                          \
+                if (ratelimit_pass((m), (rl))) {                                          \
+                        if ((rl)->suppressed > 0)                                         \
+                                log_warning("%u more like the next were not logged", (rl)->suppressed); \
+                        (rl)->suppressed = 0;                                             \
+                        log_warning(__VA_ARGS__);                                         \
+                }                                                                         \
+        } while (0)
+
+static int accept_resume(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+
+        (void) sd_event_source_set_enabled(m->listen_source, SD_EVENT_ON);
+        return 0;
+}
+
+/* Out of fds or kernel memory: the connection stays in the backlog, so epoll reports the
+ * socket ready again at once and accepting again would spin. Listening pauses for a
+ * moment instead; connections that end meanwhile make room. */
+static void accept_pause(Manager *m, int error) {
+        int r;
+
+        log_warning_ratelimited(m, &m->accept_log, "cannot accept a client: %s; not accepting for %llu ms",
+                                strerror(error), ACCEPT_BACKOFF_USEC / 1000);
+        if (!m->accept_retry)
+                r = sd_event_add_time_relative(m->event, &m->accept_retry, CLOCK_MONOTONIC,
+                                               ACCEPT_BACKOFF_USEC, 10 * 1000, accept_resume, m);
+        else {
+                r = sd_event_source_set_time_relative(m->accept_retry, ACCEPT_BACKOFF_USEC);
+                if (r >= 0)
+                        r = sd_event_source_set_enabled(m->accept_retry, SD_EVENT_ONESHOT);
+        }
+        if (r < 0)
+                return;   /* no timer to resume: better to keep trying than to go deaf */
+        (void) sd_event_source_set_enabled(m->listen_source, SD_EVENT_OFF);
+}
+
+/* May a new connection from cred be served? Root has CONNECTIONS_ROOT_RESERVED slots no
+ * other uid can take; every other uid has at most CONNECTIONS_PER_UID_MAX, so that one
+ * user can take neither root's slots nor the others'. A connection holds at most
+ * 1 + PROTOCOL_FDS_MAX of ulpd's fds (its socket and what its request brought; the
+ * reader closes the rest), so this bounds a uid's fds as well. Returns 0, or -errno
+ * with the line for the client. */
+static int connection_admit(Manager *m, const struct ucred *cred, char *reason, size_t len) {
+        unsigned same = 0, unprivileged = 0, fds = 0;
+
+        for (Connection *c = m->connections; c; c = c->next) {
+                if (c->cred.uid != 0)
+                        unprivileged++;
+                if (c->cred.uid == cred->uid) {
+                        same++;
+                        fds += 1 + (unsigned) c->rd.n_fds;
+                }
+        }
+        if (m->n_connections >= CONNECTIONS_MAX ||
+            (cred->uid != 0 && unprivileged >= CONNECTIONS_MAX - CONNECTIONS_ROOT_RESERVED)) {
+                snprintf(reason, len, "ulpd serves as many clients as it can (%u); try again later",
+                         cred->uid != 0 ? CONNECTIONS_MAX - CONNECTIONS_ROOT_RESERVED : CONNECTIONS_MAX);
+                return -EAGAIN;
+        }
+        if (cred->uid != 0 && same >= CONNECTIONS_PER_UID_MAX) {
+                snprintf(reason, len, "uid %u has %u connections to ulpd (holding %u file descriptors), "
+                         "the most one user may have", (unsigned) cred->uid, same, fds);
+                return -EUSERS;
+        }
+        return 0;
+}
+
+/* Tells a client that was not admitted why, as the reply to whatever it sends, and
+ * closes. Never waits: the line fits in an empty socket buffer, or is lost. */
+static void connection_refuse(int fd, int error, const char *reason) {
+        _cleanup_free_ char *s = NULL;
+        struct json_object *o = protocol_new_error(error, reason);
+        size_t len = 0;
+
+        if (o) {
+                s = protocol_format(o, &len);
+                json_object_put(o);
+        }
+        if (s)
+                (void) send(fd, s, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        close(fd);
+}
+
 static int manager_on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         Manager *m = userdata;
+        struct ucred cred = {};
+        char reason[256];
         socklen_t len;
         Connection *c;
         int cfd, r;
 
         cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (cfd < 0) {
-                if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-                        log_warning("accept: %m");
+                if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                        accept_pause(m, errno);
+                else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+                        log_warning_ratelimited(m, &m->accept_log, "accept: %m");
                 return 0;
         }
-        if (m->n_connections >= CONNECTIONS_MAX) {
-                log_warning("too many clients, refusing one");
+        len = sizeof(cred);
+        if (getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+                log_warning_ratelimited(m, &m->accept_log, "SO_PEERCRED: %m");
                 close(cfd);
+                return 0;
+        }
+        r = connection_admit(m, &cred, reason, sizeof(reason));
+        if (r < 0) {
+                log_warning_ratelimited(m, &m->accept_log, "refused a client (pid %d uid %u): %s",
+                                        (int) cred.pid, (unsigned) cred.uid, reason);
+                connection_refuse(cfd, r, reason);
                 return 0;
         }
         c = calloc(1, sizeof(*c));
@@ -1078,14 +1264,9 @@ static int manager_on_accept(sd_event_source *s, int fd, uint32_t revents, void 
         }
         c->m = m;
         c->fd = cfd;
+        c->cred = cred;
+        c->timer = TIMER_IDLE;
         msgreader_init(&c->rd);
-        len = sizeof(c->cred);
-        if (getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &c->cred, &len) < 0) {
-                log_warning("SO_PEERCRED: %m");
-                close(cfd);
-                free(c);
-                return 0;
-        }
         r = sd_event_add_io(m->event, &c->io, cfd, EPOLLIN, connection_on_io, c);
         if (r >= 0)
                 r = sd_event_add_time_relative(m->event, &c->idle, CLOCK_MONOTONIC,
@@ -1219,6 +1400,25 @@ static void manager_resume_transitions(Manager *m) {
         }
 }
 
+/* systemd's default LimitNOFILE is 1024 soft, 512K hard: the soft limit is for programs
+ * that still use select(), which ulpd does not. With 1024, clients passing fds ran ulpd
+ * out of them. */
+static void raise_nofile_limit(void) {
+        struct rlimit rl;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+                return;
+        if (rl.rlim_cur < rl.rlim_max) {
+                rl.rlim_cur = rl.rlim_max;
+                if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+                        log_warning("cannot raise the limit of open files to %llu: %m",
+                                    (unsigned long long) rl.rlim_max);
+        }
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < NOFILE_WANTED)
+                log_warning("the limit of open files is %llu, below the %u ulpd's limits assume: "
+                            "raise LimitNOFILE=", (unsigned long long) rl.rlim_cur, (unsigned) NOFILE_WANTED);
+}
+
 static int manager_on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
         Manager *m = userdata;
 
@@ -1254,6 +1454,7 @@ static void manager_free(Manager *m) {
         persist_done(m);
         pending_done(m);
         sd_event_source_disable_unref(m->listen_source);
+        sd_event_source_disable_unref(m->accept_retry);
         if (m->listen_fd >= 0) {
                 close(m->listen_fd);
                 if (!m->listen_fd_from_systemd)
@@ -1351,6 +1552,7 @@ int main(int argc, char **argv) {
         }
         m.self = getpid();
         (void) signal(SIGPIPE, SIG_IGN);
+        raise_nofile_limit();
 
         sigemptyset(&ss);
         sigaddset(&ss, SIGTERM);

@@ -103,6 +103,13 @@ void pending_learn(Manager *m, pid_t pid);
 
 /* ---- the manager --------------------------------------------------------------- */
 
+/* At most a burst of lines per interval for messages any client can provoke; the
+ * number left out is told with the next line let through. */
+typedef struct RateLimit {
+        uint64_t begin;
+        unsigned n, suppressed;
+} RateLimit;
+
 struct Manager {
         sd_event *event;
         char *socket_path;
@@ -110,6 +117,8 @@ struct Manager {
         int listen_fd;
         bool listen_fd_from_systemd;
         sd_event_source *listen_source;
+        sd_event_source *accept_retry;   /* accept paused (out of fds), see accept_pause() */
+        RateLimit accept_log;
 
         Connection *connections;
         unsigned n_connections;
