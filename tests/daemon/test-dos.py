@@ -1,0 +1,268 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""One local user must never deny ulpd's service to root or to another user
+(docs/limits.md). Each attack as it was found, by real unprivileged uids (setpriv),
+against a real ulpd on a temporary socket; after each, root and another uid are
+still served within SERVED_S:
+
+- 300 connections trickling a byte a second: a uid gets 16, the rest are refused with
+  a line saying why, and each held one is closed 10 s after its request's first byte;
+- 14 uids holding 16 each fill the unprivileged slots: a 15th uid is refused, root
+  still gets in (its reserved slots);
+- fds passed by the thousand at a low fd limit: ulpd raised its soft limit, refuses
+  more than a request may carry, and its fd count stays bounded;
+- out of fds (a hard limit of 64): accept backs off instead of spinning, and logs a
+  burst, not millions of lines;
+- 45,000 pids in one request: refused at once, saying the bound; 1,024 and duplicates
+  are answered promptly;
+- oversized, too deep and too long fields: refused with their line."""
+
+import json
+import os
+import select
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+from ulpdtest import Client, Daemon, check, fail, need_root, skip, wait_for
+
+need_root()
+for tool in ("setpriv", "prlimit"):
+    if not shutil.which(tool):
+        skip(f"{tool} missing (util-linux)")
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CLIENT = [sys.executable, os.path.join(HERE, "dos-client.py")]
+PATCH = os.environ["PATCH"]
+HOSTILE, OTHER = 65534, 65533
+SERVED_S = 5.0       # served "promptly", with room for a loaded machine
+procs, daemons = [], []
+PARTS = os.environ.get("DOS_PARTS")   # e.g. DOS_PARTS=3,4: only those attacks
+
+
+def part(n):
+    return not PARTS or str(n) in PARTS.split(",")
+
+
+def as_uid(uid):
+    return ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
+
+
+def spawn(uid, *args):
+    p = subprocess.Popen(as_uid(uid) + CLIENT + [str(a) for a in args], stdout=subprocess.PIPE, text=True)
+    procs.append(p)
+    return p
+
+
+def next_line(p, timeout):
+    r, _, _ = select.select([p.stdout], [], [], timeout)
+    line = p.stdout.readline() if r else ""
+    if not line:
+        fail(f"no report from the client {p.args[-3:]} within {timeout}s")
+    return json.loads(line)
+
+
+def stop(p):
+    if p.poll() is None:
+        p.kill()
+    p.wait()
+
+
+def served(d, what):
+    """root and another uid each get a ping answered within SERVED_S."""
+    t = time.monotonic()
+    c = Client(d.socket, timeout=120)
+    r = c.request({"method": "ping"})
+    c.close()
+    root_s = time.monotonic() - t
+    check(r.get("type") == "pong" and root_s < SERVED_S, f"{what}: root served in {root_s:.3f}s")
+    p = spawn(OTHER, "ping", d.socket)
+    o = next_line(p, 120)
+    p.wait()
+    check(o["reply"].get("type") == "pong" and o["latency"] < SERVED_S,
+          f"{what}: uid {OTHER} served in {o['latency']:.3f}s")
+
+
+def raw_request(d, data, fd=None, timeout=120):
+    """Sends bytes as root, returns (reply, seconds)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    s.connect(d.socket)
+    t = time.monotonic()
+    try:
+        if fd is not None:
+            n = socket.send_fds(s, [data], [fd])   # may take only part of a long message
+            data = data[n:]
+        s.sendall(data)
+    except OSError:
+        pass
+    buf = b""
+    while b"\n" not in buf:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        buf += chunk
+    s.close()
+    line = buf.split(b"\n", 1)[0]
+    return (json.loads(line) if line else None), time.monotonic() - t
+
+
+def proc_fds(pid):
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return 0
+
+
+def cpu_s(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        v = f.read().rsplit(")", 1)[1].split()
+    return (int(v[11]) + int(v[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def log_lines(d):
+    return d.read_log().count("\n")
+
+
+def daemon(nofile=None):
+    """A ulpd, under the given RLIMIT_NOFILE (soft:hard) as systemd would set it."""
+    d = Daemon()
+    if nofile:
+        d.args = ["prlimit", f"--nofile={nofile}", "--"] + d.args
+    daemons.append(d)
+    return d.start()
+
+
+try:
+    # 1. Connection slots held by a trickle: per-uid limit, deadline per request.
+    if part(1):
+        d = daemon()
+        h = spawn(HOSTILE, "hold", d.socket, 300, "trickle")
+        r = next_line(h, 180)
+        check(r["held"] == 16 and r["refused"] == 284,
+              f"uid {HOSTILE} asking for 300 connections holds 16, 284 refused ({r['held']}, {r['refused']})")
+        check(r["message"] == f"uid {HOSTILE} has 16 connections to ulpd (holding 16 file descriptors), "
+              "the most one user may have", f"the refusal says why: {r['message']}")
+        served(d, f"uid {HOSTILE} holding its 16 connections")
+        r = next_line(h, 120)
+        stop(h)
+        check(len(r["closed_after"]) == 16 and r["still_open"] == 0, "ulpd closed each trickling connection")
+        check(set(r["messages"]) == {"request not received whole within 10 s of its first byte"},
+              f"each was told why: {set(r['messages'])}")
+        check(9.0 <= min(r["closed_after"]) and max(r["closed_after"]) < 10 + SERVED_S,
+              f"10 s after the first byte of its request, though a byte came every second "
+              f"({min(r['closed_after']):.1f}..{max(r['closed_after']):.1f}s)")
+        d.stop()
+
+    # 2. Many uids fill every unprivileged slot: root keeps its own.
+    if part(2):
+        d = daemon()
+        holders = [spawn(60000 + i, "hold", d.socket, 16) for i in range(14)]
+        got = [next_line(p, 180) for p in holders]
+        check(all(g["held"] == 16 for g in got), "14 uids hold 16 connections each (224)")
+        p = spawn(60014, "hold", d.socket, 1)
+        r = next_line(p, 120)
+        stop(p)
+        check(r["held"] == 0 and r["message"] == "ulpd serves as many clients as it can (224); try again later",
+              f"a 15th uid is refused: {r['message']}")
+        t = time.monotonic()
+        roots = [Client(d.socket, timeout=120) for _ in range(20)]
+        ok = all(c.request({"method": "ping"}).get("type") == "pong" for c in roots)
+        for c in roots:
+            c.close()
+        check(ok and time.monotonic() - t < 4 * SERVED_S,
+              f"root gets 20 connections served on its reserved slots in {time.monotonic() - t:.3f}s")
+        for p in holders:
+            stop(p)
+        d.stop()
+
+    # 3. A flood of passed fds at systemd's default limit (1024 soft; here 256:8192).
+    if part(3):
+        d = daemon("256:8192")
+        with open(f"/proc/{d.proc.pid}/limits") as f:
+            lim = [line.split() for line in f if line.startswith("Max open files")][0]
+        check(lim[3:5] == ["8192", "8192"], f"ulpd raised its soft fd limit to the hard one: {lim[3:5]}")
+        base = proc_fds(d.proc.pid)
+        cpu0 = cpu_s(d.proc.pid)
+        floods = [spawn(HOSTILE, "fdflood", d.socket, 5), spawn(HOSTILE, "fdflood", d.socket, 5)]
+        peak, end = 0, time.monotonic() + 120
+        while any(p.poll() is None for p in floods) and time.monotonic() < end:
+            peak = max(peak, proc_fds(d.proc.pid))
+            time.sleep(0.02)
+        rs = [next_line(p, 60) for p in floods]
+        sent = sum(r["sent_fds"] for r in rs)
+        msgs = {m for r in rs for m in r["messages"]}
+        print(f"fd flood: {sent} fds sent, ulpd's fds {base} at rest, {peak} at most, "
+              f"{cpu_s(d.proc.pid) - cpu0:.2f}s CPU")
+        check(sent >= 1000 and msgs == {"too many file descriptors: a request carries at most 4"},
+              f"passing 250 fds at a time is refused: {msgs}")
+        check(peak <= base + 16 * 5, f"ulpd's fds stay within 16 connections x (socket + 4): {peak} <= {base + 80}")
+        served(d, "after the fd flood")
+        d.stop()
+
+    # 4. Out of fds: accept backs off instead of spinning.
+    if part(4):
+        d = daemon("64:64")
+        conns = []
+        for _ in range(100):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(d.socket)
+            conns.append(s)
+        if not wait_for(lambda: proc_fds(d.proc.pid) >= 64, 60):
+            fail(f"ulpd did not run out of fds: {proc_fds(d.proc.pid)} open")
+        time.sleep(0.5)
+        cpu0, lines0 = cpu_s(d.proc.pid), log_lines(d)
+        time.sleep(3)
+        cpu, lines = cpu_s(d.proc.pid) - cpu0, log_lines(d) - lines0
+        check(cpu < 0.5, f"out of fds for 3 s, ulpd used {cpu:.2f}s of CPU (it spun before)")
+        check(lines <= 12, f"and logged {lines} lines in those 3 s")
+        check("cannot accept a client: Too many open files; not accepting for 100 ms" in d.read_log(),
+              "saying why it does not accept")
+        for s in conns:
+            s.close()
+        served(d, "once the fds are free again")
+        d.stop()
+
+    # 5. Process ids: bounded, duplicates found in n log n.
+    if part(5):
+        d = daemon()
+        fd = os.open(PATCH, os.O_RDONLY)
+        big = json.dumps({"version": 1, "method": "apply", "pids": list(range(1, 45001)), "name": "x.so"},
+                         separators=(",", ":")).encode() + b"\n"
+        r, t = raw_request(d, big, fd)
+        check(r and r.get("error") == "too many process ids: at most 1024 in one request" and t < SERVED_S,
+              f"45,000 pids refused in {t:.3f}s: {r and r.get('error')}")
+        dup = list(range(10_000_000, 10_001_023)) + [10_000_000]
+        r, t = raw_request(d, json.dumps({"version": 1, "method": "apply", "pids": dup}).encode() + b"\n", fd)
+        check(r and r.get("error") == 'invalid "pids": a list of distinct positive process ids is expected'
+              and t < SERVED_S, f"1,024 pids with a duplicate at the end refused in {t:.3f}s")
+        served(d, "after the pid lists")
+        os.close(fd)
+        d.stop()
+
+    # 6. Sizes: every field bounded, every refusal says which.
+    if part(6):
+        d = daemon()
+        fd = os.open(PATCH, os.O_RDONLY)
+        for what, data, want in [
+                ("a message over 256 KiB", b'{"version":1,"method":"ping","x":"' + b"a" * (300 << 10) + b'"}\n',
+                 "message too large"),
+                ("nesting 40 deep", b'{"version":1,"method":"ping","x":' + b"[" * 40 + b"]" * 40 + b"}\n",
+                 'malformed message: one JSON object per line with "version":1 expected'),
+                ("a 200 KB patch name", json.dumps({"version": 1, "method": "apply", "pids": [1],
+                                                    "name": "a" * 200_000}).encode() + b"\n",
+                 "invalid patch name")]:
+            r, t = raw_request(d, data, fd if b"apply" in data else None)
+            check(r and r.get("error") == want and t < SERVED_S, f"{what}: \"{r and r.get('error')}\" in {t:.3f}s")
+        os.close(fd)
+        served(d, "after the oversized requests")
+        check(d.alive(), "ulpd is alive")
+        d.stop()
+finally:
+    for p in procs:
+        stop(p)
+    for d in daemons:
+        if d.alive():
+            d.kill9()
