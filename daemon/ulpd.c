@@ -51,6 +51,9 @@
 #define OUTPUT_MAX (16u << 20)                     /* replies queued for a slow reader */
 #define PROGRESS_INTERVAL_USEC (250ULL * 1000ULL)
 #define HEARTBEAT_USEC (2ULL * 1000000ULL)         /* progress even when nothing changed */
+#define CALLBACK_TIMEOUT_MS_DEFAULT 1000            /* a patch callback holds the loop so long */
+#define UID_WINDOW_USEC (10ULL * 1000000ULL)        /* each uid but root may have ... */
+#define UID_LOOP_BUDGET_USEC (1ULL * 1000000ULL)    /* ... so much of the loop per window */
 #define PIDS_MAX 1024                              /* process ids in one request */
 #define PATCH_SIZE_MAX (256ULL << 20)
 
@@ -71,6 +74,7 @@ struct Connection {
         Request *req;            /* in flight: no other message may arrive meanwhile */
         bool closing;            /* close once out is flushed */
         bool read_eof;
+        bool throttled;          /* its uid used its share of the loop: not read until ... */
         bool in_dispatch;        /* inside its io callback: freeing is deferred ... */
         bool dead;               /* ... to its end */
 };
@@ -155,7 +159,7 @@ static void connection_free(Connection *c);
 static int connection_update_events(Connection *c) {
         uint32_t ev = 0;
 
-        if (!c->read_eof && !c->closing)
+        if (!c->read_eof && !c->closing && !c->throttled)
                 ev |= EPOLLIN;
         if (c->out_len > 0)
                 ev |= EPOLLOUT;
@@ -246,7 +250,7 @@ static void idle_arm(Connection *c, bool on) {
 
         if (!c->idle)
                 return;
-        timer = !on || c->req ? TIMER_OFF : c->rd.len > 0 ? TIMER_REQUEST : TIMER_IDLE;
+        timer = !on || c->req || c->throttled ? TIMER_OFF : c->rd.len > 0 ? TIMER_REQUEST : TIMER_IDLE;
         if (timer == (int) c->timer)
                 return;
         c->timer = timer;
@@ -433,7 +437,11 @@ static int job_launch(Job *j) {
 }
 
 /* Starts kind on pid. On failure the report is in j->report and j is not linked. */
-static int job_start(Job *j, int patch_fd, const UlpOptions *o) {
+static int job_start(Job *j, int patch_fd, const UlpOptions *options) {
+        /* A callback runs inside the loop: ulpd's own bound, not the library's 10 s. */
+        UlpOptions opts = *options, *o = &opts;
+
+        opts.callback_timeout_ms = j->m->callback_timeout_ms;
         if (j->kind == JOB_APPLY) {
                 if (lseek(patch_fd, 0, SEEK_SET) < 0)
                         return negative_errno();
@@ -1014,13 +1022,120 @@ static void connection_free(Connection *c) {
         manager_update_status(m);
 }
 
+/* ---- the loop's time, shared between uids ---------------------------------------------
+ *
+ * A request's synchronous part (starting an operation: attaching, loading the patch,
+ * its pre-patch callback) runs inside the loop and holds every other client meanwhile.
+ * It cannot be cut short, but who pays for it can be counted: each uid but root may use
+ * UID_LOOP_BUDGET_USEC of the loop per UID_WINDOW_USEC; a uid over its share is not read
+ * from until the window ends, so the others' requests go first. */
+
+static uint64_t clock_usec(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000;
+}
+
+static struct UidUse *uid_use_find(Manager *m, uid_t uid) {
+        for (size_t i = 0; i < m->n_uid_use; i++)
+                if (m->uid_use[i].uid == uid)
+                        return &m->uid_use[i];
+        return NULL;
+}
+
+static bool uid_over_budget(Manager *m, uid_t uid) {
+        struct UidUse *u;
+
+        if (uid == 0)
+                return false;
+        u = uid_use_find(m, uid);
+        return u && u->usec >= UID_LOOP_BUDGET_USEC;
+}
+
+static void connection_process(Connection *c);
+
+/* The window ended: every uid starts afresh; the connections held back are read again,
+ * starting with the requests they had sent already. */
+static int uid_window_on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+        Connection *next;
+
+        m->n_uid_use = 0;
+        m->uid_window_end = 0;
+        for (Connection *c = m->connections; c; c = next) {
+                next = c->next;
+                if (!c->throttled)
+                        continue;
+                c->throttled = false;
+                c->in_dispatch = true;
+                connection_process(c);
+                c->in_dispatch = false;
+                if (c->dead) {
+                        c->dead = false;
+                        connection_free(c);
+                        continue;
+                }
+                (void) connection_update_events(c);
+                idle_arm(c, true);
+        }
+        return 0;
+}
+
+static void uid_charge(Manager *m, uid_t uid, uint64_t usec) {
+        struct UidUse *u;
+
+        if (uid == 0)
+                return;
+        u = uid_use_find(m, uid);
+        if (!u) {
+                struct UidUse *v = reallocarray(m->uid_use, m->n_uid_use + 1, sizeof(*v));
+
+                if (!v)
+                        return;
+                m->uid_use = v;
+                u = &v[m->n_uid_use++];
+                *u = (struct UidUse) { .uid = uid };
+        }
+        u->usec += usec;
+        if (m->uid_window_end)
+                return;
+        m->uid_window_end = clock_usec() + UID_WINDOW_USEC;
+        if (!m->uid_window_timer) {
+                if (sd_event_add_time_relative(m->event, &m->uid_window_timer, CLOCK_MONOTONIC,
+                                               UID_WINDOW_USEC, 10 * 1000, uid_window_on_timer, m) < 0)
+                        m->n_uid_use = m->uid_window_end = 0;   /* no window: no throttling */
+                return;
+        }
+        (void) sd_event_source_set_time_relative(m->uid_window_timer, UID_WINDOW_USEC);
+        (void) sd_event_source_set_enabled(m->uid_window_timer, SD_EVENT_ONESHOT);
+}
+
+/* Stops reading c until the window ends (uid_window_on_timer); its deadlines wait too,
+ * for the pause is ulpd's doing. */
+static void connection_throttle(Connection *c) {
+        log_debug("client pid %d: uid %u used its share of ulpd's time, next request after the others",
+                  (int) c->cred.pid, (unsigned) c->cred.uid);
+        c->throttled = true;
+        idle_arm(c, false);
+        (void) connection_update_events(c);
+}
+
 static void connection_process(Connection *c) {
+        Manager *m = c->m;
+        uid_t uid = c->cred.uid;
+
         for (;;) {
                 struct json_object *q = NULL;
+                uint64_t t;
                 int fd, r;
 
                 if (c->dead || c->closing)
                         return;
+                if (!c->req && uid_over_budget(m, uid)) {
+                        connection_throttle(c);
+                        return;
+                }
                 r = msgreader_next(&c->rd, &q);
                 if (r == 0)
                         return;
@@ -1032,7 +1147,9 @@ static void connection_process(Connection *c) {
                         connection_fail(c, r, "malformed message: one JSON object per line with \"version\":1 expected");
                         return;
                 }
+                t = clock_usec();
                 dispatch(c, q);
+                uid_charge(m, uid, clock_usec() - t);
                 json_object_put(q);
                 if (c->dead)
                         return;
@@ -1056,11 +1173,12 @@ static int connection_on_io(sd_event_source *s, int fd, uint32_t revents, void *
                         connection_free(c);
         }
         /* Gone entirely while we were not reading: epoll would report it forever. */
-        if (!c->dead && (revents & (EPOLLHUP | EPOLLERR)) && (c->read_eof || c->closing))
+        if (!c->dead && (revents & (EPOLLHUP | EPOLLERR)) && (c->read_eof || c->closing || c->throttled))
                 connection_free(c);
-        if (!c->dead && (revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) && !c->read_eof && !c->closing) {
+        if (!c->dead && (revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) && !c->read_eof && !c->closing &&
+            !c->throttled) {
                 /* a bounded number of reads, so one chatty client cannot starve the rest */
-                for (int i = 0; i < 8 && !c->dead && !c->closing; i++) {
+                for (int i = 0; i < 8 && !c->dead && !c->closing && !c->throttled; i++) {
                         int r = msgreader_fill(&c->rd, c->fd);
 
                         if (r == -EAGAIN)
@@ -1455,6 +1573,8 @@ static void manager_free(Manager *m) {
         pending_done(m);
         sd_event_source_disable_unref(m->listen_source);
         sd_event_source_disable_unref(m->accept_retry);
+        sd_event_source_disable_unref(m->uid_window_timer);
+        free(m->uid_use);
         if (m->listen_fd >= 0) {
                 close(m->listen_fd);
                 if (!m->listen_fd_from_systemd)
@@ -1475,12 +1595,15 @@ static void help(void) {
                "     --no-recover       Do not take over transitions left unfinished in targets\n"
                "                        (another tool drives them; tests on a shared machine)\n"
                "     --recover-only PID Take over only the transition in PID (repeatable; tests)\n"
+               "     --callback-timeout MS  Give up on a patch callback after MS ms (default %u);\n"
+               "                        every client waits while one runs\n"
                "     --debug            Log debug messages\n",
-               PROTOCOL_SOCKET_DEFAULT);
+               PROTOCOL_SOCKET_DEFAULT, CALLBACK_TIMEOUT_MS_DEFAULT);
 }
 
 static int parse_argv(int argc, char **argv, Manager *m) {
-        enum { ARG_VERSION = 0x100, ARG_SOCKET, ARG_STATE_DIR, ARG_DEBUG, ARG_NO_RECOVER, ARG_RECOVER_ONLY };
+        enum { ARG_VERSION = 0x100, ARG_SOCKET, ARG_STATE_DIR, ARG_DEBUG, ARG_NO_RECOVER, ARG_RECOVER_ONLY,
+               ARG_CALLBACK_TIMEOUT };
         static const struct option options[] = {
                 { "help",      no_argument,       NULL, 'h' },
                 { "version",   no_argument,       NULL, ARG_VERSION },
@@ -1489,6 +1612,7 @@ static int parse_argv(int argc, char **argv, Manager *m) {
                 { "debug",     no_argument,       NULL, ARG_DEBUG },
                 { "no-recover", no_argument,      NULL, ARG_NO_RECOVER },
                 { "recover-only", required_argument, NULL, ARG_RECOVER_ONLY },
+                { "callback-timeout", required_argument, NULL, ARG_CALLBACK_TIMEOUT },
                 {}
         };
         int c;
@@ -1525,6 +1649,16 @@ static int parse_argv(int argc, char **argv, Manager *m) {
                         m->recover_only[m->n_recover_only++] = (pid_t) p;
                         break;
                 }
+                case ARG_CALLBACK_TIMEOUT: {
+                        char *end;
+                        long ms = strtol(optarg, &end, 10);
+                        if (*end || ms <= 0 || ms > 600 * 1000) {
+                                fprintf(stderr, "ulpd: invalid --callback-timeout %s (1..600000 ms)\n", optarg);
+                                return -EINVAL;
+                        }
+                        m->callback_timeout_ms = (unsigned) ms;
+                        break;
+                }
                 default:
                         return -EINVAL;
                 }
@@ -1538,7 +1672,7 @@ static int parse_argv(int argc, char **argv, Manager *m) {
 }
 
 int main(int argc, char **argv) {
-        Manager m = { .listen_fd = -1, .netlink_fd = -1 };
+        Manager m = { .listen_fd = -1, .netlink_fd = -1, .callback_timeout_ms = CALLBACK_TIMEOUT_MS_DEFAULT };
         sigset_t ss;
         int r;
 

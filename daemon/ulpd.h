@@ -119,6 +119,12 @@ struct Manager {
         sd_event_source *listen_source;
         sd_event_source *accept_retry;   /* accept paused (out of fds), see accept_pause() */
         RateLimit accept_log;
+        unsigned callback_timeout_ms;    /* a patch callback blocks the loop at most so long */
+        /* the loop's time each uid's requests took in this window, see uid_charge() */
+        struct UidUse { uid_t uid; uint64_t usec; } *uid_use;
+        size_t n_uid_use;
+        uint64_t uid_window_end;
+        sd_event_source *uid_window_timer;
 
         Connection *connections;
         unsigned n_connections;

@@ -157,7 +157,8 @@ int op_run_callback(UlpOp *op, uint64_t addr, int *ret) {
         r = op_borrow(op, &th);
         if (r < 0)
                 return r;
-        r = target_call(op->t, th, addr, args, op->c.img->hdr.trap_addr, CALLBACK_TIMEOUT_MS, &rax);
+        r = target_call(op->t, th, addr, args, op->c.img->hdr.trap_addr,
+                        op->o.callback_timeout_ms ?: CALLBACK_TIMEOUT_MS, &rax);
         k = target_resume_thread(op->t, th);
         if (r < 0)
                 return r;

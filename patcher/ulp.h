@@ -25,6 +25,8 @@ typedef struct UlpOptions {
         bool force;              /* switch the stragglers without the check at the timeout */
         bool global;             /* global mode: stop all, check all, switch all or none */
         bool return_trap;        /* catch stragglers on their way out of the patched frames */
+        unsigned callback_timeout_ms; /* for each patch callback; 0: 10 s. The caller waits
+                                       * that long for a callback that spins. */
 } UlpOptions;
 
 typedef struct UlpStraggler {

@@ -10,6 +10,8 @@ JSON line per finding on stdout:
                                "messages": [...]}; without, holds them until killed
   fdflood SOCKET SECONDS       keeps connections busy passing 250 fds a message:
                                {"sent_fds": n, "messages": [...]}
+  spin SOCKET PATCH PID N SECONDS   N connections applying PATCH to PID over and over:
+                               {"applies": n, "errors": [...], "longest": s}
 """
 
 import json
@@ -135,11 +137,44 @@ def fdflood(path, seconds):
     out({"sent_fds": sent, "messages": messages})
 
 
+def spin(path, patch, pid, n, seconds):
+    """n connections applying patch to pid again and again."""
+    import threading
+    results, lock = [], threading.Lock()
+    end = time.monotonic() + seconds
+
+    def worker():
+        c = Client(path)
+        while time.monotonic() < end:
+            t = time.monotonic()
+            c.s.settimeout(max(0.1, end - t))
+            fd = os.open(patch, os.O_RDONLY)
+            try:
+                r = c.request({"method": "apply", "pids": [pid], "name": "spin.so", "wait": True}, fd=fd)
+            except (socket.timeout, OSError):
+                break   # still waiting for its turn when the time is up
+            finally:
+                os.close(fd)
+            res = (r.get("results") or [{}])[0]
+            with lock:
+                results.append((time.monotonic() - t, res.get("error") or r.get("error")))
+        c.close()
+    threads = [threading.Thread(target=worker) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    out({"applies": len(results), "errors": sorted({e for _, e in results if e}),
+         "longest": max((s for s, _ in results), default=0)})
+
+
 mode, path = sys.argv[1], sys.argv[2]
 if mode == "ping":
     ping(path)
 elif mode == "hold":
     hold(path, int(sys.argv[3]), len(sys.argv) > 4 and sys.argv[4] == "trickle")
+elif mode == "spin":
+    spin(path, sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6]))
 elif mode == "fdflood":
     fdflood(path, float(sys.argv[3]))
 else:

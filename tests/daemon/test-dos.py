@@ -24,9 +24,10 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 
-from ulpdtest import Client, Daemon, check, fail, need_root, skip, wait_for
+from ulpdtest import Client, Daemon, check, fail, need_root, skip, victim_status, wait_for
 
 need_root()
 for tool in ("setpriv", "prlimit"):
@@ -35,7 +36,7 @@ for tool in ("setpriv", "prlimit"):
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CLIENT = [sys.executable, os.path.join(HERE, "dos-client.py")]
-PATCH = os.environ["PATCH"]
+PATCH, VICTIM, SPIN_PATCH = os.environ["PATCH"], os.environ["VICTIM"], os.environ["SPIN_PATCH"]
 HOSTILE, OTHER = 65534, 65533
 SERVED_S = 5.0       # served "promptly", with room for a loaded machine
 procs, daemons = [], []
@@ -73,9 +74,12 @@ def stop(p):
 def served(d, what):
     """root and another uid each get a ping answered within SERVED_S."""
     t = time.monotonic()
-    c = Client(d.socket, timeout=120)
-    r = c.request({"method": "ping"})
-    c.close()
+    try:
+        c = Client(d.socket, timeout=120)
+        r = c.request({"method": "ping"})
+        c.close()
+    except OSError as e:
+        fail(f"{what}: root not served: {e} after {time.monotonic() - t:.1f}s")
     root_s = time.monotonic() - t
     check(r.get("type") == "pong" and root_s < SERVED_S, f"{what}: root served in {root_s:.3f}s")
     p = spawn(OTHER, "ping", d.socket)
@@ -259,6 +263,47 @@ try:
         os.close(fd)
         served(d, "after the oversized requests")
         check(d.alive(), "ulpd is alive")
+        d.stop()
+    # 7. A pre-patch callback that spins, applied from 16 connections at once: each
+    #    apply holds the loop until ulpd gives up on the callback (10 s before, for every
+    #    client); now 1 s, and the uid then waits for the others.
+    if part(7):
+        d = daemon()
+        shared = os.path.join(d.tmp, "shared")
+        os.mkdir(shared)
+        os.chmod(shared, 0o1777)
+        st = os.path.join(shared, "victim.status")
+        v = subprocess.Popen(as_uid(HOSTILE) + [VICTIM, st, "3", "200", "0"])
+        procs.append(v)
+        if not wait_for(lambda: (victim_status(st) or {}).get("v1", 0) > 0, 30):
+            fail("victim did not start")
+        lat, done = [], threading.Event()
+
+        def pinger():
+            while not done.is_set():
+                t = time.monotonic()
+                c = Client(d.socket, timeout=600)
+                c.request({"method": "ping"})
+                c.close()
+                lat.append(time.monotonic() - t)
+                time.sleep(0.2)
+        th = threading.Thread(target=pinger, daemon=True)
+        th.start()
+        h = spawn(HOSTILE, "spin", d.socket, SPIN_PATCH, v.pid, 16, 25)
+        r = next_line(h, 300)
+        served(d, "while the callbacks spin")
+        done.set()
+        th.join()
+        print(f"spinning callbacks: {r['applies']} applies by uid {HOSTILE} in 25 s; root pinged "
+              f"{len(lat)} times, longest wait {max(lat):.3f}s")
+        check(r["applies"] >= 1 and r["errors"] == ["the pre-patch callback could not run: Connection timed out"],
+              f"ulpd gave up on the spinning callback: {r['errors']}")
+        check(max(lat) < SERVED_S, f"root waited at most {max(lat):.3f}s meanwhile")
+        s1 = victim_status(st)
+        time.sleep(0.5)
+        s2 = victim_status(st)
+        check(v.poll() is None and s2["v1"] > s1["v1"] and s2["v2"] == 0 and s2["bad"] == 0,
+              f"the victim runs on, unpatched: {s2}")
         d.stop()
 finally:
     for p in procs:
