@@ -75,6 +75,7 @@ struct Connection {
         bool closing;            /* close once out is flushed */
         bool read_eof;
         bool throttled;          /* its uid used its share of the loop: not read until ... */
+        uint64_t dispatch_start; /* when its current request began to be dispatched */
         bool in_dispatch;        /* inside its io callback: freeing is deferred ... */
         bool dead;               /* ... to its end */
 };
@@ -129,6 +130,22 @@ static uint64_t now_usec(Manager *m) {
 
         (void) sd_event_now(m->event, CLOCK_MONOTONIC, &t);
         return t;
+}
+
+/* At most LOG_BURST lines per LOG_INTERVAL_USEC; counts what it holds back. */
+static bool ratelimit_pass(Manager *m, RateLimit *rl) {
+        uint64_t now = now_usec(m);
+
+        if (rl->begin == 0 || now >= rl->begin + LOG_INTERVAL_USEC) {
+                rl->begin = now;
+                rl->n = 0;
+        }
+        if (rl->n >= LOG_BURST) {
+                rl->suppressed++;
+                return false;
+        }
+        rl->n++;
+        return true;
 }
 
 /* ---- status for systemd ------------------------------------------------------------ */
@@ -581,6 +598,9 @@ static int check_patch_fd(int fd, char *reason, size_t len) {
 
 /* ---- methods ------------------------------------------------------------------------ */
 
+static bool connection_over_budget(Connection *c);
+static bool log_refusal_pass(Manager *m);
+
 static bool reply_error(Connection *c, int error, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static bool reply_error(Connection *c, int error, const char *fmt, ...) {
         char msg[512];
@@ -772,9 +792,15 @@ static void method_transition(Connection *c, struct json_object *q, JobKind kind
                 size_t index;
                 Job *j;
 
+                if (connection_over_budget(c)) {
+                        snprintf(reason, sizeof(reason), "not started: uid %u used its share of ulpd's time; "
+                                 "try again in a few seconds", (unsigned) c->cred.uid);
+                        json_object_array_add(req->results, result_error(pid, -EAGAIN, reason, NULL));
+                        continue;
+                }
                 r = auth_check(&c->cred, pid, reason, sizeof(reason));
                 if (r < 0) {
-                        if (r == -EPERM)
+                        if (r == -EPERM && log_refusal_pass(m))
                                 log_full(LOG_WARNING, pid, name, NULL, "refused %s of %s in pid %d for uid %u (pid %d): %s",
                                          job_kind_verb(kind), name, (int) pid, (unsigned) c->cred.uid,
                                          (int) c->cred.pid, reason);
@@ -1055,6 +1081,28 @@ static bool uid_over_budget(Manager *m, uid_t uid) {
 
 static void connection_process(Connection *c);
 
+/* Inside a request: has its uid used its share, counting what this request took so far?
+ * A request naming many processes starts no more of them then (each start may take a
+ * callback timeout). */
+static bool connection_over_budget(Connection *c) {
+        struct UidUse *u;
+
+        if (c->cred.uid == 0)
+                return false;
+        u = uid_use_find(c->m, c->cred.uid);
+        return (u ? u->usec : 0) + (clock_usec() - c->dispatch_start) >= UID_LOOP_BUDGET_USEC;
+}
+
+/* Refusals any client can ask for by the thousand (a request naming others' processes). */
+static bool log_refusal_pass(Manager *m) {
+        if (!ratelimit_pass(m, &m->refusal_log))
+                return false;
+        if (m->refusal_log.suppressed > 0)
+                log_warning("%u more refusals were not logged", m->refusal_log.suppressed);
+        m->refusal_log.suppressed = 0;
+        return true;
+}
+
 /* The window ended: every uid starts afresh; the connections held back are read again,
  * starting with the requests they had sent already. */
 static int uid_window_on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
@@ -1147,7 +1195,7 @@ static void connection_process(Connection *c) {
                         connection_fail(c, r, "malformed message: one JSON object per line with \"version\":1 expected");
                         return;
                 }
-                t = clock_usec();
+                t = c->dispatch_start = clock_usec();
                 dispatch(c, q);
                 uid_charge(m, uid, clock_usec() - t);
                 json_object_put(q);
@@ -1244,21 +1292,6 @@ static int connection_on_idle(sd_event_source *s, uint64_t usec, void *userdata)
         log_debug("client pid %d idle, closing", (int) c->cred.pid);
         connection_free(c);
         return 0;
-}
-
-static bool ratelimit_pass(Manager *m, RateLimit *rl) {
-        uint64_t now = now_usec(m);
-
-        if (rl->begin == 0 || now >= rl->begin + LOG_INTERVAL_USEC) {
-                rl->begin = now;
-                rl->n = 0;
-        }
-        if (rl->n >= LOG_BURST) {
-                rl->suppressed++;
-                return false;
-        }
-        rl->n++;
-        return true;
 }
 
 /* A warning any client can provoke at will: a burst per interval, then a count. */

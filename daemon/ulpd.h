@@ -118,7 +118,7 @@ struct Manager {
         bool listen_fd_from_systemd;
         sd_event_source *listen_source;
         sd_event_source *accept_retry;   /* accept paused (out of fds), see accept_pause() */
-        RateLimit accept_log;
+        RateLimit accept_log, refusal_log;
         unsigned callback_timeout_ms;    /* a patch callback blocks the loop at most so long */
         /* the loop's time each uid's requests took in this window, see uid_charge() */
         struct UidUse { uid_t uid; uint64_t usec; } *uid_use;

@@ -10,6 +10,7 @@ JSON line per finding on stdout:
                                "messages": [...]}; without, holds them until killed
   fdflood SOCKET SECONDS       keeps connections busy passing 250 fds a message:
                                {"sent_fds": n, "messages": [...]}
+  apply SOCKET PATCH PID...     one apply to all of them: {"seconds": s, "errors": [...]}
   spin SOCKET PATCH PID N SECONDS   N connections applying PATCH to PID over and over:
                                {"applies": n, "errors": [...], "longest": s}
 """
@@ -168,6 +169,16 @@ def spin(path, patch, pid, n, seconds):
          "longest": max((s for s, _ in results), default=0)})
 
 
+def apply(path, patch, pids):
+    """One request applying patch to all of pids."""
+    t = time.monotonic()
+    c = Client(path, timeout=600)
+    fd = os.open(patch, os.O_RDONLY)
+    r = c.request({"method": "apply", "pids": pids, "name": "spin.so", "wait": True}, fd=fd)
+    out({"seconds": time.monotonic() - t, "errors": [x.get("error") for x in r.get("results", [])],
+         "error": r.get("error")})
+
+
 mode, path = sys.argv[1], sys.argv[2]
 if mode == "ping":
     ping(path)
@@ -175,6 +186,8 @@ elif mode == "hold":
     hold(path, int(sys.argv[3]), len(sys.argv) > 4 and sys.argv[4] == "trickle")
 elif mode == "spin":
     spin(path, sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6]))
+elif mode == "apply":
+    apply(path, sys.argv[3], [int(x) for x in sys.argv[4:]])
 elif mode == "fdflood":
     fdflood(path, float(sys.argv[3]))
 else:
