@@ -30,7 +30,9 @@
  *   {"version":1,"type":"pong","daemon_version":"0.1.0"}             final: ping
  *   {"version":1,"type":"error","error":"one line","errno":N}        final: refused request
  * <report> is report_to_json()'s object. After an error for a malformed, oversized or
- * out-of-order message ulpd closes the connection.
+ * out-of-order message ulpd closes the connection. A connection ulpd cannot take (too
+ * many of that uid, or in all) and a request not received whole in time get one error
+ * line and end of file: docs/limits.md.
  */
 
 #include <json-c/json.h>
