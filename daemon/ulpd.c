@@ -54,6 +54,7 @@
 #define CALLBACK_TIMEOUT_MS_DEFAULT 1000            /* a patch callback holds the loop so long */
 #define UID_WINDOW_USEC (10ULL * 1000000ULL)        /* each uid but root may have ... */
 #define UID_LOOP_BUDGET_USEC (1ULL * 1000000ULL)    /* ... so much of the loop per window */
+#define JOBS_PER_UID_MAX 64                         /* transitions running for each uid but root */
 #define PIDS_MAX 1024                              /* process ids in one request */
 #define PATCH_SIZE_MAX (256ULL << 20)
 
@@ -94,6 +95,7 @@ struct Job {
         size_t index;            /* slot in req->results */
         JobKind kind;
         pid_t pid;
+        uid_t uid;               /* whose request started it (0: root's, or ulpd's own) */
         char name[128];          /* patch name, for logs */
         UlpOp *op;
         UlpReport report;
@@ -598,7 +600,7 @@ static int check_patch_fd(int fd, char *reason, size_t len) {
 
 /* ---- methods ------------------------------------------------------------------------ */
 
-static bool connection_over_budget(Connection *c);
+static int connection_may_start(Connection *c, char *reason, size_t len);
 static bool log_refusal_pass(Manager *m);
 
 static bool reply_error(Connection *c, int error, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -792,10 +794,9 @@ static void method_transition(Connection *c, struct json_object *q, JobKind kind
                 size_t index;
                 Job *j;
 
-                if (connection_over_budget(c)) {
-                        snprintf(reason, sizeof(reason), "not started: uid %u used its share of ulpd's time; "
-                                 "try again in a few seconds", (unsigned) c->cred.uid);
-                        json_object_array_add(req->results, result_error(pid, -EAGAIN, reason, NULL));
+                r = connection_may_start(c, reason, sizeof(reason));
+                if (r < 0) {
+                        json_object_array_add(req->results, result_error(pid, r, reason, NULL));
                         continue;
                 }
                 r = auth_check(&c->cred, pid, reason, sizeof(reason));
@@ -820,6 +821,7 @@ static void method_transition(Connection *c, struct json_object *q, JobKind kind
                         json_object_array_add(req->results, result_error(pid, -ENOMEM, "out of memory", NULL));
                         continue;
                 }
+                j->uid = c->cred.uid;
                 r = job_start(j, patch_fd, &opts);
                 if (r < 0) {
                         j->req = req;
@@ -1081,16 +1083,31 @@ static bool uid_over_budget(Manager *m, uid_t uid) {
 
 static void connection_process(Connection *c);
 
-/* Inside a request: has its uid used its share, counting what this request took so far?
- * A request naming many processes starts no more of them then (each start may take a
- * callback timeout). */
-static bool connection_over_budget(Connection *c) {
+/* Inside a request: may c's uid start one more operation? Not once it used its share of
+ * the loop, counting what this request took so far (a request naming many processes,
+ * each start may take a callback timeout), nor with JOBS_PER_UID_MAX transitions running
+ * (each steps in the loop until it ends). Returns 0, or -EAGAIN with the line for the
+ * client. */
+static int connection_may_start(Connection *c, char *reason, size_t len) {
         struct UidUse *u;
+        unsigned n = 0;
 
         if (c->cred.uid == 0)
-                return false;
+                return 0;
         u = uid_use_find(c->m, c->cred.uid);
-        return (u ? u->usec : 0) + (clock_usec() - c->dispatch_start) >= UID_LOOP_BUDGET_USEC;
+        if ((u ? u->usec : 0) + (clock_usec() - c->dispatch_start) >= UID_LOOP_BUDGET_USEC) {
+                snprintf(reason, len, "not started: uid %u used its share of ulpd's time; "
+                         "try again in a few seconds", (unsigned) c->cred.uid);
+                return -EAGAIN;
+        }
+        for (Job *j = c->m->jobs; j; j = j->next)
+                n += j->uid == c->cred.uid;
+        if (n >= JOBS_PER_UID_MAX) {
+                snprintf(reason, len, "not started: uid %u has %u transitions running, the most one user may have",
+                         (unsigned) c->cred.uid, n);
+                return -EAGAIN;
+        }
+        return 0;
 }
 
 /* Refusals any client can ask for by the thousand (a request naming others' processes). */

@@ -10,7 +10,8 @@ JSON line per finding on stdout:
                                "messages": [...]}; without, holds them until killed
   fdflood SOCKET SECONDS       keeps connections busy passing 250 fds a message:
                                {"sent_fds": n, "messages": [...]}
-  apply SOCKET PATCH PID...     one apply to all of them: {"seconds": s, "errors": [...]}
+  apply SOCKET PATCH wait|nowait PID...   one apply to all of them:
+                               {"seconds": s, "errors": [...], "started": [pid...]}
   spin SOCKET PATCH PID N SECONDS   N connections applying PATCH to PID over and over:
                                {"applies": n, "errors": [...], "longest": s}
 """
@@ -169,14 +170,15 @@ def spin(path, patch, pid, n, seconds):
          "longest": max((s for s, _ in results), default=0)})
 
 
-def apply(path, patch, pids):
+def apply(path, patch, wait, pids):
     """One request applying patch to all of pids."""
     t = time.monotonic()
     c = Client(path, timeout=600)
     fd = os.open(patch, os.O_RDONLY)
-    r = c.request({"method": "apply", "pids": pids, "name": "spin.so", "wait": True}, fd=fd)
+    r = c.request({"method": "apply", "pids": pids, "name": "fix.so", "wait": wait,
+                   "options": {"timeout_ms": 600000}}, fd=fd)
     out({"seconds": time.monotonic() - t, "errors": [x.get("error") for x in r.get("results", [])],
-         "error": r.get("error")})
+         "started": [x["pid"] for x in r.get("results", []) if x.get("started")], "error": r.get("error")})
 
 
 mode, path = sys.argv[1], sys.argv[2]
@@ -187,7 +189,7 @@ elif mode == "hold":
 elif mode == "spin":
     spin(path, sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6]))
 elif mode == "apply":
-    apply(path, sys.argv[3], [int(x) for x in sys.argv[4:]])
+    apply(path, sys.argv[3], sys.argv[4] == "wait", [int(x) for x in sys.argv[5:]])
 elif mode == "fdflood":
     fdflood(path, float(sys.argv[3]))
 else:

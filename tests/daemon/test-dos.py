@@ -15,7 +15,13 @@ still served within SERVED_S:
   burst, not millions of lines;
 - 45,000 pids in one request: refused at once, saying the bound; 1,024 and duplicates
   are answered promptly;
-- oversized, too deep and too long fields: refused with their line."""
+- oversized, too deep and too long fields: refused with their line;
+- a pre-patch callback that spins, applied from 16 connections: ulpd gives up on it
+  after 1 s (10 s before, for every client), and the uid then waits for the others;
+- one request naming 20 processes with that callback: it stops at the uid's share;
+- transitions that never end, started by the hundred: 64 per uid.
+
+DOS_PARTS=N[,N...] runs only those attacks (e.g. against an older ulpd: ULPD=...)."""
 
 import json
 import os
@@ -291,37 +297,6 @@ try:
         served(d, "after the oversized requests")
         check(d.alive(), "ulpd is alive")
         d.stop()
-    # 8. One request naming 20 of the uid's processes, each start with that callback:
-    #    200 s of the loop before; now it stops starting once the uid used its share.
-    if part(8):
-        d = daemon()
-        shared = os.path.join(d.tmp, "shared")
-        os.mkdir(shared)
-        os.chmod(shared, 0o1777)
-        victims = []
-        for i in range(20):
-            st = os.path.join(shared, f"victim{i}.status")
-            v = subprocess.Popen(as_uid(HOSTILE) + [VICTIM, st, "1", "200", "0"])
-            procs.append(v)
-            victims.append((v, st))
-        if not wait_for(lambda: all((victim_status(st) or {}).get("v1", 0) > 0 for _, st in victims), 60):
-            fail("victims did not start")
-        pinger = Pinger(d)
-        h = spawn(HOSTILE, "apply", d.socket, SPIN_PATCH, *[v.pid for v, _ in victims])
-        r = next_line(h, 600)
-        longest = pinger.stop()
-        timed_out = r["errors"].count("the pre-patch callback could not run: Connection timed out")
-        not_started = r["errors"].count(f"not started: uid {HOSTILE} used its share of ulpd's time; "
-                                        "try again in a few seconds")
-        print(f"20 pids with a spinning callback: answered in {r['seconds']:.2f}s, {timed_out} callbacks "
-              f"given up on, {not_started} not started; root's longest wait {longest:.3f}s")
-        check(timed_out >= 1 and timed_out + not_started == 20 and r["seconds"] < 2 * SERVED_S,
-              f"the request stopped starting at the uid's share, each pid told why: {set(r['errors'])}")
-        check(longest < SERVED_S, f"root waited at most {longest:.3f}s meanwhile")
-        check(all(v.poll() is None for v, _ in victims), "every victim lives")
-        served(d, "after the request")
-        d.stop()
-
     # 7. A pre-patch callback that spins, applied from 16 connections at once: each
     #    apply holds the loop until ulpd gives up on the callback (10 s before, for every
     #    client); now 1 s, and the uid then waits for the others.
@@ -351,6 +326,73 @@ try:
         check(v.poll() is None and s2["v1"] > s1["v1"] and s2["v2"] == 0 and s2["bad"] == 0,
               f"the victim runs on, unpatched: {s2}")
         d.stop()
+    # 8. One request naming 20 of the uid's processes, each start with that callback:
+    #    200 s of the loop before; now it stops starting once the uid used its share.
+    if part(8):
+        d = daemon()
+        shared = os.path.join(d.tmp, "shared")
+        os.mkdir(shared)
+        os.chmod(shared, 0o1777)
+        victims = []
+        for i in range(20):
+            st = os.path.join(shared, f"victim{i}.status")
+            v = subprocess.Popen(as_uid(HOSTILE) + [VICTIM, st, "1", "200", "0"])
+            procs.append(v)
+            victims.append((v, st))
+        if not wait_for(lambda: all((victim_status(st) or {}).get("v1", 0) > 0 for _, st in victims), 60):
+            fail("victims did not start")
+        pinger = Pinger(d)
+        h = spawn(HOSTILE, "apply", d.socket, SPIN_PATCH, "wait", *[v.pid for v, _ in victims])
+        r = next_line(h, 600)
+        longest = pinger.stop()
+        timed_out = r["errors"].count("the pre-patch callback could not run: Connection timed out")
+        not_started = r["errors"].count(f"not started: uid {HOSTILE} used its share of ulpd's time; "
+                                        "try again in a few seconds")
+        print(f"20 pids with a spinning callback: answered in {r['seconds']:.2f}s, {timed_out} callbacks "
+              f"given up on, {not_started} not started; root's longest wait {longest:.3f}s")
+        check(timed_out >= 1 and timed_out + not_started == 20 and r["seconds"] < 2 * SERVED_S,
+              f"the request stopped starting at the uid's share, each pid told why: {set(r['errors'])}")
+        check(longest < SERVED_S, f"root waited at most {longest:.3f}s meanwhile")
+        check(all(v.poll() is None for v, _ in victims), "every victim lives")
+        served(d, "after the request")
+        d.stop()
+
+    # 9. Transitions that never end (a thread stays in the patched function), started by
+    #    the hundred with wait=false: each steps in the loop until its timeout.
+    if part(9):
+        d = daemon()
+        shared = os.path.join(d.tmp, "shared")
+        os.mkdir(shared)
+        os.chmod(shared, 0o1777)
+        victims = []
+        for i in range(65):
+            st = os.path.join(shared, f"victim{i}.status")
+            v = subprocess.Popen(as_uid(HOSTILE) + [VICTIM, st, "1", "200", "600000"])
+            procs.append(v)
+            victims.append((v, st))
+        t = time.monotonic()
+        if not wait_for(lambda: all((victim_status(st) or {}).get("sleeper") == 1 for _, st in victims), 120):
+            fail("victims' sleepers did not start")
+        print(f"65 victims ready in {time.monotonic() - t:.1f}s")
+        running, end = set(), time.monotonic() + 180
+        while len(running) < 64 and time.monotonic() < end:
+            p = spawn(HOSTILE, "apply", d.socket, PATCH, "nowait", *[v.pid for v, _ in victims[:64]
+                                                                     if v.pid not in running])
+            r = next_line(p, 300)
+            p.wait()
+            running |= set(r["started"])
+            print(f"{len(r['started'])} transitions started in {r['seconds']:.2f}s, {len(running)} running")
+            if len(running) < 64:
+                time.sleep(1)   # the uid's share of the loop was used up: wait for the next window
+        check(len(running) == 64, "uid 65534 has 64 transitions running")
+        p = spawn(HOSTILE, "apply", d.socket, PATCH, "nowait", victims[64][0].pid)
+        r = next_line(p, 300)
+        p.wait()
+        check(r["errors"] == [f"not started: uid {HOSTILE} has 64 transitions running, the most one user may have"],
+              f"the 65th is refused: {r['errors']}")
+        served(d, "with 64 transitions of one uid running")
+        d.stop()
+
 finally:
     for p in procs:
         stop(p)
