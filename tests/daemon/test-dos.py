@@ -183,6 +183,11 @@ try:
         check(r["message"] == f"uid {HOSTILE} has 16 connections to ulpd (holding 16 file descriptors), "
               "the most one user may have", f"the refusal says why: {r['message']}")
         served(d, f"uid {HOSTILE} holding its 16 connections")
+        u = subprocess.run(as_uid(HOSTILE) + [os.environ["ULPCTL"], "status"], env={"ULP_SOCKET": d.socket},
+                           capture_output=True, text=True, timeout=120)
+        check(u.returncode == 1 and u.stderr.strip() == f"ulpctl: uid {HOSTILE} has 16 connections to ulpd "
+              "(holding 16 file descriptors), the most one user may have",
+              f"its 17th, ulpctl status, is told why: {u.stderr.strip()}")
         r = next_line(h, 120)
         stop(h)
         check(len(r["closed_after"]) == 16 and r["still_open"] == 0, "ulpd closed each trickling connection")
