@@ -68,6 +68,7 @@ struct Connection {
                 TIMER_OFF,               /* a request is in flight: its jobs have their own */
                 TIMER_IDLE,              /* nothing buffered: CONNECTION_IDLE_USEC */
                 TIMER_REQUEST,           /* part of a request: REQUEST_DEADLINE_USEC */
+                TIMER_RESUME,            /* no longer throttled: process what it sent, at once */
         } timer;
         MsgReader rd;
         char *out;
@@ -1081,8 +1082,6 @@ static bool uid_over_budget(Manager *m, uid_t uid) {
         return u && u->usec >= UID_LOOP_BUDGET_USEC;
 }
 
-static void connection_process(Connection *c);
-
 /* Inside a request: may c's uid start one more operation? Not once it used its share of
  * the loop, counting what this request took so far (a request naming many processes,
  * each start may take a callback timeout), nor with JOBS_PER_UID_MAX transitions running
@@ -1120,29 +1119,26 @@ static bool log_refusal_pass(Manager *m) {
         return true;
 }
 
-/* The window ended: every uid starts afresh; the connections held back are read again,
- * starting with the requests they had sent already. */
+/* The window ended: every uid starts afresh; the connections held back are read again.
+ * What they sent meanwhile is processed from their own timers (connection_on_idle), one
+ * loop iteration each, so that other clients' events come in between. */
 static int uid_window_on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         Manager *m = userdata;
-        Connection *next;
 
         m->n_uid_use = 0;
         m->uid_window_end = 0;
-        for (Connection *c = m->connections; c; c = next) {
-                next = c->next;
+        for (Connection *c = m->connections; c; c = c->next) {
                 if (!c->throttled)
                         continue;
                 c->throttled = false;
-                c->in_dispatch = true;
-                connection_process(c);
-                c->in_dispatch = false;
-                if (c->dead) {
-                        c->dead = false;
-                        connection_free(c);
+                (void) connection_update_events(c);
+                if (c->rd.len == 0) {
+                        idle_arm(c, true);
                         continue;
                 }
-                (void) connection_update_events(c);
-                idle_arm(c, true);
+                c->timer = TIMER_RESUME;
+                (void) sd_event_source_set_time_relative(c->idle, 0);
+                (void) sd_event_source_set_enabled(c->idle, SD_EVENT_ONESHOT);
         }
         return 0;
 }
@@ -1291,6 +1287,18 @@ static int connection_on_io(sd_event_source *s, int fd, uint32_t revents, void *
 static int connection_on_idle(sd_event_source *s, uint64_t usec, void *userdata) {
         Connection *c = userdata;
 
+        if (c->timer == TIMER_RESUME) {
+                c->timer = TIMER_OFF;
+                c->in_dispatch = true;
+                connection_process(c);
+                c->in_dispatch = false;
+                if (c->dead) {
+                        c->dead = false;
+                        connection_free(c);
+                } else
+                        idle_arm(c, true);
+                return 0;
+        }
         if (c->req)
                 return 0;
         if (c->timer == TIMER_REQUEST && !c->closing) {
