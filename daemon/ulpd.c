@@ -713,8 +713,9 @@ static void method_transition(Connection *c, struct json_object *q, JobKind kind
                 return;
         }
         if (persist && c->cred.uid != 0) {
-                log_warning("refused: uid %u asked for a sticky patch, which only root may record",
-                            (unsigned) c->cred.uid);
+                if (log_refusal_pass(m))
+                        log_warning("refused: uid %u asked for a sticky patch, which only root may record",
+                                    (unsigned) c->cred.uid);
                 reply_error(c, -EPERM, "permission denied: only root may record sticky patches (--persist)");
                 return;
         }
@@ -887,7 +888,7 @@ static void method_check(Connection *c, struct json_object *q) {
         }
         r = auth_check(&c->cred, (pid_t) pid, reason, sizeof(reason));
         if (r < 0) {
-                if (r == -EPERM)
+                if (r == -EPERM && log_refusal_pass(c->m))
                         log_full(LOG_WARNING, (pid_t) pid, hint, NULL, "refused check of pid %d for uid %u: %s",
                                  (int) pid, (unsigned) c->cred.uid, reason);
                 reply_error(c, r, "%s", reason);
@@ -1591,7 +1592,7 @@ static void raise_nofile_limit(void) {
                                     (unsigned long long) rl.rlim_max);
         }
         if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < NOFILE_WANTED)
-                log_warning("the limit of open files is %llu, below the %u ulpd's limits assume: "
+                log_warning("the limit of open files is %llu, below the %u that ulpd's limits assume: "
                             "raise LimitNOFILE=", (unsigned long long) rl.rlim_cur, (unsigned) NOFILE_WANTED);
 }
 
