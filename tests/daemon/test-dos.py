@@ -146,6 +146,17 @@ class Pinger:
         return max(self.lat + [t])
 
 
+def proc_uids():
+    """pid -> uid of the processes running now."""
+    out = {}
+    for p in os.listdir("/proc"):
+        try:
+            out[int(p)] = os.stat(f"/proc/{p}").st_uid
+        except (ValueError, OSError):
+            pass
+    return out
+
+
 def proc_fds(pid):
     try:
         return len(os.listdir(f"/proc/{pid}/fd"))
@@ -280,6 +291,15 @@ try:
         r, t = raw_request(d, json.dumps({"version": 1, "method": "apply", "pids": dup}).encode() + b"\n", fd)
         check(r and r.get("error") == 'invalid "pids": a list of distinct positive process ids is expected'
               and t < SERVED_S, f"1,024 pids with a duplicate at the end refused in {t:.3f}s")
+        # others' processes by the hundred: each refused, the log not flooded
+        roots = [p for p, uid in proc_uids().items() if uid == 0][:1024]
+        lines0 = d.read_log().count("refused apply")
+        h = spawn(HOSTILE, "apply", d.socket, PATCH, "wait", *roots)
+        r = next_line(h, 300)
+        logged = d.read_log().count("refused apply") - lines0
+        check(len(r["errors"]) == len(roots) and all(r["errors"]) and r["seconds"] < SERVED_S,
+              f"{len(roots)} of root's processes refused to uid {HOSTILE} in {r['seconds']:.2f}s")
+        check(logged <= 10, f"{logged} of those refusals logged")
         served(d, "after the pid lists")
         os.close(fd)
         d.stop()
