@@ -389,13 +389,30 @@ static void job_send_progress(Job *j, bool force) {
         (void) connection_reply(j->req->c, o);   /* may drop the client: see connection_free() */
 }
 
+static uint64_t clock_usec(void);
+static bool uid_over_budget(Manager *m, uid_t uid);
+static void uid_charge(Manager *m, uid_t uid, uint64_t usec);
+
 /* One try_complete pass; rearms itself until the operation is over. */
 static int job_on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         Job *j = userdata;
+        Manager *m = j->m;
+        uid_t uid = j->uid;
         unsigned next_ms = 0;
+        uint64_t t;
         int r;
 
+        /* A step holds the loop too (the last one runs the post-patch callback): a uid
+         * that used its share waits for the window's end, like its connections. The
+         * target runs meanwhile; only the transition takes longer. */
+        if (uid_over_budget(m, uid) && clock_usec() < m->uid_window_end) {
+                (void) sd_event_source_set_time(j->timer, m->uid_window_end + JOB_TIMER_ACCURACY_USEC);
+                (void) sd_event_source_set_enabled(j->timer, SD_EVENT_ONESHOT);
+                return 0;
+        }
+        t = clock_usec();
         r = ulp_op_step(j->op, &next_ms);
+        uid_charge(m, uid, clock_usec() - t);
         if (r == 0) {
                 job_send_progress(j, false);
                 next_ms = MAX(1u, MIN(next_ms, 5000u));

@@ -19,7 +19,9 @@ still served within SERVED_S:
 - a pre-patch callback that spins, applied from 16 connections: ulpd gives up on it
   after 1 s (10 s before, for every client), and the uid then waits for the others;
 - one request naming 20 processes with that callback: it stops at the uid's share;
-- transitions that never end, started by the hundred: 64 per uid.
+- transitions that never end, started by the hundred: 64 per uid;
+- 16 transitions whose post-patch callback spins, ending together in later steps:
+  their steps wait for the uid's next share.
 
 DOS_PARTS=N[,N...] runs only those attacks (e.g. against an older ulpd: ULPD=...)."""
 
@@ -43,6 +45,7 @@ for tool in ("setpriv", "prlimit"):
 HERE = os.path.dirname(os.path.abspath(__file__))
 CLIENT = [sys.executable, os.path.join(HERE, "dos-client.py")]
 PATCH, VICTIM, SPIN_PATCH = os.environ["PATCH"], os.environ["VICTIM"], os.environ["SPIN_PATCH"]
+SPIN_POST_PATCH = os.environ["SPIN_POST_PATCH"]
 HOSTILE, OTHER = 65534, 65533
 SERVED_S = 5.0       # served "promptly", with room for a loaded machine
 procs, daemons = [], []
@@ -416,6 +419,36 @@ try:
         check(r["errors"] == [f"not started: uid {HOSTILE} has 64 transitions running, the most one user may have"],
               f"the 65th is refused: {r['errors']}")
         served(d, "with 64 transitions of one uid running")
+        d.stop()
+
+    # 10. A post-patch callback that spins, in 16 transitions of one uid ending at about
+    #     the same time: each ending held the loop a callback timeout, back to back.
+    if part(10):
+        d = daemon()
+        shared = os.path.join(d.tmp, "shared")
+        os.mkdir(shared)
+        os.chmod(shared, 0o1777)
+        victims = []
+        for i in range(16):
+            # a sleeper inside outer() for 4 s: the transitions end in later steps, together
+            st = os.path.join(shared, f"victim{i}.status")
+            v = subprocess.Popen(as_uid(HOSTILE) + [VICTIM, st, "1", "200", "4000"])
+            procs.append(v)
+            victims.append((v, st))
+        if not wait_for(lambda: all((victim_status(st) or {}).get("sleeper") == 1 for _, st in victims), 60):
+            fail("victims did not start")
+        pinger = Pinger(d)
+        h = spawn(HOSTILE, "apply", d.socket, SPIN_POST_PATCH, "nowait", *[v.pid for v, _ in victims])
+        r = next_line(h, 300)
+        time.sleep(15)          # what root sees while those transitions end
+        longest = pinger.stop()
+        ended = d.read_log().count("post-patch")
+        print(f"16 transitions with a spinning post-patch callback: {len(r['started'])} started; "
+              f"root pinged {len(pinger.lat)} times in 15 s, longest wait {longest:.3f}s")
+        check(len(r["started"]) == 16, f"uid {HOSTILE} started {len(r['started'])} of them: {set(r['errors'])}")
+        check(longest < SERVED_S, f"root waited at most {longest:.3f}s meanwhile")
+        check(all(v.poll() is None for v, _ in victims), "every victim lives")
+        served(d, "after the post-patch callbacks")
         d.stop()
 
 finally:
