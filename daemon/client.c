@@ -92,6 +92,25 @@ static int error_reply(struct json_object *m, char *errbuf, size_t errlen) {
         return -(int) e;
 }
 
+/* The request could not be sent. ulpd answers a connection it cannot take (too many of
+ * that user's) with one error line and closes it, maybe before the request was written:
+ * that line, not the broken pipe, is the answer. */
+static int send_failed(int fd, int error, char *errbuf, size_t errlen) {
+        struct json_object *m = NULL;
+        MsgReader rd;
+        int r = error;
+
+        msgreader_init(&rd);
+        if ((error == -EPIPE || error == -ECONNRESET) && client_recv(fd, &rd, &m) >= 0 &&
+            protocol_streq(message_type(m), "error"))
+                r = error_reply(m, errbuf, errlen);
+        else
+                set_err(errbuf, errlen, "cannot send the request to ulpd: %s", strerror(-error));
+        json_object_put(m);
+        msgreader_done(&rd);
+        return r;
+}
+
 static struct json_object *options_to_json(const UlpOptions *o) {
         struct json_object *j = json_object_new_object();
 
@@ -156,10 +175,8 @@ static int client_transition(int fd, const char *method, const ClientRequest *re
 
         r = protocol_send(fd, q, patch_fd);
         json_object_put(q);
-        if (r < 0) {
-                set_err(errbuf, errlen, "cannot send the request to ulpd: %s", strerror(-r));
-                return r;
-        }
+        if (r < 0)
+                return send_failed(fd, r, errbuf, errlen);
 
         msgreader_init(&rd);
         for (;;) {
@@ -227,10 +244,8 @@ static int client_call(int fd, struct json_object *q, int pass_fd, const char *w
         int r;
 
         r = protocol_send(fd, q, pass_fd);
-        if (r < 0) {
-                set_err(errbuf, errlen, "cannot send the request to ulpd: %s", strerror(-r));
-                return r;
-        }
+        if (r < 0)
+                return send_failed(fd, r, errbuf, errlen);
         msgreader_init(&rd);
         for (;;) {
                 struct json_object *m = NULL;

@@ -80,8 +80,10 @@ int msgreader_fill(MsgReader *r, int sock) {
         if (n < 0)
                 return errno == EWOULDBLOCK ? -EAGAIN : negative_errno();
         keep_fds(r, &mh);
+        /* More fds than the buffer holds: the kernel closed the rest, and no honest
+         * client sends them. */
         if (mh.msg_flags & MSG_CTRUNC)
-                return -EMSGSIZE;
+                return -ETOOMANYREFS;
         if (n == 0)
                 r->eof = true;
         r->len += (size_t) n;
@@ -94,10 +96,15 @@ int msgreader_next(MsgReader *r, struct json_object **ret) {
         char *nl;
         size_t line;
 
-        nl = r->len ? memchr(r->buf, '\n', r->len) : NULL;
-        if (!nl)
+        /* Only the bytes that came since the last look: a client sending a long line a
+         * byte at a time must not make every read rescan all of it. */
+        nl = r->len > r->scanned ? memchr(r->buf + r->scanned, '\n', r->len - r->scanned) : NULL;
+        if (!nl) {
+                r->scanned = r->len;
                 return r->len >= PROTOCOL_MESSAGE_MAX ? -EMSGSIZE : 0;
+        }
         line = (size_t) (nl - r->buf);
+        r->scanned = 0;
 
         tok = json_tokener_new_ex(32);
         if (!tok)

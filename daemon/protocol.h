@@ -30,7 +30,9 @@
  *   {"version":1,"type":"pong","daemon_version":"0.1.0"}             final: ping
  *   {"version":1,"type":"error","error":"one line","errno":N}        final: refused request
  * <report> is report_to_json()'s object. After an error for a malformed, oversized or
- * out-of-order message ulpd closes the connection.
+ * out-of-order message ulpd closes the connection. A connection ulpd cannot take (too
+ * many of that uid, or in all) and a request not received whole in time get one error
+ * line and end of file: docs/limits.md.
  */
 
 #include <json-c/json.h>
@@ -48,6 +50,7 @@
 typedef struct MsgReader {
         char *buf;
         size_t len, size;
+        size_t scanned;          /* buf[0..scanned) holds no newline: never searched again */
         int fds[PROTOCOL_FDS_MAX];
         size_t n_fds;
         bool eof;
@@ -59,7 +62,8 @@ void msgreader_done(MsgReader *r);
 /* One recvmsg() from sock into r (fds received are kept, extra ones closed). Returns the
  * number of bytes read (0 at end of file, r->eof set), -EAGAIN when nothing is there on
  * a non-blocking socket, -EMSGSIZE when the buffered bytes exceed the limit without a
- * newline, or -errno. */
+ * newline, -ETOOMANYREFS when one message carried more than PROTOCOL_FDS_MAX fds (the
+ * kernel closed those that did not fit), or -errno. */
 int msgreader_fill(MsgReader *r, int sock);
 
 /* Takes the next complete message out of r. Returns 1 and *ret (a new reference) when

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <syslog.h>
@@ -33,12 +34,28 @@
 #include "daemon/report-json.h"
 #include "daemon/ulpd.h"
 
+/* The limits below, why they are what they are and what a client sees when it hits one:
+ * docs/limits.md. */
 #define CONNECTIONS_MAX 256
-#define CONNECTION_IDLE_USEC (10ULL * 1000000ULL)   /* for a client to send a whole request */
+#define CONNECTIONS_ROOT_RESERVED 32                /* of CONNECTIONS_MAX, only root may take */
+#define CONNECTIONS_PER_UID_MAX 16                  /* for each uid but root */
+#define CONNECTION_IDLE_USEC (10ULL * 1000000ULL)   /* before a request, and between requests */
+#define REQUEST_DEADLINE_SEC 10                     /* from a request's first byte to its last */
+#define REQUEST_DEADLINE_USEC (REQUEST_DEADLINE_SEC * 1000000ULL)
+#define ACCEPT_BACKOFF_USEC (100ULL * 1000ULL)      /* accept paused for so long when out of fds */
+#define LOG_BURST 10                                /* lines a client can provoke ... */
+#define LOG_INTERVAL_USEC (10ULL * 1000000ULL)      /* ... in this interval */
+/* fds ulpd wants: per connection its socket and what one request may bring, and room for
+ * the transitions' own. */
+#define NOFILE_WANTED (CONNECTIONS_MAX * (1 + PROTOCOL_FDS_MAX) + 1024)
 #define OUTPUT_MAX (16u << 20)                     /* replies queued for a slow reader */
 #define PROGRESS_INTERVAL_USEC (250ULL * 1000ULL)
 #define HEARTBEAT_USEC (2ULL * 1000000ULL)         /* progress even when nothing changed */
-#define PIDS_MAX 65536
+#define CALLBACK_TIMEOUT_MS_DEFAULT 1000            /* a patch callback holds the loop so long */
+#define UID_WINDOW_USEC (10ULL * 1000000ULL)        /* each uid but root may have ... */
+#define UID_LOOP_BUDGET_USEC (1ULL * 1000000ULL)    /* ... so much of the loop per window */
+#define JOBS_PER_UID_MAX 64                         /* transitions running for each uid but root */
+#define PIDS_MAX 1024                              /* process ids in one request */
 #define PATCH_SIZE_MAX (256ULL << 20)
 
 struct Connection {
@@ -47,12 +64,20 @@ struct Connection {
         int fd;
         struct ucred cred;
         sd_event_source *io, *idle;
+        enum {
+                TIMER_OFF,               /* a request is in flight: its jobs have their own */
+                TIMER_IDLE,              /* nothing buffered: CONNECTION_IDLE_USEC */
+                TIMER_REQUEST,           /* part of a request: REQUEST_DEADLINE_USEC */
+                TIMER_RESUME,            /* no longer throttled: process what it sent, at once */
+        } timer;
         MsgReader rd;
         char *out;
         size_t out_len;
         Request *req;            /* in flight: no other message may arrive meanwhile */
         bool closing;            /* close once out is flushed */
         bool read_eof;
+        bool throttled;          /* its uid used its share of the loop: not read until ... */
+        uint64_t dispatch_start; /* when its current request began to be dispatched */
         bool in_dispatch;        /* inside its io callback: freeing is deferred ... */
         bool dead;               /* ... to its end */
 };
@@ -71,6 +96,7 @@ struct Job {
         size_t index;            /* slot in req->results */
         JobKind kind;
         pid_t pid;
+        uid_t uid;               /* whose request started it (0: root's, or ulpd's own) */
         char name[128];          /* patch name, for logs */
         UlpOp *op;
         UlpReport report;
@@ -109,6 +135,22 @@ static uint64_t now_usec(Manager *m) {
         return t;
 }
 
+/* At most LOG_BURST lines per LOG_INTERVAL_USEC; counts what it holds back. */
+static bool ratelimit_pass(Manager *m, RateLimit *rl) {
+        uint64_t now = now_usec(m);
+
+        if (rl->begin == 0 || now >= rl->begin + LOG_INTERVAL_USEC) {
+                rl->begin = now;
+                rl->n = 0;
+        }
+        if (rl->n >= LOG_BURST) {
+                rl->suppressed++;
+                return false;
+        }
+        rl->n++;
+        return true;
+}
+
 /* ---- status for systemd ------------------------------------------------------------ */
 
 void manager_update_status(Manager *m) {
@@ -137,7 +179,7 @@ static void connection_free(Connection *c);
 static int connection_update_events(Connection *c) {
         uint32_t ev = 0;
 
-        if (!c->read_eof && !c->closing)
+        if (!c->read_eof && !c->closing && !c->throttled)
                 ev |= EPOLLIN;
         if (c->out_len > 0)
                 ev |= EPOLLOUT;
@@ -218,12 +260,24 @@ static void request_free(Request *q) {
         free(q);
 }
 
+/* Keeps the connection's one timer on the deadline that applies now (on: unless a
+ * request is in flight): none while a request runs (its jobs have their timeouts);
+ * REQUEST_DEADLINE_USEC from the first byte of a request, never pushed back by later
+ * bytes (a client trickling a byte every few seconds would hold its slot forever);
+ * CONNECTION_IDLE_USEC from when the connection went idle. */
 static void idle_arm(Connection *c, bool on) {
+        int timer;
+
         if (!c->idle)
                 return;
-        if (on)
-                (void) sd_event_source_set_time_relative(c->idle, CONNECTION_IDLE_USEC);
-        (void) sd_event_source_set_enabled(c->idle, on ? SD_EVENT_ONESHOT : SD_EVENT_OFF);
+        timer = !on || c->req || c->throttled ? TIMER_OFF : c->rd.len > 0 ? TIMER_REQUEST : TIMER_IDLE;
+        if (timer == (int) c->timer)
+                return;
+        c->timer = timer;
+        if (timer != TIMER_OFF)
+                (void) sd_event_source_set_time_relative(c->idle, timer == TIMER_REQUEST ?
+                                                         REQUEST_DEADLINE_USEC : CONNECTION_IDLE_USEC);
+        (void) sd_event_source_set_enabled(c->idle, timer != TIMER_OFF ? SD_EVENT_ONESHOT : SD_EVENT_OFF);
 }
 
 /* The request's last job finished, or none ran: send the final result to a waiting
@@ -335,13 +389,30 @@ static void job_send_progress(Job *j, bool force) {
         (void) connection_reply(j->req->c, o);   /* may drop the client: see connection_free() */
 }
 
+static uint64_t clock_usec(void);
+static bool uid_over_budget(Manager *m, uid_t uid);
+static void uid_charge(Manager *m, uid_t uid, uint64_t usec);
+
 /* One try_complete pass; rearms itself until the operation is over. */
 static int job_on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         Job *j = userdata;
+        Manager *m = j->m;
+        uid_t uid = j->uid;
         unsigned next_ms = 0;
+        uint64_t t;
         int r;
 
+        /* A step holds the loop too (the last one runs the post-patch callback): a uid
+         * that used its share waits for the window's end, like its connections. The
+         * target runs meanwhile; only the transition takes longer. */
+        if (uid_over_budget(m, uid) && clock_usec() < m->uid_window_end) {
+                (void) sd_event_source_set_time(j->timer, m->uid_window_end + JOB_TIMER_ACCURACY_USEC);
+                (void) sd_event_source_set_enabled(j->timer, SD_EVENT_ONESHOT);
+                return 0;
+        }
+        t = clock_usec();
         r = ulp_op_step(j->op, &next_ms);
+        uid_charge(m, uid, clock_usec() - t);
         if (r == 0) {
                 job_send_progress(j, false);
                 next_ms = MAX(1u, MIN(next_ms, 5000u));
@@ -403,7 +474,11 @@ static int job_launch(Job *j) {
 }
 
 /* Starts kind on pid. On failure the report is in j->report and j is not linked. */
-static int job_start(Job *j, int patch_fd, const UlpOptions *o) {
+static int job_start(Job *j, int patch_fd, const UlpOptions *options) {
+        /* A callback runs inside the loop: ulpd's own bound, not the library's 10 s. */
+        UlpOptions opts = *options, *o = &opts;
+
+        opts.callback_timeout_ms = j->m->callback_timeout_ms;
         if (j->kind == JOB_APPLY) {
                 if (lseek(patch_fd, 0, SEEK_SET) < 0)
                         return negative_errno();
@@ -456,7 +531,14 @@ static int parse_options(struct json_object *q, UlpOptions *ret) {
         return 0;
 }
 
+static int pid_compare(const void *a, const void *b) {
+        pid_t x = *(const pid_t *) a, y = *(const pid_t *) b;
+
+        return (x > y) - (x < y);
+}
+
 static int parse_pids(struct json_object *q, pid_t **ret, size_t *ret_n) {
+        _cleanup_free_ pid_t *sorted = NULL;
         struct json_object *a;
         pid_t *v;
         size_t n;
@@ -473,8 +555,11 @@ static int parse_pids(struct json_object *q, pid_t **ret, size_t *ret_n) {
         if (n == 0)
                 return 0;
         v = calloc(n, sizeof(pid_t));
-        if (!v)
+        sorted = calloc(n, sizeof(pid_t));
+        if (!v || !sorted) {
+                free(v);
                 return -ENOMEM;
+        }
         for (size_t i = 0; i < n; i++) {
                 struct json_object *e = json_object_array_get_idx(a, i);
                 int64_t x;
@@ -484,13 +569,15 @@ static int parse_pids(struct json_object *q, pid_t **ret, size_t *ret_n) {
                         free(v);
                         return -EINVAL;
                 }
-                for (size_t k = 0; k < i; k++)
-                        if (v[k] == (pid_t) x) {   /* the same pid twice would race itself */
-                                free(v);
-                                return -EINVAL;
-                        }
-                v[i] = (pid_t) x;
+                v[i] = sorted[i] = (pid_t) x;
         }
+        /* The same pid twice would race itself. Sorted, not pairwise: n log n. */
+        qsort(sorted, n, sizeof(pid_t), pid_compare);
+        for (size_t i = 1; i < n; i++)
+                if (sorted[i] == sorted[i - 1]) {
+                        free(v);
+                        return -EINVAL;
+                }
         *ret = v;
         *ret_n = n;
         return 0;
@@ -530,6 +617,9 @@ static int check_patch_fd(int fd, char *reason, size_t len) {
 }
 
 /* ---- methods ------------------------------------------------------------------------ */
+
+static int connection_may_start(Connection *c, char *reason, size_t len);
+static bool log_refusal_pass(Manager *m);
 
 static bool reply_error(Connection *c, int error, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static bool reply_error(Connection *c, int error, const char *fmt, ...) {
@@ -607,6 +697,10 @@ static void method_transition(Connection *c, struct json_object *q, JobKind kind
         int r;
 
         r = parse_pids(q, &pids, &n_pids);
+        if (r == -E2BIG) {
+                reply_error(c, r, "too many process ids: at most %u in one request", PIDS_MAX);
+                return;
+        }
         if (r < 0) {
                 reply_error(c, r, "invalid \"pids\": a list of distinct positive process ids is expected");
                 return;
@@ -636,8 +730,9 @@ static void method_transition(Connection *c, struct json_object *q, JobKind kind
                 return;
         }
         if (persist && c->cred.uid != 0) {
-                log_warning("refused: uid %u asked for a sticky patch, which only root may record",
-                            (unsigned) c->cred.uid);
+                if (log_refusal_pass(m))
+                        log_warning("refused: uid %u asked for a sticky patch, which only root may record",
+                                    (unsigned) c->cred.uid);
                 reply_error(c, -EPERM, "permission denied: only root may record sticky patches (--persist)");
                 return;
         }
@@ -723,9 +818,14 @@ static void method_transition(Connection *c, struct json_object *q, JobKind kind
                 size_t index;
                 Job *j;
 
+                r = connection_may_start(c, reason, sizeof(reason));
+                if (r < 0) {
+                        json_object_array_add(req->results, result_error(pid, r, reason, NULL));
+                        continue;
+                }
                 r = auth_check(&c->cred, pid, reason, sizeof(reason));
                 if (r < 0) {
-                        if (r == -EPERM)
+                        if (r == -EPERM && log_refusal_pass(m))
                                 log_full(LOG_WARNING, pid, name, NULL, "refused %s of %s in pid %d for uid %u (pid %d): %s",
                                          job_kind_verb(kind), name, (int) pid, (unsigned) c->cred.uid,
                                          (int) c->cred.pid, reason);
@@ -745,6 +845,7 @@ static void method_transition(Connection *c, struct json_object *q, JobKind kind
                         json_object_array_add(req->results, result_error(pid, -ENOMEM, "out of memory", NULL));
                         continue;
                 }
+                j->uid = c->cred.uid;
                 r = job_start(j, patch_fd, &opts);
                 if (r < 0) {
                         j->req = req;
@@ -809,7 +910,7 @@ static void method_check(Connection *c, struct json_object *q) {
         }
         r = auth_check(&c->cred, (pid_t) pid, reason, sizeof(reason));
         if (r < 0) {
-                if (r == -EPERM)
+                if (r == -EPERM && log_refusal_pass(c->m))
                         log_full(LOG_WARNING, (pid_t) pid, hint, NULL, "refused check of pid %d for uid %u: %s",
                                  (int) pid, (unsigned) c->cred.uid, reason);
                 reply_error(c, r, "%s", reason);
@@ -975,13 +1076,152 @@ static void connection_free(Connection *c) {
         manager_update_status(m);
 }
 
+/* ---- the loop's time, shared between uids ---------------------------------------------
+ *
+ * A request's synchronous part (starting an operation: attaching, loading the patch,
+ * its pre-patch callback) runs inside the loop and holds every other client meanwhile.
+ * It cannot be cut short, but who pays for it can be counted: each uid but root may use
+ * UID_LOOP_BUDGET_USEC of the loop per UID_WINDOW_USEC; a uid over its share is not read
+ * from until the window ends, so the others' requests go first. */
+
+static uint64_t clock_usec(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000;
+}
+
+static struct UidUse *uid_use_find(Manager *m, uid_t uid) {
+        for (size_t i = 0; i < m->n_uid_use; i++)
+                if (m->uid_use[i].uid == uid)
+                        return &m->uid_use[i];
+        return NULL;
+}
+
+static bool uid_over_budget(Manager *m, uid_t uid) {
+        struct UidUse *u;
+
+        if (uid == 0)
+                return false;
+        u = uid_use_find(m, uid);
+        return u && u->usec >= UID_LOOP_BUDGET_USEC;
+}
+
+/* Inside a request: may c's uid start one more operation? Not once it used its share of
+ * the loop, counting what this request took so far (a request naming many processes,
+ * each start may take a callback timeout), nor with JOBS_PER_UID_MAX transitions running
+ * (each steps in the loop until it ends). Returns 0, or -EAGAIN with the line for the
+ * client. */
+static int connection_may_start(Connection *c, char *reason, size_t len) {
+        struct UidUse *u;
+        unsigned n = 0;
+
+        if (c->cred.uid == 0)
+                return 0;
+        u = uid_use_find(c->m, c->cred.uid);
+        if ((u ? u->usec : 0) + (clock_usec() - c->dispatch_start) >= UID_LOOP_BUDGET_USEC) {
+                snprintf(reason, len, "not started: uid %u used its share of ulpd's time; "
+                         "try again in a few seconds", (unsigned) c->cred.uid);
+                return -EAGAIN;
+        }
+        for (Job *j = c->m->jobs; j; j = j->next)
+                n += j->uid == c->cred.uid;
+        if (n >= JOBS_PER_UID_MAX) {
+                snprintf(reason, len, "not started: uid %u has %u transitions running, the most one user may have",
+                         (unsigned) c->cred.uid, n);
+                return -EAGAIN;
+        }
+        return 0;
+}
+
+/* Refusals any client can ask for by the thousand (a request naming others' processes). */
+static bool log_refusal_pass(Manager *m) {
+        if (!ratelimit_pass(m, &m->refusal_log))
+                return false;
+        if (m->refusal_log.suppressed > 0)
+                log_warning("%u more refusals were not logged", m->refusal_log.suppressed);
+        m->refusal_log.suppressed = 0;
+        return true;
+}
+
+/* The window ended: every uid starts afresh; the connections held back are read again.
+ * What they sent meanwhile is processed from their own timers (connection_on_idle), one
+ * loop iteration each, so that other clients' events come in between. */
+static int uid_window_on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+
+        m->n_uid_use = 0;
+        m->uid_window_end = 0;
+        for (Connection *c = m->connections; c; c = c->next) {
+                if (!c->throttled)
+                        continue;
+                c->throttled = false;
+                (void) connection_update_events(c);
+                if (c->rd.len == 0) {
+                        idle_arm(c, true);
+                        continue;
+                }
+                c->timer = TIMER_RESUME;
+                (void) sd_event_source_set_time_relative(c->idle, 0);
+                (void) sd_event_source_set_enabled(c->idle, SD_EVENT_ONESHOT);
+        }
+        return 0;
+}
+
+static void uid_charge(Manager *m, uid_t uid, uint64_t usec) {
+        struct UidUse *u;
+
+        if (uid == 0)
+                return;
+        u = uid_use_find(m, uid);
+        if (!u) {
+                struct UidUse *v = reallocarray(m->uid_use, m->n_uid_use + 1, sizeof(*v));
+
+                if (!v)
+                        return;
+                m->uid_use = v;
+                u = &v[m->n_uid_use++];
+                *u = (struct UidUse) { .uid = uid };
+        }
+        u->usec += usec;
+        if (m->uid_window_end)
+                return;
+        m->uid_window_end = clock_usec() + UID_WINDOW_USEC;
+        if (!m->uid_window_timer) {
+                if (sd_event_add_time_relative(m->event, &m->uid_window_timer, CLOCK_MONOTONIC,
+                                               UID_WINDOW_USEC, 10 * 1000, uid_window_on_timer, m) < 0)
+                        m->n_uid_use = m->uid_window_end = 0;   /* no window: no throttling */
+                return;
+        }
+        (void) sd_event_source_set_time_relative(m->uid_window_timer, UID_WINDOW_USEC);
+        (void) sd_event_source_set_enabled(m->uid_window_timer, SD_EVENT_ONESHOT);
+}
+
+/* Stops reading c until the window ends (uid_window_on_timer); its deadlines wait too,
+ * for the pause is ulpd's doing. */
+static void connection_throttle(Connection *c) {
+        log_debug("client pid %d: uid %u used its share of ulpd's time, next request after the others",
+                  (int) c->cred.pid, (unsigned) c->cred.uid);
+        c->throttled = true;
+        idle_arm(c, false);
+        (void) connection_update_events(c);
+}
+
 static void connection_process(Connection *c) {
+        Manager *m = c->m;
+        uid_t uid = c->cred.uid;
+
         for (;;) {
                 struct json_object *q = NULL;
-                int r;
+                uint64_t t;
+                int fd, r;
 
                 if (c->dead || c->closing)
                         return;
+                if (!c->req && uid_over_budget(m, uid)) {
+                        connection_throttle(c);
+                        return;
+                }
                 r = msgreader_next(&c->rd, &q);
                 if (r == 0)
                         return;
@@ -993,8 +1233,18 @@ static void connection_process(Connection *c) {
                         connection_fail(c, r, "malformed message: one JSON object per line with \"version\":1 expected");
                         return;
                 }
+                t = c->dispatch_start = clock_usec();
                 dispatch(c, q);
+                uid_charge(m, uid, clock_usec() - t);
                 json_object_put(q);
+                if (c->dead)
+                        return;
+                /* fds the request brought and did not take are not kept for another */
+                while ((fd = msgreader_take_fd(&c->rd)) >= 0)
+                        close(fd);
+                /* the next request's deadline runs from its own first byte */
+                idle_arm(c, false);
+                idle_arm(c, true);
         }
 }
 
@@ -1009,11 +1259,12 @@ static int connection_on_io(sd_event_source *s, int fd, uint32_t revents, void *
                         connection_free(c);
         }
         /* Gone entirely while we were not reading: epoll would report it forever. */
-        if (!c->dead && (revents & (EPOLLHUP | EPOLLERR)) && (c->read_eof || c->closing))
+        if (!c->dead && (revents & (EPOLLHUP | EPOLLERR)) && (c->read_eof || c->closing || c->throttled))
                 connection_free(c);
-        if (!c->dead && (revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) && !c->read_eof && !c->closing) {
+        if (!c->dead && (revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) && !c->read_eof && !c->closing &&
+            !c->throttled) {
                 /* a bounded number of reads, so one chatty client cannot starve the rest */
-                for (int i = 0; i < 8 && !c->dead && !c->closing; i++) {
+                for (int i = 0; i < 8 && !c->dead && !c->closing && !c->throttled; i++) {
                         int r = msgreader_fill(&c->rd, c->fd);
 
                         if (r == -EAGAIN)
@@ -1022,12 +1273,19 @@ static int connection_on_io(sd_event_source *s, int fd, uint32_t revents, void *
                                 connection_fail(c, r, "message too large");
                                 break;
                         }
+                        if (r == -ETOOMANYREFS) {
+                                char msg[128];
+
+                                snprintf(msg, sizeof(msg), "too many file descriptors: a request carries at most %u",
+                                         (unsigned) PROTOCOL_FDS_MAX);
+                                connection_fail(c, r, msg);
+                                break;
+                        }
                         if (r < 0) {
                                 connection_free(c);
                                 break;
                         }
-                        if (!c->req)
-                                idle_arm(c, true);
+                        idle_arm(c, true);
                         connection_process(c);
                         if (r == 0) {
                                 /* half-closed: answer what is in flight, then close */
@@ -1054,28 +1312,150 @@ static int connection_on_io(sd_event_source *s, int fd, uint32_t revents, void *
 static int connection_on_idle(sd_event_source *s, uint64_t usec, void *userdata) {
         Connection *c = userdata;
 
+        if (c->timer == TIMER_RESUME) {
+                c->timer = TIMER_OFF;
+                c->in_dispatch = true;
+                connection_process(c);
+                c->in_dispatch = false;
+                if (c->dead) {
+                        c->dead = false;
+                        connection_free(c);
+                } else
+                        idle_arm(c, true);
+                return 0;
+        }
         if (c->req)
                 return 0;
+        if (c->timer == TIMER_REQUEST && !c->closing) {
+                char msg[128];
+
+                /* Told why, then closed; closed anyway after another idle period if the
+                 * client does not even read that. */
+                c->timer = TIMER_IDLE;
+                (void) sd_event_source_set_time_relative(c->idle, CONNECTION_IDLE_USEC);
+                (void) sd_event_source_set_enabled(c->idle, SD_EVENT_ONESHOT);
+                snprintf(msg, sizeof(msg), "request not received whole within %u s of its first byte",
+                         (unsigned) REQUEST_DEADLINE_SEC);
+                connection_fail(c, -ETIMEDOUT, msg);
+                return 0;
+        }
         log_debug("client pid %d idle, closing", (int) c->cred.pid);
         connection_free(c);
         return 0;
 }
 
+/* A warning any client can provoke at will: a burst per interval, then a count. */
+#define log_warning_ratelimited(m, rl, ...) do {                                          \
+                if (ratelimit_pass((m), (rl))) {                                          \
+                        if ((rl)->suppressed > 0)                                         \
+                                log_warning("%u more like the next were not logged", (rl)->suppressed); \
+                        (rl)->suppressed = 0;                                             \
+                        log_warning(__VA_ARGS__);                                         \
+                }                                                                         \
+        } while (0)
+
+static int accept_resume(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+
+        (void) sd_event_source_set_enabled(m->listen_source, SD_EVENT_ON);
+        return 0;
+}
+
+/* Out of fds or kernel memory: the connection stays in the backlog, so epoll reports the
+ * socket ready again at once and accepting again would spin. Listening pauses for a
+ * moment instead; connections that end meanwhile make room. */
+static void accept_pause(Manager *m, int error) {
+        int r;
+
+        log_warning_ratelimited(m, &m->accept_log, "cannot accept a client: %s; not accepting for %llu ms",
+                                strerror(error), ACCEPT_BACKOFF_USEC / 1000);
+        if (!m->accept_retry)
+                r = sd_event_add_time_relative(m->event, &m->accept_retry, CLOCK_MONOTONIC,
+                                               ACCEPT_BACKOFF_USEC, 10 * 1000, accept_resume, m);
+        else {
+                r = sd_event_source_set_time_relative(m->accept_retry, ACCEPT_BACKOFF_USEC);
+                if (r >= 0)
+                        r = sd_event_source_set_enabled(m->accept_retry, SD_EVENT_ONESHOT);
+        }
+        if (r < 0)
+                return;   /* no timer to resume: better to keep trying than to go deaf */
+        (void) sd_event_source_set_enabled(m->listen_source, SD_EVENT_OFF);
+}
+
+/* May a new connection from cred be served? Root has CONNECTIONS_ROOT_RESERVED slots no
+ * other uid can take; every other uid has at most CONNECTIONS_PER_UID_MAX, so that one
+ * user can take neither root's slots nor the others'. A connection holds at most
+ * 1 + PROTOCOL_FDS_MAX of ulpd's fds (its socket and what its request brought; the
+ * reader closes the rest), so this bounds a uid's fds as well. Returns 0, or -errno
+ * with the line for the client. */
+static int connection_admit(Manager *m, const struct ucred *cred, char *reason, size_t len) {
+        unsigned same = 0, unprivileged = 0, fds = 0;
+
+        for (Connection *c = m->connections; c; c = c->next) {
+                if (c->cred.uid != 0)
+                        unprivileged++;
+                if (c->cred.uid == cred->uid) {
+                        same++;
+                        fds += 1 + (unsigned) c->rd.n_fds;
+                }
+        }
+        if (m->n_connections >= CONNECTIONS_MAX ||
+            (cred->uid != 0 && unprivileged >= CONNECTIONS_MAX - CONNECTIONS_ROOT_RESERVED)) {
+                snprintf(reason, len, "ulpd serves as many clients as it can (%u); try again later",
+                         cred->uid != 0 ? CONNECTIONS_MAX - CONNECTIONS_ROOT_RESERVED : CONNECTIONS_MAX);
+                return -EAGAIN;
+        }
+        if (cred->uid != 0 && same >= CONNECTIONS_PER_UID_MAX) {
+                snprintf(reason, len, "uid %u has %u connections to ulpd (holding %u file descriptors), "
+                         "the most one user may have", (unsigned) cred->uid, same, fds);
+                return -EUSERS;
+        }
+        return 0;
+}
+
+/* Tells a client that was not admitted why, as the reply to whatever it sends, and
+ * closes. Never waits: the line fits in an empty socket buffer, or is lost. */
+static void connection_refuse(int fd, int error, const char *reason) {
+        _cleanup_free_ char *s = NULL;
+        struct json_object *o = protocol_new_error(error, reason);
+        size_t len = 0;
+
+        if (o) {
+                s = protocol_format(o, &len);
+                json_object_put(o);
+        }
+        if (s)
+                (void) send(fd, s, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        close(fd);
+}
+
 static int manager_on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         Manager *m = userdata;
+        struct ucred cred = {};
+        char reason[256];
         socklen_t len;
         Connection *c;
         int cfd, r;
 
         cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (cfd < 0) {
-                if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-                        log_warning("accept: %m");
+                if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                        accept_pause(m, errno);
+                else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+                        log_warning_ratelimited(m, &m->accept_log, "accept: %m");
                 return 0;
         }
-        if (m->n_connections >= CONNECTIONS_MAX) {
-                log_warning("too many clients, refusing one");
+        len = sizeof(cred);
+        if (getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+                log_warning_ratelimited(m, &m->accept_log, "SO_PEERCRED: %m");
                 close(cfd);
+                return 0;
+        }
+        r = connection_admit(m, &cred, reason, sizeof(reason));
+        if (r < 0) {
+                log_warning_ratelimited(m, &m->accept_log, "refused a client (pid %d uid %u): %s",
+                                        (int) cred.pid, (unsigned) cred.uid, reason);
+                connection_refuse(cfd, r, reason);
                 return 0;
         }
         c = calloc(1, sizeof(*c));
@@ -1085,14 +1465,9 @@ static int manager_on_accept(sd_event_source *s, int fd, uint32_t revents, void 
         }
         c->m = m;
         c->fd = cfd;
+        c->cred = cred;
+        c->timer = TIMER_IDLE;
         msgreader_init(&c->rd);
-        len = sizeof(c->cred);
-        if (getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &c->cred, &len) < 0) {
-                log_warning("SO_PEERCRED: %m");
-                close(cfd);
-                free(c);
-                return 0;
-        }
         r = sd_event_add_io(m->event, &c->io, cfd, EPOLLIN, connection_on_io, c);
         if (r >= 0)
                 r = sd_event_add_time_relative(m->event, &c->idle, CLOCK_MONOTONIC,
@@ -1226,6 +1601,25 @@ static void manager_resume_transitions(Manager *m) {
         }
 }
 
+/* systemd's default LimitNOFILE is 1024 soft, 512K hard: the soft limit is for programs
+ * that still use select(), which ulpd does not. With 1024, clients passing fds ran ulpd
+ * out of them. */
+static void raise_nofile_limit(void) {
+        struct rlimit rl;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+                return;
+        if (rl.rlim_cur < rl.rlim_max) {
+                rl.rlim_cur = rl.rlim_max;
+                if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+                        log_warning("cannot raise the limit of open files to %llu: %m",
+                                    (unsigned long long) rl.rlim_max);
+        }
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < NOFILE_WANTED)
+                log_warning("the limit of open files is %llu, below the %u that ulpd's limits assume: "
+                            "raise LimitNOFILE=", (unsigned long long) rl.rlim_cur, (unsigned) NOFILE_WANTED);
+}
+
 static int manager_on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
         Manager *m = userdata;
 
@@ -1261,6 +1655,9 @@ static void manager_free(Manager *m) {
         persist_done(m);
         pending_done(m);
         sd_event_source_disable_unref(m->listen_source);
+        sd_event_source_disable_unref(m->accept_retry);
+        sd_event_source_disable_unref(m->uid_window_timer);
+        free(m->uid_use);
         if (m->listen_fd >= 0) {
                 close(m->listen_fd);
                 if (!m->listen_fd_from_systemd)
@@ -1281,12 +1678,15 @@ static void help(void) {
                "     --no-recover       Do not take over transitions left unfinished in targets\n"
                "                        (another tool drives them; tests on a shared machine)\n"
                "     --recover-only PID Take over only the transition in PID (repeatable; tests)\n"
+               "     --callback-timeout MS  Give up on a patch callback after MS ms (default %u);\n"
+               "                        every client waits while one runs\n"
                "     --debug            Log debug messages\n",
-               PROTOCOL_SOCKET_DEFAULT);
+               PROTOCOL_SOCKET_DEFAULT, CALLBACK_TIMEOUT_MS_DEFAULT);
 }
 
 static int parse_argv(int argc, char **argv, Manager *m) {
-        enum { ARG_VERSION = 0x100, ARG_SOCKET, ARG_STATE_DIR, ARG_DEBUG, ARG_NO_RECOVER, ARG_RECOVER_ONLY };
+        enum { ARG_VERSION = 0x100, ARG_SOCKET, ARG_STATE_DIR, ARG_DEBUG, ARG_NO_RECOVER, ARG_RECOVER_ONLY,
+               ARG_CALLBACK_TIMEOUT };
         static const struct option options[] = {
                 { "help",      no_argument,       NULL, 'h' },
                 { "version",   no_argument,       NULL, ARG_VERSION },
@@ -1295,6 +1695,7 @@ static int parse_argv(int argc, char **argv, Manager *m) {
                 { "debug",     no_argument,       NULL, ARG_DEBUG },
                 { "no-recover", no_argument,      NULL, ARG_NO_RECOVER },
                 { "recover-only", required_argument, NULL, ARG_RECOVER_ONLY },
+                { "callback-timeout", required_argument, NULL, ARG_CALLBACK_TIMEOUT },
                 {}
         };
         int c;
@@ -1331,6 +1732,16 @@ static int parse_argv(int argc, char **argv, Manager *m) {
                         m->recover_only[m->n_recover_only++] = (pid_t) p;
                         break;
                 }
+                case ARG_CALLBACK_TIMEOUT: {
+                        char *end;
+                        long ms = strtol(optarg, &end, 10);
+                        if (*end || ms <= 0 || ms > 600 * 1000) {
+                                fprintf(stderr, "ulpd: invalid --callback-timeout %s (1..600000 ms)\n", optarg);
+                                return -EINVAL;
+                        }
+                        m->callback_timeout_ms = (unsigned) ms;
+                        break;
+                }
                 default:
                         return -EINVAL;
                 }
@@ -1344,7 +1755,7 @@ static int parse_argv(int argc, char **argv, Manager *m) {
 }
 
 int main(int argc, char **argv) {
-        Manager m = { .listen_fd = -1, .netlink_fd = -1 };
+        Manager m = { .listen_fd = -1, .netlink_fd = -1, .callback_timeout_ms = CALLBACK_TIMEOUT_MS_DEFAULT };
         sigset_t ss;
         int r;
 
@@ -1358,6 +1769,7 @@ int main(int argc, char **argv) {
         }
         m.self = getpid();
         (void) signal(SIGPIPE, SIG_IGN);
+        raise_nofile_limit();
 
         sigemptyset(&ss);
         sigaddset(&ss, SIGTERM);

@@ -103,6 +103,13 @@ void pending_learn(Manager *m, pid_t pid);
 
 /* ---- the manager --------------------------------------------------------------- */
 
+/* At most a burst of lines per interval for messages any client can provoke; the
+ * number left out is told with the next line let through. */
+typedef struct RateLimit {
+        uint64_t begin;
+        unsigned n, suppressed;
+} RateLimit;
+
 struct Manager {
         sd_event *event;
         char *socket_path;
@@ -110,6 +117,14 @@ struct Manager {
         int listen_fd;
         bool listen_fd_from_systemd;
         sd_event_source *listen_source;
+        sd_event_source *accept_retry;   /* accept paused (out of fds), see accept_pause() */
+        RateLimit accept_log, refusal_log;
+        unsigned callback_timeout_ms;    /* a patch callback blocks the loop at most so long */
+        /* the loop's time each uid's requests took in this window, see uid_charge() */
+        struct UidUse { uid_t uid; uint64_t usec; } *uid_use;
+        size_t n_uid_use;
+        uint64_t uid_window_end;
+        sd_event_source *uid_window_timer;
 
         Connection *connections;
         unsigned n_connections;

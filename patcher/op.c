@@ -215,7 +215,8 @@ int op_run_callback(UlpOp *op, uint64_t addr, int *ret) {
                 (void)target_resume_thread(op->t, th);
                 return r;
         }
-        r = target_call(op->t, th, addr, args, return_code, CALLBACK_TIMEOUT_MS, &rax);
+        r = target_call(op->t, th, addr, args, return_code,
+                        op->o.callback_timeout_ms ?: CALLBACK_TIMEOUT_MS, &rax);
         k = target_resume_thread(op->t, th);
         if (r < 0)
                 return r;

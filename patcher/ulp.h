@@ -30,6 +30,8 @@ typedef struct UlpOptions {
          * on processes the kernel lets it trace; never for root, nor for work nobody asked
          * for (recovery, sticky patches, objects loaded later). */
         bool trust_unsigned;
+        unsigned callback_timeout_ms; /* for each patch callback; 0: 10 s. The caller waits
+                                       * that long for a callback that spins. */
 } UlpOptions;
 
 typedef struct UlpStraggler {
