@@ -303,6 +303,16 @@ static void sleep_short(unsigned try) {
 }
 
 /* Copies the header and what it says is in use, consistently (see control_write_begin). */
+/* All zeros: mapped by a creator that died before it wrote the header (control_create
+ * maps first, then writes, since the header names the address the mapping got). */
+static bool header_unborn(const ControlHeader *h) {
+        const uint8_t *b = (const uint8_t *)h;
+        for (size_t i = 0; i < sizeof(*h); i++)
+                if (b[i])
+                        return false;
+        return true;
+}
+
 static int read_consistent(Target *t, Control *c) {
         ControlImage *img = c->img;
         uint32_t after = 0;
@@ -314,6 +324,8 @@ static int read_consistent(Target *t, Control *c) {
                 r = target_read(t, c->addr, &img->hdr, sizeof(img->hdr));
                 if (r < 0)
                         return r;
+                if (header_unborn(&img->hdr))
+                        return -ENODATA;
                 /* Where the generation is depends on the version: that first. Writers
                  * rewrite magic and version with the same bytes, never tearing them. */
                 if (memcmp(img->hdr.magic, CONTROL_MAGIC, sizeof(img->hdr.magic)) != 0 ||
@@ -420,6 +432,22 @@ int control_load(Target *t, Control *c) {
         return r;
 }
 
+/* The unborn mapping is still there, whole, writable, and still all zeros where the
+ * header goes (read again: the process may have written to it meanwhile). */
+static bool unborn_mapping_ok(pid_t pid, uint64_t addr) {
+        MapList l = {};
+        bool ok = false;
+
+        if (maps_read(pid, &l) < 0)
+                return false;
+        for (size_t i = 0; i < l.n; i++)
+                if (l.v[i].start == addr && is_control_mapping(&l.v[i]))
+                        ok = l.v[i].end - l.v[i].start == ALIGN_UP(sizeof(ControlImage), 4096) &&
+                             l.v[i].prot == (PROT_READ | PROT_WRITE) && !l.v[i].shared;
+        maplist_done(&l);
+        return ok;
+}
+
 int control_create(Target *t, Thread *th, Control *c) {
         _cleanup_close_ int fd = -1;
         MapList l = {};
@@ -429,16 +457,21 @@ int control_create(Target *t, Thread *th, Control *c) {
         r = control_alloc(c);
         if (r < 0)
                 return r;
-        r = rsys_memfd_create(t, th, CONTROL_MAPPING_NAME, &remote_fd);
-        if (r < 0)
-                return r;
-        r = rsys_ftruncate(t, th, remote_fd, ALIGN_UP(sizeof(ControlImage), 4096));
-        if (r >= 0)
-                r = rsys_mmap(t, th, 0, ALIGN_UP(sizeof(ControlImage), 4096), PROT_READ | PROT_WRITE,
-                              MAP_PRIVATE, remote_fd, 0, &addr);
-        (void)rsys_close(t, th, remote_fd);
-        if (r < 0)
-                return r;
+        if (c->unborn_addr && unborn_mapping_ok(t->pid, c->unborn_addr))
+                addr = c->unborn_addr;
+        else {
+                r = rsys_memfd_create(t, th, CONTROL_MAPPING_NAME, &remote_fd);
+                if (r < 0)
+                        return r;
+                r = rsys_ftruncate(t, th, remote_fd, ALIGN_UP(sizeof(ControlImage), 4096));
+                if (r >= 0)
+                        r = rsys_mmap(t, th, 0, ALIGN_UP(sizeof(ControlImage), 4096), PROT_READ | PROT_WRITE,
+                                      MAP_PRIVATE, remote_fd, 0, &addr);
+                (void)rsys_close(t, th, remote_fd);
+                if (r < 0)
+                        return r;
+        }
+        c->unborn_addr = 0;
 
         memset(c->img, 0, sizeof(*c->img));
         memcpy(c->img->hdr.magic, CONTROL_MAGIC, 8);

@@ -166,6 +166,9 @@ typedef struct ControlImage {
 /* A local copy of a target's control block and where it lives. */
 typedef struct Control {
         uint64_t addr;           /* 0 when the target has none yet */
+        /* A mapping left all zeros by a creator that died before its first write: the
+         * next control_create() writes the block there instead of mapping another. */
+        uint64_t unborn_addr;
         ControlImage *img;       /* heap copy; table_* are read only on demand */
         bool trusted;            /* its MAC checks out: ulp made it in this memfd */
         bool batch;              /* inside control_batch_begin/end */
@@ -185,6 +188,10 @@ int control_validate(const ControlImage *img, uint64_t self, char *why, size_t w
 /* The same for the thread table and for the straggler list. */
 int control_validate_table(const ControlImage *img, char *why, size_t why_len);
 int control_validate_stragglers(const ControlStragglers *s, char *why, size_t why_len);
+
+/* control_load() of a block whose header is all zeros returns -ENODATA: its creator
+ * died between mapping it and writing it. Nothing was recorded in it, so nothing of the
+ * process depends on it; control_create() reuses the mapping (c->unborn_addr). */
 
 /* Reads the control block at c->addr (header, areas, patches, used function records) as
  * one consistent copy (the seqlock, retried a bounded number of times), validates it and

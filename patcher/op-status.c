@@ -84,7 +84,10 @@ static int open_for_status(UlpOp *op, pid_t pid) {
         if (r == 0)
                 return op_fail(op, -ENOENT, "process %d carries no ulp patch", pid);
         op->c.addr = addr;
-        return op_load_control(op);
+        r = op_load_control(op);
+        if (r == -ENODATA)
+                return op_fail(op, -ENOENT, "process %d carries no ulp patch", pid);
+        return r;
 }
 
 int ulp_status(pid_t pid, UlpProcessStatus *ret, UlpReport *report) {

@@ -137,6 +137,13 @@ int op_open_target(UlpOp *op, pid_t pid) {
                 return 0;
         op->c.addr = addr;
         r = op_load_control(op);
+        if (r == -ENODATA) {
+                /* An unborn block (its creator died before writing it): as if none. */
+                control_done(&op->c);
+                op->c.addr = 0;
+                op->c.unborn_addr = addr;
+                return 0;
+        }
         if (r < 0)
                 return r;
         return op_check_trust(op);
@@ -154,6 +161,8 @@ int op_load_control(UlpOp *op) {
         pid_t pid = op->t->pid;
         int r = control_load(op->t, &op->c);
 
+        if (r == -ENODATA)
+                return r;
         if (r == -EBADMSG)
                 return op_fail(op, r, "the ulp control block of process %d is malformed: %s", pid, op->c.why);
         if (r == -EBUSY)

@@ -212,7 +212,7 @@ def one_trial(label, patch, name, kill, sleeper_ms=0):
 # Which steps: "transition" (CI), or "all", which adds the kills while a thread is
 # borrowed for remote syscalls or calls (loading, stubs, callbacks): those need remote
 # steps that a target finishes by itself when its tracer dies (issue 10's first item).
-steps = sys.argv[1] if len(sys.argv) > 1 else "all"
+steps = os.environ.get("ULP_KILL9_STEPS") or (sys.argv[1] if len(sys.argv) > 1 else "all")
 started_only = steps != "all"
 total = count_writes(PATCH, started_only)
 what = "writes into targets in transition" if started_only else "writes"
