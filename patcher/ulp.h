@@ -25,6 +25,14 @@ typedef struct UlpOptions {
         bool force;              /* switch the stragglers without the check at the timeout */
         bool global;             /* global mode: stop all, check all, switch all or none */
         bool return_trap;        /* catch stragglers on their way out of the patched frames */
+        /* Authorization by the client's own access (ulpd): with auth_mem set, auth_mem_fd is
+         * a /proc/PID/mem descriptor of the target that an authorized client opened. The
+         * operation acts only while the target runs the image that descriptor refers to,
+         * checked when it starts and at every stop; otherwise it fails with -ESTALE before
+         * writing anything. The descriptor stays the caller's. Every operation, bound or
+         * not, aborts with -ESTALE when the target executes a new program meanwhile. */
+        bool auth_mem;
+        int auth_mem_fd;
 } UlpOptions;
 
 typedef struct UlpStraggler {
