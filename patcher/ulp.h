@@ -107,6 +107,9 @@ int ulp_apply_pending(pid_t pid, UlpReport *report);
  * into the target. Returns 0 when it would apply at once, -EBUSY when threads block it
  * (listed as stragglers), other -errno when it would be refused. */
 int ulp_check(pid_t pid, int patch_fd, const char *name_hint, UlpReport *report);
+/* The same with options: only auth_mem and auth_mem_fd matter (a check bound to the
+ * image a client was authorized for). */
+int ulp_check_with(pid_t pid, int patch_fd, const char *name_hint, const UlpOptions *o, UlpReport *report);
 
 /* The patches a process carries, read from its control block. */
 typedef struct UlpFuncStatus {
