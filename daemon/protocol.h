@@ -42,7 +42,9 @@
 #define PROTOCOL_VERSION 1
 #define PROTOCOL_MESSAGE_MAX (256u * 1024u)
 #define PROTOCOL_SOCKET_DEFAULT "/run/ulp/ulpd.sock"
-#define PROTOCOL_FDS_MAX 4
+#define PROTOCOL_TARGETS_MAX 256                        /* access proofs per request */
+#define PROTOCOL_FDS_MAX (1 + 2 * PROTOCOL_TARGETS_MAX)  /* the patch, then two per target */
+#define PROTOCOL_FDS_PER_SEND 250                       /* the kernel takes at most 253 at once */
 
 /* Input side of one connection: bytes not yet consumed and the fds that came with them. */
 typedef struct MsgReader {
@@ -77,6 +79,10 @@ char *protocol_format(struct json_object *o, size_t *ret_len);
 /* Sends o as one line on a blocking socket, with pass_fd (if >= 0) attached. Returns
  * 0 or -errno. */
 int protocol_send(int sock, struct json_object *o, int pass_fd);
+
+/* The same with n_fds descriptors attached in order (at most PROTOCOL_FDS_MAX), spread
+ * over the first bytes of the line PROTOCOL_FDS_PER_SEND at a time. */
+int protocol_send_fds(int sock, struct json_object *o, const int *fds, size_t n_fds);
 
 /* A new {"version":1,"type":type} object. */
 struct json_object *protocol_new_message(const char *type);
