@@ -10,15 +10,29 @@
  * attached to the bytes of the request that uses it ("apply", "check", optionally
  * "revert"); ulpd never opens a path a client names.
  *
+ * Access proofs: "apply", "revert", "check" and "status" may carry "targets":[N...],
+ * up to PROTOCOL_TARGETS_MAX distinct pids; for each, in order, two descriptors follow
+ * the patch's: /proc/N/mem that the client opened O_RDWR with its own credentials (the
+ * kernel's ptrace access check decides there), then a pidfd of N (pidfd_open). They
+ * ride on the first bytes of the line, at most PROTOCOL_FDS_PER_SEND per sendmsg(). A
+ * request whose descriptors do not number 2 per target (plus the patch) is refused. For
+ * a client other than root, ulpd works only on pids it has a valid proof for (others are
+ * refused with "not allowed to trace process N: ..."; --all means the proven ones) and
+ * binds each operation to the program the proof's descriptor refers to (a target that
+ * executed a new program since is refused before anything is written). Root's pids
+ * without a proof use ulpd's own authority. Requests without "targets" are those of
+ * earlier clients: valid for root, refused per pid for others. See docs/security.md.
+ *
  * Requests (client -> ulpd), one at a time per connection; the next request may be
  * sent once the previous one got its final reply:
  *   {"version":1,"method":"apply","pids":[N...],"all":bool,"persist":bool,
  *    "name":"fix.so","wait":bool,"options":{"timeout_ms":N,"force":bool,
- *    "global":bool,"return_trap":bool}}                      + patch fd
+ *    "global":bool,"return_trap":bool},"targets":[N...]}      + patch fd + proofs
  *   {"version":1,"method":"revert","pids":[...],"all":bool,"persist":bool,
- *    "name":"NAME","wait":bool,"options":{...}}              (+ patch fd: name from it)
- *   {"version":1,"method":"check","pid":N,"name":"fix.so"}   + patch fd
- *   {"version":1,"method":"status","pid":N}                  (0 or absent: all)
+ *    "name":"NAME","wait":bool,"options":{...},"targets":[...]}
+ *                                                  (+ patch fd: name from it) + proofs
+ *   {"version":1,"method":"check","pid":N,"name":"fix.so","targets":[N]} + patch fd + proof
+ *   {"version":1,"method":"status","pid":N,"targets":[...]}  (0 or absent: all) + proofs
  *   {"version":1,"method":"ping"}
  *
  * Replies (ulpd -> client):
