@@ -22,7 +22,11 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdlib.h>
+#include <sys/ptrace.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/macro.h"
@@ -161,4 +165,54 @@ int target__check_image(Target *t) {
         if (!t->random_addr && t->auth_fd < 0)
                 return 0;
         return prove(t);
+}
+
+int target__check_image_thread(Target *t, Thread *th) {
+        if (t->image_changed)
+                return -ESTALE;
+        return th->tid == t->pid ? target__check_image(t) : 0;
+}
+
+/* Whether the calling thread traces tid (TracerPid: of /proc/PID/task/TID/status). */
+static bool traced_by_us(pid_t pid, pid_t tid) {
+        char path[64], buf[2048], *p;
+        snprintf(path, sizeof(path), "/proc/%d/task/%d/status", (int)pid, (int)tid);
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return false;
+        ssize_t n = read(fd, buf, sizeof(buf) - 1);
+        if (n <= 0)
+                return false;
+        buf[n] = 0;
+        p = strstr(buf, "\nTracerPid:");
+        return p && strtol(p + strlen("\nTracerPid:"), NULL, 10) == (long)gettid();
+}
+
+void target__release_exec_leader(Target *t) {
+        Thread *leader = target_find_thread(t, t->pid);
+
+        /* A thread we had seized that executes a program takes the leader's tid and stays
+         * ours; when we had not seized the leader itself, nothing else knows it is ours. */
+        if (leader && leader->seized && !leader->gone)
+                return;
+        if (!traced_by_us(t->pid, t->pid))
+                return;
+        uint64_t deadline = target__now_ns() + (uint64_t)TARGET_STOP_TIMEOUT_MS * 1000000ULL;
+        (void)target__ptrace(PTRACE_INTERRUPT, t->pid, NULL, NULL);
+        for (;;) {
+                int status;
+                pid_t r = waitpid(t->pid, &status, __WALL | WNOHANG);
+                if (r < 0 && errno == EINTR)
+                        continue;
+                if (r < 0 || (r > 0 && !WIFSTOPPED(status)))
+                        return;
+                if (r > 0) {
+                        (void)target__ptrace(PTRACE_DETACH, t->pid, NULL, NULL);
+                        return;
+                }
+                if (target__now_ns() >= deadline)
+                        return;
+                struct timespec ts = { 0, 1000000L };
+                nanosleep(&ts, NULL);
+        }
 }

@@ -510,6 +510,7 @@ void target_free(Target *t) {
                 return;
         /* Gives stragglers their time to stop, then detaches everything. */
         (void) target_release_all(t, stop_timeout_ms(t));
+        target__release_exec_leader(t);
         if (t->mem_fd >= 0)
                 close(t->mem_fd);
         if (t->auth_fd >= 0)
@@ -657,7 +658,7 @@ int target_stop_thread(Target *t, Thread *th) {
                 return r;   /* -ETIMEDOUT: stays seized, collected later */
         r = thread_record_stop(t, th, status);
         if (r >= 0)
-                r = target__check_image(t);
+                r = target__check_image_thread(t, th);
         if (r == -ESTALE)
                 (void) thread_detach(t, th);
         return r;
@@ -703,7 +704,7 @@ int target_wait_any(Target *t, Thread **v, size_t n, int timeout_ms, Thread **re
                         if (k > 0) {
                                 r = thread_record_stop(t, v[i], status);
                                 if (r >= 0)
-                                        r = target__check_image(t);
+                                        r = target__check_image_thread(t, v[i]);
                                 if (r == -ESTALE)
                                         (void) thread_detach(t, v[i]);
                                 if (r >= 0) {

@@ -86,6 +86,13 @@ int target_bind_image(Target *t, int auth_fd);
 /* The check a stop makes on a bound target: 0 same image (or not bound), -ESTALE
  * (image_changed set), -ESRCH. */
 int target__check_image(Target *t);
+/* The same after one thread's stop, when needed: only the leader's tid outlives an exec
+ * (the other threads die in it), and threads of a new program are found only by the
+ * rescans of target_stop_all(), which checks the whole. */
+int target__check_image_thread(Target *t, Thread *th);
+/* Lets go of the leader's tid should a seized thread have executed a program (taking
+ * that tid) while the leader itself was not ours; target_free() calls it. */
+void target__release_exec_leader(Target *t);
 
 /* Detaches whatever is still attached (resuming it as target_resume_all would) and frees. */
 void target_free(Target *t);
