@@ -225,7 +225,7 @@ static int do_apply_or_revert(const Args *a, bool apply) {
  * trace is a candidate, and no other. Returns 0 (the pids kept in kept, *ret_kept), or
  * -errno; *worst gets the error of a dropped pid. */
 static int gather_proofs(const Args *a, ClientProof **ret, size_t *ret_n, pid_t *kept, size_t *ret_kept,
-                         int *worst) {
+                         int *worst, json_object *json_results) {
         bool root = geteuid() == 0;
         size_t n = 0, k = 0;
         ClientProof *v;
@@ -261,9 +261,19 @@ static int gather_proofs(const Args *a, ClientProof **ret, size_t *ret_n, pid_t 
                 } else if (root)
                         kept[k++] = a->pids[i];
                 else {
-                        fprintf(stderr, "ulpctl: %s\n", err);
+                        if (r == -EACCES)
+                                r = -EPERM;
+                        if (json_results) {
+                                UlpReport rep = {};
+                                json_object *j;
+                                snprintf(rep.message, sizeof(rep.message), "%s", err);
+                                j = report_to_json(&rep, r);
+                                json_object_object_add(j, "pid", json_object_new_int(a->pids[i]));
+                                json_object_array_add(json_results, j);
+                        } else
+                                fprintf(stderr, "ulpctl: %s\n", err);
                         if (*worst == 0)
-                                *worst = r == -EACCES ? -EPERM : r;
+                                *worst = r;
                 }
         }
         *ret = v;
@@ -284,8 +294,9 @@ static int daemon_apply_or_revert(const Args *a, bool apply) {
         size_t n = 0, n_kept = 0;
         char err[256] = "";
         int r, worst = 0;
+        json_object *results = a->json ? json_object_new_array() : NULL;
 
-        r = gather_proofs(a, &proofs, &req.n_proofs, kept, &n_kept, &worst);
+        r = gather_proofs(a, &proofs, &req.n_proofs, kept, &n_kept, &worst, results);
         if (r < 0)
                 return 1;
         req.proofs = proofs;
@@ -293,7 +304,8 @@ static int daemon_apply_or_revert(const Args *a, bool apply) {
         req.n_pids = n_kept;
         if (!a->all && n_kept == 0) {
                 client_proofs_free(proofs, req.n_proofs);
-                return exit_code_for(worst);
+                n = 0;
+                goto print;
         }
         r = client_connect(client_socket_path(), &fd);
         if (r < 0) {
@@ -313,9 +325,10 @@ static int daemon_apply_or_revert(const Args *a, bool apply) {
         client_proofs_free(proofs, req.n_proofs);
         if (r < 0) {
                 fprintf(stderr, "ulpctl: %s\n", err[0] ? err : strerror(-r));
+                json_object_put(results);
                 return r == -ETIMEDOUT ? EXIT_TIMEDOUT : 1;
         }
-        json_object *results = a->json ? json_object_new_array() : NULL;
+print:
         for (size_t i = 0; i < n; i++) {
                 if (results) {
                         json_object *j = report_to_json(&res[i].report, res[i].error);
@@ -329,8 +342,9 @@ static int daemon_apply_or_revert(const Args *a, bool apply) {
                         worst = res[i].error;
         }
         if (results) {
-                json_object *o = n == 1 ? json_object_get(json_object_array_get_idx(results, 0)) : json_object_new_object();
-                if (n == 1)
+                size_t all = json_object_array_length(results);
+                json_object *o = all == 1 ? json_object_get(json_object_array_get_idx(results, 0)) : json_object_new_object();
+                if (all == 1)
                         json_object_put(results);
                 else
                         json_object_object_add(o, "results", results);

@@ -105,10 +105,11 @@ def kernel_refuses(pid):
                    "except PermissionError:\n    print('true')\n" % pid)
 
 
-def refused_by_kernel(pid, what, st):
+def refused_by_kernel(pid, what, st, why):
     check(kernel_refuses(pid), f"the kernel refuses uid {UID} access to {what}")
     rc, out, err = ulpctl_user("apply", "-p", str(pid), patch)
-    line = f"ulpctl: not allowed to trace process {pid}: Permission denied (the kernel's ptrace access check for this user)"
+    line = (f"ulpctl: not allowed to trace process {pid}: Permission denied "
+            f"(the kernel's ptrace access check for this user: {why})")
     check(rc == 1 and err.strip() == line, f"ulpctl apply to {what} refused: rc={rc} {err.strip()!r}")
     # Without a proof, ulpd refuses the same request by itself.
     out = as_user("c = Client(sys.argv[1])\n"
@@ -147,17 +148,18 @@ try:
     other_victim, _ = start_victim(AS_USER)
 
     # --- the kernel decides --------------------------------------------------------------
-    refused_by_kernel(1, "pid 1", None)
-    refused_by_kernel(root_victim.pid, "root's victim", root_st)
+    refused_by_kernel(1, "pid 1", None, "its user ids are not all yours")
+    refused_by_kernel(root_victim.pid, "root's victim", root_st, "its user ids are not all yours")
     gid_victim, gid_st = start_victim(["setpriv", f"--reuid={UID}", "--regid=42", "--clear-groups"])
-    refused_by_kernel(gid_victim.pid, "a process of uid 65534 with gid 42", gid_st)
+    refused_by_kernel(gid_victim.pid, "a process of uid 65534 with gid 42", gid_st, "its group ids are not all yours")
     cap_victim, cap_st = start_victim(AS_USER + ["--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search"])
     with open(f"/proc/{cap_victim.pid}/status") as f:
         capprm = int([l.split()[1] for l in f if l.startswith("CapPrm:")][0], 16)
     check(capprm & (1 << 2), f"the capability victim holds CAP_DAC_READ_SEARCH (CapPrm {capprm:x})")
-    refused_by_kernel(cap_victim.pid, "a process of uid 65534 holding CAP_DAC_READ_SEARCH", cap_st)
+    refused_by_kernel(cap_victim.pid, "a process of uid 65534 holding CAP_DAC_READ_SEARCH", cap_st,
+                      "it holds capabilities you lack")
     nodump_victim, nodump_st = start_victim(AS_USER, "nodump")
-    refused_by_kernel(nodump_victim.pid, "a non-dumpable process of uid 65534", nodump_st)
+    refused_by_kernel(nodump_victim.pid, "a non-dumpable process of uid 65534", nodump_st, "it is not dumpable")
 
     out = as_user("c = Client(sys.argv[1])\n"
                   "print(json.dumps([c.request({'method': 'status', 'pid': 1}),"
