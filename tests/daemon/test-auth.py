@@ -92,6 +92,14 @@ def maps_have_ulp(pid):
         return "memfd:ulp" in f.read()
 
 
+def build_id(path):
+    out = subprocess.run(["readelf", "-n", path], capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        if "Build ID:" in line:
+            return line.split("Build ID:")[1].strip()
+    return None
+
+
 def uid_of(pid):
     try:
         return os.stat(f"/proc/{pid}").st_uid
@@ -213,6 +221,25 @@ try:
           f"the user's status shows their patched process and none of root's: {pids} {err}")
     rc, out, err = ulpctl_user("revert", "-p", str(uv), "daemon-fix")
     check(rc == 0, f"the user reverts it: {out}{err}")
+
+    # --all by the user: the processes it may trace, and no other, even those the patch fits
+    bid = build_id(VICTIM)
+    if not bid:
+        fail("the victim has no build-id (readelf -n)")
+    pinned = os.path.join(shared, "daemon-fix-pinned.so")
+    r = subprocess.run(["cc", "-shared", "-fPIC", "-O2", "-I", os.path.join(os.environ["ULP_SOURCE_ROOT"], "include"),
+                        f'-DVICTIM_BUILD_ID="{bid}"', os.environ["PATCH_SRC"], "-o", pinned], capture_output=True, text=True)
+    if r.returncode != 0:
+        fail(f"cannot build the pinned patch: {r.stderr}")
+    os.chmod(pinned, 0o644)
+    rc, out, err = ulpctl_user("apply", "--all", pinned)
+    done = sorted(int(l.split("to process ")[1].split(":")[0]) for l in out.splitlines() if l.startswith("applied"))
+    check(rc == 0 and done == sorted([uv, ov]), f"apply --all by the user patched its two processes only: {done} {err}")
+    for st, what in [(gid_st, "the gid-42 process"), (cap_st, "the capability process"), (nodump_st, "the non-dumpable process")]:
+        unchanged(st, what)
+    for pid in (uv, ov):
+        rc, out, err = ulpctl_user("revert", "-p", str(pid), "daemon-fix")
+        check(rc == 0, f"the user reverts {pid}: {out}{err}")
 
     # --- the exec race -------------------------------------------------------------------
     suid_dir = suid_capable_dir()
