@@ -124,8 +124,8 @@ int op_open_target(UlpOp *op, pid_t pid) {
         if (r < 0)
                 return op_fail(op, r, "cannot open process %d: %s", pid, strerror(-r));
         r = target_bind_image(op->t, op->o.auth_mem ? op->o.auth_mem_fd : -1);
-        if (r == -ESTALE)
-                return op_fail(op, r, "(the image changed)");
+        if (r == -ESTALE)   /* image_changed is set: op_fail() says what happened */
+                return op_fail(op, r, "the image changed");
         if (r == -ESRCH)
                 return op_fail(op, r, "no process with pid %d", pid);
         if (r < 0)
