@@ -496,7 +496,7 @@ static int verb_check(const Args *a) {
                         close(proof.pidfd);
                 }
                 if (r < 0) {
-                        fprintf(stderr, "ulpctl: %s\n", strerror(-r));
+                        fprintf(stderr, "ulpctl: %s\n", rep.message[0] ? rep.message : strerror(-r));
                         return 1;
                 }
         }

@@ -158,6 +158,14 @@ try:
     # --- the kernel decides --------------------------------------------------------------
     refused_by_kernel(1, "pid 1", None, "its user ids are not all yours")
     refused_by_kernel(root_victim.pid, "root's victim", root_st, "its user ids are not all yours")
+    for verb in (["check", "-p", str(root_victim.pid), patch], ["status", "-p", str(root_victim.pid)]):
+        rc, out, err = ulpctl_user(*verb)
+        check(rc == 1 and err.strip() == f"ulpctl: not allowed to trace process {root_victim.pid}: Permission denied "
+              "(the kernel's ptrace access check for this user: its user ids are not all yours)",
+              f"ulpctl {verb[0]} of root's victim refused: rc={rc} {err.strip()!r}")
+    rc, out, err = ulpctl_user("check", "-p", str(user_victim.pid), patch)
+    check(f"would apply to process {user_victim.pid}" in out or "would block the transition now" in err,
+          f"ulpctl check of the user's own victim runs: rc={rc} {out}{err}")
     gid_victim, gid_st = start_victim(["setpriv", f"--reuid={UID}", "--regid=42", "--clear-groups"])
     refused_by_kernel(gid_victim.pid, "a process of uid 65534 with gid 42", gid_st, "its group ids are not all yours")
     cap_victim, cap_st = start_victim(AS_USER + ["--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search"])
@@ -240,6 +248,11 @@ try:
     for pid in (uv, ov):
         rc, out, err = ulpctl_user("revert", "-p", str(pid), "daemon-fix")
         check(rc == 0, f"the user reverts {pid}: {out}{err}")
+
+    # root needs no proof: one that does not check out leaves it to ulpd's authority
+    r = c.request({"method": "revert", "pids": [rv], "targets": [rv], "name": "daemon-fix", "wait": True},
+                  fd=[os.open("/proc/self/mem", os.O_RDWR), os.pidfd_open(rv)])
+    check(r["results"][0]["ok"], f"root's request with a proof that does not fit still runs: {r['results'][0].get('error')}")
 
     # --- the exec race -------------------------------------------------------------------
     suid_dir = suid_capable_dir()
