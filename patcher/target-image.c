@@ -193,8 +193,8 @@ void target__release_exec_leader(Target *t) {
 
         /* A thread we had seized that executes a program takes the leader's tid and stays
          * ours; when we had not seized the leader itself, nothing else knows it is ours. */
-        if (leader && leader->seized && !leader->gone)
-                return;
+        if (!t->image_bound || (leader && leader->seized && !leader->gone))
+                return;   /* unbound: a Target only read (status), never seized */
         if (!traced_by_us(t->pid, t->pid))
                 return;
         uint64_t deadline = target__now_ns() + (uint64_t)TARGET_STOP_TIMEOUT_MS * 1000000ULL;

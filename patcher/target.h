@@ -91,7 +91,8 @@ int target__check_image(Target *t);
  * rescans of target_stop_all(), which checks the whole. */
 int target__check_image_thread(Target *t, Thread *th);
 /* Lets go of the leader's tid should a seized thread have executed a program (taking
- * that tid) while the leader itself was not ours; target_free() calls it. */
+ * that tid) while the leader itself was not ours; target_free() calls it (for bound
+ * targets, those of operations: a Target only read never seized anything). */
 void target__release_exec_leader(Target *t);
 
 /* Detaches whatever is still attached (resuming it as target_resume_all would) and frees. */
