@@ -92,6 +92,9 @@ int auth_take_fds(MsgReader *rd, struct json_object *q, int want_patch, int *ret
                 r = -E2BIG;
                 goto finish;
         }
+        /* None at all: the method says whether it misses its patch. */
+        if (n == 0 && n_fds == 0)
+                goto finish;
         /* A revert may come with or without its patch: the count tells. */
         if (want_patch < 0)
                 want_patch = n_fds == 2 * n + 1;
