@@ -3,12 +3,16 @@
  * ulpctl's transport to ulpd: one blocking request, its progress and its reply.
  */
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -40,6 +44,179 @@ int client_connect(const char *path, int *ret_fd) {
                 return negative_errno();
         *ret_fd = TAKE_FD(fd);
         return 0;
+}
+
+/* Reads "Key:" of /proc/PID/status: up to 4 numbers (base 10, or 16 for masks). */
+static int status_field(pid_t pid, const char *key, int base, unsigned long long v[4]) {
+        char path[64], line[256];
+        size_t klen = strlen(key);
+        FILE *f;
+        int n = -ENOENT;
+
+        snprintf(path, sizeof(path), "/proc/%d/status", (int) pid);
+        f = fopen(path, "re");
+        if (!f)
+                return negative_errno();
+        while (fgets(line, sizeof(line), f)) {
+                char *p = line + klen, *end;
+
+                if (strncmp(line, key, klen) != 0)
+                        continue;
+                for (n = 0; n < 4; n++, p = end) {
+                        v[n] = strtoull(p, &end, base);
+                        if (end == p)
+                                break;
+                }
+                break;
+        }
+        fclose(f);
+        return n;
+}
+
+/* Which of the kernel's ptrace rules most likely refused us, for the operator: a
+ * guess from what anyone may read, the decision itself was the kernel's. "" when no
+ * guess fits (an LSM, say). */
+static const char *refusal_hint(pid_t pid) {
+        unsigned long long u[4], g[4], cap[4], mine[4];
+        char path[64];
+        struct stat st;
+        uid_t eme = geteuid();
+        gid_t egme = getegid();
+        FILE *f;
+        int scope;
+
+        /* the kernel compares the target's real, effective and saved ids with the
+         * caller's filesystem ids, which follow the effective ones */
+        if (status_field(pid, "Uid:", 10, u) >= 3 && (u[0] != eme || u[1] != eme || u[2] != eme))
+                return ": its user ids are not all yours";
+        if (status_field(pid, "Gid:", 10, g) >= 3 && (g[0] != egme || g[1] != egme || g[2] != egme))
+                return ": its group ids are not all yours";
+        snprintf(path, sizeof(path), "/proc/%d/status", (int) pid);
+        if (stat(path, &st) == 0 && st.st_uid != eme)
+                return ": it is not dumpable";
+        if (status_field(pid, "CapPrm:", 16, cap) >= 1 && status_field(getpid(), "CapPrm:", 16, mine) >= 1 &&
+            (cap[0] & ~mine[0]))
+                return ": it holds capabilities you lack";
+        f = fopen("/proc/sys/kernel/yama/ptrace_scope", "re");
+        if (f) {
+                bool yama = fscanf(f, "%d", &scope) == 1 && scope > 0;
+                fclose(f);
+                if (yama)
+                        return ": Yama's ptrace_scope allows only descendants, or none";
+        }
+        return "";
+}
+
+int client_proof_open(pid_t pid, ClientProof *ret, char *errbuf, size_t errlen) {
+        char path[64];
+        _cleanup_close_ int mem_fd = -1, pidfd = -1;
+
+        /* The pidfd first: should pid be reused before the open below, the descriptors
+         * disagree and ulpd refuses. */
+        pidfd = (int) syscall(SYS_pidfd_open, pid, 0);
+        if (pidfd < 0) {
+                int e = errno;
+                if (errbuf)
+                        snprintf(errbuf, errlen, e == ESRCH || e == EINVAL ? "no such process: %d" :
+                                 "cannot open process %d: %s", (int) pid, strerror(e));
+                return e == EINVAL ? -ESRCH : -e;
+        }
+        snprintf(path, sizeof(path), "/proc/%d/mem", (int) pid);
+        mem_fd = open(path, O_RDWR | O_CLOEXEC | O_NOCTTY);
+        if (mem_fd < 0) {
+                int e = errno;
+                if (errbuf) {
+                        if (e == EACCES || e == EPERM)
+                                snprintf(errbuf, errlen, "not allowed to trace process %d: %s "
+                                         "(the kernel's ptrace access check for this user%s)",
+                                         (int) pid, strerror(e), refusal_hint(pid));
+                        else if (e == ENOENT || e == ESRCH)
+                                snprintf(errbuf, errlen, "no such process: %d", (int) pid);
+                        else
+                                snprintf(errbuf, errlen, "cannot open %s: %s", path, strerror(e));
+                }
+                return e == ENOENT ? -ESRCH : -e;
+        }
+        *ret = (ClientProof) { .pid = pid, .mem_fd = TAKE_FD(mem_fd), .pidfd = TAKE_FD(pidfd) };
+        return 0;
+}
+
+void client_proofs_free(ClientProof *v, size_t n) {
+        for (size_t i = 0; v && i < n; i++) {
+                if (v[i].mem_fd >= 0)
+                        close(v[i].mem_fd);
+                if (v[i].pidfd >= 0)
+                        close(v[i].pidfd);
+        }
+        free(v);
+}
+
+int client_proofs_all(size_t max, ClientProof **ret, size_t *ret_n, bool *ret_more) {
+        ClientProof *v = calloc(max ?: 1, sizeof(ClientProof));
+        struct dirent *de;
+        size_t n = 0;
+        DIR *d;
+
+        *ret_more = false;
+        if (!v)
+                return -ENOMEM;
+        d = opendir("/proc");
+        if (!d) {
+                free(v);
+                return negative_errno();
+        }
+        while ((de = readdir(d))) {
+                char *end;
+                long pid = strtol(de->d_name, &end, 10);
+
+                if (*end || pid <= 0 || pid > INT32_MAX || pid == getpid())
+                        continue;
+                if (n == max) {
+                        ClientProof p;
+                        /* only a process we could have sent counts as one more */
+                        if (client_proof_open((pid_t) pid, &p, NULL, 0) >= 0) {
+                                close(p.mem_fd);
+                                close(p.pidfd);
+                                *ret_more = true;
+                                break;
+                        }
+                        continue;
+                }
+                if (client_proof_open((pid_t) pid, &v[n], NULL, 0) >= 0)
+                        n++;
+        }
+        closedir(d);
+        *ret = v;
+        *ret_n = n;
+        return 0;
+}
+
+/* The request's "targets" and the descriptors that go with it: the patch (if any),
+ * then the mem descriptor and the pidfd of each proof. */
+static int send_with_proofs(int fd, struct json_object *q, int patch_fd, const ClientProof *proofs, size_t n) {
+        _cleanup_free_ int *fds = NULL;
+        struct json_object *t;
+        size_t k = 0;
+
+        if (n > PROTOCOL_TARGETS_MAX)
+                return -E2BIG;
+        fds = calloc(1 + 2 * n, sizeof(int));
+        if (!fds)
+                return -ENOMEM;
+        if (patch_fd >= 0)
+                fds[k++] = patch_fd;
+        if (n > 0) {
+                t = json_object_new_array();
+                if (!t)
+                        return -ENOMEM;
+                for (size_t i = 0; i < n; i++) {
+                        json_object_array_add(t, json_object_new_int(proofs[i].pid));
+                        fds[k++] = proofs[i].mem_fd;
+                        fds[k++] = proofs[i].pidfd;
+                }
+                json_object_object_add(q, "targets", t);
+        }
+        return protocol_send_fds(fd, q, fds, k);
 }
 
 void client_results_free(ClientResult *r, size_t n) {
@@ -173,7 +350,7 @@ static int client_transition(int fd, const char *method, const ClientRequest *re
         json_object_object_add(q, "wait", json_object_new_boolean(req->wait));
         json_object_object_add(q, "options", options_to_json(&req->options));
 
-        r = protocol_send(fd, q, patch_fd);
+        r = send_with_proofs(fd, q, patch_fd, req->proofs, req->n_proofs);
         json_object_put(q);
         if (r < 0)
                 return send_failed(fd, r, errbuf, errlen);
@@ -238,12 +415,12 @@ int client_revert(int fd, const ClientRequest *req, int patch_fd,
 }
 
 /* Sends q and reads its single final reply of type want (or "error"). */
-static int client_call(int fd, struct json_object *q, int pass_fd, const char *want,
-                       struct json_object **ret, char *errbuf, size_t errlen) {
+static int client_call(int fd, struct json_object *q, int pass_fd, const ClientProof *proofs, size_t n_proofs,
+                       const char *want, struct json_object **ret, char *errbuf, size_t errlen) {
         MsgReader rd;
         int r;
 
-        r = protocol_send(fd, q, pass_fd);
+        r = send_with_proofs(fd, q, pass_fd, proofs, n_proofs);
         if (r < 0)
                 return send_failed(fd, r, errbuf, errlen);
         msgreader_init(&rd);
@@ -278,7 +455,7 @@ static int client_call(int fd, struct json_object *q, int pass_fd, const char *w
         return r;
 }
 
-int client_check(int fd, pid_t pid, int patch_fd, const char *name_hint,
+int client_check(int fd, pid_t pid, int patch_fd, const char *name_hint, const ClientProof *proof,
                  UlpReport *ret, int *ret_error) {
         struct json_object *q = json_object_new_object(), *m = NULL, *rep;
         int r;
@@ -290,7 +467,7 @@ int client_check(int fd, pid_t pid, int patch_fd, const char *name_hint,
         json_object_object_add(q, "pid", json_object_new_int(pid));
         if (name_hint)
                 json_object_object_add(q, "name", json_object_new_string(name_hint));
-        r = client_call(fd, q, patch_fd, "result", &m, ret->message, sizeof(ret->message));
+        r = client_call(fd, q, patch_fd, proof, proof ? 1 : 0, "result", &m, ret->message, sizeof(ret->message));
         json_object_put(q);
         if (r < 0)
                 return r;
@@ -304,8 +481,8 @@ int client_check(int fd, pid_t pid, int patch_fd, const char *name_hint,
         return r < 0 ? -EPROTO : 0;
 }
 
-int client_status(int fd, pid_t pid, UlpProcessStatus **ret, size_t *ret_n,
-                  char *errbuf, size_t errlen) {
+int client_status(int fd, pid_t pid, const ClientProof *proofs, size_t n_proofs,
+                  UlpProcessStatus **ret, size_t *ret_n, char *errbuf, size_t errlen) {
         struct json_object *q = json_object_new_object(), *m = NULL;
         int r;
 
@@ -313,7 +490,7 @@ int client_status(int fd, pid_t pid, UlpProcessStatus **ret, size_t *ret_n,
                 return -ENOMEM;
         json_object_object_add(q, "method", json_object_new_string("status"));
         json_object_object_add(q, "pid", json_object_new_int(pid));
-        r = client_call(fd, q, -1, "status", &m, errbuf, errlen);
+        r = client_call(fd, q, -1, proofs, n_proofs, "status", &m, errbuf, errlen);
         json_object_put(q);
         if (r < 0)
                 return r;
@@ -333,7 +510,7 @@ int client_ping(int fd) {
         if (!q)
                 return -ENOMEM;
         json_object_object_add(q, "method", json_object_new_string("ping"));
-        r = client_call(fd, q, -1, "pong", &m, NULL, 0);
+        r = client_call(fd, q, -1, NULL, 0, "pong", &m, NULL, 0);
         json_object_put(q);
         json_object_put(m);
         return r;

@@ -27,6 +27,28 @@ const char *client_socket_path(void);
  * -ENOENT / -ECONNREFUSED when no daemon listens there, -EACCES, or other -errno. */
 int client_connect(const char *path, int *ret_fd);
 
+/*
+ * A proof of ptrace access to one process, made with the caller's own credentials: the
+ * kernel's ptrace access check runs when the caller opens /proc/PID/mem for reading and
+ * writing; a pidfd pins which process that was. Passed to ulpd with a request
+ * (protocol.h "targets"), which binds the operation to the image the descriptor refers to.
+ */
+typedef struct ClientProof {
+        pid_t pid;
+        int mem_fd;
+        int pidfd;
+} ClientProof;
+
+/* Opens the proof for pid. Returns 0, -EACCES/-EPERM when the kernel refused this
+ * caller (errbuf: "not allowed to trace process N: <why>"), -ESRCH when there is no
+ * such process, other -errno. */
+int client_proof_open(pid_t pid, ClientProof *ret, char *errbuf, size_t errlen);
+void client_proofs_free(ClientProof *v, size_t n);
+
+/* The proofs for every process the caller may trace, other than itself, at most max
+ * of them (*ret_more set when there were more). */
+int client_proofs_all(size_t max, ClientProof **ret, size_t *ret_n, bool *ret_more);
+
 /* The outcome for one process of an apply or revert. */
 typedef struct ClientResult {
         pid_t pid;
@@ -47,6 +69,8 @@ typedef struct ClientRequest {
                                   * revert: the patch name (or NULL when patch_fd is given) */
         UlpOptions options;
         bool wait;               /* false: reply as soon as the transitions started */
+        const ClientProof *proofs; /* at most PROTOCOL_TARGETS_MAX */
+        size_t n_proofs;
 } ClientRequest;
 
 /* Progress for a waiting client: pid has switched of total threads. */
@@ -69,13 +93,13 @@ int client_revert(int fd, const ClientRequest *req, int patch_fd,
  * then ulp_check()'s result (0, -EBUSY with stragglers, or another -errno) and *ret the
  * report (free with report_json_done()). Request-level failures as above, with the
  * reason in ret->message. */
-int client_check(int fd, pid_t pid, int patch_fd, const char *name_hint,
+int client_check(int fd, pid_t pid, int patch_fd, const char *name_hint, const ClientProof *proof,
                  UlpReport *ret, int *ret_error);
 
 /* The processes carrying ulp patches (pid 0: all, else only that one). *ret is freed
  * with status_json_free() (report-json.h). */
-int client_status(int fd, pid_t pid, UlpProcessStatus **ret, size_t *ret_n,
-                  char *errbuf, size_t errlen);
+int client_status(int fd, pid_t pid, const ClientProof *proofs, size_t n_proofs,
+                  UlpProcessStatus **ret, size_t *ret_n, char *errbuf, size_t errlen);
 
 /* Round trip to check that ulpd answers. */
 int client_ping(int fd);

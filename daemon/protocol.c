@@ -51,7 +51,8 @@ static void keep_fds(MsgReader *r, struct msghdr *mh) {
 int msgreader_fill(MsgReader *r, int sock) {
         union {
                 struct cmsghdr h;
-                char buf[CMSG_SPACE(sizeof(int) * PROTOCOL_FDS_MAX)];
+                /* one sendmsg()'s worth: the kernel passes at most SCM_MAX_FD (253) */
+                char buf[CMSG_SPACE(sizeof(int) * 253)];
         } control;
         struct iovec iov;
         struct msghdr mh = {};
@@ -163,9 +164,15 @@ char *protocol_format(struct json_object *o, size_t *ret_len) {
 }
 
 int protocol_send(int sock, struct json_object *o, int pass_fd) {
-        _cleanup_free_ char *b = NULL;
-        size_t len, done = 0;
+        return protocol_send_fds(sock, o, &pass_fd, pass_fd >= 0 ? 1 : 0);
+}
 
+int protocol_send_fds(int sock, struct json_object *o, const int *fds, size_t n_fds) {
+        _cleanup_free_ char *b = NULL;
+        size_t len, done = 0, sent_fds = 0;
+
+        if (n_fds > PROTOCOL_FDS_MAX)
+                return -E2BIG;
         b = protocol_format(o, &len);
         if (!b)
                 return -ENOMEM;
@@ -174,22 +181,24 @@ int protocol_send(int sock, struct json_object *o, int pass_fd) {
         while (done < len) {
                 union {
                         struct cmsghdr h;
-                        char buf[CMSG_SPACE(sizeof(int))];
+                        char buf[CMSG_SPACE(sizeof(int) * PROTOCOL_FDS_PER_SEND)];
                 } control = {};
-                struct iovec iov = { b + done, len - done };
+                size_t k = MIN(n_fds - sent_fds, (size_t) PROTOCOL_FDS_PER_SEND);
+                /* descriptors travel with bytes: one byte each while more batches follow */
+                struct iovec iov = { b + done, n_fds - sent_fds > k ? 1 : len - done };
                 struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
                 ssize_t n;
 
-                if (pass_fd >= 0 && done == 0) {
+                if (k > 0) {
                         struct cmsghdr *c;
 
                         mh.msg_control = &control;
-                        mh.msg_controllen = sizeof(control.buf);
+                        mh.msg_controllen = CMSG_SPACE(sizeof(int) * k);
                         c = CMSG_FIRSTHDR(&mh);
                         c->cmsg_level = SOL_SOCKET;
                         c->cmsg_type = SCM_RIGHTS;
-                        c->cmsg_len = CMSG_LEN(sizeof(int));
-                        memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
+                        c->cmsg_len = CMSG_LEN(sizeof(int) * k);
+                        memcpy(CMSG_DATA(c), fds + sent_fds, sizeof(int) * k);
                 }
                 n = sendmsg(sock, &mh, MSG_NOSIGNAL);
                 if (n < 0) {
@@ -197,9 +206,10 @@ int protocol_send(int sock, struct json_object *o, int pass_fd) {
                                 continue;
                         return negative_errno();
                 }
+                sent_fds += k;
                 done += (size_t) n;
         }
-        return 0;
+        return sent_fds == n_fds ? 0 : -EMSGSIZE;
 }
 
 struct json_object *protocol_new_message(const char *type) {

@@ -10,15 +10,29 @@
  * attached to the bytes of the request that uses it ("apply", "check", optionally
  * "revert"); ulpd never opens a path a client names.
  *
+ * Access proofs: "apply", "revert", "check" and "status" may carry "targets":[N...],
+ * up to PROTOCOL_TARGETS_MAX distinct pids; for each, in order, two descriptors follow
+ * the patch's: /proc/N/mem that the client opened O_RDWR with its own credentials (the
+ * kernel's ptrace access check decides there), then a pidfd of N (pidfd_open). They
+ * ride on the first bytes of the line, at most PROTOCOL_FDS_PER_SEND per sendmsg(). A
+ * request whose descriptors do not number 2 per target (plus the patch) is refused. For
+ * a client other than root, ulpd works only on pids it has a valid proof for (others are
+ * refused with "not allowed to trace process N: ..."; --all means the proven ones) and
+ * binds each operation to the program the proof's descriptor refers to (a target that
+ * executed a new program since is refused before anything is written). Root's pids
+ * without a proof use ulpd's own authority. Requests without "targets" are those of
+ * earlier clients: valid for root, refused per pid for others. See docs/security.md.
+ *
  * Requests (client -> ulpd), one at a time per connection; the next request may be
  * sent once the previous one got its final reply:
  *   {"version":1,"method":"apply","pids":[N...],"all":bool,"persist":bool,
  *    "name":"fix.so","wait":bool,"options":{"timeout_ms":N,"force":bool,
- *    "global":bool,"return_trap":bool}}                      + patch fd
+ *    "global":bool,"return_trap":bool},"targets":[N...]}      + patch fd + proofs
  *   {"version":1,"method":"revert","pids":[...],"all":bool,"persist":bool,
- *    "name":"NAME","wait":bool,"options":{...}}              (+ patch fd: name from it)
- *   {"version":1,"method":"check","pid":N,"name":"fix.so"}   + patch fd
- *   {"version":1,"method":"status","pid":N}                  (0 or absent: all)
+ *    "name":"NAME","wait":bool,"options":{...},"targets":[...]}
+ *                                                  (+ patch fd: name from it) + proofs
+ *   {"version":1,"method":"check","pid":N,"name":"fix.so","targets":[N]} + patch fd + proof
+ *   {"version":1,"method":"status","pid":N,"targets":[...]}  (0 or absent: all) + proofs
  *   {"version":1,"method":"ping"}
  *
  * Replies (ulpd -> client):
@@ -44,7 +58,9 @@
 #define PROTOCOL_VERSION 1
 #define PROTOCOL_MESSAGE_MAX (256u * 1024u)
 #define PROTOCOL_SOCKET_DEFAULT "/run/ulp/ulpd.sock"
-#define PROTOCOL_FDS_MAX 4
+#define PROTOCOL_TARGETS_MAX 256                        /* access proofs per request */
+#define PROTOCOL_FDS_MAX (1 + 2 * PROTOCOL_TARGETS_MAX)  /* the patch, then two per target */
+#define PROTOCOL_FDS_PER_SEND 250                       /* the kernel takes at most 253 at once */
 
 /* Input side of one connection: bytes not yet consumed and the fds that came with them. */
 typedef struct MsgReader {
@@ -81,6 +97,10 @@ char *protocol_format(struct json_object *o, size_t *ret_len);
 /* Sends o as one line on a blocking socket, with pass_fd (if >= 0) attached. Returns
  * 0 or -errno. */
 int protocol_send(int sock, struct json_object *o, int pass_fd);
+
+/* The same with n_fds descriptors attached in order (at most PROTOCOL_FDS_MAX), spread
+ * over the first bytes of the line PROTOCOL_FDS_PER_SEND at a time. */
+int protocol_send_fds(int sock, struct json_object *o, const int *fds, size_t n_fds);
 
 /* A new {"version":1,"type":type} object. */
 struct json_object *protocol_new_message(const char *type);

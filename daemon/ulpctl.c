@@ -21,6 +21,7 @@
 
 #include "common/macro.h"
 #include "daemon/client.h"
+#include "daemon/protocol.h"
 #include "daemon/report-json.h"
 #include "elf/module.h"
 #include "elf/patchmeta.h"
@@ -220,6 +221,70 @@ static int do_apply_or_revert(const Args *a, bool apply) {
         return exit_code_for(worst);
 }
 
+/* The proofs of access sent with a request through ulpd (client.h): ulpd lets the
+ * kernel's decision at our open() stand for ours. For the pids given, each one's; a pid
+ * the kernel refuses us is reported here and dropped from the request (root's are left
+ * to ulpd's own authority). For --all by another user than root, every process we may
+ * trace is a candidate, and no other. Returns 0 (the pids kept in kept, *ret_kept), or
+ * -errno; *worst gets the error of a dropped pid. */
+static int gather_proofs(const Args *a, ClientProof **ret, size_t *ret_n, pid_t *kept, size_t *ret_kept,
+                         int *worst, json_object *json_results) {
+        bool root = geteuid() == 0;
+        size_t n = 0, k = 0;
+        ClientProof *v;
+
+        *ret = NULL;
+        *ret_n = *ret_kept = 0;
+        if (a->all) {
+                bool more = false;
+                int r;
+
+                if (root)
+                        return 0;
+                r = client_proofs_all(PROTOCOL_TARGETS_MAX, ret, ret_n, &more);
+                if (r < 0) {
+                        fprintf(stderr, "ulpctl: cannot list processes: %s\n", strerror(-r));
+                        return r;
+                }
+                if (more)
+                        fprintf(stderr, "warning: you may trace more than %d processes; only %zu are considered\n",
+                                PROTOCOL_TARGETS_MAX, *ret_n);
+                return 0;
+        }
+        v = calloc(a->n_pids ?: 1, sizeof(*v));
+        if (!v)
+                return -ENOMEM;
+        for (size_t i = 0; i < a->n_pids; i++) {
+                char err[256] = "";
+                int r = client_proof_open(a->pids[i], &v[n], err, sizeof(err));
+
+                if (r >= 0) {
+                        n++;
+                        kept[k++] = a->pids[i];
+                } else if (root)
+                        kept[k++] = a->pids[i];
+                else {
+                        if (r == -EACCES)
+                                r = -EPERM;
+                        if (json_results) {
+                                UlpReport rep = {};
+                                json_object *j;
+                                snprintf(rep.message, sizeof(rep.message), "%s", err);
+                                j = report_to_json(&rep, r);
+                                json_object_object_add(j, "pid", json_object_new_int(a->pids[i]));
+                                json_object_array_add(json_results, j);
+                        } else
+                                fprintf(stderr, "ulpctl: %s\n", err);
+                        if (*worst == 0)
+                                *worst = r;
+                }
+        }
+        *ret = v;
+        *ret_n = n;
+        *ret_kept = k;
+        return 0;
+}
+
 /* Through ulpd: same output, the daemon does the work. */
 static int daemon_apply_or_revert(const Args *a, bool apply) {
         _cleanup_close_ int fd = -1, patch_fd = -1;
@@ -227,10 +292,24 @@ static int daemon_apply_or_revert(const Args *a, bool apply) {
                               .name = apply ? base_name(a->target) : a->target,
                               .options = options_of(a), .wait = !a->no_wait };
         ClientResult *res = NULL;
-        size_t n = 0;
+        ClientProof *proofs = NULL;
+        pid_t kept[ELEMENTSOF(a->pids)];
+        size_t n = 0, n_kept = 0;
         char err[256] = "";
         int r, worst = 0;
+        json_object *results = a->json ? json_object_new_array() : NULL;
 
+        r = gather_proofs(a, &proofs, &req.n_proofs, kept, &n_kept, &worst, results);
+        if (r < 0)
+                return 1;
+        req.proofs = proofs;
+        req.pids = kept;
+        req.n_pids = n_kept;
+        if (!a->all && n_kept == 0) {
+                client_proofs_free(proofs, req.n_proofs);
+                n = 0;
+                goto print;
+        }
         r = client_connect(client_socket_path(), &fd);
         if (r < 0) {
                 fprintf(stderr, "ulpctl: no ulpd answers on %s (%s); start ulpd, or use --direct\n",
@@ -246,11 +325,13 @@ static int daemon_apply_or_revert(const Args *a, bool apply) {
         r = apply ? client_apply(fd, &req, patch_fd, progress, NULL, &res, &n, err, sizeof(err))
                   : client_revert(fd, &req, patch_fd, progress, NULL, &res, &n, err, sizeof(err));
         progress_done();
+        client_proofs_free(proofs, req.n_proofs);
         if (r < 0) {
                 fprintf(stderr, "ulpctl: %s\n", err[0] ? err : strerror(-r));
+                json_object_put(results);
                 return r == -ETIMEDOUT ? EXIT_TIMEDOUT : 1;
         }
-        json_object *results = a->json ? json_object_new_array() : NULL;
+print:
         for (size_t i = 0; i < n; i++) {
                 if (results) {
                         json_object *j = report_to_json(&res[i].report, res[i].error);
@@ -264,8 +345,9 @@ static int daemon_apply_or_revert(const Args *a, bool apply) {
                         worst = res[i].error;
         }
         if (results) {
-                json_object *o = n == 1 ? json_object_get(json_object_array_get_idx(results, 0)) : json_object_new_object();
-                if (n == 1)
+                size_t all = json_object_array_length(results);
+                json_object *o = all == 1 ? json_object_get(json_object_array_get_idx(results, 0)) : json_object_new_object();
+                if (all == 1)
                         json_object_put(results);
                 else
                         json_object_object_add(o, "results", results);
@@ -318,7 +400,32 @@ static int verb_status(const Args *a) {
                                 client_socket_path(), strerror(-r));
                         return 1;
                 }
-                r = client_status(fd, a->n_pids ? a->pids[0] : 0, &s, &n, err, sizeof(err));
+                ClientProof *proofs = NULL;
+                size_t n_proofs = 0;
+                if (geteuid() != 0) {
+                        /* ulpd shows us what we prove we may trace (client.h) */
+                        _cleanup_free_ pid_t *cand = NULL;
+                        size_t n_cand = 0;
+                        if (a->n_pids) {
+                                cand = malloc(sizeof(pid_t));
+                                if (cand)
+                                        cand[n_cand++] = a->pids[0];
+                        } else
+                                (void) ulp_list_processes(&cand, &n_cand);
+                        proofs = calloc(n_cand ?: 1, sizeof(*proofs));
+                        for (size_t i = 0; proofs && i < n_cand && n_proofs < PROTOCOL_TARGETS_MAX; i++) {
+                                r = client_proof_open(cand[i], &proofs[n_proofs], err, sizeof(err));
+                                if (r >= 0)
+                                        n_proofs++;
+                                else if (a->n_pids) {
+                                        fprintf(stderr, "ulpctl: %s\n", err);
+                                        free(proofs);
+                                        return 1;
+                                }
+                        }
+                }
+                r = client_status(fd, a->n_pids ? a->pids[0] : 0, proofs, n_proofs, &s, &n, err, sizeof(err));
+                client_proofs_free(proofs, n_proofs);
                 if (r < 0) {
                         fprintf(stderr, "ulpctl: %s\n", err[0] ? err : strerror(-r));
                         return 1;
@@ -385,9 +492,21 @@ static int verb_check(const Args *a) {
                                 client_socket_path(), strerror(-r));
                         return 1;
                 }
-                r = client_check(fd, a->pids[0], patch_fd, base_name(a->target), &rep, &error);
+                ClientProof proof;
+                char err[256] = "";
+                r = client_proof_open(a->pids[0], &proof, err, sizeof(err));
+                if (r < 0 && geteuid() != 0) {
+                        fprintf(stderr, "ulpctl: %s\n", err);
+                        return 1;
+                }
+                bool have = r >= 0;
+                r = client_check(fd, a->pids[0], patch_fd, base_name(a->target), have ? &proof : NULL, &rep, &error);
+                if (have) {
+                        close(proof.mem_fd);
+                        close(proof.pidfd);
+                }
                 if (r < 0) {
-                        fprintf(stderr, "ulpctl: %s\n", strerror(-r));
+                        fprintf(stderr, "ulpctl: %s\n", rep.message[0] ? rep.message : strerror(-r));
                         return 1;
                 }
         }

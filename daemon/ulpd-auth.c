@@ -1,54 +1,41 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Who may patch what. The peer's credentials come from SO_PEERCRED, taken by the
- * kernel at connect() time, so a client cannot claim another uid. Root may patch
- * any process but ulpd itself; any other user only processes that are entirely
- * theirs: real, effective and saved uid equal to theirs (no setuid program half-way
- * through dropping privileges) and dumpable (the kernel makes the files in /proc/PID
- * owned by root when a process is not dumpable, e.g. after a credential change or
- * prctl(PR_SET_DUMPABLE, 0); the /proc/PID directory itself keeps the owner it had
- * when first looked up, so /proc/PID/status is what we stat), the conditions under
- * which the kernel would let that user ptrace the process.
+ * Who may patch what. ulpd copies none of the kernel's rules: the kernel decides, with
+ * the caller's own credentials, when the caller opens /proc/PID/mem for reading and
+ * writing (ptrace_may_access() with PTRACE_MODE_ATTACH_FSCREDS: every uid and gid,
+ * dumpable, the target's capabilities a subset of the caller's, Yama's ptrace_scope,
+ * LSMs). ulpctl opens that file and a pidfd for each target and passes both with the
+ * request (protocol.h, "targets"); here we only make sure that the descriptors are what
+ * they claim to be, for the pid they are sent for:
+ *   - the mem descriptor is a procfs file, /proc/<pid>/mem in our view of /proc, open
+ *     O_RDWR (a read-only one proves only PTRACE_MODE_READ... and is no use to a patch);
+ *   - the pidfd refers to <pid> (its fdinfo Pid:) and that process is alive
+ *     (pidfd_send_signal with signal 0), so a pid reused since is not taken for it.
+ * The operation is then bound to the image the mem descriptor refers to
+ * (UlpOptions.auth_mem, patcher/target-image.c): a target that executed a new program
+ * (a setuid one, say) since the caller opened the descriptor is refused before anything
+ * is written, at every stop of the operation.
  *
- * The check and the operation are not atomic: a pid could be reused in between. The
- * window is one event loop iteration, and a pid is reused within it only if the target
- * exits and the pid space (pid_max) wraps around meanwhile.
+ * The peer's uid comes from SO_PEERCRED, taken by the kernel at connect() time. Root
+ * (uid 0) may act without proofs, with ulpd's own authority, as ulpd does for sticky
+ * patches and when it finishes a transition a previous ulpd left. Nobody patches ulpd.
+ * See docs/security.md.
  */
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/magic.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "common/macro.h"
 #include "daemon/ulpd.h"
-
-/* Reads the Uid: line of /proc/PID/status: real, effective, saved, fs. */
-static int read_uids(pid_t pid, uid_t ret[4]) {
-        char path[64], line[256];
-        FILE *f;
-        int r = -EBADMSG;
-
-        snprintf(path, sizeof(path), "/proc/%d/status", (int) pid);
-        f = fopen(path, "re");
-        if (!f)
-                return errno == ENOENT ? -ESRCH : negative_errno();
-        while (fgets(line, sizeof(line), f)) {
-                unsigned a, b, c, d;
-
-                if (strncmp(line, "Uid:", 4) != 0)
-                        continue;
-                if (sscanf(line + 4, "%u %u %u %u", &a, &b, &c, &d) == 4) {
-                        ret[0] = a, ret[1] = b, ret[2] = c, ret[3] = d;
-                        r = 0;
-                }
-                break;
-        }
-        fclose(f);
-        return r;
-}
 
 /* A thread of another process (a tid, not a tgid) is no target: only thread group
  * leaders are processes. /proc/TID exists for threads too, but Tgid: differs. */
@@ -73,12 +60,188 @@ static int is_process(pid_t pid) {
         return r;
 }
 
-int auth_check(const struct ucred *cred, pid_t pid, char *reason, size_t reason_len) {
-        char path[64];
-        struct stat st;
-        uid_t uids[4];
+void auth_proofs_done(AuthProofs *p) {
+        for (size_t i = 0; i < p->n; i++) {
+                if (p->v[i].mem_fd >= 0)
+                        close(p->v[i].mem_fd);
+                if (p->v[i].pidfd >= 0)
+                        close(p->v[i].pidfd);
+        }
+        free(p->v);
+        *p = (AuthProofs) {};
+}
+
+int auth_take_fds(MsgReader *rd, struct json_object *q, int want_patch, int *ret_patch_fd,
+                  AuthProofs *ret, char *reason, size_t len) {
+        struct json_object *a = NULL;
+        size_t n = 0, n_fds = rd->n_fds;
+        int r = 0;
+
+        *ret_patch_fd = -1;
+        *ret = (AuthProofs) {};
+        if (json_object_object_get_ex(q, "targets", &a)) {
+                if (!json_object_is_type(a, json_type_array)) {
+                        snprintf(reason, len, "invalid \"targets\": a list of process ids is expected");
+                        r = -EINVAL;
+                        goto finish;
+                }
+                n = json_object_array_length(a);
+        }
+        if (n > PROTOCOL_TARGETS_MAX) {
+                snprintf(reason, len, "too many \"targets\": at most %d per request", PROTOCOL_TARGETS_MAX);
+                r = -E2BIG;
+                goto finish;
+        }
+        /* None at all: the method says whether it misses its patch. */
+        if (n == 0 && n_fds == 0)
+                goto finish;
+        /* A revert may come with or without its patch: the count tells. */
+        if (want_patch < 0)
+                want_patch = n_fds == 2 * n + 1;
+        if (n_fds != 2 * n + (size_t) want_patch) {
+                snprintf(reason, len, "the request carries %zu file descriptor(s), %zu expected "
+                         "(%s2 for each of the %zu \"targets\")", n_fds, 2 * n + (size_t) want_patch,
+                         want_patch ? "the patch, then " : "", n);
+                r = -EBADF;
+                goto finish;
+        }
+        if (want_patch)
+                *ret_patch_fd = msgreader_take_fd(rd);
+        if (n == 0)
+                goto finish;
+        ret->v = calloc(n, sizeof(AuthProof));
+        if (!ret->v) {
+                snprintf(reason, len, "out of memory");
+                r = -ENOMEM;
+                goto finish;
+        }
+        for (size_t i = 0; i < n; i++) {
+                struct json_object *e = json_object_array_get_idx(a, i);
+                int64_t x = 0;
+
+                ret->v[i].mem_fd = msgreader_take_fd(rd);
+                ret->v[i].pidfd = msgreader_take_fd(rd);
+                ret->n = i + 1;
+                if (!json_object_is_type(e, json_type_int) ||
+                    (x = json_object_get_int64(e)) <= 0 || x > INT32_MAX) {
+                        snprintf(reason, len, "invalid \"targets\": a list of process ids is expected");
+                        r = -EINVAL;
+                        goto finish;
+                }
+                ret->v[i].pid = (pid_t) x;
+                for (size_t k = 0; k < i; k++)
+                        if (ret->v[k].pid == ret->v[i].pid) {
+                                snprintf(reason, len, "invalid \"targets\": process %d twice", (int) x);
+                                r = -EINVAL;
+                                goto finish;
+                        }
+        }
+finish:
+        if (r < 0) {
+                if (*ret_patch_fd >= 0)
+                        close(*ret_patch_fd);
+                *ret_patch_fd = -1;
+                auth_proofs_done(ret);
+        }
+        /* whatever else came is no business of this request */
+        for (int fd; (fd = msgreader_take_fd(rd)) >= 0;)
+                close(fd);
+        return r;
+}
+
+/* The "Pid:" of a pidfd from /proc/self/fdinfo: the pid in our namespace, -1 when the
+ * process exited. -EBADF when fd is no pidfd. */
+static int pidfd_pid(int fd, pid_t *ret) {
+        char path[64], buf[1024], *p;
+        ssize_t n;
+        long v;
+
+        snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+        n = readlink(path, buf, sizeof(buf) - 1);
+        if (n < 0)
+                return -EBADF;
+        buf[n] = 0;
+        /* anon_inode:[pidfd] before Linux 6.9, pidfd:[INODE] on pidfs */
+        if (strcmp(buf, "anon_inode:[pidfd]") != 0 && strncmp(buf, "pidfd:", 6) != 0)
+                return -EBADF;
+        snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+        _cleanup_close_ int f = open(path, O_RDONLY | O_CLOEXEC);
+        if (f < 0)
+                return -EBADF;
+        n = read(f, buf, sizeof(buf) - 1);
+        if (n <= 0)
+                return -EBADF;
+        buf[n] = 0;
+        p = strstr(buf, "\nPid:");
+        if (!p)
+                return -EBADF;
+        v = strtol(p + 5, NULL, 10);
+        if (v < -1 || v > INT32_MAX)
+                return -EBADF;
+        *ret = (pid_t) v;
+        return 0;
+}
+
+/* Is p a live proof for pid? 0, or -EPERM / -ESRCH with the reason. */
+static int proof_verify(const AuthProof *p, pid_t pid, char *reason, size_t len) {
+        char path[64], want[64], link[256];
+        struct statfs sf;
+        ssize_t n;
+        pid_t owner = 0;
+        int fl;
+
+        /* the pidfd first: a process gone since is said so, not as a bad descriptor */
+        if (p->pidfd < 0 || pidfd_pid(p->pidfd, &owner) < 0) {
+                snprintf(reason, len, "not allowed to trace process %d: no pidfd for it came with the request", (int) pid);
+                return -EPERM;
+        }
+        if (owner == -1 || syscall(SYS_pidfd_send_signal, p->pidfd, 0, NULL, 0) < 0) {
+                snprintf(reason, len, "process %d exited since the request was made", (int) pid);
+                return -ESRCH;
+        }
+        if (owner != pid) {
+                snprintf(reason, len, "not allowed to trace process %d: the pidfd sent for it is for process %d",
+                         (int) pid, (int) owner);
+                return -EPERM;
+        }
+        if (p->mem_fd < 0 || fstatfs(p->mem_fd, &sf) < 0 || sf.f_type != PROC_SUPER_MAGIC) {
+                snprintf(reason, len, "not allowed to trace process %d: the descriptor sent for it is not /proc/%d/mem",
+                         (int) pid, (int) pid);
+                return -EPERM;
+        }
+        snprintf(path, sizeof(path), "/proc/self/fd/%d", p->mem_fd);
+        snprintf(want, sizeof(want), "/proc/%d/mem", (int) pid);
+        n = readlink(path, link, sizeof(link) - 1);
+        if (n >= 0)
+                link[n] = 0;
+        if (n < 0 || strcmp(link, want) != 0) {
+                snprintf(reason, len, "not allowed to trace process %d: the descriptor sent for it is not /proc/%d/mem",
+                         (int) pid, (int) pid);
+                return -EPERM;
+        }
+        fl = fcntl(p->mem_fd, F_GETFL);
+        if (fl < 0 || (fl & O_ACCMODE) != O_RDWR) {
+                snprintf(reason, len, "not allowed to trace process %d: /proc/%d/mem was not opened for reading and writing",
+                         (int) pid, (int) pid);
+                return -EPERM;
+        }
+        return 0;
+}
+
+const AuthProof *auth_find_proof(const AuthProofs *proofs, pid_t pid) {
+        for (size_t i = 0; proofs && i < proofs->n; i++)
+                if (proofs->v[i].pid == pid)
+                        return &proofs->v[i];
+        return NULL;
+}
+
+int auth_check(const struct ucred *cred, const AuthProofs *proofs, pid_t pid, int *ret_mem_fd,
+               char *reason, size_t reason_len) {
+        const AuthProof *p;
         int r;
 
+        if (ret_mem_fd)
+                *ret_mem_fd = -1;
         if (pid <= 0) {
                 snprintf(reason, reason_len, "invalid process id %d", (int) pid);
                 return -ESRCH;
@@ -92,29 +255,25 @@ int auth_check(const struct ucred *cred, pid_t pid, char *reason, size_t reason_
                 snprintf(reason, reason_len, "no such process: %d", (int) pid);
                 return r;
         }
+        p = auth_find_proof(proofs, pid);
+        if (p) {
+                r = proof_verify(p, pid, reason, reason_len);
+                /* Root needs no proof: one that does not look right from here (a client
+                 * in another mount namespace, say) leaves root's request to ulpd's own
+                 * authority. A process that exited since is refused all the same: its
+                 * pid may be another process's by now. */
+                if (r == -EPERM && cred->uid == 0)
+                        return 0;
+                if (r < 0)
+                        return r;
+                if (ret_mem_fd)
+                        *ret_mem_fd = p->mem_fd;
+                return 0;
+        }
         if (cred->uid == 0)
                 return 0;
-
-        r = read_uids(pid, uids);
-        if (r < 0) {
-                snprintf(reason, reason_len, "no such process: %d", (int) pid);
-                return r == -ESRCH ? r : -EPERM;
-        }
-        if (uids[0] != cred->uid || uids[1] != cred->uid || uids[2] != cred->uid) {
-                snprintf(reason, reason_len,
-                         "permission denied: pid %d does not belong to uid %u (its uids: real %u, effective %u, saved %u)",
-                         (int) pid, (unsigned) cred->uid, (unsigned) uids[0], (unsigned) uids[1], (unsigned) uids[2]);
-                return -EPERM;
-        }
-        snprintf(path, sizeof(path), "/proc/%d/status", (int) pid);
-        if (stat(path, &st) < 0) {
-                snprintf(reason, reason_len, "no such process: %d", (int) pid);
-                return -ESRCH;
-        }
-        if (st.st_uid != cred->uid) {
-                snprintf(reason, reason_len,
-                         "permission denied: pid %d is not dumpable, only root may patch it", (int) pid);
-                return -EPERM;
-        }
-        return 0;
+        snprintf(reason, reason_len,
+                 "not allowed to trace process %d: the request carries no proof of access to it "
+                 "(ulpctl opens /proc/%d/mem as the caller and passes it)", (int) pid, (int) pid);
+        return -EPERM;
 }

@@ -648,7 +648,8 @@ static struct json_object *result_error(pid_t pid, int error, const char *messag
 }
 
 /* The processes carrying the patch called name (for revert --all), visible to cred. */
-static int pids_carrying(const struct ucred *cred, const char *name, pid_t **ret, size_t *ret_n) {
+static int pids_carrying(const struct ucred *cred, const AuthProofs *proofs, const char *name,
+                         pid_t **ret, size_t *ret_n) {
         _cleanup_free_ pid_t *all = NULL;
         size_t n_all = 0, n = 0;
         pid_t *v;
@@ -665,7 +666,7 @@ static int pids_carrying(const struct ucred *cred, const char *name, pid_t **ret
                 UlpReport rep = {};
                 char why[256];
 
-                if (auth_check(cred, all[i], why, sizeof(why)) < 0)
+                if (auth_check(cred, proofs, all[i], NULL, why, sizeof(why)) < 0)
                         continue;
                 if (ulp_status(all[i], &s, &rep) >= 0 && (s.trusted || cred->uid != 0)) {
                         for (size_t k = 0; k < s.n_patches; k++)
@@ -686,7 +687,8 @@ static int pids_carrying(const struct ucred *cred, const char *name, pid_t **ret
 /* apply and revert: one Job per target. */
 static void method_transition(Connection *c, struct json_object *q, JobKind kind) {
         Manager *m = c->m;
-        _cleanup_close_ int patch_fd = msgreader_take_fd(&c->rd);
+        _cleanup_close_ int patch_fd = -1;
+        _cleanup_(auth_proofs_done) AuthProofs proofs = {};
         _cleanup_free_ pid_t *pids = NULL;
         size_t n_pids = 0;
         UlpOptions opts;
@@ -696,6 +698,11 @@ static void method_transition(Connection *c, struct json_object *q, JobKind kind
         char name[128] = "", reason[512];
         int r;
 
+        r = auth_take_fds(&c->rd, q, kind == JOB_APPLY ? 1 : -1, &patch_fd, &proofs, reason, sizeof(reason));
+        if (r < 0) {
+                reply_error(c, r, "%s", reason);
+                return;
+        }
         r = parse_pids(q, &pids, &n_pids);
         if (r == -E2BIG) {
                 reply_error(c, r, "too many process ids: at most %u in one request", PIDS_MAX);
@@ -765,7 +772,7 @@ static void method_transition(Connection *c, struct json_object *q, JobKind kind
                 if (kind == JOB_APPLY)
                         r = persist_matching_pids(m, patch_fd, hint, &pids, &n_pids, reason, sizeof(reason));
                 else {
-                        r = pids_carrying(&c->cred, name, &pids, &n_pids);
+                        r = pids_carrying(&c->cred, &proofs, name, &pids, &n_pids);
                         if (r < 0)
                                 snprintf(reason, sizeof(reason), "cannot list patched processes: %s", strerror(-r));
                 }
@@ -774,10 +781,11 @@ static void method_transition(Connection *c, struct json_object *q, JobKind kind
                         return;
                 }
                 if (kind == JOB_APPLY && c->cred.uid != 0) {
-                        /* an unprivileged --all means all of one's own processes */
+                        /* an unprivileged --all means all the processes the caller proved
+                         * it may trace */
                         size_t k = 0;
                         for (size_t i = 0; i < n_pids; i++)
-                                if (auth_check(&c->cred, pids[i], reason, sizeof(reason)) >= 0)
+                                if (auth_check(&c->cred, &proofs, pids[i], NULL, reason, sizeof(reason)) >= 0)
                                         pids[k++] = pids[i];
                         n_pids = k;
                 }
@@ -815,6 +823,7 @@ static void method_transition(Connection *c, struct json_object *q, JobKind kind
 
         for (size_t i = 0; i < n_pids; i++) {
                 pid_t pid = pids[i];
+                UlpOptions jopts = opts;
                 size_t index;
                 Job *j;
 
@@ -823,7 +832,8 @@ static void method_transition(Connection *c, struct json_object *q, JobKind kind
                         json_object_array_add(req->results, result_error(pid, r, reason, NULL));
                         continue;
                 }
-                r = auth_check(&c->cred, pid, reason, sizeof(reason));
+                r = auth_check(&c->cred, &proofs, pid, &jopts.auth_mem_fd, reason, sizeof(reason));
+                jopts.auth_mem = jopts.auth_mem_fd >= 0;
                 if (r < 0) {
                         if (r == -EPERM && log_refusal_pass(m))
                                 log_full(LOG_WARNING, pid, name, NULL, "refused %s of %s in pid %d for uid %u (pid %d): %s",
@@ -846,7 +856,7 @@ static void method_transition(Connection *c, struct json_object *q, JobKind kind
                         continue;
                 }
                 j->uid = c->cred.uid;
-                r = job_start(j, patch_fd, &opts);
+                r = job_start(j, patch_fd, &jopts);
                 if (r < 0) {
                         j->req = req;
                         j->index = json_object_array_length(req->results);
@@ -891,14 +901,20 @@ static void method_transition(Connection *c, struct json_object *q, JobKind kind
 }
 
 static void method_check(Connection *c, struct json_object *q) {
-        _cleanup_close_ int patch_fd = msgreader_take_fd(&c->rd);
+        _cleanup_close_ int patch_fd = -1;
+        _cleanup_(auth_proofs_done) AuthProofs proofs = {};
         struct json_object *o, *rep;
         UlpReport report = {};
         const char *hint = sane_name(protocol_get_string(q, "name"));
         char reason[512];
         int64_t pid = 0;
-        int r;
+        int r, mem_fd = -1;
 
+        r = auth_take_fds(&c->rd, q, 1, &patch_fd, &proofs, reason, sizeof(reason));
+        if (r < 0) {
+                reply_error(c, r, "%s", reason);
+                return;
+        }
         if (protocol_get_int(q, "pid", 1, INT32_MAX, &pid) < 0) {
                 reply_error(c, -EINVAL, "check needs one process id");
                 return;
@@ -908,7 +924,7 @@ static void method_check(Connection *c, struct json_object *q) {
                 reply_error(c, r, "%s", reason);
                 return;
         }
-        r = auth_check(&c->cred, (pid_t) pid, reason, sizeof(reason));
+        r = auth_check(&c->cred, &proofs, (pid_t) pid, &mem_fd, reason, sizeof(reason));
         if (r < 0) {
                 if (r == -EPERM && log_refusal_pass(c->m))
                         log_full(LOG_WARNING, (pid_t) pid, hint, NULL, "refused check of pid %d for uid %u: %s",
@@ -920,7 +936,8 @@ static void method_check(Connection *c, struct json_object *q) {
                 reply_error(c, -EBUSY, "pid %d has a transition running; try again when it finished", (int) pid);
                 return;
         }
-        r = ulp_check((pid_t) pid, patch_fd, hint ?: "patch.so", &report);
+        r = ulp_check_with((pid_t) pid, patch_fd, hint ?: "patch.so",
+                           &(UlpOptions) { .auth_mem = mem_fd >= 0, .auth_mem_fd = mem_fd }, &report);
         rep = report_to_json(&report, r);
         ulp_report_done(&report);
         o = protocol_new_message("result");
@@ -932,7 +949,9 @@ static void method_check(Connection *c, struct json_object *q) {
 }
 
 static void method_status(Connection *c, struct json_object *q) {
+        _cleanup_(auth_proofs_done) AuthProofs proofs = {};
         _cleanup_free_ pid_t *pids = NULL;
+        int none = -1;
         UlpProcessStatus *v = NULL;
         size_t n_pids = 0, n = 0;
         struct json_object *o, *procs;
@@ -940,13 +959,18 @@ static void method_status(Connection *c, struct json_object *q) {
         int64_t pid = 0;
         int r;
 
+        r = auth_take_fds(&c->rd, q, 0, &none, &proofs, reason, sizeof(reason));
+        if (r < 0) {
+                reply_error(c, r, "%s", reason);
+                return;
+        }
         r = protocol_get_int(q, "pid", 0, INT32_MAX, &pid);
         if (r == -EINVAL) {
                 reply_error(c, r, "invalid process id");
                 return;
         }
         if (pid > 0) {
-                r = auth_check(&c->cred, (pid_t) pid, reason, sizeof(reason));
+                r = auth_check(&c->cred, &proofs, (pid_t) pid, NULL, reason, sizeof(reason));
                 if (r < 0) {
                         reply_error(c, r, "%s", reason);
                         return;
@@ -974,7 +998,7 @@ static void method_status(Connection *c, struct json_object *q) {
                 UlpReport rep = {};
 
                 /* others' processes stay invisible to an unprivileged client */
-                if (pid == 0 && auth_check(&c->cred, pids[i], reason, sizeof(reason)) < 0)
+                if (pid == 0 && auth_check(&c->cred, &proofs, pids[i], NULL, reason, sizeof(reason)) < 0)
                         continue;
                 r = ulp_status(pids[i], &v[n], &rep);
                 /* A block that cannot be used is listed as such, with why. */
@@ -1033,7 +1057,7 @@ static void dispatch(Connection *c, struct json_object *q) {
         }
         /* a fd that arrived with an earlier request is no business of this one */
         if (!protocol_streq(method, "apply") && !protocol_streq(method, "revert") &&
-            !protocol_streq(method, "check")) {
+            !protocol_streq(method, "check") && !protocol_streq(method, "status")) {
                 int fd;
                 while ((fd = msgreader_take_fd(&c->rd)) >= 0)
                         close(fd);

@@ -39,11 +39,36 @@ extern int log_max_priority;
 
 /* ---- authorization (ulpd-auth.c) ----------------------------------------------- */
 
+/* A client's proof of ptrace access to pid (protocol.h "targets"): /proc/PID/mem it
+ * opened O_RDWR, and a pidfd. */
+typedef struct AuthProof {
+        pid_t pid;
+        int mem_fd;
+        int pidfd;
+} AuthProof;
+
+typedef struct AuthProofs {
+        AuthProof *v;
+        size_t n;
+} AuthProofs;
+
+/* Takes the descriptors of request q out of rd: first the patch (want_patch 1: there is
+ * one; 0: none; -1: either, the count tells), then the two of each "targets" entry, in
+ * order. Anything else that came is closed. Returns 0, or -errno with the line for the
+ * client in reason (a count that does not match, malformed or duplicate targets). */
+int auth_take_fds(MsgReader *rd, struct json_object *q, int want_patch, int *ret_patch_fd,
+                  AuthProofs *ret, char *reason, size_t reason_len);
+void auth_proofs_done(AuthProofs *p);
+const AuthProof *auth_find_proof(const AuthProofs *proofs, pid_t pid);
+
 /* May the peer with credentials cred patch (or inspect) pid? Returns 0, or -EPERM with
- * the one line for the client in reason, -ESRCH when pid does not exist. Root may touch
- * any process but ulpd; others only their own dumpable processes (real, effective and
- * saved uids all theirs). */
-int auth_check(const struct ucred *cred, pid_t pid, char *reason, size_t reason_len);
+ * the one line for the client in reason, -ESRCH when pid does not exist (or exited
+ * since the client's proof). Nobody may touch ulpd. With a proof for pid in proofs, the
+ * kernel decided at the client's open(): the proof must be valid, and *ret_mem_fd (when
+ * not NULL) gets its /proc/PID/mem descriptor, to bind the operation to. Without one,
+ * only root is allowed (ulpd's own authority, *ret_mem_fd -1). */
+int auth_check(const struct ucred *cred, const AuthProofs *proofs, pid_t pid, int *ret_mem_fd,
+               char *reason, size_t reason_len);
 
 /* ---- transitions (ulpd.c) ------------------------------------------------------ */
 

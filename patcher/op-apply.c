@@ -483,7 +483,11 @@ static int check_ranges(UlpOp *op, const PatchMeta *meta, const Resolved *res, T
 /* Dry run: refusals as apply would give them, then one stop-the-world to see which
  * threads would block the transition now. Writes nothing into the target. */
 int ulp_check(pid_t pid, int patch_fd, const char *name_hint, UlpReport *report) {
-        UlpOp *op = op_new(OP_APPLY, NULL, report);
+        return ulp_check_with(pid, patch_fd, name_hint, NULL, report);
+}
+
+int ulp_check_with(pid_t pid, int patch_fd, const char *name_hint, const UlpOptions *o, UlpReport *report) {
+        UlpOp *op = op_new(OP_APPLY, o, report);
         PatchMeta *meta = NULL;
         Resolved *res = NULL;
         Transition tr = {};

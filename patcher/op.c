@@ -36,6 +36,13 @@ uint64_t op_now_ns(void) {
 
 int op_fail(UlpOp *op, int r, const char *fmt, ...) {
         va_list ap;
+        /* Whatever failed after an exec failed because of it: say that, the one cause. */
+        if (op->t && op->t->image_changed && r < 0) {
+                snprintf(op->report->message, sizeof(op->report->message),
+                         "process %d executed a new program since the operation was authorized; "
+                         "nothing more was written into it", op->t->pid);
+                return -ESTALE;
+        }
         va_start(ap, fmt);
         vsnprintf(op->report->message, sizeof(op->report->message), fmt, ap);
         va_end(ap);
@@ -127,6 +134,13 @@ int op_open_target(UlpOp *op, pid_t pid) {
                 return op_fail_denied(op, pid);
         if (r < 0)
                 return op_fail(op, r, "cannot open process %d: %s", pid, strerror(-r));
+        r = target_bind_image(op->t, op->o.auth_mem ? op->o.auth_mem_fd : -1);
+        if (r == -ESTALE)   /* image_changed is set: op_fail() says what happened */
+                return op_fail(op, r, "the image changed");
+        if (r == -ESRCH)
+                return op_fail(op, r, "no process with pid %d", pid);
+        if (r < 0)
+                return op_fail(op, r, "cannot read the program process %d runs: %s", pid, strerror(-r));
         r = op_refresh_modules(op);
         if (r < 0)
                 return r;
@@ -481,13 +495,13 @@ int ulp_op_step(UlpOp *op, unsigned *ret_next_ms) {
 
         if (op->done)
                 return op->reversing ? -ETIMEDOUT : 1;
-        if (target_replaced(op))
+        if (op->t->image_changed || target_replaced(op))
                 return op_replaced(op);
         /* A post-unpatch callback runs from the patch's code after completion. */
         op->tr.keep_code = op->tr.target_state == THREAD_UNPATCHED && op->c.img->patches[op->patch].callbacks[3];
         r = transition_try_complete(&op->tr);
         /* An exec in the middle of the pass shows as memory that is gone. */
-        if (r < 0 && r != -ESRCH && target_replaced(op))
+        if (r < 0 && r != -ESRCH && (op->t->image_changed || target_replaced(op)))
                 return op_replaced(op);
         if (r == -ESRCH) {
                 op->done = true;

@@ -208,6 +208,8 @@ static int thread_record_stop(Target *t, Thread *th, int status) {
         int sig = WSTOPSIG(status), event = status >> 16;
 
         th->signal_stop = false;
+        if (event == PTRACE_EVENT_EXEC)
+                t->image_changed = true;   /* not the program we were asked to work on */
         if (event == PTRACE_EVENT_STOP) {
                 if (is_group_stop_sig(sig))
                         th->group_stopped = true;
@@ -260,7 +262,9 @@ static int thread_seize_interrupt(Target *t, Thread *th) {
         int r;
 
         if (!th->seized) {
-                r = target__ptrace(PTRACE_SEIZE, th->tid, NULL, NULL);
+                /* An exec while attached stops with PTRACE_EVENT_EXEC (see
+                 * thread_record_stop) instead of running on in a new program. */
+                r = target__ptrace(PTRACE_SEIZE, th->tid, NULL, (void *)(long)PTRACE_O_TRACEEXEC);
                 if (r == -EPERM) {
                         /* ptrace_attach() says EPERM for an exiting thread too. */
                         char st = thread_state(t->pid, th->tid);
@@ -465,6 +469,7 @@ int target_open(pid_t pid, Target **ret) {
                 return -ENOMEM;
         t->pid = pid;
         t->mem_fd = -1;
+        t->auth_fd = -1;
         int r = target_refresh_threads(t);
         if (r < 0) {
                 free(t->threads);
@@ -505,8 +510,11 @@ void target_free(Target *t) {
                 return;
         /* Gives stragglers their time to stop, then detaches everything. */
         (void) target_release_all(t, stop_timeout_ms(t));
+        target__release_exec_leader(t);
         if (t->mem_fd >= 0)
                 close(t->mem_fd);
+        if (t->auth_fd >= 0)
+                close(t->auth_fd);
         free(t->threads);
         free(t);
 }
@@ -576,8 +584,12 @@ int target_stop_all(Target *t) {
                 r = target_refresh_threads(t);
                 if (r < 0)
                         goto fail;
-                if (r == 0)
+                if (r == 0) {
+                        r = target__check_image(t);
+                        if (r < 0)
+                                goto fail;
                         return 0;
+                }
         }
 fail:
         (void) target_release_all(t, 100);
@@ -644,7 +656,12 @@ int target_stop_thread(Target *t, Thread *th) {
         r = target__wait(t, th, stop_timeout_ms(t), &status);
         if (r < 0)
                 return r;   /* -ETIMEDOUT: stays seized, collected later */
-        return thread_record_stop(t, th, status);
+        r = thread_record_stop(t, th, status);
+        if (r >= 0)
+                r = target__check_image_thread(t, th);
+        if (r == -ESTALE)
+                (void) thread_detach(t, th);
+        return r;
 }
 
 int target_request_stop(Target *t, Thread *th) {
@@ -686,6 +703,10 @@ int target_wait_any(Target *t, Thread **v, size_t n, int timeout_ms, Thread **re
                                 continue; /* gone: marked by thread_poll */
                         if (k > 0) {
                                 r = thread_record_stop(t, v[i], status);
+                                if (r >= 0)
+                                        r = target__check_image_thread(t, v[i]);
+                                if (r == -ESTALE)
+                                        (void) thread_detach(t, v[i]);
                                 if (r >= 0) {
                                         *ret = v[i];
                                         r = 0;
@@ -815,6 +836,8 @@ int target_read_many(Target *t, const uint64_t *addrs, void *bufs, size_t each, 
 
 int target_write(Target *t, uint64_t addr, const void *buf, size_t len) {
         size_t done = 0;
+        if (t->image_changed)
+                return -ESTALE;   /* never a byte into a program we were not asked to patch */
         while (done < len) {
                 ssize_t n = pwrite(t->mem_fd, (const char *)buf + done, len - done, (off_t)(addr + done));
                 if (n < 0 && errno == EINTR)

@@ -47,6 +47,12 @@ typedef struct Target {
         /* Added by the ptrace layer: */
         int stop_timeout_ms;     /* how long a thread may take to stop; 0 = TARGET_STOP_TIMEOUT_MS */
         uint64_t restorer;       /* address of an rt_sigreturn restorer in the target, 0 unknown */
+        /* The image binding (target-image.c, target_bind_image()): */
+        bool image_bound;        /* every stop proves the image is still the one bound */
+        bool image_changed;      /* an exec was seen: no stop, no write is done any more */
+        int auth_fd;             /* the /proc/PID/mem the operation was authorized with, or -1 */
+        uint64_t random_addr;    /* AT_RANDOM of the bound image, 0 when it could not be read */
+        uint8_t random[16];      /* its 16 bytes */
 } Target;
 
 #define TARGET_STOP_TIMEOUT_MS 1000
@@ -64,6 +70,31 @@ typedef struct Target {
  * lists its threads. Nothing is attached yet. -ESRCH no such process,
  * -EPERM not allowed to trace it. */
 int target_open(pid_t pid, Target **ret);
+
+/*
+ * Binds t to the image (the mm) it runs now and, when auth_fd >= 0, proves that this
+ * image is the one auth_fd (a /proc/PID/mem descriptor an authorized client opened)
+ * refers to: the 16 AT_RANDOM bytes of the current image read through auth_fd, through
+ * t's own descriptor and directly are equal. From then on every stop (target_stop_all,
+ * target_stop_thread, target_wait_any) checks the image again before it returns a
+ * stopped thread, and an exec seen while attached (PTRACE_EVENT_EXEC) marks the target
+ * changed: stops and writes fail with -ESTALE and nothing more reaches the process.
+ * Returns 0, -ESTALE when the image is not the authorized one, -ESRCH when it is gone.
+ * auth_fd is duplicated, not taken.
+ */
+int target_bind_image(Target *t, int auth_fd);
+
+/* The check a stop makes on a bound target: 0 same image (or not bound), -ESTALE
+ * (image_changed set), -ESRCH. */
+int target__check_image(Target *t);
+/* The same after one thread's stop, when needed: only the leader's tid outlives an exec
+ * (the other threads die in it), and threads of a new program are found only by the
+ * rescans of target_stop_all(), which checks the whole. */
+int target__check_image_thread(Target *t, Thread *th);
+/* Lets go of the leader's tid should a seized thread have executed a program (taking
+ * that tid) while the leader itself was not ours; target_free() calls it (for bound
+ * targets, those of operations: a Target only read never seized anything). */
+void target__release_exec_leader(Target *t);
 
 /* Detaches whatever is still attached (resuming it as target_resume_all would) and frees. */
 void target_free(Target *t);

@@ -32,6 +32,14 @@ typedef struct UlpOptions {
         bool trust_unsigned;
         unsigned callback_timeout_ms; /* for each patch callback; 0: 10 s. The caller waits
                                        * that long for a callback that spins. */
+        /* Authorization by the client's own access (ulpd): with auth_mem set, auth_mem_fd is
+         * a /proc/PID/mem descriptor of the target that an authorized client opened. The
+         * operation acts only while the target runs the image that descriptor refers to,
+         * checked when it starts and at every stop; otherwise it fails with -ESTALE before
+         * writing anything. The descriptor stays the caller's. Every operation, bound or
+         * not, aborts with -ESTALE when the target executes a new program meanwhile. */
+        bool auth_mem;
+        int auth_mem_fd;
 } UlpOptions;
 
 typedef struct UlpStraggler {
@@ -106,6 +114,9 @@ int ulp_apply_pending(pid_t pid, UlpReport *report);
  * into the target. Returns 0 when it would apply at once, -EBUSY when threads block it
  * (listed as stragglers), other -errno when it would be refused. */
 int ulp_check(pid_t pid, int patch_fd, const char *name_hint, UlpReport *report);
+/* The same with options: only auth_mem and auth_mem_fd matter (a check bound to the
+ * image a client was authorized for). */
+int ulp_check_with(pid_t pid, int patch_fd, const char *name_hint, const UlpOptions *o, UlpReport *report);
 
 /* The patches a process carries, read from its control block. */
 typedef struct UlpFuncStatus {

@@ -275,6 +275,11 @@ static int remote_abandon(Target *t, Thread *th, bool *ret_signal_stop) {
                         *ret_signal_stop = false;
                         return 0;
                 }
+                if (event == PTRACE_EVENT_EXEC) {
+                        t->image_changed = true;   /* stays in this stop; see remote_finish */
+                        *ret_signal_stop = false;
+                        return 0;
+                }
                 if (event != 0 || sig == (SIGTRAP | 0x80)) {
                         (void) target__ptrace(PTRACE_CONT, th->tid, NULL, NULL);
                         continue;
@@ -332,6 +337,13 @@ static int remote_run(Target *t, Thread *th, const RemoteEnd *end, int timeout_m
                         if (sig != SIGTRAP)
                                 th->group_stopped = true;
                         continue;
+                }
+                if (event == PTRACE_EVENT_EXEC) {
+                        /* The code run made the process execute a new program: it is
+                         * not ours to touch any more, see remote_finish. */
+                        t->image_changed = true;
+                        *ret_signal_stop = false;
+                        return -ESTALE;
                 }
                 if (event != 0)
                         continue;
@@ -583,6 +595,10 @@ static int remote_finish(Target *t, Thread *th, RemoteContext *c, int r, bool at
                 return -ESRCH;
         if (!th->stopped)
                 return r;
+        /* After an exec the saved registers belong to a program that is gone: the new
+         * one continues from its start, as it would have without us. */
+        if (t->image_changed)
+                return -ESTALE;
         int q;
         if (at_syscall_stop)
                 q = remote_leave_syscall_stop(th, c, &signal_stop);
@@ -657,6 +673,8 @@ static int remote_flush_temporary_mask(Target *t, Thread *th) {
 }
 
 int target_syscall(Target *t, Thread *th, long nr, const long args[6], long *ret) {
+        if (t->image_changed)
+                return -ESTALE;
         if (th->gone)
                 return -ESRCH;
         if (!th->stopped)
@@ -671,6 +689,8 @@ int target_call(Target *t, Thread *th, uint64_t func, const long args[6], uint64
                 int timeout_ms, uint64_t *ret) {
         _cleanup_(remote_context_done) RemoteContext c = { 0 };
 
+        if (t->image_changed)
+                return -ESTALE;
         if (th->gone)
                 return -ESRCH;
         if (!th->stopped)

@@ -35,3 +35,18 @@ ULP_REF(ULP_MAIN, "violations", violations_p);
 #ifdef VICTIM_BUILD_ID
 ULP_BUILD_ID(ULP_MAIN, VICTIM_BUILD_ID);
 #endif
+
+#ifdef EXEC_ON_PATCH
+#include <stdlib.h>
+/* For the exec tests (test-auth.py): the pre-patch callback makes the process execute
+ * $DAEMON_EXEC_PROG $DAEMON_EXEC_ARG while ulp has it stopped, as any process might. */
+static int pre_patch(void) {
+        char *prog = getenv("DAEMON_EXEC_PROG");
+        char *argv[] = { prog, getenv("DAEMON_EXEC_ARG"), NULL };
+
+        if (prog)
+                execv(prog, argv);
+        return 0;
+}
+ULP_CALLBACKS(ULP_MAIN, pre_patch, NULL, NULL, NULL);
+#endif

@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -133,6 +135,62 @@ TEST(framing) {
                 ASSERT_ERR(msgreader_next(&rd, &o), -EBADMSG);
         ASSERT_EQ(msgreader_next(&rd, &o), 0);
         msgreader_done(&rd);
+}
+
+/* The patch and two access proofs per target: more descriptors than the kernel passes in
+ * one sendmsg() arrive all, in order, with the one line they belong to. */
+TEST(fds_batched) {
+        struct rlimit rl;
+        int sp[2], fds[PROTOCOL_FDS_MAX];
+        struct json_object *q = json_object_new_object(), *got = NULL;
+        MsgReader rd;
+        int r = 0;
+
+        ASSERT_OK(getrlimit(RLIMIT_NOFILE, &rl));
+        if (rl.rlim_cur < 3 * PROTOCOL_FDS_MAX && rl.rlim_max >= 3 * PROTOCOL_FDS_MAX) {
+                rl.rlim_cur = 3 * PROTOCOL_FDS_MAX;
+                ASSERT_OK(setrlimit(RLIMIT_NOFILE, &rl));
+        }
+        if (rl.rlim_cur < 3 * PROTOCOL_FDS_MAX) {
+                test_skip("RLIMIT_NOFILE %llu is below %d", (unsigned long long) rl.rlim_cur,
+                          3 * PROTOCOL_FDS_MAX);
+        }
+        ASSERT_OK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp));
+        for (int i = 0; i < PROTOCOL_FDS_MAX; i++) {
+                char name[32];
+                snprintf(name, sizeof(name), "fd-%d", i);
+                fds[i] = memfd_create(name, MFD_CLOEXEC);
+                ASSERT_TRUE(fds[i] >= 0);
+        }
+        json_object_object_add(q, "method", json_object_new_string("ping"));
+        ASSERT_OK(protocol_send_fds(sp[0], q, fds, PROTOCOL_FDS_MAX));
+        ASSERT_ERR(protocol_send_fds(sp[0], q, fds, PROTOCOL_FDS_MAX + 1), -E2BIG);
+        json_object_put(q);
+        for (int i = 0; i < PROTOCOL_FDS_MAX; i++)
+                close(fds[i]);
+
+        msgreader_init(&rd);
+        while ((r = msgreader_next(&rd, &got)) == 0)
+                ASSERT_TRUE(msgreader_fill(&rd, sp[1]) > 0);
+        ASSERT_EQ(r, 1);
+        ASSERT_EQ(rd.n_fds, PROTOCOL_FDS_MAX);
+        for (int i = 0; i < PROTOCOL_FDS_MAX; i++) {
+                char path[64], link[128], want[64];
+                int fd = msgreader_take_fd(&rd);
+                ssize_t n;
+
+                snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+                n = readlink(path, link, sizeof(link) - 1);
+                ASSERT_TRUE(n > 0);
+                link[n] = 0;
+                snprintf(want, sizeof(want), "/memfd:fd-%d (deleted)", i);
+                ASSERT_STREQ(link, want);
+                close(fd);
+        }
+        json_object_put(got);
+        msgreader_done(&rd);
+        close(sp[0]);
+        close(sp[1]);
 }
 
 TEST_MAIN()

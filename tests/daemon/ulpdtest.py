@@ -122,7 +122,9 @@ class Client:
             data = (json.dumps(msg) + "\n").encode()
         else:
             data = msg
-        if fd is not None:
+        if isinstance(fd, (list, tuple)):
+            socket.send_fds(self.s, [data], list(fd))
+        elif fd is not None:
             socket.send_fds(self.s, [data], [fd])
         else:
             self.s.sendall(data)
@@ -148,6 +150,18 @@ class Client:
                     progress(m)
                 continue
             return m
+
+
+def open_proof(pid, mode=os.O_RDWR):
+    """What ulpctl sends to prove ptrace access to pid: /proc/PID/mem opened with our own
+    credentials (the kernel decides), and a pidfd. Raises PermissionError when refused."""
+    pidfd = os.pidfd_open(pid)
+    try:
+        mem = os.open(f"/proc/{pid}/mem", mode | os.O_CLOEXEC)
+    except OSError:
+        os.close(pidfd)
+        raise
+    return [mem, pidfd]
 
 
 def victim_status(path):
