@@ -435,7 +435,7 @@ int ulp_op_apply(pid_t pid, int patch_fd, const char *name_hint, const UlpOption
         if (r >= 0 && op->c.img->patches[op->patch].callbacks[0]) {
                 r = op_run_callback(op, op->c.img->patches[op->patch].callbacks[0], &cb);
                 if (r < 0)
-                        r = op_fail(op, r, "the pre-patch callback could not run: %s", strerror(-r));
+                        r = op_fail(op, r, "the pre-patch callback did not run: %s", op->report->message);
                 else if (cb != 0)
                         r = cancel(op, cb);
         }

@@ -186,8 +186,11 @@ int op_run_callback(UlpOp *op, uint64_t addr, int *ret) {
                 return r;
         r = target_call(op->t, th, addr, args, op->c.img->hdr.trap_addr, CALLBACK_TIMEOUT_MS, &rax);
         k = target_resume_thread(op->t, th);
+        if (r == -ETIMEDOUT)
+                return op_fail(op, r, "the callback did not return within %d ms", CALLBACK_TIMEOUT_MS);
         if (r < 0)
-                return r;
+                return op_fail(op, r, "the callback could not run in thread %d of process %d: %s", th->tid,
+                               op->t->pid, strerror(-r));
         *ret = (int)(int32_t)rax;
         return k;
 }
@@ -395,7 +398,7 @@ static int op_finished(UlpOp *op) {
         if (post)
                 r = op_run_callback(op, post, &cb);
         if (r < 0)
-                op_warn(op, "post callback failed to run: %s", strerror(-r));
+                op_warn(op, "post callback failed to run: %s", op->report->message);
         if (op->tr.keep_code)
                 unmap_after_callback(op, p);
         op_report_figures(op);
@@ -405,7 +408,7 @@ static int op_finished(UlpOp *op) {
 }
 
 static int op_timeout(UlpOp *op) {
-        char first[160] = "";
+        char first[160] = "", why[256];
         int r;
 
         report_stragglers(op);
@@ -414,14 +417,14 @@ static int op_timeout(UlpOp *op) {
                          op->report->stragglers[0].comm, op->report->stragglers[0].function);
         else if (target_collect_late(op->t) > 0) {
                 /* No straggler left, but the final stop-the-world waits for this one. */
-                char why[sizeof(first) - 2];
                 target_describe_late(op->t, why, sizeof(why));
-                snprintf(first, sizeof(first), "; %s", why);
+                snprintf(first, sizeof(first), "; %.150s", why);
         }
         if (op->o.force) {
                 r = transition_force(&op->tr);
                 if (r < 0)
-                        return op_fail(op, r, "forcing the transition failed: %s", strerror(-r));
+                        return op_fail(op, r, "forcing the transition failed: %s",
+                                       op_stop_error(op, r, why, sizeof(why)));
                 op_warn(op, "forced: %zu thread(s) switched without the check; the patch code stays mapped",
                         op->report->n_stragglers);
                 return op_finished(op);
@@ -437,7 +440,7 @@ static int op_timeout(UlpOp *op) {
                 op->done = true;
                 op_report_figures(op);
                 if (r < 0)
-                        return op_fail(op, r, "cancelling the patch failed: %s", strerror(-r));
+                        return op_fail(op, r, "cancelling the patch failed: %s", op_stop_error(op, r, why, sizeof(why)));
                 return op_fail(op, -ETIMEDOUT, "the patch could not be applied within %u ms: %zu thread(s) "
                                "were always in the way%s; nothing changed", op->o.timeout_ms,
                                op->report->n_stragglers, first);
@@ -456,7 +459,6 @@ static int op_timeout(UlpOp *op) {
                 return 0;
         }
         if (r < 0) {
-                char why[256];
                 return op_fail(op, r, "the transition did not finish within %u ms and could not be reversed: %s; "
                                "it stays consistent in the target: run revert or resume later",
                                op->o.timeout_ms, op_stop_error(op, r, why, sizeof(why)));
@@ -503,6 +505,14 @@ int ulp_op_step(UlpOp *op, unsigned *ret_next_ms) {
 
         if (op->done)
                 return op->reversing ? -ETIMEDOUT : 1;
+        if (op->next_pass_ns && op_now_ns() + 500000ULL < op->next_pass_ns) {
+                /* Called early to let a late thread go: no pass yet. */
+                unsigned left = (unsigned)((op->next_pass_ns - op_now_ns()) / 1000000ULL);
+                if (ret_next_ms)
+                        *ret_next_ms = MAX(1u, target_collect_late(op->t) > 0 ? MIN(left, (unsigned)OP_LATE_POLL_MS)
+                                                                            : left);
+                return 0;
+        }
         if (target_replaced(op))
                 return op_replaced(op);
         op_stop_budget(op);
@@ -554,7 +564,9 @@ int ulp_op_step(UlpOp *op, unsigned *ret_next_ms) {
                 op->backoff_ms = MIN(op->backoff_ms * 2, (unsigned)OP_MAX_RETRY_MS);
         if (ret_next_ms)
                 *ret_next_ms = op->backoff_ms;
-        /* A thread still late must not sit in its stop long once it gets there. */
+        op->next_pass_ns = op_now_ns() + (uint64_t)op->backoff_ms * 1000000ULL;
+        /* A thread still late must not sit in its stop long once it gets there: the
+         * steps until the next pass only let it go. */
         if (ret_next_ms && target_collect_late(op->t) > 0)
                 *ret_next_ms = MIN(*ret_next_ms, (unsigned)OP_LATE_POLL_MS);
         return 0;

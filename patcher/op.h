@@ -41,6 +41,7 @@ struct UlpOp {
                                   * thread could not be stopped; retried by each step */
         uint64_t reverse_until_ns; /* a reversal held back by a thread that cannot be
                                   * stopped is retried until then; 0 not started */
+        uint64_t next_pass_ns;   /* steps before then only detach late threads */
 };
 
 uint64_t op_now_ns(void);
