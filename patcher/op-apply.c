@@ -494,8 +494,19 @@ int ulp_check(pid_t pid, int patch_fd, const char *name_hint, UlpReport *report)
         tr = (Transition) { .t = op->t, .c = &op->c, .u = op->u, .res = &op->res };
         if (r >= 0)
                 r = check_ranges(op, meta, res, &tr);
-        if (r >= 0)
-                r = target_stop_all(op->t);
+        if (r >= 0) {
+                char why[256];
+                /* A few attempts (about a second, as one used to wait): a dry run has
+                 * no later step to retry from. */
+                r = -ETIMEDOUT;
+                for (int i = 0; i < 4 && r == -ETIMEDOUT; i++) {
+                        op_stop_budget(op);
+                        r = target_stop_all(op->t);
+                }
+                if (r == -ETIMEDOUT)
+                        r = op_fail(op, -EBUSY, "the threads cannot all be looked at now: %s",
+                                    op_stop_error(op, r, why, sizeof(why)));
+        }
         if (r >= 0) {
                 for (size_t i = 0; i < op->t->n_threads; i++) {
                         Thread *th = &op->t->threads[i];

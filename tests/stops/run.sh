@@ -226,6 +226,7 @@ case_load() {
 			continue
 		fi
 		t1=$(now_ms)
+		echo "$((t1 - t0)) ms: $(cat "$WORK/out")" >>"$WORK/reports"
 		wait_for 60 has_line_after 'compute=30 ' "$from" || fail "cycle $i: the victim never saw the patch"
 		from=$(lines)
 		t2=$(now_ms)
@@ -234,6 +235,7 @@ case_load() {
 			echo "revert $i failed: $(cat "$WORK/out")"
 			continue
 		fi
+		echo "$(( $(now_ms) - t2 )) ms: $(cat "$WORK/out")" >>"$WORK/reports"
 		echo "$((t1 - t0)) $(( $(now_ms) - t2 ))" >>"$WORK/times"
 		wait_for 60 has_line_after 'compute=20 ' "$from" || fail "cycle $i: the victim never saw the revert"
 	done
@@ -244,6 +246,8 @@ case_load() {
 	                                     return v[int((n + 1) / 2)] }
 	     END { n = NR; printf "apply ms: median %d max %d; revert ms: median %d max %d; ", med(a, n), a[n], med(r, n), r[n];
 	           printf "cycle ms: median %d max %d\n", med(c, n), c[n] }' "$WORK/times"
+	echo "slowest operations, as ulpctl reported them:"
+	sort -n "$WORK/reports" | tail -n 3
 	[ "$fails" -eq 0 ] || fail "$fails of $((cycles * 2)) operations failed under load"
 	untraced || fail "threads left traced"
 	observe compute 20
