@@ -456,6 +456,7 @@ static int op_timeout(UlpOp *op) {
                  * transition goes on as it was (consistent), the reversal is tried again
                  * at the next step. */
                 op->reversing = false;
+                op->report->message[0] = 0;
                 return 0;
         }
         if (r < 0) {

@@ -825,7 +825,7 @@ int target_resume_thread(Target *t, Thread *th) {
 
 /* Long enough for a thread that can stop to do so on a quiet machine, short enough not
  * to make a borrow wait long for a leader that cannot (a vfork parent). */
-#define STOP_ANY_LEADER_MS 20
+#define STOP_ANY_LEADER_MS 100
 
 int target_stop_any(Target *t, int timeout_ms, Thread **ret) {
         uint64_t start = target__now_ns();

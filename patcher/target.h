@@ -109,7 +109,7 @@ int target_wait_any(Target *t, Thread **v, size_t n, int timeout_ms, Thread **re
 int target_resume_thread(Target *t, Thread *th);
 
 /* Stops one thread, any, for remote syscalls and calls: the leader first, then, if it
- * does not stop within a short while (a vfork parent), whichever stops first. The
+ * does not stop within 100 ms (a vfork parent), whichever stops first. The
  * others asked meanwhile are detached as they stop (late threads). -ETIMEDOUT with the
  * late record set, -ESRCH when every thread is gone. */
 int target_stop_any(Target *t, int timeout_ms, Thread **ret);

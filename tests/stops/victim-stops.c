@@ -32,12 +32,15 @@ __attribute__((noipa)) int compute(int x) {
         return r * 2 - 6;
 }
 
+/* Busy, and most of the time outside compute(), as a thread of a real program would be:
+ * a pass finds it outside the patched function soon (this victim is about stops, not
+ * about threads that never leave a patched function). */
 static void *worker(void *arg) {
         (void)arg;
         for (;;) {
                 sink = compute(1);
-                if ((sink & 0xff) == 0)
-                        usleep(1);
+                for (volatile int i = 0; i < 200; i++)
+                        ;
         }
         return NULL;
 }
