@@ -823,45 +823,54 @@ int target_resume_thread(Target *t, Thread *th) {
         return r;
 }
 
-/* Long enough for a thread that can stop to do so on a quiet machine, short enough not
- * to make a borrow wait long for a leader that cannot (a vfork parent). */
-#define STOP_ANY_LEADER_MS 100
+/* How often a borrow looks at the state of the thread it waits for. */
+#define STOP_ANY_SLICE_MS 100
 
+/*
+ * One thread at a time, the leader first: asking every thread at once would leave all
+ * but one late, stopped a moment later and held until someone collects them. Waiting
+ * is only given up for a thread in uninterruptible sleep (it stays late); one that is
+ * merely slow (a loaded machine) is waited for until the deadline.
+ */
 int target_stop_any(Target *t, int timeout_ms, Thread **ret) {
-        uint64_t start = target__now_ns();
-        Thread *leader = target_find_thread(t, t->pid), *th = NULL;
+        uint64_t deadline = target__now_ns() + (uint64_t)timeout_ms * 1000000ULL;
+        Thread *leader = target_find_thread(t, t->pid);
         int r = -ESRCH;
 
-        if (leader && !leader->gone) {
-                r = target_stop_thread_within(t, leader, MIN(timeout_ms, STOP_ANY_LEADER_MS));
-                if (r >= 0) {
-                        *ret = leader;
+        for (size_t k = 0; k <= t->n_threads; k++) {
+                Thread *th = k == 0 ? leader : &t->threads[k - 1];
+                if (!th || th->gone || (k > 0 && th == leader))
+                        continue;
+                if (th->stopped) {
+                        *ret = th;
                         return 0;
                 }
-        }
-        if (r != -ETIMEDOUT && r != -ESRCH)
-                return r;
-        _cleanup_free_ Thread **v = calloc(t->n_threads ? t->n_threads : 1, sizeof(Thread *));
-        if (!v)
-                return -ENOMEM;
-        size_t n = 0;
-        for (size_t i = 0; i < t->n_threads; i++) {
-                Thread *c = &t->threads[i];
-                if (c->gone || (!c->stopped && target_request_stop(t, c) < 0))
+                if (k > 0 && thread_state(t->pid, th->tid) == 'D')
                         continue;
-                v[n++] = c;
+                r = target_request_stop(t, th);
+                if (r == -ESRCH)
+                        continue;
+                if (r < 0)
+                        return r;
+                for (;;) {
+                        Thread *got = NULL;
+                        uint64_t now = target__now_ns();
+                        if (now >= deadline)
+                                return -ETIMEDOUT;   /* th marked late by the wait */
+                        r = target_wait_any(t, &th, 1, (int)MIN((deadline - now) / 1000000ULL + 1,
+                                                                (uint64_t)STOP_ANY_SLICE_MS), &got);
+                        if (r == 0) {
+                                *ret = got;
+                                return 0;
+                        }
+                        if (r != -ETIMEDOUT || thread_state(t->pid, th->tid) == 'D')
+                                break;
+                        th->late = false;    /* still waited for */
+                }
+                if (r != -ETIMEDOUT && r != -ESRCH)
+                        return r;
         }
-        t->maybe_late = true;
-        uint64_t spent = (target__now_ns() - start) / 1000000ULL;
-        r = target_wait_any(t, v, n, timeout_ms > (int)spent ? timeout_ms - (int)spent : 1, &th);
-        /* The others are not waited for: late, detached as they stop. */
-        for (size_t i = 0; i < n; i++)
-                if (v[i] != th && v[i]->seized && !v[i]->stopped && !v[i]->gone)
-                        v[i]->late = true;
-        if (r < 0)
-                return r;
-        *ret = th;
-        return 0;
+        return r == -ESRCH ? -ESRCH : -ETIMEDOUT;
 }
 
 /* True when the thread sits in vfork(), or in clone() with CLONE_VFORK (posix_spawn):

@@ -108,10 +108,10 @@ int target_wait_any(Target *t, Thread **v, size_t n, int timeout_ms, Thread **re
 /* Resumes and detaches one thread. */
 int target_resume_thread(Target *t, Thread *th);
 
-/* Stops one thread, any, for remote syscalls and calls: the leader first, then, if it
- * does not stop within 100 ms (a vfork parent), whichever stops first. The
- * others asked meanwhile are detached as they stop (late threads). -ETIMEDOUT with the
- * late record set, -ESRCH when every thread is gone. */
+/* Stops one thread, any, for remote syscalls and calls: the leader, or, while it is in
+ * uninterruptible sleep (a vfork parent), the next thread that is not. One abandoned
+ * that way stays late, detached when it stops. -ETIMEDOUT with the late record set,
+ * -ESRCH when every thread is gone. */
 int target_stop_any(Target *t, int timeout_ms, Thread **ret);
 
 /* True when th was asked to stop, is no longer waited for, and has not stopped yet. A
