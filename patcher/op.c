@@ -246,7 +246,9 @@ static int op_try_init(UlpOp *op) {
         int r, k;
 
         for (int i = 0; i < INIT_TRIES; i++) {
-                op_stop_budget(op);
+                /* A whole attempt even when loading the patch ate the time: the deadline
+                 * is for the transition, which has not had its chance yet. */
+                op->t->stop_timeout_ms = OP_STOP_ATTEMPT_MS;
                 r = target_stop_all(op->t);
                 op->init_pending = r == -ETIMEDOUT;
                 if (r == -ETIMEDOUT)

@@ -41,6 +41,13 @@ typedef struct Thread {
 typedef struct Target {
         pid_t pid;
         int mem_fd;              /* /proc/PID/mem, O_RDWR */
+        /* The thread that kept the last stop from completing (-ETIMEDOUT), as it was then:
+         * for the operator's message (target_describe_late). */
+        pid_t late_tid;
+        char late_state;         /* its state letter in /proc/PID/task/TID/stat */
+        bool late_vfork;         /* it sat in vfork() (or clone(CLONE_VFORK)) */
+        uint64_t late_waited_ns;
+        bool maybe_late;         /* some thread may be late: resumes look for them */
         Thread *threads;
         size_t n_threads;
         size_t n_alloc;
@@ -49,13 +56,6 @@ typedef struct Target {
         uint64_t max_stw_ns;     /* longest stop-the-world window so far (target_resume_all) */
         /* Added by the ptrace layer: */
         int stop_timeout_ms;     /* how long a thread may take to stop; 0 = TARGET_STOP_TIMEOUT_MS */
-        /* The thread that kept the last stop from completing (-ETIMEDOUT), as it was then:
-         * for the operator's message (target_describe_late). */
-        pid_t late_tid;
-        char late_state;         /* its state letter in /proc/PID/task/TID/stat */
-        bool late_vfork;         /* it sat in vfork() (or clone(CLONE_VFORK)) */
-        uint64_t late_waited_ns;
-        bool maybe_late;         /* some thread may be late: resumes look for them */
 } Target;
 
 #define TARGET_STOP_TIMEOUT_MS 1000
