@@ -1654,6 +1654,36 @@ static int manager_on_signal(sd_event_source *s, const struct signalfd_siginfo *
         return 0;
 }
 
+/*
+ * Threads an operation asked to stop that had not stopped when it ended (a vfork parent
+ * in D state) stay traced by this thread until they stop: each must be detached as soon
+ * as it does, or it sits in its stop with nobody to resume it. Looked at every few ms
+ * while any is left; after every dispatch, in case an operation just left one.
+ */
+#define LATE_POLL_USEC (5ULL * 1000ULL)
+
+static int manager_on_late_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        if (ulp_release_late() > 0) {
+                (void) sd_event_source_set_time_relative(s, LATE_POLL_USEC);
+                (void) sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+        }
+        return 0;
+}
+
+static int manager_on_post(sd_event_source *s, void *userdata) {
+        Manager *m = userdata;
+        int on = SD_EVENT_OFF;
+
+        if (!m->late_timer || ulp_release_late() == 0)
+                return 0;
+        (void) sd_event_source_get_enabled(m->late_timer, &on);
+        if (on == SD_EVENT_OFF) {
+                (void) sd_event_source_set_time_relative(m->late_timer, LATE_POLL_USEC);
+                (void) sd_event_source_set_enabled(m->late_timer, SD_EVENT_ONESHOT);
+        }
+        return 0;
+}
+
 static void manager_free(Manager *m) {
         while (m->jobs) {
                 Job *j = m->jobs;
@@ -1682,6 +1712,7 @@ static void manager_free(Manager *m) {
         sd_event_source_disable_unref(m->accept_retry);
         sd_event_source_disable_unref(m->uid_window_timer);
         free(m->uid_use);
+        sd_event_source_disable_unref(m->late_timer);
         if (m->listen_fd >= 0) {
                 close(m->listen_fd);
                 if (!m->listen_fd_from_systemd)
@@ -1818,6 +1849,17 @@ int main(int argc, char **argv) {
         r = sd_event_add_io(m.event, &m.listen_source, m.listen_fd, EPOLLIN, manager_on_accept, &m);
         if (r < 0) {
                 log_error("sd_event_add_io: %s", strerror(-r));
+                goto finish;
+        }
+
+        r = sd_event_add_time_relative(m.event, &m.late_timer, CLOCK_MONOTONIC, LATE_POLL_USEC,
+                                       JOB_TIMER_ACCURACY_USEC, manager_on_late_timer, &m);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(m.late_timer, SD_EVENT_OFF);
+        if (r >= 0)
+                r = sd_event_add_post(m.event, NULL, manager_on_post, &m);
+        if (r < 0) {
+                log_error("cannot set up the timer for threads left to stop: %s", strerror(-r));
                 goto finish;
         }
 

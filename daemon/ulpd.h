@@ -168,6 +168,9 @@ struct Manager {
         size_t n_pending;
         sd_event_source *pending_timer;
 
+        /* threads an operation asked to stop that had not stopped when it ended */
+        sd_event_source *late_timer;
+
         pid_t self;
         bool no_recover;
         pid_t recover_only[16];  /* tests: take over only these (none: all) */

@@ -438,7 +438,7 @@ int ulp_op_apply(pid_t pid, int patch_fd, const char *name_hint, const UlpOption
         if (r >= 0 && op->c.img->patches[op->patch].callbacks[0]) {
                 r = op_run_callback(op, op->c.img->patches[op->patch].callbacks[0], &cb);
                 if (r < 0)
-                        r = op_fail(op, r, "the pre-patch callback could not run: %s", strerror(-r));
+                        r = op_fail(op, r, "the pre-patch callback did not run: %s", op->report->message);
                 else if (cb != 0)
                         r = cancel(op, cb);
         }
@@ -501,8 +501,19 @@ int ulp_check_with(pid_t pid, int patch_fd, const char *name_hint, const UlpOpti
         tr = (Transition) { .t = op->t, .c = &op->c, .u = op->u, .res = &op->res };
         if (r >= 0)
                 r = check_ranges(op, meta, res, &tr);
-        if (r >= 0)
-                r = target_stop_all(op->t);
+        if (r >= 0) {
+                char why[256];
+                /* A few attempts (about a second, as one used to wait): a dry run has
+                 * no later step to retry from. */
+                r = -ETIMEDOUT;
+                for (int i = 0; i < 4 && r == -ETIMEDOUT; i++) {
+                        op_stop_budget(op);
+                        r = target_stop_all(op->t);
+                }
+                if (r == -ETIMEDOUT)
+                        r = op_fail(op, -EBUSY, "the threads cannot all be looked at now: %s",
+                                    op_stop_error(op, r, why, sizeof(why)));
+        }
         if (r >= 0) {
                 for (size_t i = 0; i < op->t->n_threads; i++) {
                         Thread *th = &op->t->threads[i];

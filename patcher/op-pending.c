@@ -102,7 +102,13 @@ static int switch_entries(UlpOp *op, unsigned first, unsigned n) {
         for (int tries = 0; tries < PENDING_TRIES && r == -EAGAIN; tries++) {
                 if (tries > 0)
                         nanosleep(&(struct timespec) { 0, 2000000 }, NULL);
+                op_stop_budget(op);
                 r = target_stop_all(op->t);
+                if (r == -ETIMEDOUT) {
+                        char why[256];
+                        return op_fail(op, -EBUSY, "cannot stop every thread of process %d: %s; try again",
+                                       op->t->pid, op_stop_error(op, r, why, sizeof(why)));
+                }
                 if (r < 0)
                         return r;
                 r = check_threads(op, f, n, blocker, sizeof(blocker));

@@ -39,8 +39,10 @@ static int take_over(UlpOp *op) {
         if (r < 0)
                 return r;
         r = transition_resume(&op->tr, op->t, &op->c, op->u, &op->res);
-        if (r < 0)
-                return op_fail(op, r, "cannot take over the transition: %s", strerror(-r));
+        if (r < 0) {
+                char why[256];
+                return op_fail(op, r, "cannot take over the transition: %s", op_stop_error(op, r, why, sizeof(why)));
+        }
         op->tr_ready = true;
         op->tr.return_trap = op->o.return_trap;
         op->patch = op->tr.patch;

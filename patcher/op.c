@@ -27,6 +27,17 @@
  * own period and keep finding it at the same point. Only a straggler that does not run
  * backs off towards a second. */
 #define OP_MOVING_RETRY_MS 20
+/* One attempt to stop threads waits at most this long, less when the operation has less
+ * time left: a loaded machine may need tens of ms to run a thread into its stop, and a
+ * stop-the-world holds every other thread stopped meanwhile. An attempt that times out
+ * is tried again at a later step, until the operation's deadline. */
+#define OP_STOP_ATTEMPT_MS 250
+#define OP_STOP_MIN_MS 20
+/* A borrow (load, callbacks) happens once per operation and holds no other thread. */
+#define OP_BORROW_MS 2000
+/* While a thread is late (asked to stop, not stopped), steps come this often, so that it
+ * is detached at most this long after it finally stops. */
+#define OP_LATE_POLL_MS 5
 
 uint64_t op_now_ns(void) {
         struct timespec ts;
@@ -186,17 +197,33 @@ int op_load_control(UlpOp *op) {
         return 0;
 }
 
-int op_borrow(UlpOp *op, Thread **ret) {
-        Thread *th = target_find_thread(op->t, op->t->pid);
-        int r = -ESRCH;
+static unsigned op_remaining_ms(const UlpOp *op) {
+        uint64_t now = op_now_ns();
+        return now >= op->deadline_ns ? 0 : (unsigned)MIN((op->deadline_ns - now) / 1000000ULL, (uint64_t)UINT32_MAX);
+}
 
-        if (th && !th->gone)
-                r = target_stop_thread(op->t, th);
-        for (size_t i = 0; r < 0 && i < op->t->n_threads; i++) {
-                th = &op->t->threads[i];
-                if (!th->gone)
-                        r = target_stop_thread(op->t, th);
-        }
+void op_stop_budget(UlpOp *op) {
+        op->t->stop_timeout_ms = (int)MAX(MIN(op_remaining_ms(op), (unsigned)OP_STOP_ATTEMPT_MS),
+                                          (unsigned)OP_STOP_MIN_MS);
+}
+
+const char *op_stop_error(UlpOp *op, int r, char *buf, size_t len) {
+        if (r == -ETIMEDOUT && op->t && op->t->late_tid)
+                target_describe_late(op->t, buf, len);
+        else
+                snprintf(buf, len, "%s", strerror(-r));
+        return buf;
+}
+
+int op_borrow(UlpOp *op, Thread **ret) {
+        char why[256];
+        Thread *th = NULL;
+        int r = target_stop_any(op->t, (int)MAX(MIN(op_remaining_ms(op), (unsigned)OP_BORROW_MS),
+                                                (unsigned)OP_STOP_MIN_MS), &th);
+
+        if (r == -ETIMEDOUT)
+                return op_fail(op, r, "no thread of process %d could be stopped: %s", op->t->pid,
+                               op_stop_error(op, r, why, sizeof(why)));
         if (r < 0)
                 return op_fail(op, r, "cannot stop any thread of process %d: %s", op->t->pid, strerror(-r));
         *ret = th;
@@ -241,8 +268,12 @@ int op_run_callback(UlpOp *op, uint64_t addr, int *ret) {
         r = target_call(op->t, th, addr, args, return_code,
                         op->o.callback_timeout_ms ?: CALLBACK_TIMEOUT_MS, &rax);
         k = target_resume_thread(op->t, th);
+        if (r == -ETIMEDOUT)
+                return op_fail(op, r, "the callback did not return within %u ms",
+                               op->o.callback_timeout_ms ?: (unsigned)CALLBACK_TIMEOUT_MS);
         if (r < 0)
-                return r;
+                return op_fail(op, r, "the callback could not run in thread %d of process %d: %s", th->tid,
+                               op->t->pid, strerror(-r));
         *ret = (int)(int32_t)rax;
         return k;
 }
@@ -290,21 +321,24 @@ static void sleep_ms(unsigned ms) {
         nanosleep(&ts, NULL);
 }
 
-int op_start_transition(UlpOp *op, int target_state) {
+/* init under one stop-the-world (retried while threads sit in code being rewritten).
+ * A thread that does not stop within the attempt leaves op->init_pending set, for the
+ * next step to try again: 0 then, as when it started. */
+static int op_try_init(UlpOp *op) {
+        char why[256];
         int r, k;
 
-        r = transition_prepare(&op->tr, op->t, &op->c, op->u, &op->res, op->patch, target_state,
-                               op->o.global);
-        if (r < 0)
-                return op_fail(op, r, "cannot prepare the transition: %s", strerror(-r));
-        op->tr_ready = true;
-        op->tr.return_trap = op->o.return_trap;
-        if (op->o.global)
-                return 0;
         for (int i = 0; i < INIT_TRIES; i++) {
+                /* A whole attempt even when loading the patch ate the time: the deadline
+                 * is for the transition, which has not had its chance yet. */
+                op->t->stop_timeout_ms = OP_STOP_ATTEMPT_MS;
                 r = target_stop_all(op->t);
+                op->init_pending = r == -ETIMEDOUT;
+                if (r == -ETIMEDOUT)
+                        return 0;
                 if (r < 0)
-                        return op_fail(op, r, "cannot stop process %d: %s", op->t->pid, strerror(-r));
+                        return op_fail(op, r, "cannot stop process %d: %s", op->t->pid,
+                                       op_stop_error(op, r, why, sizeof(why)));
                 r = transition_init(&op->tr);
                 k = target_resume_all(op->t);
                 if (r == -EOPNOTSUPP) {
@@ -320,6 +354,47 @@ int op_start_transition(UlpOp *op, int target_state) {
                 sleep_ms(1);
         }
         return op_fail(op, -EBUSY, "threads keep running inside the code to be rewritten; try again");
+}
+
+int op_start_transition(UlpOp *op, int target_state) {
+        int r;
+
+        r = transition_prepare(&op->tr, op->t, &op->c, op->u, &op->res, op->patch, target_state,
+                               op->o.global);
+        if (r < 0)
+                return op_fail(op, r, "cannot prepare the transition: %s", strerror(-r));
+        op->tr_ready = true;
+        op->tr.return_trap = op->o.return_trap;
+        if (op->o.global)
+                return 0;
+        return op_try_init(op);
+}
+
+/* The step of an operation whose transition has not started: one more try. Past the
+ * deadline, nothing of the patch was ever visible: it is taken back. */
+static int op_step_init(UlpOp *op) {
+        char why[256];
+        int r = op_try_init(op);
+
+        if (r >= 0 && !op->init_pending)
+                return 0;
+        if (r >= 0 && op_now_ns() < op->deadline_ns)
+                return 0;
+        op->done = true;
+        op_report_figures(op);
+        /* A revert that did not start leaves the patch applied, as it was. */
+        if (r < 0) {
+                if (op->kind == OP_APPLY)
+                        (void)transition_cancel(&op->tr);
+                return r;
+        }
+        op_stop_error(op, -ETIMEDOUT, why, sizeof(why));
+        op_fail(op, -ETIMEDOUT, "the transition could not start within %u ms: %s; nothing changed",
+                op->o.timeout_ms, why);
+        r = op->kind == OP_APPLY ? transition_cancel(&op->tr) : 0;
+        if (r < 0)
+                op_warn(op, "taking the patch's code back failed: %s", strerror(-r));
+        return -ETIMEDOUT;
 }
 
 void op_report_figures(UlpOp *op) {
@@ -408,7 +483,7 @@ static int op_finished(UlpOp *op) {
         if (post)
                 r = op_run_callback(op, post, &cb);
         if (r < 0)
-                op_warn(op, "post callback failed to run: %s", strerror(-r));
+                op_warn(op, "post callback failed to run: %s", op->report->message);
         if (op->tr.keep_code)
                 unmap_after_callback(op, p);
         op_report_figures(op);
@@ -418,17 +493,23 @@ static int op_finished(UlpOp *op) {
 }
 
 static int op_timeout(UlpOp *op) {
-        char first[160] = "";
+        char first[160] = "", why[256];
         int r;
 
         report_stragglers(op);
         if (op->report->n_stragglers)
                 snprintf(first, sizeof(first), "; thread %d (%s) in %s", op->report->stragglers[0].tid,
                          op->report->stragglers[0].comm, op->report->stragglers[0].function);
+        else if (target_collect_late(op->t) > 0) {
+                /* No straggler left, but the final stop-the-world waits for this one. */
+                target_describe_late(op->t, why, sizeof(why));
+                snprintf(first, sizeof(first), "; %.150s", why);
+        }
         if (op->o.force) {
                 r = transition_force(&op->tr);
                 if (r < 0)
-                        return op_fail(op, r, "forcing the transition failed: %s", strerror(-r));
+                        return op_fail(op, r, "forcing the transition failed: %s",
+                                       op_stop_error(op, r, why, sizeof(why)));
                 op_warn(op, "forced: %zu thread(s) switched without the check; the patch code stays mapped",
                         op->report->n_stragglers);
                 return op_finished(op);
@@ -444,16 +525,30 @@ static int op_timeout(UlpOp *op) {
                 op->done = true;
                 op_report_figures(op);
                 if (r < 0)
-                        return op_fail(op, r, "cancelling the patch failed: %s", strerror(-r));
+                        return op_fail(op, r, "cancelling the patch failed: %s", op_stop_error(op, r, why, sizeof(why)));
                 return op_fail(op, -ETIMEDOUT, "the patch could not be applied within %u ms: %zu thread(s) "
                                "were always in the way%s; nothing changed", op->o.timeout_ms,
                                op->report->n_stragglers, first);
         }
         op_fail(op, -ETIMEDOUT, "the transition did not finish within %u ms and was reversed (%zu straggler(s)%s)",
                 op->o.timeout_ms, op->report->n_stragglers, first);
+        if (!op->reverse_until_ns)
+                op->reverse_until_ns = op->deadline_ns + (uint64_t)op->o.timeout_ms * 1000000ULL;
+        op_stop_budget(op);
         r = transition_reverse(&op->tr);
-        if (r < 0)
-                return op_fail(op, r, "reversing the transition failed: %s", strerror(-r));
+        if (r == -ETIMEDOUT && op_now_ns() < op->reverse_until_ns) {
+                /* A thread that cannot be stopped now holds the reversal back: the
+                 * transition goes on as it was (consistent), the reversal is tried again
+                 * at the next step. */
+                op->reversing = false;
+                op->report->message[0] = 0;
+                return 0;
+        }
+        if (r < 0) {
+                return op_fail(op, r, "the transition did not finish within %u ms and could not be reversed: %s; "
+                               "it stays consistent in the target: run revert or resume later",
+                               op->o.timeout_ms, op_stop_error(op, r, why, sizeof(why)));
+        }
         op->deadline_ns = op_now_ns() + (uint64_t)op->o.timeout_ms * 1000000ULL;
         op->backoff_ms = OP_FIRST_RETRY_MS;
         return 0;
@@ -491,12 +586,32 @@ static bool stragglers_moving(UlpOp *op) {
 int ulp_op_step(UlpOp *op, unsigned *ret_next_ms) {
         unsigned before = op->tr.switched;
         bool moving;
+        char why[256];
         int r;
 
         if (op->done)
                 return op->reversing ? -ETIMEDOUT : 1;
+        if (op->next_pass_ns && op_now_ns() + 500000ULL < op->next_pass_ns) {
+                /* Called early to let a late thread go: no pass yet. */
+                unsigned left = (unsigned)((op->next_pass_ns - op_now_ns()) / 1000000ULL);
+                if (ret_next_ms)
+                        *ret_next_ms = MAX(1u, target_collect_late(op->t) > 0 ? MIN(left, (unsigned)OP_LATE_POLL_MS)
+                                                                            : left);
+                return 0;
+        }
         if (op->t->image_changed || target_replaced(op))
                 return op_replaced(op);
+        op_stop_budget(op);
+        if (op->init_pending) {
+                r = op_step_init(op);
+                if (r < 0)
+                        return r;
+                if (op->init_pending) {
+                        if (ret_next_ms)
+                                *ret_next_ms = OP_LATE_POLL_MS;
+                        return 0;
+                }
+        }
         /* A post-unpatch callback runs from the patch's code after completion. */
         op->tr.keep_code = op->tr.target_state == THREAD_UNPATCHED && op->c.img->patches[op->patch].callbacks[3];
         r = transition_try_complete(&op->tr);
@@ -508,7 +623,7 @@ int ulp_op_step(UlpOp *op, unsigned *ret_next_ms) {
                 return op_fail(op, r, "process %d exited during the transition", op->t->pid);
         }
         if (r < 0)
-                return op_fail(op, r, "transition failed: %s", strerror(-r));
+                return op_fail(op, r, "transition failed: %s", op_stop_error(op, r, why, sizeof(why)));
         if (r == 1) {
                 /* A reversal keeps the stragglers of the forward attempt for the report. */
                 if (!op->reversing)
@@ -535,6 +650,11 @@ int ulp_op_step(UlpOp *op, unsigned *ret_next_ms) {
                 op->backoff_ms = MIN(op->backoff_ms * 2, (unsigned)OP_MAX_RETRY_MS);
         if (ret_next_ms)
                 *ret_next_ms = op->backoff_ms;
+        op->next_pass_ns = op_now_ns() + (uint64_t)op->backoff_ms * 1000000ULL;
+        /* A thread still late must not sit in its stop long once it gets there: the
+         * steps until the next pass only let it go. */
+        if (ret_next_ms && target_collect_late(op->t) > 0)
+                *ret_next_ms = MIN(*ret_next_ms, (unsigned)OP_LATE_POLL_MS);
         return 0;
 }
 
@@ -561,6 +681,10 @@ void ulp_op_free(UlpOp *op) {
         control_done(&op->c);
         target_free(op->t);
         free(op);
+}
+
+size_t ulp_release_late(void) {
+        return target_collect_orphans();
 }
 
 void ulp_report_done(UlpReport *r) {

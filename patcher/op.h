@@ -37,6 +37,11 @@ struct UlpOp {
         uint64_t start_ns;
         uint64_t deadline_ns;
         unsigned backoff_ms;
+        bool init_pending;       /* the transition's stop-the-world did not happen yet: a
+                                  * thread could not be stopped; retried by each step */
+        uint64_t reverse_until_ns; /* a reversal held back by a thread that cannot be
+                                  * stopped is retried until then; 0 not started */
+        uint64_t next_pass_ns;   /* steps before then only detach late threads */
 };
 
 uint64_t op_now_ns(void);
@@ -77,6 +82,14 @@ int op_unwinder(UlpOp *op);
 
 /* Stops one thread to borrow for syscalls and calls (the main thread if it can). */
 int op_borrow(UlpOp *op, Thread **ret);
+
+/* Sets how long the next stops may wait for a thread: the operation's remaining time,
+ * within the bounds of one attempt (docs/stops.md). */
+void op_stop_budget(UlpOp *op);
+
+/* The operator's words for a failure r of a stop: the late thread's sentence for
+ * -ETIMEDOUT, else strerror. Returns buf. */
+const char *op_stop_error(UlpOp *op, int r, char *buf, size_t len);
 
 /* Runs a callback of the patch in the target on a borrowed thread. *ret gets its int. */
 int op_run_callback(UlpOp *op, uint64_t addr, int *ret);

@@ -89,6 +89,43 @@ static void thread_mark_gone(Thread *th) {
         th->stopped = false;
         th->signal_stop = false;
         th->pending_sig = 0;
+        th->asked_ns = 0;
+        th->late = false;
+}
+
+/*
+ * Orphans: threads seized by a Target that was freed before they stopped. They stay
+ * traced by the thread that seized them until they stop (the kernel detaches only a
+ * stopped tracee), so the list is per calling thread, not per process: a tracee of
+ * another thread of ours cannot be waited for or detached from this one.
+ */
+typedef struct Orphan {
+        pid_t pid, tid;
+} Orphan;
+
+static __thread Orphan *orphans;
+static __thread size_t n_orphans, n_orphans_alloc;
+
+static void orphan_add(pid_t pid, pid_t tid) {
+        if (n_orphans == n_orphans_alloc) {
+                size_t n = MAX(n_orphans_alloc * 2, (size_t)8);
+                Orphan *a = realloc(orphans, n * sizeof(Orphan));
+                if (!a)
+                        return;   /* it stays traced until we exit: nothing better to do */
+                orphans = a;
+                n_orphans_alloc = n;
+        }
+        orphans[n_orphans++] = (Orphan) { pid, tid };
+}
+
+/* True (and forgotten) when tid of pid is one of our orphans: it is still ours to wait for. */
+static bool orphan_take(pid_t pid, pid_t tid) {
+        for (size_t i = 0; i < n_orphans; i++)
+                if (orphans[i].tid == tid && orphans[i].pid == pid) {
+                        orphans[i] = orphans[--n_orphans];
+                        return true;
+                }
+        return false;
 }
 
 static bool is_group_stop_sig(int sig) {
@@ -220,6 +257,8 @@ static int thread_record_stop(Target *t, Thread *th, int status) {
                 th->signal_stop = true;
         }
         th->stopped = true;
+        th->asked_ns = 0;
+        th->late = false;
         th->seen_ns = target__now_ns();
         int r = target__ptrace(PTRACE_GETREGS, th->tid, NULL, &th->regs);
         if (r == -ESRCH)  /* killed while stopped: the exit is reported later */
@@ -262,9 +301,11 @@ static int thread_seize_interrupt(Target *t, Thread *th) {
         int r;
 
         if (!th->seized) {
-                /* An exec while attached stops with PTRACE_EVENT_EXEC (see
+                /* A late thread of a Target freed before it stopped is still ours. An
+                 * exec while attached stops with PTRACE_EVENT_EXEC (see
                  * thread_record_stop) instead of running on in a new program. */
-                r = target__ptrace(PTRACE_SEIZE, th->tid, NULL, (void *)(long)PTRACE_O_TRACEEXEC);
+                r = n_orphans && orphan_take(t->pid, th->tid) ? 0 :
+                    target__ptrace(PTRACE_SEIZE, th->tid, NULL, (void *)(long)PTRACE_O_TRACEEXEC);
                 if (r == -EPERM) {
                         /* ptrace_attach() says EPERM for an exiting thread too. */
                         char st = thread_state(t->pid, th->tid);
@@ -284,6 +325,9 @@ static int thread_seize_interrupt(Target *t, Thread *th) {
                 th->pending_sig = 0;
         }
         th->stop_ns = target__now_ns();
+        th->late = false;        /* waited for again by our caller */
+        if (!th->asked_ns)
+                th->asked_ns = th->stop_ns;
         r = target__ptrace(PTRACE_INTERRUPT, th->tid, NULL, NULL);
         if (r == -ESRCH) /* exiting: its exit is reported to the wait */
                 return 0;
@@ -313,6 +357,8 @@ static int thread_detach(Target *t, Thread *th) {
                         th->stopped = false;
                         th->signal_stop = false;
                         th->pending_sig = 0;
+                        th->asked_ns = 0;
+                        th->late = false;
                         return 0;
                 }
                 if (r != -ESRCH)
@@ -480,14 +526,36 @@ int target_open(pid_t pid, Target **ret) {
         return 0;
 }
 
+bool target_thread_late(const Thread *th) {
+        return th->late && th->seized && !th->stopped && !th->gone;
+}
+
+/* Every thread of v (or of t, v NULL) that is being waited for and has not stopped: no
+ * longer waited for. */
+static void mark_late(Target *t, Thread **v, size_t n) {
+        bool noted = false;
+        for (size_t i = 0; i < (v ? n : t->n_threads); i++) {
+                Thread *th = v ? v[i] : &t->threads[i];
+                if (!th || !th->seized || th->stopped || th->gone)
+                        continue;
+                th->late = true;
+                if (!noted)
+                        target_note_late(t, th);
+                noted = true;
+        }
+}
+
 /* Threads that did not stop in time are still seized: collect those that stopped since
  * and detach them. */
-static void target_collect_late(Target *t) {
+size_t target_collect_late(Target *t) {
+        size_t left = 0;
         for (size_t i = 0; i < t->n_threads; i++) {
                 Thread *th = &t->threads[i];
-                if (th->seized && !th->stopped && !th->gone)
+                if (target_thread_late(th))
                         (void) thread_detach(t, th);
+                left += target_thread_late(th);
         }
+        return left;
 }
 
 static bool target_release_all(Target *t, int timeout_ms);
@@ -498,7 +566,8 @@ static int target_detach_all(Target *t) {
                 Thread *th = &t->threads[i];
                 if (th->seized && !th->gone) {
                         int r = thread_detach(t, th);
-                        if (r < 0 && ret == 0)
+                        /* -EBUSY: late, still running; detached when it stops. */
+                        if (r < 0 && r != -EBUSY && ret == 0)
                                 ret = r;
                 }
         }
@@ -508,9 +577,14 @@ static int target_detach_all(Target *t) {
 void target_free(Target *t) {
         if (!t)
                 return;
-        /* Gives stragglers their time to stop, then detaches everything. */
-        (void) target_release_all(t, stop_timeout_ms(t));
+        /* Detaches what is stopped; what is not (late threads, dying ones whose exit is
+         * still to be reaped) is left to target_collect_orphans(), without waiting here:
+         * a vfork parent may not stop for seconds, and the caller may be a service loop. */
+        (void) target_release_all(t, 0);
         target__release_exec_leader(t);
+        for (size_t i = 0; i < t->n_threads; i++)
+                if (t->threads[i].seized && !t->threads[i].gone)
+                        orphan_add(t->pid, t->threads[i].tid);
         if (t->mem_fd >= 0)
                 close(t->mem_fd);
         if (t->auth_fd >= 0)
@@ -547,8 +621,10 @@ static int target_wait_all(Target *t, uint64_t start_ns) {
                 if (waiting == 0)
                         return 0;
                 uint64_t now = target__now_ns();
-                if (now - start_ns >= timeout_ns)
+                if (now - start_ns >= timeout_ns) {
+                        mark_late(t, NULL, 0);
                         return -ETIMEDOUT;
+                }
                 poll_backoff(start_ns, now);
         }
 }
@@ -561,6 +637,14 @@ int target_stop_all(Target *t) {
 
         /* No rescan before the first pass: the one after it finds whatever is new. */
         target_collect_late(t);
+        /* One still late from an earlier try and in uninterruptible sleep will not stop
+         * now either: holding every other thread stopped while waiting for it would only
+         * freeze the process. Fail at once; the caller tries again later. */
+        for (size_t i = 0; i < t->n_threads; i++)
+                if (target_thread_late(&t->threads[i]) && thread_state(t->pid, t->threads[i].tid) == 'D') {
+                        target_note_late(t, &t->threads[i]);
+                        return -ETIMEDOUT;
+                }
         for (;;) {
                 uint64_t start = target__now_ns();
                 for (size_t i = 0; i < t->n_threads; i++) {
@@ -592,7 +676,9 @@ int target_stop_all(Target *t) {
                 }
         }
 fail:
-        (void) target_release_all(t, 100);
+        /* Late threads are not waited for here (a vfork parent may take seconds); dying
+         * ones get a moment to be reaped. */
+        (void) target_release_all(t, r == -ETIMEDOUT ? 0 : 100);
         return r;
 }
 
@@ -644,7 +730,13 @@ int target_resume_all(Target *t) {
 
 /* One thread, for its stack check: must be fast (see the benchmark in tests/ptrace):
  * seize, interrupt, wait, read registers; no /proc access unless something fails. */
+static int target_stop_thread_within(Target *t, Thread *th, int timeout_ms);
+
 int target_stop_thread(Target *t, Thread *th) {
+        return target_stop_thread_within(t, th, stop_timeout_ms(t));
+}
+
+static int target_stop_thread_within(Target *t, Thread *th, int timeout_ms) {
         if (th->gone)
                 return -ESRCH;
         if (th->stopped)
@@ -653,7 +745,9 @@ int target_stop_thread(Target *t, Thread *th) {
         if (r < 0)
                 return r;
         int status;
-        r = target__wait(t, th, stop_timeout_ms(t), &status);
+        r = target__wait(t, th, timeout_ms, &status);
+        if (r == -ETIMEDOUT)    /* stays seized, late: detached when it stops (target.h) */
+                mark_late(t, &th, 1);
         if (r < 0)
                 return r;   /* -ETIMEDOUT: stays seized, collected later */
         r = thread_record_stop(t, th, status);
@@ -719,8 +813,10 @@ int target_wait_any(Target *t, Thread **v, size_t n, int timeout_ms, Thread **re
                         r = -ESRCH;
                         break;
                 }
-                if (now >= deadline)
+                if (now >= deadline) {
+                        mark_late(t, v, n);
                         break;
+                }
                 struct timespec ts = { 0, (long)MIN(deadline - now, 1000000ULL) };
                 (void)sigtimedwait(&chld, NULL, &ts);
         }
@@ -733,6 +829,10 @@ int target_resume_thread(Target *t, Thread *th) {
         uint64_t since = th->stopped ? th->stop_ns : 0, seen = th->seen_ns;
         pid_t tid = th->tid;
         int r = thread_detach(t, th);
+        /* Threads asked to stop and not waited for (target_stop_any, a timed-out wait)
+         * must not sit in their stop until our next call: one look each. */
+        if (t->maybe_late)
+                t->maybe_late = target_collect_late(t) > 0;
         if (since) {
                 uint64_t now = target__now_ns();
                 t->max_thread_stop_ns = MAX(t->max_thread_stop_ns, now - since);
@@ -742,6 +842,144 @@ int target_resume_thread(Target *t, Thread *th) {
                                                        .resumed_ns = now }, stop_hook_data);
         }
         return r;
+}
+
+/* How often a borrow looks at the state of the thread it waits for. */
+#define STOP_ANY_SLICE_MS 100
+
+/*
+ * One thread at a time, the leader first: asking every thread at once would leave all
+ * but one late, stopped a moment later and held until someone collects them. Waiting
+ * is only given up for a thread in uninterruptible sleep (it stays late); one that is
+ * merely slow (a loaded machine) is waited for until the deadline.
+ */
+int target_stop_any(Target *t, int timeout_ms, Thread **ret) {
+        uint64_t deadline = target__now_ns() + (uint64_t)timeout_ms * 1000000ULL;
+        Thread *leader = target_find_thread(t, t->pid);
+        int r = -ESRCH;
+
+        for (size_t k = 0; k <= t->n_threads; k++) {
+                Thread *th = k == 0 ? leader : &t->threads[k - 1];
+                if (!th || th->gone || (k > 0 && th == leader))
+                        continue;
+                if (th->stopped) {
+                        *ret = th;
+                        return 0;
+                }
+                if (k > 0 && thread_state(t->pid, th->tid) == 'D')
+                        continue;
+                r = target_request_stop(t, th);
+                if (r == -ESRCH)
+                        continue;
+                if (r < 0)
+                        return r;
+                for (;;) {
+                        Thread *got = NULL;
+                        uint64_t now = target__now_ns();
+                        if (now >= deadline)
+                                return -ETIMEDOUT;   /* th marked late by the wait */
+                        r = target_wait_any(t, &th, 1, (int)MIN((deadline - now) / 1000000ULL + 1,
+                                                                (uint64_t)STOP_ANY_SLICE_MS), &got);
+                        if (r == 0) {
+                                *ret = got;
+                                return 0;
+                        }
+                        if (r != -ETIMEDOUT || thread_state(t->pid, th->tid) == 'D')
+                                break;
+                        th->late = false;    /* still waited for */
+                }
+                if (r != -ETIMEDOUT && r != -ESRCH)
+                        return r;
+        }
+        return r == -ESRCH ? -ESRCH : -ETIMEDOUT;
+}
+
+/* True when the thread sits in vfork(), or in clone() with CLONE_VFORK (posix_spawn):
+ * the first fields of /proc/PID/task/TID/syscall are the call's number and arguments. */
+static bool thread_in_vfork(pid_t pid, pid_t tid) {
+        char path[64], buf[256];
+        long nr = -1;
+        unsigned long long flags = 0;
+
+        snprintf(path, sizeof(path), "/proc/%d/task/%d/syscall", pid, tid);
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+        if (n <= 0)
+                return false;
+        buf[n] = 0;
+        if (sscanf(buf, "%ld %llx", &nr, &flags) < 1)
+                return false;
+        return nr == SYS_vfork || (nr == SYS_clone && (flags & CLONE_VFORK));
+}
+
+void target_note_late(Target *t, const Thread *th) {
+        t->late_tid = th->tid;
+        t->late_state = thread_state(t->pid, th->tid);
+        t->late_vfork = t->late_state == 'D' && thread_in_vfork(t->pid, th->tid);
+        t->late_waited_ns = th->asked_ns ? target__now_ns() - th->asked_ns : 0;
+        t->maybe_late = true;
+}
+
+static void late_what(const Target *t, char *buf, size_t len) {
+        if (t->late_state == 'D')
+                snprintf(buf, len, "uninterruptible sleep%s", t->late_vfork ? " (vfork parent waiting for its child)" : "");
+        else if (t->late_state)
+                snprintf(buf, len, "state %c", t->late_state);
+        else
+                snprintf(buf, len, "state unknown");
+}
+
+void target_describe_late(Target *t, char *buf, size_t len) {
+        char comm[16], what[64];
+        unsigned long long ms = t->late_waited_ns / 1000000ULL;
+
+        if (!t->late_tid) {
+                snprintf(buf, len, "%s", "");
+                return;
+        }
+        target_thread_name(t, t->late_tid, comm);
+        late_what(t, what, sizeof(what));
+        if (t->late_state == 'D')
+                snprintf(buf, len, "thread %d (%s) of process %d is in %s and could not be stopped within %llu ms",
+                         t->late_tid, comm, t->pid, what, ms);
+        else
+                snprintf(buf, len, "thread %d (%s) of process %d did not stop within %llu ms (%s)",
+                         t->late_tid, comm, t->pid, ms, what);
+}
+
+void target_describe_late_short(Target *t, char *buf, size_t len) {
+        char what[64];
+
+        late_what(t, what, sizeof(what));
+        snprintf(buf, len, "%s, not stopped within %llu ms", what,
+                 (unsigned long long)(t->late_waited_ns / 1000000ULL));
+}
+
+size_t target_orphans(void) {
+        return n_orphans;
+}
+
+size_t target_collect_orphans(void) {
+        for (size_t i = 0; i < n_orphans;) {
+                Target t = { .pid = orphans[i].pid, .mem_fd = -1 };
+                Thread th = { .tid = orphans[i].tid, .seized = true };
+                int status, r = thread_poll(&th, &status);
+
+                if (r == 0) {
+                        i++;
+                        continue;
+                }
+                if (r > 0) {
+                        (void) thread_record_stop(&t, &th, status);
+                        (void) thread_detach(&t, &th);
+                        if (th.seized && !th.gone) {
+                                i++;     /* killed while stopped: its exit is still to reap */
+                                continue;
+                        }
+                }
+                orphans[i] = orphans[--n_orphans];
+        }
+        return n_orphans;
 }
 
 /* Prefers a thread that keeps no signal and is not job-control stopped: a remote

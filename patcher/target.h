@@ -33,11 +33,21 @@ typedef struct Thread {
         bool signal_stop;        /* the ptrace-stop is a signal-delivery-stop, so PTRACE_DETACH's
                                   * data is delivered with pending_info (other stops drop it) */
         siginfo_t pending_info;  /* siginfo of pending_sig, set back before it is delivered */
+        uint64_t asked_ns;       /* CLOCK_MONOTONIC of the stop request still unanswered, 0 none */
+        bool late;               /* asked to stop, and nobody waits for it any more: detached
+                                  * by whoever finds it stopped (see below) */
 } Thread;
 
 typedef struct Target {
         pid_t pid;
         int mem_fd;              /* /proc/PID/mem, O_RDWR */
+        /* The thread that kept the last stop from completing (-ETIMEDOUT), as it was then:
+         * for the operator's message (target_describe_late). */
+        pid_t late_tid;
+        char late_state;         /* its state letter in /proc/PID/task/TID/stat */
+        bool late_vfork;         /* it sat in vfork() (or clone(CLONE_VFORK)) */
+        uint64_t late_waited_ns;
+        bool maybe_late;         /* some thread may be late: resumes look for them */
         Thread *threads;
         size_t n_threads;
         size_t n_alloc;
@@ -61,9 +71,15 @@ typedef struct Target {
  * All calls on one Target must come from the same thread: ptrace ties a tracee to the
  * thread that seized it. Thread pointers stay valid until the next rescan
  * (target_refresh_threads(), target_stop_all()); look them up again afterwards.
- * A thread that does not stop within stop_timeout_ms fails with -ETIMEDOUT; it stays
- * seized with the interrupt pending (the kernel cannot detach a running tracee) and is
- * detached by the next call on the Target that finds it stopped, or by target_free().
+ *
+ * A thread that does not stop within stop_timeout_ms fails with -ETIMEDOUT (see
+ * docs/stops.md): it is "late", still seized with the interrupt pending, because the
+ * kernel cannot detach a tracee that is not stopped (a vfork parent in D state cannot
+ * stop before its child exits or execs). It is detached the moment it stops: by
+ * target_collect_late(), by any later stop or resume on the Target, and after
+ * target_free() by target_collect_orphans(), which a long-running caller calls while
+ * target_orphans() is not zero. A Target that seizes a thread left over like that takes
+ * it over instead of failing with -EBUSY.
  */
 
 /* Opens pid: checks it exists and that we may ptrace it, opens /proc/PID/mem,
@@ -123,6 +139,38 @@ int target_wait_any(Target *t, Thread **v, size_t n, int timeout_ms, Thread **re
 
 /* Resumes and detaches one thread. */
 int target_resume_thread(Target *t, Thread *th);
+
+/* Stops one thread, any, for remote syscalls and calls: the leader, or, while it is in
+ * uninterruptible sleep (a vfork parent), the next thread that is not. One abandoned
+ * that way stays late, detached when it stops. -ETIMEDOUT with the late record set,
+ * -ESRCH when every thread is gone. */
+int target_stop_any(Target *t, int timeout_ms, Thread **ret);
+
+/* True when th was asked to stop, is no longer waited for, and has not stopped yet. A
+ * thread whose stop was requested (target_request_stop) and is being waited for is not
+ * late: nobody but its waiter may collect it. */
+bool target_thread_late(const Thread *th);
+
+/* Detaches the late threads that stopped since; returns how many are still late. */
+size_t target_collect_late(Target *t);
+
+/* Records th (late) as the thread that held a stop back, with its state now. */
+void target_note_late(Target *t, const Thread *th);
+
+/* The operator's sentence for the late record: "thread T (comm) of process N is in
+ * uninterruptible sleep (vfork parent waiting for its child) and could not be stopped
+ * within X ms", or "... did not stop within X ms (state R)". Empty when there is none. */
+void target_describe_late(Target *t, char *buf, size_t len);
+
+/* The same, short, for a straggler's blocker: "uninterruptible sleep (vfork parent
+ * waiting for its child), not stopped within X ms". */
+void target_describe_late_short(Target *t, char *buf, size_t len);
+
+/* Threads of freed Targets still seized because they had not stopped (see above), per
+ * calling thread. target_collect_orphans() detaches those that stopped or reaps those
+ * that exited, without blocking, and returns how many are left. */
+size_t target_orphans(void);
+size_t target_collect_orphans(void);
 
 Thread *target_find_thread(Target *t, pid_t tid);
 

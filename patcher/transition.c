@@ -472,6 +472,7 @@ static int switch_stopped_thread(Transition *tr, PendingThread *p, Thread *th) {
 typedef struct InFlight {
         Thread *th[PASS_WINDOW];
         size_t idx[PASS_WINDOW]; /* its entry in tr->pending */
+        bool late[PASS_WINDOW];  /* already asked by an earlier pass, not stopped since */
         size_t n;
 } InFlight;
 
@@ -479,7 +480,13 @@ static void inflight_drop(InFlight *f, size_t k) {
         f->n--;
         f->th[k] = f->th[f->n];
         f->idx[k] = f->idx[f->n];
+        f->late[k] = f->late[f->n];
 }
+
+/* How long a pass waits when every thread in flight was already late before it: one
+ * that did not stop over a whole earlier attempt (a vfork parent in D state) is looked
+ * at, not waited for again, so that a pass does not hold the caller's loop for it. */
+#define PASS_LATE_WAIT_MS 2
 
 /* Asks the next pending threads to stop until PASS_WINDOW are in flight. done[i] is set
  * for entries settled without a stop (the thread is gone). */
@@ -487,14 +494,18 @@ static void pass_fill(Transition *tr, InFlight *f, size_t *next, bool *done) {
         while (f->n < PASS_WINDOW && *next < tr->n_pending) {
                 PendingThread *p = &tr->pending[*next];
                 Thread *th = target_find_thread(tr->t, p->tid);
+                bool late = th && target_thread_late(th);
                 int r = th && !th->gone ? target_request_stop(tr->t, th) : -ESRCH;
                 if (r == -ESRCH) {
                         tr->gone++;
                         done[*next] = true;
-                } else if (r < 0)
-                        snprintf(p->blocker, sizeof(p->blocker), "cannot stop: %s", strerror(-r));
+                } else if (r == -EBUSY)
+                        snprintf(p->blocker, sizeof(p->blocker), "traced by another process, not checked");
+                else if (r < 0)
+                        snprintf(p->blocker, sizeof(p->blocker), "could not be asked to stop (%s)", strerror(-r));
                 else {
                         f->th[f->n] = th;
+                        f->late[f->n] = late;
                         f->idx[f->n++] = *next;
                 }
                 (*next)++;
@@ -515,16 +526,23 @@ static int pass(Transition *tr, bool *done) {
 
         for (;;) {
                 Thread *th = NULL;
+                bool all_late = true;
                 pass_fill(tr, &f, &next, done);
                 if (f.n == 0)
                         return 0;
-                r = target_wait_any(tr->t, f.th, f.n, TARGET_STOP_TIMEOUT_MS, &th);
+                for (size_t k = 0; k < f.n; k++)
+                        all_late &= f.late[k];
+                r = target_wait_any(tr->t, f.th, f.n, all_late ? PASS_LATE_WAIT_MS :
+                                    tr->t->stop_timeout_ms > 0 ? tr->t->stop_timeout_ms : TARGET_STOP_TIMEOUT_MS, &th);
                 if (r == -ETIMEDOUT) {
-                        /* A loaded machine: they stay seized with the interrupt pending
-                         * and are collected by the next stop; not switched this pass. */
-                        for (size_t k = 0; k < f.n; k++)
-                                snprintf(tr->pending[f.idx[k]].blocker, sizeof(tr->pending[0].blocker),
-                                         "cannot stop: %s", strerror(ETIMEDOUT));
+                        /* They stay seized with the interrupt pending (late) and are
+                         * detached as they stop, or checked by the next pass; each is a
+                         * straggler, not switched, until then. */
+                        for (size_t k = 0; k < f.n; k++) {
+                                target_note_late(tr->t, f.th[k]);
+                                target_describe_late_short(tr->t, tr->pending[f.idx[k]].blocker,
+                                                           sizeof(tr->pending[0].blocker));
+                        }
                         f.n = 0;
                         continue;
                 }
@@ -574,11 +592,13 @@ int transition_try_complete(Transition *tr) {
         if (r < 0)
                 return r;
         tr->n_pending = kept;
+        /* A thread that cannot be stopped now (late) holds back the stop-the-world of
+         * completion or reclaim: not a failure, the next pass tries again. */
         if (kept == 0)
-                return transition_complete(tr);
-        if (tr->gone > 0)
-                return transition_reclaim(tr);
-        return 0;
+                r = transition_complete(tr);
+        else if (tr->gone > 0)
+                r = transition_reclaim(tr);
+        return r == -ETIMEDOUT ? 0 : r;
 }
 
 /* Final entries, records and unmapping once every thread is in the target state. Every
@@ -708,6 +728,14 @@ static int global_try(Transition *tr) {
 
         tr->passes++;
         r = target_stop_all(tr->t);
+        if (r == -ETIMEDOUT && tr->t->late_tid) {
+                /* All or none, and one cannot be looked at: none this pass; it is named. */
+                tr->n_pending = 0;
+                r = pending_add(tr, tr->t->late_tid, -1);
+                if (r >= 0)
+                        target_describe_late_short(tr->t, tr->pending[0].blocker, sizeof(tr->pending[0].blocker));
+                return r < 0 ? r : 0;
+        }
         if (r < 0)
                 return r;
         tr->n_pending = 0;
@@ -781,15 +809,17 @@ int transition_reverse(Transition *tr) {
         return r < 0 ? r : k;
 }
 
+/* No thread can be in code that was never in the path: one stopped thread, to borrow
+ * for the unmap, is enough, and one that cannot be stopped (a vfork parent) does not
+ * hold the cancel back. */
 int transition_cancel(Transition *tr) {
         ControlPatch *p = &tr->c->img->patches[tr->patch];
-        Thread *th;
+        Thread *th = NULL;
         int r, k;
 
-        r = target_stop_all(tr->t);
+        r = target_stop_any(tr->t, tr->t->stop_timeout_ms > 0 ? tr->t->stop_timeout_ms : TARGET_STOP_TIMEOUT_MS, &th);
         if (r < 0)
                 return r;
-        th = target_any_stopped(tr->t);
         /* The record, the header, then the code: the order finish() keeps, so that a
          * driver killed in between leaves a block that checks out (control.c). */
         p->state = CP_UNPATCHED;

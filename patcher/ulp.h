@@ -96,6 +96,14 @@ pid_t ulp_op_pid(const UlpOp *op);
 /* Frees op. An unfinished transition stays in the target, consistent, for ulp_op_resume(). */
 void ulp_op_free(UlpOp *op);
 
+/* Threads an operation asked to stop that had not stopped when it ended (a vfork parent
+ * waits in D state until its child exits or execs, and the kernel cannot detach a thread
+ * before it stops) stay traced by the calling thread. This detaches those that stopped
+ * since, without blocking, and returns how many are left: a caller that outlives its
+ * operations (a service) calls it every few ms while it is not 0. A process that exits
+ * needs nothing: the kernel detaches them then. */
+size_t ulp_release_late(void);
+
 /* Blocking forms: start, then step until done. Return 0, or -errno as above. */
 int ulp_apply(pid_t pid, int patch_fd, const char *name_hint, const UlpOptions *o, UlpReport *report);
 int ulp_revert(pid_t pid, const char *name, const UlpOptions *o, UlpReport *report);

@@ -1,0 +1,263 @@
+#!/usr/bin/env bash
+# Thread stops that take long or cannot happen for a while (docs/stops.md), on a real
+# victim patched for real: a vfork parent waiting in D state for its child, through
+# ulpctl --direct and through ulpd, and 30 apply/revert cycles on a loaded machine.
+# Each case checks what the victim itself prints.
+# Usage: run.sh CASE   (env: ULPCTL, ULPD, VICTIM, PATCH from meson)
+set -uo pipefail
+
+CASE=$1
+WORK=$(mktemp -d)
+LOG=$WORK/victim.log
+VPID= VTID= UPID=
+HOGS=()
+trap 'cleanup' EXIT
+
+cleanup() {
+	[ -n "$VPID" ] && kill -9 "$VPID" 2>/dev/null
+	[ -n "$UPID" ] && kill "$UPID" 2>/dev/null
+	for h in "${HOGS[@]}"; do kill -9 "$h" 2>/dev/null; done
+	wait 2>/dev/null
+	[ -f "$WORK/ulpd.log" ] && [ -n "${SHOW_ULPD_LOG:-}" ] && { echo "--- ulpd log"; cat "$WORK/ulpd.log"; }
+	rm -rf "$WORK"
+}
+
+fail() {
+	echo "FAIL: $*" >&2
+	[ -f "$LOG" ] && { echo "--- last victim lines:" >&2; tail -n 3 "$LOG" >&2; }
+	[ -f "$WORK/ulpd.log" ] && { echo "--- ulpd log:" >&2; tail -n 20 "$WORK/ulpd.log" >&2; }
+	exit 1
+}
+
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+
+# wait_for SECONDS CMD...: polls CMD every 20 ms until it succeeds.
+wait_for() {
+	local secs=$1 i; shift
+	for ((i = 0; i < secs * 50; i++)); do
+		"$@" && return 0
+		sleep 0.02
+	done
+	return 1
+}
+
+lines() { wc -l <"$LOG"; }
+# val KEY: KEY's value in the victim's last complete line
+val() { tail -n 2 "$LOG" | head -n 1 | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+greater() { [ "$(val "$1")" -gt "$2" ] 2>/dev/null; }
+has_line_after() { tail -n +"$(($2 + 1))" "$LOG" | grep -q -E "$1"; }
+
+start_victim() {   # start_victim WORKERS CHILD_MS
+	"$VICTIM" "$1" "$2" >"$LOG" 2>&1 &
+	VPID=$!
+	wait_for 10 greater spins 0 || fail "victim did not start"
+	wait_for 10 greater vtid 0 || fail "victim's vforker did not start"
+	VTID=$(val vtid)
+}
+
+# observe KEY VALUE: the victim comes to show KEY=VALUE, and the lines after show it too.
+observe() {
+	local from
+	from=$(lines)
+	wait_for 20 has_line_after "$1=$2 " "$from" || fail "$1 never became $2"
+	from=$(lines)
+	wait_for 10 has_line_after tick "$((from + 3))" || fail "victim stopped printing"
+	tail -n +"$((from + 1))" "$LOG" | grep tick | grep -v -q "$1=$2 " &&
+		fail "$1 is not consistently $2: $(tail -n +"$((from + 1))" "$LOG" | grep tick | grep -v "$1=$2 " | head -1)"
+	return 0
+}
+
+vstate() { awk '{print $3}' "/proc/$VPID/task/$VTID/stat" 2>/dev/null; }
+in_d() { [ "$(vstate)" = D ]; }
+
+# vfork_now: the vforker vforks its sleeping child and waits for it in D state.
+vfork_now() {
+	VFORKS=$(val vforks)
+	kill -USR1 "$VPID"
+	wait_for 10 in_d || fail "the vforker did not enter D state (state $(vstate))"
+}
+
+# No thread of the victim is stopped or traced.
+untraced() {
+	local t st
+	for t in /proc/"$VPID"/task/*; do
+		st=$(awk '{print $3}' "$t/stat" 2>/dev/null) || continue
+		[ "$st" = t ] || [ "$st" = T ] && return 1
+		grep -q 'TracerPid:.0$' "$t/status" 2>/dev/null || return 1
+	done
+	return 0
+}
+
+# After the vfork child exited: the vforker runs again, nobody holds any thread.
+released() {
+	wait_for 30 greater vforks "$VFORKS" || fail "the vfork never ended (vforker state $(vstate))"
+	wait_for 3 untraced || fail "threads left stopped or traced after the vfork: vforker state $(vstate), $(grep TracerPid "/proc/$VPID/task/$VTID/status")"
+	local s
+	s=$(val spins)
+	wait_for 5 greater spins "$s" || fail "the vforker does not run again (state $(vstate))"
+}
+
+no_patch_mapped() {
+	! grep -q 'memfd:ulp-patch' "/proc/$VPID/maps" || fail "patch code left mapped: $(grep memfd:ulp-patch "/proc/$VPID/maps")"
+}
+
+# The message of a stop that could not happen, as the operator sees it.
+late_re() {
+	echo "thread $VTID \\(vforker\\) of process $VPID is in uninterruptible sleep \\(vfork parent waiting for its child\\) and could not be stopped within [0-9]+ ms"
+}
+
+case_vfork_direct() {
+	start_victim 4 2000
+	observe compute 20
+	vfork_now
+	local t0 t1
+	t0=$(now_ms)
+	"$ULPCTL" --direct apply -p "$VPID" "$PATCH" || fail "apply during the vfork failed"
+	t1=$(now_ms)
+	echo "apply while a thread was in D state for up to 2 s: $((t1 - t0)) ms"
+	observe compute 30
+	released
+	"$ULPCTL" --direct revert -p "$VPID" compute-fix || fail "revert failed"
+	observe compute 20
+	no_patch_mapped
+	untraced || fail "threads left traced"
+}
+
+case_vfork_timeout_direct() {
+	start_victim 4 4000
+	observe compute 20
+	vfork_now
+	local out rc
+	out=$("$ULPCTL" --direct apply --timeout 1 -p "$VPID" "$PATCH" 2>&1)
+	rc=$?
+	echo "$out"
+	[ "$rc" -ne 0 ] || fail "apply succeeded though a thread could not be stopped"
+	echo "$out" | grep -q -E "the transition could not start within 1000 ms: $(late_re); nothing changed" ||
+		fail "unexpected message: $out"
+	observe compute 20
+	no_patch_mapped
+	released
+	"$ULPCTL" --direct apply -p "$VPID" "$PATCH" || fail "second apply failed"
+	observe compute 30
+	"$ULPCTL" --direct revert -p "$VPID" compute-fix || fail "revert failed"
+	observe compute 20
+	untraced || fail "threads left traced"
+}
+
+start_ulpd() {
+	export ULP_SOCKET=$WORK/ulpd.sock
+	"$ULPD" --no-recover --debug --socket "$ULP_SOCKET" --state-dir "$WORK/state" >"$WORK/ulpd.log" 2>&1 &
+	UPID=$!
+	wait_for 10 test -S "$ULP_SOCKET" || fail "ulpd did not start"
+}
+
+# timed_status: how long ulpd takes to answer a status request, in ms.
+timed_status() {
+	local t0
+	t0=$(now_ms)
+	"$ULPCTL" status -p "$VPID" >/dev/null 2>&1
+	echo $(( $(now_ms) - t0 ))
+}
+
+case_vfork_ulpd() {
+	start_ulpd
+	start_victim 4 4000
+	observe compute 20
+	vfork_now
+	local out rc t0 worst=0 ms
+	# 1. A deadline shorter than the vfork: refused cleanly, the thread named.
+	out=$("$ULPCTL" apply --timeout 1 -p "$VPID" "$PATCH" 2>&1)
+	rc=$?
+	echo "$out"
+	[ "$rc" -ne 0 ] || fail "apply succeeded though a thread could not be stopped"
+	echo "$out" | grep -q -E "the transition could not start within 1000 ms: $(late_re); nothing changed" ||
+		fail "unexpected message: $out"
+	in_d || fail "the vfork ended too early for this test (state $(vstate))"
+	# 2. Still during the vfork: a new apply is not refused (EBUSY) and waits for the
+	# thread; ulpd answers others meanwhile.
+	t0=$(now_ms)
+	"$ULPCTL" apply -p "$VPID" "$PATCH" >"$WORK/apply2.out" 2>&1 &
+	local apid=$!
+	while kill -0 "$apid" 2>/dev/null; do
+		ms=$(timed_status)
+		[ "$ms" -gt "$worst" ] && worst=$ms
+		sleep 0.1
+	done
+	wait "$apid" || fail "second apply failed: $(cat "$WORK/apply2.out")"
+	cat "$WORK/apply2.out"
+	echo "second apply: $(( $(now_ms) - t0 )) ms; slowest status answer meanwhile: $worst ms"
+	[ "$worst" -lt 1000 ] || fail "ulpd's loop blocked for $worst ms"
+	observe compute 30
+	released
+	"$ULPCTL" revert -p "$VPID" compute-fix || fail "revert failed"
+	observe compute 20
+	no_patch_mapped
+	# 3. A vfork that outlasts the request: the thread stays traced by ulpd only as long
+	# as it cannot stop, and is let go as soon as its child exits.
+	vfork_now
+	"$ULPCTL" apply --timeout 0.5 -p "$VPID" "$PATCH" >/dev/null 2>&1 && fail "apply succeeded during the vfork"
+	released
+	"$ULPCTL" apply -p "$VPID" "$PATCH" || fail "apply after the vfork failed"
+	observe compute 30
+	"$ULPCTL" revert -p "$VPID" compute-fix || fail "revert failed"
+	observe compute 20
+	untraced || fail "threads left traced"
+	grep -q 'could not be stopped' "$WORK/ulpd.log" || fail "ulpd did not log the thread it could not stop"
+}
+
+# 30 apply/revert cycles on a 16-thread victim with 4 CPU hogs on the machine's cores.
+case_load() {
+	local i hog cycles=30 from t0 t1 t2 fails=0
+	for ((hog = 0; hog < 4; hog++)); do
+		( while :; do :; done ) &
+		HOGS+=($!)
+	done
+	start_victim 16 1000
+	observe compute 20
+	: >"$WORK/times"
+	local start
+	start=$(now_ms)
+	for ((i = 0; i < cycles; i++)); do
+		from=$(lines)
+		t0=$(now_ms)
+		if ! "$ULPCTL" --direct apply -p "$VPID" "$PATCH" >"$WORK/out" 2>&1; then
+			fails=$((fails + 1))
+			echo "apply $i failed: $(cat "$WORK/out")"
+			continue
+		fi
+		t1=$(now_ms)
+		echo "$((t1 - t0)) ms: $(cat "$WORK/out")" >>"$WORK/reports"
+		wait_for 60 has_line_after 'compute=30 ' "$from" || fail "cycle $i: the victim never saw the patch"
+		from=$(lines)
+		t2=$(now_ms)
+		if ! "$ULPCTL" --direct revert -p "$VPID" compute-fix >"$WORK/out" 2>&1; then
+			fails=$((fails + 1))
+			echo "revert $i failed: $(cat "$WORK/out")"
+			continue
+		fi
+		echo "$(( $(now_ms) - t2 )) ms: $(cat "$WORK/out")" >>"$WORK/reports"
+		echo "$((t1 - t0)) $(( $(now_ms) - t2 ))" >>"$WORK/times"
+		wait_for 60 has_line_after 'compute=20 ' "$from" || fail "cycle $i: the victim never saw the revert"
+	done
+	echo "load: $cycles cycles in $(( $(now_ms) - start )) ms, $fails failed, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+	awk '{ a[NR] = $1; r[NR] = $2; c[NR] = $1 + $2 }
+	     function med(v, n,   i, j, t) { for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++)
+	                                         if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
+	                                     return v[int((n + 1) / 2)] }
+	     END { n = NR; printf "apply ms: median %d max %d; revert ms: median %d max %d; ", med(a, n), a[n], med(r, n), r[n];
+	           printf "cycle ms: median %d max %d\n", med(c, n), c[n] }' "$WORK/times"
+	echo "slowest operations, as ulpctl reported them:"
+	sort -n "$WORK/reports" | tail -n 3
+	[ "$fails" -eq 0 ] || fail "$fails of $((cycles * 2)) operations failed under load"
+	untraced || fail "threads left traced"
+	observe compute 20
+}
+
+case "$CASE" in
+vfork-direct) case_vfork_direct ;;
+vfork-timeout-direct) case_vfork_timeout_direct ;;
+vfork-ulpd) case_vfork_ulpd ;;
+load) case_load ;;
+*) fail "no such case: $CASE" ;;
+esac
+echo "PASS: $CASE"

@@ -1,0 +1,190 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The ptrace layer with a thread that cannot stop for a while (docs/stops.md): a vfork
+ * parent waits in D state until its child exits. Checked on a real child process: the
+ * stop fails in time and names the thread, the other threads are not left stopped, a
+ * second stop-the-world does not wait again, a later Target takes the thread over
+ * (no EBUSY), and once the vfork child exits the thread is detached and runs.
+ */
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/macro.h"
+#include "patcher/target.h"
+#include "test.h"
+
+TEST_MAIN()
+
+typedef struct Shared {
+        volatile pid_t vtid;
+        volatile unsigned long spins;
+} Shared;
+
+static Shared *sh;
+static pid_t child;
+
+static uint64_t now_ms(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000ULL + (uint64_t)ts.tv_nsec / 1000000ULL;
+}
+
+static void nap_ms(long ms) {
+        struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+        while (nanosleep(&ts, &ts) < 0)
+                ;
+}
+
+#define WAIT_UNTIL(cond, ms) ({ \
+                uint64_t _end = now_ms() + (ms); \
+                bool _ok; \
+                while (!(_ok = (cond)) && now_ms() < _end) \
+                        nap_ms(1); \
+                _ok; \
+        })
+
+/* In the child: vforks a grandchild that sleeps 1.5 s, then counts. */
+static void *vforker(void *arg) {
+        (void)arg;
+        sh->vtid = (pid_t)syscall(SYS_gettid);
+        pid_t c = vfork();
+        if (c == 0) {
+                struct timespec ts = { 1, 500000000L };
+                syscall(SYS_nanosleep, &ts, NULL);
+                _exit(0);
+        }
+        waitpid(c, NULL, 0);
+        for (;;) {
+                sh->spins++;
+                usleep(1000);
+        }
+        return NULL;
+}
+
+static char state_of(pid_t tid) {
+        char path[64], buf[512];
+        snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", child, tid);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+        if (fd >= 0)
+                close(fd);
+        if (n <= 0)
+                return 0;
+        buf[n] = 0;
+        char *p = strrchr(buf, ')');
+        return p && p[1] == ' ' ? p[2] : 0;
+}
+
+static int tracer_of(pid_t tid) {
+        char path[64], buf[4096];
+        snprintf(path, sizeof(path), "/proc/%d/task/%d/status", child, tid);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+        if (fd >= 0)
+                close(fd);
+        if (n <= 0)
+                return -1;
+        buf[n] = 0;
+        char *p = strstr(buf, "\nTracerPid:");
+        return p ? atoi(p + strlen("\nTracerPid:")) : -1;
+}
+
+static void kill_child(void) {
+        if (child > 0) {
+                kill(child, SIGKILL);
+                while (waitpid(child, NULL, __WALL) < 0 && errno == EINTR)
+                        ;
+        }
+}
+
+TEST(late_vfork) {
+        char msg[256];
+        uint64_t t0;
+        Target *t = NULL;
+        pid_t vtid;
+
+        sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        ASSERT_TRUE(sh != MAP_FAILED);
+        atexit(kill_child);
+        child = fork();
+        ASSERT_TRUE(child >= 0);
+        if (child == 0) {
+                pthread_t th;
+                prctl(PR_SET_PDEATHSIG, SIGKILL);
+                pthread_create(&th, NULL, vforker, NULL);
+                pthread_setname_np(th, "vforker");
+                for (;;)
+                        pause();
+        }
+        ASSERT_TRUE(WAIT_UNTIL(sh->vtid != 0 && state_of(sh->vtid) == 'D', 10000));
+        vtid = sh->vtid;
+
+        /* The stop fails within its bound and names the thread; nothing stays stopped. */
+        ASSERT_OK(target_open(child, &t));
+        t->stop_timeout_ms = 100;
+        t0 = now_ms();
+        ASSERT_ERR(target_stop_all(t), -ETIMEDOUT);
+        ASSERT_TRUE(now_ms() - t0 < 1000);
+        ASSERT_EQ(t->late_tid, vtid);
+        ASSERT_EQ(t->late_state, 'D');
+        ASSERT_TRUE(t->late_vfork);
+        target_describe_late(t, msg, sizeof(msg));
+        fprintf(stderr, "  %s\n", msg);
+        ASSERT_TRUE(strstr(msg, "(vforker) of process ") != NULL);
+        ASSERT_TRUE(strstr(msg, "is in uninterruptible sleep (vfork parent waiting for its child) and could not "
+                                "be stopped within ") != NULL);
+        ASSERT_TRUE(state_of(child) != 't');
+        ASSERT_EQ(tracer_of(child), 0);
+
+        /* Again while it is late and in D: no waiting (a bound far above the time
+         * allowed, so that a loaded machine cannot make this pass by accident), no
+         * other thread stopped. */
+        t->stop_timeout_ms = 5000;
+        t0 = now_ms();
+        ASSERT_ERR(target_stop_all(t), -ETIMEDOUT);
+        ASSERT_TRUE(now_ms() - t0 < 2000);
+        ASSERT_TRUE(state_of(child) != 't');
+
+        /* Freed without waiting for it; the thread is an orphan of ours... */
+        t0 = now_ms();
+        target_free(t);
+        ASSERT_TRUE(now_ms() - t0 < 2000);
+        ASSERT_EQ(target_orphans(), (size_t)1);
+        ASSERT_EQ(tracer_of(vtid), getpid());
+
+        /* ...which a new Target takes over instead of failing with EBUSY. */
+        ASSERT_OK(target_open(child, &t));
+        t->stop_timeout_ms = 20;
+        Thread *th = target_find_thread(t, vtid);
+        ASSERT_TRUE(th != NULL);
+        ASSERT_ERR(target_stop_thread(t, th), -ETIMEDOUT);
+        ASSERT_EQ(target_orphans(), (size_t)0);
+        target_free(t);
+        ASSERT_EQ(target_orphans(), (size_t)1);
+
+        /* The child exits: the thread is detached at once and runs again. */
+        ASSERT_TRUE(WAIT_UNTIL(target_collect_orphans() == 0, 10000));
+        ASSERT_TRUE(WAIT_UNTIL(tracer_of(vtid) == 0, 1000));
+        unsigned long spins = sh->spins;
+        ASSERT_TRUE(WAIT_UNTIL(sh->spins > spins + 10, 5000));
+        ASSERT_TRUE(state_of(vtid) != 't');
+
+        /* And it stops like any thread now. */
+        ASSERT_OK(target_open(child, &t));
+        ASSERT_OK(target_stop_all(t));
+        ASSERT_OK(target_resume_all(t));
+        target_free(t);
+        ASSERT_EQ(target_orphans(), (size_t)0);
+        ASSERT_EQ(tracer_of(vtid), 0);
+}
