@@ -163,7 +163,8 @@ static int do_apply_or_revert(const Args *a, bool apply) {
                         /* revert by file: the patch's name from its metadata */
                         r = patchmeta_read(patch_fd, base_name(a->target), &meta, err, sizeof(err));
                         if (r < 0) {
-                                fprintf(stderr, "ulpctl: %s: %s\n", a->target, err[0] ? err : strerror(-r));
+                                fprintf(stderr, r == -ENOTSUP ? "ulpctl: patch %s %s\n" : "ulpctl: %s: %s\n",
+                                        a->target, err[0] ? err : strerror(-r));
                                 return 1;
                         }
                         snprintf(name, sizeof(name), "%s", meta->name);
@@ -402,6 +403,10 @@ static int verb_info(const Args *a) {
         if (open_patch(a->target, &fd) < 0)
                 return 1;
         r = patchmeta_read(fd, base_name(a->target), &m, err, sizeof(err));
+        if (r == -ENOTSUP) {
+                fprintf(stderr, "ulpctl: patch %s %s\n", a->target, err);
+                return 1;
+        }
         if (r < 0) {
                 fprintf(stderr, "ulpctl: %s: %s\n", a->target,
                         r == -ENOEXEC ? "not an ELF file" : r == -ENOMSG ? "no ulp patch metadata" : err[0] ? err : strerror(-r));
