@@ -58,6 +58,9 @@ typedef struct PatchFile {
         size_t n_loads;
         Reloc *relocs;           /* sorted by offset */
         size_t n_relocs, alloc_relocs;
+        uint64_t *funcs, *objects; /* sorted starts of defined functions and pointer-sized
+                                    * (or larger) objects, from .symtab and .dynsym */
+        size_t n_funcs, n_objects;
         char *errbuf;
         size_t errlen;
 } PatchFile;
@@ -69,6 +72,8 @@ static void patch_file_done(PatchFile *pf) {
                 close(pf->fd);
         free(pf->loads);
         free(pf->relocs);
+        free(pf->funcs);
+        free(pf->objects);
 }
 
 /* Writes a one-line reason into the caller's errbuf and returns r. */
@@ -355,8 +360,59 @@ static int pf_read_relocs(PatchFile *pf) {
         return 0;
 }
 
+static int u64_cmp(const void *a, const void *b) {
+        uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+        return x < y ? -1 : x > y;
+}
+
+/* Gathers where the patch's functions and variables start, from its symbol tables:
+ * a new function, a callback or a ULP_REF slot that points anywhere else was not made
+ * by the patch macros (a stray jump into the middle of code would run in the target).
+ * At most one entry per symbol: bounded by the file size. */
+static int pf_read_symbols(PatchFile *pf) {
+        size_t alloc = 0;
+
+        for (int pass = 0; pass < 2; pass++) {
+                for (Elf_Scn *scn = NULL; (scn = elf_nextscn(pf->elf, scn)); ) {
+                        GElf_Shdr sh;
+                        Elf_Data *d;
+                        if (!gelf_getshdr(scn, &sh) || (sh.sh_type != SHT_SYMTAB && sh.sh_type != SHT_DYNSYM))
+                                continue;
+                        if (sh.sh_entsize != sizeof(Elf64_Sym) || !(d = elf_getdata(scn, NULL)) ||
+                            d->d_size != sh.sh_size)
+                                return pf_error(pf, -EBADMSG, "a symbol table is malformed");
+                        for (size_t i = 0; i < sh.sh_size / sh.sh_entsize; i++) {
+                                GElf_Sym sym;
+                                if (!gelf_getsym(d, (int)i, &sym) || sym.st_shndx == SHN_UNDEF ||
+                                    sym.st_shndx >= SHN_LORESERVE)
+                                        continue;
+                                if (pass == 0) {
+                                        alloc++;
+                                        continue;
+                                }
+                                if (GELF_ST_TYPE(sym.st_info) == STT_FUNC)
+                                        pf->funcs[pf->n_funcs++] = sym.st_value;
+                                else if (GELF_ST_TYPE(sym.st_info) == STT_OBJECT && sym.st_size >= sizeof(void *))
+                                        pf->objects[pf->n_objects++] = sym.st_value;
+                        }
+                }
+                if (pass == 0 && (!(pf->funcs = calloc(alloc + 1, sizeof(uint64_t))) ||
+                                  !(pf->objects = calloc(alloc + 1, sizeof(uint64_t)))))
+                        return -ENOMEM;
+        }
+        qsort(pf->funcs, pf->n_funcs, sizeof(uint64_t), u64_cmp);
+        qsort(pf->objects, pf->n_objects, sizeof(uint64_t), u64_cmp);
+        return 0;
+}
+
+static bool pf_starts(const uint64_t *v, size_t n, uint64_t vaddr) {
+        return n > 0 && bsearch(&vaddr, v, n, sizeof(uint64_t), u64_cmp) != NULL;
+}
+
 static const Reloc *pf_find_reloc(const PatchFile *pf, uint64_t vaddr) {
         Reloc key = { .offset = vaddr };
+        if (pf->n_relocs == 0)   /* relocs is NULL then, which bsearch() must not get */
+                return NULL;
         return bsearch(&key, pf->relocs, pf->n_relocs, sizeof(Reloc), reloc_cmp);
 }
 
@@ -433,8 +489,12 @@ static int rec_code(PatchFile *pf, const Rec *rec, size_t off, const char *field
                                            rec->sect, rec->index, field) : 0;
         for (size_t i = 0; i < pf->n_loads; i++) {
                 const GElf_Phdr *p = &pf->loads[i];
-                if ((p->p_flags & PF_X) && *ret >= p->p_vaddr && *ret - p->p_vaddr < p->p_memsz)
+                if ((p->p_flags & PF_X) && *ret >= p->p_vaddr && *ret - p->p_vaddr < p->p_memsz) {
+                        if (!pf_starts(pf->funcs, pf->n_funcs, *ret))
+                                return pf_error(pf, -EBADMSG, "%s[%zu]: %s is not the start of a "
+                                                "function of the patch", rec->sect, rec->index, field);
                         return 0;
+                }
         }
         return pf_error(pf, -EBADMSG, "%s[%zu]: %s is not code", rec->sect, rec->index, field);
 }
@@ -562,6 +622,9 @@ static int read_refs(PatchFile *pf, PatchMeta *m) {
                 if (!pf_writable(pf, f->slot_vaddr, sizeof(void *)))
                         return pf_error(pf, -EBADMSG, "%s[%zu]: slot is not writable patch data",
                                         rec.sect, i);
+                if (!pf_starts(pf->objects, pf->n_objects, f->slot_vaddr))
+                        return pf_error(pf, -EBADMSG, "%s[%zu]: slot is not a pointer variable of the "
+                                        "patch", rec.sect, i);
         }
         return 0;
 }
@@ -680,7 +743,8 @@ static int patch_file_open(PatchFile *pf, int fd) {
         if (!pf->raw)
                 return pf_error(pf, -EBADMSG, "cannot read the file: %s", elf_errmsg(-1));
         if ((r = pf_check_sections(pf)) < 0 ||
-            (r = pf_read_segments(pf)) < 0)
+            (r = pf_read_segments(pf)) < 0 ||
+            (r = pf_read_symbols(pf)) < 0)
                 return r;
         return pf_read_relocs(pf);
 }

@@ -262,6 +262,28 @@ TEST(crafted_metadata) {
         name->r_addend = 0x7fff0000;
         ASSERT_REFUSED(&img, "name-outside", -EBADMSG, "ulp_info[0]: name out of bounds");
         name->r_addend = save;
+
+        /* A new function or a slot moved by a few bytes: still code, still data, but not
+         * what the macros recorded; run or written in the target, it would break it. */
+        Elf64_Shdr *funcs = img_shdr(&img, "ulp_funcs", NULL), *refs = img_shdr(&img, "ulp_refs", NULL);
+        unsigned found = 0;
+        for (unsigned i = 0; i < rsh->sh_size / sizeof(*v); i++) {
+                if (v[i].r_offset == funcs->sh_addr + offsetof(struct ulp_meta_func, new_func)) {
+                        found++;
+                        v[i].r_addend += 1;
+                        ASSERT_REFUSED(&img, "func-inside", -EBADMSG,
+                                       "ulp_funcs[0]: new function is not the start of a function of the patch");
+                        v[i].r_addend -= 1;
+                }
+                if (v[i].r_offset == refs->sh_addr + offsetof(struct ulp_meta_ref, slot)) {
+                        found++;
+                        v[i].r_addend += 4;
+                        ASSERT_REFUSED(&img, "slot-inside", -EBADMSG,
+                                       "ulp_refs[0]: slot is not a pointer variable of the patch");
+                        v[i].r_addend -= 4;
+                }
+        }
+        ASSERT_EQ(found, 2);
 }
 
 TEST(name_too_long) {
