@@ -232,6 +232,11 @@ static int pf_reloc_symbol(PatchFile *pf, const GElf_Shdr *sh, size_t i, uint32_
         if (!*ret_name)
                 return pf_error(pf, -EBADMSG, "relocation %zu: symbol %u has its name out of bounds",
                                 i, symidx);
+        /* The loader names it in its messages. */
+        for (const char *p = *ret_name; *p; p++)
+                if (*p <= ' ' || *p > '~')
+                        return pf_error(pf, -EBADMSG, "relocation %zu: symbol %u has a non-printable "
+                                        "name", i, symidx);
         return 0;
 }
 
@@ -249,7 +254,7 @@ static int pf_read_rela(PatchFile *pf, Elf_Scn *scn, const GElf_Shdr *sh) {
         for (size_t i = 0; i < sh->sh_size / sh->sh_entsize; i++) {
                 GElf_Rela rela;
                 GElf_Sym sym;
-                const char *name;
+                const char *name = NULL;
                 uint32_t type;
                 if (!gelf_getrela(data, (int)i, &rela))
                         return pf_error(pf, -EBADMSG, "bad relocation %zu", i);
@@ -474,6 +479,11 @@ static int rec_string(PatchFile *pf, const Rec *rec, size_t off, const char *fie
         if (!nul)
                 return pf_error(pf, -EBADMSG, "%s[%zu]: %s is not NUL-terminated",
                                 rec->sect, rec->index, field);
+        /* These strings end up in messages and logs: no control characters. */
+        for (const char *p = s; p < nul; p++)
+                if (*p < ' ' || *p > '~')
+                        return pf_error(pf, -EBADMSG, "%s[%zu]: %s has a non-printable byte 0x%02x",
+                                        rec->sect, rec->index, field, (unsigned char)*p);
         *ret = strndup(s, (size_t)(nul - s));
         return *ret ? 0 : -ENOMEM;
 }
@@ -518,7 +528,7 @@ static int pf_section(PatchFile *pf, const char *sect, size_t recsize, Rec *rec,
                 return pf_error(pf, -EBADMSG, "no section name table");
         for (Elf_Scn *scn = NULL; (scn = elf_nextscn(pf->elf, scn)); ) {
                 GElf_Shdr sh;
-                const char *name;
+                const char *name = NULL;
                 if (!gelf_getshdr(scn, &sh) || !(name = elf_strptr(pf->elf, shstrndx, sh.sh_name)) ||
                     strcmp(name, sect) != 0)
                         continue;

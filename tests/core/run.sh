@@ -508,7 +508,7 @@ refused_all() {
 case_patch_files() {
 	start_victim 4
 	refused_all "$P/patch-compute-relr.so" "patch patch-compute-relr.so uses packed relative relocations (RELR), which ulp does not support yet; rebuild without -z pack-relative-relocs"
-	refused_all "$P/patch-badname.so" "bad patch patch-badname.so: the patch name has a byte 0x0a at 7: only printable characters other than space are allowed"
+	refused_all "$P/patch-badname.so" "bad patch patch-badname.so: ulp_info[0]: name has a non-printable byte 0x0a"
 	refused_all "$P/patch-longname65.so" "bad patch patch-longname65.so: the patch name is 65 bytes long, at most 64 are allowed"
 	craft "$P/patch-compute.so" "$WORK/outside.so" reloc-outside
 	refused_all "$WORK/outside.so" "bad patch outside.so: relocation 0 writes at 0x1000, outside the patch's writable segments"

@@ -253,8 +253,10 @@ TEST(crafted_metadata) {
         s = memmem(img.b + ro->sh_offset, ro->sh_size, "full-patch", 11);
         ASSERT_TRUE(s != NULL);
         s[4] = '\n';
-        ASSERT_REFUSED(&img, "name-newline", -EBADMSG,
-                       "the patch name has a byte 0x0a at 4: only printable characters other than space "
+        ASSERT_REFUSED(&img, "name-newline", -EBADMSG, "ulp_info[0]: name has a non-printable byte 0x0a");
+        s[4] = ' ';
+        ASSERT_REFUSED(&img, "name-space", -EBADMSG,
+                       "the patch name has a byte 0x20 at 4: only printable characters other than space "
                        "are allowed");
         s[4] = '-';
 
