@@ -179,6 +179,7 @@ def run(args):
 
 
 def main():
+    sys.stdout.reconfigure(line_buffering=True)
     work = tempfile.mkdtemp(prefix="ulp-mutate-")
     rng = random.Random(SEED)
     print(f"seed {SEED} (MUTATE_SEED={SEED} repeats this run), up to {COUNT} mutations or {SECONDS:.0f} s")

@@ -52,27 +52,36 @@ try:
     wfd = os.open(path, os.O_RDWR)
 
     def truncate_rewrite():
+        # Short for a while, then whole for a while: ulpd may find it either way, or
+        # shrinking under its feet.
         os.ftruncate(wfd, rng.randrange(len(orig)))
+        time.sleep(rng.random() / 1000)
         os.ftruncate(wfd, 0)
         os.pwrite(wfd, orig, 0)
+        time.sleep(rng.random() / 1000)
+
+    def request_on(i, fd):
+        if i % 6 == 5:
+            r = c.request({"method": "apply", "pids": [victim.pid], "name": "daemon-fix.so", "wait": True}, fd=fd)
+            res = r.get("results", [{}])[0] if r.get("type") == "result" else r
+            if res.get("ok"):
+                c.request({"method": "revert", "pids": [victim.pid], "name": "daemon-fix", "wait": True})
+            return r, res, "apply ok" if res.get("ok") else "apply refused"
+        r = c.request({"method": "check", "pid": victim.pid, "name": "daemon-fix.so"}, fd=fd)
+        return r, r, "check " + ("answered" if r.get("type") == "result" else "refused")
 
     stop = threading.Event()
     t = threading.Thread(target=churn, args=(stop, truncate_rewrite))
     t.start()
     outcomes = {}
     try:
-        for i in range(60):
+        for i in range(int(os.environ.get("PATCHFILE_ROUNDS", "400"))):
             fd = os.open(path, os.O_RDONLY)
-            if i % 6 == 5:
-                r = c.request({"method": "apply", "pids": [victim.pid], "name": "daemon-fix.so", "wait": True}, fd=fd)
-                res = r.get("results", [{}])[0] if r.get("type") == "result" else r
-                if res.get("ok"):
-                    c.request({"method": "revert", "pids": [victim.pid], "name": "daemon-fix", "wait": True})
-                key = "apply ok" if res.get("ok") else "apply refused"
-            else:
-                r = c.request({"method": "check", "pid": victim.pid, "name": "daemon-fix.so"}, fd=fd)
-                key = "check " + ("answered" if r.get("type") == "result" else "refused")
-                res = r
+            try:
+                r, res, key = request_on(i, fd)
+            except (ConnectionResetError, BrokenPipeError) as e:
+                fail(f"ulpd dropped request {i} on a file truncated meanwhile ({e}); alive: {d.alive()}, "
+                     f"exit {d.proc.returncode}")
             os.close(fd)
             outcomes[key] = outcomes.get(key, 0) + 1
             if not d.alive():
@@ -83,7 +92,7 @@ try:
         stop.set()
         t.join()
         os.close(wfd)
-    check(d.alive(), f"ulpd alive after 60 requests on a file truncated in a loop ({outcomes})")
+    check(d.alive(), f"ulpd alive after {i + 1} requests on a file truncated in a loop ({outcomes})")
 
     # 2. Oversized: refused before anything else, with the cap in the message.
     mfd = os.memfd_create("grown", os.MFD_CLOEXEC)
