@@ -120,6 +120,17 @@ static bool pf_writable(const PatchFile *pf, uint64_t vaddr, uint64_t len) {
         return false;
 }
 
+/* Whether vaddr lies inside the patch's image once loaded (its end included: a pointer
+ * one past an array is valid C). */
+static bool pf_inside(const PatchFile *pf, uint64_t vaddr) {
+        for (size_t i = 0; i < pf->n_loads; i++) {
+                const GElf_Phdr *p = &pf->loads[i];
+                if (vaddr >= p->p_vaddr && vaddr - p->p_vaddr <= p->p_memsz)
+                        return true;
+        }
+        return false;
+}
+
 /* Refuses what the dynamic section asks for that the loader does not do: packed
  * relative relocations (DT_RELR) and REL relocations. The table is read from the file
  * bounded by the segment, up to its DT_NULL. */
@@ -175,6 +186,11 @@ static int pf_read_segments(PatchFile *pf) {
                         return pf_error(pf, -EBADMSG, "segment %zu is larger in the file (%" PRIu64
                                         " bytes) than in memory (%" PRIu64 ")", i,
                                         (uint64_t)ph.p_filesz, (uint64_t)ph.p_memsz);
+                /* Only data has a zero-filled tail (.bss); code or constants cut short
+                 * would run or read as zeros. */
+                if (ph.p_filesz != ph.p_memsz && !(ph.p_flags & PF_W))
+                        return pf_error(pf, -EBADMSG, "segment %zu is not writable but larger in memory "
+                                        "than in the file", i);
                 if (ph.p_align > PATCH_SPAN_MAX || (ph.p_align & (ph.p_align - 1)) != 0)
                         return pf_error(pf, -EBADMSG, "segment %zu has an absurd alignment 0x%" PRIx64,
                                         i, (uint64_t)ph.p_align);
@@ -288,14 +304,23 @@ static int pf_read_rela(PatchFile *pf, Elf_Scn *scn, const GElf_Shdr *sh) {
                                         ", outside the patch's writable segments", i,
                                         (uint64_t)rela.r_offset);
                 if (type == R_X86_64_RELATIVE) {
+                        /* A linker makes these for addresses inside the object, with no
+                         * symbol; anything else would hand the patch a wild pointer. */
+                        if (GELF_R_SYM(rela.r_info) != 0 || !pf_inside(pf, (uint64_t)rela.r_addend))
+                                return pf_error(pf, -EBADMSG, "relocation %zu points outside the patch", i);
                         r = pf_add_reloc(pf, rela.r_offset, (uint64_t)rela.r_addend, true);
                         if (r < 0)
                                 return r;
                         continue;
                 }
+                if (GELF_R_SYM(rela.r_info) == 0)
+                        return pf_error(pf, -EBADMSG, "relocation %zu of type %u has no symbol", i, type);
                 r = pf_reloc_symbol(pf, sh, i, (uint32_t)GELF_R_SYM(rela.r_info), &sym, &name);
                 if (r < 0)
                         return r;
+                if (type == R_X86_64_64 && sym.st_shndx != SHN_UNDEF &&
+                    !pf_inside(pf, sym.st_value + (uint64_t)rela.r_addend))
+                        return pf_error(pf, -EBADMSG, "relocation %zu points outside the patch", i);
                 if (GELF_ST_TYPE(sym.st_info) == STT_GNU_IFUNC)
                         return pf_error(pf, -ENOTSUP, "uses an IFUNC (%s), which ulp does not support",
                                         name);
@@ -370,18 +395,58 @@ static int u64_cmp(const void *a, const void *b) {
         return x < y ? -1 : x > y;
 }
 
+/* The section the patch.h macros put a record symbol (ulp__KIND_N) in, or NULL. */
+static const char *record_section(const char *sym) {
+        static const struct { const char *prefix, *sect; } kinds[] = {
+                { "ulp__info_", ULP_SECTION_INFO },      { "ulp__func_", ULP_SECTION_FUNCS },
+                { "ulp__ref_", ULP_SECTION_REFS },       { "ulp__bid_", ULP_SECTION_BUILD_IDS },
+                { "ulp__cb_", ULP_SECTION_CALLBACKS },   { "ulp__replace_", ULP_SECTION_REPLACE },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(kinds); i++)
+                if (strncmp(sym, kinds[i].prefix, strlen(kinds[i].prefix)) == 0)
+                        return kinds[i].sect;
+        return NULL;
+}
+
+/* A record symbol must lie in its section: a record section renamed or moved would
+ * otherwise be skipped, and the patch run without the ULP_REF it relies on. */
+static int pf_check_record_symbol(PatchFile *pf, const GElf_Shdr *symsh, const GElf_Sym *sym) {
+        const char *name = elf_strptr(pf->elf, symsh->sh_link, sym->st_name), *want, *have = NULL;
+        size_t shstrndx;
+        GElf_Shdr sh;
+        Elf_Scn *scn;
+
+        if (!name || !(want = record_section(name)))
+                return 0;
+        if (elf_getshdrstrndx(pf->elf, &shstrndx) >= 0 && (scn = elf_getscn(pf->elf, sym->st_shndx)) &&
+            gelf_getshdr(scn, &sh))
+                have = elf_strptr(pf->elf, shstrndx, sh.sh_name);
+        if (!have || strcmp(have, want) != 0 || sym->st_value < sh.sh_addr ||
+            sym->st_value - sh.sh_addr >= sh.sh_size)
+                return pf_error(pf, -EBADMSG, "a record of the patch lies outside section %s", want);
+        return 0;
+}
+
 /* Gathers where the patch's functions and variables start, from its symbol tables:
  * a new function, a callback or a ULP_REF slot that points anywhere else was not made
  * by the patch macros (a stray jump into the middle of code would run in the target).
  * At most one entry per symbol: bounded by the file size. */
 static int pf_read_symbols(PatchFile *pf) {
+        unsigned table = SHT_DYNSYM;
         size_t alloc = 0;
 
+        /* The full table when there is one: relocations name .dynsym entries, and a
+         * changed .dynsym entry must not vouch for itself. */
+        for (Elf_Scn *scn = NULL; (scn = elf_nextscn(pf->elf, scn)); ) {
+                GElf_Shdr sh;
+                if (gelf_getshdr(scn, &sh) && sh.sh_type == SHT_SYMTAB)
+                        table = SHT_SYMTAB;
+        }
         for (int pass = 0; pass < 2; pass++) {
                 for (Elf_Scn *scn = NULL; (scn = elf_nextscn(pf->elf, scn)); ) {
                         GElf_Shdr sh;
                         Elf_Data *d;
-                        if (!gelf_getshdr(scn, &sh) || (sh.sh_type != SHT_SYMTAB && sh.sh_type != SHT_DYNSYM))
+                        if (!gelf_getshdr(scn, &sh) || sh.sh_type != table)
                                 continue;
                         if (sh.sh_entsize != sizeof(Elf64_Sym) || !(d = elf_getdata(scn, NULL)) ||
                             d->d_size != sh.sh_size)
@@ -392,6 +457,9 @@ static int pf_read_symbols(PatchFile *pf) {
                                     sym.st_shndx >= SHN_LORESERVE)
                                         continue;
                                 if (pass == 0) {
+                                        int r = pf_check_record_symbol(pf, &sh, &sym);
+                                        if (r < 0)
+                                                return r;
                                         alloc++;
                                         continue;
                                 }

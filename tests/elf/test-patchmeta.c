@@ -178,6 +178,11 @@ TEST(crafted_segments) {
         snprintf(msg, sizeof(msg), "segment %u overlaps the one before it or is out of order", i);
         ASSERT_REFUSED(&img, "segment-overlap", -EBADMSG, msg);
         *x = xsave;
+        /* Code cut short in the file would run as zeros. */
+        x->p_filesz -= 0x10;
+        snprintf(msg, sizeof(msg), "segment %u is not writable but larger in memory than in the file", i);
+        ASSERT_REFUSED(&img, "segment-code-bss", -EBADMSG, msg);
+        *x = xsave;
 
         Elf64_Phdr *stack = img_phdr(&img, PT_GNU_STACK, 0, NULL);
         stack->p_type = PT_TLS;
@@ -231,6 +236,13 @@ TEST(crafted_sections) {
         ASSERT_REFUSED(&img, "section-link", -EBADMSG, msg);
         *sh = save;
 
+        /* ulp_refs renamed: its records would be skipped, the slots never filled. */
+        Elf64_Shdr *refs = img_shdr(&img, "ulp_refs", NULL), *data = img_shdr(&img, ".data", NULL);
+        uint32_t refs_name = refs->sh_name;
+        refs->sh_name = data->sh_name;
+        ASSERT_REFUSED(&img, "section-renamed", -EBADMSG, "a record of the patch lies outside section ulp_refs");
+        refs->sh_name = refs_name;
+
         sh = img_shdr(&img, ".dynstr", &i);
         img.b[sh->sh_offset + sh->sh_size - 1] = 'x';
         snprintf(msg, sizeof(msg), "string table %u does not end with a NUL", i);
@@ -261,8 +273,20 @@ TEST(crafted_metadata) {
         s[4] = '-';
 
         int64_t save = name->r_addend;
+        char msg[128];
         name->r_addend = 0x7fff0000;
-        ASSERT_REFUSED(&img, "name-outside", -EBADMSG, "ulp_info[0]: name out of bounds");
+        snprintf(msg, sizeof(msg), "relocation %u points outside the patch", (unsigned)(name - v));
+        ASSERT_REFUSED(&img, "name-outside", -EBADMSG, msg);
+        /* Inside the patch, but not in its file image (.bss). */
+        name->r_addend = (int64_t)img_shdr(&img, ".bss", NULL)->sh_addr;
+        ASSERT_REFUSED(&img, "name-bss", -EBADMSG, "ulp_info[0]: name out of bounds");
+        name->r_addend = save;
+        name->r_info = ELF64_R_INFO(1, R_X86_64_RELATIVE);
+        ASSERT_REFUSED(&img, "relative-symbol", -EBADMSG, msg);
+        name->r_info = ELF64_R_INFO(0, R_X86_64_64);
+        snprintf(msg, sizeof(msg), "relocation %u of type 1 has no symbol", (unsigned)(name - v));
+        ASSERT_REFUSED(&img, "reloc-nosymbol", -EBADMSG, msg);
+        name->r_info = ELF64_R_INFO(0, R_X86_64_RELATIVE);
         name->r_addend = save;
 
         /* A new function or a slot moved by a few bytes: still code, still data, but not
