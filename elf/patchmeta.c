@@ -58,8 +58,8 @@ typedef struct PatchFile {
         size_t n_loads;
         Reloc *relocs;           /* sorted by offset */
         size_t n_relocs, alloc_relocs;
-        uint64_t *funcs, *objects; /* sorted starts of defined functions and pointer-sized
-                                    * (or larger) objects, from .symtab and .dynsym */
+        uint64_t *funcs, *objects; /* sorted starts of defined functions and of pointer
+                                    * variables (not records), from .symtab or .dynsym */
         size_t n_funcs, n_objects;
         char *errbuf;
         size_t errlen;
@@ -408,6 +408,11 @@ static const char *record_section(const char *sym) {
         return NULL;
 }
 
+static bool pf_is_record_symbol(PatchFile *pf, const GElf_Shdr *symsh, const GElf_Sym *sym) {
+        const char *name = elf_strptr(pf->elf, symsh->sh_link, sym->st_name);
+        return name && record_section(name);
+}
+
 /* A record symbol must lie in its section: a record section renamed or moved would
  * otherwise be skipped, and the patch run without the ULP_REF it relies on. */
 static int pf_check_record_symbol(PatchFile *pf, const GElf_Shdr *symsh, const GElf_Sym *sym) {
@@ -465,7 +470,8 @@ static int pf_read_symbols(PatchFile *pf) {
                                 }
                                 if (GELF_ST_TYPE(sym.st_info) == STT_FUNC)
                                         pf->funcs[pf->n_funcs++] = sym.st_value;
-                                else if (GELF_ST_TYPE(sym.st_info) == STT_OBJECT && sym.st_size >= sizeof(void *))
+                                else if (GELF_ST_TYPE(sym.st_info) == STT_OBJECT && sym.st_size == sizeof(void *) &&
+                                         !pf_is_record_symbol(pf, &sh, &sym))
                                         pf->objects[pf->n_objects++] = sym.st_value;
                         }
                 }
