@@ -61,6 +61,7 @@ typedef struct PatchFile {
         uint64_t *funcs, *objects; /* sorted starts of defined functions and of pointer
                                     * variables (not records), from .symtab or .dynsym */
         size_t n_funcs, n_objects;
+        bool have_symtab;        /* stripped (no .symtab): starts are not checked */
         char *errbuf;
         size_t errlen;
 } PatchFile;
@@ -447,6 +448,7 @@ static int pf_read_symbols(PatchFile *pf) {
                 if (gelf_getshdr(scn, &sh) && sh.sh_type == SHT_SYMTAB)
                         table = SHT_SYMTAB;
         }
+        pf->have_symtab = table == SHT_SYMTAB;
         for (int pass = 0; pass < 2; pass++) {
                 for (Elf_Scn *scn = NULL; (scn = elf_nextscn(pf->elf, scn)); ) {
                         GElf_Shdr sh;
@@ -484,7 +486,11 @@ static int pf_read_symbols(PatchFile *pf) {
         return 0;
 }
 
-static bool pf_starts(const uint64_t *v, size_t n, uint64_t vaddr) {
+/* Whether vaddr starts one of v; always true for a stripped patch, whose static
+ * functions and variables have no symbol left to check against. */
+static bool pf_starts(const PatchFile *pf, const uint64_t *v, size_t n, uint64_t vaddr) {
+        if (!pf->have_symtab)
+                return true;
         return n > 0 && bsearch(&vaddr, v, n, sizeof(uint64_t), u64_cmp) != NULL;
 }
 
@@ -574,7 +580,7 @@ static int rec_code(PatchFile *pf, const Rec *rec, size_t off, const char *field
         for (size_t i = 0; i < pf->n_loads; i++) {
                 const GElf_Phdr *p = &pf->loads[i];
                 if ((p->p_flags & PF_X) && *ret >= p->p_vaddr && *ret - p->p_vaddr < p->p_memsz) {
-                        if (!pf_starts(pf->funcs, pf->n_funcs, *ret))
+                        if (!pf_starts(pf, pf->funcs, pf->n_funcs, *ret))
                                 return pf_error(pf, -EBADMSG, "%s[%zu]: %s is not the start of a "
                                                 "function of the patch", rec->sect, rec->index, field);
                         return 0;
@@ -706,7 +712,7 @@ static int read_refs(PatchFile *pf, PatchMeta *m) {
                 if (!pf_writable(pf, f->slot_vaddr, sizeof(void *)))
                         return pf_error(pf, -EBADMSG, "%s[%zu]: slot is not writable patch data",
                                         rec.sect, i);
-                if (!pf_starts(pf->objects, pf->n_objects, f->slot_vaddr))
+                if (!pf_starts(pf, pf->objects, pf->n_objects, f->slot_vaddr))
                         return pf_error(pf, -EBADMSG, "%s[%zu]: slot is not a pointer variable of the "
                                         "patch", rec.sect, i);
         }

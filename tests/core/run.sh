@@ -506,6 +506,7 @@ refused_all() {
 }
 
 case_patch_files() {
+	local out
 	start_victim 4
 	refused_all "$P/patch-compute-relr.so" "patch patch-compute-relr.so uses packed relative relocations (RELR), which ulp does not support yet; rebuild without -z pack-relative-relocs"
 	refused_all "$P/patch-badname.so" "bad patch patch-badname.so: ulp_info[0]: name has a non-printable byte 0x0a"
@@ -517,9 +518,12 @@ case_patch_files() {
 	craft "$P/patch-compute.so" "$WORK/overlap.so" overlap
 	refused_all "$WORK/overlap.so" "bad patch overlap.so: segment 1 overlaps the one before it or is out of order"
 	expect_value compute 20
+	# Stripped (as packaging does), its static slot has no symbol left: still accepted.
+	strip --strip-unneeded -o "$WORK/stripped.so" "$P/patch-ref.so" || fail "strip failed"
+	out=$("$ULPCTL" info "$WORK/stripped.so" 2>&1) || fail "a stripped patch is refused: $out"
 
 	# 64 bytes: kept whole in the control block and status, reverted by its exact name only.
-	local long=compute-fix-with-a-name-of-exactly-sixty-four-bytes-0123456789ab out
+	local long=compute-fix-with-a-name-of-exactly-sixty-four-bytes-0123456789ab
 	ulpctl apply -p "$VPID" "$P/patch-longname64.so" || fail "apply of a 64-byte name failed"
 	expect_value compute 30
 	out=$(ulpctl status -p "$VPID" --json) || fail "status failed"
