@@ -8,7 +8,8 @@ sections; random truncations) and each mutant is applied with ulpctl --direct to
 victim that checksums its own code and data (victim-canary.c). After each one the
 victim must be alive, its canary intact and its compute() right: 20 when nothing is
 applied, and again 20 after the revert of a mutant that applied. Every refusal must
-be exit 1 with one line.
+be exit 1 with one line; for every fourth mutant, check must refuse the file exactly
+when apply does, in the same words.
 
 Environment: MUTATE_COUNT (default 300), MUTATE_SECONDS (default 60), MUTATE_SEED
 (default: random, printed). ULPCTL, VICTIM_CANARY, PATCHDIR from meson.
@@ -185,7 +186,7 @@ def main():
     print(f"seed {SEED} (MUTATE_SEED={SEED} repeats this run), up to {COUNT} mutations or {SECONDS:.0f} s")
     orig = open(PATCH, "rb").read()
     stats = dict(mutations=0, refused=0, applied=0, timeouts=0, dead=0, corrupted=0, wrong=0, bad_refusals=0,
-                 crashes=0, revert_failed=0)
+                 crashes=0, revert_failed=0, check_differs=0)
     findings = []
     v = Victim(work)
     start = time.monotonic()
@@ -215,8 +216,22 @@ def main():
             path = os.path.join(work, "mutant.so")
             with open(path, "wb") as f:
                 f.write(data)
+            checked = None
+            if stats["mutations"] % 4 == 0:
+                # check must refuse what apply refuses, in the same words.
+                crc, _, cerr = run(["check", "-p", str(v.proc.pid), path])
+                clines = [l for l in cerr.splitlines() if not l.startswith("warning:")]
+                if crc == 1 and clines and "would block the transition" not in clines[0]:
+                    checked = clines[0]
+                elif crc not in (0, 1, 3):
+                    finding("crashes", f"{what}: ulpctl check exit {crc}: {cerr.strip()[:200]}", data)
             rc, out, err = run(["apply", "-p", str(v.proc.pid), path])
             lines = [l for l in err.splitlines() if not l.startswith("warning:")]
+            if checked and (rc != 1 or lines != [checked]):
+                finding("check_differs", f"{what}: check said '{checked}', apply exit {rc} {err.strip()[:200]}", data)
+            elif (stats["mutations"] % 4 == 0 and not checked and rc == 1 and lines and
+                  lines[0].startswith(("ulpctl: bad patch", "ulpctl: patch "))):
+                finding("check_differs", f"{what}: check passed, apply refused the file: {lines[0][:200]}", data)
             name = None
             if rc == 0:
                 stats["applied"] += 1
@@ -256,7 +271,8 @@ def main():
 
     took = time.monotonic() - start
     print(" ".join(f"{k}={n}" for k, n in stats.items()) + f" in {took:.0f} s, seed {SEED}")
-    problems = sum(stats[k] for k in ("dead", "corrupted", "wrong", "bad_refusals", "crashes", "revert_failed"))
+    problems = sum(stats[k] for k in ("dead", "corrupted", "wrong", "bad_refusals", "crashes", "revert_failed",
+                                      "check_differs"))
     if problems:
         fail(f"{problems} mutation(s) hurt the victim or were not refused cleanly; inputs kept in {work}")
     if stats["mutations"] < min(COUNT, 20):
