@@ -152,6 +152,13 @@ static int pf_check_dynamic(PatchFile *pf, const GElf_Phdr *ph) {
         return 0;
 }
 
+static bool pf_printable(const char *s) {
+        for (; *s; s++)
+                if (*s <= ' ' || *s > '~')
+                        return false;
+        return true;
+}
+
 /* Reads the PT_LOAD headers and checks that the loader can map them as they are: each
  * inside the file, no larger in the file than in memory (the loader would map file
  * bytes over what follows), mappable (offset and address agree modulo the page), in
@@ -370,6 +377,32 @@ static int pf_check_sections(PatchFile *pf) {
                 if (sh.sh_type == SHT_STRTAB && sh.sh_size > 0 &&
                     pf->raw[sh.sh_offset + sh.sh_size - 1] != 0)
                         return pf_error(pf, -EBADMSG, "string table %zu does not end with a NUL", i);
+        }
+        return 0;
+}
+
+/* Checks that every allocated section with contents lies in a PT_LOAD, at the file
+ * offset that segment maps at its address. Section and segment headers describe the
+ * same bytes twice; the loader maps by segment and everything else here reads by
+ * section or symbol: a segment moved in the file would run other bytes as the code
+ * that was checked. */
+static int pf_check_section_placement(PatchFile *pf) {
+        size_t shstrndx = 0;
+
+        (void)elf_getshdrstrndx(pf->elf, &shstrndx);
+        for (Elf_Scn *scn = NULL; (scn = elf_nextscn(pf->elf, scn)); ) {
+                const GElf_Phdr *seg;
+                const char *name;
+                GElf_Shdr sh;
+                if (!gelf_getshdr(scn, &sh) || !(sh.sh_flags & SHF_ALLOC) || sh.sh_type == SHT_NOBITS ||
+                    sh.sh_size == 0)
+                        continue;
+                seg = pf_segment(pf, sh.sh_addr, sh.sh_size);
+                if (seg && sh.sh_offset == seg->p_offset + (sh.sh_addr - seg->p_vaddr))
+                        continue;
+                name = elf_strptr(pf->elf, shstrndx, sh.sh_name);
+                return pf_error(pf, -EBADMSG, "section %zu (%s) is not where the segments map it",
+                                elf_ndxscn(scn), name && pf_printable(name) ? name : "?");
         }
         return 0;
 }
@@ -834,6 +867,7 @@ static int patch_file_open(PatchFile *pf, int fd) {
                 return pf_error(pf, -EBADMSG, "cannot read the file: %s", elf_errmsg(-1));
         if ((r = pf_check_sections(pf)) < 0 ||
             (r = pf_read_segments(pf)) < 0 ||
+            (r = pf_check_section_placement(pf)) < 0 ||
             (r = pf_read_symbols(pf)) < 0)
                 return r;
         return pf_read_relocs(pf);

@@ -178,6 +178,11 @@ TEST(crafted_segments) {
         snprintf(msg, sizeof(msg), "segment %u overlaps the one before it or is out of order", i);
         ASSERT_REFUSED(&img, "segment-overlap", -EBADMSG, msg);
         *x = xsave;
+        /* The code segment moved in the file: it would map other bytes as the code. */
+        x->p_offset += 0x1000;
+        ASSERT_ERR(read_image(&img, "segment-moved", msg, sizeof(msg)), -EBADMSG);
+        ASSERT_TRUE(strstr(msg, ") is not where the segments map it") != NULL);
+        *x = xsave;
         /* Code cut short in the file would run as zeros. */
         x->p_filesz -= 0x10;
         snprintf(msg, sizeof(msg), "segment %u is not writable but larger in memory than in the file", i);
