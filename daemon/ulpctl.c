@@ -167,7 +167,8 @@ static int do_apply_or_revert(const Args *a, bool apply) {
                         /* revert by file: the patch's name from its metadata */
                         r = patchmeta_read(patch_fd, base_name(a->target), &meta, err, sizeof(err));
                         if (r < 0) {
-                                fprintf(stderr, "ulpctl: %s: %s\n", a->target, err[0] ? err : strerror(-r));
+                                fprintf(stderr, r == -ENOTSUP ? "ulpctl: patch %s %s\n" : "ulpctl: %s: %s\n",
+                                        a->target, err[0] ? err : strerror(-r));
                                 return 1;
                         }
                         snprintf(name, sizeof(name), "%s", meta->name);
@@ -531,9 +532,18 @@ static int verb_info(const Args *a) {
         if (open_patch(a->target, &fd) < 0)
                 return 1;
         r = patchmeta_read(fd, base_name(a->target), &m, err, sizeof(err));
+        /* Worded as apply and check word it (op-apply.c read_meta). */
+        if (r == -ENOTSUP) {
+                fprintf(stderr, "ulpctl: patch %s %s\n", base_name(a->target), err);
+                return 1;
+        }
+        if (r < 0 && r != -ENOEXEC && r != -ENOMSG) {
+                fprintf(stderr, "ulpctl: bad patch %s: %s\n", base_name(a->target), err[0] ? err : strerror(-r));
+                return 1;
+        }
         if (r < 0) {
                 fprintf(stderr, "ulpctl: %s: %s\n", a->target,
-                        r == -ENOEXEC ? "not an ELF file" : r == -ENOMSG ? "no ulp patch metadata" : err[0] ? err : strerror(-r));
+                        r == -ENOEXEC ? "not an ELF file" : "no ulp patch metadata");
                 return 1;
         }
         build_id_to_hex(m->build_id, m->build_id_len, hex);

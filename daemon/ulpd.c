@@ -33,6 +33,7 @@
 #include "daemon/protocol.h"
 #include "daemon/report-json.h"
 #include "daemon/ulpd.h"
+#include "elf/patchfile.h"
 
 /* The limits below, why they are what they are and what a client sees when it hits one:
  * docs/limits.md. */
@@ -56,7 +57,6 @@
 #define UID_LOOP_BUDGET_USEC (1ULL * 1000000ULL)    /* ... so much of the loop per window */
 #define JOBS_PER_UID_MAX 64                         /* transitions running for each uid but root */
 #define PIDS_MAX 1024                              /* process ids in one request */
-#define PATCH_SIZE_MAX (256ULL << 20)
 
 struct Connection {
         Manager *m;
@@ -590,11 +590,13 @@ static const char *sane_name(const char *s) {
         return s;
 }
 
-/* Makes sure fd is a regular file of sane size: reading a pipe or socket a client
- * passed would block the whole daemon. */
-static int check_patch_fd(int fd, char *reason, size_t len) {
+/* Makes sure *fd is a regular file of sane size: reading a pipe or socket a client
+ * passed would block the whole daemon. Then replaces it with our own sealed copy
+ * (patchfile.h), which everything after works from: the client may truncate or grow
+ * its file, or write to it, and none of it reaches us. */
+static int check_patch_fd(int *fdp, char *reason, size_t len) {
         struct stat st;
-        int fl;
+        int fd = *fdp, copy, fl, r;
 
         if (fd < 0) {
                 snprintf(reason, len, "the request carries no patch file descriptor");
@@ -604,8 +606,8 @@ static int check_patch_fd(int fd, char *reason, size_t len) {
                 snprintf(reason, len, "the patch must be a regular file");
                 return -EBADF;
         }
-        if ((uint64_t) st.st_size > PATCH_SIZE_MAX) {
-                snprintf(reason, len, "the patch file is too large");
+        if ((uint64_t) st.st_size > PATCH_FILE_MAX) {
+                snprintf(reason, len, "the patch file is larger than %llu MiB", PATCH_FILE_MAX >> 20);
                 return -EFBIG;
         }
         fl = fcntl(fd, F_GETFL);
@@ -613,6 +615,11 @@ static int check_patch_fd(int fd, char *reason, size_t len) {
                 snprintf(reason, len, "the patch file descriptor is not readable");
                 return -EBADF;
         }
+        r = patch_file_copy(fd, &copy, reason, len);
+        if (r < 0)
+                return r;
+        close(fd);
+        *fdp = copy;
         return 0;
 }
 
@@ -745,7 +752,7 @@ static void method_transition(Connection *c, struct json_object *q, JobKind kind
         }
 
         if (kind == JOB_APPLY || patch_fd >= 0) {
-                r = check_patch_fd(patch_fd, reason, sizeof(reason));
+                r = check_patch_fd(&patch_fd, reason, sizeof(reason));
                 if (r < 0) {
                         reply_error(c, r, "%s", reason);
                         return;
@@ -919,7 +926,7 @@ static void method_check(Connection *c, struct json_object *q) {
                 reply_error(c, -EINVAL, "check needs one process id");
                 return;
         }
-        r = check_patch_fd(patch_fd, reason, sizeof(reason));
+        r = check_patch_fd(&patch_fd, reason, sizeof(reason));
         if (r < 0) {
                 reply_error(c, r, "%s", reason);
                 return;

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "common/macro.h"
+#include "elf/patchfile.h"
 #include "elf/patchmeta.h"
 #include "elf/symtab.h"
 #include "ulp/patch.h"
@@ -25,6 +26,22 @@
 #ifndef SHT_RELR
 #define SHT_RELR 19
 #endif
+#ifndef DT_RELRSZ
+#define DT_RELRSZ 35
+#define DT_RELR 36
+#define DT_RELRENT 37
+#endif
+
+#define PATCH_PAGE 4096ULL
+/* A patch's segments are mapped within 2 GiB of the code they patch, in one range
+ * reserved up front: a span above this is a malformed file, not a patch. */
+#define PATCH_SPAN_MAX (256ULL << 20)
+#define PATCH_MAX_LOADS 16
+
+/* ulp applies RELA relocations only; a RELR table would be left unapplied and the
+ * patch's pointers wrong. Callers print it after "patch NAME ". */
+#define RELR_REFUSAL "uses packed relative relocations (RELR), which ulp does not support yet; " \
+        "rebuild without -z pack-relative-relocs"
 
 typedef struct Reloc {
         uint64_t offset;         /* vaddr of the relocated word */
@@ -33,6 +50,7 @@ typedef struct Reloc {
 } Reloc;
 
 typedef struct PatchFile {
+        int fd;                  /* our sealed copy (patchfile.h) */
         Elf *elf;
         const unsigned char *raw;
         size_t raw_size;
@@ -40,6 +58,10 @@ typedef struct PatchFile {
         size_t n_loads;
         Reloc *relocs;           /* sorted by offset */
         size_t n_relocs, alloc_relocs;
+        uint64_t *funcs, *objects; /* sorted starts of defined functions and of pointer
+                                    * variables (not records), from .symtab or .dynsym */
+        size_t n_funcs, n_objects;
+        bool have_symtab;        /* stripped (no .symtab): starts are not checked */
         char *errbuf;
         size_t errlen;
 } PatchFile;
@@ -47,8 +69,12 @@ typedef struct PatchFile {
 static void patch_file_done(PatchFile *pf) {
         if (pf->elf)
                 elf_end(pf->elf);
+        if (pf->fd >= 0)
+                close(pf->fd);
         free(pf->loads);
         free(pf->relocs);
+        free(pf->funcs);
+        free(pf->objects);
 }
 
 /* Writes a one-line reason into the caller's errbuf and returns r. */
@@ -84,27 +110,118 @@ static const unsigned char *pf_bytes(const PatchFile *pf, uint64_t vaddr, uint64
         return pf->raw + p->p_offset + (vaddr - p->p_vaddr);
 }
 
-/* Reads the PT_LOAD headers and checks they lie within the file. */
+/* Whether [vaddr, vaddr+len) lies in a writable segment (its file image or its .bss). */
+static bool pf_writable(const PatchFile *pf, uint64_t vaddr, uint64_t len) {
+        for (size_t i = 0; i < pf->n_loads; i++) {
+                const GElf_Phdr *p = &pf->loads[i];
+                if ((p->p_flags & PF_W) && vaddr >= p->p_vaddr && vaddr - p->p_vaddr <= p->p_memsz &&
+                    len <= p->p_memsz - (vaddr - p->p_vaddr))
+                        return true;
+        }
+        return false;
+}
+
+/* Whether vaddr lies inside the patch's image once loaded (its end included: a pointer
+ * one past an array is valid C). */
+static bool pf_inside(const PatchFile *pf, uint64_t vaddr) {
+        for (size_t i = 0; i < pf->n_loads; i++) {
+                const GElf_Phdr *p = &pf->loads[i];
+                if (vaddr >= p->p_vaddr && vaddr - p->p_vaddr <= p->p_memsz)
+                        return true;
+        }
+        return false;
+}
+
+/* Refuses what the dynamic section asks for that the loader does not do: packed
+ * relative relocations (DT_RELR) and REL relocations. The table is read from the file
+ * bounded by the segment, up to its DT_NULL. */
+static int pf_check_dynamic(PatchFile *pf, const GElf_Phdr *ph) {
+        if (ph->p_offset > pf->raw_size || ph->p_filesz > pf->raw_size - ph->p_offset)
+                return pf_error(pf, -EBADMSG, "the dynamic segment lies beyond the end of the file");
+        for (uint64_t off = 0; off + sizeof(Elf64_Dyn) <= ph->p_filesz; off += sizeof(Elf64_Dyn)) {
+                Elf64_Dyn d;
+                memcpy(&d, pf->raw + ph->p_offset + off, sizeof(d));
+                if (d.d_tag == DT_NULL)
+                        break;
+                if (d.d_tag == DT_RELR || d.d_tag == DT_RELRSZ || d.d_tag == DT_RELRENT)
+                        return pf_error(pf, -ENOTSUP, RELR_REFUSAL);
+                if (d.d_tag == DT_REL || d.d_tag == DT_RELSZ)
+                        return pf_error(pf, -ENOTSUP, "has REL relocations, which ulp does not "
+                                        "support (only RELA)");
+        }
+        return 0;
+}
+
+static bool pf_printable(const char *s) {
+        for (; *s; s++)
+                if (*s <= ' ' || *s > '~')
+                        return false;
+        return true;
+}
+
+/* Reads the PT_LOAD headers and checks that the loader can map them as they are: each
+ * inside the file, no larger in the file than in memory (the loader would map file
+ * bytes over what follows), mappable (offset and address agree modulo the page), in
+ * address order on pages of their own, with a sane alignment and span. A PT_TLS
+ * segment is refused: the patch would need a TLS block in every thread. */
 static int pf_read_segments(PatchFile *pf) {
         size_t nph;
 
         if (elf_getphdrnum(pf->elf, &nph) < 0)
                 return pf_error(pf, -EBADMSG, "cannot read program headers: %s", elf_errmsg(-1));
-        pf->loads = calloc(nph ? nph : 1, sizeof(GElf_Phdr));
+        pf->loads = calloc(PATCH_MAX_LOADS, sizeof(GElf_Phdr));
         if (!pf->loads)
                 return -ENOMEM;
         for (size_t i = 0; i < nph; i++) {
                 GElf_Phdr ph;
                 if (!gelf_getphdr(pf->elf, (int)i, &ph))
                         return pf_error(pf, -EBADMSG, "bad program header %zu", i);
+                if (ph.p_type == PT_TLS)
+                        return pf_error(pf, -ENOTSUP, "uses thread-local storage (PT_TLS), which ulp "
+                                        "does not support");
+                if (ph.p_type == PT_DYNAMIC) {
+                        int r = pf_check_dynamic(pf, &ph);
+                        if (r < 0)
+                                return r;
+                }
                 if (ph.p_type != PT_LOAD)
                         continue;
+                if (pf->n_loads == PATCH_MAX_LOADS)
+                        return pf_error(pf, -EBADMSG, "more than %d PT_LOAD segments", PATCH_MAX_LOADS);
                 if (ph.p_offset > pf->raw_size || ph.p_filesz > pf->raw_size - ph.p_offset)
                         return pf_error(pf, -EBADMSG, "segment %zu lies beyond the end of the file", i);
+                if (ph.p_filesz > ph.p_memsz)
+                        return pf_error(pf, -EBADMSG, "segment %zu is larger in the file (%" PRIu64
+                                        " bytes) than in memory (%" PRIu64 ")", i,
+                                        (uint64_t)ph.p_filesz, (uint64_t)ph.p_memsz);
+                /* Only data has a zero-filled tail (.bss); code or constants cut short
+                 * would run or read as zeros. */
+                if (ph.p_filesz != ph.p_memsz && !(ph.p_flags & PF_W))
+                        return pf_error(pf, -EBADMSG, "segment %zu is not writable but larger in memory "
+                                        "than in the file", i);
+                if (ph.p_align > PATCH_SPAN_MAX || (ph.p_align & (ph.p_align - 1)) != 0)
+                        return pf_error(pf, -EBADMSG, "segment %zu has an absurd alignment 0x%" PRIx64,
+                                        i, (uint64_t)ph.p_align);
+                if ((ph.p_vaddr - ph.p_offset) % PATCH_PAGE != 0)
+                        return pf_error(pf, -EBADMSG, "segment %zu cannot be mapped: its offset and "
+                                        "address differ within a page", i);
+                if (ph.p_vaddr > PATCH_SPAN_MAX || ph.p_memsz > PATCH_SPAN_MAX)
+                        return pf_error(pf, -EBADMSG, "segment %zu spans more than %llu MiB", i,
+                                        PATCH_SPAN_MAX >> 20);
+                if (pf->n_loads > 0) {
+                        const GElf_Phdr *prev = &pf->loads[pf->n_loads - 1];
+                        if (ALIGN_DOWN(ph.p_vaddr, PATCH_PAGE) <
+                            ALIGN_UP(prev->p_vaddr + prev->p_memsz, PATCH_PAGE))
+                                return pf_error(pf, -EBADMSG, "segment %zu overlaps the one before it "
+                                                "or is out of order", i);
+                }
                 pf->loads[pf->n_loads++] = ph;
         }
         if (pf->n_loads == 0)
                 return pf_error(pf, -EBADMSG, "no PT_LOAD segment");
+        const GElf_Phdr *last = &pf->loads[pf->n_loads - 1];
+        if (last->p_vaddr + last->p_memsz - ALIGN_DOWN(pf->loads[0].p_vaddr, PATCH_PAGE) > PATCH_SPAN_MAX)
+                return pf_error(pf, -EBADMSG, "the segments span more than %llu MiB", PATCH_SPAN_MAX >> 20);
         return 0;
 }
 
@@ -121,75 +238,173 @@ static int pf_add_reloc(PatchFile *pf, uint64_t offset, uint64_t value, bool res
         return 0;
 }
 
-/* Records the pointer-sized relocations of one SHT_RELA section: RELATIVE, and 64 or
- * GLOB_DAT against a symbol (resolved only when the patch defines it). */
+/* The symbol a relocation of section sh names, checked: the index inside the symbol
+ * table sh links to, its name inside that table's string table. */
+static int pf_reloc_symbol(PatchFile *pf, const GElf_Shdr *sh, size_t i, uint32_t symidx,
+                           GElf_Sym *ret, const char **ret_name) {
+        Elf_Scn *symscn = elf_getscn(pf->elf, sh->sh_link);
+        Elf_Data *syms;
+        GElf_Shdr ssh;
+
+        if (!symscn || !gelf_getshdr(symscn, &ssh) ||
+            (ssh.sh_type != SHT_DYNSYM && ssh.sh_type != SHT_SYMTAB) ||
+            ssh.sh_entsize != sizeof(Elf64_Sym) || !(syms = elf_getdata(symscn, NULL)))
+                return pf_error(pf, -EBADMSG, "relocation %zu: no symbol table", i);
+        if (symidx >= ssh.sh_size / ssh.sh_entsize || !gelf_getsym(syms, (int)symidx, ret))
+                return pf_error(pf, -EBADMSG, "relocation %zu: symbol index %u out of range", i, symidx);
+        *ret_name = elf_strptr(pf->elf, ssh.sh_link, ret->st_name);
+        if (!*ret_name)
+                return pf_error(pf, -EBADMSG, "relocation %zu: symbol %u has its name out of bounds",
+                                i, symidx);
+        /* The loader names it in its messages. */
+        for (const char *p = *ret_name; *p; p++)
+                if (*p <= ' ' || *p > '~')
+                        return pf_error(pf, -EBADMSG, "relocation %zu: symbol %u has a non-printable "
+                                        "name", i, symidx);
+        return 0;
+}
+
+/* Checks every relocation of one SHT_RELA section the way the loader will apply it (a
+ * kind it links, a word inside the patch's writable segments, a sane symbol) and
+ * records the pointer-sized ones: RELATIVE, and 64 or GLOB_DAT against a symbol
+ * (resolved only when the patch defines it). */
 static int pf_read_rela(PatchFile *pf, Elf_Scn *scn, const GElf_Shdr *sh) {
         Elf_Data *data = elf_getdata(scn, NULL);
-        Elf_Data *syms = sh->sh_link ? elf_getdata(elf_getscn(pf->elf, sh->sh_link), NULL) : NULL;
         int r;
 
-        for (size_t i = 0; data && sh->sh_entsize && i < sh->sh_size / sh->sh_entsize; i++) {
+        if (sh->sh_entsize != sizeof(Elf64_Rela) || sh->sh_size % sizeof(Elf64_Rela) != 0 ||
+            !data || data->d_size != sh->sh_size)
+                return pf_error(pf, -EBADMSG, "a relocation section is malformed");
+        for (size_t i = 0; i < sh->sh_size / sh->sh_entsize; i++) {
                 GElf_Rela rela;
                 GElf_Sym sym;
+                const char *name = NULL;
+                uint32_t type;
                 if (!gelf_getrela(data, (int)i, &rela))
                         return pf_error(pf, -EBADMSG, "bad relocation %zu", i);
 
-                switch (GELF_R_TYPE(rela.r_info)) {
+                type = (uint32_t)GELF_R_TYPE(rela.r_info);
+                switch (type) {
+                case R_X86_64_NONE:
+                        continue;
                 case R_X86_64_RELATIVE:
-                        r = pf_add_reloc(pf, rela.r_offset, (uint64_t)rela.r_addend, true);
-                        break;
                 case R_X86_64_64:
                 case R_X86_64_GLOB_DAT:
-                        if (!syms || !gelf_getsym(syms, (int)GELF_R_SYM(rela.r_info), &sym))
-                                return pf_error(pf, -EBADMSG, "relocation %zu: bad symbol", i);
-                        r = pf_add_reloc(pf, rela.r_offset, sym.st_value + (uint64_t)rela.r_addend,
-                                         sym.st_shndx != SHN_UNDEF);
+                case R_X86_64_JUMP_SLOT:
                         break;
+                case R_X86_64_DTPMOD64:
+                case R_X86_64_DTPOFF64:
+                case R_X86_64_TPOFF64:
+                case R_X86_64_TLSDESC:
+                        return pf_error(pf, -ENOTSUP, "uses thread-local storage, which ulp does not "
+                                        "support");
+                case R_X86_64_IRELATIVE:
+                        return pf_error(pf, -ENOTSUP, "uses IFUNC relocations, which ulp does not "
+                                        "support");
                 default:
-                        r = 0;
+                        return pf_error(pf, -ENOTSUP, "has relocation type %u (relocation %zu), which ulp "
+                                        "does not support", type, i);
                 }
+                /* The loader writes 8 bytes at the load bias plus r_offset: anywhere else
+                 * than the patch's own data would be a write into the target. */
+                if (!pf_writable(pf, rela.r_offset, sizeof(uint64_t)))
+                        return pf_error(pf, -EBADMSG, "relocation %zu writes at 0x%" PRIx64
+                                        ", outside the patch's writable segments", i,
+                                        (uint64_t)rela.r_offset);
+                if (type == R_X86_64_RELATIVE) {
+                        /* A linker makes these for addresses inside the object, with no
+                         * symbol; anything else would hand the patch a wild pointer. */
+                        if (GELF_R_SYM(rela.r_info) != 0 || !pf_inside(pf, (uint64_t)rela.r_addend))
+                                return pf_error(pf, -EBADMSG, "relocation %zu points outside the patch", i);
+                        r = pf_add_reloc(pf, rela.r_offset, (uint64_t)rela.r_addend, true);
+                        if (r < 0)
+                                return r;
+                        continue;
+                }
+                if (GELF_R_SYM(rela.r_info) == 0)
+                        return pf_error(pf, -EBADMSG, "relocation %zu of type %u has no symbol", i, type);
+                r = pf_reloc_symbol(pf, sh, i, (uint32_t)GELF_R_SYM(rela.r_info), &sym, &name);
+                if (r < 0)
+                        return r;
+                if (type == R_X86_64_64 && sym.st_shndx != SHN_UNDEF &&
+                    !pf_inside(pf, sym.st_value + (uint64_t)rela.r_addend))
+                        return pf_error(pf, -EBADMSG, "relocation %zu points outside the patch", i);
+                if (GELF_ST_TYPE(sym.st_info) == STT_GNU_IFUNC)
+                        return pf_error(pf, -ENOTSUP, "uses an IFUNC (%s), which ulp does not support",
+                                        name);
+                if (GELF_ST_TYPE(sym.st_info) == STT_TLS)
+                        return pf_error(pf, -ENOTSUP, "uses thread-local storage (%s), which ulp does "
+                                        "not support", name);
+                if (type == R_X86_64_JUMP_SLOT)
+                        continue;
+                r = pf_add_reloc(pf, rela.r_offset, sym.st_value + (uint64_t)rela.r_addend,
+                                 sym.st_shndx != SHN_UNDEF);
                 if (r < 0)
                         return r;
         }
         return 0;
 }
 
-/* A relative relocation with its addend in place: the word in the file at vaddr. */
-static int pf_add_relr(PatchFile *pf, uint64_t vaddr) {
-        const unsigned char *p = pf_bytes(pf, vaddr, 8);
-        uint64_t v = 0;
-
-        if (p)
-                memcpy(&v, p, 8);
-        return pf_add_reloc(pf, vaddr, v, p != NULL);
-}
-
-/* Records the relocations of a packed SHT_RELR section (-z pack-relative-relocs): an
- * even entry is an address, an odd one a bitmap of the 63 words that follow. */
-static int pf_read_relr(PatchFile *pf, Elf_Scn *scn) {
-        Elf_Data *data = elf_getdata(scn, NULL);
-        uint64_t where = 0;
-        int r = 0;
-
-        for (size_t i = 0; data && (i + 1) * 8 <= data->d_size && r >= 0; i++) {
-                uint64_t w;
-                memcpy(&w, (const char *)data->d_buf + i * 8, 8);
-                if ((w & 1) == 0) {
-                        r = pf_add_relr(pf, w);
-                        where = w + 8;
-                        continue;
-                }
-                for (unsigned bit = 1; bit < 64 && r >= 0; bit++)
-                        if ((w >> bit) & 1)
-                                r = pf_add_relr(pf, where + (bit - 1) * 8);
-                where += 63 * 8;
-        }
-        return r;
-}
-
 static int reloc_cmp(const void *a, const void *b) {
         const Reloc *x = a, *y = b;
         return x->offset < y->offset ? -1 : x->offset > y->offset;
+}
+
+/* Checks that every section header lies inside the file and links to a section that
+ * exists, and that string tables end with a NUL; refuses relocations the loader would
+ * not apply: packed relative ones (SHT_RELR), REL. */
+static int pf_check_sections(PatchFile *pf) {
+        size_t shnum;
+
+        if (elf_getshdrnum(pf->elf, &shnum) < 0)
+                return pf_error(pf, -EBADMSG, "cannot read section headers: %s", elf_errmsg(-1));
+        for (Elf_Scn *scn = NULL; (scn = elf_nextscn(pf->elf, scn)); ) {
+                size_t i = elf_ndxscn(scn);
+                GElf_Shdr sh;
+                if (!gelf_getshdr(scn, &sh))
+                        return pf_error(pf, -EBADMSG, "bad section header %zu", i);
+                if (sh.sh_type == SHT_RELR)
+                        return pf_error(pf, -ENOTSUP, RELR_REFUSAL);
+                if (sh.sh_type == SHT_REL && (sh.sh_flags & SHF_ALLOC))
+                        return pf_error(pf, -ENOTSUP, "has REL relocations, which ulp does not "
+                                        "support (only RELA)");
+                if (sh.sh_type != SHT_NOBITS && sh.sh_type != SHT_NULL &&
+                    (sh.sh_offset > pf->raw_size || sh.sh_size > pf->raw_size - sh.sh_offset))
+                        return pf_error(pf, -EBADMSG, "section %zu lies beyond the end of the file", i);
+                if (sh.sh_link >= shnum)
+                        return pf_error(pf, -EBADMSG, "section %zu links to section %u, which does not "
+                                        "exist", i, sh.sh_link);
+                if (sh.sh_type == SHT_STRTAB && sh.sh_size > 0 &&
+                    pf->raw[sh.sh_offset + sh.sh_size - 1] != 0)
+                        return pf_error(pf, -EBADMSG, "string table %zu does not end with a NUL", i);
+        }
+        return 0;
+}
+
+/* Checks that every allocated section with contents lies in a PT_LOAD, at the file
+ * offset that segment maps at its address. Section and segment headers describe the
+ * same bytes twice; the loader maps by segment and everything else here reads by
+ * section or symbol: a segment moved in the file would run other bytes as the code
+ * that was checked. */
+static int pf_check_section_placement(PatchFile *pf) {
+        size_t shstrndx = 0;
+
+        (void)elf_getshdrstrndx(pf->elf, &shstrndx);
+        for (Elf_Scn *scn = NULL; (scn = elf_nextscn(pf->elf, scn)); ) {
+                const GElf_Phdr *seg;
+                const char *name;
+                GElf_Shdr sh;
+                if (!gelf_getshdr(scn, &sh) || !(sh.sh_flags & SHF_ALLOC) || sh.sh_type == SHT_NOBITS ||
+                    sh.sh_size == 0)
+                        continue;
+                seg = pf_segment(pf, sh.sh_addr, sh.sh_size);
+                if (seg && sh.sh_offset == seg->p_offset + (sh.sh_addr - seg->p_vaddr))
+                        continue;
+                name = elf_strptr(pf->elf, shstrndx, sh.sh_name);
+                return pf_error(pf, -EBADMSG, "section %zu (%s) is not where the segments map it",
+                                elf_ndxscn(scn), name && pf_printable(name) ? name : "?");
+        }
+        return 0;
 }
 
 /* Collects the dynamic relocations of the patch, sorted by the address they patch. */
@@ -201,8 +416,6 @@ static int pf_read_relocs(PatchFile *pf) {
                         continue;
                 if (sh.sh_type == SHT_RELA)
                         r = pf_read_rela(pf, scn, &sh);
-                else if (sh.sh_type == SHT_RELR)
-                        r = pf_read_relr(pf, scn);
                 if (r < 0)
                         return r;
         }
@@ -211,8 +424,113 @@ static int pf_read_relocs(PatchFile *pf) {
         return 0;
 }
 
+static int u64_cmp(const void *a, const void *b) {
+        uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+        return x < y ? -1 : x > y;
+}
+
+/* The section the patch.h macros put a record symbol (ulp__KIND_N) in, or NULL. */
+static const char *record_section(const char *sym) {
+        static const struct { const char *prefix, *sect; } kinds[] = {
+                { "ulp__info_", ULP_SECTION_INFO },      { "ulp__func_", ULP_SECTION_FUNCS },
+                { "ulp__ref_", ULP_SECTION_REFS },       { "ulp__bid_", ULP_SECTION_BUILD_IDS },
+                { "ulp__cb_", ULP_SECTION_CALLBACKS },   { "ulp__replace_", ULP_SECTION_REPLACE },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(kinds); i++)
+                if (strncmp(sym, kinds[i].prefix, strlen(kinds[i].prefix)) == 0)
+                        return kinds[i].sect;
+        return NULL;
+}
+
+static bool pf_is_record_symbol(PatchFile *pf, const GElf_Shdr *symsh, const GElf_Sym *sym) {
+        const char *name = elf_strptr(pf->elf, symsh->sh_link, sym->st_name);
+        return name && record_section(name);
+}
+
+/* A record symbol must lie in its section: a record section renamed or moved would
+ * otherwise be skipped, and the patch run without the ULP_REF it relies on. */
+static int pf_check_record_symbol(PatchFile *pf, const GElf_Shdr *symsh, const GElf_Sym *sym) {
+        const char *name = elf_strptr(pf->elf, symsh->sh_link, sym->st_name), *want, *have = NULL;
+        size_t shstrndx;
+        GElf_Shdr sh;
+        Elf_Scn *scn;
+
+        if (!name || !(want = record_section(name)))
+                return 0;
+        if (elf_getshdrstrndx(pf->elf, &shstrndx) >= 0 && (scn = elf_getscn(pf->elf, sym->st_shndx)) &&
+            gelf_getshdr(scn, &sh))
+                have = elf_strptr(pf->elf, shstrndx, sh.sh_name);
+        if (!have || strcmp(have, want) != 0 || sym->st_value < sh.sh_addr ||
+            sym->st_value - sh.sh_addr >= sh.sh_size)
+                return pf_error(pf, -EBADMSG, "a record of the patch lies outside section %s", want);
+        return 0;
+}
+
+/* Gathers where the patch's functions and variables start, from its symbol tables:
+ * a new function, a callback or a ULP_REF slot that points anywhere else was not made
+ * by the patch macros (a stray jump into the middle of code would run in the target).
+ * At most one entry per symbol: bounded by the file size. */
+static int pf_read_symbols(PatchFile *pf) {
+        unsigned table = SHT_DYNSYM;
+        size_t alloc = 0;
+
+        /* The full table when there is one: relocations name .dynsym entries, and a
+         * changed .dynsym entry must not vouch for itself. */
+        for (Elf_Scn *scn = NULL; (scn = elf_nextscn(pf->elf, scn)); ) {
+                GElf_Shdr sh;
+                if (gelf_getshdr(scn, &sh) && sh.sh_type == SHT_SYMTAB)
+                        table = SHT_SYMTAB;
+        }
+        pf->have_symtab = table == SHT_SYMTAB;
+        for (int pass = 0; pass < 2; pass++) {
+                for (Elf_Scn *scn = NULL; (scn = elf_nextscn(pf->elf, scn)); ) {
+                        GElf_Shdr sh;
+                        Elf_Data *d;
+                        if (!gelf_getshdr(scn, &sh) || sh.sh_type != table)
+                                continue;
+                        if (sh.sh_entsize != sizeof(Elf64_Sym) || !(d = elf_getdata(scn, NULL)) ||
+                            d->d_size != sh.sh_size)
+                                return pf_error(pf, -EBADMSG, "a symbol table is malformed");
+                        for (size_t i = 0; i < sh.sh_size / sh.sh_entsize; i++) {
+                                GElf_Sym sym;
+                                if (!gelf_getsym(d, (int)i, &sym) || sym.st_shndx == SHN_UNDEF ||
+                                    sym.st_shndx >= SHN_LORESERVE)
+                                        continue;
+                                if (pass == 0) {
+                                        int r = pf_check_record_symbol(pf, &sh, &sym);
+                                        if (r < 0)
+                                                return r;
+                                        alloc++;
+                                        continue;
+                                }
+                                if (GELF_ST_TYPE(sym.st_info) == STT_FUNC)
+                                        pf->funcs[pf->n_funcs++] = sym.st_value;
+                                else if (GELF_ST_TYPE(sym.st_info) == STT_OBJECT && sym.st_size == sizeof(void *) &&
+                                         !pf_is_record_symbol(pf, &sh, &sym))
+                                        pf->objects[pf->n_objects++] = sym.st_value;
+                        }
+                }
+                if (pass == 0 && (!(pf->funcs = calloc(alloc + 1, sizeof(uint64_t))) ||
+                                  !(pf->objects = calloc(alloc + 1, sizeof(uint64_t)))))
+                        return -ENOMEM;
+        }
+        qsort(pf->funcs, pf->n_funcs, sizeof(uint64_t), u64_cmp);
+        qsort(pf->objects, pf->n_objects, sizeof(uint64_t), u64_cmp);
+        return 0;
+}
+
+/* Whether vaddr starts one of v; always true for a stripped patch, whose static
+ * functions and variables have no symbol left to check against. */
+static bool pf_starts(const PatchFile *pf, const uint64_t *v, size_t n, uint64_t vaddr) {
+        if (!pf->have_symtab)
+                return true;
+        return n > 0 && bsearch(&vaddr, v, n, sizeof(uint64_t), u64_cmp) != NULL;
+}
+
 static const Reloc *pf_find_reloc(const PatchFile *pf, uint64_t vaddr) {
         Reloc key = { .offset = vaddr };
+        if (pf->n_relocs == 0)   /* relocs is NULL then, which bsearch() must not get */
+                return NULL;
         return bsearch(&key, pf->relocs, pf->n_relocs, sizeof(Reloc), reloc_cmp);
 }
 
@@ -274,6 +592,11 @@ static int rec_string(PatchFile *pf, const Rec *rec, size_t off, const char *fie
         if (!nul)
                 return pf_error(pf, -EBADMSG, "%s[%zu]: %s is not NUL-terminated",
                                 rec->sect, rec->index, field);
+        /* These strings end up in messages and logs: no control characters. */
+        for (const char *p = s; p < nul; p++)
+                if (*p < ' ' || *p > '~')
+                        return pf_error(pf, -EBADMSG, "%s[%zu]: %s has a non-printable byte 0x%02x",
+                                        rec->sect, rec->index, field, (unsigned char)*p);
         *ret = strndup(s, (size_t)(nul - s));
         return *ret ? 0 : -ENOMEM;
 }
@@ -289,8 +612,12 @@ static int rec_code(PatchFile *pf, const Rec *rec, size_t off, const char *field
                                            rec->sect, rec->index, field) : 0;
         for (size_t i = 0; i < pf->n_loads; i++) {
                 const GElf_Phdr *p = &pf->loads[i];
-                if ((p->p_flags & PF_X) && *ret >= p->p_vaddr && *ret - p->p_vaddr < p->p_memsz)
+                if ((p->p_flags & PF_X) && *ret >= p->p_vaddr && *ret - p->p_vaddr < p->p_memsz) {
+                        if (!pf_starts(pf, pf->funcs, pf->n_funcs, *ret))
+                                return pf_error(pf, -EBADMSG, "%s[%zu]: %s is not the start of a "
+                                                "function of the patch", rec->sect, rec->index, field);
                         return 0;
+                }
         }
         return pf_error(pf, -EBADMSG, "%s[%zu]: %s is not code", rec->sect, rec->index, field);
 }
@@ -314,7 +641,7 @@ static int pf_section(PatchFile *pf, const char *sect, size_t recsize, Rec *rec,
                 return pf_error(pf, -EBADMSG, "no section name table");
         for (Elf_Scn *scn = NULL; (scn = elf_nextscn(pf->elf, scn)); ) {
                 GElf_Shdr sh;
-                const char *name;
+                const char *name = NULL;
                 if (!gelf_getshdr(scn, &sh) || !(name = elf_strptr(pf->elf, shstrndx, sh.sh_name)) ||
                     strcmp(name, sect) != 0)
                         continue;
@@ -337,17 +664,6 @@ static void rec_seek(Rec *rec, const Rec *first, size_t recsize, size_t i) {
         rec->index = i;
         rec->vaddr += i * recsize;
         rec->bytes += i * recsize;
-}
-
-/* Whether [vaddr, vaddr+len) lies in a writable segment (its file image or its .bss). */
-static bool pf_writable(const PatchFile *pf, uint64_t vaddr, uint64_t len) {
-        for (size_t i = 0; i < pf->n_loads; i++) {
-                const GElf_Phdr *p = &pf->loads[i];
-                if ((p->p_flags & PF_W) && vaddr >= p->p_vaddr && vaddr - p->p_vaddr <= p->p_memsz &&
-                    len <= p->p_memsz - (vaddr - p->p_vaddr))
-                        return true;
-        }
-        return false;
 }
 
 #define F(type, field) offsetof(struct type, field)
@@ -429,6 +745,9 @@ static int read_refs(PatchFile *pf, PatchMeta *m) {
                 if (!pf_writable(pf, f->slot_vaddr, sizeof(void *)))
                         return pf_error(pf, -EBADMSG, "%s[%zu]: slot is not writable patch data",
                                         rec.sect, i);
+                if (!pf_starts(pf, pf->objects, pf->n_objects, f->slot_vaddr))
+                        return pf_error(pf, -EBADMSG, "%s[%zu]: slot is not a pointer variable of the "
+                                        "patch", rec.sect, i);
         }
         return 0;
 }
@@ -529,22 +848,62 @@ static char *name_from_hint(const char *hint) {
         return strndup(base, len);
 }
 
-/* Opens the ELF and gathers what every record reader needs: segments and relocations. */
+/* Opens the ELF, from a sealed copy of fd, checks its layout and gathers what every
+ * record reader needs: segments and relocations. */
 static int patch_file_open(PatchFile *pf, int fd) {
         GElf_Ehdr eh;
 
-        int r = elf_open_fd(fd, &pf->elf);
+        int r = patch_file_copy(fd, &pf->fd, pf->errbuf, pf->errlen);
+        if (r < 0)
+                return r;
+        r = elf_open_fd(pf->fd, &pf->elf);
         if (r < 0)
                 return pf_error(pf, r, "not an ELF file");
-        if (!gelf_getehdr(pf->elf, &eh) || eh.e_machine != EM_X86_64 || eh.e_type != ET_DYN)
+        if (!gelf_getehdr(pf->elf, &eh) || eh.e_machine != EM_X86_64 || eh.e_type != ET_DYN ||
+            eh.e_ident[EI_DATA] != ELFDATA2LSB)
                 return pf_error(pf, -ENOEXEC, "not an x86-64 shared object");
         pf->raw = (const unsigned char *)elf_rawfile(pf->elf, &pf->raw_size);
         if (!pf->raw)
                 return pf_error(pf, -EBADMSG, "cannot read the file: %s", elf_errmsg(-1));
-        r = pf_read_segments(pf);
-        if (r < 0)
+        if ((r = pf_check_sections(pf)) < 0 ||
+            (r = pf_read_segments(pf)) < 0 ||
+            (r = pf_check_section_placement(pf)) < 0 ||
+            (r = pf_read_symbols(pf)) < 0)
                 return r;
         return pf_read_relocs(pf);
+}
+
+/* A name that shows in logs, status lines and the control block (which holds
+ * ULP_NAME_MAX bytes and a NUL): short, and printable so that it cannot forge lines. */
+static int check_name(PatchFile *pf, const char *name, bool from_file) {
+        const char *what = from_file ? "the patch name (from the file name)" : "the patch name";
+        size_t len = strlen(name);
+
+        if (len == 0)
+                return pf_error(pf, -EBADMSG, "%s is empty", what);
+        if (len > ULP_NAME_MAX)
+                return pf_error(pf, -EBADMSG, "%s is %zu bytes long, at most %d are allowed", what, len,
+                                ULP_NAME_MAX);
+        for (size_t i = 0; i < len; i++)
+                if (name[i] <= ' ' || name[i] > '~')
+                        return pf_error(pf, -EBADMSG, "%s has a byte 0x%02x at %zu: only printable "
+                                        "characters other than space are allowed", what,
+                                        (unsigned char)name[i], i);
+        return 0;
+}
+
+/* Object and symbol names are kept in fixed fields of the target's control block:
+ * longer ones would be cut there and no longer match. */
+static int check_lengths(PatchFile *pf, const PatchMeta *m) {
+        for (size_t i = 0; i < m->n_funcs; i++) {
+                if (strlen(m->funcs[i].object) > PATCH_OBJECT_MAX)
+                        return pf_error(pf, -EBADMSG, "%s[%zu]: object name longer than %d bytes",
+                                        ULP_SECTION_FUNCS, i, PATCH_OBJECT_MAX);
+                if (strlen(m->funcs[i].symbol) > PATCH_SYMBOL_MAX)
+                        return pf_error(pf, -EBADMSG, "%s[%zu]: symbol name longer than %d bytes",
+                                        ULP_SECTION_FUNCS, i, PATCH_SYMBOL_MAX);
+        }
+        return 0;
 }
 
 static void patchmeta_freep(PatchMeta **m) {
@@ -552,7 +911,7 @@ static void patchmeta_freep(PatchMeta **m) {
 }
 
 int patchmeta_read(int fd, const char *name_hint, PatchMeta **ret, char *errbuf, size_t errlen) {
-        _cleanup_(patch_file_done) PatchFile pf = { .errbuf = errbuf, .errlen = errlen };
+        _cleanup_(patch_file_done) PatchFile pf = { .fd = -1, .errbuf = errbuf, .errlen = errlen };
         _cleanup_(patchmeta_freep) PatchMeta *m = calloc(1, sizeof(PatchMeta));
         int r;
 
@@ -569,8 +928,17 @@ int patchmeta_read(int fd, const char *name_hint, PatchMeta **ret, char *errbuf,
         if (m->n_funcs == 0)
                 return pf_error(&pf, -ENOMSG, "no ulp metadata (no %s record)", ULP_SECTION_FUNCS);
 
-        if (!m->name && !(m->name = name_from_hint(name_hint)))
+        r = check_lengths(&pf, m);
+        if (r < 0)
+                return r;
+        if (m->name)
+                r = check_name(&pf, m->name, false);
+        else if (!(m->name = name_from_hint(name_hint)))
                 return -ENOMEM;
+        else
+                r = check_name(&pf, m->name, true);
+        if (r < 0)
+                return r;
         if (!m->description && !(m->description = strdup("")))
                 return -ENOMEM;
         r = elf_read_build_id(pf.elf, m->build_id, sizeof(m->build_id));

@@ -8,6 +8,13 @@
 
 #include "elf/module.h"
 
+/* The longest patch name: ULP_PATCH_INFO's, or the file name without ".so". Every place
+ * that keeps a name (the control block, reports, ulpd's records) holds it whole. */
+#define ULP_NAME_MAX 64
+/* The longest object and symbol names of a ULP_FUNC: as the control block records them. */
+#define PATCH_OBJECT_MAX 63
+#define PATCH_SYMBOL_MAX 95
+
 typedef struct PatchFunc {
         char *object;            /* "" for the main executable */
         char *symbol;            /* old symbol in the target */
@@ -47,11 +54,16 @@ typedef struct PatchMeta {
         size_t build_id_len;
 } PatchMeta;
 
-/* Reads the metadata of the patch file open at fd (not consumed). name_hint is the file
- * name, used for the patch name when it has no ULP_PATCH_INFO. Returns 0 or:
+/* Reads the metadata of the patch file open at fd (not consumed), from a sealed copy of
+ * it (patchfile.h; none is made when fd already is one), and validates the whole file
+ * as the loader will use it: segments, sections, relocations, names. name_hint is the
+ * file name, used for the patch name when it has no ULP_PATCH_INFO. Returns 0 or:
  * -ENOEXEC not an ELF file, -ENOMSG no ulp metadata (no ulp_funcs record),
- * -EBADMSG malformed metadata (bad magic, a pointer without relocation, a string out of
- * bounds). On error, if errbuf is not NULL, a one-line reason is written to it. */
+ * -EBADMSG malformed file or metadata (a segment or relocation out of bounds, bad magic,
+ * a pointer without relocation, a string out of bounds, a bad name), -ENOTSUP a feature
+ * the loader does not support (the reason then reads after "patch NAME ": "uses ..."),
+ * -EBADF/-EFBIG not a readable regular file or too large. On error, if errbuf is not
+ * NULL, a one-line reason is written to it. */
 int patchmeta_read(int fd, const char *name_hint, PatchMeta **ret, char *errbuf, size_t errlen);
 void patchmeta_free(PatchMeta *m);
 

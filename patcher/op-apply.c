@@ -3,6 +3,7 @@
 #include <stdio.h>
 
 #include "common/macro.h"
+#include "elf/patchfile.h"
 #include "patcher/nearmem.h"
 #include "patcher/op.h"
 #include "patcher/x86_64/relocate.h"
@@ -132,7 +133,9 @@ static int validate(UlpOp *op, const PatchMeta *meta, int patch_fd, Resolved *re
                 return op_fail(op, -EBUSY, "process %d has a transition in progress (patch %s): "
                                "wait for it, or revert that patch", op->t->pid,
                                op->c.img->patches[op->c.img->hdr.transition_patch].name);
-        if (op->c.img && op->c.img->hdr.n_funcs + meta->n_funcs * 2 > CONTROL_MAX_FUNCS)
+        /* Each function may need a nop record of a replace patch as well: bounded even
+         * when the process has no control block yet. */
+        if ((op->c.img ? op->c.img->hdr.n_funcs : 0) + meta->n_funcs * 2 > CONTROL_MAX_FUNCS)
                 return op_fail(op, -E2BIG, "too many patched functions in process %d", op->t->pid);
         if (op->t->n_threads > CONTROL_MAX_THREADS && !op->o.global)
                 return op_fail(op, -E2BIG, "process %d has more than %u threads: use --global",
@@ -389,6 +392,8 @@ static int read_meta(UlpOp *op, int patch_fd, const char *name_hint, PatchMeta *
                 return op_fail(op, r, "%s is not an ELF file", name_hint ? name_hint : "the patch");
         if (r == -ENOMSG)
                 return op_fail(op, r, "%s has no ulp patch metadata (no ULP_FUNC)", name_hint ? name_hint : "the patch");
+        if (r == -ENOTSUP)
+                return op_fail(op, r, "patch %s %s", name_hint ? name_hint : "", err);
         if (r < 0)
                 return op_fail(op, r, "bad patch %s: %s", name_hint ? name_hint : "", err[0] ? err : strerror(-r));
         snprintf(op->report->patch_name, sizeof(op->report->patch_name), "%s", meta->name);
@@ -410,9 +415,21 @@ static int open_and_validate(UlpOp *op, pid_t pid, int patch_fd, const char *nam
         return r;
 }
 
-int ulp_op_apply(pid_t pid, int patch_fd, const char *name_hint, const UlpOptions *o, UlpOp **ret,
+/* Everything after this works from one sealed copy of the client's file (patchfile.h):
+ * what was validated is what gets loaded, and a file changed meanwhile cannot hurt. */
+static int seal_patch(UlpOp *op, int patch_fd, const char *name_hint, int *ret) {
+        char err[256] = "";
+        int r = patch_file_copy(patch_fd, ret, err, sizeof(err));
+
+        if (r < 0)
+                return op_fail(op, r, "bad patch %s: %s", name_hint ? name_hint : "", err[0] ? err : strerror(-r));
+        return 0;
+}
+
+int ulp_op_apply(pid_t pid, int client_fd, const char *name_hint, const UlpOptions *o, UlpOp **ret,
                  UlpReport *report) {
         UlpOp *op = op_new(OP_APPLY, o, report);
+        _cleanup_close_ int patch_fd = -1;
         PatchMeta *meta = NULL;
         Resolved *res = NULL;
         Thread *th;
@@ -420,7 +437,9 @@ int ulp_op_apply(pid_t pid, int patch_fd, const char *name_hint, const UlpOption
 
         if (!op)
                 return -ENOMEM;
-        r = open_and_validate(op, pid, patch_fd, name_hint, &meta, &res);
+        r = seal_patch(op, client_fd, name_hint, &patch_fd);
+        if (r >= 0)
+                r = open_and_validate(op, pid, patch_fd, name_hint, &meta, &res);
         if (r >= 0)
                 r = op_borrow(op, &th);
         if (r >= 0) {
@@ -482,12 +501,13 @@ static int check_ranges(UlpOp *op, const PatchMeta *meta, const Resolved *res, T
 
 /* Dry run: refusals as apply would give them, then one stop-the-world to see which
  * threads would block the transition now. Writes nothing into the target. */
-int ulp_check(pid_t pid, int patch_fd, const char *name_hint, UlpReport *report) {
-        return ulp_check_with(pid, patch_fd, name_hint, NULL, report);
+int ulp_check(pid_t pid, int client_fd, const char *name_hint, UlpReport *report) {
+        return ulp_check_with(pid, client_fd, name_hint, NULL, report);
 }
 
-int ulp_check_with(pid_t pid, int patch_fd, const char *name_hint, const UlpOptions *o, UlpReport *report) {
+int ulp_check_with(pid_t pid, int client_fd, const char *name_hint, const UlpOptions *o, UlpReport *report) {
         UlpOp *op = op_new(OP_APPLY, o, report);
+        _cleanup_close_ int patch_fd = -1;
         PatchMeta *meta = NULL;
         Resolved *res = NULL;
         Transition tr = {};
@@ -495,7 +515,9 @@ int ulp_check_with(pid_t pid, int patch_fd, const char *name_hint, const UlpOpti
 
         if (!op)
                 return -ENOMEM;
-        r = open_and_validate(op, pid, patch_fd, name_hint, &meta, &res);
+        r = seal_patch(op, client_fd, name_hint, &patch_fd);
+        if (r >= 0)
+                r = open_and_validate(op, pid, patch_fd, name_hint, &meta, &res);
         if (r >= 0)
                 r = op_unwinder(op);
         tr = (Transition) { .t = op->t, .c = &op->c, .u = op->u, .res = &op->res };

@@ -68,10 +68,14 @@ void ulp_report_done(UlpReport *r);
 
 typedef struct UlpOp UlpOp;
 
-/* Starts applying the patch open at patch_fd (name_hint: its file name) to pid.
+/* Starts applying the patch open at patch_fd (name_hint: its file name) to pid. The
+ * file is read once, before pid is touched, into a sealed copy (elf/patchfile.h) that
+ * all the rest works from; patch_fd is not kept.
  * -EEXIST already applied, -ENOENT symbol or object missing, -EPERM no permission,
- * -ESRCH no such process, -ENOEXEC/-ENOMSG/-EBADMSG bad patch file, -EINVAL build-id
- * mismatch, -ENOSPC function too small, -ECANCELED pre-patch callback refused. */
+ * -ESRCH no such process, -ENOEXEC/-ENOMSG/-EBADMSG bad patch file, -ENOTSUP a feature
+ * of the patch ulp does not support (RELR, TLS, IFUNC), -EFBIG/-EBADF larger than
+ * 64 MiB or not a readable regular file, -EINVAL build-id mismatch, -ENOSPC function
+ * too small, -ECANCELED pre-patch callback refused. */
 int ulp_op_apply(pid_t pid, int patch_fd, const char *name_hint, const UlpOptions *o,
                  UlpOp **ret, UlpReport *report);
 

@@ -453,5 +453,87 @@ PY
 	victim_alive
 }
 
+# craft SRC DST KIND: a copy of patch SRC with one field of its ELF broken.
+craft() {
+	python3 - "$@" <<'PY'
+import struct, sys
+src, dst, kind = sys.argv[1:4]
+b = bytearray(open(src, 'rb').read())
+phoff, shoff = struct.unpack_from('<QQ', b, 0x20)
+phnum, shnum, shstrndx = struct.unpack_from('<HxxHH', b, 0x38)
+ph = [phoff + i * 56 for i in range(phnum)]
+loads = [o for o in ph if struct.unpack_from('<I', b, o)[0] == 1]
+def flags(o): return struct.unpack_from('<I', b, o + 4)[0]
+if kind == 'reloc-outside':
+    # The first relocation now writes into the patch's code, not its data.
+    code = [o for o in loads if flags(o) & 1][0]
+    text = struct.unpack_from('<Q', b, code + 16)[0]
+    for i in range(shnum):
+        sh = shoff + i * 64
+        if struct.unpack_from('<I', b, sh + 4)[0] == 4:          # SHT_RELA
+            off = struct.unpack_from('<Q', b, sh + 24)[0]
+            struct.pack_into('<Q', b, off, text)
+            break
+elif kind == 'filesz':
+    rw = [o for o in loads if flags(o) & 2][0]
+    memsz = struct.unpack_from('<Q', b, rw + 40)[0]
+    struct.pack_into('<Q', b, rw + 32, memsz + 0x100)
+elif kind == 'overlap':
+    code = [o for o in loads if flags(o) & 1][0]
+    struct.pack_into('<Q', b, code + 16, 0)
+    struct.pack_into('<Q', b, code + 24, 0)
+open(dst, 'wb').write(b)
+PY
+}
+
+# refused_all FILE MESSAGE: info, check and apply all refuse FILE, with MESSAGE (apply
+# and check word for word the same), and the victim is untouched.
+refused_all() {
+	local file=$1 msg=$2 out rc
+	out=$("$ULPCTL" info "$file" 2>&1); rc=$?
+	[ "$rc" -eq 1 ] || fail "info $file: exit $rc ($out)"
+	[ "$(echo "$out" | wc -l)" -eq 1 ] && [[ $out == *"$msg"* ]] || fail "info $file: '$out', expected '$msg'"
+	out=$(ulpctl check -p "$VPID" "$file" 2>&1); rc=$?
+	[ "$rc" -eq 1 ] || fail "check $file: exit $rc ($out)"
+	[[ $out == "ulpctl: $msg"* ]] && [ "$(echo "$out" | wc -l)" -eq 1 ] || fail "check $file: '$out', expected 'ulpctl: $msg'"
+	local checked=$out
+	out=$(ulpctl apply -p "$VPID" "$file" 2>&1); rc=$?
+	[ "$rc" -eq 1 ] || fail "apply $file: exit $rc ($out)"
+	[ "$out" = "$checked" ] || fail "apply $file: '$out', check said '$checked'"
+	echo "refused: $out"
+	no_ulp_mappings
+	victim_alive
+}
+
+case_patch_files() {
+	local out
+	start_victim 4
+	refused_all "$P/patch-compute-relr.so" "patch patch-compute-relr.so uses packed relative relocations (RELR), which ulp does not support yet; rebuild without -z pack-relative-relocs"
+	refused_all "$P/patch-badname.so" "bad patch patch-badname.so: ulp_info[0]: name has a non-printable byte 0x0a"
+	refused_all "$P/patch-longname65.so" "bad patch patch-longname65.so: the patch name is 65 bytes long, at most 64 are allowed"
+	craft "$P/patch-compute.so" "$WORK/outside.so" reloc-outside
+	refused_all "$WORK/outside.so" "bad patch outside.so: relocation 0 writes at 0x1000, outside the patch's writable segments"
+	craft "$P/patch-compute.so" "$WORK/filesz.so" filesz
+	refused_all "$WORK/filesz.so" "bad patch filesz.so: segment 3 is larger in the file ("
+	craft "$P/patch-compute.so" "$WORK/overlap.so" overlap
+	refused_all "$WORK/overlap.so" "bad patch overlap.so: segment 1 overlaps the one before it or is out of order"
+	expect_value compute 20
+	# Stripped (as packaging does), its static slot has no symbol left: still accepted.
+	strip --strip-unneeded -o "$WORK/stripped.so" "$P/patch-ref.so" || fail "strip failed"
+	out=$("$ULPCTL" info "$WORK/stripped.so" 2>&1) || fail "a stripped patch is refused: $out"
+
+	# 64 bytes: kept whole in the control block and status, reverted by its exact name only.
+	local long=compute-fix-with-a-name-of-exactly-sixty-four-bytes-0123456789ab
+	ulpctl apply -p "$VPID" "$P/patch-longname64.so" || fail "apply of a 64-byte name failed"
+	expect_value compute 30
+	out=$(ulpctl status -p "$VPID" --json) || fail "status failed"
+	[ "$(echo "$out" | json_get 'd["processes"][0]["patches"][0]["name"]')" = "$long" ] || fail "name not whole: $out"
+	out=$(ulpctl revert -p "$VPID" "${long%?}" 2>&1) && fail "revert by a prefix of the name worked: $out"
+	ulpctl revert -p "$VPID" "$long" || fail "revert by the exact name failed"
+	expect_value compute 20
+	! grep -q 'memfd:ulp-patch:' "/proc/$VPID/maps" || fail "the patch is still mapped after its revert"
+	victim_alive
+}
+
 "case_${CASE//-/_}"
 echo "PASS: $CASE"
