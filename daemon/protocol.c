@@ -27,7 +27,11 @@ void msgreader_done(MsgReader *r) {
         msgreader_init(r);
 }
 
-static void keep_fds(MsgReader *r, struct msghdr *mh) {
+/* Keeps the fds that came, up to what one request may carry. Returns false when some
+ * had to be closed: more than any request needs, which no honest client sends. */
+static bool keep_fds(MsgReader *r, struct msghdr *mh) {
+        bool all = true;
+
         for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
                 size_t n;
                 int *fds;
@@ -42,10 +46,13 @@ static void keep_fds(MsgReader *r, struct msghdr *mh) {
                         memcpy(&fd, fds + i, sizeof(int));
                         if (r->n_fds < PROTOCOL_FDS_MAX)
                                 r->fds[r->n_fds++] = fd;
-                        else
+                        else {
                                 close(fd);   /* a client flooding us with fds */
+                                all = false;
+                        }
                 }
         }
+        return all;
 }
 
 int msgreader_fill(MsgReader *r, int sock) {
@@ -80,10 +87,9 @@ int msgreader_fill(MsgReader *r, int sock) {
         n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
         if (n < 0)
                 return errno == EWOULDBLOCK ? -EAGAIN : negative_errno();
-        keep_fds(r, &mh);
-        /* More fds than the buffer holds: the kernel closed the rest, and no honest
-         * client sends them. */
-        if (mh.msg_flags & MSG_CTRUNC)
+        /* More fds than a request may carry, or than the buffer holds (the kernel closed
+         * the rest): no honest client sends them. */
+        if (!keep_fds(r, &mh) || (mh.msg_flags & MSG_CTRUNC))
                 return -ETOOMANYREFS;
         if (n == 0)
                 r->eof = true;

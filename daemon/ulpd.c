@@ -48,6 +48,8 @@
 #define LOG_INTERVAL_USEC (10ULL * 1000000ULL)      /* ... in this interval */
 /* fds ulpd wants: per connection its socket and what one request may bring, and room for
  * the transitions' own. */
+#define UID_FDS_MAX (2 * PROTOCOL_FDS_MAX)            /* fds in flight for each uid but root */
+#define FDS_RESERVED 1024                           /* of the fd limit, never for unprivileged requests */
 #define NOFILE_WANTED (CONNECTIONS_MAX * (1 + PROTOCOL_FDS_MAX) + 1024)
 #define OUTPUT_MAX (16u << 20)                     /* replies queued for a slow reader */
 #define PROGRESS_INTERVAL_USEC (250ULL * 1000ULL)
@@ -1279,6 +1281,38 @@ static void connection_process(Connection *c) {
         }
 }
 
+/* Descriptors that requests in flight brought: a uid other than root may hold at most
+ * UID_FDS_MAX of them (two requests' worth), and all such uids together at most what the
+ * fd limit leaves after FDS_RESERVED for root and the work itself, so that no user can
+ * exhaust ulpd's descriptors (docs/limits.md). True, with the line for the client, when c's
+ * request goes over. */
+static bool connection_fds_over(Connection *c, char *reason, size_t len) {
+        size_t uid_fds = 0, all_fds = 0;
+        struct rlimit rl;
+
+        if (c->cred.uid == 0)
+                return false;
+        for (Connection *o = c->m->connections; o; o = o->next) {
+                if (o->cred.uid == 0)
+                        continue;
+                all_fds += o->rd.n_fds;
+                if (o->cred.uid == c->cred.uid)
+                        uid_fds += o->rd.n_fds;
+        }
+        if (uid_fds > UID_FDS_MAX) {
+                snprintf(reason, len, "uid %u has %zu file descriptors in requests to ulpd, the most one user "
+                         "may have is %u", (unsigned) c->cred.uid, uid_fds, (unsigned) UID_FDS_MAX);
+                return true;
+        }
+        if (getrlimit(RLIMIT_NOFILE, &rl) >= 0 && rl.rlim_cur != RLIM_INFINITY &&
+            all_fds + FDS_RESERVED > rl.rlim_cur) {
+                snprintf(reason, len, "ulpd holds as many file descriptors of users' requests as it can (%zu); "
+                         "try again later", all_fds);
+                return true;
+        }
+        return false;
+}
+
 static int connection_on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         Connection *c = userdata;
 
@@ -1294,6 +1328,8 @@ static int connection_on_io(sd_event_source *s, int fd, uint32_t revents, void *
                 connection_free(c);
         if (!c->dead && (revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) && !c->read_eof && !c->closing &&
             !c->throttled) {
+                char msg_fds[192];
+
                 /* a bounded number of reads, so one chatty client cannot starve the rest */
                 for (int i = 0; i < 8 && !c->dead && !c->closing && !c->throttled; i++) {
                         int r = msgreader_fill(&c->rd, c->fd);
@@ -1314,6 +1350,10 @@ static int connection_on_io(sd_event_source *s, int fd, uint32_t revents, void *
                         }
                         if (r < 0) {
                                 connection_free(c);
+                                break;
+                        }
+                        if (c->rd.n_fds > 0 && connection_fds_over(c, msg_fds, sizeof(msg_fds))) {
+                                connection_fail(c, -ETOOMANYREFS, msg_fds);
                                 break;
                         }
                         idle_arm(c, true);

@@ -456,8 +456,11 @@ int ulp_op_apply(pid_t pid, int client_fd, const char *name_hint, const UlpOptio
                 r = op_unwinder(op);
         if (r >= 0 && op->c.img->patches[op->patch].callbacks[0]) {
                 r = op_run_callback(op, op->c.img->patches[op->patch].callbacks[0], &cb);
-                if (r < 0)
-                        r = op_fail(op, r, "the pre-patch callback did not run: %s", op->report->message);
+                if (r < 0) {
+                        char why[sizeof(op->report->message)];
+                        snprintf(why, sizeof(why), "%s", op->report->message);
+                        r = op_fail(op, r, "the pre-patch callback did not run: %s; nothing changed", why);
+                }
                 else if (cb != 0)
                         r = cancel(op, cb);
         }

@@ -268,8 +268,9 @@ int op_run_callback(UlpOp *op, uint64_t addr, int *ret) {
         r = target_call(op->t, th, addr, args, return_code,
                         op->o.callback_timeout_ms ?: CALLBACK_TIMEOUT_MS, &rax);
         k = target_resume_thread(op->t, th);
+        /* -ETIME, not -ETIMEDOUT: that one says a transition ran out of time (exit 3). */
         if (r == -ETIMEDOUT)
-                return op_fail(op, r, "the callback did not return within %u ms",
+                return op_fail(op, -ETIME, "the callback did not return within %u ms",
                                op->o.callback_timeout_ms ?: (unsigned)CALLBACK_TIMEOUT_MS);
         if (r < 0)
                 return op_fail(op, r, "the callback could not run in thread %d of process %d: %s", th->tid,

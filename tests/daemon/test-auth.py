@@ -32,7 +32,8 @@ ULPCTL = os.environ["ULPCTL"]
 AS_USER = ["setpriv", f"--reuid={UID}", f"--regid={UID}", "--clear-groups"]
 here = os.path.dirname(os.path.abspath(__file__))
 
-d = Daemon().start()
+# A callback that executes a program (case e2) may take long on a loaded machine.
+d = Daemon(extra_args=("--no-recover", "--callback-timeout", "20000")).start()
 shared = os.path.join(d.tmp, "shared")
 os.mkdir(shared)
 os.chmod(shared, 0o1777)
