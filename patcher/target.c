@@ -197,6 +197,19 @@ int target__wait(Target *t, Thread *th, int timeout_ms, int *ret_status) {
         return r < 0 ? r : 0;
 }
 
+void target__reap_exited(Target *t, const Thread *except) {
+        for (size_t i = 0; i < t->n_threads; i++) {
+                Thread *th = &t->threads[i];
+                siginfo_t info = {};
+
+                if (th == except || !th->seized || th->gone)
+                        continue;
+                if (waitid(P_PID, (id_t)th->tid, &info, WEXITED | WNOHANG | __WALL) == 0 &&
+                    info.si_pid == th->tid)
+                        thread_mark_gone(th);
+        }
+}
+
 /* Queues sig back to the thread, keeping the siginfo when the kernel lets us
  * (rt_tgsigqueueinfo refuses kernel and kill()-style codes from another process). */
 static void thread_requeue_signal(Target *t, Thread *th, int sig, const siginfo_t *info) {
@@ -305,7 +318,7 @@ static int thread_seize_interrupt(Target *t, Thread *th) {
                  * exec while attached stops with PTRACE_EVENT_EXEC (see
                  * thread_record_stop) instead of running on in a new program. */
                 r = n_orphans && orphan_take(t->pid, th->tid) ? 0 :
-                    target__ptrace(PTRACE_SEIZE, th->tid, NULL, (void *)(long)PTRACE_O_TRACEEXEC);
+                    target__ptrace(PTRACE_SEIZE, th->tid, NULL, (void *)(long)TARGET_PTRACE_OPTIONS);
                 if (r == -EPERM) {
                         /* ptrace_attach() says EPERM for an exiting thread too. */
                         char st = thread_state(t->pid, th->tid);

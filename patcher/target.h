@@ -65,6 +65,11 @@ typedef struct Target {
         uint8_t random[16];      /* its 16 bytes */
 } Target;
 
+/* Options of every seize, never changed later (a PTRACE_SETOPTIONS replaces them all):
+ * an exec stops with PTRACE_EVENT_EXEC (the operation is bound to the image it started
+ * on), syscall stops come as SIGTRAP | 0x80 (remote steps end at one). */
+#define TARGET_PTRACE_OPTIONS (PTRACE_O_TRACEEXEC | PTRACE_O_TRACESYSGOOD)
+
 #define TARGET_STOP_TIMEOUT_MS 1000
 
 /*
@@ -248,6 +253,11 @@ int target__ptrace(int req, pid_t tid, void *addr, void *data);
 /* Waits up to timeout_ms for the next ptrace-stop of the seized th; *ret_status gets the
  * waitpid status. -ESRCH (th marked gone) when it exited, -ETIMEDOUT. */
 int target__wait(Target *t, Thread *th, int timeout_ms, int *ret_status);
+/* Reaps the exits of t's seized threads other than except, without taking any stop of
+ * theirs (waitid with WEXITED only): an execve in the target waits in de_thread() until
+ * every other thread is released, and a traced thread is released only once its tracer
+ * reaped it. Called while waiting for remote code that may execute a program. */
+void target__reap_exited(Target *t, const Thread *except);
 /* Keeps a signal caught in a signal-delivery-stop for delivery at resume (a second one is
  * queued back to the thread). */
 void target__keep_signal(Target *t, Thread *th, int sig, const siginfo_t *info);

@@ -320,9 +320,16 @@ static int remote_run(Target *t, Thread *th, const RemoteEnd *end, int timeout_m
                 if (r < 0)
                         return r;
                 int status;
-                uint64_t now = target__now_ns();
-                int left_ms = now >= deadline ? 0 : (int)((deadline - now + 999999) / 1000000);
-                r = target__wait(t, th, left_ms, &status);
+                for (;;) {
+                        uint64_t now = target__now_ns();
+                        int left_ms = now >= deadline ? 0 : (int)((deadline - now + 999999) / 1000000);
+                        /* In slices: the code run may execute a program, which waits
+                         * for us to reap the other threads it kills. */
+                        r = target__wait(t, th, MIN(left_ms, 20), &status);
+                        if (r != -ETIMEDOUT || left_ms <= 20)
+                                break;
+                        target__reap_exited(t, th);
+                }
                 if (r == -ETIMEDOUT) {
                         r = remote_abandon(t, th, ret_signal_stop);
                         return r < 0 ? r : -ETIMEDOUT;
@@ -531,10 +538,8 @@ static int remote_enter(Target *t, Thread *th, RemoteContext *c, struct user_reg
         int r = remote_write_frame(t, c, pretcode, &sp);
         if (r < 0)
                 return r;
-        /* Syscall stops reported as SIGTRAP | 0x80, told apart from real SIGTRAPs. */
-        r = target__ptrace(PTRACE_SETOPTIONS, th->tid, NULL, (void *)(long)PTRACE_O_TRACESYSGOOD);
-        if (r < 0)
-                return r;
+        /* Syscall stops come as SIGTRAP | 0x80, told apart from real SIGTRAPs: every
+         * thread is seized with PTRACE_O_TRACESYSGOOD (target.c, TARGET_PTRACE_OPTIONS). */
         regs->rsp = sp;
         regs->orig_rax = (uint64_t)-1;
         r = target__ptrace(PTRACE_SETREGS, th->tid, NULL, regs);
