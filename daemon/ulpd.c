@@ -31,6 +31,7 @@
 #include "common/macro.h"
 #include "daemon/protocol.h"
 #include "daemon/report-json.h"
+#include "daemon/request.h"
 #include "daemon/ulpd.h"
 
 #define CONNECTIONS_MAX 256
@@ -38,7 +39,6 @@
 #define OUTPUT_MAX (16u << 20)                     /* replies queued for a slow reader */
 #define PROGRESS_INTERVAL_USEC (250ULL * 1000ULL)
 #define HEARTBEAT_USEC (2ULL * 1000000ULL)         /* progress even when nothing changed */
-#define PIDS_MAX 65536
 #define PATCH_SIZE_MAX (256ULL << 20)
 
 struct Connection {
@@ -437,71 +437,6 @@ int manager_start_auto_apply(Manager *m, pid_t pid, int patch_fd, const char *na
 }
 
 /* ---- request parsing ------------------------------------------------------------------ */
-
-static int parse_options(struct json_object *q, UlpOptions *ret) {
-        struct json_object *o;
-        int64_t t = 0;
-
-        *ret = (UlpOptions) {};
-        if (!json_object_object_get_ex(q, "options", &o))
-                return 0;
-        if (!json_object_is_type(o, json_type_object))
-                return -EINVAL;
-        if (protocol_get_int(o, "timeout_ms", 0, 24LL * 3600 * 1000, &t) == -EINVAL)
-                return -EINVAL;
-        ret->timeout_ms = (unsigned) t;
-        ret->force = protocol_get_bool(o, "force", false);
-        ret->global = protocol_get_bool(o, "global", false);
-        ret->return_trap = protocol_get_bool(o, "return_trap", false);
-        return 0;
-}
-
-static int parse_pids(struct json_object *q, pid_t **ret, size_t *ret_n) {
-        struct json_object *a;
-        pid_t *v;
-        size_t n;
-
-        *ret = NULL;
-        *ret_n = 0;
-        if (!json_object_object_get_ex(q, "pids", &a))
-                return 0;
-        if (!json_object_is_type(a, json_type_array))
-                return -EINVAL;
-        n = json_object_array_length(a);
-        if (n > PIDS_MAX)
-                return -E2BIG;
-        if (n == 0)
-                return 0;
-        v = calloc(n, sizeof(pid_t));
-        if (!v)
-                return -ENOMEM;
-        for (size_t i = 0; i < n; i++) {
-                struct json_object *e = json_object_array_get_idx(a, i);
-                int64_t x;
-
-                if (!json_object_is_type(e, json_type_int) ||
-                    (x = json_object_get_int64(e)) <= 0 || x > INT32_MAX) {
-                        free(v);
-                        return -EINVAL;
-                }
-                for (size_t k = 0; k < i; k++)
-                        if (v[k] == (pid_t) x) {   /* the same pid twice would race itself */
-                                free(v);
-                                return -EINVAL;
-                        }
-                v[i] = (pid_t) x;
-        }
-        *ret = v;
-        *ret_n = n;
-        return 0;
-}
-
-/* The patch file name a client sent: a plain file name of sane length, or NULL. */
-static const char *sane_name(const char *s) {
-        if (!s || !*s || strlen(s) >= 128 || strchr(s, '/') || strchr(s, '\n'))
-                return NULL;
-        return s;
-}
 
 /* Makes sure fd is a regular file of sane size: reading a pipe or socket a client
  * passed would block the whole daemon. */
