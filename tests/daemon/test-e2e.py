@@ -9,7 +9,7 @@ import os
 import subprocess
 import time
 
-from ulpdtest import Client, Daemon, check, need_root, victim_status, wait_for, fail
+from ulpdtest import SLOWDOWN, Client, Daemon, check, need_root, victim_status, wait_for, fail
 
 need_root()
 VICTIM, PATCH = os.environ["VICTIM"], os.environ["PATCH"]
@@ -17,11 +17,11 @@ d = Daemon().start()
 victims = []
 
 
-def start_victim(*args):
+def start_victim(*args, ready=lambda s: s.get("v1", 0) > 0):
     st = os.path.join(d.tmp, f"victim{len(victims)}.status")
     p = subprocess.Popen([VICTIM, st, *map(str, args)])
     victims.append(p)
-    if not wait_for(lambda: (victim_status(st) or {}).get("v1", 0) > 0, 5):
+    if not wait_for(lambda: ready(victim_status(st) or {}), 5):
         fail("victim did not start")
     return p, st
 
@@ -45,12 +45,29 @@ def status_of(c, pid):
 
 try:
     c = Client(d.socket)
-    v, st = start_victim(4, 200)
 
-    # dry run first: nothing written
-    r = c.request({"method": "check", "pid": v.pid, "name": "daemon-fix.so"}, fd=patch_fd())
-    check(r["type"] == "result" and r["report"]["errno"] in (0, 16), f"check answers: {r['report'].get('error', 'would apply')}")
-    check(status_of(c, v.pid) == {}, "check left no patch behind")
+    # dry runs first, each answer known in advance: a process with no thread in the
+    # patched functions would be patched at once; one with a thread held inside
+    # outer() would wait for it (EBUSY), and the check names it. Nothing is written.
+    def check_request(pid):
+        r = c.request({"method": "check", "pid": pid, "name": "daemon-fix.so"}, fd=patch_fd())
+        check(r["type"] == "result" and "report" in r, f"check of {pid} answers with a report: {r}")
+        return r["report"]
+
+    idle, _ = start_victim(0, ready=lambda s: "v1" in s)
+    rep = check_request(idle.pid)
+    check(rep["errno"] == 0 and not rep.get("stragglers"),
+          f"check of a process with no thread in the functions: would apply ({rep.get('error')})")
+    check(status_of(c, idle.pid) == {}, "check left no patch behind")
+    held, _ = start_victim(0, 0, 600000, ready=lambda s: s.get("sleeper") == 1)
+    rep = check_request(held.pid)
+    strag = rep.get("stragglers") or []
+    check(rep["errno"] == 16 and rep.get("error") == "1 thread(s) would block the transition now" and
+          len(strag) == 1 and strag[0]["tid"] != held.pid and strag[0]["function"].startswith("outer"),
+          f"check of a process with a thread held in outer(): EBUSY naming it ({rep.get('error')}, {strag})")
+    check(status_of(c, held.pid) == {}, "check left no patch behind")
+
+    v, st = start_victim(4, 200)
 
     prog = []
     r = apply(c, v.pid, progress=prog.append)
@@ -84,12 +101,13 @@ try:
     r = c.request({"method": "revert", "pids": [v.pid], "name": "no-such-patch", "wait": True})
     check(not r["results"][0]["ok"], f"revert of an unknown patch refused: {r['results'][0].get('error')}")
 
-    # A sleeper holds outer() for 3 s: the transition stays running meanwhile.
-    v2, st2 = start_victim(2, 200, 3000)
+    # A sleeper holds outer() for 3 s (longer on a slow machine): the transition stays
+    # running meanwhile.
+    v2, st2 = start_victim(2, 200, 3000 * SLOWDOWN)
     wait_for(lambda: victim_status(st2)["sleeper"] == 1, 5)
     t0 = time.time()
     r = apply(c, v2.pid, wait=False)
-    check(r["results"][0]["ok"] and r["results"][0].get("started") and time.time() - t0 < 2.5,
+    check(r["results"][0]["ok"] and r["results"][0].get("started") and time.time() - t0 < 2.5 * SLOWDOWN,
           f"--no-wait returns once started ({time.time() - t0:.2f}s)")
     check(status_of(c, v2.pid)["daemon-fix"]["state"] == "transition", "status: transition while the sleeper blocks it")
 
