@@ -137,12 +137,14 @@ case_json_status() {
 	victim_alive
 }
 
-# expect_refusal WHAT CMD...: exit 1, one line on stderr, victim unchanged.
+# expect_refusal WHAT REGEX CMD...: exit 1, one line on stderr that matches REGEX (an
+# ERE: the message says what was refused and why), victim unchanged.
 expect_refusal() {
-	local what=$1 rc err; shift
+	local what=$1 re=$2 rc err; shift 2
 	err=$("$@" 2>&1 >/dev/null); rc=$?
 	[ "$rc" -eq 1 ] || fail "$what: exit $rc, expected 1 ($err)"
 	[ "$(echo "$err" | grep -v '^warning:' | wc -l)" -eq 1 ] || fail "$what: not one line: $err"
+	echo "$err" | grep -v '^warning:' | grep -q -E "$re" || fail "$what: message \"$err\" does not match \"$re\""
 	echo "$what: $err"
 	victim_alive
 }
@@ -150,26 +152,33 @@ expect_refusal() {
 case_bad_input() {
 	start_victim 4
 	printf 'not an elf\n' >"$WORK/text.so"
-	expect_refusal "no such pid" ulpctl apply -p 999999 "$P/patch-compute.so"
-	expect_refusal "not ELF" ulpctl apply -p "$VPID" "$WORK/text.so"
-	expect_refusal "no metadata" ulpctl apply -p "$VPID" "$P/patch-nometa.so"
-	expect_refusal "missing symbol" ulpctl apply -p "$VPID" "$P/patch-nosym.so"
-	expect_refusal "build-id" ulpctl apply -p "$VPID" "$P/patch-badbid.so"
-	expect_refusal "too small" ulpctl apply -p "$VPID" "$P/patch-tiny.so"
-	expect_refusal "revert unknown" ulpctl revert -p "$VPID" compute-fix
+	# pid_max itself is never a process id (they stay below it)
+	local nopid
+	nopid=$(cat /proc/sys/kernel/pid_max)
+	expect_refusal "no such pid" "^ulpctl: no process with pid $nopid\$" ulpctl apply -p "$nopid" "$P/patch-compute.so"
+	expect_refusal "not ELF" '^ulpctl: text\.so is not an ELF file$' ulpctl apply -p "$VPID" "$WORK/text.so"
+	expect_refusal "no metadata" \
+		'^ulpctl: patch-nometa\.so has no ulp patch metadata \(no ULP_FUNC\)$' ulpctl apply -p "$VPID" "$P/patch-nometa.so"
+	expect_refusal "missing symbol" \
+		'^ulpctl: function no_such_function not found in the main executable$' ulpctl apply -p "$VPID" "$P/patch-nosym.so"
+	expect_refusal "build-id" \
+		'^ulpctl: build-id mismatch for the main executable: the patch is for 00112233445566778899aabbccddeeff00112233, the process has [0-9a-f]{40}$' \
+		ulpctl apply -p "$VPID" "$P/patch-badbid.so"
+	expect_refusal "too small" \
+		'^ulpctl: function tiny is too small to patch \(3 bytes, a jump needs 5\)$' ulpctl apply -p "$VPID" "$P/patch-tiny.so"
+	expect_refusal "revert unknown" "^ulpctl: process $VPID carries no ulp patch\$" ulpctl revert -p "$VPID" compute-fix
 	no_ulp_mappings
 	expect_value compute 20
-	if command -v setpriv >/dev/null; then
-		expect_refusal "no permission" setpriv --reuid=65534 --regid=65534 --clear-groups \
-			"$ULPCTL" --direct apply -p "$VPID" "$P/patch-compute.so"
-	fi
+	# setpriv is in util-linux, a dependency (scripts/setup-deps.sh)
+	expect_refusal "no permission" "^ulpctl: not allowed to trace process $VPID \\(ptrace permission\\)\$" \
+		setpriv --reuid=65534 --regid=65534 --clear-groups "$ULPCTL" --direct apply -p "$VPID" "$P/patch-compute.so"
 	no_ulp_mappings
 	ulpctl apply -p "$VPID" "$P/patch-compute.so" || fail "apply failed"
-	expect_refusal "applied twice" ulpctl apply -p "$VPID" "$P/patch-compute.so"
+	expect_refusal "applied twice" "^ulpctl: patch compute-fix is already applied to process $VPID\$" ulpctl apply -p "$VPID" "$P/patch-compute.so"
 	expect_value compute 30
 	# A process that exits: the pid is gone by the time ulpctl looks.
 	sleep 0.2 & local gone=$!; wait $gone
-	expect_refusal "exited pid" ulpctl apply -p "$gone" "$P/patch-compute.so"
+	expect_refusal "exited pid" "^ulpctl: no process with pid $gone\$" ulpctl apply -p "$gone" "$P/patch-compute.so"
 	local rc
 	"$ULPCTL" --direct 2>/dev/null; rc=$?
 	[ "$rc" -eq 2 ] || fail "usage error exit $rc, expected 2"
@@ -181,7 +190,8 @@ case_stacked() {
 	expect_value compute 30
 	ulpctl apply -p "$VPID" "$P/patch-compute2.so" || fail "apply B failed"
 	expect_value compute 40
-	expect_refusal "revert A under B" ulpctl revert -p "$VPID" compute-fix
+	expect_refusal "revert A under B" \
+		'^ulpctl: patch compute-fix2 also replaces compute and was applied later: revert it first$' ulpctl revert -p "$VPID" compute-fix
 	ulpctl revert -p "$VPID" compute-fix2 || fail "revert B failed"
 	expect_value compute 30
 	ulpctl revert -p "$VPID" compute-fix || fail "revert A failed"
@@ -317,10 +327,17 @@ case_info_check() {
 	echo "$out" | grep -q 'reference: *(main):secret' || fail "info: no reference: $out"
 	out=$("$ULPCTL" info --json "$P/patch-ref.so") || fail "info --json failed"
 	[ "$(echo "$out" | json_get 'd["functions"][0]["symbol"]')" = ref_value ] || fail "info json: $out"
-	expect_refusal_nopid() { local rc; "$@" >/dev/null 2>&1; rc=$?; [ "$rc" -eq 1 ] || fail "$*: exit $rc"; }
+	# expect_refusal_nopid REGEX CMD...: exit 1 and one line matching REGEX, no victim involved
+	expect_refusal_nopid() {
+		local re=$1 rc err; shift
+		err=$("$@" 2>&1 >/dev/null); rc=$?
+		[ "$rc" -eq 1 ] || fail "$*: exit $rc ($err)"
+		[ "$(echo "$err" | wc -l)" -eq 1 ] && echo "$err" | grep -q -E "$re" ||
+			fail "$*: message \"$err\" does not match \"$re\""
+	}
 	printf 'nope' >"$WORK/x.so"
-	expect_refusal_nopid "$ULPCTL" info "$WORK/x.so"
-	expect_refusal_nopid "$ULPCTL" info "$P/patch-nometa.so"
+	expect_refusal_nopid '^ulpctl: .*x\.so:? (is )?not an ELF file$' "$ULPCTL" info "$WORK/x.so"
+	expect_refusal_nopid '^ulpctl: .*patch-nometa\.so:? (has )?no ulp patch metadata' "$ULPCTL" info "$P/patch-nometa.so"
 
 	mkfifo "$WORK/fifo"
 	start_cons 2 "$WORK/fifo"
@@ -368,7 +385,8 @@ case_trampoline() {
 	"$VICTIM_ASM" 4 "$WORK/fifo" >"$LOG" 2>&1 &
 	VPID=$!
 	wait_line 'held=1' 5 || fail "victim did not start"
-	expect_refusal "back-jump into the entry" ulpctl apply -p "$VPID" "$P/patch-asm-bad.so"
+	expect_refusal "back-jump into the entry" \
+		'^ulpctl: cannot redirect a_backjump: branch at \+0x[0-9a-f]+ into the displaced bytes \(\+0x[0-9a-f]+\)$' ulpctl apply -p "$VPID" "$P/patch-asm-bad.so"
 	no_ulp_mappings
 	local apid a b
 	ulpctl apply --timeout 60 -p "$VPID" "$P/patch-asm.so" >"$WORK/out" 2>&1 &
@@ -448,7 +466,8 @@ with open(f'/proc/{pid}/mem', 'r+b', buffering=0) as m:
     m.write(orig)
 PY
 	expect_value compute 20
-	expect_refusal "entry changed by someone else" ulpctl revert -p "$VPID" compute-fix
+	expect_refusal "entry changed by someone else" \
+		'^ulpctl: the code of a patched function was changed by someone else; nothing written$' ulpctl revert -p "$VPID" compute-fix
 	expect_value compute 20
 	victim_alive
 }
