@@ -11,11 +11,11 @@ import subprocess
 import sys
 import time
 
-from ulpdtest import Client, Daemon, check, need_root, skip, victim_status, wait_for, fail
+from ulpdtest import Client, Daemon, check, need_root, victim_status, wait_for, fail
 
 need_root()
 if not shutil.which("setpriv"):
-    skip("setpriv missing")
+    fail("setpriv missing (util-linux, scripts/setup-deps.sh installs it)")
 UID = 65534
 VICTIM, PATCH = os.environ["VICTIM"], os.environ["PATCH"]
 AS_USER = ["setpriv", f"--reuid={UID}", f"--regid={UID}", "--clear-groups"]
@@ -53,6 +53,18 @@ def start_victim(as_user, *extra):
     if not wait_for(lambda: (victim_status(st) or {}).get("v1", 0) > 0, 5):
         fail("victim did not start")
     return p, st
+
+
+def uids_of(pid):
+    """The set of real, effective, saved and fs uids of pid, or None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("Uid:"):
+                    return {int(x) for x in line.split()[1:]}
+    except OSError:
+        return None
+    return None
 
 
 def apply_req(pid):
@@ -96,8 +108,12 @@ try:
     out = user_requests([apply_req(user_victim.pid), [{"method": "status"}, None]])
     res = out[0]["results"][0]
     check(res["ok"], f"the user patches their own process: {json.dumps(res)}")
+    # Other users of the machine may run patched processes as this uid too: every one
+    # listed must be this uid's, and root's patched victim must not be among them.
     pids = [p["pid"] for p in out[1]["processes"]]
-    check(pids == [user_victim.pid], f"the user's status shows only their own processes: {pids}")
+    foreign = [p for p in pids if uids_of(p) not in (None, {UID})]
+    check(user_victim.pid in pids and root_victim.pid not in pids and not foreign,
+          f"the user's status shows only their own processes: {pids}, not theirs: {foreign}")
     time.sleep(0.2)
     vs = victim_status(user_st)
     check(vs["v2"] > 0 and vs["bad"] == 0, f"the user's victim runs version 2: {vs}")

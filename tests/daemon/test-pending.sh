@@ -98,6 +98,17 @@ case_sticky() {
 command -v cc >/dev/null && command -v readelf >/dev/null || fail "sticky case needs cc and readelf"
 bid=$(readelf -n "$TR_DIR/libtrbase.so" | sed -n 's/.*Build ID: *//p')
 [ -n "$bid" ] || fail "libtrbase.so has no build-id (it is linked with one)"
+# A copy of libtrbase with a build-id of its own, first in the victims' library path:
+# --all then reaches this test's processes only, never another run's.
+mkdir "$tmp/lib"
+python3 - "$TR_DIR/libtrbase.so" "$tmp/lib/libtrbase.so" "$bid" <<'PY' || fail "cannot give libtrbase.so a build-id of its own"
+import os, sys
+data, old = open(sys.argv[1], "rb").read(), bytes.fromhex(sys.argv[3])
+assert data.count(old) == 1
+open(sys.argv[2], "wb").write(data.replace(old, os.urandom(len(old))))
+PY
+export LD_LIBRARY_PATH=$tmp/lib:$TR_DIR
+bid=$(readelf -n "$tmp/lib/libtrbase.so" | sed -n 's/.*Build ID: *//p')
 # pinned to this build's libtrbase, so that --all touches only this test's processes
 { cat "$TR_SRC/patch-pending.c"; echo "ULP_BUILD_ID(\"libtrbase.so\", \"$bid\");"; } >"$tmp/pending.c"
 cc -shared -fPIC -O2 -I "$ULP_SOURCE_ROOT/include" "$tmp/pending.c" -o "$tmp/pending.so" || fail "cannot build the pinned patch"

@@ -2,9 +2,12 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 """Sticky patches: apply --all --persist patches every running process of the pinned
 build, records the wish, and ulpd applies it to processes started later (exec events
-from the process connector), also after a restart; revert --all --persist ends it."""
+from the process connector), also after a restart; revert --all --persist ends it.
+The victim runs from a copy with a build-id of its own, so that --all reaches this
+test's processes only, never another run's (another checkout, another user)."""
 
 import os
+import shutil
 import subprocess
 import time
 
@@ -23,6 +26,19 @@ def build_id(path):
         if "Build ID:" in line:
             return line.split("Build ID:")[1].strip()
     return None
+
+
+def own_copy(path, bid):
+    """A copy of path in d.tmp whose build-id note carries random bytes instead of bid."""
+    data = open(path, "rb").read()
+    old = bytes.fromhex(bid)
+    if data.count(old) != 1:
+        fail(f"the build-id of {path} is not found exactly once in the file")
+    copy = os.path.join(d.tmp, os.path.basename(path))
+    with open(copy, "wb") as f:
+        f.write(data.replace(old, os.urandom(len(old))))
+    shutil.copymode(path, copy)
+    return copy
 
 
 def start_victim():
@@ -44,12 +60,14 @@ def state(c, pid):
 try:
     bid = build_id(VICTIM)
     if not bid:
-        skip("no readelf or the victim has no build-id")
+        fail("the victim has no build-id (it is linked with one; readelf is in binutils)")
+    VICTIM = own_copy(VICTIM, bid)
+    bid = build_id(VICTIM)
     sticky = os.path.join(d.tmp, "daemon-fix.so")
     r = subprocess.run(["cc", "-shared", "-fPIC", "-O2", "-I", os.path.join(ROOT, "include"),
                         f'-DVICTIM_BUILD_ID="{bid}"', PATCH_SRC, "-o", sticky], capture_output=True, text=True)
     if r.returncode != 0:
-        skip(f"cannot build the pinned patch: {r.stderr}")
+        fail(f"cannot build the pinned patch: {r.stderr}")
 
     c = Client(d.socket)
     r = c.request({"method": "apply", "all": True, "name": "daemon-fix.so"}, fd=os.open(PATCH, os.O_RDONLY))
