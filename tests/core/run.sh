@@ -5,6 +5,9 @@
 set -uo pipefail
 
 CASE=$1
+# Deadlines stretch on a loaded machine (ULP_TEST_SLOWDOWN, scripts/run-tests sets it):
+# each waits for a condition, this only says how long before giving up.
+SLOW=${ULP_TEST_SLOWDOWN:-1}
 WORK=$(mktemp -d)
 LOG=$WORK/victim.log
 VPID=
@@ -32,10 +35,11 @@ start_victim() {
 
 lines() { wc -l <"$LOG"; }
 
-# wait_line REGEX SECONDS [FROM_LINE]: a line matching REGEX after FROM_LINE.
+# wait_line REGEX SECONDS [FROM_LINE]: a line matching REGEX after FROM_LINE (SECONDS
+# times SLOW).
 wait_line() {
 	local re=$1 secs=$2 from=${3:-0} i
-	for ((i = 0; i < secs * 100; i++)); do
+	for ((i = 0; i < secs * SLOW * 100; i++)); do
 		tail -n +"$((from + 1))" "$LOG" | grep -q -E "$re" && return 0
 		sleep 0.01
 	done
@@ -224,11 +228,11 @@ start_cons() {
 	wait_line '^v1=' 5 || fail "victim did not start"
 }
 
-# value_rises KEY SECONDS: KEY grows within SECONDS
+# value_rises KEY SECONDS: KEY grows within SECONDS (times SLOW)
 value_rises() {
 	local a b i
 	a=$(field "$1" "$(last_tick)")
-	for ((i = 0; i < $2 * 20; i++)); do
+	for ((i = 0; i < $2 * SLOW * 20; i++)); do
 		sleep 0.05
 		b=$(field "$1" "$(last_tick)")
 		[ "$b" -gt "$a" ] && return 0
@@ -248,7 +252,9 @@ case_consistency_blocked() {
 	start_cons 8 "$WORK/fifo"
 	wait_line 'blocked=1' 5 || fail "blocker not blocked"
 	local apid rc
-	ulpctl apply --timeout 3 -p "$VPID" "$P/patch-consistency.so" 2>"$WORK/err" &
+	# the reversal after the timeout gets as long again: enough for the workers on a
+	# loaded machine, so that the one straggler left is the blocked thread
+	ulpctl apply --timeout $((3 * SLOW)) -p "$VPID" "$P/patch-consistency.so" 2>"$WORK/err" &
 	apid=$!
 	# The others switch while the blocked thread holds out: new code runs during the apply.
 	value_rises v2 3 || fail "no thread switched while the apply waited"
@@ -311,7 +317,7 @@ case_global() {
 	start_cons 2 "$WORK/fifo"
 	wait_line 'blocked=1' 5 || fail "blocker not blocked"
 	local rc
-	ulpctl apply --global --timeout 2 -p "$VPID" "$P/patch-consistency.so" 2>"$WORK/err"; rc=$?
+	ulpctl apply --global --timeout $((2 * SLOW)) -p "$VPID" "$P/patch-consistency.so" 2>"$WORK/err"; rc=$?
 	[ "$rc" -eq 3 ] || fail "global apply with a blocked thread: exit $rc, expected 3"
 	grep -q blocker "$WORK/err" || fail "straggler not named: $(cat "$WORK/err")"
 	[ "$(field v2 "$(last_tick)")" = 0 ] || fail "global mode ran new code without switching all threads"
@@ -368,7 +374,7 @@ case_exit_during() {
 		VPID=$!
 		sleep 0.0$((RANDOM % 5 + 1))
 		( sleep 0.00$((RANDOM % 9 + 1)); kill -9 "$VPID" ) &
-		out=$(timeout 20 "$ULPCTL" --direct apply -p "$VPID" "$P/patch-compute.so" 2>&1); rc=$?
+		out=$(timeout $((20 * SLOW)) "$ULPCTL" --direct apply -p "$VPID" "$P/patch-compute.so" 2>&1); rc=$?
 		wait "$VPID" 2>/dev/null
 		case $rc in
 		0) ;;

@@ -114,7 +114,7 @@ try:
     foreign = [p for p in pids if uids_of(p) not in (None, {UID})]
     check(user_victim.pid in pids and root_victim.pid not in pids and not foreign,
           f"the user's status shows only their own processes: {pids}, not theirs: {foreign}")
-    time.sleep(0.2)
+    wait_for(lambda: victim_status(user_st)["v2"] > 0, 3)
     vs = victim_status(user_st)
     check(vs["v2"] > 0 and vs["bad"] == 0, f"the user's victim runs version 2: {vs}")
     out = user_requests([[{"method": "revert", "pids": [user_victim.pid], "name": "daemon-fix", "wait": True}, None]])

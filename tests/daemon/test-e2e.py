@@ -26,6 +26,14 @@ def start_victim(*args, ready=lambda s: s.get("v1", 0) > 0):
     return p, st
 
 
+def fresh_status(st):
+    """The victim's status as written after now (it rewrites the file every 20 ms)."""
+    since = time.time_ns()
+    if not wait_for(lambda: os.stat(st).st_mtime_ns > since, 2):
+        fail(f"victim stopped writing {st}")
+    return victim_status(st)
+
+
 def patch_fd():
     return os.open(PATCH, os.O_RDONLY)
 
@@ -75,11 +83,10 @@ try:
     check(r["type"] == "result" and res["ok"] and res["pid"] == v.pid, f"apply through ulpd: {json.dumps(res)}")
     check(res["threads"] >= 5 and res["switched"] >= 1, "report carries threads and switched")
     check(all(p["pid"] == v.pid and p["total"] >= p["switched"] for p in prog), f"{len(prog)} progress messages")
-    before = victim_status(st)
-    time.sleep(0.3)
-    after = victim_status(st)
-    check(after["v2"] > before["v2"], f"victim runs version 2 ({before['v2']} -> {after['v2']} calls)")
-    check(after["bad"] == 0, "victim saw no mixed-version call chain")
+    before = fresh_status(st)
+    check(wait_for(lambda: victim_status(st)["v2"] > before["v2"], 3),
+          f"victim runs version 2 ({before['v2']} -> {victim_status(st)['v2']} calls)")
+    check(victim_status(st)["bad"] == 0, "victim saw no mixed-version call chain")
     s = status_of(c, v.pid)
     check(s.get("daemon-fix", {}).get("state") == "patched", f"status: patched ({s})")
     fn = sorted(f["symbol"] for f in s["daemon-fix"]["functions"])
@@ -91,9 +98,8 @@ try:
 
     r = c.request({"method": "revert", "pids": [v.pid], "name": "daemon-fix", "wait": True})
     check(r["results"][0]["ok"], "revert through ulpd")
-    time.sleep(0.1)   # the status file is rewritten every 20 ms
-    before = victim_status(st)
-    time.sleep(0.3)
+    before = fresh_status(st)
+    wait_for(lambda: victim_status(st)["v1"] > before["v1"] + 100, 3)
     after = victim_status(st)
     check(after["v1"] > before["v1"] and after["v2"] == before["v2"], f"victim back on version 1 ({before} -> {after})")
     check(after["bad"] == 0, "still no mixed-version call chain")

@@ -27,10 +27,11 @@ export ULP_SOCKET=$tmp/ulpd.sock
 export LD_LIBRARY_PATH=$TR_DIR
 PATCH_P=$TR_DIR/patch-pending.so
 
-# wait_for SECONDS CMD...: polls CMD every 50 ms until it succeeds.
+SLOW=${ULP_TEST_SLOWDOWN:-1}   # deadlines stretch on a loaded machine
+# wait_for SECONDS CMD...: polls CMD every 50 ms until it succeeds (SECONDS times SLOW).
 wait_for() {
 	local secs=$1 i; shift
-	for ((i = 0; i < secs * 20; i++)); do
+	for ((i = 0; i < secs * SLOW * 20; i++)); do
 		"$@" && return 0
 		sleep 0.05
 	done

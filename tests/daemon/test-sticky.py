@@ -90,7 +90,7 @@ try:
     late, late_st = start_victim()
     ok = wait_for(lambda: state(c, late.pid) == "patched", 10, 0.1)
     check(ok, f"a victim started after --persist got the patch (state {state(c, late.pid)})")
-    time.sleep(0.3)
+    wait_for(lambda: victim_status(late_st)["v2"] > 0, 3)
     vs = victim_status(late_st)
     check(vs["v2"] > 0 and vs["bad"] == 0, f"the late victim runs version 2, no mixed calls: {vs}")
 
