@@ -5,7 +5,7 @@
 # And the hardening keeps `systemd-analyze security` at an exposure of at most 5.0
 # ("MEDIUM" and above mean the sandboxing was lost).
 set -eu
-command -v systemd-analyze >/dev/null || { echo "SKIP: systemd-analyze missing"; exit 77; }
+command -v systemd-analyze >/dev/null || { echo "FAIL: systemd-analyze missing (package systemd, scripts/setup-deps.sh)"; exit 1; }
 service=$1 socket=$2
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
