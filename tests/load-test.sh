@@ -10,6 +10,7 @@
 # happens.
 #
 # Not part of CI (it takes long): run it by hand, e.g. nice tests/load-test.sh.
+# Failed runs' test logs are kept in build-load-test/.
 # Usage: tests/load-test.sh [RUNS]
 set -uo pipefail
 RUNS=${1:-3}
@@ -17,14 +18,21 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 commit=$(git -C "$root" rev-parse HEAD) || exit 1
 ncpu=$(nproc)
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/ulp-load-test.XXXXXX")
+# the tests run programs as an unprivileged uid, which must read the checkouts
+chmod 755 "$scratch"
 hogs=()
-other=
+copies=()
 
 cleanup() {
 	local p
 	for p in "${hogs[@]}"; do kill "$p" 2>/dev/null; done
-	# the second copy runs in its own process group: its meson and the tests under it
-	[ -n "$other" ] && kill -- "-$other" 2>/dev/null
+	# each copy runs in a process group of its own: meson test stops its running
+	# test on SIGINT (a second one ends it), what still runs after that is killed
+	for p in "${copies[@]}"; do kill -INT -- "-$p" 2>/dev/null; done
+	sleep 2
+	for p in "${copies[@]}"; do kill -INT -- "-$p" 2>/dev/null; done
+	sleep 3
+	for p in "${copies[@]}"; do kill -KILL -- "-$p" 2>/dev/null; done
 	wait 2>/dev/null
 	rm -rf "$scratch"
 }
@@ -88,18 +96,15 @@ for ((i = 0; i < 2 * ncpu; i++)); do
 	hogs+=($!)
 done
 
-# job control on: the second copy gets a process group of its own, which cleanup ends
+# job control on: each copy gets a process group of its own, which cleanup can end
 set -m
-( for ((i = 1; i <= RUNS; i++)); do run other "$i"; done ) >"$scratch/other.out" 2>&1 &
-other=$!
+for c in main other; do
+	( for ((i = 1; i <= RUNS; i++)); do run "$c" "$i"; done | tee "$scratch/$c.out" ) &
+	copies+=($!)
+done
 set +m
-
-for ((i = 1; i <= RUNS; i++)); do
-	run main "$i"
-done | tee "$scratch/main.out"
-wait "$other" 2>/dev/null
-cat "$scratch/other.out"
-other=
+wait "${copies[@]}" 2>/dev/null
+copies=()
 
 for p in "${hogs[@]}"; do kill "$p" 2>/dev/null; done
 hogs=()

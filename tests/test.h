@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef void (*test_fn)(void);
 struct test_case { const char *name; test_fn fn; };
@@ -62,13 +63,23 @@ extern int test__skipped;
         } while (0)
 
 /* The factor by which deadlines stretch on a loaded machine: $ULP_TEST_SLOWDOWN, a
- * whole number from 1 (the default) to 100. A deadline waits for a condition; this
- * only says how long before giving up. */
+ * whole number from 1 to 100 (scripts/run-tests sets it), else runnable tasks per
+ * core rounded up, 1 to 10. A deadline waits for a condition; this only says how long
+ * before giving up. */
 static inline unsigned test_slowdown(void) {
         const char *s = getenv("ULP_TEST_SLOWDOWN");
-        unsigned long v = s ? strtoul(s, NULL, 10) : 1;
+        double load;
+        long n;
 
-        return v < 1 ? 1 : v > 100 ? 100 : (unsigned) v;
+        if (s) {
+                unsigned long v = strtoul(s, NULL, 10);
+                return v < 1 ? 1 : v > 100 ? 100 : (unsigned) v;
+        }
+        n = sysconf(_SC_NPROCESSORS_ONLN);
+        if (getloadavg(&load, 1) != 1 || n < 1)
+                return 1;
+        load = load / (double) n + 0.999;
+        return load < 1 ? 1 : load > 10 ? 10 : (unsigned) load;
 }
 
 /* Marks the current case skipped, with the reason, and leaves it. */

@@ -5,9 +5,10 @@
 set -uo pipefail
 
 CASE=$1
-# Deadlines stretch on a loaded machine (ULP_TEST_SLOWDOWN, scripts/run-tests sets it):
-# each waits for a condition, this only says how long before giving up.
-SLOW=${ULP_TEST_SLOWDOWN:-1}
+# Deadlines stretch on a loaded machine (ULP_TEST_SLOWDOWN, scripts/run-tests sets it;
+# else runnable tasks per core, 1 to 10): each waits for a condition, this only says
+# how long before giving up.
+SLOW=${ULP_TEST_SLOWDOWN:-$(awk -v n="$(nproc)" '{ s = int($1 / n + 0.999); print (s < 1 ? 1 : (s > 10 ? 10 : s)) }' /proc/loadavg)}
 WORK=$(mktemp -d)
 LOG=$WORK/victim.log
 VPID=
@@ -272,7 +273,7 @@ case_consistency_blocked() {
 	value_rises v1 2 || fail "old code does not run after the reversal"
 	no_mix
 	# Again, and release the blocked thread while the apply waits.
-	ulpctl apply --timeout 30 -p "$VPID" "$P/patch-consistency.so" >"$WORK/out" 2>&1 &
+	ulpctl apply --timeout $((30 * SLOW)) -p "$VPID" "$P/patch-consistency.so" >"$WORK/out" 2>&1 &
 	apid=$!
 	value_rises v2 3 || fail "no thread switched in the second apply"
 	kill -0 "$apid" 2>/dev/null || fail "second apply finished with the thread still blocked"
@@ -395,7 +396,7 @@ case_trampoline() {
 		'^ulpctl: cannot redirect a_backjump: branch at \+0x[0-9a-f]+ into the displaced bytes \(\+0x[0-9a-f]+\)$' ulpctl apply -p "$VPID" "$P/patch-asm-bad.so"
 	no_ulp_mappings
 	local apid a b
-	ulpctl apply --timeout 60 -p "$VPID" "$P/patch-asm.so" >"$WORK/out" 2>&1 &
+	ulpctl apply --timeout $((60 * SLOW)) -p "$VPID" "$P/patch-asm.so" >"$WORK/out" 2>&1 &
 	apid=$!
 	tick() { grep '^held_calls' "$LOG" | tail -n 1; }
 	for ((i = 0; i < 100; i++)); do
@@ -426,7 +427,7 @@ case_takeover() {
 	start_cons 8 "$WORK/fifo"
 	wait_line 'blocked=1' 5 || fail "blocker not blocked"
 	local apid out
-	"$ULPCTL" --direct apply --timeout 60 -p "$VPID" "$P/patch-consistency.so" >/dev/null 2>&1 &
+	"$ULPCTL" --direct apply --timeout $((60 * SLOW)) -p "$VPID" "$P/patch-consistency.so" >/dev/null 2>&1 &
 	apid=$!
 	value_rises v2 5 || fail "no thread switched"
 	out=$(ulpctl revert -p "$VPID" consistency 2>&1) && fail "a second driver was let in: $out"
@@ -436,7 +437,7 @@ case_takeover() {
 	kill -9 "$apid"; wait "$apid" 2>/dev/null
 	victim_alive
 	value_rises v2 2 || fail "the victim stopped running new code after the driver died"
-	ulpctl revert --timeout 20 -p "$VPID" consistency 2>&1 &
+	ulpctl revert --timeout $((20 * SLOW)) -p "$VPID" consistency 2>&1 &
 	local rpid=$!
 	sleep 0.5
 	echo x >"$WORK/fifo"

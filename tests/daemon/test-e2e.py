@@ -14,6 +14,8 @@ from ulpdtest import SLOWDOWN, Client, Daemon, check, need_root, victim_status, 
 need_root()
 VICTIM, PATCH = os.environ["VICTIM"], os.environ["PATCH"]
 d = Daemon().start()
+# ulpd's default, stretched on a loaded machine
+TIMEOUT_MS = 30000 * SLOWDOWN
 victims = []
 
 
@@ -39,6 +41,7 @@ def patch_fd():
 
 
 def apply(c, pid, wait=True, progress=None, **opts):
+    opts.setdefault("timeout_ms", TIMEOUT_MS)
     return c.request({"method": "apply", "pids": [pid], "name": "daemon-fix.so", "wait": wait,
                       "options": opts}, fd=patch_fd(), progress=progress)
 
@@ -126,7 +129,8 @@ try:
     c3 = Client(d.socket)
     v3, st3 = start_victim(2, 200, 2000)
     wait_for(lambda: victim_status(st3)["sleeper"] == 1, 5)
-    c3.send({"method": "apply", "pids": [v3.pid], "name": "daemon-fix.so", "wait": True}, fd=patch_fd())
+    c3.send({"method": "apply", "pids": [v3.pid], "name": "daemon-fix.so", "wait": True,
+             "options": {"timeout_ms": TIMEOUT_MS}}, fd=patch_fd())
     c3.send({"method": "ping"})
     msgs = []
     while True:

@@ -27,7 +27,8 @@ export ULP_SOCKET=$tmp/ulpd.sock
 export LD_LIBRARY_PATH=$TR_DIR
 PATCH_P=$TR_DIR/patch-pending.so
 
-SLOW=${ULP_TEST_SLOWDOWN:-1}   # deadlines stretch on a loaded machine
+# deadlines stretch on a loaded machine (else: runnable tasks per core, 1 to 10)
+SLOW=${ULP_TEST_SLOWDOWN:-$(awk -v n="$(nproc)" '{ s = int($1 / n + 0.999); print (s < 1 ? 1 : (s > 10 ? 10 : s)) }' /proc/loadavg)}
 # wait_for SECONDS CMD...: polls CMD every 50 ms until it succeeds (SECONDS times SLOW).
 wait_for() {
 	local secs=$1 i; shift

@@ -2,6 +2,7 @@
 """Helpers for the ulpd integration tests: start a daemon on a temporary socket,
 speak its protocol (daemon/protocol.h), and skip (exit 77) with a reason."""
 
+import atexit
 import json
 import os
 import signal
@@ -13,11 +14,12 @@ import time
 
 SKIP = 77
 
-# How much longer deadlines are on a loaded machine (scripts/run-tests sets it).
+# How much longer deadlines are on a loaded machine: $ULP_TEST_SLOWDOWN (scripts/run-tests
+# sets it), else runnable tasks per core rounded up, 1 to 10.
 try:
-    SLOWDOWN = max(1, min(100, int(os.environ.get("ULP_TEST_SLOWDOWN", "1"))))
-except ValueError:
-    SLOWDOWN = 1
+    SLOWDOWN = max(1, min(100, int(os.environ["ULP_TEST_SLOWDOWN"])))
+except (KeyError, ValueError):
+    SLOWDOWN = max(1, min(10, -int(-os.getloadavg()[0] // (os.cpu_count() or 1))))
 
 
 def skip(reason):
@@ -67,6 +69,8 @@ class Daemon:
     def start(self, wait=True):
         self.logf = open(self.log, "ab")
         self.proc = subprocess.Popen(self.args, env=self.env, stdout=self.logf, stderr=self.logf)
+        # a test that fails (exits) early must not leave its ulpd running
+        atexit.register(self._reap, self.proc)
         if wait:
             self.wait_ready()
         return self
@@ -85,6 +89,12 @@ class Daemon:
             except OSError:
                 time.sleep(0.05)
         fail(f"ulpd did not answer within {timeout}s:\n{self.read_log()}")
+
+    @staticmethod
+    def _reap(proc):
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
     def read_log(self):
         try:
