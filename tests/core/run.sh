@@ -36,15 +36,21 @@ start_victim() {
 
 lines() { wc -l <"$LOG"; }
 
+# deadline SECONDS: the clock (µs) SECONDS times SLOW from now; before END: not yet.
+# Deadlines are on the clock, not counted in polls: a poll is slow on a loaded machine.
+deadline() { echo $(( ${EPOCHREALTIME/./} + $1 * SLOW * 1000000 )); }
+before() { [ "${EPOCHREALTIME/./}" -lt "$1" ]; }
+
 # wait_line REGEX SECONDS [FROM_LINE]: a line matching REGEX after FROM_LINE (SECONDS
 # times SLOW).
 wait_line() {
-	local re=$1 secs=$2 from=${3:-0} i
-	for ((i = 0; i < secs * SLOW * 100; i++)); do
+	local re=$1 from=${3:-0} end
+	end=$(deadline "$2")
+	while :; do
 		tail -n +"$((from + 1))" "$LOG" | grep -q -E "$re" && return 0
+		before "$end" || return 1
 		sleep 0.01
 	done
-	return 1
 }
 
 # expect_value KEY VALUE: from a few lines after now, every line shows KEY=VALUE.
@@ -233,7 +239,8 @@ start_cons() {
 value_rises() {
 	local a b i
 	a=$(field "$1" "$(last_tick)")
-	for ((i = 0; i < $2 * SLOW * 20; i++)); do
+	i=$(deadline "$2")
+	while before "$i"; do
 		sleep 0.05
 		b=$(field "$1" "$(last_tick)")
 		[ "$b" -gt "$a" ] && return 0

@@ -29,14 +29,15 @@ PATCH_P=$TR_DIR/patch-pending.so
 
 # deadlines stretch on a loaded machine (else: runnable tasks per core, 1 to 10)
 SLOW=${ULP_TEST_SLOWDOWN:-$(awk -v n="$(nproc)" '{ s = int($1 / n + 0.999); print (s < 1 ? 1 : (s > 10 ? 10 : s)) }' /proc/loadavg)}
-# wait_for SECONDS CMD...: polls CMD every 50 ms until it succeeds (SECONDS times SLOW).
+# wait_for SECONDS CMD...: polls CMD every 50 ms until it succeeds (SECONDS times SLOW,
+# on the clock: a poll is slow on a loaded machine).
 wait_for() {
-	local secs=$1 i; shift
-	for ((i = 0; i < secs * SLOW * 20; i++)); do
+	local end=$(( ${EPOCHREALTIME/./} + $1 * SLOW * 1000000 )); shift
+	while :; do
 		"$@" && return 0
+		[ "${EPOCHREALTIME/./}" -lt "$end" ] || return 1
 		sleep 0.05
 	done
-	return 1
 }
 # the value of KEY in the victim's last line (log file LOG)
 now() { tail -n 1 "$2" | tr ' ' '\n' | sed -n "s/^$1=//p"; }

@@ -32,14 +32,20 @@ P=$PATCHDIR
 # how long before giving up.
 SLOW=${ULP_TEST_SLOWDOWN:-$(awk -v n="$(nproc)" '{ s = int($1 / n + 0.999); print (s < 1 ? 1 : (s > 10 ? 10 : s)) }' /proc/loadavg)}
 
+# deadline SECONDS: the clock (µs) SECONDS times SLOW from now; before END: not yet.
+# Deadlines are on the clock, not counted in polls: a poll is slow on a loaded machine.
+deadline() { echo $(( ${EPOCHREALTIME/./} + $1 * SLOW * 1000000 )); }
+before() { [ "${EPOCHREALTIME/./}" -lt "$1" ]; }
+
 # wait_for SECONDS CMD...: polls CMD every 10 ms until it succeeds (SECONDS times SLOW).
 wait_for() {
-	local secs=$1 i; shift
-	for ((i = 0; i < secs * SLOW * 100; i++)); do
+	local end
+	end=$(deadline "$1"); shift
+	while :; do
 		"$@" && return 0
+		before "$end" || return 1
 		sleep 0.01
 	done
-	return 1
 }
 
 last_tick() { grep -E '^v1=' "$LOG" | tail -n 1; }
@@ -66,7 +72,8 @@ release() { echo x >"$WORK/fifo"; }
 rises() {
 	local fn=${3:-last_tick} a b i
 	a=$(field "$1" "$($fn)")
-	for ((i = 0; i < $2 * SLOW * 20; i++)); do
+	i=$(deadline "$2")
+	while before "$i"; do
 		sleep 0.05
 		b=$(field "$1" "$($fn)")
 		[ "${b:-0}" -gt "${a:-0}" ] && return 0
