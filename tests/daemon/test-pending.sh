@@ -42,14 +42,15 @@ wait_for() {
 # the value of KEY in the victim's last line (log file LOG)
 now() { tail -n 1 "$2" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
 shows() { [ "$(now "$1" "$3")" = "$2" ]; }
-# the pending objects of patch "pending" in PID, as a Python list
+PNAME=pending   # the sticky case's patch has a name of its own
+# the pending objects of patch $PNAME in PID, as a Python list
 pending_of() {
 	"$ULPCTL" status --json -p "$1" | python3 -c '
 import json, sys
 s = json.load(sys.stdin)
 print([o for p in s["processes"] if p["pid"] == int(sys.argv[1])
-         for x in p["patches"] if x["name"] == "pending" for o in x["pending_objects"]])
-' "$1"
+         for x in p["patches"] if x["name"] == sys.argv[2] for o in x["pending_objects"]])
+' "$1" "$PNAME"
 }
 plugin_pending() { [ "$(pending_of "$1")" = "['libplugin.so']" ]; }
 start_victim() {   # start_victim LOG: the pid in VPID
@@ -113,7 +114,9 @@ PY
 export LD_LIBRARY_PATH=$tmp/lib:$TR_DIR
 bid=$(readelf -n "$tmp/lib/libtrbase.so" | sed -n 's/.*Build ID: *//p')
 # pinned to this build's libtrbase, so that --all touches only this test's processes
-{ cat "$TR_SRC/patch-pending.c"; echo "ULP_BUILD_ID(\"libtrbase.so\", \"$bid\");"; } >"$tmp/pending.c"
+# a name of its own too: revert --all by name must not reach another run's processes
+PNAME=pending-${tmp##*.}
+{ sed "s/ULP_PATCH_INFO(\"pending\"/ULP_PATCH_INFO(\"$PNAME\"/" "$TR_SRC/patch-pending.c"; echo "ULP_BUILD_ID(\"libtrbase.so\", \"$bid\");"; } >"$tmp/pending.c"
 cc -shared -fPIC -O2 -I "$ULP_SOURCE_ROOT/include" "$tmp/pending.c" -o "$tmp/pending.so" || fail "cannot build the pinned patch"
 "$ULPCTL" apply --all --persist "$tmp/pending.so" || fail "apply --all --persist"
 ok "sticky patch recorded"
@@ -126,7 +129,7 @@ kill -HUP "$v2"
 wait_for 5 shows plugin 200 "$tmp/v2.log" || fail "the library the late process loaded was not patched: plugin=$(now plugin "$tmp/v2.log")"
 [ "$(pending_of "$v2")" = "[]" ] || fail "late process: still pending: $(pending_of "$v2")"
 ok "the library the late process loaded later is patched too"
-"$ULPCTL" revert --all --persist pending || fail "revert --all --persist"
+"$ULPCTL" revert --all --persist "$PNAME" || fail "revert --all --persist"
 wait_for 5 shows plugin 100 "$tmp/v2.log" && shows base 1 "$tmp/v2.log" || fail "sticky revert"
 ok "revert --all --persist"
 }

@@ -18,6 +18,8 @@ VICTIM, PATCH, PATCH_SRC = os.environ["VICTIM"], os.environ["PATCH"], os.environ
 ROOT = os.environ["ULP_SOURCE_ROOT"]
 d = Daemon().start()
 procs = []
+# the sticky patch's name is this run's: revert --all by name must reach no other run
+NAME = "daemon-fix-" + os.path.basename(d.tmp).rsplit("-", 1)[-1]
 
 
 def build_id(path):
@@ -52,7 +54,7 @@ def state(c, pid):
     r = c.request({"method": "status", "pid": pid})
     for p in r.get("processes", []):
         for x in p["patches"]:
-            if x["name"] == "daemon-fix":
+            if x["name"] == NAME:
                 return x["state"]
     return None
 
@@ -63,9 +65,9 @@ try:
         fail("the victim has no build-id (it is linked with one; readelf is in binutils)")
     VICTIM = own_copy(VICTIM, bid)
     bid = build_id(VICTIM)
-    sticky = os.path.join(d.tmp, "daemon-fix.so")
+    sticky = os.path.join(d.tmp, NAME + ".so")
     r = subprocess.run(["cc", "-shared", "-fPIC", "-O2", "-I", os.path.join(ROOT, "include"),
-                        f'-DVICTIM_BUILD_ID="{bid}"', PATCH_SRC, "-o", sticky], capture_output=True, text=True)
+                        f'-DVICTIM_BUILD_ID="{bid}"', f'-DPATCH_NAME="{NAME}"', PATCH_SRC, "-o", sticky], capture_output=True, text=True)
     if r.returncode != 0:
         fail(f"cannot build the pinned patch: {r.stderr}")
 
@@ -75,14 +77,14 @@ try:
 
     early, early_st = start_victim()
     wait_for(lambda: (victim_status(early_st) or {}).get("v1", 0) > 0, 5)
-    r = c.request({"method": "apply", "all": True, "persist": True, "name": "daemon-fix.so", "wait": True},
+    r = c.request({"method": "apply", "all": True, "persist": True, "name": NAME + ".so", "wait": True},
                   fd=os.open(sticky, os.O_RDONLY))
     check(r["type"] == "result", f"apply --all --persist answered: {r}")
     res = {x["pid"]: x for x in r["results"]}
     check(early.pid in res and res[early.pid]["ok"], f"the running victim was patched: {res.get(early.pid)}")
     pdir = os.path.join(d.state_dir, "patches")
     files = sorted(os.listdir(pdir))
-    check(files == ["daemon-fix.so", "daemon-fix.wish"], f"wish recorded in the state dir: {files}")
+    check(files == [NAME + ".so", NAME + ".wish"], f"wish recorded in the state dir: {files}")
 
     if "no exec events" in d.read_log():
         skip("the kernel's process connector gives no exec events here (needs CAP_NET_ADMIN in the initial namespaces)")
@@ -103,7 +105,7 @@ try:
     ok = wait_for(lambda: state(c, later.pid) == "patched", 10, 0.1)
     check(ok, "after a restart, a new victim still gets the sticky patch")
 
-    r = c.request({"method": "revert", "all": True, "persist": True, "name": "daemon-fix", "wait": True})
+    r = c.request({"method": "revert", "all": True, "persist": True, "name": NAME, "wait": True})
     pids = sorted(x["pid"] for x in r["results"] if x["ok"])
     check(pids == sorted([early.pid, late.pid, later.pid]), f"revert --all --persist reverted every victim: {pids}")
     check(os.listdir(pdir) == [], "the wish is gone from the state dir")
