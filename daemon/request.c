@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/macro.h"
 #include "daemon/protocol.h"
 #include "daemon/request.h"
 
