@@ -3,8 +3,9 @@
 
 /*
  * A tiny test harness: TEST(name) { ... } defines a test case registered at load time;
- * ASSERT_* abort the current case with a message; TEST_MAIN() runs them all and exits
- * 0 when all passed, 1 otherwise, 77 when every case skipped (test_skip()).
+ * ASSERT_* abort the current case with a message; TEST_MAIN() runs them all (or the one
+ * named by its argument) and exits 0 when all passed, 1 otherwise or when no case has
+ * that name, 77 when every case skipped (test_skip()).
  */
 
 #include <errno.h>
@@ -13,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef void (*test_fn)(void);
 struct test_case { const char *name; test_fn fn; };
@@ -60,6 +62,26 @@ extern int test__skipped;
                         TEST__FAIL("%s == %s: \"%s\" != \"%s\"", #a, #b, _a ? _a : "(null)", _b ? _b : "(null)"); \
         } while (0)
 
+/* The factor by which deadlines stretch on a loaded machine: $ULP_TEST_SLOWDOWN, a
+ * whole number from 1 to 100 (scripts/run-tests sets it), else runnable tasks per
+ * core rounded up, 1 to 10. A deadline waits for a condition; this only says how long
+ * before giving up. */
+static inline unsigned test_slowdown(void) {
+        const char *s = getenv("ULP_TEST_SLOWDOWN");
+        double load;
+        long n;
+
+        if (s) {
+                unsigned long v = strtoul(s, NULL, 10);
+                return v < 1 ? 1 : v > 100 ? 100 : (unsigned) v;
+        }
+        n = sysconf(_SC_NPROCESSORS_ONLN);
+        if (getloadavg(&load, 1) != 1 || n < 1)
+                return 1;
+        load = load / (double) n + 0.999;
+        return load < 1 ? 1 : load > 10 ? 10 : (unsigned) load;
+}
+
 /* Marks the current case skipped, with the reason, and leaves it. */
 #define test_skip(...) do { \
                 fprintf(stderr, "  skipped: "); fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); \
@@ -85,6 +107,10 @@ extern int test__skipped;
                                 failed++; \
                         } else \
                                 fprintf(stderr, "skip %s\n", test__cases[i].name); \
+                } \
+                if (argc > 1 && ran == 0) { \
+                        fprintf(stderr, "FAIL no test case named \"%s\"\n", argv[1]); \
+                        return 1; \
                 } \
                 if (failed) return 1; \
                 return ran > 0 && test__skipped == ran ? 77 : 0; \

@@ -5,6 +5,10 @@
 set -uo pipefail
 
 CASE=$1
+# Deadlines stretch on a loaded machine (ULP_TEST_SLOWDOWN, scripts/run-tests sets it;
+# else runnable tasks per core, 1 to 10): each waits for a condition, this only says
+# how long before giving up.
+SLOW=${ULP_TEST_SLOWDOWN:-$(awk -v n="$(nproc)" '{ s = int($1 / n + 0.999); print (s < 1 ? 1 : (s > 10 ? 10 : s)) }' /proc/loadavg)}
 WORK=$(mktemp -d)
 LOG=$WORK/victim.log
 VPID=
@@ -32,14 +36,21 @@ start_victim() {
 
 lines() { wc -l <"$LOG"; }
 
-# wait_line REGEX SECONDS [FROM_LINE]: a line matching REGEX after FROM_LINE.
+# deadline SECONDS: the clock (µs) SECONDS times SLOW from now; before END: not yet.
+# Deadlines are on the clock, not counted in polls: a poll is slow on a loaded machine.
+deadline() { echo $(( ${EPOCHREALTIME/./} + $1 * SLOW * 1000000 )); }
+before() { [ "${EPOCHREALTIME/./}" -lt "$1" ]; }
+
+# wait_line REGEX SECONDS [FROM_LINE]: a line matching REGEX after FROM_LINE (SECONDS
+# times SLOW).
 wait_line() {
-	local re=$1 secs=$2 from=${3:-0} i
-	for ((i = 0; i < secs * 100; i++)); do
+	local re=$1 from=${3:-0} end
+	end=$(deadline "$2")
+	while :; do
 		tail -n +"$((from + 1))" "$LOG" | grep -q -E "$re" && return 0
+		before "$end" || return 1
 		sleep 0.01
 	done
-	return 1
 }
 
 # expect_value KEY VALUE: from a few lines after now, every line shows KEY=VALUE.
@@ -137,12 +148,14 @@ case_json_status() {
 	victim_alive
 }
 
-# expect_refusal WHAT CMD...: exit 1, one line on stderr, victim unchanged.
+# expect_refusal WHAT REGEX CMD...: exit 1, one line on stderr that matches REGEX (an
+# ERE: the message says what was refused and why), victim unchanged.
 expect_refusal() {
-	local what=$1 rc err; shift
+	local what=$1 re=$2 rc err; shift 2
 	err=$("$@" 2>&1 >/dev/null); rc=$?
 	[ "$rc" -eq 1 ] || fail "$what: exit $rc, expected 1 ($err)"
 	[ "$(echo "$err" | grep -v '^warning:' | wc -l)" -eq 1 ] || fail "$what: not one line: $err"
+	echo "$err" | grep -v '^warning:' | grep -q -E "$re" || fail "$what: message \"$err\" does not match \"$re\""
 	echo "$what: $err"
 	victim_alive
 }
@@ -150,26 +163,33 @@ expect_refusal() {
 case_bad_input() {
 	start_victim 4
 	printf 'not an elf\n' >"$WORK/text.so"
-	expect_refusal "no such pid" ulpctl apply -p 999999 "$P/patch-compute.so"
-	expect_refusal "not ELF" ulpctl apply -p "$VPID" "$WORK/text.so"
-	expect_refusal "no metadata" ulpctl apply -p "$VPID" "$P/patch-nometa.so"
-	expect_refusal "missing symbol" ulpctl apply -p "$VPID" "$P/patch-nosym.so"
-	expect_refusal "build-id" ulpctl apply -p "$VPID" "$P/patch-badbid.so"
-	expect_refusal "too small" ulpctl apply -p "$VPID" "$P/patch-tiny.so"
-	expect_refusal "revert unknown" ulpctl revert -p "$VPID" compute-fix
+	# pid_max itself is never a process id (they stay below it)
+	local nopid
+	nopid=$(cat /proc/sys/kernel/pid_max)
+	expect_refusal "no such pid" "^ulpctl: no process with pid $nopid\$" ulpctl apply -p "$nopid" "$P/patch-compute.so"
+	expect_refusal "not ELF" '^ulpctl: text\.so is not an ELF file$' ulpctl apply -p "$VPID" "$WORK/text.so"
+	expect_refusal "no metadata" \
+		'^ulpctl: patch-nometa\.so has no ulp patch metadata \(no ULP_FUNC\)$' ulpctl apply -p "$VPID" "$P/patch-nometa.so"
+	expect_refusal "missing symbol" \
+		'^ulpctl: function no_such_function not found in the main executable$' ulpctl apply -p "$VPID" "$P/patch-nosym.so"
+	expect_refusal "build-id" \
+		'^ulpctl: build-id mismatch for the main executable: the patch is for 00112233445566778899aabbccddeeff00112233, the process has [0-9a-f]{40}$' \
+		ulpctl apply -p "$VPID" "$P/patch-badbid.so"
+	expect_refusal "too small" \
+		'^ulpctl: function tiny is too small to patch \(3 bytes, a jump needs 5\)$' ulpctl apply -p "$VPID" "$P/patch-tiny.so"
+	expect_refusal "revert unknown" "^ulpctl: process $VPID carries no ulp patch\$" ulpctl revert -p "$VPID" compute-fix
 	no_ulp_mappings
 	expect_value compute 20
-	if command -v setpriv >/dev/null; then
-		expect_refusal "no permission" setpriv --reuid=65534 --regid=65534 --clear-groups \
-			"$ULPCTL" --direct apply -p "$VPID" "$P/patch-compute.so"
-	fi
+	# setpriv is in util-linux, a dependency (scripts/setup-deps.sh)
+	expect_refusal "no permission" "^ulpctl: not allowed to trace process $VPID \\(ptrace permission\\)\$" \
+		setpriv --reuid=65534 --regid=65534 --clear-groups "$ULPCTL" --direct apply -p "$VPID" "$P/patch-compute.so"
 	no_ulp_mappings
 	ulpctl apply -p "$VPID" "$P/patch-compute.so" || fail "apply failed"
-	expect_refusal "applied twice" ulpctl apply -p "$VPID" "$P/patch-compute.so"
+	expect_refusal "applied twice" "^ulpctl: patch compute-fix is already applied to process $VPID\$" ulpctl apply -p "$VPID" "$P/patch-compute.so"
 	expect_value compute 30
 	# A process that exits: the pid is gone by the time ulpctl looks.
 	sleep 0.2 & local gone=$!; wait $gone
-	expect_refusal "exited pid" ulpctl apply -p "$gone" "$P/patch-compute.so"
+	expect_refusal "exited pid" "^ulpctl: no process with pid $gone\$" ulpctl apply -p "$gone" "$P/patch-compute.so"
 	local rc
 	"$ULPCTL" --direct 2>/dev/null; rc=$?
 	[ "$rc" -eq 2 ] || fail "usage error exit $rc, expected 2"
@@ -181,7 +201,8 @@ case_stacked() {
 	expect_value compute 30
 	ulpctl apply -p "$VPID" "$P/patch-compute2.so" || fail "apply B failed"
 	expect_value compute 40
-	expect_refusal "revert A under B" ulpctl revert -p "$VPID" compute-fix
+	expect_refusal "revert A under B" \
+		'^ulpctl: patch compute-fix2 also replaces compute and was applied later: revert it first$' ulpctl revert -p "$VPID" compute-fix
 	ulpctl revert -p "$VPID" compute-fix2 || fail "revert B failed"
 	expect_value compute 30
 	ulpctl revert -p "$VPID" compute-fix || fail "revert A failed"
@@ -214,11 +235,12 @@ start_cons() {
 	wait_line '^v1=' 5 || fail "victim did not start"
 }
 
-# value_rises KEY SECONDS: KEY grows within SECONDS
+# value_rises KEY SECONDS: KEY grows within SECONDS (times SLOW)
 value_rises() {
 	local a b i
 	a=$(field "$1" "$(last_tick)")
-	for ((i = 0; i < $2 * 20; i++)); do
+	i=$(deadline "$2")
+	while before "$i"; do
 		sleep 0.05
 		b=$(field "$1" "$(last_tick)")
 		[ "$b" -gt "$a" ] && return 0
@@ -238,7 +260,9 @@ case_consistency_blocked() {
 	start_cons 8 "$WORK/fifo"
 	wait_line 'blocked=1' 5 || fail "blocker not blocked"
 	local apid rc
-	ulpctl apply --timeout 3 -p "$VPID" "$P/patch-consistency.so" 2>"$WORK/err" &
+	# the reversal after the timeout gets as long again: enough for the workers on a
+	# loaded machine, so that the one straggler left is the blocked thread
+	ulpctl apply --timeout $((3 * SLOW)) -p "$VPID" "$P/patch-consistency.so" 2>"$WORK/err" &
 	apid=$!
 	# The others switch while the blocked thread holds out: new code runs during the apply.
 	value_rises v2 3 || fail "no thread switched while the apply waited"
@@ -256,7 +280,7 @@ case_consistency_blocked() {
 	value_rises v1 2 || fail "old code does not run after the reversal"
 	no_mix
 	# Again, and release the blocked thread while the apply waits.
-	ulpctl apply --timeout 30 -p "$VPID" "$P/patch-consistency.so" >"$WORK/out" 2>&1 &
+	ulpctl apply --timeout $((30 * SLOW)) -p "$VPID" "$P/patch-consistency.so" >"$WORK/out" 2>&1 &
 	apid=$!
 	value_rises v2 3 || fail "no thread switched in the second apply"
 	kill -0 "$apid" 2>/dev/null || fail "second apply finished with the thread still blocked"
@@ -301,7 +325,7 @@ case_global() {
 	start_cons 2 "$WORK/fifo"
 	wait_line 'blocked=1' 5 || fail "blocker not blocked"
 	local rc
-	ulpctl apply --global --timeout 2 -p "$VPID" "$P/patch-consistency.so" 2>"$WORK/err"; rc=$?
+	ulpctl apply --global --timeout $((2 * SLOW)) -p "$VPID" "$P/patch-consistency.so" 2>"$WORK/err"; rc=$?
 	[ "$rc" -eq 3 ] || fail "global apply with a blocked thread: exit $rc, expected 3"
 	grep -q blocker "$WORK/err" || fail "straggler not named: $(cat "$WORK/err")"
 	[ "$(field v2 "$(last_tick)")" = 0 ] || fail "global mode ran new code without switching all threads"
@@ -317,10 +341,17 @@ case_info_check() {
 	echo "$out" | grep -q 'reference: *(main):secret' || fail "info: no reference: $out"
 	out=$("$ULPCTL" info --json "$P/patch-ref.so") || fail "info --json failed"
 	[ "$(echo "$out" | json_get 'd["functions"][0]["symbol"]')" = ref_value ] || fail "info json: $out"
-	expect_refusal_nopid() { local rc; "$@" >/dev/null 2>&1; rc=$?; [ "$rc" -eq 1 ] || fail "$*: exit $rc"; }
+	# expect_refusal_nopid REGEX CMD...: exit 1 and one line matching REGEX, no victim involved
+	expect_refusal_nopid() {
+		local re=$1 rc err; shift
+		err=$("$@" 2>&1 >/dev/null); rc=$?
+		[ "$rc" -eq 1 ] || fail "$*: exit $rc ($err)"
+		[ "$(echo "$err" | wc -l)" -eq 1 ] && echo "$err" | grep -q -E "$re" ||
+			fail "$*: message \"$err\" does not match \"$re\""
+	}
 	printf 'nope' >"$WORK/x.so"
-	expect_refusal_nopid "$ULPCTL" info "$WORK/x.so"
-	expect_refusal_nopid "$ULPCTL" info "$P/patch-nometa.so"
+	expect_refusal_nopid '^ulpctl: .*x\.so:? (is )?not an ELF file$' "$ULPCTL" info "$WORK/x.so"
+	expect_refusal_nopid '^ulpctl: .*patch-nometa\.so:? (has )?no ulp patch metadata' "$ULPCTL" info "$P/patch-nometa.so"
 
 	mkfifo "$WORK/fifo"
 	start_cons 2 "$WORK/fifo"
@@ -351,7 +382,7 @@ case_exit_during() {
 		VPID=$!
 		sleep 0.0$((RANDOM % 5 + 1))
 		( sleep 0.00$((RANDOM % 9 + 1)); kill -9 "$VPID" ) &
-		out=$(timeout 20 "$ULPCTL" --direct apply -p "$VPID" "$P/patch-compute.so" 2>&1); rc=$?
+		out=$(timeout $((20 * SLOW)) "$ULPCTL" --direct apply -p "$VPID" "$P/patch-compute.so" 2>&1); rc=$?
 		wait "$VPID" 2>/dev/null
 		case $rc in
 		0) ;;
@@ -368,10 +399,11 @@ case_trampoline() {
 	"$VICTIM_ASM" 4 "$WORK/fifo" >"$LOG" 2>&1 &
 	VPID=$!
 	wait_line 'held=1' 5 || fail "victim did not start"
-	expect_refusal "back-jump into the entry" ulpctl apply -p "$VPID" "$P/patch-asm-bad.so"
+	expect_refusal "back-jump into the entry" \
+		'^ulpctl: cannot redirect a_backjump: branch at \+0x[0-9a-f]+ into the displaced bytes \(\+0x[0-9a-f]+\)$' ulpctl apply -p "$VPID" "$P/patch-asm-bad.so"
 	no_ulp_mappings
 	local apid a b
-	ulpctl apply --timeout 60 -p "$VPID" "$P/patch-asm.so" >"$WORK/out" 2>&1 &
+	ulpctl apply --timeout $((60 * SLOW)) -p "$VPID" "$P/patch-asm.so" >"$WORK/out" 2>&1 &
 	apid=$!
 	tick() { grep '^held_calls' "$LOG" | tail -n 1; }
 	for ((i = 0; i < 100; i++)); do
@@ -402,7 +434,7 @@ case_takeover() {
 	start_cons 8 "$WORK/fifo"
 	wait_line 'blocked=1' 5 || fail "blocker not blocked"
 	local apid out
-	"$ULPCTL" --direct apply --timeout 60 -p "$VPID" "$P/patch-consistency.so" >/dev/null 2>&1 &
+	"$ULPCTL" --direct apply --timeout $((60 * SLOW)) -p "$VPID" "$P/patch-consistency.so" >/dev/null 2>&1 &
 	apid=$!
 	value_rises v2 5 || fail "no thread switched"
 	out=$(ulpctl revert -p "$VPID" consistency 2>&1) && fail "a second driver was let in: $out"
@@ -412,7 +444,7 @@ case_takeover() {
 	kill -9 "$apid"; wait "$apid" 2>/dev/null
 	victim_alive
 	value_rises v2 2 || fail "the victim stopped running new code after the driver died"
-	ulpctl revert --timeout 20 -p "$VPID" consistency 2>&1 &
+	ulpctl revert --timeout $((20 * SLOW)) -p "$VPID" consistency 2>&1 &
 	local rpid=$!
 	sleep 0.5
 	echo x >"$WORK/fifo"
@@ -448,7 +480,8 @@ with open(f'/proc/{pid}/mem', 'r+b', buffering=0) as m:
     m.write(orig)
 PY
 	expect_value compute 20
-	expect_refusal "entry changed by someone else" ulpctl revert -p "$VPID" compute-fix
+	expect_refusal "entry changed by someone else" \
+		'^ulpctl: the code of a patched function was changed by someone else; nothing written$' ulpctl revert -p "$VPID" compute-fix
 	expect_value compute 20
 	victim_alive
 }

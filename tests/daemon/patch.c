@@ -28,7 +28,10 @@ int outer_v2(unsigned us) {
         return 2;
 }
 
-ULP_PATCH_INFO("daemon-fix", "inner and outer, version 2");
+#ifndef PATCH_NAME
+#define PATCH_NAME "daemon-fix"   /* test-sticky.py builds it with a name of its own */
+#endif
+ULP_PATCH_INFO(PATCH_NAME, "inner and outer, version 2");
 ULP_FUNC(ULP_MAIN, "inner", inner_v2);
 ULP_FUNC(ULP_MAIN, "outer", outer_v2);
 ULP_REF(ULP_MAIN, "violations", violations_p);

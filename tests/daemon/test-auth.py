@@ -19,13 +19,13 @@ import sys
 import tempfile
 import time
 
-from ulpdtest import Client, Daemon, check, need_root, skip, victim_status, wait_for, fail
+from ulpdtest import Client, Daemon, check, need_root, victim_status, wait_for, fail
 
 need_root()
 if not shutil.which("setpriv"):
-    skip("setpriv missing (util-linux)")
+    fail("setpriv missing (util-linux, scripts/setup-deps.sh installs it)")
 if not hasattr(os, "pidfd_open"):
-    skip("python without os.pidfd_open")
+    fail("python without os.pidfd_open (3.9 or later is needed)")
 UID = 65534
 VICTIM, PATCH, PATCH_EXEC = os.environ["VICTIM"], os.environ["PATCH"], os.environ["PATCH_EXEC"]
 ULPCTL = os.environ["ULPCTL"]

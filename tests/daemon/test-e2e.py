@@ -9,21 +9,31 @@ import os
 import subprocess
 import time
 
-from ulpdtest import Client, Daemon, check, need_root, victim_status, wait_for, fail
+from ulpdtest import SLOWDOWN, Client, Daemon, check, need_root, victim_status, wait_for, fail
 
 need_root()
 VICTIM, PATCH = os.environ["VICTIM"], os.environ["PATCH"]
 d = Daemon().start()
+# ulpd's default, stretched on a loaded machine
+TIMEOUT_MS = 30000 * SLOWDOWN
 victims = []
 
 
-def start_victim(*args):
+def start_victim(*args, ready=lambda s: s.get("v1", 0) > 0):
     st = os.path.join(d.tmp, f"victim{len(victims)}.status")
     p = subprocess.Popen([VICTIM, st, *map(str, args)])
     victims.append(p)
-    if not wait_for(lambda: (victim_status(st) or {}).get("v1", 0) > 0, 5):
+    if not wait_for(lambda: ready(victim_status(st) or {}), 5):
         fail("victim did not start")
     return p, st
+
+
+def fresh_status(st):
+    """The victim's status as written after now (it rewrites the file every 20 ms)."""
+    since = time.time_ns()
+    if not wait_for(lambda: os.stat(st).st_mtime_ns > since, 2):
+        fail(f"victim stopped writing {st}")
+    return victim_status(st)
 
 
 def patch_fd():
@@ -31,6 +41,7 @@ def patch_fd():
 
 
 def apply(c, pid, wait=True, progress=None, **opts):
+    opts.setdefault("timeout_ms", TIMEOUT_MS)
     return c.request({"method": "apply", "pids": [pid], "name": "daemon-fix.so", "wait": wait,
                       "options": opts}, fd=patch_fd(), progress=progress)
 
@@ -45,12 +56,29 @@ def status_of(c, pid):
 
 try:
     c = Client(d.socket)
-    v, st = start_victim(4, 200)
 
-    # dry run first: nothing written
-    r = c.request({"method": "check", "pid": v.pid, "name": "daemon-fix.so"}, fd=patch_fd())
-    check(r["type"] == "result" and r["report"]["errno"] in (0, 16), f"check answers: {r['report'].get('error', 'would apply')}")
-    check(status_of(c, v.pid) == {}, "check left no patch behind")
+    # dry runs first, each answer known in advance: a process with no thread in the
+    # patched functions would be patched at once; one with a thread held inside
+    # outer() would wait for it (EBUSY), and the check names it. Nothing is written.
+    def check_request(pid):
+        r = c.request({"method": "check", "pid": pid, "name": "daemon-fix.so"}, fd=patch_fd())
+        check(r["type"] == "result" and "report" in r, f"check of {pid} answers with a report: {r}")
+        return r["report"]
+
+    idle, _ = start_victim(0, ready=lambda s: "v1" in s)
+    rep = check_request(idle.pid)
+    check(rep["errno"] == 0 and not rep.get("stragglers"),
+          f"check of a process with no thread in the functions: would apply ({rep.get('error')})")
+    check(status_of(c, idle.pid) == {}, "check left no patch behind")
+    held, _ = start_victim(0, 0, 600000, ready=lambda s: s.get("sleeper") == 1)
+    rep = check_request(held.pid)
+    strag = rep.get("stragglers") or []
+    check(rep["errno"] == 16 and rep.get("error") == "1 thread(s) would block the transition now" and
+          len(strag) == 1 and strag[0]["tid"] != held.pid and strag[0]["function"].startswith("outer"),
+          f"check of a process with a thread held in outer(): EBUSY naming it ({rep.get('error')}, {strag})")
+    check(status_of(c, held.pid) == {}, "check left no patch behind")
+
+    v, st = start_victim(4, 200)
 
     prog = []
     r = apply(c, v.pid, progress=prog.append)
@@ -58,11 +86,10 @@ try:
     check(r["type"] == "result" and res["ok"] and res["pid"] == v.pid, f"apply through ulpd: {json.dumps(res)}")
     check(res["threads"] >= 5 and res["switched"] >= 1, "report carries threads and switched")
     check(all(p["pid"] == v.pid and p["total"] >= p["switched"] for p in prog), f"{len(prog)} progress messages")
-    before = victim_status(st)
-    time.sleep(0.3)
-    after = victim_status(st)
-    check(after["v2"] > before["v2"], f"victim runs version 2 ({before['v2']} -> {after['v2']} calls)")
-    check(after["bad"] == 0, "victim saw no mixed-version call chain")
+    before = fresh_status(st)
+    check(wait_for(lambda: victim_status(st)["v2"] > before["v2"], 3),
+          f"victim runs version 2 ({before['v2']} -> {victim_status(st)['v2']} calls)")
+    check(victim_status(st)["bad"] == 0, "victim saw no mixed-version call chain")
     s = status_of(c, v.pid)
     check(s.get("daemon-fix", {}).get("state") == "patched", f"status: patched ({s})")
     fn = sorted(f["symbol"] for f in s["daemon-fix"]["functions"])
@@ -74,9 +101,8 @@ try:
 
     r = c.request({"method": "revert", "pids": [v.pid], "name": "daemon-fix", "wait": True})
     check(r["results"][0]["ok"], "revert through ulpd")
-    time.sleep(0.1)   # the status file is rewritten every 20 ms
-    before = victim_status(st)
-    time.sleep(0.3)
+    before = fresh_status(st)
+    wait_for(lambda: victim_status(st)["v1"] > before["v1"] + 100, 3)
     after = victim_status(st)
     check(after["v1"] > before["v1"] and after["v2"] == before["v2"], f"victim back on version 1 ({before} -> {after})")
     check(after["bad"] == 0, "still no mixed-version call chain")
@@ -84,12 +110,13 @@ try:
     r = c.request({"method": "revert", "pids": [v.pid], "name": "no-such-patch", "wait": True})
     check(not r["results"][0]["ok"], f"revert of an unknown patch refused: {r['results'][0].get('error')}")
 
-    # A sleeper holds outer() for 3 s: the transition stays running meanwhile.
-    v2, st2 = start_victim(2, 200, 3000)
+    # A sleeper holds outer() for 3 s (longer on a slow machine): the transition stays
+    # running meanwhile.
+    v2, st2 = start_victim(2, 200, 3000 * SLOWDOWN)
     wait_for(lambda: victim_status(st2)["sleeper"] == 1, 5)
     t0 = time.time()
     r = apply(c, v2.pid, wait=False)
-    check(r["results"][0]["ok"] and r["results"][0].get("started") and time.time() - t0 < 2.5,
+    check(r["results"][0]["ok"] and r["results"][0].get("started") and time.time() - t0 < 2.5 * SLOWDOWN,
           f"--no-wait returns once started ({time.time() - t0:.2f}s)")
     check(status_of(c, v2.pid)["daemon-fix"]["state"] == "transition", "status: transition while the sleeper blocks it")
 
@@ -102,7 +129,8 @@ try:
     c3 = Client(d.socket)
     v3, st3 = start_victim(2, 200, 2000)
     wait_for(lambda: victim_status(st3)["sleeper"] == 1, 5)
-    c3.send({"method": "apply", "pids": [v3.pid], "name": "daemon-fix.so", "wait": True}, fd=patch_fd())
+    c3.send({"method": "apply", "pids": [v3.pid], "name": "daemon-fix.so", "wait": True,
+             "options": {"timeout_ms": TIMEOUT_MS}}, fd=patch_fd())
     c3.send({"method": "ping"})
     msgs = []
     while True:

@@ -10,7 +10,7 @@ import socket
 import threading
 import time
 
-from ulpdtest import Client, Daemon, check, fail
+from ulpdtest import SLOWDOWN, Client, Daemon, check, fail, wait_for
 
 d = Daemon().start()
 rng = random.Random(int(os.environ.get("FUZZ_SEED", "1234")))
@@ -26,7 +26,7 @@ def still_serving(what):
 def raw(data, fd=None, expect_reply=True):
     """Sends data, returns whatever ulpd answered before closing (or b'' on timeout)."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(5)
+    s.settimeout(5 * SLOWDOWN)
     s.connect(d.socket)
     try:
         if fd is not None:
@@ -94,7 +94,7 @@ still_serving("invalid requests")
 # an oversized line: ulpd says so and closes, without reading gigabytes
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 s.connect(d.socket)
-s.settimeout(10)
+s.settimeout(10 * SLOWDOWN)
 sent = 0
 try:
     while sent < (64 << 20):
@@ -128,7 +128,7 @@ s.connect(d.socket)
 for i in range(50):
     socket.send_fds(s, [b" "], [sp[0].fileno(), r, w, dfd])
 s.sendall(b'{"version":1,"method":"ping"}\n')
-s.settimeout(5)
+s.settimeout(5 * SLOWDOWN)
 check(b"pong" in s.recv(4096), "a flood of passed fds is closed and the request still answered")
 s.close()
 os.close(r); os.close(w); os.close(dfd)
@@ -144,7 +144,7 @@ stalled = []
 def client(i):
     try:
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(20)
+        s.settimeout(20 * SLOWDOWN)
         s.connect(d.socket)
         if i % 5 == 0:
             s.sendall(b'{"version":1,"meth')   # stalls: must not block the others
@@ -178,7 +178,7 @@ check(d.alive(), "ulpd alive with stalled clients connected")
 # in-flight one is unaffected. A transition is the only request that stays in flight;
 # without a patchable target, send two requests back to back in one write instead.
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.settimeout(10)
+s.settimeout(10 * SLOWDOWN)
 s.connect(d.socket)
 s.sendall(b'{"version":1,"method":"ping"}\n{"version":1,"method":"status"}\n{"version":1,"method":"ping"}\n')
 got = b""
@@ -192,7 +192,8 @@ check(types == ["pong", "status", "pong"], f"pipelined requests answered in orde
 s.close()
 
 # idle clients are dropped (stalled ones above, after the idle timeout)
-time.sleep(11)
+# (10 s without a whole request; the deadline leaves room for a loaded machine)
+wait_for(lambda: len(os.listdir(f"/proc/{d.proc.pid}/fd")) < 20, 15, 0.2)
 n = len(os.listdir(f"/proc/{d.proc.pid}/fd"))
 check(n < 20, f"stalled clients closed after the idle timeout ({n} fds open)")
 for s in stalled:

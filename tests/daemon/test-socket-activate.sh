@@ -3,7 +3,7 @@
 # systemd-socket-activate hands ulpd a listening socket (LISTEN_FDS=1): ulpd serves on
 # it instead of binding its own.
 set -eu
-command -v systemd-socket-activate >/dev/null || { echo "SKIP: systemd-socket-activate missing"; exit 77; }
+command -v systemd-socket-activate >/dev/null || { echo "FAIL: systemd-socket-activate missing (package systemd, scripts/setup-deps.sh)"; exit 1; }
 tmp=$(mktemp -d)
 trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$tmp"' EXIT
 sock=$tmp/activated.sock

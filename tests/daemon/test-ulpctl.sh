@@ -11,6 +11,18 @@ cleanup() { kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null; cat "$tmp/log"; rm 
 trap cleanup EXIT
 fail() { echo "FAIL: $*"; exit 1; }
 ok() { echo "ok: $*"; }
+# deadlines stretch on a loaded machine (else: runnable tasks per core, 1 to 10)
+SLOW=${ULP_TEST_SLOWDOWN:-$(awk -v n="$(nproc)" '{ s = int($1 / n + 0.999); print (s < 1 ? 1 : (s > 10 ? 10 : s)) }' /proc/loadavg)}
+# wait_for SECONDS CMD...: polls CMD every 50 ms until it succeeds (SECONDS times SLOW,
+# on the clock: a poll is slow on a loaded machine).
+wait_for() {
+	local end=$(( ${EPOCHREALTIME/./} + $1 * SLOW * 1000000 )); shift
+	while :; do
+		"$@" && return 0
+		[ "${EPOCHREALTIME/./}" -lt "$end" ] || return 1
+		sleep 0.05
+	done
+}
 
 export ULP_SOCKET=$tmp/ulpd.sock
 out=$("$ULPCTL" status 2>&1); rc=$?
@@ -19,10 +31,10 @@ ok "without a daemon ulpctl says so and suggests --direct: $out"
 
 "$ULPD" --no-recover --socket "$ULP_SOCKET" --state-dir "$tmp/state" >"$tmp/log" 2>&1 &
 pids+=($!)
-for i in $(seq 100); do [ -S "$ULP_SOCKET" ] && break; sleep 0.05; done
+wait_for 5 test -S "$ULP_SOCKET" || fail "ulpd did not start"
 
 "$VICTIM" "$tmp/v1" 3 200 & pids+=($!); v1=$!
-sleep 0.3
+wait_for 5 grep -q 'v1=[1-9]' "$tmp/v1" || fail "victim 1 did not start"
 "$ULPCTL" apply -p "$v1" "$PATCH" || fail "apply through ulpd"
 ok "apply through ulpd"
 "$ULPCTL" status --json | python3 -c '
@@ -38,10 +50,11 @@ ok "revert of an unknown patch exits 1"
 "$ULPCTL" revert -p "$v1" daemon-fix || fail "revert"
 ok "revert through ulpd"
 
-# a sleeper holds outer() for 5 s: a 1 s timeout reverses the transition, exit 3
-"$VICTIM" "$tmp/v2" 2 200 5000 & pids+=($!); v2=$!
-sleep 0.3
-out=$("$ULPCTL" apply -p "$v2" --timeout 1 "$PATCH" 2>&1); rc=$?
+# a sleeper holds outer() for longer than the timeout and the reversal after it: the
+# timeout reverses the transition, exit 3
+"$VICTIM" "$tmp/v2" 2 200 $((5000 * SLOW)) & pids+=($!); v2=$!
+wait_for 5 grep -q 'sleeper=1' "$tmp/v2" || fail "victim 2's sleeper did not start"
+out=$("$ULPCTL" apply -p "$v2" --timeout "$SLOW" "$PATCH" 2>&1); rc=$?
 echo "$out"
 [ $rc -eq 3 ] || fail "timed out apply: rc $rc"
 echo "$out" | grep -q "outer" || fail "stragglers not listed"

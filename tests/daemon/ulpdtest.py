@@ -2,6 +2,7 @@
 """Helpers for the ulpd integration tests: start a daemon on a temporary socket,
 speak its protocol (daemon/protocol.h), and skip (exit 77) with a reason."""
 
+import atexit
 import json
 import os
 import signal
@@ -12,6 +13,13 @@ import tempfile
 import time
 
 SKIP = 77
+
+# How much longer deadlines are on a loaded machine: $ULP_TEST_SLOWDOWN (scripts/run-tests
+# sets it), else runnable tasks per core rounded up, 1 to 10.
+try:
+    SLOWDOWN = max(1, min(100, int(os.environ["ULP_TEST_SLOWDOWN"])))
+except (KeyError, ValueError):
+    SLOWDOWN = max(1, min(10, -int(-os.getloadavg()[0] // (os.cpu_count() or 1))))
 
 
 def skip(reason):
@@ -61,11 +69,14 @@ class Daemon:
     def start(self, wait=True):
         self.logf = open(self.log, "ab")
         self.proc = subprocess.Popen(self.args, env=self.env, stdout=self.logf, stderr=self.logf)
+        # a test that fails (exits) early must not leave its ulpd running
+        atexit.register(self._reap, self.proc)
         if wait:
             self.wait_ready()
         return self
 
     def wait_ready(self, timeout=10):
+        timeout *= SLOWDOWN
         end = time.time() + timeout
         while time.time() < end:
             if self.proc.poll() is not None:
@@ -79,6 +90,12 @@ class Daemon:
                 time.sleep(0.05)
         fail(f"ulpd did not answer within {timeout}s:\n{self.read_log()}")
 
+    @staticmethod
+    def _reap(proc):
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
     def read_log(self):
         try:
             with open(self.log, errors="replace") as f:
@@ -90,6 +107,7 @@ class Daemon:
         return self.proc.poll() is None
 
     def stop(self, sig=signal.SIGTERM, timeout=10):
+        timeout *= SLOWDOWN
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:
@@ -108,7 +126,7 @@ class Daemon:
 class Client:
     def __init__(self, path, timeout=60):
         self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.s.settimeout(timeout)
+        self.s.settimeout(timeout * SLOWDOWN)
         self.s.connect(path)
         self.buf = b""
 
@@ -177,7 +195,8 @@ def victim_status(path):
 
 
 def wait_for(pred, timeout, step=0.05):
-    end = time.time() + timeout
+    """pred() true within timeout seconds (times SLOWDOWN); returns its last value."""
+    end = time.time() + timeout * SLOWDOWN
     while time.time() < end:
         v = pred()
         if v:

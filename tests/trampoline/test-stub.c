@@ -324,30 +324,48 @@ TEST(stub_far_targets) {
         munmap(far, 4096);
 }
 
+/* CPU time of this thread per call, the least of three runs: time the scheduler gave
+ * to others (a loaded machine) is not counted. */
 static double ns_per_call(const void *fn) {
         uint64_t in[16] = {}, out[16];
-        struct timespec a, b;
         const int calls = 1000000;
+        double best = 0;
 
-        clock_gettime(CLOCK_MONOTONIC, &a);
-        for (int i = 0; i < calls; i++)
-                stub_call(fn, in, out);
-        clock_gettime(CLOCK_MONOTONIC, &b);
-        return ((b.tv_sec - a.tv_sec) * 1e9 + (b.tv_nsec - a.tv_nsec)) / calls;
+        for (int run = 0; run < 3; run++) {
+                struct timespec a, b;
+                double ns;
+
+                clock_gettime(CLOCK_THREAD_CPUTIME_ID, &a);
+                for (int i = 0; i < calls; i++)
+                        stub_call(fn, in, out);
+                clock_gettime(CLOCK_THREAD_CPUTIME_ID, &b);
+                ns = ((b.tv_sec - a.tv_sec) * 1e9 + (b.tv_nsec - a.tv_nsec)) / calls;
+                if (run == 0 || ns < best)
+                        best = ns;
+        }
+        return best;
 }
 
-/* Not a benchmark (bench/ has those): prints the order of magnitude, asserts nothing
- * about time. */
+/* Figures are in bench/; this bounds the order of magnitude: a call through the stub
+ * is a table lookup in user space. STUB_NS_MAX is two orders of magnitude above what
+ * it costs (a few ns), and one below a trap or a system call per call. */
+#define STUB_NS_MAX 300.0
+
 TEST(stub_cost) {
         Fixture f;
+        double direct, found, absent;
 
         fixture_init(&f, 6, stub_callee_new, stub_callee_old);
         table_insert(&f, thread_pointer(), THREAD_PATCHED);
-        fprintf(stderr, "  direct call %.1f ns, through the stub (found) %.1f ns",
-                ns_per_call(stub_callee_new), ns_per_call(f.stub));
+        direct = ns_per_call(stub_callee_new);
+        found = ns_per_call(f.stub);
         memset(f.tp, 0, (1u << f.order) * 9);
         f.target_state = THREAD_PATCHED;
-        fprintf(stderr, ", (absent) %.1f ns\n", ns_per_call(f.stub));
+        absent = ns_per_call(f.stub);
+        fprintf(stderr, "  direct call %.1f ns, through the stub (found) %.1f ns, (absent) %.1f ns\n",
+                direct, found, absent);
+        ASSERT_TRUE(found < STUB_NS_MAX);
+        ASSERT_TRUE(absent < STUB_NS_MAX);
         ASSERT_EQ(call_through(&f, 1), WENT_NEW);
         fixture_done(&f);
 }

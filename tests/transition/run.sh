@@ -27,15 +27,25 @@ fail() {
 
 ulpctl() { "$ULPCTL" --direct "$@"; }
 P=$PATCHDIR
+# Deadlines stretch on a loaded machine (ULP_TEST_SLOWDOWN, scripts/run-tests sets it;
+# else runnable tasks per core, 1 to 10): each waits for a condition, this only says
+# how long before giving up.
+SLOW=${ULP_TEST_SLOWDOWN:-$(awk -v n="$(nproc)" '{ s = int($1 / n + 0.999); print (s < 1 ? 1 : (s > 10 ? 10 : s)) }' /proc/loadavg)}
 
-# wait_for SECONDS CMD...: polls CMD every 10 ms until it succeeds.
+# deadline SECONDS: the clock (µs) SECONDS times SLOW from now; before END: not yet.
+# Deadlines are on the clock, not counted in polls: a poll is slow on a loaded machine.
+deadline() { echo $(( ${EPOCHREALTIME/./} + $1 * SLOW * 1000000 )); }
+before() { [ "${EPOCHREALTIME/./}" -lt "$1" ]; }
+
+# wait_for SECONDS CMD...: polls CMD every 10 ms until it succeeds (SECONDS times SLOW).
 wait_for() {
-	local secs=$1 i; shift
-	for ((i = 0; i < secs * 100; i++)); do
+	local end
+	end=$(deadline "$1"); shift
+	while :; do
 		"$@" && return 0
+		before "$end" || return 1
 		sleep 0.01
 	done
-	return 1
 }
 
 last_tick() { grep -E '^v1=' "$LOG" | tail -n 1; }
@@ -58,11 +68,12 @@ start_blocked() {
 
 release() { echo x >"$WORK/fifo"; }
 
-# rises KEY SECONDS [LINEFN]: KEY grows within SECONDS
+# rises KEY SECONDS [LINEFN]: KEY grows within SECONDS (times SLOW)
 rises() {
 	local fn=${3:-last_tick} a b i
 	a=$(field "$1" "$($fn)")
-	for ((i = 0; i < $2 * 20; i++)); do
+	i=$(deadline "$2")
+	while before "$i"; do
 		sleep 0.05
 		b=$(field "$1" "$($fn)")
 		[ "${b:-0}" -gt "${a:-0}" ] && return 0
@@ -200,7 +211,7 @@ case_new_threads() {
 	local apid a b
 	start_blocked -n 2 -s
 	rises s1 2 || fail "spawned threads do not run"
-	ulpctl apply --timeout 30 -p "$VPID" "$P/patch-tr.so" >"$WORK/out" 2>&1 &
+	ulpctl apply --timeout $((30 * SLOW)) -p "$VPID" "$P/patch-tr.so" >"$WORK/out" 2>&1 &
 	apid=$!
 	rises s2 5 || fail "new threads do not run the new code"
 	sleep 0.5
@@ -220,7 +231,7 @@ case_new_threads() {
 case_thread_exit() {
 	local apid
 	start_blocked -n 4 -x
-	ulpctl apply --timeout 30 -p "$VPID" "$P/patch-tr.so" >"$WORK/out" 2>&1 &
+	ulpctl apply --timeout $((30 * SLOW)) -p "$VPID" "$P/patch-tr.so" >"$WORK/out" 2>&1 &
 	apid=$!
 	rises v2 3 || fail "no thread switched"
 	kill -0 "$apid" 2>/dev/null || fail "apply finished with a thread blocked"
@@ -239,7 +250,7 @@ case_thread_exit() {
 case_fork() {
 	local apid child
 	start_blocked -n 4
-	ulpctl apply --timeout 30 -p "$VPID" "$P/patch-tr.so" >"$WORK/out" 2>&1 &
+	ulpctl apply --timeout $((30 * SLOW)) -p "$VPID" "$P/patch-tr.so" >"$WORK/out" 2>&1 &
 	apid=$!
 	rises v2 3 || fail "no thread switched"
 	kill -USR1 "$VPID"
@@ -266,7 +277,7 @@ case_fork() {
 case_exec() {
 	local apid rc i
 	start_blocked -n 4
-	ulpctl apply --timeout 30 -p "$VPID" "$P/patch-tr.so" >"$WORK/out" 2>&1 &
+	ulpctl apply --timeout $((30 * SLOW)) -p "$VPID" "$P/patch-tr.so" >"$WORK/out" 2>&1 &
 	apid=$!
 	rises v2 3 || fail "no thread switched"
 	kill -USR2 "$VPID"
@@ -283,7 +294,7 @@ case_exec() {
 case_status_stragglers() {
 	local apid tid
 	start_blocked -n 4
-	ulpctl apply --timeout 20 -p "$VPID" "$P/patch-tr.so" >"$WORK/out" 2>&1 &
+	ulpctl apply --timeout $((20 * SLOW)) -p "$VPID" "$P/patch-tr.so" >"$WORK/out" 2>&1 &
 	apid=$!
 	wait_for 10 eval '[ "$(status_of "$VPID" "[s[\"function\"].split(\"+\")[0] for x in p for s in x[\"stragglers\"]]" 2>/dev/null)" = "['"'"'blocker'"'"']" ]' ||
 		fail "no straggler in status: $(ulpctl status --json -p "$VPID")"
@@ -327,22 +338,22 @@ case_pending_object() {
 case_return_trap() {
 	local rc apid t0 t1 out
 	start_victim -n 2 -l 3000000
-	ulpctl apply --timeout 1 -p "$VPID" "$P/patch-slow.so" 2>"$WORK/err"; rc=$?
+	ulpctl apply --timeout "$SLOW" -p "$VPID" "$P/patch-slow.so" 2>"$WORK/err"; rc=$?
 	[ "$rc" = 3 ] || fail "apply without a return trap: exit $rc, expected 3: $(cat "$WORK/err")"
 	grep -q 'in slow' "$WORK/err" || fail "straggler not named: $(cat "$WORK/err")"
 	[ "$(now slow2)" = 0 ] || fail "new code ran after the reversal"
 	t0=$(date +%s%N)
-	ulpctl apply --return-trap --timeout 20 --json -p "$VPID" "$P/patch-slow.so" >"$WORK/out" 2>&1 &
+	ulpctl apply --return-trap --timeout $((20 * SLOW)) --json -p "$VPID" "$P/patch-slow.so" >"$WORK/out" 2>&1 &
 	apid=$!
 	wait_for 5 eval '[ "$(status_of "$VPID" "[s[\"function\"] for x in p for s in x[\"stragglers\"]]" 2>/dev/null | grep -c "return trap set")" = 1 ]' ||
 		fail "status does not show the trap: $(ulpctl status --json -p "$VPID")"
 	wait "$apid" || fail "apply with a return trap failed: $(cat "$WORK/out")"
 	cat "$WORK/out"
 	t1=$(date +%s%N)
-	[ $(( (t1 - t0) / 1000000 )) -lt 5000 ] || fail "took $(( (t1 - t0) / 1000000 )) ms, more than one slow() call"
+	[ $(( (t1 - t0) / 1000000 )) -lt $((3000 + 2000 * SLOW)) ] || fail "took $(( (t1 - t0) / 1000000 )) ms, more than one slow() call"
 	rises slow2 5 || fail "the new slow() does not run"
 	rises slow 4 || fail "slow() results are no longer right"
-	ulpctl revert --return-trap --timeout 20 -p "$VPID" slow || fail "revert with a return trap failed"
+	ulpctl revert --return-trap --timeout $((20 * SLOW)) -p "$VPID" slow || fail "revert with a return trap failed"
 	out=$(now slow2); rises slow 4 || fail "slow() results are no longer right after revert"
 	sleep 3.5
 	[ "$(now slow2)" -le $((out + 1)) ] || fail "new code still runs after revert"
