@@ -449,7 +449,6 @@ static bool unborn_mapping_ok(pid_t pid, uint64_t addr) {
 }
 
 int control_create(Target *t, Thread *th, Control *c) {
-        _cleanup_close_ int fd = -1;
         MapList l = {};
         int remote_fd = -1, r;
         uint64_t addr = 0;

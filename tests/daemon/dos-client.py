@@ -24,7 +24,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ulpdtest import Client  # noqa: E402
+from ulpdtest import Client, open_proof  # noqa: E402
 
 
 def out(o):
@@ -150,13 +150,16 @@ def spin(path, patch, pid, n, seconds):
         while time.monotonic() < end:
             t = time.monotonic()
             c.s.settimeout(max(0.1, end - t))
-            fd = os.open(patch, os.O_RDONLY)
+            targets, fds = proofs([pid])
+            fds.insert(0, os.open(patch, os.O_RDONLY))
             try:
-                r = c.request({"method": "apply", "pids": [pid], "name": "spin.so", "wait": True}, fd=fd)
+                r = c.request({"method": "apply", "pids": [pid], "targets": targets, "name": "spin.so",
+                               "wait": True}, fd=fds)
             except (socket.timeout, OSError):
                 break   # still waiting for its turn when the time is up
             finally:
-                os.close(fd)
+                for fd in fds:
+                    os.close(fd)
             res = (r.get("results") or [{}])[0]
             with lock:
                 results.append((time.monotonic() - t, res.get("error") or r.get("error")))
@@ -170,13 +173,27 @@ def spin(path, patch, pid, n, seconds):
          "longest": max((s for s, _ in results), default=0)})
 
 
+def proofs(pids):
+    """What ulpctl sends for pids: the pids this user may trace (the kernel decides at
+    the open) and their descriptors, two each; the others go without and are refused."""
+    targets, fds = [], []
+    for pid in pids:
+        try:
+            fds += open_proof(pid)
+            targets.append(pid)
+        except OSError:
+            pass
+    return targets, fds
+
+
 def apply(path, patch, wait, pids):
     """One request applying patch to all of pids."""
     t = time.monotonic()
     c = Client(path, timeout=600)
-    fd = os.open(patch, os.O_RDONLY)
-    r = c.request({"method": "apply", "pids": pids, "name": "fix.so", "wait": wait,
-                   "options": {"timeout_ms": 600000}}, fd=fd)
+    targets, fds = proofs(pids)
+    fds.insert(0, os.open(patch, os.O_RDONLY))
+    r = c.request({"method": "apply", "pids": pids, "targets": targets, "name": "fix.so", "wait": wait,
+                   "options": {"timeout_ms": 600000}}, fd=fds)
     out({"seconds": time.monotonic() - t, "errors": [x.get("error") for x in r.get("results", [])],
          "started": [x["pid"] for x in r.get("results", []) if x.get("started")], "error": r.get("error")})
 
