@@ -10,10 +10,9 @@ each is patched, or was never switched and takes a fresh apply.
 
     test-kill9.py [all|transition]
 
-"all" (the default) kills at every step; "transition" leaves out the moments a thread is
-borrowed for remote syscalls or calls (loading, stubs, callbacks), which a target survives
-only once remote steps finish by themselves when their tracer dies (issue 10). CI runs
-"transition". ULP_KILL9_ALL=1 kills after every single write instead of a spread of them;
+"all" (the default, and CI's) kills at every step; "transition" leaves out the moments a
+thread is borrowed for remote syscalls or calls (loading, stubs, callbacks). ULP_KILL9_STEPS
+overrides the argument. ULP_KILL9_ALL=1 kills after every single write instead of a spread of them;
 ULP_KILL9_KEEP_GOING=1 goes on after a failed trial and lists every outcome."""
 
 import os
@@ -27,6 +26,9 @@ from ulpdtest import Client, Daemon, check, fail, need_root, victim_status, wait
 
 need_root()
 VICTIM, PATCH, PATCH_CB, HOOK = (os.environ[k] for k in ("VICTIM", "PATCH", "PATCH_CB", "KILLHOOK"))
+# The patch's callbacks wait a second each (a window to kill ulpd in): more than
+# ulpd's default callback deadline.
+DAEMON_ARGS = ("--no-recover", "--callback-timeout", "20000")
 N_VICTIMS = 3
 outcomes = []
 
@@ -94,7 +96,7 @@ def count_writes(patch, started_only):
     env = {"LD_PRELOAD": HOOK, "ULP_WRITE_LOG": log}
     if started_only:
         env["ULP_KILL_STARTED_ONLY"] = "1"
-    d = Daemon(tmp=tmp, env=env)
+    d = Daemon(tmp=tmp, env=env, extra_args=DAEMON_ARGS)
     vs = None
     try:
         vs = Victims(tmp)
@@ -129,7 +131,7 @@ def one_trial(label, patch, name, kill, sleeper_ms=0):
     env = {"LD_PRELOAD": HOOK, "ULP_KILL_AFTER_WRITE": str(kill[1])} if kill[0] == "write" else {}
     if kill[0] == "write" and kill[2]:
         env["ULP_KILL_STARTED_ONLY"] = "1"
-    d = Daemon(tmp=tmp, env=env)
+    d = Daemon(tmp=tmp, env=env, extra_args=DAEMON_ARGS)
     vs = None
     try:
         vs = Victims(tmp, sleeper_ms)
