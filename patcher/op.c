@@ -620,7 +620,11 @@ int ulp_op_step(UlpOp *op, unsigned *ret_next_ms) {
         if (r < 0 && r != -ESRCH && (op->t->image_changed || target_replaced(op)))
                 return op_replaced(op);
         if (r == -ESRCH) {
+                /* Nobody is left to wait for: stragglers of an earlier pass say nothing. */
                 op->done = true;
+                free(op->report->stragglers);
+                op->report->stragglers = NULL;
+                op->report->n_stragglers = 0;
                 return op_fail(op, r, "process %d exited during the transition", op->t->pid);
         }
         if (r < 0)
