@@ -80,7 +80,7 @@ typedef struct ControlHeader {
         uint64_t trap_addr;      /* an int3 byte, for calls on a borrowed thread */
         uint64_t transition_started_ns; /* CLOCK_REALTIME */
         int32_t driver_pid;      /* the process driving the transition (ulpctl or ulpd) */
-        uint32_t pad3;
+        uint32_t timeout_ms;     /* the transition's timeout, for a driver that takes it over; 0 default */
         uint64_t driver_start;   /* its start time (/proc/PID/stat), against pid reuse */
         /* Identity and its MAC (control_sign/control_verify): all zero when the creator
          * could not read the key (an unprivileged ulpctl --direct). */

@@ -27,14 +27,27 @@ int op_open_with_control(UlpOp *op, pid_t pid) {
         return 0;
 }
 
-/* The unfinished transition of the target, taken over as it was. */
-static int take_over(UlpOp *op) {
+/* Bound on a timeout read from the block (the target's memory): a request's own bound. */
+#define TAKEOVER_TIMEOUT_MAX_MS (24U * 3600U * 1000U)
+
+/* The unfinished transition of the target, taken over as it was. keep_timeout: the
+ * caller asked for no timeout of its own, and the transition keeps the one its first
+ * driver recorded (a restarted ulpd must not reverse at the default 30 s a transition
+ * applied with --timeout 120); counted afresh from the takeover. */
+static int take_over(UlpOp *op, bool keep_timeout) {
         pid_t driver = control_live_driver(&op->c);
+        unsigned recorded = op->c.img->hdr.timeout_ms;
         int r;
 
         if (driver)
                 return op_fail(op, -EBUSY, "the transition in process %d is being driven by process %d",
                                op->t->pid, driver);
+        if (keep_timeout && recorded > 0) {
+                op->o.timeout_ms = MIN(recorded, TAKEOVER_TIMEOUT_MAX_MS);
+                op->deadline_ns = op->start_ns + (uint64_t)op->o.timeout_ms * 1000000ULL;
+        }
+        /* transition_resume() writes the header: the timeout in force, for the next taker. */
+        op->c.img->hdr.timeout_ms = op->o.timeout_ms;
         r = op_unwinder(op);
         if (r < 0)
                 return r;
@@ -86,7 +99,7 @@ int ulp_op_revert(pid_t pid, const char *name, const UlpOptions *o, UlpOp **ret,
                                     op->c.img->patches[op->c.img->hdr.transition_patch].name);
                         goto fail;
                 }
-                r = take_over(op);
+                r = take_over(op, false);
                 if (r >= 0 && op->tr.target_state == THREAD_PATCHED) {
                         r = transition_reverse(&op->tr);
                         op->kind = OP_REVERT;
@@ -121,6 +134,7 @@ fail:
 
 int ulp_op_resume(pid_t pid, const UlpOptions *o, UlpOp **ret, UlpReport *report) {
         UlpOp *op = op_new(OP_APPLY, o, report);
+        bool keep_timeout = !o || !o->timeout_ms;
         int r;
 
         if (!op)
@@ -136,7 +150,7 @@ int ulp_op_resume(pid_t pid, const UlpOptions *o, UlpOp **ret, UlpReport *report
         if (r >= 0)
                 r = op_check_trust(op);
         if (r >= 0)
-                r = take_over(op);
+                r = take_over(op, keep_timeout);
         return first_step(op, ret, r);
 }
 

@@ -366,6 +366,9 @@ int op_start_transition(UlpOp *op, int target_state) {
                 return op_fail(op, r, "cannot prepare the transition: %s", strerror(-r));
         op->tr_ready = true;
         op->tr.return_trap = op->o.return_trap;
+        /* In the header init writes: a ulpd that takes the transition over after a
+         * restart keeps to the timeout asked for, not the default. */
+        op->c.img->hdr.timeout_ms = op->o.timeout_ms;
         if (op->o.global)
                 return 0;
         return op_try_init(op);

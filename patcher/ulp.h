@@ -84,7 +84,8 @@ int ulp_op_revert(pid_t pid, const char *name, const UlpOptions *o, UlpOp **ret,
                   UlpReport *report);
 
 /* Takes over a transition left unfinished in pid (by a daemon that died), in the
- * direction it was going. -ENOENT when pid has none. */
+ * direction it was going. -ENOENT when pid has none. With no timeout_ms in o, the
+ * timeout its first driver recorded in the control block, counted from now. */
 int ulp_op_resume(pid_t pid, const UlpOptions *o, UlpOp **ret, UlpReport *report);
 
 /* One pass over the pending threads. Returns 1 when the operation finished (report
