@@ -11,22 +11,11 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 
+#include "common/errfmt.h"
 #include "common/macro.h"
 #include "elf/patchfile.h"
 
 #define SEALS_FIXED (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE)
-
-__attribute__((format(printf, 4, 5)))
-static int fail(char *err, size_t errlen, int r, const char *fmt, ...) {
-        va_list ap;
-
-        if (err && errlen > 0) {
-                va_start(ap, fmt);
-                vsnprintf(err, errlen, fmt, ap);
-                va_end(ap);
-        }
-        return r;
-}
 
 int patch_file_is_sealed(int fd) {
         struct stat st;

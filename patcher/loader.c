@@ -6,22 +6,13 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 
+#include "common/errfmt.h"
 #include "common/macro.h"
 #include "patcher/loader.h"
 #include "patcher/nearmem.h"
 #include "patcher/rsys.h"
 
 #define PAGE 4096ULL
-
-static int fail(char *err, size_t errlen, int r, const char *fmt, ...) {
-        va_list ap;
-        if (err && errlen) {
-                va_start(ap, fmt);
-                vsnprintf(err, errlen, fmt, ap);
-                va_end(ap);
-        }
-        return r;
-}
 
 static void elf_endp(Elf **e) {
         if (*e)

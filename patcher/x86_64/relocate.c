@@ -10,22 +10,10 @@
 #include <stdarg.h>
 #include <stdio.h>
 
+#include "common/errfmt.h"
 #include "common/macro.h"
 #include "patcher/x86_64/insn.h"
 #include "patcher/x86_64/relocate.h"
-
-/* Formats the one-line reason into err and returns r. */
-__attribute__((format(printf, 4, 5)))
-static int fail(char *err, size_t errlen, int r, const char *fmt, ...) {
-        va_list ap;
-
-        if (err && errlen > 0) {
-                va_start(ap, fmt);
-                vsnprintf(err, errlen, fmt, ap);
-                va_end(ap);
-        }
-        return r;
-}
 
 static int rel32_of(uint64_t next, uint64_t to, int32_t *ret) {
         int64_t d = (int64_t)(to - next);
