@@ -1,0 +1,303 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The fake target of fake-target.h: every function of patcher/target.h the code under
+ * test calls, and unwinder_unwind(). */
+#include <errno.h>
+#include <fcntl.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "fake-target.h"
+#include "unwind/unwind.h"
+
+FakeStats fake_stats;
+
+static FakeThread fakes[FAKE_MAX_THREADS];
+static size_t n_fakes;
+/* The stack the borrowed thread's scratch room (TARGET_SCRATCH, rsys.c) is taken from. */
+static uint8_t scratch[16384] __attribute__((aligned(16)));
+
+Target *fake_target_new(void) {
+        Target *t = calloc(1, sizeof(*t));
+
+        if (!t)
+                return NULL;
+        t->pid = getpid();
+        t->auth_fd = -1;
+        t->mem_fd = open("/proc/self/mem", O_RDWR | O_CLOEXEC);
+        if (t->mem_fd < 0) {
+                free(t);
+                return NULL;
+        }
+        memset(fakes, 0, sizeof(fakes));
+        n_fakes = 0;
+        fake_stats = (FakeStats) {};
+        return t;
+}
+
+void fake_target_free(Target *t) {
+        if (!t)
+                return;
+        close(t->mem_fd);
+        free(t->threads);
+        free(t);
+}
+
+FakeThread *fake_thread(pid_t tid) {
+        for (size_t i = 0; i < n_fakes; i++)
+                if (fakes[i].tid == tid)
+                        return &fakes[i];
+        return NULL;
+}
+
+FakeThread *fake_thread_add(Target *t, uint64_t tp, uint64_t pc) {
+        FakeThread *f;
+
+        (void)t;
+        if (n_fakes == FAKE_MAX_THREADS)
+                abort();
+        f = &fakes[n_fakes++];
+        *f = (FakeThread) { .tid = (pid_t)(100000 + n_fakes), .tp = tp ? tp : 0x7f0000001000 + n_fakes * 0x10000,
+                            .pcs = { pc }, .n_pcs = 1 };
+        return f;
+}
+
+void fake_thread_stack(FakeThread *th, const uint64_t *pcs, size_t n) {
+        if (n > FAKE_MAX_FRAMES)
+                abort();
+        memcpy(th->pcs, pcs, n * sizeof(*pcs));
+        th->n_pcs = n;
+}
+
+Thread *target_find_thread(Target *t, pid_t tid) {
+        for (size_t i = 0; i < t->n_threads; i++)
+                if (t->threads[i].tid == tid)
+                        return &t->threads[i];
+        return NULL;
+}
+
+/* A rescan: threads added since appear, exited ones are marked gone. */
+static int rescan(Target *t) {
+        for (size_t i = 0; i < n_fakes; i++) {
+                Thread *th = target_find_thread(t, fakes[i].tid);
+                if (!th && !fakes[i].exited) {
+                        Thread *n = realloc(t->threads, (t->n_threads + 1) * sizeof(*n));
+                        if (!n)
+                                return -ENOMEM;
+                        t->threads = n;
+                        t->n_threads++;
+                        t->threads[t->n_threads - 1] = (Thread) { .tid = fakes[i].tid };
+                } else if (th && fakes[i].exited) {
+                        th->gone = true;
+                        th->stopped = false;
+                }
+        }
+        return 0;
+}
+
+static void set_stopped(Thread *th, FakeThread *f) {
+        th->stopped = th->seized = true;
+        th->late = false;
+        th->asked_ns = 0;
+        memset(&th->regs, 0, sizeof(th->regs));
+        th->regs.rip = f->pcs[0];
+        th->regs.fs_base = f->tp;
+        th->regs.rsp = (uint64_t)(uintptr_t)(scratch + sizeof(scratch) - 256);
+        f->stops++;
+}
+
+/* One thread asked to stop: 0 stopped, -ESRCH gone, -ETIMEDOUT late. */
+static int stop_one(Target *t, Thread *th) {
+        FakeThread *f = fake_thread(th->tid);
+
+        if (!f || f->exited) {
+                th->gone = true;
+                th->stopped = false;
+                return -ESRCH;
+        }
+        if (f->stop == FAKE_LATE) {
+                th->late = true;
+                t->late_tid = th->tid;
+                t->late_state = 'D';
+                return -ETIMEDOUT;
+        }
+        set_stopped(th, f);
+        return 0;
+}
+
+int target_resume_all(Target *t) {
+        fake_stats.resume_all++;
+        for (size_t i = 0; i < t->n_threads; i++)
+                t->threads[i].stopped = t->threads[i].seized = false;
+        return 0;
+}
+
+int target_stop_all(Target *t) {
+        int r = rescan(t);
+
+        if (r < 0)
+                return r;
+        fake_stats.stop_all++;
+        for (size_t i = 0; i < t->n_threads; i++) {
+                Thread *th = &t->threads[i];
+                if (th->gone)
+                        continue;
+                r = stop_one(t, th);
+                if (r == -ETIMEDOUT) {
+                        (void)target_resume_all(t);
+                        return r;
+                }
+        }
+        return 0;
+}
+
+int target_stop_thread(Target *t, Thread *th) {
+        fake_stats.stop_one++;
+        return stop_one(t, th);
+}
+
+int target_stop_any(Target *t, int timeout_ms, Thread **ret) {
+        (void)timeout_ms;
+        for (size_t i = 0; i < t->n_threads; i++)
+                if (!t->threads[i].gone && stop_one(t, &t->threads[i]) == 0) {
+                        *ret = &t->threads[i];
+                        return 0;
+                }
+        return -ESRCH;
+}
+
+int target_request_stop(Target *t, Thread *th) {
+        FakeThread *f = fake_thread(th->tid);
+
+        (void)t;
+        if (th->gone || !f || f->exited) {
+                th->gone = true;
+                return -ESRCH;
+        }
+        th->asked_ns = 1;
+        return 0;
+}
+
+/* The first of v that stops; an exited one is marked gone (-ESRCH), as target.c does. */
+int target_wait_any(Target *t, Thread **v, size_t n, int timeout_ms, Thread **ret) {
+        (void)timeout_ms;
+        for (size_t k = 0; k < n; k++) {
+                FakeThread *f = fake_thread(v[k]->tid);
+                if (!f || f->exited) {
+                        v[k]->gone = true;
+                        return -ESRCH;
+                }
+                if (f->stop == FAKE_LATE)
+                        continue;
+                fake_stats.stop_one++;
+                set_stopped(v[k], f);
+                *ret = v[k];
+                return 0;
+        }
+        (void)t;
+        return -ETIMEDOUT;
+}
+
+int target_resume_thread(Target *t, Thread *th) {
+        (void)t;
+        th->stopped = th->seized = false;
+        return th->gone ? -ESRCH : 0;
+}
+
+bool target_thread_late(const Thread *th) {
+        return th->late;
+}
+
+void target_note_late(Target *t, const Thread *th) {
+        t->late_tid = th->tid;
+        t->late_state = 'D';
+}
+
+void target_describe_late_short(Target *t, char *buf, size_t len) {
+        snprintf(buf, len, "not stopped within %d ms (state %c)",
+                 t->stop_timeout_ms > 0 ? t->stop_timeout_ms : TARGET_STOP_TIMEOUT_MS, t->late_state);
+}
+
+void target_describe_late(Target *t, char *buf, size_t len) {
+        snprintf(buf, len, "thread %d of process %d did not stop", (int)t->late_tid, (int)t->pid);
+}
+
+Thread *target_any_stopped(Target *t) {
+        for (size_t i = 0; i < t->n_threads; i++)
+                if (t->threads[i].stopped)
+                        return &t->threads[i];
+        return NULL;
+}
+
+/* The PC a trap or a test sets goes back to the fake thread. */
+int target_set_regs(Target *t, Thread *th) {
+        FakeThread *f = fake_thread(th->tid);
+
+        (void)t;
+        if (!f || !th->stopped)
+                return -ESRCH;
+        f->pcs[0] = th->regs.rip;
+        return 0;
+}
+
+int target_read(Target *t, uint64_t addr, void *buf, size_t len) {
+        ssize_t n = pread(t->mem_fd, buf, len, (off_t)addr);
+        return n < 0 ? -errno : (size_t)n == len ? 0 : -EFAULT;
+}
+
+int target_write(Target *t, uint64_t addr, const void *buf, size_t len) {
+        ssize_t n = pwrite(t->mem_fd, buf, len, (off_t)addr);
+        return n < 0 ? -errno : (size_t)n == len ? 0 : -EFAULT;
+}
+
+int target_read_many(Target *t, const uint64_t *addrs, void *bufs, size_t each, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                int r = target_read(t, addrs[i], (uint8_t *)bufs + i * each, each);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+/* Runs here: the target is this process. */
+int target_syscall(Target *t, Thread *th, long nr, const long args[6], long *ret) {
+        long r;
+
+        (void)t;
+        (void)th;
+        fake_stats.syscalls++;
+        r = syscall(nr, args[0], args[1], args[2], args[3], args[4], args[5]);
+        *ret = r < 0 ? -errno : r;
+        return 0;
+}
+
+int target_call(Target *t, Thread *th, uint64_t func, const long args[6], uint64_t return_code,
+                int timeout_ms, uint64_t *ret) {
+        (void)t, (void)th, (void)func, (void)args, (void)return_code, (void)timeout_ms, (void)ret;
+        return -ENOSYS;
+}
+
+size_t target_call_return_code(uint8_t buf[static 16]) {
+        memset(buf, 0xcc, 16);
+        return 16;
+}
+
+/* The stack of the fake thread as given, reliable unless marked otherwise. */
+int unwinder_unwind(Unwinder *u, pid_t tid, const struct user_regs_struct *regs, UnwindResult *ret) {
+        FakeThread *f = fake_thread(tid);
+
+        (void)u;
+        if (!f)
+                return -ESRCH;
+        memset(ret, 0, offsetof(UnwindResult, reason) + 1);
+        ret->n = f->n_pcs;
+        memcpy(ret->pcs, f->pcs, f->n_pcs * sizeof(*f->pcs));
+        ret->pcs[0] = regs->rip;
+        ret->reliable = !f->unreliable;
+        if (f->unreliable)
+                snprintf(ret->reason, sizeof(ret->reason), "no CFI for the PC");
+        return 0;
+}
