@@ -1,0 +1,286 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The control block's writes and reads (patcher/control.c) on a block made by
+ * control_create() in this process through the fake target: each write read back by a
+ * second reader as another process would, the seqlock's generations, a writer that
+ * stays inside (live: busy; dead: read anyway), and what the reader refuses.
+ */
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+
+#include "fake-target.h"
+#include "patcher/control.h"
+#include "test.h"
+
+static Target *t;
+static Control w, rd;           /* the writer's copy and a reader's */
+
+static void teardown(void) {
+        control_done(&w);
+        control_done(&rd);
+        fake_target_free(t);
+        t = NULL;
+        w = rd = (Control) {};
+}
+
+static void setup(void) {
+        teardown();
+        t = fake_target_new();
+        ASSERT_TRUE(t);
+        fake_thread_add(t, 0, 0x1000);
+        ASSERT_OK(target_stop_all(t));
+        ASSERT_OK(control_create(t, target_any_stopped(t), &w));
+        ASSERT_OK(target_resume_all(t));
+        ASSERT_TRUE(w.addr != 0);
+}
+
+/* A fresh reader's load of the block: 0 or -errno, its reason in rd.why. */
+static int load(void) {
+        control_done(&rd);
+        rd = (Control) { .addr = w.addr };
+        return control_load(t, &rd);
+}
+
+static uint32_t generation(void) {
+        uint32_t g = 0;
+        ASSERT_OK(target_read(t, w.addr + CONTROL_OFF(hdr.generation), &g, sizeof(g)));
+        return g;
+}
+
+static void assert_refused(const char *what) {
+        int r = load();
+        if (r != -EBADMSG || !strstr(rd.why, what))
+                TEST__FAIL("load = %d \"%s\", expected -EBADMSG saying \"%s\"", r, rd.why, what);
+}
+
+TEST(create_then_load) {
+        uint64_t found = 0;
+
+        setup();
+        ASSERT_OK(load());
+        ASSERT_TRUE(memcmp(rd.img->hdr.magic, CONTROL_MAGIC, 8) == 0);
+        ASSERT_EQ(rd.img->hdr.version, CONTROL_VERSION);
+        ASSERT_EQ_U64(rd.img->hdr.self, w.addr);
+        ASSERT_EQ(rd.img->hdr.owner_pid, getpid());
+        ASSERT_EQ(rd.img->hdr.target_state, THREAD_UNDEFINED);
+        ASSERT_EQ(rd.img->hdr.transition_patch, -1);
+        ASSERT_EQ(rd.img->hdr.n_patches, 0);
+        /* Signed blocks check out; an unprivileged creator leaves it unsigned. */
+        ASSERT_EQ(rd.trusted, w.trusted);
+        /* Found by its mapping's name, as every reader finds it. */
+        ASSERT_EQ(control_find(getpid(), &found), 1);
+        ASSERT_EQ_U64(found, w.addr);
+        teardown();
+}
+
+TEST(patch_and_records_round_trip) {
+        ControlPatch *p;
+        ControlFunc *f;
+
+        setup();
+        p = &w.img->patches[0];
+        f = &w.img->funcs[0];
+        snprintf(p->name, sizeof(p->name), "fix-compute");
+        snprintf(p->file, sizeof(p->file), "/x/fix.so");
+        snprintf(p->pending[0], sizeof(p->pending[0]), "libplugin.so");
+        p->state = CP_UNPATCHED;
+        p->n_funcs = 1;
+        p->seq = 1;
+        p->map_start = 0x700000000000;
+        p->map_size = 0x3000;
+        *f = (ControlFunc) { .old_addr = 0x555555554000, .old_size = 64, .new_addr = 0x700000001000,
+                             .new_size = 32, .displaced_len = 5, .orig_bytes = { 1, 2, 3, 4, 5 } };
+        snprintf(f->symbol, sizeof(f->symbol), "compute");
+        w.img->hdr.n_patches = 1;
+        w.img->hdr.n_funcs = 1;
+        ASSERT_OK(control_write_funcs(t, &w, 0, 1));
+        ASSERT_OK(control_write_patch(t, &w, 0));
+        ASSERT_OK(control_write_header(t, &w));
+        ASSERT_OK(load());
+        ASSERT_TRUE(memcmp(&rd.img->patches[0], p, sizeof(*p)) == 0);
+        ASSERT_TRUE(memcmp(&rd.img->funcs[0], f, sizeof(*f)) == 0);
+        ASSERT_EQ(control_find_patch(&rd, "fix-compute"), -ENOENT); /* not applied */
+        ASSERT_EQ(control_top_func(&rd, f->old_addr, -1), -1);
+        teardown();
+}
+
+/* Each write brackets itself: odd inside, even after, two more each time; a batch is
+ * one bracket however many writes it holds. */
+TEST(seqlock_generations) {
+        uint32_t g;
+
+        setup();
+        g = generation();
+        ASSERT_EQ(g % 2, 0);
+        ASSERT_OK(control_write_header(t, &w));
+        ASSERT_EQ(generation(), g + 2);
+        ASSERT_OK(control_write_patch(t, &w, 0));
+        ASSERT_EQ(generation(), g + 4);
+        ASSERT_OK(control_batch_begin(t, &w));
+        ASSERT_EQ(generation(), g + 5);
+        ASSERT_OK(control_write_header(t, &w));
+        ASSERT_OK(control_write_patch(t, &w, 0));
+        ASSERT_OK(control_write_areas(t, &w));
+        ASSERT_EQ(generation(), g + 5);
+        ASSERT_OK(control_batch_end(t, &w));
+        ASSERT_EQ(generation(), g + 6);
+        ASSERT_OK(load());
+        ASSERT_EQ(rd.img->hdr.generation, g + 6);
+        ASSERT_EQ(rd.img->hdr.writer_pid, getpid());
+        ASSERT_EQ(rd.img->hdr.writer_target, getpid());
+        teardown();
+}
+
+/* An odd generation whose writer is alive (another process, same start time) is busy;
+ * one whose writer is gone is read after a few tries. */
+TEST(seqlock_writer_inside) {
+        ControlHeader h;
+        pid_t child;
+        int st;
+
+        setup();
+        child = fork();
+        ASSERT_TRUE(child >= 0);
+        if (child == 0) {
+                pause();
+                _exit(0);
+        }
+        ASSERT_OK(target_read(t, w.addr, &h, sizeof(h)));
+        h.generation |= 1;
+        h.writer_pid = child;
+        h.writer_start = control_proc_start_time(child);
+        h.writer_target = getpid();
+        ASSERT_OK(target_write(t, w.addr, &h, sizeof(h)));
+        ASSERT_ERR(load(), -EBUSY);
+        ASSERT_TRUE(strstr(rd.why, "busy: another process kept writing it"));
+        kill(child, SIGKILL);
+        ASSERT_EQ(waitpid(child, &st, 0), child);
+        ASSERT_OK(load());
+        /* The same writer pid with another start time: reused, gone. */
+        h.writer_pid = getppid();
+        h.writer_start = 1;
+        ASSERT_OK(target_write(t, w.addr, &h, sizeof(h)));
+        ASSERT_OK(load());
+        /* A write from a process working on another pid: a forked copy, never finished. */
+        h.writer_pid = getppid();
+        h.writer_start = control_proc_start_time(getppid());
+        h.writer_target = getpid() + 1;
+        ASSERT_OK(target_write(t, w.addr, &h, sizeof(h)));
+        ASSERT_OK(load());
+        teardown();
+}
+
+TEST(thread_table_round_trip) {
+        int slot;
+
+        setup();
+        ASSERT_ERR(control_table_find(&w, 0x7f00deadb000), -ENOENT);
+        /* Two thread pointers with the same hash probe on. */
+        w.img->table_tp[100] = 0x7f0000001000;
+        w.img->table_state[100] = THREAD_UNPATCHED;
+        w.img->table_tp[101] = 0x7f0000002000;
+        w.img->table_state[101] = THREAD_PATCHED;
+        ASSERT_OK(control_write_table(t, &w));
+        ASSERT_OK(control_write_thread_state(t, &w, 100, THREAD_PATCHED));
+        ASSERT_OK(load());
+        ASSERT_OK(control_read_table(t, &rd));
+        ASSERT_EQ_U64(rd.img->table_tp[100], 0x7f0000001000);
+        ASSERT_EQ(rd.img->table_state[100], THREAD_PATCHED);
+        ASSERT_EQ(rd.img->table_state[101], THREAD_PATCHED);
+        slot = (int)thread_table_hash(0x7f0000003000, CONTROL_TABLE_ORDER);
+        w.img->table_tp[slot] = 0x7f0000003000;
+        ASSERT_EQ(control_table_find(&w, 0x7f0000003000), slot);
+        /* A state byte no writer makes is refused. */
+        ASSERT_OK(control_write_thread_state(t, &w, 101, 7));
+        ASSERT_ERR(control_read_table(t, &rd), -EBADMSG);
+        ASSERT_STREQ(rd.why, "thread table slot 101 has unknown state 7");
+        teardown();
+}
+
+TEST(stragglers_round_trip) {
+        ControlStraggler v[CONTROL_MAX_STRAGGLERS + 3] = {};
+
+        setup();
+        for (unsigned i = 0; i < CONTROL_MAX_STRAGGLERS + 3; i++) {
+                v[i].tid = (int32_t)(1000 + i);
+                snprintf(v[i].comm, sizeof(v[i].comm), "worker%u", i);
+                snprintf(v[i].blocker, sizeof(v[i].blocker), "compute+0x%x", i);
+        }
+        ASSERT_OK(control_write_stragglers(t, &w, v, 2, 7));
+        ASSERT_OK(load());
+        ASSERT_OK(control_read_stragglers(t, &rd));
+        ASSERT_EQ(rd.img->stragglers.n, 2);
+        ASSERT_EQ(rd.img->stragglers.pass, 7);
+        ASSERT_EQ(rd.img->stragglers.v[1].tid, 1001);
+        ASSERT_STREQ(rd.img->stragglers.v[1].blocker, "compute+0x1");
+        /* At most CONTROL_MAX_STRAGGLERS are kept. */
+        ASSERT_OK(control_write_stragglers(t, &w, v, CONTROL_MAX_STRAGGLERS + 3, 8));
+        ASSERT_OK(control_read_stragglers(t, &rd));
+        ASSERT_EQ(rd.img->stragglers.n, CONTROL_MAX_STRAGGLERS);
+        ASSERT_OK(control_write_stragglers(t, &w, NULL, 0, 9));
+        ASSERT_OK(control_read_stragglers(t, &rd));
+        ASSERT_EQ(rd.img->stragglers.n, 0);
+        teardown();
+}
+
+/* What a reader refuses although the block itself validates: areas that are not
+ * mappings ulp made, a block that is not in its memfd. */
+TEST(refuses_foreign_mappings) {
+        ControlImage *copy;
+        void *rw;
+
+        setup();
+        rw = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        ASSERT_TRUE(rw != MAP_FAILED);
+        w.img->areas[0] = (ControlArea) { .addr = (uint64_t)(uintptr_t)rw, .size = 4096 };
+        w.img->hdr.n_areas = 1;
+        ASSERT_OK(control_write_areas(t, &w));
+        ASSERT_OK(control_write_header(t, &w));
+        assert_refused("is not a mapping ulp made");
+        ASSERT_OK(mprotect(rw, 4096, PROT_READ | PROT_EXEC));
+        ASSERT_OK(load());
+        munmap(rw, 4096);
+
+        /* A copy on the heap, self pointing at itself, is no control block mapping. */
+        copy = malloc(sizeof(*copy));
+        ASSERT_TRUE(copy);
+        w.img->hdr.n_areas = 0;
+        memcpy(copy, w.img, sizeof(*copy));
+        copy->hdr.self = (uint64_t)(uintptr_t)copy;
+        control_done(&rd);
+        rd = (Control) { .addr = (uint64_t)(uintptr_t)copy };
+        ASSERT_ERR(control_load(t, &rd), -EBADMSG);
+        ASSERT_STREQ(rd.why, "it is no longer mapped");
+        free(copy);
+        teardown();
+}
+
+/* A mapping whose creator died before writing anything: -ENODATA, and the next
+ * create reuses it. */
+TEST(unborn_block_is_reused) {
+        void *m;
+        uint64_t addr;
+
+        setup();
+        m = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        ASSERT_TRUE(m != MAP_FAILED);
+        control_done(&rd);
+        rd = (Control) { .addr = (uint64_t)(uintptr_t)m };
+        ASSERT_ERR(control_load(t, &rd), -ENODATA);
+        munmap(m, 4096);
+        /* control_create() with unborn_addr of a real but zeroed block mapping. */
+        addr = w.addr;
+        ASSERT_OK(target_write(t, addr, (uint8_t[4096]) {}, 4096));
+        ASSERT_ERR(load(), -ENODATA);
+        control_done(&w);
+        w = (Control) { .unborn_addr = addr };
+        ASSERT_OK(target_stop_all(t));
+        ASSERT_OK(control_create(t, target_any_stopped(t), &w));
+        ASSERT_OK(target_resume_all(t));
+        ASSERT_EQ_U64(w.addr, addr);
+        ASSERT_OK(load());
+        teardown();
+}
+
+TEST_MAIN()
