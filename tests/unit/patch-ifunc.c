@@ -1,14 +1,15 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Calls strlen, an IFUNC in glibc: its resolver would have to run in the target. */
-#include <string.h>
+/* Calls wmemcmp, an IFUNC in glibc (which sanitizer runtimes do not interpose): its
+ * resolver would have to run in the target. */
+#include <wchar.h>
 
 #include <ulp/patch.h>
 
 long unit_value_v4(void);
-const char *word = "four";
+const wchar_t *word = L"four";
 
 long unit_value_v4(void) {
-        return (long)strlen(word);
+        return wmemcmp(word, L"five", 4);
 }
 
 ULP_PATCH_INFO("unit-ifunc", "an IFUNC of the target");

@@ -102,6 +102,7 @@ static void setup(unsigned n_funcs, unsigned n_threads) {
 static int start(int target_state, bool global) {
         int r, k;
 
+        transition_done(&fx.tr);
         r = transition_prepare(&fx.tr, fx.t, &fx.c, NULL, NULL, 0, target_state, global);
         if (r < 0 || global)
                 return r;
