@@ -5,26 +5,8 @@
 set -uo pipefail
 
 CASE=$1
-# Deadlines stretch on a loaded machine (ULP_TEST_SLOWDOWN, scripts/run-tests sets it;
-# else runnable tasks per core, 1 to 10): each waits for a condition, this only says
-# how long before giving up.
-SLOW=${ULP_TEST_SLOWDOWN:-$(awk -v n="$(nproc)" '{ s = int($1 / n + 0.999); print (s < 1 ? 1 : (s > 10 ? 10 : s)) }' /proc/loadavg)}
-WORK=$(mktemp -d)
-LOG=$WORK/victim.log
+. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 VPID=
-trap 'cleanup' EXIT
-
-cleanup() {
-	[ -n "$VPID" ] && kill -9 "$VPID" 2>/dev/null
-	wait 2>/dev/null
-	rm -rf "$WORK"
-}
-
-fail() {
-	echo "FAIL: $*" >&2
-	[ -f "$LOG" ] && { echo "--- last victim lines:" >&2; tail -n 3 "$LOG" >&2; }
-	exit 1
-}
 
 ulpctl() { "$ULPCTL" --direct "$@"; }
 
@@ -32,45 +14,6 @@ start_victim() {
 	"$VICTIM" "${1:-4}" >"$LOG" 2>&1 &
 	VPID=$!
 	wait_line 'tick' 5 || fail "victim did not start"
-}
-
-lines() { wc -l <"$LOG"; }
-
-# deadline SECONDS: the clock (µs) SECONDS times SLOW from now; before END: not yet.
-# Deadlines are on the clock, not counted in polls: a poll is slow on a loaded machine.
-deadline() { echo $(( ${EPOCHREALTIME/./} + $1 * SLOW * 1000000 )); }
-before() { [ "${EPOCHREALTIME/./}" -lt "$1" ]; }
-
-# wait_line REGEX SECONDS [FROM_LINE]: a line matching REGEX after FROM_LINE (SECONDS
-# times SLOW).
-wait_line() {
-	local re=$1 from=${3:-0} end
-	end=$(deadline "$2")
-	while :; do
-		tail -n +"$((from + 1))" "$LOG" | grep -q -E "$re" && return 0
-		before "$end" || return 1
-		sleep 0.01
-	done
-}
-
-# expect_value KEY VALUE: from a few lines after now, every line shows KEY=VALUE.
-expect_value() {
-	local key=$1 val=$2 from
-	from=$(lines)
-	wait_line "$key=$val( |\$)" 5 "$from" || fail "$key never became $val"
-	from=$(( $(lines) + 1 ))
-	wait_line 'tick' 2 "$((from + 3))" || fail "victim stopped printing"
-	tail -n +"$((from + 1))" "$LOG" | grep 'tick' | grep -v -E "$key=$val( |\$)" | head -1 | grep -q . &&
-		fail "$key is not consistently $val: $(tail -n +"$((from + 1))" "$LOG" | grep -v -E "$key=$val( |\$)" | head -1)"
-	return 0
-}
-
-victim_alive() {
-	kill -0 "$VPID" 2>/dev/null || fail "victim died"
-	local st
-	st=$(awk '{print $3}' "/proc/$VPID/stat")
-	[ "$st" != "t" ] && [ "$st" != "T" ] || fail "victim left stopped ($st)"
-	grep -q TracerPid:.0 "/proc/$VPID/status" || fail "victim left traced"
 }
 
 no_ulp_mappings() {
@@ -83,17 +26,17 @@ case_apply_revert() {
 	start_victim 4
 	expect_value compute 20
 	ulpctl apply -p "$VPID" "$P/patch-compute.so" || fail "apply failed"
-	victim_alive
+	victim_ok
 	expect_value compute 30
 	ulpctl revert -p "$VPID" compute-fix || fail "revert failed"
-	victim_alive
+	victim_ok
 	expect_value compute 20
 	# Revert by file works as well.
 	ulpctl apply -p "$VPID" "$P/patch-compute.so" || fail "second apply failed"
 	expect_value compute 30
 	ulpctl revert -p "$VPID" "$P/patch-compute.so" || fail "revert by file failed"
 	expect_value compute 20
-	victim_alive
+	victim_ok
 }
 
 case_static() {
@@ -103,7 +46,7 @@ case_static() {
 	expect_value static 210
 	ulpctl revert -p "$VPID" static-fix || fail "revert failed"
 	expect_value static 111
-	victim_alive
+	victim_ok
 }
 
 case_library() {
@@ -113,7 +56,7 @@ case_library() {
 	expect_value lib 2010
 	ulpctl revert -p "$VPID" lib-fix || fail "revert failed"
 	expect_value lib 1010
-	victim_alive
+	victim_ok
 }
 
 case_ref() {
@@ -124,7 +67,7 @@ case_ref() {
 	expect_value ref 7107
 	ulpctl revert -p "$VPID" ref-fix || fail "revert failed"
 	expect_value ref 10
-	victim_alive
+	victim_ok
 }
 
 json_get() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
@@ -145,7 +88,7 @@ case_json_status() {
 	ulpctl revert -p "$VPID" compute-fix || fail "revert failed"
 	out=$(ulpctl status --json -p "$VPID")
 	[ "$(echo "$out" | json_get '"patched" in [p["state"] for p in d["processes"][0]["patches"]]')" = False ] || fail "still patched: $out"
-	victim_alive
+	victim_ok
 }
 
 # expect_refusal WHAT REGEX CMD...: exit 1, one line on stderr that matches REGEX (an
@@ -157,7 +100,7 @@ expect_refusal() {
 	[ "$(echo "$err" | grep -v '^warning:' | wc -l)" -eq 1 ] || fail "$what: not one line: $err"
 	echo "$err" | grep -v '^warning:' | grep -q -E "$re" || fail "$what: message \"$err\" does not match \"$re\""
 	echo "$what: $err"
-	victim_alive
+	victim_ok
 }
 
 case_bad_input() {
@@ -207,7 +150,7 @@ case_stacked() {
 	expect_value compute 30
 	ulpctl revert -p "$VPID" compute-fix || fail "revert A failed"
 	expect_value compute 20
-	victim_alive
+	victim_ok
 }
 
 case_cycles() {
@@ -217,7 +160,7 @@ case_cycles() {
 		ulpctl apply -p "$VPID" "$P/patch-compute.so" >/dev/null || fail "apply $i failed"
 		ulpctl revert -p "$VPID" compute-fix >/dev/null || fail "revert $i failed"
 	done
-	victim_alive
+	victim_ok
 	expect_value compute 20
 	# Every line the victim printed shows one of the two versions' results.
 	grep tick "$LOG" | grep -v -E 'compute=(20|30) ' | head -1 | grep -q . && fail "wrong result: $(grep tick "$LOG" | grep -v -E 'compute=(20|30) ' | head -1)"
@@ -225,27 +168,11 @@ case_cycles() {
 	[ "$(grep -c 'memfd:ulp-patch' "/proc/$VPID/maps")" -eq 0 ] || fail "patch mappings leaked"
 }
 
-# field KEY LINE: the value of KEY=... in a victim line
-field() { echo "$2" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
-last_tick() { grep -E '^v1=' "$LOG" | tail -n 1; }
-
+# start_cons WORKERS [FIFO]: the consistency victim; with FIFO, a thread blocked in blocker()
 start_cons() {
-	"$VICTIM_CONS" "$@" >"$LOG" 2>&1 &
+	"$VICTIM_CONS" -n "$1" ${2:+-b "$2"} >"$LOG" 2>&1 &
 	VPID=$!
 	wait_line '^v1=' 5 || fail "victim did not start"
-}
-
-# value_rises KEY SECONDS: KEY grows within SECONDS (times SLOW)
-value_rises() {
-	local a b i
-	a=$(field "$1" "$(last_tick)")
-	i=$(deadline "$2")
-	while before "$i"; do
-		sleep 0.05
-		b=$(field "$1" "$(last_tick)")
-		[ "$b" -gt "$a" ] && return 0
-	done
-	return 1
 }
 
 no_mix() {
@@ -262,27 +189,27 @@ case_consistency_blocked() {
 	local apid rc
 	# the reversal after the timeout gets as long again: enough for the workers on a
 	# loaded machine, so that the one straggler left is the blocked thread
-	ulpctl apply --timeout $((3 * SLOW)) -p "$VPID" "$P/patch-consistency.so" 2>"$WORK/err" &
+	ulpctl apply --timeout $((3 * SLOW)) -p "$VPID" "$PATCH_CONS" 2>"$WORK/err" &
 	apid=$!
 	# The others switch while the blocked thread holds out: new code runs during the apply.
-	value_rises v2 3 || fail "no thread switched while the apply waited"
+	rises v2 3 || fail "no thread switched while the apply waited"
 	kill -0 "$apid" 2>/dev/null || fail "apply did not wait for the blocked thread"
 	wait "$apid"; rc=$?
 	[ "$rc" -eq 3 ] || fail "apply exit $rc, expected 3: $(cat "$WORK/err")"
 	grep -q 'blocker' "$WORK/err" || fail "straggler not named: $(cat "$WORK/err")"
 	cat "$WORK/err"
-	victim_alive
+	victim_ok
 	# Reversed: only the old version runs now.
 	local a b
 	wait_line '^v1=' 2 "$(lines)"  # a line printed after the operation ended
 	a=$(field v2 "$(last_tick)"); sleep 0.3; b=$(field v2 "$(last_tick)")
 	[ "$a" = "$b" ] || fail "new code still runs after the reversal ($a -> $b)"
-	value_rises v1 2 || fail "old code does not run after the reversal"
+	rises v1 2 || fail "old code does not run after the reversal"
 	no_mix
 	# Again, and release the blocked thread while the apply waits.
-	ulpctl apply --timeout $((30 * SLOW)) -p "$VPID" "$P/patch-consistency.so" >"$WORK/out" 2>&1 &
+	ulpctl apply --timeout $((30 * SLOW)) -p "$VPID" "$PATCH_CONS" >"$WORK/out" 2>&1 &
 	apid=$!
-	value_rises v2 3 || fail "no thread switched in the second apply"
+	rises v2 3 || fail "no thread switched in the second apply"
 	kill -0 "$apid" 2>/dev/null || fail "second apply finished with the thread still blocked"
 	echo x >"$WORK/fifo"
 	wait "$apid" || fail "apply after release failed: $(cat "$WORK/out")"
@@ -290,12 +217,12 @@ case_consistency_blocked() {
 	a=$(field v1 "$(last_tick)"); sleep 0.3; b=$(field v1 "$(last_tick)")
 	[ "$a" = "$b" ] || fail "old code still runs after completion ($a -> $b)"
 	ulpctl revert -p "$VPID" consistency || fail "revert failed"
-	value_rises v1 2 || fail "old code does not run after revert"
+	rises v1 2 || fail "old code does not run after revert"
 	wait_line '^v1=' 2 "$(lines)"  # a line printed after the operation ended
 	a=$(field v2 "$(last_tick)"); sleep 0.3; b=$(field v2 "$(last_tick)")
 	[ "$a" = "$b" ] || fail "new code still runs after revert"
 	no_mix
-	victim_alive
+	victim_ok
 }
 
 case_consistency_cycles() {
@@ -303,12 +230,12 @@ case_consistency_cycles() {
 	local i n=${CYCLES:-1000} t0 t1
 	t0=$(date +%s%N)
 	for ((i = 0; i < n; i++)); do
-		ulpctl apply -p "$VPID" "$P/patch-consistency.so" >/dev/null || fail "apply $i failed"
+		ulpctl apply -p "$VPID" "$PATCH_CONS" >/dev/null || fail "apply $i failed"
 		ulpctl revert -p "$VPID" consistency >/dev/null || fail "revert $i failed"
 	done
 	t1=$(date +%s%N)
 	echo "$n cycles in $(( (t1 - t0) / 1000000 )) ms"
-	victim_alive
+	victim_ok
 	no_mix
 	echo "final: $(last_tick)"
 	[ "$(field v2 "$(last_tick)")" -gt 0 ] || fail "new code never ran"
@@ -325,12 +252,12 @@ case_global() {
 	start_cons 2 "$WORK/fifo"
 	wait_line 'blocked=1' 5 || fail "blocker not blocked"
 	local rc
-	ulpctl apply --global --timeout $((2 * SLOW)) -p "$VPID" "$P/patch-consistency.so" 2>"$WORK/err"; rc=$?
+	ulpctl apply --global --timeout $((2 * SLOW)) -p "$VPID" "$PATCH_CONS" 2>"$WORK/err"; rc=$?
 	[ "$rc" -eq 3 ] || fail "global apply with a blocked thread: exit $rc, expected 3"
 	grep -q blocker "$WORK/err" || fail "straggler not named: $(cat "$WORK/err")"
 	[ "$(field v2 "$(last_tick)")" = 0 ] || fail "global mode ran new code without switching all threads"
 	no_mix
-	victim_alive
+	victim_ok
 }
 
 case_info_check() {
@@ -357,7 +284,7 @@ case_info_check() {
 	start_cons 2 "$WORK/fifo"
 	wait_line 'blocked=1' 5 || fail "blocker not blocked"
 	# check: the blocked thread would hold the transition up; nothing is written.
-	out=$(ulpctl check -p "$VPID" "$P/patch-consistency.so" 2>&1) && fail "check did not report the blocker: $out"
+	out=$(ulpctl check -p "$VPID" "$PATCH_CONS" 2>&1) && fail "check did not report the blocker: $out"
 	echo "$out" | grep -q 'blocker' || fail "check does not name the blocker: $out"
 	no_ulp_mappings
 	echo x >"$WORK/fifo"
@@ -365,13 +292,13 @@ case_info_check() {
 	local i ok=0
 	# The workers are inside outer() half of the time: a check sees all outside at some point.
 	for ((i = 0; i < 50; i++)); do
-		if out=$(ulpctl check -p "$VPID" "$P/patch-consistency.so" 2>&1); then ok=1; break; fi
+		if out=$(ulpctl check -p "$VPID" "$PATCH_CONS" 2>&1); then ok=1; break; fi
 	done
 	[ "$ok" = 1 ] || fail "check never said it would apply: $out"
 	echo "$out"
 	no_ulp_mappings
 	[ "$(field v2 "$(last_tick)")" = 0 ] || fail "check ran new code"
-	victim_alive
+	victim_ok
 }
 
 # A process that exits while ulpctl works on it: one clear line, no hang, no crash.
@@ -424,7 +351,7 @@ case_trampoline() {
 	echo "final: $(tick)"
 	[ "$(field held_wrong "$(tick)")" = 0 ] || fail "the held thread got wrong results: $(tick)"
 	[ "$(field wrong "$(tick)")" = 0 ] || fail "wrong results: $(tick)"
-	victim_alive
+	victim_ok
 }
 
 # One driver per transition: a second one is refused while the first lives; once it
@@ -434,16 +361,16 @@ case_takeover() {
 	start_cons 8 "$WORK/fifo"
 	wait_line 'blocked=1' 5 || fail "blocker not blocked"
 	local apid out
-	"$ULPCTL" --direct apply --timeout $((60 * SLOW)) -p "$VPID" "$P/patch-consistency.so" >/dev/null 2>&1 &
+	"$ULPCTL" --direct apply --timeout $((60 * SLOW)) -p "$VPID" "$PATCH_CONS" >/dev/null 2>&1 &
 	apid=$!
-	value_rises v2 5 || fail "no thread switched"
+	rises v2 5 || fail "no thread switched"
 	out=$(ulpctl revert -p "$VPID" consistency 2>&1) && fail "a second driver was let in: $out"
 	echo "$out" | grep -q "being driven by process $apid" || fail "refusal does not name the driver: $out"
 	out=$(ulpctl status -p "$VPID")
 	echo "$out" | grep -q "consistency: transition" || fail "status: $out"
 	kill -9 "$apid"; wait "$apid" 2>/dev/null
-	victim_alive
-	value_rises v2 2 || fail "the victim stopped running new code after the driver died"
+	victim_ok
+	rises v2 2 || fail "the victim stopped running new code after the driver died"
 	ulpctl revert --timeout $((20 * SLOW)) -p "$VPID" consistency 2>&1 &
 	local rpid=$!
 	sleep 0.5
@@ -453,11 +380,11 @@ case_takeover() {
 	wait_line '^v1=' 2 "$(lines)"  # a line printed after the operation ended
 	a=$(field v2 "$(last_tick)"); sleep 0.3; b=$(field v2 "$(last_tick)")
 	[ "$a" = "$b" ] || fail "new code still runs after the reversal"
-	value_rises v1 2 || fail "old code does not run"
+	rises v1 2 || fail "old code does not run"
 	no_mix
 	no_ulp_patch() { ! grep -q 'memfd:ulp-patch' "/proc/$VPID/maps" || fail "patch still mapped"; }
 	no_ulp_patch
-	victim_alive
+	victim_ok
 }
 
 # Someone else rewrites a patched entry: revert refuses and writes nothing.
@@ -483,7 +410,7 @@ PY
 	expect_refusal "entry changed by someone else" \
 		'^ulpctl: the code of a patched function was changed by someone else; nothing written$' ulpctl revert -p "$VPID" compute-fix
 	expect_value compute 20
-	victim_alive
+	victim_ok
 }
 
 # craft SRC DST KIND: a copy of patch SRC with one field of its ELF broken.
@@ -535,7 +462,7 @@ refused_all() {
 	[ "$out" = "$checked" ] || fail "apply $file: '$out', check said '$checked'"
 	echo "refused: $out"
 	no_ulp_mappings
-	victim_alive
+	victim_ok
 }
 
 case_patch_files() {
@@ -565,7 +492,7 @@ case_patch_files() {
 	ulpctl revert -p "$VPID" "$long" || fail "revert by the exact name failed"
 	expect_value compute 20
 	! grep -q 'memfd:ulp-patch:' "/proc/$VPID/maps" || fail "the patch is still mapped after its revert"
-	victim_alive
+	victim_ok
 }
 
 "case_${CASE//-/_}"

@@ -4,44 +4,25 @@
 # patch naming it was applied (status lists it as pending until then), without being
 # asked again. Then the sticky form: a wish recorded with --all --persist reaches a
 # process started later, and the library that process loads later.
-# The transition victim (tests/transition) links libtrbase.so (base_value) and
+# The consistency victim (tests/victims) links libtrbase.so (base_value) and
 # dlopen()s libplugin.so (plugin_value) on SIGHUP; patch-pending.so patches both.
 # Usage: test-pending.sh late-load|sticky   (two meson tests: one may skip, not both)
 set -u
 CASE=${1:?usage: test-pending.sh late-load|sticky}
 [ "$(id -u)" = 0 ] || { echo "SKIP: needs root"; exit 77; }
-tmp=$(mktemp -d)
+. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
+tmp=$WORK
 chmod 755 "$tmp"
-pids=()
-cleanup() {
-	kill "${pids[@]}" 2>/dev/null
-	wait 2>/dev/null
-	echo "--- ulpd log"; cat "$tmp/log"
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*"; for f in "$tmp"/v*.log; do echo "--- $f"; tail -n 2 "$f"; done; exit 1; }
-ok() { echo "ok: $*"; }
+on_exit() { echo "--- ulpd log"; cat "$tmp/log"; }
+fail_details() { for f in "$tmp"/v*.log; do echo "--- $f"; tail -n 2 "$f"; done; }
 
 export ULP_SOCKET=$tmp/ulpd.sock
-export LD_LIBRARY_PATH=$TR_DIR
+export LD_LIBRARY_PATH=$VICTIMS_DIR
 PATCH_P=$TR_DIR/patch-pending.so
 
-# deadlines stretch on a loaded machine (else: runnable tasks per core, 1 to 10)
-SLOW=${ULP_TEST_SLOWDOWN:-$(awk -v n="$(nproc)" '{ s = int($1 / n + 0.999); print (s < 1 ? 1 : (s > 10 ? 10 : s)) }' /proc/loadavg)}
-# wait_for SECONDS CMD...: polls CMD every 50 ms until it succeeds (SECONDS times SLOW,
-# on the clock: a poll is slow on a loaded machine).
-wait_for() {
-	local end=$(( ${EPOCHREALTIME/./} + $1 * SLOW * 1000000 )); shift
-	while :; do
-		"$@" && return 0
-		[ "${EPOCHREALTIME/./}" -lt "$end" ] || return 1
-		sleep 0.05
-	done
-}
 # the value of KEY in the victim's last line (log file LOG)
-now() { tail -n 1 "$2" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
-shows() { [ "$(now "$1" "$3")" = "$2" ]; }
+value_in() { tail -n 1 "$2" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+shows() { [ "$(value_in "$1" "$3")" = "$2" ]; }
 PNAME=pending   # the sticky case's patch has a name of its own
 # the pending objects of patch $PNAME in PID, as a Python list
 pending_of() {
@@ -56,12 +37,12 @@ plugin_pending() { [ "$(pending_of "$1")" = "['libplugin.so']" ]; }
 start_victim() {   # start_victim LOG: the pid in VPID
 	"$TR_VICTIM" -n 2 >"$1" 2>&1 &
 	VPID=$!
-	pids+=("$VPID")
+	PIDS+=("$VPID")
 	wait_for 5 grep -q '^v1=' "$1" || fail "victim did not start"
 }
 
 "$ULPD" --no-recover --debug --socket "$ULP_SOCKET" --state-dir "$tmp/state" >"$tmp/log" 2>&1 &
-pids+=($!)
+PIDS+=($!)
 wait_for 5 test -S "$ULP_SOCKET" || fail "ulpd did not start"
 
 # ---- a library loaded after the apply
@@ -81,7 +62,7 @@ plugin_pending "$v1" && shows plugin -1 "$tmp/v1.log" ||
 ok "nothing happens while the library is not loaded"
 kill -HUP "$v1"
 t0=$(date +%s%N)
-wait_for 5 shows plugin 200 "$tmp/v1.log" || fail "plugin_value not patched within 5 s of the dlopen: plugin=$(now plugin "$tmp/v1.log")"
+wait_for 5 shows plugin 200 "$tmp/v1.log" || fail "plugin_value not patched within 5 s of the dlopen: plugin=$(value_in plugin "$tmp/v1.log")"
 t1=$(date +%s%N)
 ok "the victim sees plugin_value's new version $(( (t1 - t0) / 1000000 )) ms after it loaded the library"
 shows base 2 "$tmp/v1.log" || fail "base_value lost its patch"
@@ -100,18 +81,18 @@ kill "$v1"
 case_sticky() {
 # cc and readelf are build dependencies (scripts/setup-deps.sh): missing is a failure
 command -v cc >/dev/null && command -v readelf >/dev/null || fail "sticky case needs cc and readelf"
-bid=$(readelf -n "$TR_DIR/libtrbase.so" | sed -n 's/.*Build ID: *//p')
+bid=$(readelf -n "$VICTIMS_DIR/libtrbase.so" | sed -n 's/.*Build ID: *//p')
 [ -n "$bid" ] || fail "libtrbase.so has no build-id (it is linked with one)"
 # A copy of libtrbase with a build-id of its own, first in the victims' library path:
 # --all then reaches this test's processes only, never another run's.
 mkdir "$tmp/lib"
-python3 - "$TR_DIR/libtrbase.so" "$tmp/lib/libtrbase.so" "$bid" <<'PY' || fail "cannot give libtrbase.so a build-id of its own"
+python3 - "$VICTIMS_DIR/libtrbase.so" "$tmp/lib/libtrbase.so" "$bid" <<'PY' || fail "cannot give libtrbase.so a build-id of its own"
 import os, sys
 data, old = open(sys.argv[1], "rb").read(), bytes.fromhex(sys.argv[3])
 assert data.count(old) == 1
 open(sys.argv[2], "wb").write(data.replace(old, os.urandom(len(old))))
 PY
-export LD_LIBRARY_PATH=$tmp/lib:$TR_DIR
+export LD_LIBRARY_PATH=$tmp/lib:$VICTIMS_DIR
 bid=$(readelf -n "$tmp/lib/libtrbase.so" | sed -n 's/.*Build ID: *//p')
 # pinned to this build's libtrbase, so that --all touches only this test's processes
 # a name of its own too: revert --all by name must not reach another run's processes
@@ -126,7 +107,7 @@ wait_for 10 shows base 2 "$tmp/v2.log" || fail "the sticky patch did not reach a
 ok "a process started later got the sticky patch"
 wait_for 5 plugin_pending "$v2" || fail "late process: pending $(pending_of "$v2")"
 kill -HUP "$v2"
-wait_for 5 shows plugin 200 "$tmp/v2.log" || fail "the library the late process loaded was not patched: plugin=$(now plugin "$tmp/v2.log")"
+wait_for 5 shows plugin 200 "$tmp/v2.log" || fail "the library the late process loaded was not patched: plugin=$(value_in plugin "$tmp/v2.log")"
 [ "$(pending_of "$v2")" = "[]" ] || fail "late process: still pending: $(pending_of "$v2")"
 ok "the library the late process loaded later is patched too"
 "$ULPCTL" revert --all --persist "$PNAME" || fail "revert --all --persist"

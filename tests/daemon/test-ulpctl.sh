@@ -4,25 +4,11 @@
 # (0 done, 1 failed, 3 timed out and reversed), and a clear line when no daemon answers.
 set -u
 [ "$(id -u)" = 0 ] || { echo "SKIP: needs root"; exit 77; }
-tmp=$(mktemp -d)
+. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
+tmp=$WORK
 chmod 755 "$tmp"
-pids=()
-cleanup() { kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null; cat "$tmp/log"; rm -rf "$tmp"; }
-trap cleanup EXIT
-fail() { echo "FAIL: $*"; exit 1; }
-ok() { echo "ok: $*"; }
-# deadlines stretch on a loaded machine (else: runnable tasks per core, 1 to 10)
-SLOW=${ULP_TEST_SLOWDOWN:-$(awk -v n="$(nproc)" '{ s = int($1 / n + 0.999); print (s < 1 ? 1 : (s > 10 ? 10 : s)) }' /proc/loadavg)}
-# wait_for SECONDS CMD...: polls CMD every 50 ms until it succeeds (SECONDS times SLOW,
-# on the clock: a poll is slow on a loaded machine).
-wait_for() {
-	local end=$(( ${EPOCHREALTIME/./} + $1 * SLOW * 1000000 )); shift
-	while :; do
-		"$@" && return 0
-		[ "${EPOCHREALTIME/./}" -lt "$end" ] || return 1
-		sleep 0.05
-	done
-}
+on_exit() { cat "$tmp/log"; }
+fail_details() { :; }
 
 export ULP_SOCKET=$tmp/ulpd.sock
 out=$("$ULPCTL" status 2>&1); rc=$?
@@ -30,10 +16,10 @@ out=$("$ULPCTL" status 2>&1); rc=$?
 ok "without a daemon ulpctl says so and suggests --direct: $out"
 
 "$ULPD" --no-recover --socket "$ULP_SOCKET" --state-dir "$tmp/state" >"$tmp/log" 2>&1 &
-pids+=($!)
+PIDS+=($!)
 wait_for 5 test -S "$ULP_SOCKET" || fail "ulpd did not start"
 
-"$VICTIM" "$tmp/v1" 3 200 & pids+=($!); v1=$!
+"$VICTIM" "$tmp/v1" 3 200 & PIDS+=($!); v1=$!
 wait_for 5 grep -q 'v1=[1-9]' "$tmp/v1" || fail "victim 1 did not start"
 "$ULPCTL" apply -p "$v1" "$PATCH" || fail "apply through ulpd"
 ok "apply through ulpd"
@@ -52,7 +38,7 @@ ok "revert through ulpd"
 
 # a sleeper holds outer() for longer than the timeout and the reversal after it: the
 # timeout reverses the transition, exit 3
-"$VICTIM" "$tmp/v2" 2 200 $((5000 * SLOW)) & pids+=($!); v2=$!
+"$VICTIM" "$tmp/v2" 2 200 $((5000 * SLOW)) & PIDS+=($!); v2=$!
 wait_for 5 grep -q 'sleeper=1' "$tmp/v2" || fail "victim 2's sleeper did not start"
 out=$("$ULPCTL" apply -p "$v2" --timeout "$SLOW" "$PATCH" 2>&1); rc=$?
 echo "$out"

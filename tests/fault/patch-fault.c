@@ -1,6 +1,6 @@
 #include <ulp/patch.h>
 ULP_PATCH_INFO("fault", "outer/inner version 2, with callbacks, for the fault-injection test");
-#include "patch-tr.h"
+#include "patch-v2.h"
 
 /* Each callback names itself in the victim's cblog (printed as cb=), overwriting it:
  * the test applies and reverts hundreds of times in one victim. No libc: the callback

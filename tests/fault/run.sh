@@ -18,15 +18,8 @@
 set -uo pipefail
 
 MODE=$1
-WORK=$(mktemp -d)
-LOG=$WORK/victim.log
+. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 VPID=
-trap 'cleanup' EXIT
-cleanup() {
-	[ -n "$VPID" ] && kill -9 "$VPID" 2>/dev/null
-	wait 2>/dev/null
-	rm -rf "$WORK"
-}
 
 K=${ULP_FAULT_K:-4}
 KR=${ULP_FAULT_KR:-2}
@@ -38,46 +31,12 @@ trials=0 killed=0 lost=0 wrong=0 unrecovered=0 generation=0
 
 ulpctl() { "$ULPCTL" --direct "$@"; }
 
-wait_for() {
-	local secs=$1 i; shift
-	for ((i = 0; i < secs * 100; i++)); do
-		"$@" && return 0
-		sleep 0.01
-	done
-	return 1
-}
-last_tick() { grep -sE '^v1=' "$LOG" | tail -n 1; }
-field() { echo "$2" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
-now() { field "$1" "$(last_tick)"; }
-fresh() {
-	local n
-	n=$(grep -c '^v1=' "$LOG")
-	wait_for 5 eval '[ "$(grep -c "^v1=" "$LOG")" -gt '"$n"' ]'
-}
-rises() {
-	local a b i
-	fresh || return 1
-	a=$(now "$1")
-	for ((i = 0; i < $2 * 20; i++)); do
-		sleep 0.05
-		b=$(now "$1")
-		[ "${b:-0}" -gt "${a:-0}" ] && return 0
-	done
-	return 1
-}
-steady() {
-	local a b
-	fresh || return 1
-	a=$(now "$1"); sleep 0.3; fresh || return 1; b=$(now "$1")
-	[ "$a" = "$b" ]
-}
-
 start_victim() {
 	generation=$((generation + 1))
 	LOG=$WORK/victim.$generation.log
 	"$VICTIM" -n 4 >"$LOG" 2>&1 &
 	VPID=$!
-	wait_for 10 grep -qs '^v1=' "$LOG" || { echo "FAIL: victim did not start" >&2; exit 1; }
+	wait_for 10 grep -qs '^v1=' "$LOG" || fail "victim did not start"
 }
 
 # The state of the test patch in the victim: patched, transition, or none.
@@ -142,7 +101,7 @@ settle() {
 check_version() {
 	local on=v1 off=v2
 	[ "$1" = patched ] && on=v2 off=v1
-	rises "$on" 5 || { echo "  WRONG: $on does not run ($(last_tick))"; return 1; }
+	{ fresh && rises "$on" 5; } || { echo "  WRONG: $on does not run ($(last_tick))"; return 1; }
 	steady "$off" || { echo "  WRONG: $off still runs ($(last_tick))"; return 1; }
 	[ "$(now mixed)" = 0 ] || { echo "  WRONG: mixed=$(now mixed)"; return 1; }
 }
@@ -153,7 +112,7 @@ trial() {
 	shift 2
 	local before=none after=patched
 	[ "$kind" = revert ] && before=patched after=none
-	settle "$before" >/dev/null || { echo "FAIL: cannot prepare the trial ($kind $desc)" >&2; exit 1; }
+	settle "$before" >/dev/null || fail "cannot prepare the trial ($kind $desc)"
 	trials=$((trials + 1))
 	"$@" >/dev/null 2>"$WORK/inj.err"
 	rc=$?

@@ -7,45 +7,26 @@
 set -uo pipefail
 
 CASE=$1
-WORK=$(mktemp -d)
-LOG=$WORK/victim.log
+. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 VPID= VTID= UPID=
 HOGS=()
-trap 'cleanup' EXIT
 
-cleanup() {
-	[ -n "$VPID" ] && kill -9 "$VPID" 2>/dev/null
+on_exit() {
 	[ -n "$UPID" ] && kill "$UPID" 2>/dev/null
 	for h in "${HOGS[@]}"; do kill -9 "$h" 2>/dev/null; done
-	wait 2>/dev/null
 	[ -f "$WORK/ulpd.log" ] && [ -n "${SHOW_ULPD_LOG:-}" ] && { echo "--- ulpd log"; cat "$WORK/ulpd.log"; }
-	rm -rf "$WORK"
 }
 
-fail() {
-	echo "FAIL: $*" >&2
-	[ -f "$LOG" ] && { echo "--- last victim lines:" >&2; tail -n 3 "$LOG" >&2; }
-	[ -f "$WORK/ulpd.log" ] && { echo "--- ulpd log:" >&2; tail -n 20 "$WORK/ulpd.log" >&2; }
-	exit 1
+fail_details() {
+	[ -f "$LOG" ] && { echo "--- last victim lines:"; tail -n 3 "$LOG"; }
+	[ -f "$WORK/ulpd.log" ] && { echo "--- ulpd log:"; tail -n 20 "$WORK/ulpd.log"; }
 }
 
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 
-# wait_for SECONDS CMD...: polls CMD every 20 ms until it succeeds.
-wait_for() {
-	local secs=$1 i; shift
-	for ((i = 0; i < secs * 50; i++)); do
-		"$@" && return 0
-		sleep 0.02
-	done
-	return 1
-}
-
-lines() { wc -l <"$LOG"; }
 # val KEY: KEY's value in the victim's last complete line
 val() { tail -n 2 "$LOG" | head -n 1 | tr ' ' '\n' | sed -n "s/^$1=//p"; }
 greater() { [ "$(val "$1")" -gt "$2" ] 2>/dev/null; }
-has_line_after() { tail -n +"$(($2 + 1))" "$LOG" | grep -q -E "$1"; }
 
 start_victim() {   # start_victim WORKERS CHILD_MS
 	"$VICTIM" "$1" "$2" >"$LOG" 2>&1 &
@@ -53,18 +34,6 @@ start_victim() {   # start_victim WORKERS CHILD_MS
 	wait_for 10 greater spins 0 || fail "victim did not start"
 	wait_for 10 greater vtid 0 || fail "victim's vforker did not start"
 	VTID=$(val vtid)
-}
-
-# observe KEY VALUE: the victim comes to show KEY=VALUE, and the lines after show it too.
-observe() {
-	local from
-	from=$(lines)
-	wait_for 20 has_line_after "$1=$2 " "$from" || fail "$1 never became $2"
-	from=$(lines)
-	wait_for 10 has_line_after tick "$((from + 3))" || fail "victim stopped printing"
-	tail -n +"$((from + 1))" "$LOG" | grep tick | grep -v -q "$1=$2 " &&
-		fail "$1 is not consistently $2: $(tail -n +"$((from + 1))" "$LOG" | grep tick | grep -v "$1=$2 " | head -1)"
-	return 0
 }
 
 vstate() { awk '{print $3}' "/proc/$VPID/task/$VTID/stat" 2>/dev/null; }
@@ -108,24 +77,24 @@ late_re() {
 
 case_vfork_direct() {
 	start_victim 4 2000
-	observe compute 20
+	expect_value compute 20 20
 	vfork_now
 	local t0 t1
 	t0=$(now_ms)
 	"$ULPCTL" --direct apply -p "$VPID" "$PATCH" || fail "apply during the vfork failed"
 	t1=$(now_ms)
 	echo "apply while a thread was in D state for up to 2 s: $((t1 - t0)) ms"
-	observe compute 30
+	expect_value compute 30 20
 	released
 	"$ULPCTL" --direct revert -p "$VPID" compute-fix || fail "revert failed"
-	observe compute 20
+	expect_value compute 20 20
 	no_patch_mapped
 	untraced || fail "threads left traced"
 }
 
 case_vfork_timeout_direct() {
 	start_victim 4 4000
-	observe compute 20
+	expect_value compute 20 20
 	vfork_now
 	local out rc
 	out=$("$ULPCTL" --direct apply --timeout 1 -p "$VPID" "$PATCH" 2>&1)
@@ -134,13 +103,13 @@ case_vfork_timeout_direct() {
 	[ "$rc" -ne 0 ] || fail "apply succeeded though a thread could not be stopped"
 	echo "$out" | grep -q -E "the transition could not start within 1000 ms: $(late_re); nothing changed" ||
 		fail "unexpected message: $out"
-	observe compute 20
+	expect_value compute 20 20
 	no_patch_mapped
 	released
 	"$ULPCTL" --direct apply -p "$VPID" "$PATCH" || fail "second apply failed"
-	observe compute 30
+	expect_value compute 30 20
 	"$ULPCTL" --direct revert -p "$VPID" compute-fix || fail "revert failed"
-	observe compute 20
+	expect_value compute 20 20
 	untraced || fail "threads left traced"
 }
 
@@ -162,7 +131,7 @@ timed_status() {
 case_vfork_ulpd() {
 	start_ulpd
 	start_victim 4 4000
-	observe compute 20
+	expect_value compute 20 20
 	vfork_now
 	local out rc t0 worst=0 ms
 	# 1. A deadline shorter than the vfork: refused cleanly, the thread named.
@@ -187,10 +156,10 @@ case_vfork_ulpd() {
 	cat "$WORK/apply2.out"
 	echo "second apply: $(( $(now_ms) - t0 )) ms; slowest status answer meanwhile: $worst ms"
 	[ "$worst" -lt 1000 ] || fail "ulpd's loop blocked for $worst ms"
-	observe compute 30
+	expect_value compute 30 20
 	released
 	"$ULPCTL" revert -p "$VPID" compute-fix || fail "revert failed"
-	observe compute 20
+	expect_value compute 20 20
 	no_patch_mapped
 	# 3. A vfork that outlasts the request: the thread stays traced by ulpd only as long
 	# as it cannot stop, and is let go as soon as its child exits.
@@ -198,9 +167,9 @@ case_vfork_ulpd() {
 	"$ULPCTL" apply --timeout 0.5 -p "$VPID" "$PATCH" >/dev/null 2>&1 && fail "apply succeeded during the vfork"
 	released
 	"$ULPCTL" apply -p "$VPID" "$PATCH" || fail "apply after the vfork failed"
-	observe compute 30
+	expect_value compute 30 20
 	"$ULPCTL" revert -p "$VPID" compute-fix || fail "revert failed"
-	observe compute 20
+	expect_value compute 20 20
 	untraced || fail "threads left traced"
 	grep -q 'could not be stopped' "$WORK/ulpd.log" || fail "ulpd did not log the thread it could not stop"
 }
@@ -213,7 +182,7 @@ case_load() {
 		HOGS+=($!)
 	done
 	start_victim 16 1000
-	observe compute 20
+	expect_value compute 20 20
 	: >"$WORK/times"
 	local start
 	start=$(now_ms)
@@ -227,7 +196,7 @@ case_load() {
 		fi
 		t1=$(now_ms)
 		echo "$((t1 - t0)) ms: $(cat "$WORK/out")" >>"$WORK/reports"
-		wait_for 60 has_line_after 'compute=30 ' "$from" || fail "cycle $i: the victim never saw the patch"
+		wait_for 60 line_after 'compute=30 ' "$from" || fail "cycle $i: the victim never saw the patch"
 		from=$(lines)
 		t2=$(now_ms)
 		if ! "$ULPCTL" --direct revert -p "$VPID" compute-fix >"$WORK/out" 2>&1; then
@@ -237,7 +206,7 @@ case_load() {
 		fi
 		echo "$(( $(now_ms) - t2 )) ms: $(cat "$WORK/out")" >>"$WORK/reports"
 		echo "$((t1 - t0)) $(( $(now_ms) - t2 ))" >>"$WORK/times"
-		wait_for 60 has_line_after 'compute=20 ' "$from" || fail "cycle $i: the victim never saw the revert"
+		wait_for 60 line_after 'compute=20 ' "$from" || fail "cycle $i: the victim never saw the revert"
 	done
 	echo "load: $cycles cycles in $(( $(now_ms) - start )) ms, $fails failed, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 	awk '{ a[NR] = $1; r[NR] = $2; c[NR] = $1 + $2 }
@@ -250,7 +219,7 @@ case_load() {
 	sort -n "$WORK/reports" | tail -n 3
 	[ "$fails" -eq 0 ] || fail "$fails of $((cycles * 2)) operations failed under load"
 	untraced || fail "threads left traced"
-	observe compute 20
+	expect_value compute 20 20
 }
 
 case "$CASE" in

@@ -1,4 +1,4 @@
-#!/bin/sh
+#!/bin/bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # A root without CAP_DAC_OVERRIDE (as in a unit whose capability set lacks it) cannot
 # open /proc/PID/mem of another uid's process: the file belongs to that uid, mode 0600.
@@ -7,23 +7,12 @@
 set -eu
 [ "$(id -u)" -eq 0 ] || { echo "SKIP: needs root (runs a victim as uid 65534 and drops capabilities)"; exit 77; }
 command -v setpriv >/dev/null || { echo "SKIP: setpriv (util-linux) missing"; exit 77; }
-tmp=$(mktemp -d)
-pid=
-trap '[ -n "$pid" ] && kill $pid 2>/dev/null; rm -rf "$tmp"' EXIT
-fail() { echo "FAIL: $*"; echo "--- victim:"; tail -n 3 "$tmp/bank.log"; exit 1; }
+. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
-# Waits up to 30 s for the victim's newest report to show the fee $1.
-wait_fee() {
-        for i in $(seq 300); do
-                tail -n 1 "$tmp/bank.log" | grep -q "transfer: $1 " && return 0
-                sleep 0.1
-        done
-        return 1
-}
-
-setpriv --reuid=65534 --regid=65534 --clear-groups "$BANK" 2 >"$tmp/bank.log" 2>&1 &
+setpriv --reuid=65534 --regid=65534 --clear-groups "$BANK" 2 >"$LOG" 2>&1 &
 pid=$!
-wait_fee 100.00 || fail "the victim does not report"
+PIDS+=("$pid")
+wait_for 30 bank_shows 100.00 || fail "the victim does not report"
 
 out=$(setpriv --bounding-set=-dac_override "$ULPCTL" --direct apply -p "$pid" "$FIX" 2>&1) && fail "applied without CAP_DAC_OVERRIDE: $out"
 want="ulpctl: cannot open /proc/$pid/mem for writing: permission denied: the file belongs to uid 65534, and this process (uid 0) lacks CAP_DAC_OVERRIDE"
@@ -37,7 +26,7 @@ want="ulpctl: not allowed to trace process $pid (ptrace permission)"
 [ "$out" = "$want" ] || fail "unprivileged: got '$out', want '$want'"
 echo "ok: uid 65533: $out"
 
-tail -n 1 "$tmp/bank.log" | grep -q "transfer: 100.00 " || fail "the refused applies changed the victim"
+tail -n 1 "$LOG" | grep -q "transfer: 100.00 " || fail "the refused applies changed the victim"
 "$ULPCTL" --direct apply -p "$pid" "$FIX" || fail "root with its capabilities could not apply"
-wait_fee 10.00 || fail "the victim does not see the fix"
-echo "ok: root with CAP_DAC_OVERRIDE applied; the victim says: $(tail -n 1 "$tmp/bank.log")"
+wait_for 30 bank_shows 10.00 || fail "the victim does not see the fix"
+echo "ok: root with CAP_DAC_OVERRIDE applied; the victim says: $(tail -n 1 "$LOG")"

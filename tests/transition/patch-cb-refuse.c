@@ -1,6 +1,6 @@
 #include <ulp/patch.h>
 ULP_PATCH_INFO("cb-refuse", "outer/inner version 2, but the pre-patch callback refuses");
-#include "patch-tr.h"
+#include "patch-v2.h"
 #include "patch-cb.h"
 
 static int pre_patch(void) { cb_append("refuse", 0, 0); return -1; }

@@ -1,6 +1,6 @@
 #include <ulp/patch.h>
 ULP_PATCH_INFO("cb", "outer/inner version 2, with callbacks");
-#include "patch-tr.h"
+#include "patch-v2.h"
 #include "patch-cb.h"
 
 /* Each callback logs its name and the victim's count of version-2 calls then. */

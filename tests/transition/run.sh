@@ -1,58 +1,16 @@
 #!/usr/bin/env bash
-# End-to-end cases of the transition engine: a real multithreaded victim (victim-tr.c),
+# End-to-end cases of the transition engine: a real multithreaded victim (tests/victims/consistency.c),
 # patched with ulpctl --direct. Each case checks what the victim itself prints.
 # Usage: run.sh CASE   (env: ULPCTL, VICTIM, PENDING, PATCHDIR from meson)
 set -uo pipefail
 
 CASE=$1
-WORK=$(mktemp -d)
-LOG=$WORK/victim.log
+. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 VPID=
-EXTRA_PIDS=()
-trap 'cleanup' EXIT
-
-cleanup() {
-	local p
-	for p in "${EXTRA_PIDS[@]}" $VPID; do kill -9 "$p" 2>/dev/null; done
-	# A blocked thread's fifo: let nothing hang on it.
-	wait 2>/dev/null
-	rm -rf "$WORK"
-}
-
-fail() {
-	echo "FAIL: $*" >&2
-	[ -f "$LOG" ] && { echo "--- last victim lines:" >&2; tail -n 3 "$LOG" >&2; }
-	exit 1
-}
 
 ulpctl() { "$ULPCTL" --direct "$@"; }
 P=$PATCHDIR
-# Deadlines stretch on a loaded machine (ULP_TEST_SLOWDOWN, scripts/run-tests sets it;
-# else runnable tasks per core, 1 to 10): each waits for a condition, this only says
-# how long before giving up.
-SLOW=${ULP_TEST_SLOWDOWN:-$(awk -v n="$(nproc)" '{ s = int($1 / n + 0.999); print (s < 1 ? 1 : (s > 10 ? 10 : s)) }' /proc/loadavg)}
-
-# deadline SECONDS: the clock (µs) SECONDS times SLOW from now; before END: not yet.
-# Deadlines are on the clock, not counted in polls: a poll is slow on a loaded machine.
-deadline() { echo $(( ${EPOCHREALTIME/./} + $1 * SLOW * 1000000 )); }
-before() { [ "${EPOCHREALTIME/./}" -lt "$1" ]; }
-
-# wait_for SECONDS CMD...: polls CMD every 10 ms until it succeeds (SECONDS times SLOW).
-wait_for() {
-	local end
-	end=$(deadline "$1"); shift
-	while :; do
-		"$@" && return 0
-		before "$end" || return 1
-		sleep 0.01
-	done
-}
-
-last_tick() { grep -E '^v1=' "$LOG" | tail -n 1; }
 last_child() { grep -E '^child v1=' "$LOG" | tail -n 1; }
-# field KEY LINE: the value of KEY=... in a victim line
-field() { echo "$2" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
-now() { field "$1" "$(last_tick)"; }
 
 start_victim() {
 	"$VICTIM" "$@" >"$LOG" 2>&1 &
@@ -68,34 +26,6 @@ start_blocked() {
 
 release() { echo x >"$WORK/fifo"; }
 
-# rises KEY SECONDS [LINEFN]: KEY grows within SECONDS (times SLOW)
-rises() {
-	local fn=${3:-last_tick} a b i
-	a=$(field "$1" "$($fn)")
-	i=$(deadline "$2")
-	while before "$i"; do
-		sleep 0.05
-		b=$(field "$1" "$($fn)")
-		[ "${b:-0}" -gt "${a:-0}" ] && return 0
-	done
-	return 1
-}
-
-# fresh: waits for a victim line printed from now on
-fresh() {
-	local n
-	n=$(wc -l <"$LOG")
-	wait_for 2 eval '[ "$(wc -l <"$LOG")" -gt '"$n"' ]'
-}
-
-# steady KEY: KEY does not change over 0.3 s of victim lines printed from now on
-steady() {
-	local a b
-	fresh
-	a=$(now "$1"); sleep 0.3; b=$(now "$1")
-	[ "$a" = "$b" ]
-}
-
 # shows KEY VALUE: from the next lines on, the victim prints KEY=VALUE
 shows() {
 	local from
@@ -106,14 +36,6 @@ shows() {
 no_mix() {
 	fresh
 	[ "$(now mixed)" = 0 ] || fail "mixed calls: $(now mixed)"
-}
-
-victim_ok() {
-	local pid=${1:-$VPID} st
-	kill -0 "$pid" 2>/dev/null || fail "process $pid died"
-	st=$(awk '{print $3}' "/proc/$pid/stat")
-	[ "$st" != "t" ] && [ "$st" != "T" ] || fail "process $pid left stopped ($st)"
-	grep -q 'TracerPid:.0$' "/proc/$pid/status" || fail "process $pid left traced"
 }
 
 patch_mapped() { grep -q "memfd:ulp-patch:$1 " "/proc/${2:-$VPID}/maps"; }
@@ -154,7 +76,7 @@ case_callback_refuses() {
 	rises v1 2 || fail "old code stopped"
 	[ "$(status_of "$VPID" 'len([x for x in p if x["state"] != "unpatched"])')" = 0 ] || fail "status shows a patch"
 	victim_ok
-	ulpctl apply -p "$VPID" "$P/patch-tr.so" || fail "apply after the refusal failed"
+	ulpctl apply -p "$VPID" "$PATCH_CONS" || fail "apply after the refusal failed"
 	rises v2 2 || fail "new code does not run"
 	no_mix
 }
@@ -188,16 +110,16 @@ case_replace() {
 case_force() {
 	local out
 	start_blocked -n 4
-	out=$(ulpctl apply --json --force --timeout 1 -p "$VPID" "$P/patch-tr.so") || fail "forced apply failed: $out"
+	out=$(ulpctl apply --json --force --timeout 1 -p "$VPID" "$PATCH_CONS") || fail "forced apply failed: $out"
 	[ "$(echo "$out" | json_get 'd["forced"]')" = True ] || fail "not forced: $out"
 	rises v2 2 || fail "new code does not run"
 	steady v1 || fail "old code still runs after a forced completion"
-	[ "$(status_of "$VPID" '[(x["state"], x["forced"]) for x in p if x["name"] == "tr"]')" = "[('patched', True)]" ] ||
+	[ "$(status_of "$VPID" '[(x["state"], x["forced"]) for x in p if x["name"] == "consistency"]')" = "[('patched', True)]" ] ||
 		fail "status: $(ulpctl status --json -p "$VPID")"
-	ulpctl status -p "$VPID" | grep -q 'tr: patched, forced' || fail "human status does not say forced"
-	ulpctl revert -p "$VPID" tr || fail "revert failed"
+	ulpctl status -p "$VPID" | grep -q 'consistency: patched, forced' || fail "human status does not say forced"
+	ulpctl revert -p "$VPID" consistency || fail "revert failed"
 	rises v1 2 || fail "old code does not run after revert"
-	patch_mapped tr || fail "forced patch code was unmapped"
+	patch_mapped consistency || fail "forced patch code was unmapped"
 	release
 	wait_for 5 eval '[ "$(now blocked)" = 0 ]' || fail "blocked thread not released"
 	no_mix
@@ -211,7 +133,7 @@ case_new_threads() {
 	local apid a b
 	start_blocked -n 2 -s
 	rises s1 2 || fail "spawned threads do not run"
-	ulpctl apply --timeout $((30 * SLOW)) -p "$VPID" "$P/patch-tr.so" >"$WORK/out" 2>&1 &
+	ulpctl apply --timeout $((30 * SLOW)) -p "$VPID" "$PATCH_CONS" >"$WORK/out" 2>&1 &
 	apid=$!
 	rises s2 5 || fail "new threads do not run the new code"
 	sleep 0.5
@@ -231,7 +153,7 @@ case_new_threads() {
 case_thread_exit() {
 	local apid
 	start_blocked -n 4 -x
-	ulpctl apply --timeout $((30 * SLOW)) -p "$VPID" "$P/patch-tr.so" >"$WORK/out" 2>&1 &
+	ulpctl apply --timeout $((30 * SLOW)) -p "$VPID" "$PATCH_CONS" >"$WORK/out" 2>&1 &
 	apid=$!
 	rises v2 3 || fail "no thread switched"
 	kill -0 "$apid" 2>/dev/null || fail "apply finished with a thread blocked"
@@ -250,22 +172,22 @@ case_thread_exit() {
 case_fork() {
 	local apid child
 	start_blocked -n 4
-	ulpctl apply --timeout $((30 * SLOW)) -p "$VPID" "$P/patch-tr.so" >"$WORK/out" 2>&1 &
+	ulpctl apply --timeout $((30 * SLOW)) -p "$VPID" "$PATCH_CONS" >"$WORK/out" 2>&1 &
 	apid=$!
 	rises v2 3 || fail "no thread switched"
 	kill -USR1 "$VPID"
 	wait_for 5 grep -q '^child pid=' "$LOG" || fail "no child"
 	child=$(sed -n 's/^child pid=//p' "$LOG" | head -1)
-	EXTRA_PIDS+=("$child")
+	PIDS+=("$child")
 	wait_for 5 eval '[ -n "$(last_child)" ]' || fail "child does not run outer"
-	[ "$(status_of "$child" '[(x["name"], x["state"]) for x in p]')" = "[('tr', 'transition')]" ] ||
+	[ "$(status_of "$child" '[(x["name"], x["state"]) for x in p]')" = "[('consistency', 'transition')]" ] ||
 		fail "child status: $(ulpctl status --json -p "$child")"
 	rises v1 2 last_child || rises v2 2 last_child || fail "child stopped calling outer"
 	release
 	wait "$apid" || fail "apply failed: $(cat "$WORK/out")"
 	rises v1 2 last_child || rises v2 2 last_child || fail "child stopped calling outer"
 	[ "$(field mixed "$(last_child)")" = 0 ] || fail "child mixed: $(last_child)"
-	ulpctl revert -p "$child" tr || fail "revert in the child failed"
+	ulpctl revert -p "$child" consistency || fail "revert in the child failed"
 	rises v1 2 last_child || fail "child does not run the old code after its revert"
 	[ "$(field mixed "$(last_child)")" = 0 ] || fail "child mixed: $(last_child)"
 	victim_ok "$child"
@@ -277,7 +199,7 @@ case_fork() {
 case_exec() {
 	local apid rc i
 	start_blocked -n 4
-	ulpctl apply --timeout $((30 * SLOW)) -p "$VPID" "$P/patch-tr.so" >"$WORK/out" 2>&1 &
+	ulpctl apply --timeout $((30 * SLOW)) -p "$VPID" "$PATCH_CONS" >"$WORK/out" 2>&1 &
 	apid=$!
 	rises v2 3 || fail "no thread switched"
 	kill -USR2 "$VPID"
@@ -294,7 +216,7 @@ case_exec() {
 case_status_stragglers() {
 	local apid tid
 	start_blocked -n 4
-	ulpctl apply --timeout $((20 * SLOW)) -p "$VPID" "$P/patch-tr.so" >"$WORK/out" 2>&1 &
+	ulpctl apply --timeout $((20 * SLOW)) -p "$VPID" "$PATCH_CONS" >"$WORK/out" 2>&1 &
 	apid=$!
 	wait_for 10 eval '[ "$(status_of "$VPID" "[s[\"function\"].split(\"+\")[0] for x in p for s in x[\"stragglers\"]]" 2>/dev/null)" = "['"'"'blocker'"'"']" ]' ||
 		fail "no straggler in status: $(ulpctl status --json -p "$VPID")"
@@ -311,7 +233,7 @@ case_status_stragglers() {
 }
 
 # A patch naming a library not loaded yet applies to what is loaded and records the
-# library as pending; once the victim dlopen()s it, ulp_op_apply_pending patches it.
+# library as pending; once the victim dlopen()s it, ulp_apply_pending patches it.
 case_pending_object() {
 	start_victim -n 2
 	shows base 1

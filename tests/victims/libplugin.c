@@ -1,4 +1,4 @@
-/* A library the transition victim dlopen()s on SIGHUP, after patches were applied. */
+/* A library the consistency victim dlopen()s on SIGHUP, after patches were applied. */
 int plugin_value(void);
 volatile int plugin_bias;
 __attribute__((noipa)) int plugin_value(void) {

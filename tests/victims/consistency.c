@@ -1,7 +1,7 @@
 /*
- * The transition victim. Like tests/core's consistency victim (outer() calls inner()
- * twice with a sleep between, each version checks its partner, a mix counts in "mixed"),
- * with what the transition tests need around it:
+ * The consistency victim. Worker threads call outer(), which calls inner() twice with a
+ * sleep between; each version of outer checks that both inner calls came from its own
+ * version (inner returns its version number); a mix counts in "mixed". Options:
  *   -n N      worker threads calling outer() (default 4)
  *   -b FIFO   a thread sits inside blocker() until a byte arrives on FIFO
  *   -x        ... and then exits from inside blocker() (pthread_exit)

@@ -1,10 +1,8 @@
+/* Version 2 of the consistency victim's outer/inner/blocker (consistency.c), shared by
+ * its patches. Include once per patch, after ULP_PATCH_INFO. */
 #include <stdatomic.h>
 #include <unistd.h>
 #include <ulp/patch.h>
-
-/* The new versions: inner returns 2; outer_v2 counts its calls in the victim's calls_v2
- * and a mix in its mixed counter, both reached with ULP_REF. */
-ULP_PATCH_INFO("consistency", "outer/inner version 2");
 
 static atomic_ulong *calls_v2_p, *mixed_p;
 static volatile int *spin_p;
