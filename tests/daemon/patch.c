@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The fix for tests/daemon/victim.c: version 2 of inner() and outer(), outer() checking
  * its partner as version 1 does. Built by meson, and by the sticky-patch test with
- * -DVICTIM_BUILD_ID="..." to pin the victim's build. */
+ * -DVICTIM_BUILD_ID="..." to pin the victim's build; variants with callbacks below. */
 
 #include <stdatomic.h>
 #include <unistd.h>
@@ -52,4 +52,33 @@ static int pre_patch(void) {
         return 0;
 }
 ULP_CALLBACKS(ULP_MAIN, pre_patch, NULL, NULL, NULL);
+#endif
+
+#ifdef SLOW_CALLBACKS
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+/* For test-kill9.py (tests/control): slow pre- and post-patch callbacks that announce
+ * themselves: each creates $ULP_TEST_MARK_DIR/pre (or post) in the target, then takes a
+ * second, so that ulpd can be killed while a callback runs. */
+static void mark_and_wait(const char *what) {
+        const char *dir = getenv("ULP_TEST_MARK_DIR");
+        char path[512];
+
+        if (dir) {
+                snprintf(path, sizeof(path), "%s/%s", dir, what);
+                close(open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
+        }
+        usleep(1000000);
+}
+
+static int pre_patch(void) {
+        mark_and_wait("pre");
+        return 0;
+}
+
+static void post_patch(void) {
+        mark_and_wait("post");
+}
+ULP_CALLBACKS(ULP_MAIN, pre_patch, post_patch, NULL, NULL);
 #endif

@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 
-from ulpdtest import Client, Daemon, check, need_root, victim_status, wait_for, fail
+from ulpdtest import Client, Daemon, build_id, check, need_root, victim_status, wait_for, fail
 
 need_root()
 if not shutil.which("setpriv"):
@@ -91,14 +91,6 @@ def maps_have_ulp(pid):
     """The control block and the patch are memfd mappings: "/memfd:ulp-..." in maps."""
     with open(f"/proc/{pid}/maps") as f:
         return "memfd:ulp" in f.read()
-
-
-def build_id(path):
-    out = subprocess.run(["readelf", "-n", path], capture_output=True, text=True).stdout
-    for line in out.splitlines():
-        if "Build ID:" in line:
-            return line.split("Build ID:")[1].strip()
-    return None
 
 
 def uid_of(pid):

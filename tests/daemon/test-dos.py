@@ -187,6 +187,25 @@ def daemon(nofile=None):
     return d.start()
 
 
+def hostile_victims(d, n, threads, sleeper_ms, ready, timeout):
+    """n victims run as uid HOSTILE (threads workers, a sleeper inside outer() for
+    sleeper_ms), their status files in a directory of d's it may write; returns
+    [(Popen, status path)] once each shows ready ("v1": it runs, "sleeper": its
+    sleeper is inside outer())."""
+    shared = os.path.join(d.tmp, "shared")
+    os.mkdir(shared)
+    os.chmod(shared, 0o1777)
+    victims = []
+    for i in range(n):
+        st = os.path.join(shared, f"victim{i}.status")
+        v = subprocess.Popen(as_uid(HOSTILE) + [VICTIM, st, str(threads), "200", str(sleeper_ms)])
+        procs.append(v)
+        victims.append((v, st))
+    if not wait_for(lambda: all((victim_status(st) or {}).get(ready, 0) > 0 for _, st in victims), timeout):
+        fail(f"victims did not start ({ready})")
+    return victims
+
+
 try:
     # 1. Connection slots held by a trickle: per-uid limit, deadline per request.
     if part(1):
@@ -334,14 +353,7 @@ try:
     #    client); now 1 s, and the uid then waits for the others.
     if part(7):
         d = daemon()
-        shared = os.path.join(d.tmp, "shared")
-        os.mkdir(shared)
-        os.chmod(shared, 0o1777)
-        st = os.path.join(shared, "victim.status")
-        v = subprocess.Popen(as_uid(HOSTILE) + [VICTIM, st, "3", "200", "0"])
-        procs.append(v)
-        if not wait_for(lambda: (victim_status(st) or {}).get("v1", 0) > 0, 30):
-            fail("victim did not start")
+        [(v, st)] = hostile_victims(d, 1, 3, 0, "v1", 30)
         pinger = Pinger(d)
         h = spawn(HOSTILE, "spin", d.socket, SPIN_PATCH, v.pid, 16, 25)
         r = next_line(h, 300)
@@ -362,17 +374,7 @@ try:
     #    200 s of the loop before; now it stops starting once the uid used its share.
     if part(8):
         d = daemon()
-        shared = os.path.join(d.tmp, "shared")
-        os.mkdir(shared)
-        os.chmod(shared, 0o1777)
-        victims = []
-        for i in range(20):
-            st = os.path.join(shared, f"victim{i}.status")
-            v = subprocess.Popen(as_uid(HOSTILE) + [VICTIM, st, "1", "200", "0"])
-            procs.append(v)
-            victims.append((v, st))
-        if not wait_for(lambda: all((victim_status(st) or {}).get("v1", 0) > 0 for _, st in victims), 60):
-            fail("victims did not start")
+        victims = hostile_victims(d, 20, 1, 0, "v1", 60)
         pinger = Pinger(d)
         h = spawn(HOSTILE, "apply", d.socket, SPIN_PATCH, "wait", *[v.pid for v, _ in victims])
         r = next_line(h, 600)
@@ -393,18 +395,8 @@ try:
     #    the hundred with wait=false: each steps in the loop until its timeout.
     if part(9):
         d = daemon()
-        shared = os.path.join(d.tmp, "shared")
-        os.mkdir(shared)
-        os.chmod(shared, 0o1777)
-        victims = []
-        for i in range(65):
-            st = os.path.join(shared, f"victim{i}.status")
-            v = subprocess.Popen(as_uid(HOSTILE) + [VICTIM, st, "1", "200", "600000"])
-            procs.append(v)
-            victims.append((v, st))
         t = time.monotonic()
-        if not wait_for(lambda: all((victim_status(st) or {}).get("sleeper") == 1 for _, st in victims), 120):
-            fail("victims' sleepers did not start")
+        victims = hostile_victims(d, 65, 1, 600000, "sleeper", 120)
         print(f"65 victims ready in {time.monotonic() - t:.1f}s")
         # On a loaded machine each window starts only a few: go on while they keep coming.
         running, start = set(), time.monotonic()
@@ -433,18 +425,8 @@ try:
     #     the same time: each ending held the loop a callback timeout, back to back.
     if part(10):
         d = daemon()
-        shared = os.path.join(d.tmp, "shared")
-        os.mkdir(shared)
-        os.chmod(shared, 0o1777)
-        victims = []
-        for i in range(16):
-            # a sleeper inside outer() for 4 s: the transitions end in later steps, together
-            st = os.path.join(shared, f"victim{i}.status")
-            v = subprocess.Popen(as_uid(HOSTILE) + [VICTIM, st, "1", "200", "4000"])
-            procs.append(v)
-            victims.append((v, st))
-        if not wait_for(lambda: all((victim_status(st) or {}).get("sleeper") == 1 for _, st in victims), 60):
-            fail("victims did not start")
+        # a sleeper inside outer() for 4 s: the transitions end in later steps, together
+        victims = hostile_victims(d, 16, 1, 4000, "sleeper", 60)
         pinger = Pinger(d)
         h = spawn(HOSTILE, "apply", d.socket, SPIN_POST_PATCH, "nowait", *[v.pid for v, _ in victims])
         r = next_line(h, 300)

@@ -8,7 +8,7 @@ import os
 import subprocess
 import time
 
-from ulpdtest import Client, Daemon, check, need_root, victim_status, wait_for, fail
+from ulpdtest import Client, Daemon, check, need_root, patch_state, victim_status, wait_for, fail
 
 need_root()
 VICTIM, PATCH = os.environ["VICTIM"], os.environ["PATCH"]
@@ -18,13 +18,8 @@ st = os.path.join(d.tmp, "victim.status")
 v = subprocess.Popen([VICTIM, st, "4", "200", "4000"])
 
 
-def state(c):
-    r = c.request({"method": "status", "pid": v.pid})
-    for p in r.get("processes", []):
-        for x in p["patches"]:
-            if x["name"] == "daemon-fix":
-                return x["state"]
-    return None
+def state():
+    return patch_state(d.socket, v.pid, "daemon-fix")
 
 
 try:
@@ -35,7 +30,7 @@ try:
                   fd=os.open(PATCH, os.O_RDONLY))
     check(r["results"][0]["ok"], "apply started (--no-wait)")
     time.sleep(0.5)
-    check(state(c) == "transition", "the target is in transition")
+    check(state() == "transition", "the target is in transition")
     c.close()
 
     d.kill9()
@@ -51,11 +46,10 @@ try:
     # Recovery looks at every process of the host; on a shared test machine only ours.
     d.args = [a for a in d.args if a != "--no-recover"] + ["--recover-only", str(v.pid)]
     d.start()
-    c = Client(d.socket)
     check("taking over the unfinished transition in pid %d" % v.pid in d.read_log(),
           "the restarted ulpd found the unfinished transition")
-    ok = wait_for(lambda: state(c) == "patched", 15, 0.2)
-    check(ok, f"the transition completed after the restart (state {state(c)})")
+    ok = wait_for(lambda: state() == "patched", 15, 0.2)
+    check(ok, f"the transition completed after the restart (state {state()})")
     wait_for(lambda: victim_status(st)["v2"] > 0, 3)
     vs = victim_status(st)
     check(vs["v2"] > 0, f"victim runs version 2: {vs}")

@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import time
 
-from ulpdtest import Client, Daemon, check, need_root, skip, victim_status, wait_for, fail
+from ulpdtest import build_id, check, Client, Daemon, fail, need_root, skip, victim_status, wait_for
 
 need_root()
 VICTIM, PATCH, PATCH_SRC = os.environ["VICTIM"], os.environ["PATCH"], os.environ["PATCH_SRC"]
@@ -20,14 +20,6 @@ d = Daemon().start()
 procs = []
 # the sticky patch's name is this run's: revert --all by name must reach no other run
 NAME = "daemon-fix-" + os.path.basename(d.tmp).rsplit("-", 1)[-1]
-
-
-def build_id(path):
-    out = subprocess.run(["readelf", "-n", path], capture_output=True, text=True).stdout
-    for line in out.splitlines():
-        if "Build ID:" in line:
-            return line.split("Build ID:")[1].strip()
-    return None
 
 
 def own_copy(path, bid):

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 
-from ulpdtest import Client, Daemon, check, need_root, victim_status, wait_for, fail
+from ulpdtest import Client, Daemon, check, need_root, patch_state, victim_status, wait_for, fail
 
 need_root()
 VICTIM, PATCH = os.environ["VICTIM"], os.environ["PATCH"]
@@ -25,18 +25,7 @@ v = subprocess.Popen([VICTIM, st, "4", "200", str(SLEEP_MS)])
 
 
 def state():
-    # A connection per look: on a loaded machine a long wait may find one closed as idle.
-    try:
-        c = Client(d.socket)
-        r = c.request({"method": "status", "pid": v.pid})
-        c.close()
-    except OSError:
-        return "unreachable"
-    for p in r.get("processes", []):
-        for x in p["patches"]:
-            if x["name"] == "daemon-fix":
-                return x["state"]
-    return None
+    return patch_state(d.socket, v.pid, "daemon-fix")
 
 
 try:

@@ -203,3 +203,29 @@ def wait_for(pred, timeout, step=0.05):
             return v
         time.sleep(step)
     return pred()
+
+
+def patch_state(sock, pid, name):
+    """The state of patch name in process pid as ulpd's status says ("patched",
+    "transition", ...), None when it has none, "unreachable" when ulpd does not answer:
+    a connection per look, since one kept through a long wait may be closed as idle."""
+    try:
+        c = Client(sock)
+        r = c.request({"method": "status", "pid": pid})
+        c.close()
+    except OSError:
+        return "unreachable"
+    for p in r.get("processes", []):
+        for x in p["patches"]:
+            if x["name"] == name:
+                return x["state"]
+    return None
+
+
+def build_id(path):
+    """The GNU build-id of an ELF file as readelf prints it, None when it has none."""
+    out = subprocess.run(["readelf", "-n", path], capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        if "Build ID:" in line:
+            return line.split("Build ID:")[1].strip()
+    return None
