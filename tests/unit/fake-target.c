@@ -20,22 +20,67 @@ static size_t n_fakes;
 /* The stack the borrowed thread's scratch room (TARGET_SCRATCH, rsys.c) is taken from. */
 static uint8_t scratch[16384] __attribute__((aligned(16)));
 
-Target *fake_target_new(void) {
-        Target *t = calloc(1, sizeof(*t));
+static int rescan(Target *t);
 
+void fake_reset(void) {
+        memset(fakes, 0, sizeof(fakes));
+        n_fakes = 0;
+        fake_stats = (FakeStats) {};
+}
+
+/* The code under test opens the target itself (the operation layer): this process, with
+ * the threads made up so far. */
+int target_open(pid_t pid, Target **ret) {
+        Target *t;
+
+        if (pid != getpid())
+                return -ESRCH;
+        t = calloc(1, sizeof(*t));
         if (!t)
-                return NULL;
-        t->pid = getpid();
+                return -ENOMEM;
+        t->pid = pid;
         t->auth_fd = -1;
         t->mem_fd = open("/proc/self/mem", O_RDWR | O_CLOEXEC);
         if (t->mem_fd < 0) {
                 free(t);
-                return NULL;
+                return -errno;
         }
-        memset(fakes, 0, sizeof(fakes));
-        n_fakes = 0;
-        fake_stats = (FakeStats) {};
-        return t;
+        if (rescan(t) < 0) {
+                fake_target_free(t);
+                return -ENOMEM;
+        }
+        *ret = t;
+        return 0;
+}
+
+Target *fake_target_new(void) {
+        Target *t = NULL;
+
+        fake_reset();
+        return target_open(getpid(), &t) < 0 ? NULL : t;
+}
+
+void target_free(Target *t) {
+        fake_target_free(t);
+}
+
+int target_bind_image(Target *t, int auth_fd) {
+        (void)t, (void)auth_fd;
+        return 0;
+}
+
+size_t target_collect_late(Target *t) {
+        (void)t;
+        return 0;
+}
+
+size_t target_collect_orphans(void) {
+        return 0;
+}
+
+void target_thread_name(Target *t, pid_t tid, char buf[static 16]) {
+        (void)t;
+        snprintf(buf, 16, "fake%d", (int)tid);
 }
 
 void fake_target_free(Target *t) {
@@ -283,6 +328,24 @@ int target_call(Target *t, Thread *th, uint64_t func, const long args[6], uint64
 size_t target_call_return_code(uint8_t buf[static 16]) {
         memset(buf, 0xcc, 16);
         return 16;
+}
+
+/* The unwinder is the fake threads' stacks: nothing to open. */
+static int fake_unwinder;
+
+int unwinder_new(pid_t pid, const ModuleList *mods, unwind_read_fn read, void *userdata, Unwinder **ret) {
+        (void)pid, (void)mods, (void)read, (void)userdata;
+        *ret = (Unwinder *)&fake_unwinder;
+        return 0;
+}
+
+void unwinder_free(Unwinder *u) {
+        (void)u;
+}
+
+int unwinder_set_modules(Unwinder *u, const ModuleList *mods) {
+        (void)u, (void)mods;
+        return 0;
 }
 
 /* The stack of the fake thread as given, reliable unless marked otherwise. */

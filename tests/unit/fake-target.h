@@ -40,7 +40,10 @@ typedef struct FakeStats {
 
 extern FakeStats fake_stats;
 
-/* A target for this process with no thread yet; fake_target_free() ends it. */
+/* Forgets every fake thread; target_open(getpid()) then gives a target that sees the
+ * threads added since. */
+void fake_reset(void);
+/* fake_reset() and a target for this process; fake_target_free() ends it. */
 Target *fake_target_new(void);
 void fake_target_free(Target *t);
 

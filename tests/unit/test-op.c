@@ -1,0 +1,112 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The operation layer (patcher/op*.c, the public ulp_* calls) in-process: a real patch
+ * file applied to this very process through the fake target, whose made-up threads stand
+ * for the process's threads. The test then calls the patched function itself and sees
+ * the new version; the revert brings the old one back.
+ */
+#include <fcntl.h>
+#include <stdio.h>
+
+#include "fake-target.h"
+#include "patcher/ulp.h"
+#include "test.h"
+
+/* The function patch-self.so replaces, and what its ULP_REF names. */
+long unit_counter = 4;
+long unit_value(void);
+__attribute__((noipa)) long unit_value(void) {
+        long v = unit_counter;
+        for (int i = 0; i < 3; i++)
+                v += unit_counter & i;
+        return v - (unit_counter & 1) - (unit_counter & 2) * 2 + (unit_counter & 2);
+}
+
+/* Where the made-up threads sit: not in the function being replaced. */
+static __attribute__((noipa)) void idle_here(void) {
+}
+
+static int open_patch(const char *file) {
+        char path[4096];
+        int fd;
+
+        snprintf(path, sizeof(path), "%s/%s", PATCH_DIR, file);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        ASSERT_TRUE(fd >= 0);
+        return fd;
+}
+
+static void threads(unsigned n) {
+        fake_reset();
+        for (unsigned i = 0; i < n; i++)
+                fake_thread_add(NULL, 0, (uint64_t)(uintptr_t)&idle_here);
+}
+
+static const UlpPatchStatus *find_patch(const UlpProcessStatus *s, const char *name) {
+        for (size_t i = 0; i < s->n_patches; i++)
+                if (strcmp(s->patches[i].name, name) == 0)
+                        return &s->patches[i];
+        return NULL;
+}
+
+TEST(apply_status_revert_in_process) {
+        UlpOptions o = { .timeout_ms = 5000 };
+        UlpReport rep = {};
+        UlpProcessStatus s = {};
+        const UlpPatchStatus *p;
+        int fd = open_patch("patch-self.so"), r;
+
+        ASSERT_EQ(unit_value(), 4);
+        threads(3);
+        r = ulp_apply(getpid(), fd, "patch-self.so", &o, &rep);
+        if (r < 0)
+                TEST__FAIL("apply: %d %s", r, rep.message);
+        ulp_report_done(&rep);
+        /* The entry of unit_value now jumps to the patch: this thread runs version 2. */
+        ASSERT_EQ(unit_value(), 4 * 10 + 42);
+
+        rep = (UlpReport) {};
+        ASSERT_OK(ulp_status(getpid(), &s, &rep));
+        p = find_patch(&s, "unit-self");
+        ASSERT_TRUE(p);
+        ASSERT_STREQ(p->state, "patched");
+        ASSERT_EQ(p->n_funcs, 1);
+        ASSERT_STREQ(p->funcs[0].symbol, "unit_value");
+        ulp_status_done(&s);
+        ulp_report_done(&rep);
+
+        rep = (UlpReport) {};
+        r = ulp_revert(getpid(), "unit-self", &o, &rep);
+        if (r < 0)
+                TEST__FAIL("revert: %d %s", r, rep.message);
+        ulp_report_done(&rep);
+        ASSERT_EQ(unit_value(), 4);
+        close(fd);
+}
+
+/* A made-up thread sitting inside unit_value holds the apply back until the timeout,
+ * named as the straggler; the apply is reversed and nothing changed. */
+TEST(straggler_times_out_and_reverses) {
+        UlpOptions o = { .timeout_ms = 300 };
+        UlpReport rep = {};
+        FakeThread *th;
+        int fd = open_patch("patch-self.so"), r;
+
+        threads(2);
+        th = fake_thread(100002);
+        ASSERT_TRUE(th);
+        fake_thread_stack(th, (uint64_t[]) { (uint64_t)(uintptr_t)&idle_here, (uint64_t)(uintptr_t)&unit_value + 4 }, 2);
+        r = ulp_apply(getpid(), fd, "patch-self.so", &o, &rep);
+        ASSERT_ERR(r, -ETIMEDOUT);
+        if (!strstr(rep.message, "reversed"))
+                TEST__FAIL("message: %s", rep.message);
+        ASSERT_EQ(rep.n_stragglers, 1);
+        ASSERT_EQ(rep.stragglers[0].tid, 100002);
+        /* The return address names the call before it, by the symbol it is in. */
+        ASSERT_STREQ(rep.stragglers[0].function, "unit_value+0x3");
+        ulp_report_done(&rep);
+        ASSERT_EQ(unit_value(), 4);
+        close(fd);
+}
+
+TEST_MAIN()
