@@ -39,36 +39,22 @@ case_apply_revert() {
 	victim_ok
 }
 
-case_static() {
+# round_trip KEY BEFORE PATCH NAME AFTER: the victim shows KEY=BEFORE, KEY=AFTER once
+# PATCH is applied, KEY=BEFORE again once NAME is reverted.
+round_trip() {
 	start_victim 4
-	expect_value static 111
-	ulpctl apply -p "$VPID" "$P/patch-static.so" || fail "apply failed"
-	expect_value static 210
-	ulpctl revert -p "$VPID" static-fix || fail "revert failed"
-	expect_value static 111
+	expect_value "$1" "$2"
+	ulpctl apply -p "$VPID" "$P/$3" || fail "apply failed"
+	expect_value "$1" "$5"
+	ulpctl revert -p "$VPID" "$4" || fail "revert failed"
+	expect_value "$1" "$2"
 	victim_ok
 }
 
-case_library() {
-	start_victim 4
-	expect_value lib 1010
-	ulpctl apply -p "$VPID" "$P/patch-lib.so" || fail "apply failed"
-	expect_value lib 2010
-	ulpctl revert -p "$VPID" lib-fix || fail "revert failed"
-	expect_value lib 1010
-	victim_ok
-}
-
-case_ref() {
-	start_victim 4
-	expect_value ref 10
-	ulpctl apply -p "$VPID" "$P/patch-ref.so" || fail "apply failed"
-	# target_helper(10) + secret * 1000 = 107 + 7000
-	expect_value ref 7107
-	ulpctl revert -p "$VPID" ref-fix || fail "revert failed"
-	expect_value ref 10
-	victim_ok
-}
+case_static() { round_trip static 111 patch-static.so static-fix 210; }
+case_library() { round_trip lib 1010 patch-lib.so lib-fix 2010; }
+# target_helper(10) + secret * 1000 = 107 + 7000
+case_ref() { round_trip ref 10 patch-ref.so ref-fix 7107; }
 
 json_get() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 
