@@ -26,6 +26,12 @@ __attribute__((noipa)) long unit_value(void) {
 static __attribute__((noipa)) void idle_here(void) {
 }
 
+/* As ulpctl sets them: a caller without the key (not root) signs nothing and acts on
+ * its own processes' unsigned blocks. */
+static UlpOptions options(unsigned timeout_ms) {
+        return (UlpOptions) { .timeout_ms = timeout_ms, .trust_unsigned = geteuid() != 0 };
+}
+
 static int open_patch(const char *file) {
         char path[4096];
         int fd;
@@ -50,7 +56,7 @@ static const UlpPatchStatus *find_patch(const UlpProcessStatus *s, const char *n
 }
 
 TEST(apply_status_revert_in_process) {
-        UlpOptions o = { .timeout_ms = 5000 };
+        UlpOptions o = options(5000);
         UlpReport rep = {};
         UlpProcessStatus s = {};
         const UlpPatchStatus *p;
@@ -87,7 +93,7 @@ TEST(apply_status_revert_in_process) {
 /* A made-up thread sitting inside unit_value holds the apply back until the timeout,
  * named as the straggler; the apply is reversed and nothing changed. */
 TEST(straggler_times_out_and_reverses) {
-        UlpOptions o = { .timeout_ms = 300 };
+        UlpOptions o = options(300);
         UlpReport rep = {};
         FakeThread *th;
         int fd = open_patch("patch-self.so"), r;
