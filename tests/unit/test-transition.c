@@ -322,7 +322,6 @@ TEST(new_threads_start_in_target_state) {
 TEST(exited_thread_slot_goes_to_target_state) {
         ControlImage *img;
         FakeThread *n;
-        uint64_t tp;
 
         setup(1, 3);
         ASSERT_OK(start(THREAD_PATCHED, false));
@@ -330,7 +329,6 @@ TEST(exited_thread_slot_goes_to_target_state) {
         stack2(fx.th[1], old_fn(0) + 0x20);
         ASSERT_EQ(transition_try_complete(&fx.tr), 0);
         ASSERT_EQ(fx.tr.n_pending, 2);
-        tp = fx.th[0]->tp;
         fx.th[0]->exited = true;
         /* The pass finds it gone and reclaims its slot under a stop of every thread. */
         ASSERT_EQ(transition_try_complete(&fx.tr), 0);
@@ -349,7 +347,6 @@ TEST(exited_thread_slot_goes_to_target_state) {
         idle(n);
         ASSERT_EQ(transition_try_complete(&fx.tr), 1);
         ASSERT_EQ(state_of(reread(), n), THREAD_PATCHED);
-        (void)tp;
         teardown();
 }
 
