@@ -17,12 +17,30 @@ typedef struct Symbol {
         unsigned char bind;      /* STB_* */
         unsigned char visibility;/* STV_* */
         uint16_t shndx;
+        bool from_debug_file;    /* read from the separate debug file (symtab_debug_path()) */
 } Symbol;
 
 /* Opens the ELF file at path (or an fd: the SymTab dups it) and indexes its defined
  * symbols. -ENOEXEC when it is not an ELF file. */
 int symtab_open(const char *path, SymTab **ret);
 int symtab_open_fd(int fd, SymTab **ret);
+
+/* The same for a module of a process, open at open_path (or fd), whose real path is
+ * path: when the file has no .symtab (stripped), the .symtab of its separate debug file
+ * is used in its place, found by build-id or .gnu_debuglink (elf/debugfile.h) and
+ * checked to belong to the file. No debug file is no error: the SymTab then has the
+ * file's .dynsym only, and symtab_searched() says what was looked for. */
+int symtab_open_module(const char *open_path, const char *path, SymTab **ret);
+int symtab_open_module_fd(int fd, const char *path, SymTab **ret);
+
+/* The debug file the .symtab came from, or NULL (the file's own, or none). */
+const char *symtab_debug_path(const SymTab *st);
+/* For a stripped file: one line naming the debug files looked for and why each was not
+ * used ("no /usr/lib/debug/.build-id/ab/cdef.debug"), or NULL. */
+const char *symtab_searched(const SymTab *st);
+
+/* Whether elf has a section of that type. */
+bool elf_has_section_type(Elf *elf, Elf32_Word type);
 void symtab_free(SymTab *st);
 
 /* The Elf handle behind it (owned by the SymTab), for further reading. */

@@ -50,10 +50,15 @@ int op_resolve_func(UlpOp *op, const PatchMeta *meta, const PatchFunc *pf, Resol
         if (r == -ENOTUNIQ)
                 return op_fail(op, r, "several local functions are called %s in %s: use ULP_FUNC_POS", pf->symbol, obj);
         if (r < 0 || (sym.type != STT_FUNC && sym.type != STT_NOTYPE))
-                return op_fail(op, -ENOENT, "function %s not found in %s", pf->symbol, obj);
+                return op_fail(op, -ENOENT, "function %s not found in %s (%s%s%s)", pf->symbol, obj,
+                               ret->mod->path, symtab_searched(st) ? ", stripped: " : "",
+                               symtab_searched(st) ? symtab_searched(st) : "");
         ret->old_addr = sym.value + ret->mod->bias;
         ret->old_size = sym.size;
-        symtab_foreach_clone(st, pf->symbol, warn_clone, op);
+        if (sym.from_debug_file)
+                op_warn(op, "%s: symbol from the debug file %s of %s (build-id checked)", pf->symbol,
+                        symtab_debug_path(st), ret->mod->path);
+        symtab_foreach_clone(st, sym.name, warn_clone, op);
         if (sym.bind == STB_LOCAL && sym.size <= SMALL_FUNCTION)
                 op_warn(op, "%s is a small static function (%llu bytes): callers may have inlined it",
                         pf->symbol, (unsigned long long)sym.size);

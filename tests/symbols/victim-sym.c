@@ -1,0 +1,58 @@
+/*
+ * Victim of the symbols tests: worker threads call a static function (mode "static") or
+ * sit in clock_gettime, in the vDSO (mode "vdso"); the main thread prints what the
+ * static function returns every 10 ms:
+ *     tick N price=P
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+volatile int sink;
+volatile int bias; /* 0: keeps the function from folding into a few bytes */
+
+__attribute__((noinline, noipa)) static int price(int x) {
+        int r = x + bias;
+        for (int i = 0; i < 3; i++)
+                r += i;
+        return r * 2 - 6;
+}
+
+static void *worker_static(void *arg) {
+        (void)arg;
+        for (int i = 0;; i++) {
+                sink = price(i);
+                if ((i & 0xff) == 0)
+                        usleep(1);
+        }
+        return NULL;
+}
+
+static void *worker_vdso(void *arg) {
+        struct timespec ts;
+
+        (void)arg;
+        for (;;) {
+                clock_gettime(CLOCK_MONOTONIC, &ts);
+                sink = (int)ts.tv_nsec;
+        }
+        return NULL;
+}
+
+int main(int argc, char **argv) {
+        bool vdso = argc > 1 && strcmp(argv[1], "vdso") == 0;
+        int n = argc > 2 ? atoi(argv[2]) : 4;
+        pthread_t t;
+
+        setvbuf(stdout, NULL, _IOLBF, 0);
+        for (int i = 0; i < n; i++)
+                pthread_create(&t, NULL, vdso ? worker_vdso : worker_static, NULL);
+        for (unsigned long tick = 0;; tick++) {
+                printf("tick %lu price=%d\n", tick, price(10));
+                usleep(10000);
+        }
+}
