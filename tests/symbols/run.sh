@@ -172,6 +172,27 @@ case_stripped_system() {
 	echo "$LAST_APPLY" | grep -q -F "symbol from the debug file $dbg of $WORK/victim" || fail "apply does not name $dbg"
 }
 
+json_get() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+
+# Eight threads calling clock_gettime in a loop, stopped in the vDSO most of the time:
+# their stacks unwind through the vDSO's own CFI, so the first pass switches them all.
+case_vdso() {
+	start_victim "$VICTIM_SYM" vdso 8
+	expect_value price 20
+	local out ms retries
+	out=$(ulpctl apply --json -p "$VPID" "$P/patch-price.so") || fail "apply failed: $out"
+	ms=$(echo "$out" | json_get 'd["total_ms"]')
+	retries=$(echo "$out" | json_get 'd["retries"]')
+	echo "apply with 8 threads in clock_gettime: ${ms} ms, $retries retries (load $(cut -d' ' -f1 /proc/loadavg))"
+	[ "$retries" -eq 0 ] || fail "$retries retries: threads in the vDSO were judged unreliable ($out)"
+	[ "$ms" -lt $((1000 * SLOW)) ] || fail "apply took $ms ms"
+	expect_value price 1010
+	out=$(ulpctl revert --json -p "$VPID" price-fix) || fail "revert failed: $out"
+	[ "$(echo "$out" | json_get 'd["retries"]')" -eq 0 ] || fail "revert retried: $out"
+	expect_value price 20
+	victim_alive
+}
+
 "case_${CASE//-/_}" || exit 1
 victim_alive 2>/dev/null || true
 echo "ok $CASE"
