@@ -193,6 +193,36 @@ case_vdso() {
 	victim_alive
 }
 
+# As a user without CAP_CHECKPOINT_RESTORE, /proc/PID/map_files is closed: a thread that
+# sits in the code of an earlier patch (hold-forever makes one block in its hold_v2)
+# unwinds through that patch's image read from the victim's memory, and a second
+# patch's transition completes at once.
+case_nonroot_earlier_patch() {
+	[ "$(id -u)" -eq 0 ] || skip "switching to an unprivileged user needs root"
+	local as="setpriv --reuid=65534 --regid=65534 --clear-groups" out ms
+	chmod 755 "$WORK"
+	cp "$VICTIM_SYM" "$P/patch-hold.so" "$P/patch-price.so" "$WORK/" || fail "copy"
+	touch "$LOG" && chmod 666 "$LOG"
+	start_victim $as "$WORK/symbols-victim" hold 2
+	expect_value price 20
+	$as "$ULPCTL" --direct apply -p "$VPID" "$WORK/patch-hold.so" || fail "apply of hold-forever failed"
+	# Wait for the holder thread to block in the patch (pause(), in hold_v2).
+	local end
+	end=$(deadline 5)
+	until cat /proc/"$VPID"/task/*/wchan 2>/dev/null | grep -q pause; do
+		before "$end" || fail "the holder thread never blocked in hold-forever's code"
+		sleep 0.01
+	done
+	out=$($as "$ULPCTL" --direct apply --json --timeout $((5000 * SLOW)) -p "$VPID" "$WORK/patch-price.so") ||
+		fail "second patch refused while a thread sits in the first one's code: $out"
+	ms=$(echo "$out" | json_get 'd["total_ms"]')
+	echo "second patch, a thread blocked in the first one's code: $ms ms, $(echo "$out" | json_get 'd["retries"]') retries"
+	expect_value price 1010
+	$as "$ULPCTL" --direct revert -p "$VPID" price-fix || fail "revert failed"
+	expect_value price 20
+	victim_alive
+}
+
 "case_${CASE//-/_}" || exit 1
 victim_alive 2>/dev/null || true
 echo "ok $CASE"

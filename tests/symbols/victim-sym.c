@@ -1,7 +1,8 @@
 /*
  * Victim of the symbols tests: worker threads call a static function (mode "static") or
- * sit in clock_gettime, in the vDSO (mode "vdso"); the main thread prints what the
- * static function returns every 10 ms:
+ * sit in clock_gettime, in the vDSO (mode "vdso"); mode "hold" adds one thread that
+ * calls hold() in a loop (a patch makes it block there for good); the main thread
+ * prints what the static function returns every 10 ms:
  *     tick N price=P
  */
 #include <pthread.h>
@@ -32,6 +33,20 @@ static void *worker_static(void *arg) {
         return NULL;
 }
 
+__attribute__((noinline, noipa)) int hold(int x);
+__attribute__((noinline, noipa)) int hold(int x) {
+        return x * 3 + bias;
+}
+
+static void *worker_hold(void *arg) {
+        (void)arg;
+        for (int i = 0;; i++) {
+                sink = hold(i);
+                usleep(1000);
+        }
+        return NULL;
+}
+
 static void *worker_vdso(void *arg) {
         struct timespec ts;
 
@@ -51,6 +66,8 @@ int main(int argc, char **argv) {
         setvbuf(stdout, NULL, _IOLBF, 0);
         for (int i = 0; i < n; i++)
                 pthread_create(&t, NULL, vdso ? worker_vdso : worker_static, NULL);
+        if (argc > 1 && strcmp(argv[1], "hold") == 0)
+                pthread_create(&t, NULL, worker_hold, NULL);
         for (unsigned long tick = 0;; tick++) {
                 printf("tick %lu price=%d\n", tick, price(10));
                 usleep(10000);
