@@ -559,3 +559,39 @@ int elf_read_build_id(Elf *elf, uint8_t *buf, size_t bufsize) {
         }
         return 0;
 }
+
+const char *symtab_find_import(const SymTab *st, const char *const *names) {
+        for (Elf_Scn *scn = NULL; (scn = elf_nextscn(st->elf, scn)); ) {
+                GElf_Shdr sh;
+                Elf_Data *d;
+                if (!gelf_getshdr(scn, &sh) || sh.sh_type != SHT_DYNSYM || sh.sh_entsize == 0 ||
+                    !(d = elf_getdata(scn, NULL)))
+                        continue;
+                for (size_t i = 1; i < sh.sh_size / sh.sh_entsize; i++) {
+                        GElf_Sym s;
+                        const char *name;
+                        if (!gelf_getsym(d, (int)i, &s) || s.st_shndx != SHN_UNDEF ||
+                            !(name = elf_strptr(st->elf, sh.sh_link, s.st_name)))
+                                continue;
+                        for (size_t k = 0; names[k]; k++)
+                                if (strcmp(name, names[k]) == 0)
+                                        return names[k];
+                }
+        }
+        return NULL;
+}
+
+bool symtab_has_section(const SymTab *st, const char *name) {
+        size_t shstrndx;
+
+        if (elf_getshdrstrndx(st->elf, &shstrndx) < 0)
+                return false;
+        for (Elf_Scn *scn = NULL; (scn = elf_nextscn(st->elf, scn)); ) {
+                GElf_Shdr sh;
+                const char *n;
+                if (gelf_getshdr(scn, &sh) && (n = elf_strptr(st->elf, shstrndx, sh.sh_name)) &&
+                    strcmp(n, name) == 0)
+                        return true;
+        }
+        return false;
+}

@@ -39,6 +39,13 @@ const char *symtab_debug_path(const SymTab *st);
  * used ("no /usr/lib/debug/.build-id/ab/cdef.debug"), or NULL. */
 const char *symtab_searched(const SymTab *st);
 
+/* The first of names (NULL-terminated) that the file imports: an undefined .dynsym
+ * entry. NULL when none. */
+const char *symtab_find_import(const SymTab *st, const char *const *names);
+
+/* Whether the file has a section of that name. */
+bool symtab_has_section(const SymTab *st, const char *name);
+
 /* Whether elf has a section of that type. */
 bool elf_has_section_type(Elf *elf, Elf32_Word type);
 void symtab_free(SymTab *st);

@@ -145,6 +145,9 @@ static int validate(UlpOp *op, const PatchMeta *meta, int patch_fd, Resolved *re
         if (op->t->n_threads > CONTROL_MAX_THREADS && !op->o.global)
                 return op_fail(op, -E2BIG, "process %d has more than %u threads: use --global",
                                op->t->pid, CONTROL_MAX_THREADS);
+        r = op_check_fibers(op);
+        if (r < 0)
+                return r;
         r = resolve_all(op, meta, res);
         if (r < 0)
                 return r;

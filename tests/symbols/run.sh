@@ -223,6 +223,26 @@ case_nonroot_earlier_patch() {
 	victim_alive
 }
 
+# A process with fibers (makecontext/swapcontext): refused before anything is written;
+# with --force patched (its parked fiber stacks unchecked), and reverted the same way.
+case_fibers() {
+	start_victim "$VICTIM_FIBER"
+	expect_value value 13
+	expect_refusal "fibers" \
+		"^ulpctl: process $VPID runs stackful user-level threads \\($VICTIM_FIBER imports (makecontext|swapcontext)\\): the stacks of parked fibers are invisible to the stack check; --force patches without checking them \\(docs/symbols\\.md\\)\$" \
+		ulpctl apply -p "$VPID" "$P/patch-fiber.so"
+	victim_alive
+	! grep -q 'memfd:ulp-patch' "/proc/$VPID/maps" || fail "the refused patch was mapped"
+	local out
+	out=$(ulpctl apply --force --timeout $((1000 * SLOW)) -p "$VPID" "$P/patch-fiber.so" 2>&1) || fail "forced apply failed: $out"
+	echo "$out" | grep -q "^warning: process $VPID runs stackful user-level threads .*: the stacks of parked fibers are not checked (--force)\$" ||
+		fail "no warning about the fibers: $out"
+	expect_value value 510
+	ulpctl revert --force --timeout $((1000 * SLOW)) -p "$VPID" fiber-fix || fail "forced revert failed"
+	expect_value value 13
+	victim_alive
+}
+
 "case_${CASE//-/_}" || exit 1
 victim_alive 2>/dev/null || true
 echo "ok $CASE"
