@@ -17,6 +17,7 @@
 
 #include "common/macro.h"
 #include "elf/debugfile.h"
+#include "elf/demangle.h"
 #include "elf/symtab.h"
 
 typedef struct SymEntry {
@@ -372,7 +373,7 @@ static bool entry_better(const SymEntry *a, const SymEntry *b) {
         return !a->hidden_version && b->hidden_version;
 }
 
-int symtab_lookup(const SymTab *st, const char *name, unsigned pos, Symbol *ret) {
+static int symtab_lookup_exact(const SymTab *st, const char *name, unsigned pos, Symbol *ret) {
         const SymEntry *best = NULL, *local = NULL;
         unsigned n_local = 0;
         size_t i, end;
@@ -403,6 +404,51 @@ int symtab_lookup(const SymTab *st, const char *name, unsigned pos, Symbol *ret)
         if (ret)
                 *ret = best->sym;
         return 0;
+}
+
+/* The mangled name of the C++ symbols ("_Z...", one contiguous run of the sorted table)
+ * that demangle to name. Aliases (a constructor's C1 and C2 at one address) count as
+ * one; different functions of that spelling give -ENOTUNIQ. */
+static int symtab_find_demangled(const SymTab *st, const char *name, const char **ret) {
+        char want[1024], have[1024];
+        const SymEntry *found = NULL;
+        int r;
+
+        r = demangle_normalize(name, want, sizeof(want));
+        if (r < 0)
+                return -ENOENT;
+        for (size_t i = symtab_lower_bound(st, "_Z"); i < st->n; i++) {
+                const SymEntry *e = &st->v[i];
+                if (strncmp(e->sym.name, "_Z", 2) != 0)
+                        break;
+                if (i > 0 && strcmp(st->v[i - 1].sym.name, e->sym.name) == 0)
+                        continue;
+                r = demangle(e->sym.name, have, sizeof(have));
+                if (r == -ENOTSUP || r == -ENOMEM)
+                        return r;
+                if (r < 0 || strcmp(have, want) != 0)
+                        continue;
+                if (found && found->sym.value != e->sym.value)
+                        return -ENOTUNIQ;
+                if (!found)
+                        found = e;
+        }
+        if (!found)
+                return -ENOENT;
+        *ret = found->sym.name;
+        return 0;
+}
+
+int symtab_lookup(const SymTab *st, const char *name, unsigned pos, Symbol *ret) {
+        const char *mangled;
+        int r = symtab_lookup_exact(st, name, pos, ret);
+
+        if (r != -ENOENT || !demangle_looks_demangled(name))
+                return r;
+        r = symtab_find_demangled(st, name, &mangled);
+        if (r < 0)
+                return r;
+        return symtab_lookup_exact(st, mangled, pos, ret);
 }
 
 /* Prefers what .dynsym exports; falls back to a .symtab global of default or protected

@@ -57,6 +57,9 @@ Elf *symtab_elf(const SymTab *st);
  * pos == 0: the global or weak definition if there is one, else the local one if it is
  *           the only local of that name (-ENOTUNIQ when several locals share it);
  * pos >= 1: the pos-th STB_LOCAL definition of that name, in .symtab order.
+ * A name that is no symbol but reads as a demangled C++ name ("ns::C::f(int) const")
+ * designates the mangled symbol that demangles to it (elf/demangle.h); -ENOTUNIQ when
+ * several functions do, -ENOTSUP when no demangler is available.
  * Returns 0, -ENOENT when absent. */
 int symtab_lookup(const SymTab *st, const char *name, unsigned pos, Symbol *ret);
 

@@ -3,6 +3,7 @@
 #include <stdio.h>
 
 #include "common/macro.h"
+#include "elf/demangle.h"
 #include "elf/patchfile.h"
 #include "patcher/nearmem.h"
 #include "patcher/op.h"
@@ -48,7 +49,11 @@ int op_resolve_func(UlpOp *op, const PatchMeta *meta, const PatchFunc *pf, Resol
                 return op_fail(op, r, "cannot read the symbols of %s: %s", obj, strerror(-r));
         r = symtab_lookup(st, pf->symbol, pf->pos, &sym);
         if (r == -ENOTUNIQ)
-                return op_fail(op, r, "several local functions are called %s in %s: use ULP_FUNC_POS", pf->symbol, obj);
+                return op_fail(op, r, "several local functions are called %s in %s: use ULP_FUNC_POS%s", pf->symbol, obj,
+                               demangle_looks_demangled(pf->symbol) ? " or the mangled name" : "");
+        if (r == -ENOTSUP)
+                return op_fail(op, r, "cannot demangle the C++ names of %s (libstdc++.so.6 is not available): "
+                               "name %s by its mangled symbol", obj, pf->symbol);
         if (r < 0 || (sym.type != STT_FUNC && sym.type != STT_NOTYPE))
                 return op_fail(op, -ENOENT, "function %s not found in %s (%s%s%s)", pf->symbol, obj,
                                ret->mod->path, symtab_searched(st) ? ", stripped: " : "",

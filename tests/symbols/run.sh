@@ -243,6 +243,26 @@ case_fibers() {
 	victim_alive
 }
 
+# A C++ victim, shop::Cart::total(int) const, patched by a C++ patch that uses the
+# standard library, named by its mangled symbol and by its demangled name.
+case_cxx() {
+	[ -n "$VICTIM_CXX" ] || fail "no C++ compiler: g++ is a dependency (scripts/setup-deps.sh)"
+	start_victim "$VICTIM_CXX"
+	expect_value total 71
+	local v out
+	for v in mangled demangled; do
+		out=$(ulpctl apply -p "$VPID" "$P/patch-cxx-$v.so" 2>&1) || fail "apply of the $v patch failed: $out"
+		expect_value total 405
+		ulpctl revert -p "$VPID" "cxx-$v" || fail "revert of cxx-$v failed"
+		expect_value total 71
+	done
+	# A demangled name that matches no function: refused, naming it and the file.
+	expect_refusal "no such C++ function" \
+		"^ulpctl: function shop::Cart::total\\(long\\) const not found in the main executable \\($VICTIM_CXX\\)\$" \
+		ulpctl apply -p "$VPID" "$P/patch-cxx-missing.so"
+	victim_alive
+}
+
 "case_${CASE//-/_}" || exit 1
 victim_alive 2>/dev/null || true
 echo "ok $CASE"
