@@ -38,7 +38,8 @@
  * ULP_REF's third argument is a pointer variable the patch declares itself,
  * e.g. "static int *counter_p;". ulp stores the address of the target's symbol
  * in it before any new function can run. Static symbols of the target work as
- * long as the target's .symtab is present (not stripped).
+ * long as the target's .symtab is present, or, for a stripped object, its separate
+ * debug file is installed (docs/symbols.md).
  *
  * Callbacks run inside the target, on one borrowed thread, with all signals
  * blocked: int pre_patch(void) and int pre_unpatch(void) return 0 to go on, or
