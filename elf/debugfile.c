@@ -208,6 +208,8 @@ int debugfile_find(Elf *elf, const char *path, int *ret_fd, char **ret_path, cha
                         goto found;
         } else if (s->build_id_len < 2)
                 searched_add(s, "it has neither a build-id nor a .gnu_debuglink");
+        if (!s->searched[0])
+                searched_add(s, "no debug file to look for");
         r = -ENOENT;
 found:
         if (r < 0 && r != -ENOENT)

@@ -89,7 +89,8 @@ static int patch_image_from_memory(pid_t pid, const MapEntry *e) {
                 first = false;
                 size = MAX(size, ph[i].p_offset + ph[i].p_filesz);
         }
-        if (first || size < eh.e_phoff + eh.e_phnum * sizeof(Elf64_Phdr))
+        /* The headers are written back into the image: it must hold them. */
+        if (first || size < sizeof(eh) || size < eh.e_phoff + eh.e_phnum * sizeof(Elf64_Phdr))
                 return -ENOEXEC;
 
         _cleanup_free_ uint8_t *img = calloc(1, size);

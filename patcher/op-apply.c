@@ -56,7 +56,10 @@ int op_resolve_func(UlpOp *op, const PatchMeta *meta, const PatchFunc *pf, Resol
                                "name %s by its mangled symbol", obj, pf->symbol);
         if (r < 0 || (sym.type != STT_FUNC && sym.type != STT_NOTYPE))
                 return op_fail(op, -ENOENT, "function %s not found in %s (%s%s%s)", pf->symbol, obj,
-                               ret->mod->path, symtab_searched(st) ? ", stripped: " : "",
+                               ret->mod->path,
+                               symtab_debug_path(st) ? ", and its debug file " :
+                               symtab_searched(st) ? ", stripped: " : "",
+                               symtab_debug_path(st) ? symtab_debug_path(st) :
                                symtab_searched(st) ? symtab_searched(st) : "");
         ret->old_addr = sym.value + ret->mod->bias;
         ret->old_size = sym.size;

@@ -145,6 +145,9 @@ case_stripped() {
 		fail "check does not say where price came from: $chk"
 	apply_revert_price
 	echo "$LAST_APPLY" | grep -q -F "symbol from the debug file $root/.build-id/" || fail "apply does not say where price came from"
+	expect_refusal "in neither file" \
+		"^ulpctl: function no_such_function not found in the main executable \\($WORK/victim, and its debug file $root/\\.build-id/${hex:0:2}/${hex:2}\\.debug\\)\$" \
+		ulpctl apply -p "$VPID" "$P/patch-nosuch.so"
 	kill -9 "$VPID"; wait "$VPID" 2>/dev/null; VPID=
 
 	# By .gnu_debuglink, next to the binary, with no build-id file.
@@ -174,7 +177,8 @@ case_stripped_system() {
 
 json_get() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 
-# Eight threads calling clock_gettime in a loop, stopped in the vDSO most of the time:
+# Eight threads calling clock_gettime in a loop, stopped in the vDSO most of the time
+# they run:
 # their stacks unwind through the vDSO's own CFI, so the first pass switches them all.
 case_vdso() {
 	start_victim "$VICTIM_SYM" vdso 8
