@@ -35,6 +35,8 @@ static void elf_endp(Elf **e) {
 }
 
 static void module_done(Module *m) {
+        if (m->has_image_fd)
+                close(m->image_fd);
         free(m->path);
         free(m->soname);
         free(m->open_path);
@@ -49,8 +51,75 @@ void modulelist_done(ModuleList *l) {
         *l = (ModuleList) {};
 }
 
+static int remote_read(pid_t pid, uint64_t addr, void *buf, size_t len);
+
+/* A patch's ELF image rebuilt from the target's memory, for when its memfd cannot be
+ * opened through map_files (that needs CAP_CHECKPOINT_RESTORE): the PT_LOAD segments'
+ * file bytes put back at their file offsets, without section headers (they are not
+ * loaded). Enough for the unwinder (program headers, PT_GNU_EH_FRAME, .eh_frame) and
+ * for naming the patch's frames. The image is the target's memory, hostile: bounded
+ * here, and parsed by libelf as any file of the target is. Returns a sealed memfd. */
+#define PATCH_IMAGE_MAX (64u << 20)
+#define PATCH_IMAGE_PHDRS 16
+static int patch_image_from_memory(pid_t pid, const MapEntry *e) {
+        Elf64_Ehdr eh;
+        Elf64_Phdr ph[PATCH_IMAGE_PHDRS];
+        uint64_t size = 0, bias = 0;
+        bool first = true;
+        int r;
+
+        r = remote_read(pid, e->start, &eh, sizeof(eh));
+        if (r < 0)
+                return r;
+        if (memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 || eh.e_ident[EI_CLASS] != ELFCLASS64 ||
+            eh.e_phentsize != sizeof(Elf64_Phdr) || eh.e_phnum == 0 || eh.e_phnum > PATCH_IMAGE_PHDRS ||
+            eh.e_phoff > PATCH_IMAGE_MAX)
+                return -ENOEXEC;
+        r = remote_read(pid, e->start + eh.e_phoff, ph, eh.e_phnum * sizeof(Elf64_Phdr));
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < eh.e_phnum; i++) {
+                if (ph[i].p_type != PT_LOAD)
+                        continue;
+                if (ph[i].p_offset > PATCH_IMAGE_MAX || ph[i].p_filesz > PATCH_IMAGE_MAX - ph[i].p_offset ||
+                    ph[i].p_filesz > ph[i].p_memsz)
+                        return -ENOEXEC;
+                if (first)
+                        bias = e->start - ALIGN_DOWN(ph[i].p_vaddr - ph[i].p_offset, (uint64_t)4096);
+                first = false;
+                size = MAX(size, ph[i].p_offset + ph[i].p_filesz);
+        }
+        /* The headers are written back into the image: it must hold them. */
+        if (first || size < sizeof(eh) || size < eh.e_phoff + eh.e_phnum * sizeof(Elf64_Phdr))
+                return -ENOEXEC;
+
+        _cleanup_free_ uint8_t *img = calloc(1, size);
+        if (!img)
+                return -ENOMEM;
+        for (size_t i = 0; i < eh.e_phnum; i++)
+                if (ph[i].p_type == PT_LOAD && ph[i].p_filesz > 0 &&
+                    (r = remote_read(pid, bias + ph[i].p_vaddr, img + ph[i].p_offset, ph[i].p_filesz)) < 0)
+                        return r;
+        /* The headers as read at first (the segments' copy of them may differ). */
+        eh.e_shoff = 0;
+        eh.e_shnum = 0;
+        eh.e_shstrndx = SHN_UNDEF;
+        memcpy(img, &eh, sizeof(eh));
+        memcpy(img + eh.e_phoff, ph, eh.e_phnum * sizeof(Elf64_Phdr));
+
+        _cleanup_close_ int fd = memfd_create("ulp-patch-image", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+        if (fd < 0)
+                return negative_errno();
+        if (pwrite(fd, img, size, 0) != (ssize_t)size)
+                return -EIO;
+        if (fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) < 0)
+                return negative_errno();
+        return TAKE_FD(fd);
+}
+
 /* Opens the file behind a mapping: map_files first (works for deleted or replaced
- * files and memfds), the path as a fallback. Sets m->open_path to what worked. */
+ * files and memfds), the path as a fallback, and for a patch its image from memory.
+ * Sets m->open_path to what worked. */
 static int module_open_file(pid_t pid, const MapEntry *e, Module *m) {
         char mf[96];
         int fd;
@@ -58,6 +127,18 @@ static int module_open_file(pid_t pid, const MapEntry *e, Module *m) {
         snprintf(mf, sizeof(mf), "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, (int)pid, e->start, e->end);
         fd = open(mf, O_RDONLY | O_CLOEXEC);
         if (fd >= 0) {
+                m->open_path = strdup(mf);
+        } else if (strncmp(e->path, PATCH_PATH_PREFIX, strlen(PATCH_PATH_PREFIX)) == 0) {
+                fd = patch_image_from_memory(pid, e);
+                if (fd < 0)
+                        return fd;
+                m->image_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+                if (m->image_fd < 0) {
+                        close(fd);
+                        return negative_errno();
+                }
+                m->has_image_fd = true;
+                snprintf(mf, sizeof(mf), "/proc/self/fd/%d", m->image_fd);
                 m->open_path = strdup(mf);
         } else {
                 fd = open(e->path, O_RDONLY | O_CLOEXEC);

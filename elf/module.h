@@ -14,7 +14,12 @@ typedef struct Module {
                                   * for patches ulp mapped */
         char *soname;            /* DT_SONAME, or NULL */
         char *open_path;         /* "/proc/PID/map_files/START-END" of its offset-0 mapping: the
-                                  * very file that is mapped, even if replaced on disk */
+                                  * very file that is mapped, even if replaced on disk; for a
+                                  * patch when map_files is closed to us (no
+                                  * CAP_CHECKPOINT_RESTORE), "/proc/self/fd/N" of image_fd */
+        bool has_image_fd;       /* image_fd holds the patch's image, read from the target's
+                                  * memory (closed by modulelist_done) */
+        int image_fd;
         bool is_main;            /* the main executable */
         bool deleted;            /* the file was removed or replaced on disk since mapped */
         bool is_patch;           /* a ulp patch mapping (path starts with "/memfd:ulp-patch:") */

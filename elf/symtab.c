@@ -16,6 +16,8 @@
 #include <unistd.h>
 
 #include "common/macro.h"
+#include "elf/debugfile.h"
+#include "elf/demangle.h"
 #include "elf/symtab.h"
 
 typedef struct SymEntry {
@@ -29,6 +31,10 @@ typedef struct SymEntry {
 struct SymTab {
         int fd;
         Elf *elf;
+        int debug_fd;            /* the separate debug file the .symtab came from, or -1 */
+        Elf *debug_elf;
+        char *debug_path;
+        char *searched;          /* what was searched, for messages (debugfile.c) */
         SymEntry *v;             /* sorted by (name, seq) */
         size_t n;
         uint32_t *by_addr;       /* indexes into v of sized functions, sorted by value */
@@ -61,6 +67,38 @@ static bool sym_wanted(const GElf_Sym *s, const char *name, Elf32_Word xshndx) {
         return type != STT_SECTION && type != STT_FILE;
 }
 
+bool elf_has_section_type(Elf *elf, Elf32_Word type) {
+        for (Elf_Scn *scn = NULL; (scn = elf_nextscn(elf, scn)); ) {
+                GElf_Shdr sh;
+                if (gelf_getshdr(scn, &sh) && sh.sh_type == type)
+                        return true;
+        }
+        return false;
+}
+
+/* A symbol of a separate debug file is trusted only where the running file has
+ * something: [value, value+size) inside one of its PT_LOAD segments, an executable one
+ * for a function. The build-id already ties the two files together; this bounds what a
+ * damaged or foreign debug file can name. */
+static bool debug_sym_in_image(Elf *elf, const GElf_Sym *s) {
+        bool func = GELF_ST_TYPE(s->st_info) == STT_FUNC || GELF_ST_TYPE(s->st_info) == STT_GNU_IFUNC;
+        size_t nph;
+
+        if (s->st_shndx == SHN_ABS || elf_getphdrnum(elf, &nph) < 0)
+                return false;
+        for (size_t i = 0; i < nph; i++) {
+                GElf_Phdr ph;
+                if (!gelf_getphdr(elf, (int)i, &ph) || ph.p_type != PT_LOAD)
+                        continue;
+                if (func && !(ph.p_flags & PF_X))
+                        continue;
+                if (s->st_value >= ph.p_vaddr && s->st_value - ph.p_vaddr <= ph.p_memsz &&
+                    s->st_size <= ph.p_memsz - (s->st_value - ph.p_vaddr))
+                        return true;
+        }
+        return false;
+}
+
 /* Whether .gnu.version marks symbol i as a hidden (non-default) version. */
 static bool versym_hidden(Elf_Data *versym, size_t i) {
         GElf_Versym v;
@@ -71,7 +109,7 @@ static bool versym_hidden(Elf_Data *versym, size_t i) {
 }
 
 /* Appends the wanted symbols of one symbol table section to st->v. */
-static int symtab_add_section(SymTab *st, Elf_Scn *scn, const GElf_Shdr *sh, bool dyn,
+static int symtab_add_section(SymTab *st, Elf *elf, Elf_Scn *scn, const GElf_Shdr *sh, bool dyn,
                               size_t *alloc) {
         Elf_Data *data = elf_getdata(scn, NULL);
         Elf_Data *xdata = NULL, *versym = NULL;
@@ -79,7 +117,7 @@ static int symtab_add_section(SymTab *st, Elf_Scn *scn, const GElf_Shdr *sh, boo
                 return 0;
 
         /* The companion sections: extended section indexes, symbol versions. */
-        for (Elf_Scn *x = NULL; (x = elf_nextscn(st->elf, x)); ) {
+        for (Elf_Scn *x = NULL; (x = elf_nextscn(elf, x)); ) {
                 GElf_Shdr xs;
                 if (!gelf_getshdr(x, &xs))
                         continue;
@@ -95,8 +133,10 @@ static int symtab_add_section(SymTab *st, Elf_Scn *scn, const GElf_Shdr *sh, boo
                 Elf32_Word xshndx = 0;
                 if (!gelf_getsymshndx(data, xdata, (int)i, &s, &xshndx))
                         continue;
-                const char *name = elf_strptr(st->elf, sh->sh_link, s.st_name);
+                const char *name = elf_strptr(elf, sh->sh_link, s.st_name);
                 if (!sym_wanted(&s, name, xshndx))
+                        continue;
+                if (elf != st->elf && !debug_sym_in_image(st->elf, &s))
                         continue;
 
                 if (st->n == *alloc) {
@@ -121,6 +161,7 @@ static int symtab_add_section(SymTab *st, Elf_Scn *scn, const GElf_Shdr *sh, boo
                         .in_dynsym = dyn,
                         .hidden_version = versym_hidden(versym, i),
                 };
+                st->v[st->n].sym.from_debug_file = elf != st->elf;
                 st->n++;
         }
         return 0;
@@ -196,18 +237,20 @@ static int symtab_index_addr(SymTab *st) {
         return 0;
 }
 
-/* Reads .symtab then .dynsym into st->v, sorts it by name and drops duplicates. */
+/* Reads .symtab (of the separate debug file when there is one) then .dynsym into st->v,
+ * sorts it by name and drops duplicates. */
 static int symtab_load(SymTab *st) {
         size_t alloc = 0;
         int r;
 
         for (int pass = 0; pass < 2; pass++) {
                 Elf32_Word want = pass == 0 ? SHT_SYMTAB : SHT_DYNSYM;
-                for (Elf_Scn *scn = NULL; (scn = elf_nextscn(st->elf, scn)); ) {
+                Elf *elf = pass == 0 && st->debug_elf ? st->debug_elf : st->elf;
+                for (Elf_Scn *scn = NULL; (scn = elf_nextscn(elf, scn)); ) {
                         GElf_Shdr sh;
                         if (!gelf_getshdr(scn, &sh) || sh.sh_type != want)
                                 continue;
-                        r = symtab_add_section(st, scn, &sh, pass == 1, &alloc);
+                        r = symtab_add_section(st, elf, scn, &sh, pass == 1, &alloc);
                         if (r < 0)
                                 return r;
                 }
@@ -225,9 +268,14 @@ static void symtab_freep(SymTab **st) {
 }
 
 int symtab_open_fd(int fd, SymTab **ret) {
+        return symtab_open_module_fd(fd, NULL, ret);
+}
+
+int symtab_open_module_fd(int fd, const char *path, SymTab **ret) {
         _cleanup_(symtab_freep) SymTab *st = calloc(1, sizeof(SymTab));
         if (!st)
                 return -ENOMEM;
+        st->debug_fd = -1;
         st->fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
         if (st->fd < 0)
                 return negative_errno();
@@ -235,6 +283,17 @@ int symtab_open_fd(int fd, SymTab **ret) {
         int r = elf_open_fd(st->fd, &st->elf);
         if (r < 0)
                 return r;
+        /* A stripped file (no .symtab): its static functions are in a separate debug file. */
+        if (path && !elf_has_section_type(st->elf, SHT_SYMTAB)) {
+                r = debugfile_find(st->elf, path, &st->debug_fd, &st->debug_path, &st->searched);
+                if (r < 0 && r != -ENOENT)
+                        return r;
+                if (st->debug_fd >= 0) {
+                        r = elf_open_fd(st->debug_fd, &st->debug_elf);
+                        if (r < 0)
+                                return r;
+                }
+        }
         r = symtab_load(st);
         if (r < 0)
                 return r;
@@ -243,10 +302,22 @@ int symtab_open_fd(int fd, SymTab **ret) {
 }
 
 int symtab_open(const char *path, SymTab **ret) {
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        return symtab_open_module(path, NULL, ret);
+}
+
+int symtab_open_module(const char *open_path, const char *path, SymTab **ret) {
+        _cleanup_close_ int fd = open(open_path, O_RDONLY | O_CLOEXEC);
         if (fd < 0)
                 return negative_errno();
-        return symtab_open_fd(fd, ret);
+        return symtab_open_module_fd(fd, path, ret);
+}
+
+const char *symtab_debug_path(const SymTab *st) {
+        return st->debug_path;
+}
+
+const char *symtab_searched(const SymTab *st) {
+        return st->searched;
 }
 
 void symtab_free(SymTab *st) {
@@ -256,6 +327,12 @@ void symtab_free(SymTab *st) {
                 elf_end(st->elf);
         if (st->fd >= 0)
                 close(st->fd);
+        if (st->debug_elf)
+                elf_end(st->debug_elf);
+        if (st->debug_fd >= 0)
+                close(st->debug_fd);
+        free(st->debug_path);
+        free(st->searched);
         free(st->v);
         free(st->by_addr);
         free(st);
@@ -296,7 +373,7 @@ static bool entry_better(const SymEntry *a, const SymEntry *b) {
         return !a->hidden_version && b->hidden_version;
 }
 
-int symtab_lookup(const SymTab *st, const char *name, unsigned pos, Symbol *ret) {
+static int symtab_lookup_exact(const SymTab *st, const char *name, unsigned pos, Symbol *ret) {
         const SymEntry *best = NULL, *local = NULL;
         unsigned n_local = 0;
         size_t i, end;
@@ -327,6 +404,51 @@ int symtab_lookup(const SymTab *st, const char *name, unsigned pos, Symbol *ret)
         if (ret)
                 *ret = best->sym;
         return 0;
+}
+
+/* The mangled name of the C++ symbols ("_Z...", one contiguous run of the sorted table)
+ * that demangle to name. Aliases (a constructor's C1 and C2 at one address) count as
+ * one; different functions of that spelling give -ENOTUNIQ. */
+static int symtab_find_demangled(const SymTab *st, const char *name, const char **ret) {
+        char want[1024], have[1024];
+        const SymEntry *found = NULL;
+        int r;
+
+        r = demangle_normalize(name, want, sizeof(want));
+        if (r < 0)
+                return -ENOENT;
+        for (size_t i = symtab_lower_bound(st, "_Z"); i < st->n; i++) {
+                const SymEntry *e = &st->v[i];
+                if (strncmp(e->sym.name, "_Z", 2) != 0)
+                        break;
+                if (i > 0 && strcmp(st->v[i - 1].sym.name, e->sym.name) == 0)
+                        continue;
+                r = demangle(e->sym.name, have, sizeof(have));
+                if (r == -ENOTSUP || r == -ENOMEM)
+                        return r;
+                if (r < 0 || strcmp(have, want) != 0)
+                        continue;
+                if (found && found->sym.value != e->sym.value)
+                        return -ENOTUNIQ;
+                if (!found)
+                        found = e;
+        }
+        if (!found)
+                return -ENOENT;
+        *ret = found->sym.name;
+        return 0;
+}
+
+int symtab_lookup(const SymTab *st, const char *name, unsigned pos, Symbol *ret) {
+        const char *mangled;
+        int r = symtab_lookup_exact(st, name, pos, ret);
+
+        if (r != -ENOENT || !demangle_looks_demangled(name))
+                return r;
+        r = symtab_find_demangled(st, name, &mangled);
+        if (r < 0)
+                return r;
+        return symtab_lookup_exact(st, mangled, pos, ret);
 }
 
 /* Prefers what .dynsym exports; falls back to a .symtab global of default or protected
@@ -482,4 +604,40 @@ int elf_read_build_id(Elf *elf, uint8_t *buf, size_t bufsize) {
                         return r;
         }
         return 0;
+}
+
+const char *symtab_find_import(const SymTab *st, const char *const *names) {
+        for (Elf_Scn *scn = NULL; (scn = elf_nextscn(st->elf, scn)); ) {
+                GElf_Shdr sh;
+                Elf_Data *d;
+                if (!gelf_getshdr(scn, &sh) || sh.sh_type != SHT_DYNSYM || sh.sh_entsize == 0 ||
+                    !(d = elf_getdata(scn, NULL)))
+                        continue;
+                for (size_t i = 1; i < sh.sh_size / sh.sh_entsize; i++) {
+                        GElf_Sym s;
+                        const char *name;
+                        if (!gelf_getsym(d, (int)i, &s) || s.st_shndx != SHN_UNDEF ||
+                            !(name = elf_strptr(st->elf, sh.sh_link, s.st_name)))
+                                continue;
+                        for (size_t k = 0; names[k]; k++)
+                                if (strcmp(name, names[k]) == 0)
+                                        return names[k];
+                }
+        }
+        return NULL;
+}
+
+bool symtab_has_section(const SymTab *st, const char *name) {
+        size_t shstrndx;
+
+        if (elf_getshdrstrndx(st->elf, &shstrndx) < 0)
+                return false;
+        for (Elf_Scn *scn = NULL; (scn = elf_nextscn(st->elf, scn)); ) {
+                GElf_Shdr sh;
+                const char *n;
+                if (gelf_getshdr(scn, &sh) && (n = elf_strptr(st->elf, shstrndx, sh.sh_name)) &&
+                    strcmp(n, name) == 0)
+                        return true;
+        }
+        return false;
 }

@@ -17,12 +17,37 @@ typedef struct Symbol {
         unsigned char bind;      /* STB_* */
         unsigned char visibility;/* STV_* */
         uint16_t shndx;
+        bool from_debug_file;    /* read from the separate debug file (symtab_debug_path()) */
 } Symbol;
 
 /* Opens the ELF file at path (or an fd: the SymTab dups it) and indexes its defined
  * symbols. -ENOEXEC when it is not an ELF file. */
 int symtab_open(const char *path, SymTab **ret);
 int symtab_open_fd(int fd, SymTab **ret);
+
+/* The same for a module of a process, open at open_path (or fd), whose real path is
+ * path: when the file has no .symtab (stripped), the .symtab of its separate debug file
+ * is used in its place, found by build-id or .gnu_debuglink (elf/debugfile.h) and
+ * checked to belong to the file. No debug file is no error: the SymTab then has the
+ * file's .dynsym only, and symtab_searched() says what was looked for. */
+int symtab_open_module(const char *open_path, const char *path, SymTab **ret);
+int symtab_open_module_fd(int fd, const char *path, SymTab **ret);
+
+/* The debug file the .symtab came from, or NULL (the file's own, or none). */
+const char *symtab_debug_path(const SymTab *st);
+/* For a stripped file: one line naming the debug files looked for and why each was not
+ * used ("no /usr/lib/debug/.build-id/ab/cdef.debug"), or NULL. */
+const char *symtab_searched(const SymTab *st);
+
+/* The first of names (NULL-terminated) that the file imports: an undefined .dynsym
+ * entry. NULL when none. */
+const char *symtab_find_import(const SymTab *st, const char *const *names);
+
+/* Whether the file has a section of that name. */
+bool symtab_has_section(const SymTab *st, const char *name);
+
+/* Whether elf has a section of that type. */
+bool elf_has_section_type(Elf *elf, Elf32_Word type);
 void symtab_free(SymTab *st);
 
 /* The Elf handle behind it (owned by the SymTab), for further reading. */
@@ -32,6 +57,9 @@ Elf *symtab_elf(const SymTab *st);
  * pos == 0: the global or weak definition if there is one, else the local one if it is
  *           the only local of that name (-ENOTUNIQ when several locals share it);
  * pos >= 1: the pos-th STB_LOCAL definition of that name, in .symtab order.
+ * A name that is no symbol but reads as a demangled C++ name ("ns::C::f(int) const")
+ * designates the mangled symbol that demangles to it (elf/demangle.h); -ENOTUNIQ when
+ * several functions do, -ENOTSUP when no demangler is available.
  * Returns 0, -ENOENT when absent. */
 int symtab_lookup(const SymTab *st, const char *name, unsigned pos, Symbol *ret);
 

@@ -36,7 +36,8 @@ static int open_elf(int fd, Elf **ret) {
 
 int resolver_symtab(SymResolver *res, size_t idx, SymTab **ret) {
         if (!res->symtabs[idx]) {
-                int r = symtab_open(res->mods->v[idx].open_path, &res->symtabs[idx]);
+                const Module *m = &res->mods->v[idx];
+                int r = symtab_open_module(m->open_path, m->is_patch ? NULL : m->path, &res->symtabs[idx]);
                 if (r < 0)
                         return r;
         }

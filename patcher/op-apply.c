@@ -3,6 +3,7 @@
 #include <stdio.h>
 
 #include "common/macro.h"
+#include "elf/demangle.h"
 #include "elf/patchfile.h"
 #include "patcher/nearmem.h"
 #include "patcher/op.h"
@@ -48,12 +49,24 @@ int op_resolve_func(UlpOp *op, const PatchMeta *meta, const PatchFunc *pf, Resol
                 return op_fail(op, r, "cannot read the symbols of %s: %s", obj, strerror(-r));
         r = symtab_lookup(st, pf->symbol, pf->pos, &sym);
         if (r == -ENOTUNIQ)
-                return op_fail(op, r, "several local functions are called %s in %s: use ULP_FUNC_POS", pf->symbol, obj);
+                return op_fail(op, r, "several local functions are called %s in %s: use ULP_FUNC_POS%s", pf->symbol, obj,
+                               demangle_looks_demangled(pf->symbol) ? " or the mangled name" : "");
+        if (r == -ENOTSUP)
+                return op_fail(op, r, "cannot demangle the C++ names of %s (libstdc++.so.6 is not available): "
+                               "name %s by its mangled symbol", obj, pf->symbol);
         if (r < 0 || (sym.type != STT_FUNC && sym.type != STT_NOTYPE))
-                return op_fail(op, -ENOENT, "function %s not found in %s", pf->symbol, obj);
+                return op_fail(op, -ENOENT, "function %s not found in %s (%s%s%s)", pf->symbol, obj,
+                               ret->mod->path,
+                               symtab_debug_path(st) ? ", and its debug file " :
+                               symtab_searched(st) ? ", stripped: " : "",
+                               symtab_debug_path(st) ? symtab_debug_path(st) :
+                               symtab_searched(st) ? symtab_searched(st) : "");
         ret->old_addr = sym.value + ret->mod->bias;
         ret->old_size = sym.size;
-        symtab_foreach_clone(st, pf->symbol, warn_clone, op);
+        if (sym.from_debug_file)
+                op_warn(op, "%s: symbol from the debug file %s of %s (build-id checked)", pf->symbol,
+                        symtab_debug_path(st), ret->mod->path);
+        symtab_foreach_clone(st, sym.name, warn_clone, op);
         if (sym.bind == STB_LOCAL && sym.size <= SMALL_FUNCTION)
                 op_warn(op, "%s is a small static function (%llu bytes): callers may have inlined it",
                         pf->symbol, (unsigned long long)sym.size);
@@ -140,6 +153,9 @@ static int validate(UlpOp *op, const PatchMeta *meta, int patch_fd, Resolved *re
         if (op->t->n_threads > CONTROL_MAX_THREADS && !op->o.global)
                 return op_fail(op, -E2BIG, "process %d has more than %u threads: use --global",
                                op->t->pid, CONTROL_MAX_THREADS);
+        r = op_check_fibers(op);
+        if (r < 0)
+                return r;
         r = resolve_all(op, meta, res);
         if (r < 0)
                 return r;

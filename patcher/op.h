@@ -50,6 +50,10 @@ uint64_t op_now_ns(void);
 int op_fail(UlpOp *op, int r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void op_warn(UlpOp *op, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* fibers.c: refuses (-ENOTSUP) a process that runs stackful user-level threads, or
+ * warns when the operator forces it. */
+int op_check_fibers(UlpOp *op);
+
 UlpOp *op_new(OpKind kind, const UlpOptions *o, UlpReport *report);
 
 /* For target_open()'s -EPERM: says which check refused /proc/PID/mem, the file's mode

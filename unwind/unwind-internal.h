@@ -45,11 +45,16 @@ struct Unwinder {
         void *userdata;
         size_t n_reported;       /* modules libdwfl accepted at the last report */
         size_t n_failed;         /* modules it refused (their frames count as outside) */
+        int vdso_fd;             /* the target's vDSO image (vdso.c), or -1 */
+        uint64_t vdso_start, vdso_end, vdso_bias;
 
         UnwindWalk walk;
         unsigned cache_next;     /* round-robin victim slot */
         UnwindCacheSlot cache[UNWIND_CACHE_SLOTS];
 };
+
+/* vdso.c: reads the target's vDSO into u->vdso_fd. */
+int unwinder_vdso_load(Unwinder *u);
 
 /* unwinder.c: empties the memory cache (at the start of every unwind). */
 void unwinder_cache_reset(Unwinder *u);

@@ -11,7 +11,9 @@
 #include <elf.h>
 #include <errno.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/macro.h"
 #include "unwind/unwind-internal.h"
@@ -192,6 +194,18 @@ static const KnownModule *known_find(const KnownModules *k, const Module *m, con
         return NULL;
 }
 
+/* Reports the vDSO (vdso.c), by range when libdwfl already has it. */
+static bool report_vdso(Unwinder *u, const KnownModules *known) {
+        char path[64];
+
+        for (size_t i = 0; i < known->n; i++)
+                if (known->v[i].name && strcmp(known->v[i].name, "[vdso]") == 0 &&
+                    known->v[i].low == u->vdso_start)
+                        return dwfl_report_module(u->dwfl, "[vdso]", known->v[i].low, known->v[i].high);
+        snprintf(path, sizeof(path), "/proc/self/fd/%d", u->vdso_fd);
+        return dwfl_report_elf(u->dwfl, "[vdso]", path, -1, u->vdso_bias, true);
+}
+
 /* Reports mods to libdwfl as the complete module set, replacing the previous one.
  * Modules libdwfl already has are re-reported by range (dwfl_report_module), which keeps
  * them with their parsed CFI: dwfl_report_elf cannot re-report a module (it opens the
@@ -229,6 +243,9 @@ static int report_modules(Unwinder *u, const ModuleList *mods) {
                 else
                         failed++;
         }
+        /* Not counted: the caller's list does not hold it. */
+        if (u->vdso_fd >= 0)
+                (void) report_vdso(u, &known);
         free(known.v);
         if (dwfl_report_end(u->dwfl, NULL, NULL) != 0)
                 return dwfl_failure();
@@ -271,7 +288,10 @@ int unwinder_new(pid_t pid, const ModuleList *mods, unwind_read_fn read, void *u
         u->pid = pid;
         u->read = read;
         u->userdata = userdata;
+        u->vdso_fd = -1;
         unwinder_cache_reset(u);
+        /* Without it, frames in the vDSO are only unreliable, as they were. */
+        (void) unwinder_vdso_load(u);
 
         u->dwfl = dwfl_begin(&dwfl_callbacks);
         if (!u->dwfl) {
@@ -304,6 +324,8 @@ void unwinder_free(Unwinder *u) {
                 dwfl_end(u->dwfl);
         if (u->arch_elf)
                 elf_end(u->arch_elf);
+        if (u->vdso_fd >= 0)
+                close(u->vdso_fd);
         free(u);
 }
 

@@ -26,10 +26,20 @@
  * Objects are named ULP_MAIN (the main executable) or by a library's soname
  * (DT_SONAME) or file name, e.g. "libz.so.1".
  *
+ * C++: this header works in a patch compiled with g++ as well. A C++ function is named
+ * by its mangled symbol ("_ZNK4shop4Cart5totalEi") or as it demangles
+ * ("shop::Cart::total(int) const"; spaces only matter between two words). Its
+ * replacement is any function with the same calling convention: for a member function,
+ * one taking the object pointer first, e.g.
+ *
+ *     static int total_v2(const shop::Cart *self, int tax);
+ *     ULP_FUNC(ULP_MAIN, "shop::Cart::total(int) const", total_v2);
+ *
  * ULP_REF's third argument is a pointer variable the patch declares itself,
  * e.g. "static int *counter_p;". ulp stores the address of the target's symbol
  * in it before any new function can run. Static symbols of the target work as
- * long as the target's .symtab is present (not stripped).
+ * long as the target's .symtab is present, or, for a stripped object, its separate
+ * debug file is installed (docs/symbols.md).
  *
  * Callbacks run inside the target, on one borrowed thread, with all signals
  * blocked: int pre_patch(void) and int pre_unpatch(void) return 0 to go on, or
@@ -43,6 +53,10 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 #define ULP_MAIN ""
 
@@ -137,3 +151,7 @@ struct ulp_meta_replace {
 #define ULP_REPLACE() \
         ULP__RECORD(ulp_meta_replace, ULP_SECTION_REPLACE) ULP__ID(ulp__replace_) = { \
                 ULP_META_MAGIC, 1 }
+
+#ifdef __cplusplus
+}
+#endif
