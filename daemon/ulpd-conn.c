@@ -54,6 +54,8 @@ int connection_send(Connection *c, struct json_object *o) {
 
         if (!o)
                 return -ENOMEM;
+        if (connection_closed(c))
+                return -ENOTCONN;
         s = protocol_format(o, &len);
         if (!s)
                 return -ENOMEM;
@@ -68,15 +70,15 @@ int connection_send(Connection *c, struct json_object *o) {
         return connection_flush(c);
 }
 
-/* Sends and then frees o; drops the connection when it cannot take it. Returns false
- * when c was freed. */
+/* Sends and then frees o; closes the connection when it cannot take it. Returns false
+ * when c was closed. */
 bool connection_reply(Connection *c, struct json_object *o) {
         int r = connection_send(c, o);
 
         json_object_put(o);
         if (r < 0) {
                 log_debug("dropping client (pid %d): %s", (int) c->cred.pid, strerror(-r));
-                connection_free(c);
+                connection_close(c);
                 return false;
         }
         return true;
@@ -89,7 +91,7 @@ void connection_fail(Connection *c, int error, const char *message) {
         if (!connection_reply(c, protocol_new_error(error, message)))
                 return;
         if (c->out_len == 0)
-                connection_free(c);
+                connection_close(c);
 }
 
 /* Keeps the connection's one timer on the deadline that applies now (on: unless a
@@ -112,26 +114,57 @@ void idle_arm(Connection *c, bool on) {
         (void) sd_event_source_set_enabled(c->idle, timer != TIMER_OFF ? SD_EVENT_ONESHOT : SD_EVENT_OFF);
 }
 
-void connection_free(Connection *c) {
+/*
+ * A connection has a reference from the manager's list while it is open, and one from
+ * each callback that runs for it, for the callback's duration: what the callback does
+ * may close it (a reply that cannot be queued, a protocol violation, an idle deadline),
+ * and the callback still looks at it afterwards. Closing releases the socket, the
+ * timers, the descriptors in flight and the queued replies at once; the memory goes
+ * with the last reference.
+ */
+Connection *connection_ref(Connection *c) {
+        c->n_ref++;
+        return c;
+}
+
+Connection *connection_unref(Connection *c) {
+        if (!c || --c->n_ref > 0)
+                return NULL;
+        msgreader_done(&c->rd);
+        free(c->out);
+        free(c);
+        return NULL;
+}
+
+static void connection_unrefp(Connection **c) {
+        connection_unref(*c);
+}
+
+bool connection_closed(const Connection *c) {
+        return c->fd < 0;
+}
+
+void connection_close(Connection *c) {
         Manager *m = c->m;
 
+        if (connection_closed(c))
+                return;
         if (c->req) {
                 c->req->c = NULL;  /* the jobs go on; the request is freed with the last one */
                 c->req = NULL;
         }
-        if (c->in_dispatch) {
-                c->dead = true;
-                return;
-        }
         LIST_REMOVE(m->connections, c);
         m->n_connections--;
-        sd_event_source_disable_unref(c->io);
-        sd_event_source_disable_unref(c->idle);
+        c->io = sd_event_source_disable_unref(c->io);
+        c->idle = sd_event_source_disable_unref(c->idle);
         close(c->fd);
+        c->fd = -1;
         msgreader_done(&c->rd);
         free(c->out);
-        free(c);
+        c->out = NULL;
+        c->out_len = 0;
         manager_update_status(m);
+        connection_unref(c);   /* the list's */
 }
 
 /* Stops reading c until the window ends (uid_window_on_timer); its deadlines wait too,
@@ -153,7 +186,7 @@ static void connection_process(Connection *c) {
                 uint64_t t;
                 int fd, r;
 
-                if (c->dead || c->closing)
+                if (connection_closed(c) || c->closing)
                         return;
                 if (!c->req && uid_over_budget(m, uid)) {
                         connection_throttle(c);
@@ -174,7 +207,7 @@ static void connection_process(Connection *c) {
                 dispatch(c, q);
                 uid_charge(m, uid, clock_usec() - t);
                 json_object_put(q);
-                if (c->dead)
+                if (connection_closed(c))
                         return;
                 /* fds the request brought and did not take are not kept for another */
                 while ((fd = msgreader_take_fd(&c->rd)) >= 0)
@@ -186,24 +219,24 @@ static void connection_process(Connection *c) {
 }
 
 static int connection_on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
-        Connection *c = userdata;
+        _cleanup_(connection_unrefp) Connection *c = connection_ref(userdata);
 
-        c->in_dispatch = true;
         if (revents & EPOLLOUT) {
                 if (connection_flush(c) < 0)
-                        connection_free(c);
+                        connection_close(c);
                 else if (c->out_len == 0 && (c->closing || (c->read_eof && !c->req)))
-                        connection_free(c);
+                        connection_close(c);
         }
         /* Gone entirely while we were not reading: epoll would report it forever. */
-        if (!c->dead && (revents & (EPOLLHUP | EPOLLERR)) && (c->read_eof || c->closing || c->throttled))
-                connection_free(c);
-        if (!c->dead && (revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) && !c->read_eof && !c->closing &&
-            !c->throttled) {
+        if (!connection_closed(c) && (revents & (EPOLLHUP | EPOLLERR)) &&
+            (c->read_eof || c->closing || c->throttled))
+                connection_close(c);
+        if (!connection_closed(c) && (revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) && !c->read_eof &&
+            !c->closing && !c->throttled) {
                 char msg_fds[192];
 
                 /* a bounded number of reads, so one chatty client cannot starve the rest */
-                for (int i = 0; i < 8 && !c->dead && !c->closing && !c->throttled; i++) {
+                for (int i = 0; i < 8 && !connection_closed(c) && !c->closing && !c->throttled; i++) {
                         int r = msgreader_fill(&c->rd, c->fd);
 
                         if (r == -EAGAIN)
@@ -221,7 +254,7 @@ static int connection_on_io(sd_event_source *s, int fd, uint32_t revents, void *
                                 break;
                         }
                         if (r < 0) {
-                                connection_free(c);
+                                connection_close(c);
                                 break;
                         }
                         if (c->rd.n_fds > 0 && connection_fds_over(c, msg_fds, sizeof(msg_fds))) {
@@ -232,22 +265,17 @@ static int connection_on_io(sd_event_source *s, int fd, uint32_t revents, void *
                         connection_process(c);
                         if (r == 0) {
                                 /* half-closed: answer what is in flight, then close */
-                                if (!c->dead)
+                                if (!connection_closed(c))
                                         c->read_eof = true;
                                 break;
                         }
                 }
-                if (!c->dead) {
+                if (!connection_closed(c)) {
                         if (c->read_eof && !c->req && c->out_len == 0)
-                                connection_free(c);
+                                connection_close(c);
                         else
                                 (void) connection_update_events(c);
                 }
-        }
-        c->in_dispatch = false;
-        if (c->dead) {
-                c->dead = false;
-                connection_free(c);
         }
         return 0;
 }
@@ -256,14 +284,11 @@ static int connection_on_idle(sd_event_source *s, uint64_t usec, void *userdata)
         Connection *c = userdata;
 
         if (c->timer == TIMER_RESUME) {
+                _cleanup_(connection_unrefp) Connection *ref = connection_ref(c);
+
                 c->timer = TIMER_OFF;
-                c->in_dispatch = true;
                 connection_process(c);
-                c->in_dispatch = false;
-                if (c->dead) {
-                        c->dead = false;
-                        connection_free(c);
-                } else
+                if (!connection_closed(c))
                         idle_arm(c, true);
                 return 0;
         }
@@ -283,7 +308,7 @@ static int connection_on_idle(sd_event_source *s, uint64_t usec, void *userdata)
                 return 0;
         }
         log_debug("client pid %d idle, closing", (int) c->cred.pid);
-        connection_free(c);
+        connection_close(c);
         return 0;
 }
 
@@ -296,6 +321,7 @@ int connection_new(Manager *m, int cfd, const struct ucred *cred) {
                 close(cfd);
                 return -ENOMEM;
         }
+        c->n_ref = 1;   /* the list's, until connection_close() */
         c->m = m;
         c->fd = cfd;
         c->cred = *cred;

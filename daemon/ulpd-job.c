@@ -44,7 +44,7 @@ void request_complete(Request *q) {
                         json_object_object_add(o, "results", json_object_get(q->results));
                 if (connection_reply(c, o)) {
                         if (c->read_eof && c->out_len == 0)
-                                connection_free(c);
+                                connection_close(c);
                         else
                                 idle_arm(c, true);
                 }
@@ -137,7 +137,7 @@ void job_send_progress(Job *j, bool force) {
         json_object_object_add(o, "pid", json_object_new_int(j->pid));
         json_object_object_add(o, "switched", json_object_new_int64(sw));
         json_object_object_add(o, "total", json_object_new_int64(tot));
-        (void) connection_reply(j->req->c, o);   /* may drop the client: see connection_free() */
+        (void) connection_reply(j->req->c, o);   /* may drop the client: see connection_close() */
 }
 
 /* One try_complete pass; rearms itself until the operation is over. */

@@ -123,7 +123,7 @@ static void manager_free(Manager *m) {
                         request_free(q);
         }
         while (m->connections)
-                connection_free(m->connections);
+                connection_close(m->connections);
         persist_done(m);
         pending_done(m);
         sd_event_source_disable_unref(m->listen_source);

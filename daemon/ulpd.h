@@ -245,8 +245,7 @@ struct Connection {
         bool read_eof;
         bool throttled;          /* its uid used its share of the loop: not read until ... */
         uint64_t dispatch_start; /* when its current request began to be dispatched */
-        bool in_dispatch;        /* inside its io callback: freeing is deferred ... */
-        bool dead;               /* ... to its end */
+        unsigned n_ref;          /* the list's while open, and each running callback's */
 };
 
 struct Request {
@@ -320,14 +319,21 @@ int connection_update_events(Connection *c);
 /* Queues message o (reference not taken) for the client. Returns 0, or -errno when
  * the connection is dead or does not read its replies. */
 int connection_send(Connection *c, struct json_object *o);
-/* Sends and then frees o; drops the connection when it cannot take it. Returns false
- * when c was freed. */
+/* Sends and then frees o; closes the connection when it cannot take it. Returns false
+ * when c was closed. */
 bool connection_reply(Connection *c, struct json_object *o);
 /* Answers with an error and closes after flushing (for protocol violations). */
 void connection_fail(Connection *c, int error, const char *message);
 /* Keeps the connection's one timer on the deadline that applies now. */
 void idle_arm(Connection *c, bool on);
-void connection_free(Connection *c);
+/* Takes and drops a reference: the memory of c goes with the last one. */
+Connection *connection_ref(Connection *c);
+Connection *connection_unref(Connection *c);
+/* Ends the connection now: its socket, timers, descriptors in flight and queued replies
+ * are released, its request goes on without a client, and the list's reference is
+ * dropped. Whoever still holds one sees connection_closed(). Idempotent. */
+void connection_close(Connection *c);
+bool connection_closed(const Connection *c);
 
 /* ---- limits (ulpd-limits.c) ----------------------------------------------------- */
 
