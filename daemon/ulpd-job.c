@@ -24,6 +24,20 @@ const char *job_kind_verb(JobKind k) {
         return k == JOB_APPLY ? "apply" : k == JOB_REVERT ? "revert" : "resume";
 }
 
+/* A request in flight on c, with no result yet. Returns NULL when out of memory. */
+Request *request_new(Connection *c) {
+        Request *q = calloc(1, sizeof(*q));
+
+        if (!q || !(q->results = json_object_new_array())) {
+                free(q);
+                return NULL;
+        }
+        q->m = c->m;
+        q->c = c;
+        c->req = q;
+        return q;
+}
+
 void request_free(Request *q) {
         if (!q)
                 return;

@@ -378,6 +378,8 @@ void method_ping(Connection *c, struct json_object *q);
 /* ---- requests and jobs (ulpd-job.c) --------------------------------------------- */
 
 const char *job_kind_verb(JobKind k);
+/* A request in flight on c, with no result yet. Returns NULL when out of memory. */
+Request *request_new(Connection *c);
 void request_free(Request *q);
 /* The request's last job finished, or none ran: send the final result to a waiting
  * client, and free the request. */
