@@ -4,8 +4,8 @@
 /*
  * Fields of a client's request (protocol.h) that ulpd turns into its own values. Every
  * byte comes from an unprivileged client: each helper bounds what it accepts and
- * refuses the rest, so that the methods in ulpd.c only see checked values. Kept apart
- * from ulpd.c so that they can be fed arbitrary input without a running service.
+ * refuses the rest, so that ulpd's methods (ulpd-method-*.c) only see checked values.
+ * Kept apart from them so that they can be fed arbitrary input without a running service.
  */
 
 #include <json-c/json.h>

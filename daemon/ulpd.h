@@ -2,12 +2,24 @@
 #pragma once
 
 /*
- * ulpd's internal objects, shared by ulpd.c (service, connections, transitions),
- * ulpd-auth.c (who may patch what), ulpd-log.c (journal or stderr) and
- * ulpd-persist.c (sticky patches and the process connector).
+ * ulpd's internal objects, shared by its files (docs/daemon.md):
+ *   ulpd.c                    arguments, main, the loop's setup and teardown, status for systemd
+ *   ulpd-listen.c             the listening socket, accepting clients
+ *   ulpd-conn.c               a client's connection: reading requests, queueing replies, its timer
+ *   ulpd-limits.c             per-uid shares: connections, fds in flight, loop time, jobs; log rates
+ *   ulpd-dispatch.c           a request to its method; what the methods share
+ *   ulpd-method-transition.c  apply and revert
+ *   ulpd-method-query.c       check, status, ping
+ *   ulpd-job.c                requests and jobs: the lifecycle of a transition
+ *   ulpd-auth.c               who may patch what
+ *   ulpd-persist.c            sticky patches and the process connector
+ *   ulpd-pending.c            objects a patch names that a process loads later
+ *   ulpd-log.c                journal or stderr
  */
 
 #include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <systemd/sd-event.h>
@@ -70,7 +82,7 @@ const AuthProof *auth_find_proof(const AuthProofs *proofs, pid_t pid);
 int auth_check(const struct ucred *cred, const AuthProofs *proofs, pid_t pid, int *ret_mem_fd,
                char *reason, size_t reason_len);
 
-/* ---- transitions (ulpd.c) ------------------------------------------------------ */
+/* ---- transitions (ulpd-job.c) -------------------------------------------------- */
 
 typedef enum JobKind {
         JOB_APPLY,
@@ -177,3 +189,210 @@ struct Manager {
         size_t n_recover_only;
         char last_status[256];
 };
+
+/* ---- limits ------------------------------------------------------------------- */
+
+/* The limits below, why they are what they are and what a client sees when it hits one:
+ * docs/limits.md. */
+#define CONNECTIONS_MAX 256
+#define CONNECTIONS_ROOT_RESERVED 32                /* of CONNECTIONS_MAX, only root may take */
+#define CONNECTIONS_PER_UID_MAX 16                  /* for each uid but root */
+#define CONNECTION_IDLE_USEC (10ULL * 1000000ULL)   /* before a request, and between requests */
+#define REQUEST_DEADLINE_SEC 10                     /* from a request's first byte to its last */
+#define REQUEST_DEADLINE_USEC (REQUEST_DEADLINE_SEC * 1000000ULL)
+#define ACCEPT_BACKOFF_USEC (100ULL * 1000ULL)      /* accept paused for so long when out of fds */
+#define LOG_BURST 10                                /* lines a client can provoke ... */
+#define LOG_INTERVAL_USEC (10ULL * 1000000ULL)      /* ... in this interval */
+/* fds ulpd wants: per connection its socket and what one request may bring, and room for
+ * the transitions' own. */
+#define UID_FDS_MAX (2 * PROTOCOL_FDS_MAX)            /* fds in flight for each uid but root */
+#define FDS_RESERVED 1024                           /* of the fd limit, never for unprivileged requests */
+#define NOFILE_WANTED (CONNECTIONS_MAX * (1 + PROTOCOL_FDS_MAX) + 1024)
+#define OUTPUT_MAX (16u << 20)                     /* replies queued for a slow reader */
+#define PROGRESS_INTERVAL_USEC (250ULL * 1000ULL)
+#define HEARTBEAT_USEC (2ULL * 1000000ULL)         /* progress even when nothing changed */
+#define CALLBACK_TIMEOUT_MS_DEFAULT 1000            /* a patch callback holds the loop so long */
+#define UID_WINDOW_USEC (10ULL * 1000000ULL)        /* each uid but root may have ... */
+#define UID_LOOP_BUDGET_USEC (1ULL * 1000000ULL)    /* ... so much of the loop per window */
+#define JOBS_PER_UID_MAX 64                         /* transitions running for each uid but root */
+
+/* ---- the objects of the loop ----------------------------------------------------
+ *
+ * Lifetimes: a Connection owns at most one Request in flight; a Request owns the
+ * result slots of its Jobs; a Job outlives its Request's client (a client that goes
+ * away, or asked not to wait, leaves the transition running), and a Request without
+ * a client is freed when its last Job finished. A Job without a Request is one ulpd
+ * started itself (restart recovery, sticky patches).
+ */
+
+struct Connection {
+        Manager *m;
+        Connection *next, *prev;
+        int fd;
+        struct ucred cred;
+        sd_event_source *io, *idle;
+        enum {
+                TIMER_OFF,               /* a request is in flight: its jobs have their own */
+                TIMER_IDLE,              /* nothing buffered: CONNECTION_IDLE_USEC */
+                TIMER_REQUEST,           /* part of a request: REQUEST_DEADLINE_USEC */
+                TIMER_RESUME,            /* no longer throttled: process what it sent, at once */
+        } timer;
+        MsgReader rd;
+        char *out;
+        size_t out_len;
+        Request *req;            /* in flight: no other message may arrive meanwhile */
+        bool closing;            /* close once out is flushed */
+        bool read_eof;
+        bool throttled;          /* its uid used its share of the loop: not read until ... */
+        uint64_t dispatch_start; /* when its current request began to be dispatched */
+        unsigned n_ref;          /* the list's while open, and each running callback's */
+};
+
+struct Request {
+        Manager *m;
+        Connection *c;           /* NULL once the client is gone or does not wait */
+        unsigned running;        /* Jobs not finished */
+        struct json_object *results; /* array: one report per pid, in request order */
+};
+
+struct Job {
+        Manager *m;
+        Job *next, *prev;
+        Request *req;
+        size_t index;            /* slot in req->results */
+        JobKind kind;
+        pid_t pid;
+        uid_t uid;               /* whose request started it (0: root's, or ulpd's own) */
+        char name[128];          /* patch name, for logs */
+        UlpOp *op;
+        UlpReport report;
+        sd_event_source *timer;
+        uint64_t last_progress;
+        unsigned last_switched;
+};
+
+#define LIST_PREPEND(head, x) do {                      \
+                (x)->prev = NULL;                       \
+                (x)->next = (head);                     \
+                if (head)                               \
+                        (head)->prev = (x);             \
+                (head) = (x);                           \
+        } while (0)
+#define LIST_REMOVE(head, x) do {                       \
+                if ((x)->prev)                          \
+                        (x)->prev->next = (x)->next;    \
+                else                                    \
+                        (head) = (x)->next;             \
+                if ((x)->next)                          \
+                        (x)->next->prev = (x)->prev;    \
+                (x)->next = (x)->prev = NULL;           \
+        } while (0)
+
+#define JOB_TIMER_ACCURACY_USEC 1000
+
+static inline uint64_t now_usec(Manager *m) {
+        uint64_t t = 0;
+
+        (void) sd_event_now(m->event, CLOCK_MONOTONIC, &t);
+        return t;
+}
+
+static inline uint64_t clock_usec(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000;
+}
+
+/* ---- listening (ulpd-listen.c) ------------------------------------------------- */
+
+/* Takes the socket systemd passed, or binds our own. */
+int manager_listen(Manager *m);
+int manager_on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdata);
+
+/* ---- connections (ulpd-conn.c) -------------------------------------------------- */
+
+/* Serves a client accepted on cfd with credentials cred. Returns 0, or -errno (cfd
+ * closed). */
+int connection_new(Manager *m, int cfd, const struct ucred *cred);
+int connection_update_events(Connection *c);
+/* Queues message o (reference not taken) for the client. Returns 0, or -errno when
+ * the connection is dead or does not read its replies. */
+int connection_send(Connection *c, struct json_object *o);
+/* Sends and then frees o; closes the connection when it cannot take it. Returns false
+ * when c was closed. */
+bool connection_reply(Connection *c, struct json_object *o);
+/* Answers with an error and closes after flushing (for protocol violations). */
+void connection_fail(Connection *c, int error, const char *message);
+/* Keeps the connection's one timer on the deadline that applies now. */
+void idle_arm(Connection *c, bool on);
+/* Takes and drops a reference: the memory of c goes with the last one. */
+Connection *connection_ref(Connection *c);
+Connection *connection_unref(Connection *c);
+/* Ends the connection now: its socket, timers, descriptors in flight and queued replies
+ * are released, its request goes on without a client, and the list's reference is
+ * dropped. Whoever still holds one sees connection_closed(). Idempotent. */
+void connection_close(Connection *c);
+bool connection_closed(const Connection *c);
+
+/* ---- limits (ulpd-limits.c) ----------------------------------------------------- */
+
+bool ratelimit_pass(Manager *m, RateLimit *rl);
+/* Refusals any client can ask for by the thousand (a request naming others' processes). */
+bool log_refusal_pass(Manager *m);
+/* A warning any client can provoke at will: a burst per interval, then a count. */
+#define log_warning_ratelimited(m, rl, ...) do {                                          \
+                if (ratelimit_pass((m), (rl))) {                                          \
+                        if ((rl)->suppressed > 0)                                         \
+                                log_warning("%u more like the next were not logged", (rl)->suppressed); \
+                        (rl)->suppressed = 0;                                             \
+                        log_warning(__VA_ARGS__);                                         \
+                }                                                                         \
+        } while (0)
+bool uid_over_budget(Manager *m, uid_t uid);
+void uid_charge(Manager *m, uid_t uid, uint64_t usec);
+/* Inside a request: may c's uid start one more operation? Returns 0, or -EAGAIN with
+ * the line for the client. */
+int connection_may_start(Connection *c, char *reason, size_t len);
+/* True, with the line for the client, when the fds c's request brought go over its
+ * uid's share or all users' share. */
+bool connection_fds_over(Connection *c, char *reason, size_t len);
+/* May a new connection from cred be served? Returns 0, or -errno with the line for
+ * the client. */
+int connection_admit(Manager *m, const struct ucred *cred, char *reason, size_t len);
+
+/* ---- dispatch and methods (ulpd-dispatch.c, ulpd-method-*.c) -------------------- */
+
+void dispatch(Connection *c, struct json_object *q);
+bool reply_error(Connection *c, int error, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* A per-pid result that never became a Job (refused, or failed to start). */
+struct json_object *result_error(pid_t pid, int error, const char *message, const UlpReport *rep);
+/* Makes sure *fdp is a regular file of sane size and replaces it with ulpd's own sealed
+ * copy. Returns 0, or -errno with the line for the client. */
+int check_patch_fd(int *fdp, char *reason, size_t len);
+void method_transition(Connection *c, struct json_object *q, JobKind kind);
+void method_check(Connection *c, struct json_object *q);
+void method_status(Connection *c, struct json_object *q);
+void method_ping(Connection *c, struct json_object *q);
+
+/* ---- requests and jobs (ulpd-job.c) --------------------------------------------- */
+
+const char *job_kind_verb(JobKind k);
+/* A request in flight on c, with no result yet. Returns NULL when out of memory. */
+Request *request_new(Connection *c);
+void request_free(Request *q);
+/* The request's last job finished, or none ran: send the final result to a waiting
+ * client, and free the request. */
+void request_complete(Request *q);
+Job *job_new(Manager *m, JobKind kind, pid_t pid, const char *name);
+/* Starts kind on pid. On failure the report is in j->report and j is not linked. */
+int job_start(Job *j, int patch_fd, const UlpOptions *options);
+/* Hands a started op to the loop. Takes ownership of j. */
+int job_launch(Job *j);
+void job_store_result(Job *j, int error);
+void job_log_result(Job *j, int r);
+void job_send_progress(Job *j, bool force);
+void job_free(Job *j);
+Job *manager_find_job(Manager *m, pid_t pid);
+/* Finishes the transitions a previous ulpd left in its targets. */
+void manager_resume_transitions(Manager *m);

@@ -1,0 +1,120 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * A whole request from a client, to the method it names (ulpd-method-*.c), and what
+ * the methods share: error replies, per-pid error results, the check of a patch file
+ * descriptor a client passed.
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "common/macro.h"
+#include "daemon/protocol.h"
+#include "daemon/report-json.h"
+#include "daemon/ulpd.h"
+#include "elf/patchfile.h"
+
+static const struct {
+        const char *name;
+        void (*fn)(Connection *c, struct json_object *q);
+} methods[] = {
+        { "check",  method_check },
+        { "status", method_status },
+        { "ping",   method_ping },
+};
+
+void dispatch(Connection *c, struct json_object *q) {
+        const char *method = protocol_get_string(q, "method");
+
+        if (!method) {
+                connection_fail(c, -EBADMSG, "a request needs a \"method\"");
+                return;
+        }
+        if (c->req) {
+                /* out of order: the previous request has not had its final reply */
+                connection_fail(c, -EBUSY, "a request is already in progress on this connection");
+                return;
+        }
+        /* a fd that arrived with an earlier request is no business of this one */
+        if (!protocol_streq(method, "apply") && !protocol_streq(method, "revert") &&
+            !protocol_streq(method, "check") && !protocol_streq(method, "status")) {
+                int fd;
+                while ((fd = msgreader_take_fd(&c->rd)) >= 0)
+                        close(fd);
+        }
+        if (protocol_streq(method, "apply"))
+                method_transition(c, q, JOB_APPLY);
+        else if (protocol_streq(method, "revert"))
+                method_transition(c, q, JOB_REVERT);
+        else {
+                for (size_t i = 0; i < ELEMENTSOF(methods); i++)
+                        if (protocol_streq(method, methods[i].name)) {
+                                methods[i].fn(c, q);
+                                return;
+                        }
+                reply_error(c, -EOPNOTSUPP, "unknown method \"%.64s\"", method);
+        }
+}
+
+bool reply_error(Connection *c, int error, const char *fmt, ...) {
+        char msg[512];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        return connection_reply(c, protocol_new_error(error, msg));
+}
+
+/* A per-pid result that never became a Job (refused, or failed to start). */
+struct json_object *result_error(pid_t pid, int error, const char *message, const UlpReport *rep) {
+        UlpReport empty = {};
+        struct json_object *o;
+
+        if (!rep) {
+                snprintf(empty.message, sizeof(empty.message), "%s", message);
+                rep = &empty;
+        }
+        o = report_to_json(rep, error);
+        if (o)
+                json_object_object_add(o, "pid", json_object_new_int(pid));
+        return o;
+}
+
+/* Makes sure *fd is a regular file of sane size: reading a pipe or socket a client
+ * passed would block the whole daemon. Then replaces it with our own sealed copy
+ * (patchfile.h), which everything after works from: the client may truncate or grow
+ * its file, or write to it, and none of it reaches us. */
+int check_patch_fd(int *fdp, char *reason, size_t len) {
+        struct stat st;
+        int fd = *fdp, copy, fl, r;
+
+        if (fd < 0) {
+                snprintf(reason, len, "the request carries no patch file descriptor");
+                return -EBADF;
+        }
+        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+                snprintf(reason, len, "the patch must be a regular file");
+                return -EBADF;
+        }
+        if ((uint64_t) st.st_size > PATCH_FILE_MAX) {
+                snprintf(reason, len, "the patch file is larger than %llu MiB", PATCH_FILE_MAX >> 20);
+                return -EFBIG;
+        }
+        fl = fcntl(fd, F_GETFL);
+        if (fl < 0 || (fl & O_ACCMODE) == O_WRONLY) {
+                snprintf(reason, len, "the patch file descriptor is not readable");
+                return -EBADF;
+        }
+        r = patch_file_copy(fd, &copy, reason, len);
+        if (r < 0)
+                return r;
+        close(fd);
+        *fdp = copy;
+        return 0;
+}
