@@ -244,7 +244,7 @@ typedef void (*TargetStopHook)(const TargetStopEvent *ev, void *userdata);
 void target_set_stop_hook(TargetStopHook hook, void *userdata);
 
 /*
- * Internal to the ptrace layer (patcher/target.c and patcher/x86_64/remote.c); not for
+ * Internal to the ptrace layer (patcher/target*.c and patcher/x86_64/remote.c); not for
  * other callers.
  */
 uint64_t target__now_ns(void);
