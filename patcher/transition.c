@@ -113,12 +113,10 @@ void transition_done(Transition *tr) {
 int transition_write_entry(Target *t, const ControlFunc *f, uint64_t dest) {
         uint8_t buf[16];
         uint64_t at = f->old_addr + f->entry_off;
-        int r = encode_jmp_rel32(buf, at, dest);
-        if (r < 0)
-                return r;
-        /* The rest of the displaced bytes: never executed, int3 makes a mistake loud. */
-        memset(buf + JMP_REL32_SIZE, 0xcc, sizeof(buf) - JMP_REL32_SIZE);
-        return target_write(t, at, buf, MAX((size_t)f->displaced_len, (size_t)JMP_REL32_SIZE));
+        int n = encode_entry_jump(buf, f->displaced_len, at, dest);
+        if (n < 0)
+                return n;
+        return target_write(t, at, buf, (size_t)n);
 }
 
 int transition_restore_entry(Target *t, const ControlFunc *f, uint64_t expected_dest) {

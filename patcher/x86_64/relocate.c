@@ -36,6 +36,15 @@ int encode_jmp_rel32(uint8_t buf[JMP_REL32_SIZE], uint64_t from, uint64_t to) {
         return 0;
 }
 
+int encode_entry_jump(uint8_t buf[16], size_t len, uint64_t at, uint64_t dest) {
+        int r = encode_jmp_rel32(buf, at, dest);
+
+        if (r < 0)
+                return r;
+        memset(buf + JMP_REL32_SIZE, INSN_INT3, 16 - JMP_REL32_SIZE);
+        return (int)MIN(MAX(len, (size_t)JMP_REL32_SIZE), (size_t)16);
+}
+
 static int emit(Relocation *r, const void *p, size_t n) {
         if (r->code_len + n > sizeof(r->code))
                 return -ENOTSUP;
