@@ -6,6 +6,8 @@
 #include "patcher/x86_64/relocate.h"
 #include "patcher/x86_64/stub.h"
 
+typedef struct EntryMap EntryMap;
+
 const char *transition_state_name(uint32_t cp_state) {
         switch (cp_state) {
         case CP_PATCHED:
@@ -75,10 +77,16 @@ static int compute_ranges(Transition *tr) {
                 return add_range(tr, p->map_start, p->map_start + p->map_size);
         for (unsigned i = 0; i < n && r >= 0; i++) {
                 uint64_t sz = impl_size(tr->c, &f[i], f[i].prev_addr);
-                if (sz)
+                if (sz) {
                         r = add_range(tr, f[i].prev_addr, f[i].prev_addr + sz);
-                else
-                        r = add_range(tr, f[i].old_addr, f[i].old_addr + f[i].old_size);
+                        continue;
+                }
+                r = add_range(tr, f[i].old_addr, f[i].old_addr + f[i].old_size);
+                /* The relocated copy of its entry is the original too: a thread there
+                 * (sent by a stub, or moved there by init) goes on into the original. Its
+                 * area holds nothing else (RELOC_MAX_CODE bytes each). */
+                if (r >= 0 && f[i].copy_addr)
+                        r = add_range(tr, f[i].copy_addr, f[i].copy_addr + RELOC_MAX_CODE);
         }
         return r;
 }
@@ -99,6 +107,9 @@ int transition_prepare(Transition *tr, Target *t, Control *c, Unwinder *u, SymRe
 }
 
 void transition_done(Transition *tr) {
+        free(tr->maps);
+        tr->maps = NULL;
+        tr->n_maps = 0;
         free(tr->ranges);
         free(tr->pending);
         free(tr->expect);
@@ -144,6 +155,26 @@ static uint64_t entry_dest_now(const Control *c, const ControlFunc *f, int exclu
         return c->img->funcs[top].new_addr;
 }
 
+struct EntryMap {
+        uint64_t at;             /* the entry (after endbr64) */
+        uint64_t copy;           /* its relocated copy */
+        Relocation rel;          /* the displaced instructions, in both places */
+};
+
+/* Rebuilds the map of f's entry, once per function, outside the stop. An entry whose
+ * map cannot be rebuilt keeps the old rule: init waits until no thread is inside. */
+static void map_entry(Transition *tr, const ControlFunc *f) {
+        EntryMap *m = &tr->maps[tr->n_maps];
+        char err[128];
+
+        if (!f->copy_addr || f->displaced_len > sizeof(f->orig_bytes))
+                return;
+        m->at = f->old_addr + f->entry_off;
+        m->copy = f->copy_addr;
+        if (relocation_rebuild(f->orig_bytes, f->displaced_len, m->at, m->copy, &m->rel, err, sizeof(err)) >= 0)
+                tr->n_maps++;
+}
+
 static int range_cmp(const void *a, const void *b) {
         const CodeRange *x = a, *y = b;
         return x->lo < y->lo ? -1 : x->lo > y->lo;
@@ -161,16 +192,21 @@ static int compute_no_go(Transition *tr) {
         size_t n = 0;
 
         free(tr->no_go);
+        free(tr->maps);
+        tr->n_maps = 0;
         tr->no_go = calloc(2 * (size_t)img->hdr.n_funcs + 1, sizeof(CodeRange));
-        if (!tr->no_go)
+        tr->maps = calloc((size_t)img->hdr.n_funcs + 1, sizeof(EntryMap));
+        if (!tr->no_go || !tr->maps)
                 return -ENOMEM;
         for (unsigned i = 0; i < img->hdr.n_funcs; i++) {
                 const ControlFunc *f = &img->funcs[i];
                 uint64_t s = f->old_addr + f->entry_off;
                 if (f->stub_addr)
                         tr->no_go[n++] = (CodeRange) { f->stub_addr, f->stub_addr + STUB_MAX_SIZE };
-                if ((int)f->patch == tr->patch && f->displaced_len > 1 && entry_dest_now(tr->c, f, tr->patch) == 0)
+                if ((int)f->patch == tr->patch && f->displaced_len > 1 && entry_dest_now(tr->c, f, tr->patch) == 0) {
                         tr->no_go[n++] = (CodeRange) { s + 1, s + f->displaced_len };
+                        map_entry(tr, f);
+                }
         }
         qsort(tr->no_go, n, sizeof(CodeRange), range_cmp);
         tr->n_no_go = n;
@@ -192,13 +228,48 @@ static bool thread_in_the_way(const Transition *tr, const Thread *th) {
         return lo > 0 && pc < tr->no_go[lo - 1].hi;
 }
 
-static bool any_thread_in_the_way(const Transition *tr) {
-        for (size_t i = 0; i < tr->t->n_threads; i++) {
-                const Thread *th = &tr->t->threads[i];
-                if (th->stopped && thread_in_the_way(tr, th))
-                        return true;
-        }
-        return false;
+/* The entry map whose displaced bytes hold pc strictly inside them, NULL none. */
+static const EntryMap *entry_map_of(const Transition *tr, uint64_t pc) {
+        for (size_t i = 0; i < tr->n_maps; i++)
+                if (pc > tr->maps[i].at && pc < tr->maps[i].at + tr->maps[i].rel.displaced_len)
+                        return &tr->maps[i];
+        return NULL;
+}
+
+/*
+ * Pitfall 1 without waiting: a thread strictly inside displaced bytes is moved to the
+ * same instruction of the relocated copy, which runs the rest of the displaced
+ * instructions and jumps back after them: what the thread would have done. All
+ * threads are looked at before any is moved, so a refusal moves nobody (a move alone
+ * would be harmless: the copy is the original). -EAGAIN: a thread sits in a dispatch
+ * stub, or in displaced bytes with no map; -EILSEQ: a PC inside an instruction there.
+ */
+static int move_threads_out(Transition *tr) {
+        for (int moving = 0; moving < 2; moving++)
+                for (size_t i = 0; i < tr->t->n_threads; i++) {
+                        Thread *th = &tr->t->threads[i];
+                        const EntryMap *m;
+                        uint64_t to;
+                        int r;
+                        if (!th->stopped || th->gone || !thread_in_the_way(tr, th))
+                                continue;
+                        m = entry_map_of(tr, th->regs.rip);
+                        if (!m)
+                                return -EAGAIN;
+                        to = relocation_map_pc(&m->rel, m->at, m->copy, th->regs.rip);
+                        if (!to) {
+                                tr->stuck_tid = th->tid;
+                                tr->stuck_pc = th->regs.rip;
+                                return -EILSEQ;
+                        }
+                        if (!moving)
+                                continue;
+                        th->regs.rip = to;
+                        r = target_set_regs(tr->t, th);
+                        if (r < 0)
+                                return r;
+                }
+        return 0;
 }
 
 static int pending_add(Transition *tr, pid_t tid, int slot) {
@@ -311,9 +382,10 @@ int transition_init(Transition *tr) {
         unsigned n;
         int r;
 
-        if (any_thread_in_the_way(tr))
-                return -EAGAIN;
         r = verify_entries(tr);
+        if (r < 0)
+                return r;
+        r = move_threads_out(tr);
         if (r < 0)
                 return r;
         r = fill_table(tr, tr->target_state == THREAD_PATCHED ? THREAD_UNPATCHED : THREAD_PATCHED);

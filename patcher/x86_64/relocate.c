@@ -242,6 +242,32 @@ int relocate_entry(const uint8_t *func_code, size_t func_size, uint64_t func_add
         return 0;
 }
 
+/* See relocate.h. */
+int relocation_rebuild(const uint8_t *bytes, size_t len, uint64_t at, uint64_t copy_addr,
+                       Relocation *ret, char *err, size_t errlen) {
+        _cleanup_(insn_closep) csh h = 0;
+        _cleanup_(insn_freep) cs_insn *insn = NULL;
+        Relocation r = {};
+        int k;
+
+        if (len < JMP_REL32_SIZE)
+                return fail(err, errlen, -ENOSPC, "%zu displaced bytes, the entry jump needs %d", len,
+                            JMP_REL32_SIZE);
+        k = insn_open(&h);
+        if (k < 0)
+                return fail(err, errlen, k, "cannot open capstone");
+        insn = cs_malloc(h);
+        if (!insn)
+                return fail(err, errlen, -ENOMEM, "out of memory");
+        k = relocate_displaced(h, insn, bytes, len, at, copy_addr, &r, err, errlen);
+        if (k < 0)
+                return k;
+        if (r.displaced_len != len)
+                return fail(err, errlen, -EILSEQ, "the displaced bytes end inside an instruction");
+        *ret = r;
+        return 0;
+}
+
 /* See relocate.h. The start of the displaced bytes maps too (to the copy's start). */
 uint64_t relocation_map_pc(const Relocation *r, uint64_t func_addr, uint64_t copy_addr,
                            uint64_t pc) {
