@@ -29,7 +29,7 @@ typedef struct Thread {
         struct user_regs_struct regs; /* read at stop; written back by target_set_regs() only */
         uint64_t stop_ns;        /* CLOCK_MONOTONIC when it was asked to stop (interrupt sent) */
         uint64_t seen_ns;        /* CLOCK_MONOTONIC when its stop was collected */
-        /* Added by the ptrace layer (target.c, x86_64/remote.c): */
+        /* Added by the ptrace layer (target-stop.c, x86_64/remote.c): */
         bool signal_stop;        /* the ptrace-stop is a signal-delivery-stop, so PTRACE_DETACH's
                                   * data is delivered with pending_info (other stops drop it) */
         siginfo_t pending_info;  /* siginfo of pending_sig, set back before it is delivered */

@@ -556,7 +556,7 @@ case_hot() {
 		b=$(field "$1" "$(last_tick)")
 		[ "$a" = "$b" ] || fail "$2 ($1 $a -> $b)"
 	}
-	local i out n=${HOT_CYCLES:-8}
+	local i out n=${HOT_CYCLES:-5}
 	for ((i = 1; i <= n; i++)); do
 		out=$(ulpctl apply --timeout $((10 * SLOW)) -p "$VPID" "$P/patch-hot.so" 2>&1) ||
 			fail "apply $i failed: $out"
