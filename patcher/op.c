@@ -350,11 +350,17 @@ static int op_try_init(UlpOp *op) {
                 if (r == -EBUSY)
                         return op_fail(op, r, "the code of a patched function was changed by someone else; "
                                        "nothing written");
+                if (r == -EILSEQ)
+                        return op_fail(op, r, "thread %d of process %d is at 0x%llx, inside an instruction of "
+                                       "the bytes the entry jump replaces: no relocated copy can hold it; "
+                                       "nothing written", op->tr.stuck_tid, op->t->pid,
+                                       (unsigned long long)op->tr.stuck_pc);
                 if (r != -EAGAIN)
                         return r < 0 ? op_fail(op, r, "cannot start the transition: %s", strerror(-r)) : k;
                 sleep_ms(1);
         }
-        return op_fail(op, -EBUSY, "threads keep running inside the code to be rewritten; try again");
+        return op_fail(op, -EBUSY, "threads keep running inside the dispatch stubs whose table is to be "
+                       "rewritten; try again");
 }
 
 int op_start_transition(UlpOp *op, int target_state) {

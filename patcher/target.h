@@ -29,7 +29,7 @@ typedef struct Thread {
         struct user_regs_struct regs; /* read at stop; written back by target_set_regs() only */
         uint64_t stop_ns;        /* CLOCK_MONOTONIC when it was asked to stop (interrupt sent) */
         uint64_t seen_ns;        /* CLOCK_MONOTONIC when its stop was collected */
-        /* Added by the ptrace layer (target.c, x86_64/remote.c): */
+        /* Added by the ptrace layer (target-stop.c, x86_64/remote.c): */
         bool signal_stop;        /* the ptrace-stop is a signal-delivery-stop, so PTRACE_DETACH's
                                   * data is delivered with pending_info (other stops drop it) */
         siginfo_t pending_info;  /* siginfo of pending_sig, set back before it is delivered */
@@ -244,7 +244,7 @@ typedef void (*TargetStopHook)(const TargetStopEvent *ev, void *userdata);
 void target_set_stop_hook(TargetStopHook hook, void *userdata);
 
 /*
- * Internal to the ptrace layer (patcher/target.c and patcher/x86_64/remote.c); not for
+ * Internal to the ptrace layer (patcher/target*.c and patcher/x86_64/remote.c); not for
  * other callers.
  */
 uint64_t target__now_ns(void);

@@ -5,12 +5,9 @@
  * cond_resched(); a userspace signal would change what the program sees (EINTR), so the
  * switch point here is the return from the outermost to-be-patched frame, as libcare
  * catches threads: that return address on the thread's stack is replaced, while the
- * thread is stopped, by the address of a trampoline in our code area:
- *
- *     movabs r11, &table_state[slot]
- *     mov    byte [r11], target_state
- *     movabs r11, real_return_address
- *     jmp    r11
+ * thread is stopped, by the address of a trampoline in our code area
+ * (x86_64/trap.h) that stores target_state into table_state[slot] and jumps to the
+ * real return address.
  *
  * At that instant the thread has left every to-be-patched function (the frame was the
  * outermost one, its callees returned before it), which is exactly the condition the
@@ -26,18 +23,9 @@
 #include "common/macro.h"
 #include "patcher/nearmem.h"
 #include "patcher/transition.h"
+#include "patcher/x86_64/trap.h"
 
-static size_t trap_encode(uint8_t *b, uint64_t state_addr, uint8_t state, uint64_t ret) {
-        size_t n = 0;
-        b[n++] = 0x49; b[n++] = 0xbb;                    /* movabs r11, imm64 */
-        memcpy(b + n, &state_addr, 8); n += 8;
-        b[n++] = 0x41; b[n++] = 0xc6; b[n++] = 0x03;     /* mov byte [r11], imm8 */
-        b[n++] = state;
-        b[n++] = 0x49; b[n++] = 0xbb;                    /* movabs r11, imm64 */
-        memcpy(b + n, &ret, 8); n += 8;
-        b[n++] = 0x41; b[n++] = 0xff; b[n++] = 0xe3;     /* jmp r11 */
-        return n;
-}
+_Static_assert(TRAP_ENCODE_SIZE <= TRAP_CODE_SIZE, "a trampoline fits its area");
 
 /* A shadow stack (x86 CET) would refuse the changed return address. */
 static bool thread_has_shadow_stack(Target *t, pid_t tid) {

@@ -2,6 +2,7 @@
 #include <stdio.h>
 
 #include "common/macro.h"
+#include "patcher/transition-internal.h"
 #include "patcher/transition.h"
 #include "patcher/x86_64/relocate.h"
 #include "patcher/x86_64/stub.h"
@@ -34,12 +35,6 @@ void transition_name_pc(SymResolver *res, uint64_t pc, char *buf, size_t len) {
         snprintf(buf, len, "%s+0x%llx", m->path, (unsigned long long)(pc - m->bias));
 }
 
-static ControlFunc *patch_funcs(Control *c, int patch, unsigned *ret_n) {
-        ControlPatch *p = &c->img->patches[patch];
-        *ret_n = p->n_funcs;
-        return &c->img->funcs[p->first_func];
-}
-
 static int add_range(Transition *tr, uint64_t lo, uint64_t hi) {
         CodeRange *n = realloc(tr->ranges, (tr->n_ranges + 1) * sizeof(*n));
         if (!n)
@@ -66,7 +61,7 @@ static uint64_t impl_size(const Control *c, const ControlFunc *f, uint64_t addr)
  */
 static int compute_ranges(Transition *tr) {
         unsigned n;
-        ControlFunc *f = patch_funcs(tr->c, tr->patch, &n);
+        ControlFunc *f = transition__patch_funcs(tr->c, tr->patch, &n);
         ControlPatch *p = &tr->c->img->patches[tr->patch];
         int r = 0;
 
@@ -75,16 +70,19 @@ static int compute_ranges(Transition *tr) {
                 return add_range(tr, p->map_start, p->map_start + p->map_size);
         for (unsigned i = 0; i < n && r >= 0; i++) {
                 uint64_t sz = impl_size(tr->c, &f[i], f[i].prev_addr);
-                if (sz)
+                if (sz) {
                         r = add_range(tr, f[i].prev_addr, f[i].prev_addr + sz);
-                else
-                        r = add_range(tr, f[i].old_addr, f[i].old_addr + f[i].old_size);
+                        continue;
+                }
+                r = add_range(tr, f[i].old_addr, f[i].old_addr + f[i].old_size);
+                /* The relocated copy of its entry is the original too: a thread there
+                 * (sent by a stub, or moved there by init) goes on into the original. Its
+                 * area holds nothing else (RELOC_MAX_CODE bytes each). */
+                if (r >= 0 && f[i].copy_addr)
+                        r = add_range(tr, f[i].copy_addr, f[i].copy_addr + RELOC_MAX_CODE);
         }
         return r;
 }
-
-static int compute_expected(Transition *tr);
-static int compute_no_go(Transition *tr);
 
 int transition_prepare(Transition *tr, Target *t, Control *c, Unwinder *u, SymResolver *res,
                        int patch, int target_state, bool global) {
@@ -94,11 +92,14 @@ int transition_prepare(Transition *tr, Target *t, Control *c, Unwinder *u, SymRe
                              .target_state = target_state, .global = global };
         r = compute_ranges(tr);
         if (r >= 0)
-                r = compute_no_go(tr);
-        return r < 0 ? r : compute_expected(tr);
+                r = transition__compute_no_go(tr);
+        return r < 0 ? r : transition__compute_expected(tr);
 }
 
 void transition_done(Transition *tr) {
+        free(tr->maps);
+        tr->maps = NULL;
+        tr->n_maps = 0;
         free(tr->ranges);
         free(tr->pending);
         free(tr->expect);
@@ -108,99 +109,6 @@ void transition_done(Transition *tr) {
         tr->ranges = NULL;
         tr->pending = NULL;
         tr->n_ranges = tr->n_pending = 0;
-}
-
-int transition_write_entry(Target *t, const ControlFunc *f, uint64_t dest) {
-        uint8_t buf[16];
-        uint64_t at = f->old_addr + f->entry_off;
-        int r = encode_jmp_rel32(buf, at, dest);
-        if (r < 0)
-                return r;
-        /* The rest of the displaced bytes: never executed, int3 makes a mistake loud. */
-        memset(buf + JMP_REL32_SIZE, 0xcc, sizeof(buf) - JMP_REL32_SIZE);
-        return target_write(t, at, buf, MAX((size_t)f->displaced_len, (size_t)JMP_REL32_SIZE));
-}
-
-int transition_restore_entry(Target *t, const ControlFunc *f, uint64_t expected_dest) {
-        uint8_t cur[JMP_REL32_SIZE], want[JMP_REL32_SIZE];
-        uint64_t at = f->old_addr + f->entry_off;
-        int r = target_read(t, at, cur, sizeof(cur));
-        if (r < 0)
-                return r;
-        r = encode_jmp_rel32(want, at, expected_dest);
-        if (r < 0)
-                return r;
-        if (memcmp(cur, want, sizeof(cur)) != 0)
-                return -EBUSY;
-        return target_write(t, at, f->orig_bytes, f->displaced_len);
-}
-
-/* What the entry of f's function jumps to now, given the live records: the top live
- * record's new function, or 0 for the original bytes. */
-static uint64_t entry_dest_now(const Control *c, const ControlFunc *f, int exclude) {
-        int top = control_top_func(c, f->old_addr, exclude);
-        if (top < 0)
-                return 0;
-        if (c->img->funcs[top].flags & CF_FLAG_NOP)
-                return 0;
-        return c->img->funcs[top].new_addr;
-}
-
-static int range_cmp(const void *a, const void *b) {
-        const CodeRange *x = a, *y = b;
-        return x->lo < y->lo ? -1 : x->lo > y->lo;
-}
-
-/*
- * Pitfall 1, and the table: where no thread's PC may be when the entries or the table
- * change. Strictly inside entry bytes about to be overwritten (only while they still
- * hold the original instructions: a jump is one instruction), or inside a dispatch stub,
- * which reads the table init rewrites. Threads in relocated copies are fine: those are
- * never changed or freed. Sorted, for a binary search per thread inside the stop.
- */
-static int compute_no_go(Transition *tr) {
-        const ControlImage *img = tr->c->img;
-        size_t n = 0;
-
-        free(tr->no_go);
-        tr->no_go = calloc(2 * (size_t)img->hdr.n_funcs + 1, sizeof(CodeRange));
-        if (!tr->no_go)
-                return -ENOMEM;
-        for (unsigned i = 0; i < img->hdr.n_funcs; i++) {
-                const ControlFunc *f = &img->funcs[i];
-                uint64_t s = f->old_addr + f->entry_off;
-                if (f->stub_addr)
-                        tr->no_go[n++] = (CodeRange) { f->stub_addr, f->stub_addr + STUB_MAX_SIZE };
-                if ((int)f->patch == tr->patch && f->displaced_len > 1 && entry_dest_now(tr->c, f, tr->patch) == 0)
-                        tr->no_go[n++] = (CodeRange) { s + 1, s + f->displaced_len };
-        }
-        qsort(tr->no_go, n, sizeof(CodeRange), range_cmp);
-        tr->n_no_go = n;
-        return 0;
-}
-
-static bool thread_in_the_way(const Transition *tr, const Thread *th) {
-        uint64_t pc = th->regs.rip;
-        size_t lo = 0, hi = tr->n_no_go;
-
-        /* The last range starting at or below pc; the ranges do not overlap. */
-        while (lo < hi) {
-                size_t mid = lo + (hi - lo) / 2;
-                if (tr->no_go[mid].lo <= pc)
-                        lo = mid + 1;
-                else
-                        hi = mid;
-        }
-        return lo > 0 && pc < tr->no_go[lo - 1].hi;
-}
-
-static bool any_thread_in_the_way(const Transition *tr) {
-        for (size_t i = 0; i < tr->t->n_threads; i++) {
-                const Thread *th = &tr->t->threads[i];
-                if (th->stopped && thread_in_the_way(tr, th))
-                        return true;
-        }
-        return false;
 }
 
 static int pending_add(Transition *tr, pid_t tid, int slot) {
@@ -254,58 +162,6 @@ static int fill_table(Transition *tr, uint8_t state) {
         return 0;
 }
 
-/*
- * What each entry of the patch must hold before init changes it: what we left there,
- * the original bytes or a jump to the implementation now on top of its stack. Computed
- * by prepare, before anything is stopped: only the driver changes the control block.
- */
-static int compute_expected(Transition *tr) {
-        unsigned n;
-        const ControlFunc *f = patch_funcs(tr->c, tr->patch, &n);
-
-        free(tr->expect);
-        tr->expect = calloc(n ? n : 1, sizeof(EntryBytes));
-        if (!tr->expect)
-                return -ENOMEM;
-        for (unsigned i = 0; i < n; i++) {
-                EntryBytes *e = &tr->expect[i];
-                uint64_t at = f[i].old_addr + f[i].entry_off;
-                uint64_t dest = entry_dest_now(tr->c, &f[i], tr->target_state == THREAD_PATCHED ? tr->patch : -1);
-                if (dest) {
-                        int r = encode_jmp_rel32(e->b, at, dest);
-                        if (r < 0)
-                                return r;
-                        e->len = JMP_REL32_SIZE;
-                } else {
-                        e->len = f[i].displaced_len;
-                        memcpy(e->b, f[i].orig_bytes, e->len);
-                }
-        }
-        return 0;
-}
-
-/* Inside the stop: anything but the expected bytes means someone else rewrote the
- * code (another tool, a debugger's breakpoint): refused. One batch of reads. */
-static int verify_entries(Transition *tr) {
-        unsigned n;
-        const ControlFunc *f = patch_funcs(tr->c, tr->patch, &n);
-        _cleanup_free_ uint64_t *addrs = calloc(n ? n : 1, sizeof(uint64_t));
-        _cleanup_free_ EntryBytes *cur = calloc(n ? n : 1, sizeof(EntryBytes));
-        int r;
-
-        if (!addrs || !cur)
-                return -ENOMEM;
-        for (unsigned i = 0; i < n; i++)
-                addrs[i] = f[i].old_addr + f[i].entry_off;
-        r = target_read_many(tr->t, addrs, cur, sizeof(EntryBytes), n);
-        if (r < 0)
-                return r;
-        for (unsigned i = 0; i < n; i++)
-                if (memcmp(cur[i].b, tr->expect[i].b, tr->expect[i].len) != 0)
-                        return -EBUSY;
-        return 0;
-}
-
 int transition_init(Transition *tr) {
         Control *c = tr->c;
         ControlPatch *p = &c->img->patches[tr->patch];
@@ -313,9 +169,10 @@ int transition_init(Transition *tr) {
         unsigned n;
         int r;
 
-        if (any_thread_in_the_way(tr))
-                return -EAGAIN;
-        r = verify_entries(tr);
+        r = transition__verify_entries(tr);
+        if (r < 0)
+                return r;
+        r = transition__move_threads_out(tr, true);
         if (r < 0)
                 return r;
         r = fill_table(tr, tr->target_state == THREAD_PATCHED ? THREAD_UNPATCHED : THREAD_PATCHED);
@@ -337,7 +194,7 @@ int transition_init(Transition *tr) {
         if (r < 0)
                 return r;
         /* Stubs go in the path last: everything they read is in place. */
-        f = patch_funcs(c, tr->patch, &n);
+        f = transition__patch_funcs(c, tr->patch, &n);
         for (unsigned i = 0; i < n; i++) {
                 r = transition_write_entry(tr->t, &f[i], f[i].stub_addr);
                 if (r < 0)
@@ -607,7 +464,7 @@ static int finish(Transition *tr) {
         Control *c = tr->c;
         ControlPatch *p = &c->img->patches[tr->patch];
         unsigned n;
-        ControlFunc *f = patch_funcs(c, tr->patch, &n);
+        ControlFunc *f = transition__patch_funcs(c, tr->patch, &n);
         Thread *th = target_any_stopped(tr->t);
         int r = 0;
 
@@ -618,8 +475,8 @@ static int finish(Transition *tr) {
         p->state = tr->target_state == THREAD_PATCHED ? CP_PATCHED : CP_UNPATCHED;
 
         for (unsigned i = 0; i < n && r >= 0; i++) {
-                uint64_t dest = entry_dest_now(c, &f[i], -1);
-                uint64_t cur = tr->global ? entry_dest_now(c, &f[i], tr->patch) : f[i].stub_addr;
+                uint64_t dest = transition__entry_dest_now(c, &f[i], -1);
+                uint64_t cur = tr->global ? transition__entry_dest_now(c, &f[i], tr->patch) : f[i].stub_addr;
                 if (tr->global && tr->target_state == THREAD_UNPATCHED)
                         cur = f[i].new_addr;
                 if (dest)
@@ -746,7 +603,7 @@ static int global_try(Transition *tr) {
                 if (th->gone || !th->stopped)
                         continue;
                 tr->total++;
-                if (thread_in_the_way(tr, th)) {
+                if (transition__thread_in_the_way(tr, th)) {
                         snprintf(blocker, sizeof(blocker), "inside code being rewritten");
                 } else if (transition_check_thread(tr, th, blocker, sizeof(blocker)))
                         continue;
@@ -901,8 +758,12 @@ int transition_resume(Transition *tr, Target *t, Control *c, Unwinder *u, SymRes
                 c->img->patches[patch].state = CP_TRANSITION;
                 r = control_write_patch(t, c, (unsigned)patch);
         }
-        /* The stubs may not all be in the path if init was cut short: put them there. */
-        f = patch_funcs(c, patch, &n);
+        /* The stubs may not all be in the path if init was cut short: put them there,
+         * moving threads out of the bytes that still hold the original instructions
+         * (the table is only read here: a thread in a stub does not matter). */
+        if (r >= 0)
+                r = transition__move_threads_out(tr, false);
+        f = transition__patch_funcs(c, patch, &n);
         for (unsigned i = 0; i < n && r >= 0; i++)
                 r = transition_write_entry(t, &f[i], f[i].stub_addr);
         for (size_t i = 0; i < t->n_threads && r >= 0; i++) {

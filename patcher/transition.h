@@ -70,6 +70,11 @@ typedef struct Transition {
         size_t n_no_go;
         EntryBytes *expect;      /* per record of the patch: what its entry holds before
                                   * init (computed by prepare, outside the stop) */
+        struct EntryMap *maps;   /* per entry init rewrites: its instructions and their
+                                  * places in the relocated copy (computed by prepare) */
+        size_t n_maps;
+        pid_t stuck_tid;         /* init refused (-EILSEQ): this thread's PC... */
+        uint64_t stuck_pc;       /* ...is inside an instruction no copy holds */
         size_t n_ranges;
         PendingThread *pending;
         size_t n_pending;
@@ -88,8 +93,11 @@ int transition_prepare(Transition *tr, Target *t, Control *c, Unwinder *u, SymRe
                        int patch, int target_state, bool global);
 
 /* Every thread of t must be stopped (target_stop_all). Fills the thread table, puts the
- * stubs in the path and records the transition in the control block. -EAGAIN when a
- * thread sits inside code about to be rewritten: resume, retry shortly. */
+ * stubs in the path and records the transition in the control block. A thread strictly
+ * inside the bytes an entry jump displaces is moved to the same instruction of the
+ * relocated copy. -EAGAIN when a thread sits in a dispatch stub (whose table init
+ * rewrites): resume, retry shortly. -EILSEQ when a PC is inside an instruction of the
+ * displaced bytes, where no copy can hold it (stuck_tid, stuck_pc). */
 int transition_init(Transition *tr);
 
 /* One pass. Returns 1 completed, 0 threads still pending, -errno. Each thread is stopped

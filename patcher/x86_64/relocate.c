@@ -36,6 +36,15 @@ int encode_jmp_rel32(uint8_t buf[JMP_REL32_SIZE], uint64_t from, uint64_t to) {
         return 0;
 }
 
+int encode_entry_jump(uint8_t buf[16], size_t len, uint64_t at, uint64_t dest) {
+        int r = encode_jmp_rel32(buf, at, dest);
+
+        if (r < 0)
+                return r;
+        memset(buf + JMP_REL32_SIZE, INSN_INT3, 16 - JMP_REL32_SIZE);
+        return (int)MIN(MAX(len, (size_t)JMP_REL32_SIZE), (size_t)16);
+}
+
 static int emit(Relocation *r, const void *p, size_t n) {
         if (r->code_len + n > sizeof(r->code))
                 return -ENOTSUP;
@@ -229,6 +238,32 @@ int relocate_entry(const uint8_t *func_code, size_t func_size, uint64_t func_add
         k = scan_function(h, insn, func_code, func_size, func_addr, &r, err, errlen);
         if (k < 0)
                 return k;
+        *ret = r;
+        return 0;
+}
+
+/* See relocate.h. */
+int relocation_rebuild(const uint8_t *bytes, size_t len, uint64_t at, uint64_t copy_addr,
+                       Relocation *ret, char *err, size_t errlen) {
+        _cleanup_(insn_closep) csh h = 0;
+        _cleanup_(insn_freep) cs_insn *insn = NULL;
+        Relocation r = {};
+        int k;
+
+        if (len < JMP_REL32_SIZE)
+                return fail(err, errlen, -ENOSPC, "%zu displaced bytes, the entry jump needs %d", len,
+                            JMP_REL32_SIZE);
+        k = insn_open(&h);
+        if (k < 0)
+                return fail(err, errlen, k, "cannot open capstone");
+        insn = cs_malloc(h);
+        if (!insn)
+                return fail(err, errlen, -ENOMEM, "out of memory");
+        k = relocate_displaced(h, insn, bytes, len, at, copy_addr, &r, err, errlen);
+        if (k < 0)
+                return k;
+        if (r.displaced_len != len)
+                return fail(err, errlen, -EILSEQ, "the displaced bytes end inside an instruction");
         *ret = r;
         return 0;
 }

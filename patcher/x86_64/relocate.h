@@ -47,6 +47,24 @@ int relocate_entry(const uint8_t *func_code, size_t func_size, uint64_t func_add
 /* Encodes "jmp rel32" at from to to. -ERANGE when out of +-2 GiB. */
 int encode_jmp_rel32(uint8_t buf[JMP_REL32_SIZE], uint64_t from, uint64_t to);
 
+/* The one-byte breakpoint: a thread executing it stops (SIGTRAP) with its PC after it. */
+#define INSN_INT3 0xcc
+
+/* The entry jump over len displaced bytes (len <= 16): "jmp rel32" from at to dest, the
+ * rest int3, never executed (a mistake is loud). Returns the bytes to write (at least
+ * JMP_REL32_SIZE), -ERANGE when dest is out of reach. */
+int encode_entry_jump(uint8_t buf[16], size_t len, uint64_t at, uint64_t dest);
+
+/*
+ * The map of an entry already redirected, rebuilt from its displaced bytes (len of them,
+ * the original instructions at at, endbr64 excluded) for the copy at copy_addr: the same
+ * instructions and offsets relocate_entry() gave when it built that copy. No branch
+ * scan (done when the copy was built). -EILSEQ when the bytes do not decode into whole
+ * instructions ending at len, other errors as relocate_entry().
+ */
+int relocation_rebuild(const uint8_t *bytes, size_t len, uint64_t at, uint64_t copy_addr,
+                       Relocation *ret, char *err, size_t errlen);
+
 /* Where a PC strictly inside the displaced bytes should continue in the relocated copy at
  * copy_addr: the same instruction's relocated form. 0 when pc is not at an instruction
  * boundary there (then the write must wait). */

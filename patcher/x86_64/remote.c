@@ -25,7 +25,7 @@
  * see EINTR). At that stop the saved context is put back by ptrace, after an interrupt
  * was queued: the thread stays stopped there, and whenever it leaves (detached by us or
  * by the kernel) the pending interrupt sends it through get_signal(), where the stops
- * target.c makes are: a thread interrupted in a blocking syscall restarts it (or returns
+ * target-stop.c makes are: a thread interrupted in a blocking syscall restarts it (or returns
  * EINTR to a handler) exactly as the kernel decides, and a kept signal is queued back
  * (target__settle()). The restore writes go FPU, mask, registers last: until the
  * registers are back the thread would still return through the frame by itself.
@@ -252,7 +252,7 @@ static int remote_find_code(Target *t) {
 /*
  * Interrupts a thread that runs remote code for too long and collects its stop.
  * *ret_signal_stop tells which kind of stop it is in. -ETIMEDOUT when it does not stop
- * either (left seized and running; target.c detaches it once it stops).
+ * either (left seized and running; target-late.c detaches it once it stops).
  */
 static int remote_abandon(Target *t, Thread *th, bool *ret_signal_stop) {
         int r = target__ptrace(PTRACE_INTERRUPT, th->tid, NULL, NULL);
@@ -539,7 +539,7 @@ static int remote_enter(Target *t, Thread *th, RemoteContext *c, struct user_reg
         if (r < 0)
                 return r;
         /* Syscall stops come as SIGTRAP | 0x80, told apart from real SIGTRAPs: every
-         * thread is seized with PTRACE_O_TRACESYSGOOD (target.c, TARGET_PTRACE_OPTIONS). */
+         * thread is seized with PTRACE_O_TRACESYSGOOD (target-stop.c, TARGET_PTRACE_OPTIONS). */
         regs->rsp = sp;
         regs->orig_rax = (uint64_t)-1;
         r = target__ptrace(PTRACE_SETREGS, th->tid, NULL, regs);
@@ -575,7 +575,7 @@ static int remote_restore(Thread *th, RemoteContext *c) {
  * in that stop. An interrupt queued first sets TIF_SIGPENDING, so that whenever the
  * thread leaves the stop (detached by us, or by the kernel when we die) it passes
  * through get_signal() and the kernel's restart logic runs over the restored registers,
- * as after the stops target.c makes (the exit work reads the thread's flags after the
+ * as after the stops target-stop.c makes (the exit work reads the thread's flags after the
  * ptrace stop). The interrupt's own trap, should the thread be resumed for another
  * step, is passed over by remote_run().
  */

@@ -451,6 +451,43 @@ refused_all() {
 	victim_ok
 }
 
+# The hot small function: 16 threads call a 14-byte function in a tight loop, so that
+# threads sit strictly inside the bytes the entry jump displaces. Such a thread is
+# moved to the same instruction of the relocated copy: every apply and revert
+# succeeds, and the victim sees each. HOT_CYCLES=N for a longer run by hand.
+case_hot() {
+	"$VICTIM_HOT" 16 >"$LOG" 2>&1 &
+	VPID=$!
+	wait_line '^v1=' 5 || fail "victim did not start"
+	# KEY no longer changes: a line printed after now, then three more.
+	stays() {
+		local a b from
+		from=$(lines)
+		wait_line '^v1=' 2 "$from" || fail "victim stopped printing"
+		a=$(field "$1" "$(last_tick)")
+		wait_line '^v1=' 2 "$((from + 3))" || fail "victim stopped printing"
+		b=$(field "$1" "$(last_tick)")
+		[ "$a" = "$b" ] || fail "$2 ($1 $a -> $b)"
+	}
+	local i out n=${HOT_CYCLES:-5}
+	for ((i = 1; i <= n; i++)); do
+		out=$(ulpctl apply --timeout $((10 * SLOW)) -p "$VPID" "$P/patch-hot.so" 2>&1) ||
+			fail "apply $i failed: $out"
+		echo "$out" | grep -q 'keep running inside the code' && fail "apply $i: $out"
+		value_rises v2 2 || fail "apply $i: the patch's version does not run"
+		stays v1 "apply $i: the original still runs after completion"
+		out=$(ulpctl revert --timeout $((10 * SLOW)) -p "$VPID" hot-fix 2>&1) ||
+			fail "revert $i failed: $out"
+		echo "$out" | grep -q 'keep running inside the code' && fail "revert $i: $out"
+		value_rises v1 2 || fail "revert $i: the original does not run"
+		stays v2 "revert $i: the patch's version still runs after the revert"
+	done
+	[ "$(field wrong "$(last_tick)")" = 0 ] || fail "wrong results: $(last_tick)"
+	echo "$n applies and reverts: $(last_tick)"
+	victim_alive
+	! grep -q 'memfd:ulp-patch' "/proc/$VPID/maps" || fail "patch still mapped"
+}
+
 case_patch_files() {
 	local out
 	start_victim 4

@@ -152,6 +152,41 @@ TEST(relocate_jcc_short) {
         ASSERT_EQ_U64(relocation_map_pc(&r, f, c, f + 6), 0);
 }
 
+/* The map of an entry rebuilt from its displaced bytes alone (as a later transition does
+ * from the control block) is the one relocate_entry made: same copy, same offsets. */
+static void assert_rebuilds(const Relocation *r, const uint8_t *fn, uint64_t copy) {
+        uint64_t at = (uint64_t)fn + r->entry_offset;
+        Relocation b;
+        char err[256] = "";
+        int k = relocation_rebuild(fn + r->entry_offset, r->displaced_len, at, copy, &b, err, sizeof(err));
+
+        if (k < 0)
+                TEST__FAIL("relocation_rebuild: %s (%s)", strerror(-k), err);
+        ASSERT_EQ(b.n_insns, r->n_insns);
+        ASSERT_EQ(b.code_len, r->code_len);
+        ASSERT_TRUE(memcmp(b.code, r->code, r->code_len) == 0);
+        for (size_t i = 0; i < r->n_insns; i++) {
+                ASSERT_EQ(b.orig_off[i] + r->entry_offset, r->orig_off[i]);
+                ASSERT_EQ(b.copy_off[i], r->copy_off[i]);
+        }
+        /* Bytes cut inside an instruction are refused. */
+        ASSERT_EQ(relocation_rebuild(fn + r->entry_offset, r->displaced_len + 1, at, copy, &b, err, sizeof(err)),
+                  -EILSEQ);
+}
+
+TEST(relocation_rebuild) {
+        Relocation r;
+        fn2_t copy = RELOCATE(c_jcc_short, &r);
+        uint64_t f = (uint64_t)c_jcc_short, c = (uint64_t)(void *)copy;
+
+        assert_rebuilds(&r, c_jcc_short, c);
+        ASSERT_EQ_U64(relocation_map_pc(&r, f, c, f + 2), c + 2);
+        copy = RELOCATE(c_endbr, &r);
+        assert_rebuilds(&r, c_endbr, (uint64_t)(void *)copy);
+        copy = RELOCATE(c_call_first, &r);
+        assert_rebuilds(&r, c_call_first, (uint64_t)(void *)copy);
+}
+
 TEST(relocate_jmp_short) {
         Relocation r;
         fn2_t copy = RELOCATE(c_jmp_short, &r);

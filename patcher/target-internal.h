@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * Shared by the files of the ptrace layer (target.c, target-stop.c, target-late.c);
+ * not for other callers. The ones x86_64/remote.c uses too are at the end of target.h.
+ */
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "patcher/target.h"
+
+/* The state letter in /proc/PID/task/TID/stat, 0 when unreadable. */
+char target__thread_state(pid_t pid, pid_t tid);
+
+/* A non-blocking waitpid on one seized thread: 1 with *ret_status when it reported,
+ * 0 when it has nothing to report, -ESRCH (marked gone) when it exited. */
+int target__thread_poll(Thread *th, int *ret_status);
+/* Records a ptrace-stop waitpid reported for th; reads its registers. */
+int target__record_stop(Target *t, Thread *th, int status);
+/* Detaches a stopped thread, delivering its kept signal; -EBUSY when it is not stopped
+ * (late: it stays seized). */
+int target__detach(Target *t, Thread *th);
+/* Detaches everything, collecting for up to timeout_ms the threads still seized. True
+ * when none is left. */
+bool target__release_all(Target *t, int timeout_ms);
+
+/* Every thread of v (or of t, v NULL) still waited for and not stopped: late. */
+void target__mark_late(Target *t, Thread **v, size_t n);
+/* Orphans, per calling thread (target-late.c): a seized thread of a freed Target left
+ * to collect, and taking one back (true) when a new Target seizes it. */
+void target__orphan_add(pid_t pid, pid_t tid);
+bool target__orphan_take(pid_t pid, pid_t tid);

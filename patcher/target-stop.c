@@ -1,0 +1,592 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Stopping and resuming threads: seizing, interrupting, waiting, detaching, and the
+ * signals that arrive meanwhile (target.h).
+ *
+ * Stops, as this file sees them (PTRACE_SEIZE semantics):
+ *   - PTRACE_EVENT_STOP with SIGTRAP: our PTRACE_INTERRUPT;
+ *   - PTRACE_EVENT_STOP with SIGSTOP/SIGTSTP/SIGTTIN/SIGTTOU: the process is in (or
+ *     entering) a job-control stop. PTRACE_DETACH puts the thread back into it
+ *     (__ptrace_unlink() sets JOBCTL_STOP_PENDING while SIGNAL_STOP_STOPPED), so nothing
+ *     to do but remember it;
+ *   - a signal-delivery-stop: a signal was dequeued before our interrupt trapped. The
+ *     thread stays in that stop, counted as stopped (its registers are valid), and
+ *     PTRACE_DETACH delivers the signal with its original siginfo. The interrupt is still
+ *     pending then; detaching clears it (__ptrace_unlink() clears JOBCTL_TRAP_MASK).
+ * All three happen inside get_signal(), before the kernel's syscall-restart logic, so
+ * a thread stopped inside a blocking syscall restarts it when detached, as if nothing
+ * happened. The remote operations (x86_64/remote.c) end in such a stop too.
+ *
+ * Waits poll waitpid(WNOHANG) with a short spin then a growing sleep: a thread in an
+ * uninterruptible sleep (vfork parent, D state) must not hang us.
+ */
+
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/ptrace.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#include "common/macro.h"
+#include "patcher/target-internal.h"
+#include "patcher/target.h"
+
+#define SPIN_NS 20000ULL              /* poll this long before napping */
+#define NAP_NS 200000L
+
+/* The benchmarks' observer (target.h); process-wide on purpose: it watches every Target. */
+static TargetStopHook stop_hook;
+static void *stop_hook_data;
+
+void target_set_stop_hook(TargetStopHook hook, void *userdata) {
+        stop_hook = hook;
+        stop_hook_data = userdata;
+}
+
+static int stop_timeout_ms(const Target *t) {
+        return t->stop_timeout_ms > 0 ? t->stop_timeout_ms : TARGET_STOP_TIMEOUT_MS;
+}
+
+/* One step of a poll loop that started at start_ns: yields the CPU early on (stops
+ * take microseconds), sleeps longer and longer later. */
+/*
+ * Between two WNOHANG looks: a nap that a tracee's stop ends at once. SIGCHLD is
+ * blocked only for the nap, so one raised just before it was discarded (SIGCHLD's
+ * default disposition) and the nap runs its 200 us: that bounds the extra latency.
+ */
+static void poll_backoff(uint64_t start_ns, uint64_t now_ns) {
+        sigset_t chld, old;
+        struct timespec ts = { 0, NAP_NS };
+
+        if (now_ns - start_ns < SPIN_NS)
+                return;
+        sigemptyset(&chld);
+        sigaddset(&chld, SIGCHLD);
+        pthread_sigmask(SIG_BLOCK, &chld, &old);
+        (void)sigtimedwait(&chld, NULL, &ts);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+static void thread_mark_gone(Thread *th) {
+        th->gone = true;
+        th->seized = false;
+        th->stopped = false;
+        th->signal_stop = false;
+        th->pending_sig = 0;
+        th->asked_ns = 0;
+        th->late = false;
+}
+
+static bool is_group_stop_sig(int sig) {
+        return sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU;
+}
+
+/* A non-blocking waitpid on one seized thread: 1 with *ret_status when it reported,
+ * 0 when it has nothing to report, -ESRCH (marked gone) when it exited. */
+int target__thread_poll(Thread *th, int *ret_status) {
+        for (;;) {
+                int status;
+                pid_t r = waitpid(th->tid, &status, __WALL | WNOHANG);
+                if (r == 0)
+                        return 0;
+                if (r < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        if (errno == ECHILD) {  /* reaped elsewhere or no longer ours */
+                                thread_mark_gone(th);
+                                return -ESRCH;
+                        }
+                        return negative_errno();
+                }
+                if (WIFEXITED(status) || WIFSIGNALED(status)) {
+                        thread_mark_gone(th);
+                        return -ESRCH;
+                }
+                *ret_status = status;
+                return 1;
+        }
+}
+
+/*
+ * Waits for th's next ptrace-stop. A tracee's stop raises SIGCHLD in the tracer: with
+ * SIGCHLD blocked in this thread, sigtimedwait() sleeps exactly until some tracee
+ * reported (a pending one from a stop already collected only costs one more
+ * WNOHANG look). Slices of 1 ms bound the cost of a SIGCHLD taken by another thread
+ * of a multithreaded caller. The caller's mask is restored; a SIGCHLD this consumes
+ * is one a tracer gets for its tracees anyway.
+ */
+int target__wait(Target *t, Thread *th, int timeout_ms, int *ret_status) {
+        sigset_t chld, old;
+        uint64_t start = target__now_ns(), deadline = start + (uint64_t)timeout_ms * 1000000ULL;
+        int r;
+
+        /* The common case: the thread stops within microseconds. */
+        for (int spin = 0; spin < 64; spin++) {
+                r = target__thread_poll(th, ret_status);
+                if (r != 0)
+                        return r < 0 ? r : 0;
+        }
+        sigemptyset(&chld);
+        sigaddset(&chld, SIGCHLD);
+        pthread_sigmask(SIG_BLOCK, &chld, &old);
+        for (;;) {
+                uint64_t now;
+                r = target__thread_poll(th, ret_status);
+                if (r != 0)
+                        break;
+                now = target__now_ns();
+                if (now >= deadline) {
+                        r = -ETIMEDOUT;
+                        break;
+                }
+                struct timespec ts = { 0, (long)MIN(deadline - now, 1000000ULL) };
+                (void)sigtimedwait(&chld, NULL, &ts);
+        }
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        return r < 0 ? r : 0;
+}
+
+void target__reap_exited(Target *t, const Thread *except) {
+        for (size_t i = 0; i < t->n_threads; i++) {
+                Thread *th = &t->threads[i];
+                siginfo_t info = {};
+
+                if (th == except || !th->seized || th->gone)
+                        continue;
+                if (waitid(P_PID, (id_t)th->tid, &info, WEXITED | WNOHANG | __WALL) == 0 &&
+                    info.si_pid == th->tid)
+                        thread_mark_gone(th);
+        }
+}
+
+/* Queues sig back to the thread, keeping the siginfo when the kernel lets us
+ * (rt_tgsigqueueinfo refuses kernel and kill()-style codes from another process). */
+static void thread_requeue_signal(Target *t, Thread *th, int sig, const siginfo_t *info) {
+        if (info && info->si_signo == sig && info->si_code < 0 && info->si_code != SI_TKILL) {
+                siginfo_t copy = *info;
+                if (syscall(SYS_rt_tgsigqueueinfo, t->pid, th->tid, sig, &copy) == 0)
+                        return;
+        }
+        (void) syscall(SYS_tgkill, t->pid, th->tid, sig);
+}
+
+void target__keep_signal(Target *t, Thread *th, int sig, const siginfo_t *info) {
+        if (th->pending_sig == 0) {
+                th->pending_sig = sig;
+                if (info)
+                        th->pending_info = *info;
+                else {
+                        memset(&th->pending_info, 0, sizeof(th->pending_info));
+                        th->pending_info.si_signo = sig;
+                        th->pending_info.si_code = SI_KERNEL;
+                }
+                return;
+        }
+        /* Only one kept per thread: the later one goes back to the kernel's queue. A
+         * traced, stopped thread does not dequeue it; it is delivered after detach. */
+        thread_requeue_signal(t, th, sig, info);
+}
+
+int target__settle(Target *t, Thread *th, bool in_signal_stop) {
+        th->signal_stop = in_signal_stop;
+        if (th->pending_sig == 0)
+                return 0;
+        if (in_signal_stop)
+                /* Detaching with data == pending_sig then delivers exactly this siginfo
+                 * (ptrace_signal() keeps it when si_signo matches). */
+                return target__ptrace(PTRACE_SETSIGINFO, th->tid, NULL, &th->pending_info);
+        /* An event stop ignores PTRACE_DETACH's data: queue it back instead. */
+        thread_requeue_signal(t, th, th->pending_sig, &th->pending_info);
+        th->pending_sig = 0;
+        return 0;
+}
+
+/* Records a ptrace-stop reported by waitpid for a thread we are stopping. Every stop
+ * counts (see the top of the file); reads the registers. */
+int target__record_stop(Target *t, Thread *th, int status) {
+        int sig = WSTOPSIG(status), event = status >> 16;
+
+        th->signal_stop = false;
+        if (event == PTRACE_EVENT_EXEC)
+                t->image_changed = true;   /* not the program we were asked to work on */
+        if (event == PTRACE_EVENT_STOP) {
+                if (is_group_stop_sig(sig))
+                        th->group_stopped = true;
+        } else if (event == 0 && sig != (SIGTRAP | 0x80)) {
+                siginfo_t info;
+                bool have = target__ptrace(PTRACE_GETSIGINFO, th->tid, NULL, &info) >= 0;
+                target__keep_signal(t, th, sig, have ? &info : NULL);
+                th->signal_stop = true;
+        }
+        th->stopped = true;
+        th->asked_ns = 0;
+        th->late = false;
+        th->seen_ns = target__now_ns();
+        int r = target__ptrace(PTRACE_GETREGS, th->tid, NULL, &th->regs);
+        if (r == -ESRCH)  /* killed while stopped: the exit is reported later */
+                return 0;
+        return r;
+}
+
+static bool thread_traced_by_other(pid_t pid, pid_t tid) {
+        char path[64], buf[4096];
+        snprintf(path, sizeof(path), "/proc/%d/task/%d/status", pid, tid);
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return false;
+        ssize_t n = read(fd, buf, sizeof(buf) - 1);
+        if (n <= 0)
+                return false;
+        buf[n] = 0;
+        char *p = strstr(buf, "\nTracerPid:");
+        return p && atoi(p + strlen("\nTracerPid:")) != 0;
+}
+
+/* Seizes th and asks it to stop; the stop is collected by a wait. -ESRCH when it is
+ * gone (or a zombie), -EBUSY when another tracer has it, -EPERM when not allowed. */
+static int thread_seize_interrupt(Target *t, Thread *th) {
+        int r;
+
+        if (!th->seized) {
+                /* A late thread of a Target freed before it stopped is still ours. An
+                 * exec while attached stops with PTRACE_EVENT_EXEC (see
+                 * thread_record_stop) instead of running on in a new program. */
+                r = target__orphan_take(t->pid, th->tid) ? 0 :
+                    target__ptrace(PTRACE_SEIZE, th->tid, NULL, (void *)(long)TARGET_PTRACE_OPTIONS);
+                if (r == -EPERM) {
+                        /* ptrace_attach() says EPERM for an exiting thread too. */
+                        char st = target__thread_state(t->pid, th->tid);
+                        if (st == 0 || st == 'Z' || st == 'X')
+                                r = -ESRCH;
+                        else if (thread_traced_by_other(t->pid, th->tid))
+                                r = -EBUSY;
+                }
+                if (r == -ESRCH)
+                        thread_mark_gone(th);
+                if (r < 0)
+                        return r;
+                th->seized = true;
+                th->stopped = false;
+                th->signal_stop = false;
+                th->group_stopped = false;
+                th->pending_sig = 0;
+        }
+        th->stop_ns = target__now_ns();
+        th->late = false;        /* waited for again by our caller */
+        if (!th->asked_ns)
+                th->asked_ns = th->stop_ns;
+        r = target__ptrace(PTRACE_INTERRUPT, th->tid, NULL, NULL);
+        if (r == -ESRCH) /* exiting: its exit is reported to the wait */
+                return 0;
+        return r;
+}
+
+/* Detaches a stopped thread, delivering its kept signal. For a thread not stopped
+ * (it did not stop in time) one more look; if still running it stays seized: -EBUSY. */
+int target__detach(Target *t, Thread *th) {
+        if (!th->seized)
+                return 0;
+        if (!th->stopped) {
+                int status, r = target__thread_poll(th, &status);
+                if (r < 0)
+                        return r == -ESRCH ? 0 : r;
+                if (r == 0)
+                        return -EBUSY;
+                target__record_stop(t, th, status);
+        }
+        for (int attempt = 0;; attempt++) {
+                if (th->pending_sig && !th->signal_stop)
+                        (void) target__settle(t, th, false);
+                int sig = th->signal_stop ? th->pending_sig : 0;
+                int r = target__ptrace(PTRACE_DETACH, th->tid, NULL, (void *)(long)sig);
+                if (r == 0) {
+                        th->seized = false;
+                        th->stopped = false;
+                        th->signal_stop = false;
+                        th->pending_sig = 0;
+                        th->asked_ns = 0;
+                        th->late = false;
+                        return 0;
+                }
+                if (r != -ESRCH)
+                        return r;
+                /* Not in a ptrace-stop: killed while stopped (SIGKILL, another thread's
+                 * exit_group). It is still ours until its exit is reaped, and its leader
+                 * cannot report its own exit before: it stays seized, not stopped, and
+                 * target__release_all() or the next wait collects it. Should it have
+                 * stopped again meanwhile, detach once more. */
+                int status;
+                th->stopped = false;
+                th->signal_stop = false;
+                if (target__thread_poll(th, &status) != 1 || attempt >= 3)
+                        return 0;
+                (void) target__record_stop(t, th, status);
+        }
+}
+
+static int target_detach_all(Target *t) {
+        int ret = 0;
+        for (size_t i = 0; i < t->n_threads; i++) {
+                Thread *th = &t->threads[i];
+                if (th->seized && !th->gone) {
+                        int r = target__detach(t, th);
+                        /* -EBUSY: late, still running; detached when it stops. */
+                        if (r < 0 && r != -EBUSY && ret == 0)
+                                ret = r;
+                }
+        }
+        return ret;
+}
+
+/* Waits until every seized thread has stopped or exited, within the deadline. Polls
+ * them all in turn, and the already stopped ones too once it takes long, because a
+ * thread killed while stopped (exit_group) must be reaped before its leader reports. */
+static int target_wait_all(Target *t, uint64_t start_ns) {
+        uint64_t timeout_ns = (uint64_t)stop_timeout_ms(t) * 1000000ULL;
+
+        for (unsigned round = 0;; round++) {
+                size_t waiting = 0;
+                for (size_t i = 0; i < t->n_threads; i++) {
+                        Thread *th = &t->threads[i];
+                        if (!th->seized || th->gone || (th->stopped && round < 8))
+                                continue;
+                        int status, r = target__thread_poll(th, &status);
+                        if (r == -ESRCH)
+                                continue;
+                        if (r < 0)
+                                return r;
+                        if (r == 0) {
+                                waiting += !th->stopped;
+                                continue;
+                        }
+                        r = target__record_stop(t, th, status);
+                        if (r < 0)
+                                return r;
+                }
+                if (waiting == 0)
+                        return 0;
+                uint64_t now = target__now_ns();
+                if (now - start_ns >= timeout_ns) {
+                        target__mark_late(t, NULL, 0);
+                        return -ETIMEDOUT;
+                }
+                poll_backoff(start_ns, now);
+        }
+}
+
+/* Stop-the-world: see target.h. A pass seizes and interrupts every known thread, waits
+ * for all, then rescans; a thread can only be created by a running one, so a rescan
+ * that finds nothing new after a pass where all stopped means all are stopped. */
+int target_stop_all(Target *t) {
+        int r;
+
+        /* No rescan before the first pass: the one after it finds whatever is new. */
+        target_collect_late(t);
+        /* One still late from an earlier try and in uninterruptible sleep will not stop
+         * now either: holding every other thread stopped while waiting for it would only
+         * freeze the process. Fail at once; the caller tries again later. */
+        for (size_t i = 0; i < t->n_threads; i++)
+                if (target_thread_late(&t->threads[i]) && target__thread_state(t->pid, t->threads[i].tid) == 'D') {
+                        target_note_late(t, &t->threads[i]);
+                        return -ETIMEDOUT;
+                }
+        for (;;) {
+                uint64_t start = target__now_ns();
+                for (size_t i = 0; i < t->n_threads; i++) {
+                        Thread *th = &t->threads[i];
+                        if (th->gone || th->stopped)
+                                continue;
+                        r = thread_seize_interrupt(t, th);
+                        if (r == -ESRCH)
+                                continue;
+                        if (r < 0)
+                                goto fail;
+                }
+                r = target_wait_all(t, start);
+                if (r < 0)
+                        goto fail;
+                Thread *leader = target_find_thread(t, t->pid);
+                if (!leader || leader->gone) {
+                        r = -ESRCH;
+                        goto fail;
+                }
+                r = target_refresh_threads(t);
+                if (r < 0)
+                        goto fail;
+                if (r == 0) {
+                        r = target__check_image(t);
+                        if (r < 0)
+                                goto fail;
+                        return 0;
+                }
+        }
+fail:
+        /* Late threads are not waited for here (a vfork parent may take seconds); dying
+         * ones get a moment to be reaped. */
+        (void) target__release_all(t, r == -ETIMEDOUT ? 0 : 100);
+        return r;
+}
+
+/* Detaches everything and, for up to timeout_ms, collects the threads that are still
+ * seized: dying ones (their exits must be reaped by us, the tracer) and ones that had
+ * not stopped in time. True when none is left. */
+bool target__release_all(Target *t, int timeout_ms) {
+        uint64_t start = target__now_ns();
+        for (;;) {
+                (void) target_detach_all(t);
+                bool left = false;
+                for (size_t i = 0; i < t->n_threads; i++)
+                        left |= t->threads[i].seized && !t->threads[i].gone;
+                uint64_t now = target__now_ns();
+                if (!left)
+                        return true;
+                if (now - start >= (uint64_t)timeout_ms * 1000000ULL)
+                        return false;
+                poll_backoff(start, now);
+        }
+}
+
+int target_resume_all(Target *t) {
+        uint64_t first = UINT64_MAX, last = 0;
+        unsigned n = 0;
+        for (size_t i = 0; i < t->n_threads; i++)
+                if (t->threads[i].stopped && !t->threads[i].gone) {
+                        first = MIN(first, t->threads[i].stop_ns);
+                        last = MAX(last, t->threads[i].seen_ns);
+                        n++;
+                }
+        int r = target_detach_all(t);
+        if (first != UINT64_MAX) {
+                uint64_t now = target__now_ns();
+                t->max_stw_ns = MAX(t->max_stw_ns, now - first);
+                if (stop_hook)
+                        stop_hook(&(TargetStopEvent) { .pid = t->pid, .n_threads = n, .requested_ns = first,
+                                                       .stopped_ns = last, .resumed_ns = now }, stop_hook_data);
+        }
+        /* Threads killed meanwhile: reap them now, so that the process's exit is not
+         * held back until our next call. */
+        bool dying = false;
+        for (size_t i = 0; i < t->n_threads; i++)
+                dying |= t->threads[i].seized && !t->threads[i].gone;
+        if (dying)
+                (void) target__release_all(t, 100);
+        return r;
+}
+
+/* One thread, for its stack check: must be fast (see the benchmark in tests/ptrace):
+ * seize, interrupt, wait, read registers; no /proc access unless something fails. */
+static int target_stop_thread_within(Target *t, Thread *th, int timeout_ms);
+
+int target_stop_thread(Target *t, Thread *th) {
+        return target_stop_thread_within(t, th, stop_timeout_ms(t));
+}
+
+static int target_stop_thread_within(Target *t, Thread *th, int timeout_ms) {
+        if (th->gone)
+                return -ESRCH;
+        if (th->stopped)
+                return 0;
+        int r = thread_seize_interrupt(t, th);
+        if (r < 0)
+                return r;
+        int status;
+        r = target__wait(t, th, timeout_ms, &status);
+        if (r == -ETIMEDOUT)    /* stays seized, late: detached when it stops (target.h) */
+                target__mark_late(t, &th, 1);
+        if (r < 0)
+                return r;   /* -ETIMEDOUT: stays seized, collected later */
+        r = target__record_stop(t, th, status);
+        if (r >= 0)
+                r = target__check_image_thread(t, th);
+        if (r == -ESTALE)
+                (void) target__detach(t, th);
+        return r;
+}
+
+int target_request_stop(Target *t, Thread *th) {
+        if (th->gone)
+                return -ESRCH;
+        if (th->stopped)
+                return 0;
+        return thread_seize_interrupt(t, th);
+}
+
+/*
+ * Collects the first of the n threads in v whose stop was requested: polls each with
+ * WNOHANG, napping on SIGCHLD between rounds (see target__wait). Threads found gone
+ * are marked so and skipped. -ETIMEDOUT when none stopped in time, -ESRCH when all
+ * are gone.
+ */
+int target_wait_any(Target *t, Thread **v, size_t n, int timeout_ms, Thread **ret) {
+        uint64_t deadline = target__now_ns() + (uint64_t)timeout_ms * 1000000ULL;
+        sigset_t chld, old;
+        int r = -ETIMEDOUT;
+
+        sigemptyset(&chld);
+        sigaddset(&chld, SIGCHLD);
+        pthread_sigmask(SIG_BLOCK, &chld, &old);
+        for (;;) {
+                size_t live = 0;
+                for (size_t i = 0; i < n; i++) {
+                        int status, k;
+                        if (!v[i] || v[i]->gone)
+                                continue;
+                        if (v[i]->stopped) {
+                                *ret = v[i];
+                                r = 0;
+                                goto out;
+                        }
+                        live++;
+                        k = target__thread_poll(v[i], &status);
+                        if (k < 0)
+                                continue; /* gone: marked by thread_poll */
+                        if (k > 0) {
+                                r = target__record_stop(t, v[i], status);
+                                if (r >= 0)
+                                        r = target__check_image_thread(t, v[i]);
+                                if (r == -ESTALE)
+                                        (void) target__detach(t, v[i]);
+                                if (r >= 0) {
+                                        *ret = v[i];
+                                        r = 0;
+                                }
+                                goto out;
+                        }
+                }
+                uint64_t now = target__now_ns();
+                if (live == 0) {
+                        r = -ESRCH;
+                        break;
+                }
+                if (now >= deadline) {
+                        target__mark_late(t, v, n);
+                        break;
+                }
+                struct timespec ts = { 0, (long)MIN(deadline - now, 1000000ULL) };
+                (void)sigtimedwait(&chld, NULL, &ts);
+        }
+out:
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        return r;
+}
+
+int target_resume_thread(Target *t, Thread *th) {
+        uint64_t since = th->stopped ? th->stop_ns : 0, seen = th->seen_ns;
+        pid_t tid = th->tid;
+        int r = target__detach(t, th);
+        /* Threads asked to stop and not waited for (target_stop_any, a timed-out wait)
+         * must not sit in their stop until our next call: one look each. */
+        if (t->maybe_late)
+                t->maybe_late = target_collect_late(t) > 0;
+        if (since) {
+                uint64_t now = target__now_ns();
+                t->max_thread_stop_ns = MAX(t->max_thread_stop_ns, now - since);
+                if (stop_hook)
+                        stop_hook(&(TargetStopEvent) { .pid = t->pid, .tid = tid, .n_threads = 1,
+                                                       .requested_ns = since, .stopped_ns = seen,
+                                                       .resumed_ns = now }, stop_hook_data);
+        }
+        return r;
+}

@@ -1,0 +1,229 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The entries of the patched functions (docs/stops.md, "Entry writes"): what each must
+ * hold before the transition rewrites it, where no thread may be when it does, moving
+ * threads out of the displaced bytes into the relocated copy, and the writes.
+ */
+#include <stdio.h>
+
+#include "common/macro.h"
+#include "patcher/transition-internal.h"
+#include "patcher/transition.h"
+#include "patcher/x86_64/relocate.h"
+#include "patcher/x86_64/stub.h"
+
+int transition_write_entry(Target *t, const ControlFunc *f, uint64_t dest) {
+        uint8_t buf[16];
+        uint64_t at = f->old_addr + f->entry_off;
+        int n = encode_entry_jump(buf, f->displaced_len, at, dest);
+        if (n < 0)
+                return n;
+        return target_write(t, at, buf, (size_t)n);
+}
+
+int transition_restore_entry(Target *t, const ControlFunc *f, uint64_t expected_dest) {
+        uint8_t cur[JMP_REL32_SIZE], want[JMP_REL32_SIZE];
+        uint64_t at = f->old_addr + f->entry_off;
+        int r = target_read(t, at, cur, sizeof(cur));
+        if (r < 0)
+                return r;
+        r = encode_jmp_rel32(want, at, expected_dest);
+        if (r < 0)
+                return r;
+        if (memcmp(cur, want, sizeof(cur)) != 0)
+                return -EBUSY;
+        return target_write(t, at, f->orig_bytes, f->displaced_len);
+}
+
+/* What the entry of f's function jumps to now, given the live records: the top live
+ * record's new function, or 0 for the original bytes. */
+uint64_t transition__entry_dest_now(const Control *c, const ControlFunc *f, int exclude) {
+        int top = control_top_func(c, f->old_addr, exclude);
+        if (top < 0)
+                return 0;
+        if (c->img->funcs[top].flags & CF_FLAG_NOP)
+                return 0;
+        return c->img->funcs[top].new_addr;
+}
+
+typedef struct EntryMap {
+        uint64_t at;             /* the entry (after endbr64) */
+        uint64_t copy;           /* its relocated copy */
+        Relocation rel;          /* the displaced instructions, in both places */
+} EntryMap;
+
+/* Rebuilds the map of f's entry, once per function, outside the stop. An entry whose
+ * map cannot be rebuilt keeps the old rule: init waits until no thread is inside. */
+static void map_entry(Transition *tr, const ControlFunc *f) {
+        EntryMap *m = &tr->maps[tr->n_maps];
+        char err[128];
+
+        if (!f->copy_addr || f->displaced_len > sizeof(f->orig_bytes))
+                return;
+        m->at = f->old_addr + f->entry_off;
+        m->copy = f->copy_addr;
+        if (relocation_rebuild(f->orig_bytes, f->displaced_len, m->at, m->copy, &m->rel, err, sizeof(err)) >= 0)
+                tr->n_maps++;
+}
+
+static int range_cmp(const void *a, const void *b) {
+        const CodeRange *x = a, *y = b;
+        return x->lo < y->lo ? -1 : x->lo > y->lo;
+}
+
+/*
+ * Pitfall 1, and the table: where no thread's PC may be when the entries or the table
+ * change. Strictly inside entry bytes about to be overwritten (only while they still
+ * hold the original instructions: a jump is one instruction), or inside a dispatch stub,
+ * which reads the table init rewrites. Threads in relocated copies are fine: those are
+ * never changed or freed. Sorted, for a binary search per thread inside the stop.
+ */
+int transition__compute_no_go(Transition *tr) {
+        const ControlImage *img = tr->c->img;
+        size_t n = 0;
+
+        free(tr->no_go);
+        free(tr->maps);
+        tr->n_maps = 0;
+        tr->no_go = calloc(2 * (size_t)img->hdr.n_funcs + 1, sizeof(CodeRange));
+        tr->maps = calloc((size_t)img->hdr.n_funcs + 1, sizeof(EntryMap));
+        if (!tr->no_go || !tr->maps)
+                return -ENOMEM;
+        for (unsigned i = 0; i < img->hdr.n_funcs; i++) {
+                const ControlFunc *f = &img->funcs[i];
+                uint64_t s = f->old_addr + f->entry_off;
+                if (f->stub_addr)
+                        tr->no_go[n++] = (CodeRange) { f->stub_addr, f->stub_addr + STUB_MAX_SIZE };
+                if ((int)f->patch == tr->patch && f->displaced_len > 1 && transition__entry_dest_now(tr->c, f, tr->patch) == 0) {
+                        tr->no_go[n++] = (CodeRange) { s + 1, s + f->displaced_len };
+                        map_entry(tr, f);
+                }
+        }
+        qsort(tr->no_go, n, sizeof(CodeRange), range_cmp);
+        tr->n_no_go = n;
+        return 0;
+}
+
+bool transition__thread_in_the_way(const Transition *tr, const Thread *th) {
+        uint64_t pc = th->regs.rip;
+        size_t lo = 0, hi = tr->n_no_go;
+
+        /* The last range starting at or below pc; the ranges do not overlap. */
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                if (tr->no_go[mid].lo <= pc)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        return lo > 0 && pc < tr->no_go[lo - 1].hi;
+}
+
+static bool in_stub(const Transition *tr, uint64_t pc) {
+        const ControlImage *img = tr->c->img;
+
+        for (unsigned i = 0; i < img->hdr.n_funcs; i++)
+                if (img->funcs[i].stub_addr && pc >= img->funcs[i].stub_addr &&
+                    pc < img->funcs[i].stub_addr + STUB_MAX_SIZE)
+                        return true;
+        return false;
+}
+
+/* The entry map whose displaced bytes hold pc strictly inside them, NULL none. */
+static const EntryMap *entry_map_of(const Transition *tr, uint64_t pc) {
+        for (size_t i = 0; i < tr->n_maps; i++)
+                if (pc > tr->maps[i].at && pc < tr->maps[i].at + tr->maps[i].rel.displaced_len)
+                        return &tr->maps[i];
+        return NULL;
+}
+
+/*
+ * Pitfall 1 without waiting: a thread strictly inside displaced bytes is moved to the
+ * same instruction of the relocated copy, which runs the rest of the displaced
+ * instructions and jumps back after them: what the thread would have done. All
+ * threads are looked at before any is moved, so a refusal moves nobody (a move alone
+ * would be harmless: the copy is the original). -EAGAIN: a thread sits in a dispatch
+ * stub (when the table is about to change: table_changes), or in displaced bytes with
+ * no map; -EILSEQ: a PC inside an instruction there.
+ */
+int transition__move_threads_out(Transition *tr, bool table_changes) {
+        for (int moving = 0; moving < 2; moving++)
+                for (size_t i = 0; i < tr->t->n_threads; i++) {
+                        Thread *th = &tr->t->threads[i];
+                        const EntryMap *m;
+                        uint64_t to;
+                        int r;
+                        if (!th->stopped || th->gone || !transition__thread_in_the_way(tr, th))
+                                continue;
+                        m = entry_map_of(tr, th->regs.rip);
+                        if (!m && !table_changes && in_stub(tr, th->regs.rip))
+                                continue;
+                        if (!m)
+                                return -EAGAIN;
+                        to = relocation_map_pc(&m->rel, m->at, m->copy, th->regs.rip);
+                        if (!to) {
+                                tr->stuck_tid = th->tid;
+                                tr->stuck_pc = th->regs.rip;
+                                return -EILSEQ;
+                        }
+                        if (!moving)
+                                continue;
+                        th->regs.rip = to;
+                        r = target_set_regs(tr->t, th);
+                        if (r < 0)
+                                return r;
+                }
+        return 0;
+}
+
+/*
+ * What each entry of the patch must hold before init changes it: what we left there,
+ * the original bytes or a jump to the implementation now on top of its stack. Computed
+ * by prepare, before anything is stopped: only the driver changes the control block.
+ */
+int transition__compute_expected(Transition *tr) {
+        unsigned n;
+        const ControlFunc *f = transition__patch_funcs(tr->c, tr->patch, &n);
+
+        free(tr->expect);
+        tr->expect = calloc(n ? n : 1, sizeof(EntryBytes));
+        if (!tr->expect)
+                return -ENOMEM;
+        for (unsigned i = 0; i < n; i++) {
+                EntryBytes *e = &tr->expect[i];
+                uint64_t at = f[i].old_addr + f[i].entry_off;
+                uint64_t dest = transition__entry_dest_now(tr->c, &f[i], tr->target_state == THREAD_PATCHED ? tr->patch : -1);
+                if (dest) {
+                        int r = encode_jmp_rel32(e->b, at, dest);
+                        if (r < 0)
+                                return r;
+                        e->len = JMP_REL32_SIZE;
+                } else {
+                        e->len = f[i].displaced_len;
+                        memcpy(e->b, f[i].orig_bytes, e->len);
+                }
+        }
+        return 0;
+}
+
+/* Inside the stop: anything but the expected bytes means someone else rewrote the
+ * code (another tool, a debugger's breakpoint): refused. One batch of reads. */
+int transition__verify_entries(Transition *tr) {
+        unsigned n;
+        const ControlFunc *f = transition__patch_funcs(tr->c, tr->patch, &n);
+        _cleanup_free_ uint64_t *addrs = calloc(n ? n : 1, sizeof(uint64_t));
+        _cleanup_free_ EntryBytes *cur = calloc(n ? n : 1, sizeof(EntryBytes));
+        int r;
+
+        if (!addrs || !cur)
+                return -ENOMEM;
+        for (unsigned i = 0; i < n; i++)
+                addrs[i] = f[i].old_addr + f[i].entry_off;
+        r = target_read_many(tr->t, addrs, cur, sizeof(EntryBytes), n);
+        if (r < 0)
+                return r;
+        for (unsigned i = 0; i < n; i++)
+                if (memcmp(cur[i].b, tr->expect[i].b, tr->expect[i].len) != 0)
+                        return -EBUSY;
+        return 0;
+}

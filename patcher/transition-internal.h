@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* Shared by transition.c and transition-entry.c; not for other callers. */
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "patcher/transition.h"
+
+/* The records of patch in c: n of them. */
+static inline ControlFunc *transition__patch_funcs(Control *c, int patch, unsigned *ret_n) {
+        ControlPatch *p = &c->img->patches[patch];
+        *ret_n = p->n_funcs;
+        return &c->img->funcs[p->first_func];
+}
+
+/* What the entry of f's function jumps to now, given the live records (exclude: a patch
+ * left out): the top live record's new function, or 0 for the original bytes. */
+uint64_t transition__entry_dest_now(const Control *c, const ControlFunc *f, int exclude);
+
+/* Prepare's part for the entries: where no PC may be when init rewrites them (with the
+ * map of each into its relocated copy), and what each must hold before. */
+int transition__compute_no_go(Transition *tr);
+int transition__compute_expected(Transition *tr);
+
+/* Inside the stop: -EBUSY when an entry holds something else than expected. */
+int transition__verify_entries(Transition *tr);
+
+/* True when th's PC is where no PC may be while entries or the table change. */
+bool transition__thread_in_the_way(const Transition *tr, const Thread *th);
+
+/* Moves every stopped thread strictly inside displaced bytes into the relocated copy
+ * (transition_init()'s rules for the return values). */
+int transition__move_threads_out(Transition *tr, bool table_changes);
