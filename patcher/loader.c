@@ -8,6 +8,7 @@
 
 #include "common/errfmt.h"
 #include "common/macro.h"
+#include "elf/relr.h"
 #include "patcher/loader.h"
 #include "patcher/nearmem.h"
 #include "patcher/rsys.h"
@@ -282,6 +283,73 @@ static int apply_rela(Target *t, Elf *e, const GElf_Rela *rel, GElf_Shdr *rsh, S
         return target_write(t, lp->bias + rel->r_offset, &v, sizeof(v));
 }
 
+#ifndef SHT_RELR
+#define SHT_RELR 19
+#endif
+
+typedef struct RelrCtx {
+        Target *t;
+        Elf *e;
+        const LoadedPatch *lp;
+} RelrCtx;
+
+/* The file's word at vaddr, from the writable PT_LOAD whose file image holds it: what
+ * the mapping holds there before the loader writes (patchmeta.c checked the same). */
+static int file_word(Elf *e, uint64_t vaddr, uint64_t *ret) {
+        size_t n;
+        if (elf_getphdrnum(e, &n) < 0)
+                return -EBADMSG;
+        for (size_t i = 0; i < n; i++) {
+                GElf_Phdr ph;
+                Elf_Data *d;
+                if (!gelf_getphdr(e, (int)i, &ph) || ph.p_type != PT_LOAD || !(ph.p_flags & PF_W) ||
+                    vaddr < ph.p_vaddr || vaddr - ph.p_vaddr > ph.p_filesz ||
+                    ph.p_filesz - (vaddr - ph.p_vaddr) < sizeof(*ret))
+                        continue;
+                d = elf_getdata_rawchunk(e, (int64_t)(ph.p_offset + (vaddr - ph.p_vaddr)), sizeof(*ret), ELF_T_BYTE);
+                if (!d || d->d_size != sizeof(*ret))
+                        return -EBADMSG;
+                memcpy(ret, d->d_buf, sizeof(*ret));
+                return 0;
+        }
+        return -EBADMSG;
+}
+
+static int apply_relr(uint64_t vaddr, void *userdata) {
+        RelrCtx *c = userdata;
+        uint64_t v;
+        int r = file_word(c->e, vaddr, &v);
+
+        if (r < 0 || !c->lp)
+                return r;
+        v += c->lp->bias;
+        return target_write(c->t, c->lp->bias + vaddr, &v, sizeof(v));
+}
+
+/* A packed relative relocation section (elf/relr.h); its bounds were checked by
+ * patchmeta.c, and are again here: every word written is in the patch's writable file
+ * image. */
+static int link_relr(Target *t, Elf *e, Elf_Scn *scn, const GElf_Shdr *sh, const LoadedPatch *lp,
+                     char *err, size_t errlen) {
+        Elf_Data *d = elf_getdata(scn, NULL);
+        _cleanup_free_ uint64_t *words = NULL;
+        RelrCtx c = { t, e, lp };
+        int r;
+
+        if (!d || d->d_size != sh->sh_size || sh->sh_size % RELR_ENTSIZE != 0)
+                return fail(err, errlen, -EBADMSG, "the patch's RELR section is malformed");
+        words = malloc(sh->sh_size ? sh->sh_size : 1);
+        if (!words)
+                return -ENOMEM;
+        memcpy(words, d->d_buf, sh->sh_size);
+        r = relr_foreach(words, sh->sh_size / RELR_ENTSIZE, apply_relr, &c);
+        if (r == -EDOM || r == -EBADMSG)
+                return fail(err, errlen, -EBADMSG, "the patch's RELR relocations are malformed");
+        if (r < 0)
+                return fail(err, errlen, r, "cannot apply the patch's RELR relocations: %s", strerror(-r));
+        return 0;
+}
+
 static int link_relocations(Target *t, Elf *e, SymResolver *res, const LoadedPatch *lp,
                             char *err, size_t errlen) {
         Elf_Scn *scn = NULL;
@@ -292,6 +360,12 @@ static int link_relocations(Target *t, Elf *e, SymResolver *res, const LoadedPat
                         return -EBADMSG;
                 if (sh.sh_type == SHT_REL)
                         return fail(err, errlen, -ENOTSUP, "REL relocations are not supported");
+                if (sh.sh_type == SHT_RELR && (sh.sh_flags & SHF_ALLOC)) {
+                        int r = link_relr(t, e, scn, &sh, lp, err, errlen);
+                        if (r < 0)
+                                return r;
+                        continue;
+                }
                 if (sh.sh_type != SHT_RELA || !(sh.sh_flags & SHF_ALLOC))
                         continue;
                 d = elf_getdata(scn, NULL);
