@@ -6,9 +6,13 @@
 #include "elf/patchfile.h"
 #include "patcher/nearmem.h"
 #include "patcher/op.h"
+#include "patcher/x86_64/insn.h"
 #include "patcher/x86_64/relocate.h"
 
 #define SMALL_FUNCTION 32
+/* The padding a function shorter than its entry jump may lend it: up to an endbr64 and
+ * the jump past its end. */
+#define PAD_MAX (4 + JMP_REL32_SIZE)
 
 
 static void warn_clone(const Symbol *sym, void *userdata) {
@@ -29,12 +33,63 @@ static int check_build_id(UlpOp *op, const PatchMeta *meta, const char *object, 
         return 0;
 }
 
+/* The function's bytes and the pad_avail after it (fewer when they cannot be read: the
+ * end of its mapping). The caller frees *ret. */
+static int read_function(UlpOp *op, Resolved *rs, uint8_t **ret) {
+        uint8_t *code = malloc(rs->old_size + rs->pad_avail);
+        int r;
+
+        if (!code)
+                return -ENOMEM;
+        r = target_read(op->t, rs->old_addr, code, rs->old_size + rs->pad_avail);
+        if (r < 0 && rs->pad_avail) {
+                rs->pad_avail = 0;
+                r = target_read(op->t, rs->old_addr, code, rs->old_size);
+        }
+        if (r < 0) {
+                free(code);
+                return r;
+        }
+        *ret = code;
+        return 0;
+}
+
+/* Whether the entry of sym can take the jump, by a dry run of its relocation at its own
+ * address (the real copy goes near it). A function shorter than the jump may use the
+ * padding after it up to the next symbol (docs/reach.md). */
+static int check_entry(UlpOp *op, SymTab *st, const char *name, const Symbol *sym, Resolved *ret) {
+        uint64_t end = sym->value + sym->size;
+        _cleanup_free_ uint8_t *code = NULL;
+        char err[160] = "";
+        Symbol next = {};
+        size_t need;
+        bool limited = symtab_first_start(st, end, end + PAD_MAX, &next) >= 0;
+        int r;
+
+        ret->pad_avail = limited ? next.value - end : PAD_MAX;
+        r = read_function(op, ret, &code);
+        if (r >= 0)
+                r = relocate_entry_padded(code, ret->old_size, ret->pad_avail, ret->old_addr, ret->old_addr,
+                                          &ret->rel, err, sizeof(err));
+        if (r == -ENOSPC) {
+                need = (insn_is_endbr64(code, ret->old_size) ? 4 : 0) + JMP_REL32_SIZE;
+                limited &= strncmp(err, "only ", 5) == 0;
+                return op_fail(op, r, "function %s is too small to patch (%llu bytes, a jump needs %zu): %s%s%s",
+                               name, (unsigned long long)sym->size, need, err, limited ? ", then " : "",
+                               limited ? next.name : "");
+        }
+        if (r < 0)
+                return op_fail(op, r, "cannot redirect %s: %s", name, err[0] ? err : strerror(-r));
+        if (ret->rel.padding)
+                op_warn(op, "%s is %llu bytes: its entry jump also covers %zu byte(s) of the padding after it",
+                        name, (unsigned long long)sym->size, ret->rel.padding);
+        return 0;
+}
+
 int op_resolve_func(UlpOp *op, const PatchMeta *meta, const PatchFunc *pf, Resolved *ret) {
         const char *obj = pf->object[0] ? pf->object : "the main executable";
-        uint8_t *code;
         SymTab *st;
         Symbol sym;
-        char err[160] = "";
         int r;
 
         ret->mod = modules_find_object(&op->mods, pf->object);
@@ -61,23 +116,7 @@ int op_resolve_func(UlpOp *op, const PatchMeta *meta, const PatchFunc *pf, Resol
         ret->shared = op->c.img ? control_any_func(&op->c, ret->old_addr) : -1;
         if (ret->shared >= 0)
                 return 0;
-        if (sym.size < JMP_REL32_SIZE)
-                return op_fail(op, -ENOSPC, "function %s is too small to patch (%llu bytes, a jump needs %d)",
-                               pf->symbol, (unsigned long long)sym.size, JMP_REL32_SIZE);
-        code = malloc(sym.size);
-        if (!code)
-                return -ENOMEM;
-        r = target_read(op->t, ret->old_addr, code, sym.size);
-        /* A dry run at the function's own address: the real copy goes near it. */
-        if (r >= 0)
-                r = relocate_entry(code, sym.size, ret->old_addr, ret->old_addr, &ret->rel, err, sizeof(err));
-        free(code);
-        if (r == -ENOSPC)
-                return op_fail(op, r, "function %s is too small to patch (%llu bytes)", pf->symbol,
-                               (unsigned long long)sym.size);
-        if (r < 0)
-                return op_fail(op, r, "cannot redirect %s: %s", pf->symbol, err[0] ? err : strerror(-r));
-        return 0;
+        return check_entry(op, st, pf->symbol, &sym, ret);
 }
 
 static int check_duplicates(UlpOp *op, const PatchMeta *meta, const Resolved *res) {
@@ -175,12 +214,11 @@ int op_write_copy(UlpOp *op, Thread *th, Resolved *rs, ControlFunc *f) {
         r = area_alloc(op->t, th, &op->c, rs->old_addr, rs->old_addr + rs->old_size, RELOC_MAX_CODE, &f->copy_addr);
         if (r < 0)
                 return op_fail(op, r, "no memory within 2 GiB of %s for its relocated entry", f->symbol);
-        code = malloc(rs->old_size);
-        if (!code)
-                return -ENOMEM;
-        r = target_read(op->t, rs->old_addr, code, rs->old_size);
-        if (r >= 0)
-                r = relocate_entry(code, rs->old_size, rs->old_addr, f->copy_addr, &rs->rel, err, sizeof(err));
+        r = read_function(op, rs, &code);
+        if (r < 0)
+                return op_fail(op, r, "cannot read %s: %s", f->symbol, strerror(-r));
+        r = relocate_entry_padded(code, rs->old_size, rs->pad_avail, rs->old_addr, f->copy_addr, &rs->rel, err,
+                                  sizeof(err));
         if (r >= 0) {
                 f->entry_off = (uint8_t)rs->rel.entry_offset;
                 f->displaced_len = (uint8_t)rs->rel.displaced_len;

@@ -112,12 +112,34 @@ static int relocate_one(Relocation *r, const cs_insn *insn, const InsnInfo *info
         return 0;
 }
 
+/* Whether execution never goes on to the next instruction: ret, jmp, ud2. Read from the
+ * classification and the bytes, never the mnemonic. */
+static bool ends_flow(const cs_insn *insn, const InsnInfo *info) {
+        const uint8_t *op = insn->bytes + info->opcode_off;
+
+        if (info->kind == INSN_RET || info->kind == INSN_JMP_REL || info->kind == INSN_JMP_INDIRECT)
+                return true;
+        return insn->size == (size_t)info->opcode_off + 2 && op[0] == 0x0f && op[1] == 0x0b;
+}
+
+/* Whether the decoded bytes are alignment padding as assemblers and linkers write it:
+ * nop (90, with 66 prefixes), the long nops (0f 1f, with 66 or 2e prefixes), int3. */
+static bool is_padding(const cs_insn *insn) {
+        size_t i = 0;
+
+        while (i < insn->size && (insn->bytes[i] == 0x66 || insn->bytes[i] == 0x2e))
+                i++;
+        if (i + 1 == insn->size)
+                return insn->bytes[i] == 0x90 || insn->bytes[i] == 0xcc;
+        return i + 2 <= insn->size && insn->bytes[i] == 0x0f && insn->bytes[i + 1] == 0x1f;
+}
+
 /* Decodes whole instructions from the entry until the jump fits, relocates each into
  * r->code, and ends the copy with the jump back. Fills displaced_len and the maps. */
 static int relocate_displaced(csh h, cs_insn *insn, const uint8_t *func_code, size_t func_size,
                               uint64_t func_addr, uint64_t copy_addr, Relocation *r,
                               char *err, size_t errlen) {
-        size_t off = r->entry_offset, end = r->entry_offset + JMP_REL32_SIZE;
+        size_t off = r->entry_offset, end = MIN(r->entry_offset + JMP_REL32_SIZE, func_size);
         int k;
 
         while (off < end) {
@@ -138,6 +160,7 @@ static int relocate_displaced(csh h, cs_insn *insn, const uint8_t *func_code, si
                 r->copy_off[r->n_insns] = r->code_len;
                 r->n_insns++;
                 k = relocate_one(r, insn, &info, copy_addr, off + insn->size >= end);
+                r->last_ends_flow = ends_flow(insn, &info);
                 if (k == -ERANGE)
                         return fail(err, errlen, k, "'%s %s' at +0x%zx cannot reach its target from the copy at 0x%" PRIx64,
                                     insn->mnemonic, insn->op_str, off, copy_addr);
@@ -147,6 +170,10 @@ static int relocate_displaced(csh h, cs_insn *insn, const uint8_t *func_code, si
                 off += insn->size;
         }
         r->displaced_len = off - r->entry_offset;
+        /* The whole of a tiny function: its last instruction never falls through
+         * (checked by the caller), so there is nothing to jump back to. */
+        if (off < r->entry_offset + JMP_REL32_SIZE)
+                return emit(r, (const uint8_t[]) { 0xcc }, 1);
 
         k = emit_rel32(r, copy_addr, (const uint8_t[]) { 0xe9 }, 1, func_addr + off);
         if (k < 0)
@@ -203,18 +230,54 @@ static int scan_function(csh h, cs_insn *insn, const uint8_t *func_code, size_t 
         return 0;
 }
 
+/*
+ * A function too short for the jump: its instructions end exactly at its end, the last
+ * one never falls through, and the bytes after it, up to where the jump ends, are
+ * padding (pad_avail of them may be used: the caller knows where the next symbol
+ * starts). Those padding bytes become part of the displaced bytes.
+ */
+static int take_padding(csh h, cs_insn *insn, const uint8_t *func_code, size_t func_size, size_t pad_avail,
+                        uint64_t func_addr, Relocation *r, char *err, size_t errlen) {
+        size_t need = r->entry_offset + JMP_REL32_SIZE, off = func_size;
+
+        if (r->entry_offset + r->displaced_len != func_size)
+                return fail(err, errlen, -ENOSPC, "its instructions do not end where its symbol does");
+        if (!r->last_ends_flow)
+                return fail(err, errlen, -ENOSPC, "its last instruction is not ret, jmp or ud2, so the "
+                            "bytes after it are not unreachable padding");
+        while (off < need) {
+                const uint8_t *p = func_code + off;
+                size_t left = func_size + pad_avail - off;
+                uint64_t addr = func_addr + off;
+                if (left == 0)
+                        return fail(err, errlen, -ENOSPC, "only %zu byte(s) of padding follow it", off - func_size);
+                if (!cs_disasm_iter(h, &p, &left, &addr, insn) || !is_padding(insn))
+                        return fail(err, errlen, -ENOSPC, "the byte 0x%02x at +0x%zx after it is not padding",
+                                    func_code[off], off);
+                off += insn->size;
+        }
+        r->padding = need - func_size;
+        r->displaced_len = JMP_REL32_SIZE;
+        return 0;
+}
+
 /* See relocate.h. */
 int relocate_entry(const uint8_t *func_code, size_t func_size, uint64_t func_addr,
                    uint64_t copy_addr, Relocation *ret, char *err, size_t errlen) {
+        return relocate_entry_padded(func_code, func_size, 0, func_addr, copy_addr, ret, err, errlen);
+}
+
+/* See relocate.h. */
+int relocate_entry_padded(const uint8_t *func_code, size_t func_size, size_t pad_avail, uint64_t func_addr,
+                          uint64_t copy_addr, Relocation *ret, char *err, size_t errlen) {
         _cleanup_(insn_closep) csh h = 0;
         _cleanup_(insn_freep) cs_insn *insn = NULL;
         Relocation r = {};
         int k;
 
         r.entry_offset = insn_is_endbr64(func_code, func_size) ? 4 : 0;
-        if (func_size < r.entry_offset + JMP_REL32_SIZE)
-                return fail(err, errlen, -ENOSPC, "function is %zu bytes, the entry jump needs %zu",
-                            func_size, r.entry_offset + JMP_REL32_SIZE);
+        if (func_size <= r.entry_offset)
+                return fail(err, errlen, -ENOSPC, "it has no instruction after its endbr64");
 
         k = insn_open(&h);
         if (k < 0)
@@ -224,6 +287,12 @@ int relocate_entry(const uint8_t *func_code, size_t func_size, uint64_t func_add
                 return fail(err, errlen, -ENOMEM, "out of memory");
 
         k = relocate_displaced(h, insn, func_code, func_size, func_addr, copy_addr, &r, err, errlen);
+        /* The symbol size is the truth: an instruction running past it is not this
+         * function's (whatever padding follows). */
+        if (k == -EILSEQ && func_size < r.entry_offset + JMP_REL32_SIZE)
+                return fail(err, errlen, -ENOSPC, "its instructions do not end where its symbol does");
+        if (k >= 0 && r.displaced_len < JMP_REL32_SIZE)
+                k = take_padding(h, insn, func_code, func_size, pad_avail, func_addr, &r, err, errlen);
         if (k < 0)
                 return k;
         k = scan_function(h, insn, func_code, func_size, func_addr, &r, err, errlen);
