@@ -54,6 +54,14 @@ static int read_function(UlpOp *op, Resolved *rs, uint8_t **ret) {
         return 0;
 }
 
+/* The bytes after sym no symbol starts in, up to PAD_MAX. */
+static size_t pad_after(const SymTab *st, const Symbol *sym) {
+        uint64_t end = sym->value + sym->size;
+        Symbol next;
+
+        return symtab_first_start(st, end, end + PAD_MAX, &next) >= 0 ? next.value - end : PAD_MAX;
+}
+
 /* Whether the entry of sym can take the jump, by a dry run of its relocation at its own
  * address (the real copy goes near it). A function shorter than the jump may use the
  * padding after it up to the next symbol (docs/reach.md). */
@@ -66,7 +74,6 @@ static int check_entry(UlpOp *op, SymTab *st, const char *name, const Symbol *sy
         bool limited = symtab_first_start(st, end, end + PAD_MAX, &next) >= 0;
         int r;
 
-        ret->pad_avail = limited ? next.value - end : PAD_MAX;
         r = read_function(op, ret, &code);
         if (r >= 0)
                 r = relocate_entry_padded(code, ret->old_size, ret->pad_avail, ret->old_addr, ret->old_addr,
@@ -113,6 +120,7 @@ int op_resolve_func(UlpOp *op, const PatchMeta *meta, const PatchFunc *pf, Resol
                 op_warn(op, "%s is a small static function (%llu bytes): callers may have inlined it",
                         pf->symbol, (unsigned long long)sym.size);
 
+        ret->pad_avail = pad_after(st, &sym);
         ret->shared = op->c.img ? control_any_func(&op->c, ret->old_addr) : -1;
         if (ret->shared >= 0)
                 return 0;

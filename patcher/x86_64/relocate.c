@@ -122,16 +122,31 @@ static bool ends_flow(const cs_insn *insn, const InsnInfo *info) {
         return insn->size == (size_t)info->opcode_off + 2 && op[0] == 0x0f && op[1] == 0x0b;
 }
 
-/* Whether the decoded bytes are alignment padding as assemblers and linkers write it:
- * nop (90, with 66 prefixes), the long nops (0f 1f, with 66 or 2e prefixes), int3. */
-static bool is_padding(const cs_insn *insn) {
-        size_t i = 0;
+/* The length of the alignment padding instruction at p as assemblers and linkers write
+ * it: nop (90), int3 (cc), the long nops (0f 1f /0), with 66 or 2e prefixes; 0 for
+ * anything else. Only its first bytes need to be there (avail of them): the rest of a
+ * long nop may lie beyond what the jump covers. */
+static size_t padding_len(const uint8_t *p, size_t avail) {
+        size_t i = 0, len;
+        uint8_t modrm, mod, rm;
 
-        while (i < insn->size && (insn->bytes[i] == 0x66 || insn->bytes[i] == 0x2e))
+        while (i < avail && i < 8 && (p[i] == 0x66 || p[i] == 0x2e))
                 i++;
-        if (i + 1 == insn->size)
-                return insn->bytes[i] == 0x90 || insn->bytes[i] == 0xcc;
-        return i + 2 <= insn->size && insn->bytes[i] == 0x0f && insn->bytes[i + 1] == 0x1f;
+        if (i < avail && (p[i] == 0x90 || p[i] == 0xcc))
+                return i + 1;
+        if (i + 2 >= avail || p[i] != 0x0f || p[i + 1] != 0x1f || (p[i + 2] >> 3 & 7) != 0)
+                return 0;
+        modrm = p[i + 2];
+        mod = modrm >> 6;
+        rm = modrm & 7;
+        len = i + 3;
+        if (mod != 3 && rm == 4)
+                len++;                          /* SIB */
+        if (mod == 1)
+                len += 1;
+        else if (mod == 2 || (mod == 0 && rm == 5))
+                len += 4;
+        return len;
 }
 
 /* Decodes whole instructions from the entry until the jump fits, relocates each into
@@ -236,8 +251,8 @@ static int scan_function(csh h, cs_insn *insn, const uint8_t *func_code, size_t 
  * padding (pad_avail of them may be used: the caller knows where the next symbol
  * starts). Those padding bytes become part of the displaced bytes.
  */
-static int take_padding(csh h, cs_insn *insn, const uint8_t *func_code, size_t func_size, size_t pad_avail,
-                        uint64_t func_addr, Relocation *r, char *err, size_t errlen) {
+static int take_padding(const uint8_t *func_code, size_t func_size, size_t pad_avail, Relocation *r,
+                        char *err, size_t errlen) {
         size_t need = r->entry_offset + JMP_REL32_SIZE, off = func_size;
 
         if (r->entry_offset + r->displaced_len != func_size)
@@ -246,15 +261,14 @@ static int take_padding(csh h, cs_insn *insn, const uint8_t *func_code, size_t f
                 return fail(err, errlen, -ENOSPC, "its last instruction is not ret, jmp or ud2, so the "
                             "bytes after it are not unreachable padding");
         while (off < need) {
-                const uint8_t *p = func_code + off;
-                size_t left = func_size + pad_avail - off;
-                uint64_t addr = func_addr + off;
-                if (left == 0)
+                size_t n;
+                if (off >= func_size + pad_avail)
                         return fail(err, errlen, -ENOSPC, "only %zu byte(s) of padding follow it", off - func_size);
-                if (!cs_disasm_iter(h, &p, &left, &addr, insn) || !is_padding(insn))
+                n = padding_len(func_code + off, func_size + pad_avail - off);
+                if (n == 0)
                         return fail(err, errlen, -ENOSPC, "the byte 0x%02x at +0x%zx after it is not padding",
                                     func_code[off], off);
-                off += insn->size;
+                off += n;
         }
         r->padding = need - func_size;
         r->displaced_len = JMP_REL32_SIZE;
@@ -292,7 +306,7 @@ int relocate_entry_padded(const uint8_t *func_code, size_t func_size, size_t pad
         if (k == -EILSEQ && func_size < r.entry_offset + JMP_REL32_SIZE)
                 return fail(err, errlen, -ENOSPC, "its instructions do not end where its symbol does");
         if (k >= 0 && r.displaced_len < JMP_REL32_SIZE)
-                k = take_padding(h, insn, func_code, func_size, pad_avail, func_addr, &r, err, errlen);
+                k = take_padding(func_code, func_size, pad_avail, &r, err, errlen);
         if (k < 0)
                 return k;
         k = scan_function(h, insn, func_code, func_size, func_addr, &r, err, errlen);
