@@ -274,6 +274,28 @@ static ControlPatch *new_patch_record(UlpOp *op, const PatchMeta *meta, const Lo
         return p;
 }
 
+/* A new function beyond the entry jump's reach (another object of the patch, mapped
+ * near the first): the entry jumps to a far jump near the function (docs/reach.md). */
+static int write_far_jump(UlpOp *op, Thread *th, ControlFunc *f) {
+        uint8_t code[CONTROL_FAR_JUMP_SIZE] = { 0xff, 0x25, 0, 0, 0, 0 };
+        uint8_t jmp[JMP_REL32_SIZE];
+        uint64_t at;
+        int r;
+
+        f->far_off = 0;
+        if (encode_jmp_rel32(jmp, f->old_addr + f->entry_off, f->new_addr) >= 0)
+                return 0;
+        r = area_alloc(op->t, th, &op->c, f->old_addr, f->old_addr + f->old_size, sizeof(code), &at);
+        if (r < 0)
+                return op_fail(op, r, "no memory within 2 GiB of %s for its far jump", f->symbol);
+        memcpy(code + 6, &f->new_addr, sizeof(f->new_addr));
+        r = target_write(op->t, at, code, sizeof(code));
+        if (r < 0)
+                return op_fail(op, r, "cannot write the far jump of %s: %s", f->symbol, strerror(-r));
+        f->far_off = (int32_t)(int64_t)(at - f->old_addr);
+        return 0;
+}
+
 /* Fills the record at f for pf of patch p (index idx), with the relocated original. */
 int op_fill_func_record(UlpOp *op, Thread *th, ControlFunc *f, unsigned idx, const PatchFunc *pf, Resolved *rs,
                         SymTab *patch_st, uint64_t bias) {
@@ -287,7 +309,8 @@ int op_fill_func_record(UlpOp *op, Thread *th, ControlFunc *f, unsigned idx, con
         f->new_size = symtab_lookup_addr(patch_st, pf->new_vaddr, &nsym) >= 0 ? nsym.size : 1;
         snprintf(f->object, sizeof(f->object), "%s", pf->object);
         snprintf(f->symbol, sizeof(f->symbol), "%s", pf->symbol);
-        return op_write_copy(op, th, rs, f);
+        int r = op_write_copy(op, th, rs, f);
+        return r < 0 ? r : write_far_jump(op, th, f);
 }
 
 /* Records the objects of the pending functions in the patch record. */
@@ -337,6 +360,7 @@ static int add_nops(UlpOp *op, ControlPatch *p) {
                 f->patch = (uint32_t)(p - c->img->patches);
                 f->flags = CF_FLAG_NOP;
                 f->new_addr = g->copy_addr;
+                f->far_off = 0;
                 f->new_size = 0;
                 p->n_funcs++;
         }
@@ -382,15 +406,9 @@ static int load_patch(UlpOp *op, Thread *th, const PatchMeta *meta, int patch_fd
         }
         p = new_patch_record(op, meta, &lp, name_hint);
         record_pending(p, meta, res);
-        for (size_t i = 0; i < meta->n_funcs && r >= 0; i++) {
-                if (!res[i].mod)
-                        continue;
-                if (!nearmem_reaches(lp.start, lp.size, res[i].old_addr, res[i].old_addr + res[i].old_size))
-                        r = op_fail(op, -ERANGE, "%s is too far from the patch's other functions: "
-                                    "put functions of different objects in separate patches", meta->funcs[i].symbol);
-                else
+        for (size_t i = 0; i < meta->n_funcs && r >= 0; i++)
+                if (res[i].mod)
                         r = new_func_record(op, th, p, &meta->funcs[i], &res[i], patch_st, lp.bias);
-        }
         symtab_free(patch_st);
         if (r >= 0 && meta->replace)
                 r = add_nops(op, p);

@@ -143,7 +143,7 @@ static uint64_t entry_dest_now(const Control *c, const ControlFunc *f, int exclu
                 return 0;
         if (c->img->funcs[top].flags & CF_FLAG_NOP)
                 return 0;
-        return c->img->funcs[top].new_addr;
+        return control_func_entry_dest(&c->img->funcs[top]);
 }
 
 static int range_cmp(const void *a, const void *b) {
@@ -621,7 +621,7 @@ static int finish(Transition *tr) {
                 uint64_t dest = entry_dest_now(c, &f[i], -1);
                 uint64_t cur = tr->global ? entry_dest_now(c, &f[i], tr->patch) : f[i].stub_addr;
                 if (tr->global && tr->target_state == THREAD_UNPATCHED)
-                        cur = f[i].new_addr;
+                        cur = control_func_entry_dest(&f[i]);
                 if (dest)
                         r = transition_write_entry(tr->t, &f[i], dest);
                 else if (cur)
