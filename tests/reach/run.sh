@@ -183,7 +183,9 @@ case_refusals() {
 	start_victim gcc-pie 2
 	refused reach-patch-nopad.so "function nopad_fn is too small to patch (1 bytes, a jump needs 5): only 0 byte(s) of padding follow it, then nopad_next"
 	refused reach-patch-falls.so "function nopad_next is too small to patch (4 bytes, a jump needs 5): its last instruction is not ret, jmp or ud2, so the bytes after it are not unreachable padding"
+	refused reach-patch-pick.so "symbol reach_pick is an IFUNC in the target and no loaded object's GOT holds the implementation its dynamic linker chose: not supported"
 	expect_value tiny 11
+	expect_value mid 20
 }
 
 "case_$CASE"
