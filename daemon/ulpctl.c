@@ -570,6 +570,7 @@ static int verb_info(const Args *a) {
                 json_object_object_add(o, "functions", fs);
                 json_object_object_add(o, "refs", rs);
                 json_object_object_add(o, "callbacks", json_object_new_int((int)m->n_callbacks));
+                json_object_object_add(o, "relr", json_object_new_int64((int64_t)m->n_relr));
                 print_json(o);
         } else {
                 printf("name:        %s\ndescription: %s\nreplace:     %s\nbuild-id:    %s\n", m->name,
@@ -588,6 +589,8 @@ static int verb_info(const Args *a) {
                                m->build_ids[i].hex);
                 for (size_t i = 0; i < m->n_callbacks; i++)
                         printf("callbacks:   %s\n", m->callbacks[i].object[0] ? m->callbacks[i].object : "(main)");
+                if (m->n_relr)
+                        printf("relr:        %zu packed relative relocations (DT_RELR)\n", m->n_relr);
         }
         patchmeta_free(m);
         return 0;

@@ -20,6 +20,7 @@
 #include "common/macro.h"
 #include "elf/patchfile.h"
 #include "elf/patchmeta.h"
+#include "elf/relr.h"
 #include "elf/symtab.h"
 #include "ulp/patch.h"
 
@@ -38,11 +39,6 @@
 #define PATCH_SPAN_MAX (256ULL << 20)
 #define PATCH_MAX_LOADS 16
 
-/* ulp applies RELA relocations only; a RELR table would be left unapplied and the
- * patch's pointers wrong. Callers print it after "patch NAME ". */
-#define RELR_REFUSAL "uses packed relative relocations (RELR), which ulp does not support yet; " \
-        "rebuild without -z pack-relative-relocs"
-
 typedef struct Reloc {
         uint64_t offset;         /* vaddr of the relocated word */
         uint64_t value;          /* the word's value at load bias 0 */
@@ -58,6 +54,9 @@ typedef struct PatchFile {
         size_t n_loads;
         Reloc *relocs;           /* sorted by offset */
         size_t n_relocs, alloc_relocs;
+        size_t n_relr;           /* of them, from SHT_RELR sections */
+        uint64_t dt_relr, dt_relrsz; /* what the dynamic section declares (0: none) */
+        uint64_t relr_addr, relr_size; /* the allocated SHT_RELR section (size 0: none) */
         uint64_t *funcs, *objects; /* sorted starts of defined functions and of pointer
                                     * variables (not records), from .symtab or .dynsym */
         size_t n_funcs, n_objects;
@@ -132,9 +131,10 @@ static bool pf_inside(const PatchFile *pf, uint64_t vaddr) {
         return false;
 }
 
-/* Refuses what the dynamic section asks for that the loader does not do: packed
- * relative relocations (DT_RELR) and REL relocations. The table is read from the file
- * bounded by the segment, up to its DT_NULL. */
+/* Refuses what the dynamic section asks for that the loader does not do (REL
+ * relocations) and notes its packed relative relocations (DT_RELR), which must be the
+ * section the loader applies (pf_check_relr). The table is read from the file bounded by
+ * the segment, up to its DT_NULL. */
 static int pf_check_dynamic(PatchFile *pf, const GElf_Phdr *ph) {
         if (ph->p_offset > pf->raw_size || ph->p_filesz > pf->raw_size - ph->p_offset)
                 return pf_error(pf, -EBADMSG, "the dynamic segment lies beyond the end of the file");
@@ -143,8 +143,13 @@ static int pf_check_dynamic(PatchFile *pf, const GElf_Phdr *ph) {
                 memcpy(&d, pf->raw + ph->p_offset + off, sizeof(d));
                 if (d.d_tag == DT_NULL)
                         break;
-                if (d.d_tag == DT_RELR || d.d_tag == DT_RELRSZ || d.d_tag == DT_RELRENT)
-                        return pf_error(pf, -ENOTSUP, RELR_REFUSAL);
+                if (d.d_tag == DT_RELR)
+                        pf->dt_relr = d.d_un.d_ptr;
+                if (d.d_tag == DT_RELRSZ)
+                        pf->dt_relrsz = d.d_un.d_val;
+                if (d.d_tag == DT_RELRENT && d.d_un.d_val != RELR_ENTSIZE)
+                        return pf_error(pf, -EBADMSG, "DT_RELRENT is %" PRIu64 ", not %d",
+                                        (uint64_t)d.d_un.d_val, RELR_ENTSIZE);
                 if (d.d_tag == DT_REL || d.d_tag == DT_RELSZ)
                         return pf_error(pf, -ENOTSUP, "has REL relocations, which ulp does not "
                                         "support (only RELA)");
@@ -352,7 +357,7 @@ static int reloc_cmp(const void *a, const void *b) {
 
 /* Checks that every section header lies inside the file and links to a section that
  * exists, and that string tables end with a NUL; refuses relocations the loader would
- * not apply: packed relative ones (SHT_RELR), REL. */
+ * not apply (REL), and more than one allocated SHT_RELR section. */
 static int pf_check_sections(PatchFile *pf) {
         size_t shnum;
 
@@ -363,8 +368,14 @@ static int pf_check_sections(PatchFile *pf) {
                 GElf_Shdr sh;
                 if (!gelf_getshdr(scn, &sh))
                         return pf_error(pf, -EBADMSG, "bad section header %zu", i);
-                if (sh.sh_type == SHT_RELR)
-                        return pf_error(pf, -ENOTSUP, RELR_REFUSAL);
+                if (sh.sh_type == SHT_RELR && (sh.sh_flags & SHF_ALLOC)) {
+                        if (pf->relr_size)
+                                return pf_error(pf, -EBADMSG, "more than one RELR section");
+                        if (sh.sh_size == 0 || sh.sh_size % RELR_ENTSIZE != 0 || sh.sh_entsize != RELR_ENTSIZE)
+                                return pf_error(pf, -EBADMSG, "the RELR section is malformed");
+                        pf->relr_addr = sh.sh_addr;
+                        pf->relr_size = sh.sh_size;
+                }
                 if (sh.sh_type == SHT_REL && (sh.sh_flags & SHF_ALLOC))
                         return pf_error(pf, -ENOTSUP, "has REL relocations, which ulp does not "
                                         "support (only RELA)");
@@ -407,6 +418,51 @@ static int pf_check_section_placement(PatchFile *pf) {
         return 0;
 }
 
+/* One packed relative relocation: a word of the patch's writable file image, holding
+ * an address inside the patch (the implicit addend), as for RELATIVE in RELA. */
+static int pf_add_relr(uint64_t vaddr, void *userdata) {
+        PatchFile *pf = userdata;
+        const unsigned char *b = pf_bytes(pf, vaddr, sizeof(uint64_t));
+        uint64_t v;
+
+        if (!b || !pf_writable(pf, vaddr, sizeof(uint64_t)))
+                return pf_error(pf, -EBADMSG, "RELR relocation %zu writes at 0x%" PRIx64
+                                ", outside the patch's writable segments", pf->n_relr, vaddr);
+        memcpy(&v, b, sizeof(v));
+        if (!pf_inside(pf, v))
+                return pf_error(pf, -EBADMSG, "RELR relocation %zu points outside the patch", pf->n_relr);
+        pf->n_relr++;
+        return pf_add_reloc(pf, vaddr, v, true);
+}
+
+/* The allocated SHT_RELR section, as the loader applies it; DT_RELR, when the dynamic
+ * section has it, must name that very table, so that nothing is declared that the
+ * loader would leave unapplied. The words are read from the file, whose bounds
+ * pf_check_sections checked. */
+static int pf_read_relr(PatchFile *pf) {
+        _cleanup_free_ uint64_t *words = NULL;
+        const GElf_Phdr *seg;
+        int r;
+
+        if ((pf->dt_relr || pf->dt_relrsz) && (pf->dt_relr != pf->relr_addr || pf->dt_relrsz != pf->relr_size))
+                return pf_error(pf, -EBADMSG, "DT_RELR (0x%" PRIx64 ", %" PRIu64 " bytes) is not the RELR "
+                                "section", pf->dt_relr, pf->dt_relrsz);
+        if (!pf->relr_size)
+                return 0;
+        seg = pf_segment(pf, pf->relr_addr, pf->relr_size);
+        if (!seg)
+                return pf_error(pf, -EBADMSG, "the RELR section is outside the patch's segments");
+        words = malloc(pf->relr_size);
+        if (!words)
+                return -ENOMEM;
+        memcpy(words, pf->raw + seg->p_offset + (pf->relr_addr - seg->p_vaddr), pf->relr_size);
+        r = relr_foreach(words, pf->relr_size / RELR_ENTSIZE, pf_add_relr, pf);
+        if (r == -EDOM)
+                return pf_error(pf, -EBADMSG, "the RELR section is malformed (a bitmap first, or addresses "
+                                "out of order)");
+        return r;
+}
+
 /* Collects the dynamic relocations of the patch, sorted by the address they patch. */
 static int pf_read_relocs(PatchFile *pf) {
         for (Elf_Scn *scn = NULL; (scn = elf_nextscn(pf->elf, scn)); ) {
@@ -419,6 +475,9 @@ static int pf_read_relocs(PatchFile *pf) {
                 if (r < 0)
                         return r;
         }
+        int r = pf_read_relr(pf);
+        if (r < 0)
+                return r;
         if (pf->n_relocs > 0)
                 qsort(pf->relocs, pf->n_relocs, sizeof(Reloc), reloc_cmp);
         return 0;
@@ -943,6 +1002,7 @@ int patchmeta_read(int fd, const char *name_hint, PatchMeta **ret, char *errbuf,
                 return -ENOMEM;
         r = elf_read_build_id(pf.elf, m->build_id, sizeof(m->build_id));
         m->build_id_len = r > 0 ? (size_t)r : 0;
+        m->n_relr = pf.n_relr;
         *ret = TAKE_PTR(m);
         return 0;
 }

@@ -52,6 +52,7 @@ typedef struct PatchMeta {
         PatchCallbacks *callbacks; size_t n_callbacks;
         uint8_t build_id[BUILD_ID_MAX]; /* the patch file's own build-id */
         size_t build_id_len;
+        size_t n_relr;           /* packed relative relocations (DT_RELR), all checked */
 } PatchMeta;
 
 /* Reads the metadata of the patch file open at fd (not consumed), from a sealed copy of

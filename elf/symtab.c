@@ -641,3 +641,20 @@ bool symtab_has_section(const SymTab *st, const char *name) {
         }
         return false;
 }
+
+/* See symtab.h. A walk over every symbol: once per patched function. */
+int symtab_first_start(const SymTab *st, uint64_t lo, uint64_t hi, Symbol *ret) {
+        const Symbol *best = NULL;
+
+        for (size_t i = 0; i < st->n; i++) {
+                const Symbol *s = &st->v[i].sym;
+                if (s->shndx == SHN_ABS || s->value < lo || s->value >= hi)
+                        continue;
+                if (!best || s->value < best->value)
+                        best = s;
+        }
+        if (!best)
+                return -ENOENT;
+        *ret = *best;
+        return 0;
+}

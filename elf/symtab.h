@@ -74,6 +74,10 @@ int symtab_lookup_exported(const SymTab *st, const char *name, Symbol *ret);
  * contains vaddr. -ENOENT when none. */
 int symtab_lookup_addr(const SymTab *st, uint64_t vaddr, Symbol *ret);
 
+/* The defined symbol (of any kind but absolute) starting lowest in [lo, hi). -ENOENT
+ * when none starts there. */
+int symtab_first_start(const SymTab *st, uint64_t lo, uint64_t hi, Symbol *ret);
+
 /* Calls cb for every defined function symbol whose name starts with "NAME." followed by
  * a compiler clone suffix (constprop, isra, part, cold, lto_priv...). */
 int symtab_foreach_clone(const SymTab *st, const char *name,

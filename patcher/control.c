@@ -170,6 +170,8 @@ static int validate_func(const ControlImage *img, unsigned i, char *why, size_t 
                 return WHY("function record %u: address ranges wrap around or are absurd", i);
         if (f->stub_addr && !in_areas(img, f->stub_addr, 1))
                 return WHY("function record %u: its stub is outside ulp's areas", i);
+        if (f->far_off && !in_areas(img, control_func_entry_dest(f), CONTROL_FAR_JUMP_SIZE))
+                return WHY("function record %u: its far jump is outside ulp's areas", i);
         if (f->copy_addr && !in_areas(img, f->copy_addr, 1))
                 return WHY("function record %u: its relocated entry is outside ulp's areas", i);
         if ((p->state == CP_PATCHED || p->state == CP_TRANSITION) && !(f->flags & CF_FLAG_NOP) &&

@@ -130,7 +130,10 @@ typedef struct ControlFunc {
         uint8_t orig_bytes[16];  /* bytes at old_addr + entry_off before any patch */
         uint8_t entry_off;       /* 4 after endbr64 */
         uint8_t displaced_len;
-        uint8_t pad[6];
+        uint8_t pad[2];
+        int32_t far_off;         /* 0, or the entry jumps to old_addr + far_off: a far jump to
+                                  * new_addr in ulp's areas, new_addr being beyond +-2 GiB
+                                  * (docs/reach.md); written once, never changed or freed */
         char object[64];
         char symbol[96];
 } ControlFunc;
@@ -256,6 +259,15 @@ pid_t control_live_driver(const Control *c);
 
 /* Index of the applied (patched or in transition) patch called name, or -ENOENT. */
 int control_find_patch(const Control *c, const char *name);
+
+/* Bytes of the far jump of ControlFunc.far_off: jmp [rip+0]; .quad new_addr. */
+#define CONTROL_FAR_JUMP_SIZE 14
+
+/* Where the entry of f's function jumps when f is on top of its stack: its new
+ * function, or the far jump to it. */
+static inline uint64_t control_func_entry_dest(const ControlFunc *f) {
+        return f->far_off ? f->old_addr + (uint64_t)(int64_t)f->far_off : f->new_addr;
+}
 
 /* The topmost live record (patched or in transition) for the function at old_addr, or
  * -1. With exclude >= 0, records of that patch are skipped. */

@@ -8,6 +8,8 @@
 
 #include "common/errfmt.h"
 #include "common/macro.h"
+#include "elf/relr.h"
+#include "patcher/ifunc.h"
 #include "patcher/loader.h"
 #include "patcher/nearmem.h"
 #include "patcher/rsys.h"
@@ -46,9 +48,43 @@ int resolver_symtab(SymResolver *res, size_t idx, SymTab **ret) {
 }
 
 /* As the dynamic linker's global scope: the target's objects in load order. Patches
- * already mapped are not part of it. IFUNC definitions would need their resolver run
- * in the target: refused. */
-int resolver_lookup_exported(SymResolver *res, const char *name, uint64_t *ret_addr) {
+ * already mapped are not part of it. An IFUNC definition stands for the implementation
+ * the target's dynamic linker chose (ifunc.h); -ENOTSUP when no GOT slot shows it. A
+ * static executable's globals of any visibility stand in for the exports it lacks. */
+/* Whether the ELF of a main executable has no program interpreter: statically linked. */
+static bool is_static(Elf *e) {
+        size_t n;
+
+        if (elf_getphdrnum(e, &n) < 0)
+                return false;
+        for (size_t i = 0; i < n; i++) {
+                GElf_Phdr ph;
+                if (gelf_getphdr(e, (int)i, &ph) && (ph.p_type == PT_INTERP || ph.p_type == PT_DYNAMIC))
+                        return false;
+        }
+        return true;
+}
+
+/* A static executable exports nothing, and its libc functions are hidden: a patch's
+ * undefined symbols bind to its global definitions whatever their visibility. */
+static int lookup_static(Target *t, SymResolver *res, const char *name, uint64_t *ret_addr) {
+        for (size_t i = 0; i < res->mods->n; i++) {
+                const Module *m = &res->mods->v[i];
+                SymTab *st;
+                Symbol sym;
+                if (!m->is_main || resolver_symtab(res, i, &st) < 0 || !is_static(symtab_elf(st)))
+                        continue;
+                if (symtab_lookup(st, name, 0, &sym) < 0 || sym.bind == STB_LOCAL)
+                        return -ENOENT;
+                if (sym.type == STT_GNU_IFUNC)
+                        return ifunc_chosen(t, res, i, name, &sym, ret_addr) < 0 ? -ENOTSUP : 0;
+                *ret_addr = sym.value + m->bias;
+                return 0;
+        }
+        return -ENOENT;
+}
+
+int resolver_lookup_exported(Target *t, SymResolver *res, const char *name, uint64_t *ret_addr) {
         for (size_t i = 0; i < res->mods->n; i++) {
                 const Module *m = &res->mods->v[i];
                 SymTab *st;
@@ -58,11 +94,11 @@ int resolver_lookup_exported(SymResolver *res, const char *name, uint64_t *ret_a
                 if (symtab_lookup_exported(st, name, &sym) < 0)
                         continue;
                 if (sym.type == STT_GNU_IFUNC)
-                        return -ENOTSUP;
+                        return ifunc_chosen(t, res, i, name, &sym, ret_addr) < 0 ? -ENOTSUP : 0;
                 *ret_addr = sym.value + m->bias;
                 return 0;
         }
-        return -ENOENT;
+        return lookup_static(t, res, name, ret_addr);
 }
 
 /* The span of the PT_LOAD segments, page aligned. */
@@ -213,7 +249,7 @@ int loader_unmap(Target *t, Thread *th, uint64_t start, uint64_t size) {
 }
 
 /* The value a dynamic relocation's symbol stands for. */
-static int reloc_symbol(Elf *e, GElf_Shdr *rsh, uint32_t symidx, SymResolver *res,
+static int reloc_symbol(Target *t, Elf *e, GElf_Shdr *rsh, uint32_t symidx, SymResolver *res,
                         const LoadedPatch *lp, uint64_t *ret, char *err, size_t errlen) {
         Elf_Scn *symscn = elf_getscn(e, rsh->sh_link);
         GElf_Shdr ssh;
@@ -236,9 +272,10 @@ static int reloc_symbol(Elf *e, GElf_Shdr *rsh, uint32_t symidx, SymResolver *re
                 *ret = sym.st_value + (lp ? lp->bias : 0);
                 return 0;
         }
-        r = resolver_lookup_exported(res, name, ret);
+        r = resolver_lookup_exported(t, res, name, ret);
         if (r == -ENOTSUP)
-                return fail(err, errlen, r, "symbol %s is an IFUNC in the target: not supported", name);
+                return fail(err, errlen, r, "symbol %s is an IFUNC in the target and no loaded object's GOT "
+                            "holds the implementation its dynamic linker chose: not supported", name);
         if (r == -ENOENT && GELF_ST_BIND(sym.st_info) == STB_WEAK) {
                 *ret = 0;
                 return 0;
@@ -263,7 +300,7 @@ static int apply_rela(Target *t, Elf *e, const GElf_Rela *rel, GElf_Shdr *rsh, S
         case R_X86_64_64:
         case R_X86_64_GLOB_DAT:
         case R_X86_64_JUMP_SLOT:
-                r = reloc_symbol(e, rsh, GELF_R_SYM(rel->r_info), res, lp, &s, err, errlen);
+                r = reloc_symbol(t, e, rsh, GELF_R_SYM(rel->r_info), res, lp, &s, err, errlen);
                 if (r < 0)
                         return r;
                 v = s + (type == R_X86_64_64 ? (uint64_t)rel->r_addend : 0);
@@ -283,6 +320,73 @@ static int apply_rela(Target *t, Elf *e, const GElf_Rela *rel, GElf_Shdr *rsh, S
         return target_write(t, lp->bias + rel->r_offset, &v, sizeof(v));
 }
 
+#ifndef SHT_RELR
+#define SHT_RELR 19
+#endif
+
+typedef struct RelrCtx {
+        Target *t;
+        Elf *e;
+        const LoadedPatch *lp;
+} RelrCtx;
+
+/* The file's word at vaddr, from the writable PT_LOAD whose file image holds it: what
+ * the mapping holds there before the loader writes (patchmeta.c checked the same). */
+static int file_word(Elf *e, uint64_t vaddr, uint64_t *ret) {
+        size_t n;
+        if (elf_getphdrnum(e, &n) < 0)
+                return -EBADMSG;
+        for (size_t i = 0; i < n; i++) {
+                GElf_Phdr ph;
+                Elf_Data *d;
+                if (!gelf_getphdr(e, (int)i, &ph) || ph.p_type != PT_LOAD || !(ph.p_flags & PF_W) ||
+                    vaddr < ph.p_vaddr || vaddr - ph.p_vaddr > ph.p_filesz ||
+                    ph.p_filesz - (vaddr - ph.p_vaddr) < sizeof(*ret))
+                        continue;
+                d = elf_getdata_rawchunk(e, (int64_t)(ph.p_offset + (vaddr - ph.p_vaddr)), sizeof(*ret), ELF_T_BYTE);
+                if (!d || d->d_size != sizeof(*ret))
+                        return -EBADMSG;
+                memcpy(ret, d->d_buf, sizeof(*ret));
+                return 0;
+        }
+        return -EBADMSG;
+}
+
+static int apply_relr(uint64_t vaddr, void *userdata) {
+        RelrCtx *c = userdata;
+        uint64_t v;
+        int r = file_word(c->e, vaddr, &v);
+
+        if (r < 0 || !c->lp)
+                return r;
+        v += c->lp->bias;
+        return target_write(c->t, c->lp->bias + vaddr, &v, sizeof(v));
+}
+
+/* A packed relative relocation section (elf/relr.h); its bounds were checked by
+ * patchmeta.c, and are again here: every word written is in the patch's writable file
+ * image. */
+static int link_relr(Target *t, Elf *e, Elf_Scn *scn, const GElf_Shdr *sh, const LoadedPatch *lp,
+                     char *err, size_t errlen) {
+        Elf_Data *d = elf_getdata(scn, NULL);
+        _cleanup_free_ uint64_t *words = NULL;
+        RelrCtx c = { t, e, lp };
+        int r;
+
+        if (!d || d->d_size != sh->sh_size || sh->sh_size % RELR_ENTSIZE != 0)
+                return fail(err, errlen, -EBADMSG, "the patch's RELR section is malformed");
+        words = malloc(sh->sh_size ? sh->sh_size : 1);
+        if (!words)
+                return -ENOMEM;
+        memcpy(words, d->d_buf, sh->sh_size);
+        r = relr_foreach(words, sh->sh_size / RELR_ENTSIZE, apply_relr, &c);
+        if (r == -EDOM || r == -EBADMSG)
+                return fail(err, errlen, -EBADMSG, "the patch's RELR relocations are malformed");
+        if (r < 0)
+                return fail(err, errlen, r, "cannot apply the patch's RELR relocations: %s", strerror(-r));
+        return 0;
+}
+
 static int link_relocations(Target *t, Elf *e, SymResolver *res, const LoadedPatch *lp,
                             char *err, size_t errlen) {
         Elf_Scn *scn = NULL;
@@ -293,6 +397,12 @@ static int link_relocations(Target *t, Elf *e, SymResolver *res, const LoadedPat
                         return -EBADMSG;
                 if (sh.sh_type == SHT_REL)
                         return fail(err, errlen, -ENOTSUP, "REL relocations are not supported");
+                if (sh.sh_type == SHT_RELR && (sh.sh_flags & SHF_ALLOC)) {
+                        int r = link_relr(t, e, scn, &sh, lp, err, errlen);
+                        if (r < 0)
+                                return r;
+                        continue;
+                }
                 if (sh.sh_type != SHT_RELA || !(sh.sh_flags & SHF_ALLOC))
                         continue;
                 d = elf_getdata(scn, NULL);
@@ -330,6 +440,12 @@ static int fill_refs(Target *t, const PatchMeta *meta, SymResolver *res, const L
                                     r == -ENOTUNIQ ? "ULP_REF symbol %s is ambiguous: give its position"
                                                    : "ULP_REF symbol %s not found in the target", ref->symbol);
                 v = sym.value + m->bias;
+                /* Its value is the resolver's: the reference is to what it chose. */
+                if (sym.type == STT_GNU_IFUNC &&
+                    ifunc_chosen(t, res, (size_t)(m - res->mods->v), ref->symbol, &sym, &v) < 0)
+                        return fail(err, errlen, -ENOTSUP, "ULP_REF symbol %s is an IFUNC in the target and no "
+                                    "loaded object's GOT holds the implementation its dynamic linker chose: "
+                                    "not supported", ref->symbol);
                 if (lp) {
                         r = target_write(t, lp->bias + ref->slot_vaddr, &v, sizeof(v));
                         if (r < 0)

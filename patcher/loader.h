@@ -8,7 +8,8 @@
  * /proc/PID/map_files gives the whole ELF back to the unwinder and to status, even
  * after a daemon restart). Then it is linked here: relative, absolute, GOT and PLT
  * relocations; symbols it defines resolve to itself, undefined ones against the
- * target's loaded objects in load order. TLS and IFUNC relocations are refused.
+ * target's loaded objects in load order, an IFUNC to the implementation the target's
+ * dynamic linker chose (ifunc.h). TLS relocations and IFUNCs the patch defines are refused.
  * Constructors of the patch are not run.
  */
 
@@ -36,7 +37,7 @@ typedef struct SymResolver {
 } SymResolver;
 
 int resolver_symtab(SymResolver *res, size_t idx, SymTab **ret);
-int resolver_lookup_exported(SymResolver *res, const char *name, uint64_t *ret_addr);
+int resolver_lookup_exported(Target *t, SymResolver *res, const char *name, uint64_t *ret_addr);
 
 /* Maps the patch (file at patch_fd, already validated) into the target within +-2 GiB of
  * [near_lo, near_hi), on the borrowed stopped thread th. */

@@ -7,9 +7,13 @@
 #include "elf/patchfile.h"
 #include "patcher/nearmem.h"
 #include "patcher/op.h"
+#include "patcher/x86_64/insn.h"
 #include "patcher/x86_64/relocate.h"
 
 #define SMALL_FUNCTION 32
+/* The padding a function shorter than its entry jump may lend it: up to an endbr64 and
+ * the jump past its end. */
+#define PAD_MAX (4 + JMP_REL32_SIZE)
 
 
 static void warn_clone(const Symbol *sym, void *userdata) {
@@ -30,12 +34,70 @@ static int check_build_id(UlpOp *op, const PatchMeta *meta, const char *object, 
         return 0;
 }
 
+/* The function's bytes and the pad_avail after it (fewer when they cannot be read: the
+ * end of its mapping). The caller frees *ret. */
+static int read_function(UlpOp *op, Resolved *rs, uint8_t **ret) {
+        uint8_t *code = malloc(rs->old_size + rs->pad_avail);
+        int r;
+
+        if (!code)
+                return -ENOMEM;
+        r = target_read(op->t, rs->old_addr, code, rs->old_size + rs->pad_avail);
+        if (r < 0 && rs->pad_avail) {
+                rs->pad_avail = 0;
+                r = target_read(op->t, rs->old_addr, code, rs->old_size);
+        }
+        if (r < 0) {
+                free(code);
+                return r;
+        }
+        *ret = code;
+        return 0;
+}
+
+/* The bytes after sym no symbol starts in, up to PAD_MAX. */
+static size_t pad_after(const SymTab *st, const Symbol *sym) {
+        uint64_t end = sym->value + sym->size;
+        Symbol next;
+
+        return symtab_first_start(st, end, end + PAD_MAX, &next) >= 0 ? next.value - end : PAD_MAX;
+}
+
+/* Whether the entry of sym can take the jump, by a dry run of its relocation at its own
+ * address (the real copy goes near it). A function shorter than the jump may use the
+ * padding after it up to the next symbol (docs/reach.md). */
+static int check_entry(UlpOp *op, SymTab *st, const char *name, const Symbol *sym, Resolved *ret) {
+        uint64_t end = sym->value + sym->size;
+        _cleanup_free_ uint8_t *code = NULL;
+        char err[160] = "";
+        Symbol next = {};
+        size_t need;
+        bool limited = symtab_first_start(st, end, end + PAD_MAX, &next) >= 0;
+        int r;
+
+        r = read_function(op, ret, &code);
+        if (r >= 0)
+                r = relocate_entry_padded(code, ret->old_size, ret->pad_avail, ret->old_addr, ret->old_addr,
+                                          &ret->rel, err, sizeof(err));
+        if (r == -ENOSPC) {
+                need = (insn_is_endbr64(code, ret->old_size) ? 4 : 0) + JMP_REL32_SIZE;
+                limited &= strncmp(err, "only ", 5) == 0;
+                return op_fail(op, r, "function %s is too small to patch (%llu bytes, a jump needs %zu): %s%s%s",
+                               name, (unsigned long long)sym->size, need, err, limited ? ", then " : "",
+                               limited ? next.name : "");
+        }
+        if (r < 0)
+                return op_fail(op, r, "cannot redirect %s: %s", name, err[0] ? err : strerror(-r));
+        if (ret->rel.padding)
+                op_warn(op, "%s is %llu bytes: its entry jump also covers %zu byte(s) of the padding after it",
+                        name, (unsigned long long)sym->size, ret->rel.padding);
+        return 0;
+}
+
 int op_resolve_func(UlpOp *op, const PatchMeta *meta, const PatchFunc *pf, Resolved *ret) {
         const char *obj = pf->object[0] ? pf->object : "the main executable";
-        uint8_t *code;
         SymTab *st;
         Symbol sym;
-        char err[160] = "";
         int r;
 
         ret->mod = modules_find_object(&op->mods, pf->object);
@@ -71,26 +133,11 @@ int op_resolve_func(UlpOp *op, const PatchMeta *meta, const PatchFunc *pf, Resol
                 op_warn(op, "%s is a small static function (%llu bytes): callers may have inlined it",
                         pf->symbol, (unsigned long long)sym.size);
 
+        ret->pad_avail = pad_after(st, &sym);
         ret->shared = op->c.img ? control_any_func(&op->c, ret->old_addr) : -1;
         if (ret->shared >= 0)
                 return 0;
-        if (sym.size < JMP_REL32_SIZE)
-                return op_fail(op, -ENOSPC, "function %s is too small to patch (%llu bytes, a jump needs %d)",
-                               pf->symbol, (unsigned long long)sym.size, JMP_REL32_SIZE);
-        code = malloc(sym.size);
-        if (!code)
-                return -ENOMEM;
-        r = target_read(op->t, ret->old_addr, code, sym.size);
-        /* A dry run at the function's own address: the real copy goes near it. */
-        if (r >= 0)
-                r = relocate_entry(code, sym.size, ret->old_addr, ret->old_addr, &ret->rel, err, sizeof(err));
-        free(code);
-        if (r == -ENOSPC)
-                return op_fail(op, r, "function %s is too small to patch (%llu bytes)", pf->symbol,
-                               (unsigned long long)sym.size);
-        if (r < 0)
-                return op_fail(op, r, "cannot redirect %s: %s", pf->symbol, err[0] ? err : strerror(-r));
-        return 0;
+        return check_entry(op, st, pf->symbol, &sym, ret);
 }
 
 static int check_duplicates(UlpOp *op, const PatchMeta *meta, const Resolved *res) {
@@ -191,12 +238,11 @@ int op_write_copy(UlpOp *op, Thread *th, Resolved *rs, ControlFunc *f) {
         r = area_alloc(op->t, th, &op->c, rs->old_addr, rs->old_addr + rs->old_size, RELOC_MAX_CODE, &f->copy_addr);
         if (r < 0)
                 return op_fail(op, r, "no memory within 2 GiB of %s for its relocated entry", f->symbol);
-        code = malloc(rs->old_size);
-        if (!code)
-                return -ENOMEM;
-        r = target_read(op->t, rs->old_addr, code, rs->old_size);
-        if (r >= 0)
-                r = relocate_entry(code, rs->old_size, rs->old_addr, f->copy_addr, &rs->rel, err, sizeof(err));
+        r = read_function(op, rs, &code);
+        if (r < 0)
+                return op_fail(op, r, "cannot read %s: %s", f->symbol, strerror(-r));
+        r = relocate_entry_padded(code, rs->old_size, rs->pad_avail, rs->old_addr, f->copy_addr, &rs->rel, err,
+                                  sizeof(err));
         if (r >= 0) {
                 f->entry_off = (uint8_t)rs->rel.entry_offset;
                 f->displaced_len = (uint8_t)rs->rel.displaced_len;
@@ -244,6 +290,28 @@ static ControlPatch *new_patch_record(UlpOp *op, const PatchMeta *meta, const Lo
         return p;
 }
 
+/* A new function beyond the entry jump's reach (another object of the patch, mapped
+ * near the first): the entry jumps to a far jump near the function (docs/reach.md). */
+static int write_far_jump(UlpOp *op, Thread *th, ControlFunc *f) {
+        uint8_t code[CONTROL_FAR_JUMP_SIZE] = { 0xff, 0x25, 0, 0, 0, 0 };
+        uint8_t jmp[JMP_REL32_SIZE];
+        uint64_t at;
+        int r;
+
+        f->far_off = 0;
+        if (encode_jmp_rel32(jmp, f->old_addr + f->entry_off, f->new_addr) >= 0)
+                return 0;
+        r = area_alloc(op->t, th, &op->c, f->old_addr, f->old_addr + f->old_size, sizeof(code), &at);
+        if (r < 0)
+                return op_fail(op, r, "no memory within 2 GiB of %s for its far jump", f->symbol);
+        memcpy(code + 6, &f->new_addr, sizeof(f->new_addr));
+        r = target_write(op->t, at, code, sizeof(code));
+        if (r < 0)
+                return op_fail(op, r, "cannot write the far jump of %s: %s", f->symbol, strerror(-r));
+        f->far_off = (int32_t)(int64_t)(at - f->old_addr);
+        return 0;
+}
+
 /* Fills the record at f for pf of patch p (index idx), with the relocated original. */
 int op_fill_func_record(UlpOp *op, Thread *th, ControlFunc *f, unsigned idx, const PatchFunc *pf, Resolved *rs,
                         SymTab *patch_st, uint64_t bias) {
@@ -257,7 +325,8 @@ int op_fill_func_record(UlpOp *op, Thread *th, ControlFunc *f, unsigned idx, con
         f->new_size = symtab_lookup_addr(patch_st, pf->new_vaddr, &nsym) >= 0 ? nsym.size : 1;
         snprintf(f->object, sizeof(f->object), "%s", pf->object);
         snprintf(f->symbol, sizeof(f->symbol), "%s", pf->symbol);
-        return op_write_copy(op, th, rs, f);
+        int r = op_write_copy(op, th, rs, f);
+        return r < 0 ? r : write_far_jump(op, th, f);
 }
 
 /* Records the objects of the pending functions in the patch record. */
@@ -307,6 +376,7 @@ static int add_nops(UlpOp *op, ControlPatch *p) {
                 f->patch = (uint32_t)(p - c->img->patches);
                 f->flags = CF_FLAG_NOP;
                 f->new_addr = g->copy_addr;
+                f->far_off = 0;
                 f->new_size = 0;
                 p->n_funcs++;
         }
@@ -352,15 +422,9 @@ static int load_patch(UlpOp *op, Thread *th, const PatchMeta *meta, int patch_fd
         }
         p = new_patch_record(op, meta, &lp, name_hint);
         record_pending(p, meta, res);
-        for (size_t i = 0; i < meta->n_funcs && r >= 0; i++) {
-                if (!res[i].mod)
-                        continue;
-                if (!nearmem_reaches(lp.start, lp.size, res[i].old_addr, res[i].old_addr + res[i].old_size))
-                        r = op_fail(op, -ERANGE, "%s is too far from the patch's other functions: "
-                                    "put functions of different objects in separate patches", meta->funcs[i].symbol);
-                else
+        for (size_t i = 0; i < meta->n_funcs && r >= 0; i++)
+                if (res[i].mod)
                         r = new_func_record(op, th, p, &meta->funcs[i], &res[i], patch_st, lp.bias);
-        }
         symtab_free(patch_st);
         if (r >= 0 && meta->replace)
                 r = add_nops(op, p);

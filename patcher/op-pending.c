@@ -115,7 +115,7 @@ static int switch_entries(UlpOp *op, unsigned first, unsigned n) {
                 for (unsigned i = 0; i < n && r >= 0; i++) {
                         int top = control_top_func(&op->c, f[i].old_addr, -1);
                         if (top >= 0 && !(op->c.img->funcs[top].flags & CF_FLAG_NOP))
-                                r = transition_write_entry(op->t, &f[i], op->c.img->funcs[top].new_addr);
+                                r = transition_write_entry(op->t, &f[i], control_func_entry_dest(&op->c.img->funcs[top]));
                 }
                 /* Records moved by make_room(), the patches indexing them and the header:
                  * one change for readers. */
@@ -151,10 +151,6 @@ static int resolve_object(UlpOp *op, const PatchMeta *meta, const ControlPatch *
                 r = op_resolve_func(op, meta, pf, &res[n]);
                 if (r < 0)
                         return r;
-                if (!nearmem_reaches(p->map_start, p->map_size, res[n].old_addr, res[n].old_addr + res[n].old_size))
-                        return op_fail(op, -ERANGE, "%s in %s is too far from patch %s's code: "
-                                       "put functions of different objects in separate patches", pf->symbol, object,
-                                       p->name);
                 pfs[n++] = pf;
         }
         *ret_n = n;

@@ -117,6 +117,7 @@ typedef struct Resolved {
         const Module *mod;       /* NULL: its object is not loaded (pending) */
         uint64_t old_addr, old_size;
         int shared;              /* a record of the same function exists: no relocation check */
+        size_t pad_avail;        /* bytes after it no symbol starts in (tiny functions) */
         Relocation rel;
 } Resolved;
 

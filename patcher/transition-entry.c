@@ -43,7 +43,7 @@ uint64_t transition__entry_dest_now(const Control *c, const ControlFunc *f, int 
                 return 0;
         if (c->img->funcs[top].flags & CF_FLAG_NOP)
                 return 0;
-        return c->img->funcs[top].new_addr;
+        return control_func_entry_dest(&c->img->funcs[top]);
 }
 
 typedef struct EntryMap {

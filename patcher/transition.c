@@ -478,7 +478,7 @@ static int finish(Transition *tr) {
                 uint64_t dest = transition__entry_dest_now(c, &f[i], -1);
                 uint64_t cur = tr->global ? transition__entry_dest_now(c, &f[i], tr->patch) : f[i].stub_addr;
                 if (tr->global && tr->target_state == THREAD_UNPATCHED)
-                        cur = f[i].new_addr;
+                        cur = control_func_entry_dest(&f[i]);
                 if (dest)
                         r = transition_write_entry(tr->t, &f[i], dest);
                 else if (cur)

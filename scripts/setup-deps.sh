@@ -6,7 +6,8 @@ set -euo pipefail
 pkgs=(gcc binutils pkg-config meson ninja-build libelf-dev libdw-dev libcapstone-dev
       libsystemd-dev libjson-c-dev systemd util-linux procps gnuplot-nox python3
       systemd-container debootstrap
-      clang libclang-rt-14-dev g++)
+      clang libclang-rt-14-dev g++
+      libc6-dev)
 
 missing=()
 for p in "${pkgs[@]}"; do

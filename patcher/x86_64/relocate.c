@@ -121,12 +121,49 @@ static int relocate_one(Relocation *r, const cs_insn *insn, const InsnInfo *info
         return 0;
 }
 
+/* Whether execution never goes on to the next instruction: ret, jmp, ud2. Read from the
+ * classification and the bytes, never the mnemonic. */
+static bool ends_flow(const cs_insn *insn, const InsnInfo *info) {
+        const uint8_t *op = insn->bytes + info->opcode_off;
+
+        if (info->kind == INSN_RET || info->kind == INSN_JMP_REL || info->kind == INSN_JMP_INDIRECT)
+                return true;
+        return insn->size == (size_t)info->opcode_off + 2 && op[0] == 0x0f && op[1] == 0x0b;
+}
+
+/* The length of the alignment padding instruction at p as assemblers and linkers write
+ * it: nop (90), int3 (cc), the long nops (0f 1f /0), with 66 or 2e prefixes; 0 for
+ * anything else. Only its first bytes need to be there (avail of them): the rest of a
+ * long nop may lie beyond what the jump covers. */
+static size_t padding_len(const uint8_t *p, size_t avail) {
+        size_t i = 0, len;
+        uint8_t modrm, mod, rm;
+
+        while (i < avail && i < 8 && (p[i] == 0x66 || p[i] == 0x2e))
+                i++;
+        if (i < avail && (p[i] == 0x90 || p[i] == 0xcc))
+                return i + 1;
+        if (i + 2 >= avail || p[i] != 0x0f || p[i + 1] != 0x1f || (p[i + 2] >> 3 & 7) != 0)
+                return 0;
+        modrm = p[i + 2];
+        mod = modrm >> 6;
+        rm = modrm & 7;
+        len = i + 3;
+        if (mod != 3 && rm == 4)
+                len++;                          /* SIB */
+        if (mod == 1)
+                len += 1;
+        else if (mod == 2 || (mod == 0 && rm == 5))
+                len += 4;
+        return len;
+}
+
 /* Decodes whole instructions from the entry until the jump fits, relocates each into
  * r->code, and ends the copy with the jump back. Fills displaced_len and the maps. */
 static int relocate_displaced(csh h, cs_insn *insn, const uint8_t *func_code, size_t func_size,
                               uint64_t func_addr, uint64_t copy_addr, Relocation *r,
                               char *err, size_t errlen) {
-        size_t off = r->entry_offset, end = r->entry_offset + JMP_REL32_SIZE;
+        size_t off = r->entry_offset, end = MIN(r->entry_offset + JMP_REL32_SIZE, func_size);
         int k;
 
         while (off < end) {
@@ -147,6 +184,7 @@ static int relocate_displaced(csh h, cs_insn *insn, const uint8_t *func_code, si
                 r->copy_off[r->n_insns] = r->code_len;
                 r->n_insns++;
                 k = relocate_one(r, insn, &info, copy_addr, off + insn->size >= end);
+                r->last_ends_flow = ends_flow(insn, &info);
                 if (k == -ERANGE)
                         return fail(err, errlen, k, "'%s %s' at +0x%zx cannot reach its target from the copy at 0x%" PRIx64,
                                     insn->mnemonic, insn->op_str, off, copy_addr);
@@ -156,6 +194,10 @@ static int relocate_displaced(csh h, cs_insn *insn, const uint8_t *func_code, si
                 off += insn->size;
         }
         r->displaced_len = off - r->entry_offset;
+        /* The whole of a tiny function: its last instruction never falls through
+         * (checked by the caller), so there is nothing to jump back to. */
+        if (off < r->entry_offset + JMP_REL32_SIZE)
+                return emit(r, (const uint8_t[]) { 0xcc }, 1);
 
         k = emit_rel32(r, copy_addr, (const uint8_t[]) { 0xe9 }, 1, func_addr + off);
         if (k < 0)
@@ -212,18 +254,53 @@ static int scan_function(csh h, cs_insn *insn, const uint8_t *func_code, size_t 
         return 0;
 }
 
+/*
+ * A function too short for the jump: its instructions end exactly at its end, the last
+ * one never falls through, and the bytes after it, up to where the jump ends, are
+ * padding (pad_avail of them may be used: the caller knows where the next symbol
+ * starts). Those padding bytes become part of the displaced bytes.
+ */
+static int take_padding(const uint8_t *func_code, size_t func_size, size_t pad_avail, Relocation *r,
+                        char *err, size_t errlen) {
+        size_t need = r->entry_offset + JMP_REL32_SIZE, off = func_size;
+
+        if (r->entry_offset + r->displaced_len != func_size)
+                return fail(err, errlen, -ENOSPC, "its instructions do not end where its symbol does");
+        if (!r->last_ends_flow)
+                return fail(err, errlen, -ENOSPC, "its last instruction is not ret, jmp or ud2, so the "
+                            "bytes after it are not unreachable padding");
+        while (off < need) {
+                size_t n;
+                if (off >= func_size + pad_avail)
+                        return fail(err, errlen, -ENOSPC, "only %zu byte(s) of padding follow it", off - func_size);
+                n = padding_len(func_code + off, func_size + pad_avail - off);
+                if (n == 0)
+                        return fail(err, errlen, -ENOSPC, "the byte 0x%02x at +0x%zx after it is not padding",
+                                    func_code[off], off);
+                off += n;
+        }
+        r->padding = need - func_size;
+        r->displaced_len = JMP_REL32_SIZE;
+        return 0;
+}
+
 /* See relocate.h. */
 int relocate_entry(const uint8_t *func_code, size_t func_size, uint64_t func_addr,
                    uint64_t copy_addr, Relocation *ret, char *err, size_t errlen) {
+        return relocate_entry_padded(func_code, func_size, 0, func_addr, copy_addr, ret, err, errlen);
+}
+
+/* See relocate.h. */
+int relocate_entry_padded(const uint8_t *func_code, size_t func_size, size_t pad_avail, uint64_t func_addr,
+                          uint64_t copy_addr, Relocation *ret, char *err, size_t errlen) {
         _cleanup_(insn_closep) csh h = 0;
         _cleanup_(insn_freep) cs_insn *insn = NULL;
         Relocation r = {};
         int k;
 
         r.entry_offset = insn_is_endbr64(func_code, func_size) ? 4 : 0;
-        if (func_size < r.entry_offset + JMP_REL32_SIZE)
-                return fail(err, errlen, -ENOSPC, "function is %zu bytes, the entry jump needs %zu",
-                            func_size, r.entry_offset + JMP_REL32_SIZE);
+        if (func_size <= r.entry_offset)
+                return fail(err, errlen, -ENOSPC, "it has no instruction after its endbr64");
 
         k = insn_open(&h);
         if (k < 0)
@@ -233,6 +310,12 @@ int relocate_entry(const uint8_t *func_code, size_t func_size, uint64_t func_add
                 return fail(err, errlen, -ENOMEM, "out of memory");
 
         k = relocate_displaced(h, insn, func_code, func_size, func_addr, copy_addr, &r, err, errlen);
+        /* The symbol size is the truth: an instruction running past it is not this
+         * function's (whatever padding follows). */
+        if (k == -EILSEQ && func_size < r.entry_offset + JMP_REL32_SIZE)
+                return fail(err, errlen, -ENOSPC, "its instructions do not end where its symbol does");
+        if (k >= 0 && r.displaced_len < JMP_REL32_SIZE)
+                k = take_padding(func_code, func_size, pad_avail, &r, err, errlen);
         if (k < 0)
                 return k;
         k = scan_function(h, insn, func_code, func_size, func_addr, &r, err, errlen);

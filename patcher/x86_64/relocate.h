@@ -27,6 +27,9 @@ typedef struct Relocation {
         size_t n_insns;          /* displaced instructions, and for each: */
         size_t orig_off[RELOC_MAX_INSNS]; /* offset from func_addr of the original */
         size_t copy_off[RELOC_MAX_INSNS]; /* offset in code of its relocated form */
+        size_t padding;          /* of displaced_len, bytes of alignment padding after a
+                                  * function shorter than the jump (relocate_entry_padded) */
+        bool last_ends_flow;     /* the last displaced instruction never falls through */
 } Relocation;
 
 /*
@@ -34,7 +37,7 @@ typedef struct Relocation {
  * its ELF symbol size: never guessed from padding) are func_code and which lives at
  * func_addr in the target. The copy will live at copy_addr.
  * Returns 0, or (with a one-line reason in err):
- *   -ENOSPC   function shorter than entry_offset + 5 bytes;
+ *   -ENOSPC   function shorter than entry_offset + 5 bytes (the reason a clause);
  *   -EXDEV    a direct branch elsewhere in the function lands inside the displaced bytes,
  *             or an indirect jump (possible jump table) we cannot rule out;
  *   -EILSEQ   an instruction capstone cannot decode;
@@ -43,6 +46,19 @@ typedef struct Relocation {
  */
 int relocate_entry(const uint8_t *func_code, size_t func_size, uint64_t func_addr,
                    uint64_t copy_addr, Relocation *ret, char *err, size_t errlen);
+
+/*
+ * As relocate_entry, for a function that may be shorter than its entry jump: func_code
+ * then holds pad_avail more bytes after the function, which no symbol starts in. The
+ * jump may cover them when the function's last instruction never falls through (ret,
+ * jmp, ud2) and those it needs are padding (nop, long nops, int3); nothing in the
+ * function may branch there (the scan covers them as displaced bytes). The copy of such
+ * a function is the whole function, without a jump back. -ENOSPC when the function
+ * cannot take the jump, with the reason in err (a clause: "only 1 byte(s) of padding
+ * follow it").
+ */
+int relocate_entry_padded(const uint8_t *func_code, size_t func_size, size_t pad_avail, uint64_t func_addr,
+                          uint64_t copy_addr, Relocation *ret, char *err, size_t errlen);
 
 /* Encodes "jmp rel32" at from to to. -ERANGE when out of +-2 GiB. */
 int encode_jmp_rel32(uint8_t buf[JMP_REL32_SIZE], uint64_t from, uint64_t to);

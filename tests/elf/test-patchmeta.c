@@ -427,15 +427,61 @@ TEST(full) {
         check_full("patch-full.so");
 }
 
-/* RELR would need its own relocation pass in the loader: refused, with the way out. */
-TEST(packed_relocs_refused) {
-        PatchMeta *m = NULL;
+/* Packed relative relocations: the records' pointers come out as with RELA. */
+TEST(packed_relocs) {
+        _cleanup_(patchmeta_freep) PatchMeta *m = NULL;
         char err[256] = "";
 
-        ASSERT_ERR(read_patch("patch-relr.so", &m, err, sizeof(err)), -ENOTSUP);
-        ASSERT_STREQ(err, "uses packed relative relocations (RELR), which ulp does not support yet; "
-                          "rebuild without -z pack-relative-relocs");
-        ASSERT_TRUE(m == NULL);
+        check_full("patch-relr.so");
+        ASSERT_EQ(read_patch("patch-relr.so", &m, err, sizeof(err)), 0);
+        ASSERT_TRUE(m->n_relr > 0);
+}
+
+/* The dynamic section's DT_RELR, as a 64-bit value at the tag's entry. */
+static Elf64_Dyn *img_dyn(Image *img, int64_t tag) {
+        Elf64_Phdr *ph = img_phdr(img, PT_DYNAMIC, 0, NULL);
+        Elf64_Dyn *d = (Elf64_Dyn *)(img->b + ph->p_offset);
+        for (size_t i = 0; i < ph->p_filesz / sizeof(*d) && d[i].d_tag != DT_NULL; i++)
+                if (d[i].d_tag == tag)
+                        return &d[i];
+        TEST__FAIL("no dynamic tag %" PRId64, tag);
+}
+
+/* Each bound of a RELR table: order, place, what it points to, the dynamic section. */
+TEST(crafted_relr) {
+        _cleanup_(image_done) Image img = image_load("patch-relr.so");
+        Elf64_Shdr *sh = img_shdr(&img, ".relr.dyn", NULL);
+        uint64_t *w = (uint64_t *)(img.b + sh->sh_offset), save = w[0];
+        Elf64_Dyn *sz = img_dyn(&img, 35 /* DT_RELRSZ */);
+        char msg[256];
+
+        ASSERT_TRUE(sh->sh_size >= 8);
+        w[0] = 3;                       /* a bitmap before any address */
+        ASSERT_REFUSED(&img, "relr-bitmap-first", -EBADMSG,
+                       "the RELR section is malformed (a bitmap first, or addresses out of order)");
+        w[0] = 0x1040;                  /* into the patch's code */
+        ASSERT_REFUSED(&img, "relr-outside", -EBADMSG,
+                       "RELR relocation 0 writes at 0x1040, outside the patch's writable segments");
+        w[0] = UINT64_MAX - 7;
+        ASSERT_REFUSED(&img, "relr-wrap", -EBADMSG,
+                       "the RELR section is malformed (a bitmap first, or addresses out of order)");
+        w[0] = save;
+        if (sh->sh_size >= 16 && !(w[1] & 1)) {
+                uint64_t save1 = w[1];
+                w[1] = w[0];            /* the same word twice */
+                ASSERT_REFUSED(&img, "relr-order", -EBADMSG,
+                               "the RELR section is malformed (a bitmap first, or addresses out of order)");
+                w[1] = save1;
+        }
+        sz->d_un.d_val += 8;            /* declares more than the section holds */
+        snprintf(msg, sizeof(msg), "DT_RELR (0x%" PRIx64 ", %" PRIu64 " bytes) is not the RELR section",
+                 (uint64_t)sh->sh_addr, (uint64_t)sz->d_un.d_val);
+        ASSERT_REFUSED(&img, "relr-dynamic", -EBADMSG, msg);
+        sz->d_un.d_val -= 8;
+        {
+                char err[256];
+                ASSERT_EQ(read_image(&img, "relr-intact", err, sizeof(err)), 0);
+        }
 }
 
 TEST(own_build_id) {

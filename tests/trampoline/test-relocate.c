@@ -296,4 +296,50 @@ TEST(relocate_refusals) {
         assert_refused(c_load, 4, near, -ENOSPC);
 }
 
+/* relocate_entry_padded on a function of n bytes followed by pad bytes it may use. */
+static int padded(const uint8_t *code, size_t n, size_t pad, Relocation *r, char *err, size_t errlen) {
+        err[0] = 0;
+        return relocate_entry_padded(code, n, pad, 0x400000, 0x400000 + (1 << 20), r, err, errlen);
+}
+
+/* A function shorter than the jump, with the padding after it (docs/reach.md). */
+TEST(relocate_tiny_padding) {
+        /* lea eax, [rdi+1]; ret, then a nop and a long nop */
+        static const uint8_t lea[] = { 0x8d, 0x47, 0x01, 0xc3, 0x90, 0x66, 0x0f, 0x1f, 0x44, 0x00, 0x00 };
+        static const uint8_t zero[] = { 0x8d, 0x47, 0x01, 0xc3, 0x00, 0x00 };
+        static const uint8_t falls[] = { 0x31, 0xc0, 0xff, 0xc0, 0x90, 0x90 };
+        static const uint8_t endbr[] = { 0xf3, 0x0f, 0x1e, 0xfa, 0x31, 0xc0, 0xc3, 0xcc, 0xcc, 0xcc };
+        static const uint8_t into[] = { 0xeb, 0x01, 0xc3, 0xc3, 0x90 };
+        static const uint8_t ud2[] = { 0x31, 0xc0, 0x0f, 0x0b, 0x2e, 0x0f, 0x1f, 0x84, 0, 0, 0, 0, 0 };
+        char err[256];
+        Relocation r;
+
+        ASSERT_EQ(padded(lea, 4, 7, &r, err, sizeof(err)), 0);
+        ASSERT_EQ(r.displaced_len, 5);
+        ASSERT_EQ(r.padding, 1);
+        /* the whole function, then int3 instead of a jump back */
+        ASSERT_EQ(r.code_len, 5);
+        ASSERT_TRUE(memcmp(r.code, lea, 4) == 0 && r.code[4] == 0xcc);
+        ASSERT_EQ(padded(endbr, 7, 3, &r, err, sizeof(err)), 0);
+        ASSERT_EQ(r.entry_offset, 4);
+        ASSERT_EQ(r.padding, 2);
+        ASSERT_EQ(padded(ud2, 4, 9, &r, err, sizeof(err)), 0);
+        ASSERT_EQ(r.padding, 1);
+
+        ASSERT_EQ(padded(lea, 4, 0, &r, err, sizeof(err)), -ENOSPC);
+        ASSERT_STREQ(err, "only 0 byte(s) of padding follow it");
+        ASSERT_EQ(padded(endbr, 7, 1, &r, err, sizeof(err)), -ENOSPC);
+        ASSERT_STREQ(err, "only 1 byte(s) of padding follow it");
+        ASSERT_EQ(padded(zero, 4, 2, &r, err, sizeof(err)), -ENOSPC);
+        ASSERT_STREQ(err, "the byte 0x00 at +0x4 after it is not padding");
+        ASSERT_EQ(padded(falls, 4, 2, &r, err, sizeof(err)), -ENOSPC);
+        ASSERT_STREQ(err, "its last instruction is not ret, jmp or ud2, so the bytes after it are not "
+                          "unreachable padding");
+        /* lea cut by the symbol size: the instructions do not end where it does */
+        ASSERT_EQ(padded(lea, 2, 9, &r, err, sizeof(err)), -ENOSPC);
+        ASSERT_STREQ(err, "its instructions do not end where its symbol does");
+        ASSERT_EQ(padded(into, 4, 1, &r, err, sizeof(err)), -EXDEV);
+        ASSERT_STREQ(err, "branch at +0x0 into the displaced bytes (+0x3)");
+}
+
 TEST_MAIN();

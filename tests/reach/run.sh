@@ -1,0 +1,188 @@
+#!/usr/bin/env bash
+# Functions of every kind in binaries of every build, patched and reverted for real with
+# ulpctl --direct; each case checks what the victim itself prints (docs/reach.md).
+# Usage: run.sh CASE   (env: ULPCTL, PATCHDIR, CLANG_FOUND from meson)
+set -uo pipefail
+
+CASE=$1
+P=$PATCHDIR
+# Deadlines stretch on a loaded machine (as tests/core/run.sh).
+SLOW=${ULP_TEST_SLOWDOWN:-$(awk -v n="$(nproc)" '{ s = int($1 / n + 0.999); print (s < 1 ? 1 : (s > 10 ? 10 : s)) }' /proc/loadavg)}
+WORK=$(mktemp -d)
+LOG=
+VPID=
+trap 'cleanup' EXIT
+
+cleanup() {
+	[ -n "$VPID" ] && kill -9 "$VPID" 2>/dev/null
+	wait 2>/dev/null
+	rm -rf "$WORK"
+}
+
+fail() {
+	echo "FAIL: $*" >&2
+	[ -n "$LOG" ] && [ -f "$LOG" ] && { echo "--- last victim lines:" >&2; tail -n 3 "$LOG" >&2; }
+	exit 1
+}
+
+ulpctl() { "$ULPCTL" --direct "$@"; }
+
+deadline() { echo $(( ${EPOCHREALTIME/./} + $1 * SLOW * 1000000 )); }
+before() { [ "${EPOCHREALTIME/./}" -lt "$1" ]; }
+lines() { wc -l <"$LOG"; }
+
+wait_line() {
+	local re=$1 from=${3:-0} end
+	end=$(deadline "$2")
+	while :; do
+		tail -n +"$((from + 1))" "$LOG" | grep -q -E "$re" && return 0
+		before "$end" || return 1
+		sleep 0.01
+	done
+}
+
+# start_victim VARIANT [THREADS]: a fresh victim of that build, its own log.
+start_victim() {
+	[ -n "$VPID" ] && { kill -9 "$VPID" 2>/dev/null; wait "$VPID" 2>/dev/null; }
+	LOG=$WORK/$1.log
+	"$P/reach-victim-$1" "${2:-4}" >"$LOG" 2>&1 &
+	VPID=$!
+	wait_line 'tick' 5 || fail "victim $1 did not start"
+}
+
+# expect_value KEY VALUE: from a few lines after now, every line shows KEY=VALUE.
+expect_value() {
+	local key=$1 val=$2 from
+	from=$(lines)
+	wait_line "$key=$val( |\$)" 5 "$from" || fail "$key never became $val"
+	from=$(( $(lines) + 1 ))
+	wait_line 'tick' 2 "$((from + 3))" || fail "victim stopped printing"
+	tail -n +"$((from + 1))" "$LOG" | grep 'tick' | grep -v -E "$key=$val( |\$)" | head -1 | grep -q . &&
+		fail "$key is not consistently $val: $(tail -n +"$((from + 1))" "$LOG" | grep -v -E "$key=$val( |\$)" | head -1)"
+	return 0
+}
+
+victim_alive() {
+	kill -0 "$VPID" 2>/dev/null || fail "victim died"
+	grep -q TracerPid:.0 "/proc/$VPID/status" || fail "victim left traced"
+}
+
+# apply_revert PATCH NAME KEY OLD NEW: the victim's KEY goes OLD -> NEW -> OLD.
+apply_revert() {
+	local out
+	expect_value "$3" "$4"
+	out=$(ulpctl apply -p "$VPID" "$P/$1" 2>&1) || fail "apply $1 failed: $out"
+	echo "$out" | tee "$WORK/apply.out"
+	expect_value "$3" "$5"
+	victim_alive
+	out=$(ulpctl revert -p "$VPID" "$2" 2>&1) || fail "revert $2 failed: $out"
+	expect_value "$3" "$4"
+	victim_alive
+}
+
+# refused PATCH MESSAGE: apply refused with exactly that line; nothing changed.
+refused() {
+	local out rc
+	out=$(ulpctl apply -p "$VPID" "$P/$1" 2>&1); rc=$?
+	[ "$rc" -ne 0 ] || fail "apply $1 was not refused"
+	[ "$out" = "ulpctl: $2" ] || fail "apply $1: '$out', expected 'ulpctl: $2'"
+	echo "refused: $out"
+	! grep -q 'memfd:ulp' "/proc/$VPID/maps" || fail "ulp mappings left in the victim"
+	victim_alive
+}
+
+# A 4-byte function (lea; ret) and its padding, 8 threads calling it in a loop.
+case_tiny() {
+	start_victim gcc-pie 8
+	apply_revert reach-patch-tiny.so tiny-fix tiny 11 110
+	grep -q -F 'warning: tiny_fn is 4 bytes: its entry jump also covers 1 byte(s) of the padding after it' \
+		"$WORK/apply.out" || fail "no word of the padding: $(cat "$WORK/apply.out")"
+	# Again: the relocated copy of the first apply is used again.
+	apply_revert reach-patch-tiny.so tiny-fix tiny 11 110
+	expect_value mid 20
+}
+
+# mid_fn of the executable and lib_fn of libreach.so, more than 2 GiB apart, in one
+# patch and one transition.
+case_far() {
+	start_victim gcc-pie 4
+	local exe lib
+	exe=$(awk '/reach-victim-gcc-pie/ { split($1, a, "-"); print a[1]; exit }' "/proc/$VPID/maps")
+	lib=$(awk '/libreach.so/ { split($1, a, "-"); print a[1]; exit }' "/proc/$VPID/maps")
+	python3 -c "import sys; sys.exit(0 if abs(0x$exe - 0x$lib) > 2**31 else 1)" ||
+		fail "the executable (0x$exe) and libreach.so (0x$lib) are not 2 GiB apart"
+	expect_value lib 1010
+	expect_value mid 20
+	ulpctl apply -p "$VPID" "$P/reach-patch-far.so" || fail "apply failed"
+	expect_value mid 2000
+	expect_value lib 5010
+	ulpctl status -p "$VPID" | grep -q 'far-fix' || fail "status does not show far-fix"
+	ulpctl revert -p "$VPID" far-fix || fail "revert failed"
+	expect_value mid 20
+	expect_value lib 1010
+	# Again, with another patch of mid_fn under it: the stack of the two.
+	ulpctl apply -p "$VPID" "$P/reach-patch-relr.so" || fail "apply relr failed"
+	expect_value mid 3007
+	ulpctl apply -p "$VPID" "$P/reach-patch-far.so" || fail "apply far over relr failed"
+	expect_value mid 2000
+	expect_value lib 5010
+	ulpctl revert -p "$VPID" far-fix || fail "revert far failed"
+	expect_value mid 3007
+	expect_value lib 1010
+	ulpctl revert -p "$VPID" relr-fix || fail "revert relr failed"
+	expect_value mid 20
+	# Global mode: every thread at once, no dispatch stubs.
+	ulpctl apply --global -p "$VPID" "$P/reach-patch-far.so" || fail "global apply failed"
+	expect_value mid 2000
+	expect_value lib 5010
+	ulpctl revert --global -p "$VPID" far-fix || fail "global revert failed"
+	expect_value mid 20
+	expect_value lib 1010
+	victim_alive
+}
+
+# A patch linked with -z pack-relative-relocs, reading pointers from its data.
+case_relr() {
+	local out
+	readelf -d "$P/reach-patch-relr.so" | grep -q '(RELR)' || fail "the patch has no DT_RELR"
+	out=$("$ULPCTL" info "$P/reach-patch-relr.so") || fail "info failed"
+	echo "$out" | grep -E -q '^relr: +[0-9]+ packed relative relocations \(DT_RELR\)$' || fail "info: $out"
+	start_victim gcc-pie 4
+	apply_revert reach-patch-relr.so relr-fix mid 20 3007
+}
+
+# A patch calling strlen, memcpy and strcmp, IFUNCs of glibc.
+case_ifunc() {
+	start_victim gcc-pie 4
+	apply_revert reach-patch-ifunc.so ifunc-fix word 5 505
+}
+
+# One build of the victim (gcc-nopie, gcc-static, clang-cet-pie, clang-cet-nopie): the
+# tiny, RELR and IFUNC patches applied and reverted.
+case_toolchain() {
+	local v=$1
+	if [[ $v == clang-* ]] && [ "${CLANG_FOUND:-0}" != 1 ]; then
+		echo "SKIP: clang not found (scripts/setup-deps.sh installs it): the $v build was not made"
+		exit 77
+	fi
+	if [[ $v == clang-* ]]; then
+		objdump -d --no-show-raw-insn "$P/reach-victim-$v" | grep -A1 '<tiny_fn>:' | grep -q endbr64 ||
+			fail "the $v build has no endbr64 at tiny_fn"
+	fi
+	start_victim "$v" 4
+	apply_revert reach-patch-tiny.so tiny-fix tiny 11 110
+	apply_revert reach-patch-relr.so relr-fix mid 20 3007
+	apply_revert reach-patch-ifunc.so ifunc-fix word 5 505
+}
+
+# What stays refused, each with its reason.
+case_refusals() {
+	start_victim gcc-pie 2
+	refused reach-patch-nopad.so "function nopad_fn is too small to patch (1 bytes, a jump needs 5): only 0 byte(s) of padding follow it, then nopad_next"
+	refused reach-patch-falls.so "function nopad_next is too small to patch (4 bytes, a jump needs 5): its last instruction is not ret, jmp or ud2, so the bytes after it are not unreachable padding"
+	refused reach-patch-pick.so "symbol reach_pick is an IFUNC in the target and no loaded object's GOT holds the implementation its dynamic linker chose: not supported"
+	expect_value tiny 11
+	expect_value mid 20
+}
+
+"case_$CASE" "${@:2}"

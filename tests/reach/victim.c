@@ -1,0 +1,70 @@
+/*
+ * Victim of tests/reach, built with gcc and clang, PIE, non-PIE and static: threads call
+ * the functions the patches change through volatile function pointers (so that neither
+ * compiler inlines or folds them: clang has no noipa); the main thread prints what they
+ * return every 10 ms, so a test sees what the process itself observes:
+ *     tick N tiny=T mid=M lib=L word=W
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#ifdef REACH_LIB_INSIDE
+#include "lib.c"
+#else
+int lib_fn(int x);
+#endif
+
+volatile int bias;
+volatile int sink;
+int tiny_fn(int x);
+int mid_fn(int x);
+int word_fn(const char *s);
+
+/* 4 bytes with gcc -O2 (lea 0x1(%rdi),%eax; ret), 8 after an endbr64, then the padding
+ * up to the next function. */
+__attribute__((noinline, used)) int tiny_fn(int x) {
+        return x + 1;
+}
+
+__attribute__((noinline, used)) int mid_fn(int x) {
+        int r = x + bias;
+        for (int i = 0; i < 3; i++)
+                r += i;
+        return r * 2 - 6;
+}
+
+__attribute__((noinline, used)) int word_fn(const char *s) {
+        return (int)strlen(s) + bias;
+}
+
+static int (*volatile p_tiny)(int) = tiny_fn;
+static int (*volatile p_mid)(int) = mid_fn;
+static int (*volatile p_lib)(int) = lib_fn;
+static int (*volatile p_word)(const char *) = word_fn;
+
+static void *worker(void *arg) {
+        (void)arg;
+        for (unsigned long n = 0;; n++) {
+                sink = p_tiny(1) + p_mid(1) + p_lib(1) + p_word("abc");
+                if ((n & 0xfff) == 0)
+                        usleep(1);
+        }
+        return NULL;
+}
+
+int main(int argc, char **argv) {
+        int n = argc > 1 ? atoi(argv[1]) : 4;
+        pthread_t t;
+
+        setvbuf(stdout, NULL, _IOLBF, 0);
+        for (int i = 0; i < n; i++)
+                pthread_create(&t, NULL, worker, NULL);
+        for (unsigned long tick = 0;; tick++) {
+                printf("tick %lu tiny=%d mid=%d lib=%d word=%d\n", tick, p_tiny(10), p_mid(10), p_lib(10),
+                       p_word("hello"));
+                usleep(10000);
+        }
+}
