@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Calls wmemcmp, an IFUNC in glibc (which sanitizer runtimes do not interpose): its
- * resolver would have to run in the target. */
+/* Calls wmemcmp, an IFUNC in glibc (which sanitizer runtimes do not interpose): it
+ * binds to the implementation the target's dynamic linker chose. */
 #include <wchar.h>
 
 #include <ulp/patch.h>
