@@ -164,7 +164,11 @@ int op_compact_control(UlpOp *op) {
                 return 0;
         for (unsigned i = 0; i < img->hdr.n_patches; i++) {
                 ControlPatch p = img->patches[i];
-                if (p.state != CP_PATCHED)
+                /* Code kept for a callback past its deadline stays recorded until
+                 * op_callback_reclaim() unmaps it. */
+                bool kept = (p.flags & CP_FLAG_CALLBACK) ||
+                            (img->hdr.callback_tid && p.map_size && !(p.flags & CP_FLAG_FORCED));
+                if (p.state != CP_PATCHED && !kept)
                         continue;
                 for (unsigned k = 0; k < p.n_funcs; k++) {
                         img->funcs[nf + k] = img->funcs[p.first_func + k];

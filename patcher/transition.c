@@ -640,7 +640,7 @@ static int finish(Transition *tr) {
         for (unsigned i = 0; i < c->img->hdr.n_patches && r >= 0; i++) {
                 ControlPatch *q = &c->img->patches[i];
                 bool gone = q->state == CP_UNPATCHED && q->map_size && !(tr->keep_code && (int)i == tr->patch);
-                if (gone && !(q->flags & CP_FLAG_FORCED) && th) {
+                if (gone && !control_keeps_code(c->img, q) && th) {
                         (void)loader_unmap(tr->t, th, q->map_start, q->map_size);
                         q->map_size = 0;
                         r = control_write_patch(tr->t, c, i);
@@ -827,9 +827,11 @@ int transition_cancel(Transition *tr) {
         r = control_write_patch(tr->t, tr->c, (unsigned)tr->patch);
         if (r >= 0)
                 r = control_write_header(tr->t, tr->c);
-        if (r >= 0 && th && p->map_size && !(p->flags & CP_FLAG_FORCED))
+        bool keep = control_keeps_code(tr->c->img, p);
+        if (r >= 0 && th && p->map_size && !keep)
                 (void)loader_unmap(tr->t, th, p->map_start, p->map_size);
-        if (r >= 0) {
+        /* Code kept for a callback stays recorded, for op-callback.c to reclaim. */
+        if (r >= 0 && (!keep || (p->flags & CP_FLAG_FORCED))) {
                 p->map_size = 0;
                 r = control_write_patch(tr->t, tr->c, (unsigned)tr->patch);
         }
