@@ -97,6 +97,10 @@ static int validate_header(const ControlHeader *h, uint64_t self, char *why, siz
         if (h->driver_pid < 0 || h->owner_pid < 0 || h->writer_pid < 0 || h->writer_target < 0 ||
             h->callback_tid < 0)
                 return WHY("negative process id");
+        if (h->transition_flags & ~(uint32_t)CT_FLAG_CANCEL)
+                return WHY("unknown transition flags 0x%x", h->transition_flags);
+        if (h->transition_flags && h->transition_patch < 0)
+                return WHY("transition flags without a transition");
         if ((h->callback_tid == 0) != (h->callback_frame == 0))
                 return WHY("a running callback without its thread or frame");
         return 0;

@@ -48,6 +48,11 @@ enum {
 };
 
 enum {
+        /* transition_cancel() started: a resume finishes the cancel, not the apply */
+        CT_FLAG_CANCEL = 1 << 0,
+};
+
+enum {
         CF_FLAG_NOP = 1 << 0,    /* replace patch: this function goes back to the original */
 };
 
@@ -73,7 +78,7 @@ typedef struct ControlHeader {
         int8_t target_state;     /* read by the stubs: state of threads not in the table */
         uint8_t pad1[3];
         int32_t transition_patch;/* index of the patch in transition, -1 none */
-        uint32_t transition_flags;
+        uint32_t transition_flags; /* CT_FLAG_* */
         uint32_t n_patches;      /* slots used in patches[] (including CP_UNPATCHED) */
         uint32_t n_funcs;        /* records used in funcs[] */
         uint32_t n_areas;

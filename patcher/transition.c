@@ -820,11 +820,20 @@ int transition_cancel(Transition *tr) {
         r = target_stop_any(tr->t, tr->t->stop_timeout_ms > 0 ? tr->t->stop_timeout_ms : TARGET_STOP_TIMEOUT_MS, &th);
         if (r < 0)
                 return r;
-        /* The record, the header, then the code: the order finish() keeps, so that a
-         * driver killed in between leaves a block that checks out (control.c). */
+        /* The intent, the record, the header, then the code: the order finish() keeps,
+         * so that a driver killed in between leaves a block that checks out (control.c)
+         * and that a resume cancels instead of applying (transition_resume). Only a
+         * header naming the patch needs the intent (global mode never names it). */
+        r = 0;
+        if (tr->c->img->hdr.transition_patch == tr->patch) {
+                tr->c->img->hdr.transition_flags |= CT_FLAG_CANCEL;
+                r = control_write_header(tr->t, tr->c);
+        }
         p->state = CP_UNPATCHED;
+        if (r >= 0)
+                r = control_write_patch(tr->t, tr->c, (unsigned)tr->patch);
         tr->c->img->hdr.transition_patch = -1;
-        r = control_write_patch(tr->t, tr->c, (unsigned)tr->patch);
+        tr->c->img->hdr.transition_flags = 0;
         if (r >= 0)
                 r = control_write_header(tr->t, tr->c);
         bool keep = control_keeps_code(tr->c->img, p);
@@ -887,6 +896,13 @@ int transition_resume(Transition *tr, Target *t, Control *c, Unwinder *u, SymRes
 
         if (patch < 0 || (unsigned)patch >= c->img->hdr.n_patches)
                 return -ENOENT;
+        /* A cancel cut short: finished as a cancel (nothing of it was visible). */
+        if (c->img->hdr.transition_flags & CT_FLAG_CANCEL) {
+                *tr = (Transition) { .t = t, .c = c, .u = u, .res = res, .patch = patch,
+                                     .target_state = THREAD_UNPATCHED };
+                r = transition_cancel(tr);
+                return r < 0 ? r : -ECANCELED;
+        }
         r = transition_prepare(tr, t, c, u, res, patch, c->img->hdr.target_state, false);
         if (r < 0)
                 return r;
