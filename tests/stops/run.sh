@@ -48,7 +48,9 @@ greater() { [ "$(val "$1")" -gt "$2" ] 2>/dev/null; }
 has_line_after() { tail -n +"$(($2 + 1))" "$LOG" | grep -q -E "$1"; }
 
 start_victim() {   # start_victim WORKERS CHILD_MS
-	"$VICTIM" "$1" "$2" >"$LOG" 2>&1 &
+	# the vfork child's life stretches with the load: the operation that must find the
+	# vforker in D state starts later on a loaded machine
+	"$VICTIM" "$1" "$(($2 * ${ULP_TEST_SLOWDOWN:-1}))" >"$LOG" 2>&1 &
 	VPID=$!
 	wait_for 10 greater spins 0 || fail "victim did not start"
 	wait_for 10 greater vtid 0 || fail "victim's vforker did not start"
@@ -90,7 +92,7 @@ untraced() {
 
 # After the vfork child exited: the vforker runs again, nobody holds any thread.
 released() {
-	wait_for 30 greater vforks "$VFORKS" || fail "the vfork never ended (vforker state $(vstate))"
+	wait_for $((30 * ${ULP_TEST_SLOWDOWN:-1})) greater vforks "$VFORKS" || fail "the vfork never ended (vforker state $(vstate))"
 	wait_for 3 untraced || fail "threads left stopped or traced after the vfork: vforker state $(vstate), $(grep TracerPid "/proc/$VPID/task/$VTID/status")"
 	local s
 	s=$(val spins)
