@@ -33,6 +33,7 @@
 typedef struct Args {
         bool direct, all, json, force, global, no_wait, persist, return_trap;
         unsigned timeout_ms;
+        unsigned callback_timeout_ms; /* --direct only: ulpd has its own (--callback-timeout) */
         pid_t pids[64];
         size_t n_pids;
         const char *target;      /* PATCH.so, or NAME for revert */
@@ -115,7 +116,8 @@ static int direct_run(UlpOp *op, int r) {
 static UlpOptions options_of(const Args *a) {
         /* An unprivileged caller acts on any valid block in the processes the kernel lets it
          * trace (its own); root only on blocks ulp provably made (docs/control-block.md). */
-        return (UlpOptions) { .timeout_ms = a->timeout_ms, .force = a->force, .global = a->global,
+        return (UlpOptions) { .timeout_ms = a->timeout_ms, .callback_timeout_ms = a->callback_timeout_ms,
+                              .force = a->force, .global = a->global,
                               .return_trap = a->return_trap, .trust_unsigned = geteuid() != 0 };
 }
 
@@ -607,6 +609,7 @@ static int verb_revert(const Args *a) {
 static void usage(FILE *f) {
         fputs("usage: ulpctl [--direct] apply  (-p PID)... | --all  PATCH.so [--timeout S] [--force] [--global]\n"
               "                                  [--return-trap] [--no-wait] [--persist] [--json]\n"
+              "                                  [--callback-timeout MS (--direct)]\n"
               "       ulpctl [--direct] revert (-p PID)... | --all  NAME|PATCH.so [--timeout S] [--force] [--json]\n"
               "       ulpctl [--direct] status [-p PID] [--json]\n"
               "       ulpctl [--direct] check  -p PID PATCH.so [--json]\n"
@@ -640,13 +643,15 @@ static int parse_pid(const char *s, pid_t *ret) {
 }
 
 static int parse_args(int argc, char **argv, Args *a, const Verb **ret_verb) {
-        enum { ARG_DIRECT = 256, ARG_ALL, ARG_JSON, ARG_FORCE, ARG_GLOBAL, ARG_TIMEOUT, ARG_NOWAIT, ARG_PERSIST, ARG_TRAP };
+        enum { ARG_DIRECT = 256, ARG_ALL, ARG_JSON, ARG_FORCE, ARG_GLOBAL, ARG_TIMEOUT, ARG_NOWAIT, ARG_PERSIST, ARG_TRAP,
+               ARG_CB_TIMEOUT };
         static const struct option opts[] = {
                 { "direct", no_argument, NULL, ARG_DIRECT },   { "all", no_argument, NULL, ARG_ALL },
                 { "json", no_argument, NULL, ARG_JSON },       { "force", no_argument, NULL, ARG_FORCE },
                 { "global", no_argument, NULL, ARG_GLOBAL },   { "timeout", required_argument, NULL, ARG_TIMEOUT },
                 { "no-wait", no_argument, NULL, ARG_NOWAIT },  { "persist", no_argument, NULL, ARG_PERSIST },
                 { "return-trap", no_argument, NULL, ARG_TRAP }, { "pid", required_argument, NULL, 'p' },
+                { "callback-timeout", required_argument, NULL, ARG_CB_TIMEOUT },
                 { "help", no_argument, NULL, 'h' },          { NULL, 0, NULL, 0 }
         };
         const char *verb = NULL;
@@ -682,6 +687,16 @@ static int parse_args(int argc, char **argv, Args *a, const Verb **ret_verb) {
                                 return -EINVAL;
                         }
                         a->timeout_ms = (unsigned)(s * 1000);
+                        break;
+                }
+                case ARG_CB_TIMEOUT: {
+                        char *end;
+                        unsigned long ms = strtoul(optarg, &end, 10);
+                        if (*end || ms < 1 || ms > 600000) {
+                                fprintf(stderr, "ulpctl: bad --callback-timeout %s (1..600000 ms)\n", optarg);
+                                return -EINVAL;
+                        }
+                        a->callback_timeout_ms = (unsigned)ms;
                         break;
                 }
                 case 'p':

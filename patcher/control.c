@@ -94,8 +94,15 @@ static int validate_header(const ControlHeader *h, uint64_t self, char *why, siz
                 return WHY("transition patch %d out of range (%u patches)", h->transition_patch, h->n_patches);
         if (h->transition_patch >= 0 && h->target_state == THREAD_UNDEFINED)
                 return WHY("a transition without a target state");
-        if (h->driver_pid < 0 || h->owner_pid < 0 || h->writer_pid < 0 || h->writer_target < 0)
+        if (h->driver_pid < 0 || h->owner_pid < 0 || h->writer_pid < 0 || h->writer_target < 0 ||
+            h->callback_tid < 0)
                 return WHY("negative process id");
+        if (h->transition_flags & ~(uint32_t)CT_FLAG_CANCEL)
+                return WHY("unknown transition flags 0x%x", h->transition_flags);
+        if (h->transition_flags && h->transition_patch < 0)
+                return WHY("transition flags without a transition");
+        if ((h->callback_tid == 0) != (h->callback_frame == 0))
+                return WHY("a running callback without its thread or frame");
         return 0;
 }
 
@@ -125,7 +132,7 @@ static int validate_patch(const ControlImage *img, unsigned i, char *why, size_t
                 return WHY("patch %u is in transition, the header names %d", i, img->hdr.transition_patch);
         if (p->state == CP_FREE && img->hdr.transition_patch == (int32_t)i)
                 return WHY("the transition's patch %u is a free slot", i);
-        if (p->flags & ~(uint32_t)(CP_FLAG_FORCED | CP_FLAG_REPLACE))
+        if (p->flags & ~(uint32_t)(CP_FLAG_FORCED | CP_FLAG_REPLACE | CP_FLAG_CALLBACK))
                 return WHY("patch %u has unknown flags 0x%x", i, p->flags);
         if (p->first_func > img->hdr.n_funcs || p->n_funcs > img->hdr.n_funcs - p->first_func)
                 return WHY("patch %u: its function records %u..+%u are outside the %u records", i, p->first_func,

@@ -44,6 +44,12 @@ enum {
 enum {
         CP_FLAG_FORCED = 1 << 0, /* some thread switched without the check: never unmap */
         CP_FLAG_REPLACE = 1 << 1,
+        CP_FLAG_CALLBACK = 1 << 2, /* a callback of it may still run (hdr.callback_tid): never unmap */
+};
+
+enum {
+        /* transition_cancel() started: a resume finishes the cancel, not the apply */
+        CT_FLAG_CANCEL = 1 << 0,
 };
 
 enum {
@@ -72,7 +78,7 @@ typedef struct ControlHeader {
         int8_t target_state;     /* read by the stubs: state of threads not in the table */
         uint8_t pad1[3];
         int32_t transition_patch;/* index of the patch in transition, -1 none */
-        uint32_t transition_flags;
+        uint32_t transition_flags; /* CT_FLAG_* */
         uint32_t n_patches;      /* slots used in patches[] (including CP_UNPATCHED) */
         uint32_t n_funcs;        /* records used in funcs[] */
         uint32_t n_areas;
@@ -87,7 +93,13 @@ typedef struct ControlHeader {
         uint64_t owner_start;    /* start time of owner_pid */
         uint8_t nonce[16];
         uint8_t mac[16];
-        uint8_t reserved[4096 - 152];
+        /* A callback left running past its deadline (op.c, docs/fault-tolerance.md): its
+         * thread and the address of its frame, 0 none. The patches whose code it may
+         * run carry CP_FLAG_CALLBACK and stay mapped until the thread is out. */
+        int32_t callback_tid;
+        uint32_t pad3;
+        uint64_t callback_frame;
+        uint8_t reserved[4096 - 168];
 } ControlHeader;
 
 typedef struct ControlArea {
@@ -275,3 +287,9 @@ int control_top_func(const Control *c, uint64_t old_addr, int exclude);
 
 /* Any live record for old_addr (to share its relocated copy), or -1. */
 int control_any_func(const Control *c, uint64_t old_addr);
+
+/* Whether p's code must stay mapped: some thread was forced past the check, or a
+ * callback left past its deadline may still run patch code (op-callback.c). */
+static inline bool control_keeps_code(const ControlImage *img, const ControlPatch *p) {
+        return (p->flags & (CP_FLAG_FORCED | CP_FLAG_CALLBACK)) || img->hdr.callback_tid;
+}

@@ -520,6 +520,9 @@ int ulp_op_apply(pid_t pid, int client_fd, const char *name_hint, const UlpOptio
         r = seal_patch(op, client_fd, name_hint, &patch_fd);
         if (r >= 0)
                 r = open_and_validate(op, pid, patch_fd, name_hint, &meta, &res);
+        /* Refused before anything is loaded while an earlier callback still runs. */
+        if (r >= 0)
+                r = op_callback_reclaim(op, meta->n_callbacks > 0);
         if (r >= 0)
                 r = op_borrow(op, &th);
         if (r >= 0) {
@@ -539,7 +542,10 @@ int ulp_op_apply(pid_t pid, int client_fd, const char *name_hint, const UlpOptio
                 if (r < 0) {
                         char why[sizeof(op->report->message)];
                         snprintf(why, sizeof(why), "%s", op->report->message);
-                        r = op_fail(op, r, "the pre-patch callback did not run: %s; nothing changed", why);
+                        if (r == -ETIME)   /* it ran, and runs on: its own sentence */
+                                r = op_fail(op, r, "%s; nothing changed", why);
+                        else
+                                r = op_fail(op, r, "the pre-patch callback did not run: %s; nothing changed", why);
                 }
                 else if (cb != 0)
                         r = cancel(op, cb);

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <stdio.h>
+#include <string.h>
 
 #include "common/macro.h"
 #include "patcher/op.h"
@@ -52,6 +53,17 @@ static int take_over(UlpOp *op, bool keep_timeout) {
         if (r < 0)
                 return r;
         r = transition_resume(&op->tr, op->t, &op->c, op->u, &op->res);
+        if (r == -ECANCELED) {
+                /* Its driver was cancelling an apply: that is finished, nothing applied. */
+                op->patch = op->tr.patch;
+                op->kind = OP_REVERT;
+                op->done = true;
+                snprintf(op->report->patch_name, sizeof(op->report->patch_name), "%s",
+                         op->c.img->patches[op->patch].name);
+                op_warn(op, "the apply of patch %s in process %d was being cancelled by its driver: "
+                        "cancel finished, the patch is not applied", op->report->patch_name, op->t->pid);
+                return 0;
+        }
         if (r < 0) {
                 char why[256];
                 return op_fail(op, r, "cannot take over the transition: %s", op_stop_error(op, r, why, sizeof(why)));
@@ -88,6 +100,11 @@ int ulp_op_revert(pid_t pid, const char *name, const UlpOptions *o, UlpOp **ret,
         if (r < 0)
                 goto fail;
         idx = control_find_patch(&op->c, name);
+        /* A driver killed in init or in a cancel leaves the header naming a patch whose
+         * record is not live (yet, or any more): its revert takes the transition over. */
+        int tp = op->c.img->hdr.transition_patch;
+        if (idx < 0 && tp >= 0 && strcmp(op->c.img->patches[tp].name, name) == 0)
+                idx = tp;
         if (idx < 0) {
                 r = op_fail(op, -ENOENT, "patch %s is not applied to process %d", name, pid);
                 goto fail;
@@ -164,7 +181,11 @@ int op_compact_control(UlpOp *op) {
                 return 0;
         for (unsigned i = 0; i < img->hdr.n_patches; i++) {
                 ControlPatch p = img->patches[i];
-                if (p.state != CP_PATCHED)
+                /* Code kept for a callback past its deadline stays recorded until
+                 * op_callback_reclaim() unmaps it. */
+                bool kept = (p.flags & CP_FLAG_CALLBACK) ||
+                            (img->hdr.callback_tid && p.map_size && !(p.flags & CP_FLAG_FORCED));
+                if (p.state != CP_PATCHED && !kept)
                         continue;
                 for (unsigned k = 0; k < p.n_funcs; k++) {
                         img->funcs[nf + k] = img->funcs[p.first_func + k];

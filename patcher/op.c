@@ -257,6 +257,9 @@ int op_run_callback(UlpOp *op, uint64_t addr, int *ret) {
         Thread *th;
         int r, k;
 
+        r = op_callback_reclaim(op, true);
+        if (r < 0)
+                return r;
         r = op_borrow(op, &th);
         if (r < 0)
                 return r;
@@ -267,11 +270,17 @@ int op_run_callback(UlpOp *op, uint64_t addr, int *ret) {
         }
         r = target_call(op->t, th, addr, args, return_code,
                         op->o.callback_timeout_ms ?: CALLBACK_TIMEOUT_MS, &rax);
+        /* Past its deadline the thread keeps the call: resumed, it finishes it and
+         * returns through its frame (rax). */
+        if (r == -ETIMEDOUT)
+                (void)op_callback_overdue(op, th->tid, rax);
         k = target_resume_thread(op->t, th);
         /* -ETIME, not -ETIMEDOUT: that one says a transition ran out of time (exit 3). */
         if (r == -ETIMEDOUT)
-                return op_fail(op, -ETIME, "the callback did not return within %u ms",
-                               op->o.callback_timeout_ms ?: (unsigned)CALLBACK_TIMEOUT_MS);
+                return op_fail(op, -ETIME, "the %s callback did not return within %u ms: it runs on in "
+                               "thread %d of process %d, and the patch's code stays loaded until it returns",
+                               op_callback_name(&op->c.img->patches[op->patch], addr),
+                               op->o.callback_timeout_ms ?: (unsigned)CALLBACK_TIMEOUT_MS, th->tid, op->t->pid);
         if (r < 0)
                 return op_fail(op, r, "the callback could not run in thread %d of process %d: %s", th->tid,
                                op->t->pid, strerror(-r));
@@ -468,7 +477,7 @@ static int op_replaced(UlpOp *op) {
 static void unmap_after_callback(UlpOp *op, ControlPatch *p) {
         Thread *th;
 
-        if (p->state != CP_UNPATCHED || !p->map_size || (p->flags & CP_FLAG_FORCED))
+        if (p->state != CP_UNPATCHED || !p->map_size || control_keeps_code(op->c.img, p))
                 return;
         if (op_borrow(op, &th) < 0)
                 return;

@@ -95,8 +95,19 @@ void op_stop_budget(UlpOp *op);
  * -ETIMEDOUT, else strerror. Returns buf. */
 const char *op_stop_error(UlpOp *op, int r, char *buf, size_t len);
 
-/* Runs a callback of the patch in the target on a borrowed thread. *ret gets its int. */
+/* Runs a callback of the patch in the target on a borrowed thread. *ret gets its int.
+ * One past its deadline is left to finish by itself (op-callback.c): -ETIME. */
 int op_run_callback(UlpOp *op, uint64_t addr, int *ret);
+
+/* Callbacks past their deadline (op-callback.c, docs/fault-tolerance.md). */
+/* The name of the callback at addr of p ("pre-patch"...). */
+const char *op_callback_name(const ControlPatch *p, uint64_t addr);
+/* Records that the callback of op->patch runs on in thread tid, its frame at frame. */
+int op_callback_overdue(UlpOp *op, pid_t tid, uint64_t frame);
+/* When a callback left past its deadline is recorded: once its thread is out, unmaps the
+ * code kept for it and clears the record. While it is inside: 0, or -EBUSY with the
+ * operator's message when need_callback (the operation is about to run one). */
+int op_callback_reclaim(UlpOp *op, bool need_callback);
 
 /* Writes a fresh dispatch stub for each record of patch, from the entry's current
  * implementation (old) to the patch's (new). */

@@ -217,9 +217,10 @@ int target_syscall(Target *t, Thread *th, long nr, const long args[6], long *ret
  * returning into return_code: an address in the target holding the bytes
  * target_call_return_code() gives (a restorer that needs no tracer, see x86_64/remote.c;
  * -EINVAL when they are not there). Waits at most timeout_ms. *ret gets rax. Registers,
- * signal mask and FPU state are restored. -ETIMEDOUT when it did not return in time (the
- * thread is then restored anyway, abandoning the call), -EFAULT when it crashed (the
- * fault is not delivered).
+ * signal mask and FPU state are restored. -EFAULT when it crashed (the fault is not
+ * delivered). -ETIMEDOUT when it did not return in time: the thread is left in the call
+ * (stopped, or late if it did not stop), to finish it by itself once resumed; *ret then
+ * gets the address of its frame, which its stack pointer rises above when it is out.
  */
 int target_call(Target *t, Thread *th, uint64_t func, const long args[6], uint64_t return_code,
                 int timeout_ms, uint64_t *ret);

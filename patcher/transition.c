@@ -497,7 +497,7 @@ static int finish(Transition *tr) {
         for (unsigned i = 0; i < c->img->hdr.n_patches && r >= 0; i++) {
                 ControlPatch *q = &c->img->patches[i];
                 bool gone = q->state == CP_UNPATCHED && q->map_size && !(tr->keep_code && (int)i == tr->patch);
-                if (gone && !(q->flags & CP_FLAG_FORCED) && th) {
+                if (gone && !control_keeps_code(c->img, q) && th) {
                         (void)loader_unmap(tr->t, th, q->map_start, q->map_size);
                         q->map_size = 0;
                         r = control_write_patch(tr->t, c, i);
@@ -677,16 +677,27 @@ int transition_cancel(Transition *tr) {
         r = target_stop_any(tr->t, tr->t->stop_timeout_ms > 0 ? tr->t->stop_timeout_ms : TARGET_STOP_TIMEOUT_MS, &th);
         if (r < 0)
                 return r;
-        /* The record, the header, then the code: the order finish() keeps, so that a
-         * driver killed in between leaves a block that checks out (control.c). */
+        /* The intent, the record, the header, then the code: the order finish() keeps,
+         * so that a driver killed in between leaves a block that checks out (control.c)
+         * and that a resume cancels instead of applying (transition_resume). Only a
+         * header naming the patch needs the intent (global mode never names it). */
+        r = 0;
+        if (tr->c->img->hdr.transition_patch == tr->patch) {
+                tr->c->img->hdr.transition_flags |= CT_FLAG_CANCEL;
+                r = control_write_header(tr->t, tr->c);
+        }
         p->state = CP_UNPATCHED;
+        if (r >= 0)
+                r = control_write_patch(tr->t, tr->c, (unsigned)tr->patch);
         tr->c->img->hdr.transition_patch = -1;
-        r = control_write_patch(tr->t, tr->c, (unsigned)tr->patch);
+        tr->c->img->hdr.transition_flags = 0;
         if (r >= 0)
                 r = control_write_header(tr->t, tr->c);
-        if (r >= 0 && th && p->map_size && !(p->flags & CP_FLAG_FORCED))
+        bool keep = control_keeps_code(tr->c->img, p);
+        if (r >= 0 && th && p->map_size && !keep)
                 (void)loader_unmap(tr->t, th, p->map_start, p->map_size);
-        if (r >= 0) {
+        /* Code kept for a callback stays recorded, for op-callback.c to reclaim. */
+        if (r >= 0 && (!keep || (p->flags & CP_FLAG_FORCED))) {
                 p->map_size = 0;
                 r = control_write_patch(tr->t, tr->c, (unsigned)tr->patch);
         }
@@ -742,6 +753,13 @@ int transition_resume(Transition *tr, Target *t, Control *c, Unwinder *u, SymRes
 
         if (patch < 0 || (unsigned)patch >= c->img->hdr.n_patches)
                 return -ENOENT;
+        /* A cancel cut short: finished as a cancel (nothing of it was visible). */
+        if (c->img->hdr.transition_flags & CT_FLAG_CANCEL) {
+                *tr = (Transition) { .t = t, .c = c, .u = u, .res = res, .patch = patch,
+                                     .target_state = THREAD_UNPATCHED };
+                r = transition_cancel(tr);
+                return r < 0 ? r : -ECANCELED;
+        }
         r = transition_prepare(tr, t, c, u, res, patch, c->img->hdr.target_state, false);
         if (r < 0)
                 return r;

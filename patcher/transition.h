@@ -123,7 +123,8 @@ int transition_cancel(Transition *tr);
 int transition_force(Transition *tr);
 
 /* Rebuilds a Transition from the control block of a target whose transition was left
- * unfinished (the daemon died). */
+ * unfinished (the daemon died). A cancel cut short (CT_FLAG_CANCEL) is finished instead:
+ * -ECANCELED then, the patch not applied. */
 int transition_resume(Transition *tr, Target *t, Control *c, Unwinder *u, SymResolver *res);
 
 void transition_done(Transition *tr);

@@ -690,6 +690,28 @@ int target_syscall(Target *t, Thread *th, long nr, const long args[6], long *ret
         return remote_syscall(t, th, nr, args, true, ret);
 }
 
+/*
+ * A call past its deadline is not taken back: the code may hold a lock of the target, or
+ * be half-way through a change of its data. The thread keeps the call's registers, stack
+ * and run mask and, once resumed (detached), finishes the call by itself and returns
+ * through its frame like any step whose tracer is gone. *ret gets the frame's address:
+ * the thread is out of the call once its stack pointer is above it
+ * (docs/fault-tolerance.md, "Callbacks past their deadline").
+ */
+static int remote_run_on(Target *t, Thread *th, bool signal_stop, uint64_t frame, uint64_t *ret) {
+        *ret = frame;
+        if (th->gone)
+                return -ESRCH;
+        if (t->image_changed)
+                return -ESTALE;
+        if (th->stopped) {
+                int r = target__settle(t, th, signal_stop);
+                if (r < 0)
+                        return r;
+        }
+        return -ETIMEDOUT;
+}
+
 int target_call(Target *t, Thread *th, uint64_t func, const long args[6], uint64_t return_code,
                 int timeout_ms, uint64_t *ret) {
         _cleanup_(remote_context_done) RemoteContext c = { 0 };
@@ -725,7 +747,10 @@ int target_call(Target *t, Thread *th, uint64_t func, const long args[6], uint64
                 return remote_finish(t, th, &c, r, false, signal_stop);
         const RemoteEnd end = { .at_entry = true, .nr = SYS_rt_sigreturn,
                                 .rip = return_code + sizeof(call_return_code) };
+        uint64_t frame = regs.rsp;
         r = remote_run(t, th, &end, timeout_ms, &regs, &signal_stop);
+        if (r == -ETIMEDOUT)
+                return remote_run_on(t, th, signal_stop, frame, ret);
         if (r == 0) {
                 *ret = regs.rdi;
                 r = remote_skip_sigreturn(t, th, &regs, end.rip, &signal_stop);

@@ -7,12 +7,16 @@
  * ULP_WRITE_LOG=FILE it appends one line per write to FILE: its number, the target's pid
  * and the length written.
  *
+ * With ULP_FAIL_WRITE=N the N-th write fails with EIO instead, writing nothing (the
+ * driver then takes back what it started, and a kill can land in that).
+ *
  * With ULP_KILL_STARTED_ONLY=1 only the writes into targets whose transition has started
  * count: from the write of the thread table (65536 bytes, transition_init) on. Until then
  * a thread of that target may be borrowed for remote syscalls.
  */
 
 #include <dlfcn.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -55,6 +59,12 @@ static long mem_pid(int fd) {
         return strtol(path + 6, NULL, 10);
 }
 
+/* Whether the next write into a target is the one ULP_FAIL_WRITE names. */
+static bool next_fails(int fd) {
+        const char *fail_at = getenv("ULP_FAIL_WRITE");
+        return fail_at && mem_pid(fd) && strtoul(fail_at, NULL, 10) == writes + 1;
+}
+
 static void after_write(int fd, size_t n) {
         const char *kill_at = getenv("ULP_KILL_AFTER_WRITE"), *log = getenv("ULP_WRITE_LOG");
         long pid = mem_pid(fd);
@@ -81,6 +91,11 @@ ssize_t pwrite64(int fd, const void *buf, size_t n, off_t off) {
 
         if (!real)
                 real = (ssize_t (*)(int, const void *, size_t, off_t))dlsym(RTLD_NEXT, "pwrite64");
+        if (next_fails(fd)) {
+                after_write(fd, n);
+                errno = EIO;
+                return -1;
+        }
         r = real(fd, buf, n, off);
         after_write(fd, n);
         return r;

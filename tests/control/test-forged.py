@@ -144,6 +144,9 @@ try:
           f"ulpd status -p refuses: {rep}")
     # root asks ulpd to revert the unsigned block's patch: refused, nothing written
     name0 = real[p0:p0 + 128].split(b"\0")[0].decode()
+    # a connection of its own: ulpd closes one idle for 10 s, which a loaded machine reaches
+    c.close()
+    c = Client(d.socket)
     rep = c.request({"method": "revert", "pids": [forgers["unsigned"][0].pid], "name": name0})
     res = rep.get("results", [{}])[0]
     check(not res.get("ok") and "carries no valid signature" in res.get("error", ""),

@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 
-from ulpdtest import Client, Daemon, check, fail, need_root, victim_status, wait_for
+from ulpdtest import SLOWDOWN, Client, Daemon, check, fail, need_root, victim_status, wait_for
 
 need_root()
 VICTIM, PATCH, PATCH_CB, HOOK = (os.environ[k] for k in ("VICTIM", "PATCH", "PATCH_CB", "KILLHOOK"))
@@ -81,8 +81,12 @@ def patch_state(sock, pid, name):
 def apply_wait(sock, pids, patch):
     c = Client(sock, timeout=120)
     fd = os.open(patch, os.O_RDONLY)
+    # ulpd's default 30 s is short on a loaded machine, where the victims' workers are
+    # often preempted inside outer(): the transition's time scales too
+    opts = {"timeout_ms": 30000 * SLOWDOWN}
     try:
-        return c.request({"method": "apply", "pids": pids, "name": os.path.basename(patch)}, fd=fd)
+        return c.request({"method": "apply", "pids": pids, "name": os.path.basename(patch), "options": opts},
+                         fd=fd)
     finally:
         os.close(fd)
         c.close()

@@ -27,6 +27,7 @@ DOS_PARTS=N[,N...] runs only those attacks (e.g. against an older ulpd: ULPD=...
 
 import json
 import os
+import re
 import select
 import shutil
 import socket
@@ -47,7 +48,16 @@ CLIENT = [sys.executable, os.path.join(HERE, "dos-client.py")]
 PATCH, VICTIM, SPIN_PATCH = os.environ["PATCH"], os.environ["VICTIM"], os.environ["SPIN_PATCH"]
 SPIN_POST_PATCH = os.environ["SPIN_POST_PATCH"]
 HOSTILE, OTHER = 65534, 65533
-SPIN_TIMEOUT_MSG = "the pre-patch callback did not run: the callback did not return within 1000 ms; nothing changed"
+# A callback past its deadline runs on (docs/fault-tolerance.md), and no other callback
+# runs in that process meanwhile. Numbers (thread, pid) read as N.
+SPIN_TIMEOUT_MSG = ("the pre-patch callback did not return within N ms: it runs on in thread N of process N, "
+                    "and the patch's code stays loaded until it returns; nothing changed")
+SPIN_BUSY_MSG = "a callback left past its deadline still runs in thread N of process N: no other callback runs before it returns"
+
+
+def unnumbered(errors):
+    return [e if e is None else re.sub(r"[0-9]+", "N", e) for e in errors]
+
 SERVED_S = 5.0       # served "promptly", with room for a loaded machine
 procs, daemons = [], []
 PARTS = os.environ.get("DOS_PARTS")   # e.g. DOS_PARTS=3,4: only those attacks
@@ -361,15 +371,15 @@ try:
         longest = pinger.stop()
         print(f"spinning callbacks: {r['applies']} applies by uid {HOSTILE} in 25 s; root pinged "
               f"{len(pinger.lat)} times, longest wait {longest:.3f}s")
-        check(r["applies"] >= 1 and r["errors"] == [SPIN_TIMEOUT_MSG],
-              f"ulpd gave up on the spinning callback: {r['errors']}")
+        check(r["applies"] >= 1 and set(unnumbered(r["errors"])) <= {SPIN_TIMEOUT_MSG, SPIN_BUSY_MSG} and
+              SPIN_TIMEOUT_MSG in unnumbered(r["errors"]),
+              f"ulpd gave up on the spinning callback, and refused the others while it runs: {r['errors']}")
         check(longest < SERVED_S, f"root waited at most {longest:.3f}s meanwhile")
-        s1 = victim_status(st)
-        wait_for(lambda: (victim_status(st) or s1)["v1"] > s1["v1"], 5)
-        s2 = victim_status(st) or s1
-        check(v.poll() is None and s2["v1"] > s1["v1"] and s2["v2"] == 0 and s2["bad"] == 0,
-              f"the victim runs on, unpatched: {s2}")
+        # its main thread, which writes the status, runs the callback on
+        s2 = victim_status(st)
+        check(v.poll() is None and s2["v2"] == 0 and s2["bad"] == 0, f"the victim lives, unpatched: {s2}")
         d.stop()
+        stop(v)
     # 8. One request naming 20 of the uid's processes, each start with that callback:
     #    200 s of the loop before; now it stops starting once the uid used its share.
     if part(8):
@@ -379,17 +389,19 @@ try:
         h = spawn(HOSTILE, "apply", d.socket, SPIN_PATCH, "wait", *[v.pid for v, _ in victims])
         r = next_line(h, 600)
         longest = pinger.stop()
-        timed_out = r["errors"].count(SPIN_TIMEOUT_MSG)
+        timed_out = unnumbered(r["errors"]).count(SPIN_TIMEOUT_MSG)
         not_started = r["errors"].count(f"not started: uid {HOSTILE} used its share of ulpd's time; "
                                         "try again in a few seconds")
         print(f"20 pids with a spinning callback: answered in {r['seconds']:.2f}s, {timed_out} callbacks "
               f"given up on, {not_started} not started; root's longest wait {longest:.3f}s")
         check(timed_out >= 1 and timed_out + not_started == 20 and r["seconds"] < 2 * SERVED_S,
-              f"the request stopped starting at the uid's share, each pid told why: {set(r['errors'])}")
+              f"the request stopped starting at the uid's share, each pid told why: {set(unnumbered(r['errors']))}")
         check(longest < SERVED_S, f"root waited at most {longest:.3f}s meanwhile")
         check(all(v.poll() is None for v, _ in victims), "every victim lives")
         served(d, "after the request")
         d.stop()
+        for v, _ in victims:
+            stop(v)     # their callbacks run on
 
     # 9. Transitions that never end (a thread stays in the patched function), started by
     #    the hundred with wait=false: each steps in the loop until its timeout.
@@ -441,6 +453,8 @@ try:
         check(all(v.poll() is None for v, _ in victims), "every victim lives")
         served(d, "after the post-patch callbacks")
         d.stop()
+        for v, _ in victims:
+            stop(v)     # their callbacks run on
 
 finally:
     for p in procs:

@@ -599,19 +599,30 @@ TEST(call) {
         ASSERT_OK(target_call(t, th, v.sh->add3_addr, a, (uint64_t)page, 1000, &ret));
         ASSERT_EQ(ret, 6);
 
-        /* A call that never returns is abandoned. */
-        uint64_t t0 = now_ns();
-        ASSERT_ERR(target_call(t, th, v.sh->spin_addr, a, (uint64_t)page, 100, &ret), -ETIMEDOUT);
-        ASSERT_TRUE(now_ns() - t0 < 2000000000ULL);
-        check_regs_unchanged(th);
-        ASSERT_TRUE(th->stopped);
-
         /* On another kind of thread: the one blocked in nanosleep. */
         Thread *sl = target_find_thread(t, v.sh->sleeper_tid);
         ASSERT_OK(target_call(t, sl, v.sh->add3_addr, a, (uint64_t)page, 1000, &ret));
         ASSERT_EQ(ret, 6);
         check_regs_unchanged(sl);
 
+        /* A call past its deadline is left to finish by itself: the thread stays in it
+         * (not restored), and once resumed returns through its frame to where it was. */
+        uint64_t t0 = now_ns();
+        ASSERT_ERR(target_call(t, th, v.sh->spin_addr, a, (uint64_t)page, 100, &ret), -ETIMEDOUT);
+        ASSERT_TRUE(now_ns() - t0 < 2000000000ULL);
+        ASSERT_TRUE(th->stopped);
+        struct user_regs_struct in_call;
+        ASSERT_OK(ptrace(PTRACE_GETREGS, th->tid, NULL, &in_call));
+        ASSERT_TRUE(in_call.rsp <= ret && ret < th->regs.rsp - 128);
+        ASSERT_TRUE(in_call.rip != th->regs.rip);
+        ASSERT_EQ(ret % 16, 8);
+        ASSERT_OK(target_resume_all(t));
+        v.sh->spin_release = 1;
+        ASSERT_TRUE(WAIT_UNTIL(v.sh->spin_returns == 1, 5000));
+
+        ASSERT_OK(target_stop_all(t));
+        th = target_any_stopped(t);
+        ASSERT_TRUE(th);
         ASSERT_EQ(rsys(t, th, SYS_munmap, page, 4096, 0, 0, 0, 0), 0);
         ASSERT_OK(target_resume_all(t));
 

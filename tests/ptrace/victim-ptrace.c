@@ -48,8 +48,10 @@ __attribute__((noipa, used, visibility("default"))) long crash(void) {
 }
 
 __attribute__((noipa, used, visibility("default"))) long spin(void) {
-        for (;;)
+        while (!sh->spin_release)
                 __asm__ volatile("pause");
+        __atomic_add_fetch(&sh->spin_returns, 1, __ATOMIC_SEQ_CST);
+        return 42;
 }
 
 /* Never called: target_write writes into it. */

@@ -39,4 +39,7 @@ typedef struct VictimShared {
         /* mode "zombie": the leader leaves with pthread_exit when set */
         volatile int leader_exit;
         volatile uint64_t spawned;
+        /* spin(): loops until spin_release, then counts its return */
+        volatile int spin_release;
+        volatile uint64_t spin_returns;
 } VictimShared;

@@ -29,7 +29,9 @@ val() { tail -n 2 "$LOG" | head -n 1 | tr ' ' '\n' | sed -n "s/^$1=//p"; }
 greater() { [ "$(val "$1")" -gt "$2" ] 2>/dev/null; }
 
 start_victim() {   # start_victim WORKERS CHILD_MS
-	"$VICTIM" "$1" "$2" >"$LOG" 2>&1 &
+	# the vfork child's life stretches with the load: the operation that must find the
+	# vforker in D state starts later on a loaded machine
+	"$VICTIM" "$1" "$(($2 * ${ULP_TEST_SLOWDOWN:-1}))" >"$LOG" 2>&1 &
 	VPID=$!
 	wait_for 10 greater spins 0 || fail "victim did not start"
 	wait_for 10 greater vtid 0 || fail "victim's vforker did not start"
@@ -59,7 +61,7 @@ untraced() {
 
 # After the vfork child exited: the vforker runs again, nobody holds any thread.
 released() {
-	wait_for 30 greater vforks "$VFORKS" || fail "the vfork never ended (vforker state $(vstate))"
+	wait_for $((30 * ${ULP_TEST_SLOWDOWN:-1})) greater vforks "$VFORKS" || fail "the vfork never ended (vforker state $(vstate))"
 	wait_for 3 untraced || fail "threads left stopped or traced after the vfork: vforker state $(vstate), $(grep TracerPid "/proc/$VPID/task/$VTID/status")"
 	local s
 	s=$(val spins)

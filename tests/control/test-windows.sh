@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Control-block windows (docs/control-block.md, "Order of writes"): ulpctl --direct is
+# killed with SIGKILL right after chosen writes into the target (control-killhook.so,
+# LD_PRELOAD, counting pwrites on /proc/PID/mem), then a plain ulpctl must find a block
+# that checks out and finish what the dead driver was doing.
+#
+# cancel: the first entry write of transition_init fails (ULP_FAIL_WRITE), after the
+# header named the patch and its record was marked in transition; the apply then cancels
+# (transition_cancel). Killed inside and after the cancel's intent (header) and its record
+# write (the header still naming the patch), a later revert must finish the cancel: the
+# patch not applied, its code unmapped, the victim never running version 2.
+#
+# Usage: test-windows.sh  (env from meson: ULPCTL, VICTIM, PATCH, KILLHOOK)
+set -uo pipefail
+
+WORK=$(mktemp -d)
+VPID=
+cleanup() {
+	[ -n "$VPID" ] && kill -9 "$VPID" 2>/dev/null
+	wait 2>/dev/null
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+SLOW=${ULP_TEST_SLOWDOWN:-1}
+NAME=daemon-fix
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+ulpctl() { "$ULPCTL" --direct "$@"; }
+wait_for() {
+	local secs=$(($1 * SLOW)) i; shift
+	for ((i = 0; i < secs * 50; i++)); do
+		"$@" && return 0
+		sleep 0.02
+	done
+	return 1
+}
+field() { sed -n "s/.*\<$1=\([0-9]*\).*/\1/p" "$WORK/victim.status" 2>/dev/null; }
+start_victim() {
+	rm -f "$WORK/victim.status"
+	"$VICTIM" "$WORK/victim.status" 2 200 &
+	VPID=$!
+	wait_for 10 eval '[ "$(field v1)" -gt 0 ]' || fail "victim did not start"
+}
+stop_victim() { kill -9 "$VPID" 2>/dev/null; wait "$VPID" 2>/dev/null; VPID=; }
+alive() {
+	kill -0 "$VPID" 2>/dev/null || return 1
+	grep -q '^TracerPid:[[:space:]]*0$' "/proc/$VPID/status" || return 1
+	local a
+	a=$(field v1)
+	wait_for 5 eval '[ "$(field v1)" -gt "'"${a:-0}"'" ]'
+}
+# the apply, with the write log, a failing write, a kill
+apply() {
+	env LD_PRELOAD="$KILLHOOK" "$@" "$ULPCTL" --direct apply --timeout 5 -p "$VPID" "$PATCH" >"$WORK/apply.out" 2>&1
+}
+
+# The writes of transition_init: the thread table (65536 bytes) and its states (8192),
+# then each control write as the seqlock's begin (20 bytes), data, end (4): the header,
+# the record; then the entries. Those of the cancel: intent (header), record, header,
+# the unmap's remote step (its frame, F), the record without its mapping.
+INIT_HEAD="65536 8192 20 4096 4 20 616 4"
+CANCEL="20 4096 4 20 616 4 20 4096 4 F 20 616 4"
+
+start_victim
+apply ULP_WRITE_LOG="$WORK/writes" || fail "the plain apply failed: $(cat "$WORK/apply.out")"
+table=$(awk '$3 == 65536 { print $1; exit }' "$WORK/writes")
+[ -n "$table" ] || fail "no thread table write"
+head=$(awk -v t="$table" '$1 >= t && $1 < t + 8 { printf "%s%s", ($1 > t ? " " : ""), $3 }' "$WORK/writes")
+[ "$head" = "$INIT_HEAD" ] || fail "transition_init's writes are not as expected: $head (want $INIT_HEAD)"
+entry=$((table + 8))
+stop_victim
+
+start_victim
+rm -f "$WORK/writes"
+apply ULP_WRITE_LOG="$WORK/writes" ULP_FAIL_WRITE=$entry && fail "the apply with a failing entry write succeeded"
+grep -q 'cannot start the transition' "$WORK/apply.out" || fail "the apply did not fail at init: $(cat "$WORK/apply.out")"
+got=$(awk -v e="$entry" '$1 > e && $1 <= e + 13 { printf "%s%s", ($1 > e + 1 ? " " : ""), ($1 == e + 10 ? "F" : $3) }' "$WORK/writes")
+[ "$got" = "$CANCEL" ] || fail "the cancel's writes are not as expected: $got (want $CANCEL)"
+[ "$(field v2)" = 0 ] || fail "the victim ran version 2 after a cancelled apply"
+stop_victim
+
+# inside the intent (its seqlock left odd), after it, inside the record, after it
+for k in 2 3 5 6; do
+	at=$((entry + k))
+	case $k in
+	2) what="inside the cancel's intent write" ;;
+	3) what="after the cancel's intent" ;;
+	5) what="inside the cancel's record write" ;;
+	6) what="after the cancel's record" ;;
+	esac
+	start_victim
+	apply ULP_FAIL_WRITE=$entry ULP_KILL_AFTER_WRITE=$at
+	alive || fail "$what: the victim died, stopped or stayed traced"
+	out=$(ulpctl status -p "$VPID" 2>&1) || fail "$what: status failed: $out"
+	out=$(ulpctl revert --timeout 10 -p "$VPID" "$NAME" 2>&1) || fail "$what: revert failed: $out"
+	echo "$out" | grep -q "was being cancelled by its driver: cancel finished, the patch is not applied" ||
+		fail "$what: the revert did not finish the cancel: $out"
+	out=$(ulpctl status -p "$VPID" 2>&1)
+	! echo "$out" | grep -q "$NAME" || fail "$what: the patch is still there: $out"
+	! grep -q 'ulp-patch' "/proc/$VPID/maps" || fail "$what: the patch's code is still mapped"
+	[ "$(field v2)" = 0 ] || fail "$what: the victim ran version 2: $(cat "$WORK/victim.status")"
+	[ "$(field bad)" = 0 ] || fail "$what: the victim ran a mix of versions"
+	alive || fail "$what: the victim stopped making progress"
+	echo "ok: killed $what (write $at): the revert finished the cancel"
+	stop_victim
+done
+echo "PASS"

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# A callback past its deadline is left to finish by itself (docs/fault-tolerance.md,
+# "Callbacks past their deadline"). The victim's workers take its shared_lock; the
+# patch's pre-patch callback takes that lock and holds it until the victim gets SIGUSR1,
+# far past the --callback-timeout given. The apply must be refused with one line naming
+# the thread; the victim must live; a second apply while the callback runs must be
+# refused; once the callback is released its workers must take the lock again; and a
+# later apply must work, with the code kept for the callback reclaimed.
+# Usage: test-overdue.sh  (env from meson: ULPCTL, LOCK_VICTIM, LOCK_PATCH)
+set -uo pipefail
+
+WORK=$(mktemp -d)
+LOG=$WORK/victim.log
+VPID=
+cleanup() {
+	[ -n "$VPID" ] && kill -9 "$VPID" 2>/dev/null
+	wait 2>/dev/null
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+SLOW=${ULP_TEST_SLOWDOWN:-1}
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+ulpctl() { "$ULPCTL" --direct "$@"; }
+wait_for() {
+	local secs=$(($1 * SLOW)) i; shift
+	for ((i = 0; i < secs * 50; i++)); do
+		"$@" && return 0
+		sleep 0.02
+	done
+	return 1
+}
+last() { grep -E '^ticks=' "$LOG" | tail -n 1; }
+field() { last | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+# the workers tick: the count grows within a few seconds
+ticking() {
+	local a
+	a=$(field ticks)
+	wait_for 5 eval '[ "$(field ticks)" -gt "'"${a:-0}"'" ]'
+}
+alive() { kill -0 "$VPID" 2>/dev/null && ! grep -q '^TracerPid:[[:space:]]*[1-9]' "/proc/$VPID/status"; }
+# refusal WHAT RE CMD...: exit 1 and exactly one line matching RE
+refusal() {
+	local what=$1 re=$2 rc err; shift 2
+	err=$("$@" 2>&1 >/dev/null); rc=$?
+	[ "$rc" -eq 1 ] || fail "$what: exit $rc, expected 1 ($err)"
+	[ "$(echo "$err" | wc -l)" -eq 1 ] || fail "$what: not one line: $err"
+	echo "$err" | grep -q -E "$re" || fail "$what: message \"$err\" does not match \"$re\""
+	echo "$what: $err"
+}
+patch_maps() { grep -c 'ulp-patch' "/proc/$VPID/maps"; }
+
+"$LOCK_VICTIM" >"$LOG" 2>&1 &
+VPID=$!
+wait_for 10 grep -qs '^ticks=' "$LOG" || fail "victim did not start"
+ticking || fail "the victim's workers do not tick"
+
+# 1. The callback takes the lock and outlives its deadline: refused, the thread runs on.
+refusal "overdue callback" \
+	"^ulpctl: the pre-patch callback did not return within 300 ms: it runs on in thread [0-9]+ of process $VPID, and the patch's code stays loaded until it returns; nothing changed\$" \
+	ulpctl apply -p "$VPID" --callback-timeout 300 "$LOCK_PATCH"
+alive || fail "the victim died or stayed traced after the refusal"
+[ "$(field value)" = 1 ] || fail "the victim runs value() version $(field value)"
+
+# 2. While the callback holds the lock: the workers wait on it, another apply is refused.
+refusal "while it runs" \
+	"^ulpctl: a callback left past its deadline still runs in thread [0-9]+ of process $VPID: no other callback runs before it returns\$" \
+	ulpctl apply -p "$VPID" --callback-timeout 300 "$LOCK_PATCH"
+stalled() {
+	local a
+	a=$(field ticks); sleep 0.3
+	[ "$(field ticks)" = "$a" ]
+}
+wait_for 10 stalled || fail "the workers kept ticking while the callback held their lock"
+alive || fail "the victim died"
+
+# 3. Released: the callback ends by itself and unlocks; the workers take the lock again.
+kill -USR1 "$VPID"
+ticking || fail "the workers did not take the lock again after the callback ended"
+alive || fail "the victim died after the callback ended"
+
+# 4. A later apply works, and reclaims the code kept for the overdue callback.
+[ "$(patch_maps)" -ge 1 ] || fail "the code kept for the callback is not mapped"
+out=$(ulpctl apply -p "$VPID" --callback-timeout 300 "$LOCK_PATCH" 2>&1) || fail "the later apply failed: $out"
+wait_for 5 eval '[ "$(field value)" = 2 ]' || fail "the victim does not run value() version 2: $(last)"
+# one memfd (inode) per apply: the overdue one's is gone
+maps=$(grep 'ulp-patch' "/proc/$VPID/maps" | awk '{ print $5 }' | sort -u | wc -l)
+[ "$maps" -eq 1 ] || fail "$maps patch mappings, expected only the live one: $(grep ulp-patch /proc/$VPID/maps)"
+out=$(ulpctl revert -p "$VPID" fault-lock 2>&1) || fail "revert failed: $out"
+wait_for 5 eval '[ "$(field value)" = 1 ]' || fail "the victim does not run value() version 1 after the revert"
+ticking || fail "the workers stopped"
+alive || fail "the victim died"
+echo "PASS: overdue callback left to finish; victim alive, its lock taken again, later apply and revert done"
