@@ -11,6 +11,7 @@
 #include "patcher/loader.h"
 #include "patcher/nearmem.h"
 #include "patcher/rsys.h"
+#include "patcher/symcache.h"
 
 #define PAGE 4096ULL
 
@@ -36,7 +37,7 @@ static int open_elf(int fd, Elf **ret) {
 
 int resolver_symtab(SymResolver *res, size_t idx, SymTab **ret) {
         if (!res->symtabs[idx]) {
-                int r = symtab_open(res->mods->v[idx].open_path, &res->symtabs[idx]);
+                int r = symcache_open(res->mods->v[idx].open_path, &res->symtabs[idx]);
                 if (r < 0)
                         return r;
         }
