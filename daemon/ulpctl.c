@@ -30,7 +30,7 @@
 /* The work done in this process: ulpctl-direct.so, loaded now and only now (ulpctl.h).
  * Found through the executable's run path: no directory a caller could choose. */
 static int run_direct(const Args *a, const char *verb) {
-        void *h = dlopen(ULPCTL_DIRECT_MODULE, RTLD_NOW | RTLD_LOCAL);
+        void *h = dlopen(ULPCTL_DIRECT_MODULE, RTLD_LAZY | RTLD_LOCAL);
         UlpctlDirectMain f;
 
         if (!h) {
