@@ -58,6 +58,7 @@
 #define PROTOCOL_VERSION 1
 #define PROTOCOL_MESSAGE_MAX (256u * 1024u)
 #define PROTOCOL_SOCKET_DEFAULT "/run/ulp/ulpd.sock"
+#define PROTOCOL_PIDS_MAX 1024                          /* process ids per request (docs/limits.md) */
 #define PROTOCOL_TARGETS_MAX 256                        /* access proofs per request */
 #define PROTOCOL_FDS_MAX (1 + 2 * PROTOCOL_TARGETS_MAX)  /* the patch, then two per target */
 #define PROTOCOL_FDS_PER_SEND 250                       /* the kernel takes at most 253 at once */

@@ -11,9 +11,10 @@
 #include <json-c/json.h>
 #include <sys/types.h>
 
+#include "daemon/protocol.h"
 #include "patcher/ulp.h"
 
-#define PIDS_MAX 1024   /* process ids in one request (docs/limits.md) */
+#define PIDS_MAX PROTOCOL_PIDS_MAX   /* process ids in one request (docs/limits.md) */
 
 /* "options": absent gives the defaults; anything but an object of known, in-range
  * fields is -EINVAL. */

@@ -1,12 +1,14 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * ulpctl: the operator's tool. Talks to ulpd by default; --direct does the work in
- * this process with libulp (for CI and machines without the daemon).
+ * this process with libulp (for CI and machines without the daemon), loaded then from
+ * ulpctl-direct.so (ulpctl.h).
  *
  * Exit status: 0 done; 1 failed, target unchanged; 2 usage; 3 the transition did
  * not finish in time and was reversed.
  */
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -23,205 +25,26 @@
 #include "daemon/client.h"
 #include "daemon/protocol.h"
 #include "daemon/report-json.h"
-#include "elf/module.h"
-#include "elf/patchmeta.h"
-#include "patcher/ulp.h"
+#include "daemon/ulpctl.h"
 
-#define EXIT_USAGE 2
-#define EXIT_TIMEDOUT 3
+/* The work done in this process: ulpctl-direct.so, loaded now and only now (ulpctl.h).
+ * Found through the executable's run path: no directory a caller could choose. */
+static int run_direct(const Args *a, const char *verb) {
+        void *h = dlopen(ULPCTL_DIRECT_MODULE, RTLD_LAZY | RTLD_LOCAL);
+        UlpctlDirectMain f;
 
-typedef struct Args {
-        bool direct, all, json, force, global, no_wait, persist, return_trap;
-        unsigned timeout_ms;
-        unsigned callback_timeout_ms; /* --direct only: ulpd has its own (--callback-timeout) */
-        pid_t pids[64];
-        size_t n_pids;
-        const char *target;      /* PATCH.so, or NAME for revert */
-} Args;
-
-static int exit_code_for(int error) {
-        if (error == 0)
-                return 0;
-        return error == -ETIMEDOUT ? EXIT_TIMEDOUT : 1;
-}
-
-static const char *base_name(const char *path) {
-        const char *s = strrchr(path, '/');
-        return s ? s + 1 : path;
-}
-
-static void print_report(pid_t pid, const char *verb, const UlpReport *r, int error) {
-        for (size_t i = 0; i < r->n_warnings; i++)
-                fprintf(stderr, "warning: %s\n", r->warnings[i]);
-        if (error == 0 || (error == -ETIMEDOUT && r->message[0] == 0)) {
-                printf("%s %s %s process %d: %u thread(s), %u retr%s, longest thread stop %llu us, "
-                       "longest stop-the-world %llu us, %llu ms%s\n",
-                       verb, r->patch_name, strcmp(verb, "applied") == 0 ? "to" : "in", pid, r->threads,
-                       r->retries, r->retries == 1 ? "y" : "ies", (unsigned long long)r->max_thread_stop_us,
-                       (unsigned long long)r->max_stw_us, (unsigned long long)r->total_ms,
-                       r->forced ? " (forced)" : "");
-                return;
+        if (!h) {
+                fprintf(stderr, "ulpctl: %s needs %s: %s\n", a->direct ? "--direct" : verb, ULPCTL_DIRECT_MODULE,
+                        dlerror());
+                return 1;
         }
-        fprintf(stderr, "ulpctl: %s\n", r->message[0] ? r->message : strerror(-error));
-        for (size_t i = 0; i < r->n_stragglers; i++)
-                fprintf(stderr, "  thread %d (%s) in %s\n", r->stragglers[i].tid, r->stragglers[i].comm,
-                        r->stragglers[i].function);
-}
-
-static void print_json(json_object *o) {
-        puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
-        json_object_put(o);
-}
-
-static int open_patch(const char *path, int *ret_fd) {
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0) {
-                fprintf(stderr, "ulpctl: cannot open %s: %s\n", path, strerror(errno));
-                return -errno;
+        f = (UlpctlDirectMain) dlsym(h, ULPCTL_DIRECT_ENTRY);
+        if (!f) {
+                fprintf(stderr, "ulpctl: %s: %s\n", ULPCTL_DIRECT_MODULE, dlerror());
+                return 1;
         }
-        *ret_fd = fd;
-        return 0;
-}
-
-static bool looks_like_file(const char *s) {
-        return strchr(s, '/') || (strlen(s) > 3 && strcmp(s + strlen(s) - 3, ".so") == 0);
-}
-
-static void progress(pid_t pid, unsigned switched, unsigned total, void *userdata) {
-        if (isatty(STDERR_FILENO))
-                fprintf(stderr, "\r  process %d: %u/%u threads switched", pid, switched, total);
-}
-
-static void progress_done(void) {
-        if (isatty(STDERR_FILENO))
-                fputs("\r\033[K", stderr);
-}
-
-/* --direct: drives the operation here, step by step, showing progress. */
-static int direct_run(UlpOp *op, int r) {
-        unsigned next = 0, sw, total;
-        while (r == 0) {
-                r = ulp_op_step(op, &next);
-                if (r == 0) {
-                        struct timespec ts = { next / 1000, (long)(next % 1000) * 1000000L };
-                        ulp_op_progress(op, &sw, &total);
-                        progress(ulp_op_pid(op), sw, total, NULL);
-                        nanosleep(&ts, NULL);
-                }
-        }
-        progress_done();
-        return r < 0 ? r : 0;
-}
-
-static UlpOptions options_of(const Args *a) {
-        /* An unprivileged caller acts on any valid block in the processes the kernel lets it
-         * trace (its own); root only on blocks ulp provably made (docs/control-block.md). */
-        return (UlpOptions) { .timeout_ms = a->timeout_ms, .callback_timeout_ms = a->callback_timeout_ms,
-                              .force = a->force, .global = a->global,
-                              .return_trap = a->return_trap, .trust_unsigned = geteuid() != 0 };
-}
-
-/* The processes --all designates for a direct revert: those carrying the patch. */
-static int direct_carriers(const char *name, pid_t **ret, size_t *ret_n) {
-        pid_t *v = NULL;
-        size_t n = 0, k = 0;
-        int r = ulp_list_processes(&v, &n);
-
-        if (r < 0)
-                return r;
-        for (size_t i = 0; i < n; i++) {
-                UlpProcessStatus s;
-                UlpReport rep = {};
-                bool has = false;
-                /* root: only blocks ulp provably made (docs/control-block.md) */
-                if (ulp_status(v[i], &s, &rep) >= 0 && (s.trusted || geteuid() != 0)) {
-                        for (size_t j = 0; j < s.n_patches; j++)
-                                has |= strcmp(s.patches[j].name, name) == 0 &&
-                                       strcmp(s.patches[j].state, "unpatched") != 0;
-                        ulp_status_done(&s);
-                }
-                ulp_report_done(&rep);
-                if (has)
-                        v[k++] = v[i];
-        }
-        *ret = v;
-        *ret_n = k;
-        return 0;
-}
-
-static int do_apply_or_revert(const Args *a, bool apply) {
-        _cleanup_close_ int patch_fd = -1;
-        PatchMeta *meta = NULL;
-        char err[256] = "", name[256];
-        pid_t *pids = (pid_t *)a->pids;
-        size_t n_pids = a->n_pids;
-        _cleanup_free_ pid_t *all = NULL;
-        UlpOptions o = options_of(a);
-        json_object *results = a->json ? json_object_new_array() : NULL;
-        int worst = 0, r;
-
-        snprintf(name, sizeof(name), "%s", a->target);
-        if (apply || looks_like_file(a->target)) {
-                r = open_patch(a->target, &patch_fd);
-                if (r < 0)
-                        return 1;
-                if (!apply) {
-                        /* revert by file: the patch's name from its metadata */
-                        r = patchmeta_read(patch_fd, base_name(a->target), &meta, err, sizeof(err));
-                        if (r < 0) {
-                                fprintf(stderr, r == -ENOTSUP ? "ulpctl: patch %s %s\n" : "ulpctl: %s: %s\n",
-                                        a->target, err[0] ? err : strerror(-r));
-                                return 1;
-                        }
-                        snprintf(name, sizeof(name), "%s", meta->name);
-                        patchmeta_free(meta);
-                        meta = NULL;
-                }
-        }
-        if (a->all) {
-                if (apply) {
-                        fprintf(stderr, "ulpctl: apply --all needs ulpd (it matches build-ids on every "
-                                        "process); use -p with --direct\n");
-                        return 1;
-                }
-                if (direct_carriers(name, &all, &n_pids) < 0) {
-                        fprintf(stderr, "ulpctl: cannot list processes\n");
-                        return 1;
-                }
-                pids = all;
-        }
-        for (size_t i = 0; i < n_pids; i++) {
-                UlpReport rep = {};
-                UlpOp *op = NULL;
-                r = apply ? ulp_op_apply(pids[i], patch_fd, base_name(a->target), &o, &op, &rep)
-                          : ulp_op_revert(pids[i], name, &o, &op, &rep);
-                if (op)
-                        r = direct_run(op, r);
-                ulp_op_free(op);
-                if (results) {
-                        json_object *j = report_to_json(&rep, r);
-                        json_object_object_add(j, "pid", json_object_new_int(pids[i]));
-                        json_object_array_add(results, j);
-                } else
-                        print_report(pids[i], apply ? "applied" : "reverted", &rep, r);
-                if (r < 0 && (worst == 0 || r == -ETIMEDOUT))
-                        worst = r;
-                ulp_report_done(&rep);
-        }
-        if (results) {
-                if (json_object_array_length(results) == 1) {
-                        json_object *one = json_object_get(json_object_array_get_idx(results, 0));
-                        json_object_put(results);
-                        print_json(one);
-                } else {
-                        json_object *o2 = json_object_new_object();
-                        json_object_object_add(o2, "results", results);
-                        print_json(o2);
-                }
-        }
-        if (a->all && n_pids == 0 && !a->json)
-                printf("no process %s %s\n", apply ? "fits" : "carries", name);
-        return exit_code_for(worst);
+        /* not closed: what it printed through stdio is flushed at exit */
+        return f(ULPCTL_DIRECT_ABI, a, verb);
 }
 
 /* The proofs of access sent with a request through ulpd (client.h): ulpd lets the
@@ -254,12 +77,25 @@ static int gather_proofs(const Args *a, ClientProof **ret, size_t *ret_n, pid_t 
                                 PROTOCOL_TARGETS_MAX, *ret_n);
                 return 0;
         }
-        v = calloc(a->n_pids ?: 1, sizeof(*v));
+        if (!root && a->n_pids > PROTOCOL_TARGETS_MAX) {
+                /* each pid goes with its proof, and a request carries so many descriptors */
+                fprintf(stderr, "ulpctl: too many -p: at most %d processes in one command through ulpd "
+                        "for a user other than root\n", PROTOCOL_TARGETS_MAX);
+                return -E2BIG;
+        }
+        v = calloc(MIN(a->n_pids, (size_t) PROTOCOL_TARGETS_MAX) ?: 1, sizeof(*v));
         if (!v)
                 return -ENOMEM;
         for (size_t i = 0; i < a->n_pids; i++) {
                 char err[256] = "";
-                int r = client_proof_open(a->pids[i], &v[n], err, sizeof(err));
+                int r;
+
+                /* root's proofs beyond what a request carries are left to ulpd's authority */
+                if (root && n == PROTOCOL_TARGETS_MAX) {
+                        kept[k++] = a->pids[i];
+                        continue;
+                }
+                r = client_proof_open(a->pids[i], &v[n], err, sizeof(err));
 
                 if (r >= 0) {
                         n++;
@@ -360,117 +196,55 @@ print:
         return exit_code_for(worst);
 }
 
-static void print_status_human(const UlpProcessStatus *s, size_t n) {
-        if (n == 0)
-                printf("no process carries ulp patches\n");
-        for (size_t i = 0; i < n; i++) {
-                if (s[i].problem[0]) {
-                        printf("process %d (%s): ulp control block refused: %s\n", s[i].pid, s[i].comm,
-                               s[i].problem);
-                        continue;
-                }
-                printf("process %d (%s)%s\n", s[i].pid, s[i].comm,
-                       s[i].trusted ? "" : " [control block not signed by this machine's ulp]");
-                for (size_t j = 0; j < s[i].n_patches; j++) {
-                        const UlpPatchStatus *p = &s[i].patches[j];
-                        printf("  %s: %s%s%s\n", p->name, p->state, p->forced ? ", forced" : "",
-                               p->replace ? ", replace" : "");
-                        for (size_t k = 0; k < p->n_funcs; k++)
-                                printf("    %s%s%s\n", p->funcs[k].object[0] ? p->funcs[k].object : "",
-                                       p->funcs[k].object[0] ? ":" : "", p->funcs[k].symbol);
-                        for (size_t k = 0; k < p->n_pending_objects; k++)
-                                printf("%s%s%s", k == 0 ? "    pending objects: " : ", ", p->pending_objects[k],
-                                       k + 1 == p->n_pending_objects ? "\n" : "");
-                        for (size_t k = 0; k < p->n_stragglers; k++)
-                                printf("    straggler: thread %d (%s) in %s\n", p->stragglers[k].tid,
-                                       p->stragglers[k].comm, p->stragglers[k].function);
-                }
-        }
-}
-
 static int verb_status(const Args *a) {
+        _cleanup_close_ int fd = -1;
+        ClientProof *proofs = NULL;
         UlpProcessStatus *s = NULL;
-        size_t n = 0;
-        _cleanup_free_ pid_t *pids = NULL;
+        size_t n = 0, n_proofs = 0;
+        char err[256] = "";
         int r;
 
-        if (!a->direct) {
-                _cleanup_close_ int fd = -1;
-                char err[256] = "";
-                r = client_connect(client_socket_path(), &fd);
-                if (r < 0) {
-                        fprintf(stderr, "ulpctl: no ulpd answers on %s (%s); start ulpd, or use --direct\n",
-                                client_socket_path(), strerror(-r));
-                        return 1;
-                }
-                ClientProof *proofs = NULL;
-                size_t n_proofs = 0;
-                if (geteuid() != 0) {
-                        /* ulpd shows us what we prove we may trace (client.h) */
-                        _cleanup_free_ pid_t *cand = NULL;
-                        size_t n_cand = 0;
-                        if (a->n_pids) {
-                                cand = malloc(sizeof(pid_t));
-                                if (cand)
-                                        cand[n_cand++] = a->pids[0];
-                        } else
-                                (void) ulp_list_processes(&cand, &n_cand);
-                        proofs = calloc(n_cand ?: 1, sizeof(*proofs));
-                        for (size_t i = 0; proofs && i < n_cand && n_proofs < PROTOCOL_TARGETS_MAX; i++) {
-                                r = client_proof_open(cand[i], &proofs[n_proofs], err, sizeof(err));
-                                if (r >= 0)
-                                        n_proofs++;
-                                else if (a->n_pids) {
-                                        fprintf(stderr, "ulpctl: %s\n", err);
-                                        free(proofs);
-                                        return 1;
-                                }
-                        }
-                }
-                r = client_status(fd, a->n_pids ? a->pids[0] : 0, proofs, n_proofs, &s, &n, err, sizeof(err));
-                client_proofs_free(proofs, n_proofs);
-                if (r < 0) {
-                        fprintf(stderr, "ulpctl: %s\n", err[0] ? err : strerror(-r));
-                        return 1;
-                }
-        } else {
-                size_t np = 0;
+        if (a->direct)
+                return run_direct(a, "status");
+        r = client_connect(client_socket_path(), &fd);
+        if (r < 0) {
+                fprintf(stderr, "ulpctl: no ulpd answers on %s (%s); start ulpd, or use --direct\n",
+                        client_socket_path(), strerror(-r));
+                return 1;
+        }
+        if (geteuid() != 0) {
+                /* ulpd shows us what we prove we may trace (client.h) */
+                _cleanup_free_ pid_t *cand = NULL;
+                size_t n_cand = 0;
                 if (a->n_pids) {
-                        pids = malloc(sizeof(pid_t));
-                        if (!pids)
-                                return 1;
-                        pids[0] = a->pids[0];
-                        np = 1;
-                } else if (ulp_list_processes(&pids, &np) < 0) {
-                        fprintf(stderr, "ulpctl: cannot list processes\n");
-                        return 1;
-                }
-                s = calloc(np ? np : 1, sizeof(*s));
-                for (size_t i = 0; s && i < np; i++) {
-                        UlpReport rep = {};
-                        r = ulp_status(pids[i], &s[n], &rep);
-                        /* A block that cannot be used is listed as such, with why. */
-                        if (r >= 0 || (!a->n_pids && s[n].problem[0]))
-                                n++;
-                        else if (a->n_pids && r != -ENOENT) {
-                                fprintf(stderr, "ulpctl: %s\n", rep.message[0] ? rep.message : strerror(-r));
-                                ulp_report_done(&rep);
-                                free(s);
+                        cand = malloc(sizeof(pid_t));
+                        if (cand)
+                                cand[n_cand++] = a->pids[0];
+                } else
+                        (void) client_list_carriers(&cand, &n_cand);
+                proofs = calloc(n_cand ?: 1, sizeof(*proofs));
+                for (size_t i = 0; proofs && i < n_cand && n_proofs < PROTOCOL_TARGETS_MAX; i++) {
+                        r = client_proof_open(cand[i], &proofs[n_proofs], err, sizeof(err));
+                        if (r >= 0)
+                                n_proofs++;
+                        else if (a->n_pids) {
+                                fprintf(stderr, "ulpctl: %s\n", err);
+                                free(proofs);
                                 return 1;
                         }
-                        ulp_report_done(&rep);
                 }
+        }
+        r = client_status(fd, a->n_pids ? a->pids[0] : 0, proofs, n_proofs, &s, &n, err, sizeof(err));
+        client_proofs_free(proofs, n_proofs);
+        if (r < 0) {
+                fprintf(stderr, "ulpctl: %s\n", err[0] ? err : strerror(-r));
+                return 1;
         }
         if (a->json)
                 print_json(status_to_json(s, n));
         else
                 print_status_human(s, n);
-        if (a->direct) {
-                for (size_t i = 0; i < n; i++)
-                        ulp_status_done(&s[i]);
-                free(s);
-        } else
-                status_json_free(s, n);
+        status_json_free(s, n);
         return 0;
 }
 
@@ -483,11 +257,11 @@ static int verb_check(const Args *a) {
                 fprintf(stderr, "ulpctl: check needs exactly one -p PID\n");
                 return EXIT_USAGE;
         }
+        if (a->direct)
+                return run_direct(a, "check");
         if (open_patch(a->target, &patch_fd) < 0)
                 return 1;
-        if (a->direct)
-                error = ulp_check(a->pids[0], patch_fd, base_name(a->target), &rep);
-        else {
+        {
                 _cleanup_close_ int fd = -1;
                 r = client_connect(client_socket_path(), &fd);
                 if (r < 0) {
@@ -521,89 +295,20 @@ static int verb_check(const Args *a) {
                 printf("%s would apply to process %d now (%u threads checked)\n", rep.patch_name, a->pids[0], rep.threads);
         } else
                 print_report(a->pids[0], "check", &rep, error);
-        ulp_report_done(&rep);
+        report_json_done(&rep);
         return error == 0 ? 0 : 1;
 }
 
-static int verb_info(const Args *a) {
-        _cleanup_close_ int fd = -1;
-        PatchMeta *m = NULL;
-        char err[256] = "", hex[2 * BUILD_ID_MAX + 1];
-        int r;
-
-        if (open_patch(a->target, &fd) < 0)
-                return 1;
-        r = patchmeta_read(fd, base_name(a->target), &m, err, sizeof(err));
-        /* Worded as apply and check word it (op-apply.c read_meta). */
-        if (r == -ENOTSUP) {
-                fprintf(stderr, "ulpctl: patch %s %s\n", base_name(a->target), err);
-                return 1;
-        }
-        if (r < 0 && r != -ENOEXEC && r != -ENOMSG) {
-                fprintf(stderr, "ulpctl: bad patch %s: %s\n", base_name(a->target), err[0] ? err : strerror(-r));
-                return 1;
-        }
-        if (r < 0) {
-                fprintf(stderr, "ulpctl: %s: %s\n", a->target,
-                        r == -ENOEXEC ? "not an ELF file" : "no ulp patch metadata");
-                return 1;
-        }
-        build_id_to_hex(m->build_id, m->build_id_len, hex);
-        if (a->json) {
-                json_object *o = json_object_new_object(), *fs = json_object_new_array(), *rs = json_object_new_array();
-                json_object_object_add(o, "name", json_object_new_string(m->name));
-                json_object_object_add(o, "description", json_object_new_string(m->description));
-                json_object_object_add(o, "replace", json_object_new_boolean(m->replace));
-                json_object_object_add(o, "build_id", json_object_new_string(hex));
-                for (size_t i = 0; i < m->n_funcs; i++) {
-                        json_object *f = json_object_new_object();
-                        json_object_object_add(f, "object", json_object_new_string(m->funcs[i].object));
-                        json_object_object_add(f, "symbol", json_object_new_string(m->funcs[i].symbol));
-                        json_object_object_add(f, "pos", json_object_new_int((int)m->funcs[i].pos));
-                        json_object_object_add(f, "new", json_object_new_string(m->funcs[i].new_name));
-                        json_object_array_add(fs, f);
-                }
-                for (size_t i = 0; i < m->n_refs; i++) {
-                        json_object *f = json_object_new_object();
-                        json_object_object_add(f, "object", json_object_new_string(m->refs[i].object));
-                        json_object_object_add(f, "symbol", json_object_new_string(m->refs[i].symbol));
-                        json_object_array_add(rs, f);
-                }
-                json_object_object_add(o, "functions", fs);
-                json_object_object_add(o, "refs", rs);
-                json_object_object_add(o, "callbacks", json_object_new_int((int)m->n_callbacks));
-                json_object_object_add(o, "relr", json_object_new_int64((int64_t)m->n_relr));
-                print_json(o);
-        } else {
-                printf("name:        %s\ndescription: %s\nreplace:     %s\nbuild-id:    %s\n", m->name,
-                       m->description, m->replace ? "yes" : "no", m->build_id_len ? hex : "none");
-                for (size_t i = 0; i < m->n_funcs; i++) {
-                        const PatchFunc *f = &m->funcs[i];
-                        printf("function:    %s:%s", f->object[0] ? f->object : "(main)", f->symbol);
-                        if (f->pos)
-                                printf(" #%u", f->pos);
-                        printf(" -> %s\n", f->new_name);
-                }
-                for (size_t i = 0; i < m->n_refs; i++)
-                        printf("reference:   %s:%s\n", m->refs[i].object[0] ? m->refs[i].object : "(main)", m->refs[i].symbol);
-                for (size_t i = 0; i < m->n_build_ids; i++)
-                        printf("pinned:      %s build-id %s\n", m->build_ids[i].object[0] ? m->build_ids[i].object : "(main)",
-                               m->build_ids[i].hex);
-                for (size_t i = 0; i < m->n_callbacks; i++)
-                        printf("callbacks:   %s\n", m->callbacks[i].object[0] ? m->callbacks[i].object : "(main)");
-                if (m->n_relr)
-                        printf("relr:        %zu packed relative relocations (DT_RELR)\n", m->n_relr);
-        }
-        patchmeta_free(m);
-        return 0;
-}
-
 static int verb_apply(const Args *a) {
-        return a->direct ? do_apply_or_revert(a, true) : daemon_apply_or_revert(a, true);
+        return a->direct ? run_direct(a, "apply") : daemon_apply_or_revert(a, true);
 }
 
 static int verb_revert(const Args *a) {
-        return a->direct ? do_apply_or_revert(a, false) : daemon_apply_or_revert(a, false);
+        return a->direct ? run_direct(a, "revert") : daemon_apply_or_revert(a, false);
+}
+
+static int verb_info(const Args *a) {
+        return run_direct(a, "info");
 }
 
 static void usage(FILE *f) {
@@ -700,7 +405,12 @@ static int parse_args(int argc, char **argv, Args *a, const Verb **ret_verb) {
                         break;
                 }
                 case 'p':
-                        if (a->n_pids >= ELEMENTSOF(a->pids) || parse_pid(optarg, &a->pids[a->n_pids]) < 0) {
+                        if (a->n_pids >= ELEMENTSOF(a->pids)) {
+                                fprintf(stderr, "ulpctl: too many -p: at most %zu processes in one command\n",
+                                        ELEMENTSOF(a->pids));
+                                return -EINVAL;
+                        }
+                        if (parse_pid(optarg, &a->pids[a->n_pids]) < 0) {
                                 fprintf(stderr, "ulpctl: bad pid %s\n", optarg);
                                 return -EINVAL;
                         }

@@ -177,6 +177,8 @@ static int job_on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         if (r == 0) {
                 job_send_progress(j, false);
                 next_ms = MAX(1u, MIN(next_ms, 5000u));
+                (void) sd_event_source_set_time_accuracy(j->timer, next_ms < JOB_TIMER_SOON_MS ?
+                                                         JOB_TIMER_SOON_ACCURACY_USEC : JOB_TIMER_ACCURACY_USEC);
                 (void) sd_event_source_set_time_relative(j->timer, (uint64_t) next_ms * 1000);
                 (void) sd_event_source_set_enabled(j->timer, SD_EVENT_ONESHOT);
                 return 0;
@@ -216,9 +218,9 @@ int job_launch(Job *j) {
 
         if (j->report.patch_name[0])
                 snprintf(j->name, sizeof(j->name), "%s", j->report.patch_name);
-        /* Accuracy 1 ms: 0 would mean sd-event's default of 250 ms, and the engine's
-         * retries "soon, while threads are switching" would come a quarter second late. */
-        r = sd_event_add_time_relative(m->event, &j->timer, CLOCK_MONOTONIC, 0, JOB_TIMER_ACCURACY_USEC,
+        /* Accuracy 1 us: the first step is due now (0 would mean sd-event's default of
+         * 250 ms, and 1 ms a wake-up up to a millisecond late). */
+        r = sd_event_add_time_relative(m->event, &j->timer, CLOCK_MONOTONIC, 0, JOB_TIMER_SOON_ACCURACY_USEC,
                                        job_on_timer, j);
         if (r < 0) {
                 ulp_op_free(j->op);

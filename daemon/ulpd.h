@@ -289,6 +289,11 @@ struct Job {
         } while (0)
 
 #define JOB_TIMER_ACCURACY_USEC 1000
+/* A step due now or within a few ms waits for nothing else: sd-event would otherwise
+ * place its wake-up anywhere within the accuracy, a whole millisecond late on average
+ * half of it (docs/performance.md). */
+#define JOB_TIMER_SOON_ACCURACY_USEC 1
+#define JOB_TIMER_SOON_MS 10
 
 static inline uint64_t now_usec(Manager *m) {
         uint64_t t = 0;

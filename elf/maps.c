@@ -49,34 +49,90 @@ static int read_proc_file(const char *path, char **ret) {
         return 0;
 }
 
-/* Parses one maps line ("start-end perms offset maj:min inode   path") into e.
- * line is NUL-terminated without its newline. */
-static int maps_parse_line(const char *line, MapEntry *e) {
-        char perms[5];
-        int path_off = -1;
+/* A field of hex digits (at most 16: a 64-bit value), *p moved past it. */
+static bool parse_hex(const char **p, const char *end, uint64_t *ret) {
+        const char *s = *p;
+        uint64_t v = 0;
+        int n = 0;
+
+        for (; s < end && n <= 16; s++, n++) {
+                unsigned d;
+                if (*s >= '0' && *s <= '9')
+                        d = (unsigned)(*s - '0');
+                else if (*s >= 'a' && *s <= 'f')
+                        d = (unsigned)(*s - 'a' + 10);
+                else if (*s >= 'A' && *s <= 'F')
+                        d = (unsigned)(*s - 'A' + 10);
+                else
+                        break;
+                v = v << 4 | d;
+        }
+        if (n == 0 || n > 16)
+                return false;
+        *p = s;
+        *ret = v;
+        return true;
+}
+
+static bool parse_dec(const char **p, const char *end, uint64_t *ret) {
+        const char *s = *p;
+        uint64_t v = 0;
+
+        for (; s < end && *s >= '0' && *s <= '9'; s++) {
+                if (v > (UINT64_MAX - 9) / 10)
+                        return false;
+                v = v * 10 + (uint64_t)(*s - '0');
+        }
+        if (s == *p)
+                return false;
+        *p = s;
+        *ret = v;
+        return true;
+}
+
+static bool parse_char(const char **p, const char *end, char c) {
+        if (*p >= end || **p != c)
+                return false;
+        (*p)++;
+        return true;
+}
+
+/* Parses one maps line ("start-end perms offset maj:min inode   path") into e: the
+ * line is [line, end), without its newline. By hand, not sscanf(): this runs for every
+ * mapping of every target, several times an operation (docs/performance.md). */
+static int maps_parse_line(const char *line, const char *end, MapEntry *e) {
+        const char *p = line, *perms;
+        uint64_t maj, min;
 
         *e = (MapEntry) {};
-        if (sscanf(line, "%" SCNx64 "-%" SCNx64 " %4s %" SCNx64 " %x:%x %" SCNu64 " %n",
-                   &e->start, &e->end, perms, &e->offset, &e->dev_major, &e->dev_minor,
-                   &e->inode, &path_off) < 7 || path_off < 0)
+        if (!parse_hex(&p, end, &e->start) || !parse_char(&p, end, '-') || !parse_hex(&p, end, &e->end) ||
+            !parse_char(&p, end, ' ') || end - p < 5)
                 return -EBADMSG;
-        if (strlen(perms) != 4 || e->end < e->start)
+        perms = p;
+        p += 4;
+        if (!parse_char(&p, end, ' ') || !parse_hex(&p, end, &e->offset) || !parse_char(&p, end, ' ') ||
+            !parse_hex(&p, end, &maj) || !parse_char(&p, end, ':') || !parse_hex(&p, end, &min) ||
+            !parse_char(&p, end, ' ') || !parse_dec(&p, end, &e->inode) || maj > UINT32_MAX || min > UINT32_MAX)
                 return -EBADMSG;
-
+        if (e->end < e->start || memchr(perms, ' ', 4) || memchr(perms, 0, 4))
+                return -EBADMSG;
+        e->dev_major = (unsigned)maj;
+        e->dev_minor = (unsigned)min;
         e->prot = (perms[0] == 'r' ? PROT_READ : 0) | (perms[1] == 'w' ? PROT_WRITE : 0) |
                   (perms[2] == 'x' ? PROT_EXEC : 0);
         e->shared = perms[3] == 's';
 
-        const char *path = line + path_off;
-        if (!*path)
+        while (p < end && (*p == ' ' || *p == '\t'))
+                p++;
+        if (p == end)
                 return 0;
 
-        size_t len = strlen(path), slen = strlen(DELETED_SUFFIX);
-        if (len > slen && strcmp(path + len - slen, DELETED_SUFFIX) == 0) {
+        size_t len = (size_t)(end - p), slen = strlen(DELETED_SUFFIX);
+        if (len > slen && memcmp(end - slen, DELETED_SUFFIX, slen) == 0) {
                 e->deleted = true;
                 len -= slen;
         }
-        e->path = strndup(path, len);
+        e->path = strndup(p, len);
         return e->path ? 0 : -ENOMEM;
 }
 
@@ -86,14 +142,9 @@ int maps_parse(const char *text, MapList *ret) {
         int r = 0;
 
         for (const char *p = text; *p; ) {
-                const char *nl = strchrnul(p, '\n');
-                _cleanup_free_ char *line = strndup(p, (size_t)(nl - p));
+                const char *nl = strchrnul(p, '\n'), *line = p;
                 p = *nl ? nl + 1 : nl;
-                if (!line) {
-                        r = -ENOMEM;
-                        break;
-                }
-                if (!*line)
+                if (nl == line)
                         continue;
 
                 if (l.n == alloc) {
@@ -105,7 +156,7 @@ int maps_parse(const char *text, MapList *ret) {
                         }
                         l.v = v;
                 }
-                r = maps_parse_line(line, &l.v[l.n]);
+                r = maps_parse_line(line, nl, &l.v[l.n]);
                 if (r < 0)
                         break;
                 l.n++;

@@ -13,6 +13,7 @@
 #include "patcher/loader.h"
 #include "patcher/nearmem.h"
 #include "patcher/rsys.h"
+#include "patcher/symcache.h"
 
 #define PAGE 4096ULL
 
@@ -39,7 +40,7 @@ static int open_elf(int fd, Elf **ret) {
 int resolver_symtab(SymResolver *res, size_t idx, SymTab **ret) {
         if (!res->symtabs[idx]) {
                 const Module *m = &res->mods->v[idx];
-                int r = symtab_open_module(m->open_path, m->is_patch ? NULL : m->path, &res->symtabs[idx]);
+                int r = symcache_open(m->open_path, m->is_patch ? NULL : m->path, &res->symtabs[idx]);
                 if (r < 0)
                         return r;
         }

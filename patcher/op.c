@@ -7,6 +7,7 @@
 #include "patcher/nearmem.h"
 #include "patcher/op.h"
 #include "patcher/procmem.h"
+#include "patcher/symcache.h"
 #include "patcher/x86_64/stub.h"
 
 #define CALLBACK_TIMEOUT_MS 10000
@@ -91,7 +92,7 @@ UlpOp *op_new(OpKind kind, const UlpOptions *o, UlpReport *report) {
 
 static void free_symtabs(UlpOp *op) {
         for (size_t i = 0; op->symtabs && i < op->mods.n; i++)
-                symtab_free(op->symtabs[i]);
+                symcache_put(op->symtabs[i]);
         free(op->symtabs);
         op->symtabs = NULL;
 }

@@ -50,6 +50,9 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -57,6 +60,7 @@
 #include <sys/wait.h>
 
 #include "common/macro.h"
+#include "elf/maps.h"
 #include "patcher/target.h"
 
 #define REMOTE_SYSCALL_TIMEOUT_MS 5000
@@ -175,15 +179,56 @@ static int remote_scan_range(Target *t, uint64_t start, uint64_t end, const uint
                 size_t n = (size_t)MIN((uint64_t)CHUNK, end - a);
                 if (target_read(t, a, buf, n) < 0)
                         return -ENOENT;
-                for (size_t i = 0; i + len <= n; i++)
-                        if (buf[i] == code[0] && memcmp(buf + i, code, len) == 0) {
-                                *ret = a + i;
-                                return 0;
-                        }
+                const uint8_t *hit = memmem(buf, n, code, len);
+                if (hit) {
+                        *ret = a + (uint64_t)(hit - buf);
+                        return 0;
+                }
                 if (a + n >= end)
                         break;
                 a += n - (len - 1);     /* overlap a match's length */
         }
+        return -ENOENT;
+}
+
+/* Where the code was found last, as a place in a file: the next target mapping that
+ * file is tried there first (every process maps the same libc), and scanned only when
+ * the bytes are not there. Per thread: nothing shared between drivers. */
+typedef struct CodePlace {
+        unsigned dev_major, dev_minor;
+        uint64_t inode, file_off;
+} CodePlace;
+
+static _Thread_local CodePlace cached_place[2];
+
+static void place_remember(CodePlace *c, const MapEntry *e, uint64_t addr) {
+        *c = (CodePlace) { e->dev_major, e->dev_minor, e->inode, e->offset + (addr - e->start) };
+}
+
+/* The address in e of the cached place, or 0 when e does not map it. */
+static uint64_t place_in(const CodePlace *c, const MapEntry *e) {
+        if (!c->inode || e->inode != c->inode || e->dev_major != c->dev_major || e->dev_minor != c->dev_minor ||
+            c->file_off < e->offset || c->file_off - e->offset >= e->end - e->start)
+                return 0;
+        return e->start + (c->file_off - e->offset);
+}
+
+static int find_one(Target *t, const MapList *l, const bool *usable, const int *rank, CodePlace *c,
+                    const uint8_t *code, size_t len, uint64_t *ret) {
+        for (size_t i = 0; i < l->n; i++) {
+                uint64_t a = usable[i] ? place_in(c, &l->v[i]) : 0;
+                if (a && a + len <= l->v[i].end && remote_check_code(t, a, code, len) == 0) {
+                        *ret = a;
+                        return 0;
+                }
+        }
+        for (int k = 0; k < 3; k++)
+                for (size_t i = 0; i < l->n; i++)
+                        if (usable[i] && rank[i] == k &&
+                            remote_scan_range(t, l->v[i].start, l->v[i].end, code, len, ret) == 0) {
+                                place_remember(c, &l->v[i], *ret);
+                                return 0;
+                        }
         return -ENOENT;
 }
 
@@ -202,48 +247,24 @@ static int remote_find_code(Target *t) {
                 return 0;
         t->syscall_insn = t->restorer = 0;
 
-        char path[64];
-        snprintf(path, sizeof(path), "/proc/%d/maps", t->pid);
-        FILE *f = fopen(path, "re");
-        if (!f)
-                return errno == ENOENT ? -ESRCH : negative_errno();
-        enum { MAX_RANGES = 64 };
-        uint64_t ranges[MAX_RANGES][2];
-        int rank[MAX_RANGES];
-        size_t n = 0;
-        char line[4096];
-        while (fgets(line, sizeof(line), f) && n < MAX_RANGES) {
-                unsigned long lo, hi;
-                char perms[8];
-                int off = 0;
-                if (sscanf(line, "%lx-%lx %7s %*s %*s %*s%n", &lo, &hi, perms, &off) < 3)
-                        continue;
-                if (perms[2] != 'x' || hi <= lo)
-                        continue;
-                const char *name = line + off;
-                while (*name == ' ')
-                        name++;
-                if (strstr(name, "[vsyscall]") || strstr(name, "memfd:ulp"))
-                        continue;
-                ranges[n][0] = lo;
-                ranges[n][1] = hi;
-                rank[n] = (strstr(name, "/libc.so") || strstr(name, "/libc-")) ? 0 :
-                          strstr(name, "[vdso]") ? 2 : 1;
-                n++;
+        _cleanup_(maplist_done) MapList l = {};
+        int r = maps_read(t->pid, &l);
+        if (r < 0)
+                return r;
+        _cleanup_free_ bool *usable = calloc(l.n ?: 1, sizeof(bool));
+        _cleanup_free_ int *rank = calloc(l.n ?: 1, sizeof(int));
+        if (!usable || !rank)
+                return -ENOMEM;
+        for (size_t i = 0; i < l.n; i++) {
+                const char *name = l.v[i].path ?: "";
+                usable[i] = (l.v[i].prot & PROT_EXEC) && l.v[i].end > l.v[i].start && !strstr(name, "[vsyscall]") &&
+                            !strstr(name, "memfd:ulp");
+                rank[i] = (strstr(name, "/libc.so") || strstr(name, "/libc-")) ? 0 : strstr(name, "[vdso]") ? 2 : 1;
         }
-        fclose(f);
-        for (int k = 0; k < 3; k++)
-                for (size_t i = 0; i < n; i++) {
-                        if (rank[i] != k)
-                                continue;
-                        if (!t->syscall_insn)
-                                (void)remote_scan_range(t, ranges[i][0], ranges[i][1], syscall_ret_code,
-                                                        sizeof(syscall_ret_code), &t->syscall_insn);
-                        if (!t->restorer)
-                                (void)remote_scan_range(t, ranges[i][0], ranges[i][1], restore_rt_code,
-                                                        sizeof(restore_rt_code), &t->restorer);
-                }
-        if (t->syscall_insn && t->restorer)
+        if (find_one(t, &l, usable, rank, &cached_place[0], syscall_ret_code, sizeof(syscall_ret_code),
+                     &t->syscall_insn) == 0 &&
+            find_one(t, &l, usable, rank, &cached_place[1], restore_rt_code, sizeof(restore_rt_code),
+                     &t->restorer) == 0)
                 return 0;
         t->syscall_insn = t->restorer = 0;
         return -ENOEXEC;

@@ -64,6 +64,14 @@ TEST(parse_garbage) {
         ASSERT_TRUE(l.v[0].path == NULL);
         ASSERT_EQ_U64(l.v[0].end, 0x2000);
         maplist_done(&l);
+        /* Fields missing, cut short or too long for 64 bits are refused, not guessed. */
+        ASSERT_ERR(maps_parse("1000-2000 rw-p 00000000 00:00\n", &l), -EBADMSG);
+        ASSERT_ERR(maps_parse("1000-2000 rw-p\n", &l), -EBADMSG);
+        ASSERT_ERR(maps_parse("10000000000000000-20000000000000000 rw-p 00000000 00:00 0\n", &l), -EBADMSG);
+        ASSERT_ERR(maps_parse("2000-1000 rw-p 00000000 00:00 0\n", &l), -EBADMSG);
+        ASSERT_ERR(maps_parse("1000-2000 rw p 00000000 00:00 0\n", &l), -EBADMSG);
+        ASSERT_ERR(maps_parse("1000-2000 rw-p 00000000 00:00 99999999999999999999999\n", &l), -EBADMSG);
+        ASSERT_EQ(l.n, 0);
 }
 
 TEST(find) {

@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * ulpctl in two pieces (docs/performance.md). The executable parses the command line
+ * and talks to ulpd; it links only json-c and the protocol code, so that a command
+ * through ulpd never loads libelf, libdw or capstone. Whatever does the work here
+ * (--direct, and info, which reads a patch file's metadata) is in ulpctl-direct.so,
+ * loaded with dlopen() only then, found through the executable's run path (the build
+ * directory, or $libdir/ulp once installed). Both sides share the helpers below and
+ * check ULPCTL_DIRECT_ABI, so that a stale module is refused rather than misread.
+ */
+
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "daemon/protocol.h"
+#include "patcher/ulp.h"
+
+#define EXIT_USAGE 2
+#define EXIT_TIMEDOUT 3
+
+typedef struct Args {
+        bool direct, all, json, force, global, no_wait, persist, return_trap;
+        unsigned timeout_ms;
+        unsigned callback_timeout_ms; /* --direct only: ulpd has its own (--callback-timeout) */
+        pid_t pids[PROTOCOL_PIDS_MAX];
+        size_t n_pids;
+        const char *target;      /* PATCH.so, or NAME for revert */
+} Args;
+
+/* Bumped whenever Args or the entry point change. */
+#define ULPCTL_DIRECT_ABI 2
+#define ULPCTL_DIRECT_MODULE "ulpctl-direct.so"
+#define ULPCTL_DIRECT_ENTRY "ulpctl_direct_main"
+
+/* The module's entry: runs verb ("apply", "revert", "status", "check", "info") for a,
+ * returns the exit status. abi must be ULPCTL_DIRECT_ABI. */
+typedef int (*UlpctlDirectMain)(unsigned abi, const Args *a, const char *verb);
+int ulpctl_direct_main(unsigned abi, const Args *a, const char *verb);
+
+/* Shared by both (ulpctl-common.c). */
+int exit_code_for(int error);
+const char *base_name(const char *path);
+void print_report(pid_t pid, const char *verb, const UlpReport *r, int error);
+void print_json(json_object *o);
+int open_patch(const char *path, int *ret_fd);
+bool looks_like_file(const char *s);
+void progress(pid_t pid, unsigned switched, unsigned total, void *userdata);
+void progress_done(void);
+UlpOptions options_of(const Args *a);
+void print_status_human(const UlpProcessStatus *s, size_t n);
