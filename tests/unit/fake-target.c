@@ -180,6 +180,10 @@ int target_resume_all(Target *t) {
         return 0;
 }
 
+int target_refresh_threads(Target *t) {
+        return rescan(t);
+}
+
 int target_stop_all(Target *t) {
         int r = rescan(t);
 

@@ -11,6 +11,7 @@
 #include "fake-target.h"
 #include "patcher/loader.h"
 #include "patcher/nearmem.h"
+#include "patcher/symcache.h"
 #include "test.h"
 
 /* What the patch's ULP_REF names; unit_value is what it would replace. */
@@ -48,7 +49,7 @@ static void open_patch(Loaded *l, const char *file) {
 
 static void close_patch(Loaded *l) {
         for (size_t i = 0; i < l->mods.n; i++)
-                symtab_free(l->symtabs[i]);
+                symcache_put(l->symtabs[i]);   /* resolver_symtab() takes them from the cache */
         free(l->symtabs);
         modulelist_done(&l->mods);
         patchmeta_free(l->meta);
