@@ -16,7 +16,7 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-#include "patcher/ulp.h"
+#include "ulp/libulp.h"
 
 #define CLIENT_IDLE_TIMEOUT_MS 120000  /* ulpd sends progress at least every few seconds */
 

@@ -19,7 +19,7 @@
 #include <json-c/json.h>
 #include <stddef.h>
 
-#include "patcher/ulp.h"
+#include "ulp/libulp.h"
 
 /* Builds the report object. error is 0 or the -errno the operation returned; when the
  * report has no message, the error's strerror() is used. Returns a new reference, or

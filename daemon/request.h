@@ -11,7 +11,7 @@
 #include <json-c/json.h>
 #include <sys/types.h>
 
-#include "patcher/ulp.h"
+#include "ulp/libulp.h"
 
 #define PIDS_MAX 1024   /* process ids in one request (docs/limits.md) */
 

@@ -24,8 +24,6 @@
 
 #include "common/macro.h"
 #include "daemon/ulpd.h"
-#include "elf/maps.h"
-#include "elf/module.h"
 
 #define PENDING_WATCH_USEC (1000ULL * 1000ULL)
 #define PENDING_OBJECTS_MAX 16
@@ -141,43 +139,45 @@ static bool basename_matches(const char *base, const char *object) {
 /* The cheap look: 1 when a pending object of p is mapped in p->pid by file name, or
  * the set of mapped files changed since the last look and one of them turns out to be
  * a pending object by its DT_SONAME; 0 when none is; -errno (-ESRCH: gone). */
+typedef struct PendingLook {
+        const PendingProc *p;
+        uint64_t hash;           /* FNV-1a over the mapped file names */
+        bool found;
+} PendingLook;
+
+static int pending_look_mapping(const char *path, uint64_t start, void *userdata) {
+        PendingLook *lk = userdata;
+        const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
+
+        for (const char *s = path; *s; s++)
+                lk->hash = (lk->hash ^ (unsigned char) *s) * 1099511628211ULL;
+        lk->hash = (lk->hash ^ start) * 1099511628211ULL;
+        for (size_t k = 0; k < lk->p->n_objects && !lk->found; k++)
+                lk->found = lk->p->objects[k][0] && basename_matches(base, lk->p->objects[k]);
+        return 0;
+}
+
 static int pending_look(PendingProc *p) {
-        _cleanup_(modulelist_done) ModuleList mods = {};
-        MapList l = {};
-        uint64_t h = 1469598103934665603ULL;   /* FNV-1a over the mapped file names */
-        bool found = false, first;
+        _cleanup_(ulp_objects_freep) UlpObjects *objs = NULL;
+        PendingLook lk = { .p = p, .hash = 1469598103934665603ULL };
+        bool first;
         int r;
 
-        r = maps_read(p->pid, &l);
+        r = ulp_exec_mappings(p->pid, pending_look_mapping, &lk);
         if (r < 0)
                 return r;
-        for (size_t i = 0; i < l.n; i++) {
-                const MapEntry *e = &l.v[i];
-                const char *slash, *base;
-
-                if (!e->path || e->path[0] != '/' || !(e->prot & PROT_EXEC))
-                        continue;
-                for (const char *s = e->path; *s; s++)
-                        h = (h ^ (unsigned char) *s) * 1099511628211ULL;
-                h = (h ^ e->start) * 1099511628211ULL;
-                slash = strrchr(e->path, '/');
-                base = slash ? slash + 1 : e->path;
-                for (size_t k = 0; k < p->n_objects && !found; k++)
-                        found = p->objects[k][0] && basename_matches(base, p->objects[k]);
-        }
-        maplist_done(&l);
         first = !p->hashed;
-        if (found || (!first && h == p->maps_hash))
-                return found;
-        p->maps_hash = h;
+        if (lk.found || (!first && lk.hash == p->maps_hash))
+                return lk.found;
+        p->maps_hash = lk.hash;
         p->hashed = true;
         /* First look, or something was loaded or unloaded: an object may be known by its
          * DT_SONAME only. */
-        r = modules_read(p->pid, &mods);
+        r = ulp_objects_read(p->pid, &objs);
         if (r < 0)
                 return r == -ENOMEM ? 0 : r;
         for (size_t k = 0; k < p->n_objects; k++)
-                if (p->objects[k][0] && modules_find_object(&mods, p->objects[k]))
+                if (p->objects[k][0] && ulp_objects_find(objs, p->objects[k], NULL) > 0)
                         return 1;
         return 0;
 }

@@ -34,7 +34,6 @@
 #include "daemon/report-json.h"
 #include "daemon/request.h"
 #include "daemon/ulpd.h"
-#include "elf/patchfile.h"
 
 /* The limits below, why they are what they are and what a client sees when it hits one:
  * docs/limits.md. */
@@ -517,7 +516,7 @@ int manager_start_auto_apply(Manager *m, pid_t pid, int patch_fd, const char *na
 
 /* Makes sure *fd is a regular file of sane size: reading a pipe or socket a client
  * passed would block the whole daemon. Then replaces it with our own sealed copy
- * (patchfile.h), which everything after works from: the client may truncate or grow
+ * (ulp_patch_file_copy()), which everything after works from: the client may truncate or grow
  * its file, or write to it, and none of it reaches us. */
 static int check_patch_fd(int *fdp, char *reason, size_t len) {
         struct stat st;
@@ -531,8 +530,8 @@ static int check_patch_fd(int *fdp, char *reason, size_t len) {
                 snprintf(reason, len, "the patch must be a regular file");
                 return -EBADF;
         }
-        if ((uint64_t) st.st_size > PATCH_FILE_MAX) {
-                snprintf(reason, len, "the patch file is larger than %llu MiB", PATCH_FILE_MAX >> 20);
+        if ((uint64_t) st.st_size > ULP_PATCH_FILE_MAX) {
+                snprintf(reason, len, "the patch file is larger than %llu MiB", ULP_PATCH_FILE_MAX >> 20);
                 return -EFBIG;
         }
         fl = fcntl(fd, F_GETFL);
@@ -540,7 +539,7 @@ static int check_patch_fd(int *fdp, char *reason, size_t len) {
                 snprintf(reason, len, "the patch file descriptor is not readable");
                 return -EBADF;
         }
-        r = patch_file_copy(fd, &copy, reason, len);
+        r = ulp_patch_file_copy(fd, &copy, reason, len);
         if (r < 0)
                 return r;
         close(fd);

@@ -13,7 +13,7 @@
 #include <systemd/sd-event.h>
 
 #include "daemon/protocol.h"
-#include "patcher/ulp.h"
+#include "ulp/libulp.h"
 
 typedef struct Manager Manager;
 typedef struct Connection Connection;

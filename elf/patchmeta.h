@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
+#include "common/internal.h"
+
 /* The metadata of a patch (include/ulp/patch.h), read with libelf without running it. */
 
 #include <stdbool.h>

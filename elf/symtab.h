@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
+#include "common/internal.h"
+
 /* Symbols of one ELF file: .symtab and .dynsym, with sizes; static symbols included. */
 
 #include <stdbool.h>

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
+#include "common/internal.h"
+
 /*
  * The control block: ulp's state inside each patched process, the source of truth
  * (DESIGN.md section 6). It lives in a private mapping of a memfd named

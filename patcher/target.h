@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
+#include "common/internal.h"
+
 /*
  * A target process and the ptrace session on it.
  *

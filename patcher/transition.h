@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
+#include "common/internal.h"
+
 /*
  * The transition engine: the kernel's per-task consistency model
  * (kernel/livepatch/transition.c) carried over to the threads of one process.

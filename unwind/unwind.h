@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
+#include "common/internal.h"
+
 /*
  * Unwinding threads that are stopped under ptrace, with libdw (libdwfl), and the
  * reliability verdict of DESIGN.md section 3: a stack is reliable only if the unwind

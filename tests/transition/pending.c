@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "patcher/ulp.h"
+#include "ulp/libulp.h"
 
 int main(int argc, char **argv) {
         UlpReport rep = {};

@@ -2,7 +2,13 @@
 #pragma once
 
 /*
- * libulp: the operations ulpctl --direct and ulpd perform on target processes.
+ * libulp: the one public header of the ulp core (elf/, unwind/, patcher/). ulpd,
+ * ulpctl and any other program include this and nothing else of the core; the core's
+ * own headers are internal (docs/architecture.md, "The library boundary"). It needs
+ * only libc headers, so that a client that merely talks to ulpd compiles against it
+ * without libelf, libdw or capstone.
+ *
+ * The operations ulpctl --direct and ulpd perform on target processes.
  * The library prints nothing and never exits: every function returns 0 (or a
  * positive value where said) or -errno, and fills a UlpReport whose message is the
  * one clear line to show the operator.
@@ -15,6 +21,7 @@
  */
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -148,7 +155,7 @@ typedef struct UlpPatchStatus {
         UlpStraggler *stragglers;/* during a transition: those of the last pass */
         size_t n_stragglers;
         /* Objects the patch names that the process has not loaded (yet): their functions
-         * are patched when they are loaded (ulp_op_apply_pending). */
+         * are patched when they are loaded (ulp_apply_pending()). */
         char pending_objects[4][64];
         size_t n_pending_objects;
 } UlpPatchStatus;
@@ -170,3 +177,78 @@ void ulp_status_done(UlpProcessStatus *s);
 
 /* Every process that carries ulp state (found from /proc/PID/maps). */
 int ulp_list_processes(pid_t **ret, size_t *ret_n);
+
+/* ---- patch files ------------------------------------------------------------------- */
+
+/* The largest patch file accepted. A real patch is a few pages; this is generous. */
+#define ULP_PATCH_FILE_MAX (64ULL << 20)
+/* A build-id in lower-case hex with its NUL. */
+#define ULP_BUILD_ID_HEX_MAX (2 * 64 + 1)
+
+/* A sealed copy (a memfd that can no longer be written, grown or shrunk) of the regular
+ * file open at fd, read from offset 0: what a service works from, so that a client that
+ * rewrites its file afterwards changes nothing. *ret: the new descriptor. -EFBIG over
+ * ULP_PATCH_FILE_MAX, -EBADF not a readable regular file; err gets the reason. */
+int ulp_patch_file_copy(int fd, int *ret, char *err, size_t errlen);
+
+/* The metadata of a patch file (include/ulp/patch.h), read without running any of it. */
+typedef struct UlpPatchInfo UlpPatchInfo;
+
+/* Reads the patch open at fd (from offset 0; fd is not kept). name_hint: its file name,
+ * the name of a patch without ULP_PATCH_INFO. Errors as ulp_op_apply()'s for a bad
+ * file, with the reason in err: -ENOEXEC not an ELF file, -ENOMSG no ulp metadata,
+ * -EBADMSG malformed, -ENOTSUP a feature ulp does not support. */
+int ulp_patch_info_read(int fd, const char *name_hint, UlpPatchInfo **ret, char *err, size_t errlen);
+void ulp_patch_info_free(UlpPatchInfo *pi);
+
+const char *ulp_patch_info_name(const UlpPatchInfo *pi);
+const char *ulp_patch_info_description(const UlpPatchInfo *pi);   /* "" when none */
+bool ulp_patch_info_replace(const UlpPatchInfo *pi);
+/* The patch file's own build-id in hex, "" when it has none. */
+void ulp_patch_info_build_id(const UlpPatchInfo *pi, char hex[ULP_BUILD_ID_HEX_MAX]);
+/* The build-id an object is pinned to (ULP_BUILD_ID), or NULL. object: "" for the main
+ * executable. */
+const char *ulp_patch_info_pin_for(const UlpPatchInfo *pi, const char *object);
+
+/* The records, by index below the count. Strings stay valid until ulp_patch_info_free();
+ * object is "" for the main executable. */
+typedef struct UlpPatchFuncInfo {
+        const char *object;
+        const char *symbol;
+        unsigned pos;            /* ULP_FUNC_POS's, 0 for ULP_FUNC */
+        const char *new_name;
+} UlpPatchFuncInfo;
+
+size_t ulp_patch_info_n_funcs(const UlpPatchInfo *pi);
+UlpPatchFuncInfo ulp_patch_info_func(const UlpPatchInfo *pi, size_t i);
+size_t ulp_patch_info_n_refs(const UlpPatchInfo *pi);
+void ulp_patch_info_ref(const UlpPatchInfo *pi, size_t i, const char **ret_object, const char **ret_symbol);
+size_t ulp_patch_info_n_pins(const UlpPatchInfo *pi);
+void ulp_patch_info_pin(const UlpPatchInfo *pi, size_t i, const char **ret_object, const char **ret_hex);
+size_t ulp_patch_info_n_callbacks(const UlpPatchInfo *pi);
+const char *ulp_patch_info_callbacks_object(const UlpPatchInfo *pi, size_t i);
+
+/* ---- the objects a process has loaded ------------------------------------------------ */
+
+/* The ELF objects a process has loaded, read once from /proc/PID/maps and their files. */
+typedef struct UlpObjects UlpObjects;
+
+/* -ESRCH gone, -EACCES/-EPERM not readable by the caller. */
+int ulp_objects_read(pid_t pid, UlpObjects **ret);
+void ulp_objects_free(UlpObjects *objs);
+
+/* 1 when the process has object loaded (named as patches name them: "" for the main
+ * executable, else a DT_SONAME or a file name) and, with hex non-NULL, its build-id in
+ * hex ("" when it has none); 0 when it has not. */
+int ulp_objects_find(const UlpObjects *objs, const char *object, char hex[ULP_BUILD_ID_HEX_MAX]);
+
+/* The cheap look at what a process has mapped, without opening any file: calls fn for
+ * every executable mapping of a file (path absolute, start its address) in address
+ * order, until fn returns non-zero (returned). -errno when the maps cannot be read. */
+int ulp_exec_mappings(pid_t pid, int (*fn)(const char *path, uint64_t start, void *userdata),
+                      void *userdata);
+
+/* For __attribute__((cleanup)) in callers: free what *p points to, NULL included. */
+static inline void ulp_patch_info_freep(UlpPatchInfo **p) { ulp_patch_info_free(*p); }
+static inline void ulp_objects_freep(UlpObjects **p) { ulp_objects_free(*p); }
+static inline void ulp_op_freep(UlpOp **p) { ulp_op_free(*p); }
