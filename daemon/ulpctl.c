@@ -131,9 +131,7 @@ static int direct_carriers(const char *name, pid_t **ret, size_t *ret_n) {
                 bool has = false;
                 /* root: only blocks ulp provably made (docs/control-block.md) */
                 if (ulp_status(v[i], &s, &rep) >= 0 && (s.trusted || geteuid() != 0)) {
-                        for (size_t j = 0; j < s.n_patches; j++)
-                                has |= strcmp(s.patches[j].name, name) == 0 &&
-                                       strcmp(s.patches[j].state, "unpatched") != 0;
+                        has = ulp_process_carries(&s, name);
                         ulp_status_done(&s);
                 }
                 ulp_report_done(&rep);
@@ -369,7 +367,7 @@ static void print_status_human(const UlpProcessStatus *s, size_t n) {
                        s[i].trusted ? "" : " [control block not signed by this machine's ulp]");
                 for (size_t j = 0; j < s[i].n_patches; j++) {
                         const UlpPatchStatus *p = &s[i].patches[j];
-                        printf("  %s: %s%s%s\n", p->name, p->state, p->forced ? ", forced" : "",
+                        printf("  %s: %s%s%s\n", p->name, ulp_patch_state_to_string(p->state), p->forced ? ", forced" : "",
                                p->replace ? ", replace" : "");
                         for (size_t k = 0; k < p->n_funcs; k++)
                                 printf("    %s%s%s\n", p->funcs[k].object[0] ? p->funcs[k].object : "",

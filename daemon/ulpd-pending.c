@@ -85,7 +85,7 @@ static int pending_read(pid_t pid, PendingProc *p) {
         p->n_objects = 0;
         for (size_t i = 0; i < s.n_patches; i++) {
                 const UlpPatchStatus *ps = &s.patches[i];
-                if (strcmp(ps->state ?: "", "unpatched") == 0)
+                if (ps->state == ULP_PATCH_UNPATCHED)
                         continue;
                 for (size_t k = 0; k < ps->n_pending_objects && p->n_objects < PENDING_OBJECTS_MAX; k++) {
                         snprintf(p->objects[p->n_objects], sizeof(p->objects[0]), "%s", ps->pending_objects[k]);

@@ -42,7 +42,7 @@ static void status_patch(const ControlImage *img, unsigned idx, UlpPatchStatus *
         const ControlPatch *p = &img->patches[idx];
 
         snprintf(ps->name, sizeof(ps->name), "%s", p->name);
-        ps->state = transition_state_name(p->state);
+        ps->state = transition_patch_state(p->state);
         ps->forced = p->flags & CP_FLAG_FORCED;
         ps->replace = p->flags & CP_FLAG_REPLACE;
         status_funcs(img, p, ps);

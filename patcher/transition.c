@@ -6,14 +6,14 @@
 #include "patcher/x86_64/relocate.h"
 #include "patcher/x86_64/stub.h"
 
-const char *transition_state_name(uint32_t cp_state) {
+UlpPatchState transition_patch_state(uint32_t cp_state) {
         switch (cp_state) {
         case CP_PATCHED:
-                return "patched";
+                return ULP_PATCH_PATCHED;
         case CP_TRANSITION:
-                return "transition";
+                return ULP_PATCH_TRANSITION;
         default:
-                return "unpatched";
+                return ULP_PATCH_UNPATCHED;
         }
 }
 

@@ -31,6 +31,7 @@
 #include "patcher/control.h"
 #include "patcher/loader.h"
 #include "patcher/target.h"
+#include "ulp/libulp.h"
 #include "unwind/unwind.h"
 
 typedef struct CodeRange {
@@ -158,12 +159,12 @@ bool transition_check_thread(Transition *tr, Thread *th, char *blocker, size_t l
  * must be stopped. */
 int transition_write_entry(Target *t, const ControlFunc *f, uint64_t dest);
 
-/* Puts back the original bytes of record fi, verifying that the entry holds what we
+/* Puts back the original bytes of record f, verifying that the entry holds what we
  * wrote. -EBUSY when someone else changed it. */
 int transition_restore_entry(Target *t, const ControlFunc *f, uint64_t expected_dest);
 
-/* The patch-state string of status for a control patch state. */
-const char *transition_state_name(uint32_t cp_state);
+/* The state status reports for a control patch state (CP_*). */
+UlpPatchState transition_patch_state(uint32_t cp_state);
 
 /* Names the code at pc: "sym+0xoff" from the module's symbols, else the module name. */
 void transition_name_pc(SymResolver *res, uint64_t pc, char *buf, size_t len);

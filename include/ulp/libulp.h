@@ -23,6 +23,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/types.h>
 
 #define ULP_DEFAULT_TIMEOUT_MS 30000
@@ -138,6 +139,36 @@ int ulp_check(pid_t pid, int patch_fd, const char *name_hint, UlpReport *report)
  * image a client was authorized for). */
 int ulp_check_with(pid_t pid, int patch_fd, const char *name_hint, const UlpOptions *o, UlpReport *report);
 
+/* Where a patch is in a process. Zero is "unpatched", so that a zeroed status says
+ * nothing is patched. */
+typedef enum UlpPatchState {
+        ULP_PATCH_UNPATCHED = 0, /* reverted (the record stays until its slot is reused) */
+        ULP_PATCH_PATCHED,       /* complete: every thread runs it */
+        ULP_PATCH_TRANSITION,    /* the patch of the transition in progress */
+        _ULP_PATCH_STATE_MAX,
+} UlpPatchState;
+
+/* The one spelling of each state, in status output and on the wire. Inline, so that a
+ * client that only talks to ulpd needs nothing of the core to print one. */
+static inline const char *ulp_patch_state_to_string(UlpPatchState s) {
+        static const char *const table[_ULP_PATCH_STATE_MAX] = {
+                [ULP_PATCH_UNPATCHED] = "unpatched",
+                [ULP_PATCH_PATCHED] = "patched",
+                [ULP_PATCH_TRANSITION] = "transition",
+        };
+
+        return (unsigned) s < _ULP_PATCH_STATE_MAX ? table[s] : "unpatched";
+}
+
+/* The state a string names; anything else (NULL included) is unpatched: a state that
+ * cannot be read must never make a process look patched. */
+static inline UlpPatchState ulp_patch_state_from_string(const char *s) {
+        for (unsigned i = 0; s && i < _ULP_PATCH_STATE_MAX; i++)
+                if (strcmp(s, ulp_patch_state_to_string((UlpPatchState) i)) == 0)
+                        return (UlpPatchState) i;
+        return ULP_PATCH_UNPATCHED;
+}
+
 /* The patches a process carries, read from its control block. */
 typedef struct UlpFuncStatus {
         char object[128];
@@ -147,7 +178,7 @@ typedef struct UlpFuncStatus {
 
 typedef struct UlpPatchStatus {
         char name[128];
-        const char *state;       /* "patched", "transition" or "unpatched" */
+        UlpPatchState state;
         bool forced;
         bool replace;
         UlpFuncStatus *funcs;
@@ -168,6 +199,15 @@ typedef struct UlpProcessStatus {
         UlpPatchStatus *patches;
         size_t n_patches;
 } UlpProcessStatus;
+
+/* Whether the process carries the patch called name (patched, or in its transition). */
+static inline bool ulp_process_carries(const UlpProcessStatus *s, const char *name) {
+        for (size_t i = 0; i < s->n_patches; i++)
+                if (strcmp(s->patches[i].name, name) == 0 &&
+                    s->patches[i].state != ULP_PATCH_UNPATCHED)
+                        return true;
+        return false;
+}
 
 /* -ENOENT when pid carries no ulp state. A block that cannot be used (malformed, of
  * another version, kept busy) gives -EBADMSG or -EBUSY with ret->problem and the report's

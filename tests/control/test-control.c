@@ -52,7 +52,7 @@ TEST(sample_is_valid) {
         ASSERT_OK(op_status_convert(img, &s));
         ASSERT_EQ(s.n_patches, 1);
         ASSERT_STREQ(s.patches[0].name, "fix-compute");
-        ASSERT_STREQ(s.patches[0].state, "patched");
+        ASSERT_STREQ(ulp_patch_state_to_string(s.patches[0].state), "patched");
         ASSERT_EQ(s.patches[0].n_funcs, 1);
         ASSERT_STREQ(s.patches[0].funcs[0].symbol, "compute");
         ulp_status_done(&s);
