@@ -22,6 +22,7 @@
 #include <sys/mman.h>
 #include <syslog.h>
 
+#include "common/list.h"
 #include "common/macro.h"
 #include "daemon/ulpd.h"
 
@@ -41,7 +42,7 @@ struct PendingProc {
 };
 
 static PendingProc *pending_find(Manager *m, pid_t pid) {
-        for (PendingProc *p = m->pending; p; p = p->next)
+        LIST_FOREACH(p, m->pending)
                 if (p->pid == pid)
                         return p;
         return NULL;

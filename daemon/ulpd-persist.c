@@ -30,6 +30,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/errfmt.h"
+#include "common/list.h"
 #include "common/macro.h"
 #include "daemon/ulpd.h"
 
@@ -77,7 +79,7 @@ static void wish_free(Wish *w) {
 size_t persist_count(Manager *m) {
         size_t n = 0;
 
-        for (Wish *w = m->wishes; w; w = w->next)
+        LIST_FOREACH(w, m->wishes)
                 n++;
         return n;
 }
@@ -244,8 +246,7 @@ int persist_matching_pids(Manager *m, int patch_fd, const char *name_hint,
         free(objs);
         if (r < 0) {
                 free(c.v);
-                snprintf(reason, reason_len, "cannot list processes: %s", strerror(-r));
-                return r;
+                return fail(reason, reason_len, r, "cannot list processes: %s", strerror(-r));
         }
         *ret = c.v;
         *ret_n = c.n;
@@ -426,7 +427,7 @@ int persist_add(Manager *m, int patch_fd, const char *name_hint, const UlpOption
 }
 
 int persist_remove(Manager *m, const char *name) {
-        for (Wish *w = m->wishes; w; w = w->next)
+        LIST_FOREACH(w, m->wishes)
                 if (strcmp(w->name, name) == 0) {
                         (void) unlink(w->wish_path);
                         (void) unlink(w->so_path);
@@ -443,7 +444,7 @@ int persist_remove(Manager *m, const char *name) {
 static int persist_try_process(Manager *m, pid_t pid) {
         bool again = false;
 
-        for (Wish *w = m->wishes; w; w = w->next) {
+        LIST_FOREACH(w, m->wishes) {
                 _cleanup_close_ int fd = -1;
                 const char *slash;
                 int r;
@@ -535,7 +536,7 @@ static int rescan_on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
 
         if (pid_ns_is_initial())
                 log_info("exec events were lost: looking at every process for sticky patches");
-        for (Wish *w = m->wishes; w; w = w->next)
+        LIST_FOREACH(w, m->wishes)
                 persist_apply_everywhere(m, w);
         return 0;
 }
@@ -791,7 +792,7 @@ int persist_setup(Manager *m) {
 
         persist_listen(m);
 
-        for (Wish *w = m->wishes; w; w = w->next) {
+        LIST_FOREACH(w, m->wishes) {
                 log_full(LOG_INFO, 0, w->name, NULL, "sticky patch %s loaded", w->name);
                 persist_apply_everywhere(m, w);
         }

@@ -29,6 +29,7 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include "common/list.h"
 #include "common/macro.h"
 #include "daemon/protocol.h"
 #include "daemon/report-json.h"
@@ -105,23 +106,6 @@ struct Job {
         uint64_t last_progress;
         unsigned last_switched;
 };
-
-#define LIST_PREPEND(head, x) do {                      \
-                (x)->prev = NULL;                       \
-                (x)->next = (head);                     \
-                if (head)                               \
-                        (head)->prev = (x);             \
-                (head) = (x);                           \
-        } while (0)
-#define LIST_REMOVE(head, x) do {                       \
-                if ((x)->prev)                          \
-                        (x)->prev->next = (x)->next;    \
-                else                                    \
-                        (head) = (x)->next;             \
-                if ((x)->next)                          \
-                        (x)->next->prev = (x)->prev;    \
-                (x)->next = (x)->prev = NULL;           \
-        } while (0)
 
 #define JOB_TIMER_ACCURACY_USEC 1000
 

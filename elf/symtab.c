@@ -220,10 +220,6 @@ static int symtab_load(SymTab *st) {
         return symtab_index_addr(st);
 }
 
-static void symtab_freep(SymTab **st) {
-        symtab_free(*st);
-}
-
 int symtab_open_fd(int fd, SymTab **ret) {
         _cleanup_(symtab_freep) SymTab *st = calloc(1, sizeof(SymTab));
         if (!st)

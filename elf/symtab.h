@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <libelf.h>
 
+#include "common/macro.h"
+
 typedef struct SymTab SymTab;
 
 typedef struct Symbol {
@@ -26,6 +28,9 @@ typedef struct Symbol {
 int symtab_open(const char *path, SymTab **ret);
 int symtab_open_fd(int fd, SymTab **ret);
 void symtab_free(SymTab *st);
+DEFINE_TRIVIAL_CLEANUP_FUNC(SymTab *, symtab_free);
+/* libelf's handle, for every user of libelf in the core. */
+DEFINE_TRIVIAL_CLEANUP_FUNC(Elf *, elf_end);
 
 /* The Elf handle behind it (owned by the SymTab), for further reading. */
 Elf *symtab_elf(const SymTab *st);

@@ -143,7 +143,7 @@ static int validate_patch(const ControlImage *img, unsigned i, char *why, size_t
                 return WHY("patch %u: its mapping wraps around", i);
         if (live && p->map_size == 0)
                 return WHY("patch %u is live without code", i);
-        for (unsigned k = 0; live && k < 4; k++)
+        for (unsigned k = 0; live && k < CP_CB_MAX; k++)
                 if (p->callbacks[k] && !in_patch(p, p->callbacks[k]))
                         return WHY("patch %u: callback %u is outside the patch's code", i, k);
         return 0;

@@ -43,6 +43,15 @@ enum {
         CP_UNPATCHED = 3,        /* reverted; record kept until its slot is reused */
 };
 
+/* The slots of ControlPatch.callbacks, in the order ULP_CALLBACKS names them. */
+enum {
+        CP_CB_PRE_PATCH = 0,
+        CP_CB_POST_PATCH = 1,
+        CP_CB_PRE_UNPATCH = 2,
+        CP_CB_POST_UNPATCH = 3,
+        CP_CB_MAX = 4,
+};
+
 enum {
         CP_FLAG_FORCED = 1 << 0, /* some thread switched without the check: never unmap */
         CP_FLAG_REPLACE = 1 << 1,
@@ -110,7 +119,7 @@ typedef struct ControlPatch {
         uint64_t map_start;      /* the patch's mapping */
         uint64_t map_size;
         uint64_t bias;
-        uint64_t callbacks[4];   /* pre_patch, post_patch, pre_unpatch, post_unpatch; 0 none */
+        uint64_t callbacks[CP_CB_MAX]; /* by CP_CB_*; 0 none */
         uint8_t build_id[20];
         uint32_t build_id_len;
         char file[128];          /* file name it was applied from, informational */

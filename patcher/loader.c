@@ -8,16 +8,13 @@
 
 #include "common/errfmt.h"
 #include "common/macro.h"
+#include "elf/symtab.h"
 #include "patcher/loader.h"
 #include "patcher/nearmem.h"
 #include "patcher/rsys.h"
 
 #define PAGE 4096ULL
 
-static void elf_endp(Elf **e) {
-        if (*e)
-                elf_end(*e);
-}
 #define _cleanup_elf_ _cleanup_(elf_endp)
 
 static int open_elf(int fd, Elf **ret) {

@@ -121,7 +121,7 @@ TEST(patches) {
         memset(img->patches[0].pending[3], 'x', sizeof(img->patches[0].pending[3]));
         ASSERT_REFUSED("pending object 3");
         fresh();
-        img->patches[0].callbacks[1] = 0x401000;
+        img->patches[0].callbacks[CP_CB_POST_PATCH] = 0x401000;
         ASSERT_REFUSED("callback 1 is outside the patch's code");
         fresh();
         img->patches[0].map_start = UINT64_MAX - 10;
