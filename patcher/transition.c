@@ -180,7 +180,7 @@ static int compute_no_go(Transition *tr) {
 }
 
 static bool thread_in_the_way(const Transition *tr, const Thread *th) {
-        uint64_t pc = th->regs.rip;
+        uint64_t pc = regs_pc(&th->regs);
         size_t lo = 0, hi = tr->n_no_go;
 
         /* The last range starting at or below pc; the ranges do not overlap. */
@@ -236,7 +236,7 @@ static int fill_table(Transition *tr, uint8_t state) {
         tr->n_pending = 0;
         for (size_t i = 0; i < tr->t->n_threads; i++) {
                 const Thread *th = &tr->t->threads[i];
-                uint64_t tp = th->regs.fs_base;
+                uint64_t tp = regs_tp(&th->regs);
                 int slot;
                 if (th->gone || !th->stopped)
                         continue;
@@ -677,7 +677,7 @@ static int reconcile_table(Transition *tr) {
                 int slot;
                 if (th->gone || !th->stopped)
                         continue;
-                slot = control_table_find(c, th->regs.fs_base);
+                slot = control_table_find(c, regs_tp(&th->regs));
                 if (slot < 0)
                         continue;
                 held[slot] = 1;
@@ -788,9 +788,9 @@ int transition_reverse(Transition *tr) {
                 int slot;
                 if (th->gone || !th->stopped || tr->global)
                         continue;
-                slot = control_table_find(c, th->regs.fs_base);
+                slot = control_table_find(c, regs_tp(&th->regs));
                 if (slot < 0)
-                        slot = table_insert(c, th->regs.fs_base, (uint8_t)old);
+                        slot = table_insert(c, regs_tp(&th->regs), (uint8_t)old);
                 if (slot >= 0 && c->img->table_state[slot] != tr->target_state)
                         r = pending_add(tr, th->tid, slot);
                 else if (slot < 0)
@@ -911,7 +911,7 @@ int transition_resume(Transition *tr, Target *t, Control *c, Unwinder *u, SymRes
                 if (th->gone || !th->stopped)
                         continue;
                 tr->total++;
-                slot = control_table_find(c, th->regs.fs_base);
+                slot = control_table_find(c, regs_tp(&th->regs));
                 if (slot >= 0 && c->img->table_state[slot] != tr->target_state)
                         r = pending_add(tr, th->tid, slot);
         }
