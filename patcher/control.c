@@ -5,6 +5,7 @@
 #include <sys/mman.h>
 #include <time.h>
 
+#include "common/invariant.h"
 #include "common/macro.h"
 #include "elf/maps.h"
 #include "patcher/control.h"
@@ -565,6 +566,8 @@ int control_table_find(const Control *c, uint64_t tp) {
 
 /* A one-byte write: atomic for the stubs reading it concurrently. */
 int control_write_thread_state(Target *t, Control *c, unsigned slot, uint8_t state) {
+        ASSERT_RETURN(slot < CONTROL_TABLE_SLOTS, -EUCLEAN);
+        ASSERT_RETURN(state == THREAD_PATCHED || state == THREAD_UNPATCHED, -EUCLEAN);
         c->img->table_state[slot] = state;
         return target_write(t, c->addr + CONTROL_OFF(table_state) + slot, &state, 1);
 }

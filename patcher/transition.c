@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <stdio.h>
 
+#include "common/invariant.h"
 #include "common/macro.h"
 #include "patcher/transition.h"
 #include "patcher/x86_64/relocate.h"
@@ -90,6 +91,8 @@ int transition_prepare(Transition *tr, Target *t, Control *c, Unwinder *u, SymRe
                        int patch, int target_state, bool global) {
         int r;
 
+        ASSERT_RETURN(target_state == THREAD_PATCHED || target_state == THREAD_UNPATCHED, -EUCLEAN);
+        ASSERT_RETURN(patch >= 0 && (uint32_t) patch < c->img->hdr.n_patches, -EUCLEAN);
         *tr = (Transition) { .t = t, .c = c, .u = u, .res = res, .patch = patch,
                              .target_state = target_state, .global = global };
         r = compute_ranges(tr);
@@ -215,6 +218,8 @@ static int pending_add(Transition *tr, pid_t tid, int slot) {
 /* Inserts tp with state into the local table copy. Every thread must be stopped. */
 static int table_insert(Control *c, uint64_t tp, uint8_t state) {
         uint64_t i = thread_table_hash(tp, CONTROL_TABLE_ORDER);
+
+        ASSERT_RETURN(state == THREAD_PATCHED || state == THREAD_UNPATCHED, -EUCLEAN);
         for (unsigned n = 0; n < CONTROL_MAX_THREADS * 2; n++) {
                 if (c->img->table_tp[i] == 0 || c->img->table_tp[i] == tp) {
                         c->img->table_tp[i] = tp;
@@ -346,8 +351,7 @@ int transition_init(Transition *tr) {
         return 0;
 }
 
-/* klp_check_stack: 0 when no frame is in the ranges, else -EADDRINUSE with the frame's
- * pc in *ret_pc. */
+/* The index in u of the outermost frame that is in the ranges, or -1 when none is. */
 int transition_outermost_frame(const Transition *tr, const UnwindResult *u) {
         int found = -1;
         for (size_t i = 0; i < u->n; i++) {
@@ -359,6 +363,8 @@ int transition_outermost_frame(const Transition *tr, const UnwindResult *u) {
         return found;
 }
 
+/* klp_check_stack: 0 when no frame is in the ranges, else -EADDRINUSE with the frame's
+ * pc in *ret_pc. */
 static int check_frames(const Transition *tr, const UnwindResult *u, uint64_t *ret_pc) {
         for (size_t i = 0; i < u->n; i++) {
                 /* A return address belongs to the call before it. */
@@ -611,6 +617,7 @@ static int finish(Transition *tr) {
         Thread *th = target_any_stopped(tr->t);
         int r = 0;
 
+        ASSERT_RETURN(c->img->hdr.transition_patch == tr->patch, -EUCLEAN);
         if (tr->target_state == THREAD_PATCHED && (p->flags & CP_FLAG_REPLACE))
                 for (unsigned i = 0; i < c->img->hdr.n_patches; i++)
                         if ((int)i != tr->patch && c->img->patches[i].state == CP_PATCHED)
@@ -817,6 +824,9 @@ int transition_cancel(Transition *tr) {
         Thread *th = NULL;
         int r, k;
 
+        /* klp_cancel_transition: only an apply that switched no thread is cancelled; a
+         * revert, or an apply some thread runs, is reversed instead. */
+        ASSERT_RETURN(tr->target_state == THREAD_PATCHED, -EUCLEAN);
         r = target_stop_any(tr->t, tr->t->stop_timeout_ms > 0 ? tr->t->stop_timeout_ms : TARGET_STOP_TIMEOUT_MS, &th);
         if (r < 0)
                 return r;

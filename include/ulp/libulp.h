@@ -288,6 +288,12 @@ int ulp_objects_find(const UlpObjects *objs, const char *object, char hex[ULP_BU
 int ulp_exec_mappings(pid_t pid, int (*fn)(const char *path, uint64_t start, void *userdata),
                       void *userdata);
 
+/* How many internal invariants of the library have failed in this process (each time an
+ * operation returned -EUCLEAN for it), and with ret_first the first one, as
+ * "file:line function(): assertion ... failed" (valid for the life of the process). A
+ * non-zero count is a bug of ulp: a service logs it (docs/architecture.md). */
+unsigned ulp_invariant_failures(const char **ret_first);
+
 /* For __attribute__((cleanup)) in callers: free what *p points to, NULL included. */
 static inline void ulp_patch_info_freep(UlpPatchInfo **p) { ulp_patch_info_free(*p); }
 static inline void ulp_objects_freep(UlpObjects **p) { ulp_objects_free(*p); }
