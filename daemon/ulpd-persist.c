@@ -5,7 +5,7 @@
  * and ulpd applies it to every process whose patched modules carry the build-ids the
  * patch pins: the running ones at once and at each start of ulpd, new ones when the
  * kernel's process connector reports their exec. The patch's own state in each target
- * stays the source of truth (DESIGN.md section 6): a wish only says "apply this where
+ * stays the source of truth (docs/architecture.md, "State lives in the target"): a wish only says "apply this where
  * it fits"; applying twice is refused by the core with -EEXIST and ignored here.
  *
  * A freshly exec'd process has only the dynamic linker and its executable mapped; the

@@ -3,8 +3,9 @@
 
 /*
  * ulpd's internal objects, shared by ulpd.c (service, connections, transitions),
- * ulpd-auth.c (who may patch what), ulpd-log.c (journal or stderr) and
- * ulpd-persist.c (sticky patches and the process connector).
+ * ulpd-auth.c (who may patch what), ulpd-log.c (journal or stderr),
+ * ulpd-persist.c (sticky patches and the process connector) and ulpd-pending.c
+ * (late objects: patching the libraries a process loads after the patch).
  */
 
 #include <stdbool.h>

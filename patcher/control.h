@@ -5,7 +5,7 @@
 
 /*
  * The control block: ulp's state inside each patched process, the source of truth
- * (DESIGN.md section 6). It lives in a private mapping of a memfd named
+ * (docs/control-block.md). It lives in a private mapping of a memfd named
  * "ulp-control", so /proc/PID/maps shows "/memfd:ulp-control (deleted)"; a forked
  * child gets its own copy-on-write copy. ulpctl --direct, a restarted ulpd and
  * status readers all find it there.

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * status: what a process carries, read from its control block (the source of truth,
- * DESIGN.md section 6) without stopping any of its threads. The stragglers of a
+ * docs/control-block.md) without stopping any of its threads. The stragglers of a
  * transition in progress are those the driving process published after its last pass
  * (ulp_op_step, op.c).
  */

@@ -127,7 +127,7 @@ void transition_done(Transition *tr);
 int transition_outermost_frame(const Transition *tr, const UnwindResult *u);
 
 /*
- * Return traps (transition-trap.c), the switch point DESIGN.md gives instead of the
+ * Return traps (transition-trap.c), the switch point docs/architecture.md gives instead of the
  * kernel's signals and cond_resched: the return address of a straggler's outermost
  * to-be-patched frame is replaced by the address of a trampoline of its own, which
  * writes the thread's state byte (the thread itself, at the moment it has left every
