@@ -617,7 +617,9 @@ static int finish(Transition *tr) {
         Thread *th = target_any_stopped(tr->t);
         int r = 0;
 
-        ASSERT_RETURN(c->img->hdr.transition_patch == tr->patch, -EUCLEAN);
+        /* Per-thread mode finishes the patch its header names; global mode never names
+         * one (it switches all threads in the stop it finishes in). */
+        ASSERT_RETURN(tr->global || c->img->hdr.transition_patch == tr->patch, -EUCLEAN);
         if (tr->target_state == THREAD_PATCHED && (p->flags & CP_FLAG_REPLACE))
                 for (unsigned i = 0; i < c->img->hdr.n_patches; i++)
                         if ((int)i != tr->patch && c->img->patches[i].state == CP_PATCHED)
