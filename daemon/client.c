@@ -340,7 +340,7 @@ static int client_transition(int fd, const char *method, const ClientRequest *re
                 json_object_array_add(pids, json_object_new_int(req->pids[i]));
         json_object_object_add(q, "pids", pids);
         json_object_object_add(q, "all", json_object_new_boolean(req->all));
-        json_object_object_add(q, "persist", json_object_new_boolean(req->persist));
+        json_object_object_add(q, "persist", json_object_new_boolean(req->sticky)); /* its name on the wire */
         if (req->name)
                 json_object_object_add(q, "name", json_object_new_string(req->name));
         json_object_object_add(q, "wait", json_object_new_boolean(req->wait));

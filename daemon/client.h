@@ -64,7 +64,7 @@ typedef struct ClientRequest {
         const pid_t *pids;
         size_t n_pids;
         bool all;                /* every process the patch fits (apply), or carrying it (revert) */
-        bool persist;            /* with all: record the wish, apply to future processes / drop it */
+        bool sticky;             /* with all: record a sticky patch, apply it to future processes / drop it */
         const char *name;        /* apply, check: the patch's file name (a hint);
                                   * revert: the patch name (or NULL when patch_fd is given) */
         UlpOptions options;

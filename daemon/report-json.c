@@ -227,8 +227,8 @@ static struct json_object *patch_status_to_json(const UlpPatchStatus *p) {
         add(o, "functions", f);
         add(o, "stragglers", stragglers_to_json(p->stragglers, p->n_stragglers));
         f = json_object_new_array();
-        for (size_t i = 0; f && i < p->n_pending_objects; i++)
-                json_object_array_add(f, json_object_new_string(p->pending_objects[i]));
+        for (size_t i = 0; f && i < p->n_late_objects; i++)
+                json_object_array_add(f, json_object_new_string(p->late_objects[i]));
         add(o, "pending_objects", f);
         return o;
 }
@@ -293,8 +293,8 @@ static int patch_status_from_json(struct json_object *o, UlpPatchStatus *p) {
                 }
         }
         f = get_array(o, "pending_objects");
-        for (size_t i = 0; f && i < json_object_array_length(f) && i < ELEMENTSOF(p->pending_objects); i++)
-                copy_string(p->pending_objects[p->n_pending_objects++], sizeof(p->pending_objects[0]),
+        for (size_t i = 0; f && i < json_object_array_length(f) && i < ELEMENTSOF(p->late_objects); i++)
+                copy_string(p->late_objects[p->n_late_objects++], sizeof(p->late_objects[0]),
                             json_object_get_string(json_object_array_get_idx(f, i)));
         r = stragglers_from_json(get_array(o, "stragglers"), &p->stragglers, &p->n_stragglers);
         return r;

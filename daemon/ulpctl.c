@@ -29,7 +29,7 @@
 #define EXIT_TIMEDOUT 3
 
 typedef struct Args {
-        bool direct, all, json, force, global, no_wait, persist, return_trap;
+        bool direct, all, json, force, global, no_wait, sticky, return_trap;
         unsigned timeout_ms;
         pid_t pids[64];
         size_t n_pids;
@@ -285,7 +285,7 @@ static int gather_proofs(const Args *a, ClientProof **ret, size_t *ret_n, pid_t 
 /* Through ulpd: same output, the daemon does the work. */
 static int daemon_apply_or_revert(const Args *a, bool apply) {
         _cleanup_close_ int fd = -1, patch_fd = -1;
-        ClientRequest req = { .pids = a->pids, .n_pids = a->n_pids, .all = a->all, .persist = a->persist,
+        ClientRequest req = { .pids = a->pids, .n_pids = a->n_pids, .all = a->all, .sticky = a->sticky,
                               .name = apply ? base_name(a->target) : a->target,
                               .options = options_of(a), .wait = !a->no_wait };
         ClientResult *res = NULL;
@@ -372,9 +372,9 @@ static void print_status_human(const UlpProcessStatus *s, size_t n) {
                         for (size_t k = 0; k < p->n_funcs; k++)
                                 printf("    %s%s%s\n", p->funcs[k].object[0] ? p->funcs[k].object : "",
                                        p->funcs[k].object[0] ? ":" : "", p->funcs[k].symbol);
-                        for (size_t k = 0; k < p->n_pending_objects; k++)
-                                printf("%s%s%s", k == 0 ? "    pending objects: " : ", ", p->pending_objects[k],
-                                       k + 1 == p->n_pending_objects ? "\n" : "");
+                        for (size_t k = 0; k < p->n_late_objects; k++)
+                                printf("%s%s%s", k == 0 ? "    pending objects: " : ", ", p->late_objects[k],
+                                       k + 1 == p->n_late_objects ? "\n" : "");
                         for (size_t k = 0; k < p->n_stragglers; k++)
                                 printf("    straggler: thread %d (%s) in %s\n", p->stragglers[k].tid,
                                        p->stragglers[k].comm, p->stragglers[k].function);
@@ -618,11 +618,12 @@ static int verb_revert(const Args *a) {
 
 static void usage(FILE *f) {
         fputs("usage: ulpctl [--direct] apply  (-p PID)... | --all  PATCH.so [--timeout S] [--force] [--global]\n"
-              "                                  [--return-trap] [--no-wait] [--persist] [--json]\n"
-              "       ulpctl [--direct] revert (-p PID)... | --all  NAME|PATCH.so [--timeout S] [--force] [--json]\n"
+              "                                  [--return-trap] [--no-wait] [--sticky] [--json]\n"
+              "       ulpctl [--direct] revert (-p PID)... | --all  NAME|PATCH.so [--timeout S] [--force] [--sticky] [--json]\n"
               "       ulpctl [--direct] status [-p PID] [--json]\n"
               "       ulpctl [--direct] check  -p PID PATCH.so [--json]\n"
-              "       ulpctl info PATCH.so [--json]\n", f);
+              "       ulpctl info PATCH.so [--json]\n"
+              "--sticky (with --all): also every matching process started later (--persist is the old spelling)\n", f);
 }
 
 typedef struct Verb {
@@ -652,12 +653,13 @@ static int parse_pid(const char *s, pid_t *ret) {
 }
 
 static int parse_args(int argc, char **argv, Args *a, const Verb **ret_verb) {
-        enum { ARG_DIRECT = 256, ARG_ALL, ARG_JSON, ARG_FORCE, ARG_GLOBAL, ARG_TIMEOUT, ARG_NOWAIT, ARG_PERSIST, ARG_TRAP };
+        enum { ARG_DIRECT = 256, ARG_ALL, ARG_JSON, ARG_FORCE, ARG_GLOBAL, ARG_TIMEOUT, ARG_NOWAIT, ARG_STICKY, ARG_TRAP };
         static const struct option opts[] = {
                 { "direct", no_argument, NULL, ARG_DIRECT },   { "all", no_argument, NULL, ARG_ALL },
                 { "json", no_argument, NULL, ARG_JSON },       { "force", no_argument, NULL, ARG_FORCE },
                 { "global", no_argument, NULL, ARG_GLOBAL },   { "timeout", required_argument, NULL, ARG_TIMEOUT },
-                { "no-wait", no_argument, NULL, ARG_NOWAIT },  { "persist", no_argument, NULL, ARG_PERSIST },
+                { "no-wait", no_argument, NULL, ARG_NOWAIT },  { "sticky", no_argument, NULL, ARG_STICKY },
+                { "persist", no_argument, NULL, ARG_STICKY }, /* the old spelling */
                 { "return-trap", no_argument, NULL, ARG_TRAP }, { "pid", required_argument, NULL, 'p' },
                 { "help", no_argument, NULL, 'h' },          { NULL, 0, NULL, 0 }
         };
@@ -684,7 +686,7 @@ static int parse_args(int argc, char **argv, Args *a, const Verb **ret_verb) {
                 case ARG_FORCE: a->force = true; break;
                 case ARG_GLOBAL: a->global = true; break;
                 case ARG_NOWAIT: a->no_wait = true; break;
-                case ARG_PERSIST: a->persist = true; break;
+                case ARG_STICKY: a->sticky = true; break;
                 case ARG_TRAP: a->return_trap = true; break;
                 case ARG_TIMEOUT: {
                         char *end;
@@ -729,12 +731,12 @@ static int parse_args(int argc, char **argv, Args *a, const Verb **ret_verb) {
                 fprintf(stderr, "ulpctl: %s needs -p PID (one or more) or --all\n", verb);
                 return -EINVAL;
         }
-        if (a->persist && !a->all) {
-                fprintf(stderr, "ulpctl: --persist goes with --all\n");
+        if (a->sticky && !a->all) {
+                fprintf(stderr, "ulpctl: --sticky goes with --all\n");
                 return -EINVAL;
         }
-        if (a->persist && a->direct) {
-                fprintf(stderr, "ulpctl: --persist needs ulpd (it applies to future processes)\n");
+        if (a->sticky && a->direct) {
+                fprintf(stderr, "ulpctl: --sticky needs ulpd (it applies to future processes)\n");
                 return -EINVAL;
         }
         return 0;

@@ -119,11 +119,11 @@ size_t persist_count(Manager *m);
 /* ---- objects loaded later (ulpd-pending.c) -------------------------------------- */
 
 /* Sets up the watch for libraries that processes load after a patch named them, and
- * learns the processes carrying such pending objects (all of them, or those of
+ * learns the processes carrying such late objects (all of them, or those of
  * --recover-only; none with --no-recover). Returns 0 or -errno. */
 int pending_setup(Manager *m);
 void pending_done(Manager *m);
-/* Re-reads the pending objects of pid (after an operation on it finished): watches it
+/* Re-reads the late objects of pid (after an operation on it finished): watches it
  * while it has some, forgets it otherwise. */
 void pending_learn(Manager *m, pid_t pid);
 

@@ -50,7 +50,7 @@ static void status_patch(const ControlImage *img, unsigned idx, UlpPatchStatus *
                 status_stragglers(&img->stragglers, ps);
         for (unsigned i = 0; p->state != CP_UNPATCHED && i < CONTROL_MAX_PENDING; i++)
                 if (p->pending[i][0])
-                        snprintf(ps->pending_objects[ps->n_pending_objects++], sizeof(ps->pending_objects[0]),
+                        snprintf(ps->late_objects[ps->n_late_objects++], sizeof(ps->late_objects[0]),
                                  "%.63s", p->pending[i]);
 }
 

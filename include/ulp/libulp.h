@@ -123,13 +123,13 @@ int ulp_revert(pid_t pid, const char *name, const UlpOptions *o, UlpReport *repo
 
 /* klp_is_object_loaded: a patch naming objects the process had not loaded was applied
  * to what was loaded, the others recorded as pending (status lists them). Patches the
- * functions of every pending object pid has loaded since, in one stop-the-world per
+ * functions of every late object pid has loaded since, in one stop-the-world per
  * object, once no thread has one of their old functions on its stack (retried for a
  * while, then -EBUSY). No transition: the patches are complete, every thread already
  * runs them. Returns the number of objects patched (0: none of them loaded yet),
- * -ENOENT when pid has no pending object, -EBUSY a transition is in progress or threads
+ * -ENOENT when pid has no late object, -EBUSY a transition is in progress or threads
  * stayed in the way, -ERANGE the object is too far from the patch's code. */
-int ulp_apply_pending(pid_t pid, UlpReport *report);
+int ulp_apply_late(pid_t pid, UlpReport *report);
 
 /* Dry run: would the patch apply to pid, and which threads block it now. Writes nothing
  * into the target. Returns 0 when it would apply at once, -EBUSY when threads block it
@@ -186,9 +186,9 @@ typedef struct UlpPatchStatus {
         UlpStraggler *stragglers;/* during a transition: those of the last pass */
         size_t n_stragglers;
         /* Objects the patch names that the process has not loaded (yet): their functions
-         * are patched when they are loaded (ulp_apply_pending()). */
-        char pending_objects[4][64];
-        size_t n_pending_objects;
+         * are patched when they are loaded (ulp_apply_late()). */
+        char late_objects[4][64];
+        size_t n_late_objects;
 } UlpPatchStatus;
 
 typedef struct UlpProcessStatus {
