@@ -30,7 +30,7 @@
 #include "common/macro.h"
 #include "patcher/control.h"
 #include "patcher/target.h"
-#include "patcher/ulp.h"
+#include "ulp/libulp.h"
 
 #define MAX_EVENTS 65536
 

@@ -16,6 +16,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "common/errfmt.h"
 #include "common/macro.h"
 #include "daemon/client.h"
 #include "daemon/protocol.h"
@@ -225,11 +226,6 @@ void client_results_free(ClientResult *r, size_t n) {
         free(r);
 }
 
-static void set_err(char *errbuf, size_t errlen, const char *fmt, const char *s) {
-        if (errbuf && errlen > 0)
-                snprintf(errbuf, errlen, fmt, s);
-}
-
 /* Reads the next message of the reply, waiting at most CLIENT_IDLE_TIMEOUT_MS for each
  * chunk of bytes. */
 static int client_recv(int fd, MsgReader *rd, struct json_object **ret) {
@@ -265,7 +261,7 @@ static int error_reply(struct json_object *m, char *errbuf, size_t errlen) {
         int64_t e = EIO;
 
         (void) protocol_get_int(m, "errno", 1, 4095, &e);
-        set_err(errbuf, errlen, "%s", protocol_get_string(m, "error") ?: strerror((int) e));
+        fail(errbuf, errlen, 0, "%s", protocol_get_string(m, "error") ?: strerror((int) e));
         return -(int) e;
 }
 
@@ -282,7 +278,7 @@ static int send_failed(int fd, int error, char *errbuf, size_t errlen) {
             protocol_streq(message_type(m), "error"))
                 r = error_reply(m, errbuf, errlen);
         else
-                set_err(errbuf, errlen, "cannot send the request to ulpd: %s", strerror(-error));
+                fail(errbuf, errlen, 0, "cannot send the request to ulpd: %s", strerror(-error));
         json_object_put(m);
         msgreader_done(&rd);
         return r;
@@ -344,7 +340,7 @@ static int client_transition(int fd, const char *method, const ClientRequest *re
                 json_object_array_add(pids, json_object_new_int(req->pids[i]));
         json_object_object_add(q, "pids", pids);
         json_object_object_add(q, "all", json_object_new_boolean(req->all));
-        json_object_object_add(q, "persist", json_object_new_boolean(req->persist));
+        json_object_object_add(q, "persist", json_object_new_boolean(req->sticky)); /* its name on the wire */
         if (req->name)
                 json_object_object_add(q, "name", json_object_new_string(req->name));
         json_object_object_add(q, "wait", json_object_new_boolean(req->wait));
@@ -362,7 +358,7 @@ static int client_transition(int fd, const char *method, const ClientRequest *re
 
                 r = client_recv(fd, &rd, &m);
                 if (r < 0) {
-                        set_err(errbuf, errlen, "no complete reply from ulpd: %s", strerror(-r));
+                        fail(errbuf, errlen, 0, "no complete reply from ulpd: %s", strerror(-r));
                         break;
                 }
                 t = message_type(m);
@@ -379,7 +375,7 @@ static int client_transition(int fd, const char *method, const ClientRequest *re
                 } else if (protocol_streq(t, "result")) {
                         r = results_from_json(m, ret, ret_n);
                         if (r < 0)
-                                set_err(errbuf, errlen, "%s", "malformed result from ulpd");
+                                fail(errbuf, errlen, 0, "%s", "malformed result from ulpd");
                         json_object_put(m);
                         break;
                 } else if (protocol_streq(t, "error")) {
@@ -387,7 +383,7 @@ static int client_transition(int fd, const char *method, const ClientRequest *re
                         json_object_put(m);
                         break;
                 } else {
-                        set_err(errbuf, errlen, "unexpected reply from ulpd: %s", t);
+                        fail(errbuf, errlen, 0, "unexpected reply from ulpd: %s", t);
                         json_object_put(m);
                         r = -EPROTO;
                         break;
@@ -430,7 +426,7 @@ static int client_call(int fd, struct json_object *q, int pass_fd, const ClientP
 
                 r = client_recv(fd, &rd, &m);
                 if (r < 0) {
-                        set_err(errbuf, errlen, "no complete reply from ulpd: %s", strerror(-r));
+                        fail(errbuf, errlen, 0, "no complete reply from ulpd: %s", strerror(-r));
                         break;
                 }
                 t = message_type(m);
@@ -446,7 +442,7 @@ static int client_call(int fd, struct json_object *q, int pass_fd, const ClientP
                 }
                 json_object_put(m);
                 if (!protocol_streq(t, "progress")) {
-                        set_err(errbuf, errlen, "unexpected reply from ulpd: %s", t);
+                        fail(errbuf, errlen, 0, "unexpected reply from ulpd: %s", t);
                         r = -EPROTO;
                         break;
                 }
@@ -497,7 +493,7 @@ int client_status(int fd, pid_t pid, const ClientProof *proofs, size_t n_proofs,
         r = status_from_json(m, ret, ret_n);
         json_object_put(m);
         if (r < 0) {
-                set_err(errbuf, errlen, "%s", "malformed status from ulpd");
+                fail(errbuf, errlen, 0, "%s", "malformed status from ulpd");
                 return -EPROTO;
         }
         return 0;

@@ -16,7 +16,7 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-#include "patcher/ulp.h"
+#include "ulp/libulp.h"
 
 #define CLIENT_IDLE_TIMEOUT_MS 120000  /* ulpd sends progress at least every few seconds */
 
@@ -67,7 +67,7 @@ typedef struct ClientRequest {
         const pid_t *pids;
         size_t n_pids;
         bool all;                /* every process the patch fits (apply), or carrying it (revert) */
-        bool persist;            /* with all: record the wish, apply to future processes / drop it */
+        bool sticky;             /* with all: record a sticky patch, apply it to future processes / drop it */
         const char *name;        /* apply, check: the patch's file name (a hint);
                                   * revert: the patch name (or NULL when patch_fd is given) */
         UlpOptions options;

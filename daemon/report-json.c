@@ -211,7 +211,7 @@ static struct json_object *patch_status_to_json(const UlpPatchStatus *p) {
         if (!o)
                 return NULL;
         add(o, "name", json_object_new_string(p->name));
-        add(o, "state", json_object_new_string(p->state ?: "unpatched"));
+        add(o, "state", json_object_new_string(ulp_patch_state_to_string(p->state)));
         add(o, "forced", json_object_new_boolean(p->forced));
         add(o, "replace", json_object_new_boolean(p->replace));
         f = json_object_new_array();
@@ -227,8 +227,8 @@ static struct json_object *patch_status_to_json(const UlpPatchStatus *p) {
         add(o, "functions", f);
         add(o, "stragglers", stragglers_to_json(p->stragglers, p->n_stragglers));
         f = json_object_new_array();
-        for (size_t i = 0; f && i < p->n_pending_objects; i++)
-                json_object_array_add(f, json_object_new_string(p->pending_objects[i]));
+        for (size_t i = 0; f && i < p->n_late_objects; i++)
+                json_object_array_add(f, json_object_new_string(p->late_objects[i]));
         add(o, "pending_objects", f);
         return o;
 }
@@ -260,14 +260,6 @@ struct json_object *status_to_json(const UlpProcessStatus *s, size_t n) {
         return o;
 }
 
-static const char *state_literal(const char *s) {
-        if (s && strcmp(s, "patched") == 0)
-                return "patched";
-        if (s && strcmp(s, "transition") == 0)
-                return "transition";
-        return "unpatched";
-}
-
 static void patch_status_free(UlpPatchStatus *p) {
         free(p->funcs);
         free(p->stragglers);
@@ -280,7 +272,7 @@ static int patch_status_from_json(struct json_object *o, UlpPatchStatus *p) {
         if (!json_object_is_type(o, json_type_object))
                 return -EBADMSG;
         copy_string(p->name, sizeof(p->name), get_string(o, "name"));
-        p->state = state_literal(get_string(o, "state"));
+        p->state = ulp_patch_state_from_string(get_string(o, "state"));
         p->forced = get_bool(o, "forced");
         p->replace = get_bool(o, "replace");
         f = get_array(o, "functions");
@@ -301,8 +293,8 @@ static int patch_status_from_json(struct json_object *o, UlpPatchStatus *p) {
                 }
         }
         f = get_array(o, "pending_objects");
-        for (size_t i = 0; f && i < json_object_array_length(f) && i < ELEMENTSOF(p->pending_objects); i++)
-                copy_string(p->pending_objects[p->n_pending_objects++], sizeof(p->pending_objects[0]),
+        for (size_t i = 0; f && i < json_object_array_length(f) && i < ELEMENTSOF(p->late_objects); i++)
+                copy_string(p->late_objects[p->n_late_objects++], sizeof(p->late_objects[0]),
                             json_object_get_string(json_object_array_get_idx(f, i)));
         r = stragglers_from_json(get_array(o, "stragglers"), &p->stragglers, &p->n_stragglers);
         return r;

@@ -19,7 +19,7 @@
 #include <json-c/json.h>
 #include <stddef.h>
 
-#include "patcher/ulp.h"
+#include "ulp/libulp.h"
 
 /* Builds the report object. error is 0 or the -errno the operation returned; when the
  * report has no message, the error's strerror() is used. Returns a new reference, or
@@ -40,8 +40,8 @@ void report_json_done(UlpReport *r);
 struct json_object *status_to_json(const UlpProcessStatus *s, size_t n);
 
 /* Parses a status object into a malloc()ed array of *ret_n processes. Each element's
- * arrays are malloc()ed; free them with status_json_free(). The state strings point to
- * static "patched"/"transition"/"unpatched" literals. Returns 0, -EBADMSG, -ENOMEM. */
+ * arrays are malloc()ed; free them with status_json_free(). A state this build does not
+ * know reads as unpatched. Returns 0, -EBADMSG, -ENOMEM. */
 int status_from_json(struct json_object *o, UlpProcessStatus **ret, size_t *ret_n);
 
 /* Frees an array from status_from_json() (each element, then the array). */

@@ -12,7 +12,7 @@
 #include <sys/types.h>
 
 #include "daemon/protocol.h"
-#include "patcher/ulp.h"
+#include "ulp/libulp.h"
 
 #define PIDS_MAX PROTOCOL_PIDS_MAX   /* process ids in one request (docs/limits.md) */
 

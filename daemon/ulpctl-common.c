@@ -92,14 +92,14 @@ void print_status_human(const UlpProcessStatus *s, size_t n) {
                        s[i].trusted ? "" : " [control block not signed by this machine's ulp]");
                 for (size_t j = 0; j < s[i].n_patches; j++) {
                         const UlpPatchStatus *p = &s[i].patches[j];
-                        printf("  %s: %s%s%s\n", p->name, p->state, p->forced ? ", forced" : "",
+                        printf("  %s: %s%s%s\n", p->name, ulp_patch_state_to_string(p->state), p->forced ? ", forced" : "",
                                p->replace ? ", replace" : "");
                         for (size_t k = 0; k < p->n_funcs; k++)
                                 printf("    %s%s%s\n", p->funcs[k].object[0] ? p->funcs[k].object : "",
                                        p->funcs[k].object[0] ? ":" : "", p->funcs[k].symbol);
-                        for (size_t k = 0; k < p->n_pending_objects; k++)
-                                printf("%s%s%s", k == 0 ? "    pending objects: " : ", ", p->pending_objects[k],
-                                       k + 1 == p->n_pending_objects ? "\n" : "");
+                        for (size_t k = 0; k < p->n_late_objects; k++)
+                                printf("%s%s%s", k == 0 ? "    pending objects: " : ", ", p->late_objects[k],
+                                       k + 1 == p->n_late_objects ? "\n" : "");
                         for (size_t k = 0; k < p->n_stragglers; k++)
                                 printf("    straggler: thread %d (%s) in %s\n", p->stragglers[k].tid,
                                        p->stragglers[k].comm, p->stragglers[k].function);

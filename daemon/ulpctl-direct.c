@@ -18,9 +18,7 @@
 #include "common/macro.h"
 #include "daemon/report-json.h"
 #include "daemon/ulpctl.h"
-#include "elf/module.h"
-#include "elf/patchmeta.h"
-#include "patcher/ulp.h"
+#include "ulp/libulp.h"
 
 /* --direct: drives the operation here, step by step, showing progress. */
 static int direct_run(UlpOp *op, int r, bool show_progress) {
@@ -54,9 +52,7 @@ static int direct_carriers(const char *name, pid_t **ret, size_t *ret_n) {
                 bool has = false;
                 /* root: only blocks ulp provably made (docs/control-block.md) */
                 if (ulp_status(v[i], &s, &rep) >= 0 && (s.trusted || geteuid() != 0)) {
-                        for (size_t j = 0; j < s.n_patches; j++)
-                                has |= strcmp(s.patches[j].name, name) == 0 &&
-                                       strcmp(s.patches[j].state, "unpatched") != 0;
+                        has = ulp_process_carries(&s, name);
                         ulp_status_done(&s);
                 }
                 ulp_report_done(&rep);
@@ -167,7 +163,7 @@ static void pool_join(Pool *p) {
 
 static int do_apply_or_revert(const Args *a, bool apply) {
         _cleanup_close_ int patch_fd = -1;
-        PatchMeta *meta = NULL;
+        UlpPatchInfo *meta = NULL;
         char err[256] = "", name[256];
         pid_t *pids = (pid_t *)a->pids;
         size_t n_pids = a->n_pids;
@@ -183,14 +179,14 @@ static int do_apply_or_revert(const Args *a, bool apply) {
                         return 1;
                 if (!apply) {
                         /* revert by file: the patch's name from its metadata */
-                        r = patchmeta_read(patch_fd, base_name(a->target), &meta, err, sizeof(err));
+                        r = ulp_patch_info_read(patch_fd, base_name(a->target), &meta, err, sizeof(err));
                         if (r < 0) {
                                 fprintf(stderr, r == -ENOTSUP ? "ulpctl: patch %s %s\n" : "ulpctl: %s: %s\n",
                                         a->target, err[0] ? err : strerror(-r));
                                 return 1;
                         }
-                        snprintf(name, sizeof(name), "%s", meta->name);
-                        patchmeta_free(meta);
+                        snprintf(name, sizeof(name), "%s", ulp_patch_info_name(meta));
+                        ulp_patch_info_free(meta);
                         meta = NULL;
                 }
         }
@@ -319,15 +315,76 @@ static int direct_check(const Args *a) {
         return error == 0 ? 0 : 1;
 }
 
+static json_object *info_to_json(const UlpPatchInfo *m, const char *hex) {
+        json_object *o = json_object_new_object(), *fs = json_object_new_array(), *rs = json_object_new_array();
+
+        json_object_object_add(o, "name", json_object_new_string(ulp_patch_info_name(m)));
+        json_object_object_add(o, "description", json_object_new_string(ulp_patch_info_description(m)));
+        json_object_object_add(o, "replace", json_object_new_boolean(ulp_patch_info_replace(m)));
+        json_object_object_add(o, "build_id", json_object_new_string(hex));
+        for (size_t i = 0; i < ulp_patch_info_n_funcs(m); i++) {
+                UlpPatchFuncInfo fi = ulp_patch_info_func(m, i);
+                json_object *f = json_object_new_object();
+                json_object_object_add(f, "object", json_object_new_string(fi.object));
+                json_object_object_add(f, "symbol", json_object_new_string(fi.symbol));
+                json_object_object_add(f, "pos", json_object_new_int((int)fi.pos));
+                json_object_object_add(f, "new", json_object_new_string(fi.new_name));
+                json_object_array_add(fs, f);
+        }
+        for (size_t i = 0; i < ulp_patch_info_n_refs(m); i++) {
+                const char *object, *symbol;
+                json_object *f = json_object_new_object();
+                ulp_patch_info_ref(m, i, &object, &symbol);
+                json_object_object_add(f, "object", json_object_new_string(object));
+                json_object_object_add(f, "symbol", json_object_new_string(symbol));
+                json_object_array_add(rs, f);
+        }
+        json_object_object_add(o, "functions", fs);
+        json_object_object_add(o, "refs", rs);
+        json_object_object_add(o, "callbacks", json_object_new_int((int)ulp_patch_info_n_callbacks(m)));
+        json_object_object_add(o, "relr", json_object_new_int64((int64_t)ulp_patch_info_n_relr(m)));
+        return o;
+}
+
+static const char *object_or_main(const char *object) {
+        return object[0] ? object : "(main)";
+}
+
+static void print_info(const UlpPatchInfo *m, const char *hex) {
+        printf("name:        %s\ndescription: %s\nreplace:     %s\nbuild-id:    %s\n", ulp_patch_info_name(m),
+               ulp_patch_info_description(m), ulp_patch_info_replace(m) ? "yes" : "no", hex[0] ? hex : "none");
+        for (size_t i = 0; i < ulp_patch_info_n_funcs(m); i++) {
+                UlpPatchFuncInfo f = ulp_patch_info_func(m, i);
+                printf("function:    %s:%s", object_or_main(f.object), f.symbol);
+                if (f.pos)
+                        printf(" #%u", f.pos);
+                printf(" -> %s\n", f.new_name);
+        }
+        for (size_t i = 0; i < ulp_patch_info_n_refs(m); i++) {
+                const char *object, *symbol;
+                ulp_patch_info_ref(m, i, &object, &symbol);
+                printf("reference:   %s:%s\n", object_or_main(object), symbol);
+        }
+        for (size_t i = 0; i < ulp_patch_info_n_pins(m); i++) {
+                const char *object, *pin;
+                ulp_patch_info_pin(m, i, &object, &pin);
+                printf("pinned:      %s build-id %s\n", object_or_main(object), pin);
+        }
+        for (size_t i = 0; i < ulp_patch_info_n_callbacks(m); i++)
+                printf("callbacks:   %s\n", object_or_main(ulp_patch_info_callbacks_object(m, i)));
+        if (ulp_patch_info_n_relr(m))
+                printf("relr:        %zu packed relative relocations (DT_RELR)\n", ulp_patch_info_n_relr(m));
+}
+
 static int direct_info(const Args *a) {
         _cleanup_close_ int fd = -1;
-        PatchMeta *m = NULL;
-        char err[256] = "", hex[2 * BUILD_ID_MAX + 1];
+        _cleanup_(ulp_patch_info_freep) UlpPatchInfo *m = NULL;
+        char err[256] = "", hex[ULP_BUILD_ID_HEX_MAX];
         int r;
 
         if (open_patch(a->target, &fd) < 0)
                 return 1;
-        r = patchmeta_read(fd, base_name(a->target), &m, err, sizeof(err));
+        r = ulp_patch_info_read(fd, base_name(a->target), &m, err, sizeof(err));
         /* Worded as apply and check word it (op-apply.c read_meta). */
         if (r == -ENOTSUP) {
                 fprintf(stderr, "ulpctl: patch %s %s\n", base_name(a->target), err);
@@ -342,53 +399,11 @@ static int direct_info(const Args *a) {
                         r == -ENOEXEC ? "not an ELF file" : "no ulp patch metadata");
                 return 1;
         }
-        build_id_to_hex(m->build_id, m->build_id_len, hex);
-        if (a->json) {
-                json_object *o = json_object_new_object(), *fs = json_object_new_array(), *rs = json_object_new_array();
-                json_object_object_add(o, "name", json_object_new_string(m->name));
-                json_object_object_add(o, "description", json_object_new_string(m->description));
-                json_object_object_add(o, "replace", json_object_new_boolean(m->replace));
-                json_object_object_add(o, "build_id", json_object_new_string(hex));
-                for (size_t i = 0; i < m->n_funcs; i++) {
-                        json_object *f = json_object_new_object();
-                        json_object_object_add(f, "object", json_object_new_string(m->funcs[i].object));
-                        json_object_object_add(f, "symbol", json_object_new_string(m->funcs[i].symbol));
-                        json_object_object_add(f, "pos", json_object_new_int((int)m->funcs[i].pos));
-                        json_object_object_add(f, "new", json_object_new_string(m->funcs[i].new_name));
-                        json_object_array_add(fs, f);
-                }
-                for (size_t i = 0; i < m->n_refs; i++) {
-                        json_object *f = json_object_new_object();
-                        json_object_object_add(f, "object", json_object_new_string(m->refs[i].object));
-                        json_object_object_add(f, "symbol", json_object_new_string(m->refs[i].symbol));
-                        json_object_array_add(rs, f);
-                }
-                json_object_object_add(o, "functions", fs);
-                json_object_object_add(o, "refs", rs);
-                json_object_object_add(o, "callbacks", json_object_new_int((int)m->n_callbacks));
-                json_object_object_add(o, "relr", json_object_new_int64((int64_t)m->n_relr));
-                print_json(o);
-        } else {
-                printf("name:        %s\ndescription: %s\nreplace:     %s\nbuild-id:    %s\n", m->name,
-                       m->description, m->replace ? "yes" : "no", m->build_id_len ? hex : "none");
-                for (size_t i = 0; i < m->n_funcs; i++) {
-                        const PatchFunc *f = &m->funcs[i];
-                        printf("function:    %s:%s", f->object[0] ? f->object : "(main)", f->symbol);
-                        if (f->pos)
-                                printf(" #%u", f->pos);
-                        printf(" -> %s\n", f->new_name);
-                }
-                for (size_t i = 0; i < m->n_refs; i++)
-                        printf("reference:   %s:%s\n", m->refs[i].object[0] ? m->refs[i].object : "(main)", m->refs[i].symbol);
-                for (size_t i = 0; i < m->n_build_ids; i++)
-                        printf("pinned:      %s build-id %s\n", m->build_ids[i].object[0] ? m->build_ids[i].object : "(main)",
-                               m->build_ids[i].hex);
-                for (size_t i = 0; i < m->n_callbacks; i++)
-                        printf("callbacks:   %s\n", m->callbacks[i].object[0] ? m->callbacks[i].object : "(main)");
-                if (m->n_relr)
-                        printf("relr:        %zu packed relative relocations (DT_RELR)\n", m->n_relr);
-        }
-        patchmeta_free(m);
+        ulp_patch_info_build_id(m, hex);
+        if (a->json)
+                print_json(info_to_json(m, hex));
+        else
+                print_info(m, hex);
         return 0;
 }
 

@@ -127,7 +127,7 @@ static int gather_proofs(const Args *a, ClientProof **ret, size_t *ret_n, pid_t 
 /* Through ulpd: same output, the daemon does the work. */
 static int daemon_apply_or_revert(const Args *a, bool apply) {
         _cleanup_close_ int fd = -1, patch_fd = -1;
-        ClientRequest req = { .pids = a->pids, .n_pids = a->n_pids, .all = a->all, .persist = a->persist,
+        ClientRequest req = { .pids = a->pids, .n_pids = a->n_pids, .all = a->all, .sticky = a->sticky,
                               .name = apply ? base_name(a->target) : a->target,
                               .options = options_of(a), .wait = !a->no_wait };
         ClientResult *res = NULL;
@@ -313,12 +313,13 @@ static int verb_info(const Args *a) {
 
 static void usage(FILE *f) {
         fputs("usage: ulpctl [--direct] apply  (-p PID)... | --all  PATCH.so [--timeout S] [--force] [--global]\n"
-              "                                  [--return-trap] [--no-wait] [--persist] [--json]\n"
+              "                                  [--return-trap] [--no-wait] [--sticky] [--json]\n"
               "                                  [--callback-timeout MS (--direct)]\n"
               "       ulpctl [--direct] revert (-p PID)... | --all  NAME|PATCH.so [--timeout S] [--force] [--json]\n"
               "       ulpctl [--direct] status [-p PID] [--json]\n"
               "       ulpctl [--direct] check  -p PID PATCH.so [--json]\n"
-              "       ulpctl info PATCH.so [--json]\n", f);
+              "       ulpctl info PATCH.so [--json]\n"
+              "--sticky (with --all): also every matching process started later (--persist is the old spelling)\n", f);
 }
 
 typedef struct Verb {
@@ -348,13 +349,14 @@ static int parse_pid(const char *s, pid_t *ret) {
 }
 
 static int parse_args(int argc, char **argv, Args *a, const Verb **ret_verb) {
-        enum { ARG_DIRECT = 256, ARG_ALL, ARG_JSON, ARG_FORCE, ARG_GLOBAL, ARG_TIMEOUT, ARG_NOWAIT, ARG_PERSIST, ARG_TRAP,
+        enum { ARG_DIRECT = 256, ARG_ALL, ARG_JSON, ARG_FORCE, ARG_GLOBAL, ARG_TIMEOUT, ARG_NOWAIT, ARG_STICKY, ARG_TRAP,
                ARG_CB_TIMEOUT };
         static const struct option opts[] = {
                 { "direct", no_argument, NULL, ARG_DIRECT },   { "all", no_argument, NULL, ARG_ALL },
                 { "json", no_argument, NULL, ARG_JSON },       { "force", no_argument, NULL, ARG_FORCE },
                 { "global", no_argument, NULL, ARG_GLOBAL },   { "timeout", required_argument, NULL, ARG_TIMEOUT },
-                { "no-wait", no_argument, NULL, ARG_NOWAIT },  { "persist", no_argument, NULL, ARG_PERSIST },
+                { "no-wait", no_argument, NULL, ARG_NOWAIT },  { "sticky", no_argument, NULL, ARG_STICKY },
+                { "persist", no_argument, NULL, ARG_STICKY }, /* the old spelling */
                 { "return-trap", no_argument, NULL, ARG_TRAP }, { "pid", required_argument, NULL, 'p' },
                 { "callback-timeout", required_argument, NULL, ARG_CB_TIMEOUT },
                 { "help", no_argument, NULL, 'h' },          { NULL, 0, NULL, 0 }
@@ -382,7 +384,7 @@ static int parse_args(int argc, char **argv, Args *a, const Verb **ret_verb) {
                 case ARG_FORCE: a->force = true; break;
                 case ARG_GLOBAL: a->global = true; break;
                 case ARG_NOWAIT: a->no_wait = true; break;
-                case ARG_PERSIST: a->persist = true; break;
+                case ARG_STICKY: a->sticky = true; break;
                 case ARG_TRAP: a->return_trap = true; break;
                 case ARG_TIMEOUT: {
                         char *end;
@@ -442,12 +444,12 @@ static int parse_args(int argc, char **argv, Args *a, const Verb **ret_verb) {
                 fprintf(stderr, "ulpctl: %s needs -p PID (one or more) or --all\n", verb);
                 return -EINVAL;
         }
-        if (a->persist && !a->all) {
-                fprintf(stderr, "ulpctl: --persist goes with --all\n");
+        if (a->sticky && !a->all) {
+                fprintf(stderr, "ulpctl: --sticky goes with --all\n");
                 return -EINVAL;
         }
-        if (a->persist && a->direct) {
-                fprintf(stderr, "ulpctl: --persist needs ulpd (it applies to future processes)\n");
+        if (a->sticky && a->direct) {
+                fprintf(stderr, "ulpctl: --sticky needs ulpd (it applies to future processes)\n");
                 return -EINVAL;
         }
         return 0;

@@ -16,13 +16,13 @@
 #include <sys/types.h>
 
 #include "daemon/protocol.h"
-#include "patcher/ulp.h"
+#include "ulp/libulp.h"
 
 #define EXIT_USAGE 2
 #define EXIT_TIMEDOUT 3
 
 typedef struct Args {
-        bool direct, all, json, force, global, no_wait, persist, return_trap;
+        bool direct, all, json, force, global, no_wait, sticky, return_trap;
         unsigned timeout_ms;
         unsigned callback_timeout_ms; /* --direct only: ulpd has its own (--callback-timeout) */
         pid_t pids[PROTOCOL_PIDS_MAX];

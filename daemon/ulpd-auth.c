@@ -34,6 +34,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "common/errfmt.h"
 #include "common/macro.h"
 #include "daemon/ulpd.h"
 
@@ -81,15 +82,13 @@ int auth_take_fds(MsgReader *rd, struct json_object *q, int want_patch, int *ret
         *ret = (AuthProofs) {};
         if (json_object_object_get_ex(q, "targets", &a)) {
                 if (!json_object_is_type(a, json_type_array)) {
-                        snprintf(reason, len, "invalid \"targets\": a list of process ids is expected");
-                        r = -EINVAL;
+                        r = fail(reason, len, -EINVAL, "invalid \"targets\": a list of process ids is expected");
                         goto finish;
                 }
                 n = json_object_array_length(a);
         }
         if (n > PROTOCOL_TARGETS_MAX) {
-                snprintf(reason, len, "too many \"targets\": at most %d per request", PROTOCOL_TARGETS_MAX);
-                r = -E2BIG;
+                r = fail(reason, len, -E2BIG, "too many \"targets\": at most %d per request", PROTOCOL_TARGETS_MAX);
                 goto finish;
         }
         /* None at all: the method says whether it misses its patch. */
@@ -99,10 +98,9 @@ int auth_take_fds(MsgReader *rd, struct json_object *q, int want_patch, int *ret
         if (want_patch < 0)
                 want_patch = n_fds == 2 * n + 1;
         if (n_fds != 2 * n + (size_t) want_patch) {
-                snprintf(reason, len, "the request carries %zu file descriptor(s), %zu expected "
+                r = fail(reason, len, -EBADF, "the request carries %zu file descriptor(s), %zu expected "
                          "(%s2 for each of the %zu \"targets\")", n_fds, 2 * n + (size_t) want_patch,
                          want_patch ? "the patch, then " : "", n);
-                r = -EBADF;
                 goto finish;
         }
         if (want_patch)
@@ -111,8 +109,7 @@ int auth_take_fds(MsgReader *rd, struct json_object *q, int want_patch, int *ret
                 goto finish;
         ret->v = calloc(n, sizeof(AuthProof));
         if (!ret->v) {
-                snprintf(reason, len, "out of memory");
-                r = -ENOMEM;
+                r = fail(reason, len, -ENOMEM, "out of memory");
                 goto finish;
         }
         for (size_t i = 0; i < n; i++) {
@@ -124,15 +121,13 @@ int auth_take_fds(MsgReader *rd, struct json_object *q, int want_patch, int *ret
                 ret->n = i + 1;
                 if (!json_object_is_type(e, json_type_int) ||
                     (x = json_object_get_int64(e)) <= 0 || x > INT32_MAX) {
-                        snprintf(reason, len, "invalid \"targets\": a list of process ids is expected");
-                        r = -EINVAL;
+                        r = fail(reason, len, -EINVAL, "invalid \"targets\": a list of process ids is expected");
                         goto finish;
                 }
                 ret->v[i].pid = (pid_t) x;
                 for (size_t k = 0; k < i; k++)
                         if (ret->v[k].pid == ret->v[i].pid) {
-                                snprintf(reason, len, "invalid \"targets\": process %d twice", (int) x);
-                                r = -EINVAL;
+                                r = fail(reason, len, -EINVAL, "invalid \"targets\": process %d twice", (int) x);
                                 goto finish;
                         }
         }
@@ -191,40 +186,28 @@ static int proof_verify(const AuthProof *p, pid_t pid, char *reason, size_t len)
         int fl;
 
         /* the pidfd first: a process gone since is said so, not as a bad descriptor */
-        if (p->pidfd < 0 || pidfd_pid(p->pidfd, &owner) < 0) {
-                snprintf(reason, len, "not allowed to trace process %d: no pidfd for it came with the request", (int) pid);
-                return -EPERM;
-        }
-        if (owner == -1 || syscall(SYS_pidfd_send_signal, p->pidfd, 0, NULL, 0) < 0) {
-                snprintf(reason, len, "process %d exited since the request was made", (int) pid);
-                return -ESRCH;
-        }
-        if (owner != pid) {
-                snprintf(reason, len, "not allowed to trace process %d: the pidfd sent for it is for process %d",
-                         (int) pid, (int) owner);
-                return -EPERM;
-        }
-        if (p->mem_fd < 0 || fstatfs(p->mem_fd, &sf) < 0 || sf.f_type != PROC_SUPER_MAGIC) {
-                snprintf(reason, len, "not allowed to trace process %d: the descriptor sent for it is not /proc/%d/mem",
-                         (int) pid, (int) pid);
-                return -EPERM;
-        }
+        if (p->pidfd < 0 || pidfd_pid(p->pidfd, &owner) < 0)
+                return fail(reason, len, -EPERM, "not allowed to trace process %d: no pidfd for it came with the request", (int) pid);
+        if (owner == -1 || syscall(SYS_pidfd_send_signal, p->pidfd, 0, NULL, 0) < 0)
+                return fail(reason, len, -ESRCH, "process %d exited since the request was made", (int) pid);
+        if (owner != pid)
+                return fail(reason, len, -EPERM, "not allowed to trace process %d: the pidfd sent for it is for process %d",
+                            (int) pid, (int) owner);
+        if (p->mem_fd < 0 || fstatfs(p->mem_fd, &sf) < 0 || sf.f_type != PROC_SUPER_MAGIC)
+                return fail(reason, len, -EPERM, "not allowed to trace process %d: the descriptor sent for it is not /proc/%d/mem",
+                            (int) pid, (int) pid);
         snprintf(path, sizeof(path), "/proc/self/fd/%d", p->mem_fd);
         snprintf(want, sizeof(want), "/proc/%d/mem", (int) pid);
         n = readlink(path, link, sizeof(link) - 1);
         if (n >= 0)
                 link[n] = 0;
-        if (n < 0 || strcmp(link, want) != 0) {
-                snprintf(reason, len, "not allowed to trace process %d: the descriptor sent for it is not /proc/%d/mem",
-                         (int) pid, (int) pid);
-                return -EPERM;
-        }
+        if (n < 0 || strcmp(link, want) != 0)
+                return fail(reason, len, -EPERM, "not allowed to trace process %d: the descriptor sent for it is not /proc/%d/mem",
+                            (int) pid, (int) pid);
         fl = fcntl(p->mem_fd, F_GETFL);
-        if (fl < 0 || (fl & O_ACCMODE) != O_RDWR) {
-                snprintf(reason, len, "not allowed to trace process %d: /proc/%d/mem was not opened for reading and writing",
-                         (int) pid, (int) pid);
-                return -EPERM;
-        }
+        if (fl < 0 || (fl & O_ACCMODE) != O_RDWR)
+                return fail(reason, len, -EPERM, "not allowed to trace process %d: /proc/%d/mem was not opened for reading and writing",
+                            (int) pid, (int) pid);
         return 0;
 }
 
@@ -242,19 +225,13 @@ int auth_check(const struct ucred *cred, const AuthProofs *proofs, pid_t pid, in
 
         if (ret_mem_fd)
                 *ret_mem_fd = -1;
-        if (pid <= 0) {
-                snprintf(reason, reason_len, "invalid process id %d", (int) pid);
-                return -ESRCH;
-        }
-        if (pid == getpid()) {
-                snprintf(reason, reason_len, "pid %d is ulpd itself, which cannot be patched", (int) pid);
-                return -EPERM;
-        }
+        if (pid <= 0)
+                return fail(reason, reason_len, -ESRCH, "invalid process id %d", (int) pid);
+        if (pid == getpid())
+                return fail(reason, reason_len, -EPERM, "pid %d is ulpd itself, which cannot be patched", (int) pid);
         r = is_process(pid);
-        if (r < 0) {
-                snprintf(reason, reason_len, "no such process: %d", (int) pid);
-                return r;
-        }
+        if (r < 0)
+                return fail(reason, reason_len, r, "no such process: %d", (int) pid);
         p = auth_find_proof(proofs, pid);
         if (p) {
                 r = proof_verify(p, pid, reason, reason_len);
@@ -272,8 +249,7 @@ int auth_check(const struct ucred *cred, const AuthProofs *proofs, pid_t pid, in
         }
         if (cred->uid == 0)
                 return 0;
-        snprintf(reason, reason_len,
-                 "not allowed to trace process %d: the request carries no proof of access to it "
-                 "(ulpctl opens /proc/%d/mem as the caller and passes it)", (int) pid, (int) pid);
-        return -EPERM;
+        return fail(reason, reason_len, -EPERM,
+                    "not allowed to trace process %d: the request carries no proof of access to it "
+                    "(ulpctl opens /proc/%d/mem as the caller and passes it)", (int) pid, (int) pid);
 }

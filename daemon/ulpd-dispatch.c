@@ -17,7 +17,6 @@
 #include "daemon/protocol.h"
 #include "daemon/report-json.h"
 #include "daemon/ulpd.h"
-#include "elf/patchfile.h"
 
 static const struct {
         const char *name;
@@ -88,7 +87,7 @@ struct json_object *result_error(pid_t pid, int error, const char *message, cons
 
 /* Makes sure *fd is a regular file of sane size: reading a pipe or socket a client
  * passed would block the whole daemon. Then replaces it with our own sealed copy
- * (patchfile.h), which everything after works from: the client may truncate or grow
+ * (ulp_patch_file_copy()), which everything after works from: the client may truncate or grow
  * its file, or write to it, and none of it reaches us. */
 int check_patch_fd(int *fdp, char *reason, size_t len) {
         struct stat st;
@@ -102,8 +101,8 @@ int check_patch_fd(int *fdp, char *reason, size_t len) {
                 snprintf(reason, len, "the patch must be a regular file");
                 return -EBADF;
         }
-        if ((uint64_t) st.st_size > PATCH_FILE_MAX) {
-                snprintf(reason, len, "the patch file is larger than %llu MiB", PATCH_FILE_MAX >> 20);
+        if ((uint64_t) st.st_size > ULP_PATCH_FILE_MAX) {
+                snprintf(reason, len, "the patch file is larger than %llu MiB", ULP_PATCH_FILE_MAX >> 20);
                 return -EFBIG;
         }
         fl = fcntl(fd, F_GETFL);
@@ -111,7 +110,7 @@ int check_patch_fd(int *fdp, char *reason, size_t len) {
                 snprintf(reason, len, "the patch file descriptor is not readable");
                 return -EBADF;
         }
-        r = patch_file_copy(fd, &copy, reason, len);
+        r = ulp_patch_file_copy(fd, &copy, reason, len);
         if (r < 0)
                 return r;
         close(fd);

@@ -38,12 +38,8 @@ static int pids_carrying(const struct ucred *cred, const AuthProofs *proofs, con
                 if (auth_check(cred, proofs, all[i], NULL, why, sizeof(why)) < 0)
                         continue;
                 if (ulp_status(all[i], &s, &rep) >= 0 && (s.trusted || cred->uid != 0)) {
-                        for (size_t k = 0; k < s.n_patches; k++)
-                                if (strcmp(s.patches[k].name, name) == 0 &&
-                                    strcmp(s.patches[k].state ?: "", "unpatched") != 0) {
-                                        v[n++] = all[i];
-                                        break;
-                                }
+                        if (ulp_process_carries(&s, name))
+                                v[n++] = all[i];
                         ulp_status_done(&s);
                 }
                 ulp_report_done(&rep);

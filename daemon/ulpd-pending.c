@@ -5,12 +5,12 @@
  * dlopen(). So ulpd keeps a short list of the processes it knows to carry pending
  * objects (learned when one of its own operations finished, and at startup from the
  * processes carrying ulp state) and, only while that list is not empty, looks at them
- * once a second: their /proc/PID/maps is read and searched for the pending objects'
+ * once a second: their /proc/PID/maps is read and searched for the late objects'
  * names; only when one shows up (or the set of mapped files changed, for an object
- * known by a DT_SONAME unlike its file name) ulp_apply_pending() patches it. Never a
+ * known by a DT_SONAME unlike its file name) ulp_apply_late() patches it. Never a
  * scan of all of /proc.
  *
- * ulp_apply_pending() stops the target for a moment, like the code write of an apply;
+ * ulp_apply_late() stops the target for a moment, like the code write of an apply;
  * it runs in the loop, which is single-threaded, so it cannot overlap a transition of
  * ulpd in the same target, and a target with a Job running is skipped until it is done.
  */
@@ -22,10 +22,9 @@
 #include <sys/mman.h>
 #include <syslog.h>
 
+#include "common/list.h"
 #include "common/macro.h"
 #include "daemon/ulpd.h"
-#include "elf/maps.h"
-#include "elf/module.h"
 
 #define PENDING_WATCH_USEC (1000ULL * 1000ULL)
 #define PENDING_OBJECTS_MAX 16
@@ -43,7 +42,7 @@ struct PendingProc {
 };
 
 static PendingProc *pending_find(Manager *m, pid_t pid) {
-        for (PendingProc *p = m->pending; p; p = p->next)
+        LIST_FOREACH(p, m->pending)
                 if (p->pid == pid)
                         return p;
         return NULL;
@@ -60,7 +59,7 @@ static void pending_drop(Manager *m, pid_t pid) {
                 }
 }
 
-/* Arms the watch timer when some process has pending objects and it is not armed. */
+/* Arms the watch timer when some process has late objects and it is not armed. */
 static void pending_arm(Manager *m) {
         int enabled = SD_EVENT_OFF;
 
@@ -73,7 +72,7 @@ static void pending_arm(Manager *m) {
         (void) sd_event_source_set_enabled(m->pending_timer, SD_EVENT_ONESHOT);
 }
 
-/* Reads pid's pending objects from its control block into p. Returns how many, or
+/* Reads pid's late objects from its control block into p. Returns how many, or
  * -errno (-ENOENT: pid carries no ulp state, -ESRCH: gone). */
 static int pending_read(pid_t pid, PendingProc *p) {
         UlpProcessStatus s = {};
@@ -87,10 +86,10 @@ static int pending_read(pid_t pid, PendingProc *p) {
         p->n_objects = 0;
         for (size_t i = 0; i < s.n_patches; i++) {
                 const UlpPatchStatus *ps = &s.patches[i];
-                if (strcmp(ps->state ?: "", "unpatched") == 0)
+                if (ps->state == ULP_PATCH_UNPATCHED)
                         continue;
-                for (size_t k = 0; k < ps->n_pending_objects && p->n_objects < PENDING_OBJECTS_MAX; k++) {
-                        snprintf(p->objects[p->n_objects], sizeof(p->objects[0]), "%s", ps->pending_objects[k]);
+                for (size_t k = 0; k < ps->n_late_objects && p->n_objects < PENDING_OBJECTS_MAX; k++) {
+                        snprintf(p->objects[p->n_objects], sizeof(p->objects[0]), "%s", ps->late_objects[k]);
                         snprintf(p->patches[p->n_objects], sizeof(p->patches[0]), "%s", ps->name);
                         p->n_objects++;
                 }
@@ -138,51 +137,53 @@ static bool basename_matches(const char *base, const char *object) {
         return strncmp(base, object, l) == 0 && (base[l] == 0 || base[l] == '.');
 }
 
-/* The cheap look: 1 when a pending object of p is mapped in p->pid by file name, or
+/* The cheap look: 1 when a late object of p is mapped in p->pid by file name, or
  * the set of mapped files changed since the last look and one of them turns out to be
- * a pending object by its DT_SONAME; 0 when none is; -errno (-ESRCH: gone). */
+ * a late object by its DT_SONAME; 0 when none is; -errno (-ESRCH: gone). */
+typedef struct PendingLook {
+        const PendingProc *p;
+        uint64_t hash;           /* FNV-1a over the mapped file names */
+        bool found;
+} PendingLook;
+
+static int pending_look_mapping(const char *path, uint64_t start, void *userdata) {
+        PendingLook *lk = userdata;
+        const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
+
+        for (const char *s = path; *s; s++)
+                lk->hash = (lk->hash ^ (unsigned char) *s) * 1099511628211ULL;
+        lk->hash = (lk->hash ^ start) * 1099511628211ULL;
+        for (size_t k = 0; k < lk->p->n_objects && !lk->found; k++)
+                lk->found = lk->p->objects[k][0] && basename_matches(base, lk->p->objects[k]);
+        return 0;
+}
+
 static int pending_look(PendingProc *p) {
-        _cleanup_(modulelist_done) ModuleList mods = {};
-        MapList l = {};
-        uint64_t h = 1469598103934665603ULL;   /* FNV-1a over the mapped file names */
-        bool found = false, first;
+        _cleanup_(ulp_objects_freep) UlpObjects *objs = NULL;
+        PendingLook lk = { .p = p, .hash = 1469598103934665603ULL };
+        bool first;
         int r;
 
-        r = maps_read(p->pid, &l);
+        r = ulp_exec_mappings(p->pid, pending_look_mapping, &lk);
         if (r < 0)
                 return r;
-        for (size_t i = 0; i < l.n; i++) {
-                const MapEntry *e = &l.v[i];
-                const char *slash, *base;
-
-                if (!e->path || e->path[0] != '/' || !(e->prot & PROT_EXEC))
-                        continue;
-                for (const char *s = e->path; *s; s++)
-                        h = (h ^ (unsigned char) *s) * 1099511628211ULL;
-                h = (h ^ e->start) * 1099511628211ULL;
-                slash = strrchr(e->path, '/');
-                base = slash ? slash + 1 : e->path;
-                for (size_t k = 0; k < p->n_objects && !found; k++)
-                        found = p->objects[k][0] && basename_matches(base, p->objects[k]);
-        }
-        maplist_done(&l);
         first = !p->hashed;
-        if (found || (!first && h == p->maps_hash))
-                return found;
-        p->maps_hash = h;
+        if (lk.found || (!first && lk.hash == p->maps_hash))
+                return lk.found;
+        p->maps_hash = lk.hash;
         p->hashed = true;
         /* First look, or something was loaded or unloaded: an object may be known by its
          * DT_SONAME only. */
-        r = modules_read(p->pid, &mods);
+        r = ulp_objects_read(p->pid, &objs);
         if (r < 0)
                 return r == -ENOMEM ? 0 : r;
         for (size_t k = 0; k < p->n_objects; k++)
-                if (p->objects[k][0] && modules_find_object(&mods, p->objects[k]))
+                if (p->objects[k][0] && ulp_objects_find(objs, p->objects[k], NULL) > 0)
                         return 1;
         return 0;
 }
 
-/* Patches what p's process has loaded of its pending objects, and logs it. Returns
+/* Patches what p's process has loaded of its late objects, and logs it. Returns
  * false when the process is to be forgotten (gone, nothing pending any more, or an
  * error that trying again will not cure). */
 static bool pending_try(Manager *m, PendingProc *p) {
@@ -201,7 +202,7 @@ static bool pending_try(Manager *m, PendingProc *p) {
                 return false;   /* gone, or no longer ours to read */
         }
 
-        r = ulp_apply_pending(p->pid, &rep);
+        r = ulp_apply_late(p->pid, &rep);
         patch = rep.patch_name[0] ? rep.patch_name : p->patches[0];
         if (r == -EBUSY) {
                 /* threads in the old code, or a transition another tool drives: later */
@@ -244,7 +245,7 @@ static bool pending_try(Manager *m, PendingProc *p) {
         return true;
 }
 
-/* Once a second while some process has pending objects: one cheap look at each. */
+/* Once a second while some process has late objects: one cheap look at each. */
 static int pending_on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         Manager *m = userdata;
         PendingProc *next;

@@ -5,7 +5,7 @@
  * and ulpd applies it to every process whose patched modules carry the build-ids the
  * patch pins: the running ones at once and at each start of ulpd, new ones when the
  * kernel's process connector reports their exec. The patch's own state in each target
- * stays the source of truth (DESIGN.md section 6): a wish only says "apply this where
+ * stays the source of truth (docs/architecture.md, "State lives in the target"): a wish only says "apply this where
  * it fits"; applying twice is refused by the core with -EEXIST and ignored here.
  *
  * A freshly exec'd process has only the dynamic linker and its executable mapped; the
@@ -30,10 +30,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/errfmt.h"
+#include "common/list.h"
 #include "common/macro.h"
 #include "daemon/ulpd.h"
-#include "elf/module.h"
-#include "elf/patchmeta.h"
 
 typedef struct WishObject {
         char *object;            /* "" main executable, else soname */
@@ -79,41 +79,38 @@ static void wish_free(Wish *w) {
 size_t persist_count(Manager *m) {
         size_t n = 0;
 
-        for (Wish *w = m->wishes; w; w = w->next)
+        LIST_FOREACH(w, m->wishes)
                 n++;
         return n;
 }
 
-static void patchmeta_freep(PatchMeta **p) {
-        patchmeta_free(*p);
-}
-
 int persist_patch_name(int fd, const char *hint, char *ret, size_t len, char *reason, size_t reason_len) {
-        _cleanup_(patchmeta_freep) PatchMeta *pm = NULL;
+        _cleanup_(ulp_patch_info_freep) UlpPatchInfo *pm = NULL;
         int r;
 
         if (lseek(fd, 0, SEEK_SET) < 0)
                 return negative_errno();
-        r = patchmeta_read(fd, hint ?: "patch.so", &pm, reason, reason_len);
+        r = ulp_patch_info_read(fd, hint, &pm, reason, reason_len);
         if (r < 0)
                 return r;
-        snprintf(ret, len, "%s", pm->name);
+        snprintf(ret, len, "%s", ulp_patch_info_name(pm));
         return 0;
 }
 
 /* The objects a patch patches, each with its pin. The main executable must be pinned:
  * "every process whose main executable is the one this patch was built for" means
  * nothing without a build-id. */
-static int wish_objects_from_meta(const PatchMeta *pm, WishObject **ret, size_t *ret_n,
+static int wish_objects_from_meta(const UlpPatchInfo *pm, WishObject **ret, size_t *ret_n,
                                   char *reason, size_t reason_len) {
-        WishObject *v = calloc(pm->n_funcs ?: 1, sizeof(*v));
+        size_t n_funcs = ulp_patch_info_n_funcs(pm);
+        WishObject *v = calloc(n_funcs ?: 1, sizeof(*v));
         size_t n = 0;
 
         if (!v)
                 return -ENOMEM;
-        for (size_t i = 0; i < pm->n_funcs; i++) {
-                const char *obj = pm->funcs[i].object ?: "";
-                const char *pin = patchmeta_build_id_for(pm, obj);
+        for (size_t i = 0; i < n_funcs; i++) {
+                const char *obj = ulp_patch_info_func(pm, i).object;
+                const char *pin = ulp_patch_info_pin_for(pm, obj);
                 bool seen = false;
 
                 for (size_t k = 0; k < n; k++)
@@ -123,7 +120,7 @@ static int wish_objects_from_meta(const PatchMeta *pm, WishObject **ret, size_t 
                 if (!*obj && !pin) {
                         snprintf(reason, reason_len,
                                  "patch %s does not pin the main executable's build-id (ULP_BUILD_ID(ULP_MAIN, ...)), "
-                                 "so --all cannot tell which processes it is for", pm->name);
+                                 "so --all cannot tell which processes it is for", ulp_patch_info_name(pm));
                         for (size_t k = 0; k < n; k++) {
                                 free(v[k].object);
                                 free(v[k].build_id);
@@ -146,18 +143,17 @@ static int wish_objects_from_meta(const PatchMeta *pm, WishObject **ret, size_t 
  * loaded (yet); -ESTALE when a pinned object is loaded with another build-id (it never
  * will fit); -ESRCH when the process is gone or unreadable. */
 static int objects_match(pid_t pid, const WishObject *objs, size_t n) {
-        _cleanup_(modulelist_done) ModuleList l = {};
+        _cleanup_(ulp_objects_freep) UlpObjects *l = NULL;
         bool any = false;
         int r;
 
-        r = modules_read(pid, &l);
+        r = ulp_objects_read(pid, &l);
         if (r < 0)
                 return r == -ENOMEM ? 0 : -ESRCH;   /* gone, or not ours to read: never */
         for (size_t i = 0; i < n; i++) {
-                const Module *mod = modules_find_object(&l, objs[i].object);
-                char hex[2 * BUILD_ID_MAX + 1];
+                char hex[ULP_BUILD_ID_HEX_MAX];
 
-                if (!mod) {
+                if (ulp_objects_find(l, objs[i].object, hex) <= 0) {
                         if (!objs[i].object[0])
                                 return -ESTALE;
                         continue;
@@ -165,7 +161,6 @@ static int objects_match(pid_t pid, const WishObject *objs, size_t n) {
                 any = true;
                 if (!objs[i].build_id)
                         continue;
-                build_id_to_hex(mod->build_id, mod->build_id_len, hex);
                 if (strcmp(hex, objs[i].build_id) != 0)
                         return -ESTALE;
         }
@@ -227,7 +222,7 @@ static int collect_match(Manager *m, pid_t pid, void *ud) {
 
 int persist_matching_pids(Manager *m, int patch_fd, const char *name_hint,
                           pid_t **ret, size_t *ret_n, char *reason, size_t reason_len) {
-        _cleanup_(patchmeta_freep) PatchMeta *pm = NULL;
+        _cleanup_(ulp_patch_info_freep) UlpPatchInfo *pm = NULL;
         WishObject *objs = NULL;
         MatchCollect c = {};
         size_t n_objs = 0;
@@ -235,7 +230,7 @@ int persist_matching_pids(Manager *m, int patch_fd, const char *name_hint,
 
         if (lseek(patch_fd, 0, SEEK_SET) < 0)
                 return negative_errno();
-        r = patchmeta_read(patch_fd, name_hint ?: "patch.so", &pm, reason, reason_len);
+        r = ulp_patch_info_read(patch_fd, name_hint, &pm, reason, reason_len);
         if (r < 0)
                 return r;
         r = wish_objects_from_meta(pm, &objs, &n_objs, reason, reason_len);
@@ -251,8 +246,7 @@ int persist_matching_pids(Manager *m, int patch_fd, const char *name_hint,
         free(objs);
         if (r < 0) {
                 free(c.v);
-                snprintf(reason, reason_len, "cannot list processes: %s", strerror(-r));
-                return r;
+                return fail(reason, reason_len, r, "cannot list processes: %s", strerror(-r));
         }
         *ret = c.v;
         *ret_n = c.n;
@@ -375,7 +369,7 @@ static void wishes_unlink(Manager *m, const char *name) {
 
 int persist_add(Manager *m, int patch_fd, const char *name_hint, const UlpOptions *o,
                 char *reason, size_t reason_len) {
-        _cleanup_(patchmeta_freep) PatchMeta *pm = NULL;
+        _cleanup_(ulp_patch_info_freep) UlpPatchInfo *pm = NULL;
         _cleanup_free_ char *dir = NULL;
         char file[200];
         struct json_object *j;
@@ -384,14 +378,14 @@ int persist_add(Manager *m, int patch_fd, const char *name_hint, const UlpOption
 
         if (lseek(patch_fd, 0, SEEK_SET) < 0)
                 return negative_errno();
-        r = patchmeta_read(patch_fd, name_hint ?: "patch.so", &pm, reason, reason_len);
+        r = ulp_patch_info_read(patch_fd, name_hint, &pm, reason, reason_len);
         if (r < 0)
                 return r;
         w = calloc(1, sizeof(*w));
         if (!w)
                 return -ENOMEM;
         w->options = *o;
-        w->name = strdup(pm->name);
+        w->name = strdup(ulp_patch_info_name(pm));
         r = wish_objects_from_meta(pm, &w->objects, &w->n_objects, reason, reason_len);
         if (r < 0 || !w->name) {
                 wish_free(w);
@@ -403,7 +397,7 @@ int persist_add(Manager *m, int patch_fd, const char *name_hint, const UlpOption
                 wish_free(w);
                 return r;
         }
-        name_to_file(pm->name, file, sizeof(file));
+        name_to_file(ulp_patch_info_name(pm), file, sizeof(file));
         if (asprintf(&w->so_path, "%s/%s.so", dir, file) < 0 ||
             asprintf(&w->wish_path, "%s/%s.wish", dir, file) < 0) {
                 wish_free(w);
@@ -433,7 +427,7 @@ int persist_add(Manager *m, int patch_fd, const char *name_hint, const UlpOption
 }
 
 int persist_remove(Manager *m, const char *name) {
-        for (Wish *w = m->wishes; w; w = w->next)
+        LIST_FOREACH(w, m->wishes)
                 if (strcmp(w->name, name) == 0) {
                         (void) unlink(w->wish_path);
                         (void) unlink(w->so_path);
@@ -450,7 +444,7 @@ int persist_remove(Manager *m, const char *name) {
 static int persist_try_process(Manager *m, pid_t pid) {
         bool again = false;
 
-        for (Wish *w = m->wishes; w; w = w->next) {
+        LIST_FOREACH(w, m->wishes) {
                 _cleanup_close_ int fd = -1;
                 const char *slash;
                 int r;
@@ -542,7 +536,7 @@ static int rescan_on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
 
         if (pid_ns_is_initial())
                 log_info("exec events were lost: looking at every process for sticky patches");
-        for (Wish *w = m->wishes; w; w = w->next)
+        LIST_FOREACH(w, m->wishes)
                 persist_apply_everywhere(m, w);
         return 0;
 }
@@ -798,7 +792,7 @@ int persist_setup(Manager *m) {
 
         persist_listen(m);
 
-        for (Wish *w = m->wishes; w; w = w->next) {
+        LIST_FOREACH(w, m->wishes) {
                 log_full(LOG_INFO, 0, w->name, NULL, "sticky patch %s loaded", w->name);
                 persist_apply_everywhere(m, w);
         }

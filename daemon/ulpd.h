@@ -25,7 +25,8 @@
 #include <systemd/sd-event.h>
 
 #include "daemon/protocol.h"
-#include "patcher/ulp.h"
+#include "common/list.h"
+#include "ulp/libulp.h"
 
 typedef struct Manager Manager;
 typedef struct Connection Connection;
@@ -270,23 +271,6 @@ struct Job {
         uint64_t last_progress;
         unsigned last_switched;
 };
-
-#define LIST_PREPEND(head, x) do {                      \
-                (x)->prev = NULL;                       \
-                (x)->next = (head);                     \
-                if (head)                               \
-                        (head)->prev = (x);             \
-                (head) = (x);                           \
-        } while (0)
-#define LIST_REMOVE(head, x) do {                       \
-                if ((x)->prev)                          \
-                        (x)->prev->next = (x)->next;    \
-                else                                    \
-                        (head) = (x)->next;             \
-                if ((x)->next)                          \
-                        (x)->next->prev = (x)->prev;    \
-                (x)->next = (x)->prev = NULL;           \
-        } while (0)
 
 #define JOB_TIMER_ACCURACY_USEC 1000
 /* A step due now or within a few ms waits for nothing else: sd-event would otherwise

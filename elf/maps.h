@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
+#include "common/internal.h"
+
 /* /proc/PID/maps, parsed. */
 
 #include <stdbool.h>

@@ -29,11 +29,6 @@
 
 #define PATCH_PATH_PREFIX "/memfd:ulp-patch:"
 
-static void elf_endp(Elf **e) {
-        if (*e)
-                elf_end(*e);
-}
-
 static void module_done(Module *m) {
         if (m->has_image_fd)
                 close(m->image_fd);

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
+#include "common/internal.h"
+
 /* The ELF modules (executable, shared libraries, ulp patches) of a live process. */
 
 #include <stdbool.h>

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
+#include "common/internal.h"
+
 /*
  * The one copy of a patch file that everything works from. A patch file comes from a
  * client that may still hold it writable: parsing it in place lets the client change
@@ -12,8 +14,9 @@
 
 #include <stddef.h>
 
-/* The largest patch file accepted. A real patch is a few pages; this is generous. */
-#define PATCH_FILE_MAX (64ULL << 20)
+#include "ulp/libulp.h"
+
+#define PATCH_FILE_MAX ULP_PATCH_FILE_MAX
 
 /* Whether fd is a memfd sealed against writing, growing and shrinking (its contents
  * are fixed) and no larger than PATCH_FILE_MAX. */

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/errfmt.h"
 #include "common/macro.h"
 #include "elf/patchfile.h"
 #include "elf/patchmeta.h"
@@ -76,19 +77,6 @@ static void patch_file_done(PatchFile *pf) {
         free(pf->objects);
 }
 
-/* Writes a one-line reason into the caller's errbuf and returns r. */
-__attribute__((format(printf, 3, 4)))
-static int pf_error(PatchFile *pf, int r, const char *fmt, ...) {
-        va_list ap;
-
-        if (pf->errbuf && pf->errlen > 0) {
-                va_start(ap, fmt);
-                vsnprintf(pf->errbuf, pf->errlen, fmt, ap);
-                va_end(ap);
-        }
-        return r;
-}
-
 /* The PT_LOAD segment holding [vaddr, vaddr+len) in the file, or NULL. */
 static const GElf_Phdr *pf_segment(const PatchFile *pf, uint64_t vaddr, uint64_t len) {
         for (size_t i = 0; i < pf->n_loads; i++) {
@@ -137,7 +125,7 @@ static bool pf_inside(const PatchFile *pf, uint64_t vaddr) {
  * the segment, up to its DT_NULL. */
 static int pf_check_dynamic(PatchFile *pf, const GElf_Phdr *ph) {
         if (ph->p_offset > pf->raw_size || ph->p_filesz > pf->raw_size - ph->p_offset)
-                return pf_error(pf, -EBADMSG, "the dynamic segment lies beyond the end of the file");
+                return fail(pf->errbuf, pf->errlen, -EBADMSG, "the dynamic segment lies beyond the end of the file");
         for (uint64_t off = 0; off + sizeof(Elf64_Dyn) <= ph->p_filesz; off += sizeof(Elf64_Dyn)) {
                 Elf64_Dyn d;
                 memcpy(&d, pf->raw + ph->p_offset + off, sizeof(d));
@@ -148,11 +136,11 @@ static int pf_check_dynamic(PatchFile *pf, const GElf_Phdr *ph) {
                 if (d.d_tag == DT_RELRSZ)
                         pf->dt_relrsz = d.d_un.d_val;
                 if (d.d_tag == DT_RELRENT && d.d_un.d_val != RELR_ENTSIZE)
-                        return pf_error(pf, -EBADMSG, "DT_RELRENT is %" PRIu64 ", not %d",
+                        return fail(pf->errbuf, pf->errlen, -EBADMSG, "DT_RELRENT is %" PRIu64 ", not %d",
                                         (uint64_t)d.d_un.d_val, RELR_ENTSIZE);
                 if (d.d_tag == DT_REL || d.d_tag == DT_RELSZ)
-                        return pf_error(pf, -ENOTSUP, "has REL relocations, which ulp does not "
-                                        "support (only RELA)");
+                        return fail(pf->errbuf, pf->errlen, -ENOTSUP, "has REL relocations, which ulp does not "
+                                    "support (only RELA)");
         }
         return 0;
 }
@@ -173,17 +161,17 @@ static int pf_read_segments(PatchFile *pf) {
         size_t nph;
 
         if (elf_getphdrnum(pf->elf, &nph) < 0)
-                return pf_error(pf, -EBADMSG, "cannot read program headers: %s", elf_errmsg(-1));
+                return fail(pf->errbuf, pf->errlen, -EBADMSG, "cannot read program headers: %s", elf_errmsg(-1));
         pf->loads = calloc(PATCH_MAX_LOADS, sizeof(GElf_Phdr));
         if (!pf->loads)
                 return -ENOMEM;
         for (size_t i = 0; i < nph; i++) {
                 GElf_Phdr ph;
                 if (!gelf_getphdr(pf->elf, (int)i, &ph))
-                        return pf_error(pf, -EBADMSG, "bad program header %zu", i);
+                        return fail(pf->errbuf, pf->errlen, -EBADMSG, "bad program header %zu", i);
                 if (ph.p_type == PT_TLS)
-                        return pf_error(pf, -ENOTSUP, "uses thread-local storage (PT_TLS), which ulp "
-                                        "does not support");
+                        return fail(pf->errbuf, pf->errlen, -ENOTSUP, "uses thread-local storage (PT_TLS), which ulp "
+                                    "does not support");
                 if (ph.p_type == PT_DYNAMIC) {
                         int r = pf_check_dynamic(pf, &ph);
                         if (r < 0)
@@ -192,41 +180,41 @@ static int pf_read_segments(PatchFile *pf) {
                 if (ph.p_type != PT_LOAD)
                         continue;
                 if (pf->n_loads == PATCH_MAX_LOADS)
-                        return pf_error(pf, -EBADMSG, "more than %d PT_LOAD segments", PATCH_MAX_LOADS);
+                        return fail(pf->errbuf, pf->errlen, -EBADMSG, "more than %d PT_LOAD segments", PATCH_MAX_LOADS);
                 if (ph.p_offset > pf->raw_size || ph.p_filesz > pf->raw_size - ph.p_offset)
-                        return pf_error(pf, -EBADMSG, "segment %zu lies beyond the end of the file", i);
+                        return fail(pf->errbuf, pf->errlen, -EBADMSG, "segment %zu lies beyond the end of the file", i);
                 if (ph.p_filesz > ph.p_memsz)
-                        return pf_error(pf, -EBADMSG, "segment %zu is larger in the file (%" PRIu64
-                                        " bytes) than in memory (%" PRIu64 ")", i,
-                                        (uint64_t)ph.p_filesz, (uint64_t)ph.p_memsz);
+                        return fail(pf->errbuf, pf->errlen, -EBADMSG, "segment %zu is larger in the file (%" PRIu64
+                                    " bytes) than in memory (%" PRIu64 ")", i,
+                                    (uint64_t)ph.p_filesz, (uint64_t)ph.p_memsz);
                 /* Only data has a zero-filled tail (.bss); code or constants cut short
                  * would run or read as zeros. */
                 if (ph.p_filesz != ph.p_memsz && !(ph.p_flags & PF_W))
-                        return pf_error(pf, -EBADMSG, "segment %zu is not writable but larger in memory "
-                                        "than in the file", i);
+                        return fail(pf->errbuf, pf->errlen, -EBADMSG, "segment %zu is not writable but larger in memory "
+                                    "than in the file", i);
                 if (ph.p_align > PATCH_SPAN_MAX || (ph.p_align & (ph.p_align - 1)) != 0)
-                        return pf_error(pf, -EBADMSG, "segment %zu has an absurd alignment 0x%" PRIx64,
-                                        i, (uint64_t)ph.p_align);
+                        return fail(pf->errbuf, pf->errlen, -EBADMSG, "segment %zu has an absurd alignment 0x%" PRIx64,
+                                    i, (uint64_t)ph.p_align);
                 if ((ph.p_vaddr - ph.p_offset) % PATCH_PAGE != 0)
-                        return pf_error(pf, -EBADMSG, "segment %zu cannot be mapped: its offset and "
-                                        "address differ within a page", i);
+                        return fail(pf->errbuf, pf->errlen, -EBADMSG, "segment %zu cannot be mapped: its offset and "
+                                    "address differ within a page", i);
                 if (ph.p_vaddr > PATCH_SPAN_MAX || ph.p_memsz > PATCH_SPAN_MAX)
-                        return pf_error(pf, -EBADMSG, "segment %zu spans more than %llu MiB", i,
-                                        PATCH_SPAN_MAX >> 20);
+                        return fail(pf->errbuf, pf->errlen, -EBADMSG, "segment %zu spans more than %llu MiB", i,
+                                    PATCH_SPAN_MAX >> 20);
                 if (pf->n_loads > 0) {
                         const GElf_Phdr *prev = &pf->loads[pf->n_loads - 1];
                         if (ALIGN_DOWN(ph.p_vaddr, PATCH_PAGE) <
                             ALIGN_UP(prev->p_vaddr + prev->p_memsz, PATCH_PAGE))
-                                return pf_error(pf, -EBADMSG, "segment %zu overlaps the one before it "
-                                                "or is out of order", i);
+                                return fail(pf->errbuf, pf->errlen, -EBADMSG, "segment %zu overlaps the one before it "
+                                            "or is out of order", i);
                 }
                 pf->loads[pf->n_loads++] = ph;
         }
         if (pf->n_loads == 0)
-                return pf_error(pf, -EBADMSG, "no PT_LOAD segment");
+                return fail(pf->errbuf, pf->errlen, -EBADMSG, "no PT_LOAD segment");
         const GElf_Phdr *last = &pf->loads[pf->n_loads - 1];
         if (last->p_vaddr + last->p_memsz - ALIGN_DOWN(pf->loads[0].p_vaddr, PATCH_PAGE) > PATCH_SPAN_MAX)
-                return pf_error(pf, -EBADMSG, "the segments span more than %llu MiB", PATCH_SPAN_MAX >> 20);
+                return fail(pf->errbuf, pf->errlen, -EBADMSG, "the segments span more than %llu MiB", PATCH_SPAN_MAX >> 20);
         return 0;
 }
 
@@ -254,18 +242,18 @@ static int pf_reloc_symbol(PatchFile *pf, const GElf_Shdr *sh, size_t i, uint32_
         if (!symscn || !gelf_getshdr(symscn, &ssh) ||
             (ssh.sh_type != SHT_DYNSYM && ssh.sh_type != SHT_SYMTAB) ||
             ssh.sh_entsize != sizeof(Elf64_Sym) || !(syms = elf_getdata(symscn, NULL)))
-                return pf_error(pf, -EBADMSG, "relocation %zu: no symbol table", i);
+                return fail(pf->errbuf, pf->errlen, -EBADMSG, "relocation %zu: no symbol table", i);
         if (symidx >= ssh.sh_size / ssh.sh_entsize || !gelf_getsym(syms, (int)symidx, ret))
-                return pf_error(pf, -EBADMSG, "relocation %zu: symbol index %u out of range", i, symidx);
+                return fail(pf->errbuf, pf->errlen, -EBADMSG, "relocation %zu: symbol index %u out of range", i, symidx);
         *ret_name = elf_strptr(pf->elf, ssh.sh_link, ret->st_name);
         if (!*ret_name)
-                return pf_error(pf, -EBADMSG, "relocation %zu: symbol %u has its name out of bounds",
-                                i, symidx);
+                return fail(pf->errbuf, pf->errlen, -EBADMSG, "relocation %zu: symbol %u has its name out of bounds",
+                            i, symidx);
         /* The loader names it in its messages. */
         for (const char *p = *ret_name; *p; p++)
                 if (*p <= ' ' || *p > '~')
-                        return pf_error(pf, -EBADMSG, "relocation %zu: symbol %u has a non-printable "
-                                        "name", i, symidx);
+                        return fail(pf->errbuf, pf->errlen, -EBADMSG, "relocation %zu: symbol %u has a non-printable "
+                                    "name", i, symidx);
         return 0;
 }
 
@@ -279,14 +267,14 @@ static int pf_read_rela(PatchFile *pf, Elf_Scn *scn, const GElf_Shdr *sh) {
 
         if (sh->sh_entsize != sizeof(Elf64_Rela) || sh->sh_size % sizeof(Elf64_Rela) != 0 ||
             !data || data->d_size != sh->sh_size)
-                return pf_error(pf, -EBADMSG, "a relocation section is malformed");
+                return fail(pf->errbuf, pf->errlen, -EBADMSG, "a relocation section is malformed");
         for (size_t i = 0; i < sh->sh_size / sh->sh_entsize; i++) {
                 GElf_Rela rela;
                 GElf_Sym sym;
                 const char *name = NULL;
                 uint32_t type;
                 if (!gelf_getrela(data, (int)i, &rela))
-                        return pf_error(pf, -EBADMSG, "bad relocation %zu", i);
+                        return fail(pf->errbuf, pf->errlen, -EBADMSG, "bad relocation %zu", i);
 
                 type = (uint32_t)GELF_R_TYPE(rela.r_info);
                 switch (type) {
@@ -301,45 +289,45 @@ static int pf_read_rela(PatchFile *pf, Elf_Scn *scn, const GElf_Shdr *sh) {
                 case R_X86_64_DTPOFF64:
                 case R_X86_64_TPOFF64:
                 case R_X86_64_TLSDESC:
-                        return pf_error(pf, -ENOTSUP, "uses thread-local storage, which ulp does not "
-                                        "support");
+                        return fail(pf->errbuf, pf->errlen, -ENOTSUP, "uses thread-local storage, which ulp does not "
+                                    "support");
                 case R_X86_64_IRELATIVE:
-                        return pf_error(pf, -ENOTSUP, "uses IFUNC relocations, which ulp does not "
-                                        "support");
+                        return fail(pf->errbuf, pf->errlen, -ENOTSUP, "uses IFUNC relocations, which ulp does not "
+                                    "support");
                 default:
-                        return pf_error(pf, -ENOTSUP, "has relocation type %u (relocation %zu), which ulp "
-                                        "does not support", type, i);
+                        return fail(pf->errbuf, pf->errlen, -ENOTSUP, "has relocation type %u (relocation %zu), which ulp "
+                                    "does not support", type, i);
                 }
                 /* The loader writes 8 bytes at the load bias plus r_offset: anywhere else
                  * than the patch's own data would be a write into the target. */
                 if (!pf_writable(pf, rela.r_offset, sizeof(uint64_t)))
-                        return pf_error(pf, -EBADMSG, "relocation %zu writes at 0x%" PRIx64
-                                        ", outside the patch's writable segments", i,
-                                        (uint64_t)rela.r_offset);
+                        return fail(pf->errbuf, pf->errlen, -EBADMSG, "relocation %zu writes at 0x%" PRIx64
+                                    ", outside the patch's writable segments", i,
+                                    (uint64_t)rela.r_offset);
                 if (type == R_X86_64_RELATIVE) {
                         /* A linker makes these for addresses inside the object, with no
                          * symbol; anything else would hand the patch a wild pointer. */
                         if (GELF_R_SYM(rela.r_info) != 0 || !pf_inside(pf, (uint64_t)rela.r_addend))
-                                return pf_error(pf, -EBADMSG, "relocation %zu points outside the patch", i);
+                                return fail(pf->errbuf, pf->errlen, -EBADMSG, "relocation %zu points outside the patch", i);
                         r = pf_add_reloc(pf, rela.r_offset, (uint64_t)rela.r_addend, true);
                         if (r < 0)
                                 return r;
                         continue;
                 }
                 if (GELF_R_SYM(rela.r_info) == 0)
-                        return pf_error(pf, -EBADMSG, "relocation %zu of type %u has no symbol", i, type);
+                        return fail(pf->errbuf, pf->errlen, -EBADMSG, "relocation %zu of type %u has no symbol", i, type);
                 r = pf_reloc_symbol(pf, sh, i, (uint32_t)GELF_R_SYM(rela.r_info), &sym, &name);
                 if (r < 0)
                         return r;
                 if (type == R_X86_64_64 && sym.st_shndx != SHN_UNDEF &&
                     !pf_inside(pf, sym.st_value + (uint64_t)rela.r_addend))
-                        return pf_error(pf, -EBADMSG, "relocation %zu points outside the patch", i);
+                        return fail(pf->errbuf, pf->errlen, -EBADMSG, "relocation %zu points outside the patch", i);
                 if (GELF_ST_TYPE(sym.st_info) == STT_GNU_IFUNC)
-                        return pf_error(pf, -ENOTSUP, "uses an IFUNC (%s), which ulp does not support",
-                                        name);
+                        return fail(pf->errbuf, pf->errlen, -ENOTSUP, "uses an IFUNC (%s), which ulp does not support",
+                                    name);
                 if (GELF_ST_TYPE(sym.st_info) == STT_TLS)
-                        return pf_error(pf, -ENOTSUP, "uses thread-local storage (%s), which ulp does "
-                                        "not support", name);
+                        return fail(pf->errbuf, pf->errlen, -ENOTSUP, "uses thread-local storage (%s), which ulp does "
+                                    "not support", name);
                 if (type == R_X86_64_JUMP_SLOT)
                         continue;
                 r = pf_add_reloc(pf, rela.r_offset, sym.st_value + (uint64_t)rela.r_addend,
@@ -362,32 +350,32 @@ static int pf_check_sections(PatchFile *pf) {
         size_t shnum;
 
         if (elf_getshdrnum(pf->elf, &shnum) < 0)
-                return pf_error(pf, -EBADMSG, "cannot read section headers: %s", elf_errmsg(-1));
+                return fail(pf->errbuf, pf->errlen, -EBADMSG, "cannot read section headers: %s", elf_errmsg(-1));
         for (Elf_Scn *scn = NULL; (scn = elf_nextscn(pf->elf, scn)); ) {
                 size_t i = elf_ndxscn(scn);
                 GElf_Shdr sh;
                 if (!gelf_getshdr(scn, &sh))
-                        return pf_error(pf, -EBADMSG, "bad section header %zu", i);
+                        return fail(pf->errbuf, pf->errlen, -EBADMSG, "bad section header %zu", i);
                 if (sh.sh_type == SHT_RELR && (sh.sh_flags & SHF_ALLOC)) {
                         if (pf->relr_size)
-                                return pf_error(pf, -EBADMSG, "more than one RELR section");
+                                return fail(pf->errbuf, pf->errlen, -EBADMSG, "more than one RELR section");
                         if (sh.sh_size == 0 || sh.sh_size % RELR_ENTSIZE != 0 || sh.sh_entsize != RELR_ENTSIZE)
-                                return pf_error(pf, -EBADMSG, "the RELR section is malformed");
+                                return fail(pf->errbuf, pf->errlen, -EBADMSG, "the RELR section is malformed");
                         pf->relr_addr = sh.sh_addr;
                         pf->relr_size = sh.sh_size;
                 }
                 if (sh.sh_type == SHT_REL && (sh.sh_flags & SHF_ALLOC))
-                        return pf_error(pf, -ENOTSUP, "has REL relocations, which ulp does not "
-                                        "support (only RELA)");
+                        return fail(pf->errbuf, pf->errlen, -ENOTSUP, "has REL relocations, which ulp does not "
+                                    "support (only RELA)");
                 if (sh.sh_type != SHT_NOBITS && sh.sh_type != SHT_NULL &&
                     (sh.sh_offset > pf->raw_size || sh.sh_size > pf->raw_size - sh.sh_offset))
-                        return pf_error(pf, -EBADMSG, "section %zu lies beyond the end of the file", i);
+                        return fail(pf->errbuf, pf->errlen, -EBADMSG, "section %zu lies beyond the end of the file", i);
                 if (sh.sh_link >= shnum)
-                        return pf_error(pf, -EBADMSG, "section %zu links to section %u, which does not "
-                                        "exist", i, sh.sh_link);
+                        return fail(pf->errbuf, pf->errlen, -EBADMSG, "section %zu links to section %u, which does not "
+                                    "exist", i, sh.sh_link);
                 if (sh.sh_type == SHT_STRTAB && sh.sh_size > 0 &&
                     pf->raw[sh.sh_offset + sh.sh_size - 1] != 0)
-                        return pf_error(pf, -EBADMSG, "string table %zu does not end with a NUL", i);
+                        return fail(pf->errbuf, pf->errlen, -EBADMSG, "string table %zu does not end with a NUL", i);
         }
         return 0;
 }
@@ -412,8 +400,8 @@ static int pf_check_section_placement(PatchFile *pf) {
                 if (seg && sh.sh_offset == seg->p_offset + (sh.sh_addr - seg->p_vaddr))
                         continue;
                 name = elf_strptr(pf->elf, shstrndx, sh.sh_name);
-                return pf_error(pf, -EBADMSG, "section %zu (%s) is not where the segments map it",
-                                elf_ndxscn(scn), name && pf_printable(name) ? name : "?");
+                return fail(pf->errbuf, pf->errlen, -EBADMSG, "section %zu (%s) is not where the segments map it",
+                            elf_ndxscn(scn), name && pf_printable(name) ? name : "?");
         }
         return 0;
 }
@@ -426,11 +414,11 @@ static int pf_add_relr(uint64_t vaddr, void *userdata) {
         uint64_t v;
 
         if (!b || !pf_writable(pf, vaddr, sizeof(uint64_t)))
-                return pf_error(pf, -EBADMSG, "RELR relocation %zu writes at 0x%" PRIx64
+                return fail(pf->errbuf, pf->errlen, -EBADMSG, "RELR relocation %zu writes at 0x%" PRIx64
                                 ", outside the patch's writable segments", pf->n_relr, vaddr);
         memcpy(&v, b, sizeof(v));
         if (!pf_inside(pf, v))
-                return pf_error(pf, -EBADMSG, "RELR relocation %zu points outside the patch", pf->n_relr);
+                return fail(pf->errbuf, pf->errlen, -EBADMSG, "RELR relocation %zu points outside the patch", pf->n_relr);
         pf->n_relr++;
         return pf_add_reloc(pf, vaddr, v, true);
 }
@@ -445,20 +433,20 @@ static int pf_read_relr(PatchFile *pf) {
         int r;
 
         if ((pf->dt_relr || pf->dt_relrsz) && (pf->dt_relr != pf->relr_addr || pf->dt_relrsz != pf->relr_size))
-                return pf_error(pf, -EBADMSG, "DT_RELR (0x%" PRIx64 ", %" PRIu64 " bytes) is not the RELR "
+                return fail(pf->errbuf, pf->errlen, -EBADMSG, "DT_RELR (0x%" PRIx64 ", %" PRIu64 " bytes) is not the RELR "
                                 "section", pf->dt_relr, pf->dt_relrsz);
         if (!pf->relr_size)
                 return 0;
         seg = pf_segment(pf, pf->relr_addr, pf->relr_size);
         if (!seg)
-                return pf_error(pf, -EBADMSG, "the RELR section is outside the patch's segments");
+                return fail(pf->errbuf, pf->errlen, -EBADMSG, "the RELR section is outside the patch's segments");
         words = malloc(pf->relr_size);
         if (!words)
                 return -ENOMEM;
         memcpy(words, pf->raw + seg->p_offset + (pf->relr_addr - seg->p_vaddr), pf->relr_size);
         r = relr_foreach(words, pf->relr_size / RELR_ENTSIZE, pf_add_relr, pf);
         if (r == -EDOM)
-                return pf_error(pf, -EBADMSG, "the RELR section is malformed (a bitmap first, or addresses "
+                return fail(pf->errbuf, pf->errlen, -EBADMSG, "the RELR section is malformed (a bitmap first, or addresses "
                                 "out of order)");
         return r;
 }
@@ -521,7 +509,7 @@ static int pf_check_record_symbol(PatchFile *pf, const GElf_Shdr *symsh, const G
                 have = elf_strptr(pf->elf, shstrndx, sh.sh_name);
         if (!have || strcmp(have, want) != 0 || sym->st_value < sh.sh_addr ||
             sym->st_value - sh.sh_addr >= sh.sh_size)
-                return pf_error(pf, -EBADMSG, "a record of the patch lies outside section %s", want);
+                return fail(pf->errbuf, pf->errlen, -EBADMSG, "a record of the patch lies outside section %s", want);
         return 0;
 }
 
@@ -549,7 +537,7 @@ static int pf_read_symbols(PatchFile *pf) {
                                 continue;
                         if (sh.sh_entsize != sizeof(Elf64_Sym) || !(d = elf_getdata(scn, NULL)) ||
                             d->d_size != sh.sh_size)
-                                return pf_error(pf, -EBADMSG, "a symbol table is malformed");
+                                return fail(pf->errbuf, pf->errlen, -EBADMSG, "a symbol table is malformed");
                         for (size_t i = 0; i < sh.sh_size / sh.sh_entsize; i++) {
                                 GElf_Sym sym;
                                 if (!gelf_getsym(d, (int)i, &sym) || sym.st_shndx == SHN_UNDEF ||
@@ -614,16 +602,16 @@ static int rec_pointer(PatchFile *pf, const Rec *rec, size_t off, const char *fi
         uint64_t word;
 
         if (rel && !rel->resolved)
-                return pf_error(pf, -EBADMSG, "%s[%zu]: %s points outside the patch",
-                                rec->sect, rec->index, field);
+                return fail(pf->errbuf, pf->errlen, -EBADMSG, "%s[%zu]: %s points outside the patch",
+                            rec->sect, rec->index, field);
         if (rel) {
                 *ret = rel->value;
                 return 0;
         }
         memcpy(&word, rec->bytes + off, sizeof(word));
         if (word != 0)
-                return pf_error(pf, -EBADMSG, "%s[%zu]: %s is a pointer without relocation",
-                                rec->sect, rec->index, field);
+                return fail(pf->errbuf, pf->errlen, -EBADMSG, "%s[%zu]: %s is a pointer without relocation",
+                            rec->sect, rec->index, field);
         *ret = 0;
         return 0;
 }
@@ -639,23 +627,23 @@ static int rec_string(PatchFile *pf, const Rec *rec, size_t off, const char *fie
 
         *ret = NULL;
         if (vaddr == 0)
-                return required ? pf_error(pf, -EBADMSG, "%s[%zu]: %s is NULL",
-                                           rec->sect, rec->index, field) : 0;
+                return required ? fail(pf->errbuf, pf->errlen, -EBADMSG, "%s[%zu]: %s is NULL",
+                                       rec->sect, rec->index, field) : 0;
 
         const GElf_Phdr *seg = pf_segment(pf, vaddr, 1);
         if (!seg)
-                return pf_error(pf, -EBADMSG, "%s[%zu]: %s out of bounds", rec->sect, rec->index, field);
+                return fail(pf->errbuf, pf->errlen, -EBADMSG, "%s[%zu]: %s out of bounds", rec->sect, rec->index, field);
         const char *s = (const char *)pf->raw + seg->p_offset + (vaddr - seg->p_vaddr);
         size_t max = seg->p_filesz - (vaddr - seg->p_vaddr);
         const char *nul = memchr(s, 0, max);
         if (!nul)
-                return pf_error(pf, -EBADMSG, "%s[%zu]: %s is not NUL-terminated",
-                                rec->sect, rec->index, field);
+                return fail(pf->errbuf, pf->errlen, -EBADMSG, "%s[%zu]: %s is not NUL-terminated",
+                            rec->sect, rec->index, field);
         /* These strings end up in messages and logs: no control characters. */
         for (const char *p = s; p < nul; p++)
                 if (*p < ' ' || *p > '~')
-                        return pf_error(pf, -EBADMSG, "%s[%zu]: %s has a non-printable byte 0x%02x",
-                                        rec->sect, rec->index, field, (unsigned char)*p);
+                        return fail(pf->errbuf, pf->errlen, -EBADMSG, "%s[%zu]: %s has a non-printable byte 0x%02x",
+                                    rec->sect, rec->index, field, (unsigned char)*p);
         *ret = strndup(s, (size_t)(nul - s));
         return *ret ? 0 : -ENOMEM;
 }
@@ -667,25 +655,25 @@ static int rec_code(PatchFile *pf, const Rec *rec, size_t off, const char *field
         if (r < 0)
                 return r;
         if (*ret == 0)
-                return required ? pf_error(pf, -EBADMSG, "%s[%zu]: %s is NULL",
-                                           rec->sect, rec->index, field) : 0;
+                return required ? fail(pf->errbuf, pf->errlen, -EBADMSG, "%s[%zu]: %s is NULL",
+                                       rec->sect, rec->index, field) : 0;
         for (size_t i = 0; i < pf->n_loads; i++) {
                 const GElf_Phdr *p = &pf->loads[i];
                 if ((p->p_flags & PF_X) && *ret >= p->p_vaddr && *ret - p->p_vaddr < p->p_memsz) {
                         if (!pf_starts(pf, pf->funcs, pf->n_funcs, *ret))
-                                return pf_error(pf, -EBADMSG, "%s[%zu]: %s is not the start of a "
-                                                "function of the patch", rec->sect, rec->index, field);
+                                return fail(pf->errbuf, pf->errlen, -EBADMSG, "%s[%zu]: %s is not the start of a "
+                                            "function of the patch", rec->sect, rec->index, field);
                         return 0;
                 }
         }
-        return pf_error(pf, -EBADMSG, "%s[%zu]: %s is not code", rec->sect, rec->index, field);
+        return fail(pf->errbuf, pf->errlen, -EBADMSG, "%s[%zu]: %s is not code", rec->sect, rec->index, field);
 }
 
 /* Checks the magic of a record. */
 static int rec_check_magic(PatchFile *pf, const Rec *rec) {
         if (rec_u32(rec, 0) != ULP_META_MAGIC)
-                return pf_error(pf, -EBADMSG, "%s[%zu]: bad magic 0x%08x", rec->sect, rec->index,
-                                rec_u32(rec, 0));
+                return fail(pf->errbuf, pf->errlen, -EBADMSG, "%s[%zu]: bad magic 0x%08x", rec->sect, rec->index,
+                            rec_u32(rec, 0));
         return 0;
 }
 
@@ -697,7 +685,7 @@ static int pf_section(PatchFile *pf, const char *sect, size_t recsize, Rec *rec,
         *ret_n = 0;
         *rec = (Rec) { .sect = sect };
         if (elf_getshdrstrndx(pf->elf, &shstrndx) < 0)
-                return pf_error(pf, -EBADMSG, "no section name table");
+                return fail(pf->errbuf, pf->errlen, -EBADMSG, "no section name table");
         for (Elf_Scn *scn = NULL; (scn = elf_nextscn(pf->elf, scn)); ) {
                 GElf_Shdr sh;
                 const char *name = NULL;
@@ -707,8 +695,8 @@ static int pf_section(PatchFile *pf, const char *sect, size_t recsize, Rec *rec,
                 if (sh.sh_type != SHT_PROGBITS || sh.sh_size % recsize != 0 ||
                     !pf_bytes(pf, sh.sh_addr, sh.sh_size) ||
                     sh.sh_offset != (uint64_t)(pf_bytes(pf, sh.sh_addr, sh.sh_size) - pf->raw))
-                        return pf_error(pf, -EBADMSG, "section %s is malformed (size %" PRIu64 ")",
-                                        sect, (uint64_t)sh.sh_size);
+                        return fail(pf->errbuf, pf->errlen, -EBADMSG, "section %s is malformed (size %" PRIu64 ")",
+                                    sect, (uint64_t)sh.sh_size);
                 rec->vaddr = sh.sh_addr;
                 rec->bytes = pf->raw + sh.sh_offset;
                 *ret_n = sh.sh_size / recsize;
@@ -734,7 +722,7 @@ static int read_info(PatchFile *pf, PatchMeta *m) {
         if (r < 0 || n == 0)
                 return r;
         if (n > 1)
-                return pf_error(pf, -EBADMSG, "%s: %zu records, at most one allowed", first.sect, n);
+                return fail(pf->errbuf, pf->errlen, -EBADMSG, "%s: %zu records, at most one allowed", first.sect, n);
 
         rec_seek(&rec, &first, sizeof(struct ulp_meta_info), 0);
         if ((r = rec_check_magic(pf, &rec)) < 0 ||
@@ -743,7 +731,7 @@ static int read_info(PatchFile *pf, PatchMeta *m) {
                             &m->description)) < 0)
                 return r;
         if (!*m->name)
-                return pf_error(pf, -EBADMSG, "%s[0]: empty name", first.sect);
+                return fail(pf->errbuf, pf->errlen, -EBADMSG, "%s[0]: empty name", first.sect);
         return 0;
 }
 
@@ -771,7 +759,7 @@ static int read_funcs(PatchFile *pf, PatchMeta *m) {
                                     &f->new_name)) < 0)
                         return r;
                 if (!*f->symbol)
-                        return pf_error(pf, -EBADMSG, "%s[%zu]: empty symbol name", rec.sect, i);
+                        return fail(pf->errbuf, pf->errlen, -EBADMSG, "%s[%zu]: empty symbol name", rec.sect, i);
                 if (!f->new_name && !(f->new_name = strdup("")))
                         return -ENOMEM;
         }
@@ -799,14 +787,14 @@ static int read_refs(PatchFile *pf, PatchMeta *m) {
                     (r = rec_pointer(pf, &rec, F(ulp_meta_ref, slot), "slot", &f->slot_vaddr)) < 0)
                         return r;
                 if (!*f->symbol)
-                        return pf_error(pf, -EBADMSG, "%s[%zu]: empty symbol name", rec.sect, i);
+                        return fail(pf->errbuf, pf->errlen, -EBADMSG, "%s[%zu]: empty symbol name", rec.sect, i);
                 /* The slot is written before any new function runs: it must be patch data. */
                 if (!pf_writable(pf, f->slot_vaddr, sizeof(void *)))
-                        return pf_error(pf, -EBADMSG, "%s[%zu]: slot is not writable patch data",
-                                        rec.sect, i);
+                        return fail(pf->errbuf, pf->errlen, -EBADMSG, "%s[%zu]: slot is not writable patch data",
+                                    rec.sect, i);
                 if (!pf_starts(pf, pf->objects, pf->n_objects, f->slot_vaddr))
-                        return pf_error(pf, -EBADMSG, "%s[%zu]: slot is not a pointer variable of the "
-                                        "patch", rec.sect, i);
+                        return fail(pf->errbuf, pf->errlen, -EBADMSG, "%s[%zu]: slot is not a pointer variable of the "
+                                    "patch", rec.sect, i);
         }
         return 0;
 }
@@ -844,8 +832,8 @@ static int read_build_ids(PatchFile *pf, PatchMeta *m) {
                     (r = rec_string(pf, &rec, F(ulp_meta_build_id, build_id), "build-id", true, &b->hex)) < 0)
                         return r;
                 if (build_id_normalize(b->hex) < 0)
-                        return pf_error(pf, -EBADMSG, "%s[%zu]: \"%s\" is not a hex build-id",
-                                        rec.sect, i, b->hex);
+                        return fail(pf->errbuf, pf->errlen, -EBADMSG, "%s[%zu]: \"%s\" is not a hex build-id",
+                                    rec.sect, i, b->hex);
         }
         return 0;
 }
@@ -917,13 +905,13 @@ static int patch_file_open(PatchFile *pf, int fd) {
                 return r;
         r = elf_open_fd(pf->fd, &pf->elf);
         if (r < 0)
-                return pf_error(pf, r, "not an ELF file");
+                return fail(pf->errbuf, pf->errlen, r, "not an ELF file");
         if (!gelf_getehdr(pf->elf, &eh) || eh.e_machine != EM_X86_64 || eh.e_type != ET_DYN ||
             eh.e_ident[EI_DATA] != ELFDATA2LSB)
-                return pf_error(pf, -ENOEXEC, "not an x86-64 shared object");
+                return fail(pf->errbuf, pf->errlen, -ENOEXEC, "not an x86-64 shared object");
         pf->raw = (const unsigned char *)elf_rawfile(pf->elf, &pf->raw_size);
         if (!pf->raw)
-                return pf_error(pf, -EBADMSG, "cannot read the file: %s", elf_errmsg(-1));
+                return fail(pf->errbuf, pf->errlen, -EBADMSG, "cannot read the file: %s", elf_errmsg(-1));
         if ((r = pf_check_sections(pf)) < 0 ||
             (r = pf_read_segments(pf)) < 0 ||
             (r = pf_check_section_placement(pf)) < 0 ||
@@ -939,15 +927,15 @@ static int check_name(PatchFile *pf, const char *name, bool from_file) {
         size_t len = strlen(name);
 
         if (len == 0)
-                return pf_error(pf, -EBADMSG, "%s is empty", what);
+                return fail(pf->errbuf, pf->errlen, -EBADMSG, "%s is empty", what);
         if (len > ULP_NAME_MAX)
-                return pf_error(pf, -EBADMSG, "%s is %zu bytes long, at most %d are allowed", what, len,
-                                ULP_NAME_MAX);
+                return fail(pf->errbuf, pf->errlen, -EBADMSG, "%s is %zu bytes long, at most %d are allowed", what, len,
+                            ULP_NAME_MAX);
         for (size_t i = 0; i < len; i++)
                 if (name[i] <= ' ' || name[i] > '~')
-                        return pf_error(pf, -EBADMSG, "%s has a byte 0x%02x at %zu: only printable "
-                                        "characters other than space are allowed", what,
-                                        (unsigned char)name[i], i);
+                        return fail(pf->errbuf, pf->errlen, -EBADMSG, "%s has a byte 0x%02x at %zu: only printable "
+                                    "characters other than space are allowed", what,
+                                    (unsigned char)name[i], i);
         return 0;
 }
 
@@ -956,17 +944,13 @@ static int check_name(PatchFile *pf, const char *name, bool from_file) {
 static int check_lengths(PatchFile *pf, const PatchMeta *m) {
         for (size_t i = 0; i < m->n_funcs; i++) {
                 if (strlen(m->funcs[i].object) > PATCH_OBJECT_MAX)
-                        return pf_error(pf, -EBADMSG, "%s[%zu]: object name longer than %d bytes",
-                                        ULP_SECTION_FUNCS, i, PATCH_OBJECT_MAX);
+                        return fail(pf->errbuf, pf->errlen, -EBADMSG, "%s[%zu]: object name longer than %d bytes",
+                                    ULP_SECTION_FUNCS, i, PATCH_OBJECT_MAX);
                 if (strlen(m->funcs[i].symbol) > PATCH_SYMBOL_MAX)
-                        return pf_error(pf, -EBADMSG, "%s[%zu]: symbol name longer than %d bytes",
-                                        ULP_SECTION_FUNCS, i, PATCH_SYMBOL_MAX);
+                        return fail(pf->errbuf, pf->errlen, -EBADMSG, "%s[%zu]: symbol name longer than %d bytes",
+                                    ULP_SECTION_FUNCS, i, PATCH_SYMBOL_MAX);
         }
         return 0;
-}
-
-static void patchmeta_freep(PatchMeta **m) {
-        patchmeta_free(*m);
 }
 
 int patchmeta_read(int fd, const char *name_hint, PatchMeta **ret, char *errbuf, size_t errlen) {
@@ -983,9 +967,9 @@ int patchmeta_read(int fd, const char *name_hint, PatchMeta **ret, char *errbuf,
             (r = read_build_ids(&pf, m)) < 0 ||
             (r = read_callbacks(&pf, m)) < 0 ||
             (r = read_replace(&pf, m)) < 0)
-                return r == -ENOMEM ? pf_error(&pf, r, "out of memory") : r;
+                return r == -ENOMEM ? fail(pf.errbuf, pf.errlen, r, "out of memory") : r;
         if (m->n_funcs == 0)
-                return pf_error(&pf, -ENOMSG, "no ulp metadata (no %s record)", ULP_SECTION_FUNCS);
+                return fail(pf.errbuf, pf.errlen, -ENOMSG, "no ulp metadata (no %s record)", ULP_SECTION_FUNCS);
 
         r = check_lengths(&pf, m);
         if (r < 0)

@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
+#include "common/internal.h"
+
 /* The metadata of a patch (include/ulp/patch.h), read with libelf without running it. */
 
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "common/macro.h"
 #include "elf/module.h"
 
 /* The longest patch name: ULP_PATCH_INFO's, or the file name without ".so". Every place
@@ -67,6 +70,7 @@ typedef struct PatchMeta {
  * NULL, a one-line reason is written to it. */
 int patchmeta_read(int fd, const char *name_hint, PatchMeta **ret, char *errbuf, size_t errlen);
 void patchmeta_free(PatchMeta *m);
+DEFINE_TRIVIAL_CLEANUP_FUNC(PatchMeta *, patchmeta_free);
 
 /* The build-id pin for an object, or NULL. */
 const char *patchmeta_build_id_for(const PatchMeta *m, const char *object);

@@ -263,10 +263,6 @@ static int symtab_load(SymTab *st) {
         return symtab_index_addr(st);
 }
 
-static void symtab_freep(SymTab **st) {
-        symtab_free(*st);
-}
-
 int symtab_open_fd(int fd, SymTab **ret) {
         return symtab_open_module_fd(fd, NULL, ret);
 }

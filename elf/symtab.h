@@ -1,11 +1,15 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
+#include "common/internal.h"
+
 /* Symbols of one ELF file: .symtab and .dynsym, with sizes; static symbols included. */
 
 #include <stdbool.h>
 #include <stdint.h>
 #include <libelf.h>
+
+#include "common/macro.h"
 
 typedef struct SymTab SymTab;
 
@@ -49,6 +53,9 @@ bool symtab_has_section(const SymTab *st, const char *name);
 /* Whether elf has a section of that type. */
 bool elf_has_section_type(Elf *elf, Elf32_Word type);
 void symtab_free(SymTab *st);
+DEFINE_TRIVIAL_CLEANUP_FUNC(SymTab *, symtab_free);
+/* libelf's handle, for every user of libelf in the core. */
+DEFINE_TRIVIAL_CLEANUP_FUNC(Elf *, elf_end);
 
 /* The Elf handle behind it (owned by the SymTab), for further reading. */
 Elf *symtab_elf(const SymTab *st);

@@ -5,6 +5,7 @@
 #include <sys/mman.h>
 #include <time.h>
 
+#include "common/invariant.h"
 #include "common/macro.h"
 #include "elf/maps.h"
 #include "patcher/control.h"
@@ -150,7 +151,7 @@ static int validate_patch(const ControlImage *img, unsigned i, char *why, size_t
                 return WHY("patch %u: its mapping wraps around", i);
         if (live && p->map_size == 0)
                 return WHY("patch %u is live without code", i);
-        for (unsigned k = 0; live && k < 4; k++)
+        for (unsigned k = 0; live && k < CP_CB_MAX; k++)
                 if (p->callbacks[k] && !in_patch(p, p->callbacks[k]))
                         return WHY("patch %u: callback %u is outside the patch's code", i, k);
         return 0;
@@ -574,6 +575,8 @@ int control_table_find(const Control *c, uint64_t tp) {
 
 /* A one-byte write: atomic for the stubs reading it concurrently. */
 int control_write_thread_state(Target *t, Control *c, unsigned slot, uint8_t state) {
+        ASSERT_RETURN(slot < CONTROL_TABLE_SLOTS, -EUCLEAN);
+        ASSERT_RETURN(state == THREAD_PATCHED || state == THREAD_UNPATCHED, -EUCLEAN);
         c->img->table_state[slot] = state;
         return target_write(t, c->addr + CONTROL_OFF(table_state) + slot, &state, 1);
 }

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
+#include "common/internal.h"
+
 /*
  * The control block: ulp's state inside each patched process, the source of truth
- * (DESIGN.md section 6). It lives in a private mapping of a memfd named
+ * (docs/control-block.md). It lives in a private mapping of a memfd named
  * "ulp-control", so /proc/PID/maps shows "/memfd:ulp-control (deleted)"; a forked
  * child gets its own copy-on-write copy. ulpctl --direct, a restarted ulpd and
  * status readers all find it there.
@@ -39,6 +41,15 @@ enum {
         CP_PATCHED = 1,          /* complete, all threads run it */
         CP_TRANSITION = 2,       /* the patch of the transition in progress */
         CP_UNPATCHED = 3,        /* reverted; record kept until its slot is reused */
+};
+
+/* The slots of ControlPatch.callbacks, in the order ULP_CALLBACKS names them. */
+enum {
+        CP_CB_PRE_PATCH = 0,
+        CP_CB_POST_PATCH = 1,
+        CP_CB_PRE_UNPATCH = 2,
+        CP_CB_POST_UNPATCH = 3,
+        CP_CB_MAX = 4,
 };
 
 enum {
@@ -120,7 +131,7 @@ typedef struct ControlPatch {
         uint64_t map_start;      /* the patch's mapping */
         uint64_t map_size;
         uint64_t bias;
-        uint64_t callbacks[4];   /* pre_patch, post_patch, pre_unpatch, post_unpatch; 0 none */
+        uint64_t callbacks[CP_CB_MAX]; /* by CP_CB_*; 0 none */
         uint8_t build_id[20];
         uint32_t build_id_len;
         char file[128];          /* file name it was applied from, informational */

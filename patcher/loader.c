@@ -10,6 +10,7 @@
 #include "common/macro.h"
 #include "elf/relr.h"
 #include "patcher/ifunc.h"
+#include "elf/symtab.h"
 #include "patcher/loader.h"
 #include "patcher/nearmem.h"
 #include "patcher/rsys.h"
@@ -17,10 +18,6 @@
 
 #define PAGE 4096ULL
 
-static void elf_endp(Elf **e) {
-        if (*e)
-                elf_end(*e);
-}
 #define _cleanup_elf_ _cleanup_(elf_endp)
 
 static int open_elf(int fd, Elf **ret) {

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
+#include "common/internal.h"
+
 /*
  * The patch loader: no dlopen in the target, no preloaded agent. The patch file is
  * copied into a memfd of the target named "ulp-patch:NAME" and its PT_LOAD segments

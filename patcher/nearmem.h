@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
+#include "common/internal.h"
+
 /*
  * Memory near a module: everything a 5-byte jump or a RIP-relative operand of a
  * relocated instruction reaches must be within +-2 GiB. Free ranges come from the

@@ -282,8 +282,11 @@ static ControlPatch *new_patch_record(UlpOp *op, const PatchMeta *meta, const Lo
         memcpy(p->build_id, meta->build_id, p->build_id_len);
         for (size_t i = 0; i < meta->n_callbacks; i++) {
                 const PatchCallbacks *cb = &meta->callbacks[i];
-                uint64_t v[4] = { cb->pre_patch, cb->post_patch, cb->pre_unpatch, cb->post_unpatch };
-                for (int k = 0; k < 4; k++)
+                uint64_t v[CP_CB_MAX] = {
+                        [CP_CB_PRE_PATCH] = cb->pre_patch, [CP_CB_POST_PATCH] = cb->post_patch,
+                        [CP_CB_PRE_UNPATCH] = cb->pre_unpatch, [CP_CB_POST_UNPATCH] = cb->post_unpatch,
+                };
+                for (int k = 0; k < CP_CB_MAX; k++)
                         if (v[k])
                                 p->callbacks[k] = v[k] + lp->bias;
         }
@@ -537,8 +540,8 @@ int ulp_op_apply(pid_t pid, int client_fd, const char *name_hint, const UlpOptio
                 r = op_refresh_modules(op);
         if (r >= 0)
                 r = op_unwinder(op);
-        if (r >= 0 && op->c.img->patches[op->patch].callbacks[0]) {
-                r = op_run_callback(op, op->c.img->patches[op->patch].callbacks[0], &cb);
+        if (r >= 0 && op->c.img->patches[op->patch].callbacks[CP_CB_PRE_PATCH]) {
+                r = op_run_callback(op, op->c.img->patches[op->patch].callbacks[CP_CB_PRE_PATCH], &cb);
                 if (r < 0) {
                         char why[sizeof(op->report->message)];
                         snprintf(why, sizeof(why), "%s", op->report->message);

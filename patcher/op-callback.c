@@ -40,7 +40,7 @@ static int callback_thread_out(UlpOp *op) {
                         return 0;   /* cannot look now: still inside, as far as we know */
         }
         /* At the restorer the frame is still its stack (rsp just above pretcode). */
-        bool out = th->regs.rsp > h->callback_frame + 8;
+        bool out = regs_sp(&th->regs) > h->callback_frame + 8;
         if (!was_stopped)
                 (void)target_resume_thread(op->t, th);
         return out;

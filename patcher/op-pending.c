@@ -3,7 +3,7 @@
  * Objects loaded after a patch was applied: the kernel's klp_is_object_loaded() and its
  * module notifier (klp_module_coming) carried over to libraries a process dlopen()s. A
  * patch applied while one of its objects was missing recorded it as pending in the
- * control block; once the process has loaded it, ulp_apply_pending() patches its
+ * control block; once the process has loaded it, ulp_apply_late() patches its
  * functions. No transition: the patch is complete, so every thread is already in the
  * patched state; what must hold is that no thread has one of the object's old functions
  * on its stack at the switch (the library may have run since dlopen), checked for every
@@ -204,7 +204,7 @@ static int patch_object(UlpOp *op, unsigned idx, unsigned k) {
         return r;
 }
 
-int ulp_apply_pending(pid_t pid, UlpReport *report) {
+int ulp_apply_late(pid_t pid, UlpReport *report) {
         UlpOp *op = op_new(OP_APPLY, NULL, report);
         int r, done = 0, pending = 0;
 

@@ -127,8 +127,8 @@ int ulp_op_revert(pid_t pid, const char *name, const UlpOptions *o, UlpOp **ret,
         r = check_on_top(op, idx);
         if (r >= 0)
                 r = op_unwinder(op);
-        if (r >= 0 && op->c.img->patches[idx].callbacks[2]) {
-                r = op_run_callback(op, op->c.img->patches[idx].callbacks[2], &cb);
+        if (r >= 0 && op->c.img->patches[idx].callbacks[CP_CB_PRE_UNPATCH]) {
+                r = op_run_callback(op, op->c.img->patches[idx].callbacks[CP_CB_PRE_UNPATCH], &cb);
                 if (r >= 0 && cb != 0)
                         r = op_fail(op, -ECANCELED, "the patch's pre-unpatch callback refused (returned %d): nothing changed", cb);
         }

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * status: what a process carries, read from its control block (the source of truth,
- * DESIGN.md section 6) without stopping any of its threads. The stragglers of a
+ * docs/control-block.md) without stopping any of its threads. The stragglers of a
  * transition in progress are those the driving process published after its last pass
  * (ulp_op_step, op.c).
  */
@@ -42,7 +42,7 @@ static void status_patch(const ControlImage *img, unsigned idx, UlpPatchStatus *
         const ControlPatch *p = &img->patches[idx];
 
         snprintf(ps->name, sizeof(ps->name), "%s", p->name);
-        ps->state = transition_state_name(p->state);
+        ps->state = transition_patch_state(p->state);
         ps->forced = p->flags & CP_FLAG_FORCED;
         ps->replace = p->flags & CP_FLAG_REPLACE;
         status_funcs(img, p, ps);
@@ -50,7 +50,7 @@ static void status_patch(const ControlImage *img, unsigned idx, UlpPatchStatus *
                 status_stragglers(&img->stragglers, ps);
         for (unsigned i = 0; p->state != CP_UNPATCHED && i < CONTROL_MAX_PENDING; i++)
                 if (p->pending[i][0])
-                        snprintf(ps->pending_objects[ps->n_pending_objects++], sizeof(ps->pending_objects[0]),
+                        snprintf(ps->late_objects[ps->n_late_objects++], sizeof(ps->late_objects[0]),
                                  "%.63s", p->pending[i]);
 }
 

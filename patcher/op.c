@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <time.h>
 
+#include "common/errfmt.h"
 #include "common/macro.h"
 #include "patcher/nearmem.h"
 #include "patcher/op.h"
@@ -56,7 +57,7 @@ int op_fail(UlpOp *op, int r, const char *fmt, ...) {
                 return -ESTALE;
         }
         va_start(ap, fmt);
-        vsnprintf(op->report->message, sizeof(op->report->message), fmt, ap);
+        vfail(op->report->message, sizeof(op->report->message), r, fmt, ap);
         va_end(ap);
         return r;
 }
@@ -499,7 +500,7 @@ static int op_finished(UlpOp *op) {
         publish_stragglers(op, true);
         /* As klp_complete_transition: by the state reached, so that a reversed apply
          * gets its post-unpatch (its pre-patch ran) and a reversed revert its post-patch. */
-        post = op->tr.target_state == THREAD_PATCHED ? p->callbacks[1] : p->callbacks[3];
+        post = op->tr.target_state == THREAD_PATCHED ? p->callbacks[CP_CB_POST_PATCH] : p->callbacks[CP_CB_POST_UNPATCH];
         if (post)
                 r = op_run_callback(op, post, &cb);
         if (r < 0)
@@ -633,7 +634,7 @@ int ulp_op_step(UlpOp *op, unsigned *ret_next_ms) {
                 }
         }
         /* A post-unpatch callback runs from the patch's code after completion. */
-        op->tr.keep_code = op->tr.target_state == THREAD_UNPATCHED && op->c.img->patches[op->patch].callbacks[3];
+        op->tr.keep_code = op->tr.target_state == THREAD_UNPATCHED && op->c.img->patches[op->patch].callbacks[CP_CB_POST_UNPATCH];
         r = transition_try_complete(&op->tr);
         /* An exec in the middle of the pass shows as memory that is gone. */
         if (r < 0 && r != -ESRCH && (op->t->image_changed || target_replaced(op)))

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
+#include "common/internal.h"
+
 /* Internals shared by the operation files (op-*.c): the UlpOp object and its helpers. */
 
 #include "elf/module.h"
@@ -10,7 +12,7 @@
 #include "patcher/loader.h"
 #include "patcher/target.h"
 #include "patcher/transition.h"
-#include "patcher/ulp.h"
+#include "ulp/libulp.h"
 #include "patcher/x86_64/relocate.h"
 #include "unwind/unwind.h"
 

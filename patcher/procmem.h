@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
+#include "common/internal.h"
+
 /*
  * Why /proc/PID/mem could not be opened read-write. The kernel says EACCES for two
  * different refusals: the file's own permission bits (it belongs to the target's uid,

@@ -24,7 +24,7 @@ static int rsys(Target *t, Thread *th, long nr, long a0, long a1, long a2, long 
  * moved, so nothing of the thread's is overwritten. */
 int rsys_memfd_create(Target *t, Thread *th, const char *name, int *ret_fd) {
         size_t len = strlen(name) + 1;
-        uint64_t where = ALIGN_DOWN(th->regs.rsp - 128 - 512, 16);
+        uint64_t where = ALIGN_DOWN(regs_sp(&th->regs) - 128 - 512, 16);
         long r = 0;
         int k;
 

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
+#include "common/internal.h"
+
 /*
  * System calls in the target, typed: thin wrappers over target_syscall() on a
  * borrowed, stopped thread. Each returns the syscall's result (>= 0) or -errno,

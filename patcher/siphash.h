@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
+#include "common/internal.h"
+
 /*
  * SipHash-2-4 (Aumasson and Bernstein), a keyed pseudo-random function for short
  * messages: the MAC of the control block's identity (control-trust.c). Written from the

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
+#include "common/internal.h"
+
 /*
  * A target process and the ptrace session on it.
  *
@@ -18,6 +20,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 #include <sys/user.h>
+
+#include "patcher/x86_64/regs.h"
 
 typedef struct Thread {
         pid_t tid;
@@ -207,7 +211,7 @@ int target_read_many(Target *t, const uint64_t *addrs, void *bufs, size_t each, 
  * -ENOEXEC: the target holds no code to return through (see x86_64/remote.c).
  */
 int target_syscall(Target *t, Thread *th, long nr, const long args[6], long *ret);
-/* The bytes from th->regs.rsp - 128 - TARGET_SCRATCH up to the red zone are left alone by
+/* The bytes from the stack pointer - 128 - TARGET_SCRATCH up to the red zone are left alone by
  * target_syscall(): room for arguments passed in memory (a name, a struct). */
 #define TARGET_SCRATCH 1024
 

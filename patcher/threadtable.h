@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
+#include "common/internal.h"
+
 /*
  * The thread state table in the target: from a thread pointer (fs:0, equal to
  * fs_base) to that thread's patch state during a transition. Written by ulp only

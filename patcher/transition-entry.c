@@ -105,7 +105,7 @@ int transition__compute_no_go(Transition *tr) {
 }
 
 bool transition__thread_in_the_way(const Transition *tr, const Thread *th) {
-        uint64_t pc = th->regs.rip;
+        uint64_t pc = regs_pc(&th->regs);
         size_t lo = 0, hi = tr->n_no_go;
 
         /* The last range starting at or below pc; the ranges do not overlap. */
@@ -155,20 +155,20 @@ int transition__move_threads_out(Transition *tr, bool table_changes) {
                         int r;
                         if (!th->stopped || th->gone || !transition__thread_in_the_way(tr, th))
                                 continue;
-                        m = entry_map_of(tr, th->regs.rip);
-                        if (!m && !table_changes && in_stub(tr, th->regs.rip))
+                        m = entry_map_of(tr, regs_pc(&th->regs));
+                        if (!m && !table_changes && in_stub(tr, regs_pc(&th->regs)))
                                 continue;
                         if (!m)
                                 return -EAGAIN;
-                        to = relocation_map_pc(&m->rel, m->at, m->copy, th->regs.rip);
+                        to = relocation_map_pc(&m->rel, m->at, m->copy, regs_pc(&th->regs));
                         if (!to) {
                                 tr->stuck_tid = th->tid;
-                                tr->stuck_pc = th->regs.rip;
+                                tr->stuck_pc = regs_pc(&th->regs);
                                 return -EILSEQ;
                         }
                         if (!moving)
                                 continue;
-                        th->regs.rip = to;
+                        regs_set_pc(&th->regs, to);
                         r = target_set_regs(tr->t, th);
                         if (r < 0)
                                 return r;

@@ -108,7 +108,7 @@ int trap_in_place(Transition *tr, PendingThread *p, Thread *th) {
         uint64_t v;
         int r;
 
-        if (th->regs.rip >= p->trap_code && th->regs.rip < p->trap_code + TRAP_CODE_SIZE)
+        if (regs_pc(&th->regs) >= p->trap_code && regs_pc(&th->regs) < p->trap_code + TRAP_CODE_SIZE)
                 return 1;
         r = target_read(tr->t, p->trap_at, &v, sizeof(v));
         if (r < 0)
@@ -127,8 +127,8 @@ static int trap_remove(Transition *tr, PendingThread *p, Thread *th) {
         uint8_t state;
         int r;
 
-        if (th->regs.rip >= p->trap_code && th->regs.rip < p->trap_code + TRAP_CODE_SIZE) {
-                th->regs.rip = p->trap_ret;
+        if (regs_pc(&th->regs) >= p->trap_code && regs_pc(&th->regs) < p->trap_code + TRAP_CODE_SIZE) {
+                regs_set_pc(&th->regs, p->trap_ret);
                 r = target_set_regs(tr->t, th);
         } else {
                 r = target_read(tr->t, p->trap_at, &v, sizeof(v));

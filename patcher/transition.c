@@ -1,20 +1,21 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <stdio.h>
 
+#include "common/invariant.h"
 #include "common/macro.h"
 #include "patcher/transition-internal.h"
 #include "patcher/transition.h"
 #include "patcher/x86_64/relocate.h"
 #include "patcher/x86_64/stub.h"
 
-const char *transition_state_name(uint32_t cp_state) {
+UlpPatchState transition_patch_state(uint32_t cp_state) {
         switch (cp_state) {
         case CP_PATCHED:
-                return "patched";
+                return ULP_PATCH_PATCHED;
         case CP_TRANSITION:
-                return "transition";
+                return ULP_PATCH_TRANSITION;
         default:
-                return "unpatched";
+                return ULP_PATCH_UNPATCHED;
         }
 }
 
@@ -88,6 +89,8 @@ int transition_prepare(Transition *tr, Target *t, Control *c, Unwinder *u, SymRe
                        int patch, int target_state, bool global) {
         int r;
 
+        ASSERT_RETURN(target_state == THREAD_PATCHED || target_state == THREAD_UNPATCHED, -EUCLEAN);
+        ASSERT_RETURN(patch >= 0 && (uint32_t) patch < c->img->hdr.n_patches, -EUCLEAN);
         *tr = (Transition) { .t = t, .c = c, .u = u, .res = res, .patch = patch,
                              .target_state = target_state, .global = global };
         r = compute_ranges(tr);
@@ -123,6 +126,8 @@ static int pending_add(Transition *tr, pid_t tid, int slot) {
 /* Inserts tp with state into the local table copy. Every thread must be stopped. */
 static int table_insert(Control *c, uint64_t tp, uint8_t state) {
         uint64_t i = thread_table_hash(tp, CONTROL_TABLE_ORDER);
+
+        ASSERT_RETURN(state == THREAD_PATCHED || state == THREAD_UNPATCHED, -EUCLEAN);
         for (unsigned n = 0; n < CONTROL_MAX_THREADS * 2; n++) {
                 if (c->img->table_tp[i] == 0 || c->img->table_tp[i] == tp) {
                         c->img->table_tp[i] = tp;
@@ -144,7 +149,7 @@ static int fill_table(Transition *tr, uint8_t state) {
         tr->n_pending = 0;
         for (size_t i = 0; i < tr->t->n_threads; i++) {
                 const Thread *th = &tr->t->threads[i];
-                uint64_t tp = th->regs.fs_base;
+                uint64_t tp = regs_tp(&th->regs);
                 int slot;
                 if (th->gone || !th->stopped)
                         continue;
@@ -203,8 +208,7 @@ int transition_init(Transition *tr) {
         return 0;
 }
 
-/* klp_check_stack: 0 when no frame is in the ranges, else -EADDRINUSE with the frame's
- * pc in *ret_pc. */
+/* The index in u of the outermost frame that is in the ranges, or -1 when none is. */
 int transition_outermost_frame(const Transition *tr, const UnwindResult *u) {
         int found = -1;
         for (size_t i = 0; i < u->n; i++) {
@@ -216,6 +220,8 @@ int transition_outermost_frame(const Transition *tr, const UnwindResult *u) {
         return found;
 }
 
+/* klp_check_stack: 0 when no frame is in the ranges, else -EADDRINUSE with the frame's
+ * pc in *ret_pc. */
 static int check_frames(const Transition *tr, const UnwindResult *u, uint64_t *ret_pc) {
         for (size_t i = 0; i < u->n; i++) {
                 /* A return address belongs to the call before it. */
@@ -468,6 +474,9 @@ static int finish(Transition *tr) {
         Thread *th = target_any_stopped(tr->t);
         int r = 0;
 
+        /* Per-thread mode finishes the patch its header names; global mode never names
+         * one (it switches all threads in the stop it finishes in). */
+        ASSERT_RETURN(tr->global || c->img->hdr.transition_patch == tr->patch, -EUCLEAN);
         if (tr->target_state == THREAD_PATCHED && (p->flags & CP_FLAG_REPLACE))
                 for (unsigned i = 0; i < c->img->hdr.n_patches; i++)
                         if ((int)i != tr->patch && c->img->patches[i].state == CP_PATCHED)
@@ -534,7 +543,7 @@ static int reconcile_table(Transition *tr) {
                 int slot;
                 if (th->gone || !th->stopped)
                         continue;
-                slot = control_table_find(c, th->regs.fs_base);
+                slot = control_table_find(c, regs_tp(&th->regs));
                 if (slot < 0)
                         continue;
                 held[slot] = 1;
@@ -645,9 +654,9 @@ int transition_reverse(Transition *tr) {
                 int slot;
                 if (th->gone || !th->stopped || tr->global)
                         continue;
-                slot = control_table_find(c, th->regs.fs_base);
+                slot = control_table_find(c, regs_tp(&th->regs));
                 if (slot < 0)
-                        slot = table_insert(c, th->regs.fs_base, (uint8_t)old);
+                        slot = table_insert(c, regs_tp(&th->regs), (uint8_t)old);
                 if (slot >= 0 && c->img->table_state[slot] != tr->target_state)
                         r = pending_add(tr, th->tid, slot);
                 else if (slot < 0)
@@ -674,6 +683,9 @@ int transition_cancel(Transition *tr) {
         Thread *th = NULL;
         int r, k;
 
+        /* klp_cancel_transition: only an apply that switched no thread is cancelled; a
+         * revert, or an apply some thread runs, is reversed instead. */
+        ASSERT_RETURN(tr->target_state == THREAD_PATCHED, -EUCLEAN);
         r = target_stop_any(tr->t, tr->t->stop_timeout_ms > 0 ? tr->t->stop_timeout_ms : TARGET_STOP_TIMEOUT_MS, &th);
         if (r < 0)
                 return r;
@@ -790,7 +802,7 @@ int transition_resume(Transition *tr, Target *t, Control *c, Unwinder *u, SymRes
                 if (th->gone || !th->stopped)
                         continue;
                 tr->total++;
-                slot = control_table_find(c, th->regs.fs_base);
+                slot = control_table_find(c, regs_tp(&th->regs));
                 if (slot >= 0 && c->img->table_state[slot] != tr->target_state)
                         r = pending_add(tr, th->tid, slot);
         }

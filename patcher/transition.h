@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
+#include "common/internal.h"
+
 /*
  * The transition engine: the kernel's per-task consistency model
  * (kernel/livepatch/transition.c) carried over to the threads of one process.
@@ -29,6 +31,7 @@
 #include "patcher/control.h"
 #include "patcher/loader.h"
 #include "patcher/target.h"
+#include "ulp/libulp.h"
 #include "unwind/unwind.h"
 
 typedef struct CodeRange {
@@ -133,7 +136,7 @@ void transition_done(Transition *tr);
 int transition_outermost_frame(const Transition *tr, const UnwindResult *u);
 
 /*
- * Return traps (transition-trap.c), the switch point DESIGN.md gives instead of the
+ * Return traps (transition-trap.c), the switch point docs/architecture.md gives instead of the
  * kernel's signals and cond_resched: the return address of a straggler's outermost
  * to-be-patched frame is replaced by the address of a trampoline of its own, which
  * writes the thread's state byte (the thread itself, at the moment it has left every
@@ -165,12 +168,12 @@ bool transition_check_thread(Transition *tr, Thread *th, char *blocker, size_t l
  * must be stopped. */
 int transition_write_entry(Target *t, const ControlFunc *f, uint64_t dest);
 
-/* Puts back the original bytes of record fi, verifying that the entry holds what we
+/* Puts back the original bytes of record f, verifying that the entry holds what we
  * wrote. -EBUSY when someone else changed it. */
 int transition_restore_entry(Target *t, const ControlFunc *f, uint64_t expected_dest);
 
-/* The patch-state string of status for a control patch state. */
-const char *transition_state_name(uint32_t cp_state);
+/* The state status reports for a control patch state (CP_*). */
+UlpPatchState transition_patch_state(uint32_t cp_state);
 
 /* Names the code at pc: "sym+0xoff" from the module's symbols, else the module name. */
 void transition_name_pc(SymResolver *res, uint64_t pc, char *buf, size_t len);

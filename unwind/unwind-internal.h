@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
+#include "common/internal.h"
+
 /*
  * The Unwinder object, shared by unwinder.c (its lifecycle, the modules reported to
  * libdwfl and the thread callbacks libdwfl calls back into) and walk.c (one unwind and

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
+#include "common/internal.h"
+
 /*
  * Unwinding threads that are stopped under ptrace, with libdw (libdwfl), and the
- * reliability verdict of DESIGN.md section 3: a stack is reliable only if the unwind
+ * reliability verdict of docs/architecture.md ("unreliable stack"): a stack is reliable only if the unwind
  * reached the outermost frame (return address undefined by CFI, as _start and
  * clone/start_thread mark it) and every frame is inside a known ELF module and covered
  * by its CFI (.eh_frame or .debug_frame). An unwind error, a frame outside any module

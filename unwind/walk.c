@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * One unwind of a stopped thread and its reliability verdict (DESIGN.md section 3 and
- * pitfall 14): libdwfl walks the frames, and every frame is checked here against the
- * same CFI libdwfl used to unwind it, because libdwfl silently falls back to guessing
- * (frame pointers, see x86_64_unwind) and ends "normally" in cases that are not the end
- * of the stack (a return address that reads as zero or cannot be read at all).
+ * One unwind of a stopped thread and its reliability verdict (docs/architecture.md,
+ * "unreliable stack" and hazard 7): libdwfl walks the frames, and every frame is
+ * checked here against the same CFI libdwfl used to unwind it, because libdwfl
+ * silently falls back to guessing (frame pointers, see x86_64_unwind) and ends
+ * "normally" in cases that are not the end of the stack (a return address that reads
+ * as zero or cannot be read at all).
  *
  * A stack is reliable iff:
  *   - every frame's lookup PC (the PC itself for the initial frame and for the frame

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
+#include "common/internal.h"
+
 /*
  * What the relocator and the branch scan need to know about one decoded x86-64
  * instruction: whether and how it transfers control, where to, and whether it

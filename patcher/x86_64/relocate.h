@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
+#include "common/internal.h"
+
 /*
  * x86-64 entry redirection: the 5-byte jump written over a function's first
  * instructions (after an endbr64, which stays), and the relocated copy of the

@@ -3,7 +3,7 @@
  * Remote execution on a borrowed, ptrace-stopped thread (x86-64): system calls and
  * function calls. The lifecycle, as in CRIU's compel: save the thread's context
  * (registers with orig_rax, signal mask, FPU/vector state), run, restore in reverse
- * order. DESIGN.md pitfalls 11, 12 and 16; docs/fault-tolerance.md.
+ * order. docs/architecture.md, hazards 4 to 6; docs/fault-tolerance.md.
  *
  * The patcher may die at any moment (SIGKILL, OOM): the kernel then detaches every
  * thread with no signal and they run on with whatever registers they hold. So every

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
+#include "common/internal.h"
+
 /*
  * Dispatch stubs: during a transition, a patched function's entry jump leads to its
  * stub, which sends the calling thread to the implementation its own state says

@@ -40,7 +40,7 @@ static inline void control_sample(ControlImage *img) {
         p->map_start = SAMPLE_MAP;
         p->map_size = 0x10000;
         p->bias = SAMPLE_MAP;
-        p->callbacks[1] = SAMPLE_MAP + 0x1100;
+        p->callbacks[CP_CB_POST_PATCH] = SAMPLE_MAP + 0x1100;
         f->patch = 0;
         f->old_addr = 0x401000;
         f->old_size = 64;

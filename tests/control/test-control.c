@@ -52,7 +52,7 @@ TEST(sample_is_valid) {
         ASSERT_OK(op_status_convert(img, &s));
         ASSERT_EQ(s.n_patches, 1);
         ASSERT_STREQ(s.patches[0].name, "fix-compute");
-        ASSERT_STREQ(s.patches[0].state, "patched");
+        ASSERT_STREQ(ulp_patch_state_to_string(s.patches[0].state), "patched");
         ASSERT_EQ(s.patches[0].n_funcs, 1);
         ASSERT_STREQ(s.patches[0].funcs[0].symbol, "compute");
         ulp_status_done(&s);
@@ -121,7 +121,7 @@ TEST(patches) {
         memset(img->patches[0].pending[3], 'x', sizeof(img->patches[0].pending[3]));
         ASSERT_REFUSED("pending object 3");
         fresh();
-        img->patches[0].callbacks[1] = 0x401000;
+        img->patches[0].callbacks[CP_CB_POST_PATCH] = 0x401000;
         ASSERT_REFUSED("callback 1 is outside the patch's code");
         fresh();
         img->patches[0].map_start = UINT64_MAX - 10;

@@ -69,8 +69,8 @@ TEST(status_roundtrip) {
         UlpFuncStatus f = { "", "compute", 0x401136 };
         UlpStraggler st = { 7, "t", "compute" };
         UlpPatchStatus p[2] = {
-                { .state = "patched", .replace = true, .funcs = &f, .n_funcs = 1 },
-                { .state = "transition", .forced = true, .stragglers = &st, .n_stragglers = 1 },
+                { .state = ULP_PATCH_PATCHED, .replace = true, .funcs = &f, .n_funcs = 1 },
+                { .state = ULP_PATCH_TRANSITION, .forced = true, .stragglers = &st, .n_stragglers = 1 },
         };
         UlpProcessStatus s[2] = { { .pid = 100, .patches = p, .n_patches = 2 }, { .pid = 101 } };
         UlpProcessStatus *back = NULL;
@@ -88,12 +88,12 @@ TEST(status_roundtrip) {
         ASSERT_STREQ(back[0].comm, "victim");
         ASSERT_EQ(back[0].n_patches, 2);
         ASSERT_STREQ(back[0].patches[0].name, "fix1");
-        ASSERT_STREQ(back[0].patches[0].state, "patched");
+        ASSERT_STREQ(ulp_patch_state_to_string(back[0].patches[0].state), "patched");
         ASSERT_TRUE(back[0].patches[0].replace);
         ASSERT_EQ(back[0].patches[0].n_funcs, 1);
         ASSERT_STREQ(back[0].patches[0].funcs[0].symbol, "compute");
         ASSERT_EQ_U64(back[0].patches[0].funcs[0].addr, 0x401136);
-        ASSERT_STREQ(back[0].patches[1].state, "transition");
+        ASSERT_STREQ(ulp_patch_state_to_string(back[0].patches[1].state), "transition");
         ASSERT_TRUE(back[0].patches[1].forced);
         ASSERT_EQ(back[0].patches[1].n_stragglers, 1);
         ASSERT_EQ(back[0].patches[1].stragglers[0].tid, 7);

@@ -61,10 +61,6 @@ static void child_stop(Child *c) {
         c->pid = 0;
 }
 
-static void symtab_freep(SymTab **st) {
-        symtab_free(*st);
-}
-
 static ssize_t module_index(const ModuleList *l, const Module *m) {
         return m ? m - l->v : -1;
 }

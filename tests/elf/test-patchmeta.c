@@ -17,14 +17,6 @@
 #include "test.h"
 #include "ulp/patch.h"
 
-static void patchmeta_freep(PatchMeta **m) {
-        patchmeta_free(*m);
-}
-
-static void symtab_freep(SymTab **st) {
-        symtab_free(*st);
-}
-
 /* Reads PATCH_DIR/file; returns patchmeta_read()'s result. */
 static int read_patch(const char *file, PatchMeta **ret, char *err, size_t errlen) {
         char path[4096];

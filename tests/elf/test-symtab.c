@@ -12,10 +12,6 @@
 #include "elf/symtab.h"
 #include "test.h"
 
-static void symtab_freep(SymTab **st) {
-        symtab_free(*st);
-}
-
 TEST(duplicate_locals) {
         _cleanup_(symtab_freep) SymTab *st = NULL;
         Symbol a, b;

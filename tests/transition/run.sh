@@ -233,7 +233,7 @@ case_status_stragglers() {
 }
 
 # A patch naming a library not loaded yet applies to what is loaded and records the
-# library as pending; once the victim dlopen()s it, ulp_apply_pending patches it.
+# library as pending; once the victim dlopen()s it, ulp_apply_late() patches it.
 case_pending_object() {
 	start_victim -n 2
 	shows base 1

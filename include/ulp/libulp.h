@@ -2,7 +2,13 @@
 #pragma once
 
 /*
- * libulp: the operations ulpctl --direct and ulpd perform on target processes.
+ * libulp: the one public header of the ulp core (elf/, unwind/, patcher/). ulpd,
+ * ulpctl and any other program include this and nothing else of the core; the core's
+ * own headers are internal (docs/architecture.md, "The library boundary"). It needs
+ * only libc headers, so that a client that merely talks to ulpd compiles against it
+ * without libelf, libdw or capstone.
+ *
+ * The operations ulpctl --direct and ulpd perform on target processes.
  * The library prints nothing and never exits: every function returns 0 (or a
  * positive value where said) or -errno, and fills a UlpReport whose message is the
  * one clear line to show the operator.
@@ -15,7 +21,9 @@
  */
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/types.h>
 
 #define ULP_DEFAULT_TIMEOUT_MS 30000
@@ -115,13 +123,13 @@ int ulp_revert(pid_t pid, const char *name, const UlpOptions *o, UlpReport *repo
 
 /* klp_is_object_loaded: a patch naming objects the process had not loaded was applied
  * to what was loaded, the others recorded as pending (status lists them). Patches the
- * functions of every pending object pid has loaded since, in one stop-the-world per
+ * functions of every late object pid has loaded since, in one stop-the-world per
  * object, once no thread has one of their old functions on its stack (retried for a
  * while, then -EBUSY). No transition: the patches are complete, every thread already
  * runs them. Returns the number of objects patched (0: none of them loaded yet),
- * -ENOENT when pid has no pending object, -EBUSY a transition is in progress or threads
+ * -ENOENT when pid has no late object, -EBUSY a transition is in progress or threads
  * stayed in the way, -ERANGE the object is too far from the patch's code. */
-int ulp_apply_pending(pid_t pid, UlpReport *report);
+int ulp_apply_late(pid_t pid, UlpReport *report);
 
 /* Dry run: would the patch apply to pid, and which threads block it now. Writes nothing
  * into the target. Returns 0 when it would apply at once, -EBUSY when threads block it
@@ -130,6 +138,36 @@ int ulp_check(pid_t pid, int patch_fd, const char *name_hint, UlpReport *report)
 /* The same with options: only auth_mem and auth_mem_fd matter (a check bound to the
  * image a client was authorized for). */
 int ulp_check_with(pid_t pid, int patch_fd, const char *name_hint, const UlpOptions *o, UlpReport *report);
+
+/* Where a patch is in a process. Zero is "unpatched", so that a zeroed status says
+ * nothing is patched. */
+typedef enum UlpPatchState {
+        ULP_PATCH_UNPATCHED = 0, /* reverted (the record stays until its slot is reused) */
+        ULP_PATCH_PATCHED,       /* complete: every thread runs it */
+        ULP_PATCH_TRANSITION,    /* the patch of the transition in progress */
+        _ULP_PATCH_STATE_MAX,
+} UlpPatchState;
+
+/* The one spelling of each state, in status output and on the wire. Inline, so that a
+ * client that only talks to ulpd needs nothing of the core to print one. */
+static inline const char *ulp_patch_state_to_string(UlpPatchState s) {
+        static const char *const table[_ULP_PATCH_STATE_MAX] = {
+                [ULP_PATCH_UNPATCHED] = "unpatched",
+                [ULP_PATCH_PATCHED] = "patched",
+                [ULP_PATCH_TRANSITION] = "transition",
+        };
+
+        return (unsigned) s < _ULP_PATCH_STATE_MAX ? table[s] : "unpatched";
+}
+
+/* The state a string names; anything else (NULL included) is unpatched: a state that
+ * cannot be read must never make a process look patched. */
+static inline UlpPatchState ulp_patch_state_from_string(const char *s) {
+        for (unsigned i = 0; s && i < _ULP_PATCH_STATE_MAX; i++)
+                if (strcmp(s, ulp_patch_state_to_string((UlpPatchState) i)) == 0)
+                        return (UlpPatchState) i;
+        return ULP_PATCH_UNPATCHED;
+}
 
 /* The patches a process carries, read from its control block. */
 typedef struct UlpFuncStatus {
@@ -140,7 +178,7 @@ typedef struct UlpFuncStatus {
 
 typedef struct UlpPatchStatus {
         char name[128];
-        const char *state;       /* "patched", "transition" or "unpatched" */
+        UlpPatchState state;
         bool forced;
         bool replace;
         UlpFuncStatus *funcs;
@@ -148,9 +186,9 @@ typedef struct UlpPatchStatus {
         UlpStraggler *stragglers;/* during a transition: those of the last pass */
         size_t n_stragglers;
         /* Objects the patch names that the process has not loaded (yet): their functions
-         * are patched when they are loaded (ulp_op_apply_pending). */
-        char pending_objects[4][64];
-        size_t n_pending_objects;
+         * are patched when they are loaded (ulp_apply_late()). */
+        char late_objects[4][64];
+        size_t n_late_objects;
 } UlpPatchStatus;
 
 typedef struct UlpProcessStatus {
@@ -162,6 +200,15 @@ typedef struct UlpProcessStatus {
         size_t n_patches;
 } UlpProcessStatus;
 
+/* Whether the process carries the patch called name (patched, or in its transition). */
+static inline bool ulp_process_carries(const UlpProcessStatus *s, const char *name) {
+        for (size_t i = 0; i < s->n_patches; i++)
+                if (strcmp(s->patches[i].name, name) == 0 &&
+                    s->patches[i].state != ULP_PATCH_UNPATCHED)
+                        return true;
+        return false;
+}
+
 /* -ENOENT when pid carries no ulp state. A block that cannot be used (malformed, of
  * another version, kept busy) gives -EBADMSG or -EBUSY with ret->problem and the report's
  * message set, and ret->pid and comm filled: listed as such, never acted on. */
@@ -170,3 +217,86 @@ void ulp_status_done(UlpProcessStatus *s);
 
 /* Every process that carries ulp state (found from /proc/PID/maps). */
 int ulp_list_processes(pid_t **ret, size_t *ret_n);
+
+/* ---- patch files ------------------------------------------------------------------- */
+
+/* The largest patch file accepted. A real patch is a few pages; this is generous. */
+#define ULP_PATCH_FILE_MAX (64ULL << 20)
+/* A build-id in lower-case hex with its NUL. */
+#define ULP_BUILD_ID_HEX_MAX (2 * 64 + 1)
+
+/* A sealed copy (a memfd that can no longer be written, grown or shrunk) of the regular
+ * file open at fd, read from offset 0: what a service works from, so that a client that
+ * rewrites its file afterwards changes nothing. *ret: the new descriptor. -EFBIG over
+ * ULP_PATCH_FILE_MAX, -EBADF not a readable regular file; err gets the reason. */
+int ulp_patch_file_copy(int fd, int *ret, char *err, size_t errlen);
+
+/* The metadata of a patch file (include/ulp/patch.h), read without running any of it. */
+typedef struct UlpPatchInfo UlpPatchInfo;
+
+/* Reads the patch open at fd (from offset 0; fd is not kept). name_hint: its file name,
+ * the name of a patch without ULP_PATCH_INFO. Errors as ulp_op_apply()'s for a bad
+ * file, with the reason in err: -ENOEXEC not an ELF file, -ENOMSG no ulp metadata,
+ * -EBADMSG malformed, -ENOTSUP a feature ulp does not support. */
+int ulp_patch_info_read(int fd, const char *name_hint, UlpPatchInfo **ret, char *err, size_t errlen);
+void ulp_patch_info_free(UlpPatchInfo *pi);
+
+const char *ulp_patch_info_name(const UlpPatchInfo *pi);
+const char *ulp_patch_info_description(const UlpPatchInfo *pi);   /* "" when none */
+bool ulp_patch_info_replace(const UlpPatchInfo *pi);
+/* The patch file's own build-id in hex, "" when it has none. */
+void ulp_patch_info_build_id(const UlpPatchInfo *pi, char hex[ULP_BUILD_ID_HEX_MAX]);
+/* The build-id an object is pinned to (ULP_BUILD_ID), or NULL. object: "" for the main
+ * executable. */
+const char *ulp_patch_info_pin_for(const UlpPatchInfo *pi, const char *object);
+
+/* The records, by index below the count. Strings stay valid until ulp_patch_info_free();
+ * object is "" for the main executable. */
+typedef struct UlpPatchFuncInfo {
+        const char *object;
+        const char *symbol;
+        unsigned pos;            /* ULP_FUNC_POS's, 0 for ULP_FUNC */
+        const char *new_name;
+} UlpPatchFuncInfo;
+
+size_t ulp_patch_info_n_funcs(const UlpPatchInfo *pi);
+UlpPatchFuncInfo ulp_patch_info_func(const UlpPatchInfo *pi, size_t i);
+size_t ulp_patch_info_n_refs(const UlpPatchInfo *pi);
+void ulp_patch_info_ref(const UlpPatchInfo *pi, size_t i, const char **ret_object, const char **ret_symbol);
+size_t ulp_patch_info_n_pins(const UlpPatchInfo *pi);
+void ulp_patch_info_pin(const UlpPatchInfo *pi, size_t i, const char **ret_object, const char **ret_hex);
+size_t ulp_patch_info_n_callbacks(const UlpPatchInfo *pi);
+/* Packed relative relocations (DT_RELR) the patch carries. */
+size_t ulp_patch_info_n_relr(const UlpPatchInfo *pi);
+const char *ulp_patch_info_callbacks_object(const UlpPatchInfo *pi, size_t i);
+
+/* ---- the objects a process has loaded ------------------------------------------------ */
+
+/* The ELF objects a process has loaded, read once from /proc/PID/maps and their files. */
+typedef struct UlpObjects UlpObjects;
+
+/* -ESRCH gone, -EACCES/-EPERM not readable by the caller. */
+int ulp_objects_read(pid_t pid, UlpObjects **ret);
+void ulp_objects_free(UlpObjects *objs);
+
+/* 1 when the process has object loaded (named as patches name them: "" for the main
+ * executable, else a DT_SONAME or a file name) and, with hex non-NULL, its build-id in
+ * hex ("" when it has none); 0 when it has not. */
+int ulp_objects_find(const UlpObjects *objs, const char *object, char hex[ULP_BUILD_ID_HEX_MAX]);
+
+/* The cheap look at what a process has mapped, without opening any file: calls fn for
+ * every executable mapping of a file (path absolute, start its address) in address
+ * order, until fn returns non-zero (returned). -errno when the maps cannot be read. */
+int ulp_exec_mappings(pid_t pid, int (*fn)(const char *path, uint64_t start, void *userdata),
+                      void *userdata);
+
+/* How many internal invariants of the library have failed in this process (each time an
+ * operation returned -EUCLEAN for it), and with ret_first the first one, as
+ * "file:line function(): assertion ... failed" (valid for the life of the process). A
+ * non-zero count is a bug of ulp: a service logs it (docs/architecture.md). */
+unsigned ulp_invariant_failures(const char **ret_first);
+
+/* For __attribute__((cleanup)) in callers: free what *p points to, NULL included. */
+static inline void ulp_patch_info_freep(UlpPatchInfo **p) { ulp_patch_info_free(*p); }
+static inline void ulp_objects_freep(UlpObjects **p) { ulp_objects_free(*p); }
+static inline void ulp_op_freep(UlpOp **p) { ulp_op_free(*p); }
