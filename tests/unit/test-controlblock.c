@@ -191,8 +191,10 @@ TEST(thread_table_round_trip) {
         slot = (int)thread_table_hash(0x7f0000003000, CONTROL_TABLE_ORDER);
         w.img->table_tp[slot] = 0x7f0000003000;
         ASSERT_EQ(control_table_find(&w, 0x7f0000003000), slot);
-        /* A state byte no writer makes is refused. */
-        ASSERT_OK(control_write_thread_state(t, &w, 101, 7));
+        /* A state byte no writer makes: the writer refuses to make it (an invariant), and
+         * a reader refuses a block where something else wrote it. */
+        ASSERT_ERR(control_write_thread_state(t, &w, 101, 7), -EUCLEAN);
+        ASSERT_OK(target_write(t, w.addr + CONTROL_OFF(table_state) + 101, &(uint8_t) { 7 }, 1));
         ASSERT_ERR(control_read_table(t, &rd), -EBADMSG);
         ASSERT_STREQ(rd.why, "thread table slot 101 has unknown state 7");
         teardown();

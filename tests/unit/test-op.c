@@ -9,7 +9,7 @@
 #include <stdio.h>
 
 #include "fake-target.h"
-#include "patcher/ulp.h"
+#include "ulp/libulp.h"
 #include "test.h"
 
 /* The function patch-self.so replaces, and what its ULP_REF names. */
@@ -75,7 +75,7 @@ TEST(apply_status_revert_in_process) {
         ASSERT_OK(ulp_status(getpid(), &s, &rep));
         p = find_patch(&s, "unit-self");
         ASSERT_TRUE(p);
-        ASSERT_STREQ(p->state, "patched");
+        ASSERT_STREQ(ulp_patch_state_to_string(p->state), "patched");
         ASSERT_EQ(p->n_funcs, 1);
         ASSERT_STREQ(p->funcs[0].symbol, "unit_value");
         ulp_status_done(&s);
