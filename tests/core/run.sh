@@ -474,12 +474,12 @@ case_hot() {
 		out=$(ulpctl apply --timeout $((10 * SLOW)) -p "$VPID" "$P/patch-hot.so" 2>&1) ||
 			fail "apply $i failed: $out"
 		echo "$out" | grep -q 'keep running inside the code' && fail "apply $i: $out"
-		value_rises v2 2 || fail "apply $i: the patch's version does not run"
+		rises v2 2 || fail "apply $i: the patch's version does not run"
 		stays v1 "apply $i: the original still runs after completion"
 		out=$(ulpctl revert --timeout $((10 * SLOW)) -p "$VPID" hot-fix 2>&1) ||
 			fail "revert $i failed: $out"
 		echo "$out" | grep -q 'keep running inside the code' && fail "revert $i: $out"
-		value_rises v1 2 || fail "revert $i: the original does not run"
+		rises v1 2 || fail "revert $i: the original does not run"
 		stays v2 "revert $i: the patch's version still runs after the revert"
 	done
 	[ "$(field wrong "$(last_tick)")" = 0 ] || fail "wrong results: $(last_tick)"
