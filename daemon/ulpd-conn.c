@@ -284,7 +284,8 @@ static int connection_on_idle(sd_event_source *s, uint64_t usec, void *userdata)
         Connection *c = userdata;
 
         if (c->timer == TIMER_RESUME) {
-                _cleanup_(connection_unrefp) Connection *ref = connection_ref(c);
+                /* held until the end of this block: connection_process() may close c */
+                _cleanup_(connection_unrefp) _unused_ Connection *ref = connection_ref(c);
 
                 c->timer = TIMER_OFF;
                 connection_process(c);
