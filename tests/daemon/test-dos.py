@@ -286,8 +286,11 @@ try:
         # goes past what one request may carry (the patch and two per target).
         check(sent >= 1000 and msgs == {"too many file descriptors: a request carries at most 513"},
               f"passing 250 fds at a time past a request's 513 is refused: {msgs}")
-        check(peak <= base + 16 + 2 * 513, f"ulpd's fds stay within the uid's bound (16 sockets, 1026 passed): "
-              f"{peak} <= {base + 16 + 2 * 513}")
+        # A message's fds are in ulpd's table from its recvmsg() until ulpd closes the ones
+        # past the bound: one message (250 here) over the bound for a moment, never more.
+        bound = base + 16 + 2 * 513 + 250
+        check(peak <= bound, f"ulpd's fds stay within the uid's bound (16 sockets, 1026 passed, one "
+              f"message of 250 being refused): {peak} <= {bound}")
         served(d, "after the fd flood")
         d.stop()
 
