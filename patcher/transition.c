@@ -765,10 +765,11 @@ int transition_resume(Transition *tr, Target *t, Control *c, Unwinder *u, SymRes
 
         if (patch < 0 || (unsigned)patch >= c->img->hdr.n_patches)
                 return -ENOENT;
-        /* A cancel cut short: finished as a cancel (nothing of it was visible). */
+        /* A cancel cut short: finished as a cancel (nothing of it was visible). What is
+         * cancelled is an apply: its transition went towards patched. */
         if (c->img->hdr.transition_flags & CT_FLAG_CANCEL) {
                 *tr = (Transition) { .t = t, .c = c, .u = u, .res = res, .patch = patch,
-                                     .target_state = THREAD_UNPATCHED };
+                                     .target_state = THREAD_PATCHED };
                 r = transition_cancel(tr);
                 return r < 0 ? r : -ECANCELED;
         }
