@@ -35,7 +35,11 @@
  * is tried again at a later step, until the operation's deadline. */
 #define OP_STOP_ATTEMPT_MS 250
 #define OP_STOP_MIN_MS 20
-/* A borrow (load, callbacks) happens once per operation and holds no other thread. */
+/* A borrow (load, callbacks) happens once per operation and holds no other thread. It
+ * waits at least this long, and as long as the caller lets a callback hold it (the
+ * callback timeout: 1 s in ulpd, whose loop it holds; 10 s by default with --direct),
+ * within the operation's deadline: a thread slow to stop on a loaded machine is waited
+ * for, not taken for a failure. */
 #define OP_BORROW_MS 2000
 /* While a thread is late (asked to stop, not stopped), steps come this often, so that it
  * is detached at most this long after it finally stops. */
@@ -220,8 +224,8 @@ const char *op_stop_error(UlpOp *op, int r, char *buf, size_t len) {
 int op_borrow(UlpOp *op, Thread **ret) {
         char why[256];
         Thread *th = NULL;
-        int r = target_stop_any(op->t, (int)MAX(MIN(op_remaining_ms(op), (unsigned)OP_BORROW_MS),
-                                                (unsigned)OP_STOP_MIN_MS), &th);
+        unsigned hold = MAX((unsigned)OP_BORROW_MS, op->o.callback_timeout_ms ?: (unsigned)CALLBACK_TIMEOUT_MS);
+        int r = target_stop_any(op->t, (int)MAX(MIN(op_remaining_ms(op), hold), (unsigned)OP_STOP_MIN_MS), &th);
 
         if (r == -ETIMEDOUT)
                 return op_fail(op, r, "no thread of process %d could be stopped: %s", op->t->pid,
