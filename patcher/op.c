@@ -471,9 +471,17 @@ static bool target_replaced(UlpOp *op) {
         return r == 0 || (r > 0 && addr != op->c.addr) || r == -ENOENT || r == -ESRCH;
 }
 
+static void report_drop_stragglers(UlpReport *rep) {
+        free(rep->stragglers);
+        rep->stragglers = NULL;
+        rep->n_stragglers = 0;
+}
+
 static int op_replaced(UlpOp *op) {
         op->done = true;
         op_report_figures(op);
+        /* The threads of an image that is gone are nobody's stragglers: one line. */
+        report_drop_stragglers(op->report);
         return op_fail(op, -ESTALE, "process %d executed a new program or exited during the transition: "
                        "the patched image is gone, nothing left to do", op->t->pid);
 }
@@ -646,9 +654,7 @@ int ulp_op_step(UlpOp *op, unsigned *ret_next_ms) {
         if (r == -ESRCH) {
                 /* Nobody is left to wait for: stragglers of an earlier pass say nothing. */
                 op->done = true;
-                free(op->report->stragglers);
-                op->report->stragglers = NULL;
-                op->report->n_stragglers = 0;
+                report_drop_stragglers(op->report);
                 return op_fail(op, r, "process %d exited during the transition", op->t->pid);
         }
         if (r < 0)
