@@ -91,6 +91,8 @@ void job_free(Job *j) {
         manager_update_status(m);
 }
 
+static void job_log_invariants(Job *j, const char *name);
+
 void job_log_result(Job *j, int r) {
         const UlpReport *rp = &j->report;
         const char *name = rp->patch_name[0] ? rp->patch_name : j->name;
@@ -114,6 +116,21 @@ void job_log_result(Job *j, int r) {
                          rp->stragglers[i].function);
         for (size_t i = 0; rp->warnings && i < rp->n_warnings && rp->warnings[i]; i++)
                 log_full(LOG_WARNING, j->pid, name, NULL, "pid %d: %s", (int) j->pid, rp->warnings[i]);
+        job_log_invariants(j, name);
+}
+
+/* A broken invariant of the core is a bug of ulp (docs/architecture.md, "Invariants"):
+ * logged at its first sight, with the count each time it grows. */
+static void job_log_invariants(Job *j, const char *name) {
+        static unsigned logged;
+        const char *first = NULL;
+        unsigned n = ulp_invariant_failures(&first);
+
+        if (n == logged)
+                return;
+        logged = n;
+        log_full(LOG_ERR, j->pid, name, NULL, "internal error (a bug of ulp, please report it): %u broken "
+                 "invariant(s) so far, the first: %s", n, first ? first : "?");
 }
 
 static void job_finish(Job *j, int r) {
