@@ -98,7 +98,7 @@ void print_status_human(const UlpProcessStatus *s, size_t n) {
                                 printf("    %s%s%s\n", p->funcs[k].object[0] ? p->funcs[k].object : "",
                                        p->funcs[k].object[0] ? ":" : "", p->funcs[k].symbol);
                         for (size_t k = 0; k < p->n_late_objects; k++)
-                                printf("%s%s%s", k == 0 ? "    pending objects: " : ", ", p->late_objects[k],
+                                printf("%s%s%s", k == 0 ? "    late objects: " : ", ", p->late_objects[k],
                                        k + 1 == p->n_late_objects ? "\n" : "");
                         for (size_t k = 0; k < p->n_stragglers; k++)
                                 printf("    straggler: thread %d (%s) in %s\n", p->stragglers[k].tid,

@@ -30,8 +30,8 @@
 #define PENDING_OBJECTS_MAX 16
 #define PENDING_BUSY_WARN 10   /* consecutive -EBUSY before it is worth a warning */
 
-struct PendingProc {
-        PendingProc *next;
+struct LateProc {
+        LateProc *next;
         pid_t pid;
         char objects[PENDING_OBJECTS_MAX][64];   /* what status lists as pending */
         char patches[PENDING_OBJECTS_MAX][128];  /* the patch each one belongs to */
@@ -41,20 +41,20 @@ struct PendingProc {
         unsigned busy;           /* consecutive tries that found threads in the way */
 };
 
-static PendingProc *pending_find(Manager *m, pid_t pid) {
-        LIST_FOREACH(p, m->pending)
+static LateProc *pending_find(Manager *m, pid_t pid) {
+        LIST_FOREACH(p, m->late)
                 if (p->pid == pid)
                         return p;
         return NULL;
 }
 
 static void pending_drop(Manager *m, pid_t pid) {
-        for (PendingProc **pp = &m->pending; *pp; pp = &(*pp)->next)
+        for (LateProc **pp = &m->late; *pp; pp = &(*pp)->next)
                 if ((*pp)->pid == pid) {
-                        PendingProc *p = *pp;
+                        LateProc *p = *pp;
                         *pp = p->next;
                         free(p);
-                        m->n_pending--;
+                        m->n_late--;
                         return;
                 }
 }
@@ -63,18 +63,18 @@ static void pending_drop(Manager *m, pid_t pid) {
 static void pending_arm(Manager *m) {
         int enabled = SD_EVENT_OFF;
 
-        if (!m->pending || !m->pending_timer)
+        if (!m->late || !m->late_objects_timer)
                 return;
-        (void) sd_event_source_get_enabled(m->pending_timer, &enabled);
+        (void) sd_event_source_get_enabled(m->late_objects_timer, &enabled);
         if (enabled != SD_EVENT_OFF)
                 return;
-        (void) sd_event_source_set_time_relative(m->pending_timer, PENDING_WATCH_USEC);
-        (void) sd_event_source_set_enabled(m->pending_timer, SD_EVENT_ONESHOT);
+        (void) sd_event_source_set_time_relative(m->late_objects_timer, PENDING_WATCH_USEC);
+        (void) sd_event_source_set_enabled(m->late_objects_timer, SD_EVENT_ONESHOT);
 }
 
 /* Reads pid's late objects from its control block into p. Returns how many, or
  * -errno (-ENOENT: pid carries no ulp state, -ESRCH: gone). */
-static int pending_read(pid_t pid, PendingProc *p) {
+static int pending_read(pid_t pid, LateProc *p) {
         UlpProcessStatus s = {};
         UlpReport rep = {};
         int r;
@@ -99,7 +99,7 @@ static int pending_read(pid_t pid, PendingProc *p) {
 }
 
 void pending_learn(Manager *m, pid_t pid) {
-        PendingProc *p = pending_find(m, pid), tmp = {};
+        LateProc *p = pending_find(m, pid), tmp = {};
         int r;
 
         if (pid == m->self)
@@ -115,9 +115,9 @@ void pending_learn(Manager *m, pid_t pid) {
                 if (!p)
                         return;
                 p->pid = pid;
-                p->next = m->pending;
-                m->pending = p;
-                m->n_pending++;
+                p->next = m->late;
+                m->late = p;
+                m->n_late++;
                 for (int i = 0; i < r; i++)
                         log_full(LOG_INFO, pid, tmp.patches[i], NULL,
                                  "pid %d: %s of patch %s is not loaded yet; it is patched when the process loads it",
@@ -141,7 +141,7 @@ static bool basename_matches(const char *base, const char *object) {
  * the set of mapped files changed since the last look and one of them turns out to be
  * a late object by its DT_SONAME; 0 when none is; -errno (-ESRCH: gone). */
 typedef struct PendingLook {
-        const PendingProc *p;
+        const LateProc *p;
         uint64_t hash;           /* FNV-1a over the mapped file names */
         bool found;
 } PendingLook;
@@ -158,7 +158,7 @@ static int pending_look_mapping(const char *path, uint64_t start, void *userdata
         return 0;
 }
 
-static int pending_look(PendingProc *p) {
+static int pending_look(LateProc *p) {
         _cleanup_(ulp_objects_freep) UlpObjects *objs = NULL;
         PendingLook lk = { .p = p, .hash = 1469598103934665603ULL };
         bool first;
@@ -186,8 +186,8 @@ static int pending_look(PendingProc *p) {
 /* Patches what p's process has loaded of its late objects, and logs it. Returns
  * false when the process is to be forgotten (gone, nothing pending any more, or an
  * error that trying again will not cure). */
-static bool pending_try(Manager *m, PendingProc *p) {
-        PendingProc after = {};
+static bool pending_try(Manager *m, LateProc *p) {
+        LateProc after = {};
         UlpReport rep = {};
         const char *patch;
         int r, left;
@@ -248,9 +248,9 @@ static bool pending_try(Manager *m, PendingProc *p) {
 /* Once a second while some process has late objects: one cheap look at each. */
 static int pending_on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         Manager *m = userdata;
-        PendingProc *next;
+        LateProc *next;
 
-        for (PendingProc *p = m->pending; p; p = next) {
+        for (LateProc *p = m->late; p; p = next) {
                 next = p->next;
                 if (manager_pid_busy(m, p->pid))
                         continue;    /* one operation per target at a time: after its Job */
@@ -266,11 +266,11 @@ int pending_setup(Manager *m) {
         size_t n = 0;
         int r;
 
-        r = sd_event_add_time_relative(m->event, &m->pending_timer, CLOCK_MONOTONIC,
+        r = sd_event_add_time_relative(m->event, &m->late_objects_timer, CLOCK_MONOTONIC,
                                        PENDING_WATCH_USEC, 100 * 1000, pending_on_timer, m);
         if (r < 0)
                 return log_error_errno(r, "cannot set up the watch for libraries loaded later: %s", strerror(-r));
-        (void) sd_event_source_set_enabled(m->pending_timer, SD_EVENT_OFF);
+        (void) sd_event_source_set_enabled(m->late_objects_timer, SD_EVENT_OFF);
         if (m->no_recover)
                 return 0;   /* tests on a shared machine: only what this ulpd applied */
         r = ulp_list_processes(&pids, &n);
@@ -290,7 +290,7 @@ int pending_setup(Manager *m) {
 }
 
 void pending_done(Manager *m) {
-        while (m->pending)
-                pending_drop(m, m->pending->pid);
-        m->pending_timer = sd_event_source_disable_unref(m->pending_timer);
+        while (m->late)
+                pending_drop(m, m->late->pid);
+        m->late_objects_timer = sd_event_source_disable_unref(m->late_objects_timer);
 }

@@ -96,13 +96,13 @@ static int transition_parse_fields(Connection *c, struct json_object *q, Transit
         if (t->all && t->n_pids > 0)
                 return fail(reason, len, -EINVAL, "--all and process ids exclude each other");
         if (t->persist && !t->all)
-                return fail(reason, len, -EINVAL, "--persist needs --all");
+                return fail(reason, len, -EINVAL, "--sticky needs --all");
         if (t->persist && c->cred.uid != 0) {
                 if (log_refusal_pass(c->m))
                         log_warning("refused: uid %u asked for a sticky patch, which only root may record",
                                     (unsigned) c->cred.uid);
                 return fail(reason, len, -EPERM,
-                            "permission denied: only root may record sticky patches (--persist)");
+                            "permission denied: only root may record sticky patches (--sticky)");
         }
         return 0;
 }
@@ -121,7 +121,7 @@ static int transition_patch(Transition *t, char *reason, size_t len) {
         if (t->kind == JOB_APPLY)
                 snprintf(t->name, sizeof(t->name), "%s", t->hint ?: "patch.so");
         else if (t->patch_fd >= 0)
-                return persist_patch_name(t->patch_fd, t->hint, t->name, sizeof(t->name), reason, len);
+                return sticky_patch_name(t->patch_fd, t->hint, t->name, sizeof(t->name), reason, len);
         else if (t->hint)
                 snprintf(t->name, sizeof(t->name), "%s", t->hint);
         else
@@ -141,7 +141,7 @@ static int transition_choose_targets(Connection *c, Transition *t, char *reason,
         free(t->pids);
         t->pids = NULL;
         if (t->kind == JOB_APPLY)
-                r = persist_matching_pids(c->m, t->patch_fd, t->hint, &t->pids, &t->n_pids, reason, len);
+                r = sticky_matching_pids(c->m, t->patch_fd, t->hint, &t->pids, &t->n_pids, reason, len);
         else {
                 r = pids_carrying(&c->cred, &t->proofs, t->name, &t->pids, &t->n_pids);
                 if (r < 0)
@@ -159,7 +159,7 @@ static int transition_choose_targets(Connection *c, Transition *t, char *reason,
         return 0;
 }
 
-/* --persist: records the sticky patch (apply) or forgets it (revert) before any job
+/* --sticky: records the sticky patch (apply) or forgets it (revert) before any job
  * starts. Returns 0, or -errno with the line for the client. */
 static int transition_persist(Manager *m, Transition *t, char *reason, size_t len) {
         int r;
@@ -167,8 +167,8 @@ static int transition_persist(Manager *m, Transition *t, char *reason, size_t le
         if (!t->persist)
                 return 0;
         if (t->kind == JOB_APPLY)
-                return persist_add(m, t->patch_fd, t->hint, &t->opts, reason, len);
-        r = persist_remove(m, t->name);
+                return sticky_add(m, t->patch_fd, t->hint, &t->opts, reason, len);
+        r = sticky_remove(m, t->name);
         if (r == -ENOENT)
                 r = 0;   /* nothing recorded: reverting the running ones is all */
         snprintf(reason, len, "cannot remove the sticky patch %s: %s", t->name, strerror(-r));

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Sticky patches: `ulpctl apply --all --persist fix.so` records a wish in the state
+ * Sticky patches: `ulpctl apply --all --sticky fix.so` records the patch in the state
  * dir (the patch file copied to STATE/patches/NAME.so, the wish in NAME.wish as JSON),
  * and ulpd applies it to every process whose patched modules carry the build-ids the
  * patch pins: the running ones at once and at each start of ulpd, new ones when the
@@ -35,18 +35,18 @@
 #include "common/macro.h"
 #include "daemon/ulpd.h"
 
-typedef struct WishObject {
+typedef struct StickyObject {
         char *object;            /* "" main executable, else soname */
         char *build_id;          /* lower-case hex pin, or NULL */
-} WishObject;
+} StickyObject;
 
-struct Wish {
-        Wish *next;
+struct StickyPatch {
+        StickyPatch *next;
         char *name;
         char *so_path;
-        char *wish_path;
+        char *record_path;
         UlpOptions options;
-        WishObject *objects;
+        StickyObject *objects;
         size_t n_objects;
 };
 
@@ -58,11 +58,11 @@ typedef struct ExecWatch {
         sd_event_source *timer;
 } ExecWatch;
 
-static void persist_listen(Manager *m);
+static void sticky_listen(Manager *m);
 
 static const unsigned EXEC_TRY_DELAYS_MS[] = { 5, 50, 200, 1000, 3000 };
 
-static void wish_free(Wish *w) {
+static void sticky_free(StickyPatch *w) {
         if (!w)
                 return;
         for (size_t i = 0; i < w->n_objects; i++) {
@@ -72,19 +72,19 @@ static void wish_free(Wish *w) {
         free(w->objects);
         free(w->name);
         free(w->so_path);
-        free(w->wish_path);
+        free(w->record_path);
         free(w);
 }
 
-size_t persist_count(Manager *m) {
+size_t sticky_count(Manager *m) {
         size_t n = 0;
 
-        LIST_FOREACH(w, m->wishes)
+        LIST_FOREACH(w, m->sticky_patches)
                 n++;
         return n;
 }
 
-int persist_patch_name(int fd, const char *hint, char *ret, size_t len, char *reason, size_t reason_len) {
+int sticky_patch_name(int fd, const char *hint, char *ret, size_t len, char *reason, size_t reason_len) {
         _cleanup_(ulp_patch_info_freep) UlpPatchInfo *pm = NULL;
         int r;
 
@@ -100,10 +100,10 @@ int persist_patch_name(int fd, const char *hint, char *ret, size_t len, char *re
 /* The objects a patch patches, each with its pin. The main executable must be pinned:
  * "every process whose main executable is the one this patch was built for" means
  * nothing without a build-id. */
-static int wish_objects_from_meta(const UlpPatchInfo *pm, WishObject **ret, size_t *ret_n,
+static int sticky_objects_from_meta(const UlpPatchInfo *pm, StickyObject **ret, size_t *ret_n,
                                   char *reason, size_t reason_len) {
         size_t n_funcs = ulp_patch_info_n_funcs(pm);
-        WishObject *v = calloc(n_funcs ?: 1, sizeof(*v));
+        StickyObject *v = calloc(n_funcs ?: 1, sizeof(*v));
         size_t n = 0;
 
         if (!v)
@@ -139,10 +139,10 @@ static int wish_objects_from_meta(const UlpPatchInfo *pm, WishObject **ret, size
 
 /* 1 when the patch fits pid: at least one of its objects is loaded, every loaded one
  * with the pinned build-id (the others become pending objects of the patch, patched
- * when pid loads them, as the kernel does for modules: ulpd-pending.c); 0 when none is
+ * when pid loads them, as the kernel does for modules: ulpd-late.c); 0 when none is
  * loaded (yet); -ESTALE when a pinned object is loaded with another build-id (it never
  * will fit); -ESRCH when the process is gone or unreadable. */
-static int objects_match(pid_t pid, const WishObject *objs, size_t n) {
+static int objects_match(pid_t pid, const StickyObject *objs, size_t n) {
         _cleanup_(ulp_objects_freep) UlpObjects *l = NULL;
         bool any = false;
         int r;
@@ -197,7 +197,7 @@ static int for_each_process(Manager *m, int (*fn)(Manager *m, pid_t pid, void *u
 }
 
 typedef struct MatchCollect {
-        const WishObject *objs;
+        const StickyObject *objs;
         size_t n_objs;
         pid_t *v;
         size_t n, alloc;
@@ -220,10 +220,10 @@ static int collect_match(Manager *m, pid_t pid, void *ud) {
         return 0;
 }
 
-int persist_matching_pids(Manager *m, int patch_fd, const char *name_hint,
+int sticky_matching_pids(Manager *m, int patch_fd, const char *name_hint,
                           pid_t **ret, size_t *ret_n, char *reason, size_t reason_len) {
         _cleanup_(ulp_patch_info_freep) UlpPatchInfo *pm = NULL;
-        WishObject *objs = NULL;
+        StickyObject *objs = NULL;
         MatchCollect c = {};
         size_t n_objs = 0;
         int r;
@@ -233,7 +233,7 @@ int persist_matching_pids(Manager *m, int patch_fd, const char *name_hint,
         r = ulp_patch_info_read(patch_fd, name_hint, &pm, reason, reason_len);
         if (r < 0)
                 return r;
-        r = wish_objects_from_meta(pm, &objs, &n_objs, reason, reason_len);
+        r = sticky_objects_from_meta(pm, &objs, &n_objs, reason, reason_len);
         if (r < 0)
                 return r;
         c.objs = objs;
@@ -318,7 +318,7 @@ static int write_string_atomic(const char *path, const char *s) {
         return r;
 }
 
-static struct json_object *wish_to_json(const Wish *w, const char *so_file) {
+static struct json_object *sticky_to_json(const StickyPatch *w, const char *so_file) {
         struct json_object *o = json_object_new_object(), *objs = json_object_new_array(), *opt;
 
         json_object_object_add(o, "name", json_object_new_string(w->name));
@@ -357,23 +357,23 @@ static int patches_dir(Manager *m, char **ret) {
         return 0;
 }
 
-static void wishes_unlink(Manager *m, const char *name) {
-        for (Wish **p = &m->wishes; *p; p = &(*p)->next)
+static void sticky_unlink_all(Manager *m, const char *name) {
+        for (StickyPatch **p = &m->sticky_patches; *p; p = &(*p)->next)
                 if (strcmp((*p)->name, name) == 0) {
-                        Wish *w = *p;
+                        StickyPatch *w = *p;
                         *p = w->next;
-                        wish_free(w);
+                        sticky_free(w);
                         return;
                 }
 }
 
-int persist_add(Manager *m, int patch_fd, const char *name_hint, const UlpOptions *o,
+int sticky_add(Manager *m, int patch_fd, const char *name_hint, const UlpOptions *o,
                 char *reason, size_t reason_len) {
         _cleanup_(ulp_patch_info_freep) UlpPatchInfo *pm = NULL;
         _cleanup_free_ char *dir = NULL;
         char file[200];
         struct json_object *j;
-        Wish *w;
+        StickyPatch *w;
         int r;
 
         if (lseek(patch_fd, 0, SEEK_SET) < 0)
@@ -386,53 +386,53 @@ int persist_add(Manager *m, int patch_fd, const char *name_hint, const UlpOption
                 return -ENOMEM;
         w->options = *o;
         w->name = strdup(ulp_patch_info_name(pm));
-        r = wish_objects_from_meta(pm, &w->objects, &w->n_objects, reason, reason_len);
+        r = sticky_objects_from_meta(pm, &w->objects, &w->n_objects, reason, reason_len);
         if (r < 0 || !w->name) {
-                wish_free(w);
+                sticky_free(w);
                 return r < 0 ? r : -ENOMEM;
         }
         r = patches_dir(m, &dir);
         if (r < 0) {
                 snprintf(reason, reason_len, "cannot create %s/patches: %s", m->state_dir, strerror(-r));
-                wish_free(w);
+                sticky_free(w);
                 return r;
         }
         name_to_file(ulp_patch_info_name(pm), file, sizeof(file));
         if (asprintf(&w->so_path, "%s/%s.so", dir, file) < 0 ||
-            asprintf(&w->wish_path, "%s/%s.wish", dir, file) < 0) {
-                wish_free(w);
+            asprintf(&w->record_path, "%s/%s.wish", dir, file) < 0) {
+                sticky_free(w);
                 return -ENOMEM;
         }
         r = copy_fd_to(patch_fd, w->so_path);
         if (r >= 0) {
                 char so_file[210];
                 snprintf(so_file, sizeof(so_file), "%s.so", file);
-                j = wish_to_json(w, so_file);
-                r = j ? write_string_atomic(w->wish_path,
+                j = sticky_to_json(w, so_file);
+                r = j ? write_string_atomic(w->record_path,
                                             json_object_to_json_string_ext(j, JSON_C_TO_STRING_PRETTY)) : -ENOMEM;
                 json_object_put(j);
         }
         if (r < 0) {
                 snprintf(reason, reason_len, "cannot record the sticky patch in %s: %s", dir, strerror(-r));
-                wish_free(w);
+                sticky_free(w);
                 return r;
         }
-        wishes_unlink(m, w->name);
-        w->next = m->wishes;
-        m->wishes = w;
+        sticky_unlink_all(m, w->name);
+        w->next = m->sticky_patches;
+        m->sticky_patches = w;
         log_full(LOG_INFO, 0, w->name, NULL, "sticky patch %s recorded; new processes it fits get it", w->name);
-        persist_listen(m);
+        sticky_listen(m);
         manager_update_status(m);
         return 0;
 }
 
-int persist_remove(Manager *m, const char *name) {
-        LIST_FOREACH(w, m->wishes)
+int sticky_remove(Manager *m, const char *name) {
+        LIST_FOREACH(w, m->sticky_patches)
                 if (strcmp(w->name, name) == 0) {
-                        (void) unlink(w->wish_path);
+                        (void) unlink(w->record_path);
                         (void) unlink(w->so_path);
                         log_full(LOG_INFO, 0, name, NULL, "sticky patch %s removed", name);
-                        wishes_unlink(m, name);
+                        sticky_unlink_all(m, name);
                         manager_update_status(m);
                         return 0;
                 }
@@ -441,10 +441,10 @@ int persist_remove(Manager *m, const char *name) {
 
 /* Tries every wish on pid. Returns 1 when nothing is left to try later, 0 when some
  * wish may still fit once more of the process is loaded. */
-static int persist_try_process(Manager *m, pid_t pid) {
+static int sticky_try_process(Manager *m, pid_t pid) {
         bool again = false;
 
-        LIST_FOREACH(w, m->wishes) {
+        LIST_FOREACH(w, m->sticky_patches) {
                 _cleanup_close_ int fd = -1;
                 const char *slash;
                 int r;
@@ -470,8 +470,8 @@ static int persist_try_process(Manager *m, pid_t pid) {
         return again ? 0 : 1;
 }
 
-void persist_process_appeared(Manager *m, pid_t pid) {
-        (void) persist_try_process(m, pid);
+void sticky_process_appeared(Manager *m, pid_t pid) {
+        (void) sticky_try_process(m, pid);
 }
 
 /* The watch's timer is floating (the loop owns it) and frees the watch when destroyed,
@@ -486,7 +486,7 @@ static void exec_watch_end(ExecWatch *w) {
 static int exec_watch_on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         ExecWatch *w = userdata;
 
-        if (persist_try_process(w->m, w->pid) == 0 && ++w->attempt < ELEMENTSOF(EXEC_TRY_DELAYS_MS)) {
+        if (sticky_try_process(w->m, w->pid) == 0 && ++w->attempt < ELEMENTSOF(EXEC_TRY_DELAYS_MS)) {
                 (void) sd_event_source_set_time_relative(w->timer, EXEC_TRY_DELAYS_MS[w->attempt] * 1000ULL);
                 (void) sd_event_source_set_enabled(w->timer, SD_EVENT_ONESHOT);
                 return 0;
@@ -495,10 +495,10 @@ static int exec_watch_on_timer(sd_event_source *s, uint64_t usec, void *userdata
         return 0;
 }
 
-static void persist_on_exec(Manager *m, pid_t pid) {
+static void sticky_on_exec(Manager *m, pid_t pid) {
         ExecWatch *w;
 
-        if (!m->wishes || pid == m->self)
+        if (!m->sticky_patches || pid == m->self)
                 return;
         w = calloc(1, sizeof(*w));
         if (!w)
@@ -517,7 +517,7 @@ static void persist_on_exec(Manager *m, pid_t pid) {
 
 /* ---- the process connector --------------------------------------------------------- */
 
-static void persist_apply_everywhere(Manager *m, Wish *w);
+static void sticky_apply_everywhere(Manager *m, StickyPatch *w);
 
 /* The process connector reports pids as the initial pid namespace numbers them. In
  * another one (ulpd in a container) they name other processes or none: an exec event
@@ -536,8 +536,8 @@ static int rescan_on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
 
         if (pid_ns_is_initial())
                 log_info("exec events were lost: looking at every process for sticky patches");
-        LIST_FOREACH(w, m->wishes)
-                persist_apply_everywhere(m, w);
+        LIST_FOREACH(w, m->sticky_patches)
+                sticky_apply_everywhere(m, w);
         return 0;
 }
 
@@ -566,7 +566,7 @@ static int netlink_on_io(sd_event_source *s, int fd, uint32_t revents, void *use
                 ssize_t n = recvfrom(fd, buf, sizeof(buf), MSG_DONTWAIT, (struct sockaddr *) &from, &fl);
 
                 if (n < 0) {
-                        if (errno == ENOBUFS && m->wishes)
+                        if (errno == ENOBUFS && m->sticky_patches)
                                 schedule_rescan(m);
                         if (errno == ENOBUFS)
                                 continue;
@@ -588,10 +588,10 @@ static int netlink_on_io(sd_event_source *s, int fd, uint32_t revents, void *use
                         ev = (struct proc_event *) cn->data;
                         if (ev->what != PROC_EVENT_EXEC)
                                 continue;
-                        if (m->wishes && !pid_ns_is_initial())
+                        if (m->sticky_patches && !pid_ns_is_initial())
                                 schedule_rescan(m);
                         else
-                                persist_on_exec(m, ev->event_data.exec.process_tgid);
+                                sticky_on_exec(m, ev->event_data.exec.process_tgid);
                 }
         }
         return 0;
@@ -639,25 +639,25 @@ static int netlink_setup(Manager *m) {
         return 0;
 }
 
-static void persist_listen(Manager *m) {
+static void sticky_listen(Manager *m) {
         int r;
 
-        if (m->netlink_fd >= 0 || !m->wishes)
+        if (m->netlink_fd >= 0 || !m->sticky_patches)
                 return;
         r = netlink_setup(m);
         if (r < 0)
                 log_warning("no exec events from the kernel's process connector (%s): "
-                            "sticky patches reach processes running when ulpd starts or --persist is given, "
+                            "sticky patches reach processes running when ulpd starts or --sticky is given, "
                             "not ones started later", strerror(-r));
 }
 
-/* ---- loading wishes ------------------------------------------------------------------ */
+/* ---- loading sticky_patches ------------------------------------------------------------------ */
 
-static Wish *wish_load(Manager *m, const char *dir, const char *file) {
+static StickyPatch *sticky_load(Manager *m, const char *dir, const char *file) {
         _cleanup_free_ char *path = NULL;
         struct json_object *j, *objs, *opt;
         const char *name, *so;
-        Wish *w;
+        StickyPatch *w;
 
         if (asprintf(&path, "%s/%s", dir, file) < 0)
                 return NULL;
@@ -673,11 +673,11 @@ static Wish *wish_load(Manager *m, const char *dir, const char *file) {
             !json_object_object_get_ex(j, "objects", &objs) || !json_object_is_type(objs, json_type_array))
                 goto bad;
         w->name = strdup(name);
-        w->wish_path = TAKE_PTR(path);
+        w->record_path = TAKE_PTR(path);
         if (asprintf(&w->so_path, "%s/%s", dir, so) < 0)
                 goto bad;
         w->n_objects = json_object_array_length(objs);
-        w->objects = calloc(w->n_objects ?: 1, sizeof(WishObject));
+        w->objects = calloc(w->n_objects ?: 1, sizeof(StickyObject));
         if (!w->objects || !w->name)
                 goto bad;
         for (size_t i = 0; i < w->n_objects; i++) {
@@ -702,7 +702,7 @@ static Wish *wish_load(Manager *m, const char *dir, const char *file) {
 bad:
         log_warning("ignoring malformed sticky patch record %s/%s", dir, file);
         json_object_put(j);
-        wish_free(w);
+        sticky_free(w);
         return NULL;
 }
 
@@ -733,8 +733,8 @@ static int64_t process_age_ms(pid_t pid) {
                (int64_t) (start_ticks * 1000 / (unsigned long long) sysconf(_SC_CLK_TCK));
 }
 
-static int apply_wish_to(Manager *m, pid_t pid, void *ud) {
-        Wish *w = ud;
+static int apply_sticky_to(Manager *m, pid_t pid, void *ud) {
+        StickyPatch *w = ud;
         _cleanup_close_ int fd = -1;
         const char *slash;
 
@@ -759,13 +759,13 @@ static int apply_wish_to(Manager *m, pid_t pid, void *ud) {
         return 0;
 }
 
-static void persist_apply_everywhere(Manager *m, Wish *w) {
+static void sticky_apply_everywhere(Manager *m, StickyPatch *w) {
         if (!w)
                 return;
-        (void) for_each_process(m, apply_wish_to, w);
+        (void) for_each_process(m, apply_sticky_to, w);
 }
 
-int persist_setup(Manager *m) {
+int sticky_setup(Manager *m) {
         _cleanup_free_ char *dir = NULL;
         struct dirent *de;
         DIR *d;
@@ -776,34 +776,34 @@ int persist_setup(Manager *m) {
         if (d) {
                 while ((de = readdir(d))) {
                         size_t l = strlen(de->d_name);
-                        Wish *w;
+                        StickyPatch *w;
 
                         if (l < 6 || strcmp(de->d_name + l - 5, ".wish") != 0)
                                 continue;
-                        w = wish_load(m, dir, de->d_name);
+                        w = sticky_load(m, dir, de->d_name);
                         if (!w)
                                 continue;
-                        wishes_unlink(m, w->name);
-                        w->next = m->wishes;
-                        m->wishes = w;
+                        sticky_unlink_all(m, w->name);
+                        w->next = m->sticky_patches;
+                        m->sticky_patches = w;
                 }
                 closedir(d);
         }
 
-        persist_listen(m);
+        sticky_listen(m);
 
-        LIST_FOREACH(w, m->wishes) {
+        LIST_FOREACH(w, m->sticky_patches) {
                 log_full(LOG_INFO, 0, w->name, NULL, "sticky patch %s loaded", w->name);
-                persist_apply_everywhere(m, w);
+                sticky_apply_everywhere(m, w);
         }
         return 0;
 }
 
-void persist_done(Manager *m) {
-        while (m->wishes) {
-                Wish *w = m->wishes;
-                m->wishes = w->next;
-                wish_free(w);
+void sticky_done(Manager *m) {
+        while (m->sticky_patches) {
+                StickyPatch *w = m->sticky_patches;
+                m->sticky_patches = w->next;
+                sticky_free(w);
         }
         m->netlink_source = sd_event_source_disable_unref(m->netlink_source);
         m->rescan_source = sd_event_source_disable_unref(m->rescan_source);

@@ -29,8 +29,8 @@ void manager_update_status(Manager *m) {
 
         if (m->n_jobs == 0)
                 snprintf(s, sizeof(s), "Idle; %u client(s), %zu sticky patch(es)%s",
-                         m->n_connections, persist_count(m),
-                         m->wishes && !m->exec_events ? ", no exec events" : "");
+                         m->n_connections, sticky_count(m),
+                         m->sticky_patches && !m->exec_events ? ", no exec events" : "");
         else if (m->n_jobs == 1)
                 snprintf(s, sizeof(s), "Transition running: %s of %s in pid %d",
                          job_kind_verb(m->jobs->kind), m->jobs->name[0] ? m->jobs->name : "?",
@@ -124,7 +124,7 @@ static void manager_free(Manager *m) {
         }
         while (m->connections)
                 connection_close(m->connections);
-        persist_done(m);
+        sticky_done(m);
         pending_done(m);
         sd_event_source_disable_unref(m->listen_source);
         sd_event_source_disable_unref(m->accept_retry);
@@ -284,7 +284,7 @@ int main(int argc, char **argv) {
         if (!m.no_recover)
                 manager_resume_transitions(&m);
         (void) pending_setup(&m);
-        (void) persist_setup(&m);
+        (void) sticky_setup(&m);
 
         manager_update_status(&m);
         (void) sd_notify(false, "READY=1");

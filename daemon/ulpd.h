@@ -12,8 +12,8 @@
  *   ulpd-method-query.c       check, status, ping
  *   ulpd-job.c                requests and jobs: the lifecycle of a transition
  *   ulpd-auth.c               who may patch what
- *   ulpd-persist.c            sticky patches and the process connector
- *   ulpd-pending.c            objects a patch names that a process loads later
+ *   ulpd-sticky.c            sticky patches and the process connector
+ *   ulpd-late.c            objects a patch names that a process loads later
  *   ulpd-log.c                journal or stderr
  */
 
@@ -32,8 +32,8 @@ typedef struct Manager Manager;
 typedef struct Connection Connection;
 typedef struct Request Request;
 typedef struct Job Job;
-typedef struct Wish Wish;
-typedef struct PendingProc PendingProc;
+typedef struct StickyPatch StickyPatch;
+typedef struct LateProc LateProc;
 
 /* ---- logging (ulpd-log.c) ------------------------------------------------------ */
 
@@ -99,36 +99,36 @@ int manager_start_auto_apply(Manager *m, pid_t pid, int patch_fd, const char *na
 bool manager_pid_busy(Manager *m, pid_t pid);
 void manager_update_status(Manager *m);
 
-/* ---- sticky patches (ulpd-persist.c) ------------------------------------------- */
+/* ---- sticky patches (ulpd-sticky.c) ------------------------------------------- */
 
-/* Loads the wishes in the state dir and listens for exec events. Returns 0 or -errno
+/* Loads the sticky_patches in the state dir and listens for exec events. Returns 0 or -errno
  * (failure to get exec events is logged and not fatal). */
-int persist_setup(Manager *m);
-void persist_done(Manager *m);
+int sticky_setup(Manager *m);
+void sticky_done(Manager *m);
 
 /* Records a wish for the patch open at patch_fd: copies it into the state dir. Returns
  * 0, or -errno with the reason in reason. */
-int persist_add(Manager *m, int patch_fd, const char *name_hint, const UlpOptions *o,
+int sticky_add(Manager *m, int patch_fd, const char *name_hint, const UlpOptions *o,
                 char *reason, size_t reason_len);
 /* Removes the wish called name. Returns 0, -ENOENT when there is none. */
-int persist_remove(Manager *m, const char *name);
+int sticky_remove(Manager *m, const char *name);
 
 /* The processes (other than ulpd) whose modules match the patch open at patch_fd: every
  * object it patches is loaded, with the build-id it pins. Returns 0 and a malloc()ed
  * array, or -errno with the reason (e.g. no build-id pin for the main executable). */
-int persist_matching_pids(Manager *m, int patch_fd, const char *name_hint,
+int sticky_matching_pids(Manager *m, int patch_fd, const char *name_hint,
                           pid_t **ret, size_t *ret_n, char *reason, size_t reason_len);
 
 /* The name of the patch open at fd (its ULP_PATCH_INFO name, else from hint). Returns 0,
  * or -errno with the reason. */
-int persist_patch_name(int fd, const char *hint, char *ret, size_t len, char *reason, size_t reason_len);
+int sticky_patch_name(int fd, const char *hint, char *ret, size_t len, char *reason, size_t reason_len);
 
 /* Applies every wish that fits pid (a new or newly seen process). */
-void persist_process_appeared(Manager *m, pid_t pid);
+void sticky_process_appeared(Manager *m, pid_t pid);
 
-size_t persist_count(Manager *m);
+size_t sticky_count(Manager *m);
 
-/* ---- objects loaded later (ulpd-pending.c) -------------------------------------- */
+/* ---- objects loaded later (ulpd-late.c) -------------------------------------- */
 
 /* Sets up the watch for libraries that processes load after a patch named them, and
  * learns the processes carrying such pending objects (all of them, or those of
@@ -170,16 +170,16 @@ struct Manager {
         unsigned n_jobs;
 
         /* sticky patches */
-        Wish *wishes;
+        StickyPatch *sticky_patches;
         int netlink_fd;
         sd_event_source *netlink_source;
         sd_event_source *rescan_source;
         bool exec_events;
 
         /* processes with objects a patch names that they have not loaded yet */
-        PendingProc *pending;
-        size_t n_pending;
-        sd_event_source *pending_timer;
+        LateProc *late;
+        size_t n_late;
+        sd_event_source *late_objects_timer;
 
         /* threads an operation asked to stop that had not stopped when it ended */
         sd_event_source *late_timer;

@@ -142,9 +142,9 @@ static int validate_patch(const ControlImage *img, unsigned i, char *why, size_t
                 return WHY("patch %u: its name is not a terminated printable string", i);
         if (!string_ok(p->file, sizeof(p->file)))
                 return WHY("patch %u: its file name is not a terminated printable string", i);
-        for (unsigned k = 0; k < CONTROL_MAX_PENDING; k++)
-                if (!string_ok(p->pending[k], sizeof(p->pending[k])))
-                        return WHY("patch %u: pending object %u is not a terminated printable string", i, k);
+        for (unsigned k = 0; k < CONTROL_MAX_LATE; k++)
+                if (!string_ok(p->late[k], sizeof(p->late[k])))
+                        return WHY("patch %u: late object %u is not a terminated printable string", i, k);
         if (p->build_id_len > sizeof(p->build_id))
                 return WHY("patch %u: build-id length %u", i, p->build_id_len);
         if (!range_ok(p->map_start, p->map_size) || p->map_size > (1ULL << 40))

@@ -33,7 +33,7 @@
 #define CONTROL_MAX_AREAS 64
 #define CONTROL_AREA_SIZE (1u << 20)
 #define CONTROL_MAX_STRAGGLERS 32
-#define CONTROL_MAX_PENDING 4    /* objects of a patch not loaded yet */
+#define CONTROL_MAX_LATE 4    /* objects of a patch not loaded yet */
 
 /* Patch states in the control block. */
 enum {
@@ -137,7 +137,7 @@ typedef struct ControlPatch {
         char file[128];          /* file name it was applied from, informational */
         /* Objects the patch names that the process had not loaded when it was applied
          * (klp_is_object_loaded): their functions have no records yet; "" unused. */
-        char pending[CONTROL_MAX_PENDING][64];
+        char late[CONTROL_MAX_LATE][64];
 } ControlPatch;
 
 typedef struct ControlFunc {

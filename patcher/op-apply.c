@@ -149,7 +149,7 @@ static int check_duplicates(UlpOp *op, const PatchMeta *meta, const Resolved *re
 }
 
 /* klp_is_object_loaded: a function of an object the process has not loaded stays
- * pending (res->mod NULL), to be patched when it is loaded (op-pending.c). At least one
+ * pending (res->mod NULL), to be patched when it is loaded (op-late.c). At least one
  * object must be loaded: the patch is mapped near it. */
 static int resolve_all(UlpOp *op, const PatchMeta *meta, Resolved *res) {
         size_t loaded = 0, pending = 0;
@@ -175,9 +175,9 @@ static int resolve_all(UlpOp *op, const PatchMeta *meta, Resolved *res) {
         if (loaded == 0)
                 return op_fail(op, -ENOENT, "object %s is not loaded in process %d (no object of the patch is)",
                                first[0] ? first : "the main executable", op->t->pid);
-        if (pending > CONTROL_MAX_PENDING)
+        if (pending > CONTROL_MAX_LATE)
                 return op_fail(op, -E2BIG, "the patch names %zu objects process %d has not loaded (at most %d)",
-                               pending, op->t->pid, CONTROL_MAX_PENDING);
+                               pending, op->t->pid, CONTROL_MAX_LATE);
         op->report->message[0] = 0;
         return 0;
 }
@@ -340,9 +340,9 @@ static void record_pending(ControlPatch *p, const PatchMeta *meta, const Resolve
                 if (res[i].mod)
                         continue;
                 for (unsigned k = 0; k < n; k++)
-                        seen |= strcmp(p->pending[k], meta->funcs[i].object) == 0;
-                if (!seen && n < CONTROL_MAX_PENDING)
-                        snprintf(p->pending[n++], sizeof(p->pending[0]), "%.63s", meta->funcs[i].object);
+                        seen |= strcmp(p->late[k], meta->funcs[i].object) == 0;
+                if (!seen && n < CONTROL_MAX_LATE)
+                        snprintf(p->late[n++], sizeof(p->late[0]), "%.63s", meta->funcs[i].object);
         }
 }
 

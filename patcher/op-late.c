@@ -157,7 +157,7 @@ static int resolve_object(UlpOp *op, const PatchMeta *meta, const ControlPatch *
         return 0;
 }
 
-/* Patches the functions of the now loaded object pending[k] of patch idx. */
+/* Patches the functions of the now loaded object late[k] of patch idx. */
 static int patch_object(UlpOp *op, unsigned idx, unsigned k) {
         ControlPatch *p = &op->c.img->patches[idx];
         _cleanup_close_ int fd = -1;
@@ -178,7 +178,7 @@ static int patch_object(UlpOp *op, unsigned idx, unsigned k) {
                 return op_fail(op, r, "patch %s in process %d: %s", p->name, op->t->pid, err[0] ? err : strerror(-r));
         res = calloc(meta->n_funcs, sizeof(*res));
         pfs = calloc(meta->n_funcs, sizeof(*pfs));
-        r = res && pfs ? resolve_object(op, meta, p, p->pending[k], res, pfs, &n) : -ENOMEM;
+        r = res && pfs ? resolve_object(op, meta, p, p->late[k], res, pfs, &n) : -ENOMEM;
         if (r >= 0)
                 r = symtab_open_fd(fd, &patch_st);
         if (r >= 0)
@@ -194,7 +194,7 @@ static int patch_object(UlpOp *op, unsigned idx, unsigned k) {
                         r = kr;
         }
         if (r >= 0) {
-                p->pending[k][0] = 0;
+                p->late[k][0] = 0;
                 r = switch_entries(op, at, n);
         }
         symtab_free(patch_st);
@@ -219,11 +219,11 @@ int ulp_apply_late(pid_t pid, UlpReport *report) {
                 ControlPatch *p = &op->c.img->patches[i];
                 if (p->state != CP_PATCHED)
                         continue;
-                for (unsigned k = 0; r >= 0 && k < CONTROL_MAX_PENDING; k++) {
-                        if (!p->pending[k][0])
+                for (unsigned k = 0; r >= 0 && k < CONTROL_MAX_LATE; k++) {
+                        if (!p->late[k][0])
                                 continue;
                         pending++;
-                        if (!modules_find_object(&op->mods, p->pending[k]))
+                        if (!modules_find_object(&op->mods, p->late[k]))
                                 continue;
                         snprintf(report->patch_name, sizeof(report->patch_name), "%s", p->name);
                         r = patch_object(op, i, k);

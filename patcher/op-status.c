@@ -48,10 +48,10 @@ static void status_patch(const ControlImage *img, unsigned idx, UlpPatchStatus *
         status_funcs(img, p, ps);
         if (p->state == CP_TRANSITION)
                 status_stragglers(&img->stragglers, ps);
-        for (unsigned i = 0; p->state != CP_UNPATCHED && i < CONTROL_MAX_PENDING; i++)
-                if (p->pending[i][0])
+        for (unsigned i = 0; p->state != CP_UNPATCHED && i < CONTROL_MAX_LATE; i++)
+                if (p->late[i][0])
                         snprintf(ps->late_objects[ps->n_late_objects++], sizeof(ps->late_objects[0]),
-                                 "%.63s", p->pending[i]);
+                                 "%.63s", p->late[i]);
 }
 
 int op_status_convert(const ControlImage *img, UlpProcessStatus *ret) {

@@ -74,7 +74,7 @@ static void thread_mark_gone(Thread *th) {
         th->seized = false;
         th->stopped = false;
         th->signal_stop = false;
-        th->pending_sig = 0;
+        th->held_sig = 0;
         th->asked_ns = 0;
         th->late = false;
 }
@@ -173,14 +173,14 @@ static void thread_requeue_signal(Target *t, Thread *th, int sig, const siginfo_
 }
 
 void target__keep_signal(Target *t, Thread *th, int sig, const siginfo_t *info) {
-        if (th->pending_sig == 0) {
-                th->pending_sig = sig;
+        if (th->held_sig == 0) {
+                th->held_sig = sig;
                 if (info)
-                        th->pending_info = *info;
+                        th->held_info = *info;
                 else {
-                        memset(&th->pending_info, 0, sizeof(th->pending_info));
-                        th->pending_info.si_signo = sig;
-                        th->pending_info.si_code = SI_KERNEL;
+                        memset(&th->held_info, 0, sizeof(th->held_info));
+                        th->held_info.si_signo = sig;
+                        th->held_info.si_code = SI_KERNEL;
                 }
                 return;
         }
@@ -191,15 +191,15 @@ void target__keep_signal(Target *t, Thread *th, int sig, const siginfo_t *info) 
 
 int target__settle(Target *t, Thread *th, bool in_signal_stop) {
         th->signal_stop = in_signal_stop;
-        if (th->pending_sig == 0)
+        if (th->held_sig == 0)
                 return 0;
         if (in_signal_stop)
-                /* Detaching with data == pending_sig then delivers exactly this siginfo
+                /* Detaching with data == held_sig then delivers exactly this siginfo
                  * (ptrace_signal() keeps it when si_signo matches). */
-                return target__ptrace(PTRACE_SETSIGINFO, th->tid, NULL, &th->pending_info);
+                return target__ptrace(PTRACE_SETSIGINFO, th->tid, NULL, &th->held_info);
         /* An event stop ignores PTRACE_DETACH's data: queue it back instead. */
-        thread_requeue_signal(t, th, th->pending_sig, &th->pending_info);
-        th->pending_sig = 0;
+        thread_requeue_signal(t, th, th->held_sig, &th->held_info);
+        th->held_sig = 0;
         return 0;
 }
 
@@ -271,7 +271,7 @@ static int thread_seize_interrupt(Target *t, Thread *th) {
                 th->stopped = false;
                 th->signal_stop = false;
                 th->group_stopped = false;
-                th->pending_sig = 0;
+                th->held_sig = 0;
         }
         th->stop_ns = target__now_ns();
         th->late = false;        /* waited for again by our caller */
@@ -297,15 +297,15 @@ int target__detach(Target *t, Thread *th) {
                 target__record_stop(t, th, status);
         }
         for (int attempt = 0;; attempt++) {
-                if (th->pending_sig && !th->signal_stop)
+                if (th->held_sig && !th->signal_stop)
                         (void) target__settle(t, th, false);
-                int sig = th->signal_stop ? th->pending_sig : 0;
+                int sig = th->signal_stop ? th->held_sig : 0;
                 int r = target__ptrace(PTRACE_DETACH, th->tid, NULL, (void *)(long)sig);
                 if (r == 0) {
                         th->seized = false;
                         th->stopped = false;
                         th->signal_stop = false;
-                        th->pending_sig = 0;
+                        th->held_sig = 0;
                         th->asked_ns = 0;
                         th->late = false;
                         return 0;

@@ -218,9 +218,9 @@ Thread *target_any_stopped(Target *t) {
                 Thread *th = &t->threads[i];
                 if (!th->stopped || th->gone)
                         continue;
-                if (th->pending_sig == 0 && !th->group_stopped)
+                if (th->held_sig == 0 && !th->group_stopped)
                         return th;
-                if (!best || (best->pending_sig && !th->pending_sig))
+                if (!best || (best->held_sig && !th->held_sig))
                         best = th;
         }
         return best;

@@ -29,14 +29,14 @@ typedef struct Thread {
         bool stopped;            /* in a ptrace-stop we caused, registers valid */
         bool group_stopped;      /* it was in a job-control stop: stays stopped at resume */
         bool gone;               /* exited while we looked */
-        int pending_sig;         /* signal caught while stopped, re-injected at resume */
+        int held_sig;         /* signal caught while stopped, re-injected at resume */
         struct user_regs_struct regs; /* read at stop; written back by target_set_regs() only */
         uint64_t stop_ns;        /* CLOCK_MONOTONIC when it was asked to stop (interrupt sent) */
         uint64_t seen_ns;        /* CLOCK_MONOTONIC when its stop was collected */
         /* Added by the ptrace layer (target-stop.c, x86_64/remote.c): */
         bool signal_stop;        /* the ptrace-stop is a signal-delivery-stop, so PTRACE_DETACH's
-                                  * data is delivered with pending_info (other stops drop it) */
-        siginfo_t pending_info;  /* siginfo of pending_sig, set back before it is delivered */
+                                  * data is delivered with held_info (other stops drop it) */
+        siginfo_t held_info;  /* siginfo of held_sig, set back before it is delivered */
         uint64_t asked_ns;       /* CLOCK_MONOTONIC of the stop request still unanswered, 0 none */
         bool late;               /* asked to stop, and nobody waits for it any more: detached
                                   * by whoever finds it stopped (see below) */

@@ -118,8 +118,8 @@ TEST(patches) {
         strcpy(img->patches[0].name, "evil\nulpd: forged line");
         ASSERT_REFUSED("its name is not a terminated printable string");
         fresh();
-        memset(img->patches[0].pending[3], 'x', sizeof(img->patches[0].pending[3]));
-        ASSERT_REFUSED("pending object 3");
+        memset(img->patches[0].late[3], 'x', sizeof(img->patches[0].late[3]));
+        ASSERT_REFUSED("late object 3");
         fresh();
         img->patches[0].callbacks[CP_CB_POST_PATCH] = 0x401000;
         ASSERT_REFUSED("callback 1 is outside the patch's code");

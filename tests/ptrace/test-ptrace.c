@@ -375,23 +375,23 @@ TEST(signal_storm) {
                         break;
                 ASSERT_OK(target_stop_all(t));
                 for (size_t k = 0; k < t->n_threads; k++)
-                        kept += t->threads[k].pending_sig != 0;
+                        kept += t->threads[k].held_sig != 0;
                 /* A syscall on a thread that keeps a signal: delivered afterwards all
                  * the same. */
                 Thread *th = target_any_stopped(t);
                 for (size_t k = 0; k < t->n_threads; k++)
-                        if (t->threads[k].pending_sig)
+                        if (t->threads[k].held_sig)
                                 th = &t->threads[k];
                 ASSERT_EQ(rsys(t, th, SYS_getpid, 0, 0, 0, 0, 0, 0), v.pid);
                 ASSERT_OK(target_resume_all(t));
                 th = target_find_thread(t, v.sh->counter_tids[rounds % VICTIM_COUNTERS]);
                 ASSERT_TRUE(th);
                 ASSERT_OK(target_stop_thread(t, th));
-                kept += th->pending_sig != 0;
+                kept += th->held_sig != 0;
                 ASSERT_OK(target_resume_thread(t, th));
                 th = target_find_thread(t, v.pid);
                 ASSERT_OK(target_stop_thread(t, th));
-                kept += th->pending_sig != 0;
+                kept += th->held_sig != 0;
                 ASSERT_OK(target_resume_thread(t, th));
                 rounds++;
         }

@@ -239,7 +239,7 @@ case_pending_object() {
 	shows base 1
 	ulpctl apply -p "$VPID" "$P/patch-pending.so" || fail "apply failed"
 	shows base 2
-	ulpctl status -p "$VPID" | grep -q 'pending objects: libplugin.so' || fail "status: $(ulpctl status -p "$VPID")"
+	ulpctl status -p "$VPID" | grep -q 'late objects: libplugin.so' || fail "status: $(ulpctl status -p "$VPID")"
 	[ "$(status_of "$VPID" 'p[0]["pending_objects"]')" = "['libplugin.so']" ] || fail "json status"
 	"$PENDING" "$VPID" && fail "apply_pending with the library still missing did something"
 	kill -HUP "$VPID"

@@ -83,7 +83,7 @@ TEST(patch_and_records_round_trip) {
         f = &w.img->funcs[0];
         snprintf(p->name, sizeof(p->name), "fix-compute");
         snprintf(p->file, sizeof(p->file), "/x/fix.so");
-        snprintf(p->pending[0], sizeof(p->pending[0]), "libplugin.so");
+        snprintf(p->late[0], sizeof(p->late[0]), "libplugin.so");
         p->state = CP_UNPATCHED;
         p->n_funcs = 1;
         p->seq = 1;
