@@ -6,40 +6,11 @@ set -uo pipefail
 
 CASE=$1
 P=$PATCHDIR
-# Deadlines stretch on a loaded machine (as tests/core/run.sh).
-SLOW=${ULP_TEST_SLOWDOWN:-$(awk -v n="$(nproc)" '{ s = int($1 / n + 0.999); print (s < 1 ? 1 : (s > 10 ? 10 : s)) }' /proc/loadavg)}
-WORK=$(mktemp -d)
-LOG=
+. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 VPID=
-trap 'cleanup' EXIT
-
-cleanup() {
-	[ -n "$VPID" ] && kill -9 "$VPID" 2>/dev/null
-	wait 2>/dev/null
-	rm -rf "$WORK"
-}
-
-fail() {
-	echo "FAIL: $*" >&2
-	[ -n "$LOG" ] && [ -f "$LOG" ] && { echo "--- last victim lines:" >&2; tail -n 3 "$LOG" >&2; }
-	exit 1
-}
+LOG=
 
 ulpctl() { "$ULPCTL" --direct "$@"; }
-
-deadline() { echo $(( ${EPOCHREALTIME/./} + $1 * SLOW * 1000000 )); }
-before() { [ "${EPOCHREALTIME/./}" -lt "$1" ]; }
-lines() { wc -l <"$LOG"; }
-
-wait_line() {
-	local re=$1 from=${3:-0} end
-	end=$(deadline "$2")
-	while :; do
-		tail -n +"$((from + 1))" "$LOG" | grep -q -E "$re" && return 0
-		before "$end" || return 1
-		sleep 0.01
-	done
-}
 
 # start_victim VARIANT [THREADS]: a fresh victim of that build, its own log.
 start_victim() {
@@ -48,18 +19,6 @@ start_victim() {
 	"$P/reach-victim-$1" "${2:-4}" >"$LOG" 2>&1 &
 	VPID=$!
 	wait_line 'tick' 5 || fail "victim $1 did not start"
-}
-
-# expect_value KEY VALUE: from a few lines after now, every line shows KEY=VALUE.
-expect_value() {
-	local key=$1 val=$2 from
-	from=$(lines)
-	wait_line "$key=$val( |\$)" 5 "$from" || fail "$key never became $val"
-	from=$(( $(lines) + 1 ))
-	wait_line 'tick' 2 "$((from + 3))" || fail "victim stopped printing"
-	tail -n +"$((from + 1))" "$LOG" | grep 'tick' | grep -v -E "$key=$val( |\$)" | head -1 | grep -q . &&
-		fail "$key is not consistently $val: $(tail -n +"$((from + 1))" "$LOG" | grep -v -E "$key=$val( |\$)" | head -1)"
-	return 0
 }
 
 victim_alive() {
