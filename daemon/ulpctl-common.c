@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "common/macro.h"
+#include "daemon/report-json.h"
 #include "daemon/ulpctl.h"
 
 int exit_code_for(int error) {
@@ -107,3 +108,15 @@ void print_status_human(const UlpProcessStatus *s, size_t n) {
         }
 }
 
+
+void print_check(const Args *a, const UlpReport *rep, int error) {
+        if (a->json)
+                print_json(report_to_json(rep, error));
+        else if (error == 0) {
+                for (size_t i = 0; i < rep->n_warnings; i++)
+                        fprintf(stderr, "warning: %s\n", rep->warnings[i]);
+                printf("%s would apply to process %d now (%u threads checked)\n", rep->patch_name, a->pids[0],
+                       rep->threads);
+        } else
+                print_report(a->pids[0], "check", rep, error);
+}

@@ -287,14 +287,7 @@ static int verb_check(const Args *a) {
                         return 1;
                 }
         }
-        if (a->json)
-                print_json(report_to_json(&rep, error));
-        else if (error == 0) {
-                for (size_t i = 0; i < rep.n_warnings; i++)
-                        fprintf(stderr, "warning: %s\n", rep.warnings[i]);
-                printf("%s would apply to process %d now (%u threads checked)\n", rep.patch_name, a->pids[0], rep.threads);
-        } else
-                print_report(a->pids[0], "check", &rep, error);
+        print_check(a, &rep, error);
         report_json_done(&rep);
         return error == 0 ? 0 : 1;
 }

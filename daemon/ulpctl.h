@@ -44,6 +44,8 @@ int ulpctl_direct_main(unsigned abi, const Args *a, const char *verb);
 int exit_code_for(int error);
 const char *base_name(const char *path);
 void print_report(pid_t pid, const char *verb, const UlpReport *r, int error);
+/* The outcome of check for a->pids[0], as JSON with --json, else as lines. */
+void print_check(const Args *a, const UlpReport *rep, int error);
 void print_json(json_object *o);
 int open_patch(const char *path, int *ret_fd);
 bool looks_like_file(const char *s);
