@@ -118,7 +118,7 @@ int client_proof_open(pid_t pid, ClientProof *ret, char *errbuf, size_t errlen) 
         if (pidfd < 0) {
                 int e = errno;
                 if (errbuf)
-                        snprintf(errbuf, errlen, e == ESRCH || e == EINVAL ? "no such process: %d" :
+                        snprintf(errbuf, errlen, e == ESRCH || e == EINVAL ? "no process with pid %d" :
                                  "cannot open process %d: %s", (int) pid, strerror(e));
                 return e == EINVAL ? -ESRCH : -e;
         }
@@ -132,7 +132,7 @@ int client_proof_open(pid_t pid, ClientProof *ret, char *errbuf, size_t errlen) 
                                          "(the kernel's ptrace access check for this user%s)",
                                          (int) pid, strerror(e), refusal_hint(pid));
                         else if (e == ENOENT || e == ESRCH)
-                                snprintf(errbuf, errlen, "no such process: %d", (int) pid);
+                                snprintf(errbuf, errlen, "no process with pid %d", (int) pid);
                         else
                                 snprintf(errbuf, errlen, "cannot open %s: %s", path, strerror(e));
                 }
@@ -479,18 +479,29 @@ int client_check(int fd, pid_t pid, int patch_fd, const char *name_hint, const C
 
 int client_status(int fd, pid_t pid, const ClientProof *proofs, size_t n_proofs,
                   UlpProcessStatus **ret, size_t *ret_n, char *errbuf, size_t errlen) {
+        return client_status_ex(fd, &(ClientStatusQuery) { .pid = pid, .patch_fd = -1 }, proofs, n_proofs,
+                                ret, ret_n, NULL, errbuf, errlen);
+}
+
+int client_status_ex(int fd, const ClientStatusQuery *sq, const ClientProof *proofs, size_t n_proofs,
+                     UlpProcessStatus **ret, size_t *ret_n, struct json_object **ret_extra,
+                     char *errbuf, size_t errlen) {
         struct json_object *q = json_object_new_object(), *m = NULL;
         int r;
 
         if (!q)
                 return -ENOMEM;
         json_object_object_add(q, "method", json_object_new_string("status"));
-        json_object_object_add(q, "pid", json_object_new_int(pid));
-        r = client_call(fd, q, -1, proofs, n_proofs, "status", &m, errbuf, errlen);
+        json_object_object_add(q, "pid", json_object_new_int(sq->pid));
+        if (sq->name)
+                json_object_object_add(q, "name", json_object_new_string(sq->name));
+        r = client_call(fd, q, sq->patch_fd, proofs, n_proofs, "status", &m, errbuf, errlen);
         json_object_put(q);
         if (r < 0)
                 return r;
         r = status_from_json(m, ret, ret_n);
+        if (r >= 0 && ret_extra)
+                *ret_extra = json_object_get(m);
         json_object_put(m);
         if (r < 0) {
                 fail(errbuf, errlen, 0, "%s", "malformed status from ulpd");

@@ -104,5 +104,21 @@ int client_check(int fd, pid_t pid, int patch_fd, const char *name_hint, const C
 int client_status(int fd, pid_t pid, const ClientProof *proofs, size_t n_proofs,
                   UlpProcessStatus **ret, size_t *ret_n, char *errbuf, size_t errlen);
 
+/* A status request: pid (0 all), or with patch_fd >= 0 the processes that load an
+ * object the patch targets by build-id and do not carry it as they should (--missing;
+ * name: the file name, a hint for the patch's name). */
+typedef struct ClientStatusQuery {
+        pid_t pid;
+        int patch_fd;
+        const char *name;
+} ClientStatusQuery;
+
+/* As client_status(); *ret_extra (optional) gets the whole reply, for the fields beyond
+ * the processes ("daemon", "missing_patch"): release with json_object_put(). */
+struct json_object;
+int client_status_ex(int fd, const ClientStatusQuery *q, const ClientProof *proofs, size_t n_proofs,
+                     UlpProcessStatus **ret, size_t *ret_n, struct json_object **ret_extra,
+                     char *errbuf, size_t errlen);
+
 /* Round trip to check that ulpd answers. */
 int client_ping(int fd);

@@ -4,6 +4,7 @@
  */
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -205,6 +206,33 @@ int report_from_json(struct json_object *o, UlpReport *ret, int *ret_error) {
         return 0;
 }
 
+/* An address as the tools that read them print it ("0x7f..."): a JSON number holds
+ * 53 bits exactly in most readers, and nobody reads addresses in decimal. */
+static struct json_object *hex_string(uint64_t v) {
+        char buf[24];
+        snprintf(buf, sizeof(buf), "0x%" PRIx64, v);
+        return json_object_new_string(buf);
+}
+
+/* An address as hex_string() writes it, or as the number older ulpds sent; 0 otherwise. */
+static uint64_t get_addr(struct json_object *o, const char *k) {
+        struct json_object *v;
+        const char *s;
+        char *end;
+        uint64_t a;
+
+        if (!json_object_object_get_ex(o, k, &v))
+                return 0;
+        if (json_object_is_type(v, json_type_int))
+                return json_object_get_uint64(v);
+        s = json_object_get_string(v);
+        if (!json_object_is_type(v, json_type_string) || strncmp(s, "0x", 2) != 0 || !s[2])
+                return 0;
+        errno = 0;
+        a = strtoull(s + 2, &end, 16);
+        return errno || *end ? 0 : a;
+}
+
 static struct json_object *patch_status_to_json(const UlpPatchStatus *p) {
         struct json_object *o = json_object_new_object(), *f;
 
@@ -221,7 +249,7 @@ static struct json_object *patch_status_to_json(const UlpPatchStatus *p) {
                         break;
                 add(e, "object", json_object_new_string(p->funcs[i].object));
                 add(e, "symbol", json_object_new_string(p->funcs[i].symbol));
-                add(e, "addr", json_object_new_uint64(p->funcs[i].addr));
+                add(e, "addr", hex_string(p->funcs[i].addr));
                 json_object_array_add(f, e);
         }
         add(o, "functions", f);
@@ -289,7 +317,7 @@ static int patch_status_from_json(struct json_object *o, UlpPatchStatus *p) {
                                 return -EBADMSG;
                         copy_string(p->funcs[i].object, sizeof(p->funcs[i].object), get_string(e, "object"));
                         copy_string(p->funcs[i].symbol, sizeof(p->funcs[i].symbol), get_string(e, "symbol"));
-                        p->funcs[i].addr = get_u64(e, "addr");
+                        p->funcs[i].addr = get_addr(e, "addr");
                 }
         }
         f = get_array(o, "pending_objects");

@@ -13,7 +13,9 @@
  *          ("errno" is the positive errno of the failure, 0 on success.)
  * Status:  {"processes":[{"pid":N,"comm":"...","patches":[{"name":"...",
  *           "state":"patched"|"transition"|"unpatched","forced":bool,"replace":bool,
- *           "functions":[{"object":"","symbol":"...","addr":N}],"stragglers":[...]}]}]}
+ *           "functions":[{"object":"","symbol":"...","addr":"0x..."}],"stragglers":[...]}]}]}
+ *          ("addr", the function's address in the process, was a number before; a number
+ *          is still read. The shapes, field by field: docs/json.md, docs/ulpctl.schema.json.)
  */
 
 #include <json-c/json.h>

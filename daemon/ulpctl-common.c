@@ -4,6 +4,7 @@
  */
 
 #include <errno.h>
+#include <stdlib.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -80,9 +81,9 @@ UlpOptions options_of(const Args *a) {
 }
 
 
-void print_status_human(const UlpProcessStatus *s, size_t n) {
+static void print_status_human(const UlpProcessStatus *s, size_t n, bool all) {
         if (n == 0)
-                printf("no process carries ulp patches\n");
+                printf(all ? "no process carries ulp state\n" : "no process carries ulp patches\n");
         for (size_t i = 0; i < n; i++) {
                 if (s[i].problem[0]) {
                         printf("process %d (%s): ulp control block refused: %s\n", s[i].pid, s[i].comm,
@@ -108,15 +109,66 @@ void print_status_human(const UlpProcessStatus *s, size_t n) {
         }
 }
 
+/* Worth a line by default: a patch applied or on its way, or a block that could not be
+ * read (it may hold either). Reverted records alone are history. */
+static bool status_worth_showing(const UlpProcessStatus *s) {
+        if (s->problem[0])
+                return true;
+        for (size_t j = 0; j < s->n_patches; j++)
+                if (s->patches[j].state != ULP_PATCH_UNPATCHED)
+                        return true;
+        return false;
+}
 
-void print_check(const Args *a, const UlpReport *rep, int error) {
-        if (a->json)
-                print_json(report_to_json(rep, error));
-        else if (error == 0) {
+void print_status(const Args *a, const UlpProcessStatus *s, size_t n, const StatusExtra *x) {
+        _cleanup_free_ UlpProcessStatus *v = calloc(n ?: 1, sizeof(*v));
+        bool all = a->all || a->n_pids;
+        size_t k = 0;
+
+        /* shallow copies: the selection only reads what s points to */
+        for (size_t i = 0; v && i < n; i++)
+                if (all || status_worth_showing(&s[i]))
+                        v[k++] = s[i];
+        if (!v) {
+                v = (UlpProcessStatus *) s;
+                k = n;
+        }
+        if (a->prometheus)
+                print_prometheus(v, k, x);
+        else if (a->json)
+                print_json(status_to_json(v, k));
+        else
+                print_status_human(v, k, all);
+        if (v == s)
+                v = NULL;
+}
+
+void print_check(const Args *a, pid_t pid, const UlpReport *rep, int error, json_object *results) {
+        if (results) {
+                json_object *j = report_to_json(rep, error);
+                if (j)
+                        json_object_object_add(j, "pid", json_object_new_int(pid));
+                json_object_array_add(results, j);
+        } else if (error == 0) {
                 for (size_t i = 0; i < rep->n_warnings; i++)
                         fprintf(stderr, "warning: %s\n", rep->warnings[i]);
-                printf("%s would apply to process %d now (%u threads checked)\n", rep->patch_name, a->pids[0],
+                printf("%s would apply to process %d now (%u threads checked)\n", rep->patch_name, pid,
                        rep->threads);
         } else
-                print_report(a->pids[0], "check", rep, error);
+                print_report(pid, "check", rep, error);
+}
+
+void print_json_results(json_object *results) {
+        json_object *o;
+
+        if (!results)
+                return;
+        if (json_object_array_length(results) == 1) {
+                o = json_object_get(json_object_array_get_idx(results, 0));
+                json_object_put(results);
+        } else {
+                o = json_object_new_object();
+                json_object_object_add(o, "results", results);
+        }
+        print_json(o);
 }

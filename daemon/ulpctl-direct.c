@@ -238,19 +238,12 @@ static int do_apply_or_revert(const Args *a, bool apply) {
         if (pool.n_workers)
                 pool_join(&pool);
         free(pool.v);
-        if (results) {
-                if (json_object_array_length(results) == 1) {
-                        json_object *one = json_object_get(json_object_array_get_idx(results, 0));
-                        json_object_put(results);
-                        print_json(one);
-                } else {
-                        json_object *o2 = json_object_new_object();
-                        json_object_object_add(o2, "results", results);
-                        print_json(o2);
-                }
+        print_json_results(results);
+        if (a->all && n_pids == 0) {
+                /* a name nobody carries: most likely a typo (as through ulpd) */
+                fprintf(stderr, "ulpctl: no process carries %s\n", name);
+                return 1;
         }
-        if (a->all && n_pids == 0 && !a->json)
-                printf("no process %s %s\n", apply ? "fits" : "carries", name);
         return exit_code_for(worst);
 }
 
@@ -285,10 +278,7 @@ static int direct_status(const Args *a) {
                 }
                 ulp_report_done(&rep);
         }
-        if (a->json)
-                print_json(status_to_json(s, n));
-        else
-                print_status_human(s, n);
+        print_status(a, s, n, NULL);
         for (size_t i = 0; i < n; i++)
                 ulp_status_done(&s[i]);
         free(s);
@@ -297,15 +287,22 @@ static int direct_status(const Args *a) {
 
 static int direct_check(const Args *a) {
         _cleanup_close_ int patch_fd = -1;
-        UlpReport rep = {};
-        int error;
+        json_object *results = a->json ? json_object_new_array() : NULL;
+        int worst = 0;
 
         if (open_patch(a->target, &patch_fd) < 0)
                 return 1;
-        error = ulp_check(a->pids[0], patch_fd, base_name(a->target), &rep);
-        print_check(a, &rep, error);
-        ulp_report_done(&rep);
-        return error == 0 ? 0 : 1;
+        for (size_t i = 0; i < a->n_pids; i++) {
+                UlpReport rep = {};
+                int error = ulp_check(a->pids[i], patch_fd, base_name(a->target), &rep);
+
+                print_check(a, a->pids[i], &rep, error, results);
+                ulp_report_done(&rep);
+                if (error < 0 && worst == 0)
+                        worst = error;
+        }
+        print_json_results(results);
+        return worst == 0 ? 0 : 1;
 }
 
 static json_object *info_to_json(const UlpPatchInfo *m, const char *hex) {

@@ -124,6 +124,22 @@ static int gather_proofs(const Args *a, ClientProof **ret, size_t *ret_n, pid_t 
         return 0;
 }
 
+/* --all found no process: a revert of a name nobody carries is most likely a typo, and
+ * says so (exit 1); a sticky one still dropped the wish, and an apply finds none now
+ * that later ones may fit. */
+static int none_for_all(const Args *a, bool apply, const char *name) {
+        if (apply) {
+                printf("no running process fits %s\n", name);
+                return 0;
+        }
+        if (a->sticky) {
+                printf("no running process carries %s\n", name);
+                return 0;
+        }
+        fprintf(stderr, "ulpctl: no process carries %s\n", name);
+        return 1;
+}
+
 /* Through ulpd: same output, the daemon does the work. */
 static int daemon_apply_or_revert(const Args *a, bool apply) {
         _cleanup_close_ int fd = -1, patch_fd = -1;
@@ -183,27 +199,138 @@ print:
                 if (res[i].error < 0 && (worst == 0 || res[i].error == -ETIMEDOUT))
                         worst = res[i].error;
         }
-        if (results) {
-                size_t all = json_object_array_length(results);
-                json_object *o = all == 1 ? json_object_get(json_object_array_get_idx(results, 0)) : json_object_new_object();
-                if (all == 1)
-                        json_object_put(results);
-                else
-                        json_object_object_add(o, "results", results);
-                print_json(o);
-        }
+        print_json_results(results);
         client_results_free(res, n);
+        if (a->all && n == 0)
+                return none_for_all(a, apply, req.name ?: a->target);
         return exit_code_for(worst);
+}
+
+/* The proofs an unprivileged caller sends with status: for -p, that process's (a
+ * refusal ends the command); for --missing, every process it may trace; else those
+ * that carry ulp state. root sends none: ulpd's own authority. */
+static int status_proofs(const Args *a, ClientProof **ret, size_t *ret_n) {
+        _cleanup_free_ pid_t *cand = NULL;
+        ClientProof *proofs;
+        size_t n_cand = 0, n = 0;
+        char err[256] = "";
+        bool more = false;
+
+        *ret = NULL;
+        *ret_n = 0;
+        if (geteuid() == 0)
+                return 0;
+        if (a->n_missing && !a->n_pids)
+                return client_proofs_all(PROTOCOL_TARGETS_MAX, ret, ret_n, &more) < 0 ? -EIO : 0;
+        if (a->n_pids) {
+                cand = malloc(sizeof(pid_t));
+                if (cand)
+                        cand[n_cand++] = a->pids[0];
+        } else
+                (void) client_list_carriers(&cand, &n_cand);
+        proofs = calloc(n_cand ?: 1, sizeof(*proofs));
+        for (size_t i = 0; proofs && i < n_cand && n < PROTOCOL_TARGETS_MAX; i++) {
+                if (client_proof_open(cand[i], &proofs[n], err, sizeof(err)) >= 0)
+                        n++;
+                else if (a->n_pids) {
+                        fprintf(stderr, "ulpctl: %s\n", err);
+                        free(proofs);
+                        return -EPERM;
+                }
+        }
+        *ret = proofs;
+        *ret_n = n;
+        return 0;
+}
+
+static uint64_t extra_u64(json_object *o, const char *k) {
+        json_object *v;
+        return json_object_object_get_ex(o, k, &v) ? json_object_get_uint64(v) : 0;
+}
+
+/* What a missing process lacks, in a few words. */
+static const char *missing_why(const UlpProcessStatus *s, const char *name) {
+        if (s->problem[0])
+                return "its ulp control block is refused";
+        for (size_t j = 0; j < s->n_patches; j++) {
+                const UlpPatchStatus *p = &s->patches[j];
+                if (strcmp(p->name, name) != 0)
+                        continue;
+                if (p->state == ULP_PATCH_TRANSITION)
+                        return "in transition";
+                if (p->state == ULP_PATCH_PATCHED)
+                        return "applied, forced";
+                return "reverted";
+        }
+        return "not applied";
+}
+
+/* status --missing for each patch named: the processes lacking it, or only their count
+ * for --prometheus (into x). Returns 1 when any is listed, -1 when a patch could not be
+ * looked at (said why; the others still are), else 0. */
+static int status_missing(const Args *a, int fd, const ClientProof *proofs, size_t n_proofs, StatusExtra *x) {
+        json_object *results = a->json && !a->prometheus ? json_object_new_array() : NULL;
+        bool failed = false;
+        int ret = 0;
+
+        for (size_t i = 0; i < a->n_missing; i++) {
+                _cleanup_close_ int patch_fd = -1;
+                UlpProcessStatus *s = NULL;
+                json_object *reply = NULL, *v;
+                size_t n = 0;
+                char err[256] = "";
+                const char *name;
+                int r;
+
+                if (open_patch(a->missing[i], &patch_fd) < 0) {
+                        failed = true;
+                        continue;
+                }
+                r = client_status_ex(fd, &(ClientStatusQuery) { .patch_fd = patch_fd, .name = base_name(a->missing[i]) },
+                                     proofs, n_proofs, &s, &n, &reply, err, sizeof(err));
+                if (r < 0) {
+                        fprintf(stderr, "ulpctl: %s: %s\n", a->missing[i], err[0] ? err : "ulpd gave no answer");
+                        failed = true;
+                        continue;
+                }
+                name = json_object_object_get_ex(reply, "missing_patch", &v) ? json_object_get_string(v) : "";
+                if (x) {
+                        x->missing_patch[x->n_missing] = strdup(name);
+                        x->missing[x->n_missing++] = n;
+                } else if (results) {
+                        json_object *o = status_to_json(s, n);
+                        if (o)
+                                json_object_object_add(o, "patch", json_object_new_string(name));
+                        json_object_array_add(results, o);
+                } else {
+                        if (n == 0)
+                                printf("every process that loads what %s patches carries it\n", name);
+                        for (size_t k = 0; k < n; k++)
+                                printf("process %d (%s): %s %s\n", s[k].pid, s[k].comm, name, missing_why(&s[k], name));
+                }
+                if (n)
+                        ret = 1;
+                status_json_free(s, n);
+                json_object_put(reply);
+        }
+        print_json_results(results);
+        return failed ? -1 : ret;
 }
 
 static int verb_status(const Args *a) {
         _cleanup_close_ int fd = -1;
         ClientProof *proofs = NULL;
         UlpProcessStatus *s = NULL;
+        json_object *reply = NULL, *d;
+        StatusExtra x = {};
         size_t n = 0, n_proofs = 0;
         char err[256] = "";
-        int r;
+        int r, ret = 0;
 
+        if (a->direct && a->n_missing) {
+                fprintf(stderr, "ulpctl: --missing needs ulpd (it matches build-ids in every process)\n");
+                return 1;
+        }
         if (a->direct)
                 return run_direct(a, "status");
         r = client_connect(client_socket_path(), &fd);
@@ -212,84 +339,104 @@ static int verb_status(const Args *a) {
                         client_socket_path(), strerror(-r));
                 return 1;
         }
-        if (geteuid() != 0) {
-                /* ulpd shows us what we prove we may trace (client.h) */
-                _cleanup_free_ pid_t *cand = NULL;
-                size_t n_cand = 0;
-                if (a->n_pids) {
-                        cand = malloc(sizeof(pid_t));
-                        if (cand)
-                                cand[n_cand++] = a->pids[0];
-                } else
-                        (void) client_list_carriers(&cand, &n_cand);
-                proofs = calloc(n_cand ?: 1, sizeof(*proofs));
-                for (size_t i = 0; proofs && i < n_cand && n_proofs < PROTOCOL_TARGETS_MAX; i++) {
-                        r = client_proof_open(cand[i], &proofs[n_proofs], err, sizeof(err));
-                        if (r >= 0)
-                                n_proofs++;
-                        else if (a->n_pids) {
-                                fprintf(stderr, "ulpctl: %s\n", err);
-                                free(proofs);
-                                return 1;
-                        }
-                }
+        if (status_proofs(a, &proofs, &n_proofs) < 0)
+                return 1;
+        if (a->n_missing && !a->prometheus) {
+                ret = status_missing(a, fd, proofs, n_proofs, NULL);
+                client_proofs_free(proofs, n_proofs);
+                return ret != 0;
         }
-        r = client_status(fd, a->n_pids ? a->pids[0] : 0, proofs, n_proofs, &s, &n, err, sizeof(err));
+        /* --prometheus: the counts are the metrics; only a failure is one for the exit status */
+        if (a->n_missing)
+                ret = status_missing(a, fd, proofs, n_proofs, &x) < 0;
+        r = client_status_ex(fd, &(ClientStatusQuery) { .pid = a->n_pids ? a->pids[0] : 0, .patch_fd = -1 },
+                             proofs, n_proofs, &s, &n, &reply, err, sizeof(err));
         client_proofs_free(proofs, n_proofs);
         if (r < 0) {
                 fprintf(stderr, "ulpctl: %s\n", err[0] ? err : strerror(-r));
                 return 1;
         }
-        if (a->json)
-                print_json(status_to_json(s, n));
-        else
-                print_status_human(s, n);
+        if (json_object_object_get_ex(reply, "daemon", &d) && json_object_is_type(d, json_type_object)) {
+                x.have_daemon = true;
+                x.transitions_total = extra_u64(d, "transitions_total");
+                x.transitions_failed = extra_u64(d, "transitions_failed");
+                x.invariant_failures = extra_u64(d, "invariant_failures");
+        }
+        json_object_put(reply);
+        print_status(a, s, n, &x);
         status_json_free(s, n);
-        return 0;
+        for (size_t i = 0; i < x.n_missing; i++)
+                free((char *) x.missing_patch[i]);
+        return ret;
+}
+
+/* check of one process through ulpd: 0 when ulpd answered (the check's own outcome in
+ * *error and rep), else -errno after saying why. */
+static int daemon_check_one(const Args *a, pid_t pid, int patch_fd, UlpReport *rep, int *error) {
+        _cleanup_close_ int fd = -1;
+        ClientProof proof;
+        char err[256] = "";
+        bool have;
+        int r;
+
+        r = client_connect(client_socket_path(), &fd);
+        if (r < 0) {
+                fprintf(stderr, "ulpctl: no ulpd answers on %s (%s); start ulpd, or use --direct\n",
+                        client_socket_path(), strerror(-r));
+                return r;
+        }
+        r = client_proof_open(pid, &proof, err, sizeof(err));
+        if (r < 0 && geteuid() != 0) {
+                /* the caller's own refusal: reported as ulpd reports its own */
+                snprintf(rep->message, sizeof(rep->message), "%s", err);
+                snprintf(rep->patch_name, sizeof(rep->patch_name), "%s", base_name(a->target));
+                *error = r == -EACCES ? -EPERM : r;
+                return 0;
+        }
+        have = r >= 0;
+        r = client_check(fd, pid, patch_fd, base_name(a->target), have ? &proof : NULL, rep, error);
+        if (have) {
+                close(proof.mem_fd);
+                close(proof.pidfd);
+        }
+        if (r < 0 && rep->message[0] && r != -ECONNRESET && r != -EPROTO && r != -ETIMEDOUT) {
+                /* refused by ulpd for this process (no such process, not allowed): its result */
+                *error = r;
+                return 0;
+        }
+        if (r < 0)
+                fprintf(stderr, "ulpctl: %s\n", rep->message[0] ? rep->message : strerror(-r));
+        return r;
 }
 
 static int verb_check(const Args *a) {
         _cleanup_close_ int patch_fd = -1;
-        UlpReport rep = {};
-        int r, error = 0;
+        json_object *results = a->json ? json_object_new_array() : NULL;
+        int worst = 0;
 
-        if (a->n_pids != 1) {
-                fprintf(stderr, "ulpctl: check needs exactly one -p PID\n");
+        if (a->n_pids == 0) {
+                fprintf(stderr, "ulpctl: check needs -p PID (one or more)\n");
                 return EXIT_USAGE;
         }
         if (a->direct)
                 return run_direct(a, "check");
         if (open_patch(a->target, &patch_fd) < 0)
                 return 1;
-        {
-                _cleanup_close_ int fd = -1;
-                r = client_connect(client_socket_path(), &fd);
-                if (r < 0) {
-                        fprintf(stderr, "ulpctl: no ulpd answers on %s (%s); start ulpd, or use --direct\n",
-                                client_socket_path(), strerror(-r));
+        for (size_t i = 0; i < a->n_pids; i++) {
+                UlpReport rep = {};
+                int error = 0;
+
+                if (daemon_check_one(a, a->pids[i], patch_fd, &rep, &error) < 0) {
+                        json_object_put(results);
                         return 1;
                 }
-                ClientProof proof;
-                char err[256] = "";
-                r = client_proof_open(a->pids[0], &proof, err, sizeof(err));
-                if (r < 0 && geteuid() != 0) {
-                        fprintf(stderr, "ulpctl: %s\n", err);
-                        return 1;
-                }
-                bool have = r >= 0;
-                r = client_check(fd, a->pids[0], patch_fd, base_name(a->target), have ? &proof : NULL, &rep, &error);
-                if (have) {
-                        close(proof.mem_fd);
-                        close(proof.pidfd);
-                }
-                if (r < 0) {
-                        fprintf(stderr, "ulpctl: %s\n", rep.message[0] ? rep.message : strerror(-r));
-                        return 1;
-                }
+                print_check(a, a->pids[i], &rep, error, results);
+                report_json_done(&rep);
+                if (error < 0 && worst == 0)
+                        worst = error;
         }
-        print_check(a, &rep, error);
-        report_json_done(&rep);
-        return error == 0 ? 0 : 1;
+        print_json_results(results);
+        return worst == 0 ? 0 : 1;
 }
 
 static int verb_apply(const Args *a) {
@@ -309,10 +456,13 @@ static void usage(FILE *f) {
               "                                  [--return-trap] [--no-wait] [--sticky] [--json]\n"
               "                                  [--callback-timeout MS (--direct)]\n"
               "       ulpctl [--direct] revert (-p PID)... | --all  NAME|PATCH.so [--timeout S] [--force] [--json]\n"
-              "       ulpctl [--direct] status [-p PID] [--json]\n"
-              "       ulpctl [--direct] check  -p PID PATCH.so [--json]\n"
+              "       ulpctl [--direct] status [-p PID | --all] [--json | --prometheus]\n"
+              "       ulpctl status --missing PATCH.so... [--json | --prometheus]\n"
+              "       ulpctl [--direct] check  (-p PID)... PATCH.so [--json]\n"
               "       ulpctl info PATCH.so [--json]\n"
-              "--sticky (with --all): also every matching process started later (--persist is the old spelling)\n", f);
+              "--sticky (with --all): also every matching process started later (--persist is the old spelling)\n"
+              "status lists the processes that carry an applied patch, a transition or a refused\n"
+              "control block; --all lists every process with ulp state (reverted patches too)\n", f);
 }
 
 typedef struct Verb {
@@ -343,7 +493,7 @@ static int parse_pid(const char *s, pid_t *ret) {
 
 static int parse_args(int argc, char **argv, Args *a, const Verb **ret_verb) {
         enum { ARG_DIRECT = 256, ARG_ALL, ARG_JSON, ARG_FORCE, ARG_GLOBAL, ARG_TIMEOUT, ARG_NOWAIT, ARG_STICKY, ARG_TRAP,
-               ARG_CB_TIMEOUT };
+               ARG_CB_TIMEOUT, ARG_PROMETHEUS, ARG_MISSING };
         static const struct option opts[] = {
                 { "direct", no_argument, NULL, ARG_DIRECT },   { "all", no_argument, NULL, ARG_ALL },
                 { "json", no_argument, NULL, ARG_JSON },       { "force", no_argument, NULL, ARG_FORCE },
@@ -352,6 +502,8 @@ static int parse_args(int argc, char **argv, Args *a, const Verb **ret_verb) {
                 { "persist", no_argument, NULL, ARG_STICKY }, /* the old spelling */
                 { "return-trap", no_argument, NULL, ARG_TRAP }, { "pid", required_argument, NULL, 'p' },
                 { "callback-timeout", required_argument, NULL, ARG_CB_TIMEOUT },
+                { "prometheus", no_argument, NULL, ARG_PROMETHEUS },
+                { "missing", required_argument, NULL, ARG_MISSING },
                 { "help", no_argument, NULL, 'h' },          { NULL, 0, NULL, 0 }
         };
         const char *verb = NULL;
@@ -379,6 +531,14 @@ static int parse_args(int argc, char **argv, Args *a, const Verb **ret_verb) {
                 case ARG_NOWAIT: a->no_wait = true; break;
                 case ARG_STICKY: a->sticky = true; break;
                 case ARG_TRAP: a->return_trap = true; break;
+                case ARG_PROMETHEUS: a->prometheus = true; break;
+                case ARG_MISSING:
+                        if (a->n_missing >= ELEMENTSOF(a->missing)) {
+                                fprintf(stderr, "ulpctl: at most %zu --missing in one command\n", ELEMENTSOF(a->missing));
+                                return -EINVAL;
+                        }
+                        a->missing[a->n_missing++] = optarg;
+                        break;
                 case ARG_TIMEOUT: {
                         char *end;
                         double s = strtod(optarg, &end);
@@ -435,6 +595,26 @@ static int parse_args(int argc, char **argv, Args *a, const Verb **ret_verb) {
         }
         if ((*ret_verb)->needs_pids && !a->n_pids == !a->all) {
                 fprintf(stderr, "ulpctl: %s needs -p PID (one or more) or --all\n", verb);
+                return -EINVAL;
+        }
+        if (a->prometheus && strcmp(verb, "status") != 0) {
+                fprintf(stderr, "ulpctl: --prometheus goes with status\n");
+                return -EINVAL;
+        }
+        if (a->prometheus && a->json) {
+                fprintf(stderr, "ulpctl: --prometheus and --json are two formats: choose one\n");
+                return -EINVAL;
+        }
+        if (a->n_missing && strcmp(verb, "status") != 0) {
+                fprintf(stderr, "ulpctl: --missing goes with status\n");
+                return -EINVAL;
+        }
+        if (a->n_missing && (a->n_pids || a->all)) {
+                fprintf(stderr, "ulpctl: status --missing looks at every process; it takes no -p or --all\n");
+                return -EINVAL;
+        }
+        if (strcmp(verb, "status") == 0 && a->all && a->n_pids) {
+                fprintf(stderr, "ulpctl: status takes -p PID or --all, not both\n");
                 return -EINVAL;
         }
         if (a->sticky && !a->all) {

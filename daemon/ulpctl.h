@@ -13,6 +13,7 @@
 
 #include <json-c/json.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "daemon/protocol.h"
@@ -21,8 +22,13 @@
 #define EXIT_USAGE 2
 #define EXIT_TIMEDOUT 3
 
+#define ULPCTL_MISSING_MAX 16
+
 typedef struct Args {
         bool direct, all, json, force, global, no_wait, sticky, return_trap;
+        bool prometheus;         /* status: the Prometheus text exposition */
+        const char *missing[ULPCTL_MISSING_MAX]; /* status --missing PATCH.so, each */
+        size_t n_missing;
         unsigned timeout_ms;
         unsigned callback_timeout_ms; /* --direct only: ulpd has its own (--callback-timeout) */
         pid_t pids[PROTOCOL_PIDS_MAX];
@@ -30,8 +36,19 @@ typedef struct Args {
         const char *target;      /* PATCH.so, or NAME for revert */
 } Args;
 
+/* What status knows beyond the processes: ulpd's own counters (through ulpd only), and
+ * the count of --missing. */
+typedef struct StatusExtra {
+        bool have_daemon;
+        uint64_t transitions_total, transitions_failed, invariant_failures;
+        /* --missing: each patch's name and how many processes lack it */
+        const char *missing_patch[ULPCTL_MISSING_MAX];
+        size_t missing[ULPCTL_MISSING_MAX];
+        size_t n_missing;
+} StatusExtra;
+
 /* Bumped whenever Args or the entry point change. */
-#define ULPCTL_DIRECT_ABI 2
+#define ULPCTL_DIRECT_ABI 3
 #define ULPCTL_DIRECT_MODULE "ulpctl-direct.so"
 #define ULPCTL_DIRECT_ENTRY "ulpctl_direct_main"
 
@@ -44,12 +61,20 @@ int ulpctl_direct_main(unsigned abi, const Args *a, const char *verb);
 int exit_code_for(int error);
 const char *base_name(const char *path);
 void print_report(pid_t pid, const char *verb, const UlpReport *r, int error);
-/* The outcome of check for a->pids[0], as JSON with --json, else as lines. */
-void print_check(const Args *a, const UlpReport *rep, int error);
+/* The outcome of check for pid: into results (a JSON array) with --json, else as lines. */
+void print_check(const Args *a, pid_t pid, const UlpReport *rep, int error, json_object *results);
+/* --json's output for one or more processes: the one report itself, or
+ * {"results":[...]} for any other count (docs/json.md). Takes results. */
+void print_json_results(json_object *results);
 void print_json(json_object *o);
 int open_patch(const char *path, int *ret_fd);
 bool looks_like_file(const char *s);
 void progress(pid_t pid, unsigned switched, unsigned total, void *userdata);
 void progress_done(void);
 UlpOptions options_of(const Args *a);
-void print_status_human(const UlpProcessStatus *s, size_t n);
+/* Status as the caller asked for it (--json, --prometheus, or lines): with -p, the one
+ * process; else those that carry an applied patch, a transition or a refused block, or
+ * every process with ulp state under --all. */
+void print_status(const Args *a, const UlpProcessStatus *s, size_t n, const StatusExtra *x);
+/* The Prometheus text exposition of n processes (ulpctl-prometheus.c). */
+void print_prometheus(const UlpProcessStatus *s, size_t n, const StatusExtra *x);

@@ -231,7 +231,7 @@ int auth_check(const struct ucred *cred, const AuthProofs *proofs, pid_t pid, in
                 return fail(reason, reason_len, -EPERM, "pid %d is ulpd itself, which cannot be patched", (int) pid);
         r = is_process(pid);
         if (r < 0)
-                return fail(reason, reason_len, r, "no such process: %d", (int) pid);
+                return fail(reason, reason_len, r, "no process with pid %d", (int) pid);
         p = auth_find_proof(proofs, pid);
         if (p) {
                 r = proof_verify(p, pid, reason, reason_len);

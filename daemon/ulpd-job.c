@@ -97,6 +97,8 @@ void job_log_result(Job *j, int r) {
         const UlpReport *rp = &j->report;
         const char *name = rp->patch_name[0] ? rp->patch_name : j->name;
 
+        j->m->transitions_total++;
+        j->m->transitions_failed += r < 0;
         if (r >= 0)
                 log_full(LOG_INFO, j->pid, name, NULL,
                          "%s of %s in pid %d done: %u threads, %u switched, %u retries, "

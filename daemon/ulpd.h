@@ -184,6 +184,9 @@ struct Manager {
         /* threads an operation asked to stop that had not stopped when it ended */
         sd_event_source *late_timer;
 
+        /* transitions run to their end since start, and those of them that failed */
+        uint64_t transitions_total, transitions_failed;
+
         pid_t self;
         bool no_recover;
         pid_t recover_only[16];  /* tests: take over only these (none: all) */

@@ -384,7 +384,7 @@ case_foreign_write() {
 	# Another tool puts the original instructions back (PIE text: file offset == vaddr).
 	python3 - "$VPID" "$addr" "$VICTIM" "$vaddr" <<'PY'
 import sys
-pid, addr, exe, vaddr = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4], 16)
+pid, addr, exe, vaddr = int(sys.argv[1]), int(sys.argv[2], 16), sys.argv[3], int(sys.argv[4], 16)
 with open(exe, 'rb') as f:
     f.seek(vaddr)
     orig = f.read(16)

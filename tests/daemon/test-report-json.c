@@ -82,6 +82,9 @@ TEST(status_roundtrip) {
         strcpy(s[0].comm, "victim");
         o = status_to_json(s, 2);
         ASSERT_TRUE(o);
+        /* addresses travel as hex strings (docs/json.md) */
+        ASSERT_TRUE(strstr(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN),
+                           "\"symbol\":\"compute\",\"addr\":\"0x401136\""));
         ASSERT_OK(status_from_json(o, &back, &n));
         ASSERT_EQ(n, 2);
         ASSERT_EQ(back[0].pid, 100);
@@ -115,6 +118,23 @@ static int feed(MsgReader *rd, const char *s) {
                 ;
         close(sv[1]);
         return r;
+}
+
+/* A status from an older ulpd, with the address as a number, still reads. */
+TEST(status_addr_number) {
+        struct json_object *o = json_tokener_parse(
+                "{\"processes\":[{\"pid\":5,\"patches\":[{\"name\":\"a\",\"state\":\"patched\","
+                "\"functions\":[{\"symbol\":\"f\",\"addr\":4198710},{\"symbol\":\"g\",\"addr\":\"0xzz\"}]}]}]}");
+        UlpProcessStatus *back = NULL;
+        size_t n = 0;
+
+        ASSERT_TRUE(o);
+        ASSERT_OK(status_from_json(o, &back, &n));
+        ASSERT_EQ(n, 1);
+        ASSERT_EQ_U64(back[0].patches[0].funcs[0].addr, 0x401136);
+        ASSERT_EQ_U64(back[0].patches[0].funcs[1].addr, 0);
+        status_json_free(back, n);
+        json_object_put(o);
 }
 
 TEST(framing) {
