@@ -363,13 +363,24 @@ static int client_transition(int fd, const char *method, const ClientRequest *re
                 }
                 t = message_type(m);
                 if (protocol_streq(t, "progress")) {
-                        int64_t pid = 0, sw = 0, tot = 0;
+                        int64_t pid = 0, sw = 0, tot = 0, tid = 0;
+                        struct json_object *w = NULL;
+                        UlpStraggler worst = {};
+                        bool have = false;
 
                         (void) protocol_get_int(m, "pid", 0, INT32_MAX, &pid);
                         (void) protocol_get_int(m, "switched", 0, UINT32_MAX, &sw);
                         (void) protocol_get_int(m, "total", 0, UINT32_MAX, &tot);
+                        if (json_object_object_get_ex(m, "straggler", &w) && json_object_is_type(w, json_type_object) &&
+                            protocol_get_int(w, "tid", 1, INT32_MAX, &tid) >= 0) {
+                                worst.tid = (pid_t) tid;
+                                snprintf(worst.comm, sizeof(worst.comm), "%s", protocol_get_string(w, "name") ?: "");
+                                snprintf(worst.function, sizeof(worst.function), "%s",
+                                         protocol_get_string(w, "function") ?: "");
+                                have = true;
+                        }
                         if (progress)
-                                progress((pid_t) pid, (unsigned) sw, (unsigned) tot, userdata);
+                                progress((pid_t) pid, (unsigned) sw, (unsigned) tot, have ? &worst : NULL, userdata);
                 } else if (protocol_streq(t, "started")) {
                         /* informational: the result follows */
                 } else if (protocol_streq(t, "result")) {

@@ -77,7 +77,10 @@ typedef struct ClientRequest {
 } ClientRequest;
 
 /* Progress for a waiting client: pid has switched of total threads. */
-typedef void (*ClientProgress)(pid_t pid, unsigned switched, unsigned total, void *userdata);
+/* Progress for a waiting client: pid has switched of total threads; worst (NULL when
+ * none) is the thread that holds the transition up longest. */
+typedef void (*ClientProgress)(pid_t pid, unsigned switched, unsigned total, const UlpStraggler *worst,
+                               void *userdata);
 
 /* Applies the patch open at patch_fd (sent to ulpd, not consumed) as req says. With
  * req->wait, blocks until every transition finished, calling progress (if not NULL)

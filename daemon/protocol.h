@@ -36,7 +36,8 @@
  *   {"version":1,"method":"ping"}
  *
  * Replies (ulpd -> client):
- *   {"version":1,"type":"progress","pid":N,"switched":N,"total":N}   zero or more
+ *   {"version":1,"type":"progress","pid":N,"switched":N,"total":N,       zero or more
+ *    "straggler":{"tid":N,"name":"comm","function":"f+0x1"}}  (the worst one; while any)
  *   {"version":1,"type":"started","pid":N}                           with wait=false
  *   {"version":1,"type":"result","results":[{"pid":N, <report>}...]} final: apply/revert
  *   {"version":1,"type":"result","report":{<report>}}                final: check

@@ -62,9 +62,14 @@ bool looks_like_file(const char *s) {
         return strchr(s, '/') || (strlen(s) > 3 && strcmp(s + strlen(s) - 3, ".so") == 0);
 }
 
-void progress(pid_t pid, unsigned switched, unsigned total, void *userdata) {
-        if (isatty(STDERR_FILENO))
-                fprintf(stderr, "\r  process %d: %u/%u threads switched", pid, switched, total);
+void progress(pid_t pid, unsigned switched, unsigned total, const UlpStraggler *worst, void *userdata) {
+        if (!isatty(STDERR_FILENO))
+                return;
+        /* \033[K: what a longer line before left to the right goes */
+        fprintf(stderr, "\r  process %d: %u/%u threads switched", pid, switched, total);
+        if (worst)
+                fprintf(stderr, "; waiting for thread %d (%s) in %s", worst->tid, worst->comm, worst->function);
+        fputs("\033[K", stderr);
 }
 
 void progress_done(void) {

@@ -23,13 +23,15 @@
 /* --direct: drives the operation here, step by step, showing progress. */
 static int direct_run(UlpOp *op, int r, bool show_progress) {
         unsigned next = 0, sw, total;
+        UlpStraggler worst;
         while (r == 0) {
                 r = ulp_op_step(op, &next);
                 if (r == 0) {
                         struct timespec ts = { next / 1000, (long)(next % 1000) * 1000000L };
                         ulp_op_progress(op, &sw, &total);
                         if (show_progress)
-                                progress(ulp_op_pid(op), sw, total, NULL);
+                                progress(ulp_op_pid(op), sw, total,
+                                         sw < total && ulp_op_worst_straggler(op, &worst) ? &worst : NULL, NULL);
                         nanosleep(&ts, NULL);
                 }
         }

@@ -69,7 +69,8 @@ void print_json_results(json_object *results);
 void print_json(json_object *o);
 int open_patch(const char *path, int *ret_fd);
 bool looks_like_file(const char *s);
-void progress(pid_t pid, unsigned switched, unsigned total, void *userdata);
+/* The progress line on a terminal (stderr), rewritten in place; nothing otherwise. */
+void progress(pid_t pid, unsigned switched, unsigned total, const UlpStraggler *worst, void *userdata);
 void progress_done(void);
 UlpOptions options_of(const Args *a);
 /* Status as the caller asked for it (--json, --prometheus, or lines): with -p, the one

@@ -151,6 +151,7 @@ static void job_finish(Job *j, int r) {
 }
 
 void job_send_progress(Job *j, bool force) {
+        UlpStraggler worst;
         unsigned sw = 0, tot = 0;
         struct json_object *o;
         uint64_t now = now_usec(j->m);
@@ -170,6 +171,15 @@ void job_send_progress(Job *j, bool force) {
         json_object_object_add(o, "pid", json_object_new_int(j->pid));
         json_object_object_add(o, "switched", json_object_new_int64(sw));
         json_object_object_add(o, "total", json_object_new_int64(tot));
+        if (sw < tot && ulp_op_worst_straggler(j->op, &worst)) {
+                struct json_object *w = json_object_new_object();
+                if (w) {
+                        json_object_object_add(w, "tid", json_object_new_int(worst.tid));
+                        json_object_object_add(w, "name", json_object_new_string(worst.comm));
+                        json_object_object_add(w, "function", json_object_new_string(worst.function));
+                }
+                json_object_object_add(o, "straggler", w);
+        }
         (void) connection_reply(j->req->c, o);   /* may drop the client: see connection_close() */
 }
 

@@ -698,6 +698,20 @@ void ulp_op_progress(const UlpOp *op, unsigned *ret_switched, unsigned *ret_tota
         *ret_total = op->tr.total;
 }
 
+bool ulp_op_worst_straggler(UlpOp *op, UlpStraggler *ret) {
+        const PendingThread *w = NULL;
+
+        for (size_t i = 0; i < op->tr.n_pending; i++)
+                if (!w || op->tr.pending[i].fails > w->fails)
+                        w = &op->tr.pending[i];
+        if (!w || !op->t)
+                return false;
+        *ret = (UlpStraggler) { .tid = w->tid };
+        target_thread_name(op->t, w->tid, ret->comm);
+        snprintf(ret->function, sizeof(ret->function), "%s", w->blocker[0] ? w->blocker : "not checked yet");
+        return true;
+}
+
 pid_t ulp_op_pid(const UlpOp *op) {
         return op->t ? op->t->pid : 0;
 }

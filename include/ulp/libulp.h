@@ -105,6 +105,9 @@ int ulp_op_step(UlpOp *op, unsigned *ret_next_ms);
 /* Progress for a UI: threads switched so far, and in total. */
 void ulp_op_progress(const UlpOp *op, unsigned *ret_switched, unsigned *ret_total);
 pid_t ulp_op_pid(const UlpOp *op);
+/* The thread holding the transition up longest (found most often in a function being
+ * replaced) at the last pass, for a progress line. Returns false when none is pending. */
+bool ulp_op_worst_straggler(UlpOp *op, UlpStraggler *ret);
 
 /* Frees op. An unfinished transition stays in the target, consistent, for ulp_op_resume(). */
 void ulp_op_free(UlpOp *op);
