@@ -128,9 +128,9 @@ int client_proof_open(pid_t pid, ClientProof *ret, char *errbuf, size_t errlen) 
                 int e = errno;
                 if (errbuf) {
                         if (e == EACCES || e == EPERM)
-                                snprintf(errbuf, errlen, "not allowed to trace process %d: %s "
+                                snprintf(errbuf, errlen, "not allowed to trace process %d "
                                          "(the kernel's ptrace access check for this user%s)",
-                                         (int) pid, strerror(e), refusal_hint(pid));
+                                         (int) pid, refusal_hint(pid));
                         else if (e == ENOENT || e == ESRCH)
                                 snprintf(errbuf, errlen, "no process with pid %d", (int) pid);
                         else

@@ -51,8 +51,12 @@ void print_json(json_object *o) {
 int open_patch(const char *path, int *ret_fd) {
         int fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd < 0) {
-                fprintf(stderr, "ulpctl: cannot open %s: %s\n", path, strerror(errno));
-                return -errno;
+                int e = errno;
+                fprintf(stderr, "ulpctl: cannot open the patch file %s: %s\n", path,
+                        e == ENOENT ? "there is no such file" :
+                        e == EACCES || e == EPERM ? "this user may not read it" :
+                        e == ENOTDIR ? "a directory on its path is not one" : strerror(e));
+                return -e;
         }
         *ret_fd = fd;
         return 0;

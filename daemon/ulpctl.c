@@ -47,6 +47,14 @@ static int run_direct(const Args *a, const char *verb) {
         return f(ULPCTL_DIRECT_ABI, a, verb);
 }
 
+/* Why ulpd could not be reached, as a sentence about its socket. */
+static void connect_failed(int r) {
+        const char *why = r == -ENOENT ? "there is no socket there" :
+                          r == -ECONNREFUSED ? "nothing listens on the socket there" :
+                          r == -EACCES || r == -EPERM ? "this user may not connect to it" : strerror(-r);
+        fprintf(stderr, "ulpctl: no ulpd answers on %s (%s); start ulpd, or use --direct\n", client_socket_path(), why);
+}
+
 /* The proofs of access sent with a request through ulpd (client.h): ulpd lets the
  * kernel's decision at our open() stand for ours. For the pids given, each one's; a pid
  * the kernel refuses us is reported here and dropped from the request (root's are left
@@ -69,7 +77,7 @@ static int gather_proofs(const Args *a, ClientProof **ret, size_t *ret_n, pid_t 
                         return 0;
                 r = client_proofs_all(PROTOCOL_TARGETS_MAX, ret, ret_n, &more);
                 if (r < 0) {
-                        fprintf(stderr, "ulpctl: cannot list processes: %s\n", strerror(-r));
+                        fprintf(stderr, "ulpctl: cannot list the processes in /proc (%s)\n", strerror(-r));
                         return r;
                 }
                 if (more)
@@ -167,8 +175,7 @@ static int daemon_apply_or_revert(const Args *a, bool apply) {
         }
         r = client_connect(client_socket_path(), &fd);
         if (r < 0) {
-                fprintf(stderr, "ulpctl: no ulpd answers on %s (%s); start ulpd, or use --direct\n",
-                        client_socket_path(), strerror(-r));
+                connect_failed(r);
                 return 1;
         }
         if (apply || looks_like_file(a->target)) {
@@ -335,8 +342,7 @@ static int verb_status(const Args *a) {
                 return run_direct(a, "status");
         r = client_connect(client_socket_path(), &fd);
         if (r < 0) {
-                fprintf(stderr, "ulpctl: no ulpd answers on %s (%s); start ulpd, or use --direct\n",
-                        client_socket_path(), strerror(-r));
+                connect_failed(r);
                 return 1;
         }
         if (status_proofs(a, &proofs, &n_proofs) < 0)
@@ -381,8 +387,7 @@ static int daemon_check_one(const Args *a, pid_t pid, int patch_fd, UlpReport *r
 
         r = client_connect(client_socket_path(), &fd);
         if (r < 0) {
-                fprintf(stderr, "ulpctl: no ulpd answers on %s (%s); start ulpd, or use --direct\n",
-                        client_socket_path(), strerror(-r));
+                connect_failed(r);
                 return r;
         }
         r = client_proof_open(pid, &proof, err, sizeof(err));

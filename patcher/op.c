@@ -216,8 +216,14 @@ void op_stop_budget(UlpOp *op) {
 const char *op_stop_error(UlpOp *op, int r, char *buf, size_t len) {
         if (r == -ETIMEDOUT && op->t && op->t->late_tid)
                 target_describe_late(op->t, buf, len);
+        else if (r == -ETIMEDOUT)
+                snprintf(buf, len, "a thread did not stop in time");
+        else if (r == -ESRCH)
+                snprintf(buf, len, "it exited");
+        else if (r == -EPERM || r == -EACCES)
+                snprintf(buf, len, "the kernel refused to let ulp trace it");
         else
-                snprintf(buf, len, "%s", strerror(-r));
+                snprintf(buf, len, "%s", strerror(-r));   /* no sentence fits better */
         return buf;
 }
 
