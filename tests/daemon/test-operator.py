@@ -86,7 +86,7 @@ try:
     run("apply", "-p", str(v2), patch, rc=0)
     _, out, _ = run("status", "--missing", patch, rc=0)
     check(out == f"every process that loads what {NAME} patches carries it\n", f"none missing: exit 0, {out!r}")
-    v3, _ = vs.start(sleeper_ms=1500 * SLOWDOWN)
+    v3, _ = vs.start(sleeper_ms=min(1500 * SLOWDOWN, 8000))
     v3 = v3.pid
     _, out, _ = run("status", "--missing", patch, rc=1)
     check(out == f"process {v3} (opvictim): {NAME} not applied\n", f"a process started later is missing it: {out!r}")
