@@ -118,6 +118,30 @@ static void print_status_human(const UlpProcessStatus *s, size_t n, bool all) {
         }
 }
 
+static const char *json_str(json_object *o, const char *k) {
+        json_object *v;
+        return json_object_object_get_ex(o, k, &v) && json_object_is_type(v, json_type_string) ?
+               json_object_get_string(v) : NULL;
+}
+
+/* ulpd's patch directory: each file, applied as which patch or why not. */
+static void print_patch_dir_human(json_object *pd) {
+        json_object *files;
+        const char *err = json_str(pd, "error");
+
+        printf("patch directory %s%s%s\n", json_str(pd, "path") ?: "?", err ? " refused: " : ":", err ?: "");
+        if (!json_object_object_get_ex(pd, "files", &files) || !json_object_is_type(files, json_type_array))
+                return;
+        for (size_t i = 0; i < json_object_array_length(files); i++) {
+                json_object *f = json_object_array_get_idx(files, i);
+                const char *patch = json_str(f, "patch");
+                if (patch)
+                        printf("  %s: applied as %s\n", json_str(f, "file") ?: "?", patch);
+                else
+                        printf("  %s: not applied: %s\n", json_str(f, "file") ?: "?", json_str(f, "error") ?: "?");
+        }
+}
+
 /* Worth a line by default: a patch applied or on its way, or a block that could not be
  * read (it may hold either). Reverted records alone are history. */
 static bool status_worth_showing(const UlpProcessStatus *s) {
@@ -144,10 +168,16 @@ void print_status(const Args *a, const UlpProcessStatus *s, size_t n, const Stat
         }
         if (a->prometheus)
                 print_prometheus(v, k, x);
-        else if (a->json)
-                print_json(status_to_json(v, k));
-        else
+        else if (a->json) {
+                json_object *o = status_to_json(v, k);
+                if (o && x && x->patch_dir && !a->n_pids)
+                        json_object_object_add(o, "patch_dir", json_object_get(x->patch_dir));
+                print_json(o);
+        } else {
                 print_status_human(v, k, all);
+                if (x && x->patch_dir && !a->n_pids)
+                        print_patch_dir_human(x->patch_dir);
+        }
         if (v == s)
                 v = NULL;
 }

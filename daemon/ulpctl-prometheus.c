@@ -25,6 +25,13 @@ static void put_label(const char *key, const char *v, bool last) {
         fputs(last ? "\"}" : "\",", stdout);
 }
 
+/* A string field of an object from ulpd, "" when it is anything else. */
+static const char *str_of(json_object *o, const char *k) {
+        json_object *v;
+        return json_object_object_get_ex(o, k, &v) && json_object_is_type(v, json_type_string) ?
+               json_object_get_string(v) : "";
+}
+
 static void header(const char *name, const char *type, const char *help) {
         printf("# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
@@ -83,6 +90,23 @@ void print_prometheus(const UlpProcessStatus *s, size_t n, const StatusExtra *x)
                         put_label("patch", x->missing_patch[i], true);
                         printf(" %zu\n", x->missing[i]);
                 }
+        }
+        if (x && x->patch_dir) {
+                json_object *files;
+                header("ulpd_patch_dir_file", "gauge",
+                       "A file of ulpd's patch directory: 1 for each file, with its state (applied, failed).");
+                if (json_object_object_get_ex(x->patch_dir, "files", &files) &&
+                    json_object_is_type(files, json_type_array))
+                        for (size_t i = 0; i < json_object_array_length(files); i++) {
+                                json_object *f = json_object_array_get_idx(files, i);
+                                fputs("ulpd_patch_dir_file{", stdout);
+                                put_label("file", str_of(f, "file"), false);
+                                put_label("state", str_of(f, "state"), true);
+                                puts(" 1");
+                        }
+                header("ulpd_patch_dir_refused", "gauge",
+                       "1 when ulpd refuses its patch directory itself (not root's, or writable by others).");
+                printf("ulpd_patch_dir_refused %d\n", json_object_object_get_ex(x->patch_dir, "error", NULL));
         }
         if (x && x->have_daemon) {
                 header("ulpd_transitions_failed_total", "counter",

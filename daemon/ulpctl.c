@@ -368,8 +368,10 @@ static int verb_status(const Args *a) {
                 x.transitions_failed = extra_u64(d, "transitions_failed");
                 x.invariant_failures = extra_u64(d, "invariant_failures");
         }
-        json_object_put(reply);
+        if (json_object_object_get_ex(reply, "patch_dir", &d) && json_object_is_type(d, json_type_object))
+                x.patch_dir = d;
         print_status(a, s, n, &x);
+        json_object_put(reply);
         status_json_free(s, n);
         for (size_t i = 0; i < x.n_missing; i++)
                 free((char *) x.missing_patch[i]);

@@ -45,6 +45,8 @@ typedef struct StatusExtra {
         const char *missing_patch[ULPCTL_MISSING_MAX];
         size_t missing[ULPCTL_MISSING_MAX];
         size_t n_missing;
+        /* ulpd's patch directory as status reports it (docs/fleet.md), or NULL */
+        json_object *patch_dir;
 } StatusExtra;
 
 /* Bumped whenever Args or the entry point change. */

@@ -205,6 +205,8 @@ void method_status(Connection *c, struct json_object *q) {
                 if (json_object_object_get_ex(procs, "processes", &a))
                         json_object_object_add(o, "processes", json_object_get(a));
                 json_object_object_add(o, "daemon", daemon_counters(c->m));
+                if (c->m->patch_dir)
+                        json_object_object_add(o, "patch_dir", patch_dir_to_json(c->m));
                 if (patch_fd >= 0)
                         json_object_object_add(o, "missing_patch", json_object_new_string(missing));
         }

@@ -765,6 +765,15 @@ static void sticky_apply_everywhere(Manager *m, StickyPatch *w) {
         (void) for_each_process(m, apply_sticky_to, w);
 }
 
+int sticky_apply_running(Manager *m, const char *name) {
+        LIST_FOREACH(w, m->sticky_patches)
+                if (strcmp(w->name, name) == 0) {
+                        sticky_apply_everywhere(m, w);
+                        return 0;
+                }
+        return -ENOENT;
+}
+
 int sticky_setup(Manager *m) {
         _cleanup_free_ char *dir = NULL;
         struct dirent *de;

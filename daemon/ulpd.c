@@ -124,6 +124,7 @@ static void manager_free(Manager *m) {
         }
         while (m->connections)
                 connection_close(m->connections);
+        patch_dir_done(m);
         sticky_done(m);
         pending_done(m);
         sd_event_source_disable_unref(m->listen_source);
@@ -148,18 +149,20 @@ static void help(void) {
                "     --version          Show the version\n"
                "     --socket PATH      Listen on PATH (default %s)\n"
                "     --state-dir DIR    Sticky patches live in DIR (default /var/lib/ulp)\n"
+               "     --patch-dir DIR    Apply every patch file put in DIR as a sticky patch, revert\n"
+               "                        it when the file goes (default %s; \"\" none)\n"
                "     --no-recover       Do not take over transitions left unfinished in targets\n"
                "                        (another tool drives them; tests on a shared machine)\n"
                "     --recover-only PID Take over only the transition in PID (repeatable; tests)\n"
                "     --callback-timeout MS  Give up on a patch callback after MS ms (default %u);\n"
                "                        every client waits while one runs\n"
                "     --debug            Log debug messages\n",
-               PROTOCOL_SOCKET_DEFAULT, CALLBACK_TIMEOUT_MS_DEFAULT);
+               PROTOCOL_SOCKET_DEFAULT, PATCH_DIR_DEFAULT, CALLBACK_TIMEOUT_MS_DEFAULT);
 }
 
 static int parse_argv(int argc, char **argv, Manager *m) {
         enum { ARG_VERSION = 0x100, ARG_SOCKET, ARG_STATE_DIR, ARG_DEBUG, ARG_NO_RECOVER, ARG_RECOVER_ONLY,
-               ARG_CALLBACK_TIMEOUT };
+               ARG_CALLBACK_TIMEOUT, ARG_PATCH_DIR };
         static const struct option options[] = {
                 { "help",      no_argument,       NULL, 'h' },
                 { "version",   no_argument,       NULL, ARG_VERSION },
@@ -169,6 +172,7 @@ static int parse_argv(int argc, char **argv, Manager *m) {
                 { "no-recover", no_argument,      NULL, ARG_NO_RECOVER },
                 { "recover-only", required_argument, NULL, ARG_RECOVER_ONLY },
                 { "callback-timeout", required_argument, NULL, ARG_CALLBACK_TIMEOUT },
+                { "patch-dir", required_argument, NULL, ARG_PATCH_DIR },
                 {}
         };
         int c;
@@ -188,6 +192,14 @@ static int parse_argv(int argc, char **argv, Manager *m) {
                 case ARG_STATE_DIR:
                         free(m->state_dir);
                         m->state_dir = strdup(optarg);
+                        break;
+                case ARG_PATCH_DIR:
+                        free(m->patch_dir);
+                        m->patch_dir = optarg[0] ? strdup(optarg) : NULL;
+                        if (optarg[0] && optarg[0] != '/') {
+                                fprintf(stderr, "ulpd: --patch-dir needs an absolute path: %s\n", optarg);
+                                return -EINVAL;
+                        }
                         break;
                 case ARG_DEBUG:
                         log_max_priority = LOG_DEBUG;
@@ -235,6 +247,8 @@ int main(int argc, char **argv) {
         log_setup();
         m.socket_path = strdup(PROTOCOL_SOCKET_DEFAULT);
         m.state_dir = strdup("/var/lib/ulp");
+        m.patch_dir = strdup(PATCH_DIR_DEFAULT);
+        m.patch_dir_inotify_fd = -1;
         r = parse_argv(argc, argv, &m);
         if (r <= 0) {
                 manager_free(&m);
@@ -285,6 +299,7 @@ int main(int argc, char **argv) {
                 manager_resume_transitions(&m);
         (void) pending_setup(&m);
         (void) sticky_setup(&m);
+        (void) patch_dir_setup(&m);
 
         manager_update_status(&m);
         (void) sd_notify(false, "READY=1");

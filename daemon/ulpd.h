@@ -34,6 +34,7 @@ typedef struct Request Request;
 typedef struct Job Job;
 typedef struct StickyPatch StickyPatch;
 typedef struct LateProc LateProc;
+typedef struct PatchDirFile PatchDirFile;
 
 /* ---- logging (ulpd-log.c) ------------------------------------------------------ */
 
@@ -127,6 +128,20 @@ int sticky_patch_name(int fd, const char *hint, char *ret, size_t len, char *rea
 void sticky_process_appeared(Manager *m, pid_t pid);
 
 size_t sticky_count(Manager *m);
+/* Applies the sticky patch called name to every running process it fits (each its own
+ * job, a failure in one logged as its own). Returns 0, or -ENOENT when no such wish. */
+int sticky_apply_running(Manager *m, const char *name);
+
+/* ---- the patch directory (ulpd-patchdir.c) ---------------------------------------- */
+
+/* Watches m->patch_dir (when set) and schedules its first scan. */
+int patch_dir_setup(Manager *m);
+void patch_dir_done(Manager *m);
+/* Applies what is new there, reverts what went away (docs/fleet.md). */
+void patch_dir_scan(Manager *m);
+/* {"path":..., "error":..., "files":[{"file","state","patch"|"error"}]} for status, or
+ * NULL without a patch directory. */
+struct json_object *patch_dir_to_json(Manager *m);
 
 /* ---- objects loaded later (ulpd-late.c) -------------------------------------- */
 
@@ -184,6 +199,13 @@ struct Manager {
         /* threads an operation asked to stop that had not stopped when it ended */
         sd_event_source *late_timer;
 
+        /* the patch directory (ulpd-patchdir.c); patch_dir NULL: none */
+        char *patch_dir;
+        char patch_dir_error[160];       /* why the directory itself is refused, "" */
+        PatchDirFile *patch_dir_files;
+        int patch_dir_inotify_fd, patch_dir_wd;
+        sd_event_source *patch_dir_io, *patch_dir_timer;
+
         /* transitions run to their end since start, and those of them that failed */
         uint64_t transitions_total, transitions_failed;
 
@@ -215,6 +237,7 @@ struct Manager {
 #define OUTPUT_MAX (16u << 20)                     /* replies queued for a slow reader */
 #define PROGRESS_INTERVAL_USEC (250ULL * 1000ULL)
 #define HEARTBEAT_USEC (2ULL * 1000000ULL)         /* progress even when nothing changed */
+#define PATCH_DIR_DEFAULT "/etc/ulp/patches.d"
 #define CALLBACK_TIMEOUT_MS_DEFAULT 1000            /* a patch callback holds the loop so long */
 #define UID_WINDOW_USEC (10ULL * 1000000ULL)        /* each uid but root may have ... */
 #define UID_LOOP_BUDGET_USEC (1ULL * 1000000ULL)    /* ... so much of the loop per window */

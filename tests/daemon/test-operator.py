@@ -164,3 +164,4 @@ try:
 finally:
     vs.kill()
 check(d.stop() == 0, "ulpd stopped cleanly")
+shutil.rmtree(d.tmp, ignore_errors=True)

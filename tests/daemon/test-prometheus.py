@@ -7,6 +7,7 @@ patch (--missing), ulpd's counters of transitions and failures; a process name w
 quote and a backslash survives the escaping (docs/monitoring.md)."""
 
 import os
+import shutil
 
 from fleettest import Victims, own_copy, pinned_patch, ulpctl
 from ulpdtest import SLOWDOWN, Daemon, check, fail, need_root, patch_state, wait_for
@@ -85,3 +86,4 @@ try:
 finally:
     vs.kill()
 check(d.stop() == 0, "ulpd stopped cleanly")
+shutil.rmtree(d.tmp, ignore_errors=True)

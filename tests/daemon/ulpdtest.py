@@ -60,7 +60,9 @@ class Daemon:
         self.socket = os.path.join(self.tmp, "ulpd.sock")
         self.state_dir = state_dir or os.path.join(self.tmp, "state")
         self.log = os.path.join(self.tmp, "ulpd.log")
-        self.args = [self.ulpd, "--socket", self.socket, "--state-dir", self.state_dir, "--debug", *extra_args]
+        # no patch directory but a test's own (--patch-dir in extra_args comes later and wins)
+        self.args = [self.ulpd, "--socket", self.socket, "--state-dir", self.state_dir, "--debug",
+                     "--patch-dir", "", *extra_args]
         self.env = {k: v for k, v in os.environ.items()
                     if not k.startswith(("NOTIFY_SOCKET", "WATCHDOG_", "LISTEN_", "JOURNAL_STREAM"))}
         self.env.update(env or {})
