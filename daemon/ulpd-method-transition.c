@@ -167,7 +167,7 @@ static int transition_persist(Manager *m, Transition *t, char *reason, size_t le
         if (!t->persist)
                 return 0;
         if (t->kind == JOB_APPLY)
-                return sticky_add(m, t->patch_fd, t->hint, &t->opts, reason, len);
+                return sticky_add(m, t->patch_fd, t->hint, &t->opts, NULL, reason, len);
         r = sticky_remove(m, t->name);
         if (r == -ENOENT)
                 r = 0;   /* nothing recorded: reverting the running ones is all */

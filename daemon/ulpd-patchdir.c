@@ -119,6 +119,7 @@ static void file_retire(Manager *m, PatchDirFile *f) {
 /* Applies the file at fd (open on the directory's entry f->file) as a sticky patch.
  * On failure, the reason goes into f->error and the journal, once. */
 static void file_apply(Manager *m, PatchDirFile *f, int fd) {
+        _cleanup_free_ char *origin = NULL;
         char reason[300] = "", name[128] = "";
         int r;
 
@@ -131,8 +132,10 @@ static void file_apply(Manager *m, PatchDirFile *f, int fd) {
                                 r = fail(reason, sizeof(reason), -EEXIST, "the patch %s is already applied "
                                          "from %s in the same directory", name, o->file);
         }
+        if (r >= 0 && asprintf(&origin, "%s/%s", m->patch_dir, f->file) < 0)
+                r = fail(reason, sizeof(reason), -ENOMEM, "out of memory");
         if (r >= 0)
-                r = sticky_add(m, fd, f->file, &(UlpOptions) {}, reason, sizeof(reason));
+                r = sticky_add(m, fd, f->file, &(UlpOptions) {}, origin, reason, sizeof(reason));
         if (r >= 0)
                 r = sticky_apply_running(m, name);
         close(fd);
@@ -231,6 +234,29 @@ static DIR *open_trusted_dir(Manager *m) {
         return d;
 }
 
+/* Sticky patches recorded from a file of the directory that no longer wishes them: the
+ * file went (or was refused) while no ulpd was watching, or its scan just retired it. */
+static void retire_orphans(Manager *m) {
+        char **names = NULL;
+        size_t n = 0;
+
+        if (sticky_names_from(m, m->patch_dir, &names, &n) < 0)
+                return;
+        for (size_t i = 0; i < n; i++) {
+                bool claimed = false;
+                LIST_FOREACH(f, m->patch_dir_files)
+                        claimed = claimed || strcmp(f->patch, names[i]) == 0;
+                if (!claimed) {
+                        log_full(LOG_INFO, 0, names[i], NULL, "patch directory: the file of sticky patch %s "
+                                 "is gone; reverting it everywhere", names[i]);
+                        (void) sticky_remove(m, names[i]);
+                        revert_everywhere(m, names[i]);
+                }
+                free(names[i]);
+        }
+        free(names);
+}
+
 void patch_dir_scan(Manager *m) {
         DIR *d;
         struct dirent *de;
@@ -260,6 +286,7 @@ void patch_dir_scan(Manager *m) {
                 *p = f->next;
                 free(f);
         }
+        retire_orphans(m);
         manager_update_status(m);
 }
 

@@ -45,6 +45,7 @@ struct StickyPatch {
         char *name;
         char *so_path;
         char *record_path;
+        char *origin;            /* the patch directory's file it came from (docs/fleet.md), or NULL */
         UlpOptions options;
         StickyObject *objects;
         size_t n_objects;
@@ -73,6 +74,7 @@ static void sticky_free(StickyPatch *w) {
         free(w->name);
         free(w->so_path);
         free(w->record_path);
+        free(w->origin);
         free(w);
 }
 
@@ -323,6 +325,8 @@ static struct json_object *sticky_to_json(const StickyPatch *w, const char *so_f
 
         json_object_object_add(o, "name", json_object_new_string(w->name));
         json_object_object_add(o, "file", json_object_new_string(so_file));
+        if (w->origin)
+                json_object_object_add(o, "origin", json_object_new_string(w->origin));
         for (size_t i = 0; i < w->n_objects; i++) {
                 struct json_object *e = json_object_new_object();
                 json_object_object_add(e, "object", json_object_new_string(w->objects[i].object));
@@ -367,7 +371,7 @@ static void sticky_unlink_all(Manager *m, const char *name) {
                 }
 }
 
-int sticky_add(Manager *m, int patch_fd, const char *name_hint, const UlpOptions *o,
+int sticky_add(Manager *m, int patch_fd, const char *name_hint, const UlpOptions *o, const char *origin,
                 char *reason, size_t reason_len) {
         _cleanup_(ulp_patch_info_freep) UlpPatchInfo *pm = NULL;
         _cleanup_free_ char *dir = NULL;
@@ -386,6 +390,10 @@ int sticky_add(Manager *m, int patch_fd, const char *name_hint, const UlpOptions
                 return -ENOMEM;
         w->options = *o;
         w->name = strdup(ulp_patch_info_name(pm));
+        if (origin && !(w->origin = strdup(origin))) {
+                sticky_free(w);
+                return -ENOMEM;
+        }
         r = sticky_objects_from_meta(pm, &w->objects, &w->n_objects, reason, reason_len);
         if (r < 0 || !w->name) {
                 sticky_free(w);
@@ -673,6 +681,8 @@ static StickyPatch *sticky_load(Manager *m, const char *dir, const char *file) {
             !json_object_object_get_ex(j, "objects", &objs) || !json_object_is_type(objs, json_type_array))
                 goto bad;
         w->name = strdup(name);
+        if (protocol_get_string(j, "origin"))
+                w->origin = strdup(protocol_get_string(j, "origin"));
         w->record_path = TAKE_PTR(path);
         if (asprintf(&w->so_path, "%s/%s", dir, so) < 0)
                 goto bad;
@@ -765,6 +775,21 @@ static void sticky_apply_everywhere(Manager *m, StickyPatch *w) {
         (void) for_each_process(m, apply_sticky_to, w);
 }
 
+int sticky_names_from(Manager *m, const char *dir, char ***ret, size_t *ret_n) {
+        size_t l = strlen(dir), n = 0;
+        char **v = calloc(sticky_count(m) + 1, sizeof(char *));
+
+        if (!v)
+                return -ENOMEM;
+        LIST_FOREACH(w, m->sticky_patches)
+                if (w->origin && strncmp(w->origin, dir, l) == 0 && w->origin[l] == '/' &&
+                    !strchr(w->origin + l + 1, '/') && (v[n] = strdup(w->name)))
+                        n++;
+        *ret = v;
+        *ret_n = n;
+        return 0;
+}
+
 int sticky_apply_running(Manager *m, const char *name) {
         LIST_FOREACH(w, m->sticky_patches)
                 if (strcmp(w->name, name) == 0) {
@@ -772,6 +797,11 @@ int sticky_apply_running(Manager *m, const char *name) {
                         return 0;
                 }
         return -ENOENT;
+}
+
+static bool from_patch_dir(Manager *m, const StickyPatch *w) {
+        size_t l = m->patch_dir ? strlen(m->patch_dir) : 0;
+        return w->origin && l && strncmp(w->origin, m->patch_dir, l) == 0 && w->origin[l] == '/';
 }
 
 int sticky_setup(Manager *m) {
@@ -803,7 +833,9 @@ int sticky_setup(Manager *m) {
 
         LIST_FOREACH(w, m->sticky_patches) {
                 log_full(LOG_INFO, 0, w->name, NULL, "sticky patch %s loaded", w->name);
-                sticky_apply_everywhere(m, w);
+                /* one from the patch directory waits for its scan: its file may be gone */
+                if (!from_patch_dir(m, w))
+                        sticky_apply_everywhere(m, w);
         }
         return 0;
 }

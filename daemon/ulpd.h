@@ -107,10 +107,11 @@ void manager_update_status(Manager *m);
 int sticky_setup(Manager *m);
 void sticky_done(Manager *m);
 
-/* Records a wish for the patch open at patch_fd: copies it into the state dir. Returns
- * 0, or -errno with the reason in reason. */
-int sticky_add(Manager *m, int patch_fd, const char *name_hint, const UlpOptions *o,
-                char *reason, size_t reason_len);
+/* Records a wish for the patch open at patch_fd: copies it into the state dir. origin:
+ * the patch directory's file it comes from, or NULL. Returns 0, or -errno with the
+ * reason in reason. */
+int sticky_add(Manager *m, int patch_fd, const char *name_hint, const UlpOptions *o, const char *origin,
+               char *reason, size_t reason_len);
 /* Removes the wish called name. Returns 0, -ENOENT when there is none. */
 int sticky_remove(Manager *m, const char *name);
 
@@ -131,6 +132,9 @@ size_t sticky_count(Manager *m);
 /* Applies the sticky patch called name to every running process it fits (each its own
  * job, a failure in one logged as its own). Returns 0, or -ENOENT when no such wish. */
 int sticky_apply_running(Manager *m, const char *name);
+/* The names of the sticky patches recorded from files of dir (sticky_add()'s origin), in
+ * a NULL-terminated array of *ret_n malloc()ed strings. */
+int sticky_names_from(Manager *m, const char *dir, char ***ret, size_t *ret_n);
 
 /* ---- the patch directory (ulpd-patchdir.c) ---------------------------------------- */
 

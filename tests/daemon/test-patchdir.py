@@ -141,6 +141,19 @@ try:
     files, _ = files_state()
     check(NAME + ".so" not in files, "and status no longer lists it")
     check(d.alive(), "ulpd still runs")
+
+    # across restarts: kept while the file stays, reverted when it went meanwhile
+    drop(patch, NAME + ".so")
+    check(settled(st1, 2) and settled(st2, 2), "the file put back patches both again")
+    check(d.stop() == 0, "ulpd stopped")
+    d.start()
+    check(files_state()[0].get(NAME + ".so", {}).get("state") == "applied" and settled(st1, 2) and settled(st2, 2),
+          "a restarted ulpd keeps the patch of a file still there")
+    check(d.stop() == 0, "ulpd stopped again")
+    os.unlink(os.path.join(pdir, NAME + ".so"))
+    d.start()
+    check(settled(st1, 1) and settled(st2, 1), "a file removed while no ulpd ran: the next one reverts it")
+    check(os.listdir(os.path.join(d.state_dir, "patches")) == [], "and forgets its sticky patch")
 finally:
     vs.kill()
 check(d.stop() == 0, "ulpd stopped cleanly")
