@@ -7,7 +7,9 @@ patch (--missing), ulpd's counters of transitions and failures; a process name w
 quote and a backslash survives the escaping (docs/monitoring.md)."""
 
 import os
+import shlex
 import shutil
+import subprocess
 
 from fleettest import Victims, own_copy, pinned_patch, ulpctl
 from ulpdtest import SLOWDOWN, Daemon, check, fail, need_root, patch_state, wait_for
@@ -83,6 +85,19 @@ try:
     s = samples(fams, "ulp_patch_missing", patch=NAME)
     check(len(s) == 1 and s[0].value == 1, f"then only v2 misses the patch: {s}")
     check(not samples(fams, "ulp_stragglers", pid=str(v3.pid)), "and v3 has no stragglers sample")
+
+    # the example unit's command (examples/monitoring), as systemd would run it
+    unit = open(os.path.join(os.environ["ULP_SOURCE_ROOT"], "examples", "monitoring", "ulp-metrics.service")).read()
+    cmd = [l[len("ExecStart="):] for l in unit.splitlines() if l.startswith("ExecStart=")][0]
+    outdir = os.path.join(d.tmp, "textfile")
+    os.mkdir(outdir)
+    cmd = (cmd.replace("$ULP_METRICS_MISSING", f"--missing {patch}").replace("$$", "$")
+              .replace("/var/lib/prometheus/node-exporter", outdir).replace(" ulpctl ", f" {os.environ['ULPCTL']} "))
+    r = subprocess.run(shlex.split(cmd), env=dict(os.environ, ULP_SOCKET=d.socket), capture_output=True, text=True)
+    check(r.returncode == 0 and os.listdir(outdir) == ["ulp.prom"], f"the example unit's command writes ulp.prom: {r.stderr}")
+    with open(os.path.join(outdir, "ulp.prom")) as f:
+        fams = {x.name: x for x in text_string_to_metric_families(f.read())}
+    check(samples(fams, "ulp_patch_missing", patch=NAME)[0].value == 1, "which the parser reads, --missing included")
 finally:
     vs.kill()
 check(d.stop() == 0, "ulpd stopped cleanly")
