@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/macro.h"
 #include "daemon/report-json.h"
@@ -242,6 +243,14 @@ static struct json_object *patch_status_to_json(const UlpPatchStatus *p) {
         add(o, "state", json_object_new_string(ulp_patch_state_to_string(p->state)));
         add(o, "forced", json_object_new_boolean(p->forced));
         add(o, "replace", json_object_new_boolean(p->replace));
+        if (p->applied_ns) {
+                char when[32];
+                time_t t = (time_t)(p->applied_ns / 1000000000ULL);
+                struct tm tm;
+                if (gmtime_r(&t, &tm) && strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm))
+                        add(o, "applied_at", json_object_new_string(when));
+                add(o, "applied_by_uid", json_object_new_int64(p->applied_uid));
+        }
         f = json_object_new_array();
         for (size_t i = 0; f && i < p->n_funcs; i++) {
                 struct json_object *e = json_object_new_object();
@@ -293,6 +302,21 @@ static void patch_status_free(UlpPatchStatus *p) {
         free(p->stragglers);
 }
 
+/* "2026-11-29T19:20:01Z" as written above, in ns since the epoch; 0 for anything else. */
+static uint64_t applied_from_json(const char *s) {
+        struct tm tm = {};
+        const char *end;
+        time_t t;
+
+        if (!s)
+                return 0;
+        end = strptime(s, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        if (!end || *end)
+                return 0;
+        t = timegm(&tm);
+        return t > 0 ? (uint64_t) t * 1000000000ULL : 0;
+}
+
 static int patch_status_from_json(struct json_object *o, UlpPatchStatus *p) {
         struct json_object *f;
         int r;
@@ -303,6 +327,8 @@ static int patch_status_from_json(struct json_object *o, UlpPatchStatus *p) {
         p->state = ulp_patch_state_from_string(get_string(o, "state"));
         p->forced = get_bool(o, "forced");
         p->replace = get_bool(o, "replace");
+        p->applied_ns = applied_from_json(get_string(o, "applied_at"));
+        p->applied_uid = (uid_t) get_u64(o, "applied_by_uid");
         f = get_array(o, "functions");
         if (f && json_object_array_length(f) > 0) {
                 size_t n = json_object_array_length(f);

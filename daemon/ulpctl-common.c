@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/macro.h"
@@ -90,6 +91,17 @@ UlpOptions options_of(const Args *a) {
 }
 
 
+/* When and for whom it was applied, when the control block knows. */
+static void print_applied(const UlpPatchStatus *p) {
+        time_t t = (time_t)(p->applied_ns / 1000000000ULL);
+        char when[32];
+        struct tm tm;
+
+        if (!p->applied_ns || !gmtime_r(&t, &tm) || !strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tm))
+                return;
+        printf(", applied %s by uid %u", when, (unsigned) p->applied_uid);
+}
+
 static void print_status_human(const UlpProcessStatus *s, size_t n, bool all) {
         if (n == 0)
                 printf(all ? "no process carries ulp state\n" : "no process carries ulp patches\n");
@@ -103,8 +115,10 @@ static void print_status_human(const UlpProcessStatus *s, size_t n, bool all) {
                        s[i].trusted ? "" : " [control block not signed by this machine's ulp]");
                 for (size_t j = 0; j < s[i].n_patches; j++) {
                         const UlpPatchStatus *p = &s[i].patches[j];
-                        printf("  %s: %s%s%s\n", p->name, ulp_patch_state_to_string(p->state), p->forced ? ", forced" : "",
+                        printf("  %s: %s%s%s", p->name, ulp_patch_state_to_string(p->state), p->forced ? ", forced" : "",
                                p->replace ? ", replace" : "");
+                        print_applied(p);
+                        putchar('\n');
                         for (size_t k = 0; k < p->n_funcs; k++)
                                 printf("    %s%s%s\n", p->funcs[k].object[0] ? p->funcs[k].object : "",
                                        p->funcs[k].object[0] ? ":" : "", p->funcs[k].symbol);

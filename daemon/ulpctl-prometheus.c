@@ -62,6 +62,21 @@ void print_prometheus(const UlpProcessStatus *s, size_t n, const StatusExtra *x)
                         puts(" 1");
                         transitions += p->state == ULP_PATCH_TRANSITION;
                 }
+        header("ulp_patch_applied_timestamp_seconds", "gauge",
+               "When a patch was applied to a process (seconds since the epoch), with the uid it was applied for.");
+        for (size_t i = 0; i < n; i++)
+                for (size_t j = 0; j < s[i].n_patches; j++) {
+                        const UlpPatchStatus *p = &s[i].patches[j];
+                        char uid[16];
+                        if (!p->applied_ns || p->state == ULP_PATCH_UNPATCHED)
+                                continue;
+                        snprintf(uid, sizeof(uid), "%u", (unsigned) p->applied_uid);
+                        fputs("ulp_patch_applied_timestamp_seconds", stdout);
+                        process_labels(&s[i]);
+                        put_label("patch", p->name, false);
+                        put_label("uid", uid, true);
+                        printf(" %llu\n", (unsigned long long) (p->applied_ns / 1000000000ULL));
+                }
         header("ulp_stragglers", "gauge",
                "Threads that held a transition up at its last pass, for each process and patch in transition.");
         for (size_t i = 0; i < n; i++)

@@ -280,6 +280,9 @@ void method_transition(Connection *c, struct json_object *q, JobKind kind) {
          * an unprivileged caller, in processes it may trace itself (auth_check): root's
          * requests go only to blocks with a valid MAC. */
         t.opts.trust_unsigned = c->cred.uid != 0;
+        /* recorded with the patch: status says who asked for it */
+        t.opts.requester_set = true;
+        t.opts.requester_uid = c->cred.uid;
 
         req = request_new(c);
         if (!req) {

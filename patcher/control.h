@@ -127,14 +127,16 @@ typedef struct ControlPatch {
         uint32_t first_func;     /* its records: funcs[first_func .. first_func+n_funcs) */
         uint32_t n_funcs;
         uint32_t seq;            /* order in which patches were applied */
-        uint32_t pad;
+        uint32_t applied_uid;    /* who asked for it (ulpd: its client); valid when applied_ns is */
         uint64_t map_start;      /* the patch's mapping */
         uint64_t map_size;
         uint64_t bias;
         uint64_t callbacks[CP_CB_MAX]; /* by CP_CB_*; 0 none */
         uint8_t build_id[20];
         uint32_t build_id_len;
-        char file[128];          /* file name it was applied from, informational */
+        char file[120];          /* file name it was applied from, informational */
+        uint64_t applied_ns;     /* CLOCK_REALTIME when it was applied; 0 unknown (a block made
+                                  * before these two fields, in what were file's last bytes) */
         /* Objects the patch names that the process had not loaded when it was applied
          * (klp_is_object_loaded): their functions have no records yet; "" unused. */
         char late[CONTROL_MAX_LATE][64];

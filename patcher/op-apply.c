@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <elf.h>
 #include <stdio.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "common/macro.h"
 #include "elf/demangle.h"
@@ -255,6 +257,12 @@ int op_write_copy(UlpOp *op, Thread *th, Resolved *rs, ControlFunc *f) {
         return 0;
 }
 
+static uint64_t realtime_ns(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
 static unsigned next_seq(const Control *c) {
         unsigned seq = 0;
         for (unsigned i = 0; i < c->img->hdr.n_patches; i++)
@@ -271,6 +279,8 @@ static ControlPatch *new_patch_record(UlpOp *op, const PatchMeta *meta, const Lo
         memset(p, 0, sizeof(*p));
         snprintf(p->name, sizeof(p->name), "%s", meta->name);
         snprintf(p->file, sizeof(p->file), "%s", name_hint ? name_hint : "");
+        p->applied_ns = realtime_ns();
+        p->applied_uid = op->o.requester_set ? (uint32_t)op->o.requester_uid : (uint32_t)geteuid();
         p->state = CP_UNPATCHED;
         p->flags = meta->replace ? CP_FLAG_REPLACE : 0;
         p->seq = next_seq(c);

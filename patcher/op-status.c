@@ -45,6 +45,8 @@ static void status_patch(const ControlImage *img, unsigned idx, UlpPatchStatus *
         ps->state = transition_patch_state(p->state);
         ps->forced = p->flags & CP_FLAG_FORCED;
         ps->replace = p->flags & CP_FLAG_REPLACE;
+        ps->applied_ns = p->applied_ns;
+        ps->applied_uid = p->applied_uid;
         status_funcs(img, p, ps);
         if (p->state == CP_TRANSITION)
                 status_stragglers(&img->stragglers, ps);

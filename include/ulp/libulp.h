@@ -48,6 +48,10 @@ typedef struct UlpOptions {
          * not, aborts with -ESTALE when the target executes a new program meanwhile. */
         bool auth_mem;
         int auth_mem_fd;
+        /* Who asks for an apply, recorded with the patch (status): requester_uid when
+         * requester_set (ulpd: its client's uid), else the caller's effective uid. */
+        bool requester_set;
+        uid_t requester_uid;
 } UlpOptions;
 
 typedef struct UlpStraggler {
@@ -192,6 +196,8 @@ typedef struct UlpPatchStatus {
          * are patched when they are loaded (ulp_apply_late()). */
         char late_objects[4][64];
         size_t n_late_objects;
+        uint64_t applied_ns;     /* when it was applied (CLOCK_REALTIME), 0 unknown */
+        uid_t applied_uid;       /* and for whom; valid when applied_ns is */
 } UlpPatchStatus;
 
 typedef struct UlpProcessStatus {

@@ -8,10 +8,12 @@ the line for a pid with no process is one line on both paths; the progress line 
 terminal names the worst straggler; every --json output matches docs/ulpctl.schema.json
 (docs/json.md)."""
 
+import calendar
 import os
 import re
 import shutil
 import subprocess
+import time
 
 from fleettest import AS_USER, UID, Victims, own_copy, pinned_patch, ulpctl, valid
 from ulpdtest import SLOWDOWN, Daemon, check, fail, need_root, patch_state, wait_for
@@ -132,8 +134,10 @@ try:
         _, out, _ = run(*direct, "status", "--all", "--json", rc=0)
         check(v1 in pids_of(valid("status", out)), f"status {' '.join(direct)} --all: v1 listed")
         _, out, _ = run(*direct, "status", rc=0)
-        check(f"process {v1} " not in out and f"process {v2} (opvictim)\n  {NAME}: patched\n" in out,
-              f"status {' '.join(direct)} as lines: v2 with its patch, not v1")
+        check(f"process {v1} " not in out and
+              re.search(rf"^process {v2} \(opvictim\)\n  {NAME}: patched, applied \d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d UTC by uid 0$",
+                        out, re.M) is not None,
+              f"status {' '.join(direct)} as lines: v2 with its patch, when and for whom, not v1")
 
     # revert --all of a name nobody carries: exit 1, one line; --json: no results
     for direct in ([], ["--direct"]):
@@ -148,6 +152,11 @@ try:
     u = u.pid
     _, out, err = run("apply", "-p", str(u), patch, "--json", user=True, rc=0)
     check(valid("report", out)["ok"], f"uid {UID} patches their own process through ulpd")
+    _, out, _ = run("status", "--json", rc=0)
+    pat = {p["pid"]: p["patches"][0] for p in valid("status", out)["processes"] if p["pid"] in (u, v2)}
+    age = time.time() - calendar.timegm(time.strptime(pat[u]["applied_at"], "%Y-%m-%dT%H:%M:%SZ"))
+    check(pat[u]["applied_by_uid"] == UID and pat[v2]["applied_by_uid"] == 0 and -5 < age < 120 * SLOWDOWN,
+          f"status says who applied each patch, and when: {pat[u]['applied_by_uid']}, {pat[v2]['applied_by_uid']}, {age:.0f} s ago")
     for direct in ([], ["--direct"]):
         _, out, err = run(*direct, "status", "--json", user=True, rc=0)
         seen = pids_of(valid("status", out))

@@ -10,6 +10,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import time
 
 from fleettest import Victims, own_copy, pinned_patch, ulpctl
 from ulpdtest import SLOWDOWN, Daemon, check, fail, need_root, patch_state, wait_for
@@ -67,6 +68,9 @@ try:
     check(len(s) == 1 and s[0].labels == {"pid": str(v1.pid), "comm": COMM, "patch": NAME, "state": "patched",
                                           "forced": "false"} and s[0].value == 1,
           f"v1: patched, not forced, its name unescaped back: {s}")
+    s = samples(fams, "ulp_patch_applied_timestamp_seconds", pid=str(v1.pid), patch=NAME)
+    check(len(s) == 1 and s[0].labels["uid"] == "0" and abs(s[0].value - time.time()) < 120 * SLOWDOWN,
+          f"v1: when its patch was applied, and for uid 0: {s}")
     s = samples(fams, "ulp_patch", pid=str(v3.pid), patch=NAME)
     check(len(s) == 1 and s[0].labels["state"] == "transition", f"v3: in transition: {s}")
     s = samples(fams, "ulp_stragglers", pid=str(v3.pid), patch=NAME)

@@ -73,6 +73,8 @@ TEST(status_roundtrip) {
                 { .state = ULP_PATCH_TRANSITION, .forced = true, .stragglers = &st, .n_stragglers = 1 },
         };
         UlpProcessStatus s[2] = { { .pid = 100, .patches = p, .n_patches = 2 }, { .pid = 101 } };
+        p[0].applied_ns = 1796000000ULL * 1000000000ULL + 123;   /* 2026-11-30T...Z, to the second */
+        p[0].applied_uid = 1000;
         UlpProcessStatus *back = NULL;
         size_t n = 0;
         struct json_object *o;
@@ -96,6 +98,9 @@ TEST(status_roundtrip) {
         ASSERT_EQ(back[0].patches[0].n_funcs, 1);
         ASSERT_STREQ(back[0].patches[0].funcs[0].symbol, "compute");
         ASSERT_EQ_U64(back[0].patches[0].funcs[0].addr, 0x401136);
+        ASSERT_EQ_U64(back[0].patches[0].applied_ns, 1796000000ULL * 1000000000ULL);
+        ASSERT_EQ(back[0].patches[0].applied_uid, 1000);
+        ASSERT_EQ_U64(back[0].patches[1].applied_ns, 0);    /* not known: not sent */
         ASSERT_STREQ(ulp_patch_state_to_string(back[0].patches[1].state), "transition");
         ASSERT_TRUE(back[0].patches[1].forced);
         ASSERT_EQ(back[0].patches[1].n_stragglers, 1);
