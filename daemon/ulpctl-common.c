@@ -102,9 +102,11 @@ static void print_applied(const UlpPatchStatus *p) {
         printf(", applied %s by uid %u", when, (unsigned) p->applied_uid);
 }
 
-static void print_status_human(const UlpProcessStatus *s, size_t n, bool all) {
-        if (n == 0)
-                printf(all ? "no process carries ulp state\n" : "no process carries ulp patches\n");
+static void print_status_human(const Args *a, const UlpProcessStatus *s, size_t n) {
+        if (n == 0 && a->n_pids)
+                printf("process %d carries no ulp state\n", a->pids[0]);
+        else if (n == 0)
+                printf(a->all ? "no process carries ulp state\n" : "no process carries ulp patches\n");
         for (size_t i = 0; i < n; i++) {
                 if (s[i].problem[0]) {
                         printf("process %d (%s): ulp control block refused: %s\n", s[i].pid, s[i].comm,
@@ -188,7 +190,7 @@ void print_status(const Args *a, const UlpProcessStatus *s, size_t n, const Stat
                         json_object_object_add(o, "patch_dir", json_object_get(x->patch_dir));
                 print_json(o);
         } else {
-                print_status_human(v, k, all);
+                print_status_human(a, v, k);
                 if (x && x->patch_dir && !a->n_pids)
                         print_patch_dir_human(x->patch_dir);
         }

@@ -126,6 +126,10 @@ try:
             _, _, err = run(*direct, verb, "-p", str(gone), patch, rc=1)
             check(err == f"ulpctl: no process with pid {gone}\n", f"{verb} {' '.join(direct)} of no process: {err!r}")
 
+    for direct in ([], ["--direct"]):
+        _, out, _ = run(*direct, "status", "-p", str(os.getpid()), rc=0)
+        check(out == f"process {os.getpid()} carries no ulp state\n", f"status {' '.join(direct)} -p of a process without ulp: {out!r}")
+
     # revert: by default status no longer lists a process whose patches are all reverted
     run("revert", "-p", str(v1), NAME, rc=0)
     for direct in ([], ["--direct"]):
