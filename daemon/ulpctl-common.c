@@ -174,14 +174,14 @@ void print_status(const Args *a, const UlpProcessStatus *s, size_t n, const Stat
         bool all = a->all || a->n_pids;
         size_t k = 0;
 
+        if (!v) {
+                fprintf(stderr, "ulpctl: out of memory\n");
+                return;
+        }
         /* shallow copies: the selection only reads what s points to */
-        for (size_t i = 0; v && i < n; i++)
+        for (size_t i = 0; i < n; i++)
                 if (all || status_worth_showing(&s[i]))
                         v[k++] = s[i];
-        if (!v) {
-                v = (UlpProcessStatus *) s;
-                k = n;
-        }
         if (a->prometheus)
                 print_prometheus(v, k, x);
         else if (a->json) {
@@ -194,8 +194,6 @@ void print_status(const Args *a, const UlpProcessStatus *s, size_t n, const Stat
                 if (x && x->patch_dir && !a->n_pids)
                         print_patch_dir_human(x->patch_dir);
         }
-        if (v == s)
-                v = NULL;
 }
 
 void print_check(const Args *a, pid_t pid, const UlpReport *rep, int error, json_object *results) {

@@ -136,12 +136,9 @@ static int gather_proofs(const Args *a, ClientProof **ret, size_t *ret_n, pid_t 
  * says so (exit 1); a sticky one still dropped the wish, and an apply finds none now
  * that later ones may fit. */
 static int none_for_all(const Args *a, bool apply, const char *name) {
-        if (apply) {
-                printf("no running process fits %s\n", name);
-                return 0;
-        }
-        if (a->sticky) {
-                printf("no running process carries %s\n", name);
+        if (apply || a->sticky) {
+                if (!a->json)   /* stdout holds the JSON document alone */
+                        printf("no running process %s %s\n", apply ? "fits" : "carries", name);
                 return 0;
         }
         fprintf(stderr, "ulpctl: no process carries %s\n", name);

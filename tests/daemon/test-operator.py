@@ -45,6 +45,12 @@ def pids_of(doc):
 
 
 try:
+    # apply --all before any process fits: not an error, and --json stays one document
+    _, out, _ = run("apply", "--all", patch, rc=0)
+    check(out == f"no running process fits {NAME}.so\n", f"apply --all that fits nothing says so: {out!r}")
+    _, out, _ = run("apply", "--all", patch, "--json", rc=0)
+    check(valid("results", out)["results"] == [], f"...with --json, no results: {out.strip()}")
+
     v1, _ = vs.start()
     v2, _ = vs.start()
     v1, v2 = v1.pid, v2.pid
