@@ -7,7 +7,8 @@ pkgs=(gcc binutils pkg-config meson ninja-build libelf-dev libdw-dev libcapstone
       libsystemd-dev libjson-c-dev systemd util-linux procps gnuplot-nox python3
       systemd-container debootstrap
       clang libclang-rt-14-dev g++
-      libc6-dev)
+      libc6-dev
+      make patch)
 
 missing=()
 for p in "${pkgs[@]}"; do
