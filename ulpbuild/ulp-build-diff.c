@@ -459,6 +459,7 @@ typedef struct Unit {
         FuncState *state;        /* per patched section */
         bool *kept;              /* per patched section: travels in the patch */
         bool *anchor;            /* per patched section: a record points into it */
+        unsigned char **edited;  /* per patched section: its bytes with GOT loads rewritten, or NULL */
 } Unit;
 
 typedef struct Rebind {
@@ -608,6 +609,59 @@ static bool use_programs(Unit *u, size_t s, const BinSym **bs, unsigned *pos) {
 
 static void walk(Unit *u, size_t sec);
 
+/* Position-independent code reaches a global through the GOT: "mov sym@GOTPCREL(%rip),
+ * %reg", or "call/jmp *sym@GOTPCREL(%rip)" without a PLT. For the program's own symbol,
+ * the instruction is rewritten as the linker relaxes it when the symbol is local, into
+ * "lea sym(%rip), %reg" or "addr32 call/jmp sym" of the same length, so that its field
+ * is a displacement to the symbol, which a ulp_rels record fills. Returns false when
+ * the instruction is none of those. */
+static bool relax_got_load(Unit *u, size_t sec, uint64_t off) {
+        Obj *p = &u->patched;
+        const unsigned char *b = sec_bytes(p, sec);
+        size_t n = p->sh[sec].sh_size;
+
+        if (!b || off < 2 || off + 4 > n)
+                return false;
+        if (!u->edited[sec]) {
+                u->edited[sec] = xcalloc(n, 1);
+                memcpy(u->edited[sec], b, n);
+        }
+        unsigned char *e = u->edited[sec];
+        unsigned char op = e[off - 2], modrm = e[off - 1];
+        if ((modrm & 0xc7) != 0x05)
+                return false;            /* not RIP-relative */
+        if (op == 0x8b) {
+                e[off - 2] = 0x8d;
+                return true;
+        }
+        if (op == 0xff && (modrm == 0x15 || modrm == 0x25)) {
+                e[off - 2] = 0x67;
+                e[off - 1] = modrm == 0x15 ? 0xe8 : 0xe9;
+                return true;
+        }
+        return false;
+}
+
+/* The ulp_rels type of a reference to the program's symbol, rewriting a GOT load. */
+static unsigned rebind_type(Unit *u, size_t sec, const GElf_Rela *r, const char *fn, const char *target) {
+        unsigned type = GELF_R_TYPE(r->r_info);
+
+        switch (type) {
+        case R_X86_64_PC32: case R_X86_64_PLT32:
+                return 1;
+        case R_X86_64_64:
+                return 2;
+        case R_X86_64_GOTPCREL: case R_X86_64_GOTPCRELX: case R_X86_64_REX_GOTPCRELX:
+                if (relax_got_load(u, sec, r->r_offset))
+                        return 1;
+                refuse("%s in %s reaches %s through the GOT with an instruction ulp-build cannot rewrite",
+                       fn, u->patched.file, target);
+        default:
+                refuse("%s in %s refers to %s with relocation type %u (built without -fPIE or -fPIC?): not "
+                       "supported", fn, u->patched.file, target, type);
+        }
+}
+
 static void walk_rel(Unit *u, size_t sec, const GElf_Rela *r) {
         Obj *p = &u->patched;
         unsigned type = GELF_R_TYPE(r->r_info);
@@ -635,19 +689,15 @@ static void walk_rel(Unit *u, size_t sec, const GElf_Rela *r) {
                                        "link-time address can fill", fn, p->file, name, binary_path);
                         return;
                 }
-                if (type != R_X86_64_PC32 && type != R_X86_64_PLT32 && type != R_X86_64_64)
-                        refuse("%s in %s refers to %s through the GOT (built with -fPIC?): not supported yet", fn,
-                               p->file, name);
+                unsigned rt = rebind_type(u, sec, r, fn, name);
                 add_proxy(name);
-                add_rebind(u, sec, r, type == R_X86_64_64 ? 2 : 1, r->r_addend, name, pos);
+                add_rebind(u, sec, r, rt, r->r_addend, name, pos);
                 return;
         }
         if (t.named && use_programs(u, t.named, &bs, &pos)) {
-                if (type != R_X86_64_PC32 && type != R_X86_64_PLT32 && type != R_X86_64_64)
-                        refuse("%s in %s refers to %s with relocation type %u (built with -fPIC or without "
-                               "-fPIE?): not supported yet", fn, p->file, p->symname[t.named], type);
+                unsigned rt = rebind_type(u, sec, r, fn, p->symname[t.named]);
                 int64_t a = r->r_addend + (int64_t)p->sym[t.sym].st_value - (int64_t)p->sym[t.named].st_value;
-                add_rebind(u, sec, r, type == R_X86_64_64 ? 2 : 1, a, p->symname[t.named], pos);
+                add_rebind(u, sec, r, rt, a, p->symname[t.named], pos);
                 return;
         }
         /* New code or data, a string literal, a jump table: it travels in the patch. */
@@ -818,6 +868,7 @@ int main(int argc, char **argv) {
                 u->state = xcalloc(u->patched.shnum, sizeof(*u->state));
                 u->kept = xcalloc(u->patched.shnum, sizeof(*u->kept));
                 u->anchor = xcalloc(u->patched.shnum, sizeof(*u->anchor));
+                u->edited = xcalloc(u->patched.shnum, sizeof(*u->edited));
                 compare_functions(u);
                 compare_data(u);
         }
@@ -948,6 +999,18 @@ int main(int argc, char **argv) {
                                         refuse("%s has two sections named %s: not supported", u->patched.file,
                                                u->patched.sname[s]);
                         fprintf(a, "--add-symbol\nulp_a%d_%zu=%s:0,global\n", k, s, u->patched.sname[s]);
+                }
+                for (size_t s = 1; s < u->patched.shnum; s++) {
+                        char bin[64], path[4096];
+                        if (!u->edited[s])
+                                continue;
+                        snprintf(bin, sizeof(bin), "section-%d-%zu", k, s);
+                        FILE *b = out_open(out, bin);
+                        if (fwrite(u->edited[s], 1, u->patched.sh[s].sh_size, b) != u->patched.sh[s].sh_size ||
+                            fclose(b) != 0)
+                                die("cannot write %s", bin);
+                        snprintf(path, sizeof(path), "%s/%s", out, bin);
+                        fprintf(a, "--update-section\n%s=%s\n", u->patched.sname[s], path);
                 }
                 if (fclose(a) != 0)
                         die("cannot write %s", fname);

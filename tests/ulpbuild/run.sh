@@ -123,6 +123,30 @@ refusals)
 	grep -q "^ulp-build: the clean build differs from $WORK/run/shop" <<<"$out" || fail "other tree: $out"
 	ok "other tree: $out"
 	;;
+lib)
+	# The program's own library, built -fPIC: its code reaches fee_percent through the
+	# GOT, which ulp-build rewrites to reach the library's variable directly.
+	out=$("$ULP_BUILD" --source "$WORK/src" --diff "$here/lib.diff" --binary "$WORK/run/libfees.so.1" \
+		-o "$WORK/lib.so" 2>&1) || fail "ulp-build failed: $out"
+	grep -qE '^  fee_on\(\) +changed$' <<<"$out" || fail "no 'fee_on() changed' in: $out"
+	grep -q "uses the program's own: fee_percent fees_taken$" <<<"$out" || fail "the library's symbols are not listed: $out"
+	info=$(ulpctl info "$WORK/lib.so") || fail "info refused the patch: $info"
+	grep -q '^function: *libfees.so.1:fee_on -> fee_on$' <<<"$info" || fail "info: $info"
+	start_shop
+	wait_for 10 lines_after 0 'fee 2 taken' 3 || fail "the program does not run"
+	before=$(last_line 'fee 2 taken')
+	n=$(wc -l <"$LOG")
+	out=$(ulpctl apply -p "$VPID" "$WORK/lib.so" 2>&1) || fail "apply failed: $out"
+	wait_line 'fee 4 taken' 10 "$n" || fail "the library's fix does not run"
+	after=$(grep 'fee 4 taken' "$LOG" | head -1)
+	[ "$(field taken "$after")" -gt "$(field taken "$before")" ] ||
+		fail "the library's counter did not go on: before '$before', after '$after'"
+	ok "applied: '$before' then '$after'"
+	n=$(wc -l <"$LOG")
+	out=$(ulpctl revert -p "$VPID" lib 2>&1) || fail "revert failed: $out"
+	wait_line 'fee 2 taken' 10 "$n" || fail "the library did not go back"
+	ok "reverted: $(last_line 'fee 2 taken')"
+	;;
 rels)
 	# ulp_rels records are checked like every other record, before anything is written.
 	out=$(build fix.diff "$WORK/fix.so" 2>&1) || fail "ulp-build failed: $out"

@@ -8,7 +8,9 @@ int main(void) {
         setvbuf(stdout, NULL, _IOLBF, 0);
         for (;;) {
                 int balance = deposit(1, 10);
-                printf("balance %d deposits %d status %s\n", balance, audit(), status());
+                int fee = fee_on(100);
+                printf("balance %d deposits %d status %s fee %d taken %d\n", balance, audit(), status(), fee,
+                       fees_taken_total());
                 usleep(10000);
         }
 }
