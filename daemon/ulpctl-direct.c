@@ -307,6 +307,24 @@ static int direct_check(const Args *a) {
         return worst == 0 ? 0 : 1;
 }
 
+
+/* Whether ulp_rels record i is the first naming its object and symbol; then also how
+ * many fields name them. */
+static bool rel_first(const UlpPatchInfo *m, size_t i, const char **object, const char **symbol, size_t *fields) {
+        ulp_patch_info_rel(m, i, object, symbol);
+        *fields = 0;
+        for (size_t j = 0; j < ulp_patch_info_n_rels(m); j++) {
+                const char *o2, *s2;
+                ulp_patch_info_rel(m, j, &o2, &s2);
+                if (strcmp(o2, *object) != 0 || strcmp(s2, *symbol) != 0)
+                        continue;
+                if (j < i)
+                        return false;
+                (*fields)++;
+        }
+        return true;
+}
+
 static json_object *info_to_json(const UlpPatchInfo *m, const char *hex) {
         json_object *o = json_object_new_object(), *fs = json_object_new_array(), *rs = json_object_new_array();
 
@@ -331,8 +349,21 @@ static json_object *info_to_json(const UlpPatchInfo *m, const char *hex) {
                 json_object_object_add(f, "symbol", json_object_new_string(symbol));
                 json_object_array_add(rs, f);
         }
+        json_object *uses = json_object_new_array();
+        for (size_t i = 0; i < ulp_patch_info_n_rels(m); i++) {
+                const char *object, *symbol;
+                size_t fields;
+                if (!rel_first(m, i, &object, &symbol, &fields))
+                        continue;
+                json_object *f = json_object_new_object();
+                json_object_object_add(f, "object", json_object_new_string(object));
+                json_object_object_add(f, "symbol", json_object_new_string(symbol));
+                json_object_object_add(f, "fields", json_object_new_int64((int64_t)fields));
+                json_object_array_add(uses, f);
+        }
         json_object_object_add(o, "functions", fs);
         json_object_object_add(o, "refs", rs);
+        json_object_object_add(o, "uses", uses);
         json_object_object_add(o, "callbacks", json_object_new_int((int)ulp_patch_info_n_callbacks(m)));
         json_object_object_add(o, "relr", json_object_new_int64((int64_t)ulp_patch_info_n_relr(m)));
         return o;
@@ -356,6 +387,13 @@ static void print_info(const UlpPatchInfo *m, const char *hex) {
                 const char *object, *symbol;
                 ulp_patch_info_ref(m, i, &object, &symbol);
                 printf("reference:   %s:%s\n", object_or_main(object), symbol);
+        }
+        for (size_t i = 0; i < ulp_patch_info_n_rels(m); i++) {
+                const char *object, *symbol;
+                size_t fields;
+                if (rel_first(m, i, &object, &symbol, &fields))
+                        printf("uses:        %s:%s (%zu field%s)\n", object_or_main(object), symbol, fields,
+                               fields == 1 ? "" : "s");
         }
         for (size_t i = 0; i < ulp_patch_info_n_pins(m); i++) {
                 const char *object, *pin;

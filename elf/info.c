@@ -82,6 +82,15 @@ void ulp_patch_info_ref(const UlpPatchInfo *pi, size_t i, const char **ret_objec
         *ret_symbol = pi->meta.refs[i].symbol;
 }
 
+size_t ulp_patch_info_n_rels(const UlpPatchInfo *pi) {
+        return pi->meta.n_rels;
+}
+
+void ulp_patch_info_rel(const UlpPatchInfo *pi, size_t i, const char **ret_object, const char **ret_symbol) {
+        *ret_object = pi->meta.rels[i].object ?: "";
+        *ret_symbol = pi->meta.rels[i].symbol;
+}
+
 size_t ulp_patch_info_n_pins(const UlpPatchInfo *pi) {
         return pi->meta.n_build_ids;
 }

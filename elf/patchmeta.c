@@ -247,6 +247,49 @@ static int read_refs(PatchFile *pf, PatchMeta *m) {
         return 0;
 }
 
+/* The width of a ulp_rels field of that type, 0 for an unknown type. */
+static size_t rel_width(uint32_t type) {
+        return type == ULP_REL_PC32 ? 4 : type == ULP_REL_64 ? 8 : 0;
+}
+
+static int read_rels(PatchFile *pf, PatchMeta *m) {
+        const size_t sz = sizeof(struct ulp_meta_rel);
+        Rec first, rec;
+        size_t n;
+        int r = pf_section(pf, ULP_SECTION_RELS, sz, &first, &n);
+        if (r < 0 || n == 0)
+                return r;
+        if (!(m->rels = calloc(n, sizeof(PatchRel))))
+                return -ENOMEM;
+        m->n_rels = n;           /* zeroed: patchmeta_free() copes with a partial read */
+
+        for (size_t i = 0; i < n; i++) {
+                PatchRel *f = &m->rels[i];
+                uint64_t addend;
+                size_t width;
+                rec_seek(&rec, &first, sz, i);
+                f->pos = rec_u32(&rec, F(ulp_meta_rel, pos));
+                f->type = rec_u32(&rec, F(ulp_meta_rel, type));
+                memcpy(&addend, rec.bytes + F(ulp_meta_rel, addend), sizeof(addend));
+                f->addend = (int64_t)addend;
+                if ((r = rec_check_magic(pf, &rec)) < 0 ||
+                    (r = rec_string(pf, &rec, F(ulp_meta_rel, object), "object", true, &f->object)) < 0 ||
+                    (r = rec_string(pf, &rec, F(ulp_meta_rel, symbol), "symbol", true, &f->symbol)) < 0 ||
+                    (r = rec_pointer(pf, &rec, F(ulp_meta_rel, where), "where", &f->where_vaddr)) < 0)
+                        return r;
+                if (!*f->symbol)
+                        return fail(pf->errbuf, pf->errlen, -EBADMSG, "%s[%zu]: empty symbol name", rec.sect, i);
+                if (!(width = rel_width(f->type)))
+                        return fail(pf->errbuf, pf->errlen, -EBADMSG, "%s[%zu]: unknown type %u", rec.sect, i,
+                                    f->type);
+                /* The field is written before any new function runs, inside the image. */
+                if (!pf_segment(pf, f->where_vaddr, width))
+                        return fail(pf->errbuf, pf->errlen, -EBADMSG, "%s[%zu]: the field lies outside the "
+                                    "patch's file image", rec.sect, i);
+        }
+        return 0;
+}
+
 /* Checks and lower-cases a build-id pin. */
 static int build_id_normalize(char *hex) {
         size_t len = strlen(hex);
@@ -412,6 +455,7 @@ int patchmeta_read(int fd, const char *name_hint, PatchMeta **ret, char *errbuf,
             (r = read_info(&pf, m)) < 0 ||
             (r = read_funcs(&pf, m)) < 0 ||
             (r = read_refs(&pf, m)) < 0 ||
+            (r = read_rels(&pf, m)) < 0 ||
             (r = read_build_ids(&pf, m)) < 0 ||
             (r = read_callbacks(&pf, m)) < 0 ||
             (r = read_replace(&pf, m)) < 0)
@@ -451,6 +495,10 @@ void patchmeta_free(PatchMeta *m) {
                 free(m->refs[i].object);
                 free(m->refs[i].symbol);
         }
+        for (size_t i = 0; i < m->n_rels; i++) {
+                free(m->rels[i].object);
+                free(m->rels[i].symbol);
+        }
         for (size_t i = 0; i < m->n_build_ids; i++) {
                 free(m->build_ids[i].object);
                 free(m->build_ids[i].hex);
@@ -459,6 +507,7 @@ void patchmeta_free(PatchMeta *m) {
                 free(m->callbacks[i].object);
         free(m->funcs);
         free(m->refs);
+        free(m->rels);
         free(m->build_ids);
         free(m->callbacks);
         free(m->name);

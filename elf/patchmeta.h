@@ -33,6 +33,17 @@ typedef struct PatchRef {
         uint64_t slot_vaddr;     /* the patch's pointer variable, ELF vaddr in the patch */
 } PatchRef;
 
+/* A field of the patch filled with a target symbol's address (ulp_rels, made by
+ * ulp-build): where lies inside the patch's loaded image, whole. */
+typedef struct PatchRel {
+        char *object;
+        char *symbol;
+        unsigned pos;
+        unsigned type;           /* ULP_REL_PC32 or ULP_REL_64 */
+        uint64_t where_vaddr;    /* ELF vaddr in the patch */
+        int64_t addend;
+} PatchRel;
+
 typedef struct PatchBuildId {
         char *object;
         char *hex;               /* lower-case */
@@ -51,6 +62,7 @@ typedef struct PatchMeta {
          * emits the records of one file in reverse): match them by object and symbol. */
         PatchFunc *funcs;        size_t n_funcs;
         PatchRef *refs;          size_t n_refs;
+        PatchRel *rels;          size_t n_rels;
         PatchBuildId *build_ids; size_t n_build_ids;
         PatchCallbacks *callbacks; size_t n_callbacks;
         uint8_t build_id[BUILD_ID_MAX]; /* the patch file's own build-id */

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <fcntl.h>
 #include <gelf.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <sys/mman.h>
@@ -15,6 +16,7 @@
 #include "patcher/nearmem.h"
 #include "patcher/rsys.h"
 #include "patcher/symcache.h"
+#include "ulp/patch.h"
 
 #define PAGE 4096ULL
 
@@ -417,38 +419,81 @@ static int link_relocations(Target *t, Elf *e, SymResolver *res, const LoadedPat
         return 0;
 }
 
+/* The address in the target of a symbol a ULP_REF or ulp_rels record names (what says
+ * which, for messages), as the target's dynamic linker would see it. */
+static int resolve_meta_symbol(Target *t, SymResolver *res, const char *object, const char *symbol,
+                               unsigned pos, const char *what, uint64_t *ret, char *err, size_t errlen) {
+        const Module *m = modules_find_object(res->mods, object);
+        SymTab *st;
+        Symbol sym;
+        int r;
+
+        if (!m)
+                return fail(err, errlen, -ENOENT, "object %s of %s %s is not loaded in the target",
+                            object[0] ? object : "(main)", what, symbol);
+        r = resolver_symtab(res, (size_t)(m - res->mods->v), &st);
+        if (r >= 0)
+                r = symtab_lookup(st, symbol, pos, &sym);
+        if (r < 0)
+                return fail(err, errlen, r == -ENOTUNIQ ? r : -ENOENT,
+                            r == -ENOTUNIQ ? "%s %s is ambiguous in %s: give its position"
+                                           : "%s %s not found in %s", what, symbol, m->path);
+        *ret = sym.value + m->bias;
+        /* Its value is the resolver's: the reference is to what it chose. */
+        if (sym.type == STT_GNU_IFUNC &&
+            ifunc_chosen(t, res, (size_t)(m - res->mods->v), symbol, &sym, ret) < 0)
+                return fail(err, errlen, -ENOTSUP, "%s %s is an IFUNC in the target and no "
+                            "loaded object's GOT holds the implementation its dynamic linker chose: "
+                            "not supported", what, symbol);
+        return 0;
+}
+
 static int fill_refs(Target *t, const PatchMeta *meta, SymResolver *res, const LoadedPatch *lp,
                      char *err, size_t errlen) {
         for (size_t i = 0; i < meta->n_refs; i++) {
                 const PatchRef *ref = &meta->refs[i];
-                const Module *m = modules_find_object(res->mods, ref->object);
-                SymTab *st;
-                Symbol sym;
                 uint64_t v;
-                int r;
-
-                if (!m)
-                        return fail(err, errlen, -ENOENT, "object %s of ULP_REF %s is not loaded in the target",
-                                    ref->object[0] ? ref->object : "(main)", ref->symbol);
-                r = resolver_symtab(res, (size_t)(m - res->mods->v), &st);
-                if (r >= 0)
-                        r = symtab_lookup(st, ref->symbol, ref->pos, &sym);
+                int r = resolve_meta_symbol(t, res, ref->object, ref->symbol, ref->pos, "ULP_REF symbol", &v, err, errlen);
                 if (r < 0)
-                        return fail(err, errlen, r == -ENOTUNIQ ? r : -ENOENT,
-                                    r == -ENOTUNIQ ? "ULP_REF symbol %s is ambiguous: give its position"
-                                                   : "ULP_REF symbol %s not found in the target", ref->symbol);
-                v = sym.value + m->bias;
-                /* Its value is the resolver's: the reference is to what it chose. */
-                if (sym.type == STT_GNU_IFUNC &&
-                    ifunc_chosen(t, res, (size_t)(m - res->mods->v), ref->symbol, &sym, &v) < 0)
-                        return fail(err, errlen, -ENOTSUP, "ULP_REF symbol %s is an IFUNC in the target and no "
-                                    "loaded object's GOT holds the implementation its dynamic linker chose: "
-                                    "not supported", ref->symbol);
+                        return r;
                 if (lp) {
                         r = target_write(t, lp->bias + ref->slot_vaddr, &v, sizeof(v));
                         if (r < 0)
                                 return r;
                 }
+        }
+        return 0;
+}
+
+/* The fields ulp-build's patches leave to be filled with target addresses: after the
+ * dynamic relocations, which may have put a placeholder there. A displacement must
+ * reach from the patch to the symbol, which holds when the patch is mapped near the
+ * object (nearmem.h); without lp (a check), only the symbols are resolved. */
+static int fill_rels(Target *t, const PatchMeta *meta, SymResolver *res, const LoadedPatch *lp,
+                     char *err, size_t errlen) {
+        for (size_t i = 0; i < meta->n_rels; i++) {
+                const PatchRel *rel = &meta->rels[i];
+                uint64_t s, where;
+                int r = resolve_meta_symbol(t, res, rel->object, rel->symbol, rel->pos, "referenced symbol", &s,
+                                            err, errlen);
+                if (r < 0)
+                        return r;
+                if (!lp)
+                        continue;
+                where = lp->bias + rel->where_vaddr;
+                if (rel->type == ULP_REL_64) {
+                        uint64_t v = s + (uint64_t)rel->addend;
+                        r = target_write(t, where, &v, sizeof(v));
+                } else {
+                        int64_t d = (int64_t)(s - where) + rel->addend;
+                        int32_t v = (int32_t)d;
+                        if (d != v)
+                                return fail(err, errlen, -ERANGE, "the patch's code at 0x%" PRIx64 " cannot reach "
+                                            "%s at 0x%" PRIx64 " (more than 2 GiB away)", where, rel->symbol, s);
+                        r = target_write(t, where, &v, sizeof(v));
+                }
+                if (r < 0)
+                        return r;
         }
         return 0;
 }
@@ -462,5 +507,8 @@ int loader_link(Target *t, int patch_fd, const PatchMeta *meta, SymResolver *res
         r = link_relocations(t, e, res, lp, err, errlen);
         if (r < 0)
                 return r;
-        return fill_refs(t, meta, res, lp, err, errlen);
+        r = fill_refs(t, meta, res, lp, err, errlen);
+        if (r < 0)
+                return r;
+        return fill_rels(t, meta, res, lp, err, errlen);
 }

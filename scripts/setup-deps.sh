@@ -8,7 +8,8 @@ pkgs=(gcc binutils pkg-config meson ninja-build libelf-dev libdw-dev libcapstone
       systemd-container debootstrap
       python3-jsonschema python3-prometheus-client
       clang libclang-rt-14-dev g++
-      libc6-dev)
+      libc6-dev
+      make patch)
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -272,6 +272,10 @@ size_t ulp_patch_info_n_funcs(const UlpPatchInfo *pi);
 UlpPatchFuncInfo ulp_patch_info_func(const UlpPatchInfo *pi, size_t i);
 size_t ulp_patch_info_n_refs(const UlpPatchInfo *pi);
 void ulp_patch_info_ref(const UlpPatchInfo *pi, size_t i, const char **ret_object, const char **ret_symbol);
+/* The fields ulp-build's patches have filled with a program symbol's address (ulp_rels),
+ * each naming its object and symbol; one symbol may have several. */
+size_t ulp_patch_info_n_rels(const UlpPatchInfo *pi);
+void ulp_patch_info_rel(const UlpPatchInfo *pi, size_t i, const char **ret_object, const char **ret_symbol);
 size_t ulp_patch_info_n_pins(const UlpPatchInfo *pi);
 void ulp_patch_info_pin(const UlpPatchInfo *pi, size_t i, const char **ret_object, const char **ret_hex);
 size_t ulp_patch_info_n_callbacks(const UlpPatchInfo *pi);

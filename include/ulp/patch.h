@@ -46,6 +46,14 @@
  * non-zero to cancel; void post_patch(void) and void post_unpatch(void) run
  * after the transition completed. Any of them may be NULL.
  *
+ * ulp-build (a patch made from a source diff) adds one more kind of record,
+ * ulp_rels: a field of the patch's code or data that ulp fills with the address of a
+ * target symbol, as a 32-bit PC-relative displacement (ULP_REL_PC32: S + A - P, the
+ * patch lies within reach of the objects it patches) or a 64-bit address
+ * (ULP_REL_64: S + A). That is how compiled code reaches the running program's own
+ * static variables and functions without a pointer variable. Hand-written patches
+ * use ULP_REF.
+ *
  * Symbols the patch defines resolve to the patch itself; undefined symbols
  * resolve against the target's loaded objects in load order. TLS and IFUNC
  * relocations are refused.
@@ -68,6 +76,7 @@ extern "C" {
 #define ULP_SECTION_BUILD_IDS "ulp_build_ids"
 #define ULP_SECTION_CALLBACKS "ulp_callbacks"
 #define ULP_SECTION_REPLACE   "ulp_replace"
+#define ULP_SECTION_RELS      "ulp_rels"
 
 /* Each record is 8-byte aligned and a multiple of 8 bytes long, so that the
  * records of one section form an array without padding. */
@@ -94,6 +103,20 @@ struct ulp_meta_ref {
         const char *object;
         const char *symbol;
         void *slot;             /* address of the patch's pointer variable */
+};
+
+#define ULP_REL_PC32 1u          /* int32 at where := S + addend - where */
+#define ULP_REL_64   2u          /* uint64 at where := S + addend */
+
+struct ulp_meta_rel {
+        uint32_t magic;
+        uint32_t pos;           /* as in ulp_meta_ref */
+        const char *object;
+        const char *symbol;
+        void *where;            /* the field to fill, in the patch */
+        uint32_t type;          /* ULP_REL_* */
+        uint32_t reserved;
+        int64_t addend;
 };
 
 struct ulp_meta_build_id {

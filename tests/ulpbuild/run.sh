@@ -1,0 +1,168 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# ulp-build on a real project (shop/, built with its own Makefile) whose program runs
+# while the patch is made from a diff and applied (docs/ulp-build.md). Each case checks
+# what the running program prints, and the exact refusals.
+# Usage: run.sh CASE   (env: ULPCTL, ULP_BUILD from meson)
+. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+case=${1:?usage: run.sh CASE}
+ulpctl() { "$ULPCTL" --direct "$@"; }
+
+# The clean tree, and the program as it was built from it and runs.
+cp -r "$here/shop" "$WORK/src"
+cp -r "$here/shop" "$WORK/run"
+make -s -C "$WORK/run" CC=cc >"$WORK/make.log" 2>&1 || fail "cannot build the program: $(tail -3 "$WORK/make.log")"
+
+start_shop() {
+	"$WORK/run/shop" >"$LOG" 2>&1 &
+	VPID=$!
+	wait_line 'status fees on' 10 || fail "the program did not start"
+}
+
+# field NAME LINE: the number after NAME in a line of the program's output
+field() { awk -v k="$1" '{ for (i = 1; i < NF; i++) if ($i == k) print $(i + 1) }' <<<"$2"; }
+# last_line REGEX: the program's last line matching REGEX
+last_line() { grep -E "$1" "$LOG" | tail -1; }
+# lines_after N REGEX MIN: at least MIN lines after line N match REGEX
+lines_after() { [ "$(tail -n +"$(($1 + 1))" "$LOG" | grep -c -E "$2")" -ge "$3" ]; }
+# step_after N REGEX: the balance step between two consecutive lines after line N, both matching REGEX
+step_after() {
+	tail -n +"$(($1 + 1))" "$LOG" | grep -E "$2" | awk '{ if (prev != "") { print $2 - prev; exit } prev = $2 }'
+}
+
+build() {
+	local diff=$1 out=$2
+	"$ULP_BUILD" --source "$WORK/src" --diff "$here/$diff" --binary "$WORK/run/shop" -o "$out" "${@:3}"
+}
+
+case $case in
+e2e)
+	# The fix waives the fee in fee(), a static inline function the program has no
+	# symbol of: deposit(), which inlines it, is replaced; status() gets a new string.
+	out=$(build fix.diff "$WORK/fix.so" 2>&1) || fail "ulp-build failed: $out"
+	grep -qE '^  deposit\(\) +inlines changed fee\(\)$' <<<"$out" || fail "no 'deposit() inlines changed fee()' in: $out"
+	grep -qE '^  status\(\) +changed$' <<<"$out" || fail "no 'status() changed' in: $out"
+	grep -q "uses the program's own: balance deposits rate" <<<"$out" || fail "the program's own symbols are not listed: $out"
+	ok "report: $(tr '\n' '|' <<<"$out")"
+	info=$(ulpctl info "$WORK/fix.so") || fail "info refused the patch: $info"
+	grep -q '^function: *(main):deposit -> deposit$' <<<"$info" || fail "info: $info"
+	grep -q '^pinned: *(main) build-id ' <<<"$info" || fail "the patch is not pinned to the program's build-id: $info"
+	grep -q '^uses: *(main):deposits (1 field)$' <<<"$info" || fail "info does not list the program's deposits: $info"
+
+	start_shop
+	wait_for 10 lines_after 0 'status fees on' 3 || fail "the program does not run"
+	before=$(last_line 'status fees on')
+	[ "$(step_after 0 'fees on')" = 9 ] || fail "the program's fee is not 1 in 10 before the patch"
+	n=$(wc -l <"$LOG")
+	out=$(ulpctl apply -p "$VPID" "$WORK/fix.so" 2>&1) || fail "apply failed: $out"
+	wait_line 'status fees waived' 10 "$n" || fail "the program never printed the new string"
+	wait_for 10 lines_after "$n" 'fees waived' 3 || fail "the program stopped"
+	after=$(grep 'fees waived' "$LOG" | head -1)
+	# deposits is the program's own static counter: it goes on, it does not start again
+	[ "$(field deposits "$after")" -gt "$(field deposits "$before")" ] ||
+		fail "the counter did not go on: before '$before', after '$after'"
+	[ "$(step_after "$n" 'fees waived')" = 10 ] || fail "the fee is not waived after the patch"
+	ok "applied: '$before' then '$after'"
+	n=$(wc -l <"$LOG")
+	out=$(ulpctl revert -p "$VPID" fix 2>&1) || fail "revert failed: $out"
+	wait_line 'status fees on' 10 "$n" || fail "the program did not go back"
+	wait_for 10 lines_after "$n" 'fees on' 3 || fail "the program stopped"
+	[ "$(step_after "$n" 'fees on')" = 9 ] || fail "the fee is not back after the revert"
+	ok "reverted: $(last_line 'fees on')"
+	;;
+new)
+	# A function the program does not have travels in the patch.
+	out=$(build new.diff "$WORK/new.so" --json 2>&1) || fail "ulp-build failed: $out"
+	python3 - "$out" <<'PY' || fail "unexpected JSON: $out"
+import json, sys
+j = json.loads(sys.argv[1])
+assert [f["name"] for f in j["replaces"]] == ["audit"], j
+assert j["replaces"][0]["reason"] == "changed", j
+assert j["new"] == ["audit_twice"], j
+assert j["program_symbols"] == ["deposits"], j
+PY
+	start_shop
+	before=$(last_line 'fees on')
+	n=$(wc -l <"$LOG")
+	out=$(ulpctl apply -p "$VPID" "$WORK/new.so" 2>&1) || fail "apply failed: $out"
+	# audit() now reports twice the program's own counter
+	check_twice() {
+		local l
+		l=$(tail -n +"$((n + 1))" "$LOG" | tail -1)
+		[ -n "$l" ] && [ "$(field deposits "$l")" -ge $((2 * $(field deposits "$before"))) ]
+	}
+	wait_for 10 check_twice || fail "audit did not double: before '$before', now '$(tail -1 "$LOG")'"
+	ok "new function runs: '$before' then '$(tail -1 "$LOG")'"
+	;;
+refusals)
+	expect() {
+		local diff=$1 want=$2 out
+		out=$(build "$diff" "$WORK/r.so" 2>&1) && fail "$diff was accepted: $out"
+		[ "$(tail -1 <<<"$out")" = "$want" ] || fail "$diff: expected '$want', got '$out'"
+		[ ! -e "$WORK/r.so" ] || fail "$diff: a patch was written though refused"
+		ok "$diff: $want"
+	}
+	expect size.diff "ulp-build: the diff changes the size of balance in bank.c (16 to 32 bytes): a live patch cannot change the layout of data; keep new fields in shadow variables (ulp/shadow.h)"
+	expect init.diff "ulp-build: the diff changes the initial value of rate in bank.c: a live patch cannot change data the program already holds; set it from a post_patch callback, or keep new state in shadow variables (ulp/shadow.h)"
+	expect noop.diff "ulp-build: the diff changes nothing that the build compiles"
+	echo "not a diff" >"$WORK/garbage.diff"
+	out=$("$ULP_BUILD" --source "$WORK/src" --diff "$WORK/garbage.diff" --binary "$WORK/run/shop" -o "$WORK/r.so" 2>&1) &&
+		fail "garbage was accepted"
+	grep -q "^ulp-build: the diff does not apply to $WORK/src with patch -p1: " <<<"$out" || fail "garbage: $out"
+	ok "garbage: refused"
+	cp "$WORK/run/shop" "$WORK/stripped" && strip "$WORK/stripped"
+	out=$("$ULP_BUILD" --source "$WORK/src" --diff "$here/fix.diff" --binary "$WORK/stripped" -o "$WORK/r.so" 2>&1) &&
+		fail "a stripped binary was accepted"
+	[ "$out" = "ulp-build: $WORK/stripped has no symbol table (.symtab): give the unstripped binary" ] ||
+		fail "stripped: $out"
+	ok "stripped: refused"
+	# A clean tree that is not what the program was built from: a function's size differs.
+	sed -i 's/return deposits;/return deposits + 1000 * rate;/' "$WORK/src/bank.c"
+	out=$(build fix.diff "$WORK/r.so" 2>&1) && fail "a tree other than the program's was accepted: $out"
+	grep -q "^ulp-build: the clean build differs from $WORK/run/shop" <<<"$out" || fail "other tree: $out"
+	ok "other tree: $out"
+	;;
+lib)
+	# The program's own library, built -fPIC: its code reaches fee_percent through the
+	# GOT, which ulp-build rewrites to reach the library's variable directly.
+	out=$("$ULP_BUILD" --source "$WORK/src" --diff "$here/lib.diff" --binary "$WORK/run/libfees.so.1" \
+		-o "$WORK/lib.so" 2>&1) || fail "ulp-build failed: $out"
+	grep -qE '^  fee_on\(\) +changed$' <<<"$out" || fail "no 'fee_on() changed' in: $out"
+	grep -q "uses the program's own: fee_percent fees_taken$" <<<"$out" || fail "the library's symbols are not listed: $out"
+	info=$(ulpctl info "$WORK/lib.so") || fail "info refused the patch: $info"
+	grep -q '^function: *libfees.so.1:fee_on -> fee_on$' <<<"$info" || fail "info: $info"
+	start_shop
+	wait_for 10 lines_after 0 'fee 2 taken' 3 || fail "the program does not run"
+	before=$(last_line 'fee 2 taken')
+	n=$(wc -l <"$LOG")
+	out=$(ulpctl apply -p "$VPID" "$WORK/lib.so" 2>&1) || fail "apply failed: $out"
+	wait_line 'fee 4 taken' 10 "$n" || fail "the library's fix does not run"
+	after=$(grep 'fee 4 taken' "$LOG" | head -1)
+	[ "$(field taken "$after")" -gt "$(field taken "$before")" ] ||
+		fail "the library's counter did not go on: before '$before', after '$after'"
+	ok "applied: '$before' then '$after'"
+	n=$(wc -l <"$LOG")
+	out=$(ulpctl revert -p "$VPID" lib 2>&1) || fail "revert failed: $out"
+	wait_line 'fee 2 taken' 10 "$n" || fail "the library did not go back"
+	ok "reverted: $(last_line 'fee 2 taken')"
+	;;
+rels)
+	# ulp_rels records are checked like every other record, before anything is written.
+	out=$(build fix.diff "$WORK/fix.so" 2>&1) || fail "ulp-build failed: $out"
+	start_shop
+	for m in "type:ulp_rels[0]: unknown type 7" "where:ulp_rels[0]: the field lies outside the patch's file image"; do
+		python3 "$here/mutate-rels.py" "$WORK/fix.so" "$WORK/bad.so" "${m%%:*}" || fail "cannot mutate the patch"
+		out=$(ulpctl apply -p "$VPID" "$WORK/bad.so" 2>&1) && fail "a patch with a bad record applied: $out"
+		[ "$out" = "ulpctl: bad patch bad.so: ${m#*:}" ] || fail "unexpected refusal: $out"
+		ok "${m%%:*}: $out"
+	done
+	n=$(wc -l <"$LOG")
+	wait_for 10 lines_after "$n" 'status fees on' 2 || fail "the program stopped"
+	grep -q 'fees waived' "$LOG" && fail "a refused patch changed the program"
+	ok "the program runs unchanged"
+	;;
+*)
+	fail "unknown case $case"
+	;;
+esac

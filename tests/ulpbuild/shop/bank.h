@@ -1,0 +1,8 @@
+extern int rate;
+int deposit(int account, int amount);
+int audit(void);
+const char *status(void);
+/* libfees.so.1 */
+extern int fee_percent;
+int fee_on(int amount);
+int fees_taken_total(void);
