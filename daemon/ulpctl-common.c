@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -80,6 +81,14 @@ UlpOptions options_of(const Args *a) {
 }
 
 
+static void print_shadow_human(const UlpProcessStatus *s) {
+        if (s->shadow_refused)
+                printf("  shadow variables: counters refused (not those of ulp's runtime)\n");
+        else if (s->has_shadow)
+                printf("  shadow variables: %" PRIu64 " (%" PRIu64 " bytes; the runtime holds %" PRIu64 " KiB)\n",
+                       s->shadow_variables, s->shadow_bytes, s->shadow_mapped / 1024);
+}
+
 void print_status_human(const UlpProcessStatus *s, size_t n) {
         if (n == 0)
                 printf("no process carries ulp patches\n");
@@ -105,6 +114,7 @@ void print_status_human(const UlpProcessStatus *s, size_t n) {
                                 printf("    straggler: thread %d (%s) in %s\n", p->stragglers[k].tid,
                                        p->stragglers[k].comm, p->stragglers[k].function);
                 }
+                print_shadow_human(&s[i]);
         }
 }
 

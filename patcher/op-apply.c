@@ -7,6 +7,7 @@
 #include "elf/patchfile.h"
 #include "patcher/nearmem.h"
 #include "patcher/op.h"
+#include "patcher/shadow.h"
 #include "patcher/x86_64/insn.h"
 #include "patcher/x86_64/relocate.h"
 
@@ -413,6 +414,11 @@ static int load_patch(UlpOp *op, Thread *th, const PatchMeta *meta, int patch_fd
         near = res;
         while (!near->mod)
                 near++;
+        if (op->res.wants_shadow) {
+                r = shadow_ensure(op->t, th, &op->c, &op->res, near->mod->start, near->mod->end, err, sizeof(err));
+                if (r < 0)
+                        return op_fail(op, r, "%s", err);
+        }
         r = loader_map(op->t, th, patch_fd, meta->name, near->mod->start, near->mod->end, &lp, err, sizeof(err));
         if (r < 0)
                 return op_fail(op, r, "%s", err);
