@@ -105,6 +105,16 @@ bool shadow_has_thread(const ControlImage *img, const Thread *th) {
         return img->hdr.shadow_base && pc >= img->hdr.shadow_base && pc - img->hdr.shadow_base < img->hdr.shadow_size;
 }
 
+int shadow_check_stats(const struct ulp_shadow_stats *s, ShadowStats *ret) {
+        /* Counts of a runtime that can map at most the address space: a variable takes at
+         * least 16 bytes of data. */
+        if (s->magic != ULP_SHADOW_STATS_MAGIC || s->abi != ULP_SHADOW_ABI || s->mapped > (1ULL << 47) ||
+            s->bytes > s->mapped || s->variables > s->mapped / 16)
+                return -EBADMSG;
+        *ret = (ShadowStats) { s->variables, s->bytes, s->mapped };
+        return 0;
+}
+
 int shadow_read_stats(Target *t, const ControlImage *img, ShadowStats *ret) {
         struct ulp_shadow_stats s;
         int r;
@@ -114,11 +124,5 @@ int shadow_read_stats(Target *t, const ControlImage *img, ShadowStats *ret) {
         r = target_read(t, img->hdr.shadow_stats, &s, sizeof(s));
         if (r < 0)
                 return r;
-        /* Counts of a runtime that can map at most the address space: a variable takes at
-         * least 16 bytes of data and a node. */
-        if (s.magic != ULP_SHADOW_STATS_MAGIC || s.abi != ULP_SHADOW_ABI || s.mapped > (1ULL << 47) ||
-            s.bytes > s.mapped || s.variables > s.mapped / 16)
-                return -EBADMSG;
-        *ret = (ShadowStats) { s.variables, s.bytes, s.mapped };
-        return 0;
+        return shadow_check_stats(&s, ret);
 }

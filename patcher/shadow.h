@@ -33,6 +33,10 @@ typedef struct ShadowStats {
         uint64_t mapped;
 } ShadowStats;
 
+struct ulp_shadow_stats;
+/* Whether counters read from a target are believable (-EBADMSG if not); *ret gets them. */
+int shadow_check_stats(const struct ulp_shadow_stats *s, ShadowStats *ret);
+
 /* Reads the runtime's counters from the target: -ENOENT when it has no runtime,
  * -EBADMSG when they are not believable (the target may have written anything). */
 int shadow_read_stats(Target *t, const ControlImage *img, ShadowStats *ret);
