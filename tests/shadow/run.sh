@@ -109,3 +109,23 @@ wait_for 10 eval '[ "$(audit_sum)" -ge 8 ]' || fail "the counters do not count a
 [ "$(runtime_maps)" = "$maps_before" ] || fail "a second runtime was mapped"
 victim_ok
 ok "a later patch binds to the same runtime"
+
+# A callback on a thread stopped inside ulp_shadow_alloc: a single-threaded victim that
+# spends most of its time in a shadow variable's constructor; the pre-unpatch callback,
+# borrowing that thread, frees every such variable. It must return at once (constructors
+# run without the writers' lock), each time.
+kill -9 "$VPID"; wait "$VPID" 2>/dev/null
+LOG=$WORK/single.log
+"$VICTIM" single >"$LOG" 2>&1 &
+VPID=$!
+wait_line '^tick=' 5 || fail "the single-threaded victim did not start"
+for round in 1 2 3; do
+	out=$(ulpctl apply -p "$VPID" "$P/shadow-patch-slowctor.so" 2>&1) || fail "apply slowctor: $out"
+	wait_for 5 version_is 5 || fail "slowctor does not run: $(last)"
+	out=$(ulpctl revert --callback-timeout 3000 -p "$VPID" shadow-slowctor 2>&1) ||
+		fail "revert slowctor, round $round: $out"
+	wait_for 5 version_is 0 || fail "not the original after the revert: $(last)"
+	status_line | grep -qE '^  shadow variables: 0 \(0 bytes;' || fail "status after the revert: '$(status_line)'"
+done
+victim_ok
+ok "callbacks freeing variables on a thread stopped in a constructor return"

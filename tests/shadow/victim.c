@@ -8,11 +8,14 @@
  * counted by their callers. On SIGUSR1 the main thread forks a child that prints
  *     child version=V audit=... after=A0
  * (after: account 0's audit once the child made a deposit of its own) and exits.
+ * With the argument "single", the main thread is the only one.
  */
 #include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -73,12 +76,13 @@ static void child(void) {
         _exit(0);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+        bool single = argc > 1 && strcmp(argv[1], "single") == 0;
         pthread_t t;
 
         setvbuf(stdout, NULL, _IOLBF, 0);
         signal(SIGUSR1, on_usr1);
-        for (long i = 0; i < 2; i++)
+        for (long i = 0; i < 2 && !single; i++)
                 pthread_create(&t, NULL, worker, (void *)(i + 1));
         for (unsigned long tick = 0;; tick++) {
                 for (int i = 0; i < 4; i++) {
