@@ -110,6 +110,19 @@ wait_for 10 eval '[ "$(audit_sum)" -ge 8 ]' || fail "the counters do not count a
 victim_ok
 ok "a later patch binds to the same runtime"
 
+# A patch stacked on A reads A's counters: the same variables, the same totals.
+line_a=$(last)
+out=$(ulpctl apply -p "$VPID" "$P/shadow-patch-peek.so" 2>&1) || fail "apply the stacked patch: $out"
+wait_for 5 version_is 3 || fail "the stacked patch does not run: $(last)"
+line_c=$(grep -E '^tick=.* version=3 ' "$LOG" | head -n 1)
+read -r -a off_a <<<"$(offsets "$line_a")"
+read -r -a off_c <<<"$(offsets "$line_c")"
+for i in 0 1 2 3; do
+	d=$(( off_c[i] - off_a[i] ))
+	[ "${d#-}" -le 50 ] || fail "the stacked patch does not see A's counter of account $i: $line_a, then $line_c"
+done
+ok "a stacked patch sees the variables of the patch below (uncounted ${off_a[*]}, then ${off_c[*]})"
+
 # A callback on a thread stopped inside ulp_shadow_alloc: a single-threaded victim that
 # spends most of its time in a shadow variable's constructor; the pre-unpatch callback,
 # borrowing that thread, frees every such variable. It must return at once (constructors
