@@ -12,6 +12,7 @@
 
 #include "common/errfmt.h"
 #include "common/macro.h"
+#include "elf/maps.h"
 #include "elf/symtab.h"
 #include "patcher/shadow.h"
 #include "patcher/x86_64/regs.h"
@@ -89,9 +90,32 @@ static int map_runtime(Target *t, Thread *th, Control *c, SymResolver *res, uint
         return r;
 }
 
+/* The runtime the header names is mapped there, from ulp's memfd: the header is the
+ * target's memory, and patches are about to call into what it names. */
+static int check_mapped(Target *t, const ControlHeader *h, char *err, size_t errlen) {
+        MapList l = {};
+        bool found = false;
+        int r = maps_read(t->pid, &l);
+
+        if (r < 0)
+                return fail(err, errlen, r, "cannot read the memory map of process %d", t->pid);
+        for (size_t i = 0; i < l.n && !found; i++)
+                found = l.v[i].path && strcmp(l.v[i].path, "/memfd:" PATCH_MAPPING_PREFIX SHADOW_RUNTIME_NAME) == 0 &&
+                        l.v[i].start == h->shadow_base;
+        maplist_done(&l);
+        if (!found)
+                return fail(err, errlen, -EBADMSG, "the shadow-variable runtime the control block of process %d "
+                            "names is not mapped there", t->pid);
+        return 0;
+}
+
 int shadow_ensure(Target *t, Thread *th, Control *c, SymResolver *res, uint64_t near_lo, uint64_t near_hi,
                   char *err, size_t errlen) {
-        if (!c->img->hdr.shadow_base) {
+        if (c->img->hdr.shadow_base) {
+                int r = check_mapped(t, &c->img->hdr, err, errlen);
+                if (r < 0)
+                        return r;
+        } else {
                 int r = map_runtime(t, th, c, res, near_lo, near_hi, err, errlen);
                 if (r < 0)
                         return r;
