@@ -142,3 +142,15 @@ for round in 1 2 3; do
 done
 victim_ok
 ok "callbacks freeing variables on a thread stopped in a constructor return"
+
+# A callback never runs on a thread inside the runtime: the single thread spends much of
+# its time in ulp_shadow_free_all, holding the writers' lock; the pre-unpatch callback
+# allocates. Borrowed inside the runtime, the thread would find its own lock taken.
+for round in 1 2 3 4 5 6 7 8; do
+	out=$(ulpctl apply -p "$VPID" "$P/shadow-patch-spin.so" 2>&1) || fail "apply spin: $out"
+	wait_for 5 version_is 6 || fail "spin does not run: $(last)"
+	out=$(ulpctl revert -p "$VPID" shadow-spin 2>&1) || fail "revert spin, round $round: $out"
+	wait_for 5 version_is 0 || fail "not the original after the revert: $(last)"
+done
+victim_ok
+ok "callbacks are not run on a thread inside the runtime"
