@@ -270,6 +270,34 @@ static struct json_object *patch_status_to_json(const UlpPatchStatus *p) {
         return o;
 }
 
+/* The shadow-variable runtime's counters (docs/shadow.md). */
+static struct json_object *shadow_to_json(const UlpProcessStatus *s) {
+        struct json_object *o = json_object_new_object();
+
+        if (!o)
+                return NULL;
+        if (s->shadow_refused) {
+                add(o, "error", json_object_new_string("counters refused (not those of ulp's runtime)"));
+                return o;
+        }
+        add(o, "variables", json_object_new_uint64(s->shadow_variables));
+        add(o, "bytes", json_object_new_uint64(s->shadow_bytes));
+        add(o, "mapped", json_object_new_uint64(s->shadow_mapped));
+        return o;
+}
+
+static void shadow_from_json(struct json_object *p, UlpProcessStatus *s) {
+        struct json_object *o;
+
+        if (!json_object_object_get_ex(p, "shadow", &o) || !json_object_is_type(o, json_type_object))
+                return;
+        s->has_shadow = true;
+        s->shadow_refused = get_string(o, "error") != NULL;
+        s->shadow_variables = get_u64(o, "variables");
+        s->shadow_bytes = get_u64(o, "bytes");
+        s->shadow_mapped = get_u64(o, "mapped");
+}
+
 struct json_object *status_to_json(const UlpProcessStatus *s, size_t n) {
         struct json_object *o = json_object_new_object(), *procs = json_object_new_array();
 
@@ -291,6 +319,8 @@ struct json_object *status_to_json(const UlpProcessStatus *s, size_t n) {
                 for (size_t j = 0; patches && j < s[i].n_patches; j++)
                         json_object_array_add(patches, patch_status_to_json(&s[i].patches[j]));
                 add(p, "patches", patches);
+                if (s[i].has_shadow)
+                        add(p, "shadow", shadow_to_json(&s[i]));
                 json_object_array_add(procs, p);
         }
         add(o, "processes", procs);
@@ -387,6 +417,7 @@ int status_from_json(struct json_object *o, UlpProcessStatus **ret, size_t *ret_
                 copy_string(s[i].comm, sizeof(s[i].comm), get_string(p, "comm"));
                 s[i].trusted = get_bool(p, "trusted");
                 copy_string(s[i].problem, sizeof(s[i].problem), get_string(p, "error"));
+                shadow_from_json(p, &s[i]);
                 patches = get_array(p, "patches");
                 m = patches ? json_object_array_length(patches) : 0;
                 if (m == 0)

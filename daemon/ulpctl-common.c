@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -102,6 +103,14 @@ static void print_applied(const UlpPatchStatus *p) {
         printf(", applied %s by uid %u", when, (unsigned) p->applied_uid);
 }
 
+static void print_shadow_human(const UlpProcessStatus *s) {
+        if (s->shadow_refused)
+                printf("  shadow variables: counters refused (not those of ulp's runtime)\n");
+        else if (s->has_shadow)
+                printf("  shadow variables: %" PRIu64 " (%" PRIu64 " bytes; the runtime holds %" PRIu64 " KiB)\n",
+                       s->shadow_variables, s->shadow_bytes, s->shadow_mapped / 1024);
+}
+
 static void print_status_human(const Args *a, const UlpProcessStatus *s, size_t n) {
         if (n == 0 && a->n_pids)
                 printf("process %d carries no ulp state\n", a->pids[0]);
@@ -131,6 +140,7 @@ static void print_status_human(const Args *a, const UlpProcessStatus *s, size_t 
                                 printf("    straggler: thread %d (%s) in %s\n", p->stragglers[k].tid,
                                        p->stragglers[k].comm, p->stragglers[k].function);
                 }
+                print_shadow_human(&s[i]);
         }
 }
 

@@ -9,6 +9,7 @@
 #include "common/macro.h"
 #include "elf/maps.h"
 #include "patcher/control.h"
+#include "runtime/shadow-abi.h"
 #include "patcher/rsys.h"
 
 _Static_assert(sizeof(ControlHeader) == 4096, "control header is one page");
@@ -74,6 +75,27 @@ static bool in_patch(const ControlPatch *p, uint64_t addr) {
         return addr >= p->map_start && addr - p->map_start < p->map_size;
 }
 
+/* The shadow-variable runtime: none (all zero), or a mapping holding its entry points and
+ * its counters (docs/shadow.md). */
+static int validate_shadow(const ControlHeader *h, char *why, size_t why_len) {
+        const uint64_t base = h->shadow_base, size = h->shadow_size;
+        const uint64_t stats_size = sizeof(struct ulp_shadow_stats);
+        bool any = base || size || h->shadow_stats;
+
+        for (unsigned i = 0; i < CONTROL_SHADOW_ENTRIES; i++)
+                any |= h->shadow_entry[i] != 0;
+        if (!any)
+                return 0;
+        if (base == 0 || base % 4096 || size == 0 || size > (64u << 20) || !range_ok(base, size))
+                return WHY("the shadow-variable runtime is not a sane mapping");
+        for (unsigned i = 0; i < CONTROL_SHADOW_ENTRIES; i++)
+                if (h->shadow_entry[i] < base || h->shadow_entry[i] - base >= size)
+                        return WHY("shadow-variable entry %u is outside its runtime", i);
+        if (h->shadow_stats < base || h->shadow_stats - base > size - stats_size || h->shadow_stats % 8)
+                return WHY("the shadow-variable counters are outside their runtime");
+        return 0;
+}
+
 static int validate_header(const ControlHeader *h, uint64_t self, char *why, size_t why_len) {
         if (memcmp(h->magic, CONTROL_MAGIC, sizeof(h->magic)) != 0)
                 return WHY("bad magic");
@@ -104,7 +126,7 @@ static int validate_header(const ControlHeader *h, uint64_t self, char *why, siz
                 return WHY("transition flags without a transition");
         if ((h->callback_tid == 0) != (h->callback_frame == 0))
                 return WHY("a running callback without its thread or frame");
-        return 0;
+        return validate_shadow(h, why, why_len);
 }
 
 static int validate_areas(const ControlImage *img, char *why, size_t why_len) {

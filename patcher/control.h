@@ -34,6 +34,7 @@
 #define CONTROL_AREA_SIZE (1u << 20)
 #define CONTROL_MAX_STRAGGLERS 32
 #define CONTROL_MAX_LATE 4    /* objects of a patch not loaded yet */
+#define CONTROL_SHADOW_ENTRIES 5 /* ULP_SHADOW_N_ENTRIES (runtime/shadow-abi.h) */
 
 /* Patch states in the control block. */
 enum {
@@ -110,7 +111,14 @@ typedef struct ControlHeader {
         int32_t callback_tid;
         uint32_t pad3;
         uint64_t callback_frame;
-        uint8_t reserved[4096 - 168];
+        /* The shadow-variable runtime (docs/shadow.md): mapped once, when a patch first
+         * refers to ulp_shadow_*, and never unmapped; all zero until then. Its entry
+         * points in the order of ULP_SHADOW_ENTRY_NAMES, and its counters. */
+        uint64_t shadow_base;
+        uint64_t shadow_size;
+        uint64_t shadow_entry[CONTROL_SHADOW_ENTRIES];
+        uint64_t shadow_stats;
+        uint8_t reserved[4096 - 232];
 } ControlHeader;
 
 typedef struct ControlArea {

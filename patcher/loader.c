@@ -16,6 +16,7 @@
 #include "patcher/nearmem.h"
 #include "patcher/rsys.h"
 #include "patcher/symcache.h"
+#include "runtime/shadow-abi.h"
 #include "ulp/patch.h"
 
 #define PAGE 4096ULL
@@ -248,6 +249,28 @@ int loader_unmap(Target *t, Thread *th, uint64_t start, uint64_t size) {
         return rsys_munmap(t, th, start, size);
 }
 
+/* ulp_shadow_* binds to the process's one shadow-variable runtime, whatever the target
+ * exports under that name (docs/shadow.md). */
+static int shadow_symbol(SymResolver *res, const char *name, bool linking, uint64_t *ret, char *err,
+                         size_t errlen) {
+        static const char *const names[] = { ULP_SHADOW_ENTRY_NAMES };
+
+        for (size_t i = 0; i < ELEMENTSOF(names); i++) {
+                if (strcmp(name, names[i]) != 0)
+                        continue;
+                res->wants_shadow = true;
+                if (res->shadow)
+                        *ret = res->shadow[i];
+                else if (linking)
+                        return fail(err, errlen, -ENOENT, "symbol %s: the shadow-variable runtime is not "
+                                    "loaded", name);
+                else
+                        *ret = 0;
+                return 0;
+        }
+        return fail(err, errlen, -ENOENT, "undefined symbol %s is not part of ulp's shadow-variable API", name);
+}
+
 /* The value a dynamic relocation's symbol stands for. */
 static int reloc_symbol(Target *t, Elf *e, GElf_Shdr *rsh, uint32_t symidx, SymResolver *res,
                         const LoadedPatch *lp, uint64_t *ret, char *err, size_t errlen) {
@@ -272,6 +295,8 @@ static int reloc_symbol(Target *t, Elf *e, GElf_Shdr *rsh, uint32_t symidx, SymR
                 *ret = sym.st_value + (lp ? lp->bias : 0);
                 return 0;
         }
+        if (strncmp(name, "ulp_shadow_", strlen("ulp_shadow_")) == 0)
+                return shadow_symbol(res, name, lp != NULL, ret, err, errlen);
         r = resolver_lookup_exported(t, res, name, ret);
         if (r == -ENOTSUP)
                 return fail(err, errlen, r, "symbol %s is an IFUNC in the target and no loaded object's GOT "

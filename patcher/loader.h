@@ -36,6 +36,11 @@ typedef struct LoadedPatch {
 typedef struct SymResolver {
         const ModuleList *mods;
         SymTab **symtabs;        /* one per module, same index; opened lazily */
+        /* The shadow-variable runtime's entry points (ULP_SHADOW_ENTRY_NAMES) that the
+         * patch's ulp_shadow_* symbols bind to; NULL while the process has none: a dry
+         * run then notes in wants_shadow that the patch needs it (docs/shadow.md). */
+        const uint64_t *shadow;
+        bool wants_shadow;
 } SymResolver;
 
 int resolver_symtab(SymResolver *res, size_t idx, SymTab **ret);

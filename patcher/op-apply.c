@@ -9,6 +9,7 @@
 #include "elf/patchfile.h"
 #include "patcher/nearmem.h"
 #include "patcher/op.h"
+#include "patcher/shadow.h"
 #include "patcher/x86_64/insn.h"
 #include "patcher/x86_64/relocate.h"
 
@@ -184,6 +185,27 @@ static int resolve_all(UlpOp *op, const PatchMeta *meta, Resolved *res) {
         return 0;
 }
 
+/* Callbacks of an object the process has not loaded run when it loads it (op-late.c,
+ * the kernel's klp_module_coming): the object must be one whose functions wait for it,
+ * and, as a patch record keeps one set of callbacks, they must be the patch's only ones. */
+static int check_callbacks(UlpOp *op, const PatchMeta *meta, const Resolved *res) {
+        for (size_t i = 0; i < meta->n_callbacks; i++) {
+                const char *obj = meta->callbacks[i].object;
+                bool waits = false;
+                if (modules_find_object(&op->mods, obj))
+                        continue;
+                for (size_t j = 0; j < meta->n_funcs; j++)
+                        waits |= !res[j].mod && strcmp(meta->funcs[j].object, obj) == 0;
+                if (!waits)
+                        return op_fail(op, -ENOENT, "object %s of the callbacks is not loaded, and the patch "
+                                       "replaces none of its functions", obj[0] ? obj : "(main)");
+                if (meta->n_callbacks > 1)
+                        return op_fail(op, -ENOTSUP, "the callbacks of %s, which process %d has not loaded, "
+                                       "must be the patch's only ones", obj, op->t->pid);
+        }
+        return 0;
+}
+
 /* Everything that can be refused is refused here, before the target is written to. */
 static int validate(UlpOp *op, const PatchMeta *meta, int patch_fd, Resolved *res) {
         char err[256] = "";
@@ -211,9 +233,9 @@ static int validate(UlpOp *op, const PatchMeta *meta, int patch_fd, Resolved *re
         r = check_duplicates(op, meta, res);
         if (r < 0)
                 return r;
-        for (size_t i = 0; i < meta->n_callbacks; i++)
-                if (!modules_find_object(&op->mods, meta->callbacks[i].object))
-                        return op_fail(op, -ENOENT, "object %s of the callbacks is not loaded", meta->callbacks[i].object);
+        r = check_callbacks(op, meta, res);
+        if (r < 0)
+                return r;
         r = loader_link(op->t, patch_fd, meta, &op->res, NULL, err, sizeof(err));
         if (r < 0)
                 return op_fail(op, r, "%s", err);
@@ -292,6 +314,9 @@ static ControlPatch *new_patch_record(UlpOp *op, const PatchMeta *meta, const Lo
         memcpy(p->build_id, meta->build_id, p->build_id_len);
         for (size_t i = 0; i < meta->n_callbacks; i++) {
                 const PatchCallbacks *cb = &meta->callbacks[i];
+                /* Those of an object not loaded yet: recorded when it is (op-late.c). */
+                if (!modules_find_object(&op->mods, cb->object))
+                        continue;
                 uint64_t v[CP_CB_MAX] = {
                         [CP_CB_PRE_PATCH] = cb->pre_patch, [CP_CB_POST_PATCH] = cb->post_patch,
                         [CP_CB_PRE_UNPATCH] = cb->pre_unpatch, [CP_CB_POST_UNPATCH] = cb->post_unpatch,
@@ -423,6 +448,11 @@ static int load_patch(UlpOp *op, Thread *th, const PatchMeta *meta, int patch_fd
         near = res;
         while (!near->mod)
                 near++;
+        if (op->res.wants_shadow) {
+                r = shadow_ensure(op->t, th, &op->c, &op->res, near->mod->start, near->mod->end, err, sizeof(err));
+                if (r < 0)
+                        return op_fail(op, r, "%s", err);
+        }
         r = loader_map(op->t, th, patch_fd, meta->name, near->mod->start, near->mod->end, &lp, err, sizeof(err));
         if (r < 0)
                 return op_fail(op, r, "%s", err);

@@ -157,6 +157,57 @@ static int resolve_object(UlpOp *op, const PatchMeta *meta, const ControlPatch *
         return 0;
 }
 
+/* The callbacks meta has for object, or NULL. */
+static const PatchCallbacks *object_callbacks(const PatchMeta *meta, const char *object) {
+        for (size_t i = 0; i < meta->n_callbacks; i++)
+                if (strcmp(meta->callbacks[i].object, object) == 0)
+                        return &meta->callbacks[i];
+        return NULL;
+}
+
+/* klp_module_coming's pre_patch: 0 to go on; a refusal leaves the object unpatched for
+ * good (the process has loaded it anyway) and is the operation's failure. */
+static int late_pre_patch(UlpOp *op, unsigned idx, unsigned k, const PatchCallbacks *cb) {
+        ControlPatch *p = &op->c.img->patches[idx];
+        char object[sizeof(p->late[0])];
+        int ret = 0, r;
+
+        if (!cb || !cb->pre_patch)
+                return 0;
+        op->patch = (int)idx;
+        r = op_run_callback(op, cb->pre_patch + p->bias, &ret);
+        if (r < 0 || ret == 0)
+                return r;
+        snprintf(object, sizeof(object), "%s", p->late[k]);
+        p->late[k][0] = 0;
+        r = control_write_patch(op->t, &op->c, idx);
+        if (r < 0)
+                return op_fail(op, r, "cannot update the control block: %s", strerror(-r));
+        return op_fail(op, -ECANCELED, "the pre-patch callback of %s (patch %s) refused (returned %d): its "
+                       "functions stay unpatched in process %d", object, p->name, ret, op->t->pid);
+}
+
+/* Once the object's functions are patched: its unpatch callbacks are the patch's from now
+ * on (a revert runs them), then its post_patch runs. */
+static int late_post_patch(UlpOp *op, unsigned idx, const PatchCallbacks *cb) {
+        ControlPatch *p = &op->c.img->patches[idx];
+        const uint64_t v[CP_CB_MAX] = { cb->pre_patch, cb->post_patch, cb->pre_unpatch, cb->post_unpatch };
+        int ret, r;
+
+        for (int i = 0; i < CP_CB_MAX; i++)
+                p->callbacks[i] = v[i] ? v[i] + p->bias : 0;
+        r = control_write_patch(op->t, &op->c, idx);
+        if (r < 0)
+                return op_fail(op, r, "cannot update the control block: %s", strerror(-r));
+        if (!p->callbacks[CP_CB_POST_PATCH])
+                return 0;
+        op->patch = (int)idx;
+        r = op_run_callback(op, p->callbacks[CP_CB_POST_PATCH], &ret);
+        if (r < 0)
+                op_warn(op, "post callback failed to run: %s", op->report->message);
+        return 0;
+}
+
 /* Patches the functions of the now loaded object late[k] of patch idx. */
 static int patch_object(UlpOp *op, unsigned idx, unsigned k) {
         ControlPatch *p = &op->c.img->patches[idx];
@@ -176,9 +227,12 @@ static int patch_object(UlpOp *op, unsigned idx, unsigned k) {
         r = patchmeta_read(fd, p->name, &meta, err, sizeof(err));
         if (r < 0)
                 return op_fail(op, r, "patch %s in process %d: %s", p->name, op->t->pid, err[0] ? err : strerror(-r));
+        const PatchCallbacks *cb = object_callbacks(meta, p->late[k]);
         res = calloc(meta->n_funcs, sizeof(*res));
         pfs = calloc(meta->n_funcs, sizeof(*pfs));
         r = res && pfs ? resolve_object(op, meta, p, p->late[k], res, pfs, &n) : -ENOMEM;
+        if (r >= 0)
+                r = late_pre_patch(op, idx, k, cb);
         if (r >= 0)
                 r = symtab_open_fd(fd, &patch_st);
         if (r >= 0)
@@ -197,6 +251,8 @@ static int patch_object(UlpOp *op, unsigned idx, unsigned k) {
                 p->late[k][0] = 0;
                 r = switch_entries(op, at, n);
         }
+        if (r >= 0 && cb)
+                r = late_post_patch(op, idx, cb);
         symtab_free(patch_st);
         free(pfs);
         free(res);

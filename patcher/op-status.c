@@ -10,6 +10,7 @@
 
 #include "common/macro.h"
 #include "patcher/op.h"
+#include "patcher/shadow.h"
 
 static void status_funcs(const ControlImage *img, const ControlPatch *p, UlpPatchStatus *ps) {
         ps->funcs = calloc(p->n_funcs ? p->n_funcs : 1, sizeof(UlpFuncStatus));
@@ -70,6 +71,20 @@ int op_status_convert(const ControlImage *img, UlpProcessStatus *ret) {
         return 0;
 }
 
+/* The shadow-variable runtime's counters, informational (docs/shadow.md). */
+static void status_shadow(UlpOp *op, UlpProcessStatus *ret) {
+        ShadowStats st;
+        int r = shadow_read_stats(op->t, op->c.img, &st);
+
+        ret->has_shadow = r != -ENOENT;
+        ret->shadow_refused = r < 0 && r != -ENOENT;
+        if (r >= 0) {
+                ret->shadow_variables = st.variables;
+                ret->shadow_bytes = st.bytes;
+                ret->shadow_mapped = st.mapped;
+        }
+}
+
 /* Opens the target for reading only: no module list, no symbols. */
 static int open_for_status(UlpOp *op, pid_t pid) {
         uint64_t addr;
@@ -110,6 +125,7 @@ int ulp_status(pid_t pid, UlpProcessStatus *ret, UlpReport *report) {
                 if (op->c.img->hdr.transition_patch < 0 || control_read_stragglers(op->t, &op->c) < 0)
                         op->c.img->stragglers.n = 0;
                 r = op_status_convert(op->c.img, ret);
+                status_shadow(op, ret);
         }
         ulp_op_free(op);
         return r;

@@ -2,12 +2,14 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/errfmt.h"
 #include "common/macro.h"
 #include "patcher/nearmem.h"
 #include "patcher/op.h"
 #include "patcher/procmem.h"
+#include "patcher/shadow.h"
 #include "patcher/symcache.h"
 #include "patcher/x86_64/stub.h"
 
@@ -263,6 +265,25 @@ static int op_call_return_code(UlpOp *op, Thread *th, uint64_t near, uint64_t *r
         return 0;
 }
 
+/* A thread for a callback: never one stopped inside the shadow-variable runtime, which
+ * may hold its writers' lock that the callback would wait for (docs/shadow.md). Such a
+ * thread is let go on, and taken again once out, within the borrow's time. */
+static int borrow_for_callback(UlpOp *op, Thread **ret) {
+        uint64_t until = op_now_ns() + (uint64_t)OP_BORROW_MS * 1000000ULL;
+
+        for (;;) {
+                int r = op_borrow(op, ret);
+                if (r < 0 || !shadow_has_thread(op->c.img, *ret))
+                        return r;
+                pid_t tid = (*ret)->tid;
+                (void)target_resume_thread(op->t, *ret);
+                if (op_now_ns() >= until)
+                        return op_fail(op, -EBUSY, "thread %d of process %d stays inside the shadow-variable "
+                                       "runtime: no callback runs on it", tid, op->t->pid);
+                (void)usleep(1000);
+        }
+}
+
 int op_run_callback(UlpOp *op, uint64_t addr, int *ret) {
         const long args[6] = {};
         uint64_t rax = 0, return_code = 0;
@@ -272,7 +293,7 @@ int op_run_callback(UlpOp *op, uint64_t addr, int *ret) {
         r = op_callback_reclaim(op, true);
         if (r < 0)
                 return r;
-        r = op_borrow(op, &th);
+        r = borrow_for_callback(op, &th);
         if (r < 0)
                 return r;
         r = op_call_return_code(op, th, addr, &return_code);

@@ -207,6 +207,13 @@ typedef struct UlpProcessStatus {
         char problem[200];       /* non-empty: the block was refused (malformed, busy) */
         UlpPatchStatus *patches;
         size_t n_patches;
+        /* Shadow variables (include/ulp/shadow.h): whether the process has ulp's runtime for
+         * them, its counters, or shadow_refused when they do not check out. */
+        bool has_shadow;
+        bool shadow_refused;
+        uint64_t shadow_variables;
+        uint64_t shadow_bytes;   /* the sizes the patches asked for */
+        uint64_t shadow_mapped;  /* the memory the runtime holds for them */
 } UlpProcessStatus;
 
 /* Whether the process carries the patch called name (patched, or in its transition). */

@@ -44,7 +44,10 @@
  * Callbacks run inside the target, on one borrowed thread, with all signals
  * blocked: int pre_patch(void) and int pre_unpatch(void) return 0 to go on, or
  * non-zero to cancel; void post_patch(void) and void post_unpatch(void) run
- * after the transition completed. Any of them may be NULL.
+ * after the transition completed. Any of them may be NULL. The callbacks of a library
+ * the process loads after the patch run when ulpd patches it: pre_patch before its
+ * functions (non-zero leaves them unpatched), post_patch after; the unpatch callbacks at
+ * the revert (docs/late-callbacks.md).
  *
  * ulp-build (a patch made from a source diff) adds one more kind of record,
  * ulp_rels: a field of the patch's code or data that ulp fills with the address of a
