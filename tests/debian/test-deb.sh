@@ -18,20 +18,8 @@ multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH)
 start=${EPOCHREALTIME/./}
 took() { echo "$(( (${EPOCHREALTIME/./} - start) / 1000000 )) s"; }
 
-# ---- a scratch copy of the tree: what git tracks (and what is new), never a build -------
-src=$WORK/src/ulp
-mkdir -p "$src"
-if git -C "$ULP_SOURCE_ROOT" rev-parse --git-dir >/dev/null 2>&1; then
-	(cd "$ULP_SOURCE_ROOT" && git ls-files -z -co --exclude-standard | xargs -0 cp --parents -t "$src") ||
-		fail "cannot copy the source tree"
-else
-	tar -C "$ULP_SOURCE_ROOT" --exclude='./build*' --exclude='./obj-*' --exclude='./.git' -c . |
-		tar -C "$src" -x || fail "cannot copy the source tree"
-fi
-[ -x "$src/debian/rules" ] || fail "no debian/rules in the copy"
-
-(cd "$src" && nice dpkg-buildpackage -b -us -uc) >"$WORK/build.log" 2>&1 ||
-	{ tail -n 40 "$WORK/build.log"; fail "dpkg-buildpackage -b -us -uc failed"; }
+# ---- built from a scratch copy of the tree ------------------------------------------------
+"$(dirname "${BASH_SOURCE[0]}")/build-deb.sh" "$ULP_SOURCE_ROOT" "$WORK/src" || fail "the packages do not build"
 ok "dpkg-buildpackage -b -us -uc built $(cd "$WORK/src" && ls -- *.deb | tr '\n' ' ')in $(took)"
 
 # ---- what each package holds ---------------------------------------------------------------
