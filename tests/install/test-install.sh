@@ -142,6 +142,7 @@ for m in $modes; do
 	expect_completion "$m" "ulpctl revert -p $VPID " "fix-fee-pc"
 	expect_completion "$m" "ulpctl --direct revert -p $VPID fix" "fix-fee-pc"
 	expect_completion "$m" "ulpctl apply -p $VPID $WORK/patches/" "$WORK/patches/fix.so"
+	complete_line "ulpctl status -p $VPID" "$m" | grep -qx "$VPID" || fail "completing -p $VPID ($m) does not offer it"
 done
 ok "bash completion ($modes): verbs, options, patch files, the patch names of -p $VPID (through ulpd and --direct)"
 
