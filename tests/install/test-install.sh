@@ -45,8 +45,10 @@ socket=$(find "$dest" -path '*/systemd/system/ulpd.socket')
 exec_start=$(sed -n 's/^ExecStart=//p' "$service")
 [ "$exec_start" = "$libexecdir/ulpd" ] || fail "ulpd.service runs '$exec_start', meson installed $libexecdir/ulpd"
 grep -qx 'Documentation=man:ulpd(8)' "$socket" || fail "ulpd.socket has no Documentation=man:ulpd(8)"
-# Nothing installed outside the prefix but the units (systemd reads no other place).
-stray=$(cd "$dest" && find . -type f | sed 's/^\.//' | grep -v "^$PREFIX/" | grep -v '/systemd/system/ulpd\.s')
+# Nothing installed outside the prefix; the units too when the prefix is not /usr
+# (systemd reads /usr/local/lib/systemd/system).
+stray=$(cd "$dest" && find . -type f | sed 's/^\.//' | grep -v "^$PREFIX/")
+[ "$PREFIX" = /usr ] && stray=$(echo "$stray" | grep -v '^/lib/systemd/system/ulpd\.s')
 [ -z "$stray" ] || fail "installed outside $PREFIX: $stray"
 ok "layout: ulpctl in ${bindir#"$dest"}, ulpd in $libexecdir (the unit's ExecStart), units, headers, ulp.pc, man pages, completion"
 
