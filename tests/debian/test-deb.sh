@@ -44,7 +44,10 @@ expect_files "$deb" /usr/bin/ulpctl /usr/libexec/ulpd "/usr/lib/$multiarch/ulp/u
 	/usr/share/man/man1/ulpctl.1.gz /usr/share/man/man8/ulpd.8.gz \
 	/usr/share/bash-completion/completions/ulpctl \
 	/usr/share/doc/ulp/changelog.gz /usr/share/doc/ulp/copyright
-expect_files "$dev" /usr/include/ulp/patch.h /usr/include/ulp/libulp.h \
+# Every public header of the tree (include/ulp/*.h).
+headers=$(cd "$ULP_SOURCE_ROOT/include" && ls ulp/*.h | sed 's|^|/usr/include/|')
+# shellcheck disable=SC2086 # one path a word
+expect_files "$dev" $headers \
 	"/usr/lib/$multiarch/pkgconfig/ulp.pc" /usr/share/man/man7/ulp-patch.7.gz \
 	/usr/share/doc/ulp-dev/changelog.gz /usr/share/doc/ulp-dev/copyright
 ok "dpkg-deb -c: ulp and ulp-dev hold exactly the files they should"

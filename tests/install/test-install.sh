@@ -9,7 +9,7 @@
 # relative to itself), and the completion, sourced into bash, completes verbs, options
 # and the names of the patches a -p process carries.
 #
-# Environment (tests/install/meson.build): ULP_BUILD_ROOT, BANK, PREFIX, BINDIR, LIBDIR,
+# Environment (tests/install/meson.build): ULP_BUILD_ROOT, ULP_SOURCE_ROOT, BANK, PREFIX, BINDIR, LIBDIR,
 # LIBEXECDIR, INCLUDEDIR, MANDIR, DATADIR (as configured; the last five relative to
 # PREFIX or absolute).
 set -u
@@ -34,7 +34,10 @@ meson install -C "$ULP_BUILD_ROOT" --destdir "$dest" --no-rebuild >"$WORK/instal
 for f in "$bindir/ulpctl" "$dest$libexecdir/ulpd"; do
 	[ -x "$f" ] || fail "not installed: ${f#"$dest"}"
 done
-for f in "$libdir/ulp/ulpctl-direct.so" "$includedir/ulp/patch.h" "$includedir/ulp/libulp.h" \
+for h in "$ULP_SOURCE_ROOT"/include/ulp/*.h; do
+	[ -f "$includedir/ulp/${h##*/}" ] || fail "not installed: the public header ulp/${h##*/}"
+done
+for f in "$libdir/ulp/ulpctl-direct.so" \
 	"$libdir/pkgconfig/ulp.pc" "$mandir/man1/ulpctl.1" "$mandir/man8/ulpd.8" \
 	"$mandir/man7/ulp-patch.7" "$datadir/bash-completion/completions/ulpctl"; do
 	[ -f "$f" ] || fail "not installed: ${f#"$dest"}"
