@@ -7,6 +7,8 @@ pkgs=(gcc binutils pkg-config meson ninja-build libelf-dev libdw-dev libcapstone
       libsystemd-dev libjson-c-dev systemd util-linux procps gnuplot-nox python3
       systemd-container debootstrap
       python3-jsonschema python3-prometheus-client
+      mandoc man-db bash-completion
+      debhelper dpkg-dev fakeroot lintian
       clang libclang-rt-14-dev g++
       libc6-dev
       make patch)
