@@ -61,6 +61,8 @@ typedef struct Target {
         /* Added by the ptrace layer: */
         int stop_timeout_ms;     /* how long a thread may take to stop; 0 = TARGET_STOP_TIMEOUT_MS */
         uint64_t restorer;       /* address of an rt_sigreturn restorer in the target, 0 unknown */
+        int8_t sync_core;        /* membarrier SYNC_CORE registered in it: 1, unsupported: -1,
+                                  * 0 not known yet (trapguard.c) */
         /* The image binding (target-image.c, target_bind_image()): */
         bool image_bound;        /* every stop proves the image is still the one bound */
         bool image_changed;      /* an exec was seen: no stop, no write is done any more */

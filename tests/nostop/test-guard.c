@@ -1,0 +1,225 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The int3 window's guards (patcher/trapguard.h) on real processes: victim-guard
+ * reports what it observed in a shared memfd. Each case: test-guard CASE.
+ */
+#include <fcntl.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#include "common/macro.h"
+#include "patcher/target.h"
+#include "patcher/trapguard.h"
+#include "test.h"
+#include "victim-shared.h"
+
+TEST_MAIN()
+
+typedef struct Victim {
+        pid_t pid;
+        GuardShared *sh;
+} Victim;
+
+static pid_t child = -1;
+
+static void kill_child(void) {
+        if (child > 0)
+                kill(child, SIGKILL);
+        while (waitpid(-1, NULL, __WALL) > 0 || errno == EINTR)
+                ;
+}
+
+static uint64_t now_ns(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static void sleep_ms(long ms) {
+        struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+                ;
+}
+
+#define WAIT_UNTIL(cond, ms) ({ \
+                uint64_t _end = now_ns() + (uint64_t)(ms) * 1000000ULL; \
+                bool _ok; \
+                while (!(_ok = (cond)) && now_ns() < _end) \
+                        sleep_ms(1); \
+                _ok; \
+        })
+
+static void victim_start(Victim *v, const char *mode) {
+        int fd = memfd_create("guard-shared", 0);
+        char fds[16];
+
+        ASSERT_TRUE(fd >= 0);
+        ASSERT_OK(ftruncate(fd, sizeof(GuardShared)));
+        v->sh = mmap(NULL, sizeof(GuardShared), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        ASSERT_TRUE(v->sh != MAP_FAILED);
+        atexit(kill_child);
+        child = v->pid = fork();
+        ASSERT_TRUE(v->pid >= 0);
+        if (v->pid == 0) {
+                prctl(PR_SET_PDEATHSIG, SIGKILL);
+                snprintf(fds, sizeof(fds), "%d", fd);
+                setenv("ASAN_OPTIONS", "detect_leaks=0", 1);
+                execl(VICTIM_PATH, "victim-guard", mode, fds, (char *)NULL);
+                _exit(127);
+        }
+        close(fd);
+        ASSERT_TRUE(WAIT_UNTIL(v->sh->ready, 5000));
+}
+
+static uint64_t sum(Victim *v, int k) {
+        uint64_t s = 0;
+        for (int i = 0; i < GUARD_CALLERS; i++)
+                s += v->sh->calls[i][k];
+        return s;
+}
+
+/* True when the victim is still running (not dead, not a zombie). */
+static bool alive(Victim *v) {
+        return waitpid(v->pid, NULL, WNOHANG | __WALL) == 0;
+}
+
+/* A fresh r-x page in the victim for the guard block, as ulp's code areas are. */
+static uint64_t map_block(Target *t, Thread *th) {
+        const long args[6] = { 0, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0 };
+        long ret = -1;
+        ASSERT_OK(target_syscall(t, th, SYS_mmap, args, &ret));
+        ASSERT_TRUE(ret > 0);
+        return (uint64_t)ret;
+}
+
+static Target *attach(Victim *v, Thread **th) {
+        Target *t = NULL;
+        ASSERT_OK(target_open(v->pid, &t));
+        ASSERT_OK(target_stop_any(t, 2000, th));
+        return t;
+}
+
+/* The int3 in place with the patcher gone: every call that runs into it lands in
+ * other(), the program's own traps still reach its own handler, nothing dies; then a
+ * new patcher finds the window open and closes it, and the program's disposition is
+ * back. */
+TEST(survives_patcher_gone) {
+        Victim v;
+        Thread *th;
+        Target *t;
+        uint64_t block, found = 0, c1, c2, own;
+        uint8_t int3 = 0xcc, orig = 0xb8;
+        int r;
+
+        victim_start(&v, "own");
+        ASSERT_TRUE(WAIT_UNTIL(v.sh->own_traps > 0 && v.sh->handler_now == v.sh->own_handler_addr, 5000));
+        t = attach(&v, &th);
+        block = map_block(t, th);
+        TrapGuardEntry e = { v.sh->guarded_addr, v.sh->other_addr };
+        ASSERT_OK(trapguard_install(t, th, block, &e, 1));
+        r = trapguard_sync_cores(t, th);
+        if (r == -EOPNOTSUPP)
+                fprintf(stderr, "  note: no membarrier SYNC_CORE on this kernel\n");
+        else
+                ASSERT_OK(r);
+        ASSERT_OK(target_write(t, v.sh->guarded_addr, &int3, 1));
+        /* The patcher goes away: no tracer is left. */
+        target_free(t);
+        c2 = sum(&v, 1);
+        own = v.sh->own_traps;
+        ASSERT_TRUE(WAIT_UNTIL(sum(&v, 1) > c2 + 1000 && v.sh->own_traps > own + 5, 10000));
+        ASSERT_TRUE(alive(&v));
+        ASSERT_EQ(sum(&v, 2), 0);
+        ASSERT_EQ(v.sh->own_trap_bad, 0);
+        ASSERT_EQ_U64(v.sh->handler_now, block);
+
+        /* A new patcher finds the window open, closes it. */
+        t = attach(&v, &th);
+        ASSERT_OK(trapguard_find_open(t, th, &found));
+        ASSERT_EQ_U64(found, block);
+        ASSERT_OK(target_write(t, v.sh->guarded_addr, &orig, 1));
+        r = trapguard_sync_cores(t, th);
+        ASSERT_TRUE(r == 0 || r == -EOPNOTSUPP);
+        ASSERT_OK(trapguard_remove(t, th, block, 5000));
+        ASSERT_OK(trapguard_find_open(t, th, &found));
+        ASSERT_EQ_U64(found, 0);
+        target_free(t);
+        ASSERT_TRUE(WAIT_UNTIL(v.sh->handler_now == v.sh->own_handler_addr, 5000));
+        c1 = sum(&v, 0);
+        c2 = sum(&v, 1);
+        own = v.sh->own_traps;
+        ASSERT_TRUE(WAIT_UNTIL(sum(&v, 0) > c1 + 1000 && v.sh->own_traps > own + 5, 10000));
+        ASSERT_EQ(sum(&v, 1), c2);
+        ASSERT_EQ(sum(&v, 2), 0);
+        ASSERT_EQ(v.sh->own_trap_bad, 0);
+        ASSERT_TRUE(alive(&v));
+}
+
+/* A second window over one left open keeps the program's disposition, not the dead
+ * window's handler. */
+TEST(install_over_open_window) {
+        Victim v;
+        Thread *th;
+        Target *t;
+        uint64_t b1, b2;
+
+        victim_start(&v, "own");
+        ASSERT_TRUE(WAIT_UNTIL(v.sh->handler_now == v.sh->own_handler_addr, 5000));
+        t = attach(&v, &th);
+        b1 = map_block(t, th);
+        b2 = map_block(t, th);
+        TrapGuardEntry e = { v.sh->guarded_addr, v.sh->other_addr };
+        ASSERT_OK(trapguard_install(t, th, b1, &e, 1));
+        ASSERT_OK(trapguard_install(t, th, b2, &e, 1));
+        ASSERT_OK(trapguard_remove(t, th, b2, 5000));
+        target_free(t);
+        ASSERT_TRUE(WAIT_UNTIL(v.sh->handler_now == v.sh->own_handler_addr, 5000));
+        ASSERT_TRUE(alive(&v));
+}
+
+/* A trap that is not the window's, under the default disposition: the process dies of
+ * it, as it would have without the guard. */
+TEST(default_disposition_chained) {
+        Victim v;
+        Thread *th;
+        Target *t;
+        uint64_t block;
+        int status = 0;
+
+        victim_start(&v, "dfl");
+        t = attach(&v, &th);
+        block = map_block(t, th);
+        TrapGuardEntry e = { v.sh->guarded_addr, v.sh->other_addr };
+        ASSERT_OK(trapguard_install(t, th, block, &e, 1));
+        target_free(t);
+        ASSERT_TRUE(WAIT_UNTIL(v.sh->handler_now == block, 5000));
+        v.sh->raise_trap = 1;
+        ASSERT_TRUE(WAIT_UNTIL(waitpid(v.pid, &status, WNOHANG | __WALL) == v.pid, 5000));
+        child = -1;
+        ASSERT_TRUE(WIFSIGNALED(status));
+        ASSERT_EQ(WTERMSIG(status), SIGTRAP);
+}
+
+/* A thread that blocks SIGTRAP would have the kernel reset the disposition at its trap:
+ * no window is opened. */
+TEST(blocked_sigtrap_refused) {
+        Victim v;
+        Thread *th;
+        Target *t;
+        uint64_t block, found = 1;
+
+        victim_start(&v, "block");
+        t = attach(&v, &th);
+        block = map_block(t, th);
+        TrapGuardEntry e = { v.sh->guarded_addr, v.sh->other_addr };
+        ASSERT_ERR(trapguard_install(t, th, block, &e, 1), -EBUSY);
+        ASSERT_OK(trapguard_find_open(t, th, &found));
+        ASSERT_EQ_U64(found, 0);
+        target_free(t);
+        ASSERT_TRUE(alive(&v));
+}
