@@ -14,7 +14,9 @@
 
 #include "common/macro.h"
 #include "patcher/target.h"
+#include "patcher/entry-bp.h"
 #include "patcher/trapguard.h"
+#include "patcher/x86_64/relocate.h"
 #include "test.h"
 #include "victim-shared.h"
 
@@ -135,6 +137,7 @@ TEST(survives_patcher_gone) {
         ASSERT_TRUE(WAIT_UNTIL(sum(&v, 1) > c2 + 1000 && v.sh->own_traps > own + 5, 10000));
         ASSERT_TRUE(alive(&v));
         ASSERT_EQ(sum(&v, 2), 0);
+        ASSERT_EQ(sum(&v, 3), 0);
         ASSERT_EQ(v.sh->own_trap_bad, 0);
         ASSERT_EQ_U64(v.sh->handler_now, block);
 
@@ -156,6 +159,7 @@ TEST(survives_patcher_gone) {
         ASSERT_TRUE(WAIT_UNTIL(sum(&v, 0) > c1 + 1000 && v.sh->own_traps > own + 5, 10000));
         ASSERT_EQ(sum(&v, 1), c2);
         ASSERT_EQ(sum(&v, 2), 0);
+        ASSERT_EQ(sum(&v, 3), 0);
         ASSERT_EQ(v.sh->own_trap_bad, 0);
         ASSERT_TRUE(alive(&v));
 }
@@ -222,4 +226,135 @@ TEST(blocked_sigtrap_refused) {
         ASSERT_EQ_U64(found, 0);
         target_free(t);
         ASSERT_TRUE(alive(&v));
+}
+
+/* ---- entry writes while the threads run (patcher/entry-bp.h) ---- */
+
+typedef struct Hot {
+        EntryWrite apply, revert;
+        Relocation rel;
+} Hot;
+
+/* The writes of tiny()'s entry: the jump to tiny_new() (a thread that runs into the
+ * int3 meanwhile goes to tiny_trapped(), which the victim tells apart), and back to the
+ * original bytes (the int3 leads into the relocated copy: the original's behaviour). */
+static void hot_prepare(Victim *v, Target *t, Hot *h) {
+        uint8_t code[64];
+        char err[128] = "";
+
+        ASSERT_TRUE(v->sh->tiny_size <= sizeof(code));
+        ASSERT_OK(target_read(t, v->sh->tiny_addr, code, v->sh->tiny_size));
+        ASSERT_OK(relocate_entry(code, v->sh->tiny_size, v->sh->tiny_addr, v->sh->copy_area, &h->rel,
+                                 err, sizeof(err)));
+        ASSERT_EQ(h->rel.entry_offset, 0);
+        ASSERT_EQ(h->rel.displaced_len, 5);
+        ASSERT_EQ(h->rel.n_insns, 3);
+        ASSERT_OK(target_write(t, v->sh->copy_area, h->rel.code, h->rel.code_len));
+        h->apply = (EntryWrite) { .at = v->sh->tiny_addr, .len = 5, .trap_dest = v->sh->tiny_trapped_addr,
+                                  .map = &h->rel, .copy = v->sh->copy_area };
+        memcpy(h->apply.cur, code, 5);
+        ASSERT_EQ(encode_entry_jump(h->apply.want, 5, v->sh->tiny_addr, v->sh->tiny_new_addr), 5);
+        h->revert = (EntryWrite) { .at = v->sh->tiny_addr, .len = 5, .trap_dest = v->sh->copy_area };
+        memcpy(h->revert.cur, h->apply.want, 5);
+        memcpy(h->revert.want, code, 5);
+}
+
+/* Eight threads call an 11-byte function in a tight loop while its entry is rewritten
+ * back and forth without stopping every thread: threads found strictly inside the
+ * displaced bytes are moved into the copy, threads running into the int3 land where it
+ * says; every call returns what one of the three functions returns, the victim lives,
+ * and no moment had every thread stopped. */
+TEST(hot_tiny) {
+        Victim v;
+        Target *t;
+        Hot h;
+        EntryBpResult res;
+        unsigned moved = 0, cycles = 0;
+
+        victim_start(&v, "hot");
+        ASSERT_OK(target_open(v.pid, &t));
+        hot_prepare(&v, t, &h);
+        while (cycles < 20 || ((moved == 0 || sum(&v, 2) == 0) && cycles < 300)) {
+                uint64_t c;
+                cycles++;
+                c = sum(&v, 1);
+                ASSERT_OK(entry_write_bp(t, v.sh->guard_area, &h.apply, 1, &res));
+                moved += res.moved;
+                ASSERT_TRUE(res.checked >= GUARD_CALLERS);
+                ASSERT_TRUE(WAIT_UNTIL(sum(&v, 1) > c + 100, 5000));
+                c = sum(&v, 0);
+                ASSERT_OK(entry_write_bp(t, v.sh->guard_area, &h.revert, 1, &res));
+                ASSERT_EQ(res.moved, 0);
+                ASSERT_TRUE(WAIT_UNTIL(sum(&v, 0) > c + 100, 5000));
+        }
+        fprintf(stderr, "  %u cycles: %u threads moved into the copy, %llu calls sent by the int3\n",
+                cycles, moved, (unsigned long long)sum(&v, 2));
+        ASSERT_TRUE(moved > 0);
+        ASSERT_TRUE(sum(&v, 2) > 0);
+        ASSERT_EQ(sum(&v, 3), 0);
+        ASSERT_EQ_U64(t->max_stw_ns, 0);
+        target_free(t);
+        ASSERT_TRUE(alive(&v));
+}
+
+static int die_at;
+
+static void die_hook(int step) {
+        if (step == die_at)
+                _exit(0);
+}
+
+/* The patcher dies inside the int3 window (after the int3, after the checks, after the
+ * rest of the jump): the victim lives on, every call returns 1, 2 or 3; a new patcher
+ * closes the window (finished or undone as far as it got) and the program's own SIGTRAP
+ * disposition is back. */
+TEST(patcher_dies_in_window) {
+        for (die_at = 1; die_at <= 3; die_at++) {
+                Victim v;
+                Target *t;
+                Hot h;
+                EntryBpResult res;
+                uint8_t now[5];
+                uint64_t c[3];
+                pid_t pid;
+                int status;
+
+                victim_start(&v, "hot");
+                ASSERT_OK(target_open(v.pid, &t));
+                hot_prepare(&v, t, &h);
+                target_free(t);
+                pid = fork();
+                ASSERT_TRUE(pid >= 0);
+                if (pid == 0) {
+                        entry_bp_test_hook = die_hook;
+                        if (target_open(v.pid, &t) < 0)
+                                _exit(2);
+                        (void)entry_write_bp(t, v.sh->guard_area, &h.apply, 1, &res);
+                        _exit(3);
+                }
+                ASSERT_EQ(waitpid(pid, &status, 0), pid);
+                ASSERT_TRUE(WIFEXITED(status));
+                ASSERT_EQ(WEXITSTATUS(status), 0);
+                for (int k = 0; k < 3; k++)
+                        c[k] = sum(&v, k);
+                ASSERT_TRUE(WAIT_UNTIL(sum(&v, 0) + sum(&v, 1) + sum(&v, 2) > c[0] + c[1] + c[2] + 10000, 10000));
+                ASSERT_TRUE(alive(&v));
+                ASSERT_EQ(sum(&v, 3), 0);
+                ASSERT_TRUE(WAIT_UNTIL(v.sh->handler_now == v.sh->guard_area, 5000));
+
+                ASSERT_OK(target_open(v.pid, &t));
+                ASSERT_OK(entry_bp_close(t, v.sh->guard_area, &h.apply, 1));
+                ASSERT_OK(target_read(t, v.sh->tiny_addr, now, sizeof(now)));
+                /* Before the rest was written the window is undone, after it finished. */
+                ASSERT_TRUE(memcmp(now, die_at < 3 ? h.apply.cur : h.apply.want, 5) == 0);
+                target_free(t);
+                ASSERT_TRUE(WAIT_UNTIL(v.sh->handler_now == 0, 5000));
+                c[0] = sum(&v, die_at < 3 ? 0 : 1);
+                ASSERT_TRUE(WAIT_UNTIL(sum(&v, die_at < 3 ? 0 : 1) > c[0] + 1000, 5000));
+                ASSERT_EQ(sum(&v, 3), 0);
+                ASSERT_TRUE(alive(&v));
+                kill(v.pid, SIGKILL);
+                waitpid(v.pid, NULL, __WALL);
+                child = -1;
+        }
 }

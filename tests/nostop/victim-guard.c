@@ -6,7 +6,8 @@
  *   own    a SIGTRAP handler of its own, and a thread that executes an int3 of its own
  *          every millisecond (counted by the handler);
  *   dfl    the default disposition; raise_trap makes the main thread execute an int3;
- *   block  as dfl, with SIGTRAP blocked in the callers.
+ *   block  as dfl, with SIGTRAP blocked in the callers;
+ *   hot    the callers call tiny() instead, whose first 5 bytes are three instructions.
  * Usage: victim-guard MODE MEMFD
  */
 #include <pthread.h>
@@ -29,7 +30,20 @@ __asm__(".text\n"
         ".p2align 4\n.globl other\n.type other,@function\n"
         "other:\n\tmov $2, %eax\n\tret\n"
         ".p2align 4\n.globl own_trap_site\n.type own_trap_site,@function\n"
-        "own_trap_site:\n\tint3\n\tret\n");
+        "own_trap_site:\n\tint3\n\tret\n"
+        ".p2align 4\n.globl tiny\n.type tiny,@function\n"
+        "tiny:\n\tpush %rbx\n\tmov %rdi, %rbx\n\tpop %rbx\n\tmov $1, %eax\n\tret\n"
+        ".size tiny, .-tiny\n"
+        ".p2align 4\n.globl tiny_new\n.type tiny_new,@function\n"
+        "tiny_new:\n\tmov $2, %eax\n\tret\n"
+        ".p2align 4\n.globl tiny_trapped\n.type tiny_trapped,@function\n"
+        "tiny_trapped:\n\tmov $3, %eax\n\tret\n"
+        ".p2align 4\ncopy_area:\n\t.fill 256, 1, 0xcc\n"
+        ".p2align 4\nguard_area:\n\t.fill 2048, 1, 0xcc\n");
+int tiny(void);
+int tiny_new(void);
+int tiny_trapped(void);
+extern const char copy_area[], guard_area[];
 
 static GuardShared *sh;
 static int (*volatile call)(void) = guarded;
@@ -54,7 +68,7 @@ static void *caller(void *arg) {
         }
         for (;;) {
                 int v = call();
-                c[v == 1 ? 0 : v == 2 ? 1 : 2]++;
+                c[v >= 1 && v <= 3 ? v - 1 : 3]++;
         }
         return NULL;
 }
@@ -76,6 +90,8 @@ int main(int argc, char **argv) {
                 return 2;
         own = !strcmp(argv[1], "own");
         block_trap = !strcmp(argv[1], "block");
+        if (!strcmp(argv[1], "hot"))
+                call = tiny;
         sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED, atoi(argv[2]), 0);
         if (sh == MAP_FAILED)
                 return 2;
@@ -87,6 +103,12 @@ int main(int argc, char **argv) {
         }
         sh->guarded_addr = (uint64_t)guarded;
         sh->other_addr = (uint64_t)other;
+        sh->tiny_addr = (uint64_t)tiny;
+        sh->tiny_size = 11;
+        sh->tiny_new_addr = (uint64_t)tiny_new;
+        sh->tiny_trapped_addr = (uint64_t)tiny_trapped;
+        sh->copy_area = (uint64_t)copy_area;
+        sh->guard_area = (uint64_t)guard_area;
         for (long i = 0; i < GUARD_CALLERS; i++)
                 pthread_create(&th, NULL, caller, (void *)i);
         sh->ready = 1;

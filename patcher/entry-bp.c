@@ -1,0 +1,257 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Entry writes while the threads run (entry-bp.h, docs/stops.md "The int3 window"). */
+#include <signal.h>
+#include <stdio.h>
+
+#include "common/macro.h"
+#include "patcher/entry-bp.h"
+#include "patcher/trapguard.h"
+
+void (*entry_bp_test_hook)(int step);
+
+#define BP_STOP_MS 1000
+/* How long the end of the window waits for a trap still to be taken. */
+#define BP_DRAIN_MS 5000
+
+/* Runs one step on a borrowed thread: the guard's remote calls. */
+typedef int (*BorrowFn)(Target *t, Thread *th, void *ud);
+
+static int borrow(Target *t, BorrowFn fn, void *ud) {
+        Thread *th = NULL;
+        int r = target_stop_any(t, BP_STOP_MS, &th), k;
+        if (r < 0)
+                return r;
+        r = fn(t, th, ud);
+        k = target_resume_thread(t, th);
+        return r < 0 ? r : k < 0 && k != -ESRCH ? k : 0;
+}
+
+static int do_sync(Target *t, Thread *th, void *ud) {
+        return trapguard_sync_cores(t, th);
+}
+
+typedef struct Install {
+        uint64_t block;
+        const EntryWrite *w;
+        size_t n;
+} Install;
+
+static int do_install(Target *t, Thread *th, void *ud) {
+        const Install *in = ud;
+        TrapGuardEntry e[SIGTRAP_MAX_ENTRIES];
+        int r = trapguard_sync_cores(t, th);   /* registers it, or -EOPNOTSUPP first */
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < in->n; i++)
+                e[i] = (TrapGuardEntry) { in->w[i].at, in->w[i].trap_dest };
+        return trapguard_install(t, th, in->block, e, in->n);
+}
+
+static int do_remove(Target *t, Thread *th, void *ud) {
+        return trapguard_remove(t, th, *(const uint64_t *)ud, BP_DRAIN_MS);
+}
+
+/* Writes the first byte (first) or the others of every entry, from want or cur. */
+static int write_part(Target *t, const EntryWrite *w, size_t n, bool first, bool want) {
+        int r = 0;
+        for (size_t i = 0; i < n && r >= 0; i++) {
+                const uint8_t *b = want ? w[i].want : w[i].cur;
+                if (first)
+                        r = target_write(t, w[i].at, b, 1);
+                else if (w[i].len > 1)
+                        r = target_write(t, w[i].at + 1, b + 1, w[i].len - 1u);
+        }
+        return r;
+}
+
+static int verify_cur(Target *t, const EntryWrite *w, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                uint8_t b[16];
+                int r = target_read(t, w[i].at, b, w[i].len);
+                if (r < 0)
+                        return r;
+                if (memcmp(b, w[i].cur, w[i].len) != 0)
+                        return -EBUSY;
+        }
+        return 0;
+}
+
+/* A SIGTRAP of an int3 (SI_KERNEL) is waiting in the kernel for th, which is stopped. */
+static bool trap_pending(Target *t, const Thread *th) {
+        char path[64], line[128];
+        uint64_t m = 0;
+        FILE *f;
+
+        snprintf(path, sizeof(path), "/proc/%d/task/%d/status", t->pid, th->tid);
+        f = fopen(path, "re");
+        if (!f)
+                return false;
+        while (fgets(line, sizeof(line), f))
+                if (strncmp(line, "SigPnd:", 7) == 0)
+                        m = strtoull(line + 7, NULL, 16);
+        fclose(f);
+        return (m >> (SIGTRAP - 1)) & 1;
+}
+
+/*
+ * Step 2 for the stopped th. At the byte after an int3 with its SIGTRAP in hand: sent to
+ * trap_dest, the signal dropped; with the SIGTRAP still queued: left to the handler,
+ * which does the same after the resume. Strictly inside the bytes otherwise: moved to the
+ * copy. 1 changed, 0 nothing to do, -errno.
+ */
+static int check_one(Target *t, Thread *th, const EntryWrite *w, size_t n, EntryBpResult *res) {
+        uint64_t pc = regs_pc(&th->regs), to;
+
+        for (size_t i = 0; i < n; i++) {
+                if (pc <= w[i].at || pc >= w[i].at + w[i].len)
+                        continue;
+                if (pc == w[i].at + 1 && th->held_sig == SIGTRAP && th->held_info.si_code == SI_KERNEL) {
+                        th->held_sig = 0;
+                        regs_set_pc(&th->regs, w[i].trap_dest);
+                        res->trapped++;
+                        return target_set_regs(t, th) < 0 ? -EIO : 1;
+                }
+                if (pc == w[i].at + 1 && trap_pending(t, th)) {
+                        res->trapped++;
+                        return 0;
+                }
+                if (!w[i].map)
+                        return -EAGAIN;
+                to = relocation_map_pc(w[i].map, w[i].at, w[i].copy, pc);
+                if (!to) {
+                        res->stuck_tid = th->tid;
+                        res->stuck_pc = pc;
+                        return -EILSEQ;
+                }
+                regs_set_pc(&th->regs, to);
+                res->moved++;
+                return target_set_regs(t, th) < 0 ? -EIO : 1;
+        }
+        return 0;
+}
+
+/* Step 2: every thread of the process, each stopped alone, until a rescan of
+ * /proc/PID/task finds none not yet checked (those created after the int3 went in need
+ * no check, but cost only one stop). */
+static int check_threads(Target *t, const EntryWrite *w, size_t n, EntryBpResult *res) {
+        pid_t *done = NULL;
+        size_t n_done = 0;
+        int r = 0;
+
+        for (bool found = true; found && r >= 0;) {
+                found = false;
+                r = target_refresh_threads(t);
+                for (size_t i = 0; i < t->n_threads && r >= 0; i++) {
+                        Thread *th = &t->threads[i];
+                        pid_t tid = th->tid, *nd;
+                        bool seen = false;
+                        int k;
+                        for (size_t j = 0; j < n_done; j++)
+                                seen |= done[j] == tid;
+                        if (th->gone || seen)
+                                continue;
+                        found = true;
+                        nd = realloc(done, (n_done + 1) * sizeof(*nd));
+                        if (!nd) {
+                                r = -ENOMEM;
+                                break;
+                        }
+                        done = nd;
+                        done[n_done++] = tid;
+                        r = target_stop_thread(t, th);
+                        if (r == -ESRCH) {
+                                r = 0;
+                                continue;
+                        }
+                        if (r == -ETIMEDOUT)
+                                r = -EAGAIN;
+                        if (r < 0)
+                                break;
+                        res->checked++;
+                        r = check_one(t, th, w, n, res);
+                        k = target_resume_thread(t, th);
+                        if (r >= 0 && k < 0 && k != -ESRCH)
+                                r = k;
+                }
+        }
+        free(done);
+        return r;
+}
+
+int entry_write_bp(Target *t, uint64_t block, const EntryWrite *w, size_t n, EntryBpResult *res) {
+        Install in = { block, w, n };
+        int r, k;
+
+        *res = (EntryBpResult) {};
+        if (n > SIGTRAP_MAX_ENTRIES)
+                return -E2BIG;
+        for (size_t i = 0; i < n; i++)
+                if (w[i].len < 1 || w[i].len > 16)
+                        return -EINVAL;
+        r = verify_cur(t, w, n);
+        if (r >= 0)
+                r = borrow(t, do_install, &in);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n && r >= 0; i++)
+                r = target_write(t, w[i].at, &(uint8_t) { INSN_INT3 }, 1);
+        if (r >= 0)
+                r = borrow(t, do_sync, NULL);
+        if (r >= 0 && entry_bp_test_hook)
+                entry_bp_test_hook(1);
+        if (r >= 0)
+                r = check_threads(t, w, n, res);
+        if (r >= 0 && entry_bp_test_hook)
+                entry_bp_test_hook(2);
+        if (r < 0) {
+                /* Taken back: the first bytes as they were, serialize, handler out. */
+                k = write_part(t, w, n, true, false);
+                if (k >= 0)
+                        k = borrow(t, do_sync, NULL);
+                if (k >= 0)
+                        (void)borrow(t, do_remove, &block);
+                return k < 0 ? k : r;
+        }
+        r = write_part(t, w, n, false, true);
+        if (r >= 0)
+                r = borrow(t, do_sync, NULL);
+        if (r >= 0 && entry_bp_test_hook)
+                entry_bp_test_hook(3);
+        if (r >= 0)
+                r = write_part(t, w, n, true, true);
+        if (r >= 0)
+                r = borrow(t, do_sync, NULL);
+        if (r >= 0)
+                r = borrow(t, do_remove, &block);
+        return r;
+}
+
+static int do_find(Target *t, Thread *th, void *ud) {
+        return trapguard_find_open(t, th, ud);
+}
+
+int entry_bp_close(Target *t, uint64_t block, const EntryWrite *w, size_t n) {
+        uint64_t open = 0;
+        int r = borrow(t, do_find, &open);
+
+        if (r < 0 || open != block)
+                return r;
+        for (size_t i = 0; i < n && r >= 0; i++) {
+                uint8_t b[16];
+                const uint8_t *first;
+                r = target_read(t, w[i].at, b, w[i].len);
+                if (r < 0 || b[0] != INSN_INT3)
+                        continue;
+                /* The rest written: finish; still the old bytes: undo. */
+                if (memcmp(b + 1, w[i].want + 1, w[i].len - 1u) == 0)
+                        first = w[i].want;
+                else if (memcmp(b + 1, w[i].cur + 1, w[i].len - 1u) == 0)
+                        first = w[i].cur;
+                else
+                        return -EBUSY;
+                r = target_write(t, w[i].at, first, 1);
+        }
+        if (r >= 0)
+                r = borrow(t, do_sync, NULL);
+        return r < 0 ? r : borrow(t, do_remove, &block);
+}
