@@ -10,17 +10,63 @@
 void (*entry_bp_test_hook)(int step);
 
 #define BP_STOP_MS 1000
+#define BP_STOP_TRIES 5
 /* How long the end of the window waits for a trap still to be taken. */
 #define BP_DRAIN_MS 5000
 
-/* Runs one step on a borrowed thread: the guard's remote calls. */
+/* Runs one step on a borrowed thread: the guard's remote calls. A thread that ran into
+ * an int3 of the window is not borrowed with its SIGTRAP on the way: its remote step would
+ * take it for a fault. Held (caught by the stop): sent on as the checks do; still queued:
+ * resumed for the handler to take, and another stop asked for. */
 typedef int (*BorrowFn)(Target *t, Thread *th, void *ud);
 
-static int borrow(Target *t, BorrowFn fn, void *ud) {
+static int check_one(Target *t, Thread *th, const EntryWrite *w, size_t n, EntryBpResult *res);
+static bool trap_pending(Target *t, const Thread *th);
+
+/* 1 th may be borrowed: a trap of the window it took is dealt with (its SIGTRAP, taken
+ * by the stop if still queued, dropped and the thread sent on, as the checks do), 0 its
+ * trap is still queued behind another signal. */
+static int settle_trapped(Target *t, Thread *th, const EntryWrite *w, size_t n) {
+        EntryBpResult ignored = {};
+        int r;
+
+        for (size_t i = 0; i < n; i++) {
+                if (regs_pc(&th->regs) != w[i].at + 1)
+                        continue;
+                if (!th->held_sig && trap_pending(t, th)) {
+                        r = target_take_signal(t, th, BP_STOP_MS);
+                        if (r < 0)
+                                return r;
+                }
+                if (th->held_sig == SIGTRAP && th->held_info.si_code == SI_KERNEL)
+                        return check_one(t, th, &w[i], 1, &ignored) < 0 ? -EIO : 1;
+                return trap_pending(t, th) ? 0 : 1;
+        }
+        return 1;
+}
+
+static int borrow(Target *t, const EntryWrite *w, size_t n, BorrowFn fn, void *ud) {
         Thread *th = NULL;
-        int r = target_stop_any(t, BP_STOP_MS, &th), k;
-        if (r < 0)
-                return r;
+        int r = 0, k;
+
+        for (int tries = 0, slow = 0; tries < 100 && r == 0; tries++) {
+                r = target_stop_any(t, BP_STOP_MS, &th);
+                /* A loaded machine: a few more attempts (the window is safe meanwhile). */
+                if (r == -ETIMEDOUT && ++slow < BP_STOP_TRIES) {
+                        r = 0;
+                        continue;
+                }
+                if (r < 0)
+                        return r;
+                r = settle_trapped(t, th, w, n);
+                if (r == 0) {
+                        k = target_resume_thread(t, th);
+                        if (k < 0 && k != -ESRCH)
+                                return k;
+                }
+        }
+        if (r <= 0)
+                return r < 0 ? r : -EAGAIN;
         r = fn(t, th, ud);
         k = target_resume_thread(t, th);
         return r < 0 ? r : k < 0 && k != -ESRCH ? k : 0;
@@ -48,7 +94,24 @@ static int do_install(Target *t, Thread *th, void *ud) {
 }
 
 static int do_remove(Target *t, Thread *th, void *ud) {
-        return trapguard_remove(t, th, *(const uint64_t *)ud, BP_DRAIN_MS);
+        return trapguard_remove(t, th, *(const uint64_t *)ud);
+}
+
+/* Step 4: once no trap of the window is left to take (no thread held meanwhile), the
+ * program's disposition back. */
+static int close_guard(Target *t, const EntryWrite *w, size_t n, uint64_t block) {
+        uint64_t pcs[SIGTRAP_MAX_ENTRIES];
+        size_t np = 0;
+        int r;
+
+        /* One past the int3 is inside a jump: only a thread that took the int3 is there.
+         * Where the new bytes start with a one-byte instruction, threads pass there all
+         * the time, and only the pending signal tells. */
+        for (size_t i = 0; i < n; i++)
+                if (w[i].want[0] == 0xe9 && w[i].len > 1)
+                        pcs[np++] = w[i].at + 1;
+        r = trapguard_drain(t, pcs, np, BP_DRAIN_MS);
+        return r < 0 ? r : borrow(t, w, n, do_remove, &block);
 }
 
 /* Writes the first byte (first) or the others of every entry, from want or cur. */
@@ -130,51 +193,89 @@ static int check_one(Target *t, Thread *th, const EntryWrite *w, size_t n, Entry
         return 0;
 }
 
-/* Step 2: every thread of the process, each stopped alone, until a rescan of
- * /proc/PID/task finds none not yet checked (those created after the int3 went in need
- * no check, but cost only one stop). */
+/* Stop requests in flight while the threads are checked: their waits for the scheduler
+ * overlap (as in a transition's pass), each thread is still held only for its own check. */
+#define BP_WINDOW 16
+/* How long the checks wait for a thread to stop before the window is taken back. */
+#define BP_CHECK_MS 10000
+
+/* Checks the stopped th (one of v[0..*nv)), resumes it and drops it from v. */
+static int check_resume(Target *t, Thread *th, Thread **v, size_t *nv, const EntryWrite *w, size_t n,
+                        EntryBpResult *res) {
+        int r, k;
+
+        for (size_t i = 0; i < *nv; i++)
+                if (v[i] == th)
+                        v[i] = v[--*nv];
+        res->checked++;
+        r = check_one(t, th, w, n, res);
+        k = target_resume_thread(t, th);
+        return r < 0 ? r : k < 0 && k != -ESRCH ? k : 0;
+}
+
+static bool was_checked(const pid_t *done, size_t n_done, pid_t tid) {
+        for (size_t j = 0; j < n_done; j++)
+                if (done[j] == tid)
+                        return true;
+        return false;
+}
+
+/* Step 2: every thread of the process, each stopped alone (up to BP_WINDOW asked at
+ * once), until a rescan of /proc/PID/task finds none not yet checked (threads created
+ * after the int3 went in need no check, but cost only one stop). */
 static int check_threads(Target *t, const EntryWrite *w, size_t n, EntryBpResult *res) {
-        pid_t *done = NULL;
+        _cleanup_free_ pid_t *done = NULL;
         size_t n_done = 0;
         int r = 0;
 
         for (bool found = true; found && r >= 0;) {
+                Thread *v[BP_WINDOW];
+                size_t nv = 0, next = 0;
                 found = false;
                 r = target_refresh_threads(t);
-                for (size_t i = 0; i < t->n_threads && r >= 0; i++) {
-                        Thread *th = &t->threads[i];
-                        pid_t tid = th->tid, *nd;
-                        bool seen = false;
-                        int k;
-                        for (size_t j = 0; j < n_done; j++)
-                                seen |= done[j] == tid;
-                        if (th->gone || seen)
-                                continue;
-                        found = true;
-                        nd = realloc(done, (n_done + 1) * sizeof(*nd));
-                        if (!nd) {
-                                r = -ENOMEM;
-                                break;
+                if (r < 0)
+                        break;
+                pid_t *nd = realloc(done, (n_done + t->n_threads + 1) * sizeof(*nd));
+                if (!nd)
+                        return -ENOMEM;
+                done = nd;
+                while (r >= 0 && (next < t->n_threads || nv > 0)) {
+                        Thread *th = NULL;
+                        while (nv < BP_WINDOW && next < t->n_threads) {
+                                th = &t->threads[next++];
+                                if (th->gone || was_checked(done, n_done, th->tid))
+                                        continue;
+                                found = true;
+                                done[n_done++] = th->tid;
+                                r = target_request_stop(t, th);
+                                if (r == -ESRCH) {
+                                        r = 0;
+                                        continue;
+                                }
+                                if (r < 0)
+                                        return r == -EBUSY ? -EAGAIN : r;
+                                v[nv++] = th;
                         }
-                        done = nd;
-                        done[n_done++] = tid;
-                        r = target_stop_thread(t, th);
+                        if (nv == 0)
+                                break;
+                        r = target_wait_any(t, v, nv, BP_CHECK_MS, &th);
                         if (r == -ESRCH) {
                                 r = 0;
+                                nv = 0;
                                 continue;
                         }
                         if (r == -ETIMEDOUT)
-                                r = -EAGAIN;
-                        if (r < 0)
-                                break;
-                        res->checked++;
-                        r = check_one(t, th, w, n, res);
-                        k = target_resume_thread(t, th);
-                        if (r >= 0 && k < 0 && k != -ESRCH)
-                                r = k;
+                                return -EAGAIN;
+                        if (r >= 0)
+                                r = check_resume(t, th, v, &nv, w, n, res);
+                        /* Those found gone meanwhile need no check. */
+                        for (size_t i = 0; i < nv;)
+                                if (v[i]->gone)
+                                        v[i] = v[--nv];
+                                else
+                                        i++;
                 }
         }
-        free(done);
         return r;
 }
 
@@ -190,13 +291,13 @@ int entry_write_bp(Target *t, uint64_t block, const EntryWrite *w, size_t n, Ent
                         return -EINVAL;
         r = verify_cur(t, w, n);
         if (r >= 0)
-                r = borrow(t, do_install, &in);
+                r = borrow(t, w, n, do_install, &in);
         if (r < 0)
                 return r;
         for (size_t i = 0; i < n && r >= 0; i++)
                 r = target_write(t, w[i].at, &(uint8_t) { INSN_INT3 }, 1);
         if (r >= 0)
-                r = borrow(t, do_sync, NULL);
+                r = borrow(t, w, n, do_sync, NULL);
         if (r >= 0 && entry_bp_test_hook)
                 entry_bp_test_hook(1);
         if (r >= 0)
@@ -207,22 +308,22 @@ int entry_write_bp(Target *t, uint64_t block, const EntryWrite *w, size_t n, Ent
                 /* Taken back: the first bytes as they were, serialize, handler out. */
                 k = write_part(t, w, n, true, false);
                 if (k >= 0)
-                        k = borrow(t, do_sync, NULL);
+                        k = borrow(t, w, n, do_sync, NULL);
                 if (k >= 0)
-                        (void)borrow(t, do_remove, &block);
+                        (void)close_guard(t, w, n, block);
                 return k < 0 ? k : r;
         }
         r = write_part(t, w, n, false, true);
         if (r >= 0)
-                r = borrow(t, do_sync, NULL);
+                r = borrow(t, w, n, do_sync, NULL);
         if (r >= 0 && entry_bp_test_hook)
                 entry_bp_test_hook(3);
         if (r >= 0)
                 r = write_part(t, w, n, true, true);
         if (r >= 0)
-                r = borrow(t, do_sync, NULL);
+                r = borrow(t, w, n, do_sync, NULL);
         if (r >= 0)
-                r = borrow(t, do_remove, &block);
+                r = close_guard(t, w, n, block);
         return r;
 }
 
@@ -232,7 +333,7 @@ static int do_find(Target *t, Thread *th, void *ud) {
 
 int entry_bp_close(Target *t, uint64_t block, const EntryWrite *w, size_t n) {
         uint64_t open = 0;
-        int r = borrow(t, do_find, &open);
+        int r = borrow(t, w, n, do_find, &open);
 
         if (r < 0 || open != block)
                 return r;
@@ -252,6 +353,6 @@ int entry_bp_close(Target *t, uint64_t block, const EntryWrite *w, size_t n) {
                 r = target_write(t, w[i].at, first, 1);
         }
         if (r >= 0)
-                r = borrow(t, do_sync, NULL);
-        return r < 0 ? r : borrow(t, do_remove, &block);
+                r = borrow(t, w, n, do_sync, NULL);
+        return r < 0 ? r : close_guard(t, w, n, block);
 }

@@ -151,6 +151,12 @@ int target_wait_any(Target *t, Thread **v, size_t n, int timeout_ms, Thread **re
 /* Resumes and detaches one thread. */
 int target_resume_thread(Target *t, Thread *th);
 
+/* th is in a stop of ours that is not a signal-delivery-stop, with a signal queued for it
+ * (a trap it took just before): lets it run into that signal's delivery stop, where the
+ * signal is held (held_sig, dropped or delivered at resume). -EINVAL when th is not in
+ * such a stop or holds a signal already. */
+int target_take_signal(Target *t, Thread *th, int timeout_ms);
+
 /* Stops one thread, any, for remote syscalls and calls: the leader, or, while it is in
  * uninterruptible sleep (a vfork parent), the next thread that is not. One abandoned
  * that way stays late, detached when it stops. -ETIMEDOUT with the late record set,

@@ -110,6 +110,11 @@ static int blocks_sigtrap(pid_t pid, pid_t tid, void *ud) {
         return (m >> (SIGTRAP - 1)) & 1 ? -EBUSY : 0;
 }
 
+static void sleep_us(long us) {
+        struct timespec ts = { 0, us * 1000 };
+        nanosleep(&ts, NULL);
+}
+
 int trapguard_install(Target *t, Thread *th, uint64_t block, const TrapGuardEntry *e, size_t n) {
         uint8_t buf[SIGTRAP_BLOCK_SIZE];
         KSigaction old = {}, now = {}, ours = { .handler = block,
@@ -121,7 +126,10 @@ int trapguard_install(Target *t, Thread *th, uint64_t block, const TrapGuardEntr
 
         if (n > SIGTRAP_MAX_ENTRIES)
                 return -E2BIG;
-        r = for_each_task(t->pid, blocks_sigtrap, NULL);
+        /* A thread inside a SIGTRAP handler blocks the signal for that while: a few
+         * looks, a millisecond apart, before the refusal. */
+        for (int tries = 0; (r = for_each_task(t->pid, blocks_sigtrap, NULL)) == -EBUSY && tries < 20; tries++)
+                sleep_us(1000);
         if (r < 0)
                 return r;
         memset(buf, 0, sizeof(buf));
@@ -148,10 +156,8 @@ int trapguard_install(Target *t, Thread *th, uint64_t block, const TrapGuardEntr
 }
 
 typedef struct InFlight {
-        uint64_t block;
-        const TrapGuardEntry *e;
+        const uint64_t *pcs;
         size_t n;
-        Target *t;
 } InFlight;
 
 /* /proc/PID/task/TID/syscall of a thread off its CPU: "-1 SP PC" outside a system call
@@ -168,7 +174,7 @@ static bool in_trap_of(const InFlight *w, pid_t pid, pid_t tid) {
                 return false;
         if (fgets(buf, sizeof(buf), f) && sscanf(buf, "-1 %llx %llx", &sp, &pc) == 2)
                 for (size_t i = 0; i < w->n; i++)
-                        hit |= pc == w->e[i].at + 1;
+                        hit |= pc == w->pcs[i];
         fclose(f);
         return hit;
 }
@@ -180,24 +186,11 @@ static int trap_to_take(pid_t pid, pid_t tid, void *ud) {
         return in_trap_of(ud, pid, tid) ? 1 : 0;
 }
 
-static void sleep_us(long us) {
-        struct timespec ts = { 0, us * 1000 };
-        nanosleep(&ts, NULL);
-}
-
-int trapguard_remove(Target *t, Thread *th, uint64_t block, int timeout_ms) {
-        TrapGuardEntry e[SIGTRAP_MAX_ENTRIES];
-        KSigaction old, now;
-        uint32_t n = 0;
+int trapguard_drain(Target *t, const uint64_t *trap_pcs, size_t n, int timeout_ms) {
         uint64_t end = target__now_ns() + (uint64_t)timeout_ms * 1000000ULL;
+        InFlight w = { trap_pcs, n };
         int r, quiet = 0;
 
-        r = target_read(t, block + SIGTRAP_OFF_N, &n, sizeof(n));
-        if (r >= 0)
-                r = target_read(t, block + SIGTRAP_OFF_ENTRIES, e, MIN(n, SIGTRAP_MAX_ENTRIES) * sizeof(e[0]));
-        if (r < 0)
-                return r;
-        InFlight w = { block, e, MIN(n, SIGTRAP_MAX_ENTRIES), t };
         /* Two quiet looks 1 ms apart: a thread between its int3 and the queueing of its
          * signal is either off its CPU (seen by its PC) or runs through in microseconds. */
         while (quiet < 2) {
@@ -210,7 +203,12 @@ int trapguard_remove(Target *t, Thread *th, uint64_t block, int timeout_ms) {
                 if (quiet < 2)
                         sleep_us(1000);
         }
-        r = remote_sigaction(t, th, NULL, &now);
+        return 0;
+}
+
+int trapguard_remove(Target *t, Thread *th, uint64_t block) {
+        KSigaction old, now;
+        int r = remote_sigaction(t, th, NULL, &now);
         if (r < 0 || now.handler != block)
                 return r;
         r = target_read(t, block + SIGTRAP_OFF_OLD, &old, sizeof(old));

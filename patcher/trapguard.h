@@ -35,13 +35,16 @@ typedef struct TrapGuardEntry {
 int trapguard_install(Target *t, Thread *th, uint64_t block, const TrapGuardEntry *e, size_t n);
 
 /*
- * Ends the window: the int3 bytes are gone and the cores serialized. Waits (up to
- * timeout_ms) until no thread has a trap of the window still to take (a SIGTRAP pending,
- * or its PC one past one of the entries while in the kernel), then puts the program's
- * disposition back, unless the program installed another one meanwhile (then kept).
- * -ETIMEDOUT: the handler stays, harmless (it chains every other trap).
+ * Ends the window, once the int3 bytes are gone and the cores serialized: waits (up to
+ * timeout_ms, no thread held) until no thread has a trap of the window still to take: a
+ * SIGTRAP pending, or, off its CPU in the kernel, a PC at one of trap_pcs[0..n) (one past
+ * an int3 where no instruction of the new bytes starts: nothing else puts a PC there).
+ * Then trapguard_remove() puts the program's disposition back, unless the program
+ * installed another one meanwhile (then kept). -ETIMEDOUT: the handler stays, harmless
+ * (it chains every other trap).
  */
-int trapguard_remove(Target *t, Thread *th, uint64_t block, int timeout_ms);
+int trapguard_drain(Target *t, const uint64_t *trap_pcs, size_t n, int timeout_ms);
+int trapguard_remove(Target *t, Thread *th, uint64_t block);
 
 /* The guard block the target's SIGTRAP disposition points at now (a window left open),
  * 0 none. */

@@ -148,7 +148,8 @@ TEST(survives_patcher_gone) {
         ASSERT_OK(target_write(t, v.sh->guarded_addr, &orig, 1));
         r = trapguard_sync_cores(t, th);
         ASSERT_TRUE(r == 0 || r == -EOPNOTSUPP);
-        ASSERT_OK(trapguard_remove(t, th, block, 5000));
+        ASSERT_OK(trapguard_drain(t, (uint64_t[]) { v.sh->guarded_addr + 1 }, 1, 5000));
+        ASSERT_OK(trapguard_remove(t, th, block));
         ASSERT_OK(trapguard_find_open(t, th, &found));
         ASSERT_EQ_U64(found, 0);
         target_free(t);
@@ -157,7 +158,8 @@ TEST(survives_patcher_gone) {
         c2 = sum(&v, 1);
         own = v.sh->own_traps;
         ASSERT_TRUE(WAIT_UNTIL(sum(&v, 0) > c1 + 1000 && v.sh->own_traps > own + 5, 10000));
-        ASSERT_EQ(sum(&v, 1), c2);
+        /* At most the call each caller had in flight when the window closed. */
+        ASSERT_TRUE(sum(&v, 1) <= c2 + GUARD_CALLERS);
         ASSERT_EQ(sum(&v, 2), 0);
         ASSERT_EQ(sum(&v, 3), 0);
         ASSERT_EQ(v.sh->own_trap_bad, 0);
@@ -180,7 +182,8 @@ TEST(install_over_open_window) {
         TrapGuardEntry e = { v.sh->guarded_addr, v.sh->other_addr };
         ASSERT_OK(trapguard_install(t, th, b1, &e, 1));
         ASSERT_OK(trapguard_install(t, th, b2, &e, 1));
-        ASSERT_OK(trapguard_remove(t, th, b2, 5000));
+        ASSERT_OK(trapguard_drain(t, NULL, 0, 5000));
+        ASSERT_OK(trapguard_remove(t, th, b2));
         target_free(t);
         ASSERT_TRUE(WAIT_UNTIL(v.sh->handler_now == v.sh->own_handler_addr, 5000));
         ASSERT_TRUE(alive(&v));
