@@ -124,6 +124,8 @@ int main(int argc, char **argv) {
         r = target_open(victim, &t);
         if (r >= 0)
                 r = target_write(t, copy, rel.code, rel.code_len);
+        if (r >= 0)
+                t->stop_timeout_ms = 10000;     /* a loaded machine: figures, not refusals */
         for (int i = 0; i < rounds && r >= 0; i++) {
                 EntryBpResult a, b;
                 uint64_t t0;
@@ -138,6 +140,8 @@ int main(int argc, char **argv) {
                         r = entry_write_bp(t, (uint64_t)bench_guard_area, &apply, 1, &a);
                 if (r >= 0)
                         r = entry_write_bp(t, (uint64_t)bench_guard_area, &revert, 1, &b);
+                if (r < 0)
+                        fprintf(stderr, "round %d: %s\n", i, strerror(-r));
                 bp_wall[i] = now_ns() - t0;
                 bp_stw[i] = t->max_stw_ns;
                 bp_thread[i] = t->max_thread_stop_ns;

@@ -14,6 +14,11 @@ void (*entry_bp_test_hook)(int step);
 /* How long the end of the window waits for a trap still to be taken. */
 #define BP_DRAIN_MS 5000
 
+/* How long a thread may take to stop: the operation's setting, else BP_STOP_MS. */
+static int stop_ms(const Target *t) {
+        return t->stop_timeout_ms > 0 ? t->stop_timeout_ms : BP_STOP_MS;
+}
+
 /* Runs one step on a borrowed thread: the guard's remote calls. A thread that ran into
  * an int3 of the window is not borrowed with its SIGTRAP on the way: its remote step would
  * take it for a fault. Held (caught by the stop): sent on as the checks do; still queued:
@@ -34,7 +39,7 @@ static int settle_trapped(Target *t, Thread *th, const EntryWrite *w, size_t n) 
                 if (regs_pc(&th->regs) != w[i].at + 1)
                         continue;
                 if (!th->held_sig && trap_pending(t, th)) {
-                        r = target_take_signal(t, th, BP_STOP_MS);
+                        r = target_take_signal(t, th, stop_ms(t));
                         if (r < 0)
                                 return r;
                 }
@@ -50,7 +55,7 @@ static int borrow(Target *t, const EntryWrite *w, size_t n, BorrowFn fn, void *u
         int r = 0, k;
 
         for (int tries = 0, slow = 0; tries < 100 && r == 0; tries++) {
-                r = target_stop_any(t, BP_STOP_MS, &th);
+                r = target_stop_any(t, stop_ms(t), &th);
                 /* A loaded machine: a few more attempts (the window is safe meanwhile). */
                 if (r == -ETIMEDOUT && ++slow < BP_STOP_TRIES) {
                         r = 0;
@@ -290,6 +295,8 @@ int entry_write_bp(Target *t, uint64_t block, const EntryWrite *w, size_t n, Ent
                 if (w[i].len < 1 || w[i].len > 16)
                         return -EINVAL;
         r = verify_cur(t, w, n);
+        if (r >= 0)
+                r = trapguard_wait_unblocked(t, BP_DRAIN_MS);
         if (r >= 0)
                 r = borrow(t, w, n, do_install, &in);
         if (r < 0)

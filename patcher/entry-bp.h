@@ -52,7 +52,7 @@ typedef struct EntryBpResult {
  * ulp's code area, never freed). Nothing is written when:
  *   -EOPNOTSUPP the kernel cannot serialize the cores (membarrier SYNC_CORE): the caller
  *               writes under a stop of every thread instead;
- *   -EBUSY      an entry does not hold cur, or a thread blocks SIGTRAP;
+ *   -EBUSY      an entry does not hold cur, or a thread blocks SIGTRAP (for 5 s);
  * and the int3 bytes are taken back (each entry holds cur again) on
  *   -EILSEQ     a thread inside an instruction of the bytes (res->stuck_*);
  *   -EAGAIN     a thread strictly inside bytes without a map, or that could not be stopped.

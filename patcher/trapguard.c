@@ -115,6 +115,15 @@ static void sleep_us(long us) {
         nanosleep(&ts, NULL);
 }
 
+int trapguard_wait_unblocked(Target *t, int timeout_ms) {
+        uint64_t end = target__now_ns() + (uint64_t)timeout_ms * 1000000ULL;
+        int r;
+
+        while ((r = for_each_task(t->pid, blocks_sigtrap, NULL)) == -EBUSY && target__now_ns() < end)
+                sleep_us(1000);
+        return r;
+}
+
 int trapguard_install(Target *t, Thread *th, uint64_t block, const TrapGuardEntry *e, size_t n) {
         uint8_t buf[SIGTRAP_BLOCK_SIZE];
         KSigaction old = {}, now = {}, ours = { .handler = block,
@@ -126,10 +135,7 @@ int trapguard_install(Target *t, Thread *th, uint64_t block, const TrapGuardEntr
 
         if (n > SIGTRAP_MAX_ENTRIES)
                 return -E2BIG;
-        /* A thread inside a SIGTRAP handler blocks the signal for that while: a few
-         * looks, a millisecond apart, before the refusal. */
-        for (int tries = 0; (r = for_each_task(t->pid, blocks_sigtrap, NULL)) == -EBUSY && tries < 20; tries++)
-                sleep_us(1000);
+        r = for_each_task(t->pid, blocks_sigtrap, NULL);
         if (r < 0)
                 return r;
         memset(buf, 0, sizeof(buf));

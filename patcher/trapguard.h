@@ -34,6 +34,11 @@ typedef struct TrapGuardEntry {
  */
 int trapguard_install(Target *t, Thread *th, uint64_t block, const TrapGuardEntry *e, size_t n);
 
+/* Waits, holding no thread, up to timeout_ms until no thread blocks SIGTRAP: a thread
+ * running a SIGTRAP handler blocks it meanwhile. 0, or -EBUSY with the thread still
+ * blocking it. */
+int trapguard_wait_unblocked(Target *t, int timeout_ms);
+
 /*
  * Ends the window, once the int3 bytes are gone and the cores serialized: waits (up to
  * timeout_ms, no thread held) until no thread has a trap of the window still to take: a
