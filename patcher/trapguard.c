@@ -144,8 +144,9 @@ int trapguard_install(Target *t, Thread *th, uint64_t block, const TrapGuardEntr
         memcpy(buf + SIGTRAP_OFF_N, &count, sizeof(count));
         memcpy(buf + SIGTRAP_OFF_ENTRIES, e, n * sizeof(*e));
         r = remote_sigaction(t, th, NULL, &old);
-        /* A window left open: the program's disposition is the one that guard kept. */
-        if (r >= 0 && old.handler != block && is_guard(t, old.handler))
+        /* A window left open (at this block too): the program's disposition is the one
+         * that guard kept, read before the block is written over. */
+        if (r >= 0 && is_guard(t, old.handler))
                 r = target_read(t, old.handler + SIGTRAP_OFF_OLD, &old, sizeof(old));
         if (r < 0)
                 return r;

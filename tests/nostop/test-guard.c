@@ -182,6 +182,8 @@ TEST(install_over_open_window) {
         TrapGuardEntry e = { v.sh->guarded_addr, v.sh->other_addr };
         ASSERT_OK(trapguard_install(t, th, b1, &e, 1));
         ASSERT_OK(trapguard_install(t, th, b2, &e, 1));
+        /* Again at the same block, as a patcher that reuses it after a dead one would. */
+        ASSERT_OK(trapguard_install(t, th, b2, &e, 1));
         ASSERT_OK(trapguard_drain(t, NULL, 0, 5000));
         ASSERT_OK(trapguard_remove(t, th, b2));
         target_free(t);
