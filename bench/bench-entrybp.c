@@ -2,17 +2,19 @@
 /*
  * Entry writes while the threads run against a stop of every thread (docs/stops.md,
  * "The int3 window"), on a victim forked from this program: THREADS threads (the main
- * one included) calling an 11-byte function in a loop, HOGS processes spinning on the
- * CPU beside it.
+ * one included), CALLERS of them calling an 11-byte function in a loop (every call
+ * runs into the int3 while it is there), the others spinning on the CPU outside it,
+ * and HOGS processes spinning beside it.
  *
- *     ulp-bench-entrybp THREADS HOGS ROUNDS
+ *     ulp-bench-entrybp THREADS HOGS ROUNDS [CALLERS (default THREADS)]
  *
  * Each round: one stop of every thread (target_stop_all + target_resume_all, what an
  * entry write costs today), then the function's entry rewritten and put back with
  * entry_write_bp(). Prints one JSON line per round and one with the medians:
  * stw_us (the stop of every thread), bp_stw_us (any such window during the two writes:
- * 0), bp_max_thread_stop_us (the longest a single thread was held), bp_us (the two
- * writes' wall time), moved (threads moved into the copy).
+ * 0), bp_max_thread_stop_us (the longest single-thread stop, from its request to the
+ * resume, as --json's max_thread_stop_us), bp_max_held_us (the longest a thread was held
+ * once stopped), bp_us (the two writes' wall time), moved (threads moved into the copy).
  */
 #include <pthread.h>
 #include <signal.h>
@@ -48,16 +50,24 @@ static void *caller(void *arg) {
         return NULL;
 }
 
-static pid_t spawn_victim(int threads) {
+static void *spinner(void *arg) {
+        for (volatile unsigned long x = 0;; x++)
+                ;
+        return NULL;
+}
+
+static pid_t spawn_victim(int threads, int callers) {
         pid_t pid = fork();
         if (pid != 0)
                 return pid;
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         for (int i = 1; i < threads; i++) {
                 pthread_t th;
-                pthread_create(&th, NULL, caller, NULL);
+                pthread_create(&th, NULL, i < callers ? caller : spinner, NULL);
         }
-        caller(NULL);
+        if (callers > 0)
+                caller(NULL);
+        spinner(NULL);
         _exit(0);
 }
 
@@ -76,6 +86,17 @@ static uint64_t now_ns(void) {
         return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
+/* The longest a single thread was held stopped (its stop collected to its resume), and
+ * the longest from the request to the resume, over the single-thread stops seen. */
+static uint64_t held_max, single_max;
+
+static void on_stop(const TargetStopEvent *ev, void *ud) {
+        if (ev->tid == 0)
+                return;
+        held_max = MAX(held_max, ev->resumed_ns - ev->stopped_ns);
+        single_max = MAX(single_max, ev->resumed_ns - ev->requested_ns);
+}
+
 static int cmp_u64(const void *a, const void *b) {
         uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
         return x < y ? -1 : x > y;
@@ -88,9 +109,9 @@ static uint64_t median(uint64_t *v, int n) {
 
 int main(int argc, char **argv) {
         int threads = argc > 1 ? atoi(argv[1]) : 64, hogs = argc > 2 ? atoi(argv[2]) : 0;
-        int rounds = argc > 3 ? atoi(argv[3]) : 5;
+        int rounds = argc > 3 ? atoi(argv[3]) : 5, callers = argc > 4 ? atoi(argv[4]) : threads;
         uint64_t at = (uint64_t)bench_tiny, copy = (uint64_t)bench_copy_area;
-        uint64_t *stw, *bp_stw, *bp_thread, *bp_wall;
+        uint64_t *stw, *bp_stw, *bp_thread, *bp_wall, *bp_held;
         pid_t victim, hog_pids[64];
         Relocation rel;
         EntryWrite apply, revert;
@@ -104,7 +125,8 @@ int main(int argc, char **argv) {
         bp_stw = calloc((size_t)rounds, 8);
         bp_thread = calloc((size_t)rounds, 8);
         bp_wall = calloc((size_t)rounds, 8);
-        if (!stw || !bp_stw || !bp_thread || !bp_wall)
+        bp_held = calloc((size_t)rounds, 8);
+        if (!stw || !bp_stw || !bp_thread || !bp_wall || !bp_held)
                 return 1;
         if (relocate_entry((const uint8_t *)bench_tiny, TINY_SIZE, at, copy, &rel, err, sizeof(err)) < 0) {
                 fprintf(stderr, "relocate: %s\n", err);
@@ -119,7 +141,7 @@ int main(int argc, char **argv) {
         memcpy(revert.want, apply.cur, 5);
         for (int i = 0; i < hogs; i++)
                 hog_pids[i] = spawn_hog();
-        victim = spawn_victim(threads);
+        victim = spawn_victim(threads, callers);
         usleep(200000);
         r = target_open(victim, &t);
         if (r >= 0)
@@ -135,6 +157,8 @@ int main(int argc, char **argv) {
                         r = target_resume_all(t);
                 stw[i] = t->max_stw_ns;
                 t->max_stw_ns = t->max_thread_stop_ns = 0;
+                held_max = single_max = 0;
+                target_set_stop_hook(on_stop, NULL);
                 t0 = now_ns();
                 if (r >= 0)
                         r = entry_write_bp(t, (uint64_t)bench_guard_area, &apply, 1, &a);
@@ -145,17 +169,20 @@ int main(int argc, char **argv) {
                 bp_wall[i] = now_ns() - t0;
                 bp_stw[i] = t->max_stw_ns;
                 bp_thread[i] = t->max_thread_stop_ns;
+                bp_held[i] = held_max;
+                target_set_stop_hook(NULL, NULL);
                 if (r >= 0)
-                        printf("{\"threads\":%d,\"hogs\":%d,\"stw_us\":%.1f,\"bp_stw_us\":%.1f,"
-                               "\"bp_max_thread_stop_us\":%.1f,\"bp_us\":%.1f,\"moved\":%u,\"checked\":%u}\n",
-                               threads, hogs, stw[i] / 1e3, bp_stw[i] / 1e3, bp_thread[i] / 1e3,
-                               bp_wall[i] / 1e3, a.moved + b.moved, a.checked + b.checked);
+                        printf("{\"threads\":%d,\"callers\":%d,\"hogs\":%d,\"stw_us\":%.1f,\"bp_stw_us\":%.1f,"
+                               "\"bp_max_thread_stop_us\":%.1f,\"bp_max_held_us\":%.1f,\"bp_us\":%.1f,\"moved\":%u,\"checked\":%u}\n",
+                               threads, callers, hogs, stw[i] / 1e3, bp_stw[i] / 1e3, bp_thread[i] / 1e3,
+                               bp_held[i] / 1e3, bp_wall[i] / 1e3, a.moved + b.moved, a.checked + b.checked);
         }
         if (r >= 0)
-                printf("{\"median\":true,\"threads\":%d,\"hogs\":%d,\"rounds\":%d,\"stw_us\":%.1f,\"bp_stw_us\":%.1f,"
-                       "\"bp_max_thread_stop_us\":%.1f,\"bp_us\":%.1f}\n", threads, hogs, rounds,
+                printf("{\"median\":true,\"threads\":%d,\"callers\":%d,\"hogs\":%d,\"rounds\":%d,\"stw_us\":%.1f,\"bp_stw_us\":%.1f,"
+                       "\"bp_max_thread_stop_us\":%.1f,\"bp_max_held_us\":%.1f,\"bp_us\":%.1f}\n", threads, callers, hogs, rounds,
                        median(stw, rounds) / 1e3, median(bp_stw, rounds) / 1e3,
-                       median(bp_thread, rounds) / 1e3, median(bp_wall, rounds) / 1e3);
+                       median(bp_thread, rounds) / 1e3, median(bp_held, rounds) / 1e3,
+                       median(bp_wall, rounds) / 1e3);
         else
                 fprintf(stderr, "failed: %s\n", strerror(-r));
         if (t)
