@@ -90,7 +90,7 @@ typedef struct Install {
 static int do_install(Target *t, Thread *th, void *ud) {
         const Install *in = ud;
         TrapGuardEntry e[SIGTRAP_MAX_ENTRIES];
-        int r = trapguard_sync_cores(t, th);   /* registers it, or -EOPNOTSUPP first */
+        int r = trapguard_sync_ready(t, th);   /* or -EOPNOTSUPP before anything is written */
         if (r < 0)
                 return r;
         for (size_t i = 0; i < in->n; i++)

@@ -213,13 +213,17 @@ int trapguard_drain(Target *t, const uint64_t *trap_pcs, size_t n, int timeout_m
         return 0;
 }
 
+/* One call in the common case: the program's disposition in, the current one out; a
+ * disposition the program installed meanwhile (not the guard's) is put back at once. */
 int trapguard_remove(Target *t, Thread *th, uint64_t block) {
         KSigaction old, now;
-        int r = remote_sigaction(t, th, NULL, &now);
-        if (r < 0 || now.handler != block)
-                return r;
-        r = target_read(t, block + SIGTRAP_OFF_OLD, &old, sizeof(old));
-        return r < 0 ? r : remote_sigaction(t, th, &old, NULL);
+        int r = target_read(t, block + SIGTRAP_OFF_OLD, &old, sizeof(old));
+
+        if (r >= 0)
+                r = remote_sigaction(t, th, &old, &now);
+        if (r >= 0 && now.handler != block)
+                r = remote_sigaction(t, th, &now, NULL);
+        return r;
 }
 
 int trapguard_find_open(Target *t, Thread *th, uint64_t *ret_block) {
@@ -231,23 +235,25 @@ int trapguard_find_open(Target *t, Thread *th, uint64_t *ret_block) {
         return 0;
 }
 
-int trapguard_sync_cores(Target *t, Thread *th) {
+int trapguard_sync_ready(Target *t, Thread *th) {
         long mask = 0;
         int r;
 
-        if (t->sync_core < 0)
+        if (t->sync_core != 0)
+                return t->sync_core > 0 ? 0 : -EOPNOTSUPP;
+        r = rsyscall(t, th, SYS_membarrier, MB_QUERY, 0, 0, 0, &mask);
+        if (r == -ENOSYS || r == -EINVAL || (r >= 0 && !(mask & MB_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE))) {
+                t->sync_core = -1;
                 return -EOPNOTSUPP;
-        if (t->sync_core == 0) {
-                r = rsyscall(t, th, SYS_membarrier, MB_QUERY, 0, 0, 0, &mask);
-                if (r == -ENOSYS || r == -EINVAL || (r >= 0 && !(mask & MB_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE))) {
-                        t->sync_core = -1;
-                        return -EOPNOTSUPP;
-                }
-                if (r >= 0)
-                        r = rsyscall(t, th, SYS_membarrier, MB_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE, 0, 0, 0, NULL);
-                if (r < 0)
-                        return r;
-                t->sync_core = 1;
         }
-        return rsyscall(t, th, SYS_membarrier, MB_PRIVATE_EXPEDITED_SYNC_CORE, 0, 0, 0, NULL);
+        if (r >= 0)
+                r = rsyscall(t, th, SYS_membarrier, MB_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE, 0, 0, 0, NULL);
+        if (r >= 0)
+                t->sync_core = 1;
+        return r;
+}
+
+int trapguard_sync_cores(Target *t, Thread *th) {
+        int r = trapguard_sync_ready(t, th);
+        return r < 0 ? r : rsyscall(t, th, SYS_membarrier, MB_PRIVATE_EXPEDITED_SYNC_CORE, 0, 0, 0, NULL);
 }

@@ -59,3 +59,6 @@ int trapguard_find_open(Target *t, Thread *th, uint64_t *ret_block);
  * it once). -EOPNOTSUPP when the kernel lacks it: the caller falls back to a stop of
  * every thread. */
 int trapguard_sync_cores(Target *t, Thread *th);
+/* Only the registration (once per Target): -EOPNOTSUPP as above, before anything is
+ * written. */
+int trapguard_sync_ready(Target *t, Thread *th);

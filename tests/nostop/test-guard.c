@@ -99,9 +99,13 @@ static uint64_t map_block(Target *t, Thread *th) {
         return (uint64_t)ret;
 }
 
-static Target *attach(Victim *v, Thread **th) {
+/* Threads starting up run with every signal blocked for a moment (glibc): waited out
+ * first, holding no thread, as entry_write_bp() does. */
+static Target *attach(Victim *v, Thread **th, bool wait_unblocked) {
         Target *t = NULL;
         ASSERT_OK(target_open(v->pid, &t));
+        if (wait_unblocked)
+                ASSERT_OK(trapguard_wait_unblocked(t, 5000));
         ASSERT_OK(target_stop_any(t, 2000, th));
         return t;
 }
@@ -120,7 +124,7 @@ TEST(survives_patcher_gone) {
 
         victim_start(&v, "own");
         ASSERT_TRUE(WAIT_UNTIL(v.sh->own_traps > 0 && v.sh->handler_now == v.sh->own_handler_addr, 5000));
-        t = attach(&v, &th);
+        t = attach(&v, &th, true);
         block = map_block(t, th);
         TrapGuardEntry e = { v.sh->guarded_addr, v.sh->other_addr };
         ASSERT_OK(trapguard_install(t, th, block, &e, 1));
@@ -142,7 +146,7 @@ TEST(survives_patcher_gone) {
         ASSERT_EQ_U64(v.sh->handler_now, block);
 
         /* A new patcher finds the window open, closes it. */
-        t = attach(&v, &th);
+        t = attach(&v, &th, true);
         ASSERT_OK(trapguard_find_open(t, th, &found));
         ASSERT_EQ_U64(found, block);
         ASSERT_OK(target_write(t, v.sh->guarded_addr, &orig, 1));
@@ -176,7 +180,7 @@ TEST(install_over_open_window) {
 
         victim_start(&v, "own");
         ASSERT_TRUE(WAIT_UNTIL(v.sh->handler_now == v.sh->own_handler_addr, 5000));
-        t = attach(&v, &th);
+        t = attach(&v, &th, true);
         b1 = map_block(t, th);
         b2 = map_block(t, th);
         TrapGuardEntry e = { v.sh->guarded_addr, v.sh->other_addr };
@@ -201,7 +205,7 @@ TEST(default_disposition_chained) {
         int status = 0;
 
         victim_start(&v, "dfl");
-        t = attach(&v, &th);
+        t = attach(&v, &th, true);
         block = map_block(t, th);
         TrapGuardEntry e = { v.sh->guarded_addr, v.sh->other_addr };
         ASSERT_OK(trapguard_install(t, th, block, &e, 1));
@@ -223,7 +227,7 @@ TEST(blocked_sigtrap_refused) {
         uint64_t block, found = 1;
 
         victim_start(&v, "block");
-        t = attach(&v, &th);
+        t = attach(&v, &th, false);
         block = map_block(t, th);
         TrapGuardEntry e = { v.sh->guarded_addr, v.sh->other_addr };
         ASSERT_ERR(trapguard_install(t, th, block, &e, 1), -EBUSY);
