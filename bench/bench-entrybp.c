@@ -142,7 +142,7 @@ int main(int argc, char **argv) {
         for (int i = 0; i < hogs; i++)
                 hog_pids[i] = spawn_hog();
         victim = spawn_victim(threads, callers);
-        usleep(200000);
+        usleep(1000000);        /* every thread started, out of the start's blocked signals */
         r = target_open(victim, &t);
         if (r >= 0)
                 r = target_write(t, copy, rel.code, rel.code_len);

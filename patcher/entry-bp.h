@@ -45,6 +45,9 @@ typedef struct EntryBpResult {
         unsigned moved;          /* threads moved into a relocated copy */
         unsigned trapped;        /* threads found at an int3, sent to its trap_dest */
         unsigned checked;        /* threads stopped and checked */
+        bool guard_open;         /* the entries are written, but a thread still had a trap
+                                  * of the window to take after 30 s: the guard stays in
+                                  * until entry_bp_close() */
 } EntryBpResult;
 
 /*
