@@ -109,12 +109,15 @@ static int close_guard(Target *t, const EntryWrite *w, size_t n, uint64_t block)
         size_t np = 0;
         int r;
 
-        /* One past the int3 is inside a jump: only a thread that took the int3 is there.
-         * Where the new bytes start with a one-byte instruction, threads pass there all
-         * the time, and only the pending signal tells. */
-        for (size_t i = 0; i < n; i++)
-                if (w[i].want[0] == 0xe9 && w[i].len > 1)
+        /* One past the int3 is inside a jump (what the entry holds now): only a thread
+         * that took the int3 is there. Where the entry starts with a one-byte
+         * instruction, threads pass there all the time, and only the pending signal
+         * tells. */
+        for (size_t i = 0; i < n; i++) {
+                uint8_t first = 0;
+                if (w[i].len > 1 && target_read(t, w[i].at, &first, 1) >= 0 && first == 0xe9)
                         pcs[np++] = w[i].at + 1;
+        }
         r = trapguard_drain(t, pcs, np, BP_DRAIN_MS);
         return r < 0 ? r : borrow(t, w, n, do_remove, &block);
 }
