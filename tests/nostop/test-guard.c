@@ -306,6 +306,32 @@ TEST(hot_tiny) {
         ASSERT_TRUE(alive(&v));
 }
 
+/* The main thread, which remote steps borrow first, calls the function too: it is often
+ * found at the int3 with its SIGTRAP on the way, which must be taken and dropped before
+ * its remote step (else the step takes it for a fault and the write fails). */
+TEST(hot_leader) {
+        Victim v;
+        Target *t;
+        Hot h;
+        EntryBpResult res;
+
+        victim_start(&v, "hotlead");
+        ASSERT_OK(target_open(v.pid, &t));
+        hot_prepare(&v, t, &h);
+        for (int i = 0; i < 10; i++) {
+                uint64_t c = sum(&v, 1);
+                ASSERT_OK(entry_write_bp(t, v.sh->guard_area, &h.apply, 1, &res));
+                ASSERT_TRUE(WAIT_UNTIL(sum(&v, 1) > c + 100, 5000));
+                c = sum(&v, 0);
+                ASSERT_OK(entry_write_bp(t, v.sh->guard_area, &h.revert, 1, &res));
+                ASSERT_TRUE(WAIT_UNTIL(sum(&v, 0) > c + 100, 5000));
+        }
+        ASSERT_EQ(sum(&v, 3), 0);
+        ASSERT_EQ_U64(t->max_stw_ns, 0);
+        target_free(t);
+        ASSERT_TRUE(alive(&v));
+}
+
 static int die_at;
 
 static void die_hook(int step) {

@@ -7,7 +7,8 @@
  *          every millisecond (counted by the handler);
  *   dfl    the default disposition; raise_trap makes the main thread execute an int3;
  *   block  as dfl, with SIGTRAP blocked in the callers;
- *   hot    the callers call tiny() instead, whose first 5 bytes are three instructions.
+ *   hot    the callers call tiny() instead, whose first 5 bytes are three instructions;
+ *   hotlead as hot, the main thread (the one borrowed first) the last of the callers.
  * Usage: victim-guard MODE MEMFD
  */
 #include <pthread.h>
@@ -90,7 +91,7 @@ int main(int argc, char **argv) {
                 return 2;
         own = !strcmp(argv[1], "own");
         block_trap = !strcmp(argv[1], "block");
-        if (!strcmp(argv[1], "hot"))
+        if (!strncmp(argv[1], "hot", 3))
                 call = tiny;
         sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED, atoi(argv[2]), 0);
         if (sh == MAP_FAILED)
@@ -110,8 +111,11 @@ int main(int argc, char **argv) {
         sh->copy_area = (uint64_t)copy_area;
         sh->guard_area = (uint64_t)guard_area;
         for (long i = 0; i < GUARD_CALLERS; i++)
-                pthread_create(&th, NULL, caller, (void *)i);
+                if (i < GUARD_CALLERS - 1 || strcmp(argv[1], "hotlead"))
+                        pthread_create(&th, NULL, caller, (void *)i);
         sh->ready = 1;
+        if (!strcmp(argv[1], "hotlead"))
+                caller((void *)(GUARD_CALLERS - 1));
         for (;;) {
                 struct sigaction cur;
                 struct timespec ts = { 0, 1000000 };
