@@ -590,3 +590,18 @@ int target_resume_thread(Target *t, Thread *th) {
         }
         return r;
 }
+
+int target_take_signal(Target *t, Thread *th, int timeout_ms) {
+        int status, r;
+
+        if (!th->stopped || th->signal_stop || th->held_sig)
+                return -EINVAL;
+        r = target__ptrace(PTRACE_CONT, th->tid, NULL, NULL);
+        if (r < 0)
+                return r;
+        th->stopped = false;
+        r = target__wait(t, th, timeout_ms, &status);
+        if (r == -ETIMEDOUT)    /* stays seized, late: detached when it stops */
+                target__mark_late(t, &th, 1);
+        return r < 0 ? r : target__record_stop(t, th, status);
+}

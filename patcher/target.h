@@ -61,6 +61,8 @@ typedef struct Target {
         /* Added by the ptrace layer: */
         int stop_timeout_ms;     /* how long a thread may take to stop; 0 = TARGET_STOP_TIMEOUT_MS */
         uint64_t restorer;       /* address of an rt_sigreturn restorer in the target, 0 unknown */
+        int8_t sync_core;        /* membarrier SYNC_CORE registered in it: 1, unsupported: -1,
+                                  * 0 not known yet (trapguard.c) */
         /* The image binding (target-image.c, target_bind_image()): */
         bool image_bound;        /* every stop proves the image is still the one bound */
         bool image_changed;      /* an exec was seen: no stop, no write is done any more */
@@ -148,6 +150,12 @@ int target_wait_any(Target *t, Thread **v, size_t n, int timeout_ms, Thread **re
 
 /* Resumes and detaches one thread. */
 int target_resume_thread(Target *t, Thread *th);
+
+/* th is in a stop of ours that is not a signal-delivery-stop, with a signal queued for it
+ * (a trap it took just before): lets it run into that signal's delivery stop, where the
+ * signal is held (held_sig, dropped or delivered at resume). -EINVAL when th is not in
+ * such a stop or holds a signal already. */
+int target_take_signal(Target *t, Thread *th, int timeout_ms);
 
 /* Stops one thread, any, for remote syscalls and calls: the leader, or, while it is in
  * uninterruptible sleep (a vfork parent), the next thread that is not. One abandoned

@@ -1,0 +1,376 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Entry writes while the threads run (entry-bp.h, docs/stops.md "The int3 window"). */
+#include <signal.h>
+#include <stdio.h>
+
+#include "common/macro.h"
+#include "patcher/entry-bp.h"
+#include "patcher/trapguard.h"
+
+void (*entry_bp_test_hook)(int step);
+
+#define BP_STOP_MS 1000
+#define BP_STOP_TRIES 5
+/* How long the end of the window waits for a trap still to be taken. */
+#define BP_DRAIN_MS 30000
+
+/* How long a thread may take to stop: the operation's setting, else BP_STOP_MS. */
+static int stop_ms(const Target *t) {
+        return t->stop_timeout_ms > 0 ? t->stop_timeout_ms : BP_STOP_MS;
+}
+
+/* Runs one step on a borrowed thread: the guard's remote calls. A thread that ran into
+ * an int3 of the window is not borrowed with its SIGTRAP on the way: its remote step would
+ * take it for a fault. Held (caught by the stop): sent on as the checks do; still queued:
+ * resumed for the handler to take, and another stop asked for. */
+typedef int (*BorrowFn)(Target *t, Thread *th, void *ud);
+
+static int check_one(Target *t, Thread *th, const EntryWrite *w, size_t n, EntryBpResult *res);
+static bool trap_pending(Target *t, const Thread *th);
+
+/* 1 th may be borrowed: a trap of the window it took is dealt with (its SIGTRAP, taken
+ * by the stop if still queued, dropped and the thread sent on, as the checks do), 0 its
+ * trap is still queued behind another signal. */
+static int settle_trapped(Target *t, Thread *th, const EntryWrite *w, size_t n) {
+        EntryBpResult ignored = {};
+        int r;
+
+        for (size_t i = 0; i < n; i++) {
+                if (regs_pc(&th->regs) != w[i].at + 1)
+                        continue;
+                if (!th->held_sig && trap_pending(t, th)) {
+                        r = target_take_signal(t, th, stop_ms(t));
+                        if (r < 0)
+                                return r;
+                }
+                if (th->held_sig == SIGTRAP && th->held_info.si_code == SI_KERNEL)
+                        return check_one(t, th, &w[i], 1, &ignored) < 0 ? -EIO : 1;
+                return trap_pending(t, th) ? 0 : 1;
+        }
+        return 1;
+}
+
+static int borrow(Target *t, const EntryWrite *w, size_t n, BorrowFn fn, void *ud) {
+        Thread *th = NULL;
+        int r = 0, k;
+
+        for (int tries = 0, slow = 0; tries < 100 && r == 0; tries++) {
+                r = target_stop_any(t, stop_ms(t), &th);
+                /* A loaded machine: a few more attempts (the window is safe meanwhile). */
+                if (r == -ETIMEDOUT && ++slow < BP_STOP_TRIES) {
+                        r = 0;
+                        continue;
+                }
+                if (r < 0)
+                        return r;
+                r = settle_trapped(t, th, w, n);
+                if (r == 0) {
+                        k = target_resume_thread(t, th);
+                        if (k < 0 && k != -ESRCH)
+                                return k;
+                }
+        }
+        if (r <= 0)
+                return r < 0 ? r : -EAGAIN;
+        r = fn(t, th, ud);
+        k = target_resume_thread(t, th);
+        return r < 0 ? r : k < 0 && k != -ESRCH ? k : 0;
+}
+
+static int do_sync(Target *t, Thread *th, void *ud) {
+        return trapguard_sync_cores(t, th);
+}
+
+typedef struct Install {
+        uint64_t block;
+        const EntryWrite *w;
+        size_t n;
+} Install;
+
+static int do_install(Target *t, Thread *th, void *ud) {
+        const Install *in = ud;
+        TrapGuardEntry e[SIGTRAP_MAX_ENTRIES];
+        int r = trapguard_sync_ready(t, th);   /* or -EOPNOTSUPP before anything is written */
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < in->n; i++)
+                e[i] = (TrapGuardEntry) { in->w[i].at, in->w[i].trap_dest };
+        return trapguard_install(t, th, in->block, e, in->n);
+}
+
+static int do_remove(Target *t, Thread *th, void *ud) {
+        return trapguard_remove(t, th, *(const uint64_t *)ud);
+}
+
+/* Step 4: once no trap of the window is left to take (no thread held meanwhile), the
+ * program's disposition back. */
+static int close_guard(Target *t, const EntryWrite *w, size_t n, uint64_t block) {
+        uint64_t pcs[SIGTRAP_MAX_ENTRIES];
+        size_t np = 0;
+        int r;
+
+        /* One past the int3 is inside a jump (what the entry holds now): only a thread
+         * that took the int3 is there. Where the entry starts with a one-byte
+         * instruction, threads pass there all the time, and only the pending signal
+         * tells. */
+        for (size_t i = 0; i < n; i++) {
+                uint8_t first = 0;
+                if (w[i].len > 1 && target_read(t, w[i].at, &first, 1) >= 0 && first == 0xe9)
+                        pcs[np++] = w[i].at + 1;
+        }
+        r = trapguard_drain(t, pcs, np, BP_DRAIN_MS);
+        return r < 0 ? r : borrow(t, w, n, do_remove, &block);
+}
+
+/* Writes the first byte (first) or the others of every entry, from want or cur. */
+static int write_part(Target *t, const EntryWrite *w, size_t n, bool first, bool want) {
+        int r = 0;
+        for (size_t i = 0; i < n && r >= 0; i++) {
+                const uint8_t *b = want ? w[i].want : w[i].cur;
+                if (first)
+                        r = target_write(t, w[i].at, b, 1);
+                else if (w[i].len > 1)
+                        r = target_write(t, w[i].at + 1, b + 1, w[i].len - 1u);
+        }
+        return r;
+}
+
+static int verify_cur(Target *t, const EntryWrite *w, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                uint8_t b[16];
+                int r = target_read(t, w[i].at, b, w[i].len);
+                if (r < 0)
+                        return r;
+                if (memcmp(b, w[i].cur, w[i].len) != 0)
+                        return -EBUSY;
+        }
+        return 0;
+}
+
+/* A SIGTRAP of an int3 (SI_KERNEL) is waiting in the kernel for th, which is stopped. */
+static bool trap_pending(Target *t, const Thread *th) {
+        char path[64], line[128];
+        uint64_t m = 0;
+        FILE *f;
+
+        snprintf(path, sizeof(path), "/proc/%d/task/%d/status", t->pid, th->tid);
+        f = fopen(path, "re");
+        if (!f)
+                return false;
+        while (fgets(line, sizeof(line), f))
+                if (strncmp(line, "SigPnd:", 7) == 0)
+                        m = strtoull(line + 7, NULL, 16);
+        fclose(f);
+        return (m >> (SIGTRAP - 1)) & 1;
+}
+
+/*
+ * Step 2 for the stopped th. At the byte after an int3 with its SIGTRAP in hand: sent to
+ * trap_dest, the signal dropped; with the SIGTRAP still queued: left to the handler,
+ * which does the same after the resume. Strictly inside the bytes otherwise: moved to the
+ * copy. 1 changed, 0 nothing to do, -errno.
+ */
+static int check_one(Target *t, Thread *th, const EntryWrite *w, size_t n, EntryBpResult *res) {
+        uint64_t pc = regs_pc(&th->regs), to;
+
+        for (size_t i = 0; i < n; i++) {
+                if (pc <= w[i].at || pc >= w[i].at + w[i].len)
+                        continue;
+                if (pc == w[i].at + 1 && th->held_sig == SIGTRAP && th->held_info.si_code == SI_KERNEL) {
+                        th->held_sig = 0;
+                        regs_set_pc(&th->regs, w[i].trap_dest);
+                        res->trapped++;
+                        return target_set_regs(t, th) < 0 ? -EIO : 1;
+                }
+                if (pc == w[i].at + 1 && trap_pending(t, th)) {
+                        res->trapped++;
+                        return 0;
+                }
+                if (!w[i].map)
+                        return -EAGAIN;
+                to = relocation_map_pc(w[i].map, w[i].at, w[i].copy, pc);
+                if (!to) {
+                        res->stuck_tid = th->tid;
+                        res->stuck_pc = pc;
+                        return -EILSEQ;
+                }
+                regs_set_pc(&th->regs, to);
+                res->moved++;
+                return target_set_regs(t, th) < 0 ? -EIO : 1;
+        }
+        return 0;
+}
+
+/* Stop requests in flight while the threads are checked: their waits for the scheduler
+ * overlap (as in a transition's pass), each thread is still held only for its own check. */
+#define BP_WINDOW 16
+/* How long the checks wait for a thread to stop before the window is taken back. */
+#define BP_CHECK_MS 10000
+
+/* Checks the stopped th (one of v[0..*nv)), resumes it and drops it from v. */
+static int check_resume(Target *t, Thread *th, Thread **v, size_t *nv, const EntryWrite *w, size_t n,
+                        EntryBpResult *res) {
+        int r, k;
+
+        for (size_t i = 0; i < *nv; i++)
+                if (v[i] == th)
+                        v[i] = v[--*nv];
+        res->checked++;
+        r = check_one(t, th, w, n, res);
+        k = target_resume_thread(t, th);
+        return r < 0 ? r : k < 0 && k != -ESRCH ? k : 0;
+}
+
+static bool was_checked(const pid_t *done, size_t n_done, pid_t tid) {
+        for (size_t j = 0; j < n_done; j++)
+                if (done[j] == tid)
+                        return true;
+        return false;
+}
+
+/* Step 2: every thread of the process, each stopped alone (up to BP_WINDOW asked at
+ * once), until a rescan of /proc/PID/task finds none not yet checked (threads created
+ * after the int3 went in need no check, but cost only one stop). */
+static int check_threads(Target *t, const EntryWrite *w, size_t n, EntryBpResult *res) {
+        _cleanup_free_ pid_t *done = NULL;
+        size_t n_done = 0;
+        int r = 0;
+
+        for (bool found = true; found && r >= 0;) {
+                Thread *v[BP_WINDOW];
+                size_t nv = 0, next = 0;
+                found = false;
+                r = target_refresh_threads(t);
+                if (r < 0)
+                        break;
+                pid_t *nd = realloc(done, (n_done + t->n_threads + 1) * sizeof(*nd));
+                if (!nd)
+                        return -ENOMEM;
+                done = nd;
+                while (r >= 0 && (next < t->n_threads || nv > 0)) {
+                        Thread *th = NULL;
+                        while (nv < BP_WINDOW && next < t->n_threads) {
+                                th = &t->threads[next++];
+                                if (th->gone || was_checked(done, n_done, th->tid))
+                                        continue;
+                                found = true;
+                                done[n_done++] = th->tid;
+                                r = target_request_stop(t, th);
+                                if (r == -ESRCH) {
+                                        r = 0;
+                                        continue;
+                                }
+                                if (r < 0)
+                                        return r == -EBUSY ? -EAGAIN : r;
+                                v[nv++] = th;
+                        }
+                        if (nv == 0)
+                                break;
+                        r = target_wait_any(t, v, nv, BP_CHECK_MS, &th);
+                        if (r == -ESRCH) {
+                                r = 0;
+                                nv = 0;
+                                continue;
+                        }
+                        if (r == -ETIMEDOUT)
+                                return -EAGAIN;
+                        if (r >= 0)
+                                r = check_resume(t, th, v, &nv, w, n, res);
+                        /* Those found gone meanwhile need no check. */
+                        for (size_t i = 0; i < nv;)
+                                if (v[i]->gone)
+                                        v[i] = v[--nv];
+                                else
+                                        i++;
+                }
+        }
+        return r;
+}
+
+int entry_write_bp(Target *t, uint64_t block, const EntryWrite *w, size_t n, EntryBpResult *res) {
+        Install in = { block, w, n };
+        int r, k;
+
+        *res = (EntryBpResult) {};
+        if (n > SIGTRAP_MAX_ENTRIES)
+                return -E2BIG;
+        for (size_t i = 0; i < n; i++)
+                if (w[i].len < 1 || w[i].len > 16)
+                        return -EINVAL;
+        r = verify_cur(t, w, n);
+        if (r >= 0)
+                r = trapguard_wait_unblocked(t, BP_DRAIN_MS);
+        if (r >= 0)
+                r = borrow(t, w, n, do_install, &in);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n && r >= 0; i++)
+                r = target_write(t, w[i].at, &(uint8_t) { INSN_INT3 }, 1);
+        if (r >= 0)
+                r = borrow(t, w, n, do_sync, NULL);
+        if (r >= 0 && entry_bp_test_hook)
+                entry_bp_test_hook(1);
+        if (r >= 0)
+                r = check_threads(t, w, n, res);
+        if (r >= 0 && entry_bp_test_hook)
+                entry_bp_test_hook(2);
+        if (r < 0) {
+                /* Taken back: the first bytes as they were, serialize, handler out. */
+                k = write_part(t, w, n, true, false);
+                if (k >= 0)
+                        k = borrow(t, w, n, do_sync, NULL);
+                if (k >= 0)
+                        (void)close_guard(t, w, n, block);
+                return k < 0 ? k : r;
+        }
+        r = write_part(t, w, n, false, true);
+        if (r >= 0)
+                r = borrow(t, w, n, do_sync, NULL);
+        if (r >= 0 && entry_bp_test_hook)
+                entry_bp_test_hook(3);
+        if (r >= 0)
+                r = write_part(t, w, n, true, true);
+        if (r >= 0)
+                r = borrow(t, w, n, do_sync, NULL);
+        if (r < 0)
+                return r;
+        /* The entries are written. A trap still to be taken after BP_DRAIN_MS (a thread
+         * the scheduler has not run since) keeps the guard in: harmless, and closed by
+         * entry_bp_close() later; the write itself succeeded. */
+        r = close_guard(t, w, n, block);
+        if (r == -ETIMEDOUT) {
+                res->guard_open = true;
+                r = 0;
+        }
+        return r;
+}
+
+static int do_find(Target *t, Thread *th, void *ud) {
+        return trapguard_find_open(t, th, ud);
+}
+
+int entry_bp_close(Target *t, uint64_t block, const EntryWrite *w, size_t n) {
+        uint64_t open = 0;
+        int r = borrow(t, w, n, do_find, &open);
+
+        if (r < 0 || open != block)
+                return r;
+        for (size_t i = 0; i < n && r >= 0; i++) {
+                uint8_t b[16];
+                const uint8_t *first;
+                r = target_read(t, w[i].at, b, w[i].len);
+                if (r < 0 || b[0] != INSN_INT3)
+                        continue;
+                /* The rest written: finish; still the old bytes: undo. */
+                if (memcmp(b + 1, w[i].want + 1, w[i].len - 1u) == 0)
+                        first = w[i].want;
+                else if (memcmp(b + 1, w[i].cur + 1, w[i].len - 1u) == 0)
+                        first = w[i].cur;
+                else
+                        return -EBUSY;
+                r = target_write(t, w[i].at, first, 1);
+        }
+        if (r >= 0)
+                r = borrow(t, w, n, do_sync, NULL);
+        return r < 0 ? r : close_guard(t, w, n, block);
+}

@@ -1,0 +1,75 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+#include "common/internal.h"
+
+/*
+ * Entry writes while the threads run (docs/stops.md, "The int3 window"): the kernel's
+ * text_poke_bp() order carried to the threads of one process, no moment with every
+ * thread stopped:
+ *
+ *   1. ulp's SIGTRAP handler goes in (trapguard.h), an int3 over the first byte of each
+ *      entry, serialize (membarrier SYNC_CORE in the target);
+ *   2. each thread, stopped alone, is checked: strictly inside the bytes about to change
+ *      it is moved to the same instruction of the relocated copy; one that ran into an
+ *      int3 is sent to its entry's trap_dest, its SIGTRAP suppressed;
+ *   3. the rest of each entry, serialize; the first byte, serialize;
+ *   4. the program's SIGTRAP disposition is put back.
+ *
+ * A thread that runs into an int3 without a tracer (between the checks, or after the
+ * patcher died) is sent to trap_dest by the handler. Threads created after step 1 cannot
+ * be inside the bytes: they would have entered through the int3.
+ */
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "patcher/target.h"
+#include "patcher/x86_64/relocate.h"
+
+typedef struct EntryWrite {
+        uint64_t at;             /* the entry (after endbr64) */
+        uint8_t cur[16];         /* what it holds: checked before the int3 goes in */
+        uint8_t want[16];        /* what it will hold */
+        uint8_t len;             /* bytes of both, 1..16 */
+        uint64_t trap_dest;      /* where a thread that runs into the int3 goes: where the
+                                  * new bytes lead, or anywhere equivalent to them */
+        const Relocation *map;   /* cur's instructions in the copy at copy, for threads
+                                  * strictly inside them; NULL: cur is one instruction */
+        uint64_t copy;
+} EntryWrite;
+
+typedef struct EntryBpResult {
+        pid_t stuck_tid;         /* -EILSEQ: this thread's PC... */
+        uint64_t stuck_pc;       /* ...is inside an instruction of the bytes no copy holds */
+        unsigned moved;          /* threads moved into a relocated copy */
+        unsigned trapped;        /* threads found at an int3, sent to its trap_dest */
+        unsigned checked;        /* threads stopped and checked */
+        bool guard_open;         /* the entries are written, but a thread still had a trap
+                                  * of the window to take after 30 s: the guard stays in
+                                  * until entry_bp_close() */
+} EntryBpResult;
+
+/*
+ * Writes w[0..n) as above, with the handler block at block (SIGTRAP_BLOCK_SIZE bytes of
+ * ulp's code area, never freed). Nothing is written when:
+ *   -EOPNOTSUPP the kernel cannot serialize the cores (membarrier SYNC_CORE): the caller
+ *               writes under a stop of every thread instead;
+ *   -EBUSY      an entry does not hold cur, or a thread blocks SIGTRAP (for 5 s);
+ * and the int3 bytes are taken back (each entry holds cur again) on
+ *   -EILSEQ     a thread inside an instruction of the bytes (res->stuck_*);
+ *   -EAGAIN     a thread strictly inside bytes without a map, or that could not be stopped.
+ */
+int entry_write_bp(Target *t, uint64_t block, const EntryWrite *w, size_t n, EntryBpResult *res);
+
+/*
+ * Closes a window a dead patcher left open, given what it was writing: an entry whose
+ * first byte is still the int3 is finished when the rest already holds want, else put
+ * back to cur; then serialize and the program's disposition back. 0 when no window is
+ * open at block. -EBUSY when an entry holds neither.
+ */
+int entry_bp_close(Target *t, uint64_t block, const EntryWrite *w, size_t n);
+
+/* For tests of the window's crash safety: called between the steps (1 int3 written and
+ * serialized, 2 threads checked, 3 rest written and serialized), NULL by default. */
+extern void (*entry_bp_test_hook)(int step);

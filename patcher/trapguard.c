@@ -1,0 +1,259 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The int3 window's guards (trapguard.h, docs/stops.md "The int3 window"): ulp's
+ * SIGTRAP handler installed and removed with remote rt_sigaction calls, and core
+ * serialization with a remote membarrier.
+ */
+#include <dirent.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/syscall.h>
+#include <time.h>
+
+#include "common/macro.h"
+#include "patcher/trapguard.h"
+
+/* The kernel's struct sigaction on x86-64, as rt_sigaction takes it. */
+typedef struct KSigaction {
+        uint64_t handler, flags, restorer, mask;
+} KSigaction;
+
+#define KSA_RESTORER 0x04000000ULL
+#define KSA_ONSTACK  0x08000000ULL
+#define KSA_SIGINFO  0x00000004ULL
+
+/* membarrier(2) commands (linux/membarrier.h). */
+#define MB_QUERY 0
+#define MB_PRIVATE_EXPEDITED_SYNC_CORE (1 << 5)
+#define MB_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE (1 << 6)
+
+static int rsyscall(Target *t, Thread *th, long nr, long a0, long a1, long a2, long a3, long *ret) {
+        const long args[6] = { a0, a1, a2, a3, 0, 0 };
+        long r;
+        int k = target_syscall(t, th, nr, args, &r);
+        if (k < 0)
+                return k;
+        if (r < 0 && r > -4096)
+                return (int)r;
+        if (ret)
+                *ret = r;
+        return 0;
+}
+
+/* rt_sigaction(SIGTRAP, act, old) in the target. The structures go in the scratch room
+ * below the borrowed thread's red zone that target_syscall() leaves alone. */
+static int remote_sigaction(Target *t, Thread *th, const KSigaction *act, KSigaction *old) {
+        uint64_t where = ALIGN_DOWN(regs_sp(&th->regs) - 128 - 256, 16);
+        int r = 0;
+
+        if (act)
+                r = target_write(t, where, act, sizeof(*act));
+        if (r >= 0)
+                r = rsyscall(t, th, SYS_rt_sigaction, SIGTRAP, act ? (long)where : 0,
+                             old ? (long)(where + sizeof(KSigaction)) : 0, 8, NULL);
+        if (r >= 0 && old)
+                r = target_read(t, where + sizeof(KSigaction), old, sizeof(*old));
+        return r;
+}
+
+/* True when handler is the code of a guard block: its magic is where it should be. */
+static bool is_guard(Target *t, uint64_t handler) {
+        uint64_t magic = 0;
+        return handler > 1 && target_read(t, handler + SIGTRAP_OFF_MAGIC, &magic, sizeof(magic)) >= 0 &&
+               magic == SIGTRAP_MAGIC;
+}
+
+/* Reads field (e.g. "SigBlk:", "SigPnd:") of /proc/PID/task/TID/status as a mask. */
+static int task_mask(pid_t pid, pid_t tid, const char *field, uint64_t *ret) {
+        char path[64], line[256];
+        size_t len = strlen(field);
+        FILE *f;
+        int r = -ENOENT;
+
+        snprintf(path, sizeof(path), "/proc/%d/task/%d/status", pid, tid);
+        f = fopen(path, "re");
+        if (!f)
+                return -errno;
+        while (fgets(line, sizeof(line), f))
+                if (strncmp(line, field, len) == 0) {
+                        *ret = strtoull(line + len, NULL, 16);
+                        r = 0;
+                        break;
+                }
+        fclose(f);
+        return r;
+}
+
+/* Calls fn for every thread in /proc/PID/task; stops at its first non-zero return. */
+static int for_each_task(pid_t pid, int (*fn)(pid_t pid, pid_t tid, void *ud), void *ud) {
+        char path[32];
+        struct dirent *de;
+        DIR *d;
+        int r = 0;
+
+        snprintf(path, sizeof(path), "/proc/%d/task", pid);
+        d = opendir(path);
+        if (!d)
+                return -errno;
+        while (r == 0 && (de = readdir(d)))
+                if (de->d_name[0] != '.')
+                        r = fn(pid, (pid_t)atoi(de->d_name), ud);
+        closedir(d);
+        return r;
+}
+
+static int blocks_sigtrap(pid_t pid, pid_t tid, void *ud) {
+        uint64_t m = 0;
+        /* A thread gone meanwhile blocks nothing. */
+        if (task_mask(pid, tid, "SigBlk:", &m) < 0)
+                return 0;
+        return (m >> (SIGTRAP - 1)) & 1 ? -EBUSY : 0;
+}
+
+static void sleep_us(long us) {
+        struct timespec ts = { 0, us * 1000 };
+        nanosleep(&ts, NULL);
+}
+
+int trapguard_wait_unblocked(Target *t, int timeout_ms) {
+        uint64_t end = target__now_ns() + (uint64_t)timeout_ms * 1000000ULL;
+        int r;
+
+        while ((r = for_each_task(t->pid, blocks_sigtrap, NULL)) == -EBUSY && target__now_ns() < end)
+                sleep_us(1000);
+        return r;
+}
+
+int trapguard_install(Target *t, Thread *th, uint64_t block, const TrapGuardEntry *e, size_t n) {
+        uint8_t buf[SIGTRAP_BLOCK_SIZE];
+        KSigaction old = {}, now = {}, ours = { .handler = block,
+                .flags = KSA_SIGINFO | KSA_RESTORER | KSA_ONSTACK,
+                .restorer = block + SIGTRAP_OFF_RESTORER };
+        uint64_t magic = SIGTRAP_MAGIC;
+        uint32_t count = (uint32_t)n;
+        int r;
+
+        if (n > SIGTRAP_MAX_ENTRIES)
+                return -E2BIG;
+        r = for_each_task(t->pid, blocks_sigtrap, NULL);
+        if (r < 0)
+                return r;
+        memset(buf, 0, sizeof(buf));
+        (void)sigtrap_encode(buf);
+        memcpy(buf + SIGTRAP_OFF_MAGIC, &magic, sizeof(magic));
+        memcpy(buf + SIGTRAP_OFF_N, &count, sizeof(count));
+        memcpy(buf + SIGTRAP_OFF_ENTRIES, e, n * sizeof(*e));
+        r = remote_sigaction(t, th, NULL, &old);
+        /* A window left open (at this block too): the program's disposition is the one
+         * that guard kept, read before the block is written over. */
+        if (r >= 0 && is_guard(t, old.handler))
+                r = target_read(t, old.handler + SIGTRAP_OFF_OLD, &old, sizeof(old));
+        if (r < 0)
+                return r;
+        memcpy(buf + SIGTRAP_OFF_OLD, &old, sizeof(old));
+        r = target_write(t, block, buf, sizeof(buf));
+        if (r >= 0)
+                r = remote_sigaction(t, th, &ours, &now);
+        if (r < 0)
+                return r;
+        /* The program changed its disposition between the two calls: keep that one. */
+        if (now.handler != old.handler && now.handler != block && !is_guard(t, now.handler))
+                r = target_write(t, block + SIGTRAP_OFF_OLD, &now, sizeof(now));
+        return r;
+}
+
+typedef struct InFlight {
+        const uint64_t *pcs;
+        size_t n;
+} InFlight;
+
+/* /proc/PID/task/TID/syscall of a thread off its CPU: "-1 SP PC" outside a system call
+ * (an exception, such as the trap of an int3), "running" on a CPU. */
+static bool in_trap_of(const InFlight *w, pid_t pid, pid_t tid) {
+        char path[64], buf[128];
+        unsigned long long sp, pc;
+        FILE *f;
+        bool hit = false;
+
+        snprintf(path, sizeof(path), "/proc/%d/task/%d/syscall", pid, tid);
+        f = fopen(path, "re");
+        if (!f)
+                return false;
+        if (fgets(buf, sizeof(buf), f) && sscanf(buf, "-1 %llx %llx", &sp, &pc) == 2)
+                for (size_t i = 0; i < w->n; i++)
+                        hit |= pc == w->pcs[i];
+        fclose(f);
+        return hit;
+}
+
+static int trap_to_take(pid_t pid, pid_t tid, void *ud) {
+        uint64_t m = 0;
+        if (task_mask(pid, tid, "SigPnd:", &m) >= 0 && ((m >> (SIGTRAP - 1)) & 1))
+                return 1;
+        return in_trap_of(ud, pid, tid) ? 1 : 0;
+}
+
+int trapguard_drain(Target *t, const uint64_t *trap_pcs, size_t n, int timeout_ms) {
+        uint64_t end = target__now_ns() + (uint64_t)timeout_ms * 1000000ULL;
+        InFlight w = { trap_pcs, n };
+        int r, quiet = 0;
+
+        /* Two quiet looks 1 ms apart: a thread between its int3 and the queueing of its
+         * signal is either off its CPU (seen by its PC) or runs through in microseconds. */
+        while (quiet < 2) {
+                r = for_each_task(t->pid, trap_to_take, &w);
+                if (r < 0)
+                        return r;
+                quiet = r ? 0 : quiet + 1;
+                if (target__now_ns() > end)
+                        return -ETIMEDOUT;
+                if (quiet < 2)
+                        sleep_us(1000);
+        }
+        return 0;
+}
+
+/* One call in the common case: the program's disposition in, the current one out; a
+ * disposition the program installed meanwhile (not the guard's) is put back at once. */
+int trapguard_remove(Target *t, Thread *th, uint64_t block) {
+        KSigaction old, now;
+        int r = target_read(t, block + SIGTRAP_OFF_OLD, &old, sizeof(old));
+
+        if (r >= 0)
+                r = remote_sigaction(t, th, &old, &now);
+        if (r >= 0 && now.handler != block)
+                r = remote_sigaction(t, th, &now, NULL);
+        return r;
+}
+
+int trapguard_find_open(Target *t, Thread *th, uint64_t *ret_block) {
+        KSigaction now;
+        int r = remote_sigaction(t, th, NULL, &now);
+        if (r < 0)
+                return r;
+        *ret_block = is_guard(t, now.handler) ? now.handler : 0;
+        return 0;
+}
+
+int trapguard_sync_ready(Target *t, Thread *th) {
+        long mask = 0;
+        int r;
+
+        if (t->sync_core != 0)
+                return t->sync_core > 0 ? 0 : -EOPNOTSUPP;
+        r = rsyscall(t, th, SYS_membarrier, MB_QUERY, 0, 0, 0, &mask);
+        if (r == -ENOSYS || r == -EINVAL || (r >= 0 && !(mask & MB_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE))) {
+                t->sync_core = -1;
+                return -EOPNOTSUPP;
+        }
+        if (r >= 0)
+                r = rsyscall(t, th, SYS_membarrier, MB_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE, 0, 0, 0, NULL);
+        if (r >= 0)
+                t->sync_core = 1;
+        return r;
+}
+
+int trapguard_sync_cores(Target *t, Thread *th) {
+        int r = trapguard_sync_ready(t, th);
+        return r < 0 ? r : rsyscall(t, th, SYS_membarrier, MB_PRIVATE_EXPEDITED_SYNC_CORE, 0, 0, 0, NULL);
+}

@@ -1,0 +1,23 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* What victim-guard shares with test-guard: a memfd mapped by both. The victim reports
+ * what it observed itself. */
+
+#include <stdint.h>
+
+#define GUARD_CALLERS 8
+
+typedef struct GuardShared {
+        volatile int ready;
+        volatile int raise_trap;          /* "dfl": execute an int3 of its own now */
+        volatile uint64_t guarded_addr, other_addr, own_handler_addr;
+        volatile uint64_t calls[GUARD_CALLERS][4]; /* per caller: results 1, 2, 3, anything else */
+        /* mode "hot": tiny() (returns 1), tiny_new() (2), tiny_trapped() (3), and room in
+         * the victim's own text for a relocated copy and a guard block */
+        volatile uint64_t tiny_addr, tiny_size, tiny_new_addr, tiny_trapped_addr;
+        volatile uint64_t copy_area, guard_area;
+        volatile uint64_t own_traps;      /* its own handler ran (an int3 of its own) */
+        volatile uint64_t own_trap_bad;   /* ...with a siginfo it did not expect */
+        volatile uint64_t handler_now;    /* its SIGTRAP disposition, as sigaction() reads it */
+} GuardShared;
