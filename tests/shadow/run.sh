@@ -99,6 +99,13 @@ status_line | grep -qE '^  shadow variables: 0 \(0 bytes; the runtime holds [0-9
 	fail "status after the revert: '$(status_line)'"
 ulpctl status -p "$VPID" --json | grep -q '"shadow": *{ *"variables": *0, *"bytes": *0' ||
 	fail "JSON status: $(ulpctl status -p "$VPID" --json)"
+python3 - "$(dirname "${BASH_SOURCE[0]}")/../../docs/ulpctl.schema.json" "$(ulpctl status -p "$VPID" --json)" <<'PY' ||
+import json, sys
+import jsonschema
+schema = json.load(open(sys.argv[1]))
+jsonschema.Draft202012Validator({"$ref": "#/$defs/status", "$defs": schema["$defs"]}).validate(json.loads(sys.argv[2]))
+PY
+	fail "JSON status does not match docs/ulpctl.schema.json: $(ulpctl status -p "$VPID" --json)"
 victim_ok
 ok "reverting B frees all the variables"
 

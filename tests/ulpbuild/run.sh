@@ -49,6 +49,15 @@ e2e)
 	grep -q '^function: *(main):deposit -> deposit$' <<<"$info" || fail "info: $info"
 	grep -q '^pinned: *(main) build-id ' <<<"$info" || fail "the patch is not pinned to the program's build-id: $info"
 	grep -q '^uses: *(main):deposits (1 field)$' <<<"$info" || fail "info does not list the program's deposits: $info"
+	json=$(ulpctl info --json "$WORK/fix.so") || fail "info --json: $json"
+	python3 - "$here/../../docs/ulpctl.schema.json" "$json" <<'PY' || fail "info --json: $json"
+import json, sys
+import jsonschema
+schema = json.load(open(sys.argv[1]))
+doc = json.loads(sys.argv[2])
+jsonschema.Draft202012Validator({"$ref": "#/$defs/info", "$defs": schema["$defs"]}).validate(doc)
+assert {"object": "", "symbol": "deposits", "fields": 1} in doc["uses"], doc["uses"]
+PY
 
 	start_shop
 	wait_for 10 lines_after 0 'status fees on' 3 || fail "the program does not run"
