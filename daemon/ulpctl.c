@@ -221,7 +221,7 @@ static int verb_status(const Args *a) {
                         if (cand)
                                 cand[n_cand++] = a->pids[0];
                 } else
-                        (void) client_list_carriers(&cand, &n_cand);
+                        (void) ulp_list_processes(&cand, &n_cand);
                 proofs = calloc(n_cand ?: 1, sizeof(*proofs));
                 for (size_t i = 0; proofs && i < n_cand && n_proofs < PROTOCOL_TARGETS_MAX; i++) {
                         r = client_proof_open(cand[i], &proofs[n_proofs], err, sizeof(err));

@@ -13,26 +13,6 @@
 
 _Static_assert(sizeof(ControlHeader) == 4096, "control header is one page");
 
-static bool is_control_mapping(const MapEntry *e) {
-        return e->path && strcmp(e->path, "/memfd:" CONTROL_MAPPING_NAME) == 0 && e->offset == 0;
-}
-
-int control_find(pid_t pid, uint64_t *ret_addr) {
-        MapList l = {};
-        int r = maps_read(pid, &l);
-        if (r < 0)
-                return r;
-        r = 0;
-        for (size_t i = 0; i < l.n; i++)
-                if (is_control_mapping(&l.v[i])) {
-                        *ret_addr = l.v[i].start;
-                        r = 1;
-                        break;
-                }
-        maplist_done(&l);
-        return r;
-}
-
 static int control_alloc(Control *c) {
         if (!c->img) {
                 c->img = calloc(1, sizeof(ControlImage));
@@ -395,7 +375,7 @@ static uint64_t map_dev(const MapEntry *e) {
 /* The memfd of the block at addr: its dev and inode (the MAC's identity). */
 static int control_file(const MapList *l, uint64_t addr, uint64_t *ret_dev, uint64_t *ret_inode) {
         for (size_t i = 0; i < l->n; i++)
-                if (l->v[i].start == addr && is_control_mapping(&l->v[i])) {
+                if (l->v[i].start == addr && control_is_mapping(&l->v[i])) {
                         *ret_dev = map_dev(&l->v[i]);
                         *ret_inode = l->v[i].inode;
                         return 0;
@@ -451,7 +431,7 @@ static bool unborn_mapping_ok(pid_t pid, uint64_t addr) {
         if (maps_read(pid, &l) < 0)
                 return false;
         for (size_t i = 0; i < l.n; i++)
-                if (l.v[i].start == addr && is_control_mapping(&l.v[i]))
+                if (l.v[i].start == addr && control_is_mapping(&l.v[i]))
                         ok = l.v[i].end - l.v[i].start == ALIGN_UP(sizeof(ControlImage), 4096) &&
                              l.v[i].prot == (PROT_READ | PROT_WRITE) && !l.v[i].shared;
         maplist_done(&l);

@@ -5,7 +5,6 @@
  * transition in progress are those the driving process published after its last pass
  * (ulp_op_step, op.c).
  */
-#include <dirent.h>
 #include <stdio.h>
 
 #include "common/macro.h"
@@ -120,33 +119,4 @@ void ulp_status_done(UlpProcessStatus *s) {
         }
         free(s->patches);
         *s = (UlpProcessStatus) {};
-}
-
-int ulp_list_processes(pid_t **ret, size_t *ret_n) {
-        DIR *d = opendir("/proc");
-        struct dirent *de;
-        pid_t *v = NULL;
-        size_t n = 0;
-
-        if (!d)
-                return negative_errno();
-        while ((de = readdir(d))) {
-                char *end;
-                long pid = strtol(de->d_name, &end, 10);
-                uint64_t addr;
-                if (*end || pid <= 0 || control_find((pid_t)pid, &addr) <= 0)
-                        continue;
-                pid_t *nv = realloc(v, (n + 1) * sizeof(pid_t));
-                if (!nv) {
-                        free(v);
-                        closedir(d);
-                        return -ENOMEM;
-                }
-                v = nv;
-                v[n++] = (pid_t)pid;
-        }
-        closedir(d);
-        *ret = v;
-        *ret_n = n;
-        return 0;
 }
