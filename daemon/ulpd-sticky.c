@@ -62,14 +62,18 @@ static void sticky_listen(Manager *m);
 
 static const unsigned EXEC_TRY_DELAYS_MS[] = { 5, 50, 200, 1000, 3000 };
 
+static void sticky_objects_free(StickyObject *v, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                free(v[i].object);
+                free(v[i].build_id);
+        }
+        free(v);
+}
+
 static void sticky_free(StickyPatch *w) {
         if (!w)
                 return;
-        for (size_t i = 0; i < w->n_objects; i++) {
-                free(w->objects[i].object);
-                free(w->objects[i].build_id);
-        }
-        free(w->objects);
+        sticky_objects_free(w->objects, w->n_objects);
         free(w->name);
         free(w->so_path);
         free(w->record_path);
@@ -88,8 +92,6 @@ int sticky_patch_name(int fd, const char *hint, char *ret, size_t len, char *rea
         _cleanup_(ulp_patch_info_freep) UlpPatchInfo *pm = NULL;
         int r;
 
-        if (lseek(fd, 0, SEEK_SET) < 0)
-                return negative_errno();
         r = ulp_patch_info_read(fd, hint, &pm, reason, reason_len);
         if (r < 0)
                 return r;
@@ -121,11 +123,7 @@ static int sticky_objects_from_meta(const UlpPatchInfo *pm, StickyObject **ret, 
                         snprintf(reason, reason_len,
                                  "patch %s does not pin the main executable's build-id (ULP_BUILD_ID(ULP_MAIN, ...)), "
                                  "so --all cannot tell which processes it is for", ulp_patch_info_name(pm));
-                        for (size_t k = 0; k < n; k++) {
-                                free(v[k].object);
-                                free(v[k].build_id);
-                        }
-                        free(v);
+                        sticky_objects_free(v, n);
                         return -EINVAL;
                 }
                 v[n].object = strdup(obj);
@@ -228,8 +226,6 @@ int sticky_matching_pids(Manager *m, int patch_fd, const char *name_hint,
         size_t n_objs = 0;
         int r;
 
-        if (lseek(patch_fd, 0, SEEK_SET) < 0)
-                return negative_errno();
         r = ulp_patch_info_read(patch_fd, name_hint, &pm, reason, reason_len);
         if (r < 0)
                 return r;
@@ -239,11 +235,7 @@ int sticky_matching_pids(Manager *m, int patch_fd, const char *name_hint,
         c.objs = objs;
         c.n_objs = n_objs;
         r = for_each_process(m, collect_match, &c);
-        for (size_t i = 0; i < n_objs; i++) {
-                free(objs[i].object);
-                free(objs[i].build_id);
-        }
-        free(objs);
+        sticky_objects_free(objs, n_objs);
         if (r < 0) {
                 free(c.v);
                 return fail(reason, reason_len, r, "cannot list processes: %s", strerror(-r));
@@ -376,8 +368,6 @@ int sticky_add(Manager *m, int patch_fd, const char *name_hint, const UlpOptions
         StickyPatch *w;
         int r;
 
-        if (lseek(patch_fd, 0, SEEK_SET) < 0)
-                return negative_errno();
         r = ulp_patch_info_read(patch_fd, name_hint, &pm, reason, reason_len);
         if (r < 0)
                 return r;
