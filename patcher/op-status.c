@@ -69,24 +69,13 @@ int op_status_convert(const ControlImage *img, UlpProcessStatus *ret) {
 
 /* Opens the target for reading only: no module list, no symbols. */
 static int open_for_status(UlpOp *op, pid_t pid) {
-        uint64_t addr;
-        int r = target_open(pid, &op->t);
-        if (r == -ESRCH)
-                return op_fail(op, r, "no process with pid %d", pid);
-        if (r == -EPERM || r == -EACCES)
-                return op_fail_denied(op, pid);
+        int r = op_target_open(op, pid);
         if (r < 0)
-                return op_fail(op, r, "cannot read process %d: %s", pid, strerror(-r));
-        r = control_find(pid, &addr);
-        if (r < 0)
-                return op_fail(op, r, "cannot read the memory map of process %d", pid);
-        if (r == 0)
+                return r;
+        r = op_find_control(op, pid);
+        if (r == 0 || r == -ENODATA)
                 return op_fail(op, -ENOENT, "process %d carries no ulp patch", pid);
-        op->c.addr = addr;
-        r = op_load_control(op);
-        if (r == -ENODATA)
-                return op_fail(op, -ENOENT, "process %d carries no ulp patch", pid);
-        return r;
+        return r < 0 ? r : 0;
 }
 
 int ulp_status(pid_t pid, UlpProcessStatus *ret, UlpReport *report) {
