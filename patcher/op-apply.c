@@ -148,11 +148,11 @@ static int check_duplicates(UlpOp *op, const PatchMeta *meta, const Resolved *re
         return 0;
 }
 
-/* klp_is_object_loaded: a function of an object the process has not loaded stays
- * pending (res->mod NULL), to be patched when it is loaded (op-late.c). At least one
+/* klp_is_object_loaded: a function of an object the process has not loaded (a late
+ * object, res->mod NULL) is patched when it is loaded (op-late.c). At least one
  * object must be loaded: the patch is mapped near it. */
 static int resolve_all(UlpOp *op, const PatchMeta *meta, Resolved *res) {
-        size_t loaded = 0, pending = 0;
+        size_t loaded = 0, late = 0;
         const char *first = NULL;
 
         for (size_t i = 0; i < meta->n_funcs; i++) {
@@ -164,10 +164,10 @@ static int resolve_all(UlpOp *op, const PatchMeta *meta, Resolved *res) {
                         for (size_t j = 0; j < i; j++)
                                 seen |= !res[j].mod && strcmp(meta->funcs[j].object, meta->funcs[i].object) == 0;
                         if (!seen)
-                                op_warn(op, "object %s is not loaded in process %d: its functions are pending "
-                                        "until it is", meta->funcs[i].object[0] ? meta->funcs[i].object : "(main)",
+                                op_warn(op, "object %s is not loaded in process %d: a late object, its functions "
+                                        "are patched when it is", meta->funcs[i].object[0] ? meta->funcs[i].object : "(main)",
                                         op->t->pid);
-                        pending += !seen;
+                        late += !seen;
                         first = first ? first : meta->funcs[i].object;
                 } else
                         loaded++;
@@ -175,9 +175,9 @@ static int resolve_all(UlpOp *op, const PatchMeta *meta, Resolved *res) {
         if (loaded == 0)
                 return op_fail(op, -ENOENT, "object %s is not loaded in process %d (no object of the patch is)",
                                first[0] ? first : "the main executable", op->t->pid);
-        if (pending > CONTROL_MAX_LATE)
+        if (late > CONTROL_MAX_LATE)
                 return op_fail(op, -E2BIG, "the patch names %zu objects process %d has not loaded (at most %d)",
-                               pending, op->t->pid, CONTROL_MAX_LATE);
+                               late, op->t->pid, CONTROL_MAX_LATE);
         op->report->message[0] = 0;
         return 0;
 }
@@ -332,8 +332,8 @@ int op_fill_func_record(UlpOp *op, Thread *th, ControlFunc *f, unsigned idx, con
         return r < 0 ? r : write_far_jump(op, th, f);
 }
 
-/* Records the objects of the pending functions in the patch record. */
-static void record_pending(ControlPatch *p, const PatchMeta *meta, const Resolved *res) {
+/* Records the late objects in the patch record. */
+static void record_late(ControlPatch *p, const PatchMeta *meta, const Resolved *res) {
         unsigned n = 0;
         for (size_t i = 0; i < meta->n_funcs; i++) {
                 bool seen = false;
@@ -424,7 +424,7 @@ static int load_patch(UlpOp *op, Thread *th, const PatchMeta *meta, int patch_fd
                 return op_fail(op, r, "%s", err[0] ? err : "cannot read the patch's symbols");
         }
         p = new_patch_record(op, meta, &lp, name_hint);
-        record_pending(p, meta, res);
+        record_late(p, meta, res);
         for (size_t i = 0; i < meta->n_funcs && r >= 0; i++)
                 if (res[i].mod)
                         r = new_func_record(op, th, p, &meta->funcs[i], &res[i], patch_st, lp.bias);
