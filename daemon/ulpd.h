@@ -12,8 +12,8 @@
  *   ulpd-method-query.c       check, status, ping
  *   ulpd-job.c                requests and jobs: the lifecycle of a transition
  *   ulpd-auth.c               who may patch what
- *   ulpd-sticky.c            sticky patches and the process connector
- *   ulpd-late.c            objects a patch names that a process loads later
+ *   ulpd-sticky.c             sticky patches and the process connector
+ *   ulpd-late.c               objects a patch names that a process loads later
  *   ulpd-log.c                journal or stderr
  */
 

@@ -293,10 +293,12 @@ static ControlPatch *new_patch_record(UlpOp *op, const PatchMeta *meta, const Lo
         return p;
 }
 
+_Static_assert(JMP_FAR_SIZE == CONTROL_FAR_JUMP_SIZE, "the control block's far jump is x86_64/'s");
+
 /* A new function beyond the entry jump's reach (another object of the patch, mapped
  * near the first): the entry jumps to a far jump near the function (docs/reach.md). */
 static int write_far_jump(UlpOp *op, Thread *th, ControlFunc *f) {
-        uint8_t code[CONTROL_FAR_JUMP_SIZE] = { 0xff, 0x25, 0, 0, 0, 0 };
+        uint8_t code[JMP_FAR_SIZE];
         uint8_t jmp[JMP_REL32_SIZE];
         uint64_t at;
         int r;
@@ -307,7 +309,7 @@ static int write_far_jump(UlpOp *op, Thread *th, ControlFunc *f) {
         r = area_alloc(op->t, th, &op->c, f->old_addr, f->old_addr + f->old_size, sizeof(code), &at);
         if (r < 0)
                 return op_fail(op, r, "no memory within 2 GiB of %s for its far jump", f->symbol);
-        memcpy(code + 6, &f->new_addr, sizeof(f->new_addr));
+        encode_jmp_far(code, f->new_addr);
         r = target_write(op->t, at, code, sizeof(code));
         if (r < 0)
                 return op_fail(op, r, "cannot write the far jump of %s: %s", f->symbol, strerror(-r));
