@@ -5,6 +5,7 @@
 #include <sys/mman.h>
 #include <time.h>
 
+#include "common/errfmt.h"
 #include "common/invariant.h"
 #include "common/macro.h"
 #include "elf/maps.h"
@@ -22,7 +23,8 @@ static int control_alloc(Control *c) {
         return 0;
 }
 
-#define WHY(...) (snprintf(why, why_len, __VA_ARGS__), -EBADMSG)
+/* A malformed block: the one failure of validation, with what is wrong in why. */
+#define WHY(...) fail(why, why_len, -EBADMSG, __VA_ARGS__)
 
 /* NUL-terminated inside its array, and no control character (a newline would forge a
  * line in a log, an escape sequence would talk to a terminal). */
@@ -58,8 +60,7 @@ static int validate_header(const ControlHeader *h, uint64_t self, char *why, siz
         if (memcmp(h->magic, CONTROL_MAGIC, sizeof(h->magic)) != 0)
                 return WHY("bad magic");
         if (h->version != CONTROL_VERSION)
-                return snprintf(why, why_len, "version %u, this ulp knows version %u", h->version,
-                                CONTROL_VERSION), -EBADMSG;
+                return WHY("version %u, this ulp knows version %u", h->version, CONTROL_VERSION);
         if (h->image_size != sizeof(ControlImage))
                 return WHY("size %u, expected %zu", h->image_size, sizeof(ControlImage));
         if (h->self != self)
