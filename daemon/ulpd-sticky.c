@@ -5,7 +5,7 @@
  * and ulpd applies it to every process whose patched modules carry the build-ids the
  * patch pins: the running ones at once and at each start of ulpd, new ones when the
  * kernel's process connector reports their exec. The patch's own state in each target
- * stays the source of truth (docs/architecture.md, "State lives in the target"): a wish only says "apply this where
+ * stays the source of truth (docs/architecture.md, "State lives in the target"): a sticky patch only says "apply this where
  * it fits"; applying twice is refused by the core with -EEXIST and ignored here.
  *
  * A freshly exec'd process has only the dynamic linker and its executable mapped; the
@@ -429,8 +429,8 @@ int sticky_remove(Manager *m, const char *name) {
         return -ENOENT;
 }
 
-/* Tries every wish on pid. Returns 1 when nothing is left to try later, 0 when some
- * wish may still fit once more of the process is loaded. */
+/* Tries every sticky patch on pid. Returns 1 when nothing is left to try later, 0 when
+ * some may still fit once more of the process is loaded. */
 static int sticky_try_process(Manager *m, pid_t pid) {
         bool again = false;
 
@@ -588,7 +588,7 @@ static int netlink_on_io(sd_event_source *s, int fd, uint32_t revents, void *use
 }
 
 /* Subscribes to the process connector's events (needs CAP_NET_ADMIN in the initial
- * user namespace). Called only once there is a wish: without sticky patches ulpd has
+ * user namespace). Called only once there is a sticky patch: without any ulpd has
  * no use for the stream of every fork and exit on the host. */
 static int netlink_setup(Manager *m) {
         struct sockaddr_nl sa = { .nl_family = AF_NETLINK, .nl_groups = CN_IDX_PROC };

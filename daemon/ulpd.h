@@ -106,11 +106,11 @@ void manager_update_status(Manager *m);
 int sticky_setup(Manager *m);
 void sticky_done(Manager *m);
 
-/* Records a wish for the patch open at patch_fd: copies it into the state dir. Returns
+/* Records the patch open at patch_fd as a sticky patch: copies it into the state dir. Returns
  * 0, or -errno with the reason in reason. */
 int sticky_add(Manager *m, int patch_fd, const char *name_hint, const UlpOptions *o,
                 char *reason, size_t reason_len);
-/* Removes the wish called name. Returns 0, -ENOENT when there is none. */
+/* Removes the sticky patch called name. Returns 0, -ENOENT when there is none. */
 int sticky_remove(Manager *m, const char *name);
 
 /* The processes (other than ulpd) whose modules match the patch open at patch_fd: every
@@ -123,7 +123,7 @@ int sticky_matching_pids(Manager *m, int patch_fd, const char *name_hint,
  * or -errno with the reason. */
 int sticky_patch_name(int fd, const char *hint, char *ret, size_t len, char *reason, size_t reason_len);
 
-/* Applies every wish that fits pid (a new or newly seen process). */
+/* Applies every sticky patch that fits pid (a new or newly seen process). */
 void sticky_process_appeared(Manager *m, pid_t pid);
 
 size_t sticky_count(Manager *m);
