@@ -49,9 +49,6 @@ void client_proofs_free(ClientProof *v, size_t n);
  * of them (*ret_more set when there were more). */
 int client_proofs_all(size_t max, ClientProof **ret, size_t *ret_n, bool *ret_more);
 
-/* The processes that carry a ulp control block (client-carriers.c, in ulpctl only). */
-int client_list_carriers(pid_t **ret, size_t *ret_n);
-
 /* The outcome for one process of an apply or revert. */
 typedef struct ClientResult {
         pid_t pid;

@@ -31,6 +31,7 @@
  *   {"version":1,"method":"revert","pids":[...],"all":bool,"persist":bool,
  *    "name":"NAME","wait":bool,"options":{...},"targets":[...]}
  *                                                  (+ patch fd: name from it) + proofs
+ *   ("persist": a sticky patch, docs/glossary.md; "sticky" is accepted as well)
  *   {"version":1,"method":"check","pid":N,"name":"fix.so","targets":[N]} + patch fd + proof
  *   {"version":1,"method":"status","pid":N,"targets":[...]}  (0 or absent: all) + proofs
  *   {"version":1,"method":"ping"}

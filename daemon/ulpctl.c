@@ -231,7 +231,7 @@ static int status_proofs(const Args *a, ClientProof **ret, size_t *ret_n) {
                 if (cand)
                         cand[n_cand++] = a->pids[0];
         } else
-                (void) client_list_carriers(&cand, &n_cand);
+                (void) ulp_list_processes(&cand, &n_cand);
         proofs = calloc(n_cand ?: 1, sizeof(*proofs));
         for (size_t i = 0; proofs && i < n_cand && n < PROTOCOL_TARGETS_MAX; i++) {
                 if (client_proof_open(cand[i], &proofs[n], err, sizeof(err)) >= 0)

@@ -3,8 +3,9 @@
 
 /*
  * ulpctl in two pieces (docs/performance.md). The executable parses the command line
- * and talks to ulpd; it links only json-c and the protocol code, so that a command
- * through ulpd never loads libelf, libdw or capstone. Whatever does the work here
+ * and talks to ulpd; it links only json-c, the protocol code and libulp-carriers (the
+ * processes carrying a control block, ulp_list_processes(): libc alone), so that a
+ * command through ulpd never loads libelf, libdw or capstone. Whatever does the work here
  * (--direct, and info, which reads a patch file's metadata) is in ulpctl-direct.so,
  * loaded with dlopen() only then, found through the executable's run path (the build
  * directory, or $libdir/ulp once installed). Both sides share the helpers below and

@@ -57,7 +57,7 @@ typedef struct Transition {
         pid_t *pids;
         size_t n_pids;
         UlpOptions opts;
-        bool all, persist, wait;
+        bool all, sticky, wait;
         const char *hint;        /* the client's "name", checked by sane_name() */
         char name[128];          /* the patch's name: for logs, and what a revert reverts */
 } Transition;
@@ -86,7 +86,8 @@ static int transition_parse_fields(Connection *c, struct json_object *q, Transit
         if (parse_options(q, &t->opts) < 0)
                 return fail(reason, len, -EINVAL, "invalid \"options\"");
         t->all = protocol_get_bool(q, "all", false);
-        t->persist = protocol_get_bool(q, "persist", false);
+        /* "persist" is its name on the wire; "sticky" is accepted too (docs/glossary.md). */
+        t->sticky = protocol_get_bool(q, "persist", false) || protocol_get_bool(q, "sticky", false);
         t->wait = protocol_get_bool(q, "wait", true);
         t->hint = sane_name(protocol_get_string(q, "name"));
         if (protocol_get_string(q, "name") && !t->hint)
@@ -95,9 +96,9 @@ static int transition_parse_fields(Connection *c, struct json_object *q, Transit
                 return fail(reason, len, -EINVAL, "no target: give process ids or --all");
         if (t->all && t->n_pids > 0)
                 return fail(reason, len, -EINVAL, "--all and process ids exclude each other");
-        if (t->persist && !t->all)
+        if (t->sticky && !t->all)
                 return fail(reason, len, -EINVAL, "--sticky needs --all");
-        if (t->persist && c->cred.uid != 0) {
+        if (t->sticky && c->cred.uid != 0) {
                 if (log_refusal_pass(c->m))
                         log_warning("refused: uid %u asked for a sticky patch, which only root may record",
                                     (unsigned) c->cred.uid);
@@ -161,10 +162,10 @@ static int transition_choose_targets(Connection *c, Transition *t, char *reason,
 
 /* --sticky: records the sticky patch (apply) or forgets it (revert) before any job
  * starts. Returns 0, or -errno with the line for the client. */
-static int transition_persist(Manager *m, Transition *t, char *reason, size_t len) {
+static int transition_sticky(Manager *m, Transition *t, char *reason, size_t len) {
         int r;
 
-        if (!t->persist)
+        if (!t->sticky)
                 return 0;
         if (t->kind == JOB_APPLY)
                 return sticky_add(m, t->patch_fd, t->hint, &t->opts, NULL, reason, len);
@@ -257,7 +258,7 @@ static void transition_start(Connection *c, const Transition *t, Request *req, p
                 req->running++;
 }
 
-/* apply and revert: parse, choose the targets, persist, then one Job per target. */
+/* apply and revert: parse, choose the targets, record a sticky patch, then one Job per target. */
 void method_transition(Connection *c, struct json_object *q, JobKind kind) {
         _cleanup_(transition_done) Transition t = { .kind = kind, .patch_fd = -1 };
         char reason[512];
@@ -270,7 +271,7 @@ void method_transition(Connection *c, struct json_object *q, JobKind kind) {
         if (r >= 0)
                 r = transition_choose_targets(c, &t, reason, sizeof(reason));
         if (r >= 0)
-                r = transition_persist(c->m, &t, reason, sizeof(reason));
+                r = transition_sticky(c->m, &t, reason, sizeof(reason));
         if (r < 0) {
                 reply_error(c, r, "%s", reason);
                 return;

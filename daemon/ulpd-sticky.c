@@ -5,7 +5,7 @@
  * and ulpd applies it to every process whose patched modules carry the build-ids the
  * patch pins: the running ones at once and at each start of ulpd, new ones when the
  * kernel's process connector reports their exec. The patch's own state in each target
- * stays the source of truth (docs/architecture.md, "State lives in the target"): a wish only says "apply this where
+ * stays the source of truth (docs/architecture.md, "State lives in the target"): a sticky patch only says "apply this where
  * it fits"; applying twice is refused by the core with -EEXIST and ignored here.
  *
  * A freshly exec'd process has only the dynamic linker and its executable mapped; the
@@ -63,14 +63,18 @@ static void sticky_listen(Manager *m);
 
 static const unsigned EXEC_TRY_DELAYS_MS[] = { 5, 50, 200, 1000, 3000 };
 
+static void sticky_objects_free(StickyObject *v, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                free(v[i].object);
+                free(v[i].build_id);
+        }
+        free(v);
+}
+
 static void sticky_free(StickyPatch *w) {
         if (!w)
                 return;
-        for (size_t i = 0; i < w->n_objects; i++) {
-                free(w->objects[i].object);
-                free(w->objects[i].build_id);
-        }
-        free(w->objects);
+        sticky_objects_free(w->objects, w->n_objects);
         free(w->name);
         free(w->so_path);
         free(w->record_path);
@@ -90,8 +94,6 @@ int sticky_patch_name(int fd, const char *hint, char *ret, size_t len, char *rea
         _cleanup_(ulp_patch_info_freep) UlpPatchInfo *pm = NULL;
         int r;
 
-        if (lseek(fd, 0, SEEK_SET) < 0)
-                return negative_errno();
         r = ulp_patch_info_read(fd, hint, &pm, reason, reason_len);
         if (r < 0)
                 return r;
@@ -123,11 +125,7 @@ static int sticky_objects_from_meta(const UlpPatchInfo *pm, StickyObject **ret, 
                         snprintf(reason, reason_len,
                                  "patch %s does not pin the main executable's build-id (ULP_BUILD_ID(ULP_MAIN, ...)), "
                                  "so --all cannot tell which processes it is for", ulp_patch_info_name(pm));
-                        for (size_t k = 0; k < n; k++) {
-                                free(v[k].object);
-                                free(v[k].build_id);
-                        }
-                        free(v);
+                        sticky_objects_free(v, n);
                         return -EINVAL;
                 }
                 v[n].object = strdup(obj);
@@ -230,8 +228,6 @@ int sticky_matching_pids(Manager *m, int patch_fd, const char *name_hint,
         size_t n_objs = 0;
         int r;
 
-        if (lseek(patch_fd, 0, SEEK_SET) < 0)
-                return negative_errno();
         r = ulp_patch_info_read(patch_fd, name_hint, &pm, reason, reason_len);
         if (r < 0)
                 return r;
@@ -241,11 +237,7 @@ int sticky_matching_pids(Manager *m, int patch_fd, const char *name_hint,
         c.objs = objs;
         c.n_objs = n_objs;
         r = for_each_process(m, collect_match, &c);
-        for (size_t i = 0; i < n_objs; i++) {
-                free(objs[i].object);
-                free(objs[i].build_id);
-        }
-        free(objs);
+        sticky_objects_free(objs, n_objs);
         if (r < 0) {
                 free(c.v);
                 return fail(reason, reason_len, r, "cannot list processes: %s", strerror(-r));
@@ -380,8 +372,6 @@ int sticky_add(Manager *m, int patch_fd, const char *name_hint, const UlpOptions
         StickyPatch *w;
         int r;
 
-        if (lseek(patch_fd, 0, SEEK_SET) < 0)
-                return negative_errno();
         r = ulp_patch_info_read(patch_fd, name_hint, &pm, reason, reason_len);
         if (r < 0)
                 return r;
@@ -447,8 +437,8 @@ int sticky_remove(Manager *m, const char *name) {
         return -ENOENT;
 }
 
-/* Tries every wish on pid. Returns 1 when nothing is left to try later, 0 when some
- * wish may still fit once more of the process is loaded. */
+/* Tries every sticky patch on pid. Returns 1 when nothing is left to try later, 0 when
+ * some may still fit once more of the process is loaded. */
 static int sticky_try_process(Manager *m, pid_t pid) {
         bool again = false;
 
@@ -606,7 +596,7 @@ static int netlink_on_io(sd_event_source *s, int fd, uint32_t revents, void *use
 }
 
 /* Subscribes to the process connector's events (needs CAP_NET_ADMIN in the initial
- * user namespace). Called only once there is a wish: without sticky patches ulpd has
+ * user namespace). Called only once there is a sticky patch: without any ulpd has
  * no use for the stream of every fork and exit on the host. */
 static int netlink_setup(Manager *m) {
         struct sockaddr_nl sa = { .nl_family = AF_NETLINK, .nl_groups = CN_IDX_PROC };

@@ -12,8 +12,8 @@
  *   ulpd-method-query.c       check, status, ping
  *   ulpd-job.c                requests and jobs: the lifecycle of a transition
  *   ulpd-auth.c               who may patch what
- *   ulpd-sticky.c            sticky patches and the process connector
- *   ulpd-late.c            objects a patch names that a process loads later
+ *   ulpd-sticky.c             sticky patches and the process connector
+ *   ulpd-late.c               objects a patch names that a process loads later
  *   ulpd-log.c                journal or stderr
  */
 
@@ -107,12 +107,12 @@ void manager_update_status(Manager *m);
 int sticky_setup(Manager *m);
 void sticky_done(Manager *m);
 
-/* Records a wish for the patch open at patch_fd: copies it into the state dir. origin:
- * the patch directory's file it comes from, or NULL. Returns 0, or -errno with the
- * reason in reason. */
+/* Records the patch open at patch_fd as a sticky patch: copies it into the state dir.
+ * origin: the patch directory's file it comes from, or NULL. Returns 0, or -errno with
+ * the reason in reason. */
 int sticky_add(Manager *m, int patch_fd, const char *name_hint, const UlpOptions *o, const char *origin,
                char *reason, size_t reason_len);
-/* Removes the wish called name. Returns 0, -ENOENT when there is none. */
+/* Removes the sticky patch called name. Returns 0, -ENOENT when there is none. */
 int sticky_remove(Manager *m, const char *name);
 
 /* The processes (other than ulpd) whose modules match the patch open at patch_fd: every
@@ -125,7 +125,7 @@ int sticky_matching_pids(Manager *m, int patch_fd, const char *name_hint,
  * or -errno with the reason. */
 int sticky_patch_name(int fd, const char *hint, char *ret, size_t len, char *reason, size_t reason_len);
 
-/* Applies every wish that fits pid (a new or newly seen process). */
+/* Applies every sticky patch that fits pid (a new or newly seen process). */
 void sticky_process_appeared(Manager *m, pid_t pid);
 
 size_t sticky_count(Manager *m);

@@ -24,6 +24,7 @@
 #include "elf/patchmeta-file.h"
 #include "elf/relr.h"
 #include "elf/symtab.h"
+#include "patcher/x86_64/abi.h"
 #include "ulp/patch.h"
 
 static void patch_file_done(PatchFile *pf) {
@@ -397,8 +398,8 @@ static int patch_file_open(PatchFile *pf, int fd) {
         r = elf_open_fd(pf->fd, &pf->elf);
         if (r < 0)
                 return fail(pf->errbuf, pf->errlen, r, "not an ELF file");
-        if (!gelf_getehdr(pf->elf, &eh) || eh.e_machine != EM_X86_64 || eh.e_type != ET_DYN ||
-            eh.e_ident[EI_DATA] != ELFDATA2LSB)
+        if (!gelf_getehdr(pf->elf, &eh) || eh.e_machine != ARCH_ELF_MACHINE || eh.e_type != ET_DYN ||
+            eh.e_ident[EI_DATA] != ARCH_ELF_DATA)
                 return fail(pf->errbuf, pf->errlen, -ENOEXEC, "not an x86-64 shared object");
         pf->raw = (const unsigned char *)elf_rawfile(pf->elf, &pf->raw_size);
         if (!pf->raw)

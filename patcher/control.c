@@ -5,6 +5,7 @@
 #include <sys/mman.h>
 #include <time.h>
 
+#include "common/errfmt.h"
 #include "common/invariant.h"
 #include "common/macro.h"
 #include "elf/maps.h"
@@ -13,26 +14,6 @@
 #include "patcher/rsys.h"
 
 _Static_assert(sizeof(ControlHeader) == 4096, "control header is one page");
-
-static bool is_control_mapping(const MapEntry *e) {
-        return e->path && strcmp(e->path, "/memfd:" CONTROL_MAPPING_NAME) == 0 && e->offset == 0;
-}
-
-int control_find(pid_t pid, uint64_t *ret_addr) {
-        MapList l = {};
-        int r = maps_read(pid, &l);
-        if (r < 0)
-                return r;
-        r = 0;
-        for (size_t i = 0; i < l.n; i++)
-                if (is_control_mapping(&l.v[i])) {
-                        *ret_addr = l.v[i].start;
-                        r = 1;
-                        break;
-                }
-        maplist_done(&l);
-        return r;
-}
 
 static int control_alloc(Control *c) {
         if (!c->img) {
@@ -43,7 +24,8 @@ static int control_alloc(Control *c) {
         return 0;
 }
 
-#define WHY(...) (snprintf(why, why_len, __VA_ARGS__), -EBADMSG)
+/* A malformed block: the one failure of validation, with what is wrong in why. */
+#define WHY(...) fail(why, why_len, -EBADMSG, __VA_ARGS__)
 
 /* NUL-terminated inside its array, and no control character (a newline would forge a
  * line in a log, an escape sequence would talk to a terminal). */
@@ -100,8 +82,7 @@ static int validate_header(const ControlHeader *h, uint64_t self, char *why, siz
         if (memcmp(h->magic, CONTROL_MAGIC, sizeof(h->magic)) != 0)
                 return WHY("bad magic");
         if (h->version != CONTROL_VERSION)
-                return snprintf(why, why_len, "version %u, this ulp knows version %u", h->version,
-                                CONTROL_VERSION), -EBADMSG;
+                return WHY("version %u, this ulp knows version %u", h->version, CONTROL_VERSION);
         if (h->image_size != sizeof(ControlImage))
                 return WHY("size %u, expected %zu", h->image_size, sizeof(ControlImage));
         if (h->self != self)
@@ -417,7 +398,7 @@ static uint64_t map_dev(const MapEntry *e) {
 /* The memfd of the block at addr: its dev and inode (the MAC's identity). */
 static int control_file(const MapList *l, uint64_t addr, uint64_t *ret_dev, uint64_t *ret_inode) {
         for (size_t i = 0; i < l->n; i++)
-                if (l->v[i].start == addr && is_control_mapping(&l->v[i])) {
+                if (l->v[i].start == addr && control_is_mapping(&l->v[i])) {
                         *ret_dev = map_dev(&l->v[i]);
                         *ret_inode = l->v[i].inode;
                         return 0;
@@ -473,7 +454,7 @@ static bool unborn_mapping_ok(pid_t pid, uint64_t addr) {
         if (maps_read(pid, &l) < 0)
                 return false;
         for (size_t i = 0; i < l.n; i++)
-                if (l.v[i].start == addr && is_control_mapping(&l.v[i]))
+                if (l.v[i].start == addr && control_is_mapping(&l.v[i]))
                         ok = l.v[i].end - l.v[i].start == ALIGN_UP(sizeof(ControlImage), 4096) &&
                              l.v[i].prot == (PROT_READ | PROT_WRITE) && !l.v[i].shared;
         maplist_done(&l);

@@ -211,8 +211,12 @@ typedef struct Control {
         char why[160];           /* what is wrong, after -EBADMSG or -EBUSY from a read */
 } Control;
 
-/* Finds the control block of pid in its maps. Returns 1 found (*ret_addr set), 0 none. */
+/* Finds the control block of pid in its maps. Returns 1 found (*ret_addr set), 0 none,
+ * or -errno when the maps cannot be read. With control_is_mapping() (a mapping of the
+ * control memfd at offset 0), in carriers.c: the one test of "carries a block". */
 int control_find(pid_t pid, uint64_t *ret_addr);
+struct MapEntry;
+bool control_is_mapping(const struct MapEntry *e);
 
 /*
  * Checks a copy of a block (header, areas, patches and function records; not the table

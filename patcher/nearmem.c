@@ -4,6 +4,7 @@
 #include "common/macro.h"
 #include "patcher/nearmem.h"
 #include "patcher/rsys.h"
+#include "patcher/x86_64/relocate.h"
 
 #define PAGE 4096ULL
 #define USER_TOP 0x7ffffffff000ULL
@@ -80,7 +81,7 @@ static int area_new(Target *t, Thread *th, Control *c, uint64_t lo, uint64_t hi)
                 /* 16 int3 bytes, then the restorer calls on a borrowed thread return
                  * through (NEARMEM_CALL_RETURN_OFF, target_call()). */
                 uint8_t code[NEARMEM_CALL_RETURN_OFF + 16];
-                memset(code, 0xcc, sizeof(code));
+                memset(code, INSN_INT3, sizeof(code));
                 (void)target_call_return_code(code + NEARMEM_CALL_RETURN_OFF);
                 r = target_write(t, addr, code, sizeof(code));
                 if (r < 0)

@@ -151,11 +151,11 @@ static int check_duplicates(UlpOp *op, const PatchMeta *meta, const Resolved *re
         return 0;
 }
 
-/* klp_is_object_loaded: a function of an object the process has not loaded stays
- * pending (res->mod NULL), to be patched when it is loaded (op-late.c). At least one
+/* klp_is_object_loaded: a function of an object the process has not loaded (a late
+ * object, res->mod NULL) is patched when it is loaded (op-late.c). At least one
  * object must be loaded: the patch is mapped near it. */
 static int resolve_all(UlpOp *op, const PatchMeta *meta, Resolved *res) {
-        size_t loaded = 0, pending = 0;
+        size_t loaded = 0, late = 0;
         const char *first = NULL;
 
         for (size_t i = 0; i < meta->n_funcs; i++) {
@@ -167,10 +167,10 @@ static int resolve_all(UlpOp *op, const PatchMeta *meta, Resolved *res) {
                         for (size_t j = 0; j < i; j++)
                                 seen |= !res[j].mod && strcmp(meta->funcs[j].object, meta->funcs[i].object) == 0;
                         if (!seen)
-                                op_warn(op, "object %s is not loaded in process %d: its functions are pending "
-                                        "until it is", meta->funcs[i].object[0] ? meta->funcs[i].object : "(main)",
+                                op_warn(op, "object %s is not loaded in process %d: a late object, its functions "
+                                        "are patched when it is", meta->funcs[i].object[0] ? meta->funcs[i].object : "(main)",
                                         op->t->pid);
-                        pending += !seen;
+                        late += !seen;
                         first = first ? first : meta->funcs[i].object;
                 } else
                         loaded++;
@@ -178,9 +178,9 @@ static int resolve_all(UlpOp *op, const PatchMeta *meta, Resolved *res) {
         if (loaded == 0)
                 return op_fail(op, -ENOENT, "object %s is not loaded in process %d (no object of the patch is)",
                                first[0] ? first : "the main executable", op->t->pid);
-        if (pending > CONTROL_MAX_LATE)
+        if (late > CONTROL_MAX_LATE)
                 return op_fail(op, -E2BIG, "the patch names %zu objects process %d has not loaded (at most %d)",
-                               pending, op->t->pid, CONTROL_MAX_LATE);
+                               late, op->t->pid, CONTROL_MAX_LATE);
         op->report->message[0] = 0;
         return 0;
 }
@@ -328,10 +328,12 @@ static ControlPatch *new_patch_record(UlpOp *op, const PatchMeta *meta, const Lo
         return p;
 }
 
+_Static_assert(JMP_FAR_SIZE == CONTROL_FAR_JUMP_SIZE, "the control block's far jump is x86_64/'s");
+
 /* A new function beyond the entry jump's reach (another object of the patch, mapped
  * near the first): the entry jumps to a far jump near the function (docs/reach.md). */
 static int write_far_jump(UlpOp *op, Thread *th, ControlFunc *f) {
-        uint8_t code[CONTROL_FAR_JUMP_SIZE] = { 0xff, 0x25, 0, 0, 0, 0 };
+        uint8_t code[JMP_FAR_SIZE];
         uint8_t jmp[JMP_REL32_SIZE];
         uint64_t at;
         int r;
@@ -342,7 +344,7 @@ static int write_far_jump(UlpOp *op, Thread *th, ControlFunc *f) {
         r = area_alloc(op->t, th, &op->c, f->old_addr, f->old_addr + f->old_size, sizeof(code), &at);
         if (r < 0)
                 return op_fail(op, r, "no memory within 2 GiB of %s for its far jump", f->symbol);
-        memcpy(code + 6, &f->new_addr, sizeof(f->new_addr));
+        encode_jmp_far(code, f->new_addr);
         r = target_write(op->t, at, code, sizeof(code));
         if (r < 0)
                 return op_fail(op, r, "cannot write the far jump of %s: %s", f->symbol, strerror(-r));
@@ -367,8 +369,8 @@ int op_fill_func_record(UlpOp *op, Thread *th, ControlFunc *f, unsigned idx, con
         return r < 0 ? r : write_far_jump(op, th, f);
 }
 
-/* Records the objects of the pending functions in the patch record. */
-static void record_pending(ControlPatch *p, const PatchMeta *meta, const Resolved *res) {
+/* Records the late objects in the patch record. */
+static void record_late(ControlPatch *p, const PatchMeta *meta, const Resolved *res) {
         unsigned n = 0;
         for (size_t i = 0; i < meta->n_funcs; i++) {
                 bool seen = false;
@@ -464,7 +466,7 @@ static int load_patch(UlpOp *op, Thread *th, const PatchMeta *meta, int patch_fd
                 return op_fail(op, r, "%s", err[0] ? err : "cannot read the patch's symbols");
         }
         p = new_patch_record(op, meta, &lp, name_hint);
-        record_pending(p, meta, res);
+        record_late(p, meta, res);
         for (size_t i = 0; i < meta->n_funcs && r >= 0; i++)
                 if (res[i].mod)
                         r = new_func_record(op, th, p, &meta->funcs[i], &res[i], patch_st, lp.bias);

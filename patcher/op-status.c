@@ -5,7 +5,6 @@
  * transition in progress are those the driving process published after its last pass
  * (ulp_op_step, op.c).
  */
-#include <dirent.h>
 #include <stdio.h>
 
 #include "common/macro.h"
@@ -87,24 +86,13 @@ static void status_shadow(UlpOp *op, UlpProcessStatus *ret) {
 
 /* Opens the target for reading only: no module list, no symbols. */
 static int open_for_status(UlpOp *op, pid_t pid) {
-        uint64_t addr;
-        int r = target_open(pid, &op->t);
-        if (r == -ESRCH)
-                return op_fail(op, r, "no process with pid %d", pid);
-        if (r == -EPERM || r == -EACCES)
-                return op_fail_denied(op, pid);
+        int r = op_target_open(op, pid);
         if (r < 0)
-                return op_fail(op, r, "cannot read process %d: %s", pid, strerror(-r));
-        r = control_find(pid, &addr);
-        if (r < 0)
-                return op_fail(op, r, "cannot read the memory map of process %d", pid);
-        if (r == 0)
+                return r;
+        r = op_find_control(op, pid);
+        if (r == 0 || r == -ENODATA)
                 return op_fail(op, -ENOENT, "process %d carries no ulp patch", pid);
-        op->c.addr = addr;
-        r = op_load_control(op);
-        if (r == -ENODATA)
-                return op_fail(op, -ENOENT, "process %d carries no ulp patch", pid);
-        return r;
+        return r < 0 ? r : 0;
 }
 
 int ulp_status(pid_t pid, UlpProcessStatus *ret, UlpReport *report) {
@@ -138,33 +126,4 @@ void ulp_status_done(UlpProcessStatus *s) {
         }
         free(s->patches);
         *s = (UlpProcessStatus) {};
-}
-
-int ulp_list_processes(pid_t **ret, size_t *ret_n) {
-        DIR *d = opendir("/proc");
-        struct dirent *de;
-        pid_t *v = NULL;
-        size_t n = 0;
-
-        if (!d)
-                return negative_errno();
-        while ((de = readdir(d))) {
-                char *end;
-                long pid = strtol(de->d_name, &end, 10);
-                uint64_t addr;
-                if (*end || pid <= 0 || control_find((pid_t)pid, &addr) <= 0)
-                        continue;
-                pid_t *nv = realloc(v, (n + 1) * sizeof(pid_t));
-                if (!nv) {
-                        free(v);
-                        closedir(d);
-                        return -ENOMEM;
-                }
-                v = nv;
-                v[n++] = (pid_t)pid;
-        }
-        closedir(d);
-        *ret = v;
-        *ret_n = n;
-        return 0;
 }

@@ -144,8 +144,7 @@ int op_fail_denied(UlpOp *op, pid_t pid) {
         return op_fail(op, -EPERM, "not allowed to trace process %d (ptrace permission)", pid);
 }
 
-int op_open_target(UlpOp *op, pid_t pid) {
-        uint64_t addr;
+int op_target_open(UlpOp *op, pid_t pid) {
         int r = target_open(pid, &op->t);
         if (r == -ESRCH)
                 return op_fail(op, r, "no process with pid %d", pid);
@@ -153,6 +152,25 @@ int op_open_target(UlpOp *op, pid_t pid) {
                 return op_fail_denied(op, pid);
         if (r < 0)
                 return op_fail(op, r, "cannot open process %d: %s", pid, strerror(-r));
+        return 0;
+}
+
+int op_find_control(UlpOp *op, pid_t pid) {
+        uint64_t addr;
+        int r = control_find(pid, &addr);
+        if (r < 0)
+                return op_fail(op, r, "cannot read the memory map of process %d", pid);
+        if (r == 0)
+                return 0;
+        op->c.addr = addr;
+        r = op_load_control(op);
+        return r < 0 ? r : 1;
+}
+
+int op_open_target(UlpOp *op, pid_t pid) {
+        int r = op_target_open(op, pid);
+        if (r < 0)
+                return r;
         r = target_bind_image(op->t, op->o.auth_mem ? op->o.auth_mem_fd : -1);
         if (r == -ESTALE)   /* image_changed is set: op_fail() says what happened */
                 return op_fail(op, r, "the image changed");
@@ -163,21 +181,16 @@ int op_open_target(UlpOp *op, pid_t pid) {
         r = op_refresh_modules(op);
         if (r < 0)
                 return r;
-        r = control_find(pid, &addr);
-        if (r < 0)
-                return op_fail(op, r, "cannot read the memory map of process %d", pid);
-        if (r == 0)
-                return 0;
-        op->c.addr = addr;
-        r = op_load_control(op);
+        r = op_find_control(op, pid);
         if (r == -ENODATA) {
                 /* An unborn block (its creator died before writing it): as if none. */
+                uint64_t addr = op->c.addr;
                 control_done(&op->c);
                 op->c.addr = 0;
                 op->c.unborn_addr = addr;
                 return 0;
         }
-        if (r < 0)
+        if (r <= 0)
                 return r;
         return op_check_trust(op);
 }

@@ -65,6 +65,11 @@ int op_fail_denied(UlpOp *op, pid_t pid);
 
 /* Opens the target and reads its modules and control block (if any). */
 int op_open_target(UlpOp *op, pid_t pid);
+/* Its first steps: target_open() with the operator's message for each refusal; finding
+ * and loading the control block: 1 loaded, 0 none, -ENODATA an unborn one (op->c.addr
+ * set), other -errno with the message. */
+int op_target_open(UlpOp *op, pid_t pid);
+int op_find_control(UlpOp *op, pid_t pid);
 
 /* The status of a validated block (stragglers validated too, or n = 0). ret->patches is
  * the caller's, freed by ulp_status_done(). */
@@ -127,7 +132,7 @@ int op_compact_control(UlpOp *op);
 
 /* One function of a patch, resolved in the target before anything is written. */
 typedef struct Resolved {
-        const Module *mod;       /* NULL: its object is not loaded (pending) */
+        const Module *mod;       /* NULL: its object is not loaded (late) */
         uint64_t old_addr, old_size;
         int shared;              /* a record of the same function exists: no relocation check */
         size_t pad_avail;        /* bytes after it no symbol starts in (tiny functions) */

@@ -9,10 +9,15 @@
 #include "common/macro.h"
 #include "patcher/target.h"
 
-static int mem_pread(Target *t, uint64_t addr, void *buf, size_t len) {
+/* All of [addr, addr + len) through /proc/PID/mem, read into buf or written from it
+ * (never written to: pwrite only reads it). A short transfer is resumed; one that moves
+ * nothing (0, or EIO for a page not mapped) is -EFAULT. */
+static int mem_xfer(Target *t, uint64_t addr, void *buf, size_t len, bool write) {
         size_t done = 0;
         while (done < len) {
-                ssize_t n = pread(t->mem_fd, (char *)buf + done, len - done, (off_t)(addr + done));
+                char *p = (char *)buf + done;
+                off_t off = (off_t)(addr + done);
+                ssize_t n = write ? pwrite(t->mem_fd, p, len - done, off) : pread(t->mem_fd, p, len - done, off);
                 if (n < 0 && errno == EINTR)
                         continue;
                 if (n < 0)
@@ -34,7 +39,7 @@ int target_read(Target *t, uint64_t addr, void *buf, size_t len) {
                 return 0;
         /* Partial or refused (unreadable but present pages, e.g. execute-only, which
          * /proc/PID/mem reads with FOLL_FORCE; or process_vm_readv unavailable). */
-        return mem_pread(t, addr, buf, len);
+        return mem_xfer(t, addr, buf, len, false);
 }
 
 int target_read_many(Target *t, const uint64_t *addrs, void *bufs, size_t each, size_t n) {
@@ -60,18 +65,7 @@ int target_read_many(Target *t, const uint64_t *addrs, void *bufs, size_t each, 
 }
 
 int target_write(Target *t, uint64_t addr, const void *buf, size_t len) {
-        size_t done = 0;
         if (t->image_changed)
                 return -ESTALE;   /* never a byte into a program we were not asked to patch */
-        while (done < len) {
-                ssize_t n = pwrite(t->mem_fd, (const char *)buf + done, len - done, (off_t)(addr + done));
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0)
-                        return errno == EIO ? -EFAULT : negative_errno();
-                if (n == 0)
-                        return -EFAULT;
-                done += (size_t)n;
-        }
-        return 0;
+        return mem_xfer(t, addr, (void *)buf, len, true);
 }

@@ -164,7 +164,7 @@ int transition_disarm_traps(Transition *tr);
  * and holds none of tr's ranges, else false with the reason (the function it is in). */
 bool transition_check_thread(Transition *tr, Thread *th, char *blocker, size_t len);
 
-/* Writes the entry jump of record fi to dest (stub, new function, copy). Every thread
+/* Writes the entry jump of record f to dest (stub, new function, copy). Every thread
  * must be stopped. */
 int transition_write_entry(Target *t, const ControlFunc *f, uint64_t dest);
 

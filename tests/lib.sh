@@ -107,6 +107,17 @@ steady() {
 # bank_shows FEE: the example bank's newest report shows the fee FEE.
 bank_shows() { tail -n 1 "$LOG" | grep -q "transfer: $1 "; }
 
+# expect_refusal WHAT REGEX CMD...: CMD exits 1 with one line on stderr (warnings aside)
+# that matches REGEX (an ERE: the message says what was refused and why).
+expect_refusal() {
+	local what=$1 re=$2 rc err; shift 2
+	err=$("$@" 2>&1 >/dev/null); rc=$?
+	[ "$rc" -eq 1 ] || fail "$what: exit $rc, expected 1 ($err)"
+	[ "$(echo "$err" | grep -v '^warning:' | wc -l)" -eq 1 ] || fail "$what: not one line: $err"
+	echo "$err" | grep -v '^warning:' | grep -q -E "$re" || fail "$what: message \"$err\" does not match \"$re\""
+	echo "$what: $err"
+}
+
 # victim_ok [PID]: alive, not left stopped, not left traced (default VPID).
 victim_ok() {
 	local pid=${1:-$VPID} st

@@ -40,7 +40,7 @@ typedef struct UnwindWalk {
 struct Unwinder {
         pid_t pid;
         Dwfl *dwfl;
-        Elf *arch_elf;           /* a bare x86-64 ELF header: fixes libdwfl's backend
+        Elf *arch_elf;           /* a bare ELF header (x86_64/abi.h): fixes libdwfl's backend
                                   * independently of which modules are reported */
         unsigned char arch_image[64];
         unwind_read_fn read;

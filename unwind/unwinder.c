@@ -16,6 +16,8 @@
 #include <unistd.h>
 
 #include "common/macro.h"
+#include "patcher/x86_64/abi.h"
+#include "patcher/x86_64/regs.h"
 #include "unwind/unwind-internal.h"
 
 /* libdwfl's error codes are private and its failures here (a refused report, no state
@@ -115,20 +117,15 @@ static bool cb_get_thread(Dwfl *dwfl, pid_t tid, void *arg, void **thread_argp) 
 }
 
 /* Dwfl_Thread_Callbacks.set_initial_registers: the caller's PTRACE_GETREGS values in
- * DWARF numbering (x86-64 psABI: rax rdx rcx rbx rsi rdi rbp rsp r8..r15, then the
- * return address column 16, which holds rip for the initial frame). */
+ * the architecture's DWARF numbering (x86_64/abi.h). */
 static bool cb_set_initial_registers(Dwfl_Thread *thread, void *thread_arg) {
         Unwinder *u = thread_arg;
-        const struct user_regs_struct *r = u->walk.regs;
-        Dwarf_Word dw[17] = {
-                r->rax, r->rdx, r->rcx, r->rbx, r->rsi, r->rdi, r->rbp, r->rsp,
-                r->r8, r->r9, r->r10, r->r11, r->r12, r->r13, r->r14, r->r15,
-                r->rip,
-        };
+        uint64_t dw[ARCH_DWARF_NREGS];
 
+        regs_to_dwarf(u->walk.regs, dw);
         if (!dwfl_thread_state_registers(thread, 0, ELEMENTSOF(dw), dw))
                 return false;
-        dwfl_thread_state_register_pc(thread, r->rip);
+        dwfl_thread_state_register_pc(thread, regs_pc(u->walk.regs));
         return true;
 }
 
@@ -255,13 +252,13 @@ static int report_modules(Unwinder *u, const ModuleList *mods) {
 }
 
 /* Builds, in u->arch_image, the smallest ELF image libelf accepts whose only purpose is
- * to name the architecture (x86-64) to dwfl_attach_state. */
+ * to name the architecture (x86_64/abi.h) to dwfl_attach_state. */
 static int arch_elf_open(Unwinder *u) {
         Elf64_Ehdr eh = {
-                .e_ident = { ELFMAG0, ELFMAG1, ELFMAG2, ELFMAG3, ELFCLASS64, ELFDATA2LSB,
+                .e_ident = { ELFMAG0, ELFMAG1, ELFMAG2, ELFMAG3, ARCH_ELF_CLASS, ARCH_ELF_DATA,
                              EV_CURRENT, ELFOSABI_SYSV },
                 .e_type = ET_CORE,
-                .e_machine = EM_X86_64,
+                .e_machine = ARCH_ELF_MACHINE,
                 .e_version = EV_CURRENT,
                 .e_ehsize = sizeof(Elf64_Ehdr),
         };

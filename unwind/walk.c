@@ -28,10 +28,8 @@
 #include <string.h>
 
 #include "common/macro.h"
+#include "patcher/x86_64/abi.h"
 #include "unwind/unwind-internal.h"
-
-/* DWARF column of the return address on x86-64 (also the rip column). */
-#define X86_64_DWARF_RA 16
 
 /* Records the first reason the stack is not reliable; later ones are ignored. */
 __attribute__((format(printf, 2, 3)))
@@ -112,7 +110,7 @@ static void walk_check_frame(Unwinder *u, Dwarf_Addr pc, bool exact) {
                                 "(interrupted code below)",
                                 idx, (uint64_t) pc, module_basename(mod));
         }
-        if (dwarf_frame_register(frame, X86_64_DWARF_RA, ops_mem, &ops, &nops) == 0 &&
+        if (dwarf_frame_register(frame, ARCH_DWARF_RA, ops_mem, &ops, &nops) == 0 &&
             nops == 0 && ops == ops_mem)
                 w->last_ra_undefined = true;
         free(frame);
@@ -137,7 +135,7 @@ static int walk_frame_cb(Dwfl_Frame *state, void *arg) {
                 return DWARF_CB_ABORT;
         }
         exact = w->res->n == 0 || w->next_is_signal;
-        if (dwfl_frame_reg(state, 7 /* rsp */, &sp) != 0)
+        if (dwfl_frame_reg(state, ARCH_DWARF_SP, &sp) != 0)
                 sp = 0;
         w->res->sps[w->res->n] = sp;
         w->res->pcs[w->res->n++] = pc;

@@ -129,7 +129,7 @@ int ulp_apply(pid_t pid, int patch_fd, const char *name_hint, const UlpOptions *
 int ulp_revert(pid_t pid, const char *name, const UlpOptions *o, UlpReport *report);
 
 /* klp_is_object_loaded: a patch naming objects the process had not loaded was applied
- * to what was loaded, the others recorded as pending (status lists them). Patches the
+ * to what was loaded, the others recorded as its late objects (status lists them). Patches the
  * functions of every late object pid has loaded since, in one stop-the-world per
  * object, once no thread has one of their old functions on its stack (retried for a
  * while, then -EBUSY). No transition: the patches are complete, every thread already

@@ -36,6 +36,13 @@ int encode_jmp_rel32(uint8_t buf[JMP_REL32_SIZE], uint64_t from, uint64_t to) {
         return 0;
 }
 
+void encode_jmp_far(uint8_t buf[static JMP_FAR_SIZE], uint64_t to) {
+        static const uint8_t jmp_rip_0[6] = { 0xff, 0x25, 0, 0, 0, 0 };
+
+        memcpy(buf, jmp_rip_0, sizeof(jmp_rip_0));
+        memcpy(buf + sizeof(jmp_rip_0), &to, sizeof(to));
+}
+
 int encode_entry_jump(uint8_t buf[16], size_t len, uint64_t at, uint64_t dest) {
         int r = encode_jmp_rel32(buf, at, dest);
 

@@ -68,6 +68,10 @@ int encode_jmp_rel32(uint8_t buf[JMP_REL32_SIZE], uint64_t from, uint64_t to);
 /* The one-byte breakpoint: a thread executing it stops (SIGTRAP) with its PC after it. */
 #define INSN_INT3 0xcc
 
+/* The far jump, to anywhere: "jmp [rip+0]; .quad to". */
+#define JMP_FAR_SIZE 14
+void encode_jmp_far(uint8_t buf[static JMP_FAR_SIZE], uint64_t to);
+
 /* The entry jump over len displaced bytes (len <= 16): "jmp rel32" from at to dest, the
  * rest int3, never executed (a mistake is loud). Returns the bytes to write (at least
  * JMP_REL32_SIZE), -ERANGE when dest is out of reach. */

@@ -12,28 +12,12 @@
 #
 # Usage: test-windows.sh  (env from meson: ULPCTL, VICTIM, PATCH, KILLHOOK)
 set -uo pipefail
-
-WORK=$(mktemp -d)
-VPID=
-cleanup() {
-	[ -n "$VPID" ] && kill -9 "$VPID" 2>/dev/null
-	wait 2>/dev/null
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
-SLOW=${ULP_TEST_SLOWDOWN:-1}
+. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 NAME=daemon-fix
 
-fail() { echo "FAIL: $*" >&2; exit 1; }
 ulpctl() { "$ULPCTL" --direct "$@"; }
-wait_for() {
-	local secs=$(($1 * SLOW)) i; shift
-	for ((i = 0; i < secs * 50; i++)); do
-		"$@" && return 0
-		sleep 0.02
-	done
-	return 1
-}
+# field KEY: this victim rewrites a status file instead of printing lines (lib.sh's
+# field KEY LINE reads a line it is given).
 field() { sed -n "s/.*\<$1=\([0-9]*\).*/\1/p" "$WORK/victim.status" 2>/dev/null; }
 start_victim() {
 	rm -f "$WORK/victim.status"

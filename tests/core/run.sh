@@ -77,15 +77,9 @@ case_json_status() {
 	victim_ok
 }
 
-# expect_refusal WHAT REGEX CMD...: exit 1, one line on stderr that matches REGEX (an
-# ERE: the message says what was refused and why), victim unchanged.
-expect_refusal() {
-	local what=$1 re=$2 rc err; shift 2
-	err=$("$@" 2>&1 >/dev/null); rc=$?
-	[ "$rc" -eq 1 ] || fail "$what: exit $rc, expected 1 ($err)"
-	[ "$(echo "$err" | grep -v '^warning:' | wc -l)" -eq 1 ] || fail "$what: not one line: $err"
-	echo "$err" | grep -v '^warning:' | grep -q -E "$re" || fail "$what: message \"$err\" does not match \"$re\""
-	echo "$what: $err"
+# refused WHAT REGEX CMD...: expect_refusal (lib.sh), and the victim unchanged.
+refused() {
+	expect_refusal "$@"
 	victim_ok
 }
 
@@ -95,30 +89,30 @@ case_bad_input() {
 	# pid_max itself is never a process id (they stay below it)
 	local nopid
 	nopid=$(cat /proc/sys/kernel/pid_max)
-	expect_refusal "no such pid" "^ulpctl: no process with pid $nopid\$" ulpctl apply -p "$nopid" "$P/patch-compute.so"
-	expect_refusal "not ELF" '^ulpctl: text\.so is not an ELF file$' ulpctl apply -p "$VPID" "$WORK/text.so"
-	expect_refusal "no metadata" \
+	refused "no such pid" "^ulpctl: no process with pid $nopid\$" ulpctl apply -p "$nopid" "$P/patch-compute.so"
+	refused "not ELF" '^ulpctl: text\.so is not an ELF file$' ulpctl apply -p "$VPID" "$WORK/text.so"
+	refused "no metadata" \
 		'^ulpctl: patch-nometa\.so has no ulp patch metadata \(no ULP_FUNC\)$' ulpctl apply -p "$VPID" "$P/patch-nometa.so"
-	expect_refusal "missing symbol" \
+	refused "missing symbol" \
 		'^ulpctl: function no_such_function not found in the main executable \(/.*/core-victim\)$' ulpctl apply -p "$VPID" "$P/patch-nosym.so"
-	expect_refusal "build-id" \
+	refused "build-id" \
 		'^ulpctl: build-id mismatch for the main executable: the patch is for 00112233445566778899aabbccddeeff00112233, the process has [0-9a-f]{40}$' \
 		ulpctl apply -p "$VPID" "$P/patch-badbid.so"
-	expect_refusal "too small" \
+	refused "too small" \
 		'^ulpctl: function tiny is too small to patch \(3 bytes, a jump needs 5\): the byte 0x00 at \+0x3 after it is not padding$' ulpctl apply -p "$VPID" "$P/patch-tiny.so"
-	expect_refusal "revert unknown" "^ulpctl: process $VPID carries no ulp patch\$" ulpctl revert -p "$VPID" compute-fix
+	refused "revert unknown" "^ulpctl: process $VPID carries no ulp patch\$" ulpctl revert -p "$VPID" compute-fix
 	no_ulp_mappings
 	expect_value compute 20
 	# setpriv is in util-linux, a dependency (scripts/setup-deps.sh)
-	expect_refusal "no permission" "^ulpctl: not allowed to trace process $VPID \\(ptrace permission\\)\$" \
+	refused "no permission" "^ulpctl: not allowed to trace process $VPID \\(ptrace permission\\)\$" \
 		setpriv --reuid=65534 --regid=65534 --clear-groups "$ULPCTL" --direct apply -p "$VPID" "$P/patch-compute.so"
 	no_ulp_mappings
 	ulpctl apply -p "$VPID" "$P/patch-compute.so" || fail "apply failed"
-	expect_refusal "applied twice" "^ulpctl: patch compute-fix is already applied to process $VPID\$" ulpctl apply -p "$VPID" "$P/patch-compute.so"
+	refused "applied twice" "^ulpctl: patch compute-fix is already applied to process $VPID\$" ulpctl apply -p "$VPID" "$P/patch-compute.so"
 	expect_value compute 30
 	# A process that exits: the pid is gone by the time ulpctl looks.
 	sleep 0.2 & local gone=$!; wait $gone
-	expect_refusal "exited pid" "^ulpctl: no process with pid $gone\$" ulpctl apply -p "$gone" "$P/patch-compute.so"
+	refused "exited pid" "^ulpctl: no process with pid $gone\$" ulpctl apply -p "$gone" "$P/patch-compute.so"
 	local rc
 	"$ULPCTL" --direct 2>/dev/null; rc=$?
 	[ "$rc" -eq 2 ] || fail "usage error exit $rc, expected 2"
@@ -130,7 +124,7 @@ case_stacked() {
 	expect_value compute 30
 	ulpctl apply -p "$VPID" "$P/patch-compute2.so" || fail "apply B failed"
 	expect_value compute 40
-	expect_refusal "revert A under B" \
+	refused "revert A under B" \
 		'^ulpctl: patch compute-fix2 also replaces compute and was applied later: revert it first$' ulpctl revert -p "$VPID" compute-fix
 	ulpctl revert -p "$VPID" compute-fix2 || fail "revert B failed"
 	expect_value compute 30
@@ -254,17 +248,9 @@ case_info_check() {
 	echo "$out" | grep -q 'reference: *(main):secret' || fail "info: no reference: $out"
 	out=$("$ULPCTL" info --json "$P/patch-ref.so") || fail "info --json failed"
 	[ "$(echo "$out" | json_get 'd["functions"][0]["symbol"]')" = ref_value ] || fail "info json: $out"
-	# expect_refusal_nopid REGEX CMD...: exit 1 and one line matching REGEX, no victim involved
-	expect_refusal_nopid() {
-		local re=$1 rc err; shift
-		err=$("$@" 2>&1 >/dev/null); rc=$?
-		[ "$rc" -eq 1 ] || fail "$*: exit $rc ($err)"
-		[ "$(echo "$err" | wc -l)" -eq 1 ] && echo "$err" | grep -q -E "$re" ||
-			fail "$*: message \"$err\" does not match \"$re\""
-	}
 	printf 'nope' >"$WORK/x.so"
-	expect_refusal_nopid '^ulpctl: .*x\.so:? (is )?not an ELF file$' "$ULPCTL" info "$WORK/x.so"
-	expect_refusal_nopid '^ulpctl: .*patch-nometa\.so:? (has )?no ulp patch metadata' "$ULPCTL" info "$P/patch-nometa.so"
+	expect_refusal "info of no ELF" '^ulpctl: .*x\.so:? (is )?not an ELF file$' "$ULPCTL" info "$WORK/x.so"
+	expect_refusal "info of no patch" '^ulpctl: .*patch-nometa\.so:? (has )?no ulp patch metadata' "$ULPCTL" info "$P/patch-nometa.so"
 
 	mkfifo "$WORK/fifo"
 	start_cons 2 "$WORK/fifo"
@@ -312,7 +298,7 @@ case_trampoline() {
 	"$VICTIM_ASM" 4 "$WORK/fifo" >"$LOG" 2>&1 &
 	VPID=$!
 	wait_line 'held=1' 5 || fail "victim did not start"
-	expect_refusal "back-jump into the entry" \
+	refused "back-jump into the entry" \
 		'^ulpctl: cannot redirect a_backjump: branch at \+0x[0-9a-f]+ into the displaced bytes \(\+0x[0-9a-f]+\)$' ulpctl apply -p "$VPID" "$P/patch-asm-bad.so"
 	no_ulp_mappings
 	local apid a b
@@ -393,7 +379,7 @@ with open(f'/proc/{pid}/mem', 'r+b', buffering=0) as m:
     m.write(orig)
 PY
 	expect_value compute 20
-	expect_refusal "entry changed by someone else" \
+	refused "entry changed by someone else" \
 		'^ulpctl: the code of a patched function was changed by someone else; nothing written$' ulpctl revert -p "$VPID" compute-fix
 	expect_value compute 20
 	victim_ok

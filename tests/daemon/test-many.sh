@@ -4,24 +4,12 @@
 # a process whose transition waits for a straggler does not hold up the others; the
 # limit on -p is named; and ulpctl talking to ulpd loads none of libelf, libdw, capstone.
 set -u
-[ "$(id -u)" = 0 ] || { echo "SKIP: needs root"; exit 77; }
-tmp=$(mktemp -d)
+. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
+[ "$(id -u)" = 0 ] || skip "needs root"
+tmp=$WORK
 chmod 755 "$tmp"
-pids=()
-cleanup() { kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null; cat "$tmp/log" 2>/dev/null; rm -rf "$tmp"; }
-trap cleanup EXIT
-fail() { echo "FAIL: $*"; exit 1; }
-ok() { echo "ok: $*"; }
-# deadlines stretch on a loaded machine (else: runnable tasks per core, 1 to 10)
-SLOW=${ULP_TEST_SLOWDOWN:-$(awk -v n="$(nproc)" '{ s = int($1 / n + 0.999); print (s < 1 ? 1 : (s > 10 ? 10 : s)) }' /proc/loadavg)}
-wait_for() {
-	local end=$(( ${EPOCHREALTIME/./} + $1 * SLOW * 1000000 )); shift
-	while :; do
-		"$@" && return 0
-		[ "${EPOCHREALTIME/./}" -lt "$end" ] || return 1
-		sleep 0.05
-	done
-}
+# ulpd's log, whatever the outcome
+on_exit() { cat "$tmp/log" 2>/dev/null; }
 export ULP_SOCKET=$tmp/ulpd.sock
 
 # The client alone: which shared objects it loads.
@@ -41,18 +29,25 @@ out=$("$ULPCTL" apply "${many[@]}" "$PATCH" 2>&1); rc=$?
 ok "a 1025th -p is refused with the limit named"
 
 "$ULPD" --no-recover --socket "$ULP_SOCKET" --state-dir "$tmp/state" >"$tmp/log" 2>&1 &
-pids+=($!)
+PIDS+=($!)
 wait_for 5 test -S "$ULP_SOCKET" || fail "ulpd did not start"
+# A user other than root lists, in the client itself, the processes that carry a control
+# block (libulp-carriers), to send ulpd proofs of access to them: still no core library.
+LD_DEBUG=files setpriv --reuid=65534 --regid=65534 --clear-groups "$ULPCTL" status >"$tmp/ld-user" 2>&1 ||
+	fail "status as nobody through ulpd: $(tail -1 "$tmp/ld-user")"
+grep -q 'file=libjson-c' "$tmp/ld-user" || fail "LD_DEBUG shows nothing: $(head -3 "$tmp/ld-user")"
+! grep -E 'file=(libelf|libdw|libcapstone)' "$tmp/ld-user" || fail "ulpctl listing carriers loads the core's libraries"
+ok "ulpctl listing the processes that carry a control block loads neither libelf, libdw nor capstone"
 
 # the first victim's sleeper holds outer() for HOLD s: its transition waits that long
 N=6
 HOLD=$((4 * SLOW))
 start_victims() {   # $1: round; sets vp (the -p arguments) and vpids
 	vp=(); vpids=()
-	"$VICTIM" "$tmp/$1-0" 2 200 $((HOLD * 1000)) & pids+=($!); vp+=(-p $!); vpids+=($!)
+	"$VICTIM" "$tmp/$1-0" 2 200 $((HOLD * 1000)) & PIDS+=($!); vp+=(-p $!); vpids+=($!)
 	wait_for 5 grep -q 'sleeper=1' "$tmp/$1-0" || fail "the sleeper did not start"
 	for i in $(seq $N); do
-		"$VICTIM" "$tmp/$1-$i" 2 200 & pids+=($!); vp+=(-p $!); vpids+=($!)
+		"$VICTIM" "$tmp/$1-$i" 2 200 & PIDS+=($!); vp+=(-p $!); vpids+=($!)
 	done
 	for i in $(seq $N); do wait_for 5 grep -q 'v1=[1-9]' "$tmp/$1-$i" || fail "victim $i did not start"; done
 }

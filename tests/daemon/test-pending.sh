@@ -1,7 +1,7 @@
 #!/bin/bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # Libraries loaded after the patch: ulpd patches a library a process dlopen()s after a
-# patch naming it was applied (status lists it as pending until then), without being
+# patch naming it was applied (status lists it as a late object until then), without being
 # asked again. Then the sticky form: a wish recorded with --all --persist reaches a
 # process started later, and the library that process loads later.
 # The consistency victim (tests/victims) links libtrbase.so (base_value) and

@@ -97,9 +97,10 @@ try:
     ok = wait_for(lambda: state(c, later.pid) == "patched", 10, 0.1)
     check(ok, "after a restart, a new victim still gets the sticky patch")
 
-    r = c.request({"method": "revert", "all": True, "persist": True, "name": NAME, "wait": True})
+    # the field's new spelling, "sticky", is accepted as "persist" is
+    r = c.request({"method": "revert", "all": True, "sticky": True, "name": NAME, "wait": True})
     pids = sorted(x["pid"] for x in r["results"] if x["ok"])
-    check(pids == sorted([early.pid, late.pid, later.pid]), f"revert --all --persist reverted every victim: {pids}")
+    check(pids == sorted([early.pid, late.pid, later.pid]), f"revert --all --sticky reverted every victim: {pids}")
     check(os.listdir(pdir) == [], "the wish is gone from the state dir")
     last, last_st = start_victim()
     time.sleep(1.5)

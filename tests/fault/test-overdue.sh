@@ -8,30 +8,12 @@
 # later apply must work, with the code kept for the callback reclaimed.
 # Usage: test-overdue.sh  (env from meson: ULPCTL, LOCK_VICTIM, LOCK_PATCH)
 set -uo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
-WORK=$(mktemp -d)
-LOG=$WORK/victim.log
-VPID=
-cleanup() {
-	[ -n "$VPID" ] && kill -9 "$VPID" 2>/dev/null
-	wait 2>/dev/null
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
-SLOW=${ULP_TEST_SLOWDOWN:-1}
-
-fail() { echo "FAIL: $*" >&2; exit 1; }
 ulpctl() { "$ULPCTL" --direct "$@"; }
-wait_for() {
-	local secs=$(($1 * SLOW)) i; shift
-	for ((i = 0; i < secs * 50; i++)); do
-		"$@" && return 0
-		sleep 0.02
-	done
-	return 1
-}
 last() { grep -E '^ticks=' "$LOG" | tail -n 1; }
-field() { last | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+# field KEY: in the victim's last "ticks=" line (lib.sh's field KEY LINE, on that line).
+field() { echo "$(last)" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
 # the workers tick: the count grows within a few seconds
 ticking() {
 	local a
@@ -39,15 +21,6 @@ ticking() {
 	wait_for 5 eval '[ "$(field ticks)" -gt "'"${a:-0}"'" ]'
 }
 alive() { kill -0 "$VPID" 2>/dev/null && ! grep -q '^TracerPid:[[:space:]]*[1-9]' "/proc/$VPID/status"; }
-# refusal WHAT RE CMD...: exit 1 and exactly one line matching RE
-refusal() {
-	local what=$1 re=$2 rc err; shift 2
-	err=$("$@" 2>&1 >/dev/null); rc=$?
-	[ "$rc" -eq 1 ] || fail "$what: exit $rc, expected 1 ($err)"
-	[ "$(echo "$err" | wc -l)" -eq 1 ] || fail "$what: not one line: $err"
-	echo "$err" | grep -q -E "$re" || fail "$what: message \"$err\" does not match \"$re\""
-	echo "$what: $err"
-}
 patch_maps() { grep -c 'ulp-patch' "/proc/$VPID/maps"; }
 
 "$LOCK_VICTIM" >"$LOG" 2>&1 &
@@ -56,14 +29,14 @@ wait_for 10 grep -qs '^ticks=' "$LOG" || fail "victim did not start"
 ticking || fail "the victim's workers do not tick"
 
 # 1. The callback takes the lock and outlives its deadline: refused, the thread runs on.
-refusal "overdue callback" \
+expect_refusal "overdue callback" \
 	"^ulpctl: the pre-patch callback did not return within 300 ms: it runs on in thread [0-9]+ of process $VPID, and the patch's code stays loaded until it returns; nothing changed\$" \
 	ulpctl apply -p "$VPID" --callback-timeout 300 "$LOCK_PATCH"
 alive || fail "the victim died or stayed traced after the refusal"
 [ "$(field value)" = 1 ] || fail "the victim runs value() version $(field value)"
 
 # 2. While the callback holds the lock: the workers wait on it, another apply is refused.
-refusal "while it runs" \
+expect_refusal "while it runs" \
 	"^ulpctl: a callback left past its deadline still runs in thread [0-9]+ of process $VPID: no other callback runs before it returns\$" \
 	ulpctl apply -p "$VPID" --callback-timeout 300 "$LOCK_PATCH"
 stalled() {

@@ -118,33 +118,34 @@ static void victim_end(Victim *v) {
                                (r < 0 && errno == ECHILD), 5000));
 }
 
-/* The state letter of /proc/PID/task/TID/stat, 0 when gone. */
-static char task_state(pid_t pid, pid_t tid) {
-        char path[64], buf[512];
-        snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", pid, tid);
+/* /proc/PID/task/TID/name into buf, NUL-terminated; false when gone. */
+static bool read_task_file(pid_t pid, pid_t tid, const char *name, char *buf, size_t size) {
+        char path[64];
+        snprintf(path, sizeof(path), "/proc/%d/task/%d/%s", pid, tid, name);
         int fd = open(path, O_RDONLY);
         if (fd < 0)
-                return 0;
-        ssize_t n = read(fd, buf, sizeof(buf) - 1);
+                return false;
+        ssize_t n = read(fd, buf, size - 1);
         close(fd);
         if (n <= 0)
-                return 0;
+                return false;
         buf[n] = 0;
+        return true;
+}
+
+/* The state letter of /proc/PID/task/TID/stat, 0 when gone. */
+static char task_state(pid_t pid, pid_t tid) {
+        char buf[512];
+        if (!read_task_file(pid, tid, "stat", buf, sizeof(buf)))
+                return 0;
         char *p = strrchr(buf, ')');
         return p ? p[2] : 0;
 }
 
 static int task_tracer(pid_t pid, pid_t tid) {
-        char path[64], buf[4096];
-        snprintf(path, sizeof(path), "/proc/%d/task/%d/status", pid, tid);
-        int fd = open(path, O_RDONLY);
-        if (fd < 0)
+        char buf[4096];
+        if (!read_task_file(pid, tid, "status", buf, sizeof(buf)))
                 return 0;
-        ssize_t n = read(fd, buf, sizeof(buf) - 1);
-        close(fd);
-        if (n <= 0)
-                return 0;
-        buf[n] = 0;
         char *p = strstr(buf, "TracerPid:");
         return p ? atoi(p + 10) : 0;
 }

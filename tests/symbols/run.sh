@@ -30,16 +30,6 @@ victim_alive() {
 	grep -q TracerPid:.0 "/proc/$VPID/status" || fail "victim left traced"
 }
 
-# expect_refusal WHAT REGEX CMD...: exit 1 and one line (warnings aside) matching REGEX.
-expect_refusal() {
-	local what=$1 re=$2 rc err; shift 2
-	err=$("$@" 2>&1 >/dev/null); rc=$?
-	[ "$rc" -eq 1 ] || fail "$what: exit $rc, expected 1 ($err)"
-	[ "$(echo "$err" | grep -v '^warning:' | wc -l)" -eq 1 ] || fail "$what: not one line: $err"
-	echo "$err" | grep -v '^warning:' | grep -q -E "$re" || fail "$what: message \"$err\" does not match \"$re\""
-	echo "$what: $err"
-}
-
 build_id() { readelf -n "$1" | awk '/Build ID:/ { print $3; exit }'; }
 
 # A copy of the victim with a random build-id of its own (so that no other run's debug

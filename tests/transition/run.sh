@@ -26,6 +26,13 @@ start_blocked() {
 
 release() { echo x >"$WORK/fifo"; }
 
+# apply_held SECONDS: the consistency patch's apply with that timeout (times SLOW), in the
+# background (its pid in APID, its output in WORK/out), while the blocker holds it up.
+apply_held() {
+	ulpctl apply --timeout $(($1 * SLOW)) -p "$VPID" "$PATCH_CONS" >"$WORK/out" 2>&1 &
+	APID=$!
+}
+
 # shows KEY VALUE: from the next lines on, the victim prints KEY=VALUE
 shows() {
 	local from
@@ -133,8 +140,8 @@ case_new_threads() {
 	local apid a b
 	start_blocked -n 2 -s
 	rises s1 2 || fail "spawned threads do not run"
-	ulpctl apply --timeout $((30 * SLOW)) -p "$VPID" "$PATCH_CONS" >"$WORK/out" 2>&1 &
-	apid=$!
+	apply_held 30
+	apid=$APID
 	rises s2 5 || fail "new threads do not run the new code"
 	sleep 0.5
 	kill -0 "$apid" 2>/dev/null || fail "apply finished with a thread blocked"
@@ -153,8 +160,8 @@ case_new_threads() {
 case_thread_exit() {
 	local apid
 	start_blocked -n 4 -x
-	ulpctl apply --timeout $((30 * SLOW)) -p "$VPID" "$PATCH_CONS" >"$WORK/out" 2>&1 &
-	apid=$!
+	apply_held 30
+	apid=$APID
 	rises v2 3 || fail "no thread switched"
 	kill -0 "$apid" 2>/dev/null || fail "apply finished with a thread blocked"
 	release
@@ -172,8 +179,8 @@ case_thread_exit() {
 case_fork() {
 	local apid child
 	start_blocked -n 4
-	ulpctl apply --timeout $((30 * SLOW)) -p "$VPID" "$PATCH_CONS" >"$WORK/out" 2>&1 &
-	apid=$!
+	apply_held 30
+	apid=$APID
 	rises v2 3 || fail "no thread switched"
 	kill -USR1 "$VPID"
 	wait_for 5 grep -q '^child pid=' "$LOG" || fail "no child"
@@ -199,8 +206,8 @@ case_fork() {
 case_exec() {
 	local apid rc i
 	start_blocked -n 4
-	ulpctl apply --timeout $((30 * SLOW)) -p "$VPID" "$PATCH_CONS" >"$WORK/out" 2>&1 &
-	apid=$!
+	apply_held 30
+	apid=$APID
 	rises v2 3 || fail "no thread switched"
 	kill -USR2 "$VPID"
 	wait_for 5 eval '! kill -0 $apid 2>/dev/null' || fail "apply still running after the exec"
@@ -216,8 +223,8 @@ case_exec() {
 case_status_stragglers() {
 	local apid tid
 	start_blocked -n 4
-	ulpctl apply --timeout $((20 * SLOW)) -p "$VPID" "$PATCH_CONS" >"$WORK/out" 2>&1 &
-	apid=$!
+	apply_held 20
+	apid=$APID
 	wait_for 10 eval '[ "$(status_of "$VPID" "[s[\"function\"].split(\"+\")[0] for x in p for s in x[\"stragglers\"]]" 2>/dev/null)" = "['"'"'blocker'"'"']" ]' ||
 		fail "no straggler in status: $(ulpctl status --json -p "$VPID")"
 	[ "$(status_of "$VPID" '[x["state"] for x in p]')" = "['transition']" ] || fail "not in transition"

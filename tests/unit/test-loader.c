@@ -72,29 +72,39 @@ static bool named_mapping(const char *name, uint64_t start) {
         return found;
 }
 
+/* The loader's steps of an apply on l: the dry run (which links nothing and must find
+ * every symbol), every thread stopped, the patch mapped near the main executable
+ * (*ret_main) and linked into lp. Returns the stopped thread they ran on. */
+static Thread *load_near_main(Loaded *l, LoadedPatch *lp, const Module **ret_main) {
+        const Module *main_mod = modules_find_object(&l->mods, "");
+        char err[256] = "";
+        Thread *th;
+
+        ASSERT_TRUE(main_mod);
+        if (loader_link(l->t, l->fd, l->meta, &l->res, NULL, err, sizeof(err)) < 0)
+                TEST__FAIL("dry run: %s", err);
+        ASSERT_OK(target_stop_all(l->t));
+        th = target_any_stopped(l->t);
+        if (loader_map(l->t, th, l->fd, l->meta->name, main_mod->start, main_mod->end, lp, err, sizeof(err)) < 0)
+                TEST__FAIL("map: %s", err);
+        if (loader_link(l->t, l->fd, l->meta, &l->res, lp, err, sizeof(err)) < 0)
+                TEST__FAIL("link: %s", err);
+        *ret_main = main_mod;
+        return th;
+}
+
 TEST(map_link_and_call) {
         Loaded l;
         LoadedPatch lp = {};
-        char err[256] = "";
         const Module *main_mod;
         long (*fn)(void);
         Thread *th;
 
         open_patch(&l, "patch-self.so");
         ASSERT_STREQ(l.meta->name, "unit-self");
-        main_mod = modules_find_object(&l.mods, "");
-        ASSERT_TRUE(main_mod);
-        /* The dry run links nothing and finds every symbol. */
-        if (loader_link(l.t, l.fd, l.meta, &l.res, NULL, err, sizeof(err)) < 0)
-                TEST__FAIL("dry run: %s", err);
-        ASSERT_OK(target_stop_all(l.t));
-        th = target_any_stopped(l.t);
-        if (loader_map(l.t, th, l.fd, l.meta->name, main_mod->start, main_mod->end, &lp, err, sizeof(err)) < 0)
-                TEST__FAIL("map: %s", err);
+        th = load_near_main(&l, &lp, &main_mod);
         ASSERT_TRUE(nearmem_reaches(lp.start, lp.size, main_mod->start, main_mod->end));
         ASSERT_TRUE(named_mapping("unit-self", lp.start));
-        if (loader_link(l.t, l.fd, l.meta, &l.res, &lp, err, sizeof(err)) < 0)
-                TEST__FAIL("link: %s", err);
         ASSERT_EQ(l.meta->n_funcs, 1);
         fn = (long (*)(void))(uintptr_t)(l.meta->funcs[0].new_vaddr + lp.bias);
         ASSERT_EQ(fn(), 4 * 10 + 42);
@@ -121,22 +131,12 @@ TEST(undefined_symbol_refused) {
 TEST(target_ifunc_resolved_as_the_target_chose) {
         Loaded l;
         LoadedPatch lp = {};
-        char err[256] = "";
         const Module *main_mod;
         long (*fn)(void);
         Thread *th;
 
         open_patch(&l, "patch-ifunc.so");
-        if (loader_link(l.t, l.fd, l.meta, &l.res, NULL, err, sizeof(err)) < 0)
-                TEST__FAIL("dry run: %s", err);
-        main_mod = modules_find_object(&l.mods, "");
-        ASSERT_TRUE(main_mod);
-        ASSERT_OK(target_stop_all(l.t));
-        th = target_any_stopped(l.t);
-        if (loader_map(l.t, th, l.fd, l.meta->name, main_mod->start, main_mod->end, &lp, err, sizeof(err)) < 0)
-                TEST__FAIL("map: %s", err);
-        if (loader_link(l.t, l.fd, l.meta, &l.res, &lp, err, sizeof(err)) < 0)
-                TEST__FAIL("link: %s", err);
+        th = load_near_main(&l, &lp, &main_mod);
         fn = (long (*)(void))(uintptr_t)(l.meta->funcs[0].new_vaddr + lp.bias);
         ASSERT_TRUE(fn() > 0);   /* L"four" after L"five" */
         ASSERT_OK(loader_unmap(l.t, th, lp.start, lp.size));

@@ -12,10 +12,18 @@
 #include "ulp/libulp.h"
 #include "test.h"
 
+/* Called as compiled, never inlined or specialised at a call site, so that the patched
+ * entry is the one the test runs. clang has no noipa: noinline and optnone come close. */
+#ifdef __clang__
+#define NOIPA __attribute__((noinline, optnone))
+#else
+#define NOIPA __attribute__((noipa))
+#endif
+
 /* The function patch-self.so replaces, and what its ULP_REF names. */
 long unit_counter = 4;
 long unit_value(void);
-__attribute__((noipa)) long unit_value(void) {
+NOIPA long unit_value(void) {
         long v = unit_counter;
         for (int i = 0; i < 3; i++)
                 v += unit_counter & i;
@@ -23,7 +31,7 @@ __attribute__((noipa)) long unit_value(void) {
 }
 
 /* Where the made-up threads sit: not in the function being replaced. */
-static __attribute__((noipa)) void idle_here(void) {
+static NOIPA void idle_here(void) {
 }
 
 /* As ulpctl sets them: a caller without the key (not root) signs nothing and acts on

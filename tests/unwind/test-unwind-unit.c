@@ -108,55 +108,43 @@ TEST(self_unwind_reliable) {
         unwinder_free(u);
 }
 
-/* libdwfl ends a walk "normally" (returns 0) when a return address reads as 0; only CFI
- * marking the return address undefined is the end of a stack. */
-TEST(zero_return_address_unreliable) {
+/* The unwind of a made-up thread at pc with the stack pointer sp, its memory read
+ * through fn: n frames (at least one when n is 0; pcs[0] == pc), unreliable, for a
+ * reason that says why. */
+static void expect_unreliable(unwind_read_fn fn, uint64_t pc, uint64_t sp, size_t n, const char *why) {
         _cleanup_(modulelist_done) ModuleList mods = {};
-        Unwinder *u = self_unwinder(&mods, read_self);
-        uint64_t stack[8] = {};
-        struct user_regs_struct regs = {
-                .rip = (uint64_t) (uintptr_t) unit_leaf,
-                .rsp = (uint64_t) (uintptr_t) stack,
-        };
+        Unwinder *u = self_unwinder(&mods, fn);
+        struct user_regs_struct regs = { .rip = pc, .rsp = sp };
         UnwindResult res;
 
         ASSERT_OK(unwinder_unwind(u, gettid(), &regs, &res));
-        ASSERT_EQ(res.n, 1);
+        ASSERT_TRUE(n ? res.n == n : res.n >= 1);
+        ASSERT_EQ_U64(res.pcs[0], pc);
         ASSERT_TRUE(!res.reliable);
-        ASSERT_TRUE(strstr(res.reason, "does not mark the outermost frame"));
+        if (!strstr(res.reason, why))
+                TEST__FAIL("reason \"%s\" does not say \"%s\"", res.reason, why);
         unwinder_free(u);
+}
+
+/* libdwfl ends a walk "normally" (returns 0) when a return address reads as 0; only CFI
+ * marking the return address undefined is the end of a stack. */
+TEST(zero_return_address_unreliable) {
+        uint64_t stack[8] = {};
+
+        expect_unreliable(read_self, (uint64_t) (uintptr_t) unit_leaf, (uint64_t) (uintptr_t) stack,
+                          1, "does not mark the outermost frame");
 }
 
 /* ...and also when the return address cannot be read at all. */
 TEST(unreadable_stack_unreliable) {
-        _cleanup_(modulelist_done) ModuleList mods = {};
-        Unwinder *u = self_unwinder(&mods, read_fail);
-        struct user_regs_struct regs = {
-                .rip = (uint64_t) (uintptr_t) unit_leaf,
-                .rsp = 0x7ff0,
-        };
-        UnwindResult res;
-
-        ASSERT_OK(unwinder_unwind(u, gettid(), &regs, &res));
-        ASSERT_EQ(res.n, 1);
-        ASSERT_TRUE(!res.reliable);
-        ASSERT_TRUE(strstr(res.reason, "cannot read 0x7ff0"));
-        unwinder_free(u);
+        expect_unreliable(read_fail, (uint64_t) (uintptr_t) unit_leaf, 0x7ff0, 1, "cannot read 0x7ff0");
 }
 
 TEST(pc_outside_modules_unreliable) {
-        _cleanup_(modulelist_done) ModuleList mods = {};
-        Unwinder *u = self_unwinder(&mods, read_self);
         uint64_t stack[8] = {};
-        struct user_regs_struct regs = { .rip = 0x1000, .rsp = (uint64_t) (uintptr_t) stack };
-        UnwindResult res;
 
-        ASSERT_OK(unwinder_unwind(u, gettid(), &regs, &res));
-        ASSERT_TRUE(res.n >= 1);
-        ASSERT_EQ_U64(res.pcs[0], 0x1000);
-        ASSERT_TRUE(!res.reliable);
-        ASSERT_TRUE(strstr(res.reason, "frame #0 pc 0x1000 is outside any module"));
-        unwinder_free(u);
+        expect_unreliable(read_self, 0x1000, (uint64_t) (uintptr_t) stack,
+                          0, "frame #0 pc 0x1000 is outside any module");
 }
 
 TEST_MAIN()
