@@ -214,6 +214,7 @@ static struct json_object *patch_status_to_json(const UlpPatchStatus *p) {
         add(o, "state", json_object_new_string(ulp_patch_state_to_string(p->state)));
         add(o, "forced", json_object_new_boolean(p->forced));
         add(o, "replace", json_object_new_boolean(p->replace));
+        add(o, "code_mapped", json_object_new_boolean(p->code_mapped));
         f = json_object_new_array();
         for (size_t i = 0; f && i < p->n_funcs; i++) {
                 struct json_object *e = json_object_new_object();
@@ -275,6 +276,7 @@ static int patch_status_from_json(struct json_object *o, UlpPatchStatus *p) {
         p->state = ulp_patch_state_from_string(get_string(o, "state"));
         p->forced = get_bool(o, "forced");
         p->replace = get_bool(o, "replace");
+        p->code_mapped = get_bool(o, "code_mapped");
         f = get_array(o, "functions");
         if (f && json_object_array_length(f) > 0) {
                 size_t n = json_object_array_length(f);

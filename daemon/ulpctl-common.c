@@ -93,8 +93,9 @@ void print_status_human(const UlpProcessStatus *s, size_t n) {
                        s[i].trusted ? "" : " [control block not signed by this machine's ulp]");
                 for (size_t j = 0; j < s[i].n_patches; j++) {
                         const UlpPatchStatus *p = &s[i].patches[j];
-                        printf("  %s: %s%s%s\n", p->name, ulp_patch_state_to_string(p->state), p->forced ? ", forced" : "",
-                               p->replace ? ", replace" : "");
+                        printf("  %s: %s%s%s%s\n", p->name, ulp_patch_state_to_string(p->state), p->forced ? ", forced" : "",
+                               p->replace ? ", replace" : "",
+                               p->code_mapped ? ", its code still mapped" : "");
                         for (size_t k = 0; k < p->n_funcs; k++)
                                 printf("    %s%s%s\n", p->funcs[k].object[0] ? p->funcs[k].object : "",
                                        p->funcs[k].object[0] ? ":" : "", p->funcs[k].symbol);
