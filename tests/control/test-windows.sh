@@ -106,15 +106,28 @@ for k in 3 4 6 7; do
 	stop_victim
 done
 
+# The first bytes of the victim's function $1, as the process holds them.
+code_of() {
+	local exe base addr
+	exe=$(readlink -f "$VICTIM")
+	base=$(awk -v p="$exe" '$6 == p && $3 == "00000000" { sub(/-.*/, "", $1); print $1; exit }' "/proc/$VPID/maps")
+	addr=$(nm "$VICTIM" | awk -v s="$1" '$3 == s { print $1 }')
+	[ -n "$base" ] && [ -n "$addr" ] || fail "cannot find $1 in the victim"
+	dd if="/proc/$VPID/mem" bs=16 count=1 iflag=skip_bytes skip=$((0x$base + 0x$addr)) 2>/dev/null | od -An -tx1
+}
+
 # A half-done init: the second entry write fails after the first put its stub in the
 # path. Init puts that entry back before the cancel, so the code is as it was: the
 # victim never runs version 2, and a later apply finds the entries it expects (one left
 # pointing at the stub would be refused as "changed by someone else").
 start_victim
+code_before="$(code_of inner) $(code_of outer)"
 apply ULP_FAIL_WRITE=$((entry + 1)) && fail "the apply with a failing second entry write succeeded"
 grep -q 'cannot start the transition' "$WORK/apply.out" || fail "half-done init: the apply did not fail at init: $(cat "$WORK/apply.out")"
 alive || fail "half-done init: the victim died, stopped or stayed traced"
 [ "$(field v2)" = 0 ] || fail "half-done init: the victim ran version 2"
+[ "$(code_of inner) $(code_of outer)" = "$code_before" ] ||
+	fail "half-done init: the entries are not as they were: $(code_of inner) $(code_of outer) (were $code_before)"
 ! grep -q 'ulp-patch' "/proc/$VPID/maps" || fail "half-done init: the patch's code is still mapped"
 out=$(ulpctl apply --timeout 10 -p "$VPID" "$PATCH" 2>&1) || fail "half-done init: the next apply failed: $out"
 wait_for 10 eval '[ "$(field v2)" -gt 0 ]' || fail "half-done init: the next apply did not run version 2"
