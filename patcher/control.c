@@ -769,6 +769,10 @@ pid_t control_live_driver(const Control *c) {
         return pid;
 }
 
+pid_t control_live_writer(const Control *c, pid_t target) {
+        return writer_gone(&c->img->hdr, target) ? 0 : c->img->hdr.writer_pid;
+}
+
 static bool patch_live(const ControlPatch *p) {
         return p->state == CP_PATCHED || p->state == CP_TRANSITION;
 }

@@ -312,6 +312,9 @@ uint64_t control_proc_start_time(pid_t pid);
  * restarted ulpd, a killed ulpctl). Returns the live driver's pid, or 0. */
 void control_claim_driver(Control *c);
 pid_t control_live_driver(const Control *c);
+/* The last writer of the block (the seqlock's record), when it is another process that
+ * is still alive, else 0. */
+pid_t control_live_writer(const Control *c, pid_t target);
 
 /* Index of the applied (patched or in transition) patch called name, or -ENOENT. */
 int control_find_patch(const Control *c, const char *name);

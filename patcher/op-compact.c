@@ -189,9 +189,10 @@ static int reclaim_one(UlpOp *op, const MapList *l, unsigned idx) {
 }
 
 /* Unmaps the code of reverted patches left mapped by a driver killed before it did
- * (code_left). Best effort: a thread that may still be in that code, or a process that
- * cannot be stopped now, leaves it for a later apply; the record stays meanwhile and
- * status shows it. Before anything is borrowed: it stops every thread. */
+ * (code_left). Best effort: a thread that may still be in that code, a live process
+ * that wrote the block last, or a process that cannot be stopped now, leaves it for a
+ * later apply; the record stays meanwhile and status shows it. Before anything is
+ * borrowed: it stops every thread. */
 int op_reclaim_code(UlpOp *op) {
         ControlImage *img = op->c.img;
         MapList l = {};
@@ -200,7 +201,9 @@ int op_reclaim_code(UlpOp *op) {
 
         for (unsigned i = 0; img && i < img->hdr.n_patches; i++)
                 any |= code_left(img, &img->patches[i]);
-        if (!any || img->hdr.transition_patch >= 0)
+        /* A live process that wrote last may be loading that patch right now (its
+         * record is unpatched until its transition starts): left to it. */
+        if (!any || img->hdr.transition_patch >= 0 || control_live_writer(&op->c, op->t->pid))
                 return 0;
         r = target_stop_all(op->t);
         if (r < 0)
