@@ -372,7 +372,7 @@ static int op_try_init(UlpOp *op) {
                                        (unsigned long long)op->tr.stuck_pc);
                 if (r < 0 && op->tr.entries_left)
                         return op_fail(op, r, "cannot start the transition: %s; it stays in process %d "
-                                       "for the next revert or apply to take over", strerror(-r), op->t->pid);
+                                       "until a revert of the patch takes it back", strerror(-r), op->t->pid);
                 if (r != -EAGAIN)
                         return r < 0 ? op_fail(op, r, "cannot start the transition: %s", strerror(-r)) : k;
                 sleep_ms(1);
