@@ -251,6 +251,7 @@ static struct json_object *patch_status_to_json(const UlpPatchStatus *p) {
                         add(o, "applied_at", json_object_new_string(when));
                 add(o, "applied_by_uid", json_object_new_int64(p->applied_uid));
         }
+        add(o, "code_mapped", json_object_new_boolean(p->code_mapped));
         f = json_object_new_array();
         for (size_t i = 0; f && i < p->n_funcs; i++) {
                 struct json_object *e = json_object_new_object();
@@ -359,6 +360,7 @@ static int patch_status_from_json(struct json_object *o, UlpPatchStatus *p) {
         p->replace = get_bool(o, "replace");
         p->applied_ns = applied_from_json(get_string(o, "applied_at"));
         p->applied_uid = (uid_t) get_u64(o, "applied_by_uid");
+        p->code_mapped = get_bool(o, "code_mapped");
         f = get_array(o, "functions");
         if (f && json_object_array_length(f) > 0) {
                 size_t n = json_object_array_length(f);

@@ -126,8 +126,8 @@ static void print_status_human(const Args *a, const UlpProcessStatus *s, size_t 
                        s[i].trusted ? "" : " [control block not signed by this machine's ulp]");
                 for (size_t j = 0; j < s[i].n_patches; j++) {
                         const UlpPatchStatus *p = &s[i].patches[j];
-                        printf("  %s: %s%s%s", p->name, ulp_patch_state_to_string(p->state), p->forced ? ", forced" : "",
-                               p->replace ? ", replace" : "");
+                        printf("  %s: %s%s%s%s", p->name, ulp_patch_state_to_string(p->state), p->forced ? ", forced" : "",
+                               p->replace ? ", replace" : "", p->code_mapped ? ", its code still mapped" : "");
                         print_applied(p);
                         putchar('\n');
                         for (size_t k = 0; k < p->n_funcs; k++)

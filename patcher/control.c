@@ -78,6 +78,26 @@ static int validate_shadow(const ControlHeader *h, char *why, size_t why_len) {
         return 0;
 }
 
+/* A staged compaction (op-compact.c) lies in the free tail of funcs[], after the records
+ * it replaces, and only between transitions. */
+static int validate_stage(const ControlHeader *h, char *why, size_t why_len) {
+        if (h->stage_state == CONTROL_STAGE_NONE) {
+                if (h->stage_at || h->stage_patches || h->stage_funcs)
+                        return WHY("a compaction's stage without its state");
+                return 0;
+        }
+        if (h->stage_state != CONTROL_STAGED)
+                return WHY("unknown stage state %u", h->stage_state);
+        if (h->stage_patches > CONTROL_MAX_PATCHES || h->stage_funcs > CONTROL_MAX_FUNCS ||
+            h->stage_at < h->stage_funcs || h->stage_at > CONTROL_MAX_FUNCS ||
+            control_stage_records(h->stage_patches, h->stage_funcs) > CONTROL_MAX_FUNCS - h->stage_at)
+                return WHY("a compaction's stage out of range (%u patches, %u functions at %u)", h->stage_patches,
+                           h->stage_funcs, h->stage_at);
+        if (h->transition_patch != -1)
+                return WHY("a compaction staged during a transition");
+        return 0;
+}
+
 static int validate_header(const ControlHeader *h, uint64_t self, char *why, size_t why_len) {
         if (memcmp(h->magic, CONTROL_MAGIC, sizeof(h->magic)) != 0)
                 return WHY("bad magic");
@@ -107,7 +127,9 @@ static int validate_header(const ControlHeader *h, uint64_t self, char *why, siz
                 return WHY("transition flags without a transition");
         if ((h->callback_tid == 0) != (h->callback_frame == 0))
                 return WHY("a running callback without its thread or frame");
-        return validate_shadow(h, why, why_len);
+        if (validate_shadow(h, why, why_len) < 0)
+                return -EBADMSG;
+        return validate_stage(h, why, why_len);
 }
 
 static int validate_areas(const ControlImage *img, char *why, size_t why_len) {
@@ -272,7 +294,10 @@ static int control_write_end(Target *t, Control *c) {
 }
 
 int control_batch_begin(Target *t, Control *c) {
-        int r = control_write_begin(t, c);
+        int r = control_settle(t, c);
+        if (r < 0)
+                return r;
+        r = control_write_begin(t, c);
         c->batch = r >= 0;
         return r;
 }
@@ -291,6 +316,9 @@ static int control_write_locked(Target *t, Control *c, uint64_t off, const void 
 
         if (c->batch)
                 return target_write(t, c->addr + off, buf, len);
+        r = control_settle(t, c);
+        if (r < 0)
+                return r;
         r = control_write_begin(t, c);
         if (r < 0)
                 return r;
@@ -326,6 +354,24 @@ static bool header_unborn(const ControlHeader *h) {
         return true;
 }
 
+/* The patches and function records the header says are in use: at the front, or those
+ * of a compaction staged but not copied into place yet (control_stage), which then are
+ * the block's (the local copy's counts become the stage's). */
+static int read_records(Target *t, Control *c) {
+        ControlHeader *h = &c->img->hdr;
+        uint64_t funcs = c->addr + CONTROL_OFF(funcs), patches = c->addr + CONTROL_OFF(patches);
+        int r;
+
+        if (h->stage_state == CONTROL_STAGED) {
+                funcs += (uint64_t)h->stage_at * sizeof(ControlFunc);
+                patches = funcs + (uint64_t)h->stage_funcs * sizeof(ControlFunc);
+                h->n_patches = h->stage_patches;
+                h->n_funcs = h->stage_funcs;
+        }
+        r = target_read(t, patches, c->img->patches, sizeof(ControlPatch) * h->n_patches);
+        return r < 0 ? r : target_read(t, funcs, c->img->funcs, sizeof(ControlFunc) * h->n_funcs);
+}
+
 static int read_consistent(Target *t, Control *c) {
         ControlImage *img = c->img;
         uint32_t after = 0;
@@ -359,11 +405,7 @@ static int read_consistent(Target *t, Control *c) {
                         return r;
                 r = target_read(t, c->addr + CONTROL_OFF(areas), img->areas, sizeof(img->areas));
                 if (r >= 0)
-                        r = target_read(t, c->addr + CONTROL_OFF(patches), img->patches,
-                                        sizeof(ControlPatch) * img->hdr.n_patches);
-                if (r >= 0)
-                        r = target_read(t, c->addr + CONTROL_OFF(funcs), img->funcs,
-                                        sizeof(ControlFunc) * img->hdr.n_funcs);
+                        r = read_records(t, c);
                 if (r >= 0)
                         r = target_read(t, c->addr + CONTROL_OFF(hdr.generation), &after, sizeof(after));
                 if (r < 0)
@@ -510,16 +552,88 @@ void control_done(Control *c) {
         c->img = NULL;
 }
 
+/* The header itself goes with the odd generation; the end makes it even. */
+static int write_header_locked(Target *t, Control *c) {
+        int r = control_write_begin(t, c), k;
+        if (r < 0)
+                return r;
+        r = target_write(t, c->addr, &c->img->hdr, sizeof(c->img->hdr));
+        k = control_write_end(t, c);
+        return r < 0 ? r : k;
+}
+
 int control_write_header(Target *t, Control *c) {
-        int r, k;
+        int r;
 
         if (c->batch)
                 return target_write(t, c->addr, &c->img->hdr, sizeof(c->img->hdr));
+        r = control_settle(t, c);
+        return r < 0 ? r : write_header_locked(t, c);
+}
+
+int control_stage_room(const ControlImage *img, unsigned used) {
+        uint64_t need = control_stage_records(img->hdr.n_patches, img->hdr.n_funcs);
+        if (used < img->hdr.n_funcs || used > CONTROL_MAX_FUNCS || need > CONTROL_MAX_FUNCS - used)
+                return -ENOSPC;
+        return (int)used;
+}
+
+/* The stage is written where no reader looks (past the used records), then published by
+ * one header write. */
+int control_stage(Target *t, Control *c, unsigned at) {
+        ControlHeader *h = &c->img->hdr;
+        size_t nf = (size_t)h->n_funcs * sizeof(ControlFunc), np = (size_t)h->n_patches * sizeof(ControlPatch);
+        _cleanup_free_ uint8_t *buf = NULL;
+        int r;
+
+        ASSERT_RETURN(!c->batch && h->stage_state == CONTROL_STAGE_NONE && h->transition_patch < 0, -EUCLEAN);
+        ASSERT_RETURN(control_stage_room(c->img, at) == (int)at, -EUCLEAN);
+        buf = malloc(nf + np + 1);
+        if (!buf)
+                return -ENOMEM;
+        memcpy(buf, c->img->funcs, nf);
+        memcpy(buf + nf, c->img->patches, np);
+        r = target_write(t, c->addr + CONTROL_OFF(funcs) + (uint64_t)at * sizeof(ControlFunc), buf, nf + np);
+        if (r < 0)
+                return r;
+        /* Kept in the local copy even if this write fails: the next write settles the
+         * stage, which completes the compaction either way. */
+        h->stage_state = CONTROL_STAGED;
+        h->stage_at = at;
+        h->stage_patches = h->n_patches;
+        h->stage_funcs = h->n_funcs;
+        return write_header_locked(t, c);
+}
+
+/* Copies the stage into place and writes the header without it, in one bracket: until
+ * that header write readers take the stage, so a writer killed in here leaves the block
+ * as it was staged, and the next settle copies the same stage again. */
+int control_settle(Target *t, Control *c) {
+        ControlHeader *h = &c->img->hdr;
+        ControlHeader staged;
+        int r, k;
+
+        if (h->stage_state != CONTROL_STAGED || c->batch)
+                return 0;
         r = control_write_begin(t, c);
         if (r < 0)
                 return r;
-        /* The header itself goes with the odd generation; the end makes it even. */
-        r = target_write(t, c->addr, &c->img->hdr, sizeof(c->img->hdr));
+        if (h->n_funcs)
+                r = target_write(t, c->addr + CONTROL_OFF(funcs), c->img->funcs, h->n_funcs * sizeof(ControlFunc));
+        if (r >= 0 && h->n_patches)
+                r = target_write(t, c->addr + CONTROL_OFF(patches), c->img->patches,
+                                 h->n_patches * sizeof(ControlPatch));
+        staged = *h;
+        h->stage_state = CONTROL_STAGE_NONE;
+        h->stage_at = h->stage_patches = h->stage_funcs = 0;
+        if (r >= 0)
+                r = target_write(t, c->addr, h, sizeof(*h));
+        if (r < 0) {
+                h->stage_state = staged.stage_state;
+                h->stage_at = staged.stage_at;
+                h->stage_patches = staged.stage_patches;
+                h->stage_funcs = staged.stage_funcs;
+        }
         k = control_write_end(t, c);
         return r < 0 ? r : k;
 }
@@ -658,6 +772,10 @@ pid_t control_live_driver(const Control *c) {
         if (control_proc_start_time(pid) != c->img->hdr.driver_start || c->img->hdr.driver_start == 0)
                 return 0;
         return pid;
+}
+
+pid_t control_live_writer(const Control *c, pid_t target) {
+        return writer_gone(&c->img->hdr, target) ? 0 : c->img->hdr.writer_pid;
 }
 
 static bool patch_live(const ControlPatch *p) {

@@ -64,6 +64,12 @@ enum {
         CT_FLAG_CANCEL = 1 << 0,
 };
 
+/* ControlHeader.stage_state */
+enum {
+        CONTROL_STAGE_NONE = 0,
+        CONTROL_STAGED = 1,
+};
+
 enum {
         CF_FLAG_NOP = 1 << 0,    /* replace patch: this function goes back to the original */
 };
@@ -118,7 +124,15 @@ typedef struct ControlHeader {
         uint64_t shadow_size;
         uint64_t shadow_entry[CONTROL_SHADOW_ENTRIES];
         uint64_t shadow_stats;
-        uint8_t reserved[4096 - 232];
+        /* A compaction staged but not yet copied into place (op-compact.c): while
+         * stage_state is CONTROL_STAGED the block's patches and function records are the
+         * stage_funcs records at funcs[stage_at] followed by stage_patches patch records
+         * (as bytes), and what lies at the front of both arrays is not read. */
+        uint32_t stage_state;
+        uint32_t stage_at;
+        uint32_t stage_patches;
+        uint32_t stage_funcs;
+        uint8_t reserved[4096 - 248];
 } ControlHeader;
 
 typedef struct ControlArea {
@@ -252,6 +266,25 @@ void control_done(Control *c);
 int control_batch_begin(Target *t, Control *c);
 int control_batch_end(Target *t, Control *c);
 
+/*
+ * Compaction (docs/control-block.md, "Compaction"). control_stage() writes the local
+ * copy's patches and records (already compacted by the caller, with the counts in the
+ * header) into the free tail of funcs[], then the header naming them: from that one
+ * write on, readers take the block from the stage. control_settle() copies the stage to
+ * the front and writes the header without it. A writer killed anywhere in between
+ * leaves a block that reads as the compacted one; the next write of any part of the
+ * block settles it first. -ENOSPC: no room for the stage (nothing written).
+ */
+int control_stage(Target *t, Control *c, unsigned at);
+int control_settle(Target *t, Control *c);
+/* Where a stage of the local copy's patches and records may go: at, the first record
+ * after the used records of the target (used), if it fits; else -ENOSPC. */
+int control_stage_room(const ControlImage *img, unsigned used);
+/* Function records a stage of np patches and nf records takes. */
+static inline uint64_t control_stage_records(uint64_t np, uint64_t nf) {
+        return nf + (np * sizeof(ControlPatch) + sizeof(ControlFunc) - 1) / sizeof(ControlFunc);
+}
+
 /* Writes parts of the local copy back to the target. */
 int control_write_header(Target *t, Control *c);
 int control_write_patch(Target *t, Control *c, unsigned idx);
@@ -293,6 +326,9 @@ uint64_t control_proc_start_time(pid_t pid);
  * restarted ulpd, a killed ulpctl). Returns the live driver's pid, or 0. */
 void control_claim_driver(Control *c);
 pid_t control_live_driver(const Control *c);
+/* The last writer of the block (the seqlock's record), when it is another process that
+ * is still alive, else 0. */
+pid_t control_live_writer(const Control *c, pid_t target);
 
 /* Index of the applied (patched or in transition) patch called name, or -ENOENT. */
 int control_find_patch(const Control *c, const char *name);

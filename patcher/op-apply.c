@@ -569,6 +569,8 @@ int ulp_op_apply(pid_t pid, int client_fd, const char *name_hint, const UlpOptio
         if (r >= 0)
                 r = op_callback_reclaim(op, meta->n_callbacks > 0);
         if (r >= 0)
+                r = op_reclaim_code(op);
+        if (r >= 0)
                 r = op_borrow(op, &th);
         if (r >= 0) {
                 r = load_patch(op, th, meta, patch_fd, name_hint, res);

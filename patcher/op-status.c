@@ -47,6 +47,7 @@ static void status_patch(const ControlImage *img, unsigned idx, UlpPatchStatus *
         ps->replace = p->flags & CP_FLAG_REPLACE;
         ps->applied_ns = p->applied_ns;
         ps->applied_uid = p->applied_uid;
+        ps->code_mapped = p->state == CP_UNPATCHED && p->map_size;
         status_funcs(img, p, ps);
         if (p->state == CP_TRANSITION)
                 status_stragglers(&img->stragglers, ps);
@@ -61,9 +62,11 @@ int op_status_convert(const ControlImage *img, UlpProcessStatus *ret) {
         if (!ret->patches)
                 return -ENOMEM;
         for (unsigned i = 0; i < img->hdr.n_patches; i++) {
-                /* Reverted and replaced patches keep a record until its slot is reused:
-                 * not shown. */
-                if (img->patches[i].state == CP_FREE || img->patches[i].state == CP_UNPATCHED)
+                /* Reverted and replaced patches keep a record until the next compaction:
+                 * not shown, unless their code is still mapped in the process (a driver
+                 * was killed before it unmapped it, or some thread was forced). */
+                if (img->patches[i].state == CP_FREE ||
+                    (img->patches[i].state == CP_UNPATCHED && !img->patches[i].map_size))
                         continue;
                 status_patch(img, i, &ret->patches[ret->n_patches++]);
         }

@@ -410,6 +410,9 @@ static int op_try_init(UlpOp *op) {
                                        "the bytes the entry jump replaces: no relocated copy can hold it; "
                                        "nothing written", op->tr.stuck_tid, op->t->pid,
                                        (unsigned long long)op->tr.stuck_pc);
+                if (r < 0 && op->tr.entries_left)
+                        return op_fail(op, r, "cannot start the transition: %s; it stays in process %d "
+                                       "until a revert of the patch takes it back", strerror(-r), op->t->pid);
                 if (r != -EAGAIN)
                         return r < 0 ? op_fail(op, r, "cannot start the transition: %s", strerror(-r)) : k;
                 sleep_ms(1);

@@ -127,8 +127,13 @@ int op_start_transition(UlpOp *op, int target_state);
 /* Fills the report's figures and stragglers from the transition. */
 void op_report_figures(UlpOp *op);
 
-/* Removes reverted patches' records from the control block (no transition running). */
+/* Removes reverted patches' records from the control block (no transition running),
+ * each write leaving a valid block (op-compact.c). */
 int op_compact_control(UlpOp *op);
+/* Unmaps reverted patches' code left mapped by a driver killed before it did; stops
+ * every thread (nothing may be borrowed). Best effort: code some thread may still run
+ * stays, recorded, for a later apply. */
+int op_reclaim_code(UlpOp *op);
 
 /* One function of a patch, resolved in the target before anything is written. */
 typedef struct Resolved {

@@ -167,6 +167,17 @@ static int fill_table(Transition *tr, uint8_t state) {
         return 0;
 }
 
+/* A failed entry write of init: every thread is still stopped and none ran a new jump,
+ * so the first n entries (the failed one may be half written) get back what they held
+ * and the cancel that follows finds the code as it was. One that cannot leaves the
+ * transition as a driver killed here would: resumed by the next operation. */
+static int undo_entries(Transition *tr, const ControlFunc *f, unsigned n, int r) {
+        for (unsigned i = 0; i < n; i++)
+                if (target_write(tr->t, f[i].old_addr + f[i].entry_off, tr->expect[i].b, tr->expect[i].len) < 0)
+                        tr->entries_left = true;
+        return r;
+}
+
 int transition_init(Transition *tr) {
         Control *c = tr->c;
         ControlPatch *p = &c->img->patches[tr->patch];
@@ -203,7 +214,7 @@ int transition_init(Transition *tr) {
         for (unsigned i = 0; i < n; i++) {
                 r = transition_write_entry(tr->t, &f[i], f[i].stub_addr);
                 if (r < 0)
-                        return r;
+                        return undo_entries(tr, f, i + 1, r);
         }
         return 0;
 }
@@ -686,6 +697,8 @@ int transition_cancel(Transition *tr) {
         /* klp_cancel_transition: only an apply that switched no thread is cancelled; a
          * revert, or an apply some thread runs, is reversed instead. */
         ASSERT_RETURN(tr->target_state == THREAD_PATCHED, -EUCLEAN);
+        if (tr->entries_left)
+                return -EBUSY;
         r = target_stop_any(tr->t, tr->t->stop_timeout_ms > 0 ? tr->t->stop_timeout_ms : TARGET_STOP_TIMEOUT_MS, &th);
         if (r < 0)
                 return r;

@@ -88,6 +88,8 @@ typedef struct Transition {
         bool keep_code;          /* completion leaves the patch mapped: its post-unpatch
                                   * callback runs after (op.c unmaps it then) */
         bool forced;
+        bool entries_left;       /* init failed and could not put back the entries it had
+                                  * written: not cancelled, left for a resume */
 } Transition;
 
 /* Prepares a Transition for patch idx of c towards target_state: computes the ranges of

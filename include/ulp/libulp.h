@@ -188,6 +188,9 @@ typedef struct UlpPatchStatus {
         UlpPatchState state;
         bool forced;
         bool replace;
+        /* Reverted, but its code is still mapped: left by a driver killed before it
+         * unmapped it (the next apply unmaps it), or kept as forced. */
+        bool code_mapped;
         UlpFuncStatus *funcs;
         size_t n_funcs;
         UlpStraggler *stragglers;/* during a transition: those of the last pass */

@@ -7,6 +7,9 @@
  * ULP_WRITE_LOG=FILE it appends one line per write to FILE: its number, the target's pid
  * and the length written.
  *
+ * With ULP_KILL_SIZE=S, ULP_KILL_AFTER_WRITE counts only the writes of S bytes (the
+ * N-th header write, say, wherever it falls in a run whose other writes vary).
+ *
  * With ULP_FAIL_WRITE=N the N-th write fails with EIO instead, writing nothing (the
  * driver then takes back what it started, and a kill can land in that).
  *
@@ -29,7 +32,7 @@
 ssize_t pwrite64(int fd, const void *buf, size_t n, off_t off);
 ssize_t pwrite(int fd, const void *buf, size_t n, off_t off);
 
-static unsigned long writes;
+static unsigned long writes, sized;
 static long started[256];
 static unsigned n_started;
 
@@ -80,6 +83,13 @@ static void after_write(int fd, size_t n) {
                         fprintf(f, "%lu %ld %zu\n", writes, pid, n);
                         fclose(f);
                 }
+        }
+        if (getenv("ULP_KILL_SIZE")) {
+                if (strtoul(getenv("ULP_KILL_SIZE"), NULL, 10) != n)
+                        return;
+                if (kill_at && strtoul(kill_at, NULL, 10) == ++sized)
+                        kill(getpid(), SIGKILL);
+                return;
         }
         if (kill_at && strtoul(kill_at, NULL, 10) == writes)
                 kill(getpid(), SIGKILL);

@@ -101,6 +101,49 @@ TEST(header) {
         ASSERT_OK(control_validate(img, SAMPLE_SELF, why, sizeof(why)));
 }
 
+/* A compaction's stage (op-compact.c): bounded, and only between transitions. */
+TEST(stage) {
+        UlpProcessStatus s = {};
+
+        fresh();
+        img->hdr.stage_state = CONTROL_STAGED;
+        img->hdr.stage_at = 1;
+        img->hdr.stage_patches = 1;
+        img->hdr.stage_funcs = 1;
+        ASSERT_OK(control_validate(img, SAMPLE_SELF, why, sizeof(why)));
+        img->hdr.stage_state = 2;
+        ASSERT_REFUSED("unknown stage state 2");
+        img->hdr.stage_state = CONTROL_STAGE_NONE;
+        ASSERT_REFUSED("a compaction's stage without its state");
+        img->hdr.stage_state = CONTROL_STAGED;
+        img->hdr.stage_at = CONTROL_MAX_FUNCS - 2;
+        ASSERT_REFUSED("a compaction's stage out of range");
+        img->hdr.stage_at = 0;
+        ASSERT_REFUSED("a compaction's stage out of range");
+        img->hdr.stage_at = 0xfffffff0;
+        ASSERT_REFUSED("a compaction's stage out of range");
+        img->hdr.stage_at = 1;
+        img->hdr.stage_patches = CONTROL_MAX_PATCHES + 1;
+        ASSERT_REFUSED("a compaction's stage out of range");
+        img->hdr.stage_patches = 1;
+        img->hdr.transition_patch = 0;
+        ASSERT_REFUSED("a compaction staged during a transition");
+
+        /* A reverted patch whose code is still mapped is shown, one without is not. */
+        fresh();
+        img->patches[0].state = CP_UNPATCHED;
+        ASSERT_OK(control_validate(img, SAMPLE_SELF, why, sizeof(why)));
+        ASSERT_OK(op_status_convert(img, &s));
+        ASSERT_EQ(s.n_patches, 1);
+        ASSERT_STREQ(ulp_patch_state_to_string(s.patches[0].state), "unpatched");
+        ASSERT_TRUE(s.patches[0].code_mapped);
+        ulp_status_done(&s);
+        img->patches[0].map_size = 0;
+        ASSERT_OK(op_status_convert(img, &s));
+        ASSERT_EQ(s.n_patches, 0);
+        ulp_status_done(&s);
+}
+
 TEST(patches) {
         fresh();
         img->patches[0].first_func = 0x40000000;

@@ -40,10 +40,11 @@ apply() {
 
 # The writes of transition_init: the thread table (65536 bytes) and its states (8192),
 # then each control write as the seqlock's begin (20 bytes), data, end (4): the header,
-# the record; then the entries. Those of the cancel: intent (header), record, header,
-# the unmap's remote step (its frame, F), the record without its mapping.
+# the record; then the entries. A failed entry write is followed by init putting back
+# the entries up to it (U: one write each). Those of the cancel: intent (header), record,
+# header, the unmap's remote step (its frame, F), the record without its mapping.
 INIT_HEAD="65536 8192 20 4096 4 20 616 4"
-CANCEL="20 4096 4 20 616 4 20 4096 4 F 20 616 4"
+CANCEL="U 20 4096 4 20 616 4 20 4096 4 F 20 616 4"
 
 start_victim
 apply ULP_WRITE_LOG="$WORK/writes" || fail "the plain apply failed: $(cat "$WORK/apply.out")"
@@ -58,19 +59,19 @@ start_victim
 rm -f "$WORK/writes"
 apply ULP_WRITE_LOG="$WORK/writes" ULP_FAIL_WRITE=$entry && fail "the apply with a failing entry write succeeded"
 grep -q 'cannot start the transition' "$WORK/apply.out" || fail "the apply did not fail at init: $(cat "$WORK/apply.out")"
-got=$(awk -v e="$entry" '$1 > e && $1 <= e + 13 { printf "%s%s", ($1 > e + 1 ? " " : ""), ($1 == e + 10 ? "F" : $3) }' "$WORK/writes")
+got=$(awk -v e="$entry" '$1 > e && $1 <= e + 14 { printf "%s%s", ($1 > e + 1 ? " " : ""), ($1 == e + 1 ? "U" : $1 == e + 11 ? "F" : $3) }' "$WORK/writes")
 [ "$got" = "$CANCEL" ] || fail "the cancel's writes are not as expected: $got (want $CANCEL)"
 [ "$(field v2)" = 0 ] || fail "the victim ran version 2 after a cancelled apply"
 stop_victim
 
 # inside the intent (its seqlock left odd), after it, inside the record, after it
-for k in 2 3 5 6; do
+for k in 3 4 6 7; do
 	at=$((entry + k))
 	case $k in
-	2) what="inside the cancel's intent write" ;;
-	3) what="after the cancel's intent" ;;
-	5) what="inside the cancel's record write" ;;
-	6) what="after the cancel's record" ;;
+	3) what="inside the cancel's intent write" ;;
+	4) what="after the cancel's intent" ;;
+	6) what="inside the cancel's record write" ;;
+	7) what="after the cancel's record" ;;
 	esac
 	start_victim
 	apply ULP_FAIL_WRITE=$entry ULP_KILL_AFTER_WRITE=$at
@@ -88,4 +89,35 @@ for k in 2 3 5 6; do
 	echo "ok: killed $what (write $at): the revert finished the cancel"
 	stop_victim
 done
+
+# The first bytes of the victim's function $1, as the process holds them.
+code_of() {
+	local exe base addr
+	exe=$(readlink -f "$VICTIM")
+	base=$(awk -v p="$exe" '$6 == p && $3 == "00000000" { sub(/-.*/, "", $1); print $1; exit }' "/proc/$VPID/maps")
+	addr=$(nm "$VICTIM" | awk -v s="$1" '$3 == s { print $1 }')
+	[ -n "$base" ] && [ -n "$addr" ] || fail "cannot find $1 in the victim"
+	dd if="/proc/$VPID/mem" bs=16 count=1 iflag=skip_bytes skip=$((0x$base + 0x$addr)) 2>/dev/null | od -An -tx1
+}
+
+# A half-done init: the second entry write fails after the first put its stub in the
+# path. Init puts that entry back before the cancel, so the code is as it was: the
+# victim never runs version 2, and a later apply finds the entries it expects (one left
+# pointing at the stub would be refused as "changed by someone else").
+start_victim
+code_before="$(code_of inner) $(code_of outer)"
+apply ULP_FAIL_WRITE=$((entry + 1)) && fail "the apply with a failing second entry write succeeded"
+grep -q 'cannot start the transition' "$WORK/apply.out" || fail "half-done init: the apply did not fail at init: $(cat "$WORK/apply.out")"
+alive || fail "half-done init: the victim died, stopped or stayed traced"
+[ "$(field v2)" = 0 ] || fail "half-done init: the victim ran version 2"
+[ "$(code_of inner) $(code_of outer)" = "$code_before" ] ||
+	fail "half-done init: the entries are not as they were: $(code_of inner) $(code_of outer) (were $code_before)"
+! grep -q 'ulp-patch' "/proc/$VPID/maps" || fail "half-done init: the patch's code is still mapped"
+out=$(ulpctl apply --timeout 10 -p "$VPID" "$PATCH" 2>&1) || fail "half-done init: the next apply failed: $out"
+wait_for 10 eval '[ "$(field v2)" -gt 0 ]' || fail "half-done init: the next apply did not run version 2"
+out=$(ulpctl revert --timeout 10 -p "$VPID" "$NAME" 2>&1) || fail "half-done init: the revert failed: $out"
+[ "$(field bad)" = 0 ] || fail "half-done init: the victim ran a mix of versions"
+alive || fail "half-done init: the victim stopped making progress"
+echo "ok: a half-done init left every entry as it was; apply and revert work"
+stop_victim
 echo "PASS"

@@ -24,8 +24,14 @@ static int pre_patch(void) {
         return 0;
 }
 
+#ifdef PLAIN
+/* test-leftover.sh: the same function without a callback, under another name. */
+ULP_PATCH_INFO("fault-plain", "value() returns 2");
+ULP_FUNC(ULP_MAIN, "value", value_v2);
+#else
 ULP_PATCH_INFO("fault-lock", "value() returns 2; a pre-patch callback holding the victim's lock");
 ULP_FUNC(ULP_MAIN, "value", value_v2);
 ULP_REF(ULP_MAIN, "shared_lock", lock_p);
 ULP_REF(ULP_MAIN, "release", release_p);
 ULP_CALLBACKS(ULP_MAIN, pre_patch, NULL, NULL, NULL);
+#endif

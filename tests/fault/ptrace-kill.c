@@ -10,6 +10,10 @@
  *   ULP_FAULT_N         which call of it (1 = the first)
  *   ULP_FAULT_DELAY_US  instead: SIGKILL after this many microseconds of the process's
  *                       life, wherever it is then (a random moment when drawn at random)
+ *   ULP_FAULT_MOVED_FROM  instead: LO-HI (hex addresses in the target): SIGKILL right
+ *                       after a SETREGS that takes a thread whose PC is in [LO, HI) to
+ *                       a PC outside it (a thread moved out of displaced bytes into the
+ *                       relocated copy, transition-entry.c)
  * Unset or unknown: the library does nothing. ULP_FAULT_LOG, when set, names a file that
  * gets one line per call ("REQUEST result"), to see what an operation does.
  */
@@ -25,6 +29,7 @@
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/types.h>
+#include <sys/user.h>
 #include <unistd.h>
 
 static const struct {
@@ -92,6 +97,25 @@ __attribute__((constructor)) static void arm_timer(void) {
         setitimer(ITIMER_REAL, &it, NULL);
 }
 
+/* ULP_FAULT_MOVED_FROM: whether this SETREGS moves the stopped pid's PC out of the range. */
+static int moves_out(long request, pid_t pid, const void *data) {
+        const char *range = getenv("ULP_FAULT_MOVED_FROM");
+        struct user_regs_struct cur;
+        unsigned long lo, hi;
+        char *end;
+
+        if (!range || request != 13 || !data)
+                return 0;
+        lo = strtoul(range, &end, 16);
+        if (*end != '-')
+                return 0;
+        hi = strtoul(end + 1, NULL, 16);
+        if (syscall(SYS_ptrace, 12L, (long)pid, NULL, &cur) < 0)
+                return 0;
+        unsigned long to = ((const struct user_regs_struct *)data)->rip;
+        return cur.rip >= lo && cur.rip < hi && (to < lo || to >= hi);
+}
+
 long ptrace(enum __ptrace_request request, ...) {
         va_list ap;
         va_start(ap, request);
@@ -102,10 +126,13 @@ long ptrace(enum __ptrace_request request, ...) {
 
         if (want == -2)
                 read_config();
+        int moved = moves_out((long)request, pid, data);
         /* The raw system call: the PEEK requests' glibc convention is not used by ulp. */
         long r = syscall(SYS_ptrace, (long)request, (long)pid, addr, data);
         int saved = errno;
         log_call((long)request, r);
+        if (moved && r == 0)
+                syscall(SYS_kill, getpid(), SIGKILL);
         if (want != -1 && (want == 0x7fffffff || want == (long)request) && ++seen == want_n)
                 syscall(SYS_kill, getpid(), SIGKILL);
         errno = saved;
