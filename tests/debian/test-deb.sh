@@ -66,7 +66,7 @@ ok "dh_installsystemd: the postinst enables and starts ulpd.socket and ulpd.serv
 # ---- the unpacked packages, used as they are -------------------------------------------------
 root=$WORK/root
 dpkg-deb -x "$deb" "$root" && dpkg-deb -x "$dev" "$root" || fail "cannot unpack the packages"
-[ "$(sed -n 's/^ExecStart=//p' "$root/lib/systemd/system/ulpd.service")" = /usr/libexec/ulpd ] ||
+[ "$(sed -n 's/^ExecStart=\([^ ]*\).*/\1/p' "$root/lib/systemd/system/ulpd.service")" = /usr/libexec/ulpd ] ||
 	fail "ulpd.service does not run /usr/libexec/ulpd"
 cat >"$WORK/fix.c" <<'PATCH'
 #include <ulp/patch.h>

@@ -45,7 +45,7 @@ done
 service=$(find "$dest" -path '*/systemd/system/ulpd.service')
 socket=$(find "$dest" -path '*/systemd/system/ulpd.socket')
 [ -n "$service" ] && [ -n "$socket" ] || fail "the units are not installed: $(cd "$dest" && find . -name 'ulpd.s*')"
-exec_start=$(sed -n 's/^ExecStart=//p' "$service")
+exec_start=$(sed -n 's/^ExecStart=\([^ ]*\).*/\1/p' "$service")
 [ "$exec_start" = "$libexecdir/ulpd" ] || fail "ulpd.service runs '$exec_start', meson installed $libexecdir/ulpd"
 grep -qx 'Documentation=man:ulpd(8)' "$socket" || fail "ulpd.socket has no Documentation=man:ulpd(8)"
 # Nothing installed outside the prefix; the units too when the prefix is not /usr
