@@ -3,6 +3,7 @@
 #include <gelf.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 
@@ -417,6 +418,18 @@ static int link_relocations(Target *t, Elf *e, SymResolver *res, const LoadedPat
         return 0;
 }
 
+/* As a ULP_FUNC's: the object, the file searched, and its debug file or what was
+ * looked for when it is stripped. */
+static int ref_not_found(const PatchRef *ref, const Module *m, const SymTab *st, char *err, size_t errlen) {
+        const char *dbg = symtab_debug_path(st);
+        const char *searched = dbg ? NULL : symtab_searched(st);
+
+        return fail(err, errlen, -ENOENT, "ULP_REF symbol %s not found in %s (%s%s%s)", ref->symbol,
+                    ref->object[0] ? ref->object : "the main executable", m->path,
+                    dbg ? ", and its debug file " : searched ? ", stripped: " : "",
+                    dbg ? dbg : searched ? searched : "");
+}
+
 static int fill_refs(Target *t, const PatchMeta *meta, SymResolver *res, const LoadedPatch *lp,
                      char *err, size_t errlen) {
         for (size_t i = 0; i < meta->n_refs; i++) {
@@ -431,12 +444,14 @@ static int fill_refs(Target *t, const PatchMeta *meta, SymResolver *res, const L
                         return fail(err, errlen, -ENOENT, "object %s of ULP_REF %s is not loaded in the target",
                                     ref->object[0] ? ref->object : "(main)", ref->symbol);
                 r = resolver_symtab(res, (size_t)(m - res->mods->v), &st);
-                if (r >= 0)
-                        r = symtab_lookup(st, ref->symbol, ref->pos, &sym);
                 if (r < 0)
-                        return fail(err, errlen, r == -ENOTUNIQ ? r : -ENOENT,
-                                    r == -ENOTUNIQ ? "ULP_REF symbol %s is ambiguous: give its position"
-                                                   : "ULP_REF symbol %s not found in the target", ref->symbol);
+                        return fail(err, errlen, r, "cannot read the symbols of %s for ULP_REF %s: %s", m->path,
+                                    ref->symbol, strerror(-r));
+                r = symtab_lookup(st, ref->symbol, ref->pos, &sym);
+                if (r == -ENOTUNIQ)
+                        return fail(err, errlen, r, "ULP_REF symbol %s is ambiguous: give its position", ref->symbol);
+                if (r < 0)
+                        return ref_not_found(ref, m, st, err, errlen);
                 v = sym.value + m->bias;
                 /* Its value is the resolver's: the reference is to what it chose. */
                 if (sym.type == STT_GNU_IFUNC &&

@@ -108,6 +108,9 @@ case_stripped() {
 	expect_refusal "in neither file" \
 		"^ulpctl: function no_such_function not found in the main executable \\($WORK/victim, and its debug file $root/\\.build-id/${hex:0:2}/${hex:2}\\.debug\\)\$" \
 		ulpctl apply -p "$VPID" "$P/patch-nosuch.so"
+	expect_refusal "ULP_REF in neither file" \
+		"^ulpctl: ULP_REF symbol no_such_variable not found in the main executable \\($WORK/victim, and its debug file $root/\\.build-id/${hex:0:2}/${hex:2}\\.debug\\)\$" \
+		ulpctl apply -p "$VPID" "$P/patch-refnosuch.so"
 	kill -9 "$VPID"; wait "$VPID" 2>/dev/null; VPID=
 
 	# By .gnu_debuglink, next to the binary, with no build-id file.
@@ -187,8 +190,19 @@ case_nonroot_earlier_patch() {
 	victim_alive
 }
 
+# A ULP_REF to a symbol the object does not have: refused, naming the file searched.
+case_ref_not_found() {
+	start_victim "$VICTIM_SYM" static 2
+	expect_refusal "ULP_REF not found" \
+		"^ulpctl: ULP_REF symbol no_such_variable not found in the main executable \\($VICTIM_SYM\\)\$" \
+		ulpctl apply -p "$VPID" "$P/patch-refnosuch.so"
+	! grep -q 'memfd:ulp-patch' "/proc/$VPID/maps" || fail "the refused patch was mapped"
+	expect_value price 20
+}
+
 # A process with fibers (makecontext/swapcontext): refused before anything is written;
-# with --force patched (its parked fiber stacks unchecked), and reverted the same way.
+# with --force patched (its parked fiber stacks unchecked); its revert refused the same
+# way, and done with --force.
 case_fibers() {
 	start_victim "$VICTIM_FIBER"
 	expect_value value 13
@@ -202,7 +216,14 @@ case_fibers() {
 	echo "$out" | grep -q "^warning: process $VPID runs stackful user-level threads .*: the stacks of parked fibers are not checked (--force)\$" ||
 		fail "no warning about the fibers: $out"
 	expect_value value 510
-	ulpctl revert --force --timeout $((1000 * SLOW)) -p "$VPID" fiber-fix || fail "forced revert failed"
+	# A revert switches threads just as an apply does: refused the same way.
+	expect_refusal "fibers, revert" \
+		"^ulpctl: process $VPID runs stackful user-level threads \\($VICTIM_FIBER imports (makecontext|swapcontext)\\): the stacks of parked fibers are invisible to the stack check; --force reverts without checking them \\(docs/symbols\\.md\\)\$" \
+		ulpctl revert -p "$VPID" fiber-fix
+	expect_value value 510
+	out=$(ulpctl revert --force --timeout $((1000 * SLOW)) -p "$VPID" fiber-fix 2>&1) || fail "forced revert failed: $out"
+	echo "$out" | grep -q "^warning: process $VPID runs stackful user-level threads .*: the stacks of parked fibers are not checked (--force)\$" ||
+		fail "no warning about the fibers on revert: $out"
 	expect_value value 13
 	victim_alive
 }
