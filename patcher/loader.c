@@ -48,7 +48,7 @@ int resolver_symtab(SymResolver *res, size_t idx, SymTab **ret) {
 
 /* As the dynamic linker's global scope: the target's objects in load order. Patches
  * already mapped are not part of it. An IFUNC definition stands for the implementation
- * the target's dynamic linker chose (ifunc.h); -ENOTSUP when no GOT slot shows it. A
+ * the target's dynamic linker chose or its resolver returns (ifunc.h). A
  * static executable's globals of any visibility stand in for the exports it lacks. */
 /* Whether the ELF of a main executable has no program interpreter: statically linked. */
 static bool is_static(Elf *e) {
@@ -66,7 +66,8 @@ static bool is_static(Elf *e) {
 
 /* A static executable exports nothing, and its libc functions are hidden: a patch's
  * undefined symbols bind to its global definitions whatever their visibility. */
-static int lookup_static(Target *t, SymResolver *res, const char *name, uint64_t *ret_addr) {
+static int lookup_static(Target *t, SymResolver *res, const char *name, uint64_t *ret_addr, char *err,
+                         size_t errlen) {
         for (size_t i = 0; i < res->mods->n; i++) {
                 const Module *m = &res->mods->v[i];
                 SymTab *st;
@@ -76,14 +77,15 @@ static int lookup_static(Target *t, SymResolver *res, const char *name, uint64_t
                 if (symtab_lookup(st, name, 0, &sym) < 0 || sym.bind == STB_LOCAL)
                         return -ENOENT;
                 if (sym.type == STT_GNU_IFUNC)
-                        return ifunc_chosen(t, res, i, name, &sym, ret_addr) < 0 ? -ENOTSUP : 0;
+                        return ifunc_resolve(t, res, i, name, &sym, ret_addr, err, errlen);
                 *ret_addr = sym.value + m->bias;
                 return 0;
         }
         return -ENOENT;
 }
 
-int resolver_lookup_exported(Target *t, SymResolver *res, const char *name, uint64_t *ret_addr) {
+int resolver_lookup_exported(Target *t, SymResolver *res, const char *name, uint64_t *ret_addr,
+                             char *err, size_t errlen) {
         for (size_t i = 0; i < res->mods->n; i++) {
                 const Module *m = &res->mods->v[i];
                 SymTab *st;
@@ -93,11 +95,11 @@ int resolver_lookup_exported(Target *t, SymResolver *res, const char *name, uint
                 if (symtab_lookup_exported(st, name, &sym) < 0)
                         continue;
                 if (sym.type == STT_GNU_IFUNC)
-                        return ifunc_chosen(t, res, i, name, &sym, ret_addr) < 0 ? -ENOTSUP : 0;
+                        return ifunc_resolve(t, res, i, name, &sym, ret_addr, err, errlen);
                 *ret_addr = sym.value + m->bias;
                 return 0;
         }
-        return lookup_static(t, res, name, ret_addr);
+        return lookup_static(t, res, name, ret_addr, err, errlen);
 }
 
 /* The span of the PT_LOAD segments, page aligned. */
@@ -247,6 +249,34 @@ int loader_unmap(Target *t, Thread *th, uint64_t start, uint64_t size) {
         return rsys_munmap(t, th, start, size);
 }
 
+/* The patch's own IFUNCs stay refused (docs/reach.md): their resolvers are the patch's
+ * code, run before the patch has a record that would keep it mapped past a deadline,
+ * and without the constructors such resolvers rely on. */
+static int self_ifunc(const char *name, char *err, size_t errlen) {
+        return fail(err, errlen, -ENOTSUP, "the patch defines an IFUNC (%s), which ulp does not support: its "
+                    "resolver, the patch's own code, would run in the target before the patch is recorded "
+                    "(docs/reach.md)", name);
+}
+
+/* The name of the patch's IFUNC whose resolver is at value (an IRELATIVE addend). */
+static const char *ifunc_name_at(Elf *e, uint64_t value) {
+        for (Elf_Scn *scn = NULL; (scn = elf_nextscn(e, scn)); ) {
+                GElf_Shdr sh;
+                Elf_Data *d;
+                if (!gelf_getshdr(scn, &sh) || (sh.sh_type != SHT_SYMTAB && sh.sh_type != SHT_DYNSYM) ||
+                    !sh.sh_entsize || !(d = elf_getdata(scn, NULL)))
+                        continue;
+                for (size_t i = 0; i < sh.sh_size / sh.sh_entsize; i++) {
+                        GElf_Sym sym;
+                        const char *name;
+                        if (gelf_getsym(d, (int)i, &sym) && GELF_ST_TYPE(sym.st_info) == STT_GNU_IFUNC &&
+                            sym.st_value == value && (name = elf_strptr(e, sh.sh_link, sym.st_name)) && name[0])
+                                return name;
+                }
+        }
+        return "unnamed";
+}
+
 /* The value a dynamic relocation's symbol stands for. */
 static int reloc_symbol(Target *t, Elf *e, GElf_Shdr *rsh, uint32_t symidx, SymResolver *res,
                         const LoadedPatch *lp, uint64_t *ret, char *err, size_t errlen) {
@@ -263,25 +293,23 @@ static int reloc_symbol(Target *t, Elf *e, GElf_Shdr *rsh, uint32_t symidx, SymR
         name = elf_strptr(e, ssh.sh_link, sym.st_name);
         if (!name)
                 name = "?";
-        if (GELF_ST_TYPE(sym.st_info) == STT_GNU_IFUNC)
-                return fail(err, errlen, -ENOTSUP, "the patch defines an IFUNC (%s): not supported", name);
+        if (GELF_ST_TYPE(sym.st_info) == STT_GNU_IFUNC && sym.st_shndx != SHN_UNDEF)
+                return self_ifunc(name, err, errlen);
         if (GELF_ST_TYPE(sym.st_info) == STT_TLS)
                 return fail(err, errlen, -ENOTSUP, "the patch uses thread-local storage (%s): not supported", name);
         if (sym.st_shndx != SHN_UNDEF) {
                 *ret = sym.st_value + (lp ? lp->bias : 0);
                 return 0;
         }
-        r = resolver_lookup_exported(t, res, name, ret);
-        if (r == -ENOTSUP)
-                return fail(err, errlen, r, "symbol %s is an IFUNC in the target and no loaded object's GOT "
-                            "holds the implementation its dynamic linker chose: not supported", name);
-        if (r == -ENOENT && GELF_ST_BIND(sym.st_info) == STB_WEAK) {
+        r = resolver_lookup_exported(t, res, name, ret, err, errlen);
+        /* A dry run: the resolver runs when the patch is linked for real. */
+        if ((r == -EAGAIN && !lp) || (r == -ENOENT && GELF_ST_BIND(sym.st_info) == STB_WEAK)) {
                 *ret = 0;
                 return 0;
         }
-        if (r < 0)
+        if (r == -ENOENT)
                 return fail(err, errlen, -ENOENT, "undefined symbol %s not found in the target", name);
-        return 0;
+        return r;
 }
 
 static int apply_rela(Target *t, Elf *e, const GElf_Rela *rel, GElf_Shdr *rsh, SymResolver *res,
@@ -310,7 +338,7 @@ static int apply_rela(Target *t, Elf *e, const GElf_Rela *rel, GElf_Shdr *rsh, S
         case R_X86_64_TLSDESC:
                 return fail(err, errlen, -ENOTSUP, "the patch uses thread-local storage: not supported");
         case R_X86_64_IRELATIVE:
-                return fail(err, errlen, -ENOTSUP, "the patch uses IFUNC relocations: not supported");
+                return self_ifunc(ifunc_name_at(e, (uint64_t)rel->r_addend), err, errlen);
         default:
                 return fail(err, errlen, -ENOTSUP, "relocation type %u in the patch is not supported", type);
         }
@@ -454,11 +482,11 @@ static int fill_refs(Target *t, const PatchMeta *meta, SymResolver *res, const L
                         return ref_not_found(ref, m, st, err, errlen);
                 v = sym.value + m->bias;
                 /* Its value is the resolver's: the reference is to what it chose. */
-                if (sym.type == STT_GNU_IFUNC &&
-                    ifunc_chosen(t, res, (size_t)(m - res->mods->v), ref->symbol, &sym, &v) < 0)
-                        return fail(err, errlen, -ENOTSUP, "ULP_REF symbol %s is an IFUNC in the target and no "
-                                    "loaded object's GOT holds the implementation its dynamic linker chose: "
-                                    "not supported", ref->symbol);
+                if (sym.type == STT_GNU_IFUNC) {
+                        r = ifunc_resolve(t, res, (size_t)(m - res->mods->v), ref->symbol, &sym, &v, err, errlen);
+                        if (r < 0 && !(r == -EAGAIN && !lp))
+                                return r;
+                }
                 if (lp) {
                         r = target_write(t, lp->bias + ref->slot_vaddr, &v, sizeof(v));
                         if (r < 0)
