@@ -228,6 +228,51 @@ case_fibers() {
 	victim_alive
 }
 
+# fiber_refused WHY: apply and check refuse the victim, whose stackful threads WHY
+# (a regex) describes, before anything is written; the victim goes on unchanged.
+fiber_refused() {
+	local re="^ulpctl: process $VPID runs stackful user-level threads \\($1\\): the stacks of parked fibers are invisible to the stack check; --force patches without checking them \\(docs/symbols\\.md\\)\$"
+	expect_refusal "apply" "$re" ulpctl apply -p "$VPID" "$P/patch-fiber.so"
+	expect_refusal "check" "$re" ulpctl check -p "$VPID" "$P/patch-fiber.so"
+	! grep -q 'memfd:ulp' "/proc/$VPID/maps" || fail "ulp mappings in the victim"
+	victim_alive
+	expect_value value 13
+}
+
+# A fiber library: fibers of Boost.Context (make_fcontext/jump_fcontext) in a victim that
+# loaded libboost_context with dlopen; found by the library's soname.
+case_fiber_library() {
+	local lib soname
+	lib=$(ldconfig -p | awk '/libboost_context\.so\./ && /x86-64/ { print $NF; exit }')
+	[ -n "$lib" ] || fail "libboost_context is not installed (scripts/setup-deps.sh installs libboost-context1.74.0)"
+	soname=$(readelf -d "$lib" | sed -n 's/.*Library soname: \[\(.*\)\]$/\1/p')
+	[ -n "$soname" ] || fail "$lib has no soname"
+	start_victim "$VICTIM_FCONTEXT" "$lib"
+	expect_value value 13
+	grep -q "$(readlink -f "$lib")" "/proc/$VPID/maps" || fail "the victim did not load $lib"
+	fiber_refused "${soname//./\\.} is a fiber library"
+}
+
+# Go programs, by stand-ins made as the Go linker makes them (victim-go.c): a stripped
+# binary that keeps its .go.buildinfo section, and one with the runtime.goexit symbol.
+case_go() {
+	cp "$VICTIM_GO_BUILDINFO" "$WORK/go-buildinfo" || fail "copy"
+	strip --strip-all "$WORK/go-buildinfo" || fail "strip"
+	readelf -SW "$WORK/go-buildinfo" | grep -q ' \.go\.buildinfo ' || fail "no .go.buildinfo section"
+	! readelf -SW "$WORK/go-buildinfo" | grep -q '\.symtab' || fail "the stripped stand-in has .symtab"
+	readelf -x .go.buildinfo "$WORK/go-buildinfo" | grep -q 'Go buildinf:' || fail "no buildinfo magic"
+	start_victim "$WORK/go-buildinfo"
+	expect_value value 13
+	fiber_refused "${WORK//./\\.}/go-buildinfo is a Go program"
+	kill -9 "$VPID"; wait "$VPID" 2>/dev/null; VPID=
+
+	! readelf -SW "$VICTIM_GO_SYMBOL" | grep -q '\.go\.buildinfo' || fail "the symbol stand-in has .go.buildinfo"
+	nm "$VICTIM_GO_SYMBOL" | grep -q ' T runtime\.goexit$' || fail "no runtime.goexit symbol"
+	start_victim "$VICTIM_GO_SYMBOL"
+	expect_value value 13
+	fiber_refused "${VICTIM_GO_SYMBOL//./\\.} is a Go program"
+}
+
 # A C++ victim, shop::Cart::total(int) const, patched by a C++ patch that uses the
 # standard library, named by its mangled symbol and by its demangled name.
 case_cxx() {
