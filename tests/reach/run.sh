@@ -146,6 +146,54 @@ case_ifunc_resolver() {
 	apply_revert reach-patch-pick.so pick-fix mid 20 1111
 }
 
+# worker_count: the worker's calls in the victim's last tick line.
+worker_count() { grep '^tick' "$LOG" | tail -n 1 | sed -n 's/.* worker=\([0-9]*\).*/\1/p'; }
+worker_runs() {
+	local a
+	a=$(worker_count)
+	wait_for 5 eval '[ "$(worker_count)" -gt "'"$a"'" ]'
+}
+# worker_asleep: the count stays the same over three tick lines printed from now on.
+worker_asleep() {
+	local a from
+	a=$(worker_count)
+	from=$(lines)
+	wait_line 'tick' 5 "$((from + 2))" || fail "victim stopped printing"
+	[ "$(worker_count)" = "$a" ]
+}
+
+# A thread asleep in a signal handler whose interrupted PC (in the signal frame on its
+# stack) is strictly inside small_fn's displaced bytes: the entry write moves that saved
+# PC into the relocated copy, so the handler returns there instead of into the middle
+# of the new jump. The apply waits for the thread (its stack has a signal frame) until
+# the handler returns; the worker then goes on, and is switched.
+case_signal_handler() {
+	local out apply_pid rc
+	LOG=$WORK/signal.log
+	"$P/reach-victim-signal" >"$LOG" 2>&1 &
+	VPID=$!
+	wait_line '^caught at \+2$' 20 || fail "the worker never took the signal on small_fn's lea"
+	expect_value small 21
+	worker_asleep || fail "the worker runs: it is not asleep in its handler"
+	"$ULPCTL" --direct apply --timeout $((60 * SLOW)) -p "$VPID" "$P/reach-patch-small.so" >"$WORK/apply.out" 2>&1 &
+	apply_pid=$!
+	PIDS+=("$apply_pid")
+	# The entry is written once the main thread calls the new code.
+	fail_details() { cat "$WORK/apply.out"; tail -n 3 "$LOG"; }
+	expect_value small 1010 20
+	kill -USR2 "$VPID"
+	wait_line '^handler returned$' 10 || fail "the handler did not return"
+	worker_runs || fail "the worker does not run after its handler returned"
+	wait "$apply_pid"; rc=$?
+	[ "$rc" -eq 0 ] || fail "apply failed ($rc): $(cat "$WORK/apply.out")"
+	cat "$WORK/apply.out"
+	victim_alive
+	out=$(ulpctl revert -p "$VPID" small-fix 2>&1) || fail "revert failed: $out"
+	expect_value small 21
+	worker_runs || fail "the worker stopped after the revert"
+	victim_alive
+}
+
 # One build of the victim (gcc-nopie, gcc-static, clang-cet-pie, clang-cet-nopie): the
 # tiny, RELR and IFUNC patches applied and reverted.
 case_toolchain() {
