@@ -48,29 +48,25 @@ void modulelist_done(ModuleList *l) {
 
 static int remote_read(pid_t pid, uint64_t addr, void *buf, size_t len);
 
-/* A patch's ELF image rebuilt from the target's memory, for when its memfd cannot be
- * opened through map_files (that needs CAP_CHECKPOINT_RESTORE): the PT_LOAD segments'
- * file bytes put back at their file offsets, without section headers (they are not
- * loaded). Enough for the unwinder (program headers, PT_GNU_EH_FRAME, .eh_frame) and
- * for naming the patch's frames. The image is the target's memory, hostile: bounded
- * here, and parsed by libelf as any file of the target is. Returns a sealed memfd. */
+/* See module.h. The image is the target's memory, hostile: bounded here, and parsed by
+ * libelf as any file of the target is. */
 #define PATCH_IMAGE_MAX (64u << 20)
 #define PATCH_IMAGE_PHDRS 16
-static int patch_image_from_memory(pid_t pid, const MapEntry *e) {
+int patch_image_rebuild(PatchImageRead read_mem, void *userdata, uint64_t start) {
         Elf64_Ehdr eh;
         Elf64_Phdr ph[PATCH_IMAGE_PHDRS];
         uint64_t size = 0, bias = 0;
         bool first = true;
         int r;
 
-        r = remote_read(pid, e->start, &eh, sizeof(eh));
+        r = read_mem(userdata, start, &eh, sizeof(eh));
         if (r < 0)
                 return r;
         if (memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 || eh.e_ident[EI_CLASS] != ELFCLASS64 ||
             eh.e_phentsize != sizeof(Elf64_Phdr) || eh.e_phnum == 0 || eh.e_phnum > PATCH_IMAGE_PHDRS ||
             eh.e_phoff > PATCH_IMAGE_MAX)
                 return -ENOEXEC;
-        r = remote_read(pid, e->start + eh.e_phoff, ph, eh.e_phnum * sizeof(Elf64_Phdr));
+        r = read_mem(userdata, start + eh.e_phoff, ph, eh.e_phnum * sizeof(Elf64_Phdr));
         if (r < 0)
                 return r;
         for (size_t i = 0; i < eh.e_phnum; i++) {
@@ -80,7 +76,7 @@ static int patch_image_from_memory(pid_t pid, const MapEntry *e) {
                     ph[i].p_filesz > ph[i].p_memsz)
                         return -ENOEXEC;
                 if (first)
-                        bias = e->start - ALIGN_DOWN(ph[i].p_vaddr - ph[i].p_offset, (uint64_t)4096);
+                        bias = start - ALIGN_DOWN(ph[i].p_vaddr - ph[i].p_offset, (uint64_t)4096);
                 first = false;
                 size = MAX(size, ph[i].p_offset + ph[i].p_filesz);
         }
@@ -93,7 +89,7 @@ static int patch_image_from_memory(pid_t pid, const MapEntry *e) {
                 return -ENOMEM;
         for (size_t i = 0; i < eh.e_phnum; i++)
                 if (ph[i].p_type == PT_LOAD && ph[i].p_filesz > 0 &&
-                    (r = remote_read(pid, bias + ph[i].p_vaddr, img + ph[i].p_offset, ph[i].p_filesz)) < 0)
+                    (r = read_mem(userdata, bias + ph[i].p_vaddr, img + ph[i].p_offset, ph[i].p_filesz)) < 0)
                         return r;
         /* The headers as read at first (the segments' copy of them may differ). */
         eh.e_shoff = 0;
@@ -110,6 +106,16 @@ static int patch_image_from_memory(pid_t pid, const MapEntry *e) {
         if (fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) < 0)
                 return negative_errno();
         return TAKE_FD(fd);
+}
+
+static int pid_read(void *userdata, uint64_t addr, void *buf, size_t len) {
+        return remote_read(*(const pid_t *)userdata, addr, buf, len);
+}
+
+/* A patch's ELF image rebuilt from the target's memory, for when its memfd cannot be
+ * opened through map_files (that needs CAP_CHECKPOINT_RESTORE). */
+static int patch_image_from_memory(pid_t pid, const MapEntry *e) {
+        return patch_image_rebuild(pid_read, &pid, e->start);
 }
 
 /* Opens the file behind a mapping: map_files first (works for deleted or replaced

@@ -51,5 +51,15 @@ const Module *modules_find_object(const ModuleList *l, const char *object);
 /* The module whose span contains addr, or NULL. */
 const Module *modules_find_addr(const ModuleList *l, uint64_t addr);
 
+/* Reads len bytes at addr of a process's memory: 0, or -errno when not all of them. */
+typedef int (*PatchImageRead)(void *userdata, uint64_t addr, void *buf, size_t len);
+
+/* A patch's ELF image rebuilt from memory mapped at start (docs/symbols.md): its PT_LOAD
+ * segments' file bytes put back at their file offsets, the section headers dropped (they
+ * are not loaded). Enough for the unwinder (program headers, PT_GNU_EH_FRAME, .eh_frame)
+ * and for naming the patch's frames. At most 16 program headers and 64 MiB. Returns a
+ * sealed memfd, or -errno (-ENOEXEC: not an image this rebuilds). */
+int patch_image_rebuild(PatchImageRead read_mem, void *userdata, uint64_t start);
+
 /* "a50d68..." (lower-case hex) of a build-id. buf must hold 2*len+1 bytes. */
 void build_id_to_hex(const uint8_t *id, size_t len, char *buf);

@@ -22,6 +22,10 @@
 #include "elf/symtab.h"
 #include "ulp/patch.h"
 
+/* Why a patch's own IFUNCs are refused (docs/reach.md). */
+#define SELF_IFUNC_WHY "its resolver, the patch's own code, would run in the target before the patch is recorded " \
+        "(docs/reach.md)"
+
 /* The PT_LOAD segment holding [vaddr, vaddr+len) in the file, or NULL. */
 const GElf_Phdr *pf_segment(const PatchFile *pf, uint64_t vaddr, uint64_t len) {
         for (size_t i = 0; i < pf->n_loads; i++) {
@@ -237,8 +241,8 @@ static int pf_read_rela(PatchFile *pf, Elf_Scn *scn, const GElf_Shdr *sh) {
                         return fail(pf->errbuf, pf->errlen, -ENOTSUP, "uses thread-local storage, which ulp does not "
                                     "support");
                 case R_X86_64_IRELATIVE:
-                        return fail(pf->errbuf, pf->errlen, -ENOTSUP, "uses IFUNC relocations, which ulp does not "
-                                    "support");
+                        return fail(pf->errbuf, pf->errlen, -ENOTSUP, "defines an IFUNC (IRELATIVE relocation %zu), "
+                                    "which ulp does not support: " SELF_IFUNC_WHY, i);
                 default:
                         return fail(pf->errbuf, pf->errlen, -ENOTSUP, "has relocation type %u (relocation %zu), which ulp "
                                     "does not support", type, i);
@@ -268,8 +272,8 @@ static int pf_read_rela(PatchFile *pf, Elf_Scn *scn, const GElf_Shdr *sh) {
                     !pf_inside(pf, sym.st_value + (uint64_t)rela.r_addend))
                         return fail(pf->errbuf, pf->errlen, -EBADMSG, "relocation %zu points outside the patch", i);
                 if (GELF_ST_TYPE(sym.st_info) == STT_GNU_IFUNC)
-                        return fail(pf->errbuf, pf->errlen, -ENOTSUP, "uses an IFUNC (%s), which ulp does not support",
-                                    name);
+                        return fail(pf->errbuf, pf->errlen, -ENOTSUP, "defines an IFUNC (%s), which ulp does not "
+                                    "support: " SELF_IFUNC_WHY, name);
                 if (GELF_ST_TYPE(sym.st_info) == STT_TLS)
                         return fail(pf->errbuf, pf->errlen, -ENOTSUP, "uses thread-local storage (%s), which ulp does "
                                     "not support", name);

@@ -53,7 +53,10 @@ static bool module_fibers(UlpOp *op, size_t i, char *buf, size_t len) {
         return false;
 }
 
+/* A revert switches threads between the same two versions of code as an apply: a parked
+ * fiber inside the patch's code is as unseen either way, so both are refused alike. */
 int op_check_fibers(UlpOp *op) {
+        const char *verb = op->kind == OP_REVERT ? "reverts" : "patches";
         char why[300];
 
         for (size_t i = 0; i < op->mods.n; i++) {
@@ -65,8 +68,8 @@ int op_check_fibers(UlpOp *op) {
                         return 0;
                 }
                 return op_fail(op, -ENOTSUP, "process %d runs stackful user-level threads (%s): the "
-                               "stacks of parked fibers are invisible to the stack check; --force patches "
-                               "without checking them (docs/symbols.md)", op->t->pid, why);
+                               "stacks of parked fibers are invisible to the stack check; --force %s "
+                               "without checking them (docs/symbols.md)", op->t->pid, why, verb);
         }
         return 0;
 }

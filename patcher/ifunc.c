@@ -2,8 +2,10 @@
 /* IFUNC symbols resolved as the target's dynamic linker resolved them: see ifunc.h. */
 
 #include <gelf.h>
+#include <stdio.h>
 #include <string.h>
 
+#include "common/errfmt.h"
 #include "common/macro.h"
 #include "patcher/ifunc.h"
 
@@ -99,4 +101,35 @@ int ifunc_chosen(Target *t, SymResolver *res, size_t def_idx, const char *name, 
                 }
         }
         return -ENOENT;
+}
+
+int ifunc_resolve(Target *t, SymResolver *res, size_t def_idx, const char *name, const Symbol *sym,
+                  uint64_t *ret, char *err, size_t errlen) {
+        const Module *def = &res->mods->v[def_idx];
+        uint64_t resolver = sym->value + def->bias, v = 0;
+        SymTab *st;
+        int r = ifunc_chosen(t, res, def_idx, name, sym, ret);
+
+        if (r != -ENOENT)
+                return r < 0 ? fail(err, errlen, r, "cannot read the symbols of %s: %s", def->path,
+                                    strerror(-r)) : 0;
+        if (!res->run_resolver)
+                return fail(err, errlen, -EAGAIN, "the resolver of IFUNC %s in %s must run in the target",
+                            name, def->path);
+        r = res->run_resolver(res->userdata, resolver, &v);
+        if (r == -ETIMEDOUT)
+                return fail(err, errlen, -ETIME, "the resolver of IFUNC %s in %s did not return within the callback "
+                            "deadline: it runs on in the thread it was given; nothing changed", name, def->path);
+        if (r < 0)
+                return fail(err, errlen, r, "the resolver of IFUNC %s in %s could not run in the target: %s",
+                            name, def->path, strerror(-r));
+        r = resolver_symtab(res, def_idx, &st);
+        if (r < 0)
+                return fail(err, errlen, r, "cannot read the symbols of %s: %s", def->path, strerror(-r));
+        /* Whatever it returned is the target's word: used only as code of its object. */
+        if (!in_code(symtab_elf(st), def, v))
+                return fail(err, errlen, -ERANGE, "the resolver of IFUNC %s returned %#llx, not in the code "
+                            "of %s: not used", name, (unsigned long long)v, def->path);
+        *ret = v;
+        return 0;
 }

@@ -4,6 +4,7 @@
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 
@@ -50,7 +51,7 @@ int resolver_symtab(SymResolver *res, size_t idx, SymTab **ret) {
 
 /* As the dynamic linker's global scope: the target's objects in load order. Patches
  * already mapped are not part of it. An IFUNC definition stands for the implementation
- * the target's dynamic linker chose (ifunc.h); -ENOTSUP when no GOT slot shows it. A
+ * the target's dynamic linker chose or its resolver returns (ifunc.h). A
  * static executable's globals of any visibility stand in for the exports it lacks. */
 /* Whether the ELF of a main executable has no program interpreter: statically linked. */
 static bool is_static(Elf *e) {
@@ -68,7 +69,8 @@ static bool is_static(Elf *e) {
 
 /* A static executable exports nothing, and its libc functions are hidden: a patch's
  * undefined symbols bind to its global definitions whatever their visibility. */
-static int lookup_static(Target *t, SymResolver *res, const char *name, uint64_t *ret_addr) {
+static int lookup_static(Target *t, SymResolver *res, const char *name, uint64_t *ret_addr, char *err,
+                         size_t errlen) {
         for (size_t i = 0; i < res->mods->n; i++) {
                 const Module *m = &res->mods->v[i];
                 SymTab *st;
@@ -78,14 +80,15 @@ static int lookup_static(Target *t, SymResolver *res, const char *name, uint64_t
                 if (symtab_lookup(st, name, 0, &sym) < 0 || sym.bind == STB_LOCAL)
                         return -ENOENT;
                 if (sym.type == STT_GNU_IFUNC)
-                        return ifunc_chosen(t, res, i, name, &sym, ret_addr) < 0 ? -ENOTSUP : 0;
+                        return ifunc_resolve(t, res, i, name, &sym, ret_addr, err, errlen);
                 *ret_addr = sym.value + m->bias;
                 return 0;
         }
         return -ENOENT;
 }
 
-int resolver_lookup_exported(Target *t, SymResolver *res, const char *name, uint64_t *ret_addr) {
+int resolver_lookup_exported(Target *t, SymResolver *res, const char *name, uint64_t *ret_addr,
+                             char *err, size_t errlen) {
         for (size_t i = 0; i < res->mods->n; i++) {
                 const Module *m = &res->mods->v[i];
                 SymTab *st;
@@ -95,11 +98,11 @@ int resolver_lookup_exported(Target *t, SymResolver *res, const char *name, uint
                 if (symtab_lookup_exported(st, name, &sym) < 0)
                         continue;
                 if (sym.type == STT_GNU_IFUNC)
-                        return ifunc_chosen(t, res, i, name, &sym, ret_addr) < 0 ? -ENOTSUP : 0;
+                        return ifunc_resolve(t, res, i, name, &sym, ret_addr, err, errlen);
                 *ret_addr = sym.value + m->bias;
                 return 0;
         }
-        return lookup_static(t, res, name, ret_addr);
+        return lookup_static(t, res, name, ret_addr, err, errlen);
 }
 
 /* The span of the PT_LOAD segments, page aligned. */
@@ -271,6 +274,34 @@ static int shadow_symbol(SymResolver *res, const char *name, bool linking, uint6
         return fail(err, errlen, -ENOENT, "undefined symbol %s is not part of ulp's shadow-variable API", name);
 }
 
+/* The patch's own IFUNCs stay refused (docs/reach.md): their resolvers are the patch's
+ * code, run before the patch has a record that would keep it mapped past a deadline,
+ * and without the constructors such resolvers rely on. */
+static int self_ifunc(const char *name, char *err, size_t errlen) {
+        return fail(err, errlen, -ENOTSUP, "the patch defines an IFUNC (%s), which ulp does not support: its "
+                    "resolver, the patch's own code, would run in the target before the patch is recorded "
+                    "(docs/reach.md)", name);
+}
+
+/* The name of the patch's IFUNC whose resolver is at value (an IRELATIVE addend). */
+static const char *ifunc_name_at(Elf *e, uint64_t value) {
+        for (Elf_Scn *scn = NULL; (scn = elf_nextscn(e, scn)); ) {
+                GElf_Shdr sh;
+                Elf_Data *d;
+                if (!gelf_getshdr(scn, &sh) || (sh.sh_type != SHT_SYMTAB && sh.sh_type != SHT_DYNSYM) ||
+                    !sh.sh_entsize || !(d = elf_getdata(scn, NULL)))
+                        continue;
+                for (size_t i = 0; i < sh.sh_size / sh.sh_entsize; i++) {
+                        GElf_Sym sym;
+                        const char *name;
+                        if (gelf_getsym(d, (int)i, &sym) && GELF_ST_TYPE(sym.st_info) == STT_GNU_IFUNC &&
+                            sym.st_value == value && (name = elf_strptr(e, sh.sh_link, sym.st_name)) && name[0])
+                                return name;
+                }
+        }
+        return "unnamed";
+}
+
 /* The value a dynamic relocation's symbol stands for. */
 static int reloc_symbol(Target *t, Elf *e, GElf_Shdr *rsh, uint32_t symidx, SymResolver *res,
                         const LoadedPatch *lp, uint64_t *ret, char *err, size_t errlen) {
@@ -287,8 +318,8 @@ static int reloc_symbol(Target *t, Elf *e, GElf_Shdr *rsh, uint32_t symidx, SymR
         name = elf_strptr(e, ssh.sh_link, sym.st_name);
         if (!name)
                 name = "?";
-        if (GELF_ST_TYPE(sym.st_info) == STT_GNU_IFUNC)
-                return fail(err, errlen, -ENOTSUP, "the patch defines an IFUNC (%s): not supported", name);
+        if (GELF_ST_TYPE(sym.st_info) == STT_GNU_IFUNC && sym.st_shndx != SHN_UNDEF)
+                return self_ifunc(name, err, errlen);
         if (GELF_ST_TYPE(sym.st_info) == STT_TLS)
                 return fail(err, errlen, -ENOTSUP, "the patch uses thread-local storage (%s): not supported", name);
         if (sym.st_shndx != SHN_UNDEF) {
@@ -297,17 +328,15 @@ static int reloc_symbol(Target *t, Elf *e, GElf_Shdr *rsh, uint32_t symidx, SymR
         }
         if (strncmp(name, "ulp_shadow_", strlen("ulp_shadow_")) == 0)
                 return shadow_symbol(res, name, lp != NULL, ret, err, errlen);
-        r = resolver_lookup_exported(t, res, name, ret);
-        if (r == -ENOTSUP)
-                return fail(err, errlen, r, "symbol %s is an IFUNC in the target and no loaded object's GOT "
-                            "holds the implementation its dynamic linker chose: not supported", name);
-        if (r == -ENOENT && GELF_ST_BIND(sym.st_info) == STB_WEAK) {
+        r = resolver_lookup_exported(t, res, name, ret, err, errlen);
+        /* A dry run: the resolver runs when the patch is linked for real. */
+        if ((r == -EAGAIN && !lp) || (r == -ENOENT && GELF_ST_BIND(sym.st_info) == STB_WEAK)) {
                 *ret = 0;
                 return 0;
         }
-        if (r < 0)
+        if (r == -ENOENT)
                 return fail(err, errlen, -ENOENT, "undefined symbol %s not found in the target", name);
-        return 0;
+        return r;
 }
 
 static int apply_rela(Target *t, Elf *e, const GElf_Rela *rel, GElf_Shdr *rsh, SymResolver *res,
@@ -336,7 +365,7 @@ static int apply_rela(Target *t, Elf *e, const GElf_Rela *rel, GElf_Shdr *rsh, S
         case R_X86_64_TLSDESC:
                 return fail(err, errlen, -ENOTSUP, "the patch uses thread-local storage: not supported");
         case R_X86_64_IRELATIVE:
-                return fail(err, errlen, -ENOTSUP, "the patch uses IFUNC relocations: not supported");
+                return self_ifunc(ifunc_name_at(e, (uint64_t)rel->r_addend), err, errlen);
         default:
                 return fail(err, errlen, -ENOTSUP, "relocation type %u in the patch is not supported", type);
         }
@@ -444,10 +473,14 @@ static int link_relocations(Target *t, Elf *e, SymResolver *res, const LoadedPat
         return 0;
 }
 
-/* The address in the target of a symbol a ULP_REF or ulp_rels record names (what says
- * which, for messages), as the target's dynamic linker would see it. */
+/* The address in the target of a symbol a ULP_REF or ulp_rels record names (what is
+ * the record's kind, for messages), as the target's dynamic linker would see it. A
+ * not-found message names the object, the file searched, and its debug file or what
+ * was looked for when it is stripped, as a ULP_FUNC's. linking: false for a dry run,
+ * where an IFUNC whose resolver must run counts as resolvable. */
 static int resolve_meta_symbol(Target *t, SymResolver *res, const char *object, const char *symbol,
-                               unsigned pos, const char *what, uint64_t *ret, char *err, size_t errlen) {
+                               unsigned pos, const char *what, bool linking, uint64_t *ret, char *err,
+                               size_t errlen) {
         const Module *m = modules_find_object(res->mods, object);
         SymTab *st;
         Symbol sym;
@@ -457,19 +490,27 @@ static int resolve_meta_symbol(Target *t, SymResolver *res, const char *object, 
                 return fail(err, errlen, -ENOENT, "object %s of %s %s is not loaded in the target",
                             object[0] ? object : "(main)", what, symbol);
         r = resolver_symtab(res, (size_t)(m - res->mods->v), &st);
-        if (r >= 0)
-                r = symtab_lookup(st, symbol, pos, &sym);
         if (r < 0)
-                return fail(err, errlen, r == -ENOTUNIQ ? r : -ENOENT,
-                            r == -ENOTUNIQ ? "%s %s is ambiguous in %s: give its position"
-                                           : "%s %s not found in %s", what, symbol, m->path);
+                return fail(err, errlen, r, "cannot read the symbols of %s for %s %s: %s", m->path, what, symbol,
+                            strerror(-r));
+        r = symtab_lookup(st, symbol, pos, &sym);
+        if (r == -ENOTUNIQ)
+                return fail(err, errlen, r, "%s symbol %s is ambiguous: give its position", what, symbol);
+        if (r < 0) {
+                const char *dbg = symtab_debug_path(st);
+                const char *searched = dbg ? NULL : symtab_searched(st);
+                return fail(err, errlen, -ENOENT, "%s symbol %s not found in %s (%s%s%s)", what, symbol,
+                            object[0] ? object : "the main executable", m->path,
+                            dbg ? ", and its debug file " : searched ? ", stripped: " : "",
+                            dbg ? dbg : searched ? searched : "");
+        }
         *ret = sym.value + m->bias;
         /* Its value is the resolver's: the reference is to what it chose. */
-        if (sym.type == STT_GNU_IFUNC &&
-            ifunc_chosen(t, res, (size_t)(m - res->mods->v), symbol, &sym, ret) < 0)
-                return fail(err, errlen, -ENOTSUP, "%s %s is an IFUNC in the target and no "
-                            "loaded object's GOT holds the implementation its dynamic linker chose: "
-                            "not supported", what, symbol);
+        if (sym.type == STT_GNU_IFUNC) {
+                r = ifunc_resolve(t, res, (size_t)(m - res->mods->v), symbol, &sym, ret, err, errlen);
+                if (r < 0 && !(r == -EAGAIN && !linking))
+                        return r;
+        }
         return 0;
 }
 
@@ -478,7 +519,8 @@ static int fill_refs(Target *t, const PatchMeta *meta, SymResolver *res, const L
         for (size_t i = 0; i < meta->n_refs; i++) {
                 const PatchRef *ref = &meta->refs[i];
                 uint64_t v;
-                int r = resolve_meta_symbol(t, res, ref->object, ref->symbol, ref->pos, "ULP_REF symbol", &v, err, errlen);
+                int r = resolve_meta_symbol(t, res, ref->object, ref->symbol, ref->pos, "ULP_REF", lp != NULL,
+                                            &v, err, errlen);
                 if (r < 0)
                         return r;
                 if (lp) {
@@ -499,7 +541,7 @@ static int fill_rels(Target *t, const PatchMeta *meta, SymResolver *res, const L
         for (size_t i = 0; i < meta->n_rels; i++) {
                 const PatchRel *rel = &meta->rels[i];
                 uint64_t s, where;
-                int r = resolve_meta_symbol(t, res, rel->object, rel->symbol, rel->pos, "referenced symbol", &s,
+                int r = resolve_meta_symbol(t, res, rel->object, rel->symbol, rel->pos, "ulp_rels", lp != NULL, &s,
                                             err, errlen);
                 if (r < 0)
                         return r;

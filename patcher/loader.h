@@ -11,7 +11,8 @@
  * after a daemon restart). Then it is linked here: relative, absolute, GOT and PLT
  * relocations; symbols it defines resolve to itself, undefined ones against the
  * target's loaded objects in load order, an IFUNC to the implementation the target's
- * dynamic linker chose (ifunc.h). TLS relocations and IFUNCs the patch defines are refused.
+ * dynamic linker chose or its resolver returns when run in the target (ifunc.h). TLS
+ * relocations and IFUNCs the patch defines are refused (docs/reach.md).
  * Constructors of the patch are not run.
  */
 
@@ -41,10 +42,17 @@ typedef struct SymResolver {
          * run then notes in wants_shadow that the patch needs it (docs/shadow.md). */
         const uint64_t *shadow;
         bool wants_shadow;
+        /* Runs the IFUNC resolver at addr in the target, *ret what it returned (ifunc.h).
+         * NULL in a dry run: an IFUNC that needs it counts as resolvable. */
+        int (*run_resolver)(void *userdata, uint64_t addr, uint64_t *ret);
+        void *userdata;
 } SymResolver;
 
 int resolver_symtab(SymResolver *res, size_t idx, SymTab **ret);
-int resolver_lookup_exported(Target *t, SymResolver *res, const char *name, uint64_t *ret_addr);
+/* The runtime address of name as the dynamic linker would bind it; -ENOENT not found,
+ * -EAGAIN an IFUNC whose resolver must run (dry run), other errors with err set. */
+int resolver_lookup_exported(Target *t, SymResolver *res, const char *name, uint64_t *ret_addr,
+                             char *err, size_t errlen);
 
 /* Maps the patch (file at patch_fd, already validated) into the target within +-2 GiB of
  * [near_lo, near_hi), on the borrowed stopped thread th. */

@@ -458,7 +458,12 @@ static int load_patch(UlpOp *op, Thread *th, const PatchMeta *meta, int patch_fd
         r = loader_map(op->t, th, patch_fd, meta->name, near->mod->start, near->mod->end, &lp, err, sizeof(err));
         if (r < 0)
                 return op_fail(op, r, "%s", err);
+        OpThread rr = { op, th };
+        op->res.run_resolver = op_run_resolver;
+        op->res.userdata = &rr;
         r = loader_link(op->t, patch_fd, meta, &op->res, &lp, err, sizeof(err));
+        op->res.run_resolver = NULL;
+        op->res.userdata = NULL;
         if (r >= 0)
                 r = symtab_open_fd(patch_fd, &patch_st);
         if (r < 0) {

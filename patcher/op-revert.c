@@ -109,6 +109,9 @@ int ulp_op_revert(pid_t pid, const char *name, const UlpOptions *o, UlpOp **ret,
                 r = op_fail(op, -ENOENT, "patch %s is not applied to process %d", name, pid);
                 goto fail;
         }
+        r = op_check_fibers(op);
+        if (r < 0)
+                goto fail;
         if (op->c.img->hdr.transition_patch >= 0) {
                 /* klp_reverse_transition: revert of the patch still in transition. */
                 if (op->c.img->hdr.transition_patch != idx) {

@@ -297,6 +297,20 @@ static int borrow_for_callback(UlpOp *op, Thread **ret) {
         }
 }
 
+/* Past the deadline the thread keeps the call and finishes it by itself once resumed,
+ * as a callback does: a resolver is the target's own code, nothing of the patch. */
+int op_run_resolver(void *userdata, uint64_t addr, uint64_t *ret) {
+        OpThread *ot = userdata;
+        const long args[6] = {};
+        uint64_t return_code;
+        int r = op_call_return_code(ot->op, ot->th, addr, &return_code);
+
+        if (r < 0)
+                return r;
+        return target_call(ot->op->t, ot->th, addr, args, return_code,
+                           ot->op->o.callback_timeout_ms ?: CALLBACK_TIMEOUT_MS, ret);
+}
+
 int op_run_callback(UlpOp *op, uint64_t addr, int *ret) {
         const long args[6] = {};
         uint64_t rax = 0, return_code = 0;

@@ -58,6 +58,14 @@ int op_check_fibers(UlpOp *op);
 
 UlpOp *op_new(OpKind kind, const UlpOptions *o, UlpReport *report);
 
+/* SymResolver.run_resolver of an apply, userdata an OpThread: the resolver called on the
+ * borrowed thread within the callback deadline (docs/reach.md). */
+typedef struct OpThread {
+        UlpOp *op;
+        Thread *th;
+} OpThread;
+int op_run_resolver(void *userdata, uint64_t addr, uint64_t *ret);
+
 /* For target_open()'s -EPERM: says which check refused /proc/PID/mem, the file's mode
  * (-EACCES, naming the file, its owner and the missing capability) or the ptrace access
  * check (-EPERM). */

@@ -147,13 +147,21 @@ static const EntryMap *entry_map_of(const Transition *tr, uint64_t pc) {
  * no map; -EILSEQ: a PC inside an instruction there.
  */
 int transition__move_threads_out(Transition *tr, bool table_changes) {
+        bool interrupted = false;   /* a signal frame's PC to move (transition-sigframe.c) */
+
         for (int moving = 0; moving < 2; moving++)
                 for (size_t i = 0; i < tr->t->n_threads; i++) {
                         Thread *th = &tr->t->threads[i];
                         const EntryMap *m;
                         uint64_t to;
                         int r;
-                        if (!th->stopped || th->gone || !transition__thread_in_the_way(tr, th))
+                        if (!th->stopped || th->gone)
+                                continue;
+                        r = moving && !interrupted ? 0 : transition__move_interrupted(tr, th, table_changes, moving);
+                        if (r < 0)
+                                return r;
+                        interrupted |= r > 0;
+                        if (!transition__thread_in_the_way(tr, th))
                                 continue;
                         m = entry_map_of(tr, regs_pc(&th->regs));
                         if (!m && !table_changes && in_stub(tr, regs_pc(&th->regs)))
@@ -174,6 +182,24 @@ int transition__move_threads_out(Transition *tr, bool table_changes) {
                                 return r;
                 }
         return 0;
+}
+
+/* The rules of transition__move_threads_out() for one PC. */
+int transition__pc_out(const Transition *tr, uint64_t pc, bool table_changes, uint64_t *ret) {
+        const EntryMap *m;
+        bool in_the_way = false;
+
+        for (size_t k = 0; k < tr->n_no_go; k++)
+                in_the_way |= pc >= tr->no_go[k].lo && pc < tr->no_go[k].hi;
+        if (!in_the_way)
+                return 0;
+        m = entry_map_of(tr, pc);
+        if (!m && !table_changes && in_stub(tr, pc))
+                return 0;
+        if (!m)
+                return -EAGAIN;
+        *ret = relocation_map_pc(&m->rel, m->at, m->copy, pc);
+        return *ret ? 1 : -EILSEQ;
 }
 
 /*

@@ -33,3 +33,13 @@ bool transition__thread_in_the_way(const Transition *tr, const Thread *th);
 /* Moves every stopped thread strictly inside displaced bytes into the relocated copy
  * (transition_init()'s rules for the return values). */
 int transition__move_threads_out(Transition *tr, bool table_changes);
+
+/* Where a PC (saved in a signal frame) must go before the entries or the table change:
+ * 0 nowhere, 1 to *ret (the same instruction of the relocated copy), -EAGAIN in a
+ * dispatch stub whose table changes (wait), -EILSEQ inside an instruction no copy holds. */
+int transition__pc_out(const Transition *tr, uint64_t pc, bool table_changes, uint64_t *ret);
+
+/* transition-sigframe.c: the signal frames on th's stack whose interrupted PC must go
+ * into a relocated copy (moving: rewritten there). 1 some, 0 none, or
+ * transition__pc_out()'s errors. */
+int transition__move_interrupted(Transition *tr, Thread *th, bool table_changes, bool moving);

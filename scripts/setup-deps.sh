@@ -5,7 +5,7 @@ set -euo pipefail
 
 pkgs=(gcc binutils pkg-config meson ninja-build libelf-dev libdw-dev libcapstone-dev
       libsystemd-dev libjson-c-dev systemd util-linux procps gnuplot-nox python3
-      systemd-container debootstrap
+      systemd-container debootstrap libboost-context1.74.0
       python3-jsonschema python3-prometheus-client
       mandoc man-db bash-completion
       debhelper dpkg-dev fakeroot lintian

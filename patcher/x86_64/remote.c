@@ -302,7 +302,10 @@ static int remote_abandon(Target *t, Thread *th, bool *ret_signal_stop) {
                         return 0;
                 }
                 if (event != 0 || sig == (SIGTRAP | 0x80)) {
+                        /* Any ptrace trap clears the pending interrupt (a blocking
+                         * call it woke reports its exit stop first): ask again. */
                         (void) target__ptrace(PTRACE_CONT, th->tid, NULL, NULL);
+                        (void) target__ptrace(PTRACE_INTERRUPT, th->tid, NULL, NULL);
                         continue;
                 }
                 siginfo_t info;

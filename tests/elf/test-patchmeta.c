@@ -208,7 +208,10 @@ TEST(crafted_relocations) {
         rel->r_info = ELF64_R_INFO(0, R_X86_64_DTPMOD64);
         ASSERT_REFUSED(&img, "reloc-tls", -ENOTSUP, "uses thread-local storage, which ulp does not support");
         rel->r_info = ELF64_R_INFO(0, R_X86_64_IRELATIVE);
-        ASSERT_REFUSED(&img, "reloc-ifunc", -ENOTSUP, "uses IFUNC relocations, which ulp does not support");
+        snprintf(msg, sizeof(msg), "defines an IFUNC (IRELATIVE relocation %u), which ulp does not support: its "
+                 "resolver, the patch's own code, would run in the target before the patch is recorded "
+                 "(docs/reach.md)", i);
+        ASSERT_REFUSED(&img, "reloc-ifunc", -ENOTSUP, msg);
         *rel = save;
 
         Elf64_Rela *sym = img_rela(&img, R_X86_64_GLOB_DAT, &i);

@@ -39,14 +39,17 @@ apply_revert() {
 	victim_alive
 }
 
-# refused PATCH MESSAGE: apply refused with exactly that line; nothing changed.
+# refused PATCH MESSAGE: apply refused with exactly that line; nothing changed (no
+# patch mapped, and no ulp mapping at all if there was none before).
 refused() {
-	local out rc
+	local out rc before
+	before=$(grep -c 'memfd:ulp' "/proc/$VPID/maps")
 	out=$(ulpctl apply -p "$VPID" "$P/$1" 2>&1); rc=$?
 	[ "$rc" -ne 0 ] || fail "apply $1 was not refused"
 	[ "$out" = "ulpctl: $2" ] || fail "apply $1: '$out', expected 'ulpctl: $2'"
 	echo "refused: $out"
-	! grep -q 'memfd:ulp' "/proc/$VPID/maps" || fail "ulp mappings left in the victim"
+	! grep -q 'memfd:ulp-patch' "/proc/$VPID/maps" || fail "the refused patch is mapped in the victim"
+	[ "$before" -gt 0 ] || ! grep -q 'memfd:ulp' "/proc/$VPID/maps" || fail "ulp mappings left in the victim"
 	victim_alive
 }
 
@@ -116,6 +119,81 @@ case_ifunc() {
 	apply_revert reach-patch-ifunc.so ifunc-fix word 5 505
 }
 
+# IFUNCs of libreach.so that nothing in the process has called through a GOT slot: the
+# resolver runs in the victim on a borrowed thread; what it returns must be code of
+# libreach.so, and it must return within the callback deadline.
+case_ifunc_resolver() {
+	local lib out
+	start_victim gcc-pie 4
+	lib=$(awk '/libreach.so/ { print $6; exit }' "/proc/$VPID/maps")
+	[ -n "$lib" ] || fail "libreach.so is not mapped"
+	# reach_pick(10) = 11 through the call and through the ULP_REF: 11 + 100 * 11.
+	apply_revert reach-patch-pick.so pick-fix mid 20 1111
+	refused reach-patch-stray.so "$(printf 'the resolver of IFUNC reach_stray returned %#x, not in the code of %s: not used' \
+		"$(( 0x$(awk '/libreach.so/ { split($1, a, "-"); print a[1]; exit }' "/proc/$VPID/maps") + \
+		     0x$(nm -D "$lib" | awk '$3 == "lib_bias" { print $1 }') ))" "$lib")"
+	# A resolver that takes a second, with a 200 ms deadline: refused; the thread it was
+	# given finishes it by itself, and the victim goes on as before.
+	out=$(ulpctl apply --callback-timeout 200 -p "$VPID" "$P/reach-patch-slow.so" 2>&1) &&
+		fail "the slow resolver's apply was not refused"
+	[ "$out" = "ulpctl: the resolver of IFUNC reach_slow in $lib did not return within the callback deadline: it runs on in the thread it was given; nothing changed" ] ||
+		fail "slow resolver: '$out'"
+	! grep -q 'memfd:ulp-patch' "/proc/$VPID/maps" || fail "the refused patch is still mapped"
+	victim_alive
+	expect_value mid 20 $((3 + 2))
+	# Then, its resolver done, the same patch with the default deadline.
+	apply_revert reach-patch-slow.so slow-fix mid 20 11
+	apply_revert reach-patch-pick.so pick-fix mid 20 1111
+}
+
+# worker_count: the worker's calls in the victim's last tick line.
+worker_count() { grep '^tick' "$LOG" | tail -n 1 | sed -n 's/.* worker=\([0-9]*\).*/\1/p'; }
+worker_runs() {
+	local a
+	a=$(worker_count)
+	wait_for 5 eval '[ "$(worker_count)" -gt "'"$a"'" ]'
+}
+# worker_asleep: the count stays the same over three tick lines printed from now on.
+worker_asleep() {
+	local a from
+	a=$(worker_count)
+	from=$(lines)
+	wait_line 'tick' 5 "$((from + 2))" || fail "victim stopped printing"
+	[ "$(worker_count)" = "$a" ]
+}
+
+# A thread asleep in a signal handler whose interrupted PC (in the signal frame on its
+# stack) is strictly inside small_fn's displaced bytes: the entry write moves that saved
+# PC into the relocated copy, so the handler returns there instead of into the middle
+# of the new jump. The apply waits for the thread (its stack has a signal frame) until
+# the handler returns; the worker then goes on, and is switched.
+case_signal_handler() {
+	local out apply_pid rc
+	LOG=$WORK/signal.log
+	"$P/reach-victim-signal" >"$LOG" 2>&1 &
+	VPID=$!
+	wait_line '^caught at \+2$' 20 || fail "the worker never took the signal on small_fn's lea"
+	expect_value small 21
+	worker_asleep || fail "the worker runs: it is not asleep in its handler"
+	"$ULPCTL" --direct apply --timeout $((60 * SLOW)) -p "$VPID" "$P/reach-patch-small.so" >"$WORK/apply.out" 2>&1 &
+	apply_pid=$!
+	PIDS+=("$apply_pid")
+	# The entry is written once the main thread calls the new code.
+	fail_details() { cat "$WORK/apply.out"; tail -n 3 "$LOG"; }
+	expect_value small 1010 20
+	kill -USR2 "$VPID"
+	wait_line '^handler returned$' 10 || fail "the handler did not return"
+	worker_runs || fail "the worker does not run after its handler returned"
+	wait "$apply_pid"; rc=$?
+	[ "$rc" -eq 0 ] || fail "apply failed ($rc): $(cat "$WORK/apply.out")"
+	cat "$WORK/apply.out"
+	victim_alive
+	out=$(ulpctl revert -p "$VPID" small-fix 2>&1) || fail "revert failed: $out"
+	expect_value small 21
+	worker_runs || fail "the worker stopped after the revert"
+	victim_alive
+}
+
 # One build of the victim (gcc-nopie, gcc-static, clang-cet-pie, clang-cet-nopie): the
 # tiny, RELR and IFUNC patches applied and reverted.
 case_toolchain() {
@@ -139,9 +217,11 @@ case_refusals() {
 	start_victim gcc-pie 2
 	refused reach-patch-nopad.so "function nopad_fn is too small to patch (1 bytes, a jump needs 5): only 0 byte(s) of padding follow it, then nopad_next"
 	refused reach-patch-falls.so "function nopad_next is too small to patch (4 bytes, a jump needs 5): its last instruction is not ret, jmp or ud2, so the bytes after it are not unreachable padding"
-	refused reach-patch-pick.so "symbol reach_pick is an IFUNC in the target and no loaded object's GOT holds the implementation its dynamic linker chose: not supported"
+	local why="which ulp does not support: its resolver, the patch's own code, would run in the target before the patch is recorded (docs/reach.md)"
+	refused reach-patch-self.so "patch reach-patch-self.so defines an IFUNC (IRELATIVE relocation 0), $why"
+	refused reach-patch-self-global.so "patch reach-patch-self-global.so defines an IFUNC (self_pick), $why"
 	expect_value tiny 11
 	expect_value mid 20
 }
 
-"case_$CASE" "${@:2}"
+"case_${CASE//-/_}" "${@:2}"

@@ -98,6 +98,9 @@ case_stripped() {
 	expect_refusal "in neither file" \
 		"^ulpctl: function no_such_function not found in the main executable \\($WORK/victim, and its debug file $root/\\.build-id/${hex:0:2}/${hex:2}\\.debug\\)\$" \
 		ulpctl apply -p "$VPID" "$P/patch-nosuch.so"
+	expect_refusal "ULP_REF in neither file" \
+		"^ulpctl: ULP_REF symbol no_such_variable not found in the main executable \\($WORK/victim, and its debug file $root/\\.build-id/${hex:0:2}/${hex:2}\\.debug\\)\$" \
+		ulpctl apply -p "$VPID" "$P/patch-refnosuch.so"
 	kill -9 "$VPID"; wait "$VPID" 2>/dev/null; VPID=
 
 	# By .gnu_debuglink, next to the binary, with no build-id file.
@@ -177,8 +180,19 @@ case_nonroot_earlier_patch() {
 	victim_alive
 }
 
+# A ULP_REF to a symbol the object does not have: refused, naming the file searched.
+case_ref_not_found() {
+	start_victim "$VICTIM_SYM" static 2
+	expect_refusal "ULP_REF not found" \
+		"^ulpctl: ULP_REF symbol no_such_variable not found in the main executable \\($VICTIM_SYM\\)\$" \
+		ulpctl apply -p "$VPID" "$P/patch-refnosuch.so"
+	! grep -q 'memfd:ulp-patch' "/proc/$VPID/maps" || fail "the refused patch was mapped"
+	expect_value price 20
+}
+
 # A process with fibers (makecontext/swapcontext): refused before anything is written;
-# with --force patched (its parked fiber stacks unchecked), and reverted the same way.
+# with --force patched (its parked fiber stacks unchecked); its revert refused the same
+# way, and done with --force.
 case_fibers() {
 	start_victim "$VICTIM_FIBER"
 	expect_value value 13
@@ -192,9 +206,61 @@ case_fibers() {
 	echo "$out" | grep -q "^warning: process $VPID runs stackful user-level threads .*: the stacks of parked fibers are not checked (--force)\$" ||
 		fail "no warning about the fibers: $out"
 	expect_value value 510
-	ulpctl revert --force --timeout $((1000 * SLOW)) -p "$VPID" fiber-fix || fail "forced revert failed"
+	# A revert switches threads just as an apply does: refused the same way.
+	expect_refusal "fibers, revert" \
+		"^ulpctl: process $VPID runs stackful user-level threads \\($VICTIM_FIBER imports (makecontext|swapcontext)\\): the stacks of parked fibers are invisible to the stack check; --force reverts without checking them \\(docs/symbols\\.md\\)\$" \
+		ulpctl revert -p "$VPID" fiber-fix
+	expect_value value 510
+	out=$(ulpctl revert --force --timeout $((1000 * SLOW)) -p "$VPID" fiber-fix 2>&1) || fail "forced revert failed: $out"
+	echo "$out" | grep -q "^warning: process $VPID runs stackful user-level threads .*: the stacks of parked fibers are not checked (--force)\$" ||
+		fail "no warning about the fibers on revert: $out"
 	expect_value value 13
 	victim_alive
+}
+
+# fiber_refused WHY: apply and check refuse the victim, whose stackful threads WHY
+# (a regex) describes, before anything is written; the victim goes on unchanged.
+fiber_refused() {
+	local re="^ulpctl: process $VPID runs stackful user-level threads \\($1\\): the stacks of parked fibers are invisible to the stack check; --force patches without checking them \\(docs/symbols\\.md\\)\$"
+	expect_refusal "apply" "$re" ulpctl apply -p "$VPID" "$P/patch-fiber.so"
+	expect_refusal "check" "$re" ulpctl check -p "$VPID" "$P/patch-fiber.so"
+	! grep -q 'memfd:ulp' "/proc/$VPID/maps" || fail "ulp mappings in the victim"
+	victim_alive
+	expect_value value 13
+}
+
+# A fiber library: fibers of Boost.Context (make_fcontext/jump_fcontext) in a victim that
+# loaded libboost_context with dlopen; found by the library's soname.
+case_fiber_library() {
+	local lib soname
+	lib=$(ldconfig -p | awk '/libboost_context\.so\./ && /x86-64/ { print $NF; exit }')
+	[ -n "$lib" ] || fail "libboost_context is not installed (scripts/setup-deps.sh installs libboost-context1.74.0)"
+	soname=$(readelf -d "$lib" | sed -n 's/.*Library soname: \[\(.*\)\]$/\1/p')
+	[ -n "$soname" ] || fail "$lib has no soname"
+	start_victim "$VICTIM_FCONTEXT" "$lib"
+	expect_value value 13
+	grep -q "$(readlink -f "$lib")" "/proc/$VPID/maps" || fail "the victim did not load $lib"
+	fiber_refused "${soname//./\\.} is a fiber library"
+}
+
+# Go programs, by stand-ins made as the Go linker makes them (victim-go.c): a stripped
+# binary that keeps its .go.buildinfo section, and one with the runtime.goexit symbol.
+case_go() {
+	cp "$VICTIM_GO_BUILDINFO" "$WORK/go-buildinfo" || fail "copy"
+	strip --strip-all "$WORK/go-buildinfo" || fail "strip"
+	readelf -SW "$WORK/go-buildinfo" | grep -q ' \.go\.buildinfo ' || fail "no .go.buildinfo section"
+	! readelf -SW "$WORK/go-buildinfo" | grep -q '\.symtab' || fail "the stripped stand-in has .symtab"
+	readelf -x .go.buildinfo "$WORK/go-buildinfo" | grep -q 'Go buildinf:' || fail "no buildinfo magic"
+	start_victim "$WORK/go-buildinfo"
+	expect_value value 13
+	fiber_refused "${WORK//./\\.}/go-buildinfo is a Go program"
+	kill -9 "$VPID"; wait "$VPID" 2>/dev/null; VPID=
+
+	! readelf -SW "$VICTIM_GO_SYMBOL" | grep -q '\.go\.buildinfo' || fail "the symbol stand-in has .go.buildinfo"
+	nm "$VICTIM_GO_SYMBOL" | grep -q ' T runtime\.goexit$' || fail "no runtime.goexit symbol"
+	start_victim "$VICTIM_GO_SYMBOL"
+	expect_value value 13
+	fiber_refused "${VICTIM_GO_SYMBOL//./\\.} is a Go program"
 }
 
 # A C++ victim, shop::Cart::total(int) const, patched by a C++ patch that uses the
