@@ -509,56 +509,114 @@ static int seal_patch(UlpOp *op, int patch_fd, const char *name_hint, int *ret) 
         return 0;
 }
 
-int ulp_op_apply(pid_t pid, int client_fd, const char *name_hint, const UlpOptions *o, UlpOp **ret,
-                 UlpReport *report) {
-        UlpOp *op = op_new(OP_APPLY, o, report);
-        _cleanup_close_ int patch_fd = -1;
-        PatchMeta *meta = NULL;
-        Resolved *res = NULL;
-        Thread *th;
-        int r, cb = 0;
+/* What an apply keeps between its steps until its transition is prepared: its load and
+ * pre-patch callback wait for a thread to borrow (op->prologue, docs/stops.md). */
+typedef struct ApplyStart {
+        int patch_fd;            /* the sealed copy */
+        char *name_hint;
+        PatchMeta *meta;
+        Resolved *res;
+        bool loaded;
+} ApplyStart;
 
-        if (!op)
-                return -ENOMEM;
-        r = seal_patch(op, client_fd, name_hint, &patch_fd);
-        if (r >= 0)
-                r = open_and_validate(op, pid, patch_fd, name_hint, &meta, &res);
-        /* Refused before anything is loaded while an earlier callback still runs. */
-        if (r >= 0)
-                r = op_callback_reclaim(op, meta->n_callbacks > 0);
-        if (r >= 0)
-                r = op_borrow(op, &th);
-        if (r >= 0) {
-                r = load_patch(op, th, meta, patch_fd, name_hint, res);
-                int k = target_resume_thread(op->t, th);
-                if (r >= 0 && k < 0)
-                        r = op_fail(op, k, "process %d went away", pid);
+static void apply_start_free(void *data) {
+        ApplyStart *a = data;
+
+        if (!a)
+                return;
+        closep(&a->patch_fd);
+        free(a->name_hint);
+        free(a->res);
+        patchmeta_free(a->meta);
+        free(a);
+}
+
+/* Maps and links the patch on a borrowed thread; -EAGAIN while none can be stopped. */
+static int apply_load(UlpOp *op, ApplyStart *a) {
+        Thread *th;
+        int r = op_borrow(op, &th);
+
+        if (r == -EAGAIN)
+                return r;
+        if (r < 0) {
+                char why[sizeof(op->report->message)];
+                snprintf(why, sizeof(why), "%s", op->report->message);
+                return op_fail(op, r, "%s; nothing changed", why);
         }
-        free(res);
-        patchmeta_free(meta);
+        r = load_patch(op, th, a->meta, a->patch_fd, a->name_hint, a->res);
+        int k = target_resume_thread(op->t, th);
+        if (r >= 0 && k < 0)
+                r = op_fail(op, k, "process %d went away", op->t->pid);
         if (r >= 0)
                 r = op_refresh_modules(op);
         if (r >= 0)
                 r = op_unwinder(op);
-        if (r >= 0 && op->c.img->patches[op->patch].callbacks[CP_CB_PRE_PATCH]) {
-                r = op_run_callback(op, op->c.img->patches[op->patch].callbacks[CP_CB_PRE_PATCH], &cb);
+        if (r >= 0)
+                a->loaded = true;
+        return r;
+}
+
+/* The apply's prologue: load, pre-patch callback, start of the transition. Each part
+ * that borrows a thread may return -EAGAIN before it changed anything: the next step
+ * calls this again and goes on from there. */
+static int apply_prologue(UlpOp *op) {
+        ApplyStart *a = op->prologue_data;
+        int r = 0, cb = 0;
+
+        if (!a->loaded) {
+                r = apply_load(op, a);
+                if (r < 0)
+                        return r;
+        }
+        uint64_t pre = op->c.img->patches[op->patch].callbacks[CP_CB_PRE_PATCH];
+        if (pre) {
+                r = op_run_callback(op, pre, &cb);
+                if (r == -EAGAIN)
+                        return r;
                 if (r < 0) {
                         char why[sizeof(op->report->message)];
                         snprintf(why, sizeof(why), "%s", op->report->message);
                         if (r == -ETIME)   /* it ran, and runs on: its own sentence */
-                                r = op_fail(op, r, "%s; nothing changed", why);
-                        else
-                                r = op_fail(op, r, "the pre-patch callback did not run: %s; nothing changed", why);
+                                return op_fail(op, r, "%s; nothing changed", why);
+                        return op_fail(op, r, "the pre-patch callback did not run: %s; nothing changed", why);
                 }
-                else if (cb != 0)
-                        r = cancel(op, cb);
+                if (cb != 0) {
+                        op->borrow_retry = false;   /* its unmap must not be put off */
+                        return cancel(op, cb);
+                }
         }
-        if (r >= 0) {
-                r = op_start_transition(op, THREAD_PATCHED);
-                /* klp_cancel_transition: nothing was visible yet; take the code back. */
-                if (r < 0 && op->tr_ready)
-                        (void)transition_cancel(&op->tr);
+        r = op_start_transition(op, THREAD_PATCHED);
+        /* klp_cancel_transition: nothing was visible yet; take the code back. */
+        if (r < 0 && op->tr_ready)
+                (void)transition_cancel(&op->tr);
+        return r;
+}
+
+int ulp_op_apply(pid_t pid, int client_fd, const char *name_hint, const UlpOptions *o, UlpOp **ret,
+                 UlpReport *report) {
+        UlpOp *op = op_new(OP_APPLY, o, report);
+        ApplyStart *a;
+        int r;
+
+        if (!op)
+                return -ENOMEM;
+        a = calloc(1, sizeof(*a));
+        if (!a) {
+                ulp_op_free(op);
+                return -ENOMEM;
         }
+        a->patch_fd = -1;
+        op->prologue = apply_prologue;
+        op->prologue_data = a;
+        op->prologue_free = apply_start_free;
+        r = seal_patch(op, client_fd, name_hint, &a->patch_fd);
+        if (r >= 0 && name_hint && !(a->name_hint = strdup(name_hint)))
+                r = -ENOMEM;
+        if (r >= 0)
+                r = open_and_validate(op, pid, a->patch_fd, name_hint, &a->meta, &a->res);
+        /* Refused before anything is loaded while an earlier callback still runs. */
+        if (r >= 0)
+                r = op_callback_reclaim(op, a->meta->n_callbacks > 0);
         if (r >= 0) {
                 unsigned next;
                 r = ulp_op_step(op, &next);

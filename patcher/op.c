@@ -224,9 +224,16 @@ const char *op_stop_error(UlpOp *op, int r, char *buf, size_t len) {
 int op_borrow(UlpOp *op, Thread **ret) {
         char why[256];
         Thread *th = NULL;
-        unsigned hold = MAX((unsigned)OP_BORROW_MS, op->o.callback_timeout_ms ?: (unsigned)CALLBACK_TIMEOUT_MS);
+        unsigned hold = op->borrow_retry ? (unsigned)OP_STOP_ATTEMPT_MS :
+                        MAX((unsigned)OP_BORROW_MS, op->o.callback_timeout_ms ?: (unsigned)CALLBACK_TIMEOUT_MS);
         int r = target_stop_any(op->t, (int)MAX(MIN(op_remaining_ms(op), hold), (unsigned)OP_STOP_MIN_MS), &th);
 
+        if (r == -ETIMEDOUT && op->borrow_retry) {
+                if (op_now_ns() < op->deadline_ns)
+                        return -EAGAIN;
+                return op_fail(op, r, "no thread of process %d could be stopped within %u ms: %s", op->t->pid,
+                               op->o.timeout_ms, op_stop_error(op, r, why, sizeof(why)));
+        }
         if (r == -ETIMEDOUT)
                 return op_fail(op, r, "no thread of process %d could be stopped: %s", op->t->pid,
                                op_stop_error(op, r, why, sizeof(why)));
@@ -616,6 +623,28 @@ static bool stragglers_moving(UlpOp *op) {
         return moving;
 }
 
+/* One more try of the operation's prologue: 0 and op->prologue still set while it waits
+ * for a thread to borrow; once it ran (done or failed) its data is freed. */
+static int op_step_prologue(UlpOp *op) {
+        op->borrow_retry = true;
+        int r = op->prologue(op);
+        op->borrow_retry = false;
+        if (r == -EAGAIN) {
+                op->report->message[0] = 0;
+                /* Nothing was done: the thread stays asked to stop; the next try
+                 * collects its stop or asks another. Backs off to a tenth of a second. */
+                op->backoff_ms = MIN(MAX(op->backoff_ms * 2, (unsigned)OP_BACKOFF_START_MS), 100u);
+                return 0;
+        }
+        if (op->prologue_free)
+                op->prologue_free(op->prologue_data);
+        op->prologue = NULL;
+        op->prologue_data = NULL;
+        op->prologue_free = NULL;
+        op->backoff_ms = OP_FIRST_RETRY_MS;
+        return r;
+}
+
 int ulp_op_step(UlpOp *op, unsigned *ret_next_ms) {
         unsigned before = op->tr.switched;
         bool moving;
@@ -624,6 +653,16 @@ int ulp_op_step(UlpOp *op, unsigned *ret_next_ms) {
 
         if (op->done)
                 return op->reversing ? -ETIMEDOUT : 1;
+        if (op->prologue) {
+                r = op_step_prologue(op);
+                if (r < 0)
+                        return r;
+                if (op->prologue) {
+                        if (ret_next_ms)
+                                *ret_next_ms = op->backoff_ms;
+                        return 0;
+                }
+        }
         if (op->next_pass_ns && op_now_ns() + 500000ULL < op->next_pass_ns) {
                 /* Called early to let a late thread go: no pass yet. */
                 unsigned left = (unsigned)((op->next_pass_ns - op_now_ns()) / 1000000ULL);
@@ -710,6 +749,8 @@ void ulp_op_free(UlpOp *op) {
                 (void)transition_disarm_traps(&op->tr);
         if (op->tr_ready)
                 transition_done(&op->tr);
+        if (op->prologue_free)
+                op->prologue_free(op->prologue_data);
         unwinder_free(op->u);
         free_symtabs(op);
         modulelist_done(&op->mods);

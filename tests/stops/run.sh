@@ -176,6 +176,88 @@ case_vfork_ulpd() {
 	grep -q 'could not be stopped' "$WORK/ulpd.log" || fail "ulpd did not log the thread it could not stop"
 }
 
+# No thread at all can be borrowed for a while: with no workers, the main thread and the
+# vforker both wait in D for their vfork children. The apply through ulpd waits for one
+# to stop (steps retried from ulpd's loop until the deadline) instead of failing, ulpd
+# answers status requests meanwhile, and the patch lands once the vforks end.
+case_borrow_ulpd() {
+	start_ulpd
+	start_victim 0 3000
+	expect_value compute 20 20
+	VFORKS=$(val vforks)
+	kill -USR2 "$VPID"
+	kill -USR1 "$VPID"
+	main_in_d() { [ "$(awk '{print $3}' "/proc/$VPID/stat" 2>/dev/null)" = D ]; }
+	wait_for 10 main_in_d || fail "the main thread did not enter D state"
+	wait_for 10 in_d || fail "the vforker did not enter D state (state $(vstate))"
+	local t0 worst=0 ms n=0 waited=0 base
+	# what a status answer costs on this machine now, with the loop free
+	base=$(timed_status)
+	ms=$(timed_status)
+	[ "$ms" -gt "$base" ] && base=$ms
+	t0=$(now_ms)
+	"$ULPCTL" apply -p "$VPID" "$PATCH" >"$WORK/apply.out" 2>&1 &
+	local apid=$!
+	while kill -0 "$apid" 2>/dev/null; do
+		ms=$(timed_status)
+		n=$((n + 1))
+		[ "$ms" -gt "$worst" ] && worst=$ms
+		# the apply is still running while no thread can be stopped: it waits
+		in_d && main_in_d && kill -0 "$apid" 2>/dev/null && waited=1
+		sleep 0.1
+	done
+	wait "$apid" || fail "apply failed while no thread could be borrowed: $(cat "$WORK/apply.out")"
+	cat "$WORK/apply.out"
+	echo "apply: $(( $(now_ms) - t0 )) ms; $n status answers meanwhile, the slowest $worst ms ($base ms before)"
+	[ "$waited" = 1 ] || fail "the apply never waited while every thread was in D"
+	[ "$worst" -lt $((base + 1000)) ] || fail "ulpd's loop blocked for $worst ms"
+	expect_value compute 30 20
+	released
+	"$ULPCTL" revert -p "$VPID" compute-fix || fail "revert failed"
+	expect_value compute 20 20
+	no_patch_mapped
+	untraced || fail "threads left traced"
+}
+
+# A thread waiting in ppoll() with a temporary mask borrowed for the steps of an apply
+# (the first steps borrow the main thread), the patcher killed after each of the
+# requests of the first step, or not at all (docs/fault-tolerance.md, "Temporary
+# masks"): the thread must come out of ppoll with its own mask (SIGUSR2 blocked: 800),
+# not ppoll's temporary one (SIGUSR1: 200).
+case_mask_kill() {
+	local trial req n rc killed=0 st
+	for trial in "none 0" "GETSIGMASK 1" "SETREGS 1" "SETSIGMASK 1" "SYSCALL 1" "SETREGSET 1" "SETSIGMASK 2" "SETREGS 2"; do
+		read -r req n <<<"$trial"
+		mkfifo "$WORK/fifo"
+		"$MASK_VICTIM" "$WORK/fifo" >"$LOG" 2>&1 &
+		VPID=$!
+		wait_line '^ready compute=20' 10 || fail "victim did not start"
+		in_ppoll() { [ "$(cut -d' ' -f1 "/proc/$VPID/syscall" 2>/dev/null)" = 271 ]; }
+		wait_for 10 in_ppoll || fail "victim not in ppoll: $(cat "/proc/$VPID/syscall")"
+		# (the shell's own "Killed" line goes to /dev/null)
+		if [ "$req" = none ]; then
+			"$ULPCTL" --direct apply -p "$VPID" "$PATCH" >"$WORK/out" 2>&1 || fail "apply failed: $(cat "$WORK/out")"
+			rc=0
+		else
+			rc=$(exec 2>/dev/null; LD_PRELOAD=$FAULTLIB ULP_FAULT_REQUEST=$req ULP_FAULT_N=$n \
+				"$ULPCTL" --direct apply -p "$VPID" "$PATCH" >"$WORK/out" 2>&1; echo $?)
+			[ "$rc" -eq 137 ] && killed=$((killed + 1))
+		fi
+		kill -0 "$VPID" 2>/dev/null || fail "$req $n: the victim died"
+		wait_for 5 untraced || fail "$req $n: the victim is left traced or stopped"
+		echo x >"$WORK/fifo"
+		wait_line '^wake 1 ' 10 || fail "$req $n: ppoll never returned ($(cat "/proc/$VPID/syscall"))"
+		st=$(grep '^wake 1 ' "$LOG")
+		echo "$req $n: exit $rc, $st"
+		[[ "$st" == *" mask=800 "* ]] || fail "$req $n: the thread came out of ppoll with mask $st, not its own (800)"
+		kill -9 "$VPID"
+		wait "$VPID" 2>/dev/null
+		VPID=
+		rm -f "$WORK/fifo"
+	done
+	[ "$killed" -eq 7 ] || fail "only $killed of 7 trials killed the patcher: the steps were not reached"
+}
+
 # 30 apply/revert cycles on a 16-thread victim with 4 CPU hogs on the machine's cores.
 case_load() {
 	local i hog cycles=30 from t0 t1 t2 fails=0
@@ -228,6 +310,8 @@ case "$CASE" in
 vfork-direct) case_vfork_direct ;;
 vfork-timeout-direct) case_vfork_timeout_direct ;;
 vfork-ulpd) case_vfork_ulpd ;;
+borrow-ulpd) case_borrow_ulpd ;;
+mask-kill) case_mask_kill ;;
 load) case_load ;;
 *) fail "no such case: $CASE" ;;
 esac
