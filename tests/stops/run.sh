@@ -258,6 +258,43 @@ case_mask_kill() {
 	[ "$killed" -eq 7 ] || fail "only $killed of 7 trials killed the patcher: the steps were not reached"
 }
 
+# A thread parked for good below the patched function, in a frame no unwinder can pass
+# for certain (no CFI; "lost": not even a frame pointer): the apply's deadline holds. It
+# is reversed within --timeout and a bounded margin, its message names the thread and
+# why, and the victim keeps the old code with nothing left mapped or traced.
+case_nocfi_deadline() {
+	local mode t0 ms out rc why
+	for mode in lost park; do
+		"$NOCFI_VICTIM" "$mode" >"$LOG" 2>&1 &
+		VPID=$!
+		wait_for 10 greater ptid 0 || fail "victim did not start"
+		local ptid
+		ptid=$(val ptid)
+		expect_value compute 20 20
+		t0=$(now_ms)
+		out=$("$ULPCTL" --direct apply --timeout 2 -p "$VPID" "$PATCH" 2>&1)
+		rc=$?
+		ms=$(( $(now_ms) - t0 ))
+		echo "$mode: exit $rc after $ms ms: $(echo "$out" | head -n 1)"
+		[ "$rc" -eq 3 ] || fail "$mode: exit $rc, not 3 (reversed): $out"
+		if [ "$mode" = lost ]; then
+			why="unreliable stack: frame #0 pc 0x[0-9a-f]+ in stops-victim-nocfi has no CFI \(its caller would be a frame-pointer guess\)"
+		else
+			why="compute\+0x[0-9a-f]+"
+		fi
+		echo "$out" | head -n 1 | grep -q -E "^ulpctl: the transition did not finish within 2000 ms and was reversed \(1 straggler\(s\); thread $ptid \(parked\) in $why\)$" ||
+			fail "$mode: unexpected message: $out"
+		# the deadline, and at most a few passes past it (they wait up to a second apart)
+		[ "$ms" -lt $((2000 + 3000 * SLOW)) ] || fail "$mode: the apply took $ms ms with --timeout 2"
+		expect_value compute 20 20
+		no_patch_mapped
+		untraced || fail "$mode: threads left traced"
+		kill -9 "$VPID"
+		wait "$VPID" 2>/dev/null
+		VPID=
+	done
+}
+
 # 30 apply/revert cycles on a 16-thread victim with 4 CPU hogs on the machine's cores.
 case_load() {
 	local i hog cycles=30 from t0 t1 t2 fails=0
@@ -312,6 +349,7 @@ vfork-timeout-direct) case_vfork_timeout_direct ;;
 vfork-ulpd) case_vfork_ulpd ;;
 borrow-ulpd) case_borrow_ulpd ;;
 mask-kill) case_mask_kill ;;
+nocfi-deadline) case_nocfi_deadline ;;
 load) case_load ;;
 *) fail "no such case: $CASE" ;;
 esac
