@@ -44,6 +44,11 @@
 /* While a thread is late (asked to stop, not stopped), steps come this often, so that it
  * is detached at most this long after it finally stops. */
 #define OP_LATE_POLL_MS 5
+/* A prologue's borrow (op->prologue): one short attempt per step. Nothing is lost by
+ * giving up early: the thread keeps its stop request, and the next try finds it
+ * stopped. Tries come every 5 ms, backing off to 50 ms while nothing stops. */
+#define OP_BORROW_TRY_MS 20
+#define OP_BORROW_RETRY_MAX_MS 50
 
 uint64_t op_now_ns(void) {
         struct timespec ts;
@@ -224,7 +229,7 @@ const char *op_stop_error(UlpOp *op, int r, char *buf, size_t len) {
 int op_borrow(UlpOp *op, Thread **ret) {
         char why[256];
         Thread *th = NULL;
-        unsigned hold = op->borrow_retry ? (unsigned)OP_STOP_ATTEMPT_MS :
+        unsigned hold = op->borrow_retry ? (unsigned)OP_BORROW_TRY_MS :
                         MAX((unsigned)OP_BORROW_MS, op->o.callback_timeout_ms ?: (unsigned)CALLBACK_TIMEOUT_MS);
         int r = target_stop_any(op->t, (int)MAX(MIN(op_remaining_ms(op), hold), (unsigned)OP_STOP_MIN_MS), &th);
 
@@ -632,8 +637,9 @@ static int op_step_prologue(UlpOp *op) {
         if (r == -EAGAIN) {
                 op->report->message[0] = 0;
                 /* Nothing was done: the thread stays asked to stop; the next try
-                 * collects its stop or asks another. Backs off to a tenth of a second. */
-                op->backoff_ms = MIN(MAX(op->backoff_ms * 2, (unsigned)OP_BACKOFF_START_MS), 100u);
+                 * collects its stop or asks another. */
+                op->backoff_ms = MIN(MAX(op->backoff_ms * 2, (unsigned)OP_LATE_POLL_MS),
+                                     (unsigned)OP_BORROW_RETRY_MAX_MS);
                 return 0;
         }
         if (op->prologue_free)

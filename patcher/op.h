@@ -96,8 +96,8 @@ int op_refresh_modules(UlpOp *op);
 int op_unwinder(UlpOp *op);
 
 /* Stops one thread to borrow for syscalls and calls (the main thread if it can). In a
- * prologue (borrow_retry) one attempt of at most OP_STOP_ATTEMPT_MS: -EAGAIN when it
- * failed and the operation has time left. */
+ * prologue (borrow_retry) one attempt of at most 20 ms: -EAGAIN when it failed and the
+ * operation has time left. */
 int op_borrow(UlpOp *op, Thread **ret);
 
 /* Sets how long the next stops may wait for a thread: the operation's remaining time,

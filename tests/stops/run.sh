@@ -28,10 +28,10 @@ now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 val() { tail -n 2 "$LOG" | head -n 1 | tr ' ' '\n' | sed -n "s/^$1=//p"; }
 greater() { [ "$(val "$1")" -gt "$2" ] 2>/dev/null; }
 
-start_victim() {   # start_victim WORKERS CHILD_MS
+start_victim() {   # start_victim WORKERS CHILD_MS [all]
 	# the vfork child's life stretches with the load: the operation that must find the
 	# vforker in D state starts later on a loaded machine
-	"$VICTIM" "$1" "$(($2 * ${ULP_TEST_SLOWDOWN:-1}))" >"$LOG" 2>&1 &
+	"$VICTIM" "$1" "$(($2 * ${ULP_TEST_SLOWDOWN:-1}))" ${3:-} >"$LOG" 2>&1 &
 	VPID=$!
 	wait_for 10 greater spins 0 || fail "victim did not start"
 	wait_for 10 greater vtid 0 || fail "victim's vforker did not start"
@@ -177,19 +177,28 @@ case_vfork_ulpd() {
 }
 
 # No thread at all can be borrowed for a while: with no workers, the main thread and the
-# vforker both wait in D for their vfork children. The apply through ulpd waits for one
+# vforker both wait in D for their vfork children ("all"). The apply through ulpd waits for one
 # to stop (steps retried from ulpd's loop until the deadline) instead of failing, ulpd
 # answers status requests meanwhile, and the patch lands once the vforks end.
 case_borrow_ulpd() {
 	start_ulpd
-	start_victim 0 3000
+	start_victim 0 3000 all
 	expect_value compute 20 20
-	VFORKS=$(val vforks)
-	kill -USR2 "$VPID"
-	kill -USR1 "$VPID"
 	main_in_d() { [ "$(awk '{print $3}' "/proc/$VPID/stat" 2>/dev/null)" = D ]; }
+	# the main thread vforks too, as soon as it sees the vforker do it
+	vfork_now
 	wait_for 10 main_in_d || fail "the main thread did not enter D state"
-	wait_for 10 in_d || fail "the vforker did not enter D state (state $(vstate))"
+	# 1. A deadline shorter than the vforks: refused at the deadline, the thread named.
+	local out rc
+	out=$("$ULPCTL" apply --timeout 1 -p "$VPID" "$PATCH" 2>&1)
+	rc=$?
+	echo "$out"
+	[ "$rc" -ne 0 ] || fail "apply succeeded though no thread could be stopped"
+	echo "$out" | grep -q -E "^ulpctl: no thread of process $VPID could be stopped within 1000 ms: thread $VPID \(stops-victim\) of process $VPID is in uninterruptible sleep \(vfork parent waiting for its child\) and could not be stopped within [0-9]+ ms; nothing changed$" ||
+		fail "unexpected message: $out"
+	in_d && main_in_d || fail "the vforks ended too early for this test"
+	no_patch_mapped
+	# 2. With time enough: the apply waits, ulpd answers others meanwhile.
 	local t0 worst=0 ms n=0 waited=0 base
 	# what a status answer costs on this machine now, with the loop free
 	base=$(timed_status)

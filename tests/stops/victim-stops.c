@@ -2,16 +2,18 @@
  * Test victim for slow and impossible thread stops. N busy worker threads call
  * compute(), the function the tests patch; a thread named "vforker" calls it too and
  * counts its rounds, and on SIGUSR1 vforks a child that sleeps MS milliseconds before it
- * exits, so that the vforker waits in uninterruptible sleep (D) all that time; on SIGUSR2
- * the main thread does the same, so that with no workers no thread can be stopped. The
- * main thread prints every 10 ms what the process observes:
+ * exits, so that the vforker waits in uninterruptible sleep (D) all that time. With "all"
+ * the main thread does the same each time it sees the vforker vfork, so that with no
+ * workers no thread can be stopped for that long. The main thread prints every 10 ms
+ * what the process observes:
  *     tick N compute=C spins=S vforks=V vtid=T
- * Usage: stops-victim N_WORKERS [MS]
+ * Usage: stops-victim N_WORKERS [MS [all]]
  */
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -19,7 +21,9 @@
 
 volatile int sink;
 volatile int bias; /* 0: keeps compute from folding into a few bytes */
-static volatile sig_atomic_t vfork_wanted, main_vfork_wanted;
+static volatile sig_atomic_t vfork_wanted;
+static volatile unsigned long vforks_begun;
+static int main_vforks;
 static volatile unsigned long spins, vforks;
 static volatile pid_t vtid;
 static long child_ms = 2000;
@@ -51,11 +55,6 @@ static void on_usr1(int sig) {
         vfork_wanted = 1;
 }
 
-static void on_usr2(int sig) {
-        (void)sig;
-        main_vfork_wanted = 1;
-}
-
 /* vfork()s a child that sleeps child_ms, and waits for it in D state. */
 static void vfork_and_wait(void) {
         pid_t c = vfork();
@@ -80,6 +79,7 @@ static void *vforker(void *arg) {
                 if (!vfork_wanted)
                         continue;
                 vfork_wanted = 0;
+                vforks_begun++;
                 vfork_and_wait();
                 vforks++;
         }
@@ -92,19 +92,20 @@ int main(int argc, char **argv) {
 
         if (argc > 2)
                 child_ms = atol(argv[2]);
+        main_vforks = argc > 3 && strcmp(argv[3], "all") == 0;
         setvbuf(stdout, NULL, _IOLBF, 0);
         signal(SIGUSR1, on_usr1);
-        signal(SIGUSR2, on_usr2);
         for (int i = 0; i < n; i++)
                 pthread_create(&t, NULL, worker, NULL);
         pthread_create(&t, NULL, vforker, NULL);
         pthread_setname_np(t, "vforker");
+        unsigned long seen = 0;
         for (unsigned long tick = 0;; tick++) {
                 printf("tick %lu compute=%d spins=%lu vforks=%lu vtid=%d\n", tick, compute(10), spins, vforks,
                        (int)vtid);
                 usleep(10000);
-                if (main_vfork_wanted) {
-                        main_vfork_wanted = 0;
+                if (main_vforks && vforks_begun > seen) {
+                        seen = vforks_begun;
                         vfork_and_wait();
                 }
         }
