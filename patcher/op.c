@@ -631,6 +631,7 @@ static bool stragglers_moving(UlpOp *op) {
 /* One more try of the operation's prologue: 0 and op->prologue still set while it waits
  * for a thread to borrow; once it ran (done or failed) its data is freed. */
 static int op_step_prologue(UlpOp *op) {
+        op_stop_budget(op);
         op->borrow_retry = true;
         int r = op->prologue(op);
         op->borrow_retry = false;

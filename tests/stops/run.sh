@@ -179,10 +179,15 @@ case_vfork_ulpd() {
 # No thread at all can be borrowed for a while: with no workers, the main thread and the
 # vforker both wait in D for their vfork children ("all"). The apply through ulpd waits for one
 # to stop (steps retried from ulpd's loop until the deadline) instead of failing, ulpd
-# answers status requests meanwhile, and the patch lands once the vforks end.
+# answers status requests meanwhile, and the patch lands once the vforks end; the same
+# for the revert.
 case_borrow_ulpd() {
 	start_ulpd
-	start_victim 0 3000 all
+	# 3 s of vfork, stretched with the load up to three times (start_victim stretches by
+	# ULP_TEST_SLOWDOWN only; SLOW is the same when that is set): the refused apply, the
+	# start of the next and a few status answers must all fall inside it
+	local stretch=$(( SLOW < 3 ? SLOW : 3 ))
+	start_victim 0 "$((3000 * stretch / ${ULP_TEST_SLOWDOWN:-1}))" all
 	expect_value compute 20 20
 	main_in_d() { [ "$(awk '{print $3}' "/proc/$VPID/stat" 2>/dev/null)" = D ]; }
 	# the main thread vforks too, as soon as it sees the vforker do it
@@ -222,8 +227,26 @@ case_borrow_ulpd() {
 	[ "$worst" -lt $((base + 1000)) ] || fail "ulpd's loop blocked for $worst ms"
 	expect_value compute 30 20
 	released
-	"$ULPCTL" revert -p "$VPID" compute-fix || fail "revert failed"
+	# 3. A revert (its stubs need a borrowed thread) waits the same way.
+	vfork_now
+	wait_for 10 main_in_d || fail "the main thread did not enter D state"
+	"$ULPCTL" revert -p "$VPID" compute-fix >"$WORK/revert.out" 2>&1 &
+	local rpid=$!
+	waited=0 worst=0 n=0
+	while kill -0 "$rpid" 2>/dev/null; do
+		ms=$(timed_status)
+		n=$((n + 1))
+		[ "$ms" -gt "$worst" ] && worst=$ms
+		in_d && main_in_d && kill -0 "$rpid" 2>/dev/null && waited=1
+		sleep 0.1
+	done
+	wait "$rpid" || fail "revert failed while no thread could be borrowed: $(cat "$WORK/revert.out")"
+	cat "$WORK/revert.out"
+	echo "revert: $n status answers meanwhile, the slowest $worst ms"
+	[ "$waited" = 1 ] || fail "the revert never waited while every thread was in D"
+	[ "$worst" -lt $((base + 1000)) ] || fail "ulpd's loop blocked for $worst ms during the revert"
 	expect_value compute 20 20
+	released
 	no_patch_mapped
 	untraced || fail "threads left traced"
 }
