@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/macro.h"
@@ -88,10 +89,42 @@ static int first_step(UlpOp *op, UlpOp **ret, int r) {
         return r;
 }
 
+/* A revert's prologue (op->prologue, docs/stops.md): the pre-unpatch callback, fresh
+ * stubs, the start of the transition. Each part that borrows a thread may return
+ * -EAGAIN before it changed anything; the next step goes on from there. The data is
+ * whether the callback ran. */
+static int revert_prologue(UlpOp *op) {
+        bool *called = op->prologue_data;
+        uint64_t pre = op->c.img->patches[op->patch].callbacks[CP_CB_PRE_UNPATCH];
+        Thread *th;
+        int r, cb = 0;
+
+        if (pre && !*called) {
+                r = op_run_callback(op, pre, &cb);
+                if (r < 0)
+                        return r;
+                *called = true;
+                if (cb != 0)
+                        return op_fail(op, -ECANCELED, "the patch's pre-unpatch callback refused (returned %d): "
+                                       "nothing changed", cb);
+        }
+        if (!op->o.global) {
+                r = op_borrow(op, &th);
+                if (r < 0)
+                        return r;
+                r = op_build_stubs(op, th, op->patch);
+                int k = target_resume_thread(op->t, th);
+                if (r >= 0)
+                        r = k;
+                if (r < 0)
+                        return r;
+        }
+        return op_start_transition(op, THREAD_UNPATCHED);
+}
+
 int ulp_op_revert(pid_t pid, const char *name, const UlpOptions *o, UlpOp **ret, UlpReport *report) {
         UlpOp *op = op_new(OP_REVERT, o, report);
-        Thread *th;
-        int r, idx, cb = 0;
+        int r, idx;
 
         if (!op)
                 return -ENOMEM;
@@ -130,22 +163,12 @@ int ulp_op_revert(pid_t pid, const char *name, const UlpOptions *o, UlpOp **ret,
         r = check_on_top(op, idx);
         if (r >= 0)
                 r = op_unwinder(op);
-        if (r >= 0 && op->c.img->patches[idx].callbacks[CP_CB_PRE_UNPATCH]) {
-                r = op_run_callback(op, op->c.img->patches[idx].callbacks[CP_CB_PRE_UNPATCH], &cb);
-                if (r >= 0 && cb != 0)
-                        r = op_fail(op, -ECANCELED, "the patch's pre-unpatch callback refused (returned %d): nothing changed", cb);
+        if (r >= 0 && !(op->prologue_data = calloc(1, sizeof(bool))))
+                r = -ENOMEM;
+        if (r >= 0) {
+                op->prologue = revert_prologue;
+                op->prologue_free = free;
         }
-        if (r >= 0 && !op->o.global) {
-                r = op_borrow(op, &th);
-                if (r >= 0) {
-                        r = op_build_stubs(op, th, idx);
-                        int k = target_resume_thread(op->t, th);
-                        if (r >= 0)
-                                r = k;
-                }
-        }
-        if (r >= 0)
-                r = op_start_transition(op, THREAD_UNPATCHED);
         return first_step(op, ret, r);
 fail:
         ulp_op_free(op);

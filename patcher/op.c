@@ -46,6 +46,11 @@
 /* While a thread is late (asked to stop, not stopped), steps come this often, so that it
  * is detached at most this long after it finally stops. */
 #define OP_LATE_POLL_MS 5
+/* A prologue's borrow (op->prologue): one short attempt per step. Nothing is lost by
+ * giving up early: the thread keeps its stop request, and the next try finds it
+ * stopped. Tries come every 5 ms, backing off to 50 ms while nothing stops. */
+#define OP_BORROW_TRY_MS 20
+#define OP_BORROW_RETRY_MAX_MS 50
 
 uint64_t op_now_ns(void) {
         struct timespec ts;
@@ -245,9 +250,16 @@ const char *op_stop_error(UlpOp *op, int r, char *buf, size_t len) {
 int op_borrow(UlpOp *op, Thread **ret) {
         char why[256];
         Thread *th = NULL;
-        unsigned hold = MAX((unsigned)OP_BORROW_MS, op->o.callback_timeout_ms ?: (unsigned)CALLBACK_TIMEOUT_MS);
+        unsigned hold = op->borrow_retry ? (unsigned)OP_BORROW_TRY_MS :
+                        MAX((unsigned)OP_BORROW_MS, op->o.callback_timeout_ms ?: (unsigned)CALLBACK_TIMEOUT_MS);
         int r = target_stop_any(op->t, (int)MAX(MIN(op_remaining_ms(op), hold), (unsigned)OP_STOP_MIN_MS), &th);
 
+        if (r == -ETIMEDOUT && op->borrow_retry) {
+                if (op_now_ns() < op->deadline_ns)
+                        return -EAGAIN;
+                return op_fail(op, r, "no thread of process %d could be stopped within %u ms: %s", op->t->pid,
+                               op->o.timeout_ms, op_stop_error(op, r, why, sizeof(why)));
+        }
         if (r == -ETIMEDOUT)
                 return op_fail(op, r, "no thread of process %d could be stopped: %s", op->t->pid,
                                op_stop_error(op, r, why, sizeof(why)));
@@ -673,6 +685,30 @@ static bool stragglers_moving(UlpOp *op) {
         return moving;
 }
 
+/* One more try of the operation's prologue: 0 and op->prologue still set while it waits
+ * for a thread to borrow; once it ran (done or failed) its data is freed. */
+static int op_step_prologue(UlpOp *op) {
+        op_stop_budget(op);
+        op->borrow_retry = true;
+        int r = op->prologue(op);
+        op->borrow_retry = false;
+        if (r == -EAGAIN) {
+                op->report->message[0] = 0;
+                /* Nothing was done: the thread stays asked to stop; the next try
+                 * collects its stop or asks another. */
+                op->backoff_ms = MIN(MAX(op->backoff_ms * 2, (unsigned)OP_LATE_POLL_MS),
+                                     (unsigned)OP_BORROW_RETRY_MAX_MS);
+                return 0;
+        }
+        if (op->prologue_free)
+                op->prologue_free(op->prologue_data);
+        op->prologue = NULL;
+        op->prologue_data = NULL;
+        op->prologue_free = NULL;
+        op->backoff_ms = OP_FIRST_RETRY_MS;
+        return r;
+}
+
 int ulp_op_step(UlpOp *op, unsigned *ret_next_ms) {
         unsigned before = op->tr.switched;
         bool moving;
@@ -681,6 +717,16 @@ int ulp_op_step(UlpOp *op, unsigned *ret_next_ms) {
 
         if (op->done)
                 return op->reversing ? -ETIMEDOUT : 1;
+        if (op->prologue) {
+                r = op_step_prologue(op);
+                if (r < 0)
+                        return r;
+                if (op->prologue) {
+                        if (ret_next_ms)
+                                *ret_next_ms = op->backoff_ms;
+                        return 0;
+                }
+        }
         if (op->next_pass_ns && op_now_ns() + 500000ULL < op->next_pass_ns) {
                 /* Called early to let a late thread go: no pass yet. */
                 unsigned left = (unsigned)((op->next_pass_ns - op_now_ns()) / 1000000ULL);
@@ -781,6 +827,8 @@ void ulp_op_free(UlpOp *op) {
                 (void)transition_disarm_traps(&op->tr);
         if (op->tr_ready)
                 transition_done(&op->tr);
+        if (op->prologue_free)
+                op->prologue_free(op->prologue_data);
         unwinder_free(op->u);
         free_symtabs(op);
         modulelist_done(&op->mods);

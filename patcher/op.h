@@ -44,6 +44,15 @@ struct UlpOp {
         uint64_t reverse_until_ns; /* a reversal held back by a thread that cannot be
                                   * stopped is retried until then; 0 not started */
         uint64_t next_pass_ns;   /* steps before then only detach late threads */
+        /* The start of an operation that needs a borrowed thread (an apply's load and
+         * pre-patch callback): while no thread can be stopped at once it returns -EAGAIN
+         * and each step tries it again, until the deadline (docs/stops.md). NULL once
+         * done; its data freed with it. */
+        int (*prologue)(UlpOp *op);
+        void *prologue_data;
+        void (*prologue_free)(void *data);
+        bool borrow_retry;       /* op_borrow makes one short attempt: -EAGAIN when it
+                                  * failed with time left (set while a prologue runs) */
 };
 
 uint64_t op_now_ns(void);
@@ -99,7 +108,9 @@ int op_refresh_modules(UlpOp *op);
 /* Creates the unwinder, once the modules are known. */
 int op_unwinder(UlpOp *op);
 
-/* Stops one thread to borrow for syscalls and calls (the main thread if it can). */
+/* Stops one thread to borrow for syscalls and calls (the main thread if it can). In a
+ * prologue (borrow_retry) one attempt of at most 20 ms: -EAGAIN when it failed and the
+ * operation has time left. */
 int op_borrow(UlpOp *op, Thread **ret);
 
 /* Sets how long the next stops may wait for a thread: the operation's remaining time,

@@ -10,6 +10,7 @@
 #include <sched.h>
 #include <stdio.h>
 #include <sys/syscall.h>
+#include <time.h>
 
 #include "common/macro.h"
 #include "patcher/target-internal.h"
@@ -86,15 +87,17 @@ size_t target_collect_late(Target *t) {
 
 /* How often a borrow looks at the state of the thread it waits for. */
 #define STOP_ANY_SLICE_MS 100
+/* Between two rounds over threads that were all in uninterruptible sleep. */
+#define STOP_ANY_NAP_NS 2000000L
 
 /*
- * One thread at a time, the leader first: asking every thread at once would leave all
- * but one late, stopped a moment later and held until someone collects them. Waiting
- * is only given up for a thread in uninterruptible sleep (it stays late); one that is
- * merely slow (a loaded machine) is waited for until the deadline.
+ * One round: one thread at a time, the leader first (asking every thread at once would
+ * leave all but one late, stopped a moment later and held until someone collects them).
+ * Waiting is only given up for a thread in uninterruptible sleep (it stays late); one
+ * that is merely slow (a loaded machine) is waited for until the deadline. 0 with *ret,
+ * -EAGAIN when every live thread was passed over, -ESRCH when none is left.
  */
-int target_stop_any(Target *t, int timeout_ms, Thread **ret) {
-        uint64_t deadline = target__now_ns() + (uint64_t)timeout_ms * 1000000ULL;
+static int stop_any_round(Target *t, uint64_t deadline, Thread **ret) {
         Thread *leader = target_find_thread(t, t->pid);
         int r = -ESRCH;
 
@@ -106,32 +109,57 @@ int target_stop_any(Target *t, int timeout_ms, Thread **ret) {
                         *ret = th;
                         return 0;
                 }
-                if (k > 0 && target__thread_state(t->pid, th->tid) == 'D')
+                if (k > 0 && target__thread_state(t->pid, th->tid) == 'D') {
+                        if (!t->late_tid)    /* for the operator's sentence */
+                                target_note_late(t, th);
+                        r = -EAGAIN;
                         continue;
-                r = target_request_stop(t, th);
-                if (r == -ESRCH)
+                }
+                int q = target_request_stop(t, th);
+                if (q == -ESRCH)
                         continue;
-                if (r < 0)
-                        return r;
+                if (q < 0)
+                        return q;
+                r = -EAGAIN;
                 for (;;) {
                         Thread *got = NULL;
                         uint64_t now = target__now_ns();
                         if (now >= deadline)
                                 return -ETIMEDOUT;   /* th marked late by the wait */
-                        r = target_wait_any(t, &th, 1, (int)MIN((deadline - now) / 1000000ULL + 1,
+                        q = target_wait_any(t, &th, 1, (int)MIN((deadline - now) / 1000000ULL + 1,
                                                                 (uint64_t)STOP_ANY_SLICE_MS), &got);
-                        if (r == 0) {
+                        if (q == 0) {
                                 *ret = got;
                                 return 0;
                         }
-                        if (r != -ETIMEDOUT || target__thread_state(t->pid, th->tid) == 'D')
+                        if (q != -ETIMEDOUT || target__thread_state(t->pid, th->tid) == 'D')
                                 break;
                         th->late = false;    /* still waited for */
                 }
-                if (r != -ETIMEDOUT && r != -ESRCH)
-                        return r;
+                if (q != -ETIMEDOUT && q != -ESRCH)
+                        return q;
         }
-        return r == -ESRCH ? -ESRCH : -ETIMEDOUT;
+        return r;
+}
+
+/*
+ * Rounds until the deadline: a thread passed over in one round (in uninterruptible
+ * sleep for a moment, as a thread of a loaded machine may be on a page fault) is asked
+ * again in the next, so the time given is the time waited, not one look at each thread.
+ */
+int target_stop_any(Target *t, int timeout_ms, Thread **ret) {
+        uint64_t deadline = target__now_ns() + (uint64_t)timeout_ms * 1000000ULL;
+
+        for (;;) {
+                int r = stop_any_round(t, deadline, ret);
+                if (r != -EAGAIN)
+                        return r;
+                uint64_t now = target__now_ns();
+                if (now >= deadline)
+                        return -ETIMEDOUT;
+                struct timespec ts = { 0, (long)MIN(deadline - now, (uint64_t)STOP_ANY_NAP_NS) };
+                nanosleep(&ts, NULL);
+        }
 }
 
 /* True when the thread sits in vfork(), or in clone() with CLONE_VFORK (posix_spawn):

@@ -38,12 +38,12 @@
  * It is set after the step's registers, so that a thread left behind by a dying tracer
  * always has the frame that gives its own mask back.
  *
- * PTRACE_SETSIGMASK clears TIF_RESTORE_SIGMASK: for a thread stopped inside ppoll,
- * pselect6, epoll_pwait, rt_sigsuspend, io_pgetevents or io_uring_enter, the mask
- * GETSIGMASK reads is the call's temporary one and the real one would be lost. Such a
- * thread first runs a getpid without any mask change, which lets the kernel put the
- * real mask back (restore_saved_sigmask()) as it leaves its stop; the saved registers
- * still say "restart ppoll", and the restarted call installs its temporary mask again.
+ * A thread stopped inside ppoll, pselect6, epoll_pwait, rt_sigsuspend, ... holds the
+ * call's temporary mask, the real one in saved_sigmask (TIF_RESTORE_SIGMASK). Since Linux
+ * 5.0 PTRACE_GETSIGMASK reads saved_sigmask then, and PTRACE_SETSIGMASK clears the flag
+ * (ptrace_request()); remote_run() needs PTRACE_GET_SYSCALL_INFO (5.3) anyway. So the
+ * mask saved, put in the frame and restored is the real one, and the restarted call
+ * installs its temporary mask again (docs/fault-tolerance.md, "Temporary masks").
  */
 
 #include <elf.h>
@@ -142,22 +142,6 @@ static uint64_t remote_run_mask(void) {
 static bool is_fault_signal(int sig) {
         return sig == SIGSEGV || sig == SIGBUS || sig == SIGILL || sig == SIGFPE ||
                sig == SIGSYS || sig == SIGTRAP;
-}
-
-/* Syscalls that install a temporary mask with TIF_RESTORE_SIGMASK (set_user_sigmask). */
-static bool syscall_swaps_mask(long nr) {
-        switch (nr) {
-        case SYS_rt_sigsuspend:
-        case SYS_pselect6:
-        case SYS_ppoll:
-        case SYS_epoll_pwait:
-        case SYS_io_pgetevents:
-        case 426:       /* io_uring_enter */
-        case 441:       /* epoll_pwait2 */
-                return true;
-        default:
-                return false;
-        }
 }
 
 static int remote_check_code(Target *t, uint64_t addr, const uint8_t *code, size_t len) {
@@ -687,20 +671,6 @@ static int remote_syscall(Target *t, Thread *th, long nr, const long args[6], bo
         return remote_finish(t, th, &c, r, r == 0, signal_stop);
 }
 
-/* Before a mask change, a thread stopped in a syscall with a temporary mask gets its
- * real one back: see the top of the file. */
-static int remote_flush_temporary_mask(Target *t, Thread *th) {
-        struct user_regs_struct regs;
-        int r = target__ptrace(PTRACE_GETREGS, th->tid, NULL, &regs);
-        if (r < 0)
-                return r;
-        if ((long)regs.orig_rax < 0 || !syscall_swaps_mask((long)regs.orig_rax))
-                return 0;
-        const long none[6] = { 0 };
-        long ignored;
-        return remote_syscall(t, th, SYS_getpid, none, false, &ignored);
-}
-
 int target_syscall(Target *t, Thread *th, long nr, const long args[6], long *ret) {
         if (t->image_changed)
                 return -ESTALE;
@@ -708,9 +678,6 @@ int target_syscall(Target *t, Thread *th, long nr, const long args[6], long *ret
                 return -ESRCH;
         if (!th->stopped)
                 return -EINVAL;
-        int r = remote_flush_temporary_mask(t, th);
-        if (r < 0)
-                return r;
         return remote_syscall(t, th, nr, args, true, ret);
 }
 
@@ -749,9 +716,6 @@ int target_call(Target *t, Thread *th, uint64_t func, const long args[6], uint64
         int r = remote_check_code(t, return_code, call_return_code, sizeof(call_return_code));
         if (r < 0)
                 return r == -ENOENT ? -EINVAL : r;
-        r = remote_flush_temporary_mask(t, th);
-        if (r < 0)
-                return r;
         bool signal_stop = th->signal_stop;
         r = remote_save(th, &c);
         if (r < 0)

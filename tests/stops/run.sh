@@ -28,10 +28,10 @@ now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 val() { tail -n 2 "$LOG" | head -n 1 | tr ' ' '\n' | sed -n "s/^$1=//p"; }
 greater() { [ "$(val "$1")" -gt "$2" ] 2>/dev/null; }
 
-start_victim() {   # start_victim WORKERS CHILD_MS
+start_victim() {   # start_victim WORKERS CHILD_MS [all]
 	# the vfork child's life stretches with the load: the operation that must find the
 	# vforker in D state starts later on a loaded machine
-	"$VICTIM" "$1" "$(($2 * ${ULP_TEST_SLOWDOWN:-1}))" >"$LOG" 2>&1 &
+	"$VICTIM" "$1" "$(($2 * ${ULP_TEST_SLOWDOWN:-1}))" ${3:-} >"$LOG" 2>&1 &
 	VPID=$!
 	wait_for 10 greater spins 0 || fail "victim did not start"
 	wait_for 10 greater vtid 0 || fail "victim's vforker did not start"
@@ -176,6 +176,157 @@ case_vfork_ulpd() {
 	grep -q 'could not be stopped' "$WORK/ulpd.log" || fail "ulpd did not log the thread it could not stop"
 }
 
+# No thread at all can be borrowed for a while: with no workers, the main thread and the
+# vforker both wait in D for their vfork children ("all"). The apply through ulpd waits for one
+# to stop (steps retried from ulpd's loop until the deadline) instead of failing, ulpd
+# answers status requests meanwhile, and the patch lands once the vforks end; the same
+# for the revert.
+case_borrow_ulpd() {
+	start_ulpd
+	# 3 s of vfork, stretched with the load up to three times (start_victim stretches by
+	# ULP_TEST_SLOWDOWN only; SLOW is the same when that is set): the refused apply, the
+	# start of the next and a few status answers must all fall inside it
+	local stretch=$(( SLOW < 3 ? SLOW : 3 ))
+	start_victim 0 "$((3000 * stretch / ${ULP_TEST_SLOWDOWN:-1}))" all
+	expect_value compute 20 20
+	main_in_d() { [ "$(awk '{print $3}' "/proc/$VPID/stat" 2>/dev/null)" = D ]; }
+	# the main thread vforks too, as soon as it sees the vforker do it
+	vfork_now
+	wait_for 10 main_in_d || fail "the main thread did not enter D state"
+	# 1. A deadline shorter than the vforks: refused at the deadline, the thread named.
+	local out rc
+	out=$("$ULPCTL" apply --timeout 1 -p "$VPID" "$PATCH" 2>&1)
+	rc=$?
+	echo "$out"
+	[ "$rc" -ne 0 ] || fail "apply succeeded though no thread could be stopped"
+	echo "$out" | grep -q -E "^ulpctl: no thread of process $VPID could be stopped within 1000 ms: thread $VPID \(stops-victim\) of process $VPID is in uninterruptible sleep \(vfork parent waiting for its child\) and could not be stopped within [0-9]+ ms; nothing changed$" ||
+		fail "unexpected message: $out"
+	in_d && main_in_d || fail "the vforks ended too early for this test"
+	no_patch_mapped
+	# 2. With time enough: the apply waits, ulpd answers others meanwhile.
+	local t0 worst=0 ms n=0 waited=0 base
+	# what a status answer costs on this machine now, with the loop free
+	base=$(timed_status)
+	ms=$(timed_status)
+	[ "$ms" -gt "$base" ] && base=$ms
+	t0=$(now_ms)
+	"$ULPCTL" apply -p "$VPID" "$PATCH" >"$WORK/apply.out" 2>&1 &
+	local apid=$!
+	while kill -0 "$apid" 2>/dev/null; do
+		ms=$(timed_status)
+		n=$((n + 1))
+		[ "$ms" -gt "$worst" ] && worst=$ms
+		# the apply is still running while no thread can be stopped: it waits
+		in_d && main_in_d && kill -0 "$apid" 2>/dev/null && waited=1
+		sleep 0.1
+	done
+	wait "$apid" || fail "apply failed while no thread could be borrowed: $(cat "$WORK/apply.out")"
+	cat "$WORK/apply.out"
+	echo "apply: $(( $(now_ms) - t0 )) ms; $n status answers meanwhile, the slowest $worst ms ($base ms before)"
+	[ "$waited" = 1 ] || fail "the apply never waited while every thread was in D"
+	[ "$worst" -lt $((base + 1000)) ] || fail "ulpd's loop blocked for $worst ms"
+	expect_value compute 30 20
+	released
+	# 3. A revert (its stubs need a borrowed thread) waits the same way.
+	vfork_now
+	wait_for 10 main_in_d || fail "the main thread did not enter D state"
+	"$ULPCTL" revert -p "$VPID" compute-fix >"$WORK/revert.out" 2>&1 &
+	local rpid=$!
+	waited=0 worst=0 n=0
+	while kill -0 "$rpid" 2>/dev/null; do
+		ms=$(timed_status)
+		n=$((n + 1))
+		[ "$ms" -gt "$worst" ] && worst=$ms
+		in_d && main_in_d && kill -0 "$rpid" 2>/dev/null && waited=1
+		sleep 0.1
+	done
+	wait "$rpid" || fail "revert failed while no thread could be borrowed: $(cat "$WORK/revert.out")"
+	cat "$WORK/revert.out"
+	echo "revert: $n status answers meanwhile, the slowest $worst ms"
+	[ "$waited" = 1 ] || fail "the revert never waited while every thread was in D"
+	[ "$worst" -lt $((base + 1000)) ] || fail "ulpd's loop blocked for $worst ms during the revert"
+	expect_value compute 20 20
+	released
+	no_patch_mapped
+	untraced || fail "threads left traced"
+}
+
+# A thread waiting in ppoll() with a temporary mask borrowed for the steps of an apply
+# (the first steps borrow the main thread), the patcher killed after each of the
+# requests of the first step, or not at all (docs/fault-tolerance.md, "Temporary
+# masks"): the thread must come out of ppoll with its own mask (SIGUSR2 blocked: 800),
+# not ppoll's temporary one (SIGUSR1: 200).
+case_mask_kill() {
+	local trial req n rc killed=0 st
+	for trial in "none 0" "GETSIGMASK 1" "SETREGS 1" "SETSIGMASK 1" "SYSCALL 1" "SETREGSET 1" "SETSIGMASK 2" "SETREGS 2"; do
+		read -r req n <<<"$trial"
+		mkfifo "$WORK/fifo"
+		"$MASK_VICTIM" "$WORK/fifo" >"$LOG" 2>&1 &
+		VPID=$!
+		wait_line '^ready compute=20' 10 || fail "victim did not start"
+		in_ppoll() { [ "$(cut -d' ' -f1 "/proc/$VPID/syscall" 2>/dev/null)" = 271 ]; }
+		wait_for 10 in_ppoll || fail "victim not in ppoll: $(cat "/proc/$VPID/syscall")"
+		# (the shell's own "Killed" line goes to /dev/null)
+		if [ "$req" = none ]; then
+			"$ULPCTL" --direct apply -p "$VPID" "$PATCH" >"$WORK/out" 2>&1 || fail "apply failed: $(cat "$WORK/out")"
+			rc=0
+		else
+			rc=$(exec 2>/dev/null; LD_PRELOAD=$FAULTLIB ULP_FAULT_REQUEST=$req ULP_FAULT_N=$n \
+				"$ULPCTL" --direct apply -p "$VPID" "$PATCH" >"$WORK/out" 2>&1; echo $?)
+			[ "$rc" -eq 137 ] && killed=$((killed + 1))
+		fi
+		kill -0 "$VPID" 2>/dev/null || fail "$req $n: the victim died"
+		wait_for 5 untraced || fail "$req $n: the victim is left traced or stopped"
+		echo x >"$WORK/fifo"
+		wait_line '^wake 1 ' 10 || fail "$req $n: ppoll never returned ($(cat "/proc/$VPID/syscall"))"
+		st=$(grep '^wake 1 ' "$LOG")
+		echo "$req $n: exit $rc, $st"
+		[[ "$st" == *" mask=800 "* ]] || fail "$req $n: the thread came out of ppoll with mask $st, not its own (800)"
+		kill -9 "$VPID"
+		wait "$VPID" 2>/dev/null
+		VPID=
+		rm -f "$WORK/fifo"
+	done
+	[ "$killed" -eq 7 ] || fail "only $killed of 7 trials killed the patcher: the steps were not reached"
+}
+
+# A thread parked for good below the patched function, in a frame no unwinder can pass
+# for certain (no CFI; "lost": not even a frame pointer): the apply's deadline holds. It
+# is reversed within --timeout and a bounded margin, its message names the thread and
+# why, and the victim keeps the old code with nothing left mapped or traced.
+case_nocfi_deadline() {
+	local mode t0 ms out rc why
+	for mode in lost park; do
+		"$NOCFI_VICTIM" "$mode" >"$LOG" 2>&1 &
+		VPID=$!
+		wait_for 10 greater ptid 0 || fail "victim did not start"
+		local ptid
+		ptid=$(val ptid)
+		expect_value compute 20 20
+		t0=$(now_ms)
+		out=$("$ULPCTL" --direct apply --timeout 2 -p "$VPID" "$PATCH" 2>&1)
+		rc=$?
+		ms=$(( $(now_ms) - t0 ))
+		echo "$mode: exit $rc after $ms ms: $(echo "$out" | head -n 1)"
+		[ "$rc" -eq 3 ] || fail "$mode: exit $rc, not 3 (reversed): $out"
+		if [ "$mode" = lost ]; then
+			why="unreliable stack: frame #0 pc 0x[0-9a-f]+ in stops-victim-nocfi has no CFI \(its caller would be a frame-pointer guess\)"
+		else
+			why="compute\+0x[0-9a-f]+"
+		fi
+		echo "$out" | head -n 1 | grep -q -E "^ulpctl: the transition did not finish within 2000 ms and was reversed \(1 straggler\(s\); thread $ptid \(parked\) in $why\)$" ||
+			fail "$mode: unexpected message: $out"
+		# the deadline, and at most a few passes past it (they wait up to a second apart)
+		[ "$ms" -lt $((2000 + 3000 * SLOW)) ] || fail "$mode: the apply took $ms ms with --timeout 2"
+		expect_value compute 20 20
+		no_patch_mapped
+		untraced || fail "$mode: threads left traced"
+		kill -9 "$VPID"
+		wait "$VPID" 2>/dev/null
+		VPID=
+	done
+}
+
 # 30 apply/revert cycles on a 16-thread victim with 4 CPU hogs on the machine's cores.
 case_load() {
 	local i hog cycles=30 from t0 t1 t2 fails=0
@@ -228,6 +379,9 @@ case "$CASE" in
 vfork-direct) case_vfork_direct ;;
 vfork-timeout-direct) case_vfork_timeout_direct ;;
 vfork-ulpd) case_vfork_ulpd ;;
+borrow-ulpd) case_borrow_ulpd ;;
+mask-kill) case_mask_kill ;;
+nocfi-deadline) case_nocfi_deadline ;;
 load) case_load ;;
 *) fail "no such case: $CASE" ;;
 esac
