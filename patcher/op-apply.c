@@ -1,12 +1,15 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <elf.h>
 #include <stdio.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "common/macro.h"
 #include "elf/demangle.h"
 #include "elf/patchfile.h"
 #include "patcher/nearmem.h"
 #include "patcher/op.h"
+#include "patcher/shadow.h"
 #include "patcher/x86_64/insn.h"
 #include "patcher/x86_64/relocate.h"
 
@@ -148,11 +151,11 @@ static int check_duplicates(UlpOp *op, const PatchMeta *meta, const Resolved *re
         return 0;
 }
 
-/* klp_is_object_loaded: a function of an object the process has not loaded stays
- * pending (res->mod NULL), to be patched when it is loaded (op-late.c). At least one
+/* klp_is_object_loaded: a function of an object the process has not loaded (a late
+ * object, res->mod NULL) is patched when it is loaded (op-late.c). At least one
  * object must be loaded: the patch is mapped near it. */
 static int resolve_all(UlpOp *op, const PatchMeta *meta, Resolved *res) {
-        size_t loaded = 0, pending = 0;
+        size_t loaded = 0, late = 0;
         const char *first = NULL;
 
         for (size_t i = 0; i < meta->n_funcs; i++) {
@@ -164,10 +167,10 @@ static int resolve_all(UlpOp *op, const PatchMeta *meta, Resolved *res) {
                         for (size_t j = 0; j < i; j++)
                                 seen |= !res[j].mod && strcmp(meta->funcs[j].object, meta->funcs[i].object) == 0;
                         if (!seen)
-                                op_warn(op, "object %s is not loaded in process %d: its functions are pending "
-                                        "until it is", meta->funcs[i].object[0] ? meta->funcs[i].object : "(main)",
+                                op_warn(op, "object %s is not loaded in process %d: a late object, its functions "
+                                        "are patched when it is", meta->funcs[i].object[0] ? meta->funcs[i].object : "(main)",
                                         op->t->pid);
-                        pending += !seen;
+                        late += !seen;
                         first = first ? first : meta->funcs[i].object;
                 } else
                         loaded++;
@@ -175,10 +178,31 @@ static int resolve_all(UlpOp *op, const PatchMeta *meta, Resolved *res) {
         if (loaded == 0)
                 return op_fail(op, -ENOENT, "object %s is not loaded in process %d (no object of the patch is)",
                                first[0] ? first : "the main executable", op->t->pid);
-        if (pending > CONTROL_MAX_LATE)
+        if (late > CONTROL_MAX_LATE)
                 return op_fail(op, -E2BIG, "the patch names %zu objects process %d has not loaded (at most %d)",
-                               pending, op->t->pid, CONTROL_MAX_LATE);
+                               late, op->t->pid, CONTROL_MAX_LATE);
         op->report->message[0] = 0;
+        return 0;
+}
+
+/* Callbacks of an object the process has not loaded run when it loads it (op-late.c,
+ * the kernel's klp_module_coming): the object must be one whose functions wait for it,
+ * and, as a patch record keeps one set of callbacks, they must be the patch's only ones. */
+static int check_callbacks(UlpOp *op, const PatchMeta *meta, const Resolved *res) {
+        for (size_t i = 0; i < meta->n_callbacks; i++) {
+                const char *obj = meta->callbacks[i].object;
+                bool waits = false;
+                if (modules_find_object(&op->mods, obj))
+                        continue;
+                for (size_t j = 0; j < meta->n_funcs; j++)
+                        waits |= !res[j].mod && strcmp(meta->funcs[j].object, obj) == 0;
+                if (!waits)
+                        return op_fail(op, -ENOENT, "object %s of the callbacks is not loaded, and the patch "
+                                       "replaces none of its functions", obj[0] ? obj : "(main)");
+                if (meta->n_callbacks > 1)
+                        return op_fail(op, -ENOTSUP, "the callbacks of %s, which process %d has not loaded, "
+                                       "must be the patch's only ones", obj, op->t->pid);
+        }
         return 0;
 }
 
@@ -209,9 +233,9 @@ static int validate(UlpOp *op, const PatchMeta *meta, int patch_fd, Resolved *re
         r = check_duplicates(op, meta, res);
         if (r < 0)
                 return r;
-        for (size_t i = 0; i < meta->n_callbacks; i++)
-                if (!modules_find_object(&op->mods, meta->callbacks[i].object))
-                        return op_fail(op, -ENOENT, "object %s of the callbacks is not loaded", meta->callbacks[i].object);
+        r = check_callbacks(op, meta, res);
+        if (r < 0)
+                return r;
         r = loader_link(op->t, patch_fd, meta, &op->res, NULL, err, sizeof(err));
         if (r < 0)
                 return op_fail(op, r, "%s", err);
@@ -255,6 +279,12 @@ int op_write_copy(UlpOp *op, Thread *th, Resolved *rs, ControlFunc *f) {
         return 0;
 }
 
+static uint64_t realtime_ns(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
 static unsigned next_seq(const Control *c) {
         unsigned seq = 0;
         for (unsigned i = 0; i < c->img->hdr.n_patches; i++)
@@ -271,6 +301,8 @@ static ControlPatch *new_patch_record(UlpOp *op, const PatchMeta *meta, const Lo
         memset(p, 0, sizeof(*p));
         snprintf(p->name, sizeof(p->name), "%s", meta->name);
         snprintf(p->file, sizeof(p->file), "%s", name_hint ? name_hint : "");
+        p->applied_ns = realtime_ns();
+        p->applied_uid = op->o.requester_set ? (uint32_t)op->o.requester_uid : (uint32_t)geteuid();
         p->state = CP_UNPATCHED;
         p->flags = meta->replace ? CP_FLAG_REPLACE : 0;
         p->seq = next_seq(c);
@@ -282,6 +314,9 @@ static ControlPatch *new_patch_record(UlpOp *op, const PatchMeta *meta, const Lo
         memcpy(p->build_id, meta->build_id, p->build_id_len);
         for (size_t i = 0; i < meta->n_callbacks; i++) {
                 const PatchCallbacks *cb = &meta->callbacks[i];
+                /* Those of an object not loaded yet: recorded when it is (op-late.c). */
+                if (!modules_find_object(&op->mods, cb->object))
+                        continue;
                 uint64_t v[CP_CB_MAX] = {
                         [CP_CB_PRE_PATCH] = cb->pre_patch, [CP_CB_POST_PATCH] = cb->post_patch,
                         [CP_CB_PRE_UNPATCH] = cb->pre_unpatch, [CP_CB_POST_UNPATCH] = cb->post_unpatch,
@@ -293,10 +328,12 @@ static ControlPatch *new_patch_record(UlpOp *op, const PatchMeta *meta, const Lo
         return p;
 }
 
+_Static_assert(JMP_FAR_SIZE == CONTROL_FAR_JUMP_SIZE, "the control block's far jump is x86_64/'s");
+
 /* A new function beyond the entry jump's reach (another object of the patch, mapped
  * near the first): the entry jumps to a far jump near the function (docs/reach.md). */
 static int write_far_jump(UlpOp *op, Thread *th, ControlFunc *f) {
-        uint8_t code[CONTROL_FAR_JUMP_SIZE] = { 0xff, 0x25, 0, 0, 0, 0 };
+        uint8_t code[JMP_FAR_SIZE];
         uint8_t jmp[JMP_REL32_SIZE];
         uint64_t at;
         int r;
@@ -307,7 +344,7 @@ static int write_far_jump(UlpOp *op, Thread *th, ControlFunc *f) {
         r = area_alloc(op->t, th, &op->c, f->old_addr, f->old_addr + f->old_size, sizeof(code), &at);
         if (r < 0)
                 return op_fail(op, r, "no memory within 2 GiB of %s for its far jump", f->symbol);
-        memcpy(code + 6, &f->new_addr, sizeof(f->new_addr));
+        encode_jmp_far(code, f->new_addr);
         r = target_write(op->t, at, code, sizeof(code));
         if (r < 0)
                 return op_fail(op, r, "cannot write the far jump of %s: %s", f->symbol, strerror(-r));
@@ -332,8 +369,8 @@ int op_fill_func_record(UlpOp *op, Thread *th, ControlFunc *f, unsigned idx, con
         return r < 0 ? r : write_far_jump(op, th, f);
 }
 
-/* Records the objects of the pending functions in the patch record. */
-static void record_pending(ControlPatch *p, const PatchMeta *meta, const Resolved *res) {
+/* Records the late objects in the patch record. */
+static void record_late(ControlPatch *p, const PatchMeta *meta, const Resolved *res) {
         unsigned n = 0;
         for (size_t i = 0; i < meta->n_funcs; i++) {
                 bool seen = false;
@@ -413,10 +450,20 @@ static int load_patch(UlpOp *op, Thread *th, const PatchMeta *meta, int patch_fd
         near = res;
         while (!near->mod)
                 near++;
+        if (op->res.wants_shadow) {
+                r = shadow_ensure(op->t, th, &op->c, &op->res, near->mod->start, near->mod->end, err, sizeof(err));
+                if (r < 0)
+                        return op_fail(op, r, "%s", err);
+        }
         r = loader_map(op->t, th, patch_fd, meta->name, near->mod->start, near->mod->end, &lp, err, sizeof(err));
         if (r < 0)
                 return op_fail(op, r, "%s", err);
+        OpThread rr = { op, th };
+        op->res.run_resolver = op_run_resolver;
+        op->res.userdata = &rr;
         r = loader_link(op->t, patch_fd, meta, &op->res, &lp, err, sizeof(err));
+        op->res.run_resolver = NULL;
+        op->res.userdata = NULL;
         if (r >= 0)
                 r = symtab_open_fd(patch_fd, &patch_st);
         if (r < 0) {
@@ -424,7 +471,7 @@ static int load_patch(UlpOp *op, Thread *th, const PatchMeta *meta, int patch_fd
                 return op_fail(op, r, "%s", err[0] ? err : "cannot read the patch's symbols");
         }
         p = new_patch_record(op, meta, &lp, name_hint);
-        record_pending(p, meta, res);
+        record_late(p, meta, res);
         for (size_t i = 0; i < meta->n_funcs && r >= 0; i++)
                 if (res[i].mod)
                         r = new_func_record(op, th, p, &meta->funcs[i], &res[i], patch_st, lp.bias);

@@ -42,7 +42,7 @@ dev=$WORK/src/ulp-dev_0.1.0_amd64.deb
 expect_files "$deb" /usr/bin/ulpctl /usr/libexec/ulpd "/usr/lib/$multiarch/ulp/ulpctl-direct.so" \
 	/usr/bin/ulp-build /usr/libexec/ulp/ulp-build-diff /usr/libexec/ulp/ulp-build-cc \
 	/lib/systemd/system/ulpd.service /lib/systemd/system/ulpd.socket \
-	/usr/share/man/man1/ulpctl.1.gz /usr/share/man/man8/ulpd.8.gz \
+	/usr/share/man/man1/ulpctl.1.gz /usr/share/man/man1/ulp-build.1.gz /usr/share/man/man8/ulpd.8.gz \
 	/usr/share/bash-completion/completions/ulpctl \
 	/usr/share/doc/ulp/changelog.gz /usr/share/doc/ulp/copyright
 # Every public header of the tree (include/ulp/*.h).

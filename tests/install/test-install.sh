@@ -38,7 +38,8 @@ for h in "$ULP_SOURCE_ROOT"/include/ulp/*.h; do
 	[ -f "$includedir/ulp/${h##*/}" ] || fail "not installed: the public header ulp/${h##*/}"
 done
 for f in "$libdir/ulp/ulpctl-direct.so" \
-	"$libdir/pkgconfig/ulp.pc" "$mandir/man1/ulpctl.1" "$mandir/man8/ulpd.8" \
+	"$bindir/ulp-build" "$dest$libexecdir/ulp/ulp-build-diff" "$dest$libexecdir/ulp/ulp-build-cc" \
+	"$libdir/pkgconfig/ulp.pc" "$mandir/man1/ulpctl.1" "$mandir/man1/ulp-build.1" "$mandir/man8/ulpd.8" \
 	"$mandir/man7/ulp-patch.7" "$datadir/bash-completion/completions/ulpctl"; do
 	[ -f "$f" ] || fail "not installed: ${f#"$dest"}"
 done
@@ -71,7 +72,7 @@ for ref in $(sed -n 's/^Documentation=//p' "$service" "$socket"); do
 		[ -f "$mandir/man$sect/$page.$sect" ] || fail "the units' Documentation=$ref is not installed" ;;
 	esac
 done
-ok "man pages ulpctl(1), ulpd(8), ulp-patch(7) lint clean (mandoc -Tlint, man --warnings); the units' man: links resolve"
+ok "man pages ulpctl(1), ulp-build(1), ulpd(8), ulp-patch(7) lint clean (mandoc -Tlint, man --warnings); the units' man: links resolve"
 
 # ---- a patch built with the installed ulp.pc ---------------------------------------------
 cat >"$WORK/fix.c" <<'PATCH'
