@@ -345,11 +345,14 @@ static void sleep_short(unsigned try) {
 
 /* Copies the header and what it says is in use, consistently (see control_write_begin). */
 /* All zeros: mapped by a creator that died before it wrote the header (control_create
- * maps first, then writes, since the header names the address the mapping got). */
+ * maps first, then writes, since the header names the address the mapping got). The
+ * seqlock's writer fields alone may be set: an older creator opened a write before
+ * the first header, and a kill between the two left only them. */
 static bool header_unborn(const ControlHeader *h) {
         const uint8_t *b = (const uint8_t *)h;
+        const size_t seq_lo = offsetof(ControlHeader, generation), seq_hi = seq_lo + sizeof(SeqWriter);
         for (size_t i = 0; i < sizeof(*h); i++)
-                if (b[i])
+                if (b[i] && (i < seq_lo || i >= seq_hi))
                         return false;
         return true;
 }
@@ -544,7 +547,12 @@ int control_create(Target *t, Thread *th, Control *c) {
                         c->trusted = control_sign(c, t->pid, dev, inode) >= 0;
                 maplist_done(&l);
         }
-        return control_write_header(t, c);
+        /* The first header in one write, with no seqlock around it: until it lands the
+         * block is all zeros (unborn, as if none), and a write cannot be half done by a
+         * kill. A seqlock write would first set the generation in a header without its
+         * magic, which a kill right then would leave for every later reader to refuse. */
+        ASSERT_RETURN(!c->batch && c->img->hdr.generation == 0, -EUCLEAN);
+        return target_write(t, c->addr, &c->img->hdr, sizeof(c->img->hdr));
 }
 
 void control_done(Control *c) {

@@ -526,8 +526,58 @@ static void compare_functions(Unit *u) {
         }
 }
 
+/* The bytes of the program's function bs as its file holds them, or NULL. */
+static const unsigned char *bin_bytes(const BinSym *bs) {
+        Elf_Scn *scn = NULL;
+
+        while ((scn = elf_nextscn(bin_elf, scn))) {
+                GElf_Shdr sh;
+                Elf_Data *d;
+                if (!gelf_getshdr(scn, &sh) || sh.sh_type != SHT_PROGBITS || !(sh.sh_flags & SHF_EXECINSTR) ||
+                    bs->value < sh.sh_addr || bs->value - sh.sh_addr > sh.sh_size ||
+                    bs->size > sh.sh_size - (bs->value - sh.sh_addr))
+                        continue;
+                d = elf_getdata(scn, NULL);
+                return d && d->d_buf && d->d_size == sh.sh_size ? (const unsigned char *)d->d_buf + (bs->value - sh.sh_addr)
+                                                               : NULL;
+        }
+        return NULL;
+}
+
+/* The offset of the first byte where the clean build's function (section sec of o)
+ * and the program's differ, the fields the linker fills left out (and the opcode bytes
+ * before a GOT load it may rewrite), or UINT64_MAX when they agree. */
+static uint64_t bin_differs(const Obj *o, size_t sec, const BinSym *bs) {
+        const unsigned char *b = bin_bytes(bs), *a = sec_bytes(o, sec);
+        size_t n = o->sh[sec].sh_size;
+        bool *skip;
+        uint64_t at = UINT64_MAX;
+
+        if (!a || !b)
+                return UINT64_MAX;       /* nothing to compare: the sizes agreed */
+        skip = xcalloc(n, sizeof(*skip));
+        for (size_t i = 0, nr = obj_nrela(o, sec); i < nr; i++) {
+                GElf_Rela r = obj_rela(o, sec, i);
+                unsigned type = GELF_R_TYPE(r.r_info), w = rel_width(type);
+                uint64_t lo = r.r_offset, hi = r.r_offset + w;
+                bool relaxable = type == R_X86_64_GOTPCRELX || type == R_X86_64_REX_GOTPCRELX ||
+                                 type == R_X86_64_GOTTPOFF || type == R_X86_64_TLSGD || type == R_X86_64_TLSLD;
+                if (relaxable)
+                        lo = lo >= 4 ? lo - 4 : 0;
+                if (type == R_X86_64_TLSGD || type == R_X86_64_TLSLD)
+                        hi += 8;         /* the call after it is rewritten too */
+                for (uint64_t k = lo; k < hi && k < n; k++)
+                        skip[k] = true;
+        }
+        for (size_t k = 0; k < n && at == UINT64_MAX; k++)
+                if (!skip[k] && a[k] != b[k])
+                        at = k;
+        free(skip);
+        return at;
+}
+
 /* The clean build must be what the program runs: every function of the compared
- * source files that the program has must have its size there. */
+ * source files that the program has must have its size and bytes there. */
 static void check_clean_build(const Obj *o) {
         for (size_t i = 1; i < o->shnum; i++) {
                 unsigned pos;
@@ -536,10 +586,17 @@ static void check_clean_build(const Obj *o) {
                 const char *fname = o->symname[o->primary[i]];
                 const BinSym *bs = bin_lookup(fname, o->file, GELF_ST_BIND(o->sym[o->primary[i]].st_info) == STB_LOCAL,
                                               &pos);
-                if (bs && bs->func && bs->size != o->sh[i].sh_size)
+                if (!bs || !bs->func)
+                        continue;
+                if (bs->size != o->sh[i].sh_size)
                         refuse("the clean build differs from %s: %s() of %s is %" PRIu64 " bytes there and %" PRIu64
                                " in the build; give the source tree and build command (compiler, flags) that built it",
                                binary_path, fname, o->file, bs->size, (uint64_t)o->sh[i].sh_size);
+                uint64_t at = bin_differs(o, i, bs);
+                if (at != UINT64_MAX)
+                        refuse("the clean build differs from %s: %s() of %s has other bytes there (at +0x%" PRIx64 "); "
+                               "give the source tree and build command (compiler, flags) that built it", binary_path,
+                               fname, o->file, at);
         }
 }
 

@@ -120,4 +120,23 @@ out=$(ulpctl revert --timeout 10 -p "$VPID" "$NAME" 2>&1) || fail "half-done ini
 alive || fail "half-done init: the victim stopped making progress"
 echo "ok: a half-done init left every entry as it was; apply and revert work"
 stop_victim
+
+# A new block: the first apply to a process creates it. Killed right after the first
+# seqlock write of the run (20 bytes) or the first header (4096), a later ulpctl must
+# find no block or a whole one, never one it refuses: the first header is one write
+# with no seqlock around it, as a seqlock write before it would leave a header
+# without its magic ("malformed: bad magic", for good).
+for k in 20 4096; do
+	start_victim
+	apply ULP_KILL_SIZE=$k ULP_KILL_AFTER_WRITE=1 && fail "create, kill at the first $k-byte write: the apply finished"
+	alive || fail "create, kill at the first $k-byte write: the victim died, stopped or stayed traced"
+	out=$(ulpctl status -p "$VPID" 2>&1)
+	! grep -q 'refused\|malformed' <<<"$out" || fail "create, kill at the first $k-byte write: the block is refused: $out"
+	out=$(ulpctl apply --timeout 10 -p "$VPID" "$PATCH" 2>&1) || fail "create, kill at the first $k-byte write: the next apply failed: $out"
+	wait_for 10 eval '[ "$(field v2)" -gt 0 ]' || fail "create, kill at the first $k-byte write: no version 2"
+	out=$(ulpctl revert --timeout 10 -p "$VPID" "$NAME" 2>&1) || fail "create, kill at the first $k-byte write: the revert failed: $out"
+	[ "$(field bad)" = 0 ] || fail "create, kill at the first $k-byte write: the victim ran a mix of versions"
+	echo "ok: killed at the first $k-byte write of a new block; a later apply and revert work"
+	stop_victim
+done
 echo "PASS"

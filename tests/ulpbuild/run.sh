@@ -39,10 +39,14 @@ build() {
 case $case in
 e2e)
 	# The fix waives the fee in fee(), a static inline function the program has no
-	# symbol of: deposit(), which inlines it, is replaced; status() gets a new string.
+	# symbol of: deposit() and withdraw(), which inline it, are replaced; status() gets
+	# a new string.
 	out=$(build fix.diff "$WORK/fix.so" 2>&1) || fail "ulp-build failed: $out"
 	grep -qE '^  deposit\(\) +inlines changed fee\(\)$' <<<"$out" || fail "no 'deposit() inlines changed fee()' in: $out"
 	grep -qE '^  status\(\) +changed$' <<<"$out" || fail "no 'status() changed' in: $out"
+	# fee() is inlined into two callers: both are replaced, and nothing else (audit())
+	grep -qE '^  withdraw\(\) +inlines changed fee\(\)$' <<<"$out" || fail "no 'withdraw() inlines changed fee()' in: $out"
+	[ "$(grep -cE '^  [a-z_]+\(\) ' <<<"$out")" = 3 ] || fail "not exactly deposit(), withdraw() and status() replaced: $out"
 	grep -q "uses the program's own: balance deposits rate" <<<"$out" || fail "the program's own symbols are not listed: $out"
 	ok "report: $(tr '\n' '|' <<<"$out")"
 	info=$(ulpctl info "$WORK/fix.so") || fail "info refused the patch: $info"
@@ -131,6 +135,13 @@ refusals)
 	out=$(build fix.diff "$WORK/r.so" 2>&1) && fail "a tree other than the program's was accepted: $out"
 	grep -q "^ulp-build: the clean build differs from $WORK/run/shop" <<<"$out" || fail "other tree: $out"
 	ok "other tree: $out"
+	# The same size, other bytes: the bytes of the functions it compares are checked too.
+	cp "$here/shop/bank.c" "$WORK/src/bank.c"
+	sed -i 's/account & 3/account \& 2/g' "$WORK/src/bank.c"
+	out=$(build fix.diff "$WORK/r.so" 2>&1) && fail "a tree with other bytes was accepted: $out"
+	grep -q "^ulp-build: the clean build differs from $WORK/run/shop: deposit() of bank.c has other bytes there (at +0x" <<<"$out" ||
+		fail "other bytes: $out"
+	ok "other bytes: $out"
 	;;
 lib)
 	# The program's own library, built -fPIC: its code reaches fee_percent through the
@@ -155,6 +166,16 @@ lib)
 	out=$(ulpctl revert -p "$VPID" lib 2>&1) || fail "revert failed: $out"
 	wait_line 'fee 2 taken' 10 "$n" || fail "the library did not go back"
 	ok "reverted: $(last_line 'fee 2 taken')"
+	;;
+example)
+	# examples/ulp-build-ci: the CI flow, as an operator runs it.
+	out=$(ULPCTL="$ULPCTL" ULP_BUILD="$ULP_BUILD" "$here/../../examples/ulp-build-ci/ci.sh" 2>&1) ||
+		fail "examples/ulp-build-ci/ci.sh failed: $out"
+	for want in '^version 1 answers: price 5 = 450 served 1$' '^  price\(\) +changed$' '^ok: price 9 = 900 served 3$' \
+		'^ok: price 20 = 1800 served 5$' '^after the revert: price 5 = 450 served 6$' '^ci: the fix passed'; do
+		grep -qE "$want" <<<"$out" || fail "no line /$want/ in: $out"
+	done
+	ok "examples/ulp-build-ci/ci.sh: $(tail -1 <<<"$out")"
 	;;
 rels)
 	# ulp_rels records are checked like every other record, before anything is written.

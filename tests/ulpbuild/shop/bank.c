@@ -14,6 +14,11 @@ int deposit(int account, int amount) {
         return balance[account & 3];
 }
 
+int withdraw(int account, int amount) {
+        balance[account & 3] -= amount + fee(amount);
+        return balance[account & 3];
+}
+
 int audit(void) {
         return deposits;
 }

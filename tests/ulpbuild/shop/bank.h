@@ -1,5 +1,6 @@
 extern int rate;
 int deposit(int account, int amount);
+int withdraw(int account, int amount);
 int audit(void);
 const char *status(void);
 /* libfees.so.1 */

@@ -1,0 +1,1 @@
+long price(long items);
