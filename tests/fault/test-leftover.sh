@@ -49,7 +49,7 @@ echo "$out" | grep -qE '^  fault-lock: unpatched, its code still mapped(, applie
 "$ULPCTL" --direct apply -p "$VPID" --timeout $((60 * SLOW)) "$PLAIN_PATCH" >"$WORK/plain.out" 2>&1 &
 PLAIN=$!
 PIDS+=("$PLAIN")
-in_transition() { ulpctl status -p "$VPID" 2>/dev/null | grep -q '^  fault-plain: transition$'; }
+in_transition() { ulpctl status -p "$VPID" 2>/dev/null | grep -qE '^  fault-plain: transition(, applied .*)?$'; }
 wait_for 30 in_transition || fail "the apply of fault-plain did not start its transition: $(cat "$WORK/plain.out"; ulpctl status -p "$VPID" 2>&1)"
 victim_ok
 [ "$(lock_maps)" -ge 1 ] || fail "the code the callback runs was unmapped"
