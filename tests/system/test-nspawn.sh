@@ -145,7 +145,7 @@ EOF
 chmod -R go+rX "$stage"
 unit=$(find "$stage" -name ulpd.service)
 [ -n "$unit" ] || fail "meson install put no ulpd.service"
-ulpd_path=$(sed -n 's/^ExecStart=//p' "$unit")
+ulpd_path=$(sed -n 's/^ExecStart=\([^ ]*\).*/\1/p' "$unit")
 [ -x "$stage$ulpd_path" ] || fail "the unit's ExecStart=$ulpd_path is not what meson installed"
 ulpctl_rel=$(cd "$stage" && find . -path '*/bin/ulpctl' | head -n 1)
 ulpctl=${ulpctl_rel#.}
