@@ -179,7 +179,9 @@ def one_trial(label, patch, name, kill, sleeper_ms=0):
         d.start()
         states = {}
         for p, st in vs.v:
-            ok = wait_for(lambda: patch_state(d.socket, p.pid, name) in ("patched", None), 60, 0.2)
+            # "unpatched": loaded, never switched (a record whose code a later apply
+            # reclaims, docs/control-block.md); not in transition either.
+            ok = wait_for(lambda: patch_state(d.socket, p.pid, name) in ("patched", "unpatched", None), 60, 0.2)
             states[p.pid] = patch_state(d.socket, p.pid, name)
             check(ok, f"{label}: nothing left in transition in {p.pid} (state {states[p.pid]})")
         # The victims' own view: still running, never a mix of versions.
