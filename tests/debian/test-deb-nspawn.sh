@@ -29,66 +29,19 @@ took() { echo "$(( (${EPOCHREALTIME/./} - start) / 1000000 )) s"; }
 "$(dirname "${BASH_SOURCE[0]}")/build-deb.sh" "$ULP_SOURCE_ROOT" "$WORK/debs" || fail "the packages do not build"
 ok "built the packages in $(took)"
 
-# ---- the cached root, the same as tests/system/test-nspawn.sh's ----------------------------
-packages="systemd,systemd-sysv,libelf1,libdw1,libcapstone4,libjson-c5,libsystemd0"
-cache=${ULP_NSPAWN_CACHE:-/var/cache/ulp-test}
-root="$cache/bookworm-minbase-$(echo "v1 $packages" | md5sum | cut -c1-12)"
-mirror=${ULP_DEBIAN_MIRROR:-$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list \
-	/etc/apt/sources.list.d/*.sources 2>/dev/null | grep -v '^[[:space:]]*#' |
-	grep -oE 'https?://[^[:space:]]+/debian/?([[:space:]]|$)' | head -n 1 | tr -d '[:space:]' || true)}
-mirror=${mirror:-http://deb.debian.org/debian}
-mkdir -p "$cache"
-exec 9>"$cache/.lock"
-flock -w 600 9 || fail "another run holds $cache/.lock for 10 minutes"
-if [ ! -x "$root/lib/systemd/systemd" ]; then
-	rm -rf "$root.new"
-	timeout 600 debootstrap --variant=minbase --include="$packages" bookworm "$root.new" "$mirror" \
-		>"$WORK/debootstrap.log" 2>&1 ||
-		{ tail -n 20 "$WORK/debootstrap.log"; rm -rf "$root.new"; skip "debootstrap of Debian 12 from $mirror failed (no network to the archive?)"; }
-	rm -f "$root.new/etc/machine-id"
-	mv "$root.new" "$root"
-fi
-flock -u 9
+# ---- the cached root and the boot: tests/system/nspawn.sh ---------------------------------
+. "$(dirname "${BASH_SOURCE[0]}")/../system/nspawn.sh"
+nspawn_cached_root
 
 # ---- boot ----------------------------------------------------------------------------------
 nspawn_pid= leader= machine="ulp-deb-$$"
-inside() { timeout 120 nsenter -t "$leader" -a "$@"; }
-on_exit() {
-	local i
-	[ -n "$nspawn_pid" ] && kill -0 "$nspawn_pid" 2>/dev/null || return 0
-	[ -n "$leader" ] && timeout 10 nsenter -t "$leader" -a systemctl poweroff --no-block >/dev/null 2>&1
-	for i in $(seq 300); do kill -0 "$nspawn_pid" 2>/dev/null || break; sleep 0.1; done
-	if kill -0 "$nspawn_pid" 2>/dev/null; then
-		[ -n "$leader" ] && kill -KILL "$leader" 2>/dev/null
-		kill -KILL "$nspawn_pid" 2>/dev/null
-	fi
-	wait "$nspawn_pid" 2>/dev/null
-	rmdir "/run/systemd/nspawn/propagate/$machine" 2>/dev/null
-	return 0
-}
+on_exit() { nspawn_poweroff; }
 fail_details() {
 	[ -n "$leader" ] && [ -d "/proc/$leader" ] || return 0
 	echo "--- the container's journal of ulpd:"
 	inside journalctl -u ulpd.service -u ulpd.socket --no-pager -n 30 2>&1
 }
-systemd-nspawn --quiet --boot --directory="$root" --volatile=overlay --register=no --keep-unit \
-	--machine="$machine" --console=read-only --capability=all >"$WORK/console.log" 2>&1 &
-nspawn_pid=$!
-end=$(deadline 60)
-while before "$end"; do
-	leader=$(pgrep -P "$nspawn_pid" -x systemd || true)
-	[ -n "$leader" ] && break
-	kill -0 "$nspawn_pid" 2>/dev/null || { cat "$WORK/console.log"; fail "systemd-nspawn exited"; }
-	sleep 0.1
-done
-[ -n "$leader" ] || { cat "$WORK/console.log"; fail "no systemd in the container"; }
-end=$(deadline 120)
-while before "$end"; do
-	state=$(inside systemctl is-system-running --wait 2>&1 || true)
-	case "$state" in running|degraded) break ;; esac
-	sleep 0.1
-done
-case "$state" in running|degraded) ;; *) fail "the container did not boot: $state" ;; esac
+nspawn_boot "$WORK/console.log"
 ok "booted the container at $(took)"
 
 # ---- dpkg -i: the maintainer scripts enable and start the units ------------------------------

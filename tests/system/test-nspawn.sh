@@ -33,38 +33,10 @@ ldd "$ULP_BUILD_ROOT/daemon/ulpd" | grep -q 'libasan\|libubsan' && skip "a sanit
 start_ns=$(date +%s%N)
 elapsed() { echo "$(( ($(date +%s%N) - start_ns) / 1000000 )) ms"; }
 ok() { echo "ok at $(elapsed): $*"; }
+. "$(dirname "${BASH_SOURCE[0]}")/nspawn.sh"
 
-# ---- the cached root ----------------------------------------------------------------
-# Keyed by what goes into it: a change of the package list builds a new one.
-packages="systemd,systemd-sysv,libelf1,libdw1,libcapstone4,libjson-c5,libsystemd0"
-cache=${ULP_NSPAWN_CACHE:-/var/cache/ulp-test}
-key="bookworm-minbase-$(echo "v1 $packages" | md5sum | cut -c1-12)"
-root="$cache/$key"
-mirror=${ULP_DEBIAN_MIRROR:-$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list \
-        /etc/apt/sources.list.d/*.sources 2>/dev/null | grep -v '^[[:space:]]*#' |
-        grep -oE 'https?://[^[:space:]]+/debian/?([[:space:]]|$)' | head -n 1 | tr -d '[:space:]' || true)}
-mirror=${mirror:-http://deb.debian.org/debian}
-
-mkdir -p "$cache"
-exec 9>"$cache/.lock"
-flock -w 600 9 || fail "another run holds $cache/.lock for 10 minutes"
-if [ ! -x "$root/lib/systemd/systemd" ]; then
-        echo "building the container root $root from $mirror"
-        rm -rf "$root.new"
-        if ! timeout 600 debootstrap --variant=minbase --include="$packages" bookworm "$root.new" "$mirror" \
-                        >"$cache/$key.log" 2>&1; then
-                tail -n 20 "$cache/$key.log"
-                rm -rf "$root.new"
-                skip "debootstrap of Debian 12 from $mirror failed (no network to the archive?), log above"
-        fi
-        # A root of its own, never booted: the machine id is made at each boot.
-        rm -f "$root.new/etc/machine-id"
-        mv "$root.new" "$root"
-        echo "root built in $(elapsed)"
-else
-        echo "using the cached root $root"
-fi
-flock -u 9
+# ---- the cached root (tests/system/nspawn.sh) ---------------------------------------
+nspawn_cached_root
 
 # ---- what goes into it: ulp as `meson install` lays it out, the victim, its unit ------
 tmp=$(mktemp -d)
@@ -91,19 +63,7 @@ diagnose() {
 }
 
 teardown() {
-        local i
-        if [ -n "$nspawn_pid" ] && kill -0 "$nspawn_pid" 2>/dev/null; then
-                [ -n "$leader" ] && timeout 10 nsenter -t "$leader" -a systemctl poweroff --no-block >/dev/null 2>&1 || true
-                for i in $(seq 300); do kill -0 "$nspawn_pid" 2>/dev/null || break; sleep 0.1; done
-                if kill -0 "$nspawn_pid" 2>/dev/null; then
-                        echo "the container did not power off in 30 s: killing it"
-                        [ -n "$leader" ] && kill -KILL "$leader" 2>/dev/null || true
-                        kill -KILL "$nspawn_pid" 2>/dev/null || true
-                fi
-                wait "$nspawn_pid" 2>/dev/null || true
-        fi
-        # What systemd-nspawn leaves behind when it is killed.
-        rmdir "/run/systemd/nspawn/propagate/$machine" 2>/dev/null || true
+        nspawn_poweroff
         rm -rf "$tmp"
 }
 trap teardown EXIT
@@ -152,32 +112,7 @@ ulpctl=${ulpctl_rel#.}
 [ -n "$ulpctl" ] || fail "meson install put no ulpctl"
 
 # ---- boot --------------------------------------------------------------------------
-systemd-nspawn --quiet --boot --directory="$root" --volatile=overlay --register=no --keep-unit \
-        --machine="$machine" --console=read-only --capability=all \
-        >"$tmp/console.log" 2>&1 &
-nspawn_pid=$!
-for i in $(seq 600); do
-        leader=$(pgrep -P "$nspawn_pid" -x systemd || true)
-        [ -n "$leader" ] && break
-        kill -0 "$nspawn_pid" 2>/dev/null || { cat "$tmp/console.log"; fail "systemd-nspawn exited"; }
-        sleep 0.1
-done
-[ -n "$leader" ] || { cat "$tmp/console.log"; fail "no systemd in the container after 60 s"; }
-
-inside() { timeout 120 nsenter -t "$leader" -a "$@"; }
-# Until its manager listens, systemctl cannot connect: retry for 2 minutes.
-for i in $(seq 1200); do
-        state=$(timeout 120 nsenter -t "$leader" -a systemctl is-system-running --wait 2>&1 || true)
-        case "$state" in
-        running|degraded|stopping|maintenance) break ;;
-        esac
-        kill -0 "$nspawn_pid" 2>/dev/null || break
-        sleep 0.1
-done
-case "$state" in
-running|degraded) ;;
-*) cat "$tmp/console.log"; fail "the container did not boot: $state" ;;
-esac
+nspawn_boot "$tmp/console.log"
 echo "booted (systemd $(inside systemctl --version | sed -n '1s/^systemd \([0-9]*\).*/\1/p')) at $(elapsed)"
 
 tar -C "$stage" -c --owner=0 --group=0 . | inside tar -C / -x --no-overwrite-dir --keep-directory-symlink ||
