@@ -5,8 +5,8 @@
 #include "common/macro.h"
 #include "patcher/rsys.h"
 
-static int rsys(Target *t, Thread *th, long nr, long a0, long a1, long a2, long a3, long a4,
-                long a5, long *ret) {
+int rsys(Target *t, Thread *th, long nr, long a0, long a1, long a2, long a3, long a4, long a5,
+         long *ret) {
         const long args[6] = { a0, a1, a2, a3, a4, a5 };
         long r;
         int k = target_syscall(t, th, nr, args, &r);

@@ -14,6 +14,9 @@
 
 #include "patcher/target.h"
 
+/* System call nr in the target on th: 0 and *ret (may be NULL) its result, or -errno, the
+ * call's own error or the remote step's. */
+int rsys(Target *t, Thread *th, long nr, long a0, long a1, long a2, long a3, long a4, long a5, long *ret);
 int rsys_memfd_create(Target *t, Thread *th, const char *name, int *ret_fd);
 int rsys_close(Target *t, Thread *th, int fd);
 int rsys_ftruncate(Target *t, Thread *th, int fd, uint64_t size);

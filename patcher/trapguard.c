@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "common/macro.h"
+#include "patcher/rsys.h"
 #include "patcher/trapguard.h"
 
 /* The kernel's struct sigaction on x86-64, as rt_sigaction takes it. */
@@ -27,19 +28,6 @@ typedef struct KSigaction {
 #define MB_PRIVATE_EXPEDITED_SYNC_CORE (1 << 5)
 #define MB_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE (1 << 6)
 
-static int rsyscall(Target *t, Thread *th, long nr, long a0, long a1, long a2, long a3, long *ret) {
-        const long args[6] = { a0, a1, a2, a3, 0, 0 };
-        long r;
-        int k = target_syscall(t, th, nr, args, &r);
-        if (k < 0)
-                return k;
-        if (r < 0 && r > -4096)
-                return (int)r;
-        if (ret)
-                *ret = r;
-        return 0;
-}
-
 /* rt_sigaction(SIGTRAP, act, old) in the target. The structures go in the scratch room
  * below the borrowed thread's red zone that target_syscall() leaves alone. */
 static int remote_sigaction(Target *t, Thread *th, const KSigaction *act, KSigaction *old) {
@@ -49,8 +37,8 @@ static int remote_sigaction(Target *t, Thread *th, const KSigaction *act, KSigac
         if (act)
                 r = target_write(t, where, act, sizeof(*act));
         if (r >= 0)
-                r = rsyscall(t, th, SYS_rt_sigaction, SIGTRAP, act ? (long)where : 0,
-                             old ? (long)(where + sizeof(KSigaction)) : 0, 8, NULL);
+                r = rsys(t, th, SYS_rt_sigaction, SIGTRAP, act ? (long)where : 0,
+                         old ? (long)(where + sizeof(KSigaction)) : 0, 8, 0, 0, NULL);
         if (r >= 0 && old)
                 r = target_read(t, where + sizeof(KSigaction), old, sizeof(*old));
         return r;
@@ -241,13 +229,13 @@ int trapguard_sync_ready(Target *t, Thread *th) {
 
         if (t->sync_core != 0)
                 return t->sync_core > 0 ? 0 : -EOPNOTSUPP;
-        r = rsyscall(t, th, SYS_membarrier, MB_QUERY, 0, 0, 0, &mask);
+        r = rsys(t, th, SYS_membarrier, MB_QUERY, 0, 0, 0, 0, 0, &mask);
         if (r == -ENOSYS || r == -EINVAL || (r >= 0 && !(mask & MB_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE))) {
                 t->sync_core = -1;
                 return -EOPNOTSUPP;
         }
         if (r >= 0)
-                r = rsyscall(t, th, SYS_membarrier, MB_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE, 0, 0, 0, NULL);
+                r = rsys(t, th, SYS_membarrier, MB_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE, 0, 0, 0, 0, 0, NULL);
         if (r >= 0)
                 t->sync_core = 1;
         return r;
@@ -255,5 +243,5 @@ int trapguard_sync_ready(Target *t, Thread *th) {
 
 int trapguard_sync_cores(Target *t, Thread *th) {
         int r = trapguard_sync_ready(t, th);
-        return r < 0 ? r : rsyscall(t, th, SYS_membarrier, MB_PRIVATE_EXPEDITED_SYNC_CORE, 0, 0, 0, NULL);
+        return r < 0 ? r : rsys(t, th, SYS_membarrier, MB_PRIVATE_EXPEDITED_SYNC_CORE, 0, 0, 0, 0, 0, NULL);
 }
