@@ -66,6 +66,10 @@ int patch_image_rebuild(PatchImageRead read_mem, void *userdata, uint64_t start)
             eh.e_phentsize != sizeof(Elf64_Phdr) || eh.e_phnum == 0 || eh.e_phnum > PATCH_IMAGE_PHDRS ||
             eh.e_phoff > PATCH_IMAGE_MAX)
                 return -ENOEXEC;
+        /* Both are written back into the image: program headers over the ELF header would
+         * change what was read (a linker never lays them out so). */
+        if (eh.e_phoff < sizeof(eh))
+                return -ENOEXEC;
         r = read_mem(userdata, start + eh.e_phoff, ph, eh.e_phnum * sizeof(Elf64_Phdr));
         if (r < 0)
                 return r;
