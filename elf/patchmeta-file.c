@@ -57,6 +57,17 @@ bool pf_writable(const PatchFile *pf, uint64_t vaddr, uint64_t len) {
         return false;
 }
 
+/* Whether [vaddr, vaddr+len) lies inside one executable segment once loaded. */
+static bool pf_in_code(const PatchFile *pf, uint64_t vaddr, uint64_t len) {
+        for (size_t i = 0; i < pf->n_loads; i++) {
+                const GElf_Phdr *p = &pf->loads[i];
+                if ((p->p_flags & PF_X) && vaddr >= p->p_vaddr && vaddr - p->p_vaddr <= p->p_memsz &&
+                    len <= p->p_memsz - (vaddr - p->p_vaddr))
+                        return true;
+        }
+        return false;
+}
+
 /* Whether vaddr lies inside the patch's image once loaded (its end included: a pointer
  * one past an array is valid C). */
 static bool pf_inside(const PatchFile *pf, uint64_t vaddr) {
@@ -496,6 +507,14 @@ int pf_read_symbols(PatchFile *pf) {
                                         int r = pf_check_record_symbol(pf, &sh, &sym);
                                         if (r < 0)
                                                 return r;
+                                        /* Its size becomes the range the stack check and the
+                                         * control block's record give the new function. */
+                                        if (GELF_ST_TYPE(sym.st_info) == STT_FUNC &&
+                                            !pf_in_code(pf, sym.st_value, sym.st_size))
+                                                return fail(pf->errbuf, pf->errlen, -EBADMSG, "function symbol at "
+                                                            "0x%" PRIx64 ": its %" PRIu64 " bytes run past the "
+                                                            "patch's code", (uint64_t)sym.st_value,
+                                                            (uint64_t)sym.st_size);
                                         alloc++;
                                         continue;
                                 }

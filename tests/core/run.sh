@@ -414,6 +414,19 @@ elif kind == 'overlap':
     code = [o for o in loads if flags(o) & 1][0]
     struct.pack_into('<Q', b, code + 16, 0)
     struct.pack_into('<Q', b, code + 24, 0)
+elif kind == 'funcsize':
+    # The first defined function of .symtab claims 2^55 bytes more (one bit flipped).
+    for i in range(shnum):
+        sh = shoff + i * 64
+        if struct.unpack_from('<I', b, sh + 4)[0] == 2:          # SHT_SYMTAB
+            off, size = struct.unpack_from('<QQ', b, sh + 24)
+            for s in range(off, off + size, 24):
+                info, shndx = b[s + 4], struct.unpack_from('<H', b, s + 6)[0]
+                if info & 0xf == 2 and shndx != 0:                  # STT_FUNC, defined
+                    b[s + 22] |= 0x80
+                    print('0x%x' % struct.unpack_from('<Q', b, s + 8)[0])
+                    break
+            break
 open(dst, 'wb').write(b)
 PY
 }
@@ -487,6 +500,9 @@ case_patch_files() {
 	refused_all "$WORK/filesz.so" "bad patch filesz.so: segment 3 is larger in the file ("
 	craft "$P/patch-compute.so" "$WORK/overlap.so" overlap
 	refused_all "$WORK/overlap.so" "bad patch overlap.so: segment 1 overlaps the one before it or is out of order"
+	# A function symbol's size is the range the stack check gives the new function.
+	addr=$(craft "$P/patch-compute.so" "$WORK/funcsize.so" funcsize)
+	refused_all "$WORK/funcsize.so" "bad patch funcsize.so: function symbol at $addr: its "
 	expect_value compute 20
 	# Stripped (as packaging does), its static slot has no symbol left: still accepted.
 	strip --strip-unneeded -o "$WORK/stripped.so" "$P/patch-ref.so" || fail "strip failed"
