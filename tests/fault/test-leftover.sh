@@ -51,7 +51,8 @@ PLAIN=$!
 PIDS+=("$PLAIN")
 in_transition() { ulpctl status -p "$VPID" 2>/dev/null | grep -qE '^  fault-plain: transition(, applied .*)?$'; }
 wait_for 30 in_transition || fail "the apply of fault-plain did not start its transition: $(cat "$WORK/plain.out"; ulpctl status -p "$VPID" 2>&1)"
-victim_ok
+# Alive; not victim_ok: the apply still runs and stops its threads now and then.
+kill -0 "$VPID" 2>/dev/null || fail "the victim died during the apply of fault-plain"
 [ "$(lock_maps)" -ge 1 ] || fail "the code the callback runs was unmapped"
 out=$(ulpctl status -p "$VPID" 2>&1) || fail "status failed: $out"
 echo "$out" | grep -qE '^  fault-lock: unpatched, its code still mapped(, applied .*)?$' || fail "status no longer shows the kept code: $out"
