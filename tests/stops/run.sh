@@ -130,6 +130,24 @@ timed_status() {
 	echo $(( $(now_ms) - t0 ))
 }
 
+# main_in_d: the main thread is in D state (borrow-ulpd has it vfork too).
+main_in_d() { [ "$(awk '{print $3}' "/proc/$VPID/stat" 2>/dev/null)" = D ]; }
+
+# watch_status PID: asks ulpd for status while the ulpctl PID runs, every 0.1 s; sets n
+# (answers), worst (the slowest, in ms) and waited (1 if PID still ran while the vforker
+# and the main thread were both in D: the operation waited for a thread to borrow).
+watch_status() {
+	local ms
+	n=0 worst=0 waited=0
+	while kill -0 "$1" 2>/dev/null; do
+		ms=$(timed_status)
+		n=$((n + 1))
+		[ "$ms" -gt "$worst" ] && worst=$ms
+		in_d && main_in_d && kill -0 "$1" 2>/dev/null && waited=1
+		sleep 0.1
+	done
+}
+
 case_vfork_ulpd() {
 	start_ulpd
 	start_victim 4 4000
@@ -189,7 +207,6 @@ case_borrow_ulpd() {
 	local stretch=$(( SLOW < 3 ? SLOW : 3 ))
 	start_victim 0 "$((3000 * stretch / ${ULP_TEST_SLOWDOWN:-1}))" all
 	expect_value compute 20 20
-	main_in_d() { [ "$(awk '{print $3}' "/proc/$VPID/stat" 2>/dev/null)" = D ]; }
 	# the main thread vforks too, as soon as it sees the vforker do it
 	vfork_now
 	wait_for 10 main_in_d || fail "the main thread did not enter D state"
@@ -212,14 +229,7 @@ case_borrow_ulpd() {
 	t0=$(now_ms)
 	"$ULPCTL" apply -p "$VPID" "$PATCH" >"$WORK/apply.out" 2>&1 &
 	local apid=$!
-	while kill -0 "$apid" 2>/dev/null; do
-		ms=$(timed_status)
-		n=$((n + 1))
-		[ "$ms" -gt "$worst" ] && worst=$ms
-		# the apply is still running while no thread can be stopped: it waits
-		in_d && main_in_d && kill -0 "$apid" 2>/dev/null && waited=1
-		sleep 0.1
-	done
+	watch_status "$apid"
 	wait "$apid" || fail "apply failed while no thread could be borrowed: $(cat "$WORK/apply.out")"
 	cat "$WORK/apply.out"
 	echo "apply: $(( $(now_ms) - t0 )) ms; $n status answers meanwhile, the slowest $worst ms ($base ms before)"
@@ -232,14 +242,7 @@ case_borrow_ulpd() {
 	wait_for 10 main_in_d || fail "the main thread did not enter D state"
 	"$ULPCTL" revert -p "$VPID" compute-fix >"$WORK/revert.out" 2>&1 &
 	local rpid=$!
-	waited=0 worst=0 n=0
-	while kill -0 "$rpid" 2>/dev/null; do
-		ms=$(timed_status)
-		n=$((n + 1))
-		[ "$ms" -gt "$worst" ] && worst=$ms
-		in_d && main_in_d && kill -0 "$rpid" 2>/dev/null && waited=1
-		sleep 0.1
-	done
+	watch_status "$rpid"
 	wait "$rpid" || fail "revert failed while no thread could be borrowed: $(cat "$WORK/revert.out")"
 	cat "$WORK/revert.out"
 	echo "revert: $n status answers meanwhile, the slowest $worst ms"
