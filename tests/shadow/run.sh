@@ -3,7 +3,7 @@
 # deposit counter per account in shadow variables; patch B replaces A and goes on with
 # the same counters; a forked child has them too; reverting B frees them all in its
 # post-unpatch callback and the victim is the original again. Refusals: a constructor
-# that fails (the apply is cancelled), an API ulp does not have.
+# that fails (the apply is cancelled), an API ulp does not have, the runtime's name.
 # Env (from meson): ULPCTL, PATCHDIR, VICTIM.
 set -uo pipefail
 
@@ -53,6 +53,8 @@ version_is 0 || wait_for 2 version_is 0 || fail "not the original: $(last)"
 
 # An API that does not exist: refused before anything is written.
 refused shadow-patch-unknown.so "undefined symbol ulp_shadow_resize is not part of ulp's shadow-variable API"
+# A patch named as the runtime's mapping: it would be taken for the runtime.
+refused shadow-patch-reserved.so "bad patch shadow-patch-reserved.so: the patch name \"ulp-shadow-runtime\" is reserved for ulp's shadow-variable runtime: ULP_PATCH_INFO must give the patch another name"
 ! grep -q 'memfd:ulp' "/proc/$VPID/maps" || fail "ulp mappings left after a refusal"
 
 # A constructor that fails: the callback gives up, the apply is cancelled; the runtime
