@@ -133,19 +133,26 @@ timed_status() {
 # main_in_d: the main thread is in D state (borrow-ulpd has it vfork too).
 main_in_d() { [ "$(awk '{print $3}' "/proc/$VPID/stat" 2>/dev/null)" = D ]; }
 
-# watch_status PID: asks ulpd for status while the ulpctl PID runs, every 0.1 s; sets n
-# (answers), worst (the slowest, in ms) and waited (1 if PID still ran while the vforker
-# and the main thread were both in D: the operation waited for a thread to borrow).
-watch_status() {
-	local ms
-	n=0 worst=0 waited=0
-	while kill -0 "$1" 2>/dev/null; do
+# borrow_waits VERB ARGS...: ulpctl VERB ARGS while the vforker and the main thread are
+# in D, so that no thread can be borrowed: it must wait for one, not fail, and ulpd must
+# answer status requests (every 0.1 s) within a second of $base meanwhile.
+borrow_waits() {
+	local verb=$1 pid t0 ms n=0 worst=0 waited=0
+	t0=$(now_ms)
+	"$ULPCTL" "$@" >"$WORK/$verb.out" 2>&1 &
+	pid=$!
+	while kill -0 "$pid" 2>/dev/null; do
 		ms=$(timed_status)
 		n=$((n + 1))
 		[ "$ms" -gt "$worst" ] && worst=$ms
-		in_d && main_in_d && kill -0 "$1" 2>/dev/null && waited=1
+		in_d && main_in_d && kill -0 "$pid" 2>/dev/null && waited=1
 		sleep 0.1
 	done
+	wait "$pid" || fail "$verb failed while no thread could be borrowed: $(cat "$WORK/$verb.out")"
+	cat "$WORK/$verb.out"
+	echo "$verb: $(( $(now_ms) - t0 )) ms; $n status answers meanwhile, the slowest $worst ms ($base ms before)"
+	[ "$waited" = 1 ] || fail "the $verb never waited while every thread was in D"
+	[ "$worst" -lt $((base + 1000)) ] || fail "ulpd's loop blocked for $worst ms during the $verb"
 }
 
 case_vfork_ulpd() {
@@ -221,33 +228,18 @@ case_borrow_ulpd() {
 	in_d && main_in_d || fail "the vforks ended too early for this test"
 	no_patch_mapped
 	# 2. With time enough: the apply waits, ulpd answers others meanwhile.
-	local t0 worst=0 ms n=0 waited=0 base
+	local ms base
 	# what a status answer costs on this machine now, with the loop free
 	base=$(timed_status)
 	ms=$(timed_status)
 	[ "$ms" -gt "$base" ] && base=$ms
-	t0=$(now_ms)
-	"$ULPCTL" apply -p "$VPID" "$PATCH" >"$WORK/apply.out" 2>&1 &
-	local apid=$!
-	watch_status "$apid"
-	wait "$apid" || fail "apply failed while no thread could be borrowed: $(cat "$WORK/apply.out")"
-	cat "$WORK/apply.out"
-	echo "apply: $(( $(now_ms) - t0 )) ms; $n status answers meanwhile, the slowest $worst ms ($base ms before)"
-	[ "$waited" = 1 ] || fail "the apply never waited while every thread was in D"
-	[ "$worst" -lt $((base + 1000)) ] || fail "ulpd's loop blocked for $worst ms"
+	borrow_waits apply -p "$VPID" "$PATCH"
 	expect_value compute 30 20
 	released
 	# 3. A revert (its stubs need a borrowed thread) waits the same way.
 	vfork_now
 	wait_for 10 main_in_d || fail "the main thread did not enter D state"
-	"$ULPCTL" revert -p "$VPID" compute-fix >"$WORK/revert.out" 2>&1 &
-	local rpid=$!
-	watch_status "$rpid"
-	wait "$rpid" || fail "revert failed while no thread could be borrowed: $(cat "$WORK/revert.out")"
-	cat "$WORK/revert.out"
-	echo "revert: $n status answers meanwhile, the slowest $worst ms"
-	[ "$waited" = 1 ] || fail "the revert never waited while every thread was in D"
-	[ "$worst" -lt $((base + 1000)) ] || fail "ulpd's loop blocked for $worst ms during the revert"
+	borrow_waits revert -p "$VPID" compute-fix
 	expect_value compute 20 20
 	released
 	no_patch_mapped
