@@ -77,6 +77,17 @@ late_re() {
 	echo "thread $VTID \\(vforker\\) of process $VPID is in uninterruptible sleep \\(vfork parent waiting for its child\\) and could not be stopped within [0-9]+ ms"
 }
 
+# refused_in_1s REGEX [--direct]: an apply given 1 s while a thread cannot be stopped
+# fails, with a line matching REGEX.
+refused_in_1s() {
+	local out rc
+	out=$("$ULPCTL" ${2:-} apply --timeout 1 -p "$VPID" "$PATCH" 2>&1)
+	rc=$?
+	echo "$out"
+	[ "$rc" -ne 0 ] || fail "apply succeeded though a thread could not be stopped"
+	echo "$out" | grep -q -E "$1" || fail "unexpected message: $out"
+}
+
 case_vfork_direct() {
 	start_victim 4 2000
 	expect_value compute 20 20
@@ -98,13 +109,7 @@ case_vfork_timeout_direct() {
 	start_victim 4 4000
 	expect_value compute 20 20
 	vfork_now
-	local out rc
-	out=$("$ULPCTL" --direct apply --timeout 1 -p "$VPID" "$PATCH" 2>&1)
-	rc=$?
-	echo "$out"
-	[ "$rc" -ne 0 ] || fail "apply succeeded though a thread could not be stopped"
-	echo "$out" | grep -q -E "the transition could not start within 1000 ms: $(late_re); nothing changed" ||
-		fail "unexpected message: $out"
+	refused_in_1s "the transition could not start within 1000 ms: $(late_re); nothing changed" --direct
 	expect_value compute 20 20
 	no_patch_mapped
 	released
@@ -160,14 +165,9 @@ case_vfork_ulpd() {
 	start_victim 4 4000
 	expect_value compute 20 20
 	vfork_now
-	local out rc t0 worst=0 ms
+	local t0 worst=0 ms
 	# 1. A deadline shorter than the vfork: refused cleanly, the thread named.
-	out=$("$ULPCTL" apply --timeout 1 -p "$VPID" "$PATCH" 2>&1)
-	rc=$?
-	echo "$out"
-	[ "$rc" -ne 0 ] || fail "apply succeeded though a thread could not be stopped"
-	echo "$out" | grep -q -E "the transition could not start within 1000 ms: $(late_re); nothing changed" ||
-		fail "unexpected message: $out"
+	refused_in_1s "the transition could not start within 1000 ms: $(late_re); nothing changed"
 	in_d || fail "the vfork ended too early for this test (state $(vstate))"
 	# 2. Still during the vfork: a new apply is not refused (EBUSY) and waits for the
 	# thread; ulpd answers others meanwhile.
@@ -218,13 +218,7 @@ case_borrow_ulpd() {
 	vfork_now
 	wait_for 10 main_in_d || fail "the main thread did not enter D state"
 	# 1. A deadline shorter than the vforks: refused at the deadline, the thread named.
-	local out rc
-	out=$("$ULPCTL" apply --timeout 1 -p "$VPID" "$PATCH" 2>&1)
-	rc=$?
-	echo "$out"
-	[ "$rc" -ne 0 ] || fail "apply succeeded though no thread could be stopped"
-	echo "$out" | grep -q -E "^ulpctl: no thread of process $VPID could be stopped within 1000 ms: thread $VPID \(stops-victim\) of process $VPID is in uninterruptible sleep \(vfork parent waiting for its child\) and could not be stopped within [0-9]+ ms; nothing changed$" ||
-		fail "unexpected message: $out"
+	refused_in_1s "^ulpctl: no thread of process $VPID could be stopped within 1000 ms: thread $VPID \(stops-victim\) of process $VPID is in uninterruptible sleep \(vfork parent waiting for its child\) and could not be stopped within [0-9]+ ms; nothing changed$"
 	in_d && main_in_d || fail "the vforks ended too early for this test"
 	no_patch_mapped
 	# 2. With time enough: the apply waits, ulpd answers others meanwhile.
