@@ -454,6 +454,7 @@ int main(int argc, char **argv) {
                                 printf("inlined %s\n", fname);
                                 continue;
                         }
+                        check_redirect(fname, p->file, pos);
                         funcs = realloc(funcs, (n_funcs + 1) * sizeof(*funcs));
                         if (!funcs)
                                 die("out of memory");

@@ -84,6 +84,12 @@ const BinSym *bin_lookup(const char *name, const char *file, bool local, unsigne
  * and the program's differ, the fields the linker fills left out, or UINT64_MAX. */
 uint64_t bin_differs(const Obj *o, size_t sec, const BinSym *bs);
 
+/* ---- whether ulp can redirect a function (redirect.c) ---- */
+
+/* Refuses, naming the function and why, when ulp could not write its entry jump in the
+ * binary: the patcher's own check, on the binary's file. */
+void check_redirect(const char *name, const char *file, unsigned pos);
+
 /* ---- the functions a diff touches (touched.c), for the report only ---- */
 
 extern char **touched;

@@ -64,6 +64,7 @@ assert {"object": "", "symbol": "deposits", "fields": 1} in doc["uses"], doc["us
 PY
 
 	start_shop
+	out=$(ulpctl check -p "$VPID" "$WORK/fix.so" 2>&1) || fail "ulpctl check refused what ulp-build made: $out"
 	wait_for 10 lines_after 0 'status fees on' 3 || fail "the program does not run"
 	before=$(last_line 'status fees on')
 	[ "$(step_after 0 'fees on')" = 9 ] || fail "the program's fee is not 1 in 10 before the patch"
@@ -97,6 +98,7 @@ assert j["program_symbols"] == ["deposits"], j
 PY
 	start_shop
 	before=$(last_line 'fees on')
+	out=$(ulpctl check -p "$VPID" "$WORK/new.so" 2>&1) || fail "ulpctl check refused what ulp-build made: $out"
 	n=$(wc -l <"$LOG")
 	out=$(ulpctl apply -p "$VPID" "$WORK/new.so" 2>&1) || fail "apply failed: $out"
 	# audit() now reports twice the program's own counter
@@ -119,6 +121,18 @@ refusals)
 	expect size.diff "ulp-build: the diff changes the size of balance in bank.c (16 to 32 bytes): a live patch cannot change the layout of data; keep new fields in shadow variables (ulp/shadow.h)"
 	expect init.diff "ulp-build: the diff changes the initial value of rate in bank.c: a live patch cannot change data the program already holds; set it from a post_patch callback, or keep new state in shadow variables (ulp/shadow.h)"
 	expect noop.diff "ulp-build: the diff changes nothing that the build compiles"
+	# A changed function ulp cannot redirect is refused by ulp-build itself, with the
+	# line ulpctl gives (patcher/entry-check.c, one rule for both): twice() is shorter
+	# than the jump and thrice() starts right after it; sum_to()'s loop branches back
+	# into the bytes the jump would replace.
+	tiny_why="function twice is too small to patch (4 bytes, a jump needs 5): only 0 byte(s) of padding follow it, then thrice"
+	expect tiny.diff "ulp-build: the fix changes twice() of tiny.c, and ulpctl would refuse it: $tiny_why"
+	expect loop.diff "ulp-build: the fix changes sum_to() of tiny.c, and ulpctl would refuse it: cannot redirect sum_to: branch at +0xa into the displaced bytes (+0x2)"
+	cc -shared -fPIC -I "$here/../../include" -o "$WORK/twice.so" "$here/patch-twice.c" || fail "cannot build patch-twice.so"
+	start_shop
+	out=$(ulpctl check -p "$VPID" "$WORK/twice.so" 2>&1) && fail "ulpctl check accepted twice(): $out"
+	[ "$out" = "ulpctl: $tiny_why" ] || fail "ulpctl check says '$out', ulp-build '$tiny_why'"
+	ok "ulpctl check agrees: $out"
 	echo "not a diff" >"$WORK/garbage.diff"
 	out=$("$ULP_BUILD" --source "$WORK/src" --diff "$WORK/garbage.diff" --binary "$WORK/run/shop" -o "$WORK/r.so" 2>&1) &&
 		fail "garbage was accepted"
@@ -155,6 +169,7 @@ lib)
 	start_shop
 	wait_for 10 lines_after 0 'fee 2 taken' 3 || fail "the program does not run"
 	before=$(last_line 'fee 2 taken')
+	out=$(ulpctl check -p "$VPID" "$WORK/lib.so" 2>&1) || fail "ulpctl check refused what ulp-build made: $out"
 	n=$(wc -l <"$LOG")
 	out=$(ulpctl apply -p "$VPID" "$WORK/lib.so" 2>&1) || fail "apply failed: $out"
 	wait_line 'fee 4 taken' 10 "$n" || fail "the library's fix does not run"

@@ -3,6 +3,10 @@ int deposit(int account, int amount);
 int withdraw(int account, int amount);
 int audit(void);
 const char *status(void);
+/* tiny.c */
+int twice(int x);
+int thrice(int x);
+int sum_to(int n);
 /* libfees.so.1 */
 extern int fee_percent;
 int fee_on(int amount);
