@@ -11,8 +11,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/errfmt.h"
 #include "patcher/entry-check.h"
 #include "ulpbuild/ulp-build-diff.h"
 
@@ -26,7 +28,7 @@ static size_t read_vaddr(Elf *e, int fd, uint64_t vaddr, uint8_t *buf, size_t n)
         for (size_t i = 0; i < nph; i++) {
                 GElf_Phdr ph;
                 if (!gelf_getphdr(e, (int)i, &ph) || ph.p_type != PT_LOAD || vaddr < ph.p_vaddr ||
-                    vaddr - ph.p_vaddr >= ph.p_filesz)
+                    vaddr - ph.p_vaddr >= ph.p_filesz || ph.p_offset > INT64_MAX - ph.p_filesz)
                         continue;
                 uint64_t left = ph.p_filesz - (vaddr - ph.p_vaddr);
                 ssize_t got = pread(fd, buf, n < left ? n : (size_t)left, (off_t)(ph.p_offset + (vaddr - ph.p_vaddr)));
@@ -35,13 +37,39 @@ static size_t read_vaddr(Elf *e, int fd, uint64_t vaddr, uint8_t *buf, size_t n)
         return 0;
 }
 
+/* See ulp-build-diff.h. */
+int redirect_check(const SymTab *st, Elf *e, int fd, const char *name, unsigned pos, char *msg, size_t msglen) {
+        Relocation rel;
+        struct stat stb;
+        Symbol sym;
+        size_t pad, got;
+        uint8_t *code;
+        int r;
+
+        r = symtab_lookup(st, name, pos, &sym);
+        if (r < 0)
+                return fail(msg, msglen, r, "%s is not in the symbol table as ulp looks it up (position %u): %s", name,
+                            pos, strerror(-r));
+        /* A function's bytes lie in the file: a size beyond it is a lie. */
+        if (fstat(fd, &stb) < 0 || sym.size > (uint64_t)stb.st_size)
+                return fail(msg, msglen, -EFBIG, "function %s is %" PRIu64 " bytes, more than the file", name, sym.size);
+        pad = entry_pad_after(st, &sym);
+        code = xcalloc(sym.size + pad, 1);
+        got = read_vaddr(e, fd, sym.value, code, sym.size + pad);
+        if (got < sym.size)
+                r = fail(msg, msglen, -EFAULT, "the %" PRIu64 " bytes of function %s are not in the file's image", sym.size,
+                         name);
+        else
+                r = entry_check(st, name, &sym, code, got - sym.size, sym.value, &rel, msg, msglen);
+        free(code);
+        return r;
+}
+
 void check_redirect(const char *name, const char *file, unsigned pos) {
         static SymTab *st;
         static Elf *e;
         static int fd = -1;
         char msg[512];
-        Relocation rel;
-        Symbol sym;
         int r;
 
         if (!st) {
@@ -52,18 +80,6 @@ void check_redirect(const char *name, const char *file, unsigned pos) {
                 if (fd < 0 || !(e = elf_begin(fd, ELF_C_READ, NULL)))
                         die("cannot open %s", binary_path);
         }
-        r = symtab_lookup(st, name, pos, &sym);
-        if (r < 0)
-                refuse("%s() of %s is not in the symbol table of %s as ulp looks it up (position %u): %s", name, file,
-                       binary_path, pos, strerror(-r));
-        size_t pad = entry_pad_after(st, &sym);
-        uint8_t *code = xcalloc(sym.size + pad, 1);
-        size_t got = read_vaddr(e, fd, sym.value, code, sym.size + pad);
-        if (got < sym.size)
-                refuse("%s() of %s: its %" PRIu64 " bytes are not in the file image of %s", name, file, sym.size,
-                       binary_path);
-        r = entry_check(st, name, &sym, code, got - sym.size, sym.value, &rel, msg, sizeof(msg));
-        free(code);
-        if (r < 0)
+        if (redirect_check(st, e, fd, name, pos, msg, sizeof(msg)) < 0)
                 refuse("the fix changes %s() of %s, and ulpctl would refuse it: %s", name, file, msg);
 }

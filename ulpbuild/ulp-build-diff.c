@@ -49,37 +49,6 @@
 
 #define ULP_META_MAGIC_STR "0x31504c55"
 
-const char *binary_path;
-
-void refuse(const char *fmt, ...) {
-        va_list ap;
-
-        fputs("ulp-build: ", stderr);
-        va_start(ap, fmt);
-        vfprintf(stderr, fmt, ap);
-        va_end(ap);
-        fputc('\n', stderr);
-        exit(1);
-}
-
-void die(const char *fmt, ...) {
-        va_list ap;
-
-        fputs("ulp-build-diff: ", stderr);
-        va_start(ap, fmt);
-        vfprintf(stderr, fmt, ap);
-        va_end(ap);
-        fputc('\n', stderr);
-        exit(2);
-}
-
-void *xcalloc(size_t n, size_t sz) {
-        void *p = calloc(n ? n : 1, sz);
-        if (!p)
-                die("out of memory");
-        return p;
-}
-
 /* ---- the comparison and the walk ---- */
 
 typedef enum { F_SAME, F_CHANGED, F_NEW } FuncState;
