@@ -93,8 +93,31 @@ static char *strip_cold(const char *name) {
         return s;
 }
 
+/* What the wrapper refuses before building (docs/ulp-build.md), seen again in an object
+ * it did not compile itself (a prebuilt one the build copied): LTO bytecode, and code in
+ * COMDAT groups (C++ inline functions and templates), which two objects may both hold. */
+static void check_kind(const Obj *o) {
+        for (size_t i = 1; i < o->shnum; i++) {
+                if (strncmp(o->sname[i], ".gnu.lto_", 9) == 0)
+                        refuse("%s was compiled with -flto: link-time optimization is not supported; build without "
+                               "-flto", o->file[0] ? o->file : o->path);
+                if (o->sh[i].sh_type != SHT_GROUP || !o->data[i] || o->data[i]->d_size < 4)
+                        continue;
+                const uint32_t *w = o->data[i]->d_buf;
+                if (!(w[0] & GRP_COMDAT))
+                        continue;
+                for (size_t k = 1; k < o->data[i]->d_size / 4; k++)
+                        if (w[k] < o->shnum && (o->sh[w[k]].sh_flags & SHF_ALLOC))
+                                refuse("%s has code or data in a COMDAT group (%s): C++ is not supported", o->file[0] ?
+                                       o->file : o->path, o->sname[w[k]]);
+        }
+}
+
 static void compare_functions(Unit *u) {
         Obj *o = &u->orig, *p = &u->patched;
+
+        check_kind(o);
+        check_kind(p);
 
         for (size_t i = 1; i < p->shnum; i++) {
                 if (!sec_is_code(p, i))
@@ -352,6 +375,14 @@ int main(int argc, char **argv) {
         const char *out = NULL, *name = NULL, *diff_path = NULL, *tree = NULL;
         int i;
 
+        if (argc == 3 && strcmp(argv[1], "--check-binary") == 0) {
+                /* before anything is built: a binary ulp-build cannot read or patch */
+                if (elf_version(EV_CURRENT) == EV_NONE)
+                        die("libelf too old");
+                binary_path = argv[2];
+                bin_open(binary_path);
+                return 0;
+        }
         for (i = 1; i < argc; i++) {
                 if (strcmp(argv[i], "--binary") == 0 && i + 1 < argc)
                         binary_path = argv[++i];

@@ -133,6 +133,30 @@ refusals)
 	out=$(ulpctl check -p "$VPID" "$WORK/twice.so" 2>&1) && fail "ulpctl check accepted twice(): $out"
 	[ "$out" = "ulpctl: $tiny_why" ] || fail "ulpctl check says '$out', ulp-build '$tiny_why'"
 	ok "ulpctl check agrees: $out"
+	# Refused before anything is built (the build command would leave a mark): a
+	# non-PIE executable, a diff to a C++ source.
+	early() {
+		local bin=$1 diff=$2 want=$3 out
+		out=$("$ULP_BUILD" --source "$WORK/src" --diff "$diff" --binary "$bin" --build "touch '$WORK/built'; make" \
+			-o "$WORK/r.so" 2>&1) && fail "${diff##*/} was accepted for ${bin##*/}: $out"
+		[ "$out" = "$want" ] || fail "${diff##*/}: expected '$want', got '$out'"
+		[ ! -e "$WORK/built" ] || fail "${diff##*/}: the tree was built before the refusal"
+		[ ! -e "$WORK/r.so" ] || fail "${diff##*/}: a patch was written though refused"
+		ok "before any build: $out"
+	}
+	cp -r "$here/shop" "$WORK/nopie"
+	make -s -C "$WORK/nopie" CC=cc CFLAGS='-O2 -g -fno-pie -no-pie' >"$WORK/make.log" 2>&1 ||
+		fail "cannot build the non-PIE program: $(tail -3 "$WORK/make.log")"
+	early "$WORK/nopie/shop" "$here/fix.diff" "ulp-build: $WORK/nopie/shop is not position-independent (built without -fPIE): a patch cannot hold the 32-bit absolute addresses its code uses; rebuild it with -fPIE -pie"
+	early "$WORK/run/shop" "$here/cxx.diff" "ulp-build: the diff changes the C++ source ledger.cc: C++ is not supported (inline functions and templates are in COMDAT groups, which ulp-build does not compare)"
+	# A C header change that changes a C++ object: refused once the builds show it.
+	expect cxxhdr.diff "ulp-build: the diff changes the C++ object ledger.o: C++ is not supported (inline functions and templates are in COMDAT groups, which ulp-build does not compare)"
+	# -flto: the compiler wrapper refuses the first compilation, before it runs.
+	out=$(build fix.diff "$WORK/r.so" --build 'make CFLAGS="-O2 -g -flto"' 2>&1) && fail "an LTO build was accepted: $out"
+	[ "$out" = "ulp-build: the build compiles main.c with -flto: link-time optimization makes the code across files at link time, where ulp-build's comparison of one object at a time cannot see it; build without -flto (e.g. --build 'make CFLAGS=...')" ] ||
+		fail "lto: $out"
+	[ ! -e "$WORK/r.so" ] || fail "lto: a patch was written though refused"
+	ok "lto: $out"
 	echo "not a diff" >"$WORK/garbage.diff"
 	out=$("$ULP_BUILD" --source "$WORK/src" --diff "$WORK/garbage.diff" --binary "$WORK/run/shop" -o "$WORK/r.so" 2>&1) &&
 		fail "garbage was accepted"

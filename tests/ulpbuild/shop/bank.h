@@ -1,3 +1,6 @@
+#ifdef __cplusplus
+extern "C" {
+#endif
 extern int rate;
 int deposit(int account, int amount);
 int withdraw(int account, int amount);
@@ -11,3 +14,9 @@ int sum_to(int n);
 extern int fee_percent;
 int fee_on(int amount);
 int fees_taken_total(void);
+/* ledger.cc, C++ */
+#define LEDGER_SCALE 100
+int ledger_scale(int amount);
+#ifdef __cplusplus
+}
+#endif

@@ -13,7 +13,7 @@ int main(void) {
                 int fee = fee_on(100);
                 printf("balance %d deposits %d status %s fee %d taken %d\n", balance, audit(), status(), fee,
                        fees_taken_total());
-                helpers = twice(1) + thrice(1) + sum_to(3);
+                helpers = twice(1) + thrice(1) + sum_to(3) + ledger_scale(1);
                 (void)helpers;
                 usleep(10000);
         }
