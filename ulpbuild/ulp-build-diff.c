@@ -4,9 +4,12 @@
  * ulp-build-diff: the object-level half of ulp-build (docs/ulp-build.md).
  *
  *     ulp-build-diff --binary PATH --out DIR --name NAME [--diff FILE --tree DIR] ORIG.o PATCHED.o [...]
+ *     ulp-build-diff --check-binary PATH
  *
  * Each pair is one translation unit compiled twice with -ffunction-sections
- * -fdata-sections: from the clean tree and from the tree with the fix. The program
+ * -fdata-sections: from the clean tree and from the tree with the fix; ORIG.o is "-"
+ * for a source file the fix adds, whose functions and variables a changed function
+ * reaches through their global names and which travel in the patch. The program
  *
  *  1. finds the functions whose code differs, after normalizing what differs only by
  *     relocation (a reference is compared by what it refers to: a symbol's name, a
@@ -55,6 +58,7 @@ typedef enum { F_SAME, F_CHANGED, F_NEW } FuncState;
 
 typedef struct Unit {
         int k;
+        bool is_new;             /* a source file the diff adds: no clean object */
         Obj orig, patched;
         FuncState *state;        /* per patched section */
         bool *kept;              /* per patched section: travels in the patch */
@@ -96,7 +100,34 @@ static char *strip_cold(const char *name) {
 /* What the wrapper refuses before building (docs/ulp-build.md), seen again in an object
  * it did not compile itself (a prebuilt one the build copied): LTO bytecode, and code in
  * COMDAT groups (C++ inline functions and templates), which two objects may both hold. */
-static void check_kind(const Obj *o) {
+static bool is_cxx(const Obj *o) {
+        static const char *const ext[] = { ".cc", ".cpp", ".cxx", ".C", ".c++" };
+        size_t n = strlen(o->file);
+
+        for (size_t i = 0; i < sizeof(ext) / sizeof(ext[0]); i++)
+                if (n > strlen(ext[i]) && strcmp(o->file + n - strlen(ext[i]), ext[i]) == 0)
+                        return true;
+        return false;
+}
+
+/* A C++ translation unit whose code changed (not only its debug information) is
+ * refused: its inline functions and templates sit in COMDAT groups, which the objects
+ * of several files may hold, and which the comparison does not follow. */
+static void refuse_cxx(const Unit *u) {
+        const Obj *p = &u->patched;
+
+        if (!is_cxx(p) && !is_cxx(&u->orig))
+                return;
+        for (size_t i = 1; i < p->shnum; i++)
+                if (u->state[i] != F_SAME)
+                        refuse("the diff changes %s() of the C++ file %s: C++ is not supported (inline functions and "
+                               "templates are in COMDAT groups, which ulp-build does not compare)",
+                               p->symname[p->primary[i]], p->file);
+}
+
+static void check_kind(const Unit *u, const Obj *o) {
+        if (is_cxx(&u->patched) || is_cxx(&u->orig))
+                return;          /* refuse_cxx(), when its code changed */
         for (size_t i = 1; i < o->shnum; i++) {
                 if (strncmp(o->sname[i], ".gnu.lto_", 9) == 0)
                         refuse("%s was compiled with -flto: link-time optimization is not supported; build without "
@@ -116,8 +147,8 @@ static void check_kind(const Obj *o) {
 static void compare_functions(Unit *u) {
         Obj *o = &u->orig, *p = &u->patched;
 
-        check_kind(o);
-        check_kind(p);
+        check_kind(u, o);
+        check_kind(u, p);
 
         for (size_t i = 1; i < p->shnum; i++) {
                 if (!sec_is_code(p, i))
@@ -128,7 +159,7 @@ static void compare_functions(Unit *u) {
                         for (j = 1; j < o->shnum; j++)
                                 if (sec_is_code(o, j) && !o->primary[j] && strcmp(o->sname[j], p->sname[i]) == 0)
                                         break;
-                        if (j == o->shnum || !sec_same(o, j, p, i))
+                        if (j >= o->shnum || !sec_same(o, j, p, i))
                                 refuse("%s: code in %s changed outside a function section of its own (was it "
                                        "built with -ffunction-sections?)", p->file, p->sname[i]);
                         continue;
@@ -239,6 +270,28 @@ static bool use_programs(Unit *u, size_t s, const BinSym **bs, unsigned *pos) {
 
 static void walk(Unit *u, size_t sec);
 
+/* Every unit, for a reference from one to a function or variable of a new one. */
+static Unit *units;
+static int n_units;
+
+/* The section of a new source file (a unit without a clean object) that defines the
+ * global name, or 0: what a changed function of another file reaches there travels in
+ * the patch. */
+static size_t new_unit_defines(const char *name, Unit **ret) {
+        for (int k = 0; k < n_units; k++) {
+                Obj *p = &units[k].patched;
+                if (!units[k].is_new)
+                        continue;
+                for (size_t s = 1; s < p->nsym; s++)
+                        if (sym_is_named(p, s) && GELF_ST_BIND(p->sym[s].st_info) != STB_LOCAL &&
+                            p->sym[s].st_shndx < p->shnum && strcmp(p->symname[s], name) == 0) {
+                                *ret = &units[k];
+                                return p->sym[s].st_shndx;
+                        }
+        }
+        return 0;
+}
+
 /* Position-independent code reaches a global through the GOT: "mov sym@GOTPCREL(%rip),
  * %reg", or "call/jmp *sym@GOTPCREL(%rip)" without a PLT. For the program's own symbol,
  * the instruction is rewritten as the linker relaxes it when the symbol is local, into
@@ -309,6 +362,14 @@ static void walk_rel(Unit *u, size_t sec, const GElf_Rela *r) {
                        p->symname[t.named ? t.named : t.sym]);
         if (!t.sec) {
                 const char *name = p->symname[t.sym];
+                Unit *v;
+                size_t vsec = new_unit_defines(name, &v);
+                /* Defined by a new source file: it travels in the patch, where the link
+                 * resolves the reference. */
+                if (vsec) {
+                        walk(v, vsec);
+                        return;
+                }
                 /* Defined by the program itself (another source file, or a copy
                  * relocation of a library's variable): rebound to it. Else the patch's
                  * own dynamic linking finds it (a library function through the PLT). */
@@ -405,18 +466,24 @@ int main(int argc, char **argv) {
         if (diff_path && tree)
                 read_diff(diff_path, tree);
 
-        int n_units = (argc - i) / 2;
-        Unit *units = xcalloc((size_t)n_units, sizeof(*units));
+        n_units = (argc - i) / 2;
+        units = xcalloc((size_t)n_units, sizeof(*units));
         for (int k = 0; k < n_units; k++) {
                 Unit *u = &units[k];
                 u->k = k;
-                obj_open(&u->orig, argv[i + 2 * k]);
+                /* "-": a source file the diff adds, whose every function is new */
+                u->is_new = strcmp(argv[i + 2 * k], "-") == 0;
+                if (u->is_new)
+                        u->orig = (Obj){ .path = "-", .file = "" };
+                else
+                        obj_open(&u->orig, argv[i + 2 * k]);
                 obj_open(&u->patched, argv[i + 2 * k + 1]);
                 u->state = xcalloc(u->patched.shnum, sizeof(*u->state));
                 u->kept = xcalloc(u->patched.shnum, sizeof(*u->kept));
                 u->anchor = xcalloc(u->patched.shnum, sizeof(*u->anchor));
                 u->edited = xcalloc(u->patched.shnum, sizeof(*u->edited));
                 compare_functions(u);
+                refuse_cxx(u);
                 compare_data(u);
         }
 

@@ -110,6 +110,30 @@ PY
 	wait_for 10 check_twice || fail "audit did not double: before '$before', now '$(tail -1 "$LOG")'"
 	ok "new function runs: '$before' then '$(tail -1 "$LOG")'"
 	;;
+newfile)
+	# The fix adds a source file, loyalty.c, whose loyalty_bonus() the changed deposit()
+	# calls: it travels in the patch, with its own static counter, and reads the
+	# program's own rate. loyalty_bonuses(), which nothing changed calls, does not.
+	out=$(build newfile.diff "$WORK/newfile.so" 2>&1) || fail "ulp-build failed: $out"
+	grep -qE '^  deposit\(\) +changed$' <<<"$out" || fail "no 'deposit() changed' in: $out"
+	grep -qE '^  loyalty_bonus\(\) +new \(travels in the patch\)$' <<<"$out" || fail "loyalty_bonus() does not travel: $out"
+	! grep -q 'loyalty_bonuses' <<<"$out" || fail "loyalty_bonuses() travels though nothing calls it: $out"
+	grep -q "uses the program's own: balance deposits rate$" <<<"$out" || fail "the program's own symbols: $out"
+	ok "report: $(tr '\n' '|' <<<"$out")"
+	start_shop
+	out=$(ulpctl check -p "$VPID" "$WORK/newfile.so" 2>&1) || fail "ulpctl check refused what ulp-build made: $out"
+	wait_for 10 lines_after 0 'fees on' 3 || fail "the program does not run"
+	[ "$(step_after 0 'fees on')" = 9 ] || fail "a deposit of 10 does not add 9 before the patch"
+	out=$(ulpctl apply -p "$VPID" "$WORK/newfile.so" 2>&1) || fail "apply failed: $out"
+	# 10 - a fee of 1 + a bonus of 10 * 10 / (rate * 5) = 2, with the program's rate of 10
+	step11() { [ "$(step_after "$(wc -l <"$LOG" | awk '{ print $1 - 3 }')" 'fees on')" = 11 ]; }
+	wait_for 10 step11 || fail "the bonus is not paid: $(tail -3 "$LOG" | tr '\n' '|')"
+	ok "applied: $(tail -2 "$LOG" | tr '\n' '|')"
+	out=$(ulpctl revert -p "$VPID" newfile 2>&1) || fail "revert failed: $out"
+	step9() { [ "$(step_after "$(wc -l <"$LOG" | awk '{ print $1 - 3 }')" 'fees on')" = 9 ]; }
+	wait_for 10 step9 || fail "the bonus is still paid after the revert: $(tail -3 "$LOG" | tr '\n' '|')"
+	ok "reverted: $(tail -2 "$LOG" | tr '\n' '|')"
+	;;
 refusals)
 	expect() {
 		local diff=$1 want=$2 out
@@ -150,7 +174,7 @@ refusals)
 	early "$WORK/nopie/shop" "$here/fix.diff" "ulp-build: $WORK/nopie/shop is not position-independent (built without -fPIE): a patch cannot hold the 32-bit absolute addresses its code uses; rebuild it with -fPIE -pie"
 	early "$WORK/run/shop" "$here/cxx.diff" "ulp-build: the diff changes the C++ source ledger.cc: C++ is not supported (inline functions and templates are in COMDAT groups, which ulp-build does not compare)"
 	# A C header change that changes a C++ object: refused once the builds show it.
-	expect cxxhdr.diff "ulp-build: the diff changes the C++ object ledger.o: C++ is not supported (inline functions and templates are in COMDAT groups, which ulp-build does not compare)"
+	expect cxxhdr.diff "ulp-build: the diff changes ledger_scale() of the C++ file ledger.cc: C++ is not supported (inline functions and templates are in COMDAT groups, which ulp-build does not compare)"
 	# -flto: the compiler wrapper refuses the first compilation, before it runs.
 	out=$(build fix.diff "$WORK/r.so" --build 'make CFLAGS="-O2 -g -flto"' 2>&1) && fail "an LTO build was accepted: $out"
 	[ "$out" = "ulp-build: the build compiles main.c with -flto: link-time optimization makes the code across files at link time, where ulp-build's comparison of one object at a time cannot see it; build without -flto (e.g. --build 'make CFLAGS=...')" ] ||
