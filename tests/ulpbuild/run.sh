@@ -36,6 +36,15 @@ build() {
 	"$ULP_BUILD" --source "$WORK/src" --diff "$here/$diff" --binary "$WORK/run/shop" -o "$out" "${@:3}"
 }
 
+# expect DIFF LINE: ulp-build refuses DIFF with LINE, and writes nothing
+expect() {
+	local diff=$1 want=$2 out
+	out=$(build "$diff" "$WORK/r.so" 2>&1) && fail "$diff was accepted: $out"
+	[ "$(tail -1 <<<"$out")" = "$want" ] || fail "$diff: expected '$want', got '$out'"
+	[ ! -e "$WORK/r.so" ] || fail "$diff: a patch was written though refused"
+	ok "$diff: $want"
+}
+
 case $case in
 e2e)
 	# The fix waives the fee in fee(), a static inline function the program has no
@@ -134,17 +143,7 @@ newfile)
 	wait_for 10 step9 || fail "the bonus is still paid after the revert: $(tail -3 "$LOG" | tr '\n' '|')"
 	ok "reverted: $(tail -2 "$LOG" | tr '\n' '|')"
 	;;
-refusals)
-	expect() {
-		local diff=$1 want=$2 out
-		out=$(build "$diff" "$WORK/r.so" 2>&1) && fail "$diff was accepted: $out"
-		[ "$(tail -1 <<<"$out")" = "$want" ] || fail "$diff: expected '$want', got '$out'"
-		[ ! -e "$WORK/r.so" ] || fail "$diff: a patch was written though refused"
-		ok "$diff: $want"
-	}
-	expect size.diff "ulp-build: the diff changes the size of balance in bank.c (16 to 32 bytes): a live patch cannot change the layout of data; keep new fields in shadow variables (ulp/shadow.h)"
-	expect init.diff "ulp-build: the diff changes the initial value of rate in bank.c: a live patch cannot change data the program already holds; set it from a post_patch callback, or keep new state in shadow variables (ulp/shadow.h)"
-	expect noop.diff "ulp-build: the diff changes nothing that the build compiles"
+redirect)
 	# A changed function ulp cannot redirect is refused by ulp-build itself, with the
 	# line ulpctl gives (patcher/entry-check.c, one rule for both): twice() is shorter
 	# than the jump and thrice() starts right after it; sum_to()'s loop branches back
@@ -157,6 +156,8 @@ refusals)
 	out=$(ulpctl check -p "$VPID" "$WORK/twice.so" 2>&1) && fail "ulpctl check accepted twice(): $out"
 	[ "$out" = "ulpctl: $tiny_why" ] || fail "ulpctl check says '$out', ulp-build '$tiny_why'"
 	ok "ulpctl check agrees: $out"
+	;;
+early)
 	# Refused before anything is built (the build command would leave a mark): a
 	# non-PIE executable, a diff to a C++ source.
 	early() {
@@ -181,6 +182,11 @@ refusals)
 		fail "lto: $out"
 	[ ! -e "$WORK/r.so" ] || fail "lto: a patch was written though refused"
 	ok "lto: $out"
+	;;
+refusals)
+	expect size.diff "ulp-build: the diff changes the size of balance in bank.c (16 to 32 bytes): a live patch cannot change the layout of data; keep new fields in shadow variables (ulp/shadow.h)"
+	expect init.diff "ulp-build: the diff changes the initial value of rate in bank.c: a live patch cannot change data the program already holds; set it from a post_patch callback, or keep new state in shadow variables (ulp/shadow.h)"
+	expect noop.diff "ulp-build: the diff changes nothing that the build compiles"
 	echo "not a diff" >"$WORK/garbage.diff"
 	out=$("$ULP_BUILD" --source "$WORK/src" --diff "$WORK/garbage.diff" --binary "$WORK/run/shop" -o "$WORK/r.so" 2>&1) &&
 		fail "garbage was accepted"
