@@ -156,6 +156,16 @@ redirect)
 	out=$(ulpctl check -p "$VPID" "$WORK/twice.so" 2>&1) && fail "ulpctl check accepted twice(): $out"
 	[ "$out" = "ulpctl: $tiny_why" ] || fail "ulpctl check says '$out', ulp-build '$tiny_why'"
 	ok "ulpctl check agrees: $out"
+	# A function of size 0 in the symbol table: where it ends is unknown.
+	cc -O2 -o "$WORK/zero" "$here/victim-zero.c" && cc -shared -fPIC -I "$here/../../include" -o "$WORK/zero.so" \
+		"$here/patch-zero.c" || fail "cannot build the size-0 victim or its patch"
+	"$WORK/zero" &
+	zpid=$!
+	out=$(ulpctl check -p "$zpid" "$WORK/zero.so" 2>&1) && fail "ulpctl check accepted zero_fn(): $out"
+	kill "$zpid"
+	[ "$out" = "ulpctl: function zero_fn has size 0 in the symbol table: where its code ends is unknown, so its entry cannot take a jump" ] ||
+		fail "size 0: $out"
+	ok "size 0: $out"
 	;;
 early)
 	# Refused before anything is built (the build command would leave a mark): a
