@@ -274,14 +274,13 @@ static void walk(Unit *u, size_t sec);
 static Unit *units;
 static int n_units;
 
-/* The section of a new source file (a unit without a clean object) that defines the
- * global name, or 0: what a changed function of another file reaches there travels in
- * the patch. */
-static size_t new_unit_defines(const char *name, Unit **ret) {
+/* The section of a fixed object that defines the global name (which the program does
+ * not have: a function or variable the fix adds, in a new source file or an existing
+ * one), or 0. What a changed function reaches there travels in the patch, where the
+ * link resolves the reference, and is walked like the rest. */
+static size_t unit_defines(const char *name, Unit **ret) {
         for (int k = 0; k < n_units; k++) {
                 Obj *p = &units[k].patched;
-                if (!units[k].is_new)
-                        continue;
                 for (size_t s = 1; s < p->nsym; s++)
                         if (sym_is_named(p, s) && GELF_ST_BIND(p->sym[s].st_info) != STB_LOCAL &&
                             p->sym[s].st_shndx < p->shnum && strcmp(p->symname[s], name) == 0) {
@@ -363,17 +362,17 @@ static void walk_rel(Unit *u, size_t sec, const GElf_Rela *r) {
         if (!t.sec) {
                 const char *name = p->symname[t.sym];
                 Unit *v;
-                size_t vsec = new_unit_defines(name, &v);
-                /* Defined by a new source file: it travels in the patch, where the link
-                 * resolves the reference. */
-                if (vsec) {
+                size_t vsec;
+                /* Defined by the program itself (another source file, or a copy
+                 * relocation of a library's variable): rebound to it. Else, defined by
+                 * the fix (in a new source file or another changed one): it travels.
+                 * Else the patch's own dynamic linking finds it (a library function
+                 * through the PLT). */
+                bs = bin_lookup(name, "", false, &pos);
+                if (!bs && (vsec = unit_defines(name, &v))) {
                         walk(v, vsec);
                         return;
                 }
-                /* Defined by the program itself (another source file, or a copy
-                 * relocation of a library's variable): rebound to it. Else the patch's
-                 * own dynamic linking finds it (a library function through the PLT). */
-                bs = bin_lookup(name, "", false, &pos);
                 if (!bs) {
                         if (type == R_X86_64_PC32 || type == R_X86_64_32 || type == R_X86_64_32S)
                                 refuse("%s in %s refers to %s, which %s does not define, in a way only a "

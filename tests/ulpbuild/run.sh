@@ -122,10 +122,13 @@ PY
 newfile)
 	# The fix adds a source file, loyalty.c, whose loyalty_bonus() the changed deposit()
 	# calls: it travels in the patch, with its own static counter, and reads the
-	# program's own rate. loyalty_bonuses(), which nothing changed calls, does not.
+	# program's own rate; it calls loyalty_cap(), new in bank.c, which reads the
+	# program's own deposits (a copy in the patch would read 0: no bonus).
+	# loyalty_bonuses(), which nothing changed calls, does not travel.
 	out=$(build newfile.diff "$WORK/newfile.so" 2>&1) || fail "ulp-build failed: $out"
 	grep -qE '^  deposit\(\) +changed$' <<<"$out" || fail "no 'deposit() changed' in: $out"
 	grep -qE '^  loyalty_bonus\(\) +new \(travels in the patch\)$' <<<"$out" || fail "loyalty_bonus() does not travel: $out"
+	grep -qE '^  loyalty_cap\(\) +new \(travels in the patch\)$' <<<"$out" || fail "loyalty_cap() does not travel: $out"
 	! grep -q 'loyalty_bonuses' <<<"$out" || fail "loyalty_bonuses() travels though nothing calls it: $out"
 	grep -q "uses the program's own: balance deposits rate$" <<<"$out" || fail "the program's own symbols: $out"
 	ok "report: $(tr '\n' '|' <<<"$out")"
@@ -134,7 +137,8 @@ newfile)
 	wait_for 10 lines_after 0 'fees on' 3 || fail "the program does not run"
 	[ "$(step_after 0 'fees on')" = 9 ] || fail "a deposit of 10 does not add 9 before the patch"
 	out=$(ulpctl apply -p "$VPID" "$WORK/newfile.so" 2>&1) || fail "apply failed: $out"
-	# 10 - a fee of 1 + a bonus of 10 * 10 / (rate * 5) = 2, with the program's rate of 10
+	# 10 - a fee of 1 + a bonus of 10 * 10 / (rate * 5) = 2, with the program's rate of
+	# 10, capped at 2 after the program's 6th deposit
 	step11() { [ "$(step_after "$(wc -l <"$LOG" | awk '{ print $1 - 3 }')" 'fees on')" = 11 ]; }
 	wait_for 10 step11 || fail "the bonus is not paid: $(tail -3 "$LOG" | tr '\n' '|')"
 	ok "applied: $(tail -2 "$LOG" | tr '\n' '|')"
