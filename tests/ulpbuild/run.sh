@@ -191,9 +191,14 @@ early)
 	# A C header change that changes a C++ object: refused once the builds show it.
 	expect cxxhdr.diff "ulp-build: the diff changes ledger_scale() of the C++ file ledger.cc: C++ is not supported (inline functions and templates are in COMDAT groups, which ulp-build does not compare)"
 	# -flto: the compiler wrapper refuses the first compilation, before it runs.
-	out=$(build fix.diff "$WORK/r.so" --build 'make CFLAGS="-O2 -g -flto"' 2>&1) && fail "an LTO build was accepted: $out"
+	out=$(TMPDIR=$WORK build fix.diff "$WORK/r.so" --build 'make CFLAGS="-O2 -g -flto"' --keep 2>&1) &&
+		fail "an LTO build was accepted: $out"
+	scratch=$(sed -n 's/^ulp-build: scratch directory kept: //p' <<<"$out")
+	out=$(grep -v '^ulp-build: scratch directory kept: ' <<<"$out")
 	[ "$out" = "ulp-build: the build compiles main.c with -flto: link-time optimization makes the code across files at link time, where ulp-build's comparison of one object at a time cannot see it; build without -flto (e.g. --build 'make CFLAGS=...')" ] ||
 		fail "lto: $out"
+	[ -d "$scratch/tree" ] || fail "lto: no scratch tree kept: '$scratch'"
+	[ -z "$(find "$scratch/tree" -name '*.o')" ] || fail "lto: something was compiled: $(find "$scratch/tree" -name '*.o')"
 	[ ! -e "$WORK/r.so" ] || fail "lto: a patch was written though refused"
 	ok "lto: $out"
 	;;
