@@ -7,6 +7,7 @@
 #include "common/macro.h"
 #include "elf/demangle.h"
 #include "elf/patchfile.h"
+#include "patcher/entry-check.h"
 #include "patcher/nearmem.h"
 #include "patcher/op.h"
 #include "patcher/shadow.h"
@@ -14,9 +15,6 @@
 #include "patcher/x86_64/relocate.h"
 
 #define SMALL_FUNCTION 32
-/* The padding a function shorter than its entry jump may lend it: up to an endbr64 and
- * the jump past its end. */
-#define PAD_MAX (4 + JMP_REL32_SIZE)
 
 
 static void warn_clone(const Symbol *sym, void *userdata) {
@@ -58,39 +56,20 @@ static int read_function(UlpOp *op, Resolved *rs, uint8_t **ret) {
         return 0;
 }
 
-/* The bytes after sym no symbol starts in, up to PAD_MAX. */
-static size_t pad_after(const SymTab *st, const Symbol *sym) {
-        uint64_t end = sym->value + sym->size;
-        Symbol next;
-
-        return symtab_first_start(st, end, end + PAD_MAX, &next) >= 0 ? next.value - end : PAD_MAX;
-}
-
-/* Whether the entry of sym can take the jump, by a dry run of its relocation at its own
- * address (the real copy goes near it). A function shorter than the jump may use the
- * padding after it up to the next symbol (docs/reach.md). */
+/* Whether the entry of sym can take the jump (patcher/entry-check.h, the rule ulp-build
+ * shares). A function shorter than the jump may use the padding after it up to the next
+ * symbol (docs/reach.md). */
 static int check_entry(UlpOp *op, SymTab *st, const char *name, const Symbol *sym, Resolved *ret) {
-        uint64_t end = sym->value + sym->size;
         _cleanup_free_ uint8_t *code = NULL;
-        char err[160] = "";
-        Symbol next = {};
-        size_t need;
-        bool limited = symtab_first_start(st, end, end + PAD_MAX, &next) >= 0;
+        char msg[320] = "";
         int r;
 
         r = read_function(op, ret, &code);
-        if (r >= 0)
-                r = relocate_entry_padded(code, ret->old_size, ret->pad_avail, ret->old_addr, ret->old_addr,
-                                          &ret->rel, err, sizeof(err));
-        if (r == -ENOSPC) {
-                need = (insn_is_endbr64(code, ret->old_size) ? 4 : 0) + JMP_REL32_SIZE;
-                limited &= strncmp(err, "only ", 5) == 0;
-                return op_fail(op, r, "function %s is too small to patch (%llu bytes, a jump needs %zu): %s%s%s",
-                               name, (unsigned long long)sym->size, need, err, limited ? ", then " : "",
-                               limited ? next.name : "");
-        }
         if (r < 0)
-                return op_fail(op, r, "cannot redirect %s: %s", name, err[0] ? err : strerror(-r));
+                return op_fail(op, r, "cannot redirect %s: %s", name, strerror(-r));
+        r = entry_check(st, name, sym, code, ret->pad_avail, ret->old_addr, &ret->rel, msg, sizeof(msg));
+        if (r < 0)
+                return op_fail(op, r, "%s", msg);
         if (ret->rel.padding)
                 op_warn(op, "%s is %llu bytes: its entry jump also covers %zu byte(s) of the padding after it",
                         name, (unsigned long long)sym->size, ret->rel.padding);
@@ -136,7 +115,7 @@ int op_resolve_func(UlpOp *op, const PatchMeta *meta, const PatchFunc *pf, Resol
                 op_warn(op, "%s is a small static function (%llu bytes): callers may have inlined it",
                         pf->symbol, (unsigned long long)sym.size);
 
-        ret->pad_avail = pad_after(st, &sym);
+        ret->pad_avail = entry_pad_after(st, &sym);
         ret->shared = op->c.img ? control_any_func(&op->c, ret->old_addr) : -1;
         if (ret->shared >= 0)
                 return 0;

@@ -14,7 +14,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/errfmt.h"
 #include "ulpbuild/ulp-build-diff.h"
+
 static bool name_is_label(const char *n) {
         return n[0] == '.' && n[1] == 'L';
 }
@@ -35,57 +37,101 @@ bool sym_is_named(const Obj *o, size_t s) {
                o->symname[s][0] && !name_is_label(o->symname[s]);
 }
 
-void obj_open(Obj *o, const char *path) {
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        size_t shstrndx;
-
-        o->path = path;
-        if (fd < 0)
-                die("cannot open %s: %s", path, strerror(errno));
-        o->e = elf_begin(fd, ELF_C_READ, NULL);
-        if (!o->e || elf_kind(o->e) != ELF_K_ELF)
-                die("%s is not an ELF file", path);
-        GElf_Ehdr eh;
-        if (!gelf_getehdr(o->e, &eh) || eh.e_type != ET_REL || eh.e_machine != EM_X86_64)
-                die("%s is not an x86-64 relocatable object", path);
-        if (elf_getshdrnum(o->e, &o->shnum) < 0 || elf_getshdrstrndx(o->e, &shstrndx) < 0)
-                die("%s: no section headers", path);
-        o->sh = xcalloc(o->shnum, sizeof(*o->sh));
-        o->sname = xcalloc(o->shnum, sizeof(*o->sname));
-        o->data = xcalloc(o->shnum, sizeof(*o->data));
-        o->rela_of = xcalloc(o->shnum, sizeof(*o->rela_of));
-        o->primary = xcalloc(o->shnum, sizeof(*o->primary));
-        size_t symtab = 0;
+/* Every relocation of every SHT_RELA section must be readable, apply to a section of
+ * the object and name a symbol of its table: checked once here, so that what reads
+ * them later (obj_rela(), rel_target()) never meets a bad one. */
+static int check_relas(const Obj *o, char *err, size_t errlen) {
         for (size_t i = 1; i < o->shnum; i++) {
-                Elf_Scn *scn = elf_getscn(o->e, i);
-                if (!scn || !gelf_getshdr(scn, &o->sh[i]))
-                        die("%s: bad section %zu", path, i);
-                o->sname[i] = elf_strptr(o->e, shstrndx, o->sh[i].sh_name);
-                if (!o->sname[i])
-                        o->sname[i] = "";
-                o->data[i] = elf_getdata(scn, NULL);
-                if (o->sh[i].sh_type == SHT_RELA && o->sh[i].sh_info < o->shnum)
-                        o->rela_of[o->sh[i].sh_info] = i;
-                if (o->sh[i].sh_type == SHT_REL)
-                        die("%s: REL relocations", path);
-                if (o->sh[i].sh_type == SHT_SYMTAB)
-                        symtab = i;
+                if (o->sh[i].sh_type != SHT_RELA)
+                        continue;
+                if (o->sh[i].sh_info == 0 || o->sh[i].sh_info >= o->shnum)
+                        return fail(err, errlen, -EINVAL, "%s: relocation section %zu applies to section %" PRIu32,
+                                    o->path, i, (uint32_t)o->sh[i].sh_info);
+                if (o->rela_of[o->sh[i].sh_info] != i)
+                        return fail(err, errlen, -EINVAL, "%s: two relocation sections apply to section %" PRIu32,
+                                    o->path, (uint32_t)o->sh[i].sh_info);
+                if (!o->sh[i].sh_entsize)
+                        continue;
+                if (!o->data[i] || o->data[i]->d_size != o->sh[i].sh_size)
+                        return fail(err, errlen, -EINVAL, "%s: relocation section %zu cannot be read", o->path, i);
+                for (size_t k = 0, n = o->sh[i].sh_size / o->sh[i].sh_entsize; k < n; k++) {
+                        GElf_Rela r;
+                        if (!gelf_getrela(o->data[i], (int)k, &r))
+                                return fail(err, errlen, -EINVAL, "%s: bad relocation %zu of section %zu", o->path, k, i);
+                        if (GELF_R_SYM(r.r_info) >= o->nsym)
+                                return fail(err, errlen, -EINVAL, "%s: relocation against symbol %zu of %zu", o->path,
+                                            (size_t)GELF_R_SYM(r.r_info), o->nsym);
+                }
         }
-        if (!symtab || !o->data[symtab] || !o->sh[symtab].sh_entsize)
-                die("%s: no symbol table", path);
+        return 0;
+}
+
+static int obj_read_symbols(Obj *o, size_t symtab, char *err, size_t errlen) {
+        if (!symtab || !o->data[symtab] || !o->sh[symtab].sh_entsize ||
+            o->data[symtab]->d_size != o->sh[symtab].sh_size)
+                return fail(err, errlen, -EINVAL, "%s: no symbol table", o->path);
         o->nsym = o->sh[symtab].sh_size / o->sh[symtab].sh_entsize;
+        if (o->nsym == 0)
+                return fail(err, errlen, -EINVAL, "%s: an empty symbol table", o->path);
         o->sym = xcalloc(o->nsym, sizeof(*o->sym));
         o->symname = xcalloc(o->nsym, sizeof(*o->symname));
-        o->file = "";
         for (size_t s = 0; s < o->nsym; s++) {
                 if (!gelf_getsym(o->data[symtab], (int)s, &o->sym[s]))
-                        die("%s: bad symbol %zu", path, s);
+                        return fail(err, errlen, -EINVAL, "%s: bad symbol %zu", o->path, s);
                 o->symname[s] = elf_strptr(o->e, o->sh[symtab].sh_link, o->sym[s].st_name);
                 if (!o->symname[s])
                         o->symname[s] = "";
                 if (GELF_ST_TYPE(o->sym[s].st_info) == STT_FILE && !o->file[0])
                         o->file = o->symname[s];
         }
+        return 0;
+}
+
+/* See ulp-build-diff.h. */
+int obj_load(Obj *o, const char *path, Elf *e, char *err, size_t errlen) {
+        size_t shstrndx, symtab = 0;
+        GElf_Ehdr eh;
+        int r;
+
+        *o = (Obj){ .path = path, .e = e, .file = "" };
+        if (!e || elf_kind(e) != ELF_K_ELF)
+                return fail(err, errlen, -ENOEXEC, "%s is not an ELF file", path);
+        if (!gelf_getehdr(e, &eh) || eh.e_type != ET_REL || eh.e_machine != EM_X86_64 ||
+            gelf_getclass(e) != ELFCLASS64)
+                return fail(err, errlen, -ENOEXEC, "%s is not an x86-64 relocatable object", path);
+        if (elf_getshdrnum(e, &o->shnum) < 0 || elf_getshdrstrndx(e, &shstrndx) < 0 || o->shnum == 0)
+                return fail(err, errlen, -EINVAL, "%s: no section headers", path);
+        o->sh = xcalloc(o->shnum, sizeof(*o->sh));
+        o->sname = xcalloc(o->shnum, sizeof(*o->sname));
+        o->data = xcalloc(o->shnum, sizeof(*o->data));
+        o->rela_of = xcalloc(o->shnum, sizeof(*o->rela_of));
+        o->primary = xcalloc(o->shnum, sizeof(*o->primary));
+        o->sname[0] = "";
+        for (size_t i = 1; i < o->shnum; i++) {
+                Elf_Scn *scn = elf_getscn(e, i);
+                if (!scn || !gelf_getshdr(scn, &o->sh[i]))
+                        return fail(err, errlen, -EINVAL, "%s: bad section %zu", path, i);
+                o->sname[i] = elf_strptr(e, shstrndx, o->sh[i].sh_name);
+                if (!o->sname[i])
+                        o->sname[i] = "";
+                if (o->sh[i].sh_type == SHT_REL)
+                        return fail(err, errlen, -EINVAL, "%s: REL relocations", path);
+                if (o->sh[i].sh_type != SHT_NOBITS) {
+                        o->data[i] = elf_getdata(scn, NULL);
+                        /* What reads bytes reads sh_size of them. */
+                        if (o->data[i] && o->data[i]->d_size != o->sh[i].sh_size)
+                                o->data[i] = NULL;
+                }
+                if (o->sh[i].sh_type == SHT_RELA && o->sh[i].sh_info < o->shnum && !o->rela_of[o->sh[i].sh_info])
+                        o->rela_of[o->sh[i].sh_info] = i;
+                if (o->sh[i].sh_type == SHT_SYMTAB && !symtab)
+                        symtab = i;
+        }
+        r = obj_read_symbols(o, symtab, err, errlen);
+        if (r >= 0)
+                r = check_relas(o, err, errlen);
+        if (r < 0)
+                return r;
         /* The primary symbol of a section: a function or variable at its start, a global
          * one first (an alias pair keeps the name the program calls it by). */
         for (size_t s = 1; s < o->nsym; s++) {
@@ -96,6 +142,31 @@ void obj_open(Obj *o, const char *path) {
                                          GELF_ST_BIND(o->sym[s].st_info) != STB_LOCAL))
                         o->primary[sec] = s;
         }
+        return 0;
+}
+
+void obj_open(Obj *o, const char *path) {
+        char err[512];
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+        if (fd < 0)
+                die("cannot open %s: %s", path, strerror(errno));
+        if (obj_load(o, path, elf_begin(fd, ELF_C_READ, NULL), err, sizeof(err)) < 0)
+                die("%s", err);
+}
+
+/* See ulp-build-diff.h. */
+void obj_close(Obj *o) {
+        free(o->sh);
+        free(o->sname);
+        free(o->data);
+        free(o->rela_of);
+        free(o->primary);
+        free(o->sym);
+        free(o->symname);
+        if (o->e)
+                elf_end(o->e);
+        *o = (Obj){ .file = "" };
 }
 
 size_t obj_nrela(const Obj *o, size_t sec) {
@@ -165,7 +236,7 @@ static uint64_t fnv(uint64_t h, const void *p, size_t n) {
 }
 
 const unsigned char *sec_bytes(const Obj *o, size_t sec) {
-        return o->sh[sec].sh_type == SHT_PROGBITS && o->data[sec] ? o->data[sec]->d_buf : NULL;
+        return o->sh[sec].sh_type == SHT_PROGBITS && o->data[sec] && o->sh[sec].sh_size ? o->data[sec]->d_buf : NULL;
 }
 
 /* Writes into key what relocation i of sec refers to, independent of where things sit
@@ -174,7 +245,8 @@ static int64_t rel_key(const Obj *o, const GElf_Rela *r, char *key, size_t keyle
 
 static uint64_t sec_hash(const Obj *o, size_t sec, bool deep) {
         const unsigned char *b = sec_bytes(o, sec);
-        size_t n = o->sh[sec].sh_size, nr = obj_nrela(o, sec);
+        /* Without bytes (.bss, or a section that cannot be read), its size alone. */
+        size_t n = b ? o->sh[sec].sh_size : 0, nr = obj_nrela(o, sec);
         unsigned char *copy = xcalloc(n, 1);
         uint64_t h = 0xcbf29ce484222325ull;
 
@@ -195,7 +267,7 @@ static uint64_t sec_hash(const Obj *o, size_t sec, bool deep) {
                 h = fnv(h, key, strlen(key) + 1);
         }
         h = fnv(h, copy, n);
-        h = fnv(h, &n, sizeof(n));
+        h = fnv(h, &o->sh[sec].sh_size, sizeof(o->sh[sec].sh_size));
         free(copy);
         return h;
 }

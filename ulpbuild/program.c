@@ -14,7 +14,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/errfmt.h"
 #include "ulpbuild/ulp-build-diff.h"
+
 BinSym *bsyms;
 size_t n_bsyms;
 char bin_object[256];
@@ -23,11 +25,13 @@ static Elf *bin_elf;
 
 static void bin_read_symtab(Elf_Scn *scn, const GElf_Shdr *sh, bool dyn) {
         Elf_Data *d = elf_getdata(scn, NULL);
-        size_t n = d && sh->sh_entsize ? sh->sh_size / sh->sh_entsize : 0;
+        size_t n = d && sh->sh_entsize ? d->d_size / sh->sh_entsize : 0;
         const char *file = "";
 
+        if (!n)
+                return;
         bsyms = realloc(bsyms, (n_bsyms + n) * sizeof(*bsyms));
-        if (!bsyms && n)
+        if (!bsyms)
                 die("out of memory");
         for (size_t s = 1; s < n; s++) {
                 GElf_Sym y;
@@ -40,8 +44,11 @@ static void bin_read_symtab(Elf_Scn *scn, const GElf_Shdr *sh, bool dyn) {
                 }
                 if (y.st_shndx == SHN_UNDEF || !nm[0] || GELF_ST_TYPE(y.st_info) == STT_SECTION)
                         continue;
-                BinSym *b = &bsyms[n_bsyms++];
+                BinSym *b = &bsyms[n_bsyms];
                 b->name = strndup(nm, strcspn(nm, "@"));
+                if (!b->name)
+                        die("out of memory");
+                n_bsyms++;
                 b->local = GELF_ST_BIND(y.st_info) == STB_LOCAL;
                 b->file = b->local && !dyn ? file : "";
                 b->func = GELF_ST_TYPE(y.st_info) == STT_FUNC || GELF_ST_TYPE(y.st_info) == STT_GNU_IFUNC;
@@ -50,30 +57,61 @@ static void bin_read_symtab(Elf_Scn *scn, const GElf_Shdr *sh, bool dyn) {
         }
 }
 
-void bin_open(const char *path) {
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        GElf_Ehdr eh;
-        bool symtab = false, is_lib = false;
+static void bin_read_build_id(Elf_Scn *scn) {
+        Elf_Data *d = elf_getdata(scn, NULL);
+        size_t off = 0, noff, doff;
+        GElf_Nhdr nh;
+
+        while (d && (off = gelf_getnote(d, off, &nh, &noff, &doff)) > 0)
+                if (nh.n_type == NT_GNU_BUILD_ID && nh.n_namesz == 4 &&
+                    memcmp((char *)d->d_buf + noff, "GNU", 4) == 0 && nh.n_descsz <= 64)
+                        for (size_t i = 0; i < nh.n_descsz; i++)
+                                sprintf(bin_build_id + 2 * i, "%02x", ((unsigned char *)d->d_buf)[doff + i]);
+}
+
+static void bin_read_soname(Elf_Scn *scn, const GElf_Shdr *sh) {
+        Elf_Data *d = elf_getdata(scn, NULL);
+
+        for (size_t i = 0; d && sh->sh_entsize && i < d->d_size / sh->sh_entsize; i++) {
+                GElf_Dyn dy;
+                const char *so;
+                if (gelf_getdyn(d, (int)i, &dy) && dy.d_tag == DT_SONAME &&
+                    (so = elf_strptr(bin_elf, sh->sh_link, dy.d_un.d_val)))
+                        snprintf(bin_object, sizeof(bin_object), "%s", so);
+        }
+}
+
+/* Whether e (ET_DYN) is a library: a PIE executable has an interpreter, a library none. */
+static bool is_library(Elf *e) {
         size_t nph;
 
-        if (fd < 0)
-                die("cannot open %s: %s", path, strerror(errno));
-        bin_elf = elf_begin(fd, ELF_C_READ, NULL);
-        if (!bin_elf || !gelf_getehdr(bin_elf, &eh) || eh.e_machine != EM_X86_64 ||
-            (eh.e_type != ET_EXEC && eh.e_type != ET_DYN))
-                refuse("%s is not an x86-64 executable or shared library", path);
-        if (eh.e_type == ET_DYN) {
-                /* A PIE executable has an interpreter; a library has none. */
-                is_lib = true;
-                if (elf_getphdrnum(bin_elf, &nph) == 0)
-                        for (size_t i = 0; i < nph; i++) {
-                                GElf_Phdr ph;
-                                if (gelf_getphdr(bin_elf, (int)i, &ph) && ph.p_type == PT_INTERP)
-                                        is_lib = false;
-                        }
+        if (elf_getphdrnum(e, &nph) < 0)
+                return true;
+        for (size_t i = 0; i < nph; i++) {
+                GElf_Phdr ph;
+                if (gelf_getphdr(e, (int)i, &ph) && ph.p_type == PT_INTERP)
+                        return false;
         }
+        return true;
+}
+
+/* See ulp-build-diff.h. */
+int bin_load(Elf *e, const char *path, char *err, size_t errlen) {
+        GElf_Ehdr eh;
+        bool symtab = false, is_lib;
+
+        bin_close();
+        bin_elf = e;
+        if (!e || elf_kind(e) != ELF_K_ELF || gelf_getclass(e) != ELFCLASS64 || !gelf_getehdr(e, &eh) ||
+            eh.e_machine != EM_X86_64 || (eh.e_type != ET_EXEC && eh.e_type != ET_DYN))
+                return fail(err, errlen, -ENOEXEC, "%s is not an x86-64 executable or shared library", path);
+        if (eh.e_type == ET_EXEC)
+                return fail(err, errlen, -ENOTSUP, "%s is not position-independent (built without -fPIE): a patch "
+                            "cannot hold the 32-bit absolute addresses its code uses; rebuild it with -fPIE -pie",
+                            path);
+        is_lib = is_library(e);
         Elf_Scn *scn = NULL;
-        while ((scn = elf_nextscn(bin_elf, scn))) {
+        while ((scn = elf_nextscn(e, scn))) {
                 GElf_Shdr sh;
                 if (!gelf_getshdr(scn, &sh))
                         continue;
@@ -83,34 +121,41 @@ void bin_open(const char *path) {
                 } else if (sh.sh_type == SHT_DYNSYM) {
                         bin_read_symtab(scn, &sh, true);
                 } else if (sh.sh_type == SHT_NOTE) {
-                        Elf_Data *d = elf_getdata(scn, NULL);
-                        size_t off = 0, noff, doff;
-                        GElf_Nhdr nh;
-                        while (d && (off = gelf_getnote(d, off, &nh, &noff, &doff)) > 0)
-                                if (nh.n_type == NT_GNU_BUILD_ID && nh.n_namesz == 4 &&
-                                    memcmp((char *)d->d_buf + noff, "GNU", 4) == 0 && nh.n_descsz <= 64)
-                                        for (size_t i = 0; i < nh.n_descsz; i++)
-                                                sprintf(bin_build_id + 2 * i, "%02x",
-                                                        ((unsigned char *)d->d_buf)[doff + i]);
+                        bin_read_build_id(scn);
                 } else if (sh.sh_type == SHT_DYNAMIC && is_lib) {
-                        Elf_Data *d = elf_getdata(scn, NULL);
-                        for (size_t i = 0; d && sh.sh_entsize && i < sh.sh_size / sh.sh_entsize; i++) {
-                                GElf_Dyn dy;
-                                const char *so;
-                                if (gelf_getdyn(d, (int)i, &dy) && dy.d_tag == DT_SONAME &&
-                                    (so = elf_strptr(bin_elf, sh.sh_link, dy.d_un.d_val)))
-                                        snprintf(bin_object, sizeof(bin_object), "%s", so);
-                        }
+                        bin_read_soname(scn, &sh);
                 }
         }
         if (!symtab)
-                refuse("%s has no symbol table (.symtab): give the unstripped binary", path);
-        if (eh.e_type == ET_EXEC)
-                refuse("%s is not position-independent (built without -fPIE): not supported", path);
+                return fail(err, errlen, -ENOENT, "%s has no symbol table (.symtab): give the unstripped binary", path);
         if (is_lib && !bin_object[0]) {
                 const char *base = strrchr(path, '/');
                 snprintf(bin_object, sizeof(bin_object), "%s", base ? base + 1 : path);
         }
+        return 0;
+}
+
+void bin_open(const char *path) {
+        char err[512];
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+        if (fd < 0)
+                die("cannot open %s: %s", path, strerror(errno));
+        if (bin_load(elf_begin(fd, ELF_C_READ, NULL), path, err, sizeof(err)) < 0)
+                refuse("%s", err);
+}
+
+/* See ulp-build-diff.h. */
+void bin_close(void) {
+        for (size_t i = 0; i < n_bsyms; i++)
+                free(bsyms[i].name);
+        free(bsyms);
+        bsyms = NULL;
+        n_bsyms = 0;
+        bin_object[0] = bin_build_id[0] = 0;
+        if (bin_elf)
+                elf_end(bin_elf);
+        bin_elf = NULL;
 }
 
 /* Finds the symbol of the program that name (defined in file, a local when local) is,

@@ -4,9 +4,12 @@
  * ulp-build-diff: the object-level half of ulp-build (docs/ulp-build.md).
  *
  *     ulp-build-diff --binary PATH --out DIR --name NAME [--diff FILE --tree DIR] ORIG.o PATCHED.o [...]
+ *     ulp-build-diff --check-binary PATH
  *
  * Each pair is one translation unit compiled twice with -ffunction-sections
- * -fdata-sections: from the clean tree and from the tree with the fix. The program
+ * -fdata-sections: from the clean tree and from the tree with the fix; ORIG.o is "-"
+ * for a source file the fix adds, whose functions and variables a changed function
+ * reaches through their global names and which travel in the patch. The program
  *
  *  1. finds the functions whose code differs, after normalizing what differs only by
  *     relocation (a reference is compared by what it refers to: a symbol's name, a
@@ -49,43 +52,13 @@
 
 #define ULP_META_MAGIC_STR "0x31504c55"
 
-const char *binary_path;
-
-void refuse(const char *fmt, ...) {
-        va_list ap;
-
-        fputs("ulp-build: ", stderr);
-        va_start(ap, fmt);
-        vfprintf(stderr, fmt, ap);
-        va_end(ap);
-        fputc('\n', stderr);
-        exit(1);
-}
-
-void die(const char *fmt, ...) {
-        va_list ap;
-
-        fputs("ulp-build-diff: ", stderr);
-        va_start(ap, fmt);
-        vfprintf(stderr, fmt, ap);
-        va_end(ap);
-        fputc('\n', stderr);
-        exit(2);
-}
-
-void *xcalloc(size_t n, size_t sz) {
-        void *p = calloc(n ? n : 1, sz);
-        if (!p)
-                die("out of memory");
-        return p;
-}
-
 /* ---- the comparison and the walk ---- */
 
 typedef enum { F_SAME, F_CHANGED, F_NEW } FuncState;
 
 typedef struct Unit {
         int k;
+        bool is_new;             /* a source file the diff adds: no clean object */
         Obj orig, patched;
         FuncState *state;        /* per patched section */
         bool *kept;              /* per patched section: travels in the patch */
@@ -124,8 +97,58 @@ static char *strip_cold(const char *name) {
         return s;
 }
 
+/* What the wrapper refuses before building (docs/ulp-build.md), seen again in an object
+ * it did not compile itself (a prebuilt one the build copied): LTO bytecode, and code in
+ * COMDAT groups (C++ inline functions and templates), which two objects may both hold. */
+static bool is_cxx(const Obj *o) {
+        static const char *const ext[] = { ".cc", ".cpp", ".cxx", ".C", ".c++" };
+        size_t n = strlen(o->file);
+
+        for (size_t i = 0; i < sizeof(ext) / sizeof(ext[0]); i++)
+                if (n > strlen(ext[i]) && strcmp(o->file + n - strlen(ext[i]), ext[i]) == 0)
+                        return true;
+        return false;
+}
+
+/* A C++ translation unit whose code changed (not only its debug information) is
+ * refused: its inline functions and templates sit in COMDAT groups, which the objects
+ * of several files may hold, and which the comparison does not follow. */
+static void refuse_cxx(const Unit *u) {
+        const Obj *p = &u->patched;
+
+        if (!is_cxx(p) && !is_cxx(&u->orig))
+                return;
+        for (size_t i = 1; i < p->shnum; i++)
+                if (u->state[i] != F_SAME)
+                        refuse("the diff changes %s() of the C++ file %s: C++ is not supported (inline functions and "
+                               "templates are in COMDAT groups, which ulp-build does not compare)",
+                               p->symname[p->primary[i]], p->file);
+}
+
+static void check_kind(const Unit *u, const Obj *o) {
+        if (is_cxx(&u->patched) || is_cxx(&u->orig))
+                return;          /* refuse_cxx(), when its code changed */
+        for (size_t i = 1; i < o->shnum; i++) {
+                if (strncmp(o->sname[i], ".gnu.lto_", 9) == 0)
+                        refuse("%s was compiled with -flto: link-time optimization is not supported; build without "
+                               "-flto", o->file[0] ? o->file : o->path);
+                if (o->sh[i].sh_type != SHT_GROUP || !o->data[i] || o->data[i]->d_size < 4)
+                        continue;
+                const uint32_t *w = o->data[i]->d_buf;
+                if (!(w[0] & GRP_COMDAT))
+                        continue;
+                for (size_t k = 1; k < o->data[i]->d_size / 4; k++)
+                        if (w[k] < o->shnum && (o->sh[w[k]].sh_flags & SHF_ALLOC))
+                                refuse("%s has code or data in a COMDAT group (%s): C++ is not supported", o->file[0] ?
+                                       o->file : o->path, o->sname[w[k]]);
+        }
+}
+
 static void compare_functions(Unit *u) {
         Obj *o = &u->orig, *p = &u->patched;
+
+        check_kind(u, o);
+        check_kind(u, p);
 
         for (size_t i = 1; i < p->shnum; i++) {
                 if (!sec_is_code(p, i))
@@ -136,7 +159,7 @@ static void compare_functions(Unit *u) {
                         for (j = 1; j < o->shnum; j++)
                                 if (sec_is_code(o, j) && !o->primary[j] && strcmp(o->sname[j], p->sname[i]) == 0)
                                         break;
-                        if (j == o->shnum || !sec_same(o, j, p, i))
+                        if (j >= o->shnum || !sec_same(o, j, p, i))
                                 refuse("%s: code in %s changed outside a function section of its own (was it "
                                        "built with -ffunction-sections?)", p->file, p->sname[i]);
                         continue;
@@ -247,6 +270,27 @@ static bool use_programs(Unit *u, size_t s, const BinSym **bs, unsigned *pos) {
 
 static void walk(Unit *u, size_t sec);
 
+/* Every unit, for a reference from one to a function or variable of a new one. */
+static Unit *units;
+static int n_units;
+
+/* The section of a fixed object that defines the global name (which the program does
+ * not have: a function or variable the fix adds, in a new source file or an existing
+ * one), or 0. What a changed function reaches there travels in the patch, where the
+ * link resolves the reference, and is walked like the rest. */
+static size_t unit_defines(const char *name, Unit **ret) {
+        for (int k = 0; k < n_units; k++) {
+                Obj *p = &units[k].patched;
+                for (size_t s = 1; s < p->nsym; s++)
+                        if (sym_is_named(p, s) && GELF_ST_BIND(p->sym[s].st_info) != STB_LOCAL &&
+                            p->sym[s].st_shndx < p->shnum && strcmp(p->symname[s], name) == 0) {
+                                *ret = &units[k];
+                                return p->sym[s].st_shndx;
+                        }
+        }
+        return 0;
+}
+
 /* Position-independent code reaches a global through the GOT: "mov sym@GOTPCREL(%rip),
  * %reg", or "call/jmp *sym@GOTPCREL(%rip)" without a PLT. For the program's own symbol,
  * the instruction is rewritten as the linker relaxes it when the symbol is local, into
@@ -317,10 +361,18 @@ static void walk_rel(Unit *u, size_t sec, const GElf_Rela *r) {
                        p->symname[t.named ? t.named : t.sym]);
         if (!t.sec) {
                 const char *name = p->symname[t.sym];
+                Unit *v;
+                size_t vsec;
                 /* Defined by the program itself (another source file, or a copy
-                 * relocation of a library's variable): rebound to it. Else the patch's
-                 * own dynamic linking finds it (a library function through the PLT). */
+                 * relocation of a library's variable): rebound to it. Else, defined by
+                 * the fix (in a new source file or another changed one): it travels.
+                 * Else the patch's own dynamic linking finds it (a library function
+                 * through the PLT). */
                 bs = bin_lookup(name, "", false, &pos);
+                if (!bs && (vsec = unit_defines(name, &v))) {
+                        walk(v, vsec);
+                        return;
+                }
                 if (!bs) {
                         if (type == R_X86_64_PC32 || type == R_X86_64_32 || type == R_X86_64_32S)
                                 refuse("%s in %s refers to %s, which %s does not define, in a way only a "
@@ -383,6 +435,14 @@ int main(int argc, char **argv) {
         const char *out = NULL, *name = NULL, *diff_path = NULL, *tree = NULL;
         int i;
 
+        if (argc == 3 && strcmp(argv[1], "--check-binary") == 0) {
+                /* before anything is built: a binary ulp-build cannot read or patch */
+                if (elf_version(EV_CURRENT) == EV_NONE)
+                        die("libelf too old");
+                binary_path = argv[2];
+                bin_open(binary_path);
+                return 0;
+        }
         for (i = 1; i < argc; i++) {
                 if (strcmp(argv[i], "--binary") == 0 && i + 1 < argc)
                         binary_path = argv[++i];
@@ -405,18 +465,24 @@ int main(int argc, char **argv) {
         if (diff_path && tree)
                 read_diff(diff_path, tree);
 
-        int n_units = (argc - i) / 2;
-        Unit *units = xcalloc((size_t)n_units, sizeof(*units));
+        n_units = (argc - i) / 2;
+        units = xcalloc((size_t)n_units, sizeof(*units));
         for (int k = 0; k < n_units; k++) {
                 Unit *u = &units[k];
                 u->k = k;
-                obj_open(&u->orig, argv[i + 2 * k]);
+                /* "-": a source file the diff adds, whose every function is new */
+                u->is_new = strcmp(argv[i + 2 * k], "-") == 0;
+                if (u->is_new)
+                        u->orig = (Obj){ .path = "-", .file = "" };
+                else
+                        obj_open(&u->orig, argv[i + 2 * k]);
                 obj_open(&u->patched, argv[i + 2 * k + 1]);
                 u->state = xcalloc(u->patched.shnum, sizeof(*u->state));
                 u->kept = xcalloc(u->patched.shnum, sizeof(*u->kept));
                 u->anchor = xcalloc(u->patched.shnum, sizeof(*u->anchor));
                 u->edited = xcalloc(u->patched.shnum, sizeof(*u->edited));
                 compare_functions(u);
+                refuse_cxx(u);
                 compare_data(u);
         }
 
@@ -454,6 +520,7 @@ int main(int argc, char **argv) {
                                 printf("inlined %s\n", fname);
                                 continue;
                         }
+                        check_redirect(fname, p->file, pos);
                         funcs = realloc(funcs, (n_funcs + 1) * sizeof(*funcs));
                         if (!funcs)
                                 die("out of memory");

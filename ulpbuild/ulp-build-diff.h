@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "elf/symtab.h"
+
 /* The binary given with --binary, for messages. */
 extern const char *binary_path;
 
@@ -37,7 +39,13 @@ typedef struct Obj {
         const char *file;        /* the STT_FILE name: the source file's */
 } Obj;
 
+/* Reads the object e (from path, for messages), which it then owns, and checks what
+ * the rest relies on (symbol table, relocations). 0, or -errno with one line in err. */
+int obj_load(Obj *o, const char *path, Elf *e, char *err, size_t errlen);
+/* obj_load() of the file at path; an error exits (die()). */
 void obj_open(Obj *o, const char *path);
+/* Frees what obj_load() made, after a failed load too. */
+void obj_close(Obj *o);
 bool sec_is_code(const Obj *o, size_t i);
 bool sec_is_strings(const Obj *o, size_t i);
 /* A symbol that names a function or variable of the source (not a label or section). */
@@ -75,7 +83,13 @@ extern size_t n_bsyms;
 extern char bin_object[256];     /* "" for an executable, else its soname or file name */
 extern char bin_build_id[2 * 64 + 1];
 
+/* Reads the binary e (from path, for messages), which it then owns: 0, or -errno with
+ * one line in err (not an x86-64 ELF, not position-independent, no .symtab). */
+int bin_load(Elf *e, const char *path, char *err, size_t errlen);
+/* bin_load() of the file at path; an error is a refusal. */
 void bin_open(const char *path);
+/* Frees what bin_load() read, after a failed load too. */
+void bin_close(void);
 /* The program's symbol that name (defined in file, a local when local) is, and its
  * position for ulp's symbol lookup: 0 when the name alone finds it, else its rank
  * among the locals of that name. NULL when the program has none. */
@@ -83,6 +97,15 @@ const BinSym *bin_lookup(const char *name, const char *file, bool local, unsigne
 /* The offset of the first byte where the clean build's function (section sec of o)
  * and the program's differ, the fields the linker fills left out, or UINT64_MAX. */
 uint64_t bin_differs(const Obj *o, size_t sec, const BinSym *bs);
+
+/* ---- whether ulp can redirect a function (redirect.c) ---- */
+
+/* Whether ulp could write the entry jump of the function name (pos as for ulp's lookup)
+ * of the binary whose symbols are st and whose file is e, open as fd: the patcher's own
+ * check, on the file's bytes. 0, or -errno with ulpctl's line in msg. */
+int redirect_check(const SymTab *st, Elf *e, int fd, const char *name, unsigned pos, char *msg, size_t msglen);
+/* redirect_check() on binary_path; refuses, naming the function and why. */
+void check_redirect(const char *name, const char *file, unsigned pos);
 
 /* ---- the functions a diff touches (touched.c), for the report only ---- */
 

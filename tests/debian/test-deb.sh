@@ -41,7 +41,7 @@ deb=$WORK/src/ulp_0.1.0_amd64.deb
 dev=$WORK/src/ulp-dev_0.1.0_amd64.deb
 [ -f "$deb" ] && [ -f "$dev" ] || fail "no ulp_0.1.0_amd64.deb and ulp-dev_0.1.0_amd64.deb: $(ls "$WORK/src")"
 expect_files "$deb" /usr/bin/ulpctl /usr/libexec/ulpd "/usr/lib/$multiarch/ulp/ulpctl-direct.so" \
-	/usr/bin/ulp-build /usr/libexec/ulp/ulp-build-diff /usr/libexec/ulp/ulp-build-cc \
+	/usr/bin/ulp-build /usr/libexec/ulp/ulp-build-diff /usr/libexec/ulp/ulp-build-cc /usr/libexec/ulp/ulp-build-c++ \
 	/lib/systemd/system/ulpd.service /lib/systemd/system/ulpd.socket \
 	/usr/share/man/man1/ulpctl.1.gz /usr/share/man/man1/ulp-build.1.gz /usr/share/man/man8/ulpd.8.gz \
 	/usr/share/bash-completion/completions/ulpctl \

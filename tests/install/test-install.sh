@@ -38,7 +38,7 @@ for h in "$ULP_SOURCE_ROOT"/include/ulp/*.h; do
 	[ -f "$includedir/ulp/${h##*/}" ] || fail "not installed: the public header ulp/${h##*/}"
 done
 for f in "$libdir/ulp/ulpctl-direct.so" \
-	"$bindir/ulp-build" "$dest$libexecdir/ulp/ulp-build-diff" "$dest$libexecdir/ulp/ulp-build-cc" \
+	"$bindir/ulp-build" "$dest$libexecdir/ulp/ulp-build-diff" "$dest$libexecdir/ulp/ulp-build-cc" "$dest$libexecdir/ulp/ulp-build-c++" \
 	"$libdir/pkgconfig/ulp.pc" "$mandir/man1/ulpctl.1" "$mandir/man1/ulp-build.1" "$mandir/man8/ulpd.8" \
 	"$mandir/man7/ulp-patch.7" "$datadir/bash-completion/completions/ulpctl"; do
 	[ -f "$f" ] || fail "not installed: ${f#"$dest"}"

@@ -36,6 +36,15 @@ build() {
 	"$ULP_BUILD" --source "$WORK/src" --diff "$here/$diff" --binary "$WORK/run/shop" -o "$out" "${@:3}"
 }
 
+# expect DIFF LINE: ulp-build refuses DIFF with LINE, and writes nothing
+expect() {
+	local diff=$1 want=$2 out
+	out=$(build "$diff" "$WORK/r.so" 2>&1) && fail "$diff was accepted: $out"
+	[ "$(tail -1 <<<"$out")" = "$want" ] || fail "$diff: expected '$want', got '$out'"
+	[ ! -e "$WORK/r.so" ] || fail "$diff: a patch was written though refused"
+	ok "$diff: $want"
+}
+
 case $case in
 e2e)
 	# The fix waives the fee in fee(), a static inline function the program has no
@@ -64,6 +73,7 @@ assert {"object": "", "symbol": "deposits", "fields": 1} in doc["uses"], doc["us
 PY
 
 	start_shop
+	out=$(ulpctl check -p "$VPID" "$WORK/fix.so" 2>&1) || fail "ulpctl check refused what ulp-build made: $out"
 	wait_for 10 lines_after 0 'status fees on' 3 || fail "the program does not run"
 	before=$(last_line 'status fees on')
 	[ "$(step_after 0 'fees on')" = 9 ] || fail "the program's fee is not 1 in 10 before the patch"
@@ -97,6 +107,7 @@ assert j["program_symbols"] == ["deposits"], j
 PY
 	start_shop
 	before=$(last_line 'fees on')
+	out=$(ulpctl check -p "$VPID" "$WORK/new.so" 2>&1) || fail "ulpctl check refused what ulp-build made: $out"
 	n=$(wc -l <"$LOG")
 	out=$(ulpctl apply -p "$VPID" "$WORK/new.so" 2>&1) || fail "apply failed: $out"
 	# audit() now reports twice the program's own counter
@@ -108,14 +119,90 @@ PY
 	wait_for 10 check_twice || fail "audit did not double: before '$before', now '$(tail -1 "$LOG")'"
 	ok "new function runs: '$before' then '$(tail -1 "$LOG")'"
 	;;
-refusals)
-	expect() {
-		local diff=$1 want=$2 out
-		out=$(build "$diff" "$WORK/r.so" 2>&1) && fail "$diff was accepted: $out"
-		[ "$(tail -1 <<<"$out")" = "$want" ] || fail "$diff: expected '$want', got '$out'"
-		[ ! -e "$WORK/r.so" ] || fail "$diff: a patch was written though refused"
-		ok "$diff: $want"
+newfile)
+	# The fix adds a source file, loyalty.c, whose loyalty_bonus() the changed deposit()
+	# calls: it travels in the patch, with its own static counter, and reads the
+	# program's own rate; it calls loyalty_cap(), new in bank.c, which reads the
+	# program's own deposits (a copy in the patch would read 0: no bonus).
+	# loyalty_bonuses(), which nothing changed calls, does not travel.
+	out=$(build newfile.diff "$WORK/newfile.so" 2>&1) || fail "ulp-build failed: $out"
+	grep -qE '^  deposit\(\) +changed$' <<<"$out" || fail "no 'deposit() changed' in: $out"
+	grep -qE '^  loyalty_bonus\(\) +new \(travels in the patch\)$' <<<"$out" || fail "loyalty_bonus() does not travel: $out"
+	grep -qE '^  loyalty_cap\(\) +new \(travels in the patch\)$' <<<"$out" || fail "loyalty_cap() does not travel: $out"
+	! grep -q 'loyalty_bonuses' <<<"$out" || fail "loyalty_bonuses() travels though nothing calls it: $out"
+	grep -q "uses the program's own: balance deposits rate$" <<<"$out" || fail "the program's own symbols: $out"
+	ok "report: $(tr '\n' '|' <<<"$out")"
+	start_shop
+	out=$(ulpctl check -p "$VPID" "$WORK/newfile.so" 2>&1) || fail "ulpctl check refused what ulp-build made: $out"
+	wait_for 10 lines_after 0 'fees on' 3 || fail "the program does not run"
+	[ "$(step_after 0 'fees on')" = 9 ] || fail "a deposit of 10 does not add 9 before the patch"
+	out=$(ulpctl apply -p "$VPID" "$WORK/newfile.so" 2>&1) || fail "apply failed: $out"
+	# 10 - a fee of 1 + a bonus of 10 * 10 / (rate * 5) = 2, with the program's rate of
+	# 10, capped at 2 after the program's 6th deposit
+	step11() { [ "$(step_after "$(wc -l <"$LOG" | awk '{ print $1 - 3 }')" 'fees on')" = 11 ]; }
+	wait_for 10 step11 || fail "the bonus is not paid: $(tail -3 "$LOG" | tr '\n' '|')"
+	ok "applied: $(tail -2 "$LOG" | tr '\n' '|')"
+	out=$(ulpctl revert -p "$VPID" newfile 2>&1) || fail "revert failed: $out"
+	step9() { [ "$(step_after "$(wc -l <"$LOG" | awk '{ print $1 - 3 }')" 'fees on')" = 9 ]; }
+	wait_for 10 step9 || fail "the bonus is still paid after the revert: $(tail -3 "$LOG" | tr '\n' '|')"
+	ok "reverted: $(tail -2 "$LOG" | tr '\n' '|')"
+	;;
+redirect)
+	# A changed function ulp cannot redirect is refused by ulp-build itself, with the
+	# line ulpctl gives (patcher/entry-check.c, one rule for both): twice() is shorter
+	# than the jump and thrice() starts right after it; sum_to()'s loop branches back
+	# into the bytes the jump would replace.
+	tiny_why="function twice is too small to patch (4 bytes, a jump needs 5): only 0 byte(s) of padding follow it, then thrice"
+	expect tiny.diff "ulp-build: the fix changes twice() of tiny.c, and ulpctl would refuse it: $tiny_why"
+	expect loop.diff "ulp-build: the fix changes sum_to() of tiny.c, and ulpctl would refuse it: cannot redirect sum_to: branch at +0xa into the displaced bytes (+0x2)"
+	cc -shared -fPIC -I "$here/../../include" -o "$WORK/twice.so" "$here/patch-twice.c" || fail "cannot build patch-twice.so"
+	start_shop
+	out=$(ulpctl check -p "$VPID" "$WORK/twice.so" 2>&1) && fail "ulpctl check accepted twice(): $out"
+	[ "$out" = "ulpctl: $tiny_why" ] || fail "ulpctl check says '$out', ulp-build '$tiny_why'"
+	ok "ulpctl check agrees: $out"
+	# A function of size 0 in the symbol table: where it ends is unknown.
+	cc -O2 -o "$WORK/zero" "$here/victim-zero.c" || fail "cannot build the size-0 victim"
+	cc -shared -fPIC -I "$here/../../include" -o "$WORK/zero.so" "$here/patch-zero.c" || fail "cannot build patch-zero.so"
+	"$WORK/zero" &
+	zpid=$!
+	PIDS+=("$zpid")
+	out=$(ulpctl check -p "$zpid" "$WORK/zero.so" 2>&1) && fail "ulpctl check accepted zero_fn(): $out"
+	[ "$out" = "ulpctl: function zero_fn has size 0 in the symbol table: where its code ends is unknown, so its entry cannot take a jump" ] ||
+		fail "size 0: $out"
+	ok "size 0: $out"
+	;;
+early)
+	# Refused before anything is built (the build command would leave a mark): a
+	# non-PIE executable, a diff to a C++ source.
+	early() {
+		local bin=$1 diff=$2 want=$3 out
+		out=$("$ULP_BUILD" --source "$WORK/src" --diff "$diff" --binary "$bin" --build "touch '$WORK/built'; make" \
+			-o "$WORK/r.so" 2>&1) && fail "${diff##*/} was accepted for ${bin##*/}: $out"
+		[ "$out" = "$want" ] || fail "${diff##*/}: expected '$want', got '$out'"
+		[ ! -e "$WORK/built" ] || fail "${diff##*/}: the tree was built before the refusal"
+		[ ! -e "$WORK/r.so" ] || fail "${diff##*/}: a patch was written though refused"
+		ok "before any build: $out"
 	}
+	cp -r "$here/shop" "$WORK/nopie"
+	make -s -C "$WORK/nopie" CC=cc CFLAGS='-O2 -g -fno-pie -no-pie' >"$WORK/make.log" 2>&1 ||
+		fail "cannot build the non-PIE program: $(tail -3 "$WORK/make.log")"
+	early "$WORK/nopie/shop" "$here/fix.diff" "ulp-build: $WORK/nopie/shop is not position-independent (built without -fPIE): a patch cannot hold the 32-bit absolute addresses its code uses; rebuild it with -fPIE -pie"
+	early "$WORK/run/shop" "$here/cxx.diff" "ulp-build: the diff changes the C++ source ledger.cc: C++ is not supported (inline functions and templates are in COMDAT groups, which ulp-build does not compare)"
+	# A C header change that changes a C++ object: refused once the builds show it.
+	expect cxxhdr.diff "ulp-build: the diff changes ledger_scale() of the C++ file ledger.cc: C++ is not supported (inline functions and templates are in COMDAT groups, which ulp-build does not compare)"
+	# -flto: the compiler wrapper refuses the first compilation, before it runs.
+	out=$(TMPDIR=$WORK build fix.diff "$WORK/r.so" --build 'make CFLAGS="-O2 -g -flto"' --keep 2>&1) &&
+		fail "an LTO build was accepted: $out"
+	scratch=$(sed -n 's/^ulp-build: scratch directory kept: //p' <<<"$out")
+	out=$(grep -v '^ulp-build: scratch directory kept: ' <<<"$out")
+	[ "$out" = "ulp-build: the build compiles main.c with -flto: link-time optimization makes the code across files at link time, where ulp-build's comparison of one object at a time cannot see it; build without -flto (e.g. --build 'make CFLAGS=...')" ] ||
+		fail "lto: $out"
+	[ -d "$scratch/tree" ] || fail "lto: no scratch tree kept: '$scratch'"
+	[ -z "$(find "$scratch/tree" -name '*.o')" ] || fail "lto: something was compiled: $(find "$scratch/tree" -name '*.o')"
+	[ ! -e "$WORK/r.so" ] || fail "lto: a patch was written though refused"
+	ok "lto: $out"
+	;;
+refusals)
 	expect size.diff "ulp-build: the diff changes the size of balance in bank.c (16 to 32 bytes): a live patch cannot change the layout of data; keep new fields in shadow variables (ulp/shadow.h)"
 	expect init.diff "ulp-build: the diff changes the initial value of rate in bank.c: a live patch cannot change data the program already holds; set it from a post_patch callback, or keep new state in shadow variables (ulp/shadow.h)"
 	expect noop.diff "ulp-build: the diff changes nothing that the build compiles"
@@ -155,6 +242,7 @@ lib)
 	start_shop
 	wait_for 10 lines_after 0 'fee 2 taken' 3 || fail "the program does not run"
 	before=$(last_line 'fee 2 taken')
+	out=$(ulpctl check -p "$VPID" "$WORK/lib.so" 2>&1) || fail "ulpctl check refused what ulp-build made: $out"
 	n=$(wc -l <"$LOG")
 	out=$(ulpctl apply -p "$VPID" "$WORK/lib.so" 2>&1) || fail "apply failed: $out"
 	wait_line 'fee 4 taken' 10 "$n" || fail "the library's fix does not run"
