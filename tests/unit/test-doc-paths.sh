@@ -11,8 +11,9 @@ set -uo pipefail
 root=${1:?usage: test-doc-paths.sh SOURCE_ROOT}
 cd "$root" || exit 1
 
-# an example patch, a file name pattern, the kernel's source, an install location
-not_ours='fix.c fuzz-NAME.c kernel/livepatch/transition.c includedir/ulp/patch.h'
+# an example patch, a file name pattern, the kernel's source, an install location, a
+# file a test's diff adds (tests/ulpbuild/newfile.diff)
+not_ours='fix.c fuzz-NAME.c kernel/livepatch/transition.c includedir/ulp/patch.h loyalty.c'
 
 tops=$(find . -mindepth 1 -maxdepth 1 -type d ! -name '.*' ! -name 'build*' -printf '%f ')
 find . -path ./.git -prune -o -path './build*' -prune -o -type f \( -name '*.c' -o -name '*.h' \) -print |
