@@ -77,25 +77,60 @@ static int borrow(Target *t, const EntryWrite *w, size_t n, BorrowFn fn, void *u
         return r < 0 ? r : k < 0 && k != -ESRCH ? k : 0;
 }
 
-static int do_sync(Target *t, Thread *th, void *ud) {
-        return trapguard_sync_cores(t, th);
-}
+/* Writes the first byte (first) or the others of every entry, from want or cur. */
+static int write_part(Target *t, const EntryWrite *w, size_t n, bool first, bool want);
 
-typedef struct Install {
+/*
+ * The remote steps go in groups, each on one borrow: every borrow waits for the
+ * scheduler to run the thread into its stop, which on a loaded machine costs more than
+ * the system calls themselves (docs/stops.md, "Figures"). Three borrows a window: open
+ * (handler in, int3 bytes, serialize), finish (rest, serialize, first byte, serialize),
+ * close (the program's disposition back, after the drain, which holds no thread).
+ */
+typedef struct Group {
         uint64_t block;
         const EntryWrite *w;
         size_t n;
-} Install;
+        bool installed;          /* open: the handler is in */
+        bool written;            /* open: int3 bytes written (some may be) */
+        bool want;               /* take back: false (cur); finish: true */
+} Group;
 
-static int do_install(Target *t, Thread *th, void *ud) {
-        const Install *in = ud;
+/* Step 1 on one borrow. The borrowed thread is held while the int3 bytes go in: it is
+ * checked like any other in step 2. */
+static int do_open(Target *t, Thread *th, void *ud) {
+        Group *g = ud;
         TrapGuardEntry e[SIGTRAP_MAX_ENTRIES];
         int r = trapguard_sync_ready(t, th);   /* or -EOPNOTSUPP before anything is written */
+
+        for (size_t i = 0; i < g->n; i++)
+                e[i] = (TrapGuardEntry) { g->w[i].at, g->w[i].trap_dest };
+        if (r >= 0)
+                r = trapguard_install(t, th, g->block, e, g->n);
         if (r < 0)
                 return r;
-        for (size_t i = 0; i < in->n; i++)
-                e[i] = (TrapGuardEntry) { in->w[i].at, in->w[i].trap_dest };
-        return trapguard_install(t, th, in->block, e, in->n);
+        g->installed = true;
+        g->written = true;
+        for (size_t i = 0; i < g->n && r >= 0; i++)
+                r = target_write(t, g->w[i].at, &(uint8_t) { INSN_INT3 }, 1);
+        return r < 0 ? r : trapguard_sync_cores(t, th);
+}
+
+/* Step 3 on one borrow (g->want), or the take-back (the first bytes as they were). */
+static int do_finish(Target *t, Thread *th, void *ud) {
+        const Group *g = ud;
+        int r = 0;
+
+        if (g->want) {
+                r = write_part(t, g->w, g->n, false, true);
+                if (r >= 0)
+                        r = trapguard_sync_cores(t, th);
+                if (r >= 0 && entry_bp_test_hook)
+                        entry_bp_test_hook(3);
+        }
+        if (r >= 0)
+                r = write_part(t, g->w, g->n, true, g->want);
+        return r < 0 ? r : trapguard_sync_cores(t, th);
 }
 
 static int do_remove(Target *t, Thread *th, void *ud) {
@@ -287,9 +322,24 @@ static int check_threads(Target *t, const EntryWrite *w, size_t n, EntryBpResult
         return r;
 }
 
+/* After a failed open or check: the first bytes as they were, serialize, handler out
+ * (on one borrow, then the drain and one more). The window stays open (safe: the guard
+ * sends every trap on) when even that fails. */
+static int take_back(Target *t, Group *g, int r) {
+        int k = 0;
+
+        if (g->written) {
+                g->want = false;
+                k = borrow(t, g->w, g->n, do_finish, g);
+        }
+        if (k >= 0 && g->installed)
+                (void)close_guard(t, g->w, g->n, g->block);
+        return k < 0 ? k : r;
+}
+
 int entry_write_bp(Target *t, uint64_t block, const EntryWrite *w, size_t n, EntryBpResult *res) {
-        Install in = { block, w, n };
-        int r, k;
+        Group g = { .block = block, .w = w, .n = n };
+        int r;
 
         *res = (EntryBpResult) {};
         if (n > SIGTRAP_MAX_ENTRIES)
@@ -301,37 +351,17 @@ int entry_write_bp(Target *t, uint64_t block, const EntryWrite *w, size_t n, Ent
         if (r >= 0)
                 r = trapguard_wait_unblocked(t, BP_DRAIN_MS);
         if (r >= 0)
-                r = borrow(t, w, n, do_install, &in);
-        if (r < 0)
-                return r;
-        for (size_t i = 0; i < n && r >= 0; i++)
-                r = target_write(t, w[i].at, &(uint8_t) { INSN_INT3 }, 1);
-        if (r >= 0)
-                r = borrow(t, w, n, do_sync, NULL);
+                r = borrow(t, w, n, do_open, &g);
         if (r >= 0 && entry_bp_test_hook)
                 entry_bp_test_hook(1);
         if (r >= 0)
                 r = check_threads(t, w, n, res);
         if (r >= 0 && entry_bp_test_hook)
                 entry_bp_test_hook(2);
-        if (r < 0) {
-                /* Taken back: the first bytes as they were, serialize, handler out. */
-                k = write_part(t, w, n, true, false);
-                if (k >= 0)
-                        k = borrow(t, w, n, do_sync, NULL);
-                if (k >= 0)
-                        (void)close_guard(t, w, n, block);
-                return k < 0 ? k : r;
-        }
-        r = write_part(t, w, n, false, true);
-        if (r >= 0)
-                r = borrow(t, w, n, do_sync, NULL);
-        if (r >= 0 && entry_bp_test_hook)
-                entry_bp_test_hook(3);
-        if (r >= 0)
-                r = write_part(t, w, n, true, true);
-        if (r >= 0)
-                r = borrow(t, w, n, do_sync, NULL);
+        if (r < 0)
+                return take_back(t, &g, r);
+        g.want = true;
+        r = borrow(t, w, n, do_finish, &g);
         if (r < 0)
                 return r;
         /* The entries are written. A trap still to be taken after BP_DRAIN_MS (a thread
@@ -345,32 +375,38 @@ int entry_write_bp(Target *t, uint64_t block, const EntryWrite *w, size_t n, Ent
         return r;
 }
 
-static int do_find(Target *t, Thread *th, void *ud) {
-        return trapguard_find_open(t, th, ud);
-}
-
-int entry_bp_close(Target *t, uint64_t block, const EntryWrite *w, size_t n) {
+/* Finishes or undoes each entry of an open window at g->block (g->installed: it was
+ * open), then serializes: on the borrow that found it. */
+static int do_close(Target *t, Thread *th, void *ud) {
+        Group *g = ud;
         uint64_t open = 0;
-        int r = borrow(t, w, n, do_find, &open);
+        int r = trapguard_find_open(t, th, &open);
 
-        if (r < 0 || open != block)
+        if (r < 0 || open != g->block)
                 return r;
-        for (size_t i = 0; i < n && r >= 0; i++) {
+        g->installed = true;
+        for (size_t i = 0; i < g->n && r >= 0; i++) {
+                const EntryWrite *w = &g->w[i];
                 uint8_t b[16];
                 const uint8_t *first;
-                r = target_read(t, w[i].at, b, w[i].len);
+                r = target_read(t, w->at, b, w->len);
                 if (r < 0 || b[0] != INSN_INT3)
                         continue;
                 /* The rest written: finish; still the old bytes: undo. */
-                if (memcmp(b + 1, w[i].want + 1, w[i].len - 1u) == 0)
-                        first = w[i].want;
-                else if (memcmp(b + 1, w[i].cur + 1, w[i].len - 1u) == 0)
-                        first = w[i].cur;
+                if (memcmp(b + 1, w->want + 1, w->len - 1u) == 0)
+                        first = w->want;
+                else if (memcmp(b + 1, w->cur + 1, w->len - 1u) == 0)
+                        first = w->cur;
                 else
                         return -EBUSY;
-                r = target_write(t, w[i].at, first, 1);
+                r = target_write(t, w->at, first, 1);
         }
-        if (r >= 0)
-                r = borrow(t, w, n, do_sync, NULL);
-        return r < 0 ? r : close_guard(t, w, n, block);
+        return r < 0 ? r : trapguard_sync_cores(t, th);
+}
+
+int entry_bp_close(Target *t, uint64_t block, const EntryWrite *w, size_t n) {
+        Group g = { .block = block, .w = w, .n = n };
+        int r = borrow(t, w, n, do_close, &g);
+
+        return r < 0 || !g.installed ? r : close_guard(t, w, n, block);
 }
