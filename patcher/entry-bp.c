@@ -203,7 +203,7 @@ static bool trap_pending(Target *t, const Thread *th) {
  * Step 2 for the stopped th. At the byte after an int3 with its SIGTRAP in hand: sent to
  * trap_dest, the signal dropped; with the SIGTRAP still queued: left to the handler,
  * which does the same after the resume. Strictly inside the bytes otherwise: moved to the
- * copy. 1 changed, 0 nothing to do, -errno.
+ * copy. 1 changed, 0 nothing to do, 2 left to the handler, -errno.
  */
 static int check_one(Target *t, Thread *th, const EntryWrite *w, size_t n, EntryBpResult *res) {
         uint64_t pc = regs_pc(&th->regs), to;
@@ -219,7 +219,7 @@ static int check_one(Target *t, Thread *th, const EntryWrite *w, size_t n, Entry
                 }
                 if (pc == w[i].at + 1 && trap_pending(t, th)) {
                         res->trapped++;
-                        return 0;
+                        return 2;
                 }
                 if (!w[i].map)
                         return -EAGAIN;
@@ -244,7 +244,7 @@ static int check_one(Target *t, Thread *th, const EntryWrite *w, size_t n, Entry
 
 /* Checks the stopped th (one of v[0..*nv)), resumes it and drops it from v. */
 static int check_resume(Target *t, Thread *th, Thread **v, size_t *nv, const EntryWrite *w, size_t n,
-                        EntryBpResult *res) {
+                        const EntryBpHooks *hooks, EntryBpResult *res) {
         int r, k;
 
         for (size_t i = 0; i < *nv; i++)
@@ -252,8 +252,28 @@ static int check_resume(Target *t, Thread *th, Thread **v, size_t *nv, const Ent
                         v[i] = v[--*nv];
         res->checked++;
         r = check_one(t, th, w, n, res);
+        if (r >= 0 && hooks && hooks->thread)
+                r = hooks->thread(t, th, r == 2, hooks->ud);
         k = target_resume_thread(t, th);
         return r < 0 ? r : k < 0 && k != -ESRCH ? k : 0;
+}
+
+/* A failed check leaves other threads asked to stop: each is resumed as it stops (the
+ * window is taken back next), or, not stopped in time, left late (detached when it
+ * stops): none is left sitting in its stop, where a SIGTRAP it holds queued would also
+ * keep the window's guard from closing. */
+static void release_inflight(Target *t, Thread **v, size_t nv) {
+        while (nv > 0) {
+                Thread *th = NULL;
+                if (target_wait_any(t, v, nv, stop_ms(t), &th) < 0)
+                        return;
+                (void)target_resume_thread(t, th);
+                for (size_t i = 0; i < nv;)
+                        if (v[i] == th || v[i]->gone)
+                                v[i] = v[--nv];
+                        else
+                                i++;
+        }
 }
 
 static bool was_checked(const pid_t *done, size_t n_done, pid_t tid) {
@@ -266,7 +286,8 @@ static bool was_checked(const pid_t *done, size_t n_done, pid_t tid) {
 /* Step 2: every thread of the process, each stopped alone (up to BP_WINDOW asked at
  * once), until a rescan of /proc/PID/task finds none not yet checked (threads created
  * after the int3 went in need no check, but cost only one stop). */
-static int check_threads(Target *t, const EntryWrite *w, size_t n, EntryBpResult *res) {
+static int check_threads(Target *t, const EntryWrite *w, size_t n, const EntryBpHooks *hooks,
+                         EntryBpResult *res) {
         _cleanup_free_ pid_t *done = NULL;
         size_t n_done = 0;
         int r = 0;
@@ -295,11 +316,13 @@ static int check_threads(Target *t, const EntryWrite *w, size_t n, EntryBpResult
                                         r = 0;
                                         continue;
                                 }
-                                if (r < 0)
-                                        return r == -EBUSY ? -EAGAIN : r;
+                                if (r < 0) {
+                                        r = r == -EBUSY ? -EAGAIN : r;
+                                        break;
+                                }
                                 v[nv++] = th;
                         }
-                        if (nv == 0)
+                        if (r < 0 || nv == 0)
                                 break;
                         r = target_wait_any(t, v, nv, BP_CHECK_MS, &th);
                         if (r == -ESRCH) {
@@ -310,7 +333,7 @@ static int check_threads(Target *t, const EntryWrite *w, size_t n, EntryBpResult
                         if (r == -ETIMEDOUT)
                                 return -EAGAIN;
                         if (r >= 0)
-                                r = check_resume(t, th, v, &nv, w, n, res);
+                                r = check_resume(t, th, v, &nv, w, n, hooks, res);
                         /* Those found gone meanwhile need no check. */
                         for (size_t i = 0; i < nv;)
                                 if (v[i]->gone)
@@ -318,6 +341,8 @@ static int check_threads(Target *t, const EntryWrite *w, size_t n, EntryBpResult
                                 else
                                         i++;
                 }
+                if (r < 0)
+                        release_inflight(t, v, nv);
         }
         return r;
 }
@@ -338,6 +363,11 @@ static int take_back(Target *t, Group *g, int r) {
 }
 
 int entry_write_bp(Target *t, uint64_t block, const EntryWrite *w, size_t n, EntryBpResult *res) {
+        return entry_write_bp_hooked(t, block, w, n, NULL, res);
+}
+
+int entry_write_bp_hooked(Target *t, uint64_t block, const EntryWrite *w, size_t n, const EntryBpHooks *hooks,
+                          EntryBpResult *res) {
         Group g = { .block = block, .w = w, .n = n };
         int r;
 
@@ -355,9 +385,11 @@ int entry_write_bp(Target *t, uint64_t block, const EntryWrite *w, size_t n, Ent
         if (r >= 0 && entry_bp_test_hook)
                 entry_bp_test_hook(1);
         if (r >= 0)
-                r = check_threads(t, w, n, res);
+                r = check_threads(t, w, n, hooks, res);
         if (r >= 0 && entry_bp_test_hook)
                 entry_bp_test_hook(2);
+        if (r >= 0 && hooks && hooks->checked)
+                r = hooks->checked(t, hooks->ud);
         if (r < 0)
                 return take_back(t, &g, r);
         g.want = true;
