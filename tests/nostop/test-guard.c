@@ -15,6 +15,7 @@
 
 #include "common/macro.h"
 #include "patcher/target.h"
+#include "patcher/target-seal.h"
 #include "patcher/entry-bp.h"
 #include "patcher/trapguard.h"
 #include "patcher/x86_64/relocate.h"
@@ -431,6 +432,73 @@ TEST(hooks) {
         ASSERT_OK(entry_write_bp(t, v.sh->guard_area, &h.revert, 1, &res));
         ASSERT_EQ(sum(&v, 3), 0);
         ASSERT_EQ_U64(t->max_stw_ns, 0);
+        target_free(t);
+        ASSERT_TRUE(alive(&v));
+}
+
+/* ---- the clone barrier (patcher/target-seal.h) ---- */
+
+static bool spawned_ran(Victim *v, pid_t tid) {
+        uint32_t n = MIN(v->sh->spawn_n, (uint32_t)GUARD_SPAWN_MAX);
+        for (uint32_t i = 0; i < n; i++)
+                if (v->sh->spawn_tids[i] == tid)
+                        return true;
+        return false;
+}
+
+static unsigned seal_births(Target *t, TargetSeal *s) {
+        ASSERT_OK(target_seal_poll(t, s));
+        return s->births;
+}
+
+static uint64_t seal_calls(Target *t, TargetSeal *s, Victim *v) {
+        ASSERT_OK(target_seal_poll(t, s));
+        return sum(v, 0);
+}
+
+static uint64_t seal_usr2(Target *t, TargetSeal *s, Victim *v) {
+        ASSERT_OK(target_seal_poll(t, s));
+        return v->sh->usr2;
+}
+
+/* A process that creates a thread every millisecond, sealed: every thread it creates
+ * meanwhile stops before its first instruction (it never wrote its tid) and runs once
+ * let go; the sealed threads keep running (the callers keep counting) and get the
+ * signals sent to the process meanwhile (its handler counts them); afterwards no
+ * thread is traced, and no moment had every thread stopped. */
+TEST(seal_catches_new_threads) {
+        Victim v;
+        Target *t;
+        TargetSeal s;
+        pid_t held[64];
+        size_t n_held = 0;
+        uint64_t c;
+
+        victim_start(&v, "spawn");
+        ASSERT_TRUE(WAIT_UNTIL(v.sh->spawn_n > 10, 5000));
+        ASSERT_OK(target_open(v.pid, &t));
+        ASSERT_OK(target_seal_begin(t, &s));
+        ASSERT_TRUE(WAIT_UNTIL(seal_births(t, &s) >= 5, 10000));
+        c = sum(&v, 0);
+        ASSERT_TRUE(WAIT_UNTIL(seal_calls(t, &s, &v) > c + 1000, 10000));
+        for (int i = 0; i < 3; i++) {
+                ASSERT_OK(kill(v.pid, SIGUSR2));
+                ASSERT_TRUE(WAIT_UNTIL(seal_usr2(t, &s, &v) > (uint64_t)i, 10000));
+        }
+        for (size_t i = 0; i < s.n && n_held < ELEMENTSOF(held); i++)
+                if (s.v[i].held)
+                        held[n_held++] = s.v[i].tid;
+        ASSERT_TRUE(n_held >= 5);
+        for (size_t i = 0; i < n_held; i++)
+                ASSERT_TRUE(!spawned_ran(&v, held[i]));
+        fprintf(stderr, "  %u clones, %u new threads held at their first stop\n", s.clones, s.births);
+        ASSERT_OK(target_seal_end(t, &s, 10000));
+        ASSERT_EQ(s.n, 0);
+        for (size_t i = 0; i < n_held; i++)
+                ASSERT_TRUE(WAIT_UNTIL(spawned_ran(&v, held[i]), 10000));
+        ASSERT_TRUE(WAIT_UNTIL(traced_threads(v.pid) == 0, 5000));
+        ASSERT_EQ_U64(t->max_stw_ns, 0);
+        target_seal_done(&s);
         target_free(t);
         ASSERT_TRUE(alive(&v));
 }
