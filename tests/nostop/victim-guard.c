@@ -135,7 +135,8 @@ int main(int argc, char **argv) {
                 signal(SIGUSR2, on_usr2);
         while (!strcmp(argv[1], "spawn")) {
                 struct timespec ts = { 0, 1000000 };
-                if (pthread_create(&th, NULL, spawned, NULL) == 0)
+                /* Room is kept for the threads already created to write their tid. */
+                if (sh->spawn_n < GUARD_SPAWN_MAX - 1024 && pthread_create(&th, NULL, spawned, NULL) == 0)
                         pthread_detach(th);
                 nanosleep(&ts, NULL);
         }
