@@ -14,7 +14,8 @@
  * stw_us (the stop of every thread), bp_stw_us (any such window during the two writes:
  * 0), bp_max_thread_stop_us (the longest single-thread stop, from its request to the
  * resume, as --json's max_thread_stop_us), bp_max_held_us (the longest a thread was held
- * once stopped), bp_us (the two writes' wall time), moved (threads moved into the copy).
+ * once stopped), bp_us (the two writes' wall time), moved (threads moved into the copy),
+ * borrows (the stops of a thread for remote steps, the checks' stops left out).
  */
 #include <pthread.h>
 #include <signal.h>
@@ -89,10 +90,13 @@ static uint64_t now_ns(void) {
 /* The longest a single thread was held stopped (its stop collected to its resume), and
  * the longest from the request to the resume, over the single-thread stops seen. */
 static uint64_t held_max, single_max;
+/* Single-thread stops: the checks and the borrows for the remote steps. */
+static unsigned stops;
 
 static void on_stop(const TargetStopEvent *ev, void *ud) {
         if (ev->tid == 0)
                 return;
+        stops++;
         held_max = MAX(held_max, ev->resumed_ns - ev->stopped_ns);
         single_max = MAX(single_max, ev->resumed_ns - ev->requested_ns);
 }
@@ -158,6 +162,7 @@ int main(int argc, char **argv) {
                 stw[i] = t->max_stw_ns;
                 t->max_stw_ns = t->max_thread_stop_ns = 0;
                 held_max = single_max = 0;
+                stops = 0;
                 target_set_stop_hook(on_stop, NULL);
                 t0 = now_ns();
                 if (r >= 0)
@@ -173,9 +178,10 @@ int main(int argc, char **argv) {
                 target_set_stop_hook(NULL, NULL);
                 if (r >= 0)
                         printf("{\"threads\":%d,\"callers\":%d,\"hogs\":%d,\"stw_us\":%.1f,\"bp_stw_us\":%.1f,"
-                               "\"bp_max_thread_stop_us\":%.1f,\"bp_max_held_us\":%.1f,\"bp_us\":%.1f,\"moved\":%u,\"checked\":%u}\n",
+                               "\"bp_max_thread_stop_us\":%.1f,\"bp_max_held_us\":%.1f,\"bp_us\":%.1f,\"moved\":%u,\"checked\":%u,\"borrows\":%u}\n",
                                threads, callers, hogs, stw[i] / 1e3, bp_stw[i] / 1e3, bp_thread[i] / 1e3,
-                               bp_held[i] / 1e3, bp_wall[i] / 1e3, a.moved + b.moved, a.checked + b.checked);
+                               bp_held[i] / 1e3, bp_wall[i] / 1e3, a.moved + b.moved, a.checked + b.checked,
+                               stops - a.checked - b.checked);
         }
         if (r >= 0)
                 printf("{\"median\":true,\"threads\":%d,\"callers\":%d,\"hogs\":%d,\"rounds\":%d,\"stw_us\":%.1f,\"bp_stw_us\":%.1f,"

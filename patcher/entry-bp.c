@@ -77,25 +77,60 @@ static int borrow(Target *t, const EntryWrite *w, size_t n, BorrowFn fn, void *u
         return r < 0 ? r : k < 0 && k != -ESRCH ? k : 0;
 }
 
-static int do_sync(Target *t, Thread *th, void *ud) {
-        return trapguard_sync_cores(t, th);
-}
+/* Writes the first byte (first) or the others of every entry, from want or cur. */
+static int write_part(Target *t, const EntryWrite *w, size_t n, bool first, bool want);
 
-typedef struct Install {
+/*
+ * The remote steps go in groups, each on one borrow: every borrow waits for the
+ * scheduler to run the thread into its stop, which on a loaded machine costs more than
+ * the system calls themselves (docs/stops.md, "Figures"). Three borrows a window: open
+ * (handler in, int3 bytes, serialize), finish (rest, serialize, first byte, serialize),
+ * close (the program's disposition back, after the drain, which holds no thread).
+ */
+typedef struct Group {
         uint64_t block;
         const EntryWrite *w;
         size_t n;
-} Install;
+        bool installed;          /* open: the handler is in */
+        bool written;            /* open: int3 bytes written (some may be) */
+        bool want;               /* take back: false (cur); finish: true */
+} Group;
 
-static int do_install(Target *t, Thread *th, void *ud) {
-        const Install *in = ud;
+/* Step 1 on one borrow. The borrowed thread is held while the int3 bytes go in: it is
+ * checked like any other in step 2. */
+static int do_open(Target *t, Thread *th, void *ud) {
+        Group *g = ud;
         TrapGuardEntry e[SIGTRAP_MAX_ENTRIES];
         int r = trapguard_sync_ready(t, th);   /* or -EOPNOTSUPP before anything is written */
+
+        for (size_t i = 0; i < g->n; i++)
+                e[i] = (TrapGuardEntry) { g->w[i].at, g->w[i].trap_dest };
+        if (r >= 0)
+                r = trapguard_install(t, th, g->block, e, g->n);
         if (r < 0)
                 return r;
-        for (size_t i = 0; i < in->n; i++)
-                e[i] = (TrapGuardEntry) { in->w[i].at, in->w[i].trap_dest };
-        return trapguard_install(t, th, in->block, e, in->n);
+        g->installed = true;
+        g->written = true;
+        for (size_t i = 0; i < g->n && r >= 0; i++)
+                r = target_write(t, g->w[i].at, &(uint8_t) { INSN_INT3 }, 1);
+        return r < 0 ? r : trapguard_sync_cores(t, th);
+}
+
+/* Step 3 on one borrow (g->want), or the take-back (the first bytes as they were). */
+static int do_finish(Target *t, Thread *th, void *ud) {
+        const Group *g = ud;
+        int r = 0;
+
+        if (g->want) {
+                r = write_part(t, g->w, g->n, false, true);
+                if (r >= 0)
+                        r = trapguard_sync_cores(t, th);
+                if (r >= 0 && entry_bp_test_hook)
+                        entry_bp_test_hook(3);
+        }
+        if (r >= 0)
+                r = write_part(t, g->w, g->n, true, g->want);
+        return r < 0 ? r : trapguard_sync_cores(t, th);
 }
 
 static int do_remove(Target *t, Thread *th, void *ud) {
@@ -168,7 +203,7 @@ static bool trap_pending(Target *t, const Thread *th) {
  * Step 2 for the stopped th. At the byte after an int3 with its SIGTRAP in hand: sent to
  * trap_dest, the signal dropped; with the SIGTRAP still queued: left to the handler,
  * which does the same after the resume. Strictly inside the bytes otherwise: moved to the
- * copy. 1 changed, 0 nothing to do, -errno.
+ * copy. 1 changed, 0 nothing to do, 2 left to the handler, -errno.
  */
 static int check_one(Target *t, Thread *th, const EntryWrite *w, size_t n, EntryBpResult *res) {
         uint64_t pc = regs_pc(&th->regs), to;
@@ -184,7 +219,7 @@ static int check_one(Target *t, Thread *th, const EntryWrite *w, size_t n, Entry
                 }
                 if (pc == w[i].at + 1 && trap_pending(t, th)) {
                         res->trapped++;
-                        return 0;
+                        return 2;
                 }
                 if (!w[i].map)
                         return -EAGAIN;
@@ -209,7 +244,7 @@ static int check_one(Target *t, Thread *th, const EntryWrite *w, size_t n, Entry
 
 /* Checks the stopped th (one of v[0..*nv)), resumes it and drops it from v. */
 static int check_resume(Target *t, Thread *th, Thread **v, size_t *nv, const EntryWrite *w, size_t n,
-                        EntryBpResult *res) {
+                        const EntryBpHooks *hooks, EntryBpResult *res) {
         int r, k;
 
         for (size_t i = 0; i < *nv; i++)
@@ -217,8 +252,28 @@ static int check_resume(Target *t, Thread *th, Thread **v, size_t *nv, const Ent
                         v[i] = v[--*nv];
         res->checked++;
         r = check_one(t, th, w, n, res);
+        if (r >= 0 && hooks && hooks->thread)
+                r = hooks->thread(t, th, r == 2, hooks->ud);
         k = target_resume_thread(t, th);
         return r < 0 ? r : k < 0 && k != -ESRCH ? k : 0;
+}
+
+/* A failed check leaves other threads asked to stop: each is resumed as it stops (the
+ * window is taken back next), or, not stopped in time, left late (detached when it
+ * stops): none is left sitting in its stop, where a SIGTRAP it holds queued would also
+ * keep the window's guard from closing. */
+static void release_inflight(Target *t, Thread **v, size_t nv) {
+        while (nv > 0) {
+                Thread *th = NULL;
+                if (target_wait_any(t, v, nv, stop_ms(t), &th) < 0)
+                        return;
+                (void)target_resume_thread(t, th);
+                for (size_t i = 0; i < nv;)
+                        if (v[i] == th || v[i]->gone)
+                                v[i] = v[--nv];
+                        else
+                                i++;
+        }
 }
 
 static bool was_checked(const pid_t *done, size_t n_done, pid_t tid) {
@@ -231,7 +286,8 @@ static bool was_checked(const pid_t *done, size_t n_done, pid_t tid) {
 /* Step 2: every thread of the process, each stopped alone (up to BP_WINDOW asked at
  * once), until a rescan of /proc/PID/task finds none not yet checked (threads created
  * after the int3 went in need no check, but cost only one stop). */
-static int check_threads(Target *t, const EntryWrite *w, size_t n, EntryBpResult *res) {
+static int check_threads(Target *t, const EntryWrite *w, size_t n, const EntryBpHooks *hooks,
+                         EntryBpResult *res) {
         _cleanup_free_ pid_t *done = NULL;
         size_t n_done = 0;
         int r = 0;
@@ -260,11 +316,13 @@ static int check_threads(Target *t, const EntryWrite *w, size_t n, EntryBpResult
                                         r = 0;
                                         continue;
                                 }
-                                if (r < 0)
-                                        return r == -EBUSY ? -EAGAIN : r;
+                                if (r < 0) {
+                                        r = r == -EBUSY ? -EAGAIN : r;
+                                        break;
+                                }
                                 v[nv++] = th;
                         }
-                        if (nv == 0)
+                        if (r < 0 || nv == 0)
                                 break;
                         r = target_wait_any(t, v, nv, BP_CHECK_MS, &th);
                         if (r == -ESRCH) {
@@ -275,7 +333,7 @@ static int check_threads(Target *t, const EntryWrite *w, size_t n, EntryBpResult
                         if (r == -ETIMEDOUT)
                                 return -EAGAIN;
                         if (r >= 0)
-                                r = check_resume(t, th, v, &nv, w, n, res);
+                                r = check_resume(t, th, v, &nv, w, n, hooks, res);
                         /* Those found gone meanwhile need no check. */
                         for (size_t i = 0; i < nv;)
                                 if (v[i]->gone)
@@ -283,13 +341,35 @@ static int check_threads(Target *t, const EntryWrite *w, size_t n, EntryBpResult
                                 else
                                         i++;
                 }
+                if (r < 0)
+                        release_inflight(t, v, nv);
         }
         return r;
 }
 
+/* After a failed open or check: the first bytes as they were, serialize, handler out
+ * (on one borrow, then the drain and one more). The window stays open (safe: the guard
+ * sends every trap on) when even that fails. */
+static int take_back(Target *t, Group *g, int r) {
+        int k = 0;
+
+        if (g->written) {
+                g->want = false;
+                k = borrow(t, g->w, g->n, do_finish, g);
+        }
+        if (k >= 0 && g->installed)
+                (void)close_guard(t, g->w, g->n, g->block);
+        return k < 0 ? k : r;
+}
+
 int entry_write_bp(Target *t, uint64_t block, const EntryWrite *w, size_t n, EntryBpResult *res) {
-        Install in = { block, w, n };
-        int r, k;
+        return entry_write_bp_hooked(t, block, w, n, NULL, res);
+}
+
+int entry_write_bp_hooked(Target *t, uint64_t block, const EntryWrite *w, size_t n, const EntryBpHooks *hooks,
+                          EntryBpResult *res) {
+        Group g = { .block = block, .w = w, .n = n };
+        int r;
 
         *res = (EntryBpResult) {};
         if (n > SIGTRAP_MAX_ENTRIES)
@@ -301,37 +381,19 @@ int entry_write_bp(Target *t, uint64_t block, const EntryWrite *w, size_t n, Ent
         if (r >= 0)
                 r = trapguard_wait_unblocked(t, BP_DRAIN_MS);
         if (r >= 0)
-                r = borrow(t, w, n, do_install, &in);
-        if (r < 0)
-                return r;
-        for (size_t i = 0; i < n && r >= 0; i++)
-                r = target_write(t, w[i].at, &(uint8_t) { INSN_INT3 }, 1);
-        if (r >= 0)
-                r = borrow(t, w, n, do_sync, NULL);
+                r = borrow(t, w, n, do_open, &g);
         if (r >= 0 && entry_bp_test_hook)
                 entry_bp_test_hook(1);
         if (r >= 0)
-                r = check_threads(t, w, n, res);
+                r = check_threads(t, w, n, hooks, res);
         if (r >= 0 && entry_bp_test_hook)
                 entry_bp_test_hook(2);
-        if (r < 0) {
-                /* Taken back: the first bytes as they were, serialize, handler out. */
-                k = write_part(t, w, n, true, false);
-                if (k >= 0)
-                        k = borrow(t, w, n, do_sync, NULL);
-                if (k >= 0)
-                        (void)close_guard(t, w, n, block);
-                return k < 0 ? k : r;
-        }
-        r = write_part(t, w, n, false, true);
-        if (r >= 0)
-                r = borrow(t, w, n, do_sync, NULL);
-        if (r >= 0 && entry_bp_test_hook)
-                entry_bp_test_hook(3);
-        if (r >= 0)
-                r = write_part(t, w, n, true, true);
-        if (r >= 0)
-                r = borrow(t, w, n, do_sync, NULL);
+        if (r >= 0 && hooks && hooks->checked)
+                r = hooks->checked(t, hooks->ud);
+        if (r < 0)
+                return take_back(t, &g, r);
+        g.want = true;
+        r = borrow(t, w, n, do_finish, &g);
         if (r < 0)
                 return r;
         /* The entries are written. A trap still to be taken after BP_DRAIN_MS (a thread
@@ -345,32 +407,38 @@ int entry_write_bp(Target *t, uint64_t block, const EntryWrite *w, size_t n, Ent
         return r;
 }
 
-static int do_find(Target *t, Thread *th, void *ud) {
-        return trapguard_find_open(t, th, ud);
-}
-
-int entry_bp_close(Target *t, uint64_t block, const EntryWrite *w, size_t n) {
+/* Finishes or undoes each entry of an open window at g->block (g->installed: it was
+ * open), then serializes: on the borrow that found it. */
+static int do_close(Target *t, Thread *th, void *ud) {
+        Group *g = ud;
         uint64_t open = 0;
-        int r = borrow(t, w, n, do_find, &open);
+        int r = trapguard_find_open(t, th, &open);
 
-        if (r < 0 || open != block)
+        if (r < 0 || open != g->block)
                 return r;
-        for (size_t i = 0; i < n && r >= 0; i++) {
+        g->installed = true;
+        for (size_t i = 0; i < g->n && r >= 0; i++) {
+                const EntryWrite *w = &g->w[i];
                 uint8_t b[16];
                 const uint8_t *first;
-                r = target_read(t, w[i].at, b, w[i].len);
+                r = target_read(t, w->at, b, w->len);
                 if (r < 0 || b[0] != INSN_INT3)
                         continue;
                 /* The rest written: finish; still the old bytes: undo. */
-                if (memcmp(b + 1, w[i].want + 1, w[i].len - 1u) == 0)
-                        first = w[i].want;
-                else if (memcmp(b + 1, w[i].cur + 1, w[i].len - 1u) == 0)
-                        first = w[i].cur;
+                if (memcmp(b + 1, w->want + 1, w->len - 1u) == 0)
+                        first = w->want;
+                else if (memcmp(b + 1, w->cur + 1, w->len - 1u) == 0)
+                        first = w->cur;
                 else
                         return -EBUSY;
-                r = target_write(t, w[i].at, first, 1);
+                r = target_write(t, w->at, first, 1);
         }
-        if (r >= 0)
-                r = borrow(t, w, n, do_sync, NULL);
-        return r < 0 ? r : close_guard(t, w, n, block);
+        return r < 0 ? r : trapguard_sync_cores(t, th);
+}
+
+int entry_bp_close(Target *t, uint64_t block, const EntryWrite *w, size_t n) {
+        Group g = { .block = block, .w = w, .n = n };
+        int r = borrow(t, w, n, do_close, &g);
+
+        return r < 0 || !g.installed ? r : close_guard(t, w, n, block);
 }

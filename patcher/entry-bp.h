@@ -63,6 +63,28 @@ typedef struct EntryBpResult {
 int entry_write_bp(Target *t, uint64_t block, const EntryWrite *w, size_t n, EntryBpResult *res);
 
 /*
+ * What a caller adds to the window (the transition's own rules, docs/stops.md "Not yet"):
+ *   thread   each thread the window checks, stopped, after the window's own check (its
+ *            registers as that left them: moved into a copy, or sent to a trap_dest).
+ *            trap_queued: its PC is one past an int3 with its SIGTRAP still queued, for
+ *            the handler to take: its PC must not be moved. The window looks at each
+ *            thread's PC only; signal frames whose saved PC is inside the bytes are
+ *            this hook's to move (or to refuse).
+ *   checked  once, after every thread was checked and before the rest of the entries is
+ *            written (every entry holds the int3 and the rest of cur).
+ * A negative return takes the window back (each entry holds cur again) and is returned.
+ */
+typedef struct EntryBpHooks {
+        int (*thread)(Target *t, Thread *th, bool trap_queued, void *ud);
+        int (*checked)(Target *t, void *ud);
+        void *ud;
+} EntryBpHooks;
+
+/* entry_write_bp() with hooks (may be NULL). */
+int entry_write_bp_hooked(Target *t, uint64_t block, const EntryWrite *w, size_t n, const EntryBpHooks *hooks,
+                          EntryBpResult *res);
+
+/*
  * Closes a window a dead patcher left open, given what it was writing: an entry whose
  * first byte is still the int3 is finished when the rest already holds want, else put
  * back to cur; then serialize and the program's disposition back. 0 when no window is

@@ -24,7 +24,6 @@ typedef struct KSigaction {
 #define KSA_SIGINFO  0x00000004ULL
 
 /* membarrier(2) commands (linux/membarrier.h). */
-#define MB_QUERY 0
 #define MB_PRIVATE_EXPEDITED_SYNC_CORE (1 << 5)
 #define MB_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE (1 << 6)
 
@@ -223,19 +222,18 @@ int trapguard_find_open(Target *t, Thread *th, uint64_t *ret_block) {
         return 0;
 }
 
+/* Registration alone, one remote call: a kernel or an architecture without SYNC_CORE
+ * refuses it (EINVAL; ENOSYS without membarrier), no query needed first. */
 int trapguard_sync_ready(Target *t, Thread *th) {
-        long mask = 0;
         int r;
 
         if (t->sync_core != 0)
                 return t->sync_core > 0 ? 0 : -EOPNOTSUPP;
-        r = rsys(t, th, SYS_membarrier, MB_QUERY, 0, 0, 0, 0, 0, &mask);
-        if (r == -ENOSYS || r == -EINVAL || (r >= 0 && !(mask & MB_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE))) {
+        r = rsys(t, th, SYS_membarrier, MB_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE, 0, 0, 0, 0, 0, NULL);
+        if (r == -ENOSYS || r == -EINVAL) {
                 t->sync_core = -1;
                 return -EOPNOTSUPP;
         }
-        if (r >= 0)
-                r = rsys(t, th, SYS_membarrier, MB_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE, 0, 0, 0, 0, 0, NULL);
         if (r >= 0)
                 t->sync_core = 1;
         return r;

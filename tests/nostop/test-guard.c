@@ -3,6 +3,7 @@
  * The int3 window's guards (patcher/trapguard.h) on real processes: victim-guard
  * reports what it observed in a shared memfd. Each case: test-guard CASE.
  */
+#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -14,6 +15,7 @@
 
 #include "common/macro.h"
 #include "patcher/target.h"
+#include "patcher/target-seal.h"
 #include "patcher/entry-bp.h"
 #include "patcher/trapguard.h"
 #include "patcher/x86_64/relocate.h"
@@ -309,6 +311,175 @@ TEST(hot_leader) {
         }
         ASSERT_EQ(sum(&v, 3), 0);
         ASSERT_EQ_U64(t->max_stw_ns, 0);
+        target_free(t);
+        ASSERT_TRUE(alive(&v));
+}
+
+/* Threads of pid with a tracer (TracerPid in /proc/PID/task/TID/status). */
+static unsigned traced_threads(pid_t pid) {
+        char path[320], line[256];
+        unsigned n = 0;
+        struct dirent *de;
+        DIR *d;
+
+        snprintf(path, sizeof(path), "/proc/%d/task", pid);
+        d = opendir(path);
+        if (!d)
+                return 0;
+        while ((de = readdir(d))) {
+                FILE *f;
+                if (de->d_name[0] == '.')
+                        continue;
+                snprintf(path, sizeof(path), "/proc/%d/task/%s/status", pid, de->d_name);
+                f = fopen(path, "re");
+                if (!f)
+                        continue;
+                while (fgets(line, sizeof(line), f))
+                        if (!strncmp(line, "TracerPid:", 10) && atoi(line + 10) != 0)
+                                n++;
+                fclose(f);
+        }
+        closedir(d);
+        return n;
+}
+
+/* What the hooks saw, and when the thread hook refuses. */
+typedef struct HookSeen {
+        Victim *v;
+        unsigned threads, queued, checked;
+        unsigned refuse_at;      /* the thread hook's call that fails, 0 never */
+        bool entry_ok;           /* at the checked hook: int3 and the rest of cur */
+        const EntryWrite *w;
+} HookSeen;
+
+static int hook_thread(Target *t, Thread *th, bool trap_queued, void *ud) {
+        HookSeen *s = ud;
+        s->queued += trap_queued;
+        return ++s->threads == s->refuse_at ? -ENOTRECOVERABLE : 0;
+}
+
+static int hook_checked(Target *t, void *ud) {
+        HookSeen *s = ud;
+        uint8_t b[16];
+        s->checked++;
+        s->entry_ok = target_read(t, s->w->at, b, s->w->len) >= 0 && b[0] == 0xcc &&
+                      memcmp(b + 1, s->w->cur + 1, s->w->len - 1u) == 0;
+        return 0;
+}
+
+/* The hooks a transition adds to the window: the thread hook sees every thread the
+ * window checks, the checked hook runs once, after the checks and before the rest of
+ * the jump (the entry then holds the int3 and the old bytes); a refusal from the thread
+ * hook takes the window back: the entry holds its old bytes, the callers go on calling
+ * the original, nothing dies. */
+TEST(hooks) {
+        Victim v;
+        Target *t;
+        Hot h;
+        EntryBpResult res;
+        uint8_t b[5];
+        uint64_t c;
+
+        victim_start(&v, "hot");
+        ASSERT_OK(target_open(v.pid, &t));
+        hot_prepare(&v, t, &h);
+
+        HookSeen s = { .v = &v, .refuse_at = 3, .w = &h.apply };
+        EntryBpHooks hooks = { hook_thread, hook_checked, &s };
+        ASSERT_ERR(entry_write_bp_hooked(t, v.sh->guard_area, &h.apply, 1, &hooks, &res), -ENOTRECOVERABLE);
+        ASSERT_EQ(s.threads, 3);
+        ASSERT_EQ(s.checked, 0);
+        /* The threads asked to stop along with the refused one are let go, not left
+         * in their stop (before: until the Target's next call, and the guard's drain
+         * waited its 30 s for the SIGTRAP one of them held queued). */
+        ASSERT_TRUE(WAIT_UNTIL(traced_threads(v.pid) == 0, 5000));
+        ASSERT_OK(target_read(t, v.sh->tiny_addr, b, sizeof(b)));
+        ASSERT_TRUE(memcmp(b, h.apply.cur, sizeof(b)) == 0);
+        c = sum(&v, 0);
+        ASSERT_TRUE(WAIT_UNTIL(sum(&v, 0) > c + 1000, 5000));
+        ASSERT_EQ(sum(&v, 1), 0);
+
+        s = (HookSeen) { .v = &v, .w = &h.apply };
+        c = sum(&v, 1);
+        ASSERT_OK(entry_write_bp_hooked(t, v.sh->guard_area, &h.apply, 1, &hooks, &res));
+        ASSERT_EQ(s.threads, res.checked);
+        ASSERT_TRUE(s.threads >= GUARD_CALLERS + 1);
+        ASSERT_TRUE(s.queued <= res.trapped);
+        ASSERT_EQ(s.checked, 1);
+        ASSERT_TRUE(s.entry_ok);
+        ASSERT_OK(target_read(t, v.sh->tiny_addr, b, sizeof(b)));
+        ASSERT_TRUE(memcmp(b, h.apply.want, sizeof(b)) == 0);
+        ASSERT_TRUE(WAIT_UNTIL(sum(&v, 1) > c + 1000, 5000));
+        ASSERT_OK(entry_write_bp(t, v.sh->guard_area, &h.revert, 1, &res));
+        ASSERT_EQ(sum(&v, 3), 0);
+        ASSERT_EQ_U64(t->max_stw_ns, 0);
+        target_free(t);
+        ASSERT_TRUE(alive(&v));
+}
+
+/* ---- the clone barrier (patcher/target-seal.h) ---- */
+
+static bool spawned_ran(Victim *v, pid_t tid) {
+        uint32_t n = MIN(v->sh->spawn_n, (uint32_t)GUARD_SPAWN_MAX);
+        for (uint32_t i = 0; i < n; i++)
+                if (v->sh->spawn_tids[i] == tid)
+                        return true;
+        return false;
+}
+
+static unsigned seal_births(Target *t, TargetSeal *s) {
+        ASSERT_OK(target_seal_poll(t, s));
+        return s->births;
+}
+
+static uint64_t seal_calls(Target *t, TargetSeal *s, Victim *v) {
+        ASSERT_OK(target_seal_poll(t, s));
+        return sum(v, 0);
+}
+
+static uint64_t seal_usr2(Target *t, TargetSeal *s, Victim *v) {
+        ASSERT_OK(target_seal_poll(t, s));
+        return v->sh->usr2;
+}
+
+/* A process that creates a thread every millisecond, sealed: every thread it creates
+ * meanwhile stops before its first instruction (it never wrote its tid) and runs once
+ * let go; the sealed threads keep running (the callers keep counting) and get the
+ * signals sent to the process meanwhile (its handler counts them); afterwards no
+ * thread is traced, and no moment had every thread stopped. */
+TEST(seal_catches_new_threads) {
+        Victim v;
+        Target *t;
+        TargetSeal s;
+        pid_t held[64];
+        size_t n_held = 0;
+        uint64_t c;
+
+        victim_start(&v, "spawn");
+        ASSERT_TRUE(WAIT_UNTIL(v.sh->spawn_n > 10, 5000));
+        ASSERT_OK(target_open(v.pid, &t));
+        ASSERT_OK(target_seal_begin(t, &s));
+        ASSERT_TRUE(WAIT_UNTIL(seal_births(t, &s) >= 5, 10000));
+        c = sum(&v, 0);
+        ASSERT_TRUE(WAIT_UNTIL(seal_calls(t, &s, &v) > c + 1000, 10000));
+        for (int i = 0; i < 3; i++) {
+                ASSERT_OK(kill(v.pid, SIGUSR2));
+                ASSERT_TRUE(WAIT_UNTIL(seal_usr2(t, &s, &v) > (uint64_t)i, 10000));
+        }
+        for (size_t i = 0; i < s.n && n_held < ELEMENTSOF(held); i++)
+                if (s.v[i].held)
+                        held[n_held++] = s.v[i].tid;
+        ASSERT_TRUE(n_held >= 5);
+        for (size_t i = 0; i < n_held; i++)
+                ASSERT_TRUE(!spawned_ran(&v, held[i]));
+        fprintf(stderr, "  %u clones, %u new threads held at their first stop\n", s.clones, s.births);
+        ASSERT_OK(target_seal_end(t, &s, 10000));
+        ASSERT_EQ(s.n, 0);
+        for (size_t i = 0; i < n_held; i++)
+                ASSERT_TRUE(WAIT_UNTIL(spawned_ran(&v, held[i]), 10000));
+        ASSERT_TRUE(WAIT_UNTIL(traced_threads(v.pid) == 0, 5000));
+        ASSERT_EQ_U64(t->max_stw_ns, 0);
+        target_seal_done(&s);
         target_free(t);
         ASSERT_TRUE(alive(&v));
 }

@@ -8,7 +8,9 @@
  *   dfl    the default disposition; raise_trap makes the main thread execute an int3;
  *   block  as dfl, with SIGTRAP blocked in the callers;
  *   hot    the callers call tiny() instead, whose first 5 bytes are three instructions;
- *   hotlead as hot, the main thread (the one borrowed first) the last of the callers.
+ *   hotlead as hot, the main thread (the one borrowed first) the last of the callers;
+ *   spawn  as guarded, and the main thread creates a short-lived thread every millisecond
+ *          (spawn_n, spawn_tids), and counts the SIGUSR2 it handles.
  * Usage: victim-guard MODE MEMFD
  */
 #include <pthread.h>
@@ -74,6 +76,19 @@ static void *caller(void *arg) {
         return NULL;
 }
 
+static void on_usr2(int sig) {
+        sh->usr2++;
+}
+
+static void *spawned(void *arg) {
+        uint32_t i = __atomic_fetch_add(&sh->spawn_n, 1, __ATOMIC_SEQ_CST);
+        struct timespec ts = { 0, 1000000 };
+        if (i < GUARD_SPAWN_MAX)
+                sh->spawn_tids[i] = (int32_t)gettid();
+        nanosleep(&ts, NULL);
+        return NULL;
+}
+
 static void *trapper(void *arg) {
         struct timespec ts = { 0, 1000000 };
         for (;;) {
@@ -116,6 +131,15 @@ int main(int argc, char **argv) {
         sh->ready = 1;
         if (!strcmp(argv[1], "hotlead"))
                 caller((void *)(GUARD_CALLERS - 1));
+        if (!strcmp(argv[1], "spawn"))
+                signal(SIGUSR2, on_usr2);
+        while (!strcmp(argv[1], "spawn")) {
+                struct timespec ts = { 0, 1000000 };
+                /* Room is kept for the threads already created to write their tid. */
+                if (sh->spawn_n < GUARD_SPAWN_MAX - 1024 && pthread_create(&th, NULL, spawned, NULL) == 0)
+                        pthread_detach(th);
+                nanosleep(&ts, NULL);
+        }
         for (;;) {
                 struct sigaction cur;
                 struct timespec ts = { 0, 1000000 };

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #define GUARD_CALLERS 8
+#define GUARD_SPAWN_MAX 16384
 
 typedef struct GuardShared {
         volatile int ready;
@@ -20,4 +21,9 @@ typedef struct GuardShared {
         volatile uint64_t own_traps;      /* its own handler ran (an int3 of its own) */
         volatile uint64_t own_trap_bad;   /* ...with a siginfo it did not expect */
         volatile uint64_t handler_now;    /* its SIGTRAP disposition, as sigaction() reads it */
+        /* mode "spawn": a new thread every millisecond, whose first act is to take the
+         * next index and write its tid there */
+        volatile uint32_t spawn_n;
+        volatile uint64_t usr2;           /* SIGUSR2 handled (mode "spawn") */
+        volatile int32_t spawn_tids[GUARD_SPAWN_MAX];
 } GuardShared;

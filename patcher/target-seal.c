@@ -1,0 +1,235 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The clone barrier (target-seal.h, docs/stops.md). */
+#include <dirent.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/ptrace.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/macro.h"
+#include "patcher/target-seal.h"
+
+static int seal_add(TargetSeal *s, pid_t tid, bool born) {
+        for (size_t i = 0; i < s->n; i++)
+                if (s->v[i].tid == tid)
+                        return 0;
+        if (s->n == s->n_alloc) {
+                size_t m = s->n_alloc ? 2 * s->n_alloc : 64;
+                SealedThread *v = realloc(s->v, m * sizeof(*v));
+                if (!v)
+                        return -ENOMEM;
+                s->v = v;
+                s->n_alloc = m;
+        }
+        s->v[s->n++] = (SealedThread) { .tid = tid, .born = born };
+        return 1;
+}
+
+static void seal_drop(TargetSeal *s, size_t i) {
+        s->v[i] = s->v[--s->n];
+}
+
+/* TracerPid of tid is the calling thread: a child the kernel attached to us. */
+static bool traced_by_us(pid_t pid, pid_t tid) {
+        char path[64], line[128];
+        bool ours = false;
+        FILE *f;
+
+        snprintf(path, sizeof(path), "/proc/%d/task/%d/status", pid, tid);
+        f = fopen(path, "re");
+        if (!f)
+                return false;
+        while (fgets(line, sizeof(line), f))
+                if (strncmp(line, "TracerPid:", 10) == 0)
+                        ours = atoi(line + 10) == gettid();
+        fclose(f);
+        return ours;
+}
+
+/* One read of /proc/PID/task: every thread not sealed yet is seized. 1 some were, 0 none. */
+static int seal_scan(Target *t, TargetSeal *s) {
+        char path[32];
+        struct dirent *de;
+        DIR *d;
+        int r = 0, found = 0;
+
+        snprintf(path, sizeof(path), "/proc/%d/task", t->pid);
+        d = opendir(path);
+        if (!d)
+                return -errno;
+        while (r >= 0 && (de = readdir(d))) {
+                pid_t tid = (pid_t)atoi(de->d_name);
+                bool known = false;
+                if (tid <= 0)
+                        continue;
+                for (size_t i = 0; i < s->n && !known; i++)
+                        known = s->v[i].tid == tid;
+                if (known)
+                        continue;
+                r = target__ptrace(PTRACE_SEIZE, tid, NULL,
+                                   (void *)(long)(TARGET_PTRACE_OPTIONS | PTRACE_O_TRACECLONE));
+                if (r == -ESRCH) {
+                        r = 0;
+                        continue;
+                }
+                /* Attached already: by the kernel, when its parent (sealed) created it. */
+                if (r == -EPERM && traced_by_us(t->pid, tid))
+                        r = seal_add(s, tid, true);
+                else if (r == -EPERM)
+                        r = -EBUSY;
+                else if (r >= 0)
+                        r = seal_add(s, tid, false);
+                found |= r > 0;
+        }
+        closedir(d);
+        return r < 0 ? r : found;
+}
+
+int target_seal_begin(Target *t, TargetSeal *s) {
+        int r;
+
+        *s = (TargetSeal) {};
+        /* A pass that seized nobody: every thread listed was sealed before the read, so
+         * a thread created since has a sealed parent. */
+        while ((r = seal_scan(t, s)) > 0)
+                ;
+        if (r < 0)
+                (void)target_seal_end(t, s, 1000);
+        return r;
+}
+
+static bool is_stop_signal(int sig) {
+        return sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU;
+}
+
+/*
+ * What sealed thread i's stop (status) means. ending: its interrupt was sent. 1 it is
+ * in a stop to let go from (*sig: the signal to deliver with the detach), 0 dealt with
+ * (resumed, or held), -errno.
+ */
+static int seal_stop(Target *t, TargetSeal *s, size_t i, int status, bool ending, int *sig) {
+        SealedThread *e = &s->v[i];
+        int ev = status >> 16, stopsig = WSTOPSIG(status);
+        unsigned long child = 0;
+        int r;
+
+        *sig = 0;
+        if (ev == PTRACE_EVENT_CLONE) {
+                s->clones++;
+                r = target__ptrace(PTRACE_GETEVENTMSG, e->tid, NULL, &child);
+                if (r >= 0 && child > 0)
+                        r = seal_add(s, (pid_t)child, true);
+                if (r < 0)
+                        return r;
+                e = &s->v[i];
+                (void)target__ptrace(PTRACE_CONT, e->tid, NULL, NULL);
+                return 0;
+        }
+        if (ev == PTRACE_EVENT_EXEC) {
+                t->image_changed = true;
+                return -ESTALE;
+        }
+        if (ev == PTRACE_EVENT_STOP && e->born && !e->held && !e->asked) {
+                /* Its first stop, before its first instruction. */
+                s->births++;
+                e->held = true;
+                return ending ? 1 : 0;
+        }
+        if (ev == PTRACE_EVENT_STOP) {
+                if (ending)
+                        return 1;
+                /* A group-stop: stays stopped, still reporting to us. */
+                (void)target__ptrace(is_stop_signal(stopsig) ? PTRACE_LISTEN : PTRACE_CONT, e->tid, NULL, NULL);
+                return 0;
+        }
+        if (ev != 0 || stopsig == (SIGTRAP | 0x80)) {
+                (void)target__ptrace(PTRACE_CONT, e->tid, NULL, NULL);
+                return 0;
+        }
+        /* A signal-delivery-stop: the signal goes on to the thread. */
+        if (ending) {
+                *sig = stopsig;
+                return 1;
+        }
+        (void)target__ptrace(PTRACE_CONT, e->tid, NULL, (void *)(long)stopsig);
+        return 0;
+}
+
+/* One look at each sealed thread not held; ending: those in a stop are let go. */
+static int seal_look(Target *t, TargetSeal *s, bool ending) {
+        for (size_t i = 0; i < s->n;) {
+                int status, sig, r;
+                pid_t w;
+                if (s->v[i].held && !ending) {
+                        i++;
+                        continue;
+                }
+                w = waitpid(s->v[i].tid, &status, __WALL | WNOHANG);
+                if (w == 0) {
+                        i++;
+                        continue;
+                }
+                if (w < 0 && errno == EINTR)
+                        continue;
+                if (w < 0 || WIFEXITED(status) || WIFSIGNALED(status)) {
+                        seal_drop(s, i);
+                        continue;
+                }
+                r = seal_stop(t, s, i, status, ending, &sig);
+                if (r < 0)
+                        return r;
+                if (r == 0) {
+                        i++;
+                        continue;
+                }
+                (void)target__ptrace(PTRACE_DETACH, s->v[i].tid, NULL, (void *)(long)sig);
+                seal_drop(s, i);
+        }
+        return 0;
+}
+
+int target_seal_poll(Target *t, TargetSeal *s) {
+        return seal_look(t, s, false);
+}
+
+int target_seal_end(Target *t, TargetSeal *s, int timeout_ms) {
+        uint64_t end = target__now_ns() + (uint64_t)timeout_ms * 1000000ULL;
+
+        /* The held ones are in a stop: let go at once. The others: every interrupt sent
+         * first, so that their waits for the scheduler overlap. */
+        for (size_t i = 0; i < s->n;) {
+                SealedThread *e = &s->v[i];
+                if (e->held) {
+                        (void)target__ptrace(PTRACE_DETACH, e->tid, NULL, NULL);
+                        seal_drop(s, i);
+                        continue;
+                }
+                if (!e->born && target__ptrace(PTRACE_INTERRUPT, e->tid, NULL, NULL) == -ESRCH) {
+                        seal_drop(s, i);
+                        continue;
+                }
+                e->asked = !e->born;
+                i++;
+        }
+        while (s->n > 0) {
+                struct timespec ts = { 0, 200000 };
+                int r = seal_look(t, s, true);
+                if (r < 0)
+                        return r;
+                /* Children created meanwhile (a clone event before the interrupt's stop)
+                 * join the list as born, and are let go at their first stop. */
+                if (s->n == 0)
+                        break;
+                if (target__now_ns() > end)
+                        return -ETIMEDOUT;
+                nanosleep(&ts, NULL);
+        }
+        return 0;
+}
+
+void target_seal_done(TargetSeal *s) {
+        free(s->v);
+        *s = (TargetSeal) {};
+}

@@ -1,0 +1,54 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+#include "common/internal.h"
+
+/*
+ * The clone barrier (docs/stops.md, "Completion needs a barrier on thread creation"):
+ * every thread of the process seized without being stopped, with PTRACE_O_TRACECLONE,
+ * and /proc/PID/task read again until every thread listed is seized. From then on a
+ * thread created by any thread of the process is attached by the kernel and stops
+ * before its first instruction: it is held there (born) until the barrier ends. No
+ * moment has every thread stopped: the sealed threads run on, each is stopped alone
+ * once, at the end, to be detached (the kernel detaches only a stopped tracee).
+ *
+ * While sealed, no other stop or resume may be made on the Target (its Threads know
+ * nothing of the seal); the thread table's flip at completion is the use it is for.
+ */
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "patcher/target.h"
+
+typedef struct SealedThread {
+        pid_t tid;
+        bool born;               /* attached by the kernel at its creation */
+        bool held;               /* born and in its first stop: has run nothing yet */
+        bool asked;              /* end: interrupted, its stop awaited */
+} SealedThread;
+
+typedef struct TargetSeal {
+        SealedThread *v;
+        size_t n, n_alloc;
+        unsigned clones;         /* clone events seen (each resumed at once) */
+        unsigned births;         /* new threads seen in their first stop */
+} TargetSeal;
+
+/* Seals t's process. Every thread of t must be detached (no stop of ours). -EBUSY a
+ * thread is traced by another process; on any error nothing stays seized. */
+int target_seal_begin(Target *t, TargetSeal *s);
+
+/* One look at every sealed thread, blocking nowhere: a parent's clone event is resumed
+ * (its child added), a new thread's first stop is kept (held), a signal-delivery-stop
+ * delivers its signal, a group-stop is listened through, exited threads are dropped.
+ * -ESTALE the process executed a program (then nothing is held: end the seal). */
+int target_seal_poll(Target *t, TargetSeal *s);
+
+/* Ends the seal: held threads let go, the others stopped alone (their interrupts all
+ * sent first) and detached, each with the signal it stopped with. Waits up to
+ * timeout_ms; -ETIMEDOUT leaves the threads that did not stop seized (the kernel lets
+ * them go when the tracer exits). */
+int target_seal_end(Target *t, TargetSeal *s, int timeout_ms);
+
+void target_seal_done(TargetSeal *s);
