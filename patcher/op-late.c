@@ -166,20 +166,28 @@ static const PatchCallbacks *object_callbacks(const PatchMeta *meta, const char 
 }
 
 /* klp_module_coming's pre_patch: 0 to go on; a refusal leaves the object unpatched for
- * good (the process has loaded it anyway) and is the operation's failure. */
+ * good (the process has loaded it anyway) and is the operation's failure. It runs once
+ * per coming: the block records that it ran before the switch is tried, so a switch
+ * tried again later (-EBUSY, ulpd's next look) or by another driver does not run it
+ * again. */
 static int late_pre_patch(UlpOp *op, unsigned idx, unsigned k, const PatchCallbacks *cb) {
         ControlPatch *p = &op->c.img->patches[idx];
         char object[sizeof(p->late[0])];
         int ret = 0, r;
 
-        if (!cb || !cb->pre_patch)
+        if (!cb || !cb->pre_patch || p->late[k][CONTROL_LATE_STATE] == CONTROL_LATE_PREPATCHED)
                 return 0;
         op->patch = (int)idx;
         r = op_run_callback(op, cb->pre_patch + p->bias, &ret);
-        if (r < 0 || ret == 0)
+        if (r < 0)
                 return r;
+        if (ret == 0) {
+                p->late[k][CONTROL_LATE_STATE] = CONTROL_LATE_PREPATCHED;
+                r = control_write_patch(op->t, &op->c, idx);
+                return r < 0 ? op_fail(op, r, "cannot update the control block: %s", strerror(-r)) : 0;
+        }
         snprintf(object, sizeof(object), "%s", p->late[k]);
-        p->late[k][0] = 0;
+        memset(p->late[k], 0, sizeof(p->late[k]));
         r = control_write_patch(op->t, &op->c, idx);
         if (r < 0)
                 return op_fail(op, r, "cannot update the control block: %s", strerror(-r));
@@ -248,7 +256,7 @@ static int patch_object(UlpOp *op, unsigned idx, unsigned k) {
                         r = kr;
         }
         if (r >= 0) {
-                p->late[k][0] = 0;
+                memset(p->late[k], 0, sizeof(p->late[k]));
                 r = switch_entries(op, at, n);
         }
         if (r >= 0 && cb)

@@ -164,6 +164,17 @@ TEST(patches) {
         memset(img->patches[0].late[3], 'x', sizeof(img->patches[0].late[3]));
         ASSERT_REFUSED("late object 3");
         fresh();
+        img->patches[0].late[1][CONTROL_LATE_STATE] = CONTROL_LATE_PREPATCHED;   /* no name */
+        ASSERT_REFUSED("late object 1 has state 1");
+        fresh();
+        strcpy(img->patches[0].late[1], "libplugin.so");
+        img->patches[0].late[1][CONTROL_LATE_STATE] = 2;
+        ASSERT_REFUSED("late object 1 has state 2");
+        fresh();
+        strcpy(img->patches[0].late[1], "libplugin.so");
+        img->patches[0].late[1][CONTROL_LATE_STATE] = CONTROL_LATE_PREPATCHED;
+        ASSERT_OK(control_validate(img, SAMPLE_SELF, why, sizeof(why)));
+        fresh();
         img->patches[0].callbacks[CP_CB_POST_PATCH] = 0x401000;
         ASSERT_REFUSED("callback 1 is outside the patch's code");
         fresh();

@@ -13,7 +13,7 @@ chmod 755 "$WORK"
 fail_details() { echo "--- ulpd log"; cat "$WORK/log"; for f in "$WORK"/v*.log; do echo "--- $f"; tail -n 2 "$f"; done; }
 
 export ULP_SOCKET=$WORK/ulpd.sock
-export LD_LIBRARY_PATH=$VICTIMS_DIR
+export LD_LIBRARY_PATH=$VICTIMS_DIR:$LATE_DIR
 value_in() { tail -n 1 "$2" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
 shows() { [ "$(value_in "$1" "$3")" = "$2" ]; }
 start_victim() {   # start_victim LOG [VAR=VALUE...]: the pid in VPID
@@ -70,3 +70,26 @@ ok "a refusing pre_patch leaves the library unpatched, and says so"
 "$ULPCTL" revert -p "$v2" late-cb || fail "revert (refusing victim)"
 callbacks_ran "$WORK/cb2" "pre_patch " || fail "unpatch callbacks of an object never patched ran: $(cat "$WORK/cb2")"
 ok "its unpatch callbacks do not run"
+
+# pre_patch runs once per coming, even when the switch has to be tried again: a thread of
+# the victim waits inside hold_wait(), which the patch replaces, until $WORK/hold goes;
+# ulpd's tries meanwhile find it in the way (-EBUSY) and try again each second.
+touch "$WORK/hold"
+LATE_CB_FILE="$WORK/cb3" HOLD_FILE="$WORK/hold" "$LATE_VICTIM" >"$WORK/v3.log" 2>&1 &
+v3=$!
+PIDS+=("$v3")
+wait_for 5 grep -q '^base=1 hold=-1' "$WORK/v3.log" || fail "late victim did not start"
+"$ULPCTL" apply -p "$v3" "$LATE_DIR/late-patch-hold.so" || fail "apply through ulpd (late victim)"
+wait_for 5 shows base 2 "$WORK/v3.log" || fail "base_value not patched (late victim)"
+kill -HUP "$v3"
+wait_for 5 shows loads 1 "$WORK/v3.log" || fail "the victim did not load liblatehold.so"
+busy_tries() { grep -c "pid $v3: cannot patch the objects it loaded yet: threads keep running" "$WORK/log"; }
+tried_twice() { [ "$(busy_tries)" -ge 2 ]; }
+wait_for 30 tried_twice || fail "ulpd did not try twice while a thread held hold_wait (tried $(busy_tries))"
+shows hold 1 "$WORK/v3.log" || fail "liblatehold.so patched while a thread was in hold_wait"
+callbacks_ran "$WORK/cb3" "pre_patch " || fail "callbacks while the switch waits: $(cat "$WORK/cb3" 2>&1)"
+rm "$WORK/hold"
+wait_for 15 shows hold 2 "$WORK/v3.log" || fail "liblatehold.so not patched once the thread left"
+wait_for 5 callbacks_ran "$WORK/cb3" "pre_patch post_patch " ||
+	fail "callbacks after $(busy_tries) tries: $(cat "$WORK/cb3")"
+ok "a switch tried $(busy_tries) times runs pre_patch once, then post_patch"
