@@ -342,9 +342,13 @@ static int unload_object(UlpOp *op, unsigned idx, unsigned k) {
                 img->hdr.n_funcs--;
                 gone++;
         }
-        for (unsigned i = 0; i < img->hdr.n_patches; i++)
-                if (i != idx && img->patches[i].first_func > first)
-                        img->patches[i].first_func -= gone;
+        /* The patches whose records follow move with them (an empty one never points
+         * inside this patch's range, but is kept from wrapping if it did). */
+        for (unsigned i = 0; i < img->hdr.n_patches; i++) {
+                ControlPatch *q = &img->patches[i];
+                if (i != idx && q->first_func > first)
+                        q->first_func = q->first_func >= first + gone ? q->first_func - gone : first;
+        }
         p->n_funcs -= gone;
         if (own)
                 memset(p->callbacks, 0, sizeof(p->callbacks));
