@@ -171,7 +171,9 @@ static int validate_patch(const ControlImage *img, unsigned i, char *why, size_t
                 uint8_t st = (uint8_t)p->late[k][CONTROL_LATE_STATE];
                 if (!string_ok(p->late[k], sizeof(p->late[k])))
                         return WHY("patch %u: late object %u is not a terminated printable string", i, k);
-                if (st > CONTROL_LATE_LOADED || (st && !p->late[k][0]))
+                /* On an unused entry the state means nothing: an older build frees an
+                 * entry by its first byte only. */
+                if (st > CONTROL_LATE_LOADED)
                         return WHY("patch %u: late object %u has state %u", i, k, st);
         }
         if (p->build_id_len > sizeof(p->build_id))

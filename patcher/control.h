@@ -35,7 +35,8 @@
 #define CONTROL_MAX_STRAGGLERS 32
 #define CONTROL_MAX_LATE 4    /* objects of a patch not loaded yet */
 /* ControlPatch.late[k][CONTROL_LATE_STATE]: what happened to the late object k since it
- * was loaded. Its name is at most CONTROL_LATE_NAME_MAX characters. */
+ * was loaded; meaningless while the entry is unused (its name empty). Its name is at most
+ * CONTROL_LATE_NAME_MAX characters. */
 #define CONTROL_LATE_STATE 63
 #define CONTROL_LATE_NAME_MAX 62
 #define CONTROL_SHADOW_ENTRIES 5 /* ULP_SHADOW_N_ENTRIES (runtime/shadow-abi.h) */

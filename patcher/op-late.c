@@ -183,12 +183,17 @@ static int late_pre_patch(UlpOp *op, unsigned idx, unsigned k, const PatchCallba
                 return 0;
         op->patch = (int)idx;
         r = op_run_callback(op, cb->pre_patch + p->bias, &ret);
-        if (r < 0)
+        /* A callback that returned counts even when its thread could not be resumed
+         * after (the operation fails, and its next try must not run it again). */
+        if (r < 0 && !op->callback_returned)
                 return r;
         if (ret == 0) {
+                int w;
                 p->late[k][CONTROL_LATE_STATE] = CONTROL_LATE_PREPATCHED;
-                r = control_write_patch(op->t, &op->c, idx);
-                return r < 0 ? op_fail(op, r, "cannot update the control block: %s", strerror(-r)) : 0;
+                w = control_write_patch(op->t, &op->c, idx);
+                if (w < 0)
+                        return op_fail(op, w, "cannot update the control block: %s", strerror(-w));
+                return r < 0 ? r : 0;
         }
         snprintf(object, sizeof(object), "%s", p->late[k]);
         memset(p->late[k], 0, sizeof(p->late[k]));

@@ -13,6 +13,10 @@ chmod 755 "$WORK"
 fail_details() { echo "--- ulpd log"; cat "$WORK/log"; for f in "$WORK"/v*.log; do echo "--- $f"; tail -n 2 "$f"; done; }
 
 export ULP_SOCKET=$WORK/ulpd.sock
+# Blocks signed with a key of the test's own: any other ulpd on the machine (one that
+# recovers every process, an installed one) leaves these victims alone.
+export ULP_CONTROL_KEY=$WORK/control.key
+head -c 16 /dev/urandom >"$ULP_CONTROL_KEY" && chmod 600 "$ULP_CONTROL_KEY" || fail "cannot make a key"
 export LD_LIBRARY_PATH=$VICTIMS_DIR:$LATE_DIR
 # The last line the victim printed itself (callbacks print "cb: ..." lines among them).
 value_in() { grep -v '^cb: ' "$2" | tail -n 1 | tr ' ' '\n' | sed -n "s/^$1=//p"; }
@@ -76,8 +80,8 @@ ok "its unpatch callbacks do not run"
 # the victim waits inside hold_wait(), which the patch replaces, until $WORK/hold goes;
 # ulpd's tries meanwhile find it in the way (-EBUSY) and try again each second. The
 # library's callbacks print "cb: NAME" in the victim's output.
-printed() { [ "$(sed -n 's/^cb: //p' "$WORK/v3.log" | tr '\n' ' ')" = "$1" ]; }
-cbs() { sed -n 's/^cb: //p' "$WORK/v3.log" | tr '\n' ' '; }
+printed() { [ "$(cbs "${2:-$WORK/v3.log}")" = "$1" ]; }
+cbs() { sed -n 's/^cb: //p' "${1:-$WORK/v3.log}" | tr '\n' ' '; }
 touch "$WORK/hold"
 HOLD_FILE="$WORK/hold" "$LATE_VICTIM" >"$WORK/v3.log" 2>&1 &
 v3=$!
@@ -120,3 +124,28 @@ wait_for 5 shows hold 1 "$WORK/v3.log" && shows base 1 "$WORK/v3.log" || fail "r
 printed "pre_patch post_patch pre_unpatch post_unpatch pre_patch post_patch pre_unpatch post_unpatch " ||
 	fail "callbacks at the revert: $(cbs)"
 ok "the revert after a second load runs the unpatch callbacks once more"
+
+# A patch whose callbacks are those of a library loaded at the apply (libtrbase.so), and
+# whose late object has none: coming and going run no callback, the revert runs them.
+"$LATE_VICTIM" >"$WORK/v4.log" 2>&1 &
+v4=$!
+PIDS+=("$v4")
+wait_for 5 grep -q '^base=1 hold=-1' "$WORK/v4.log" || fail "second late victim did not start"
+"$ULPCTL" apply -p "$v4" "$LATE_DIR/late-patch-other.so" || fail "apply through ulpd (late-other)"
+wait_for 5 shows base 3 "$WORK/v4.log" || fail "base_value not patched (late-other)"
+printed "base pre_patch base post_patch " "$WORK/v4.log" || fail "callbacks at the apply: $(cbs "$WORK/v4.log")"
+kill -HUP "$v4"
+wait_for 15 shows hold 3 "$WORK/v4.log" || fail "liblatehold.so not patched (late-other)"
+kill -USR1 "$v4"
+wait_for 5 shows hold -1 "$WORK/v4.log" || fail "the victim did not unload liblatehold.so (late-other)"
+wait_for 15 sh -c "\"$ULPCTL\" status -p $v4 | grep -qx '    late objects: liblatehold.so'" ||
+	fail "liblatehold.so not waited for again (late-other): $("$ULPCTL" status -p "$v4")"
+kill -HUP "$v4"
+wait_for 15 shows hold 3 "$WORK/v4.log" || fail "liblatehold.so not patched at its second load (late-other)"
+printed "base pre_patch base post_patch " "$WORK/v4.log" ||
+	fail "callbacks of another object ran at the load or unload: $(cbs "$WORK/v4.log")"
+"$ULPCTL" revert -p "$v4" late-other || fail "revert (late-other)"
+wait_for 5 shows hold 1 "$WORK/v4.log" && shows base 1 "$WORK/v4.log" || fail "revert did not restore both (late-other)"
+printed "base pre_patch base post_patch base pre_unpatch base post_unpatch " "$WORK/v4.log" ||
+	fail "callbacks at the revert (late-other): $(cbs "$WORK/v4.log")"
+ok "a library without callbacks comes, goes and comes again; the patch's other callbacks run at the revert only"
