@@ -228,8 +228,11 @@ static bool pending_try(Manager *m, LateProc *p) {
         r = ulp_apply_late(p->pid, &rep);
         patch = rep.patch_name[0] ? rep.patch_name : p->patches[0];
         if (r == -EBUSY) {
-                /* threads in the old code, or a transition another tool drives: later */
+                /* threads in the old code, or a transition another tool drives: later. The
+                 * next look reads the objects again: an unloaded object is seen only
+                 * there (the names mapped stay the same). */
                 p->busy++;
+                p->hashed = false;
                 log_full(p->busy == PENDING_BUSY_WARN ? LOG_WARNING : LOG_DEBUG, p->pid, patch, NULL,
                          "pid %d: cannot patch the objects it loaded yet: %s", (int) p->pid,
                          rep.message[0] ? rep.message : strerror(-r));
