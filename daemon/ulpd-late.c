@@ -8,7 +8,10 @@
  * once a second: their /proc/PID/maps is read and searched for the late objects'
  * names; only when one shows up (or the set of mapped files changed, for an object
  * known by a DT_SONAME unlike its file name) ulp_apply_late() patches it. Never a
- * scan of all of /proc.
+ * scan of all of /proc. A process stays on the list while an object that came late is
+ * loaded: when the set of mapped files changes and one of them is no longer there
+ * (dlclose; the kernel's klp_module_going), ulp_apply_late() runs its unpatch
+ * callbacks and the object is waited for again.
  *
  * ulp_apply_late() stops the target for a moment, like the code write of an apply;
  * it runs in the loop, which is single-threaded, so it cannot overlap a transition of
@@ -36,6 +39,9 @@ struct LateProc {
         char objects[PENDING_OBJECTS_MAX][64];   /* what status lists as pending */
         char patches[PENDING_OBJECTS_MAX][128];  /* the patch each one belongs to */
         size_t n_objects;
+        char loaded[PENDING_OBJECTS_MAX][64];    /* came late and patched: watched for unloading */
+        char loaded_patches[PENDING_OBJECTS_MAX][128];
+        size_t n_loaded;
         uint64_t maps_hash;      /* of the mapped file names at the last look */
         bool hashed;
         unsigned busy;           /* consecutive tries that found threads in the way */
@@ -72,8 +78,8 @@ static void pending_arm(Manager *m) {
         (void) sd_event_source_set_enabled(m->late_objects_timer, SD_EVENT_ONESHOT);
 }
 
-/* Reads pid's late objects from its control block into p. Returns how many, or
- * -errno (-ENOENT: pid carries no ulp state, -ESRCH: gone). */
+/* Reads pid's late objects from its control block into p, those waiting and those loaded.
+ * Returns how many in all, or -errno (-ENOENT: pid carries no ulp state, -ESRCH: gone). */
 static int pending_read(pid_t pid, LateProc *p) {
         UlpProcessStatus s = {};
         UlpReport rep = {};
@@ -84,6 +90,7 @@ static int pending_read(pid_t pid, LateProc *p) {
         if (r < 0)
                 return r;
         p->n_objects = 0;
+        p->n_loaded = 0;
         for (size_t i = 0; i < s.n_patches; i++) {
                 const UlpPatchStatus *ps = &s.patches[i];
                 if (ps->state == ULP_PATCH_UNPATCHED)
@@ -93,9 +100,23 @@ static int pending_read(pid_t pid, LateProc *p) {
                         snprintf(p->patches[p->n_objects], sizeof(p->patches[0]), "%s", ps->name);
                         p->n_objects++;
                 }
+                for (size_t k = 0; k < ps->n_loaded_late && p->n_loaded < PENDING_OBJECTS_MAX; k++) {
+                        snprintf(p->loaded[p->n_loaded], sizeof(p->loaded[0]), "%s", ps->loaded_late[k]);
+                        snprintf(p->loaded_patches[p->n_loaded], sizeof(p->loaded_patches[0]), "%s", ps->name);
+                        p->n_loaded++;
+                }
         }
         ulp_status_done(&s);
-        return (int) p->n_objects;
+        return (int) (p->n_objects + p->n_loaded);
+}
+
+static void pending_copy(LateProc *p, const LateProc *from) {
+        memcpy(p->objects, from->objects, sizeof(p->objects));
+        memcpy(p->patches, from->patches, sizeof(p->patches));
+        p->n_objects = from->n_objects;
+        memcpy(p->loaded, from->loaded, sizeof(p->loaded));
+        memcpy(p->loaded_patches, from->loaded_patches, sizeof(p->loaded_patches));
+        p->n_loaded = from->n_loaded;
 }
 
 void pending_learn(Manager *m, pid_t pid) {
@@ -118,14 +139,12 @@ void pending_learn(Manager *m, pid_t pid) {
                 p->next = m->late;
                 m->late = p;
                 m->n_late++;
-                for (int i = 0; i < r; i++)
+                for (size_t i = 0; i < tmp.n_objects; i++)
                         log_full(LOG_INFO, pid, tmp.patches[i], NULL,
                                  "pid %d: %s of patch %s is not loaded yet; it is patched when the process loads it",
                                  (int) pid, tmp.objects[i], tmp.patches[i]);
         }
-        memcpy(p->objects, tmp.objects, sizeof(p->objects));
-        memcpy(p->patches, tmp.patches, sizeof(p->patches));
-        p->n_objects = tmp.n_objects;
+        pending_copy(p, &tmp);
         pending_arm(m);
 }
 
@@ -139,7 +158,8 @@ static bool basename_matches(const char *base, const char *object) {
 
 /* The cheap look: 1 when a late object of p is mapped in p->pid by file name, or
  * the set of mapped files changed since the last look and one of them turns out to be
- * a late object by its DT_SONAME; 0 when none is; -errno (-ESRCH: gone). */
+ * a late object by its DT_SONAME, or an object that came late is no longer there; 0
+ * when none is; -errno (-ESRCH: gone). */
 typedef struct PendingLook {
         const LateProc *p;
         uint64_t hash;           /* FNV-1a over the mapped file names */
@@ -180,6 +200,9 @@ static int pending_look(LateProc *p) {
         for (size_t k = 0; k < p->n_objects; k++)
                 if (p->objects[k][0] && ulp_objects_find(objs, p->objects[k], NULL) > 0)
                         return 1;
+        for (size_t k = 0; k < p->n_loaded; k++)
+                if (p->loaded[k][0] && ulp_objects_find(objs, p->loaded[k], NULL) <= 0)
+                        return 1;
         return 0;
 }
 
@@ -205,8 +228,11 @@ static bool pending_try(Manager *m, LateProc *p) {
         r = ulp_apply_late(p->pid, &rep);
         patch = rep.patch_name[0] ? rep.patch_name : p->patches[0];
         if (r == -EBUSY) {
-                /* threads in the old code, or a transition another tool drives: later */
+                /* threads in the old code, or a transition another tool drives: later. The
+                 * next look reads the objects again: an unloaded object is seen only
+                 * there (the names mapped stay the same). */
                 p->busy++;
+                p->hashed = false;
                 log_full(p->busy == PENDING_BUSY_WARN ? LOG_WARNING : LOG_DEBUG, p->pid, patch, NULL,
                          "pid %d: cannot patch the objects it loaded yet: %s", (int) p->pid,
                          rep.message[0] ? rep.message : strerror(-r));
@@ -237,11 +263,20 @@ static bool pending_try(Manager *m, LateProc *p) {
                                  "pid %d loaded %s: patch %s now covers it too", (int) p->pid,
                                  p->objects[k], p->patches[k]);
         }
+        for (size_t k = 0; k < p->n_loaded; k++) {
+                bool again = false;
+                for (size_t i = 0; left > 0 && i < after.n_objects; i++)
+                        again = again || (strcmp(after.objects[i], p->loaded[k]) == 0 &&
+                                          strcmp(after.patches[i], p->loaded_patches[k]) == 0);
+                if (again)
+                        log_full(LOG_INFO, p->pid, p->loaded_patches[k], NULL,
+                                 "pid %d unloaded %s: its unpatch callbacks of patch %s ran; it is patched "
+                                 "again if the process loads it again", (int) p->pid, p->loaded[k],
+                                 p->loaded_patches[k]);
+        }
         if (left <= 0)
                 return false;
-        memcpy(p->objects, after.objects, sizeof(p->objects));
-        memcpy(p->patches, after.patches, sizeof(p->patches));
-        p->n_objects = after.n_objects;
+        pending_copy(p, &after);
         return true;
 }
 

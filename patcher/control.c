@@ -167,9 +167,15 @@ static int validate_patch(const ControlImage *img, unsigned i, char *why, size_t
                 return WHY("patch %u: its name is not a terminated printable string", i);
         if (!string_ok(p->file, sizeof(p->file)))
                 return WHY("patch %u: its file name is not a terminated printable string", i);
-        for (unsigned k = 0; k < CONTROL_MAX_LATE; k++)
+        for (unsigned k = 0; k < CONTROL_MAX_LATE; k++) {
+                uint8_t st = (uint8_t)p->late[k][CONTROL_LATE_STATE];
                 if (!string_ok(p->late[k], sizeof(p->late[k])))
                         return WHY("patch %u: late object %u is not a terminated printable string", i, k);
+                /* On an unused entry the state means nothing: an older build frees an
+                 * entry by its first byte only. */
+                if (st > CONTROL_LATE_LOADED)
+                        return WHY("patch %u: late object %u has state %u", i, k, st);
+        }
         if (p->build_id_len > sizeof(p->build_id))
                 return WHY("patch %u: build-id length %u", i, p->build_id_len);
         if (!range_ok(p->map_start, p->map_size) || p->map_size > (1ULL << 40))

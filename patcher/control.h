@@ -34,6 +34,11 @@
 #define CONTROL_AREA_SIZE (1u << 20)
 #define CONTROL_MAX_STRAGGLERS 32
 #define CONTROL_MAX_LATE 4    /* objects of a patch not loaded yet */
+/* ControlPatch.late[k][CONTROL_LATE_STATE]: what happened to the late object k since it
+ * was loaded; meaningless while the entry is unused (its name empty). Its name is at most
+ * CONTROL_LATE_NAME_MAX characters. */
+#define CONTROL_LATE_STATE 63
+#define CONTROL_LATE_NAME_MAX 62
 #define CONTROL_SHADOW_ENTRIES 5 /* ULP_SHADOW_N_ENTRIES (runtime/shadow-abi.h) */
 
 /* Patch states in the control block. */
@@ -72,6 +77,13 @@ enum {
 
 enum {
         CF_FLAG_NOP = 1 << 0,    /* replace patch: this function goes back to the original */
+};
+
+/* The state byte of a late object (CONTROL_LATE_STATE, after its name's NUL). */
+enum {
+        CONTROL_LATE_WAITING = 0,     /* not loaded yet, or loaded and nothing run yet */
+        CONTROL_LATE_PREPATCHED = 1,  /* loaded: its pre_patch ran, its switch is still to do */
+        CONTROL_LATE_LOADED = 2,      /* loaded and patched: watched for its unloading */
 };
 
 /*
@@ -160,7 +172,8 @@ typedef struct ControlPatch {
         uint64_t applied_ns;     /* CLOCK_REALTIME when it was applied; 0 unknown (a block made
                                   * before these two fields, in what were file's last bytes) */
         /* Objects the patch names that the process had not loaded when it was applied
-         * (klp_is_object_loaded): their functions have no records yet; "" unused. */
+         * (klp_is_object_loaded): their functions have no records yet; "" unused. The
+         * last byte is the object's state (CONTROL_LATE_*), after the name's NUL. */
         char late[CONTROL_MAX_LATE][64];
 } ControlPatch;
 

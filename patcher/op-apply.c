@@ -151,6 +151,11 @@ static int resolve_all(UlpOp *op, const PatchMeta *meta, Resolved *res) {
                                         op->t->pid);
                         late += !seen;
                         first = first ? first : meta->funcs[i].object;
+                        /* the record's last byte is the object's state (control.h) */
+                        if (strlen(meta->funcs[i].object) > CONTROL_LATE_NAME_MAX)
+                                return op_fail(op, -ENAMETOOLONG, "object %s is not loaded in process %d, and "
+                                               "its name is too long for a late object (at most %d bytes)",
+                                               meta->funcs[i].object, op->t->pid, CONTROL_LATE_NAME_MAX);
                 } else
                         loaded++;
         }
@@ -358,7 +363,7 @@ static void record_late(ControlPatch *p, const PatchMeta *meta, const Resolved *
                 for (unsigned k = 0; k < n; k++)
                         seen |= strcmp(p->late[k], meta->funcs[i].object) == 0;
                 if (!seen && n < CONTROL_MAX_LATE)
-                        snprintf(p->late[n++], sizeof(p->late[0]), "%.63s", meta->funcs[i].object);
+                        snprintf(p->late[n++], CONTROL_LATE_NAME_MAX + 1, "%s", meta->funcs[i].object);
         }
 }
 

@@ -9,6 +9,10 @@
  * on its stack at the switch (the library may have run since dlopen), checked for every
  * thread in one stop-the-world, like global mode.
  *
+ * An object patched so that the process unloads later (dlclose: klp_module_going, after
+ * the fact) gets its unpatch callbacks, loses its function records and is waited for
+ * again (unload_object, docs/late-callbacks.md).
+ *
  * The patch file comes back from the target itself: the loader mapped it from a memfd
  * named ulp-patch:NAME, and /proc/PID/map_files gives that file for any of its mappings.
  */
@@ -166,20 +170,33 @@ static const PatchCallbacks *object_callbacks(const PatchMeta *meta, const char 
 }
 
 /* klp_module_coming's pre_patch: 0 to go on; a refusal leaves the object unpatched for
- * good (the process has loaded it anyway) and is the operation's failure. */
+ * good (the process has loaded it anyway) and is the operation's failure. It runs once
+ * per coming: the block records that it ran before the switch is tried, so a switch
+ * tried again later (-EBUSY, ulpd's next look) or by another driver does not run it
+ * again. */
 static int late_pre_patch(UlpOp *op, unsigned idx, unsigned k, const PatchCallbacks *cb) {
         ControlPatch *p = &op->c.img->patches[idx];
         char object[sizeof(p->late[0])];
         int ret = 0, r;
 
-        if (!cb || !cb->pre_patch)
+        if (!cb || !cb->pre_patch || p->late[k][CONTROL_LATE_STATE] == CONTROL_LATE_PREPATCHED)
                 return 0;
         op->patch = (int)idx;
         r = op_run_callback(op, cb->pre_patch + p->bias, &ret);
-        if (r < 0 || ret == 0)
+        /* A callback that returned counts even when its thread could not be resumed
+         * after (the operation fails, and its next try must not run it again). */
+        if (r < 0 && !op->callback_returned)
                 return r;
+        if (ret == 0) {
+                int w;
+                p->late[k][CONTROL_LATE_STATE] = CONTROL_LATE_PREPATCHED;
+                w = control_write_patch(op->t, &op->c, idx);
+                if (w < 0)
+                        return op_fail(op, w, "cannot update the control block: %s", strerror(-w));
+                return r < 0 ? r : 0;
+        }
         snprintf(object, sizeof(object), "%s", p->late[k]);
-        p->late[k][0] = 0;
+        memset(p->late[k], 0, sizeof(p->late[k]));
         r = control_write_patch(op->t, &op->c, idx);
         if (r < 0)
                 return op_fail(op, r, "cannot update the control block: %s", strerror(-r));
@@ -248,7 +265,8 @@ static int patch_object(UlpOp *op, unsigned idx, unsigned k) {
                         r = kr;
         }
         if (r >= 0) {
-                p->late[k][0] = 0;
+                /* Still named, now watched for its unloading (unload_object). */
+                p->late[k][CONTROL_LATE_STATE] = CONTROL_LATE_LOADED;
                 r = switch_entries(op, at, n);
         }
         if (r >= 0 && cb)
@@ -258,6 +276,103 @@ static int patch_object(UlpOp *op, unsigned idx, unsigned k) {
         free(res);
         patchmeta_free(meta);
         return r;
+}
+
+/* Whether the patch file of p has callbacks for object, read back from the target. */
+static int object_has_callbacks(UlpOp *op, const ControlPatch *p, const char *object, bool *ret) {
+        _cleanup_close_ int fd = -1;
+        PatchMeta *meta = NULL;
+        char err[256] = "";
+        int r;
+
+        r = open_patch_file(op, p, &fd);
+        if (r < 0)
+                return op_fail(op, r, "cannot read patch %s back from process %d: %s", p->name, op->t->pid, strerror(-r));
+        r = patchmeta_read(fd, p->name, &meta, err, sizeof(err));
+        if (r < 0)
+                return op_fail(op, r, "patch %s in process %d: %s", p->name, op->t->pid, err[0] ? err : strerror(-r));
+        *ret = object_callbacks(meta, object) != NULL;
+        patchmeta_free(meta);
+        return 0;
+}
+
+/* Runs an unpatch callback (addr, of patch idx) of the unloaded object, if any; a refusal
+ * is only noted: the object is gone whatever it says. */
+static void unload_callback(UlpOp *op, unsigned idx, uint64_t addr, const char *which, const char *object) {
+        int ret = 0, r;
+
+        if (!addr)
+                return;
+        op->patch = (int)idx;
+        r = op_run_callback(op, addr, &ret);
+        if (r < 0)
+                op_warn(op, "%s callback failed to run: %s", which, op->report->message);
+        else if (ret != 0 && strcmp(which, "pre-unpatch") == 0)
+                op_warn(op, "the pre-unpatch callback of %s returned %d; the library is unloaded anyway",
+                        object, ret);
+}
+
+/*
+ * klp_module_going, after the fact: the process unloaded the late object k of patch idx,
+ * which was patched when it came. The kernel runs the going callbacks while the module is
+ * still there; dlclose() has already unmapped the library, so pre_unpatch and
+ * post_unpatch run (they are in the patch, which stays) but must not touch the library.
+ * Between them, its function records go (their addresses may be reused by whatever is
+ * mapped next) and the object is waited for again, so that a new load gets pre_patch and
+ * is patched again. One batch: the records, the patches indexing them, the header.
+ */
+static int unload_object(UlpOp *op, unsigned idx, unsigned k) {
+        ControlImage *img = op->c.img;
+        ControlPatch *p = &img->patches[idx];
+        uint64_t post = 0;
+        unsigned first = p->first_func, gone = 0;
+        bool own = false;
+        int r, kb;
+
+        /* The patch's callbacks are this object's only if the patch has callbacks for it
+         * (late_post_patch put them there); else they are those of a loaded object. */
+        r = object_has_callbacks(op, p, p->late[k], &own);
+        if (r < 0)
+                return r;
+        if (own) {
+                post = p->callbacks[CP_CB_POST_UNPATCH];
+                unload_callback(op, idx, p->callbacks[CP_CB_PRE_UNPATCH], "pre-unpatch", p->late[k]);
+        }
+        for (unsigned i = first; i < p->first_func + p->n_funcs - gone;) {
+                if (strcmp(img->funcs[i].object, p->late[k]) != 0) {
+                        i++;
+                        continue;
+                }
+                memmove(&img->funcs[i], &img->funcs[i + 1], (img->hdr.n_funcs - i - 1) * sizeof(ControlFunc));
+                img->hdr.n_funcs--;
+                gone++;
+        }
+        /* The patches whose records follow move with them (an empty one never points
+         * inside this patch's range, but is kept from wrapping if it did). */
+        for (unsigned i = 0; i < img->hdr.n_patches; i++) {
+                ControlPatch *q = &img->patches[i];
+                if (i != idx && q->first_func > first)
+                        q->first_func = q->first_func >= first + gone ? q->first_func - gone : first;
+        }
+        p->n_funcs -= gone;
+        if (own)
+                memset(p->callbacks, 0, sizeof(p->callbacks));
+        p->late[k][CONTROL_LATE_STATE] = CONTROL_LATE_WAITING;
+        r = control_batch_begin(op->t, &op->c);
+        if (r >= 0) {
+                r = control_write_funcs(op->t, &op->c, first, img->hdr.n_funcs - first);
+                for (unsigned i = 0; i < img->hdr.n_patches && r >= 0; i++)
+                        r = control_write_patch(op->t, &op->c, i);
+                if (r >= 0)
+                        r = control_write_header(op->t, &op->c);
+                kb = control_batch_end(op->t, &op->c);
+                if (r >= 0)
+                        r = kb;
+        }
+        if (r < 0)
+                return op_fail(op, r, "cannot update the control block: %s", strerror(-r));
+        unload_callback(op, idx, post, "post-unpatch", p->late[k]);
+        return 0;
 }
 
 int ulp_apply_late(pid_t pid, UlpReport *report) {
@@ -276,13 +391,15 @@ int ulp_apply_late(pid_t pid, UlpReport *report) {
                 if (p->state != CP_PATCHED)
                         continue;
                 for (unsigned k = 0; r >= 0 && k < CONTROL_MAX_LATE; k++) {
+                        bool loaded;
                         if (!p->late[k][0])
                                 continue;
                         pending++;
-                        if (!modules_find_object(&op->mods, p->late[k]))
+                        loaded = modules_find_object(&op->mods, p->late[k]);
+                        if (loaded == (p->late[k][CONTROL_LATE_STATE] == CONTROL_LATE_LOADED))
                                 continue;
                         snprintf(report->patch_name, sizeof(report->patch_name), "%s", p->name);
-                        r = patch_object(op, i, k);
+                        r = loaded ? patch_object(op, i, k) : unload_object(op, i, k);
                         done += r >= 0;
                 }
         }

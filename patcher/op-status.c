@@ -51,10 +51,16 @@ static void status_patch(const ControlImage *img, unsigned idx, UlpPatchStatus *
         status_funcs(img, p, ps);
         if (p->state == CP_TRANSITION)
                 status_stragglers(&img->stragglers, ps);
-        for (unsigned i = 0; p->state != CP_UNPATCHED && i < CONTROL_MAX_LATE; i++)
-                if (p->late[i][0])
+        for (unsigned i = 0; p->state != CP_UNPATCHED && i < CONTROL_MAX_LATE; i++) {
+                if (!p->late[i][0])
+                        continue;
+                if (p->late[i][CONTROL_LATE_STATE] == CONTROL_LATE_LOADED)
+                        snprintf(ps->loaded_late[ps->n_loaded_late++], sizeof(ps->loaded_late[0]), "%.63s",
+                                 p->late[i]);
+                else
                         snprintf(ps->late_objects[ps->n_late_objects++], sizeof(ps->late_objects[0]),
                                  "%.63s", p->late[i]);
+        }
 }
 
 int op_status_convert(const ControlImage *img, UlpProcessStatus *ret) {

@@ -329,6 +329,7 @@ int op_run_callback(UlpOp *op, uint64_t addr, int *ret) {
         Thread *th;
         int r, k;
 
+        op->callback_returned = false;
         r = op_callback_reclaim(op, true);
         if (r < 0)
                 return r;
@@ -357,6 +358,7 @@ int op_run_callback(UlpOp *op, uint64_t addr, int *ret) {
                 return op_fail(op, r, "the callback could not run in thread %d of process %d: %s", th->tid,
                                op->t->pid, strerror(-r));
         *ret = (int)(int32_t)rax;
+        op->callback_returned = true;
         return k;
 }
 

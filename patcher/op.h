@@ -53,6 +53,8 @@ struct UlpOp {
         void (*prologue_free)(void *data);
         bool borrow_retry;       /* op_borrow makes one short attempt: -EAGAIN when it
                                   * failed with time left (set while a prologue runs) */
+        bool callback_returned;  /* the last op_run_callback's callback returned (its int
+                                  * is known even if resuming its thread then failed) */
 };
 
 uint64_t op_now_ns(void);

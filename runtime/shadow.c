@@ -9,13 +9,21 @@
  * program: no libc (raw system calls), its own memory (mmap'd chunks), no thread-local
  * storage, no constructors.
  *
- * - Lookups take no lock and make no system call. The table is a fixed array of buckets,
- *   each a singly linked list ending in a marker that names its bucket. Node memory is
- *   only ever reused for nodes, so a reader walking a node that was freed meanwhile still
- *   walks a list; if the node was reused in another bucket the reader ends on another
- *   bucket's marker and starts over. Each node carries a generation, odd while it holds
- *   a variable, and a reader believes a node's key and data only if the generation was
- *   the same before and after reading them.
+ * - Lookups take no lock and make no system call. The table is an array of buckets, each
+ *   a singly linked list ending in a marker that names its table and bucket. Node memory
+ *   is only ever reused for nodes, so a reader walking a node that was freed meanwhile
+ *   still walks a list; if the node was reused in another bucket the reader ends on
+ *   another bucket's marker and starts over. Each node carries a generation, odd while
+ *   it holds a variable, and a reader believes a node's key and data only if the
+ *   generation was the same before and after reading them.
+ * - The table grows (doubles once there are more variables than buckets) without
+ *   stopping readers: a node has two links, one for tables of even number and one for
+ *   odd ones. The writer that grows it links every node into the new table through the
+ *   links the current table does not use, then publishes the new table with one store.
+ *   A reader still on the old table walks links nobody changes any more; one on a table
+ *   two generations old may follow links rewritten for a newer table, and then ends on
+ *   a marker of that table and starts over. Old tables are never unmapped: a reader
+ *   stopped anywhere (by the patcher, by a debugger) may still hold one.
  * - Writers (alloc, free) take one lock, only around code of this file that calls
  *   nothing outside it: constructors and destructors run without it. So a thread that
  *   holds the lock has its instruction pointer inside this object, which is what the
@@ -43,7 +51,8 @@
 
 #define PAGE 4096UL
 #define CHUNK (64UL * 1024)
-#define N_BUCKETS 16384u
+#define FIRST_BUCKETS 16384u       /* the table in the runtime's own memory (128 KiB) */
+#define MAX_BUCKETS (1u << 24)     /* 128 MiB of table: it stops growing there */
 #define MIN_CLASS_SHIFT 4          /* 16 bytes: the alignment of max_align_t */
 #define MAX_CLASS_SHIFT 12         /* larger data gets a mapping of its own */
 #define N_CLASSES (MAX_CLASS_SHIFT - MIN_CLASS_SHIFT + 1)
@@ -66,14 +75,21 @@ static long sys3(long nr, long a, long b, long c) {
 }
 
 struct node {
-        uintptr_t next;          /* a node, or the end marker of its bucket */
+        /* A node, or the end marker of its bucket: next[t->id & 1] in table t. */
+        uintptr_t next[2];
         uint64_t gen;            /* odd while it holds a variable */
         uintptr_t obj;
         unsigned long id;
         void *data;
         size_t size;
         struct node *free_next;  /* writers only: free list, or a list being freed */
-        uint64_t pad;
+};
+
+/* A bucket array; its buckets are 0 (empty) or a node. */
+struct table {
+        uint64_t id;             /* 0 for the first, then 1, 2, ...: in the end markers */
+        uint64_t mask;           /* buckets - 1 */
+        uintptr_t b[];
 };
 
 EXPORT struct ulp_shadow_stats ulp_shadow_stats = {
@@ -81,24 +97,36 @@ EXPORT struct ulp_shadow_stats ulp_shadow_stats = {
         .abi = ULP_SHADOW_ABI,
 };
 
-static uintptr_t buckets[N_BUCKETS];   /* 0: empty, as the bucket's end marker */
+/* The first table (no pointer to it is stored: the object has no relocations), and the
+ * current one once it has grown: 0 means the first. */
+static struct {
+        uint64_t id, mask;
+        uintptr_t b[FIRST_BUCKETS];
+} first_table = { .mask = FIRST_BUCKETS - 1 };
+static uintptr_t current_table;
 /* Writers only, under the lock. */
 static struct node *free_nodes;
 static void *free_data[N_CLASSES];
 static char *bump[N_CLASSES + 1];      /* the last slot: nodes */
 static size_t bump_left[N_CLASSES + 1];
 
-static inline uintptr_t end_marker(unsigned b) {
-        return ((uintptr_t)b << 1) | 1;
+static inline struct table *table_now(void) {
+        uintptr_t t = __atomic_load_n(&current_table, __ATOMIC_ACQUIRE);
+        return t ? (struct table *)t : (struct table *)&first_table;
 }
 
-static inline unsigned bucket_of(const void *obj, unsigned long id) {
+/* Unique per table and bucket (ids stay below 2^31, buckets below 2^25), and odd. */
+static inline uintptr_t end_marker(const struct table *t, uint64_t b) {
+        return (((uintptr_t)t->id << 32 | b) << 1) | 1;
+}
+
+static inline uint64_t hash_of(const void *obj, unsigned long id) {
         uint64_t h = (uint64_t)(uintptr_t)obj * 0x9e3779b97f4a7c15ULL;
         h ^= (id + 0x632be59bd9b4e019ULL) * 0xc2b2ae3d27d4eb4fULL;
         h ^= h >> 31;
         h *= 0xbf58476d1ce4e5b9ULL;
         h ^= h >> 29;
-        return (unsigned)(h & (N_BUCKETS - 1));
+        return h;
 }
 
 /* ---- the writers' lock ---------------------------------------------------------- */
@@ -230,11 +258,16 @@ static size_t capacity(size_t size) {
 /* ---- the table ------------------------------------------------------------------- */
 
 EXPORT void *ulp_shadow_get(void *obj, unsigned long id) {
-        unsigned b = bucket_of(obj, id);
+        uint64_t h = hash_of(obj, id), b;
+        struct table *t;
+        unsigned l;
         uintptr_t p;
 
 again:
-        p = __atomic_load_n(&buckets[b], __ATOMIC_ACQUIRE);
+        t = table_now();
+        b = h & t->mask;
+        l = t->id & 1;
+        p = __atomic_load_n(&t->b[b], __ATOMIC_ACQUIRE);
         if (p == 0)
                 return NULL;
         while (!(p & 1)) {
@@ -248,16 +281,18 @@ again:
                                 return d;
                         goto again;
                 }
-                p = __atomic_load_n(&n->next, __ATOMIC_ACQUIRE);
+                p = __atomic_load_n(&n->next[l], __ATOMIC_ACQUIRE);
         }
-        if (p != end_marker(b))
+        if (p != end_marker(t, b))
                 goto again;
         return NULL;
 }
 
-/* Under the lock: the live node of the pair, and the link that points to it. */
-static struct node *find_locked(unsigned b, uintptr_t obj, unsigned long id, uintptr_t **ret_link) {
-        uintptr_t *link = &buckets[b];
+/* Under the lock: the live node of the pair in the current table t, and the link that
+ * points to it. */
+static struct node *find_locked(struct table *t, uintptr_t obj, unsigned long id, uintptr_t **ret_link) {
+        uintptr_t *link = &t->b[hash_of((void *)obj, id) & t->mask];
+        unsigned l = t->id & 1;
 
         while (*link && !(*link & 1)) {
                 struct node *n = (struct node *)*link;
@@ -266,16 +301,48 @@ static struct node *find_locked(unsigned b, uintptr_t obj, unsigned long id, uin
                                 *ret_link = link;
                         return n;
                 }
-                link = &n->next;
+                link = &n->next[l];
         }
         return NULL;
 }
 
-static void insert_locked(unsigned b, struct node *n, uintptr_t obj, unsigned long id, void *data,
-                          size_t size) {
-        uintptr_t head = buckets[b];
+/* Under the lock: puts n at the head of its bucket of t through the links of t. */
+static void link_locked(struct table *t, struct node *n) {
+        uint64_t b = hash_of((void *)n->obj, n->id) & t->mask;
+        uintptr_t head = t->b[b];
 
-        __atomic_store_n(&n->next, head ? head : end_marker(b), __ATOMIC_RELAXED);
+        __atomic_store_n(&n->next[t->id & 1], head ? head : end_marker(t, b), __ATOMIC_RELEASE);
+        __atomic_store_n(&t->b[b], (uintptr_t)n, __ATOMIC_RELEASE);
+}
+
+/*
+ * Under the lock: a table of twice the buckets, every live node linked into it through
+ * the links the current one does not use, then published. Readers on the current table
+ * are undisturbed (none of its links change); readers that start afterwards use the new
+ * one. The old table is kept: a reader may be on it for any time. Without memory, the
+ * table stays as it is (only slower).
+ */
+static void grow_locked(struct table *t) {
+        uint64_t n_old = t->mask + 1, n_new = n_old * 2;
+        size_t size = sizeof(struct table) + n_new * sizeof(uintptr_t);
+        struct table *nt;
+        unsigned l = t->id & 1;
+
+        if (n_new > MAX_BUCKETS)
+                return;
+        nt = map(size);
+        if (!nt)
+                return;
+        nt->id = t->id + 1;
+        nt->mask = n_new - 1;
+        for (uint64_t b = 0; b < n_old; b++)
+                for (uintptr_t p = t->b[b]; p && !(p & 1); p = ((struct node *)p)->next[l])
+                        link_locked(nt, (struct node *)p);
+        __atomic_store_n(&current_table, (uintptr_t)nt, __ATOMIC_RELEASE);
+}
+
+static void insert_locked(struct table *t, struct node *n, uintptr_t obj, unsigned long id, void *data,
+                          size_t size) {
         /* Fields change only while the generation is even: readers that saw the old
          * generation see it change. */
         __atomic_thread_fence(__ATOMIC_RELEASE);
@@ -284,14 +351,16 @@ static void insert_locked(unsigned b, struct node *n, uintptr_t obj, unsigned lo
         __atomic_store_n(&n->data, data, __ATOMIC_RELAXED);
         n->size = size;
         __atomic_store_n(&n->gen, n->gen + 1, __ATOMIC_RELEASE);   /* even (free) to odd */
-        __atomic_store_n(&buckets[b], (uintptr_t)n, __ATOMIC_RELEASE);
+        link_locked(t, n);
         ulp_shadow_stats.variables++;
         ulp_shadow_stats.bytes += size;
+        if (ulp_shadow_stats.variables > t->mask + 1)
+                grow_locked(t);
 }
 
-/* Unlinks n; its own next stays, for readers standing on it. */
-static void unlink_locked(uintptr_t *link, struct node *n) {
-        __atomic_store_n(link, __atomic_load_n(&n->next, __ATOMIC_RELAXED), __ATOMIC_RELEASE);
+/* Unlinks n from t; its own link stays, for readers standing on it. */
+static void unlink_locked(struct table *t, uintptr_t *link, struct node *n) {
+        __atomic_store_n(link, __atomic_load_n(&n->next[t->id & 1], __ATOMIC_RELAXED), __ATOMIC_RELEASE);
         __atomic_store_n(&n->gen, n->gen + 1, __ATOMIC_RELEASE);
         ulp_shadow_stats.variables--;
         ulp_shadow_stats.bytes -= n->size;
@@ -304,8 +373,8 @@ static void release_locked(struct node *n) {
 
 static void *alloc(void *obj, unsigned long id, size_t size, ulp_shadow_ctor_t ctor, void *ctor_data,
                    bool or_get) {
-        unsigned b = bucket_of(obj, id);
         struct node *n, *old;
+        struct table *t;
         void *data;
 
         data = ulp_shadow_get(obj, id);
@@ -335,14 +404,15 @@ static void *alloc(void *obj, unsigned long id, size_t size, ulp_shadow_ctor_t c
         }
         if (lock() < 0)
                 return NULL;
-        old = find_locked(b, (uintptr_t)obj, id, NULL);
+        t = table_now();
+        old = find_locked(t, (uintptr_t)obj, id, NULL);
         if (old) {
                 void *have = old->data;
                 release_locked(n);
                 unlock();
                 return or_get ? have : NULL;
         }
-        insert_locked(b, n, (uintptr_t)obj, id, data, size);
+        insert_locked(t, n, (uintptr_t)obj, id, data, size);
         unlock();
         return data;
 }
@@ -371,15 +441,16 @@ static void destroy(struct node *list, ulp_shadow_dtor_t dtor) {
 }
 
 EXPORT void ulp_shadow_free(void *obj, unsigned long id, ulp_shadow_dtor_t dtor) {
-        unsigned b = bucket_of(obj, id);
+        struct table *t;
         uintptr_t *link;
         struct node *n;
 
         if (lock() < 0)
                 return;
-        n = find_locked(b, (uintptr_t)obj, id, &link);
+        t = table_now();
+        n = find_locked(t, (uintptr_t)obj, id, &link);
         if (n) {
-                unlink_locked(link, n);
+                unlink_locked(t, link, n);
                 n->free_next = NULL;
         }
         unlock();
@@ -388,18 +459,20 @@ EXPORT void ulp_shadow_free(void *obj, unsigned long id, ulp_shadow_dtor_t dtor)
 
 EXPORT void ulp_shadow_free_all(unsigned long id, ulp_shadow_dtor_t dtor) {
         struct node *list = NULL;
+        struct table *t;
 
         if (lock() < 0)
                 return;
-        for (unsigned b = 0; b < N_BUCKETS; b++) {
-                uintptr_t *link = &buckets[b];
+        t = table_now();
+        for (uint64_t b = 0; b <= t->mask; b++) {
+                uintptr_t *link = &t->b[b];
                 while (*link && !(*link & 1)) {
                         struct node *n = (struct node *)*link;
                         if (n->id != id) {
-                                link = &n->next;
+                                link = &n->next[t->id & 1];
                                 continue;
                         }
-                        unlink_locked(link, n);
+                        unlink_locked(t, link, n);
                         n->free_next = list;
                         list = n;
                 }

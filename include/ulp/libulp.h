@@ -133,8 +133,10 @@ int ulp_revert(pid_t pid, const char *name, const UlpOptions *o, UlpReport *repo
  * functions of every late object pid has loaded since, in one stop-the-world per
  * object, once no thread has one of their old functions on its stack (retried for a
  * while, then -EBUSY). No transition: the patches are complete, every thread already
- * runs them. Returns the number of objects patched (0: none of them loaded yet),
- * -ENOENT when pid has no late object, -EBUSY a transition is in progress or threads
+ * runs them. Objects patched so and unloaded since (klp_module_going) get their unpatch
+ * callbacks, lose their function records and are waited for again. Returns the number of
+ * objects patched or unloaded (0: none of them loaded yet), -ENOENT when pid has no late
+ * object, -EBUSY a transition is in progress or threads
  * stayed in the way, -ERANGE the object is too far from the patch's code. */
 int ulp_apply_late(pid_t pid, UlpReport *report);
 
@@ -201,6 +203,11 @@ typedef struct UlpPatchStatus {
         size_t n_late_objects;
         uint64_t applied_ns;     /* when it was applied (CLOCK_REALTIME), 0 unknown */
         uid_t applied_uid;       /* and for whom; valid when applied_ns is */
+        /* Objects it names that the process loaded after it and that are patched now: when
+         * the process unloads one, ulp_apply_late() runs its unpatch callbacks and waits for
+         * it again. */
+        char loaded_late[4][64];
+        size_t n_loaded_late;
 } UlpPatchStatus;
 
 typedef struct UlpProcessStatus {

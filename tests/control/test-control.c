@@ -164,6 +164,20 @@ TEST(patches) {
         memset(img->patches[0].late[3], 'x', sizeof(img->patches[0].late[3]));
         ASSERT_REFUSED("late object 3");
         fresh();
+        /* An unused entry's state means nothing (an older build frees it by its name). */
+        img->patches[0].late[1][CONTROL_LATE_STATE] = CONTROL_LATE_PREPATCHED;
+        ASSERT_OK(control_validate(img, SAMPLE_SELF, why, sizeof(why)));
+        fresh();
+        strcpy(img->patches[0].late[1], "libplugin.so");
+        img->patches[0].late[1][CONTROL_LATE_STATE] = 3;
+        ASSERT_REFUSED("late object 1 has state 3");
+        fresh();
+        strcpy(img->patches[0].late[1], "libplugin.so");
+        img->patches[0].late[1][CONTROL_LATE_STATE] = CONTROL_LATE_PREPATCHED;
+        ASSERT_OK(control_validate(img, SAMPLE_SELF, why, sizeof(why)));
+        img->patches[0].late[1][CONTROL_LATE_STATE] = CONTROL_LATE_LOADED;
+        ASSERT_OK(control_validate(img, SAMPLE_SELF, why, sizeof(why)));
+        fresh();
         img->patches[0].callbacks[CP_CB_POST_PATCH] = 0x401000;
         ASSERT_REFUSED("callback 1 is outside the patch's code");
         fresh();

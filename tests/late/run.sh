@@ -13,8 +13,13 @@ chmod 755 "$WORK"
 fail_details() { echo "--- ulpd log"; cat "$WORK/log"; for f in "$WORK"/v*.log; do echo "--- $f"; tail -n 2 "$f"; done; }
 
 export ULP_SOCKET=$WORK/ulpd.sock
-export LD_LIBRARY_PATH=$VICTIMS_DIR
-value_in() { tail -n 1 "$2" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+# Blocks signed with a key of the test's own: any other ulpd on the machine (one that
+# recovers every process, an installed one) leaves these victims alone.
+export ULP_CONTROL_KEY=$WORK/control.key
+head -c 16 /dev/urandom >"$ULP_CONTROL_KEY" && chmod 600 "$ULP_CONTROL_KEY" || fail "cannot make a key"
+export LD_LIBRARY_PATH=$VICTIMS_DIR:$LATE_DIR
+# The last line the victim printed itself (callbacks print "cb: ..." lines among them).
+value_in() { grep -v '^cb: ' "$2" | tail -n 1 | tr ' ' '\n' | sed -n "s/^$1=//p"; }
 shows() { [ "$(value_in "$1" "$3")" = "$2" ]; }
 start_victim() {   # start_victim LOG [VAR=VALUE...]: the pid in VPID
 	local log=$1; shift
@@ -70,3 +75,77 @@ ok "a refusing pre_patch leaves the library unpatched, and says so"
 "$ULPCTL" revert -p "$v2" late-cb || fail "revert (refusing victim)"
 callbacks_ran "$WORK/cb2" "pre_patch " || fail "unpatch callbacks of an object never patched ran: $(cat "$WORK/cb2")"
 ok "its unpatch callbacks do not run"
+
+# pre_patch runs once per coming, even when the switch has to be tried again: a thread of
+# the victim waits inside hold_wait(), which the patch replaces, until $WORK/hold goes;
+# ulpd's tries meanwhile find it in the way (-EBUSY) and try again each second. The
+# library's callbacks print "cb: NAME" in the victim's output.
+printed() { [ "$(cbs "${2:-$WORK/v3.log}")" = "$1" ]; }
+cbs() { sed -n 's/^cb: //p' "${1:-$WORK/v3.log}" | tr '\n' ' '; }
+touch "$WORK/hold"
+HOLD_FILE="$WORK/hold" "$LATE_VICTIM" >"$WORK/v3.log" 2>&1 &
+v3=$!
+PIDS+=("$v3")
+wait_for 5 grep -q '^base=1 hold=-1' "$WORK/v3.log" || fail "late victim did not start"
+"$ULPCTL" apply -p "$v3" "$LATE_DIR/late-patch-hold.so" || fail "apply through ulpd (late victim)"
+wait_for 5 shows base 2 "$WORK/v3.log" || fail "base_value not patched (late victim)"
+kill -HUP "$v3"
+wait_for 5 shows loads 1 "$WORK/v3.log" || fail "the victim did not load liblatehold.so"
+busy_tries() { grep -c "pid $v3: cannot patch the objects it loaded yet: threads keep running" "$WORK/log"; }
+tried_twice() { [ "$(busy_tries)" -ge 2 ]; }
+wait_for 30 tried_twice || fail "ulpd did not try twice while a thread held hold_wait (tried $(busy_tries))"
+shows hold 1 "$WORK/v3.log" || fail "liblatehold.so patched while a thread was in hold_wait"
+printed "pre_patch " || fail "callbacks while the switch waits: $(cbs)"
+rm "$WORK/hold"
+wait_for 15 shows hold 2 "$WORK/v3.log" || fail "liblatehold.so not patched once the thread left"
+wait_for 5 printed "pre_patch post_patch " || fail "callbacks after $(busy_tries) tries: $(cbs)"
+ok "a switch tried $(busy_tries) times runs pre_patch once, then post_patch"
+
+# The library goes (dlclose) and comes again: its unpatch callbacks run once ulpd sees it
+# gone, it is waited for again, and the next load gets pre_patch and the new function.
+kill -USR1 "$v3"
+wait_for 5 shows hold -1 "$WORK/v3.log" || fail "the victim did not unload liblatehold.so"
+wait_for 15 printed "pre_patch post_patch pre_unpatch post_unpatch " ||
+	fail "callbacks after the unload: $(cbs)"
+msg="pid $v3 unloaded liblatehold.so: its unpatch callbacks of patch late-hold ran; it is patched again if the process loads it again"
+wait_for 5 grep -qF "$msg" "$WORK/log" || fail "ulpd did not log the unload"
+"$ULPCTL" status -p "$v3" | grep -qx '    late objects: liblatehold.so' ||
+	fail "liblatehold.so not waited for again: $("$ULPCTL" status -p "$v3")"
+shows base 2 "$WORK/v3.log" || fail "base_value lost its patch at the unload"
+ok "an unloaded library gets pre_unpatch and post_unpatch, and is waited for again"
+kill -HUP "$v3"
+wait_for 5 shows loads 2 "$WORK/v3.log" || fail "the victim did not load liblatehold.so again"
+wait_for 15 shows hold 2 "$WORK/v3.log" || fail "liblatehold.so not patched at its second load"
+wait_for 5 printed "pre_patch post_patch pre_unpatch post_unpatch pre_patch post_patch " ||
+	fail "callbacks at the second load: $(cbs)"
+ok "loaded again: pre_patch, its functions patched again, post_patch"
+"$ULPCTL" revert -p "$v3" late-hold || fail "revert (late victim)"
+wait_for 5 shows hold 1 "$WORK/v3.log" && shows base 1 "$WORK/v3.log" || fail "revert did not restore both"
+printed "pre_patch post_patch pre_unpatch post_unpatch pre_patch post_patch pre_unpatch post_unpatch " ||
+	fail "callbacks at the revert: $(cbs)"
+ok "the revert after a second load runs the unpatch callbacks once more"
+
+# A patch whose callbacks are those of a library loaded at the apply (libtrbase.so), and
+# whose late object has none: coming and going run no callback, the revert runs them.
+"$LATE_VICTIM" >"$WORK/v4.log" 2>&1 &
+v4=$!
+PIDS+=("$v4")
+wait_for 5 grep -q '^base=1 hold=-1' "$WORK/v4.log" || fail "second late victim did not start"
+"$ULPCTL" apply -p "$v4" "$LATE_DIR/late-patch-other.so" || fail "apply through ulpd (late-other)"
+wait_for 5 shows base 3 "$WORK/v4.log" || fail "base_value not patched (late-other)"
+printed "base pre_patch base post_patch " "$WORK/v4.log" || fail "callbacks at the apply: $(cbs "$WORK/v4.log")"
+kill -HUP "$v4"
+wait_for 15 shows hold 3 "$WORK/v4.log" || fail "liblatehold.so not patched (late-other)"
+kill -USR1 "$v4"
+wait_for 5 shows hold -1 "$WORK/v4.log" || fail "the victim did not unload liblatehold.so (late-other)"
+wait_for 15 sh -c "\"$ULPCTL\" status -p $v4 | grep -qx '    late objects: liblatehold.so'" ||
+	fail "liblatehold.so not waited for again (late-other): $("$ULPCTL" status -p "$v4")"
+kill -HUP "$v4"
+wait_for 15 shows hold 3 "$WORK/v4.log" || fail "liblatehold.so not patched at its second load (late-other)"
+printed "base pre_patch base post_patch " "$WORK/v4.log" ||
+	fail "callbacks of another object ran at the load or unload: $(cbs "$WORK/v4.log")"
+"$ULPCTL" revert -p "$v4" late-other || fail "revert (late-other)"
+wait_for 5 shows hold 1 "$WORK/v4.log" && shows base 1 "$WORK/v4.log" || fail "revert did not restore both (late-other)"
+printed "base pre_patch base post_patch base pre_unpatch base post_unpatch " "$WORK/v4.log" ||
+	fail "callbacks at the revert (late-other): $(cbs "$WORK/v4.log")"
+ok "a library without callbacks comes, goes and comes again; the patch's other callbacks run at the revert only"

@@ -2,8 +2,9 @@
 /*
  * The shadow-variable runtime itself (runtime/shadow.c), loaded as built into this
  * process: the semantics of include/ulp/shadow.h, 16 threads allocating and freeing on
- * shared objects, a fork, a lock inherited from a thread the child does not have, and
- * a writer re-entered on its own thread. docs/shadow.md.
+ * shared objects, a million variables (the table growing under readers), a fork, a lock
+ * inherited from a thread the child does not have, and a writer re-entered on its own
+ * thread. docs/shadow.md.
  */
 #include <dlfcn.h>
 #include <pthread.h>
@@ -209,6 +210,70 @@ TEST(sixteen_threads) {
         ASSERT_EQ(rt.stats->variables, N_OBJS);
         rt.free_all(12, NULL);
         ASSERT_EQ(rt.stats->variables, 0);
+        ASSERT_EQ(rt.stats->lock_owner, 0);
+}
+
+/* A million variables: the table grows (docs/shadow.md) while readers look up pairs that
+ * exist the whole time and must never miss them, nor see one of them changed; then each
+ * of the million is found with its own data, none is there twice, and free_all takes
+ * them all. The objects are addresses only: the runtime never touches them. */
+#define MANY 1000000ul
+#define MANY_BASE ((uintptr_t)0x7e0000000000ull)
+#define STEADY 4096
+static _Atomic bool many_done;
+static _Atomic long many_misses, many_looks;
+
+static void *many_reader(void *arg) {
+        unsigned seed = (unsigned)(uintptr_t)arg;
+        while (!atomic_load(&many_done)) {
+                seed = seed * 1103515245u + 12345u;
+                unsigned k = (seed >> 8) % STEADY;
+                long *v = rt.get((void *)(MANY_BASE - 64 * (k + 1)), 41);
+                if (!v || *v != (long)k)
+                        atomic_fetch_add(&many_misses, 1);
+                atomic_fetch_add(&many_looks, 1);
+        }
+        return NULL;
+}
+
+TEST(million) {
+        pthread_t th[2];
+        load();
+        uint64_t vars = rt.stats->variables;
+        for (unsigned k = 0; k < STEADY; k++) {
+                long *v = rt.alloc((void *)(MANY_BASE - 64 * (k + 1)), 41, sizeof(long), NULL, NULL);
+                ASSERT_TRUE(v != NULL);
+                *v = k;
+        }
+        for (long i = 0; i < 2; i++)
+                ASSERT_EQ(pthread_create(&th[i], NULL, many_reader, (void *)(intptr_t)(i + 7)), 0);
+        for (uintptr_t i = 0; i < MANY; i++) {
+                uintptr_t *v = rt.alloc((void *)(MANY_BASE + 64 * i), 42, sizeof(uintptr_t), NULL, NULL);
+                if (!v)
+                        ASSERT_TRUE(!"an allocation failed");
+                *v = i;
+        }
+        atomic_store(&many_done, true);
+        for (int i = 0; i < 2; i++)
+                pthread_join(th[i], NULL);
+        ASSERT_EQ(many_misses, 0);
+        ASSERT_TRUE(many_looks > 0);
+        ASSERT_EQ(rt.stats->variables, vars + STEADY + MANY);
+        for (uintptr_t i = 0; i < MANY; i++) {
+                void *obj = (void *)(MANY_BASE + 64 * i);
+                uintptr_t *v = rt.get(obj, 42);
+                if (!v || *v != i || rt.alloc(obj, 42, sizeof(uintptr_t), NULL, NULL) != NULL ||
+                    rt.get(obj, 43) != NULL)
+                        ASSERT_TRUE(!"a variable was lost, changed or is there twice");
+        }
+        /* No pair is there twice: free_all finds exactly the million, once each. */
+        dtor_calls = 0;
+        rt.free_all(42, dtor_count);
+        ASSERT_EQ(dtor_calls, (long)MANY);
+        ASSERT_EQ(rt.stats->variables, vars + STEADY);
+        ASSERT_TRUE(rt.get((void *)MANY_BASE, 42) == NULL);
+        rt.free_all(41, NULL);
+        ASSERT_EQ(rt.stats->variables, vars);
         ASSERT_EQ(rt.stats->lock_owner, 0);
 }
 
