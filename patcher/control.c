@@ -281,7 +281,7 @@ static int control_write_begin(Target *t, Control *c) {
                 cur = h->generation;
         h->generation = (cur | 1) + ((cur & 1) ? 2 : 0);
         h->writer_pid = getpid();
-        h->writer_start = control_proc_start_time(getpid());
+        h->writer_start = control_self_start_time();
         h->writer_target = t->pid;
         w = (SeqWriter) { h->generation, h->writer_pid, h->writer_start, h->writer_target };
         return target_write(t, c->addr + CONTROL_OFF(hdr.generation), &w, sizeof(w));
@@ -768,9 +768,23 @@ uint64_t control_proc_start_time(pid_t pid) {
         return p ? strtoull(p + 1, NULL, 10) : 0;
 }
 
+/* Read once per process (every write of the block names its writer, 13 times in one
+ * apply): keyed by pid, so a forked child reads its own. */
+uint64_t control_self_start_time(void) {
+        static _Atomic uint64_t cached_pid_start;   /* pid << 40 | start, 0: unread */
+        uint64_t c = cached_pid_start, pid = (uint64_t)getpid(), start;
+
+        if (c && c >> 40 == pid)
+                return c & ((1ULL << 40) - 1);
+        start = control_proc_start_time((pid_t)pid);
+        if (start && start < (1ULL << 40))
+                cached_pid_start = pid << 40 | start;
+        return start;
+}
+
 void control_claim_driver(Control *c) {
         c->img->hdr.driver_pid = getpid();
-        c->img->hdr.driver_start = control_proc_start_time(getpid());
+        c->img->hdr.driver_start = control_self_start_time();
 }
 
 pid_t control_live_driver(const Control *c) {
