@@ -517,14 +517,20 @@ int control_create(Target *t, Thread *th, Control *c) {
         if (c->unborn_addr && unborn_mapping_ok(t->pid, c->unborn_addr))
                 addr = c->unborn_addr;
         else {
-                r = rsys_memfd_create(t, th, CONTROL_MAPPING_NAME, &remote_fd);
+                r = target_syscall_batch_begin(t, th);   /* four calls in a row */
                 if (r < 0)
                         return r;
-                r = rsys_ftruncate(t, th, remote_fd, ALIGN_UP(sizeof(ControlImage), 4096));
+                r = rsys_memfd_create(t, th, CONTROL_MAPPING_NAME, &remote_fd);
+                if (r >= 0) {
+                        r = rsys_ftruncate(t, th, remote_fd, ALIGN_UP(sizeof(ControlImage), 4096));
+                        if (r >= 0)
+                                r = rsys_mmap(t, th, 0, ALIGN_UP(sizeof(ControlImage), 4096),
+                                              PROT_READ | PROT_WRITE, MAP_PRIVATE, remote_fd, 0, &addr);
+                        (void)rsys_close(t, th, remote_fd);
+                }
+                int k = target_syscall_batch_end(t, th);
                 if (r >= 0)
-                        r = rsys_mmap(t, th, 0, ALIGN_UP(sizeof(ControlImage), 4096), PROT_READ | PROT_WRITE,
-                                      MAP_PRIVATE, remote_fd, 0, &addr);
-                (void)rsys_close(t, th, remote_fd);
+                        r = k;
                 if (r < 0)
                         return r;
         }

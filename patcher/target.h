@@ -40,6 +40,7 @@ typedef struct Thread {
         uint64_t asked_ns;       /* CLOCK_MONOTONIC of the stop request still unanswered, 0 none */
         bool late;               /* asked to stop, and nobody waits for it any more: detached
                                   * by whoever finds it stopped (see below) */
+        struct RemoteBatch *batch; /* open system call batch (target_syscall_batch_begin) */
 } Thread;
 
 typedef struct Target {
@@ -219,6 +220,22 @@ int target_read_many(Target *t, const uint64_t *addrs, void *bufs, size_t each, 
  * -ENOEXEC: the target holds no code to return through (see x86_64/remote.c).
  */
 int target_syscall(Target *t, Thread *th, long nr, const long args[6], long *ret);
+
+/*
+ * A batch of system calls on th: between begin and end, target_syscall() on th saves and
+ * restores the thread's context once for all of them (the frame is written once, and
+ * each call after the first is one SETREGS and one run from the previous call's exit
+ * stop: about half the ptrace requests). The thread may be left by a dying patcher
+ * between two calls as within one: it returns through the same frame. A call that
+ * fails ends the batch (the context restored); end is then a no-op, and the calls after
+ * it run one by one. No target_call() on th while a batch is open (-EBUSY). Every begin
+ * must be followed by an end before th is resumed.
+ */
+int target_syscall_batch_begin(Target *t, Thread *th);
+int target_syscall_batch_end(Target *t, Thread *th);
+
+/* ptrace requests made by the calling thread so far (for tests and benchmarks). */
+uint64_t target_ptrace_requests(void);
 /* The bytes from the stack pointer - 128 - TARGET_SCRATCH up to the red zone are left alone by
  * target_syscall(): room for arguments passed in memory (a name, a struct). */
 #define TARGET_SCRATCH 1024

@@ -547,6 +547,78 @@ TEST(syscall) {
         victim_end(&v);
 }
 
+/* A batch (target_syscall_batch_begin): the same results, the thread's context back at
+ * the end whatever it was stopped in, and fewer ptrace requests than one by one. */
+static void batch_on(Victim *v, Target *t, Thread *th, uint64_t *ret_single, uint64_t *ret_batch) {
+        const long none[6] = { 0 };
+        long ret;
+        uint64_t n0;
+
+        ASSERT_OK(target_stop_thread(t, th));
+        n0 = target_ptrace_requests();
+        for (int i = 0; i < 6; i++)
+                ASSERT_EQ(rsys(t, th, SYS_getpid, 0, 0, 0, 0, 0, 0), v->pid);
+        *ret_single = target_ptrace_requests() - n0;
+        check_regs_unchanged(th);
+
+        n0 = target_ptrace_requests();
+        ASSERT_OK(target_syscall_batch_begin(t, th));
+        ASSERT_ERR(target_syscall_batch_begin(t, th), -EINVAL);
+        ASSERT_ERR(target_call(t, th, 0, none, 0, 1000, (uint64_t *)&ret), -EBUSY);
+        ASSERT_EQ(rsys(t, th, SYS_getpid, 0, 0, 0, 0, 0, 0), v->pid);
+        ASSERT_EQ(rsys(t, th, SYS_gettid, 0, 0, 0, 0, 0, 0), th->tid);
+        long addr = rsys(t, th, SYS_mmap, 0, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        ASSERT_TRUE(addr > 0 && (addr & 4095) == 0);
+        ASSERT_TRUE(maps_has(v->pid, (uint64_t)addr, NULL));
+        ASSERT_EQ(rsys(t, th, SYS_close, 99999, 0, 0, 0, 0, 0), -EBADF);
+        ASSERT_EQ(rsys(t, th, SYS_munmap, addr, 4096, 0, 0, 0, 0), 0);
+        ASSERT_EQ(rsys(t, th, SYS_getpid, 0, 0, 0, 0, 0, 0), v->pid);
+        ASSERT_OK(target_syscall_batch_end(t, th));
+        ASSERT_OK(target_syscall_batch_end(t, th));   /* none open: nothing */
+        *ret_batch = target_ptrace_requests() - n0;
+        ASSERT_TRUE(!maps_has(v->pid, (uint64_t)addr, NULL));
+        check_regs_unchanged(th);
+        /* A batch with no call in it leaves the thread as it was too. */
+        ASSERT_OK(target_syscall_batch_begin(t, th));
+        ASSERT_OK(target_syscall_batch_end(t, th));
+        check_regs_unchanged(th);
+        ASSERT_OK(target_resume_thread(t, th));
+}
+
+TEST(syscall_batch) {
+        Victim v;
+        Target *t;
+        uint64_t single, batch, sleeps0;
+
+        victim_start(&v, "threads", NULL);
+        ASSERT_OK(target_open(v.pid, &t));
+        sleep_ms(5);
+        /* In nanosleep: the sleep goes on and ends as it would have. */
+        sleeps0 = v.sh->sleeps_ok;
+        batch_on(&v, t, target_find_thread(t, v.sh->sleeper_tid), &single, &batch);
+        fprintf(stderr, "  6 calls one by one: %llu ptrace requests; a batch of 6: %llu\n",
+                (unsigned long long)single, (unsigned long long)batch);
+        ASSERT_TRUE(batch * 3 < single * 2);
+        ASSERT_TRUE(WAIT_UNTIL(v.sh->sleeps_ok >= sleeps0 + 3, 2000));
+        ASSERT_EQ(v.sh->sleeps_bad, 0);
+        ASSERT_EQ(v.sh->sleep_last_ret, 0);
+        /* In ppoll with a temporary mask, and in read(). */
+        for (int i = 0; i < 10; i++)
+                batch_on(&v, t, target_find_thread(t, v.sh->ppoller_tid), &single, &batch);
+        batch_on(&v, t, target_find_thread(t, v.sh->reader_tid), &single, &batch);
+        sleep_ms(30);
+        ASSERT_EQ(v.sh->ppoll_bad, 0);
+        ASSERT_EQ(v.sh->ppoll_mask_bad, 0);
+        ASSERT_EQ(write(v.pipe_w, "later", 5), 5);
+        ASSERT_TRUE(WAIT_UNTIL(v.sh->read_done, 2000));
+        ASSERT_EQ(v.sh->read_ret, 5);
+        ASSERT_STREQ((const char *)v.sh->read_buf, "later");
+        ASSERT_EQ(v.sh->handler_changed, 0);
+        assert_none_traced(v.pid);
+        target_free(t);
+        victim_end(&v);
+}
+
 /* ---- remote calls ---- */
 
 TEST(call) {
