@@ -576,14 +576,22 @@ static int fill_rels(Target *t, const PatchMeta *meta, SymResolver *res, const L
 int loader_link(Target *t, int patch_fd, const PatchMeta *meta, SymResolver *res,
                 const LoadedPatch *lp, char *err, size_t errlen) {
         _cleanup_elf_ Elf *e = NULL;
-        int r = open_elf(patch_fd, &e);
+        int r = open_elf(patch_fd, &e), k;
         if (r < 0)
                 return fail(err, errlen, r, "the patch is not an ELF file");
+        /* One 8-byte write per relocation and reference: gathered (target.h). */
+        if (lp && (r = target_write_gather_begin(t)) < 0)
+                return fail(err, errlen, r, "cannot write into the target: %s", strerror(-r));
         r = link_relocations(t, e, res, lp, err, errlen);
-        if (r < 0)
+        if (r >= 0)
+                r = fill_refs(t, meta, res, lp, err, errlen);
+        if (r >= 0)
+                r = fill_rels(t, meta, res, lp, err, errlen);
+        if (!lp)
                 return r;
-        r = fill_refs(t, meta, res, lp, err, errlen);
-        if (r < 0)
-                return r;
-        return fill_rels(t, meta, res, lp, err, errlen);
+        k = target_write_gather_end(t);
+        if (r >= 0 && k < 0)
+                return fail(err, errlen, k, "cannot write the patch's relocations into the target: %s",
+                            strerror(-k));
+        return r;
 }

@@ -209,6 +209,7 @@ void target_free(Target *t) {
         for (size_t i = 0; i < t->n_threads; i++)
                 if (t->threads[i].seized && !t->threads[i].gone)
                         target__orphan_add(t->pid, t->threads[i].tid);
+        (void) target_write_gather_end(t);
         if (t->mem_fd >= 0)
                 close(t->mem_fd);
         if (t->auth_fd >= 0)

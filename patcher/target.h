@@ -62,6 +62,7 @@ typedef struct Target {
         /* Added by the ptrace layer: */
         int stop_timeout_ms;     /* how long a thread may take to stop; 0 = TARGET_STOP_TIMEOUT_MS */
         uint64_t restorer;       /* address of an rt_sigreturn restorer in the target, 0 unknown */
+        struct TargetGather *gather; /* gathered writes (target_write_gather_begin), NULL none */
         int8_t sync_core;        /* membarrier SYNC_CORE registered in it: 1, unsupported: -1,
                                   * 0 not known yet (trapguard.c) */
         /* The image binding (target-image.c, target_bind_image()): */
@@ -211,6 +212,21 @@ int target_write(Target *t, uint64_t addr, const void *buf, size_t len);
  * calls as it can (process_vm_readv with many ranges): for work done while every
  * thread is stopped. */
 int target_read_many(Target *t, const uint64_t *addrs, void *bufs, size_t each, size_t n);
+
+/*
+ * Gathered writes: between begin and end, target_write() only queues its bytes (a copy),
+ * and end writes them all, in order, with one process_vm_writev for those in writable
+ * mappings (a patch's GOT and data: its relocations, a dozen or more 8-byte writes);
+ * what that refuses (read-only or executable pages) goes through /proc/PID/mem as
+ * before. A read of the target, a remote system call or call, and a full queue write
+ * the queue out first, so nothing ever reads stale bytes. A write that fails stops the
+ * queue there (those after it are dropped, as a caller stopping at its first error would
+ * not make them), and end returns that error; a begin while gathering is -EINVAL.
+ */
+int target_write_gather_begin(Target *t);
+int target_write_gather_end(Target *t);
+/* Writes out what is queued, gathering goes on. */
+int target_write_flush(Target *t);
 
 /*
  * Runs a system call in the target on the borrowed thread th, which must be stopped.

@@ -730,7 +730,9 @@ int target_syscall_batch_begin(Target *t, Thread *th) {
                 return -ESRCH;
         if (!th->stopped || th->batch)
                 return -EINVAL;
-        int r = remote_find_code(t);
+        int r = target_write_flush(t);
+        if (r == 0)
+                r = remote_find_code(t);
         if (r < 0)
                 return r;
         struct RemoteBatch *b = calloc(1, sizeof(*b));
@@ -760,6 +762,9 @@ int target_syscall(Target *t, Thread *th, long nr, const long args[6], long *ret
                 return -ESRCH;
         if (!th->stopped)
                 return -EINVAL;
+        int r = target_write_flush(t);   /* the call may read what was written */
+        if (r < 0)
+                return r;
         if (th->batch)
                 return batch_syscall(t, th, nr, args, ret);
         return remote_syscall(t, th, nr, args, true, ret);
@@ -799,7 +804,10 @@ int target_call(Target *t, Thread *th, uint64_t func, const long args[6], uint64
                 return -EINVAL;
         if (th->batch)
                 return -EBUSY;
-        int r = remote_check_code(t, return_code, call_return_code, sizeof(call_return_code));
+        int r = target_write_flush(t);
+        if (r < 0)
+                return r;
+        r = remote_check_code(t, return_code, call_return_code, sizeof(call_return_code));
         if (r < 0)
                 return r == -ENOENT ? -EINVAL : r;
         bool signal_stop = th->signal_stop;

@@ -750,6 +750,77 @@ TEST(write_readonly_code) {
         victim_end(&v);
 }
 
+/* Gathered writes (target_write_gather_begin): writable and read-only pages mixed, in
+ * order (a later write over an earlier one wins), a read in between sees what was
+ * queued before it, a bad address is reported at end, and the victim sees it all. */
+TEST(write_gathered) {
+        Victim v;
+        Target *t;
+        Thread *th;
+        uint64_t code, page, w, back;
+        uint8_t orig[16], now[16];
+        const uint8_t patch[3] = { 0xde, 0xad, 0x42 };
+        char perms[8];
+
+        victim_start(&v, "threads", NULL);
+        ASSERT_OK(target_open(v.pid, &t));
+        code = v.sh->unused_code_addr;
+        ASSERT_OK(target_read(t, code, orig, 16));
+        th = target_find_thread(t, v.sh->sleeper_tid);
+        ASSERT_OK(target_stop_thread(t, th));
+        page = (uint64_t)rsys(t, th, SYS_mmap, 0, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        ASSERT_OK(target_resume_thread(t, th));
+
+        ASSERT_OK(target_write_gather_begin(t));
+        ASSERT_ERR(target_write_gather_begin(t), -EINVAL);
+        for (uint64_t i = 0; i < 32; i++) {
+                w = 0x1000 + i;
+                ASSERT_OK(target_write(t, page + 8 * i, &w, 8));
+        }
+        ASSERT_OK(target_write(t, code + 5, patch, 3));     /* read-only: /proc/PID/mem */
+        w = 0x77;
+        ASSERT_OK(target_write(t, page + 8 * 40, &w, 8));
+        w = 0x78;
+        ASSERT_OK(target_write(t, page + 8 * 40, &w, 8));   /* the later one wins */
+        /* Nothing written yet, as far as the victim goes. */
+        ASSERT_EQ(memcmp((const void *)v.sh->code_copy, orig, 16), 0);
+        /* A read writes the queue out first. */
+        ASSERT_OK(target_read(t, page + 8 * 40, &back, 8));
+        ASSERT_EQ_U64(back, 0x78);
+        w = 0x99;
+        ASSERT_OK(target_write(t, page + 8 * 41, &w, 8));
+        ASSERT_OK(target_write_gather_end(t));
+        ASSERT_OK(target_write_gather_end(t));   /* none open: nothing */
+        for (uint64_t i = 0; i < 32; i++) {
+                ASSERT_OK(target_read(t, page + 8 * i, &back, 8));
+                ASSERT_EQ_U64(back, 0x1000 + i);
+        }
+        ASSERT_OK(target_read(t, page + 8 * 41, &back, 8));
+        ASSERT_EQ_U64(back, 0x99);
+        ASSERT_OK(target_read(t, code, now, 16));
+        for (int i = 0; i < 16; i++)
+                ASSERT_EQ(now[i], i >= 5 && i < 8 ? patch[i - 5] : orig[i]);
+        ASSERT_TRUE(WAIT_UNTIL(memcmp((const void *)v.sh->code_copy, now, 16) == 0, 2000));
+        ASSERT_TRUE(maps_has(v.pid, code, perms));
+        ASSERT_STREQ(perms, "r-xp");
+
+        /* A write to no mapping: those before it land, the rest are dropped as a caller
+         * stopping at its first error would, and end says -EFAULT. */
+        ASSERT_OK(target_write_gather_begin(t));
+        w = 0x5150;
+        ASSERT_OK(target_write(t, page + 8, &w, 8));
+        ASSERT_OK(target_write(t, 16, &w, 8));
+        ASSERT_OK(target_write(t, code + 5, orig + 5, 3));
+        ASSERT_ERR(target_write_gather_end(t), -EFAULT);
+        ASSERT_OK(target_read(t, page + 8, &back, 8));
+        ASSERT_EQ_U64(back, 0x5150);
+        ASSERT_OK(target_read(t, code, now, 16));
+        ASSERT_EQ(now[5], patch[0]);
+        ASSERT_OK(target_write(t, code + 5, orig + 5, 3));
+        target_free(t);
+        victim_end(&v);
+}
+
 /* ---- processes and threads coming and going ---- */
 
 TEST(exit_during_stop) {

@@ -327,6 +327,25 @@ int target_syscall(Target *t, Thread *th, long nr, const long args[6], long *ret
 
 /* A batch only marks the thread (its pointer stands for the open batch), as target.h
  * says: begin twice is refused, end without begin does nothing. */
+/* Writes go straight to memory here: gathering only marks the target. */
+int target_write_gather_begin(Target *t) {
+        if (t->gather)
+                return -EINVAL;
+        t->gather = (struct TargetGather *)t;
+        fake_stats.gathers++;
+        return 0;
+}
+
+int target_write_gather_end(Target *t) {
+        t->gather = NULL;
+        return 0;
+}
+
+int target_write_flush(Target *t) {
+        (void)t;
+        return 0;
+}
+
 int target_syscall_batch_begin(Target *t, Thread *th) {
         (void)t;
         if (th->batch)
