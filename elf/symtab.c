@@ -183,17 +183,40 @@ static int symtab_add_section(SymTab *st, Elf *elf, Elf_Scn *scn, const GElf_Shd
         return 0;
 }
 
-static int entry_cmp_name(const void *a, const void *b) {
-        const SymEntry *x = a, *y = b;
+/* What the name sort moves: 24 bytes instead of a whole entry, and the comparisons
+ * read this array, not the entries, until two keys are equal. */
+typedef struct NameSlot {
+        uint64_t key;
+        uint32_t idx;            /* into st->v, which is in seq order before the sort */
+        const char *name;
+} NameSlot;
+
+static int slot_cmp_name(const void *a, const void *b) {
+        const NameSlot *x = a, *y = b;
         int c;
 
         if (x->key != y->key)
                 return x->key < y->key ? -1 : 1;
-        /* Equal keys: the same first 8 bytes, or the same whole name when it is shorter. */
-        c = (x->key & 0xff) ? strcmp(x->sym.name + 8, y->sym.name + 8) : 0;
+        c = (x->key & 0xff) ? strcmp(x->name + 8, y->name + 8) : 0;
         if (c)
                 return c;
-        return x->seq < y->seq ? -1 : x->seq > y->seq;
+        return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+/* st->v sorted by name, then seq (a name's entries in table order). */
+static int symtab_sort_names(SymTab *st) {
+        _cleanup_free_ NameSlot *slots = malloc(st->n * sizeof(NameSlot));
+        _cleanup_free_ SymEntry *sorted = malloc(st->n * sizeof(SymEntry));
+
+        if (!slots || !sorted)
+                return -ENOMEM;
+        for (size_t i = 0; i < st->n; i++)
+                slots[i] = (NameSlot) { st->v[i].key, (uint32_t)i, st->v[i].sym.name };
+        qsort(slots, st->n, sizeof(NameSlot), slot_cmp_name);
+        for (size_t i = 0; i < st->n; i++)
+                sorted[i] = st->v[slots[i].idx];
+        memcpy(st->v, sorted, st->n * sizeof(SymEntry));
+        return 0;
 }
 
 /* Drops .dynsym entries that repeat a .symtab entry of the same name and value (the
@@ -277,8 +300,11 @@ static int symtab_load(SymTab *st) {
         }
         if (st->n > UINT32_MAX)
                 return -E2BIG;
-        if (st->n > 0)
-                qsort(st->v, st->n, sizeof(SymEntry), entry_cmp_name);
+        if (st->n > 0) {
+                r = symtab_sort_names(st);
+                if (r < 0)
+                        return r;
+        }
         symtab_dedupe(st);
         return symtab_index_addr(st);
 }
