@@ -105,7 +105,7 @@ int patchcache_read(int fd, const char *name_hint, PatchMeta **ret, char *err, s
         PatchEntry *e;
         int r;
 
-        if (patch_file_is_sealed(fd) <= 0 || fstat(fd, &s) < 0)
+        if (patch_file_is_sealed(fd) <= 0 || fstat(fd, &s) < 0 || s.st_size > PATCHCACHE_FILE_MAX)
                 return patchmeta_read(fd, name_hint, ret, err, errlen);
         for (size_t i = 0; i < PATCHCACHE_MAX; i++)
                 if (same_entry(&cache[i], &s, name_hint)) {

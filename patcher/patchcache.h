@@ -11,13 +11,16 @@
  * patch file is another sealed copy, another inode, another entry. Per thread, as
  * symcache.h: each driver thread has its own, and releases on the thread it read on.
  * An entry unused for PATCHCACHE_IDLE_SEC is dropped at the next read; at most
- * PATCHCACHE_MAX are kept.
+ * PATCHCACHE_MAX are kept, each of at most PATCHCACHE_FILE_MAX bytes (a kept copy stays
+ * in memory until then: a long-running service pins 8 MiB at most, not 8 patches of up
+ * to PATCH_FILE_MAX).
  */
 
 #include "elf/patchmeta.h"
 
 #define PATCHCACHE_MAX 8
 #define PATCHCACHE_IDLE_SEC 60
+#define PATCHCACHE_FILE_MAX (1 << 20)
 
 /* As patchmeta_read(), from the cache when fd is a sealed copy read before under the
  * same name hint. Release with patchcache_put(), never patchmeta_free(). */

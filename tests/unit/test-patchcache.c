@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "elf/patchfile.h"
@@ -140,6 +141,31 @@ TEST(unsealed_file_never_kept) {
         close(fd);
         unlink(file);
         rmdir(dir);
+}
+
+/* A copy above PATCHCACHE_FILE_MAX is parsed each time, never pinned in memory. */
+TEST(large_copy_never_kept) {
+        char src[4096], buf[65536];
+        PatchMeta *a, *b;
+        int in, fd, copy = -1;
+        ssize_t n;
+
+        snprintf(src, sizeof(src), "%s/patch-self.so", PATCH_DIR);
+        in = open(src, O_RDONLY | O_CLOEXEC);
+        fd = memfd_create("large-patch", MFD_CLOEXEC);
+        ASSERT_TRUE(in >= 0 && fd >= 0);
+        while ((n = read(in, buf, sizeof(buf))) > 0)
+                ASSERT_EQ(write(fd, buf, (size_t)n), n);
+        ASSERT_OK(ftruncate(fd, PATCHCACHE_FILE_MAX + 4096));   /* zeros past the ELF file */
+        ASSERT_OK(patch_file_copy(fd, &copy, NULL, 0));
+        a = read_cached(copy, "p.so");
+        b = read_cached(copy, "p.so");
+        ASSERT_TRUE(a != b);
+        patchcache_put(a);
+        patchcache_put(b);
+        close(copy);
+        close(fd);
+        close(in);
 }
 
 TEST_MAIN()
