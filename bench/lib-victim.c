@@ -7,9 +7,13 @@
  * The main thread blocks in read() on stdin; the other thread sleeps, waking every
  * WAKE_US microseconds (0, the default: never) to call blib_value(). Once both run,
  * the process writes one byte to READY_FD (one pipe shared by all of them, so that a
- * thousand processes need one descriptor in the driver) and exits at EOF on stdin.
+ * thousand processes need one descriptor in the driver) and exits at EOF on stdin, or
+ * when the driver dies (PR_SET_PDEATHSIG: a thousand of them never outlive an
+ * interrupted run, even one whose stdin a stopped ulpctl holds up).
  */
 #include <pthread.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
@@ -36,6 +40,8 @@ int main(int argc, char **argv) {
 
         if (argc < 2)
                 return 2;
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() == 1)
+                return 1;   /* the driver is gone already */
         fd = atoi(argv[1]);
         wake_us = argc > 2 ? (unsigned)atoi(argv[2]) % 1000000u : 0;
         if (pthread_create(&t, NULL, worker, NULL) != 0)

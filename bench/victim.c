@@ -17,6 +17,8 @@
  *   q  exits
  */
 #include <pthread.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -147,6 +149,9 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "usage: %s THREADS idle|busy|duty [INSIDE_PCT [PERIOD_US]]\n", argv[0]);
                 return 2;
         }
+        /* Never outlives the driver, however it ends. */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() == 1)
+                return 1;
         n = atoi(argv[1]);
         pct = argc > 3 ? (unsigned)atoi(argv[3]) : 50;
         period = argc > 4 ? (unsigned)atoi(argv[4]) : 2000;

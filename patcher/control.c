@@ -287,7 +287,7 @@ static int control_write_begin(Target *t, Control *c) {
                 cur = h->generation;
         h->generation = (cur | 1) + ((cur & 1) ? 2 : 0);
         h->writer_pid = getpid();
-        h->writer_start = control_proc_start_time(getpid());
+        h->writer_start = control_self_start_time();
         h->writer_target = t->pid;
         w = (SeqWriter) { h->generation, h->writer_pid, h->writer_start, h->writer_target };
         return target_write(t, c->addr + CONTROL_OFF(hdr.generation), &w, sizeof(w));
@@ -523,14 +523,20 @@ int control_create(Target *t, Thread *th, Control *c) {
         if (c->unborn_addr && unborn_mapping_ok(t->pid, c->unborn_addr))
                 addr = c->unborn_addr;
         else {
-                r = rsys_memfd_create(t, th, CONTROL_MAPPING_NAME, &remote_fd);
+                r = target_syscall_batch_begin(t, th);   /* four calls in a row */
                 if (r < 0)
                         return r;
-                r = rsys_ftruncate(t, th, remote_fd, ALIGN_UP(sizeof(ControlImage), 4096));
+                r = rsys_memfd_create(t, th, CONTROL_MAPPING_NAME, &remote_fd);
+                if (r >= 0) {
+                        r = rsys_ftruncate(t, th, remote_fd, ALIGN_UP(sizeof(ControlImage), 4096));
+                        if (r >= 0)
+                                r = rsys_mmap(t, th, 0, ALIGN_UP(sizeof(ControlImage), 4096),
+                                              PROT_READ | PROT_WRITE, MAP_PRIVATE, remote_fd, 0, &addr);
+                        (void)rsys_close(t, th, remote_fd);
+                }
+                int k = target_syscall_batch_end(t, th);
                 if (r >= 0)
-                        r = rsys_mmap(t, th, 0, ALIGN_UP(sizeof(ControlImage), 4096), PROT_READ | PROT_WRITE,
-                                      MAP_PRIVATE, remote_fd, 0, &addr);
-                (void)rsys_close(t, th, remote_fd);
+                        r = k;
                 if (r < 0)
                         return r;
         }
@@ -774,9 +780,23 @@ uint64_t control_proc_start_time(pid_t pid) {
         return p ? strtoull(p + 1, NULL, 10) : 0;
 }
 
+/* Read once per process (every write of the block names its writer, 13 times in one
+ * apply): keyed by pid, so a forked child reads its own. */
+uint64_t control_self_start_time(void) {
+        static _Atomic uint64_t cached_pid_start;   /* pid << 40 | start, 0: unread */
+        uint64_t c = cached_pid_start, pid = (uint64_t)getpid(), start;
+
+        if (c && c >> 40 == pid)
+                return c & ((1ULL << 40) - 1);
+        start = control_proc_start_time((pid_t)pid);
+        if (start && start < (1ULL << 40))
+                cached_pid_start = pid << 40 | start;
+        return start;
+}
+
 void control_claim_driver(Control *c) {
         c->img->hdr.driver_pid = getpid();
-        c->img->hdr.driver_start = control_proc_start_time(getpid());
+        c->img->hdr.driver_start = control_self_start_time();
 }
 
 pid_t control_live_driver(const Control *c) {

@@ -8,6 +8,7 @@
 #include "elf/demangle.h"
 #include "elf/patchfile.h"
 #include "patcher/entry-check.h"
+#include "patcher/patchcache.h"
 #include "patcher/nearmem.h"
 #include "patcher/op.h"
 #include "patcher/shadow.h"
@@ -500,7 +501,7 @@ static int cancel(UlpOp *op, int cb_ret) {
 static int read_meta(UlpOp *op, int patch_fd, const char *name_hint, PatchMeta **ret_meta) {
         char err[256] = "";
         PatchMeta *meta = NULL;
-        int r = patchmeta_read(patch_fd, name_hint, &meta, err, sizeof(err));
+        int r = patchcache_read(patch_fd, name_hint, &meta, err, sizeof(err));
 
         if (r == -ENOEXEC)
                 return op_fail(op, r, "%s is not an ELF file", name_hint ? name_hint : "the patch");
@@ -558,7 +559,7 @@ static void apply_start_free(void *data) {
         closep(&a->patch_fd);
         free(a->name_hint);
         free(a->res);
-        patchmeta_free(a->meta);
+        patchcache_put(a->meta);
         free(a);
 }
 
@@ -747,7 +748,7 @@ int ulp_check_with(pid_t pid, int client_fd, const char *name_hint, const UlpOpt
                 r = op_fail(op, -EBUSY, "%zu thread(s) would block the transition now", report->n_stragglers);
         free(tr.ranges);
         free(res);
-        patchmeta_free(meta);
+        patchcache_put(meta);
         ulp_op_free(op);
         return r;
 }

@@ -21,7 +21,14 @@ uint64_t target__now_ns(void) {
         return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
+static _Thread_local uint64_t ptrace_requests;
+
+uint64_t target_ptrace_requests(void) {
+        return ptrace_requests;
+}
+
 int target__ptrace(int req, pid_t tid, void *addr, void *data) {
+        ptrace_requests++;
         if (ptrace((enum __ptrace_request)req, tid, addr, data) < 0)
                 return negative_errno();
         return 0;
@@ -202,6 +209,7 @@ void target_free(Target *t) {
         for (size_t i = 0; i < t->n_threads; i++)
                 if (t->threads[i].seized && !t->threads[i].gone)
                         target__orphan_add(t->pid, t->threads[i].tid);
+        (void) target_write_gather_end(t);
         if (t->mem_fd >= 0)
                 close(t->mem_fd);
         if (t->auth_fd >= 0)

@@ -40,6 +40,7 @@ typedef struct Thread {
         uint64_t asked_ns;       /* CLOCK_MONOTONIC of the stop request still unanswered, 0 none */
         bool late;               /* asked to stop, and nobody waits for it any more: detached
                                   * by whoever finds it stopped (see below) */
+        struct RemoteBatch *batch; /* open system call batch (target_syscall_batch_begin) */
 } Thread;
 
 typedef struct Target {
@@ -61,6 +62,7 @@ typedef struct Target {
         /* Added by the ptrace layer: */
         int stop_timeout_ms;     /* how long a thread may take to stop; 0 = TARGET_STOP_TIMEOUT_MS */
         uint64_t restorer;       /* address of an rt_sigreturn restorer in the target, 0 unknown */
+        struct TargetGather *gather; /* gathered writes (target_write_gather_begin), NULL none */
         int8_t sync_core;        /* membarrier SYNC_CORE registered in it: 1, unsupported: -1,
                                   * 0 not known yet (trapguard.c) */
         /* The image binding (target-image.c, target_bind_image()): */
@@ -212,6 +214,21 @@ int target_write(Target *t, uint64_t addr, const void *buf, size_t len);
 int target_read_many(Target *t, const uint64_t *addrs, void *bufs, size_t each, size_t n);
 
 /*
+ * Gathered writes: between begin and end, target_write() only queues its bytes (a copy),
+ * and end writes them all, in order, with one process_vm_writev for those in writable
+ * mappings (a patch's GOT and data: its relocations, a dozen or more 8-byte writes);
+ * what that refuses (read-only or executable pages) goes through /proc/PID/mem as
+ * before. A read of the target, a remote system call or call, and a full queue write
+ * the queue out first, so nothing ever reads stale bytes. A write that fails stops the
+ * queue there (those after it are dropped, as a caller stopping at its first error would
+ * not make them), and end returns that error; a begin while gathering is -EINVAL.
+ */
+int target_write_gather_begin(Target *t);
+int target_write_gather_end(Target *t);
+/* Writes out what is queued, gathering goes on. */
+int target_write_flush(Target *t);
+
+/*
  * Runs a system call in the target on the borrowed thread th, which must be stopped.
  * Its registers, orig_rax (syscall restart), and signal mask are saved and restored:
  * the thread continues afterwards exactly as it would have. On success *ret holds the
@@ -219,6 +236,22 @@ int target_read_many(Target *t, const uint64_t *addrs, void *bufs, size_t each, 
  * -ENOEXEC: the target holds no code to return through (see x86_64/remote.c).
  */
 int target_syscall(Target *t, Thread *th, long nr, const long args[6], long *ret);
+
+/*
+ * A batch of system calls on th: between begin and end, target_syscall() on th saves and
+ * restores the thread's context once for all of them (the frame is written once, and
+ * each call after the first is one SETREGS and one run from the previous call's exit
+ * stop: about half the ptrace requests). The thread may be left by a dying patcher
+ * between two calls as within one: it returns through the same frame. A call that
+ * fails ends the batch (the context restored); end is then a no-op, and the calls after
+ * it run one by one. No target_call() on th while a batch is open (-EBUSY). Every begin
+ * must be followed by an end before th is resumed.
+ */
+int target_syscall_batch_begin(Target *t, Thread *th);
+int target_syscall_batch_end(Target *t, Thread *th);
+
+/* ptrace requests made by the calling thread so far (for tests and benchmarks). */
+uint64_t target_ptrace_requests(void);
 /* The bytes from the stack pointer - 128 - TARGET_SCRATCH up to the red zone are left alone by
  * target_syscall(): room for arguments passed in memory (a name, a struct). */
 #define TARGET_SCRATCH 1024

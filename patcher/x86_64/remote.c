@@ -641,6 +641,17 @@ static int remote_skip_sigreturn(Target *t, Thread *th, struct user_regs_struct 
         return remote_run(t, th, &end, REMOTE_SYSCALL_TIMEOUT_MS, regs, ret_signal_stop);
 }
 
+static void syscall_regs(struct user_regs_struct *regs, uint64_t rip, long nr, const long args[6]) {
+        regs->rip = rip;
+        regs->rax = (uint64_t)nr;
+        regs->rdi = (uint64_t)args[0];
+        regs->rsi = (uint64_t)args[1];
+        regs->rdx = (uint64_t)args[2];
+        regs->r10 = (uint64_t)args[3];
+        regs->r8 = (uint64_t)args[4];
+        regs->r9 = (uint64_t)args[5];
+}
+
 static int remote_syscall(Target *t, Thread *th, long nr, const long args[6], bool block, long *ret) {
         _cleanup_(remote_context_done) RemoteContext c = { 0 };
         bool signal_stop = th->signal_stop;
@@ -653,14 +664,7 @@ static int remote_syscall(Target *t, Thread *th, long nr, const long args[6], bo
                 return r;
 
         struct user_regs_struct regs = c.regs;
-        regs.rip = t->syscall_insn;
-        regs.rax = (uint64_t)nr;
-        regs.rdi = (uint64_t)args[0];
-        regs.rsi = (uint64_t)args[1];
-        regs.rdx = (uint64_t)args[2];
-        regs.r10 = (uint64_t)args[3];
-        regs.r8 = (uint64_t)args[4];
-        regs.r9 = (uint64_t)args[5];
+        syscall_regs(&regs, t->syscall_insn, nr, args);
         r = remote_enter(t, th, &c, &regs, t->restorer, block);
         if (r < 0)
                 return remote_finish(t, th, &c, r, false, signal_stop);
@@ -671,6 +675,86 @@ static int remote_syscall(Target *t, Thread *th, long nr, const long args[6], bo
         return remote_finish(t, th, &c, r, r == 0, signal_stop);
 }
 
+/* An open batch: the context saved once; after the first call the thread waits in that
+ * call's exit stop, holding the step's registers (stack pointer at the frame). */
+struct RemoteBatch {
+        RemoteContext c;
+        bool signal_stop;        /* as remote_finish() needs it, updated by each run */
+        bool entered;            /* the frame is written, the thread in a step */
+        uint64_t frame_sp;
+};
+
+/* Ends the batch as remote_syscall() ends one call; at_syscall_stop: the thread waits in
+ * the exit stop of a call of the batch. */
+static int batch_close(Target *t, Thread *th, int r, bool at_syscall_stop) {
+        struct RemoteBatch *b = th->batch;
+
+        th->batch = NULL;
+        r = remote_finish(t, th, &b->c, r, at_syscall_stop, b->signal_stop);
+        remote_context_done(&b->c);
+        free(b);
+        return r;
+}
+
+static int batch_syscall(Target *t, Thread *th, long nr, const long args[6], long *ret) {
+        struct RemoteBatch *b = th->batch;
+        struct user_regs_struct regs = b->c.regs;
+        int r;
+
+        syscall_regs(&regs, t->syscall_insn, nr, args);
+        if (!b->entered) {
+                r = remote_enter(t, th, &b->c, &regs, t->restorer, true);
+                if (r < 0)
+                        return batch_close(t, th, r, false);
+                b->entered = true;
+                b->frame_sp = regs.rsp;
+        } else {
+                regs.rsp = b->frame_sp;
+                regs.orig_rax = (uint64_t)-1;
+                r = target__ptrace(PTRACE_SETREGS, th->tid, NULL, &regs);
+                if (r < 0)
+                        return batch_close(t, th, r, true);
+        }
+        const RemoteEnd end = { .at_entry = false, .nr = nr, .rip = t->syscall_insn + 2 };
+        r = remote_run(t, th, &end, REMOTE_SYSCALL_TIMEOUT_MS, &regs, &b->signal_stop);
+        if (r < 0)   /* not at a system call stop of ours: settled as a single call is */
+                return batch_close(t, th, r, false);
+        *ret = (long)regs.rax;
+        return 0;
+}
+
+int target_syscall_batch_begin(Target *t, Thread *th) {
+        if (t->image_changed)
+                return -ESTALE;
+        if (th->gone)
+                return -ESRCH;
+        if (!th->stopped || th->batch)
+                return -EINVAL;
+        int r = target_write_flush(t);
+        if (r == 0)
+                r = remote_find_code(t);
+        if (r < 0)
+                return r;
+        struct RemoteBatch *b = calloc(1, sizeof(*b));
+        if (!b)
+                return -ENOMEM;
+        r = remote_save(th, &b->c);
+        if (r < 0) {
+                remote_context_done(&b->c);
+                free(b);
+                return r;
+        }
+        b->signal_stop = th->signal_stop;
+        th->batch = b;
+        return 0;
+}
+
+int target_syscall_batch_end(Target *t, Thread *th) {
+        if (!th->batch)
+                return 0;
+        return batch_close(t, th, 0, th->batch->entered);
+}
+
 int target_syscall(Target *t, Thread *th, long nr, const long args[6], long *ret) {
         if (t->image_changed)
                 return -ESTALE;
@@ -678,6 +762,11 @@ int target_syscall(Target *t, Thread *th, long nr, const long args[6], long *ret
                 return -ESRCH;
         if (!th->stopped)
                 return -EINVAL;
+        int r = target_write_flush(t);   /* the call may read what was written */
+        if (r < 0)
+                return r;
+        if (th->batch)
+                return batch_syscall(t, th, nr, args, ret);
         return remote_syscall(t, th, nr, args, true, ret);
 }
 
@@ -713,7 +802,12 @@ int target_call(Target *t, Thread *th, uint64_t func, const long args[6], uint64
                 return -ESRCH;
         if (!th->stopped)
                 return -EINVAL;
-        int r = remote_check_code(t, return_code, call_return_code, sizeof(call_return_code));
+        if (th->batch)
+                return -EBUSY;
+        int r = target_write_flush(t);
+        if (r < 0)
+                return r;
+        r = remote_check_code(t, return_code, call_return_code, sizeof(call_return_code));
         if (r < 0)
                 return r == -ENOENT ? -EINVAL : r;
         bool signal_stop = th->signal_stop;

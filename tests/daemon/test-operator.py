@@ -132,6 +132,11 @@ try:
             _, _, err = run(*direct, verb, "-p", str(gone), patch, rc=1)
             check(err == f"ulpctl: no process with pid {gone}\n", f"{verb} {' '.join(direct)} of no process: {err!r}")
 
+    # a thread's id is no process: ulpd reads its Tgid from /proc/TID/status
+    tid = next(int(t) for t in os.listdir(f"/proc/{v2}/task") if int(t) != v2)
+    _, _, err = run("apply", "-p", str(tid), patch, rc=1)
+    check(err == f"ulpctl: no process with pid {tid}\n", f"apply to thread {tid} of {v2}: {err!r}")
+
     for direct in ([], ["--direct"]):
         _, out, _ = run(*direct, "status", "-p", str(os.getpid()), rc=0)
         check(out == f"process {os.getpid()} carries no ulp state\n", f"status {' '.join(direct)} -p of a process without ulp: {out!r}")

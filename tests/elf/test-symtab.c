@@ -6,6 +6,8 @@
 #include <elf.h>
 #include <fcntl.h>
 #include <gelf.h>
+#include <stdio.h>
+#include <string.h>
 
 #include "common/macro.h"
 #include "elf/module.h"
@@ -170,6 +172,63 @@ TEST(not_elf) {
         ASSERT_ERR(symtab_open_fd(fd, &st), -ENOEXEC);
         ASSERT_ERR(symtab_open("/nonexistent/file", &st), -ENOENT);
         ASSERT_TRUE(st == NULL);
+}
+
+/* The table is sorted by a key of each name's first 8 bytes, then strcmp(): every
+ * defined name of libc (3,000, many sharing long prefixes such as "__libc_" and
+ * "pthread_", some of exactly 8 bytes) is found again by its binary search, and the
+ * clones of a name still form one run (symtab_foreach_clone). */
+static const char *libc_path(char *buf, size_t len) {
+        FILE *f = fopen("/proc/self/maps", "re");
+        char line[600];
+
+        buf[0] = 0;
+        while (f && fgets(line, sizeof(line), f)) {
+                char *p = strchr(line, '/');
+                if (p && strstr(p, "/libc.so.6")) {
+                        p[strcspn(p, "\n")] = 0;
+                        snprintf(buf, len, "%s", p);
+                        break;
+                }
+        }
+        if (f)
+                fclose(f);
+        return buf[0] ? buf : NULL;
+}
+
+TEST(every_libc_name_found) {
+        _cleanup_(symtab_freep) SymTab *st = NULL;
+        char path[512];
+        size_t n = 0, eight = 0;
+        Symbol s;
+
+        ASSERT_TRUE(libc_path(path, sizeof(path)));
+        ASSERT_OK(symtab_open(path, &st));
+        Elf *e = symtab_elf(st);
+        for (Elf_Scn *scn = NULL; (scn = elf_nextscn(e, scn)); ) {
+                GElf_Shdr sh;
+                Elf_Data *d;
+                if (!gelf_getshdr(scn, &sh) || sh.sh_type != SHT_DYNSYM || !sh.sh_entsize ||
+                    !(d = elf_getdata(scn, NULL)))
+                        continue;
+                for (size_t i = 1; i < sh.sh_size / sh.sh_entsize; i++) {
+                        GElf_Sym sym;
+                        const char *name;
+                        if (!gelf_getsym(d, (int)i, &sym) || sym.st_shndx == SHN_UNDEF ||
+                            GELF_ST_TYPE(sym.st_info) == STT_SECTION ||
+                            !(name = elf_strptr(e, sh.sh_link, sym.st_name)) || !*name)
+                                continue;
+                        if (symtab_lookup_exported(st, name, &s) < 0)
+                                TEST__FAIL("%s not found in %s", name, path);
+                        ASSERT_STREQ(s.name, name);
+                        n++;
+                        eight += strlen(name) == 8;
+                }
+        }
+        fprintf(stderr, "  %zu names of %s found, %zu of exactly 8 bytes\n", n, path, eight);
+        ASSERT_TRUE(n > 1000 && eight > 10);
+        ASSERT_ERR(symtab_lookup_exported(st, "pthread_", &s), -ENOENT);
+        ASSERT_ERR(symtab_lookup_exported(st, "mallocx", &s), -ENOENT);
 }
 
 TEST_MAIN();

@@ -527,6 +527,78 @@ TEST(syscall) {
         victim_end(&v);
 }
 
+/* A batch (target_syscall_batch_begin): the same results, the thread's context back at
+ * the end whatever it was stopped in, and fewer ptrace requests than one by one. */
+static void batch_on(Victim *v, Target *t, Thread *th, uint64_t *ret_single, uint64_t *ret_batch) {
+        const long none[6] = { 0 };
+        long ret;
+        uint64_t n0;
+
+        ASSERT_OK(target_stop_thread(t, th));
+        n0 = target_ptrace_requests();
+        for (int i = 0; i < 6; i++)
+                ASSERT_EQ(rsys(t, th, SYS_getpid, 0, 0, 0, 0, 0, 0), v->pid);
+        *ret_single = target_ptrace_requests() - n0;
+        check_regs_unchanged(th);
+
+        n0 = target_ptrace_requests();
+        ASSERT_OK(target_syscall_batch_begin(t, th));
+        ASSERT_ERR(target_syscall_batch_begin(t, th), -EINVAL);
+        ASSERT_ERR(target_call(t, th, 0, none, 0, 1000, (uint64_t *)&ret), -EBUSY);
+        ASSERT_EQ(rsys(t, th, SYS_getpid, 0, 0, 0, 0, 0, 0), v->pid);
+        ASSERT_EQ(rsys(t, th, SYS_gettid, 0, 0, 0, 0, 0, 0), th->tid);
+        long addr = rsys(t, th, SYS_mmap, 0, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        ASSERT_TRUE(addr > 0 && (addr & 4095) == 0);
+        ASSERT_TRUE(maps_has(v->pid, (uint64_t)addr, NULL));
+        ASSERT_EQ(rsys(t, th, SYS_close, 99999, 0, 0, 0, 0, 0), -EBADF);
+        ASSERT_EQ(rsys(t, th, SYS_munmap, addr, 4096, 0, 0, 0, 0), 0);
+        ASSERT_EQ(rsys(t, th, SYS_getpid, 0, 0, 0, 0, 0, 0), v->pid);
+        ASSERT_OK(target_syscall_batch_end(t, th));
+        ASSERT_OK(target_syscall_batch_end(t, th));   /* none open: nothing */
+        *ret_batch = target_ptrace_requests() - n0;
+        ASSERT_TRUE(!maps_has(v->pid, (uint64_t)addr, NULL));
+        check_regs_unchanged(th);
+        /* A batch with no call in it leaves the thread as it was too. */
+        ASSERT_OK(target_syscall_batch_begin(t, th));
+        ASSERT_OK(target_syscall_batch_end(t, th));
+        check_regs_unchanged(th);
+        ASSERT_OK(target_resume_thread(t, th));
+}
+
+TEST(syscall_batch) {
+        Victim v;
+        Target *t;
+        uint64_t single, batch, sleeps0;
+
+        victim_start(&v, "threads", NULL);
+        ASSERT_OK(target_open(v.pid, &t));
+        sleep_ms(5);
+        /* In nanosleep: the sleep goes on and ends as it would have. */
+        sleeps0 = v.sh->sleeps_ok;
+        batch_on(&v, t, target_find_thread(t, v.sh->sleeper_tid), &single, &batch);
+        fprintf(stderr, "  6 calls one by one: %llu ptrace requests; a batch of 6: %llu\n",
+                (unsigned long long)single, (unsigned long long)batch);
+        ASSERT_TRUE(batch * 3 < single * 2);
+        ASSERT_TRUE(WAIT_UNTIL(v.sh->sleeps_ok >= sleeps0 + 3, 2000));
+        ASSERT_EQ(v.sh->sleeps_bad, 0);
+        ASSERT_EQ(v.sh->sleep_last_ret, 0);
+        /* In ppoll with a temporary mask, and in read(). */
+        for (int i = 0; i < 10; i++)
+                batch_on(&v, t, target_find_thread(t, v.sh->ppoller_tid), &single, &batch);
+        batch_on(&v, t, target_find_thread(t, v.sh->reader_tid), &single, &batch);
+        sleep_ms(30);
+        ASSERT_EQ(v.sh->ppoll_bad, 0);
+        ASSERT_EQ(v.sh->ppoll_mask_bad, 0);
+        ASSERT_EQ(write(v.pipe_w, "later", 5), 5);
+        ASSERT_TRUE(WAIT_UNTIL(v.sh->read_done, 2000));
+        ASSERT_EQ(v.sh->read_ret, 5);
+        ASSERT_STREQ((const char *)v.sh->read_buf, "later");
+        ASSERT_EQ(v.sh->handler_changed, 0);
+        assert_none_traced(v.pid);
+        target_free(t);
+        victim_end(&v);
+}
+
 /* ---- remote calls ---- */
 
 TEST(call) {
@@ -654,6 +726,77 @@ TEST(write_readonly_code) {
         uint8_t x;
         ASSERT_ERR(target_read(t, 16, &x, 1), -EFAULT);
         ASSERT_ERR(target_write(t, 16, &x, 1), -EFAULT);
+        target_free(t);
+        victim_end(&v);
+}
+
+/* Gathered writes (target_write_gather_begin): writable and read-only pages mixed, in
+ * order (a later write over an earlier one wins), a read in between sees what was
+ * queued before it, a bad address is reported at end, and the victim sees it all. */
+TEST(write_gathered) {
+        Victim v;
+        Target *t;
+        Thread *th;
+        uint64_t code, page, w, back;
+        uint8_t orig[16], now[16];
+        const uint8_t patch[3] = { 0xde, 0xad, 0x42 };
+        char perms[8];
+
+        victim_start(&v, "threads", NULL);
+        ASSERT_OK(target_open(v.pid, &t));
+        code = v.sh->unused_code_addr;
+        ASSERT_OK(target_read(t, code, orig, 16));
+        th = target_find_thread(t, v.sh->sleeper_tid);
+        ASSERT_OK(target_stop_thread(t, th));
+        page = (uint64_t)rsys(t, th, SYS_mmap, 0, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        ASSERT_OK(target_resume_thread(t, th));
+
+        ASSERT_OK(target_write_gather_begin(t));
+        ASSERT_ERR(target_write_gather_begin(t), -EINVAL);
+        for (uint64_t i = 0; i < 32; i++) {
+                w = 0x1000 + i;
+                ASSERT_OK(target_write(t, page + 8 * i, &w, 8));
+        }
+        ASSERT_OK(target_write(t, code + 5, patch, 3));     /* read-only: /proc/PID/mem */
+        w = 0x77;
+        ASSERT_OK(target_write(t, page + 8 * 40, &w, 8));
+        w = 0x78;
+        ASSERT_OK(target_write(t, page + 8 * 40, &w, 8));   /* the later one wins */
+        /* Nothing written yet, as far as the victim goes. */
+        ASSERT_EQ(memcmp((const void *)v.sh->code_copy, orig, 16), 0);
+        /* A read writes the queue out first. */
+        ASSERT_OK(target_read(t, page + 8 * 40, &back, 8));
+        ASSERT_EQ_U64(back, 0x78);
+        w = 0x99;
+        ASSERT_OK(target_write(t, page + 8 * 41, &w, 8));
+        ASSERT_OK(target_write_gather_end(t));
+        ASSERT_OK(target_write_gather_end(t));   /* none open: nothing */
+        for (uint64_t i = 0; i < 32; i++) {
+                ASSERT_OK(target_read(t, page + 8 * i, &back, 8));
+                ASSERT_EQ_U64(back, 0x1000 + i);
+        }
+        ASSERT_OK(target_read(t, page + 8 * 41, &back, 8));
+        ASSERT_EQ_U64(back, 0x99);
+        ASSERT_OK(target_read(t, code, now, 16));
+        for (int i = 0; i < 16; i++)
+                ASSERT_EQ(now[i], i >= 5 && i < 8 ? patch[i - 5] : orig[i]);
+        ASSERT_TRUE(WAIT_UNTIL(memcmp((const void *)v.sh->code_copy, now, 16) == 0, 2000));
+        ASSERT_TRUE(maps_has(v.pid, code, perms));
+        ASSERT_STREQ(perms, "r-xp");
+
+        /* A write to no mapping: those before it land, the rest are dropped as a caller
+         * stopping at its first error would, and end says -EFAULT. */
+        ASSERT_OK(target_write_gather_begin(t));
+        w = 0x5150;
+        ASSERT_OK(target_write(t, page + 8, &w, 8));
+        ASSERT_OK(target_write(t, 16, &w, 8));
+        ASSERT_OK(target_write(t, code + 5, orig + 5, 3));
+        ASSERT_ERR(target_write_gather_end(t), -EFAULT);
+        ASSERT_OK(target_read(t, page + 8, &back, 8));
+        ASSERT_EQ_U64(back, 0x5150);
+        ASSERT_OK(target_read(t, code, now, 16));
+        ASSERT_EQ(now[5], patch[0]);
+        ASSERT_OK(target_write(t, code + 5, orig + 5, 3));
         target_free(t);
         victim_end(&v);
 }

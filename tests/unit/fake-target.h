@@ -36,6 +36,8 @@ typedef struct FakeThread {
 
 typedef struct FakeStats {
         unsigned stop_all, resume_all, stop_one, syscalls;
+        unsigned batches, batch_calls; /* system call batches begun, calls made inside one */
+        unsigned gathers;        /* target_write_gather_begin() calls */
 } FakeStats;
 
 extern FakeStats fake_stats;

@@ -8,12 +8,21 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "fake-target.h"
 #include "patcher/control.h"
 #include "test.h"
 
 static Target *t;
+
+/* CLOCK_BOOTTIME in ms: the clock /proc/PID/stat's start times count from. */
+static long long clock_ms_since_boot(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_BOOTTIME, &ts);
+        return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 static Control w, rd;           /* the writer's copy and a reader's */
 
 static void teardown(void) {
@@ -169,6 +178,28 @@ TEST(seqlock_writer_inside) {
         ASSERT_OK(target_write(t, w.addr, &h, sizeof(h)));
         ASSERT_OK(load());
         teardown();
+}
+
+/* A writer names itself by its start time, read once per process: a forked child
+ * (here started at least one clock tick after this process) reads its own. */
+TEST(self_start_time_per_process) {
+        uint64_t mine = control_proc_start_time(getpid());
+        pid_t child;
+        int st;
+
+        ASSERT_TRUE(mine != 0);
+        ASSERT_EQ_U64(control_self_start_time(), mine);
+        ASSERT_EQ_U64(control_self_start_time(), mine);
+        while (control_proc_start_time(getpid()) * 1000 / (uint64_t)sysconf(_SC_CLK_TCK) + 20 >=
+               (uint64_t)clock_ms_since_boot())
+                usleep(5000);
+        child = fork();
+        ASSERT_TRUE(child >= 0);
+        if (child == 0)
+                _exit(control_self_start_time() == control_proc_start_time(getpid()) &&
+                      control_self_start_time() != mine ? 0 : 1);
+        ASSERT_EQ(waitpid(child, &st, 0), child);
+        ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
 
 TEST(thread_table_round_trip) {

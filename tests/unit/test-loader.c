@@ -102,7 +102,16 @@ TEST(map_link_and_call) {
 
         open_patch(&l, "patch-self.so");
         ASSERT_STREQ(l.meta->name, "unit-self");
+        FakeStats before = fake_stats;
         th = load_near_main(&l, &lp, &main_mod);
+        /* Its system calls in one batch, closed before it returns. */
+        ASSERT_EQ(fake_stats.batches, before.batches + 1);
+        ASSERT_TRUE(fake_stats.batch_calls >= before.batch_calls + 4);
+        ASSERT_EQ(fake_stats.batch_calls - before.batch_calls, fake_stats.syscalls - before.syscalls);
+        ASSERT_TRUE(th->batch == NULL);
+        /* Its relocations' writes gathered, and written out before it returned. */
+        ASSERT_EQ(fake_stats.gathers, before.gathers + 1);
+        ASSERT_TRUE(l.t->gather == NULL);
         ASSERT_TRUE(nearmem_reaches(lp.start, lp.size, main_mod->start, main_mod->end));
         ASSERT_TRUE(named_mapping("unit-self", lp.start));
         ASSERT_EQ(l.meta->n_funcs, 1);
