@@ -170,9 +170,11 @@ case_vfork_ulpd() {
 	refused_in_1s "the transition could not start within 1000 ms: $(late_re); nothing changed"
 	in_d || fail "the vfork ended too early for this test (state $(vstate))"
 	# 2. Still during the vfork: a new apply is not refused (EBUSY) and waits for the
-	# thread; ulpd answers others meanwhile.
+	# thread; ulpd answers others meanwhile. Its deadline outlasts the vfork child,
+	# whose 4 s start_victim stretches with the load (40 s at ULP_TEST_SLOWDOWN=10,
+	# past the default 30 s).
 	t0=$(now_ms)
-	"$ULPCTL" apply -p "$VPID" "$PATCH" >"$WORK/apply2.out" 2>&1 &
+	"$ULPCTL" apply --timeout $((4 * ${ULP_TEST_SLOWDOWN:-1} + 30)) -p "$VPID" "$PATCH" >"$WORK/apply2.out" 2>&1 &
 	local apid=$!
 	while kill -0 "$apid" 2>/dev/null; do
 		ms=$(timed_status)
