@@ -153,6 +153,9 @@ int op_compact_control(UlpOp *op);
  * every thread (nothing may be borrowed). Best effort: code some thread may still run
  * stays, recorded, for a later apply. */
 int op_reclaim_code(UlpOp *op);
+/* The patch just loaded, whose pre-patch callback failed to run: its code unmapped and
+ * its record dropped, unless a thread may be in that code (1 then). */
+int op_unload_failed(UlpOp *op);
 
 /* One function of a patch, resolved in the target before anything is written. */
 typedef struct Resolved {
