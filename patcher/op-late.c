@@ -92,12 +92,41 @@ static int check_threads(UlpOp *op, const ControlFunc *f, unsigned n, char *bloc
         return r;
 }
 
-/* Points the entries of the n new records at f to their winners and writes the records,
- * in one stop-the-world once no thread is in the way. */
-static int switch_entries(UlpOp *op, unsigned first, unsigned n) {
+/* The records of the object (make_room() moved the patches after it) become the block's
+ * with one header write: staged past the records in use, published, then copied into
+ * place, as a compaction (control_stage, control_settle; docs/control-block.md, "Objects
+ * loaded later"). The object stays listed as late until its entries are written. */
+static int publish_records(UlpOp *op) {
+        int at = control_stage_room(op->c.img, op->c.img->hdr.n_funcs);
+
+        if (at < 0)
+                return op_fail(op, at, "no room left in the control block of process %d for the records of "
+                               "another object", op->t->pid);
+        int r = control_stage(op->t, &op->c, (unsigned)at);
+        if (r >= 0)
+                r = control_settle(op->t, &op->c);
+        return r < 0 ? op_fail(op, r, "cannot update the control block: %s", strerror(-r)) : 0;
+}
+
+/* The callbacks of the object, the patch's from now on (a revert runs them). */
+static void set_callbacks(ControlPatch *p, const PatchCallbacks *cb) {
+        const uint64_t v[CP_CB_MAX] = { cb->pre_patch, cb->post_patch, cb->pre_unpatch, cb->post_unpatch };
+
+        for (int i = 0; i < CP_CB_MAX; i++)
+                p->callbacks[i] = v[i] ? v[i] + p->bias : 0;
+}
+
+/* In one stop-the-world once no thread is in the way: the records (unless an earlier
+ * run published them), the entries of the n records at first pointed at their winners,
+ * then the patch record without the object late[k] and with its callbacks, one write. A
+ * driver killed before that last write leaves the object listed as late with its
+ * records in place: the next ulp_apply_late() writes the entries again and ends it. */
+static int switch_entries(UlpOp *op, unsigned idx, unsigned k, unsigned first, unsigned n, bool publish,
+                          const PatchCallbacks *cb) {
+        ControlPatch *p = &op->c.img->patches[idx];
         ControlFunc *f = &op->c.img->funcs[first];
         char blocker[128] = "";
-        int r = -EAGAIN, k;
+        int r = -EAGAIN, k2;
 
         for (int tries = 0; tries < PENDING_TRIES && r == -EAGAIN; tries++) {
                 if (tries > 0)
@@ -112,26 +141,24 @@ static int switch_entries(UlpOp *op, unsigned first, unsigned n) {
                 if (r < 0)
                         return r;
                 r = check_threads(op, f, n, blocker, sizeof(blocker));
+                if (r >= 0 && publish) {
+                        r = publish_records(op);
+                        publish = r < 0;
+                }
                 for (unsigned i = 0; i < n && r >= 0; i++) {
                         int top = control_top_func(&op->c, f[i].old_addr, -1);
                         if (top >= 0 && !(op->c.img->funcs[top].flags & CF_FLAG_NOP))
                                 r = transition_write_entry(op->t, &f[i], control_func_entry_dest(&op->c.img->funcs[top]));
                 }
-                /* Records moved by make_room(), the patches indexing them and the header:
-                 * one change for readers. */
-                if (r >= 0 && (r = control_batch_begin(op->t, &op->c)) >= 0) {
-                        r = control_write_funcs(op->t, &op->c, first, op->c.img->hdr.n_funcs - first);
-                        for (unsigned i = 0; i < op->c.img->hdr.n_patches && r >= 0; i++)
-                                r = control_write_patch(op->t, &op->c, i);
-                        if (r >= 0)
-                                r = control_write_header(op->t, &op->c);
-                        int kb = control_batch_end(op->t, &op->c);
-                        if (r >= 0)
-                                r = kb;
+                if (r >= 0) {
+                        p->late[k][0] = 0;
+                        if (cb)
+                                set_callbacks(p, cb);
+                        r = control_write_patch(op->t, &op->c, idx);
                 }
-                k = target_resume_all(op->t);
-                if (r >= 0 && k < 0)
-                        r = k;
+                k2 = target_resume_all(op->t);
+                if (r >= 0 && k2 < 0)
+                        r = k2;
         }
         if (r == -EAGAIN)
                 return op_fail(op, -EBUSY, "threads keep running in the functions to patch (%s); try again", blocker);
@@ -187,18 +214,12 @@ static int late_pre_patch(UlpOp *op, unsigned idx, unsigned k, const PatchCallba
                        "functions stay unpatched in process %d", object, p->name, ret, op->t->pid);
 }
 
-/* Once the object's functions are patched: its unpatch callbacks are the patch's from now
- * on (a revert runs them), then its post_patch runs. */
-static int late_post_patch(UlpOp *op, unsigned idx, const PatchCallbacks *cb) {
+/* Once the object's functions are patched (its callbacks recorded with them): its
+ * post_patch. */
+static int late_post_patch(UlpOp *op, unsigned idx) {
         ControlPatch *p = &op->c.img->patches[idx];
-        const uint64_t v[CP_CB_MAX] = { cb->pre_patch, cb->post_patch, cb->pre_unpatch, cb->post_unpatch };
         int ret, r;
 
-        for (int i = 0; i < CP_CB_MAX; i++)
-                p->callbacks[i] = v[i] ? v[i] + p->bias : 0;
-        r = control_write_patch(op->t, &op->c, idx);
-        if (r < 0)
-                return op_fail(op, r, "cannot update the control block: %s", strerror(-r));
         if (!p->callbacks[CP_CB_POST_PATCH])
                 return 0;
         op->patch = (int)idx;
@@ -208,7 +229,22 @@ static int late_post_patch(UlpOp *op, unsigned idx, const PatchCallbacks *cb) {
         return 0;
 }
 
-/* Patches the functions of the now loaded object late[k] of patch idx. */
+/* Records of patch idx for object, published by an earlier run killed before it ended
+ * the switch (the object is still listed as late): their count, the first in *ret_first.
+ * They lie together, at the end of the patch's records as they were then. */
+static unsigned published_records(const ControlImage *img, unsigned idx, const char *object, unsigned *ret_first) {
+        const ControlPatch *p = &img->patches[idx];
+        unsigned n = 0;
+
+        for (unsigned i = p->first_func; i < p->first_func + p->n_funcs; i++)
+                if (strcmp(img->funcs[i].object, object) == 0 && n++ == 0)
+                        *ret_first = i;
+        return n;
+}
+
+/* Patches the functions of the now loaded object late[k] of patch idx; or, when an
+ * earlier run published their records and was killed before it ended the switch, ends
+ * it (its pre_patch ran then). */
 static int patch_object(UlpOp *op, unsigned idx, unsigned k) {
         ControlPatch *p = &op->c.img->patches[idx];
         _cleanup_close_ int fd = -1;
@@ -217,7 +253,7 @@ static int patch_object(UlpOp *op, unsigned idx, unsigned k) {
         Resolved *res = NULL;
         const PatchFunc **pfs = NULL;
         char err[256] = "";
-        unsigned n = 0, at = p->first_func + p->n_funcs;
+        unsigned n = 0, at = p->first_func + p->n_funcs, first = 0, done;
         Thread *th;
         int r;
 
@@ -228,6 +264,11 @@ static int patch_object(UlpOp *op, unsigned idx, unsigned k) {
         if (r < 0)
                 return op_fail(op, r, "patch %s in process %d: %s", p->name, op->t->pid, err[0] ? err : strerror(-r));
         const PatchCallbacks *cb = object_callbacks(meta, p->late[k]);
+        done = published_records(op->c.img, idx, p->late[k], &first);
+        if (done) {
+                r = switch_entries(op, idx, k, first, done, false, cb);
+                goto post;
+        }
         res = calloc(meta->n_funcs, sizeof(*res));
         pfs = calloc(meta->n_funcs, sizeof(*pfs));
         r = res && pfs ? resolve_object(op, meta, p, p->late[k], res, pfs, &n) : -ENOMEM;
@@ -235,6 +276,10 @@ static int patch_object(UlpOp *op, unsigned idx, unsigned k) {
                 r = late_pre_patch(op, idx, k, cb);
         if (r >= 0)
                 r = symtab_open_fd(fd, &patch_st);
+        /* A compaction a killed driver left staged goes into place first: the stage
+         * below is of the records as they are after make_room(). */
+        if (r >= 0 && (r = control_settle(op->t, &op->c)) < 0)
+                r = op_fail(op, r, "cannot update the control block: %s", strerror(-r));
         if (r >= 0)
                 r = make_room(&op->c, at, n, idx);
         if (r >= 0)
@@ -247,12 +292,11 @@ static int patch_object(UlpOp *op, unsigned idx, unsigned k) {
                 if (r >= 0)
                         r = kr;
         }
-        if (r >= 0) {
-                p->late[k][0] = 0;
-                r = switch_entries(op, at, n);
-        }
+        if (r >= 0)
+                r = switch_entries(op, idx, k, at, n, true, cb);
+post:
         if (r >= 0 && cb)
-                r = late_post_patch(op, idx, cb);
+                r = late_post_patch(op, idx);
         symtab_free(patch_st);
         free(pfs);
         free(res);
