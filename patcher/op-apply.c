@@ -671,6 +671,8 @@ int ulp_op_apply(pid_t pid, int client_fd, const char *name_hint, const UlpOptio
                 r = op_callback_reclaim(op, a->meta->n_callbacks > 0);
         if (r >= 0)
                 r = op_reclaim_code(op);
+        if (r >= 0 && op->c.img && op->c.img->hdr.transition_patch < 0)
+                r = op_late_settle(op);
         if (r >= 0) {
                 unsigned next;
                 r = ulp_op_step(op, &next);

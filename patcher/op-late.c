@@ -304,6 +304,38 @@ post:
         return r;
 }
 
+/* Ends the switch of every object whose records a killed ulp_apply_late() published
+ * (docs/control-block.md, "Objects loaded later"): until then their entries may hold
+ * what was there before, which a revert or an apply over those functions would refuse
+ * as changed by someone else. Before either starts, with no transition in progress. */
+int op_late_settle(UlpOp *op) {
+        int saved = op->patch, r = 0;
+        unsigned first;
+
+        for (unsigned i = 0; r >= 0 && op->c.img && i < op->c.img->hdr.n_patches; i++) {
+                ControlPatch *p = &op->c.img->patches[i];
+                if (p->state != CP_PATCHED)
+                        continue;
+                for (unsigned k = 0; r >= 0 && k < CONTROL_MAX_LATE; k++) {
+                        char object[sizeof(p->late[0])], why[sizeof(op->report->message)];
+                        if (!p->late[k][0] || !published_records(op->c.img, i, p->late[k], &first) ||
+                            !modules_find_object(&op->mods, p->late[k]))
+                                continue;
+                        snprintf(object, sizeof(object), "%s", p->late[k]);
+                        r = op_unwinder(op);
+                        if (r >= 0)
+                                r = patch_object(op, i, k);
+                        if (r < 0) {
+                                snprintf(why, sizeof(why), "%s", op->report->message);
+                                r = op_fail(op, r, "the patching of %s (patch %s), left half done by a killed "
+                                            "driver, cannot be ended now: %s", object, p->name, why);
+                        }
+                }
+        }
+        op->patch = saved;
+        return r;
+}
+
 int ulp_apply_late(pid_t pid, UlpReport *report) {
         UlpOp *op = op_new(OP_APPLY, NULL, report);
         int r, done = 0, pending = 0;
