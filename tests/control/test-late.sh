@@ -6,13 +6,14 @@
 # alive, untraced and consistent, status must read the block, the victim must run
 # plugin_value's old version until the entry write and the new one from it; the next
 # ulp_apply_late() must end the switch (or find it ended), leaving each function
-# recorded once, or the revert coming next must end it itself; the revert must bring
-# both functions back.
+# recorded once, or the revert or an apply of another patch coming next must end it
+# itself; the revert must bring both functions back.
 #
 # The victim is the consistency victim (tests/victims), which dlopen()s libplugin.so on
 # SIGHUP; the patch (tests/transition/patch-pending.c) replaces base_value in libtrbase.so
 # and plugin_value in libplugin.so.
-# Usage: test-late.sh  (env from meson: ULPCTL, VICTIM, PATCH_PENDING, PENDING, KILLHOOK)
+# Usage: test-late.sh  (env from meson: ULPCTL, VICTIM, PATCH_PENDING, PATCH_CONS, PENDING,
+# KILLHOOK)
 set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 VPID=
@@ -51,13 +52,16 @@ n=$(wc -l <"$WORK/writes")
 got=$(sizes | awk -v k="$(echo "$TAIL" | wc -w)" '{ for (i = NF - k + 1; i <= NF; i++) printf "%s%s", $i, (i < NF ? " " : "") }')
 [ "$got" = "$TAIL" ] || fail "the writes are not as expected: $(sizes) (want them to end in $TAIL)"
 entry_write=$((n - 3)) patch_write=$((n - 1))
+# the header write that publishes the stage: the first 4096 after the stage's write
+first_publish=$(awk -v s="$((n - $(echo "$TAIL" | wc -w) + 1))" '$1 > s && $3 == 4096 { print $1; exit }' "$WORK/writes")
 stop_victim
 
-# After each kill, the next operation is either ulp_apply_late() again (next=late) or the
-# patch's revert (next=revert), which must end a switch left between the records and
-# the entries before it takes the patch back.
+# After each kill, the next operation is ulp_apply_late() again (next=late), the patch's
+# revert (next=revert) or the apply of another patch (next=apply: the consistency patch,
+# outer/inner); the last two must end a switch left between the records and the entries
+# before they go on.
 trials=0 lost=0 wrong=0
-for next in late revert; do
+for next in late revert apply; do
 for ((k = 1; k <= n; k++)); do
 	what="killed after write $k of $n, then $next"
 	start_loaded
@@ -70,6 +74,13 @@ for ((k = 1; k <= n; k++)); do
 	echo "$out" | grep -q 'refused' && fail "$what: status refused the block: $out"
 	if [ "$k" -ge "$entry_write" ]; then want=200; else want=100; fi
 	shows plugin $want || { wrong=$((wrong + 1)); fail "$what: plugin_value is not version $([ $want = 200 ] && echo 2 || echo 1)"; }
+	if [ $next = apply ]; then
+		out=$(ulpctl apply -p "$VPID" "$PATCH_CONS" 2>&1) || fail "$what: the apply failed: $out"
+		shows v2 '[1-9][0-9]*' || { wrong=$((wrong + 1)); fail "$what: the consistency patch does not run"; }
+		if [ "$k" -ge "$first_publish" ]; then want=200; else want=100; fi
+		shows plugin $want || { wrong=$((wrong + 1)); fail "$what: plugin_value is not $want after the apply"; }
+		out=$(ulpctl revert -p "$VPID" consistency 2>&1) || fail "$what: the revert of consistency failed: $out"
+	fi
 	if [ $next = late ]; then
 		hooked "$PENDING" "$VPID"; rc=$?
 		if [ "$k" -ge "$patch_write" ]; then   # the switch ended: nothing left to do
