@@ -40,5 +40,22 @@ static inline void closep(int *fd) {
 #define TAKE_PTR(p) ({ __typeof__(p) _t = (p); (p) = NULL; _t; })
 #define TAKE_FD(fd) ({ int _t = (fd); (fd) = -1; _t; })
 
+/* Makes room for one more element at v[n] of an array with alloc elements allocated:
+ * doubles them (first when there are none), so that n appends cost linear time in all.
+ * 0, or -ENOMEM with v and alloc as they were. */
+#define GROW_FOR_ONE(v, n, alloc, first) ({                                     \
+                int _r = 0;                                                     \
+                if ((n) == (alloc)) {                                           \
+                        size_t _a = (alloc) ? (alloc) * 2 : (first);            \
+                        __typeof__(v) _v = reallocarray((v), _a, sizeof(*(v))); \
+                        if (_v) {                                               \
+                                (v) = _v;                                       \
+                                (alloc) = _a;                                   \
+                        } else                                                  \
+                                _r = -ENOMEM;                                   \
+                }                                                               \
+                _r;                                                             \
+        })
+
 /* errno as a negative return value, never 0 even if errno was not set. */
 static inline int negative_errno(void) { return errno > 0 ? -errno : -EIO; }

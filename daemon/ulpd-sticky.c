@@ -208,14 +208,8 @@ static int collect_match(Manager *m, pid_t pid, void *ud) {
 
         if (objects_match(pid, c->objs, c->n_objs) <= 0)
                 return 0;
-        if (c->n == c->alloc) {
-                size_t a = c->alloc ? c->alloc * 2 : 16;
-                pid_t *v = reallocarray(c->v, a, sizeof(pid_t));
-                if (!v)
-                        return -ENOMEM;
-                c->v = v;
-                c->alloc = a;
-        }
+        if (GROW_FOR_ONE(c->v, c->n, c->alloc, 16) < 0)
+                return -ENOMEM;
         c->v[c->n++] = pid;
         return 0;
 }

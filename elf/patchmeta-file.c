@@ -179,14 +179,8 @@ int pf_read_segments(PatchFile *pf) {
 }
 
 static int pf_add_reloc(PatchFile *pf, uint64_t offset, uint64_t value, bool resolved) {
-        if (pf->n_relocs == pf->alloc_relocs) {
-                size_t a = pf->alloc_relocs ? pf->alloc_relocs * 2 : 64;
-                Reloc *v = reallocarray(pf->relocs, a, sizeof(Reloc));
-                if (!v)
-                        return -ENOMEM;
-                pf->relocs = v;
-                pf->alloc_relocs = a;
-        }
+        if (GROW_FOR_ONE(pf->relocs, pf->n_relocs, pf->alloc_relocs, 64) < 0)
+                return -ENOMEM;
         pf->relocs[pf->n_relocs++] = (Reloc) { offset, value, resolved };
         return 0;
 }

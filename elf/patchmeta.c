@@ -413,7 +413,8 @@ static int patch_file_open(PatchFile *pf, int fd) {
 }
 
 /* A name that shows in logs, status lines and the control block (which holds
- * ULP_NAME_MAX bytes and a NUL): short, and printable so that it cannot forge lines. */
+ * ULP_NAME_MAX bytes and a NUL): short, and printable so that it cannot forge lines; not
+ * the runtime's, whose mapping is found by name. */
 static int check_name(PatchFile *pf, const char *name, bool from_file) {
         const char *what = from_file ? "the patch name (from the file name)" : "the patch name";
         size_t len = strlen(name);
@@ -428,6 +429,9 @@ static int check_name(PatchFile *pf, const char *name, bool from_file) {
                         return fail(pf->errbuf, pf->errlen, -EBADMSG, "%s has a byte 0x%02x at %zu: only printable "
                                     "characters other than space are allowed", what,
                                     (unsigned char)name[i], i);
+        if (strcmp(name, PATCH_NAME_SHADOW_RUNTIME) == 0)
+                return fail(pf->errbuf, pf->errlen, -EBADMSG, "%s \"%s\" is reserved for ulp's shadow-variable "
+                            "runtime: ULP_PATCH_INFO must give the patch another name", what, name);
         return 0;
 }
 

@@ -14,6 +14,9 @@
 /* The longest patch name: ULP_PATCH_INFO's, or the file name without ".so". Every place
  * that keeps a name (the control block, reports, ulpd's records) holds it whole. */
 #define ULP_NAME_MAX 64
+/* The name of the shadow-variable runtime's mapping in a target (patcher/shadow.h,
+ * docs/shadow.md): no patch may have it, or each would be taken for the other. */
+#define PATCH_NAME_SHADOW_RUNTIME "ulp-shadow-runtime"
 /* The longest object and symbol names of a ULP_FUNC: as the control block records them. */
 #define PATCH_OBJECT_MAX 63
 #define PATCH_SYMBOL_MAX 95

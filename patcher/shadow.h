@@ -15,7 +15,7 @@
 #include "patcher/control.h"
 #include "patcher/loader.h"
 
-#define SHADOW_RUNTIME_NAME "ulp-shadow-runtime"
+#define SHADOW_RUNTIME_NAME PATCH_NAME_SHADOW_RUNTIME
 
 /* Maps and links the runtime into t on the borrowed thread th (near [near_lo, near_hi)),
  * unless c's header records one already, and writes the header. Then points res at its

@@ -154,14 +154,8 @@ static int known_add_cb(Dwfl_Module *mod, void **userdata, const char *name, Dwa
         KnownModules *k = arg;
         KnownModule *e;
 
-        if (k->n == k->alloc) {
-                size_t alloc = k->alloc ? k->alloc * 2 : 32;
-                KnownModule *v = reallocarray(k->v, alloc, sizeof(*v));
-                if (!v)
-                        return DWARF_CB_ABORT;
-                k->v = v;
-                k->alloc = alloc;
-        }
+        if (GROW_FOR_ONE(k->v, k->n, k->alloc, 32) < 0)
+                return DWARF_CB_ABORT;
         e = &k->v[k->n++];
         e->mod = mod;
         e->name = dwfl_module_info(mod, NULL, &e->low, &e->high, NULL, NULL, &e->file, NULL);

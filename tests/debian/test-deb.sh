@@ -4,8 +4,9 @@
 # scratch copy of the source tree (docs/install.md), and each .deb holds exactly the
 # files it should: ulp the commands, the module, the units (enabled and started by the
 # maintainer scripts dh_installsystemd wrote), man pages and completion; ulp-dev the
-# headers, ulp.pc and ulp-patch(7). The unpacked packages are used as they are: a patch
-# builds with ulp-dev's ulp.pc alone and ulp's ulpctl reads it. lintian finds nothing.
+# headers, ulp.pc and ulp-patch(7); both name the project as their maintainer. The
+# unpacked packages are used as they are: a patch builds with ulp-dev's ulp.pc alone and
+# ulp's ulpctl reads it. lintian finds nothing.
 #
 # Environment: ULP_SOURCE_ROOT (the source tree).
 set -u
@@ -52,6 +53,15 @@ expect_files "$dev" $headers \
 	"/usr/lib/$multiarch/pkgconfig/ulp.pc" /usr/share/man/man7/ulp-patch.7.gz \
 	/usr/share/doc/ulp-dev/changelog.gz /usr/share/doc/ulp-dev/copyright
 ok "dpkg-deb -c: ulp and ulp-dev hold exactly the files they should"
+
+# ---- maintained by the project: the same identity in debian/control and the changelog ------
+maint="ulp maintainers <maintainers@ulp.example>"
+for d in "$deb" "$dev"; do
+	[ "$(dpkg-deb -f "$d" Maintainer)" = "$maint" ] || fail "${d##*/}'s Maintainer: '$(dpkg-deb -f "$d" Maintainer)'"
+done
+changed_by=$(dpkg-parsechangelog -l "$WORK/src/ulp/debian/changelog" -S Maintainer)
+[ "$changed_by" = "$maint" ] || fail "debian/changelog's maintainer: '$changed_by'"
+ok "Maintainer: $maint, in both packages and the changelog"
 
 # ---- the units are enabled and started on install, stopped on removal -----------------------
 postinst=$(dpkg-deb -I "$deb" postinst) || fail "ulp has no postinst"

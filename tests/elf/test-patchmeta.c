@@ -331,6 +331,23 @@ TEST(name_too_long) {
         patchmeta_free(m);
 }
 
+/* The shadow-variable runtime's mapping is found by its name: no patch may take it. */
+TEST(name_of_the_runtime) {
+        char path[4096];
+        PatchMeta *m = NULL;
+        char err[256] = "";
+
+        snprintf(path, sizeof(path), "%s/patch-noinfo.so", PATCH_DIR);
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        ASSERT_TRUE(fd >= 0);
+        ASSERT_ERR(patchmeta_read(fd, "/x/ulp-shadow-runtime.so", &m, err, sizeof(err)), -EBADMSG);
+        ASSERT_STREQ(err, "the patch name (from the file name) \"ulp-shadow-runtime\" is reserved for ulp's "
+                     "shadow-variable runtime: ULP_PATCH_INFO must give the patch another name");
+        ASSERT_OK(patchmeta_read(fd, "/x/ulp-shadow-runtime2.so", &m, err, sizeof(err)));
+        ASSERT_STREQ(m->name, "ulp-shadow-runtime2");
+        patchmeta_free(m);
+}
+
 /* The file is copied once, up to the cap, whatever size it claims. */
 TEST(too_large) {
         PatchMeta *m = NULL;

@@ -18,6 +18,7 @@
 #include "patcher/trapguard.h"
 #include "patcher/x86_64/relocate.h"
 #include "test.h"
+#include "deadline.h"
 #include "victim-shared.h"
 
 TEST_MAIN()
@@ -35,26 +36,6 @@ static void kill_child(void) {
         while (waitpid(-1, NULL, __WALL) > 0 || errno == EINTR)
                 ;
 }
-
-static uint64_t now_ns(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
-static void sleep_ms(long ms) {
-        struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-                ;
-}
-
-#define WAIT_UNTIL(cond, ms) ({ \
-                uint64_t _end = now_ns() + (uint64_t)(ms) * 1000000ULL; \
-                bool _ok; \
-                while (!(_ok = (cond)) && now_ns() < _end) \
-                        sleep_ms(1); \
-                _ok; \
-        })
 
 static void victim_start(Victim *v, const char *mode) {
         int fd = memfd_create("guard-shared", 0);

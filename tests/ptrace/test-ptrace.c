@@ -21,6 +21,7 @@
 #include "common/macro.h"
 #include "patcher/target.h"
 #include "test.h"
+#include "deadline.h"
 #include "victim-shared.h"
 
 TEST_MAIN()
@@ -57,27 +58,6 @@ static pid_t fork_child(void) {
                 children[n_children++] = pid;
         return pid;
 }
-
-static uint64_t now_ns(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
-static void sleep_ms(long ms) {
-        struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-                ;
-}
-
-/* Polls cond every millisecond for up to ms; true when it held. */
-#define WAIT_UNTIL(cond, ms) ({ \
-                uint64_t _end = now_ns() + (uint64_t)(ms) * 1000000ULL; \
-                bool _ok; \
-                while (!(_ok = (cond)) && now_ns() < _end) \
-                        sleep_ms(1); \
-                _ok; \
-        })
 
 static void victim_start(Victim *v, const char *mode, const char *arg) {
         int fd = memfd_create("victim-shared", 0);

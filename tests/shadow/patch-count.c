@@ -8,30 +8,12 @@
 #include <stddef.h>
 
 #include "ulp/patch.h"
-#include "ulp/shadow.h"
+#include "count.h"
 
-#define ID_DEPOSITS 0x5eed01
 #define ID_PROBE 0x5eed02
-
-struct account {
-        long number;
-        long balance;
-};
 
 static int v2(void) {
         return 1;
-}
-
-static void deposit_v2(struct account *a, long cents) {
-        long *n = ulp_shadow_get_or_alloc(a, ID_DEPOSITS, sizeof(long), NULL, NULL);
-        __atomic_add_fetch(&a->balance, cents, __ATOMIC_RELAXED);
-        if (n)
-                __atomic_add_fetch(n, 1, __ATOMIC_RELAXED);
-}
-
-static long audit_v2(struct account *a) {
-        long *n = ulp_shadow_get(a, ID_DEPOSITS);
-        return n ? __atomic_load_n(n, __ATOMIC_RELAXED) : 0;
 }
 
 static int refuse(void *obj, void *data, void *arg) {
@@ -68,6 +50,6 @@ static int pre_patch(void) {
 
 ULP_PATCH_INFO("shadow-count", "a deposit counter per account, in shadow variables");
 ULP_FUNC(ULP_MAIN, "version", v2);
-ULP_FUNC(ULP_MAIN, "deposit", deposit_v2);
-ULP_FUNC(ULP_MAIN, "audit", audit_v2);
+ULP_FUNC(ULP_MAIN, "deposit", deposit_counted);
+ULP_FUNC(ULP_MAIN, "audit", audit_counted);
 ULP_CALLBACKS(ULP_MAIN, pre_patch, NULL, NULL, NULL);

@@ -1,14 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Stacked on patch A (not a replacement): its own audit reads the counters A keeps. */
 #include "ulp/patch.h"
-#include "ulp/shadow.h"
-
-#define ID_DEPOSITS 0x5eed01
-
-struct account {
-        long number;
-        long balance;
-};
+#include "count.h"
 
 static int v4(void) {
         return 3;

@@ -3,7 +3,7 @@
 # deposit counter per account in shadow variables; patch B replaces A and goes on with
 # the same counters; a forked child has them too; reverting B frees them all in its
 # post-unpatch callback and the victim is the original again. Refusals: a constructor
-# that fails (the apply is cancelled), an API ulp does not have.
+# that fails (the apply is cancelled), an API ulp does not have, the runtime's name.
 # Env (from meson): ULPCTL, PATCHDIR, VICTIM.
 set -uo pipefail
 
@@ -17,6 +17,18 @@ audits() { last | sed -n 's/.*audit=\([^ ]*\).*/\1/p'; }
 offsets() {
 	echo "$1" | sed -n 's/.*audit=\([^ ]*\) calls=\(.*\)/\1 \2/p' |
 		awk '{ split($1, a, ","); split($2, c, ","); print c[1]-a[1], c[2]-a[2], c[3]-a[3], c[4]-a[4] }'
+}
+# same_offsets LINE1 LINE2: per account, deposits made minus deposits counted is the same
+# on both lines, give or take 50 (the deposits racing with a line's printing); sets off1
+# and off2 to those differences, and bad to the first account where they differ.
+same_offsets() {
+	local i d
+	read -r -a off1 <<<"$(offsets "$1")"
+	read -r -a off2 <<<"$(offsets "$2")"
+	for i in 0 1 2 3; do
+		d=$(( off2[i] - off1[i] ))
+		[ "${d#-}" -le 50 ] || { bad=$i; return 1; }
+	done
 }
 version_is() { last | grep -q " version=$1 "; }
 # sum of the four audit values on the newest line
@@ -41,6 +53,8 @@ version_is 0 || wait_for 2 version_is 0 || fail "not the original: $(last)"
 
 # An API that does not exist: refused before anything is written.
 refused shadow-patch-unknown.so "undefined symbol ulp_shadow_resize is not part of ulp's shadow-variable API"
+# A patch named as the runtime's mapping: it would be taken for the runtime.
+refused shadow-patch-reserved.so "bad patch shadow-patch-reserved.so: the patch name \"ulp-shadow-runtime\" is reserved for ulp's shadow-variable runtime: ULP_PATCH_INFO must give the patch another name"
 ! grep -q 'memfd:ulp' "/proc/$VPID/maps" || fail "ulp mappings left after a refusal"
 
 # A constructor that fails: the callback gives up, the apply is cancelled; the runtime
@@ -81,15 +95,10 @@ line_a=$(last)
 out=$(ulpctl apply -p "$VPID" "$P/shadow-patch-count2.so" 2>&1) || fail "apply B: $out"
 wait_for 5 version_is 2 || fail "patch B does not run: $(last)"
 line_b=$(grep -E '^tick=.* version=2 ' "$LOG" | head -n 1)
-read -r -a off_a <<<"$(offsets "$line_a")"
-read -r -a off_b <<<"$(offsets "$line_b")"
-for i in 0 1 2 3; do
-	d=$(( off_b[i] - off_a[i] ))
-	[ "${d#-}" -le 50 ] || fail "B did not continue A's counter of account $i: $line_a, then $line_b"
-done
+same_offsets "$line_a" "$line_b" || fail "B did not continue A's counter of account $bad: $line_a, then $line_b"
 ulpctl status -p "$VPID" | grep -q 'shadow-count2: patched, replace' || fail "B not shown as a replacement"
 status_line | grep -qE '^  shadow variables: 4 \(32 bytes;' || fail "status with B: '$(status_line)'"
-ok "patch B continues the counters (uncounted deposits ${off_a[*]}, then ${off_b[*]})"
+ok "patch B continues the counters (uncounted deposits ${off1[*]}, then ${off2[*]})"
 
 # Reverting B frees every counter (its post-unpatch callback): the original again.
 out=$(ulpctl revert -p "$VPID" shadow-count2 2>&1) || fail "revert B: $out"
@@ -122,13 +131,9 @@ line_a=$(last)
 out=$(ulpctl apply -p "$VPID" "$P/shadow-patch-peek.so" 2>&1) || fail "apply the stacked patch: $out"
 wait_for 5 version_is 3 || fail "the stacked patch does not run: $(last)"
 line_c=$(grep -E '^tick=.* version=3 ' "$LOG" | head -n 1)
-read -r -a off_a <<<"$(offsets "$line_a")"
-read -r -a off_c <<<"$(offsets "$line_c")"
-for i in 0 1 2 3; do
-	d=$(( off_c[i] - off_a[i] ))
-	[ "${d#-}" -le 50 ] || fail "the stacked patch does not see A's counter of account $i: $line_a, then $line_c"
-done
-ok "a stacked patch sees the variables of the patch below (uncounted ${off_a[*]}, then ${off_c[*]})"
+same_offsets "$line_a" "$line_c" ||
+	fail "the stacked patch does not see A's counter of account $bad: $line_a, then $line_c"
+ok "a stacked patch sees the variables of the patch below (uncounted ${off1[*]}, then ${off2[*]})"
 
 # A callback on a thread stopped inside ulp_shadow_alloc: a single-threaded victim that
 # spends most of its time in a shadow variable's constructor; the pre-unpatch callback,

@@ -77,6 +77,17 @@ late_re() {
 	echo "thread $VTID \\(vforker\\) of process $VPID is in uninterruptible sleep \\(vfork parent waiting for its child\\) and could not be stopped within [0-9]+ ms"
 }
 
+# refused_in_1s REGEX [--direct]: an apply given 1 s while a thread cannot be stopped
+# fails, with a line matching REGEX.
+refused_in_1s() {
+	local out rc
+	out=$("$ULPCTL" ${2:-} apply --timeout 1 -p "$VPID" "$PATCH" 2>&1)
+	rc=$?
+	echo "$out"
+	[ "$rc" -ne 0 ] || fail "apply succeeded though a thread could not be stopped"
+	echo "$out" | grep -q -E "$1" || fail "unexpected message: $out"
+}
+
 case_vfork_direct() {
 	start_victim 4 2000
 	expect_value compute 20 20
@@ -98,13 +109,7 @@ case_vfork_timeout_direct() {
 	start_victim 4 4000
 	expect_value compute 20 20
 	vfork_now
-	local out rc
-	out=$("$ULPCTL" --direct apply --timeout 1 -p "$VPID" "$PATCH" 2>&1)
-	rc=$?
-	echo "$out"
-	[ "$rc" -ne 0 ] || fail "apply succeeded though a thread could not be stopped"
-	echo "$out" | grep -q -E "the transition could not start within 1000 ms: $(late_re); nothing changed" ||
-		fail "unexpected message: $out"
+	refused_in_1s "the transition could not start within 1000 ms: $(late_re); nothing changed" --direct
 	expect_value compute 20 20
 	no_patch_mapped
 	released
@@ -130,19 +135,39 @@ timed_status() {
 	echo $(( $(now_ms) - t0 ))
 }
 
+# main_in_d: the main thread is in D state (borrow-ulpd has it vfork too).
+main_in_d() { [ "$(awk '{print $3}' "/proc/$VPID/stat" 2>/dev/null)" = D ]; }
+
+# borrow_waits VERB ARGS...: ulpctl VERB ARGS while the vforker and the main thread are
+# in D, so that no thread can be borrowed: it must wait for one, not fail, and ulpd must
+# answer status requests (every 0.1 s) within a second of $base meanwhile.
+borrow_waits() {
+	local verb=$1 pid t0 ms n=0 worst=0 waited=0
+	t0=$(now_ms)
+	"$ULPCTL" "$@" >"$WORK/$verb.out" 2>&1 &
+	pid=$!
+	while kill -0 "$pid" 2>/dev/null; do
+		ms=$(timed_status)
+		n=$((n + 1))
+		[ "$ms" -gt "$worst" ] && worst=$ms
+		in_d && main_in_d && kill -0 "$pid" 2>/dev/null && waited=1
+		sleep 0.1
+	done
+	wait "$pid" || fail "$verb failed while no thread could be borrowed: $(cat "$WORK/$verb.out")"
+	cat "$WORK/$verb.out"
+	echo "$verb: $(( $(now_ms) - t0 )) ms; $n status answers meanwhile, the slowest $worst ms ($base ms before)"
+	[ "$waited" = 1 ] || fail "the $verb never waited while every thread was in D"
+	[ "$worst" -lt $((base + 1000)) ] || fail "ulpd's loop blocked for $worst ms during the $verb"
+}
+
 case_vfork_ulpd() {
 	start_ulpd
 	start_victim 4 4000
 	expect_value compute 20 20
 	vfork_now
-	local out rc t0 worst=0 ms
+	local t0 worst=0 ms
 	# 1. A deadline shorter than the vfork: refused cleanly, the thread named.
-	out=$("$ULPCTL" apply --timeout 1 -p "$VPID" "$PATCH" 2>&1)
-	rc=$?
-	echo "$out"
-	[ "$rc" -ne 0 ] || fail "apply succeeded though a thread could not be stopped"
-	echo "$out" | grep -q -E "the transition could not start within 1000 ms: $(late_re); nothing changed" ||
-		fail "unexpected message: $out"
+	refused_in_1s "the transition could not start within 1000 ms: $(late_re); nothing changed"
 	in_d || fail "the vfork ended too early for this test (state $(vstate))"
 	# 2. Still during the vfork: a new apply is not refused (EBUSY) and waits for the
 	# thread; ulpd answers others meanwhile.
@@ -189,62 +214,26 @@ case_borrow_ulpd() {
 	local stretch=$(( SLOW < 3 ? SLOW : 3 ))
 	start_victim 0 "$((3000 * stretch / ${ULP_TEST_SLOWDOWN:-1}))" all
 	expect_value compute 20 20
-	main_in_d() { [ "$(awk '{print $3}' "/proc/$VPID/stat" 2>/dev/null)" = D ]; }
 	# the main thread vforks too, as soon as it sees the vforker do it
 	vfork_now
 	wait_for 10 main_in_d || fail "the main thread did not enter D state"
 	# 1. A deadline shorter than the vforks: refused at the deadline, the thread named.
-	local out rc
-	out=$("$ULPCTL" apply --timeout 1 -p "$VPID" "$PATCH" 2>&1)
-	rc=$?
-	echo "$out"
-	[ "$rc" -ne 0 ] || fail "apply succeeded though no thread could be stopped"
-	echo "$out" | grep -q -E "^ulpctl: no thread of process $VPID could be stopped within 1000 ms: thread $VPID \(stops-victim\) of process $VPID is in uninterruptible sleep \(vfork parent waiting for its child\) and could not be stopped within [0-9]+ ms; nothing changed$" ||
-		fail "unexpected message: $out"
+	refused_in_1s "^ulpctl: no thread of process $VPID could be stopped within 1000 ms: thread $VPID \(stops-victim\) of process $VPID is in uninterruptible sleep \(vfork parent waiting for its child\) and could not be stopped within [0-9]+ ms; nothing changed$"
 	in_d && main_in_d || fail "the vforks ended too early for this test"
 	no_patch_mapped
 	# 2. With time enough: the apply waits, ulpd answers others meanwhile.
-	local t0 worst=0 ms n=0 waited=0 base
+	local ms base
 	# what a status answer costs on this machine now, with the loop free
 	base=$(timed_status)
 	ms=$(timed_status)
 	[ "$ms" -gt "$base" ] && base=$ms
-	t0=$(now_ms)
-	"$ULPCTL" apply -p "$VPID" "$PATCH" >"$WORK/apply.out" 2>&1 &
-	local apid=$!
-	while kill -0 "$apid" 2>/dev/null; do
-		ms=$(timed_status)
-		n=$((n + 1))
-		[ "$ms" -gt "$worst" ] && worst=$ms
-		# the apply is still running while no thread can be stopped: it waits
-		in_d && main_in_d && kill -0 "$apid" 2>/dev/null && waited=1
-		sleep 0.1
-	done
-	wait "$apid" || fail "apply failed while no thread could be borrowed: $(cat "$WORK/apply.out")"
-	cat "$WORK/apply.out"
-	echo "apply: $(( $(now_ms) - t0 )) ms; $n status answers meanwhile, the slowest $worst ms ($base ms before)"
-	[ "$waited" = 1 ] || fail "the apply never waited while every thread was in D"
-	[ "$worst" -lt $((base + 1000)) ] || fail "ulpd's loop blocked for $worst ms"
+	borrow_waits apply -p "$VPID" "$PATCH"
 	expect_value compute 30 20
 	released
 	# 3. A revert (its stubs need a borrowed thread) waits the same way.
 	vfork_now
 	wait_for 10 main_in_d || fail "the main thread did not enter D state"
-	"$ULPCTL" revert -p "$VPID" compute-fix >"$WORK/revert.out" 2>&1 &
-	local rpid=$!
-	waited=0 worst=0 n=0
-	while kill -0 "$rpid" 2>/dev/null; do
-		ms=$(timed_status)
-		n=$((n + 1))
-		[ "$ms" -gt "$worst" ] && worst=$ms
-		in_d && main_in_d && kill -0 "$rpid" 2>/dev/null && waited=1
-		sleep 0.1
-	done
-	wait "$rpid" || fail "revert failed while no thread could be borrowed: $(cat "$WORK/revert.out")"
-	cat "$WORK/revert.out"
-	echo "revert: $n status answers meanwhile, the slowest $worst ms"
-	[ "$waited" = 1 ] || fail "the revert never waited while every thread was in D"
-	[ "$worst" -lt $((base + 1000)) ] || fail "ulpd's loop blocked for $worst ms during the revert"
+	borrow_waits revert -p "$VPID" compute-fix
 	expect_value compute 20 20
 	released
 	no_patch_mapped

@@ -10,7 +10,8 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <unistd.h>
+
+#include "fiber-value.h"
 
 typedef void *fcontext_t;
 typedef struct {
@@ -21,16 +22,7 @@ typedef struct {
 static transfer_t (*jump_fc)(fcontext_t to, void *data);
 static fcontext_t (*make_fc)(void *sp, size_t size, void (*fn)(transfer_t));
 
-volatile int bias;
 static int result[2];
-
-__attribute__((noinline, noipa)) int fiber_value(int x);
-__attribute__((noinline, noipa)) int fiber_value(int x) {
-        int r = x + bias;
-        for (int i = 0; i < 3; i++)
-                r += i;
-        return r;
-}
 
 static void fiber(transfer_t t) {
         int id = (int)(intptr_t)t.data;
@@ -40,12 +32,16 @@ static void fiber(transfer_t t) {
         }
 }
 
+static fcontext_t fib[2];
+
+static void resume(int id) {
+        fib[id] = jump_fc(fib[id], NULL).fctx;
+}
+
 int main(int argc, char **argv) {
         enum { STACK = 64 * 1024 };
-        fcontext_t fib[2];
         void *lib;
 
-        setvbuf(stdout, NULL, _IOLBF, 0);
         if (argc < 2 || !(lib = dlopen(argv[1], RTLD_NOW))) {
                 fprintf(stderr, "usage: %s LIBBOOST_CONTEXT: %s\n", argv[0], dlerror());
                 return 2;
@@ -60,10 +56,5 @@ int main(int argc, char **argv) {
                 char *stack = malloc(STACK);
                 fib[i] = jump_fc(make_fc(stack + STACK, STACK, fiber), (void *)(intptr_t)i).fctx;
         }
-        for (unsigned long tick = 0;; tick++) {
-                for (int i = 0; i < 2; i++)
-                        fib[i] = jump_fc(fib[i], NULL).fctx;
-                printf("tick %lu value=%d\n", tick, result[0]);
-                usleep(10000);
-        }
+        tick_fibers(resume, &result[0]);
 }

@@ -4,22 +4,13 @@
  * and parks. Prints every 10 ms:
  *     tick N value=V
  */
-#include <stdio.h>
 #include <stdlib.h>
 #include <ucontext.h>
-#include <unistd.h>
 
-volatile int bias;
+#include "fiber-value.h"
+
 static ucontext_t main_ctx, fib_ctx[2];
 static int result[2];
-
-__attribute__((noinline, noipa)) int fiber_value(int x);
-__attribute__((noinline, noipa)) int fiber_value(int x) {
-        int r = x + bias;
-        for (int i = 0; i < 3; i++)
-                r += i;
-        return r;
-}
 
 static void fiber(int id) {
         for (;;) {
@@ -28,8 +19,11 @@ static void fiber(int id) {
         }
 }
 
+static void resume(int id) {
+        swapcontext(&main_ctx, &fib_ctx[id]);
+}
+
 int main(void) {
-        setvbuf(stdout, NULL, _IOLBF, 0);
         /* volatile: getcontext() returns twice as far as the compiler knows */
         for (volatile int i = 0; i < 2; i++) {
                 getcontext(&fib_ctx[i]);
@@ -38,10 +32,5 @@ int main(void) {
                 fib_ctx[i].uc_link = &main_ctx;
                 makecontext(&fib_ctx[i], (void (*)(void))fiber, 1, i);
         }
-        for (unsigned long tick = 0;; tick++) {
-                for (int i = 0; i < 2; i++)
-                        swapcontext(&main_ctx, &fib_ctx[i]);
-                printf("tick %lu value=%d\n", tick, result[0]);
-                usleep(10000);
-        }
+        tick_fibers(resume, &result[0]);
 }

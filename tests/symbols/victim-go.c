@@ -9,8 +9,7 @@
  * Prints every 10 ms:
  *     tick N value=V
  */
-#include <stdio.h>
-#include <unistd.h>
+#include "fiber-value.h"
 
 #ifdef GO_BUILDINFO
 __attribute__((section(".go.buildinfo"), used, aligned(16)))
@@ -25,16 +24,6 @@ __asm__(".text\n"
         "ret\n"
         ".size runtime.goexit, 2\n");
 #endif
-
-volatile int bias;
-
-__attribute__((noinline, noipa)) int fiber_value(int x);
-__attribute__((noinline, noipa)) int fiber_value(int x) {
-        int r = x + bias;
-        for (int i = 0; i < 3; i++)
-                r += i;
-        return r;
-}
 
 int main(void) {
         setvbuf(stdout, NULL, _IOLBF, 0);
