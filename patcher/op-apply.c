@@ -610,6 +610,11 @@ static int apply_prologue(UlpOp *op) {
                         snprintf(why, sizeof(why), "%s", op->report->message);
                         if (r == -ETIME)   /* it ran, and runs on: its own sentence */
                                 return op_fail(op, r, "%s; nothing changed", why);
+                        /* Its thread is back where it was (or gone): the code goes now,
+                         * unless some thread may still be in it, and its record with it. */
+                        if (op_unload_failed(op) > 0)
+                                return op_fail(op, r, "the pre-patch callback did not run: %s; the patch's code "
+                                               "stays mapped until a later apply finds no thread in it", why);
                         return op_fail(op, r, "the pre-patch callback did not run: %s; nothing changed", why);
                 }
                 if (cb != 0) {
@@ -651,6 +656,8 @@ int ulp_op_apply(pid_t pid, int client_fd, const char *name_hint, const UlpOptio
                 r = op_callback_reclaim(op, a->meta->n_callbacks > 0);
         if (r >= 0)
                 r = op_reclaim_code(op);
+        if (r >= 0 && op->c.img && op->c.img->hdr.transition_patch < 0)
+                r = op_late_settle(op);
         if (r >= 0) {
                 unsigned next;
                 r = ulp_op_step(op, &next);

@@ -219,3 +219,20 @@ int op_reclaim_code(UlpOp *op) {
                                strerror(-r));
         return k < 0 ? op_fail(op, k, "process %d went away", op->t->pid) : 0;
 }
+
+/* After the pre-patch callback of the patch just loaded (op->patch) failed to run: its
+ * code is unmapped at once (op_reclaim_code: not while a thread may be in it) and its
+ * record dropped (op_compact_control), so that status right after shows nothing of it.
+ * Best effort (the caller writes the report's message after it): 1 when the code stays
+ * mapped, else 0. */
+int op_unload_failed(UlpOp *op) {
+        const ControlImage *img = op->c.img;
+        unsigned idx = (unsigned)op->patch;
+
+        if (!img || op->patch < 0 || idx >= img->hdr.n_patches)
+                return 0;
+        if (op_reclaim_code(op) >= 0)
+                (void)op_compact_control(op);
+        img = op->c.img;
+        return idx < img->hdr.n_patches && img->patches[idx].state == CP_UNPATCHED && img->patches[idx].map_size;
+}

@@ -96,12 +96,43 @@ static int check_threads(UlpOp *op, const ControlFunc *f, unsigned n, char *bloc
         return r;
 }
 
-/* Points the entries of the n new records at f to their winners and writes the records,
- * in one stop-the-world once no thread is in the way. */
-static int switch_entries(UlpOp *op, unsigned first, unsigned n) {
+/* The local copy's records and patches (an object's records inserted or removed, the
+ * patches after them moved) become the block's with one header write: staged past the
+ * records the target uses now (used), published, then copied into place, as a
+ * compaction (control_stage, control_settle; docs/control-block.md, "Objects loaded
+ * later"). */
+static int publish_records(UlpOp *op, unsigned used) {
+        int at = control_stage_room(op->c.img, used);
+
+        if (at < 0)
+                return op_fail(op, at, "no room left in the control block of process %d for the records of "
+                               "another object", op->t->pid);
+        int r = control_stage(op->t, &op->c, (unsigned)at);
+        if (r >= 0)
+                r = control_settle(op->t, &op->c);
+        return r < 0 ? op_fail(op, r, "cannot update the control block: %s", strerror(-r)) : 0;
+}
+
+/* The callbacks of the object, the patch's from now on (a revert runs them). */
+static void set_callbacks(ControlPatch *p, const PatchCallbacks *cb) {
+        const uint64_t v[CP_CB_MAX] = { cb->pre_patch, cb->post_patch, cb->pre_unpatch, cb->post_unpatch };
+
+        for (int i = 0; i < CP_CB_MAX; i++)
+                p->callbacks[i] = v[i] ? v[i] + p->bias : 0;
+}
+
+/* In one stop-the-world once no thread is in the way: the records (unless an earlier
+ * run published them; the object still waiting), the entries of the n records at first
+ * pointed at their winners, then the patch record with the object late[k] LOADED and
+ * its callbacks, one write. A driver killed before that last write leaves the object
+ * waiting (or PREPATCHED) with its records in place: the next ulp_apply_late(), revert
+ * or apply writes the entries again and ends it (published_records). */
+static int switch_entries(UlpOp *op, unsigned idx, unsigned k, unsigned first, unsigned n, bool publish,
+                          const PatchCallbacks *cb) {
+        ControlPatch *p = &op->c.img->patches[idx];
         ControlFunc *f = &op->c.img->funcs[first];
         char blocker[128] = "";
-        int r = -EAGAIN, k;
+        int r = -EAGAIN, k2;
 
         for (int tries = 0; tries < PENDING_TRIES && r == -EAGAIN; tries++) {
                 if (tries > 0)
@@ -116,26 +147,25 @@ static int switch_entries(UlpOp *op, unsigned first, unsigned n) {
                 if (r < 0)
                         return r;
                 r = check_threads(op, f, n, blocker, sizeof(blocker));
+                if (r >= 0 && publish) {
+                        r = publish_records(op, op->c.img->hdr.n_funcs);
+                        publish = r < 0;
+                }
                 for (unsigned i = 0; i < n && r >= 0; i++) {
                         int top = control_top_func(&op->c, f[i].old_addr, -1);
                         if (top >= 0 && !(op->c.img->funcs[top].flags & CF_FLAG_NOP))
                                 r = transition_write_entry(op->t, &f[i], control_func_entry_dest(&op->c.img->funcs[top]));
                 }
-                /* Records moved by make_room(), the patches indexing them and the header:
-                 * one change for readers. */
-                if (r >= 0 && (r = control_batch_begin(op->t, &op->c)) >= 0) {
-                        r = control_write_funcs(op->t, &op->c, first, op->c.img->hdr.n_funcs - first);
-                        for (unsigned i = 0; i < op->c.img->hdr.n_patches && r >= 0; i++)
-                                r = control_write_patch(op->t, &op->c, i);
-                        if (r >= 0)
-                                r = control_write_header(op->t, &op->c);
-                        int kb = control_batch_end(op->t, &op->c);
-                        if (r >= 0)
-                                r = kb;
+                if (r >= 0) {
+                        /* Still named, now watched for its unloading (unload_object). */
+                        p->late[k][CONTROL_LATE_STATE] = CONTROL_LATE_LOADED;
+                        if (cb)
+                                set_callbacks(p, cb);
+                        r = control_write_patch(op->t, &op->c, idx);
                 }
-                k = target_resume_all(op->t);
-                if (r >= 0 && k < 0)
-                        r = k;
+                k2 = target_resume_all(op->t);
+                if (r >= 0 && k2 < 0)
+                        r = k2;
         }
         if (r == -EAGAIN)
                 return op_fail(op, -EBUSY, "threads keep running in the functions to patch (%s); try again", blocker);
@@ -204,18 +234,12 @@ static int late_pre_patch(UlpOp *op, unsigned idx, unsigned k, const PatchCallba
                        "functions stay unpatched in process %d", object, p->name, ret, op->t->pid);
 }
 
-/* Once the object's functions are patched: its unpatch callbacks are the patch's from now
- * on (a revert runs them), then its post_patch runs. */
-static int late_post_patch(UlpOp *op, unsigned idx, const PatchCallbacks *cb) {
+/* Once the object's functions are patched (its callbacks recorded with them): its
+ * post_patch. */
+static int late_post_patch(UlpOp *op, unsigned idx) {
         ControlPatch *p = &op->c.img->patches[idx];
-        const uint64_t v[CP_CB_MAX] = { cb->pre_patch, cb->post_patch, cb->pre_unpatch, cb->post_unpatch };
         int ret, r;
 
-        for (int i = 0; i < CP_CB_MAX; i++)
-                p->callbacks[i] = v[i] ? v[i] + p->bias : 0;
-        r = control_write_patch(op->t, &op->c, idx);
-        if (r < 0)
-                return op_fail(op, r, "cannot update the control block: %s", strerror(-r));
         if (!p->callbacks[CP_CB_POST_PATCH])
                 return 0;
         op->patch = (int)idx;
@@ -225,7 +249,42 @@ static int late_post_patch(UlpOp *op, unsigned idx, const PatchCallbacks *cb) {
         return 0;
 }
 
-/* Patches the functions of the now loaded object late[k] of patch idx. */
+/* Records of patch idx for its late object k, published by an earlier run killed before
+ * it ended the switch: their count, the first in *ret_first. An object whose switch
+ * ended (LOADED) has its records too, and none is a leftover: 0. They lie together, at
+ * the end of the patch's records as they were then. */
+static unsigned published_records(const ControlImage *img, unsigned idx, unsigned k, unsigned *ret_first) {
+        const ControlPatch *p = &img->patches[idx];
+        const char *object = p->late[k];
+        unsigned n = 0;
+
+        if (!object[0] || (uint8_t)object[CONTROL_LATE_STATE] == CONTROL_LATE_LOADED)
+                return 0;
+        for (unsigned i = p->first_func; i < p->first_func + p->n_funcs; i++)
+                if (strcmp(img->funcs[i].object, object) == 0 && n++ == 0)
+                        *ret_first = i;
+        return n;
+}
+
+static int unload_object(UlpOp *op, unsigned idx, unsigned k);
+
+/* Whether the n records at first lie in the object as it is mapped now: records a killed
+ * driver published for an earlier mapping of it (unloaded, then loaded elsewhere) do
+ * not, and their entries must not be written. */
+static bool records_in_mapping(UlpOp *op, unsigned first, unsigned n, const char *object) {
+        const Module *m = modules_find_object(&op->mods, object);
+
+        for (unsigned i = first; m && i < first + n; i++) {
+                const ControlFunc *f = &op->c.img->funcs[i];
+                if (f->old_addr < m->start || f->old_addr >= m->end || f->old_size > m->end - f->old_addr)
+                        return false;
+        }
+        return m != NULL;
+}
+
+/* Patches the functions of the now loaded object late[k] of patch idx; or, when an
+ * earlier run published their records and was killed before it ended the switch, ends
+ * it (its pre_patch ran then). */
 static int patch_object(UlpOp *op, unsigned idx, unsigned k) {
         ControlPatch *p = &op->c.img->patches[idx];
         _cleanup_close_ int fd = -1;
@@ -234,7 +293,7 @@ static int patch_object(UlpOp *op, unsigned idx, unsigned k) {
         Resolved *res = NULL;
         const PatchFunc **pfs = NULL;
         char err[256] = "";
-        unsigned n = 0, at = p->first_func + p->n_funcs;
+        unsigned n = 0, at = p->first_func + p->n_funcs, first = 0, done;
         Thread *th;
         int r;
 
@@ -245,6 +304,15 @@ static int patch_object(UlpOp *op, unsigned idx, unsigned k) {
         if (r < 0)
                 return op_fail(op, r, "patch %s in process %d: %s", p->name, op->t->pid, err[0] ? err : strerror(-r));
         const PatchCallbacks *cb = object_callbacks(meta, p->late[k]);
+        done = published_records(op->c.img, idx, k, &first);
+        if (done && records_in_mapping(op, first, done, p->late[k])) {
+                r = switch_entries(op, idx, k, first, done, false, cb);
+                goto post;
+        }
+        /* Of an earlier mapping: they go, and this load is patched from the start. */
+        if (done && (r = unload_object(op, idx, k)) < 0)
+                goto post;
+        at = p->first_func + p->n_funcs;
         res = calloc(meta->n_funcs, sizeof(*res));
         pfs = calloc(meta->n_funcs, sizeof(*pfs));
         r = res && pfs ? resolve_object(op, meta, p, p->late[k], res, pfs, &n) : -ENOMEM;
@@ -252,6 +320,10 @@ static int patch_object(UlpOp *op, unsigned idx, unsigned k) {
                 r = late_pre_patch(op, idx, k, cb);
         if (r >= 0)
                 r = symtab_open_fd(fd, &patch_st);
+        /* A compaction a killed driver left staged goes into place first: the stage
+         * below is of the records as they are after make_room(). */
+        if (r >= 0 && (r = control_settle(op->t, &op->c)) < 0)
+                r = op_fail(op, r, "cannot update the control block: %s", strerror(-r));
         if (r >= 0)
                 r = make_room(&op->c, at, n, idx);
         if (r >= 0)
@@ -264,13 +336,11 @@ static int patch_object(UlpOp *op, unsigned idx, unsigned k) {
                 if (r >= 0)
                         r = kr;
         }
-        if (r >= 0) {
-                /* Still named, now watched for its unloading (unload_object). */
-                p->late[k][CONTROL_LATE_STATE] = CONTROL_LATE_LOADED;
-                r = switch_entries(op, at, n);
-        }
+        if (r >= 0)
+                r = switch_entries(op, idx, k, at, n, true, cb);
+post:
         if (r >= 0 && cb)
-                r = late_post_patch(op, idx, cb);
+                r = late_post_patch(op, idx);
         symtab_free(patch_st);
         free(pfs);
         free(res);
@@ -312,32 +382,13 @@ static void unload_callback(UlpOp *op, unsigned idx, uint64_t addr, const char *
                         object, ret);
 }
 
-/*
- * klp_module_going, after the fact: the process unloaded the late object k of patch idx,
- * which was patched when it came. The kernel runs the going callbacks while the module is
- * still there; dlclose() has already unmapped the library, so pre_unpatch and
- * post_unpatch run (they are in the patch, which stays) but must not touch the library.
- * Between them, its function records go (their addresses may be reused by whatever is
- * mapped next) and the object is waited for again, so that a new load gets pre_patch and
- * is patched again. One batch: the records, the patches indexing them, the header.
- */
-static int unload_object(UlpOp *op, unsigned idx, unsigned k) {
-        ControlImage *img = op->c.img;
+/* The records of the late object k of patch idx go from the local copy; the patches
+ * whose records follow move with them (an empty one never points inside this patch's
+ * range, but is kept from wrapping if it did). */
+static void drop_records(ControlImage *img, unsigned idx, unsigned k) {
         ControlPatch *p = &img->patches[idx];
-        uint64_t post = 0;
         unsigned first = p->first_func, gone = 0;
-        bool own = false;
-        int r, kb;
 
-        /* The patch's callbacks are this object's only if the patch has callbacks for it
-         * (late_post_patch put them there); else they are those of a loaded object. */
-        r = object_has_callbacks(op, p, p->late[k], &own);
-        if (r < 0)
-                return r;
-        if (own) {
-                post = p->callbacks[CP_CB_POST_UNPATCH];
-                unload_callback(op, idx, p->callbacks[CP_CB_PRE_UNPATCH], "pre-unpatch", p->late[k]);
-        }
         for (unsigned i = first; i < p->first_func + p->n_funcs - gone;) {
                 if (strcmp(img->funcs[i].object, p->late[k]) != 0) {
                         i++;
@@ -347,32 +398,96 @@ static int unload_object(UlpOp *op, unsigned idx, unsigned k) {
                 img->hdr.n_funcs--;
                 gone++;
         }
-        /* The patches whose records follow move with them (an empty one never points
-         * inside this patch's range, but is kept from wrapping if it did). */
         for (unsigned i = 0; i < img->hdr.n_patches; i++) {
                 ControlPatch *q = &img->patches[i];
                 if (i != idx && q->first_func > first)
                         q->first_func = q->first_func >= first + gone ? q->first_func - gone : first;
         }
         p->n_funcs -= gone;
+}
+
+/*
+ * klp_module_going, after the fact: the process unloaded the late object k of patch idx,
+ * which was patched when it came (LOADED). The kernel runs the going callbacks while the
+ * module is still there; dlclose() has already unmapped the library, so pre_unpatch and
+ * post_unpatch run (they are in the patch, which stays) but must not touch the library.
+ * Between them, its function records go (their addresses may be reused by whatever is
+ * mapped next) and the object is waited for again, so that a new load gets pre_patch and
+ * is patched again: the records, the patches indexing them and the object's state are
+ * staged and published with one header write (publish_records), so a driver killed
+ * anywhere leaves the block before or after the whole change. Also for an object whose
+ * switch a killed driver left half done (records published, not LOADED) and that went
+ * since: its records go, and no callback runs (none was recorded for it yet).
+ */
+static int unload_object(UlpOp *op, unsigned idx, unsigned k) {
+        ControlImage *img = op->c.img;
+        ControlPatch *p = &img->patches[idx];
+        uint64_t post = 0;
+        bool own = false;
+        int r;
+
+        /* The patch's callbacks are this object's only if its switch ended and the patch
+         * has callbacks for it (switch_entries put them there); else they are those of a
+         * loaded object, or none. */
+        if ((uint8_t)p->late[k][CONTROL_LATE_STATE] == CONTROL_LATE_LOADED) {
+                r = object_has_callbacks(op, p, p->late[k], &own);
+                if (r < 0)
+                        return r;
+        }
+        if (own) {
+                post = p->callbacks[CP_CB_POST_UNPATCH];
+                unload_callback(op, idx, p->callbacks[CP_CB_PRE_UNPATCH], "pre-unpatch", p->late[k]);
+        }
+        /* A stage a killed driver left goes into place first: the stage below is of the
+         * block as it is then. */
+        r = control_settle(op->t, &op->c);
+        if (r < 0)
+                return op_fail(op, r, "cannot update the control block: %s", strerror(-r));
+        unsigned used = img->hdr.n_funcs;
+        drop_records(img, idx, k);
         if (own)
                 memset(p->callbacks, 0, sizeof(p->callbacks));
         p->late[k][CONTROL_LATE_STATE] = CONTROL_LATE_WAITING;
-        r = control_batch_begin(op->t, &op->c);
-        if (r >= 0) {
-                r = control_write_funcs(op->t, &op->c, first, img->hdr.n_funcs - first);
-                for (unsigned i = 0; i < img->hdr.n_patches && r >= 0; i++)
-                        r = control_write_patch(op->t, &op->c, i);
-                if (r >= 0)
-                        r = control_write_header(op->t, &op->c);
-                kb = control_batch_end(op->t, &op->c);
-                if (r >= 0)
-                        r = kb;
-        }
+        /* staged past the records in use before the removal, which readers still read */
+        r = publish_records(op, used);
         if (r < 0)
-                return op_fail(op, r, "cannot update the control block: %s", strerror(-r));
+                return r;
         unload_callback(op, idx, post, "post-unpatch", p->late[k]);
         return 0;
+}
+
+/* Ends the switch of every object whose records a killed ulp_apply_late() published
+ * (docs/control-block.md, "Objects loaded later"): until then their entries may hold
+ * what was there before, which a revert or an apply over those functions would refuse
+ * as changed by someone else; an object unloaded since loses those records instead
+ * (unload_object). Objects whose switch ended (LOADED) are left alone. Before either
+ * starts, with no transition in progress. */
+int op_late_settle(UlpOp *op) {
+        int saved = op->patch, r = 0;
+        unsigned first;
+
+        for (unsigned i = 0; r >= 0 && op->c.img && i < op->c.img->hdr.n_patches; i++) {
+                ControlPatch *p = &op->c.img->patches[i];
+                if (p->state != CP_PATCHED)
+                        continue;
+                for (unsigned k = 0; r >= 0 && k < CONTROL_MAX_LATE; k++) {
+                        char object[sizeof(p->late[0])], why[sizeof(op->report->message)];
+                        if (!published_records(op->c.img, i, k, &first))
+                                continue;
+                        snprintf(object, sizeof(object), "%s", p->late[k]);
+                        if (!modules_find_object(&op->mods, p->late[k]))
+                                r = unload_object(op, i, k);
+                        else if ((r = op_unwinder(op)) >= 0)
+                                r = patch_object(op, i, k);
+                        if (r < 0) {
+                                snprintf(why, sizeof(why), "%s", op->report->message);
+                                r = op_fail(op, r, "the patching of %s (patch %s), left half done by a killed "
+                                            "driver, cannot be ended now: %s", object, p->name, why);
+                        }
+                }
+        }
+        op->patch = saved;
+        return r;
 }
 
 int ulp_apply_late(pid_t pid, UlpReport *report) {
@@ -391,12 +506,16 @@ int ulp_apply_late(pid_t pid, UlpReport *report) {
                 if (p->state != CP_PATCHED)
                         continue;
                 for (unsigned k = 0; r >= 0 && k < CONTROL_MAX_LATE; k++) {
-                        bool loaded;
+                        bool loaded, patched, leftover;
+                        unsigned first;
                         if (!p->late[k][0])
                                 continue;
                         pending++;
                         loaded = modules_find_object(&op->mods, p->late[k]);
-                        if (loaded == (p->late[k][CONTROL_LATE_STATE] == CONTROL_LATE_LOADED))
+                        patched = p->late[k][CONTROL_LATE_STATE] == CONTROL_LATE_LOADED;
+                        /* records a killed driver published for an object gone since */
+                        leftover = !loaded && published_records(op->c.img, i, k, &first);
+                        if (loaded == patched && !leftover)
                                 continue;
                         snprintf(report->patch_name, sizeof(report->patch_name), "%s", p->name);
                         r = loaded ? patch_object(op, i, k) : unload_object(op, i, k);

@@ -163,6 +163,8 @@ int ulp_op_revert(pid_t pid, const char *name, const UlpOptions *o, UlpOp **ret,
         r = check_on_top(op, idx);
         if (r >= 0)
                 r = op_unwinder(op);
+        if (r >= 0)
+                r = op_late_settle(op);
         if (r >= 0 && !(op->prologue_data = calloc(1, sizeof(bool))))
                 r = -ENOMEM;
         if (r >= 0) {

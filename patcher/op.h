@@ -155,6 +155,12 @@ int op_compact_control(UlpOp *op);
  * every thread (nothing may be borrowed). Best effort: code some thread may still run
  * stays, recorded, for a later apply. */
 int op_reclaim_code(UlpOp *op);
+/* The patch just loaded, whose pre-patch callback failed to run: its code unmapped and
+ * its record dropped, unless a thread may be in that code (1 then). */
+int op_unload_failed(UlpOp *op);
+/* Ends the patching of objects loaded later that a killed driver left between its
+ * records and its entries (op-late.c). */
+int op_late_settle(UlpOp *op);
 
 /* One function of a patch, resolved in the target before anything is written. */
 typedef struct Resolved {

@@ -56,6 +56,39 @@ static int runtime_symbols(int fd, const LoadedPatch *lp, ControlHeader *h) {
         return 0;
 }
 
+static bool is_runtime(const MapEntry *e) {
+        return e->path && strcmp(e->path, "/memfd:" PATCH_MAPPING_PREFIX SHADOW_RUNTIME_NAME) == 0;
+}
+
+/* Whether a patch record claims [lo, hi): a patch named like the runtime maps a memfd
+ * of the same name. */
+static bool claimed(const ControlImage *img, uint64_t lo, uint64_t hi) {
+        for (unsigned i = 0; i < img->hdr.n_patches; i++) {
+                const ControlPatch *p = &img->patches[i];
+                if (p->map_size && p->map_start < hi && lo < p->map_start + p->map_size)
+                        return true;
+        }
+        return false;
+}
+
+/* With no runtime in the header, any mapping of one that no patch record claims was left
+ * by a driver killed between its mapping and the header write: no patch binds to it (the
+ * header is written before a patch is linked), no thread runs it. Unmapped, so that the
+ * process keeps one runtime. */
+static int unmap_left(Target *t, Thread *th, const ControlImage *img, char *err, size_t errlen) {
+        MapList l = {};
+        int r = maps_read(t->pid, &l);
+
+        if (r < 0)
+                return fail(err, errlen, r, "cannot read the memory map of process %d", t->pid);
+        for (size_t i = 0; i < l.n && r >= 0; i++)
+                if (is_runtime(&l.v[i]) && !claimed(img, l.v[i].start, l.v[i].end))
+                        r = loader_unmap(t, th, l.v[i].start, l.v[i].end - l.v[i].start);
+        maplist_done(&l);
+        return r < 0 ? fail(err, errlen, r, "cannot unmap a shadow-variable runtime left by a killed driver: %s",
+                            strerror(-r)) : 0;
+}
+
 static int map_runtime(Target *t, Thread *th, Control *c, SymResolver *res, uint64_t near_lo, uint64_t near_hi,
                        char *err, size_t errlen) {
         _cleanup_close_ int fd = image_fd();
@@ -66,6 +99,9 @@ static int map_runtime(Target *t, Thread *th, Control *c, SymResolver *res, uint
 
         if (fd < 0)
                 return fail(err, errlen, fd, "cannot copy the shadow-variable runtime: %s", strerror(-fd));
+        r = unmap_left(t, th, c->img, err, errlen);
+        if (r < 0)
+                return r;
         r = loader_map(t, th, fd, SHADOW_RUNTIME_NAME, near_lo, near_hi, &lp, err, errlen);
         if (r < 0)
                 return r;
@@ -100,8 +136,7 @@ static int check_mapped(Target *t, const ControlHeader *h, char *err, size_t err
         if (r < 0)
                 return fail(err, errlen, r, "cannot read the memory map of process %d", t->pid);
         for (size_t i = 0; i < l.n && !found; i++)
-                found = l.v[i].path && strcmp(l.v[i].path, "/memfd:" PATCH_MAPPING_PREFIX SHADOW_RUNTIME_NAME) == 0 &&
-                        l.v[i].start == h->shadow_base;
+                found = is_runtime(&l.v[i]) && l.v[i].start == h->shadow_base;
         maplist_done(&l);
         if (!found)
                 return fail(err, errlen, -EBADMSG, "the shadow-variable runtime the control block of process %d "

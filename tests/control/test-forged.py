@@ -9,10 +9,9 @@ import os
 import shutil
 import struct
 import subprocess
-import tempfile
 import time
 
-from ulpdtest import Daemon, Client, check, fail, need_root, skip, wait_for
+from ulpdtest import Daemon, Client, check, fail, need_root, scratch_dir, skip, wait_for
 
 need_root()
 if not shutil.which("setpriv"):
@@ -21,7 +20,7 @@ ULPCTL, VICTIM, PATCH, FORGER = (os.environ[k] for k in ("ULPCTL", "VICTIM", "PA
 DUMP = os.environ["DUMP_BLOCK"]
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 FORGER_ADDR = 0x6f0000000000
-tmp = tempfile.mkdtemp(prefix="ulp-forged-")
+tmp = scratch_dir("ulp-forged-")
 os.chmod(tmp, 0o777)
 procs = []
 
@@ -126,7 +125,7 @@ try:
           f"uid 65534's own --direct status refuses it: {one.stderr.strip()}")
 
     # ulpd: status of all, and of one.
-    d = Daemon(tmp=tempfile.mkdtemp(prefix="ulp-forged-d-")).start()
+    d = Daemon(tmp=scratch_dir("ulp-forged-d-")).start()
     c = Client(d.socket)
     rep = c.request({"method": "status"})
     byp = {p["pid"]: p for p in rep.get("processes", [])}
@@ -157,7 +156,7 @@ try:
 
     # Recovery at start-up over all of them, with a fresh state directory.
     rec = [a for name, (p, _, _) in forgers.items() for a in ("--recover-only", str(p.pid))]
-    d2 = Daemon(extra_args=rec, tmp=tempfile.mkdtemp(prefix="ulp-forged-r-")).start()
+    d2 = Daemon(extra_args=rec, tmp=scratch_dir("ulp-forged-r-")).start()
     c = Client(d2.socket)
     c.request({"method": "ping"})
     c.close()

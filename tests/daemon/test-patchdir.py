@@ -9,13 +9,12 @@ reports the directory (docs/ulpctl.schema.json), --prometheus counts its files."
 
 import os
 import shutil
-import tempfile
 
 from fleettest import Victims, own_copy, pinned_patch, ulpctl, valid
-from ulpdtest import Daemon, check, fail, need_root, victim_status, wait_for
+from ulpdtest import Daemon, check, fail, need_root, scratch_dir, victim_status, wait_for
 
 need_root()
-tmp = tempfile.mkdtemp(prefix="ulpd-test-")
+tmp = scratch_dir("ulpd-test-")
 os.chmod(tmp, 0o755)
 pdir = os.path.join(tmp, "patches.d")
 os.mkdir(pdir, 0o755)

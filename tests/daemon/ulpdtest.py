@@ -5,6 +5,7 @@ speak its protocol (daemon/protocol.h), and skip (exit 77) with a reason."""
 import atexit
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -50,12 +51,21 @@ def env_path(name):
     return p
 
 
+def scratch_dir(prefix):
+    """A fresh temporary directory, removed when the test exits however it ends (fail()
+    and check() exit through sys.exit, which runs atexit)."""
+    path = tempfile.mkdtemp(prefix=prefix)
+    atexit.register(shutil.rmtree, path, True)
+    return path
+
+
 class Daemon:
-    """ulpd on a socket in a fresh temporary directory."""
+    """ulpd on a socket in a fresh temporary directory (removed at exit, after ulpd is
+    reaped; a directory passed as tmp is the caller's)."""
 
     def __init__(self, extra_args=("--no-recover",), env=None, state_dir=None, tmp=None):
         self.ulpd = env_path("ULPD")
-        self.tmp = tmp or tempfile.mkdtemp(prefix="ulpd-test-")
+        self.tmp = tmp or scratch_dir("ulpd-test-")
         os.chmod(self.tmp, 0o755)
         self.socket = os.path.join(self.tmp, "ulpd.sock")
         self.state_dir = state_dir or os.path.join(self.tmp, "state")

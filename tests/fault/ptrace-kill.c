@@ -15,7 +15,8 @@
  *                       a PC outside it (a thread moved out of displaced bytes into the
  *                       relocated copy, transition-entry.c)
  * Unset or unknown: the library does nothing. ULP_FAULT_LOG, when set, names a file that
- * gets one line per call ("REQUEST result"), to see what an operation does.
+ * gets one line per call ("REQUEST result", and "rax=N" for SETREGS), to see what an
+ * operation does.
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -67,15 +68,21 @@ static void read_config(void) {
                         want = requests[i].req;
 }
 
-static void log_call(long req, long result) {
+/* A SETREGS line also gives rax: the system call of a remote step it starts. */
+static void log_call(long req, long result, const void *data) {
         const char *path = getenv("ULP_FAULT_LOG");
-        char line[64];
+        char line[96];
+        int n;
         if (!path)
                 return;
         int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
         if (fd < 0)
                 return;
-        int n = snprintf(line, sizeof(line), "%s %ld\n", req_name(req), result);
+        if (req == 13 && data)
+                n = snprintf(line, sizeof(line), "%s %ld rax=%llu\n", req_name(req), result,
+                             (unsigned long long)((const struct user_regs_struct *)data)->rax);
+        else
+                n = snprintf(line, sizeof(line), "%s %ld\n", req_name(req), result);
         (void)!write(fd, line, (size_t)n);
         close(fd);
 }
@@ -130,7 +137,7 @@ long ptrace(enum __ptrace_request request, ...) {
         /* The raw system call: the PEEK requests' glibc convention is not used by ulp. */
         long r = syscall(SYS_ptrace, (long)request, (long)pid, addr, data);
         int saved = errno;
-        log_call((long)request, r);
+        log_call((long)request, r, data);
         if (moved && r == 0)
                 syscall(SYS_kill, getpid(), SIGKILL);
         if (want != -1 && (want == 0x7fffffff || want == (long)request) && ++seen == want_n)

@@ -47,20 +47,22 @@ static void nap_ms(long ms) {
 }
 
 #define WAIT_UNTIL(cond, ms) ({ \
-                uint64_t _end = now_ms() + (ms); \
+                uint64_t _end = now_ms() + (uint64_t)(ms) * test_slowdown(); \
                 bool _ok; \
                 while (!(_ok = (cond)) && now_ms() < _end) \
                         nap_ms(1); \
                 _ok; \
         })
 
-/* In the child: vforks a grandchild that sleeps 1.5 s, then counts. */
+/* In the child: vforks a grandchild that sleeps 1.5 s (times the slowdown: the checks
+ * below run while it sleeps), then counts. */
 static void *vforker(void *arg) {
         (void)arg;
         sh->vtid = (pid_t)syscall(SYS_gettid);
         pid_t c = vfork();
         if (c == 0) {
-                struct timespec ts = { 1, 500000000L };
+                unsigned ms = 1500 * test_slowdown();
+                struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
                 syscall(SYS_nanosleep, &ts, NULL);
                 _exit(0);
         }
@@ -135,7 +137,7 @@ TEST(late_vfork) {
         t->stop_timeout_ms = 100;
         t0 = now_ms();
         ASSERT_ERR(target_stop_all(t), -ETIMEDOUT);
-        ASSERT_TRUE(now_ms() - t0 < 1000);
+        ASSERT_TRUE(now_ms() - t0 < 1000 * test_slowdown());
         ASSERT_EQ(t->late_tid, vtid);
         ASSERT_EQ(t->late_state, 'D');
         ASSERT_TRUE(t->late_vfork);
@@ -150,16 +152,16 @@ TEST(late_vfork) {
         /* Again while it is late and in D: no waiting (a bound far above the time
          * allowed, so that a loaded machine cannot make this pass by accident), no
          * other thread stopped. */
-        t->stop_timeout_ms = 5000;
+        t->stop_timeout_ms = 5000 * (int)test_slowdown();
         t0 = now_ms();
         ASSERT_ERR(target_stop_all(t), -ETIMEDOUT);
-        ASSERT_TRUE(now_ms() - t0 < 2000);
+        ASSERT_TRUE(now_ms() - t0 < 2000 * test_slowdown());
         ASSERT_TRUE(state_of(child) != 't');
 
         /* Freed without waiting for it; the thread is an orphan of ours... */
         t0 = now_ms();
         target_free(t);
-        ASSERT_TRUE(now_ms() - t0 < 2000);
+        ASSERT_TRUE(now_ms() - t0 < 2000 * test_slowdown());
         ASSERT_EQ(target_orphans(), (size_t)1);
         ASSERT_EQ(tracer_of(vtid), getpid());
 
@@ -181,7 +183,7 @@ TEST(late_vfork) {
         ASSERT_TRUE(state_of(vtid) != 't');
 
         /* And it stops like any thread now. */
-        ASSERT_OK(target_open(child, &t));
+        ASSERT_OK(TEST_TARGET_OPEN(child, &t));
         ASSERT_OK(target_stop_all(t));
         ASSERT_OK(target_resume_all(t));
         target_free(t);

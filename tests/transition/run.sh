@@ -261,12 +261,14 @@ case_pending_object() {
 	victim_ok
 }
 
-# A thread that is always inside slow() (3 s per call): without a return trap the
-# transition cannot finish; with one it completes when the thread returns from slow(),
-# which still returns the right value (the victim counts those). Revert likewise.
+# A thread that is always inside slow() (3 s per call, times SLOW up to 3: the trap
+# shows in status only while that call lasts, and a loaded machine is slow to get there;
+# the case waits for several such calls): without a return trap the transition cannot
+# finish; with one it completes when the thread returns from slow(), which still returns
+# the right value (the victim counts those). Revert likewise.
 case_return_trap() {
-	local rc apid t0 t1 out
-	start_victim -n 2 -l 3000000
+	local rc apid t0 t1 out slow_ms=$((3000 * (SLOW < 3 ? SLOW : 3)))
+	start_victim -n 2 -l $((slow_ms * 1000))
 	ulpctl apply --timeout "$SLOW" -p "$VPID" "$P/patch-slow.so" 2>"$WORK/err"; rc=$?
 	[ "$rc" = 3 ] || fail "apply without a return trap: exit $rc, expected 3: $(cat "$WORK/err")"
 	grep -q 'in slow' "$WORK/err" || fail "straggler not named: $(cat "$WORK/err")"
@@ -279,12 +281,12 @@ case_return_trap() {
 	wait "$apid" || fail "apply with a return trap failed: $(cat "$WORK/out")"
 	cat "$WORK/out"
 	t1=$(date +%s%N)
-	[ $(( (t1 - t0) / 1000000 )) -lt $((3000 + 2000 * SLOW)) ] || fail "took $(( (t1 - t0) / 1000000 )) ms, more than one slow() call"
+	[ $(( (t1 - t0) / 1000000 )) -lt $((slow_ms + 2000 * SLOW)) ] || fail "took $(( (t1 - t0) / 1000000 )) ms, more than one slow() call"
 	rises slow2 5 || fail "the new slow() does not run"
-	rises slow 4 || fail "slow() results are no longer right"
+	rises slow 5 || fail "slow() results are no longer right"
 	ulpctl revert --return-trap --timeout $((20 * SLOW)) -p "$VPID" slow || fail "revert with a return trap failed"
-	out=$(now slow2); rises slow 4 || fail "slow() results are no longer right after revert"
-	sleep 3.5
+	out=$(now slow2); rises slow 5 || fail "slow() results are no longer right after revert"
+	sleep "$((slow_ms / 1000)).5"
 	[ "$(now slow2)" -le $((out + 1)) ] || fail "new code still runs after revert"
 	! patch_mapped slow || fail "patch still mapped after revert"
 	no_mix
