@@ -22,7 +22,7 @@ out=$(setpriv --bounding-set=-dac_override "$ULPCTL" --direct status -p "$pid" 2
 echo "ok: without CAP_DAC_OVERRIDE: $out"
 
 out=$(setpriv --reuid=65533 --regid=65533 --clear-groups "$ULPCTL" --direct apply -p "$pid" "$FIX" 2>&1) && fail "another uid applied: $out"
-want="ulpctl: not allowed to trace process $pid (ptrace permission)"
+want="ulpctl: not allowed to trace process $pid (the kernel's ptrace access check for this user: its user ids are not all yours)"
 [ "$out" = "$want" ] || fail "unprivileged: got '$out', want '$want'"
 echo "ok: uid 65533: $out"
 
