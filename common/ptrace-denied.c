@@ -38,16 +38,17 @@ static int status_field(pid_t pid, const char *key, int base, unsigned long long
         return n;
 }
 
-static bool yama_restricts(void) {
+/* Yama's ptrace_scope: 0 (classic) when it cannot be read. */
+static int yama_scope(void) {
         FILE *f = fopen("/proc/sys/kernel/yama/ptrace_scope", "re");
         int scope = 0;
-        bool r;
 
         if (!f)
-                return false;
-        r = fscanf(f, "%d", &scope) == 1 && scope > 0;
+                return 0;
+        if (fscanf(f, "%d", &scope) != 1)
+                scope = 0;
         fclose(f);
-        return r;
+        return scope;
 }
 
 /* Which of the kernel's ptrace rules most likely refused us. The id rules bind only a
@@ -76,9 +77,17 @@ static const char *refusal_hint(pid_t pid) {
                     (cap[0] & ~mine[0]))
                         return ": it holds capabilities you lack";
         }
-        if (yama_restricts())
-                return ": Yama's ptrace_scope allows only descendants, or none";
-        return "";
+        /* scopes 1 and 2 let CAP_SYS_PTRACE through; 3 lets nobody */
+        switch (yama_scope()) {
+        case 0:
+                return "";
+        case 1:
+                return privileged ? "" : ": Yama's ptrace_scope 1 allows only a process's ancestors";
+        case 2:
+                return privileged ? "" : ": Yama's ptrace_scope 2 allows only CAP_SYS_PTRACE";
+        default:
+                return ": Yama's ptrace_scope 3 allows no ptrace at all";
+        }
 }
 
 char *ptrace_denied_line(pid_t pid, char *buf, size_t len) {
