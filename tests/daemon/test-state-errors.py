@@ -17,10 +17,11 @@ from ulpdtest import Daemon, check, fail, need_root, patch_state, skip, victim_s
 need_root()
 if not shutil.which("unshare"):
     fail("unshare missing (util-linux, scripts/setup-deps.sh installs it)")
-if subprocess.run(["unshare", "--mount", "true"], capture_output=True).returncode != 0:
-    skip("cannot create a mount namespace here (nested container?)")
-
 tmp = Daemon().tmp    # a scratch directory; this ulpd is never started
+if subprocess.run(["unshare", "--mount", "--propagation", "private", "mount", "-t", "tmpfs", "ulp-test", tmp],
+                  capture_output=True).returncode != 0:
+    shutil.rmtree(tmp, ignore_errors=True)
+    skip("cannot mount a tmpfs in a mount namespace of its own here (nested container?)")
 victim = own_copy(os.environ["VICTIM"], tmp, "sevictim")
 NAME = "sefix-" + os.path.basename(tmp).rsplit("-", 1)[-1]
 patch = pinned_patch(victim, NAME, os.path.join(tmp, NAME + ".so"))
