@@ -18,6 +18,7 @@
 
 #include "common/errfmt.h"
 #include "common/macro.h"
+#include "common/ptrace-denied.h"
 #include "daemon/client.h"
 #include "daemon/protocol.h"
 #include "daemon/report-json.h"
@@ -47,67 +48,6 @@ int client_connect(const char *path, int *ret_fd) {
         return 0;
 }
 
-/* Reads "Key:" of /proc/PID/status: up to 4 numbers (base 10, or 16 for masks). */
-static int status_field(pid_t pid, const char *key, int base, unsigned long long v[4]) {
-        char path[64], line[256];
-        size_t klen = strlen(key);
-        FILE *f;
-        int n = -ENOENT;
-
-        snprintf(path, sizeof(path), "/proc/%d/status", (int) pid);
-        f = fopen(path, "re");
-        if (!f)
-                return negative_errno();
-        while (fgets(line, sizeof(line), f)) {
-                char *p = line + klen, *end;
-
-                if (strncmp(line, key, klen) != 0)
-                        continue;
-                for (n = 0; n < 4; n++, p = end) {
-                        v[n] = strtoull(p, &end, base);
-                        if (end == p)
-                                break;
-                }
-                break;
-        }
-        fclose(f);
-        return n;
-}
-
-/* Which of the kernel's ptrace rules most likely refused us, for the operator: a
- * guess from what anyone may read, the decision itself was the kernel's. "" when no
- * guess fits (an LSM, say). */
-static const char *refusal_hint(pid_t pid) {
-        unsigned long long u[4], g[4], cap[4], mine[4];
-        char path[64];
-        struct stat st;
-        uid_t eme = geteuid();
-        gid_t egme = getegid();
-        FILE *f;
-        int scope;
-
-        /* the kernel compares the target's real, effective and saved ids with the
-         * caller's filesystem ids, which follow the effective ones */
-        if (status_field(pid, "Uid:", 10, u) >= 3 && (u[0] != eme || u[1] != eme || u[2] != eme))
-                return ": its user ids are not all yours";
-        if (status_field(pid, "Gid:", 10, g) >= 3 && (g[0] != egme || g[1] != egme || g[2] != egme))
-                return ": its group ids are not all yours";
-        snprintf(path, sizeof(path), "/proc/%d/status", (int) pid);
-        if (stat(path, &st) == 0 && st.st_uid != eme)
-                return ": it is not dumpable";
-        if (status_field(pid, "CapPrm:", 16, cap) >= 1 && status_field(getpid(), "CapPrm:", 16, mine) >= 1 &&
-            (cap[0] & ~mine[0]))
-                return ": it holds capabilities you lack";
-        f = fopen("/proc/sys/kernel/yama/ptrace_scope", "re");
-        if (f) {
-                bool yama = fscanf(f, "%d", &scope) == 1 && scope > 0;
-                fclose(f);
-                if (yama)
-                        return ": Yama's ptrace_scope allows only descendants, or none";
-        }
-        return "";
-}
-
 int client_proof_open(pid_t pid, ClientProof *ret, char *errbuf, size_t errlen) {
         char path[64];
         _cleanup_close_ int mem_fd = -1, pidfd = -1;
@@ -128,9 +68,7 @@ int client_proof_open(pid_t pid, ClientProof *ret, char *errbuf, size_t errlen) 
                 int e = errno;
                 if (errbuf) {
                         if (e == EACCES || e == EPERM)
-                                snprintf(errbuf, errlen, "not allowed to trace process %d "
-                                         "(the kernel's ptrace access check for this user%s)",
-                                         (int) pid, refusal_hint(pid));
+                                ptrace_denied_line(pid, errbuf, errlen);
                         else if (e == ENOENT || e == ESRCH)
                                 snprintf(errbuf, errlen, "no process with pid %d", (int) pid);
                         else

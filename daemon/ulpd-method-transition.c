@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "common/errfmt.h"
+#include "common/errno-clause.h"
 #include "common/macro.h"
 #include "daemon/protocol.h"
 #include "daemon/request.h"
@@ -146,7 +147,7 @@ static int transition_choose_targets(Connection *c, Transition *t, char *reason,
         else {
                 r = pids_carrying(&c->cred, &t->proofs, t->name, &t->pids, &t->n_pids);
                 if (r < 0)
-                        snprintf(reason, len, "cannot list patched processes: %s", strerror(-r));
+                        snprintf(reason, len, "cannot list patched processes: %s", errno_clause(r));
         }
         if (r < 0)
                 return r;
@@ -172,7 +173,8 @@ static int transition_sticky(Manager *m, Transition *t, char *reason, size_t len
         r = sticky_remove(m, t->name);
         if (r == -ENOENT)
                 r = 0;   /* nothing recorded: reverting the running ones is all */
-        snprintf(reason, len, "cannot remove the sticky patch %s: %s", t->name, strerror(-r));
+        if (r < 0)
+                snprintf(reason, len, "cannot remove the sticky patch %s: %s", t->name, errno_clause(r));
         return r;
 }
 

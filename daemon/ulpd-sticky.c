@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "common/errfmt.h"
+#include "common/errno-clause.h"
 #include "common/list.h"
 #include "common/macro.h"
 #include "daemon/ulpd.h"
@@ -234,7 +235,7 @@ int sticky_matching_pids(Manager *m, int patch_fd, const char *name_hint,
         sticky_objects_free(objs, n_objs);
         if (r < 0) {
                 free(c.v);
-                return fail(reason, reason_len, r, "cannot list processes: %s", strerror(-r));
+                return fail(reason, reason_len, r, "cannot list processes: %s", errno_clause(r));
         }
         *ret = c.v;
         *ret_n = c.n;
@@ -385,7 +386,7 @@ int sticky_add(Manager *m, int patch_fd, const char *name_hint, const UlpOptions
         }
         r = patches_dir(m, &dir);
         if (r < 0) {
-                snprintf(reason, reason_len, "cannot create %s/patches: %s", m->state_dir, strerror(-r));
+                snprintf(reason, reason_len, "cannot create %s/patches: %s", m->state_dir, errno_clause(r));
                 sticky_free(w);
                 return r;
         }
@@ -405,7 +406,7 @@ int sticky_add(Manager *m, int patch_fd, const char *name_hint, const UlpOptions
                 json_object_put(j);
         }
         if (r < 0) {
-                snprintf(reason, reason_len, "cannot record the sticky patch in %s: %s", dir, strerror(-r));
+                snprintf(reason, reason_len, "cannot record the sticky patch in %s: %s", dir, errno_clause(r));
                 sticky_free(w);
                 return r;
         }

@@ -6,6 +6,7 @@
 
 #include "common/errfmt.h"
 #include "common/macro.h"
+#include "common/ptrace-denied.h"
 #include "patcher/nearmem.h"
 #include "patcher/op.h"
 #include "patcher/procmem.h"
@@ -140,13 +141,14 @@ int op_unwinder(UlpOp *op) {
 }
 
 int op_fail_denied(UlpOp *op, pid_t pid) {
+        char line[256];
         uid_t owner;
 
         if (procmem_mode_denies(pid, &owner) > 0)
                 return op_fail(op, -EACCES, "cannot open /proc/%d/mem for writing: permission denied: "
                                "the file belongs to uid %u, and this process (uid %u) lacks CAP_DAC_OVERRIDE",
                                pid, (unsigned) owner, (unsigned) geteuid());
-        return op_fail(op, -EPERM, "not allowed to trace process %d (ptrace permission)", pid);
+        return op_fail(op, -EPERM, "%s", ptrace_denied_line(pid, line, sizeof(line)));
 }
 
 int op_target_open(UlpOp *op, pid_t pid) {

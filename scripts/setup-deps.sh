@@ -11,7 +11,8 @@ pkgs=(gcc binutils pkg-config meson ninja-build libelf-dev libdw-dev libcapstone
       debhelper dpkg-dev fakeroot lintian
       clang libclang-rt-14-dev g++
       libc6-dev
-      make patch)
+      make patch
+      ansible-core)
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -104,7 +104,7 @@ case_bad_input() {
 	no_ulp_mappings
 	expect_value compute 20
 	# setpriv is in util-linux, a dependency (scripts/setup-deps.sh)
-	refused "no permission" "^ulpctl: not allowed to trace process $VPID \\(ptrace permission\\)\$" \
+	refused "no permission" "^ulpctl: not allowed to trace process $VPID \\(the kernel's ptrace access check for this user: its user ids are not all yours\\)\$" \
 		setpriv --reuid=65534 --regid=65534 --clear-groups "$ULPCTL" --direct apply -p "$VPID" "$P/patch-compute.so"
 	no_ulp_mappings
 	ulpctl apply -p "$VPID" "$P/patch-compute.so" || fail "apply failed"

@@ -112,6 +112,9 @@ def refused_by_kernel(pid, what, st, why):
     line = (f"ulpctl: not allowed to trace process {pid} "
             f"(the kernel's ptrace access check for this user: {why})")
     check(rc == 1 and err.strip() == line, f"ulpctl apply to {what} refused: rc={rc} {err.strip()!r}")
+    # --direct meets the kernel's refusal itself, and says it in the same words
+    rc, out, err = ulpctl_user("--direct", "apply", "-p", str(pid), patch)
+    check(rc == 1 and err.strip() == line, f"ulpctl --direct apply to {what}: the same line: rc={rc} {err.strip()!r}")
     # Without a proof, ulpd refuses the same request by itself.
     out = as_user("c = Client(sys.argv[1])\n"
                   "print(json.dumps(c.request({'method': 'apply', 'pids': [int(sys.argv[2])], 'name': 'd.so',"

@@ -4,9 +4,9 @@
 status shows the processes carrying a patch (--all the rest) and an unprivileged user
 only their own; status --missing lists the processes that load what a patch targets but
 lack it (exit 1); check takes several -p; revert --all of a name nobody carries exits 1;
-the line for a pid with no process is one line on both paths; the progress line on a
-terminal names the worst straggler; every --json output matches docs/ulpctl.schema.json
-(docs/json.md)."""
+the line for a pid with no process, and for a process the caller may not trace, is one
+line on both paths; the progress line on a terminal names the worst straggler; every
+--json output matches docs/ulpctl.schema.json (docs/json.md)."""
 
 import calendar
 import os
@@ -182,6 +182,15 @@ try:
     _, _, err = run("status", "-p", str(v2), user=True, rc=1)
     check(err == f"ulpctl: not allowed to trace process {v2} (the kernel's ptrace access check for this user: "
           "its user ids are not all yours)\n", f"uid {UID}'s status -p of root's, without raw errno text: {err.strip()}")
+    # the ptrace refusal: one line, the same through ulpd and --direct, for every verb
+    for verb, arg in (("apply", patch), ("check", patch), ("revert", NAME), ("status", None)):
+        lines = []
+        for direct in ([], ["--direct"]):
+            _, _, err = run(*direct, verb, "-p", str(v2), *([arg] if arg else []), user=True, rc=1)
+            lines.append(err)
+        check(lines[0] == lines[1] == f"ulpctl: not allowed to trace process {v2} (the kernel's ptrace access check "
+              "for this user: its user ids are not all yours)\n",
+              f"uid {UID}'s {verb} of root's process: the same line through ulpd and --direct: {lines}")
 
     for pid in (v2, v3, u):
         check(wait_for(lambda: patch_state(sock, pid, NAME) == "patched", 5), f"process {pid} still patched")

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 int inner(void);
@@ -72,6 +73,7 @@ int main(int argc, char **argv) {
         int n = argc > 2 ? atoi(argv[2]) : 4;
         unsigned sleeper_ms = argc > 4 ? (unsigned) atoi(argv[4]) : 0;
         char tmp[4096];
+        struct stat st;
         pthread_t t;
 
         if (argc > 3)
@@ -82,14 +84,18 @@ int main(int argc, char **argv) {
                 pthread_create(&t, NULL, worker, NULL);
         if (sleeper_ms)
                 pthread_create(&t, NULL, sleeper, (void *) (unsigned long) sleeper_ms);
-        snprintf(tmp, sizeof(tmp), "%s.tmp", status);
+        /* A status path that is not a regular file (/dev/null) is written in place: the
+         * rename would replace the device node with a file. */
+        snprintf(tmp, sizeof(tmp), "%s%s", status,
+                 stat(status, &st) == 0 && !S_ISREG(st.st_mode) ? "" : ".tmp");
         for (;;) {
                 FILE *f = fopen(tmp, "w");
                 if (f) {
                         fprintf(f, "v1=%lu v2=%lu bad=%lu sleeper=%d\n", atomic_load(&calls[1]),
                                 atomic_load(&calls[2]), atomic_load(&violations), atomic_load(&sleeper_inside));
                         fclose(f);
-                        rename(tmp, status);
+                        if (strcmp(tmp, status) != 0)
+                                rename(tmp, status);
                 }
                 usleep(20000);
         }

@@ -2,8 +2,9 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # A root without CAP_DAC_OVERRIDE (as in a unit whose capability set lacks it) cannot
 # open /proc/PID/mem of another uid's process: the file belongs to that uid, mode 0600.
-# The refusal must name the file and that cause, not ptrace; an unprivileged caller is
-# refused by the ptrace check and told so. With the capability the same apply works.
+# The refusal must name the file and that cause, not ptrace; a root without
+# CAP_SYS_PTRACE and an unprivileged caller are refused by the ptrace check and told so
+# (common/ptrace-denied.c). With the capabilities the same apply works.
 set -eu
 [ "$(id -u)" -eq 0 ] || { echo "SKIP: needs root (runs a victim as uid 65534 and drops capabilities)"; exit 77; }
 command -v setpriv >/dev/null || { echo "SKIP: setpriv (util-linux) missing"; exit 77; }
@@ -21,8 +22,14 @@ out=$(setpriv --bounding-set=-dac_override "$ULPCTL" --direct status -p "$pid" 2
 [ "$out" = "$want" ] || fail "status without CAP_DAC_OVERRIDE: got '$out', want '$want'"
 echo "ok: without CAP_DAC_OVERRIDE: $out"
 
+# Root without CAP_SYS_PTRACE (a unit's bounding set without it) is told what it lacks.
+out=$(setpriv --bounding-set=-sys_ptrace "$ULPCTL" --direct apply -p "$pid" "$FIX" 2>&1) && fail "applied without CAP_SYS_PTRACE: $out"
+want="ulpctl: not allowed to trace process $pid (the kernel's ptrace access check for this user: its user ids are not all yours, and this process lacks CAP_SYS_PTRACE)"
+[ "$out" = "$want" ] || fail "without CAP_SYS_PTRACE: got '$out', want '$want'"
+echo "ok: without CAP_SYS_PTRACE: $out"
+
 out=$(setpriv --reuid=65533 --regid=65533 --clear-groups "$ULPCTL" --direct apply -p "$pid" "$FIX" 2>&1) && fail "another uid applied: $out"
-want="ulpctl: not allowed to trace process $pid (ptrace permission)"
+want="ulpctl: not allowed to trace process $pid (the kernel's ptrace access check for this user: its user ids are not all yours)"
 [ "$out" = "$want" ] || fail "unprivileged: got '$out', want '$want'"
 echo "ok: uid 65533: $out"
 
