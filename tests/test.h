@@ -82,6 +82,16 @@ static inline unsigned test_slowdown(void) {
         return load < 1 ? 1 : load > 10 ? 10 : (unsigned) load;
 }
 
+/* target_open() (patcher/target.h) with a stop deadline that holds on a loaded machine:
+ * the tests that use it assert what threads do once stopped, not how fast they stop
+ * (the library's default, TARGET_STOP_TIMEOUT_MS, was missed under load). */
+#define TEST_STOP_TIMEOUT_MS (10000 * (int) test_slowdown())
+#define TEST_TARGET_OPEN(pid, tp) ({ \
+                int _to = target_open((pid), (tp)); \
+                if (_to >= 0) \
+                        (*(tp))->stop_timeout_ms = TEST_STOP_TIMEOUT_MS; \
+                _to; })
+
 /* Marks the current case skipped, with the reason, and leaves it. */
 #define test_skip(...) do { \
                 fprintf(stderr, "  skipped: "); fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); \

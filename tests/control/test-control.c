@@ -325,7 +325,7 @@ TEST(seqlock_never_a_torn_copy) {
                         usleep(20);
                 }
         }
-        ASSERT_OK(target_open(child, &t));
+        ASSERT_OK(TEST_TARGET_OPEN(child, &t));
         c.addr = (uint64_t)(uintptr_t)b;
         for (int i = 0; i < 3000; i++) {
                 int r = control_load(t, &c);

@@ -103,7 +103,7 @@ static uint64_t map_block(Target *t, Thread *th) {
  * first, holding no thread, as entry_write_bp() does. */
 static Target *attach(Victim *v, Thread **th, bool wait_unblocked) {
         Target *t = NULL;
-        ASSERT_OK(target_open(v->pid, &t));
+        ASSERT_OK(TEST_TARGET_OPEN(v->pid, &t));
         if (wait_unblocked)
                 ASSERT_OK(trapguard_wait_unblocked(t, 5000));
         ASSERT_OK(target_stop_any(t, 2000, th));
@@ -281,7 +281,7 @@ TEST(hot_tiny) {
         unsigned moved = 0, cycles = 0;
 
         victim_start(&v, "hot");
-        ASSERT_OK(target_open(v.pid, &t));
+        ASSERT_OK(TEST_TARGET_OPEN(v.pid, &t));
         hot_prepare(&v, t, &h);
         while (cycles < 20 || ((moved == 0 || sum(&v, 2) == 0) && cycles < 300)) {
                 uint64_t c;
@@ -316,7 +316,7 @@ TEST(hot_leader) {
         EntryBpResult res;
 
         victim_start(&v, "hotlead");
-        ASSERT_OK(target_open(v.pid, &t));
+        ASSERT_OK(TEST_TARGET_OPEN(v.pid, &t));
         hot_prepare(&v, t, &h);
         for (int i = 0; i < 10; i++) {
                 uint64_t c = sum(&v, 1);
@@ -355,14 +355,14 @@ TEST(patcher_dies_in_window) {
                 int status;
 
                 victim_start(&v, "hot");
-                ASSERT_OK(target_open(v.pid, &t));
+                ASSERT_OK(TEST_TARGET_OPEN(v.pid, &t));
                 hot_prepare(&v, t, &h);
                 target_free(t);
                 pid = fork();
                 ASSERT_TRUE(pid >= 0);
                 if (pid == 0) {
                         entry_bp_test_hook = die_hook;
-                        if (target_open(v.pid, &t) < 0)
+                        if (TEST_TARGET_OPEN(v.pid, &t) < 0)
                                 _exit(2);
                         (void)entry_write_bp(t, v.sh->guard_area, &h.apply, 1, &res);
                         _exit(3);
@@ -377,7 +377,7 @@ TEST(patcher_dies_in_window) {
                 ASSERT_EQ(sum(&v, 3), 0);
                 ASSERT_TRUE(WAIT_UNTIL(v.sh->handler_now == v.sh->guard_area, 5000));
 
-                ASSERT_OK(target_open(v.pid, &t));
+                ASSERT_OK(TEST_TARGET_OPEN(v.pid, &t));
                 ASSERT_OK(entry_bp_close(t, v.sh->guard_area, &h.apply, 1));
                 ASSERT_OK(target_read(t, v.sh->tiny_addr, now, sizeof(now)));
                 /* Before the rest was written the window is undone, after it finished. */

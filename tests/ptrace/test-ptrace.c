@@ -256,7 +256,7 @@ TEST(open_errors) {
                 ASSERT_TRUE(WIFEXITED(status));
                 ASSERT_EQ(WEXITSTATUS(status), 0);
         }
-        ASSERT_OK(target_open(v.pid, &t));
+        ASSERT_OK(TEST_TARGET_OPEN(v.pid, &t));
         ASSERT_EQ(t->n_threads, 12);
         ASSERT_EQ(count_stopped(t), 0);
         char name[16];
@@ -275,7 +275,7 @@ TEST(stop_resume_200) {
         Victim v;
         Target *t;
         victim_start(&v, "threads", NULL);
-        ASSERT_OK(target_open(v.pid, &t));
+        ASSERT_OK(TEST_TARGET_OPEN(v.pid, &t));
         uint64_t sleeps0 = v.sh->sleeps_ok, ppolls0 = v.sh->ppolls;
 
         for (int i = 0; i < 200; i++) {
@@ -317,7 +317,7 @@ TEST(signal_while_stopped) {
         Victim v;
         Target *t;
         victim_start(&v, "threads", NULL);
-        ASSERT_OK(target_open(v.pid, &t));
+        ASSERT_OK(TEST_TARGET_OPEN(v.pid, &t));
         uint64_t before = v.sh->usr1_count;
 
         ASSERT_OK(target_stop_all(t));
@@ -352,7 +352,7 @@ TEST(signal_storm) {
         Target *t;
         const int N = 3000;
         victim_start(&v, "threads", NULL);
-        ASSERT_OK(target_open(v.pid, &t));
+        ASSERT_OK(TEST_TARGET_OPEN(v.pid, &t));
 
         pid_t sender = fork_child();
         ASSERT_TRUE(sender >= 0);
@@ -412,7 +412,7 @@ TEST(job_control) {
         Victim v;
         Target *t;
         victim_start(&v, "threads", NULL);
-        ASSERT_OK(target_open(v.pid, &t));
+        ASSERT_OK(TEST_TARGET_OPEN(v.pid, &t));
 
         /* Stopped before we come: stays stopped. */
         ASSERT_OK(kill(v.pid, SIGSTOP));
@@ -476,7 +476,7 @@ TEST(syscall) {
         Victim v;
         Target *t;
         victim_start(&v, "threads", NULL);
-        ASSERT_OK(target_open(v.pid, &t));
+        ASSERT_OK(TEST_TARGET_OPEN(v.pid, &t));
         sleep_ms(5);
 
         /* On the thread blocked in nanosleep. */
@@ -554,7 +554,7 @@ TEST(call) {
         Target *t;
         uint64_t ret = 0;
         victim_start(&v, "threads", NULL);
-        ASSERT_OK(target_open(v.pid, &t));
+        ASSERT_OK(TEST_TARGET_OPEN(v.pid, &t));
 
         ASSERT_OK(target_stop_all(t));
         Thread *th = target_any_stopped(t);
@@ -649,7 +649,7 @@ TEST(write_readonly_code) {
         Victim v;
         Target *t;
         victim_start(&v, "threads", NULL);
-        ASSERT_OK(target_open(v.pid, &t));
+        ASSERT_OK(TEST_TARGET_OPEN(v.pid, &t));
         uint64_t code = v.sh->unused_code_addr;
         char perms[8];
         ASSERT_TRUE(maps_has(v.pid, code, perms));
@@ -687,7 +687,7 @@ TEST(exit_during_stop) {
                 char ms[16];
                 snprintf(ms, sizeof(ms), "%d", 30 + rep * 25);
                 victim_start(&v, "exit", ms);
-                ASSERT_OK(target_open(v.pid, &t));
+                ASSERT_OK(TEST_TARGET_OPEN(v.pid, &t));
                 int r, rounds = 0;
                 uint64_t end = now_ns() + 5000000000ULL;
                 while ((r = target_stop_all(t)) == 0 && now_ns() < end) {
@@ -715,7 +715,7 @@ TEST(zombie_leader) {
         Victim v;
         Target *t;
         victim_start(&v, "zombie", NULL);
-        ASSERT_OK(target_open(v.pid, &t));
+        ASSERT_OK(TEST_TARGET_OPEN(v.pid, &t));
         v.sh->leader_exit = 1;
         ASSERT_TRUE(WAIT_UNTIL(task_state(v.pid, v.pid) == 'Z', 2000));
         ASSERT_ERR(target_stop_all(t), -ESRCH);
@@ -732,7 +732,7 @@ TEST(threads_spawned_while_stopping) {
         Victim v;
         Target *t;
         victim_start(&v, "spawn", NULL);
-        ASSERT_OK(target_open(v.pid, &t));
+        ASSERT_OK(TEST_TARGET_OPEN(v.pid, &t));
         size_t max_threads = 0;
         for (int i = 0; i < 40; i++) {
                 ASSERT_OK(target_stop_all(t));
@@ -788,7 +788,7 @@ TEST(measure_stop_times) {
         Victim v;
         Target *t;
         victim_start(&v, "threads", NULL);
-        ASSERT_OK(target_open(v.pid, &t));
+        ASSERT_OK(TEST_TARGET_OPEN(v.pid, &t));
         Thread *spinner = target_find_thread(t, v.sh->counter_tids[0]);
         Thread *sleeper = target_find_thread(t, v.sh->sleeper_tid);
         ASSERT_TRUE(spinner && sleeper);
