@@ -181,7 +181,7 @@ TEST(late_vfork) {
         ASSERT_TRUE(state_of(vtid) != 't');
 
         /* And it stops like any thread now. */
-        ASSERT_OK(target_open(child, &t));
+        ASSERT_OK(TEST_TARGET_OPEN(child, &t));
         ASSERT_OK(target_stop_all(t));
         ASSERT_OK(target_resume_all(t));
         target_free(t);
