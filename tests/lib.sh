@@ -12,6 +12,12 @@
 # ULP_TEST_SLOWDOWN (scripts/run-tests sets it), else runnable tasks per core, 1 to 10.
 SLOW=${ULP_TEST_SLOWDOWN:-$(awk -v n="$(nproc)" '{ s = int($1 / n + 0.999); print (s < 1 ? 1 : (s > 10 ? 10 : s)) }' /proc/loadavg)}
 WORK=$(mktemp -d)
+# Control blocks signed with a key of this test's own (docs/testing.md): its ulpd and
+# ulpctl share it, any other ulpd on the machine leaves this test's victims alone.
+if [ -z "${ULP_CONTROL_KEY:-}" ] && [ "$EUID" = 0 ]; then
+	export ULP_CONTROL_KEY=$WORK/control.key
+	(umask 077 && head -c 16 /dev/urandom >"$ULP_CONTROL_KEY")
+fi
 PIDS=()
 # The victim's output; a script may point it elsewhere.
 LOG=$WORK/victim.log

@@ -28,7 +28,7 @@ out=$("$ULPCTL" apply "${many[@]}" "$PATCH" 2>&1); rc=$?
 [ $rc -eq 2 ] && [ "$out" = "ulpctl: too many -p: at most 1024 processes in one command" ] || fail "1025 -p: rc $rc, '$out'"
 ok "a 1025th -p is refused with the limit named"
 
-"$ULPD" --no-recover --socket "$ULP_SOCKET" --state-dir "$tmp/state" >"$tmp/log" 2>&1 &
+"$ULPD" --no-recover --patch-dir "" --socket "$ULP_SOCKET" --state-dir "$tmp/state" >"$tmp/log" 2>&1 &
 PIDS+=($!)
 wait_for 5 test -S "$ULP_SOCKET" || fail "ulpd did not start"
 # A user other than root lists, in the client itself, the processes that carry a control

@@ -41,7 +41,7 @@ start_victim() {   # start_victim LOG: the pid in VPID
 	wait_for 5 grep -q '^v1=' "$1" || fail "victim did not start"
 }
 
-"$ULPD" --no-recover --debug --socket "$ULP_SOCKET" --state-dir "$tmp/state" >"$tmp/log" 2>&1 &
+"$ULPD" --no-recover --patch-dir "" --debug --socket "$ULP_SOCKET" --state-dir "$tmp/state" >"$tmp/log" 2>&1 &
 PIDS+=($!)
 wait_for 5 test -S "$ULP_SOCKET" || fail "ulpd did not start"
 

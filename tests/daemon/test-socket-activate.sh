@@ -8,7 +8,7 @@ tmp=$(mktemp -d)
 trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$tmp"' EXIT
 sock=$tmp/activated.sock
 
-systemd-socket-activate -l "$sock" "$ULPD" --socket "$tmp/not-used.sock" --state-dir "$tmp/state" \
+systemd-socket-activate -l "$sock" "$ULPD" --no-recover --patch-dir "" --socket "$tmp/not-used.sock" --state-dir "$tmp/state" \
         >"$tmp/log" 2>&1 &
 pid=$!
 for i in $(seq 100); do [ -S "$sock" ] && break; sleep 0.05; done

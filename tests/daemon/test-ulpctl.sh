@@ -15,7 +15,7 @@ out=$("$ULPCTL" status 2>&1); rc=$?
 [ $rc -ne 0 ] && echo "$out" | grep -q -- "--direct" || fail "no daemon: rc $rc, '$out'"
 ok "without a daemon ulpctl says so and suggests --direct: $out"
 
-"$ULPD" --no-recover --socket "$ULP_SOCKET" --state-dir "$tmp/state" >"$tmp/log" 2>&1 &
+"$ULPD" --no-recover --patch-dir "" --socket "$ULP_SOCKET" --state-dir "$tmp/state" >"$tmp/log" 2>&1 &
 PIDS+=($!)
 wait_for 5 test -S "$ULP_SOCKET" || fail "ulpd did not start"
 

@@ -23,6 +23,33 @@ except (KeyError, ValueError):
     SLOWDOWN = max(1, min(10, -int(-os.getloadavg()[0] // (os.cpu_count() or 1))))
 
 
+def _own_control_key():
+    """Control blocks signed with a key of this test's own (docs/testing.md): every ulpd
+    and ulpctl this test starts shares it, any other ulpd on the machine (another test's,
+    a benchmark's, an installed one) finds this test's victims unsigned and leaves them
+    alone in its own work (recovery, objects loaded later, sticky patches). Kept when
+    the test was given one (a shell test's, tests/lib.sh); only root signs blocks."""
+    if os.environ.get("ULP_CONTROL_KEY") or os.geteuid() != 0:
+        return
+    d = tempfile.mkdtemp(prefix="ulp-key-")
+    path = os.path.join(d, "control.key")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.write(fd, os.urandom(16))
+    os.close(fd)
+
+    def remove():
+        try:
+            os.unlink(path)
+            os.rmdir(d)
+        except OSError:
+            pass
+    atexit.register(remove)
+    os.environ["ULP_CONTROL_KEY"] = path
+
+
+_own_control_key()
+
+
 def skip(reason):
     print(f"SKIP: {reason}")
     sys.exit(SKIP)

@@ -103,7 +103,7 @@ ok "the installed ulpctl loads its module relative to itself (info)"
 
 # ---- applied by the installed ulpd, reverted by the installed ulpctl --direct ------------
 export ULP_SOCKET=$WORK/ulpd.sock
-"$dest$libexecdir/ulpd" --no-recover --socket "$ULP_SOCKET" --state-dir "$WORK/state" >"$WORK/ulpd.log" 2>&1 &
+"$dest$libexecdir/ulpd" --no-recover --patch-dir "" --socket "$ULP_SOCKET" --state-dir "$WORK/state" >"$WORK/ulpd.log" 2>&1 &
 PIDS+=($!)
 wait_for 10 test -S "$ULP_SOCKET" || { cat "$WORK/ulpd.log"; fail "the installed ulpd did not start"; }
 

@@ -38,7 +38,7 @@ out=$("$ULPCTL" --direct apply -p "$VPID" "$LATE_DIR/late-patch-nofunc.so" 2>&1)
 ok "callbacks of an object not loaded, without functions there: refused"
 kill -9 "$VPID"
 
-"$ULPD" --no-recover --debug --socket "$ULP_SOCKET" --state-dir "$WORK/state" >"$WORK/log" 2>&1 &
+"$ULPD" --no-recover --patch-dir "" --debug --socket "$ULP_SOCKET" --state-dir "$WORK/state" >"$WORK/log" 2>&1 &
 PIDS+=($!)
 wait_for 5 test -S "$ULP_SOCKET" || fail "ulpd did not start"
 

@@ -89,7 +89,7 @@ static Target *attach(Victim *v, Thread **th, bool wait_unblocked) {
         ASSERT_OK(TEST_TARGET_OPEN(v->pid, &t));
         if (wait_unblocked)
                 ASSERT_OK(trapguard_wait_unblocked(t, 5000));
-        ASSERT_OK(target_stop_any(t, 2000, th));
+        ASSERT_OK(target_stop_any(t, TEST_STOP_TIMEOUT_MS, th));
         return t;
 }
 

@@ -620,26 +620,27 @@ TEST(call) {
         /* Anything else there is refused. */
         uint8_t int3 = 0xcc;
         ASSERT_OK(target_write(t, (uint64_t)page + 64, &int3, 1));
-        ASSERT_ERR(target_call(t, th, v.sh->add3_addr, (const long[6]) { 0 }, (uint64_t)page + 64, 1000, &ret),
+        ASSERT_ERR(target_call(t, th, v.sh->add3_addr, (const long[6]) { 0 }, (uint64_t)page + 64,
+                               TEST_STOP_TIMEOUT_MS, &ret),
                    -EINVAL);
 
         const long a[6] = { 1, 2, 3, 0, 0, 0 };
-        ASSERT_OK(target_call(t, th, v.sh->add3_addr, a, (uint64_t)page, 1000, &ret));
+        ASSERT_OK(target_call(t, th, v.sh->add3_addr, a, (uint64_t)page, TEST_STOP_TIMEOUT_MS, &ret));
         ASSERT_EQ(ret, 6);
         const long b[6] = { 100000000000L, -7, 40, 0, 0, 0 };
-        ASSERT_OK(target_call(t, th, v.sh->add3_addr, b, (uint64_t)page, 1000, &ret));
+        ASSERT_OK(target_call(t, th, v.sh->add3_addr, b, (uint64_t)page, TEST_STOP_TIMEOUT_MS, &ret));
         ASSERT_EQ(ret, 100000000033L);
         check_regs_unchanged(th);
 
         /* Called as by a call instruction, below the red zone. */
-        ASSERT_OK(target_call(t, th, v.sh->entry_rsp_addr, a, (uint64_t)page, 1000, &ret));
+        ASSERT_OK(target_call(t, th, v.sh->entry_rsp_addr, a, (uint64_t)page, TEST_STOP_TIMEOUT_MS, &ret));
         ASSERT_EQ(ret % 16, 8);
         ASSERT_TRUE(ret < th->regs.rsp - 128 && ret > th->regs.rsp - 65536);
 
         /* The vector and x87 state comes back too. */
         struct user_fpregs_struct fp0, fp1;
         ASSERT_OK(ptrace(PTRACE_GETFPREGS, th->tid, NULL, &fp0));
-        ASSERT_OK(target_call(t, th, v.sh->clobber_addr, a, (uint64_t)page, 1000, &ret));
+        ASSERT_OK(target_call(t, th, v.sh->clobber_addr, a, (uint64_t)page, TEST_STOP_TIMEOUT_MS, &ret));
         ASSERT_OK(ptrace(PTRACE_GETFPREGS, th->tid, NULL, &fp1));
         ASSERT_TRUE(memcmp(fp0.xmm_space, fp1.xmm_space, sizeof(fp0.xmm_space)) == 0);
         ASSERT_TRUE(memcmp(fp0.st_space, fp1.st_space, sizeof(fp0.st_space)) == 0);
@@ -647,14 +648,14 @@ TEST(call) {
         ASSERT_EQ(fp0.mxcsr, fp1.mxcsr);
 
         /* A crash is reported, not delivered (the victim's SIGSEGV handler would exit). */
-        ASSERT_ERR(target_call(t, th, v.sh->crash_addr, a, (uint64_t)page, 1000, &ret), -EFAULT);
+        ASSERT_ERR(target_call(t, th, v.sh->crash_addr, a, (uint64_t)page, TEST_STOP_TIMEOUT_MS, &ret), -EFAULT);
         check_regs_unchanged(th);
-        ASSERT_OK(target_call(t, th, v.sh->add3_addr, a, (uint64_t)page, 1000, &ret));
+        ASSERT_OK(target_call(t, th, v.sh->add3_addr, a, (uint64_t)page, TEST_STOP_TIMEOUT_MS, &ret));
         ASSERT_EQ(ret, 6);
 
         /* On another kind of thread: the one blocked in nanosleep. */
         Thread *sl = target_find_thread(t, v.sh->sleeper_tid);
-        ASSERT_OK(target_call(t, sl, v.sh->add3_addr, a, (uint64_t)page, 1000, &ret));
+        ASSERT_OK(target_call(t, sl, v.sh->add3_addr, a, (uint64_t)page, TEST_STOP_TIMEOUT_MS, &ret));
         ASSERT_EQ(ret, 6);
         check_regs_unchanged(sl);
 
@@ -662,7 +663,7 @@ TEST(call) {
          * (not restored), and once resumed returns through its frame to where it was. */
         uint64_t t0 = now_ns();
         ASSERT_ERR(target_call(t, th, v.sh->spin_addr, a, (uint64_t)page, 100, &ret), -ETIMEDOUT);
-        ASSERT_TRUE(now_ns() - t0 < 2000000000ULL);
+        ASSERT_TRUE(now_ns() - t0 < 2000000000ULL * test_slowdown());
         ASSERT_TRUE(th->stopped);
         struct user_regs_struct in_call;
         ASSERT_OK(ptrace(PTRACE_GETREGS, th->tid, NULL, &in_call));

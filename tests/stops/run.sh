@@ -122,7 +122,7 @@ case_vfork_timeout_direct() {
 
 start_ulpd() {
 	export ULP_SOCKET=$WORK/ulpd.sock
-	"$ULPD" --no-recover --debug --socket "$ULP_SOCKET" --state-dir "$WORK/state" >"$WORK/ulpd.log" 2>&1 &
+	"$ULPD" --no-recover --patch-dir "" --debug --socket "$ULP_SOCKET" --state-dir "$WORK/state" >"$WORK/ulpd.log" 2>&1 &
 	UPID=$!
 	wait_for 10 test -S "$ULP_SOCKET" || fail "ulpd did not start"
 }
