@@ -528,7 +528,12 @@ static int remote_write_frame(Target *t, RemoteContext *c, uint64_t pretcode, ui
                 memcpy(x + xsize, &magic2, sizeof(magic2));
                 f->uc.uc_flags |= UC_FP_XSTATE;
         }
+        /* Inside gathered writes (the loader's, whose relocations may run an IFUNC
+         * resolver here) a write waits in the queue: the frame must be in the target
+         * before the thread runs through it. */
         int r = target_write(t, sp, buf, len);
+        if (r >= 0)
+                r = target_write_flush(t);
         if (r < 0)
                 return r;
         *ret_sp = sp;
