@@ -148,16 +148,27 @@ int target__wait(Target *t, Thread *th, int timeout_ms, int *ret_status) {
         return r < 0 ? r : 0;
 }
 
+/*
+ * A wait reports a tracee's ptrace-stops whatever its options say (WEXITED alone
+ * included), so each thread's report is only looked at (WNOWAIT) and taken when it is
+ * an exit. Taking a stop here would lose it: the thread would sit in its ptrace-stop,
+ * traced by us for good, and its process could not be reaped after it is killed.
+ */
 void target__reap_exited(Target *t, const Thread *except) {
         for (size_t i = 0; i < t->n_threads; i++) {
                 Thread *th = &t->threads[i];
                 siginfo_t info = {};
+                int status;
 
                 if (th == except || !th->seized || th->gone)
                         continue;
-                if (waitid(P_PID, (id_t)th->tid, &info, WEXITED | WNOHANG | __WALL) == 0 &&
-                    info.si_pid == th->tid)
-                        thread_mark_gone(th);
+                if (waitid(P_PID, (id_t)th->tid, &info, WEXITED | WNOHANG | WNOWAIT | __WALL) < 0 ||
+                    info.si_pid != th->tid)
+                        continue;
+                if (info.si_code != CLD_EXITED && info.si_code != CLD_KILLED && info.si_code != CLD_DUMPED)
+                        continue;       /* a stop: left for the wait that collects it */
+                /* An exit stays the thread's last report: this takes it. */
+                (void) target__thread_poll(th, &status);
         }
 }
 
