@@ -242,17 +242,7 @@ int target__record_stop(Target *t, Thread *th, int status) {
 }
 
 static bool thread_traced_by_other(pid_t pid, pid_t tid) {
-        char path[64], buf[4096];
-        snprintf(path, sizeof(path), "/proc/%d/task/%d/status", pid, tid);
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-                return false;
-        ssize_t n = read(fd, buf, sizeof(buf) - 1);
-        if (n <= 0)
-                return false;
-        buf[n] = 0;
-        char *p = strstr(buf, "\nTracerPid:");
-        return p && atoi(p + strlen("\nTracerPid:")) != 0;
+        return target__thread_tracer(pid, tid) > 0;
 }
 
 /* Seizes th and asks it to stop; the stop is collected by a wait. -ESRCH when it is
@@ -279,6 +269,7 @@ static int thread_seize_interrupt(Target *t, Thread *th) {
                 if (r < 0)
                         return r;
                 th->seized = true;
+                th->was_seized = true;
                 th->stopped = false;
                 th->signal_stop = false;
                 th->group_stopped = false;

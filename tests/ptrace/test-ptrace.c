@@ -865,6 +865,34 @@ TEST(stop_pending_during_remote_call) {
         victim_end(&v);
 }
 
+/*
+ * The guard of target_free(): a thread the Target seized and then took for gone while
+ * it is still traced by us (made here by taking its stop report behind the library's
+ * back) is detached, not forgotten in its ptrace-stop.
+ */
+TEST(forgotten_thread_released) {
+        Victim v;
+        Target *t;
+        victim_start(&v, "threads", NULL);
+        ASSERT_OK(TEST_TARGET_OPEN(v.pid, &t));
+        pid_t tid = v.sh->counter_tids[0];
+        Thread *th = target_find_thread(t, tid);
+        ASSERT_TRUE(th);
+        ASSERT_OK(target_request_stop(t, th));
+        ASSERT_TRUE(WAIT_UNTIL(task_state(v.pid, tid) == 't', 5000));
+        siginfo_t info = {};
+        ASSERT_OK(waitid(P_PID, (id_t)tid, &info, WEXITED | WNOHANG | __WALL));
+        ASSERT_EQ(info.si_code, CLD_TRAPPED);
+        th->gone = true;
+        th->seized = false;
+        uint64_t c = v.sh->counters[0];
+        target_free(t);
+        ASSERT_TRUE(WAIT_UNTIL(v.sh->counters[0] > c, 5000));
+        assert_none_traced(v.pid);
+        ASSERT_EQ((long)target_orphans(), 0);
+        victim_end(&v);
+}
+
 TEST(zombie_leader) {
         Victim v;
         Target *t;
