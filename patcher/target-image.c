@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "common/macro.h"
+#include "patcher/target-internal.h"
 #include "patcher/target.h"
 
 #define AUXV_MAX 4096   /* the kernel's saved_auxv is far smaller (AT_VECTOR_SIZE pairs) */
@@ -210,8 +211,11 @@ void target__release_exec_leader(Target *t) {
                         (void)target__ptrace(PTRACE_DETACH, t->pid, NULL, NULL);
                         return;
                 }
-                if (target__now_ns() >= deadline)
+                if (target__now_ns() >= deadline) {
+                        /* Still ours, its interrupt pending: detached once it stops. */
+                        target__orphan_add(t->pid, t->pid);
                         return;
+                }
                 struct timespec ts = { 0, 1000000L };
                 nanosleep(&ts, NULL);
         }
