@@ -176,17 +176,7 @@ int target__check_image_thread(Target *t, Thread *th) {
 
 /* Whether the calling thread traces tid (TracerPid: of /proc/PID/task/TID/status). */
 static bool traced_by_us(pid_t pid, pid_t tid) {
-        char path[64], buf[2048], *p;
-        snprintf(path, sizeof(path), "/proc/%d/task/%d/status", (int)pid, (int)tid);
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-                return false;
-        ssize_t n = read(fd, buf, sizeof(buf) - 1);
-        if (n <= 0)
-                return false;
-        buf[n] = 0;
-        p = strstr(buf, "\nTracerPid:");
-        return p && strtol(p + strlen("\nTracerPid:"), NULL, 10) == (long)gettid();
+        return target__thread_tracer(pid, tid) == gettid();
 }
 
 void target__release_exec_leader(Target *t) {

@@ -9,7 +9,6 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/ptrace.h>
-#include <sys/syscall.h>
 #include <time.h>
 
 #include "common/macro.h"
@@ -222,7 +221,7 @@ int target_open(pid_t pid, Target **ret) {
  * threads are looked at: one /proc read each, for threads that exited meanwhile.
  */
 static void target_release_forgotten(Target *t) {
-        pid_t self = (pid_t)syscall(SYS_gettid);
+        pid_t self = gettid();
 
         for (size_t i = 0; i < t->n_threads; i++) {
                 Thread *th = &t->threads[i];
