@@ -219,6 +219,9 @@ case_late_callback() {
 	"$ULPCTL" apply --timeout $((30 * s)) -p "$VPID" "$PATCH_CB" >"$WORK/apply.out" 2>&1 ||
 		fail "apply failed: $(cat "$WORK/apply.out")"
 	cat "$WORK/apply.out"
+	# every thread went through the transition: none was taken for gone
+	grep -q "^applied compute-fix-cb to process $VPID: 4 thread(s)" "$WORK/apply.out" ||
+		fail "the transition did not count the victim's 4 threads"
 	expect_value compute 30 20
 	released
 	wait_for 5 untraced || fail "threads left traced: $(grep -H TracerPid /proc/"$VPID"/task/*/status | grep -v 'TracerPid:.0$')"
