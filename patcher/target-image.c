@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "common/macro.h"
+#include "patcher/target-internal.h"
 #include "patcher/target.h"
 
 #define AUXV_MAX 4096   /* the kernel's saved_auxv is far smaller (AT_VECTOR_SIZE pairs) */
@@ -175,17 +176,7 @@ int target__check_image_thread(Target *t, Thread *th) {
 
 /* Whether the calling thread traces tid (TracerPid: of /proc/PID/task/TID/status). */
 static bool traced_by_us(pid_t pid, pid_t tid) {
-        char path[64], buf[2048], *p;
-        snprintf(path, sizeof(path), "/proc/%d/task/%d/status", (int)pid, (int)tid);
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-                return false;
-        ssize_t n = read(fd, buf, sizeof(buf) - 1);
-        if (n <= 0)
-                return false;
-        buf[n] = 0;
-        p = strstr(buf, "\nTracerPid:");
-        return p && strtol(p + strlen("\nTracerPid:"), NULL, 10) == (long)gettid();
+        return target__thread_tracer(pid, tid) == gettid();
 }
 
 void target__release_exec_leader(Target *t) {
@@ -210,8 +201,11 @@ void target__release_exec_leader(Target *t) {
                         (void)target__ptrace(PTRACE_DETACH, t->pid, NULL, NULL);
                         return;
                 }
-                if (target__now_ns() >= deadline)
+                if (target__now_ns() >= deadline) {
+                        /* Still ours, its interrupt pending: detached once it stops. */
+                        target__orphan_add(t->pid, t->pid);
                         return;
+                }
                 struct timespec ts = { 0, 1000000L };
                 nanosleep(&ts, NULL);
         }

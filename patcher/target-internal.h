@@ -13,6 +13,8 @@
 
 /* The state letter in /proc/PID/task/TID/stat, 0 when unreadable. */
 char target__thread_state(pid_t pid, pid_t tid);
+/* The thread tracing it (TracerPid in /proc/PID/task/TID/status), 0 none or unreadable. */
+pid_t target__thread_tracer(pid_t pid, pid_t tid);
 
 /* A non-blocking waitpid on one seized thread: 1 with *ret_status when it reported,
  * 0 when it has nothing to report, -ESRCH (marked gone) when it exited. */

@@ -148,16 +148,27 @@ int target__wait(Target *t, Thread *th, int timeout_ms, int *ret_status) {
         return r < 0 ? r : 0;
 }
 
+/*
+ * A wait reports a tracee's ptrace-stops whatever its options say (WEXITED alone
+ * included), so each thread's report is only looked at (WNOWAIT) and taken when it is
+ * an exit. Taking a stop here would lose it: the thread would sit in its ptrace-stop,
+ * traced by us for good, and its process could not be reaped after it is killed.
+ */
 void target__reap_exited(Target *t, const Thread *except) {
         for (size_t i = 0; i < t->n_threads; i++) {
                 Thread *th = &t->threads[i];
                 siginfo_t info = {};
+                int status;
 
                 if (th == except || !th->seized || th->gone)
                         continue;
-                if (waitid(P_PID, (id_t)th->tid, &info, WEXITED | WNOHANG | __WALL) == 0 &&
-                    info.si_pid == th->tid)
-                        thread_mark_gone(th);
+                if (waitid(P_PID, (id_t)th->tid, &info, WEXITED | WNOHANG | WNOWAIT | __WALL) < 0 ||
+                    info.si_pid != th->tid)
+                        continue;
+                if (info.si_code != CLD_EXITED && info.si_code != CLD_KILLED && info.si_code != CLD_DUMPED)
+                        continue;       /* a stop: left for the wait that collects it */
+                /* An exit stays the thread's last report: this takes it. */
+                (void) target__thread_poll(th, &status);
         }
 }
 
@@ -231,17 +242,7 @@ int target__record_stop(Target *t, Thread *th, int status) {
 }
 
 static bool thread_traced_by_other(pid_t pid, pid_t tid) {
-        char path[64], buf[4096];
-        snprintf(path, sizeof(path), "/proc/%d/task/%d/status", pid, tid);
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-                return false;
-        ssize_t n = read(fd, buf, sizeof(buf) - 1);
-        if (n <= 0)
-                return false;
-        buf[n] = 0;
-        char *p = strstr(buf, "\nTracerPid:");
-        return p && atoi(p + strlen("\nTracerPid:")) != 0;
+        return target__thread_tracer(pid, tid) > 0;
 }
 
 /* Seizes th and asks it to stop; the stop is collected by a wait. -ESRCH when it is
@@ -268,6 +269,7 @@ static int thread_seize_interrupt(Target *t, Thread *th) {
                 if (r < 0)
                         return r;
                 th->seized = true;
+                th->was_seized = true;
                 th->stopped = false;
                 th->signal_stop = false;
                 th->group_stopped = false;

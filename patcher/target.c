@@ -49,6 +49,20 @@ char target__thread_state(pid_t pid, pid_t tid) {
         return p && p[1] == ' ' ? p[2] : 0;
 }
 
+pid_t target__thread_tracer(pid_t pid, pid_t tid) {
+        char path[64], buf[4096];
+        snprintf(path, sizeof(path), "/proc/%d/task/%d/status", pid, tid);
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return 0;
+        ssize_t n = read(fd, buf, sizeof(buf) - 1);
+        if (n <= 0)
+                return 0;
+        buf[n] = 0;
+        char *p = strstr(buf, "\nTracerPid:");
+        return p ? (pid_t)atoi(p + strlen("\nTracerPid:")) : 0;
+}
+
 static Thread *target_add_thread(Target *t, pid_t tid) {
         if (t->n_threads == t->n_alloc) {
                 size_t n = MAX(t->n_alloc * 2, (size_t)16);
@@ -198,6 +212,26 @@ int target_open(pid_t pid, Target **ret) {
         return 0;
 }
 
+/*
+ * The last guard against a thread left traced: one seized by this Target and since
+ * taken for gone, though its tracer is still us (a stop report taken for an exit, see
+ * target__reap_exited). In a ptrace-stop nobody would ever end, it would be frozen, and
+ * its process unreapable after a kill: detached now if it is stopped, kept as an orphan
+ * otherwise (its next stop or exit is reported to target_collect_orphans()). Only gone
+ * threads are looked at: one /proc read each, for threads that exited meanwhile.
+ */
+static void target_release_forgotten(Target *t) {
+        pid_t self = gettid();
+
+        for (size_t i = 0; i < t->n_threads; i++) {
+                Thread *th = &t->threads[i];
+                if (!th->gone || !th->was_seized || target__thread_tracer(t->pid, th->tid) != self)
+                        continue;
+                if (target__ptrace(PTRACE_DETACH, th->tid, NULL, NULL) < 0)
+                        target__orphan_add(t->pid, th->tid);
+        }
+}
+
 void target_free(Target *t) {
         if (!t)
                 return;
@@ -209,6 +243,7 @@ void target_free(Target *t) {
         for (size_t i = 0; i < t->n_threads; i++)
                 if (t->threads[i].seized && !t->threads[i].gone)
                         target__orphan_add(t->pid, t->threads[i].tid);
+        target_release_forgotten(t);
         (void) target_write_gather_end(t);
         if (t->mem_fd >= 0)
                 close(t->mem_fd);

@@ -41,6 +41,8 @@ typedef struct Thread {
         bool late;               /* asked to stop, and nobody waits for it any more: detached
                                   * by whoever finds it stopped (see below) */
         struct RemoteBatch *batch; /* open system call batch (target_syscall_batch_begin) */
+        bool was_seized;         /* seized by this Target at some point: target_free() makes
+                                  * sure one taken for gone is not still traced by us */
 } Thread;
 
 typedef struct Target {

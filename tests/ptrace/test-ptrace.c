@@ -835,6 +835,64 @@ TEST(exit_during_stop) {
         }
 }
 
+/*
+ * A thread asked to stop and not waited for yet, which stops while a remote system call
+ * runs on another thread: the looks for exited threads made during the call must leave
+ * its stop alone. Taken for an exit, it was forgotten in its ptrace-stop, traced for
+ * good: frozen, and its process could not be reaped after a kill.
+ */
+TEST(stop_pending_during_remote_call) {
+        Victim v;
+        Target *t;
+        victim_start(&v, "threads", NULL);
+        ASSERT_OK(TEST_TARGET_OPEN(v.pid, &t));
+        Thread *th = target_find_thread(t, v.sh->sleeper_tid);
+        ASSERT_TRUE(th);
+        ASSERT_OK(target_stop_thread(t, th));
+        pid_t tid = v.sh->counter_tids[0];
+        Thread *other = target_find_thread(t, tid);
+        ASSERT_TRUE(other);
+        ASSERT_OK(target_request_stop(t, other));
+        ASSERT_TRUE(WAIT_UNTIL(task_state(v.pid, tid) == 't', 5000));
+        /* poll(NULL, 0, 200): the call's wait runs in slices, looking around between them. */
+        ASSERT_EQ(rsys(t, th, SYS_poll, 0, 0, 200, 0, 0, 0), 0);
+        ASSERT_TRUE(other->seized && !other->gone);
+        ASSERT_OK(target_resume_thread(t, th));
+        uint64_t c = v.sh->counters[0];
+        target_free(t);
+        ASSERT_TRUE(WAIT_UNTIL(v.sh->counters[0] > c, 5000));
+        assert_none_traced(v.pid);
+        victim_end(&v);
+}
+
+/*
+ * The guard of target_free(): a thread the Target seized and then took for gone while
+ * it is still traced by us (made here by taking its stop report behind the library's
+ * back) is detached, not forgotten in its ptrace-stop.
+ */
+TEST(forgotten_thread_released) {
+        Victim v;
+        Target *t;
+        victim_start(&v, "threads", NULL);
+        ASSERT_OK(TEST_TARGET_OPEN(v.pid, &t));
+        pid_t tid = v.sh->counter_tids[0];
+        Thread *th = target_find_thread(t, tid);
+        ASSERT_TRUE(th);
+        ASSERT_OK(target_request_stop(t, th));
+        ASSERT_TRUE(WAIT_UNTIL(task_state(v.pid, tid) == 't', 5000));
+        siginfo_t info = {};
+        ASSERT_OK(waitid(P_PID, (id_t)tid, &info, WEXITED | WNOHANG | __WALL));
+        ASSERT_EQ(info.si_code, CLD_TRAPPED);
+        th->gone = true;
+        th->seized = false;
+        uint64_t c = v.sh->counters[0];
+        target_free(t);
+        ASSERT_TRUE(WAIT_UNTIL(v.sh->counters[0] > c, 5000));
+        assert_none_traced(v.pid);
+        ASSERT_EQ((long)target_orphans(), 0);
+        victim_end(&v);
+}
+
 TEST(zombie_leader) {
         Victim v;
         Target *t;

@@ -122,7 +122,7 @@ case_vfork_timeout_direct() {
 
 start_ulpd() {
 	export ULP_SOCKET=$WORK/ulpd.sock
-	"$ULPD" --no-recover --patch-dir "" --debug --socket "$ULP_SOCKET" --state-dir "$WORK/state" >"$WORK/ulpd.log" 2>&1 &
+	"$ULPD" --no-recover --patch-dir "" --debug --socket "$ULP_SOCKET" --state-dir "$WORK/state" "$@" >"$WORK/ulpd.log" 2>&1 &
 	UPID=$!
 	wait_for 10 test -S "$ULP_SOCKET" || fail "ulpd did not start"
 }
@@ -201,6 +201,33 @@ case_vfork_ulpd() {
 	expect_value compute 20 20
 	untraced || fail "threads left traced"
 	grep -q 'could not be stopped' "$WORK/ulpd.log" || fail "ulpd did not log the thread it could not stop"
+}
+
+# A thread left late by a borrow stops while a callback runs on another thread: its
+# stop must reach the code that lets it go (docs/stops.md, "A thread that cannot be
+# stopped"). The main thread vforks with the vforker ("all"), so the borrow for the
+# slow pre-patch callback passes over it (late) and takes a worker; its vfork child
+# exits halfway through the callback. Taken for an exit, that stop left the main thread
+# frozen in its ptrace-stop, traced by ulpd for good.
+case_late_callback() {
+	local s=${ULP_TEST_SLOWDOWN:-1}
+	start_ulpd --callback-timeout $((60000 * s))
+	STOPS_CB_MS=$((5000 * s)) start_victim 2 3000 all
+	expect_value compute 20 20
+	vfork_now
+	wait_for 10 main_in_d || fail "the main thread did not enter D state"
+	"$ULPCTL" apply --timeout $((30 * s)) -p "$VPID" "$PATCH_CB" >"$WORK/apply.out" 2>&1 ||
+		fail "apply failed: $(cat "$WORK/apply.out")"
+	cat "$WORK/apply.out"
+	# every thread went through the transition: none was taken for gone
+	grep -q "^applied compute-fix-cb to process $VPID: 4 thread(s)" "$WORK/apply.out" ||
+		fail "the transition did not count the victim's 4 threads"
+	expect_value compute 30 20
+	released
+	wait_for 5 untraced || fail "threads left traced: $(grep -H TracerPid /proc/"$VPID"/task/*/status | grep -v 'TracerPid:.0$')"
+	"$ULPCTL" revert -p "$VPID" compute-fix-cb || fail "revert failed"
+	expect_value compute 20 20
+	untraced || fail "threads left traced"
 }
 
 # No thread at all can be borrowed for a while: with no workers, the main thread and the
@@ -371,6 +398,7 @@ vfork-direct) case_vfork_direct ;;
 vfork-timeout-direct) case_vfork_timeout_direct ;;
 vfork-ulpd) case_vfork_ulpd ;;
 borrow-ulpd) case_borrow_ulpd ;;
+late-callback) case_late_callback ;;
 mask-kill) case_mask_kill ;;
 nocfi-deadline) case_nocfi_deadline ;;
 load) case_load ;;
