@@ -55,6 +55,19 @@ static int open_patch_file(UlpOp *op, const ControlPatch *p, int *ret_fd) {
         return 0;
 }
 
+/* The patch file of p and its metadata, read back from the target. */
+static int read_patch_back(UlpOp *op, const ControlPatch *p, int *ret_fd, PatchMeta **ret_meta) {
+        char err[256] = "";
+        int r = open_patch_file(op, p, ret_fd);
+
+        if (r < 0)
+                return op_fail(op, r, "cannot read patch %s back from process %d: %s", p->name, op->t->pid, strerror(-r));
+        r = patchmeta_read(*ret_fd, p->name, ret_meta, err, sizeof(err));
+        if (r < 0)
+                return op_fail(op, r, "patch %s in process %d: %s", p->name, op->t->pid, err[0] ? err : strerror(-r));
+        return 0;
+}
+
 /* Moves the records from index at on by n, making room for n records of the patch that
  * ends at at; the patches whose records follow move with them. Local copy only. */
 static int make_room(Control *c, unsigned at, unsigned n, unsigned patch) {
@@ -292,17 +305,13 @@ static int patch_object(UlpOp *op, unsigned idx, unsigned k) {
         SymTab *patch_st = NULL;
         Resolved *res = NULL;
         const PatchFunc **pfs = NULL;
-        char err[256] = "";
         unsigned n = 0, at = p->first_func + p->n_funcs, first = 0, done;
         Thread *th;
         int r;
 
-        r = open_patch_file(op, p, &fd);
+        r = read_patch_back(op, p, &fd, &meta);
         if (r < 0)
-                return op_fail(op, r, "cannot read patch %s back from process %d: %s", p->name, op->t->pid, strerror(-r));
-        r = patchmeta_read(fd, p->name, &meta, err, sizeof(err));
-        if (r < 0)
-                return op_fail(op, r, "patch %s in process %d: %s", p->name, op->t->pid, err[0] ? err : strerror(-r));
+                return r;
         const PatchCallbacks *cb = object_callbacks(meta, p->late[k]);
         done = published_records(op->c.img, idx, k, &first);
         if (done && records_in_mapping(op, first, done, p->late[k])) {
@@ -352,15 +361,11 @@ post:
 static int object_has_callbacks(UlpOp *op, const ControlPatch *p, const char *object, bool *ret) {
         _cleanup_close_ int fd = -1;
         PatchMeta *meta = NULL;
-        char err[256] = "";
         int r;
 
-        r = open_patch_file(op, p, &fd);
+        r = read_patch_back(op, p, &fd, &meta);
         if (r < 0)
-                return op_fail(op, r, "cannot read patch %s back from process %d: %s", p->name, op->t->pid, strerror(-r));
-        r = patchmeta_read(fd, p->name, &meta, err, sizeof(err));
-        if (r < 0)
-                return op_fail(op, r, "patch %s in process %d: %s", p->name, op->t->pid, err[0] ? err : strerror(-r));
+                return r;
         *ret = object_callbacks(meta, object) != NULL;
         patchmeta_free(meta);
         return 0;

@@ -35,30 +35,33 @@ int target__ptrace(int req, pid_t tid, void *addr, void *data) {
 }
 
 /* Reads one field of /proc/PID/task/TID/stat: the state letter, 0 when unreadable. */
-char target__thread_state(pid_t pid, pid_t tid) {
-        char path[64], buf[512];
-        snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", pid, tid);
+/* Reads /proc/PID/task/TID/FILE into buf with one read(), NUL-terminated: false when
+ * unreadable or empty. */
+static bool read_task_file(pid_t pid, pid_t tid, const char *file, char *buf, size_t size) {
+        char path[64];
+        snprintf(path, sizeof(path), "/proc/%d/task/%d/%s", pid, tid, file);
         _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd < 0)
-                return 0;
-        ssize_t n = read(fd, buf, sizeof(buf) - 1);
+                return false;
+        ssize_t n = read(fd, buf, size - 1);
         if (n <= 0)
-                return 0;
+                return false;
         buf[n] = 0;
+        return true;
+}
+
+char target__thread_state(pid_t pid, pid_t tid) {
+        char buf[512];
+        if (!read_task_file(pid, tid, "stat", buf, sizeof(buf)))
+                return 0;
         char *p = strrchr(buf, ')');
         return p && p[1] == ' ' ? p[2] : 0;
 }
 
 pid_t target__thread_tracer(pid_t pid, pid_t tid) {
-        char path[64], buf[4096];
-        snprintf(path, sizeof(path), "/proc/%d/task/%d/status", pid, tid);
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
+        char buf[4096];
+        if (!read_task_file(pid, tid, "status", buf, sizeof(buf)))
                 return 0;
-        ssize_t n = read(fd, buf, sizeof(buf) - 1);
-        if (n <= 0)
-                return 0;
-        buf[n] = 0;
         char *p = strstr(buf, "\nTracerPid:");
         return p ? (pid_t)atoi(p + strlen("\nTracerPid:")) : 0;
 }
