@@ -124,6 +124,11 @@ static int seal_stop(Target *t, TargetSeal *s, size_t i, int status, bool ending
                 if (r < 0)
                         return r;
                 e = &s->v[i];
+                /* Ending, any stop is one to let go from: the interrupt sent may have
+                 * been taken by this very stop, and a thread continued here would not
+                 * stop again. */
+                if (ending)
+                        return 1;
                 (void)target__ptrace(PTRACE_CONT, e->tid, NULL, NULL);
                 return 0;
         }
@@ -145,6 +150,8 @@ static int seal_stop(Target *t, TargetSeal *s, size_t i, int status, bool ending
                 return 0;
         }
         if (ev != 0 || stopsig == (SIGTRAP | 0x80)) {
+                if (ending)
+                        return 1;
                 (void)target__ptrace(PTRACE_CONT, e->tid, NULL, NULL);
                 return 0;
         }
