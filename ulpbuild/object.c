@@ -272,6 +272,12 @@ static uint64_t sec_hash(const Obj *o, size_t sec, bool deep) {
         return h;
 }
 
+/* a + b + c as the 64-bit sums the linker makes: wrapping, never undefined (a hostile
+ * object's addend or symbol value may be anything). */
+static int64_t sum_wrap(int64_t a, int64_t b, int64_t c) {
+        return (int64_t)((uint64_t)a + (uint64_t)b + (uint64_t)c);
+}
+
 static int64_t rel_key(const Obj *o, const GElf_Rela *r, char *key, size_t keylen, bool deep) {
         Target t = rel_target(o, r);
         unsigned type = GELF_R_TYPE(r->r_info);
@@ -282,11 +288,11 @@ static int64_t rel_key(const Obj *o, const GElf_Rela *r, char *key, size_t keyle
         }
         if (t.named) {
                 snprintf(key, keylen, "N:%s", o->symname[t.named]);
-                return r->r_addend + (int64_t)o->sym[t.sym].st_value - (int64_t)o->sym[t.named].st_value;
+                return (int64_t)((uint64_t)r->r_addend + o->sym[t.sym].st_value - o->sym[t.named].st_value);
         }
         if (sec_is_strings(o, t.sec)) {
                 const unsigned char *b = sec_bytes(o, t.sec);
-                int64_t off = (int64_t)o->sym[t.sym].st_value + r->r_addend + (rel_pcrel(type) ? 4 : 0);
+                int64_t off = sum_wrap((int64_t)o->sym[t.sym].st_value, r->r_addend, rel_pcrel(type) ? 4 : 0);
                 if (b && off >= 0 && (uint64_t)off < o->sh[t.sec].sh_size &&
                     memchr(b + off, 0, o->sh[t.sec].sh_size - (size_t)off)) {
                         snprintf(key, keylen, "S:%s", (const char *)b + off);
@@ -294,7 +300,7 @@ static int64_t rel_key(const Obj *o, const GElf_Rela *r, char *key, size_t keyle
                 }
         }
         snprintf(key, keylen, "A:%s:%016" PRIx64, o->sname[t.sec], deep ? sec_hash(o, t.sec, false) : 0);
-        return r->r_addend + (int64_t)o->sym[t.sym].st_value;
+        return sum_wrap(r->r_addend, (int64_t)o->sym[t.sym].st_value, 0);
 }
 
 /* Whether section a of x and b of y hold the same code or data once relocated. */

@@ -386,7 +386,7 @@ static void walk_rel(Unit *u, size_t sec, const GElf_Rela *r) {
         }
         if (t.named && use_programs(u, t.named, &bs, &pos)) {
                 unsigned rt = rebind_type(u, sec, r, fn, p->symname[t.named]);
-                int64_t a = r->r_addend + (int64_t)p->sym[t.sym].st_value - (int64_t)p->sym[t.named].st_value;
+                int64_t a = (int64_t)((uint64_t)r->r_addend + p->sym[t.sym].st_value - p->sym[t.named].st_value);
                 add_rebind(u, sec, r, rt, a, p->symname[t.named], pos);
                 return;
         }
