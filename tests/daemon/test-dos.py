@@ -217,7 +217,9 @@ def hostile_victims(d, n, threads, sleeper_ms, ready, timeout):
         v = subprocess.Popen(as_uid(HOSTILE) + [VICTIM, st, str(threads), "200", str(sleeper_ms)])
         procs.append(v)
         victims.append((v, st))
-    if not wait_for(lambda: all((victim_status(st) or {}).get(ready, 0) > 0 for _, st in victims), timeout):
+    # 65 victims of one uid start slowly on a loaded machine: the wait grows with it
+    if not wait_for(lambda: all((victim_status(st) or {}).get(ready, 0) > 0 for _, st in victims),
+                    timeout * SLOWDOWN):
         fail(f"victims did not start ({ready})")
     return victims
 
