@@ -98,6 +98,23 @@ static int validate_stage(const ControlHeader *h, char *why, size_t why_len) {
         return 0;
 }
 
+/* A patch load in progress: its driver, and the memfd's name (ulp's) and fd. */
+static int validate_load(const ControlHeader *h, char *why, size_t why_len) {
+        if (h->load_state == CONTROL_LOAD_NONE)
+                return 0;
+        if (h->load_state != CONTROL_LOAD_CREATING && h->load_state != CONTROL_LOAD_OPEN)
+                return WHY("unknown load state %u", h->load_state);
+        if (h->load_pid <= 0 || h->load_fd < 0 || (h->load_state == CONTROL_LOAD_OPEN) != (h->load_ino != 0))
+                return WHY("a patch load without its driver, fd or inode");
+        if (h->load_addr % 4096 || h->load_size % 4096 || h->load_size == 0 || h->load_size > (1ULL << 32) ||
+            !range_ok(h->load_addr, h->load_size))
+                return WHY("a patch load's range is not a sane mapping");
+        if (!string_ok(h->load_name, sizeof(h->load_name)) ||
+            strncmp(h->load_name, "ulp-patch:", strlen("ulp-patch:")) != 0)
+                return WHY("a patch load's memfd name is not ulp's");
+        return 0;
+}
+
 static int validate_header(const ControlHeader *h, uint64_t self, char *why, size_t why_len) {
         if (memcmp(h->magic, CONTROL_MAGIC, sizeof(h->magic)) != 0)
                 return WHY("bad magic");
@@ -128,6 +145,8 @@ static int validate_header(const ControlHeader *h, uint64_t self, char *why, siz
         if ((h->callback_tid == 0) != (h->callback_frame == 0))
                 return WHY("a running callback without its thread or frame");
         if (validate_shadow(h, why, why_len) < 0)
+                return -EBADMSG;
+        if (validate_load(h, why, why_len) < 0)
                 return -EBADMSG;
         return validate_stage(h, why, why_len);
 }

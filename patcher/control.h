@@ -79,6 +79,13 @@ enum {
         CF_FLAG_NOP = 1 << 0,    /* replace patch: this function goes back to the original */
 };
 
+/* ControlHeader.load_state */
+enum {
+        CONTROL_LOAD_NONE = 0,
+        CONTROL_LOAD_CREATING = 1,    /* memfd_create may have run: its fd is not known */
+        CONTROL_LOAD_OPEN = 2,        /* the memfd is open in the target as load_fd */
+};
+
 /* The state byte of a late object (CONTROL_LATE_STATE, after its name's NUL). */
 enum {
         CONTROL_LATE_WAITING = 0,     /* not loaded yet, or loaded and nothing run yet */
@@ -144,7 +151,24 @@ typedef struct ControlHeader {
         uint32_t stage_at;
         uint32_t stage_patches;
         uint32_t stage_funcs;
-        uint8_t reserved[4096 - 248];
+        /* A patch being loaded (loader-fd.c, docs/fault-tolerance.md): the memfd the
+         * loader creates in the target is an fd of the target until its close, and its
+         * code is mapped before any record names it; a driver killed in between would
+         * leave both for good. The driver (pid, start time) records the memfd's name and
+         * the range it reserves before memfd_create (LOAD_CREATING), the fd and inode
+         * right after (LOAD_OPEN); the write that publishes the patch's record (or the
+         * shadow runtime's) clears it. The next apply, revert or resume closes and
+         * unmaps what a dead driver left. */
+        uint32_t load_state;     /* CONTROL_LOAD_* */
+        int32_t load_pid;
+        uint64_t load_start;
+        int32_t load_fd;
+        uint32_t pad4;
+        uint64_t load_ino;
+        uint64_t load_addr;      /* the reservation the segments go into */
+        uint64_t load_size;
+        char load_name[192];     /* the memfd's name, "ulp-patch:NAME" */
+        uint8_t reserved[4096 - 488];
 } ControlHeader;
 
 typedef struct ControlArea {

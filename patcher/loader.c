@@ -11,6 +11,7 @@
 #include "common/errfmt.h"
 #include "common/macro.h"
 #include "elf/relr.h"
+#include "patcher/control.h"
 #include "patcher/ifunc.h"
 #include "elf/symtab.h"
 #include "patcher/loader.h"
@@ -198,7 +199,7 @@ static int map_segments(Target *t, Thread *th, Elf *e, int remote_fd, uint64_t b
         return 0;
 }
 
-int loader_map(Target *t, Thread *th, int patch_fd, const char *name, uint64_t near_lo,
+int loader_map(Target *t, Thread *th, struct Control *c, int patch_fd, const char *name, uint64_t near_lo,
                uint64_t near_hi, LoadedPatch *ret, char *err, size_t errlen) {
         _cleanup_elf_ Elf *e = NULL;
         MapList maps = {};
@@ -222,13 +223,24 @@ int loader_map(Target *t, Thread *th, int patch_fd, const char *name, uint64_t n
                 return fail(err, errlen, r, "no free address range within 2 GiB of the patched module");
 
         snprintf(memfd_name, sizeof(memfd_name), PATCH_MAPPING_PREFIX "%.180s", name);
+        /* The memfd is an fd of the target until its close below, and the mapping is
+         * nobody's until the caller records it: the block names both for as long, so
+         * that the next operation takes back what a killed driver left (loader-fd.c). */
+        if (c && (r = loader_fd_record(t, c, memfd_name, addr, hi - lo)) < 0)
+                return fail(err, errlen, r, "cannot update the control block: %s", strerror(-r));
         /* Five to eight system calls in a row on one thread: one batch (target.h). */
         r = target_syscall_batch_begin(t, th);
-        if (r < 0)
-                return fail(err, errlen, r, "cannot run system calls in the target: %s", strerror(-r));
+        if (r < 0) {
+                fail(err, errlen, r, "cannot run system calls in the target: %s", strerror(-r));
+                goto unrecord;
+        }
         r = rsys_memfd_create(t, th, memfd_name, &remote_fd);
         if (r < 0) {
                 fail(err, errlen, r, "memfd_create in the target failed: %s", strerror(-r));
+                goto out;
+        }
+        if (c && (r = loader_fd_opened(t, c, remote_fd)) < 0) {
+                fail(err, errlen, r, "cannot update the control block: %s", strerror(-r));
                 goto out;
         }
         r = copy_into_memfd(t->pid, remote_fd, patch_fd);
@@ -250,9 +262,15 @@ int loader_map(Target *t, Thread *th, int patch_fd, const char *name, uint64_t n
         }
         *ret = (LoadedPatch) { .start = addr, .size = hi - lo, .bias = addr - lo };
 out:
-        if (remote_fd >= 0)
-                (void)rsys_close(t, th, remote_fd);
+        if (remote_fd >= 0 && rsys_close(t, th, remote_fd) < 0)
+                c = NULL;   /* still open: the record stays, for the next operation */
         int k = target_syscall_batch_end(t, th);
+unrecord:
+        /* Loaded: the caller's write of the patch's record clears it. */
+        if (c && (r < 0 || k < 0)) {
+                loader_fd_clear(c);
+                (void)control_write_header(t, c);
+        }
         return r < 0 ? r : k;
 }
 

@@ -55,9 +55,27 @@ int resolver_lookup_exported(Target *t, SymResolver *res, const char *name, uint
                              char *err, size_t errlen);
 
 /* Maps the patch (file at patch_fd, already validated) into the target within +-2 GiB of
- * [near_lo, near_hi), on the borrowed stopped thread th. */
-int loader_map(Target *t, Thread *th, int patch_fd, const char *name, uint64_t near_lo,
+ * [near_lo, near_hi), on the borrowed stopped thread th. c, the target's control block
+ * (NULL: none), names the memfd in the target while it is open (loader-fd.c). */
+struct Control;
+int loader_map(Target *t, Thread *th, struct Control *c, int patch_fd, const char *name, uint64_t near_lo,
                uint64_t near_hi, LoadedPatch *ret, char *err, size_t errlen);
+
+/* A load until it is recorded (loader-fd.c): loader_map() names in the header its memfd
+ * and reservation before memfd_create (record), then the fd (opened); on failure it
+ * clears the record itself, on success the caller clears it (loader_fd_clear) in the
+ * local copy, and its header write that publishes the patch's record publishes that. */
+int loader_fd_record(Target *t, struct Control *c, const char *name, uint64_t addr, uint64_t size);
+int loader_fd_opened(Target *t, struct Control *c, int fd);
+void loader_fd_clear(struct Control *c);
+/* Whether the block names a load whose driver is gone (or this very process: operations
+ * on a process do not overlap). */
+bool loader_fd_left(const struct Control *c);
+/* Closes, on the borrowed thread th, the memfd a load left open (the fd the header names
+ * if it still is that memfd; or, killed before it knew the fd, the fds of its name that
+ * nothing maps), unmaps its reservation if no record claims it and it holds only the
+ * load's mappings, and clears the record: how many it closed or unmapped, or -errno. */
+int loader_fd_reclaim(Target *t, Thread *th, struct Control *c);
 
 /* Applies the patch's dynamic relocations into the mapping and fills its ULP_REF slots.
  * With lp == NULL only checks (dry run). */

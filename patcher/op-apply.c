@@ -427,6 +427,9 @@ static int load_patch(UlpOp *op, Thread *th, const PatchMeta *meta, int patch_fd
                 if (r < 0)
                         return op_fail(op, r, "cannot create the control block in process %d: %s", op->t->pid, strerror(-r));
         }
+        r = op_reclaim_loader_fd(op, th);
+        if (r < 0)
+                return r;
         r = op_compact_control(op);
         if (r < 0)
                 return r;
@@ -440,7 +443,7 @@ static int load_patch(UlpOp *op, Thread *th, const PatchMeta *meta, int patch_fd
                 if (r < 0)
                         return op_fail(op, r, "%s", err);
         }
-        r = loader_map(op->t, th, patch_fd, meta->name, near->mod->start, near->mod->end, &lp, err, sizeof(err));
+        r = loader_map(op->t, th, &op->c, patch_fd, meta->name, near->mod->start, near->mod->end, &lp, err, sizeof(err));
         if (r < 0)
                 return op_fail(op, r, "%s", err);
         OpThread rr = { op, th };
@@ -452,7 +455,10 @@ static int load_patch(UlpOp *op, Thread *th, const PatchMeta *meta, int patch_fd
         if (r >= 0)
                 r = symtab_open_fd(patch_fd, &patch_st);
         if (r < 0) {
-                (void)loader_unmap(op->t, th, lp.start, lp.size);
+                if (loader_unmap(op->t, th, lp.start, lp.size) >= 0) {
+                        loader_fd_clear(&op->c);
+                        (void)control_write_header(op->t, &op->c);
+                }
                 return op_fail(op, r, "%s", err[0] ? err : "cannot read the patch's symbols");
         }
         p = new_patch_record(op, meta, &lp, name_hint);
@@ -470,6 +476,8 @@ static int load_patch(UlpOp *op, Thread *th, const PatchMeta *meta, int patch_fd
                 r = control_write_funcs(op->t, &op->c, p->first_func, p->n_funcs);
         if (r >= 0)
                 r = control_write_patch(op->t, &op->c, (unsigned)op->patch);
+        /* The header counting the record is the one that ends the load's record. */
+        loader_fd_clear(&op->c);
         if (r >= 0)
                 r = control_write_header(op->t, &op->c);
         if (r < 0) {

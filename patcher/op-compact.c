@@ -11,6 +11,7 @@
 
 #include "common/macro.h"
 #include "elf/maps.h"
+#include "patcher/loader.h"
 #include "patcher/op.h"
 
 /* A reverted patch's code may be left mapped by a driver killed between a transition's
@@ -235,4 +236,16 @@ int op_unload_failed(UlpOp *op) {
                 (void)op_compact_control(op);
         img = op->c.img;
         return idx < img->hdr.n_patches && img->patches[idx].state == CP_UNPATCHED && img->patches[idx].map_size;
+}
+
+int op_reclaim_loader_fd(UlpOp *op, Thread *th) {
+        int r;
+
+        if (!op->c.img || !loader_fd_left(&op->c))
+                return 0;
+        r = loader_fd_reclaim(op->t, th, &op->c);
+        if (r < 0)
+                return op_fail(op, r, "cannot close the memfd a killed driver left in process %d: %s", op->t->pid,
+                               strerror(-r));
+        return 0;
 }

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "common/macro.h"
+#include "patcher/loader.h"
 #include "patcher/op.h"
 
 /* A patch may go only if, for each of its functions, nothing above it in the function's
@@ -112,7 +113,9 @@ static int revert_prologue(UlpOp *op) {
                 r = op_borrow(op, &th);
                 if (r < 0)
                         return r;
-                r = op_build_stubs(op, th, op->patch);
+                r = op_reclaim_loader_fd(op, th);
+                if (r >= 0)
+                        r = op_build_stubs(op, th, op->patch);
                 int k = target_resume_thread(op->t, th);
                 if (r >= 0)
                         r = k;
@@ -177,6 +180,19 @@ fail:
         return r;
 }
 
+/* Nothing to resume, but a patch load a killed driver left: its memfd is closed on a
+ * thread borrowed for that alone (recovery at ulpd's start). */
+static int reclaim_only(UlpOp *op) {
+        Thread *th;
+        int r = op_borrow(op, &th);
+
+        if (r < 0)
+                return r;
+        r = op_reclaim_loader_fd(op, th);
+        int k = target_resume_thread(op->t, th);
+        return r < 0 ? r : k;
+}
+
 int ulp_op_resume(pid_t pid, const UlpOptions *o, UlpOp **ret, UlpReport *report) {
         UlpOp *op = op_new(OP_APPLY, o, report);
         bool keep_timeout = !o || !o->timeout_ms;
@@ -190,6 +206,8 @@ int ulp_op_resume(pid_t pid, const UlpOptions *o, UlpOp **ret, UlpReport *report
         op->o.trust_unsigned = true;
         r = op_open_with_control(op, pid);
         op->o.trust_unsigned = trust;
+        if (r >= 0 && op->c.img->hdr.transition_patch < 0 && loader_fd_left(&op->c) && op_check_trust(op) >= 0)
+                (void)reclaim_only(op);
         if (r >= 0 && op->c.img->hdr.transition_patch < 0)
                 r = op_fail(op, -ENOENT, "process %d has no transition in progress", pid);
         if (r >= 0)

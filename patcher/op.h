@@ -155,6 +155,9 @@ int op_compact_control(UlpOp *op);
  * every thread (nothing may be borrowed). Best effort: code some thread may still run
  * stays, recorded, for a later apply. */
 int op_reclaim_code(UlpOp *op);
+/* Closes, on the borrowed thread th, the memfd of a patch load that a killed driver left
+ * open in the target (loader-fd.c); 0 or a failure with its message. */
+int op_reclaim_loader_fd(UlpOp *op, Thread *th);
 /* The patch just loaded, whose pre-patch callback failed to run: its code unmapped and
  * its record dropped, unless a thread may be in that code (1 then). */
 int op_unload_failed(UlpOp *op);

@@ -102,7 +102,7 @@ static int map_runtime(Target *t, Thread *th, Control *c, SymResolver *res, uint
         r = unmap_left(t, th, c->img, err, errlen);
         if (r < 0)
                 return r;
-        r = loader_map(t, th, fd, SHADOW_RUNTIME_NAME, near_lo, near_hi, &lp, err, errlen);
+        r = loader_map(t, th, c, fd, SHADOW_RUNTIME_NAME, near_lo, near_hi, &lp, err, errlen);
         if (r < 0)
                 return r;
         r = loader_link(t, fd, &none, res, &lp, err, errlen);
@@ -113,6 +113,7 @@ static int map_runtime(Target *t, Thread *th, Control *c, SymResolver *res, uint
         }
         /* The mapping first, then the header naming it: a driver killed in between leaves
          * a few unreferenced pages, never a header naming nothing. */
+        loader_fd_clear(c);   /* the load's record goes with the header naming it */
         if (r >= 0) {
                 r = control_write_header(t, c);
                 if (r < 0)
@@ -121,7 +122,8 @@ static int map_runtime(Target *t, Thread *th, Control *c, SymResolver *res, uint
         if (r < 0) {
                 memset(h->shadow_entry, 0, sizeof(h->shadow_entry));
                 h->shadow_base = h->shadow_size = h->shadow_stats = 0;
-                (void)loader_unmap(t, th, lp.start, lp.size);
+                if (loader_unmap(t, th, lp.start, lp.size) >= 0)
+                        (void)control_write_header(t, c);
         }
         return r;
 }

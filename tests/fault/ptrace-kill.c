@@ -14,6 +14,10 @@
  *                       after a SETREGS that takes a thread whose PC is in [LO, HI) to
  *                       a PC outside it (a thread moved out of displaced bytes into the
  *                       relocated copy, transition-entry.c)
+ *   ULP_FAULT_AFTER_SYSCALL  with REQUEST and N: calls are counted from the SETREGS that
+ *                       starts the first remote system call of this number (N = 1: that
+ *                       SETREGS itself), so that a sweep lands inside one step of the
+ *                       operation whatever came before it
  * Unset or unknown: the library does nothing. ULP_FAULT_LOG, when set, names a file that
  * gets one line per call ("REQUEST result", and "rax=N" for SETREGS), to see what an
  * operation does.
@@ -47,6 +51,7 @@ static const struct {
 
 static long want = -2;          /* -2 not read yet, -1 none, 0x7fffffff any */
 static unsigned long want_n, seen;
+static long after_nr = -1;      /* ULP_FAULT_AFTER_SYSCALL, -1 none: count from the start */
 
 static const char *req_name(long req) {
         for (size_t i = 0; i < sizeof(requests) / sizeof(requests[0]); i++)
@@ -61,6 +66,8 @@ static void read_config(void) {
         if (!r || !n)
                 return;
         want_n = strtoul(n, NULL, 10);
+        if (getenv("ULP_FAULT_AFTER_SYSCALL"))
+                after_nr = strtol(getenv("ULP_FAULT_AFTER_SYSCALL"), NULL, 10);
         if (strcmp(r, "ANY") == 0)
                 want = 0x7fffffff;
         for (size_t i = 0; i < sizeof(requests) / sizeof(requests[0]); i++)
@@ -140,7 +147,10 @@ long ptrace(enum __ptrace_request request, ...) {
         log_call((long)request, r, data);
         if (moved && r == 0)
                 syscall(SYS_kill, getpid(), SIGKILL);
-        if (want != -1 && (want == 0x7fffffff || want == (long)request) && ++seen == want_n)
+        if (after_nr >= 0 && (long)request == 13 && data &&
+            (long)((const struct user_regs_struct *)data)->rax == after_nr)
+                after_nr = -1;
+        if (want != -1 && after_nr < 0 && (want == 0x7fffffff || want == (long)request) && ++seen == want_n)
                 syscall(SYS_kill, getpid(), SIGKILL);
         errno = saved;
         return r;

@@ -85,7 +85,7 @@ static Thread *load_near_main(Loaded *l, LoadedPatch *lp, const Module **ret_mai
                 TEST__FAIL("dry run: %s", err);
         ASSERT_OK(target_stop_all(l->t));
         th = target_any_stopped(l->t);
-        if (loader_map(l->t, th, l->fd, l->meta->name, main_mod->start, main_mod->end, lp, err, sizeof(err)) < 0)
+        if (loader_map(l->t, th, NULL, l->fd, l->meta->name, main_mod->start, main_mod->end, lp, err, sizeof(err)) < 0)
                 TEST__FAIL("map: %s", err);
         if (loader_link(l->t, l->fd, l->meta, &l->res, lp, err, sizeof(err)) < 0)
                 TEST__FAIL("link: %s", err);

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# A patch load cut short (docs/fault-tolerance.md, "A patch load cut short"): ulpctl
+# --direct apply is killed right after each ptrace call of the load, from the SETREGS
+# that starts the memfd_create of the patch's memfd to the DETACH that ends the load
+# (ptrace-kill.so, ULP_FAULT_AFTER_SYSCALL=319). Such a kill used to leave the memfd open
+# in the victim for good, and its code mapped with no record naming it. After each kill
+# the victim must be alive, untraced and on the original version; status must read it;
+# then the next operation (an apply in odd trials, a revert of another patch in even
+# ones) must leave no ulp memfd among the victim's fds, and once everything is reverted
+# no patch code mapped, the victim on the original and never mixed.
+#
+# Usage: test-memfd.sh  (env from meson: ULPCTL, VICTIM, PATCH, PATCH_CONS, FAULTLIB)
+# Knob: MEMFD_STRIDE (default 1: every call).
+set -uo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
+VPID=
+STRIDE=${MEMFD_STRIDE:-1}
+T=$((30 * SLOW))
+
+ulpctl() { "$ULPCTL" --direct "$@"; }
+# The victim's fds that are ulp's patch memfds.
+ulp_fds() {
+	local f n=0
+	for f in /proc/"$VPID"/fd/*; do
+		case "$(readlink "$f" 2>/dev/null)" in /memfd:ulp-patch:*) n=$((n + 1)) ;; esac
+	done
+	echo $n
+}
+ulp_maps() { grep -c 'memfd:ulp-patch' "/proc/$VPID/maps"; }
+runs() { { fresh && rises "$1" 5; } && steady "$2" && [ "$(now mixed)" = 0 ]; }
+fail_details() {
+	echo "--- last victim lines:"; tail -n 3 "$LOG"
+	echo "--- fds:"; ls -l "/proc/$VPID/fd" 2>/dev/null
+	echo "--- maps:"; grep ulp "/proc/$VPID/maps" 2>/dev/null
+}
+
+"$VICTIM" -n 4 >"$LOG" 2>&1 &
+VPID=$!
+wait_for 10 grep -qs '^v1=' "$LOG" || fail "victim did not start"
+# The control block first, so that the first memfd_create of each apply is the loader's;
+# and a logged apply: the number of calls from memfd_create to the end of the load.
+out=$(ulpctl apply --timeout $T -p "$VPID" "$PATCH" 2>&1) || fail "first apply: $out"
+out=$(ulpctl revert --timeout $T -p "$VPID" fault 2>&1) || fail "first revert: $out"
+out=$(env LD_PRELOAD="$FAULTLIB" ULP_FAULT_LOG="$WORK/calls" "$ULPCTL" --direct apply --timeout $T \
+	-p "$VPID" "$PATCH" 2>&1) || fail "logged apply: $out"
+out=$(ulpctl revert --timeout $T -p "$VPID" fault 2>&1) || fail "logged revert: $out"
+CALLS=$(awk '/^SETREGS .*rax=319$/ && !s { s = NR } s && /^DETACH/ { print NR - s + 1; exit }' "$WORK/calls")
+[ -n "$CALLS" ] && [ "$CALLS" -gt 8 ] || fail "no load found in the logged apply's calls: $(head -c 600 "$WORK/calls")"
+
+trials=0 killed=0 left=0 lost=0 wrong=0
+for ((n = 1; n <= CALLS; n += STRIDE)); do
+	trials=$((trials + 1))
+	if [ $((trials % 2)) = 0 ]; then
+		out=$(ulpctl apply --timeout $T -p "$VPID" "$PATCH_CONS" 2>&1) || fail "trial $trials: apply of consistency: $out"
+	fi
+	env LD_PRELOAD="$FAULTLIB" ULP_FAULT_AFTER_SYSCALL=319 ULP_FAULT_REQUEST=ANY ULP_FAULT_N=$n \
+		"$ULPCTL" --direct apply --timeout $T -p "$VPID" "$PATCH" >"$WORK/inj.out" 2>&1
+	rc=$?
+	[ $rc = 137 ] || fail "trial $trials (call $n of $CALLS): the apply was not killed (exit $rc): $(cat "$WORK/inj.out")"
+	killed=$((killed + 1))
+	kill -0 "$VPID" 2>/dev/null || { lost=$((lost + 1)); fail "trial $trials (call $n): the victim died"; }
+	victim_ok
+	[ "$(ulp_fds)" = 0 ] || left=$((left + 1))
+	if [ $((trials % 2)) = 0 ]; then
+		runs v2 v1 || { wrong=$((wrong + 1)); fail "trial $trials (call $n): not on the consistency patch after the kill"; }
+	else
+		runs v1 v2 || { wrong=$((wrong + 1)); fail "trial $trials (call $n): not on the original after the kill"; }
+	fi
+	out=$(ulpctl status -p "$VPID" 2>&1) || fail "trial $trials (call $n): status failed: $out"
+	if [ $((trials % 2)) = 0 ]; then
+		out=$(ulpctl revert --timeout $T -p "$VPID" consistency 2>&1) ||
+			fail "trial $trials (call $n): the revert after the kill failed: $out"
+		[ "$(ulp_fds)" = 0 ] || fail "trial $trials (call $n): an ulp memfd is still open after the revert"
+	else
+		out=$(ulpctl apply --timeout $T -p "$VPID" "$PATCH" 2>&1) ||
+			fail "trial $trials (call $n): the apply after the kill failed: $out"
+		[ "$(ulp_fds)" = 0 ] || fail "trial $trials (call $n): an ulp memfd is still open after the apply"
+		runs v2 v1 || { wrong=$((wrong + 1)); fail "trial $trials (call $n): the patch does not run after the apply"; }
+		out=$(ulpctl revert --timeout $T -p "$VPID" fault 2>&1) || fail "trial $trials (call $n): revert: $out"
+	fi
+	runs v1 v2 || { wrong=$((wrong + 1)); fail "trial $trials (call $n): not on the original after the revert"; }
+	[ "$(ulp_maps)" = 0 ] || fail "trial $trials (call $n): patch code left mapped after the revert"
+	victim_ok
+done
+echo "load kills: trials=$trials killed=$killed memfd_left_by_kill=$left lost=$lost wrong=$wrong"
+[ "$left" -gt 0 ] || fail "no kill left a memfd open: the sweep missed the window"
+echo "PASS"
