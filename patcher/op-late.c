@@ -213,31 +213,39 @@ static const PatchCallbacks *object_callbacks(const PatchMeta *meta, const char 
 }
 
 /* klp_module_coming's pre_patch: 0 to go on; a refusal leaves the object unpatched for
- * good (the process has loaded it anyway) and is the operation's failure. It runs once
- * per coming: the block records that it ran before the switch is tried, so a switch
- * tried again later (-EBUSY, ulpd's next look) or by another driver does not run it
- * again. */
+ * good (the process has loaded it anyway) and is the operation's failure. It runs at most
+ * once per coming: the block records it as run before the call starts, so that neither a
+ * switch tried again later (-EBUSY, ulpd's next look) nor a driver that takes over after
+ * this one was killed during or after the call runs it again; they go on with the
+ * switch, as after a pre_patch that returned 0 (docs/late-callbacks.md). */
 static int late_pre_patch(UlpOp *op, unsigned idx, unsigned k, const PatchCallbacks *cb) {
         ControlPatch *p = &op->c.img->patches[idx];
         char object[sizeof(p->late[0])];
-        int ret = 0, r;
+        int ret = 0, r, w;
 
-        if (!cb || !cb->pre_patch || p->late[k][CONTROL_LATE_STATE] == CONTROL_LATE_PREPATCHED)
+        if (!cb || !cb->pre_patch)
                 return 0;
+        /* One left past its deadline may still run: the switch waits for its return. */
+        if (p->late[k][CONTROL_LATE_STATE] == CONTROL_LATE_PREPATCHED)
+                return op_callback_reclaim(op, true);
         op->patch = (int)idx;
+        p->late[k][CONTROL_LATE_STATE] = CONTROL_LATE_PREPATCHED;
+        w = control_write_patch(op->t, &op->c, idx);
+        if (w < 0)
+                return op_fail(op, w, "cannot update the control block: %s", strerror(-w));
         r = op_run_callback(op, cb->pre_patch + p->bias, &ret);
-        /* A callback that returned counts even when its thread could not be resumed
-         * after (the operation fails, and its next try must not run it again). */
-        if (r < 0 && !op->callback_returned)
+        /* It did not run (no thread, or it crashed and its thread was put back): the
+         * next try runs it. One past its deadline runs on: it counts as run. A callback
+         * that returned counts even when its thread could not be resumed after. */
+        if (r < 0 && !op->callback_returned) {
+                if (r != -ETIME) {
+                        p->late[k][CONTROL_LATE_STATE] = CONTROL_LATE_WAITING;
+                        (void)control_write_patch(op->t, &op->c, idx);
+                }
                 return r;
-        if (ret == 0) {
-                int w;
-                p->late[k][CONTROL_LATE_STATE] = CONTROL_LATE_PREPATCHED;
-                w = control_write_patch(op->t, &op->c, idx);
-                if (w < 0)
-                        return op_fail(op, w, "cannot update the control block: %s", strerror(-w));
-                return r < 0 ? r : 0;
         }
+        if (ret == 0)
+                return r < 0 ? r : 0;
         snprintf(object, sizeof(object), "%s", p->late[k]);
         memset(p->late[k], 0, sizeof(p->late[k]));
         r = control_write_patch(op->t, &op->c, idx);

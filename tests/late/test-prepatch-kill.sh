@@ -1,0 +1,76 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# A late object's pre_patch runs at most once per load, even when its driver is killed
+# (docs/late-callbacks.md): the victim loads liblatehold.so, and ulp_apply_late()
+# (transition-pending, as ulpd runs it) is killed with SIGKILL right after each of its
+# ptrace calls from the SETREGS that starts the pre_patch call on (ptrace-kill.so,
+# ULP_FAULT_AFTER_SYSCALL=0: a call's SETREGS has rax 0) to its end. The thread then runs
+# the callback by itself. Each time the victim must be alive and untraced, the next run
+# must end the patching of the library (or find it ended), and the victim must have seen
+# pre_patch exactly once, post_patch at most once (a kill between the switch and its
+# call leaves it unrun), hold_value patched; the revert must bring both functions back.
+# Before the block recorded pre_patch as run before its call, a kill after it returned
+# and before that record made the next run call it a second time.
+# Usage: test-prepatch-kill.sh  (env from meson: ULPCTL, LATE_VICTIM, LATE_DIR,
+# VICTIMS_DIR, PENDING, FAULTLIB)
+# Knob: PREPATCH_STRIDE (default 1: every call).
+set -uo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
+VPID=
+export LD_LIBRARY_PATH=$VICTIMS_DIR:$LATE_DIR
+PATCH=$LATE_DIR/late-patch-hold.so
+STRIDE=${PREPATCH_STRIDE:-1}
+
+ulpctl() { "$ULPCTL" --direct "$@"; }
+value_in() { grep -v '^cb: ' "$LOG" | tail -n 1 | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+shows() { wait_for 5 eval "[ \"\$(value_in $1)\" = $2 ]"; }
+cbs() { grep '^cb: ' "$LOG" | sed 's/^cb: //' | tr '\n' ' '; }
+count() { grep -cx "cb: $1" "$LOG"; }
+start_loaded() {
+	: >"$LOG"
+	"$LATE_VICTIM" >"$LOG" 2>&1 &
+	VPID=$!
+	wait_for 5 grep -q '^base=1 hold=-1' "$LOG" || fail "victim did not start"
+	ulpctl apply -p "$VPID" "$PATCH" >/dev/null 2>&1 || fail "apply failed"
+	shows base 2 || fail "base_value not patched"
+	kill -HUP "$VPID"
+	shows loads 1 || fail "liblatehold.so not loaded"
+}
+stop_victim() { kill -9 "$VPID" 2>/dev/null; wait "$VPID" 2>/dev/null; VPID=; }
+
+trials=0 lost=0 twice=0 post_lost=0
+for ((n = 1; ; n += STRIDE)); do
+	what="killed after call $n from pre_patch's"
+	start_loaded
+	env LD_PRELOAD="$FAULTLIB" ULP_FAULT_AFTER_SYSCALL=0 ULP_FAULT_REQUEST=ANY ULP_FAULT_N=$n \
+		"$PENDING" "$VPID" >"$WORK/inj.out" 2>&1
+	rc=$?
+	if [ $rc = 0 ]; then   # past the run's last call: the sweep is over
+		[ "$(cbs)" = "pre_patch post_patch " ] || fail "the run not killed: callbacks $(cbs)"
+		stop_victim
+		break
+	fi
+	[ $rc = 137 ] || fail "$what: exit $rc: $(cat "$WORK/inj.out")"
+	trials=$((trials + 1))
+	kill -0 "$VPID" 2>/dev/null || { lost=$((lost + 1)); fail "$what: the victim died"; }
+	victim_ok
+	out=$(ulpctl status -p "$VPID" 2>&1) || fail "$what: status failed: $out"
+	"$PENDING" "$VPID" >"$WORK/next.out" 2>&1
+	rc=$?
+	[ $rc = 0 ] || { [ $rc = 1 ] && grep -qx 'no pending object is loaded yet' "$WORK/next.out"; } ||
+		fail "$what: the next run: exit $rc: $(cat "$WORK/next.out")"
+	shows hold 2 || fail "$what: hold_value not patched after the next run"
+	# the thread killed inside a call finishes it by itself: give it the time to print
+	wait_for 2 eval '[ "$(count pre_patch)" -ge 1 ]'
+	[ "$(count pre_patch)" = 1 ] || { twice=$((twice + 1)); fail "$what: pre_patch ran $(count pre_patch) times: $(cbs)"; }
+	[ "$(count post_patch)" -le 1 ] || fail "$what: post_patch ran $(count post_patch) times: $(cbs)"
+	[ "$(count post_patch)" = 1 ] || post_lost=$((post_lost + 1))
+	out=$(ulpctl revert -p "$VPID" late-hold 2>&1) || fail "$what: the revert failed: $out"
+	shows hold 1 && shows base 1 || fail "$what: the revert did not restore both"
+	victim_ok
+	ok "$what: callbacks $(cbs)"
+	stop_victim
+done
+echo "pre_patch kills: trials=$trials lost=$lost twice=$twice post_patch_not_run=$post_lost"
+[ "$trials" -gt 10 ] || fail "only $trials kills: the sweep missed the run"
+echo "PASS"
