@@ -556,6 +556,7 @@ typedef struct ApplyStart {
         char *name_hint;
         PatchMeta *meta;
         Resolved *res;
+        bool settled;            /* op_late_settle() ended what a killed driver left */
         bool loaded;
 } ApplyStart;
 
@@ -603,6 +604,12 @@ static int apply_prologue(UlpOp *op) {
         ApplyStart *a = op->prologue_data;
         int r = 0, cb = 0;
 
+        if (!a->settled) {
+                /* -EAGAIN while threads are in the way: the next step tries again. */
+                if (op->c.img && op->c.img->hdr.transition_patch < 0 && (r = op_late_settle(op)) < 0)
+                        return r;
+                a->settled = true;
+        }
         if (!a->loaded) {
                 r = apply_load(op, a);
                 if (r < 0)
@@ -664,8 +671,6 @@ int ulp_op_apply(pid_t pid, int client_fd, const char *name_hint, const UlpOptio
                 r = op_callback_reclaim(op, a->meta->n_callbacks > 0);
         if (r >= 0)
                 r = op_reclaim_code(op);
-        if (r >= 0 && op->c.img && op->c.img->hdr.transition_patch < 0)
-                r = op_late_settle(op);
         if (r >= 0) {
                 unsigned next;
                 r = ulp_op_step(op, &next);

@@ -148,6 +148,11 @@ static int switch_entries(UlpOp *op, unsigned idx, unsigned k, unsigned first, u
         int r = -EAGAIN, k2;
 
         for (int tries = 0; tries < PENDING_TRIES && r == -EAGAIN; tries++) {
+                /* Within the operation's time only. In an operation's step (a revert or
+                 * apply that ends a switch a killed driver left): one try, the next step
+                 * tries again, and ulpd serves other clients in between. */
+                if (tries > 0 && (op->borrow_retry || op_now_ns() >= op->deadline_ns))
+                        break;
                 if (tries > 0)
                         nanosleep(&(struct timespec) { 0, 2000000 }, NULL);
                 op_stop_budget(op);
@@ -180,6 +185,8 @@ static int switch_entries(UlpOp *op, unsigned idx, unsigned k, unsigned first, u
                 if (r >= 0 && k2 < 0)
                         r = k2;
         }
+        if (r == -EAGAIN && op->borrow_retry && op_now_ns() < op->deadline_ns)
+                return r;
         if (r == -EAGAIN)
                 return op_fail(op, -EBUSY, "threads keep running in the functions to patch (%s); try again", blocker);
         return r;
@@ -492,7 +499,7 @@ int op_late_settle(UlpOp *op) {
                                 r = unload_object(op, i, k);
                         else if ((r = op_unwinder(op)) >= 0)
                                 r = patch_object(op, i, k);
-                        if (r < 0) {
+                        if (r < 0 && r != -EAGAIN) {
                                 snprintf(why, sizeof(why), "%s", op->report->message);
                                 r = op_fail(op, r, "the patching of %s (patch %s), left half done by a killed "
                                             "driver, cannot be ended now: %s", object, p->name, why);

@@ -90,21 +90,35 @@ static int first_step(UlpOp *op, UlpOp **ret, int r) {
         return r;
 }
 
-/* A revert's prologue (op->prologue, docs/stops.md): the pre-unpatch callback, fresh
- * stubs, the start of the transition. Each part that borrows a thread may return
- * -EAGAIN before it changed anything; the next step goes on from there. The data is
- * whether the callback ran. */
+/* What a revert's prologue has done so far. */
+typedef struct RevertStart {
+        bool settled;            /* op_late_settle() ended what a killed driver left */
+        bool called;             /* the pre-unpatch callback ran */
+} RevertStart;
+
+/* A revert's prologue (op->prologue, docs/stops.md): the end of a late object's switch a
+ * killed driver left, the pre-unpatch callback, fresh stubs, the start of the
+ * transition. Each part that borrows a thread may return -EAGAIN before it changed
+ * anything; the next step goes on from there. */
 static int revert_prologue(UlpOp *op) {
-        bool *called = op->prologue_data;
-        uint64_t pre = op->c.img->patches[op->patch].callbacks[CP_CB_PRE_UNPATCH];
+        RevertStart *s = op->prologue_data;
+        uint64_t pre;
         Thread *th;
         int r, cb = 0;
 
-        if (pre && !*called) {
+        if (!s->settled) {
+                r = op_late_settle(op);
+                if (r < 0)
+                        return r;
+                s->settled = true;
+        }
+        /* After the settle: the end of a late switch records the object's callbacks. */
+        pre = op->c.img->patches[op->patch].callbacks[CP_CB_PRE_UNPATCH];
+        if (pre && !s->called) {
                 r = op_run_callback(op, pre, &cb);
                 if (r < 0)
                         return r;
-                *called = true;
+                s->called = true;
                 if (cb != 0)
                         return op_fail(op, -ECANCELED, "the patch's pre-unpatch callback refused (returned %d): "
                                        "nothing changed", cb);
@@ -166,9 +180,7 @@ int ulp_op_revert(pid_t pid, const char *name, const UlpOptions *o, UlpOp **ret,
         r = check_on_top(op, idx);
         if (r >= 0)
                 r = op_unwinder(op);
-        if (r >= 0)
-                r = op_late_settle(op);
-        if (r >= 0 && !(op->prologue_data = calloc(1, sizeof(bool))))
+        if (r >= 0 && !(op->prologue_data = calloc(1, sizeof(RevertStart))))
                 r = -ENOMEM;
         if (r >= 0) {
                 op->prologue = revert_prologue;

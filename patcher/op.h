@@ -162,7 +162,9 @@ int op_reclaim_loader_fd(UlpOp *op, Thread *th);
  * its record dropped, unless a thread may be in that code (1 then). */
 int op_unload_failed(UlpOp *op);
 /* Ends the patching of objects loaded later that a killed driver left between its
- * records and its entries (op-late.c). */
+ * records and its entries (op-late.c), within the operation's deadline. In a prologue
+ * step (op->borrow_retry) it tries once: -EAGAIN while threads are in the way, for the
+ * next step to call it again. */
 int op_late_settle(UlpOp *op);
 
 /* One function of a patch, resolved in the target before anything is written. */

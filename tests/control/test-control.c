@@ -144,6 +144,40 @@ TEST(stage) {
         ulp_status_done(&s);
 }
 
+/* A patch load not yet recorded (loader-fd.c): its driver, ulp's memfd name, a sane
+ * range, the fd's inode once it is known. */
+TEST(load) {
+        fresh();
+        img->hdr.load_state = CONTROL_LOAD_CREATING;
+        img->hdr.load_pid = 42;
+        img->hdr.load_start = 7;
+        img->hdr.load_addr = 0x7f0000000000;
+        img->hdr.load_size = 0x3000;
+        strcpy(img->hdr.load_name, "ulp-patch:fix");
+        ASSERT_OK(control_validate(img, SAMPLE_SELF, why, sizeof(why)));
+        img->hdr.load_state = CONTROL_LOAD_OPEN;
+        ASSERT_REFUSED("a patch load without its driver, fd or inode");
+        img->hdr.load_ino = 99;
+        img->hdr.load_fd = 5;
+        ASSERT_OK(control_validate(img, SAMPLE_SELF, why, sizeof(why)));
+        img->hdr.load_state = 3;
+        ASSERT_REFUSED("unknown load state 3");
+        img->hdr.load_state = CONTROL_LOAD_OPEN;
+        img->hdr.load_pid = 0;
+        ASSERT_REFUSED("a patch load without its driver, fd or inode");
+        img->hdr.load_pid = 42;
+        strcpy(img->hdr.load_name, "my-memfd");
+        ASSERT_REFUSED("a patch load's memfd name is not ulp's");
+        memset(img->hdr.load_name, 'u', sizeof(img->hdr.load_name));
+        ASSERT_REFUSED("a patch load's memfd name is not ulp's");
+        strcpy(img->hdr.load_name, "ulp-patch:fix");
+        img->hdr.load_size = 0;
+        ASSERT_REFUSED("a patch load's range is not a sane mapping");
+        img->hdr.load_size = 0x3000;
+        img->hdr.load_addr = UINT64_MAX & ~0xfffULL;
+        ASSERT_REFUSED("a patch load's range is not a sane mapping");
+}
+
 TEST(patches) {
         fresh();
         img->patches[0].first_func = 0x40000000;

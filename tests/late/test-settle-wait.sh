@@ -1,0 +1,91 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# A revert that meets a late object's switch left half done by a killed driver (its
+# records published, its entries not written) ends that switch as a step of its own,
+# within its deadline (docs/late-callbacks.md): while a thread of the victim is inside
+# one of the object's functions, each step tries once and the revert waits; once the
+# thread is out it ends the switch and the revert goes through. A revert whose deadline
+# comes first fails with its reason, in about that time.
+#
+# The half-done switch: transition-pending (ulp_apply_late) killed right after the write
+# that copies the new records into place (control-killhook.so, the last header write of a
+# plain run's log). The thread in the way: the victim unloads liblatehold.so and loads it
+# again (at the same address) with $HOLD_FILE present, so that a thread waits in
+# hold_wait() while the file exists.
+# Usage: test-settle-wait.sh  (env from meson: ULPCTL, LATE_VICTIM, LATE_DIR, VICTIMS_DIR,
+# PENDING, KILLHOOK)
+set -uo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
+VPID=
+export LD_LIBRARY_PATH=$VICTIMS_DIR:$LATE_DIR
+PATCH=$LATE_DIR/late-patch-hold.so
+HOLD=$WORK/hold
+
+ulpctl() { "$ULPCTL" --direct "$@"; }
+value_in() { grep -v '^cb: ' "$LOG" | tail -n 1 | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+shows() { wait_for 5 eval "[ \"\$(value_in $1)\" = $2 ]"; }
+hooked() { env LD_PRELOAD="$KILLHOOK" "$@" >"$WORK/hooked.out" 2>&1; }
+lib_base() { awk '/liblatehold\.so/ { sub(/-.*/, "", $1); print $1; exit }' "/proc/$VPID/maps"; }
+start_loaded() {
+	: >"$LOG"
+	HOLD_FILE=$HOLD "$LATE_VICTIM" >"$LOG" 2>&1 &
+	VPID=$!
+	wait_for 5 grep -q '^base=1 hold=-1' "$LOG" || fail "victim did not start"
+	ulpctl apply -p "$VPID" "$PATCH" >/dev/null 2>&1 || fail "apply failed"
+	shows base 2 || fail "base_value not patched"
+	kill -HUP "$VPID"
+	shows loads 1 || fail "liblatehold.so not loaded"
+}
+stop_victim() { kill -9 "$VPID" 2>/dev/null; wait "$VPID" 2>/dev/null; VPID=; }
+
+# The writes of a plain run, and the last header write: the copy of the new records
+# into place, before the entry jumps.
+start_loaded
+hooked ULP_WRITE_LOG="$WORK/writes" "$PENDING" "$VPID" || fail "the plain run failed: $(cat "$WORK/hooked.out")"
+copied=$(awk '$3 == 4096 { k = $1 } END { print k }' "$WORK/writes")
+[ -n "$copied" ] || fail "no header write in the plain run: $(cat "$WORK/writes")"
+stop_victim
+
+# half_done: a victim whose switch is half done, with a thread in hold_wait().
+half_done() {
+	start_loaded
+	hooked ULP_KILL_AFTER_WRITE="$copied" "$PENDING" "$VPID"
+	[ $? = 137 ] || fail "not killed after write $copied: $(cat "$WORK/hooked.out")"
+	shows hold 1 || fail "hold_value patched before its entry was written"
+	ulpctl status -p "$VPID" 2>&1 | grep -q 'liblatehold.so:hold_value' || fail "the records were not published"
+	local at
+	at=$(lib_base)
+	touch "$HOLD"
+	kill -USR1 "$VPID"
+	shows hold -1 || fail "liblatehold.so not unloaded"
+	kill -HUP "$VPID"
+	shows loads 2 || fail "liblatehold.so not loaded again"
+	[ "$(lib_base)" = "$at" ] || skip "liblatehold.so was loaded again at another address ($(lib_base), was $at): the records no longer match it"
+}
+
+# A deadline that comes first: the revert fails with its reason, in about its time.
+half_done
+t0=${EPOCHREALTIME/./}
+expect_refusal "the revert with a thread in the way" \
+	'^ulpctl: .*threads keep running in the functions to patch \(.*hold_wait.*\); try again' \
+	"$ULPCTL" --direct revert --timeout 2 -p "$VPID" late-hold
+ms=$(( (${EPOCHREALTIME/./} - t0) / 1000 ))
+[ "$ms" -ge 1500 ] || fail "the revert gave up after $ms ms, before its 2 s deadline"
+[ "$ms" -le $((2000 + 3000 * SLOW)) ] || fail "the revert took $ms ms, past its 2 s deadline"
+shows hold 1 || fail "hold_value changed by the refused revert"
+ok "a revert meeting the half-done switch with a thread in the way fails at its deadline ($ms ms)"
+
+# The thread leaves within the deadline: the revert waits for it, then goes through.
+(sleep $((3 * SLOW)); rm -f "$HOLD") &
+PIDS+=($!)
+t0=${EPOCHREALTIME/./}
+out=$(ulpctl revert --timeout $((30 * SLOW)) -p "$VPID" late-hold 2>&1) ||
+	fail "the revert failed though the thread left in time: $out"
+ms=$(( (${EPOCHREALTIME/./} - t0) / 1000 ))
+[ "$ms" -ge 2500 ] || fail "the revert went through in $ms ms while the thread was in the way"
+[ ! -e "$HOLD" ] || fail "the revert went through while the thread was in the way"
+shows hold 1 && shows base 1 || fail "the revert did not restore both functions"
+! ulpctl status -p "$VPID" 2>&1 | grep -q 'late-hold' || fail "the patch is still listed after the revert"
+victim_ok
+ok "the revert waited $ms ms for the thread, ended the switch and reverted"
+echo "PASS"
