@@ -9,7 +9,8 @@
 # ones) must leave no ulp memfd among the victim's fds, and once everything is reverted
 # no patch code mapped, the victim on the original and never mixed.
 #
-# Usage: test-memfd.sh  (env from meson: ULPCTL, VICTIM, PATCH, PATCH_CONS, FAULTLIB)
+# Then, as root, the same kill followed by ulpd's start: its recovery takes the load back.
+# Usage: test-memfd.sh  (env from meson: ULPCTL, ULPD, VICTIM, PATCH, PATCH_CONS, FAULTLIB)
 # Knob: MEMFD_STRIDE (default 1: every call).
 set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
@@ -84,4 +85,26 @@ for ((n = 1; n <= CALLS; n += STRIDE)); do
 done
 echo "load kills: trials=$trials killed=$killed memfd_left_by_kill=$left lost=$lost wrong=$wrong"
 [ "$left" -gt 0 ] || fail "no kill left a memfd open: the sweep missed the window"
+
+# ulpd's recovery at its start (ulp_op_resume, no transition to take over): killed right
+# after the SETREGS of the second mmap (the reservation made, the fd open), the load is
+# taken back before ulpd says it is ready. The block is signed with the test's own key
+# (tests/lib.sh), which recovery requires.
+if [ "$EUID" = 0 ] && [ -n "${ULPD:-}" ]; then
+	at=$(awk '/^SETREGS .*rax=319$/ && !s { s = NR } s && /rax=9$/ && ++m == 2 { print NR - s + 1; exit }' "$WORK/calls")
+	[ -n "$at" ] || fail "no second mmap in the logged load"
+	env LD_PRELOAD="$FAULTLIB" ULP_FAULT_AFTER_SYSCALL=319 ULP_FAULT_REQUEST=ANY ULP_FAULT_N="$at" \
+		"$ULPCTL" --direct apply --timeout $T -p "$VPID" "$PATCH" >"$WORK/inj.out" 2>&1
+	[ $? = 137 ] || fail "recovery: the apply was not killed: $(cat "$WORK/inj.out")"
+	[ "$(ulp_fds)" = 1 ] && [ "$(ulp_maps)" -ge 1 ] || fail "recovery: the kill left no memfd or no mapping"
+	"$ULPD" --socket "$WORK/ulpd.sock" --state-dir "$WORK/state" --patch-dir "" --recover-only "$VPID" \
+		>"$WORK/ulpd.log" 2>&1 &
+	PIDS+=($!)
+	wait_for 10 grep -q 'ready' "$WORK/ulpd.log" || fail "recovery: ulpd did not start: $(cat "$WORK/ulpd.log")"
+	[ "$(ulp_fds)" = 0 ] || fail "recovery: an ulp memfd is still open after ulpd's start"
+	[ "$(ulp_maps)" = 0 ] || fail "recovery: the load's code is still mapped after ulpd's start"
+	victim_ok
+	runs v1 v2 || fail "recovery: not on the original"
+	ok "ulpd's recovery closed the memfd and unmapped the code a killed apply left"
+fi
 echo "PASS"
