@@ -144,7 +144,7 @@ static int switch_entries(UlpOp *op, unsigned idx, unsigned k, unsigned first, u
                           const PatchCallbacks *cb) {
         ControlPatch *p = &op->c.img->patches[idx];
         ControlFunc *f = &op->c.img->funcs[first];
-        char blocker[128] = "";
+        char blocker[128] = "", why[256] = "";
         int r = -EAGAIN, k2;
 
         for (int tries = 0; tries < PENDING_TRIES && r == -EAGAIN; tries++) {
@@ -157,11 +157,18 @@ static int switch_entries(UlpOp *op, unsigned idx, unsigned k, unsigned first, u
                         nanosleep(&(struct timespec) { 0, 2000000 }, NULL);
                 op_stop_budget(op);
                 r = target_stop_all(op->t);
-                if (r == -ETIMEDOUT) {
-                        char why[256];
+                /* In a step, a slow stop (a loaded machine) is one more try, at the next
+                 * step, while there is time; ulpd's look at loaded objects tries again at
+                 * its next look instead. */
+                if (r == -ETIMEDOUT && op->borrow_retry) {
+                        op_stop_error(op, r, why, sizeof(why));
+                        r = -EAGAIN;
+                        continue;
+                }
+                if (r == -ETIMEDOUT)
                         return op_fail(op, -EBUSY, "cannot stop every thread of process %d: %s; try again",
                                        op->t->pid, op_stop_error(op, r, why, sizeof(why)));
-                }
+                why[0] = 0;
                 if (r < 0)
                         return r;
                 r = check_threads(op, f, n, blocker, sizeof(blocker));
@@ -187,6 +194,8 @@ static int switch_entries(UlpOp *op, unsigned idx, unsigned k, unsigned first, u
         }
         if (r == -EAGAIN && op->borrow_retry && op_now_ns() < op->deadline_ns)
                 return r;
+        if (r == -EAGAIN && why[0])
+                return op_fail(op, -EBUSY, "cannot stop every thread of process %d: %s; try again", op->t->pid, why);
         if (r == -EAGAIN)
                 return op_fail(op, -EBUSY, "threads keep running in the functions to patch (%s); try again", blocker);
         return r;
