@@ -644,7 +644,7 @@ static void sticky_listen(Manager *m) {
         if (r < 0)
                 log_warning("no exec events from the kernel's process connector (%s): "
                             "sticky patches reach processes running when ulpd starts or --sticky is given, "
-                            "not ones started later", strerror(-r));
+                            "not ones started later", process_errno_clause(r));
 }
 
 /* ---- loading sticky_patches ------------------------------------------------------------------ */
