@@ -11,7 +11,7 @@ import os
 import shutil
 import time
 
-from fleettest import Victims, own_copy, pinned_patch
+from fleettest import pinned_setup
 from ulpdtest import Daemon, check, need_root, scratch_dir, victim_status, wait_for
 
 SCAN_BOUND = 15
@@ -21,12 +21,7 @@ tmp = scratch_dir("ulpd-test-")
 os.chmod(tmp, 0o755)
 pdir = os.path.join(tmp, "patches.d")
 d = Daemon(extra_args=("--no-recover", "--patch-dir", pdir), tmp=tmp).start()
-NAME = "latedir-" + os.path.basename(tmp).rsplit("-", 1)[-1]
-victim = own_copy(os.environ["VICTIM"], tmp, "latedirvictim")
-build = os.path.join(tmp, "build")
-os.mkdir(build)
-patch = pinned_patch(victim, NAME, os.path.join(build, NAME + ".so"))
-vs = Victims(tmp, victim)
+NAME, patch, vs = pinned_setup(tmp, "latedir", "latedirvictim")
 TAKEN = f"patch directory: {pdir}/{NAME}.so applied as sticky patch {NAME}"
 
 
