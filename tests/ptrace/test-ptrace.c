@@ -819,6 +819,7 @@ TEST(exit_during_stop) {
                 char ms[16];
                 snprintf(ms, sizeof(ms), "%d", 30 + rep * 25);
                 t = victim_open(&v, "exit", ms);
+                ASSERT_EQ(write(v.pipe_w, "g", 1), 1);         /* its exit counts from now */
                 int r, rounds = 0;
                 uint64_t end = now_ns() + 5000000000ULL;
                 while ((r = target_stop_all(t)) == 0 && now_ns() < end) {
