@@ -6,7 +6,11 @@
  * runs into the int3 while it is there), the others spinning on the CPU outside it,
  * and HOGS processes spinning beside it.
  *
- *     ulp-bench-entrybp THREADS HOGS ROUNDS [CALLERS (default THREADS)]
+ *     ulp-bench-entrybp THREADS HOGS ROUNDS [CALLERS (default THREADS)] [STOP_MS (default 10000)]
+ *
+ * STOP_MS is how long one thread may take to stop (the Target's stop_timeout_ms, set as
+ * soon as the Target is open): the library's 1 s default fails a round on a loaded
+ * machine, where figures are wanted, not refusals.
  *
  * Each round: one stop of every thread (target_stop_all + target_resume_all, what an
  * entry write costs today), then the function's entry rewritten and put back with
@@ -43,6 +47,7 @@ __asm__(".text\n"
         ".p2align 4\nbench_guard_area:\n\t.fill 2048, 1, 0xcc\n");
 extern const char bench_copy_area[], bench_guard_area[];
 #define TINY_SIZE 11
+#define BENCH_STOP_MS 10000    /* a thread's stop on a loaded machine (STOP_MS) */
 
 static void *caller(void *arg) {
         int (*volatile f)(void) = bench_tiny;
@@ -114,16 +119,17 @@ static uint64_t median(uint64_t *v, int n) {
 int main(int argc, char **argv) {
         int threads = argc > 1 ? atoi(argv[1]) : 64, hogs = argc > 2 ? atoi(argv[2]) : 0;
         int rounds = argc > 3 ? atoi(argv[3]) : 5, callers = argc > 4 ? atoi(argv[4]) : threads;
+        int stop_ms = argc > 5 ? atoi(argv[5]) : BENCH_STOP_MS;
         uint64_t at = (uint64_t)bench_tiny, copy = (uint64_t)bench_copy_area;
         uint64_t *stw, *bp_stw, *bp_thread, *bp_wall, *bp_held;
         pid_t victim, hog_pids[64];
         Relocation rel;
         EntryWrite apply, revert;
         char err[128];
-        Target *t;
+        Target *t = NULL;
         int r;
 
-        if (threads < 1 || hogs < 0 || hogs > 64 || rounds < 1 || rounds > 1000)
+        if (threads < 1 || hogs < 0 || hogs > 64 || rounds < 1 || rounds > 1000 || stop_ms < 1)
                 return 2;
         stw = calloc((size_t)rounds, 8);
         bp_stw = calloc((size_t)rounds, 8);
@@ -148,10 +154,10 @@ int main(int argc, char **argv) {
         victim = spawn_victim(threads, callers);
         usleep(1000000);        /* every thread started, out of the start's blocked signals */
         r = target_open(victim, &t);
-        if (r >= 0)
+        if (r >= 0) {
+                t->stop_timeout_ms = stop_ms;
                 r = target_write(t, copy, rel.code, rel.code_len);
-        if (r >= 0)
-                t->stop_timeout_ms = 10000;     /* a loaded machine: figures, not refusals */
+        }
         for (int i = 0; i < rounds && r >= 0; i++) {
                 EntryBpResult a, b;
                 uint64_t t0;

@@ -4,7 +4,12 @@
  *
  *     ulp-bench-op apply  PID PATCH.so [--global] [--timeout MS] [--hold]
  *     ulp-bench-op revert PID NAME     [--global] [--timeout MS]
- *     ulp-bench-op mem    PID
+ *     ulp-bench-op mem    PID [--stop-timeout MS]
+ *
+ * An apply or revert stops threads as the library does (attempts of at most 250 ms,
+ * retried until --timeout, default 30 s). mem opens a Target of its own: --stop-timeout
+ * (default 10 s) is how long one thread may take to stop there, instead of the library's
+ * 1 s default, which a loaded machine can miss.
  *
  * Prints one JSON object: the UlpReport's figures, the wall time of the operation, and
  * what the ptrace layer's stop observer (target_set_stop_hook) saw: every single-thread
@@ -33,6 +38,7 @@
 #include "ulp/libulp.h"
 
 #define MAX_EVENTS 65536
+#define BENCH_STOP_MS 10000    /* a thread's stop on a loaded machine (--stop-timeout) */
 
 typedef struct Observed {
         TargetStopEvent ev[MAX_EVENTS];
@@ -131,7 +137,7 @@ typedef struct Span {
         uint64_t lo, hi;
 } Span;
 
-static int mem(pid_t pid) {
+static int mem(pid_t pid, int stop_ms) {
         Target *t = NULL;
         Control c = {};
         Span sp[1 + CONTROL_MAX_AREAS + CONTROL_MAX_PATCHES];
@@ -142,8 +148,10 @@ static int mem(pid_t pid) {
         FILE *f;
         int r = target_open(pid, &t);
 
-        if (r >= 0)
+        if (r >= 0) {
+                t->stop_timeout_ms = stop_ms;
                 r = control_find(pid, &c.addr);
+        }
         if (r > 0)
                 r = control_load(t, &c);
         if (r > 0 || (r == 0 && c.img)) {
@@ -217,12 +225,14 @@ int main(int argc, char **argv) {
         UlpOp *op = NULL;
         bool hold = false;
         unsigned holds = 0;
+        int stop_ms = BENCH_STOP_MS;
         uint64_t t0, t1;
         int c, r;
         static const struct option longopts[] = {
                 { "global", no_argument, NULL, 'g' },
                 { "timeout", required_argument, NULL, 't' },
                 { "hold", no_argument, NULL, 'H' },
+                { "stop-timeout", required_argument, NULL, 's' },
                 {}
         };
 
@@ -237,13 +247,18 @@ int main(int argc, char **argv) {
                 case 'H':
                         hold = true;
                         break;
+                case 's':
+                        stop_ms = atoi(optarg);
+                        if (stop_ms < 1)
+                                return 2;
+                        break;
                 default:
                         return 2;
                 }
         if (argc - optind == 2 && strcmp(argv[optind], "mem") == 0)
-                return mem((pid_t)atoi(argv[optind + 1]));
+                return mem((pid_t)atoi(argv[optind + 1]), stop_ms);
         if (argc - optind != 3 || (strcmp(argv[optind], "apply") && strcmp(argv[optind], "revert"))) {
-                fprintf(stderr, "usage: %s apply|revert PID PATCH.so|NAME [--global] [--timeout MS] [--hold] | mem PID\n", argv[0]);
+                fprintf(stderr, "usage: %s apply|revert PID PATCH.so|NAME [--global] [--timeout MS] [--hold] | mem PID [--stop-timeout MS]\n", argv[0]);
                 return 2;
         }
         bool apply = strcmp(argv[optind], "apply") == 0;

@@ -71,9 +71,11 @@ static void *busy_worker(void *arg) {
         volatile unsigned long x = 0;
         (void)arg;
         atomic_fetch_add(&started, 1);
-        for (;;)
+        for (;;) {
                 for (int i = 0; i < 1000; i++)
                         x += (unsigned long)i;
+                (void)x;
+        }
         return NULL;
 }
 

@@ -31,3 +31,25 @@ static inline const char *errno_clause(int r) {
         default: return strerror(r < 0 ? -r : r);
         }
 }
+
+/* The same for an operation on a target process (reading or writing its memory, stopping
+ * its threads, running code in it), where the errnos mean other things than on a file:
+ *
+ *     cannot write the far jump of compute: a bad address in the process (unmapped
+ *     memory or a fault)
+ *
+ * Errors of ulp's own making (a refusal, a corrupt control block) are said by the line
+ * itself; what is left falls back to errno_clause(). */
+static inline const char *process_errno_clause(int r) {
+        switch (r < 0 ? -r : r) {
+        case ESRCH: return "the process exited";
+        case EFAULT:
+        case EIO: return "a bad address in the process (unmapped memory or a fault)";
+        case EPERM:
+        case EACCES: return "the kernel refused to let ulp trace it";
+        case ETIMEDOUT: return "a thread did not stop in time";
+        case ENOSYS: return "the kernel or the process's seccomp filter refused a system call ulp needs";
+        case ESTALE: return "the process runs another program now";
+        default: return errno_clause(r);
+        }
+}

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "common/errfmt.h"
+#include "common/errno-clause.h"
 #include "common/macro.h"
 #include "common/ptrace-denied.h"
 #include "daemon/client.h"
@@ -59,7 +60,7 @@ int client_proof_open(pid_t pid, ClientProof *ret, char *errbuf, size_t errlen) 
                 int e = errno;
                 if (errbuf)
                         snprintf(errbuf, errlen, e == ESRCH || e == EINVAL ? "no process with pid %d" :
-                                 "cannot open process %d: %s", (int) pid, strerror(e));
+                                 "cannot open process %d: %s", (int) pid, process_errno_clause(e));
                 return e == EINVAL ? -ESRCH : -e;
         }
         snprintf(path, sizeof(path), "/proc/%d/mem", (int) pid);
@@ -72,7 +73,7 @@ int client_proof_open(pid_t pid, ClientProof *ret, char *errbuf, size_t errlen) 
                         else if (e == ENOENT || e == ESRCH)
                                 snprintf(errbuf, errlen, "no process with pid %d", (int) pid);
                         else
-                                snprintf(errbuf, errlen, "cannot open %s: %s", path, strerror(e));
+                                snprintf(errbuf, errlen, "cannot open %s: %s", path, process_errno_clause(e));
                 }
                 return e == ENOENT ? -ESRCH : -e;
         }
@@ -194,12 +195,31 @@ static const char *message_type(struct json_object *m) {
         return protocol_get_string(m, "type") ?: "";
 }
 
+/* The next message of the reply and its type; when there is none, why in errbuf. */
+static int recv_reply(int fd, MsgReader *rd, struct json_object **ret, const char **ret_type,
+                      char *errbuf, size_t errlen) {
+        int r = client_recv(fd, rd, ret);
+
+        if (r == -EPROTO)
+                return fail(errbuf, errlen, r, "no complete reply from ulpd: a message was malformed or "
+                            "larger than %u KiB", PROTOCOL_MESSAGE_MAX / 1024);
+        if (r == -ECONNRESET)
+                return fail(errbuf, errlen, r, "no complete reply from ulpd: it closed the connection");
+        if (r == -ETIMEDOUT)
+                return fail(errbuf, errlen, r, "no complete reply from ulpd: it sent nothing for %d s",
+                            CLIENT_IDLE_TIMEOUT_MS / 1000);
+        if (r < 0)
+                return fail(errbuf, errlen, r, "no complete reply from ulpd: %s", errno_clause(r));
+        *ret_type = message_type(*ret);
+        return 0;
+}
+
 /* An "error" reply: its errno as -errno and its line in errbuf. */
 static int error_reply(struct json_object *m, char *errbuf, size_t errlen) {
         int64_t e = EIO;
 
         (void) protocol_get_int(m, "errno", 1, 4095, &e);
-        fail(errbuf, errlen, 0, "%s", protocol_get_string(m, "error") ?: strerror((int) e));
+        fail(errbuf, errlen, 0, "%s", protocol_get_string(m, "error") ?: process_errno_clause((int) e));
         return -(int) e;
 }
 
@@ -216,7 +236,8 @@ static int send_failed(int fd, int error, char *errbuf, size_t errlen) {
             protocol_streq(message_type(m), "error"))
                 r = error_reply(m, errbuf, errlen);
         else
-                fail(errbuf, errlen, 0, "cannot send the request to ulpd: %s", strerror(-error));
+                fail(errbuf, errlen, 0, "cannot send the request to ulpd: %s",
+                     error == -EPIPE || error == -ECONNRESET ? "it closed the connection" : errno_clause(error));
         json_object_put(m);
         msgreader_done(&rd);
         return r;
@@ -294,12 +315,9 @@ static int client_transition(int fd, const char *method, const ClientRequest *re
                 struct json_object *m = NULL;
                 const char *t;
 
-                r = client_recv(fd, &rd, &m);
-                if (r < 0) {
-                        fail(errbuf, errlen, 0, "no complete reply from ulpd: %s", strerror(-r));
+                r = recv_reply(fd, &rd, &m, &t, errbuf, errlen);
+                if (r < 0)
                         break;
-                }
-                t = message_type(m);
                 if (protocol_streq(t, "progress")) {
                         int64_t pid = 0, sw = 0, tot = 0, tid = 0;
                         struct json_object *w = NULL;
@@ -373,12 +391,9 @@ static int client_call(int fd, struct json_object *q, int pass_fd, const ClientP
                 struct json_object *m = NULL;
                 const char *t;
 
-                r = client_recv(fd, &rd, &m);
-                if (r < 0) {
-                        fail(errbuf, errlen, 0, "no complete reply from ulpd: %s", strerror(-r));
+                r = recv_reply(fd, &rd, &m, &t, errbuf, errlen);
+                if (r < 0)
                         break;
-                }
-                t = message_type(m);
                 if (protocol_streq(t, want)) {
                         *ret = m;
                         r = 0;

@@ -15,6 +15,7 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include "common/errno-clause.h"
 #include "common/macro.h"
 #include "daemon/protocol.h"
 #include "daemon/report-json.h"
@@ -110,7 +111,7 @@ void job_log_result(Job *j, int r) {
         else
                 log_full(LOG_WARNING, j->pid, name, NULL, "%s of %s in pid %d failed: %s",
                          job_kind_verb(j->kind), name, (int) j->pid,
-                         rp->message[0] ? rp->message : strerror(-r));
+                         rp->message[0] ? rp->message : process_errno_clause(r));
         for (size_t i = 0; i < rp->n_stragglers; i++)
                 log_full(LOG_INFO, j->pid, name, rp->stragglers[i].function,
                          "pid %d: thread %d (%s) was in %s", (int) j->pid,
@@ -295,7 +296,7 @@ int manager_start_auto_apply(Manager *m, pid_t pid, int patch_fd, const char *na
         if (r < 0) {
                 if (r != -EEXIST)
                         log_full(LOG_DEBUG, pid, name_hint, NULL, "sticky apply of %s to pid %d: %s",
-                                 name_hint, (int) pid, j->report.message[0] ? j->report.message : strerror(-r));
+                                 name_hint, (int) pid, j->report.message[0] ? j->report.message : process_errno_clause(r));
                 ulp_report_done(&j->report);
                 free(j);
                 return r;
@@ -333,7 +334,7 @@ void manager_resume_transitions(Manager *m) {
                         if (r != -ENOENT)
                                 log_full(LOG_WARNING, pids[i], NULL, NULL,
                                          "cannot take over the transition in pid %d: %s", (int) pids[i],
-                                         j->report.message[0] ? j->report.message : strerror(-r));
+                                         j->report.message[0] ? j->report.message : process_errno_clause(r));
                         ulp_report_done(&j->report);
                         free(j);
                         continue;

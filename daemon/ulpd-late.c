@@ -25,6 +25,7 @@
 #include <sys/mman.h>
 #include <syslog.h>
 
+#include "common/errno-clause.h"
 #include "common/list.h"
 #include "common/macro.h"
 #include "daemon/ulpd.h"
@@ -221,7 +222,7 @@ static bool pending_try(Manager *m, LateProc *p) {
         if (r < 0) {
                 if (r != -ESRCH && r != -ENOENT)
                         log_full(LOG_DEBUG, p->pid, NULL, NULL, "pid %d: cannot read its mappings: %s",
-                                 (int) p->pid, strerror(-r));
+                                 (int) p->pid, process_errno_clause(r));
                 return false;   /* gone, or no longer ours to read */
         }
 
@@ -235,7 +236,7 @@ static bool pending_try(Manager *m, LateProc *p) {
                 p->hashed = false;
                 log_full(p->busy == PENDING_BUSY_WARN ? LOG_WARNING : LOG_DEBUG, p->pid, patch, NULL,
                          "pid %d: cannot patch the objects it loaded yet: %s", (int) p->pid,
-                         rep.message[0] ? rep.message : strerror(-r));
+                         rep.message[0] ? rep.message : process_errno_clause(r));
                 ulp_report_done(&rep);
                 return true;
         }
@@ -244,7 +245,7 @@ static bool pending_try(Manager *m, LateProc *p) {
                 if (r != -ENOENT && r != -ESRCH)
                         log_full(LOG_WARNING, p->pid, patch, NULL,
                                  "pid %d: patching the objects it loaded after patch %s failed: %s",
-                                 (int) p->pid, patch, rep.message[0] ? rep.message : strerror(-r));
+                                 (int) p->pid, patch, rep.message[0] ? rep.message : process_errno_clause(r));
                 ulp_report_done(&rep);
                 return false;
         }

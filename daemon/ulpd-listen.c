@@ -17,6 +17,7 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include "common/errno-clause.h"
 #include "common/macro.h"
 #include "daemon/protocol.h"
 #include "daemon/ulpd.h"
@@ -139,7 +140,7 @@ int manager_listen(Manager *m) {
         strcpy(sa.sun_path, m->socket_path);
         r = mkdir_parents(m->socket_path, 0755);
         if (r < 0)
-                return log_error_errno(r, "cannot create the directory of %s: %s", m->socket_path, strerror(-r));
+                return log_error_errno(r, "cannot create the directory of %s: %s", m->socket_path, errno_clause(r));
 
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (fd < 0)

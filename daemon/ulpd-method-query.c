@@ -9,6 +9,7 @@
 #include <string.h>
 #include <syslog.h>
 
+#include "common/errno-clause.h"
 #include "common/errfmt.h"
 #include "common/macro.h"
 #include "daemon/protocol.h"
@@ -192,7 +193,7 @@ void method_status(Connection *c, struct json_object *q) {
                 if (r >= 0 || (pid == 0 && v[n].problem[0]))
                         n++;
                 else if (pid > 0 && r != -ENOENT) {
-                        reply_error(c, r, "%s", rep.message[0] ? rep.message : strerror(-r));
+                        reply_error(c, r, "%s", rep.message[0] ? rep.message : process_errno_clause(r));
                         ulp_report_done(&rep);
                         goto finish;
                 }

@@ -11,8 +11,9 @@
  *
  * Files are looked at when inotify says the directory changed (after a short quiet
  * period, so that a file being written is read once it is closed or renamed into
- * place), and on a slow timer in case the directory appears later or the watch could not
- * be set. Each file is remembered with the identity it was looked at with (device,
+ * place), and on a slow timer in case the watch could not be set. While the directory
+ * does not exist its parent is watched instead, so that a directory made after ulpd
+ * started is looked at at once, not at the slow timer. Each file is remembered with the identity it was looked at with (device,
  * inode, size, change time): a file that failed is reported once, in the journal
  * and in status, and tried again only when it changes.
  */
@@ -36,6 +37,9 @@
 #define PATCH_DIR_SETTLE_USEC (200ULL * 1000ULL)        /* quiet period after an event */
 #define PATCH_DIR_RESCAN_USEC (30ULL * 1000000ULL)      /* the slow timer */
 #define PATCH_DIR_FILES_MAX 256                         /* files considered per scan */
+#define PATCH_DIR_EVENTS (IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_ATTRIB | \
+                          IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR)
+#define PATCH_DIR_PARENT_EVENTS (IN_CREATE | IN_MOVED_TO | IN_ONLYDIR)  /* the directory appears */
 
 struct PatchDirFile {
         PatchDirFile *next;
@@ -290,13 +294,57 @@ void patch_dir_scan(Manager *m) {
         manager_update_status(m);
 }
 
+/* The last component of the directory's path: its start in *ret_base, its length
+ * returned (trailing slashes left out). */
+static size_t dir_base(const char *path, const char **ret_base) {
+        const char *end = path + strlen(path), *b;
+
+        while (end > path + 1 && end[-1] == '/')
+                end--;
+        for (b = end; b > path && b[-1] != '/'; b--)
+                ;
+        *ret_base = b;
+        return (size_t) (end - b);
+}
+
+/* Watches the directory; while it cannot (it does not exist yet), its parent, for the
+ * directory's name to appear there. The parent's watch goes once the directory's is set:
+ * the parent's other entries are none of ulpd's business. */
+static void patch_dir_watch(Manager *m) {
+        _cleanup_free_ char *parent = NULL;
+        const char *base;
+        int fd = m->patch_dir_inotify_fd;
+
+        if (fd < 0)
+                return;
+        if (m->patch_dir_wd < 0)
+                m->patch_dir_wd = inotify_add_watch(fd, m->patch_dir, PATCH_DIR_EVENTS);
+        if (m->patch_dir_wd >= 0) {
+                if (m->patch_dir_parent_wd >= 0)
+                        (void) inotify_rm_watch(fd, m->patch_dir_parent_wd);
+                m->patch_dir_parent_wd = -1;
+                return;
+        }
+        if (m->patch_dir_parent_wd >= 0)
+                return;
+        (void) dir_base(m->patch_dir, &base);
+        parent = base == m->patch_dir ? strdup(".") : strndup(m->patch_dir, (size_t) (base - m->patch_dir));
+        if (parent)
+                m->patch_dir_parent_wd = inotify_add_watch(fd, parent, PATCH_DIR_PARENT_EVENTS);
+}
+
+/* An event of the parent's watch names the directory. */
+static bool names_patch_dir(const Manager *m, const struct inotify_event *ev) {
+        const char *base;
+        size_t l = dir_base(m->patch_dir, &base);
+
+        return ev->len > 0 && strnlen(ev->name, ev->len) == l && memcmp(ev->name, base, l) == 0;
+}
+
 static int patch_dir_on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         Manager *m = userdata;
 
-        if (m->patch_dir_inotify_fd >= 0 && m->patch_dir_wd < 0)
-                m->patch_dir_wd = inotify_add_watch(m->patch_dir_inotify_fd, m->patch_dir,
-                                                    IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE |
-                                                    IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR);
+        patch_dir_watch(m);
         patch_dir_scan(m);
         (void) sd_event_source_set_time_relative(s, PATCH_DIR_RESCAN_USEC);
         (void) sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
@@ -306,16 +354,31 @@ static int patch_dir_on_timer(sd_event_source *s, uint64_t usec, void *userdata)
 static int patch_dir_on_inotify(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         Manager *m = userdata;
         char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+        bool rescan = false;
         ssize_t n;
 
         while ((n = read(fd, buf, sizeof(buf))) > 0)
-                for (char *p = buf; p < buf + n; p += sizeof(struct inotify_event) + ((struct inotify_event *) p)->len)
-                        if (((struct inotify_event *) p)->mask & (IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF)) {
-                                /* the directory went: watched again when the timer finds it */
+                for (char *p = buf; p < buf + n; p += sizeof(struct inotify_event) + ((struct inotify_event *) p)->len) {
+                        const struct inotify_event *ev = (const struct inotify_event *) p;
+
+                        if (m->patch_dir_parent_wd >= 0 && ev->wd == m->patch_dir_parent_wd) {
+                                if (ev->mask & IN_IGNORED)
+                                        m->patch_dir_parent_wd = -1;
+                                rescan = rescan || names_patch_dir(m, ev);
+                                continue;
+                        }
+                        rescan = true;
+                        if (m->patch_dir_wd >= 0 && ev->wd == m->patch_dir_wd &&
+                            (ev->mask & (IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF))) {
+                                /* the directory went: the timer watches it, or its parent, again */
                                 (void) inotify_rm_watch(fd, m->patch_dir_wd);
                                 m->patch_dir_wd = -1;
                         }
-        /* a burst of events (a file being copied in) makes one scan, once it is quiet */
+                }
+        if (!rescan)
+                return 0;
+        /* a burst of events (a file being copied in) makes one scan, once it is quiet; the
+         * scan first sets the watch of a directory that just appeared */
         (void) sd_event_source_set_time_relative(m->patch_dir_timer, PATCH_DIR_SETTLE_USEC);
         (void) sd_event_source_set_enabled(m->patch_dir_timer, SD_EVENT_ONESHOT);
         return 0;
@@ -324,7 +387,7 @@ static int patch_dir_on_inotify(sd_event_source *s, int fd, uint32_t revents, vo
 int patch_dir_setup(Manager *m) {
         int r;
 
-        m->patch_dir_inotify_fd = m->patch_dir_wd = -1;
+        m->patch_dir_inotify_fd = m->patch_dir_wd = m->patch_dir_parent_wd = -1;
         if (!m->patch_dir)
                 return 0;
         m->patch_dir_inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);

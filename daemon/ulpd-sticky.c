@@ -595,11 +595,14 @@ static int netlink_on_io(sd_event_source *s, int fd, uint32_t revents, void *use
  * no use for the stream of every fork and exit on the host. */
 static int netlink_setup(Manager *m) {
         struct sockaddr_nl sa = { .nl_family = AF_NETLINK, .nl_groups = CN_IDX_PROC };
-        struct {
+        /* the header, then a cn_msg whose data[] is the op: as bytes, since a struct with
+         * cn_msg (a flexible array) anywhere but last is no standard C */
+        union {
+                char buf[NLMSG_LENGTH(sizeof(struct cn_msg) + sizeof(enum proc_cn_mcast_op))];
                 struct nlmsghdr h;
-                struct cn_msg cn;
-                enum proc_cn_mcast_op op;
-        } __attribute__((packed)) msg = {};
+        } msg = {};
+        struct cn_msg *cn = NLMSG_DATA(&msg.h);
+        enum proc_cn_mcast_op op = PROC_CN_MCAST_LISTEN;
         _cleanup_close_ int fd = -1;
         int r, size = 8 << 20;
 
@@ -613,14 +616,14 @@ static int netlink_setup(Manager *m) {
                 (void) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
         if (bind(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0)
                 return negative_errno();
-        msg.h.nlmsg_len = sizeof(msg);
+        msg.h.nlmsg_len = sizeof(msg.buf);
         msg.h.nlmsg_type = NLMSG_DONE;
         msg.h.nlmsg_pid = 0;
-        msg.cn.id.idx = CN_IDX_PROC;
-        msg.cn.id.val = CN_VAL_PROC;
-        msg.cn.len = sizeof(enum proc_cn_mcast_op);
-        msg.op = PROC_CN_MCAST_LISTEN;
-        if (send(fd, &msg, sizeof(msg), 0) < 0)
+        cn->id.idx = CN_IDX_PROC;
+        cn->id.val = CN_VAL_PROC;
+        cn->len = sizeof(op);
+        memcpy(cn->data, &op, sizeof(op));
+        if (send(fd, msg.buf, sizeof(msg.buf), 0) < 0)
                 return negative_errno();
         r = sd_event_add_io(m->event, &m->netlink_source, fd, EPOLLIN, netlink_on_io, m);
         if (r < 0)
@@ -641,7 +644,7 @@ static void sticky_listen(Manager *m) {
         if (r < 0)
                 log_warning("no exec events from the kernel's process connector (%s): "
                             "sticky patches reach processes running when ulpd starts or --sticky is given, "
-                            "not ones started later", strerror(-r));
+                            "not ones started later", process_errno_clause(r));
 }
 
 /* ---- loading sticky_patches ------------------------------------------------------------------ */

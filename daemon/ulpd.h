@@ -208,6 +208,7 @@ struct Manager {
         char patch_dir_error[160];       /* why the directory itself is refused, "" */
         PatchDirFile *patch_dir_files;
         int patch_dir_inotify_fd, patch_dir_wd;
+        int patch_dir_parent_wd;         /* while the directory does not exist */
         sd_event_source *patch_dir_io, *patch_dir_timer;
 
         /* transitions run to their end since start, and those of them that failed */

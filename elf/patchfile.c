@@ -11,6 +11,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 
+#include "common/errno-clause.h"
 #include "common/errfmt.h"
 #include "common/macro.h"
 #include "elf/patchfile.h"
@@ -86,15 +87,17 @@ int patch_file_copy(int fd, int *ret, char *err, size_t errlen) {
 
         copy = memfd_create("ulp-patch-copy", MFD_CLOEXEC | MFD_ALLOW_SEALING);
         if (copy < 0)
-                return fail(err, errlen, negative_errno(), "cannot copy the patch: memfd_create: %m");
+                return fail(err, errlen, negative_errno(), "cannot copy the patch: %s",
+                            errno_clause(errno));
         r = copy_bounded(fd, copy);
         if (r == -EFBIG)
                 return fail(err, errlen, r, "the patch file is larger than %llu MiB",
                             PATCH_FILE_MAX >> 20);
         if (r < 0)
-                return fail(err, errlen, r, "cannot read the patch file: %s", strerror(-r));
+                return fail(err, errlen, r, "cannot read the patch file: %s", errno_clause(r));
         if (fcntl(copy, F_ADD_SEALS, SEALS_FIXED | F_SEAL_SEAL) < 0)
-                return fail(err, errlen, negative_errno(), "cannot seal the copy of the patch: %m");
+                return fail(err, errlen, negative_errno(), "cannot seal the copy of the patch: %s",
+                            errno_clause(errno));
         *ret = TAKE_FD(copy);
         return 0;
 }

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "common/errno-clause.h"
 #include "common/errfmt.h"
 #include "patcher/entry-check.h"
 #include "patcher/x86_64/insn.h"
@@ -41,6 +42,6 @@ int entry_check(const SymTab *st, const char *name, const Symbol *sym, const uin
                             limited ? next.name : "");
         }
         if (r < 0)
-                return fail(msg, msglen, r, "cannot redirect %s: %s", name, err[0] ? err : strerror(-r));
+                return fail(msg, msglen, r, "cannot redirect %s: %s", name, err[0] ? err : process_errno_clause(r));
         return 0;
 }

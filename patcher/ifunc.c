@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/errno-clause.h"
 #include "common/errfmt.h"
 #include "common/macro.h"
 #include "patcher/ifunc.h"
@@ -112,7 +113,7 @@ int ifunc_resolve(Target *t, SymResolver *res, size_t def_idx, const char *name,
 
         if (r != -ENOENT)
                 return r < 0 ? fail(err, errlen, r, "cannot read the symbols of %s: %s", def->path,
-                                    strerror(-r)) : 0;
+                                    errno_clause(r)) : 0;
         if (!res->run_resolver)
                 return fail(err, errlen, -EAGAIN, "the resolver of IFUNC %s in %s must run in the target",
                             name, def->path);
@@ -122,10 +123,10 @@ int ifunc_resolve(Target *t, SymResolver *res, size_t def_idx, const char *name,
                             "deadline: it runs on in the thread it was given; nothing changed", name, def->path);
         if (r < 0)
                 return fail(err, errlen, r, "the resolver of IFUNC %s in %s could not run in the target: %s",
-                            name, def->path, strerror(-r));
+                            name, def->path, process_errno_clause(r));
         r = resolver_symtab(res, def_idx, &st);
         if (r < 0)
-                return fail(err, errlen, r, "cannot read the symbols of %s: %s", def->path, strerror(-r));
+                return fail(err, errlen, r, "cannot read the symbols of %s: %s", def->path, errno_clause(r));
         /* Whatever it returned is the target's word: used only as code of its object. */
         if (!in_code(symtab_elf(st), def, v))
                 return fail(err, errlen, -ERANGE, "the resolver of IFUNC %s returned %#llx, not in the code "

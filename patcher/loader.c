@@ -8,6 +8,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 
+#include "common/errno-clause.h"
 #include "common/errfmt.h"
 #include "common/macro.h"
 #include "elf/relr.h"
@@ -227,36 +228,36 @@ int loader_map(Target *t, Thread *th, struct Control *c, int patch_fd, const cha
          * nobody's until the caller records it: the block names both for as long, so
          * that the next operation takes back what a killed driver left (loader-fd.c). */
         if (c && (r = loader_fd_record(t, c, memfd_name, addr, hi - lo)) < 0)
-                return fail(err, errlen, r, "cannot update the control block: %s", strerror(-r));
+                return fail(err, errlen, r, "cannot update the control block: %s", process_errno_clause(r));
         /* Five to eight system calls in a row on one thread: one batch (target.h). */
         r = target_syscall_batch_begin(t, th);
         if (r < 0) {
-                fail(err, errlen, r, "cannot run system calls in the target: %s", strerror(-r));
+                fail(err, errlen, r, "cannot run system calls in the target: %s", process_errno_clause(r));
                 goto unrecord;
         }
         r = rsys_memfd_create(t, th, memfd_name, &remote_fd);
         if (r < 0) {
-                fail(err, errlen, r, "memfd_create in the target failed: %s", strerror(-r));
+                fail(err, errlen, r, "memfd_create in the target failed: %s", process_errno_clause(r));
                 goto out;
         }
         if (c && (r = loader_fd_opened(t, c, remote_fd)) < 0) {
-                fail(err, errlen, r, "cannot update the control block: %s", strerror(-r));
+                fail(err, errlen, r, "cannot update the control block: %s", process_errno_clause(r));
                 goto out;
         }
         r = copy_into_memfd(t->pid, remote_fd, patch_fd);
         if (r < 0) {
-                fail(err, errlen, r, "cannot copy the patch into the target: %s", strerror(-r));
+                fail(err, errlen, r, "cannot copy the patch into the target: %s", process_errno_clause(r));
                 goto out;
         }
         r = rsys_mmap(t, th, addr, hi - lo, PROT_NONE,
                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0, &addr);
         if (r < 0) {
-                fail(err, errlen, r, "cannot reserve memory near the patched module: %s", strerror(-r));
+                fail(err, errlen, r, "cannot reserve memory near the patched module: %s", process_errno_clause(r));
                 goto out;
         }
         r = map_segments(t, th, e, remote_fd, addr - lo);
         if (r < 0) {
-                fail(err, errlen, r, "cannot map the patch's segments: %s", strerror(-r));
+                fail(err, errlen, r, "cannot map the patch's segments: %s", process_errno_clause(r));
                 (void)rsys_munmap(t, th, addr, hi - lo);
                 goto out;
         }
@@ -463,7 +464,7 @@ static int link_relr(Target *t, Elf *e, Elf_Scn *scn, const GElf_Shdr *sh, const
         if (r == -EDOM || r == -EBADMSG)
                 return fail(err, errlen, -EBADMSG, "the patch's RELR relocations are malformed");
         if (r < 0)
-                return fail(err, errlen, r, "cannot apply the patch's RELR relocations: %s", strerror(-r));
+                return fail(err, errlen, r, "cannot apply the patch's RELR relocations: %s", process_errno_clause(r));
         return 0;
 }
 
@@ -518,7 +519,7 @@ static int resolve_meta_symbol(Target *t, SymResolver *res, const char *object, 
         r = resolver_symtab(res, (size_t)(m - res->mods->v), &st);
         if (r < 0)
                 return fail(err, errlen, r, "cannot read the symbols of %s for %s %s: %s", m->path, what, symbol,
-                            strerror(-r));
+                            errno_clause(r));
         r = symtab_lookup(st, symbol, pos, &sym);
         if (r == -ENOTUNIQ)
                 return fail(err, errlen, r, "%s symbol %s is ambiguous: give its position", what, symbol);
@@ -599,7 +600,7 @@ int loader_link(Target *t, int patch_fd, const PatchMeta *meta, SymResolver *res
                 return fail(err, errlen, r, "the patch is not an ELF file");
         /* One 8-byte write per relocation and reference: gathered (target.h). */
         if (lp && (r = target_write_gather_begin(t)) < 0)
-                return fail(err, errlen, r, "cannot write into the target: %s", strerror(-r));
+                return fail(err, errlen, r, "cannot write into the target: %s", process_errno_clause(r));
         r = link_relocations(t, e, res, lp, err, errlen);
         if (r >= 0)
                 r = fill_refs(t, meta, res, lp, err, errlen);
@@ -610,6 +611,6 @@ int loader_link(Target *t, int patch_fd, const PatchMeta *meta, SymResolver *res
         k = target_write_gather_end(t);
         if (r >= 0 && k < 0)
                 return fail(err, errlen, k, "cannot write the patch's relocations into the target: %s",
-                            strerror(-k));
+                            process_errno_clause(k));
         return r;
 }

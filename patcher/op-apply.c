@@ -4,6 +4,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/errno-clause.h"
 #include "common/macro.h"
 #include "elf/demangle.h"
 #include "elf/patchfile.h"
@@ -67,7 +68,7 @@ static int check_entry(UlpOp *op, SymTab *st, const char *name, const Symbol *sy
 
         r = read_function(op, ret, &code);
         if (r < 0)
-                return op_fail(op, r, "cannot redirect %s: %s", name, strerror(-r));
+                return op_fail(op, r, "cannot redirect %s: %s", name, process_errno_clause(r));
         r = entry_check(st, name, sym, code, ret->pad_avail, ret->old_addr, &ret->rel, msg, sizeof(msg));
         if (r < 0)
                 return op_fail(op, r, "%s", msg);
@@ -91,7 +92,7 @@ int op_resolve_func(UlpOp *op, const PatchMeta *meta, const PatchFunc *pf, Resol
                 return r;
         r = resolver_symtab(&op->res, (size_t)(ret->mod - op->mods.v), &st);
         if (r < 0)
-                return op_fail(op, r, "cannot read the symbols of %s: %s", obj, strerror(-r));
+                return op_fail(op, r, "cannot read the symbols of %s: %s", obj, errno_clause(r));
         r = symtab_lookup(st, pf->symbol, pf->pos, &sym);
         if (r == -ENOTUNIQ)
                 return op_fail(op, r, "several local functions are called %s in %s: use ULP_FUNC_POS%s", pf->symbol, obj,
@@ -249,7 +250,7 @@ int op_write_copy(UlpOp *op, Thread *th, Resolved *rs, ControlFunc *f) {
                 return op_fail(op, r, "no memory within 2 GiB of %s for its relocated entry", f->symbol);
         r = read_function(op, rs, &code);
         if (r < 0)
-                return op_fail(op, r, "cannot read %s: %s", f->symbol, strerror(-r));
+                return op_fail(op, r, "cannot read %s: %s", f->symbol, process_errno_clause(r));
         r = relocate_entry_padded(code, rs->old_size, rs->pad_avail, rs->old_addr, f->copy_addr, &rs->rel, err,
                                   sizeof(err));
         if (r >= 0) {
@@ -260,7 +261,7 @@ int op_write_copy(UlpOp *op, Thread *th, Resolved *rs, ControlFunc *f) {
         }
         free(code);
         if (r < 0)
-                return op_fail(op, r, "cannot relocate the entry of %s: %s", f->symbol, err[0] ? err : strerror(-r));
+                return op_fail(op, r, "cannot relocate the entry of %s: %s", f->symbol, err[0] ? err : process_errno_clause(r));
         return 0;
 }
 
@@ -332,7 +333,7 @@ static int write_far_jump(UlpOp *op, Thread *th, ControlFunc *f) {
         encode_jmp_far(code, f->new_addr);
         r = target_write(op->t, at, code, sizeof(code));
         if (r < 0)
-                return op_fail(op, r, "cannot write the far jump of %s: %s", f->symbol, strerror(-r));
+                return op_fail(op, r, "cannot write the far jump of %s: %s", f->symbol, process_errno_clause(r));
         f->far_off = (int32_t)(int64_t)(at - f->old_addr);
         return 0;
 }
@@ -425,7 +426,7 @@ static int load_patch(UlpOp *op, Thread *th, const PatchMeta *meta, int patch_fd
                         return op_fail(op, r, "process %d has no code a system call made on its behalf could "
                                        "return through (no glibc __restore_rt): not supported", op->t->pid);
                 if (r < 0)
-                        return op_fail(op, r, "cannot create the control block in process %d: %s", op->t->pid, strerror(-r));
+                        return op_fail(op, r, "cannot create the control block in process %d: %s", op->t->pid, process_errno_clause(r));
         }
         r = op_reclaim_loader_fd(op, th);
         if (r < 0)
@@ -518,7 +519,7 @@ static int read_meta(UlpOp *op, int patch_fd, const char *name_hint, PatchMeta *
         if (r == -ENOTSUP)
                 return op_fail(op, r, "patch %s %s", name_hint ? name_hint : "", err);
         if (r < 0)
-                return op_fail(op, r, "bad patch %s: %s", name_hint ? name_hint : "", err[0] ? err : strerror(-r));
+                return op_fail(op, r, "bad patch %s: %s", name_hint ? name_hint : "", err[0] ? err : process_errno_clause(r));
         snprintf(op->report->patch_name, sizeof(op->report->patch_name), "%s", meta->name);
         *ret_meta = meta;
         return 0;
@@ -545,7 +546,7 @@ static int seal_patch(UlpOp *op, int patch_fd, const char *name_hint, int *ret) 
         int r = patch_file_copy(patch_fd, ret, err, sizeof(err));
 
         if (r < 0)
-                return op_fail(op, r, "bad patch %s: %s", name_hint ? name_hint : "", err[0] ? err : strerror(-r));
+                return op_fail(op, r, "bad patch %s: %s", name_hint ? name_hint : "", err[0] ? err : process_errno_clause(r));
         return 0;
 }
 

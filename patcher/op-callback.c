@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/errno-clause.h"
+
 #include "patcher/op.h"
 
 const char *op_callback_name(const ControlPatch *p, uint64_t addr) {
@@ -84,7 +86,7 @@ int op_callback_reclaim(UlpOp *op, bool need_callback) {
         r = callback_thread_out(op);
         if (r < 0)
                 return op_fail(op, r, "cannot look at thread %d of process %d: %s", h->callback_tid,
-                               op->t->pid, strerror(-r));
+                               op->t->pid, process_errno_clause(r));
         if (r == 0) {
                 if (!need_callback)
                         return 0;
@@ -99,7 +101,7 @@ int op_callback_reclaim(UlpOp *op, bool need_callback) {
                 r = control_write_header(op->t, &op->c);
         }
         if (r < 0)
-                return op_fail(op, r, "cannot update the control block: %s", strerror(-r));
+                return op_fail(op, r, "cannot update the control block: %s", process_errno_clause(r));
         return 0;
 }
 

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/errno-clause.h"
 #include "common/macro.h"
 #include "elf/maps.h"
 #include "patcher/loader.h"
@@ -119,7 +120,7 @@ int op_compact_control(UlpOp *op) {
                 }
         } else if (r >= 0)
                 r = drop_tail(op);
-        return r < 0 ? op_fail(op, r, "cannot update the control block: %s", strerror(-r)) : 0;
+        return r < 0 ? op_fail(op, r, "cannot update the control block: %s", process_errno_clause(r)) : 0;
 }
 
 /* The mapping the loader made for p (its memfd's name) still starts at its address, and
@@ -217,7 +218,7 @@ int op_reclaim_code(UlpOp *op) {
         k = target_resume_all(op->t);
         if (r < 0)
                 return op_fail(op, r, "cannot unmap the code of a reverted patch in process %d: %s", op->t->pid,
-                               strerror(-r));
+                               process_errno_clause(r));
         return k < 0 ? op_fail(op, k, "process %d went away", op->t->pid) : 0;
 }
 
@@ -246,6 +247,6 @@ int op_reclaim_loader_fd(UlpOp *op, Thread *th) {
         r = loader_fd_reclaim(op->t, th, &op->c);
         if (r < 0)
                 return op_fail(op, r, "cannot close the memfd a killed driver left in process %d: %s", op->t->pid,
-                               strerror(-r));
+                               process_errno_clause(r));
         return 0;
 }

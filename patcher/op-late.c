@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <time.h>
 
+#include "common/errno-clause.h"
 #include "common/macro.h"
 #include "elf/maps.h"
 #include "patcher/loader.h"
@@ -61,10 +62,10 @@ static int read_patch_back(UlpOp *op, const ControlPatch *p, int *ret_fd, PatchM
         int r = open_patch_file(op, p, ret_fd);
 
         if (r < 0)
-                return op_fail(op, r, "cannot read patch %s back from process %d: %s", p->name, op->t->pid, strerror(-r));
+                return op_fail(op, r, "cannot read patch %s back from process %d: %s", p->name, op->t->pid, process_errno_clause(r));
         r = patchmeta_read(*ret_fd, p->name, ret_meta, err, sizeof(err));
         if (r < 0)
-                return op_fail(op, r, "patch %s in process %d: %s", p->name, op->t->pid, err[0] ? err : strerror(-r));
+                return op_fail(op, r, "patch %s in process %d: %s", p->name, op->t->pid, err[0] ? err : process_errno_clause(r));
         return 0;
 }
 
@@ -123,7 +124,7 @@ static int publish_records(UlpOp *op, unsigned used) {
         int r = control_stage(op->t, &op->c, (unsigned)at);
         if (r >= 0)
                 r = control_settle(op->t, &op->c);
-        return r < 0 ? op_fail(op, r, "cannot update the control block: %s", strerror(-r)) : 0;
+        return r < 0 ? op_fail(op, r, "cannot update the control block: %s", process_errno_clause(r)) : 0;
 }
 
 /* The callbacks of the object, the patch's from now on (a revert runs them). */
@@ -248,7 +249,7 @@ static int late_pre_patch(UlpOp *op, unsigned idx, unsigned k, const PatchCallba
         p->late[k][CONTROL_LATE_STATE] = CONTROL_LATE_PREPATCHED;
         w = control_write_patch(op->t, &op->c, idx);
         if (w < 0)
-                return op_fail(op, w, "cannot update the control block: %s", strerror(-w));
+                return op_fail(op, w, "cannot update the control block: %s", process_errno_clause(w));
         r = op_run_callback(op, cb->pre_patch + p->bias, &ret);
         /* It did not run (no thread, or it crashed and its thread was put back): the
          * next try runs it. One past its deadline runs on: it counts as run. A callback
@@ -266,7 +267,7 @@ static int late_pre_patch(UlpOp *op, unsigned idx, unsigned k, const PatchCallba
         memset(p->late[k], 0, sizeof(p->late[k]));
         r = control_write_patch(op->t, &op->c, idx);
         if (r < 0)
-                return op_fail(op, r, "cannot update the control block: %s", strerror(-r));
+                return op_fail(op, r, "cannot update the control block: %s", process_errno_clause(r));
         return op_fail(op, -ECANCELED, "the pre-patch callback of %s (patch %s) refused (returned %d): its "
                        "functions stay unpatched in process %d", object, p->name, ret, op->t->pid);
 }
@@ -356,7 +357,7 @@ static int patch_object(UlpOp *op, unsigned idx, unsigned k) {
         /* A compaction a killed driver left staged goes into place first: the stage
          * below is of the records as they are after make_room(). */
         if (r >= 0 && (r = control_settle(op->t, &op->c)) < 0)
-                r = op_fail(op, r, "cannot update the control block: %s", strerror(-r));
+                r = op_fail(op, r, "cannot update the control block: %s", process_errno_clause(r));
         if (r >= 0)
                 r = make_room(&op->c, at, n, idx);
         if (r >= 0)
@@ -471,7 +472,7 @@ static int unload_object(UlpOp *op, unsigned idx, unsigned k) {
          * block as it is then. */
         r = control_settle(op->t, &op->c);
         if (r < 0)
-                return op_fail(op, r, "cannot update the control block: %s", strerror(-r));
+                return op_fail(op, r, "cannot update the control block: %s", process_errno_clause(r));
         unsigned used = img->hdr.n_funcs;
         drop_records(img, idx, k);
         if (own)

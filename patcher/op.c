@@ -4,6 +4,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/errno-clause.h"
 #include "common/errfmt.h"
 #include "common/macro.h"
 #include "common/ptrace-denied.h"
@@ -116,7 +117,7 @@ int op_refresh_modules(UlpOp *op) {
         modulelist_done(&op->mods);
         r = modules_read(op->t->pid, &op->mods);
         if (r < 0)
-                return op_fail(op, r, "cannot read the modules of process %d: %s", op->t->pid, strerror(-r));
+                return op_fail(op, r, "cannot read the modules of process %d: %s", op->t->pid, process_errno_clause(r));
         op->symtabs = calloc(op->mods.n ? op->mods.n : 1, sizeof(SymTab *));
         if (!op->symtabs)
                 return -ENOMEM;
@@ -136,7 +137,7 @@ int op_unwinder(UlpOp *op) {
                 return 0;
         r = unwinder_new(op->t->pid, &op->mods, read_target, op->t, &op->u);
         if (r < 0)
-                return op_fail(op, r, "cannot set up the unwinder: %s", strerror(-r));
+                return op_fail(op, r, "cannot set up the unwinder: %s", process_errno_clause(r));
         return 0;
 }
 
@@ -158,7 +159,7 @@ int op_target_open(UlpOp *op, pid_t pid) {
         if (r == -EPERM || r == -EACCES)
                 return op_fail_denied(op, pid);
         if (r < 0)
-                return op_fail(op, r, "cannot open process %d: %s", pid, strerror(-r));
+                return op_fail(op, r, "cannot open process %d: %s", pid, process_errno_clause(r));
         return 0;
 }
 
@@ -184,7 +185,7 @@ int op_open_target(UlpOp *op, pid_t pid) {
         if (r == -ESRCH)
                 return op_fail(op, r, "no process with pid %d", pid);
         if (r < 0)
-                return op_fail(op, r, "cannot read the program process %d runs: %s", pid, strerror(-r));
+                return op_fail(op, r, "cannot read the program process %d runs: %s", pid, process_errno_clause(r));
         r = op_refresh_modules(op);
         if (r < 0)
                 return r;
@@ -221,7 +222,7 @@ int op_load_control(UlpOp *op) {
         if (r == -EBUSY)
                 return op_fail(op, r, "the ulp control block of process %d is %s", pid, op->c.why);
         if (r < 0)
-                return op_fail(op, r, "cannot read the ulp control block of process %d: %s", pid, strerror(-r));
+                return op_fail(op, r, "cannot read the ulp control block of process %d: %s", pid, process_errno_clause(r));
         return 0;
 }
 
@@ -245,7 +246,7 @@ const char *op_stop_error(UlpOp *op, int r, char *buf, size_t len) {
         else if (r == -EPERM || r == -EACCES)
                 snprintf(buf, len, "the kernel refused to let ulp trace it");
         else
-                snprintf(buf, len, "%s", strerror(-r));   /* no sentence fits better */
+                snprintf(buf, len, "%s", process_errno_clause(r));
         return buf;
 }
 
@@ -266,7 +267,7 @@ int op_borrow(UlpOp *op, Thread **ret) {
                 return op_fail(op, r, "no thread of process %d could be stopped: %s", op->t->pid,
                                op_stop_error(op, r, why, sizeof(why)));
         if (r < 0)
-                return op_fail(op, r, "cannot stop any thread of process %d: %s", op->t->pid, strerror(-r));
+                return op_fail(op, r, "cannot stop any thread of process %d: %s", op->t->pid, process_errno_clause(r));
         *ret = th;
         return 0;
 }
@@ -358,7 +359,7 @@ int op_run_callback(UlpOp *op, uint64_t addr, int *ret) {
                                op->o.callback_timeout_ms ?: (unsigned)CALLBACK_TIMEOUT_MS, th->tid, op->t->pid);
         if (r < 0)
                 return op_fail(op, r, "the callback could not run in thread %d of process %d: %s", th->tid,
-                               op->t->pid, strerror(-r));
+                               op->t->pid, process_errno_clause(r));
         *ret = (int)(int32_t)rax;
         op->callback_returned = true;
         return k;
@@ -383,7 +384,7 @@ int op_build_stubs(UlpOp *op, Thread *th, int patch) {
                 r = area_alloc(op->t, th, c, f->old_addr, f->old_addr + f->old_size, STUB_MAX_SIZE,
                                &f->stub_addr);
                 if (r < 0)
-                        return op_fail(op, r, "no memory for a dispatch stub near %s: %s", f->symbol, strerror(-r));
+                        return op_fail(op, r, "no memory for a dispatch stub near %s: %s", f->symbol, process_errno_clause(r));
                 f->prev_addr = old;
                 sp = (StubParams) {
                         .stub_addr = f->stub_addr,
@@ -397,7 +398,7 @@ int op_build_stubs(UlpOp *op, Thread *th, int patch) {
                 if (r >= 0)
                         r = target_write(op->t, f->stub_addr, code, len);
                 if (r < 0)
-                        return op_fail(op, r, "cannot write the dispatch stub of %s: %s", f->symbol, strerror(-r));
+                        return op_fail(op, r, "cannot write the dispatch stub of %s: %s", f->symbol, process_errno_clause(r));
         }
         return control_write_funcs(op->t, c, p->first_func, p->n_funcs);
 }
@@ -442,9 +443,9 @@ static int op_try_init(UlpOp *op) {
                                        (unsigned long long)op->tr.stuck_pc);
                 if (r < 0 && op->tr.entries_left)
                         return op_fail(op, r, "cannot start the transition: %s; it stays in process %d "
-                                       "until a revert of the patch takes it back", strerror(-r), op->t->pid);
+                                       "until a revert of the patch takes it back", process_errno_clause(r), op->t->pid);
                 if (r != -EAGAIN)
-                        return r < 0 ? op_fail(op, r, "cannot start the transition: %s", strerror(-r)) : k;
+                        return r < 0 ? op_fail(op, r, "cannot start the transition: %s", process_errno_clause(r)) : k;
                 sleep_ms(1);
         }
         return op_fail(op, -EBUSY, "threads keep running inside the dispatch stubs whose table is to be "
@@ -457,7 +458,7 @@ int op_start_transition(UlpOp *op, int target_state) {
         r = transition_prepare(&op->tr, op->t, &op->c, op->u, &op->res, op->patch, target_state,
                                op->o.global);
         if (r < 0)
-                return op_fail(op, r, "cannot prepare the transition: %s", strerror(-r));
+                return op_fail(op, r, "cannot prepare the transition: %s", process_errno_clause(r));
         op->tr_ready = true;
         op->tr.return_trap = op->o.return_trap;
         /* In the header init writes: a ulpd that takes the transition over after a
@@ -491,7 +492,7 @@ static int op_step_init(UlpOp *op) {
                 op->o.timeout_ms, why);
         r = op->kind == OP_APPLY ? transition_cancel(&op->tr) : 0;
         if (r < 0)
-                op_warn(op, "taking the patch's code back failed: %s", strerror(-r));
+                op_warn(op, "taking the patch's code back failed: %s", process_errno_clause(r));
         return -ETIMEDOUT;
 }
 

@@ -9,7 +9,8 @@
  * name hint (a patch without ULP_PATCH_INFO is named after its file). The entry keeps
  * the copy open, so its inode cannot stand for another file while cached; a changed
  * patch file is another sealed copy, another inode, another entry. Per thread, as
- * symcache.h: each driver thread has its own, and releases on the thread it read on.
+ * symcache.h (both on filecache.h): each driver thread has its own, and releases on the
+ * thread it read on.
  * An entry unused for PATCHCACHE_IDLE_SEC is dropped at the next read; at most
  * PATCHCACHE_MAX are kept, each of at most PATCHCACHE_FILE_MAX bytes (a kept copy stays
  * in memory until then: a long-running service pins 8 MiB at most, not 8 patches of up

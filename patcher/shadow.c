@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <sys/mman.h>
 
+#include "common/errno-clause.h"
 #include "common/errfmt.h"
 #include "common/macro.h"
 #include "elf/maps.h"
@@ -86,7 +87,7 @@ static int unmap_left(Target *t, Thread *th, const ControlImage *img, char *err,
                         r = loader_unmap(t, th, l.v[i].start, l.v[i].end - l.v[i].start);
         maplist_done(&l);
         return r < 0 ? fail(err, errlen, r, "cannot unmap a shadow-variable runtime left by a killed driver: %s",
-                            strerror(-r)) : 0;
+                            process_errno_clause(r)) : 0;
 }
 
 static int map_runtime(Target *t, Thread *th, Control *c, SymResolver *res, uint64_t near_lo, uint64_t near_hi,
@@ -98,7 +99,7 @@ static int map_runtime(Target *t, Thread *th, Control *c, SymResolver *res, uint
         int r;
 
         if (fd < 0)
-                return fail(err, errlen, fd, "cannot copy the shadow-variable runtime: %s", strerror(-fd));
+                return fail(err, errlen, fd, "cannot copy the shadow-variable runtime: %s", errno_clause(fd));
         r = unmap_left(t, th, c->img, err, errlen);
         if (r < 0)
                 return r;
@@ -117,7 +118,7 @@ static int map_runtime(Target *t, Thread *th, Control *c, SymResolver *res, uint
         if (r >= 0) {
                 r = control_write_header(t, c);
                 if (r < 0)
-                        fail(err, errlen, r, "cannot record the shadow-variable runtime: %s", strerror(-r));
+                        fail(err, errlen, r, "cannot record the shadow-variable runtime: %s", process_errno_clause(r));
         }
         if (r < 0) {
                 memset(h->shadow_entry, 0, sizeof(h->shadow_entry));

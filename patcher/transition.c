@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <stdio.h>
 
+#include "common/errno-clause.h"
 #include "common/invariant.h"
 #include "common/macro.h"
 #include "patcher/transition-internal.h"
@@ -253,7 +254,7 @@ static int check_thread(Transition *tr, Thread *th, UnwindResult *ur, char *bloc
         int r = unwinder_unwind(tr->u, th->tid, &th->regs, ur);
 
         if (r < 0) {
-                snprintf(blocker, len, "unwind failed: %s", strerror(-r));
+                snprintf(blocker, len, "unwind failed: %s", process_errno_clause(r));
                 return -1;
         }
         if (check_frames(tr, ur, &pc) < 0) {
@@ -376,7 +377,7 @@ static void pass_fill(Transition *tr, InFlight *f, size_t *next, bool *done) {
                 } else if (r == -EBUSY)
                         snprintf(p->blocker, sizeof(p->blocker), "traced by another process, not checked");
                 else if (r < 0)
-                        snprintf(p->blocker, sizeof(p->blocker), "could not be asked to stop (%s)", strerror(-r));
+                        snprintf(p->blocker, sizeof(p->blocker), "could not be asked to stop (%s)", process_errno_clause(r));
                 else {
                         f->th[f->n] = th;
                         f->late[f->n] = late;

@@ -132,3 +132,17 @@ victim_ok() {
 	[ "$st" != "t" ] && [ "$st" != "T" ] || fail "process $pid left stopped ($st)"
 	grep -q 'TracerPid:.0$' "/proc/$pid/status" || fail "process $pid left traced"
 }
+
+# hooked CMD...: CMD with the write hook preloaded ($KILLHOOK, tests/control/killhook.c:
+# ULP_WRITE_LOG, ULP_KILL_AFTER_WRITE, ...), its output in $WORK/hooked.out.
+hooked() { env LD_PRELOAD="$KILLHOOK" "$@" >"$WORK/hooked.out" 2>&1; }
+
+# kill_after_write K WHAT CMD...: CMD killed (SIGKILL) right after its K-th write into the
+# victim; fails, saying WHAT, unless it was, or when the victim $VPID died of it.
+kill_after_write() {
+	local k=$1 what=$2
+	shift 2
+	hooked ULP_KILL_AFTER_WRITE="$k" "$@"
+	[ $? = 137 ] || fail "$what: not killed: $(cat "$WORK/hooked.out")"
+	kill -0 "$VPID" 2>/dev/null || fail "$what: the victim died"
+}

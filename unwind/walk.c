@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/errno-clause.h"
 #include "common/macro.h"
 #include "patcher/x86_64/abi.h"
 #include "unwind/unwind-internal.h"
@@ -154,7 +155,7 @@ static void walk_check_end(UnwindWalk *w, int r) {
                  * read, and ends "normally" when that is the return address. */
                 walk_unreliable(w, "unwind error after 0x%" PRIx64 ": cannot read 0x%"
                                 PRIx64 ": %s", last, w->read_error_addr,
-                                strerror(-w->read_error));
+                                process_errno_clause(w->read_error));
         else if (r < 0)
                 walk_unreliable(w, "unwind error after 0x%" PRIx64 ": %s", last,
                                 dwfl_errmsg(-1));

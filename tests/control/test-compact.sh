@@ -30,10 +30,6 @@ runs() {
 	expect_value compute "$1"
 	expect_value lib "$2"
 }
-# an apply with the write log or a kill
-hooked() {
-	env LD_PRELOAD="$KILLHOOK" "$@" >"$WORK/hooked.out" 2>&1
-}
 
 # The writes of a compaction that moves records, the first of the apply that does it:
 # the stage (one record of 248 bytes and one patch of 616), the header publishing it
@@ -79,9 +75,7 @@ for kind in staged tail; do
 		what="$kind compaction, killed after its write $k"
 		if [ $kind = staged ]; then hole; lib=2010; else tail_only; lib=1010; fi
 		trials=$((trials + 1))
-		hooked ULP_KILL_AFTER_WRITE=$k "$ULPCTL" --direct apply -p "$VPID" "$PATCH_COMPUTE"
-		[ $? = 137 ] || fail "$what: ulpctl was not killed: $(cat "$WORK/hooked.out")"
-		kill -0 "$VPID" 2>/dev/null || { lost=$((lost + 1)); fail "$what: the victim died"; }
+		kill_after_write "$k" "$what" "$ULPCTL" --direct apply -p "$VPID" "$PATCH_COMPUTE"
 		out=$(ulpctl status -p "$VPID" 2>&1) || fail "$what: status refused the block: $out"
 		echo "$out" | grep -q 'refused' && fail "$what: status refused the block: $out"
 		if [ $kind = staged ]; then

@@ -36,7 +36,6 @@ start_loaded() {
 	shows plugin 100 || fail "libplugin.so not loaded"
 }
 stop_victim() { kill -9 "$VPID" 2>/dev/null; wait "$VPID" 2>/dev/null; VPID=; }
-hooked() { env LD_PRELOAD="$KILLHOOK" "$@" >"$WORK/hooked.out" 2>&1; }
 sizes() { awk '{ printf "%s%s", (NR > 1 ? " " : ""), $3 }' "$WORK/writes"; }
 
 # The writes of a plain run: the areas' use and the relocated copy; the stage of the
@@ -66,9 +65,7 @@ for ((k = 1; k <= n; k++)); do
 	what="killed after write $k of $n, then $next"
 	start_loaded
 	trials=$((trials + 1))
-	hooked ULP_KILL_AFTER_WRITE=$k "$PENDING" "$VPID"
-	[ $? = 137 ] || fail "$what: not killed: $(cat "$WORK/hooked.out")"
-	kill -0 "$VPID" 2>/dev/null || { lost=$((lost + 1)); fail "$what: the victim died"; }
+	kill_after_write "$k" "$what" "$PENDING" "$VPID"
 	victim_ok
 	out=$(ulpctl status -p "$VPID" 2>&1) || fail "$what: status failed: $out"
 	echo "$out" | grep -q 'refused' && fail "$what: status refused the block: $out"

@@ -45,6 +45,17 @@ def pinned_patch(victim, name, out):
     return out
 
 
+def pinned_setup(tmp, prefix, victim_name):
+    """A victim of its own in tmp (a fresh build-id, as victim_name), the patch pinned to
+    it, named prefix-SUFFIX after tmp's random suffix, in tmp/build, and the Victims that
+    start it: (name, patch, victims)."""
+    name = prefix + "-" + os.path.basename(tmp).rsplit("-", 1)[-1]
+    victim = own_copy(os.environ["VICTIM"], tmp, victim_name)
+    build = os.path.join(tmp, "build")
+    os.mkdir(build)
+    return name, pinned_patch(victim, name, os.path.join(build, name + ".so")), Victims(tmp, victim)
+
+
 class Victims:
     """The victims of one test, each writing its status file; all killed at the end."""
 

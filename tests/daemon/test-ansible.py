@@ -19,7 +19,7 @@ import shutil
 import subprocess
 import tempfile
 
-from fleettest import ROOT, Victims, own_copy, pinned_patch
+from fleettest import ROOT, pinned_setup
 from ulpdtest import SLOWDOWN, Daemon, check, fail, need_root, skip, victim_status, wait_for
 
 need_root()
@@ -28,17 +28,12 @@ if not playbook_exe:
     skip("ansible-playbook missing (Debian package ansible-core; scripts/setup-deps.sh installs it)")
 tmp = tempfile.mkdtemp(prefix="ulpd-test-")
 os.chmod(tmp, 0o755)
-# There before ulpd starts, as the package ships /etc/ulp/patches.d: a directory made
-# later is found by ulpd's 30 s rescan only, after the playbook's 20 s wait for it.
+# There before ulpd starts, as the package ships /etc/ulp/patches.d (one made later is
+# found as it appears: ulpd-patchdir-late).
 pdir = os.path.join(tmp, "patches.d")
 os.mkdir(pdir, 0o755)
 d = Daemon(extra_args=("--no-recover", "--patch-dir", pdir), tmp=tmp).start()
-NAME = "ansfix-" + os.path.basename(tmp).rsplit("-", 1)[-1]
-victim = own_copy(os.environ["VICTIM"], tmp, "ansvictim")
-build = os.path.join(tmp, "build")
-os.mkdir(build)
-patch = pinned_patch(victim, NAME, os.path.join(build, NAME + ".so"))
-vs = Victims(tmp, victim)
+NAME, patch, vs = pinned_setup(tmp, "ansfix", "ansvictim")
 # ulpctl on PATH as the playbook calls it, speaking to this run's ulpd
 bindir = os.path.join(tmp, "bin")
 os.mkdir(bindir)

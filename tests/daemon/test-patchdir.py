@@ -10,7 +10,7 @@ reports the directory (docs/ulpctl.schema.json), --prometheus counts its files."
 import os
 import shutil
 
-from fleettest import Victims, own_copy, pinned_patch, ulpctl, valid
+from fleettest import pinned_setup, ulpctl, valid
 from ulpdtest import Daemon, check, fail, need_root, scratch_dir, victim_status, wait_for
 
 need_root()
@@ -19,12 +19,8 @@ os.chmod(tmp, 0o755)
 pdir = os.path.join(tmp, "patches.d")
 os.mkdir(pdir, 0o755)
 d = Daemon(extra_args=("--no-recover", "--patch-dir", pdir), tmp=tmp).start()
-NAME = "dirfix-" + os.path.basename(tmp).rsplit("-", 1)[-1]
-victim = own_copy(os.environ["VICTIM"], tmp, "dirvictim")
-build = os.path.join(tmp, "build")
-os.mkdir(build)
-patch = pinned_patch(victim, NAME, os.path.join(build, NAME + ".so"))
-vs = Victims(tmp, victim)
+NAME, patch, vs = pinned_setup(tmp, "dirfix", "dirvictim")
+build = os.path.dirname(patch)
 
 
 def drop(src, name, mode=0o644):

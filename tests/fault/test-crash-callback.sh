@@ -21,7 +21,7 @@ wait_for 10 grep -qs '^v1=' "$LOG" || fail "victim did not start"
 for round in 1 2; do
 	err=$(ulpctl apply -p "$VPID" "$PATCH_CRASH" 2>&1 >/dev/null); rc=$?
 	[ "$rc" = 1 ] || fail "round $round: the apply exited $rc, expected 1: $err"
-	re="^ulpctl: the pre-patch callback did not run: the callback could not run in thread [0-9]+ of process $VPID: Bad address; nothing changed\$"
+	re="^ulpctl: the pre-patch callback did not run: the callback could not run in thread [0-9]+ of process $VPID: a bad address in the process \(unmapped memory or a fault\); nothing changed\$"
 	echo "$err" | grep -qE "$re" || fail "round $round: message: $err"
 	victim_ok
 	[ "$(mapped crash)" = 0 ] || fail "round $round: the patch's code is still mapped after the failed apply"

@@ -24,7 +24,6 @@ ulpctl() { "$ULPCTL" --direct "$@"; }
 value_in() { grep -v '^cb: ' "$LOG" | tail -n 1 | tr ' ' '\n' | sed -n "s/^$1=//p"; }
 shows() { wait_for 5 eval "[ \"\$(value_in $1)\" = $2 ]"; }
 cbs() { grep '^cb: ' "$LOG" | sed 's/^cb: //' | tr '\n' ' '; }
-hooked() { env LD_PRELOAD="$KILLHOOK" "$@" >"$WORK/hooked.out" 2>&1; }
 # the block as status reads it: "waiting" (late object listed, no record of hold_value),
 # "patched" (the record, not listed), anything else is a half-done removal
 block_state() {
@@ -38,16 +37,20 @@ block_state() {
 	*) echo "half: $out" ;;
 	esac
 }
-# A victim with liblatehold.so patched, then unloaded.
-start_unloaded() {
+# A victim with the patch applied, then liblatehold.so loaded (waiting for its switch).
+start_loaded() {
 	: >"$LOG"
 	"$LATE_VICTIM" >"$LOG" 2>&1 &
 	VPID=$!
 	wait_for 5 grep -q '^base=1 hold=-1' "$LOG" || fail "victim did not start"
 	ulpctl apply -p "$VPID" "$PATCH" >/dev/null || fail "apply failed"
-	shows base 2 || fail "base_value not patched"
 	kill -HUP "$VPID"
 	shows loads 1 || fail "liblatehold.so not loaded"
+}
+# A victim with liblatehold.so patched, then unloaded.
+start_unloaded() {
+	start_loaded
+	shows base 2 || fail "base_value not patched"
 	"$PENDING" "$VPID" >/dev/null || fail "liblatehold.so not patched"
 	shows hold 2 || fail "hold_value not patched"
 	kill -USR1 "$VPID"
@@ -72,9 +75,7 @@ for ((k = 1; k <= n; k++)); do
 	what="killed after write $k of $n"
 	start_unloaded
 	trials=$((trials + 1))
-	hooked ULP_KILL_AFTER_WRITE=$k "$PENDING" "$VPID"
-	[ $? = 137 ] || fail "$what: not killed: $(cat "$WORK/hooked.out")"
-	kill -0 "$VPID" 2>/dev/null || { lost=$((lost + 1)); fail "$what: the victim died"; }
+	kill_after_write "$k" "$what" "$PENDING" "$VPID"
 	state=$(block_state)
 	case "$state" in
 	waiting) published_at=${published_at:-$k} ;;
@@ -116,24 +117,12 @@ echo "unload kills: trials=$trials lost=$lost half=$half published at write $pub
 # A switch left half done (its records published, no entry written) by a driver killed at
 # the load, then the library unloaded: the next run drops those records, running no
 # callback (none was recorded), and a new load is patched from the start.
-: >"$LOG"
-"$LATE_VICTIM" >"$LOG" 2>&1 &
-VPID=$!
-wait_for 5 grep -q '^base=1 hold=-1' "$LOG" || fail "victim did not start"
-ulpctl apply -p "$VPID" "$PATCH" >/dev/null || fail "apply failed"
-kill -HUP "$VPID"
-shows loads 1 || fail "liblatehold.so not loaded"
+start_loaded
 hooked ULP_WRITE_LOG="$WORK/load-writes" "$PENDING" "$VPID" || fail "the plain load failed: $(cat "$WORK/hooked.out")"
 # the last header write: the copy of the stage into place, before the entry jumps
 copied=$(awk '$3 == 4096 { k = $1 } END { print k }' "$WORK/load-writes")
 stop_victim
-: >"$LOG"
-"$LATE_VICTIM" >"$LOG" 2>&1 &
-VPID=$!
-wait_for 5 grep -q '^base=1 hold=-1' "$LOG" || fail "victim did not start"
-ulpctl apply -p "$VPID" "$PATCH" >/dev/null || fail "apply failed"
-kill -HUP "$VPID"
-shows loads 1 || fail "liblatehold.so not loaded"
+start_loaded
 hooked ULP_KILL_AFTER_WRITE="$copied" "$PENDING" "$VPID"
 [ $? = 137 ] || fail "the load: not killed after write $copied: $(cat "$WORK/hooked.out")"
 shows hold 1 || fail "hold_value patched before its entry was written"

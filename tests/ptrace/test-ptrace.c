@@ -160,6 +160,32 @@ static void assert_none_traced(pid_t pid) {
         }
 }
 
+/* A victim in mode and a Target on it, with the stop deadline of a loaded machine. */
+static Target *victim_open(Victim *v, const char *mode, const char *arg) {
+        Target *t = NULL;
+
+        victim_start(v, mode, arg);
+        ASSERT_OK(TEST_TARGET_OPEN(v->pid, &t));
+        return t;
+}
+
+/* The end of a case: no thread left traced, the Target freed, the victim reaped. */
+static void victim_close(Victim *v, Target *t) {
+        assert_none_traced(v->pid);
+        target_free(t);
+        victim_end(v);
+}
+
+/* Frees the Target and checks the victim runs on, released: its first counter moves
+ * again and no thread is left traced. */
+static void free_and_check_released(Victim *v, Target *t) {
+        uint64_t c = v->sh->counters[0];
+
+        target_free(t);
+        ASSERT_TRUE(WAIT_UNTIL(v->sh->counters[0] > c, 5000));
+        assert_none_traced(v->pid);
+}
+
 static size_t count_stopped(Target *t) {
         size_t n = 0;
         for (size_t i = 0; i < t->n_threads; i++)
@@ -193,6 +219,20 @@ static bool maps_has(pid_t pid, uint64_t addr, char perms[8]) {
         }
         fclose(f);
         return found;
+}
+
+/* The 16 bytes at code read back as orig with the 3 bytes of patch at +5, the victim's
+ * copy shows the same, and the mapping kept its protection. */
+static void assert_code_patched(Victim *v, Target *t, uint64_t code, const uint8_t *orig, const uint8_t *patch) {
+        uint8_t now[16];
+        char perms[8];
+
+        ASSERT_OK(target_read(t, code, now, 16));
+        for (int i = 0; i < 16; i++)
+                ASSERT_EQ(now[i], i >= 5 && i < 8 ? patch[i - 5] : orig[i]);
+        ASSERT_TRUE(WAIT_UNTIL(memcmp((const void *)v->sh->code_copy, now, 16) == 0, 2000));
+        ASSERT_TRUE(maps_has(v->pid, code, perms));
+        ASSERT_STREQ(perms, "r-xp");
 }
 
 static int cmp_u64(const void *a, const void *b) {
@@ -244,9 +284,7 @@ TEST(open_errors) {
         ASSERT_STREQ(name, "victim-ptrace");
         target_thread_name(t, 999999999, name);
         ASSERT_STREQ(name, "?");
-        assert_none_traced(v.pid);
-        target_free(t);
-        victim_end(&v);
+        victim_close(&v, t);
 }
 
 /* ---- stop the world ---- */
@@ -254,8 +292,7 @@ TEST(open_errors) {
 TEST(stop_resume_200) {
         Victim v;
         Target *t;
-        victim_start(&v, "threads", NULL);
-        ASSERT_OK(TEST_TARGET_OPEN(v.pid, &t));
+        t = victim_open(&v, "threads", NULL);
         uint64_t sleeps0 = v.sh->sleeps_ok, ppolls0 = v.sh->ppolls;
 
         for (int i = 0; i < 200; i++) {
@@ -296,8 +333,7 @@ TEST(stop_resume_200) {
 TEST(signal_while_stopped) {
         Victim v;
         Target *t;
-        victim_start(&v, "threads", NULL);
-        ASSERT_OK(TEST_TARGET_OPEN(v.pid, &t));
+        t = victim_open(&v, "threads", NULL);
         uint64_t before = v.sh->usr1_count;
 
         ASSERT_OK(target_stop_all(t));
@@ -319,9 +355,7 @@ TEST(signal_while_stopped) {
         ASSERT_OK(target_resume_thread(t, th));
         ASSERT_TRUE(WAIT_UNTIL(v.sh->usr1_count == before + 2, 2000));
         ASSERT_EQ(v.sh->sleeps_bad, 0);
-        assert_none_traced(v.pid);
-        target_free(t);
-        victim_end(&v);
+        victim_close(&v, t);
 }
 
 /* Queued real-time signals with values, sent while threads are stopped and resumed
@@ -331,8 +365,7 @@ TEST(signal_storm) {
         Victim v;
         Target *t;
         const int N = 3000;
-        victim_start(&v, "threads", NULL);
-        ASSERT_OK(TEST_TARGET_OPEN(v.pid, &t));
+        t = victim_open(&v, "threads", NULL);
 
         pid_t sender = fork_child();
         ASSERT_TRUE(sender >= 0);
@@ -383,16 +416,13 @@ TEST(signal_storm) {
                 rounds, v.sh->rt_count, kept);
         ASSERT_EQ(v.sh->rt_count, N);
         ASSERT_EQ(v.sh->rt_sum, (uint64_t)N * (N + 1) / 2);
-        assert_none_traced(v.pid);
-        target_free(t);
-        victim_end(&v);
+        victim_close(&v, t);
 }
 
 TEST(job_control) {
         Victim v;
         Target *t;
-        victim_start(&v, "threads", NULL);
-        ASSERT_OK(TEST_TARGET_OPEN(v.pid, &t));
+        t = victim_open(&v, "threads", NULL);
 
         /* Stopped before we come: stays stopped. */
         ASSERT_OK(kill(v.pid, SIGSTOP));
@@ -426,9 +456,7 @@ TEST(job_control) {
                 snap[k] = v.sh->counters[k];
         ASSERT_TRUE(WAIT_UNTIL(counters_above(v.sh, snap), 2000));
         ASSERT_EQ(v.sh->sleeps_bad, 0);
-        assert_none_traced(v.pid);
-        target_free(t);
-        victim_end(&v);
+        victim_close(&v, t);
 }
 
 /* ---- remote syscalls ---- */
@@ -455,8 +483,7 @@ static void check_regs_unchanged(Thread *th) {
 TEST(syscall) {
         Victim v;
         Target *t;
-        victim_start(&v, "threads", NULL);
-        ASSERT_OK(TEST_TARGET_OPEN(v.pid, &t));
+        t = victim_open(&v, "threads", NULL);
         sleep_ms(5);
 
         /* On the thread blocked in nanosleep. */
@@ -522,9 +549,7 @@ TEST(syscall) {
         ASSERT_TRUE(WAIT_UNTIL(v.sh->sleeps_ok >= sleeps0 + 2, 2000));
         ASSERT_EQ(v.sh->sleeps_bad, 0);
         ASSERT_EQ(v.sh->handler_changed, 0);
-        assert_none_traced(v.pid);
-        target_free(t);
-        victim_end(&v);
+        victim_close(&v, t);
 }
 
 /* A batch (target_syscall_batch_begin): the same results, the thread's context back at
@@ -594,9 +619,7 @@ TEST(syscall_batch) {
         ASSERT_EQ(v.sh->read_ret, 5);
         ASSERT_STREQ((const char *)v.sh->read_buf, "later");
         ASSERT_EQ(v.sh->handler_changed, 0);
-        assert_none_traced(v.pid);
-        target_free(t);
-        victim_end(&v);
+        victim_close(&v, t);
 }
 
 /* ---- remote calls ---- */
@@ -605,8 +628,7 @@ TEST(call) {
         Victim v;
         Target *t;
         uint64_t ret = 0;
-        victim_start(&v, "threads", NULL);
-        ASSERT_OK(TEST_TARGET_OPEN(v.pid, &t));
+        t = victim_open(&v, "threads", NULL);
 
         ASSERT_OK(target_stop_all(t));
         Thread *th = target_any_stopped(t);
@@ -691,9 +713,7 @@ TEST(call) {
         ASSERT_EQ(v.sh->handler_changed, 0);
         ASSERT_EQ(v.sh->sleeps_bad, 0);
         ASSERT_EQ(kill(v.pid, 0), 0);
-        assert_none_traced(v.pid);
-        target_free(t);
-        victim_end(&v);
+        victim_close(&v, t);
 }
 
 /* ---- memory ---- */
@@ -701,8 +721,7 @@ TEST(call) {
 TEST(write_readonly_code) {
         Victim v;
         Target *t;
-        victim_start(&v, "threads", NULL);
-        ASSERT_OK(TEST_TARGET_OPEN(v.pid, &t));
+        t = victim_open(&v, "threads", NULL);
         uint64_t code = v.sh->unused_code_addr;
         char perms[8];
         ASSERT_TRUE(maps_has(v.pid, code, perms));
@@ -713,13 +732,8 @@ TEST(write_readonly_code) {
         ASSERT_TRUE(WAIT_UNTIL(memcmp((const void *)v.sh->code_copy, orig, 16) == 0, 2000));
         const uint8_t patch[3] = { 0xde, 0xad, 0x42 };
         ASSERT_OK(target_write(t, code + 5, patch, 3));
-        ASSERT_OK(target_read(t, code, now, 16));
-        for (int i = 0; i < 16; i++)
-                ASSERT_EQ(now[i], i >= 5 && i < 8 ? patch[i - 5] : orig[i]);
         /* The victim sees it too, and the mapping kept its protection. */
-        ASSERT_TRUE(WAIT_UNTIL(memcmp((const void *)v.sh->code_copy, now, 16) == 0, 2000));
-        ASSERT_TRUE(maps_has(v.pid, code, perms));
-        ASSERT_STREQ(perms, "r-xp");
+        assert_code_patched(&v, t, code, orig, patch);
         ASSERT_OK(target_write(t, code + 5, orig + 5, 3));
         ASSERT_OK(target_read(t, code, now, 16));
         ASSERT_TRUE(memcmp(now, orig, 16) == 0);
@@ -741,7 +755,6 @@ TEST(write_gathered) {
         uint64_t code, page, w, back;
         uint8_t orig[16], now[16];
         const uint8_t patch[3] = { 0xde, 0xad, 0x42 };
-        char perms[8];
 
         victim_start(&v, "threads", NULL);
         ASSERT_OK(target_open(v.pid, &t));
@@ -778,12 +791,7 @@ TEST(write_gathered) {
         }
         ASSERT_OK(target_read(t, page + 8 * 41, &back, 8));
         ASSERT_EQ_U64(back, 0x99);
-        ASSERT_OK(target_read(t, code, now, 16));
-        for (int i = 0; i < 16; i++)
-                ASSERT_EQ(now[i], i >= 5 && i < 8 ? patch[i - 5] : orig[i]);
-        ASSERT_TRUE(WAIT_UNTIL(memcmp((const void *)v.sh->code_copy, now, 16) == 0, 2000));
-        ASSERT_TRUE(maps_has(v.pid, code, perms));
-        ASSERT_STREQ(perms, "r-xp");
+        assert_code_patched(&v, t, code, orig, patch);
 
         /* A write to no mapping: those before it land, the rest are dropped as a caller
          * stopping at its first error would, and end says -EFAULT. */
@@ -810,8 +818,8 @@ TEST(exit_during_stop) {
                 Target *t;
                 char ms[16];
                 snprintf(ms, sizeof(ms), "%d", 30 + rep * 25);
-                victim_start(&v, "exit", ms);
-                ASSERT_OK(TEST_TARGET_OPEN(v.pid, &t));
+                t = victim_open(&v, "exit", ms);
+                ASSERT_EQ(write(v.pipe_w, "g", 1), 1);         /* its exit counts from now */
                 int r, rounds = 0;
                 uint64_t end = now_ns() + 5000000000ULL;
                 while ((r = target_stop_all(t)) == 0 && now_ns() < end) {
@@ -844,8 +852,7 @@ TEST(exit_during_stop) {
 TEST(stop_pending_during_remote_call) {
         Victim v;
         Target *t;
-        victim_start(&v, "threads", NULL);
-        ASSERT_OK(TEST_TARGET_OPEN(v.pid, &t));
+        t = victim_open(&v, "threads", NULL);
         Thread *th = target_find_thread(t, v.sh->sleeper_tid);
         ASSERT_TRUE(th);
         ASSERT_OK(target_stop_thread(t, th));
@@ -858,10 +865,7 @@ TEST(stop_pending_during_remote_call) {
         ASSERT_EQ(rsys(t, th, SYS_poll, 0, 0, 200, 0, 0, 0), 0);
         ASSERT_TRUE(other->seized && !other->gone);
         ASSERT_OK(target_resume_thread(t, th));
-        uint64_t c = v.sh->counters[0];
-        target_free(t);
-        ASSERT_TRUE(WAIT_UNTIL(v.sh->counters[0] > c, 5000));
-        assert_none_traced(v.pid);
+        free_and_check_released(&v, t);
         victim_end(&v);
 }
 
@@ -873,8 +877,7 @@ TEST(stop_pending_during_remote_call) {
 TEST(forgotten_thread_released) {
         Victim v;
         Target *t;
-        victim_start(&v, "threads", NULL);
-        ASSERT_OK(TEST_TARGET_OPEN(v.pid, &t));
+        t = victim_open(&v, "threads", NULL);
         pid_t tid = v.sh->counter_tids[0];
         Thread *th = target_find_thread(t, tid);
         ASSERT_TRUE(th);
@@ -885,10 +888,7 @@ TEST(forgotten_thread_released) {
         ASSERT_EQ(info.si_code, CLD_TRAPPED);
         th->gone = true;
         th->seized = false;
-        uint64_t c = v.sh->counters[0];
-        target_free(t);
-        ASSERT_TRUE(WAIT_UNTIL(v.sh->counters[0] > c, 5000));
-        assert_none_traced(v.pid);
+        free_and_check_released(&v, t);
         ASSERT_EQ((long)target_orphans(), 0);
         victim_end(&v);
 }
@@ -896,8 +896,7 @@ TEST(forgotten_thread_released) {
 TEST(zombie_leader) {
         Victim v;
         Target *t;
-        victim_start(&v, "zombie", NULL);
-        ASSERT_OK(TEST_TARGET_OPEN(v.pid, &t));
+        t = victim_open(&v, "zombie", NULL);
         v.sh->leader_exit = 1;
         ASSERT_TRUE(WAIT_UNTIL(task_state(v.pid, v.pid) == 'Z', 2000));
         ASSERT_ERR(target_stop_all(t), -ESRCH);
@@ -913,8 +912,7 @@ TEST(zombie_leader) {
 TEST(threads_spawned_while_stopping) {
         Victim v;
         Target *t;
-        victim_start(&v, "spawn", NULL);
-        ASSERT_OK(TEST_TARGET_OPEN(v.pid, &t));
+        t = victim_open(&v, "spawn", NULL);
         size_t max_threads = 0;
         for (int i = 0; i < 40; i++) {
                 ASSERT_OK(target_stop_all(t));
@@ -969,8 +967,7 @@ static void measure(Target *t, Thread *th, const char *what) {
 TEST(measure_stop_times) {
         Victim v;
         Target *t;
-        victim_start(&v, "threads", NULL);
-        ASSERT_OK(TEST_TARGET_OPEN(v.pid, &t));
+        t = victim_open(&v, "threads", NULL);
         Thread *spinner = target_find_thread(t, v.sh->counter_tids[0]);
         Thread *sleeper = target_find_thread(t, v.sh->sleeper_tid);
         ASSERT_TRUE(spinner && sleeper);
@@ -991,7 +988,5 @@ TEST(measure_stop_times) {
                 t->n_threads, d[N / 2] / 1000.0, d[N * 9 / 10] / 1000.0, t->max_stw_ns / 1000.0);
         ASSERT_TRUE(d[N / 2] < STOP_ALL_MEDIAN_NS_MAX * test_slowdown());
         ASSERT_EQ(v.sh->sleeps_bad, 0);
-        assert_none_traced(v.pid);
-        target_free(t);
-        victim_end(&v);
+        victim_close(&v, t);
 }

@@ -16,7 +16,7 @@ static int pick_plain(int x) {
 }
 
 int reach_pick(int x);
-static int (*pick_resolver(void))(int) {
+__attribute__((used)) static int (*pick_resolver(void))(int) {
         return pick_plain;
 }
 
@@ -24,7 +24,7 @@ int reach_pick(int x) __attribute__((ifunc("pick_resolver")));
 
 /* An IFUNC whose resolver returns data, not code: what it returns is not used. */
 int reach_stray(int x);
-static int (*stray_resolver(void))(int) {
+__attribute__((used)) static int (*stray_resolver(void))(int) {
         return (int (*)(int))(void *)&lib_bias;
 }
 
@@ -32,7 +32,7 @@ int reach_stray(int x) __attribute__((ifunc("stray_resolver")));
 
 /* An IFUNC whose resolver takes a second: past a short callback deadline it runs on. */
 int reach_slow(int x);
-static int (*slow_resolver(void))(int) {
+__attribute__((used)) static int (*slow_resolver(void))(int) {
         struct timespec ts = { 1, 0 };
         while (nanosleep(&ts, &ts) != 0)
                 ;

@@ -3,7 +3,7 @@
  * bound to the patch's own IFUNC symbol): refused. */
 ULP_PATCH_INFO("self-fix", "mid_fn through the patch's own IFUNC");
 static int self_plain(int x) { return x + 4000; }
-static int (*self_resolver(void))(int) { return self_plain; }
+__attribute__((used)) static int (*self_resolver(void))(int) { return self_plain; }
 #ifdef SELF_GLOBAL
 int self_pick(int x) __attribute__((ifunc("self_resolver")));
 #else
