@@ -232,7 +232,8 @@ typedef struct Control {
         /* A mapping left all zeros by a creator that died before its first write: the
          * next control_create() writes the block there instead of mapping another. */
         uint64_t unborn_addr;
-        ControlImage *img;       /* heap copy; table_* are read only on demand */
+        ControlImage *img;       /* local copy; table_* are read only on demand */
+        bool img_mapped;         /* img is control_alloc()'s mapping (else the caller's malloc()) */
         bool trusted;            /* its MAC checks out: ulp made it in this memfd */
         bool batch;              /* inside control_batch_begin/end */
         char why[160];           /* what is wrong, after -EBADMSG or -EBUSY from a read */
