@@ -10,6 +10,7 @@
 #include "common/macro.h"
 #include "elf/maps.h"
 #include "patcher/control.h"
+#include "patcher/procmem.h"
 #include "runtime/shadow-abi.h"
 #include "patcher/rsys.h"
 
@@ -474,21 +475,24 @@ static int control_file(const MapList *l, uint64_t addr, uint64_t *ret_dev, uint
 
 /* The areas the block names are mappings ulp made: stubs and relocated entries, which
  * validation keeps inside them, then lie in code ulp wrote. Then the MAC (c->trusted). */
-static int check_mappings(pid_t pid, Control *c) {
+static int check_mappings(Target *t, Control *c) {
         uint64_t dev = 0, inode = 0;
-        MapList l = {};
-        int r = maps_read(pid, &l);
+        const MapList *l;
+        int r;
+
+        /* Read now, as the check always was; what follows in the step shares this read. */
+        procmaps_drop(t);
+        r = procmaps_get(t, &l);
         if (r < 0)
                 return r;
-        r = control_file(&l, c->addr, &dev, &inode);
+        r = control_file(l, c->addr, &dev, &inode);
         if (r < 0)
                 snprintf(c->why, sizeof(c->why), "it is no longer mapped"), r = -EBADMSG;
         for (unsigned i = 0; i < c->img->hdr.n_areas && r >= 0; i++)
-                if (!area_mapped(&l, c->img->areas[i].addr, c->img->areas[i].size))
+                if (!area_mapped(l, c->img->areas[i].addr, c->img->areas[i].size))
                         r = -EBADMSG, snprintf(c->why, sizeof(c->why),
                                                "area %u at 0x%llx is not a mapping ulp made", i,
                                                (unsigned long long)c->img->areas[i].addr);
-        maplist_done(&l);
         if (r >= 0)
                 c->trusted = control_verify(&c->img->hdr, dev, inode);
         return r;
@@ -507,7 +511,7 @@ int control_load(Target *t, Control *c) {
                 return r;
         r = control_validate(c->img, c->addr, c->why, sizeof(c->why));
         if (r >= 0)
-                r = check_mappings(t->pid, c);
+                r = check_mappings(t, c);
         return r;
 }
 

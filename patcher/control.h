@@ -243,6 +243,9 @@ typedef struct Control {
  * or -errno when the maps cannot be read. With control_is_mapping() (a mapping of the
  * control memfd at offset 0), in carriers.c: the one test of "carries a block". */
 int control_find(pid_t pid, uint64_t *ret_addr);
+/* The same in maps already read. */
+struct MapList;
+int control_find_in(const struct MapList *l, uint64_t *ret_addr);
 struct MapEntry;
 bool control_is_mapping(const struct MapEntry *e);
 
