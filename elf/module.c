@@ -454,6 +454,15 @@ static int modules_add(pid_t pid, const MapList *maps, size_t i, const struct st
 
 int modules_read(pid_t pid, ModuleList *ret) {
         _cleanup_(maplist_done) MapList maps = {};
+        int r;
+
+        r = maps_read(pid, &maps);
+        if (r < 0)
+                return r;
+        return modules_read_maps(pid, &maps, ret);
+}
+
+int modules_read_maps(pid_t pid, const MapList *maps, ModuleList *ret) {
         _cleanup_(modulelist_done) ModuleList l = {};
         struct stat exe;
         char exe_path[64];
@@ -461,21 +470,18 @@ int modules_read(pid_t pid, ModuleList *ret) {
         uint64_t main_dyn = 0;
         int r;
 
-        r = maps_read(pid, &maps);
-        if (r < 0)
-                return r;
         snprintf(exe_path, sizeof(exe_path), "/proc/%d/exe", (int)pid);
         bool have_exe = stat(exe_path, &exe) >= 0;
         if (have_exe)
-                exe_dev_from_maps(pid, &maps, &exe);
+                exe_dev_from_maps(pid, maps, &exe);
 
-        for (size_t i = 0; i < maps.n; i++) {
-                if (!mapping_candidate(&maps.v[i]))
+        for (size_t i = 0; i < maps->n; i++) {
+                if (!mapping_candidate(&maps->v[i]))
                         continue;
                 /* An offset-0 mapping inside a module already found is part of it. */
-                if (modules_find_addr(&l, maps.v[i].start))
+                if (modules_find_addr(&l, maps->v[i].start))
                         continue;
-                r = modules_add(pid, &maps, i, have_exe ? &exe : NULL, &l, &alloc, &main_dyn);
+                r = modules_add(pid, maps, i, have_exe ? &exe : NULL, &l, &alloc, &main_dyn);
                 if (r < 0)
                         return r;
         }

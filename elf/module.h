@@ -42,6 +42,9 @@ typedef struct ModuleList {
 /* Reads the ELF modules of process pid from /proc/PID/maps and the files behind them
  * (through /proc/PID/map_files). Needs ptrace-read permission on pid. */
 int modules_read(pid_t pid, ModuleList *ret);
+/* The same from maps already read (elf/maps.h). */
+struct MapList;
+int modules_read_maps(pid_t pid, const struct MapList *maps, ModuleList *ret);
 void modulelist_done(ModuleList *l);
 
 /* The module an object name of the patch API designates: ULP_MAIN ("") is the main

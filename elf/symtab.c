@@ -1,18 +1,31 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 
 /*
- * Symbols of one ELF file. All defined symbols of .symtab and .dynsym (a .dynsym entry
- * that repeats a .symtab one is dropped) go into one array, in .symtab order then
- * .dynsym order. Two indexes over it make lookups O(log n): by name (ties kept in
- * table order, so the pos-th local is the pos-th of its name run) and, for functions,
- * by address.
+ * Symbols of one ELF file. All defined symbols of .symtab and .dynsym go into one array,
+ * in .symtab order then .dynsym order; a .dynsym entry that repeats a .symtab one (same
+ * name and value) is marked dropped and the .symtab one exported instead.
+ *
+ * The entries of one name are chained in table order (so the pos-th local is the pos-th
+ * of its chain), and a hash table over the names finds a chain's first entry: built in
+ * one pass, where sorting libc's 13,000 names was a fifth of what each ulpctl --direct
+ * spent of its CPU (docs/performance.md). The hash is seeded at random per process; a
+ * file whose names still make the probes exceed SYMTAB_PROBES_PER_ENTRY on average
+ * (names chosen to collide) is indexed by sorting instead, as before, so that no file
+ * costs more than O(n log n). The rarer queries get their own index when first asked:
+ * by address (functions), and the names of compiler clones ("f.isra.0"), sorted.
+ *
+ * The indexes built on demand are written through a const SymTab: a SymTab is used by
+ * one thread at a time (the cache of patcher/symcache.c is per thread).
  */
 
 #include <errno.h>
 #include <fcntl.h>
 #include <gelf.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/macro.h"
@@ -20,14 +33,32 @@
 #include "elf/demangle.h"
 #include "elf/symtab.h"
 
+#define NO_ENTRY UINT32_MAX
+/* Probes allowed to the hash index, on average per entry, before it gives way to the
+ * sorted one. An honest table averages under 2 at the load factor used (at most 1/2). */
+#define SYMTAB_PROBES_PER_ENTRY 8
+
 typedef struct SymEntry {
         Symbol sym;
-        uint64_t key;            /* the name's first 8 bytes, big-endian, zero-padded (name_key) */
-        uint32_t seq;            /* position in the combined table order */
+        uint32_t next;           /* the next entry of the same name in table order, or NO_ENTRY */
         bool from_dynsym;        /* this entry was read from .dynsym */
         bool in_dynsym;          /* present in .dynsym (exported to the dynamic linker) */
         bool hidden_version;     /* a non-default symbol version (name@VER, not name@@VER) */
+        bool dropped;            /* a .dynsym entry repeating a .symtab one: no symbol of its own */
+        bool head;               /* the first entry of its name */
 } SymEntry;
+
+/* A slot of the hash index: the name's hash and its first entry plus one (0: empty). */
+typedef struct HashSlot {
+        uint32_t hash;
+        uint32_t head1;
+} HashSlot;
+
+/* A PT_LOAD segment of the running file, for checking a debug file's symbols. */
+typedef struct LoadSeg {
+        uint64_t vaddr, memsz;
+        bool exec;
+} LoadSeg;
 
 struct SymTab {
         int fd;
@@ -36,10 +67,23 @@ struct SymTab {
         Elf *debug_elf;
         char *debug_path;
         char *searched;          /* what was searched, for messages (debugfile.c) */
-        SymEntry *v;             /* sorted by (name, seq) */
+        SymEntry *v;             /* in table order, dropped entries included */
         size_t n;
-        uint32_t *by_addr;       /* indexes into v of sized functions, sorted by value */
+        SymTabIndex index;
+        uint64_t seed;
+        HashSlot *slots;         /* SYMTAB_INDEX_HASH: size mask + 1 */
+        size_t mask;
+        uint32_t *sorted;        /* SYMTAB_INDEX_SORTED: each name's first entry, by name */
+        size_t n_sorted;
+        LoadSeg *segs;           /* while loading a debug file's symbols */
+        size_t n_segs;
+        /* Built on first use. */
+        bool addr_ready;
+        uint32_t *by_addr;       /* sized functions, by value */
         size_t n_addr;
+        bool clones_ready;
+        uint32_t *clones;        /* functions whose name has a '.', by (name, table order) */
+        size_t n_clones;
 };
 
 int elf_open_fd(int fd, Elf **ret) {
@@ -77,24 +121,38 @@ bool elf_has_section_type(Elf *elf, Elf32_Word type) {
         return false;
 }
 
+/* The PT_LOAD segments of the running file, read once for debug_sym_in_image(). */
+static int read_load_segments(SymTab *st) {
+        size_t nph;
+
+        if (elf_getphdrnum(st->elf, &nph) < 0 || nph == 0)
+                return 0;
+        st->segs = calloc(nph, sizeof(LoadSeg));
+        if (!st->segs)
+                return -ENOMEM;
+        for (size_t i = 0; i < nph; i++) {
+                GElf_Phdr ph;
+                if (gelf_getphdr(st->elf, (int)i, &ph) && ph.p_type == PT_LOAD)
+                        st->segs[st->n_segs++] = (LoadSeg) { ph.p_vaddr, ph.p_memsz, (ph.p_flags & PF_X) != 0 };
+        }
+        return 0;
+}
+
 /* A symbol of a separate debug file is trusted only where the running file has
  * something: [value, value+size) inside one of its PT_LOAD segments, an executable one
  * for a function. The build-id already ties the two files together; this bounds what a
  * damaged or foreign debug file can name. */
-static bool debug_sym_in_image(Elf *elf, const GElf_Sym *s) {
+static bool debug_sym_in_image(const SymTab *st, const GElf_Sym *s) {
         bool func = GELF_ST_TYPE(s->st_info) == STT_FUNC || GELF_ST_TYPE(s->st_info) == STT_GNU_IFUNC;
-        size_t nph;
 
-        if (s->st_shndx == SHN_ABS || elf_getphdrnum(elf, &nph) < 0)
+        if (s->st_shndx == SHN_ABS)
                 return false;
-        for (size_t i = 0; i < nph; i++) {
-                GElf_Phdr ph;
-                if (!gelf_getphdr(elf, (int)i, &ph) || ph.p_type != PT_LOAD)
+        for (size_t i = 0; i < st->n_segs; i++) {
+                const LoadSeg *g = &st->segs[i];
+                if (func && !g->exec)
                         continue;
-                if (func && !(ph.p_flags & PF_X))
-                        continue;
-                if (s->st_value >= ph.p_vaddr && s->st_value - ph.p_vaddr <= ph.p_memsz &&
-                    s->st_size <= ph.p_memsz - (s->st_value - ph.p_vaddr))
+                if (s->st_value >= g->vaddr && s->st_value - g->vaddr <= g->memsz &&
+                    s->st_size <= g->memsz - (s->st_value - g->vaddr))
                         return true;
         }
         return false;
@@ -109,27 +167,33 @@ static bool versym_hidden(Elf_Data *versym, size_t i) {
         return (v & 0x8000) != 0;
 }
 
-/* The first 8 bytes of name as a big-endian number, zero past its end: keys compare as
- * strcmp() compares the names' first 8 bytes, so that sorting (every operation of
- * ulpctl --direct sorts libc's 3,000 names) calls strcmp() only on long common prefixes. */
-static uint64_t name_key(const char *name) {
-        uint64_t k = 0;
-        bool end = false;
+/* The names of a symbol table: its string table's bytes when they end with a NUL (every
+ * offset inside then names a terminated string), else NULL and elf_strptr() checks each. */
+static Elf_Data *string_table(Elf *elf, size_t link) {
+        Elf_Scn *scn = elf_getscn(elf, link);
+        GElf_Shdr sh;
+        Elf_Data *d;
 
-        for (int i = 0; i < 8; i++) {
-                end = end || !name[i];
-                k = k << 8 | (end ? 0 : (uint8_t)name[i]);
-        }
-        return k;
+        if (!scn || !gelf_getshdr(scn, &sh) || sh.sh_type != SHT_STRTAB)
+                return NULL;
+        d = elf_getdata(scn, NULL);
+        if (!d || !d->d_buf || d->d_size == 0 || ((const char *)d->d_buf)[d->d_size - 1] != 0)
+                return NULL;
+        return d;
 }
 
-/* Appends the wanted symbols of one symbol table section to st->v. */
-static int symtab_add_section(SymTab *st, Elf *elf, Elf_Scn *scn, const GElf_Shdr *sh, bool dyn,
-                              size_t *alloc) {
+static const char *sym_name(Elf *elf, size_t link, Elf_Data *strings, size_t off) {
+        if (!strings)
+                return elf_strptr(elf, link, off);
+        return off < strings->d_size ? (const char *)strings->d_buf + off : NULL;
+}
+
+/* Appends the wanted symbols of one symbol table section to st->v (room made for all). */
+static void symtab_add_section(SymTab *st, Elf *elf, Elf_Scn *scn, const GElf_Shdr *sh, bool dyn) {
         Elf_Data *data = elf_getdata(scn, NULL);
-        Elf_Data *xdata = NULL, *versym = NULL;
+        Elf_Data *xdata = NULL, *versym = NULL, *strings;
         if (!data || sh->sh_entsize == 0)
-                return 0;
+                return;
 
         /* The companion sections: extended section indexes, symbol versions. */
         for (Elf_Scn *x = NULL; (x = elf_nextscn(elf, x)); ) {
@@ -141,6 +205,7 @@ static int symtab_add_section(SymTab *st, Elf *elf, Elf_Scn *scn, const GElf_Shd
                 if (dyn && xs.sh_type == SHT_GNU_versym && xs.sh_link == elf_ndxscn(scn))
                         versym = elf_getdata(x, NULL);
         }
+        strings = string_table(elf, sh->sh_link);
 
         size_t count = sh->sh_size / sh->sh_entsize;
         for (size_t i = 1; i < count; i++) {
@@ -148,20 +213,13 @@ static int symtab_add_section(SymTab *st, Elf *elf, Elf_Scn *scn, const GElf_Shd
                 Elf32_Word xshndx = 0;
                 if (!gelf_getsymshndx(data, xdata, (int)i, &s, &xshndx))
                         continue;
-                const char *name = elf_strptr(elf, sh->sh_link, s.st_name);
+                const char *name = sym_name(elf, sh->sh_link, strings, s.st_name);
                 if (!sym_wanted(&s, name, xshndx))
                         continue;
-                if (elf != st->elf && !debug_sym_in_image(st->elf, &s))
+                if (elf != st->elf && !debug_sym_in_image(st, &s))
                         continue;
 
-                if (st->n == *alloc) {
-                        *alloc = *alloc ? *alloc * 2 : 256;
-                        SymEntry *v = reallocarray(st->v, *alloc, sizeof(SymEntry));
-                        if (!v)
-                                return -ENOMEM;
-                        st->v = v;
-                }
-                st->v[st->n] = (SymEntry) {
+                st->v[st->n++] = (SymEntry) {
                         .sym = {
                                 .name = name,
                                 .value = s.st_value,
@@ -170,29 +228,152 @@ static int symtab_add_section(SymTab *st, Elf *elf, Elf_Scn *scn, const GElf_Shd
                                 .bind = GELF_ST_BIND(s.st_info),
                                 .visibility = GELF_ST_VISIBILITY(s.st_other),
                                 .shndx = s.st_shndx == SHN_XINDEX ? (uint16_t)xshndx : s.st_shndx,
+                                .from_debug_file = elf != st->elf,
                         },
-                        .key = name_key(name),
-                        .seq = (uint32_t)st->n,
+                        .next = NO_ENTRY,
                         .from_dynsym = dyn,
                         .in_dynsym = dyn,
                         .hidden_version = versym_hidden(versym, i),
                 };
-                st->v[st->n].sym.from_debug_file = elf != st->elf;
-                st->n++;
+        }
+}
+
+/* The symbol table sections, in order: .symtab (of the debug file when there is one),
+ * then .dynsym. With add, appends their symbols to st->v; without, returns how many
+ * entries they hold at most (the room to make). */
+static size_t symtab_sections(SymTab *st, bool add) {
+        size_t total = 0;
+
+        for (int pass = 0; pass < 2; pass++) {
+                Elf32_Word want = pass == 0 ? SHT_SYMTAB : SHT_DYNSYM;
+                Elf *elf = pass == 0 && st->debug_elf ? st->debug_elf : st->elf;
+                for (Elf_Scn *scn = NULL; (scn = elf_nextscn(elf, scn)); ) {
+                        GElf_Shdr sh;
+                        if (!gelf_getshdr(scn, &sh) || sh.sh_type != want || sh.sh_entsize == 0)
+                                continue;
+                        if (add)
+                                symtab_add_section(st, elf, scn, &sh, pass == 1);
+                        else
+                                total += sh.sh_size / sh.sh_entsize;
+                }
+        }
+        return total;
+}
+
+/* Chains entry i after the entries of its name (head first, *tail last). A .dynsym entry
+ * that repeats a .symtab entry of the same name and value (the last such) is dropped,
+ * and that entry marked exported instead: the .symtab entries of a name all come before
+ * its .dynsym ones. */
+static void chain_append(SymTab *st, uint32_t head, uint32_t *tail, uint32_t i) {
+        SymEntry *e = &st->v[i], *twin = NULL;
+
+        for (uint32_t j = head; e->from_dynsym && j != NO_ENTRY; j = st->v[j].next)
+                if (!st->v[j].from_dynsym && st->v[j].sym.value == e->sym.value)
+                        twin = &st->v[j];
+        if (twin) {
+                twin->in_dynsym = true;
+                twin->hidden_version = e->hidden_version;
+                e->dropped = true;
+                return;
+        }
+        st->v[*tail].next = i;
+        *tail = i;
+}
+
+static void chains_reset(SymTab *st) {
+        for (size_t i = 0; i < st->n; i++) {
+                SymEntry *e = &st->v[i];
+                e->next = NO_ENTRY;
+                e->dropped = e->head = false;
+                if (!e->from_dynsym)
+                        e->in_dynsym = e->hidden_version = false;
+        }
+}
+
+static uint64_t seed_value;
+
+static void seed_init(void) {
+        if (getrandom(&seed_value, sizeof(seed_value), GRND_NONBLOCK) != sizeof(seed_value))
+                seed_value = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)&seed_value;
+}
+
+/* One random seed per process: names chosen to collide under one seed do not under
+ * another (and if they do, the probe bound catches it). */
+static uint64_t process_seed(void) {
+        static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+        (void)pthread_once(&once, seed_init);
+        return seed_value;
+}
+
+/* FNV-1a from a seeded state, then mixed: names differ mostly in their last bytes. */
+static uint32_t name_hash(const char *name, uint64_t seed) {
+        uint64_t h = seed ^ 0xcbf29ce484222325ULL;
+
+        for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+                h = (h ^ *p) * 0x100000001b3ULL;
+        h ^= h >> 33;
+        h *= 0xff51afd7ed558ccdULL;
+        h ^= h >> 33;
+        return (uint32_t)h;
+}
+
+/* The hash index. -ELOOP when the probes exceed their bound (the caller then sorts). */
+static int index_by_hash(SymTab *st) {
+        uint64_t probes = 0, budget = (uint64_t)st->n * SYMTAB_PROBES_PER_ENTRY + 64;
+        size_t size = 64;
+        _cleanup_free_ uint32_t *tail = NULL;
+
+        while (size < 2 * st->n)
+                size *= 2;
+        st->slots = calloc(size, sizeof(HashSlot));
+        tail = malloc(size * sizeof(uint32_t));
+        if (!st->slots || !tail)
+                return -ENOMEM;
+        st->mask = size - 1;
+        for (size_t i = 0; i < st->n; i++) {
+                SymEntry *e = &st->v[i];
+                uint32_t h = name_hash(e->sym.name, st->seed);
+                for (size_t k = h & st->mask;; k = (k + 1) & st->mask) {
+                        HashSlot *s = &st->slots[k];
+                        if (++probes > budget)
+                                return -ELOOP;
+                        if (!s->head1) {
+                                *s = (HashSlot) { h, (uint32_t)i + 1 };
+                                tail[k] = (uint32_t)i;
+                                e->head = true;
+                                break;
+                        }
+                        if (s->hash == h && strcmp(st->v[s->head1 - 1].sym.name, e->sym.name) == 0) {
+                                chain_append(st, s->head1 - 1, &tail[k], (uint32_t)i);
+                                break;
+                        }
+                }
         }
         return 0;
 }
 
-/* What the name sort moves: 24 bytes instead of a whole entry, and the comparisons
- * read this array, not the entries, until two keys are equal. */
-typedef struct NameSlot {
+/* What the name sort moves: the name's first 8 bytes as a big-endian number (keys
+ * compare as strcmp() compares those bytes), the entry and the name. */
+typedef struct SortSlot {
         uint64_t key;
-        uint32_t idx;            /* into st->v, which is in seq order before the sort */
+        uint32_t idx;
         const char *name;
-} NameSlot;
+} SortSlot;
+
+static uint64_t name_key(const char *name) {
+        uint64_t k = 0;
+        bool end = false;
+
+        for (int i = 0; i < 8; i++) {
+                end = end || !name[i];
+                k = k << 8 | (end ? 0 : (uint8_t)name[i]);
+        }
+        return k;
+}
 
 static int slot_cmp_name(const void *a, const void *b) {
-        const NameSlot *x = a, *y = b;
+        const SortSlot *x = a, *y = b;
         int c;
 
         if (x->key != y->key)
@@ -203,110 +384,61 @@ static int slot_cmp_name(const void *a, const void *b) {
         return x->idx < y->idx ? -1 : x->idx > y->idx;
 }
 
-/* st->v sorted by name, then seq (a name's entries in table order). */
-static int symtab_sort_names(SymTab *st) {
-        _cleanup_free_ NameSlot *slots = malloc(st->n * sizeof(NameSlot));
-        _cleanup_free_ SymEntry *sorted = malloc(st->n * sizeof(SymEntry));
+/* The sorted index: each name's first entry, in strcmp() order of the names. */
+static int index_by_sort(SymTab *st) {
+        _cleanup_free_ SortSlot *slots = malloc(MAX(st->n, (size_t)1) * sizeof(SortSlot));
 
-        if (!slots || !sorted)
+        st->sorted = malloc(MAX(st->n, (size_t)1) * sizeof(uint32_t));
+        if (!slots || !st->sorted)
                 return -ENOMEM;
         for (size_t i = 0; i < st->n; i++)
-                slots[i] = (NameSlot) { st->v[i].key, (uint32_t)i, st->v[i].sym.name };
-        qsort(slots, st->n, sizeof(NameSlot), slot_cmp_name);
-        for (size_t i = 0; i < st->n; i++)
-                sorted[i] = st->v[slots[i].idx];
-        memcpy(st->v, sorted, st->n * sizeof(SymEntry));
-        return 0;
-}
-
-/* Drops .dynsym entries that repeat a .symtab entry of the same name and value (the
- * .symtab one is marked exported instead). v must be sorted by name. */
-static void symtab_dedupe(SymTab *st) {
-        size_t out = 0;
-
-        for (size_t i = 0; i < st->n; i++) {
-                SymEntry *e = &st->v[i];
-                bool dup = false;
-
-                /* Earlier entries of the same name that came from .symtab. */
-                for (size_t j = out; e->from_dynsym && j-- > 0; ) {
-                        SymEntry *p = &st->v[j];
-                        if (strcmp(p->sym.name, e->sym.name) != 0)
-                                break;
-                        if (!p->from_dynsym && p->sym.value == e->sym.value) {
-                                p->in_dynsym = true;
-                                p->hidden_version = e->hidden_version;
-                                dup = true;
-                                break;
-                        }
-                }
-                if (!dup)
-                        st->v[out++] = *e;
+                slots[i] = (SortSlot) { name_key(st->v[i].sym.name), (uint32_t)i, st->v[i].sym.name };
+        qsort(slots, st->n, sizeof(SortSlot), slot_cmp_name);
+        for (size_t k = 0; k < st->n; ) {
+                uint32_t head = slots[k].idx, tail = head;
+                st->v[head].head = true;
+                st->sorted[st->n_sorted++] = head;
+                for (k++; k < st->n && slots[k].key == slots[k - 1].key &&
+                          strcmp(slots[k].name, slots[k - 1].name) == 0; k++)
+                        chain_append(st, head, &tail, slots[k].idx);
         }
-        st->n = out;
-}
-
-static bool sym_is_function(const Symbol *s) {
-        return (s->type == STT_FUNC || s->type == STT_GNU_IFUNC ||
-                (s->type == STT_NOTYPE && s->size > 0)) && s->size > 0;
-}
-
-/* Binding rank for aliases at one address: the global name is the one to report. */
-static int bind_rank(unsigned char bind) {
-        return bind == STB_GLOBAL ? 0 : bind == STB_WEAK ? 1 : 2;
-}
-
-static int addr_cmp(const void *a, const void *b, void *userdata) {
-        const SymTab *st = userdata;
-        const SymEntry *x = &st->v[*(const uint32_t *)a];
-        const SymEntry *y = &st->v[*(const uint32_t *)b];
-
-        if (x->sym.value != y->sym.value)
-                return x->sym.value < y->sym.value ? -1 : 1;
-        if (bind_rank(x->sym.bind) != bind_rank(y->sym.bind))
-                return bind_rank(x->sym.bind) - bind_rank(y->sym.bind);
-        return x->seq < y->seq ? -1 : x->seq > y->seq;
-}
-
-/* Builds the by-address index of sized functions. Called once, from symtab_open_fd(). */
-static int symtab_index_addr(SymTab *st) {
-        st->by_addr = calloc(st->n ? st->n : 1, sizeof(uint32_t));
-        if (!st->by_addr)
-                return -ENOMEM;
-        for (size_t i = 0; i < st->n; i++)
-                if (sym_is_function(&st->v[i].sym))
-                        st->by_addr[st->n_addr++] = (uint32_t)i;
-        qsort_r(st->by_addr, st->n_addr, sizeof(uint32_t), addr_cmp, st);
         return 0;
 }
 
-/* Reads .symtab (of the separate debug file when there is one) then .dynsym into st->v,
- * sorts it by name and drops duplicates. */
-static int symtab_load(SymTab *st) {
-        size_t alloc = 0;
+/* Reads .symtab (of the separate debug file when there is one) then .dynsym into st->v
+ * and indexes the names. */
+static int symtab_load(SymTab *st, SymTabIndex index) {
+        size_t total = symtab_sections(st, false);
         int r;
 
-        for (int pass = 0; pass < 2; pass++) {
-                Elf32_Word want = pass == 0 ? SHT_SYMTAB : SHT_DYNSYM;
-                Elf *elf = pass == 0 && st->debug_elf ? st->debug_elf : st->elf;
-                for (Elf_Scn *scn = NULL; (scn = elf_nextscn(elf, scn)); ) {
-                        GElf_Shdr sh;
-                        if (!gelf_getshdr(scn, &sh) || sh.sh_type != want)
-                                continue;
-                        r = symtab_add_section(st, elf, scn, &sh, pass == 1, &alloc);
-                        if (r < 0)
-                                return r;
-                }
-        }
-        if (st->n > UINT32_MAX)
+        if (total >= UINT32_MAX - 1)
                 return -E2BIG;
-        if (st->n > 0) {
-                r = symtab_sort_names(st);
+        st->v = malloc(MAX(total, (size_t)1) * sizeof(SymEntry));
+        if (!st->v)
+                return -ENOMEM;
+        if (st->debug_elf) {
+                r = read_load_segments(st);
                 if (r < 0)
                         return r;
         }
-        symtab_dedupe(st);
-        return symtab_index_addr(st);
+        symtab_sections(st, true);
+        free(st->segs);
+        st->segs = NULL;
+        st->n_segs = 0;
+
+        st->seed = process_seed();
+        st->index = index;
+        if (index == SYMTAB_INDEX_HASH) {
+                r = index_by_hash(st);
+                if (r != -ELOOP)
+                        return r;
+                /* Names that collide: the sorted index bounds the cost. */
+                free(st->slots);
+                st->slots = NULL;
+                chains_reset(st);
+                st->index = SYMTAB_INDEX_SORTED;
+        }
+        return index_by_sort(st);
 }
 
 int symtab_open_fd(int fd, SymTab **ret) {
@@ -314,6 +446,10 @@ int symtab_open_fd(int fd, SymTab **ret) {
 }
 
 int symtab_open_module_fd(int fd, const char *path, SymTab **ret) {
+        return symtab_open_module_fd_index(fd, path, SYMTAB_INDEX_HASH, ret);
+}
+
+int symtab_open_module_fd_index(int fd, const char *path, SymTabIndex index, SymTab **ret) {
         _cleanup_(symtab_freep) SymTab *st = calloc(1, sizeof(SymTab));
         if (!st)
                 return -ENOMEM;
@@ -336,11 +472,15 @@ int symtab_open_module_fd(int fd, const char *path, SymTab **ret) {
                                 return r;
                 }
         }
-        r = symtab_load(st);
+        r = symtab_load(st, index);
         if (r < 0)
                 return r;
         *ret = TAKE_PTR(st);
         return 0;
+}
+
+SymTabIndex symtab_index(const SymTab *st) {
+        return st->index;
 }
 
 int symtab_open(const char *path, SymTab **ret) {
@@ -376,7 +516,11 @@ void symtab_free(SymTab *st) {
         free(st->debug_path);
         free(st->searched);
         free(st->v);
+        free(st->slots);
+        free(st->sorted);
+        free(st->segs);
         free(st->by_addr);
+        free(st->clones);
         free(st);
 }
 
@@ -384,28 +528,35 @@ Elf *symtab_elf(const SymTab *st) {
         return st->elf;
 }
 
-/* The first entry (lowest seq) whose name is >= name, as an index into st->v. */
-static size_t symtab_lower_bound(const SymTab *st, const char *name) {
-        size_t lo = 0, hi = st->n;
-
+/* The first entry (in table order) named name, or NO_ENTRY. */
+static uint32_t symtab_first(const SymTab *st, const char *name) {
+        if (st->index == SYMTAB_INDEX_HASH) {
+                uint32_t h = name_hash(name, st->seed);
+                for (size_t k = h & st->mask;; k = (k + 1) & st->mask) {
+                        const HashSlot *s = &st->slots[k];
+                        if (!s->head1)
+                                return NO_ENTRY;
+                        if (s->hash == h && strcmp(st->v[s->head1 - 1].sym.name, name) == 0)
+                                return s->head1 - 1;
+                }
+        }
+        size_t lo = 0, hi = st->n_sorted;
         while (lo < hi) {
                 size_t mid = lo + (hi - lo) / 2;
-                if (strcmp(st->v[mid].sym.name, name) < 0)
+                int c = strcmp(st->v[st->sorted[mid]].sym.name, name);
+                if (c == 0)
+                        return st->sorted[mid];
+                if (c < 0)
                         lo = mid + 1;
                 else
                         hi = mid;
         }
-        return lo;
+        return NO_ENTRY;
 }
 
-/* The run [*ret_first, *ret_end) of entries named name, in table order. */
-static void symtab_name_run(const SymTab *st, const char *name, size_t *ret_first, size_t *ret_end) {
-        size_t i = symtab_lower_bound(st, name), j = i;
-
-        while (j < st->n && strcmp(st->v[j].sym.name, name) == 0)
-                j++;
-        *ret_first = i;
-        *ret_end = j;
+/* Binding rank for aliases at one address: the global name is the one to report. */
+static int bind_rank(unsigned char bind) {
+        return bind == STB_GLOBAL ? 0 : bind == STB_WEAK ? 1 : 2;
 }
 
 /* Global before weak; among equals, an exported default version first. */
@@ -418,13 +569,11 @@ static bool entry_better(const SymEntry *a, const SymEntry *b) {
 static int symtab_lookup_exact(const SymTab *st, const char *name, unsigned pos, Symbol *ret) {
         const SymEntry *best = NULL, *local = NULL;
         unsigned n_local = 0;
-        size_t i, end;
 
-        symtab_name_run(st, name, &i, &end);
-        for (; i < end; i++) {
+        for (uint32_t i = symtab_first(st, name); i != NO_ENTRY; i = st->v[i].next) {
                 const SymEntry *e = &st->v[i];
                 if (e->sym.bind == STB_LOCAL) {
-                        /* Locals only come from .symtab, so seq order is .symtab order. */
+                        /* Locals only come from .symtab, so chain order is .symtab order. */
                         n_local++;
                         if (pos == n_local || (pos == 0 && !local))
                                 local = e;
@@ -448,22 +597,23 @@ static int symtab_lookup_exact(const SymTab *st, const char *name, unsigned pos,
         return 0;
 }
 
-/* The mangled name of the C++ symbols ("_Z...", one contiguous run of the sorted table)
- * that demangle to name. Aliases (a constructor's C1 and C2 at one address) count as
- * one; different functions of that spelling give -ENOTUNIQ. */
+/* The mangled name of the C++ symbols ("_Z...") that demangle to name. Aliases (a
+ * constructor's C1 and C2 at one address) count as one, named by the least of their
+ * names; different functions of that spelling give -ENOTUNIQ. A walk over every name:
+ * only for a name that is no symbol and reads as a demangled one. */
 static int symtab_find_demangled(const SymTab *st, const char *name, const char **ret) {
         char want[1024], have[1024];
         const SymEntry *found = NULL;
+        bool several = false;
         int r;
 
         r = demangle_normalize(name, want, sizeof(want));
         if (r < 0)
                 return -ENOENT;
-        for (size_t i = symtab_lower_bound(st, "_Z"); i < st->n; i++) {
+        for (size_t i = 0; i < st->n; i++) {
                 const SymEntry *e = &st->v[i];
-                if (strncmp(e->sym.name, "_Z", 2) != 0)
-                        break;
-                if (i > 0 && strcmp(st->v[i - 1].sym.name, e->sym.name) == 0)
+                /* A name counts once, by its first entry. */
+                if (!e->head || strncmp(e->sym.name, "_Z", 2) != 0)
                         continue;
                 r = demangle(e->sym.name, have, sizeof(have));
                 if (r == -ENOTSUP || r == -ENOMEM)
@@ -471,10 +621,12 @@ static int symtab_find_demangled(const SymTab *st, const char *name, const char 
                 if (r < 0 || strcmp(have, want) != 0)
                         continue;
                 if (found && found->sym.value != e->sym.value)
-                        return -ENOTUNIQ;
-                if (!found)
+                        several = true;
+                if (!found || strcmp(e->sym.name, found->sym.name) < 0)
                         found = e;
         }
+        if (several)
+                return -ENOTUNIQ;
         if (!found)
                 return -ENOENT;
         *ret = found->sym.name;
@@ -497,10 +649,8 @@ int symtab_lookup(const SymTab *st, const char *name, unsigned pos, Symbol *ret)
  * visibility (an executable's non-exported globals), which a patch may still want. */
 int symtab_lookup_exported(const SymTab *st, const char *name, Symbol *ret) {
         const SymEntry *best = NULL;
-        size_t i, end;
 
-        symtab_name_run(st, name, &i, &end);
-        for (; i < end; i++) {
+        for (uint32_t i = symtab_first(st, name); i != NO_ENTRY; i = st->v[i].next) {
                 const SymEntry *e = &st->v[i];
                 if (e->sym.bind != STB_GLOBAL && e->sym.bind != STB_WEAK)
                         continue;
@@ -517,11 +667,49 @@ int symtab_lookup_exported(const SymTab *st, const char *name, Symbol *ret) {
         return 0;
 }
 
+static bool sym_is_function(const Symbol *s) {
+        return (s->type == STT_FUNC || s->type == STT_GNU_IFUNC ||
+                (s->type == STT_NOTYPE && s->size > 0)) && s->size > 0;
+}
+
+static int addr_cmp(const void *a, const void *b, void *userdata) {
+        const SymTab *st = userdata;
+        uint32_t i = *(const uint32_t *)a, j = *(const uint32_t *)b;
+        const SymEntry *x = &st->v[i], *y = &st->v[j];
+
+        if (x->sym.value != y->sym.value)
+                return x->sym.value < y->sym.value ? -1 : 1;
+        if (bind_rank(x->sym.bind) != bind_rank(y->sym.bind))
+                return bind_rank(x->sym.bind) - bind_rank(y->sym.bind);
+        return i < j ? -1 : i > j;
+}
+
+/* The by-address index of sized functions, built by the first address lookup: only
+ * messages (naming where a thread is) and a patch's own small table ask. */
+static int symtab_index_addr(const SymTab *cst) {
+        SymTab *st = (SymTab *)cst;    /* see the top of the file */
+
+        if (st->addr_ready)
+                return 0;
+        st->by_addr = malloc(MAX(st->n, (size_t)1) * sizeof(uint32_t));
+        if (!st->by_addr)
+                return -ENOMEM;
+        for (size_t i = 0; i < st->n; i++)
+                if (!st->v[i].dropped && sym_is_function(&st->v[i].sym))
+                        st->by_addr[st->n_addr++] = (uint32_t)i;
+        qsort_r(st->by_addr, st->n_addr, sizeof(uint32_t), addr_cmp, st);
+        st->addr_ready = true;
+        return 0;
+}
+
 /* Binary search for the last function starting at or before vaddr, then a short walk
  * back in case an earlier, larger function encloses it (nested or overlapping symbols). */
 int symtab_lookup_addr(const SymTab *st, uint64_t vaddr, Symbol *ret) {
+        int r = symtab_index_addr(st);
         size_t lo = 0, hi = st->n_addr;
 
+        if (r < 0)
+                return r;
         while (lo < hi) {
                 size_t mid = lo + (hi - lo) / 2;
                 if (st->v[st->by_addr[mid]].sym.value <= vaddr)
@@ -578,22 +766,61 @@ bool symbol_is_clone_suffix(const char *s) {
         return true;
 }
 
+static int clone_cmp(const void *a, const void *b, void *userdata) {
+        const SymTab *st = userdata;
+        uint32_t i = *(const uint32_t *)a, j = *(const uint32_t *)b;
+        int c = strcmp(st->v[i].sym.name, st->v[j].sym.name);
+
+        return c ? c : i < j ? -1 : i > j;
+}
+
+/* The functions whose name has a '.', sorted by name then table order: where clones are
+ * ("f.isra.0"), built by the first search for them. */
+static int symtab_index_clones(const SymTab *cst) {
+        SymTab *st = (SymTab *)cst;    /* see the top of the file */
+
+        if (st->clones_ready)
+                return 0;
+        st->clones = malloc(MAX(st->n, (size_t)1) * sizeof(uint32_t));
+        if (!st->clones)
+                return -ENOMEM;
+        for (size_t i = 0; i < st->n; i++)
+                if (!st->v[i].dropped && st->v[i].sym.type == STT_FUNC && strchr(st->v[i].sym.name, '.'))
+                        st->clones[st->n_clones++] = (uint32_t)i;
+        qsort_r(st->clones, st->n_clones, sizeof(uint32_t), clone_cmp, st);
+        st->clones_ready = true;
+        return 0;
+}
+
 int symtab_foreach_clone(const SymTab *st, const char *name,
                          void (*cb)(const Symbol *sym, void *userdata), void *userdata) {
-        size_t len = strlen(name);
+        size_t len = strlen(name), lo = 0, hi;
         _cleanup_free_ char *prefix = malloc(len + 2);
+        int r;
+
         if (!prefix)
                 return -ENOMEM;
         memcpy(prefix, name, len);
         memcpy(prefix + len, ".", 2);
+        r = symtab_index_clones(st);
+        if (r < 0)
+                return r;
 
-        /* Names starting with "NAME." form one contiguous run of the sorted array. */
+        /* Names starting with "NAME." form one run of the sorted index. */
+        hi = st->n_clones;
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                if (strcmp(st->v[st->clones[mid]].sym.name, prefix) < 0)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
         int n = 0;
-        for (size_t i = symtab_lower_bound(st, prefix); i < st->n; i++) {
-                const Symbol *s = &st->v[i].sym;
+        for (size_t i = lo; i < st->n_clones; i++) {
+                const Symbol *s = &st->v[st->clones[i]].sym;
                 if (strncmp(s->name, prefix, len + 1) != 0)
                         break;
-                if (s->type != STT_FUNC || !symbol_is_clone_suffix(s->name + len))
+                if (!symbol_is_clone_suffix(s->name + len))
                         continue;
                 if (cb)
                         cb(s, userdata);
@@ -684,15 +911,17 @@ bool symtab_has_section(const SymTab *st, const char *name) {
         return false;
 }
 
-/* See symtab.h. A walk over every symbol: once per patched function. */
+/* See symtab.h. A walk over every symbol: once per patched function. Of several starting
+ * at the lowest address, the least name (then the first in table order). */
 int symtab_first_start(const SymTab *st, uint64_t lo, uint64_t hi, Symbol *ret) {
         const Symbol *best = NULL;
 
         for (size_t i = 0; i < st->n; i++) {
                 const Symbol *s = &st->v[i].sym;
-                if (s->shndx == SHN_ABS || s->value < lo || s->value >= hi)
+                if (st->v[i].dropped || s->shndx == SHN_ABS || s->value < lo || s->value >= hi)
                         continue;
-                if (!best || s->value < best->value)
+                if (!best || s->value < best->value ||
+                    (s->value == best->value && strcmp(s->name, best->name) < 0))
                         best = s;
         }
         if (!best)

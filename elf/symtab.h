@@ -3,7 +3,9 @@
 
 #include "common/internal.h"
 
-/* Symbols of one ELF file: .symtab and .dynsym, with sizes; static symbols included. */
+/* Symbols of one ELF file: .symtab and .dynsym, with sizes; static symbols included.
+ * A SymTab is for one thread at a time: some indexes are built by the first lookup that
+ * needs them. */
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -36,6 +38,18 @@ int symtab_open_fd(int fd, SymTab **ret);
  * file's .dynsym only, and symtab_searched() says what was looked for. */
 int symtab_open_module(const char *open_path, const char *path, SymTab **ret);
 int symtab_open_module_fd(int fd, const char *path, SymTab **ret);
+
+/* How a SymTab finds a name: by a hash of it (the default: built in one pass), or by
+ * binary search in the names sorted once (what the hash index falls back to when a
+ * file's names collide too often; tests compare the two). Lookups give the same answers
+ * either way. */
+typedef enum SymTabIndex {
+        SYMTAB_INDEX_HASH,
+        SYMTAB_INDEX_SORTED,
+} SymTabIndex;
+int symtab_open_module_fd_index(int fd, const char *path, SymTabIndex index, SymTab **ret);
+/* The index the SymTab ended up with. */
+SymTabIndex symtab_index(const SymTab *st);
 
 /* The debug file the .symtab came from, or NULL (the file's own, or none). */
 const char *symtab_debug_path(const SymTab *st);

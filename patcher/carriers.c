@@ -21,18 +21,20 @@ bool control_is_mapping(const MapEntry *e) {
         return e->path && e->offset == 0 && strcmp(e->path, "/memfd:" CONTROL_MAPPING_NAME) == 0;
 }
 
+int control_find_in(const MapList *l, uint64_t *ret_addr) {
+        for (size_t i = 0; i < l->n; i++)
+                if (control_is_mapping(&l->v[i])) {
+                        *ret_addr = l->v[i].start;
+                        return 1;
+                }
+        return 0;
+}
+
 int control_find(pid_t pid, uint64_t *ret_addr) {
         _cleanup_(maplist_done) MapList l = {};
         int r = maps_read(pid, &l);
 
-        if (r < 0)
-                return r;
-        for (size_t i = 0; i < l.n; i++)
-                if (control_is_mapping(&l.v[i])) {
-                        *ret_addr = l.v[i].start;
-                        return 1;
-                }
-        return 0;
+        return r < 0 ? r : control_find_in(&l, ret_addr);
 }
 
 int ulp_list_processes(pid_t **ret, size_t *ret_n) {

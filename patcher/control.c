@@ -10,18 +10,34 @@
 #include "common/macro.h"
 #include "elf/maps.h"
 #include "patcher/control.h"
+#include "patcher/procmem.h"
 #include "runtime/shadow-abi.h"
 #include "patcher/rsys.h"
 
 _Static_assert(sizeof(ControlHeader) == 4096, "control header is one page");
 
+/* The local copy is 2.1 MiB, of which a load reads the header, the areas and the
+ * records in use (tens of KiB). Mapped rather than calloc()ed: fresh pages are zero and
+ * only those touched cost anything. From malloc, a driver that frees one copy and
+ * allocates the next (ulpd, an operation after another) gets heap memory once glibc has
+ * raised its mmap threshold past that size, which calloc() clears, all 2.1 MiB of it,
+ * at every operation. */
 static int control_alloc(Control *c) {
         if (!c->img) {
-                c->img = calloc(1, sizeof(ControlImage));
-                if (!c->img)
+                void *p = mmap(NULL, sizeof(ControlImage), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                               -1, 0);
+                if (p == MAP_FAILED)
                         return -ENOMEM;
+                c->img = p;
+                c->img_mapped = true;
         }
         return 0;
+}
+
+/* All zeros, touching nothing: a mapping's pages are dropped, to come back zero. */
+static void control_clear(Control *c) {
+        if (!c->img_mapped || madvise(c->img, sizeof(ControlImage), MADV_DONTNEED) < 0)
+                memset(c->img, 0, sizeof(*c->img));
 }
 
 /* A malformed block: the one failure of validation, with what is wrong in why. */
@@ -478,21 +494,24 @@ static int control_file(const MapList *l, uint64_t addr, uint64_t *ret_dev, uint
 
 /* The areas the block names are mappings ulp made: stubs and relocated entries, which
  * validation keeps inside them, then lie in code ulp wrote. Then the MAC (c->trusted). */
-static int check_mappings(pid_t pid, Control *c) {
+static int check_mappings(Target *t, Control *c) {
         uint64_t dev = 0, inode = 0;
-        MapList l = {};
-        int r = maps_read(pid, &l);
+        const MapList *l;
+        int r;
+
+        /* Read now, as the check always was; what follows in the step shares this read. */
+        procmaps_drop(t);
+        r = procmaps_get(t, &l);
         if (r < 0)
                 return r;
-        r = control_file(&l, c->addr, &dev, &inode);
+        r = control_file(l, c->addr, &dev, &inode);
         if (r < 0)
                 snprintf(c->why, sizeof(c->why), "it is no longer mapped"), r = -EBADMSG;
         for (unsigned i = 0; i < c->img->hdr.n_areas && r >= 0; i++)
-                if (!area_mapped(&l, c->img->areas[i].addr, c->img->areas[i].size))
+                if (!area_mapped(l, c->img->areas[i].addr, c->img->areas[i].size))
                         r = -EBADMSG, snprintf(c->why, sizeof(c->why),
                                                "area %u at 0x%llx is not a mapping ulp made", i,
                                                (unsigned long long)c->img->areas[i].addr);
-        maplist_done(&l);
         if (r >= 0)
                 c->trusted = control_verify(&c->img->hdr, dev, inode);
         return r;
@@ -511,7 +530,7 @@ int control_load(Target *t, Control *c) {
                 return r;
         r = control_validate(c->img, c->addr, c->why, sizeof(c->why));
         if (r >= 0)
-                r = check_mappings(t->pid, c);
+                r = check_mappings(t, c);
         return r;
 }
 
@@ -561,7 +580,7 @@ int control_create(Target *t, Thread *th, Control *c) {
         }
         c->unborn_addr = 0;
 
-        memset(c->img, 0, sizeof(*c->img));
+        control_clear(c);
         memcpy(c->img->hdr.magic, CONTROL_MAGIC, 8);
         c->img->hdr.version = CONTROL_VERSION;
         c->img->hdr.image_size = sizeof(ControlImage);
@@ -587,8 +606,12 @@ int control_create(Target *t, Thread *th, Control *c) {
 }
 
 void control_done(Control *c) {
-        free(c->img);
+        if (c->img_mapped)
+                (void)munmap(c->img, sizeof(ControlImage));
+        else
+                free(c->img);
         c->img = NULL;
+        c->img_mapped = false;
 }
 
 /* The header itself goes with the odd generation; the end makes it even. */

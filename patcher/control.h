@@ -256,7 +256,8 @@ typedef struct Control {
         /* A mapping left all zeros by a creator that died before its first write: the
          * next control_create() writes the block there instead of mapping another. */
         uint64_t unborn_addr;
-        ControlImage *img;       /* heap copy; table_* are read only on demand */
+        ControlImage *img;       /* local copy; table_* are read only on demand */
+        bool img_mapped;         /* img is control_alloc()'s mapping (else the caller's malloc()) */
         bool trusted;            /* its MAC checks out: ulp made it in this memfd */
         bool batch;              /* inside control_batch_begin/end */
         char why[160];           /* what is wrong, after -EBADMSG or -EBUSY from a read */
@@ -266,6 +267,9 @@ typedef struct Control {
  * or -errno when the maps cannot be read. With control_is_mapping() (a mapping of the
  * control memfd at offset 0), in carriers.c: the one test of "carries a block". */
 int control_find(pid_t pid, uint64_t *ret_addr);
+/* The same in maps already read. */
+struct MapList;
+int control_find_in(const struct MapList *l, uint64_t *ret_addr);
 struct MapEntry;
 bool control_is_mapping(const struct MapEntry *e);
 

@@ -17,6 +17,7 @@
 #include "elf/symtab.h"
 #include "patcher/loader.h"
 #include "patcher/nearmem.h"
+#include "patcher/procmem.h"
 #include "patcher/rsys.h"
 #include "patcher/symcache.h"
 #include "runtime/shadow-abi.h"
@@ -203,7 +204,7 @@ static int map_segments(Target *t, Thread *th, Elf *e, int remote_fd, uint64_t b
 int loader_map(Target *t, Thread *th, struct Control *c, int patch_fd, const char *name, uint64_t near_lo,
                uint64_t near_hi, LoadedPatch *ret, char *err, size_t errlen) {
         _cleanup_elf_ Elf *e = NULL;
-        MapList maps = {};
+        const MapList *maps;
         char memfd_name[200];
         uint64_t lo, hi, addr = 0;
         int remote_fd = -1, r;
@@ -215,11 +216,10 @@ int loader_map(Target *t, Thread *th, struct Control *c, int patch_fd, const cha
         if (r < 0)
                 return fail(err, errlen, r, "the patch has no loadable segments");
 
-        r = maps_read(t->pid, &maps);
+        r = procmaps_get(t, &maps);
         if (r < 0)
                 return fail(err, errlen, r, "cannot read the target's memory map");
-        r = nearmem_find(&maps, near_lo, near_hi, hi - lo, &addr);
-        maplist_done(&maps);
+        r = nearmem_find(maps, near_lo, near_hi, hi - lo, &addr);
         if (r < 0)
                 return fail(err, errlen, r, "no free address range within 2 GiB of the patched module");
 
@@ -251,6 +251,15 @@ int loader_map(Target *t, Thread *th, struct Control *c, int patch_fd, const cha
         }
         r = rsys_mmap(t, th, addr, hi - lo, PROT_NONE,
                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0, &addr);
+        if (r == -EEXIST) {
+                /* The process mapped that range since the maps were read: once more. */
+                r = procmaps_get(t, &maps);
+                if (r >= 0)
+                        r = nearmem_find(maps, near_lo, near_hi, hi - lo, &addr);
+                if (r >= 0)
+                        r = rsys_mmap(t, th, addr, hi - lo, PROT_NONE,
+                                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0, &addr);
+        }
         if (r < 0) {
                 fail(err, errlen, r, "cannot reserve memory near the patched module: %s", process_errno_clause(r));
                 goto out;

@@ -3,6 +3,7 @@
 
 #include "common/macro.h"
 #include "patcher/nearmem.h"
+#include "patcher/procmem.h"
 #include "patcher/rsys.h"
 #include "patcher/x86_64/relocate.h"
 
@@ -56,23 +57,32 @@ int nearmem_find(const MapList *maps, uint64_t lo, uint64_t hi, uint64_t len, ui
         return 0;
 }
 
+/* A free range near [lo, hi) in the maps last read, mapped for an area. Tried twice: a
+ * range the process mapped since that read is refused (EEXIST), and the maps read again. */
+static int area_map(Target *t, Thread *th, uint64_t lo, uint64_t hi, uint64_t *ret) {
+        int r = -EEXIST;
+
+        for (int try = 0; try < 2 && r == -EEXIST; try++) {
+                const MapList *maps;
+                uint64_t addr = 0;
+                r = procmaps_get(t, &maps);
+                if (r >= 0)
+                        r = nearmem_find(maps, lo, hi, CONTROL_AREA_SIZE, &addr);
+                if (r >= 0)
+                        r = rsys_mmap(t, th, addr, CONTROL_AREA_SIZE, PROT_READ | PROT_EXEC,
+                                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0, ret);
+        }
+        return r;
+}
+
 static int area_new(Target *t, Thread *th, Control *c, uint64_t lo, uint64_t hi) {
-        MapList maps = {};
         uint64_t addr = 0;
         ControlArea *a;
         int r;
 
         if (c->img->hdr.n_areas >= CONTROL_MAX_AREAS)
                 return -ENOSPC;
-        r = maps_read(t->pid, &maps);
-        if (r < 0)
-                return r;
-        r = nearmem_find(&maps, lo, hi, CONTROL_AREA_SIZE, &addr);
-        maplist_done(&maps);
-        if (r < 0)
-                return r;
-        r = rsys_mmap(t, th, addr, CONTROL_AREA_SIZE, PROT_READ | PROT_EXEC,
-                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0, &addr);
+        r = area_map(t, th, lo, hi, &addr);
         if (r < 0)
                 return r;
         a = &c->img->areas[c->img->hdr.n_areas++];

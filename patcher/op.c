@@ -8,6 +8,7 @@
 #include "common/errfmt.h"
 #include "common/macro.h"
 #include "common/ptrace-denied.h"
+#include "elf/maps.h"
 #include "patcher/nearmem.h"
 #include "patcher/op.h"
 #include "patcher/procmem.h"
@@ -113,9 +114,14 @@ static void free_symtabs(UlpOp *op) {
 
 int op_refresh_modules(UlpOp *op) {
         int r;
+        const MapList *maps;
+
         free_symtabs(op);
         modulelist_done(&op->mods);
-        r = modules_read(op->t->pid, &op->mods);
+        procmaps_drop(op->t);   /* a refresh reads the maps as they are now */
+        r = procmaps_get(op->t, &maps);
+        if (r >= 0)
+                r = modules_read_maps(op->t->pid, maps, &op->mods);
         if (r < 0)
                 return op_fail(op, r, "cannot read the modules of process %d: %s", op->t->pid, process_errno_clause(r));
         op->symtabs = calloc(op->mods.n ? op->mods.n : 1, sizeof(SymTab *));
@@ -164,8 +170,11 @@ int op_target_open(UlpOp *op, pid_t pid) {
 }
 
 int op_find_control(UlpOp *op, pid_t pid) {
+        const MapList *maps;
         uint64_t addr;
-        int r = control_find(pid, &addr);
+        int r = procmaps_get(op->t, &maps);
+        if (r >= 0)
+                r = control_find_in(maps, &addr);
         if (r < 0)
                 return op_fail(op, r, "cannot read the memory map of process %d", pid);
         if (r == 0)
@@ -322,8 +331,10 @@ int op_run_resolver(void *userdata, uint64_t addr, uint64_t *ret) {
 
         if (r < 0)
                 return r;
-        return target_call(ot->op->t, ot->th, addr, args, return_code,
-                           ot->op->o.callback_timeout_ms ?: CALLBACK_TIMEOUT_MS, ret);
+        r = target_call(ot->op->t, ot->th, addr, args, return_code,
+                        ot->op->o.callback_timeout_ms ?: CALLBACK_TIMEOUT_MS, ret);
+        procmaps_drop(ot->op->t);   /* the target's code ran: it may have mapped memory */
+        return r;
 }
 
 int op_run_callback(UlpOp *op, uint64_t addr, int *ret) {
@@ -346,6 +357,7 @@ int op_run_callback(UlpOp *op, uint64_t addr, int *ret) {
         }
         r = target_call(op->t, th, addr, args, return_code,
                         op->o.callback_timeout_ms ?: CALLBACK_TIMEOUT_MS, &rax);
+        procmaps_drop(op->t);   /* the callback may have mapped memory */
         /* Past its deadline the thread keeps the call: resumed, it finishes it and
          * returns through its frame (rax). */
         if (r == -ETIMEDOUT)
@@ -722,6 +734,8 @@ int ulp_op_step(UlpOp *op, unsigned *ret_next_ms) {
 
         if (op->done)
                 return op->reversing ? -ETIMEDOUT : 1;
+        if (op->t)
+                procmaps_drop(op->t);   /* its threads ran since the last step */
         if (op->prologue) {
                 r = op_step_prologue(op);
                 if (r < 0)

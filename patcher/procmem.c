@@ -5,7 +5,9 @@
 #include <sys/syscall.h>
 
 #include "common/macro.h"
+#include "elf/maps.h"
 #include "patcher/procmem.h"
+#include "patcher/target.h"
 
 /* Whether cap is in this thread's effective set. */
 static int have_effective_cap(unsigned cap) {
@@ -45,4 +47,26 @@ int procmem_mode_denies(pid_t pid, uid_t *ret_owner) {
         /* A caller without CAP_SYS_PTRACE that does not own the file is not the target's
          * uid either: the ptrace check refuses it as well, and is the cause to name. */
         return have_effective_cap(CAP_SYS_PTRACE);
+}
+
+int procmaps_get(Target *t, const MapList **ret) {
+        if (!t->maps) {
+                _cleanup_free_ MapList *l = calloc(1, sizeof(*l));
+                if (!l)
+                        return -ENOMEM;
+                int r = maps_read(t->pid, l);
+                if (r < 0)
+                        return r;
+                t->maps = TAKE_PTR(l);
+        }
+        *ret = t->maps;
+        return 0;
+}
+
+void procmaps_drop(Target *t) {
+        if (!t->maps)
+                return;
+        maplist_done(t->maps);
+        free(t->maps);
+        t->maps = NULL;
 }

@@ -22,3 +22,24 @@
  * came from the ptrace check. -errno when it cannot be told (the process is
  * gone: -ENOENT). */
 int procmem_mode_denies(pid_t pid, uid_t *ret_owner);
+
+/*
+ * The target's /proc/PID/maps, read once and kept in t for the parts of an operation
+ * that need it: an apply's module list and control block address share one read, its
+ * trust check, remote code and free-range search another, where they made six. The
+ * kernel generates the file at each read, walking every mapping. Dropped (the next call
+ * reads again):
+ *  - by any remote system call (rsys()), which may map, unmap or protect memory, and
+ *    after a callback or resolver ran in the target;
+ *  - by op_refresh_modules(), by the control block's trust check (control_load()), which
+ *    looks at the mappings as they are at that moment, as it always did, and at the
+ *    start of each step of an operation, whose threads ran meanwhile;
+ *  - when a range chosen from it was taken since (a MAP_FIXED_NOREPLACE refused with
+ *    EEXIST: the mmap was a remote system call, so the retry reads again).
+ * The snapshot is a point in time, as every read of the file is: a process that runs
+ * can change its mappings right after any read.
+ */
+struct Target;
+struct MapList;
+int procmaps_get(struct Target *t, const struct MapList **ret);
+void procmaps_drop(struct Target *t);

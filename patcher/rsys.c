@@ -3,13 +3,17 @@
 #include <sys/syscall.h>
 
 #include "common/macro.h"
+#include "patcher/procmem.h"
 #include "patcher/rsys.h"
 
 int rsys(Target *t, Thread *th, long nr, long a0, long a1, long a2, long a3, long a4, long a5,
          long *ret) {
         const long args[6] = { a0, a1, a2, a3, a4, a5 };
         long r;
-        int k = target_syscall(t, th, nr, args, &r);
+        int k;
+
+        k = target_syscall(t, th, nr, args, &r);
+        procmaps_drop(t);   /* it may have changed the mappings */
         if (k < 0)
                 return k;
         if (r < 0 && r > -4096)

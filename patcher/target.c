@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "common/macro.h"
+#include "patcher/procmem.h"
 #include "patcher/target-internal.h"
 #include "patcher/target.h"
 
@@ -248,6 +249,7 @@ void target_free(Target *t) {
                         target__orphan_add(t->pid, t->threads[i].tid);
         target_release_forgotten(t);
         (void) target_write_gather_end(t);
+        procmaps_drop(t);
         if (t->mem_fd >= 0)
                 close(t->mem_fd);
         if (t->auth_fd >= 0)

@@ -73,6 +73,7 @@ typedef struct Target {
         int auth_fd;             /* the /proc/PID/mem the operation was authorized with, or -1 */
         uint64_t random_addr;    /* AT_RANDOM of the bound image, 0 when it could not be read */
         uint8_t random[16];      /* its 16 bytes */
+        struct MapList *maps;    /* /proc/PID/maps as last read (procmaps_get()), NULL none */
 } Target;
 
 /* Options of every seize, never changed later (a PTRACE_SETOPTIONS replaces them all):

@@ -61,6 +61,7 @@
 
 #include "common/macro.h"
 #include "elf/maps.h"
+#include "patcher/procmem.h"
 #include "patcher/target.h"
 
 #define REMOTE_SYSCALL_TIMEOUT_MS 5000
@@ -231,23 +232,23 @@ static int remote_find_code(Target *t) {
                 return 0;
         t->syscall_insn = t->restorer = 0;
 
-        _cleanup_(maplist_done) MapList l = {};
-        int r = maps_read(t->pid, &l);
+        const MapList *l;
+        int r = procmaps_get(t, &l);   /* the places found are checked by reading them */
         if (r < 0)
                 return r;
-        _cleanup_free_ bool *usable = calloc(l.n ?: 1, sizeof(bool));
-        _cleanup_free_ int *rank = calloc(l.n ?: 1, sizeof(int));
+        _cleanup_free_ bool *usable = calloc(l->n ?: 1, sizeof(bool));
+        _cleanup_free_ int *rank = calloc(l->n ?: 1, sizeof(int));
         if (!usable || !rank)
                 return -ENOMEM;
-        for (size_t i = 0; i < l.n; i++) {
-                const char *name = l.v[i].path ?: "";
-                usable[i] = (l.v[i].prot & PROT_EXEC) && l.v[i].end > l.v[i].start && !strstr(name, "[vsyscall]") &&
+        for (size_t i = 0; i < l->n; i++) {
+                const char *name = l->v[i].path ?: "";
+                usable[i] = (l->v[i].prot & PROT_EXEC) && l->v[i].end > l->v[i].start && !strstr(name, "[vsyscall]") &&
                             !strstr(name, "memfd:ulp");
                 rank[i] = (strstr(name, "/libc.so") || strstr(name, "/libc-")) ? 0 : strstr(name, "[vdso]") ? 2 : 1;
         }
-        if (find_one(t, &l, usable, rank, &cached_place[0], syscall_ret_code, sizeof(syscall_ret_code),
+        if (find_one(t, l, usable, rank, &cached_place[0], syscall_ret_code, sizeof(syscall_ret_code),
                      &t->syscall_insn) == 0 &&
-            find_one(t, &l, usable, rank, &cached_place[1], restore_rt_code, sizeof(restore_rt_code),
+            find_one(t, l, usable, rank, &cached_place[1], restore_rt_code, sizeof(restore_rt_code),
                      &t->restorer) == 0)
                 return 0;
         t->syscall_insn = t->restorer = 0;

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "common/macro.h"
+#include "elf/demangle.h"
 #include "elf/module.h"
 #include "elf/symtab.h"
 #include "test.h"
@@ -174,10 +175,8 @@ TEST(not_elf) {
         ASSERT_TRUE(st == NULL);
 }
 
-/* The table is sorted by a key of each name's first 8 bytes, then strcmp(): every
- * defined name of libc (3,000, many sharing long prefixes such as "__libc_" and
- * "pthread_", some of exactly 8 bytes) is found again by its binary search, and the
- * clones of a name still form one run (symtab_foreach_clone). */
+/* Every defined name of libc (3,000, many sharing long prefixes such as "__libc_" and
+ * "pthread_", some of exactly 8 bytes) is found again. */
 static const char *libc_path(char *buf, size_t len) {
         FILE *f = fopen("/proc/self/maps", "re");
         char line[600];
@@ -229,6 +228,332 @@ TEST(every_libc_name_found) {
         ASSERT_TRUE(n > 1000 && eight > 10);
         ASSERT_ERR(symtab_lookup_exported(st, "pthread_", &s), -ENOENT);
         ASSERT_ERR(symtab_lookup_exported(st, "mallocx", &s), -ENOENT);
+}
+
+/* The reference: the symbols of a file as the sorted table had them before the hash
+ * index (every entry read, sorted by name then table order, .dynsym repeats of .symtab
+ * entries dropped), written here from the documented rules, independently of symtab.c. */
+typedef struct RefEntry {
+        Symbol sym;
+        size_t seq;
+        bool from_dynsym, in_dynsym, hidden;
+} RefEntry;
+
+typedef struct RefTab {
+        RefEntry *v;
+        size_t n, alloc;
+} RefTab;
+
+static bool ref_in_image(Elf *main, const GElf_Sym *s) {
+        bool func = GELF_ST_TYPE(s->st_info) == STT_FUNC || GELF_ST_TYPE(s->st_info) == STT_GNU_IFUNC;
+        size_t nph = 0;
+
+        if (s->st_shndx == SHN_ABS || elf_getphdrnum(main, &nph) < 0)
+                return false;
+        for (size_t i = 0; i < nph; i++) {
+                GElf_Phdr ph;
+                if (!gelf_getphdr(main, (int)i, &ph) || ph.p_type != PT_LOAD || (func && !(ph.p_flags & PF_X)))
+                        continue;
+                if (s->st_value >= ph.p_vaddr && s->st_value - ph.p_vaddr <= ph.p_memsz &&
+                    s->st_size <= ph.p_memsz - (s->st_value - ph.p_vaddr))
+                        return true;
+        }
+        return false;
+}
+
+static void ref_add(RefTab *t, Elf *e, Elf *main, Elf32_Word type) {
+        for (Elf_Scn *scn = NULL; (scn = elf_nextscn(e, scn)); ) {
+                Elf_Data *d, *ver = NULL, *x = NULL;
+                GElf_Shdr sh;
+                if (!gelf_getshdr(scn, &sh) || sh.sh_type != type || !sh.sh_entsize || !(d = elf_getdata(scn, NULL)))
+                        continue;
+                for (Elf_Scn *c = NULL; (c = elf_nextscn(e, c)); ) {
+                        GElf_Shdr cs;
+                        if (gelf_getshdr(c, &cs) && cs.sh_link == elf_ndxscn(scn) && cs.sh_type == SHT_GNU_versym &&
+                            type == SHT_DYNSYM)
+                                ver = elf_getdata(c, NULL);
+                        if (gelf_getshdr(c, &cs) && cs.sh_link == elf_ndxscn(scn) && cs.sh_type == SHT_SYMTAB_SHNDX)
+                                x = elf_getdata(c, NULL);
+                }
+                for (size_t i = 1; i < sh.sh_size / sh.sh_entsize; i++) {
+                        GElf_Sym s;
+                        GElf_Versym v = 0;
+                        Elf32_Word xs = 0;
+                        const char *name;
+                        if (!gelf_getsymshndx(d, x, (int)i, &s, &xs) ||
+                            !(name = elf_strptr(e, sh.sh_link, s.st_name)) || !*name ||
+                            s.st_shndx == SHN_UNDEF || (s.st_shndx == SHN_XINDEX && xs == SHN_UNDEF) ||
+                            GELF_ST_TYPE(s.st_info) == STT_SECTION || GELF_ST_TYPE(s.st_info) == STT_FILE)
+                                continue;
+                        if (e != main && !ref_in_image(main, &s))
+                                continue;
+                        if (ver)
+                                (void)gelf_getversym(ver, (int)i, &v);
+                        if (t->n == t->alloc) {
+                                t->alloc = t->alloc ? 2 * t->alloc : 1024;
+                                t->v = realloc(t->v, t->alloc * sizeof(RefEntry));
+                                ASSERT_TRUE(t->v);
+                        }
+                        t->v[t->n] = (RefEntry) {
+                                .sym = { name, s.st_value, s.st_size, GELF_ST_TYPE(s.st_info), GELF_ST_BIND(s.st_info),
+                                         GELF_ST_VISIBILITY(s.st_other),
+                                         s.st_shndx == SHN_XINDEX ? (uint16_t)xs : s.st_shndx, e != main },
+                                .seq = t->n, .from_dynsym = type == SHT_DYNSYM, .in_dynsym = type == SHT_DYNSYM,
+                                .hidden = (v & 0x8000) != 0,
+                        };
+                        t->n++;
+                }
+        }
+}
+
+static int ref_cmp(const void *a, const void *b) {
+        const RefEntry *x = a, *y = b;
+        int c = strcmp(x->sym.name, y->sym.name);
+        return c ? c : x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+static void ref_build(RefTab *t, Elf *main, Elf *debug) {
+        size_t out = 0;
+
+        ref_add(t, debug ?: main, main, SHT_SYMTAB);
+        ref_add(t, main, main, SHT_DYNSYM);
+        qsort(t->v, t->n, sizeof(RefEntry), ref_cmp);
+        /* A .dynsym entry with the name and value of a .symtab entry is that entry, the
+         * last such, exported. */
+        for (size_t i = 0; i < t->n; i++) {
+                RefEntry *e = &t->v[i], *twin = NULL;
+                for (size_t j = 0; e->from_dynsym && j < out && !twin; j++) {
+                        RefEntry *q = &t->v[out - 1 - j];
+                        if (strcmp(q->sym.name, e->sym.name) != 0)
+                                break;
+                        if (!q->from_dynsym && q->sym.value == e->sym.value)
+                                twin = q;
+                }
+                if (twin) {
+                        twin->in_dynsym = true;
+                        twin->hidden = e->hidden;
+                } else
+                        t->v[out++] = *e;
+        }
+        t->n = out;
+}
+
+static int ref_rank(unsigned char bind) {
+        return bind == STB_GLOBAL ? 0 : bind == STB_WEAK ? 1 : 2;
+}
+
+static bool ref_better(const RefEntry *a, const RefEntry *b) {
+        if (ref_rank(a->sym.bind) != ref_rank(b->sym.bind))
+                return ref_rank(a->sym.bind) < ref_rank(b->sym.bind);
+        return !a->hidden && b->hidden;
+}
+
+/* The entries named name: [*first, *end). */
+static void ref_run(const RefTab *t, const char *name, size_t *first, size_t *end) {
+        size_t lo = 0, hi = t->n;
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                if (strcmp(t->v[mid].sym.name, name) < 0)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        for (*first = *end = lo; *end < t->n && strcmp(t->v[*end].sym.name, name) == 0; (*end)++)
+                ;
+}
+
+/* symtab_lookup() of a plain name: the best global or weak one, else the only local;
+ * pos >= 1 the pos-th local. */
+static int ref_lookup(const RefTab *t, const char *name, unsigned pos, Symbol *ret) {
+        const RefEntry *best = NULL, *local = NULL;
+        unsigned n_local = 0;
+        size_t i, end;
+
+        for (ref_run(t, name, &i, &end); i < end; i++) {
+                const RefEntry *e = &t->v[i];
+                if (e->sym.bind == STB_LOCAL) {
+                        if (++n_local == pos || (pos == 0 && !local))
+                                local = e;
+                } else if (pos == 0 && (!best || ref_better(e, best)))
+                        best = e;
+        }
+        if (pos > 0 && n_local < pos)
+                return -ENOENT;
+        if (pos > 0 || !best) {
+                if (pos == 0 && n_local > 1)
+                        return -ENOTUNIQ;
+                best = local;
+        }
+        if (!best)
+                return -ENOENT;
+        *ret = best->sym;
+        return 0;
+}
+
+/* symtab_lookup_exported(): what .dynsym exports first, global before weak, the default
+ * version first; else a .symtab global or weak of default or protected visibility. */
+static int ref_lookup_exported(const RefTab *t, const char *name, Symbol *ret) {
+        const RefEntry *best = NULL;
+        size_t i, end;
+
+        for (ref_run(t, name, &i, &end); i < end; i++) {
+                const RefEntry *e = &t->v[i];
+                if ((e->sym.bind != STB_GLOBAL && e->sym.bind != STB_WEAK) ||
+                    (e->sym.visibility != STV_DEFAULT && e->sym.visibility != STV_PROTECTED))
+                        continue;
+                if (!best || (e->in_dynsym && !best->in_dynsym) ||
+                    (e->in_dynsym == best->in_dynsym && ref_better(e, best)))
+                        best = e;
+        }
+        if (!best)
+                return -ENOENT;
+        *ret = best->sym;
+        return 0;
+}
+
+/* Two tables of one file, indexed by hash and by sorting, give the reference's answers. */
+typedef struct Pair {
+        SymTab *hash, *sorted;
+        RefTab ref;
+        size_t names, clones, addrs;
+} Pair;
+
+static void assert_same_symbol(const char *what, const char *name, int ra, const Symbol *a, int rb,
+                               const Symbol *b) {
+        if (ra != rb)
+                TEST__FAIL("%s(%s): %d by hash, %d sorted", what, name, ra, rb);
+        if (ra < 0)
+                return;
+        if (strcmp(a->name, b->name) != 0 || a->value != b->value || a->size != b->size || a->type != b->type ||
+            a->bind != b->bind || a->visibility != b->visibility || a->shndx != b->shndx ||
+            a->from_debug_file != b->from_debug_file)
+                TEST__FAIL("%s(%s): %s@0x%" PRIx64 " (bind %u) by hash, %s@0x%" PRIx64 " (bind %u) sorted",
+                           what, name, a->name, a->value, a->bind, b->name, b->value, b->bind);
+}
+
+static void append_clone(const Symbol *sym, void *userdata) {
+        char *buf = userdata;
+        size_t len = strlen(buf);
+        snprintf(buf + len, 4096 - len, "%s@%" PRIx64 " ", sym->name, sym->value);
+}
+
+static void compare_name(Pair *p, const char *name) {
+        char ca[4096] = "", cb[4096] = "";
+        Symbol a, b;
+        int ra, rb;
+
+        for (unsigned pos = 0; pos < 64; pos++) {
+                ra = symtab_lookup(p->hash, name, pos, &a);
+                rb = symtab_lookup(p->sorted, name, pos, &b);
+                assert_same_symbol("lookup", name, ra, &a, rb, &b);
+                if (!demangle_looks_demangled(name)) {
+                        rb = ref_lookup(&p->ref, name, pos, &b);
+                        assert_same_symbol("lookup (reference)", name, ra, &a, rb, &b);
+                }
+                if (pos > 0 && ra == -ENOENT)
+                        break;
+        }
+        ra = symtab_lookup_exported(p->hash, name, &a);
+        rb = symtab_lookup_exported(p->sorted, name, &b);
+        assert_same_symbol("lookup_exported", name, ra, &a, rb, &b);
+        rb = ref_lookup_exported(&p->ref, name, &b);
+        assert_same_symbol("lookup_exported (reference)", name, ra, &a, rb, &b);
+        ra = symtab_foreach_clone(p->hash, name, append_clone, ca);
+        rb = symtab_foreach_clone(p->sorted, name, append_clone, cb);
+        if (ra != rb || strcmp(ca, cb) != 0)
+                TEST__FAIL("clones of %s: %d \"%s\" by hash, %d \"%s\" sorted", name, ra, ca, rb, cb);
+        p->clones += ra > 0 ? (size_t)ra : 0;
+        p->names++;
+}
+
+/* symtab_first_start() walks the whole table: only every 16th address. */
+static void compare_addr(Pair *p, uint64_t value, uint64_t size) {
+        const uint64_t at[] = { value, value + size / 2, value + size, value - 1 };
+        Symbol a, b;
+
+        for (size_t i = 0; i < ELEMENTSOF(at); i++) {
+                int ra = symtab_lookup_addr(p->hash, at[i], &a), rb = symtab_lookup_addr(p->sorted, at[i], &b);
+                assert_same_symbol("lookup_addr", "", ra, &a, rb, &b);
+                if (p->addrs % 16)
+                        continue;
+                ra = symtab_first_start(p->hash, at[i], at[i] + 64, &a);
+                rb = symtab_first_start(p->sorted, at[i], at[i] + 64, &b);
+                assert_same_symbol("first_start", "", ra, &a, rb, &b);
+        }
+        p->addrs++;
+}
+
+/* Every name and address of the symbol tables of elf. */
+static void compare_elf(Pair *p, Elf *e) {
+        for (Elf_Scn *scn = NULL; (scn = elf_nextscn(e, scn)); ) {
+                GElf_Shdr sh;
+                Elf_Data *d;
+                if (!gelf_getshdr(scn, &sh) || (sh.sh_type != SHT_DYNSYM && sh.sh_type != SHT_SYMTAB) ||
+                    !sh.sh_entsize || !(d = elf_getdata(scn, NULL)))
+                        continue;
+                for (size_t i = 1; i < sh.sh_size / sh.sh_entsize; i++) {
+                        GElf_Sym sym;
+                        const char *name;
+                        if (!gelf_getsym(d, (int)i, &sym) || !(name = elf_strptr(e, sh.sh_link, sym.st_name)))
+                                continue;
+                        compare_name(p, name);
+                        compare_addr(p, sym.st_value, sym.st_size);
+                        /* The name a clone ("f.isra.0") is of. */
+                        const char *dot = strchr(name, '.');
+                        if (dot && dot > name) {
+                                char base[256];
+                                snprintf(base, sizeof(base), "%.*s", (int)MIN(dot - name, 255), name);
+                                compare_name(p, base);
+                        }
+                }
+        }
+}
+
+static void compare_file(const char *path, size_t min_names) {
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        Pair p = {};
+
+        ASSERT_TRUE(fd >= 0);
+        ASSERT_OK(symtab_open_module_fd_index(fd, path, SYMTAB_INDEX_HASH, &p.hash));
+        ASSERT_OK(symtab_open_module_fd_index(fd, path, SYMTAB_INDEX_SORTED, &p.sorted));
+        /* The bound on probes is for names made to collide, never met by a real file. */
+        ASSERT_EQ(symtab_index(p.hash), SYMTAB_INDEX_HASH);
+        ASSERT_EQ(symtab_index(p.sorted), SYMTAB_INDEX_SORTED);
+        _cleanup_close_ int dfd = -1;
+        _cleanup_(elf_endp) Elf *de = NULL;
+        if (symtab_debug_path(p.hash)) {
+                dfd = open(symtab_debug_path(p.hash), O_RDONLY | O_CLOEXEC);
+                ASSERT_TRUE(dfd >= 0);
+                ASSERT_OK(elf_open_fd(dfd, &de));
+        }
+        ref_build(&p.ref, symtab_elf(p.hash), de);
+        compare_elf(&p, symtab_elf(p.hash));
+        if (de)
+                compare_elf(&p, de);
+        /* Names that are no symbol, and prefixes of some. */
+        static const char *const absent[] = { "pthread_", "mallocx", "", "_Z", "helper.", "memcpy@@GLIBC_2.14" };
+        for (size_t i = 0; i < ELEMENTSOF(absent); i++)
+                compare_name(&p, absent[i]);
+        fprintf(stderr, "  %s (debug file %s): %zu names, %zu clones, %zu addresses alike\n", path,
+                symtab_debug_path(p.hash) ?: "none", p.names, p.clones, p.addrs);
+        symtab_free(p.hash);
+        symtab_free(p.sorted);
+        free(p.ref.v);
+        ASSERT_TRUE(p.names >= min_names);
+}
+
+TEST(hash_index_as_sorted_fixtures) {
+        compare_file(FIXTURE_PIE, 20);
+        compare_file(FIXTURE_NOPIE, 20);
+}
+
+/* libc with its debug file when installed: locals of the same name, versions (memcpy@
+ * and memcpy@@), IFUNCs, .dynsym entries that repeat .symtab ones, clones. */
+TEST(hash_index_as_sorted_libc) {
+        char path[512];
+
+        ASSERT_TRUE(libc_path(path, sizeof(path)));
+        compare_file(path, 1000);
 }
 
 TEST_MAIN();

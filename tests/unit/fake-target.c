@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "fake-target.h"
+#include "patcher/procmem.h"
 #include "unwind/unwind.h"
 
 FakeStats fake_stats;
@@ -86,6 +87,7 @@ void target_thread_name(Target *t, pid_t tid, char buf[static 16]) {
 void fake_target_free(Target *t) {
         if (!t)
                 return;
+        procmaps_drop(t);
         close(t->mem_fd);
         free(t->threads);
         free(t);

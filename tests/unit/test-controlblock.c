@@ -316,4 +316,35 @@ TEST(unborn_block_is_reused) {
         teardown();
 }
 
+/* Pages of a local copy that are resident: what was touched of its 2.1 MiB. */
+static size_t resident_pages(const Control *c) {
+        uintptr_t lo = (uintptr_t)c->img & ~(uintptr_t)4095;
+        size_t len = ((uintptr_t)c->img + sizeof(ControlImage) - lo + 4095) & ~(size_t)4095, n = 0;
+        unsigned char vec[sizeof(ControlImage) / 4096 + 2];
+
+        ASSERT_OK(mincore((void *)lo, len, vec));
+        for (size_t i = 0; i < len / 4096; i++)
+                n += vec[i] & 1;
+        return n;
+}
+
+/* A load touches the header, the areas and the records in use, not the whole copy;
+ * nor does a creation. Loads one after another (a driver's operations) each get fresh
+ * pages, never a recycled copy cleared whole. */
+TEST(copy_touches_what_is_used) {
+        const size_t most = 48, all = sizeof(ControlImage) / 4096;
+
+        setup();
+        if (resident_pages(&w) > most)
+                TEST__FAIL("control_create touched %zu pages of %zu", resident_pages(&w), all);
+        for (int i = 0; i < 4; i++) {
+                ASSERT_OK(load());
+                if (resident_pages(&rd) > most)
+                        TEST__FAIL("load %d touched %zu pages of %zu", i, resident_pages(&rd), all);
+        }
+        ASSERT_OK(control_read_table(t, &rd));
+        ASSERT_TRUE(resident_pages(&rd) <= most + sizeof(rd.img->table_tp) / 4096 + sizeof(rd.img->table_state) / 4096 + 2);
+        teardown();
+}
+
 TEST_MAIN()

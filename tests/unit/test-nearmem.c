@@ -7,6 +7,7 @@
 
 #include "fake-target.h"
 #include "patcher/nearmem.h"
+#include "patcher/procmem.h"
 #include "test.h"
 
 #define GiB (1ULL << 30)
@@ -103,6 +104,45 @@ TEST(area_alloc_in_process) {
         for (unsigned i = 0; i < 2; i++)
                 munmap((void *)(uintptr_t)rd.img->areas[i].addr, CONTROL_AREA_SIZE);
         control_done(&rd);
+        control_done(&c);
+        fake_target_free(t);
+}
+
+/* The maps are read once and shared (patcher/procmem.h) until a remote system call; a
+ * range the process mapped after that read is refused to the area's MAP_FIXED_NOREPLACE,
+ * and the area goes where the maps read again say. */
+TEST(area_after_stale_maps) {
+        Target *t = fake_target_new();
+        const MapList *m1, *m2;
+        Control c = {};
+        Thread *th;
+        uint64_t at = 0, a, lo = (uint64_t)(uintptr_t)&maps_of, hi = lo + 1;
+        void *taken;
+
+        ASSERT_TRUE(t);
+        fake_thread_add(t, 0, lo);
+        ASSERT_OK(target_stop_all(t));
+        th = target_any_stopped(t);
+        ASSERT_OK(control_create(t, th, &c));
+        ASSERT_OK(procmaps_get(t, &m1));
+        ASSERT_OK(procmaps_get(t, &m2));
+        ASSERT_TRUE(m1 == m2);
+        /* The process takes the range the area would get, after the read. */
+        ASSERT_OK(nearmem_find(m1, lo, hi, CONTROL_AREA_SIZE, &at));
+        taken = mmap((void *)(uintptr_t)at, CONTROL_AREA_SIZE, PROT_NONE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+        ASSERT_TRUE(taken == (void *)(uintptr_t)at);
+        ASSERT_TRUE(procmaps_get(t, &m2) == 0 && m2 == m1 && !maps_find(m2, at));
+        ASSERT_OK(area_alloc(t, th, &c, lo, hi, 100, &a));
+        ASSERT_EQ(c.img->hdr.n_areas, 1);
+        ASSERT_TRUE(c.img->areas[0].addr != at);
+        ASSERT_TRUE(nearmem_reaches(c.img->areas[0].addr, CONTROL_AREA_SIZE, lo, hi));
+        /* Read again after the area's mmap: both mappings are in it. */
+        ASSERT_OK(procmaps_get(t, &m2));
+        ASSERT_TRUE(maps_find(m2, at) && maps_find(m2, c.img->areas[0].addr));
+        ASSERT_OK(target_resume_all(t));
+        munmap(taken, CONTROL_AREA_SIZE);
+        munmap((void *)(uintptr_t)c.img->areas[0].addr, CONTROL_AREA_SIZE);
         control_done(&c);
         fake_target_free(t);
 }
