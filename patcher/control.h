@@ -91,6 +91,7 @@ enum {
         CONTROL_LATE_WAITING = 0,     /* not loaded yet, or loaded and nothing run yet */
         CONTROL_LATE_PREPATCHED = 1,  /* loaded: its pre_patch ran, its switch is still to do */
         CONTROL_LATE_LOADED = 2,      /* loaded and patched: watched for its unloading */
+        CONTROL_LATE_POSTPENDING = 3, /* loaded and patched, its post_patch still to run */
 };
 
 /*

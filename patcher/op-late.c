@@ -183,8 +183,10 @@ static int switch_entries(UlpOp *op, unsigned idx, unsigned k, unsigned first, u
                                 r = transition_write_entry(op->t, &f[i], control_func_entry_dest(&op->c.img->funcs[top]));
                 }
                 if (r >= 0) {
-                        /* Still named, now watched for its unloading (unload_object). */
-                        p->late[k][CONTROL_LATE_STATE] = CONTROL_LATE_LOADED;
+                        /* Still named, now watched for its unloading (unload_object);
+                         * its post_patch, if any, still to run (late_post_patch). */
+                        p->late[k][CONTROL_LATE_STATE] = cb && cb->post_patch ? CONTROL_LATE_POSTPENDING
+                                                                              : CONTROL_LATE_LOADED;
                         if (cb)
                                 set_callbacks(p, cb);
                         r = control_write_patch(op->t, &op->c, idx);
@@ -229,16 +231,35 @@ static const PatchCallbacks *object_callbacks(const PatchMeta *meta, const char 
         return NULL;
 }
 
+/* The state a late object's callback leaves in the block, written when the call starts
+ * (late_mark). */
+typedef struct LateMark {
+        UlpOp *op;
+        unsigned idx, k;
+        uint8_t state;
+} LateMark;
+
+static int late_mark(void *data) {
+        LateMark *m = data;
+        ControlPatch *p = &m->op->c.img->patches[m->idx];
+        int r;
+
+        p->late[m->k][CONTROL_LATE_STATE] = (char)m->state;
+        r = control_write_patch(m->op->t, &m->op->c, m->idx);
+        return r < 0 ? r : target_write_flush(m->op->t);
+}
+
 /* klp_module_coming's pre_patch: 0 to go on; a refusal leaves the object unpatched for
  * good (the process has loaded it anyway) and is the operation's failure. It runs at most
- * once per coming: the block records it as run before the call starts, so that neither a
+ * once per coming: the block records it as run as the call starts (late_mark, the
+ * last write before the thread's registers change), so that neither a
  * switch tried again later (-EBUSY, ulpd's next look) nor a driver that takes over after
  * this one was killed during or after the call runs it again; they go on with the
  * switch, as after a pre_patch that returned 0 (docs/late-callbacks.md). */
 static int late_pre_patch(UlpOp *op, unsigned idx, unsigned k, const PatchCallbacks *cb) {
         ControlPatch *p = &op->c.img->patches[idx];
         char object[sizeof(p->late[0])];
-        int ret = 0, r, w;
+        int ret = 0, r;
 
         if (!cb || !cb->pre_patch)
                 return 0;
@@ -246,11 +267,8 @@ static int late_pre_patch(UlpOp *op, unsigned idx, unsigned k, const PatchCallba
         if (p->late[k][CONTROL_LATE_STATE] == CONTROL_LATE_PREPATCHED)
                 return op_callback_reclaim(op, true);
         op->patch = (int)idx;
-        p->late[k][CONTROL_LATE_STATE] = CONTROL_LATE_PREPATCHED;
-        w = control_write_patch(op->t, &op->c, idx);
-        if (w < 0)
-                return op_fail(op, w, "cannot update the control block: %s", process_errno_clause(w));
-        r = op_run_callback(op, cb->pre_patch + p->bias, &ret);
+        LateMark mark = { op, idx, k, CONTROL_LATE_PREPATCHED };
+        r = op_run_callback_marked(op, cb->pre_patch + p->bias, late_mark, &mark, &ret);
         /* It did not run (no thread, or it crashed and its thread was put back): the
          * next try runs it. One past its deadline runs on: it counts as run. A callback
          * that returned counts even when its thread could not be resumed after. */
@@ -272,16 +290,39 @@ static int late_pre_patch(UlpOp *op, unsigned idx, unsigned k, const PatchCallba
                        "functions stay unpatched in process %d", object, p->name, ret, op->t->pid);
 }
 
-/* Once the object's functions are patched (its callbacks recorded with them): its
- * post_patch. */
-static int late_post_patch(UlpOp *op, unsigned idx) {
+/* Whether the switch of the late object k of p ended (its post_patch run or not). */
+static bool late_switched(const ControlPatch *p, unsigned k) {
+        uint8_t st = (uint8_t)p->late[k][CONTROL_LATE_STATE];
+
+        return st == CONTROL_LATE_LOADED || st == CONTROL_LATE_POSTPENDING;
+}
+
+/* Once the object's functions are patched (its callbacks recorded with them, the object
+ * POSTPENDING when it has a post_patch): its post_patch, once, as pre_patch. The
+ * object becomes LOADED as the call starts (late_mark), so a driver killed during or
+ * after it never makes the next run call it again; one killed between the switch and
+ * the call's start leaves it POSTPENDING, and the next ulp_apply_late(), revert or
+ * apply runs it (docs/late-callbacks.md). */
+static int late_post_patch(UlpOp *op, unsigned idx, unsigned k) {
         ControlPatch *p = &op->c.img->patches[idx];
         int ret, r;
 
-        if (!p->callbacks[CP_CB_POST_PATCH])
+        if ((uint8_t)p->late[k][CONTROL_LATE_STATE] != CONTROL_LATE_POSTPENDING)
                 return 0;
         op->patch = (int)idx;
-        r = op_run_callback(op, p->callbacks[CP_CB_POST_PATCH], &ret);
+        if (!p->callbacks[CP_CB_POST_PATCH]) {
+                p->late[k][CONTROL_LATE_STATE] = CONTROL_LATE_LOADED;
+                r = control_write_patch(op->t, &op->c, idx);
+                return r < 0 ? op_fail(op, r, "cannot update the control block: %s", process_errno_clause(r)) : 0;
+        }
+        LateMark mark = { op, idx, k, CONTROL_LATE_LOADED };
+        r = op_run_callback_marked(op, p->callbacks[CP_CB_POST_PATCH], late_mark, &mark, &ret);
+        /* It did not run (no thread, or it crashed and its thread was put back): the
+         * next run runs it. One past its deadline runs on: it counts as run. */
+        if (r < 0 && !op->callback_returned && r != -ETIME) {
+                p->late[k][CONTROL_LATE_STATE] = CONTROL_LATE_POSTPENDING;
+                (void)control_write_patch(op->t, &op->c, idx);
+        }
         if (r < 0)
                 op_warn(op, "post callback failed to run: %s", op->report->message);
         return 0;
@@ -296,7 +337,7 @@ static unsigned published_records(const ControlImage *img, unsigned idx, unsigne
         const char *object = p->late[k];
         unsigned n = 0;
 
-        if (!object[0] || (uint8_t)object[CONTROL_LATE_STATE] == CONTROL_LATE_LOADED)
+        if (!object[0] || late_switched(p, k))
                 return 0;
         for (unsigned i = p->first_func; i < p->first_func + p->n_funcs; i++)
                 if (strcmp(img->funcs[i].object, object) == 0 && n++ == 0)
@@ -338,6 +379,11 @@ static int patch_object(UlpOp *op, unsigned idx, unsigned k) {
         if (r < 0)
                 return r;
         const PatchCallbacks *cb = object_callbacks(meta, p->late[k]);
+        /* Switched by a driver killed before its post_patch: only that is left. */
+        if ((uint8_t)p->late[k][CONTROL_LATE_STATE] == CONTROL_LATE_POSTPENDING) {
+                r = 0;
+                goto post;
+        }
         done = published_records(op->c.img, idx, k, &first);
         if (done && records_in_mapping(op, first, done, p->late[k])) {
                 r = switch_entries(op, idx, k, first, done, false, cb);
@@ -373,8 +419,8 @@ static int patch_object(UlpOp *op, unsigned idx, unsigned k) {
         if (r >= 0)
                 r = switch_entries(op, idx, k, at, n, true, cb);
 post:
-        if (r >= 0 && cb)
-                r = late_post_patch(op, idx);
+        if (r >= 0)
+                r = late_post_patch(op, idx, k);
         symtab_free(patch_st);
         free(pfs);
         free(res);
@@ -459,7 +505,7 @@ static int unload_object(UlpOp *op, unsigned idx, unsigned k) {
         /* The patch's callbacks are this object's only if its switch ended and the patch
          * has callbacks for it (switch_entries put them there); else they are those of a
          * loaded object, or none. */
-        if ((uint8_t)p->late[k][CONTROL_LATE_STATE] == CONTROL_LATE_LOADED) {
+        if (late_switched(p, k)) {
                 r = object_has_callbacks(op, p, p->late[k], &own);
                 if (r < 0)
                         return r;
@@ -502,7 +548,12 @@ int op_late_settle(UlpOp *op) {
                         continue;
                 for (unsigned k = 0; r >= 0 && k < CONTROL_MAX_LATE; k++) {
                         char object[sizeof(p->late[0])], why[sizeof(op->report->message)];
-                        if (!published_records(op->c.img, i, k, &first))
+                        bool post = (uint8_t)p->late[k][CONTROL_LATE_STATE] == CONTROL_LATE_POSTPENDING;
+                        /* A post_patch left unrun by a killed driver runs first; for an
+                         * object unloaded since it does not (the library is gone), and
+                         * the next look at the process runs its unpatch callbacks. */
+                        if (!(post && modules_find_object(&op->mods, p->late[k])) &&
+                            !published_records(op->c.img, i, k, &first))
                                 continue;
                         snprintf(object, sizeof(object), "%s", p->late[k]);
                         if (!modules_find_object(&op->mods, p->late[k]))
@@ -536,16 +587,18 @@ int ulp_apply_late(pid_t pid, UlpReport *report) {
                 if (p->state != CP_PATCHED)
                         continue;
                 for (unsigned k = 0; r >= 0 && k < CONTROL_MAX_LATE; k++) {
-                        bool loaded, patched, leftover;
+                        bool loaded, patched, leftover, post;
                         unsigned first;
                         if (!p->late[k][0])
                                 continue;
                         pending++;
                         loaded = modules_find_object(&op->mods, p->late[k]);
-                        patched = p->late[k][CONTROL_LATE_STATE] == CONTROL_LATE_LOADED;
+                        patched = late_switched(p, k);
+                        /* switched, its post_patch left unrun by a killed driver */
+                        post = loaded && p->late[k][CONTROL_LATE_STATE] == CONTROL_LATE_POSTPENDING;
                         /* records a killed driver published for an object gone since */
                         leftover = !loaded && published_records(op->c.img, i, k, &first);
-                        if (loaded == patched && !leftover)
+                        if (loaded == patched && !leftover && !post)
                                 continue;
                         snprintf(report->patch_name, sizeof(report->patch_name), "%s", p->name);
                         r = loaded ? patch_object(op, i, k) : unload_object(op, i, k);

@@ -54,10 +54,13 @@ static void status_patch(const ControlImage *img, unsigned idx, UlpPatchStatus *
         for (unsigned i = 0; p->state != CP_UNPATCHED && i < CONTROL_MAX_LATE; i++) {
                 if (!p->late[i][0])
                         continue;
-                if (p->late[i][CONTROL_LATE_STATE] == CONTROL_LATE_LOADED)
+                uint8_t st = (uint8_t)p->late[i][CONTROL_LATE_STATE];
+                if (st == CONTROL_LATE_LOADED || st == CONTROL_LATE_POSTPENDING)
                         snprintf(ps->loaded_late[ps->n_loaded_late++], sizeof(ps->loaded_late[0]), "%.63s",
                                  p->late[i]);
-                else
+                /* Patched, its post_patch still to run (a driver killed before the call):
+                 * also waited for, so that ulpd's next look at the process runs it. */
+                if (st != CONTROL_LATE_LOADED)
                         snprintf(ps->late_objects[ps->n_late_objects++], sizeof(ps->late_objects[0]),
                                  "%.63s", p->late[i]);
         }

@@ -338,6 +338,10 @@ int op_run_resolver(void *userdata, uint64_t addr, uint64_t *ret) {
 }
 
 int op_run_callback(UlpOp *op, uint64_t addr, int *ret) {
+        return op_run_callback_marked(op, addr, NULL, NULL, ret);
+}
+
+int op_run_callback_marked(UlpOp *op, uint64_t addr, int (*mark)(void *data), void *data, int *ret) {
         const long args[6] = {};
         uint64_t rax = 0, return_code = 0;
         Thread *th;
@@ -355,8 +359,12 @@ int op_run_callback(UlpOp *op, uint64_t addr, int *ret) {
                 (void)target_resume_thread(op->t, th);
                 return r;
         }
+        op->t->call_start = mark;
+        op->t->call_start_data = data;
         r = target_call(op->t, th, addr, args, return_code,
                         op->o.callback_timeout_ms ?: CALLBACK_TIMEOUT_MS, &rax);
+        op->t->call_start = NULL;
+        op->t->call_start_data = NULL;
         procmaps_drop(op->t);   /* the callback may have mapped memory */
         /* Past its deadline the thread keeps the call: resumed, it finishes it and
          * returns through its frame (rax). */

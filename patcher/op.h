@@ -126,6 +126,10 @@ const char *op_stop_error(UlpOp *op, int r, char *buf, size_t len);
 /* Runs a callback of the patch in the target on a borrowed thread. *ret gets its int.
  * One past its deadline is left to finish by itself (op-callback.c): -ETIME. */
 int op_run_callback(UlpOp *op, uint64_t addr, int *ret);
+/* The same; mark(data), when not NULL, runs last before the call starts in the thread
+ * (Target.call_start): a record that it ran, which a driver killed before the call
+ * started leaves unwritten. Its writes reach the target before the call starts. */
+int op_run_callback_marked(UlpOp *op, uint64_t addr, int (*mark)(void *data), void *data, int *ret);
 
 /* Callbacks past their deadline (op-callback.c, docs/fault-tolerance.md). */
 /* The name of the callback at addr of p ("pre-patch"...). */

@@ -70,6 +70,12 @@ typedef struct Target {
         /* The image binding (target-image.c, target_bind_image()): */
         bool image_bound;        /* every stop proves the image is still the one bound */
         bool image_changed;      /* an exec was seen: no stop, no write is done any more */
+        /* When set, target_call() calls it last before the thread's registers change
+         * (the call's first ptrace call that starts it): a caller's record that the
+         * call starts, which a tracer killed earlier leaves unwritten. Its failure
+         * is target_call()'s, the thread untouched. */
+        int (*call_start)(void *data);
+        void *call_start_data;
         int auth_fd;             /* the /proc/PID/mem the operation was authorized with, or -1 */
         uint64_t random_addr;    /* AT_RANDOM of the bound image, 0 when it could not be read */
         uint8_t random[16];      /* its 16 bytes */

@@ -820,6 +820,8 @@ int target_call(Target *t, Thread *th, uint64_t func, const long args[6], uint64
         r = remote_save(th, &c);
         if (r < 0)
                 return r;
+        if (t->call_start && (r = t->call_start(t->call_start_data)) < 0)
+                return r;
 
         struct user_regs_struct regs = c.regs;
         regs.rip = func;

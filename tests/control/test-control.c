@@ -203,13 +203,15 @@ TEST(patches) {
         ASSERT_OK(control_validate(img, SAMPLE_SELF, why, sizeof(why)));
         fresh();
         strcpy(img->patches[0].late[1], "libplugin.so");
-        img->patches[0].late[1][CONTROL_LATE_STATE] = 3;
-        ASSERT_REFUSED("late object 1 has state 3");
+        img->patches[0].late[1][CONTROL_LATE_STATE] = 4;
+        ASSERT_REFUSED("late object 1 has state 4");
         fresh();
         strcpy(img->patches[0].late[1], "libplugin.so");
         img->patches[0].late[1][CONTROL_LATE_STATE] = CONTROL_LATE_PREPATCHED;
         ASSERT_OK(control_validate(img, SAMPLE_SELF, why, sizeof(why)));
         img->patches[0].late[1][CONTROL_LATE_STATE] = CONTROL_LATE_LOADED;
+        ASSERT_OK(control_validate(img, SAMPLE_SELF, why, sizeof(why)));
+        img->patches[0].late[1][CONTROL_LATE_STATE] = CONTROL_LATE_POSTPENDING;
         ASSERT_OK(control_validate(img, SAMPLE_SELF, why, sizeof(why)));
         fresh();
         img->patches[0].callbacks[CP_CB_POST_PATCH] = 0x401000;

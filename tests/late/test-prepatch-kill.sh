@@ -1,16 +1,18 @@
 #!/bin/bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
-# A late object's pre_patch runs at most once per load, even when its driver is killed
+# A late object's pre_patch and post_patch run once per load, even when their driver is killed
 # (docs/late-callbacks.md): the victim loads liblatehold.so, and ulp_apply_late()
 # (transition-pending, as ulpd runs it) is killed with SIGKILL right after each of its
 # ptrace calls from the SETREGS that starts the pre_patch call on (ptrace-kill.so,
 # ULP_FAULT_AFTER_SYSCALL=0: a call's SETREGS has rax 0) to its end. The thread then runs
 # the callback by itself. Each time the victim must be alive and untraced, the next run
 # must end the patching of the library (or find it ended), and the victim must have seen
-# pre_patch exactly once, post_patch at most once (a kill between the switch and its
-# call leaves it unrun), hold_value patched; the revert must bring both functions back.
-# Before the block recorded pre_patch as run before its call, a kill after it returned
-# and before that record made the next run call it a second time.
+# pre_patch exactly once, post_patch exactly once (a kill between the switch and its call
+# leaves the object POSTPENDING: the next run calls it), hold_value patched; the revert
+# must bring both functions back. Before the block recorded pre_patch as run before its
+# call, a kill after it returned and before that record made the next run call it a
+# second time; before POSTPENDING, a kill between the switch and post_patch's call left
+# post_patch never run (7 of 50 kills).
 # Usage: test-prepatch-kill.sh  (env from meson: ULPCTL, LATE_VICTIM, LATE_DIR,
 # VICTIMS_DIR, PENDING, FAULTLIB)
 # Knob: PREPATCH_STRIDE (default 1: every call).
@@ -63,8 +65,9 @@ for ((n = 1; ; n += STRIDE)); do
 	# the thread killed inside a call finishes it by itself: give it the time to print
 	wait_for 2 eval '[ "$(count pre_patch)" -ge 1 ]'
 	[ "$(count pre_patch)" = 1 ] || { twice=$((twice + 1)); fail "$what: pre_patch ran $(count pre_patch) times: $(cbs)"; }
+	wait_for 2 eval '[ "$(count post_patch)" -ge 1 ]'
 	[ "$(count post_patch)" -le 1 ] || fail "$what: post_patch ran $(count post_patch) times: $(cbs)"
-	[ "$(count post_patch)" = 1 ] || post_lost=$((post_lost + 1))
+	[ "$(count post_patch)" = 1 ] || { post_lost=$((post_lost + 1)); fail "$what: post_patch never ran: $(cbs)"; }
 	out=$(ulpctl revert -p "$VPID" late-hold 2>&1) || fail "$what: the revert failed: $out"
 	shows hold 1 && shows base 1 || fail "$what: the revert did not restore both"
 	victim_ok

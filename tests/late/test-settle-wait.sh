@@ -12,8 +12,11 @@
 # plain run's log). The thread in the way: the victim unloads liblatehold.so and loads it
 # again (at the same address) with $HOLD_FILE present, so that a thread waits in
 # hold_wait() while the file exists.
-# Usage: test-settle-wait.sh  (env from meson: ULPCTL, LATE_VICTIM, LATE_DIR, VICTIMS_DIR,
-# PENDING, KILLHOOK)
+# Through ulpd (root only), the same wait must not block ulpd: while the revert waits for
+# the thread, another client's status requests are answered, each within a second times
+# the slowdown of one answered before.
+# Usage: test-settle-wait.sh  (env from meson: ULPD, ULPCTL, LATE_VICTIM, LATE_DIR,
+# VICTIMS_DIR, PENDING, KILLHOOK)
 set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 VPID=
@@ -89,4 +92,46 @@ shows hold 1 && shows base 1 || fail "the revert did not restore both functions"
 ! ulpctl status -p "$VPID" 2>&1 | grep -q 'late-hold' || fail "the patch is still listed after the revert"
 victim_ok
 ok "the revert waited $ms ms for the thread, ended the switch and reverted"
+stop_victim
+
+# Through ulpd: the revert waits in steps, and ulpd answers status requests meanwhile.
+[ "$EUID" = 0 ] || { echo "the case through ulpd is left out: ulpd needs root"; echo "PASS"; exit 0; }
+export ULP_SOCKET=$WORK/ulpd.sock
+# --no-recover: this ulpd adopts no process, so its own look at loaded libraries never
+# ends the half-done switch; only the revert does.
+"$ULPD" --no-recover --patch-dir "" --debug --socket "$ULP_SOCKET" --state-dir "$WORK/state" \
+	>"$WORK/ulpd.log" 2>&1 &
+PIDS+=($!)
+wait_for 10 test -S "$ULP_SOCKET" || fail "ulpd did not start"
+fail_details() { echo "--- ulpd log"; tail -n 30 "$WORK/ulpd.log"; }
+now_ms() { echo $(( ${EPOCHREALTIME/./} / 1000 )); }
+timed_status() {
+	local t0
+	t0=$(now_ms)
+	"$ULPCTL" status -p "$VPID" >/dev/null 2>&1 || { echo 999999; return; }
+	echo $(( $(now_ms) - t0 ))
+}
+half_done
+base=$(timed_status)
+(sleep $((3 * SLOW)); rm -f "$HOLD") &
+PIDS+=($!)
+t0=$(now_ms)
+"$ULPCTL" revert --timeout $((30 * SLOW)) -p "$VPID" late-hold >"$WORK/revert.out" 2>&1 &
+rpid=$!
+n=0 worst=0
+while kill -0 "$rpid" 2>/dev/null; do
+	ms=$(timed_status)
+	kill -0 "$rpid" 2>/dev/null && [ -e "$HOLD" ] && n=$((n + 1))
+	[ "$ms" -gt "$worst" ] && worst=$ms
+	sleep 0.1
+done
+wait "$rpid" || fail "the revert through ulpd failed though the thread left in time: $(cat "$WORK/revert.out")"
+ms=$(( $(now_ms) - t0 ))
+[ ! -e "$HOLD" ] || fail "the revert through ulpd went through while the thread was in the way"
+[ "$n" -ge 2 ] || fail "only $n status answers while the revert through ulpd waited"
+[ "$worst" -lt $((base + 1000 * SLOW)) ] ||
+	fail "ulpd's loop blocked for $worst ms while the revert waited ($base ms before)"
+shows hold 1 && shows base 1 || fail "the revert through ulpd did not restore both functions"
+victim_ok
+ok "the revert through ulpd waited $ms ms; $n status answers meanwhile, the slowest $worst ms ($base ms before)"
 echo "PASS"
