@@ -104,6 +104,7 @@ static void job_close_fds(Job *j) {
 static int job_run_start(Job *j) {
         if (!j->sync_start && j->uid != 0 && atomic_load(&j->hold_until) > clock_usec()) {
                 /* its uid used its share meanwhile: refused as the loop refuses it */
+                j->refused = true;
                 snprintf(j->report.message, sizeof(j->report.message),
                          "not started: uid %u used its share of ulpd's time; try again in a few seconds",
                          (unsigned) j->uid);

@@ -149,7 +149,12 @@ static void job_finish(Job *j, int r) {
         Manager *m = j->m;
         pid_t pid = j->pid;
 
-        job_log_result(j, r);
+        /* a refusal any client can ask for by the hundred is no transition of its own */
+        if (!j->refused)
+                job_log_result(j, r);
+        else if (log_refusal_pass(m))
+                log_full(LOG_WARNING, pid, j->name, NULL, "%s of %s in pid %d for uid %u: %s",
+                         job_kind_verb(j->kind), j->name, (int) pid, (unsigned) j->uid, j->report.message);
         job_store_result(j, r);
         j->req = NULL;
         job_free(j);

@@ -347,6 +347,7 @@ struct Job {
         uint64_t news_sent;      /* when the last progress news went, and its count */
         unsigned news_switched;
         bool sync_start;         /* the loop waits for the start (job_start()) */
+        bool refused;            /* not started: its uid used its share meanwhile */
         bool start_done;         /* under the driver's lock, for the waiting loop */
         int start_result;
 
