@@ -5,10 +5,13 @@
  * one after another in the loop, a thousand targets wait a thousand times in a row. A
  * bounded pool of drivers overlaps those waits.
  *
- * Each job is bound to one driver from its start to its end: ptrace requests must come
- * from the thread that seized the target, and a tracer thread that exits lets its
- * tracees go, so drivers live as long as ulpd. A driver interleaves the steps of all its
- * jobs by their due times, so a job waiting for a straggler holds up none of them.
+ * Jobs wait in one queue; a driver with room (fewer than DRIVER_JOBS_MAX operations)
+ * takes the next, and keeps it from its start to its end: ptrace requests must come from
+ * the thread that seized the target, and a tracer thread that exits lets its tracees
+ * go, so drivers live as long as ulpd. A driver interleaves the steps of its jobs by
+ * their due times, so a job waiting for a straggler holds up none of them, and the
+ * queue goes to the other drivers meanwhile. Bounding the operations under way bounds
+ * their memory (each holds a copy of its target's control block).
  *
  * Everything else stays the loop's: clients, replies, logs, limits, the lists of jobs.
  * A driver tells the loop what happened (started, progress, ended, the time it took)
@@ -31,13 +34,10 @@
 struct Driver {
         Manager *m;
         pthread_t thread;
-        bool running;
-        pthread_mutex_t lock;
-        pthread_cond_t wake;     /* jobs handed over, or stop */
-        pthread_cond_t started;  /* a start the loop waits for is done */
-        Job *inbox, *inbox_last;
-        bool stop;
-        unsigned n_bound;        /* the loop's: jobs bound to it, not yet ended */
+        pthread_cond_t wake;     /* a job queued for it, or stop */
+        Driver *idle_next;       /* in m->idle: waiting, with room for a job */
+        bool in_idle;
+        unsigned active;         /* jobs it took and did not end (under m->drv_lock) */
 };
 
 /* Threads a finished operation asked to stop that had not stopped are this thread's
@@ -143,7 +143,7 @@ static void driver_end(Job **p, JobNews *n, int r) {
 }
 
 /* The start of j (at *p). Returns true when j left the list. */
-static bool driver_start(Driver *d, Job **p, Job *list) {
+static bool driver_start(Manager *m, Job **p, Job *list) {
         Job *j = *p;
         JobNews n = {};
         uint64_t t = clock_usec(), now;
@@ -162,11 +162,11 @@ static bool driver_start(Driver *d, Job **p, Job *list) {
                         j->op = NULL;
                 }
                 /* the waiting loop takes a failed start back, unlinked, with its report */
-                pthread_mutex_lock(&d->lock);
+                pthread_mutex_lock(&m->drv_lock);
                 j->start_result = r;
                 j->start_done = true;
-                pthread_cond_broadcast(&d->started);
-                pthread_mutex_unlock(&d->lock);
+                pthread_cond_broadcast(&m->drv_started);
+                pthread_mutex_unlock(&m->drv_lock);
                 if (r < 0)
                         return true;
         }
@@ -192,7 +192,7 @@ static bool driver_start(Driver *d, Job **p, Job *list) {
 }
 
 /* Runs the start or the next step of j (at *p). Returns true when j left the list. */
-static bool driver_run(Driver *d, Job **p, Job *list) {
+static bool driver_run(Manager *m, Job **p, Job *list) {
         Job *j = *p;
         JobNews n = {};
         uint64_t t, now;
@@ -201,7 +201,7 @@ static bool driver_run(Driver *d, Job **p, Job *list) {
         int r;
 
         if (!j->op)
-                return driver_start(d, p, list);
+                return driver_start(m, p, list);
         t = clock_usec();
         r = ulp_op_step(j->op, &next_ms);
         now = clock_usec();
@@ -225,57 +225,92 @@ static bool driver_run(Driver *d, Job **p, Job *list) {
         return false;
 }
 
+/* Under m->drv_lock: takes queued jobs while d has room, appending them to *list. */
+static void driver_take_queued(Driver *d, Job **list) {
+        Manager *m = d->m;
+        Job **last = list;
+
+        while (*last)
+                last = &(*last)->drv_next;
+        while (d->active < DRIVER_JOBS_MAX && m->queue) {
+                Job *j = m->queue;
+
+                m->queue = j->drv_next;
+                if (!m->queue)
+                        m->queue_last = NULL;
+                j->drv_next = NULL;
+                *last = j;
+                last = &j->drv_next;
+                d->active++;
+        }
+}
+
+/* Under m->drv_lock: sleeps until next (UINT64_MAX: no deadline), a job queued for d, or stop. */
+static void driver_sleep(Driver *d, uint64_t next) {
+        Manager *m = d->m;
+        struct timespec ts;
+
+        if (d->active < DRIVER_JOBS_MAX && !d->in_idle) {
+                d->idle_next = m->idle;
+                m->idle = d;
+                d->in_idle = true;
+        }
+        if (next == UINT64_MAX)
+                pthread_cond_wait(&d->wake, &m->drv_lock);
+        else {
+                ts.tv_sec = (time_t) (next / 1000000ULL);
+                ts.tv_nsec = (long) (next % 1000000ULL) * 1000;
+                (void) pthread_cond_timedwait(&d->wake, &m->drv_lock, &ts);
+        }
+        if (d->in_idle)
+                for (Driver **p = &m->idle; *p; p = &(*p)->idle_next)
+                        if (*p == d) {
+                                *p = d->idle_next;
+                                d->in_idle = false;
+                                break;
+                        }
+}
+
 static void *driver_main(void *userdata) {
         Driver *d = userdata;
+        Manager *m = d->m;
         Job *list = NULL;
         bool late = false;
 
+        pthread_mutex_lock(&m->drv_lock);
         for (;;) {
                 uint64_t next = UINT64_MAX, now;
-                Job *in, **last = &list;
-                bool stop;
+                unsigned ended = 0;
 
+                if (m->drivers_stop)
+                        break;
+                driver_take_queued(d, &list);
                 for (Job *j = list; j; j = j->drv_next)
                         next = MIN(next, job_due(j));
                 if (late)
                         next = MIN(next, clock_usec() + DRIVER_LATE_POLL_USEC);
-                pthread_mutex_lock(&d->lock);
-                while (!d->inbox && !d->stop && next > clock_usec()) {
-                        struct timespec ts;
-
-                        if (next == UINT64_MAX) {
-                                pthread_cond_wait(&d->wake, &d->lock);
-                                continue;
-                        }
-                        ts.tv_sec = (time_t) (next / 1000000ULL);
-                        ts.tv_nsec = (long) (next % 1000000ULL) * 1000;
-                        if (pthread_cond_timedwait(&d->wake, &d->lock, &ts) == ETIMEDOUT)
-                                break;
+                if (next > clock_usec()) {
+                        driver_sleep(d, next);
+                        continue;
                 }
-                in = d->inbox;
-                d->inbox = d->inbox_last = NULL;
-                stop = d->stop;
-                pthread_mutex_unlock(&d->lock);
-                if (stop)
-                        break;
-                /* new jobs go last, each due at once: starts in the order handed over */
-                while (*last)
-                        last = &(*last)->drv_next;
-                *last = in;
+                pthread_mutex_unlock(&m->drv_lock);
 
                 now = clock_usec();
                 for (Job **p = &list; *p;) {
                         Job *j = *p;
 
-                        if (job_due(j) > now) {
+                        if (job_due(j) > now)
                                 p = &j->drv_next;
-                                continue;
-                        }
-                        if (!driver_run(d, p, list))
+                        else if (driver_run(m, p, list))
+                                ended++;
+                        else
                                 p = &j->drv_next;
                 }
                 late = ulp_release_late() > 0;
+                pthread_mutex_lock(&m->drv_lock);
+                d->active -= ended;
         }
+        pthread_mutex_unlock(&m->drv_lock);
         /* ulpd stops: each operation stays in its target, consistent, for the next ulpd */
         for (Job *j = list; j; j = j->drv_next) {
                 ulp_op_free(j->op);
@@ -315,6 +350,7 @@ static int drivers_on_post(sd_event_source *s, int fd, uint32_t revents, void *u
 }
 
 int drivers_setup(Manager *m) {
+        pthread_condattr_t ca;
         int r;
 
         if (m->max_drivers == 0)
@@ -322,6 +358,11 @@ int drivers_setup(Manager *m) {
         m->drivers = calloc(m->max_drivers, sizeof(Driver));
         if (!m->drivers)
                 return -ENOMEM;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&m->drv_started, &ca);
+        pthread_condattr_destroy(&ca);
+        m->drivers_ready = true;
         m->post_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (m->post_fd < 0)
                 return -errno;
@@ -333,17 +374,16 @@ int drivers_setup(Manager *m) {
         return 0;
 }
 
+/* Under m->drv_lock. */
 static int driver_spawn(Manager *m, Driver *d) {
         pthread_condattr_t ca;
         sigset_t all, old;
         int r;
 
         *d = (Driver) { .m = m };
-        pthread_mutex_init(&d->lock, NULL);
         pthread_condattr_init(&ca);
         pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
         pthread_cond_init(&d->wake, &ca);
-        pthread_cond_init(&d->started, &ca);
         pthread_condattr_destroy(&ca);
         /* Every signal blocked: SIGCHLD is waited for (the library's sigtimedwait), and
          * SIGTERM/SIGINT are the loop's signalfd's. */
@@ -353,85 +393,70 @@ static int driver_spawn(Manager *m, Driver *d) {
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         if (r < 0) {
                 pthread_cond_destroy(&d->wake);
-                pthread_cond_destroy(&d->started);
-                pthread_mutex_destroy(&d->lock);
                 return r;
         }
-        d->running = true;
         return 0;
-}
-
-/* The least busy driver; a new one while every running one has work and the bound
- * allows it. */
-static Driver *driver_choose(Manager *m) {
-        Driver *best = NULL;
-
-        for (unsigned i = 0; i < m->n_drivers; i++)
-                if (!best || m->drivers[i].n_bound < best->n_bound)
-                        best = &m->drivers[i];
-        if ((!best || best->n_bound > 0) && m->drivers && m->n_drivers < m->max_drivers &&
-            driver_spawn(m, &m->drivers[m->n_drivers]) >= 0)
-                return &m->drivers[m->n_drivers++];
-        return best;
 }
 
 int driver_take(Manager *m, Job *j) {
-        Driver *d = driver_choose(m);
+        int r = 0;
 
-        if (!d)
-                return -ENOMEM;
-        j->driver = d;
-        d->n_bound++;
-        pthread_mutex_lock(&d->lock);
-        if (d->inbox_last)
-                d->inbox_last->drv_next = j;
+        pthread_mutex_lock(&m->drv_lock);
+        j->drv_next = NULL;
+        if (m->queue_last)
+                m->queue_last->drv_next = j;
         else
-                d->inbox = j;
-        d->inbox_last = j;
-        pthread_cond_signal(&d->wake);
-        pthread_mutex_unlock(&d->lock);
-        return 0;
-}
+                m->queue = j;
+        m->queue_last = j;
+        if (m->idle) {
+                /* the driver that went idle last: its caches are the warmest */
+                Driver *d = m->idle;
 
-/* The loop's count of jobs on j's driver: j ended. */
-void driver_release(Job *j) {
-        if (j->driver)
-                j->driver->n_bound--;
-        j->driver = NULL;
+                m->idle = d->idle_next;
+                d->in_idle = false;
+                pthread_cond_signal(&d->wake);
+        } else if (m->n_drivers < m->max_drivers) {
+                r = driver_spawn(m, &m->drivers[m->n_drivers]);
+                if (r >= 0)
+                        m->n_drivers++;
+                else if (m->n_drivers > 0)
+                        r = 0;    /* the running drivers take it */
+                else {
+                        m->queue = m->queue_last = NULL;
+                }
+        }
+        pthread_mutex_unlock(&m->drv_lock);
+        return r;
 }
 
 int driver_wait_start(Job *j) {
-        Driver *d = j->driver;
+        Manager *m = j->m;
         int r;
 
-        pthread_mutex_lock(&d->lock);
+        pthread_mutex_lock(&m->drv_lock);
         while (!j->start_done)
-                pthread_cond_wait(&d->started, &d->lock);
+                pthread_cond_wait(&m->drv_started, &m->drv_lock);
         r = j->start_result;
-        pthread_mutex_unlock(&d->lock);
+        pthread_mutex_unlock(&m->drv_lock);
         return r;
 }
 
 void drivers_done(Manager *m) {
+        pthread_mutex_lock(&m->drv_lock);
+        m->drivers_stop = true;
+        for (unsigned i = 0; i < m->n_drivers; i++)
+                pthread_cond_signal(&m->drivers[i].wake);
+        pthread_mutex_unlock(&m->drv_lock);
         for (unsigned i = 0; i < m->n_drivers; i++) {
-                Driver *d = &m->drivers[i];
-
-                pthread_mutex_lock(&d->lock);
-                d->stop = true;
-                pthread_cond_signal(&d->wake);
-                pthread_mutex_unlock(&d->lock);
-        }
-        for (unsigned i = 0; i < m->n_drivers; i++) {
-                Driver *d = &m->drivers[i];
-
-                (void) pthread_join(d->thread, NULL);
-                pthread_cond_destroy(&d->wake);
-                pthread_cond_destroy(&d->started);
-                pthread_mutex_destroy(&d->lock);
+                (void) pthread_join(m->drivers[i].thread, NULL);
+                pthread_cond_destroy(&m->drivers[i].wake);
         }
         m->n_drivers = 0;
         free(m->drivers);
         m->drivers = NULL;
+        if (m->drivers_ready)
+                pthread_cond_destroy(&m->drv_started);
+        m->drivers_ready = false;
         sd_event_source_disable_unref(m->post_source);
         m->post_source = NULL;
         if (m->post_fd >= 0)

@@ -87,7 +87,6 @@ void job_free(Job *j) {
 
         LIST_REMOVE(m->jobs, j);
         m->n_jobs--;
-        driver_release(j);
         if (j->op)
                 ulp_op_free(j->op);       /* an unfinished transition stays, for resume */
         if (j->patch_fd >= 0)
@@ -363,7 +362,6 @@ int job_start(Job *j, int patch_fd, const UlpOptions *options) {
                 /* the driver let it go: the caller frees it, with its report */
                 LIST_REMOVE(m->jobs, j);
                 m->n_jobs--;
-                driver_release(j);
                 manager_update_status(m);
         }
         return r;

@@ -257,7 +257,8 @@ static int parse_argv(int argc, char **argv, Manager *m) {
 
 int main(int argc, char **argv) {
         Manager m = { .listen_fd = -1, .netlink_fd = -1, .callback_timeout_ms = CALLBACK_TIMEOUT_MS_DEFAULT,
-                      .post_lock = PTHREAD_MUTEX_INITIALIZER, .post_fd = -1 };
+                      .post_lock = PTHREAD_MUTEX_INITIALIZER, .drv_lock = PTHREAD_MUTEX_INITIALIZER,
+                      .post_fd = -1 };
         sigset_t ss;
         int r;
 

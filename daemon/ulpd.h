@@ -214,9 +214,15 @@ struct Manager {
         int patch_dir_inotify_fd, patch_dir_wd;
         sd_event_source *patch_dir_io, *patch_dir_timer;
 
-        /* the driver threads (ulpd-driver.c): started as jobs need them, up to max_drivers */
+        /* the driver threads (ulpd-driver.c): started as jobs need them, up to max_drivers;
+         * under drv_lock the jobs no driver took yet, and the drivers that could take one */
         Driver *drivers;
         unsigned n_drivers, max_drivers;
+        pthread_mutex_t drv_lock;
+        pthread_cond_t drv_started;
+        bool drivers_ready, drivers_stop;
+        Job *queue, *queue_last;
+        Driver *idle;
         /* what the drivers tell the loop: jobs with news, under post_lock, and an eventfd */
         pthread_mutex_t post_lock;
         Job *posted;
@@ -261,6 +267,7 @@ struct Manager {
 #define JOBS_PER_UID_MAX 64                         /* transitions running for each uid but root */
 #define DRIVERS_DEFAULT 16                          /* threads running operations at once */
 #define DRIVERS_MAX 256
+#define DRIVER_JOBS_MAX 4                           /* operations one driver runs interleaved */
 
 /* ---- the objects of the loop ----------------------------------------------------
  *
@@ -333,7 +340,6 @@ struct Job {
         uint64_t last_progress;
         unsigned last_switched;
         JobNews seen;            /* the last news the loop took */
-        Driver *driver;
 
         /* the driver's */
         Job *drv_next;
@@ -348,7 +354,7 @@ struct Job {
         unsigned news_switched;
         bool sync_start;         /* the loop waits for the start (job_start()) */
         bool refused;            /* not started: its uid used its share meanwhile */
-        bool start_done;         /* under the driver's lock, for the waiting loop */
+        bool start_done;         /* under m->drv_lock, for the waiting loop */
         int start_result;
 
         /* the loop writes, the driver reads: no step before (a uid over its share) */
@@ -484,11 +490,10 @@ int drivers_setup(Manager *m);
 /* Stops and joins every driver: the operations they hold are freed there (each stays in
  * its target, for the next ulpd). */
 void drivers_done(Manager *m);
-/* Binds j to a driver for its whole life and hands it over. Returns 0 or -errno. */
+/* Queues j for the first driver with room, which keeps it for its whole life. Returns 0
+ * or -errno. */
 int driver_take(Manager *m, Job *j);
-/* Waits until j's driver tried to start it; returns the start's result. */
+/* Waits until a driver tried to start j; returns the start's result. */
 int driver_wait_start(Job *j);
-/* The loop's count of jobs on j's driver: j ended, or never started. */
-void driver_release(Job *j);
 /* The uid of j is over its share until t: j takes no step (nor starts) before. */
 void job_hold(Job *j, uint64_t t);

@@ -3,7 +3,7 @@
 """ulpd's driver threads (docs/daemon.md, "Drivers"): with two drivers and six targets
 in one request, one of them a straggler (a thread inside outer() for seconds), the other
 five are patched, reported done and run the new code while the straggler's thread is
-still inside, though two of them share its driver; each pid gets its own progress, the
+still inside (the drivers take four jobs each); each pid gets its own progress, the
 straggler's naming its thread; the results come in request order, each its own."""
 
 import os
