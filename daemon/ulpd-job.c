@@ -225,8 +225,55 @@ static void job_answer_started(Job *j, struct json_object *started_result) {
                 request_complete(q);
 }
 
+/* Is a start of uid's (other than j) handed to a driver and not started yet? */
+static bool uid_starting(Manager *m, uid_t uid, const Job *j) {
+        for (Job *k = m->jobs; k; k = k->next)
+                if (k != j && k->uid == uid && !k->deferred && !k->seen.started)
+                        return true;
+        return false;
+}
+
+/*
+ * A uid other than root starts one operation at a time, as when starts ran in the loop:
+ * its next start is handed to a driver only once the loop charged the last one, so
+ * that a uid whose start used its share (a spinning pre-patch callback) has its other
+ * starts refused, not tried on every driver at once. Root's starts, ulpd's purpose
+ * (a library patch on every process), run side by side.
+ */
+static void uid_start_next(Manager *m, uid_t uid) {
+        for (;;) {
+                Job *next = NULL;
+                int r;
+
+                if (uid_starting(m, uid, NULL))
+                        return;
+                for (Job *k = m->jobs; k; k = k->next)
+                        if (k->uid == uid && k->deferred && (!next || k->seq < next->seq))
+                                next = k;
+                if (!next)
+                        return;
+                next->deferred = false;
+                if (uid_over_budget(m, uid)) {
+                        next->refused = true;
+                        snprintf(next->report.message, sizeof(next->report.message),
+                                 "not started: uid %u used its share of ulpd's time; try again in a few seconds",
+                                 (unsigned) uid);
+                        job_finish(next, -EAGAIN);
+                        continue;
+                }
+                r = driver_take(m, next);
+                if (r >= 0)
+                        return;
+                snprintf(next->report.message, sizeof(next->report.message),
+                         "cannot schedule the transition: %s", strerror(-r));
+                job_finish(next, r);
+        }
+}
+
 void job_on_news(Job *j, const JobNews *n) {
         bool first = n->started && !j->seen.started;
+        Manager *m = j->m;
+        uid_t uid = j->uid;
 
         job_charge(j, n->charge_usec);
         if (n->started) {
@@ -246,12 +293,13 @@ void job_on_news(Job *j, const JobNews *n) {
                 job_answer_started(j, n->started_result);
         else if (n->started_result)
                 json_object_put(n->started_result);
-        if (n->finished) {
+        if (n->finished)
                 job_finish(j, n->result);
-                return;
-        }
-        /* The first progress tells the client which targets are under way. */
-        job_send_progress(j, first);
+        else
+                /* The first progress tells the client which targets are under way. */
+                job_send_progress(j, first);
+        if (uid != 0 && (n->started || n->finished))
+                uid_start_next(m, uid);
 }
 
 Job *manager_find_job(Manager *m, pid_t pid) {
@@ -315,10 +363,17 @@ static int job_link(Job *j) {
         Manager *m = j->m;
         int r;
 
+        j->seq = ++m->job_seq;
+        if (j->uid != 0 && uid_starting(m, j->uid, NULL))
+                j->deferred = true;     /* uid_start_next() hands it over */
         LIST_PREPEND(m->jobs, j);
         m->n_jobs++;
         if (uid_over_budget(m, j->uid))
                 job_hold(j, m->uid_window_end + JOB_TIMER_ACCURACY_USEC);
+        if (j->deferred) {
+                manager_update_status(m);
+                return 0;
+        }
         r = driver_take(m, j);
         if (r < 0) {
                 LIST_REMOVE(m->jobs, j);

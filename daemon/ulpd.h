@@ -223,6 +223,7 @@ struct Manager {
         bool drivers_ready, drivers_stop;
         Job *queue, *queue_last;
         Driver *idle;
+        uint64_t job_seq;
         /* what the drivers tell the loop: jobs with news, under post_lock, and an eventfd */
         pthread_mutex_t post_lock;
         Job *posted;
@@ -340,6 +341,8 @@ struct Job {
         uint64_t last_progress;
         unsigned last_switched;
         JobNews seen;            /* the last news the loop took */
+        bool deferred;           /* not handed to a driver yet: another start of its uid runs */
+        uint64_t seq;            /* order of submission */
 
         /* the driver's */
         Job *drv_next;
