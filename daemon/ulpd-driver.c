@@ -44,8 +44,10 @@ struct Driver {
  * to let go (see ulpd.c): looked at so often while any is left. */
 #define DRIVER_LATE_POLL_USEC (5ULL * 1000ULL)
 
+/* A held job's next step waits for the hold's end; a held start is due at once, to be
+ * refused (job_run_start()). */
 static uint64_t job_due(Job *j) {
-        return MAX(j->due, atomic_load(&j->hold_until));
+        return j->op ? MAX(j->due, atomic_load(&j->hold_until)) : j->due;
 }
 
 void job_hold(Job *j, uint64_t t) {
