@@ -293,11 +293,11 @@ void job_on_news(Job *j, const JobNews *n) {
                 job_answer_started(j, n->started_result);
         else if (n->started_result)
                 json_object_put(n->started_result);
+        /* The first progress tells the client which targets are under way: sent even
+         * when the end came in the same news. */
+        job_send_progress(j, first);
         if (n->finished)
                 job_finish(j, n->result);
-        else
-                /* The first progress tells the client which targets are under way. */
-                job_send_progress(j, first);
         if (uid != 0 && (n->started || n->finished))
                 uid_start_next(m, uid);
 }
