@@ -1,14 +1,17 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * Requests and jobs: the lifecycle of a transition in ulpd. Each Job owns one UlpOp on
- * one target process and calls ulp_op_step() again after the delay the step asked for,
- * until it finished, failed or timed out, the way the kernel's livepatch retries
- * klp_try_complete_transition() from delayed work. A Request collects the per-pid
- * results of the jobs one client request started and answers when the last one ended.
- * Jobs ulpd starts itself (restart recovery, sticky patches) have no Request.
+ * one target process, run by one driver thread (ulpd-driver.c), which calls
+ * ulp_op_step() again after the delay the step asked for, until it finished, failed or
+ * timed out, the way the kernel's livepatch retries klp_try_complete_transition() from
+ * delayed work. The loop learns what happened from the job's news (job_on_news()). A
+ * Request collects the per-pid results of the jobs one client request started and
+ * answers when the last one ended (or, for a client that does not wait, started). Jobs
+ * ulpd starts itself (restart recovery, sticky patches) have no Request.
  */
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,14 +82,19 @@ void job_store_result(Job *j, int error) {
         }
 }
 
+/* Frees a linked job the driver no longer holds (it ended, or the drivers were joined). */
 void job_free(Job *j) {
         Manager *m = j->m;
 
         LIST_REMOVE(m->jobs, j);
         m->n_jobs--;
-        sd_event_source_disable_unref(j->timer);
         if (j->op)
                 ulp_op_free(j->op);       /* an unfinished transition stays, for resume */
+        if (j->patch_fd >= 0)
+                close(j->patch_fd);
+        if (j->auth_fd >= 0)
+                close(j->auth_fd);
+        json_object_put(j->news.started_result);
         ulp_report_done(&j->report);
         free(j);
         manager_update_status(m);
@@ -141,7 +149,12 @@ static void job_finish(Job *j, int r) {
         Manager *m = j->m;
         pid_t pid = j->pid;
 
-        job_log_result(j, r);
+        /* a refusal any client can ask for by the hundred is no transition of its own */
+        if (!j->refused)
+                job_log_result(j, r);
+        else if (log_refusal_pass(m))
+                log_full(LOG_WARNING, pid, j->name, NULL, "%s of %s in pid %d for uid %u: %s",
+                         job_kind_verb(j->kind), j->name, (int) pid, (unsigned) j->uid, j->report.message);
         job_store_result(j, r);
         j->req = NULL;
         job_free(j);
@@ -151,15 +164,14 @@ static void job_finish(Job *j, int r) {
                 request_complete(q);
 }
 
+/* Progress as the driver last told it (j->seen). */
 void job_send_progress(Job *j, bool force) {
-        UlpStraggler worst;
-        unsigned sw = 0, tot = 0;
+        unsigned sw = j->seen.switched, tot = j->seen.total;
         struct json_object *o;
         uint64_t now = now_usec(j->m);
 
-        if (!j->req || !j->req->c || !j->op)
+        if (!j->req || !j->req->c || !j->seen.started)
                 return;
-        ulp_op_progress(j->op, &sw, &tot);
         if (!force && sw == j->last_switched && now < j->last_progress + HEARTBEAT_USEC)
                 return;
         if (!force && now < j->last_progress + PROGRESS_INTERVAL_USEC)
@@ -172,49 +184,123 @@ void job_send_progress(Job *j, bool force) {
         json_object_object_add(o, "pid", json_object_new_int(j->pid));
         json_object_object_add(o, "switched", json_object_new_int64(sw));
         json_object_object_add(o, "total", json_object_new_int64(tot));
-        if (sw < tot && ulp_op_worst_straggler(j->op, &worst)) {
+        if (sw < tot && j->seen.has_worst) {
+                const UlpStraggler *worst = &j->seen.worst;
                 struct json_object *w = json_object_new_object();
                 if (w) {
-                        json_object_object_add(w, "tid", json_object_new_int(worst.tid));
-                        json_object_object_add(w, "name", json_object_new_string(worst.comm));
-                        json_object_object_add(w, "function", json_object_new_string(worst.function));
+                        json_object_object_add(w, "tid", json_object_new_int(worst->tid));
+                        json_object_object_add(w, "name", json_object_new_string(worst->comm));
+                        json_object_object_add(w, "function", json_object_new_string(worst->function));
                 }
                 json_object_object_add(o, "straggler", w);
         }
         (void) connection_reply(j->req->c, o);   /* may drop the client: see connection_close() */
 }
 
-/* One try_complete pass; rearms itself until the operation is over. */
-static int job_on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
-        Job *j = userdata;
+/* The uid of j used its share of ulpd's time (the drivers' and the loop's): its jobs
+ * take no step before the window's end, on whichever driver. The targets run meanwhile;
+ * only their transitions take longer. */
+static void job_charge(Job *j, uint64_t usec) {
+        Manager *m = j->m;
+
+        if (j->uid == 0 || usec == 0)
+                return;
+        uid_charge(m, j->uid, usec);
+        if (!uid_over_budget(m, j->uid))
+                return;
+        for (Job *k = m->jobs; k; k = k->next)
+                if (k->uid == j->uid)
+                        job_hold(k, m->uid_window_end + JOB_TIMER_ACCURACY_USEC);
+}
+
+/* A client that does not wait is answered once its job started. */
+static void job_answer_started(Job *j, struct json_object *started_result) {
+        Request *q = j->req;
+
+        if (!q)
+                return;
+        json_object_array_put_idx(q->results, j->index,
+                                  started_result ?: result_error(j->pid, -ENOMEM, "out of memory", NULL));
+        j->req = NULL;
+        if (--q->running == 0)
+                request_complete(q);
+}
+
+/* Is a start of uid's (other than j) handed to a driver and not started yet? */
+static bool uid_starting(Manager *m, uid_t uid, const Job *j) {
+        for (Job *k = m->jobs; k; k = k->next)
+                if (k != j && k->uid == uid && !k->deferred && !k->seen.started)
+                        return true;
+        return false;
+}
+
+/*
+ * A uid other than root starts one operation at a time, as when starts ran in the loop:
+ * its next start is handed to a driver only once the loop charged the last one, so
+ * that a uid whose start used its share (a spinning pre-patch callback) has its other
+ * starts refused, not tried on every driver at once. Root's starts, ulpd's purpose
+ * (a library patch on every process), run side by side.
+ */
+static void uid_start_next(Manager *m, uid_t uid) {
+        for (;;) {
+                Job *next = NULL;
+                int r;
+
+                if (uid_starting(m, uid, NULL))
+                        return;
+                for (Job *k = m->jobs; k; k = k->next)
+                        if (k->uid == uid && k->deferred && (!next || k->seq < next->seq))
+                                next = k;
+                if (!next)
+                        return;
+                next->deferred = false;
+                if (uid_over_budget(m, uid)) {
+                        next->refused = true;
+                        snprintf(next->report.message, sizeof(next->report.message),
+                                 "not started: uid %u used its share of ulpd's time; try again in a few seconds",
+                                 (unsigned) uid);
+                        job_finish(next, -EAGAIN);
+                        continue;
+                }
+                r = driver_take(m, next);
+                if (r >= 0)
+                        return;
+                snprintf(next->report.message, sizeof(next->report.message),
+                         "cannot schedule the transition: %s", strerror(-r));
+                job_finish(next, r);
+        }
+}
+
+void job_on_news(Job *j, const JobNews *n) {
+        bool first = n->started && !j->seen.started;
         Manager *m = j->m;
         uid_t uid = j->uid;
-        unsigned next_ms = 0;
-        uint64_t t;
-        int r;
 
-        /* A step holds the loop too (the last one runs the post-patch callback): a uid
-         * that used its share waits for the window's end, like its connections. The
-         * target runs meanwhile; only the transition takes longer. */
-        if (uid_over_budget(m, uid) && clock_usec() < m->uid_window_end) {
-                (void) sd_event_source_set_time(j->timer, m->uid_window_end + JOB_TIMER_ACCURACY_USEC);
-                (void) sd_event_source_set_enabled(j->timer, SD_EVENT_ONESHOT);
-                return 0;
+        job_charge(j, n->charge_usec);
+        if (n->started) {
+                j->seen.started = true;
+                if (n->patch_name[0])
+                        snprintf(j->name, sizeof(j->name), "%s", n->patch_name);
+                log_full(LOG_INFO, j->pid, j->name, NULL, "%s of %s in pid %d started",
+                         job_kind_verb(j->kind), j->name, (int) j->pid);
         }
-        t = clock_usec();
-        r = ulp_op_step(j->op, &next_ms);
-        uid_charge(m, uid, clock_usec() - t);
-        if (r == 0) {
-                job_send_progress(j, false);
-                next_ms = MAX(1u, MIN(next_ms, 5000u));
-                (void) sd_event_source_set_time_accuracy(j->timer, next_ms < JOB_TIMER_SOON_MS ?
-                                                         JOB_TIMER_SOON_ACCURACY_USEC : JOB_TIMER_ACCURACY_USEC);
-                (void) sd_event_source_set_time_relative(j->timer, (uint64_t) next_ms * 1000);
-                (void) sd_event_source_set_enabled(j->timer, SD_EVENT_ONESHOT);
-                return 0;
+        if (n->switched || n->total) {
+                j->seen.switched = n->switched;
+                j->seen.total = n->total;
+                j->seen.has_worst = n->has_worst;
+                j->seen.worst = n->worst;
         }
-        job_finish(j, r < 0 ? r : 0);
-        return 0;
+        if (j->answer_at_start && n->started)
+                job_answer_started(j, n->started_result);
+        else if (n->started_result)
+                json_object_put(n->started_result);
+        /* The first progress tells the client which targets are under way: sent even
+         * when the end came in the same news. */
+        job_send_progress(j, first);
+        if (n->finished)
+                job_finish(j, n->result);
+        if (uid != 0 && (n->started || n->finished))
+                uid_start_next(m, uid);
 }
 
 Job *manager_find_job(Manager *m, pid_t pid) {
@@ -236,50 +322,105 @@ Job *job_new(Manager *m, JobKind kind, pid_t pid, const char *name) {
         j->m = m;
         j->kind = kind;
         j->pid = pid;
+        j->patch_fd = j->auth_fd = -1;
         snprintf(j->name, sizeof(j->name), "%s", name ?: "");
         return j;
 }
 
-/* Hands a started op to the loop: the first step runs at once (after the replies
- * queued so far). Takes ownership of j. */
-int job_launch(Job *j) {
+/* What the driver needs for the start, its own: the options, ulpd's bound on callbacks,
+ * a descriptor of the patch with its own offset (drivers read at once), the client's
+ * proof (its request's descriptors close when the request was dispatched). Returns 0,
+ * or -errno with the reason in j->report. */
+static int job_prepare(Job *j, int patch_fd, const UlpOptions *options) {
+        char path[64];
+
+        j->opts = *options;
+        /* A callback holds a driver and its other jobs: ulpd's own bound, not the library's 10 s. */
+        j->opts.callback_timeout_ms = j->m->callback_timeout_ms;
+        snprintf(j->start_name, sizeof(j->start_name), "%s", j->name);
+        if (j->kind == JOB_APPLY) {
+                snprintf(path, sizeof(path), "/proc/self/fd/%d", patch_fd);
+                j->patch_fd = open(path, O_RDONLY | O_CLOEXEC);
+                if (j->patch_fd < 0)
+                        goto fail;
+        }
+        if (j->opts.auth_mem && j->opts.auth_mem_fd >= 0) {
+                j->auth_fd = fcntl(j->opts.auth_mem_fd, F_DUPFD_CLOEXEC, 3);
+                if (j->auth_fd < 0)
+                        goto fail;
+                j->opts.auth_mem_fd = j->auth_fd;
+        }
+        return 0;
+fail:
+        snprintf(j->report.message, sizeof(j->report.message), "cannot start: %s", strerror(errno));
+        if (j->patch_fd >= 0)
+                close(j->patch_fd);
+        j->patch_fd = -1;
+        return negative_errno();
+}
+
+/* Links j and hands it to a driver. Returns 0, or -errno (j not linked). */
+static int job_link(Job *j) {
         Manager *m = j->m;
         int r;
 
-        if (j->report.patch_name[0])
-                snprintf(j->name, sizeof(j->name), "%s", j->report.patch_name);
-        /* Accuracy 1 us: the first step is due now (0 would mean sd-event's default of
-         * 250 ms, and 1 ms a wake-up up to a millisecond late). */
-        r = sd_event_add_time_relative(m->event, &j->timer, CLOCK_MONOTONIC, 0, JOB_TIMER_SOON_ACCURACY_USEC,
-                                       job_on_timer, j);
-        if (r < 0) {
-                ulp_op_free(j->op);
-                ulp_report_done(&j->report);
-                free(j);
-                return r;
-        }
+        j->seq = ++m->job_seq;
+        if (j->uid != 0 && uid_starting(m, j->uid, NULL))
+                j->deferred = true;     /* uid_start_next() hands it over */
         LIST_PREPEND(m->jobs, j);
         m->n_jobs++;
-        log_full(LOG_INFO, j->pid, j->name, NULL, "%s of %s in pid %d started",
-                 job_kind_verb(j->kind), j->name, (int) j->pid);
+        if (uid_over_budget(m, j->uid))
+                job_hold(j, m->uid_window_end + JOB_TIMER_ACCURACY_USEC);
+        if (j->deferred) {
+                manager_update_status(m);
+                return 0;
+        }
+        r = driver_take(m, j);
+        if (r < 0) {
+                LIST_REMOVE(m->jobs, j);
+                m->n_jobs--;
+                snprintf(j->report.message, sizeof(j->report.message), "cannot schedule the transition: %s",
+                         strerror(-r));
+                return r;
+        }
         manager_update_status(m);
         return 0;
 }
 
-/* Starts kind on pid. On failure the report is in j->report and j is not linked. */
-int job_start(Job *j, int patch_fd, const UlpOptions *options) {
-        /* A callback runs inside the loop: ulpd's own bound, not the library's 10 s. */
-        UlpOptions opts = *options, *o = &opts;
+static void job_unprepare(Job *j) {
+        if (j->patch_fd >= 0)
+                close(j->patch_fd);
+        if (j->auth_fd >= 0)
+                close(j->auth_fd);
+        j->patch_fd = j->auth_fd = -1;
+}
 
-        opts.callback_timeout_ms = j->m->callback_timeout_ms;
-        if (j->kind == JOB_APPLY) {
-                if (lseek(patch_fd, 0, SEEK_SET) < 0)
-                        return negative_errno();
-                return ulp_op_apply(j->pid, patch_fd, j->name, o, &j->op, &j->report);
+int job_submit(Job *j, int patch_fd, const UlpOptions *options) {
+        int r = job_prepare(j, patch_fd, options);
+
+        if (r >= 0)
+                r = job_link(j);
+        if (r < 0)
+                job_unprepare(j);
+        return r;
+}
+
+int job_start(Job *j, int patch_fd, const UlpOptions *options) {
+        Manager *m = j->m;
+        int r;
+
+        j->sync_start = true;
+        r = job_submit(j, patch_fd, options);
+        if (r < 0)
+                return r;
+        r = driver_wait_start(j);
+        if (r < 0) {
+                /* the driver let it go: the caller frees it, with its report */
+                LIST_REMOVE(m->jobs, j);
+                m->n_jobs--;
+                manager_update_status(m);
         }
-        if (j->kind == JOB_REVERT)
-                return ulp_op_revert(j->pid, j->name, o, &j->op, &j->report);
-        return ulp_op_resume(j->pid, o, &j->op, &j->report);
+        return r;
 }
 
 int manager_start_auto_apply(Manager *m, pid_t pid, int patch_fd, const char *name_hint,
@@ -301,7 +442,7 @@ int manager_start_auto_apply(Manager *m, pid_t pid, int patch_fd, const char *na
                 free(j);
                 return r;
         }
-        return job_launch(j);
+        return 0;
 }
 
 /* Finishes the transitions a previous ulpd left in its targets, in the direction
@@ -329,7 +470,7 @@ void manager_resume_transitions(Manager *m) {
                 j = job_new(m, JOB_RESUME, pids[i], NULL);
                 if (!j)
                         return;
-                r = ulp_op_resume(pids[i], &o, &j->op, &j->report);
+                r = job_start(j, -1, &o);
                 if (r < 0) {
                         if (r != -ENOENT)
                                 log_full(LOG_WARNING, pids[i], NULL, NULL,
@@ -339,8 +480,7 @@ void manager_resume_transitions(Manager *m) {
                         free(j);
                         continue;
                 }
-                log_full(LOG_INFO, pids[i], j->report.patch_name, NULL,
+                log_full(LOG_INFO, pids[i], NULL, NULL,
                          "taking over the unfinished transition in pid %d", (int) pids[i]);
-                (void) job_launch(j);
         }
 }

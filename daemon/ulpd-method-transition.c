@@ -205,22 +205,20 @@ static int transition_may_start(Connection *c, const Transition *t, pid_t pid, U
         return 0;
 }
 
-/* A job that did not start: its report is the result for pid. */
+/* A job that could not be handed over: its report is the result for pid. */
 static void transition_start_failed(Request *req, Job *j, int r) {
         j->req = req;
-        j->index = json_object_array_length(req->results);
-        json_object_array_add(req->results, NULL);
         job_log_result(j, r);
         job_store_result(j, r);
         ulp_report_done(&j->report);
         free(j);
 }
 
-/* Starts the job on pid, or adds why not to the request's results. */
+/* Hands the job on pid to a driver, or adds why not to the request's results. Its
+ * slot is filled when it ends (or, for a client that does not wait, starts). */
 static void transition_start(Connection *c, const Transition *t, Request *req, pid_t pid) {
         UlpOptions opts = t->opts;
         char reason[512];
-        size_t index;
         Job *j;
         int r;
 
@@ -235,29 +233,16 @@ static void transition_start(Connection *c, const Transition *t, Request *req, p
                 return;
         }
         j->uid = c->cred.uid;
-        r = job_start(j, t->patch_fd, &opts);
+        j->answer_at_start = !t->wait;
+        j->req = req;
+        j->index = json_object_array_length(req->results);
+        json_object_array_add(req->results, NULL);
+        r = job_submit(j, t->patch_fd, &opts);
         if (r < 0) {
                 transition_start_failed(req, j, r);
                 return;
         }
-        index = j->index = json_object_array_length(req->results);
-        if (t->wait) {
-                j->req = req;
-                json_object_array_add(req->results, NULL);
-        } else {
-                struct json_object *o = result_error(pid, 0, "", &j->report);
-                if (o)
-                        json_object_object_add(o, "started", json_object_new_boolean(true));
-                json_object_array_add(req->results, o);
-        }
-        r = job_launch(j);
-        if (r < 0) {
-                json_object_array_put_idx(req->results, index,
-                                          result_error(pid, r, "cannot schedule the transition", NULL));
-                return;
-        }
-        if (t->wait)
-                req->running++;
+        req->running++;
 }
 
 /* apply and revert: parse, choose the targets, record a sticky patch, then one Job per target. */
@@ -296,14 +281,11 @@ void method_transition(Connection *c, struct json_object *q, JobKind kind) {
         for (size_t i = 0; i < t.n_pids; i++)
                 transition_start(c, &t, req, t.pids[i]);
 
-        /* Jobs only finish from the event loop, so none has completed yet. */
+        /* Jobs only tell their news through the event loop, so none has answered yet;
+         * the first progress of each comes when its driver started it. */
         if (--req->running == 0) {
                 request_complete(req);
                 return;
         }
         idle_arm(c, false);
-        /* The first progress tells the client which targets are under way. */
-        for (Job *j = c->m->jobs; j; j = j->next)
-                if (j->req == req)
-                        job_send_progress(j, true);
 }

@@ -105,7 +105,6 @@ static void revert_everywhere(Manager *m, const char *name) {
                         free(j);
                         continue;
                 }
-                (void) job_launch(j);
         }
 }
 

@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -103,6 +104,9 @@ static int manager_on_post(sd_event_source *s, void *userdata) {
 }
 
 static void manager_free(Manager *m) {
+        /* first the drivers: each frees the operations it runs, which stay in their
+         * targets, consistent, for the next ulpd */
+        drivers_done(m);
         while (m->jobs) {
                 Job *j = m->jobs;
                 Request *q = j->req;
@@ -138,6 +142,7 @@ static void manager_free(Manager *m) {
                         (void) unlink(m->socket_path);
         }
         sd_event_unref(m->event);
+        pthread_mutex_destroy(&m->post_lock);
         free(m->socket_path);
         free(m->state_dir);
 }
@@ -155,14 +160,15 @@ static void help(void) {
                "                        (another tool drives them; tests on a shared machine)\n"
                "     --recover-only PID Take over only the transition in PID (repeatable; tests)\n"
                "     --callback-timeout MS  Give up on a patch callback after MS ms (default %u);\n"
-               "                        every client waits while one runs\n"
+               "                        the other operations of its driver wait while one runs\n"
+               "     --drivers N        Run at most N operations' waits at once (default %u)\n"
                "     --debug            Log debug messages\n",
-               PROTOCOL_SOCKET_DEFAULT, PATCH_DIR_DEFAULT, CALLBACK_TIMEOUT_MS_DEFAULT);
+               PROTOCOL_SOCKET_DEFAULT, PATCH_DIR_DEFAULT, CALLBACK_TIMEOUT_MS_DEFAULT, DRIVERS_DEFAULT);
 }
 
 static int parse_argv(int argc, char **argv, Manager *m) {
         enum { ARG_VERSION = 0x100, ARG_SOCKET, ARG_STATE_DIR, ARG_DEBUG, ARG_NO_RECOVER, ARG_RECOVER_ONLY,
-               ARG_CALLBACK_TIMEOUT, ARG_PATCH_DIR };
+               ARG_CALLBACK_TIMEOUT, ARG_PATCH_DIR, ARG_DRIVERS };
         static const struct option options[] = {
                 { "help",      no_argument,       NULL, 'h' },
                 { "version",   no_argument,       NULL, ARG_VERSION },
@@ -173,6 +179,7 @@ static int parse_argv(int argc, char **argv, Manager *m) {
                 { "recover-only", required_argument, NULL, ARG_RECOVER_ONLY },
                 { "callback-timeout", required_argument, NULL, ARG_CALLBACK_TIMEOUT },
                 { "patch-dir", required_argument, NULL, ARG_PATCH_DIR },
+                { "drivers",   required_argument, NULL, ARG_DRIVERS },
                 {}
         };
         int c;
@@ -227,6 +234,16 @@ static int parse_argv(int argc, char **argv, Manager *m) {
                         m->callback_timeout_ms = (unsigned) ms;
                         break;
                 }
+                case ARG_DRIVERS: {
+                        char *end;
+                        long n = strtol(optarg, &end, 10);
+                        if (*end || n <= 0 || n > DRIVERS_MAX) {
+                                fprintf(stderr, "ulpd: invalid --drivers %s (1..%u)\n", optarg, DRIVERS_MAX);
+                                return -EINVAL;
+                        }
+                        m->max_drivers = (unsigned) n;
+                        break;
+                }
                 default:
                         return -EINVAL;
                 }
@@ -240,7 +257,9 @@ static int parse_argv(int argc, char **argv, Manager *m) {
 }
 
 int main(int argc, char **argv) {
-        Manager m = { .listen_fd = -1, .netlink_fd = -1, .callback_timeout_ms = CALLBACK_TIMEOUT_MS_DEFAULT };
+        Manager m = { .listen_fd = -1, .netlink_fd = -1, .callback_timeout_ms = CALLBACK_TIMEOUT_MS_DEFAULT,
+                      .post_lock = PTHREAD_MUTEX_INITIALIZER, .drv_lock = PTHREAD_MUTEX_INITIALIZER,
+                      .post_fd = -1 };
         sigset_t ss;
         int r;
 
@@ -256,11 +275,19 @@ int main(int argc, char **argv) {
         }
         m.self = getpid();
         (void) signal(SIGPIPE, SIG_IGN);
+        /* Each operation copies its target's control block (2.1 MiB): with the threshold
+         * fixed, such blocks are always mapped on their own and go back to the kernel when
+         * freed. The default threshold rises to the largest block freed, after which the
+         * copies of a thousand operations stayed in the drivers' arenas (200 MiB). */
+        (void) mallopt(M_MMAP_THRESHOLD, 256 * 1024);
         raise_nofile_limit();
 
         sigemptyset(&ss);
         sigaddset(&ss, SIGTERM);
         sigaddset(&ss, SIGINT);
+        /* SIGCHLD: the drivers wait for their tracees' stops with sigtimedwait(); a
+         * SIGCHLD delivered to this thread would be lost to them */
+        sigaddset(&ss, SIGCHLD);
         sigprocmask(SIG_BLOCK, &ss, NULL);
 
         r = sd_event_default(&m.event);
@@ -281,6 +308,12 @@ int main(int argc, char **argv) {
         r = sd_event_add_io(m.event, &m.listen_source, m.listen_fd, EPOLLIN, manager_on_accept, &m);
         if (r < 0) {
                 log_error("sd_event_add_io: %s", strerror(-r));
+                goto finish;
+        }
+
+        r = drivers_setup(&m);
+        if (r < 0) {
+                log_error("cannot set up the driver threads: %s", strerror(-r));
                 goto finish;
         }
 

@@ -11,12 +11,15 @@
  *   ulpd-method-transition.c  apply and revert
  *   ulpd-method-query.c       check, status, ping
  *   ulpd-job.c                requests and jobs: the lifecycle of a transition
+ *   ulpd-driver.c             the driver threads that run the jobs' operations
  *   ulpd-auth.c               who may patch what
  *   ulpd-sticky.c             sticky patches and the process connector
  *   ulpd-late.c               objects a patch names that a process loads later
  *   ulpd-log.c                journal or stderr
  */
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <time.h>
@@ -35,6 +38,7 @@ typedef struct Job Job;
 typedef struct StickyPatch StickyPatch;
 typedef struct LateProc LateProc;
 typedef struct PatchDirFile PatchDirFile;
+typedef struct Driver Driver;
 
 /* ---- logging (ulpd-log.c) ------------------------------------------------------ */
 
@@ -211,6 +215,22 @@ struct Manager {
         int patch_dir_parent_wd;         /* while the directory does not exist */
         sd_event_source *patch_dir_io, *patch_dir_timer;
 
+        /* the driver threads (ulpd-driver.c): started as jobs need them, up to max_drivers;
+         * under drv_lock the jobs no driver took yet, and the drivers that could take one */
+        Driver *drivers;
+        unsigned n_drivers, max_drivers;
+        pthread_mutex_t drv_lock;
+        pthread_cond_t drv_started;
+        bool drivers_ready, drivers_stop;
+        Job *queue, *queue_last;
+        Driver *idle;
+        uint64_t job_seq;
+        /* what the drivers tell the loop: jobs with news, under post_lock, and an eventfd */
+        pthread_mutex_t post_lock;
+        Job *posted;
+        int post_fd;
+        sd_event_source *post_source;
+
         /* transitions run to their end since start, and those of them that failed */
         uint64_t transitions_total, transitions_failed;
 
@@ -247,6 +267,9 @@ struct Manager {
 #define UID_WINDOW_USEC (10ULL * 1000000ULL)        /* each uid but root may have ... */
 #define UID_LOOP_BUDGET_USEC (1ULL * 1000000ULL)    /* ... so much of the loop per window */
 #define JOBS_PER_UID_MAX 64                         /* transitions running for each uid but root */
+#define DRIVERS_DEFAULT 16                          /* threads running operations at once */
+#define DRIVERS_MAX 256
+#define DRIVER_JOBS_MAX 4                           /* operations one driver runs interleaved */
 
 /* ---- the objects of the loop ----------------------------------------------------
  *
@@ -287,6 +310,25 @@ struct Request {
         struct json_object *results; /* array: one report per pid, in request order */
 };
 
+/* What a job's driver last told the loop about it (ulpd-driver.c). */
+typedef struct JobNews {
+        bool started;            /* the operation started (its first progress is due) */
+        bool finished;           /* it ended: result, and report in the Job */
+        int result;
+        uint64_t charge_usec;    /* the driver's time since the last news, for the uid */
+        unsigned switched, total;
+        bool has_worst;
+        UlpStraggler worst;
+        char patch_name[128];
+        struct json_object *started_result; /* answer_at_start: the result "started" */
+} JobNews;
+
+/*
+ * A Job is the loop's (its links, request, name, progress) and, from job_submit() until
+ * it posts its end, its driver's (op, report, options and descriptors, due): the one
+ * thread that traces the target, for the whole operation (docs/daemon.md, "Drivers").
+ * The two meet only in news, under m->post_lock, and hold_until.
+ */
 struct Job {
         Manager *m;
         Job *next, *prev;
@@ -296,11 +338,36 @@ struct Job {
         pid_t pid;
         uid_t uid;               /* whose request started it (0: root's, or ulpd's own) */
         char name[128];          /* patch name, for logs */
-        UlpOp *op;
-        UlpReport report;
-        sd_event_source *timer;
+        bool answer_at_start;    /* the client does not wait: its result is "started" */
         uint64_t last_progress;
         unsigned last_switched;
+        JobNews seen;            /* the last news the loop took */
+        bool deferred;           /* not handed to a driver yet: another start of its uid runs */
+        uint64_t seq;            /* order of submission */
+
+        /* the driver's */
+        Job *drv_next;
+        UlpOp *op;
+        UlpReport report;
+        UlpOptions opts;
+        int patch_fd;            /* apply: a descriptor of its own on ulpd's copy; else -1 */
+        int auth_fd;             /* opts.auth_mem_fd, its own copy until the start; -1 */
+        char start_name[128];    /* the name the start is given */
+        uint64_t due;
+        uint64_t news_sent;      /* when the last progress news went, and its count */
+        unsigned news_switched;
+        bool sync_start;         /* the loop waits for the start (job_start()) */
+        bool refused;            /* not started: its uid used its share meanwhile */
+        bool start_done;         /* under m->drv_lock, for the waiting loop */
+        int start_result;
+
+        /* the loop writes, the driver reads: no step before (a uid over its share) */
+        _Atomic uint64_t hold_until;
+
+        /* under m->post_lock */
+        bool posted;
+        Job *post_next;
+        JobNews news;
 };
 
 #define JOB_TIMER_ACCURACY_USEC 1000
@@ -405,14 +472,32 @@ void request_free(Request *q);
  * client, and free the request. */
 void request_complete(Request *q);
 Job *job_new(Manager *m, JobKind kind, pid_t pid, const char *name);
-/* Starts kind on pid. On failure the report is in j->report and j is not linked. */
+/* Starts kind on pid on a driver and waits for the start (ulpd's own jobs). On failure
+ * the report is in j->report and j is not linked; on success the job is the loop's. */
 int job_start(Job *j, int patch_fd, const UlpOptions *options);
-/* Hands a started op to the loop. Takes ownership of j. */
-int job_launch(Job *j);
+/* Hands kind on pid to a driver without waiting: its start's failure comes as its end.
+ * On failure here the report is in j->report and j is not linked. */
+int job_submit(Job *j, int patch_fd, const UlpOptions *options);
+void job_free(Job *j);
 void job_store_result(Job *j, int error);
 void job_log_result(Job *j, int r);
 void job_send_progress(Job *j, bool force);
-void job_free(Job *j);
 Job *manager_find_job(Manager *m, pid_t pid);
 /* Finishes the transitions a previous ulpd left in its targets. */
 void manager_resume_transitions(Manager *m);
+/* The driver's news of j, taken by the loop (ulpd-driver.c). */
+void job_on_news(Job *j, const JobNews *n);
+
+/* ---- drivers (ulpd-driver.c) ----------------------------------------------------- */
+
+int drivers_setup(Manager *m);
+/* Stops and joins every driver: the operations they hold are freed there (each stays in
+ * its target, for the next ulpd). */
+void drivers_done(Manager *m);
+/* Queues j for the first driver with room, which keeps it for its whole life. Returns 0
+ * or -errno. */
+int driver_take(Manager *m, Job *j);
+/* Waits until a driver tried to start j; returns the start's result. */
+int driver_wait_start(Job *j);
+/* The uid of j is over its share until t: j takes no step (nor starts) before. */
+void job_hold(Job *j, uint64_t t);

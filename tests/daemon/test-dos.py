@@ -55,6 +55,9 @@ HOSTILE, OTHER = 65534, 65533
 SPIN_TIMEOUT_MSG = ("the pre-patch callback did not return within N ms: it runs on in thread N of process N, "
                     "and the patch's code stays loaded until it returns; nothing changed")
 SPIN_BUSY_MSG = "a callback left past its deadline still runs in thread N of process N: no other callback runs before it returns"
+# another connection's start on the same process is under way on a driver (docs/daemon.md, "Drivers")
+SPIN_STARTING_MSGS = {f"pid N has a transition running (apply of {n}); try again when it finished"
+                      for n in ("spin", "spin.so")}
 # The uid's share of ulpd's loop time, used up by its own spinning callback and requests
 # (docs/limits.md, "Who pays for a callback").
 SPIN_SHARE_MSG = "not started: uid N used its share of ulpd's time; try again in a few seconds"
@@ -372,7 +375,8 @@ try:
     # 7. A pre-patch callback that spins, applied from 16 connections at once: each
     #    apply holds the loop until ulpd gives up on the callback (10 s before, for every
     #    client); now 1 s, and the uid then waits for the others. Which refusal each of
-    #    the 16 gets depends on the order they are read in; part 8 asserts the share.
+    #    the 16 gets depends on the order they are read in (a start under way on a driver
+    #    makes the process busy); part 8 asserts the share.
     if part(7):
         d = daemon()
         [(v, st)] = hostile_victims(d, 1, 3, 0, "v1", 30)
@@ -383,7 +387,8 @@ try:
         longest = pinger.stop()
         print(f"spinning callbacks: {r['applies']} applies by uid {HOSTILE} in 25 s; root pinged "
               f"{len(pinger.lat)} times, longest wait {longest:.3f}s")
-        check(r["applies"] >= 1 and set(unnumbered(r["errors"])) <= {SPIN_TIMEOUT_MSG, SPIN_BUSY_MSG, SPIN_SHARE_MSG} and
+        check(r["applies"] >= 1 and
+              set(unnumbered(r["errors"])) <= {SPIN_TIMEOUT_MSG, SPIN_BUSY_MSG, SPIN_SHARE_MSG} | SPIN_STARTING_MSGS and
               SPIN_TIMEOUT_MSG in unnumbered(r["errors"]),
               f"ulpd gave up on the spinning callback, and refused the others while it runs: {r['errors']}")
         check(longest < SERVED_S, f"root waited at most {longest:.3f}s meanwhile")
