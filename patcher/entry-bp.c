@@ -324,14 +324,23 @@ static int check_threads(Target *t, const EntryWrite *w, size_t n, const EntryBp
                         }
                         if (r < 0 || nv == 0)
                                 break;
-                        r = target_wait_any(t, v, nv, BP_CHECK_MS, &th);
+                        /* An operation's own attempt length when it set one: a thread
+                         * that cannot stop now (a vfork parent) is its next step's. */
+                        r = target_wait_any(t, v, nv, t->stop_timeout_ms > 0 ? t->stop_timeout_ms : BP_CHECK_MS,
+                                            &th);
                         if (r == -ESRCH) {
                                 r = 0;
                                 nv = 0;
                                 continue;
                         }
-                        if (r == -ETIMEDOUT)
+                        if (r == -ETIMEDOUT) {
+                                /* Left seized with the interrupt pending, detached as
+                                 * they stop (docs/stops.md, "A thread that cannot be
+                                 * stopped"). */
+                                for (size_t i = 0; i < nv; i++)
+                                        target_note_late(t, v[i]);
                                 return -EAGAIN;
+                        }
                         if (r >= 0)
                                 r = check_resume(t, th, v, &nv, w, n, hooks, res);
                         /* Those found gone meanwhile need no check. */
