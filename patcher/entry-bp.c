@@ -333,14 +333,8 @@ static int check_threads(Target *t, const EntryWrite *w, size_t n, const EntryBp
                                 nv = 0;
                                 continue;
                         }
-                        if (r == -ETIMEDOUT) {
-                                /* Left seized with the interrupt pending, detached as
-                                 * they stop (docs/stops.md, "A thread that cannot be
-                                 * stopped"). */
-                                for (size_t i = 0; i < nv; i++)
-                                        target_note_late(t, v[i]);
+                        if (r == -ETIMEDOUT)
                                 return -EAGAIN;
-                        }
                         if (r >= 0)
                                 r = check_resume(t, th, v, &nv, w, n, hooks, res);
                         /* Those found gone meanwhile need no check. */

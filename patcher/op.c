@@ -432,7 +432,9 @@ static int op_try_init(UlpOp *op) {
                  * untabled state"); a thread it could not stop is the next step's. */
                 r = transition_nostop_init ? transition_init_nostop(&op->tr, op->c.img->hdr.guard_block) : -ENOSYS;
                 k = 0;
-                if (r == -EAGAIN && op->t->late_tid) {
+                /* Each try is a whole window: the next step tries again, until the
+                 * deadline (a thread that could not stop, or one in a stub). */
+                if (r == -EAGAIN) {
                         op->init_pending = true;
                         return 0;
                 }

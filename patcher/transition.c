@@ -316,7 +316,7 @@ static unsigned table_used(const Control *c) {
  * byte: the initial state either way, the state it is in. A pointer already in the table
  * (a dead thread's, which glibc gave to this new one) is switched in place.
  */
-static int enter_table(Transition *tr, PendingThread *p, const Thread *th) {
+static int enter_table(Transition *tr, PendingThread *p, const Thread *th, uint8_t state) {
         Control *c = tr->c;
         uint64_t tp = regs_tp(&th->regs);
         uint8_t initial = tr->target_state == THREAD_PATCHED ? THREAD_UNPATCHED : THREAD_PATCHED;
@@ -338,7 +338,7 @@ static int enter_table(Transition *tr, PendingThread *p, const Thread *th) {
                         return r;
         }
         p->slot = slot;
-        return control_write_thread_state(tr->t, c, (unsigned)slot, (uint8_t)tr->target_state);
+        return state == initial ? 0 : control_write_thread_state(tr->t, c, (unsigned)slot, state);
 }
 
 /* klp_check_stack and the switch for the stopped th: 1 switched, 0 not now. After a
@@ -352,7 +352,7 @@ static int check_and_switch(Transition *tr, PendingThread *p, Thread *th) {
                 return -ENOMEM;
         v = check_thread(tr, th, ur, p->blocker, sizeof(p->blocker));
         if (v == 1) {
-                r = p->slot < 0 ? enter_table(tr, p, th)
+                r = p->slot < 0 ? enter_table(tr, p, th, (uint8_t)tr->target_state)
                                 : control_write_thread_state(tr->t, tr->c, (unsigned)p->slot, (uint8_t)tr->target_state);
                 if (r >= 0) {
                         tr->switched++;
@@ -360,7 +360,10 @@ static int check_and_switch(Transition *tr, PendingThread *p, Thread *th) {
                 }
         } else {
                 /* A trap that cannot be planted leaves the thread to the next passes. */
-                if (v == 0 && tr->return_trap && p->slot >= 0 && ++p->fails >= TRANSITION_TRAP_AFTER)
+                /* The trap switches the thread by its slot: an untabled one enters the
+                 * table first, in the initial state it is in. */
+                if (v == 0 && tr->return_trap && ++p->fails >= TRANSITION_TRAP_AFTER &&
+                    (p->slot >= 0 || (enter_table(tr, p, th, (uint8_t)(tr->target_state == THREAD_PATCHED ? THREAD_UNPATCHED : THREAD_PATCHED)) >= 0 && p->slot >= 0)))
                         (void)trap_plant(tr, p, th, ur);
                 r = 0;
         }
