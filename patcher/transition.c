@@ -635,29 +635,48 @@ int transition_reclaim(Transition *tr) {
 }
 
 /*
- * Every thread is stopped. Untabled threads are still in the initial state: each is
- * checked here, as global mode checks every thread; one that may not switch becomes
- * pending (entered at its own stop by a later pass). When all may, the byte flips: every
- * untabled thread, and every thread created later, is in the target. Forced: no check.
+ * Every thread is stopped: the end of the untabled phase. Each untabled thread is
+ * checked here, as global mode checks every thread, and entered in the table: in the
+ * target when it may switch, else in the initial state and pending (switched by a later
+ * pass at its own stop, as any tabled thread). No live thread is untabled then, so the
+ * byte flips to the target: a thread created later starts there, as after a stop-all
+ * init. Waiting instead for every untabled thread to pass at once would never end while
+ * the process keeps creating threads that run the patched functions. Forced: no check.
  */
 static int switch_untabled(Transition *tr) {
         Control *c = tr->c;
+        uint8_t initial = tr->target_state == THREAD_PATCHED ? THREAD_UNPATCHED : THREAD_PATCHED;
+        bool flip = true;
+        unsigned used;
         int r = 0;
 
         if (!tr->untabled || c->img->hdr.untabled_state == tr->target_state)
                 return 0;
+        used = table_used(c);
         for (size_t i = 0; i < tr->t->n_threads && r >= 0; i++) {
                 Thread *th = &tr->t->threads[i];
-                char blocker[128];
-                if (th->gone || !th->stopped || control_table_find(c, regs_tp(&th->regs)) >= 0 || tr->forced)
+                uint64_t tp = regs_tp(&th->regs);
+                char blocker[128] = "";
+                bool ok;
+                int slot;
+                if (th->gone || !th->stopped || (tp && control_table_find(c, tp) >= 0))
                         continue;
-                if (transition_check_thread(tr, th, blocker, sizeof(blocker)))
+                ok = tr->forced || transition_check_thread(tr, th, blocker, sizeof(blocker));
+                slot = -1;
+                if (tp && used < CONTROL_MAX_THREADS)
+                        slot = table_insert(c, tp, ok ? (uint8_t)tr->target_state : initial);
+                used += slot >= 0;
+                if (slot < 0)
+                        flip &= ok;     /* no slot: only the byte can switch it */
+                if (ok)
                         continue;
-                r = pending_add(tr, th->tid, -1);
+                r = pending_add(tr, th->tid, slot < 0 ? -1 : slot);
                 if (r >= 0)
                         snprintf(tr->pending[tr->n_pending - 1].blocker, sizeof(blocker), "%s", blocker);
         }
-        if (r < 0 || tr->n_pending > 0)
+        if (r >= 0)
+                r = control_write_table(tr->t, c);
+        if (r < 0 || !flip)
                 return r;
         c->img->hdr.untabled_state = (int8_t)tr->target_state;
         return control_write_header(tr->t, c);
@@ -753,9 +772,11 @@ int transition_reverse(Transition *tr) {
                 if (th->gone || !th->stopped || tr->global)
                         continue;
                 slot = control_table_find(c, regs_tp(&th->regs));
-                /* Untabled threads are in the initial state, the reversal's target
-                 * (the byte does not flip before completion): nothing to do. */
-                if (slot < 0 && tr->untabled)
+                /* An untabled thread is in the untabled byte's state: the initial state
+                 * (init left it untabled; the reversal's target: nothing to do), or the
+                 * target (new since a stop-all init, or since completion flipped the
+                 * byte): entered with it, and pending. */
+                if (slot < 0 && (tr->untabled ? c->img->hdr.untabled_state : old) == tr->target_state)
                         continue;
                 if (slot < 0)
                         slot = table_insert(c, regs_tp(&th->regs), (uint8_t)old);
@@ -767,9 +788,10 @@ int transition_reverse(Transition *tr) {
         if (r >= 0 && !tr->global)
                 r = control_write_table(tr->t, c);
         if (r >= 0) {
+                /* No live thread is untabled in another state than the new target: one
+                 * created later starts there. */
                 c->img->hdr.target_state = (int8_t)tr->target_state;
-                if (!tr->untabled)
-                        c->img->hdr.untabled_state = (int8_t)tr->target_state;
+                c->img->hdr.untabled_state = (int8_t)tr->target_state;
                 r = control_write_header(tr->t, c);
         }
         if (r >= 0)
