@@ -15,8 +15,10 @@
 
 #include "common/macro.h"
 #include "patcher/entry-bp.h"
+#include "patcher/target-internal.h"
 #include "patcher/transition-internal.h"
 #include "patcher/transition.h"
+#include "patcher/trapguard.h"
 #include "patcher/x86_64/relocate.h"
 #include "patcher/x86_64/sigtrap.h"
 
@@ -170,6 +172,16 @@ static int undo_record(Transition *tr, EntryWrite *w, unsigned n, const ControlH
         return r;
 }
 
+static bool any_thread_in_d(Target *t) {
+        if (target_refresh_threads(t) < 0)
+                return true;
+        for (size_t i = 0; i < t->n_threads; i++)
+                if (!t->threads[i].gone && (target_thread_late(&t->threads[i]) ||
+                                            target__thread_state(t->pid, t->threads[i].tid) == 'D'))
+                        return true;
+        return false;
+}
+
 int transition_init_nostop(Transition *tr, uint64_t guard_block) {
         Control *c = tr->c;
         ControlPatch *p = &c->img->patches[tr->patch];
@@ -191,6 +203,16 @@ int transition_init_nostop(Transition *tr, uint64_t guard_block) {
         r = build_writes(tr, w, n);
         if (r < 0)
                 return r;
+        /* A thread in uninterruptible sleep (a vfork parent) cannot be stopped alone
+         * either: the stop of every thread, whose rules for it are older and tried
+         * (docs/stops.md, "A thread that cannot be stopped"), not a window waiting. */
+        if (any_thread_in_d(tr->t))
+                return -ENOSYS;
+        /* A thread blocking SIGTRAP for good (a worker with every signal blocked) would
+         * hold the window's own wait for it 30 s, then refuse: the stop of every thread
+         * at once instead. A moment's block (a thread starting) is waited out. */
+        if (trapguard_wait_unblocked(tr->t, 20) < 0)
+                return -ENOSYS;
         tr->n_pending = 0;
         tr->stuck_tid = 0;
         /* Recorded before the window opens, with where its guard is: a driver killed

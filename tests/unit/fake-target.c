@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "fake-target.h"
+#include "patcher/target-internal.h"
 #include "unwind/unwind.h"
 
 FakeStats fake_stats;
@@ -258,6 +259,13 @@ int target_take_signal(Target *t, Thread *th, int timeout_ms) {
         (void)th;
         (void)timeout_ms;
         return -EOPNOTSUPP;
+}
+
+/* Made-up threads are never in uninterruptible sleep. */
+char target__thread_state(pid_t pid, pid_t tid) {
+        (void)pid;
+        (void)tid;
+        return 'S';
 }
 
 uint64_t target__now_ns(void) {
