@@ -430,11 +430,11 @@ static int op_try_init(UlpOp *op) {
                 op->t->stop_timeout_ms = OP_STOP_ATTEMPT_MS;
                 /* Without a stop of every thread when it can (docs/stops.md, "The
                  * untabled state"); a thread it could not stop is the next step's. */
-                r = transition_nostop_init ? transition_init_nostop(&op->tr, op->c.img->hdr.guard_block) : -ENOSYS;
+                r = transition_nostop_wanted() ? transition_init_nostop(&op->tr, op->c.img->hdr.guard_block) : -ENOSYS;
                 k = 0;
                 /* Each try is a whole window: the next step tries again, until the
                  * deadline (a thread that could not stop, or one in a stub). */
-                if (r == -EAGAIN) {
+                if (r == -EAGAIN && !op->tr.entries_left) {
                         op->init_pending = true;
                         return 0;
                 }
@@ -449,6 +449,11 @@ static int op_try_init(UlpOp *op) {
                         r = transition_init(&op->tr);
                         k = target_resume_all(op->t);
                 }
+                /* Checked first: a window that could not be taken back (its int3 bytes
+                 * stay, under the guard) is a resume's to close, never retried here. */
+                if (r < 0 && op->tr.entries_left)
+                        return op_fail(op, r, "cannot start the transition: %s; it stays in process %d "
+                                       "until a revert of the patch takes it back", strerror(-r), op->t->pid);
                 if (r == -EOPNOTSUPP) {
                         op_warn(op, "threads of process %d share a thread pointer: global mode used", op->t->pid);
                         op->o.global = op->tr.global = true;
@@ -462,9 +467,6 @@ static int op_try_init(UlpOp *op) {
                                        "the bytes the entry jump replaces: no relocated copy can hold it; "
                                        "nothing written", op->tr.stuck_tid, op->t->pid,
                                        (unsigned long long)op->tr.stuck_pc);
-                if (r < 0 && op->tr.entries_left)
-                        return op_fail(op, r, "cannot start the transition: %s; it stays in process %d "
-                                       "until a revert of the patch takes it back", strerror(-r), op->t->pid);
                 if (r != -EAGAIN)
                         return r < 0 ? op_fail(op, r, "cannot start the transition: %s", strerror(-r)) : k;
                 sleep_ms(1);

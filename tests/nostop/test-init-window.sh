@@ -10,6 +10,8 @@
 # Usage: test-init-window.sh   (env from meson: ULPCTL, VICTIM, PATCH, FAULTLIB)
 set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
+# Init without a stop of every thread is not on by default yet (docs/stops.md).
+export ULP_NOSTOP_INIT=1
 VPID=
 
 ulpctl() { "$ULPCTL" --direct "$@"; }
