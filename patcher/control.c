@@ -13,6 +13,7 @@
 #include "patcher/procmem.h"
 #include "runtime/shadow-abi.h"
 #include "patcher/rsys.h"
+#include "patcher/x86_64/sigtrap.h"
 
 _Static_assert(sizeof(ControlHeader) == 4096, "control header is one page");
 
@@ -147,6 +148,9 @@ static int validate_header(const ControlHeader *h, uint64_t self, char *why, siz
         if (h->target_state != THREAD_UNDEFINED && h->target_state != THREAD_UNPATCHED &&
             h->target_state != THREAD_PATCHED)
                 return WHY("unknown target state %d", h->target_state);
+        if (h->untabled_state != THREAD_UNDEFINED && h->untabled_state != THREAD_UNPATCHED &&
+            h->untabled_state != THREAD_PATCHED)
+                return WHY("unknown untabled state %d", h->untabled_state);
         if (h->transition_patch < -1 || h->transition_patch >= (int32_t)h->n_patches)
                 return WHY("transition patch %d out of range (%u patches)", h->transition_patch, h->n_patches);
         if (h->transition_patch >= 0 && h->target_state == THREAD_UNDEFINED)
@@ -154,10 +158,14 @@ static int validate_header(const ControlHeader *h, uint64_t self, char *why, siz
         if (h->driver_pid < 0 || h->owner_pid < 0 || h->writer_pid < 0 || h->writer_target < 0 ||
             h->callback_tid < 0)
                 return WHY("negative process id");
-        if (h->transition_flags & ~(uint32_t)CT_FLAG_CANCEL)
+        if (h->transition_flags & ~(uint32_t)(CT_FLAG_CANCEL | CT_FLAG_UNTABLED | CT_FLAG_INIT_WINDOW))
                 return WHY("unknown transition flags 0x%x", h->transition_flags);
         if (h->transition_flags && h->transition_patch < 0)
                 return WHY("transition flags without a transition");
+        if ((h->transition_flags & CT_FLAG_UNTABLED) && h->untabled_state == THREAD_UNDEFINED)
+                return WHY("untabled threads without a state");
+        if ((h->transition_flags & CT_FLAG_INIT_WINDOW) && !h->guard_block)
+                return WHY("an init window without its guard");
         if ((h->callback_tid == 0) != (h->callback_frame == 0))
                 return WHY("a running callback without its thread or frame");
         if (validate_shadow(h, why, why_len) < 0)
@@ -174,6 +182,9 @@ static int validate_areas(const ControlImage *img, char *why, size_t why_len) {
                     a->used > a->size || !range_ok(a->addr, a->size))
                         return WHY("area %u is not a sane mapping", i);
         }
+        if (img->hdr.guard_block && !in_areas(img, img->hdr.guard_block, SIGTRAP_BLOCK_SIZE))
+                return WHY("the SIGTRAP guard block 0x%llx is outside the areas",
+                           (unsigned long long)img->hdr.guard_block);
         if (img->hdr.trap_addr && !in_areas(img, img->hdr.trap_addr, 1))
                 return WHY("the trap address is outside ulp's areas");
         return 0;
@@ -269,9 +280,12 @@ int control_validate(const ControlImage *img, uint64_t self, char *why, size_t w
 int control_validate_table(const ControlImage *img, char *why, size_t why_len) {
         unsigned used = 0;
         for (unsigned i = 0; i < CONTROL_TABLE_SLOTS; i++) {
+                /* An empty slot's state is never read; a thread entering the table at
+                 * its own stop gets its state byte first (transition.c, enter_table()),
+                 * so a driver killed there leaves an empty slot with one. */
                 if (img->table_tp[i] == 0) {
-                        if (img->table_state[i] != 0)
-                                return WHY("thread table slot %u is empty but has a state", i);
+                        if (img->table_state[i] != THREAD_UNPATCHED && img->table_state[i] != THREAD_PATCHED)
+                                return WHY("thread table slot %u is empty but has state %u", i, img->table_state[i]);
                         continue;
                 }
                 if (img->table_state[i] != THREAD_UNPATCHED && img->table_state[i] != THREAD_PATCHED)
@@ -587,6 +601,7 @@ int control_create(Target *t, Thread *th, Control *c) {
         c->img->hdr.self = addr;
         c->img->hdr.owner_pid = t->pid;
         c->img->hdr.target_state = THREAD_UNDEFINED;
+        c->img->hdr.untabled_state = THREAD_UNDEFINED;
         c->img->hdr.transition_patch = -1;
         c->addr = addr;
         /* Unsigned when this process cannot read the key: then only its owner acts on it. */

@@ -67,6 +67,14 @@ enum {
 enum {
         /* transition_cancel() started: a resume finishes the cancel, not the apply */
         CT_FLAG_CANCEL = 1 << 0,
+        /* Init entered no thread in the table: untabled threads are in untabled_state,
+         * the initial state, until completion flips it (docs/stops.md). Older builds
+         * refuse the block meanwhile (unknown flag), as they must: they would not
+         * check those threads. */
+        CT_FLAG_UNTABLED = 1 << 1,
+        /* The int3 window of init may be open (guard at guard_block): the next driver
+         * closes it before anything else (transition_resume). */
+        CT_FLAG_INIT_WINDOW = 1 << 2,
 };
 
 /* ControlHeader.stage_state */
@@ -113,8 +121,14 @@ typedef struct ControlHeader {
         int32_t writer_pid;      /* the last writer, against pid reuse with its start time */
         uint64_t writer_start;
         int32_t writer_target;   /* the pid it was writing; another pid: a forked copy */
-        int8_t target_state;     /* read by the stubs: state of threads not in the table */
-        uint8_t pad1[3];
+        int8_t target_state;     /* the transition's target state */
+        /* Read by the stubs: the state of a thread not in the table. The target state,
+         * except while CT_FLAG_UNTABLED says that init left the threads untabled in the
+         * transition's initial state (docs/stops.md, "The untabled state"); in pad1[0]
+         * before, which older builds kept equal to nothing (their stubs read
+         * target_state, and their transitions never carry CT_FLAG_UNTABLED). */
+        int8_t untabled_state;
+        uint8_t pad1[2];
         int32_t transition_patch;/* index of the patch in transition, -1 none */
         uint32_t transition_flags; /* CT_FLAG_* */
         uint32_t n_patches;      /* slots used in patches[] (including CP_UNPATCHED) */
@@ -169,7 +183,10 @@ typedef struct ControlHeader {
         uint64_t load_addr;      /* the reservation the segments go into */
         uint64_t load_size;
         char load_name[192];     /* the memfd's name, "ulp-patch:NAME" */
-        uint8_t reserved[4096 - 488];
+        /* The SIGTRAP guard block of the int3 windows (trapguard.h), allocated once in
+         * an area, 0 none yet: a window a dead driver left open is found there. */
+        uint64_t guard_block;
+        uint8_t reserved[4096 - 496];
 } ControlHeader;
 
 typedef struct ControlArea {

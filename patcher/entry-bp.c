@@ -324,7 +324,10 @@ static int check_threads(Target *t, const EntryWrite *w, size_t n, const EntryBp
                         }
                         if (r < 0 || nv == 0)
                                 break;
-                        r = target_wait_any(t, v, nv, BP_CHECK_MS, &th);
+                        /* An operation's own attempt length when it set one: a thread
+                         * that cannot stop now (a vfork parent) is its next step's. */
+                        r = target_wait_any(t, v, nv, t->stop_timeout_ms > 0 ? t->stop_timeout_ms : BP_CHECK_MS,
+                                            &th);
                         if (r == -ESRCH) {
                                 r = 0;
                                 nv = 0;

@@ -15,6 +15,7 @@
 #include "patcher/shadow.h"
 #include "patcher/symcache.h"
 #include "patcher/x86_64/stub.h"
+#include "patcher/x86_64/sigtrap.h"
 
 #define CALLBACK_TIMEOUT_MS 10000
 #define INIT_TRIES 200
@@ -410,7 +411,7 @@ int op_build_stubs(UlpOp *op, Thread *th, int patch) {
                         .stub_addr = f->stub_addr,
                         .table_addr = c->addr + CONTROL_OFF(table_tp),
                         .table_order = CONTROL_TABLE_ORDER,
-                        .target_state_addr = c->addr + CONTROL_OFF(hdr.target_state),
+                        .target_state_addr = c->addr + CONTROL_OFF(hdr.untabled_state),
                         .new_addr = f->new_addr,
                         .old_addr = old,
                 };
@@ -419,6 +420,15 @@ int op_build_stubs(UlpOp *op, Thread *th, int patch) {
                         r = target_write(op->t, f->stub_addr, code, len);
                 if (r < 0)
                         return op_fail(op, r, "cannot write the dispatch stub of %s: %s", f->symbol, process_errno_clause(r));
+        }
+        /* The SIGTRAP guard of init's int3 window (docs/stops.md), once per process and
+         * never freed; written with the header at init. Without one, init stops every
+         * thread. */
+        if (!c->img->hdr.guard_block && p->n_funcs) {
+                const ControlFunc *f = &c->img->funcs[p->first_func];
+                uint64_t block = 0;
+                if (area_alloc(op->t, th, c, f->old_addr, f->old_addr + f->old_size, SIGTRAP_BLOCK_SIZE, &block) >= 0)
+                        c->img->hdr.guard_block = block;
         }
         return control_write_funcs(op->t, c, p->first_func, p->n_funcs);
 }
@@ -439,15 +449,32 @@ static int op_try_init(UlpOp *op) {
                 /* A whole attempt even when loading the patch ate the time: the deadline
                  * is for the transition, which has not had its chance yet. */
                 op->t->stop_timeout_ms = OP_STOP_ATTEMPT_MS;
-                r = target_stop_all(op->t);
-                op->init_pending = r == -ETIMEDOUT;
-                if (r == -ETIMEDOUT)
+                /* Without a stop of every thread when it can (docs/stops.md, "The
+                 * untabled state"); a thread it could not stop is the next step's. */
+                r = transition_nostop_wanted() ? transition_init_nostop(&op->tr, op->c.img->hdr.guard_block) : -ENOSYS;
+                k = 0;
+                /* Each try is a whole window: the next step tries again, until the
+                 * deadline (a thread that could not stop, or one in a stub). */
+                if (r == -EAGAIN && !op->tr.entries_left) {
+                        op->init_pending = true;
                         return 0;
-                if (r < 0)
-                        return op_fail(op, r, "cannot stop process %d: %s", op->t->pid,
-                                       op_stop_error(op, r, why, sizeof(why)));
-                r = transition_init(&op->tr);
-                k = target_resume_all(op->t);
+                }
+                if (r == -ENOSYS) {
+                        r = target_stop_all(op->t);
+                        op->init_pending = r == -ETIMEDOUT;
+                        if (r == -ETIMEDOUT)
+                                return 0;
+                        if (r < 0)
+                                return op_fail(op, r, "cannot stop process %d: %s", op->t->pid,
+                                               op_stop_error(op, r, why, sizeof(why)));
+                        r = transition_init(&op->tr);
+                        k = target_resume_all(op->t);
+                }
+                /* Checked first: a window that could not be taken back (its int3 bytes
+                 * stay, under the guard) is a resume's to close, never retried here. */
+                if (r < 0 && op->tr.entries_left)
+                        return op_fail(op, r, "cannot start the transition: %s; it stays in process %d "
+                                       "until a revert of the patch takes it back", process_errno_clause(r), op->t->pid);
                 if (r == -EOPNOTSUPP) {
                         op_warn(op, "threads of process %d share a thread pointer: global mode used", op->t->pid);
                         op->o.global = op->tr.global = true;
@@ -461,9 +488,6 @@ static int op_try_init(UlpOp *op) {
                                        "the bytes the entry jump replaces: no relocated copy can hold it; "
                                        "nothing written", op->tr.stuck_tid, op->t->pid,
                                        (unsigned long long)op->tr.stuck_pc);
-                if (r < 0 && op->tr.entries_left)
-                        return op_fail(op, r, "cannot start the transition: %s; it stays in process %d "
-                                       "until a revert of the patch takes it back", process_errno_clause(r), op->t->pid);
                 if (r != -EAGAIN)
                         return r < 0 ? op_fail(op, r, "cannot start the transition: %s", process_errno_clause(r)) : k;
                 sleep_ms(1);

@@ -129,6 +129,15 @@ static bool in_stub(const Transition *tr, uint64_t pc) {
         return false;
 }
 
+const Relocation *transition__entry_map(const Transition *tr, uint64_t at, uint64_t *ret_copy) {
+        for (size_t i = 0; i < tr->n_maps; i++)
+                if (tr->maps[i].at == at) {
+                        *ret_copy = tr->maps[i].copy;
+                        return &tr->maps[i].rel;
+                }
+        return NULL;
+}
+
 /* The entry map whose displaced bytes hold pc strictly inside them, NULL none. */
 static const EntryMap *entry_map_of(const Transition *tr, uint64_t pc) {
         for (size_t i = 0; i < tr->n_maps; i++)

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "patcher/transition.h"
+#include "patcher/x86_64/relocate.h"
 
 /* The records of patch in c: n of them. */
 static inline ControlFunc *transition__patch_funcs(Control *c, int patch, unsigned *ret_n) {
@@ -43,3 +44,15 @@ int transition__pc_out(const Transition *tr, uint64_t pc, bool table_changes, ui
  * into a relocated copy (moving: rewritten there). 1 some, 0 none, or
  * transition__pc_out()'s errors. */
 int transition__move_interrupted(Transition *tr, Thread *th, bool table_changes, bool moving);
+
+/* The map of the entry at at into its relocated copy (*ret_copy), NULL when prepare has
+ * none (the entry holds a jump, or the map could not be rebuilt). */
+const Relocation *transition__entry_map(const Transition *tr, uint64_t at, uint64_t *ret_copy);
+
+/* transition.c: a thread to check and switch (slot -1: not in the table). */
+int transition__pending_add(Transition *tr, pid_t tid, int slot);
+
+/* transition-untabled.c: closes the int3 window of an init a dead driver left open
+ * (CT_FLAG_INIT_WINDOW): each entry finished (the jump to its stub) or undone, the
+ * program's SIGTRAP disposition back. No thread stopped by the caller. */
+int transition__close_init_window(Transition *tr);

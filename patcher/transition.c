@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <stdio.h>
+#include <time.h>
 
 #include "common/errno-clause.h"
 #include "common/invariant.h"
@@ -124,6 +125,10 @@ static int pending_add(Transition *tr, pid_t tid, int slot) {
         return 0;
 }
 
+int transition__pending_add(Transition *tr, pid_t tid, int slot) {
+        return pending_add(tr, tid, slot);
+}
+
 /* Inserts tp with state into the local table copy. Every thread must be stopped. */
 static int table_insert(Control *c, uint64_t tp, uint8_t state) {
         uint64_t i = thread_table_hash(tp, CONTROL_TABLE_ORDER);
@@ -199,6 +204,9 @@ int transition_init(Transition *tr) {
         if (r < 0)
                 return r;
         c->img->hdr.target_state = (int8_t)tr->target_state;
+        /* Every thread is in the table: one not in it is a new one, in the target. */
+        c->img->hdr.untabled_state = (int8_t)tr->target_state;
+        c->img->hdr.transition_flags = 0;
         c->img->hdr.transition_patch = tr->patch;
         control_claim_driver(c);
         p->state = CP_TRANSITION;
@@ -293,6 +301,47 @@ static int trapped_thread(Transition *tr, PendingThread *p, Thread *th) {
         return r > 0 ? 0 : r < 0 ? r : -1;
 }
 
+/* Slots in use, against CONTROL_MAX_THREADS: the stubs' probe needs an empty slot. */
+static unsigned table_used(const Control *c) {
+        unsigned n = 0;
+        for (unsigned i = 0; i < CONTROL_TABLE_SLOTS; i++)
+                n += c->img->table_tp[i] != 0;
+        return n;
+}
+
+/*
+ * A thread init left untabled switches by entering the table at its own stop: the
+ * slot's state byte set to the initial state, its thread pointer, then the state byte
+ * to the target (docs/stops.md, "The untabled state"). A stub of another thread that
+ * reads the slot meanwhile finds a pointer not its own, or no pointer and the untabled
+ * byte: the initial state either way, the state it is in. A pointer already in the table
+ * (a dead thread's, which glibc gave to this new one) is switched in place.
+ */
+static int enter_table(Transition *tr, PendingThread *p, const Thread *th, uint8_t state) {
+        Control *c = tr->c;
+        uint64_t tp = regs_tp(&th->regs);
+        uint8_t initial = tr->target_state == THREAD_PATCHED ? THREAD_UNPATCHED : THREAD_PATCHED;
+        int slot = tp ? control_table_find(c, tp) : -EOPNOTSUPP, r = 0;
+
+        if (slot == -EOPNOTSUPP)
+                return 0;
+        if (slot < 0) {
+                if (table_used(c) >= CONTROL_MAX_THREADS)
+                        return -E2BIG;
+                slot = table_insert(c, tp, initial);
+                if (slot < 0)
+                        return slot;
+                r = target_write(tr->t, c->addr + CONTROL_OFF(table_state) + (unsigned)slot, &initial, 1);
+                if (r >= 0)
+                        r = target_write(tr->t, c->addr + CONTROL_OFF(table_tp) + (unsigned)slot * sizeof(tp), &tp,
+                                         sizeof(tp));
+                if (r < 0)
+                        return r;
+        }
+        p->slot = slot;
+        return state == initial ? 0 : control_write_thread_state(tr->t, c, (unsigned)slot, state);
+}
+
 /* klp_check_stack and the switch for the stopped th: 1 switched, 0 not now. After a
  * few passes in a to-be-patched function, with return traps on, a trap is planted on
  * the way out of its outermost such frame (transition-trap.c). */
@@ -304,14 +353,18 @@ static int check_and_switch(Transition *tr, PendingThread *p, Thread *th) {
                 return -ENOMEM;
         v = check_thread(tr, th, ur, p->blocker, sizeof(p->blocker));
         if (v == 1) {
-                r = control_write_thread_state(tr->t, tr->c, (unsigned)p->slot, (uint8_t)tr->target_state);
+                r = p->slot < 0 ? enter_table(tr, p, th, (uint8_t)tr->target_state)
+                                : control_write_thread_state(tr->t, tr->c, (unsigned)p->slot, (uint8_t)tr->target_state);
                 if (r >= 0) {
                         tr->switched++;
                         r = 1;
                 }
         } else {
                 /* A trap that cannot be planted leaves the thread to the next passes. */
-                if (v == 0 && tr->return_trap && ++p->fails >= TRANSITION_TRAP_AFTER)
+                /* The trap switches the thread by its slot: an untabled one enters the
+                 * table first, in the initial state it is in. */
+                if (v == 0 && tr->return_trap && ++p->fails >= TRANSITION_TRAP_AFTER &&
+                    (p->slot >= 0 || (enter_table(tr, p, th, (uint8_t)(tr->target_state == THREAD_PATCHED ? THREAD_UNPATCHED : THREAD_PATCHED)) >= 0 && p->slot >= 0)))
                         (void)trap_plant(tr, p, th, ur);
                 r = 0;
         }
@@ -471,7 +524,8 @@ int transition_try_complete(Transition *tr) {
          * completion or reclaim: not a failure, the next pass tries again. */
         if (kept == 0)
                 r = transition_complete(tr);
-        else if (tr->gone > 0)
+        else if (tr->gone > 0 && !tr->untabled)
+                /* Untabled: no slot is ever in the initial state; completion reconciles. */
                 r = transition_reclaim(tr);
         return r == -ETIMEDOUT ? 0 : r;
 }
@@ -514,6 +568,7 @@ static int finish(Transition *tr) {
         if (r < 0)
                 return r;
         c->img->hdr.transition_patch = -1;
+        c->img->hdr.transition_flags = 0;
         r = control_write_header(tr->t, c);
         for (unsigned i = 0; i < c->img->hdr.n_patches && r >= 0; i++) {
                 ControlPatch *q = &c->img->patches[i];
@@ -580,6 +635,54 @@ int transition_reclaim(Transition *tr) {
         return r < 0 ? r : k < 0 ? k : 0;
 }
 
+/*
+ * Every thread is stopped: the end of the untabled phase. Each untabled thread is
+ * checked here, as global mode checks every thread, and entered in the table: in the
+ * target when it may switch, else in the initial state and pending (switched by a later
+ * pass at its own stop, as any tabled thread). No live thread is untabled then, so the
+ * byte flips to the target: a thread created later starts there, as after a stop-all
+ * init. Waiting instead for every untabled thread to pass at once would never end while
+ * the process keeps creating threads that run the patched functions. Forced: no check.
+ */
+static int switch_untabled(Transition *tr) {
+        Control *c = tr->c;
+        uint8_t initial = tr->target_state == THREAD_PATCHED ? THREAD_UNPATCHED : THREAD_PATCHED;
+        bool flip = true;
+        unsigned used;
+        int r = 0;
+
+        if (!tr->untabled || c->img->hdr.untabled_state == tr->target_state)
+                return 0;
+        used = table_used(c);
+        for (size_t i = 0; i < tr->t->n_threads && r >= 0; i++) {
+                Thread *th = &tr->t->threads[i];
+                uint64_t tp = regs_tp(&th->regs);
+                char blocker[128] = "";
+                bool ok;
+                int slot;
+                if (th->gone || !th->stopped || (tp && control_table_find(c, tp) >= 0))
+                        continue;
+                ok = tr->forced || transition_check_thread(tr, th, blocker, sizeof(blocker));
+                slot = -1;
+                if (tp && used < CONTROL_MAX_THREADS)
+                        slot = table_insert(c, tp, ok ? (uint8_t)tr->target_state : initial);
+                used += slot >= 0;
+                if (slot < 0)
+                        flip &= ok;     /* no slot: only the byte can switch it */
+                if (ok)
+                        continue;
+                r = pending_add(tr, th->tid, slot < 0 ? -1 : slot);
+                if (r >= 0)
+                        snprintf(tr->pending[tr->n_pending - 1].blocker, sizeof(blocker), "%s", blocker);
+        }
+        if (r >= 0)
+                r = control_write_table(tr->t, c);
+        if (r < 0 || !flip)
+                return r;
+        c->img->hdr.untabled_state = (int8_t)tr->target_state;
+        return control_write_header(tr->t, c);
+}
+
 int transition_complete(Transition *tr) {
         int r, k;
 
@@ -589,6 +692,9 @@ int transition_complete(Transition *tr) {
         /* No thread-position check here: the table and every stub and copy stay valid
          * after completion, and the entries hold jumps, single instructions. */
         r = reconcile_table(tr);
+        if (r < 0 || tr->n_pending > 0)
+                goto out;
+        r = switch_untabled(tr);
         if (r < 0 || tr->n_pending > 0)
                 goto out;
         r = finish(tr);
@@ -667,6 +773,12 @@ int transition_reverse(Transition *tr) {
                 if (th->gone || !th->stopped || tr->global)
                         continue;
                 slot = control_table_find(c, regs_tp(&th->regs));
+                /* An untabled thread is in the untabled byte's state: the initial state
+                 * (init left it untabled; the reversal's target: nothing to do), or the
+                 * target (new since a stop-all init, or since completion flipped the
+                 * byte): entered with it, and pending. */
+                if (slot < 0 && (tr->untabled ? c->img->hdr.untabled_state : old) == tr->target_state)
+                        continue;
                 if (slot < 0)
                         slot = table_insert(c, regs_tp(&th->regs), (uint8_t)old);
                 if (slot >= 0 && c->img->table_state[slot] != tr->target_state)
@@ -677,7 +789,10 @@ int transition_reverse(Transition *tr) {
         if (r >= 0 && !tr->global)
                 r = control_write_table(tr->t, c);
         if (r >= 0) {
+                /* No live thread is untabled in another state than the new target: one
+                 * created later starts there. */
                 c->img->hdr.target_state = (int8_t)tr->target_state;
+                c->img->hdr.untabled_state = (int8_t)tr->target_state;
                 r = control_write_header(tr->t, c);
         }
         if (r >= 0)
@@ -739,6 +854,7 @@ int transition_force(Transition *tr) {
         r = transition_disarm_traps(tr);
         if (r < 0)
                 return r;
+        /* Untabled ones (slot -1) switch with the byte, which completion flips unchecked. */
         for (size_t i = 0; i < tr->n_pending && !tr->global; i++)
                 if (tr->pending[i].slot >= 0) {
                         r = control_write_thread_state(tr->t, tr->c, (unsigned)tr->pending[i].slot,
@@ -765,15 +881,39 @@ int transition_force(Transition *tr) {
                         return r;
                 /* New pending ones came from verify: force them as well. */
                 for (size_t i = 0; i < tr->n_pending; i++)
-                        (void)control_write_thread_state(tr->t, tr->c, (unsigned)tr->pending[i].slot,
-                                                         (uint8_t)tr->target_state);
+                        if (tr->pending[i].slot >= 0)
+                                (void)control_write_thread_state(tr->t, tr->c, (unsigned)tr->pending[i].slot,
+                                                                 (uint8_t)tr->target_state);
                 tr->n_pending = 0;
         }
         return -EAGAIN;
 }
 
+/* Under the stop of resume: an init window a dead driver left is closed (no int3 in
+ * the entries); the table may have been cleared partly and no thread entered it yet:
+ * cleared again, and the byte set to the initial state, with no thread in a stub. */
+static int resume_init_window(Transition *tr) {
+        Control *c = tr->c;
+        int r = transition__move_threads_out(tr, true);
+
+        if (r < 0)
+                return r;
+        memset(c->img->table_tp, 0, sizeof(c->img->table_tp));
+        memset(c->img->table_state, 0, sizeof(c->img->table_state));
+        r = control_write_table(tr->t, c);
+        c->img->hdr.untabled_state = (int8_t)(tr->target_state == THREAD_PATCHED ? THREAD_UNPATCHED : THREAD_PATCHED);
+        c->img->hdr.transition_flags &= ~(uint32_t)CT_FLAG_INIT_WINDOW;
+        return r;
+}
+
+static void sleep_1ms(void) {
+        struct timespec ts = { .tv_sec = 0, .tv_nsec = 1000000L };
+        nanosleep(&ts, NULL);
+}
+
 int transition_resume(Transition *tr, Target *t, Control *c, Unwinder *u, SymResolver *res) {
         int patch = c->img->hdr.transition_patch, r, k;
+        bool window = c->img->hdr.transition_flags & CT_FLAG_INIT_WINDOW;
         unsigned n;
         ControlFunc *f;
 
@@ -790,11 +930,32 @@ int transition_resume(Transition *tr, Target *t, Control *c, Unwinder *u, SymRes
         r = transition_prepare(tr, t, c, u, res, patch, c->img->hdr.target_state, false);
         if (r < 0)
                 return r;
-        r = target_stop_all(t);
-        if (r < 0)
-                return r;
-        r = control_read_table(t, c);
+        tr->untabled = c->img->hdr.transition_flags & CT_FLAG_UNTABLED;
+        /* The int3 bytes out first (each entry finished or undone), with the guard. */
+        if (window) {
+                r = transition__close_init_window(tr);
+                if (r < 0)
+                        return r;
+        }
+        for (int tries = 0;; tries++) {
+                r = target_stop_all(t);
+                if (r < 0)
+                        return r;
+                if (!window)
+                        break;
+                r = resume_init_window(tr);
+                if (r != -EAGAIN || tries >= 200)
+                        break;
+                /* A thread in a stub whose table is cleared: a moment later. */
+                (void)target_resume_all(t);
+                sleep_1ms();
+        }
+        r = window ? r : control_read_table(t, c);
         control_claim_driver(c);
+        /* A transition whose init filled the table: a thread not in it is a new one, in
+         * the target (whichever byte the stubs of an older build read). */
+        if (!tr->untabled)
+                c->img->hdr.untabled_state = c->img->hdr.target_state;
         if (r >= 0)
                 r = control_write_header(t, c);
         /* An init cut short after the header: the patch is marked now. A finish cut
@@ -820,6 +981,8 @@ int transition_resume(Transition *tr, Target *t, Control *c, Unwinder *u, SymRes
                 slot = control_table_find(c, regs_tp(&th->regs));
                 if (slot >= 0 && c->img->table_state[slot] != tr->target_state)
                         r = pending_add(tr, th->tid, slot);
+                else if (slot < 0 && tr->untabled && c->img->hdr.untabled_state != tr->target_state)
+                        r = pending_add(tr, th->tid, -1);
         }
         k = target_resume_all(t);
         return r < 0 ? r : k;

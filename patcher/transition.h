@@ -90,7 +90,18 @@ typedef struct Transition {
         bool forced;
         bool entries_left;       /* init failed and could not put back the entries it had
                                   * written: not cancelled, left for a resume */
+        bool untabled;           /* init entered no thread in the table (CT_FLAG_UNTABLED):
+                                  * untabled threads are in the initial state until
+                                  * completion (docs/stops.md, "The untabled state") */
+        unsigned init_moved;     /* init without a stop: threads moved into a copy... */
+        unsigned init_trapped;   /* ...and sent on from an int3 */
 } Transition;
+
+/* Init without a stop of every thread in per-thread mode (transition_init_nostop()); the
+ * stop-all init stays for global mode and as the fallback. */
+extern bool transition_nostop_init;
+/* transition_nostop_init, or ULP_NOSTOP_INIT=1 in the environment. */
+bool transition_nostop_wanted(void);
 
 /* Prepares a Transition for patch idx of c towards target_state: computes the ranges of
  * the functions being replaced. Writes nothing. */
@@ -104,6 +115,18 @@ int transition_prepare(Transition *tr, Target *t, Control *c, Unwinder *u, SymRe
  * rewrites): resume, retry shortly. -EILSEQ when a PC is inside an instruction of the
  * displaced bytes, where no copy can hold it (stuck_tid, stuck_pc). */
 int transition_init(Transition *tr);
+
+/*
+ * transition_init() without a stop of every thread (docs/stops.md, "The untabled
+ * state"): the transition recorded with the threads untabled, the table cleared and the
+ * untabled byte set to the initial state once every thread was seen, alone, outside the
+ * dispatch stubs, and the stubs put in the path through the int3 window (entry-bp.h)
+ * with its guard at guard_block. No thread is stopped by the caller. Returns as
+ * transition_init(), and -ENOSYS when this way cannot be used here (a kernel without
+ * core serialization, too many entries, an entry without a relocated copy): nothing
+ * written, the caller inits under a stop of every thread.
+ */
+int transition_init_nostop(Transition *tr, uint64_t guard_block);
 
 /* One pass. Returns 1 completed, 0 threads still pending, -errno. Each thread is stopped
  * alone; transition_complete() stops all. */

@@ -81,6 +81,24 @@ TEST(header) {
         img->hdr.target_state = 7;
         ASSERT_REFUSED("unknown target state 7");
         fresh();
+        img->hdr.untabled_state = 5;
+        ASSERT_REFUSED("unknown untabled state 5");
+        /* The untabled state and the init window (docs/stops.md, "The untabled state"). */
+        fresh();
+        img->hdr.transition_patch = 0;
+        img->hdr.target_state = THREAD_PATCHED;
+        img->hdr.untabled_state = THREAD_UNDEFINED;
+        img->hdr.transition_flags = CT_FLAG_UNTABLED;
+        ASSERT_REFUSED("untabled threads without a state");
+        img->hdr.untabled_state = THREAD_UNPATCHED;
+        ASSERT_OK(control_validate(img, SAMPLE_SELF, why, sizeof(why)));
+        img->hdr.transition_flags |= CT_FLAG_INIT_WINDOW;
+        ASSERT_REFUSED("an init window without its guard");
+        img->hdr.guard_block = 0x1000;
+        ASSERT_REFUSED("the SIGTRAP guard block 0x1000 is outside the areas");
+        img->hdr.transition_flags = 1u << 3;
+        ASSERT_REFUSED("unknown transition flags 0x8");
+        fresh();
         img->hdr.transition_patch = 5;
         ASSERT_REFUSED("transition patch 5 out of range");
         fresh();
@@ -268,7 +286,11 @@ TEST(table_and_stragglers) {
         img->table_state[3] = 0xff;
         ASSERT_ERR(control_validate_table(img, why, sizeof(why)), -EBADMSG);
         img->table_state[3] = 0;
+        /* An empty slot may hold a state (a thread entering the table, docs/stops.md),
+         * not an unknown one. */
         img->table_state[4] = 1;
+        ASSERT_OK(control_validate_table(img, why, sizeof(why)));
+        img->table_state[4] = 2;
         ASSERT_ERR(control_validate_table(img, why, sizeof(why)), -EBADMSG);
 
         fresh();

@@ -74,6 +74,10 @@ case_json_status() {
 	ulpctl revert -p "$VPID" compute-fix || fail "revert failed"
 	out=$(ulpctl status --json -p "$VPID")
 	[ "$(echo "$out" | json_get '"patched" in [p["state"] for p in d["processes"][0]["patches"]]')" = False ] || fail "still patched: $out"
+	# Global mode stops every thread at once by definition: reported.
+	out=$(ulpctl apply --global --json -p "$VPID" "$P/patch-compute.so") || fail "global apply failed: $out"
+	[ "$(echo "$out" | json_get 'd["max_stw_us"] > 0')" = True ] || fail "a global apply reports no stop of every thread: $out"
+	ulpctl revert -p "$VPID" compute-fix >/dev/null || fail "revert of the global apply failed"
 	victim_ok
 }
 

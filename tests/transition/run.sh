@@ -155,6 +155,29 @@ case_new_threads() {
 	victim_ok
 }
 
+# Applies and reverts while short-lived threads are created all the time (each calls
+# outer() once): init enters no thread in the table and completion flips the untabled
+# state under its stop (docs/stops.md); no call mixes versions, each operation's result
+# runs. The JSON's max_stw_us: per-thread mode stops every thread only at completion
+# (reported, > 0: no clone barrier yet; printed).
+case_spawn_cycles() {
+	local i out n=${SPAWN_CYCLES:-6} stw=
+	export ULP_NOSTOP_INIT=1
+	start_victim -n 4 -s
+	rises s1 2 || fail "spawned threads do not run"
+	for ((i = 1; i <= n; i++)); do
+		out=$(ulpctl apply --json --timeout $((10 * SLOW)) -p "$VPID" "$PATCH_CONS") || fail "apply $i failed: $out"
+		stw="$stw $(echo "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["max_stw_us"])')"
+		rises s2 5 || fail "apply $i: new threads do not run the new code"
+		ulpctl revert --timeout $((10 * SLOW)) -p "$VPID" consistency >"$WORK/out" 2>&1 ||
+			fail "revert $i failed: $(cat "$WORK/out")"
+		rises s1 5 || fail "revert $i: new threads do not run the old code"
+	done
+	no_mix
+	victim_ok
+	echo "$n cycles, per-thread max_stw_us:$stw; $(last_tick)"
+}
+
 # A pending thread exits (from inside the patched function): it is dropped and the
 # transition completes.
 case_thread_exit() {

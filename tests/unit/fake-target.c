@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -12,6 +13,7 @@
 
 #include "fake-target.h"
 #include "patcher/procmem.h"
+#include "patcher/target-internal.h"
 #include "unwind/unwind.h"
 
 FakeStats fake_stats;
@@ -250,6 +252,28 @@ int target_wait_any(Target *t, Thread **v, size_t n, int timeout_ms, Thread **re
         }
         (void)t;
         return -ETIMEDOUT;
+}
+
+/* The int3 window (entry-bp.c) is linked in with the transition: it takes no signal from
+ * made-up threads. */
+int target_take_signal(Target *t, Thread *th, int timeout_ms) {
+        (void)t;
+        (void)th;
+        (void)timeout_ms;
+        return -EOPNOTSUPP;
+}
+
+/* Made-up threads are never in uninterruptible sleep. */
+char target__thread_state(pid_t pid, pid_t tid) {
+        (void)pid;
+        (void)tid;
+        return 'S';
+}
+
+uint64_t target__now_ns(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
 int target_resume_thread(Target *t, Thread *th) {

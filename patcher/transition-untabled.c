@@ -1,0 +1,298 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Init without a stop of every thread (docs/stops.md, "The untabled state"). The
+ * threads stay out of the table, in the transition's initial state, which the untabled
+ * byte gives them; the stubs go in the path through the int3 window (entry-bp.h). The
+ * table and the byte change only once every thread was seen, stopped alone, outside
+ * the dispatch stubs of earlier patches and with no signal frame left in bytes about to
+ * change: the window's hooks. Passes then enter each thread in the table at its own stop
+ * (transition.c, enter_table()), and completion checks the threads still untabled and
+ * flips the byte.
+ */
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "common/macro.h"
+#include "patcher/entry-bp.h"
+#include "patcher/target-internal.h"
+#include "patcher/transition-internal.h"
+#include "patcher/transition.h"
+#include "patcher/trapguard.h"
+#include "patcher/x86_64/relocate.h"
+#include "patcher/x86_64/sigtrap.h"
+
+/* Off by default until it stops failing spuriously under load (docs/stops.md, "Not
+ * on by default"); ULP_NOSTOP_INIT=1 in the driver's environment turns it on. */
+bool transition_nostop_init = false;
+
+bool transition_nostop_wanted(void) {
+        const char *e = secure_getenv("ULP_NOSTOP_INIT");
+        return transition_nostop_init || (e && strcmp(e, "1") == 0);
+}
+
+typedef struct InitCtx {
+        Transition *tr;
+        pid_t *tids;             /* the threads seen, with their thread pointers */
+        uint64_t *tps;
+        size_t n, cap;
+        bool shared_tp;          /* two live threads with one thread pointer (or none) */
+        int8_t initial;
+} InitCtx;
+
+static bool thread_alive(pid_t pid, pid_t tid) {
+        return syscall(SYS_tgkill, pid, tid, 0) == 0 || errno != ESRCH;
+}
+
+/* A thread pointer seen twice is refused (global mode), unless the first holder exited
+ * and glibc gave its pointer to a new thread meanwhile. */
+static int note_tp(InitCtx *x, pid_t tid, uint64_t tp) {
+        if (tp == 0) {
+                x->shared_tp = true;
+                return -EOPNOTSUPP;
+        }
+        for (size_t i = 0; i < x->n; i++) {
+                if (x->tps[i] != tp)
+                        continue;
+                if (thread_alive(x->tr->t->pid, x->tids[i])) {
+                        x->shared_tp = true;
+                        return -EOPNOTSUPP;
+                }
+                x->tids[i] = tid;
+                return 0;
+        }
+        if (x->n == x->cap) {
+                size_t cap = x->cap ? x->cap * 2 : 64;
+                pid_t *t = realloc(x->tids, cap * sizeof(*t));
+                if (!t)
+                        return -ENOMEM;
+                x->tids = t;
+                uint64_t *p = realloc(x->tps, cap * sizeof(*p));
+                if (!p)
+                        return -ENOMEM;
+                x->tps = p;
+                x->cap = cap;
+        }
+        if (x->n >= CONTROL_MAX_THREADS)
+                return -E2BIG;
+        x->tids[x->n] = tid;
+        x->tps[x->n++] = tp;
+        return 0;
+}
+
+/* The window's thread hook: th is stopped, its PC already out of the bytes about to
+ * change (or one past an int3 with its SIGTRAP queued, for the guard to send on). */
+static int init_thread(Target *t, Thread *th, bool trap_queued, void *ud) {
+        InitCtx *x = ud;
+        Transition *tr = x->tr;
+        uint64_t to;
+        int r;
+
+        (void)t;
+        /* In a stub of an earlier patch, which reads the table about to change: later. */
+        if (!trap_queued) {
+                r = transition__pc_out(tr, regs_pc(&th->regs), true, &to);
+                if (r != 0)
+                        return r > 0 ? -EAGAIN : r;
+        }
+        r = transition__move_interrupted(tr, th, true, false);
+        if (r > 0)
+                r = transition__move_interrupted(tr, th, true, true);
+        if (r < 0)
+                return r;
+        return note_tp(x, th->tid, regs_tp(&th->regs));
+}
+
+/* The window's checked hook: every thread was seen out of the stubs; none is in the
+ * table, all are in the initial state, which the byte now says. */
+static int init_checked(Target *t, void *ud) {
+        InitCtx *x = ud;
+        Control *c = x->tr->c;
+        int r;
+
+        memset(c->img->table_tp, 0, sizeof(c->img->table_tp));
+        memset(c->img->table_state, 0, sizeof(c->img->table_state));
+        r = control_write_table(t, c);
+        if (r < 0)
+                return r;
+        c->img->hdr.untabled_state = x->initial;
+        return control_write_header(t, c);
+}
+
+/* What each entry holds (checked against what prepare expects) and will hold: the jump
+ * to its stub. A thread that runs into the int3 goes where the entry leads now, which
+ * the stub does for every thread in the initial state. */
+static int build_writes(Transition *tr, EntryWrite *w, unsigned n) {
+        unsigned nf;
+        const ControlFunc *f = transition__patch_funcs(tr->c, tr->patch, &nf);
+
+        for (unsigned i = 0; i < n; i++) {
+                uint64_t at = f[i].old_addr + f[i].entry_off;
+                uint64_t dest = transition__entry_dest_now(tr->c, &f[i], tr->target_state == THREAD_PATCHED ? tr->patch : -1);
+                int len = encode_entry_jump(w[i].want, f[i].displaced_len, at, f[i].stub_addr);
+                int r;
+                if (len < 0)
+                        return len;
+                if (!f[i].stub_addr || (!dest && !f[i].copy_addr) || len < tr->expect[i].len)
+                        return -ENOSYS;
+                w[i].at = at;
+                w[i].len = (uint8_t)len;
+                w[i].trap_dest = dest ? dest : f[i].copy_addr;
+                r = target_read(tr->t, at, w[i].cur, (size_t)len);
+                if (r < 0)
+                        return r;
+                if (memcmp(w[i].cur, tr->expect[i].b, tr->expect[i].len) != 0)
+                        return -EBUSY;
+                w[i].map = dest ? NULL : transition__entry_map(tr, at, &w[i].copy);
+        }
+        return 0;
+}
+
+/* A failed window: each entry holds its old bytes again (else the transition stays
+ * recorded, for a resume: entries_left), and the record goes back as it was. */
+static int undo_record(Transition *tr, EntryWrite *w, unsigned n, const ControlHeader *was, uint32_t state,
+                       int r) {
+        Control *c = tr->c;
+        int k = 0;
+
+        for (unsigned i = 0; i < n && k >= 0; i++) {
+                uint8_t b[16];
+                k = target_read(tr->t, w[i].at, b, w[i].len);
+                if (k >= 0 && memcmp(b, w[i].cur, w[i].len) != 0)
+                        k = -EBUSY;
+        }
+        if (k < 0) {
+                tr->entries_left = true;
+                return r;
+        }
+        /* The patch first: a header naming it with the patch not marked is an init cut
+         * short, which a resume carries on; never the other way round. */
+        c->img->patches[tr->patch].state = state;
+        k = control_write_patch(tr->t, c, (unsigned)tr->patch);
+        c->img->hdr.target_state = was->target_state;
+        c->img->hdr.transition_patch = was->transition_patch;
+        c->img->hdr.transition_flags = was->transition_flags;
+        if (k >= 0)
+                k = control_write_header(tr->t, c);
+        if (k < 0)
+                tr->entries_left = true;
+        return r;
+}
+
+static bool any_thread_in_d(Target *t) {
+        if (target_refresh_threads(t) < 0)
+                return true;
+        for (size_t i = 0; i < t->n_threads; i++)
+                if (!t->threads[i].gone && (target_thread_late(&t->threads[i]) ||
+                                            target__thread_state(t->pid, t->threads[i].tid) == 'D'))
+                        return true;
+        return false;
+}
+
+int transition_init_nostop(Transition *tr, uint64_t guard_block) {
+        Control *c = tr->c;
+        ControlPatch *p = &c->img->patches[tr->patch];
+        ControlHeader was = c->img->hdr;
+        uint32_t state = p->state;
+        unsigned n;
+        _cleanup_free_ EntryWrite *w = NULL;
+        InitCtx x = { .tr = tr, .initial = tr->target_state == THREAD_PATCHED ? THREAD_UNPATCHED : THREAD_PATCHED };
+        EntryBpHooks hooks = { .thread = init_thread, .checked = init_checked, .ud = &x };
+        EntryBpResult res;
+        int r;
+
+        (void)transition__patch_funcs(c, tr->patch, &n);
+        if (tr->global || !guard_block || n == 0 || n > SIGTRAP_MAX_ENTRIES)
+                return -ENOSYS;
+        w = calloc(n, sizeof(*w));
+        if (!w)
+                return -ENOMEM;
+        r = build_writes(tr, w, n);
+        if (r < 0)
+                return r;
+        /* A thread in uninterruptible sleep (a vfork parent) cannot be stopped alone
+         * either: the stop of every thread, whose rules for it are older and tried
+         * (docs/stops.md, "A thread that cannot be stopped"), not a window waiting. */
+        if (any_thread_in_d(tr->t))
+                return -ENOSYS;
+        /* A thread blocking SIGTRAP for good (a worker with every signal blocked) would
+         * hold the window's own wait for it 30 s, then refuse: the stop of every thread
+         * at once instead. A moment's block (a thread starting) is waited out. */
+        if (trapguard_wait_unblocked(tr->t, 20) < 0)
+                return -ENOSYS;
+        tr->n_pending = 0;
+        tr->stuck_tid = 0;
+        /* Recorded before the window opens, with where its guard is: a driver killed
+         * inside leaves what the next one needs to close it (transition_resume()). The
+         * untabled byte stays as it is until every thread was seen out of the stubs that
+         * read it; never set yet, nothing reads it. */
+        if (c->img->hdr.untabled_state == THREAD_UNDEFINED)
+                c->img->hdr.untabled_state = x.initial;
+        c->img->hdr.target_state = (int8_t)tr->target_state;
+        c->img->hdr.transition_patch = tr->patch;
+        c->img->hdr.transition_flags = CT_FLAG_UNTABLED | CT_FLAG_INIT_WINDOW;
+        c->img->hdr.guard_block = guard_block;
+        control_claim_driver(c);
+        p->state = CP_TRANSITION;
+        r = control_write_header(tr->t, c);
+        if (r >= 0)
+                r = control_write_patch(tr->t, c, (unsigned)tr->patch);
+        if (r < 0)
+                return undo_record(tr, w, n, &was, state, r);
+        r = entry_write_bp_hooked(tr->t, guard_block, w, n, &hooks, &res);
+        tr->init_moved += res.moved;
+        tr->init_trapped += res.trapped;
+        if (r == -EILSEQ && res.stuck_tid) {
+                tr->stuck_tid = res.stuck_tid;
+                tr->stuck_pc = res.stuck_pc;
+        }
+        if (r < 0) {
+                /* No core serialization, or a thread blocking SIGTRAP: the stop of every
+                 * thread instead. Threads sharing a pointer: global mode. */
+                bool other_way = (r == -EOPNOTSUPP && !x.shared_tp) || r == -EBUSY;
+                free(x.tids);
+                free(x.tps);
+                (void)undo_record(tr, w, n, &was, state, r);
+                return other_way && !tr->entries_left ? -ENOSYS : r;
+        }
+        for (size_t i = 0; i < x.n && r >= 0; i++)
+                r = transition__pending_add(tr, x.tids[i], -1);
+        free(x.tids);
+        free(x.tps);
+        if (r < 0)
+                return r;
+        tr->total = (unsigned)x.n;
+        tr->untabled = true;
+        /* The window is closed (a guard left for a late trap stays harmless: it chains
+         * every other trap to the program's disposition). */
+        c->img->hdr.transition_flags &= ~(uint32_t)CT_FLAG_INIT_WINDOW;
+        return control_write_header(tr->t, c);
+}
+
+int transition__close_init_window(Transition *tr) {
+        unsigned n;
+        const ControlFunc *f = transition__patch_funcs(tr->c, tr->patch, &n);
+        _cleanup_free_ EntryWrite *w = calloc(n ? n : 1, sizeof(*w));
+
+        if (!w)
+                return -ENOMEM;
+        if (!tr->c->img->hdr.guard_block || n > SIGTRAP_MAX_ENTRIES)
+                return -EUCLEAN;
+        for (unsigned i = 0; i < n; i++) {
+                uint64_t at = f[i].old_addr + f[i].entry_off;
+                int len = encode_entry_jump(w[i].want, f[i].displaced_len, at, f[i].stub_addr);
+                if (len < 0)
+                        return len;
+                if (len < tr->expect[i].len)
+                        return -EUCLEAN;
+                w[i].at = at;
+                w[i].len = (uint8_t)len;
+                /* What init found there: the expected bytes, a jump padded with int3
+                 * as every entry jump is written (encode_entry_jump()). */
+                memset(w[i].cur, INSN_INT3, sizeof(w[i].cur));
+                memcpy(w[i].cur, tr->expect[i].b, tr->expect[i].len);
+        }
+        return entry_bp_close(tr->t, tr->c->img->hdr.guard_block, w, n);
+}
