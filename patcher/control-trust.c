@@ -18,6 +18,7 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -82,7 +83,7 @@ static int create_key(const char *path, uint8_t key[CONTROL_KEY_SIZE]) {
 }
 
 /* The key, read once per process; created when create is set and it does not exist. */
-static int control_key(bool create, uint8_t key[CONTROL_KEY_SIZE]) {
+static int control_key_locked(bool create, uint8_t key[CONTROL_KEY_SIZE]) {
         /* A process-wide cache of a process-wide secret: the key does not change while
          * the machine is up. */
         static uint8_t cached[CONTROL_KEY_SIZE];
@@ -106,6 +107,18 @@ static int control_key(bool create, uint8_t key[CONTROL_KEY_SIZE]) {
         memcpy(cached, key, CONTROL_KEY_SIZE);
         have = true;
         return 0;
+}
+
+/* Several threads sign and check blocks at once (ulpd's drivers): the cache is filled
+ * and read under a lock, so that none sees it marked filled before its bytes. */
+static int control_key(bool create, uint8_t key[CONTROL_KEY_SIZE]) {
+        static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+        int r;
+
+        pthread_mutex_lock(&lock);
+        r = control_key_locked(create, key);
+        pthread_mutex_unlock(&lock);
+        return r;
 }
 
 typedef struct ControlIdentity {

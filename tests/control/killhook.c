@@ -21,6 +21,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -95,19 +96,29 @@ static void after_write(int fd, size_t n) {
                 kill(getpid(), SIGKILL);
 }
 
+/* ulpd's drivers write from several threads: one write and its count at a time, so
+ * that the N-th write is one write, counted once. */
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+
 ssize_t pwrite64(int fd, const void *buf, size_t n, off_t off) {
         static ssize_t (*real)(int, const void *, size_t, off_t);
         ssize_t r;
+        int e;
 
+        pthread_mutex_lock(&lock);
         if (!real)
                 real = (ssize_t (*)(int, const void *, size_t, off_t))dlsym(RTLD_NEXT, "pwrite64");
         if (next_fails(fd)) {
                 after_write(fd, n);
+                pthread_mutex_unlock(&lock);
                 errno = EIO;
                 return -1;
         }
         r = real(fd, buf, n, off);
+        e = errno;
         after_write(fd, n);
+        pthread_mutex_unlock(&lock);
+        errno = e;
         return r;
 }
 
