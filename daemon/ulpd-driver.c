@@ -277,7 +277,7 @@ static void *driver_main(void *userdata) {
         Driver *d = userdata;
         Manager *m = d->m;
         Job *list = NULL;
-        bool late = false;
+        uint64_t late_at = UINT64_MAX;  /* when to look again at threads still late */
 
         pthread_mutex_lock(&m->drv_lock);
         for (;;) {
@@ -289,8 +289,7 @@ static void *driver_main(void *userdata) {
                 driver_take_queued(d, &list);
                 for (Job *j = list; j; j = j->drv_next)
                         next = MIN(next, job_due(j));
-                if (late)
-                        next = MIN(next, clock_usec() + DRIVER_LATE_POLL_USEC);
+                next = MIN(next, late_at);
                 if (next > clock_usec()) {
                         driver_sleep(d, next);
                         continue;
@@ -308,7 +307,10 @@ static void *driver_main(void *userdata) {
                         else
                                 p = &j->drv_next;
                 }
-                late = ulp_release_late() > 0;
+                /* a deadline kept, not recomputed at each wake: computed afresh it
+                 * would always lie ahead, and a thread late in a vfork, stopped once
+                 * its child exits, would wait for the driver's next job for good */
+                late_at = ulp_release_late() > 0 ? clock_usec() + DRIVER_LATE_POLL_USEC : UINT64_MAX;
                 pthread_mutex_lock(&m->drv_lock);
                 d->active -= ended;
         }
