@@ -43,6 +43,13 @@ static void status_patch(const ControlImage *img, unsigned idx, UlpPatchStatus *
 
         snprintf(ps->name, sizeof(ps->name), "%s", p->name);
         ps->state = transition_patch_state(p->state);
+        /* The header is what says a transition is in progress: a driver killed between
+         * the patch's write and the header's (init writes the header first, completion
+         * and cancel the patch first) leaves a record not marked in transition that the
+         * header still names. Shown in transition, so that an operator reverts it, as
+         * the refusal of an apply asks (docs/fault-tolerance.md). */
+        if (img->hdr.transition_patch == (int32_t)idx)
+                ps->state = ULP_PATCH_TRANSITION;
         ps->forced = p->flags & CP_FLAG_FORCED;
         ps->replace = p->flags & CP_FLAG_REPLACE;
         ps->applied_ns = p->applied_ns;
@@ -75,7 +82,8 @@ int op_status_convert(const ControlImage *img, UlpProcessStatus *ret) {
                  * not shown, unless their code is still mapped in the process (a driver
                  * was killed before it unmapped it, or some thread was forced). */
                 if (img->patches[i].state == CP_FREE ||
-                    (img->patches[i].state == CP_UNPATCHED && !img->patches[i].map_size))
+                    (img->patches[i].state == CP_UNPATCHED && !img->patches[i].map_size &&
+                     img->hdr.transition_patch != (int32_t)i))
                         continue;
                 status_patch(img, i, &ret->patches[ret->n_patches++]);
         }

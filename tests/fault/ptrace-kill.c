@@ -6,7 +6,10 @@
  *
  *   ULP_FAULT_REQUEST   the request: a name (SEIZE, INTERRUPT, CONT, SINGLESTEP, SYSCALL,
  *                       DETACH, GETREGS, SETREGS, GETREGSET, SETREGSET, GETSIGMASK,
- *                       SETSIGMASK, GETSIGINFO, SETSIGINFO, SETOPTIONS, SETFPREGS) or ANY
+ *                       SETSIGMASK, GETSIGINFO, SETSIGINFO, SETOPTIONS, SETFPREGS) or ANY,
+ *                       or MEMWRITE: a write of the target's memory (pwrite on a
+ *                       /proc/PID/mem fd, or process_vm_writev), not a ptrace call, so
+ *                       that a kill lands between two writes of the control block
  *   ULP_FAULT_N         which call of it (1 = the first)
  *   ULP_FAULT_DELAY_US  instead: SIGKILL after this many microseconds of the process's
  *                       life, wherever it is then (a random moment when drawn at random)
@@ -34,6 +37,7 @@
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <sys/user.h>
 #include <unistd.h>
 
@@ -49,11 +53,15 @@ static const struct {
         { "SETFPREGS", 15 },      { "GETFPREGS", 14 },      { "GET_SYSCALL_INFO", 0x420e },
 };
 
-static long want = -2;          /* -2 not read yet, -1 none, 0x7fffffff any */
+#define MEMWRITE 0x7ffffffe
+
+static long want = -2;          /* -2 not read yet, -1 none, 0x7fffffff any, MEMWRITE */
 static unsigned long want_n, seen;
 static long after_nr = -1;      /* ULP_FAULT_AFTER_SYSCALL, -1 none: count from the start */
 
 static const char *req_name(long req) {
+        if (req == MEMWRITE)
+                return "MEMWRITE";
         for (size_t i = 0; i < sizeof(requests) / sizeof(requests[0]); i++)
                 if (requests[i].req == req)
                         return requests[i].name;
@@ -70,6 +78,8 @@ static void read_config(void) {
                 after_nr = strtol(getenv("ULP_FAULT_AFTER_SYSCALL"), NULL, 10);
         if (strcmp(r, "ANY") == 0)
                 want = 0x7fffffff;
+        if (strcmp(r, "MEMWRITE") == 0)
+                want = MEMWRITE;
         for (size_t i = 0; i < sizeof(requests) / sizeof(requests[0]); i++)
                 if (strcmp(requests[i].name, r) == 0)
                         want = requests[i].req;
@@ -153,5 +163,48 @@ long ptrace(enum __ptrace_request request, ...) {
         if (want != -1 && after_nr < 0 && (want == 0x7fffffff || want == (long)request) && ++seen == want_n)
                 syscall(SYS_kill, getpid(), SIGKILL);
         errno = saved;
+        return r;
+}
+
+/* MEMWRITE: counted after the write is done, as a ptrace call is. */
+static void after_write(ssize_t r) {
+        int saved = errno;
+        if (want == -2)
+                read_config();
+        log_call(MEMWRITE, (long)r, NULL);
+        if (want == MEMWRITE && ++seen == want_n)
+                syscall(SYS_kill, getpid(), SIGKILL);
+        errno = saved;
+}
+
+static int is_mem_fd(int fd) {
+        char link[32], path[64];
+        snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+        ssize_t n = readlink(link, path, sizeof(path) - 1);
+        if (n < 4)
+                return 0;
+        path[n] = 0;
+        return strncmp(path, "/proc/", 6) == 0 && strcmp(path + n - 4, "/mem") == 0;
+}
+
+/* Both glibc names (the build's 64-bit offsets redirect pwrite to pwrite64). */
+ssize_t fault_pwrite64(int fd, const void *buf, size_t len, off_t off) __asm__("pwrite64");
+ssize_t fault_pwrite(int fd, const void *buf, size_t len, off_t off) __asm__("pwrite");
+
+ssize_t fault_pwrite64(int fd, const void *buf, size_t len, off_t off) {
+        ssize_t r = syscall(SYS_pwrite64, fd, buf, len, off);
+        if (is_mem_fd(fd))
+                after_write(r);
+        return r;
+}
+
+ssize_t fault_pwrite(int fd, const void *buf, size_t len, off_t off) {
+        return fault_pwrite64(fd, buf, len, off);
+}
+
+ssize_t process_vm_writev(pid_t pid, const struct iovec *local, unsigned long nl, const struct iovec *remote,
+                          unsigned long nr, unsigned long flags) {
+        ssize_t r = syscall(SYS_process_vm_writev, pid, local, nl, remote, nr, flags);
+        after_write(r);
         return r;
 }

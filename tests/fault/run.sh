@@ -7,7 +7,10 @@
 # `ulpctl --direct status` must read it; revert/apply must finish or take over; then the
 # victim must run exactly the version it should and never have mixed versions.
 #
-# Usage: run.sh requests|random   (env from meson: ULPCTL, VICTIM, PATCH, FAULTLIB)
+# Usage: run.sh requests|random|writes   (env from meson: ULPCTL, VICTIM, PATCH, FAULTLIB)
+# writes: killed right after the N-th write of the target's memory (control block
+#        records, thread table, entries), every N of a revert and every ULP_FAULT_WSTEP-th
+#        (default 3) of an apply: the moments between two writes of the control block.
 # Knobs: ULP_FAULT_K (calls per request, default 4), ULP_FAULT_KR (for revert, default 2),
 #        ULP_FAULT_REQUESTS (list), ULP_FAULT_SPREAD (the ANY trials' step, default 20: the
 #        N-th ptrace call of any kind for N = 10, 30, 50..., spread over a whole
@@ -189,6 +192,27 @@ random)
 		else
 			trial revert "after ${us}us" killed_after "$us" "$ULPCTL" --direct revert --timeout 30 -p "$VPID" fault || failures
 		fi
+	done
+	;;
+writes)
+	# How many writes each operation makes here, counted by the library's log.
+	settle none >/dev/null
+	count=$WORK/writes.log
+	rm -f "$count"
+	env LD_PRELOAD="$FAULTLIB" ULP_FAULT_LOG="$count" "$ULPCTL" --direct apply -p "$VPID" "$PATCH" >/dev/null ||
+		fail "the counting apply failed"
+	wa=$(grep -c '^MEMWRITE' "$count")
+	rm -f "$count"
+	env LD_PRELOAD="$FAULTLIB" ULP_FAULT_LOG="$count" "$ULPCTL" --direct revert -p "$VPID" fault >/dev/null ||
+		fail "the counting revert failed"
+	wr=$(grep -c '^MEMWRITE' "$count")
+	echo "an apply writes the target's memory $wa times here, a revert $wr times"
+	[ "$wa" -gt 0 ] && [ "$wr" -gt 0 ] || fail "no write counted: the library does not see them"
+	for ((n = 1; n <= wr; n++)); do
+		trial revert "MEMWRITE#$n" injected MEMWRITE "$n" revert --timeout 30 -p "$VPID" fault || failures
+	done
+	for ((n = 1; n <= wa; n += ${ULP_FAULT_WSTEP:-3})); do
+		trial apply "MEMWRITE#$n" injected MEMWRITE "$n" apply --timeout 30 -p "$VPID" "$PATCH" || failures
 	done
 	;;
 *)
