@@ -82,8 +82,7 @@ int op_status_convert(const ControlImage *img, UlpProcessStatus *ret) {
                  * not shown, unless their code is still mapped in the process (a driver
                  * was killed before it unmapped it, or some thread was forced). */
                 if (img->patches[i].state == CP_FREE ||
-                    (img->patches[i].state == CP_UNPATCHED && !img->patches[i].map_size &&
-                     img->hdr.transition_patch != (int32_t)i))
+                    (img->patches[i].state == CP_UNPATCHED && !img->patches[i].map_size))
                         continue;
                 status_patch(img, i, &ret->patches[ret->n_patches++]);
         }

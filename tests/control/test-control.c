@@ -160,10 +160,17 @@ TEST(stage) {
         ASSERT_OK(op_status_convert(img, &s));
         ASSERT_EQ(s.n_patches, 0);
         ulp_status_done(&s);
+}
 
-        /* A driver killed between a completion's patch write and its header write: the
-         * header still names the reverted patch, which is shown in transition (an apply
-         * refuses, a revert takes it over), not hidden as reverted. */
+/* A driver killed between a completion's patch write and its header write: the header
+ * still names the reverted patch, which is shown in transition (an apply refuses, a
+ * revert takes it over), not hidden as reverted. The same for an init killed between its
+ * header write and its patch write. */
+TEST(header_names_patch) {
+        UlpProcessStatus s = {};
+
+        fresh();
+        img->patches[0].state = CP_UNPATCHED;
         img->hdr.transition_patch = 0;
         img->hdr.target_state = THREAD_UNPATCHED;
         ASSERT_OK(control_validate(img, SAMPLE_SELF, why, sizeof(why)));
@@ -171,11 +178,10 @@ TEST(stage) {
         ASSERT_EQ(s.n_patches, 1);
         ASSERT_STREQ(ulp_patch_state_to_string(s.patches[0].state), "transition");
         ulp_status_done(&s);
-        /* And an init killed between its header write and its patch write. */
         img->patches[0].state = CP_PATCHED;
-        img->hdr.target_state = THREAD_UNPATCHED;
         ASSERT_OK(control_validate(img, SAMPLE_SELF, why, sizeof(why)));
         ASSERT_OK(op_status_convert(img, &s));
+        ASSERT_EQ(s.n_patches, 1);
         ASSERT_STREQ(ulp_patch_state_to_string(s.patches[0].state), "transition");
         ulp_status_done(&s);
 }
