@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "test.h"
+
 static inline uint64_t now_ns(void) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -24,9 +26,10 @@ static inline void sleep_ms(long ms) {
                 ;
 }
 
-/* Polls cond every millisecond for up to ms; true when it held. */
+/* Polls cond every millisecond for up to ms times test_slowdown() (a loaded machine
+ * stretches every wait); true when it held. */
 #define WAIT_UNTIL(cond, ms) ({ \
-                uint64_t _end = now_ns() + (uint64_t)(ms) * 1000000ULL; \
+                uint64_t _end = now_ns() + (uint64_t)(ms) * test_slowdown() * 1000000ULL; \
                 bool _ok; \
                 while (!(_ok = (cond)) && now_ns() < _end) \
                         sleep_ms(1); \
