@@ -189,6 +189,17 @@ static const char *sym_name(Elf *elf, size_t link, Elf_Data *strings, size_t off
 }
 
 /* Appends the wanted symbols of one symbol table section to st->v (room made for all). */
+/* The entries a symbol section holds: from its data, which libelf bounds by the file,
+ * never from sh_size alone (a hostile header claims billions: an allocation of tens of
+ * GiB, then a loop over them). */
+static size_t section_entries(Elf_Scn *scn, const GElf_Shdr *sh) {
+        Elf_Data *data = elf_getdata(scn, NULL);
+
+        if (!data || sh->sh_entsize == 0)
+                return 0;
+        return MIN((size_t)(sh->sh_size / sh->sh_entsize), data->d_size / sh->sh_entsize);
+}
+
 static void symtab_add_section(SymTab *st, Elf *elf, Elf_Scn *scn, const GElf_Shdr *sh, bool dyn) {
         Elf_Data *data = elf_getdata(scn, NULL);
         Elf_Data *xdata = NULL, *versym = NULL, *strings;
@@ -207,7 +218,7 @@ static void symtab_add_section(SymTab *st, Elf *elf, Elf_Scn *scn, const GElf_Sh
         }
         strings = string_table(elf, sh->sh_link);
 
-        size_t count = sh->sh_size / sh->sh_entsize;
+        size_t count = section_entries(scn, sh);
         for (size_t i = 1; i < count; i++) {
                 GElf_Sym s;
                 Elf32_Word xshndx = 0;
@@ -254,7 +265,7 @@ static size_t symtab_sections(SymTab *st, bool add) {
                         if (add)
                                 symtab_add_section(st, elf, scn, &sh, pass == 1);
                         else
-                                total += sh.sh_size / sh.sh_entsize;
+                                total += section_entries(scn, &sh);
                 }
         }
         return total;
@@ -882,7 +893,7 @@ const char *symtab_find_import(const SymTab *st, const char *const *names) {
                 if (!gelf_getshdr(scn, &sh) || sh.sh_type != SHT_DYNSYM || sh.sh_entsize == 0 ||
                     !(d = elf_getdata(scn, NULL)))
                         continue;
-                for (size_t i = 1; i < sh.sh_size / sh.sh_entsize; i++) {
+                for (size_t i = 1, n = section_entries(scn, &sh); i < n; i++) {
                         GElf_Sym s;
                         const char *name;
                         if (!gelf_getsym(d, (int)i, &s) || s.st_shndx != SHN_UNDEF ||
