@@ -317,9 +317,11 @@ static int late_post_patch(UlpOp *op, unsigned idx, unsigned k) {
         }
         LateMark mark = { op, idx, k, CONTROL_LATE_LOADED };
         r = op_run_callback_marked(op, p->callbacks[CP_CB_POST_PATCH], late_mark, &mark, &ret);
-        /* It did not run (no thread, or it crashed and its thread was put back): the
-         * next run runs it. One past its deadline runs on: it counts as run. */
-        if (r < 0 && !op->callback_returned && r != -ETIME) {
+        /* It did not start (no thread, or its thread could not be entered): the next
+         * run runs it. One that started counts as run, as an apply's post_patch does:
+         * past its deadline it runs on; one that crashed (its thread put back where it
+         * was) would crash again at each of ulpd's looks, once a second. */
+        if (r < 0 && !op->callback_entered) {
                 p->late[k][CONTROL_LATE_STATE] = CONTROL_LATE_POSTPENDING;
                 (void)control_write_patch(op->t, &op->c, idx);
         }

@@ -3,8 +3,10 @@
  * For tests/late's victim (docs/late-callbacks.md): base_value returns 2 at once,
  * hold_value 2 once liblatehold.so is loaded; hold_wait is replaced too, so that a
  * thread waiting in it keeps the library's switch from happening. The library's
- * callbacks print "cb: NAME" on the victim's standard output.
+ * callbacks print "cb: NAME" on the victim's standard output; with $LATE_POST_CRASH set
+ * in the victim, post_patch crashes after its line (test-post-crash.sh).
  */
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -38,8 +40,13 @@ static int pre_patch(void) {
         return 0;
 }
 
+/* An address no process maps, hidden from the compiler. */
+static volatile unsigned long nowhere = 16;
+
 static void post_patch(void) {
         say("cb: post_patch\n");
+        if (getenv("LATE_POST_CRASH"))
+                *(volatile int *)nowhere = 1;
 }
 
 static int pre_unpatch(void) {
