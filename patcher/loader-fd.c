@@ -73,6 +73,11 @@ int loader_fd_opened(Target *t, Control *c, int fd) {
         return control_write_header(t, c);
 }
 
+int loader_fd_moved(Target *t, Control *c, uint64_t addr) {
+        c->img->hdr.load_addr = addr;
+        return control_write_header(t, c);
+}
+
 /* Whether fd of pid is the memfd named name: its link reads "/memfd:NAME (deleted)". */
 static bool fd_is_memfd(pid_t pid, int fd, const char *name) {
         char path[64], link[256], want[256];

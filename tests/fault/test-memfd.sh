@@ -86,6 +86,33 @@ done
 echo "load kills: trials=$trials killed=$killed memfd_left_by_kill=$left lost=$lost wrong=$wrong"
 [ "$left" -gt 0 ] || fail "no kill left a memfd open: the sweep missed the window"
 
+# The reservation refused with EEXIST (ptrace-kill.so, ULP_FAULT_EEXIST: the first range
+# is mapped all the same, as by the program since the maps were read): the loader
+# reserves another range, which the record must name. Killed right after the SETREGS of
+# the memfd's close (a logged apply counts the calls up to it), the load leaves its code
+# at that second range; the next apply must unmap it. Before, the record kept the first
+# range, which holds no mapping of the load: the code stayed mapped for good.
+out=$(env LD_PRELOAD="$FAULTLIB" ULP_FAULT_EEXIST=1 ULP_FAULT_LOG="$WORK/calls-eexist" "$ULPCTL" --direct apply \
+	--timeout $T -p "$VPID" "$PATCH" 2>&1) || fail "eexist: the logged apply: $out"
+runs v2 v1 || fail "eexist: the patch does not run after the logged apply"
+out=$(ulpctl revert --timeout $T -p "$VPID" fault 2>&1) || fail "eexist: revert: $out"
+at=$(awk '/^SETREGS .*rax=319$/ && !s { s = NR } s && /rax=9$/ { m++ } s && /^SETREGS .*rax=3$/ { print (m >= 3 ? NR - s + 1 : ""); exit }' \
+	"$WORK/calls-eexist")
+[ -n "$at" ] || fail "eexist: no second reservation and close in the logged load"
+env LD_PRELOAD="$FAULTLIB" ULP_FAULT_EEXIST=1 ULP_FAULT_AFTER_SYSCALL=319 ULP_FAULT_REQUEST=ANY ULP_FAULT_N="$at" \
+	"$ULPCTL" --direct apply --timeout $T -p "$VPID" "$PATCH" >"$WORK/inj.out" 2>&1
+[ $? = 137 ] || fail "eexist: the apply was not killed: $(cat "$WORK/inj.out")"
+victim_ok
+[ "$(ulp_maps)" -ge 1 ] || fail "eexist: the kill left no code mapped"
+runs v1 v2 || fail "eexist: not on the original after the kill"
+out=$(ulpctl apply --timeout $T -p "$VPID" "$PATCH" 2>&1) || fail "eexist: the apply after the kill: $out"
+out=$(ulpctl revert --timeout $T -p "$VPID" fault 2>&1) || fail "eexist: the revert after the kill: $out"
+[ "$(ulp_maps)" = 0 ] || fail "eexist: the code the killed load mapped at its second range is still mapped"
+[ "$(ulp_fds)" = 0 ] || fail "eexist: an ulp memfd is still open"
+runs v1 v2 || fail "eexist: not on the original after the revert"
+victim_ok
+ok "a load that reserved a second range after EEXIST, killed, is taken back from that range"
+
 # ulpd's recovery at its start (ulp_op_resume, no transition to take over): killed right
 # after the SETREGS of the second mmap (the reservation made, the fd open), the load is
 # taken back before ulpd says it is ready. The block is signed with the test's own key
