@@ -45,7 +45,7 @@ out=$(ulpctl revert --timeout $T -p "$VPID" fault 2>&1) || fail "first revert: $
 out=$(env LD_PRELOAD="$FAULTLIB" ULP_FAULT_LOG="$WORK/calls" "$ULPCTL" --direct apply --timeout $T \
 	-p "$VPID" "$PATCH" 2>&1) || fail "logged apply: $out"
 out=$(ulpctl revert --timeout $T -p "$VPID" fault 2>&1) || fail "logged revert: $out"
-CALLS=$(awk '/^SETREGS .*rax=319$/ && !s { s = NR } s && /^DETACH/ { print NR - s + 1; exit }' "$WORK/calls")
+CALLS=$(awk '/^MEMWRITE/ { next } { n++ } /^SETREGS .*rax=319$/ && !s { s = n } s && /^DETACH/ { print n - s + 1; exit }' "$WORK/calls")
 [ -n "$CALLS" ] && [ "$CALLS" -gt 8 ] || fail "no load found in the logged apply's calls: $(head -c 600 "$WORK/calls")"
 
 trials=0 killed=0 left=0 lost=0 wrong=0
@@ -96,7 +96,7 @@ out=$(env LD_PRELOAD="$FAULTLIB" ULP_FAULT_EEXIST=1 ULP_FAULT_LOG="$WORK/calls-e
 	--timeout $T -p "$VPID" "$PATCH" 2>&1) || fail "eexist: the logged apply: $out"
 runs v2 v1 || fail "eexist: the patch does not run after the logged apply"
 out=$(ulpctl revert --timeout $T -p "$VPID" fault 2>&1) || fail "eexist: revert: $out"
-at=$(awk '/^SETREGS .*rax=319$/ && !s { s = NR } s && /rax=9$/ { m++ } s && /^SETREGS .*rax=3$/ { print (m >= 3 ? NR - s + 1 : ""); exit }' \
+at=$(awk '/^MEMWRITE/ { next } { n++ } /^SETREGS .*rax=319$/ && !s { s = n } s && /rax=9$/ { m++ } s && /^SETREGS .*rax=3$/ { print (m >= 3 ? n - s + 1 : ""); exit }' \
 	"$WORK/calls-eexist")
 [ -n "$at" ] || fail "eexist: no second reservation and close in the logged load"
 env LD_PRELOAD="$FAULTLIB" ULP_FAULT_EEXIST=1 ULP_FAULT_AFTER_SYSCALL=319 ULP_FAULT_REQUEST=ANY ULP_FAULT_N="$at" \
@@ -118,7 +118,7 @@ ok "a load that reserved a second range after EEXIST, killed, is taken back from
 # taken back before ulpd says it is ready. The block is signed with the test's own key
 # (tests/lib.sh), which recovery requires.
 if [ "$EUID" = 0 ] && [ -n "${ULPD:-}" ]; then
-	at=$(awk '/^SETREGS .*rax=319$/ && !s { s = NR } s && /rax=9$/ && ++m == 2 { print NR - s + 1; exit }' "$WORK/calls")
+	at=$(awk '/^MEMWRITE/ { next } { n++ } /^SETREGS .*rax=319$/ && !s { s = n } s && /rax=9$/ && ++m == 2 { print n - s + 1; exit }' "$WORK/calls")
 	[ -n "$at" ] || fail "no second mmap in the logged load"
 	env LD_PRELOAD="$FAULTLIB" ULP_FAULT_AFTER_SYSCALL=319 ULP_FAULT_REQUEST=ANY ULP_FAULT_N="$at" \
 		"$ULPCTL" --direct apply --timeout $T -p "$VPID" "$PATCH" >"$WORK/inj.out" 2>&1
