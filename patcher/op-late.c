@@ -276,8 +276,11 @@ static int late_pre_patch(UlpOp *op, unsigned idx, unsigned k, const PatchCallba
                 if (r != -ETIME) {
                         p->late[k][CONTROL_LATE_STATE] = CONTROL_LATE_WAITING;
                         (void)control_write_patch(op->t, &op->c, idx);
+                        return r;
                 }
-                return r;
+                /* The switch waits for its return, at a later try: -EBUSY, which ulpd's
+                 * look tries again a second later (its message stays the deadline's). */
+                return -EBUSY;
         }
         if (ret == 0)
                 return r < 0 ? r : 0;

@@ -4,7 +4,8 @@
  * hold_value 2 once liblatehold.so is loaded; hold_wait is replaced too, so that a
  * thread waiting in it keeps the library's switch from happening. The library's
  * callbacks print "cb: NAME" on the victim's standard output; with $LATE_POST_CRASH set
- * in the victim, post_patch crashes after its line (test-post-crash.sh).
+ * in the victim, post_patch crashes after its line (test-post-crash.sh); with
+ * $LATE_PRE_SLOW, pre_patch sleeps that many seconds after its line (test-pre-overdue.sh).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -36,7 +37,11 @@ static void say(const char *line) {
 }
 
 static int pre_patch(void) {
+        const char *slow = getenv("LATE_PRE_SLOW");
+
         say("cb: pre_patch\n");
+        if (slow)
+                sleep((unsigned)atoi(slow));
         return 0;
 }
 
