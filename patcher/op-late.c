@@ -327,6 +327,10 @@ static int late_post_patch(UlpOp *op, unsigned idx, unsigned k) {
         if (r < 0 && !op->callback_entered) {
                 p->late[k][CONTROL_LATE_STATE] = CONTROL_LATE_POSTPENDING;
                 (void)control_write_patch(op->t, &op->c, idx);
+                /* No thread within an operation's step: the next step runs it, before
+                 * the revert's pre_unpatch. */
+                if (r == -EAGAIN)
+                        return r;
         }
         if (r < 0)
                 op_warn(op, "post callback failed to run: %s", op->report->message);
