@@ -28,6 +28,19 @@ ulp_fds() {
 	echo $n
 }
 ulp_maps() { grep -c 'memfd:ulp-patch' "/proc/$VPID/maps"; }
+# The block's load_state (ControlHeader, offset 248: test-control.c checks it).
+load_state() {
+	python3 - "$VPID" <<'PY'
+import struct, sys
+pid = int(sys.argv[1])
+with open(f"/proc/{pid}/maps") as f:
+    start = next(int(v[0].split("-")[0], 16) for v in map(str.split, f)
+                 if len(v) >= 6 and v[5] == "/memfd:ulp-control" and int(v[2], 16) == 0)
+with open(f"/proc/{pid}/mem", "rb") as mem:
+    mem.seek(start + 248)
+    print(struct.unpack("<I", mem.read(4))[0])
+PY
+}
 runs() { { fresh && rises "$1" 5; } && steady "$2" && [ "$(now mixed)" = 0 ]; }
 fail_details() {
 	echo "--- last victim lines:"; tail -n 3 "$LOG"
@@ -112,6 +125,35 @@ out=$(ulpctl revert --timeout $T -p "$VPID" fault 2>&1) || fail "eexist: the rev
 runs v1 v2 || fail "eexist: not on the original after the revert"
 victim_ok
 ok "a load that reserved a second range after EEXIST, killed, is taken back from that range"
+
+# The taking back killed too: a load killed before its close (the fd open, the code
+# mapped), then the next apply killed right after the SETREGS of the reclaim's close, then
+# the next one right after that of its munmap (each finished by the thread on its own):
+# the apply after them finds nothing left to close or unmap, clears the record and loads.
+at=$(awk '/^MEMWRITE/ { next } { n++ } /^SETREGS .*rax=319$/ && !s { s = n } s && /^SETREGS .*rax=3$/ { print n - s; exit }' "$WORK/calls")
+[ -n "$at" ] || fail "reclaim: no close in the logged load"
+env LD_PRELOAD="$FAULTLIB" ULP_FAULT_AFTER_SYSCALL=319 ULP_FAULT_REQUEST=ANY ULP_FAULT_N="$at" \
+	"$ULPCTL" --direct apply --timeout $T -p "$VPID" "$PATCH" >"$WORK/inj.out" 2>&1
+[ $? = 137 ] || fail "reclaim: the load was not killed: $(cat "$WORK/inj.out")"
+[ "$(ulp_fds)" = 1 ] && [ "$(ulp_maps)" -ge 1 ] || fail "reclaim: the kill left no memfd or no mapping"
+for nr in 3 11; do
+	env LD_PRELOAD="$FAULTLIB" ULP_FAULT_AFTER_SYSCALL=$nr ULP_FAULT_REQUEST=ANY ULP_FAULT_N=1 \
+		"$ULPCTL" --direct apply --timeout $T -p "$VPID" "$PATCH" >"$WORK/inj.out" 2>&1
+	[ $? = 137 ] || fail "reclaim: the apply was not killed at system call $nr: $(cat "$WORK/inj.out")"
+	victim_ok
+	[ "$(ulp_fds)" = 0 ] || fail "reclaim: the memfd is open after the kill at system call $nr"
+	[ "$(load_state)" = 2 ] || fail "reclaim: the record is gone after the kill at system call $nr"
+	runs v1 v2 || fail "reclaim: not on the original after the kill at system call $nr"
+	[ $nr = 11 ] || [ "$(ulp_maps)" -ge 1 ] || fail "reclaim: the code was unmapped before the reclaim's munmap"
+done
+[ "$(ulp_maps)" = 0 ] || fail "reclaim: the code is still mapped after the reclaim's munmap"
+out=$(ulpctl apply --timeout $T -p "$VPID" "$PATCH" 2>&1) || fail "reclaim: the apply after the kills: $out"
+runs v2 v1 || fail "reclaim: the patch does not run"
+out=$(ulpctl revert --timeout $T -p "$VPID" fault 2>&1) || fail "reclaim: revert: $out"
+[ "$(ulp_maps)" = 0 ] && [ "$(ulp_fds)" = 0 ] || fail "reclaim: ulp memfd or code left after the revert"
+runs v1 v2 || fail "reclaim: not on the original after the revert"
+victim_ok
+ok "a reclaim killed after its close, then after its munmap, is ended by the next apply"
 
 # ulpd's recovery at its start (ulp_op_resume, no transition to take over): killed right
 # after the SETREGS of the second mmap (the reservation made, the fd open), the load is
