@@ -73,6 +73,11 @@ int loader_fd_opened(Target *t, Control *c, int fd) {
         return control_write_header(t, c);
 }
 
+int loader_fd_moved(Target *t, Control *c, uint64_t addr) {
+        c->img->hdr.load_addr = addr;
+        return control_write_header(t, c);
+}
+
 /* Whether fd of pid is the memfd named name: its link reads "/memfd:NAME (deleted)". */
 static bool fd_is_memfd(pid_t pid, int fd, const char *name) {
         char path[64], link[256], want[256];
@@ -137,10 +142,18 @@ static bool range_claimed(const ControlImage *img, uint64_t addr, uint64_t size)
         return false;
 }
 
+/* Whether e is a mapping of the load's memfd: its inode, and its name. The inode alone
+ * would do for a record ulp wrote; one the process forged may name the inode of another
+ * memfd, the control block's own among them. */
+static bool is_load_mapping(const MapEntry *e, uint64_t ino, const char *name) {
+        return e->inode == ino && e->path && strncmp(e->path, "/memfd:", 7) == 0 && strcmp(e->path + 7, name) == 0;
+}
+
 /* Whether [addr, addr + size) is wholly the load's: covered without a gap by mappings of
- * its memfd (ino) and by the reservation's anonymous PROT_NONE pages, at least one of
- * the memfd (the reservation succeeded: MAP_FIXED_NOREPLACE, then the segments over it). */
-static bool range_is_load(const MapList *maps, uint64_t ino, uint64_t addr, uint64_t size) {
+ * its memfd (ino, name) and by the reservation's anonymous PROT_NONE pages, at least one
+ * of the memfd (the reservation succeeded: MAP_FIXED_NOREPLACE, then the segments over
+ * it). */
+static bool range_is_load(const MapList *maps, uint64_t ino, const char *name, uint64_t addr, uint64_t size) {
         uint64_t at = addr;
         bool seg = false;
 
@@ -150,7 +163,7 @@ static bool range_is_load(const MapList *maps, uint64_t ino, uint64_t addr, uint
                         continue;
                 if (e->start > at)
                         return false;
-                if (e->inode == ino && e->path && strncmp(e->path, "/memfd:", 7) == 0)
+                if (is_load_mapping(e, ino, name))
                         seg = true;
                 else if (e->path || e->inode || e->prot != 0)
                         return false;
@@ -195,7 +208,7 @@ int loader_fd_reclaim(Target *t, Thread *th, Control *c) {
                 done++;
         }
         if (h->load_state == CONTROL_LOAD_OPEN && !range_claimed(c->img, h->load_addr, h->load_size) &&
-            range_is_load(&maps, h->load_ino, h->load_addr, h->load_size)) {
+            range_is_load(&maps, h->load_ino, h->load_name, h->load_addr, h->load_size)) {
                 r = rsys_munmap(t, th, h->load_addr, h->load_size);
                 if (r < 0)
                         goto out;

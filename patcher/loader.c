@@ -256,6 +256,9 @@ int loader_map(Target *t, Thread *th, struct Control *c, int patch_fd, const cha
                 r = procmaps_get(t, &maps);
                 if (r >= 0)
                         r = nearmem_find(maps, near_lo, near_hi, hi - lo, &addr);
+                /* The record names the range reserved, not the one refused. */
+                if (r >= 0 && c)
+                        r = loader_fd_moved(t, c, addr);
                 if (r >= 0)
                         r = rsys_mmap(t, th, addr, hi - lo, PROT_NONE,
                                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0, &addr);

@@ -67,6 +67,8 @@ int loader_map(Target *t, Thread *th, struct Control *c, int patch_fd, const cha
  * local copy, and its header write that publishes the patch's record publishes that. */
 int loader_fd_record(Target *t, struct Control *c, const char *name, uint64_t addr, uint64_t size);
 int loader_fd_opened(Target *t, struct Control *c, int fd);
+/* The range the load reserves moved to addr (the first was taken meanwhile: EEXIST). */
+int loader_fd_moved(Target *t, struct Control *c, uint64_t addr);
 void loader_fd_clear(struct Control *c);
 /* Whether the block names a load whose driver is gone (or this very process: operations
  * on a process do not overlap). */

@@ -276,8 +276,11 @@ static int late_pre_patch(UlpOp *op, unsigned idx, unsigned k, const PatchCallba
                 if (r != -ETIME) {
                         p->late[k][CONTROL_LATE_STATE] = CONTROL_LATE_WAITING;
                         (void)control_write_patch(op->t, &op->c, idx);
+                        return r;
                 }
-                return r;
+                /* The switch waits for its return, at a later try: -EBUSY, which ulpd's
+                 * look tries again a second later (its message stays the deadline's). */
+                return -EBUSY;
         }
         if (ret == 0)
                 return r < 0 ? r : 0;
@@ -317,11 +320,17 @@ static int late_post_patch(UlpOp *op, unsigned idx, unsigned k) {
         }
         LateMark mark = { op, idx, k, CONTROL_LATE_LOADED };
         r = op_run_callback_marked(op, p->callbacks[CP_CB_POST_PATCH], late_mark, &mark, &ret);
-        /* It did not run (no thread, or it crashed and its thread was put back): the
-         * next run runs it. One past its deadline runs on: it counts as run. */
-        if (r < 0 && !op->callback_returned && r != -ETIME) {
+        /* It did not start (no thread, or its thread could not be entered): the next
+         * run runs it. One that started counts as run, as an apply's post_patch does:
+         * past its deadline it runs on; one that crashed (its thread put back where it
+         * was) would crash again at each of ulpd's looks, once a second. */
+        if (r < 0 && !op->callback_entered) {
                 p->late[k][CONTROL_LATE_STATE] = CONTROL_LATE_POSTPENDING;
                 (void)control_write_patch(op->t, &op->c, idx);
+                /* No thread within an operation's step: the next step runs it, before
+                 * the revert's pre_unpatch. */
+                if (r == -EAGAIN)
+                        return r;
         }
         if (r < 0)
                 op_warn(op, "post callback failed to run: %s", op->report->message);

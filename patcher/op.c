@@ -349,6 +349,7 @@ int op_run_callback_marked(UlpOp *op, uint64_t addr, int (*mark)(void *data), vo
         int r, k;
 
         op->callback_returned = false;
+        op->callback_entered = false;
         r = op_callback_reclaim(op, true);
         if (r < 0)
                 return r;
@@ -366,6 +367,7 @@ int op_run_callback_marked(UlpOp *op, uint64_t addr, int (*mark)(void *data), vo
                         op->o.callback_timeout_ms ?: CALLBACK_TIMEOUT_MS, &rax);
         op->t->call_start = NULL;
         op->t->call_start_data = NULL;
+        op->callback_entered = op->t->call_entered;
         procmaps_drop(op->t);   /* the callback may have mapped memory */
         /* Past its deadline the thread keeps the call: resumed, it finishes it and
          * returns through its frame (rax). */

@@ -55,6 +55,8 @@ struct UlpOp {
                                   * failed with time left (set while a prologue runs) */
         bool callback_returned;  /* the last op_run_callback's callback returned (its int
                                   * is known even if resuming its thread then failed) */
+        bool callback_entered;   /* its thread was resumed into it: it ran, if only to
+                                  * crash or to be left past its deadline */
 };
 
 uint64_t op_now_ns(void);

@@ -76,6 +76,8 @@ typedef struct Target {
          * is target_call()'s, the thread untouched. */
         int (*call_start)(void *data);
         void *call_start_data;
+        bool call_entered;       /* the last target_call() resumed its thread into the
+                                  * call: the function ran, whatever its outcome */
         int auth_fd;             /* the /proc/PID/mem the operation was authorized with, or -1 */
         uint64_t random_addr;    /* AT_RANDOM of the bound image, 0 when it could not be read */
         uint8_t random[16];      /* its 16 bytes */

@@ -802,6 +802,7 @@ int target_call(Target *t, Thread *th, uint64_t func, const long args[6], uint64
                 int timeout_ms, uint64_t *ret) {
         _cleanup_(remote_context_done) RemoteContext c = { 0 };
 
+        t->call_entered = false;
         if (t->image_changed)
                 return -ESTALE;
         if (th->gone)
@@ -835,6 +836,7 @@ int target_call(Target *t, Thread *th, uint64_t func, const long args[6], uint64
         r = remote_enter(t, th, &c, &regs, return_code, true);
         if (r < 0)
                 return remote_finish(t, th, &c, r, false, signal_stop);
+        t->call_entered = true;   /* resumed from here on: the function runs */
         const RemoteEnd end = { .at_entry = true, .nr = SYS_rt_sigreturn,
                                 .rip = return_code + sizeof(call_return_code) };
         uint64_t frame = regs.rsp;

@@ -218,6 +218,10 @@ TEST(load) {
         img->hdr.load_size = 0x3000;
         img->hdr.load_addr = UINT64_MAX & ~0xfffULL;
         ASSERT_REFUSED("a patch load's range is not a sane mapping");
+        /* The layout test-memfd-forged.sh and test-memfd.sh (tests/fault) use in a live block. */
+        ASSERT_EQ(offsetof(ControlHeader, load_state), 248);
+        ASSERT_EQ(offsetof(ControlHeader, load_ino), 272);
+        ASSERT_EQ(offsetof(ControlHeader, load_name), 296);
 }
 
 TEST(patches) {

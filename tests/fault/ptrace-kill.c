@@ -21,6 +21,10 @@
  *                       starts the first remote system call of this number (N = 1: that
  *                       SETREGS itself), so that a sweep lands inside one step of the
  *                       operation whatever came before it
+ *   ULP_FAULT_EEXIST    set: the first remote mmap with MAP_FIXED_NOREPLACE that succeeds
+ *                       is reported to the patcher as refused with EEXIST (the GETREGS at
+ *                       its exit says so), its mapping left in place: as if the process
+ *                       had mapped that range since the patcher read its maps
  * Unset or unknown: the library does nothing. ULP_FAULT_LOG, when set, names a file that
  * gets one line per call ("REQUEST result", and "rax=N" for SETREGS), to see what an
  * operation does.
@@ -58,6 +62,7 @@ static const struct {
 static long want = -2;          /* -2 not read yet, -1 none, 0x7fffffff any, MEMWRITE */
 static unsigned long want_n, seen;
 static long after_nr = -1;      /* ULP_FAULT_AFTER_SYSCALL, -1 none: count from the start */
+static int eexist = -1;         /* ULP_FAULT_EEXIST: 1 armed, 0 done or unset, -1 not read */
 
 static const char *req_name(long req) {
         if (req == MEMWRITE)
@@ -83,6 +88,21 @@ static void read_config(void) {
         for (size_t i = 0; i < sizeof(requests) / sizeof(requests[0]); i++)
                 if (strcmp(requests[i].name, r) == 0)
                         want = requests[i].req;
+}
+
+/* ULP_FAULT_EEXIST: the registers a GETREGS read at the exit of the first successful
+ * mmap(MAP_FIXED_NOREPLACE) say -EEXIST. */
+static void fake_eexist(long request, long result, void *data) {
+        struct user_regs_struct *regs = data;
+
+        if (eexist < 0)
+                eexist = getenv("ULP_FAULT_EEXIST") != NULL;
+        if (!eexist || request != 12 || result != 0 || !regs)
+                return;
+        if (regs->orig_rax == 9 && (regs->r10 & 0x100000) && (long)regs->rax >= 0) {
+                regs->rax = (unsigned long long)-EEXIST;
+                eexist = 0;
+        }
 }
 
 /* A SETREGS line also gives rax: the system call of a remote step it starts. */
@@ -154,6 +174,7 @@ long ptrace(enum __ptrace_request request, ...) {
         /* The raw system call: the PEEK requests' glibc convention is not used by ulp. */
         long r = syscall(SYS_ptrace, (long)request, (long)pid, addr, data);
         int saved = errno;
+        fake_eexist((long)request, r, data);
         log_call((long)request, r, data);
         if (moved && r == 0)
                 syscall(SYS_kill, getpid(), SIGKILL);

@@ -3,8 +3,11 @@
  * For tests/late's victim (docs/late-callbacks.md): base_value returns 2 at once,
  * hold_value 2 once liblatehold.so is loaded; hold_wait is replaced too, so that a
  * thread waiting in it keeps the library's switch from happening. The library's
- * callbacks print "cb: NAME" on the victim's standard output.
+ * callbacks print "cb: NAME" on the victim's standard output; with $LATE_POST_CRASH set
+ * in the victim, post_patch crashes after its line (test-post-crash.sh); with
+ * $LATE_PRE_SLOW, pre_patch sleeps that many seconds after its line (test-pre-overdue.sh).
  */
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -34,12 +37,21 @@ static void say(const char *line) {
 }
 
 static int pre_patch(void) {
+        const char *slow = getenv("LATE_PRE_SLOW");
+
         say("cb: pre_patch\n");
+        if (slow)
+                sleep((unsigned)atoi(slow));
         return 0;
 }
 
+/* An address no process maps, hidden from the compiler. */
+static volatile unsigned long nowhere = 16;
+
 static void post_patch(void) {
         say("cb: post_patch\n");
+        if (getenv("LATE_POST_CRASH"))
+                *(volatile int *)nowhere = 1;
 }
 
 static int pre_unpatch(void) {

@@ -7,7 +7,9 @@
  *
  * base from libtrbase.so (linked), hold from liblatehold.so (-1 while not loaded), loads
  * the number of dlopen()s so far. With $HOLD_FILE set, each load starts a thread that
- * waits inside hold_wait() while that file exists; an unload waits for it first.
+ * waits inside hold_wait() while that file exists; an unload waits for it first. On
+ * SIGUSR2 it prints "vfork" and vforks a child that sleeps $LATE_VFORK_MS (default 3000)
+ * milliseconds before it exits: all that time the victim's one thread cannot be stopped.
  */
 #include <dlfcn.h>
 #include <pthread.h>
@@ -15,10 +17,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 
 int base_value(void);
 
-static volatile sig_atomic_t want_load, want_unload;
+static volatile sig_atomic_t want_load, want_unload, want_vfork;
 static void *lib;
 static int (*hold_value)(void);
 static void (*hold_wait)(const char *);
@@ -28,6 +31,8 @@ static int holding, loads;
 static void on_signal(int sig) {
         if (sig == SIGHUP)
                 want_load = 1;
+        else if (sig == SIGUSR2)
+                want_vfork = 1;
         else
                 want_unload = 1;
 }
@@ -64,9 +69,23 @@ static void unload(void) {
         lib = NULL;
 }
 
+/* The child sleeps, then exits: the parent waits in the kernel, unstoppable. */
+static void vfork_wait(void) {
+        const char *ms = getenv("LATE_VFORK_MS");
+        long n = ms ? atol(ms) : 3000;
+        struct timespec ts = { n / 1000, (n % 1000) * 1000000 };
+
+        printf("vfork\n");
+        if (vfork() == 0) {
+                nanosleep(&ts, NULL);
+                _exit(0);
+        }
+}
+
 int main(void) {
         signal(SIGHUP, on_signal);
         signal(SIGUSR1, on_signal);
+        signal(SIGUSR2, on_signal);
         setvbuf(stdout, NULL, _IOLBF, 0);
         for (;;) {
                 if (want_load && !lib)
@@ -75,6 +94,9 @@ int main(void) {
                 if (want_unload && lib)
                         unload();
                 want_unload = 0;
+                if (want_vfork)
+                        vfork_wait();
+                want_vfork = 0;
                 printf("base=%d hold=%d loads=%d\n", base_value(), hold_value ? hold_value() : -1, loads);
                 nanosleep(&(struct timespec) { 0, 20 * 1000 * 1000 }, NULL);
         }
