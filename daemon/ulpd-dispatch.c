@@ -34,7 +34,7 @@ void dispatch(Connection *c, struct json_object *q) {
                 connection_fail(c, -EBADMSG, "a request needs a \"method\"");
                 return;
         }
-        if (c->req) {
+        if (c->req || c->stream) {
                 /* out of order: the previous request has not had its final reply */
                 connection_fail(c, -EBUSY, "a request is already in progress on this connection");
                 return;

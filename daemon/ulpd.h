@@ -39,6 +39,7 @@ typedef struct StickyPatch StickyPatch;
 typedef struct LateProc LateProc;
 typedef struct PatchDirFile PatchDirFile;
 typedef struct Driver Driver;
+typedef struct StatusStream StatusStream;
 
 /* ---- logging (ulpd-log.c) ------------------------------------------------------ */
 
@@ -296,6 +297,8 @@ struct Connection {
         char *out;
         size_t out_len;
         Request *req;            /* in flight: no other message may arrive meanwhile */
+        StatusStream *stream;    /* a status sent in parts: in flight as well */
+        unsigned held_fds;       /* descriptors its stream keeps (access proofs) */
         bool closing;            /* close once out is flushed */
         bool read_eof;
         bool throttled;          /* its uid used its share of the loop: not read until ... */
@@ -461,6 +464,9 @@ void method_transition(Connection *c, struct json_object *q, JobKind kind);
 void method_check(Connection *c, struct json_object *q);
 void method_status(Connection *c, struct json_object *q);
 void method_ping(Connection *c, struct json_object *q);
+/* Sends the next part of c's status (c->stream), or its end, which frees the stream. */
+void status_stream_continue(Connection *c);
+void status_stream_free(Connection *c);
 
 /* ---- requests and jobs (ulpd-job.c) --------------------------------------------- */
 
