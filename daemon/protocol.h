@@ -31,7 +31,8 @@
  *   {"version":1,"method":"revert","pids":[...],"all":bool,"persist":bool,
  *    "name":"NAME","wait":bool,"options":{...},"targets":[...]}
  *                                                  (+ patch fd: name from it) + proofs
- *   ("persist": a sticky patch, docs/glossary.md; "sticky" is accepted as well)
+ *   ("persist": a sticky patch, docs/glossary.md; "sticky" is accepted as well;
+ *   "parts": true, the client takes the results in several messages, below)
  *   {"version":1,"method":"check","pid":N,"name":"fix.so","targets":[N]} + patch fd + proof
  *   {"version":1,"method":"status","pid":N,"parts":true,"targets":[...]}
  *                                                   (pid 0 or absent: all) + proofs
@@ -43,7 +44,11 @@
  *   {"version":1,"type":"progress","pid":N,"switched":N,"total":N,       zero or more
  *    "straggler":{"tid":N,"name":"comm","function":"f+0x1"}}  (the worst one; while any)
  *   {"version":1,"type":"started","pid":N}                           with wait=false
- *   {"version":1,"type":"result","results":[{"pid":N, <report>}...]} final: apply/revert
+ *   {"version":1,"type":"result_part","results":[...]}     zero or more, with "parts"
+ *   {"version":1,"type":"result","results":[{"pid":N, <report>}...],"results_total":N}
+ *                                                                    final: apply/revert
+ *   (with "parts", at most 256 results and 64 KiB in each; results_total counts those of
+ *   every part and the final's own, in the order of the request)
  *   {"version":1,"type":"result","report":{<report>}}                final: check
  *   {"version":1,"type":"status_part","processes":[...]}   zero or more, with "parts"
  *   {"version":1,"type":"status","processes":[...],"processes_total":N,

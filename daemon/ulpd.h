@@ -311,6 +311,7 @@ struct Request {
         Connection *c;           /* NULL once the client is gone or does not wait */
         unsigned running;        /* Jobs not finished */
         struct json_object *results; /* array: one report per pid, in request order */
+        bool parts;              /* the client takes "result_part" messages (protocol.h) */
 };
 
 /* What a job's driver last told the loop about it (ulpd-driver.c). */
@@ -455,6 +456,10 @@ int connection_admit(Manager *m, const struct ucred *cred, char *reason, size_t 
 
 void dispatch(Connection *c, struct json_object *q);
 bool reply_error(Connection *c, int error, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Sends the results of an apply or revert: in parts when the client takes them, else in
+ * one message, or an error line when they do not fit in one. Returns false when c was
+ * closed. */
+bool reply_results(Connection *c, struct json_object *results, bool parts);
 /* A per-pid result that never became a Job (refused, or failed to start). */
 struct json_object *result_error(pid_t pid, int error, const char *message, const UlpReport *rep);
 /* Makes sure *fdp is a regular file of sane size and replaces it with ulpd's own sealed

@@ -200,5 +200,29 @@ check(eof and b'"type":"status"' not in seen,
       f"a client that reads nothing for 10 s is dropped before the end ({len(seen) // 1024} KiB had come)")
 idle.close()
 
+# (9) the results of an apply or revert come in parts too: 300 reverts in one request
+c = Client(d.socket)
+c.send({"method": "revert", "pids": small_pids, "name": "benchlib", "wait": True, "parts": True})
+parts = []
+while True:
+    m = c.recv()
+    if m is None:
+        fail("ulpd closed the connection before the revert's result")
+    if m["type"] in ("progress", "started"):
+        continue
+    parts.append(m)
+    if m["type"] != "result_part":
+        break
+c.close()
+results = [x for p in parts for x in p.get("results", [])]
+check([p["type"] for p in parts] == ["result_part", "result"] and len(parts[0]["results"]) == 256 and
+      parts[-1]["results_total"] == N_SMALL, f"revert of {N_SMALL}: a part of 256 results, then the rest "
+      f"({[(p['type'], len(p.get('results', []))) for p in parts]})")
+check([x["pid"] for x in results] == small_pids and all(x["ok"] for x in results),
+      "...one per process, in the order asked, each reverted")
+rc, out, err = ulpctl("status", "--json")
+left = {p["pid"] for p in valid("status", out)["processes"]} & set(small_pids)
+check(rc == 0 and not left, f"status: none of them carries a patch any more ({sorted(left)[:5]})")
+
 os.close(stdin_w)
 check(d.alive(), "ulpd still runs")
