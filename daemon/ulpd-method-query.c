@@ -193,9 +193,9 @@ static void status_too_large(UlpProcessStatus *s, size_t len) {
         for (size_t i = 0; i < s->n_patches; i++)
                 funcs += s->patches[i].n_funcs;
         memcpy(e.comm, s->comm, sizeof(e.comm));
-        snprintf(e.problem, sizeof(e.problem), "its status is too large to send (%zu KiB for %zu patches of "
-                 "%zu functions; a message holds %u KiB): ulpctl --direct status -p %d shows it",
-                 len / 1024, s->n_patches, funcs, PROTOCOL_MESSAGE_MAX / 1024, (int) s->pid);
+        snprintf(e.problem, sizeof(e.problem), STATUS_TOO_LARGE " (%zu KiB, %zu functions in %zu patch%s; "
+                 "a message holds %u KiB): ulpctl --direct status -p %d shows it", len / 1024, funcs,
+                 s->n_patches, s->n_patches == 1 ? "" : "es", PROTOCOL_MESSAGE_MAX / 1024, (int) s->pid);
         ulp_status_done(s);
         *s = e;
 }

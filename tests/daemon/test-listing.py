@@ -8,10 +8,13 @@ patch of 1000 functions. Every pid is listed once, in human and --json output (v
 against docs/ulpctl.schema.json); on the wire the reply comes in parts of bounded size,
 the next made only once the client read the last; a client that does not ask for parts
 gets one line saying why not; status -p is unchanged; a client that stops reading
-holds up nobody and is dropped when idle."""
+holds up nobody and is dropped when idle; the results of 300 reverts come in parts; a
+process whose own status does not fit in a message (2500 functions with long names) is
+listed with why, in one line."""
 
 import json
 import os
+import re
 import socket
 import subprocess
 import time
@@ -28,6 +31,26 @@ ULPCTL = env_path("ULPCTL")
 
 d = Daemon().start()
 env = dict(os.environ, ULP_SOCKET=d.socket)
+
+# A program of N_WIDE functions of 90-byte names, and a patch of them all: built while
+# the rest runs.
+N_WIDE = 2500
+wide_name = ("f_" + "wide_symbol_name_" * 5)[:86] + "%04d"
+with open(os.path.join(d.tmp, "wide.c"), "w") as f:
+    f.write("#include <signal.h>\n#include <sys/prctl.h>\n#include <unistd.h>\nvolatile int bias;\n")
+    for i in range(N_WIDE):
+        f.write("__attribute__((noipa, used)) int %s(int x) { return x + bias + %d; }\n" % (wide_name % i, i))
+    f.write('int main(void) { prctl(PR_SET_PDEATHSIG, SIGKILL); if (write(1, "ready\\n", 6) != 6) return 1; '
+            "for (;;) pause(); }\n")
+with open(os.path.join(d.tmp, "wide-patch.c"), "w") as f:
+    f.write('#include <ulp/patch.h>\nULP_PATCH_INFO("wide", "every function of wide-victim");\n')
+    for i in range(N_WIDE):
+        f.write("__attribute__((noipa)) int %s_v2(int x) { return x + %d + 1; }\n" % (wide_name % i, i))
+        f.write('ULP_FUNC(ULP_MAIN, "%s", %s_v2);\n' % (wide_name % i, wide_name % i))
+include = os.path.join(os.environ["ULP_SOURCE_ROOT"], "include")
+wide_cc = [subprocess.Popen(["cc", "-O1", "-o", os.path.join(d.tmp, "wide-victim"), os.path.join(d.tmp, "wide.c")]),
+           subprocess.Popen(["cc", "-O1", "-shared", "-fPIC", "-I", include, "-o", os.path.join(d.tmp, "wide.so"),
+                             os.path.join(d.tmp, "wide-patch.c")])]
 
 
 def ulpctl(*args, user=False):
@@ -223,6 +246,27 @@ check([x["pid"] for x in results] == small_pids and all(x["ok"] for x in results
 rc, out, err = ulpctl("status", "--json")
 left = {p["pid"] for p in valid("status", out)["processes"]} & set(small_pids)
 check(rc == 0 and not left, f"status: none of them carries a patch any more ({sorted(left)[:5]})")
+
+# (10) a process whose own status does not fit in a message: listed with why, in one line
+if any(p.wait(timeout=120 * SLOWDOWN) != 0 for p in wide_cc):
+    fail("cannot build the program of many functions and its patch (cc)")
+wide = subprocess.Popen([os.path.join(d.tmp, "wide-victim")], stdout=subprocess.PIPE)
+check(wide.stdout.readline() == b"ready\n", f"a process of {N_WIDE} functions runs")
+apply([wide.pid], os.path.join(d.tmp, "wide.so"), "wide")
+rc, out, err = ulpctl("status", "-p", str(wide.pid))
+check(rc == 0 and re.fullmatch(rf"process {wide.pid} \(wide-victim\): its status is too large to send \(\d+ KiB, "
+                               rf"{N_WIDE} functions in 1 patch; a message holds 256 KiB\): ulpctl --direct "
+                               rf"status -p {wide.pid} shows it\n", out) is not None, f"status -p: {out.strip()}")
+rc, out, err = ulpctl("status", "--json")
+doc = valid("status", out)
+entry = [p for p in doc["processes"] if p["pid"] == wide.pid]
+check(rc == 0 and len(entry) == 1 and entry[0]["error"].startswith("its status is too large to send (") and
+      entry[0]["patches"] == [], "status --json: it is listed once, with that error and no patches")
+check_listing(doc, "status --json, with it", set(big_pids))
+rc, out, err = ulpctl("--direct", "status", "-p", str(wide.pid), "--json")
+funcs = valid("status", out)["processes"][0]["patches"][0]["functions"]
+check(rc == 0 and len(funcs) == N_WIDE, f"--direct status -p shows its {len(funcs)} functions")
+wide.kill()
 
 os.close(stdin_w)
 check(d.alive(), "ulpd still runs")
