@@ -293,7 +293,7 @@ static int status_batch_proofs(const Args *a, const pid_t *cand, size_t n_cand, 
  * about, and a request carries PROTOCOL_TARGETS_MAX proofs: more candidates than that
  * are asked about in several requests on fd, whose processes are put together (each
  * request lists only the processes it proved access to; the last reply's other fields
- * are kept). Returns 0, or -errno with the reason in err (1 after a line was printed). */
+ * are kept). Returns 0, or -errno with the reason in err (empty when a line said it). */
 static int status_query(const Args *a, int fd, const ClientStatusQuery *sq, const pid_t *cand, size_t n_cand,
                         UlpProcessStatus **ret, size_t *ret_n, json_object **ret_reply, char *err, size_t errlen) {
         UlpProcessStatus *all = NULL;

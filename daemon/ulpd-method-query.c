@@ -184,8 +184,8 @@ static size_t json_length(struct json_object *o) {
         return s ? strlen(s) : 0;
 }
 
-/* What is listed for a process whose status alone does not fit in a message (up to
- * 64 patches of 8192 functions may): its pid and name, and why, in its "error". */
+/* What is listed for a process whose status alone does not fit in a message (a block
+ * may name 8192 functions): its pid and name, and why, in its "error". */
 static void status_too_large(UlpProcessStatus *s, size_t len) {
         UlpProcessStatus e = { .pid = s->pid, .trusted = s->trusted };
         size_t funcs = 0;
