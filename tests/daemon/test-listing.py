@@ -204,6 +204,14 @@ check(len(got) == m["processes_total"] and ours <= {p["pid"] for p in got},
       f"{sum(sizes) // 1024} KiB in all)")
 slow.close()
 
+# ... one that goes away after the first part leaves ulpd serving the others
+for _ in range(3):
+    gone = Client(d.socket)
+    gone.send({"method": "status", "parts": True})
+    check(gone.recv()["type"] == "status_part", "a client reads the first part and goes away")
+    gone.close()
+    check(Client(d.socket).request({"method": "ping"})["type"] == "pong", "...ulpd answers the next")
+
 # (8) ... and one that never reads again is dropped once idle for 10 s, not served forever:
 # what it finds when it looks is what the socket held, then the end, without the final status
 idle = Client(d.socket)
@@ -270,3 +278,5 @@ wide.kill()
 
 os.close(stdin_w)
 check(d.alive(), "ulpd still runs")
+rc = d.stop()
+check(rc == 0, f"ulpd stops cleanly (exit {rc})")
