@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -284,10 +285,41 @@ static int results_from_json(struct json_object *m, ClientResult **ret, size_t *
         return 0;
 }
 
+/* Takes the results of a "result_part" into all. */
+static int results_take_part(struct json_object *m, struct json_object *all) {
+        struct json_object *a;
+
+        if (!json_object_object_get_ex(m, "results", &a) || !json_object_is_type(a, json_type_array))
+                return -EPROTO;
+        for (size_t i = 0; i < json_object_array_length(a); i++)
+                if (json_object_array_add(all, json_object_get(json_object_array_get_idx(a, i))) < 0)
+                        return -ENOMEM;
+        return 0;
+}
+
+/* The final "result": the parts that came before it, then its own, in its "results";
+ * its "results_total" (when there) must count them all. */
+static int results_assemble(struct json_object *m, struct json_object *parts, char *errbuf, size_t errlen) {
+        int64_t total;
+        int r;
+
+        if (json_object_array_length(parts) > 0) {
+                r = results_take_part(m, parts);
+                if (r < 0)
+                        return fail(errbuf, errlen, r, "%s", "malformed result from ulpd");
+                json_object_object_add(m, "results", json_object_get(parts));
+        }
+        if (protocol_get_int(m, "results_total", 0, INT64_MAX, &total) >= 0 &&
+            (uint64_t) total != json_object_array_length(json_object_object_get(m, "results")))
+                return fail(errbuf, errlen, -EPROTO, "ulpd sent %zu of %" PRIi64 " results",
+                            json_object_array_length(json_object_object_get(m, "results")), total);
+        return 0;
+}
+
 static int client_transition(int fd, const char *method, const ClientRequest *req, int patch_fd,
                              ClientProgress progress, void *userdata,
                              ClientResult **ret, size_t *ret_n, char *errbuf, size_t errlen) {
-        struct json_object *q = json_object_new_object(), *pids;
+        struct json_object *q = json_object_new_object(), *pids, *parts;
         MsgReader rd;
         int r;
 
@@ -304,12 +336,17 @@ static int client_transition(int fd, const char *method, const ClientRequest *re
                 json_object_object_add(q, "name", json_object_new_string(req->name));
         json_object_object_add(q, "wait", json_object_new_boolean(req->wait));
         json_object_object_add(q, "options", options_to_json(&req->options));
+        /* results of any number of processes, in messages of bounded size (protocol.h) */
+        json_object_object_add(q, "parts", json_object_new_boolean(true));
 
         r = send_with_proofs(fd, q, patch_fd, req->proofs, req->n_proofs);
         json_object_put(q);
         if (r < 0)
                 return send_failed(fd, r, errbuf, errlen);
 
+        parts = json_object_new_array();
+        if (!parts)
+                return -ENOMEM;
         msgreader_init(&rd);
         for (;;) {
                 struct json_object *m = NULL;
@@ -339,10 +376,20 @@ static int client_transition(int fd, const char *method, const ClientRequest *re
                                 progress((pid_t) pid, (unsigned) sw, (unsigned) tot, have ? &worst : NULL, userdata);
                 } else if (protocol_streq(t, "started")) {
                         /* informational: the result follows */
-                } else if (protocol_streq(t, "result")) {
-                        r = results_from_json(m, ret, ret_n);
-                        if (r < 0)
+                } else if (protocol_streq(t, "result_part")) {
+                        r = results_take_part(m, parts);
+                        if (r < 0) {
                                 fail(errbuf, errlen, 0, "%s", "malformed result from ulpd");
+                                json_object_put(m);
+                                break;
+                        }
+                } else if (protocol_streq(t, "result")) {
+                        r = results_assemble(m, parts, errbuf, errlen);
+                        if (r >= 0) {
+                                r = results_from_json(m, ret, ret_n);
+                                if (r < 0)
+                                        fail(errbuf, errlen, 0, "%s", "malformed result from ulpd");
+                        }
                         json_object_put(m);
                         break;
                 } else if (protocol_streq(t, "error")) {
@@ -357,6 +404,7 @@ static int client_transition(int fd, const char *method, const ClientRequest *re
                 }
                 json_object_put(m);
         }
+        json_object_put(parts);
         msgreader_done(&rd);
         return r;
 }
@@ -447,6 +495,77 @@ int client_status(int fd, pid_t pid, const ClientProof *proofs, size_t n_proofs,
                                 ret, ret_n, NULL, errbuf, errlen);
 }
 
+/* Takes the processes of a "status_part" (or of the final "status") into all. */
+static int status_take_part(struct json_object *m, struct json_object *all) {
+        struct json_object *a;
+
+        if (!json_object_object_get_ex(m, "processes", &a) || !json_object_is_type(a, json_type_array))
+                return -EPROTO;
+        for (size_t i = 0; i < json_object_array_length(a); i++)
+                if (json_object_array_add(all, json_object_get(json_object_array_get_idx(a, i))) < 0)
+                        return -ENOMEM;
+        return 0;
+}
+
+/* Reads a status reply: the "status_part" messages, if any, then the final "status",
+ * whose "processes" become all that came (the one document a single message was). */
+static int status_recv(int fd, struct json_object **ret, char *errbuf, size_t errlen) {
+        struct json_object *all = json_object_new_array();
+        MsgReader rd;
+        int r;
+
+        if (!all)
+                return -ENOMEM;
+        msgreader_init(&rd);
+        for (;;) {
+                struct json_object *m = NULL;
+                const char *t;
+                int64_t total;
+
+                r = recv_reply(fd, &rd, &m, &t, errbuf, errlen);
+                if (r < 0)
+                        break;
+                if (protocol_streq(t, "status_part") || protocol_streq(t, "status")) {
+                        r = status_take_part(m, all);
+                        if (r < 0) {
+                                fail(errbuf, errlen, 0, "%s", "malformed status from ulpd");
+                                json_object_put(m);
+                                break;
+                        }
+                        if (protocol_streq(t, "status_part")) {
+                                json_object_put(m);
+                                continue;
+                        }
+                        /* a part lost or added on the way is a reply that makes no sense */
+                        if (protocol_get_int(m, "processes_total", 0, INT64_MAX, &total) >= 0 &&
+                            (uint64_t) total != json_object_array_length(all)) {
+                                r = fail(errbuf, errlen, -EPROTO, "ulpd's status listed %" PRIi64 " processes, "
+                                         "%zu arrived", total, json_object_array_length(all));
+                                json_object_put(m);
+                                break;
+                        }
+                        json_object_object_add(m, "processes", TAKE_PTR(all));
+                        *ret = m;
+                        r = 0;
+                        break;
+                }
+                if (protocol_streq(t, "error")) {
+                        r = error_reply(m, errbuf, errlen);
+                        json_object_put(m);
+                        break;
+                }
+                json_object_put(m);
+                if (!protocol_streq(t, "progress")) {
+                        fail(errbuf, errlen, 0, "unexpected reply from ulpd: %s", t);
+                        r = -EPROTO;
+                        break;
+                }
+        }
+        json_object_put(all);
+        msgreader_done(&rd);
+        return r;
+}
+
 int client_status_ex(int fd, const ClientStatusQuery *sq, const ClientProof *proofs, size_t n_proofs,
                      UlpProcessStatus **ret, size_t *ret_n, struct json_object **ret_extra,
                      char *errbuf, size_t errlen) {
@@ -459,8 +578,13 @@ int client_status_ex(int fd, const ClientStatusQuery *sq, const ClientProof *pro
         json_object_object_add(q, "pid", json_object_new_int(sq->pid));
         if (sq->name)
                 json_object_object_add(q, "name", json_object_new_string(sq->name));
-        r = client_call(fd, q, sq->patch_fd, proofs, n_proofs, "status", &m, errbuf, errlen);
+        /* any number of processes, in messages of bounded size (protocol.h) */
+        json_object_object_add(q, "parts", json_object_new_boolean(true));
+        r = send_with_proofs(fd, q, sq->patch_fd, proofs, n_proofs);
         json_object_put(q);
+        if (r < 0)
+                return send_failed(fd, r, errbuf, errlen);
+        r = status_recv(fd, &m, errbuf, errlen);
         if (r < 0)
                 return r;
         r = status_from_json(m, ret, ret_n);

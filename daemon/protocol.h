@@ -31,18 +31,33 @@
  *   {"version":1,"method":"revert","pids":[...],"all":bool,"persist":bool,
  *    "name":"NAME","wait":bool,"options":{...},"targets":[...]}
  *                                                  (+ patch fd: name from it) + proofs
- *   ("persist": a sticky patch, docs/glossary.md; "sticky" is accepted as well)
+ *   ("persist": a sticky patch, docs/glossary.md; "sticky" is accepted as well;
+ *   "parts": true, the client takes the results in several messages, below)
  *   {"version":1,"method":"check","pid":N,"name":"fix.so","targets":[N]} + patch fd + proof
- *   {"version":1,"method":"status","pid":N,"targets":[...]}  (0 or absent: all) + proofs
+ *   {"version":1,"method":"status","pid":N,"parts":true,"targets":[...]}
+ *                                                   (pid 0 or absent: all) + proofs
+ *   ("parts": the client takes the reply in several messages, below; without it, the
+ *   reply is one message, or an error when it would not fit in one)
  *   {"version":1,"method":"ping"}
  *
  * Replies (ulpd -> client):
  *   {"version":1,"type":"progress","pid":N,"switched":N,"total":N,       zero or more
  *    "straggler":{"tid":N,"name":"comm","function":"f+0x1"}}  (the worst one; while any)
  *   {"version":1,"type":"started","pid":N}                           with wait=false
- *   {"version":1,"type":"result","results":[{"pid":N, <report>}...]} final: apply/revert
+ *   {"version":1,"type":"result_part","results":[...]}     zero or more, with "parts"
+ *   {"version":1,"type":"result","results":[{"pid":N, <report>}...],"results_total":N}
+ *                                                                    final: apply/revert
+ *   (with "parts", at most 256 results and 64 KiB in each; results_total counts those of
+ *   every part and the final's own, in the order of the request)
  *   {"version":1,"type":"result","report":{<report>}}                final: check
- *   {"version":1,"type":"status","processes":[...]}                  final: status
+ *   {"version":1,"type":"status_part","processes":[...]}   zero or more, with "parts"
+ *   {"version":1,"type":"status","processes":[...],"processes_total":N,
+ *    "daemon":{...},"patch_dir":{...}}                                final: status
+ *   (with "parts", each part holds at most 32 processes and 64 KiB, and the next one is
+ *   made once the client read the last; the final message's processes_total counts
+ *   those of every part and its own. The client puts them together in order: the
+ *   document one message was. A process whose own entry does not fit in a message is
+ *   listed with its pid, comm and an "error" saying so. docs/limits.md)
  *   {"version":1,"type":"pong","daemon_version":"0.1.0"}             final: ping
  *   {"version":1,"type":"error","error":"one line","errno":N}        final: refused request
  * <report> is report_to_json()'s object. After an error for a malformed, oversized or

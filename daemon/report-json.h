@@ -49,5 +49,10 @@ int status_from_json(struct json_object *o, UlpProcessStatus **ret, size_t *ret_
 /* Frees an array from status_from_json() (each element, then the array). */
 void status_json_free(UlpProcessStatus *s, size_t n);
 
+/* How the "error" of a process whose status alone does not fit in a message of the
+ * protocol begins (ulpd lists it so, docs/limits.md): its block was not refused, and
+ * ulpctl says so. */
+#define STATUS_TOO_LARGE "its status is too large to send"
+
 /* A one-line reason for error (negative errno), e.g. "ETIMEDOUT". */
 const char *errno_name(int error);

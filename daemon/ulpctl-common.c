@@ -118,8 +118,10 @@ static void print_status_human(const Args *a, const UlpProcessStatus *s, size_t 
                 printf(a->all ? "no process carries ulp state\n" : "no process carries ulp patches\n");
         for (size_t i = 0; i < n; i++) {
                 if (s[i].problem[0]) {
-                        printf("process %d (%s): ulp control block refused: %s\n", s[i].pid, s[i].comm,
-                               s[i].problem);
+                        bool large = strncmp(s[i].problem, STATUS_TOO_LARGE, strlen(STATUS_TOO_LARGE)) == 0;
+
+                        printf("process %d (%s): %s%s\n", s[i].pid, s[i].comm,
+                               large ? "" : "ulp control block refused: ", s[i].problem);
                         continue;
                 }
                 printf("process %d (%s)%s\n", s[i].pid, s[i].comm,

@@ -8,6 +8,7 @@
  * not finish in time and was reversed.
  */
 
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -21,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/errfmt.h"
 #include "common/macro.h"
 #include "daemon/client.h"
 #include "daemon/protocol.h"
@@ -210,40 +212,130 @@ print:
         return exit_code_for(worst);
 }
 
-/* The proofs an unprivileged caller sends with status: for -p, that process's (a
- * refusal ends the command); for --missing, every process it may trace; else those
- * that carry ulp state. root sends none: ulpd's own authority. */
-static int status_proofs(const Args *a, ClientProof **ret, size_t *ret_n) {
-        _cleanup_free_ pid_t *cand = NULL;
-        ClientProof *proofs;
-        size_t n_cand = 0, n = 0;
-        char err[256] = "";
-        bool more = false;
+/* The processes an unprivileged caller proves access to with status: for -p, that one;
+ * for --missing, every process; else those that carry ulp state. root proves none:
+ * ulpd's own authority. */
+static int status_candidates(const Args *a, pid_t **ret, size_t *ret_n) {
+        struct dirent *de;
+        size_t n = 0, size = 0;
+        pid_t *v = NULL;
+        DIR *d;
 
         *ret = NULL;
         *ret_n = 0;
         if (geteuid() == 0)
                 return 0;
-        if (a->n_missing && !a->n_pids)
-                return client_proofs_all(PROTOCOL_TARGETS_MAX, ret, ret_n, &more) < 0 ? -EIO : 0;
         if (a->n_pids) {
-                cand = malloc(sizeof(pid_t));
-                if (cand)
-                        cand[n_cand++] = a->pids[0];
-        } else
-                (void) ulp_list_processes(&cand, &n_cand);
-        proofs = calloc(n_cand ?: 1, sizeof(*proofs));
-        for (size_t i = 0; proofs && i < n_cand && n < PROTOCOL_TARGETS_MAX; i++) {
-                if (client_proof_open(cand[i], &proofs[n], err, sizeof(err)) >= 0)
+                *ret = malloc(sizeof(pid_t));
+                if (!*ret)
+                        return -ENOMEM;
+                (*ret)[0] = a->pids[0];
+                *ret_n = 1;
+                return 0;
+        }
+        if (!a->n_missing) {
+                (void) ulp_list_processes(ret, ret_n);   /* none listed: none proven, none shown */
+                return 0;
+        }
+        d = opendir("/proc");
+        if (!d)
+                return -errno;
+        while ((de = readdir(d))) {
+                char *end;
+                long pid = strtol(de->d_name, &end, 10);
+
+                if (*end || pid <= 0 || pid > INT32_MAX || pid == getpid())
+                        continue;
+                if (n == size) {
+                        pid_t *b = reallocarray(v, size = MAX(size * 2, (size_t) 256), sizeof(pid_t));
+                        if (!b) {
+                                free(v);
+                                closedir(d);
+                                return -ENOMEM;
+                        }
+                        v = b;
+                }
+                v[n++] = (pid_t) pid;
+        }
+        closedir(d);
+        *ret = v;
+        *ret_n = n;
+        return 0;
+}
+
+/* The proofs of the next candidates from *next on, as many as one request carries:
+ * those the kernel refuses are left out (not this caller's), except for -p, whose
+ * refusal ends the command. */
+static int status_batch_proofs(const Args *a, const pid_t *cand, size_t n_cand, size_t *next,
+                               ClientProof **ret, size_t *ret_n) {
+        ClientProof *v = calloc(MIN(n_cand - *next, (size_t) PROTOCOL_TARGETS_MAX) ?: 1, sizeof(*v));
+        size_t n = 0;
+
+        if (!v)
+                return -ENOMEM;
+        for (; *next < n_cand && n < PROTOCOL_TARGETS_MAX; (*next)++) {
+                char err[256] = "";
+
+                if (client_proof_open(cand[*next], &v[n], err, sizeof(err)) >= 0)
                         n++;
                 else if (a->n_pids) {
                         fprintf(stderr, "ulpctl: %s\n", err);
-                        free(proofs);
+                        free(v);
                         return -EPERM;
                 }
         }
-        *ret = proofs;
+        *ret = v;
         *ret_n = n;
+        return 0;
+}
+
+/* A status request for a user other than root proves access to each process it is
+ * about, and a request carries PROTOCOL_TARGETS_MAX proofs: more candidates than that
+ * are asked about in several requests on fd, whose processes are put together (each
+ * request lists only the processes it proved access to; the last reply's other fields
+ * are kept). Returns 0, or -errno with the reason in err (empty when a line said it). */
+static int status_query(const Args *a, int fd, const ClientStatusQuery *sq, const pid_t *cand, size_t n_cand,
+                        UlpProcessStatus **ret, size_t *ret_n, json_object **ret_reply, char *err, size_t errlen) {
+        UlpProcessStatus *all = NULL;
+        json_object *reply = NULL;
+        size_t n_all = 0, next = 0;
+        int r;
+
+        do {
+                ClientProof *proofs = NULL;
+                UlpProcessStatus *s = NULL, *b;
+                size_t n_proofs = 0, n = 0;
+
+                r = status_batch_proofs(a, cand, n_cand, &next, &proofs, &n_proofs);
+                if (r < 0) {
+                        fail(err, errlen, r, "%s", r == -EPERM ? "" : strerror(-r));
+                        break;
+                }
+                json_object_put(reply);
+                reply = NULL;
+                r = client_status_ex(fd, sq, proofs, n_proofs, &s, &n, &reply, err, errlen);
+                client_proofs_free(proofs, n_proofs);
+                if (r < 0)
+                        break;
+                b = reallocarray(all, n_all + n ?: 1, sizeof(*all));
+                if (!b) {
+                        status_json_free(s, n);
+                        r = fail(err, errlen, -ENOMEM, "out of memory");
+                        break;
+                }
+                all = b;
+                memcpy(all + n_all, s, n * sizeof(*s));
+                n_all += n;
+                free(s);   /* its elements moved to all */
+        } while (next < n_cand);
+        if (r < 0) {
+                status_json_free(all, n_all);
+                json_object_put(reply);
+                return r;
+        }
+        *ret = all ?: calloc(1, sizeof(*all));
+        *ret_n = n_all;
+        *ret_reply = reply;
         return 0;
 }
 
@@ -272,7 +364,7 @@ static const char *missing_why(const UlpProcessStatus *s, const char *name) {
 /* status --missing for each patch named: the processes lacking it, or only their count
  * for --prometheus (into x). Returns 1 when any is listed, -1 when a patch could not be
  * looked at (said why; the others still are), else 0. */
-static int status_missing(const Args *a, int fd, const ClientProof *proofs, size_t n_proofs, StatusExtra *x) {
+static int status_missing(const Args *a, int fd, const pid_t *cand, size_t n_cand, StatusExtra *x) {
         json_object *results = a->json && !a->prometheus ? json_object_new_array() : NULL;
         bool failed = false;
         int ret = 0;
@@ -290,8 +382,8 @@ static int status_missing(const Args *a, int fd, const ClientProof *proofs, size
                         failed = true;
                         continue;
                 }
-                r = client_status_ex(fd, &(ClientStatusQuery) { .patch_fd = patch_fd, .name = base_name(a->missing[i]) },
-                                     proofs, n_proofs, &s, &n, &reply, err, sizeof(err));
+                r = status_query(a, fd, &(ClientStatusQuery) { .patch_fd = patch_fd, .name = base_name(a->missing[i]) },
+                                 cand, n_cand, &s, &n, &reply, err, sizeof(err));
                 if (r < 0) {
                         fprintf(stderr, "ulpctl: %s: %s\n", a->missing[i], err[0] ? err : "ulpd gave no answer");
                         failed = true;
@@ -323,11 +415,11 @@ static int status_missing(const Args *a, int fd, const ClientProof *proofs, size
 
 static int verb_status(const Args *a) {
         _cleanup_close_ int fd = -1;
-        ClientProof *proofs = NULL;
+        _cleanup_free_ pid_t *cand = NULL;
         UlpProcessStatus *s = NULL;
         json_object *reply = NULL, *d;
         StatusExtra x = {};
-        size_t n = 0, n_proofs = 0;
+        size_t n = 0, n_cand = 0;
         char err[256] = "";
         int r, ret = 0;
 
@@ -342,21 +434,20 @@ static int verb_status(const Args *a) {
                 connect_failed(r);
                 return 1;
         }
-        if (status_proofs(a, &proofs, &n_proofs) < 0)
+        if (status_candidates(a, &cand, &n_cand) < 0) {
+                fprintf(stderr, "ulpctl: cannot list the processes in /proc\n");
                 return 1;
-        if (a->n_missing && !a->prometheus) {
-                ret = status_missing(a, fd, proofs, n_proofs, NULL);
-                client_proofs_free(proofs, n_proofs);
-                return ret != 0;
         }
+        if (a->n_missing && !a->prometheus)
+                return status_missing(a, fd, cand, n_cand, NULL) != 0;
         /* --prometheus: the counts are the metrics; only a failure is one for the exit status */
         if (a->n_missing)
-                ret = status_missing(a, fd, proofs, n_proofs, &x) < 0;
-        r = client_status_ex(fd, &(ClientStatusQuery) { .pid = a->n_pids ? a->pids[0] : 0, .patch_fd = -1 },
-                             proofs, n_proofs, &s, &n, &reply, err, sizeof(err));
-        client_proofs_free(proofs, n_proofs);
+                ret = status_missing(a, fd, cand, n_cand, &x) < 0;
+        r = status_query(a, fd, &(ClientStatusQuery) { .pid = a->n_pids ? a->pids[0] : 0, .patch_fd = -1 },
+                         cand, n_cand, &s, &n, &reply, err, sizeof(err));
         if (r < 0) {
-                fprintf(stderr, "ulpctl: %s\n", err[0] ? err : strerror(-r));
+                if (r != -EPERM || err[0])
+                        fprintf(stderr, "ulpctl: %s\n", err[0] ? err : strerror(-r));
                 return 1;
         }
         if (json_object_object_get_ex(reply, "daemon", &d) && json_object_is_type(d, json_type_object)) {

@@ -22,7 +22,8 @@ int connection_update_events(Connection *c) {
 
         if (!c->read_eof && !c->closing && !c->throttled)
                 ev |= EPOLLIN;
-        if (c->out_len > 0)
+        /* a status sent in parts: its next part once the last one left (status_stream_next) */
+        if (c->out_len > 0 || (c->stream && !c->throttled && !c->closing))
                 ev |= EPOLLOUT;
         return sd_event_source_set_io_events(c->io, ev);
 }
@@ -155,6 +156,8 @@ void connection_close(Connection *c) {
         }
         LIST_REMOVE(m->connections, c);
         m->n_connections--;
+        if (c->stream)
+                status_stream_free(c);
         c->io = sd_event_source_disable_unref(c->io);
         c->idle = sd_event_source_disable_unref(c->idle);
         close(c->fd);
@@ -218,12 +221,34 @@ static void connection_process(Connection *c) {
         }
 }
 
+/* The client read the last part of its status: the next one, charged to its uid as a
+ * request is. One part per wake-up, so that the other clients come in between; none
+ * while the client does not read, so that ulpd holds one part for it at most. */
+static void status_stream_next(Connection *c) {
+        uint64_t t;
+
+        if (uid_over_budget(c->m, c->cred.uid)) {
+                connection_throttle(c);
+                return;
+        }
+        t = clock_usec();
+        status_stream_continue(c);
+        uid_charge(c->m, c->cred.uid, clock_usec() - t);
+        /* a part went: the client is reading, its idle deadline starts again */
+        if (!connection_closed(c) && c->timer == TIMER_IDLE) {
+                (void) sd_event_source_set_time_relative(c->idle, CONNECTION_IDLE_USEC);
+                (void) sd_event_source_set_enabled(c->idle, SD_EVENT_ONESHOT);
+        }
+}
+
 static int connection_on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         _cleanup_(connection_unrefp) Connection *c = connection_ref(userdata);
 
         if (revents & EPOLLOUT) {
                 if (connection_flush(c) < 0)
                         connection_close(c);
+                else if (c->out_len == 0 && c->stream && !c->throttled && !c->closing)
+                        status_stream_next(c);
                 else if (c->out_len == 0 && (c->closing || (c->read_eof && !c->req)))
                         connection_close(c);
         }
@@ -271,7 +296,7 @@ static int connection_on_io(sd_event_source *s, int fd, uint32_t revents, void *
                         }
                 }
                 if (!connection_closed(c)) {
-                        if (c->read_eof && !c->req && c->out_len == 0)
+                        if (c->read_eof && !c->req && !c->stream && c->out_len == 0)
                                 connection_close(c);
                         else
                                 (void) connection_update_events(c);

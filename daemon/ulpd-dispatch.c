@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <syslog.h>
 #include <unistd.h>
@@ -34,7 +35,7 @@ void dispatch(Connection *c, struct json_object *q) {
                 connection_fail(c, -EBADMSG, "a request needs a \"method\"");
                 return;
         }
-        if (c->req) {
+        if (c->req || c->stream) {
                 /* out of order: the previous request has not had its final reply */
                 connection_fail(c, -EBUSY, "a request is already in progress on this connection");
                 return;
@@ -68,6 +69,67 @@ bool reply_error(Connection *c, int error, const char *fmt, ...) {
         vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
         return connection_reply(c, protocol_new_error(error, msg));
+}
+
+/* Results in parts of at most so many (protocol.h); each is a report of a few hundred
+ * bytes. They are queued at once: the request holds them all anyway, and a client that
+ * does not read is dropped at OUTPUT_MAX. */
+#define RESULT_PART_MAX 256
+#define RESULT_PART_BYTES (64u * 1024u)
+
+static size_t json_length(struct json_object *o) {
+        const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+
+        return s ? strlen(s) : 0;
+}
+
+/* A new array of results[*next...], within a part's bounds (or a message's). */
+static struct json_object *results_slice(struct json_object *results, size_t *next, bool parts) {
+        size_t n = json_object_array_length(results), bytes = 0, budget;
+        struct json_object *a = json_object_new_array();
+
+        budget = parts ? RESULT_PART_BYTES : PROTOCOL_MESSAGE_MAX - 1024u;
+        for (size_t k = 0; a && *next < n; k++) {
+                struct json_object *e = json_object_array_get_idx(results, *next);
+                size_t len = json_length(e) + 1;
+
+                if (k > 0 && (bytes + len > budget || (parts && k >= RESULT_PART_MAX)))
+                        break;
+                json_object_array_add(a, json_object_get(e));
+                bytes += len;
+                (*next)++;
+        }
+        return a;
+}
+
+bool reply_results(Connection *c, struct json_object *results, bool parts) {
+        size_t n = json_object_array_length(results), next = 0;
+        struct json_object *o;
+
+        for (;;) {
+                struct json_object *a = results_slice(results, &next, parts);
+
+                if (!a)
+                        return reply_error(c, -ENOMEM, "out of memory");
+                if (next < n && !parts) {
+                        json_object_put(a);
+                        return reply_error(c, -EMSGSIZE, "the results of these %zu processes are larger than one "
+                                           "message (%u KiB); ulpctl of ulp %s or later receives them in parts, "
+                                           "ulpctl status shows each process's state", n,
+                                           PROTOCOL_MESSAGE_MAX / 1024, ULP_VERSION);
+                }
+                o = protocol_new_message(next < n ? "result_part" : "result");
+                if (o) {
+                        json_object_object_add(o, "results", a);
+                        if (next == n)
+                                json_object_object_add(o, "results_total", json_object_new_uint64(n));
+                } else
+                        json_object_put(a);
+                if (!connection_reply(c, o))
+                        return false;
+                if (next == n)
+                        return true;
+        }
 }
 
 /* A per-pid result that never became a Job (refused, or failed to start). */

@@ -55,12 +55,8 @@ void request_complete(Request *q) {
         Connection *c = q->c;
 
         if (c) {
-                struct json_object *o = protocol_new_message("result");
-
                 c->req = NULL;
-                if (o)
-                        json_object_object_add(o, "results", json_object_get(q->results));
-                if (connection_reply(c, o)) {
+                if (reply_results(c, q->results, q->parts)) {
                         if (c->read_eof && c->out_len == 0)
                                 connection_close(c);
                         else

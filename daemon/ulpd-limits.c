@@ -160,9 +160,9 @@ bool connection_fds_over(Connection *c, char *reason, size_t len) {
         for (Connection *o = c->m->connections; o; o = o->next) {
                 if (o->cred.uid == 0)
                         continue;
-                all_fds += o->rd.n_fds;
+                all_fds += o->rd.n_fds + o->held_fds;
                 if (o->cred.uid == c->cred.uid)
-                        uid_fds += o->rd.n_fds;
+                        uid_fds += o->rd.n_fds + o->held_fds;
         }
         if (uid_fds > UID_FDS_MAX) {
                 snprintf(reason, len, "uid %u has %zu file descriptors in requests to ulpd, the most one user "
@@ -192,7 +192,7 @@ int connection_admit(Manager *m, const struct ucred *cred, char *reason, size_t 
                         unprivileged++;
                 if (c->cred.uid == cred->uid) {
                         same++;
-                        fds += 1 + (unsigned) c->rd.n_fds;
+                        fds += 1 + (unsigned) c->rd.n_fds + c->held_fds;
                 }
         }
         if (m->n_connections >= CONNECTIONS_MAX ||

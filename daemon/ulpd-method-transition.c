@@ -277,6 +277,7 @@ void method_transition(Connection *c, struct json_object *q, JobKind kind) {
                 reply_error(c, -ENOMEM, "out of memory");
                 return;
         }
+        req->parts = protocol_get_bool(q, "parts", false);
         req->running = 1;   /* held until every job is started, see below */
         for (size_t i = 0; i < t.n_pids; i++)
                 transition_start(c, &t, req, t.pids[i]);

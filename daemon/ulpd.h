@@ -39,6 +39,7 @@ typedef struct StickyPatch StickyPatch;
 typedef struct LateProc LateProc;
 typedef struct PatchDirFile PatchDirFile;
 typedef struct Driver Driver;
+typedef struct StatusStream StatusStream;
 
 /* ---- logging (ulpd-log.c) ------------------------------------------------------ */
 
@@ -296,6 +297,8 @@ struct Connection {
         char *out;
         size_t out_len;
         Request *req;            /* in flight: no other message may arrive meanwhile */
+        StatusStream *stream;    /* a status sent in parts: in flight as well */
+        unsigned held_fds;       /* descriptors its stream keeps (access proofs) */
         bool closing;            /* close once out is flushed */
         bool read_eof;
         bool throttled;          /* its uid used its share of the loop: not read until ... */
@@ -308,6 +311,7 @@ struct Request {
         Connection *c;           /* NULL once the client is gone or does not wait */
         unsigned running;        /* Jobs not finished */
         struct json_object *results; /* array: one report per pid, in request order */
+        bool parts;              /* the client takes "result_part" messages (protocol.h) */
 };
 
 /* What a job's driver last told the loop about it (ulpd-driver.c). */
@@ -452,6 +456,10 @@ int connection_admit(Manager *m, const struct ucred *cred, char *reason, size_t 
 
 void dispatch(Connection *c, struct json_object *q);
 bool reply_error(Connection *c, int error, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Sends the results of an apply or revert: in parts when the client takes them, else in
+ * one message, or an error line when they do not fit in one. Returns false when c was
+ * closed. */
+bool reply_results(Connection *c, struct json_object *results, bool parts);
 /* A per-pid result that never became a Job (refused, or failed to start). */
 struct json_object *result_error(pid_t pid, int error, const char *message, const UlpReport *rep);
 /* Makes sure *fdp is a regular file of sane size and replaces it with ulpd's own sealed
@@ -461,6 +469,9 @@ void method_transition(Connection *c, struct json_object *q, JobKind kind);
 void method_check(Connection *c, struct json_object *q);
 void method_status(Connection *c, struct json_object *q);
 void method_ping(Connection *c, struct json_object *q);
+/* Sends the next part of c's status (c->stream), or its end, which frees the stream. */
+void status_stream_continue(Connection *c);
+void status_stream_free(Connection *c);
 
 /* ---- requests and jobs (ulpd-job.c) --------------------------------------------- */
 
