@@ -234,7 +234,8 @@ static void driver_take_queued(Driver *d, Job **list) {
 
         while (*last)
                 last = &(*last)->drv_next;
-        while (d->active < DRIVER_JOBS_MAX && m->queue) {
+        /* a start the loop waits for is first in the queue, and taken even when full */
+        while (m->queue && (d->active < DRIVER_JOBS_MAX || m->queue->sync_start)) {
                 Job *j = m->queue;
 
                 m->queue = j->drv_next;
@@ -402,16 +403,39 @@ static int driver_spawn(Manager *m, Driver *d) {
         return 0;
 }
 
+/* Under m->drv_lock: a start the loop waits for is queued first and taken even by a full
+ * driver (driver_take_queued()); queued behind jobs waiting for a slot, the loop would
+ * wait as long as the transitions holding the slots, up to their timeout (24 h). With
+ * none idle nor to start, the driver with the fewest jobs is woken for it. */
+static void driver_wake_for_sync(Manager *m) {
+        Driver *least = NULL;
+
+        for (unsigned i = 0; i < m->n_drivers; i++)
+                if (!least || m->drivers[i].active < least->active)
+                        least = &m->drivers[i];
+        /* asleep, it wakes; running, it looks at the queue before it sleeps again */
+        if (least)
+                pthread_cond_signal(&least->wake);
+}
+
 int driver_take(Manager *m, Job *j) {
+        bool woken = false;
         int r = 0;
 
         pthread_mutex_lock(&m->drv_lock);
         j->drv_next = NULL;
-        if (m->queue_last)
-                m->queue_last->drv_next = j;
-        else
+        if (j->sync_start) {
+                j->drv_next = m->queue;
                 m->queue = j;
-        m->queue_last = j;
+                if (!m->queue_last)
+                        m->queue_last = j;
+        } else {
+                if (m->queue_last)
+                        m->queue_last->drv_next = j;
+                else
+                        m->queue = j;
+                m->queue_last = j;
+        }
         if (m->idle) {
                 /* the driver that went idle last: its caches are the warmest */
                 Driver *d = m->idle;
@@ -419,16 +443,20 @@ int driver_take(Manager *m, Job *j) {
                 m->idle = d->idle_next;
                 d->in_idle = false;
                 pthread_cond_signal(&d->wake);
+                woken = true;
         } else if (m->n_drivers < m->max_drivers) {
                 r = driver_spawn(m, &m->drivers[m->n_drivers]);
-                if (r >= 0)
+                if (r >= 0) {
                         m->n_drivers++;
-                else if (m->n_drivers > 0)
+                        woken = true;
+                } else if (m->n_drivers > 0)
                         r = 0;    /* the running drivers take it */
                 else {
                         m->queue = m->queue_last = NULL;
                 }
         }
+        if (!woken && r >= 0 && j->sync_start)
+                driver_wake_for_sync(m);
         pthread_mutex_unlock(&m->drv_lock);
         return r;
 }
