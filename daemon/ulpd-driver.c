@@ -38,6 +38,12 @@ struct Driver {
         Driver *idle_next;       /* in m->idle: waiting, with room for a job */
         bool in_idle;
         unsigned active;         /* jobs it took and did not end (under m->drv_lock) */
+        /* the uids but root it holds jobs of, and how many (under m->drv_lock): a uid
+         * occupies a bounded number of drivers (driver_may_take()) */
+        struct DriverUid {
+                uid_t uid;
+                unsigned n;
+        } uids[DRIVER_JOBS_MAX];
 };
 
 /* Threads a finished operation asked to stop that had not stopped are this thread's
@@ -227,25 +233,115 @@ static bool driver_run(Manager *m, Job **p, Job *list) {
         return false;
 }
 
-/* Under m->drv_lock: takes queued jobs while d has room, appending them to *list. */
+/* ---- the drivers a uid occupies (docs/limits.md), all under m->drv_lock ---- */
+
+static bool driver_holds_uid(const Driver *d, uid_t uid) {
+        for (size_t i = 0; i < ELEMENTSOF(d->uids); i++)
+                if (d->uids[i].n > 0 && d->uids[i].uid == uid)
+                        return true;
+        return false;
+}
+
+/* One job of uid more (add) or less on d. A uid but root has at most DRIVER_JOBS_MAX
+ * jobs on a driver (taken only with room), so the table cannot overflow. */
+static void driver_count_uid(Driver *d, uid_t uid, bool add) {
+        struct DriverUid *free_entry = NULL;
+
+        if (uid == 0)
+                return;
+        for (size_t i = 0; i < ELEMENTSOF(d->uids); i++) {
+                struct DriverUid *e = &d->uids[i];
+
+                if (e->n > 0 && e->uid == uid) {
+                        if (add)
+                                e->n++;
+                        else
+                                e->n--;
+                        return;
+                }
+                if (e->n == 0 && !free_entry)
+                        free_entry = e;
+        }
+        if (add && free_entry)
+                *free_entry = (struct DriverUid) { .uid = uid, .n = 1 };
+}
+
+/* May uid's jobs go to a driver that holds none of them yet? */
+static bool uid_may_occupy_more(Manager *m, uid_t uid) {
+        unsigned n = 0;
+
+        if (uid == 0)
+                return true;
+        for (unsigned i = 0; i < m->n_drivers; i++)
+                n += driver_holds_uid(&m->drivers[i], uid);
+        return n < MAX(1u, m->max_drivers / UID_DRIVERS_SHARE);
+}
+
+/* May d take j now? With room, root's job always; another uid's only where its jobs are
+ * already, or while they occupy fewer drivers than its share: a uid's callbacks spinning
+ * in later steps, or its transitions waiting for stragglers, hold at most that many
+ * drivers, the others' jobs go to the rest. A start the loop waits for goes anywhere. */
+static bool driver_may_take(Manager *m, const Driver *d, const Job *j) {
+        if (j->sync_start)
+                return true;
+        if (d->active >= DRIVER_JOBS_MAX)
+                return false;
+        return j->uid == 0 || driver_holds_uid(d, j->uid) || uid_may_occupy_more(m, j->uid);
+}
+
+static void driver_idle_remove(Manager *m, Driver *d) {
+        for (Driver **p = &m->idle; *p; p = &(*p)->idle_next)
+                if (*p == d) {
+                        *p = d->idle_next;
+                        d->in_idle = false;
+                        return;
+                }
+}
+
+/* Wakes an idle driver that may take j, the one that went idle last first (its caches
+ * are the warmest). Returns false when none may. */
+static bool driver_wake_idle_for(Manager *m, const Job *j) {
+        for (Driver *d = m->idle; d; d = d->idle_next)
+                if (driver_may_take(m, d, j)) {
+                        driver_idle_remove(m, d);
+                        pthread_cond_signal(&d->wake);
+                        return true;
+                }
+        return false;
+}
+
+/* Under m->drv_lock: takes the queued jobs d may take while it has room, appending them
+ * to *list, in queue order; jobs of a uid at its share of drivers stay queued. Then wakes
+ * idle drivers for what it left that they may take. */
 static void driver_take_queued(Driver *d, Job **list) {
         Manager *m = d->m;
-        Job **last = list;
+        Job **last = list, *prev = NULL, *next;
 
         while (*last)
                 last = &(*last)->drv_next;
         /* a start the loop waits for is first in the queue, and taken even when full */
-        while (m->queue && (d->active < DRIVER_JOBS_MAX || m->queue->sync_start)) {
-                Job *j = m->queue;
-
-                m->queue = j->drv_next;
-                if (!m->queue)
-                        m->queue_last = NULL;
+        for (Job *j = m->queue; j; j = next) {
+                next = j->drv_next;
+                if (d->active >= DRIVER_JOBS_MAX && !j->sync_start)
+                        break;
+                if (!driver_may_take(m, d, j)) {
+                        prev = j;
+                        continue;
+                }
+                if (prev)
+                        prev->drv_next = next;
+                else
+                        m->queue = next;
+                if (m->queue_last == j)
+                        m->queue_last = prev;
                 j->drv_next = NULL;
                 *last = j;
                 last = &j->drv_next;
                 d->active++;
+                driver_count_uid(d, j->uid, true);
         }
+        for (Job *j = m->queue; j && m->idle; j = j->drv_next)
+                (void) driver_wake_idle_for(m, j);
 }
 
 /* Under m->drv_lock: sleeps until next (UINT64_MAX: no deadline), a job queued for d, or stop. */
@@ -266,12 +362,7 @@ static void driver_sleep(Driver *d, uint64_t next) {
                 (void) pthread_cond_timedwait(&d->wake, &m->drv_lock, &ts);
         }
         if (d->in_idle)
-                for (Driver **p = &m->idle; *p; p = &(*p)->idle_next)
-                        if (*p == d) {
-                                *p = d->idle_next;
-                                d->in_idle = false;
-                                break;
-                        }
+                driver_idle_remove(m, d);
 }
 
 static void *driver_main(void *userdata) {
@@ -284,6 +375,8 @@ static void *driver_main(void *userdata) {
         for (;;) {
                 uint64_t next = UINT64_MAX, now;
                 unsigned ended = 0;
+                uid_t ended_uids[DRIVER_JOBS_MAX];
+                size_t n_ended_uids = 0;
 
                 if (m->drivers_stop)
                         break;
@@ -300,12 +393,15 @@ static void *driver_main(void *userdata) {
                 now = clock_usec();
                 for (Job **p = &list; *p;) {
                         Job *j = *p;
+                        uid_t uid = j->uid;   /* once it ended, j is the loop's to free */
 
                         if (job_due(j) > now)
                                 p = &j->drv_next;
-                        else if (driver_run(m, p, list))
+                        else if (driver_run(m, p, list)) {
                                 ended++;
-                        else
+                                if (uid != 0 && n_ended_uids < ELEMENTSOF(ended_uids))
+                                        ended_uids[n_ended_uids++] = uid;
+                        } else
                                 p = &j->drv_next;
                 }
                 /* a deadline kept, not recomputed at each wake: computed afresh it
@@ -314,6 +410,8 @@ static void *driver_main(void *userdata) {
                 late_at = ulp_release_late() > 0 ? clock_usec() + DRIVER_LATE_POLL_USEC : UINT64_MAX;
                 pthread_mutex_lock(&m->drv_lock);
                 d->active -= ended;
+                for (size_t i = 0; i < n_ended_uids; i++)
+                        driver_count_uid(d, ended_uids[i], false);
         }
         pthread_mutex_unlock(&m->drv_lock);
         /* ulpd stops: each operation stays in its target, consistent, for the next ulpd */
@@ -436,15 +534,9 @@ int driver_take(Manager *m, Job *j) {
                         m->queue = j;
                 m->queue_last = j;
         }
-        if (m->idle) {
-                /* the driver that went idle last: its caches are the warmest */
-                Driver *d = m->idle;
-
-                m->idle = d->idle_next;
-                d->in_idle = false;
-                pthread_cond_signal(&d->wake);
+        if (driver_wake_idle_for(m, j))
                 woken = true;
-        } else if (m->n_drivers < m->max_drivers) {
+        else if (m->n_drivers < m->max_drivers && (j->sync_start || uid_may_occupy_more(m, j->uid))) {
                 r = driver_spawn(m, &m->drivers[m->n_drivers]);
                 if (r >= 0) {
                         m->n_drivers++;

@@ -270,6 +270,7 @@ struct Manager {
 #define DRIVERS_DEFAULT 16                          /* threads running operations at once */
 #define DRIVERS_MAX 256
 #define DRIVER_JOBS_MAX 4                           /* operations one driver runs interleaved */
+#define UID_DRIVERS_SHARE 4                         /* each uid but root occupies 1/4 of --drivers (at least 1) */
 
 /* ---- the objects of the loop ----------------------------------------------------
  *
