@@ -44,7 +44,15 @@ struct Driver {
                 uid_t uid;
                 unsigned n;
         } uids[DRIVER_JOBS_MAX];
+        /* pids of which it still traces threads left late when their operation ended
+         * (under m->drv_lock; written by it only): their next jobs are its, to take the
+         * threads over; another driver would find them traced by another (EBUSY) */
+        pid_t late_pids[16];
+        size_t n_late_pids;
 };
+
+/* The driver this thread is. */
+static _Thread_local Driver *self_driver;
 
 /* Threads a finished operation asked to stop that had not stopped are this thread's
  * to let go (see ulpd.c): looked at so often while any is left. */
@@ -136,6 +144,42 @@ static void driver_hold_uid(Job *list, uid_t uid, uint64_t took, uint64_t now) {
                         job_hold(k, now + UID_WINDOW_USEC);
 }
 
+/* Frees j's operation: the tracer lets its tracees go, but those late ones that stay its
+ * own until they stop (docs/stops.md); the next job on j's pid is then this driver's,
+ * pinned before the end is told (a new request may follow it at once). */
+static void driver_free_op(Job *j) {
+        Driver *d = self_driver;
+        Manager *m = j->m;
+
+        ulp_op_free(j->op);
+        j->op = NULL;
+        if (!ulp_late_holds(j->pid) || d->n_late_pids >= ELEMENTSOF(d->late_pids))
+                return;
+        for (size_t i = 0; i < d->n_late_pids; i++)
+                if (d->late_pids[i] == j->pid)
+                        return;
+        pthread_mutex_lock(&m->drv_lock);
+        d->late_pids[d->n_late_pids++] = j->pid;
+        m->late_pins++;
+        pthread_mutex_unlock(&m->drv_lock);
+}
+
+/* After ulp_release_late(): pids whose late threads are all let go are pinned no more. */
+static void driver_unpin_released(Driver *d) {
+        Manager *m = d->m;
+
+        for (size_t i = 0; i < d->n_late_pids;) {
+                if (ulp_late_holds(d->late_pids[i])) {
+                        i++;
+                        continue;
+                }
+                pthread_mutex_lock(&m->drv_lock);
+                d->late_pids[i] = d->late_pids[--d->n_late_pids];
+                m->late_pins--;
+                pthread_mutex_unlock(&m->drv_lock);
+        }
+}
+
 /* Takes j (at *p) out of the driver's list, then posts its end: from then on j is the
  * loop's, which may free it at once. */
 static void driver_end(Job **p, JobNews *n, int r) {
@@ -143,8 +187,7 @@ static void driver_end(Job **p, JobNews *n, int r) {
 
         *p = j->drv_next;
         j->drv_next = NULL;
-        ulp_op_free(j->op);   /* here: the tracer lets its tracees go */
-        j->op = NULL;
+        driver_free_op(j);    /* here: the tracer lets its tracees go */
         n->finished = true;
         n->result = r;
         news_post(j, n, false);
@@ -166,8 +209,7 @@ static bool driver_start(Manager *m, Job **p, Job *list) {
                 if (r < 0) {
                         *p = j->drv_next;
                         j->drv_next = NULL;
-                        ulp_op_free(j->op);
-                        j->op = NULL;
+                        driver_free_op(j);
                 }
                 /* the waiting loop takes a failed start back, unlinked, with its report */
                 pthread_mutex_lock(&m->drv_lock);
@@ -277,11 +319,28 @@ static bool uid_may_occupy_more(Manager *m, uid_t uid) {
         return n < MAX(1u, m->max_drivers / UID_DRIVERS_SHARE);
 }
 
-/* May d take j now? With room, root's job always; another uid's only where its jobs are
- * already, or while they occupy fewer drivers than its share: a uid's callbacks spinning
- * in later steps, or its transitions waiting for stragglers, hold at most that many
- * drivers, the others' jobs go to the rest. A start the loop waits for goes anywhere. */
+/* The driver that still traces late threads of pid, or NULL. */
+static Driver *driver_pinned(Manager *m, pid_t pid) {
+        if (m->late_pins == 0)
+                return NULL;
+        for (unsigned i = 0; i < m->n_drivers; i++)
+                for (size_t k = 0; k < m->drivers[i].n_late_pids; k++)
+                        if (m->drivers[i].late_pids[k] == pid)
+                                return &m->drivers[i];
+        return NULL;
+}
+
+/* May d take j now? A job on a pid whose late threads a driver traces is that driver's,
+ * even when full (they are few, and let go within ms of stopping). With room, root's job
+ * always; another uid's only where its jobs are already, or while they occupy fewer
+ * drivers than its share: a uid's callbacks spinning in later steps, or its transitions
+ * waiting for stragglers, hold at most that many drivers, the others' jobs go to the
+ * rest. A start the loop waits for goes anywhere. */
 static bool driver_may_take(Manager *m, const Driver *d, const Job *j) {
+        Driver *pin = driver_pinned(m, j->pid);
+
+        if (pin)
+                return pin == d;
         if (j->sync_start)
                 return true;
         if (d->active >= DRIVER_JOBS_MAX)
@@ -322,7 +381,7 @@ static void driver_take_queued(Driver *d, Job **list) {
         /* a start the loop waits for is first in the queue, and taken even when full */
         for (Job *j = m->queue; j; j = next) {
                 next = j->drv_next;
-                if (d->active >= DRIVER_JOBS_MAX && !j->sync_start)
+                if (d->active >= DRIVER_JOBS_MAX && !j->sync_start && d->n_late_pids == 0)
                         break;
                 if (!driver_may_take(m, d, j)) {
                         prev = j;
@@ -371,6 +430,7 @@ static void *driver_main(void *userdata) {
         Job *list = NULL;
         uint64_t late_at = UINT64_MAX;  /* when to look again at threads still late */
 
+        self_driver = d;
         pthread_mutex_lock(&m->drv_lock);
         for (;;) {
                 uint64_t next = UINT64_MAX, now;
@@ -408,6 +468,7 @@ static void *driver_main(void *userdata) {
                  * would always lie ahead, and a thread late in a vfork, stopped once
                  * its child exits, would wait for the driver's next job for good */
                 late_at = ulp_release_late() > 0 ? clock_usec() + DRIVER_LATE_POLL_USEC : UINT64_MAX;
+                driver_unpin_released(d);
                 pthread_mutex_lock(&m->drv_lock);
                 d->active -= ended;
                 for (size_t i = 0; i < n_ended_uids; i++)
@@ -505,12 +566,13 @@ static int driver_spawn(Manager *m, Driver *d) {
  * driver (driver_take_queued()); queued behind jobs waiting for a slot, the loop would
  * wait as long as the transitions holding the slots, up to their timeout (24 h). With
  * none idle nor to start, the driver with the fewest jobs is woken for it. */
-static void driver_wake_for_sync(Manager *m) {
-        Driver *least = NULL;
+static void driver_wake_for_sync(Manager *m, const Job *j) {
+        Driver *pin = driver_pinned(m, j->pid), *least = NULL;
 
-        for (unsigned i = 0; i < m->n_drivers; i++)
+        for (unsigned i = 0; !pin && i < m->n_drivers; i++)
                 if (!least || m->drivers[i].active < least->active)
                         least = &m->drivers[i];
+        least = pin ?: least;
         /* asleep, it wakes; running, it looks at the queue before it sleeps again */
         if (least)
                 pthread_cond_signal(&least->wake);
@@ -536,7 +598,8 @@ int driver_take(Manager *m, Job *j) {
         }
         if (driver_wake_idle_for(m, j))
                 woken = true;
-        else if (m->n_drivers < m->max_drivers && (j->sync_start || uid_may_occupy_more(m, j->uid))) {
+        else if (m->n_drivers < m->max_drivers && !driver_pinned(m, j->pid) &&
+                 (j->sync_start || uid_may_occupy_more(m, j->uid))) {
                 r = driver_spawn(m, &m->drivers[m->n_drivers]);
                 if (r >= 0) {
                         m->n_drivers++;
@@ -548,7 +611,7 @@ int driver_take(Manager *m, Job *j) {
                 }
         }
         if (!woken && r >= 0 && j->sync_start)
-                driver_wake_for_sync(m);
+                driver_wake_for_sync(m, j);
         pthread_mutex_unlock(&m->drv_lock);
         return r;
 }

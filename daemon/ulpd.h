@@ -224,6 +224,7 @@ struct Manager {
         bool drivers_ready, drivers_stop;
         Job *queue, *queue_last;
         Driver *idle;
+        unsigned late_pins;      /* pids whose late threads a driver still traces */
         uint64_t job_seq;
         /* what the drivers tell the loop: jobs with news, under post_lock, and an eventfd */
         pthread_mutex_t post_lock;
