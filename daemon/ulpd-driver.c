@@ -638,6 +638,10 @@ void drivers_done(Manager *m) {
                 (void) pthread_join(m->drivers[i].thread, NULL);
                 pthread_cond_destroy(&m->drivers[i].wake);
         }
+        /* What they told before they stopped: a job that ended meanwhile (its last step
+         * was under way) is answered with its result, not as left to the next ulpd. */
+        if (m->post_fd >= 0)
+                (void) drivers_on_post(NULL, m->post_fd, 0, m);
         m->n_drivers = 0;
         free(m->drivers);
         m->drivers = NULL;
