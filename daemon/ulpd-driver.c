@@ -319,14 +319,20 @@ static bool uid_may_occupy_more(Manager *m, uid_t uid) {
         return n < MAX(1u, m->max_drivers / UID_DRIVERS_SHARE);
 }
 
+static bool driver_has_pin(const Driver *d, pid_t pid) {
+        for (size_t k = 0; k < d->n_late_pids; k++)
+                if (d->late_pids[k] == pid)
+                        return true;
+        return false;
+}
+
 /* The driver that still traces late threads of pid, or NULL. */
 static Driver *driver_pinned(Manager *m, pid_t pid) {
         if (m->late_pins == 0)
                 return NULL;
         for (unsigned i = 0; i < m->n_drivers; i++)
-                for (size_t k = 0; k < m->drivers[i].n_late_pids; k++)
-                        if (m->drivers[i].late_pids[k] == pid)
-                                return &m->drivers[i];
+                if (driver_has_pin(&m->drivers[i], pid))
+                        return &m->drivers[i];
         return NULL;
 }
 
@@ -381,9 +387,11 @@ static void driver_take_queued(Driver *d, Job **list) {
         /* a start the loop waits for is first in the queue, and taken even when full */
         for (Job *j = m->queue; j; j = next) {
                 next = j->drv_next;
+                /* full: only a start the loop waits for, or a job on a pid pinned here */
                 if (d->active >= DRIVER_JOBS_MAX && !j->sync_start && d->n_late_pids == 0)
                         break;
-                if (!driver_may_take(m, d, j)) {
+                if ((d->active >= DRIVER_JOBS_MAX && !j->sync_start && !driver_has_pin(d, j->pid)) ||
+                    !driver_may_take(m, d, j)) {
                         prev = j;
                         continue;
                 }
