@@ -30,6 +30,8 @@ int connection_update_events(Connection *c) {
 
 /* Writes what the socket takes. Returns 0, or -errno when the connection is dead. */
 static int connection_flush(Connection *c) {
+        int r;
+
         while (c->out_len > 0) {
                 ssize_t n = send(c->fd, c->out, c->out_len, MSG_NOSIGNAL | MSG_DONTWAIT);
 
@@ -43,7 +45,10 @@ static int connection_flush(Connection *c) {
                 memmove(c->out, c->out + n, c->out_len - (size_t) n);
                 c->out_len -= (size_t) n;
         }
-        return connection_update_events(c);
+        r = connection_update_events(c);
+        /* the loop ended (ulpd stops, answering what its drivers told last): the socket
+         * took what it could, and the connection is not dropped for it */
+        return r == -ESTALE ? 0 : r;
 }
 
 /* Queues message o (reference not taken) for the client. A client that does not read

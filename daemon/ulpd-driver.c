@@ -38,7 +38,21 @@ struct Driver {
         Driver *idle_next;       /* in m->idle: waiting, with room for a job */
         bool in_idle;
         unsigned active;         /* jobs it took and did not end (under m->drv_lock) */
+        /* the uids but root it holds jobs of, and how many (under m->drv_lock): a uid
+         * occupies a bounded number of drivers (driver_may_take()) */
+        struct DriverUid {
+                uid_t uid;
+                unsigned n;
+        } uids[DRIVER_JOBS_MAX];
+        /* pids of which it still traces threads left late when their operation ended
+         * (under m->drv_lock; written by it only): their next jobs are its, to take the
+         * threads over; another driver would find them traced by another (EBUSY) */
+        pid_t late_pids[16];
+        size_t n_late_pids;
 };
+
+/* The driver this thread is. */
+static _Thread_local Driver *self_driver;
 
 /* Threads a finished operation asked to stop that had not stopped are this thread's
  * to let go (see ulpd.c): looked at so often while any is left. */
@@ -130,6 +144,42 @@ static void driver_hold_uid(Job *list, uid_t uid, uint64_t took, uint64_t now) {
                         job_hold(k, now + UID_WINDOW_USEC);
 }
 
+/* Frees j's operation: the tracer lets its tracees go, but those late ones that stay its
+ * own until they stop (docs/stops.md); the next job on j's pid is then this driver's,
+ * pinned before the end is told (a new request may follow it at once). */
+static void driver_free_op(Job *j) {
+        Driver *d = self_driver;
+        Manager *m = j->m;
+
+        ulp_op_free(j->op);
+        j->op = NULL;
+        if (!ulp_late_holds(j->pid) || d->n_late_pids >= ELEMENTSOF(d->late_pids))
+                return;
+        for (size_t i = 0; i < d->n_late_pids; i++)
+                if (d->late_pids[i] == j->pid)
+                        return;
+        pthread_mutex_lock(&m->drv_lock);
+        d->late_pids[d->n_late_pids++] = j->pid;
+        m->late_pins++;
+        pthread_mutex_unlock(&m->drv_lock);
+}
+
+/* After ulp_release_late(): pids whose late threads are all let go are pinned no more. */
+static void driver_unpin_released(Driver *d) {
+        Manager *m = d->m;
+
+        for (size_t i = 0; i < d->n_late_pids;) {
+                if (ulp_late_holds(d->late_pids[i])) {
+                        i++;
+                        continue;
+                }
+                pthread_mutex_lock(&m->drv_lock);
+                d->late_pids[i] = d->late_pids[--d->n_late_pids];
+                m->late_pins--;
+                pthread_mutex_unlock(&m->drv_lock);
+        }
+}
+
 /* Takes j (at *p) out of the driver's list, then posts its end: from then on j is the
  * loop's, which may free it at once. */
 static void driver_end(Job **p, JobNews *n, int r) {
@@ -137,8 +187,7 @@ static void driver_end(Job **p, JobNews *n, int r) {
 
         *p = j->drv_next;
         j->drv_next = NULL;
-        ulp_op_free(j->op);   /* here: the tracer lets its tracees go */
-        j->op = NULL;
+        driver_free_op(j);    /* here: the tracer lets its tracees go */
         n->finished = true;
         n->result = r;
         news_post(j, n, false);
@@ -160,8 +209,7 @@ static bool driver_start(Manager *m, Job **p, Job *list) {
                 if (r < 0) {
                         *p = j->drv_next;
                         j->drv_next = NULL;
-                        ulp_op_free(j->op);
-                        j->op = NULL;
+                        driver_free_op(j);
                 }
                 /* the waiting loop takes a failed start back, unlinked, with its report */
                 pthread_mutex_lock(&m->drv_lock);
@@ -227,24 +275,140 @@ static bool driver_run(Manager *m, Job **p, Job *list) {
         return false;
 }
 
-/* Under m->drv_lock: takes queued jobs while d has room, appending them to *list. */
+/* ---- the drivers a uid occupies (docs/limits.md), all under m->drv_lock ---- */
+
+static bool driver_holds_uid(const Driver *d, uid_t uid) {
+        for (size_t i = 0; i < ELEMENTSOF(d->uids); i++)
+                if (d->uids[i].n > 0 && d->uids[i].uid == uid)
+                        return true;
+        return false;
+}
+
+/* One job of uid more (add) or less on d. A uid but root has at most DRIVER_JOBS_MAX
+ * jobs on a driver (taken only with room), so the table cannot overflow. */
+static void driver_count_uid(Driver *d, uid_t uid, bool add) {
+        struct DriverUid *free_entry = NULL;
+
+        if (uid == 0)
+                return;
+        for (size_t i = 0; i < ELEMENTSOF(d->uids); i++) {
+                struct DriverUid *e = &d->uids[i];
+
+                if (e->n > 0 && e->uid == uid) {
+                        if (add)
+                                e->n++;
+                        else
+                                e->n--;
+                        return;
+                }
+                if (e->n == 0 && !free_entry)
+                        free_entry = e;
+        }
+        if (add && free_entry)
+                *free_entry = (struct DriverUid) { .uid = uid, .n = 1 };
+}
+
+/* May uid's jobs go to a driver that holds none of them yet? */
+static bool uid_may_occupy_more(Manager *m, uid_t uid) {
+        unsigned n = 0;
+
+        if (uid == 0)
+                return true;
+        for (unsigned i = 0; i < m->n_drivers; i++)
+                n += driver_holds_uid(&m->drivers[i], uid);
+        return n < MAX(1u, m->max_drivers / UID_DRIVERS_SHARE);
+}
+
+static bool driver_has_pin(const Driver *d, pid_t pid) {
+        for (size_t k = 0; k < d->n_late_pids; k++)
+                if (d->late_pids[k] == pid)
+                        return true;
+        return false;
+}
+
+/* The driver that still traces late threads of pid, or NULL. */
+static Driver *driver_pinned(Manager *m, pid_t pid) {
+        if (m->late_pins == 0)
+                return NULL;
+        for (unsigned i = 0; i < m->n_drivers; i++)
+                if (driver_has_pin(&m->drivers[i], pid))
+                        return &m->drivers[i];
+        return NULL;
+}
+
+/* May d take j now? A job on a pid whose late threads a driver traces is that driver's,
+ * even when full (they are few, and let go within ms of stopping). With room, root's job
+ * always; another uid's only where its jobs are already, or while they occupy fewer
+ * drivers than its share: a uid's callbacks spinning in later steps, or its transitions
+ * waiting for stragglers, hold at most that many drivers, the others' jobs go to the
+ * rest. A start the loop waits for goes anywhere. */
+static bool driver_may_take(Manager *m, const Driver *d, const Job *j) {
+        Driver *pin = driver_pinned(m, j->pid);
+
+        if (pin)
+                return pin == d;
+        if (j->sync_start)
+                return true;
+        if (d->active >= DRIVER_JOBS_MAX)
+                return false;
+        return j->uid == 0 || driver_holds_uid(d, j->uid) || uid_may_occupy_more(m, j->uid);
+}
+
+static void driver_idle_remove(Manager *m, Driver *d) {
+        for (Driver **p = &m->idle; *p; p = &(*p)->idle_next)
+                if (*p == d) {
+                        *p = d->idle_next;
+                        d->in_idle = false;
+                        return;
+                }
+}
+
+/* Wakes an idle driver that may take j, the one that went idle last first (its caches
+ * are the warmest). Returns false when none may. */
+static bool driver_wake_idle_for(Manager *m, const Job *j) {
+        for (Driver *d = m->idle; d; d = d->idle_next)
+                if (driver_may_take(m, d, j)) {
+                        driver_idle_remove(m, d);
+                        pthread_cond_signal(&d->wake);
+                        return true;
+                }
+        return false;
+}
+
+/* Under m->drv_lock: takes the queued jobs d may take while it has room, appending them
+ * to *list, in queue order; jobs of a uid at its share of drivers stay queued. Then wakes
+ * idle drivers for what it left that they may take. */
 static void driver_take_queued(Driver *d, Job **list) {
         Manager *m = d->m;
-        Job **last = list;
+        Job **last = list, *prev = NULL, *next;
 
         while (*last)
                 last = &(*last)->drv_next;
-        while (d->active < DRIVER_JOBS_MAX && m->queue) {
-                Job *j = m->queue;
-
-                m->queue = j->drv_next;
-                if (!m->queue)
-                        m->queue_last = NULL;
+        /* a start the loop waits for is first in the queue, and taken even when full */
+        for (Job *j = m->queue; j; j = next) {
+                next = j->drv_next;
+                /* full: only a start the loop waits for, or a job on a pid pinned here */
+                if (d->active >= DRIVER_JOBS_MAX && !j->sync_start && d->n_late_pids == 0)
+                        break;
+                if ((d->active >= DRIVER_JOBS_MAX && !j->sync_start && !driver_has_pin(d, j->pid)) ||
+                    !driver_may_take(m, d, j)) {
+                        prev = j;
+                        continue;
+                }
+                if (prev)
+                        prev->drv_next = next;
+                else
+                        m->queue = next;
+                if (m->queue_last == j)
+                        m->queue_last = prev;
                 j->drv_next = NULL;
                 *last = j;
                 last = &j->drv_next;
                 d->active++;
+                driver_count_uid(d, j->uid, true);
         }
+        for (Job *j = m->queue; j && m->idle; j = j->drv_next)
+                (void) driver_wake_idle_for(m, j);
 }
 
 /* Under m->drv_lock: sleeps until next (UINT64_MAX: no deadline), a job queued for d, or stop. */
@@ -265,12 +429,7 @@ static void driver_sleep(Driver *d, uint64_t next) {
                 (void) pthread_cond_timedwait(&d->wake, &m->drv_lock, &ts);
         }
         if (d->in_idle)
-                for (Driver **p = &m->idle; *p; p = &(*p)->idle_next)
-                        if (*p == d) {
-                                *p = d->idle_next;
-                                d->in_idle = false;
-                                break;
-                        }
+                driver_idle_remove(m, d);
 }
 
 static void *driver_main(void *userdata) {
@@ -279,10 +438,13 @@ static void *driver_main(void *userdata) {
         Job *list = NULL;
         uint64_t late_at = UINT64_MAX;  /* when to look again at threads still late */
 
+        self_driver = d;
         pthread_mutex_lock(&m->drv_lock);
         for (;;) {
                 uint64_t next = UINT64_MAX, now;
                 unsigned ended = 0;
+                uid_t ended_uids[DRIVER_JOBS_MAX];
+                size_t n_ended_uids = 0;
 
                 if (m->drivers_stop)
                         break;
@@ -299,20 +461,26 @@ static void *driver_main(void *userdata) {
                 now = clock_usec();
                 for (Job **p = &list; *p;) {
                         Job *j = *p;
+                        uid_t uid = j->uid;   /* once it ended, j is the loop's to free */
 
                         if (job_due(j) > now)
                                 p = &j->drv_next;
-                        else if (driver_run(m, p, list))
+                        else if (driver_run(m, p, list)) {
                                 ended++;
-                        else
+                                if (uid != 0 && n_ended_uids < ELEMENTSOF(ended_uids))
+                                        ended_uids[n_ended_uids++] = uid;
+                        } else
                                 p = &j->drv_next;
                 }
                 /* a deadline kept, not recomputed at each wake: computed afresh it
                  * would always lie ahead, and a thread late in a vfork, stopped once
                  * its child exits, would wait for the driver's next job for good */
                 late_at = ulp_release_late() > 0 ? clock_usec() + DRIVER_LATE_POLL_USEC : UINT64_MAX;
+                driver_unpin_released(d);
                 pthread_mutex_lock(&m->drv_lock);
                 d->active -= ended;
+                for (size_t i = 0; i < n_ended_uids; i++)
+                        driver_count_uid(d, ended_uids[i], false);
         }
         pthread_mutex_unlock(&m->drv_lock);
         /* ulpd stops: each operation stays in its target, consistent, for the next ulpd */
@@ -402,33 +570,56 @@ static int driver_spawn(Manager *m, Driver *d) {
         return 0;
 }
 
+/* Under m->drv_lock: a start the loop waits for is queued first and taken even by a full
+ * driver (driver_take_queued()); queued behind jobs waiting for a slot, the loop would
+ * wait as long as the transitions holding the slots, up to their timeout (24 h). With
+ * none idle nor to start, the driver with the fewest jobs is woken for it. */
+static void driver_wake_for_sync(Manager *m, const Job *j) {
+        Driver *pin = driver_pinned(m, j->pid), *least = NULL;
+
+        for (unsigned i = 0; !pin && i < m->n_drivers; i++)
+                if (!least || m->drivers[i].active < least->active)
+                        least = &m->drivers[i];
+        least = pin ?: least;
+        /* asleep, it wakes; running, it looks at the queue before it sleeps again */
+        if (least)
+                pthread_cond_signal(&least->wake);
+}
+
 int driver_take(Manager *m, Job *j) {
+        bool woken = false;
         int r = 0;
 
         pthread_mutex_lock(&m->drv_lock);
         j->drv_next = NULL;
-        if (m->queue_last)
-                m->queue_last->drv_next = j;
-        else
+        if (j->sync_start) {
+                j->drv_next = m->queue;
                 m->queue = j;
-        m->queue_last = j;
-        if (m->idle) {
-                /* the driver that went idle last: its caches are the warmest */
-                Driver *d = m->idle;
-
-                m->idle = d->idle_next;
-                d->in_idle = false;
-                pthread_cond_signal(&d->wake);
-        } else if (m->n_drivers < m->max_drivers) {
+                if (!m->queue_last)
+                        m->queue_last = j;
+        } else {
+                if (m->queue_last)
+                        m->queue_last->drv_next = j;
+                else
+                        m->queue = j;
+                m->queue_last = j;
+        }
+        if (driver_wake_idle_for(m, j))
+                woken = true;
+        else if (m->n_drivers < m->max_drivers && !driver_pinned(m, j->pid) &&
+                 (j->sync_start || uid_may_occupy_more(m, j->uid))) {
                 r = driver_spawn(m, &m->drivers[m->n_drivers]);
-                if (r >= 0)
+                if (r >= 0) {
                         m->n_drivers++;
-                else if (m->n_drivers > 0)
+                        woken = true;
+                } else if (m->n_drivers > 0)
                         r = 0;    /* the running drivers take it */
                 else {
                         m->queue = m->queue_last = NULL;
                 }
         }
+        if (!woken && r >= 0 && j->sync_start)
+                driver_wake_for_sync(m, j);
         pthread_mutex_unlock(&m->drv_lock);
         return r;
 }
@@ -455,6 +646,10 @@ void drivers_done(Manager *m) {
                 (void) pthread_join(m->drivers[i].thread, NULL);
                 pthread_cond_destroy(&m->drivers[i].wake);
         }
+        /* What they told before they stopped: a job that ended meanwhile (its last step
+         * was under way) is answered with its result, not as left to the next ulpd. */
+        if (m->post_fd >= 0)
+                (void) drivers_on_post(NULL, m->post_fd, 0, m);
         m->n_drivers = 0;
         free(m->drivers);
         m->drivers = NULL;

@@ -295,8 +295,8 @@ void job_on_news(Job *j, const JobNews *n) {
         job_send_progress(j, first);
         if (n->finished)
                 job_finish(j, n->result);
-        if (uid != 0 && (n->started || n->finished))
-                uid_start_next(m, uid);
+        if (uid != 0 && (n->started || n->finished) && !m->drivers_stop)
+                uid_start_next(m, uid);   /* stopping: its next jobs stay for the next ulpd */
 }
 
 Job *manager_find_job(Manager *m, pid_t pid) {

@@ -225,6 +225,7 @@ struct Manager {
         bool drivers_ready, drivers_stop;
         Job *queue, *queue_last;
         Driver *idle;
+        unsigned late_pins;      /* pids whose late threads a driver still traces */
         uint64_t job_seq;
         /* what the drivers tell the loop: jobs with news, under post_lock, and an eventfd */
         pthread_mutex_t post_lock;
@@ -271,6 +272,7 @@ struct Manager {
 #define DRIVERS_DEFAULT 16                          /* threads running operations at once */
 #define DRIVERS_MAX 256
 #define DRIVER_JOBS_MAX 4                           /* operations one driver runs interleaved */
+#define UID_DRIVERS_SHARE 4                         /* each uid but root occupies 1/4 of --drivers (at least 1) */
 
 /* ---- the objects of the loop ----------------------------------------------------
  *

@@ -894,6 +894,10 @@ size_t ulp_release_late(void) {
         return target_collect_orphans();
 }
 
+bool ulp_late_holds(pid_t pid) {
+        return target_orphans_of(pid);
+}
+
 void ulp_report_done(UlpReport *r) {
         for (size_t i = 0; i < r->n_warnings; i++)
                 free(r->warnings[i]);

@@ -53,6 +53,13 @@ bool target__orphan_take(pid_t pid, pid_t tid) {
         return false;
 }
 
+bool target_orphans_of(pid_t pid) {
+        for (size_t i = 0; i < n_orphans; i++)
+                if (orphans[i].pid == pid)
+                        return true;
+        return false;
+}
+
 bool target_thread_late(const Thread *th) {
         return th->late && th->seized && !th->stopped && !th->gone;
 }

@@ -201,6 +201,8 @@ void target_describe_late_short(Target *t, char *buf, size_t len);
  * that exited, without blocking, and returns how many are left. */
 size_t target_orphans(void);
 size_t target_collect_orphans(void);
+/* Is some orphan of the calling thread a thread of pid? */
+bool target_orphans_of(pid_t pid);
 
 Thread *target_find_thread(Target *t, pid_t tid);
 

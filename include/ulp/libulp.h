@@ -123,6 +123,10 @@ void ulp_op_free(UlpOp *op);
  * operations (a service) calls it every few ms while it is not 0. A process that exits
  * needs nothing: the kernel detaches them then. */
 size_t ulp_release_late(void);
+/* Does the calling thread still trace threads of pid left so (see above)? A later
+ * operation on pid takes them over when it runs in this thread; in another thread it
+ * would find them traced by another (-EBUSY) until they stopped and were let go. */
+bool ulp_late_holds(pid_t pid);
 
 /* Blocking forms: start, then step until done. Return 0, or -errno as above. */
 int ulp_apply(pid_t pid, int patch_fd, const char *name_hint, const UlpOptions *o, UlpReport *report);
