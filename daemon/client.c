@@ -224,6 +224,21 @@ static int error_reply(struct json_object *m, char *errbuf, size_t errlen) {
         return -(int) e;
 }
 
+/* A reply other than the one waited for, consumed: "error" ends the call with its
+ * message (negative), "progress" is passed over (1), anything else is -EPROTO. */
+static int other_reply(struct json_object *m, const char *t, char *errbuf, size_t errlen) {
+        int r = 1;
+
+        if (protocol_streq(t, "error"))
+                r = error_reply(m, errbuf, errlen);
+        else if (!protocol_streq(t, "progress")) {
+                fail(errbuf, errlen, 0, "unexpected reply from ulpd: %s", t);
+                r = -EPROTO;
+        }
+        json_object_put(m);
+        return r;
+}
+
 /* The request could not be sent. ulpd answers a connection it cannot take (too many of
  * that user's) with one error line and closes it, maybe before the request was written:
  * that line, not the broken pipe, is the answer. */
@@ -447,17 +462,9 @@ static int client_call(int fd, struct json_object *q, int pass_fd, const ClientP
                         r = 0;
                         break;
                 }
-                if (protocol_streq(t, "error")) {
-                        r = error_reply(m, errbuf, errlen);
-                        json_object_put(m);
+                r = other_reply(m, t, errbuf, errlen);
+                if (r <= 0)
                         break;
-                }
-                json_object_put(m);
-                if (!protocol_streq(t, "progress")) {
-                        fail(errbuf, errlen, 0, "unexpected reply from ulpd: %s", t);
-                        r = -EPROTO;
-                        break;
-                }
         }
         msgreader_done(&rd);
         return r;
@@ -549,17 +556,9 @@ static int status_recv(int fd, struct json_object **ret, char *errbuf, size_t er
                         r = 0;
                         break;
                 }
-                if (protocol_streq(t, "error")) {
-                        r = error_reply(m, errbuf, errlen);
-                        json_object_put(m);
+                r = other_reply(m, t, errbuf, errlen);
+                if (r <= 0)
                         break;
-                }
-                json_object_put(m);
-                if (!protocol_streq(t, "progress")) {
-                        fail(errbuf, errlen, 0, "unexpected reply from ulpd: %s", t);
-                        r = -EPROTO;
-                        break;
-                }
         }
         json_object_put(all);
         msgreader_done(&rd);
