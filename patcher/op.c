@@ -186,9 +186,14 @@ int op_find_control(UlpOp *op, pid_t pid) {
 }
 
 int op_open_target(UlpOp *op, pid_t pid) {
+        char why[256];
         int r = op_target_open(op, pid);
         if (r < 0)
                 return r;
+        /* No thread of it could be stopped: refused before anything is written. */
+        if (op->t->foreign_tracer)
+                return op_fail(op, -EBUSY, "cannot stop process %d: %s", pid,
+                               op_stop_error(op, -EBUSY, why, sizeof(why)));
         r = target_bind_image(op->t, op->o.auth_mem ? op->o.auth_mem_fd : -1);
         if (r == -ESTALE)   /* image_changed is set: op_fail() says what happened */
                 return op_fail(op, r, "the image changed");
@@ -255,6 +260,8 @@ const char *op_stop_error(UlpOp *op, int r, char *buf, size_t len) {
                 snprintf(buf, len, "it exited");
         else if (r == -EPERM || r == -EACCES)
                 snprintf(buf, len, "the kernel refused to let ulp trace it");
+        else if (r == -EBUSY && op->t)
+                target_describe_tracer(op->t, buf, len);
         else
                 snprintf(buf, len, "%s", process_errno_clause(r));
         return buf;
@@ -277,7 +284,8 @@ int op_borrow(UlpOp *op, Thread **ret) {
                 return op_fail(op, r, "no thread of process %d could be stopped: %s", op->t->pid,
                                op_stop_error(op, r, why, sizeof(why)));
         if (r < 0)
-                return op_fail(op, r, "cannot stop any thread of process %d: %s", op->t->pid, process_errno_clause(r));
+                return op_fail(op, r, "cannot stop any thread of process %d: %s", op->t->pid,
+                               op_stop_error(op, r, why, sizeof(why)));
         *ret = th;
         return 0;
 }

@@ -67,6 +67,38 @@ pid_t target__thread_tracer(pid_t pid, pid_t tid) {
         return p ? (pid_t)atoi(p + strlen("\nTracerPid:")) : 0;
 }
 
+/* tracer is a thread of this process: this one, or another driver of ulpd (one that
+ * keeps a late thread of the process, docs/daemon.md). */
+static bool tracer_is_ulp(pid_t tracer) {
+        char path[64];
+
+        snprintf(path, sizeof(path), "/proc/self/task/%d", (int)tracer);
+        return tracer == gettid() || access(path, F_OK) == 0;
+}
+
+/* A debugger or tracer attached to one of the threads: the kernel lets one tracer hold a
+ * thread, so ulp cannot stop it, and says so before anything is written. */
+void target_describe_tracer(Target *t, char *buf, size_t len) {
+        for (size_t i = 0; i < t->n_threads; i++) {
+                pid_t tid = t->threads[i].tid, tracer = target__thread_tracer(t->pid, tid);
+                char comm[16];
+
+                if (tracer <= 0 || tracer_is_ulp(tracer))
+                        continue;
+                /* the tracer's name, its own thread's: /proc/P/task/P/comm */
+                Target other = { .pid = tracer };
+                target_thread_name(&other, tracer, comm);
+                for (char *c = comm; *c; c++)
+                        if (*c < 0x20 || *c == 0x7f)
+                                *c = '?';
+                snprintf(buf, len, "thread %d is traced by another program (pid %d, %s): a debugger or "
+                         "tracer holds it; detach it first", (int)tid, (int)tracer, comm);
+                return;
+        }
+        snprintf(buf, len, "one of its threads is traced by another program: a debugger or tracer "
+                 "holds it; detach it first");
+}
+
 static Thread *target_add_thread(Target *t, pid_t tid) {
         if (t->n_threads == t->n_alloc) {
                 size_t n = MAX(t->n_alloc * 2, (size_t)16);
@@ -167,6 +199,7 @@ int target_refresh_threads(Target *t) {
 
 int target_open(pid_t pid, Target **ret) {
         char path[64];
+        pid_t tracer = 0;
 
         if (pid <= 0)
                 return -ESRCH;
@@ -189,6 +222,8 @@ int target_open(pid_t pid, Target **ret) {
                 char *p = strstr(buf, "\nTgid:");
                 if (!p || atoi(p + strlen("\nTgid:")) != pid)
                         return -ESRCH;
+                p = strstr(buf, "\nTracerPid:");
+                tracer = p ? (pid_t)atoi(p + strlen("\nTracerPid:")) : 0;
         }
 
         /* Opening /proc/PID/mem read-write asks the kernel the same question as
@@ -206,6 +241,8 @@ int target_open(pid_t pid, Target **ret) {
         t->pid = pid;
         t->mem_fd = -1;
         t->auth_fd = -1;
+        if (tracer > 0 && !tracer_is_ulp(tracer))
+                t->foreign_tracer = tracer;
         int r = target_refresh_threads(t);
         if (r < 0) {
                 free(t->threads);

@@ -50,6 +50,9 @@ typedef struct Target {
         int mem_fd;              /* /proc/PID/mem, O_RDWR */
         /* The thread that kept the last stop from completing (-ETIMEDOUT), as it was then:
          * for the operator's message (target_describe_late). */
+        /* A program other than ulp traced the process's main thread when it was opened
+         * (TracerPid: a debugger, strace): no stop can work, target_describe_tracer(). */
+        pid_t foreign_tracer;
         pid_t late_tid;
         char late_state;         /* its state letter in /proc/PID/task/TID/stat */
         bool late_vfork;         /* it sat in vfork() (or clone(CLONE_VFORK)) */
@@ -195,6 +198,11 @@ void target_describe_late(Target *t, char *buf, size_t len);
 /* The same, short, for a straggler's blocker: "uninterruptible sleep (vfork parent
  * waiting for its child), not stopped within X ms". */
 void target_describe_late_short(Target *t, char *buf, size_t len);
+
+/* Why a stop failed with -EBUSY, or why a process opened with foreign_tracer set is
+ * refused, to end the operator's line: "thread T is traced by another program (pid P,
+ * NAME): ...". */
+void target_describe_tracer(Target *t, char *buf, size_t len);
 
 /* Threads of freed Targets still seized because they had not stopped (see above), per
  * calling thread. target_collect_orphans() detaches those that stopped or reaps those

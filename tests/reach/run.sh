@@ -224,4 +224,61 @@ case_refusals() {
 	expect_value mid 20
 }
 
+# hold_trace TID: another program (python3) seizes thread TID of the victim and holds it
+# until killed; TRACER is its pid.
+hold_trace() {
+	python3 -c '
+import ctypes, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.ptrace(0x4206, int(sys.argv[1]), None, None) != 0:   # PTRACE_SEIZE
+    print("seize failed: errno", ctypes.get_errno(), flush=True)
+    sys.exit(1)
+print("seized", flush=True)
+time.sleep(3600)' "$1" >"$WORK/tracer.out" 2>&1 &
+	TRACER=$!
+	PIDS+=("$TRACER")   # killed first at exit: a traced victim is reaped only after
+	wait_for 10 grep -q seized "$WORK/tracer.out" || fail "the tracer did not seize thread $1: $(cat "$WORK/tracer.out")"
+}
+
+end_trace() {
+	kill -9 "$TRACER"
+	wait "$TRACER" 2>/dev/null
+}
+
+# A process one of whose threads another program traces (a debugger): refused with the
+# tracer named, before anything is written when it is the main thread; applied once the
+# tracer is gone.
+case_traced() {
+	local why="a debugger or tracer holds it; detach it first" tid out op
+	start_victim gcc-pie 2
+	hold_trace "$VPID"
+	for op in "apply -p $VPID $P/reach-patch-tiny.so" "revert -p $VPID tiny-fix"; do
+		# shellcheck disable=SC2086
+		out=$(ulpctl $op 2>&1) && fail "$op with a tracer attached succeeded: $out"
+		[ "$out" = "ulpctl: cannot stop process $VPID: thread $VPID is traced by another program (pid $TRACER, python3): $why" ] ||
+			fail "$op with a tracer attached: '$out'"
+		echo "refused: $out"
+	done
+	! grep -q 'memfd:ulp' "/proc/$VPID/maps" || fail "ulp mappings left in the victim: $(grep memfd:ulp "/proc/$VPID/maps")"
+	end_trace
+	victim_alive
+	expect_value tiny 11
+
+	# a worker thread only: met at its stop, the same words; no patch code left
+	tid=$(ls "/proc/$VPID/task" | sort -n | tail -1)
+	[ "$tid" != "$VPID" ] || fail "the victim has no second thread"
+	hold_trace "$tid"
+	out=$(ulpctl apply -p "$VPID" "$P/reach-patch-tiny.so" 2>&1) && fail "apply with a tracer on thread $tid succeeded: $out"
+	out=$(echo "$out" | grep -v '^warning: tiny_fn is 4 bytes')
+	[ "$out" = "ulpctl: cannot stop process $VPID: thread $tid is traced by another program (pid $TRACER, python3): $why" ] ||
+		fail "apply with a tracer on thread $tid: '$out'"
+	echo "refused: $out"
+	! grep -q 'memfd:ulp-patch' "/proc/$VPID/maps" || fail "the refused patch is mapped in the victim"
+	victim_alive
+	expect_value tiny 11
+	end_trace
+
+	apply_revert reach-patch-tiny.so tiny-fix tiny 11 110
+}
+
 "case_${CASE//-/_}" "${@:2}"

@@ -305,6 +305,10 @@ void target_describe_late(Target *t, char *buf, size_t len) {
         snprintf(buf, len, "thread %d of process %d did not stop", (int)t->late_tid, (int)t->pid);
 }
 
+void target_describe_tracer(Target *t, char *buf, size_t len) {
+        snprintf(buf, len, "a thread of process %d is traced by another program", (int)t->pid);
+}
+
 Thread *target_any_stopped(Target *t) {
         for (size_t i = 0; i < t->n_threads; i++)
                 if (t->threads[i].stopped)
