@@ -637,6 +637,9 @@ static int op_finished(UlpOp *op) {
         uint64_t post = 0;
 
         op->done = true;
+        if (op->tr.forced)
+                op_warn(op, "forced: %zu thread(s) switched without the check; the patch code stays mapped",
+                        op->forced_threads);
         publish_stragglers(op, true);
         /* As klp_complete_transition: by the state reached, so that a reversed apply
          * gets its post-unpatch (its pre-patch ran) and a reversed revert its post-patch. */
@@ -667,12 +670,22 @@ static int op_timeout(UlpOp *op) {
                 snprintf(first, sizeof(first), "; %.150s", why);
         }
         if (op->o.force) {
+                /* Past the deadline the force gets whole stop attempts of its own, and,
+                 * while a thread cannot be stopped (a loaded machine), the next steps try
+                 * its stop again for another timeout: switched threads stay switched. */
+                if (!op->reverse_until_ns) {
+                        op->reverse_until_ns = op->deadline_ns + (uint64_t)op->o.timeout_ms * 1000000ULL;
+                        op->forced_threads = op->report->n_stragglers;
+                }
+                op->t->stop_timeout_ms = OP_STOP_ATTEMPT_MS;
                 r = transition_force(&op->tr);
+                if (r == -ETIMEDOUT && op_now_ns() < op->reverse_until_ns) {
+                        op->report->message[0] = 0;
+                        return 0;
+                }
                 if (r < 0)
                         return op_fail(op, r, "forcing the transition failed: %s",
                                        op_stop_error(op, r, why, sizeof(why)));
-                op_warn(op, "forced: %zu thread(s) switched without the check; the patch code stays mapped",
-                        op->report->n_stragglers);
                 return op_finished(op);
         }
         if (op->reversing)
@@ -824,8 +837,9 @@ int ulp_op_step(UlpOp *op, unsigned *ret_next_ms) {
         if (r < 0)
                 return op_fail(op, r, "transition failed: %s", op_stop_error(op, r, why, sizeof(why)));
         if (r == 1) {
-                /* A reversal keeps the stragglers of the forward attempt for the report. */
-                if (!op->reversing)
+                /* A reversal keeps the stragglers of the forward attempt for the report,
+                 * a force (completed at a later step) those it switched. */
+                if (!op->reversing && !op->tr.forced)
                         report_stragglers(op);
                 return op_finished(op);
         }

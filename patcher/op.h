@@ -41,8 +41,9 @@ struct UlpOp {
         unsigned backoff_ms;
         bool init_pending;       /* the transition's stop-the-world did not happen yet: a
                                   * thread could not be stopped; retried by each step */
-        uint64_t reverse_until_ns; /* a reversal held back by a thread that cannot be
-                                  * stopped is retried until then; 0 not started */
+        uint64_t reverse_until_ns; /* a reversal (or a --force) held back by a thread that
+                                  * cannot be stopped is retried until then; 0 not started */
+        size_t forced_threads;   /* the stragglers --force switched unchecked */
         uint64_t next_pass_ns;   /* steps before then only detach late threads */
         /* The start of an operation that needs a borrowed thread (an apply's load and
          * pre-patch callback): while no thread can be stopped at once it returns -EAGAIN

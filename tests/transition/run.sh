@@ -112,6 +112,39 @@ case_replace() {
 	victim_ok
 }
 
+# some threads switched: the transition started (the blocker holds it)
+switching() { [ "$(now v2)" -gt 0 ] 2>/dev/null; }
+main_in_d() { [ "$(cut -d' ' -f3 "/proc/$VPID/stat")" = D ]; }
+
+# --force whose stop of every thread, past the deadline, meets a thread that cannot be
+# stopped (the main thread in vfork, uninterruptible): tried again at the next steps, for
+# another timeout, and completed once the thread can stop; before, the force failed.
+case_force_late() {
+	local out hold=$WORK/vfork-hold t=$((3 * SLOW))
+	start_blocked -n 4 -V "$hold"
+	ulpctl apply --json --force --timeout "$t" -p "$VPID" "$PATCH_CONS" >"$WORK/out" 2>&1 &
+	APID=$!
+	PIDS+=("$APID")
+	wait_for 10 switching || fail "the transition did not start: $(cat "$WORK/out")"
+	# the deadline is at most t s away: the vfork starts before it and ends after it
+	kill -WINCH "$VPID"
+	wait_for 5 main_in_d || fail "the main thread did not enter vfork"
+	sleep $((t + 1))
+	kill -0 "$APID" 2>/dev/null || fail "the forced apply ended while the main thread could not stop: $(cat "$WORK/out")"
+	touch "$hold"
+	wait_line 'vfork ended' 5 || fail "the vfork did not end"
+	wait "$APID" || fail "forced apply failed: $(cat "$WORK/out")"
+	out=$(cat "$WORK/out")
+	[ "$(echo "$out" | json_get 'd["forced"]')" = True ] || fail "not forced: $out"
+	echo "$out" | json_get 'd["warnings"]' | grep -q 'forced: 1 thread(s) switched without the check' ||
+		fail "no forced warning: $out"
+	rises v2 2 || fail "new code does not run"
+	steady v1 || fail "old code still runs after a forced completion"
+	release
+	no_mix
+	victim_ok
+}
+
 # --force with a thread blocked in a patched function: completes, says forced, and the
 # patch code stays mapped after the revert.
 case_force() {

@@ -8,9 +8,12 @@
  *   -s        a spawner creates short-lived threads continuously; each calls outer()
  *             three times and counts the versions it saw in s1/s2
  *   -l USEC   a thread calls slow() (patched), which takes USEC microseconds, in a loop
+ *   -V PATH   on SIGWINCH the main thread vforks; the child waits until PATH exists, then
+ *             exits: the main thread sits in uninterruptible sleep (no stop) meanwhile,
+ *             and prints "vfork ended" after
  * Signals: SIGUSR1 makes a worker fork a child that goes on calling outer() alone and
  * prints "child ..." lines; SIGUSR2 makes the main thread exec /bin/sleep; SIGHUP
- * makes it dlopen libplugin.so.
+ * makes it dlopen libplugin.so; SIGWINCH makes it vfork (-V).
  * Prints every 20 ms:
  *   v1=N v2=N mixed=N blocked=0|1 s1=N s2=N f=N g=N base=N plugin=N slow=N slow2=N cb=LOG
  * (slow: calls of slow() that returned the right value; slow2: those of its version 2)
@@ -35,7 +38,8 @@ volatile int spin;
 static const char *fifo;
 static int exit_in_blocker;
 unsigned slow_usec;
-static volatile sig_atomic_t want_fork, want_exec, want_plugin;
+static volatile sig_atomic_t want_fork, want_exec, want_plugin, want_vfork;
+static const char *vfork_hold;
 static int (*plugin_value)(void);
 
 int inner(void);
@@ -166,6 +170,8 @@ static void on_signal(int sig) {
                 want_fork = 1;
         else if (sig == SIGUSR2)
                 want_exec = 1;
+        else if (sig == SIGWINCH)
+                want_vfork = 1;
         else
                 want_plugin = 1;
 }
@@ -185,24 +191,37 @@ static void main_requests(void) {
                 plugin_value = h ? (int (*)(void))dlsym(h, "plugin_value") : NULL;
                 want_plugin = 0;
         }
+        if (want_vfork && vfork_hold) {
+                want_vfork = 0;
+                /* the child only polls with system calls, then _exit: what vfork allows */
+                if (vfork() == 0) {
+                        struct timespec ts = { 0, 10 * 1000 * 1000 };
+                        while (access(vfork_hold, F_OK) != 0)
+                                nanosleep(&ts, NULL);
+                        _exit(0);
+                }
+                printf("vfork ended\n");
+        }
 }
 
 int main(int argc, char **argv) {
         int n = 4, spawn = 0, c;
 
-        while ((c = getopt(argc, argv, "n:b:xsl:")) != -1)
+        while ((c = getopt(argc, argv, "n:b:xsl:V:")) != -1)
                 switch (c) {
                 case 'n': n = atoi(optarg); break;
                 case 'b': fifo = optarg; break;
                 case 'x': exit_in_blocker = 1; break;
                 case 's': spawn = 1; break;
                 case 'l': slow_usec = (unsigned)atoi(optarg); break;
+                case 'V': vfork_hold = optarg; break;
                 default: return 2;
                 }
         setvbuf(stdout, NULL, _IOLBF, 0);
         signal(SIGUSR1, on_signal);
         signal(SIGUSR2, on_signal);
         signal(SIGHUP, on_signal);
+        signal(SIGWINCH, on_signal);
         for (int i = 0; i < n; i++)
                 start(worker, i == 0 ? (void *)1 : NULL);
         if (fifo)
