@@ -138,12 +138,14 @@ try:
             check(why in e.get("error", ""), f"ulpd: {name}: {e.get('error')}")
         else:
             check(e.get("trusted") is False and not e.get("error"), f"ulpd: {name} is valid but not trusted")
+    # a connection per request: ulpd closes one idle for 10 s, which a loaded machine reaches
+    c.close()
+    c = Client(d.socket)
     rep = c.request({"method": "status", "pid": forgers["huge-counts"][0].pid})
     check(rep.get("type") == "error" and "counts out of range" in rep.get("message", rep.get("error", "")),
           f"ulpd status -p refuses: {rep}")
     # root asks ulpd to revert the unsigned block's patch: refused, nothing written
     name0 = real[p0:p0 + 128].split(b"\0")[0].decode()
-    # a connection of its own: ulpd closes one idle for 10 s, which a loaded machine reaches
     c.close()
     c = Client(d.socket)
     rep = c.request({"method": "revert", "pids": [forgers["unsigned"][0].pid], "name": name0})

@@ -3,6 +3,7 @@
  * -DSPIN_POST) never returns: each apply holds ulpd until it gives up on the callback
  * (test-dos.py). */
 
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include "ulp/patch.h"
@@ -14,8 +15,10 @@ int inner_v2(void) {
 }
 
 /* Never returns; a callback past its deadline runs on (docs/fault-tolerance.md), so it
- * sleeps rather than burn a CPU until the victim ends. */
+ * sleeps rather than burn a CPU until the victim ends. The thread it runs in is named
+ * "spin-callback": a test sees that the callback runs. */
 static void spin(void) {
+        prctl(PR_SET_NAME, "spin-callback");
         for (;;)
                 usleep(1000);
 }

@@ -26,28 +26,16 @@ st = os.path.join(d.tmp, "victim.status")
 v = subprocess.Popen([VICTIM, st, "2", "200", str(SLEEP_MS)])
 
 
-def calling_threads(pid):
-    """Threads of pid traced but not stopped: the one borrowed for a callback, while the
-    callback runs (a step's stops are brief, and stopped)."""
-    out = set()
+def in_callback(pid):
+    """A thread of pid runs the spinning callback, which names its thread."""
     try:
         for tid in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{tid}/status") as f:
-                s = f.read()
-            if "\nTracerPid:\t0\n" not in s and "\nState:\tt" not in s and "\nState:\tT" not in s:
-                out.add(tid)
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                if f.read().strip() == "spin-callback":
+                    return True
     except OSError:
         pass
-    return out
-
-
-def in_callback(pid):
-    """The same thread in a callback at two looks 0.3 s apart."""
-    first = calling_threads(pid)
-    if not first:
-        return False
-    time.sleep(0.3)
-    return bool(first & calling_threads(pid))
+    return False
 
 
 try:
