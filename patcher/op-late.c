@@ -313,32 +313,30 @@ static int read_call_slot(UlpOp *op, uint64_t *ret) {
                                process_errno_clause(r)) : 0;
 }
 
+/* Whether the slot's word says the call returned; its value then in the low 32 bits. */
+static bool slot_returned(uint64_t slot) {
+        return (slot & ~0xffffffffULL) == CONTROL_CALL_RETURNED;
+}
+
 /*
  * The outcome of the marked call of late object k of patch idx, its thread out, from the
  * slot's word: armed and never started, pre_patch is to run (WAITING) and post_patch too
  * (POSTPENDING); a post_patch that started counts as run (LOADED); a pre_patch that
  * returned 0 ran (PREPATCHED), one that returned anything else, or left its thread
- * without returning, refused: *ret_refused then, with the entry still there for the
- * caller (late_refused).
+ * without returning, refused: its entry goes (late_drop), *ret_refused set, the
+ * caller says it (late_refusal).
  */
 static int late_settle_call(UlpOp *op, unsigned idx, unsigned k, uint64_t slot, bool *ret_refused) {
-        bool returned = (slot & ~0xffffffffULL) == CONTROL_CALL_RETURNED;
-
         *ret_refused = false;
         if (late_state(&op->c.img->patches[idx], k) == CONTROL_LATE_POSTCALL)
                 return late_set(op, idx, k, slot == CONTROL_CALL_ARMED ? CONTROL_LATE_POSTPENDING
                                                                         : CONTROL_LATE_LOADED);
         if (slot == CONTROL_CALL_ARMED)
                 return late_set(op, idx, k, CONTROL_LATE_WAITING);
-        if (returned && (uint32_t)slot == 0)
+        if (slot_returned(slot) && (uint32_t)slot == 0)
                 return late_set(op, idx, k, CONTROL_LATE_PREPATCHED);
         *ret_refused = true;
         return late_drop(op, idx, k);
-}
-
-/* Whether the slot's word says the call returned; its value then in the low 32 bits. */
-static bool slot_returned(uint64_t slot) {
-        return (slot & ~0xffffffffULL) == CONTROL_CALL_RETURNED;
 }
 
 int op_late_resolve(UlpOp *op) {
@@ -498,7 +496,7 @@ static int late_post_patch(UlpOp *op, unsigned idx, unsigned k) {
                  * the revert's pre_unpatch. */
                 if (r == -EAGAIN)
                         return r;
-        } else if (!(r == -ETIME && !op->callback_returned)) {
+        } else if (r != -ETIME) {
                 int q = late_set(op, idx, k, CONTROL_LATE_LOADED);
                 if (q >= 0)
                         q = op_callback_done(op);
