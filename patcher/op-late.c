@@ -784,7 +784,8 @@ int ulp_apply_late(pid_t pid, UlpReport *report) {
                                 continue;
                         snprintf(report->patch_name, sizeof(report->patch_name), "%s", p->name);
                         r = loaded ? patch_object(op, i, k) : unload_object(op, i, k);
-                        done += r >= 0;
+                        /* a post_patch a killed driver left running: nothing done yet */
+                        done += r >= 0 && late_state(p, k) != CONTROL_LATE_POSTCALL;
                 }
         }
         if (r >= 0 && pending == 0)

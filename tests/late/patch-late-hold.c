@@ -7,7 +7,8 @@
  * in the victim, post_patch crashes after its line (test-post-crash.sh); with
  * $LATE_PRE_SLOW, pre_patch sleeps that many seconds after its line (test-pre-overdue.sh);
  * with $LATE_PRE_TELL, it prints "cb: pre_patch returns" last, and with $LATE_PRE_RET it
- * returns that value (test-call-windows.sh).
+ * returns that value; with $LATE_POST_SLOW, post_patch sleeps that many seconds after
+ * its line, then prints "cb: post_patch returns" (test-call-windows.sh).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +55,10 @@ static volatile unsigned long nowhere = 16;
 
 static void post_patch(void) {
         say("cb: post_patch\n");
+        if (getenv("LATE_POST_SLOW")) {
+                sleep((unsigned)atoi(getenv("LATE_POST_SLOW")));
+                say("cb: post_patch returns\n");
+        }
         if (getenv("LATE_POST_CRASH"))
                 *(volatile int *)nowhere = 1;
 }

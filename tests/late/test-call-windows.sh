@@ -14,7 +14,10 @@
 #     and before the entry was cleared made the next run patch it;
 #  3. with pre_patch sleeping 4 s, right after the call's first resume: the next run
 #     must not switch the library while pre_patch runs, and say why; once it returned,
-#     the next run patches it; before, the next run switched at once.
+#     the next run patches it; before, the next run switched at once (when it could
+#     unwind the thread in the callback);
+#  4. with post_patch sleeping 4 s, right after its call's first resume: no run calls it
+#     again, neither while it runs nor after.
 # Each time the victim lives, untraced, and the callbacks it printed are counted.
 # Usage: test-call-windows.sh  (env from meson: ULPCTL, LATE_VICTIM, LATE_DIR,
 # VICTIMS_DIR, PENDING, FAULTLIB)
@@ -62,11 +65,17 @@ revert_ok() {
 }
 
 # Where each call starts, from a run not killed: the memory writes before each SETREGS
-# that starts a call (rax 0), and the writes of the whole run.
+# that starts a call (rax 0, right after the GETREGSET that saved the thread's context:
+# the SETREGS that puts a context back may have rax 0 as well), and the writes of the
+# whole run.
 start_loaded
 env LD_PRELOAD="$FAULTLIB" ULP_FAULT_LOG="$WORK/dry.log" ULP_FAULT_REQUEST=ANY ULP_FAULT_N=1000000 \
 	"$PENDING" "$VPID" >"$WORK/dry.out" 2>&1 || fail "the run not killed failed: $(cat "$WORK/dry.out")"
-mapfile -t CALLS < <(awk '/^MEMWRITE/ { n++ } /^SETREGS 0 rax=0$/ { print n }' "$WORK/dry.log")
+mapfile -t CALLS < <(awk '/^MEMWRITE/ { n++; next } /^SETREGS 0 rax=0$/ && p ~ /^GETREGSET/ { print n } { p = $0 }' \
+	"$WORK/dry.log")
+# the ptrace calls from pre_patch's SETREGS to post_patch's, both counted
+POST_CALL=$(awk '/^MEMWRITE/ { next } /^SETREGS 0 rax=0$/ && p ~ /^GETREGSET/ { s++ } s { n++ } s == 2 { print n; exit }
+	{ p = $0 }' "$WORK/dry.log")
 [ "${#CALLS[@]}" = 2 ] || fail "expected the calls of pre_patch and post_patch, found ${#CALLS[@]}"
 WRITES=$(grep -c '^MEMWRITE' "$WORK/dry.log")
 wait_for 2 eval '[ "$(cbs)" = "pre_patch post_patch " ]' || fail "the run not killed: callbacks $(cbs)"
@@ -168,5 +177,27 @@ wait_for 2 eval '[ "$(count post_patch)" -ge 1 ]'
 [ "$(cbs)" = "pre_patch pre_patch returns post_patch " ] || fail "$what: callbacks $(cbs)"
 revert_ok "$what"
 ok "$what: once it returned, the next run patched the library: callbacks $(cbs)"
+stop_victim
+
+# 4. Killed while post_patch runs: it counts as run, and runs once.
+what="killed while post_patch runs"
+start_loaded LATE_POST_SLOW=4
+killed_run "$what" ULP_FAULT_AFTER_SYSCALL=0 ULP_FAULT_REQUEST=ANY ULP_FAULT_N=$((POST_CALL + 2))
+wait_for 2 eval '[ "$(count post_patch)" = 1 ]' || fail "$what: post_patch did not start: $(cbs)"
+# (the victim's one thread runs post_patch: it prints nothing else until it returns)
+next_run
+[ "$(count 'post_patch returns')" = 0 ] || fail "$what: post_patch returned too early for this test"
+[ "$RC" = 1 ] && [ "$OUT" = "no pending object is loaded yet" ] ||
+	fail "$what: the next run while post_patch runs: exit $RC: $OUT"
+wait_for 10 eval '[ "$(count "post_patch returns")" = 1 ]' || fail "$what: post_patch did not return: $(cbs)"
+shows hold 2 || fail "$what: hold_value not patched"
+next_run
+next_run
+[ "$RC" = 1 ] && [ "$OUT" = "no pending object is loaded yet" ] || fail "$what: the runs after its return: exit $RC: $OUT"
+[ "$(cbs)" = "pre_patch post_patch post_patch returns " ] || fail "$what: callbacks $(cbs)"
+revert_ok "$what"
+[ "$(cbs)" = "pre_patch post_patch post_patch returns pre_unpatch post_unpatch " ] ||
+	fail "$what: callbacks after the revert: $(cbs)"
+ok "$what: it ran once: callbacks $(cbs)"
 stop_victim
 echo "PASS"
