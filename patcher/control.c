@@ -219,7 +219,7 @@ static int validate_patch(const ControlImage *img, unsigned i, char *why, size_t
                         return WHY("patch %u: late object %u is not a terminated printable string", i, k);
                 /* On an unused entry the state means nothing: an older build frees an
                  * entry by its first byte only. */
-                if (st > CONTROL_LATE_POSTPENDING)
+                if (st > CONTROL_LATE_POSTCALL)
                         return WHY("patch %u: late object %u has state %u", i, k, st);
         }
         if (p->build_id_len > sizeof(p->build_id))

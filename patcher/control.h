@@ -100,7 +100,24 @@ enum {
         CONTROL_LATE_PREPATCHED = 1,  /* loaded: its pre_patch ran, its switch is still to do */
         CONTROL_LATE_LOADED = 2,      /* loaded and patched: watched for its unloading */
         CONTROL_LATE_POSTPENDING = 3, /* loaded and patched, its post_patch still to run */
+        /* Its pre_patch's or post_patch's call is armed or runs: the header names its
+         * thread and frame (callback_tid), the call slot says how far it got
+         * (docs/fault-tolerance.md, "A late object's callbacks and a driver's death"). */
+        CONTROL_LATE_PRECALL = 4,     /* loaded: pre_patch armed, running, or returned */
+        CONTROL_LATE_POSTCALL = 5,    /* loaded and patched: post_patch armed, running, or returned */
 };
+
+/*
+ * The call slot: 8 bytes right past the image, in the last page of the block's mapping,
+ * which no writer of the block writes and no reader reads. A late object's callback is
+ * entered through code that writes it (target_call_record_code()): the driver arms it,
+ * the target's thread itself records that the call started and what it returned, so
+ * that a driver killed at any point leaves the outcome in the target.
+ */
+#define CONTROL_CALL_SLOT_OFF sizeof(ControlImage)
+#define CONTROL_CALL_ARMED (1ULL << 32)    /* written by the driver before the call */
+#define CONTROL_CALL_STARTED (2ULL << 32)  /* by the thread, its first instruction */
+#define CONTROL_CALL_RETURNED (3ULL << 32) /* by the thread, with the 32-bit return value */
 
 /*
  * Version 3 (docs/control-block.md): the header carries a seqlock (generation, odd while
@@ -265,6 +282,10 @@ typedef struct ControlImage {
         ControlFunc funcs[CONTROL_MAX_FUNCS];
         ControlStragglers stragglers;
 } ControlImage;
+
+_Static_assert(sizeof(ControlImage) % 8 == 0 &&
+               sizeof(ControlImage) + 8 <= ((sizeof(ControlImage) + 4095) & ~(size_t)4095),
+               "the call slot lies in the block's mapping, past the image");
 
 #define CONTROL_OFF(field) ((uint64_t)__builtin_offsetof(ControlImage, field))
 

@@ -27,7 +27,11 @@ const char *op_callback_name(const ControlPatch *p, uint64_t addr) {
 /* 1 when the recorded thread is out of its call, 0 while it may be inside, or -errno. */
 static int callback_thread_out(UlpOp *op) {
         const ControlHeader *h = &op->c.img->hdr;
-        int r = target_refresh_threads(op->t);
+        int r;
+
+        if (!h->callback_tid)
+                return 1;
+        r = target_refresh_threads(op->t);
         if (r < 0)
                 return r;
         Thread *th = target_find_thread(op->t, h->callback_tid);
@@ -94,6 +98,11 @@ int op_callback_reclaim(UlpOp *op, bool need_callback) {
                                "process %d: no other callback runs before it returns", h->callback_tid,
                                op->t->pid);
         }
+        /* The outcome of a late object's call first: the record is what ties the call
+         * slot to it (op-late.c). */
+        r = op_late_resolve(op);
+        if (r < 0)
+                return r;
         r = reclaim_kept_code(op);
         if (r >= 0) {
                 h->callback_tid = 0;
@@ -103,6 +112,20 @@ int op_callback_reclaim(UlpOp *op, bool need_callback) {
         if (r < 0)
                 return op_fail(op, r, "cannot update the control block: %s", process_errno_clause(r));
         return 0;
+}
+
+int op_callback_out(UlpOp *op) {
+        return callback_thread_out(op);
+}
+
+int op_callback_done(UlpOp *op) {
+        ControlHeader *h = &op->c.img->hdr;
+
+        if (!h->callback_tid)
+                return 0;
+        h->callback_tid = 0;
+        h->callback_frame = 0;
+        return control_write_header(op->t, &op->c);
 }
 
 int op_callback_overdue(UlpOp *op, pid_t tid, uint64_t frame) {

@@ -231,106 +231,277 @@ static const PatchCallbacks *object_callbacks(const PatchMeta *meta, const char 
         return NULL;
 }
 
-/* The state a late object's callback leaves in the block, written when the call starts
- * (late_mark). */
+/*
+ * The record of a late object's call, written as the call starts (late_mark: the last
+ * writes before the thread's registers change, once its frame is written): the call
+ * slot armed, the header naming the thread and its frame (callback_tid, as for a
+ * callback past its deadline: no other callback runs, no code is unmapped while it is
+ * inside), then the object's state PRECALL or POSTCALL. The thread enters the callback
+ * through target_call_record_code(), which records in the slot that it started and what
+ * it returned. A driver killed anywhere leaves either the state before the mark (the
+ * call never started) or the mark, which the next driver settles from the slot once the
+ * thread is out (late_settle_call): never started, it runs the call; returned, it goes
+ * by the return value; still inside, it waits (docs/fault-tolerance.md, "A late
+ * object's callbacks and a driver's death").
+ */
 typedef struct LateMark {
         UlpOp *op;
         unsigned idx, k;
         uint8_t state;
+        bool recorded;           /* the header names the call: this one's to clear */
 } LateMark;
 
-static int late_mark(void *data) {
+static int late_mark(void *data, pid_t tid, uint64_t frame) {
         LateMark *m = data;
-        ControlPatch *p = &m->op->c.img->patches[m->idx];
+        UlpOp *op = m->op;
+        ControlPatch *p = &op->c.img->patches[m->idx];
+        const uint64_t armed = CONTROL_CALL_ARMED;
         int r;
 
-        p->late[m->k][CONTROL_LATE_STATE] = (char)m->state;
-        r = control_write_patch(m->op->t, &m->op->c, m->idx);
-        return r < 0 ? r : target_write_flush(m->op->t);
+        r = target_write(op->t, op->c.addr + CONTROL_CALL_SLOT_OFF, &armed, sizeof(armed));
+        if (r >= 0) {
+                op->c.img->hdr.callback_tid = tid;
+                op->c.img->hdr.callback_frame = frame;
+                m->recorded = true;
+                r = control_write_header(op->t, &op->c);
+        }
+        if (r >= 0) {
+                p->late[m->k][CONTROL_LATE_STATE] = (char)m->state;
+                r = control_write_patch(op->t, &op->c, m->idx);
+        }
+        return r < 0 ? r : target_write_flush(op->t);
 }
 
-/* klp_module_coming's pre_patch: 0 to go on; a refusal leaves the object unpatched for
- * good (the process has loaded it anyway) and is the operation's failure. It runs at most
- * once per coming: the block records it as run as the call starts (late_mark, the
- * last write before the thread's registers change), so that neither a
- * switch tried again later (-EBUSY, ulpd's next look) nor a driver that takes over after
- * this one was killed during or after the call runs it again; they go on with the
- * switch, as after a pre_patch that returned 0 (docs/late-callbacks.md). */
-static int late_pre_patch(UlpOp *op, unsigned idx, unsigned k, const PatchCallbacks *cb) {
-        ControlPatch *p = &op->c.img->patches[idx];
-        char object[sizeof(p->late[0])];
-        int ret = 0, r;
+/* The state of late object k of p. */
+static uint8_t late_state(const ControlPatch *p, unsigned k) {
+        return (uint8_t)p->late[k][CONTROL_LATE_STATE];
+}
 
-        if (!cb || !cb->pre_patch)
-                return 0;
-        /* One left past its deadline may still run: the switch waits for its return. */
-        if (p->late[k][CONTROL_LATE_STATE] == CONTROL_LATE_PREPATCHED)
-                return op_callback_reclaim(op, true);
-        op->patch = (int)idx;
-        LateMark mark = { op, idx, k, CONTROL_LATE_PREPATCHED };
-        r = op_run_callback_marked(op, cb->pre_patch + p->bias, late_mark, &mark, &ret);
-        /* It did not run (no thread, or it crashed and its thread was put back): the
-         * next try runs it. One past its deadline runs on: it counts as run. A callback
-         * that returned counts even when its thread could not be resumed after. */
-        if (r < 0 && !op->callback_returned) {
-                if (r != -ETIME) {
-                        p->late[k][CONTROL_LATE_STATE] = CONTROL_LATE_WAITING;
-                        (void)control_write_patch(op->t, &op->c, idx);
-                        return r;
-                }
-                /* The switch waits for its return, at a later try: -EBUSY, which ulpd's
-                 * look tries again a second later (its message stays the deadline's). */
-                return -EBUSY;
-        }
-        if (ret == 0)
-                return r < 0 ? r : 0;
-        snprintf(object, sizeof(object), "%s", p->late[k]);
+/* Sets the state of late object k of patch idx, one write of the patch record. */
+static int late_set(UlpOp *op, unsigned idx, unsigned k, uint8_t state) {
+        op->c.img->patches[idx].late[k][CONTROL_LATE_STATE] = (char)state;
+        int r = control_write_patch(op->t, &op->c, idx);
+        return r < 0 ? op_fail(op, r, "cannot update the control block: %s", process_errno_clause(r)) : 0;
+}
+
+/* The pre_patch of late object k of patch idx refused: its entry goes, the object is no
+ * longer waited for. */
+static int late_drop(UlpOp *op, unsigned idx, unsigned k) {
+        ControlPatch *p = &op->c.img->patches[idx];
+
         memset(p->late[k], 0, sizeof(p->late[k]));
-        r = control_write_patch(op->t, &op->c, idx);
-        if (r < 0)
-                return op_fail(op, r, "cannot update the control block: %s", process_errno_clause(r));
+        int r = control_write_patch(op->t, &op->c, idx);
+        return r < 0 ? op_fail(op, r, "cannot update the control block: %s", process_errno_clause(r)) : 0;
+}
+
+/* The operator's line for that refusal (object: the entry's name before it went). */
+static int late_refusal(UlpOp *op, unsigned idx, const char *object, bool returned, int ret) {
+        const ControlPatch *p = &op->c.img->patches[idx];
+
+        if (!returned)
+                return op_fail(op, -ECANCELED, "the pre-patch callback of %s (patch %s) left its thread without "
+                               "returning: its functions stay unpatched in process %d", object, p->name,
+                               op->t->pid);
         return op_fail(op, -ECANCELED, "the pre-patch callback of %s (patch %s) refused (returned %d): its "
                        "functions stay unpatched in process %d", object, p->name, ret, op->t->pid);
 }
 
+/* The slot's word, read from the target: stable once the recorded thread is out. */
+static int read_call_slot(UlpOp *op, uint64_t *ret) {
+        int r = target_read(op->t, op->c.addr + CONTROL_CALL_SLOT_OFF, ret, sizeof(*ret));
+        return r < 0 ? op_fail(op, r, "cannot read the control block of process %d: %s", op->t->pid,
+                               process_errno_clause(r)) : 0;
+}
+
+/* Whether the slot's word says the call returned; its value then in the low 32 bits. */
+static bool slot_returned(uint64_t slot) {
+        return (slot & ~0xffffffffULL) == CONTROL_CALL_RETURNED;
+}
+
+/*
+ * The outcome of the marked call of late object k of patch idx, its thread out, from the
+ * slot's word: armed and never started, pre_patch is to run (WAITING) and post_patch too
+ * (POSTPENDING); a post_patch that started counts as run (LOADED); a pre_patch that
+ * returned 0 ran (PREPATCHED), one that returned anything else, or left its thread
+ * without returning, refused: its entry goes (late_drop), *ret_refused set, the
+ * caller says it (late_refusal).
+ */
+static int late_settle_call(UlpOp *op, unsigned idx, unsigned k, uint64_t slot, bool *ret_refused) {
+        *ret_refused = false;
+        if (late_state(&op->c.img->patches[idx], k) == CONTROL_LATE_POSTCALL)
+                return late_set(op, idx, k, slot == CONTROL_CALL_ARMED ? CONTROL_LATE_POSTPENDING
+                                                                        : CONTROL_LATE_LOADED);
+        if (slot == CONTROL_CALL_ARMED)
+                return late_set(op, idx, k, CONTROL_LATE_WAITING);
+        if (slot_returned(slot) && (uint32_t)slot == 0)
+                return late_set(op, idx, k, CONTROL_LATE_PREPATCHED);
+        *ret_refused = true;
+        return late_drop(op, idx, k);
+}
+
+int op_late_resolve(UlpOp *op) {
+        int saved = op->patch, r = 0;
+        uint64_t slot = 0;
+        bool read = false;
+
+        for (unsigned i = 0; r >= 0 && i < op->c.img->hdr.n_patches; i++) {
+                ControlPatch *p = &op->c.img->patches[i];
+                for (unsigned k = 0; r >= 0 && k < CONTROL_MAX_LATE; k++) {
+                        char object[sizeof(p->late[0])], why[sizeof(op->report->message)],
+                                prev[sizeof(op->report->message)];
+                        bool refused;
+                        uint8_t st = late_state(p, k);
+                        if (!p->late[k][0] || (st != CONTROL_LATE_PRECALL && st != CONTROL_LATE_POSTCALL))
+                                continue;
+                        if (!read && (r = read_call_slot(op, &slot)) < 0)
+                                break;
+                        read = true;
+                        snprintf(object, sizeof(object), "%s", p->late[k]);
+                        r = late_settle_call(op, i, k, slot, &refused);
+                        if (r < 0 || !refused)
+                                continue;
+                        /* Settled by another operation: the refusal is its warning. */
+                        snprintf(prev, sizeof(prev), "%s", op->report->message);
+                        (void)late_refusal(op, i, object, slot_returned(slot), (int)(int32_t)slot);
+                        snprintf(why, sizeof(why), "%s", op->report->message);
+                        snprintf(op->report->message, sizeof(op->report->message), "%s", prev);
+                        op_warn(op, "%s", why);
+                }
+        }
+        op->patch = saved;
+        return r;
+}
+
+/* A pre_patch marked by a driver killed since (PRECALL): still inside, -EBUSY (the switch
+ * waits for its return, at a later try: ulpd's look tries again a second later); out,
+ * its outcome from the slot, the record cleared. 0 and *ret_state the object's state
+ * then, or the refusal. */
+static int late_pre_settle(UlpOp *op, unsigned idx, unsigned k, uint8_t *ret_state) {
+        ControlPatch *p = &op->c.img->patches[idx];
+        char object[sizeof(p->late[0])];
+        uint64_t slot;
+        bool refused;
+        int r = op_callback_out(op);
+
+        snprintf(object, sizeof(object), "%s", p->late[k]);
+        if (r < 0)
+                return op_fail(op, r, "cannot look at thread %d of process %d: %s", op->c.img->hdr.callback_tid,
+                               op->t->pid, process_errno_clause(r));
+        if (r == 0)
+                return op_fail(op, -EBUSY, "the pre-patch callback of %s (patch %s) still runs in thread %d of "
+                               "process %d: its functions are patched once it has returned", object, p->name,
+                               op->c.img->hdr.callback_tid, op->t->pid);
+        r = read_call_slot(op, &slot);
+        if (r >= 0)
+                r = late_settle_call(op, idx, k, slot, &refused);
+        /* The object's outcome is in its state now (its entry gone if it refused): the
+         * record may go. */
+        if (r >= 0)
+                r = op_callback_reclaim(op, true);
+        if (r >= 0 && refused)
+                return late_refusal(op, idx, object, slot_returned(slot), (int)(int32_t)slot);
+        *ret_state = late_state(p, k);
+        return r;
+}
+
+/* klp_module_coming's pre_patch: 0 to go on; a refusal leaves the object unpatched for
+ * good (the process has loaded it anyway) and is the operation's failure. It runs at most
+ * once per coming, and is never taken for one that returned 0 when it did not: the block
+ * records it as it starts (late_mark), the target records how it ended (the call slot),
+ * so that neither a switch tried again later (-EBUSY, ulpd's next look) nor a driver
+ * that takes over after this one was killed before, during or after the call runs it
+ * again or misreads it (docs/late-callbacks.md). */
+static int late_pre_patch(UlpOp *op, unsigned idx, unsigned k, const PatchCallbacks *cb) {
+        ControlPatch *p = &op->c.img->patches[idx];
+        char object[sizeof(p->late[0])];
+        uint8_t st = late_state(p, k);
+        int ret = 0, r;
+
+        if (!cb || !cb->pre_patch)
+                return 0;
+        if (st == CONTROL_LATE_PRECALL && (r = late_pre_settle(op, idx, k, &st)) < 0)
+                return r;
+        /* It returned 0; one past its deadline since returned: the switch goes on. */
+        if (st == CONTROL_LATE_PREPATCHED)
+                return op_callback_reclaim(op, true);
+        op->patch = (int)idx;
+        snprintf(object, sizeof(object), "%s", p->late[k]);
+        LateMark mark = { op, idx, k, CONTROL_LATE_PRECALL, false };
+        r = op_run_callback_marked(op, cb->pre_patch + p->bias, late_mark, &mark, &ret);
+        /* One past its deadline runs on: the switch waits for its return, at a later
+         * try (-EBUSY, which ulpd's look tries again a second later; its message stays
+         * the deadline's); the record and the mark stay for it. */
+        if (r == -ETIME && !op->callback_returned)
+                return -EBUSY;
+        /* It did not run (no thread, or it crashed and its thread was put back): the
+         * next try runs it. A callback that returned counts even when its thread could
+         * not be resumed after. The state first, then the record. */
+        if (r < 0 && !op->callback_returned) {
+                if (mark.recorded) {
+                        (void)late_set(op, idx, k, CONTROL_LATE_WAITING);
+                        (void)op_callback_done(op);
+                }
+                return r;
+        }
+        if (ret != 0) {
+                int q = late_drop(op, idx, k);
+                if (q >= 0)
+                        q = op_callback_done(op);
+                return q < 0 ? q : late_refusal(op, idx, object, true, ret);
+        }
+        int q = late_set(op, idx, k, CONTROL_LATE_PREPATCHED);
+        if (q >= 0)
+                q = op_callback_done(op);
+        if (q < 0)
+                return op_fail(op, q, "cannot update the control block: %s", process_errno_clause(q));
+        return r < 0 ? r : 0;
+}
+
 /* Whether the switch of the late object k of p ended (its post_patch run or not). */
 static bool late_switched(const ControlPatch *p, unsigned k) {
-        uint8_t st = (uint8_t)p->late[k][CONTROL_LATE_STATE];
+        uint8_t st = late_state(p, k);
 
-        return st == CONTROL_LATE_LOADED || st == CONTROL_LATE_POSTPENDING;
+        return st == CONTROL_LATE_LOADED || st == CONTROL_LATE_POSTPENDING || st == CONTROL_LATE_POSTCALL;
 }
 
 /* Once the object's functions are patched (its callbacks recorded with them, the object
- * POSTPENDING when it has a post_patch): its post_patch, once, as pre_patch. The
- * object becomes LOADED as the call starts (late_mark), so a driver killed during or
- * after it never makes the next run call it again; one killed between the switch and
- * the call's start leaves it POSTPENDING, and the next ulp_apply_late(), revert or
- * apply runs it (docs/late-callbacks.md). */
+ * POSTPENDING when it has a post_patch): its post_patch, once, marked as pre_patch's
+ * (POSTCALL). One marked by a driver killed since is settled first, once its thread is
+ * out: never started, it runs now; started, it counts as run (LOADED). */
 static int late_post_patch(UlpOp *op, unsigned idx, unsigned k) {
         ControlPatch *p = &op->c.img->patches[idx];
         int ret, r;
 
-        if ((uint8_t)p->late[k][CONTROL_LATE_STATE] != CONTROL_LATE_POSTPENDING)
+        /* Still inside: nothing to do now (the record keeps other callbacks out). */
+        if (late_state(p, k) == CONTROL_LATE_POSTCALL && (r = op_callback_reclaim(op, false)) < 0)
+                return r;
+        if (late_state(p, k) != CONTROL_LATE_POSTPENDING)
                 return 0;
         op->patch = (int)idx;
-        if (!p->callbacks[CP_CB_POST_PATCH]) {
-                p->late[k][CONTROL_LATE_STATE] = CONTROL_LATE_LOADED;
-                r = control_write_patch(op->t, &op->c, idx);
-                return r < 0 ? op_fail(op, r, "cannot update the control block: %s", process_errno_clause(r)) : 0;
-        }
-        LateMark mark = { op, idx, k, CONTROL_LATE_LOADED };
+        if (!p->callbacks[CP_CB_POST_PATCH])
+                return late_set(op, idx, k, CONTROL_LATE_LOADED);
+        LateMark mark = { op, idx, k, CONTROL_LATE_POSTCALL, false };
         r = op_run_callback_marked(op, p->callbacks[CP_CB_POST_PATCH], late_mark, &mark, &ret);
         /* It did not start (no thread, or its thread could not be entered): the next
          * run runs it. One that started counts as run, as an apply's post_patch does:
-         * past its deadline it runs on; one that crashed (its thread put back where it
-         * was) would crash again at each of ulpd's looks, once a second. */
+         * past its deadline it runs on (the mark and the record stay for it); one that
+         * crashed (its thread put back where it was) would crash again at each of ulpd's
+         * looks, once a second. */
         if (r < 0 && !op->callback_entered) {
-                p->late[k][CONTROL_LATE_STATE] = CONTROL_LATE_POSTPENDING;
-                (void)control_write_patch(op->t, &op->c, idx);
+                if (mark.recorded) {
+                        (void)late_set(op, idx, k, CONTROL_LATE_POSTPENDING);
+                        (void)op_callback_done(op);
+                }
                 /* No thread within an operation's step: the next step runs it, before
                  * the revert's pre_unpatch. */
                 if (r == -EAGAIN)
                         return r;
+        } else if (r != -ETIME) {
+                int q = late_set(op, idx, k, CONTROL_LATE_LOADED);
+                if (q >= 0)
+                        q = op_callback_done(op);
+                if (q < 0)
+                        return q;
         }
         if (r < 0)
                 op_warn(op, "post callback failed to run: %s", op->report->message);
@@ -389,7 +560,7 @@ static int patch_object(UlpOp *op, unsigned idx, unsigned k) {
                 return r;
         const PatchCallbacks *cb = object_callbacks(meta, p->late[k]);
         /* Switched by a driver killed before its post_patch: only that is left. */
-        if ((uint8_t)p->late[k][CONTROL_LATE_STATE] == CONTROL_LATE_POSTPENDING) {
+        if (late_state(p, k) == CONTROL_LATE_POSTPENDING || late_state(p, k) == CONTROL_LATE_POSTCALL) {
                 r = 0;
                 goto post;
         }
@@ -557,7 +728,8 @@ int op_late_settle(UlpOp *op) {
                         continue;
                 for (unsigned k = 0; r >= 0 && k < CONTROL_MAX_LATE; k++) {
                         char object[sizeof(p->late[0])], why[sizeof(op->report->message)];
-                        bool post = (uint8_t)p->late[k][CONTROL_LATE_STATE] == CONTROL_LATE_POSTPENDING;
+                        bool post = late_state(p, k) == CONTROL_LATE_POSTPENDING ||
+                                    late_state(p, k) == CONTROL_LATE_POSTCALL;
                         /* A post_patch left unrun by a killed driver runs first; for an
                          * object unloaded since it does not (the library is gone), and
                          * the next look at the process runs its unpatch callbacks. */
@@ -604,14 +776,16 @@ int ulp_apply_late(pid_t pid, UlpReport *report) {
                         loaded = modules_find_object(&op->mods, p->late[k]);
                         patched = late_switched(p, k);
                         /* switched, its post_patch left unrun by a killed driver */
-                        post = loaded && p->late[k][CONTROL_LATE_STATE] == CONTROL_LATE_POSTPENDING;
+                        post = loaded && (late_state(p, k) == CONTROL_LATE_POSTPENDING ||
+                                          late_state(p, k) == CONTROL_LATE_POSTCALL);
                         /* records a killed driver published for an object gone since */
                         leftover = !loaded && published_records(op->c.img, i, k, &first);
                         if (loaded == patched && !leftover && !post)
                                 continue;
                         snprintf(report->patch_name, sizeof(report->patch_name), "%s", p->name);
                         r = loaded ? patch_object(op, i, k) : unload_object(op, i, k);
-                        done += r >= 0;
+                        /* a post_patch a killed driver left running: nothing done yet */
+                        done += r >= 0 && late_state(p, k) != CONTROL_LATE_POSTCALL;
                 }
         }
         if (r >= 0 && pending == 0)

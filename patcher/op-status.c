@@ -62,7 +62,7 @@ static void status_patch(const ControlImage *img, unsigned idx, UlpPatchStatus *
                 if (!p->late[i][0])
                         continue;
                 uint8_t st = (uint8_t)p->late[i][CONTROL_LATE_STATE];
-                if (st == CONTROL_LATE_LOADED || st == CONTROL_LATE_POSTPENDING)
+                if (st == CONTROL_LATE_LOADED || st == CONTROL_LATE_POSTPENDING || st == CONTROL_LATE_POSTCALL)
                         snprintf(ps->loaded_late[ps->n_loaded_late++], sizeof(ps->loaded_late[0]), "%.63s",
                                  p->late[i]);
                 /* Patched, its post_patch still to run (a driver killed before the call):

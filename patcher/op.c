@@ -350,9 +350,25 @@ int op_run_callback(UlpOp *op, uint64_t addr, int *ret) {
         return op_run_callback_marked(op, addr, NULL, NULL, ret);
 }
 
-int op_run_callback_marked(UlpOp *op, uint64_t addr, int (*mark)(void *data), void *data, int *ret) {
-        const long args[6] = {};
-        uint64_t rax = 0, return_code = 0;
+/* The entry of a recorded call, near the callback: fresh for each call (its bytes are
+ * the same everywhere; a few dozen bytes of an area per late object's callback). */
+static int op_call_record_code(UlpOp *op, Thread *th, uint64_t near, uint64_t *ret) {
+        uint8_t code[64];
+        size_t n = target_call_record_code(code);
+        int r = area_alloc(op->t, th, &op->c, near, near, n, ret);
+
+        if (r >= 0)
+                r = target_write(op->t, *ret, code, n);
+        if (r < 0)
+                return op_fail(op, r, "no memory for a callback's entry in process %d: %s", op->t->pid,
+                               process_errno_clause(r));
+        return 0;
+}
+
+int op_run_callback_marked(UlpOp *op, uint64_t addr, int (*mark)(void *data, pid_t tid, uint64_t frame),
+                           void *data, int *ret) {
+        long args[6] = {};
+        uint64_t rax = 0, return_code = 0, func = addr;
         Thread *th;
         int r, k;
 
@@ -365,13 +381,18 @@ int op_run_callback_marked(UlpOp *op, uint64_t addr, int (*mark)(void *data), vo
         if (r < 0)
                 return r;
         r = op_call_return_code(op, th, addr, &return_code);
+        if (r >= 0 && mark) {
+                r = op_call_record_code(op, th, addr, &func);
+                args[0] = (long)addr;
+                args[1] = (long)(op->c.addr + CONTROL_CALL_SLOT_OFF);
+        }
         if (r < 0) {
                 (void)target_resume_thread(op->t, th);
                 return r;
         }
         op->t->call_start = mark;
         op->t->call_start_data = data;
-        r = target_call(op->t, th, addr, args, return_code,
+        r = target_call(op->t, th, func, args, return_code,
                         op->o.callback_timeout_ms ?: CALLBACK_TIMEOUT_MS, &rax);
         op->t->call_start = NULL;
         op->t->call_start_data = NULL;

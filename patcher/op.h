@@ -129,10 +129,14 @@ const char *op_stop_error(UlpOp *op, int r, char *buf, size_t len);
 /* Runs a callback of the patch in the target on a borrowed thread. *ret gets its int.
  * One past its deadline is left to finish by itself (op-callback.c): -ETIME. */
 int op_run_callback(UlpOp *op, uint64_t addr, int *ret);
-/* The same; mark(data), when not NULL, runs last before the call starts in the thread
- * (Target.call_start): a record that it ran, which a driver killed before the call
- * started leaves unwritten. Its writes reach the target before the call starts. */
-int op_run_callback_marked(UlpOp *op, uint64_t addr, int (*mark)(void *data), void *data, int *ret);
+/* The same, recorded: mark(data, tid, frame) runs last before the call starts in the
+ * thread (Target.call_start), and the call goes through target_call_record_code(), so
+ * that the target's call slot (CONTROL_CALL_SLOT_OFF) says whether it started and what
+ * it returned even when the driver is killed (docs/fault-tolerance.md, "A late
+ * object's callbacks and a driver's death"). mark's writes reach the target before the
+ * call starts. */
+int op_run_callback_marked(UlpOp *op, uint64_t addr, int (*mark)(void *data, pid_t tid, uint64_t frame),
+                           void *data, int *ret);
 
 /* Callbacks past their deadline (op-callback.c, docs/fault-tolerance.md). */
 /* The name of the callback at addr of p ("pre-patch"...). */
@@ -143,6 +147,14 @@ int op_callback_overdue(UlpOp *op, pid_t tid, uint64_t frame);
  * code kept for it and clears the record. While it is inside: 0, or -EBUSY with the
  * operator's message when need_callback (the operation is about to run one). */
 int op_callback_reclaim(UlpOp *op, bool need_callback);
+/* Whether the thread of the recorded callback is out of its call: 1 out (or none
+ * recorded), 0 inside or not known, -errno. */
+int op_callback_out(UlpOp *op);
+/* Clears the header's record of a callback whose thread is known to be out. */
+int op_callback_done(UlpOp *op);
+/* op-late.c: before the record of a callback goes (its thread out), the late objects
+ * whose call it was get their outcome from the call slot (op_callback_reclaim). */
+int op_late_resolve(UlpOp *op);
 
 /* Writes a fresh dispatch stub for each record of patch, from the entry's current
  * implementation (old) to the patch's (new). */

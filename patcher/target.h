@@ -74,10 +74,11 @@ typedef struct Target {
         bool image_bound;        /* every stop proves the image is still the one bound */
         bool image_changed;      /* an exec was seen: no stop, no write is done any more */
         /* When set, target_call() calls it last before the thread's registers change
-         * (the call's first ptrace call that starts it): a caller's record that the
+         * (the call's first ptrace call that starts it), once the call's frame is
+         * written, with the thread and the frame's address: a caller's record that the
          * call starts, which a tracer killed earlier leaves unwritten. Its failure
          * is target_call()'s, the thread untouched. */
-        int (*call_start)(void *data);
+        int (*call_start)(void *data, pid_t tid, uint64_t frame);
         void *call_start_data;
         bool call_entered;       /* the last target_call() resumed its thread into the
                                   * call: the function ran, whatever its outcome */
@@ -292,6 +293,12 @@ int target_call(Target *t, Thread *th, uint64_t func, const long args[6], uint64
                 int timeout_ms, uint64_t *ret);
 /* The code target_call() returns through, into buf; returns its length (at most 16). */
 size_t target_call_return_code(uint8_t buf[static 16]);
+/* Code to call through instead of a function f that takes no argument, so that the
+ * target itself records the call: target_call() of it with f in args[0] and the address
+ * of an 8-byte slot in args[1]. The slot gets CONTROL_CALL_STARTED as its first
+ * instruction runs, CONTROL_CALL_RETURNED | the low 32 bits of f's return value before
+ * it returns (patcher/control.h). Into buf; returns its length (at most 64). */
+size_t target_call_record_code(uint8_t buf[static 64]);
 
 /*
  * For benchmarks (bench/): a process-wide observer of stops, NULL by default. When set,

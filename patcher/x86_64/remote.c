@@ -131,6 +131,36 @@ size_t target_call_return_code(uint8_t buf[static 16]) {
         return sizeof(call_return_code);
 }
 
+/*
+ * The entry of a recorded call (target_call_record_code()): called with the function in
+ * rdi and the slot's address in rsi, on the call's frame (rsp % 16 == 8); it returns
+ * through the frame's return address like the function would.
+ *     mov %rdi,%r11; mov %rsi,%r10
+ *     mov $2,%eax; shl $32,%rax; mov %rax,(%r10)          started
+ *     xor %edi,%edi; xor %esi,%esi; xor %eax,%eax
+ *     push %r10; call *%r11; pop %r10                       rsp % 16 == 8 at its entry
+ *     mov %rax,%rdx; mov %eax,%ecx
+ *     mov $3,%eax; shl $32,%rax; or %rcx,%rax; mov %rax,(%r10)   returned, the value
+ *     mov %rdx,%rax; ret
+ * Each store is one aligned 8-byte write: a reader sees the slot before or after it.
+ */
+static const uint8_t call_record_code[] = {
+        0x49, 0x89, 0xfb, 0x49, 0x89, 0xf2,
+        0xb8, 0x02, 0x00, 0x00, 0x00, 0x48, 0xc1, 0xe0, 0x20, 0x49, 0x89, 0x02,
+        0x31, 0xff, 0x31, 0xf6, 0x31, 0xc0,
+        0x41, 0x52, 0x41, 0xff, 0xd3, 0x41, 0x5a,
+        0x48, 0x89, 0xc2, 0x89, 0xc1,
+        0xb8, 0x03, 0x00, 0x00, 0x00, 0x48, 0xc1, 0xe0, 0x20, 0x48, 0x09, 0xc8, 0x49, 0x89, 0x02,
+        0x48, 0x89, 0xd0, 0xc3,
+};
+
+_Static_assert(sizeof(call_record_code) <= 64, "target_call_record_code()'s buffer");
+
+size_t target_call_record_code(uint8_t buf[static 64]) {
+        memcpy(buf, call_record_code, sizeof(call_record_code));
+        return sizeof(call_record_code);
+}
+
 /* The mask while running remote code: see the top of the file. */
 static uint64_t remote_run_mask(void) {
         uint64_t m = ~0ULL;
@@ -547,10 +577,14 @@ static int remote_write_frame(Target *t, RemoteContext *c, uint64_t pretcode, ui
  * thread holds the step's registers and returns through the frame by itself.
  */
 static int remote_enter(Target *t, Thread *th, RemoteContext *c, struct user_regs_struct *regs,
-                        uint64_t pretcode, bool block) {
+                        uint64_t pretcode, bool block, bool call) {
         uint64_t sp;
         int r = remote_write_frame(t, c, pretcode, &sp);
         if (r < 0)
+                return r;
+        /* A call's start record (Target.call_start) names the frame: the last write
+         * before the registers change. */
+        if (call && t->call_start && (r = t->call_start(t->call_start_data, th->tid, sp)) < 0)
                 return r;
         /* Syscall stops come as SIGTRAP | 0x80, told apart from real SIGTRAPs: every
          * thread is seized with PTRACE_O_TRACESYSGOOD (target-stop.c, TARGET_PTRACE_OPTIONS). */
@@ -671,7 +705,7 @@ static int remote_syscall(Target *t, Thread *th, long nr, const long args[6], bo
 
         struct user_regs_struct regs = c.regs;
         syscall_regs(&regs, t->syscall_insn, nr, args);
-        r = remote_enter(t, th, &c, &regs, t->restorer, block);
+        r = remote_enter(t, th, &c, &regs, t->restorer, block, false);
         if (r < 0)
                 return remote_finish(t, th, &c, r, false, signal_stop);
         const RemoteEnd end = { .at_entry = false, .nr = nr, .rip = t->syscall_insn + 2 };
@@ -709,7 +743,7 @@ static int batch_syscall(Target *t, Thread *th, long nr, const long args[6], lon
 
         syscall_regs(&regs, t->syscall_insn, nr, args);
         if (!b->entered) {
-                r = remote_enter(t, th, &b->c, &regs, t->restorer, true);
+                r = remote_enter(t, th, &b->c, &regs, t->restorer, true, false);
                 if (r < 0)
                         return batch_close(t, th, r, false);
                 b->entered = true;
@@ -821,8 +855,6 @@ int target_call(Target *t, Thread *th, uint64_t func, const long args[6], uint64
         r = remote_save(th, &c);
         if (r < 0)
                 return r;
-        if (t->call_start && (r = t->call_start(t->call_start_data)) < 0)
-                return r;
 
         struct user_regs_struct regs = c.regs;
         regs.rip = func;
@@ -833,7 +865,7 @@ int target_call(Target *t, Thread *th, uint64_t func, const long args[6], uint64
         regs.rcx = (uint64_t)args[3];
         regs.r8 = (uint64_t)args[4];
         regs.r9 = (uint64_t)args[5];
-        r = remote_enter(t, th, &c, &regs, return_code, true);
+        r = remote_enter(t, th, &c, &regs, return_code, true, true);
         if (r < 0)
                 return remote_finish(t, th, &c, r, false, signal_stop);
         t->call_entered = true;   /* resumed from here on: the function runs */

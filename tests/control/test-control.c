@@ -249,8 +249,8 @@ TEST(patches) {
         ASSERT_OK(control_validate(img, SAMPLE_SELF, why, sizeof(why)));
         fresh();
         strcpy(img->patches[0].late[1], "libplugin.so");
-        img->patches[0].late[1][CONTROL_LATE_STATE] = 4;
-        ASSERT_REFUSED("late object 1 has state 4");
+        img->patches[0].late[1][CONTROL_LATE_STATE] = 6;
+        ASSERT_REFUSED("late object 1 has state 6");
         fresh();
         strcpy(img->patches[0].late[1], "libplugin.so");
         img->patches[0].late[1][CONTROL_LATE_STATE] = CONTROL_LATE_PREPATCHED;
@@ -258,6 +258,10 @@ TEST(patches) {
         img->patches[0].late[1][CONTROL_LATE_STATE] = CONTROL_LATE_LOADED;
         ASSERT_OK(control_validate(img, SAMPLE_SELF, why, sizeof(why)));
         img->patches[0].late[1][CONTROL_LATE_STATE] = CONTROL_LATE_POSTPENDING;
+        ASSERT_OK(control_validate(img, SAMPLE_SELF, why, sizeof(why)));
+        img->patches[0].late[1][CONTROL_LATE_STATE] = CONTROL_LATE_PRECALL;
+        ASSERT_OK(control_validate(img, SAMPLE_SELF, why, sizeof(why)));
+        img->patches[0].late[1][CONTROL_LATE_STATE] = CONTROL_LATE_POSTCALL;
         ASSERT_OK(control_validate(img, SAMPLE_SELF, why, sizeof(why)));
         fresh();
         img->patches[0].callbacks[CP_CB_POST_PATCH] = 0x401000;

@@ -5,7 +5,10 @@
  * thread waiting in it keeps the library's switch from happening. The library's
  * callbacks print "cb: NAME" on the victim's standard output; with $LATE_POST_CRASH set
  * in the victim, post_patch crashes after its line (test-post-crash.sh); with
- * $LATE_PRE_SLOW, pre_patch sleeps that many seconds after its line (test-pre-overdue.sh).
+ * $LATE_PRE_SLOW, pre_patch sleeps that many seconds after its line (test-pre-overdue.sh);
+ * with $LATE_PRE_TELL, it prints "cb: pre_patch returns" last, and with $LATE_PRE_RET it
+ * returns that value; with $LATE_POST_SLOW, post_patch sleeps that many seconds after
+ * its line, then prints "cb: post_patch returns" (test-call-windows.sh).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -42,7 +45,9 @@ static int pre_patch(void) {
         say("cb: pre_patch\n");
         if (slow)
                 sleep((unsigned)atoi(slow));
-        return 0;
+        if (getenv("LATE_PRE_TELL"))
+                say("cb: pre_patch returns\n");
+        return getenv("LATE_PRE_RET") ? atoi(getenv("LATE_PRE_RET")) : 0;
 }
 
 /* An address no process maps, hidden from the compiler. */
@@ -50,6 +55,10 @@ static volatile unsigned long nowhere = 16;
 
 static void post_patch(void) {
         say("cb: post_patch\n");
+        if (getenv("LATE_POST_SLOW")) {
+                sleep((unsigned)atoi(getenv("LATE_POST_SLOW")));
+                say("cb: post_patch returns\n");
+        }
         if (getenv("LATE_POST_CRASH"))
                 *(volatile int *)nowhere = 1;
 }

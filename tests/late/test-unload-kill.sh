@@ -119,8 +119,10 @@ echo "unload kills: trials=$trials lost=$lost half=$half published at write $pub
 # callback (none was recorded), and a new load is patched from the start.
 start_loaded
 hooked ULP_WRITE_LOG="$WORK/load-writes" "$PENDING" "$VPID" || fail "the plain load failed: $(cat "$WORK/hooked.out")"
-# the last header write: the copy of the stage into place, before the entry jumps
-copied=$(awk '$3 == 4096 { k = $1 } END { print k }' "$WORK/load-writes")
+# the header write of the copy of the stage into place, before the entry jumps: the one
+# inside the copy's seqlock bracket (not after a 20-byte begin; the callbacks' records
+# write the header too)
+copied=$(awk '$3 == 4096 && prev != 20 { k = $1 } { prev = $3 } END { print k }' "$WORK/load-writes")
 stop_victim
 start_loaded
 hooked ULP_KILL_AFTER_WRITE="$copied" "$PENDING" "$VPID"

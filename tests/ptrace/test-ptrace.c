@@ -624,6 +624,60 @@ TEST(syscall_batch) {
 
 /* ---- remote calls ---- */
 
+/* What Target.call_start saw: the thread, the frame, the slot as the call starts. */
+typedef struct CallStart {
+        Target *t;
+        uint64_t slot_addr, slot;
+        pid_t tid;
+        uint64_t frame;
+        int calls;
+} CallStart;
+
+static int call_started(void *data, pid_t tid, uint64_t frame) {
+        CallStart *s = data;
+
+        s->tid = tid;
+        s->frame = frame;
+        s->calls++;
+        return target_read(s->t, s->slot_addr, &s->slot, sizeof(s->slot));
+}
+
+/* A call through target_call_record_code(): the hook runs once, after the frame is
+ * written; the callee sees its arguments but the first two (the function and the slot,
+ * zeroed), a stack aligned as after a call instruction, and the slot gets
+ * CONTROL_CALL_RETURNED (3 << 32) with the low 32 bits of its return value; the tracer
+ * gets all 64. */
+static void check_recorded_call(Victim *v, Target *t, Thread *th, uint64_t page) {
+        uint8_t rec[64];
+        size_t rec_len = target_call_record_code(rec);
+        uint64_t slot_addr = page + 1024, zero = 0, slot = 0, ret = 0;
+        CallStart s = { .t = t, .slot_addr = slot_addr };
+
+        ASSERT_OK(target_write(t, page + 128, rec, rec_len));
+        ASSERT_OK(target_write(t, slot_addr, &zero, sizeof(zero)));
+        t->call_start = call_started;
+        t->call_start_data = &s;
+        const long neg[6] = { (long)v->sh->add3_addr, (long)slot_addr, -7, 0, 0, 0 };
+        ASSERT_OK(target_call(t, th, page + 128, neg, page, TEST_STOP_TIMEOUT_MS, &ret));
+        ASSERT_EQ((long)ret, -7);
+        ASSERT_OK(target_read(t, slot_addr, &slot, sizeof(slot)));
+        ASSERT_EQ(slot, (3ULL << 32) | 0xfffffff9ULL);
+        ASSERT_EQ(s.calls, 1);
+        ASSERT_EQ(s.tid, th->tid);
+        ASSERT_EQ(s.slot, 0);
+        ASSERT_EQ(s.frame % 16, 8);
+        ASSERT_TRUE(s.frame < th->regs.rsp - 128);
+        const long at[6] = { (long)v->sh->entry_rsp_addr, (long)slot_addr, 0, 0, 0, 0 };
+        ASSERT_OK(target_call(t, th, page + 128, at, page, TEST_STOP_TIMEOUT_MS, &ret));
+        ASSERT_EQ(ret % 16, 8);
+        ASSERT_EQ(ret, s.frame - 16);
+        ASSERT_OK(target_read(t, slot_addr, &slot, sizeof(slot)));
+        ASSERT_EQ(slot, (3ULL << 32) | (ret & 0xffffffffULL));
+        t->call_start = NULL;
+        t->call_start_data = NULL;
+        check_regs_unchanged(th);
+}
+
 TEST(call) {
         Victim v;
         Target *t;
@@ -658,6 +712,7 @@ TEST(call) {
         ASSERT_OK(target_call(t, th, v.sh->entry_rsp_addr, a, (uint64_t)page, TEST_STOP_TIMEOUT_MS, &ret));
         ASSERT_EQ(ret % 16, 8);
         ASSERT_TRUE(ret < th->regs.rsp - 128 && ret > th->regs.rsp - 65536);
+        check_recorded_call(&v, t, th, (uint64_t)page);
 
         /* The vector and x87 state comes back too. */
         struct user_fpregs_struct fp0, fp1;

@@ -411,6 +411,11 @@ size_t target_call_return_code(uint8_t buf[static 16]) {
         return 16;
 }
 
+size_t target_call_record_code(uint8_t buf[static 64]) {
+        memset(buf, 0xcc, 64);
+        return 64;
+}
+
 /* The unwinder is the fake threads' stacks: nothing to open. */
 static int fake_unwinder;
 
