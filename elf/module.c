@@ -232,6 +232,9 @@ static int module_read_phdrs(Elf *elf, uint64_t map_start, Module *m, uint64_t *
  * A file known here costs one stat() of its map_files link. Files that are not ELF
  * objects are remembered too (a process maps data files). Shared by all threads, under
  * a lock; fixed-size entries, none allocated, so nothing outlives the process's use.
+ * A new file takes the least recently used entry: every process has its own patch
+ * memfds, read by one operation each, and they must not push out the libraries that
+ * every operation reads.
  */
 #define MODINFO_SLOTS 64
 #define MODINFO_SONAME_MAX 256
@@ -242,6 +245,7 @@ typedef struct ModInfo {
         off_t size;
         struct timespec mtim, ctim;
         bool used;
+        uint64_t last_use;       /* modinfo.tick at its last lookup or addition */
         bool not_elf;            /* module_init() said -ENOEXEC */
         uint16_t e_type;
         uint64_t first_base;     /* page of file offset 0, as the first PT_LOAD places it */
@@ -256,7 +260,7 @@ typedef struct ModInfo {
 static struct {
         pthread_mutex_t lock;
         ModInfo v[MODINFO_SLOTS];
-        unsigned next;           /* the slot the next new file takes */
+        uint64_t tick;
         unsigned long hits, misses;
 } modinfo = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
@@ -273,6 +277,7 @@ static bool modinfo_get(const struct stat *s, ModInfo *ret) {
         pthread_mutex_lock(&modinfo.lock);
         for (size_t i = 0; i < MODINFO_SLOTS && !found; i++)
                 if (modinfo_same(&modinfo.v[i], s)) {
+                        modinfo.v[i].last_use = ++modinfo.tick;
                         *ret = modinfo.v[i];
                         found = true;
                 }
@@ -285,6 +290,8 @@ static bool modinfo_get(const struct stat *s, ModInfo *ret) {
 }
 
 static void modinfo_add(const struct stat *s, ModInfo *i) {
+        size_t lru = 0;
+
         i->dev = s->st_dev;
         i->ino = s->st_ino;
         i->size = s->st_size;
@@ -292,13 +299,17 @@ static void modinfo_add(const struct stat *s, ModInfo *i) {
         i->ctim = s->st_ctim;
         i->used = true;
         pthread_mutex_lock(&modinfo.lock);
-        for (size_t k = 0; k < MODINFO_SLOTS; k++)
+        for (size_t k = 0; k < MODINFO_SLOTS; k++) {
                 if (modinfo_same(&modinfo.v[k], s)) {
                         pthread_mutex_unlock(&modinfo.lock);
                         return;  /* another thread read it meanwhile */
                 }
-        modinfo.v[modinfo.next] = *i;
-        modinfo.next = (modinfo.next + 1) % MODINFO_SLOTS;
+                if (!modinfo.v[k].used ||
+                    (modinfo.v[lru].used && modinfo.v[k].last_use < modinfo.v[lru].last_use))
+                        lru = k;
+        }
+        i->last_use = ++modinfo.tick;
+        modinfo.v[lru] = *i;
         pthread_mutex_unlock(&modinfo.lock);
 }
 
