@@ -246,7 +246,7 @@ typedef struct ModInfo {
         struct timespec mtim, ctim;
         bool used;
         uint64_t last_use;       /* modinfo.tick at its last lookup or addition */
-        bool not_elf;            /* module_init() said -ENOEXEC */
+        bool not_elf;            /* no ELF magic: a data file mapped */
         uint16_t e_type;
         uint64_t first_base;     /* page of file offset 0, as the first PT_LOAD places it */
         uint64_t lo, hi;         /* PT_LOAD span, ELF addresses */
@@ -346,11 +346,13 @@ static int module_from_info(const ModInfo *i, uint64_t map_start, Module *m, uin
         return 0;
 }
 
-/* The cache entry of what module_read_elf() filled in m (r its result). False when it
- * cannot be cached (a soname too long for an entry, an error other than -ENOEXEC). */
-static bool module_to_info(int r, uint64_t map_start, const Module *m, uint64_t dyn_vaddr, ModInfo *i) {
+/* The cache entry of what module_read_elf() filled in m (r its result, not_elf: the
+ * file does not even start as an ELF file does). False when it cannot be cached (a
+ * soname too long for an entry, an error: libelf may fail for want of memory). */
+static bool module_to_info(int r, bool not_elf, uint64_t map_start, const Module *m, uint64_t dyn_vaddr,
+                           ModInfo *i) {
         *i = (ModInfo) {};
-        if (r == -ENOEXEC) {
+        if (not_elf) {
                 i->not_elf = true;
                 return true;
         }
@@ -369,13 +371,17 @@ static bool module_to_info(int r, uint64_t map_start, const Module *m, uint64_t 
         return true;
 }
 
-/* Reads the module's ELF file fd (its offset-0 mapping at map_start) into m. */
-static int module_read_elf(int fd, uint64_t map_start, Module *m, uint64_t *ret_dyn_vaddr) {
+/* Reads the module's ELF file fd (its offset-0 mapping at map_start) into m; *not_elf
+ * when the file does not start with the ELF magic. */
+static int module_read_elf(int fd, uint64_t map_start, Module *m, uint64_t *ret_dyn_vaddr, bool *not_elf) {
         _cleanup_(elf_endp) Elf *elf = NULL;
         unsigned char magic[SELFMAG];
+        ssize_t n = pread(fd, magic, SELFMAG, 0);
         int r;
 
-        if (pread(fd, magic, SELFMAG, 0) != SELFMAG || memcmp(magic, ELFMAG, SELFMAG) != 0)
+        /* a read that failed says nothing of the file */
+        *not_elf = n >= 0 && (n != SELFMAG || memcmp(magic, ELFMAG, SELFMAG) != 0);
+        if (n != SELFMAG || memcmp(magic, ELFMAG, SELFMAG) != 0)
                 return -ENOEXEC;
         r = elf_open_fd(fd, &elf);
         if (r < 0)
@@ -416,6 +422,7 @@ static int module_init(pid_t pid, const MapEntry *e, Module *m, uint64_t *ret_dy
         _cleanup_close_ int fd = -1;
         struct stat st;
         ModInfo info;
+        bool not_elf;
         int r;
 
         *m = (Module) {};
@@ -424,10 +431,10 @@ static int module_init(pid_t pid, const MapEntry *e, Module *m, uint64_t *ret_dy
                 fd = module_open_file(pid, e, m);
                 if (fd < 0)
                         return fd;
-                r = module_read_elf(fd, e->start, m, ret_dyn_vaddr);
+                r = module_read_elf(fd, e->start, m, ret_dyn_vaddr, &not_elf);
                 /* a patch's image rebuilt from memory is a memfd of ours: not worth it */
                 if (!m->has_image_fd && fstat(fd, &st) >= 0 && S_ISREG(st.st_mode) &&
-                    module_to_info(r, e->start, m, *ret_dyn_vaddr, &info))
+                    module_to_info(r, not_elf, e->start, m, *ret_dyn_vaddr, &info))
                         modinfo_add(&st, &info);
         }
         if (r < 0)

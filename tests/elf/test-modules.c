@@ -233,11 +233,12 @@ static const Module *read_mapped(ModuleList *l, void *at) {
 }
 
 /* What a module's file says is cached by the file's identity: a second read of the same
- * files reads none of them (every module of ours is known), gives the same module, and a
- * file written in place (same inode, new size and times) is read again. */
+ * files reads none of them (every module of ours is known, and a data file mapped
+ * executable is known to be none), gives the same module, and a file written in place
+ * (same inode, new size and times) is read again. */
 TEST(cache_by_identity) {
         _cleanup_(modulelist_done) ModuleList a = {}, b = {}, c = {}, d = {};
-        char dir[] = "/tmp/ulp-elf-test.XXXXXX", path[64];
+        char dir[] = "/tmp/ulp-elf-test.XXXXXX", path[64], data[64], junk[8192];
         unsigned long h0, m0, h1, m1, h2, m2;
         struct stat st;
 
@@ -250,6 +251,15 @@ TEST(cache_by_identity) {
         void *p = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_EXEC, MAP_PRIVATE, fd, 0);
         close(fd);
         ASSERT_TRUE(p != MAP_FAILED);
+        /* a data file mapped executable: no module, remembered as such */
+        snprintf(data, sizeof(data), "%s/data.bin", dir);
+        fd = open(data, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        ASSERT_TRUE(fd >= 0);
+        memset(junk, 'x', sizeof(junk));
+        ASSERT_TRUE(write(fd, junk, sizeof(junk)) == (ssize_t)sizeof(junk));
+        void *q = mmap(NULL, sizeof(junk), PROT_READ | PROT_EXEC, MAP_PRIVATE, fd, 0);
+        close(fd);
+        ASSERT_TRUE(q != MAP_FAILED);
 
         modules_cache_flush();
         modules_cache_stats(&h0, &m0);
@@ -262,11 +272,16 @@ TEST(cache_by_identity) {
         const Module *mc = read_mapped(&c, p);
         modules_cache_flush();
         const Module *md = read_mapped(&d, p);
+        bool data_module = modules_find_addr(&a, (uint64_t)(uintptr_t)q) ||
+                           modules_find_addr(&b, (uint64_t)(uintptr_t)q);
         munmap(p, (size_t)st.st_size);
+        munmap(q, sizeof(junk));
+        unlink(data);
         unlink(path);
         rmdir(dir);
         ASSERT_OK(r);
         ASSERT_TRUE(ma && mb && mc && md);
+        ASSERT_TRUE(!data_module);
 
         ASSERT_TRUE(m1 > m0);
         ASSERT_EQ(m2, m1);
