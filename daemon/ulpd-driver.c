@@ -82,6 +82,7 @@ static void news_post(Job *j, const JobNews *n, bool progress) {
         o->finished |= n->finished;
         o->result = n->result;
         o->charge_usec += n->charge_usec;
+        o->no_late = n->no_late;
         if (progress) {
                 o->switched = n->switched;
                 o->total = n->total;
@@ -187,6 +188,7 @@ static void driver_end(Job **p, JobNews *n, int r) {
 
         *p = j->drv_next;
         j->drv_next = NULL;
+        n->no_late = !ulp_op_has_late(j->op);
         driver_free_op(j);    /* here: the tracer lets its tracees go */
         n->finished = true;
         n->result = r;

@@ -144,6 +144,7 @@ static void job_finish(Job *j, int r) {
         Request *q = j->req;
         Manager *m = j->m;
         pid_t pid = j->pid;
+        bool no_late = j->no_late;
 
         /* a refusal any client can ask for by the hundred is no transition of its own */
         if (!j->refused)
@@ -154,8 +155,11 @@ static void job_finish(Job *j, int r) {
         job_store_result(j, r);
         j->req = NULL;
         job_free(j);
-        if (r >= 0)
-                pending_learn(m, pid);  /* objects the patch names that pid has not loaded */
+        /* objects the patch names that pid has not loaded: read again only when the
+         * operation's own block names some, or pid is watched already (its list is
+         * refreshed); a thousand processes patched are not read a thousand times more */
+        if (r >= 0 && (!no_late || pending_watched(m, pid)))
+                pending_learn(m, pid);
         if (q && --q->running == 0)
                 request_complete(q);
 }
@@ -293,8 +297,10 @@ void job_on_news(Job *j, const JobNews *n) {
         /* The first progress tells the client which targets are under way: sent even
          * when the end came in the same news. */
         job_send_progress(j, first);
-        if (n->finished)
+        if (n->finished) {
+                j->no_late = n->no_late;
                 job_finish(j, n->result);
+        }
         if (uid != 0 && (n->started || n->finished) && !m->drivers_stop)
                 uid_start_next(m, uid);   /* stopping: its next jobs stay for the next ulpd */
 }

@@ -4,14 +4,15 @@
  * (klp_module_coming from the module notifier); a process has no such event for
  * dlopen(). So ulpd keeps a short list of the processes it knows to carry pending
  * objects (learned when one of its own operations finished, and at startup from the
- * processes carrying ulp state) and, only while that list is not empty, looks at them
- * once a second: their /proc/PID/maps is read and searched for the late objects'
- * names; only when one shows up (or the set of mapped files changed, for an object
- * known by a DT_SONAME unlike its file name) ulp_apply_late() patches it. Never a
- * scan of all of /proc. A process stays on the list while an object that came late is
- * loaded: when the set of mapped files changes and one of them is no longer there
- * (dlclose; the kernel's klp_module_going), ulp_apply_late() runs its unpatch
- * callbacks and the object is waited for again.
+ * processes carrying ulp state; an operation whose block names no late object, the
+ * usual end, is not read again: ulp_op_has_late()) and, only while that list is not
+ * empty, looks at them once a second: their /proc/PID/maps is read and searched for
+ * the late objects' names; only when one shows up (or the set of mapped files
+ * changed, for an object known by a DT_SONAME unlike its file name) ulp_apply_late()
+ * patches it. Never a scan of all of /proc. A process stays on the list while an
+ * object that came late is loaded: when the set of mapped files changes and one of
+ * them is no longer there (dlclose; the kernel's klp_module_going), ulp_apply_late()
+ * runs its unpatch callbacks and the object is waited for again.
  *
  * ulp_apply_late() stops the target for a moment, like the code write of an apply;
  * it runs in the loop, which is single-threaded, so it cannot overlap a transition of
@@ -118,6 +119,10 @@ static void pending_copy(LateProc *p, const LateProc *from) {
         memcpy(p->loaded, from->loaded, sizeof(p->loaded));
         memcpy(p->loaded_patches, from->loaded_patches, sizeof(p->loaded_patches));
         p->n_loaded = from->n_loaded;
+}
+
+bool pending_watched(Manager *m, pid_t pid) {
+        return pending_find(m, pid) != NULL;
 }
 
 void pending_learn(Manager *m, pid_t pid) {

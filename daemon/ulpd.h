@@ -162,6 +162,7 @@ void pending_done(Manager *m);
 /* Re-reads the pending objects of pid (after an operation on it finished): watches it
  * while it has some, forgets it otherwise. */
 void pending_learn(Manager *m, pid_t pid);
+bool pending_watched(Manager *m, pid_t pid);
 
 /* ---- the manager --------------------------------------------------------------- */
 
@@ -327,6 +328,7 @@ typedef struct JobNews {
         UlpStraggler worst;
         char patch_name[128];
         struct json_object *started_result; /* answer_at_start: the result "started" */
+        bool no_late;            /* finished: its process's block names no late object */
 } JobNews;
 
 /*
@@ -349,6 +351,7 @@ struct Job {
         unsigned last_switched;
         JobNews seen;            /* the last news the loop took */
         bool deferred;           /* not handed to a driver yet: another start of its uid runs */
+        bool no_late;            /* its end: the block names no late object (JobNews) */
         uint64_t seq;            /* order of submission */
 
         /* the driver's */

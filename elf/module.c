@@ -13,6 +13,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <link.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -221,24 +222,171 @@ static int module_read_phdrs(Elf *elf, uint64_t map_start, Module *m, uint64_t *
         return 0;
 }
 
-/* Reads the ELF behind the offset-0 mapping e into m. -ENOEXEC when it is not an ELF
- * object (the caller skips the mapping then). */
-static int module_init(pid_t pid, const MapEntry *e, Module *m, uint64_t *ret_dyn_vaddr) {
-        _cleanup_close_ int fd = -1;
+/*
+ * What a module's file says, cached by the file's identity (device, inode, size,
+ * modification and change times: any write changes the times), as the symbol cache
+ * keys its tables (docs/performance.md, "Many processes"). Every operation reads the
+ * module list, and a library patch on a thousand processes read the same few files a
+ * thousand times: open, ELF header, program headers, dynamic section, notes, each file
+ * mapped and unmapped (an unmap in a threaded ulpd interrupts every core it ran on).
+ * A file known here costs one stat() of its map_files link. Files that are not ELF
+ * objects are remembered too (a process maps data files). Shared by all threads, under
+ * a lock; fixed-size entries, none allocated, so nothing outlives the process's use.
+ * A new file takes the least recently used entry: every process has its own patch
+ * memfds, read by one operation each, and they must not push out the libraries that
+ * every operation reads.
+ */
+#define MODINFO_SLOTS 64
+#define MODINFO_SONAME_MAX 256
+
+typedef struct ModInfo {
+        dev_t dev;
+        ino_t ino;
+        off_t size;
+        struct timespec mtim, ctim;
+        bool used;
+        uint64_t last_use;       /* modinfo.tick at its last lookup or addition */
+        bool not_elf;            /* no ELF magic: a data file mapped */
+        uint16_t e_type;
+        uint64_t first_base;     /* page of file offset 0, as the first PT_LOAD places it */
+        uint64_t lo, hi;         /* PT_LOAD span, ELF addresses */
+        uint64_t dyn_vaddr;
+        bool has_soname;
+        char soname[MODINFO_SONAME_MAX];
+        uint8_t build_id[BUILD_ID_MAX];
+        size_t build_id_len;
+} ModInfo;
+
+static struct {
+        pthread_mutex_t lock;
+        ModInfo v[MODINFO_SLOTS];
+        uint64_t tick;
+        unsigned long hits, misses;
+} modinfo = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static bool modinfo_same(const ModInfo *i, const struct stat *s) {
+        return i->used && i->dev == s->st_dev && i->ino == s->st_ino && i->size == s->st_size &&
+               i->mtim.tv_sec == s->st_mtim.tv_sec && i->mtim.tv_nsec == s->st_mtim.tv_nsec &&
+               i->ctim.tv_sec == s->st_ctim.tv_sec && i->ctim.tv_nsec == s->st_ctim.tv_nsec;
+}
+
+/* Copies the entry of the file s describes into *ret: true when there is one. */
+static bool modinfo_get(const struct stat *s, ModInfo *ret) {
+        bool found = false;
+
+        pthread_mutex_lock(&modinfo.lock);
+        for (size_t i = 0; i < MODINFO_SLOTS && !found; i++)
+                if (modinfo_same(&modinfo.v[i], s)) {
+                        modinfo.v[i].last_use = ++modinfo.tick;
+                        *ret = modinfo.v[i];
+                        found = true;
+                }
+        if (found)
+                modinfo.hits++;
+        else
+                modinfo.misses++;
+        pthread_mutex_unlock(&modinfo.lock);
+        return found;
+}
+
+static void modinfo_add(const struct stat *s, ModInfo *i) {
+        size_t lru = 0;
+
+        i->dev = s->st_dev;
+        i->ino = s->st_ino;
+        i->size = s->st_size;
+        i->mtim = s->st_mtim;
+        i->ctim = s->st_ctim;
+        i->used = true;
+        pthread_mutex_lock(&modinfo.lock);
+        for (size_t k = 0; k < MODINFO_SLOTS; k++) {
+                if (modinfo_same(&modinfo.v[k], s)) {
+                        pthread_mutex_unlock(&modinfo.lock);
+                        return;  /* another thread read it meanwhile */
+                }
+                if (!modinfo.v[k].used ||
+                    (modinfo.v[lru].used && modinfo.v[k].last_use < modinfo.v[lru].last_use))
+                        lru = k;
+        }
+        i->last_use = ++modinfo.tick;
+        modinfo.v[lru] = *i;
+        pthread_mutex_unlock(&modinfo.lock);
+}
+
+void modules_cache_stats(unsigned long *hits, unsigned long *misses) {
+        pthread_mutex_lock(&modinfo.lock);
+        *hits = modinfo.hits;
+        *misses = modinfo.misses;
+        pthread_mutex_unlock(&modinfo.lock);
+}
+
+void modules_cache_flush(void) {
+        pthread_mutex_lock(&modinfo.lock);
+        for (size_t k = 0; k < MODINFO_SLOTS; k++)
+                modinfo.v[k].used = false;
+        pthread_mutex_unlock(&modinfo.lock);
+}
+
+/* m's fields from a cached entry, its offset-0 mapping at map_start. */
+static int module_from_info(const ModInfo *i, uint64_t map_start, Module *m, uint64_t *ret_dyn_vaddr) {
+        if (i->not_elf)
+                return -ENOEXEC;
+        m->e_type = i->e_type;
+        m->bias = map_start - i->first_base;
+        m->start = i->lo + m->bias;
+        m->end = i->hi + m->bias;
+        *ret_dyn_vaddr = i->dyn_vaddr;
+        if (i->has_soname) {
+                m->soname = strdup(i->soname);
+                if (!m->soname)
+                        return -ENOMEM;
+        }
+        memcpy(m->build_id, i->build_id, sizeof(m->build_id));
+        m->build_id_len = i->build_id_len;
+        return 0;
+}
+
+/* The cache entry of what module_read_elf() filled in m (r its result, not_elf: the
+ * file does not even start as an ELF file does). False when it cannot be cached (a
+ * soname too long for an entry, an error: libelf may fail for want of memory). */
+static bool module_to_info(int r, bool not_elf, uint64_t map_start, const Module *m, uint64_t dyn_vaddr,
+                           ModInfo *i) {
+        *i = (ModInfo) {};
+        if (not_elf) {
+                i->not_elf = true;
+                return true;
+        }
+        if (r < 0 || (m->soname && strlen(m->soname) >= sizeof(i->soname)))
+                return false;
+        i->e_type = m->e_type;
+        i->first_base = map_start - m->bias;
+        i->lo = m->start - m->bias;
+        i->hi = m->end - m->bias;
+        i->dyn_vaddr = dyn_vaddr;
+        i->has_soname = m->soname != NULL;
+        if (m->soname)
+                strcpy(i->soname, m->soname);
+        memcpy(i->build_id, m->build_id, sizeof(i->build_id));
+        i->build_id_len = m->build_id_len;
+        return true;
+}
+
+/* Reads the module's ELF file fd (its offset-0 mapping at map_start) into m; *not_elf
+ * when the file does not start with the ELF magic. */
+static int module_read_elf(int fd, uint64_t map_start, Module *m, uint64_t *ret_dyn_vaddr, bool *not_elf) {
         _cleanup_(elf_endp) Elf *elf = NULL;
         unsigned char magic[SELFMAG];
+        ssize_t n = pread(fd, magic, SELFMAG, 0);
         int r;
 
-        *m = (Module) {};
-        fd = module_open_file(pid, e, m);
-        if (fd < 0)
-                return fd;
-        if (pread(fd, magic, SELFMAG, 0) != SELFMAG || memcmp(magic, ELFMAG, SELFMAG) != 0)
+        /* a read that failed says nothing of the file */
+        *not_elf = n >= 0 && (n != SELFMAG || memcmp(magic, ELFMAG, SELFMAG) != 0);
+        if (n != SELFMAG || memcmp(magic, ELFMAG, SELFMAG) != 0)
                 return -ENOEXEC;
         r = elf_open_fd(fd, &elf);
         if (r < 0)
                 return r;
-        r = module_read_phdrs(elf, e->start, m, ret_dyn_vaddr);
+        r = module_read_phdrs(elf, map_start, m, ret_dyn_vaddr);
         if (r < 0)
                 return r;
         r = elf_read_soname(elf, &m->soname);
@@ -246,6 +394,51 @@ static int module_init(pid_t pid, const MapEntry *e, Module *m, uint64_t *ret_dy
                 return r;
         r = elf_read_build_id(elf, m->build_id, sizeof(m->build_id));
         m->build_id_len = r > 0 ? (size_t)r : 0;
+        return 0;
+}
+
+/* m from the cache when the file behind map_files is known there: 1 when it was (r in
+ * *ret_r), 0 when it must be read. */
+static int module_init_cached(pid_t pid, const MapEntry *e, Module *m, uint64_t *ret_dyn_vaddr, int *ret_r) {
+        char mf[96];
+        struct stat st;
+        ModInfo i;
+
+        snprintf(mf, sizeof(mf), "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, (int)pid, e->start, e->end);
+        if (stat(mf, &st) < 0 || !S_ISREG(st.st_mode) || !modinfo_get(&st, &i))
+                return 0;
+        *ret_r = module_from_info(&i, e->start, m, ret_dyn_vaddr);
+        if (*ret_r == 0) {
+                m->open_path = strdup(mf);
+                if (!m->open_path)
+                        *ret_r = -ENOMEM;
+        }
+        return 1;
+}
+
+/* Reads the ELF behind the offset-0 mapping e into m. -ENOEXEC when it is not an ELF
+ * object (the caller skips the mapping then). */
+static int module_init(pid_t pid, const MapEntry *e, Module *m, uint64_t *ret_dyn_vaddr) {
+        _cleanup_close_ int fd = -1;
+        struct stat st;
+        ModInfo info;
+        bool not_elf;
+        int r;
+
+        *m = (Module) {};
+        *ret_dyn_vaddr = 0;
+        if (module_init_cached(pid, e, m, ret_dyn_vaddr, &r) == 0) {
+                fd = module_open_file(pid, e, m);
+                if (fd < 0)
+                        return fd;
+                r = module_read_elf(fd, e->start, m, ret_dyn_vaddr, &not_elf);
+                /* a patch's image rebuilt from memory is a memfd of ours: not worth it */
+                if (!m->has_image_fd && fstat(fd, &st) >= 0 && S_ISREG(st.st_mode) &&
+                    module_to_info(r, not_elf, e->start, m, *ret_dyn_vaddr, &info))
+                        modinfo_add(&st, &info);
+        }
+        if (r < 0)
+                return r;
 
         m->path = strdup(e->path);
         if (!m->path)
@@ -423,7 +616,7 @@ static int modules_add(pid_t pid, const MapList *maps, size_t i, const struct st
                        ModuleList *l, size_t *alloc, uint64_t *main_dyn) {
         const MapEntry *e = &maps->v[i];
         Module m;
-        uint64_t dyn_vaddr;
+        uint64_t dyn_vaddr = 0;
 
         int r = module_init(pid, e, &m, &dyn_vaddr);
         if (r < 0 || !module_has_exec_mapping(maps, i, &m)) {
@@ -476,6 +669,10 @@ int modules_read_maps(pid_t pid, const MapList *maps, ModuleList *ret) {
                 exe_dev_from_maps(pid, maps, &exe);
 
         for (size_t i = 0; i < maps->n; i++) {
+                if (maps->v[i].path && strcmp(maps->v[i].path, "[vdso]") == 0 && !l.vdso_end) {
+                        l.vdso_start = maps->v[i].start;
+                        l.vdso_end = maps->v[i].end;
+                }
                 if (!mapping_candidate(&maps->v[i]))
                         continue;
                 /* An offset-0 mapping inside a module already found is part of it. */

@@ -37,6 +37,8 @@ typedef struct ModuleList {
         size_t n;                /* in load order: the main executable first, then the link_map
                                   * order of the target's dynamic linker (r_debug) when it can be
                                   * read, else address order; patches last */
+        uint64_t vdso_start, vdso_end; /* the [vdso] mapping in the same maps; 0, 0: none,
+                                  * or not read with them (the unwinder reads the maps) */
 } ModuleList;
 
 /* Reads the ELF modules of process pid from /proc/PID/maps and the files behind them
@@ -63,6 +65,11 @@ typedef int (*PatchImageRead)(void *userdata, uint64_t addr, void *buf, size_t l
  * and for naming the patch's frames. At most 16 program headers and 64 MiB. Returns a
  * sealed memfd, or -errno (-ENOEXEC: not an image this rebuilds). */
 int patch_image_rebuild(PatchImageRead read_mem, void *userdata, uint64_t start);
+
+/* The cache of what modules' files say, by file identity (module.c): how often it
+ * answered and how often a file was read, and emptied (for tests). */
+void modules_cache_stats(unsigned long *hits, unsigned long *misses);
+void modules_cache_flush(void);
 
 /* "a50d68..." (lower-case hex) of a build-id. buf must hold 2*len+1 bytes. */
 void build_id_to_hex(const uint8_t *id, size_t len, char *buf);

@@ -73,6 +73,20 @@ static void status_patch(const ControlImage *img, unsigned idx, UlpPatchStatus *
         }
 }
 
+bool ulp_op_has_late(const UlpOp *op) {
+        const ControlImage *img = op ? op->c.img : NULL;
+
+        for (unsigned i = 0; img && i < img->hdr.n_patches && i < CONTROL_MAX_PATCHES; i++) {
+                const ControlPatch *p = &img->patches[i];
+                if (p->state == CP_FREE || p->state == CP_UNPATCHED)
+                        continue;
+                for (unsigned k = 0; k < CONTROL_MAX_LATE; k++)
+                        if (p->late[k][0])
+                                return true;
+        }
+        return false;
+}
+
 int op_status_convert(const ControlImage *img, UlpProcessStatus *ret) {
         ret->patches = calloc(img->hdr.n_patches + 1, sizeof(UlpPatchStatus));
         if (!ret->patches)

@@ -615,8 +615,12 @@ static void publish_stragglers(UlpOp *op, bool over) {
 /* An exec replaces the image the transition was about: the control block is gone with
  * it. True when the control block is no longer where the operation found it. */
 static bool target_replaced(UlpOp *op) {
+        const MapList *maps;
         uint64_t addr = 0;
-        int r = control_find(op->t->pid, &addr);
+        int r = procmaps_get(op->t, &maps);   /* the step's read, shared (procmem.h) */
+
+        if (r >= 0)
+                r = control_find_in(maps, &addr);
         return r == 0 || (r > 0 && addr != op->c.addr) || r == -ENOENT || r == -ESRCH;
 }
 

@@ -17,10 +17,18 @@ static void free_value(void *st) {
 FILECACHE_DEFINE(cache, SYMCACHE_MAX, SYMCACHE_IDLE_SEC, free_value)
 
 int symcache_open(const char *open_path, const char *path, SymTab **ret) {
-        _cleanup_close_ int fd = open(open_path, O_RDONLY | O_CLOEXEC);
+        _cleanup_close_ int fd = -1;
         struct stat s;
         int r;
 
+        /* A table cached costs one stat() of the file (every operation asks each module
+         * of its target); only a file not known is opened, and keyed by what was opened. */
+        if (stat(open_path, &s) >= 0) {
+                *ret = filecache_get(cache(), &s, NULL);
+                if (*ret)
+                        return 0;
+        }
+        fd = open(open_path, O_RDONLY | O_CLOEXEC);
         if (fd < 0)
                 return negative_errno();
         if (fstat(fd, &s) < 0)

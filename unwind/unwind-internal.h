@@ -55,8 +55,9 @@ struct Unwinder {
         UnwindCacheSlot cache[UNWIND_CACHE_SLOTS];
 };
 
-/* vdso.c: reads the target's vDSO into u->vdso_fd. */
-int unwinder_vdso_load(Unwinder *u);
+/* vdso.c: reads the target's vDSO into u->vdso_fd, at [start, end) when end is not 0
+ * (found in the maps the module list was read from), else where its maps say. */
+int unwinder_vdso_load(Unwinder *u, uint64_t start, uint64_t end);
 
 /* unwinder.c: empties the memory cache (at the start of every unwind). */
 void unwinder_cache_reset(Unwinder *u);

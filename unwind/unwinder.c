@@ -282,7 +282,7 @@ int unwinder_new(pid_t pid, const ModuleList *mods, unwind_read_fn read, void *u
         u->vdso_fd = -1;
         unwinder_cache_reset(u);
         /* Without it, frames in the vDSO are only unreliable, as they were. */
-        (void) unwinder_vdso_load(u);
+        (void) unwinder_vdso_load(u, mods->vdso_start, mods->vdso_end);
 
         u->dwfl = dwfl_begin(&dwfl_callbacks);
         if (!u->dwfl) {

@@ -50,34 +50,50 @@ static int vdso_bias(const uint8_t *img, size_t size, uint64_t start, uint64_t *
         return -ENOEXEC;
 }
 
-/* Finds [vdso] in the target's maps and copies its image into a sealed memfd. Returns 0
- * with u->vdso_fd set, or -errno (-ENOENT: the process has none, e.g. vdso=0). */
-int unwinder_vdso_load(Unwinder *u) {
+/* [vdso] in the target's maps, read now. */
+static int vdso_find(pid_t pid, uint64_t *ret_start, uint64_t *ret_end) {
         _cleanup_(maplist_done) MapList maps = {};
+        int r;
+
+        r = maps_read(pid, &maps);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < maps.n; i++)
+                if (maps.v[i].path && strcmp(maps.v[i].path, "[vdso]") == 0) {
+                        *ret_start = maps.v[i].start;
+                        *ret_end = maps.v[i].end;
+                        return 0;
+                }
+        return -ENOENT;
+}
+
+/* Copies the target's vDSO image into a sealed memfd. Returns 0 with u->vdso_fd set, or
+ * -errno (-ENOENT: the process has none, e.g. vdso=0). The module list's read of the
+ * maps gives where it is, when it was taken from them: one read of /proc/PID/maps less
+ * an operation. */
+int unwinder_vdso_load(Unwinder *u, uint64_t start, uint64_t end) {
         _cleanup_free_ uint8_t *img = NULL;
         _cleanup_close_ int fd = -1;
-        const MapEntry *e = NULL;
         size_t size;
         int r;
 
-        r = maps_read(u->pid, &maps);
-        if (r < 0)
-                return r;
-        for (size_t i = 0; i < maps.n && !e; i++)
-                if (maps.v[i].path && strcmp(maps.v[i].path, "[vdso]") == 0)
-                        e = &maps.v[i];
-        if (!e)
-                return -ENOENT;
-        size = e->end - e->start;
+        if (end == 0) {
+                r = vdso_find(u->pid, &start, &end);
+                if (r < 0)
+                        return r;
+        }
+        if (end <= start)
+                return -EINVAL;
+        size = end - start;
         if (size == 0 || size > VDSO_MAX)
                 return -EFBIG;
         img = malloc(size);
         if (!img)
                 return -ENOMEM;
-        r = u->read(u->userdata, e->start, img, size);
+        r = u->read(u->userdata, start, img, size);
         if (r < 0)
                 return r;
-        r = vdso_bias(img, size, e->start, &u->vdso_bias);
+        r = vdso_bias(img, size, start, &u->vdso_bias);
         if (r < 0)
                 return r;
 
@@ -88,8 +104,8 @@ int unwinder_vdso_load(Unwinder *u) {
                 return -EIO;
         if (fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) < 0)
                 return negative_errno();
-        u->vdso_start = e->start;
-        u->vdso_end = e->end;
+        u->vdso_start = start;
+        u->vdso_end = end;
         u->vdso_fd = TAKE_FD(fd);
         return 0;
 }

@@ -113,6 +113,12 @@ pid_t ulp_op_pid(const UlpOp *op);
  * replaced) at the last pass, for a progress line. Returns false when none is pending. */
 bool ulp_op_worst_straggler(UlpOp *op, UlpStraggler *ret);
 
+/* Does the control block, as op last read or wrote it, name an object loaded late or
+ * still waited for (of a patch not reverted)? False when op never read one. A service
+ * that watches such processes (ulpd) asks it at an operation's end instead of reading
+ * the status of every process it patched again. */
+bool ulp_op_has_late(const UlpOp *op);
+
 /* Frees op. An unfinished transition stays in the target, consistent, for ulp_op_resume(). */
 void ulp_op_free(UlpOp *op);
 

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
+#include <string.h>
 #include <stdio.h>
 #include <sys/mman.h>
 #include <sys/sendfile.h>
@@ -222,6 +223,92 @@ TEST(patch_memfd) {
         ASSERT_TRUE(m->build_id_len > 0);
         ASSERT_TRUE(l.v[0].is_main);
         ASSERT_TRUE(modules_find_addr(&l, (uint64_t)(uintptr_t)p) == m);
+}
+
+/* Our modules read into l, and the one mapped at at. */
+static const Module *read_mapped(ModuleList *l, void *at) {
+        if (modules_read(getpid(), l) < 0)
+                return NULL;
+        return modules_find_addr(l, (uint64_t)(uintptr_t)at);
+}
+
+/* What a module's file says is cached by the file's identity: a second read of the same
+ * files reads none of them (every module of ours is known, and a data file mapped
+ * executable is known to be none), gives the same module, and a file written in place
+ * (same inode, new size and times) is read again. */
+TEST(cache_by_identity) {
+        _cleanup_(modulelist_done) ModuleList a = {}, b = {}, c = {}, d = {};
+        char dir[] = "/tmp/ulp-elf-test.XXXXXX", path[64], data[64], junk[8192];
+        unsigned long h0, m0, h1, m1, h2, m2;
+        struct stat st;
+
+        ASSERT_TRUE(mkdtemp(dir) != NULL);
+        snprintf(path, sizeof(path), "%s/libcached.so", dir);
+        ASSERT_OK(copy_file(PATCH_DIR "/patch-full.so", path));
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        ASSERT_TRUE(fd >= 0);
+        ASSERT_OK(fstat(fd, &st));
+        void *p = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_EXEC, MAP_PRIVATE, fd, 0);
+        close(fd);
+        ASSERT_TRUE(p != MAP_FAILED);
+        /* a data file mapped executable: no module, remembered as such */
+        snprintf(data, sizeof(data), "%s/data.bin", dir);
+        fd = open(data, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        ASSERT_TRUE(fd >= 0);
+        memset(junk, 'x', sizeof(junk));
+        ASSERT_TRUE(write(fd, junk, sizeof(junk)) == (ssize_t)sizeof(junk));
+        void *q = mmap(NULL, sizeof(junk), PROT_READ | PROT_EXEC, MAP_PRIVATE, fd, 0);
+        close(fd);
+        ASSERT_TRUE(q != MAP_FAILED);
+
+        modules_cache_flush();
+        modules_cache_stats(&h0, &m0);
+        const Module *ma = read_mapped(&a, p);
+        modules_cache_stats(&h1, &m1);
+        const Module *mb = read_mapped(&b, p);
+        modules_cache_stats(&h2, &m2);
+        /* written in place: the same inode, another object */
+        int r = copy_file(PATCH_DIR "/patch-noinfo.so", path);
+        const Module *mc = read_mapped(&c, p);
+        modules_cache_flush();
+        const Module *md = read_mapped(&d, p);
+        bool data_module = modules_find_addr(&a, (uint64_t)(uintptr_t)q) ||
+                           modules_find_addr(&b, (uint64_t)(uintptr_t)q);
+        munmap(p, (size_t)st.st_size);
+        munmap(q, sizeof(junk));
+        unlink(data);
+        unlink(path);
+        rmdir(dir);
+        ASSERT_OK(r);
+        ASSERT_TRUE(ma && mb && mc && md);
+        ASSERT_TRUE(!data_module);
+
+        ASSERT_TRUE(m1 > m0);
+        ASSERT_EQ(m2, m1);
+        ASSERT_TRUE(h2 >= h1 + a.n);
+        ASSERT_STREQ(mb->path, ma->path);
+        ASSERT_STREQ(mb->open_path, ma->open_path);
+        ASSERT_EQ_U64(mb->bias, (uint64_t)(uintptr_t)p);
+        ASSERT_EQ_U64(mb->bias, ma->bias);
+        ASSERT_EQ_U64(mb->start, ma->start);
+        ASSERT_EQ_U64(mb->end, ma->end);
+        ASSERT_EQ(mb->e_type, ma->e_type);
+        ASSERT_TRUE(ma->build_id_len > 0 && mb->build_id_len == ma->build_id_len);
+        ASSERT_TRUE(memcmp(mb->build_id, ma->build_id, ma->build_id_len) == 0);
+        ASSERT_TRUE((mb->soname == NULL) == (ma->soname == NULL));
+        ASSERT_TRUE(!ma->soname || strcmp(mb->soname, ma->soname) == 0);
+        for (size_t i = 0; i < a.n; i++)
+                ASSERT_TRUE(a.v[i].start == b.v[i].start && a.v[i].end == b.v[i].end &&
+                            a.v[i].is_main == b.v[i].is_main);
+        ASSERT_TRUE(a.vdso_end > a.vdso_start && b.vdso_start == a.vdso_start);
+
+        /* the new content, as a read without the cache finds it */
+        ASSERT_TRUE(mc->build_id_len > 0 && mc->build_id_len == md->build_id_len);
+        ASSERT_TRUE(memcmp(mc->build_id, md->build_id, md->build_id_len) == 0);
+        ASSERT_TRUE(memcmp(mc->build_id, ma->build_id, MIN(ma->build_id_len, mc->build_id_len)) != 0);
+        ASSERT_EQ_U64(mc->start, md->start);
+        ASSERT_EQ_U64(mc->end, md->end);
+        ASSERT_EQ_U64(mc->bias, md->bias);
 }
 
 TEST(no_such_process) {

@@ -7,6 +7,7 @@
  */
 #include <fcntl.h>
 #include <stdio.h>
+#include <unistd.h>
 
 #include "fake-target.h"
 #include "ulp/libulp.h"
@@ -121,6 +122,64 @@ TEST(straggler_times_out_and_reverses) {
         ulp_report_done(&rep);
         ASSERT_EQ(unit_value(), 4);
         close(fd);
+}
+
+/* Steps op to its end: 1 when it finished. */
+static int op_run(UlpOp *op) {
+        unsigned next_ms = 1;
+        int r;
+
+        while ((r = ulp_op_step(op, &next_ms)) == 0)
+                usleep(next_ms * 1000);
+        return r;
+}
+
+/* ulp_op_has_late(), which ulpd asks at an operation's end instead of reading the
+ * process's status again: true once the block names an object not loaded, false for a
+ * patch whose objects are all loaded and once the patch naming one is reverted. */
+TEST(has_late_as_the_status_says) {
+        UlpOptions o = options(5000);
+        UlpReport rep = {};
+        UlpProcessStatus s = {};
+        const UlpPatchStatus *p;
+        UlpOp *op = NULL;
+        int self = open_patch("patch-self.so"), late = open_patch("patch-late.so");
+
+        ASSERT_TRUE(!ulp_op_has_late(NULL));
+        threads(2);
+        ASSERT_OK(ulp_op_apply(getpid(), self, "patch-self.so", &o, &op, &rep));
+        ASSERT_EQ(op_run(op), 1);
+        ASSERT_TRUE(!ulp_op_has_late(op));
+        ulp_op_free(op);
+        ulp_report_done(&rep);
+        rep = (UlpReport) {};
+        ASSERT_OK(ulp_revert(getpid(), "unit-self", &o, &rep));
+        ulp_report_done(&rep);
+
+        rep = (UlpReport) {};
+        ASSERT_OK(ulp_op_apply(getpid(), late, "patch-late.so", &o, &op, &rep));
+        ASSERT_EQ(op_run(op), 1);
+        ASSERT_TRUE(ulp_op_has_late(op));
+        ulp_op_free(op);
+        ulp_report_done(&rep);
+        ASSERT_EQ(unit_value(), 7);
+        rep = (UlpReport) {};
+        ASSERT_OK(ulp_status(getpid(), &s, &rep));
+        p = find_patch(&s, "unit-late");
+        ASSERT_TRUE(p && p->n_late_objects == 1);
+        ASSERT_STREQ(p->late_objects[0], "libulp-unit-never.so.1");
+        ulp_status_done(&s);
+        ulp_report_done(&rep);
+
+        rep = (UlpReport) {};
+        ASSERT_OK(ulp_op_revert(getpid(), "unit-late", &o, &op, &rep));
+        ASSERT_EQ(op_run(op), 1);
+        ASSERT_TRUE(!ulp_op_has_late(op));
+        ulp_op_free(op);
+        ulp_report_done(&rep);
+        ASSERT_EQ(unit_value(), 4);
+        close(self);
+        close(late);
 }
 
 TEST_MAIN()
