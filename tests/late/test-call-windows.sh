@@ -22,28 +22,8 @@
 # Usage: test-call-windows.sh  (env from meson: ULPCTL, LATE_VICTIM, LATE_DIR,
 # VICTIMS_DIR, PENDING, FAULTLIB)
 set -uo pipefail
-. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
-VPID=
-export LD_LIBRARY_PATH=$VICTIMS_DIR:$LATE_DIR
-PATCH=$LATE_DIR/late-patch-hold.so
+. "$(dirname "${BASH_SOURCE[0]}")/late-lib.sh"
 
-ulpctl() { "$ULPCTL" --direct "$@"; }
-value_in() { grep -v '^cb: ' "$LOG" | tail -n 1 | tr ' ' '\n' | sed -n "s/^$1=//p"; }
-shows() { wait_for "${3:-5}" eval "[ \"\$(value_in $1)\" = $2 ]"; }
-cbs() { grep '^cb: ' "$LOG" | sed 's/^cb: //' | tr '\n' ' '; }
-count() { grep -cx "cb: $1" "$LOG"; }
-# start_loaded [ENV...]: the victim (with ENV), patched, liblatehold.so loaded.
-start_loaded() {
-	: >"$LOG"
-	env "$@" "$LATE_VICTIM" >"$LOG" 2>&1 &
-	VPID=$!
-	wait_for 5 grep -q '^base=1 hold=-1' "$LOG" || fail "victim did not start"
-	ulpctl apply -p "$VPID" "$PATCH" >/dev/null 2>&1 || fail "apply failed"
-	shows base 2 || fail "base_value not patched"
-	kill -HUP "$VPID"
-	shows loads 1 || fail "liblatehold.so not loaded"
-}
-stop_victim() { kill -9 "$VPID" 2>/dev/null; wait "$VPID" 2>/dev/null; VPID=; }
 # killed_run WHAT ENV...: transition-pending with the fault library and ENV, which must
 # have been killed; the victim must live, untraced.
 killed_run() {

@@ -10,16 +10,8 @@
 # Usage: test-post-crash.sh  (env from meson: ULPCTL, LATE_VICTIM, LATE_DIR, VICTIMS_DIR,
 # PENDING)
 set -uo pipefail
-. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
-VPID=
-export LD_LIBRARY_PATH=$VICTIMS_DIR:$LATE_DIR
-PATCH=$LATE_DIR/late-patch-hold.so
+. "$(dirname "${BASH_SOURCE[0]}")/late-lib.sh"
 
-ulpctl() { "$ULPCTL" --direct "$@"; }
-value_in() { grep -v '^cb: ' "$LOG" | tail -n 1 | tr ' ' '\n' | sed -n "s/^$1=//p"; }
-shows() { wait_for 5 eval "[ \"\$(value_in $1)\" = $2 ]"; }
-cbs() { grep '^cb: ' "$LOG" | sed 's/^cb: //' | tr '\n' ' '; }
-count() { grep -cx "cb: $1" "$LOG"; }
 
 LATE_POST_CRASH=1 "$LATE_VICTIM" >"$LOG" 2>&1 &
 VPID=$!

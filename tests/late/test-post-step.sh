@@ -9,15 +9,8 @@
 # went on without it, and the revert ran the unpatch callbacks only.
 # Usage: test-post-step.sh  (env from meson: ULPCTL, LATE_VICTIM, LATE_DIR, VICTIMS_DIR)
 set -uo pipefail
-. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
-VPID=
-export LD_LIBRARY_PATH=$VICTIMS_DIR:$LATE_DIR
-PATCH=$LATE_DIR/late-patch-hold.so
+. "$(dirname "${BASH_SOURCE[0]}")/late-lib.sh"
 
-ulpctl() { "$ULPCTL" --direct "$@"; }
-value_in() { grep -v '^cb: \|^vfork' "$LOG" | tail -n 1 | tr ' ' '\n' | sed -n "s/^$1=//p"; }
-shows() { wait_for 5 eval "[ \"\$(value_in $1)\" = $2 ]"; }
-cbs() { grep '^cb: ' "$LOG" | sed 's/^cb: //' | tr '\n' ' '; }
 # postpending: the state byte of the late object liblatehold.so (after its name, at 63
 # in its 64-byte entry) set to CONTROL_LATE_POSTPENDING (3) from LOADED (2).
 postpending() {

@@ -18,34 +18,17 @@
 # Usage: test-settle-wait.sh  (env from meson: ULPD, ULPCTL, LATE_VICTIM, LATE_DIR,
 # VICTIMS_DIR, PENDING, KILLHOOK)
 set -uo pipefail
-. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
-VPID=
-export LD_LIBRARY_PATH=$VICTIMS_DIR:$LATE_DIR
-PATCH=$LATE_DIR/late-patch-hold.so
+. "$(dirname "${BASH_SOURCE[0]}")/late-lib.sh"
 HOLD=$WORK/hold
 
-ulpctl() { "$ULPCTL" --direct "$@"; }
-value_in() { grep -v '^cb: ' "$LOG" | tail -n 1 | tr ' ' '\n' | sed -n "s/^$1=//p"; }
-shows() { wait_for 5 eval "[ \"\$(value_in $1)\" = $2 ]"; }
 hooked() { env LD_PRELOAD="$KILLHOOK" "$@" >"$WORK/hooked.out" 2>&1; }
 lib_base() { awk '/liblatehold\.so/ { sub(/-.*/, "", $1); print $1; exit }' "/proc/$VPID/maps"; }
-start_loaded() {
-	: >"$LOG"
-	HOLD_FILE=$HOLD "$LATE_VICTIM" >"$LOG" 2>&1 &
-	VPID=$!
-	wait_for 5 grep -q '^base=1 hold=-1' "$LOG" || fail "victim did not start"
-	ulpctl apply -p "$VPID" "$PATCH" >/dev/null 2>&1 || fail "apply failed"
-	shows base 2 || fail "base_value not patched"
-	kill -HUP "$VPID"
-	shows loads 1 || fail "liblatehold.so not loaded"
-}
-stop_victim() { kill -9 "$VPID" 2>/dev/null; wait "$VPID" 2>/dev/null; VPID=; }
 
 # The writes of a plain run, and the header write of the copy of the new records into
 # place, before the entry jumps: the one header write (4096 bytes) inside another
 # write's seqlock bracket (after the records, not after a 20-byte begin), as the
 # callbacks' records write the header too.
-start_loaded
+start_loaded HOLD_FILE="$HOLD"
 hooked ULP_WRITE_LOG="$WORK/writes" "$PENDING" "$VPID" || fail "the plain run failed: $(cat "$WORK/hooked.out")"
 copied=$(awk '$3 == 4096 && prev != 20 { k = $1 } { prev = $3 } END { print k }' "$WORK/writes")
 [ -n "$copied" ] || fail "no header write in the plain run: $(cat "$WORK/writes")"
@@ -53,7 +36,7 @@ stop_victim
 
 # half_done: a victim whose switch is half done, with a thread in hold_wait().
 half_done() {
-	start_loaded
+	start_loaded HOLD_FILE="$HOLD"
 	hooked ULP_KILL_AFTER_WRITE="$copied" "$PENDING" "$VPID"
 	[ $? = 137 ] || fail "not killed after write $copied: $(cat "$WORK/hooked.out")"
 	shows hold 1 || fail "hold_value patched before its entry was written"

@@ -15,15 +15,8 @@
 # Usage: test-unload-kill.sh  (env from meson: ULPCTL, LATE_VICTIM, LATE_DIR, VICTIMS_DIR,
 # PENDING, KILLHOOK)
 set -uo pipefail
-. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
-VPID=
-export LD_LIBRARY_PATH=$VICTIMS_DIR:$LATE_DIR
-PATCH=$LATE_DIR/late-patch-hold.so
+. "$(dirname "${BASH_SOURCE[0]}")/late-lib.sh"
 
-ulpctl() { "$ULPCTL" --direct "$@"; }
-value_in() { grep -v '^cb: ' "$LOG" | tail -n 1 | tr ' ' '\n' | sed -n "s/^$1=//p"; }
-shows() { wait_for 5 eval "[ \"\$(value_in $1)\" = $2 ]"; }
-cbs() { grep '^cb: ' "$LOG" | sed 's/^cb: //' | tr '\n' ' '; }
 # the block as status reads it: "waiting" (late object listed, no record of hold_value),
 # "patched" (the record, not listed), anything else is a half-done removal
 block_state() {
@@ -56,7 +49,6 @@ start_unloaded() {
 	kill -USR1 "$VPID"
 	shows hold -1 || fail "liblatehold.so not unloaded"
 }
-stop_victim() { kill -9 "$VPID" 2>/dev/null; wait "$VPID" 2>/dev/null; VPID=; }
 
 start_unloaded
 hooked ULP_WRITE_LOG="$WORK/writes" "$PENDING" "$VPID" || fail "the plain unload failed: $(cat "$WORK/hooked.out")"
