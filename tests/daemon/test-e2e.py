@@ -113,12 +113,14 @@ try:
     # A sleeper holds outer() for 3 s (longer on a slow machine): the transition stays
     # running meanwhile.
     v2, st2 = start_victim(2, 200, 3000 * SLOWDOWN)
-    wait_for(lambda: victim_status(st2)["sleeper"] == 1, 5)
+    if not wait_for(lambda: (victim_status(st2) or {}).get("sleeper") == 1, 5):
+        fail(f"the sleeper of victim {v2.pid} did not enter outer(): {victim_status(st2)}")
     t0 = time.time()
     r = apply(c, v2.pid, wait=False)
     check(r["results"][0]["ok"] and r["results"][0].get("started") and time.time() - t0 < 2.5 * SLOWDOWN,
           f"--no-wait returns once started ({time.time() - t0:.2f}s)")
-    check(status_of(c, v2.pid)["daemon-fix"]["state"] == "transition", "status: transition while the sleeper blocks it")
+    state = status_of(c, v2.pid)["daemon-fix"]["state"]
+    check(state == "transition", f"status: transition while the sleeper blocks it ({state}, {victim_status(st2)})")
 
     c2 = Client(d.socket)
     r = apply(c2, v2.pid)
@@ -127,8 +129,9 @@ try:
 
     # out of order: a second request on a connection whose request is in flight
     c3 = Client(d.socket)
-    v3, st3 = start_victim(2, 200, 2000)
-    wait_for(lambda: victim_status(st3)["sleeper"] == 1, 5)
+    v3, st3 = start_victim(2, 200, 2000 * SLOWDOWN)
+    if not wait_for(lambda: (victim_status(st3) or {}).get("sleeper") == 1, 5):
+        fail(f"the sleeper of victim {v3.pid} did not enter outer(): {victim_status(st3)}")
     c3.send({"method": "apply", "pids": [v3.pid], "name": "daemon-fix.so", "wait": True,
              "options": {"timeout_ms": TIMEOUT_MS}}, fd=patch_fd())
     c3.send({"method": "ping"})
