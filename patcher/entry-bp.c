@@ -435,14 +435,13 @@ int entry_write_bp_hooked(Target *t, uint64_t block, const EntryWrite *w, size_t
         if (r < 0)
                 return r;
         /* The entries are written. A trap still to be taken after BP_DRAIN_MS (a thread
-         * the scheduler has not run since) keeps the guard in: harmless, and closed by
-         * entry_bp_close() later; the write itself succeeded. */
-        r = close_guard(t, w, n, block);
-        if (r == -ETIMEDOUT) {
+         * the scheduler has not run since), or no thread to borrow for the program's
+         * disposition, keeps the guard in: harmless, and closed by entry_bp_close()
+         * later; the write itself succeeded, and saying otherwise would have the caller
+         * take back what is in place. */
+        if (close_guard(t, w, n, block) < 0)
                 res->guard_open = true;
-                r = 0;
-        }
-        return r;
+        return 0;
 }
 
 /* Finishes or undoes each entry of an open window at g->block (g->installed: it was

@@ -46,8 +46,9 @@ typedef struct EntryBpResult {
         unsigned trapped;        /* threads found at an int3, sent to its trap_dest */
         unsigned checked;        /* threads stopped and checked */
         bool guard_open;         /* the entries are written, but a thread still had a trap
-                                  * of the window to take after 30 s: the guard stays in
-                                  * until entry_bp_close() */
+                                  * of the window to take after 30 s (or no thread could
+                                  * be borrowed to take the guard out): the guard stays
+                                  * in until entry_bp_close() */
 } EntryBpResult;
 
 /*

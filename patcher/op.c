@@ -451,13 +451,19 @@ static int op_try_init(UlpOp *op) {
                 /* A whole attempt even when loading the patch ate the time: the deadline
                  * is for the transition, which has not had its chance yet. */
                 op->t->stop_timeout_ms = OP_STOP_ATTEMPT_MS;
+                /* Set again by a try that has to wait. Left set by an earlier one, the
+                 * step after a successful init ran init once more, over the stubs it had
+                 * just put in: "the code of a patched function was changed by someone
+                 * else" (docs/stops.md). */
+                op->init_pending = false;
                 /* Without a stop of every thread when it can (docs/stops.md, "The
                  * untabled state"); a thread it could not stop is the next step's. */
                 r = transition_nostop_wanted() ? transition_init_nostop(&op->tr, op->c.img->hdr.guard_block) : -ENOSYS;
                 k = 0;
                 /* Each try is a whole window: the next step tries again, until the
-                 * deadline (a thread that could not stop, or one in a stub). */
-                if (r == -EAGAIN && !op->tr.entries_left) {
+                 * deadline (a thread that could not stop, or one in a stub; a window
+                 * that could not be taken back, which the next try takes back first). */
+                if (r == -EAGAIN) {
                         op->init_pending = true;
                         return 0;
                 }
@@ -534,6 +540,11 @@ static int op_step_init(UlpOp *op) {
                 return r;
         }
         op_stop_error(op, -ETIMEDOUT, why, sizeof(why));
+        /* A window of init not taken back by the deadline stays, under its guard. */
+        if (op->tr.entries_left)
+                return op_fail(op, -ETIMEDOUT, "the transition could not start within %u ms: %s; it stays in "
+                               "process %d until a revert of the patch takes it back", op->o.timeout_ms, why,
+                               op->t->pid);
         op_fail(op, -ETIMEDOUT, "the transition could not start within %u ms: %s; nothing changed",
                 op->o.timeout_ms, why);
         r = op->kind == OP_APPLY ? transition_cancel(&op->tr) : 0;

@@ -89,7 +89,15 @@ typedef struct Transition {
                                   * callback runs after (op.c unmaps it then) */
         bool forced;
         bool entries_left;       /* init failed and could not put back the entries it had
-                                  * written: not cancelled, left for a resume */
+                                  * written: not cancelled, left for a resume (or, after
+                                  * init's window, for the next try of init) */
+        struct {                 /* the record before init's window, which the next try
+                                  * puts back once it took a window left back */
+                int8_t target_state;
+                int32_t patch;
+                uint32_t flags, patch_state;
+                bool checked;    /* its checked hook ran: the table and the byte are set */
+        } left;
         bool untabled;           /* init entered no thread in the table (CT_FLAG_UNTABLED):
                                   * untabled threads are in the initial state until
                                   * completion (docs/stops.md, "The untabled state") */
