@@ -440,6 +440,20 @@ static void sleep_ms(unsigned ms) {
         nanosleep(&ts, NULL);
 }
 
+/* What the entry init found holds: named, with its bytes, so that a tool that wrote
+ * there (a debugger's breakpoint: cc) can be told. */
+static int op_fail_entry_busy(UlpOp *op) {
+        const ControlPatch *p = &op->c.img->patches[op->patch];
+        char hex[3 * 16 + 1] = "";
+        const char *sym = op->tr.busy_func >= 0 && (unsigned)op->tr.busy_func < p->n_funcs
+                                  ? op->c.img->funcs[p->first_func + (unsigned)op->tr.busy_func].symbol : "?";
+
+        for (unsigned i = 0, k = 0; i < op->tr.busy_len && i < 16; i++)
+                k += (unsigned)snprintf(hex + k, sizeof(hex) - k, "%s%02x", i ? " " : "", op->tr.busy_bytes[i]);
+        return op_fail(op, -EBUSY, "the code of a patched function was changed by someone else: the entry of "
+                       "%.96s holds %s; nothing written", sym, hex);
+}
+
 /* init under one stop-the-world (retried while threads sit in code being rewritten).
  * A thread that does not stop within the attempt leaves op->init_pending set, for the
  * next step to try again: 0 then, as when it started. */
@@ -489,8 +503,7 @@ static int op_try_init(UlpOp *op) {
                         return 0;
                 }
                 if (r == -EBUSY)
-                        return op_fail(op, r, "the code of a patched function was changed by someone else; "
-                                       "nothing written");
+                        return op_fail_entry_busy(op);
                 if (r == -EILSEQ)
                         return op_fail(op, r, "thread %d of process %d is at 0x%llx, inside an instruction of "
                                        "the bytes the entry jump replaces: no relocated copy can hold it; "

@@ -283,7 +283,18 @@ int transition__verify_entries(Transition *tr) {
         if (r < 0)
                 return r;
         for (unsigned i = 0; i < n; i++)
-                if (memcmp(cur[i].b, tr->expect[i].b, tr->expect[i].len) != 0)
+                if (transition__entry_busy(tr, i, cur[i].b) < 0)
                         return -EBUSY;
         return 0;
+}
+
+int transition__entry_busy(Transition *tr, unsigned i, const uint8_t *cur) {
+        const EntryBytes *e = &tr->expect[i];
+
+        if (memcmp(cur, e->b, e->len) == 0)
+                return 0;
+        tr->busy_func = (int)i;
+        tr->busy_len = e->len;
+        memcpy(tr->busy_bytes, cur, e->len);
+        return -EBUSY;
 }

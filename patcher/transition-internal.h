@@ -27,6 +27,9 @@ int transition__compute_expected(Transition *tr);
 
 /* Inside the stop: -EBUSY when an entry holds something else than expected. */
 int transition__verify_entries(Transition *tr);
+/* -EBUSY, noting record i's entry and what it holds (busy_*), when cur is not what it
+ * must hold before init; else 0. */
+int transition__entry_busy(Transition *tr, unsigned i, const uint8_t *cur);
 
 /* True when th's PC is where no PC may be while entries or the table change. */
 bool transition__thread_in_the_way(const Transition *tr, const Thread *th);

@@ -144,7 +144,7 @@ static int build_writes(Transition *tr, EntryWrite *w, unsigned n) {
                 r = target_read(tr->t, at, w[i].cur, (size_t)len);
                 if (r < 0)
                         return r;
-                if (memcmp(w[i].cur, tr->expect[i].b, tr->expect[i].len) != 0)
+                if (transition__entry_busy(tr, i, w[i].cur) < 0)
                         return -EBUSY;
                 w[i].map = dest ? NULL : transition__entry_map(tr, at, &w[i].copy);
         }

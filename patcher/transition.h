@@ -76,6 +76,9 @@ typedef struct Transition {
         struct EntryMap *maps;   /* per entry init rewrites: its instructions and their
                                   * places in the relocated copy (computed by prepare) */
         size_t n_maps;
+        int busy_func;           /* init refused (-EBUSY): this record's entry... */
+        uint8_t busy_bytes[16];  /* ...holds these bytes, not the expected ones */
+        uint8_t busy_len;
         pid_t stuck_tid;         /* init refused (-EILSEQ): this thread's PC... */
         uint64_t stuck_pc;       /* ...is inside an instruction no copy holds */
         size_t n_ranges;
