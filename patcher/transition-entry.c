@@ -159,6 +159,19 @@ static uint64_t trapped_entry(const Transition *tr, const Thread *th) {
         return 0;
 }
 
+int transition__untrap(Transition *tr, Thread *th) {
+        uint64_t at = th->stopped && !th->gone ? trapped_entry(tr, th) : 0;
+        return at ? entry_bp_untrap(tr->t, th, at) : 0;
+}
+
+int transition__untrap_all(Transition *tr) {
+        int r = 0;
+        for (size_t i = 0; i < tr->t->n_threads && r >= 0; i++)
+                r = transition__untrap(tr, &tr->t->threads[i]);
+        /* Its trap could not be taken: the thread is no longer stopped. */
+        return r == -EAGAIN ? -ETIMEDOUT : r < 0 ? r : 0;
+}
+
 /*
  * Pitfall 1 without waiting: a thread strictly inside displaced bytes is moved to the
  * same instruction of the relocated copy, which runs the rest of the displaced
