@@ -127,11 +127,13 @@ static void hold_after_checks(int step) {
  * the stubs just put in: "the code of a patched function was changed by someone else".
  */
 TEST(window_left_then_retried) {
-        UlpOptions o = { .timeout_ms = 60000 };
+        UlpOptions o = { .timeout_ms = 120000 };
         UlpReport rep = {};
         int fd, r;
 
-        victim_start(3000);
+        /* Longer in the vfork than the hook's wait for it plus the borrow's five
+         * attempts of 250 ms, on a loaded machine too. */
+        victim_start(8000);
         ASSERT_TRUE(WAIT_UNTIL(last_compute() == 20, 5000));
         transition_nostop_init = true;
         entry_bp_test_hook = hold_after_checks;
