@@ -291,7 +291,7 @@ TEST(drain_lets_late_go) {
                 /* It took the signal first (a signal-delivery stop): again. */
                 ASSERT_EQ(target_collect_late(t), 0);
         }
-        ASSERT_OK(trapguard_drain(t, NULL, 0, 3000));
+        ASSERT_OK(trapguard_drain(t, NULL, 0, 3000 * (int)test_slowdown()));
         ASSERT_TRUE(WAIT_UNTIL(traced_threads(v.pid) == 0, 5000));
         ASSERT_TRUE(WAIT_UNTIL(v.sh->own_trap_bad > bad, 5000));
         target_free(t);
