@@ -149,7 +149,7 @@ case_new_threads() {
 	apid=$APID
 	if [ "${ULP_NOSTOP_INIT:-}" = 1 ]; then
 		rises v2 5 || fail "no thread switched"
-		rises s1 2 || fail "threads created during the transition do not run"
+		rises s1 2 || rises s2 2 || fail "threads created during the transition do not run"
 		kill -0 "$apid" 2>/dev/null || fail "apply finished with a thread blocked"
 		if [ "$(now s2)" != 0 ]; then
 			# The fallback: from then on only the new code.
