@@ -418,6 +418,8 @@ int entry_write_bp_hooked(Target *t, uint64_t block, const EntryWrite *w, size_t
         r = verify_cur(t, w, n);
         if (r >= 0)
                 r = trapguard_wait_unblocked(t, BP_DRAIN_MS);
+        if (r >= 0 && entry_bp_test_hook)
+                entry_bp_test_hook(0);
         if (r >= 0)
                 r = borrow(t, w, n, do_open, &g);
         if (r >= 0 && entry_bp_test_hook)

@@ -106,6 +106,7 @@ bool entry_bp_trapped_at(Target *t, const Thread *th, uint64_t at);
  * now (it stays stopped, or late), -errno.
  */
 int entry_bp_untrap(Target *t, Thread *th, uint64_t at);
-/* For tests of the window's crash safety: called between the steps (1 int3 written and
- * serialized, 2 threads checked, 3 rest written and serialized), NULL by default. */
+/* For tests of the window's crash safety: called between the steps (0 before anything
+ * is written, 1 int3 written and serialized, 2 threads checked, 3 rest written and
+ * serialized), NULL by default. */
 extern void (*entry_bp_test_hook)(int step);

@@ -354,6 +354,11 @@ int transition_init_nostop(Transition *tr, uint64_t guard_block) {
                  * safe under the guard, and the next try's to take back first. */
                 if (tr->entries_left)
                         return -EAGAIN;
+                /* No thread could be borrowed for a remote step in time (each is in a
+                 * vfork, or not run by the scheduler): nothing written, the next step
+                 * tries again, as after a stop of every thread that timed out. */
+                if (r == -ETIMEDOUT)
+                        return -EAGAIN;
                 return other_way ? -ENOSYS : r;
         }
         r = init_done(tr, x.tids, x.n);
