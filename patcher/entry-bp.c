@@ -236,6 +236,41 @@ static int check_one(Target *t, Thread *th, const EntryWrite *w, size_t n, Entry
         return 0;
 }
 
+bool entry_bp_trapped_at(Target *t, const Thread *th, uint64_t at) {
+        if (!th->stopped || th->gone || regs_pc(&th->regs) != at + 1)
+                return false;
+        if (th->held_sig)
+                return th->held_sig == SIGTRAP && th->held_info.si_code == SI_KERNEL;
+        return trap_pending(t, th);
+}
+
+/*
+ * Outside a window (a stop of every thread after a window was taken back, or a resume)
+ * nothing may count on the guard: it may be gone by the time th runs. Back at the int3's
+ * address th has run nothing of the function, and its trap is dropped: whatever the
+ * entry holds when th resumes (its old bytes, the jump to a stub) is what it would have
+ * run had it come a moment later. A queued trap is taken first (a stop in the kernel's
+ * signal delivery, no user code runs); one that turns out not to be an int3's stays
+ * held, for the thread.
+ */
+int entry_bp_untrap(Target *t, Thread *th, uint64_t at) {
+        int r;
+
+        if (!entry_bp_trapped_at(t, th, at))
+                return 0;
+        if (!th->held_sig) {
+                r = target_take_signal(t, th, stop_ms(t));
+                if (r < 0)
+                        return r == -ETIMEDOUT ? -EAGAIN : r;
+                if (th->held_sig != SIGTRAP || th->held_info.si_code != SI_KERNEL || regs_pc(&th->regs) != at + 1)
+                        return -EAGAIN;
+        }
+        th->held_sig = 0;
+        regs_set_pc(&th->regs, at);
+        r = target_set_regs(t, th);
+        return r < 0 ? r : 1;
+}
+
 /* Stop requests in flight while the threads are checked: their waits for the scheduler
  * overlap (as in a transition's pass), each thread is still held only for its own check. */
 #define BP_WINDOW 16
@@ -383,6 +418,8 @@ int entry_write_bp_hooked(Target *t, uint64_t block, const EntryWrite *w, size_t
         r = verify_cur(t, w, n);
         if (r >= 0)
                 r = trapguard_wait_unblocked(t, BP_DRAIN_MS);
+        if (r >= 0 && entry_bp_test_hook)
+                entry_bp_test_hook(0);
         if (r >= 0)
                 r = borrow(t, w, n, do_open, &g);
         if (r >= 0 && entry_bp_test_hook)
@@ -400,14 +437,13 @@ int entry_write_bp_hooked(Target *t, uint64_t block, const EntryWrite *w, size_t
         if (r < 0)
                 return r;
         /* The entries are written. A trap still to be taken after BP_DRAIN_MS (a thread
-         * the scheduler has not run since) keeps the guard in: harmless, and closed by
-         * entry_bp_close() later; the write itself succeeded. */
-        r = close_guard(t, w, n, block);
-        if (r == -ETIMEDOUT) {
+         * the scheduler has not run since), or no thread to borrow for the program's
+         * disposition, keeps the guard in: harmless, and closed by entry_bp_close()
+         * later; the write itself succeeded, and saying otherwise would have the caller
+         * take back what is in place. */
+        if (close_guard(t, w, n, block) < 0)
                 res->guard_open = true;
-                r = 0;
-        }
-        return r;
+        return 0;
 }
 
 /* Finishes or undoes each entry of an open window at g->block (g->installed: it was

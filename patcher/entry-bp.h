@@ -46,8 +46,9 @@ typedef struct EntryBpResult {
         unsigned trapped;        /* threads found at an int3, sent to its trap_dest */
         unsigned checked;        /* threads stopped and checked */
         bool guard_open;         /* the entries are written, but a thread still had a trap
-                                  * of the window to take after 30 s: the guard stays in
-                                  * until entry_bp_close() */
+                                  * of the window to take after 30 s (or no thread could
+                                  * be borrowed to take the guard out): the guard stays
+                                  * in until entry_bp_close() */
 } EntryBpResult;
 
 /*
@@ -92,6 +93,20 @@ int entry_write_bp_hooked(Target *t, uint64_t block, const EntryWrite *w, size_t
  */
 int entry_bp_close(Target *t, uint64_t block, const EntryWrite *w, size_t n);
 
-/* For tests of the window's crash safety: called between the steps (1 int3 written and
- * serialized, 2 threads checked, 3 rest written and serialized), NULL by default. */
+/*
+ * A stopped thread one past the int3 at at, its SIGTRAP of that int3 held by the stop
+ * or still queued: a thread that ran into a window's int3 and was stopped before the
+ * guard took it (by a later stop of every thread, or a late stop).
+ */
+bool entry_bp_trapped_at(Target *t, const Thread *th, uint64_t at);
+/*
+ * For such a thread: its trap taken and dropped, its PC put back at at, as if it had
+ * not reached the entry yet; for a stop that cannot count on the guard being in when
+ * the thread runs on. 1 done, 0 not such a thread, -EAGAIN its trap could not be taken
+ * now (it stays stopped, or late), -errno.
+ */
+int entry_bp_untrap(Target *t, Thread *th, uint64_t at);
+/* For tests of the window's crash safety: called between the steps (0 before anything
+ * is written, 1 int3 written and serialized, 2 threads checked, 3 rest written and
+ * serialized), NULL by default. */
 extern void (*entry_bp_test_hook)(int step);

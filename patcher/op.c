@@ -469,6 +469,20 @@ static void sleep_ms(unsigned ms) {
         nanosleep(&ts, NULL);
 }
 
+/* What the entry init found holds: named, with its bytes, so that a tool that wrote
+ * there (a debugger's breakpoint: cc) can be told. */
+static int op_fail_entry_busy(UlpOp *op) {
+        const ControlPatch *p = &op->c.img->patches[op->patch];
+        char hex[3 * 16 + 1] = "";
+        const char *sym = op->tr.busy_func >= 0 && (unsigned)op->tr.busy_func < p->n_funcs
+                                  ? op->c.img->funcs[p->first_func + (unsigned)op->tr.busy_func].symbol : "?";
+
+        for (unsigned i = 0, k = 0; i < op->tr.busy_len && i < 16; i++)
+                k += (unsigned)snprintf(hex + k, sizeof(hex) - k, "%s%02x", i ? " " : "", op->tr.busy_bytes[i]);
+        return op_fail(op, -EBUSY, "the code of a patched function was changed by someone else: the entry of "
+                       "%.96s holds %s; nothing written", sym, hex);
+}
+
 /* init under one stop-the-world (retried while threads sit in code being rewritten).
  * A thread that does not stop within the attempt leaves op->init_pending set, for the
  * next step to try again: 0 then, as when it started. */
@@ -480,13 +494,19 @@ static int op_try_init(UlpOp *op) {
                 /* A whole attempt even when loading the patch ate the time: the deadline
                  * is for the transition, which has not had its chance yet. */
                 op->t->stop_timeout_ms = OP_STOP_ATTEMPT_MS;
+                /* Set again by a try that has to wait. Left set by an earlier one, the
+                 * step after a successful init ran init once more, over the stubs it had
+                 * just put in: "the code of a patched function was changed by someone
+                 * else" (docs/stops.md). */
+                op->init_pending = false;
                 /* Without a stop of every thread when it can (docs/stops.md, "The
                  * untabled state"); a thread it could not stop is the next step's. */
                 r = transition_nostop_wanted() ? transition_init_nostop(&op->tr, op->c.img->hdr.guard_block) : -ENOSYS;
                 k = 0;
                 /* Each try is a whole window: the next step tries again, until the
-                 * deadline (a thread that could not stop, or one in a stub). */
-                if (r == -EAGAIN && !op->tr.entries_left) {
+                 * deadline (a thread that could not stop, or one in a stub; a window
+                 * that could not be taken back, which the next try takes back first). */
+                if (r == -EAGAIN) {
                         op->init_pending = true;
                         return 0;
                 }
@@ -512,8 +532,7 @@ static int op_try_init(UlpOp *op) {
                         return 0;
                 }
                 if (r == -EBUSY)
-                        return op_fail(op, r, "the code of a patched function was changed by someone else; "
-                                       "nothing written");
+                        return op_fail_entry_busy(op);
                 if (r == -EILSEQ)
                         return op_fail(op, r, "thread %d of process %d is at 0x%llx, inside an instruction of "
                                        "the bytes the entry jump replaces: no relocated copy can hold it; "
@@ -563,6 +582,11 @@ static int op_step_init(UlpOp *op) {
                 return r;
         }
         op_stop_error(op, -ETIMEDOUT, why, sizeof(why));
+        /* A window of init not taken back by the deadline stays, under its guard. */
+        if (op->tr.entries_left)
+                return op_fail(op, -ETIMEDOUT, "the transition could not start within %u ms: %s; it stays in "
+                               "process %d until a revert of the patch takes it back", op->o.timeout_ms, why,
+                               op->t->pid);
         op_fail(op, -ETIMEDOUT, "the transition could not start within %u ms: %s; nothing changed",
                 op->o.timeout_ms, why);
         r = op->kind == OP_APPLY ? transition_cancel(&op->tr) : 0;

@@ -7,6 +7,7 @@
 #include <stdio.h>
 
 #include "common/macro.h"
+#include "patcher/entry-bp.h"
 #include "patcher/transition-internal.h"
 #include "patcher/transition.h"
 #include "patcher/x86_64/relocate.h"
@@ -146,6 +147,31 @@ static const EntryMap *entry_map_of(const Transition *tr, uint64_t pc) {
         return NULL;
 }
 
+/* The entry of the patch whose int3 th ran into, 0 none: a window's (an earlier try's
+ * taken back, or a dead driver's), whose trap the stop caught before the guard did. */
+static uint64_t trapped_entry(const Transition *tr, const Thread *th) {
+        unsigned n;
+        const ControlFunc *f = transition__patch_funcs(tr->c, tr->patch, &n);
+
+        for (unsigned i = 0; i < n; i++)
+                if (entry_bp_trapped_at(tr->t, th, f[i].old_addr + f[i].entry_off))
+                        return f[i].old_addr + f[i].entry_off;
+        return 0;
+}
+
+int transition__untrap(Transition *tr, Thread *th) {
+        uint64_t at = th->stopped && !th->gone ? trapped_entry(tr, th) : 0;
+        return at ? entry_bp_untrap(tr->t, th, at) : 0;
+}
+
+int transition__untrap_all(Transition *tr) {
+        int r = 0;
+        for (size_t i = 0; i < tr->t->n_threads && r >= 0; i++)
+                r = transition__untrap(tr, &tr->t->threads[i]);
+        /* Its trap could not be taken: the thread is no longer stopped. */
+        return r == -EAGAIN ? -ETIMEDOUT : r < 0 ? r : 0;
+}
+
 /*
  * Pitfall 1 without waiting: a thread strictly inside displaced bytes is moved to the
  * same instruction of the relocated copy, which runs the rest of the displaced
@@ -170,6 +196,18 @@ int transition__move_threads_out(Transition *tr, bool table_changes) {
                         if (r < 0)
                                 return r;
                         interrupted |= r > 0;
+                        /* One past an int3 of a window, its trap not taken yet: put back
+                         * at the entry, its trap dropped (the int3 window's rule, without
+                         * counting on the guard). Inside the bytes, it was refused as a
+                         * PC inside an instruction, or moved into the copy with its trap
+                         * still to come, which the guard would not know. */
+                        uint64_t at = trapped_entry(tr, th);
+                        if (at) {
+                                r = moving ? entry_bp_untrap(tr->t, th, at) : 0;
+                                if (r < 0)
+                                        return r;
+                                continue;
+                        }
                         if (!transition__thread_in_the_way(tr, th))
                                 continue;
                         m = entry_map_of(tr, regs_pc(&th->regs));
@@ -258,7 +296,18 @@ int transition__verify_entries(Transition *tr) {
         if (r < 0)
                 return r;
         for (unsigned i = 0; i < n; i++)
-                if (memcmp(cur[i].b, tr->expect[i].b, tr->expect[i].len) != 0)
+                if (transition__entry_busy(tr, i, cur[i].b) < 0)
                         return -EBUSY;
         return 0;
+}
+
+int transition__entry_busy(Transition *tr, unsigned i, const uint8_t *cur) {
+        const EntryBytes *e = &tr->expect[i];
+
+        if (memcmp(cur, e->b, e->len) == 0)
+                return 0;
+        tr->busy_func = (int)i;
+        tr->busy_len = e->len;
+        memcpy(tr->busy_bytes, cur, e->len);
+        return -EBUSY;
 }

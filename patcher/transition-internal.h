@@ -27,6 +27,9 @@ int transition__compute_expected(Transition *tr);
 
 /* Inside the stop: -EBUSY when an entry holds something else than expected. */
 int transition__verify_entries(Transition *tr);
+/* -EBUSY, noting record i's entry and what it holds (busy_*), when cur is not what it
+ * must hold before init; else 0. */
+int transition__entry_busy(Transition *tr, unsigned i, const uint8_t *cur);
 
 /* True when th's PC is where no PC may be while entries or the table change. */
 bool transition__thread_in_the_way(const Transition *tr, const Thread *th);
@@ -34,6 +37,15 @@ bool transition__thread_in_the_way(const Transition *tr, const Thread *th);
 /* Moves every stopped thread strictly inside displaced bytes into the relocated copy
  * (transition_init()'s rules for the return values). */
 int transition__move_threads_out(Transition *tr, bool table_changes);
+/* A stopped thread one past an int3 of a window at an entry of the patch, its trap not
+ * taken yet (a window whose guard stayed in: guard_open): put back at the entry, its
+ * trap dropped (entry_bp_untrap()), so that the entry as it is when the thread runs,
+ * and the state it is switched to, decide where it goes, not the window's trap_dest
+ * of its time. 1 put back, 0 not such a thread, -errno. */
+int transition__untrap(Transition *tr, Thread *th);
+/* The same for every stopped thread (a stop of every thread); -ETIMEDOUT when a trap
+ * could not be taken in time (that thread is no longer stopped: try again later). */
+int transition__untrap_all(Transition *tr);
 
 /* Where a PC (saved in a signal frame) must go before the entries or the table change:
  * 0 nowhere, 1 to *ret (the same instruction of the relocated copy), -EAGAIN in a

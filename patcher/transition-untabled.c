@@ -112,6 +112,7 @@ static int init_checked(Target *t, void *ud) {
         Control *c = x->tr->c;
         int r;
 
+        x->tr->left.checked = true;
         memset(c->img->table_tp, 0, sizeof(c->img->table_tp));
         memset(c->img->table_state, 0, sizeof(c->img->table_state));
         r = control_write_table(t, c);
@@ -143,7 +144,7 @@ static int build_writes(Transition *tr, EntryWrite *w, unsigned n) {
                 r = target_read(tr->t, at, w[i].cur, (size_t)len);
                 if (r < 0)
                         return r;
-                if (memcmp(w[i].cur, tr->expect[i].b, tr->expect[i].len) != 0)
+                if (transition__entry_busy(tr, i, w[i].cur) < 0)
                         return -EBUSY;
                 w[i].map = dest ? NULL : transition__entry_map(tr, at, &w[i].copy);
         }
@@ -191,11 +192,93 @@ static bool any_thread_in_d(Target *t) {
         return false;
 }
 
+/* Every entry holds the jump to its stub. */
+static bool entries_finished(Transition *tr) {
+        unsigned n;
+        const ControlFunc *f = transition__patch_funcs(tr->c, tr->patch, &n);
+
+        for (unsigned i = 0; i < n; i++) {
+                uint8_t want[16], b[16];
+                uint64_t at = f[i].old_addr + f[i].entry_off;
+                int len = encode_entry_jump(want, f[i].displaced_len, at, f[i].stub_addr);
+                if (len < 0 || target_read(tr->t, at, b, (size_t)len) < 0 || memcmp(b, want, (size_t)len) != 0)
+                        return false;
+        }
+        return true;
+}
+
+/* The end of init once the stubs are in the path: every thread seen (tids) is pending,
+ * untabled; the window's flag goes. */
+static int init_done(Transition *tr, const pid_t *tids, size_t n) {
+        Control *c = tr->c;
+        int r = 0;
+
+        for (size_t i = 0; i < n && r >= 0; i++)
+                r = transition__pending_add(tr, tids[i], -1);
+        if (r < 0)
+                return r;
+        tr->total = (unsigned)n;
+        tr->untabled = true;
+        /* The window is closed (a guard left for a late trap stays harmless: it chains
+         * every other trap to the program's disposition). */
+        c->img->hdr.transition_flags &= ~(uint32_t)CT_FLAG_INIT_WINDOW;
+        return control_write_header(tr->t, c);
+}
+
+/* A window left finished by its close (the rest of each jump was written before the
+ * try failed, and the checks had passed): init is done, every live thread pending. */
+static int finish_left(Transition *tr) {
+        _cleanup_free_ pid_t *tids = NULL;
+        size_t k = 0;
+        int r = target_refresh_threads(tr->t);
+
+        if (r < 0)
+                return -EAGAIN;
+        tids = calloc(tr->t->n_threads + 1, sizeof(*tids));
+        if (!tids)
+                return -ENOMEM;
+        for (size_t i = 0; i < tr->t->n_threads; i++)
+                if (!tr->t->threads[i].gone)
+                        tids[k++] = tr->t->threads[i].tid;
+        tr->entries_left = false;
+        r = init_done(tr, tids, k);
+        return r < 0 ? r : 1;
+}
+
+/*
+ * A window an earlier try could not take back (no thread could be borrowed for it):
+ * closed now, each entry finished when the rest of its jump was written, else undone.
+ * Undone (its old bytes), the record goes back as it was before it: 0, init tries
+ * again. Finished after the checks passed: 1, init is done. -EAGAIN while that cannot
+ * be done yet (the next step tries again), -EBUSY when an entry holds something else.
+ */
+static int take_back_left(Transition *tr, EntryWrite *w, unsigned n) {
+        ControlHeader was = tr->c->img->hdr;
+        int r = transition__close_init_window(tr);
+
+        if (r == -EUCLEAN)
+                return r;
+        if (r < 0 && r != -EBUSY)
+                return -EAGAIN;
+        if (r >= 0 && tr->left.checked && entries_finished(tr))
+                return finish_left(tr);
+        /* -EBUSY: named by build_writes(). */
+        r = build_writes(tr, w, n);
+        if (r < 0)
+                return r;
+        was.target_state = tr->left.target_state;
+        was.transition_patch = tr->left.patch;
+        was.transition_flags = tr->left.flags;
+        tr->entries_left = false;
+        (void)undo_record(tr, w, n, &was, tr->left.patch_state, 0);
+        return tr->entries_left ? -EAGAIN : 0;
+}
+
 int transition_init_nostop(Transition *tr, uint64_t guard_block) {
         Control *c = tr->c;
         ControlPatch *p = &c->img->patches[tr->patch];
-        ControlHeader was = c->img->hdr;
-        uint32_t state = p->state;
+        ControlHeader was;
+        uint32_t state;
         unsigned n;
         _cleanup_free_ EntryWrite *w = NULL;
         InitCtx x = { .tr = tr, .initial = tr->target_state == THREAD_PATCHED ? THREAD_UNPATCHED : THREAD_PATCHED };
@@ -209,9 +292,21 @@ int transition_init_nostop(Transition *tr, uint64_t guard_block) {
         w = calloc(n, sizeof(*w));
         if (!w)
                 return -ENOMEM;
+        if (tr->entries_left) {
+                r = take_back_left(tr, w, n);
+                if (r != 0)
+                        return r < 0 ? r : 0;
+        }
         r = build_writes(tr, w, n);
         if (r < 0)
                 return r;
+        was = c->img->hdr;
+        state = p->state;
+        tr->left.target_state = was.target_state;
+        tr->left.patch = was.transition_patch;
+        tr->left.flags = was.transition_flags;
+        tr->left.patch_state = state;
+        tr->left.checked = false;
         /* A thread in uninterruptible sleep (a vfork parent) cannot be stopped alone
          * either: the stop of every thread, whose rules for it are older and tried
          * (docs/stops.md, "A thread that cannot be stopped"), not a window waiting. */
@@ -255,20 +350,21 @@ int transition_init_nostop(Transition *tr, uint64_t guard_block) {
                 free(x.tids);
                 free(x.tps);
                 (void)undo_record(tr, w, n, &was, state, r);
-                return other_way && !tr->entries_left ? -ENOSYS : r;
+                /* Its int3 bytes in place (the take-back found no thread to borrow):
+                 * safe under the guard, and the next try's to take back first. */
+                if (tr->entries_left)
+                        return -EAGAIN;
+                /* No thread could be borrowed for a remote step in time (each is in a
+                 * vfork, or not run by the scheduler): nothing written, the next step
+                 * tries again, as after a stop of every thread that timed out. */
+                if (r == -ETIMEDOUT)
+                        return -EAGAIN;
+                return other_way ? -ENOSYS : r;
         }
-        for (size_t i = 0; i < x.n && r >= 0; i++)
-                r = transition__pending_add(tr, x.tids[i], -1);
+        r = init_done(tr, x.tids, x.n);
         free(x.tids);
         free(x.tps);
-        if (r < 0)
-                return r;
-        tr->total = (unsigned)x.n;
-        tr->untabled = true;
-        /* The window is closed (a guard left for a late trap stays harmless: it chains
-         * every other trap to the program's disposition). */
-        c->img->hdr.transition_flags &= ~(uint32_t)CT_FLAG_INIT_WINDOW;
-        return control_write_header(tr->t, c);
+        return r;
 }
 
 int transition__close_init_window(Transition *tr) {

@@ -378,6 +378,16 @@ static int check_and_switch(Transition *tr, PendingThread *p, Thread *th) {
 static int switch_stopped_thread(Transition *tr, PendingThread *p, Thread *th) {
         int r, k;
 
+        /* Its trap not taken, it is checked and switched where the entry is. */
+        r = transition__untrap(tr, th);
+        if (r == -EAGAIN) {
+                /* Its trap could not be taken now: not checked, let go if stopped. */
+                snprintf(p->blocker, sizeof(p->blocker), "at an entry's int3, its trap not taken yet");
+                k = th->stopped ? target_resume_thread(tr->t, th) : 0;
+                return k < 0 && k != -ESRCH ? k : 0;
+        }
+        if (r < 0)
+                return r;
         r = p->trap_code ? trapped_thread(tr, p, th) : -1;
         if (r == -1)
                 r = check_and_switch(tr, p, th);
@@ -690,7 +700,12 @@ int transition_complete(Transition *tr) {
         if (r < 0)
                 return r;
         /* No thread-position check here: the table and every stub and copy stay valid
-         * after completion, and the entries hold jumps, single instructions. */
+         * after completion, and the entries hold jumps, single instructions; but a
+         * thread at a window's int3 with its trap not taken would be sent by the guard
+         * where the entry led then, whatever its state is now. */
+        r = transition__untrap_all(tr);
+        if (r < 0)
+                goto out;
         r = reconcile_table(tr);
         if (r < 0 || tr->n_pending > 0)
                 goto out;
@@ -765,6 +780,11 @@ int transition_reverse(Transition *tr) {
         r = target_stop_all(tr->t);
         if (r < 0)
                 return r;
+        r = transition__untrap_all(tr);
+        if (r < 0) {
+                (void)target_resume_all(tr->t);
+                return r;
+        }
         tr->n_pending = 0;
         tr->target_state = old == THREAD_PATCHED ? THREAD_UNPATCHED : THREAD_PATCHED;
         for (size_t i = 0; i < tr->t->n_threads && r >= 0; i++) {

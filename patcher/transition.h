@@ -76,6 +76,9 @@ typedef struct Transition {
         struct EntryMap *maps;   /* per entry init rewrites: its instructions and their
                                   * places in the relocated copy (computed by prepare) */
         size_t n_maps;
+        int busy_func;           /* init refused (-EBUSY): this record's entry... */
+        uint8_t busy_bytes[16];  /* ...holds these bytes, not the expected ones */
+        uint8_t busy_len;
         pid_t stuck_tid;         /* init refused (-EILSEQ): this thread's PC... */
         uint64_t stuck_pc;       /* ...is inside an instruction no copy holds */
         size_t n_ranges;
@@ -89,7 +92,15 @@ typedef struct Transition {
                                   * callback runs after (op.c unmaps it then) */
         bool forced;
         bool entries_left;       /* init failed and could not put back the entries it had
-                                  * written: not cancelled, left for a resume */
+                                  * written: not cancelled, left for a resume (or, after
+                                  * init's window, for the next try of init) */
+        struct {                 /* the record before init's window, which the next try
+                                  * puts back once it took a window left back */
+                int8_t target_state;
+                int32_t patch;
+                uint32_t flags, patch_state;
+                bool checked;    /* its checked hook ran: the table and the byte are set */
+        } left;
         bool untabled;           /* init entered no thread in the table (CT_FLAG_UNTABLED):
                                   * untabled threads are in the initial state until
                                   * completion (docs/stops.md, "The untabled state") */

@@ -188,6 +188,10 @@ int trapguard_drain(Target *t, const uint64_t *trap_pcs, size_t n, int timeout_m
         /* Two quiet looks 1 ms apart: a thread between its int3 and the queueing of its
          * signal is either off its CPU (seen by its PC) or runs through in microseconds. */
         while (quiet < 2) {
+                /* A thread of ours that stopped late (a check that timed out) with a
+                 * trap queued takes it only once let go: nobody else would. */
+                if (t->maybe_late)
+                        t->maybe_late = target_collect_late(t) > 0;
                 r = for_each_task(t->pid, trap_to_take, &w);
                 if (r < 0)
                         return r;

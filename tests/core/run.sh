@@ -391,7 +391,7 @@ with open(f'/proc/{pid}/mem', 'r+b', buffering=0) as m:
 PY
 	expect_value compute 20
 	refused "entry changed by someone else" \
-		'^ulpctl: the code of a patched function was changed by someone else; nothing written$' ulpctl revert -p "$VPID" compute-fix
+		'^ulpctl: the code of a patched function was changed by someone else: the entry of compute holds [0-9a-f ]+; nothing written$' ulpctl revert -p "$VPID" compute-fix
 	expect_value compute 20
 	victim_ok
 }

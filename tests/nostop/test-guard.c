@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/ptrace.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -18,6 +19,8 @@
 #include "patcher/target-seal.h"
 #include "patcher/entry-bp.h"
 #include "patcher/trapguard.h"
+#include "patcher/transition-internal.h"
+#include "patcher/transition.h"
 #include "patcher/x86_64/relocate.h"
 #include "test.h"
 #include "deadline.h"
@@ -220,6 +223,81 @@ TEST(blocked_sigtrap_refused) {
         ASSERT_TRUE(alive(&v));
 }
 
+/* The state letter of a thread, 0 when it is gone. */
+static unsigned traced_threads(pid_t pid);
+
+static char task_state(pid_t pid, pid_t tid) {
+        char path[64], buf[512], *p;
+        FILE *f;
+
+        snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", pid, tid);
+        f = fopen(path, "re");
+        if (!f)
+                return 0;
+        p = fgets(buf, sizeof(buf), f) ? strrchr(buf, ')') : NULL;
+        fclose(f);
+        return p && p[1] ? p[2] : 0;
+}
+
+static bool sigtrap_queued(pid_t pid, pid_t tid) {
+        char path[64], line[128];
+        unsigned long long m = 0;
+        FILE *f;
+
+        snprintf(path, sizeof(path), "/proc/%d/task/%d/status", pid, tid);
+        f = fopen(path, "re");
+        if (!f)
+                return false;
+        while (fgets(line, sizeof(line), f))
+                if (!strncmp(line, "SigPnd:", 7))
+                        m = strtoull(line + 7, NULL, 16);
+        fclose(f);
+        return (m >> (SIGTRAP - 1)) & 1;
+}
+
+/* A thread whose stop came after its wait gave up (late: a window's check that timed
+ * out), stopped with a SIGTRAP still queued: the drain that ends a window waits until no
+ * trap is left to take, and such a thread takes its own only once let go, which the
+ * drain now does as it looks. Before, it waited its whole time (30 s in a window) for
+ * a thread the Target itself held, then left the guard in. */
+TEST(drain_lets_late_go) {
+        Victim v;
+        Target *t;
+        Thread *th;
+        uint64_t bad;
+        int tries = 0;
+
+        victim_start(&v, "own");
+        ASSERT_OK(TEST_TARGET_OPEN(v.pid, &t));
+        ASSERT_OK(target_refresh_threads(t));
+        th = &t->threads[t->n_threads - 1];      /* a caller: created last */
+        ASSERT_TRUE(th->tid != v.pid);
+        bad = v.sh->own_trap_bad;
+        for (;;) {
+                ASSERT_TRUE(++tries < 100);
+                ASSERT_OK(target_stop_thread(t, th));
+                ASSERT_OK(syscall(SYS_tgkill, v.pid, th->tid, SIGTRAP));
+                /* Let go and asked again at once: the kernel looks at the interrupt
+                 * before it dequeues a signal, unless the thread got there in between;
+                 * the wait for it gave up (late). */
+                ASSERT_OK(target__ptrace(PTRACE_CONT, th->tid, NULL, NULL));
+                ASSERT_OK(target__ptrace(PTRACE_INTERRUPT, th->tid, NULL, NULL));
+                th->stopped = false;
+                th->late = true;
+                t->maybe_late = true;
+                ASSERT_TRUE(WAIT_UNTIL(task_state(v.pid, th->tid) == 't', 5000));
+                if (sigtrap_queued(v.pid, th->tid))
+                        break;
+                /* It took the signal first (a signal-delivery stop): again. */
+                ASSERT_EQ(target_collect_late(t), 0);
+        }
+        ASSERT_OK(trapguard_drain(t, NULL, 0, 3000 * (int)test_slowdown()));
+        ASSERT_TRUE(WAIT_UNTIL(traced_threads(v.pid) == 0, 5000));
+        ASSERT_TRUE(WAIT_UNTIL(v.sh->own_trap_bad > bad, 5000));
+        target_free(t);
+        ASSERT_TRUE(alive(&v));
+}
+
 /* ---- entry writes while the threads run (patcher/entry-bp.h) ---- */
 
 typedef struct Hot {
@@ -415,6 +493,91 @@ TEST(hooks) {
         ASSERT_EQ_U64(t->max_stw_ns, 0);
         target_free(t);
         ASSERT_TRUE(alive(&v));
+}
+
+/* A one-record patch of tiny() for a transition's own code (transition-entry.c), in a
+ * control block that lives only here: the entry holds the original bytes, the copy is
+ * the victim's. */
+static void hot_control(Victim *v, Control *c, const Hot *h) {
+        ControlImage *img = calloc(1, sizeof(*img));
+        ControlFunc *f;
+
+        ASSERT_TRUE(img != NULL);
+        *c = (Control) { .img = img };
+        img->hdr.n_patches = 1;
+        img->hdr.n_funcs = 1;
+        img->patches[0] = (ControlPatch) { .state = CP_UNPATCHED, .first_func = 0, .n_funcs = 1 };
+        f = &img->funcs[0];
+        *f = (ControlFunc) { .patch = 0, .old_addr = v->sh->tiny_addr, .old_size = v->sh->tiny_size,
+                             .new_addr = v->sh->tiny_new_addr, .copy_addr = v->sh->copy_area,
+                             .displaced_len = 5 };
+        memcpy(f->orig_bytes, h->apply.cur, 5);
+}
+
+/* A thread that ran into a window's int3 and was stopped before the guard took its trap
+ * (a late stop, met by the stop of every thread the next try of init falls back to): its
+ * PC is one past the int3, its SIGTRAP held by the stop. The fallback puts it back at
+ * the entry with the trap dropped, without counting on the guard, which is gone here.
+ * Before, it was moved into the relocated copy (tiny+1 is the start of its second
+ * instruction) with its SIGTRAP still to come, which killed the process; where the
+ * byte after the int3 is inside an instruction (an entry holding a jump: a revert) the
+ * fallback refused the operation, "inside an instruction of the bytes the entry jump
+ * replaces". */
+TEST(fallback_meets_trapped) {
+        Victim v;
+        Target *t;
+        Hot h;
+        Control c;
+        Transition tr;
+        Thread *caller = NULL, *leader;
+        uint64_t n;
+
+        victim_start(&v, "hot");
+        ASSERT_OK(TEST_TARGET_OPEN(v.pid, &t));
+        hot_prepare(&v, t, &h);
+        hot_control(&v, &c, &h);
+        ASSERT_OK(trapguard_wait_unblocked(t, 5000));
+        ASSERT_OK(target_refresh_threads(t));
+        leader = target_find_thread(t, v.pid);
+        ASSERT_TRUE(leader != NULL);
+        for (size_t i = 0; i < t->n_threads && !caller; i++)
+                if (t->threads[i].tid != v.pid && !t->threads[i].gone)
+                        caller = &t->threads[i];
+        ASSERT_TRUE(caller != NULL);
+
+        /* The window's guard and int3 (the other callers land in tiny_trapped()); one
+         * caller, stopped, runs into the int3 under the tracer: its trap is held. */
+        TrapGuardEntry e = { v.sh->tiny_addr, v.sh->tiny_trapped_addr };
+        ASSERT_OK(target_stop_thread(t, leader));
+        ASSERT_OK(trapguard_install(t, leader, v.sh->guard_area, &e, 1));
+        ASSERT_OK(target_resume_thread(t, leader));
+        ASSERT_OK(target_stop_thread(t, caller));
+        ASSERT_OK(target_write(t, v.sh->tiny_addr, &(uint8_t) { 0xcc }, 1));
+        ASSERT_OK(target_take_signal(t, caller, TEST_STOP_TIMEOUT_MS));
+        ASSERT_EQ(caller->held_sig, SIGTRAP);
+        ASSERT_EQ_U64(regs_pc(&caller->regs), v.sh->tiny_addr + 1);
+        /* The window taken back and closed: no trap left to take but the held one. */
+        ASSERT_OK(target_write(t, v.sh->tiny_addr, h.apply.cur, 1));
+        ASSERT_OK(trapguard_drain(t, NULL, 0, 10000));
+        ASSERT_OK(target_stop_thread(t, leader));
+        ASSERT_OK(trapguard_remove(t, leader, v.sh->guard_area));
+        ASSERT_OK(target_resume_thread(t, leader));
+        ASSERT_TRUE(WAIT_UNTIL(v.sh->handler_now == 0, 5000));
+
+        /* The stop of every thread and init's look at each thread in it. */
+        ASSERT_OK(target_stop_all(t));
+        ASSERT_OK(transition_prepare(&tr, t, &c, NULL, NULL, 0, THREAD_PATCHED, false));
+        ASSERT_OK(transition__move_threads_out(&tr, true));
+        ASSERT_EQ_U64(regs_pc(&caller->regs), v.sh->tiny_addr);
+        ASSERT_EQ(caller->held_sig, 0);
+        transition_done(&tr);
+        ASSERT_OK(target_resume_all(t));
+        n = sum(&v, 0);
+        ASSERT_TRUE(WAIT_UNTIL(sum(&v, 0) > n + 1000 || !alive(&v), 5000));
+        ASSERT_TRUE(alive(&v));
+        ASSERT_EQ(sum(&v, 3), 0);
+        target_free(t);
+        free(c.img);
 }
 
 /* ---- the clone barrier (patcher/target-seal.h) ---- */
