@@ -34,6 +34,8 @@ unshare --mount --pid --fork true 2>/dev/null || skip "cannot create mount and p
 ldd "$ULP_BUILD_ROOT/daemon/ulpd" | grep -q 'libasan\|libubsan' && skip "a sanitizer build: the container has no sanitizer runtime"
 
 start_ns=$(date +%s%N)
+# The waits below stretch on a loaded machine, as tests/lib.sh's do.
+SLOW=${ULP_TEST_SLOWDOWN:-$(awk -v n="$(nproc)" '{ s = int($1 / n + 0.999); print (s < 1 ? 1 : (s > 10 ? 10 : s)) }' /proc/loadavg)}
 elapsed() { echo "$(( ($(date +%s%N) - start_ns) / 1000000 )) ms"; }
 ok() { echo "ok at $(elapsed): $*"; }
 . "$(dirname "${BASH_SOURCE[0]}")/nspawn.sh"
@@ -140,7 +142,7 @@ reports_of() {
 }
 # Waits (60 s at most, the victim reports every second) for two more reports of unit $1.
 wait_two_reports() {
-        local n0 deadline=$(($(date +%s) + 60))
+        local n0 deadline=$(($(date +%s) + 60 * SLOW))
         n0=$(reports_of "$1")
         while [ "$(date +%s)" -lt "$deadline" ]; do
                 [ "$(reports_of "$1")" -ge $((n0 + 2)) ] && return 0
@@ -150,7 +152,7 @@ wait_two_reports() {
 }
 # Waits (60 s at most, the victim reports every second) for the fee $2 in unit $1.
 wait_fee() {
-        local f= deadline=$(($(date +%s) + 60))
+        local f= deadline=$(($(date +%s) + 60 * SLOW))
         while [ "$(date +%s)" -lt "$deadline" ]; do
                 f=$(fee_of "$1")
                 [ "$f" = "$2" ] && return 0
@@ -269,7 +271,7 @@ inside systemctl restart ulpd.service
 old=$(inside systemctl show -p MainPID --value ulpd.service)
 restarts=$(inside systemctl show -p NRestarts --value ulpd.service)
 inside sh -c "kill -STOP $old"
-deadline=$(($(date +%s) + 60))
+deadline=$(($(date +%s) + 60 * SLOW))
 while [ "$(date +%s)" -lt "$deadline" ]; do
         new=$(inside systemctl show -p MainPID --value ulpd.service)
         [ "$new" != 0 ] && [ "$new" != "$old" ] && break
@@ -297,8 +299,8 @@ inside systemd-run --quiet --unit=ulp-sleeper.service --uid=ulpbank -p PrivateUs
         -p MemoryDenyWriteExecute=yes -p SystemCallFilter=@system-service -p StateDirectory=ulp-sleeper \
         /usr/local/lib/ulp-test/daemon-victim /var/lib/ulp-sleeper/status 2 200 20000
 vstatus() { inside cat /var/lib/ulp-sleeper/status 2>/dev/null || true; }
-wait_status() {  # a regex the status line must match, within 60 s
-        local deadline=$(($(date +%s) + 60))
+wait_status() {  # a regex the status line must match, within 60 s (times SLOW)
+        local deadline=$(($(date +%s) + 60 * SLOW))
         while [ "$(date +%s)" -lt "$deadline" ]; do
                 vstatus | grep -qE "$1" && return 0
                 sleep 0.1
@@ -325,7 +327,7 @@ inside journalctl -u ulpd.service -o cat --no-pager | grep -qF "taking over the 
 vstatus | grep -q 'sleeper=1' || fail "the sleeper returned before the restarted ulpd took over: $(vstatus)"
 ok "the restarted ulpd took over the transition while the sleeper is inside ($(vstatus))"
 wait_status 'sleeper=0'
-deadline=$(($(date +%s) + 60))
+deadline=$(($(date +%s) + 60 * SLOW))
 while [ "$(date +%s)" -lt "$deadline" ]; do
         st=$(inside "$ulpctl" status -p "$sleeper" 2>&1 || true)
         echo "$st" | grep -q "daemon-fix: patched" && break
@@ -337,7 +339,7 @@ echo "$st" | grep -q "daemon-fix: patched" || fail "the transition did not finis
 v1_of() { vstatus | sed -n 's/^v1=\([0-9]*\) .*/\1/p'; }
 v2_of() { vstatus | sed -n 's/.* v2=\([0-9]*\) .*/\1/p'; }
 v1a=$(v1_of) v2a=$(v2_of)
-deadline=$(($(date +%s) + 60))
+deadline=$(($(date +%s) + 60 * SLOW))
 while [ "$(date +%s)" -lt "$deadline" ] && [ "$(v2_of)" -le $((v2a + 100)) ]; do sleep 0.1; done
 [ "$(v2_of)" -gt $((v2a + 100)) ] || fail "the victim stopped answering after the transition: $(vstatus)"
 [ "$(v1_of)" = "$v1a" ] || fail "a thread still runs the old version after the transition: $(vstatus)"
