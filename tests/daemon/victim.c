@@ -89,10 +89,14 @@ int main(int argc, char **argv) {
         snprintf(tmp, sizeof(tmp), "%s%s", status,
                  stat(status, &st) == 0 && !S_ISREG(st.st_mode) ? "" : ".tmp");
         for (;;) {
+                /* sleeper first: the sleeper counts its call, then says it left, so a
+                 * line saying sleeper=0 holds that call (the order of a call's
+                 * arguments' reads is unspecified) */
+                int inside = atomic_load(&sleeper_inside);
+                unsigned long v1 = atomic_load(&calls[1]), v2 = atomic_load(&calls[2]);
                 FILE *f = fopen(tmp, "w");
                 if (f) {
-                        fprintf(f, "v1=%lu v2=%lu bad=%lu sleeper=%d\n", atomic_load(&calls[1]),
-                                atomic_load(&calls[2]), atomic_load(&violations), atomic_load(&sleeper_inside));
+                        fprintf(f, "v1=%lu v2=%lu bad=%lu sleeper=%d\n", v1, v2, atomic_load(&violations), inside);
                         fclose(f);
                         if (strcmp(tmp, status) != 0)
                                 rename(tmp, status);
