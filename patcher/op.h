@@ -16,6 +16,15 @@
 #include "patcher/x86_64/relocate.h"
 #include "unwind/unwind.h"
 
+/* A patch callback may run so long, unless the caller says (UlpOptions). */
+#define CALLBACK_TIMEOUT_MS 10000
+/* A borrow (load, callbacks) happens once per operation and holds no other thread. It
+ * waits at least this long, and as long as the caller lets a callback hold it (the
+ * callback timeout: 1 s in ulpd, whose loop it holds; 10 s by default with --direct),
+ * within the operation's deadline: a thread slow to stop on a loaded machine is waited
+ * for, not taken for a failure. */
+#define OP_BORROW_MS 2000
+
 typedef enum OpKind {
         OP_APPLY,
         OP_REVERT,
