@@ -530,7 +530,7 @@ static int op_replaced(UlpOp *op) {
 }
 
 /* A reverted patch whose post-unpatch callback had to run from its code: unmapped now,
- * unless some thread was forced (then its code stays, as transition.c's finish()). */
+ * unless some thread was forced (then its code stays, as transition.c's transition__finish()). */
 static void unmap_after_callback(UlpOp *op, ControlPatch *p) {
         Thread *th;
 

@@ -63,6 +63,12 @@ const Relocation *transition__entry_map(const Transition *tr, uint64_t at, uint6
 
 /* transition.c: a thread to check and switch (slot -1: not in the table). */
 int transition__pending_add(Transition *tr, pid_t tid, int slot);
+/* transition.c's pieces the other ends of a transition (transition-end.c) share: the
+ * ranges of code being replaced, a table slot for a thread pointer, and the end of a
+ * transition once every thread is in its target state. */
+int transition__compute_ranges(Transition *tr);
+int transition__table_insert(Control *c, uint64_t tp, uint8_t state);
+int transition__finish(Transition *tr);
 
 /* transition-untabled.c: closes the int3 window of an init a dead driver left open
  * (CT_FLAG_INIT_WINDOW): each entry finished (the jump to its stub) or undone, the
