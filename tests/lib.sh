@@ -61,7 +61,7 @@ wait_for() {
 }
 
 # line_after REGEX FROM_LINE: a line of LOG after line FROM_LINE matches REGEX.
-line_after() { tail -n +"$(($2 + 1))" "$LOG" 2>/dev/null | grep -q -E "$1"; }
+line_after() { tail -n +"$(($2 + 1))" "$LOG" 2>/dev/null | grep -E >/dev/null "$1"; }
 # wait_line REGEX SECONDS [FROM_LINE]: such a line comes within SECONDS (times SLOW).
 wait_line() { wait_for "$2" line_after "$1" "${3:-0}"; }
 lines() { wc -l <"$LOG"; }
@@ -74,7 +74,7 @@ expect_value() {
 	wait_line "$key=$val( |\$)" "${3:-5}" "$from" || fail "$key never became $val"
 	from=$(( $(lines) + 1 ))
 	wait_line 'tick' 2 "$((from + 3))" || fail "victim stopped printing"
-	tail -n +"$((from + 1))" "$LOG" | grep 'tick' | grep -v -q -E "$key=$val( |\$)" &&
+	tail -n +"$((from + 1))" "$LOG" | grep 'tick' | grep -v -E "$key=$val( |\$)" >/dev/null &&
 		fail "$key is not consistently $val: $(tail -n +"$((from + 1))" "$LOG" | grep 'tick' | grep -v -E "$key=$val( |\$)" | head -1)"
 	return 0
 }
@@ -111,7 +111,7 @@ steady() {
 }
 
 # bank_shows FEE: the example bank's newest report shows the fee FEE.
-bank_shows() { tail -n 1 "$LOG" | grep -q "transfer: $1 "; }
+bank_shows() { tail -n 1 "$LOG" | grep "transfer: $1 " >/dev/null; }
 
 # expect_refusal WHAT REGEX CMD...: CMD exits 1 with one line on stderr (warnings aside)
 # that matches REGEX (an ERE: the message says what was refused and why).
@@ -120,7 +120,7 @@ expect_refusal() {
 	err=$("$@" 2>&1 >/dev/null); rc=$?
 	[ "$rc" -eq 1 ] || fail "$what: exit $rc, expected 1 ($err)"
 	[ "$(echo "$err" | grep -v '^warning:' | wc -l)" -eq 1 ] || fail "$what: not one line: $err"
-	echo "$err" | grep -v '^warning:' | grep -q -E "$re" || fail "$what: message \"$err\" does not match \"$re\""
+	echo "$err" | grep -v '^warning:' | grep -E >/dev/null "$re" || fail "$what: message \"$err\" does not match \"$re\""
 	echo "$what: $err"
 }
 

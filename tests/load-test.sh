@@ -111,4 +111,4 @@ copies=()
 
 for p in "${hogs[@]}"; do kill "$p" 2>/dev/null; done
 hogs=()
-! grep -h -v ' 0 failed' "$scratch/main.out" "$scratch/other.out" | grep -q .
+! grep -h -v ' 0 failed' "$scratch/main.out" "$scratch/other.out" | grep . >/dev/null

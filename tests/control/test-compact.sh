@@ -77,9 +77,9 @@ for kind in staged tail; do
 		trials=$((trials + 1))
 		kill_after_write "$k" "$what" "$ULPCTL" --direct apply -p "$VPID" "$PATCH_COMPUTE"
 		out=$(ulpctl status -p "$VPID" 2>&1) || fail "$what: status refused the block: $out"
-		echo "$out" | grep -q 'refused' && fail "$what: status refused the block: $out"
+		grep -q 'refused' <<<"$out" && fail "$what: status refused the block: $out"
 		if [ $kind = staged ]; then
-			echo "$out" | grep -qE '^  lib-fix: patched(, applied .*)?$' || fail "$what: lib-fix is not patched: $out"
+			grep -qE '^  lib-fix: patched(, applied .*)?$' <<<"$out" || fail "$what: lib-fix is not patched: $out"
 		fi
 		runs 20 $lib || wrong=$((wrong + 1))
 		out=$(ulpctl apply -p "$VPID" "$PATCH_COMPUTE" 2>&1) || fail "$what: the next apply failed: $out"
@@ -112,15 +112,15 @@ hooked ULP_KILL_SIZE=4096 ULP_KILL_AFTER_WRITE=2 "$ULPCTL" --direct revert -p "$
 runs 20 1010
 grep -q 'memfd:ulp-patch:compute-fix' "/proc/$VPID/maps" || fail "the killed revert did not leave the code mapped"
 out=$(ulpctl status -p "$VPID" 2>&1) || fail "status failed: $out"
-echo "$out" | grep -qE '^  compute-fix: unpatched, its code still mapped(, applied .*)?$' ||
+grep -qE '^  compute-fix: unpatched, its code still mapped(, applied .*)?$' <<<"$out" ||
 	fail "status does not show the code left mapped: $out"
 json=$(ulpctl status --json -p "$VPID" 2>&1) || fail "status --json failed: $json"
-echo "$json" | grep -q '"code_mapped": *true' || fail "status --json does not say code_mapped: $json"
+grep -q '"code_mapped": *true' <<<"$json" || fail "status --json does not say code_mapped: $json"
 out=$(ulpctl apply -p "$VPID" "$PATCH_LIB" 2>&1) || fail "the apply after it failed: $out"
 runs 20 2010
 ! grep -q 'memfd:ulp-patch:compute-fix' "/proc/$VPID/maps" || fail "the left code is still mapped after the next apply"
 out=$(ulpctl status -p "$VPID" 2>&1)
-! echo "$out" | grep -q 'compute-fix' || fail "compute-fix is still in status: $out"
+! grep -q 'compute-fix' <<<"$out" || fail "compute-fix is still in status: $out"
 out=$(ulpctl apply -p "$VPID" "$PATCH_COMPUTE" 2>&1) || fail "compute-fix does not apply again: $out"
 runs 30 2010
 ok "a revert killed before its unmapping: status shows the code, the next apply unmaps it"

@@ -23,7 +23,7 @@ ulpctl() { "$ULPCTL" --direct "$@"; }
 shows() {
 	local from
 	from=$(wc -l <"$LOG")
-	wait_for 5 eval "tail -n +$((from + 1)) \"\$LOG\" | grep -q -E '(^| )$1=$2( |\$)'"
+	wait_for 5 eval "tail -n +$((from + 1)) \"\$LOG\" | grep -E '(^| )$1=$2( |\$)' >/dev/null"
 }
 start_loaded() {
 	: >"$LOG"
@@ -68,7 +68,7 @@ for ((k = 1; k <= n; k++)); do
 	kill_after_write "$k" "$what" "$PENDING" "$VPID"
 	victim_ok
 	out=$(ulpctl status -p "$VPID" 2>&1) || fail "$what: status failed: $out"
-	echo "$out" | grep -q 'refused' && fail "$what: status refused the block: $out"
+	grep -q 'refused' <<<"$out" && fail "$what: status refused the block: $out"
 	if [ "$k" -ge "$entry_write" ]; then want=200; else want=100; fi
 	shows plugin $want || { wrong=$((wrong + 1)); fail "$what: plugin_value is not version $([ $want = 200 ] && echo 2 || echo 1)"; }
 	if [ $next = apply ]; then
@@ -91,8 +91,8 @@ for ((k = 1; k <= n; k++)); do
 		shows plugin 200 || { wrong=$((wrong + 1)); fail "$what: plugin_value not patched after the next run"; }
 		shows base 2 || { wrong=$((wrong + 1)); fail "$what: base_value lost its patch"; }
 		out=$(ulpctl status -p "$VPID" 2>&1) || fail "$what: status failed: $out"
-		echo "$out" | grep -q 'late objects' && fail "$what: still waiting for libplugin.so: $out"
-		[ "$(echo "$out" | grep -c 'libplugin.so:plugin_value')" = 1 ] || fail "$what: plugin_value not recorded once: $out"
+		grep -q 'late objects' <<<"$out" && fail "$what: still waiting for libplugin.so: $out"
+		[ "$(grep -c 'libplugin.so:plugin_value' <<<"$out")" = 1 ] || fail "$what: plugin_value not recorded once: $out"
 	fi
 	out=$(ulpctl revert -p "$VPID" pending 2>&1) || fail "$what: the revert failed: $out"
 	shows plugin 100 && shows base 1 || { wrong=$((wrong + 1)); fail "$what: the revert did not restore both"; }

@@ -78,10 +78,10 @@ for k in 3 4 6 7; do
 	alive || fail "$what: the victim died, stopped or stayed traced"
 	out=$(ulpctl status -p "$VPID" 2>&1) || fail "$what: status failed: $out"
 	out=$(ulpctl revert --timeout 10 -p "$VPID" "$NAME" 2>&1) || fail "$what: revert failed: $out"
-	echo "$out" | grep -q "was being cancelled by its driver: cancel finished, the patch is not applied" ||
+	grep -q "was being cancelled by its driver: cancel finished, the patch is not applied" <<<"$out" ||
 		fail "$what: the revert did not finish the cancel: $out"
 	out=$(ulpctl status -p "$VPID" 2>&1)
-	! echo "$out" | grep -q "$NAME" || fail "$what: the patch is still there: $out"
+	! grep -q "$NAME" <<<"$out" || fail "$what: the patch is still there: $out"
 	! grep -q 'ulp-patch' "/proc/$VPID/maps" || fail "$what: the patch's code is still mapped"
 	[ "$(field v2)" = 0 ] || fail "$what: the victim ran version 2: $(cat "$WORK/victim.status")"
 	[ "$(field bad)" = 0 ] || fail "$what: the victim ran a mix of versions"

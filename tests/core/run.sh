@@ -154,7 +154,7 @@ case_cycles() {
 	victim_ok
 	expect_value compute 20
 	# Every line the victim printed shows one of the two versions' results.
-	grep tick "$LOG" | grep -v -E 'compute=(20|30) ' | head -1 | grep -q . && fail "wrong result: $(grep tick "$LOG" | grep -v -E 'compute=(20|30) ' | head -1)"
+	grep tick "$LOG" | grep -v -E 'compute=(20|30) ' | head -1 | grep . >/dev/null && fail "wrong result: $(grep tick "$LOG" | grep -v -E 'compute=(20|30) ' | head -1)"
 	grep -c 'compute=30 ' "$LOG" | { read -r n; echo "lines with the patched result: $n"; }
 	[ "$(grep -c 'memfd:ulp-patch' "/proc/$VPID/maps")" -eq 0 ] || fail "patch mappings leaked"
 }
@@ -254,9 +254,9 @@ case_global() {
 case_info_check() {
 	local out
 	out=$("$ULPCTL" info "$P/patch-ref.so") || fail "info failed"
-	echo "$out" | grep -q '^name: *ref-fix' || fail "info: no name: $out"
-	echo "$out" | grep -q 'function: *(main):ref_value -> ref_value_v2' || fail "info: no function: $out"
-	echo "$out" | grep -q 'reference: *(main):secret' || fail "info: no reference: $out"
+	grep -q '^name: *ref-fix' <<<"$out" || fail "info: no name: $out"
+	grep -q 'function: *(main):ref_value -> ref_value_v2' <<<"$out" || fail "info: no function: $out"
+	grep -q 'reference: *(main):secret' <<<"$out" || fail "info: no reference: $out"
 	out=$("$ULPCTL" info --json "$P/patch-ref.so") || fail "info --json failed"
 	[ "$(echo "$out" | json_get 'd["functions"][0]["symbol"]')" = ref_value ] || fail "info json: $out"
 	printf 'nope' >"$WORK/x.so"
@@ -268,7 +268,7 @@ case_info_check() {
 	wait_line 'blocked=1' 5 || fail "blocker not blocked"
 	# check: the blocked thread would hold the transition up; nothing is written.
 	out=$(ulpctl check -p "$VPID" "$PATCH_CONS" 2>&1) && fail "check did not report the blocker: $out"
-	echo "$out" | grep -q 'blocker' || fail "check does not name the blocker: $out"
+	grep -q 'blocker' <<<"$out" || fail "check does not name the blocker: $out"
 	no_ulp_mappings
 	echo x >"$WORK/fifo"
 	wait_line 'blocked=0' 5 || fail "blocker not released"
@@ -296,7 +296,7 @@ case_exit_during() {
 		wait "$VPID" 2>/dev/null
 		case $rc in
 		0) ;;
-		1) [ "$(echo "$out" | grep -vc '^warning:')" -eq 1 ] || fail "not one line: $out" ;;
+		1) [ "$(grep -vc '^warning:' <<<"$out")" -eq 1 ] || fail "not one line: $out" ;;
 		*) fail "exit $rc when the process died: $out" ;;
 		esac
 	done
@@ -348,9 +348,9 @@ case_takeover() {
 	apid=$!
 	rises v2 5 || fail "no thread switched"
 	out=$(ulpctl revert -p "$VPID" consistency 2>&1) && fail "a second driver was let in: $out"
-	echo "$out" | grep -q "being driven by process $apid" || fail "refusal does not name the driver: $out"
+	grep -q "being driven by process $apid" <<<"$out" || fail "refusal does not name the driver: $out"
 	out=$(ulpctl status -p "$VPID")
-	echo "$out" | grep -q "consistency: transition" || fail "status: $out"
+	grep -q "consistency: transition" <<<"$out" || fail "status: $out"
 	kill -9 "$apid"; wait "$apid" 2>/dev/null
 	victim_ok
 	rises v2 2 || fail "the victim stopped running new code after the driver died"
@@ -483,12 +483,12 @@ case_hot() {
 	for ((i = 1; i <= n; i++)); do
 		out=$(ulpctl apply --timeout $((10 * SLOW)) -p "$VPID" "$P/patch-hot.so" 2>&1) ||
 			fail "apply $i failed: $out"
-		echo "$out" | grep -q 'keep running inside the code' && fail "apply $i: $out"
+		grep -q 'keep running inside the code' <<<"$out" && fail "apply $i: $out"
 		rises v2 2 || fail "apply $i: the patch's version does not run"
 		stays v1 "apply $i: the original still runs after completion"
 		out=$(ulpctl revert --timeout $((10 * SLOW)) -p "$VPID" hot-fix 2>&1) ||
 			fail "revert $i failed: $out"
-		echo "$out" | grep -q 'keep running inside the code' && fail "revert $i: $out"
+		grep -q 'keep running inside the code' <<<"$out" && fail "revert $i: $out"
 		rises v1 2 || fail "revert $i: the original does not run"
 		stays v2 "revert $i: the patch's version still runs after the revert"
 	done
@@ -502,7 +502,7 @@ case_patch_files() {
 	local out
 	start_victim 4
 	# Packed relative relocations are applied (tests/reach: a patch reading its pointers).
-	"$ULPCTL" info "$P/patch-compute-relr.so" | grep -q '^relr: .* packed relative relocations' || fail "RELR not in info"
+	"$ULPCTL" info "$P/patch-compute-relr.so" | grep '^relr: .* packed relative relocations' >/dev/null || fail "RELR not in info"
 	refused_all "$P/patch-badname.so" "bad patch patch-badname.so: ulp_info[0]: name has a non-printable byte 0x0a"
 	refused_all "$P/patch-longname65.so" "bad patch patch-longname65.so: the patch name is 65 bytes long, at most 64 are allowed"
 	craft "$P/patch-compute.so" "$WORK/outside.so" reloc-outside

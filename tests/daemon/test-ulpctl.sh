@@ -12,7 +12,7 @@ fail_details() { :; }
 
 export ULP_SOCKET=$tmp/ulpd.sock
 out=$("$ULPCTL" status 2>&1); rc=$?
-[ $rc -ne 0 ] && echo "$out" | grep -q -- "--direct" || fail "no daemon: rc $rc, '$out'"
+[ $rc -ne 0 ] && grep -q -- "--direct" <<<"$out" || fail "no daemon: rc $rc, '$out'"
 ok "without a daemon ulpctl says so and suggests --direct: $out"
 
 "$ULPD" --no-recover --patch-dir "" --socket "$ULP_SOCKET" --state-dir "$tmp/state" >"$tmp/log" 2>&1 &
@@ -43,7 +43,7 @@ wait_for 5 grep -q 'sleeper=1' "$tmp/v2" || fail "victim 2's sleeper did not sta
 out=$("$ULPCTL" apply -p "$v2" --timeout "$SLOW" "$PATCH" 2>&1); rc=$?
 echo "$out"
 [ $rc -eq 3 ] || fail "timed out apply: rc $rc"
-echo "$out" | grep -q "outer" || fail "stragglers not listed"
+grep -q "outer" <<<"$out" || fail "stragglers not listed"
 ok "a transition that does not finish in time exits 3 and names the straggler's function"
 grep -q "bad=0" "$tmp/v1" && grep -q "bad=0" "$tmp/v2" || fail "mixed-version call chain seen"
 ok "victims saw no mixed-version call chain"

@@ -77,12 +77,12 @@ wait_for 60 fee_is 10.00 || fail "the server does not see the patch: '$(fee)'"
 [ "$(inside systemctl is-active ulpd.service)" = active ] || fail "the request did not start ulpd.service"
 ok "ulpctl apply through the socket started ulpd.service; the server reports $(fee)"
 out=$(inside ulpctl status -p "$bank" 2>&1) || fail "status: $out"
-echo "$out" | grep -q 'fix-fee: patched' || fail "status does not list fix-fee patched: $out"
+grep -q 'fix-fee: patched' <<<"$out" || fail "status does not list fix-fee patched: $out"
 out=$(inside ulpctl revert -p "$bank" fix-fee 2>&1) || fail "revert: $out"
 wait_for 60 fee_is 100.00 || fail "the server does not see the revert: '$(fee)'"
 recs=$(inside journalctl -o cat --no-pager ULP_PID="$bank" ULP_PATCH=fix-fee)
 for want in "apply of fix-fee in pid $bank done:" "revert of fix-fee in pid $bank done:"; do
-	echo "$recs" | grep -qF "$want" || fail "no '$want' record with ULP_PID=$bank in the journal: $recs"
+	grep -qF "$want" <<<"$recs" || fail "no '$want' record with ULP_PID=$bank in the journal: $recs"
 done
 ok "status listed it, revert took it back, the journal has ULP_PID=$bank records"
 

@@ -50,7 +50,7 @@ expect_files "$deb" /usr/bin/ulpctl /usr/libexec/ulpd "/usr/lib/$multiarch/ulp/u
 expect_files "$dev" /usr/include/ulp/patch.h /usr/include/ulp/shadow.h \
 	"/usr/lib/$multiarch/pkgconfig/ulp.pc" /usr/share/man/man7/ulp-patch.7.gz \
 	/usr/share/doc/ulp-dev/changelog.gz /usr/share/doc/ulp-dev/copyright
-dpkg-deb -c "$deb" | awk '$1 ~ /^d/ { print $6 }' | grep -qx './etc/ulp/patches.d/' ||
+dpkg-deb -c "$deb" | awk '$1 ~ /^d/ { print $6 }' | grep -x './etc/ulp/patches.d/' >/dev/null ||
 	fail "ulp does not ship the unit's patch directory /etc/ulp/patches.d"
 ok "dpkg-deb -c: ulp and ulp-dev hold exactly the files they should, ulp the directory /etc/ulp/patches.d"
 
@@ -67,9 +67,9 @@ ok "Maintainer: $maint, in both packages and the changelog"
 postinst=$(dpkg-deb -I "$deb" postinst) || fail "ulp has no postinst"
 prerm=$(dpkg-deb -I "$deb" prerm) || fail "ulp has no prerm"
 for u in ulpd.socket ulpd.service; do
-	echo "$postinst" | grep -qF "deb-systemd-helper enable '$u'" || fail "the postinst does not enable $u"
-	echo "$postinst" | grep -qE "deb-systemd-invoke \\\$_dh_action .*'$u'" || fail "the postinst does not start $u"
-	echo "$prerm" | grep -qE "deb-systemd-invoke stop .*'$u'" || fail "the prerm does not stop $u"
+	grep -qF "deb-systemd-helper enable '$u'" <<<"$postinst" || fail "the postinst does not enable $u"
+	grep -qE "deb-systemd-invoke \\\$_dh_action .*'$u'" <<<"$postinst" || fail "the postinst does not start $u"
+	grep -qE "deb-systemd-invoke stop .*'$u'" <<<"$prerm" || fail "the prerm does not stop $u"
 done
 ok "dh_installsystemd: the postinst enables and starts ulpd.socket and ulpd.service, the prerm stops them"
 
@@ -92,7 +92,7 @@ cflags=$(echo $cflags)  # pkg-config ends the flags with a space
 # shellcheck disable=SC2086 # the flags are words
 cc -shared -fPIC -O2 $cflags "$WORK/fix.c" -o "$WORK/fix.so" || fail "no patch builds with ulp-dev's ulp.pc ($cflags)"
 out=$(env -u LD_LIBRARY_PATH "$root/usr/bin/ulpctl" info "$WORK/fix.so" 2>&1) || fail "the packaged ulpctl info: $out"
-echo "$out" | grep -q deb-fix || fail "the packaged ulpctl info does not name the patch: $out"
+grep -q deb-fix <<<"$out" || fail "the packaged ulpctl info does not name the patch: $out"
 ok "a patch built with ulp-dev's ulp.pc ($cflags); the packaged ulpctl reads it with its packaged module"
 
 # ---- lintian ---------------------------------------------------------------------------------
@@ -100,5 +100,5 @@ ok "a patch built with ulp-dev's ulp.pc ($cflags); the packaged ulpctl reads it 
 	>"$WORK/lintian.out" 2>&1
 rc=$?
 out=$(grep -v '^running with root privileges is not recommended' "$WORK/lintian.out")
-[ "$rc" -eq 0 ] && ! echo "$out" | grep -qE '^[EW]: ' || fail "lintian: $out"
-ok "lintian: no error or warning${out:+ ($(echo "$out" | grep -cE '^[IPX]: ') notes)}; all in $(took)"
+[ "$rc" -eq 0 ] && ! grep -qE '^[EW]: ' <<<"$out" || fail "lintian: $out"
+ok "lintian: no error or warning${out:+ ($(grep -cE '^[IPX]: ' <<<"$out") notes)}; all in $(took)"

@@ -22,11 +22,11 @@ for round in 1 2; do
 	err=$(ulpctl apply -p "$VPID" "$PATCH_CRASH" 2>&1 >/dev/null); rc=$?
 	[ "$rc" = 1 ] || fail "round $round: the apply exited $rc, expected 1: $err"
 	re="^ulpctl: the pre-patch callback did not run: the callback could not run in thread [0-9]+ of process $VPID: a bad address in the process \(unmapped memory or a fault\); nothing changed\$"
-	echo "$err" | grep -qE "$re" || fail "round $round: message: $err"
+	grep -qE "$re" <<<"$err" || fail "round $round: message: $err"
 	victim_ok
 	[ "$(mapped crash)" = 0 ] || fail "round $round: the patch's code is still mapped after the failed apply"
 	out=$(ulpctl status -p "$VPID" 2>&1) || fail "round $round: status failed: $out"
-	! echo "$out" | grep -q 'crash' || fail "round $round: status still shows the patch: $out"
+	! grep -q 'crash' <<<"$out" || fail "round $round: status still shows the patch: $out"
 	json=$(ulpctl status --json -p "$VPID" 2>&1) || fail "round $round: status --json failed: $json"
 	[ "$(echo "$json" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["processes"][0]["patches"]))')" = 0 ] ||
 		fail "round $round: status --json still lists a patch: $json"

@@ -41,7 +41,7 @@ kill -9 "$DRIVER"
 wait "$DRIVER" 2>/dev/null
 victim_ok
 out=$(ulpctl status -p "$VPID" 2>&1) || fail "status failed: $out"
-echo "$out" | grep -qE '^  fault-lock: unpatched, its code still mapped(, applied .*)?$' || fail "status does not show the code: $out"
+grep -qE '^  fault-lock: unpatched, its code still mapped(, applied .*)?$' <<<"$out" || fail "status does not show the code: $out"
 
 # Another apply while the callback still runs in that code: the code stays. Its
 # transition waits for the callback's thread (its stack goes through the frame of a
@@ -49,13 +49,13 @@ echo "$out" | grep -qE '^  fault-lock: unpatched, its code still mapped(, applie
 "$ULPCTL" --direct apply -p "$VPID" --timeout $((60 * SLOW)) "$PLAIN_PATCH" >"$WORK/plain.out" 2>&1 &
 PLAIN=$!
 PIDS+=("$PLAIN")
-in_transition() { ulpctl status -p "$VPID" 2>/dev/null | grep -qE '^  fault-plain: transition(, applied .*)?$'; }
+in_transition() { ulpctl status -p "$VPID" 2>/dev/null | grep -E '^  fault-plain: transition(, applied .*)?$' >/dev/null; }
 wait_for 30 in_transition || fail "the apply of fault-plain did not start its transition: $(cat "$WORK/plain.out"; ulpctl status -p "$VPID" 2>&1)"
 # Alive; not victim_ok: the apply still runs and stops its threads now and then.
 kill -0 "$VPID" 2>/dev/null || fail "the victim died during the apply of fault-plain"
 [ "$(lock_maps)" -ge 1 ] || fail "the code the callback runs was unmapped"
 out=$(ulpctl status -p "$VPID" 2>&1) || fail "status failed: $out"
-echo "$out" | grep -qE '^  fault-lock: unpatched, its code still mapped(, applied .*)?$' || fail "status no longer shows the kept code: $out"
+grep -qE '^  fault-lock: unpatched, its code still mapped(, applied .*)?$' <<<"$out" || fail "status no longer shows the kept code: $out"
 ok "the apply kept the code a callback left by a killed driver still runs"
 
 # Released: the callback returns by itself, the workers take the lock again, the
@@ -72,7 +72,7 @@ wait_for 5 eval '[ "$(val value)" = 1 ]' || fail "value() is not back to version
 out=$(ulpctl apply -p "$VPID" "$PLAIN_PATCH" 2>&1) || fail "the second apply of fault-plain failed: $out"
 [ "$(lock_maps)" = 0 ] || fail "the code left by the killed driver is still mapped: $(grep ulp-patch "/proc/$VPID/maps")"
 out=$(ulpctl status -p "$VPID" 2>&1)
-! echo "$out" | grep -q 'fault-lock' || fail "fault-lock is still in status: $out"
+! grep -q 'fault-lock' <<<"$out" || fail "fault-lock is still in status: $out"
 out=$(ulpctl revert -p "$VPID" fault-plain 2>&1) || fail "the last revert failed: $out"
 ticking || fail "the workers stopped"
 victim_ok

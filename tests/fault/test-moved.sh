@@ -70,7 +70,7 @@ while [ $trials -lt "$TRIALS" ] && [ $attempts -lt $((TRIALS * 5)) ]; do
 	# An init without a stop of every thread records its transition before the int3
 	# window it moves threads in (docs/stops.md): the next revert takes it over and
 	# closes the window.
-	if ulpctl status --json -p "$VPID" | grep -q '"state":"transition"'; then
+	if ulpctl status --json -p "$VPID" | grep '"state":"transition"' >/dev/null; then
 		out=$(ulpctl revert --timeout $((10 * SLOW)) -p "$VPID" hot-fix 2>&1) ||
 			fail "trial $trials: the revert taking the transition over failed: $out"
 		stays v2 || fail "trial $trials: the patch's version runs after the revert"

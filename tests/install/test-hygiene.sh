@@ -4,7 +4,9 @@
 # for run-tests, its own build directories): no
 # fixed name under /tmp (a mkstemp/mkdtemp template ending in XXXXXX is unique; the
 # maps parser's fixture only parses such a string). And Python's caches stay out of the
-# repository: ignored, none tracked.
+# repository: ignored, none tracked. And no pipeline ends in grep -q: it exits at its first
+# match, the writer before it can then die of SIGPIPE, and under pipefail a match reads as
+# a failure (on a loaded machine, now and then). Here-strings or grep ... >/dev/null.
 #
 # Environment: ULP_SOURCE_ROOT.
 set -u
@@ -35,3 +37,9 @@ if git rev-parse --git-dir >/dev/null 2>&1; then
 	done
 fi
 ok ".gitignore keeps __pycache__ and the package build's output out; no cache tracked"
+
+quitters=$(grep -rnE '\| *grep +(-[A-Za-z]+ +)*-[A-Za-z]*q' scripts tests bench examples .ci 2>/dev/null |
+	grep -v '^tests/install/test-hygiene\.sh:')
+[ -z "$quitters" ] || fail "pipelines that end in grep -q (SIGPIPE under pipefail):
+$quitters"
+ok "no pipeline ends in grep -q"

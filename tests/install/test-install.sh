@@ -52,7 +52,7 @@ grep -qx 'Documentation=man:ulpd(8)' "$socket" || fail "ulpd.socket has no Docum
 # Nothing installed outside the prefix; the units too when the prefix is not /usr
 # (systemd reads /usr/local/lib/systemd/system).
 stray=$(cd "$dest" && find . -type f | sed 's/^\.//' | grep -v "^$PREFIX/")
-[ "$PREFIX" = /usr ] && stray=$(echo "$stray" | grep -v '^/lib/systemd/system/ulpd\.s')
+[ "$PREFIX" = /usr ] && stray=$(grep -v '^/lib/systemd/system/ulpd\.s' <<<"$stray")
 [ -z "$stray" ] || fail "installed outside $PREFIX: $stray"
 ok "layout: ulpctl in ${bindir#"$dest"}, ulpd in $libexecdir (the unit's ExecStart), units, headers, ulp.pc, man pages, completion"
 
@@ -98,7 +98,7 @@ ok "built a patch with cc -shared -fPIC -O2 \$(pkg-config --cflags ulp): $cflags
 
 ulpctl=$bindir/ulpctl
 out=$("$ulpctl" info "$WORK/fix.so" 2>&1) || fail "the installed ulpctl info: $out"
-echo "$out" | grep -q 'fix-fee-pc' || fail "info does not name the patch: $out"
+grep -q 'fix-fee-pc' <<<"$out" || fail "info does not name the patch: $out"
 ok "the installed ulpctl loads its module relative to itself (info)"
 
 # ---- applied by the installed ulpd, reverted by the installed ulpctl --direct ------------
@@ -148,7 +148,7 @@ for m in $modes; do
 	expect_completion "$m" "ulpctl revert -p $VPID " "fix-fee-pc"
 	expect_completion "$m" "ulpctl --direct revert -p $VPID fix" "fix-fee-pc"
 	expect_completion "$m" "ulpctl apply -p $VPID $WORK/patches/" "$WORK/patches/fix.so"
-	complete_line "ulpctl status -p $VPID" "$m" | grep -qx "$VPID" || fail "completing -p $VPID ($m) does not offer it"
+	complete_line "ulpctl status -p $VPID" "$m" | grep -x "$VPID" >/dev/null || fail "completing -p $VPID ($m) does not offer it"
 done
 ok "bash completion ($modes): verbs, options, patch files, the patch names of -p $VPID (through ulpd and --direct)"
 

@@ -69,7 +69,7 @@ msg="the pre-patch callback of libplugin.so (patch late-cb) refused (returned 7)
 wait_for 10 grep -qF "$msg" "$WORK/log" || fail "ulpd did not log the refusal"
 shows plugin 100 "$WORK/v2.log" || wait_for 5 shows plugin 100 "$WORK/v2.log" || fail "the library was patched anyway"
 callbacks_ran "$WORK/cb2" "pre_patch " || fail "callbacks after a refusal: $(cat "$WORK/cb2")"
-"$ULPCTL" status -p "$v2" | grep -q 'late objects' && fail "still waiting for libplugin.so: $("$ULPCTL" status -p "$v2")"
+"$ULPCTL" status -p "$v2" | grep 'late objects' >/dev/null && fail "still waiting for libplugin.so: $("$ULPCTL" status -p "$v2")"
 shows base 2 "$WORK/v2.log" || fail "base_value lost its patch"
 ok "a refusing pre_patch leaves the library unpatched, and says so"
 "$ULPCTL" revert -p "$v2" late-cb || fail "revert (refusing victim)"
@@ -109,7 +109,7 @@ wait_for 15 printed "pre_patch post_patch pre_unpatch post_unpatch " ||
 	fail "callbacks after the unload: $(cbs)"
 msg="pid $v3 unloaded liblatehold.so: its unpatch callbacks of patch late-hold ran; it is patched again if the process loads it again"
 wait_for 5 grep -qF "$msg" "$WORK/log" || fail "ulpd did not log the unload"
-"$ULPCTL" status -p "$v3" | grep -qx '    late objects: liblatehold.so' ||
+"$ULPCTL" status -p "$v3" | grep -x '    late objects: liblatehold.so' >/dev/null ||
 	fail "liblatehold.so not waited for again: $("$ULPCTL" status -p "$v3")"
 shows base 2 "$WORK/v3.log" || fail "base_value lost its patch at the unload"
 ok "an unloaded library gets pre_unpatch and post_unpatch, and is waited for again"
@@ -138,7 +138,7 @@ kill -HUP "$v4"
 wait_for 15 shows hold 3 "$WORK/v4.log" || fail "liblatehold.so not patched (late-other)"
 kill -USR1 "$v4"
 wait_for 5 shows hold -1 "$WORK/v4.log" || fail "the victim did not unload liblatehold.so (late-other)"
-wait_for 15 sh -c "\"$ULPCTL\" status -p $v4 | grep -qx '    late objects: liblatehold.so'" ||
+wait_for 15 sh -c "\"$ULPCTL\" status -p $v4 | grep -x '    late objects: liblatehold.so' >/dev/null" ||
 	fail "liblatehold.so not waited for again (late-other): $("$ULPCTL" status -p "$v4")"
 kill -HUP "$v4"
 wait_for 15 shows hold 3 "$WORK/v4.log" || fail "liblatehold.so not patched at its second load (late-other)"

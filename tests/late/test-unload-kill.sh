@@ -22,8 +22,8 @@ set -uo pipefail
 block_state() {
 	local out late rec
 	out=$(ulpctl status -p "$VPID" 2>&1) || { echo "status failed: $out"; return; }
-	late=$(echo "$out" | grep -cx '    late objects: liblatehold.so')
-	rec=$(echo "$out" | grep -c 'liblatehold.so:hold_value')
+	late=$(grep -cx '    late objects: liblatehold.so' <<<"$out")
+	rec=$(grep -c 'liblatehold.so:hold_value' <<<"$out")
 	case "$late$rec" in
 	10) echo waiting ;;
 	01) echo patched ;;
@@ -121,7 +121,7 @@ hooked ULP_KILL_AFTER_WRITE="$copied" "$PENDING" "$VPID"
 [ $? = 137 ] || fail "the load: not killed after write $copied: $(cat "$WORK/hooked.out")"
 shows hold 1 || fail "hold_value patched before its entry was written"
 out=$(ulpctl status -p "$VPID" 2>&1)
-echo "$out" | grep -q 'liblatehold.so:hold_value' || fail "the records were not published: $out"
+grep -q 'liblatehold.so:hold_value' <<<"$out" || fail "the records were not published: $out"
 kill -USR1 "$VPID"
 shows hold -1 || fail "liblatehold.so not unloaded"
 hooked "$PENDING" "$VPID" || fail "the run after the unload failed: $(cat "$WORK/hooked.out")"

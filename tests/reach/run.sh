@@ -78,7 +78,7 @@ case_far() {
 	ulpctl apply -p "$VPID" "$P/reach-patch-far.so" || fail "apply failed"
 	expect_value mid 2000
 	expect_value lib 5010
-	ulpctl status -p "$VPID" | grep -q 'far-fix' || fail "status does not show far-fix"
+	ulpctl status -p "$VPID" | grep 'far-fix' >/dev/null || fail "status does not show far-fix"
 	ulpctl revert -p "$VPID" far-fix || fail "revert failed"
 	expect_value mid 20
 	expect_value lib 1010
@@ -106,9 +106,9 @@ case_far() {
 # A patch linked with -z pack-relative-relocs, reading pointers from its data.
 case_relr() {
 	local out
-	readelf -d "$P/reach-patch-relr.so" | grep -q '(RELR)' || fail "the patch has no DT_RELR"
+	readelf -d "$P/reach-patch-relr.so" | grep '(RELR)' >/dev/null || fail "the patch has no DT_RELR"
 	out=$("$ULPCTL" info "$P/reach-patch-relr.so") || fail "info failed"
-	echo "$out" | grep -E -q '^relr: +[0-9]+ packed relative relocations \(DT_RELR\)$' || fail "info: $out"
+	grep -E -q '^relr: +[0-9]+ packed relative relocations \(DT_RELR\)$' <<<"$out" || fail "info: $out"
 	start_victim gcc-pie 4
 	apply_revert reach-patch-relr.so relr-fix mid 20 3007
 }
@@ -203,7 +203,7 @@ case_toolchain() {
 		exit 77
 	fi
 	if [[ $v == clang-* ]]; then
-		objdump -d --no-show-raw-insn "$P/reach-victim-$v" | grep -A1 '<tiny_fn>:' | grep -q endbr64 ||
+		objdump -d --no-show-raw-insn "$P/reach-victim-$v" | grep -A1 '<tiny_fn>:' | grep endbr64 >/dev/null ||
 			fail "the $v build has no endbr64 at tiny_fn"
 	fi
 	start_victim "$v" 4
@@ -269,7 +269,7 @@ case_traced() {
 	[ "$tid" != "$VPID" ] || fail "the victim has no second thread"
 	hold_trace "$tid"
 	out=$(ulpctl apply -p "$VPID" "$P/reach-patch-tiny.so" 2>&1) && fail "apply with a tracer on thread $tid succeeded: $out"
-	out=$(echo "$out" | grep -v '^warning: tiny_fn is 4 bytes')
+	out=$(grep -v '^warning: tiny_fn is 4 bytes' <<<"$out")
 	[ "$out" = "ulpctl: cannot stop process $VPID: thread $tid is traced by another program (pid $TRACER, python3): $why" ] ||
 		fail "apply with a tracer on thread $tid: '$out'"
 	echo "refused: $out"

@@ -30,7 +30,7 @@ same_offsets() {
 		[ "${d#-}" -le 50 ] || { bad=$i; return 1; }
 	done
 }
-version_is() { last | grep -q " version=$1 "; }
+version_is() { last | grep " version=$1 " >/dev/null; }
 # sum of the four audit values on the newest line
 audit_sum() { audits | tr ',' '\n' | awk '{ s += $1 } END { print s }'; }
 runtime_maps() { grep -c 'ulp-patch:ulp-shadow-runtime' "/proc/$VPID/maps"; }
@@ -62,7 +62,7 @@ refused shadow-patch-reserved.so "bad patch shadow-patch-reserved.so: the patch 
 refused shadow-patch-ctorfail.so "the patch's pre-patch callback refused (returned 12): nothing changed"
 [ "$(runtime_maps)" -gt 0 ] || fail "no runtime mapped"
 maps_before=$(runtime_maps)
-status_line | grep -qE '^  shadow variables: 0 \(0 bytes; the runtime holds [0-9]+ KiB\)$' ||
+status_line | grep -E '^  shadow variables: 0 \(0 bytes; the runtime holds [0-9]+ KiB\)$' >/dev/null ||
 	fail "status after the cancelled apply: '$(status_line)'"
 ok "a failing constructor cancels the apply; no variable left"
 
@@ -73,7 +73,7 @@ wait_for 5 version_is 1 || fail "patch A does not run: $(last)"
 wait_for 10 eval '[ "$(audit_sum)" -ge 200 ]' || fail "the counters do not count: $(last)"
 echo "$(last)"
 [ "$(runtime_maps)" = "$maps_before" ] || fail "a second runtime was mapped"
-status_line | grep -qE '^  shadow variables: 4 \(32 bytes; the runtime holds [0-9]+ KiB\)$' ||
+status_line | grep -E '^  shadow variables: 4 \(32 bytes; the runtime holds [0-9]+ KiB\)$' >/dev/null ||
 	fail "status with A: '$(status_line)'"
 ok "patch A counts deposits in 4 shadow variables"
 
@@ -96,17 +96,17 @@ out=$(ulpctl apply -p "$VPID" "$P/shadow-patch-count2.so" 2>&1) || fail "apply B
 wait_for 5 version_is 2 || fail "patch B does not run: $(last)"
 line_b=$(grep -E '^tick=.* version=2 ' "$LOG" | head -n 1)
 same_offsets "$line_a" "$line_b" || fail "B did not continue A's counter of account $bad: $line_a, then $line_b"
-ulpctl status -p "$VPID" | grep -q 'shadow-count2: patched, replace' || fail "B not shown as a replacement"
-status_line | grep -qE '^  shadow variables: 4 \(32 bytes;' || fail "status with B: '$(status_line)'"
+ulpctl status -p "$VPID" | grep 'shadow-count2: patched, replace' >/dev/null || fail "B not shown as a replacement"
+status_line | grep -E '^  shadow variables: 4 \(32 bytes;' >/dev/null || fail "status with B: '$(status_line)'"
 ok "patch B continues the counters (uncounted deposits ${off1[*]}, then ${off2[*]})"
 
 # Reverting B frees every counter (its post-unpatch callback): the original again.
 out=$(ulpctl revert -p "$VPID" shadow-count2 2>&1) || fail "revert B: $out"
 wait_for 5 version_is 0 || fail "not the original after the revert: $(last)"
 [ "$(audits)" = "-1,-1,-1,-1" ] || fail "the original audits nothing: $(last)"
-status_line | grep -qE '^  shadow variables: 0 \(0 bytes; the runtime holds [0-9]+ KiB\)$' ||
+status_line | grep -E '^  shadow variables: 0 \(0 bytes; the runtime holds [0-9]+ KiB\)$' >/dev/null ||
 	fail "status after the revert: '$(status_line)'"
-ulpctl status -p "$VPID" --json | grep -q '"shadow": *{ *"variables": *0, *"bytes": *0' ||
+ulpctl status -p "$VPID" --json | grep '"shadow": *{ *"variables": *0, *"bytes": *0' >/dev/null ||
 	fail "JSON status: $(ulpctl status -p "$VPID" --json)"
 python3 - "$(dirname "${BASH_SOURCE[0]}")/../../docs/ulpctl.schema.json" "$(ulpctl status -p "$VPID" --json)" <<'PY' ||
 import json, sys
@@ -150,7 +150,7 @@ for round in 1 2 3; do
 	out=$(ulpctl revert --callback-timeout 3000 -p "$VPID" shadow-slowctor 2>&1) ||
 		fail "revert slowctor, round $round: $out"
 	wait_for 5 version_is 0 || fail "not the original after the revert: $(last)"
-	status_line | grep -qE '^  shadow variables: 0 \(0 bytes;' || fail "status after the revert: '$(status_line)'"
+	status_line | grep -E '^  shadow variables: 0 \(0 bytes;' >/dev/null || fail "status after the revert: '$(status_line)'"
 done
 victim_ok
 ok "callbacks freeing variables on a thread stopped in a constructor return"

@@ -19,7 +19,7 @@ STRIDE=${SHADOW_KILL_STRIDE:-4}
 
 ulpctl() { "$ULPCTL" --direct "$@"; }
 last() { grep -E '^tick=' "$LOG" | tail -n 1; }
-version_is() { last | grep -q " version=$1 "; }
+version_is() { last | grep " version=$1 " >/dev/null; }
 audit_sum() { last | sed -n 's/.*audit=\([^ ]*\).*/\1/p' | tr ',' '\n' | awk '{ s += $1 } END { print s }'; }
 runtime_maps() { grep -c 'ulp-patch:ulp-shadow-runtime' "/proc/$VPID/maps"; }
 start_victim() {
@@ -70,13 +70,13 @@ trial() {
 	wait_line '^tick=' 5 "$(lines)" || fail "$what: the victim stopped ticking"
 	version_is 0 || { wrong=$((wrong + 1)); fail "$what: not the original: $(last)"; }
 	out=$(ulpctl status -p "$VPID" 2>&1) || fail "$what: status failed: $out"
-	echo "$out" | grep -q 'refused' && fail "$what: status refused the block: $out"
+	grep -q 'refused' <<<"$out" && fail "$what: status refused the block: $out"
 	out=$(ulpctl apply -p "$VPID" "$P/shadow-patch-count.so" 2>&1) || fail "$what: the next apply failed: $out"
 	wait_for 5 version_is 1 || { wrong=$((wrong + 1)); fail "$what: the patch does not run: $(last)"; }
 	wait_for 10 eval '[ "$(audit_sum)" -ge 8 ]' || fail "$what: the counters do not count: $(last)"
 	[ "$(runtime_maps)" = "$maps" ] ||
 		fail "$what: $(runtime_maps) runtime mappings, $maps after a plain apply: $(grep ulp-shadow-runtime "/proc/$VPID/maps")"
-	ulpctl status -p "$VPID" | grep -qE '^  shadow variables: 4 \(32 bytes;' ||
+	ulpctl status -p "$VPID" | grep -E '^  shadow variables: 4 \(32 bytes;' >/dev/null ||
 		fail "$what: status: $(ulpctl status -p "$VPID")"
 	out=$(ulpctl revert -p "$VPID" shadow-count 2>&1) || fail "$what: the revert failed: $out"
 	wait_for 5 version_is 0 || { wrong=$((wrong + 1)); fail "$what: not the original after the revert: $(last)"; }

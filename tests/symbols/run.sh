@@ -49,7 +49,7 @@ open(p, 'wb').write(b.replace(old, new))
 PY
 	objcopy --only-keep-debug "$WORK/victim" "$WORK/victim.debug" || fail "objcopy --only-keep-debug"
 	strip --strip-all "$WORK/victim" || fail "strip"
-	! readelf -S "$WORK/victim" | grep -q '\.symtab' || fail "the stripped victim still has .symtab"
+	! readelf -S "$WORK/victim" | grep '\.symtab' >/dev/null || fail "the stripped victim still has .symtab"
 	BID=$(build_id "$WORK/victim")
 	[ "$BID" = "$new" ] || fail "build-id $BID, expected $new"
 }
@@ -91,10 +91,10 @@ case_stripped() {
 	cp "$WORK/victim.debug" "$root/.build-id/${hex:0:2}/${hex:2}.debug"
 	local chk
 	chk=$(ulpctl check -p "$VPID" "$P/patch-price.so" 2>&1) || fail "check failed: $chk"
-	echo "$chk" | grep -q -F "warning: price: symbol from the debug file $root/.build-id/${hex:0:2}/${hex:2}.debug of $WORK/victim (build-id checked)" ||
+	grep -q -F "warning: price: symbol from the debug file $root/.build-id/${hex:0:2}/${hex:2}.debug of $WORK/victim (build-id checked)" <<<"$chk" ||
 		fail "check does not say where price came from: $chk"
 	apply_revert_price
-	echo "$LAST_APPLY" | grep -q -F "symbol from the debug file $root/.build-id/" || fail "apply does not say where price came from"
+	grep -q -F "symbol from the debug file $root/.build-id/" <<<"$LAST_APPLY" || fail "apply does not say where price came from"
 	expect_refusal "in neither file" \
 		"^ulpctl: function no_such_function not found in the main executable \\($WORK/victim, and its debug file $root/\\.build-id/${hex:0:2}/${hex:2}\\.debug\\)\$" \
 		ulpctl apply -p "$VPID" "$P/patch-nosuch.so"
@@ -108,7 +108,7 @@ case_stripped() {
 	objcopy --add-gnu-debuglink="$WORK/victim.debug" "$WORK/victim" || fail "objcopy --add-gnu-debuglink"
 	start_victim "$WORK/victim" static 4
 	apply_revert_price
-	echo "$LAST_APPLY" | grep -q -F "symbol from the debug file $WORK/victim.debug of $WORK/victim" ||
+	grep -q -F "symbol from the debug file $WORK/victim.debug of $WORK/victim" <<<"$LAST_APPLY" ||
 		fail "apply does not say price came from $WORK/victim.debug: $LAST_APPLY"
 }
 
@@ -125,7 +125,7 @@ case_stripped_system() {
 	cp "$WORK/victim.debug" "$dbg" || fail "cp $dbg"
 	start_victim "$WORK/victim" static 4
 	apply_revert_price
-	echo "$LAST_APPLY" | grep -q -F "symbol from the debug file $dbg of $WORK/victim" || fail "apply does not name $dbg"
+	grep -q -F "symbol from the debug file $dbg of $WORK/victim" <<<"$LAST_APPLY" || fail "apply does not name $dbg"
 }
 
 json_get() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
@@ -166,7 +166,7 @@ case_nonroot_earlier_patch() {
 	# Wait for the holder thread to block in the patch (pause(), in hold_v2).
 	local end
 	end=$(deadline 5)
-	until cat /proc/"$VPID"/task/*/wchan 2>/dev/null | grep -q pause; do
+	until cat /proc/"$VPID"/task/*/wchan 2>/dev/null | grep pause >/dev/null; do
 		before "$end" || fail "the holder thread never blocked in hold-forever's code"
 		sleep 0.01
 	done
@@ -203,7 +203,7 @@ case_fibers() {
 	! grep -q 'memfd:ulp-patch' "/proc/$VPID/maps" || fail "the refused patch was mapped"
 	local out
 	out=$(ulpctl apply --force --timeout $((1000 * SLOW)) -p "$VPID" "$P/patch-fiber.so" 2>&1) || fail "forced apply failed: $out"
-	echo "$out" | grep -q "^warning: process $VPID runs stackful user-level threads .*: the stacks of parked fibers are not checked (--force)\$" ||
+	grep -q "^warning: process $VPID runs stackful user-level threads .*: the stacks of parked fibers are not checked (--force)\$" <<<"$out" ||
 		fail "no warning about the fibers: $out"
 	expect_value value 510
 	# A revert switches threads just as an apply does: refused the same way.
@@ -212,7 +212,7 @@ case_fibers() {
 		ulpctl revert -p "$VPID" fiber-fix
 	expect_value value 510
 	out=$(ulpctl revert --force --timeout $((1000 * SLOW)) -p "$VPID" fiber-fix 2>&1) || fail "forced revert failed: $out"
-	echo "$out" | grep -q "^warning: process $VPID runs stackful user-level threads .*: the stacks of parked fibers are not checked (--force)\$" ||
+	grep -q "^warning: process $VPID runs stackful user-level threads .*: the stacks of parked fibers are not checked (--force)\$" <<<"$out" ||
 		fail "no warning about the fibers on revert: $out"
 	expect_value value 13
 	victim_alive
@@ -248,16 +248,16 @@ case_fiber_library() {
 case_go() {
 	cp "$VICTIM_GO_BUILDINFO" "$WORK/go-buildinfo" || fail "copy"
 	strip --strip-all "$WORK/go-buildinfo" || fail "strip"
-	readelf -SW "$WORK/go-buildinfo" | grep -q ' \.go\.buildinfo ' || fail "no .go.buildinfo section"
-	! readelf -SW "$WORK/go-buildinfo" | grep -q '\.symtab' || fail "the stripped stand-in has .symtab"
-	readelf -x .go.buildinfo "$WORK/go-buildinfo" | grep -q 'Go buildinf:' || fail "no buildinfo magic"
+	readelf -SW "$WORK/go-buildinfo" | grep ' \.go\.buildinfo ' >/dev/null || fail "no .go.buildinfo section"
+	! readelf -SW "$WORK/go-buildinfo" | grep '\.symtab' >/dev/null || fail "the stripped stand-in has .symtab"
+	readelf -x .go.buildinfo "$WORK/go-buildinfo" | grep 'Go buildinf:' >/dev/null || fail "no buildinfo magic"
 	start_victim "$WORK/go-buildinfo"
 	expect_value value 13
 	fiber_refused "${WORK//./\\.}/go-buildinfo is a Go program"
 	kill -9 "$VPID"; wait "$VPID" 2>/dev/null; VPID=
 
-	! readelf -SW "$VICTIM_GO_SYMBOL" | grep -q '\.go\.buildinfo' || fail "the symbol stand-in has .go.buildinfo"
-	nm "$VICTIM_GO_SYMBOL" | grep -q ' T runtime\.goexit$' || fail "no runtime.goexit symbol"
+	! readelf -SW "$VICTIM_GO_SYMBOL" | grep '\.go\.buildinfo' >/dev/null || fail "the symbol stand-in has .go.buildinfo"
+	nm "$VICTIM_GO_SYMBOL" | grep ' T runtime\.goexit$' >/dev/null || fail "no runtime.goexit symbol"
 	start_victim "$VICTIM_GO_SYMBOL"
 	expect_value value 13
 	fiber_refused "${VICTIM_GO_SYMBOL//./\\.} is a Go program"

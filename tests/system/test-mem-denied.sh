@@ -33,7 +33,7 @@ want="ulpctl: not allowed to trace process $pid (the kernel's ptrace access chec
 [ "$out" = "$want" ] || fail "unprivileged: got '$out', want '$want'"
 echo "ok: uid 65533: $out"
 
-tail -n 1 "$LOG" | grep -q "transfer: 100.00 " || fail "the refused applies changed the victim"
+tail -n 1 "$LOG" | grep "transfer: 100.00 " >/dev/null || fail "the refused applies changed the victim"
 "$ULPCTL" --direct apply -p "$pid" "$FIX" || fail "root with its capabilities could not apply"
 wait_for 30 bank_shows 10.00 || fail "the victim does not see the fix"
 echo "ok: root with CAP_DAC_OVERRIDE applied; the victim says: $(tail -n 1 "$LOG")"

@@ -31,7 +31,7 @@ for tool in debootstrap systemd-nspawn nsenter flock pgrep meson; do
 done
 [ "$(uname -m)" = x86_64 ] || skip "ulp patches x86-64 processes only"
 unshare --mount --pid --fork true 2>/dev/null || skip "cannot create mount and pid namespaces here (nested container?)"
-ldd "$ULP_BUILD_ROOT/daemon/ulpd" | grep -q 'libasan\|libubsan' && skip "a sanitizer build: the container has no sanitizer runtime"
+ldd "$ULP_BUILD_ROOT/daemon/ulpd" | grep 'libasan\|libubsan' >/dev/null && skip "a sanitizer build: the container has no sanitizer runtime"
 
 start_ns=$(date +%s%N)
 # The waits below stretch on a loaded machine, as tests/lib.sh's do.
@@ -177,7 +177,7 @@ status=$(inside systemctl show -p StatusText --value ulpd.service)
 [ -n "$status" ] || fail "ulpd sent systemd no STATUS="
 ok "ulpd.service was started by its socket, Type=notify, status \"$status\""
 out=$(inside "$ulpctl" status -p "$bank" 2>&1) || fail "status failed: $out"
-echo "$out" | grep -q fix-fee || fail "status does not list fix-fee: $out"
+grep -q fix-fee <<<"$out" || fail "status does not list fix-fee: $out"
 out=$(inside "$ulpctl" revert -p "$bank" fix-fee 2>&1) || fail "revert failed: $out"
 wait_fee ulp-bank.service 100.00
 ok "reverted; the victim reports 100.00 again"
@@ -204,7 +204,7 @@ wait_fee ulp-userbank.service 100.00
 # ---- the journal ----------------------------------------------------------------------
 recs=$(inside journalctl -o cat --no-pager ULP_PID="$bank" ULP_PATCH=fix-fee)
 for want in "apply of fix-fee in pid $bank done:" "revert of fix-fee in pid $bank done:"; do
-        echo "$recs" | grep -qF "$want" || fail "no '$want' record with ULP_PID=$bank in the journal: $recs"
+        grep -qF "$want" <<<"$recs" || fail "no '$want' record with ULP_PID=$bank in the journal: $recs"
 done
 ok "the journal has ULP_PID=$bank records of the apply and the revert"
 
@@ -217,7 +217,7 @@ inside systemctl stop ulpd.service
 out=$(inside "$ulpctl" apply -p "$bank" /usr/local/lib/ulp-test/fix-fee.so 2>&1) &&
         fail "applied without CAP_DAC_OVERRIDE: $out"
 want="cannot open /proc/$bank/mem for writing: permission denied: the file belongs to uid $bank_uid, and this process (uid 0) lacks CAP_DAC_OVERRIDE"
-echo "$out" | grep -qF "$want" || fail "without CAP_DAC_OVERRIDE: got '$out', want '$want'"
+grep -qF "$want" <<<"$out" || fail "without CAP_DAC_OVERRIDE: got '$out', want '$want'"
 ok "without CAP_DAC_OVERRIDE ulpd says: $out"
 wait_two_reports ulp-bank.service
 [ "$(fee_of ulp-bank.service)" = 100.00 ] || fail "the refused apply changed ulp-bank"
@@ -234,13 +234,13 @@ wait_fee ulp-bank.service 10.00
 ok "sticky fix-fee-pinned applied to the running ulp-bank and recorded in /var/lib/ulp"
 inside systemctl restart ulp-bank.service
 bank2=$(inside systemctl show -p MainPID --value ulp-bank.service)
-if inside journalctl -u ulpd.service -o cat --no-pager | grep -q "listening for exec events"; then
+if inside journalctl -u ulpd.service -o cat --no-pager | grep "listening for exec events" >/dev/null; then
         wait_fee ulp-bank.service 10.00
         ok "the restarted ulp-bank (pid $bank2) got the sticky patch after its exec"
 else
         # In a container's pid namespace the kernel refuses the process connector: a
         # process started later gets the patch when ulpd next starts.
-        inside journalctl -u ulpd.service -o cat --no-pager | grep -q "no exec events" ||
+        inside journalctl -u ulpd.service -o cat --no-pager | grep "no exec events" >/dev/null ||
                 fail "ulpd said nothing about exec events"
         wait_fee ulp-bank.service 100.00
         inside systemctl restart ulpd.service
@@ -252,7 +252,7 @@ wait_fee ulp-bank.service 100.00
 ok "the sticky patch reverted and dropped"
 
 # ---- the unit's --patch-dir: a file dropped there reaches the running service -------
-inside systemctl show -p ExecStart --value ulpd.service | grep -qF -- "--patch-dir /etc/ulp/patches.d" ||
+inside systemctl show -p ExecStart --value ulpd.service | grep -F -- >/dev/null "--patch-dir /etc/ulp/patches.d" ||
         fail "the unit does not start ulpd with --patch-dir /etc/ulp/patches.d"
 # As configuration management does it: written aside, renamed into place.
 inside install -m 0644 /usr/local/lib/ulp-test/fix-fee-pinned.so /etc/ulp/patches.d/.fix-fee-pinned.so.new
@@ -281,7 +281,7 @@ done
 [ "$(inside systemctl show -p NRestarts --value ulpd.service)" -gt "$restarts" ] || fail "NRestarts did not grow"
 # journald may write the line a moment after the restart: wait for it.
 for ((i = 0; i < 100; i++)); do
-	inside journalctl -u ulpd.service -o cat --no-pager | grep -qi "watchdog timeout" && break
+	inside journalctl -u ulpd.service -o cat --no-pager | grep -i "watchdog timeout" >/dev/null && break
 	sleep 0.1
 done
 [ "$i" -lt 100 ] || fail "no watchdog timeout in the journal"
@@ -302,7 +302,7 @@ vstatus() { inside cat /var/lib/ulp-sleeper/status 2>/dev/null || true; }
 wait_status() {  # a regex the status line must match, within 60 s (times SLOW)
         local deadline=$(($(date +%s) + 60 * SLOW))
         while [ "$(date +%s)" -lt "$deadline" ]; do
-                vstatus | grep -qE "$1" && return 0
+                vstatus | grep -E "$1" >/dev/null && return 0
                 sleep 0.1
         done
         fail "the sleeper victim's status '$(vstatus)' does not match '$1'"
@@ -321,19 +321,19 @@ grep -qF "ulpd is stopping; the transition stays in the target and the next ulpd
         fail "the waiting client was not told why: $(cat "$tmp/apply-sleeper.log")"
 ok "systemctl stop ulpd.service took $stop_ms ms during the transition in pid $sleeper ($(vstatus)); the client was told"
 inside systemctl start ulpd.service
-inside journalctl -u ulpd.service -o cat --no-pager | grep -qF "taking over the unfinished transition in pid $sleeper" ||
+inside journalctl -u ulpd.service -o cat --no-pager | grep -F "taking over the unfinished transition in pid $sleeper" >/dev/null ||
         fail "the restarted ulpd did not take over the transition"
 # Taken over while the sleeper is still inside: the new ulpd, not the old, waits for it.
-vstatus | grep -q 'sleeper=1' || fail "the sleeper returned before the restarted ulpd took over: $(vstatus)"
+vstatus | grep 'sleeper=1' >/dev/null || fail "the sleeper returned before the restarted ulpd took over: $(vstatus)"
 ok "the restarted ulpd took over the transition while the sleeper is inside ($(vstatus))"
 wait_status 'sleeper=0'
 deadline=$(($(date +%s) + 60 * SLOW))
 while [ "$(date +%s)" -lt "$deadline" ]; do
         st=$(inside "$ulpctl" status -p "$sleeper" 2>&1 || true)
-        echo "$st" | grep -q "daemon-fix: patched" && break
+        grep -q "daemon-fix: patched" <<<"$st" && break
         sleep 0.2
 done
-echo "$st" | grep -q "daemon-fix: patched" || fail "the transition did not finish after the sleeper left: $st"
+grep -q "daemon-fix: patched" <<<"$st" || fail "the transition did not finish after the sleeper left: $st"
 # The victim lives on, the same process, every thread on the new version: its count of
 # calls answered by v2 keeps growing (it died of SIGSEGV here once, docs/systemd.md).
 v1_of() { vstatus | sed -n 's/^v1=\([0-9]*\) .*/\1/p'; }
@@ -346,9 +346,9 @@ while [ "$(date +%s)" -lt "$deadline" ] && [ "$(v2_of)" -le $((v2a + 100)) ]; do
 [ "$(inside systemctl is-active ulp-sleeper.service || true)" = active ] &&
         [ "$(inside systemctl show -p MainPID --value ulp-sleeper.service)" = "$sleeper" ] ||
         fail "the victim (pid $sleeper) did not survive: $(inside systemctl status ulp-sleeper.service --no-pager -n 5 2>&1)"
-vstatus | grep -q 'bad=0 ' || fail "the victim saw mixed versions: $(vstatus)"
+vstatus | grep 'bad=0 ' >/dev/null || fail "the victim saw mixed versions: $(vstatus)"
 for ((i = 0; i < 100; i++)); do
-        inside journalctl -u ulpd.service -o cat --no-pager | grep -qF "resume of daemon-fix in pid $sleeper done" && break
+        inside journalctl -u ulpd.service -o cat --no-pager | grep -F "resume of daemon-fix in pid $sleeper done" >/dev/null && break
         sleep 0.1
 done
 [ "$i" -lt 100 ] || fail "no record of the taken-over transition's end in ulpd's journal"

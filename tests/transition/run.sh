@@ -37,7 +37,7 @@ apply_held() {
 shows() {
 	local from
 	from=$(wc -l <"$LOG")
-	wait_for 5 eval "tail -n +$((from + 1)) \"\$LOG\" | grep -q -E '(^| )$1=$2( |\$)'" || fail "$1 never became $2 ($(last_tick))"
+	wait_for 5 eval "tail -n +$((from + 1)) \"\$LOG\" | grep -E '(^| )$1=$2( |\$)' >/dev/null" || fail "$1 never became $2 ($(last_tick))"
 }
 
 no_mix() {
@@ -76,7 +76,7 @@ case_callback_refuses() {
 	err=$(ulpctl apply -p "$VPID" "$P/patch-cb-refuse.so" 2>&1 >/dev/null); rc=$?
 	[ "$rc" = 1 ] || fail "apply exit $rc, expected 1: $err"
 	[ "$(echo "$err" | wc -l)" = 1 ] || fail "not one line: $err"
-	echo "$err" | grep -q 'pre-patch callback refused' || fail "message: $err"
+	grep -q 'pre-patch callback refused' <<<"$err" || fail "message: $err"
 	shows cb refuse
 	! patch_mapped cb-refuse || fail "patch mapping left"
 	[ "$(now v2)" = 0 ] || fail "new code ran"
@@ -104,7 +104,7 @@ case_replace() {
 	! patch_mapped rep-a || fail "A still mapped"
 	! patch_mapped rep-b || fail "B still mapped"
 	[ "$(status_of "$VPID" '[x["name"] for x in p]')" = "['rep-c']" ] || fail "status: $(ulpctl status -p "$VPID")"
-	ulpctl status -p "$VPID" | grep -q 'rep-c: patched, replace' || fail "status: $(ulpctl status -p "$VPID")"
+	ulpctl status -p "$VPID" | grep 'rep-c: patched, replace' >/dev/null || fail "status: $(ulpctl status -p "$VPID")"
 	ulpctl revert -p "$VPID" rep-c || fail "revert C failed"
 	shows f 1
 	shows g 1
@@ -136,7 +136,7 @@ case_force_late() {
 	wait "$APID" || fail "forced apply failed: $(cat "$WORK/out")"
 	out=$(cat "$WORK/out")
 	[ "$(echo "$out" | json_get 'd["forced"]')" = True ] || fail "not forced: $out"
-	echo "$out" | json_get 'd["warnings"]' | grep -q 'forced: 1 thread(s) switched without the check' ||
+	echo "$out" | json_get 'd["warnings"]' | grep 'forced: 1 thread(s) switched without the check' >/dev/null ||
 		fail "no forced warning: $out"
 	rises v2 2 || fail "new code does not run"
 	steady v1 || fail "old code still runs after a forced completion"
@@ -156,7 +156,7 @@ case_force() {
 	steady v1 || fail "old code still runs after a forced completion"
 	[ "$(status_of "$VPID" '[(x["state"], x["forced"]) for x in p if x["name"] == "consistency"]')" = "[('patched', True)]" ] ||
 		fail "status: $(ulpctl status --json -p "$VPID")"
-	ulpctl status -p "$VPID" | grep -q 'consistency: patched, forced' || fail "human status does not say forced"
+	ulpctl status -p "$VPID" | grep 'consistency: patched, forced' >/dev/null || fail "human status does not say forced"
 	ulpctl revert -p "$VPID" consistency || fail "revert failed"
 	rises v1 2 || fail "old code does not run after revert"
 	patch_mapped consistency || fail "forced patch code was unmapped"
@@ -308,7 +308,7 @@ case_status_stragglers() {
 	[ "$(status_of "$VPID" '[x["state"] for x in p]')" = "['transition']" ] || fail "not in transition"
 	tid=$(status_of "$VPID" 'p[0]["stragglers"][0]["tid"]')
 	[ -d "/proc/$VPID/task/$tid" ] || fail "straggler tid $tid is not a thread of the victim"
-	ulpctl status -p "$VPID" | grep -E -q "straggler: thread $tid \(.+\) in blocker" || fail "human status: $(ulpctl status -p "$VPID")"
+	ulpctl status -p "$VPID" | grep -E "straggler: thread $tid \(.+\) in blocker" >/dev/null || fail "human status: $(ulpctl status -p "$VPID")"
 	release
 	wait "$apid" || fail "apply failed: $(cat "$WORK/out")"
 	[ "$(status_of "$VPID" '[(x["state"], len(x["stragglers"])) for x in p]')" = "[('patched', 0)]" ] ||
@@ -324,7 +324,7 @@ case_pending_object() {
 	shows base 1
 	ulpctl apply -p "$VPID" "$P/patch-pending.so" || fail "apply failed"
 	shows base 2
-	ulpctl status -p "$VPID" | grep -q 'late objects: libplugin.so' || fail "status: $(ulpctl status -p "$VPID")"
+	ulpctl status -p "$VPID" | grep 'late objects: libplugin.so' >/dev/null || fail "status: $(ulpctl status -p "$VPID")"
 	[ "$(status_of "$VPID" 'p[0]["pending_objects"]')" = "['libplugin.so']" ] || fail "json status"
 	"$PENDING" "$VPID" && fail "apply_pending with the library still missing did something"
 	kill -HUP "$VPID"
