@@ -127,7 +127,7 @@ try:
     # ulpd: status of all, and of one.
     d = Daemon(tmp=scratch_dir("ulp-forged-d-")).start()
     c = Client(d.socket)
-    rep = c.request({"method": "status"})
+    rep = c.status()
     byp = {p["pid"]: p for p in rep.get("processes", [])}
     for name, (p, st, why) in forgers.items():
         e = byp.get(p.pid)

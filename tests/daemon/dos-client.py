@@ -192,10 +192,17 @@ def apply(path, patch, wait, pids):
     c = Client(path, timeout=600)
     targets, fds = proofs(pids)
     fds.insert(0, os.open(patch, os.O_RDONLY))
+    # the results of many processes come in parts (docs/limits.md, "Replies")
     r = c.request({"method": "apply", "pids": pids, "targets": targets, "name": "fix.so", "wait": wait,
-                   "options": {"timeout_ms": 600000}}, fd=fds)
-    out({"seconds": time.monotonic() - t, "errors": [x.get("error") for x in r.get("results", [])],
-         "started": [x["pid"] for x in r.get("results", []) if x.get("started")], "error": r.get("error")})
+                   "parts": True, "options": {"timeout_ms": 600000}}, fd=fds)
+    results = []
+    while r and r.get("type") == "result_part":
+        results += r.get("results", [])
+        r = c.recv()
+    r = r or {}
+    results += r.get("results", [])
+    out({"seconds": time.monotonic() - t, "errors": [x.get("error") for x in results],
+         "started": [x["pid"] for x in results if x.get("started")], "error": r.get("error")})
 
 
 mode, path = sys.argv[1], sys.argv[2]

@@ -9,7 +9,7 @@ import os
 import shutil
 import subprocess
 
-from ulpdtest import build_id, fail, victim_status, wait_for
+from ulpdtest import SLOWDOWN, build_id, fail, victim_status, wait_for
 
 ULPCTL = os.environ.get("ULPCTL", "")
 ROOT = os.environ.get("ULP_SOURCE_ROOT", "")
@@ -82,10 +82,12 @@ class Victims:
 
 
 def ulpctl(sock, *args, user=False, timeout=120):
-    """ulpctl ARGS through the ulpd on sock (as uid 65534 with user): rc, stdout, stderr."""
+    """ulpctl ARGS through the ulpd on sock (as uid 65534 with user): rc, stdout, stderr.
+    The timeout stretches with the load: a status of every process on a busy machine is
+    sent in parts, each charged to the uid's share of ulpd's time."""
     env = dict(os.environ, ULP_SOCKET=sock)
     r = subprocess.run((AS_USER if user else []) + [ULPCTL, *args], capture_output=True, text=True,
-                       timeout=timeout, env=env)
+                       timeout=timeout * SLOWDOWN, env=env)
     return r.returncode, r.stdout, r.stderr
 
 

@@ -14,7 +14,8 @@ import subprocess
 import threading
 import time
 
-from ulpdtest import SLOWDOWN, Client, Daemon, check, fail, need_root, victim_status, wait_for
+from ulpdtest import (SLOWDOWN, Client, Daemon, check, fail, need_root, patch_state, thread_states,
+                      victim_status, wait_for)
 
 need_root()
 VICTIM, SPIN_POST_PATCH = os.environ["VICTIM"], os.environ["SPIN_POST_PATCH"]
@@ -57,7 +58,8 @@ try:
     # once the sleeper left outer(), the last step runs the post-patch callback in a
     # borrowed thread (maybe the main thread, which then writes no more status)
     if not wait_for(lambda: in_callback(v.pid), SLEEP_MS / 1000 / SLOWDOWN + 20, 0.02):
-        fail(f"the post-patch callback did not start: {victim_status(st)}\n{d.read_log()}")
+        fail(f"the post-patch callback did not start: {victim_status(st)}; ulpd says "
+             f"{patch_state(d.socket, v.pid, 'spin-post')}; threads: {thread_states(v.pid)}\n{d.read_log()}")
     t_term = time.monotonic()
     rc = d.stop()
     t.join(60 * SLOWDOWN)

@@ -18,7 +18,7 @@ rng = random.Random(int(os.environ.get("FUZZ_SEED", "1234")))
 
 def still_serving(what):
     c = Client(d.socket, timeout=10)
-    r = c.request({"method": "status"})
+    r = c.status()
     c.close()
     check(d.alive() and r.get("type") == "status", f"ulpd still answers status after {what}")
 
@@ -157,7 +157,7 @@ def client(i):
         c = Client.__new__(Client)
         c.s, c.buf = s, b""
         for _ in range(3):
-            r = c.request({"method": "status"})
+            r = c.request({"method": "status", "pid": os.getpid()})
             results.append(r.get("type") == "status")
         s.close()
     except Exception as e:
@@ -180,7 +180,8 @@ check(d.alive(), "ulpd alive with stalled clients connected")
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 s.settimeout(10 * SLOWDOWN)
 s.connect(d.socket)
-s.sendall(b'{"version":1,"method":"ping"}\n{"version":1,"method":"status"}\n{"version":1,"method":"ping"}\n')
+s.sendall(b'{"version":1,"method":"ping"}\n{"version":1,"method":"status","pid":%d}\n{"version":1,"method":"ping"}\n'
+          % os.getpid())
 got = b""
 while got.count(b"\n") < 3:
     c = s.recv(65536)

@@ -135,7 +135,7 @@ try:
     after = victim_status(st)["v1"]
     check(after > before and not traced(victim.pid), f"the victim kept running, untraced ({before} -> {after} calls)")
     check(not traced(victim.pid) and victim.poll() is None, "the victim is alive and not traced")
-    r = c.request({"method": "status"})
+    r = c.status()
     check(r.get("type") == "status", "ulpd still serves status")
 finally:
     if victim:

@@ -18,7 +18,7 @@ for i in $(seq 100); do [ -S "$sock" ] && break; sleep 0.05; done
 out=$(python3 -c '
 import sys; sys.path.insert(0, sys.argv[2])
 from ulpdtest import Client
-c = Client(sys.argv[1]); print(c.request({"method": "ping"})["type"]); print(c.request({"method": "status"})["type"])
+c = Client(sys.argv[1]); print(c.request({"method": "ping"})["type"]); print(c.status()["type"])
 ' "$sock" "$(dirname "$0")")
 echo "$out"
 [ "$out" = "pong

@@ -154,7 +154,7 @@ class Daemon:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-                fail("ulpd did not stop on SIGTERM")
+                fail(f"ulpd did not stop on {signal.Signals(sig).name} within {timeout} s\n{self.read_log()}")
         return self.proc.returncode
 
     def kill9(self):
@@ -208,6 +208,19 @@ class Client:
                 continue
             return m
 
+    def status(self, **fields):
+        """A status, in parts (as ulpctl asks for it: other users of ulp may have patched
+        many processes of the machine), put together: the final "status" message with
+        the processes of every part."""
+        r = self.request({"method": "status", "parts": True, **fields})
+        procs = []
+        while r and r.get("type") == "status_part":
+            procs += r.get("processes", [])
+            r = self.recv()
+        if r and r.get("type") == "status":
+            r["processes"] = procs + r.get("processes", [])
+        return r
+
 
 def open_proof(pid, mode=os.O_RDWR):
     """What ulpctl sends to prove ptrace access to pid: /proc/PID/mem opened with our own
@@ -231,6 +244,27 @@ def victim_status(path):
     if not line:
         return None
     return {k: int(v) for k, v in (kv.split("=") for kv in line.split())}
+
+
+def thread_states(pid):
+    """What each thread of pid does now, for a failure's message: tid, name, state, wchan
+    and tracer."""
+    out = []
+    try:
+        tids = sorted(os.listdir(f"/proc/{pid}/task"), key=int)
+    except OSError as e:
+        return f"process {pid}: {e.strerror}"
+    for tid in tids:
+        t = f"/proc/{pid}/task/{tid}"
+        try:
+            with open(f"{t}/status") as f:
+                st = dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+            with open(f"{t}/wchan") as f:
+                wchan = f.read() or "-"
+        except OSError:
+            continue
+        out.append(f"{tid} {st.get('Name')} {st.get('State')} wchan={wchan} tracer={st.get('TracerPid')}")
+    return "; ".join(out)
 
 
 def wait_for(pred, timeout, step=0.05):
