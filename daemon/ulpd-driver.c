@@ -54,6 +54,47 @@ struct Driver {
 /* The driver this thread is. */
 static _Thread_local Driver *self_driver;
 
+/* The signal of the drivers' wait timers (ulp_set_wait_timer()): sent to one driver
+ * only (SIGEV_THREAD_ID), unblocked in the drivers alone, its handler does nothing and is
+ * installed without SA_RESTART, so that it ends the driver's wait for its tracee. */
+#define DRIVER_WAIT_SIGNAL (SIGRTMIN + 1)
+
+static void driver_wait_signal(int sig) {
+        (void) sig;
+}
+
+/* Gives this driver a timer to bound its waits for its tracees' stops with: each wait
+ * then sleeps until its own tracee reports, where a wait on SIGCHLD woke for whichever
+ * tracee of ulpd stopped (docs/performance.md). Without it, the waits nap as before. */
+static void driver_wait_timer_setup(timer_t *timer, bool *ok) {
+        struct sigevent sev = {
+                .sigev_notify = SIGEV_THREAD_ID,
+                .sigev_signo = DRIVER_WAIT_SIGNAL,
+        };
+        sigset_t ss;
+
+        sev._sigev_un._tid = gettid();
+        *ok = timer_create(CLOCK_MONOTONIC, &sev, timer) == 0;
+        if (!*ok)
+                return;
+        sigemptyset(&ss);
+        sigaddset(&ss, DRIVER_WAIT_SIGNAL);
+        pthread_sigmask(SIG_UNBLOCK, &ss, NULL);
+        ulp_set_wait_timer(timer);
+}
+
+static void driver_wait_timer_done(timer_t timer, bool ok) {
+        sigset_t ss;
+
+        if (!ok)
+                return;
+        ulp_set_wait_timer(NULL);
+        sigemptyset(&ss);
+        sigaddset(&ss, DRIVER_WAIT_SIGNAL);
+        pthread_sigmask(SIG_BLOCK, &ss, NULL);
+        (void) timer_delete(timer);
+}
+
 /* Threads a finished operation asked to stop that had not stopped are this thread's
  * to let go (see ulpd.c): looked at so often while any is left. */
 #define DRIVER_LATE_POLL_USEC (5ULL * 1000ULL)
@@ -439,8 +480,11 @@ static void *driver_main(void *userdata) {
         Manager *m = d->m;
         Job *list = NULL;
         uint64_t late_at = UINT64_MAX;  /* when to look again at threads still late */
+        timer_t wait_timer;
+        bool have_wait_timer;
 
         self_driver = d;
+        driver_wait_timer_setup(&wait_timer, &have_wait_timer);
         pthread_mutex_lock(&m->drv_lock);
         for (;;) {
                 uint64_t next = UINT64_MAX, now;
@@ -492,6 +536,7 @@ static void *driver_main(void *userdata) {
                 job_close_fds(j);
         }
         (void) ulp_release_late();
+        driver_wait_timer_done(wait_timer, have_wait_timer);
         return NULL;
 }
 
@@ -524,8 +569,14 @@ static int drivers_on_post(sd_event_source *s, int fd, uint32_t revents, void *u
 }
 
 int drivers_setup(Manager *m) {
+        struct sigaction sa = { .sa_handler = driver_wait_signal };
         pthread_condattr_t ca;
         int r;
+
+        /* no SA_RESTART: the signal is there to end a wait */
+        sigemptyset(&sa.sa_mask);
+        if (sigaction(DRIVER_WAIT_SIGNAL, &sa, NULL) < 0)
+                return -errno;
 
         if (m->max_drivers == 0)
                 m->max_drivers = DRIVERS_DEFAULT;

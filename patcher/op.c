@@ -835,6 +835,10 @@ bool ulp_late_holds(pid_t pid) {
         return target_orphans_of(pid);
 }
 
+void ulp_set_wait_timer(const timer_t *timer) {
+        target_set_wait_timer(timer);
+}
+
 void ulp_report_done(UlpReport *r) {
         for (size_t i = 0; i < r->n_warnings; i++)
                 free(r->warnings[i]);

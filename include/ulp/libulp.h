@@ -25,6 +25,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/types.h>
+#include <time.h>
 
 #define ULP_DEFAULT_TIMEOUT_MS 30000
 
@@ -133,6 +134,13 @@ size_t ulp_release_late(void);
  * operation on pid takes them over when it runs in this thread; in another thread it
  * would find them traced by another (-EBUSY) until they stopped and were let go. */
 bool ulp_late_holds(pid_t pid);
+/* A multithreaded caller that runs operations in several threads: timer, of the calling
+ * thread, lets its waits for its tracees' stops sleep until the thread waited for
+ * reports, where they napped on SIGCHLD, which any thread of the process may take. The
+ * timer's expiry must interrupt the calling thread's blocking system calls: a signal
+ * sent to this thread (SIGEV_THREAD_ID), unblocked in it, with a handler installed
+ * without SA_RESTART. Armed only during such a wait. Per thread; NULL: the naps again. */
+void ulp_set_wait_timer(const timer_t *timer);
 
 /* Blocking forms: start, then step until done. Return 0, or -errno as above. */
 int ulp_apply(pid_t pid, int patch_fd, const char *name_hint, const UlpOptions *o, UlpReport *report);

@@ -86,6 +86,10 @@ bool target_orphans_of(pid_t pid) {
         return false;
 }
 
+void target_set_wait_timer(const timer_t *timer) {
+        (void)timer;
+}
+
 void target_thread_name(Target *t, pid_t tid, char buf[static 16]) {
         (void)t;
         snprintf(buf, 16, "fake%d", (int)tid);
