@@ -54,45 +54,15 @@ struct Driver {
 /* The driver this thread is. */
 static _Thread_local Driver *self_driver;
 
-/* The signal of the drivers' wait timers (ulp_set_wait_timer()): sent to one driver
- * only (SIGEV_THREAD_ID), unblocked in the drivers alone, its handler does nothing and is
- * installed without SA_RESTART, so that it ends the driver's wait for its tracee. */
+/* The signal of the drivers' wait timers (ulp_wait_timer_start()): sent to one driver
+ * only, unblocked in the drivers alone; its handler does nothing and is installed
+ * without SA_RESTART, so that it ends the driver's wait for its tracee. Each wait then
+ * sleeps until its own tracee reports, where a wait on SIGCHLD woke for whichever
+ * tracee of ulpd stopped (docs/performance.md). Without a timer the waits nap as before. */
 #define DRIVER_WAIT_SIGNAL (SIGRTMIN + 1)
 
 static void driver_wait_signal(int sig) {
         (void) sig;
-}
-
-/* Gives this driver a timer to bound its waits for its tracees' stops with: each wait
- * then sleeps until its own tracee reports, where a wait on SIGCHLD woke for whichever
- * tracee of ulpd stopped (docs/performance.md). Without it, the waits nap as before. */
-static void driver_wait_timer_setup(timer_t *timer, bool *ok) {
-        struct sigevent sev = {
-                .sigev_notify = SIGEV_THREAD_ID,
-                .sigev_signo = DRIVER_WAIT_SIGNAL,
-        };
-        sigset_t ss;
-
-        sev._sigev_un._tid = gettid();
-        *ok = timer_create(CLOCK_MONOTONIC, &sev, timer) == 0;
-        if (!*ok)
-                return;
-        sigemptyset(&ss);
-        sigaddset(&ss, DRIVER_WAIT_SIGNAL);
-        pthread_sigmask(SIG_UNBLOCK, &ss, NULL);
-        ulp_set_wait_timer(timer);
-}
-
-static void driver_wait_timer_done(timer_t timer, bool ok) {
-        sigset_t ss;
-
-        if (!ok)
-                return;
-        ulp_set_wait_timer(NULL);
-        sigemptyset(&ss);
-        sigaddset(&ss, DRIVER_WAIT_SIGNAL);
-        pthread_sigmask(SIG_BLOCK, &ss, NULL);
-        (void) timer_delete(timer);
 }
 
 /* Threads a finished operation asked to stop that had not stopped are this thread's
@@ -480,11 +450,9 @@ static void *driver_main(void *userdata) {
         Manager *m = d->m;
         Job *list = NULL;
         uint64_t late_at = UINT64_MAX;  /* when to look again at threads still late */
-        timer_t wait_timer;
-        bool have_wait_timer;
 
         self_driver = d;
-        driver_wait_timer_setup(&wait_timer, &have_wait_timer);
+        (void) ulp_wait_timer_start(DRIVER_WAIT_SIGNAL);
         pthread_mutex_lock(&m->drv_lock);
         for (;;) {
                 uint64_t next = UINT64_MAX, now;
@@ -536,7 +504,7 @@ static void *driver_main(void *userdata) {
                 job_close_fds(j);
         }
         (void) ulp_release_late();
-        driver_wait_timer_done(wait_timer, have_wait_timer);
+        ulp_wait_timer_stop();
         return NULL;
 }
 

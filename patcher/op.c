@@ -838,8 +838,12 @@ bool ulp_late_holds(pid_t pid) {
         return target_orphans_of(pid);
 }
 
-void ulp_set_wait_timer(const timer_t *timer) {
-        target_set_wait_timer(timer);
+int ulp_wait_timer_start(int signo) {
+        return target_wait_timer_start(signo);
+}
+
+void ulp_wait_timer_stop(void) {
+        target_wait_timer_stop();
 }
 
 void ulp_report_done(UlpReport *r) {

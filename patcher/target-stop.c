@@ -30,6 +30,7 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/macro.h"
 #include "patcher/target-internal.h"
@@ -66,6 +67,40 @@ void target_set_wait_timer(const timer_t *timer) {
         wait_timer_set = timer != NULL;
         if (timer)
                 wait_timer = *timer;
+}
+
+/* The timer target_wait_timer_start() made, and its signal. */
+static _Thread_local timer_t own_timer;
+static _Thread_local int own_timer_signo;
+
+int target_wait_timer_start(int signo) {
+        struct sigevent sev = { .sigev_notify = SIGEV_THREAD_ID, .sigev_signo = signo };
+        sigset_t ss;
+
+        if (own_timer_signo)
+                return -EBUSY;
+        sev._sigev_un._tid = gettid();
+        if (timer_create(CLOCK_MONOTONIC, &sev, &own_timer) < 0)
+                return negative_errno();
+        sigemptyset(&ss);
+        sigaddset(&ss, signo);
+        pthread_sigmask(SIG_UNBLOCK, &ss, NULL);
+        own_timer_signo = signo;
+        target_set_wait_timer(&own_timer);
+        return 0;
+}
+
+void target_wait_timer_stop(void) {
+        sigset_t ss;
+
+        if (!own_timer_signo)
+                return;
+        target_set_wait_timer(NULL);
+        sigemptyset(&ss);
+        sigaddset(&ss, own_timer_signo);
+        pthread_sigmask(SIG_BLOCK, &ss, NULL);
+        (void) timer_delete(own_timer);
+        own_timer_signo = 0;
 }
 
 /* Arms this thread's wait timer to expire in ns (then every WAIT_REARM_NS); 0 disarms. */

@@ -313,6 +313,12 @@ size_t target_call_record_code(uint8_t buf[static 64]);
  * disarms it afterwards. Per thread; NULL goes back to the SIGCHLD naps (the default).
  */
 void target_set_wait_timer(const timer_t *timer);
+/* The same with a timer the library makes for the calling thread: its expiry sends signo
+ * to this thread alone (SIGEV_THREAD_ID), and signo is unblocked in it. The caller has
+ * installed signo's handler without SA_RESTART. target_wait_timer_stop() deletes it and
+ * blocks signo again. -errno when no timer could be made (the waits nap as before). */
+int target_wait_timer_start(int signo);
+void target_wait_timer_stop(void);
 
 /*
  * For benchmarks (bench/): a process-wide observer of stops, NULL by default. When set,

@@ -34,27 +34,27 @@ typedef struct Victim {
 static pid_t children[64];
 static int n_children;
 
-/* The wait timer of the calling thread, set by harness_wait_timer_on(). */
-static timer_t harness_timer;
-
 static void harness_timer_signal(int sig) {
         (void) sig;
 }
 
 /* Makes this thread's waits for its tracees sleep in waitpid() bounded by a timer, as
- * ulpd's drivers wait (target_set_wait_timer): its signal has a handler without
+ * ulpd's drivers wait (target_wait_timer_start()): its signal has a handler without
  * SA_RESTART and goes to this thread only. */
 static inline void harness_wait_timer_on(void) {
         struct sigaction sa = { .sa_handler = harness_timer_signal };
-        struct sigevent sev = { .sigev_notify = SIGEV_THREAD_ID, .sigev_signo = SIGRTMIN + 1 };
+        int r;
 
         sigemptyset(&sa.sa_mask);
-        sev._sigev_un._tid = gettid();
-        if (sigaction(SIGRTMIN + 1, &sa, NULL) < 0 || timer_create(CLOCK_MONOTONIC, &sev, &harness_timer) < 0) {
-                perror("wait timer");
+        if (sigaction(SIGRTMIN + 1, &sa, NULL) < 0) {
+                perror("sigaction");
                 exit(1);
         }
-        target_set_wait_timer(&harness_timer);
+        r = target_wait_timer_start(SIGRTMIN + 1);
+        if (r < 0 && r != -EBUSY) {
+                fprintf(stderr, "wait timer: %s\n", strerror(-r));
+                exit(1);
+        }
 }
 
 /* ULP_TEST_WAIT_TIMER=1: every case waits so (tests/ptrace/meson.build runs some cases

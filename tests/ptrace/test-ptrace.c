@@ -310,7 +310,7 @@ TEST(forgotten_thread_released) {
 }
 
 /*
- * With a wait timer (target_set_wait_timer): a wait for a thread that does not stop ends
+ * With a wait timer (target_wait_timer_start): a wait for a thread that does not stop ends
  * at its deadline, not long after, and one for a thread that stops ends with its report.
  */
 TEST(wait_timer_deadline) {

@@ -86,8 +86,12 @@ bool target_orphans_of(pid_t pid) {
         return false;
 }
 
-void target_set_wait_timer(const timer_t *timer) {
-        (void)timer;
+int target_wait_timer_start(int signo) {
+        (void)signo;
+        return -ENOSYS;
+}
+
+void target_wait_timer_stop(void) {
 }
 
 void target_thread_name(Target *t, pid_t tid, char buf[static 16]) {
