@@ -72,9 +72,18 @@ static int direct_carriers(const char *name, pid_t **ret, size_t *ret_n) {
  * tracer, so an operation never changes hands), then taking the next. A process whose
  * transition waits for stragglers holds one worker, not the others. The library keeps
  * its per-driver state per thread (target.c), and every worker waits for its own
- * tracees with SIGCHLD blocked, as the main thread has it blocked before they start.
+ * tracees with SIGCHLD blocked, as the main thread has it blocked before they start;
+ * each worker's waits sleep until its own tracee reports, bounded by a timer of its own
+ * (ulp_wait_timer_start(), as ulpd's drivers wait: docs/daemon.md), rather than napping
+ * on a SIGCHLD that any worker may take.
  */
 #define POOL_WORKERS_MAX 16
+/* The workers' wait timers' signal: its handler does nothing, without SA_RESTART. */
+#define POOL_WAIT_SIGNAL (SIGRTMIN + 1)
+
+static void pool_wait_signal(int sig) {
+        (void) sig;
+}
 
 typedef struct Slot {
         pid_t pid;
@@ -140,8 +149,19 @@ static void *pool_worker(void *userdata) {
         return NULL;
 }
 
+/* A worker thread: pool_worker() with its waits on a timer of its own. */
+static void *pool_thread(void *userdata) {
+        bool timer = ulp_wait_timer_start(POOL_WAIT_SIGNAL) >= 0;
+
+        (void) pool_worker(userdata);
+        if (timer)
+                ulp_wait_timer_stop();
+        return NULL;
+}
+
 static void pool_start(Pool *p) {
         size_t want = MIN(p->n, (size_t) POOL_WORKERS_MAX);
+        struct sigaction sa = { .sa_handler = pool_wait_signal };
         sigset_t chld;
 
         sigemptyset(&chld);
@@ -150,8 +170,10 @@ static void pool_start(Pool *p) {
         /* One process: no thread at all. */
         if (want <= 1)
                 return;
+        sigemptyset(&sa.sa_mask);
+        (void) sigaction(POOL_WAIT_SIGNAL, &sa, NULL);
         for (size_t i = 0; i < want; i++)
-                if (pthread_create(&p->workers[p->n_workers], NULL, pool_worker, p) == 0)
+                if (pthread_create(&p->workers[p->n_workers], NULL, pool_thread, p) == 0)
                         p->n_workers++;
 }
 

@@ -54,6 +54,17 @@ struct Driver {
 /* The driver this thread is. */
 static _Thread_local Driver *self_driver;
 
+/* The signal of the drivers' wait timers (ulp_wait_timer_start()): sent to one driver
+ * only, unblocked in the drivers alone; its handler does nothing and is installed
+ * without SA_RESTART, so that it ends the driver's wait for its tracee. Each wait then
+ * sleeps until its own tracee reports, where a wait on SIGCHLD woke for whichever
+ * tracee of ulpd stopped (docs/performance.md). Without a timer the waits nap as before. */
+#define DRIVER_WAIT_SIGNAL (SIGRTMIN + 1)
+
+static void driver_wait_signal(int sig) {
+        (void) sig;
+}
+
 /* Threads a finished operation asked to stop that had not stopped are this thread's
  * to let go (see ulpd.c): looked at so often while any is left. */
 #define DRIVER_LATE_POLL_USEC (5ULL * 1000ULL)
@@ -441,6 +452,7 @@ static void *driver_main(void *userdata) {
         uint64_t late_at = UINT64_MAX;  /* when to look again at threads still late */
 
         self_driver = d;
+        (void) ulp_wait_timer_start(DRIVER_WAIT_SIGNAL);
         pthread_mutex_lock(&m->drv_lock);
         for (;;) {
                 uint64_t next = UINT64_MAX, now;
@@ -492,6 +504,7 @@ static void *driver_main(void *userdata) {
                 job_close_fds(j);
         }
         (void) ulp_release_late();
+        ulp_wait_timer_stop();
         return NULL;
 }
 
@@ -524,8 +537,14 @@ static int drivers_on_post(sd_event_source *s, int fd, uint32_t revents, void *u
 }
 
 int drivers_setup(Manager *m) {
+        struct sigaction sa = { .sa_handler = driver_wait_signal };
         pthread_condattr_t ca;
         int r;
+
+        /* no SA_RESTART: the signal is there to end a wait */
+        sigemptyset(&sa.sa_mask);
+        if (sigaction(DRIVER_WAIT_SIGNAL, &sa, NULL) < 0)
+                return -errno;
 
         if (m->max_drivers == 0)
                 m->max_drivers = DRIVERS_DEFAULT;

@@ -627,6 +627,11 @@ static int modules_add(pid_t pid, const MapList *maps, size_t i, const struct st
         m.start = MIN(m.start, e->start);
         for (size_t j = i; j < maps->n && maps->v[j].inode == e->inode; j++)
                 m.end = MAX(m.end, maps->v[j].end);
+        m.map_start = e->start;
+        m.map_end = e->end;
+        m.map_inode = e->inode;
+        m.map_dev_major = e->dev_major;
+        m.map_dev_minor = e->dev_minor;
         m.deleted = mapping_replaced(e);
         m.is_main = exe && mapping_is_exe(e, exe) && !m.is_patch;
         if (m.is_main && dyn_vaddr)
@@ -689,6 +694,136 @@ int modules_read_maps(pid_t pid, const MapList *maps, ModuleList *ret) {
         *ret = l;
         l = (ModuleList) {};
         return 0;
+}
+
+/* prev's module of offset-0 mapping e, when unchanged and copyable (no image of ours). */
+static const Module *prev_find(const ModuleList *prev, const MapEntry *e) {
+        if (e->deleted)
+                return NULL;
+        for (size_t k = 0; k < prev->n; k++) {
+                const Module *p = &prev->v[k];
+                if (p->map_start == e->start && p->map_end == e->end && p->map_inode == e->inode &&
+                    p->map_dev_major == e->dev_major && p->map_dev_minor == e->dev_minor &&
+                    !p->deleted && !p->has_image_fd && p->path && strcmp(p->path, e->path) == 0)
+                        return p;
+        }
+        return NULL;
+}
+
+static int module_copy(const Module *src, Module *dst) {
+        *dst = *src;
+        dst->path = strdup(src->path);
+        dst->soname = src->soname ? strdup(src->soname) : NULL;
+        dst->open_path = src->open_path ? strdup(src->open_path) : NULL;
+        if (!dst->path || (src->soname && !dst->soname) || (src->open_path && !dst->open_path)) {
+                module_done(dst);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+static int list_append(ModuleList *l, size_t *alloc, Module *m) {
+        if (l->n == *alloc) {
+                size_t n = *alloc ? *alloc * 2 : 32;
+                Module *v = reallocarray(l->v, n, sizeof(Module));
+                if (!v)
+                        return -ENOMEM;
+                l->v = v;
+                *alloc = n;
+        }
+        l->v[l->n++] = *m;
+        return 0;
+}
+
+/* Puts l (in address order, as read) in the order a full read gives it: its modules
+ * other than patches in prev's order (the link_map's, which only a load or an unload
+ * changes), then every patch by address. False when a module of prev other than a patch
+ * is gone (l holds no other module that prev lacks: modules_reread() ensured it). */
+static bool order_as_prev(ModuleList *l, const ModuleList *prev, const bool *reused_prev) {
+        _cleanup_free_ Module *v = malloc((l->n + 1) * sizeof(Module));
+        _cleanup_free_ bool *taken = calloc(l->n + 1, sizeof(bool));
+        size_t n = 0;
+
+        if (!v || !taken)
+                return false;
+        for (size_t k = 0; k < prev->n; k++)
+                if (!reused_prev[k] && !prev->v[k].is_patch)
+                        return false;
+        for (size_t k = 0; k < prev->n; k++)
+                for (size_t i = 0; !prev->v[k].is_patch && i < l->n; i++)
+                        if (!taken[i] && !l->v[i].is_patch && l->v[i].map_start == prev->v[k].map_start &&
+                            l->v[i].map_end == prev->v[k].map_end) {
+                                v[n++] = l->v[i];
+                                taken[i] = true;
+                                break;
+                        }
+        for (size_t i = 0; i < l->n; i++)
+                if (!taken[i]) {
+                        if (!l->v[i].is_patch)
+                                return false;
+                        v[n++] = l->v[i];
+                }
+        memcpy(l->v, v, n * sizeof(Module));
+        return true;
+}
+
+/* The re-read proper: -EAGAIN when it must be a full read. */
+static int modules_reread(pid_t pid, const MapList *maps, const ModuleList *prev, ModuleList *ret) {
+        _cleanup_(modulelist_done) ModuleList l = {};
+        _cleanup_free_ bool *reused_prev = calloc(prev->n + 1, sizeof(bool));
+        size_t alloc = 0;
+        uint64_t main_dyn = 0;
+        int r;
+
+        if (!reused_prev)
+                return -ENOMEM;
+        for (size_t i = 0; i < maps->n; i++) {
+                const MapEntry *e = &maps->v[i];
+                const Module *p;
+                Module m;
+
+                if (e->path && strcmp(e->path, "[vdso]") == 0 && !l.vdso_end) {
+                        l.vdso_start = e->start;
+                        l.vdso_end = e->end;
+                }
+                if (!mapping_candidate(e) || modules_find_addr(&l, e->start))
+                        continue;
+                p = prev_find(prev, e);
+                if (!p) {
+                        /* read as in a full read (a file that is no module, such as the
+                         * control block, is known so by the cache); a new module other
+                         * than a patch needs a full read */
+                        size_t n = l.n;
+                        r = modules_add(pid, maps, i, NULL, &l, &alloc, &main_dyn);
+                        if (r < 0)
+                                return r;
+                        if (l.n > n && !l.v[n].is_patch)
+                                return -EAGAIN;
+                        continue;
+                }
+                if (!module_has_exec_mapping(maps, i, p))
+                        return -EAGAIN;
+                r = module_copy(p, &m);
+                if (r < 0)
+                        return r;
+                r = list_append(&l, &alloc, &m);
+                if (r < 0) {
+                        module_done(&m);
+                        return r;
+                }
+                reused_prev[p - prev->v] = true;
+        }
+        if (!order_as_prev(&l, prev, reused_prev))
+                return -EAGAIN;
+        *ret = l;
+        l = (ModuleList) {};
+        return 0;
+}
+
+int modules_reread_maps(pid_t pid, const MapList *maps, const ModuleList *prev, ModuleList *ret) {
+        int r = prev && prev->n > 0 ? modules_reread(pid, maps, prev, ret) : -EAGAIN;
+
+        return r == -EAGAIN ? modules_read_maps(pid, maps, ret) : r;
 }
 
 const Module *modules_find_object(const ModuleList *l, const char *object) {

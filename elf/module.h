@@ -30,6 +30,9 @@ typedef struct Module {
         uint64_t start, end;     /* span of all its mappings */
         uint8_t build_id[BUILD_ID_MAX];
         size_t build_id_len;     /* 0 when it has none */
+        /* its offset-0 mapping as the maps showed it: modules_reread_maps() knows it again */
+        uint64_t map_start, map_end, map_inode;
+        unsigned map_dev_major, map_dev_minor;
 } Module;
 
 typedef struct ModuleList {
@@ -48,6 +51,13 @@ int modules_read(pid_t pid, ModuleList *ret);
 struct MapList;
 int modules_read_maps(pid_t pid, const struct MapList *maps, ModuleList *ret);
 void modulelist_done(ModuleList *l);
+/* As modules_read_maps(), for a list read moments ago (prev, of the same process): a
+ * module whose offset-0 mapping is unchanged (range, device, inode, path, not deleted) is
+ * copied from prev, not read from its file again, and when the only modules added or
+ * removed are patches the order is prev's, patches last, without reading the target's
+ * link_map again. Anything else is read as modules_read_maps() reads it. For a refresh
+ * within one operation (after the patch's load); prev's staleness is the caller's. */
+int modules_reread_maps(pid_t pid, const struct MapList *maps, const ModuleList *prev, ModuleList *ret);
 
 /* The module an object name of the patch API designates: ULP_MAIN ("") is the main
  * executable; anything else matches a DT_SONAME, then a file basename. NULL if none. */

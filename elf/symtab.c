@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -86,11 +87,29 @@ struct SymTab {
         size_t n_clones;
 };
 
+/*
+ * A mapping costs an munmap() at elf_end(), and in a process whose threads ran on several
+ * CPUs an unmap interrupts each of them to flush its TLB: ulpd opens the same small patch
+ * and modules in every operation, on many drivers (docs/performance.md). A small file is
+ * read instead, in one read (ELF_C_FDREAD), into memory that elf_end() frees.
+ */
+Elf *elf_begin_read(int fd) {
+        struct stat st;
+
+        if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size <= ELF_READ_WHOLE_MAX) {
+                Elf *e = elf_begin(fd, ELF_C_READ, NULL);
+                if (e && elf_cntl(e, ELF_C_FDREAD) == 0)
+                        return e;
+                elf_end(e);
+        }
+        return elf_begin(fd, ELF_C_READ_MMAP, NULL);
+}
+
 int elf_open_fd(int fd, Elf **ret) {
         if (elf_version(EV_CURRENT) == EV_NONE)
                 return -ELIBBAD;
 
-        Elf *elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
+        Elf *elf = elf_begin_read(fd);
         if (!elf)
                 return -ENOEXEC;
         if (elf_kind(elf) != ELF_K_ELF || gelf_getclass(elf) != ELFCLASS64) {

@@ -107,6 +107,11 @@ int symtab_foreach_clone(const SymTab *st, const char *name,
 /* The NT_GNU_BUILD_ID note of an ELF. Returns its length (> 0), 0 when it has none. */
 int elf_read_build_id(Elf *elf, uint8_t *buf, size_t bufsize);
 
+/* elf_begin() for reading fd: a file of at most ELF_READ_WHOLE_MAX bytes is read whole
+ * into memory at once, a larger one mapped. NULL when libelf refuses it. */
+#define ELF_READ_WHOLE_MAX (256 * 1024)
+Elf *elf_begin_read(int fd);
+
 /* Opens an ELF file for reading with libelf (elf_version() is taken care of).
  * -ENOEXEC when fd is not a 64-bit ELF file. The caller owns *ret (elf_end()); fd must
  * stay open as long as *ret is used. */

@@ -30,7 +30,7 @@
 static int open_elf(int fd, Elf **ret) {
         Elf *e;
         elf_version(EV_CURRENT);
-        e = elf_begin(fd, ELF_C_READ_MMAP, NULL);
+        e = elf_begin_read(fd);
         if (!e)
                 return -ENOEXEC;
         if (elf_kind(e) != ELF_K_ELF) {

@@ -107,15 +107,18 @@ static void free_symtabs(UlpOp *op) {
 }
 
 int op_refresh_modules(UlpOp *op) {
+        ModuleList prev = op->mods;
         int r;
         const MapList *maps;
 
         free_symtabs(op);
-        modulelist_done(&op->mods);
+        op->mods = (ModuleList) {};
         procmaps_drop(op->t);   /* a refresh reads the maps as they are now */
         r = procmaps_get(op->t, &maps);
+        /* what the operation read before (at its start) stands for what did not change */
         if (r >= 0)
-                r = modules_read_maps(op->t->pid, maps, &op->mods);
+                r = modules_reread_maps(op->t->pid, maps, &prev, &op->mods);
+        modulelist_done(&prev);
         if (r < 0)
                 return op_fail(op, r, "cannot read the modules of process %d: %s", op->t->pid, process_errno_clause(r));
         op->symtabs = calloc(op->mods.n ? op->mods.n : 1, sizeof(SymTab *));
@@ -833,6 +836,14 @@ size_t ulp_release_late(void) {
 
 bool ulp_late_holds(pid_t pid) {
         return target_orphans_of(pid);
+}
+
+int ulp_wait_timer_start(int signo) {
+        return target_wait_timer_start(signo);
+}
+
+void ulp_wait_timer_stop(void) {
+        target_wait_timer_stop();
 }
 
 void ulp_report_done(UlpReport *r) {

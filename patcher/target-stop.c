@@ -18,7 +18,9 @@
  * happened. The remote operations (x86_64/remote.c) end in such a stop too.
  *
  * Waits poll waitpid(WNOHANG) with a short spin then a growing sleep: a thread in an
- * uninterruptible sleep (vfork parent, D state) must not hang us.
+ * uninterruptible sleep (vfork parent, D state) must not hang us. A caller that gave
+ * this thread a wait timer (target_set_wait_timer) sleeps in waitpid() for the thread
+ * it waits for instead, bounded by the timer: only that thread's report wakes it.
  */
 
 #include <fcntl.h>
@@ -28,6 +30,7 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/macro.h"
 #include "patcher/target-internal.h"
@@ -47,6 +50,69 @@ void target_set_stop_hook(TargetStopHook hook, void *userdata) {
 
 static int stop_timeout_ms(const Target *t) {
         return t->stop_timeout_ms > 0 ? t->stop_timeout_ms : TARGET_STOP_TIMEOUT_MS;
+}
+
+/* This thread's wait timer (target.h), if its caller gave one. */
+static _Thread_local timer_t wait_timer;
+static _Thread_local bool wait_timer_set;
+
+/* A timer expiry that came before the wait went to sleep is lost: it fires again this
+ * often, which bounds how late such a wait ends. */
+#define WAIT_REARM_NS 1000000L
+/* How long a wait for all of a target's threads sleeps on one of them before it looks
+ * at the others (a killed thread must be reaped before its leader reports). */
+#define WAIT_ALL_SLICE_NS 2000000ULL
+
+void target_set_wait_timer(const timer_t *timer) {
+        wait_timer_set = timer != NULL;
+        if (timer)
+                wait_timer = *timer;
+}
+
+/* The timer target_wait_timer_start() made, and its signal. */
+static _Thread_local timer_t own_timer;
+static _Thread_local int own_timer_signo;
+
+int target_wait_timer_start(int signo) {
+        struct sigevent sev = { .sigev_notify = SIGEV_THREAD_ID, .sigev_signo = signo };
+        sigset_t ss;
+
+        if (own_timer_signo)
+                return -EBUSY;
+        sev._sigev_un._tid = gettid();
+        if (timer_create(CLOCK_MONOTONIC, &sev, &own_timer) < 0)
+                return negative_errno();
+        sigemptyset(&ss);
+        sigaddset(&ss, signo);
+        pthread_sigmask(SIG_UNBLOCK, &ss, NULL);
+        own_timer_signo = signo;
+        target_set_wait_timer(&own_timer);
+        return 0;
+}
+
+void target_wait_timer_stop(void) {
+        sigset_t ss;
+
+        if (!own_timer_signo)
+                return;
+        target_set_wait_timer(NULL);
+        sigemptyset(&ss);
+        sigaddset(&ss, own_timer_signo);
+        pthread_sigmask(SIG_BLOCK, &ss, NULL);
+        (void) timer_delete(own_timer);
+        own_timer_signo = 0;
+}
+
+/* Arms this thread's wait timer to expire in ns (then every WAIT_REARM_NS); 0 disarms. */
+static void wait_timer_arm(uint64_t ns) {
+        struct itimerspec its = {};
+
+        if (ns > 0) {
+                its.it_value.tv_sec = (time_t) (ns / 1000000000ULL);
+                its.it_value.tv_nsec = (long) (ns % 1000000000ULL);
+                its.it_interval.tv_nsec = WAIT_REARM_NS;
+        }
+        (void) timer_settime(wait_timer, 0, &its, NULL);
 }
 
 /* One step of a poll loop that started at start_ns: yields the CPU early on (stops
@@ -83,17 +149,21 @@ static bool is_group_stop_sig(int sig) {
         return sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU;
 }
 
-/* A non-blocking waitpid on one seized thread: 1 with *ret_status when it reported,
- * 0 when it has nothing to report, -ESRCH (marked gone) when it exited. */
-int target__thread_poll(Thread *th, int *ret_status) {
+/* A waitpid on one seized thread, with WNOHANG or blocking (then interrupted by the
+ * wait timer): 1 with *ret_status when it reported, 0 when it has nothing to report (or
+ * the timer ended the wait), -ESRCH (marked gone) when it exited. */
+static int thread_wait(Thread *th, int flags, int *ret_status) {
         for (;;) {
                 int status;
-                pid_t r = waitpid(th->tid, &status, __WALL | WNOHANG);
+                pid_t r = waitpid(th->tid, &status, __WALL | flags);
                 if (r == 0)
                         return 0;
                 if (r < 0) {
-                        if (errno == EINTR)
+                        if (errno == EINTR) {
+                                if (!(flags & WNOHANG))
+                                        return 0;
                                 continue;
+                        }
                         if (errno == ECHILD) {  /* reaped elsewhere or no longer ours */
                                 thread_mark_gone(th);
                                 return -ESRCH;
@@ -109,6 +179,24 @@ int target__thread_poll(Thread *th, int *ret_status) {
         }
 }
 
+int target__thread_poll(Thread *th, int *ret_status) {
+        return thread_wait(th, WNOHANG, ret_status);
+}
+
+/* With a wait timer: sleeps in waitpid() until th reports, at most until deadline_ns
+ * (returns then within WAIT_REARM_NS). As thread_wait(). */
+static int thread_wait_until(Thread *th, uint64_t deadline_ns, int *ret_status) {
+        uint64_t now = target__now_ns();
+        int r;
+
+        if (now >= deadline_ns)
+                return 0;
+        wait_timer_arm(deadline_ns - now);
+        r = thread_wait(th, 0, ret_status);
+        wait_timer_arm(0);
+        return r;
+}
+
 /*
  * Waits for th's next ptrace-stop. A tracee's stop raises SIGCHLD in the tracer: with
  * SIGCHLD blocked in this thread, sigtimedwait() sleeps exactly until some tracee
@@ -122,6 +210,17 @@ int target__wait(Target *t, Thread *th, int timeout_ms, int *ret_status) {
         uint64_t start = target__now_ns(), deadline = start + (uint64_t)timeout_ms * 1000000ULL;
         int r;
 
+        if (wait_timer_set) {
+                /* One look, then a sleep that only th's report ends: no spinning, which
+                 * on a busy machine takes the CPU th needs to reach its stop. */
+                r = target__thread_poll(th, ret_status);
+                while (r == 0) {
+                        if (target__now_ns() >= deadline)
+                                return -ETIMEDOUT;
+                        r = thread_wait_until(th, deadline, ret_status);
+                }
+                return r < 0 ? r : 0;
+        }
         /* The common case: the thread stops within microseconds. */
         for (int spin = 0; spin < 64; spin++) {
                 r = target__thread_poll(th, ret_status);
@@ -350,6 +449,7 @@ static int target_wait_all(Target *t, uint64_t start_ns) {
 
         for (unsigned round = 0;; round++) {
                 size_t waiting = 0;
+                Thread *first_waiting = NULL;
                 for (size_t i = 0; i < t->n_threads; i++) {
                         Thread *th = &t->threads[i];
                         if (!th->seized || th->gone || (th->stopped && round < 8))
@@ -361,6 +461,8 @@ static int target_wait_all(Target *t, uint64_t start_ns) {
                                 return r;
                         if (r == 0) {
                                 waiting += !th->stopped;
+                                if (!th->stopped && !first_waiting)
+                                        first_waiting = th;
                                 continue;
                         }
                         r = target__record_stop(t, th, status);
@@ -374,7 +476,17 @@ static int target_wait_all(Target *t, uint64_t start_ns) {
                         target__mark_late(t, NULL, 0);
                         return -ETIMEDOUT;
                 }
-                poll_backoff(start_ns, now);
+                if (wait_timer_set && first_waiting) {
+                        /* Sleeps until that one reports (every thread must), then looks at
+                         * the others; in slices, for a killed one to be reaped. */
+                        int status, r = thread_wait_until(first_waiting,
+                                                          MIN(start_ns + timeout_ns, now + WAIT_ALL_SLICE_NS), &status);
+                        if (r > 0)
+                                r = target__record_stop(t, first_waiting, status);
+                        if (r < 0 && r != -ESRCH)
+                                return r;
+                } else
+                        poll_backoff(start_ns, now);
         }
 }
 
@@ -521,6 +633,32 @@ int target_request_stop(Target *t, Thread *th) {
  * are marked so and skipped. -ETIMEDOUT when none stopped in time, -ESRCH when all
  * are gone.
  */
+/*
+ * With a wait timer: sleeps until one of this thread's own tracees has a report
+ * (__WNOTHREAD: the stops of other drivers' tracees do not wake it), at most until
+ * deadline_ns, and leaves the report to be collected (WNOWAIT). False when the first
+ * report is of a thread not in v (one that this thread seized for another operation and
+ * that was not collected yet): it would be the first again at once, so the caller naps
+ * on SIGCHLD as without a timer.
+ */
+static bool wait_any_sleep(Thread **v, size_t n, uint64_t deadline_ns) {
+        uint64_t now = target__now_ns();
+        siginfo_t info = {};
+        int r;
+
+        if (now >= deadline_ns)
+                return true;
+        wait_timer_arm(deadline_ns - now);
+        r = waitid(P_ALL, 0, &info, WEXITED | WSTOPPED | WNOWAIT | __WALL | __WNOTHREAD);
+        wait_timer_arm(0);
+        if (r < 0 || info.si_pid == 0)
+                return r == 0 || errno == EINTR;   /* the timer: look again */
+        for (size_t i = 0; i < n; i++)
+                if (v[i] && v[i]->tid == info.si_pid)
+                        return true;
+        return false;
+}
+
 int target_wait_any(Target *t, Thread **v, size_t n, int timeout_ms, Thread **ret) {
         uint64_t deadline = target__now_ns() + (uint64_t)timeout_ms * 1000000ULL;
         sigset_t chld, old;
@@ -566,6 +704,8 @@ int target_wait_any(Target *t, Thread **v, size_t n, int timeout_ms, Thread **re
                         target__mark_late(t, v, n);
                         break;
                 }
+                if (wait_timer_set && wait_any_sleep(v, n, deadline))
+                        continue;
                 struct timespec ts = { 0, (long)MIN(deadline - now, 1000000ULL) };
                 (void)sigtimedwait(&chld, NULL, &ts);
         }

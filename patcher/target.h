@@ -20,6 +20,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 #include <sys/user.h>
+#include <time.h>
 
 #include "patcher/x86_64/regs.h"
 
@@ -299,6 +300,25 @@ size_t target_call_return_code(uint8_t buf[static 16]);
  * instruction runs, CONTROL_CALL_RETURNED | the low 32 bits of f's return value before
  * it returns (patcher/control.h). Into buf; returns its length (at most 64). */
 size_t target_call_record_code(uint8_t buf[static 64]);
+
+/*
+ * Precise waits for a multithreaded tracer (docs/performance.md, "Waiting for one's own
+ * tracees"). A tracee's stop raises SIGCHLD for the whole tracing process: any of its
+ * threads may take it, and the tracer of the thread that stopped then sleeps out its
+ * slice. A thread that sets a timer here waits instead in waitpid() for the very thread
+ * it waits for (the kernel wakes such a wait for that thread's report only), bounded by
+ * the timer: its expiry must interrupt this thread's blocking system calls (a signal
+ * directed at this thread by SIGEV_THREAD_ID, unblocked in it, whose handler was
+ * installed without SA_RESTART). The library arms it only around such a wait and
+ * disarms it afterwards. Per thread; NULL goes back to the SIGCHLD naps (the default).
+ */
+void target_set_wait_timer(const timer_t *timer);
+/* The same with a timer the library makes for the calling thread: its expiry sends signo
+ * to this thread alone (SIGEV_THREAD_ID), and signo is unblocked in it. The caller has
+ * installed signo's handler without SA_RESTART. target_wait_timer_stop() deletes it and
+ * blocks signo again. -errno when no timer could be made (the waits nap as before). */
+int target_wait_timer_start(int signo);
+void target_wait_timer_stop(void);
 
 /*
  * For benchmarks (bench/): a process-wide observer of stops, NULL by default. When set,

@@ -133,6 +133,16 @@ size_t ulp_release_late(void);
  * operation on pid takes them over when it runs in this thread; in another thread it
  * would find them traced by another (-EBUSY) until they stopped and were let go. */
 bool ulp_late_holds(pid_t pid);
+/* A multithreaded caller that runs operations in several threads (a service, a pool):
+ * makes the calling thread's waits for its tracees' stops sleep until the very thread
+ * waited for reports, where they napped on SIGCHLD, which any thread of the process may
+ * take. The library makes a timer of this thread that sends signo to it alone, armed
+ * only during such a wait to end it at its deadline, and unblocks signo in this thread;
+ * the caller must have installed signo's handler (one that does nothing will do)
+ * without SA_RESTART. Per thread; ulp_wait_timer_stop() before the thread ends. -errno
+ * when no timer could be made: the waits nap as before. */
+int ulp_wait_timer_start(int signo);
+void ulp_wait_timer_stop(void);
 
 /* Blocking forms: start, then step until done. Return 0, or -errno as above. */
 int ulp_apply(pid_t pid, int patch_fd, const char *name_hint, const UlpOptions *o, UlpReport *report);

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "common/macro.h"
+#include "elf/maps.h"
 #include "elf/module.h"
 #include "elf/symtab.h"
 #include "test.h"
@@ -309,6 +310,125 @@ TEST(cache_by_identity) {
         ASSERT_EQ_U64(mc->start, md->start);
         ASSERT_EQ_U64(mc->end, md->end);
         ASSERT_EQ_U64(mc->bias, md->bias);
+}
+
+static void assert_same_list(const ModuleList *x, const ModuleList *y) {
+        ASSERT_EQ(x->n, y->n);
+        for (size_t i = 0; i < x->n; i++) {
+                const Module *a = &x->v[i], *b = &y->v[i];
+                ASSERT_STREQ(a->path, b->path);
+                ASSERT_STREQ(a->open_path, b->open_path);
+                ASSERT_TRUE((a->soname == NULL) == (b->soname == NULL));
+                ASSERT_TRUE(!a->soname || strcmp(a->soname, b->soname) == 0);
+                ASSERT_EQ_U64(a->start, b->start);
+                ASSERT_EQ_U64(a->end, b->end);
+                ASSERT_EQ_U64(a->bias, b->bias);
+                ASSERT_EQ(a->is_main, b->is_main);
+                ASSERT_EQ(a->is_patch, b->is_patch);
+                ASSERT_EQ(a->e_type, b->e_type);
+                ASSERT_EQ(a->build_id_len, b->build_id_len);
+                ASSERT_TRUE(memcmp(a->build_id, b->build_id, a->build_id_len) == 0);
+        }
+        ASSERT_EQ_U64(x->vdso_start, y->vdso_start);
+}
+
+/* Maps path (a copy of a fixture ELF, or a ulp-patch memfd when path is NULL) executable. */
+static void *map_elf(const char *path, size_t *ret_size) {
+        char proc[64];
+        struct stat st;
+        int fd = path ? open(path, O_RDONLY | O_CLOEXEC) : memfd_create("ulp-patch:reread", MFD_CLOEXEC);
+
+        if (fd < 0)
+                return NULL;
+        snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+        if ((!path && copy_file(PATCH_DIR "/patch-full.so", proc) < 0) || fstat(fd, &st) < 0) {
+                close(fd);
+                return NULL;
+        }
+        void *p = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_EXEC, MAP_PRIVATE, fd, 0);
+        close(fd);
+        *ret_size = (size_t)st.st_size;
+        return p == MAP_FAILED ? NULL : p;
+}
+
+/* Lookups of the module cache since the last call: one per module read from its file. */
+static unsigned long cache_lookups(void) {
+        static unsigned long last;
+        unsigned long h, m, d;
+
+        modules_cache_stats(&h, &m);
+        d = h + m - last;
+        last = h + m;
+        return d;
+}
+
+/*
+ * A refresh after a patch's load (modules_reread_maps()): what did not change is taken
+ * from the list read before, in the same order, and only the new patch is read; the result
+ * is the list a full read gives. A module other than a patch added (or removed) meanwhile
+ * makes it a full read.
+ */
+TEST(reread_after_patch) {
+        _cleanup_(modulelist_done) ModuleList a = {}, b = {}, full_b = {}, c = {}, full_c = {}, d = {}, full_d = {};
+        _cleanup_(maplist_done) MapList mb = {}, mc = {}, md = {};
+        char dir[] = "/tmp/ulp-elf-test.XXXXXX", path[64];
+        size_t patch_size, lib_size;
+        unsigned long n_b, n_c, n_d;
+
+        ASSERT_OK(modules_read(getpid(), &a));
+        void *patch = map_elf(NULL, &patch_size);
+        ASSERT_TRUE(patch != NULL);
+        (void) cache_lookups();
+        int r = maps_read(getpid(), &mb);
+        if (r >= 0)
+                r = modules_reread_maps(getpid(), &mb, &a, &b);
+        n_b = cache_lookups();
+        if (r >= 0)
+                r = modules_read(getpid(), &full_b);
+        /* the patch gone again */
+        munmap(patch, patch_size);
+        if (r >= 0)
+                r = maps_read(getpid(), &mc);
+        (void) cache_lookups();
+        if (r >= 0)
+                r = modules_reread_maps(getpid(), &mc, &b, &c);
+        n_c = cache_lookups();
+        if (r >= 0)
+                r = modules_read(getpid(), &full_c);
+        /* a library (not a patch) mapped meanwhile: everything is read */
+        ASSERT_TRUE(mkdtemp(dir) != NULL);
+        snprintf(path, sizeof(path), "%s/libextra.so", dir);
+        void *lib = NULL;
+        if (r >= 0)
+                r = copy_file(PATCH_DIR "/patch-full.so", path);
+        if (r >= 0 && !(lib = map_elf(path, &lib_size)))
+                r = -EIO;
+        if (r >= 0)
+                r = maps_read(getpid(), &md);
+        (void) cache_lookups();
+        if (r >= 0)
+                r = modules_reread_maps(getpid(), &md, &c, &d);
+        n_d = cache_lookups();
+        if (r >= 0)
+                r = modules_read(getpid(), &full_d);
+        if (lib)
+                munmap(lib, lib_size);
+        unlink(path);
+        rmdir(dir);
+        ASSERT_OK(r);
+
+        assert_same_list(&b, &full_b);
+        ASSERT_EQ(b.n, a.n + 1);
+        ASSERT_TRUE(b.v[b.n - 1].is_patch);
+        ASSERT_EQ_U64(b.v[b.n - 1].bias, (uint64_t)(uintptr_t)patch);
+        ASSERT_EQ(n_b, 1);              /* the patch alone was read */
+        assert_same_list(&c, &full_c);
+        assert_same_list(&c, &a);
+        ASSERT_EQ(n_c, 0);
+        assert_same_list(&d, &full_d);
+        ASSERT_EQ(d.n, a.n + 1);
+        ASSERT_TRUE(modules_find_addr(&d, (uint64_t)(uintptr_t)lib) != NULL);
+        ASSERT_TRUE(n_d >= d.n);        /* a full read */
 }
 
 TEST(no_such_process) {

@@ -34,6 +34,38 @@ typedef struct Victim {
 static pid_t children[64];
 static int n_children;
 
+static void harness_timer_signal(int sig) {
+        (void) sig;
+}
+
+/* Makes this thread's waits for its tracees sleep in waitpid() bounded by a timer, as
+ * ulpd's drivers wait (target_wait_timer_start()): its signal has a handler without
+ * SA_RESTART and goes to this thread only. */
+static inline void harness_wait_timer_on(void) {
+        struct sigaction sa = { .sa_handler = harness_timer_signal };
+        int r;
+
+        sigemptyset(&sa.sa_mask);
+        if (sigaction(SIGRTMIN + 1, &sa, NULL) < 0) {
+                perror("sigaction");
+                exit(1);
+        }
+        r = target_wait_timer_start(SIGRTMIN + 1);
+        if (r < 0 && r != -EBUSY) {
+                fprintf(stderr, "wait timer: %s\n", strerror(-r));
+                exit(1);
+        }
+}
+
+/* ULP_TEST_WAIT_TIMER=1: every case waits so (tests/ptrace/meson.build runs some cases
+ * both ways). */
+__attribute__((constructor)) static void harness_wait_timer_env(void) {
+        const char *e = getenv("ULP_TEST_WAIT_TIMER");
+
+        if (e && strcmp(e, "1") == 0)
+                harness_wait_timer_on();
+}
+
 /* Kills every child (victims, helpers) and reaps them and their traced threads. A
  * failed assertion leaves through longjmp, so this also runs at exit. */
 static inline void kill_children(void) {

@@ -309,6 +309,70 @@ TEST(forgotten_thread_released) {
         victim_end(&v);
 }
 
+/*
+ * With a wait timer (target_wait_timer_start): a wait for a thread that does not stop ends
+ * at its deadline, not long after, and one for a thread that stops ends with its report.
+ */
+TEST(wait_timer_deadline) {
+        Victim v;
+        Target *t;
+        int status;
+
+        harness_wait_timer_on();
+        t = victim_open(&v, "threads", NULL);
+        Thread *th = target_find_thread(t, v.sh->counter_tids[0]);
+        ASSERT_TRUE(th);
+        ASSERT_OK(target_stop_thread(t, th));
+        /* running again, still seized, asked for nothing: no report comes */
+        ASSERT_OK(target__ptrace(PTRACE_CONT, th->tid, NULL, NULL));
+        th->stopped = false;
+        uint64_t t0 = target__now_ns();
+        ASSERT_ERR(target__wait(t, th, 200, &status), -ETIMEDOUT);
+        uint64_t took_ms = (target__now_ns() - t0) / 1000000;
+        fprintf(stderr, "  a wait of 200 ms for no report took %" PRIu64 " ms\n", took_ms);
+        ASSERT_TRUE(took_ms >= 200);
+        ASSERT_TRUE(took_ms < 200 + 500 * test_slowdown());
+        /* asked now: the report ends the wait */
+        ASSERT_OK(target__ptrace(PTRACE_INTERRUPT, th->tid, NULL, NULL));
+        ASSERT_OK(target__wait(t, th, TEST_STOP_TIMEOUT_MS, &status));
+        ASSERT_TRUE(WIFSTOPPED(status));
+        ASSERT_EQ(status >> 16, PTRACE_EVENT_STOP);
+        th->stopped = true;     /* the stop is taken: let it go */
+        ASSERT_OK(target_resume_thread(t, th));
+        free_and_check_released(&v, t);
+        victim_end(&v);
+}
+
+/*
+ * target_wait_any() over some threads while another seized thread's report is waiting
+ * uncollected: with a wait timer, the first report of this thread's tracees is that
+ * other one's, and the wait must still return the thread asked for (then the other is
+ * collected as well).
+ */
+TEST(wait_any_other_report_pending) {
+        Victim v;
+        Target *t;
+        Thread *got = NULL;
+
+        harness_wait_timer_on();
+        t = victim_open(&v, "threads", NULL);
+        Thread *a = target_find_thread(t, v.sh->counter_tids[0]);
+        Thread *b = target_find_thread(t, v.sh->counter_tids[1]);
+        ASSERT_TRUE(a && b);
+        ASSERT_OK(target_request_stop(t, a));
+        ASSERT_TRUE(WAIT_UNTIL(task_state(v.pid, a->tid) == 't', 5000));
+        ASSERT_OK(target_request_stop(t, b));
+        ASSERT_OK(target_wait_any(t, &b, 1, TEST_STOP_TIMEOUT_MS, &got));
+        ASSERT_TRUE(got == b);
+        ASSERT_TRUE(b->stopped);
+        ASSERT_OK(target_wait_any(t, &a, 1, TEST_STOP_TIMEOUT_MS, &got));
+        ASSERT_TRUE(got == a);
+        ASSERT_OK(target_resume_thread(t, a));
+        ASSERT_OK(target_resume_thread(t, b));
+        free_and_check_released(&v, t);
+        victim_end(&v);
+}
+
 TEST(zombie_leader) {
         Victim v;
         Target *t;

@@ -86,6 +86,14 @@ bool target_orphans_of(pid_t pid) {
         return false;
 }
 
+int target_wait_timer_start(int signo) {
+        (void)signo;
+        return -ENOSYS;
+}
+
+void target_wait_timer_stop(void) {
+}
+
 void target_thread_name(Target *t, pid_t tid, char buf[static 16]) {
         (void)t;
         snprintf(buf, 16, "fake%d", (int)tid);
