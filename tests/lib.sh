@@ -22,10 +22,43 @@ PIDS=()
 # The victim's output; a script may point it elsewhere.
 LOG=$WORK/victim.log
 
+# ppid_of PID: its parent's pid (the field after the command's closing parenthesis)
+ppid_of() {
+	local s
+	s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+	s=${s##*) }
+	s=${s#* }
+	echo "${s%% *}"
+}
+# someone_elses PID: PID is no longer a process of this test's but another program's
+# (bash reaps a child that ended at once, and on a busy machine its pid is soon given
+# again: pid_max may be 32768), known by its ancestry reaching one of this shell's
+# ancestors (the test runner, another test) without passing through this shell. An
+# orphan reparented to init may be ours: not someone else's.
+someone_elses() {
+	local p=$1 a ours=" " hops=0
+	a=$PPID
+	while [ -n "$a" ] && [ "$a" -gt 1 ] && [ $hops -lt 64 ]; do
+		ours+="$a "
+		a=$(ppid_of "$a") || break
+		hops=$((hops + 1))
+	done
+	hops=0
+	while [ -n "$p" ] && [ "$p" -gt 1 ] && [ $hops -lt 64 ]; do
+		[ "$p" = "$$" ] && return 1
+		[[ $ours == *" $p "* ]] && return 0
+		p=$(ppid_of "$p") || return 1
+		hops=$((hops + 1))
+	done
+	return 1
+}
+
 lib_exit() {
 	local p
 	if declare -F on_exit >/dev/null; then on_exit || true; fi
-	for p in "${PIDS[@]}" ${VPID:-}; do kill -9 "$p" 2>/dev/null || true; done
+	for p in "${PIDS[@]}" ${VPID:-}; do
+		someone_elses "$p" || kill -9 "$p" 2>/dev/null || true
+	done
 	wait 2>/dev/null || true
 	rm -rf "$WORK"
 }
