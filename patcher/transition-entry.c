@@ -120,7 +120,7 @@ bool transition__thread_in_the_way(const Transition *tr, const Thread *th) {
         return lo > 0 && pc < tr->no_go[lo - 1].hi;
 }
 
-static bool in_stub(const Transition *tr, uint64_t pc) {
+bool transition__in_stub(const Transition *tr, uint64_t pc) {
         const ControlImage *img = tr->c->img;
 
         for (unsigned i = 0; i < img->hdr.n_funcs; i++)
@@ -211,7 +211,7 @@ int transition__move_threads_out(Transition *tr, bool table_changes) {
                         if (!transition__thread_in_the_way(tr, th))
                                 continue;
                         m = entry_map_of(tr, regs_pc(&th->regs));
-                        if (!m && !table_changes && in_stub(tr, regs_pc(&th->regs)))
+                        if (!m && !table_changes && transition__in_stub(tr, regs_pc(&th->regs)))
                                 continue;
                         if (!m)
                                 return -EAGAIN;
@@ -241,7 +241,7 @@ int transition__pc_out(const Transition *tr, uint64_t pc, bool table_changes, ui
         if (!in_the_way)
                 return 0;
         m = entry_map_of(tr, pc);
-        if (!m && !table_changes && in_stub(tr, pc))
+        if (!m && !table_changes && transition__in_stub(tr, pc))
                 return 0;
         if (!m)
                 return -EAGAIN;
