@@ -128,6 +128,19 @@ static size_t tid_hash(pid_t tid, size_t mask) {
 /* Rescans /proc/PID/task. A vanished thread we have seized is left to the wait that
  * reports its exit; a gone thread no longer listed is dropped, so that a reused tid
  * comes back as a new thread. */
+/*
+ * A thread taken for gone (its exit reaped) whose tid is listed again: the kernel gave
+ * the tid to a new thread (tids wrap at pid_max, 32768 on many machines). Kept gone, it
+ * would be left running by a stop of every thread and never looked at by a transition.
+ * Not one still dying (a zombie listed a moment longer), nor one still traced by this
+ * thread (a stop taken for an exit: target_release_forgotten()'s).
+ */
+static bool tid_reused(Target *t, const Thread *th) {
+        char st = target__thread_state(t->pid, th->tid);
+
+        return !th->seized && st && st != 'Z' && st != 'X' && target__thread_tracer(t->pid, th->tid) != gettid();
+}
+
 int target_refresh_threads(Target *t) {
         char path[64];
         snprintf(path, sizeof(path), "/proc/%d/task", t->pid);
@@ -173,6 +186,10 @@ int target_refresh_threads(Target *t) {
                                 r = -ENOMEM;
                                 break;
                         }
+                        n_new++;
+                } else if (th->gone && tid_reused(t, th)) {
+                        memset(th, 0, sizeof(*th));
+                        th->tid = (pid_t)tid;
                         n_new++;
                 }
                 size_t idx = (size_t)(th - t->threads);

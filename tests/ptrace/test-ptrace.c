@@ -309,6 +309,35 @@ TEST(forgotten_thread_released) {
         victim_end(&v);
 }
 
+/*
+ * A thread taken for gone whose tid is listed again: the kernel gave the tid of an
+ * exited thread to a new one (tids wrap at pid_max, 32768 here). Before, the entry
+ * stayed gone: a stop of every thread left that live thread running (and a transition
+ * never looked at it: completion could flip the untabled state under it). Made here by
+ * marking a live, untraced counter thread as gone, as the reap of an exit would.
+ */
+TEST(reused_tid_is_a_new_thread) {
+        Victim v;
+        Target *t;
+        t = victim_open(&v, "threads", NULL);
+        pid_t tid = v.sh->counter_tids[0];
+        Thread *th = target_find_thread(t, tid);
+        ASSERT_TRUE(th);
+        th->gone = true;
+        th->seized = false;
+        ASSERT_OK(target_stop_all(t));
+        ASSERT_EQ(count_stopped(t), 12);
+        ASSERT_EQ(task_state(v.pid, tid), 't');
+        uint64_t c = v.sh->counters[0];
+        sleep_ms(5);
+        ASSERT_EQ(v.sh->counters[0], c);        /* really stopped */
+        ASSERT_OK(target_resume_all(t));
+        ASSERT_TRUE(WAIT_UNTIL(v.sh->counters[0] > c, 2000));
+        assert_none_traced(v.pid);
+        target_free(t);
+        victim_end(&v);
+}
+
 TEST(zombie_leader) {
         Victim v;
         Target *t;
