@@ -42,6 +42,8 @@ static int stop_for_reverse(Transition *tr, int8_t new_target) {
                 int r = target_stop_all(tr->t);
                 if (r < 0)
                         return r;
+                if (transition_stop_test_hook)
+                        transition_stop_test_hook(tr, true);
                 r = transition__untrap_all(tr);
                 if (r >= 0 && (tr->global || tr->c->img->hdr.untabled_state == new_target || !byte_read_pending(tr)))
                         return 0;

@@ -739,7 +739,7 @@ static int switch_untabled(Transition *tr) {
         return control_write_header(tr->t, c);
 }
 
-void (*transition_complete_test_hook)(Transition *tr);
+void (*transition_stop_test_hook)(Transition *tr, bool reversal);
 
 int transition_complete(Transition *tr) {
         int r, k;
@@ -747,8 +747,8 @@ int transition_complete(Transition *tr) {
         r = target_stop_all(tr->t);
         if (r < 0)
                 return r;
-        if (transition_complete_test_hook)
-                transition_complete_test_hook(tr);
+        if (transition_stop_test_hook)
+                transition_stop_test_hook(tr, false);
         /* No thread-position check here: the table and every stub and copy stay valid
          * after completion, and the entries hold jumps, single instructions; but a
          * thread at a window's int3 with its trap not taken would be sent by the guard

@@ -150,9 +150,10 @@ int transition_reclaim(Transition *tr);
 /* klp_complete_transition: stops every thread, checks each is in the target state
  * (else they are pending again: returns 0), writes the final entries: returns 1. */
 int transition_complete(Transition *tr);
-/* Tests only: called by transition_complete() once every thread is stopped, before
- * anything is looked at or written (a test may move a thread meanwhile). */
-extern void (*transition_complete_test_hook)(Transition *tr);
+/* Tests only: called by transition_complete() and transition_reverse() (reversal) once
+ * every thread is stopped, before anything is looked at or written (a test may move a
+ * thread meanwhile). */
+extern void (*transition_stop_test_hook)(Transition *tr, bool reversal);
 
 /* Flips the target state; the patch goes back to where it came from. */
 int transition_reverse(Transition *tr);

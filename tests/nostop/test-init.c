@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/ptrace.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -284,35 +285,61 @@ static size_t byte_reads(Transition *tr, uint64_t *at, size_t max) {
         return n;
 }
 
-/* At the first completion of the apply: the late worker, stopped, stepped until it is
- * about to read the byte in a stub. No assertion here (inside the library's call). */
-static void step_into_stub(Transition *tr) {
-        uint64_t at[8];
-        size_t n;
-        Thread *th;
-
-        if (stepped || step_fail || !late_tid)
-                return;
-        n = byte_reads(tr, at, 8);
-        th = target_find_thread(tr->t, late_tid);
-        if (n == 0 || !th || th->gone || !th->stopped) {
-                step_fail = 1;
-                return;
-        }
+/* The stopped th stepped until it is about to read the byte (one of at[n]): 1 there,
+ * 0 it exited on the way (marked gone, as the library's wait would), -1 failed. */
+static int step_thread(Thread *th, const uint64_t *at, size_t n) {
         for (unsigned steps = 0; steps < 2000000; steps++) {
                 int status;
                 for (size_t k = 0; k < n; k++)
                         if (regs_pc(&th->regs) == at[k]) {
                                 stepped = steps + 1;
                                 stepped_pc = at[k];
-                                return;
+                                return 1;
                         }
-                if (ptrace(PTRACE_SINGLESTEP, late_tid, NULL, NULL) < 0 ||
-                    waitpid(late_tid, &status, __WALL) != late_tid || !WIFSTOPPED(status) ||
-                    ptrace(PTRACE_GETREGS, late_tid, NULL, &th->regs) < 0)
-                        break;
+                if (ptrace(PTRACE_SINGLESTEP, th->tid, NULL, NULL) < 0 ||
+                    waitpid(th->tid, &status, __WALL) != th->tid)
+                        return -1;
+                if (WIFEXITED(status) || WIFSIGNALED(status)) {
+                        th->gone = true;
+                        th->stopped = th->seized = false;
+                        return 0;
+                }
+                if (!WIFSTOPPED(status) || ptrace(PTRACE_GETREGS, th->tid, NULL, &th->regs) < 0)
+                        return -1;
         }
-        step_fail = 2;
+        return -1;
+}
+
+/* At the first stop of every thread of the kind asked (completion, or reversal): the
+ * late worker (late_tid), else the first untabled thread that reaches a stub before it
+ * exits, stepped until it is about to read the byte in a stub. No assertion here
+ * (inside the library's call). */
+static bool hook_at_reversal;
+
+static void step_into_stub(Transition *tr, bool reversal) {
+        uint64_t at[8];
+        size_t n;
+
+        if (stepped || step_fail || reversal != hook_at_reversal || (!late_tid && !reversal))
+                return;
+        n = byte_reads(tr, at, 8);
+        if (n == 0) {
+                step_fail = 1;
+                return;
+        }
+        for (size_t i = 0; i < tr->t->n_threads; i++) {
+                Thread *th = &tr->t->threads[i];
+                int r;
+                if (th->gone || !th->stopped || (late_tid ? th->tid != late_tid :
+                                                 control_table_find(tr->c, regs_tp(&th->regs)) >= 0))
+                        continue;
+                r = step_thread(th, at, n);
+                if (r != 0) {
+                        step_fail = r < 0 ? 2 : 0;
+                        return;
+                }
+        }
+        step_fail = 3;
 }
 
 TEST(flip_waits_for_stub) {
@@ -341,13 +368,13 @@ TEST(flip_waits_for_stub) {
         for (int tries = 0; !late_tid; tries++) {
                 ASSERT_TRUE(tries < 5);
                 entry_bp_test_hook = start_late_worker;
-                transition_complete_test_hook = step_into_stub;
+                transition_stop_test_hook = step_into_stub;
                 fd = open(CONS_PATCH, O_RDONLY | O_CLOEXEC);
                 ASSERT_TRUE(fd >= 0);
                 r = ulp_apply(child, fd, "patch-consistency.so", &o, &rep);
                 close(fd);
                 entry_bp_test_hook = NULL;
-                transition_complete_test_hook = NULL;
+                transition_stop_test_hook = NULL;
                 if (r < 0)
                         fprintf(stderr, "  apply: %s\n", rep.message);
                 ASSERT_OK(r);
@@ -380,5 +407,94 @@ TEST(flip_waits_for_stub) {
         ASSERT_OK(ulp_revert(child, "consistency", &o, &rep));
         ulp_report_done(&rep);
         ASSERT_TRUE(!cons_says("MIX ", NULL));
+        ASSERT_EQ(waitpid(child, NULL, WNOHANG), 0);
+}
+
+/*
+ * The same at a reversal that changes the byte: an init that stopped every thread left
+ * the byte in the target (a thread created later starts there), a thread held in
+ * blocker() keeps the transition from completing, and at the deadline the reversal
+ * enters the untabled threads with the old target and sets the byte to the new one. A
+ * worker started once the transition began (untabled, in the target), stepped at the
+ * reversal's stop to the byte's read in a stub, would read the new byte and mix ("MIX
+ * outer=1 inner=2,2", or outer=2 inner=2,1); the reversal's stop is made again while a
+ * thread is in a stub. The apply is stepped here (ulp_op_step()) to start the worker
+ * between init and the deadline.
+ */
+TEST(reversal_waits_for_stub) {
+        UlpOptions o = { .timeout_ms = 1000 * (test_slowdown() < 3 ? test_slowdown() : 3) };
+        UlpReport rep = {};
+        UlpOp *op = NULL;
+        unsigned next_ms, switched;
+        char fifo[80];
+        int fd, r, tid = 0;
+
+        snprintf(cons_out, sizeof(cons_out), "/tmp/ulp-test-init-XXXXXX");
+        fd = mkstemp(cons_out);
+        ASSERT_TRUE(fd >= 0);
+        snprintf(fifo, sizeof(fifo), "%s.fifo", cons_out);
+        ASSERT_OK(mkfifo(fifo, 0600));
+        atexit(cons_kill);
+        child = fork();
+        ASSERT_TRUE(child >= 0);
+        if (child == 0) {
+                prctl(PR_SET_PDEATHSIG, SIGKILL);
+                dup2(fd, 1);
+                setenv("LD_LIBRARY_PATH", VICTIMS_DIR, 1);
+                execl(CONS_VICTIM, "victim-consistency", "-n", "2", "-b", fifo, (char *)NULL);
+                _exit(127);
+        }
+        close(fd);
+        ASSERT_TRUE(WAIT_UNTIL(cons_says("blocked=1", NULL), 5000));
+        /* The init that stops every thread: the byte in the target until the reversal. */
+        unsetenv("ULP_NOSTOP_INIT");
+        transition_nostop_init = false;
+        hook_at_reversal = true;
+        fd = open(CONS_PATCH, O_RDONLY | O_CLOEXEC);
+        ASSERT_TRUE(fd >= 0);
+        r = ulp_op_apply(child, fd, "patch-consistency.so", &o, &op, &rep);
+        close(fd);
+        ASSERT_OK(r);
+        for (unsigned total = 0; r == 0 && total == 0;) {
+                r = ulp_op_step(op, &next_ms);
+                ulp_op_progress(op, &switched, &total);
+                if (r == 0 && total == 0)
+                        sleep_ms(next_ms);
+        }
+        /* The transition started, the blocked thread holds it up: one more worker. */
+        ASSERT_EQ(r, 0);
+        kill(child, SIGURG);
+        ASSERT_TRUE(WAIT_UNTIL(cons_says("worker started tid=", &tid), 5000));
+        late_tid = tid;
+        transition_stop_test_hook = step_into_stub;
+        while ((r = ulp_op_step(op, &next_ms)) == 0)
+                sleep_ms(next_ms);
+        transition_stop_test_hook = NULL;
+        ulp_op_free(op);
+        fprintf(stderr, "  apply: %d %s\n  worker %d stepped %u instructions to %#llx (fail %u)\n", r, rep.message,
+                late_tid, stepped, (unsigned long long)stepped_pc, step_fail);
+        ASSERT_TRUE(r < 0 && strstr(rep.message, "was reversed"));
+        ulp_report_done(&rep);
+        ASSERT_EQ(step_fail, 0u);
+        ASSERT_TRUE(stepped > 0);
+        /* Let the blocked thread go; the victim runs on in version 1. */
+        fd = open(fifo, O_WRONLY | O_CLOEXEC);
+        ASSERT_TRUE(fd >= 0);
+        ASSERT_EQ(write(fd, "x", 1), 1);
+        close(fd);
+        unlink(fifo);
+        ASSERT_TRUE(WAIT_UNTIL(cons_says("blocked=0", NULL), 5000));
+        sleep_ms(100);
+        if (cons_says("MIX ", NULL)) {
+                char line[512];
+                FILE *f = fopen(cons_out, "re");
+                while (f && fgets(line, sizeof(line), f))
+                        if (strncmp(line, "MIX ", 4) == 0)
+                                fprintf(stderr, "  %s", line);
+                if (f)
+                        fclose(f);
+        }
+        ASSERT_TRUE(!cons_says("MIX ", NULL));
+        ASSERT_EQ(cons_mixed(), 0);
         ASSERT_EQ(waitpid(child, NULL, WNOHANG), 0);
 }
