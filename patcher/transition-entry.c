@@ -85,16 +85,20 @@ int transition__compute_no_go(Transition *tr) {
 
         free(tr->no_go);
         free(tr->maps);
-        tr->n_maps = 0;
+        free(tr->stubs);
+        tr->n_maps = tr->n_stubs = 0;
         tr->no_go = calloc(2 * (size_t)img->hdr.n_funcs + 1, sizeof(CodeRange));
         tr->maps = calloc((size_t)img->hdr.n_funcs + 1, sizeof(EntryMap));
-        if (!tr->no_go || !tr->maps)
+        tr->stubs = calloc((size_t)img->hdr.n_funcs + 1, sizeof(CodeRange));
+        if (!tr->no_go || !tr->maps || !tr->stubs)
                 return -ENOMEM;
         for (unsigned i = 0; i < img->hdr.n_funcs; i++) {
                 const ControlFunc *f = &img->funcs[i];
                 uint64_t s = f->old_addr + f->entry_off;
-                if (f->stub_addr)
+                if (f->stub_addr) {
                         tr->no_go[n++] = (CodeRange) { f->stub_addr, f->stub_addr + STUB_MAX_SIZE };
+                        tr->stubs[tr->n_stubs++] = tr->no_go[n - 1];
+                }
                 if ((int)f->patch == tr->patch && f->displaced_len > 1 && transition__entry_dest_now(tr->c, f, tr->patch) == 0) {
                         tr->no_go[n++] = (CodeRange) { s + 1, s + f->displaced_len };
                         map_entry(tr, f);
@@ -102,32 +106,32 @@ int transition__compute_no_go(Transition *tr) {
         }
         qsort(tr->no_go, n, sizeof(CodeRange), range_cmp);
         tr->n_no_go = n;
+        qsort(tr->stubs, tr->n_stubs, sizeof(CodeRange), range_cmp);
         return 0;
 }
 
-bool transition__thread_in_the_way(const Transition *tr, const Thread *th) {
-        uint64_t pc = regs_pc(&th->regs);
-        size_t lo = 0, hi = tr->n_no_go;
+/* Whether pc is in one of the n sorted ranges v, which do not overlap. */
+static bool in_ranges(const CodeRange *v, size_t n, uint64_t pc) {
+        size_t lo = 0, hi = n;
 
-        /* The last range starting at or below pc; the ranges do not overlap. */
+        /* The last range starting at or below pc. */
         while (lo < hi) {
                 size_t mid = lo + (hi - lo) / 2;
-                if (tr->no_go[mid].lo <= pc)
+                if (v[mid].lo <= pc)
                         lo = mid + 1;
                 else
                         hi = mid;
         }
-        return lo > 0 && pc < tr->no_go[lo - 1].hi;
+        return lo > 0 && pc < v[lo - 1].hi;
 }
 
-bool transition__in_stub(const Transition *tr, uint64_t pc) {
-        const ControlImage *img = tr->c->img;
+bool transition__thread_in_the_way(const Transition *tr, const Thread *th) {
+        return in_ranges(tr->no_go, tr->n_no_go, regs_pc(&th->regs));
+}
 
-        for (unsigned i = 0; i < img->hdr.n_funcs; i++)
-                if (img->funcs[i].stub_addr && pc >= img->funcs[i].stub_addr &&
-                    pc < img->funcs[i].stub_addr + STUB_MAX_SIZE)
-                        return true;
-        return false;
+/* The stubs as prepare found them (a revert's fresh stubs are built before). */
+bool transition__in_stub(const Transition *tr, uint64_t pc) {
+        return in_ranges(tr->stubs, tr->n_stubs, pc);
 }
 
 const Relocation *transition__entry_map(const Transition *tr, uint64_t at, uint64_t *ret_copy) {

@@ -109,6 +109,8 @@ void transition_done(Transition *tr) {
         free(tr->pending);
         free(tr->expect);
         free(tr->no_go);
+        free(tr->stubs);
+        tr->stubs = NULL;
         tr->expect = NULL;
         tr->no_go = NULL;
         tr->ranges = NULL;

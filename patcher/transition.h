@@ -71,6 +71,8 @@ typedef struct Transition {
         CodeRange *no_go;        /* sorted: where no PC may be when init or a global
                                   * switch rewrites code or the table (prepare) */
         size_t n_no_go;
+        CodeRange *stubs;        /* sorted: the dispatch stubs of the records */
+        size_t n_stubs;
         EntryBytes *expect;      /* per record of the patch: what its entry holds before
                                   * init (computed by prepare, outside the stop) */
         struct EntryMap *maps;   /* per entry init rewrites: its instructions and their
