@@ -20,13 +20,13 @@ static void sleep_1ms(void) {
         nanosleep(&ts, NULL);
 }
 
-/* Every thread stopped: whether one is inside a dispatch stub where it may read the
- * untabled byte (transition__stub_pending(); the signal frames of untabled threads). */
+/* Every thread stopped: whether an untabled one is about to read the untabled byte in a
+ * stub (transition__stub_pending()). */
 static bool byte_read_pending(Transition *tr) {
         for (size_t i = 0; i < tr->t->n_threads; i++) {
                 Thread *th = &tr->t->threads[i];
-                if (!th->gone && th->stopped &&
-                    transition__stub_pending(tr, th, control_table_find(tr->c, regs_tp(&th->regs)) < 0))
+                if (!th->gone && th->stopped && control_table_find(tr->c, regs_tp(&th->regs)) < 0 &&
+                    transition__stub_pending(tr, th, NULL))
                         return true;
         }
         return false;

@@ -647,26 +647,6 @@ int transition_reclaim(Transition *tr) {
         return r < 0 ? r : k < 0 ? k : 0;
 }
 
-static bool frames_in_stub(const Transition *tr, const UnwindResult *ur) {
-        for (size_t i = 0; i < ur->n; i++)
-                if (transition__in_stub(tr, ur->pcs[i]))
-                        return true;
-        return false;
-}
-
-bool transition__stub_pending(Transition *tr, Thread *th, bool frames) {
-        UnwindResult *ur;
-        bool in;
-
-        if (transition__in_stub(tr, regs_pc(&th->regs)))
-                return true;
-        if (!frames || !tr->u || !(ur = malloc(sizeof(*ur))))
-                return false;
-        in = unwinder_unwind(tr->u, th->tid, &th->regs, ur) >= 0 && frames_in_stub(tr, ur);
-        free(ur);
-        return in;
-}
-
 /*
  * Every thread is stopped: the end of the untabled phase. Each untabled thread is
  * checked here, as global mode checks every thread, and entered in the table: in the
@@ -676,12 +656,15 @@ bool transition__stub_pending(Transition *tr, Thread *th, bool frames) {
  * init. Waiting instead for every untabled thread to pass at once would never end while
  * the process keeps creating threads that run the patched functions. Forced: no check.
  *
- * Not while a thread is inside a dispatch stub: a stub looks for its thread in the table,
- * then, not found, reads the byte. A thread stopped between the two and entered here (in
- * the initial state: a stub is no reliable frame) would read the flipped byte once let
- * go, and run the target's function from a frame of the initial state, or with its slot
- * in the initial state: a mixed call (tests/nostop nostop-init-flip_waits_for_stub).
- * Then 1: the byte waits for a later completion; the table is written.
+ * Not while an untabled thread is inside a dispatch stub between its look at the table
+ * and its read of the byte: entered here (in the initial state: a stub is no reliable
+ * frame), it would read the flipped byte once let go, and run the target's function
+ * from a frame of the initial state, or with its slot in the initial state: a mixed call
+ * (tests/nostop nostop-init-flip_waits_for_stub). Then 1: the byte waits for a later
+ * completion; the table is written, so that only threads created meanwhile can hold it
+ * back again. A thread already in the table reads its slot: it could be between the two
+ * only if entered there, which leaves it pending (a stub is no reliable frame) until it
+ * is out.
  */
 static int switch_untabled(Transition *tr) {
         Control *c = tr->c;
@@ -702,20 +685,13 @@ static int switch_untabled(Transition *tr) {
                 char blocker[128] = "";
                 bool ok;
                 int slot;
-                if (th->gone || !th->stopped)
-                        continue;
-                /* A tabled thread in a stub too (cheap): one entered while it was between
-                 * its look at the table and the byte (an earlier completion, a return
-                 * trap's entry) reads the byte all the same. */
-                in_stub |= transition__in_stub(tr, regs_pc(&th->regs));
-                if (tp && control_table_find(c, tp) >= 0)
+                if (th->gone || !th->stopped || (tp && control_table_find(c, tp) >= 0))
                         continue;
                 ok = tr->forced;
                 if (!ok) {
                         ur->n = 0;
                         ok = check_thread(tr, th, ur, blocker, sizeof(blocker)) == 1;
-                        /* A signal frame that returns into a stub. */
-                        in_stub |= frames_in_stub(tr, ur);
+                        in_stub |= transition__stub_pending(tr, th, ur);
                 }
                 slot = -1;
                 if (tp && used < CONTROL_MAX_THREADS)
