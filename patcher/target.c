@@ -59,6 +59,14 @@ char target__thread_state(pid_t pid, pid_t tid) {
         return p && p[1] == ' ' ? p[2] : 0;
 }
 
+int target__nr_threads(pid_t pid) {
+        char buf[4096];
+        if (!read_task_file(pid, pid, "status", buf, sizeof(buf)))
+                return -1;
+        char *p = strstr(buf, "\nThreads:");
+        return p ? atoi(p + strlen("\nThreads:")) : -1;
+}
+
 pid_t target__thread_tracer(pid_t pid, pid_t tid) {
         char buf[4096];
         if (!read_task_file(pid, tid, "status", buf, sizeof(buf)))
@@ -141,6 +149,8 @@ static bool tid_reused(Target *t, const Thread *th) {
         return !th->seized && st && st != 'Z' && st != 'X' && target__thread_tracer(t->pid, th->tid) != gettid();
 }
 
+pid_t target_refresh_test_hide;
+
 int target_refresh_threads(Target *t) {
         char path[64];
         snprintf(path, sizeof(path), "/proc/%d/task", t->pid);
@@ -174,6 +184,10 @@ int target_refresh_threads(Target *t) {
                 long tid = strtol(de->d_name, &end, 10);
                 if (*end || tid <= 0)
                         continue;
+                if (tid == target_refresh_test_hide) {
+                        target_refresh_test_hide = 0;
+                        continue;
+                }
                 Thread *th = NULL;
                 for (size_t h = tid_hash((pid_t)tid, mask); idx_of[h]; h = (h + 1) & mask)
                         if (t->threads[idx_of[h] - 1].tid == (pid_t)tid) {

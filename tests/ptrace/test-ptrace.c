@@ -338,6 +338,37 @@ TEST(reused_tid_is_a_new_thread) {
         victim_end(&v);
 }
 
+/*
+ * A listing of /proc/PID/task that steps over a live thread it did not know yet (the
+ * kernel's listing goes on by position when the thread it listed last was released
+ * meanwhile): made here by leaving a counter thread out of the Target and out of the
+ * next listing (target_refresh_test_hide). Before, the stop of every thread found
+ * nothing new and returned with that thread running; now the kernel's count of threads
+ * tells, and it is found by the next listing.
+ */
+TEST(listing_steps_over_a_thread) {
+        Victim v;
+        Target *t;
+        t = victim_open(&v, "threads", NULL);
+        pid_t tid = v.sh->counter_tids[0];
+        Thread *th = target_find_thread(t, tid);
+        ASSERT_TRUE(th);
+        *th = t->threads[--t->n_threads];
+        target_refresh_test_hide = tid;
+        ASSERT_OK(target_stop_all(t));
+        ASSERT_EQ(target_refresh_test_hide, 0);
+        ASSERT_EQ(count_stopped(t), 12);
+        ASSERT_EQ(task_state(v.pid, tid), 't');
+        uint64_t c = v.sh->counters[0];
+        sleep_ms(5);
+        ASSERT_EQ(v.sh->counters[0], c);        /* really stopped */
+        ASSERT_OK(target_resume_all(t));
+        ASSERT_TRUE(WAIT_UNTIL(v.sh->counters[0] > c, 2000));
+        assert_none_traced(v.pid);
+        target_free(t);
+        victim_end(&v);
+}
+
 TEST(zombie_leader) {
         Victim v;
         Target *t;
