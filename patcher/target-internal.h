@@ -15,6 +15,9 @@
 char target__thread_state(pid_t pid, pid_t tid);
 /* The thread tracing it (TracerPid in /proc/PID/task/TID/status), 0 none or unreadable. */
 pid_t target__thread_tracer(pid_t pid, pid_t tid);
+/* The kernel's count of the process's threads (Threads: in /proc/PID/status), -1
+ * unreadable. */
+int target__nr_threads(pid_t pid);
 
 /* A non-blocking waitpid on one seized thread: 1 with *ret_status when it reported,
  * 0 when it has nothing to report, -ESRCH (marked gone) when it exited. */

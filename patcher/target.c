@@ -59,6 +59,14 @@ char target__thread_state(pid_t pid, pid_t tid) {
         return p && p[1] == ' ' ? p[2] : 0;
 }
 
+int target__nr_threads(pid_t pid) {
+        char buf[4096];
+        if (!read_task_file(pid, pid, "status", buf, sizeof(buf)))
+                return -1;
+        char *p = strstr(buf, "\nThreads:");
+        return p ? atoi(p + strlen("\nThreads:")) : -1;
+}
+
 pid_t target__thread_tracer(pid_t pid, pid_t tid) {
         char buf[4096];
         if (!read_task_file(pid, tid, "status", buf, sizeof(buf)))
@@ -128,6 +136,21 @@ static size_t tid_hash(pid_t tid, size_t mask) {
 /* Rescans /proc/PID/task. A vanished thread we have seized is left to the wait that
  * reports its exit; a gone thread no longer listed is dropped, so that a reused tid
  * comes back as a new thread. */
+/*
+ * A thread taken for gone (its exit reaped) whose tid is listed again: the kernel gave
+ * the tid to a new thread (tids wrap at pid_max, 32768 on many machines). Kept gone, it
+ * would be left running by a stop of every thread and never looked at by a transition.
+ * Not one still dying (a zombie listed a moment longer), nor one still traced by this
+ * thread (a stop taken for an exit: target_release_forgotten()'s).
+ */
+static bool tid_reused(Target *t, const Thread *th) {
+        char st = target__thread_state(t->pid, th->tid);
+
+        return !th->seized && st && st != 'Z' && st != 'X' && target__thread_tracer(t->pid, th->tid) != gettid();
+}
+
+pid_t target_refresh_test_hide;
+
 int target_refresh_threads(Target *t) {
         char path[64];
         snprintf(path, sizeof(path), "/proc/%d/task", t->pid);
@@ -161,6 +184,10 @@ int target_refresh_threads(Target *t) {
                 long tid = strtol(de->d_name, &end, 10);
                 if (*end || tid <= 0)
                         continue;
+                if (tid == target_refresh_test_hide) {
+                        target_refresh_test_hide = 0;
+                        continue;
+                }
                 Thread *th = NULL;
                 for (size_t h = tid_hash((pid_t)tid, mask); idx_of[h]; h = (h + 1) & mask)
                         if (t->threads[idx_of[h] - 1].tid == (pid_t)tid) {
@@ -173,6 +200,10 @@ int target_refresh_threads(Target *t) {
                                 r = -ENOMEM;
                                 break;
                         }
+                        n_new++;
+                } else if (th->gone && tid_reused(t, th)) {
+                        memset(th, 0, sizeof(*th));
+                        th->tid = (pid_t)tid;
                         n_new++;
                 }
                 size_t idx = (size_t)(th - t->threads);

@@ -146,6 +146,9 @@ void target_free(Target *t);
 
 /* Re-reads /proc/PID/task: adds new threads, marks vanished ones gone. Returns the
  * number of new threads, or -errno. */
+/* Tests only: a tid the next listing leaves out, once (as one that stepped over a live
+ * thread would: target_stop_all()). */
+extern pid_t target_refresh_test_hide;
 int target_refresh_threads(Target *t);
 
 /* Stops every thread (seize + interrupt + wait), rescanning until no new thread appears.

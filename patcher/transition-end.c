@@ -15,6 +15,47 @@
 #include "patcher/x86_64/relocate.h"
 #include "patcher/x86_64/stub.h"
 
+static void sleep_1ms(void) {
+        struct timespec ts = { .tv_sec = 0, .tv_nsec = 1000000L };
+        nanosleep(&ts, NULL);
+}
+
+/* Every thread stopped: whether an untabled one is about to read the untabled byte in a
+ * stub (transition__stub_pending()). */
+static bool byte_read_pending(Transition *tr) {
+        for (size_t i = 0; i < tr->t->n_threads; i++) {
+                Thread *th = &tr->t->threads[i];
+                if (!th->gone && th->stopped && control_table_find(tr->c, regs_tp(&th->regs)) < 0 &&
+                    transition__stub_pending(tr, th, NULL))
+                        return true;
+        }
+        return false;
+}
+
+/* The stop of the reversal, once no thread is in a stub when the untabled byte is to
+ * change (as at completion: a thread between its look at the table and the byte would
+ * read the new one unchecked). A moment later while one is (a thread leaves a stub in
+ * a few instructions once it runs); after 50 tries -ETIMEDOUT, as for a thread that did
+ * not stop: the reversal is tried again at the next step. */
+static int stop_for_reverse(Transition *tr, int8_t new_target) {
+        for (int tries = 0;; tries++) {
+                int r = target_stop_all(tr->t);
+                if (r < 0)
+                        return r;
+                if (transition_stop_test_hook)
+                        transition_stop_test_hook(tr, true);
+                r = transition__untrap_all(tr);
+                if (r >= 0 && (tr->global || tr->c->img->hdr.untabled_state == new_target || !byte_read_pending(tr)))
+                        return 0;
+                (void)target_resume_all(tr->t);
+                if (r < 0)
+                        return r;
+                if (tries >= 50)
+                        return -ETIMEDOUT;
+                sleep_1ms();
+        }
+}
+
 /*
  * klp_reverse_transition. Threads created since init are not in the table and count as
  * being in the old target state; they may be inside the new code, so before the
@@ -27,14 +68,9 @@ int transition_reverse(Transition *tr) {
         r = transition_disarm_traps(tr);
         if (r < 0)
                 return r;
-        r = target_stop_all(tr->t);
+        r = stop_for_reverse(tr, (int8_t)(old == THREAD_PATCHED ? THREAD_UNPATCHED : THREAD_PATCHED));
         if (r < 0)
                 return r;
-        r = transition__untrap_all(tr);
-        if (r < 0) {
-                (void)target_resume_all(tr->t);
-                return r;
-        }
         tr->n_pending = 0;
         tr->target_state = old == THREAD_PATCHED ? THREAD_UNPATCHED : THREAD_PATCHED;
         for (size_t i = 0; i < tr->t->n_threads && r >= 0; i++) {
@@ -174,11 +210,6 @@ static int resume_init_window(Transition *tr) {
         c->img->hdr.untabled_state = (int8_t)(tr->target_state == THREAD_PATCHED ? THREAD_UNPATCHED : THREAD_PATCHED);
         c->img->hdr.transition_flags &= ~(uint32_t)CT_FLAG_INIT_WINDOW;
         return r;
-}
-
-static void sleep_1ms(void) {
-        struct timespec ts = { .tv_sec = 0, .tv_nsec = 1000000L };
-        nanosleep(&ts, NULL);
 }
 
 int transition_resume(Transition *tr, Target *t, Control *c, Unwinder *u, SymResolver *res) {

@@ -5,6 +5,8 @@
  * threads out of the displaced bytes into the relocated copy, and the writes.
  */
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "common/macro.h"
 #include "patcher/entry-bp.h"
@@ -85,16 +87,20 @@ int transition__compute_no_go(Transition *tr) {
 
         free(tr->no_go);
         free(tr->maps);
-        tr->n_maps = 0;
+        free(tr->stubs);
+        tr->n_maps = tr->n_stubs = 0;
         tr->no_go = calloc(2 * (size_t)img->hdr.n_funcs + 1, sizeof(CodeRange));
         tr->maps = calloc((size_t)img->hdr.n_funcs + 1, sizeof(EntryMap));
-        if (!tr->no_go || !tr->maps)
+        tr->stubs = calloc((size_t)img->hdr.n_funcs + 1, sizeof(CodeRange));
+        if (!tr->no_go || !tr->maps || !tr->stubs)
                 return -ENOMEM;
         for (unsigned i = 0; i < img->hdr.n_funcs; i++) {
                 const ControlFunc *f = &img->funcs[i];
                 uint64_t s = f->old_addr + f->entry_off;
-                if (f->stub_addr)
+                if (f->stub_addr) {
                         tr->no_go[n++] = (CodeRange) { f->stub_addr, f->stub_addr + STUB_MAX_SIZE };
+                        tr->stubs[tr->n_stubs++] = tr->no_go[n - 1];
+                }
                 if ((int)f->patch == tr->patch && f->displaced_len > 1 && transition__entry_dest_now(tr->c, f, tr->patch) == 0) {
                         tr->no_go[n++] = (CodeRange) { s + 1, s + f->displaced_len };
                         map_entry(tr, f);
@@ -102,32 +108,78 @@ int transition__compute_no_go(Transition *tr) {
         }
         qsort(tr->no_go, n, sizeof(CodeRange), range_cmp);
         tr->n_no_go = n;
+        qsort(tr->stubs, tr->n_stubs, sizeof(CodeRange), range_cmp);
         return 0;
 }
 
-bool transition__thread_in_the_way(const Transition *tr, const Thread *th) {
-        uint64_t pc = regs_pc(&th->regs);
-        size_t lo = 0, hi = tr->n_no_go;
+/* Whether pc is in one of the n sorted ranges v, which do not overlap. */
+static bool in_ranges(const CodeRange *v, size_t n, uint64_t pc) {
+        size_t lo = 0, hi = n;
 
-        /* The last range starting at or below pc; the ranges do not overlap. */
+        /* The last range starting at or below pc. */
         while (lo < hi) {
                 size_t mid = lo + (hi - lo) / 2;
-                if (tr->no_go[mid].lo <= pc)
+                if (v[mid].lo <= pc)
                         lo = mid + 1;
                 else
                         hi = mid;
         }
-        return lo > 0 && pc < tr->no_go[lo - 1].hi;
+        return lo > 0 && pc < v[lo - 1].hi;
 }
 
-static bool in_stub(const Transition *tr, uint64_t pc) {
-        const ControlImage *img = tr->c->img;
+bool transition__thread_in_the_way(const Transition *tr, const Thread *th) {
+        return in_ranges(tr->no_go, tr->n_no_go, regs_pc(&th->regs));
+}
 
-        for (unsigned i = 0; i < img->hdr.n_funcs; i++)
-                if (img->funcs[i].stub_addr && pc >= img->funcs[i].stub_addr &&
-                    pc < img->funcs[i].stub_addr + STUB_MAX_SIZE)
-                        return true;
-        return false;
+/* The stubs as prepare found them (a revert's fresh stubs are built before). */
+bool transition__in_stub(const Transition *tr, uint64_t pc) {
+        return in_ranges(tr->stubs, tr->n_stubs, pc);
+}
+
+static const uint8_t *find_bytes(const uint8_t *code, size_t len, const uint8_t *pat, size_t n) {
+        for (size_t i = 0; i + n <= len; i++)
+                if (memcmp(code + i, pat, n) == 0)
+                        return code + i;
+        return NULL;
+}
+
+/*
+ * Whether a thread at pc in a stub has found itself not in the table and not read the
+ * untabled byte yet (the code of x86_64/stub.c, recognised in the stub's bytes): at the
+ * probe's "jne miss" with the compare's flags saying not equal (eflags, when known),
+ * or from "miss" to the byte's read included. There it reads the byte next, whatever
+ * the table says by then: at miss it may even step over its own slot, entered a moment
+ * before. Elsewhere it looks at the table afresh, or has decided. A stub whose bytes are
+ * not recognised counts as such a place throughout.
+ */
+static bool stub_reads_byte_next(Transition *tr, uint64_t pc, const uint64_t *eflags) {
+        static const uint8_t probe[] = { 0x4c, 0x39, 0x1c, 0xc1, 0x75 };      /* cmp [rcx+rax*8], r11; jne */
+        static const uint8_t miss[] = { 0x48, 0x83, 0x3c, 0xc1, 0x00 };       /* cmp qword [rcx+rax*8], 0 */
+        static const uint8_t read_byte[] = { 0x45, 0x0f, 0xb6, 0x1b };        /* movzx r11d, byte [r11] */
+        uint8_t code[STUB_MAX_SIZE];
+        const uint8_t *p, *m, *b;
+        uint64_t stub = 0, off, jne, from, to;
+
+        for (size_t i = 0; i < tr->n_stubs && !stub; i++)
+                if (pc >= tr->stubs[i].lo && pc < tr->stubs[i].hi)
+                        stub = tr->stubs[i].lo;
+        if (!stub)
+                return false;
+        if (target_read(tr->t, stub, code, sizeof(code)) < 0 ||
+            !(p = find_bytes(code, sizeof(code), probe, sizeof(probe))) || p + sizeof(probe) >= code + sizeof(code))
+                return true;
+        jne = (uint64_t)(p - code) + 4;
+        from = jne + 2 + (uint64_t)(int64_t)(int8_t)p[sizeof(probe)];
+        m = from < sizeof(code) - sizeof(miss) ? code + from : NULL;
+        b = m ? find_bytes(m, sizeof(code) - from, read_byte, sizeof(read_byte)) : NULL;
+        if (!m || memcmp(m, miss, sizeof(miss)) != 0 || !b)
+                return true;
+        to = (uint64_t)(b - code) + sizeof(read_byte);
+        off = pc - stub;
+        /* ZF, bit 6: the compare found the thread's own pointer. */
+        if (off == jne)
+                return !eflags || !(*eflags & (1u << 6));
+        return off >= from && off < to;
 }
 
 const Relocation *transition__entry_map(const Transition *tr, uint64_t at, uint64_t *ret_copy) {
@@ -211,7 +263,7 @@ int transition__move_threads_out(Transition *tr, bool table_changes) {
                         if (!transition__thread_in_the_way(tr, th))
                                 continue;
                         m = entry_map_of(tr, regs_pc(&th->regs));
-                        if (!m && !table_changes && in_stub(tr, regs_pc(&th->regs)))
+                        if (!m && !table_changes && transition__in_stub(tr, regs_pc(&th->regs)))
                                 continue;
                         if (!m)
                                 return -EAGAIN;
@@ -241,7 +293,7 @@ int transition__pc_out(const Transition *tr, uint64_t pc, bool table_changes, ui
         if (!in_the_way)
                 return 0;
         m = entry_map_of(tr, pc);
-        if (!m && !table_changes && in_stub(tr, pc))
+        if (!m && !table_changes && transition__in_stub(tr, pc))
                 return 0;
         if (!m)
                 return -EAGAIN;
@@ -310,4 +362,25 @@ int transition__entry_busy(Transition *tr, unsigned i, const uint8_t *cur) {
         tr->busy_len = e->len;
         memcpy(tr->busy_bytes, cur, e->len);
         return -EBUSY;
+}
+
+bool transition__stub_pending(Transition *tr, Thread *th, const UnwindResult *ur) {
+        uint64_t flags = th->regs.eflags;
+        UnwindResult *own = NULL;
+        bool in = false;
+
+        if (transition__in_stub(tr, regs_pc(&th->regs)) && stub_reads_byte_next(tr, regs_pc(&th->regs), &flags))
+                return true;
+        if (!ur) {
+                if (!tr->u || !(own = malloc(sizeof(*own))))
+                        return false;
+                if (unwinder_unwind(tr->u, th->tid, &th->regs, own) < 0)
+                        own->n = 0;
+                ur = own;
+        }
+        /* A return address is never in a stub (it calls nothing): a signal frame's PC. */
+        for (size_t i = 1; i < ur->n && !in; i++)
+                in = transition__in_stub(tr, ur->pcs[i]) && stub_reads_byte_next(tr, ur->pcs[i], NULL);
+        free(own);
+        return in;
 }

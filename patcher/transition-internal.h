@@ -31,6 +31,14 @@ int transition__verify_entries(Transition *tr);
  * must hold before init; else 0. */
 int transition__entry_busy(Transition *tr, unsigned i, const uint8_t *cur);
 
+/* True when pc is inside the dispatch stub of a record. */
+bool transition__in_stub(const Transition *tr, uint64_t pc);
+/* Whether the stopped th, not in the table, has found itself not in it in a dispatch
+ * stub and not read the untabled byte yet: at its PC, or at a PC a signal frame on its
+ * stack resumes at (of ur, its unwind, when given; else unwound here). The byte must not
+ * change under it (docs/stops.md, "The untabled state"). */
+bool transition__stub_pending(Transition *tr, Thread *th, const UnwindResult *ur);
+
 /* True when th's PC is where no PC may be while entries or the table change. */
 bool transition__thread_in_the_way(const Transition *tr, const Thread *th);
 

@@ -71,6 +71,8 @@ typedef struct Transition {
         CodeRange *no_go;        /* sorted: where no PC may be when init or a global
                                   * switch rewrites code or the table (prepare) */
         size_t n_no_go;
+        CodeRange *stubs;        /* sorted: the dispatch stubs of the records */
+        size_t n_stubs;
         EntryBytes *expect;      /* per record of the patch: what its entry holds before
                                   * init (computed by prepare, outside the stop) */
         struct EntryMap *maps;   /* per entry init rewrites: its instructions and their
@@ -150,6 +152,10 @@ int transition_reclaim(Transition *tr);
 /* klp_complete_transition: stops every thread, checks each is in the target state
  * (else they are pending again: returns 0), writes the final entries: returns 1. */
 int transition_complete(Transition *tr);
+/* Tests only: called by transition_complete() and transition_reverse() (reversal) once
+ * every thread is stopped, before anything is looked at or written (a test may move a
+ * thread meanwhile). */
+extern void (*transition_stop_test_hook)(Transition *tr, bool reversal);
 
 /* Flips the target state; the patch goes back to where it came from. */
 int transition_reverse(Transition *tr);

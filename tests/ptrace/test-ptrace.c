@@ -344,6 +344,35 @@ TEST(wait_timer_deadline) {
 }
 
 /*
+ * A thread taken for gone whose tid is listed again: the kernel gave the tid of an
+ * exited thread to a new one (tids wrap at pid_max, 32768 here). Before, the entry
+ * stayed gone: a stop of every thread left that live thread running (and a transition
+ * never looked at it: completion could flip the untabled state under it). Made here by
+ * marking a live, untraced counter thread as gone, as the reap of an exit would.
+ */
+TEST(reused_tid_is_a_new_thread) {
+        Victim v;
+        Target *t;
+        t = victim_open(&v, "threads", NULL);
+        pid_t tid = v.sh->counter_tids[0];
+        Thread *th = target_find_thread(t, tid);
+        ASSERT_TRUE(th);
+        th->gone = true;
+        th->seized = false;
+        ASSERT_OK(target_stop_all(t));
+        ASSERT_EQ(count_stopped(t), 12);
+        ASSERT_EQ(task_state(v.pid, tid), 't');
+        uint64_t c = v.sh->counters[0];
+        sleep_ms(5);
+        ASSERT_EQ(v.sh->counters[0], c);        /* really stopped */
+        ASSERT_OK(target_resume_all(t));
+        ASSERT_TRUE(WAIT_UNTIL(v.sh->counters[0] > c, 2000));
+        assert_none_traced(v.pid);
+        target_free(t);
+        victim_end(&v);
+}
+
+/*
  * target_wait_any() over some threads while another seized thread's report is waiting
  * uncollected: with a wait timer, the first report of this thread's tracees is that
  * other one's, and the wait must still return the thread asked for (then the other is
@@ -370,6 +399,37 @@ TEST(wait_any_other_report_pending) {
         ASSERT_OK(target_resume_thread(t, a));
         ASSERT_OK(target_resume_thread(t, b));
         free_and_check_released(&v, t);
+        victim_end(&v);
+}
+
+/*
+ * A listing of /proc/PID/task that steps over a live thread it did not know yet (the
+ * kernel's listing goes on by position when the thread it listed last was released
+ * meanwhile): made here by leaving a counter thread out of the Target and out of the
+ * next listing (target_refresh_test_hide). Before, the stop of every thread found
+ * nothing new and returned with that thread running; now the kernel's count of threads
+ * tells, and it is found by the next listing.
+ */
+TEST(listing_steps_over_a_thread) {
+        Victim v;
+        Target *t;
+        t = victim_open(&v, "threads", NULL);
+        pid_t tid = v.sh->counter_tids[0];
+        Thread *th = target_find_thread(t, tid);
+        ASSERT_TRUE(th);
+        *th = t->threads[--t->n_threads];
+        target_refresh_test_hide = tid;
+        ASSERT_OK(target_stop_all(t));
+        ASSERT_EQ(target_refresh_test_hide, 0);
+        ASSERT_EQ(count_stopped(t), 12);
+        ASSERT_EQ(task_state(v.pid, tid), 't');
+        uint64_t c = v.sh->counters[0];
+        sleep_ms(5);
+        ASSERT_EQ(v.sh->counters[0], c);        /* really stopped */
+        ASSERT_OK(target_resume_all(t));
+        ASSERT_TRUE(WAIT_UNTIL(v.sh->counters[0] > c, 2000));
+        assert_none_traced(v.pid);
+        target_free(t);
         victim_end(&v);
 }
 

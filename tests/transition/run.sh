@@ -42,7 +42,7 @@ shows() {
 
 no_mix() {
 	fresh
-	[ "$(now mixed)" = 0 ] || fail "mixed calls: $(now mixed)"
+	[ "$(now mixed)" = 0 ] || fail "mixed calls: $(now mixed) ($(grep '^MIX' "$LOG" | head -n 3 | tr '\n' ';'))"
 }
 
 patch_mapped() { grep -q "memfd:ulp-patch:$1 " "/proc/${2:-$VPID}/maps"; }
@@ -214,10 +214,13 @@ case_new_threads() {
 # outer() once): init enters no thread in the table and completion flips the untabled
 # state under its stop (docs/stops.md); no call mixes versions, each operation's result
 # runs. The JSON's max_stw_us: per-thread mode stops every thread only at completion
-# (reported, > 0: no clone barrier yet; printed).
+# (reported, > 0: no clone barrier yet; printed). spawn-cycles-stopall: the same with
+# the init that stops every thread (a thread created and one released while the stop
+# of every thread reads /proc/PID/task: docs/stops.md, "A thread the listing stepped
+# over").
 case_spawn_cycles() {
 	local i out n=${SPAWN_CYCLES:-6} stw=
-	export ULP_NOSTOP_INIT=1
+	export ULP_NOSTOP_INIT=${SPAWN_INIT:-1}
 	start_victim -n 4 -s
 	rises s1 2 || fail "spawned threads do not run"
 	for ((i = 1; i <= n; i++)); do
@@ -232,6 +235,8 @@ case_spawn_cycles() {
 	victim_ok
 	echo "$n cycles, per-thread max_stw_us:$stw; $(last_tick)"
 }
+
+case_spawn_cycles_stopall() { SPAWN_INIT=0 case_spawn_cycles; }
 
 # A pending thread exits (from inside the patched function): it is dropped and the
 # transition completes.

@@ -13,10 +13,12 @@
  *             and prints "vfork ended" after
  * Signals: SIGUSR1 makes a worker fork a child that goes on calling outer() alone and
  * prints "child ..." lines; SIGUSR2 makes the main thread exec /bin/sleep; SIGHUP
- * makes it dlopen libplugin.so; SIGWINCH makes it vfork (-V).
+ * makes it dlopen libplugin.so; SIGWINCH makes it vfork (-V); SIGURG makes it start one
+ * more worker (no fork on SIGUSR1), printing "worker started tid=N".
  * Prints every 20 ms:
  *   v1=N v2=N mixed=N blocked=0|1 s1=N s2=N f=N g=N base=N plugin=N slow=N slow2=N cb=LOG
- * (slow: calls of slow() that returned the right value; slow2: those of its version 2)
+ * (slow: calls of slow() that returned the right value; slow2: those of its version 2),
+ * and at each mixed call, at once: MIX outer=V inner=A,B tid=T tp=P at=MONOTONIC
  */
 #include <dlfcn.h>
 #include <fcntl.h>
@@ -38,12 +40,25 @@ volatile int spin;
 static const char *fifo;
 static int exit_in_blocker;
 unsigned slow_usec;
-static volatile sig_atomic_t want_fork, want_exec, want_plugin, want_vfork;
+static volatile sig_atomic_t want_fork, want_exec, want_plugin, want_vfork, want_worker;
 static const char *vfork_hold;
 static int (*plugin_value)(void);
 
 int inner(void);
 int outer(void);
+void note_mix(int outer_v, int a, int b);
+
+/* A mixed call, told at once on stdout with the thread and the clock (CLOCK_MONOTONIC),
+ * so that a failure can be set beside what the patcher did at that moment. */
+__attribute__((noipa)) void note_mix(int outer_v, int a, int b) {
+        struct timespec ts;
+        char buf[160];
+        int n;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        n = snprintf(buf, sizeof(buf), "MIX outer=%d inner=%d,%d tid=%d tp=%#lx at=%ld.%09ld\n", outer_v, a, b,
+                     (int)gettid(), (unsigned long)pthread_self(), (long)ts.tv_sec, ts.tv_nsec);
+        (void)!write(STDOUT_FILENO, buf, (size_t)n);
+}
 int blocker(void);
 int fa(void);
 int ga(void);
@@ -59,8 +74,10 @@ __attribute__((noipa)) int outer(void) {
         int a = inner();
         usleep(200);
         int b = inner();
-        if (a != 1 || b != 1)
+        if (a != 1 || b != 1) {
                 atomic_fetch_add(&mixed, 1);
+                note_mix(1, a, b);
+        }
         atomic_fetch_add(&calls_v1, 1);
         return a + b;
 }
@@ -172,6 +189,8 @@ static void on_signal(int sig) {
                 want_exec = 1;
         else if (sig == SIGWINCH)
                 want_vfork = 1;
+        else if (sig == SIGURG)
+                want_worker = 1;
         else
                 want_plugin = 1;
 }
@@ -182,8 +201,20 @@ static void start(void *(*fn)(void *), void *arg) {
                 abort();
 }
 
-/* Main-thread work between prints: exec and dlopen on request. */
+static void *late_worker(void *arg) {
+        char buf[64];
+        int n = snprintf(buf, sizeof(buf), "worker started tid=%d\n", (int)gettid());
+        (void)arg;
+        (void)!write(STDOUT_FILENO, buf, (size_t)n);
+        return worker(NULL);
+}
+
+/* Main-thread work between prints: exec, dlopen and a worker on request. */
 static void main_requests(void) {
+        if (want_worker) {
+                want_worker = 0;
+                start(late_worker, NULL);
+        }
         if (want_exec)
                 execl("/bin/sleep", "sleep", "60", (char *)NULL);
         if (want_plugin && !plugin_value) {
@@ -222,6 +253,7 @@ int main(int argc, char **argv) {
         signal(SIGUSR2, on_signal);
         signal(SIGHUP, on_signal);
         signal(SIGWINCH, on_signal);
+        signal(SIGURG, on_signal);
         for (int i = 0; i < n; i++)
                 start(worker, i == 0 ? (void *)1 : NULL);
         if (fifo)

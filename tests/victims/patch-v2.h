@@ -6,9 +6,11 @@
 
 static atomic_ulong *calls_v2_p, *mixed_p;
 static volatile int *spin_p;
+static void (*note_mix_p)(int, int, int);
 ULP_REF(ULP_MAIN, "calls_v2", calls_v2_p);
 ULP_REF(ULP_MAIN, "mixed", mixed_p);
 ULP_REF(ULP_MAIN, "spin", spin_p);
+ULP_REF(ULP_MAIN, "note_mix", note_mix_p);
 
 int inner(void);
 
@@ -22,8 +24,10 @@ int outer_v2(void) {
         int a = inner();
         usleep(200);
         int b = inner();
-        if (a != 2 || b != 2)
+        if (a != 2 || b != 2) {
                 atomic_fetch_add(mixed_p, 1);
+                note_mix_p(2, a, b);
+        }
         atomic_fetch_add(calls_v2_p, 1);
         return a + b;
 }
