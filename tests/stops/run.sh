@@ -338,7 +338,7 @@ case_nocfi_deadline() {
 		else
 			why="compute\+0x[0-9a-f]+"
 		fi
-		echo "$out" | head -n 1 | grep -E >/dev/null "^ulpctl: the transition did not finish within 2000 ms and was reversed \(1 straggler\(s\); thread $ptid \(parked\) in $why\)$" ||
+		head -n 1 <<<"$out" | grep -E >/dev/null "^ulpctl: the transition did not finish within 2000 ms and was reversed \(1 straggler\(s\); thread $ptid \(parked\) in $why\)$" ||
 			fail "$mode: unexpected message: $out"
 		# the deadline, and at most a few passes past it (they wait up to a second apart)
 		[ "$ms" -lt $((2000 + 3000 * SLOW)) ] || fail "$mode: the apply took $ms ms with --timeout 2"
