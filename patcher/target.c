@@ -59,20 +59,28 @@ char target__thread_state(pid_t pid, pid_t tid) {
         return p && p[1] == ' ' ? p[2] : 0;
 }
 
+/* The number in field name ("Threads:", ...) of a status file's text in buf, -1 when
+ * the field is not there (never the first line: that is Name:). */
+static int status_field(const char *buf, const char *name) {
+        const char *p = strstr(buf, name);
+
+        while (p && p != buf && p[-1] != '\n')
+                p = strstr(p + 1, name);
+        return p && p != buf ? atoi(p + strlen(name)) : -1;
+}
+
 int target__nr_threads(pid_t pid) {
         char buf[4096];
         if (!read_task_file(pid, pid, "status", buf, sizeof(buf)))
                 return -1;
-        char *p = strstr(buf, "\nThreads:");
-        return p ? atoi(p + strlen("\nThreads:")) : -1;
+        return status_field(buf, "Threads:");
 }
 
 pid_t target__thread_tracer(pid_t pid, pid_t tid) {
         char buf[4096];
         if (!read_task_file(pid, tid, "status", buf, sizeof(buf)))
                 return 0;
-        char *p = strstr(buf, "\nTracerPid:");
-        return p ? (pid_t)atoi(p + strlen("\nTracerPid:")) : 0;
+        return (pid_t) MAX(status_field(buf, "TracerPid:"), 0);
 }
 
 /* tracer is a thread of this process: this one, or another driver of ulpd (one that
@@ -250,11 +258,9 @@ int target_open(pid_t pid, Target **ret) {
                 if (n <= 0)
                         return -ESRCH;
                 buf[n] = 0;
-                char *p = strstr(buf, "\nTgid:");
-                if (!p || atoi(p + strlen("\nTgid:")) != pid)
+                if (status_field(buf, "Tgid:") != pid)
                         return -ESRCH;
-                p = strstr(buf, "\nTracerPid:");
-                tracer = p ? (pid_t)atoi(p + strlen("\nTracerPid:")) : 0;
+                tracer = (pid_t) MAX(status_field(buf, "TracerPid:"), 0);
         }
 
         /* Opening /proc/PID/mem read-write asks the kernel the same question as
