@@ -487,7 +487,8 @@ int pf_read_symbols(PatchFile *pf) {
                 for (Elf_Scn *scn = NULL; (scn = elf_nextscn(pf->elf, scn)); ) {
                         GElf_Shdr sh;
                         Elf_Data *d;
-                        if (!gelf_getshdr(scn, &sh) || sh.sh_type != table)
+                        if (!gelf_getshdr(scn, &sh) || (sh.sh_type != SHT_SYMTAB && sh.sh_type != SHT_DYNSYM) ||
+                            (sh.sh_type != table && pass == 1))
                                 continue;
                         if (sh.sh_entsize != sizeof(Elf64_Sym) || !(d = elf_getdata(scn, NULL)) ||
                             d->d_size != sh.sh_size)
@@ -498,18 +499,19 @@ int pf_read_symbols(PatchFile *pf) {
                                     sym.st_shndx >= SHN_LORESERVE)
                                         continue;
                                 if (pass == 0) {
-                                        int r = pf_check_record_symbol(pf, &sh, &sym);
+                                        int r = sh.sh_type == table ? pf_check_record_symbol(pf, &sh, &sym) : 0;
                                         if (r < 0)
                                                 return r;
                                         /* Its size becomes the range the stack check and the
-                                         * control block's record give the new function. */
+                                         * control block's record give the new function, read
+                                         * from whichever table names it first: both tables'. */
                                         if (GELF_ST_TYPE(sym.st_info) == STT_FUNC &&
                                             !pf_in_code(pf, sym.st_value, sym.st_size))
                                                 return fail(pf->errbuf, pf->errlen, -EBADMSG, "function symbol at "
                                                             "0x%" PRIx64 ": its %" PRIu64 " bytes run past the "
                                                             "patch's code", (uint64_t)sym.st_value,
                                                             (uint64_t)sym.st_size);
-                                        alloc++;
+                                        alloc += sh.sh_type == table;
                                         continue;
                                 }
                                 if (GELF_ST_TYPE(sym.st_info) == STT_FUNC)

@@ -429,6 +429,11 @@ static int check_name(PatchFile *pf, const char *name, bool from_file) {
                         return fail(pf->errbuf, pf->errlen, -EBADMSG, "%s has a byte 0x%02x at %zu: only printable "
                                     "characters other than space are allowed", what,
                                     (unsigned char)name[i], i);
+        /* revert takes a name or a file: an argument with a '/' or ending in
+         * ".so" is a file (daemon/ulpctl-common.c), so such a name could never be named. */
+        if (strchr(name, '/') || (len >= 3 && strcmp(name + len - 3, ".so") == 0))
+                return fail(pf->errbuf, pf->errlen, -EBADMSG, "%s \"%s\" %s: revert could not tell it from a "
+                            "file name", what, name, strchr(name, '/') ? "has a '/'" : "ends in \".so\"");
         if (strcmp(name, PATCH_NAME_SHADOW_RUNTIME) == 0)
                 return fail(pf->errbuf, pf->errlen, -EBADMSG, "%s \"%s\" is reserved for ulp's shadow-variable "
                             "runtime: ULP_PATCH_INFO must give the patch another name", what, name);

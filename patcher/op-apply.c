@@ -473,6 +473,11 @@ static int load_patch(UlpOp *op, Thread *th, const PatchMeta *meta, int patch_fd
         op->patch = (int)op->c.img->hdr.n_patches++;
         if (r >= 0 && !op->o.global)
                 r = op_build_stubs(op, th, op->patch);
+        /* What the next reader would refuse is never written: a patch file that got past
+         * its checks with values the control block cannot hold stops here, undone. */
+        if (r >= 0 && control_validate(op->c.img, op->c.addr, err, sizeof(err)) < 0)
+                r = op_fail(op, -EBADMSG, "patch %s: its records would be malformed (%s): nothing changed",
+                            meta->name, err);
         if (r >= 0)
                 r = control_write_funcs(op->t, &op->c, p->first_func, p->n_funcs);
         if (r >= 0)

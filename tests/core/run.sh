@@ -425,11 +425,14 @@ elif kind == 'overlap':
     code = [o for o in loads if flags(o) & 1][0]
     struct.pack_into('<Q', b, code + 16, 0)
     struct.pack_into('<Q', b, code + 24, 0)
-elif kind == 'funcsize':
-    # The first defined function of .symtab claims 2^55 bytes more (one bit flipped).
+elif kind in ('funcsize', 'dynfuncsize'):
+    # The first defined function of .symtab (.dynsym) claims 2^55 bytes more (one bit
+    # flipped): the symbol table that names the new function first must not vouch for
+    # a size the other one does not give.
+    table = 2 if kind == 'funcsize' else 11                      # SHT_SYMTAB, SHT_DYNSYM
     for i in range(shnum):
         sh = shoff + i * 64
-        if struct.unpack_from('<I', b, sh + 4)[0] == 2:          # SHT_SYMTAB
+        if struct.unpack_from('<I', b, sh + 4)[0] == table:
             off, size = struct.unpack_from('<QQ', b, sh + 24)
             for s in range(off, off + size, 24):
                 info, shndx = b[s + 4], struct.unpack_from('<H', b, s + 6)[0]
@@ -514,6 +517,9 @@ case_patch_files() {
 	# A function symbol's size is the range the stack check gives the new function.
 	addr=$(craft "$P/patch-compute.so" "$WORK/funcsize.so" funcsize)
 	refused_all "$WORK/funcsize.so" "bad patch funcsize.so: function symbol at $addr: its "
+	addr=$(craft "$P/patch-compute.so" "$WORK/dynfuncsize.so" dynfuncsize)
+	[ -n "$addr" ] || fail "patch-compute.so exports no function in .dynsym"
+	refused_all "$WORK/dynfuncsize.so" "bad patch dynfuncsize.so: function symbol at $addr: its "
 	expect_value compute 20
 	# Stripped (as packaging does), its static slot has no symbol left: still accepted.
 	strip --strip-unneeded -o "$WORK/stripped.so" "$P/patch-ref.so" || fail "strip failed"

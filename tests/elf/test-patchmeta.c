@@ -270,7 +270,15 @@ TEST(crafted_metadata) {
         ASSERT_REFUSED(&img, "name-space", -EBADMSG,
                        "the patch name has a byte 0x20 at 4: only printable characters other than space "
                        "are allowed");
+        /* revert takes a name or a file: a name it would read as a file can never be named. */
+        s[4] = '/';
+        ASSERT_REFUSED(&img, "name-slash", -EBADMSG,
+                       "the patch name \"full/patch\" has a '/': revert could not tell it from a file name");
         s[4] = '-';
+        memcpy(s + 7, ".so", 3);
+        ASSERT_REFUSED(&img, "name-dotso", -EBADMSG,
+                       "the patch name \"full-pa.so\" ends in \".so\": revert could not tell it from a file name");
+        memcpy(s + 7, "tch", 3);
 
         int64_t save = name->r_addend;
         char msg[128];
