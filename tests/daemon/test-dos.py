@@ -228,7 +228,8 @@ def hostile_victims(d, n, threads, sleeper_ms, ready, timeout):
     """n victims run as uid HOSTILE (threads workers, a sleeper inside outer() for
     sleeper_ms), their status files in a directory of d's it may write; returns
     [(Popen, status path)] once each shows ready ("v1": it runs, "sleeper": its
-    sleeper is inside outer())."""
+    sleeper is inside outer(), "entered": its sleeper entered outer(), maybe left it
+    already on a loaded machine)."""
     shared = os.path.join(d.tmp, "shared")
     os.mkdir(shared)
     os.chmod(shared, 0o1777)
@@ -511,7 +512,7 @@ try:
         d = daemon()
         # a sleeper inside outer() for 4 s (longer on a loaded machine): the transitions
         # end in later steps, together
-        victims = hostile_victims(d, 16, 1, int(4000 * SLOWDOWN), "sleeper", 60)
+        victims = hostile_victims(d, 16, 1, int(4000 * SLOWDOWN), "entered", 60)
         pinger = Pinger(d)
         h = spawn(HOSTILE, "apply", d.socket, SPIN_POST_PATCH, "nowait", *[v.pid for v, _ in victims])
         r = next_line(h, 300)
