@@ -92,6 +92,17 @@ static bool tracer_is_ulp(pid_t tracer) {
         return tracer == gettid() || access(path, F_OK) == 0;
 }
 
+/* Whether a thread of t is traced by a program other than ulp, as far as the thread
+ * list knows (refresh it first). */
+bool target_traced_by_other(Target *t) {
+        for (size_t i = 0; i < t->n_threads; i++) {
+                pid_t tracer = t->threads[i].gone ? 0 : target__thread_tracer(t->pid, t->threads[i].tid);
+                if (tracer > 0 && !tracer_is_ulp(tracer))
+                        return true;
+        }
+        return false;
+}
+
 /* A debugger or tracer attached to one of the threads: the kernel lets one tracer hold a
  * thread, so ulp cannot stop it, and says so before anything is written. */
 void target_describe_tracer(Target *t, char *buf, size_t len) {

@@ -182,8 +182,15 @@ static int undo_record(Transition *tr, EntryWrite *w, unsigned n, const ControlH
         return r;
 }
 
-static bool any_thread_in_d(Target *t) {
+/* Whether a thread rules the window out: one in uninterruptible sleep or late, or one
+ * another program traces (true also when the thread list cannot be read). */
+static bool stop_all_instead(Target *t) {
         if (target_refresh_threads(t) < 0)
+                return true;
+        /* Traced by a debugger: its int3 would stop the thread for that tracer, never
+         * reach the guard, and kill the process once the tracer lets it go. The stop of
+         * every thread refuses it, with the tracer's name, before anything is written. */
+        if (target_traced_by_other(t))
                 return true;
         for (size_t i = 0; i < t->n_threads; i++)
                 if (!t->threads[i].gone && (target_thread_late(&t->threads[i]) ||
@@ -309,8 +316,9 @@ int transition_init_nostop(Transition *tr, uint64_t guard_block) {
         tr->left.checked = false;
         /* A thread in uninterruptible sleep (a vfork parent) cannot be stopped alone
          * either: the stop of every thread, whose rules for it are older and tried
-         * (docs/stops.md, "A thread that cannot be stopped"), not a window waiting. */
-        if (any_thread_in_d(tr->t))
+         * (docs/stops.md, "A thread that cannot be stopped"), not a window waiting; nor
+         * can a thread another program traces. */
+        if (stop_all_instead(tr->t))
                 return -ENOSYS;
         /* A thread blocking SIGTRAP for good (a worker with every signal blocked) would
          * hold the window's own wait for it 30 s, then refuse: the stop of every thread

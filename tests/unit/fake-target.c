@@ -313,6 +313,11 @@ void target_describe_late(Target *t, char *buf, size_t len) {
         snprintf(buf, len, "thread %d of process %d did not stop", (int)t->late_tid, (int)t->pid);
 }
 
+bool target_traced_by_other(Target *t) {
+        (void)t;
+        return false;
+}
+
 void target_describe_tracer(Target *t, char *buf, size_t len) {
         snprintf(buf, len, "a thread of process %d is traced by another program", (int)t->pid);
 }
