@@ -207,8 +207,11 @@ void target_describe_late_short(Target *t, char *buf, size_t len);
 /* Why a stop failed with -EBUSY, or why a process opened with foreign_tracer set is
  * refused, to end the operator's line: "thread T is traced by another program (pid P,
  * NAME): ...". */
-bool target_traced_by_other(Target *t);
 void target_describe_tracer(Target *t, char *buf, size_t len);
+
+/* Whether a thread of t is traced by a program other than ulp (TracerPid:), as far as
+ * t's thread list knows. */
+bool target_traced_by_other(Target *t);
 
 /* Threads of freed Targets still seized because they had not stopped (see above), per
  * calling thread. target_collect_orphans() detaches those that stopped or reaps those
