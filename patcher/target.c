@@ -92,38 +92,44 @@ static bool tracer_is_ulp(pid_t tracer) {
         return tracer == gettid() || access(path, F_OK) == 0;
 }
 
-/* Whether a thread of t is traced by a program other than ulp, as far as the thread
- * list knows (refresh it first). */
-bool target_traced_by_other(Target *t) {
+/* The first thread of t a program other than ulp traces, and that tracer; 0 when none
+ * (as far as t's thread list knows). */
+static pid_t foreign_tracer(Target *t, pid_t *ret_tracer) {
         for (size_t i = 0; i < t->n_threads; i++) {
-                pid_t tracer = t->threads[i].gone ? 0 : target__thread_tracer(t->pid, t->threads[i].tid);
-                if (tracer > 0 && !tracer_is_ulp(tracer))
-                        return true;
+                pid_t tid = t->threads[i].tid;
+                pid_t tracer = t->threads[i].gone ? 0 : target__thread_tracer(t->pid, tid);
+                if (tracer > 0 && !tracer_is_ulp(tracer)) {
+                        *ret_tracer = tracer;
+                        return tid;
+                }
         }
-        return false;
+        return 0;
+}
+
+bool target_traced_by_other(Target *t) {
+        pid_t tracer;
+        return foreign_tracer(t, &tracer) > 0;
 }
 
 /* A debugger or tracer attached to one of the threads: the kernel lets one tracer hold a
  * thread, so ulp cannot stop it, and says so before anything is written. */
 void target_describe_tracer(Target *t, char *buf, size_t len) {
-        for (size_t i = 0; i < t->n_threads; i++) {
-                pid_t tid = t->threads[i].tid, tracer = target__thread_tracer(t->pid, tid);
-                char comm[16];
+        pid_t tracer = 0, tid = foreign_tracer(t, &tracer);
+        char comm[16];
 
-                if (tracer <= 0 || tracer_is_ulp(tracer))
-                        continue;
-                /* the tracer's name, its own thread's: /proc/P/task/P/comm */
-                Target other = { .pid = tracer };
-                target_thread_name(&other, tracer, comm);
-                for (char *c = comm; *c; c++)
-                        if (*c < 0x20 || *c == 0x7f)
-                                *c = '?';
-                snprintf(buf, len, "thread %d is traced by another program (pid %d, %s): a debugger or "
-                         "tracer holds it; detach it first", (int)tid, (int)tracer, comm);
+        if (tid <= 0) {
+                snprintf(buf, len, "one of its threads is traced by another program: a debugger or tracer "
+                         "holds it; detach it first");
                 return;
         }
-        snprintf(buf, len, "one of its threads is traced by another program: a debugger or tracer "
-                 "holds it; detach it first");
+        /* the tracer's name, its own thread's: /proc/P/task/P/comm */
+        Target other = { .pid = tracer };
+        target_thread_name(&other, tracer, comm);
+        for (char *c = comm; *c; c++)
+                if (*c < 0x20 || *c == 0x7f)
+                        *c = '?';
+        snprintf(buf, len, "thread %d is traced by another program (pid %d, %s): a debugger or "
+                 "tracer holds it; detach it first", (int)tid, (int)tracer, comm);
 }
 
 static Thread *target_add_thread(Target *t, pid_t tid) {
