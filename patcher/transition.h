@@ -113,7 +113,7 @@ typedef struct Transition {
 /* Init without a stop of every thread in per-thread mode (transition_init_nostop()); the
  * stop-all init stays for global mode and as the fallback. */
 extern bool transition_nostop_init;
-/* transition_nostop_init, or ULP_NOSTOP_INIT=1 in the environment. */
+/* transition_nostop_init, unless ULP_NOSTOP_INIT in the environment says 1 (on) or 0 (off). */
 bool transition_nostop_wanted(void);
 
 /* Prepares a Transition for patch idx of c towards target_state: computes the ranges of
