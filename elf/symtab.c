@@ -3,7 +3,7 @@
 /*
  * Symbols of one ELF file. All defined symbols of .symtab and .dynsym go into one array,
  * in .symtab order then .dynsym order; a .dynsym entry that repeats a .symtab one (same
- * name and value) is marked dropped and the .symtab one exported instead.
+ * name, value and binding) is marked dropped and the .symtab one exported instead.
  *
  * The entries of one name are chained in table order (so the pos-th local is the pos-th
  * of its chain), and a hash table over the names finds a chain's first entry: built in
@@ -13,6 +13,14 @@
  * (names chosen to collide) is indexed by sorting instead, as before, so that no file
  * costs more than O(n log n). The rarer queries get their own index when first asked:
  * by address (functions), and the names of compiler clones ("f.isra.0"), sorted.
+ *
+ * Opening a SymTab reads the file's headers only. The symbols are read and indexed by
+ * the first query that needs them (symtab_ready()), and a stripped file's debug file is
+ * looked for then: most modules of a target are only asked what they import, which
+ * sections they have or whether they define one name (the check for stackful threads,
+ * patcher/fibers.c, on every module of every operation), and building libc's table from
+ * its debug file was the largest part of an ulpctl --direct revert's own CPU
+ * (docs/performance.md).
  *
  * The indexes built on demand are written through a const SymTab: a SymTab is used by
  * one thread at a time (the cache of patcher/symcache.c is per thread).
@@ -64,6 +72,13 @@ typedef struct LoadSeg {
 struct SymTab {
         int fd;
         Elf *elf;
+        char *path;              /* the module's real path, to find its debug file; or NULL */
+        SymTabIndex want_index;
+        bool debug_looked;       /* the debug file was looked for (symtab_find_debug()) */
+        bool ready;              /* the symbols were read and indexed (symtab_ready())... */
+        int ready_err;           /* ...or failed so: each later query returns it */
+        int library;             /* a shared library (is_library()): 1, 0, or -1 not known yet */
+        unsigned scans;          /* exported lookups answered from .dynsym without the index */
         int debug_fd;            /* the separate debug file the .symtab came from, or -1 */
         Elf *debug_elf;
         char *debug_path;
@@ -291,14 +306,17 @@ static size_t symtab_sections(SymTab *st, bool add) {
 }
 
 /* Chains entry i after the entries of its name (head first, *tail last). A .dynsym entry
- * that repeats a .symtab entry of the same name and value (the last such) is dropped,
- * and that entry marked exported instead: the .symtab entries of a name all come before
- * its .dynsym ones. */
+ * that repeats a .symtab entry of the same name, value and binding (the last such) is
+ * dropped, and that entry marked exported instead: the .symtab entries of a name all come
+ * before its .dynsym ones. A local of the same name and value is another symbol (libc's
+ * debug file has a local "memcpy" at the address of the exported memcpy@@GLIBC_2.14):
+ * taken for the twin, it hid the default version, and memcpy named memcpy@GLIBC_2.2.5. */
 static void chain_append(SymTab *st, uint32_t head, uint32_t *tail, uint32_t i) {
         SymEntry *e = &st->v[i], *twin = NULL;
 
         for (uint32_t j = head; e->from_dynsym && j != NO_ENTRY; j = st->v[j].next)
-                if (!st->v[j].from_dynsym && st->v[j].sym.value == e->sym.value)
+                if (!st->v[j].from_dynsym && st->v[j].sym.value == e->sym.value &&
+                    st->v[j].sym.bind == e->sym.bind)
                         twin = &st->v[j];
         if (twin) {
                 twin->in_dynsym = true;
@@ -484,33 +502,58 @@ int symtab_open_module_fd_index(int fd, const char *path, SymTabIndex index, Sym
         if (!st)
                 return -ENOMEM;
         st->debug_fd = -1;
+        st->library = -1;
+        st->want_index = index;
         st->fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
         if (st->fd < 0)
                 return negative_errno();
+        if (path && !(st->path = strdup(path)))
+                return -ENOMEM;
 
         int r = elf_open_fd(st->fd, &st->elf);
-        if (r < 0)
-                return r;
-        /* A stripped file (no .symtab): its static functions are in a separate debug file. */
-        if (path && !elf_has_section_type(st->elf, SHT_SYMTAB)) {
-                r = debugfile_find(st->elf, path, &st->debug_fd, &st->debug_path, &st->searched);
-                if (r < 0 && r != -ENOENT)
-                        return r;
-                if (st->debug_fd >= 0) {
-                        r = elf_open_fd(st->debug_fd, &st->debug_elf);
-                        if (r < 0)
-                                return r;
-                }
-        }
-        r = symtab_load(st, index);
         if (r < 0)
                 return r;
         *ret = TAKE_PTR(st);
         return 0;
 }
 
+/* A stripped file (no .symtab) of a module: its static functions are in a separate
+ * debug file, looked for once. */
+static int symtab_find_debug(const SymTab *cst) {
+        SymTab *st = (SymTab *)cst;    /* see the top of the file */
+        int r;
+
+        if (st->debug_looked)
+                return 0;
+        st->debug_looked = true;
+        if (!st->path || elf_has_section_type(st->elf, SHT_SYMTAB))
+                return 0;
+        r = debugfile_find(st->elf, st->path, &st->debug_fd, &st->debug_path, &st->searched);
+        if (r < 0 && r != -ENOENT)
+                return r;
+        if (st->debug_fd >= 0)
+                return elf_open_fd(st->debug_fd, &st->debug_elf);
+        return 0;
+}
+
+/* The symbols read and indexed, on the first query that needs them; 0, or the error of
+ * that first try, for every query after it. */
+static int symtab_ready(const SymTab *cst) {
+        SymTab *st = (SymTab *)cst;    /* see the top of the file */
+        int r;
+
+        if (st->ready)
+                return st->ready_err;
+        st->ready = true;
+        r = symtab_find_debug(st);
+        if (r >= 0)
+                r = symtab_load(st, st->want_index);
+        st->ready_err = MIN(r, 0);
+        return st->ready_err;
+}
+
 SymTabIndex symtab_index(const SymTab *st) {
-        return st->index;
+        return symtab_ready(st) < 0 ? st->want_index : st->index;
 }
 
 int symtab_open(const char *path, SymTab **ret) {
@@ -525,10 +568,12 @@ int symtab_open_module(const char *open_path, const char *path, SymTab **ret) {
 }
 
 const char *symtab_debug_path(const SymTab *st) {
+        (void)symtab_find_debug(st);
         return st->debug_path;
 }
 
 const char *symtab_searched(const SymTab *st) {
+        (void)symtab_find_debug(st);
         return st->searched;
 }
 
@@ -543,6 +588,7 @@ void symtab_free(SymTab *st) {
                 elf_end(st->debug_elf);
         if (st->debug_fd >= 0)
                 close(st->debug_fd);
+        free(st->path);
         free(st->debug_path);
         free(st->searched);
         free(st->v);
@@ -665,7 +711,11 @@ static int symtab_find_demangled(const SymTab *st, const char *name, const char 
 
 int symtab_lookup(const SymTab *st, const char *name, unsigned pos, Symbol *ret) {
         const char *mangled;
-        int r = symtab_lookup_exact(st, name, pos, ret);
+        int r = symtab_ready(st);
+
+        if (r < 0)
+                return r;
+        r = symtab_lookup_exact(st, name, pos, ret);
 
         if (r != -ENOENT || !demangle_looks_demangled(name))
                 return r;
@@ -675,10 +725,113 @@ int symtab_lookup(const SymTab *st, const char *name, unsigned pos, Symbol *ret)
         return symtab_lookup_exact(st, mangled, pos, ret);
 }
 
+unsigned symtab_scans_before_index = 16;
+
+/* Whether the file is a shared library: a DT_SONAME, and not a position-independent
+ * executable (DF_1_PIE). The static linker exports every global of default or protected
+ * visibility of a shared library in its .dynsym (a version script's "local:" makes it
+ * STB_LOCAL), so that .symtab adds no exported definition to it; an executable's globals
+ * stay out of .dynsym unless asked. A file it cannot tell counts as no library. */
+static bool is_library(const SymTab *cst) {
+        SymTab *st = (SymTab *)cst;    /* see the top of the file */
+        bool soname = false, pie = false;
+        GElf_Ehdr eh;
+
+        if (st->library >= 0)
+                return st->library;
+        st->library = 0;
+        if (!gelf_getehdr(st->elf, &eh) || eh.e_type != ET_DYN)
+                return false;
+        for (Elf_Scn *scn = NULL; (scn = elf_nextscn(st->elf, scn)); ) {
+                GElf_Shdr sh;
+                Elf_Data *d;
+                if (!gelf_getshdr(scn, &sh) || sh.sh_type != SHT_DYNAMIC || sh.sh_entsize == 0 ||
+                    !(d = elf_getdata(scn, NULL)))
+                        continue;
+                for (size_t i = 0, n = MIN((size_t)(sh.sh_size / sh.sh_entsize), d->d_size / sh.sh_entsize); i < n; i++) {
+                        GElf_Dyn dyn;
+                        if (!gelf_getdyn(d, (int)i, &dyn) || dyn.d_tag == DT_NULL)
+                                break;
+                        soname = soname || dyn.d_tag == DT_SONAME;
+                        pie = pie || (dyn.d_tag == DT_FLAGS_1 && (dyn.d_un.d_val & DF_1_PIE));
+                }
+        }
+        st->library = soname && !pie;
+        return st->library;
+}
+
+/* symtab_lookup_exported() of a shared library whose symbols are not read: a walk over
+ * its .dynsym, where every candidate is. 1 with the best in *ret, 0 when none, -EAGAIN
+ * when two tie (the index breaks ties by table order, .symtab first: let it). */
+static int dynsym_exported(const SymTab *st, const char *name, Symbol *ret) {
+        SymEntry best = {}, e;
+        bool found = false, tie = false;
+
+        for (Elf_Scn *scn = NULL; (scn = elf_nextscn(st->elf, scn)); ) {
+                GElf_Shdr sh;
+                Elf_Data *d, *versym = NULL, *strings;
+                if (!gelf_getshdr(scn, &sh) || sh.sh_type != SHT_DYNSYM || sh.sh_entsize == 0 ||
+                    !(d = elf_getdata(scn, NULL)))
+                        continue;
+                for (Elf_Scn *x = NULL; (x = elf_nextscn(st->elf, x)); ) {
+                        GElf_Shdr xs;
+                        if (gelf_getshdr(x, &xs) && xs.sh_type == SHT_GNU_versym && xs.sh_link == elf_ndxscn(scn))
+                                versym = elf_getdata(x, NULL);
+                }
+                strings = string_table(st->elf, sh.sh_link);
+                for (size_t i = 1, n = section_entries(scn, &sh); i < n; i++) {
+                        GElf_Sym sym;
+                        const char *sname;
+                        unsigned char bind, vis;
+                        if (!gelf_getsym(d, (int)i, &sym))
+                                continue;
+                        sname = sym_name(st->elf, sh.sh_link, strings, sym.st_name);
+                        bind = GELF_ST_BIND(sym.st_info);
+                        vis = GELF_ST_VISIBILITY(sym.st_other);
+                        if (!sname || strcmp(sname, name) != 0 || !sym_wanted(&sym, sname, 0) ||
+                            sym.st_shndx == SHN_XINDEX || (bind != STB_GLOBAL && bind != STB_WEAK) ||
+                            (vis != STV_DEFAULT && vis != STV_PROTECTED))
+                                continue;
+                        e = (SymEntry) {
+                                .sym = { sname, sym.st_value, sym.st_size, GELF_ST_TYPE(sym.st_info), bind, vis,
+                                         sym.st_shndx, false },
+                                .hidden_version = versym_hidden(versym, i),
+                        };
+                        if (!found || entry_better(&e, &best)) {
+                                best = e;
+                                found = true;
+                                tie = false;
+                        } else if (!entry_better(&best, &e))
+                                tie = true;
+                }
+        }
+        if (tie)
+                return -EAGAIN;
+        if (found && ret)
+                *ret = best.sym;
+        return found;
+}
+
 /* Prefers what .dynsym exports; falls back to a .symtab global of default or protected
- * visibility (an executable's non-exported globals), which a patch may still want. */
+ * visibility (an executable's non-exported globals), which a patch may still want. A
+ * shared library whose symbols are not read yet is answered from its .dynsym alone (see
+ * is_library()), without reading libc's debug file for each name a patch imports; the
+ * index is built once a file was asked symtab_scans_before_index times. */
 int symtab_lookup_exported(const SymTab *st, const char *name, Symbol *ret) {
         const SymEntry *best = NULL;
+        int r;
+
+        /* A name with a '@' is a versioned name as .symtab spells it (memcpy@GLIBC_2.2.5),
+         * which .dynsym spells without: only the index knows it. */
+        if (!st->ready && st->scans < symtab_scans_before_index && !strchr(name, '@') && is_library(st)) {
+                ((SymTab *)st)->scans++;        /* see the top of the file */
+                r = dynsym_exported(st, name, ret);
+                if (r != -EAGAIN)
+                        return r > 0 ? 0 : -ENOENT;
+        }
+        r = symtab_ready(st);
+        if (r < 0)
+                return r;
 
         for (uint32_t i = symtab_first(st, name); i != NO_ENTRY; i = st->v[i].next) {
                 const SymEntry *e = &st->v[i];
@@ -718,7 +871,10 @@ static int addr_cmp(const void *a, const void *b, void *userdata) {
  * messages (naming where a thread is) and a patch's own small table ask. */
 static int symtab_index_addr(const SymTab *cst) {
         SymTab *st = (SymTab *)cst;    /* see the top of the file */
+        int r = symtab_ready(st);
 
+        if (r < 0)
+                return r;
         if (st->addr_ready)
                 return 0;
         st->by_addr = malloc(MAX(st->n, (size_t)1) * sizeof(uint32_t));
@@ -808,7 +964,10 @@ static int clone_cmp(const void *a, const void *b, void *userdata) {
  * ("f.isra.0"), built by the first search for them. */
 static int symtab_index_clones(const SymTab *cst) {
         SymTab *st = (SymTab *)cst;    /* see the top of the file */
+        int r = symtab_ready(st);
 
+        if (r < 0)
+                return r;
         if (st->clones_ready)
                 return 0;
         st->clones = malloc(MAX(st->n, (size_t)1) * sizeof(uint32_t));
@@ -926,6 +1085,41 @@ const char *symtab_find_import(const SymTab *st, const char *const *names) {
         return NULL;
 }
 
+/* A walk over the file's own tables while its symbols are not read (a single question
+ * does not pay for the index, nor for the debug file); the index once they are. */
+bool symtab_file_defines(const SymTab *st, const char *name) {
+        if (st->ready && st->ready_err == 0) {
+                for (uint32_t i = symtab_first(st, name); i != NO_ENTRY; i = st->v[i].next)
+                        if (!st->v[i].sym.from_debug_file || st->v[i].in_dynsym)
+                                return true;
+                return false;
+        }
+        for (Elf_Scn *scn = NULL; (scn = elf_nextscn(st->elf, scn)); ) {
+                GElf_Shdr sh;
+                Elf_Data *d, *xdata = NULL, *strings;
+                if (!gelf_getshdr(scn, &sh) || (sh.sh_type != SHT_SYMTAB && sh.sh_type != SHT_DYNSYM) ||
+                    sh.sh_entsize == 0 || !(d = elf_getdata(scn, NULL)))
+                        continue;
+                for (Elf_Scn *x = NULL; (x = elf_nextscn(st->elf, x)); ) {
+                        GElf_Shdr xs;
+                        if (gelf_getshdr(x, &xs) && xs.sh_type == SHT_SYMTAB_SHNDX && xs.sh_link == elf_ndxscn(scn))
+                                xdata = elf_getdata(x, NULL);
+                }
+                strings = string_table(st->elf, sh.sh_link);
+                for (size_t i = 1, n = section_entries(scn, &sh); i < n; i++) {
+                        GElf_Sym sym;
+                        Elf32_Word xshndx = 0;
+                        const char *sname;
+                        if (!gelf_getsymshndx(d, xdata, (int)i, &sym, &xshndx))
+                                continue;
+                        sname = sym_name(st->elf, sh.sh_link, strings, sym.st_name);
+                        if (sname && strcmp(sname, name) == 0 && sym_wanted(&sym, sname, xshndx))
+                                return true;
+                }
+        }
+        return false;
+}
+
 bool symtab_has_section(const SymTab *st, const char *name) {
         size_t shstrndx;
 
@@ -945,6 +1139,10 @@ bool symtab_has_section(const SymTab *st, const char *name) {
  * at the lowest address, the least name (then the first in table order). */
 int symtab_first_start(const SymTab *st, uint64_t lo, uint64_t hi, Symbol *ret) {
         const Symbol *best = NULL;
+        int r = symtab_ready(st);
+
+        if (r < 0)
+                return r;
 
         for (size_t i = 0; i < st->n; i++) {
                 const Symbol *s = &st->v[i].sym;

@@ -26,8 +26,10 @@ typedef struct Symbol {
         bool from_debug_file;    /* read from the separate debug file (symtab_debug_path()) */
 } Symbol;
 
-/* Opens the ELF file at path (or an fd: the SymTab dups it) and indexes its defined
- * symbols. -ENOEXEC when it is not an ELF file. */
+/* Opens the ELF file at path (or an fd: the SymTab dups it); its defined symbols are
+ * read and indexed by the first query that needs them, which then returns what that
+ * reading failed with (-ENOMEM, -E2BIG), as every later query does. -ENOEXEC when it is
+ * not an ELF file. */
 int symtab_open(const char *path, SymTab **ret);
 int symtab_open_fd(int fd, SymTab **ret);
 
@@ -61,6 +63,11 @@ const char *symtab_searched(const SymTab *st);
  * entry. NULL when none. */
 const char *symtab_find_import(const SymTab *st, const char *const *names);
 
+/* Whether the file itself (its .symtab or .dynsym, never its separate debug file)
+ * defines a symbol of that name (any kind but a section or file). Does not read the
+ * file's other symbols into the SymTab. */
+bool symtab_file_defines(const SymTab *st, const char *name);
+
 /* Whether the file has a section of that name. */
 bool symtab_has_section(const SymTab *st, const char *name);
 
@@ -90,6 +97,11 @@ int symtab_lookup(const SymTab *st, const char *name, unsigned pos, Symbol *ret)
  * before others; failing that, a .symtab GLOBAL/WEAK of default or protected visibility
  * is returned (an executable's globals it does not export). */
 int symtab_lookup_exported(const SymTab *st, const char *name, Symbol *ret);
+/* How many exported lookups a shared library whose symbols are not read yet answers
+ * from its .dynsym alone (each a walk over it) before its symbols are read and indexed.
+ * Either way the symbol has the same name, value, type, binding and visibility; read
+ * from .dynsym it is not from_debug_file and has .dynsym's size. Tests change it. */
+extern unsigned symtab_scans_before_index;
 
 /* The function symbol (STT_FUNC, or sized STT_NOTYPE) whose [value, value+size)
  * contains vaddr. -ENOENT when none. */

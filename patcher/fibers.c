@@ -45,8 +45,10 @@ static bool module_fibers(UlpOp *op, size_t i, char *buf, size_t len) {
                 snprintf(buf, len, "%s imports %s", m->path, imp);
                 return true;
         }
-        /* Go: goroutines run on stacks of the runtime's own. */
-        if (symtab_has_section(st, ".go.buildinfo") || symtab_lookup(st, "runtime.goexit", 0, NULL) == 0) {
+        /* Go: goroutines run on stacks of the runtime's own. A stripped Go program keeps
+         * .go.buildinfo; the name is looked for in the file's own tables only, without
+         * reading every symbol of every module (docs/symbols.md). */
+        if (symtab_has_section(st, ".go.buildinfo") || symtab_file_defines(st, "runtime.goexit")) {
                 snprintf(buf, len, "%s is a Go program", m->path);
                 return true;
         }

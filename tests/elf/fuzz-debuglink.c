@@ -9,11 +9,16 @@
  * object's build-id, and DIR/cand.debug for a .gnu_debuglink naming "cand.debug" (the
  * seeds do). Everything lives in a scratch directory of this process.
  * Invariants: the result is found or not found; "searched" is one line; a debug file
- * found is one of the candidates, has a .symtab and matches the object.
+ * found is one of the candidates, has a .symtab and matches the object. Then the object
+ * as a module's SymTab, which reads its symbols, and the debug file's, at its first
+ * lookup: a function of the debug file lies inside an executable PT_LOAD segment of the
+ * object; the questions asked without reading the symbols (imports, sections, a name in
+ * the file's own tables) answer the same before and after they are read.
  */
 
 #include <errno.h>
 #include <fcntl.h>
+#include <gelf.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -106,6 +111,48 @@ static void check_found(int fd, const char *path) {
         elf_end(elf);
 }
 
+/* A function named from the debug file lies where the object has code. */
+static void check_in_image(Elf *elf, const Symbol *s) {
+        size_t n;
+
+        if (!s->from_debug_file || (s->type != STT_FUNC && s->type != STT_GNU_IFUNC))
+                return;
+        if (elf_getphdrnum(elf, &n) < 0)
+                __builtin_trap();
+        for (size_t i = 0; i < n; i++) {
+                GElf_Phdr ph;
+                if (gelf_getphdr(elf, (int)i, &ph) && ph.p_type == PT_LOAD && (ph.p_flags & PF_X) &&
+                    s->value >= ph.p_vaddr && s->value - ph.p_vaddr <= ph.p_memsz &&
+                    s->size <= ph.p_memsz - (s->value - ph.p_vaddr))
+                        return;
+        }
+        __builtin_trap();
+}
+
+static void check_symtab(int fd, Elf *elf) {
+        static const char *const names[] = { "main", "helper", "runtime.goexit", "memcpy", "_start", NULL };
+        _cleanup_(symtab_freep) SymTab *st = NULL;
+        bool before[ELEMENTSOF(names)];
+        const char *imp;
+        Symbol s;
+
+        if (symtab_open_module_fd(fd, obj_path, &st) < 0)
+                return;
+        imp = symtab_find_import(st, names);
+        for (size_t i = 0; names[i]; i++)
+                before[i] = symtab_file_defines(st, names[i]);
+        for (size_t i = 0; names[i]; i++)
+                if (symtab_lookup(st, names[i], 0, &s) == 0)
+                        check_in_image(elf, &s);
+        if (symtab_lookup_addr(st, 0x1000, &s) == 0)
+                check_in_image(elf, &s);
+        if (symtab_find_import(st, names) != imp)
+                __builtin_trap();
+        for (size_t i = 0; names[i]; i++)
+                if (symtab_file_defines(st, names[i]) != before[i])
+                        __builtin_trap();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         _cleanup_close_ int fd = -1;
         _cleanup_free_ char *found = NULL, *searched = NULL;
@@ -134,6 +181,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 check_found(dfd, found);
                 close(dfd);
         }
+        check_symtab(fd, elf);
         elf_end(elf);
         return 0;
 }

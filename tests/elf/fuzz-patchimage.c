@@ -58,8 +58,10 @@ static void check_image(int fd, const Memory *mem) {
                 (void)elf_read_build_id(elf, id, sizeof(id));
                 elf_end(elf);
         }
-        if (symtab_open_fd(fd, &sym) >= 0)
+        if (symtab_open_fd(fd, &sym) >= 0) {
+                (void)symtab_lookup(sym, "ulp_patch_info", 0, NULL);    /* reads the symbols */
                 symtab_free(sym);
+        }
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

@@ -7,7 +7,9 @@
 #include <fcntl.h>
 #include <gelf.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/macro.h"
 #include "elf/demangle.h"
@@ -318,15 +320,15 @@ static void ref_build(RefTab *t, Elf *main, Elf *debug) {
         ref_add(t, debug ?: main, main, SHT_SYMTAB);
         ref_add(t, main, main, SHT_DYNSYM);
         qsort(t->v, t->n, sizeof(RefEntry), ref_cmp);
-        /* A .dynsym entry with the name and value of a .symtab entry is that entry, the
-         * last such, exported. */
+        /* A .dynsym entry with the name, value and binding of a .symtab entry is that
+         * entry, the last such, exported. */
         for (size_t i = 0; i < t->n; i++) {
                 RefEntry *e = &t->v[i], *twin = NULL;
                 for (size_t j = 0; e->from_dynsym && j < out && !twin; j++) {
                         RefEntry *q = &t->v[out - 1 - j];
                         if (strcmp(q->sym.name, e->sym.name) != 0)
                                 break;
-                        if (!q->from_dynsym && q->sym.value == e->sym.value)
+                        if (!q->from_dynsym && q->sym.value == e->sym.value && q->sym.bind == e->sym.bind)
                                 twin = q;
                 }
                 if (twin) {
@@ -414,6 +416,9 @@ static int ref_lookup_exported(const RefTab *t, const char *name, Symbol *ret) {
 /* Two tables of one file, indexed by hash and by sorting, give the reference's answers. */
 typedef struct Pair {
         SymTab *hash, *sorted;
+        SymTab *unread;          /* asked symtab_file_defines() only: its symbols never read */
+        int fd;                  /* the file, for a SymTab opened afresh for each name */
+        const char *path;
         RefTab ref;
         size_t names, clones, addrs;
 } Pair;
@@ -456,8 +461,29 @@ static void compare_name(Pair *p, const char *name) {
         ra = symtab_lookup_exported(p->hash, name, &a);
         rb = symtab_lookup_exported(p->sorted, name, &b);
         assert_same_symbol("lookup_exported", name, ra, &a, rb, &b);
+        /* From .dynsym alone (a library whose symbols are not read): the same symbol but
+         * for where it was read (from_debug_file, size, section). A SymTab of its own for
+         * each name: a tie (two versions, neither the default) reads the symbols. */
+        _cleanup_(symtab_freep) SymTab *scan = NULL;
+        ASSERT_OK(symtab_open_module_fd(p->fd, p->path, &scan));
+        rb = symtab_lookup_exported(scan, name, &b);
+        if (ra != rb || (ra == 0 && (strcmp(a.name, b.name) != 0 || a.value != b.value || a.type != b.type ||
+                                     a.bind != b.bind || a.visibility != b.visibility)))
+                TEST__FAIL("lookup_exported(%s): %d %s@0x%" PRIx64 " (type %u bind %u) by the index, "
+                           "%d %s@0x%" PRIx64 " (type %u bind %u) from .dynsym", name, ra, ra ? "" : a.name,
+                           ra ? 0 : a.value, a.type, a.bind, rb, rb ? "" : b.name, rb ? 0 : b.value, b.type, b.bind);
         rb = ref_lookup_exported(&p->ref, name, &b);
         assert_same_symbol("lookup_exported (reference)", name, ra, &a, rb, &b);
+        /* Defined by the file itself: a reference entry not from the debug file, or one
+         * .dynsym repeats. The walk of the raw tables, and the index, must say the same. */
+        bool own = false;
+        size_t first, end;
+        ref_run(&p->ref, name, &first, &end);
+        for (size_t i = first; i < end; i++)
+                own = own || !p->ref.v[i].sym.from_debug_file || p->ref.v[i].in_dynsym;
+        if (symtab_file_defines(p->unread, name) != own || symtab_file_defines(p->hash, name) != own)
+                TEST__FAIL("file_defines(%s): %d unread, %d indexed, %d in the reference", name,
+                           symtab_file_defines(p->unread, name), symtab_file_defines(p->hash, name), own);
         ra = symtab_foreach_clone(p->hash, name, append_clone, ca);
         rb = symtab_foreach_clone(p->sorted, name, append_clone, cb);
         if (ra != rb || strcmp(ca, cb) != 0)
@@ -516,6 +542,9 @@ static void compare_file(const char *path, size_t min_names) {
         ASSERT_TRUE(fd >= 0);
         ASSERT_OK(symtab_open_module_fd_index(fd, path, SYMTAB_INDEX_HASH, &p.hash));
         ASSERT_OK(symtab_open_module_fd_index(fd, path, SYMTAB_INDEX_SORTED, &p.sorted));
+        ASSERT_OK(symtab_open_module_fd(fd, path, &p.unread));
+        p.fd = fd;
+        p.path = path;
         /* The bound on probes is for names made to collide, never met by a real file. */
         ASSERT_EQ(symtab_index(p.hash), SYMTAB_INDEX_HASH);
         ASSERT_EQ(symtab_index(p.sorted), SYMTAB_INDEX_SORTED);
@@ -538,6 +567,8 @@ static void compare_file(const char *path, size_t min_names) {
                 symtab_debug_path(p.hash) ?: "none", p.names, p.clones, p.addrs);
         symtab_free(p.hash);
         symtab_free(p.sorted);
+        symtab_free(p.unread);
+
         free(p.ref.v);
         ASSERT_TRUE(p.names >= min_names);
 }
@@ -545,6 +576,94 @@ static void compare_file(const char *path, size_t min_names) {
 TEST(hash_index_as_sorted_fixtures) {
         compare_file(FIXTURE_PIE, 20);
         compare_file(FIXTURE_NOPIE, 20);
+        compare_file(FIXTURE_VERSIONED, 5);
+}
+
+/* A name exported in two versions resolves to the default one, as the dynamic linker
+ * binds it, though a local of that name sits at the default's address (libc's "memcpy"):
+ * before, that local stood for the default's .dynsym entry, and memcpy resolved to
+ * memcpy@GLIBC_2.2.5. The same from .dynsym alone, before the symbols are read. */
+TEST(default_version_over_local_alias) {
+        _cleanup_(symtab_freep) SymTab *st = NULL, *fresh = NULL;
+        Symbol v1, v2, s;
+
+        ASSERT_OK(symtab_open(FIXTURE_VERSIONED, &st));
+        ASSERT_OK(symtab_open(FIXTURE_VERSIONED, &fresh));
+        ASSERT_OK(symtab_lookup_exported(fresh, "vers", &s));
+        ASSERT_OK(symtab_lookup(st, "vers_v1", 0, &v1));
+        ASSERT_OK(symtab_lookup(st, "vers_v2", 0, &v2));
+        ASSERT_TRUE(v1.value != v2.value);
+        ASSERT_EQ(s.value, v2.value);
+        ASSERT_OK(symtab_lookup_exported(st, "vers", &s));
+        ASSERT_EQ(s.value, v2.value);
+        ASSERT_EQ(s.bind, STB_GLOBAL);
+        ASSERT_OK(symtab_lookup(st, "vers", 0, &s));
+        ASSERT_EQ(s.value, v2.value);
+        ASSERT_EQ(s.bind, STB_GLOBAL);
+        /* the local is still the first local of that name */
+        ASSERT_OK(symtab_lookup(st, "vers", 1, &s));
+        ASSERT_EQ(s.bind, STB_LOCAL);
+        ASSERT_EQ(s.value, v2.value);
+}
+
+/* Opening reads no symbol: what the check for stackful threads asks every module
+ * (imports, sections, one name in the file's own tables) reads none either; the first
+ * lookup reads them, and only then looks for a stripped file's debug file. Shown with a
+ * stripped copy of the fixture whose debug file is found only once ULP_DEBUG_ROOT names
+ * its directory: set after those questions, before the lookup. */
+TEST(symbols_read_by_first_lookup) {
+        char root[] = "/tmp/ulp-symtab-XXXXXX", cmd[4096], exe[512], none[512], dir[512], dbg[600], hex[64];
+        _cleanup_(symtab_freep) SymTab *st = NULL;
+        const char *const imports[] = { "printf", "puts", "__libc_start_main", NULL };
+        uint8_t id[64];
+        Symbol sym;
+        int n;
+
+        ASSERT_TRUE(mkdtemp(root));
+        snprintf(exe, sizeof(exe), "%s/fixture", root);
+        snprintf(none, sizeof(none), "%s/none", root);
+        snprintf(cmd, sizeof(cmd), "objcopy --strip-all %s %s && objcopy --only-keep-debug %s %s/debug",
+                 FIXTURE_PIE, exe, FIXTURE_PIE, root);
+        ASSERT_EQ(system(cmd), 0);
+        {
+                _cleanup_close_ int fd = open(exe, O_RDONLY | O_CLOEXEC);
+                _cleanup_(elf_endp) Elf *e = NULL;
+                ASSERT_TRUE(fd >= 0);
+                ASSERT_OK(elf_open_fd(fd, &e));
+                n = elf_read_build_id(e, id, sizeof(id));
+                ASSERT_TRUE(n > 1);
+        }
+        for (int i = 0; i < n; i++)
+                snprintf(hex + 2 * i, sizeof(hex) - 2 * (size_t)i, "%02x", id[i]);
+        snprintf(dir, sizeof(dir), "%s/.build-id/%.2s", root, hex);
+        snprintf(cmd, sizeof(cmd), "mkdir -p %s && mv %s/debug %s/%s.debug", dir, root, dir, hex + 2);
+        ASSERT_EQ(system(cmd), 0);
+        snprintf(dbg, sizeof(dbg), "%s/%s.debug", dir, hex + 2);
+
+        ASSERT_OK(setenv("ULP_DEBUG_ROOT", none, 1));
+        ASSERT_OK(symtab_open_module(exe, exe, &st));
+        ASSERT_TRUE(symtab_find_import(st, imports) != NULL);
+        ASSERT_TRUE(!symtab_has_section(st, ".go.buildinfo"));
+        ASSERT_TRUE(!symtab_file_defines(st, "fixture_compute"));     /* in the debug file only */
+        ASSERT_TRUE(!symtab_file_defines(st, "runtime.goexit"));
+        ASSERT_OK(setenv("ULP_DEBUG_ROOT", root, 1));
+        ASSERT_OK(symtab_lookup(st, "fixture_compute", 0, &sym));
+        ASSERT_TRUE(sym.from_debug_file);
+        ASSERT_STREQ(symtab_debug_path(st), dbg);
+        /* read once: the debug file stays the one found */
+        ASSERT_TRUE(!symtab_file_defines(st, "fixture_compute"));
+        ASSERT_OK(setenv("ULP_DEBUG_ROOT", none, 1));
+        ASSERT_OK(symtab_lookup(st, "helper", 1, &sym));
+        symtab_free(TAKE_PTR(st));
+
+        /* The first lookup without the debug file: the file's .dynsym only, and said so. */
+        ASSERT_OK(symtab_open_module(exe, exe, &st));
+        ASSERT_ERR(symtab_lookup(st, "fixture_compute", 0, &sym), -ENOENT);
+        ASSERT_TRUE(symtab_debug_path(st) == NULL);
+        ASSERT_TRUE(symtab_searched(st) && strstr(symtab_searched(st), none));
+        ASSERT_OK(unsetenv("ULP_DEBUG_ROOT"));
+        snprintf(cmd, sizeof(cmd), "rm -rf %s", root);
+        ASSERT_EQ(system(cmd), 0);
 }
 
 /* libc with its debug file when installed: locals of the same name, versions (memcpy@
