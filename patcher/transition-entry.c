@@ -55,13 +55,27 @@ typedef struct EntryMap {
         Relocation rel;          /* the displaced instructions, in both places */
 } EntryMap;
 
+/* Whether the entry of f may hold its original instructions: the bytes after its first
+ * (which a window's int3 may cover) are the original ones, or they cannot be read. A
+ * jump there (a revert, a transition resumed after its init) is one instruction that no
+ * thread can be inside of. */
+static bool entry_may_be_original(Transition *tr, const ControlFunc *f) {
+        uint8_t b[sizeof(f->orig_bytes)];
+
+        if (target_read(tr->t, f->old_addr + f->entry_off + 1, b, f->displaced_len - 1) < 0)
+                return true;
+        return memcmp(b, f->orig_bytes + 1, f->displaced_len - 1) == 0;
+}
+
 /* Rebuilds the map of f's entry, once per function, outside the stop. An entry whose
- * map cannot be rebuilt keeps the old rule: init waits until no thread is inside. */
+ * map cannot be rebuilt keeps the old rule: init waits until no thread is inside. Only
+ * for an entry that holds its original instructions: the map decodes them, and a revert,
+ * which finds a jump there, then loads no decoder (docs/performance.md). */
 static void map_entry(Transition *tr, const ControlFunc *f) {
         EntryMap *m = &tr->maps[tr->n_maps];
         char err[128];
 
-        if (!f->copy_addr || f->displaced_len > sizeof(f->orig_bytes))
+        if (!f->copy_addr || f->displaced_len > sizeof(f->orig_bytes) || !entry_may_be_original(tr, f))
                 return;
         m->at = f->old_addr + f->entry_off;
         m->copy = f->copy_addr;

@@ -1,19 +1,72 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Classification of decoded x86-64 instructions for the relocator (insn.h). */
 
+#include <dlfcn.h>
 #include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "common/macro.h"
 #include "patcher/x86_64/insn.h"
 
+/*
+ * capstone is loaded by the first decoding, not by the dynamic loader when a program
+ * using the core starts: its 77,000 relative relocations made a sixth of the CPU of
+ * every ulpctl --direct, and a revert, a status or a list decodes nothing
+ * (docs/performance.md). Loaded once per process, by its soname, from where the dynamic
+ * loader finds libraries (never a path from the environment of a set-uid program: the
+ * loader ignores LD_LIBRARY_PATH there), and kept.
+ */
+static struct {
+        cs_err (*open)(cs_arch arch, cs_mode mode, csh *handle);
+        cs_err (*option)(csh handle, cs_opt_type type, size_t value);
+        cs_err (*close)(csh *handle);
+        cs_insn *(*malloc)(csh handle);
+        void (*free)(cs_insn *insn, size_t count);
+        bool (*disasm_iter)(csh handle, const uint8_t **code, size_t *size, uint64_t *address, cs_insn *insn);
+        int err;
+        char why[200];
+} cs;
+
+static void cs_load(void) {
+        void *h = dlopen(ULP_CAPSTONE_SONAME, RTLD_NOW | RTLD_LOCAL);
+        const char *e;
+
+        if (!h) {
+                e = dlerror();
+                snprintf(cs.why, sizeof(cs.why), "%s", e ? e : ULP_CAPSTONE_SONAME);
+                cs.err = -ELIBACC;
+                return;
+        }
+        /* dlsym() returns an object pointer; POSIX makes it convertible to a function's. */
+        *(void **)&cs.open = dlsym(h, "cs_open");
+        *(void **)&cs.option = dlsym(h, "cs_option");
+        *(void **)&cs.close = dlsym(h, "cs_close");
+        *(void **)&cs.malloc = dlsym(h, "cs_malloc");
+        *(void **)&cs.free = dlsym(h, "cs_free");
+        *(void **)&cs.disasm_iter = dlsym(h, "cs_disasm_iter");
+        if (!cs.open || !cs.option || !cs.close || !cs.malloc || !cs.free || !cs.disasm_iter) {
+                snprintf(cs.why, sizeof(cs.why), "%s lacks a function ulp uses", ULP_CAPSTONE_SONAME);
+                cs.err = -ELIBBAD;
+        }
+}
+
+const char *insn_load_error(void) {
+        return cs.why;
+}
+
 int insn_open(csh *ret) {
+        static pthread_once_t once = PTHREAD_ONCE_INIT;
         csh h;
 
-        if (cs_open(CS_ARCH_X86, CS_MODE_64, &h) != CS_ERR_OK)
+        (void)pthread_once(&once, cs_load);
+        if (cs.err < 0)
+                return cs.err;
+        if (cs.open(CS_ARCH_X86, CS_MODE_64, &h) != CS_ERR_OK)
                 return -ENOMEM;
-        if (cs_option(h, CS_OPT_DETAIL, CS_OPT_ON) != CS_ERR_OK) {
-                cs_close(&h);
+        if (cs.option(h, CS_OPT_DETAIL, CS_OPT_ON) != CS_ERR_OK) {
+                cs.close(&h);
                 return -EIO;
         }
         *ret = h;
@@ -22,12 +75,20 @@ int insn_open(csh *ret) {
 
 void insn_closep(csh *h) {
         if (*h)
-                cs_close(h);
+                cs.close(h);
+}
+
+cs_insn *insn_malloc(csh h) {
+        return cs.malloc(h);
 }
 
 void insn_freep(cs_insn **insn) {
         if (*insn)
-                cs_free(*insn, 1);
+                cs.free(*insn, 1);
+}
+
+bool insn_decode(csh h, const uint8_t **code, size_t *size, uint64_t *address, cs_insn *insn) {
+        return cs.disasm_iter(h, code, size, address, insn);
 }
 
 bool insn_is_endbr64(const uint8_t *code, uint64_t size) {

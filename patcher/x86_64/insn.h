@@ -41,10 +41,16 @@ typedef struct InsnInfo {
         bool rip_no_index;     /*   and it has no index register */
 } InsnInfo;
 
-/* Opens a 64-bit capstone handle with details on. Returns 0 or -ENOMEM/-EIO. */
+/* Opens a 64-bit capstone handle with details on, loading capstone first (once per
+ * process). Returns 0, -ELIBACC/-ELIBBAD when capstone could not be loaded
+ * (insn_load_error() says why), or -ENOMEM/-EIO. */
 int insn_open(csh *ret);
+const char *insn_load_error(void);
 void insn_closep(csh *h);
-/* Frees a cs_malloc'd instruction (cleanup attribute). */
+/* cs_malloc() and cs_disasm_iter() of the capstone insn_open() loaded. */
+cs_insn *insn_malloc(csh h);
+bool insn_decode(csh h, const uint8_t **code, size_t *size, uint64_t *address, cs_insn *insn);
+/* Frees an insn_malloc'd instruction (cleanup attribute). */
 void insn_freep(cs_insn **insn);
 
 /* Classifies insn, decoded with details at its real address. Returns 0, or

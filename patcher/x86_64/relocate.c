@@ -179,7 +179,7 @@ static int relocate_displaced(csh h, cs_insn *insn, const uint8_t *func_code, si
                 uint64_t addr = func_addr + off;
                 InsnInfo info;
 
-                if (!cs_disasm_iter(h, &p, &left, &addr, insn))
+                if (!insn_decode(h, &p, &left, &addr, insn))
                         return fail(err, errlen, -EILSEQ, "cannot decode the instruction at +0x%zx", off);
                 k = insn_classify(insn, &info);
                 if (k < 0)
@@ -246,7 +246,7 @@ static int scan_function(csh h, cs_insn *insn, const uint8_t *func_code, size_t 
                 size_t off = addr - func_addr;
                 InsnInfo info;
 
-                if (!cs_disasm_iter(h, &p, &left, &addr, insn))
+                if (!insn_decode(h, &p, &left, &addr, insn))
                         return fail(err, errlen, -EILSEQ,
                                     "cannot decode at +0x%zx: branches into the displaced bytes cannot be ruled out", off);
                 if (insn_classify(insn, &info) < 0)
@@ -311,8 +311,9 @@ int relocate_entry_padded(const uint8_t *func_code, size_t func_size, size_t pad
 
         k = insn_open(&h);
         if (k < 0)
-                return fail(err, errlen, k, "cannot open capstone");
-        insn = cs_malloc(h);
+                return fail(err, errlen, k, "cannot open capstone%s%s", insn_load_error()[0] ? ": " : "",
+                            insn_load_error());
+        insn = insn_malloc(h);
         if (!insn)
                 return fail(err, errlen, -ENOMEM, "out of memory");
 
@@ -345,8 +346,9 @@ int relocation_rebuild(const uint8_t *bytes, size_t len, uint64_t at, uint64_t c
                             JMP_REL32_SIZE);
         k = insn_open(&h);
         if (k < 0)
-                return fail(err, errlen, k, "cannot open capstone");
-        insn = cs_malloc(h);
+                return fail(err, errlen, k, "cannot open capstone%s%s", insn_load_error()[0] ? ": " : "",
+                            insn_load_error());
+        insn = insn_malloc(h);
         if (!insn)
                 return fail(err, errlen, -ENOMEM, "out of memory");
         k = relocate_displaced(h, insn, bytes, len, at, copy_addr, &r, err, errlen);

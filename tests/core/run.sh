@@ -56,6 +56,38 @@ case_library() { round_trip lib 1010 patch-lib.so lib-fix 2010; }
 # target_helper(10) + secret * 1000 = 107 + 7000
 case_ref() { round_trip ref 10 patch-ref.so ref-fix 7107; }
 
+# capstone is loaded by the first decoding (patcher/x86_64/insn.c): an apply loads it, a
+# revert does not; hidden from this test's commands (an empty file bound over it in a
+# mount namespace of their own), a revert works and an apply is refused with the reason,
+# before anything is written.
+case_decoder() {
+	local out lib
+	lib=$(ldconfig -p | awk '/libcapstone\.so\.[0-9]+ .*x86-64/ { print $NF; exit }')
+	[ -f "$lib" ] || fail "no capstone library found by ldconfig"
+	start_victim 4
+	expect_value compute 20
+	out=$(LD_DEBUG=files ulpctl apply -p "$VPID" "$P/patch-compute.so" 2>&1) || fail "apply failed: $out"
+	grep -q 'file=libcapstone' <<<"$out" || fail "the apply did not load capstone"
+	expect_value compute 30
+	out=$(LD_DEBUG=files ulpctl revert -p "$VPID" compute-fix 2>&1) || fail "revert failed: $out"
+	! grep -q 'libcapstone' <<<"$out" || fail "the revert loaded capstone: $(grep libcapstone <<<"$out" | head -n 3)"
+	expect_value compute 20
+	ulpctl apply -p "$VPID" "$P/patch-compute.so" || fail "second apply failed"
+	expect_value compute 30
+	unshare -m bash -c 'mount --bind /dev/null "$1" && exec "$2" --direct revert -p "$3" compute-fix' \
+		sh "$lib" "$ULPCTL" "$VPID" || fail "the revert without capstone failed"
+	expect_value compute 20
+	victim_ok
+	kill -9 "$VPID"; wait "$VPID" 2>/dev/null
+	start_victim 4
+	refused "apply without capstone" \
+		"^ulpctl: cannot redirect compute: cannot open capstone: $lib: file too short\$" \
+		unshare -m bash -c 'mount --bind /dev/null "$1" && exec "$2" --direct apply -p "$3" "$4"' \
+		sh "$lib" "$ULPCTL" "$VPID" "$P/patch-compute.so"
+	no_ulp_mappings
+	expect_value compute 20
+}
+
 json_get() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 
 case_json_status() {
