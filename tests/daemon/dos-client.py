@@ -11,7 +11,8 @@ JSON line per finding on stdout:
   fdflood SOCKET SECONDS       keeps connections busy passing 250 fds a message:
                                {"sent_fds": n, "messages": [...]}
   apply SOCKET PATCH wait|nowait PID...   one apply to all of them:
-                               {"seconds": s, "errors": [...], "started": [pid...]}
+                               {"seconds": s, "errors": [...], "pids": [...] (of each
+                               error), "started": [pid...]}
   spin SOCKET PATCH PID N SECONDS   N connections applying PATCH to PID over and over:
                                {"applies": n, "errors": [...], "longest": s}
 """
@@ -202,6 +203,7 @@ def apply(path, patch, wait, pids):
     r = r or {}
     results += r.get("results", [])
     out({"seconds": time.monotonic() - t, "errors": [x.get("error") for x in results],
+         "pids": [x.get("pid") for x in results],
          "started": [x["pid"] for x in results if x.get("started")], "error": r.get("error")})
 
 

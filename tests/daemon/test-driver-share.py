@@ -109,8 +109,25 @@ try:
             v.wait()
     rest = [p for p in hpids if p not in first]
     hr = report(h, 60 * SLOWDOWN)
-    check(hr["errors"] == [None] * N and sorted(hr["started"]) == sorted(hpids),
-          f"HOSTILE's {N} all started, the last {N - 4} once its first ended: {hr['errors']}")
+    started, errors, retried = set(hr["started"]), hr["errors"], []
+    # The steps of HOSTILE's waiting transitions count against its share of ulpd's time,
+    # in wall time (docs/limits.md): on a loaded machine (a load of 90 to 140 on the 2
+    # cores) they used it before the first four ended, and three starts were refused
+    # "used its share of ulpd's time; try again in a few seconds". Tried again after the
+    # window, as that says, they must start.
+    share = "used its share of ulpd's time"
+    for _ in range(3):
+        again = [p for p, e in zip(hr["pids"], hr["errors"]) if e and share in e]
+        if not again or any(e and share not in e for e in hr["errors"]):
+            break
+        retried += again
+        time.sleep(10)
+        hr = report(client(HOSTILE, "apply", d.socket, PATCH, "nowait", *again), 60 * SLOWDOWN)
+        started |= set(hr["started"])
+        errors = [e for e in errors if e and share not in e] + hr["errors"]
+    check(not any(e for e in errors) and sorted(started) == sorted(hpids),
+          f"HOSTILE's {N} all started, the last {N - 4} once its first ended"
+          f"{f' ({len(retried)} tried again after a refusal for its share)' if retried else ''}: {errors}")
     check(states(rest) == ["transition"] * (N - 4), f"its other {N - 4} are under way: {states(rest)}")
     check(all((victim_status(st) or {}).get("bad", 1) == 0 for _, st in mine + [other]),
           "no victim saw a mixed-version call chain")
