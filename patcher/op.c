@@ -612,8 +612,20 @@ static int op_timeout(UlpOp *op) {
                                "it stays consistent in the target: run revert or resume later", first);
         op->reversing = true;
         if (op->tr.global && op->kind == OP_APPLY) {
-                /* Global mode switches all or none: none did, nothing to reverse. */
+                /* Global mode switches all or none: none did, nothing to reverse. The
+                 * cancel borrows a thread: a whole stop attempt, not what is left of the
+                 * last one (on a loaded machine 40 ms were not enough: "cancelling the
+                 * patch failed", the patch left loaded), tried again at the next steps,
+                 * as a reversal is, for up to another timeout. */
+                if (!op->reverse_until_ns)
+                        op->reverse_until_ns = op->deadline_ns + (uint64_t)op->o.timeout_ms * 1000000ULL;
+                op->t->stop_timeout_ms = OP_STOP_ATTEMPT_MS;
                 r = transition_cancel(&op->tr);
+                if (r == -ETIMEDOUT && op_now_ns() < op->reverse_until_ns) {
+                        op->reversing = false;
+                        op->report->message[0] = 0;
+                        return 0;
+                }
                 op->done = true;
                 op_report_figures(op);
                 if (r < 0)
