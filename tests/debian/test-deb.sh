@@ -60,8 +60,8 @@ for d in "$deb" "$dev"; do
 	[ "$(dpkg-deb -f "$d" Maintainer)" = "$maint" ] || fail "${d##*/}'s Maintainer: '$(dpkg-deb -f "$d" Maintainer)'"
 done
 # capstone is loaded with dlopen(), out of dpkg-shlibdeps' sight: named by hand
-dpkg-deb -f "$deb" Depends | tr ',' '\n' | grep -qx ' *libcapstone4' ||
-	fail "ulp does not depend on libcapstone4: $(dpkg-deb -f "$deb" Depends)"
+depends=$(dpkg-deb -f "$deb" Depends)
+[[ ",${depends// /}," == *,libcapstone4,* ]] || fail "ulp does not depend on libcapstone4: $depends"
 changed_by=$(dpkg-parsechangelog -l "$WORK/src/ulp/debian/changelog" -S Maintainer)
 [ "$changed_by" = "$maint" ] || fail "debian/changelog's maintainer: '$changed_by'"
 ok "Maintainer: $maint, in both packages and the changelog"
