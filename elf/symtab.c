@@ -234,22 +234,27 @@ static size_t section_entries(Elf_Scn *scn, const GElf_Shdr *sh) {
         return MIN((size_t)(sh->sh_size / sh->sh_entsize), data->d_size / sh->sh_entsize);
 }
 
+/* The data of the companion section of type (extended section indexes, symbol
+ * versions) of the symbol section scn, or NULL. */
+static Elf_Data *companion(Elf *elf, Elf_Scn *scn, Elf32_Word type) {
+        Elf_Data *d = NULL;
+
+        for (Elf_Scn *x = NULL; (x = elf_nextscn(elf, x)); ) {
+                GElf_Shdr xs;
+                if (gelf_getshdr(x, &xs) && xs.sh_type == type && xs.sh_link == elf_ndxscn(scn))
+                        d = elf_getdata(x, NULL);
+        }
+        return d;
+}
+
 static void symtab_add_section(SymTab *st, Elf *elf, Elf_Scn *scn, const GElf_Shdr *sh, bool dyn) {
         Elf_Data *data = elf_getdata(scn, NULL);
-        Elf_Data *xdata = NULL, *versym = NULL, *strings;
+        Elf_Data *xdata, *versym, *strings;
         if (!data || sh->sh_entsize == 0)
                 return;
 
-        /* The companion sections: extended section indexes, symbol versions. */
-        for (Elf_Scn *x = NULL; (x = elf_nextscn(elf, x)); ) {
-                GElf_Shdr xs;
-                if (!gelf_getshdr(x, &xs))
-                        continue;
-                if (xs.sh_type == SHT_SYMTAB_SHNDX && xs.sh_link == elf_ndxscn(scn))
-                        xdata = elf_getdata(x, NULL);
-                if (dyn && xs.sh_type == SHT_GNU_versym && xs.sh_link == elf_ndxscn(scn))
-                        versym = elf_getdata(x, NULL);
-        }
+        xdata = companion(elf, scn, SHT_SYMTAB_SHNDX);
+        versym = dyn ? companion(elf, scn, SHT_GNU_versym) : NULL;
         strings = string_table(elf, sh->sh_link);
 
         size_t count = section_entries(scn, sh);
@@ -769,15 +774,11 @@ static int dynsym_exported(const SymTab *st, const char *name, Symbol *ret) {
 
         for (Elf_Scn *scn = NULL; (scn = elf_nextscn(st->elf, scn)); ) {
                 GElf_Shdr sh;
-                Elf_Data *d, *versym = NULL, *strings;
+                Elf_Data *d, *versym, *strings;
                 if (!gelf_getshdr(scn, &sh) || sh.sh_type != SHT_DYNSYM || sh.sh_entsize == 0 ||
                     !(d = elf_getdata(scn, NULL)))
                         continue;
-                for (Elf_Scn *x = NULL; (x = elf_nextscn(st->elf, x)); ) {
-                        GElf_Shdr xs;
-                        if (gelf_getshdr(x, &xs) && xs.sh_type == SHT_GNU_versym && xs.sh_link == elf_ndxscn(scn))
-                                versym = elf_getdata(x, NULL);
-                }
+                versym = companion(st->elf, scn, SHT_GNU_versym);
                 strings = string_table(st->elf, sh.sh_link);
                 for (size_t i = 1, n = section_entries(scn, &sh); i < n; i++) {
                         GElf_Sym sym;
@@ -1096,15 +1097,11 @@ bool symtab_file_defines(const SymTab *st, const char *name) {
         }
         for (Elf_Scn *scn = NULL; (scn = elf_nextscn(st->elf, scn)); ) {
                 GElf_Shdr sh;
-                Elf_Data *d, *xdata = NULL, *strings;
+                Elf_Data *d, *xdata, *strings;
                 if (!gelf_getshdr(scn, &sh) || (sh.sh_type != SHT_SYMTAB && sh.sh_type != SHT_DYNSYM) ||
                     sh.sh_entsize == 0 || !(d = elf_getdata(scn, NULL)))
                         continue;
-                for (Elf_Scn *x = NULL; (x = elf_nextscn(st->elf, x)); ) {
-                        GElf_Shdr xs;
-                        if (gelf_getshdr(x, &xs) && xs.sh_type == SHT_SYMTAB_SHNDX && xs.sh_link == elf_ndxscn(scn))
-                                xdata = elf_getdata(x, NULL);
-                }
+                xdata = companion(st->elf, scn, SHT_SYMTAB_SHNDX);
                 strings = string_table(st->elf, sh.sh_link);
                 for (size_t i = 1, n = section_entries(scn, &sh); i < n; i++) {
                         GElf_Sym sym;
