@@ -13,7 +13,8 @@
  * as a module's SymTab, which reads its symbols, and the debug file's, at its first
  * lookup: a function of the debug file lies inside an executable PT_LOAD segment of the
  * object; the questions asked without reading the symbols (imports, sections, a name in
- * the file's own tables) answer the same before and after they are read.
+ * the file's own tables) answer the same before and after they are read. Exported names
+ * are asked first, which a shared library answers from its .dynsym alone.
  */
 
 #include <errno.h>
@@ -130,7 +131,7 @@ static void check_in_image(Elf *elf, const Symbol *s) {
 }
 
 static void check_symtab(int fd, Elf *elf) {
-        static const char *const names[] = { "main", "helper", "runtime.goexit", "memcpy", "_start", NULL };
+        static const char *const names[] = { "main", "helper", "runtime.goexit", "memcpy", "_start", "vers", NULL };
         _cleanup_(symtab_freep) SymTab *st = NULL;
         bool before[ELEMENTSOF(names)];
         const char *imp;
@@ -139,6 +140,9 @@ static void check_symtab(int fd, Elf *elf) {
         if (symtab_open_module_fd(fd, obj_path, &st) < 0)
                 return;
         imp = symtab_find_import(st, names);
+        /* a shared library's exported names from its .dynsym, before its symbols are read */
+        for (size_t i = 0; names[i]; i++)
+                (void)symtab_lookup_exported(st, names[i], &s);
         for (size_t i = 0; names[i]; i++)
                 before[i] = symtab_file_defines(st, names[i]);
         for (size_t i = 0; names[i]; i++)
