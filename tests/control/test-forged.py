@@ -11,7 +11,7 @@ import struct
 import subprocess
 import time
 
-from ulpdtest import Daemon, Client, check, fail, need_root, scratch_dir, skip, wait_for
+from ulpdtest import Daemon, Client, check, fail, need_root, scratch_dir, skip, victim_status, wait_for
 
 need_root()
 if not shutil.which("setpriv"):
@@ -40,6 +40,11 @@ def real_block():
     st = os.path.join(tmp, "victim.status")
     v = subprocess.Popen([VICTIM, st, "2", "200"])
     try:
+        # running its code, libc loaded: an apply made while the dynamic loader was still
+        # at work found no libc ("undefined symbol usleep not found in the target", under
+        # load)
+        if not wait_for(lambda: (victim_status(st) or {}).get("v1", 0) > 0, 10):
+            fail("the victim did not start")
         r = run([ULPCTL, "--direct", "apply", "-p", str(v.pid), PATCH])
         check(r.returncode == 0, f"a real block to start from: {r.stdout}{r.stderr}")
         out = os.path.join(tmp, "real.bin")
