@@ -11,6 +11,7 @@ VPID=
 ulpctl() { "$ULPCTL" --direct "$@"; }
 
 start_victim() {
+	: >"$LOG"   # emptied before: the job truncates it only once it runs
 	"$VICTIM" "${1:-4}" >"$LOG" 2>&1 &
 	VPID=$!
 	wait_line 'tick' 5 || fail "victim did not start"
@@ -193,6 +194,7 @@ case_cycles() {
 
 # start_cons WORKERS [FIFO]: the consistency victim; with FIFO, a thread blocked in blocker()
 start_cons() {
+	: >"$LOG"   # emptied before: the job truncates it only once it runs
 	"$VICTIM_CONS" -n "$1" ${2:+-b "$2"} >"$LOG" 2>&1 &
 	VPID=$!
 	wait_line '^v1=' 5 || fail "victim did not start"
@@ -338,6 +340,7 @@ case_exit_during() {
 # The relocated originals, run for seconds by a thread held in the old state.
 case_trampoline() {
 	mkfifo "$WORK/fifo"
+	: >"$LOG"   # emptied before: the job truncates it only once it runs
 	"$VICTIM_ASM" 4 "$WORK/fifo" >"$LOG" 2>&1 &
 	VPID=$!
 	wait_line 'held=1' 5 || fail "victim did not start"
@@ -501,6 +504,7 @@ refused_all() {
 # moved to the same instruction of the relocated copy: every apply and revert
 # succeeds, and the victim sees each. HOT_CYCLES=N for a longer run by hand.
 case_hot() {
+	: >"$LOG"   # emptied before: the job truncates it only once it runs
 	"$VICTIM_HOT" 16 >"$LOG" 2>&1 &
 	VPID=$!
 	wait_line '^v1=' 5 || fail "victim did not start"

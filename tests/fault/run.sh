@@ -37,6 +37,7 @@ ulpctl() { "$ULPCTL" --direct "$@"; }
 start_victim() {
 	generation=$((generation + 1))
 	LOG=$WORK/victim.$generation.log
+	: >"$LOG"   # emptied before: the job truncates it only once it runs
 	"$VICTIM" -n 4 >"$LOG" 2>&1 &
 	VPID=$!
 	wait_for 10 grep -qs '^v1=' "$LOG" || fail "victim did not start"

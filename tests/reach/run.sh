@@ -16,6 +16,7 @@ ulpctl() { "$ULPCTL" --direct "$@"; }
 start_victim() {
 	[ -n "$VPID" ] && { kill -9 "$VPID" 2>/dev/null; wait "$VPID" 2>/dev/null; }
 	LOG=$WORK/$1.log
+	: >"$LOG"   # emptied before: the job truncates it only once it runs
 	"$P/reach-victim-$1" "${2:-4}" >"$LOG" 2>&1 &
 	VPID=$!
 	wait_line 'tick' 5 || fail "victim $1 did not start"
@@ -170,6 +171,7 @@ worker_asleep() {
 case_signal_handler() {
 	local out apply_pid rc
 	LOG=$WORK/signal.log
+	: >"$LOG"   # emptied before: the job truncates it only once it runs
 	"$P/reach-victim-signal" >"$LOG" 2>&1 &
 	VPID=$!
 	wait_line '^caught at \+2$' 20 || fail "the worker never took the signal on small_fn's lea"

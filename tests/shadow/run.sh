@@ -141,6 +141,7 @@ ok "a stacked patch sees the variables of the patch below (uncounted ${off1[*]},
 # run without the writers' lock), each time.
 kill -9 "$VPID"; wait "$VPID" 2>/dev/null
 LOG=$WORK/single.log
+: >"$LOG"   # emptied before: the job truncates it only once it runs
 "$VICTIM" single >"$LOG" 2>&1 &
 VPID=$!
 wait_line '^tick=' 5 || fail "the single-threaded victim did not start"

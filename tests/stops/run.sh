@@ -286,6 +286,7 @@ case_mask_kill() {
 	for trial in "none 0" "GETSIGMASK 1" "SETREGS 1" "SETSIGMASK 1" "SYSCALL 1" "SETREGSET 1" "SETSIGMASK 2" "SETREGS 2"; do
 		read -r req n <<<"$trial"
 		mkfifo "$WORK/fifo"
+		: >"$LOG"   # emptied before: the job truncates it only once it runs
 		"$MASK_VICTIM" "$WORK/fifo" >"$LOG" 2>&1 &
 		VPID=$!
 		wait_line '^ready compute=20' 10 || fail "victim did not start"

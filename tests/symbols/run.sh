@@ -20,6 +20,7 @@ P=$PATCHDIR
 
 # start_victim CMD...: runs it, waits for its first tick.
 start_victim() {
+	: >"$LOG"   # emptied before: the job truncates it only once it runs
 	"$@" >"$LOG" 2>&1 &
 	VPID=$!
 	wait_line 'tick' 5 || fail "victim did not start"

@@ -13,6 +13,7 @@ P=$PATCHDIR
 last_child() { grep -E '^child v1=' "$LOG" | tail -n 1; }
 
 start_victim() {
+	: >"$LOG"   # emptied before: the job truncates it only once it runs
 	"$VICTIM" "$@" >"$LOG" 2>&1 &
 	VPID=$!
 	wait_for 5 grep -q '^v1=' "$LOG" || fail "victim did not start"
