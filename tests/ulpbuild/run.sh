@@ -166,6 +166,13 @@ redirect)
 	"$WORK/zero" &
 	zpid=$!
 	PIDS+=("$zpid")
+	# executed and its libc mapped: a look before the exec found bash as the main
+	# executable (load test)
+	zero_started() {
+		[ "$(readlink "/proc/$zpid/exe" 2>/dev/null)" = "$WORK/zero" ] &&
+			grep -q 'libc\.so' "/proc/$zpid/maps" 2>/dev/null
+	}
+	wait_for 10 zero_started || fail "the size-0 victim did not start"
 	out=$(ulpctl check -p "$zpid" "$WORK/zero.so" 2>&1) && fail "ulpctl check accepted zero_fn(): $out"
 	[ "$out" = "ulpctl: function zero_fn has size 0 in the symbol table: where its code ends is unknown, so its entry cannot take a jump" ] ||
 		fail "size 0: $out"
