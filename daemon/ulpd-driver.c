@@ -148,8 +148,8 @@ static int job_run_start(Job *j) {
 /* An operation of a uid's job took the uid's whole share alone: its other jobs here wait
  * for the next window without waiting for the loop to learn it (the loop holds them on
  * every driver once the time reaches it). */
-static void driver_hold_uid(Job *list, uid_t uid, uint64_t took, uint64_t now) {
-        if (uid == 0 || took < UID_LOOP_BUDGET_USEC)
+static void driver_hold_uid(const Manager *m, Job *list, uid_t uid, uint64_t took, uint64_t now) {
+        if (uid == 0 || took < m->uid_share_usec)
                 return;
         for (Job *k = list; k; k = k->drv_next)
                 if (k->uid == uid)
@@ -217,7 +217,7 @@ static bool driver_start(Manager *m, Job **p, Job *list) {
         job_close_fds(j);
         now = clock_usec();
         n.charge_usec = now - t;
-        driver_hold_uid(list, j->uid, now - t, now);
+        driver_hold_uid(m, list, j->uid, now - t, now);
         if (j->sync_start) {
                 if (r < 0) {
                         *p = j->drv_next;
@@ -269,7 +269,7 @@ static bool driver_run(Manager *m, Job **p, Job *list) {
         r = ulp_op_step(j->op, &next_ms);
         now = clock_usec();
         n.charge_usec = now - t;
-        driver_hold_uid(list, j->uid, now - t, now);
+        driver_hold_uid(m, list, j->uid, now - t, now);
         if (r != 0) {
                 driver_end(p, &n, r < 0 ? r : 0);
                 return true;

@@ -47,7 +47,7 @@ bool log_refusal_pass(Manager *m) {
  * A request's synchronous part (starting an operation: attaching, loading the patch,
  * its pre-patch callback) runs inside the loop and holds every other client meanwhile.
  * It cannot be cut short, but who pays for it can be counted: each uid but root may use
- * UID_LOOP_BUDGET_USEC of the loop per UID_WINDOW_USEC; a uid over its share is not read
+ * m->uid_share_usec of the loop per UID_WINDOW_USEC (ulpd --uid-share-ms); a uid over its share is not read
  * from until the window ends, so the others' requests go first. */
 
 static struct UidUse *uid_use_find(Manager *m, uid_t uid) {
@@ -63,7 +63,7 @@ bool uid_over_budget(Manager *m, uid_t uid) {
         if (uid == 0)
                 return false;
         u = uid_use_find(m, uid);
-        return u && u->usec >= UID_LOOP_BUDGET_USEC;
+        return u && u->usec >= m->uid_share_usec;
 }
 
 /* Inside a request: may c's uid start one more operation? Not once it used its share of
@@ -78,7 +78,7 @@ int connection_may_start(Connection *c, char *reason, size_t len) {
         if (c->cred.uid == 0)
                 return 0;
         u = uid_use_find(c->m, c->cred.uid);
-        if ((u ? u->usec : 0) + (clock_usec() - c->dispatch_start) >= UID_LOOP_BUDGET_USEC) {
+        if ((u ? u->usec : 0) + (clock_usec() - c->dispatch_start) >= c->m->uid_share_usec) {
                 snprintf(reason, len, "not started: uid %u used its share of ulpd's time; "
                          "try again in a few seconds", (unsigned) c->cred.uid);
                 return -EAGAIN;

@@ -162,13 +162,16 @@ static void help(void) {
                "     --callback-timeout MS  Give up on a patch callback after MS ms (default %u);\n"
                "                        the other operations of its driver wait while one runs\n"
                "     --drivers N        Run at most N operations' waits at once (default %u)\n"
+               "     --uid-share-ms MS  Let each uid but root use MS ms of the service's time\n"
+               "                        per 10 s window (default %u)\n"
                "     --debug            Log debug messages\n",
-               PROTOCOL_SOCKET_DEFAULT, PATCH_DIR_DEFAULT, CALLBACK_TIMEOUT_MS_DEFAULT, DRIVERS_DEFAULT);
+               PROTOCOL_SOCKET_DEFAULT, PATCH_DIR_DEFAULT, CALLBACK_TIMEOUT_MS_DEFAULT, DRIVERS_DEFAULT,
+               UID_SHARE_MS_DEFAULT);
 }
 
 static int parse_argv(int argc, char **argv, Manager *m) {
         enum { ARG_VERSION = 0x100, ARG_SOCKET, ARG_STATE_DIR, ARG_DEBUG, ARG_NO_RECOVER, ARG_RECOVER_ONLY,
-               ARG_CALLBACK_TIMEOUT, ARG_PATCH_DIR, ARG_DRIVERS };
+               ARG_CALLBACK_TIMEOUT, ARG_PATCH_DIR, ARG_DRIVERS, ARG_UID_SHARE };
         static const struct option options[] = {
                 { "help",      no_argument,       NULL, 'h' },
                 { "version",   no_argument,       NULL, ARG_VERSION },
@@ -180,6 +183,7 @@ static int parse_argv(int argc, char **argv, Manager *m) {
                 { "callback-timeout", required_argument, NULL, ARG_CALLBACK_TIMEOUT },
                 { "patch-dir", required_argument, NULL, ARG_PATCH_DIR },
                 { "drivers",   required_argument, NULL, ARG_DRIVERS },
+                { "uid-share-ms", required_argument, NULL, ARG_UID_SHARE },
                 {}
         };
         int c;
@@ -244,6 +248,17 @@ static int parse_argv(int argc, char **argv, Manager *m) {
                         m->max_drivers = (unsigned) n;
                         break;
                 }
+                case ARG_UID_SHARE: {
+                        char *end;
+                        long ms = strtol(optarg, &end, 10);
+                        if (*end || ms <= 0 || (unsigned long long) ms > UID_WINDOW_USEC / 1000) {
+                                fprintf(stderr, "ulpd: invalid --uid-share-ms %s (1..%llu ms)\n", optarg,
+                                        UID_WINDOW_USEC / 1000);
+                                return -EINVAL;
+                        }
+                        m->uid_share_usec = (uint64_t) ms * 1000;
+                        break;
+                }
                 default:
                         return -EINVAL;
                 }
@@ -258,6 +273,7 @@ static int parse_argv(int argc, char **argv, Manager *m) {
 
 int main(int argc, char **argv) {
         Manager m = { .listen_fd = -1, .netlink_fd = -1, .callback_timeout_ms = CALLBACK_TIMEOUT_MS_DEFAULT,
+                      .uid_share_usec = UID_SHARE_MS_DEFAULT * 1000ULL,
                       .post_lock = PTHREAD_MUTEX_INITIALIZER, .drv_lock = PTHREAD_MUTEX_INITIALIZER,
                       .post_fd = -1 };
         sigset_t ss;

@@ -183,6 +183,7 @@ struct Manager {
         sd_event_source *accept_retry;   /* accept paused (out of fds), see accept_pause() */
         RateLimit accept_log, refusal_log;
         unsigned callback_timeout_ms;    /* a patch callback blocks the loop at most so long */
+        uint64_t uid_share_usec;         /* each uid but root may use so much of the loop per window */
         /* the loop's time each uid's requests took in this window, see uid_charge() */
         struct UidUse { uid_t uid; uint64_t usec; } *uid_use;
         size_t n_uid_use;
@@ -268,7 +269,7 @@ struct Manager {
 #define PATCH_DIR_DEFAULT "/etc/ulp/patches.d"
 #define CALLBACK_TIMEOUT_MS_DEFAULT 1000            /* a patch callback holds the loop so long */
 #define UID_WINDOW_USEC (10ULL * 1000000ULL)        /* each uid but root may have ... */
-#define UID_LOOP_BUDGET_USEC (1ULL * 1000000ULL)    /* ... so much of the loop per window */
+#define UID_SHARE_MS_DEFAULT 1000                   /* ... so much of the loop per window (--uid-share-ms) */
 #define JOBS_PER_UID_MAX 64                         /* transitions running for each uid but root */
 #define DRIVERS_DEFAULT 16                          /* threads running operations at once */
 #define DRIVERS_MAX 256

@@ -7,7 +7,13 @@ one driver, and wait; the other four wait in the queue, not started. Meanwhile r
 apply to four processes and uid OTHER's to one of its own run on the other driver and
 are done. Before, HOSTILE's eight took all eight slots and root's apply waited for one
 of them to end (their timeout: 10 minutes). Once the first four processes are killed,
-HOSTILE's other four start; ulpd stops on SIGTERM with them under way."""
+HOSTILE's other four start; ulpd stops on SIGTERM with them under way.
+
+The uid's share of ulpd's time (docs/limits.md) is another limit, counted in wall time:
+on a loaded machine the steps of HOSTILE's waiting transitions used it up and starts were
+refused for it. This test is about the drivers, so its ulpd gives each uid the whole
+window (--uid-share-ms 10000); that the option sets the share is checked first, with a
+share of 1 ms, used up before a request's second start."""
 
 import json
 import os
@@ -28,7 +34,13 @@ HOSTILE, OTHER = 65534, 65533
 HOLD_MS = 3600 * 1000       # each of HOSTILE's victims has a thread inside outer() so long
 N = 8                       # every slot of the two drivers
 
-d = Daemon(extra_args=("--no-recover", "--drivers", "2")).start()
+# an out-of-range --uid-share-ms is refused by name
+for bad in ("0", "10001", "x"):
+    p = subprocess.run([os.environ["ULPD"], "--uid-share-ms", bad], capture_output=True, text=True, timeout=10)
+    check(p.returncode == 2 and p.stderr.strip() == f"ulpd: invalid --uid-share-ms {bad} (1..10000 ms)",
+          f"--uid-share-ms {bad} refused: {p.returncode} {p.stderr.strip()!r}")
+
+d = Daemon(extra_args=("--no-recover", "--drivers", "2", "--uid-share-ms", "10000")).start()
 shared = os.path.join(d.tmp, "shared")
 os.mkdir(shared)
 os.chmod(shared, 0o1777)
@@ -66,6 +78,22 @@ def states(pids):
 
 
 try:
+    # With a share of 1 ms, a request naming two of OTHER's processes uses it up by its
+    # second start at the latest (reading the request, attaching, loading the patch take
+    # more): that one is not started, for the share (with the default, both start).
+    small = Daemon(extra_args=("--no-recover", "--uid-share-ms", "1")).start()
+    two = [victim(OTHER, f"small{i}") for i in range(2)]
+    if not wait_for(lambda: all((victim_status(st) or {}).get("v1", 0) > 0 for _, st in two), 10):
+        fail("the victims did not start")
+    sr = report(client(OTHER, "apply", small.socket, PATCH, "wait", *[v.pid for v, _ in two]), 30 * SLOWDOWN)
+    check(sr["errors"] and sr["pids"][-1] == two[1][0].pid and
+          sr["errors"][-1] == f"not started: uid {OTHER} used its share of ulpd's time; try again in a few seconds",
+          f"with --uid-share-ms 1, the second of two starts refused for the uid's share: {sr}")
+    small.stop()
+    for v, _ in two:
+        v.kill()
+        v.wait()
+
     hostile = [victim(HOSTILE, f"hostile{i}", HOLD_MS) for i in range(N)]
     mine = [victim(0, f"root{i}") for i in range(4)]
     other = victim(OTHER, "other")

@@ -19,7 +19,26 @@ on_exit() {
 
 fail_details() {
 	[ -f "$LOG" ] && { echo "--- last victim lines:"; tail -n 3 "$LOG"; }
+	[ -n "${VPID:-}" ] && children_details
 	[ -f "$WORK/ulpd.log" ] && { echo "--- ulpd log:"; tail -n 20 "$WORK/ulpd.log"; }
+}
+
+# The victim's threads and its children (vfork children among them): state, wait
+# channel, tracer, system call and kernel stack, for a vfork that does not end.
+children_details() {
+	local t c
+	echo "--- victim threads and children:"
+	for t in /proc/"$VPID"/task/*; do
+		[ -r "$t/stat" ] || continue
+		echo "thread ${t##*/}: state $(awk '{print $3}' "$t/stat" 2>/dev/null) wchan $(cat "$t/wchan" 2>/dev/null)" \
+			"$(grep TracerPid "$t/status" 2>/dev/null) syscall $(cat "$t/syscall" 2>/dev/null)"
+		for c in $(cat "$t/children" 2>/dev/null); do
+			echo "  child $c: $(cut -d' ' -f1-9 "/proc/$c/stat" 2>/dev/null) wchan $(cat "/proc/$c/wchan" 2>/dev/null)" \
+				"$(grep -E 'TracerPid|SigPnd|ShdPnd|SigBlk' "/proc/$c/status" 2>/dev/null | tr '\n\t' '  ')" \
+				"syscall $(cat "/proc/$c/syscall" 2>/dev/null)"
+			sed 's/^/    /' "/proc/$c/stack" 2>/dev/null
+		done
+	done
 }
 
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
