@@ -15,6 +15,7 @@
 #include "common/macro.h"
 #include "elf/maps.h"
 #include "patcher/control.h"
+#include "patcher/vfork.h"
 #include "ulp/libulp.h"
 
 bool control_is_mapping(const MapEntry *e) {
@@ -50,7 +51,9 @@ int ulp_list_processes(pid_t **ret, size_t *ret_n) {
                 long pid = strtol(de->d_name, &end, 10);
                 uint64_t addr;
 
-                if (*end || pid <= 0 || pid > INT32_MAX || control_find((pid_t) pid, &addr) <= 0)
+                /* a vfork child maps its parent's block: it is the parent's */
+                if (*end || pid <= 0 || pid > INT32_MAX || control_find((pid_t) pid, &addr) <= 0 ||
+                    vfork_parent_of((pid_t) pid) > 0)
                         continue;
                 pid_t *nv = reallocarray(v, n + 1, sizeof(pid_t));
                 if (!nv) {

@@ -14,6 +14,7 @@
 #include "patcher/procmem.h"
 #include "patcher/shadow.h"
 #include "patcher/symcache.h"
+#include "patcher/vfork.h"
 #include "patcher/x86_64/stub.h"
 #include "patcher/x86_64/sigtrap.h"
 
@@ -156,6 +157,11 @@ int op_fail_denied(UlpOp *op, pid_t pid) {
 }
 
 int op_target_open(UlpOp *op, pid_t pid) {
+        pid_t parent = vfork_parent_of(pid);
+        if (parent > 0)
+                return op_fail(op, -EBUSY, "process %d is a vfork child of process %d that has not called exec or "
+                               "exited yet: it runs on the memory of process %d, whose patches are its patches",
+                               pid, parent, parent);
         int r = target_open(pid, &op->t);
         if (r == -ESRCH)
                 return op_fail(op, r, "no process with pid %d", pid);

@@ -15,6 +15,7 @@
 #include "common/macro.h"
 #include "patcher/target-internal.h"
 #include "patcher/target.h"
+#include "patcher/vfork.h"
 
 /*
  * Orphans: threads seized by a Target that was freed before they stopped. They stay
@@ -169,28 +170,10 @@ int target_stop_any(Target *t, int timeout_ms, Thread **ret) {
         }
 }
 
-/* True when the thread sits in vfork(), or in clone() with CLONE_VFORK (posix_spawn):
- * the first fields of /proc/PID/task/TID/syscall are the call's number and arguments. */
-static bool thread_in_vfork(pid_t pid, pid_t tid) {
-        char path[64], buf[256];
-        long nr = -1;
-        unsigned long long flags = 0;
-
-        snprintf(path, sizeof(path), "/proc/%d/task/%d/syscall", pid, tid);
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-        ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
-        if (n <= 0)
-                return false;
-        buf[n] = 0;
-        if (sscanf(buf, "%ld %llx", &nr, &flags) < 1)
-                return false;
-        return nr == SYS_vfork || (nr == SYS_clone && (flags & CLONE_VFORK));
-}
-
 void target_note_late(Target *t, const Thread *th) {
         t->late_tid = th->tid;
         t->late_state = target__thread_state(t->pid, th->tid);
-        t->late_vfork = t->late_state == 'D' && thread_in_vfork(t->pid, th->tid);
+        t->late_vfork = t->late_state == 'D' && vfork_waits(t->pid, th->tid);
         t->late_waited_ns = th->asked_ns ? target__now_ns() - th->asked_ns : 0;
         t->maybe_late = true;
 }

@@ -125,6 +125,43 @@ case_vfork_direct() {
 	untraced || fail "threads left traced"
 }
 
+# A vfork child runs on its parent's memory until its exec or exit (patcher/vfork.c): it
+# is not listed as carrying patches, and an operation on it is refused before anything is
+# done, naming the parent. Before, a revert through it took the patch back from under
+# the parent's threads, which the transition never looked at, and ulpd's recovery or a
+# listing took it for a process of its own.
+case_vfork_child() {
+	start_ulpd
+	start_victim 4 4000
+	"$ULPCTL" --direct apply -p "$VPID" "$PATCH" >/dev/null || fail "apply failed"
+	expect_value compute 30 20
+	vfork_now
+	local child out how verb re
+	child=$(cat "/proc/$VPID/task/$VTID/children" 2>/dev/null)
+	child=${child%% *}
+	[ -n "$child" ] || fail "the vforker has no child"
+	re="^ulpctl: process $child is a vfork child of process $VPID that has not called exec or exited yet: it runs on the memory of process $VPID, whose patches are its patches$"
+	for how in --direct ulpd; do
+		for verb in "revert -p $child compute-fix" "status -p $child" "apply -p $child $PATCH"; do
+			# shellcheck disable=SC2086
+			out=$("$ULPCTL" ${how/ulpd/} $verb 2>&1) && fail "$verb through the vfork child succeeded ($how): $out"
+			grep -q -E "$re" <<<"$out" || fail "unexpected message of $verb ($how): $out"
+		done
+	done
+	out=$("$ULPCTL" --direct status 2>&1)
+	! grep -q "^process $child " <<<"$out" || fail "the vfork child is listed as carrying patches: $out"
+	grep -q "^process $VPID " <<<"$out" || fail "the victim is not listed: $out"
+	in_d || fail "the vfork ended too early for this test (state $(vstate))"
+	out=$("$ULPCTL" --direct status -p "$VPID" 2>&1)
+	grep -q "compute-fix: patched" <<<"$out" || fail "the victim lost its patch: $out"
+	expect_value compute 30 20
+	released
+	"$ULPCTL" --direct revert -p "$VPID" compute-fix >/dev/null || fail "revert failed"
+	expect_value compute 20 20
+	no_patch_mapped
+	echo "a vfork child refused for status, apply and revert, directly and through ulpd; not listed"
+}
+
 case_vfork_timeout_direct() {
 	start_victim 4 4000
 	expect_value compute 20 20
@@ -425,6 +462,7 @@ case_load() {
 
 case "$CASE" in
 vfork-direct) case_vfork_direct ;;
+vfork-child) case_vfork_child ;;
 vfork-timeout-direct) case_vfork_timeout_direct ;;
 vfork-ulpd) case_vfork_ulpd ;;
 borrow-ulpd) case_borrow_ulpd ;;

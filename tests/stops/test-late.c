@@ -22,6 +22,7 @@
 
 #include "common/macro.h"
 #include "patcher/target.h"
+#include "patcher/vfork.h"
 #include "test.h"
 
 TEST_MAIN()
@@ -189,4 +190,43 @@ TEST(late_vfork) {
         target_free(t);
         ASSERT_EQ(target_orphans(), (size_t)0);
         ASSERT_EQ(tracer_of(vtid), 0);
+}
+
+/* clone3() with CLONE_VFORK, as posix_spawn() calls it: the waiting thread is named a
+ * vfork parent (its flags are read from its memory), and the child, which runs on its
+ * parent's memory until it exits, has the parent for its address space's owner
+ * (patcher/vfork.c); the parent has an address space of its own. */
+TEST(vfork_clone3) {
+        atexit(kill_child);
+        child = fork();
+        ASSERT_TRUE(child >= 0);
+        if (child == 0) {
+                struct { uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls; } a = {
+                        .flags = CLONE_VM | CLONE_VFORK, .exit_signal = SIGCHLD };
+                prctl(PR_SET_PDEATHSIG, SIGKILL);
+                long c = syscall(SYS_clone3, &a, sizeof(a));
+                if (c == 0) {
+                        unsigned ms = 3000 * test_slowdown();
+                        struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+                        syscall(SYS_nanosleep, &ts, NULL);
+                        syscall(SYS_exit, 0);
+                }
+                _exit(c > 0 ? 0 : 1);
+        }
+        ASSERT_TRUE(WAIT_UNTIL(state_of(child) == 'D', 10000));
+        char path[64], buf[64] = "";
+        snprintf(path, sizeof(path), "/proc/%d/task/%d/children", child, child);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        ASSERT_TRUE(fd >= 0);
+        ASSERT_TRUE(read(fd, buf, sizeof(buf) - 1) > 0);
+        close(fd);
+        pid_t grandchild = (pid_t)atoi(buf);
+        ASSERT_TRUE(grandchild > 0);
+        ASSERT_TRUE(vfork_waits(child, child));
+        ASSERT_EQ(vfork_parent_of(grandchild), child);
+        ASSERT_EQ(vfork_parent_of(child), 0);
+        ASSERT_EQ(vfork_parent_of(getpid()), 0);
+        kill(grandchild, SIGKILL);
+        kill_child();
+        child = 0;
 }
