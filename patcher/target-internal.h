@@ -15,6 +15,11 @@
 char target__thread_state(pid_t pid, pid_t tid);
 /* The thread tracing it (TracerPid in /proc/PID/task/TID/status), 0 none or unreadable. */
 pid_t target__thread_tracer(pid_t pid, pid_t tid);
+/* A stop request of th still unanswered SLOW_STOP_NS after it was made: its CPU time
+ * is noted then, for the operator's sentence if it never stops (target_describe_late). */
+void target__note_slow(Target *t, Thread *th, uint64_t now_ns);
+/* The thread's CPU time in ns (/proc/PID/task/TID/schedstat), UINT64_MAX unknown. */
+uint64_t target__thread_cpu_ns(pid_t pid, pid_t tid);
 /* The kernel's count of the process's threads (Threads: in /proc/PID/status), -1
  * unreadable. */
 int target__nr_threads(pid_t pid);

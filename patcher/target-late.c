@@ -170,21 +170,46 @@ int target_stop_any(Target *t, int timeout_ms, Thread **ret) {
         }
 }
 
+/* A stop request unanswered so long is slow: past a scheduler's usual delays. */
+#define SLOW_STOP_NS (100ULL * 1000000ULL)
+
+void target__note_slow(Target *t, Thread *th, uint64_t now_ns) {
+        if (!th->asked_ns || th->slow_ns || now_ns - th->asked_ns < SLOW_STOP_NS)
+                return;
+        th->slow_ns = now_ns;
+        th->slow_cpu_ns = target__thread_cpu_ns(t->pid, th->tid);
+}
+
 void target_note_late(Target *t, const Thread *th) {
+        uint64_t now = target__now_ns(), cpu;
+
+        t->late_cpu_ns = t->late_cpu_window_ns = 0;
+        if (th->slow_ns && th->slow_cpu_ns != UINT64_MAX &&
+            (cpu = target__thread_cpu_ns(t->pid, th->tid)) != UINT64_MAX && cpu >= th->slow_cpu_ns) {
+                t->late_cpu_ns = cpu - th->slow_cpu_ns;
+                t->late_cpu_window_ns = now - th->slow_ns;
+        }
         t->late_tid = th->tid;
         t->late_state = target__thread_state(t->pid, th->tid);
         t->late_vfork = t->late_state == 'D' && vfork_waits(t->pid, th->tid);
-        t->late_waited_ns = th->asked_ns ? target__now_ns() - th->asked_ns : 0;
+        t->late_waited_ns = th->asked_ns ? now - th->asked_ns : 0;
         t->maybe_late = true;
 }
 
+/* "state R", and what it ran while it was waited for: 0 ms of 10 s says the machine
+ * gave it no CPU; most of them, that it ran and did not stop. */
 static void late_what(const Target *t, char *buf, size_t len) {
+        char cpu[64] = "";
+
+        if (t->late_cpu_window_ns)
+                snprintf(cpu, sizeof(cpu), "; it ran %.1f ms of the last %llu ms", (double)t->late_cpu_ns / 1e6,
+                         (unsigned long long)(t->late_cpu_window_ns / 1000000ULL));
         if (t->late_state == 'D')
                 snprintf(buf, len, "uninterruptible sleep%s", t->late_vfork ? " (vfork parent waiting for its child)" : "");
         else if (t->late_state)
-                snprintf(buf, len, "state %c", t->late_state);
+                snprintf(buf, len, "state %c%s", t->late_state, cpu);
         else
-                snprintf(buf, len, "state unknown");
+                snprintf(buf, len, "state unknown%s", cpu);
 }
 
 void target_describe_late(Target *t, char *buf, size_t len) {

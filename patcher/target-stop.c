@@ -142,6 +142,7 @@ static void thread_mark_gone(Thread *th) {
         th->signal_stop = false;
         th->held_sig = 0;
         th->asked_ns = 0;
+        th->slow_ns = 0;
         th->late = false;
 }
 
@@ -332,6 +333,7 @@ int target__record_stop(Target *t, Thread *th, int status) {
         }
         th->stopped = true;
         th->asked_ns = 0;
+        th->slow_ns = 0;
         th->late = false;
         th->seen_ns = target__now_ns();
         int r = target__ptrace(PTRACE_GETREGS, th->tid, NULL, &th->regs);
@@ -408,6 +410,7 @@ int target__detach(Target *t, Thread *th) {
                         th->signal_stop = false;
                         th->held_sig = 0;
                         th->asked_ns = 0;
+                        th->slow_ns = 0;
                         th->late = false;
                         return 0;
                 }
@@ -460,6 +463,8 @@ static int target_wait_all(Target *t, uint64_t start_ns) {
                         if (r < 0)
                                 return r;
                         if (r == 0) {
+                                if (!th->stopped)
+                                        target__note_slow(t, th, target__now_ns());
                                 waiting += !th->stopped;
                                 if (!th->stopped && !first_waiting)
                                         first_waiting = th;
@@ -720,6 +725,8 @@ int target_wait_any(Target *t, Thread **v, size_t n, int timeout_ms, Thread **re
                         k = target__thread_poll(v[i], &status);
                         if (k < 0)
                                 continue; /* gone: marked by thread_poll */
+                        if (k == 0)
+                                target__note_slow(t, v[i], target__now_ns());
                         if (k > 0) {
                                 r = target__record_stop(t, v[i], status);
                                 if (r >= 0)

@@ -69,6 +69,15 @@ static int status_field(const char *buf, const char *name) {
         return p && p != buf ? atoi(p + strlen(name)) : -1;
 }
 
+uint64_t target__thread_cpu_ns(pid_t pid, pid_t tid) {
+        char buf[128];
+        unsigned long long ns;
+
+        if (!read_task_file(pid, tid, "schedstat", buf, sizeof(buf)) || sscanf(buf, "%llu", &ns) != 1)
+                return UINT64_MAX;
+        return ns;
+}
+
 int target__nr_threads(pid_t pid) {
         char buf[4096];
         if (!read_task_file(pid, pid, "status", buf, sizeof(buf)))

@@ -39,6 +39,8 @@ typedef struct Thread {
                                   * data is delivered with held_info (other stops drop it) */
         siginfo_t held_info;  /* siginfo of held_sig, set back before it is delivered */
         uint64_t asked_ns;       /* CLOCK_MONOTONIC of the stop request still unanswered, 0 none */
+        uint64_t slow_ns;        /* CLOCK_MONOTONIC when that request was found slow, 0 not yet */
+        uint64_t slow_cpu_ns;    /* the thread's CPU time then (schedstat), UINT64_MAX unknown */
         bool late;               /* asked to stop, and nobody waits for it any more: detached
                                   * by whoever finds it stopped (see below) */
         struct RemoteBatch *batch; /* open system call batch (target_syscall_batch_begin) */
@@ -58,6 +60,10 @@ typedef struct Target {
         char late_state;         /* its state letter in /proc/PID/task/TID/stat */
         bool late_vfork;         /* it sat in vfork() (or clone(CLONE_VFORK)) */
         uint64_t late_waited_ns;
+        /* of the last late_cpu_window_ns it waited, it ran late_cpu_ns (a thread not in
+         * D that does not stop: the machine did not give it a CPU, or it did not stop
+         * though it ran); window 0 when unknown */
+        uint64_t late_cpu_ns, late_cpu_window_ns;
         bool maybe_late;         /* some thread may be late: resumes look for them */
         Thread *threads;
         size_t n_threads;

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -229,4 +230,71 @@ TEST(vfork_clone3) {
         kill(grandchild, SIGKILL);
         kill_child();
         child = 0;
+}
+
+static bool write_file(const char *dir, const char *file, const char *text) {
+        char path[256];
+        snprintf(path, sizeof(path), "%s/%s", dir, file);
+        int fd = open(path, O_WRONLY | O_CLOEXEC);
+        bool ok = fd >= 0 && write(fd, text, strlen(text)) == (ssize_t)strlen(text);
+        if (fd >= 0)
+                close(fd);
+        return ok;
+}
+
+static volatile unsigned long spin_sink;
+
+/* A thread that is runnable but given no CPU: its cgroup (v1 cpu controller) may run
+ * 1 ms a second, which its own spinning uses at once. A stop of 200 ms fails, and the
+ * operator's sentence says it ran (next to) nothing meanwhile: the machine, not the
+ * thread (docs/stops.md, "What the operator sees"). Tried a few times: a period that
+ * begins inside the 200 ms lets it run and stop. */
+TEST(slow_thread_cpu_named) {
+        char dir[128], pid[32], msg[256];
+        bool seen = false;
+
+        snprintf(dir, sizeof(dir), "/sys/fs/cgroup/cpu/ulp-test-late-%d", (int)getpid());
+        if (mkdir(dir, 0755) < 0)
+                test_skip("no cgroup v1 cpu controller to throttle a thread in: mkdir %s: %s", dir, strerror(errno));
+        if (!write_file(dir, "cpu.cfs_period_us", "1000000") || !write_file(dir, "cpu.cfs_quota_us", "1000")) {
+                rmdir(dir);
+                test_skip("cannot set a CPU quota in %s: %s", dir, strerror(errno));
+        }
+        atexit(kill_child);
+        child = fork();
+        ASSERT_TRUE(child >= 0);
+        if (child == 0) {
+                prctl(PR_SET_PDEATHSIG, SIGKILL);
+                for (;;)
+                        spin_sink++;
+        }
+        snprintf(pid, sizeof(pid), "%d", (int)child);
+        ASSERT_TRUE(write_file(dir, "cgroup.procs", pid));
+        for (int attempt = 0; attempt < 8 && !seen; attempt++) {
+                Target *t = NULL;
+                nap_ms(20);     /* it spins its 1 ms, then waits for the next period */
+                ASSERT_OK(target_open(child, &t));
+                t->stop_timeout_ms = 200;
+                int r = target_stop_all(t);
+                if (r == -ETIMEDOUT) {
+                        target_describe_late(t, msg, sizeof(msg));
+                        fprintf(stderr, "  %s\n", msg);
+                        ASSERT_EQ(t->late_state, 'R');
+                        ASSERT_TRUE(strstr(msg, "did not stop within ") != NULL);
+                        ASSERT_TRUE(strstr(msg, "(state R; it ran ") != NULL);
+                        ASSERT_TRUE(strstr(msg, " ms of the last ") != NULL);
+                        ASSERT_TRUE(t->late_cpu_window_ns >= 50 * 1000000ULL);
+                        ASSERT_TRUE(t->late_cpu_ns <= 2 * 1000000ULL);
+                        seen = true;
+                } else {
+                        ASSERT_OK(r);
+                        ASSERT_OK(target_resume_all(t));
+                }
+                target_free(t);
+                ASSERT_TRUE(WAIT_UNTIL(target_collect_orphans() == 0, 5000));
+        }
+        kill_child();
+        child = 0;
+        rmdir(dir);
+        ASSERT_TRUE(seen);
 }
