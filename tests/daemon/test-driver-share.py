@@ -156,7 +156,10 @@ try:
     check(not any(e for e in errors) and sorted(started) == sorted(hpids),
           f"HOSTILE's {N} all started, the last {N - 4} once its first ended"
           f"{f' ({len(retried)} tried again after a refusal for its share)' if retried else ''}: {errors}")
-    check(states(rest) == ["transition"] * (N - 4), f"its other {N - 4} are under way: {states(rest)}")
+    # started: each is in transition once its start reached the target (a moment later
+    # on a slow machine, or under a sanitizer)
+    check(wait_for(lambda: states(rest) == ["transition"] * (N - 4), 10 * SLOWDOWN, 0.1),
+          f"its other {N - 4} are under way: {states(rest)}")
     check(all((victim_status(st) or {}).get("bad", 1) == 0 for _, st in mine + [other]),
           "no victim saw a mixed-version call chain")
     check(d.stop() == 0 and "running transitions stay in their targets" in d.read_log(),

@@ -133,10 +133,10 @@ case_vfork_direct() {
 case_vfork_child() {
 	start_ulpd
 	start_victim 4 4000
-	"$ULPCTL" --direct apply -p "$VPID" "$PATCH" >/dev/null || fail "apply failed"
+	local child out how verb re
+	out=$("$ULPCTL" --direct apply -p "$VPID" "$PATCH" 2>&1) || fail "apply failed: $out"
 	expect_value compute 30 20
 	vfork_now
-	local child out how verb re
 	child=$(cat "/proc/$VPID/task/$VTID/children" 2>/dev/null)
 	child=${child%% *}
 	[ -n "$child" ] || fail "the vforker has no child"
