@@ -181,7 +181,8 @@ static int for_each_process(Manager *m, int (*fn)(Manager *m, pid_t pid, void *u
                 long pid = strtol(de->d_name, &end, 10);
                 struct stat st;
 
-                if (*end || pid <= 0 || (pid_t) pid == m->self)
+                /* a vfork child maps its parent's objects until its exec: the parent's */
+                if (*end || pid <= 0 || (pid_t) pid == m->self || ulp_vfork_parent((pid_t) pid) > 0)
                         continue;
                 snprintf(path, sizeof(path), "/proc/%ld/exe", pid);
                 if (lstat(path, &st) < 0)

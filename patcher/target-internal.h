@@ -15,6 +15,8 @@
 char target__thread_state(pid_t pid, pid_t tid);
 /* The thread tracing it (TracerPid in /proc/PID/task/TID/status), 0 none or unreadable. */
 pid_t target__thread_tracer(pid_t pid, pid_t tid);
+/* A stop request unanswered so long is slow: past a scheduler's usual delays. */
+#define SLOW_STOP_NS (100ULL * 1000000ULL)
 /* A stop request of th still unanswered SLOW_STOP_NS after it was made: its CPU time
  * is noted then, for the operator's sentence if it never stops (target_describe_late). */
 void target__note_slow(Target *t, Thread *th, uint64_t now_ns);

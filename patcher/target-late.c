@@ -170,9 +170,6 @@ int target_stop_any(Target *t, int timeout_ms, Thread **ret) {
         }
 }
 
-/* A stop request unanswered so long is slow: past a scheduler's usual delays. */
-#define SLOW_STOP_NS (100ULL * 1000000ULL)
-
 void target__note_slow(Target *t, Thread *th, uint64_t now_ns) {
         if (!th->asked_ns || th->slow_ns || now_ns - th->asked_ns < SLOW_STOP_NS)
                 return;

@@ -216,9 +216,14 @@ int target__wait(Target *t, Thread *th, int timeout_ms, int *ret_status) {
                  * on a busy machine takes the CPU th needs to reach its stop. */
                 r = target__thread_poll(th, ret_status);
                 while (r == 0) {
-                        if (target__now_ns() >= deadline)
+                        uint64_t now = target__now_ns(), until = deadline;
+                        if (now >= deadline)
                                 return -ETIMEDOUT;
-                        r = thread_wait_until(th, deadline, ret_status);
+                        /* woken once when the request becomes slow, to note its CPU */
+                        target__note_slow(t, th, now);
+                        if (th->asked_ns && !th->slow_ns && th->asked_ns + SLOW_STOP_NS < until)
+                                until = th->asked_ns + SLOW_STOP_NS;
+                        r = thread_wait_until(th, until, ret_status);
                 }
                 return r < 0 ? r : 0;
         }
@@ -241,6 +246,7 @@ int target__wait(Target *t, Thread *th, int timeout_ms, int *ret_status) {
                         r = -ETIMEDOUT;
                         break;
                 }
+                target__note_slow(t, th, now);
                 struct timespec ts = { 0, (long)MIN(deadline - now, 1000000ULL) };
                 (void)sigtimedwait(&chld, NULL, &ts);
         }

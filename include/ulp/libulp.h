@@ -261,8 +261,14 @@ static inline bool ulp_process_carries(const UlpProcessStatus *s, const char *na
 int ulp_status(pid_t pid, UlpProcessStatus *ret, UlpReport *report);
 void ulp_status_done(UlpProcessStatus *s);
 
-/* Every process that carries ulp state (found from /proc/PID/maps). */
+/* Every process that carries ulp state (found from /proc/PID/maps). A vfork child,
+ * which maps its parent's state until its exec or exit, is not one of them. */
 int ulp_list_processes(pid_t **ret, size_t *ret_n);
+
+/* The process whose memory pid runs on: its parent, when pid is a vfork child that has
+ * not called exec or exited yet; 0 when pid has memory of its own. Such a child is no
+ * process to patch or look for patches in (every operation on it is refused). */
+pid_t ulp_vfork_parent(pid_t pid);
 
 /* ---- patch files ------------------------------------------------------------------- */
 

@@ -132,7 +132,7 @@ case_vfork_direct() {
 # listing took it for a process of its own.
 case_vfork_child() {
 	start_ulpd
-	start_victim 4 4000
+	start_victim 4 8000
 	local child out how verb re
 	out=$("$ULPCTL" --direct apply -p "$VPID" "$PATCH" 2>&1) || fail "apply failed: $out"
 	expect_value compute 30 20

@@ -14,6 +14,10 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <linux/filter.h>
+#include <linux/kcmp.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -193,6 +197,40 @@ TEST(late_vfork) {
         ASSERT_EQ(tracer_of(vtid), 0);
 }
 
+/* vfork_parent_of(pid) asked in a process where kcmp() fails with EPERM; -1 when the
+ * filter could not be installed. */
+static pid_t without_kcmp(pid_t pid) {
+        int p[2];
+        pid_t answer = -1;
+
+        if (pipe(p) < 0)
+                return -1;
+        pid_t c = fork();
+        if (c == 0) {
+                struct sock_filter f[] = {
+                        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+                        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_kcmp, 0, 1),
+                        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+                        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+                };
+                struct sock_fprog prog = { .len = ELEMENTSOF(f), .filter = f };
+                pid_t r = -1;
+                if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 &&
+                    prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) == 0 &&
+                    syscall(SYS_kcmp, getpid(), getpid(), KCMP_VM, 0, 0) < 0 && errno == EPERM)
+                        r = vfork_parent_of(pid);
+                (void)!write(p[1], &r, sizeof(r));
+                _exit(0);
+        }
+        close(p[1]);
+        if (c < 0 || read(p[0], &answer, sizeof(answer)) != sizeof(answer))
+                answer = -1;
+        close(p[0]);
+        if (c > 0)
+                waitpid(c, NULL, 0);
+        return answer;
+}
+
 /* clone3() with CLONE_VFORK, as posix_spawn() calls it: the waiting thread is named a
  * vfork parent (its flags are read from its memory), and the child, which runs on its
  * parent's memory until it exits, has the parent for its address space's owner
@@ -206,6 +244,8 @@ TEST(vfork_clone3) {
                         .flags = CLONE_VM | CLONE_VFORK, .exit_signal = SIGCHLD };
                 prctl(PR_SET_PDEATHSIG, SIGKILL);
                 long c = syscall(SYS_clone3, &a, sizeof(a));
+                if (c < 0)
+                        _exit(errno == ENOSYS || errno == EPERM ? 77 : 1);
                 if (c == 0) {
                         unsigned ms = 3000 * test_slowdown();
                         struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
@@ -214,7 +254,13 @@ TEST(vfork_clone3) {
                 }
                 _exit(c > 0 ? 0 : 1);
         }
-        ASSERT_TRUE(WAIT_UNTIL(state_of(child) == 'D', 10000));
+        int status;
+        bool waits = WAIT_UNTIL(state_of(child) == 'D' && vfork_waits(child, child), 10000);
+        if (!waits && waitpid(child, &status, WNOHANG) == child && WIFEXITED(status) && WEXITSTATUS(status) == 77) {
+                child = 0;
+                test_skip("clone3() is not available here (ENOSYS or a seccomp filter)");
+        }
+        ASSERT_TRUE(waits);
         char path[64], buf[64] = "";
         snprintf(path, sizeof(path), "/proc/%d/task/%d/children", child, child);
         int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -227,6 +273,10 @@ TEST(vfork_clone3) {
         ASSERT_EQ(vfork_parent_of(grandchild), child);
         ASSERT_EQ(vfork_parent_of(child), 0);
         ASSERT_EQ(vfork_parent_of(getpid()), 0);
+        /* Where kcmp() is refused (a seccomp filter, as container runtimes install), the
+         * same answers from the parent's thread waiting in vfork and its last child. */
+        ASSERT_EQ(without_kcmp(grandchild), child);
+        ASSERT_EQ(without_kcmp(child), 0);
         kill(grandchild, SIGKILL);
         kill_child();
         child = 0;
@@ -283,9 +333,11 @@ TEST(slow_thread_cpu_named) {
                         ASSERT_TRUE(strstr(msg, "did not stop within ") != NULL);
                         ASSERT_TRUE(strstr(msg, "(state R; it ran ") != NULL);
                         ASSERT_TRUE(strstr(msg, " ms of the last ") != NULL);
-                        ASSERT_TRUE(t->late_cpu_window_ns >= 50 * 1000000ULL);
-                        ASSERT_TRUE(t->late_cpu_ns <= 2 * 1000000ULL);
-                        seen = true;
+                        /* a tester not run itself around the 100 ms mark sees a short
+                         * window: tried again */
+                        seen = t->late_cpu_window_ns >= 50 * 1000000ULL;
+                        if (seen)
+                                ASSERT_TRUE(t->late_cpu_ns <= 2 * 1000000ULL);
                 } else {
                         ASSERT_OK(r);
                         ASSERT_OK(target_resume_all(t));
