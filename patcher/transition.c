@@ -759,7 +759,15 @@ static int global_try(Transition *tr) {
         tr->passes++;
         r = target_stop_all(tr->t);
         if (r == -ETIMEDOUT && tr->t->late_tid) {
-                /* All or none, and one cannot be looked at: none this pass; it is named. */
+                /* All or none, and one cannot be looked at: none this pass; it is named.
+                 * Unless an earlier pass found it in a function to patch: that pass's
+                 * list stays, which says more than a stop that came too late (a busy
+                 * thread on a loaded machine, given what was left of the deadline); one
+                 * in uninterruptible sleep (a vfork) is named for that. */
+                for (size_t i = 0; tr->t->late_state != 'D' && i < tr->n_pending; i++)
+                        if (tr->pending[i].tid == tr->t->late_tid && tr->pending[i].blocker[0] &&
+                            !strstr(tr->pending[i].blocker, "not stopped within"))
+                                return 0;
                 tr->n_pending = 0;
                 r = pending_add(tr, tr->t->late_tid, -1);
                 if (r >= 0)
