@@ -478,8 +478,13 @@ try:
     if part(9):
         # 64 drivers: the uid's share of them (a quarter, 4 operations each) is its 64
         # transitions; with fewer, those beyond its share wait in the queue, not started,
-        # and a request that does not wait is answered only once they started
-        d = daemon(args=("--drivers", "64"))
+        # and a request that does not wait is answered only once they started. The uid's
+        # share of ulpd's time is not this part's subject: counted in wall time, the
+        # steps of 64 waiting transitions used it up on a loaded machine, and the 65th
+        # was refused for the share (checked first) rather than for the count; this
+        # ulpd gives each uid the whole window, and a refusal for the share is tried
+        # again after the window, as its message says.
+        d = daemon(args=("--drivers", "64", "--uid-share-ms", "10000"))
         t = time.monotonic()
         victims = hostile_victims(d, 65, 1, 600000, "sleeper", 120)
         print(f"65 victims ready in {time.monotonic() - t:.1f}s")
@@ -498,9 +503,13 @@ try:
             if len(running) < 64:
                 time.sleep(1)   # the uid's share of the loop was used up: wait for the next window
         check(len(running) == 64, "uid 65534 has 64 transitions running")
-        p = spawn(HOSTILE, "apply", d.socket, PATCH, "nowait", victims[64][0].pid)
-        r = next_line(p, 300)
-        p.wait()
+        for _ in range(4):
+            p = spawn(HOSTILE, "apply", d.socket, PATCH, "nowait", victims[64][0].pid)
+            r = next_line(p, 300)
+            p.wait()
+            if r["errors"] != [SPIN_SHARE_MSG.replace("N", str(HOSTILE))]:
+                break
+            time.sleep(UID_WINDOW_S)
         check(r["errors"] == [f"not started: uid {HOSTILE} has 64 transitions running, the most one user may have"],
               f"the 65th is refused: {r['errors']}")
         served(d, "with 64 transitions of one uid running")
