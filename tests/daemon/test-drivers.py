@@ -64,7 +64,14 @@ try:
     check(new and inside and took < HOLD_S,
           f"the other {N} run the new code {took:.2f}s in, while the straggler's thread is still inside "
           f"(its call lasts {HOLD_S}s): {[victim_status(st) for _, st in others]}")
-    states = [patch_state(d.socket, p, "daemon-fix") for p in pids]
+    # Running the new code, each of the others is done once its completion ran (a step
+    # later, on a loaded machine), while the straggler is still inside.
+    states = []
+
+    def settled():
+        states[:] = [patch_state(d.socket, p, "daemon-fix") for p in pids]
+        return states[0] == "transition" and all(s == "patched" for s in states[1:])
+    wait_for(settled, max(HOLD_S - (time.monotonic() - t_hold) - 2 * SLOWDOWN, 1), 0.1)
     check(states[0] == "transition" and all(s == "patched" for s in states[1:]) and
           (victim_status(strag_st) or {}).get("sleeper") == 1 and t.is_alive(),
           f"while it waits, the straggler's transition runs and the others are done: {states}")
