@@ -12,10 +12,11 @@
  * file whose names still make the probes exceed SYMTAB_PROBES_PER_ENTRY on average
  * (names chosen to collide) is indexed by sorting instead, as before, so that no file
  * costs more than O(n log n). The rarer queries get their own index when first asked:
- * by address (functions), and the names of compiler clones ("f.isra.0"), sorted.
+ * by address (functions), and the names of compiler clones ("f.isra.0"), sorted
+ * (symtab-index.c).
  *
  * Opening a SymTab reads the file's headers only. The symbols are read and indexed by
- * the first query that needs them (symtab_ready()), and a stripped file's debug file is
+ * the first query that needs them (symtab__ready()), and a stripped file's debug file is
  * looked for then: most modules of a target are only asked what they import, which
  * sections they have or whether they define one name (the check for stackful threads,
  * patcher/fibers.c, on every module of every operation), and building libc's table from
@@ -41,66 +42,11 @@
 #include "elf/debugfile.h"
 #include "elf/demangle.h"
 #include "elf/symtab.h"
+#include "elf/symtab-internal.h"
 
-#define NO_ENTRY UINT32_MAX
 /* Probes allowed to the hash index, on average per entry, before it gives way to the
  * sorted one. An honest table averages under 2 at the load factor used (at most 1/2). */
 #define SYMTAB_PROBES_PER_ENTRY 8
-
-typedef struct SymEntry {
-        Symbol sym;
-        uint32_t next;           /* the next entry of the same name in table order, or NO_ENTRY */
-        bool from_dynsym;        /* this entry was read from .dynsym */
-        bool in_dynsym;          /* present in .dynsym (exported to the dynamic linker) */
-        bool hidden_version;     /* a non-default symbol version (name@VER, not name@@VER) */
-        bool dropped;            /* a .dynsym entry repeating a .symtab one: no symbol of its own */
-        bool head;               /* the first entry of its name */
-} SymEntry;
-
-/* A slot of the hash index: the name's hash and its first entry plus one (0: empty). */
-typedef struct HashSlot {
-        uint32_t hash;
-        uint32_t head1;
-} HashSlot;
-
-/* A PT_LOAD segment of the running file, for checking a debug file's symbols. */
-typedef struct LoadSeg {
-        uint64_t vaddr, memsz;
-        bool exec;
-} LoadSeg;
-
-struct SymTab {
-        int fd;
-        Elf *elf;
-        char *path;              /* the module's real path, to find its debug file; or NULL */
-        SymTabIndex want_index;
-        bool debug_looked;       /* the debug file was looked for (symtab_find_debug()) */
-        bool ready;              /* the symbols were read and indexed (symtab_ready())... */
-        int ready_err;           /* ...or failed so: each later query returns it */
-        int library;             /* a shared library (is_library()): 1, 0, or -1 not known yet */
-        unsigned scans;          /* exported lookups answered from .dynsym without the index */
-        int debug_fd;            /* the separate debug file the .symtab came from, or -1 */
-        Elf *debug_elf;
-        char *debug_path;
-        char *searched;          /* what was searched, for messages (debugfile.c) */
-        SymEntry *v;             /* in table order, dropped entries included */
-        size_t n;
-        SymTabIndex index;
-        uint64_t seed;
-        HashSlot *slots;         /* SYMTAB_INDEX_HASH: size mask + 1 */
-        size_t mask;
-        uint32_t *sorted;        /* SYMTAB_INDEX_SORTED: each name's first entry, by name */
-        size_t n_sorted;
-        LoadSeg *segs;           /* while loading a debug file's symbols */
-        size_t n_segs;
-        /* Built on first use. */
-        bool addr_ready;
-        uint32_t *by_addr;       /* sized functions, by value */
-        size_t n_addr;
-        bool clones_ready;
-        uint32_t *clones;        /* functions whose name has a '.', by (name, table order) */
-        size_t n_clones;
-};
 
 /* Whether a symbol table entry is worth indexing: defined, named, not a section or file. */
 static bool sym_wanted(const GElf_Sym *s, const char *name, Elf32_Word xshndx) {
@@ -501,7 +447,7 @@ static int symtab_find_debug(const SymTab *cst) {
 
 /* The symbols read and indexed, on the first query that needs them; 0, or the error of
  * that first try, for every query after it. */
-static int symtab_ready(const SymTab *cst) {
+int symtab__ready(const SymTab *cst) {
         SymTab *st = (SymTab *)cst;    /* see the top of the file */
         int r;
 
@@ -516,7 +462,7 @@ static int symtab_ready(const SymTab *cst) {
 }
 
 SymTabIndex symtab_index(const SymTab *st) {
-        return symtab_ready(st) < 0 ? st->want_index : st->index;
+        return symtab__ready(st) < 0 ? st->want_index : st->index;
 }
 
 int symtab_open(const char *path, SymTab **ret) {
@@ -593,15 +539,10 @@ static uint32_t symtab_first(const SymTab *st, const char *name) {
         return NO_ENTRY;
 }
 
-/* Binding rank for aliases at one address: the global name is the one to report. */
-static int bind_rank(unsigned char bind) {
-        return bind == STB_GLOBAL ? 0 : bind == STB_WEAK ? 1 : 2;
-}
-
 /* Global before weak; among equals, an exported default version first. */
 static bool entry_better(const SymEntry *a, const SymEntry *b) {
-        if (bind_rank(a->sym.bind) != bind_rank(b->sym.bind))
-                return bind_rank(a->sym.bind) < bind_rank(b->sym.bind);
+        if (symtab__bind_rank(a->sym.bind) != symtab__bind_rank(b->sym.bind))
+                return symtab__bind_rank(a->sym.bind) < symtab__bind_rank(b->sym.bind);
         return !a->hidden_version && b->hidden_version;
 }
 
@@ -674,7 +615,7 @@ static int symtab_find_demangled(const SymTab *st, const char *name, const char 
 
 int symtab_lookup(const SymTab *st, const char *name, unsigned pos, Symbol *ret) {
         const char *mangled;
-        int r = symtab_ready(st);
+        int r = symtab__ready(st);
 
         if (r < 0)
                 return r;
@@ -788,7 +729,7 @@ int symtab_lookup_exported(const SymTab *st, const char *name, Symbol *ret) {
                 if (r != -EAGAIN)
                         return r > 0 ? 0 : -ENOENT;
         }
-        r = symtab_ready(st);
+        r = symtab__ready(st);
         if (r < 0)
                 return r;
 
@@ -807,174 +748,6 @@ int symtab_lookup_exported(const SymTab *st, const char *name, Symbol *ret) {
         if (ret)
                 *ret = best->sym;
         return 0;
-}
-
-static bool sym_is_function(const Symbol *s) {
-        return (s->type == STT_FUNC || s->type == STT_GNU_IFUNC ||
-                (s->type == STT_NOTYPE && s->size > 0)) && s->size > 0;
-}
-
-static int addr_cmp(const void *a, const void *b, void *userdata) {
-        const SymTab *st = userdata;
-        uint32_t i = *(const uint32_t *)a, j = *(const uint32_t *)b;
-        const SymEntry *x = &st->v[i], *y = &st->v[j];
-
-        if (x->sym.value != y->sym.value)
-                return x->sym.value < y->sym.value ? -1 : 1;
-        if (bind_rank(x->sym.bind) != bind_rank(y->sym.bind))
-                return bind_rank(x->sym.bind) - bind_rank(y->sym.bind);
-        return i < j ? -1 : i > j;
-}
-
-/* The by-address index of sized functions, built by the first address lookup: only
- * messages (naming where a thread is) and a patch's own small table ask. */
-static int symtab_index_addr(const SymTab *cst) {
-        SymTab *st = (SymTab *)cst;    /* see the top of the file */
-        int r = symtab_ready(st);
-
-        if (r < 0)
-                return r;
-        if (st->addr_ready)
-                return 0;
-        st->by_addr = malloc(MAX(st->n, (size_t)1) * sizeof(uint32_t));
-        if (!st->by_addr)
-                return -ENOMEM;
-        for (size_t i = 0; i < st->n; i++)
-                if (!st->v[i].dropped && sym_is_function(&st->v[i].sym))
-                        st->by_addr[st->n_addr++] = (uint32_t)i;
-        qsort_r(st->by_addr, st->n_addr, sizeof(uint32_t), addr_cmp, st);
-        st->addr_ready = true;
-        return 0;
-}
-
-/* Binary search for the last function starting at or before vaddr, then a short walk
- * back in case an earlier, larger function encloses it (nested or overlapping symbols). */
-int symtab_lookup_addr(const SymTab *st, uint64_t vaddr, Symbol *ret) {
-        int r = symtab_index_addr(st);
-        size_t lo = 0, hi = st->n_addr;
-
-        if (r < 0)
-                return r;
-        while (lo < hi) {
-                size_t mid = lo + (hi - lo) / 2;
-                if (st->v[st->by_addr[mid]].sym.value <= vaddr)
-                        lo = mid + 1;
-                else
-                        hi = mid;
-        }
-        /* lo is the first entry above vaddr. Aliases sort global-first, so walk back to
-         * the first entry of the containing start address. */
-        for (size_t k = lo, steps = 0; k-- > 0 && steps < 16; steps++) {
-                const Symbol *s = &st->v[st->by_addr[k]].sym;
-                if (vaddr >= s->value + s->size)
-                        continue;
-                while (k > 0 && st->v[st->by_addr[k - 1]].sym.value == s->value &&
-                       vaddr < s->value + st->v[st->by_addr[k - 1]].sym.size)
-                        s = &st->v[st->by_addr[--k]].sym;
-                if (ret)
-                        *ret = *s;
-                return 0;
-        }
-        return -ENOENT;
-}
-
-/* Whether s is a sequence of compiler clone suffixes: ".constprop.N", ".isra.N",
- * ".part.N", ".cold", ".cold.N", ".lto_priv.N", ".clone.N", ".specialized.N" in any
- * combination, e.g. ".isra.0.cold" or ".constprop.0.isra.0". */
-bool symbol_is_clone_suffix(const char *s) {
-        static const char *const kinds[] = {
-                "constprop", "isra", "part", "cold", "lto_priv", "clone", "specialized",
-        };
-
-        if (!*s)
-                return false;
-        while (*s) {
-                size_t k;
-                if (*s++ != '.')
-                        return false;
-                for (k = 0; k < ELEMENTSOF(kinds); k++) {
-                        size_t l = strlen(kinds[k]);
-                        if (strncmp(s, kinds[k], l) == 0 && (s[l] == '.' || s[l] == 0)) {
-                                s += l;
-                                break;
-                        }
-                }
-                if (k == ELEMENTSOF(kinds))
-                        return false;
-                /* An optional ".N" number; "cold" often has none. */
-                if (s[0] == '.' && s[1] >= '0' && s[1] <= '9') {
-                        s++;
-                        while (*s >= '0' && *s <= '9')
-                                s++;
-                }
-        }
-        return true;
-}
-
-static int clone_cmp(const void *a, const void *b, void *userdata) {
-        const SymTab *st = userdata;
-        uint32_t i = *(const uint32_t *)a, j = *(const uint32_t *)b;
-        int c = strcmp(st->v[i].sym.name, st->v[j].sym.name);
-
-        return c ? c : i < j ? -1 : i > j;
-}
-
-/* The functions whose name has a '.', sorted by name then table order: where clones are
- * ("f.isra.0"), built by the first search for them. */
-static int symtab_index_clones(const SymTab *cst) {
-        SymTab *st = (SymTab *)cst;    /* see the top of the file */
-        int r = symtab_ready(st);
-
-        if (r < 0)
-                return r;
-        if (st->clones_ready)
-                return 0;
-        st->clones = malloc(MAX(st->n, (size_t)1) * sizeof(uint32_t));
-        if (!st->clones)
-                return -ENOMEM;
-        for (size_t i = 0; i < st->n; i++)
-                if (!st->v[i].dropped && st->v[i].sym.type == STT_FUNC && strchr(st->v[i].sym.name, '.'))
-                        st->clones[st->n_clones++] = (uint32_t)i;
-        qsort_r(st->clones, st->n_clones, sizeof(uint32_t), clone_cmp, st);
-        st->clones_ready = true;
-        return 0;
-}
-
-int symtab_foreach_clone(const SymTab *st, const char *name,
-                         void (*cb)(const Symbol *sym, void *userdata), void *userdata) {
-        size_t len = strlen(name), lo = 0, hi;
-        _cleanup_free_ char *prefix = malloc(len + 2);
-        int r;
-
-        if (!prefix)
-                return -ENOMEM;
-        memcpy(prefix, name, len);
-        memcpy(prefix + len, ".", 2);
-        r = symtab_index_clones(st);
-        if (r < 0)
-                return r;
-
-        /* Names starting with "NAME." form one run of the sorted index. */
-        hi = st->n_clones;
-        while (lo < hi) {
-                size_t mid = lo + (hi - lo) / 2;
-                if (strcmp(st->v[st->clones[mid]].sym.name, prefix) < 0)
-                        lo = mid + 1;
-                else
-                        hi = mid;
-        }
-        int n = 0;
-        for (size_t i = lo; i < st->n_clones; i++) {
-                const Symbol *s = &st->v[st->clones[i]].sym;
-                if (strncmp(s->name, prefix, len + 1) != 0)
-                        break;
-                if (!symbol_is_clone_suffix(s->name + len))
-                        continue;
-                if (cb)
-                        cb(s, userdata);
-                n++;
-        }
-        return n;
 }
 
 const char *symtab_find_import(const SymTab *st, const char *const *names) {
@@ -1048,7 +821,7 @@ bool symtab_has_section(const SymTab *st, const char *name) {
  * at the lowest address, the least name (then the first in table order). */
 int symtab_first_start(const SymTab *st, uint64_t lo, uint64_t hi, Symbol *ret) {
         const Symbol *best = NULL;
-        int r = symtab_ready(st);
+        int r = symtab__ready(st);
 
         if (r < 0)
                 return r;
