@@ -51,9 +51,11 @@ int ulp_list_processes(pid_t **ret, size_t *ret_n) {
                 long pid = strtol(de->d_name, &end, 10);
                 uint64_t addr;
 
-                /* a vfork child maps its parent's block: it is the parent's */
+                /* A vfork child maps its parent's block: it is the parent's. One that
+                 * executes a program between the first look and the vfork check is no
+                 * vfork child any more, and its new image has no block: looked at again. */
                 if (*end || pid <= 0 || pid > INT32_MAX || control_find((pid_t) pid, &addr) <= 0 ||
-                    vfork_parent_of((pid_t) pid) > 0)
+                    vfork_parent_of((pid_t) pid) > 0 || control_find((pid_t) pid, &addr) <= 0)
                         continue;
                 pid_t *nv = reallocarray(v, n + 1, sizeof(pid_t));
                 if (!nv) {
