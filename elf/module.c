@@ -146,10 +146,23 @@ static int module_open_file(pid_t pid, const MapEntry *e, Module *m) {
                 m->has_image_fd = true;
                 snprintf(mf, sizeof(mf), "/proc/self/fd/%d", m->image_fd);
                 m->open_path = strdup(mf);
+        } else if (e->deleted) {
+                /* The path names another file now, or none (a new build installed over
+                 * it: its symbols are at other addresses): only map_files reaches the
+                 * mapped one, and that needs CAP_CHECKPOINT_RESTORE. */
+                return -ENOENT;
         } else {
-                fd = open(e->path, O_RDONLY | O_CLOEXEC);
+                struct stat st;
+                /* The path is the process's to change: what is there now must be the
+                 * mapped inode (the device differs on overlayfs, elf/module.c's
+                 * exe_dev_from_maps()), and a FIFO put there is not waited on. */
+                fd = open(e->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
                 if (fd < 0)
                         return negative_errno();
+                if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_ino != e->inode) {
+                        close(fd);
+                        return -ESTALE;
+                }
                 m->open_path = strdup(e->path);
         }
         if (!m->open_path) {

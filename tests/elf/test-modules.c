@@ -4,6 +4,7 @@
  * its file replaced on disk), and ourselves with a ulp-patch memfd mapped. */
 
 #include <elf.h>
+#include <linux/capability.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
@@ -12,6 +13,7 @@
 #include <sys/mman.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -199,6 +201,89 @@ TEST(replaced_on_disk) {
         /* The path names the other build now; reading it would give wrong addresses. */
         ASSERT_OK(symtab_lookup(on_disk, "fixture_compute", 0, &t));
         ASSERT_TRUE(t.value != s.value);
+}
+
+/*
+ * As a user's `ulpctl --direct` reads modules: without map_files, which needs
+ * CAP_CHECKPOINT_RESTORE (or CAP_SYS_ADMIN), so through the mapping's path. check runs
+ * in a child with both dropped from its effective set; 0 when it returned 0, 1 when
+ * not, -EINTR when the child hung (killed by its alarm), -EPERM when the capabilities
+ * could not be dropped.
+ */
+static int without_map_files(int (*check)(const Child *c, const char *path), const Child *c, const char *path) {
+        int status;
+        pid_t p = fork();
+
+        if (p < 0)
+                return -errno;
+        if (p == 0) {
+                struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3 };
+                struct __user_cap_data_struct d[2];
+                alarm(20);
+                if (syscall(SYS_capget, &h, d) < 0)
+                        _exit(3);
+                d[0].effective &= ~(1u << CAP_SYS_ADMIN);
+                d[1].effective &= ~(1u << (CAP_CHECKPOINT_RESTORE - 32));
+                if (syscall(SYS_capset, &h, d) < 0)
+                        _exit(3);
+                _exit(check(c, path) == 0 ? 0 : 1);
+        }
+        if (waitpid(p, &status, 0) < 0)
+                return -errno;
+        if (WIFSIGNALED(status))
+                return -EINTR;
+        return WEXITSTATUS(status) == 3 ? -EPERM : WEXITSTATUS(status);
+}
+
+/* The fixture's module read through its path: the mapped file, its symbols right. */
+static int read_by_path(const Child *c, const char *path) {
+        _cleanup_(modulelist_done) ModuleList l = {};
+        _cleanup_(symtab_freep) SymTab *st = NULL;
+        Symbol s;
+
+        /* opened by its path: map_files was refused indeed */
+        if (modules_read(c->pid, &l) < 0 || l.n == 0 || !l.v[0].is_main ||
+            strcmp(l.v[0].open_path, path) != 0 || symtab_open(l.v[0].open_path, &st) < 0 ||
+            symtab_lookup(st, "fixture_compute", 0, &s) < 0)
+                return -1;
+        return s.value + l.v[0].bias == c->compute ? 0 : -1;
+}
+
+/* The fixture's file was replaced: no module of that path (its file is out of reach). */
+static int not_read_by_path(const Child *c, const char *path) {
+        _cleanup_(modulelist_done) ModuleList l = {};
+
+        if (modules_read(c->pid, &l) < 0)
+                return -1;
+        for (size_t i = 0; i < l.n; i++)
+                if (l.v[i].path && strcmp(l.v[i].path, path) == 0)
+                        return -1;
+        return 0;
+}
+
+TEST(by_path_without_map_files) {
+        _cleanup_(child_stop) Child c = {};
+        char dir[] = "/tmp/ulp-elf-test.XXXXXX", path[64];
+        int r, r2, r3;
+
+        ASSERT_TRUE(mkdtemp(dir) != NULL);
+        snprintf(path, sizeof(path), "%s/fixture", dir);
+        ASSERT_OK(copy_file(FIXTURE_PIE, path));
+        ASSERT_OK(child_start(path, &c));
+        r = without_map_files(read_by_path, &c, path);
+        /* A new build installed over it: its symbols are at other addresses. */
+        ASSERT_OK(unlink(path));
+        ASSERT_OK(copy_file(FIXTURE_NOPIE, path));
+        r2 = without_map_files(not_read_by_path, &c, path);
+        /* A FIFO put in its place: an open() of it for reading would wait for a writer. */
+        ASSERT_OK(unlink(path));
+        ASSERT_OK(mkfifo(path, 0600));
+        r3 = without_map_files(not_read_by_path, &c, path);
+        unlink(path);
+        rmdir(dir);
+        ASSERT_EQ(r, 0);
+        ASSERT_EQ(r2, 0);
+        ASSERT_EQ(r3, 0);
 }
 
 TEST(patch_memfd) {
