@@ -6,7 +6,9 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 
 #include "common/errno-clause.h"
 #include "common/errfmt.h"
@@ -128,24 +130,42 @@ static int load_span(Elf *e, uint64_t *ret_lo, uint64_t *ret_hi) {
         return 0;
 }
 
-/* Copies the patch file into the target's memfd through /proc/PID/fd/N. */
-static int copy_into_memfd(pid_t pid, int remote_fd, int patch_fd) {
-        char path[64], buf[65536];
-        _cleanup_close_ int fd = -1;
+/*
+ * Copies the patch file into the memfd the target just made, as fd remote_fd. Through
+ * the target's own open file description (target_getfd()): another thread of the
+ * process may have put another file at that number since (dup2), and a new open of
+ * /proc/PID/fd/N would open that file anew, with our credentials, for writing (a file
+ * the process could only read, say /etc/passwd). Only a regular file of shared memory
+ * (what memfd_create makes) that the description may write is written, with pwrite
+ * (the offset is the process's).
+ */
+static int copy_into_memfd(Target *t, Thread *th, int remote_fd, int patch_fd, char *err, size_t errlen) {
+        char buf[65536];
+        _cleanup_close_ int fd = target_getfd(t, th, remote_fd);
+        struct statfs sf;
+        struct stat st;
         off_t off = 0;
+        int fl;
 
-        snprintf(path, sizeof(path), "/proc/%d/fd/%d", pid, remote_fd);
-        fd = open(path, O_WRONLY | O_CLOEXEC);
         if (fd < 0)
-                return negative_errno();
+                return fail(err, errlen, fd, "cannot copy the patch into the target: cannot take its memfd (fd %d): %s",
+                            remote_fd, process_errno_clause(fd));
+        fl = fcntl(fd, F_GETFL);
+        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || fstatfs(fd, &sf) < 0 || sf.f_type != TMPFS_MAGIC ||
+            fl < 0 || (fl & O_ACCMODE) != O_RDWR || fcntl(fd, F_GET_SEALS) < 0 || st.st_size != 0)
+                return fail(err, errlen, -EBADF, "cannot copy the patch into the target: its fd %d is not the memfd "
+                            "made for the patch any more (the process put another file at that number); nothing "
+                            "was written", remote_fd);
         for (;;) {
                 ssize_t n = pread(patch_fd, buf, sizeof(buf), off);
                 if (n < 0)
-                        return negative_errno();
+                        return fail(err, errlen, negative_errno(), "cannot copy the patch into the target: %s",
+                                    process_errno_clause(negative_errno()));
                 if (n == 0)
                         return 0;
-                if (write(fd, buf, (size_t)n) != n)
-                        return -EIO;
+                if (pwrite(fd, buf, (size_t)n, off) != n)
+                        return fail(err, errlen, -EIO, "cannot copy the patch into the target: %s",
+                                    process_errno_clause(-EIO));
                 off += n;
         }
 }
@@ -244,11 +264,9 @@ int loader_map(Target *t, Thread *th, struct Control *c, int patch_fd, const cha
                 fail(err, errlen, r, "cannot update the control block: %s", process_errno_clause(r));
                 goto out;
         }
-        r = copy_into_memfd(t->pid, remote_fd, patch_fd);
-        if (r < 0) {
-                fail(err, errlen, r, "cannot copy the patch into the target: %s", process_errno_clause(r));
+        r = copy_into_memfd(t, th, remote_fd, patch_fd, err, errlen);
+        if (r < 0)
                 goto out;
-        }
         r = rsys_mmap(t, th, addr, hi - lo, PROT_NONE,
                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0, &addr);
         if (r == -EEXIST) {

@@ -9,7 +9,9 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/ptrace.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/macro.h"
 #include "patcher/procmem.h"
@@ -356,6 +358,20 @@ void target_free(Target *t) {
                 close(t->auth_fd);
         free(t->threads);
         free(t);
+}
+
+int target_getfd(Target *t, const Thread *th, int fd) {
+        _cleanup_close_ int pidfd = (int)syscall(SYS_pidfd_open, t->pid, 0);
+        unsigned long msg;
+        int r;
+
+        if (pidfd < 0)
+                return negative_errno();
+        /* A thread of ours in a stop: its thread group lives, and its pid with it. */
+        if (!th->stopped || th->gone || target__ptrace(PTRACE_GETEVENTMSG, th->tid, NULL, &msg) < 0)
+                return -ESRCH;
+        r = (int)syscall(SYS_pidfd_getfd, pidfd, fd, 0);
+        return r < 0 ? negative_errno() : r;
 }
 
 /* Prefers a thread that keeps no signal and is not job-control stopped: a remote

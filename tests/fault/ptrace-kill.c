@@ -25,6 +25,10 @@
  *                       is reported to the patcher as refused with EEXIST (the GETREGS at
  *                       its exit says so), its mapping left in place: as if the process
  *                       had mapped that range since the patcher read its maps
+ *   ULP_FAULT_PAUSE_SYSCALL, ULP_FAULT_PAUSE_US  not a kill: the patcher sleeps PAUSE_US
+ *                       right after the GETREGS that reads the result of the first remote
+ *                       system call of number PAUSE_SYSCALL (its effect is in the target
+ *                       by then), so that the target gets a long look at it
  * Unset or unknown: the library does nothing. ULP_FAULT_LOG, when set, names a file that
  * gets one line per call ("REQUEST result", and "rax=N" for SETREGS), to see what an
  * operation does.
@@ -63,6 +67,25 @@ static long want = -2;          /* -2 not read yet, -1 none, 0x7fffffff any, MEM
 static unsigned long want_n, seen;
 static long after_nr = -1;      /* ULP_FAULT_AFTER_SYSCALL, -1 none: count from the start */
 static int eexist = -1;         /* ULP_FAULT_EEXIST: 1 armed, 0 done or unset, -1 not read */
+static long pause_nr = -2;      /* ULP_FAULT_PAUSE_SYSCALL: -2 not read, -1 none or done */
+static int pause_armed;         /* its SETREGS was seen: the next GETREGS pauses */
+
+/* ULP_FAULT_PAUSE_SYSCALL: sleeps once, after the GETREGS at the exit of that call. */
+static void maybe_pause(long request, const void *data) {
+        if (pause_nr == -2) {
+                const char *n = getenv("ULP_FAULT_PAUSE_SYSCALL");
+                pause_nr = n ? strtol(n, NULL, 10) : -1;
+        }
+        if (pause_nr < 0)
+                return;
+        if (request == 13 && data && (long)((const struct user_regs_struct *)data)->rax == pause_nr)
+                pause_armed = 1;
+        else if (request == 12 && pause_armed) {
+                const char *us = getenv("ULP_FAULT_PAUSE_US");
+                pause_nr = -1;
+                usleep(us ? (useconds_t)strtoul(us, NULL, 10) : 100000);
+        }
+}
 
 static const char *req_name(long req) {
         if (req == MEMWRITE)
@@ -176,6 +199,7 @@ long ptrace(enum __ptrace_request request, ...) {
         int saved = errno;
         fake_eexist((long)request, r, data);
         log_call((long)request, r, data);
+        maybe_pause((long)request, data);
         if (moved && r == 0)
                 syscall(SYS_kill, getpid(), SIGKILL);
         if (after_nr >= 0 && (long)request == 13 && data &&
