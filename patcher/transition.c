@@ -428,6 +428,17 @@ static void inflight_drop(InFlight *f, size_t k) {
  * at, not waited for again, so that a pass does not hold the caller's loop for it. */
 #define PASS_LATE_WAIT_MS 2
 
+/*
+ * Whether p's blocker, from an earlier look that found the thread in a function to
+ * patch, stays instead of the sentence of a stop that came too late (tr->t's late
+ * record, just noted: a busy thread, or one the machine did not run, given what was
+ * left of the deadline): it tells the operator more. One in uninterruptible sleep (a
+ * vfork) is named for that.
+ */
+static bool keeps_blocker(const Transition *tr, const PendingThread *p) {
+        return tr->t->late_state != 'D' && p->blocker[0] && !strstr(p->blocker, "not stopped within");
+}
+
 /* Asks the next pending threads to stop until PASS_WINDOW are in flight. done[i] is set
  * for entries settled without a stop (the thread is gone). */
 static void pass_fill(Transition *tr, InFlight *f, size_t *next, bool *done) {
@@ -480,8 +491,9 @@ static int pass(Transition *tr, bool *done) {
                          * straggler, not switched, until then. */
                         for (size_t k = 0; k < f.n; k++) {
                                 target_note_late(tr->t, f.th[k]);
-                                target_describe_late_short(tr->t, tr->pending[f.idx[k]].blocker,
-                                                           sizeof(tr->pending[0].blocker));
+                                if (!keeps_blocker(tr, &tr->pending[f.idx[k]]))
+                                        target_describe_late_short(tr->t, tr->pending[f.idx[k]].blocker,
+                                                                   sizeof(tr->pending[0].blocker));
                         }
                         f.n = 0;
                         continue;
@@ -761,12 +773,9 @@ static int global_try(Transition *tr) {
         if (r == -ETIMEDOUT && tr->t->late_tid) {
                 /* All or none, and one cannot be looked at: none this pass; it is named.
                  * Unless an earlier pass found it in a function to patch: that pass's
-                 * list stays, which says more than a stop that came too late (a busy
-                 * thread on a loaded machine, given what was left of the deadline); one
-                 * in uninterruptible sleep (a vfork) is named for that. */
-                for (size_t i = 0; tr->t->late_state != 'D' && i < tr->n_pending; i++)
-                        if (tr->pending[i].tid == tr->t->late_tid && tr->pending[i].blocker[0] &&
-                            !strstr(tr->pending[i].blocker, "not stopped within"))
+                 * list stays (keeps_blocker()). */
+                for (size_t i = 0; i < tr->n_pending; i++)
+                        if (tr->pending[i].tid == tr->t->late_tid && keeps_blocker(tr, &tr->pending[i]))
                                 return 0;
                 tr->n_pending = 0;
                 r = pending_add(tr, tr->t->late_tid, -1);
