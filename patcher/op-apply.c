@@ -1,17 +1,20 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <elf.h>
 #include <stdio.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "common/errno-clause.h"
 #include "common/macro.h"
 #include "elf/demangle.h"
+#include "elf/maps.h"
 #include "elf/patchfile.h"
 #include "patcher/entry-check.h"
 #include "patcher/patchcache.h"
 #include "patcher/nearmem.h"
 #include "patcher/op.h"
+#include "patcher/procmem.h"
 #include "patcher/shadow.h"
 #include "patcher/x86_64/insn.h"
 #include "patcher/x86_64/relocate.h"
@@ -61,6 +64,27 @@ static int read_function(UlpOp *op, Resolved *rs, uint8_t **ret) {
 /* Whether the entry of sym can take the jump (patcher/entry-check.h, the rule ulp-build
  * shares). A function shorter than the jump may use the padding after it up to the next
  * symbol (docs/reach.md). */
+/* The bytes of a function to replace are code: a sized symbol of another kind (a label
+ * in .data of an assembler file, with no type) would have the entry jump written into
+ * the process's data. */
+static int check_in_code(UlpOp *op, const char *name, uint64_t addr, uint64_t size) {
+        const MapList *maps;
+        int r = procmaps_get(op->t, &maps);
+
+        if (r < 0)
+                return op_fail(op, r, "cannot read the memory map of process %d: %s", op->t->pid, process_errno_clause(r));
+        for (size_t i = 0; i < maps->n; i++) {
+                const MapEntry *e = &maps->v[i];
+                if (addr >= e->start && addr < e->end)
+                        return (e->prot & PROT_EXEC) && size <= e->end - addr ? 0 :
+                                op_fail(op, -ENOEXEC, "cannot redirect %s: its %llu bytes at 0x%llx are not in "
+                                        "executable memory of process %d (not code); nothing written", name,
+                                        (unsigned long long)size, (unsigned long long)addr, op->t->pid);
+        }
+        return op_fail(op, -ENOEXEC, "cannot redirect %s: 0x%llx is not mapped in process %d; nothing written", name,
+                       (unsigned long long)addr, op->t->pid);
+}
+
 static int check_entry(UlpOp *op, SymTab *st, const char *name, const Symbol *sym, Resolved *ret) {
         _cleanup_free_ uint8_t *code = NULL;
         char msg[320] = "";
@@ -109,6 +133,9 @@ int op_resolve_func(UlpOp *op, const PatchMeta *meta, const PatchFunc *pf, Resol
                                symtab_searched(st) ? symtab_searched(st) : "");
         ret->old_addr = sym.value + ret->mod->bias;
         ret->old_size = sym.size;
+        r = check_in_code(op, pf->symbol, ret->old_addr, MAX(sym.size, (uint64_t)1));
+        if (r < 0)
+                return r;
         if (sym.from_debug_file)
                 op_warn(op, "%s: symbol from the debug file %s of %s (build-id checked)", pf->symbol,
                         symtab_debug_path(st), ret->mod->path);

@@ -87,4 +87,8 @@ a_val1: .quad 1000
 a_scratch: .long 0
         .p2align 3
 a_table: .quad 0, 2000
+/* a sized label in data, with no type (as an assembler's are): not code to redirect */
+        .globl  a_data_label
+a_data_label: .quad 0, 0, 0
+        .size   a_data_label, 24
         .section .note.GNU-stack,"",@progbits

@@ -347,6 +347,10 @@ case_trampoline() {
 	refused "back-jump into the entry" \
 		'^ulpctl: cannot redirect a_backjump: branch at \+0x[0-9a-f]+ into the displaced bytes \(\+0x[0-9a-f]+\)$' ulpctl apply -p "$VPID" "$P/patch-asm-bad.so"
 	no_ulp_mappings
+	refused "a data label named as a function" \
+		"^ulpctl: cannot redirect a_data_label: its 24 bytes at 0x[0-9a-f]+ are not in executable memory of process $VPID \\(not code\\); nothing written\$" \
+		ulpctl apply -p "$VPID" "$P/patch-asm-data.so"
+	no_ulp_mappings
 	local apid a b
 	ulpctl apply --timeout $((60 * SLOW)) -p "$VPID" "$P/patch-asm.so" >"$WORK/out" 2>&1 &
 	apid=$!
