@@ -229,6 +229,9 @@ case_refusals() {
 # hold_trace TID: another program (python3) seizes thread TID of the victim and holds it
 # until killed; TRACER is its pid.
 hold_trace() {
+	# emptied before: the job truncates it only once it runs, and an earlier tracer's
+	# "seized" let the apply run before this one had seized its thread (a load test)
+	: >"$WORK/tracer.out"
 	python3 -c '
 import ctypes, sys, time
 libc = ctypes.CDLL(None, use_errno=True)
@@ -240,6 +243,9 @@ time.sleep(3600)' "$1" >"$WORK/tracer.out" 2>&1 &
 	TRACER=$!
 	PIDS+=("$TRACER")   # killed first at exit: a traced victim is reaped only after
 	wait_for 10 grep -q seized "$WORK/tracer.out" || fail "the tracer did not seize thread $1: $(cat "$WORK/tracer.out")"
+	# the kernel's word for it
+	grep -E "^TracerPid:[[:space:]]*$TRACER\$" "/proc/$VPID/task/$1/status" >/dev/null ||
+		fail "thread $1 is not traced by the tracer $TRACER: $(grep TracerPid "/proc/$VPID/task/$1/status")"
 }
 
 end_trace() {
