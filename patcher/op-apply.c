@@ -85,6 +85,27 @@ static int check_in_code(UlpOp *op, const char *name, uint64_t addr, uint64_t si
                        (unsigned long long)addr, op->t->pid);
 }
 
+/* Whether the entry jump of name (at old_addr, over [lo, hi)) would overlap that of a
+ * function a patch in the process replaces (check_duplicates()). */
+static int check_patched_overlap(UlpOp *op, const char *name, uint64_t old_addr, uint64_t lo, uint64_t hi) {
+        const ControlImage *img = op->c.img;
+
+        for (unsigned k = 0; img && k < img->hdr.n_funcs; k++) {
+                const ControlFunc *f = &img->funcs[k];
+                uint64_t lo2 = f->old_addr + f->entry_off, hi2 = lo2 + f->displaced_len;
+                /* a reverted patch's entries hold what they held before it */
+                if (f->patch < img->hdr.n_patches && img->patches[f->patch].state == CP_UNPATCHED)
+                        continue;
+                if (f->old_addr != old_addr && lo < hi2 && lo2 < hi)
+                        return op_fail(op, -EINVAL, "the entry jump of %s would overlap that of %.96s, which patch "
+                                       "%.64s replaces (bytes 0x%llx-0x%llx and 0x%llx-0x%llx); nothing written", name,
+                                       f->symbol, f->patch < img->hdr.n_patches ? img->patches[f->patch].name : "?",
+                                       (unsigned long long)lo, (unsigned long long)hi, (unsigned long long)lo2,
+                                       (unsigned long long)hi2);
+        }
+        return 0;
+}
+
 static int check_entry(UlpOp *op, SymTab *st, const char *name, const Symbol *sym, Resolved *ret) {
         _cleanup_free_ uint8_t *code = NULL;
         char msg[320] = "";
@@ -148,14 +169,62 @@ int op_resolve_func(UlpOp *op, const PatchMeta *meta, const PatchFunc *pf, Resol
         ret->shared = op->c.img ? control_any_func(&op->c, ret->old_addr) : -1;
         if (ret->shared >= 0)
                 return 0;
+        /* Before its bytes are decoded: inside a patched function's first instructions
+         * they are that function's jump now. The jump takes 5 bytes at least. */
+        r = check_patched_overlap(op, pf->symbol, ret->old_addr, ret->old_addr, ret->old_addr + JMP_REL32_SIZE);
+        if (r < 0)
+                return r;
         return check_entry(op, st, pf->symbol, &sym, ret);
 }
 
+/* [*lo, *hi): the bytes the entry jump of r replaces (those of the existing record when
+ * it shares one). */
+static void entry_span(const Control *c, const Resolved *r, uint64_t *lo, uint64_t *hi) {
+        if (r->shared >= 0) {
+                const ControlFunc *f = &c->img->funcs[r->shared];
+                *lo = f->old_addr + f->entry_off;
+                *hi = *lo + f->displaced_len;
+        } else {
+                *lo = r->old_addr + r->rel.entry_offset;
+                *hi = *lo + r->rel.displaced_len;
+        }
+}
+
+/*
+ * Two functions named twice, or whose entry jumps would cover some of the same bytes (a
+ * symbol that starts inside another's first instructions, an assembler's second entry
+ * point): the second jump would be written over part of the first, and calls of either
+ * would land in the middle of an instruction. Against this patch's other functions and
+ * every function a patch in the process replaces already.
+ */
 static int check_duplicates(UlpOp *op, const PatchMeta *meta, const Resolved *res) {
-        for (size_t i = 0; i < meta->n_funcs; i++)
-                for (size_t j = 0; j < i; j++)
-                        if (res[i].mod && res[i].old_addr == res[j].old_addr)
+        for (size_t i = 0; i < meta->n_funcs; i++) {
+                uint64_t lo, hi, lo2, hi2;
+                int r;
+                if (!res[i].mod)
+                        continue;
+                entry_span(&op->c, &res[i], &lo, &hi);
+                for (size_t j = 0; j < i; j++) {
+                        if (!res[j].mod)
+                                continue;
+                        if (res[i].old_addr == res[j].old_addr)
                                 return op_fail(op, -EINVAL, "the patch replaces %s twice", meta->funcs[i].symbol);
+                        entry_span(&op->c, &res[j], &lo2, &hi2);
+                        if (lo < hi2 && lo2 < hi) {
+                                /* named in address order */
+                                bool jf = lo2 <= lo;
+                                return op_fail(op, -EINVAL, "the entry jumps of %s and %s would overlap (bytes "
+                                               "0x%llx-0x%llx and 0x%llx-0x%llx): one starts inside the other's "
+                                               "first instructions; nothing written",
+                                               meta->funcs[jf ? j : i].symbol, meta->funcs[jf ? i : j].symbol,
+                                               (unsigned long long)(jf ? lo2 : lo), (unsigned long long)(jf ? hi2 : hi),
+                                               (unsigned long long)(jf ? lo : lo2), (unsigned long long)(jf ? hi : hi2));
+                        }
+                }
+                r = check_patched_overlap(op, meta->funcs[i].symbol, res[i].old_addr, lo, hi);
+                if (r < 0)
+                        return r;
+        }
         return 0;
 }
 

@@ -81,6 +81,18 @@ FUNC(a_backjump)
         ret
 END(a_backjump)
 
+/* a second entry point inside the first's displaced bytes (an assembler's fall-through
+ * into a shared tail): the two entry jumps would overlap, refused */
+FUNC(a_outer2)
+        mov     %rdi, %rax
+        .globl  a_inner_entry
+        .type   a_inner_entry, @function
+a_inner_entry:
+        add     $7000, %rax
+        ret
+        .size   a_inner_entry, .-a_inner_entry
+END(a_outer2)
+
         .data
         .p2align 3
 a_val1: .quad 1000

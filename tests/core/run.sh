@@ -351,6 +351,15 @@ case_trampoline() {
 		"^ulpctl: cannot redirect a_data_label: its 24 bytes at 0x[0-9a-f]+ are not in executable memory of process $VPID \\(not code\\); nothing written\$" \
 		ulpctl apply -p "$VPID" "$P/patch-asm-data.so"
 	no_ulp_mappings
+	refused "two entry points 3 bytes apart in one patch" \
+		'^ulpctl: the entry jumps of a_outer2 and a_inner_entry would overlap \(bytes 0x[0-9a-f]+-0x[0-9a-f]+ and 0x[0-9a-f]+-0x[0-9a-f]+\): one starts inside the other.s first instructions; nothing written$' \
+		ulpctl apply -p "$VPID" "$P/patch-asm-overlap.so"
+	no_ulp_mappings
+	ulpctl apply -p "$VPID" "$P/patch-asm-outer.so" >/dev/null 2>&1 || fail "a_outer2 alone was not applied"
+	refused "an entry point inside a patched function's first instructions" \
+		'^ulpctl: the entry jump of a_inner_entry would overlap that of a_outer2, which patch asm-outer replaces \(bytes 0x[0-9a-f]+-0x[0-9a-f]+ and 0x[0-9a-f]+-0x[0-9a-f]+\); nothing written$' \
+		ulpctl apply -p "$VPID" "$P/patch-asm-inner.so"
+	ulpctl revert -p "$VPID" asm-outer >/dev/null 2>&1 || fail "a_outer2's patch was not reverted"
 	local apid a b
 	ulpctl apply --timeout $((60 * SLOW)) -p "$VPID" "$P/patch-asm.so" >"$WORK/out" 2>&1 &
 	apid=$!
