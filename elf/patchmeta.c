@@ -127,9 +127,11 @@ static int rec_check_magic(PatchFile *pf, const Rec *rec) {
 }
 
 /* Finds section sect and checks it is an array of recsize-byte records inside the file.
- * *ret_n = 0 when it is absent. rec is set up for record 0. */
+ * *ret_n = 0 when it is absent. rec is set up for record 0. A second section of that
+ * name is refused: an empty one put first would have the records skipped. */
 static int pf_section(PatchFile *pf, const char *sect, size_t recsize, Rec *rec, size_t *ret_n) {
         size_t shstrndx;
+        bool found = false;
 
         *ret_n = 0;
         *rec = (Rec) { .sect = sect };
@@ -141,6 +143,9 @@ static int pf_section(PatchFile *pf, const char *sect, size_t recsize, Rec *rec,
                 if (!gelf_getshdr(scn, &sh) || !(name = elf_strptr(pf->elf, shstrndx, sh.sh_name)) ||
                     strcmp(name, sect) != 0)
                         continue;
+                if (found)
+                        return fail(pf->errbuf, pf->errlen, -EBADMSG, "there are two sections called %s", sect);
+                found = true;
                 if (sh.sh_type != SHT_PROGBITS || sh.sh_size % recsize != 0 ||
                     !pf_bytes(pf, sh.sh_addr, sh.sh_size) ||
                     sh.sh_offset != (uint64_t)(pf_bytes(pf, sh.sh_addr, sh.sh_size) - pf->raw))
@@ -149,7 +154,6 @@ static int pf_section(PatchFile *pf, const char *sect, size_t recsize, Rec *rec,
                 rec->vaddr = sh.sh_addr;
                 rec->bytes = pf->raw + sh.sh_offset;
                 *ret_n = sh.sh_size / recsize;
-                return 0;
         }
         return 0;
 }

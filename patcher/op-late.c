@@ -116,7 +116,16 @@ static int check_threads(UlpOp *op, const ControlFunc *f, unsigned n, char *bloc
  * compaction (control_stage, control_settle; docs/control-block.md, "Objects loaded
  * later"). */
 static int publish_records(UlpOp *op, unsigned used) {
-        int at = control_stage_room(op->c.img, used);
+        char err[256];
+        int at;
+
+        /* What the next reader would refuse is never written (as an apply's records,
+         * op-apply.c): a record with an absurd range (a size taken from a symbol of the
+         * patch no check bounded) would leave a block no later operation reads. */
+        if (control_validate(op->c.img, op->c.addr, err, sizeof(err)) < 0)
+                return op_fail(op, -EBADMSG, "the records of process %d would be malformed (%s): not written",
+                               op->t->pid, err);
+        at = control_stage_room(op->c.img, used);
 
         if (at < 0)
                 return op_fail(op, at, "no room left in the control block of process %d for the records of "

@@ -243,6 +243,20 @@ TEST(crafted_sections) {
         ASSERT_REFUSED(&img, "section-renamed", -EBADMSG, "a record of the patch lies outside section ulp_refs");
         refs->sh_name = refs_name;
 
+        /* An empty ulp_refs put before the real one: found first, the records skipped. */
+        unsigned refs_idx, early_idx;
+        img_shdr(&img, "ulp_refs", &refs_idx);
+        sh = img_shdr(&img, ".eh_frame_hdr", &early_idx);
+        ASSERT_TRUE(early_idx < refs_idx);
+        save = *sh;
+        sh->sh_name = refs_name;
+        sh->sh_type = SHT_PROGBITS;
+        sh->sh_size = 0;
+        sh->sh_addr = refs->sh_addr;
+        sh->sh_offset = refs->sh_offset;
+        ASSERT_REFUSED(&img, "section-twice", -EBADMSG, "there are two sections called ulp_refs");
+        *sh = save;
+
         sh = img_shdr(&img, ".dynstr", &i);
         img.b[sh->sh_offset + sh->sh_size - 1] = 'x';
         snprintf(msg, sizeof(msg), "string table %u does not end with a NUL", i);
