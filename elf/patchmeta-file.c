@@ -273,8 +273,10 @@ static int pf_read_rela(PatchFile *pf, Elf_Scn *scn, const GElf_Shdr *sh) {
                 r = pf_reloc_symbol(pf, sh, i, (uint32_t)GELF_R_SYM(rela.r_info), &sym, &name);
                 if (r < 0)
                         return r;
-                if (type == R_X86_64_64 && sym.st_shndx != SHN_UNDEF &&
-                    !pf_inside(pf, sym.st_value + (uint64_t)rela.r_addend))
+                /* To a symbol the patch defines: inside it, whatever the type (the
+                 * loader writes S + A for R_X86_64_64, S for GLOB_DAT and JUMP_SLOT). */
+                uint64_t to = sym.st_value + (type == R_X86_64_64 ? (uint64_t)rela.r_addend : 0);
+                if (sym.st_shndx != SHN_UNDEF && !pf_inside(pf, to))
                         return fail(pf->errbuf, pf->errlen, -EBADMSG, "relocation %zu points outside the patch", i);
                 if (GELF_ST_TYPE(sym.st_info) == STT_GNU_IFUNC)
                         return fail(pf->errbuf, pf->errlen, -ENOTSUP, "defines an IFUNC (%s), which ulp does not "
@@ -284,8 +286,7 @@ static int pf_read_rela(PatchFile *pf, Elf_Scn *scn, const GElf_Shdr *sh) {
                                     "not support", name);
                 if (type == R_X86_64_JUMP_SLOT)
                         continue;
-                r = pf_add_reloc(pf, rela.r_offset, sym.st_value + (uint64_t)rela.r_addend,
-                                 sym.st_shndx != SHN_UNDEF);
+                r = pf_add_reloc(pf, rela.r_offset, to, sym.st_shndx != SHN_UNDEF);
                 if (r < 0)
                         return r;
         }

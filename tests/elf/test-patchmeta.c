@@ -214,10 +214,30 @@ TEST(crafted_relocations) {
         ASSERT_REFUSED(&img, "reloc-ifunc", -ENOTSUP, msg);
         *rel = save;
 
-        Elf64_Rela *sym = img_rela(&img, R_X86_64_GLOB_DAT, &i);
+        Elf64_Rela *sym = img_rela(&img, R_X86_64_GLOB_DAT, &i), sym_save = *sym;
         sym->r_info = ELF64_R_INFO(100000, R_X86_64_GLOB_DAT);
         snprintf(msg, sizeof(msg), "relocation %u: symbol index 100000 out of range", i);
         ASSERT_REFUSED(&img, "reloc-symbol", -EBADMSG, msg);
+        *sym = sym_save;
+
+        /* A GLOB_DAT to a symbol the patch defines, moved out of it: the loader would
+         * put that address in the patch's GOT (checked as R_X86_64_64's are). */
+        Elf64_Shdr *rd = img_shdr(&img, ".rela.dyn", NULL), *ds = img_shdr(&img, ".dynsym", NULL);
+        Elf64_Rela *v = (Elf64_Rela *)(img.b + rd->sh_offset);
+        Elf64_Sym *syms = (Elf64_Sym *)(img.b + ds->sh_offset);
+        unsigned first = UINT32_MAX;
+        for (unsigned k = 0; k < rd->sh_size / sizeof(*v) && first == UINT32_MAX; k++) {
+                Elf64_Sym *y = &syms[ELF64_R_SYM(v[k].r_info)];
+                if (ELF64_R_SYM(v[k].r_info) && y->st_shndx != SHN_UNDEF &&
+                    ELF64_ST_TYPE(y->st_info) == STT_OBJECT &&
+                    (ELF64_R_TYPE(v[k].r_info) == R_X86_64_GLOB_DAT || ELF64_R_TYPE(v[k].r_info) == R_X86_64_64))
+                        first = k;
+        }
+        ASSERT_TRUE(first != UINT32_MAX);
+        ASSERT_EQ(ELF64_R_TYPE(v[first].r_info), R_X86_64_GLOB_DAT);
+        syms[ELF64_R_SYM(v[first].r_info)].st_value = 0x10000000;
+        snprintf(msg, sizeof(msg), "relocation %u points outside the patch", first);
+        ASSERT_REFUSED(&img, "reloc-globdat-outside", -EBADMSG, msg);
 }
 
 TEST(crafted_sections) {

@@ -131,9 +131,10 @@ inside systemctl start ulp-bank.service
 [ "$(inside systemctl is-active ulpd.service || true)" = inactive ] ||
         fail "ulpd.service runs before any request: not socket-activated"
 
-# The fee the newest report of a unit's victim shows.
+# fee_of UNIT [PID]: the fee of the newest report of UNIT's victim (of process PID only:
+# right after a restart the newest line may still be the old process's).
 fee_of() {
-        inside journalctl -u "$1" -o cat --no-pager -n 1 2>/dev/null |
+        inside journalctl -u "$1" ${2:+_PID="$2"} -o cat --no-pager -n 1 2>/dev/null |
                 sed -n 's/^fee for a 1000.00 transfer: \([0-9.]*\) .*/\1/p'
 }
 # How many reports unit $1's victim has made.
@@ -150,11 +151,12 @@ wait_two_reports() {
         done
         fail "$1 stopped reporting"
 }
-# Waits (60 s at most, the victim reports every second) for the fee $2 in unit $1.
+# Waits (60 s at most, the victim reports every second) for the fee $2 in unit $1 (in
+# the reports of process $3 only, when given).
 wait_fee() {
         local f= deadline=$(($(date +%s) + 60 * SLOW))
         while [ "$(date +%s)" -lt "$deadline" ]; do
-                f=$(fee_of "$1")
+                f=$(fee_of "$1" "${3:-}")
                 [ "$f" = "$2" ] && return 0
                 sleep 0.1
         done
@@ -235,7 +237,7 @@ ok "sticky fix-fee-pinned applied to the running ulp-bank and recorded in /var/l
 inside systemctl restart ulp-bank.service
 bank2=$(inside systemctl show -p MainPID --value ulp-bank.service)
 if inside journalctl -u ulpd.service -o cat --no-pager | grep "listening for exec events" >/dev/null; then
-        wait_fee ulp-bank.service 10.00
+        wait_fee ulp-bank.service 10.00 "$bank2"
         ok "the restarted ulp-bank (pid $bank2) got the sticky patch after its exec"
 else
         # In a container's pid namespace the kernel refuses the process connector: a
