@@ -131,31 +131,38 @@ static int load_span(Elf *e, uint64_t *ret_lo, uint64_t *ret_hi) {
 }
 
 /*
- * Copies the patch file into the memfd the target just made, as fd remote_fd. Through
- * the target's own open file description (target_getfd()): another thread of the
- * process may have put another file at that number since (dup2), and a new open of
- * /proc/PID/fd/N would open that file anew, with our credentials, for writing (a file
- * the process could only read, say /etc/passwd). Only a regular file of shared memory
- * (what memfd_create makes) that the description may write is written, with pwrite
- * (the offset is the process's).
+ * Copies the patch file into the memfd the target just made, as fd remote_fd. Another
+ * thread of the process may have put another file at that number since (dup2), and an
+ * open of /proc/PID/fd/N for writing would open that file anew, with our credentials
+ * (a file the process could only read, say /etc/passwd). So the file is taken with
+ * O_PATH (nothing of it opened: a device's open could act), and written, reopened
+ * through that very descriptor, only when it is what memfd_create made: an empty,
+ * unlinked regular file of shared memory that the process's own user owns (a file it
+ * could write itself anyway).
  */
-static int copy_into_memfd(Target *t, Thread *th, int remote_fd, int patch_fd, char *err, size_t errlen) {
-        char buf[65536];
-        _cleanup_close_ int fd = target_getfd(t, th, remote_fd);
+static int copy_into_memfd(Target *t, int remote_fd, int patch_fd, char *err, size_t errlen) {
+        char path[64], buf[65536];
+        _cleanup_close_ int pfd = -1, fd = -1;
         struct statfs sf;
         struct stat st;
         off_t off = 0;
-        int fl;
+        uid_t owner = target_fsuid(t);
 
-        if (fd < 0)
-                return fail(err, errlen, fd, "cannot copy the patch into the target: cannot take its memfd (fd %d): %s",
-                            remote_fd, process_errno_clause(fd));
-        fl = fcntl(fd, F_GETFL);
-        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || fstatfs(fd, &sf) < 0 || sf.f_type != TMPFS_MAGIC ||
-            fl < 0 || (fl & O_ACCMODE) != O_RDWR || fcntl(fd, F_GET_SEALS) < 0 || st.st_size != 0)
+        snprintf(path, sizeof(path), "/proc/%d/fd/%d", t->pid, remote_fd);
+        pfd = open(path, O_PATH | O_CLOEXEC);
+        if (pfd < 0)
+                return fail(err, errlen, negative_errno(), "cannot copy the patch into the target: cannot take its "
+                            "memfd (fd %d): %s", remote_fd, process_errno_clause(negative_errno()));
+        if (fstat(pfd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_nlink != 0 || st.st_size != 0 ||
+            owner == (uid_t)-1 || st.st_uid != owner || fstatfs(pfd, &sf) < 0 || sf.f_type != TMPFS_MAGIC)
                 return fail(err, errlen, -EBADF, "cannot copy the patch into the target: its fd %d is not the memfd "
                             "made for the patch any more (the process put another file at that number); nothing "
                             "was written", remote_fd);
+        snprintf(path, sizeof(path), "/proc/self/fd/%d", pfd);
+        fd = open(path, O_WRONLY | O_CLOEXEC);
+        if (fd < 0)
+                return fail(err, errlen, negative_errno(), "cannot copy the patch into the target: %s",
+                            process_errno_clause(negative_errno()));
         for (;;) {
                 ssize_t n = pread(patch_fd, buf, sizeof(buf), off);
                 if (n < 0)
@@ -264,7 +271,7 @@ int loader_map(Target *t, Thread *th, struct Control *c, int patch_fd, const cha
                 fail(err, errlen, r, "cannot update the control block: %s", process_errno_clause(r));
                 goto out;
         }
-        r = copy_into_memfd(t, th, remote_fd, patch_fd, err, errlen);
+        r = copy_into_memfd(t, remote_fd, patch_fd, err, errlen);
         if (r < 0)
                 goto out;
         r = rsys_mmap(t, th, addr, hi - lo, PROT_NONE,

@@ -9,7 +9,6 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/ptrace.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -85,6 +84,17 @@ int target__nr_threads(pid_t pid) {
         if (!read_task_file(pid, pid, "status", buf, sizeof(buf)))
                 return -1;
         return status_field(buf, "Threads:");
+}
+
+uid_t target_fsuid(Target *t) {
+        char buf[4096];
+        const char *p;
+        unsigned long u[4];
+
+        if (!read_task_file(t->pid, t->pid, "status", buf, sizeof(buf)) || !(p = strstr(buf, "\nUid:")) ||
+            sscanf(p + 5, "%lu %lu %lu %lu", &u[0], &u[1], &u[2], &u[3]) != 4)
+                return (uid_t)-1;
+        return (uid_t)u[3];
 }
 
 pid_t target__thread_tracer(pid_t pid, pid_t tid) {
@@ -358,20 +368,6 @@ void target_free(Target *t) {
                 close(t->auth_fd);
         free(t->threads);
         free(t);
-}
-
-int target_getfd(Target *t, const Thread *th, int fd) {
-        _cleanup_close_ int pidfd = (int)syscall(SYS_pidfd_open, t->pid, 0);
-        unsigned long msg;
-        int r;
-
-        if (pidfd < 0)
-                return negative_errno();
-        /* A thread of ours in a stop: its thread group lives, and its pid with it. */
-        if (!th->stopped || th->gone || target__ptrace(PTRACE_GETEVENTMSG, th->tid, NULL, &msg) < 0)
-                return -ESRCH;
-        r = (int)syscall(SYS_pidfd_getfd, pidfd, fd, 0);
-        return r < 0 ? negative_errno() : r;
 }
 
 /* Prefers a thread that keeps no signal and is not job-control stopped: a remote

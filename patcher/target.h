@@ -232,11 +232,8 @@ Thread *target_find_thread(Target *t, pid_t tid);
 /* Any stopped thread, to borrow for remote syscalls and calls; NULL if none. */
 Thread *target_any_stopped(Target *t);
 
-/* A descriptor of fd number fd of t's process, duplicated (pidfd_getfd): the open file
- * description the process holds, with its access mode, and not a new open of whatever
- * file that number names by now (which /proc/PID/fd/N would do, with our credentials).
- * th, a thread of t in a stop of ours, proves that the pid is still t's process. */
-int target_getfd(Target *t, const Thread *th, int fd);
+/* The fsuid of t's process (the owner of the files it creates), (uid_t)-1 unknown. */
+uid_t target_fsuid(Target *t);
 
 /* Writes th->regs back to the thread (it must be stopped). */
 int target_set_regs(Target *t, Thread *th);
