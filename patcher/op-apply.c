@@ -61,9 +61,6 @@ static int read_function(UlpOp *op, Resolved *rs, uint8_t **ret) {
         return 0;
 }
 
-/* Whether the entry of sym can take the jump (patcher/entry-check.h, the rule ulp-build
- * shares). A function shorter than the jump may use the padding after it up to the next
- * symbol (docs/reach.md). */
 /* The bytes of a function to replace are code: a sized symbol of another kind (a label
  * in .data of an assembler file, with no type) would have the entry jump written into
  * the process's data. */
@@ -73,16 +70,15 @@ static int check_in_code(UlpOp *op, const char *name, uint64_t addr, uint64_t si
 
         if (r < 0)
                 return op_fail(op, r, "cannot read the memory map of process %d: %s", op->t->pid, process_errno_clause(r));
-        for (size_t i = 0; i < maps->n; i++) {
-                const MapEntry *e = &maps->v[i];
-                if (addr >= e->start && addr < e->end)
-                        return (e->prot & PROT_EXEC) && size <= e->end - addr ? 0 :
-                                op_fail(op, -ENOEXEC, "cannot redirect %s: its %llu bytes at 0x%llx are not in "
-                                        "executable memory of process %d (not code); nothing written", name,
-                                        (unsigned long long)size, (unsigned long long)addr, op->t->pid);
-        }
-        return op_fail(op, -ENOEXEC, "cannot redirect %s: 0x%llx is not mapped in process %d; nothing written", name,
-                       (unsigned long long)addr, op->t->pid);
+        const MapEntry *e = maps_find(maps, addr);
+        if (!e)
+                return op_fail(op, -ENOEXEC, "cannot redirect %s: 0x%llx is not mapped in process %d; nothing written",
+                               name, (unsigned long long)addr, op->t->pid);
+        if (!(e->prot & PROT_EXEC) || size > e->end - addr)
+                return op_fail(op, -ENOEXEC, "cannot redirect %s: its %llu bytes at 0x%llx are not in executable "
+                               "memory of process %d (not code); nothing written", name, (unsigned long long)size,
+                               (unsigned long long)addr, op->t->pid);
+        return 0;
 }
 
 /* Whether the entry jump of name (at old_addr, over [lo, hi)) would overlap that of a
@@ -106,6 +102,9 @@ static int check_patched_overlap(UlpOp *op, const char *name, uint64_t old_addr,
         return 0;
 }
 
+/* Whether the entry of sym can take the jump (patcher/entry-check.h, the rule ulp-build
+ * shares). A function shorter than the jump may use the padding after it up to the next
+ * symbol (docs/reach.md). */
 static int check_entry(UlpOp *op, SymTab *st, const char *name, const Symbol *sym, Resolved *ret) {
         _cleanup_free_ uint8_t *code = NULL;
         char msg[320] = "";
