@@ -10,7 +10,10 @@
  *   - the mem descriptor is a procfs file, /proc/<pid>/mem in our view of /proc, open
  *     O_RDWR (a read-only one proves only PTRACE_MODE_READ... and is no use to a patch);
  *   - the pidfd refers to <pid> (its fdinfo Pid:) and that process is alive
- *     (pidfd_send_signal with signal 0), so a pid reused since is not taken for it.
+ *     (pidfd_send_signal with signal 0), so a pid reused since is not taken for it;
+ *   - the memory behind the mem descriptor is that of the program <pid> runs now (its
+ *     AT_RANDOM bytes, ulp_image_shown_by()): the path alone may be of a procfs the
+ *     client mounted in a pid namespace of its own, where its own process has that pid.
  * The operation is then bound to the image the mem descriptor refers to
  * (UlpOptions.auth_mem, patcher/target-image.c): a target that executed a new program
  * (a setuid one, say) since the caller opened the descriptor is refused before anything
@@ -192,7 +195,7 @@ static int proof_verify(const AuthProof *p, pid_t pid, char *reason, size_t len)
         struct statfs sf;
         ssize_t n;
         pid_t owner = 0;
-        int fl;
+        int fl, r;
 
         /* the pidfd first: a process gone since is said so, not as a bad descriptor */
         if (p->pidfd < 0 || pidfd_pid(p->pidfd, &owner) < 0)
@@ -217,6 +220,18 @@ static int proof_verify(const AuthProof *p, pid_t pid, char *reason, size_t len)
         if (fl < 0 || (fl & O_ACCMODE) != O_RDWR)
                 return fail(reason, len, -EPERM, "not allowed to trace process %d: /proc/%d/mem was not opened for reading and writing",
                             (int) pid, (int) pid);
+        /* The path only looks right: a procfs mounted in a pid namespace of the client's
+         * names its own process N /proc/N/mem. The memory behind the descriptor tells. */
+        r = ulp_image_shown_by(pid, p->mem_fd);
+        if (r == -ESRCH)
+                return fail(reason, len, -ESRCH, "process %d exited since the request was made", (int) pid);
+        if (r < 0 && r != -ESTALE)
+                return fail(reason, len, -EPERM, "not allowed to trace process %d: ulpd cannot read its memory to check "
+                            "the descriptor sent for it: %s", (int) pid, strerror(-r));
+        if (r < 0)
+                return fail(reason, len, -ESTALE, "process %d does not run the program the descriptor sent for it shows "
+                            "(it executed a new program since the descriptor was opened, or the descriptor is another "
+                            "process's); nothing was written into it", (int) pid);
         return 0;
 }
 

@@ -32,6 +32,7 @@
 #include "common/macro.h"
 #include "patcher/target-internal.h"
 #include "patcher/target.h"
+#include "ulp/libulp.h"
 
 #define AUXV_MAX 4096   /* the kernel's saved_auxv is far smaller (AT_VECTOR_SIZE pairs) */
 
@@ -110,17 +111,33 @@ static int changed(Target *t) {
         return -ESTALE;
 }
 
+/* The current image's AT_RANDOM address and bytes. -ESRCH gone, other < 0 when there
+ * is nothing to compare. */
+static int current_random(pid_t pid, uint64_t *ret_addr, uint8_t cur[16]) {
+        int r = read_at_random(pid, ret_addr);
+        if (r >= 0)
+                r = current_read16(pid, *ret_addr, cur);
+        return r;
+}
+
+int ulp_image_shown_by(pid_t pid, int mem_fd) {
+        uint8_t cur[16], theirs[16];
+        uint64_t addr = 0;
+        int r = current_random(pid, &addr, cur);
+
+        if (r < 0)
+                return r;   /* gone, or our own read failed: nothing to compare */
+        if (fd_read16(mem_fd, addr, theirs) < 0 || memcmp(theirs, cur, 16) != 0)
+                return -ESTALE;
+        return 0;
+}
+
 /* The full proof (see the top of the file). */
 static int prove(Target *t) {
         uint8_t cur[16], ours[16], theirs[16];
         uint64_t addr = 0;
-        int r;
+        int r = current_random(t->pid, &addr, cur);
 
-        r = read_at_random(t->pid, &addr);
-        if (r == -ESRCH)
-                return r;
-        if (r >= 0)
-                r = current_read16(t->pid, addr, cur);
         if (r == -ESRCH)
                 return r;
         if (r < 0) {

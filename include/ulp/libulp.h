@@ -261,6 +261,15 @@ static inline bool ulp_process_carries(const UlpProcessStatus *s, const char *na
 int ulp_status(pid_t pid, UlpProcessStatus *ret, UlpReport *report);
 void ulp_status_done(UlpProcessStatus *s);
 
+/* Does mem_fd, a /proc/PID/mem descriptor, show the memory of the image pid runs now (the
+ * AT_RANDOM bytes through mem_fd equal those read directly)? It does not when pid executed
+ * a new program since mem_fd was opened, or when mem_fd is another process's /proc/N/mem that
+ * only looks like pid's (a procfs of another pid namespace). 0 yes, -ESTALE no, -ESRCH
+ * pid is gone, another error when the current image cannot be read here (-EACCES: the
+ * caller lacks the right to, -ENOENT: no AT_RANDOM), so that there is nothing to compare. ulpd checks a client's proof
+ * with it before any operation. */
+int ulp_image_shown_by(pid_t pid, int mem_fd);
+
 /* Every process that carries ulp state (found from /proc/PID/maps). A vfork child,
  * which maps its parent's state until its exec or exit, is not one of them. */
 int ulp_list_processes(pid_t **ret, size_t *ret_n);

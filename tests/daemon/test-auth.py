@@ -140,6 +140,40 @@ def refused_by_kernel(pid, what, st, why):
         unchanged(st, what)
 
 
+# Run in a new user, pid and mount namespace (unshare -Urpfm --mount-proc) with the socket,
+# root's victim's pid, a pidfd of it opened outside and the patch: makes a process of its
+# own that has the victim's pid in there, and sends that process's /proc/PID/mem with the
+# victim's pidfd as the proof for the victim.
+# (the system's python: one under /root, as a python of root's own may be, the user in
+# a namespace of its own may not run)
+SYSTEM_PYTHON = shutil.which("python3", path="/usr/bin:/bin") or sys.executable
+FORGE_IN_NS = """
+import json, os, sys
+sys.path.insert(0, %r)
+from ulpdtest import Client
+sock, rv, pidfd, patch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+with open('/proc/sys/kernel/ns_last_pid', 'w') as f:
+    f.write(str(rv - 1))
+r, w = os.pipe()
+inner = os.fork()
+if inner == 0:
+    os.read(r, 1)
+    os._exit(0)
+def proof():
+    return [os.open('/proc/%%d/mem' %% inner, os.O_RDWR), os.dup(pidfd)]
+out = {'inner': inner}
+c = Client(sock)
+out['status'] = c.request({'method': 'status', 'pid': rv, 'targets': [rv]}, fd=proof())
+out['check'] = c.request({'method': 'check', 'pid': rv, 'targets': [rv], 'name': 'd.so'},
+                         fd=[os.open(patch, os.O_RDONLY)] + proof())
+out['apply'] = c.request({'method': 'apply', 'pids': [rv], 'targets': [rv], 'name': 'd.so', 'wait': True},
+                         fd=[os.open(patch, os.O_RDONLY)] + proof())
+os.write(w, b'x')
+os.waitpid(inner, 0)
+print(json.dumps(out))
+""" % here
+
+
 def apply_raw(pid, fds, targets):
     """apply as the user with the given proof descriptors (a Python expression)."""
     out = as_user("c = Client(sys.argv[1]); pid = int(sys.argv[2])\n"
@@ -211,6 +245,26 @@ try:
     res = apply_raw(uv, f"[os.open('/proc/{uv}/mem', os.O_RDWR), os.open('/dev/null', os.O_RDONLY)]", f"[{uv}]")["results"][0]
     check(not res["ok"] and res["error"] == f"not allowed to trace process {uv}: no pidfd for it came with the request",
           f"a file that is no pidfd is no proof: {res.get('error') or 'APPLIED'}")
+    # A procfs of the user's own pid namespace, where the user's process has root's
+    # victim's pid: its /proc/N/mem reads like the victim's, the pidfd is the victim's.
+    # The memory behind the descriptor is not: status, check and apply are all refused.
+    forged = as_user("import subprocess\n"
+                     "rv = int(sys.argv[2]); pidfd = os.pidfd_open(rv)\n"
+                     "r = subprocess.run(['unshare', '-Urpfm', '--mount-proc', sys.argv[5], '-c', sys.argv[4],"
+                     " sys.argv[1], str(rv), str(pidfd), sys.argv[3]], pass_fds=[pidfd], capture_output=True, text=True)\n"
+                     "print(r.stdout if r.returncode == 0 else json.dumps({'failed': r.stderr}))\n",
+                     str(rv), patch, FORGE_IN_NS, SYSTEM_PYTHON)
+    check("failed" not in forged, f"a user and pid namespace of the user's own: {forged.get('failed')}")
+    check(forged["inner"] == rv, f"the user's process in its namespace has pid {rv}: {forged['inner']}")
+    stale = (f"process {rv} does not run the program the descriptor sent for it shows (it executed a new program "
+             "since the descriptor was opened, or the descriptor is another process's); nothing was written into it")
+    for what, out in (("status", forged["status"]), ("check", forged["check"])):
+        check(out["type"] == "error" and out["error"] == stale and "processes" not in out,
+              f"{what} of root's victim with a proof from the user's own procfs refused: {out}")
+    res = forged["apply"]["results"][0]
+    check(not res["ok"] and res["errno_name"] == "ESTALE" and res["error"] == stale,
+          f"apply to root's victim with a proof from the user's own procfs refused: {res.get('error') or 'APPLIED'}")
+    unchanged(root_st, "root's victim")
     out = apply_raw(uv, "[]", f"[{uv}]")
     check(out["type"] == "error" and out["error"].startswith("the request carries 1 file descriptor(s), 3 expected"),
           f"targets without their descriptors refused: {out.get('error')}")
@@ -299,7 +353,8 @@ try:
     client.wait(60)
     res = out["results"][0]
     check(not res["ok"] and res["errno_name"] == "ESTALE" and res["error"] ==
-          f"process {execer.pid} executed a new program since the operation was authorized; nothing more was written into it",
+          f"process {execer.pid} does not run the program the descriptor sent for it shows (it executed a new program "
+          "since the descriptor was opened, or the descriptor is another process's); nothing was written into it",
           f"the request with the stale proofs refused: {res.get('error') or 'APPLIED'}")
     unchanged(st, "the setuid program")
     check(not maps_have_ulp(execer.pid), "nothing of ulp's was mapped into the setuid program")
