@@ -393,8 +393,48 @@ static bool writer_gone(const ControlHeader *h, pid_t pid) {
 
 #define CONTROL_READ_TRIES 50
 
+/*
+ * How long a reader waits for a write in progress. A writer keeps the generation odd for
+ * a few writes, longer when it is descheduled on a loaded machine: a reader retries for
+ * about 90 ms (CONTROL_READ_TRIES, sleeping a little longer each time). A block that
+ * stays odd while its named writer lives is either a write stalled that long or a forged
+ * block naming a live process (pid 1 with its start time): the process's own user can
+ * map many such blocks and have a listing of every process (ulpd's status, revert
+ * --all, recovery) wait 90 ms on each. So a thread that waited out one such block reads
+ * the blocks it meets in the next second without sleeping (CONTROL_READ_TRIES_IMPATIENT
+ * reads back to back; a dead writer is still recognized): one full wait a second and
+ * thread, however many blocks are forged.
+ */
+#define CONTROL_READ_TRIES_IMPATIENT 3
+#define CONTROL_IMPATIENT_NS 1000000000ULL
+
+static _Thread_local uint64_t impatient_until_ns;
+
+static uint64_t monotonic_ns(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static bool impatient(void) {
+        return impatient_until_ns && monotonic_ns() < impatient_until_ns;
+}
+
+static unsigned read_tries(void) {
+        return impatient() ? CONTROL_READ_TRIES_IMPATIENT : CONTROL_READ_TRIES;
+}
+
+/* The block stayed busy for all the tries: a full wait was spent (or none, when the
+ * thread is impatient already, which does not extend it). */
+static void waited_out(void) {
+        if (!impatient())
+                impatient_until_ns = monotonic_ns() + CONTROL_IMPATIENT_NS;
+}
+
 static void sleep_short(unsigned try) {
         struct timespec ts = { 0, (long)MIN(try + 1, 10u) * 200000L };
+        if (impatient())
+                return;
         nanosleep(&ts, NULL);
 }
 
@@ -435,7 +475,7 @@ static int read_consistent(Target *t, Control *c) {
         uint32_t after = 0;
         int r;
 
-        for (unsigned try = 0; try < CONTROL_READ_TRIES; try++) {
+        for (unsigned try = 0, tries = read_tries(); try < tries; try++) {
                 if (try > 0)
                         sleep_short(try);
                 r = target_read(t, c->addr, &img->hdr, sizeof(img->hdr));
@@ -471,6 +511,7 @@ static int read_consistent(Target *t, Control *c) {
                 if (after == img->hdr.generation)
                         return 0;
         }
+        waited_out();
         snprintf(c->why, sizeof(c->why), "busy: another process kept writing it (generation %u)",
                  img->hdr.generation);
         return -EBUSY;
@@ -794,7 +835,7 @@ int control_read_stragglers(Target *t, Control *c) {
         uint32_t before, after;
         int r;
 
-        for (unsigned try = 0; try < CONTROL_READ_TRIES; try++) {
+        for (unsigned try = 0, tries = read_tries(); try < tries; try++) {
                 if (try > 0)
                         sleep_short(try);
                 r = target_read(t, c->addr + CONTROL_OFF(hdr.generation), &before, sizeof(before));
@@ -814,6 +855,7 @@ int control_read_stragglers(Target *t, Control *c) {
                 if (after == before)
                         return control_validate_stragglers(s, c->why, sizeof(c->why));
         }
+        waited_out();
         s->n = 0;
         snprintf(c->why, sizeof(c->why), "busy: another process kept writing it");
         return -EBUSY;

@@ -358,7 +358,10 @@ try:
           f"the request with the stale proofs refused: {res.get('error') or 'APPLIED'}")
     unchanged(st, "the setuid program")
     check(not maps_have_ulp(execer.pid), "nothing of ulp's was mapped into the setuid program")
-    # The patch fits that program: only the binding stood in the way.
+    # The patch fits that program: only the binding stood in the way. (A fresh
+    # connection: waiting for the setuid program may outlast ulpd's idle limit.)
+    c.close()
+    c = Client(d.socket)
     r = c.request({"method": "apply", "pids": [execer.pid], "name": "x.so", "wait": True},
                   fd=os.open(patch, os.O_RDONLY))
     check(r["results"][0]["ok"], f"root may patch the setuid program: {r['results'][0].get('error')}")

@@ -5,6 +5,7 @@
  * second reader as another process would, the seqlock's generations, a writer that
  * stays inside (live: busy; dead: read anyway), and what the reader refuses.
  */
+#include <pthread.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -177,6 +178,66 @@ TEST(seqlock_writer_inside) {
         h.writer_target = getpid() + 1;
         ASSERT_OK(target_write(t, w.addr, &h, sizeof(h)));
         ASSERT_OK(load());
+        teardown();
+}
+
+static long long elapsed_ms(const struct timespec *since) {
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        return (long long)(now.tv_sec - since->tv_sec) * 1000 + (now.tv_nsec - since->tv_nsec) / 1000000;
+}
+
+/* A block that stays odd under a live writer: waited on 90 ms once (each retry sleeps,
+ * so never less), then, for a second, read without waiting (a forged block per process
+ * must not cost every listing 90 ms a process). A dead writer is recognized either way. */
+static void *busy_waits_once(void *arg) {
+        ControlHeader h;
+        struct timespec t0;
+        pid_t child;
+        int st;
+
+        (void) arg;
+        child = fork();
+        ASSERT_TRUE(child >= 0);
+        if (child == 0) {
+                alarm(30);      /* gone by then, should an assertion below end the test */
+                pause();
+                _exit(0);
+        }
+        ASSERT_OK(target_read(t, w.addr, &h, sizeof(h)));
+        h.generation |= 1;
+        h.writer_pid = child;
+        h.writer_start = control_proc_start_time(child);
+        h.writer_target = getpid();
+        ASSERT_OK(target_write(t, w.addr, &h, sizeof(h)));
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        ASSERT_ERR(load(), -EBUSY);
+        ASSERT_TRUE(elapsed_ms(&t0) >= 80);
+        for (int i = 0; i < 20; i++) {
+                clock_gettime(CLOCK_MONOTONIC, &t0);
+                ASSERT_ERR(load(), -EBUSY);
+                ASSERT_TRUE(strstr(rd.why, "busy: another process kept writing it"));
+                ASSERT_TRUE(elapsed_ms(&t0) < 50);
+        }
+        /* Past the second: a full wait again. */
+        usleep(1100 * 1000);
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        ASSERT_ERR(load(), -EBUSY);
+        ASSERT_TRUE(elapsed_ms(&t0) >= 80);
+        /* Impatient now: the writer's death is still seen, and the block read. */
+        kill(child, SIGKILL);
+        ASSERT_EQ(waitpid(child, &st, 0), child);
+        ASSERT_OK(load());
+        return NULL;
+}
+
+TEST(seqlock_busy_waits_once_a_second) {
+        pthread_t th;
+
+        setup();
+        /* a thread of its own: the patience is per thread, this one's is spent above */
+        ASSERT_EQ(pthread_create(&th, NULL, busy_waits_once, NULL), 0);
+        ASSERT_EQ(pthread_join(th, NULL), 0);
         teardown();
 }
 
