@@ -9,7 +9,9 @@
 #include <errno.h>
 #include <gelf.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 
 #include "common/macro.h"
 #include "elf/symtab.h"
@@ -29,7 +31,27 @@ Elf *elf_begin_read(int fd) {
                         return e;
                 elf_end(e);
         }
-        return elf_begin(fd, ELF_C_READ_MMAP, NULL);
+        /* A larger file is mapped only when no one but root can truncate it under us
+         * (elf_file_fixed()); any other is read part by part, as libelf needs it: a
+         * truncation then fails a read instead of killing the process. */
+        return elf_begin(fd, elf_file_fixed(fd) ? ELF_C_READ_MMAP : ELF_C_READ, NULL);
+}
+
+#ifndef FUSE_SUPER_MAGIC
+#define FUSE_SUPER_MAGIC 0x65735546
+#endif
+
+bool elf_file_fixed(int fd) {
+        struct statfs sf;
+        struct stat st;
+        int seals = fcntl(fd, F_GET_SEALS);
+
+        if (seals >= 0)
+                return (seals & F_SEAL_SHRINK) != 0;
+        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != 0 ||
+            (st.st_mode & (S_IWGRP | S_IWOTH)))
+                return false;
+        return fstatfs(fd, &sf) == 0 && sf.f_type != FUSE_SUPER_MAGIC;
 }
 
 int elf_open_fd(int fd, Elf **ret) {

@@ -124,6 +124,13 @@ int elf_read_build_id(Elf *elf, uint8_t *buf, size_t bufsize);
 #define ELF_READ_WHOLE_MAX (256 * 1024)
 Elf *elf_begin_read(int fd);
 
+/* Whether fd's file is one only root can change: a sealed memfd that cannot shrink, or a
+ * regular file of root's, writable by no group or other user, on a filesystem other than
+ * FUSE (whose server says what is in it). Only such a file may be mapped: a mapped file
+ * that is truncated kills the reader with SIGBUS when it touches a page past the end, and
+ * the files a target maps are its user's to truncate. */
+bool elf_file_fixed(int fd);
+
 /* Opens an ELF file for reading with libelf (elf_version() is taken care of).
  * -ENOEXEC when fd is not a 64-bit ELF file. The caller owns *ret (elf_end()); fd must
  * stay open as long as *ret is used. */

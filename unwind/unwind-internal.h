@@ -10,6 +10,7 @@
  */
 
 #include <elfutils/libdwfl.h>
+#include <sys/types.h>
 
 #include "unwind/unwind.h"
 
@@ -18,6 +19,12 @@
  * whole-block read cannot fail where a word read inside it would succeed. */
 #define UNWIND_CACHE_BLOCK 4096u
 #define UNWIND_CACHE_SLOTS 4
+/* Memory reads one unwind may make. A real stack of UNWIND_MAX_FRAMES frames needs a few
+ * a frame (the CFA, the return address, a signal frame's seventeen registers); CFI a
+ * target wrote itself can make every frame loop over DW_OP_deref (libdw allows 4096
+ * steps an expression), each a read of a new block: seconds per thread, for every thread
+ * and every pass. Past the budget the unwind ends, unreliable. */
+#define UNWIND_READ_BUDGET 16384u
 
 typedef struct UnwindCacheSlot {
         uint64_t base;           /* block address, UINT64_MAX when empty */
@@ -33,9 +40,25 @@ typedef struct UnwindWalk {
         bool next_is_signal;     /* the previous frame's CIE had the 'S' augmentation: this
                                   * frame's PC is exact, not a return address */
         bool last_ra_undefined;  /* the CFI of the last frame says: no caller */
+        unsigned reads;          /* memory reads so far (UNWIND_READ_BUDGET) */
         int read_error;          /* first failed memory read: -errno */
         uint64_t read_error_addr;
 } UnwindWalk;
+
+/* A module file libdwfl gets as a copy (unwinder.c, module_file()): the file the target
+ * maps (its map_files link, and the inode behind it) and the sealed memfd with its bytes. */
+typedef struct ModuleCopy {
+        char *open_path;
+        dev_t dev;
+        ino_t ino;
+        int fd;
+        char path[32];           /* /proc/self/fd/N */
+} ModuleCopy;
+
+/* A copy holds at most this much, all copies of an Unwinder together UNWIND_COPY_TOTAL:
+ * a module past them is not reported (its frames are outside any module: unreliable). */
+#define UNWIND_COPY_MAX (128u << 20)
+#define UNWIND_COPY_TOTAL (512u << 20)
 
 struct Unwinder {
         pid_t pid;
@@ -49,6 +72,9 @@ struct Unwinder {
         size_t n_failed;         /* modules it refused (their frames count as outside) */
         int vdso_fd;             /* the target's vDSO image (vdso.c), or -1 */
         uint64_t vdso_start, vdso_end, vdso_bias;
+        ModuleCopy *copies;      /* module files only their target's user could change */
+        size_t n_copies, alloc_copies;
+        uint64_t copied;         /* bytes in copies */
 
         UnwindWalk walk;
         unsigned cache_next;     /* round-robin victim slot */

@@ -10,12 +10,16 @@
 
 #include <elf.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/macro.h"
+#include "elf/symtab.h"
 #include "patcher/x86_64/abi.h"
 #include "patcher/x86_64/regs.h"
 #include "unwind/unwind-internal.h"
@@ -80,6 +84,8 @@ static bool cb_memory_read(Dwfl *dwfl, Dwarf_Addr addr, Dwarf_Word *result, void
         Unwinder *u = arg;
         int r;
 
+        if (++u->walk.reads > UNWIND_READ_BUDGET)
+                return false;   /* walk_check_end() says why */
         if (ALIGN_DOWN(addr, (Dwarf_Addr) UNWIND_CACHE_BLOCK) ==
             ALIGN_DOWN(addr + sizeof(*result) - 1, (Dwarf_Addr) UNWIND_CACHE_BLOCK))
                 r = cache_read_word(u, addr, result);
@@ -164,9 +170,81 @@ static int known_add_cb(Dwfl_Module *mod, void **userdata, const char *name, Dwa
         return DWARF_CB_OK;
 }
 
-/* The module libdwfl already has for m: same name, same file (its map_files path, which
- * names the mapping), same bias and, when both have one, same build-id. */
-static const KnownModule *known_find(const KnownModules *k, const Module *m, const char *name) {
+/* A sealed copy of the file behind open_path (fd), for libdwfl, which maps the files it
+ * reads: 0, or -EFBIG past the copy limits, -errno. */
+static int copy_module(Unwinder *u, const char *open_path, int fd, const struct stat *st, ModuleCopy **ret) {
+        _cleanup_close_ int mfd = -1;
+        char buf[65536];
+        uint64_t off = 0;
+        ModuleCopy *c;
+
+        if (st->st_size < 0 || (uint64_t) st->st_size > UNWIND_COPY_MAX ||
+            u->copied + (uint64_t) st->st_size > UNWIND_COPY_TOTAL)
+                return -EFBIG;
+        if (GROW_FOR_ONE(u->copies, u->n_copies, u->alloc_copies, 8) < 0)
+                return -ENOMEM;
+        mfd = memfd_create("ulp-module", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+        if (mfd < 0)
+                return negative_errno();
+        /* what the file holds now, however long it was when stat()ed, up to the limit */
+        while (off < UNWIND_COPY_MAX) {
+                ssize_t n = pread(fd, buf, sizeof(buf), (off_t) off);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return negative_errno();
+                if (n == 0)
+                        break;
+                if (u->copied + off + (uint64_t) n > UNWIND_COPY_TOTAL)
+                        return -EFBIG;
+                if (write(mfd, buf, (size_t) n) != n)
+                        return -EIO;
+                off += (uint64_t) n;
+        }
+        if (fcntl(mfd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) < 0)
+                return negative_errno();
+        c = &u->copies[u->n_copies];
+        *c = (ModuleCopy) { .open_path = strdup(open_path), .dev = st->st_dev, .ino = st->st_ino, .fd = -1 };
+        if (!c->open_path)
+                return -ENOMEM;
+        c->fd = TAKE_FD(mfd);
+        snprintf(c->path, sizeof(c->path), "/proc/self/fd/%d", c->fd);
+        u->n_copies++;
+        u->copied += off;
+        *ret = c;
+        return 0;
+}
+
+/* The file libdwfl is to read for m: its map_files link itself when only root can change
+ * that file (elf_file_fixed()), else a sealed copy, made once per file (libdwfl maps what
+ * it reads, and a truncation of a mapped file kills the reader with SIGBUS: the target's
+ * user may truncate their own library while a transition runs). NULL when the file cannot
+ * be opened or copied: the module is then not reported. */
+static const char *module_file(Unwinder *u, const Module *m) {
+        _cleanup_close_ int fd = -1;
+        struct stat st;
+        ModuleCopy *c;
+
+        /* no open of anything but a regular file (a device a target maps, say) */
+        if (stat(m->open_path, &st) < 0 || !S_ISREG(st.st_mode))
+                return NULL;
+        fd = open(m->open_path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+        if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+                return NULL;
+        for (size_t i = 0; i < u->n_copies; i++) {
+                c = &u->copies[i];
+                if (c->dev == st.st_dev && c->ino == st.st_ino && strcmp(c->open_path, m->open_path) == 0)
+                        return c->path;
+        }
+        if (elf_file_fixed(fd))
+                return m->open_path;
+        return copy_module(u, m->open_path, fd, &st, &c) < 0 ? NULL : c->path;
+}
+
+/* The module libdwfl already has for m: same name, same file (what module_file() gave:
+ * its map_files path, which names the mapping, or the copy of it), same bias and, when
+ * both have one, same build-id. */
+static const KnownModule *known_find(const KnownModules *k, const Module *m, const char *name, const char *file) {
         for (size_t i = 0; i < k->n; i++) {
                 const KnownModule *e = &k->v[i];
                 const unsigned char *bits;
@@ -174,7 +252,7 @@ static const KnownModule *known_find(const KnownModules *k, const Module *m, con
                 int len;
 
                 if (!e->name || !e->file || strcmp(e->name, name) != 0 ||
-                    strcmp(e->file, m->open_path) != 0 || e->bias != m->bias)
+                    strcmp(e->file, file) != 0 || e->bias != m->bias)
                         continue;
                 len = dwfl_module_build_id(e->mod, &bits, &vaddr);
                 if (len > 0 && m->build_id_len > 0 &&
@@ -216,19 +294,24 @@ static int report_modules(Unwinder *u, const ModuleList *mods) {
         dwfl_report_begin(u->dwfl);
         for (size_t i = 0; i < mods->n; i++) {
                 const Module *m = &mods->v[i];
-                const char *name = m->path ? m->path : m->open_path;
+                const char *name = m->path ? m->path : m->open_path, *file;
                 const KnownModule *e;
                 Dwfl_Module *dm;
 
                 if (!m->open_path)
                         continue;
-                e = known_find(&known, m, name);
+                file = module_file(u, m);
+                if (!file) {
+                        failed++;
+                        continue;
+                }
+                e = known_find(&known, m, name, file);
                 if (e)
                         dm = dwfl_report_module(u->dwfl, e->name, e->low, e->high);
                 else
                         /* add_p_vaddr: base is the load bias (runtime = vaddr + bias),
                          * right also for libraries whose first PT_LOAD is not at 0. */
-                        dm = dwfl_report_elf(u->dwfl, name, m->open_path, -1, m->bias, true);
+                        dm = dwfl_report_elf(u->dwfl, name, file, -1, m->bias, true);
                 if (dm)
                         ok++;
                 else
@@ -317,6 +400,12 @@ void unwinder_free(Unwinder *u) {
                 elf_end(u->arch_elf);
         if (u->vdso_fd >= 0)
                 close(u->vdso_fd);
+        for (size_t i = 0; i < u->n_copies; i++) {
+                free(u->copies[i].open_path);
+                if (u->copies[i].fd >= 0)
+                        close(u->copies[i].fd);
+        }
+        free(u->copies);
         free(u);
 }
 

@@ -150,6 +150,9 @@ static void walk_check_end(UnwindWalk *w, int r) {
 
         if (w->capped)
                 walk_unreliable(w, "more than %d frames", UNWIND_MAX_FRAMES);
+        else if (w->reads > UNWIND_READ_BUDGET)
+                walk_unreliable(w, "unwind stopped after 0x%" PRIx64 ": its CFI asked for more than %u "
+                                "memory reads", last, UNWIND_READ_BUDGET);
         else if (w->read_error < 0)
                 /* libdwfl carries on without a register whose saved value it could not
                  * read, and ends "normally" when that is the return address. */

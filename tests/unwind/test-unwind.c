@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ptrace.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -23,8 +24,9 @@
 #include "tests/test.h"
 #include "unwind/unwind.h"
 
-#if !defined(VICTIM_PATH) || !defined(VICTIM_PATCH_PATH)
-#error "VICTIM_PATH and VICTIM_PATCH_PATH must be defined"
+#if !defined(VICTIM_PATH) || !defined(VICTIM_PATCH_PATH) || !defined(VICTIM_DLOPEN_PATH) || \
+    !defined(VICTIM_BIG_PATH) || !defined(VICTIM_HOSTILE_PATH)
+#error "VICTIM_PATH, VICTIM_PATCH_PATH and the dlopen victim's paths must be defined"
 #endif
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -176,7 +178,12 @@ static int read_vm(void *userdata, uint64_t addr, void *buf, size_t len) {
 /* Name of the function containing frame i of res ("?" if none). */
 static const char *frame_name(const UnwindResult *res, size_t i) {
         uint64_t pc = i == 0 ? res->pcs[0] : res->pcs[i] - 1;
-        Dwfl_Module *mod = dwfl_addrmodule(victim.sym, pc);
+        Dwfl_Module *mod;
+
+        /* none for the dlopen victim: it would map the file a test truncates */
+        if (!victim.sym)
+                return "?";
+        mod = dwfl_addrmodule(victim.sym, pc);
         const char *name = mod ? dwfl_module_addrname(mod, pc) : NULL;
 
         /* The signal trampoline is "returned" to at its first byte: pc - 1 is the nop
@@ -423,6 +430,98 @@ TEST(patch_module_from_memfd) {
         long at = expect_chain(&res, 0, chain, ELEMENTSOF(chain));
         ASSERT_TRUE(at >= 1 && at <= 2);
         ASSERT_TRUE(modules_find_addr(&victim.mods, res.pcs[at]) == pm);
+        unwinder_free(u);
+        victim_kill();
+}
+
+/* victim-dlopen with lib and fn, as the victim (victim_kill() ends it); its modules read
+ * once it said "ready". */
+static void dlopen_victim_start(const char *lib, const char *fn) {
+        int p[2];
+        char line[128] = "";
+        FILE *f;
+
+        victim_kill();
+        ASSERT_OK(pipe2(p, O_CLOEXEC));
+        victim.pid = fork();
+        ASSERT_TRUE(victim.pid >= 0);
+        if (victim.pid == 0) {
+                dup2(p[1], STDOUT_FILENO);
+                execl(VICTIM_DLOPEN_PATH, VICTIM_DLOPEN_PATH, lib, fn, (char *) NULL);
+                _exit(127);
+        }
+        close(p[1]);
+        f = fdopen(p[0], "r");
+        ASSERT_TRUE(f);
+        ASSERT_TRUE(fgets(line, sizeof(line), f) != NULL);
+        fclose(f);
+        ASSERT_STREQ(line, "ready\n");
+        ASSERT_OK(modules_read(victim.pid, &victim.mods));
+}
+
+/* The target's user truncates a library of theirs while an unwinder has it: the
+ * unwinder read a sealed copy (a mapping of the file itself would kill this process with
+ * SIGBUS at the next unwind that touches its CFI, past the new end). */
+TEST(truncated_module_file) {
+        char dir[] = "/tmp/ulp-unwind-XXXXXX", lib[64];
+        struct user_regs_struct regs;
+        UnwindResult res;
+        size_t n1;
+        Unwinder *u;
+        int in, out;
+        ssize_t n;
+        char buf[65536];
+
+        ASSERT_TRUE(mkdtemp(dir) != NULL);
+        snprintf(lib, sizeof(lib), "%s/big.so", dir);
+        in = open(VICTIM_BIG_PATH, O_RDONLY | O_CLOEXEC);
+        ASSERT_TRUE(in >= 0);
+        /* writable by others: a file its user could change, whoever owns it */
+        out = open(lib, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        ASSERT_TRUE(out >= 0);
+        ASSERT_OK(fchmod(out, 0666));
+        while ((n = read(in, buf, sizeof(buf))) > 0)
+                ASSERT_EQ(write(out, buf, (size_t) n), n);
+        close(in);
+        close(out);
+
+        dlopen_victim_start(lib, "big_spin");
+        ASSERT_OK(unwinder_new(victim.pid, &victim.mods, read_vm, &victim.pid, &u));
+        thread_stop(victim.pid, &regs);
+        ASSERT_OK(unwinder_unwind(u, victim.pid, &regs, &res));
+        print_result("in a library of more than 1 MiB", &res);
+        ASSERT_TRUE(res.reliable);
+        ASSERT_TRUE(res.n >= 3);
+        n1 = res.n;
+        ASSERT_OK(truncate(lib, 4096));
+        ASSERT_OK(unwinder_unwind(u, victim.pid, &regs, &res));
+        print_result("the same, its file truncated", &res);
+        ASSERT_TRUE(res.reliable);
+        ASSERT_EQ(res.n, n1);
+        thread_resume();
+        unwinder_free(u);
+        victim_kill();
+        unlink(lib);
+        rmdir(dir);
+}
+
+/* CFI that makes every frame read thousands of words: the unwind ends at its read
+ * budget, unreliable, instead of taking seconds for each thread and pass. */
+TEST(hostile_cfi_bounded) {
+        struct user_regs_struct regs;
+        UnwindResult res;
+        Unwinder *u;
+
+        dlopen_victim_start(VICTIM_HOSTILE_PATH, "hostile_spin");
+        ASSERT_OK(unwinder_new(victim.pid, &victim.mods, read_vm, &victim.pid, &u));
+        /* past the mov that sets rbx, which the CFI reads from */
+        usleep(20000);
+        thread_stop(victim.pid, &regs);
+        ASSERT_OK(unwinder_unwind(u, victim.pid, &regs, &res));
+        print_result("hostile CFI", &res);
+        ASSERT_TRUE(!res.reliable);
+        ASSERT_TRUE(strstr(res.reason, "memory reads") != NULL);
+        thread_resume();
         unwinder_free(u);
         victim_kill();
 }
