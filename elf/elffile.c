@@ -41,6 +41,15 @@ Elf *elf_begin_read(int fd) {
 #define FUSE_SUPER_MAGIC 0x65735546
 #endif
 
+int elf_phdr_count(Elf *elf, size_t *ret) {
+        size_t n;
+
+        if (elf_getphdrnum(elf, &n) < 0 || n > ELF_PHDRS_MAX)
+                return -ENOEXEC;
+        *ret = n;
+        return 0;
+}
+
 bool elf_file_fixed(int fd) {
         struct statfs sf;
         struct stat st;
@@ -101,7 +110,7 @@ int elf_read_build_id(Elf *elf, uint8_t *buf, size_t bufsize) {
         size_t nph = 0;
         int r;
 
-        if (elf_getphdrnum(elf, &nph) == 0)
+        if (elf_phdr_count(elf, &nph) == 0)
                 for (size_t i = 0; i < nph; i++) {
                         GElf_Phdr ph;
                         if (!gelf_getphdr(elf, (int)i, &ph) || ph.p_type != PT_NOTE)

@@ -204,7 +204,7 @@ static int module_read_phdrs(Elf *elf, uint64_t map_start, Module *m, uint64_t *
         uint64_t lo = UINT64_MAX, hi = 0, page = (uint64_t)sysconf(_SC_PAGESIZE);
         bool first = true;
 
-        if (!gelf_getehdr(elf, &eh) || elf_getphdrnum(elf, &nph) < 0)
+        if (!gelf_getehdr(elf, &eh) || elf_phdr_count(elf, &nph) < 0)
                 return -ENOEXEC;
         if (eh.e_type != ET_EXEC && eh.e_type != ET_DYN)
                 return -ENOEXEC;

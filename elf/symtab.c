@@ -63,7 +63,7 @@ static bool sym_wanted(const GElf_Sym *s, const char *name, Elf32_Word xshndx) {
 static int read_load_segments(SymTab *st) {
         size_t nph;
 
-        if (elf_getphdrnum(st->elf, &nph) < 0 || nph == 0)
+        if (elf_phdr_count(st->elf, &nph) < 0 || nph == 0)
                 return 0;
         st->segs = calloc(nph, sizeof(LoadSeg));
         if (!st->segs)
@@ -133,7 +133,9 @@ static const char *sym_name(Elf *elf, size_t link, Elf_Data *strings, size_t off
 static size_t section_entries(Elf_Scn *scn, const GElf_Shdr *sh) {
         Elf_Data *data = elf_getdata(scn, NULL);
 
-        if (!data || sh->sh_entsize == 0)
+        /* entries of another size are not symbols: libelf would refuse each past
+         * d_size / sizeof(Elf64_Sym), after an allocation for all of them */
+        if (!data || sh->sh_entsize != sizeof(Elf64_Sym))
                 return 0;
         return MIN((size_t)(sh->sh_size / sh->sh_entsize), data->d_size / sh->sh_entsize);
 }

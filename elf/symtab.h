@@ -131,6 +131,12 @@ Elf *elf_begin_read(int fd);
  * the files a target maps are its user's to truncate. */
 bool elf_file_fixed(int fd);
 
+/* The program header count of elf: 0, or -ENOEXEC when unreadable or above
+ * ELF_PHDRS_MAX. Objects have a dozen; an extended count (PN_XNUM) of billions on a
+ * sparse file of a target's user would hold every loop over them for minutes. */
+#define ELF_PHDRS_MAX 4096
+int elf_phdr_count(Elf *elf, size_t *ret);
+
 /* Opens an ELF file for reading with libelf (elf_version() is taken care of).
  * -ENOEXEC when fd is not a 64-bit ELF file. The caller owns *ret (elf_end()); fd must
  * stay open as long as *ret is used. */

@@ -59,6 +59,9 @@ typedef struct ModuleCopy {
  * a module past them is not reported (its frames are outside any module: unreliable). */
 #define UNWIND_COPY_MAX (128u << 20)
 #define UNWIND_COPY_TOTAL (512u << 20)
+/* The most a copied module's compressed sections may inflate to (unwinder.c,
+ * inflated_size()): past it, the module is not reported. */
+#define UNWIND_INFLATED_MAX (64ull << 20)
 
 struct Unwinder {
         pid_t pid;

@@ -170,8 +170,53 @@ static int known_add_cb(Dwfl_Module *mod, void **userdata, const char *name, Dwa
         return DWARF_CB_OK;
 }
 
+/* What the compressed sections of the ELF file fd would take once inflated (their
+ * sizes as the file states them; UINT64_MAX when it cannot be read). libdw inflates every
+ * .debug_* section of a module whose .eh_frame lacks the PC, for .debug_frame, and keeps
+ * them: a module of a few MiB compressed from zeros would hold gigabytes. */
+static uint64_t inflated_size(int fd) {
+        Elf *e = elf_begin(fd, ELF_C_READ_MMAP, NULL);
+        size_t shstrndx, nsec;
+        uint64_t total = 0;
+
+        if (!e || elf_kind(e) != ELF_K_ELF || elf_getshdrstrndx(e, &shstrndx) < 0 ||
+            elf_getshdrnum(e, &nsec) < 0 || nsec > 65536) {
+                elf_end(e);
+                return UINT64_MAX;
+        }
+        for (Elf_Scn *scn = NULL; (scn = elf_nextscn(e, scn)) && total < UINT64_MAX / 2; ) {
+                const char *name;
+                GElf_Shdr sh;
+                GElf_Chdr ch;
+                Elf_Data *d;
+
+                if (!gelf_getshdr(scn, &sh) || sh.sh_type == SHT_NOBITS)
+                        continue;
+                if (sh.sh_flags & SHF_COMPRESSED) {
+                        total += gelf_getchdr(scn, &ch) ? MIN(ch.ch_size, UINT64_MAX / 4) : UINT64_MAX / 2;
+                        continue;
+                }
+                name = elf_strptr(e, shstrndx, sh.sh_name);
+                /* the older GNU form: "ZLIB" and the inflated size, 8 bytes big-endian */
+                if (name && strncmp(name, ".zdebug", 7) == 0) {
+                        uint64_t size = 0;
+                        d = elf_rawdata(scn, NULL);
+                        if (!d || d->d_size < 12 || memcmp(d->d_buf, "ZLIB", 4) != 0) {
+                                total = UINT64_MAX / 2;
+                                continue;
+                        }
+                        for (int i = 4; i < 12; i++)
+                                size = size << 8 | ((const uint8_t *) d->d_buf)[i];
+                        total += MIN(size, UINT64_MAX / 4);
+                }
+        }
+        elf_end(e);
+        return total;
+}
+
 /* A sealed copy of the file behind open_path (fd), for libdwfl, which maps the files it
- * reads: 0, or -EFBIG past the copy limits, -errno. */
+ * reads: 0, or -EFBIG past the copy limits or with compressed sections that would
+ * inflate past UNWIND_INFLATED_MAX, -errno. */
 static int copy_module(Unwinder *u, const char *open_path, int fd, const struct stat *st, ModuleCopy **ret) {
         _cleanup_close_ int mfd = -1;
         char buf[65536];
@@ -203,6 +248,8 @@ static int copy_module(Unwinder *u, const char *open_path, int fd, const struct 
         }
         if (fcntl(mfd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) < 0)
                 return negative_errno();
+        if (inflated_size(mfd) > UNWIND_INFLATED_MAX)
+                return -EFBIG;
         c = &u->copies[u->n_copies];
         *c = (ModuleCopy) { .open_path = strdup(open_path), .dev = st->st_dev, .ino = st->st_ino, .fd = -1 };
         if (!c->open_path)

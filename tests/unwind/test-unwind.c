@@ -25,7 +25,7 @@
 #include "unwind/unwind.h"
 
 #if !defined(VICTIM_PATH) || !defined(VICTIM_PATCH_PATH) || !defined(VICTIM_DLOPEN_PATH) || \
-    !defined(VICTIM_BIG_PATH) || !defined(VICTIM_HOSTILE_PATH)
+    !defined(VICTIM_BIG_PATH) || !defined(VICTIM_HOSTILE_PATH) || !defined(VICTIM_NOFDE_PATH)
 #error "VICTIM_PATH, VICTIM_PATCH_PATH and the dlopen victim's paths must be defined"
 #endif
 
@@ -459,6 +459,75 @@ static void dlopen_victim_start(const char *lib, const char *fn) {
         ASSERT_OK(modules_read(victim.pid, &victim.mods));
 }
 
+/* A copy of the library at from, at to, writable by others (a file its user could
+ * change, whoever owns it). */
+static void copy_file(const char *from, const char *to) {
+        char buf[65536];
+        int in, out;
+        ssize_t n;
+
+        in = open(from, O_RDONLY | O_CLOEXEC);
+        ASSERT_TRUE(in >= 0);
+        out = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        ASSERT_TRUE(out >= 0);
+        ASSERT_OK(fchmod(out, 0666));
+        while ((n = read(in, buf, sizeof(buf))) > 0)
+                ASSERT_EQ(write(out, buf, (size_t) n), n);
+        close(in);
+        close(out);
+}
+
+/* A library of the target's user without CFI for the thread's PC, with debug sections
+ * compressed from 96 MiB of zeros: not given to libdwfl (which would inflate them all, for
+ * .debug_frame, and keep them as long as the unwinder), so the frame is outside any
+ * module. The same library without them is given. */
+TEST(inflating_module_refused) {
+        char dir[] = "/tmp/ulp-unwind-XXXXXX", plain[64], bomb[64], zeros[64], cmd[640];
+        struct user_regs_struct regs;
+        UnwindResult res;
+        size_t reported, failed;
+        Unwinder *u;
+        int fd;
+
+        ASSERT_TRUE(mkdtemp(dir) != NULL);
+        snprintf(plain, sizeof(plain), "%s/plain.so", dir);
+        snprintf(bomb, sizeof(bomb), "%s/bomb.so", dir);
+        snprintf(zeros, sizeof(zeros), "%s/zeros", dir);
+        copy_file(VICTIM_NOFDE_PATH, plain);
+        fd = open(zeros, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        ASSERT_TRUE(fd >= 0);
+        ASSERT_OK(ftruncate(fd, 96 << 20));
+        close(fd);
+        /* (objcopy compresses only sections already there) */
+        snprintf(cmd, sizeof(cmd), "objcopy --add-section .debug_info=%s --set-section-flags .debug_info=readonly,debug "
+                 "%s %s.tmp && objcopy --compress-debug-sections=zlib %s.tmp %s && rm %s.tmp && chmod 666 %s",
+                 zeros, plain, bomb, bomb, bomb, bomb, bomb);
+        ASSERT_EQ(system(cmd), 0);
+        unlink(zeros);
+
+        dlopen_victim_start(plain, "nofde_spin");
+        ASSERT_OK(unwinder_new(victim.pid, &victim.mods, read_vm, &victim.pid, &u));
+        unwinder_module_counts(u, &reported, &failed);
+        ASSERT_EQ(failed, 0);
+        unwinder_free(u);
+
+        dlopen_victim_start(bomb, "nofde_spin");
+        ASSERT_OK(unwinder_new(victim.pid, &victim.mods, read_vm, &victim.pid, &u));
+        unwinder_module_counts(u, &reported, &failed);
+        ASSERT_EQ(failed, 1);
+        thread_stop(victim.pid, &regs);
+        ASSERT_OK(unwinder_unwind(u, victim.pid, &regs, &res));
+        print_result("in a module whose debug sections inflate to 96 MiB", &res);
+        ASSERT_TRUE(!res.reliable);
+        ASSERT_TRUE(strstr(res.reason, "outside any module") != NULL);
+        thread_resume();
+        unwinder_free(u);
+        victim_kill();
+        unlink(plain);
+        unlink(bomb);
+        rmdir(dir);
+}
+
 /* The target's user truncates a library of theirs while an unwinder has it: the
  * unwinder read a sealed copy (a mapping of the file itself would kill this process with
  * SIGBUS at the next unwind that touches its CFI, past the new end). */
@@ -468,22 +537,10 @@ TEST(truncated_module_file) {
         UnwindResult res;
         size_t n1;
         Unwinder *u;
-        int in, out;
-        ssize_t n;
-        char buf[65536];
 
         ASSERT_TRUE(mkdtemp(dir) != NULL);
         snprintf(lib, sizeof(lib), "%s/big.so", dir);
-        in = open(VICTIM_BIG_PATH, O_RDONLY | O_CLOEXEC);
-        ASSERT_TRUE(in >= 0);
-        /* writable by others: a file its user could change, whoever owns it */
-        out = open(lib, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        ASSERT_TRUE(out >= 0);
-        ASSERT_OK(fchmod(out, 0666));
-        while ((n = read(in, buf, sizeof(buf))) > 0)
-                ASSERT_EQ(write(out, buf, (size_t) n), n);
-        close(in);
-        close(out);
+        copy_file(VICTIM_BIG_PATH, lib);
 
         dlopen_victim_start(lib, "big_spin");
         ASSERT_OK(unwinder_new(victim.pid, &victim.mods, read_vm, &victim.pid, &u));
