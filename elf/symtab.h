@@ -124,9 +124,9 @@ int elf_read_build_id(Elf *elf, uint8_t *buf, size_t bufsize);
 #define ELF_READ_WHOLE_MAX (256 * 1024)
 Elf *elf_begin_read(int fd);
 
-/* Whether fd's file is one only root can change: a sealed memfd that cannot shrink, or a
- * regular file of root's, writable by no group or other user, on a filesystem other than
- * FUSE (whose server says what is in it). Only such a file may be mapped: a mapped file
+/* Whether fd's file is one only root (or this process's own user) can change: a sealed
+ * memfd that cannot shrink, or a regular file of root's or ours, writable by no group or
+ * other user, on a filesystem other than FUSE (whose server says what is in it). Only such a file may be mapped: a mapped file
  * that is truncated kills the reader with SIGBUS when it touches a page past the end, and
  * the files a target maps are its user's to truncate. */
 bool elf_file_fixed(int fd);

@@ -55,10 +55,11 @@ typedef struct ModuleCopy {
         char path[32];           /* /proc/self/fd/N */
 } ModuleCopy;
 
-/* A copy holds at most this much, all copies of an Unwinder together UNWIND_COPY_TOTAL:
- * a module past them is not reported (its frames are outside any module: unreliable). */
-#define UNWIND_COPY_MAX (128u << 20)
-#define UNWIND_COPY_TOTAL (512u << 20)
+/* All copies of an Unwinder hold at most this much: a module past it is not reported
+ * (its frames are outside any module: unreliable). A service's own binary, owned by its
+ * user, is copied: it may be large. */
+#define UNWIND_COPY_MAX (1ull << 30)
+#define UNWIND_COPY_TOTAL (1ull << 30)
 /* The most a copied module's compressed sections may inflate to (unwinder.c,
  * inflated_size()): past it, the module is not reported. */
 #define UNWIND_INFLATED_MAX (64ull << 20)

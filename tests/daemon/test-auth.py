@@ -152,6 +152,10 @@ import json, os, sys
 sys.path.insert(0, %r)
 from ulpdtest import Client
 sock, rv, pidfd, patch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+# Descriptors in flight in unix sockets count per user against the sender's RLIMIT_NOFILE
+# (ETOOMANYREFS past it), and uid 65534 is shared with other tests on a busy machine.
+import resource
+resource.setrlimit(resource.RLIMIT_NOFILE, (resource.getrlimit(resource.RLIMIT_NOFILE)[1],) * 2)
 with open('/proc/sys/kernel/ns_last_pid', 'w') as f:
     f.write(str(rv - 1))
 r, w = os.pipe()
@@ -333,6 +337,9 @@ try:
     execer = subprocess.Popen(AS_USER + ["sh", "-c", 'read x; exec "$0" "$1" 3 200 0', suid_prog, st],
                               stdin=subprocess.PIPE, text=True)
     procs.append(execer)
+    # setpriv starts as root: the user may open the process once it runs sh as the user
+    if not wait_for(lambda: uid_of(execer.pid) == UID and open(f"/proc/{execer.pid}/comm").read().strip() == "sh", 30):
+        fail("the process to execute the setuid program did not start as the user")
     client = as_user("pid = int(sys.argv[2]); fds = open_proof(pid)\n"
                      "print('opened', flush=True); sys.stdin.readline()\n"
                      "c = Client(sys.argv[1])\n"

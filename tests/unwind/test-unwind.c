@@ -434,6 +434,23 @@ TEST(patch_module_from_memfd) {
         victim_kill();
 }
 
+/* Stops the dlopen victim once its PC is in the module whose path ends in name (it says
+ * "ready" before it calls the function: on a loaded machine it may not be there yet). */
+static void dlopen_victim_stop_in(const char *name, struct user_regs_struct *regs) {
+        for (int i = 0; i < 500; i++) {
+                const Module *m;
+
+                thread_stop(victim.pid, regs);
+                m = modules_find_addr(&victim.mods, regs->rip);
+                if (m && m->path && strlen(m->path) >= strlen(name) &&
+                    strcmp(m->path + strlen(m->path) - strlen(name), name) == 0)
+                        return;
+                thread_resume();
+                usleep(10000);
+        }
+        ASSERT_TRUE(!"the victim reached its function within 5 s");
+}
+
 /* victim-dlopen with lib and fn, as the victim (victim_kill() ends it); its modules read
  * once it said "ready". */
 static void dlopen_victim_start(const char *lib, const char *fn) {
@@ -515,7 +532,7 @@ TEST(inflating_module_refused) {
         ASSERT_OK(unwinder_new(victim.pid, &victim.mods, read_vm, &victim.pid, &u));
         unwinder_module_counts(u, &reported, &failed);
         ASSERT_EQ(failed, 1);
-        thread_stop(victim.pid, &regs);
+        dlopen_victim_stop_in("/bomb.so", &regs);
         ASSERT_OK(unwinder_unwind(u, victim.pid, &regs, &res));
         print_result("in a module whose debug sections inflate to 96 MiB", &res);
         ASSERT_TRUE(!res.reliable);
@@ -544,7 +561,7 @@ TEST(truncated_module_file) {
 
         dlopen_victim_start(lib, "big_spin");
         ASSERT_OK(unwinder_new(victim.pid, &victim.mods, read_vm, &victim.pid, &u));
-        thread_stop(victim.pid, &regs);
+        dlopen_victim_stop_in("/big.so", &regs);
         ASSERT_OK(unwinder_unwind(u, victim.pid, &regs, &res));
         print_result("in a library of more than 1 MiB", &res);
         ASSERT_TRUE(res.reliable);
@@ -572,8 +589,12 @@ TEST(hostile_cfi_bounded) {
         dlopen_victim_start(VICTIM_HOSTILE_PATH, "hostile_spin");
         ASSERT_OK(unwinder_new(victim.pid, &victim.mods, read_vm, &victim.pid, &u));
         /* past the mov that sets rbx, which the CFI reads from */
-        usleep(20000);
-        thread_stop(victim.pid, &regs);
+        dlopen_victim_stop_in("/libunwind-victim-hostile-cfi.so", &regs);
+        while (regs.rbx != regs.rdi) {   /* mov %rdi, %rbx not run yet */
+                thread_resume();
+                usleep(10000);
+                dlopen_victim_stop_in("/libunwind-victim-hostile-cfi.so", &regs);
+        }
         ASSERT_OK(unwinder_unwind(u, victim.pid, &regs, &res));
         print_result("hostile CFI", &res);
         ASSERT_TRUE(!res.reliable);
