@@ -45,8 +45,9 @@ typedef struct UnwindWalk {
         uint64_t read_error_addr;
 } UnwindWalk;
 
-/* A module file libdwfl gets as a copy (unwinder.c, module_file()): the file the target
- * maps (its map_files link, and the inode behind it) and the sealed memfd with its bytes. */
+/* What libdwfl reads for a module file (unwinder.c, module_file()): the file the target
+ * maps (its map_files link, and the inode behind it) and the sealed memfd with a copy of
+ * its bytes, or fd -1 when the file itself is read (only root can change it). */
 typedef struct ModuleCopy {
         char *open_path;
         dev_t dev;
@@ -76,7 +77,7 @@ struct Unwinder {
         size_t n_failed;         /* modules it refused (their frames count as outside) */
         int vdso_fd;             /* the target's vDSO image (vdso.c), or -1 */
         uint64_t vdso_start, vdso_end, vdso_bias;
-        ModuleCopy *copies;      /* module files only their target's user could change */
+        ModuleCopy *copies;      /* every module file met, copied or not */
         size_t n_copies, alloc_copies;
         uint64_t copied;         /* bytes in copies */
 

@@ -214,6 +214,25 @@ static uint64_t inflated_size(int fd) {
         return total;
 }
 
+/* Records what libdwfl reads for the file open_path (st): the copy in *fd (taken), or,
+ * with *fd < 0, the file itself. NULL when out of memory. */
+static ModuleCopy *module_remember(Unwinder *u, const char *open_path, const struct stat *st, int *fd) {
+        ModuleCopy *c;
+
+        if (GROW_FOR_ONE(u->copies, u->n_copies, u->alloc_copies, 8) < 0)
+                return NULL;
+        c = &u->copies[u->n_copies];
+        *c = (ModuleCopy) { .open_path = strdup(open_path), .dev = st->st_dev, .ino = st->st_ino, .fd = -1 };
+        if (!c->open_path)
+                return NULL;
+        if (*fd >= 0) {
+                c->fd = TAKE_FD(*fd);
+                snprintf(c->path, sizeof(c->path), "/proc/self/fd/%d", c->fd);
+        }
+        u->n_copies++;
+        return c;
+}
+
 /* A sealed copy of the file behind open_path (fd), for libdwfl, which maps the files it
  * reads: 0, or -EFBIG past the copy limits or with compressed sections that would
  * inflate past UNWIND_INFLATED_MAX, -errno. */
@@ -226,8 +245,6 @@ static int copy_module(Unwinder *u, const char *open_path, int fd, const struct 
         if (st->st_size < 0 || (uint64_t) st->st_size > UNWIND_COPY_MAX ||
             u->copied + (uint64_t) st->st_size > UNWIND_COPY_TOTAL)
                 return -EFBIG;
-        if (GROW_FOR_ONE(u->copies, u->n_copies, u->alloc_copies, 8) < 0)
-                return -ENOMEM;
         mfd = memfd_create("ulp-module", MFD_CLOEXEC | MFD_ALLOW_SEALING);
         if (mfd < 0)
                 return negative_errno();
@@ -250,13 +267,9 @@ static int copy_module(Unwinder *u, const char *open_path, int fd, const struct 
                 return negative_errno();
         if (inflated_size(mfd) > UNWIND_INFLATED_MAX)
                 return -EFBIG;
-        c = &u->copies[u->n_copies];
-        *c = (ModuleCopy) { .open_path = strdup(open_path), .dev = st->st_dev, .ino = st->st_ino, .fd = -1 };
-        if (!c->open_path)
+        c = module_remember(u, open_path, st, &mfd);
+        if (!c)
                 return -ENOMEM;
-        c->fd = TAKE_FD(mfd);
-        snprintf(c->path, sizeof(c->path), "/proc/self/fd/%d", c->fd);
-        u->n_copies++;
         u->copied += off;
         *ret = c;
         return 0;
@@ -265,26 +278,27 @@ static int copy_module(Unwinder *u, const char *open_path, int fd, const struct 
 /* The file libdwfl is to read for m: its map_files link itself when only root can change
  * that file (elf_file_fixed()), else a sealed copy, made once per file (libdwfl maps what
  * it reads, and a truncation of a mapped file kills the reader with SIGBUS: the target's
- * user may truncate their own library while a transition runs). NULL when the file cannot
- * be opened or copied: the module is then not reported. */
+ * user may truncate their own library while a transition runs). The choice is made once
+ * per file: a later report (the module list changed) finds it by the mapping and the
+ * inode. NULL when the file cannot be opened or copied: the module is then not reported. */
 static const char *module_file(Unwinder *u, const Module *m) {
-        _cleanup_close_ int fd = -1;
+        _cleanup_close_ int fd = -1, none = -1;
         struct stat st;
         ModuleCopy *c;
 
         /* no open of anything but a regular file (a device a target maps, say) */
         if (stat(m->open_path, &st) < 0 || !S_ISREG(st.st_mode))
                 return NULL;
-        fd = open(m->open_path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-        if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
-                return NULL;
         for (size_t i = 0; i < u->n_copies; i++) {
                 c = &u->copies[i];
                 if (c->dev == st.st_dev && c->ino == st.st_ino && strcmp(c->open_path, m->open_path) == 0)
-                        return c->path;
+                        return c->fd >= 0 ? c->path : c->open_path;
         }
+        fd = open(m->open_path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+        if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+                return NULL;
         if (elf_file_fixed(fd))
-                return m->open_path;
+                return (c = module_remember(u, m->open_path, &st, &none)) ? c->open_path : NULL;
         return copy_module(u, m->open_path, fd, &st, &c) < 0 ? NULL : c->path;
 }
 

@@ -142,6 +142,27 @@ TEST(seqlock_generations) {
         teardown();
 }
 
+/* Leaves the block's generation odd in the name of a live writer: a child of ours that
+ * only waits (at most 30 s, should a failed assertion leave it behind). Its pid; the
+ * header as written in *h. */
+static pid_t hold_odd_by_live_writer(ControlHeader *h) {
+        pid_t child = fork();
+
+        ASSERT_TRUE(child >= 0);
+        if (child == 0) {
+                alarm(30);
+                pause();
+                _exit(0);
+        }
+        ASSERT_OK(target_read(t, w.addr, h, sizeof(*h)));
+        h->generation |= 1;
+        h->writer_pid = child;
+        h->writer_start = control_proc_start_time(child);
+        h->writer_target = getpid();
+        ASSERT_OK(target_write(t, w.addr, h, sizeof(*h)));
+        return child;
+}
+
 /* An odd generation whose writer is alive (another process, same start time) is busy;
  * one whose writer is gone is read after a few tries. */
 TEST(seqlock_writer_inside) {
@@ -150,18 +171,7 @@ TEST(seqlock_writer_inside) {
         int st;
 
         setup();
-        child = fork();
-        ASSERT_TRUE(child >= 0);
-        if (child == 0) {
-                pause();
-                _exit(0);
-        }
-        ASSERT_OK(target_read(t, w.addr, &h, sizeof(h)));
-        h.generation |= 1;
-        h.writer_pid = child;
-        h.writer_start = control_proc_start_time(child);
-        h.writer_target = getpid();
-        ASSERT_OK(target_write(t, w.addr, &h, sizeof(h)));
+        child = hold_odd_by_live_writer(&h);
         ASSERT_ERR(load(), -EBUSY);
         ASSERT_TRUE(strstr(rd.why, "busy: another process kept writing it"));
         kill(child, SIGKILL);
@@ -197,19 +207,7 @@ static void *busy_waits_once(void *arg) {
         int st;
 
         (void) arg;
-        child = fork();
-        ASSERT_TRUE(child >= 0);
-        if (child == 0) {
-                alarm(30);      /* gone by then, should an assertion below end the test */
-                pause();
-                _exit(0);
-        }
-        ASSERT_OK(target_read(t, w.addr, &h, sizeof(h)));
-        h.generation |= 1;
-        h.writer_pid = child;
-        h.writer_start = control_proc_start_time(child);
-        h.writer_target = getpid();
-        ASSERT_OK(target_write(t, w.addr, &h, sizeof(h)));
+        child = hold_odd_by_live_writer(&h);
         clock_gettime(CLOCK_MONOTONIC, &t0);
         ASSERT_ERR(load(), -EBUSY);
         ASSERT_TRUE(elapsed_ms(&t0) >= 80);
