@@ -624,6 +624,22 @@ static bool mapping_candidate(const MapEntry *e) {
         return e->path && e->inode != 0 && e->offset == 0 && e->path[0] != '[';
 }
 
+/* Appends m (taken by l on success). -E2BIG past MODULES_MAX (module.h). */
+static int list_append(ModuleList *l, size_t *alloc, Module *m) {
+        if (l->n >= MODULES_MAX)
+                return -E2BIG;
+        if (l->n == *alloc) {
+                size_t n = *alloc ? *alloc * 2 : 32;
+                Module *v = reallocarray(l->v, n, sizeof(Module));
+                if (!v)
+                        return -ENOMEM;
+                l->v = v;
+                *alloc = n;
+        }
+        l->v[l->n++] = *m;
+        return 0;
+}
+
 /* Adds the module of offset-0 mapping maps[i] to l, if it is one. */
 static int modules_add(pid_t pid, const MapList *maps, size_t i, const struct stat *exe,
                        ModuleList *l, size_t *alloc, uint64_t *main_dyn) {
@@ -650,17 +666,10 @@ static int modules_add(pid_t pid, const MapList *maps, size_t i, const struct st
         if (m.is_main && dyn_vaddr)
                 *main_dyn = dyn_vaddr + m.bias;
 
-        if (l->n == *alloc) {
-                *alloc = *alloc ? *alloc * 2 : 32;
-                Module *v = reallocarray(l->v, *alloc, sizeof(Module));
-                if (!v) {
-                        module_done(&m);
-                        return -ENOMEM;
-                }
-                l->v = v;
-        }
-        l->v[l->n++] = m;
-        return 0;
+        r = list_append(l, alloc, &m);
+        if (r < 0)
+                module_done(&m);
+        return r;
 }
 
 int modules_read(pid_t pid, ModuleList *ret) {
@@ -735,18 +744,6 @@ static int module_copy(const Module *src, Module *dst) {
         return 0;
 }
 
-static int list_append(ModuleList *l, size_t *alloc, Module *m) {
-        if (l->n == *alloc) {
-                size_t n = *alloc ? *alloc * 2 : 32;
-                Module *v = reallocarray(l->v, n, sizeof(Module));
-                if (!v)
-                        return -ENOMEM;
-                l->v = v;
-                *alloc = n;
-        }
-        l->v[l->n++] = *m;
-        return 0;
-}
 
 /* Puts l (in address order, as read) in the order a full read gives it: its modules
  * other than patches in prev's order (the link_map's, which only a load or an unload

@@ -44,8 +44,14 @@ typedef struct ModuleList {
                                   * or not read with them (the unwinder reads the maps) */
 } ModuleList;
 
+/* The most modules a process may have for ulp: every one is a file read and, in the
+ * unwinder, a descriptor held for the operation, and a process can map one small ELF
+ * file at tens of thousands of addresses. Real programs have a few hundred at most. */
+#define MODULES_MAX 4096
+
 /* Reads the ELF modules of process pid from /proc/PID/maps and the files behind them
- * (through /proc/PID/map_files). Needs ptrace-read permission on pid. */
+ * (through /proc/PID/map_files). Needs ptrace-read permission on pid. -E2BIG when it has
+ * more than MODULES_MAX (found before the rest are read). */
 int modules_read(pid_t pid, ModuleList *ret);
 /* The same from maps already read (elf/maps.h). */
 struct MapList;

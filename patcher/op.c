@@ -120,6 +120,9 @@ int op_refresh_modules(UlpOp *op) {
         if (r >= 0)
                 r = modules_reread_maps(op->t->pid, maps, &prev, &op->mods);
         modulelist_done(&prev);
+        if (r == -E2BIG)
+                return op_fail(op, r, "process %d has more than %u ELF objects mapped, more than ulp reads "
+                               "(docs/limits.md)", op->t->pid, (unsigned) MODULES_MAX);
         if (r < 0)
                 return op_fail(op, r, "cannot read the modules of process %d: %s", op->t->pid, process_errno_clause(r));
         op->symtabs = calloc(op->mods.n ? op->mods.n : 1, sizeof(SymTab *));

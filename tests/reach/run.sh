@@ -224,6 +224,13 @@ case_refusals() {
 	refused reach-patch-self-global.so "patch reach-patch-self-global.so defines an IFUNC (self_pick), $why"
 	expect_value tiny 11
 	expect_value mid 20
+
+	# more ELF objects than ulp reads (each a file read and, in the unwinder, a descriptor
+	# held): refused before anything is written
+	REACH_MAP_COPIES=5000 start_victim gcc-pie 2
+	[ "$(grep -c reach-victim-gcc-pie "/proc/$VPID/maps")" -gt 5000 ] || fail "the victim did not map its copies"
+	refused reach-patch-tiny.so "process $VPID has more than 4096 ELF objects mapped, more than ulp reads (docs/limits.md)"
+	expect_value tiny 11
 }
 
 # hold_trace TID: another program (python3) seizes thread TID of the victim and holds it

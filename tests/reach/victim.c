@@ -4,11 +4,18 @@
  * compiler inlines or folds them: clang has no noipa); the main thread prints what they
  * return every 10 ms, so a test sees what the process itself observes:
  *     tick N tiny=T mid=M lib=L word=W
+ * With REACH_MAP_COPIES=N in its environment it first maps the first page of its own
+ * executable N times, executable, inside an inaccessible reservation, each copy farther
+ * from the next than the file's size: N ELF objects more to whoever reads
+ * /proc/PID/maps (an object spans what its program headers say).
  */
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #ifdef REACH_LIB_INSIDE
@@ -55,9 +62,40 @@ static void *worker(void *arg) {
         return NULL;
 }
 
+static void map_copies(void) {
+        const char *v = getenv("REACH_MAP_COPIES");
+        long n = v ? atol(v) : 0, page = sysconf(_SC_PAGESIZE), stride;
+        struct stat st;
+        char *base;
+        int fd;
+
+        if (n <= 0)
+                return;
+        fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || fstat(fd, &st) < 0) {
+                perror("reach-victim: /proc/self/exe");
+                exit(1);
+        }
+        stride = (st.st_size + page - 1) / page * page + 16 * page;
+        base = mmap(NULL, (size_t)(n * stride), PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (base == MAP_FAILED) {
+                perror("reach-victim: reserve");
+                exit(1);
+        }
+        for (long i = 0; i < n; i++)
+                if (mmap(base + i * stride, (size_t)page, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_FIXED, fd, 0) ==
+                    MAP_FAILED) {
+                        perror("reach-victim: mmap");
+                        exit(1);
+                }
+        close(fd);
+}
+
 int main(int argc, char **argv) {
         int n = argc > 1 ? atoi(argv[1]) : 4;
         pthread_t t;
+
+        map_copies();
 
         setvbuf(stdout, NULL, _IOLBF, 0);
         for (int i = 0; i < n; i++)
