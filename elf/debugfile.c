@@ -10,7 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/openat2.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "common/macro.h"
@@ -121,14 +123,34 @@ done:
         return ok;
 }
 
-/* Tries one candidate path: 1 with *ret_fd set when it is the debug file, else 0. */
-static int try_candidate(Search *s, const char *path, int *ret_fd) {
-        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+/* Opens a candidate. One next to the object is in a directory the object's owner may
+ * write, and this may run as root for another user's process: no symbolic link is
+ * followed on its way (the object's path in the maps has none: the kernel gives the
+ * resolved one), so that it cannot name a file elsewhere, nor say what that file is. */
+static int candidate_open(const char *path, bool follow) {
+        const int flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
+
+        if (follow)
+                return open(path, flags);
+        struct open_how how = { .flags = flags, .resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS };
+        long fd = syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof(how));
+        return fd < 0 ? -1 : (int)fd;
+}
+
+/* Tries one candidate path: 1 with *ret_fd set when it is the debug file, else 0.
+ * follow: whether symbolic links on the way are followed (candidate_open()). */
+static int try_candidate(Search *s, const char *path, bool follow, int *ret_fd) {
+        int fd = candidate_open(path, follow);
 
         if (fd < 0) {
                 if (errno == ENOMEM)
                         return -ENOMEM;
-                searched_add(s, "no %s", path);
+                if (errno == ELOOP && !follow)
+                        searched_add(s, "%s goes through a symbolic link, not followed", path);
+                else if (errno == ENOSYS && !follow)
+                        searched_add(s, "%s not looked at (no openat2)", path);
+                else
+                        searched_add(s, "no %s", path);
                 return 0;
         }
         if (!candidate_ok(s, fd, path)) {
@@ -187,7 +209,7 @@ int debugfile_find(Elf *elf, const char *path, int *ret_fd, char **ret_path, cha
                 char hex[2 * BUILD_ID_MAX + 1];
                 build_id_to_hex(s->build_id, s->build_id_len, hex);
                 snprintf(cand, sizeof(cand), "%s/.build-id/%.2s/%s.debug", root, hex, hex + 2);
-                r = try_candidate(s, cand, &fd);
+                r = try_candidate(s, cand, true, &fd);
                 if (r != 0)
                         goto found;
         }
@@ -200,11 +222,11 @@ int debugfile_find(Elf *elf, const char *path, int *ret_fd, char **ret_path, cha
                 const char *fmts[] = { "%.*s/%s", "%.*s/.debug/%s" };
                 for (size_t i = 0; i < ELEMENTSOF(fmts); i++) {
                         snprintf(cand, sizeof(cand), fmts[i], dirlen, path, link);
-                        if ((r = try_candidate(s, cand, &fd)) != 0)
+                        if ((r = try_candidate(s, cand, false, &fd)) != 0)
                                 goto found;
                 }
                 snprintf(cand, sizeof(cand), "%s%.*s/%s", root, dirlen, path, link);
-                if ((r = try_candidate(s, cand, &fd)) != 0)
+                if ((r = try_candidate(s, cand, true, &fd)) != 0)
                         goto found;
         } else if (s->build_id_len < 2)
                 searched_add(s, "it has neither a build-id nor a .gnu_debuglink");

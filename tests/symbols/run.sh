@@ -108,6 +108,14 @@ case_stripped() {
 	rm -rf "$root"
 	objcopy --add-gnu-debuglink="$WORK/victim.debug" "$WORK/victim" || fail "objcopy --add-gnu-debuglink"
 	start_victim "$WORK/victim" static 4
+	# A symbolic link in its place is not followed: the directory is the process's
+	# user's, who may point one at any file, and ulp may look as root.
+	mv "$WORK/victim.debug" "$WORK/real.debug" && ln -s real.debug "$WORK/victim.debug" || fail "symlink"
+	expect_refusal "debug link through a symbolic link" \
+		"^ulpctl: function price not found in the main executable \\($WORK/victim, stripped: no $root/\\.build-id/${hex:0:2}/${hex:2}\\.debug; $WORK/victim\\.debug goes through a symbolic link, not followed; no $WORK/\\.debug/victim\\.debug; no $root$WORK/victim\\.debug\\)\$" \
+		ulpctl apply -p "$VPID" "$P/patch-price.so"
+	victim_alive
+	rm "$WORK/victim.debug" && mv "$WORK/real.debug" "$WORK/victim.debug" || fail "no symlink"
 	apply_revert_price
 	grep -q -F "symbol from the debug file $WORK/victim.debug of $WORK/victim" <<<"$LAST_APPLY" ||
 		fail "apply does not say price came from $WORK/victim.debug: $LAST_APPLY"
