@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <stddef.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <sys/mman.h>
 #include <time.h>
@@ -335,7 +336,7 @@ static int control_write_begin(Target *t, Control *c) {
         if (target_read(t, c->addr + CONTROL_OFF(hdr.generation), &cur, sizeof(cur)) < 0)
                 cur = h->generation;
         h->generation = (cur | 1) + ((cur & 1) ? 2 : 0);
-        h->writer_pid = getpid();
+        h->writer_pid = control_self_pid();
         h->writer_start = control_self_start_time();
         h->writer_target = t->pid;
         w = (SeqWriter) { h->generation, h->writer_pid, h->writer_start, h->writer_target };
@@ -386,7 +387,7 @@ static int control_write_locked(Target *t, Control *c, uint64_t off, const void 
  * in the middle), is this very process (whose write failed half-way), or was writing
  * another process (this block is a forked copy of one being written). */
 static bool writer_gone(const ControlHeader *h, pid_t pid) {
-        if (h->writer_target != pid || h->writer_pid <= 0 || h->writer_pid == getpid())
+        if (h->writer_target != pid || h->writer_pid <= 0 || h->writer_pid == control_self_pid())
                 return true;
         return control_proc_start_time(h->writer_pid) != h->writer_start;
 }
@@ -879,11 +880,33 @@ uint64_t control_proc_start_time(pid_t pid) {
         return p ? strtoull(p + 1, NULL, 10) : 0;
 }
 
+static _Atomic pid_t cached_self_pid;
+
+static void self_pid_forked(void) {
+        cached_self_pid = 0;
+}
+
+static void self_pid_register(void) {
+        (void) pthread_atfork(NULL, NULL, self_pid_forked);
+}
+
+pid_t control_self_pid(void) {
+        static pthread_once_t once = PTHREAD_ONCE_INIT;
+        pid_t p = cached_self_pid;
+
+        if (p > 0)
+                return p;
+        (void) pthread_once(&once, self_pid_register);
+        p = getpid();
+        cached_self_pid = p;
+        return p;
+}
+
 /* Read once per process (every write of the block names its writer, 13 times in one
  * apply): keyed by pid, so a forked child reads its own. */
 uint64_t control_self_start_time(void) {
         static _Atomic uint64_t cached_pid_start;   /* pid << 40 | start, 0: unread */
-        uint64_t c = cached_pid_start, pid = (uint64_t)getpid(), start;
+        uint64_t c = cached_pid_start, pid = (uint64_t)control_self_pid(), start;
 
         if (c && c >> 40 == pid)
                 return c & ((1ULL << 40) - 1);
@@ -894,13 +917,13 @@ uint64_t control_self_start_time(void) {
 }
 
 void control_claim_driver(Control *c) {
-        c->img->hdr.driver_pid = getpid();
+        c->img->hdr.driver_pid = control_self_pid();
         c->img->hdr.driver_start = control_self_start_time();
 }
 
 pid_t control_live_driver(const Control *c) {
         pid_t pid = c->img->hdr.driver_pid;
-        if (pid <= 0 || pid == getpid())
+        if (pid <= 0 || pid == control_self_pid())
                 return 0;
         if (control_proc_start_time(pid) != c->img->hdr.driver_start || c->img->hdr.driver_start == 0)
                 return 0;

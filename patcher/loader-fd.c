@@ -44,7 +44,7 @@ int loader_fd_record(Target *t, Control *c, const char *name, uint64_t addr, uin
                 return -ENAMETOOLONG;
         loader_fd_clear(c);
         h->load_state = CONTROL_LOAD_CREATING;
-        h->load_pid = getpid();
+        h->load_pid = control_self_pid();
         h->load_start = control_self_start_time();
         h->load_addr = addr;
         h->load_size = size;
@@ -179,7 +179,7 @@ bool loader_fd_left(const Control *c) {
          * left from one of its earlier operations too. */
         if (h->load_state == CONTROL_LOAD_NONE)
                 return false;
-        if (h->load_pid == getpid())
+        if (h->load_pid == control_self_pid())
                 return true;
         return h->load_start == 0 || control_proc_start_time(h->load_pid) != h->load_start;
 }

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <sys/mman.h>
 
+#include "common/invariant.h"
 #include "common/macro.h"
 #include "patcher/nearmem.h"
 #include "patcher/procmem.h"
@@ -102,6 +103,28 @@ static int area_new(Target *t, Thread *th, Control *c, uint64_t lo, uint64_t hi)
         return (int)(c->img->hdr.n_areas - 1);
 }
 
+bool area_fits(const Control *c, const AreaWant *v, size_t n) {
+        uint64_t used[CONTROL_MAX_AREAS];
+        unsigned n_areas = MIN(c->img->hdr.n_areas, (uint32_t)CONTROL_MAX_AREAS);
+
+        for (unsigned i = 0; i < n_areas; i++)
+                used[i] = c->img->areas[i].used;
+        for (size_t k = 0; k < n; k++) {
+                size_t len = ALIGN_UP(v[k].len, 16);
+                unsigned i;
+                for (i = 0; i < n_areas; i++) {
+                        const ControlArea *a = &c->img->areas[i];
+                        if (used[i] <= a->size && a->size - used[i] >= len &&
+                            nearmem_reaches(a->addr, a->size, v[k].lo, v[k].hi))
+                                break;
+                }
+                if (i == n_areas)
+                        return false;
+                used[i] += len;
+        }
+        return true;
+}
+
 int area_alloc(Target *t, Thread *th, Control *c, uint64_t lo, uint64_t hi, size_t len,
                uint64_t *ret) {
         int idx = -1, r;
@@ -115,6 +138,8 @@ int area_alloc(Target *t, Thread *th, Control *c, uint64_t lo, uint64_t hi, size
                 }
         }
         if (idx < 0) {
+                /* a caller without a thread made sure of room (area_fits()) */
+                ASSERT_RETURN(th, -EUCLEAN);
                 idx = area_new(t, th, c, lo, hi);
                 if (idx < 0)
                         return idx;

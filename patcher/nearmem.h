@@ -32,3 +32,12 @@ bool nearmem_reaches(uint64_t a, uint64_t alen, uint64_t lo, uint64_t hi);
 #define NEARMEM_CALL_RETURN_OFF 16
 int area_alloc(Target *t, Thread *th, Control *c, uint64_t lo, uint64_t hi, size_t len,
                uint64_t *ret);
+
+/* One allocation area_alloc() would make. */
+typedef struct AreaWant {
+        uint64_t lo, hi;
+        size_t len;
+} AreaWant;
+/* Whether the control block's areas have room for all n allocations, made in order as
+ * area_alloc() makes them: then none needs a new area, nor a borrowed thread. */
+bool area_fits(const Control *c, const AreaWant *v, size_t n);

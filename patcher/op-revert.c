@@ -124,13 +124,18 @@ static int revert_prologue(UlpOp *op) {
                                        "nothing changed", cb);
         }
         if (!op->o.global) {
-                r = op_borrow(op, &th);
-                if (r < 0)
-                        return r;
+                /* A thread is borrowed only for what needs one (a remote system call):
+                 * the memfd a killed driver left, or a new area for the stubs. */
+                th = NULL;
+                if (loader_fd_left(&op->c) || !op_stubs_fit(op, op->patch)) {
+                        r = op_borrow(op, &th);
+                        if (r < 0)
+                                return r;
+                }
                 r = op_reclaim_loader_fd(op, th);
                 if (r >= 0)
                         r = op_build_stubs(op, th, op->patch);
-                int k = target_resume_thread(op->t, th);
+                int k = th ? target_resume_thread(op->t, th) : 0;
                 if (r >= 0)
                         r = k;
                 if (r < 0)

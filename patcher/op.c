@@ -297,6 +297,26 @@ int op_borrow(UlpOp *op, Thread **ret) {
 
 /* Stubs are fresh for each transition: one from a finished transition may still have a
  * thread inside it. Each goes near its function, so the entry's 5-byte jump reaches it. */
+bool op_stubs_fit(UlpOp *op, int patch) {
+        const Control *c = &op->c;
+        const ControlPatch *p = &c->img->patches[patch];
+        _cleanup_free_ AreaWant *v = NULL;
+        size_t n = 0;
+
+        if (p->first_func > CONTROL_MAX_FUNCS || p->n_funcs > CONTROL_MAX_FUNCS - p->first_func ||
+            !(v = calloc(p->n_funcs + 1, sizeof(*v))))
+                return false;
+        for (unsigned i = p->first_func; i < p->first_func + p->n_funcs; i++) {
+                const ControlFunc *f = &c->img->funcs[i];
+                v[n++] = (AreaWant) { f->old_addr, f->old_addr + f->old_size, STUB_MAX_SIZE };
+        }
+        if (!c->img->hdr.guard_block && p->n_funcs) {
+                const ControlFunc *f = &c->img->funcs[p->first_func];
+                v[n++] = (AreaWant) { f->old_addr, f->old_addr + f->old_size, SIGTRAP_BLOCK_SIZE };
+        }
+        return area_fits(c, v, n);
+}
+
 int op_build_stubs(UlpOp *op, Thread *th, int patch) {
         Control *c = &op->c;
         ControlPatch *p = &c->img->patches[patch];
@@ -361,6 +381,13 @@ static int op_fail_entry_busy(UlpOp *op) {
                        "%.96s holds %s; nothing written", sym, hex);
 }
 
+/* A post-unpatch callback runs from the patch's code after completion: completion
+ * leaves it mapped then. */
+static void op_set_keep_code(UlpOp *op) {
+        op->tr.keep_code = op->tr.target_state == THREAD_UNPATCHED &&
+                           op->c.img->patches[op->patch].callbacks[CP_CB_POST_UNPATCH];
+}
+
 /* init under one stop-the-world (retried while threads sit in code being rewritten).
  * A thread that does not stop within the attempt leaves op->init_pending set, for the
  * next step to try again: 0 then, as when it started. */
@@ -397,6 +424,12 @@ static int op_try_init(UlpOp *op) {
                                 return op_fail(op, r, "cannot stop process %d: %s", op->t->pid,
                                                op_stop_error(op, r, why, sizeof(why)));
                         r = transition_init(&op->tr);
+                        /* A few threads: checked, and the transition completed when it
+                         * can, in this same stop (transition_try_at_init()). */
+                        if (r == 0) {
+                                op_set_keep_code(op);
+                                op->tr.at_init_error = MIN(transition_try_at_init(&op->tr), 0);
+                        }
                         k = target_resume_all(op->t);
                 }
                 /* Checked first: a window that could not be taken back (its int3 bytes
@@ -761,9 +794,12 @@ int ulp_op_step(UlpOp *op, unsigned *ret_next_ms) {
                         return 0;
                 }
         }
-        /* A post-unpatch callback runs from the patch's code after completion. */
-        op->tr.keep_code = op->tr.target_state == THREAD_UNPATCHED && op->c.img->patches[op->patch].callbacks[CP_CB_POST_UNPATCH];
-        r = transition_try_complete(&op->tr);
+        op_set_keep_code(op);
+        /* what init's stop did instead of a pass (transition_try_at_init()) */
+        r = op->tr.completed ? 1 : op->tr.at_init_error;
+        op->tr.at_init_error = 0;
+        if (r == 0)
+                r = transition_try_complete(&op->tr);
         /* An exec in the middle of the pass shows as memory that is gone. */
         if (r < 0 && r != -ESRCH && (op->t->image_changed || target_replaced(op)))
                 return op_replaced(op);

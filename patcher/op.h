@@ -167,6 +167,9 @@ int op_late_resolve(UlpOp *op);
 
 /* Writes a fresh dispatch stub for each record of patch, from the entry's current
  * implementation (old) to the patch's (new). */
+/* Whether the stubs of patch (and the guard block, if none yet) fit in the areas the
+ * process has: then op_build_stubs() needs no thread (th NULL). */
+bool op_stubs_fit(UlpOp *op, int patch);
 int op_build_stubs(UlpOp *op, Thread *th, int patch);
 
 /* init under a stop-the-world, retried while threads sit in code being rewritten; falls

@@ -763,6 +763,40 @@ out:
         return r < 0 ? r : k < 0 ? k : r;
 }
 
+int transition_try_at_init(Transition *tr) {
+        size_t kept = 0;
+        int r = 0;
+
+        if (tr->global || tr->untabled || tr->n_pending > TRANSITION_AT_INIT_MAX)
+                return 0;
+        for (size_t i = 0; i < tr->n_pending; i++) {
+                PendingThread p = tr->pending[i];
+                Thread *th = target_find_thread(tr->t, p.tid);
+                int v = 0;
+                /* As a pass: one moved out of displaced bytes is in a copy, where the
+                 * check finds it in the function (or unreliable). */
+                if (r >= 0 && th && !th->gone && th->stopped && !transition__thread_in_the_way(tr, th))
+                        v = check_and_switch(tr, &p, th);
+                if (v < 0)
+                        r = v;
+                if (v != 1)
+                        tr->pending[kept++] = p;
+        }
+        tr->n_pending = kept;
+        if (r < 0 || kept > 0)
+                return r;
+        /* Completion, as transition_complete() makes it, without its stop: this one. */
+        r = reconcile_table(tr);
+        if (r < 0 || tr->n_pending > 0)
+                return MIN(r, 0);
+        r = transition__finish(tr);
+        if (r < 0)
+                return r;
+        tr->passes++;   /* one pass, with no retry */
+        tr->completed = true;
+        return 1;
+}
+
 /* Global mode: every thread stopped and checked together; all switch or none. */
 static int global_try(Transition *tr) {
         int r, k;

@@ -106,6 +106,8 @@ typedef struct Transition {
         bool untabled;           /* init entered no thread in the table (CT_FLAG_UNTABLED):
                                   * untabled threads are in the initial state until
                                   * completion (docs/stops.md, "The untabled state") */
+        bool completed;          /* transition_try_at_init() completed it... */
+        int at_init_error;       /* ...or failed (-errno): the next step's to report */
         unsigned init_moved;     /* init without a stop: threads moved into a copy... */
         unsigned init_trapped;   /* ...and sent on from an int3 */
 } Transition;
@@ -140,6 +142,17 @@ int transition_init(Transition *tr);
  * written, the caller inits under a stop of every thread.
  */
 int transition_init_nostop(Transition *tr, uint64_t guard_block);
+
+/* klp_try_complete_transition() right after klp_start_transition(), while init's stop
+ * of every thread holds: for a process of at most TRANSITION_AT_INIT_MAX threads (each
+ * check makes that stop longer by an unwind), each thread is checked and switched as a
+ * pass would at its own stop, and when none is left pending, completion runs in the same
+ * stop. Spares a short operation a pass's stop of each thread and completion's stop of
+ * every thread. Call after transition_init() under the same stop (not after an init
+ * without a stop, nor in global mode: 0 then). Returns 1 completed, 0 threads left to the
+ * passes, -errno. */
+#define TRANSITION_AT_INIT_MAX 4
+int transition_try_at_init(Transition *tr);
 
 /* One pass. Returns 1 completed, 0 threads still pending, -errno. Each thread is stopped
  * alone; transition_complete() stops all. */
