@@ -50,6 +50,7 @@ static inline const char *process_errno_clause(int r) {
         case ETIMEDOUT: return "a thread did not stop in time";
         case ENOSYS: return "the kernel or the process's seccomp filter refused a system call ulp needs";
         case ESTALE: return "the process runs another program now";
+        case EFBIG: return "its memory map (/proc/PID/maps) is larger than ulp reads (32 MiB)";
         default: return errno_clause(r);
         }
 }

@@ -17,6 +17,11 @@
 #define DELETED_SUFFIX " (deleted)"
 
 /* Reads a whole /proc file (st_size is 0 there) into a NUL-terminated buffer. */
+/* The most of /proc/PID/maps read: a process may map a file of a 4,000-byte path 65,000
+ * times (260 MB of text, read and parsed at every operation); real ones have a few MB
+ * at most. Past it, -EFBIG. */
+#define MAPS_TEXT_MAX (32u << 20)
+
 static int read_proc_file(const char *path, char **ret) {
         _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd < 0)
@@ -43,6 +48,8 @@ static int read_proc_file(const char *path, char **ret) {
                 if (k == 0)
                         break;
                 size += (size_t)k;
+                if (size > MAPS_TEXT_MAX)
+                        return -EFBIG;
         }
         buf[size] = 0;
         *ret = TAKE_PTR(buf);

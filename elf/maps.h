@@ -27,7 +27,8 @@ typedef struct MapList {
 } MapList;
 
 /* Reads /proc/PID/maps (in address order). Returns 0, or -errno
- * (-ESRCH when the process does not exist). ret is filled, free with maplist_done(). */
+ * (-ESRCH when the process does not exist, -EFBIG past 32 MiB of text: elf/maps.c).
+ * ret is filled, free with maplist_done(). */
 int maps_read(pid_t pid, MapList *ret);
 
 /* Parses the text of a maps file (for tests and for maps_read). */

@@ -231,6 +231,16 @@ case_refusals() {
 	[ "$(grep -c reach-victim-gcc-pie "/proc/$VPID/maps")" -gt 5000 ] || fail "the victim did not map its copies"
 	refused reach-patch-tiny.so "process $VPID has more than 4096 ELF objects mapped, more than ulp reads (docs/limits.md)"
 	expect_value tiny 11
+
+	# a memory map of more text than ulp reads: a data file of a 3,000-byte path mapped
+	# 30,000 times (90 MB of /proc/PID/maps at every read)
+	local dir=$WORK i
+	for i in $(seq 14); do dir=$dir/$(printf 'd%.0s' $(seq 200)); done
+	mkdir -p "$dir" && head -c 4096 /dev/zero >"$dir/data" || fail "cannot make the long path"
+	REACH_MAP_FILE=$dir/data REACH_MAP_COPIES=30000 start_victim gcc-pie 2
+	[ "$(wc -c <"/proc/$VPID/maps")" -gt $((64 << 20)) ] || fail "the victim did not map its copies"
+	refused reach-patch-tiny.so "cannot read the modules of process $VPID: its memory map (/proc/PID/maps) is larger than ulp reads (32 MiB)"
+	expect_value tiny 11
 }
 
 # hold_trace TID: another program (python3) seizes thread TID of the victim and holds it

@@ -7,7 +7,8 @@
  * With REACH_MAP_COPIES=N in its environment it first maps the first page of its own
  * executable N times, executable, inside an inaccessible reservation, each copy farther
  * from the next than the file's size: N ELF objects more to whoever reads
- * /proc/PID/maps (an object spans what its program headers say).
+ * /proc/PID/maps (an object spans what its program headers say). REACH_MAP_FILE=PATH maps
+ * that file instead (its first page, readable only).
  */
 #include <fcntl.h>
 #include <pthread.h>
@@ -71,9 +72,11 @@ static void map_copies(void) {
 
         if (n <= 0)
                 return;
-        fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+        const char *file = getenv("REACH_MAP_FILE");
+        int prot = file ? PROT_READ : PROT_READ | PROT_EXEC;
+        fd = open(file ? file : "/proc/self/exe", O_RDONLY | O_CLOEXEC);
         if (fd < 0 || fstat(fd, &st) < 0) {
-                perror("reach-victim: /proc/self/exe");
+                perror("reach-victim: the file to map");
                 exit(1);
         }
         stride = (st.st_size + page - 1) / page * page + 16 * page;
@@ -83,7 +86,7 @@ static void map_copies(void) {
                 exit(1);
         }
         for (long i = 0; i < n; i++)
-                if (mmap(base + i * stride, (size_t)page, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_FIXED, fd, 0) ==
+                if (mmap(base + i * stride, (size_t)page, prot, MAP_PRIVATE | MAP_FIXED, fd, 0) ==
                     MAP_FAILED) {
                         perror("reach-victim: mmap");
                         exit(1);
