@@ -64,6 +64,9 @@ typedef struct ModuleCopy {
 /* The most a copied module's compressed sections may inflate to (unwinder.c,
  * inflated_size()): past it, the module is not reported. */
 #define UNWIND_INFLATED_MAX (64ull << 20)
+/* Where libdwfl looks for a module's debug file by build-id (its default debuginfo
+ * path's one absolute directory). */
+#define UNWIND_DEBUG_ROOT "/usr/lib/debug"
 
 struct Unwinder {
         pid_t pid;

@@ -40,13 +40,47 @@ static int find_elf_none(Dwfl_Module *mod, void **userdata, const char *modname,
         return -1;
 }
 
+static uint64_t inflated_size(int fd);
+
+/* dwfl_build_id_find_debuginfo(), refusing a debug file whose compressed sections would
+ * inflate past UNWIND_INFLATED_MAX: the build-id that picks it is the target's to
+ * choose, and an installed debug file of another program may be large (libdw inflates
+ * its .debug_* sections, looking for .debug_frame, and keeps them). Looked at before
+ * libdwfl opens it: libdwfl attaches the file it finds to the module itself. The
+ * directory is root's: nobody changes the file between the two opens. */
+static int find_debuginfo_bounded(Dwfl_Module *mod, void **userdata, const char *modname, Dwarf_Addr base,
+                                  const char *file_name, const char *debuglink_file, GElf_Word debuglink_crc,
+                                  char **debuginfo_file_name) {
+        const unsigned char *id;
+        GElf_Addr vaddr;
+        int n = dwfl_module_build_id(mod, &id, &vaddr);
+
+        if (n >= 2) {
+                char path[sizeof(UNWIND_DEBUG_ROOT) + 16 + 2 * 256], *p;
+                p = path + snprintf(path, sizeof(path), "%s/.build-id/%02x/", UNWIND_DEBUG_ROOT, id[0]);
+                for (int i = 1; i < n && i < 256; i++)
+                        p += snprintf(p, 3, "%02x", id[i]);
+                snprintf(p, 7, ".debug");
+                int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+                if (fd >= 0) {
+                        struct stat st;
+                        bool big = fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || inflated_size(fd) > UNWIND_INFLATED_MAX;
+                        close(fd);
+                        if (big)
+                                return -1;
+                }
+        }
+        return dwfl_build_id_find_debuginfo(mod, userdata, modname, base, file_name, debuglink_file,
+                                            debuglink_crc, debuginfo_file_name);
+}
+
 static const Dwfl_Callbacks dwfl_callbacks = {
         .find_elf = find_elf_none,
         /* Only for .debug_frame of modules whose .eh_frame lacks an FDE: the main file
          * is tried first, then a local /usr/lib/debug/.build-id file. Not
          * dwfl_standard_find_debuginfo: with DEBUGINFOD_URLS set (profile.d does it on
          * Debian, Fedora, Ubuntu) it downloads, while a thread of the target is stopped. */
-        .find_debuginfo = dwfl_build_id_find_debuginfo,
+        .find_debuginfo = find_debuginfo_bounded,
 };
 
 void unwinder_cache_reset(Unwinder *u) {

@@ -545,6 +545,95 @@ TEST(inflating_module_refused) {
         rmdir(dir);
 }
 
+static long self_rss_kib(void) {
+        char line[256];
+        long kib = -1;
+        FILE *f = fopen("/proc/self/status", "re");
+
+        ASSERT_TRUE(f != NULL);
+        while (fgets(line, sizeof(line), f))
+                if (strncmp(line, "VmRSS:", 6) == 0)
+                        kib = strtol(line + 6, NULL, 10);
+        fclose(f);
+        return kib;
+}
+
+/* A library without CFI for the thread's PC whose build-id names an installed debug
+ * file (/usr/lib/debug/.build-id) with debug sections compressed from 96 MiB of zeros:
+ * the build-id is the target's to choose, and libdw would inflate the file's sections,
+ * looking for .debug_frame, and keep them. The file is not used: the unwinder does not
+ * grow by them, and the frame is unreliable. */
+TEST(inflating_debug_file_refused) {
+        char dir[] = "/tmp/ulp-unwind-XXXXXX", lib[64], dbg[64], zeros[64], script[64], idfile[64];
+        char cmd[2048], hex[64] = "", installed[256], subdir[64];
+        struct user_regs_struct regs;
+        UnwindResult res;
+        Unwinder *u;
+        long before, after;
+        FILE *f;
+        int fd;
+
+        if (geteuid() != 0)
+                test_skip("installing a file under /usr/lib/debug/.build-id needs root");
+        ASSERT_TRUE(mkdtemp(dir) != NULL);
+        snprintf(lib, sizeof(lib), "%s/lib.so", dir);
+        snprintf(dbg, sizeof(dbg), "%s/lib.debug", dir);
+        snprintf(zeros, sizeof(zeros), "%s/zeros", dir);
+        snprintf(script, sizeof(script), "%s/id.py", dir);
+        snprintf(idfile, sizeof(idfile), "%s/id", dir);
+        copy_file(VICTIM_NOFDE_PATH, lib);
+        /* a build-id of its own: no installed file can be this run's but the one it makes */
+        f = fopen(script, "we");
+        ASSERT_TRUE(f != NULL);
+        fputs("import sys, os, subprocess\n"
+              "p = sys.argv[1]\n"
+              "out = subprocess.run(['readelf', '-n', p], capture_output=True, text=True).stdout\n"
+              "old = bytes.fromhex(out.split('Build ID: ')[1].split()[0])\n"
+              "new = os.urandom(len(old))\n"
+              "b = open(p, 'rb').read()\n"
+              "assert b.count(old) == 1\n"
+              "open(p, 'wb').write(b.replace(old, new))\n"
+              "open(sys.argv[2], 'w').write(new.hex())\n", f);
+        fclose(f);
+        snprintf(cmd, sizeof(cmd), "python3 %s %s %s", script, lib, idfile);
+        ASSERT_EQ(system(cmd), 0);
+        f = fopen(idfile, "re");
+        ASSERT_TRUE(f != NULL && fgets(hex, sizeof(hex), f) != NULL);
+        fclose(f);
+        ASSERT_TRUE(strlen(hex) >= 4);
+        fd = open(zeros, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        ASSERT_TRUE(fd >= 0);
+        ASSERT_OK(ftruncate(fd, 96 << 20));
+        close(fd);
+        snprintf(subdir, sizeof(subdir), "/usr/lib/debug/.build-id/%.2s", hex);
+        snprintf(installed, sizeof(installed), "%s/%s.debug", subdir, hex + 2);
+        snprintf(cmd, sizeof(cmd), "objcopy --only-keep-debug %s %s.tmp && objcopy --add-section .debug_info=%s "
+                 "--set-section-flags .debug_info=readonly,debug %s.tmp %s.tmp2 && mkdir -p %s && "
+                 "objcopy --compress-debug-sections=zlib %s.tmp2 %s && rm -f %s.tmp %s.tmp2 %s",
+                 lib, dbg, zeros, dbg, dbg, subdir, dbg, installed, dbg, dbg, zeros);
+        ASSERT_EQ(system(cmd), 0);
+
+        dlopen_victim_start(lib, "nofde_spin");
+        ASSERT_OK(unwinder_new(victim.pid, &victim.mods, read_vm, &victim.pid, &u));
+        dlopen_victim_stop_in("/lib.so", &regs);
+        before = self_rss_kib();
+        ASSERT_OK(unwinder_unwind(u, victim.pid, &regs, &res));
+        after = self_rss_kib();
+        print_result("in a module whose installed debug file inflates to 96 MiB", &res);
+        fprintf(stderr, "  the unwinder grew by %ld KiB\n", after - before);
+        thread_resume();
+        unwinder_free(u);
+        victim_kill();
+        unlink(installed);
+        (void) rmdir(subdir);
+        unlink(lib);
+        unlink(script);
+        unlink(idfile);
+        rmdir(dir);
+        ASSERT_TRUE(after - before < 32 * 1024);
+        ASSERT_TRUE(!res.reliable);
+}
+
 /* The target's user truncates a library of theirs while an unwinder has it: the
  * unwinder read a sealed copy (a mapping of the file itself would kill this process with
  * SIGBUS at the next unwind that touches its CFI, past the new end). */
