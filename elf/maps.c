@@ -16,11 +16,12 @@
 
 #define DELETED_SUFFIX " (deleted)"
 
-/* Reads a whole /proc file (st_size is 0 there) into a NUL-terminated buffer. */
 /* The most of /proc/PID/maps read: a process may map a file of a 4,000-byte path 65,000
  * times (260 MB of text, read and parsed at every operation); real ones have a few MB
  * at most. Past it, -EFBIG. */
 #define MAPS_TEXT_MAX (32u << 20)
+
+/* Reads a whole /proc file (st_size is 0 there) into a NUL-terminated buffer. */
 
 static int read_proc_file(const char *path, char **ret) {
         _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);

@@ -744,7 +744,6 @@ static int module_copy(const Module *src, Module *dst) {
         return 0;
 }
 
-
 /* Puts l (in address order, as read) in the order a full read gives it: its modules
  * other than patches in prev's order (the link_map's, which only a load or an unload
  * changes), then every patch by address. False when a module of prev other than a patch

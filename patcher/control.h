@@ -400,10 +400,10 @@ bool control_verify(const ControlHeader *h, uint64_t dev, uint64_t inode);
 
 /* Start time of pid in clock ticks since boot (/proc/PID/stat), 0 if unknown. */
 uint64_t control_proc_start_time(pid_t pid);
-/* The same for the calling process, read once per process. */
 /* getpid(), read once per process (a forked child reads its own): every write of the
  * block names its writer, a dozen times an operation. */
 pid_t control_self_pid(void);
+/* The start time for the calling process, read once per process. */
 uint64_t control_self_start_time(void);
 
 /* One driver per transition: init and resume record the calling process as the driver;

@@ -103,22 +103,30 @@ static int area_new(Target *t, Thread *th, Control *c, uint64_t lo, uint64_t hi)
         return (int)(c->img->hdr.n_areas - 1);
 }
 
+/* The first area with len bytes free past used[i] (its bytes in use) near [lo, hi),
+ * or -1. len is aligned already. */
+static int area_with_room(const Control *c, const uint64_t *used, uint64_t lo, uint64_t hi, size_t len) {
+        for (unsigned i = 0; i < c->img->hdr.n_areas && i < CONTROL_MAX_AREAS; i++) {
+                const ControlArea *a = &c->img->areas[i];
+                if (used[i] <= a->size && a->size - used[i] >= len && nearmem_reaches(a->addr, a->size, lo, hi))
+                        return (int)i;
+        }
+        return -1;
+}
+
+static void areas_used(const Control *c, uint64_t used[static CONTROL_MAX_AREAS]) {
+        for (unsigned i = 0; i < c->img->hdr.n_areas && i < CONTROL_MAX_AREAS; i++)
+                used[i] = c->img->areas[i].used;
+}
+
 bool area_fits(const Control *c, const AreaWant *v, size_t n) {
         uint64_t used[CONTROL_MAX_AREAS];
-        unsigned n_areas = MIN(c->img->hdr.n_areas, (uint32_t)CONTROL_MAX_AREAS);
 
-        for (unsigned i = 0; i < n_areas; i++)
-                used[i] = c->img->areas[i].used;
+        areas_used(c, used);
         for (size_t k = 0; k < n; k++) {
                 size_t len = ALIGN_UP(v[k].len, 16);
-                unsigned i;
-                for (i = 0; i < n_areas; i++) {
-                        const ControlArea *a = &c->img->areas[i];
-                        if (used[i] <= a->size && a->size - used[i] >= len &&
-                            nearmem_reaches(a->addr, a->size, v[k].lo, v[k].hi))
-                                break;
-                }
-                if (i == n_areas)
+                int i = area_with_room(c, used, v[k].lo, v[k].hi, len);
+                if (i < 0)
                         return false;
                 used[i] += len;
         }
@@ -127,16 +135,12 @@ bool area_fits(const Control *c, const AreaWant *v, size_t n) {
 
 int area_alloc(Target *t, Thread *th, Control *c, uint64_t lo, uint64_t hi, size_t len,
                uint64_t *ret) {
-        int idx = -1, r;
+        uint64_t used[CONTROL_MAX_AREAS];
+        int idx, r;
 
         len = ALIGN_UP(len, 16);
-        for (unsigned i = 0; i < c->img->hdr.n_areas; i++) {
-                ControlArea *a = &c->img->areas[i];
-                if (a->size - a->used >= len && nearmem_reaches(a->addr, a->size, lo, hi)) {
-                        idx = (int)i;
-                        break;
-                }
-        }
+        areas_used(c, used);
+        idx = area_with_room(c, used, lo, hi, len);
         if (idx < 0) {
                 /* a caller without a thread made sure of room (area_fits()) */
                 ASSERT_RETURN(th, -EUCLEAN);

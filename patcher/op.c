@@ -295,8 +295,6 @@ int op_borrow(UlpOp *op, Thread **ret) {
         return 0;
 }
 
-/* Stubs are fresh for each transition: one from a finished transition may still have a
- * thread inside it. Each goes near its function, so the entry's 5-byte jump reaches it. */
 bool op_stubs_fit(UlpOp *op, int patch) {
         const Control *c = &op->c;
         const ControlPatch *p = &c->img->patches[patch];
@@ -317,6 +315,8 @@ bool op_stubs_fit(UlpOp *op, int patch) {
         return area_fits(c, v, n);
 }
 
+/* Stubs are fresh for each transition: one from a finished transition may still have a
+ * thread inside it. Each goes near its function, so the entry's 5-byte jump reaches it. */
 int op_build_stubs(UlpOp *op, Thread *th, int patch) {
         Control *c = &op->c;
         ControlPatch *p = &c->img->patches[patch];

@@ -55,12 +55,13 @@ static int find_debuginfo_bounded(Dwfl_Module *mod, void **userdata, const char 
         GElf_Addr vaddr;
         int n = dwfl_module_build_id(mod, &id, &vaddr);
 
+        /* an id longer than any real one names no file of ours to look at: not looked up */
+        if (n > BUILD_ID_MAX)
+                return -1;
         if (n >= 2) {
-                char path[sizeof(UNWIND_DEBUG_ROOT) + 16 + 2 * 256], *p;
-                p = path + snprintf(path, sizeof(path), "%s/.build-id/%02x/", UNWIND_DEBUG_ROOT, id[0]);
-                for (int i = 1; i < n && i < 256; i++)
-                        p += snprintf(p, 3, "%02x", id[i]);
-                snprintf(p, 7, ".debug");
+                char hex[2 * BUILD_ID_MAX + 1], path[sizeof(UNWIND_DEBUG_ROOT) + sizeof(hex) + 32];
+                build_id_to_hex(id, (size_t) n, hex);
+                snprintf(path, sizeof(path), "%s/.build-id/%.2s/%s.debug", UNWIND_DEBUG_ROOT, hex, hex + 2);
                 int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
                 if (fd >= 0) {
                         struct stat st;
