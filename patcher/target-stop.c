@@ -611,7 +611,8 @@ bool target__release_all(Target *t, int timeout_ms) {
         }
 }
 
-int target_resume_all(Target *t) {
+/* The stopped threads' first stop request and last stop collected; their count. */
+static unsigned stopped_span(const Target *t, uint64_t *ret_first, uint64_t *ret_last) {
         uint64_t first = UINT64_MAX, last = 0;
         unsigned n = 0;
         for (size_t i = 0; i < t->n_threads; i++)
@@ -620,6 +621,19 @@ int target_resume_all(Target *t) {
                         last = MAX(last, t->threads[i].seen_ns);
                         n++;
                 }
+        *ret_first = first;
+        *ret_last = last;
+        return n;
+}
+
+uint64_t target_stop_all_took_ns(const Target *t) {
+        uint64_t first, last;
+        return stopped_span(t, &first, &last) > 0 && last > first ? last - first : 0;
+}
+
+int target_resume_all(Target *t) {
+        uint64_t first, last;
+        unsigned n = stopped_span(t, &first, &last);
         int r = target_detach_all(t);
         if (first != UINT64_MAX) {
                 uint64_t now = target__now_ns();

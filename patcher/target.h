@@ -165,6 +165,10 @@ int target_stop_all(Target *t);
 /* Resumes and detaches every stopped thread (see the header comment). */
 int target_resume_all(Target *t);
 
+/* How long the stop of every thread now holding took to gather them: from its first
+ * stop request to its last stop collected (0 when no thread is stopped). */
+uint64_t target_stop_all_took_ns(const Target *t);
+
 /* Stops one thread (seize + interrupt + wait, registers read). -ESRCH when it exited. */
 int target_stop_thread(Target *t, Thread *th);
 

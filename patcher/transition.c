@@ -763,19 +763,31 @@ out:
         return r < 0 ? r : k < 0 ? k : r;
 }
 
+static uint64_t now_ns(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
 int transition_try_at_init(Transition *tr) {
+        uint64_t start = now_ns(), budget = MAX(TRANSITION_AT_INIT_FLOOR_NS, target_stop_all_took_ns(tr->t));
         size_t kept = 0;
+        bool go = true;
         int r = 0;
 
-        if (tr->global || tr->untabled || tr->n_pending > TRANSITION_AT_INIT_MAX)
+        if (tr->global || tr->untabled)
                 return 0;
         for (size_t i = 0; i < tr->n_pending; i++) {
                 PendingThread p = tr->pending[i];
                 Thread *th = target_find_thread(tr->t, p.tid);
                 int v = 0;
+                /* Past the first few: only while completion may still happen in this stop
+                 * and the checks stay within their budget (transition.h). */
+                if (go && i >= TRANSITION_AT_INIT_MIN && (kept > 0 || now_ns() - start > budget))
+                        go = false;
                 /* As a pass: one moved out of displaced bytes is in a copy, where the
                  * check finds it in the function (or unreliable). */
-                if (r >= 0 && th && !th->gone && th->stopped && !transition__thread_in_the_way(tr, th))
+                if (go && r >= 0 && th && !th->gone && th->stopped && !transition__thread_in_the_way(tr, th))
                         v = check_and_switch(tr, &p, th);
                 if (v < 0)
                         r = v;

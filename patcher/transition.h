@@ -144,14 +144,20 @@ int transition_init(Transition *tr);
 int transition_init_nostop(Transition *tr, uint64_t guard_block);
 
 /* klp_try_complete_transition() right after klp_start_transition(), while init's stop
- * of every thread holds: for a process of at most TRANSITION_AT_INIT_MAX threads (each
- * check makes that stop longer by an unwind), each thread is checked and switched as a
- * pass would at its own stop, and when none is left pending, completion runs in the same
- * stop. Spares a short operation a pass's stop of each thread and completion's stop of
- * every thread. Call after transition_init() under the same stop (not after an init
- * without a stop, nor in global mode: 0 then). Returns 1 completed, 0 threads left to the
- * passes, -errno. */
-#define TRANSITION_AT_INIT_MAX 4
+ * of every thread holds: each thread is checked and switched as a pass would at its own
+ * stop, and when none is left pending, completion runs in the same stop. Spares the
+ * operation a pass's stop of each thread and completion's stop of every thread, which
+ * cost far more than the unwinds (a stop of every thread is a round of seize,
+ * interrupt, wait and detach of each, and of busy threads waits for the scheduler to run
+ * each). Each check makes this stop longer by an unwind, so the checks end early, the
+ * rest left to the passes, once TRANSITION_AT_INIT_MIN threads were looked at and either
+ * one of them may not switch (completion cannot happen in this stop then) or the checks
+ * took longer than the stop itself took to gather the threads (at least
+ * TRANSITION_AT_INIT_FLOOR_NS): the window at most doubles. Call after transition_init()
+ * under the same stop (not after an init without a stop, nor in global mode: 0 then).
+ * Returns 1 completed, 0 threads left to the passes, -errno. */
+#define TRANSITION_AT_INIT_MIN 4
+#define TRANSITION_AT_INIT_FLOOR_NS 500000ULL
 int transition_try_at_init(Transition *tr);
 
 /* One pass. Returns 1 completed, 0 threads still pending, -errno. Each thread is stopped

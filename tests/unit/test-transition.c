@@ -26,7 +26,7 @@ typedef struct Fix {
         Transition tr;
         uint8_t *text;          /* old functions, then the patch mapping, copies, stubs */
         unsigned n_funcs;
-        FakeThread *th[8];
+        FakeThread *th[16];
         unsigned n_threads;
 } Fix;
 
@@ -198,6 +198,75 @@ TEST(idle_threads_switch_in_one_pass) {
         assert_entry(1, new_fn(1));
         ASSERT_EQ(fx.tr.switched, 4);
         ASSERT_EQ(fx.tr.n_pending, 0);
+        teardown();
+}
+
+/* init's stop, as op.c makes it: init, then the transition tried in the same stop. */
+static int start_and_try_at_init(void) {
+        int r, k;
+
+        transition_done(&fx.tr);
+        r = transition_prepare(&fx.tr, fx.t, &fx.c, NULL, NULL, 0, THREAD_PATCHED, false);
+        if (r < 0)
+                return r;
+        r = target_stop_all(fx.t);
+        if (r < 0)
+                return r;
+        r = transition_init(&fx.tr);
+        if (r == 0)
+                r = transition_try_at_init(&fx.tr);
+        k = target_resume_all(fx.t);
+        return r < 0 ? r : k < 0 ? k : r;
+}
+
+/* Sixteen idle threads: all switched and the transition completed inside init's stop,
+ * with no single-thread stop and no second stop of every thread. */
+TEST(many_idle_threads_complete_in_init_stop) {
+        ControlImage *img;
+
+        setup(2, 16);
+        fake_stats = (FakeStats) {};
+        ASSERT_EQ(start_and_try_at_init(), 1);
+        ASSERT_TRUE(fx.tr.completed);
+        ASSERT_EQ(fake_stats.stop_all, 1);
+        ASSERT_EQ(fake_stats.stop_one, 0);
+        img = reread();
+        ASSERT_EQ(img->hdr.transition_patch, -1);
+        ASSERT_EQ(img->patches[0].state, CP_PATCHED);
+        for (unsigned i = 0; i < 16; i++)
+                ASSERT_EQ(state_of(img, fx.th[i]), THREAD_PATCHED);
+        assert_entry(0, new_fn(0));
+        ASSERT_EQ(fx.tr.switched, 16);
+        teardown();
+}
+
+/* A thread that may not switch ends the checks in init's stop once the first
+ * TRANSITION_AT_INIT_MIN were looked at: completion cannot happen there, and the other
+ * threads are the passes' to check, one stop each. */
+TEST(blocked_thread_ends_the_checks_in_init_stop) {
+        ControlImage *img;
+
+        setup(2, 16);
+        stack2(fx.th[1], old_fn(1) + 0x11);
+        ASSERT_EQ(start_and_try_at_init(), 0);
+        ASSERT_TRUE(!fx.tr.completed);
+        /* th[0], th[2], th[3] switched; th[1] blocked; the other 12 not looked at. */
+        ASSERT_EQ(fx.tr.switched, TRANSITION_AT_INIT_MIN - 1);
+        ASSERT_EQ(fx.tr.n_pending, 16 - (TRANSITION_AT_INIT_MIN - 1));
+        img = reread();
+        ASSERT_EQ(state_of(img, fx.th[0]), THREAD_PATCHED);
+        ASSERT_EQ(state_of(img, fx.th[1]), THREAD_UNPATCHED);
+        ASSERT_EQ(state_of(img, fx.th[TRANSITION_AT_INIT_MIN]), THREAD_UNPATCHED);
+        ASSERT_EQ(state_of(img, fx.th[15]), THREAD_UNPATCHED);
+        /* A pass switches the idle ones; th[1] holds the transition until it leaves. */
+        ASSERT_EQ(transition_try_complete(&fx.tr), 0);
+        ASSERT_EQ(fx.tr.n_pending, 1);
+        idle(fx.th[1]);
+        ASSERT_EQ(transition_try_complete(&fx.tr), 1);
+        img = reread();
+        ASSERT_EQ(img->patches[0].state, CP_PATCHED);
+        for (unsigned i = 0; i < 16; i++)
+                ASSERT_EQ(state_of(img, fx.th[i]), THREAD_PATCHED);
         teardown();
 }
 
