@@ -510,6 +510,14 @@ try:
             if r["errors"] != [SPIN_SHARE_MSG.replace("N", str(HOSTILE))]:
                 break
             time.sleep(UID_WINDOW_S)
+        if r["errors"] != [f"not started: uid {HOSTILE} has 64 transitions running, the most one user may have"]:
+            # Which transition ended, and what its victim saw (seen once under the load
+            # test: the 65th started, so one of the 64 had ended).
+            ended = [ln for ln in d.read_log().splitlines() if re.search(r"(apply|revert) of .* (done|failed)", ln)]
+            left = [(v.pid, victim_status(st), v.poll()) for v, st in victims[:64]
+                    if v.poll() is not None or (victim_status(st) or {}).get("sleeper") != 1]
+            print("ended in ulpd's log:\n  " + "\n  ".join(ended[-20:] or ["none"]))
+            print(f"victims no longer with their sleeper inside outer(): {left}")
         check(r["errors"] == [f"not started: uid {HOSTILE} has 64 transitions running, the most one user may have"],
               f"the 65th is refused: {r['errors']}")
         served(d, "with 64 transitions of one uid running")
