@@ -344,6 +344,26 @@ static int enter_table(Transition *tr, PendingThread *p, const Thread *th, uint8
         return state == initial ? 0 : control_write_thread_state(tr->t, c, (unsigned)slot, state);
 }
 
+/* A slot's state byte. Inside init's stop (transition_try_at_init()) only the local
+ * image changes, and the bytes go out in one write once every thread was looked at:
+ * nothing runs to read them meanwhile, and a driver killed before that write leaves
+ * every thread in the state init gave it. */
+static int write_thread_state(Transition *tr, unsigned slot, uint8_t state) {
+        if (!tr->states_deferred)
+                return control_write_thread_state(tr->t, tr->c, slot, state);
+        ASSERT_RETURN(slot < CONTROL_TABLE_SLOTS, -EUCLEAN);
+        tr->c->img->table_state[slot] = state;
+        return 0;
+}
+
+static int write_deferred_states(Transition *tr) {
+        Control *c = tr->c;
+
+        tr->states_deferred = false;
+        return target_write(tr->t, c->addr + CONTROL_OFF(table_state), c->img->table_state,
+                            sizeof(c->img->table_state));
+}
+
 /* klp_check_stack and the switch for the stopped th: 1 switched, 0 not now. After a
  * few passes in a to-be-patched function, with return traps on, a trap is planted on
  * the way out of its outermost such frame (transition-trap.c). */
@@ -356,7 +376,7 @@ static int check_and_switch(Transition *tr, PendingThread *p, Thread *th) {
         v = check_thread(tr, th, ur, p->blocker, sizeof(p->blocker));
         if (v == 1) {
                 r = p->slot < 0 ? enter_table(tr, p, th, (uint8_t)tr->target_state)
-                                : control_write_thread_state(tr->t, tr->c, (unsigned)p->slot, (uint8_t)tr->target_state);
+                                : write_thread_state(tr, (unsigned)p->slot, (uint8_t)tr->target_state);
                 if (r >= 0) {
                         tr->switched++;
                         r = 1;
@@ -773,10 +793,11 @@ int transition_try_at_init(Transition *tr) {
         uint64_t start = now_ns(), budget = MAX(TRANSITION_AT_INIT_FLOOR_NS, target_stop_all_took_ns(tr->t));
         size_t kept = 0;
         bool go = true;
-        int r = 0;
+        int r = 0, k;
 
         if (tr->global || tr->untabled)
                 return 0;
+        tr->states_deferred = true;
         for (size_t i = 0; i < tr->n_pending; i++) {
                 PendingThread p = tr->pending[i];
                 Thread *th = target_find_thread(tr->t, p.tid);
@@ -795,6 +816,8 @@ int transition_try_at_init(Transition *tr) {
                         tr->pending[kept++] = p;
         }
         tr->n_pending = kept;
+        k = write_deferred_states(tr);
+        r = r < 0 ? r : k;
         if (r < 0 || kept > 0)
                 return r;
         /* Completion, as transition_complete() makes it, without its stop: this one. */

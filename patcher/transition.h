@@ -106,6 +106,7 @@ typedef struct Transition {
         bool untabled;           /* init entered no thread in the table (CT_FLAG_UNTABLED):
                                   * untabled threads are in the initial state until
                                   * completion (docs/stops.md, "The untabled state") */
+        bool states_deferred;    /* transition_try_at_init(): state bytes written at its end */
         bool completed;          /* transition_try_at_init() completed it... */
         int at_init_error;       /* ...or failed (-errno): the next step's to report */
         unsigned init_moved;     /* init without a stop: threads moved into a copy... */
