@@ -411,12 +411,6 @@ static bool writer_gone(const ControlHeader *h, pid_t pid) {
 
 static _Thread_local uint64_t impatient_until_ns;
 
-static uint64_t monotonic_ns(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
 static bool impatient(void) {
         return impatient_until_ns && monotonic_ns() < impatient_until_ns;
 }

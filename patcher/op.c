@@ -51,9 +51,7 @@
 #define OP_BORROW_RETRY_MAX_MS 50
 
 uint64_t op_now_ns(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+        return monotonic_ns();
 }
 
 int op_fail(UlpOp *op, int r, const char *fmt, ...) {

@@ -18,9 +18,7 @@
 #include "patcher/target.h"
 
 uint64_t target__now_ns(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+        return monotonic_ns();
 }
 
 static _Thread_local uint64_t ptrace_requests;

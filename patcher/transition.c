@@ -783,14 +783,8 @@ out:
         return r < 0 ? r : k < 0 ? k : r;
 }
 
-static uint64_t now_ns(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
 int transition_try_at_init(Transition *tr) {
-        uint64_t start = now_ns(), budget = MAX(TRANSITION_AT_INIT_FLOOR_NS, target_stop_all_took_ns(tr->t));
+        uint64_t start = monotonic_ns(), budget = MAX(TRANSITION_AT_INIT_FLOOR_NS, target_stop_all_took_ns(tr->t));
         size_t kept = 0;
         bool go = true;
         int r = 0, k;
@@ -804,7 +798,7 @@ int transition_try_at_init(Transition *tr) {
                 int v = 0;
                 /* Past the first few: only while completion may still happen in this stop
                  * and the checks stay within their budget (transition.h). */
-                if (go && i >= TRANSITION_AT_INIT_MIN && (kept > 0 || now_ns() - start > budget))
+                if (go && i >= TRANSITION_AT_INIT_MIN && (kept > 0 || monotonic_ns() - start > budget))
                         go = false;
                 /* As a pass: one moved out of displaced bytes is in a copy, where the
                  * check finds it in the function (or unreliable). */

@@ -11,6 +11,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "common/macro.h"
 #include "fake-target.h"
 #include "patcher/procmem.h"
 #include "patcher/target-internal.h"
@@ -289,9 +290,7 @@ char target__thread_state(pid_t pid, pid_t tid) {
 }
 
 uint64_t target__now_ns(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+        return monotonic_ns();
 }
 
 int target_resume_thread(Target *t, Thread *th) {
