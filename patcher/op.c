@@ -14,6 +14,7 @@
 #include "patcher/procmem.h"
 #include "patcher/shadow.h"
 #include "patcher/symcache.h"
+#include "patcher/unwcache.h"
 #include "patcher/vfork.h"
 #include "patcher/x86_64/stub.h"
 #include "patcher/x86_64/sigtrap.h"
@@ -140,7 +141,9 @@ int op_unwinder(UlpOp *op) {
         int r;
         if (op->u)
                 return 0;
-        r = unwinder_new(op->t->pid, &op->mods, read_target, op->t, &op->u);
+        /* the one an earlier operation on this process left, when there is one */
+        op->u_start = control_proc_start_time(op->t->pid);
+        r = unwcache_take(op->t->pid, op->u_start, &op->mods, read_target, op->t, &op->u);
         if (r < 0)
                 return op_fail(op, r, "cannot set up the unwinder: %s", process_errno_clause(r));
         return 0;
@@ -877,7 +880,8 @@ void ulp_op_free(UlpOp *op) {
                 transition_done(&op->tr);
         if (op->prologue_free)
                 op->prologue_free(op->prologue_data);
-        unwinder_free(op->u);
+        if (op->u)
+                unwcache_give(op->t->pid, op->u_start, op->u);
         free_symtabs(op);
         modulelist_done(&op->mods);
         control_done(&op->c);

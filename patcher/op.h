@@ -40,6 +40,7 @@ struct UlpOp {
         SymTab **symtabs;        /* one per module of mods */
         SymResolver res;
         Unwinder *u;
+        uint64_t u_start;        /* the process's start time when u was taken (unwcache.h) */
         Transition tr;
         bool tr_ready;
         bool done;

@@ -52,7 +52,12 @@ typedef struct ModuleCopy {
         char *open_path;
         dev_t dev;
         ino_t ino;
+        off_t size;
+        struct timespec mtim, ctim; /* with dev, ino and size: the file as it was copied */
         int fd;
+        uint64_t bytes;          /* of the copy, in Unwinder.copied */
+        Dwfl_Module *mod;        /* what the last report made of it, NULL none */
+        bool used;               /* named by the last report: kept across the next one */
         char path[32];           /* /proc/self/fd/N */
 } ModuleCopy;
 
@@ -83,6 +88,7 @@ struct Unwinder {
         ModuleCopy *copies;      /* every module file met, copied or not */
         size_t n_copies, alloc_copies;
         uint64_t copied;         /* bytes in copies */
+        bool file_changed;       /* a report met a mapping whose file changed since (rebind) */
 
         UnwindWalk walk;
         unsigned cache_next;     /* round-robin victim slot */

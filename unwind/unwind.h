@@ -46,6 +46,20 @@ void unwinder_free(Unwinder *u);
 /* Re-reports modules after the target's mappings changed (a patch was loaded). */
 int unwinder_set_modules(Unwinder *u, const ModuleList *mods);
 
+/* Takes u, kept from an earlier operation on process pid, for a new one: its reader set to
+ * read(userdata), its modules to mods (files and CFI it has already kept, the rest read
+ * anew; files no longer mapped let go). -ESTALE when u is not for the process mods
+ * describes (another pid, or a vDSO moved: the process executed a program since) or a
+ * file it kept changed since: free it then. Other errors as unwinder_set_modules(). */
+int unwinder_rebind(Unwinder *u, pid_t pid, const ModuleList *mods, unwind_read_fn read, void *userdata);
+
+/* What the copies of the target's files u holds take (memfd, so memory). */
+uint64_t unwinder_copied_bytes(const Unwinder *u);
+
+/* The descriptors u keeps open: libdwfl's, one for each module it accepted, the copies'
+ * and the vDSO's. */
+size_t unwinder_fds(const Unwinder *u);
+
 /* Unwinds thread tid of the target, stopped, whose registers are regs. Returns 0 with
  * ret filled (reliable or not), or -errno for a failure to even start. */
 int unwinder_unwind(Unwinder *u, pid_t tid, const struct user_regs_struct *regs,

@@ -201,7 +201,7 @@ static int known_add_cb(Dwfl_Module *mod, void **userdata, const char *name, Dwa
         e->mod = mod;
         e->name = dwfl_module_info(mod, NULL, &e->low, &e->high, NULL, NULL, &e->file, NULL);
         if (!dwfl_module_getelf(mod, &e->bias))
-                e->file = NULL; /* cannot be matched */
+                e->name = NULL; /* cannot be matched */
         return DWARF_CB_OK;
 }
 
@@ -249,6 +249,10 @@ static uint64_t inflated_size(int fd) {
         return total;
 }
 
+static bool same_time(const struct timespec *a, const struct timespec *b) {
+        return a->tv_sec == b->tv_sec && a->tv_nsec == b->tv_nsec;
+}
+
 /* Records what libdwfl reads for the file open_path (st): the copy in *fd (taken), or,
  * with *fd < 0, the file itself. NULL when out of memory. */
 static ModuleCopy *module_remember(Unwinder *u, const char *open_path, const struct stat *st, int *fd) {
@@ -257,13 +261,15 @@ static ModuleCopy *module_remember(Unwinder *u, const char *open_path, const str
         if (GROW_FOR_ONE(u->copies, u->n_copies, u->alloc_copies, 8) < 0)
                 return NULL;
         c = &u->copies[u->n_copies];
-        *c = (ModuleCopy) { .open_path = strdup(open_path), .dev = st->st_dev, .ino = st->st_ino, .fd = -1 };
+        *c = (ModuleCopy) { .open_path = strdup(open_path), .dev = st->st_dev, .ino = st->st_ino,
+                            .size = st->st_size, .mtim = st->st_mtim, .ctim = st->st_ctim, .fd = -1 };
         if (!c->open_path)
                 return NULL;
         if (*fd >= 0) {
                 c->fd = TAKE_FD(*fd);
                 snprintf(c->path, sizeof(c->path), "/proc/self/fd/%d", c->fd);
         }
+        c->used = true;
         u->n_copies++;
         return c;
 }
@@ -305,6 +311,7 @@ static int copy_module(Unwinder *u, const char *open_path, int fd, const struct 
         c = module_remember(u, open_path, st, &mfd);
         if (!c)
                 return -ENOMEM;
+        c->bytes = off;
         u->copied += off;
         *ret = c;
         return 0;
@@ -315,40 +322,78 @@ static int copy_module(Unwinder *u, const char *open_path, int fd, const struct 
  * it reads, and a truncation of a mapped file kills the reader with SIGBUS: the target's
  * user may truncate their own library while a transition runs). The choice is made once
  * per file: a later report (the module list changed) finds it by the mapping and the
- * inode. NULL when the file cannot be opened or copied: the module is then not reported. */
-static const char *module_file(Unwinder *u, const Module *m) {
+ * inode. The index of its ModuleCopy, or -1 when the file cannot be opened or copied: the
+ * module is then not reported. */
+static ssize_t module_file(Unwinder *u, const Module *m) {
         _cleanup_close_ int fd = -1, none = -1;
         struct stat st;
         ModuleCopy *c;
 
         /* no open of anything but a regular file (a device a target maps, say) */
         if (stat(m->open_path, &st) < 0 || !S_ISREG(st.st_mode))
-                return NULL;
+                return -1;
         for (size_t i = 0; i < u->n_copies; i++) {
                 c = &u->copies[i];
-                if (c->dev == st.st_dev && c->ino == st.st_ino && strcmp(c->open_path, m->open_path) == 0)
-                        return c->fd >= 0 ? c->path : c->open_path;
+                /* A file written since (an Unwinder kept between operations, unwcache.c)
+                 * is another file: copied again, and reported as a new module. */
+                if (strcmp(c->open_path, m->open_path) != 0)
+                        continue;
+                if (c->dev == st.st_dev && c->ino == st.st_ino && c->size == st.st_size &&
+                    same_time(&c->mtim, &st.st_mtim) && same_time(&c->ctim, &st.st_ctim)) {
+                        c->used = true;
+                        return (ssize_t) i;
+                }
+                u->file_changed = true;
         }
         fd = open(m->open_path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
         if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
-                return NULL;
+                return -1;
         if (elf_file_fixed(fd))
-                return (c = module_remember(u, m->open_path, &st, &none)) ? c->open_path : NULL;
-        return copy_module(u, m->open_path, fd, &st, &c) < 0 ? NULL : c->path;
+                c = module_remember(u, m->open_path, &st, &none);
+        else if (copy_module(u, m->open_path, fd, &st, &c) < 0)
+                c = NULL;
+        return c ? c - u->copies : -1;
 }
 
-/* The module libdwfl already has for m: same name, same file (what module_file() gave:
- * its map_files path, which names the mapping, or the copy of it), same bias and, when
- * both have one, same build-id. */
-static const KnownModule *known_find(const KnownModules *k, const Module *m, const char *name, const char *file) {
-        for (size_t i = 0; i < k->n; i++) {
+static void copy_drop(ModuleCopy *c) {
+        free(c->open_path);
+        if (c->fd >= 0)
+                close(c->fd);
+}
+
+/* After a report: the files no module of it named (a patch's memfd once reverted, a
+ * library unloaded, one rewritten since) are let go, so that an Unwinder kept between
+ * operations holds what its process maps now, not everything it ever mapped. libdwfl
+ * dropped their modules at the end of the report. */
+static void copies_prune(Unwinder *u) {
+        size_t kept = 0;
+
+        for (size_t i = 0; i < u->n_copies; i++) {
+                ModuleCopy *c = &u->copies[i];
+                if (!c->used) {
+                        u->copied -= MIN(u->copied, c->bytes);
+                        copy_drop(c);
+                        continue;
+                }
+                c->used = false;
+                u->copies[kept++] = *c;
+        }
+        u->n_copies = kept;
+}
+
+/* The module libdwfl already has for m: the one reported for the same file (what
+ * module_file() gave: the same ModuleCopy, so the same inode, size and times of the file
+ * behind the mapping), with the same name and bias and, when both have one, the same
+ * build-id. */
+static const KnownModule *known_find(const KnownModules *k, const Module *m, const char *name,
+                                     const ModuleCopy *c) {
+        for (size_t i = 0; c->mod && i < k->n; i++) {
                 const KnownModule *e = &k->v[i];
                 const unsigned char *bits;
                 GElf_Addr vaddr;
                 int len;
 
-                if (!e->name || !e->file || strcmp(e->name, name) != 0 ||
-                    strcmp(e->file, file) != 0 || e->bias != m->bias)
+                if (e->mod != c->mod || !e->name || strcmp(e->name, name) != 0 || e->bias != m->bias)
                         continue;
                 len = dwfl_module_build_id(e->mod, &bits, &vaddr);
                 if (len > 0 && m->build_id_len > 0 &&
@@ -390,24 +435,29 @@ static int report_modules(Unwinder *u, const ModuleList *mods) {
         dwfl_report_begin(u->dwfl);
         for (size_t i = 0; i < mods->n; i++) {
                 const Module *m = &mods->v[i];
-                const char *name = m->path ? m->path : m->open_path, *file;
+                const char *name = m->path ? m->path : m->open_path;
                 const KnownModule *e;
                 Dwfl_Module *dm;
+                ModuleCopy *c;
+                ssize_t k;
 
                 if (!m->open_path)
                         continue;
-                file = module_file(u, m);
-                if (!file) {
+                k = module_file(u, m);
+                if (k < 0) {
                         failed++;
                         continue;
                 }
-                e = known_find(&known, m, name, file);
+                c = &u->copies[k];
+                e = known_find(&known, m, name, c);
                 if (e)
                         dm = dwfl_report_module(u->dwfl, e->name, e->low, e->high);
                 else
                         /* add_p_vaddr: base is the load bias (runtime = vaddr + bias),
                          * right also for libraries whose first PT_LOAD is not at 0. */
-                        dm = dwfl_report_elf(u->dwfl, name, file, -1, m->bias, true);
+                        dm = dwfl_report_elf(u->dwfl, name, c->fd >= 0 ? c->path : c->open_path, -1,
+                                             m->bias, true);
+                c->mod = dm;
                 if (dm)
                         ok++;
                 else
@@ -419,6 +469,7 @@ static int report_modules(Unwinder *u, const ModuleList *mods) {
         free(known.v);
         if (dwfl_report_end(u->dwfl, NULL, NULL) != 0)
                 return dwfl_failure();
+        copies_prune(u);
         u->n_reported = ok;
         u->n_failed = failed;
         return 0;
@@ -496,11 +547,8 @@ void unwinder_free(Unwinder *u) {
                 elf_end(u->arch_elf);
         if (u->vdso_fd >= 0)
                 close(u->vdso_fd);
-        for (size_t i = 0; i < u->n_copies; i++) {
-                free(u->copies[i].open_path);
-                if (u->copies[i].fd >= 0)
-                        close(u->copies[i].fd);
-        }
+        for (size_t i = 0; i < u->n_copies; i++)
+                copy_drop(&u->copies[i]);
         free(u->copies);
         free(u);
 }
@@ -509,6 +557,38 @@ int unwinder_set_modules(Unwinder *u, const ModuleList *mods) {
         if (!u || !mods)
                 return -EINVAL;
         return report_modules(u, mods);
+}
+
+int unwinder_rebind(Unwinder *u, pid_t pid, const ModuleList *mods, unwind_read_fn read, void *userdata) {
+        int r;
+
+        if (!u || !mods || !read)
+                return -EINVAL;
+        /* Another process, or one that executed a program since (its vDSO moved): the
+         * libdwfl session is bound to the old one. */
+        if (u->pid != pid || mods->vdso_end == 0 || mods->vdso_start != u->vdso_start ||
+            mods->vdso_end != u->vdso_end)
+                return -ESTALE;
+        u->read = read;
+        u->userdata = userdata;
+        unwinder_cache_reset(u);
+        u->file_changed = false;
+        r = report_modules(u, mods);
+        /* A mapping whose file changed since: libdwfl takes its new report for an
+         * overlap with the module it kept, and drops it. A new Unwinder reads it. */
+        return r < 0 ? r : u->file_changed ? -ESTALE : 0;
+}
+
+uint64_t unwinder_copied_bytes(const Unwinder *u) {
+        return u->copied;
+}
+
+size_t unwinder_fds(const Unwinder *u) {
+        size_t n = u->n_reported + (u->vdso_fd >= 0);
+
+        for (size_t i = 0; i < u->n_copies; i++)
+                n += u->copies[i].fd >= 0;
+        return n;
 }
 
 void unwinder_module_counts(const Unwinder *u, size_t *ret_reported, size_t *ret_failed) {

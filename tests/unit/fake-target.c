@@ -457,6 +457,22 @@ int unwinder_set_modules(Unwinder *u, const ModuleList *mods) {
         return 0;
 }
 
+/* Never kept: the fake process has no start time. */
+int unwinder_rebind(Unwinder *u, pid_t pid, const ModuleList *mods, unwind_read_fn read, void *userdata) {
+        (void)u, (void)pid, (void)mods, (void)read, (void)userdata;
+        return -ESTALE;
+}
+
+uint64_t unwinder_copied_bytes(const Unwinder *u) {
+        (void)u;
+        return 0;
+}
+
+size_t unwinder_fds(const Unwinder *u) {
+        (void)u;
+        return 0;
+}
+
 /* The stack of the fake thread as given, reliable unless marked otherwise. */
 int unwinder_unwind(Unwinder *u, pid_t tid, const struct user_regs_struct *regs, UnwindResult *ret) {
         FakeThread *f = fake_thread(tid);

@@ -21,6 +21,8 @@
 
 #include "common/macro.h"
 #include "elf/module.h"
+#include "patcher/control.h"
+#include "patcher/unwcache.h"
 #include "tests/test.h"
 #include "unwind/unwind.h"
 
@@ -663,6 +665,86 @@ TEST(truncated_module_file) {
         ASSERT_EQ(res.n, n1);
         thread_resume();
         unwinder_free(u);
+        victim_kill();
+        unlink(lib);
+        rmdir(dir);
+}
+
+/* An Unwinder kept between operations on one process (ulpd's unwcache.c): the next take
+ * for the same pid and start time gets the same one, its modules re-reported, and still
+ * unwinds right; a file of the target rewritten since is read again (a new copy, the old
+ * one let go), not served from what was kept; another start time (a reused pid) or
+ * another process gets a new one. */
+TEST(kept_between_operations) {
+        char dir[] = "/tmp/ulp-unwind-XXXXXX", lib[64];
+        struct user_regs_struct regs;
+        struct timespec later[2] = { { .tv_nsec = UTIME_NOW }, { .tv_nsec = UTIME_NOW } };
+        UnwindResult res;
+        size_t ok, failed, n1;
+        uint64_t start, copied;
+        Unwinder *u, *again, *other;
+
+        ASSERT_TRUE(mkdtemp(dir) != NULL);
+        snprintf(lib, sizeof(lib), "%s/big.so", dir);
+        copy_file(VICTIM_BIG_PATH, lib);   /* mode 0666: copied, not read in place */
+        dlopen_victim_start(lib, "big_spin");
+        start = control_proc_start_time(victim.pid);
+        ASSERT_TRUE(start > 0);
+
+        ASSERT_OK(unwcache_take(victim.pid, start, &victim.mods, read_vm, &victim.pid, &u));
+        dlopen_victim_stop_in("/big.so", &regs);
+        ASSERT_OK(unwinder_unwind(u, victim.pid, &regs, &res));
+        ASSERT_TRUE(res.reliable);
+        n1 = res.n;
+        copied = unwinder_copied_bytes(u);
+        ASSERT_TRUE(copied > 0);
+        unwcache_give(victim.pid, start, u);
+
+        ASSERT_OK(unwcache_take(victim.pid, start, &victim.mods, read_vm, &victim.pid, &again));
+        ASSERT_TRUE(again == u);
+        unwinder_module_counts(again, &ok, &failed);
+        ASSERT_EQ(ok, victim.mods.n);
+        ASSERT_EQ(failed, 0);
+        ASSERT_EQ(unwinder_copied_bytes(again), copied);   /* nothing copied again */
+        ASSERT_OK(unwinder_unwind(again, victim.pid, &regs, &res));
+        ASSERT_TRUE(res.reliable);
+        ASSERT_EQ(res.n, n1);
+        unwcache_give(victim.pid, start, again);
+
+        /* the library's times change: the kept one is not used (libdwfl would keep the old
+         * file's module), a new one copies the file again */
+        ASSERT_OK(utimensat(AT_FDCWD, lib, later, 0));
+        ASSERT_OK(unwcache_take(victim.pid, start, &victim.mods, read_vm, &victim.pid, &again));
+        unwinder_module_counts(again, &ok, &failed);
+        ASSERT_EQ(ok, victim.mods.n);
+        ASSERT_EQ(failed, 0);
+        ASSERT_EQ(unwinder_copied_bytes(again), copied);
+        ASSERT_OK(unwinder_unwind(again, victim.pid, &regs, &res));
+        print_result("kept unwinder, library rewritten", &res);
+        ASSERT_TRUE(res.reliable);
+        ASSERT_EQ(res.n, n1);
+        unwcache_give(victim.pid, start, again);
+
+        /* a pid reused by another process: not the kept one */
+        ASSERT_OK(unwcache_take(victim.pid, start + 1, &victim.mods, read_vm, &victim.pid, &other));
+        ASSERT_TRUE(other != u);
+        ASSERT_ERR(unwinder_rebind(other, victim.pid + 1, &victim.mods, read_vm, &victim.pid), -ESTALE);
+        unwinder_free(other);
+        thread_resume();
+
+        /* more given back than may be kept: the oldest go, the bounds hold */
+        for (uint64_t k = 0; k <= UNWCACHE_MAX; k++) {
+                size_t fds;
+                ASSERT_OK(unwinder_new(victim.pid, &victim.mods, read_vm, &victim.pid, &other));
+                ASSERT_TRUE(unwinder_fds(other) >= victim.mods.n);
+                unwcache_give(victim.pid, start + 100 + k, other);
+                ASSERT_TRUE(unwcache_kept(&fds, NULL) <= UNWCACHE_MAX);
+                ASSERT_TRUE(fds <= UNWCACHE_FDS_MAX);
+        }
+        ASSERT_OK(unwcache_take(victim.pid, start + 100 + UNWCACHE_MAX, &victim.mods, read_vm, &victim.pid, &again));
+        ASSERT_TRUE(again == other);   /* the last one given is kept */
+        unwinder_free(again);
+        unwcache_flush();
         victim_kill();
         unlink(lib);
         rmdir(dir);
