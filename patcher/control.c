@@ -549,8 +549,8 @@ static int check_mappings(Target *t, Control *c) {
         const MapList *l;
         int r;
 
-        /* Read now, as the check always was; what follows in the step shares this read. */
-        procmaps_drop(t);
+        /* The step's read (procmem.h), which found the block: a read of its own a moment
+         * later would be no more current, as the process's threads run meanwhile. */
         r = procmaps_get(t, &l);
         if (r < 0)
                 return r;

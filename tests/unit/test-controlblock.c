@@ -14,6 +14,7 @@
 
 #include "fake-target.h"
 #include "patcher/control.h"
+#include "patcher/procmem.h"
 #include "test.h"
 
 static Target *t;
@@ -46,9 +47,12 @@ static void setup(void) {
 }
 
 /* A fresh reader's load of the block: 0 or -errno, its reason in rd.why. */
+/* A load as an operation's step makes it: with the maps as they are now (a step drops
+ * the maps the last one read; control_load() uses the step's read). */
 static int load(void) {
         control_done(&rd);
         rd = (Control) { .addr = w.addr };
+        procmaps_drop(t);
         return control_load(t, &rd);
 }
 
