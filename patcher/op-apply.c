@@ -753,6 +753,8 @@ int ulp_op_apply(pid_t pid, int client_fd, const char *name_hint, const UlpOptio
 
         if (!op)
                 return -ENOMEM;
+        /* the relocation of the entries needs capstone: loaded meanwhile */
+        insn_preload();
         a = calloc(1, sizeof(*a));
         if (!a) {
                 ulp_op_free(op);

@@ -4,6 +4,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -56,11 +57,35 @@ const char *insn_load_error(void) {
         return cs.why;
 }
 
+static pthread_once_t cs_once = PTHREAD_ONCE_INIT;
+static atomic_bool cs_preloading;
+
+static void *preload_thread(void *unused) {
+        (void)unused;
+        (void)pthread_once(&cs_once, cs_load);
+        return NULL;
+}
+
+void insn_preload(void) {
+        pthread_attr_t attr;
+        pthread_t th;
+
+        /* once per process: after that, loaded or being loaded */
+        if (atomic_exchange(&cs_preloading, true))
+                return;
+        if (pthread_attr_init(&attr) != 0)
+                return;
+        (void)pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        /* No thread: the first decoding loads it, as before. */
+        (void)pthread_create(&th, &attr, preload_thread, NULL);
+        (void)pthread_attr_destroy(&attr);
+}
+
 int insn_open(csh *ret) {
-        static pthread_once_t once = PTHREAD_ONCE_INIT;
         csh h;
 
-        (void)pthread_once(&once, cs_load);
+        /* a load in progress on the preloading thread is waited for here */
+        (void)pthread_once(&cs_once, cs_load);
         if (cs.err < 0)
                 return cs.err;
         if (cs.open(CS_ARCH_X86, CS_MODE_64, &h) != CS_ERR_OK)

@@ -46,6 +46,10 @@ typedef struct InsnInfo {
  * (insn_load_error() says why), or -ENOMEM/-EIO. */
 int insn_open(csh *ret);
 const char *insn_load_error(void);
+/* Starts loading capstone on a thread of its own (once per process), so that an apply,
+ * which decodes the entries of its functions after it opened its target and read its
+ * patch, does not wait the load's 1.5 ms there on a machine with a core to spare. */
+void insn_preload(void);
 void insn_closep(csh *h);
 /* cs_malloc() and cs_disasm_iter() of the capstone insn_open() loaded. */
 cs_insn *insn_malloc(csh h);
