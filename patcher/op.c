@@ -137,13 +137,17 @@ static int read_target(void *userdata, uint64_t addr, void *buf, size_t len) {
         return target_read(userdata, addr, buf, len);
 }
 
+_Static_assert(sizeof(((UlpOp *) 0)->u_image) == UNWCACHE_IMAGE_LEN &&
+               sizeof(((Target *) 0)->random) == UNWCACHE_IMAGE_LEN, "an unwinder is kept by the image's AT_RANDOM");
+
 int op_unwinder(UlpOp *op) {
         int r;
         if (op->u)
                 return 0;
         /* the one an earlier operation on this process left, when there is one */
-        op->u_start = control_proc_start_time(op->t->pid);
-        r = unwcache_take(op->t->pid, op->u_start, &op->mods, read_target, op->t, &op->u);
+        op->u_keyed = op->t->random_addr != 0;
+        memcpy(op->u_image, op->t->random, sizeof(op->u_image));
+        r = unwcache_take(op->t->pid, op->u_keyed ? op->u_image : NULL, &op->mods, read_target, op->t, &op->u);
         if (r < 0)
                 return op_fail(op, r, "cannot set up the unwinder: %s", process_errno_clause(r));
         return 0;
@@ -881,7 +885,7 @@ void ulp_op_free(UlpOp *op) {
         if (op->prologue_free)
                 op->prologue_free(op->prologue_data);
         if (op->u)
-                unwcache_give(op->t->pid, op->u_start, op->u);
+                unwcache_give(op->t->pid, op->u_keyed ? op->u_image : NULL, op->u);
         free_symtabs(op);
         modulelist_done(&op->mods);
         control_done(&op->c);

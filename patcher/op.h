@@ -40,7 +40,8 @@ struct UlpOp {
         SymTab **symtabs;        /* one per module of mods */
         SymResolver res;
         Unwinder *u;
-        uint64_t u_start;        /* the process's start time when u was taken (unwcache.h) */
+        uint8_t u_image[16];     /* the image's AT_RANDOM bytes when u was taken (unwcache.h) */
+        bool u_keyed;            /* u_image is known: u may be kept for the next operation */
         Transition tr;
         bool tr_ready;
         bool done;

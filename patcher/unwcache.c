@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <string.h>
 #include <time.h>
 
 #include "common/macro.h"
@@ -10,7 +11,7 @@
 
 typedef struct UnwCacheEntry {
         pid_t pid;
-        uint64_t start_time;
+        uint8_t image[UNWCACHE_IMAGE_LEN];
         Unwinder *u;             /* NULL: an empty slot */
         time_t used;             /* CLOCK_MONOTONIC seconds of the give */
 } UnwCacheEntry;
@@ -52,13 +53,13 @@ static void drop_idle(time_t now) {
                         entry_drop(&slots[i]);
 }
 
-int unwcache_take(pid_t pid, uint64_t start_time, const ModuleList *mods, unwind_read_fn read,
+int unwcache_take(pid_t pid, const uint8_t *image, const ModuleList *mods, unwind_read_fn read,
                   void *userdata, Unwinder **ret) {
         drop_idle(now_sec());
-        for (size_t i = 0; start_time && i < UNWCACHE_MAX; i++) {
+        for (size_t i = 0; image && i < UNWCACHE_MAX; i++) {
                 UnwCacheEntry *e = &slots[i];
                 Unwinder *u;
-                if (!e->u || e->pid != pid || e->start_time != start_time)
+                if (!e->u || e->pid != pid || memcmp(e->image, image, UNWCACHE_IMAGE_LEN) != 0)
                         continue;
                 u = e->u;
                 *e = (UnwCacheEntry) {};
@@ -83,7 +84,7 @@ static UnwCacheEntry *oldest(void) {
         return o;
 }
 
-void unwcache_give(pid_t pid, uint64_t start_time, Unwinder *u) {
+void unwcache_give(pid_t pid, const uint8_t *image, Unwinder *u) {
         size_t fds, n, kept_fds;
         uint64_t copied, kept_copied;
         UnwCacheEntry *slot = NULL;
@@ -94,7 +95,7 @@ void unwcache_give(pid_t pid, uint64_t start_time, Unwinder *u) {
         drop_idle(now);
         fds = unwinder_fds(u);
         copied = unwinder_copied_bytes(u);
-        if (!start_time || fds > UNWCACHE_FDS_MAX || copied > UNWCACHE_COPIED_MAX) {
+        if (!image || fds > UNWCACHE_FDS_MAX || copied > UNWCACHE_COPIED_MAX) {
                 unwinder_free(u);
                 return;
         }
@@ -108,7 +109,8 @@ void unwcache_give(pid_t pid, uint64_t start_time, Unwinder *u) {
         for (size_t i = 0; i < UNWCACHE_MAX && !slot; i++)
                 if (!slots[i].u)
                         slot = &slots[i];
-        *slot = (UnwCacheEntry) { .pid = pid, .start_time = start_time, .u = u, .used = now };
+        *slot = (UnwCacheEntry) { .pid = pid, .u = u, .used = now };
+        memcpy(slot->image, image, UNWCACHE_IMAGE_LEN);
         (void) pthread_once(&exit_once, exit_key_create);
         (void) pthread_setspecific(exit_key, (void *) 1);
 }

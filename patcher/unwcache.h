@@ -5,8 +5,9 @@
  * Unwinders kept between operations (docs/performance.md): the next operation on the
  * same process, an apply's revert say, finds its modules' files opened (or copied) and
  * their CFI parsed, where a new Unwinder opens, maps and parses each again (and unmaps
- * them at the end). Keyed by pid and the process's start time (a pid reused by another
- * process is another key); an Unwinder is taken out while an operation uses it, and
+ * them at the end). Keyed by pid and the image's 16 random bytes (AT_RANDOM, which the
+ * Target reads to bind the image anyway, target-image.c): a program executed since, or a
+ * pid reused by another process, is another key, with no read of /proc; an Unwinder is taken out while an operation uses it, and
  * given back at its end. Per thread, like the symbol tables' cache: each driver thread
  * of ulpd has its own. One unused for UNWCACHE_IDLE_SEC is freed at the next take or
  * give. What a thread keeps is bounded, as a target's user chooses what its Unwinder
@@ -27,16 +28,18 @@
 #define UNWCACHE_IDLE_SEC 30
 #define UNWCACHE_FDS_MAX 64
 #define UNWCACHE_COPIED_MAX (64ull << 20)
+#define UNWCACHE_IMAGE_LEN 16
 
-/* An Unwinder for process pid (started at start_time, control_proc_start_time()) with
- * the modules mods and the reader read(userdata): the one kept for it, brought up to
- * date (unwinder_rebind()), or a new one. Give it back with unwcache_give(). */
-int unwcache_take(pid_t pid, uint64_t start_time, const ModuleList *mods, unwind_read_fn read,
+/* An Unwinder for process pid running the image image (its AT_RANDOM bytes,
+ * UNWCACHE_IMAGE_LEN of them; NULL: unknown) with the modules mods and the reader
+ * read(userdata): the one kept for it, brought up to date (unwinder_rebind()), or a new
+ * one. Give it back with unwcache_give(). */
+int unwcache_take(pid_t pid, const uint8_t *image, const ModuleList *mods, unwind_read_fn read,
                   void *userdata, Unwinder **ret);
 
-/* Keeps u for the next operation on pid (start_time 0: unknown, u is freed), or frees
- * it. NULL is ignored. */
-void unwcache_give(pid_t pid, uint64_t start_time, Unwinder *u);
+/* Keeps u for the next operation on pid running image (NULL: unknown, u is freed), or
+ * frees it. NULL u is ignored. */
+void unwcache_give(pid_t pid, const uint8_t *image, Unwinder *u);
 
 /* How many Unwinders the calling thread keeps, with their descriptors and copied bytes
  * (for tests). */

@@ -681,26 +681,25 @@ TEST(kept_between_operations) {
         struct timespec later[2] = { { .tv_nsec = UTIME_NOW }, { .tv_nsec = UTIME_NOW } };
         UnwindResult res;
         size_t ok, failed, n1;
-        uint64_t start, copied;
+        uint64_t copied;
+        uint8_t image[UNWCACHE_IMAGE_LEN] = { 0x5a, 1, 2, 3 }, other_image[UNWCACHE_IMAGE_LEN];
         Unwinder *u, *again, *other;
 
         ASSERT_TRUE(mkdtemp(dir) != NULL);
         snprintf(lib, sizeof(lib), "%s/big.so", dir);
         copy_file(VICTIM_BIG_PATH, lib);   /* mode 0666: copied, not read in place */
         dlopen_victim_start(lib, "big_spin");
-        start = control_proc_start_time(victim.pid);
-        ASSERT_TRUE(start > 0);
 
-        ASSERT_OK(unwcache_take(victim.pid, start, &victim.mods, read_vm, &victim.pid, &u));
+        ASSERT_OK(unwcache_take(victim.pid, image, &victim.mods, read_vm, &victim.pid, &u));
         dlopen_victim_stop_in("/big.so", &regs);
         ASSERT_OK(unwinder_unwind(u, victim.pid, &regs, &res));
         ASSERT_TRUE(res.reliable);
         n1 = res.n;
         copied = unwinder_copied_bytes(u);
         ASSERT_TRUE(copied > 0);
-        unwcache_give(victim.pid, start, u);
+        unwcache_give(victim.pid, image, u);
 
-        ASSERT_OK(unwcache_take(victim.pid, start, &victim.mods, read_vm, &victim.pid, &again));
+        ASSERT_OK(unwcache_take(victim.pid, image, &victim.mods, read_vm, &victim.pid, &again));
         ASSERT_TRUE(again == u);
         unwinder_module_counts(again, &ok, &failed);
         ASSERT_EQ(ok, victim.mods.n);
@@ -709,12 +708,12 @@ TEST(kept_between_operations) {
         ASSERT_OK(unwinder_unwind(again, victim.pid, &regs, &res));
         ASSERT_TRUE(res.reliable);
         ASSERT_EQ(res.n, n1);
-        unwcache_give(victim.pid, start, again);
+        unwcache_give(victim.pid, image, again);
 
         /* the library's times change: the kept one is not used (libdwfl would keep the old
          * file's module), a new one copies the file again */
         ASSERT_OK(utimensat(AT_FDCWD, lib, later, 0));
-        ASSERT_OK(unwcache_take(victim.pid, start, &victim.mods, read_vm, &victim.pid, &again));
+        ASSERT_OK(unwcache_take(victim.pid, image, &victim.mods, read_vm, &victim.pid, &again));
         unwinder_module_counts(again, &ok, &failed);
         ASSERT_EQ(ok, victim.mods.n);
         ASSERT_EQ(failed, 0);
@@ -723,10 +722,16 @@ TEST(kept_between_operations) {
         print_result("kept unwinder, library rewritten", &res);
         ASSERT_TRUE(res.reliable);
         ASSERT_EQ(res.n, n1);
-        unwcache_give(victim.pid, start, again);
+        unwcache_give(victim.pid, image, again);
 
-        /* a pid reused by another process: not the kept one */
-        ASSERT_OK(unwcache_take(victim.pid, start + 1, &victim.mods, read_vm, &victim.pid, &other));
+        /* another image (a program executed since, or the pid reused): not the kept one;
+         * an image not known is never the kept one */
+        ASSERT_OK(unwcache_take(victim.pid, NULL, &victim.mods, read_vm, &victim.pid, &other));
+        ASSERT_TRUE(other != u);
+        unwinder_free(other);
+        memcpy(other_image, image, sizeof(image));
+        other_image[15] ^= 1;
+        ASSERT_OK(unwcache_take(victim.pid, other_image, &victim.mods, read_vm, &victim.pid, &other));
         ASSERT_TRUE(other != u);
         ASSERT_ERR(unwinder_rebind(other, victim.pid + 1, &victim.mods, read_vm, &victim.pid), -ESTALE);
         unwinder_free(other);
@@ -737,11 +742,12 @@ TEST(kept_between_operations) {
                 size_t fds;
                 ASSERT_OK(unwinder_new(victim.pid, &victim.mods, read_vm, &victim.pid, &other));
                 ASSERT_TRUE(unwinder_fds(other) >= victim.mods.n);
-                unwcache_give(victim.pid, start + 100 + k, other);
+                other_image[0] = (uint8_t) (100 + k);
+                unwcache_give(victim.pid, other_image, other);
                 ASSERT_TRUE(unwcache_kept(&fds, NULL) <= UNWCACHE_MAX);
                 ASSERT_TRUE(fds <= UNWCACHE_FDS_MAX);
         }
-        ASSERT_OK(unwcache_take(victim.pid, start + 100 + UNWCACHE_MAX, &victim.mods, read_vm, &victim.pid, &again));
+        ASSERT_OK(unwcache_take(victim.pid, other_image, &victim.mods, read_vm, &victim.pid, &again));
         ASSERT_TRUE(again == other);   /* the last one given is kept */
         unwinder_free(again);
         unwcache_flush();
