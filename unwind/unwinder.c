@@ -181,7 +181,7 @@ static const Dwfl_Thread_Callbacks thread_callbacks = {
 /* A module libdwfl already has, as found before a new report. */
 typedef struct KnownModule {
         Dwfl_Module *mod;
-        const char *name, *file;
+        const char *name;
         Dwarf_Addr low, high, bias;
 } KnownModule;
 
@@ -199,7 +199,7 @@ static int known_add_cb(Dwfl_Module *mod, void **userdata, const char *name, Dwa
                 return DWARF_CB_ABORT;
         e = &k->v[k->n++];
         e->mod = mod;
-        e->name = dwfl_module_info(mod, NULL, &e->low, &e->high, NULL, NULL, &e->file, NULL);
+        e->name = dwfl_module_info(mod, NULL, &e->low, &e->high, NULL, NULL, NULL, NULL);
         if (!dwfl_module_getelf(mod, &e->bias))
                 e->name = NULL; /* cannot be matched */
         return DWARF_CB_OK;
