@@ -59,6 +59,8 @@ typedef struct ModuleCopy {
         Dwfl_Module *mod;        /* what the last report made of it, NULL none */
         bool used;               /* named by the last report: kept across the next one */
         char path[32];           /* /proc/self/fd/N */
+        char *alias;             /* the name its module is reported under, NULL the module's
+                                  * own: see report_modules() */
 } ModuleCopy;
 
 /* All copies of an Unwinder hold at most this much: a module past it is not reported
@@ -88,7 +90,7 @@ struct Unwinder {
         ModuleCopy *copies;      /* every module file met, copied or not */
         size_t n_copies, alloc_copies;
         uint64_t copied;         /* bytes in copies */
-        bool file_changed;       /* a report met a mapping whose file changed since (rebind) */
+        unsigned aliases;        /* ModuleCopy.alias names made so far */
 
         UnwindWalk walk;
         unsigned cache_next;     /* round-robin victim slot */

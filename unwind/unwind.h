@@ -48,9 +48,9 @@ int unwinder_set_modules(Unwinder *u, const ModuleList *mods);
 
 /* Takes u, kept from an earlier operation on process pid, for a new one: its reader set to
  * read(userdata), its modules to mods (files and CFI it has already kept, the rest read
- * anew; files no longer mapped let go). -ESTALE when u is not for the process mods
- * describes (another pid, or a vDSO moved: the process executed a program since) or a
- * file it kept changed since: free it then. Other errors as unwinder_set_modules(). */
+ * anew, a file changed since as a new one; files no longer mapped let go). -ESTALE when
+ * u is not for the process mods describes (another pid, or a vDSO moved: the process
+ * executed a program since): free it then. Other errors as unwinder_set_modules(). */
 int unwinder_rebind(Unwinder *u, pid_t pid, const ModuleList *mods, unwind_read_fn read, void *userdata);
 
 /* What the copies of the target's files u holds take (memfd, so memory). */

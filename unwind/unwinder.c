@@ -334,8 +334,10 @@ static ssize_t module_file(Unwinder *u, const Module *m) {
                 return -1;
         for (size_t i = 0; i < u->n_copies; i++) {
                 c = &u->copies[i];
-                /* A file written since (an Unwinder kept between operations, unwcache.c)
-                 * is another file: copied again, and reported as a new module. */
+                /* A file written since, or another one mapped at the same place (an
+                 * Unwinder kept between operations, unwcache.c: the patch an apply loads
+                 * where the last revert unloaded another) is another file: copied again,
+                 * and reported as a new module; the old copy goes after the report. */
                 if (strcmp(c->open_path, m->open_path) != 0)
                         continue;
                 if (c->dev == st.st_dev && c->ino == st.st_ino && c->size == st.st_size &&
@@ -343,7 +345,6 @@ static ssize_t module_file(Unwinder *u, const Module *m) {
                         c->used = true;
                         return (ssize_t) i;
                 }
-                u->file_changed = true;
         }
         fd = open(m->open_path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
         if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
@@ -357,6 +358,7 @@ static ssize_t module_file(Unwinder *u, const Module *m) {
 
 static void copy_drop(ModuleCopy *c) {
         free(c->open_path);
+        free(c->alias);
         if (c->fd >= 0)
                 close(c->fd);
 }
@@ -404,6 +406,14 @@ static const KnownModule *known_find(const KnownModules *k, const Module *m, con
         return NULL;
 }
 
+/* Whether libdwfl has a module named name. */
+static bool known_named(const KnownModules *k, const char *name) {
+        for (size_t i = 0; i < k->n; i++)
+                if (k->v[i].name && strcmp(k->v[i].name, name) == 0)
+                        return true;
+        return false;
+}
+
 /* Reports the vDSO (vdso.c), by range when libdwfl already has it. */
 static bool report_vdso(Unwinder *u, const KnownModules *known) {
         char path[64];
@@ -421,7 +431,12 @@ static bool report_vdso(Unwinder *u, const KnownModules *known) {
  * them with their parsed CFI: dwfl_report_elf cannot re-report a module (it opens the
  * file again, and a different fd counts as an overlap, which drops the module). A module
  * libdwfl refuses (unreadable file) is left out and counted: frames inside it will be
- * "outside any module", which is unreliable, never wrong. */
+ * "outside any module", which is unreliable, never wrong. A file new to the Unwinder
+ * whose module's name libdwfl already has (the module of the file mapped there before:
+ * a library rewritten, a patch loaded where another was unloaded) is reported under a
+ * name of its own: libdwfl finds a module by name and range, and would take the new
+ * file's report for an overlap with the old one and drop it; the old module goes at
+ * the report's end, unnamed by it. */
 static int report_modules(Unwinder *u, const ModuleList *mods) {
         KnownModules known = {};
         size_t ok = 0, failed = 0;
@@ -449,14 +464,25 @@ static int report_modules(Unwinder *u, const ModuleList *mods) {
                         continue;
                 }
                 c = &u->copies[k];
+                if (c->alias)
+                        name = c->alias;
                 e = known_find(&known, m, name, c);
                 if (e)
                         dm = dwfl_report_module(u->dwfl, e->name, e->low, e->high);
-                else
+                else {
+                        if (!c->alias && known_named(&known, name)) {
+                                if (asprintf(&c->alias, "%s (%u)", name, ++u->aliases) < 0) {
+                                        c->alias = NULL;
+                                        failed++;
+                                        continue;
+                                }
+                                name = c->alias;
+                        }
                         /* add_p_vaddr: base is the load bias (runtime = vaddr + bias),
                          * right also for libraries whose first PT_LOAD is not at 0. */
                         dm = dwfl_report_elf(u->dwfl, name, c->fd >= 0 ? c->path : c->open_path, -1,
                                              m->bias, true);
+                }
                 c->mod = dm;
                 if (dm)
                         ok++;
@@ -560,8 +586,6 @@ int unwinder_set_modules(Unwinder *u, const ModuleList *mods) {
 }
 
 int unwinder_rebind(Unwinder *u, pid_t pid, const ModuleList *mods, unwind_read_fn read, void *userdata) {
-        int r;
-
         if (!u || !mods || !read)
                 return -EINVAL;
         /* Another process, or one that executed a program since (its vDSO moved): the
@@ -572,11 +596,7 @@ int unwinder_rebind(Unwinder *u, pid_t pid, const ModuleList *mods, unwind_read_
         u->read = read;
         u->userdata = userdata;
         unwinder_cache_reset(u);
-        u->file_changed = false;
-        r = report_modules(u, mods);
-        /* A mapping whose file changed since: libdwfl takes its new report for an
-         * overlap with the module it kept, and drops it. A new Unwinder reads it. */
-        return r < 0 ? r : u->file_changed ? -ESTALE : 0;
+        return report_modules(u, mods);
 }
 
 uint64_t unwinder_copied_bytes(const Unwinder *u) {

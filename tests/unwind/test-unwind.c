@@ -671,9 +671,11 @@ TEST(truncated_module_file) {
 }
 
 /* An Unwinder kept between operations on one process (ulpd's unwcache.c): the next take
- * for the same pid and start time gets the same one, its modules re-reported, and still
- * unwinds right; a file of the target rewritten since is read again (a new copy, the old
- * one let go), not served from what was kept; another start time (a reused pid) or
+ * for the same pid and image gets the same one, its modules re-reported, and still
+ * unwinds right; a file of the target rewritten since (or another file mapped where one
+ * was: the patch an apply loads where a revert unloaded another) is read again (a new
+ * copy, the old one let go) into a module of its own, not served from what was kept, and
+ * the kept Unwinder serves on; another image (a reused pid, a program executed since) or
  * another process gets a new one. */
 TEST(kept_between_operations) {
         char dir[] = "/tmp/ulp-unwind-XXXXXX", lib[64];
@@ -710,10 +712,13 @@ TEST(kept_between_operations) {
         ASSERT_EQ(res.n, n1);
         unwcache_give(victim.pid, image, again);
 
-        /* the library's times change: the kept one is not used (libdwfl would keep the old
-         * file's module), a new one copies the file again */
+        /* the library's times change: the file is copied again and reported as a new
+         * module (libdwfl, finding its module by name and range, would take the report for
+         * an overlap with the old module and drop it: frames in it unreliable), the old
+         * copy let go, the kept Unwinder taken */
         ASSERT_OK(utimensat(AT_FDCWD, lib, later, 0));
         ASSERT_OK(unwcache_take(victim.pid, image, &victim.mods, read_vm, &victim.pid, &again));
+        ASSERT_TRUE(again == u);
         unwinder_module_counts(again, &ok, &failed);
         ASSERT_EQ(ok, victim.mods.n);
         ASSERT_EQ(failed, 0);
