@@ -21,20 +21,20 @@
  * A mapping costs an munmap() at elf_end(), and in a process whose threads ran on several
  * CPUs an unmap interrupts each of them to flush its TLB: ulpd opens the same small patch
  * and modules in every operation, on many drivers (docs/performance.md). A small file is
- * read instead, in one read (ELF_C_FDREAD), into memory that elf_end() frees.
+ * read part by part, as libelf needs it (ELF_C_READ): the headers and the sections asked
+ * for, into memory that elf_end() frees. Read whole (ELF_C_FDREAD), the 200 KiB of a
+ * program whose build-id and dynamic section alone are wanted cost a copy and a page
+ * fault for each of its pages, in the fresh memory of a short-lived ulpctl --direct
+ * (docs/performance.md, tenth round).
  */
 Elf *elf_begin_read(int fd) {
         struct stat st;
 
-        if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size <= ELF_READ_WHOLE_MAX) {
-                Elf *e = elf_begin(fd, ELF_C_READ, NULL);
-                if (e && elf_cntl(e, ELF_C_FDREAD) == 0)
-                        return e;
-                elf_end(e);
-        }
+        if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size <= ELF_READ_WHOLE_MAX)
+                return elf_begin(fd, ELF_C_READ, NULL);
         /* A larger file is mapped only when no one but root can truncate it under us
-         * (elf_file_fixed()); any other is read part by part, as libelf needs it: a
-         * truncation then fails a read instead of killing the process. */
+         * (elf_file_fixed()); any other is read part by part too: a truncation then fails
+         * a read instead of killing the process. */
         return elf_begin(fd, elf_file_fixed(fd) ? ELF_C_READ_MMAP : ELF_C_READ, NULL);
 }
 

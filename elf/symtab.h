@@ -119,8 +119,9 @@ int symtab_foreach_clone(const SymTab *st, const char *name,
 /* The NT_GNU_BUILD_ID note of an ELF. Returns its length (> 0), 0 when it has none. */
 int elf_read_build_id(Elf *elf, uint8_t *buf, size_t bufsize);
 
-/* elf_begin() for reading fd: a file of at most ELF_READ_WHOLE_MAX bytes is read whole
- * into memory at once, a larger one mapped. NULL when libelf refuses it. */
+/* elf_begin() for reading fd: a file of at most ELF_READ_WHOLE_MAX bytes is read part by
+ * part as libelf needs it, a larger one mapped when only root can change it (else read
+ * part by part too). NULL when libelf refuses it. */
 #define ELF_READ_WHOLE_MAX (256 * 1024)
 Elf *elf_begin_read(int fd);
 
