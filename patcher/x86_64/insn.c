@@ -12,12 +12,16 @@
 #include "patcher/x86_64/insn.h"
 
 /*
- * capstone is loaded by the first decoding, not by the dynamic loader when a program
- * using the core starts: its 77,000 relative relocations made a sixth of the CPU of
- * every ulpctl --direct, and a revert, a status or a list decodes nothing
- * (docs/performance.md). Loaded once per process, by its soname, from where the dynamic
- * loader finds libraries (never a path from the environment of a set-uid program: the
- * loader ignores LD_LIBRARY_PATH there), and kept.
+ * capstone's shared library carries 77,000 relative relocations, 65,536 of them one
+ * table of its M68K decoder: loading it cost 5 ms (a sixth of the CPU of every ulpctl
+ * --direct, docs/performance.md). Where the build found capstone's static archive
+ * (ULP_CAPSTONE_STATIC, meson.build), the core links its x86 decoder alone
+ * (capstone-x86only.c keeps the other architectures out): 2,000 relocations, paid where
+ * the core is loaded. Else capstone is loaded by the first decoding, not by the dynamic
+ * loader when a program using the core starts (a revert, a status or a list decodes
+ * nothing): once per process, by its soname, from where the dynamic loader finds
+ * libraries (never a path from the environment of a set-uid program: the loader
+ * ignores LD_LIBRARY_PATH there), and kept.
  */
 static struct {
         cs_err (*open)(cs_arch arch, cs_mode mode, csh *handle);
@@ -30,6 +34,19 @@ static struct {
         char why[200];
 } cs;
 
+#ifdef ULP_CAPSTONE_STATIC
+static void cs_load(void) {
+        /* (names capstone-x86only.c: see there) */
+        if (!insn_capstone_x86only[0])
+                cs.err = -ELIBBAD;
+        cs.open = cs_open;
+        cs.option = cs_option;
+        cs.close = cs_close;
+        cs.malloc = cs_malloc;
+        cs.free = cs_free;
+        cs.disasm_iter = cs_disasm_iter;
+}
+#else
 static void cs_load(void) {
         void *h = dlopen(ULP_CAPSTONE_SONAME, RTLD_NOW | RTLD_LOCAL);
         const char *e;
@@ -52,12 +69,19 @@ static void cs_load(void) {
                 cs.err = -ELIBBAD;
         }
 }
+#endif
 
 const char *insn_load_error(void) {
         return cs.why;
 }
 
 static pthread_once_t cs_once = PTHREAD_ONCE_INIT;
+
+#ifdef ULP_CAPSTONE_STATIC
+void insn_preload(void) {
+        /* linked in: nothing to load */
+}
+#else
 static atomic_bool cs_preloading;
 
 static void *preload_thread(void *unused) {
@@ -80,6 +104,7 @@ void insn_preload(void) {
         (void)pthread_create(&th, &attr, preload_thread, NULL);
         (void)pthread_attr_destroy(&attr);
 }
+#endif
 
 int insn_open(csh *ret) {
         csh h;

@@ -46,6 +46,9 @@ typedef struct InsnInfo {
  * (insn_load_error() says why), or -ENOMEM/-EIO. */
 int insn_open(csh *ret);
 const char *insn_load_error(void);
+/* With capstone linked in (ULP_CAPSTONE_STATIC): the architectures linked, "x86-64"
+ * (capstone-x86only.c). */
+extern const char insn_capstone_x86only[];
 /* Starts loading capstone on a thread of its own (once per process), so that an apply,
  * which decodes the entries of its functions after it opened its target and read its
  * patch, does not wait the load's 1.5 ms there on a machine with a core to spare. */
