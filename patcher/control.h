@@ -337,7 +337,11 @@ int control_load(Target *t, Control *c);
  * (memfd_create, mmap, close) and initialises it. */
 int control_create(Target *t, Thread *th, Control *c);
 
+/* Frees c's copy; a thread keeps the copy of its last operation for the next one
+ * (control.c), cleared when taken. */
 void control_done(Control *c);
+/* Unmaps the copy the calling thread keeps (for tests). */
+void control_kept_drop(void);
 
 /* Several writes that readers must see as one change (records moved, with the patches
  * and header that index them): the seqlock stays odd from begin to end, and the writes in

@@ -410,4 +410,32 @@ TEST(copy_touches_what_is_used) {
         teardown();
 }
 
+/* A thread keeps the copy of its last operation for the next one: the same mapping,
+ * with every byte the last one wrote cleared (a page far out in the function records, one
+ * in the thread table, the last byte), and what a load reads in place. */
+TEST(kept_copy_is_reused_cleared) {
+        uint8_t *b;
+        ControlImage *first;
+
+        setup();
+        control_kept_drop();
+        ASSERT_OK(load());
+        first = rd.img;
+        memset(&rd.img->funcs[CONTROL_MAX_FUNCS - 1], 0xab, sizeof(rd.img->funcs[0]));
+        rd.img->table_tp[CONTROL_TABLE_SLOTS / 2] = 0x1234;
+        b = (uint8_t *)rd.img;
+        b[sizeof(ControlImage) - 1] = 0x5a;
+        control_done(&rd);
+        ASSERT_OK(load());
+        ASSERT_TRUE(rd.img == first);
+        b = (uint8_t *)&rd.img->funcs[CONTROL_MAX_FUNCS - 1];
+        for (size_t i = 0; i < sizeof(rd.img->funcs[0]); i++)
+                ASSERT_EQ(b[i], 0);
+        ASSERT_EQ(rd.img->table_tp[CONTROL_TABLE_SLOTS / 2], 0);
+        ASSERT_EQ(((uint8_t *)rd.img)[sizeof(ControlImage) - 1], 0);
+        ASSERT_TRUE(memcmp(rd.img->hdr.magic, CONTROL_MAGIC, 8) == 0);
+        teardown();
+        control_kept_drop();
+}
+
 TEST_MAIN()
