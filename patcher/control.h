@@ -338,7 +338,7 @@ int control_load(Target *t, Control *c);
 int control_create(Target *t, Thread *th, Control *c);
 
 /* Frees c's copy; a thread keeps the copy of its last operation for the next one
- * (control.c), cleared when taken. */
+ * (control-image.c), cleared when taken. */
 void control_done(Control *c);
 /* Unmaps the copy the calling thread keeps (for tests). */
 void control_kept_drop(void);
