@@ -784,7 +784,8 @@ out:
 }
 
 int transition_try_at_init(Transition *tr) {
-        uint64_t start = monotonic_ns(), budget = MAX(TRANSITION_AT_INIT_FLOOR_NS, target_stop_all_took_ns(tr->t));
+        uint64_t start = monotonic_ns(),
+                 budget = tr->at_init_budget_ns ?: MAX(TRANSITION_AT_INIT_FLOOR_NS, target_stop_all_took_ns(tr->t));
         size_t kept = 0;
         bool go = true;
         int r = 0, k;

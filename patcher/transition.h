@@ -109,6 +109,8 @@ typedef struct Transition {
         bool states_deferred;    /* transition_try_at_init(): state bytes written at its end */
         bool completed;          /* transition_try_at_init() completed it... */
         int at_init_error;       /* ...or failed (-errno): the next step's to report */
+        uint64_t at_init_budget_ns; /* its checks' budget (0: as transition.h says; set
+                                     * after prepare, for tests) */
         unsigned init_moved;     /* init without a stop: threads moved into a copy... */
         unsigned init_trapped;   /* ...and sent on from an int3 */
 } Transition;

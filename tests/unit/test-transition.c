@@ -201,14 +201,16 @@ TEST(idle_threads_switch_in_one_pass) {
         teardown();
 }
 
-/* init's stop, as op.c makes it: init, then the transition tried in the same stop. */
-static int start_and_try_at_init(void) {
+/* init's stop, as op.c makes it: init, then the transition tried in the same stop, its
+ * checks given budget_ns (0: the budget op.c gets, which depends on this machine's speed). */
+static int start_and_try_at_init(uint64_t budget_ns) {
         int r, k;
 
         transition_done(&fx.tr);
         r = transition_prepare(&fx.tr, fx.t, &fx.c, NULL, NULL, 0, THREAD_PATCHED, false);
         if (r < 0)
                 return r;
+        fx.tr.at_init_budget_ns = budget_ns;
         r = target_stop_all(fx.t);
         if (r < 0)
                 return r;
@@ -220,13 +222,14 @@ static int start_and_try_at_init(void) {
 }
 
 /* Sixteen idle threads: all switched and the transition completed inside init's stop,
- * with no single-thread stop and no second stop of every thread. */
+ * with no single-thread stop and no second stop of every thread. The budget is ample:
+ * on a loaded machine (or under ASan) sixteen unwinds may outlast the default one. */
 TEST(many_idle_threads_complete_in_init_stop) {
         ControlImage *img;
 
         setup(2, 16);
         fake_stats = (FakeStats) {};
-        ASSERT_EQ(start_and_try_at_init(), 1);
+        ASSERT_EQ(start_and_try_at_init(UINT64_MAX), 1);
         ASSERT_TRUE(fx.tr.completed);
         ASSERT_EQ(fake_stats.stop_all, 1);
         ASSERT_EQ(fake_stats.stop_one, 0);
@@ -240,6 +243,25 @@ TEST(many_idle_threads_complete_in_init_stop) {
         teardown();
 }
 
+/* Past their budget the checks end once TRANSITION_AT_INIT_MIN threads were looked at:
+ * the rest are the passes' (the window at most doubles). */
+TEST(checks_in_init_stop_end_at_their_budget) {
+        ControlImage *img;
+
+        setup(2, 16);
+        fake_stats = (FakeStats) {};
+        ASSERT_EQ(start_and_try_at_init(1), 0);
+        ASSERT_TRUE(!fx.tr.completed);
+        ASSERT_EQ(fx.tr.switched, TRANSITION_AT_INIT_MIN);
+        ASSERT_EQ(fx.tr.n_pending, 16 - TRANSITION_AT_INIT_MIN);
+        ASSERT_EQ(fake_stats.stop_one, 0);
+        img = reread();
+        ASSERT_EQ(img->hdr.transition_patch, 0);
+        ASSERT_EQ(state_of(img, fx.th[TRANSITION_AT_INIT_MIN - 1]), THREAD_PATCHED);
+        ASSERT_EQ(state_of(img, fx.th[TRANSITION_AT_INIT_MIN]), THREAD_UNPATCHED);
+        teardown();
+}
+
 /* A thread that may not switch ends the checks in init's stop once the first
  * TRANSITION_AT_INIT_MIN were looked at: completion cannot happen there, and the other
  * threads are the passes' to check, one stop each. */
@@ -248,7 +270,7 @@ TEST(blocked_thread_ends_the_checks_in_init_stop) {
 
         setup(2, 16);
         stack2(fx.th[1], old_fn(1) + 0x11);
-        ASSERT_EQ(start_and_try_at_init(), 0);
+        ASSERT_EQ(start_and_try_at_init(UINT64_MAX), 0);
         ASSERT_TRUE(!fx.tr.completed);
         /* th[0], th[2], th[3] switched; th[1] blocked; the other 12 not looked at. */
         ASSERT_EQ(fx.tr.switched, TRANSITION_AT_INIT_MIN - 1);
