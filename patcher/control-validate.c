@@ -127,7 +127,7 @@ int control__validate_header(const ControlHeader *h, uint64_t self, char *why, s
         if (h->driver_pid < 0 || h->owner_pid < 0 || h->writer_pid < 0 || h->writer_target < 0 ||
             h->callback_tid < 0)
                 return WHY("negative process id");
-        if (h->transition_flags & ~(uint32_t)(CT_FLAG_CANCEL | CT_FLAG_UNTABLED | CT_FLAG_INIT_WINDOW))
+        if (h->transition_flags & ~(uint32_t)(CT_FLAG_CANCEL | CT_FLAG_UNTABLED | CT_FLAG_INIT_WINDOW | CT_FLAG_END_WINDOW))
                 return WHY("unknown transition flags 0x%x", h->transition_flags);
         if (h->transition_flags && h->transition_patch < 0)
                 return WHY("transition flags without a transition");
@@ -135,6 +135,8 @@ int control__validate_header(const ControlHeader *h, uint64_t self, char *why, s
                 return WHY("untabled threads without a state");
         if ((h->transition_flags & CT_FLAG_INIT_WINDOW) && !h->guard_block)
                 return WHY("an init window without its guard");
+        if ((h->transition_flags & CT_FLAG_END_WINDOW) && (!h->guard_block || (h->transition_flags & CT_FLAG_INIT_WINDOW)))
+                return WHY("a completion window without its guard, or with an init window");
         if ((h->callback_tid == 0) != (h->callback_frame == 0))
                 return WHY("a running callback without its thread or frame");
         if (validate_shadow(h, why, why_len) < 0)

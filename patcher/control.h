@@ -75,6 +75,11 @@ enum {
         /* The int3 window of init may be open (guard at guard_block): the next driver
          * closes it before anything else (transition_resume). */
         CT_FLAG_INIT_WINDOW = 1 << 2,
+        /* Completion's int3 window may be open (guard at guard_block): every thread is
+         * in the target, and each entry holds the jump to its stub, its final bytes, or
+         * an int3 before one of them; the next driver closes it, each entry finished or
+         * undone (the same for every thread), before anything else (transition_resume). */
+        CT_FLAG_END_WINDOW = 1 << 3,
 };
 
 /* ControlHeader.stage_state */

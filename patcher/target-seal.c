@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "common/macro.h"
+#include "patcher/target-internal.h"
 #include "patcher/target-seal.h"
 
 static int seal_add(TargetSeal *s, pid_t tid, bool born) {
@@ -87,16 +88,42 @@ static int seal_scan(Target *t, TargetSeal *s) {
         return r < 0 ? r : found;
 }
 
+static int seal_look(Target *t, TargetSeal *s, bool ending);
+
+/* Reads of /proc/PID/task before the count agrees (seal_begin). */
+#define SEAL_SCANS_MAX 200
+
 int target_seal_begin(Target *t, TargetSeal *s) {
-        int r;
+        int r, n;
 
         *s = (TargetSeal) {};
-        /* A pass that seized nobody: every thread listed was sealed before the read, so
-         * a thread created since has a sealed parent. */
-        while ((r = seal_scan(t, s)) > 0)
-                ;
-        if (r < 0)
-                (void)target_seal_end(t, s, 1000);
+        for (int scans = 0;; scans++) {
+                /* A pass that seized nobody: every thread listed was sealed before the
+                 * read, so a thread created since has a sealed parent. */
+                while ((r = seal_scan(t, s)) > 0)
+                        ;
+                /* But a read of /proc/PID/task skips a thread when others exit while it
+                 * runs (it goes on by position): the process's count of its threads says
+                 * whether one is missing. Sealed threads count until their exit is
+                 * collected here, and a child is counted before its parent's clone event
+                 * reports it: both are collected first. */
+                if (r >= 0)
+                        r = seal_look(t, s, false);
+                if (r < 0)
+                        break;
+                n = target__nr_threads(t->pid);
+                if (n < 0) {
+                        r = -ESRCH;
+                        break;
+                }
+                if ((size_t)n <= s->n)
+                        return 0;
+                if (scans >= SEAL_SCANS_MAX) {
+                        r = -EAGAIN;
+                        break;
+                }
+        }
+        (void)target_seal_end(t, s, 1000);
         return r;
 }
 
@@ -169,7 +196,7 @@ static int seal_look(Target *t, TargetSeal *s, bool ending) {
         for (size_t i = 0; i < s->n;) {
                 int status, sig, r;
                 pid_t w;
-                if (s->v[i].held && !ending) {
+                if ((s->v[i].held || s->v[i].stopped) && !ending) {
                         i++;
                         continue;
                 }
@@ -208,8 +235,8 @@ int target_seal_end(Target *t, TargetSeal *s, int timeout_ms) {
          * first, so that their waits for the scheduler overlap. */
         for (size_t i = 0; i < s->n;) {
                 SealedThread *e = &s->v[i];
-                if (e->held) {
-                        (void)target__ptrace(PTRACE_DETACH, e->tid, NULL, NULL);
+                if (e->held || e->stopped) {
+                        (void)target__ptrace(PTRACE_DETACH, e->tid, NULL, (void *)(long)e->sig);
                         seal_drop(s, i);
                         continue;
                 }
@@ -234,6 +261,138 @@ int target_seal_end(Target *t, TargetSeal *s, int timeout_ms) {
                 nanosleep(&ts, NULL);
         }
         return 0;
+}
+
+static ssize_t seal_find(const TargetSeal *s, pid_t tid) {
+        for (size_t i = 0; i < s->n; i++)
+                if (s->v[i].tid == tid)
+                        return (ssize_t)i;
+        return -1;
+}
+
+/* The stop (status) of the sealed thread i, which was asked to stop: taken whatever it
+ * is, as every ptrace-stop has its registers. 1 taken, 0 exited, -errno. */
+static int seal_take(Target *t, TargetSeal *s, size_t i, int status) {
+        int ev = status >> 16, stopsig = WSTOPSIG(status);
+        unsigned long child = 0;
+        int r;
+
+        if (WIFEXITED(status) || WIFSIGNALED(status)) {
+                seal_drop(s, i);
+                return 0;
+        }
+        if (ev == PTRACE_EVENT_EXEC) {
+                t->image_changed = true;
+                return -ESTALE;
+        }
+        if (ev == PTRACE_EVENT_CLONE) {
+                s->clones++;
+                r = target__ptrace(PTRACE_GETEVENTMSG, s->v[i].tid, NULL, &child);
+                if (r >= 0 && child > 0)
+                        r = seal_add(s, (pid_t)child, true);
+                if (r < 0)
+                        return r;
+        } else if (ev == PTRACE_EVENT_STOP && s->v[i].born && !s->v[i].held) {
+                s->births++;
+                s->v[i].held = true;
+        } else if (ev == PTRACE_EVENT_STOP)
+                s->v[i].listen = is_stop_signal(stopsig);
+        else if (ev == 0 && stopsig != (SIGTRAP | 0x80))
+                s->v[i].sig = stopsig;
+        return 1;
+}
+
+int target_seal_stop(Target *t, TargetSeal *s, pid_t tid, Thread *th, int timeout_ms) {
+        ssize_t i = seal_find(s, tid);
+        uint64_t asked = target__now_ns(), end = asked + (uint64_t)timeout_ms * 1000000ULL;
+        int r = 1;
+
+        if (i < 0)
+                return 0;
+        *th = (Thread) { .tid = tid, .seized = true, .stop_ns = asked };
+        if (!s->v[i].held) {
+                r = target__ptrace(PTRACE_INTERRUPT, tid, NULL, NULL);
+                if (r == -ESRCH) {
+                        seal_drop(s, (size_t)i);
+                        return 0;
+                }
+                if (r < 0)
+                        return r;
+                /* seal_look() leaves it to this wait. */
+                s->v[i].stopped = true;
+                s->v[i].listen = false;
+                s->v[i].sig = 0;
+                for (;;) {
+                        struct timespec ts = { 0, 50000 };
+                        int status;
+                        pid_t w = waitpid(tid, &status, __WALL | WNOHANG);
+                        if (w < 0 && errno == EINTR)
+                                continue;
+                        if (w < 0) {
+                                seal_drop(s, (size_t)i);
+                                return 0;
+                        }
+                        if (w == tid) {
+                                r = seal_take(t, s, (size_t)i, status);
+                                break;
+                        }
+                        r = seal_look(t, s, false);
+                        i = seal_find(s, tid);
+                        if (r < 0 || i < 0)
+                                return r;
+                        if (target__now_ns() > end) {
+                                /* Its stop, when it comes, is seal_look()'s to let go. */
+                                s->v[i].stopped = false;
+                                return -ETIMEDOUT;
+                        }
+                        nanosleep(&ts, NULL);
+                }
+                if (r <= 0)
+                        return r;
+                i = seal_find(s, tid);
+        }
+        s->v[i].stopped = true;
+        s->v[i].stop_ns = asked;
+        th->stopped = true;
+        th->seen_ns = target__now_ns();
+        if (s->v[i].sig) {
+                th->signal_stop = true;
+                th->held_sig = s->v[i].sig;
+                (void)target__ptrace(PTRACE_GETSIGINFO, tid, NULL, &th->held_info);
+        }
+        r = target__ptrace(PTRACE_GETREGS, tid, NULL, &th->regs);
+        if (r == -ESRCH) {
+                seal_drop(s, (size_t)i);
+                return 0;
+        }
+        return r < 0 ? r : 1;
+}
+
+int target_seal_cont(Target *t, TargetSeal *s, Thread *th, bool set_regs) {
+        ssize_t i = seal_find(s, th->tid);
+        SealedThread *e;
+        uint64_t now;
+        int r = 0;
+
+        if (i < 0 || !s->v[i].stopped)
+                return 0;
+        e = &s->v[i];
+        if (set_regs)
+                r = target__ptrace(PTRACE_SETREGS, e->tid, NULL, &th->regs);
+        if (r >= 0 && !e->held)
+                r = target__ptrace(e->listen ? PTRACE_LISTEN : PTRACE_CONT, e->tid, NULL,
+                                   (void *)(long)(e->listen ? 0 : e->sig));
+        now = target__now_ns();
+        t->max_thread_stop_ns = MAX(t->max_thread_stop_ns, now - e->stop_ns);
+        e->stopped = e->held;   /* a held one is let go at the end */
+        e->sig = 0;
+        e->listen = false;
+        th->stopped = false;
+        if (r == -ESRCH) {
+                seal_drop(s, (size_t)i);
+                r = 0;
+        }
+        return r;
 }
 
 void target_seal_done(TargetSeal *s) {

@@ -13,7 +13,9 @@
  * once, at the end, to be detached (the kernel detaches only a stopped tracee).
  *
  * While sealed, no other stop or resume may be made on the Target (its Threads know
- * nothing of the seal); the thread table's flip at completion is the use it is for.
+ * nothing of the seal): a sealed thread is stopped alone with target_seal_stop() and
+ * let go with target_seal_cont(). Completion without a stop of every thread is the use
+ * it is for (patcher/transition-seal.c).
  */
 
 #include <stdbool.h>
@@ -26,6 +28,10 @@ typedef struct SealedThread {
         bool born;               /* attached by the kernel at its creation */
         bool held;               /* born and in its first stop: has run nothing yet */
         bool asked;              /* end: interrupted, its stop awaited */
+        bool stopped;            /* in a stop target_seal_stop() took, until target_seal_cont() */
+        bool listen;             /* ...a group-stop: it stays stopped once let go */
+        int sig;                 /* ...a signal-delivery-stop: the signal goes on with it */
+        uint64_t stop_ns;        /* ...when its interrupt was sent */
 } SealedThread;
 
 typedef struct TargetSeal {
@@ -50,5 +56,17 @@ int target_seal_poll(Target *t, TargetSeal *s);
  * timeout_ms; -ETIMEDOUT leaves the threads that did not stop seized (the kernel lets
  * them go when the tracer exits). */
 int target_seal_end(Target *t, TargetSeal *s, int timeout_ms);
+
+/* Stops the sealed thread tid alone, the other sealed threads' events dealt with
+ * meanwhile (as target_seal_poll()); a held new thread is in its stop already. th is
+ * filled for the checks (tid, registers, a signal it stopped with): 1 stopped, 0 it
+ * exited (or is not sealed), -ETIMEDOUT not stopped within timeout_ms (its interrupt
+ * stays pending: the thread is let go when it stops), -ESTALE an exec. */
+int target_seal_stop(Target *t, TargetSeal *s, pid_t tid, Thread *th, int timeout_ms);
+
+/* Lets a thread target_seal_stop() stopped go on, still sealed, with the signal it
+ * stopped with; th's registers are written back first when set_regs. A held new thread
+ * stays held. Counted as a single thread's stop (max_thread_stop_ns). */
+int target_seal_cont(Target *t, TargetSeal *s, Thread *th, bool set_regs);
 
 void target_seal_done(TargetSeal *s);

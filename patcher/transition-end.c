@@ -238,6 +238,14 @@ int transition_resume(Transition *tr, Target *t, Control *c, Unwinder *u, SymRes
                 if (r < 0)
                         return r;
         }
+        /* Completion's window: every thread was in the target, so either bytes will do;
+         * the entries go back to their stubs below, and completion is made again. */
+        if (c->img->hdr.transition_flags & CT_FLAG_END_WINDOW) {
+                r = transition__close_end_window(tr);
+                if (r < 0)
+                        return r;
+                c->img->hdr.transition_flags &= ~(uint32_t)CT_FLAG_END_WINDOW;
+        }
         for (int tries = 0;; tries++) {
                 r = target_stop_all(t);
                 if (r < 0)

@@ -225,6 +225,10 @@ static uint64_t trapped_entry(const Transition *tr, const Thread *th) {
         return 0;
 }
 
+bool transition__trapped(const Transition *tr, const Thread *th) {
+        return th->stopped && !th->gone && trapped_entry(tr, th) != 0;
+}
+
 int transition__untrap(Transition *tr, Thread *th) {
         uint64_t at = th->stopped && !th->gone ? trapped_entry(tr, th) : 0;
         return at ? entry_bp_untrap(tr->t, th, at) : 0;

@@ -77,8 +77,24 @@ int transition__pending_add(Transition *tr, pid_t tid, int slot);
 int transition__compute_ranges(Transition *tr);
 int transition__table_insert(Control *c, uint64_t tp, uint8_t state);
 int transition__finish(Transition *tr);
+/* finish's end, once the entries hold their final bytes: the records, the header, and
+ * the code of patches no longer live unmapped through th (a stopped thread; NULL: left
+ * mapped). */
+int transition__finish_records(Transition *tr, Thread *th);
+/* check_thread(): 1 may switch, 0 in a function to patch, -1 unreliable (blocker says
+ * why); ur is the caller's. */
+int transition__check(Transition *tr, Thread *th, UnwindResult *ur, char *blocker, size_t len);
+/* Enters the stopped th in the table (p->slot set) in state, as a pass does. */
+int transition__enter_table(Transition *tr, PendingThread *p, const Thread *th, uint8_t state);
+unsigned transition__table_used(const Control *c);
+/* transition-entry.c: th (stopped) is one past an int3 of an entry of the patch, its
+ * trap not taken yet. */
+bool transition__trapped(const Transition *tr, const Thread *th);
 
 /* transition-untabled.c: closes the int3 window of an init a dead driver left open
  * (CT_FLAG_INIT_WINDOW): each entry finished (the jump to its stub) or undone, the
  * program's SIGTRAP disposition back. No thread stopped by the caller. */
 int transition__close_init_window(Transition *tr);
+/* transition-seal.c: the same for completion's window (CT_FLAG_END_WINDOW): each entry
+ * finished (its final bytes) or undone (the jump to its stub). */
+int transition__close_end_window(Transition *tr);

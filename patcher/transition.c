@@ -566,7 +566,11 @@ int transition_try_complete(Transition *tr) {
         tr->n_pending = kept;
         /* A thread that cannot be stopped now (late) holds back the stop-the-world of
          * completion or reclaim: not a failure, the next pass tries again. */
-        if (kept == 0)
+        if (kept == 0 && tr->untabled && transition_complete_nostop) {
+                r = transition_complete_sealed(tr);
+                if (r == -ENOSYS)
+                        r = transition_complete(tr);
+        } else if (kept == 0)
                 r = transition_complete(tr);
         else if (tr->gone > 0 && !tr->untabled)
                 /* Untabled: no slot is ever in the initial state; completion reconciles. */
@@ -576,23 +580,28 @@ int transition_try_complete(Transition *tr) {
 
 /* Final entries, records and unmapping once every thread is in the target state. Every
  * thread is stopped. */
-int transition__finish(Transition *tr) {
+/* The patches' final states, in the local image. */
+static void finish_states(Transition *tr) {
         Control *c = tr->c;
         ControlPatch *p = &c->img->patches[tr->patch];
-        unsigned n;
-        ControlFunc *f = transition__patch_funcs(c, tr->patch, &n);
-        Thread *th = target_any_stopped(tr->t);
-        int r = 0;
 
-        /* Per-thread mode finishes the patch its header names; global mode never names
-         * one (it switches all threads in the stop it finishes in). */
-        ASSERT_RETURN(tr->global || c->img->hdr.transition_patch == tr->patch, -EUCLEAN);
         if (tr->target_state == THREAD_PATCHED && (p->flags & CP_FLAG_REPLACE))
                 for (unsigned i = 0; i < c->img->hdr.n_patches; i++)
                         if ((int)i != tr->patch && c->img->patches[i].state == CP_PATCHED)
                                 c->img->patches[i].state = CP_UNPATCHED;
         p->state = tr->target_state == THREAD_PATCHED ? CP_PATCHED : CP_UNPATCHED;
+}
 
+int transition__finish(Transition *tr) {
+        Control *c = tr->c;
+        unsigned n;
+        ControlFunc *f = transition__patch_funcs(c, tr->patch, &n);
+        int r = 0;
+
+        /* Per-thread mode finishes the patch its header names; global mode never names
+         * one (it switches all threads in the stop it finishes in). */
+        ASSERT_RETURN(tr->global || c->img->hdr.transition_patch == tr->patch, -EUCLEAN);
+        finish_states(tr);
         for (unsigned i = 0; i < n && r >= 0; i++) {
                 uint64_t dest = transition__entry_dest_now(c, &f[i], -1);
                 uint64_t cur = tr->global ? transition__entry_dest_now(c, &f[i], tr->patch) : f[i].stub_addr;
@@ -605,6 +614,14 @@ int transition__finish(Transition *tr) {
         }
         if (r < 0)
                 return r;
+        return transition__finish_records(tr, target_any_stopped(tr->t));
+}
+
+int transition__finish_records(Transition *tr, Thread *th) {
+        Control *c = tr->c;
+        int r = 0;
+
+        finish_states(tr);
         /* The patches' final states before the header ends the transition: a driver
          * killed in between leaves a transition that a resume finishes again. */
         for (unsigned i = 0; i < c->img->hdr.n_patches && r >= 0; i++)
@@ -624,6 +641,18 @@ int transition__finish(Transition *tr) {
                 }
         }
         return r;
+}
+
+int transition__check(Transition *tr, Thread *th, UnwindResult *ur, char *blocker, size_t len) {
+        return check_thread(tr, th, ur, blocker, len);
+}
+
+int transition__enter_table(Transition *tr, PendingThread *p, const Thread *th, uint8_t state) {
+        return enter_table(tr, p, th, state);
+}
+
+unsigned transition__table_used(const Control *c) {
+        return table_used(c);
 }
 
 static bool is_pending(const Transition *tr, pid_t tid) {

@@ -174,6 +174,20 @@ int transition_reclaim(Transition *tr);
 /* klp_complete_transition: stops every thread, checks each is in the target state
  * (else they are pending again: returns 0), writes the final entries: returns 1. */
 int transition_complete(Transition *tr);
+
+/* The same without a stop of every thread, after an init that left the threads
+ * untabled (patcher/transition-seal.c): the process sealed against new threads, each
+ * thread stopped alone, the byte flipped, then the final entries written through an
+ * int3 window. Returns as transition_complete(); -ENOSYS when this way cannot be used
+ * here (global mode, a tabled init, no guard, a thread of ours or traced by another
+ * program, no core serialization): nothing written, transition_complete() instead. */
+int transition_complete_sealed(Transition *tr);
+/* Whether transition_try_complete() completes that way after an init without a stop
+ * (default on; tests of the stop of every thread turn it off). */
+extern bool transition_complete_nostop;
+/* Tests only: called by transition_complete_sealed() for each thread it stopped alone
+ * (not one created under the seal), before it is looked at. */
+extern void (*transition_seal_test_hook)(Transition *tr, Thread *th);
 /* Tests only: called by transition_complete() and transition_reverse() (reversal) once
  * every thread is stopped, before anything is looked at or written (a test may move a
  * thread meanwhile). */

@@ -111,6 +111,10 @@ int trapguard_wait_unblocked(Target *t, int timeout_ms) {
         return r;
 }
 
+/* How long the install waits for a thread blocking SIGTRAP, holding the borrowed
+ * thread stopped meanwhile. */
+#define TRAPGUARD_INSTALL_WAIT_MS 20
+
 int trapguard_install(Target *t, Thread *th, uint64_t block, const TrapGuardEntry *e, size_t n) {
         uint8_t buf[SIGTRAP_BLOCK_SIZE];
         KSigaction old = {}, now = {}, ours = { .handler = block,
@@ -122,7 +126,10 @@ int trapguard_install(Target *t, Thread *th, uint64_t block, const TrapGuardEntr
 
         if (n > SIGTRAP_MAX_ENTRIES)
                 return -E2BIG;
-        r = for_each_task(t->pid, blocks_sigtrap, NULL);
+        /* A thread starting blocks every signal for a moment (glibc's pthread_create):
+         * waited out, as the window's start does (trapguard_wait_unblocked()), for
+         * a process that creates threads all the time. */
+        r = trapguard_wait_unblocked(t, TRAPGUARD_INSTALL_WAIT_MS);
         if (r < 0)
                 return r;
         memset(buf, 0, sizeof(buf));

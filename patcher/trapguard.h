@@ -29,8 +29,9 @@ typedef struct TrapGuardEntry {
  * freed) with entries e[0..n), keeps the program's SIGTRAP disposition in it and installs
  * the handler. A disposition that is itself a guard block (a window left open by a dead
  * patcher) is seen through: the program's own, kept there, is the one kept and restored.
- * -E2BIG more than SIGTRAP_MAX_ENTRIES; -EBUSY a thread blocks SIGTRAP (the kernel would
- * reset the disposition to the default at its trap and kill the process: no window).
+ * -E2BIG more than SIGTRAP_MAX_ENTRIES; -EBUSY a thread blocks SIGTRAP for more than a
+ * moment (the kernel would reset the disposition to the default at its trap and kill
+ * the process: no window).
  */
 int trapguard_install(Target *t, Thread *th, uint64_t block, const TrapGuardEntry *e, size_t n);
 

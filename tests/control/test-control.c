@@ -96,8 +96,16 @@ TEST(header) {
         ASSERT_REFUSED("an init window without its guard");
         img->hdr.guard_block = 0x1000;
         ASSERT_REFUSED("the SIGTRAP guard block 0x1000 is outside the areas");
-        img->hdr.transition_flags = 1u << 3;
-        ASSERT_REFUSED("unknown transition flags 0x8");
+        img->hdr.guard_block = 0;
+        img->hdr.transition_flags = CT_FLAG_UNTABLED | CT_FLAG_END_WINDOW;
+        ASSERT_REFUSED("a completion window without its guard, or with an init window");
+        img->hdr.guard_block = 0x1000;
+        img->hdr.transition_flags = CT_FLAG_UNTABLED | CT_FLAG_END_WINDOW | CT_FLAG_INIT_WINDOW;
+        ASSERT_REFUSED("a completion window without its guard, or with an init window");
+        img->hdr.transition_flags = CT_FLAG_UNTABLED | CT_FLAG_END_WINDOW;
+        ASSERT_REFUSED("the SIGTRAP guard block 0x1000 is outside the areas");
+        img->hdr.transition_flags = 1u << 4;
+        ASSERT_REFUSED("unknown transition flags 0x10");
         fresh();
         img->hdr.transition_patch = 5;
         ASSERT_REFUSED("transition patch 5 out of range");

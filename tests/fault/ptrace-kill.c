@@ -21,6 +21,8 @@
  *                       starts the first remote system call of this number (N = 1: that
  *                       SETREGS itself), so that a sweep lands inside one step of the
  *                       operation whatever came before it
+ *   ULP_FAULT_RAX       with REQUEST=SETREGS: only the SETREGS that start a remote system
+ *                       call of this number count (N = 5 and 324: the fifth membarrier)
  *   ULP_FAULT_EEXIST    set: the first remote mmap with MAP_FIXED_NOREPLACE that succeeds
  *                       is reported to the patcher as refused with EEXIST (the GETREGS at
  *                       its exit says so), its mapping left in place: as if the process
@@ -65,6 +67,7 @@ static const struct {
 
 static long want = -2;          /* -2 not read yet, -1 none, 0x7fffffff any, MEMWRITE */
 static unsigned long want_n, seen;
+static long only_rax = -1;      /* ULP_FAULT_RAX, -1 any */
 static long after_nr = -1;      /* ULP_FAULT_AFTER_SYSCALL, -1 none: count from the start */
 static int eexist = -1;         /* ULP_FAULT_EEXIST: 1 armed, 0 done or unset, -1 not read */
 static long pause_nr = -2;      /* ULP_FAULT_PAUSE_SYSCALL: -2 not read, -1 none or done */
@@ -102,6 +105,8 @@ static void read_config(void) {
         if (!r || !n)
                 return;
         want_n = strtoul(n, NULL, 10);
+        if (getenv("ULP_FAULT_RAX") && *getenv("ULP_FAULT_RAX"))
+                only_rax = strtol(getenv("ULP_FAULT_RAX"), NULL, 10);
         if (getenv("ULP_FAULT_AFTER_SYSCALL"))
                 after_nr = strtol(getenv("ULP_FAULT_AFTER_SYSCALL"), NULL, 10);
         if (strcmp(r, "ANY") == 0)
@@ -205,7 +210,10 @@ long ptrace(enum __ptrace_request request, ...) {
         if (after_nr >= 0 && (long)request == 13 && data &&
             (long)((const struct user_regs_struct *)data)->rax == after_nr)
                 after_nr = -1;
-        if (want != -1 && after_nr < 0 && (want == 0x7fffffff || want == (long)request) && ++seen == want_n)
+        if (only_rax >= 0 && ((long)request != 13 || !data ||
+                              (long)((const struct user_regs_struct *)data)->rax != only_rax))
+                ;
+        else if (want != -1 && after_nr < 0 && (want == 0x7fffffff || want == (long)request) && ++seen == want_n)
                 syscall(SYS_kill, getpid(), SIGKILL);
         errno = saved;
         return r;

@@ -342,7 +342,25 @@ static void step_into_stub(Transition *tr, bool reversal) {
         step_fail = 3;
 }
 
-TEST(flip_waits_for_stub) {
+/* The same under the clone barrier (patcher/transition-seal.c): the late worker is
+ * stepped at its own stop, the other threads running. */
+static void step_into_stub_sealed(Transition *tr, Thread *th) {
+        uint64_t at[8];
+        size_t n;
+        int r;
+
+        if (stepped || step_fail || !late_tid || th->tid != late_tid)
+                return;
+        n = byte_reads(tr, at, 8);
+        if (n == 0) {
+                step_fail = 1;
+                return;
+        }
+        r = step_thread(th, at, n);
+        step_fail = r < 0 ? 2 : r == 0 ? 3 : 0;
+}
+
+static void flip_waits(bool sealed) {
         UlpOptions o = { .timeout_ms = 120000 };
         UlpReport rep = {};
         int fd, r;
@@ -368,13 +386,18 @@ TEST(flip_waits_for_stub) {
         for (int tries = 0; !late_tid; tries++) {
                 ASSERT_TRUE(tries < 5);
                 entry_bp_test_hook = start_late_worker;
-                transition_stop_test_hook = step_into_stub;
+                transition_complete_nostop = sealed;
+                if (sealed)
+                        transition_seal_test_hook = step_into_stub_sealed;
+                else
+                        transition_stop_test_hook = step_into_stub;
                 fd = open(CONS_PATCH, O_RDONLY | O_CLOEXEC);
                 ASSERT_TRUE(fd >= 0);
                 r = ulp_apply(child, fd, "patch-consistency.so", &o, &rep);
                 close(fd);
                 entry_bp_test_hook = NULL;
                 transition_stop_test_hook = NULL;
+                transition_seal_test_hook = NULL;
                 if (r < 0)
                         fprintf(stderr, "  apply: %s\n", rep.message);
                 ASSERT_OK(r);
@@ -408,6 +431,14 @@ TEST(flip_waits_for_stub) {
         ulp_report_done(&rep);
         ASSERT_TRUE(!cons_says("MIX ", NULL));
         ASSERT_EQ(waitpid(child, NULL, WNOHANG), 0);
+}
+
+TEST(flip_waits_for_stub) {
+        flip_waits(false);
+}
+
+TEST(flip_waits_for_stub_sealed) {
+        flip_waits(true);
 }
 
 /*

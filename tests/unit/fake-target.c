@@ -15,6 +15,7 @@
 #include "fake-target.h"
 #include "patcher/procmem.h"
 #include "patcher/target-internal.h"
+#include "patcher/target-seal.h"
 #include "unwind/unwind.h"
 
 FakeStats fake_stats;
@@ -488,4 +489,30 @@ int unwinder_unwind(Unwinder *u, pid_t tid, const struct user_regs_struct *regs,
         if (f->unreliable)
                 snprintf(ret->reason, sizeof(ret->reason), "no CFI for the PC");
         return 0;
+}
+
+/* The clone barrier needs a real process: a completion that asks for it stops every
+ * thread instead (as for a process traced by another program). */
+int target_seal_begin(Target *t, TargetSeal *s) {
+        *s = (TargetSeal) {};
+        return -EBUSY;
+}
+
+int target_seal_poll(Target *t, TargetSeal *s) {
+        return 0;
+}
+
+int target_seal_end(Target *t, TargetSeal *s, int timeout_ms) {
+        return 0;
+}
+
+int target_seal_stop(Target *t, TargetSeal *s, pid_t tid, Thread *th, int timeout_ms) {
+        return 0;
+}
+
+int target_seal_cont(Target *t, TargetSeal *s, Thread *th, bool set_regs) {
+        return 0;
+}
+
+void target_seal_done(TargetSeal *s) {
 }
