@@ -424,7 +424,7 @@ int entry_write_bp_hooked(Target *t, uint64_t block, const EntryWrite *w, size_t
                 r = borrow(t, w, n, do_open, &g);
         if (r >= 0 && entry_bp_test_hook)
                 entry_bp_test_hook(1);
-        if (r >= 0)
+        if (r >= 0 && !(hooks && hooks->unchecked))
                 r = check_threads(t, w, n, hooks, res);
         if (r >= 0 && entry_bp_test_hook)
                 entry_bp_test_hook(2);

@@ -79,6 +79,10 @@ typedef struct EntryBpHooks {
         int (*thread)(Target *t, Thread *th, bool trap_queued, void *ud);
         int (*checked)(Target *t, void *ud);
         void *ud;
+        /* No thread can be strictly inside an entry's bytes (each cur is one jump, its
+         * padding never run; no map): the checks of step 2 are skipped, a thread that
+         * runs into an int3 is the guard's to send on (the thread hook is not called). */
+        bool unchecked;
 } EntryBpHooks;
 
 /* entry_write_bp() with hooks (may be NULL). */

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The clone barrier (target-seal.h, docs/stops.md). */
 #include <dirent.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/ptrace.h>
@@ -93,36 +94,50 @@ static int seal_look(Target *t, TargetSeal *s, bool ending);
 /* Reads of /proc/PID/task before the count agrees (seal_begin). */
 #define SEAL_SCANS_MAX 200
 
-int target_seal_begin(Target *t, TargetSeal *s) {
+int target_seal_rescan(Target *t, TargetSeal *s) {
+        bool sealed = false;
         int r, n;
 
-        *s = (TargetSeal) {};
         for (int scans = 0;; scans++) {
                 /* A pass that seized nobody: every thread listed was sealed before the
                  * read, so a thread created since has a sealed parent. */
                 while ((r = seal_scan(t, s)) > 0)
-                        ;
+                        sealed = true;
                 /* But a read of /proc/PID/task skips a thread when others exit while it
-                 * runs (it goes on by position): the process's count of its threads says
-                 * whether one is missing. Sealed threads count until their exit is
-                 * collected here, and a child is counted before its parent's clone event
-                 * reports it: both are collected first. */
+                 * runs (it goes on by position), and a clone already under way when its
+                 * parent was sealed makes a child the kernel does not attach: the
+                 * process's count of its threads says whether one is missing. Sealed
+                 * threads count until their exit is collected here, and a child is
+                 * counted before its parent's clone event reports it: both are
+                 * collected first. */
                 if (r >= 0)
                         r = seal_look(t, s, false);
                 if (r < 0)
-                        break;
+                        return r;
                 n = target__nr_threads(t->pid);
-                if (n < 0) {
-                        r = -ESRCH;
-                        break;
-                }
+                if (n < 0)
+                        return -ESRCH;
                 if ((size_t)n <= s->n)
-                        return 0;
-                if (scans >= SEAL_SCANS_MAX) {
-                        r = -EAGAIN;
-                        break;
-                }
+                        return sealed ? 1 : 0;
+                if (scans >= SEAL_SCANS_MAX)
+                        return -EAGAIN;
         }
+}
+
+int target_seal_begin(Target *t, TargetSeal *s) {
+        int r;
+
+        *s = (TargetSeal) {};
+        /* A thread of ours already (late: asked to stop by an earlier step, not stopped
+         * yet) would be taken for a child the kernel attached, which has run nothing. */
+        if (target_orphans_of(t->pid))
+                return -EBUSY;
+        for (size_t i = 0; i < t->n_threads; i++)
+                if (t->threads[i].seized && !t->threads[i].gone)
+                        return -EBUSY;
+        r = target_seal_rescan(t, s);
+        if (r >= 0)
+                return 0;
         (void)target_seal_end(t, s, 1000);
         return r;
 }
@@ -302,6 +317,9 @@ static int seal_take(Target *t, TargetSeal *s, size_t i, int status) {
         return 1;
 }
 
+/* Looks at a thread asked to stop before target_seal_stop() sleeps. */
+#define SEAL_SPINS 64
+
 int target_seal_stop(Target *t, TargetSeal *s, pid_t tid, Thread *th, int timeout_ms) {
         ssize_t i = seal_find(s, tid);
         uint64_t asked = target__now_ns(), end = asked + (uint64_t)timeout_ms * 1000000ULL;
@@ -322,7 +340,7 @@ int target_seal_stop(Target *t, TargetSeal *s, pid_t tid, Thread *th, int timeou
                 s->v[i].stopped = true;
                 s->v[i].listen = false;
                 s->v[i].sig = 0;
-                for (;;) {
+                for (unsigned spins = 0;; spins++) {
                         struct timespec ts = { 0, 50000 };
                         int status;
                         pid_t w = waitpid(tid, &status, __WALL | WNOHANG);
@@ -336,10 +354,19 @@ int target_seal_stop(Target *t, TargetSeal *s, pid_t tid, Thread *th, int timeou
                                 r = seal_take(t, s, (size_t)i, status);
                                 break;
                         }
-                        r = seal_look(t, s, false);
-                        i = seal_find(s, tid);
-                        if (r < 0 || i < 0)
-                                return r;
+                        /* An idle thread stops within microseconds: only a wait that
+                         * lasts looks at the others (a look is a wait on each), every
+                         * millisecond, so that a stop costs no look at every thread. */
+                        if (spins < SEAL_SPINS) {
+                                sched_yield();
+                                continue;
+                        }
+                        if ((spins - SEAL_SPINS) % 20 == 0) {
+                                r = seal_look(t, s, false);
+                                i = seal_find(s, tid);
+                                if (r < 0 || i < 0)
+                                        return r;
+                        }
                         if (target__now_ns() > end) {
                                 /* Its stop, when it comes, is seal_look()'s to let go. */
                                 s->v[i].stopped = false;
@@ -371,7 +398,6 @@ int target_seal_stop(Target *t, TargetSeal *s, pid_t tid, Thread *th, int timeou
 int target_seal_cont(Target *t, TargetSeal *s, Thread *th, bool set_regs) {
         ssize_t i = seal_find(s, th->tid);
         SealedThread *e;
-        uint64_t now;
         int r = 0;
 
         if (i < 0 || !s->v[i].stopped)
@@ -382,8 +408,8 @@ int target_seal_cont(Target *t, TargetSeal *s, Thread *th, bool set_regs) {
         if (r >= 0 && !e->held)
                 r = target__ptrace(e->listen ? PTRACE_LISTEN : PTRACE_CONT, e->tid, NULL,
                                    (void *)(long)(e->listen ? 0 : e->sig));
-        now = target__now_ns();
-        t->max_thread_stop_ns = MAX(t->max_thread_stop_ns, now - e->stop_ns);
+        if (!e->held)
+                target__note_thread_stop(t, e->tid, e->stop_ns, th->seen_ns);
         e->stopped = e->held;   /* a held one is let go at the end */
         e->sig = 0;
         e->listen = false;

@@ -41,9 +41,16 @@ typedef struct TargetSeal {
         unsigned births;         /* new threads seen in their first stop */
 } TargetSeal;
 
-/* Seals t's process. Every thread of t must be detached (no stop of ours). -EBUSY a
- * thread is traced by another process; on any error nothing stays seized. */
+/* Seals t's process. -EBUSY a thread is traced by another process, or still by us (a
+ * late thread of t or an orphan of an earlier Target: it would pass for a new one);
+ * -EAGAIN the count of threads never agreed; on any error nothing stays seized. */
 int target_seal_begin(Target *t, TargetSeal *s);
+
+/* Seals the threads not sealed yet, until the process's count of its threads agrees:
+ * 1 some were, 0 none, -EAGAIN the count never agreed. A child of a clone already under
+ * way when its parent was sealed is not attached by the kernel: once every sealed
+ * thread was stopped once (its clone done), this finds any such child. */
+int target_seal_rescan(Target *t, TargetSeal *s);
 
 /* One look at every sealed thread, blocking nowhere: a parent's clone event is resumed
  * (its child added), a new thread's first stop is kept (held), a signal-delivery-stop

@@ -787,15 +787,19 @@ int target_resume_thread(Target *t, Thread *th) {
          * must not sit in their stop until our next call: one look each. */
         if (t->maybe_late)
                 t->maybe_late = target_collect_late(t) > 0;
-        if (since) {
-                uint64_t now = target__now_ns();
-                t->max_thread_stop_ns = MAX(t->max_thread_stop_ns, now - since);
-                if (stop_hook)
-                        stop_hook(&(TargetStopEvent) { .pid = t->pid, .tid = tid, .n_threads = 1,
-                                                       .requested_ns = since, .stopped_ns = seen,
-                                                       .resumed_ns = now }, stop_hook_data);
-        }
+        if (since)
+                target__note_thread_stop(t, tid, since, seen);
         return r;
+}
+
+void target__note_thread_stop(Target *t, pid_t tid, uint64_t requested_ns, uint64_t stopped_ns) {
+        uint64_t now = target__now_ns();
+
+        t->max_thread_stop_ns = MAX(t->max_thread_stop_ns, now - requested_ns);
+        if (stop_hook)
+                stop_hook(&(TargetStopEvent) { .pid = t->pid, .tid = tid, .n_threads = 1,
+                                               .requested_ns = requested_ns, .stopped_ns = stopped_ns,
+                                               .resumed_ns = now }, stop_hook_data);
 }
 
 int target_take_signal(Target *t, Thread *th, int timeout_ms) {

@@ -502,6 +502,10 @@ int target_seal_poll(Target *t, TargetSeal *s) {
         return 0;
 }
 
+int target_seal_rescan(Target *t, TargetSeal *s) {
+        return 0;
+}
+
 int target_seal_end(Target *t, TargetSeal *s, int timeout_ms) {
         return 0;
 }
