@@ -32,6 +32,7 @@ typedef struct SealedThread {
         bool listen;             /* ...a group-stop: it stays stopped once let go */
         int sig;                 /* ...a signal-delivery-stop: the signal goes on with it */
         uint64_t stop_ns;        /* ...when its interrupt was sent */
+        bool looked;             /* its caller's: looked at once (transition-seal.c) */
 } SealedThread;
 
 typedef struct TargetSeal {

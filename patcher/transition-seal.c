@@ -28,32 +28,10 @@ typedef struct SealCtx {
         TargetSeal s;
         uint8_t *held;           /* slots a live thread holds */
         UnwindResult *ur;
-        pid_t *seen;             /* threads looked at */
-        size_t n_seen, n_seen_alloc;
         bool flip;               /* the untabled byte may flip to the target */
         bool in_stub;            /* ...unless a thread is in a stub about to read it */
         bool behind;             /* a thread in the table may not switch yet */
 } SealCtx;
-
-static bool seen(const SealCtx *x, pid_t tid) {
-        for (size_t i = 0; i < x->n_seen; i++)
-                if (x->seen[i] == tid)
-                        return true;
-        return false;
-}
-
-static int see(SealCtx *x, pid_t tid) {
-        if (x->n_seen == x->n_seen_alloc) {
-                size_t m = x->n_seen_alloc ? 2 * x->n_seen_alloc : 64;
-                pid_t *v = realloc(x->seen, m * sizeof(*v));
-                if (!v)
-                        return -ENOMEM;
-                x->seen = v;
-                x->n_seen_alloc = m;
-        }
-        x->seen[x->n_seen++] = tid;
-        return 0;
-}
 
 static int pending(Transition *tr, pid_t tid, int slot, const char *blocker) {
         int r = transition__pending_add(tr, tid, slot);
@@ -143,12 +121,10 @@ static int look_all(SealCtx *x) {
                         bool born = x->s.v[i].born;
                         Thread th;
                         int k;
-                        if (seen(x, tid))
+                        if (x->s.v[i].looked)
                                 continue;
                         found = true;
-                        r = see(x, tid);
-                        if (r < 0)
-                                return r;
+                        x->s.v[i].looked = true;
                         r = target_seal_stop(tr->t, &x->s, tid, &th, SEAL_STOP_MS);
                         if (r == -ETIMEDOUT) {
                                 /* Not run by the machine in time: not looked at, so the
@@ -357,7 +333,6 @@ int transition_complete_sealed(Transition *tr) {
 out:
         free(x.held);
         free(x.ur);
-        free(x.seen);
         return r;
 }
 
