@@ -13,9 +13,9 @@
  *
  * Prints one JSON object: the UlpReport's figures, the wall time of the operation, and
  * what the ptrace layer's stop observer (target_set_stop_hook) saw: every single-thread
- * stop and every stop-the-world window. Single-thread stops before the first
- * stop-the-world borrow a thread to load the patch; the ones after it are the
- * per-thread checks. With --hold the transition is kept open once only one thread is
+ * stop and every stop-the-world window. A single-thread stop is either a borrow (a
+ * thread held for remote steps: the patch load, a callback, a guard's install; the
+ * event says so) or a per-thread check. With --hold the transition is kept open once only one thread is
  * still pending (the victim's thread blocked inside a patched function): "holding" is
  * printed, and the transition goes on when a line arrives on stdin.
  *
@@ -85,14 +85,13 @@ static double pct_us(const uint64_t *v, size_t n, double p) {
  * actually stopped (stop collected to resumed); then median and p99 over threads.
  */
 static void print_stops(const Observed *o) {
-        size_t first_stw = o->n, n_checks = 0, n_threads = 0, n_stw = 0;
+        size_t n_checks = 0, n_threads = 0, n_stw = 0;
         uint64_t *stop = calloc(o->n + 1, sizeof(uint64_t)), *held = calloc(o->n + 1, sizeof(uint64_t));
         pid_t *tid = calloc(o->n + 1, sizeof(pid_t));
         uint64_t borrow_max = 0, stw_max = 0, stw_sum = 0, t_first = 0, t_last = 0;
 
         for (size_t i = 0; i < o->n; i++)
                 if (o->ev[i].tid == 0) {
-                        first_stw = MIN(first_stw, i);
                         n_stw++;
                         stw_max = MAX(stw_max, o->ev[i].resumed_ns - o->ev[i].requested_ns);
                         stw_sum += o->ev[i].resumed_ns - o->ev[i].requested_ns;
@@ -105,7 +104,7 @@ static void print_stops(const Observed *o) {
                 size_t k;
                 if (e->tid == 0)
                         continue;
-                if (i < first_stw) {
+                if (e->borrowed) {
                         borrow_max = MAX(borrow_max, e->resumed_ns - e->requested_ns);
                         continue;
                 }

@@ -25,9 +25,9 @@ uint64_t target__thread_cpu_ns(pid_t pid, pid_t tid);
 /* The kernel's count of the process's threads (Threads: in /proc/PID/status), -1
  * unreadable. */
 int target__nr_threads(pid_t pid);
-/* One thread's stop ends now (asked at requested_ns, stopped at stopped_ns): the longest
- * so far and the stop hook (target_set_stop_hook()). */
-void target__note_thread_stop(Target *t, pid_t tid, uint64_t requested_ns, uint64_t stopped_ns);
+/* One thread's stop ends now (asked at requested_ns, stopped at stopped_ns; borrowed: for
+ * remote steps): the longest so far and the stop hook (target_set_stop_hook()). */
+void target__note_thread_stop(Target *t, pid_t tid, uint64_t requested_ns, uint64_t stopped_ns, bool borrowed);
 
 /* A non-blocking waitpid on one seized thread: 1 with *ret_status when it reported,
  * 0 when it has nothing to report, -ESRCH (marked gone) when it exited. */

@@ -137,6 +137,7 @@ static int stop_any_round(Target *t, uint64_t deadline, Thread **ret) {
                         q = target_wait_any(t, &th, 1, (int)MIN((deadline - now) / 1000000ULL + 1,
                                                                 (uint64_t)STOP_ANY_SLICE_MS), &got);
                         if (q == 0) {
+                                got->borrowed = true;
                                 *ret = got;
                                 return 0;
                         }

@@ -409,7 +409,7 @@ int target_seal_cont(Target *t, TargetSeal *s, Thread *th, bool set_regs) {
                 r = target__ptrace(e->listen ? PTRACE_LISTEN : PTRACE_CONT, e->tid, NULL,
                                    (void *)(long)(e->listen ? 0 : e->sig));
         if (!e->held)
-                target__note_thread_stop(t, e->tid, e->stop_ns, th->seen_ns);
+                target__note_thread_stop(t, e->tid, e->stop_ns, th->seen_ns, false);
         e->stopped = e->held;   /* a held one is let go at the end */
         e->sig = 0;
         e->listen = false;

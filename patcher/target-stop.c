@@ -395,6 +395,7 @@ static int thread_seize_interrupt(Target *t, Thread *th) {
 /* Detaches a stopped thread, delivering its kept signal. For a thread not stopped
  * (it did not stop in time) one more look; if still running it stays seized: -EBUSY. */
 int target__detach(Target *t, Thread *th) {
+        th->borrowed = false;
         if (!th->seized)
                 return 0;
         if (!th->stopped) {
@@ -782,24 +783,25 @@ out:
 int target_resume_thread(Target *t, Thread *th) {
         uint64_t since = th->stopped ? th->stop_ns : 0, seen = th->seen_ns;
         pid_t tid = th->tid;
+        bool borrowed = th->borrowed;
         int r = target__detach(t, th);
         /* Threads asked to stop and not waited for (target_stop_any, a timed-out wait)
          * must not sit in their stop until our next call: one look each. */
         if (t->maybe_late)
                 t->maybe_late = target_collect_late(t) > 0;
         if (since)
-                target__note_thread_stop(t, tid, since, seen);
+                target__note_thread_stop(t, tid, since, seen, borrowed);
         return r;
 }
 
-void target__note_thread_stop(Target *t, pid_t tid, uint64_t requested_ns, uint64_t stopped_ns) {
+void target__note_thread_stop(Target *t, pid_t tid, uint64_t requested_ns, uint64_t stopped_ns, bool borrowed) {
         uint64_t now = target__now_ns();
 
         t->max_thread_stop_ns = MAX(t->max_thread_stop_ns, now - requested_ns);
         if (stop_hook)
                 stop_hook(&(TargetStopEvent) { .pid = t->pid, .tid = tid, .n_threads = 1,
                                                .requested_ns = requested_ns, .stopped_ns = stopped_ns,
-                                               .resumed_ns = now }, stop_hook_data);
+                                               .resumed_ns = now, .borrowed = borrowed }, stop_hook_data);
 }
 
 int target_take_signal(Target *t, Thread *th, int timeout_ms) {

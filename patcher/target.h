@@ -46,6 +46,7 @@ typedef struct Thread {
         struct RemoteBatch *batch; /* open system call batch (target_syscall_batch_begin) */
         bool was_seized;         /* seized by this Target at some point: target_free() makes
                                   * sure one taken for gone is not still traced by us */
+        bool borrowed;           /* stopped by target_stop_any() for remote steps, until resumed */
 } Thread;
 
 typedef struct Target {
@@ -352,6 +353,8 @@ typedef struct TargetStopEvent {
         uint64_t requested_ns;   /* CLOCK_MONOTONIC: interrupt sent (the first, for all) */
         uint64_t stopped_ns;     /* the stop collected (the last, for all) */
         uint64_t resumed_ns;     /* detached */
+        bool borrowed;           /* a thread stopped by target_stop_any() for remote steps (a
+                                  * patch load, a callback, a guard's install), not a check */
 } TargetStopEvent;
 
 typedef void (*TargetStopHook)(const TargetStopEvent *ev, void *userdata);
