@@ -72,7 +72,14 @@ static int borrow(Target *t, const EntryWrite *w, size_t n, BorrowFn fn, void *u
         }
         if (r <= 0)
                 return r < 0 ? r : -EAGAIN;
-        r = fn(t, th, ud);
+        /* The step's system calls in one batch: the thread's context saved once. */
+        r = target_syscall_batch_begin(t, th);
+        if (r >= 0) {
+                r = fn(t, th, ud);
+                k = target_syscall_batch_end(t, th);
+                if (r >= 0 && k < 0)
+                        r = k;
+        }
         k = target_resume_thread(t, th);
         return r < 0 ? r : k < 0 && k != -ESRCH ? k : 0;
 }

@@ -119,6 +119,21 @@ static void areas_used(const Control *c, uint64_t used[static CONTROL_MAX_AREAS]
                 used[i] = c->img->areas[i].used;
 }
 
+bool area_fits_in_one(const Control *c, const AreaWant *v, size_t n) {
+        for (unsigned i = 0; i < c->img->hdr.n_areas && i < CONTROL_MAX_AREAS; i++) {
+                const ControlArea *a = &c->img->areas[i];
+                uint64_t sum = 0;
+                bool ok = a->used <= a->size;
+                for (size_t k = 0; k < n && ok; k++) {
+                        ok = nearmem_reaches(a->addr, a->size, v[k].lo, v[k].hi);
+                        sum += ALIGN_UP(v[k].len, 16);
+                }
+                if (ok && a->size - a->used >= sum)
+                        return true;
+        }
+        return false;
+}
+
 bool area_fits(const Control *c, const AreaWant *v, size_t n) {
         uint64_t used[CONTROL_MAX_AREAS];
 

@@ -41,3 +41,7 @@ typedef struct AreaWant {
 /* Whether the control block's areas have room for all n allocations, made in order as
  * area_alloc() makes them: then none needs a new area, nor a borrowed thread. */
 bool area_fits(const Control *c, const AreaWant *v, size_t n);
+/* Whether one area reaches every one of the n allocations and has room for all of them
+ * at once: then any of them, made in any order, finds room (area_alloc() takes the first
+ * area with room, and that one always has it), and none needs a borrowed thread. */
+bool area_fits_in_one(const Control *c, const AreaWant *v, size_t n);

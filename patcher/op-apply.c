@@ -18,6 +18,8 @@
 #include "patcher/shadow.h"
 #include "patcher/x86_64/insn.h"
 #include "patcher/x86_64/relocate.h"
+#include "patcher/x86_64/sigtrap.h"
+#include "patcher/x86_64/stub.h"
 
 #define SMALL_FUNCTION 32
 
@@ -504,10 +506,59 @@ static int add_nops(UlpOp *op, ControlPatch *p) {
         return 0;
 }
 
+/* Whether every piece of code the load makes after its link (each function's relocated
+ * entry and far jump, its stub, the stubs of a replace's nop records, the guard block)
+ * fits in one area already mapped: then the load needs its borrowed thread no longer
+ * (docs/stops.md, "The patch load's stop"). Counts each possible piece, made or not. */
+static bool load_rest_fits(const UlpOp *op, const PatchMeta *meta, const Resolved *res) {
+        const Control *c = &op->c;
+        size_t n = 0;
+        _cleanup_free_ AreaWant *v = calloc(3 * meta->n_funcs + c->img->hdr.n_funcs + 1, sizeof(*v));
+
+        if (!v)
+                return false;
+        for (size_t i = 0; i < meta->n_funcs; i++) {
+                if (!res[i].mod)
+                        continue;
+                AreaWant w = { res[i].old_addr, res[i].old_addr + res[i].old_size, RELOC_MAX_CODE };
+                v[n++] = w;
+                w.len = JMP_FAR_SIZE;
+                v[n++] = w;
+                w.len = STUB_MAX_SIZE;
+                v[n++] = w;
+        }
+        if (n == 0)
+                return false;
+        if (meta->replace)
+                for (unsigned i = 0; i < c->img->hdr.n_funcs; i++)
+                        v[n++] = (AreaWant) { c->img->funcs[i].old_addr,
+                                              c->img->funcs[i].old_addr + c->img->funcs[i].old_size, STUB_MAX_SIZE };
+        if (!c->img->hdr.guard_block)
+                v[n++] = (AreaWant) { v[0].lo, v[0].hi, SIGTRAP_BLOCK_SIZE };
+        return area_fits_in_one(c, v, n);
+}
+
+/* The load's thread, or when the load gave it back, a thread borrowed again (for the
+ * unmap of a load that failed); NULL when none could be, the report's message kept. */
+static Thread *load_thread(UlpOp *op, Thread *th) {
+        char why[sizeof(op->report->message)];
+
+        if (th)
+                return th;
+        snprintf(why, sizeof(why), "%s", op->report->message);
+        if (op_borrow(op, &th) < 0)
+                th = NULL;
+        snprintf(op->report->message, sizeof(op->report->message), "%s", why);
+        return th;
+}
+
 /* Maps and links the patch, writes copies, records and stubs: nothing is in the path
- * yet, so only the borrowed thread is stopped. */
-static int load_patch(UlpOp *op, Thread *th, const PatchMeta *meta, int patch_fd, const char *name_hint,
+ * yet, so only the borrowed thread *thp is stopped, and only for as long as remote steps
+ * may need it: once the link is done and the rest fits in the areas there are, it is
+ * resumed and *thp set to NULL (it is the caller's to resume otherwise). */
+static int load_patch(UlpOp *op, Thread **thp, const PatchMeta *meta, int patch_fd, const char *name_hint,
                       Resolved *res) {
+        Thread *th = *thp;
         char err[256] = "";
         LoadedPatch lp;
         SymTab *patch_st = NULL;
@@ -557,6 +608,16 @@ static int load_patch(UlpOp *op, Thread *th, const PatchMeta *meta, int patch_fd
                 }
                 return op_fail(op, r, "%s", err[0] ? err : "cannot read the patch's symbols");
         }
+        /* What follows writes code into areas and records into the block, none of it in
+         * any thread's path: no remote step unless an area must be mapped. */
+        if (load_rest_fits(op, meta, res)) {
+                int k = target_resume_thread(op->t, th);
+                *thp = th = NULL;
+                if (k < 0) {
+                        symtab_free(patch_st);
+                        return op_fail(op, k, "process %d went away", op->t->pid);
+                }
+        }
         p = new_patch_record(op, meta, &lp, name_hint);
         record_late(p, meta, res);
         for (size_t i = 0; i < meta->n_funcs && r >= 0; i++)
@@ -584,11 +645,13 @@ static int load_patch(UlpOp *op, Thread *th, const PatchMeta *meta, int patch_fd
         if (r < 0) {
                 /* Nothing is in the path: drop the record, unmap the code. */
                 p->map_size = 0;
-                (void)loader_unmap(op->t, th, lp.start, lp.size);
+                if ((th = load_thread(op, th)))
+                        (void)loader_unmap(op->t, th, lp.start, lp.size);
                 op->c.img->hdr.n_funcs = p->first_func;
                 op->c.img->hdr.n_patches--;
                 (void)control_write_header(op->t, &op->c);
         }
+        *thp = th;
         return r;
 }
 
@@ -675,7 +738,10 @@ static void apply_start_free(void *data) {
 
 /* Maps and links the patch on a borrowed thread; -EAGAIN while none can be stopped. */
 static int apply_load(UlpOp *op, ApplyStart *a) {
+        const MapList *maps;
         Thread *th;
+
+        (void)procmaps_get(op->t, &maps);   /* for the loader, read while no thread is stopped */
         int r = op_borrow(op, &th);
 
         if (r == -EAGAIN)
@@ -685,8 +751,8 @@ static int apply_load(UlpOp *op, ApplyStart *a) {
                 snprintf(why, sizeof(why), "%s", op->report->message);
                 return op_fail(op, r, "%s; nothing changed", why);
         }
-        r = load_patch(op, th, a->meta, a->patch_fd, a->name_hint, a->res);
-        int k = target_resume_thread(op->t, th);
+        r = load_patch(op, &th, a->meta, a->patch_fd, a->name_hint, a->res);
+        int k = th ? target_resume_thread(op->t, th) : 0;
         if (r >= 0 && k < 0)
                 r = op_fail(op, k, "process %d went away", op->t->pid);
         if (r >= 0)

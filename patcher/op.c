@@ -282,6 +282,8 @@ int op_borrow(UlpOp *op, Thread **ret) {
         Thread *th = NULL;
         unsigned hold = op->borrow_retry ? (unsigned)OP_BORROW_TRY_MS :
                         MAX((unsigned)OP_BORROW_MS, op->o.callback_timeout_ms ?: (unsigned)CALLBACK_TIMEOUT_MS);
+        /* what needs no stopped thread is done before one is stopped */
+        (void)target_prepare_remote(op->t);
         int r = target_stop_any(op->t, (int)MAX(MIN(op_remaining_ms(op), hold), (unsigned)OP_STOP_MIN_MS), &th);
 
         if (r == -ETIMEDOUT && op->borrow_retry) {

@@ -78,6 +78,8 @@ typedef struct Target {
         struct TargetGather *gather; /* gathered writes (target_write_gather_begin), NULL none */
         int8_t sync_core;        /* membarrier SYNC_CORE registered in it: 1, unsupported: -1,
                                   * 0 not known yet (trapguard.c) */
+        uint64_t sigtrap_free_ns; /* CLOCK_MONOTONIC of the last look that found no thread
+                                   * blocking SIGTRAP (trapguard.c), 0 none */
         /* The image binding (target-image.c, target_bind_image()): */
         bool image_bound;        /* every stop proves the image is still the one bound */
         bool image_changed;      /* an exec was seen: no stop, no write is done any more */
@@ -280,6 +282,12 @@ int target_write_flush(Target *t);
  * -ENOEXEC: the target holds no code to return through (see x86_64/remote.c).
  */
 int target_syscall(Target *t, Thread *th, long nr, const long args[6], long *ret);
+
+/* Finds the code of the target that remote steps run through (x86_64/remote.c) before a
+ * thread is stopped for them: the first time in a process that scans its libc, better
+ * done while every thread runs. Optional: each remote step checks it again. -ENOEXEC
+ * as target_syscall(). */
+int target_prepare_remote(Target *t);
 
 /*
  * A batch of system calls on th: between begin and end, target_syscall() on th saves and

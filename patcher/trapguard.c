@@ -102,12 +102,22 @@ static void sleep_us(long us) {
         nanosleep(&ts, NULL);
 }
 
+/* A look at every thread's mask this recent stands for one made now: the threads run
+ * on between the two either way (only a borrowed one is held), and each look is a file
+ * read per thread, which a window's steps made three times in a row, the last with the
+ * borrowed thread held. */
+#define TRAPGUARD_FRESH_NS (50ULL * 1000000ULL)
+
 int trapguard_wait_unblocked(Target *t, int timeout_ms) {
-        uint64_t end = target__now_ns() + (uint64_t)timeout_ms * 1000000ULL;
+        uint64_t now = target__now_ns(), end = now + (uint64_t)timeout_ms * 1000000ULL;
         int r;
 
+        if (t->sigtrap_free_ns && now - t->sigtrap_free_ns < TRAPGUARD_FRESH_NS)
+                return 0;
         while ((r = for_each_task(t->pid, blocks_sigtrap, NULL)) == -EBUSY && target__now_ns() < end)
                 sleep_us(1000);
+        if (r == 0)
+                t->sigtrap_free_ns = now;
         return r;
 }
 
@@ -150,6 +160,9 @@ int trapguard_install(Target *t, Thread *th, uint64_t block, const TrapGuardEntr
                 r = remote_sigaction(t, th, &ours, &now);
         if (r < 0)
                 return r;
+        /* Threads may run the handler now, blocking SIGTRAP meanwhile: the next window
+         * looks at every thread again. */
+        t->sigtrap_free_ns = 0;
         /* The program changed its disposition between the two calls: keep that one. */
         if (now.handler != old.handler && now.handler != block && !is_guard(t, now.handler))
                 r = target_write(t, block + SIGTRAP_OFF_OLD, &now, sizeof(now));

@@ -285,6 +285,10 @@ static int remote_find_code(Target *t) {
         return -ENOEXEC;
 }
 
+int target_prepare_remote(Target *t) {
+        return remote_find_code(t);
+}
+
 /*
  * Interrupts a thread that runs remote code for too long and collects its stop.
  * *ret_signal_stop tells which kind of stop it is in. -ETIMEDOUT when it does not stop
