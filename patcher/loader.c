@@ -212,20 +212,35 @@ static int map_segment(Target *t, Thread *th, int remote_fd, uint64_t bias, cons
         return 0;
 }
 
-static int map_segments(Target *t, Thread *th, Elf *e, int remote_fd, uint64_t bias) {
+/* The reservation maps the file read-only over the whole span, page lo at offset 0
+ * (reserve()): a read-only segment found there at its place in the file, with no .bss,
+ * is mapped by it already (the first and third of a usual R, RX, R, RW library). */
+static bool mapped_by_reservation(const GElf_Phdr *ph, uint64_t lo) {
+        return prot_of(ph->p_flags) == PROT_READ && ph->p_memsz == ph->p_filesz &&
+               ALIGN_DOWN(ph->p_offset, PAGE) == ALIGN_DOWN(ph->p_vaddr, PAGE) - lo;
+}
+
+static int map_segments(Target *t, Thread *th, Elf *e, int remote_fd, uint64_t lo, uint64_t bias) {
         size_t n;
         if (elf_getphdrnum(e, &n) < 0)
                 return -EBADMSG;
         for (size_t i = 0; i < n; i++) {
                 GElf_Phdr ph;
                 int r;
-                if (!gelf_getphdr(e, (int)i, &ph) || ph.p_type != PT_LOAD)
+                if (!gelf_getphdr(e, (int)i, &ph) || ph.p_type != PT_LOAD || mapped_by_reservation(&ph, lo))
                         continue;
                 r = map_segment(t, th, remote_fd, bias, &ph);
                 if (r < 0)
                         return r;
         }
         return 0;
+}
+
+/* The span, claimed with MAP_FIXED_NOREPLACE (a race with the process's own mmap fails
+ * cleanly: -EEXIST): the memfd read-only from offset 0, which is already where the
+ * read-only segments at their place in the file belong, the rest mapped over it. */
+static int reserve(Target *t, Thread *th, int remote_fd, uint64_t addr, uint64_t len, uint64_t *ret) {
+        return rsys_mmap(t, th, addr, len, PROT_READ, MAP_PRIVATE | MAP_FIXED_NOREPLACE, remote_fd, 0, ret);
 }
 
 int loader_map(Target *t, Thread *th, struct Control *c, int patch_fd, const char *name, uint64_t near_lo,
@@ -274,8 +289,7 @@ int loader_map(Target *t, Thread *th, struct Control *c, int patch_fd, const cha
         r = copy_into_memfd(t, remote_fd, patch_fd, err, errlen);
         if (r < 0)
                 goto out;
-        r = rsys_mmap(t, th, addr, hi - lo, PROT_NONE,
-                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0, &addr);
+        r = reserve(t, th, remote_fd, addr, hi - lo, &addr);
         if (r == -EEXIST) {
                 /* The process mapped that range since the maps were read: once more. */
                 r = procmaps_get(t, &maps);
@@ -285,14 +299,13 @@ int loader_map(Target *t, Thread *th, struct Control *c, int patch_fd, const cha
                 if (r >= 0 && c)
                         r = loader_fd_moved(t, c, addr);
                 if (r >= 0)
-                        r = rsys_mmap(t, th, addr, hi - lo, PROT_NONE,
-                                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0, &addr);
+                        r = reserve(t, th, remote_fd, addr, hi - lo, &addr);
         }
         if (r < 0) {
                 fail(err, errlen, r, "cannot reserve memory near the patched module: %s", process_errno_clause(r));
                 goto out;
         }
-        r = map_segments(t, th, e, remote_fd, addr - lo);
+        r = map_segments(t, th, e, remote_fd, lo, addr - lo);
         if (r < 0) {
                 fail(err, errlen, r, "cannot map the patch's segments: %s", process_errno_clause(r));
                 (void)rsys_munmap(t, th, addr, hi - lo);

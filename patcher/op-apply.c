@@ -538,6 +538,18 @@ static bool load_rest_fits(const UlpOp *op, const PatchMeta *meta, const Resolve
         return area_fits_in_one(c, v, n);
 }
 
+/* Resumes the load's thread *th (setting it to NULL) when everything left to make fits
+ * without it (load_rest_fits()); 0, or the resume's error. */
+static int load_give_back(UlpOp *op, Thread **th, const PatchMeta *meta, const Resolved *res) {
+        int r;
+
+        if (!*th || !load_rest_fits(op, meta, res))
+                return 0;
+        r = target_resume_thread(op->t, *th);
+        *th = NULL;
+        return r;
+}
+
 /* The load's thread, or when the load gave it back, a thread borrowed again (for the
  * unmap of a load that failed); NULL when none could be, the report's message kept. */
 static Thread *load_thread(UlpOp *op, Thread *th) {
@@ -554,8 +566,9 @@ static Thread *load_thread(UlpOp *op, Thread *th) {
 
 /* Maps and links the patch, writes copies, records and stubs: nothing is in the path
  * yet, so only the borrowed thread *thp is stopped, and only for as long as remote steps
- * may need it: once the link is done and the rest fits in the areas there are, it is
- * resumed and *thp set to NULL (it is the caller's to resume otherwise). */
+ * need it: once the patch is mapped and the rest fits in the areas there are, it is
+ * resumed and *thp set to NULL (the thread *thp names at the end is the caller's to
+ * resume). */
 static int load_patch(UlpOp *op, Thread **thp, const PatchMeta *meta, int patch_fd, const char *name_hint,
                       Resolved *res) {
         Thread *th = *thp;
@@ -593,30 +606,35 @@ static int load_patch(UlpOp *op, Thread **thp, const PatchMeta *meta, int patch_
         r = loader_map(op->t, th, &op->c, patch_fd, meta->name, near->mod->start, near->mod->end, &lp, err, sizeof(err));
         if (r < 0)
                 return op_fail(op, r, "%s", err);
+        /* What follows writes into the mapping, code areas and the block, none of it in
+         * any thread's path: no remote step unless an IFUNC's resolver must run (it
+         * borrows a thread again, op_run_resolver()) or an area must be mapped. */
+        r = load_give_back(op, &th, meta, res);
+        *thp = th;
+        if (r < 0)
+                return op_fail(op, r, "process %d went away", op->t->pid);
         OpThread rr = { op, th };
         op->res.run_resolver = op_run_resolver;
         op->res.userdata = &rr;
         r = loader_link(op->t, patch_fd, meta, &op->res, &lp, err, sizeof(err));
         op->res.run_resolver = NULL;
         op->res.userdata = NULL;
+        *thp = th = rr.th;
         if (r >= 0)
                 r = symtab_open_fd(patch_fd, &patch_st);
         if (r < 0) {
-                if (loader_unmap(op->t, th, lp.start, lp.size) >= 0) {
+                if ((th = load_thread(op, th)) && loader_unmap(op->t, th, lp.start, lp.size) >= 0) {
                         loader_fd_clear(&op->c);
                         (void)control_write_header(op->t, &op->c);
                 }
+                *thp = th;
                 return op_fail(op, r, "%s", err[0] ? err : "cannot read the patch's symbols");
         }
-        /* What follows writes code into areas and records into the block, none of it in
-         * any thread's path: no remote step unless an area must be mapped. */
-        if (load_rest_fits(op, meta, res)) {
-                int k = target_resume_thread(op->t, th);
-                *thp = th = NULL;
-                if (k < 0) {
-                        symtab_free(patch_st);
-                        return op_fail(op, k, "process %d went away", op->t->pid);
-                }
+        r = load_give_back(op, &th, meta, res);
+        *thp = th;
+        if (r < 0) {
+                symtab_free(patch_st);
+                return op_fail(op, r, "process %d went away", op->t->pid);
         }
         p = new_patch_record(op, meta, &lp, name_hint);
         record_late(p, meta, res);

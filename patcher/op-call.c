@@ -68,7 +68,21 @@ int op_run_resolver(void *userdata, uint64_t addr, uint64_t *ret) {
         OpThread *ot = userdata;
         const long args[6] = {};
         uint64_t return_code;
-        int r = op_call_return_code(ot->op, ot->th, addr, &return_code);
+        int r;
+
+        if (!ot->th) {
+                /* The load gave its thread back before the link: one again, kept to the
+                 * load's end, waited for as a step that cannot be put off. */
+                bool retry = ot->op->borrow_retry;
+                ot->op->borrow_retry = false;
+                r = op_borrow(ot->op, &ot->th);
+                ot->op->borrow_retry = retry;
+                if (r < 0) {
+                        ot->th = NULL;
+                        return r;
+                }
+        }
+        r = op_call_return_code(ot->op, ot->th, addr, &return_code);
 
         if (r < 0)
                 return r;

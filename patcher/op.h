@@ -84,7 +84,8 @@ int op_check_fibers(UlpOp *op);
 UlpOp *op_new(OpKind kind, const UlpOptions *o, UlpReport *report);
 
 /* SymResolver.run_resolver of an apply, userdata an OpThread: the resolver called on the
- * borrowed thread within the callback deadline (docs/reach.md). */
+ * borrowed thread within the callback deadline (docs/reach.md); with th NULL, on a thread
+ * borrowed for it and left in th. */
 typedef struct OpThread {
         UlpOp *op;
         Thread *th;

@@ -23,10 +23,11 @@
  *                       operation whatever came before it
  *   ULP_FAULT_RAX       with REQUEST=SETREGS: only the SETREGS that start a remote system
  *                       call of this number count (N = 5 and 324: the fifth membarrier)
- *   ULP_FAULT_EEXIST    set: the first remote mmap with MAP_FIXED_NOREPLACE that succeeds
- *                       is reported to the patcher as refused with EEXIST (the GETREGS at
- *                       its exit says so), its mapping left in place: as if the process
- *                       had mapped that range since the patcher read its maps
+ *   ULP_FAULT_EEXIST    set: the first remote mmap with MAP_FIXED_NOREPLACE is made at
+ *                       a page the process has mapped (its stack: the SETREGS that starts
+ *                       it is given that address, the patcher's copy of the registers
+ *                       left as it is), which the kernel refuses with EEXIST: as if the
+ *                       process had mapped the range since the patcher read its maps
  *   ULP_FAULT_PAUSE_SYSCALL, ULP_FAULT_PAUSE_US  not a kill: the patcher sleeps PAUSE_US
  *                       right after the GETREGS that reads the result of the first remote
  *                       system call of number PAUSE_SYSCALL (its effect is in the target
@@ -118,19 +119,19 @@ static void read_config(void) {
                         want = requests[i].req;
 }
 
-/* ULP_FAULT_EEXIST: the registers a GETREGS read at the exit of the first successful
- * mmap(MAP_FIXED_NOREPLACE) say -EEXIST. */
-static void fake_eexist(long request, long result, void *data) {
-        struct user_regs_struct *regs = data;
+/* ULP_FAULT_EEXIST: the registers the first SETREGS of an mmap(MAP_FIXED_NOREPLACE)
+ * sets, at the page of the stack the step runs on instead; NULL for any other call. */
+static const struct user_regs_struct *fake_eexist(long request, const void *data, struct user_regs_struct *copy) {
+        const struct user_regs_struct *regs = data;
 
         if (eexist < 0)
                 eexist = getenv("ULP_FAULT_EEXIST") != NULL;
-        if (!eexist || request != 12 || result != 0 || !regs)
-                return;
-        if (regs->orig_rax == 9 && (regs->r10 & 0x100000) && (long)regs->rax >= 0) {
-                regs->rax = (unsigned long long)-EEXIST;
-                eexist = 0;
-        }
+        if (!eexist || request != 13 || !regs || regs->rax != 9 || !(regs->r10 & 0x100000))
+                return NULL;
+        eexist = 0;
+        *copy = *regs;
+        copy->rdi = regs->rsp & ~0xfffULL;
+        return copy;
 }
 
 /* A SETREGS line also gives rax: the system call of a remote step it starts. */
@@ -200,9 +201,10 @@ long ptrace(enum __ptrace_request request, ...) {
                 read_config();
         int moved = moves_out((long)request, pid, data);
         /* The raw system call: the PEEK requests' glibc convention is not used by ulp. */
-        long r = syscall(SYS_ptrace, (long)request, (long)pid, addr, data);
+        struct user_regs_struct copy;
+        const struct user_regs_struct *eex = fake_eexist((long)request, data, &copy);
+        long r = syscall(SYS_ptrace, (long)request, (long)pid, addr, eex ? (const void *)eex : data);
         int saved = errno;
-        fake_eexist((long)request, r, data);
         log_call((long)request, r, data);
         maybe_pause((long)request, data);
         if (moved && r == 0)

@@ -110,8 +110,9 @@ done
 echo "load kills: trials=$trials killed=$killed memfd_left_by_kill=$left lost=$lost wrong=$wrong after_the_load=$past"
 [ "$left" -gt 0 ] || fail "no kill left a memfd open: the sweep missed the window"
 
-# The reservation refused with EEXIST (ptrace-kill.so, ULP_FAULT_EEXIST: the first range
-# is mapped all the same, as by the program since the maps were read): the loader
+# The reservation refused with EEXIST (ptrace-kill.so, ULP_FAULT_EEXIST: the first one is
+# made at a page the program has mapped, as if it had mapped the range since the maps
+# were read, and the kernel refuses it): the loader
 # reserves another range, which the record must name. Killed right after the SETREGS of
 # the memfd's close (a logged apply counts the calls up to it), the load leaves its code
 # at that second range; the next apply must unmap it. Before, the record kept the first
