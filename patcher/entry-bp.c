@@ -278,20 +278,28 @@ int entry_bp_untrap(Target *t, Thread *th, uint64_t at) {
         return r < 0 ? r : 1;
 }
 
-/* Stop requests in flight while the threads are checked: their waits for the scheduler
- * overlap (as in a transition's pass), each thread is still held only for its own check. */
+/* The most stop requests in flight while the threads are checked: their waits for the
+ * scheduler overlap (as in a transition's pass, TargetWindow). */
 #define BP_WINDOW 16
 /* How long the checks wait for a thread to stop before the window is taken back. */
 #define BP_CHECK_MS 10000
 
 /* Checks the stopped th (one of v[0..*nv)), resumes it and drops it from v. */
+/* Drops v[i], the others kept in the order they were asked (TargetWindow). */
+static void inflight_drop(Thread **v, size_t *nv, size_t i) {
+        memmove(&v[i], &v[i + 1], (*nv - i - 1) * sizeof(*v));
+        (*nv)--;
+}
+
 static int check_resume(Target *t, Thread *th, Thread **v, size_t *nv, const EntryWrite *w, size_t n,
                         const EntryBpHooks *hooks, EntryBpResult *res) {
         int r, k;
 
         for (size_t i = 0; i < *nv; i++)
-                if (v[i] == th)
-                        v[i] = v[--*nv];
+                if (v[i] == th) {
+                        inflight_drop(v, nv, i);
+                        break;
+                }
         res->checked++;
         r = check_one(t, th, w, n, res);
         if (r >= 0 && hooks && hooks->thread)
@@ -326,13 +334,15 @@ static bool was_checked(const pid_t *done, size_t n_done, pid_t tid) {
 }
 
 /* Step 2: every thread of the process, each stopped alone (up to BP_WINDOW asked at
- * once), until a rescan of /proc/PID/task finds none not yet checked (threads created
+ * once while they wait for the scheduler, TargetWindow), until a rescan of /proc/PID/task finds none not yet checked (threads created
  * after the int3 went in need no check, but cost only one stop). */
 static int check_threads(Target *t, const EntryWrite *w, size_t n, const EntryBpHooks *hooks,
                          EntryBpResult *res) {
         _cleanup_free_ pid_t *done = NULL;
         size_t n_done = 0;
         int r = 0;
+
+        TargetWindow window = TARGET_WINDOW_INIT(BP_WINDOW);
 
         for (bool found = true; found && r >= 0;) {
                 Thread *v[BP_WINDOW];
@@ -347,7 +357,7 @@ static int check_threads(Target *t, const EntryWrite *w, size_t n, const EntryBp
                 done = nd;
                 while (r >= 0 && (next < t->n_threads || nv > 0)) {
                         Thread *th = NULL;
-                        while (nv < BP_WINDOW && next < t->n_threads) {
+                        while (nv < window.n && next < t->n_threads) {
                                 th = &t->threads[next++];
                                 if (th->gone || was_checked(done, n_done, th->tid))
                                         continue;
@@ -368,8 +378,8 @@ static int check_threads(Target *t, const EntryWrite *w, size_t n, const EntryBp
                                 break;
                         /* An operation's own attempt length when it set one: a thread
                          * that cannot stop now (a vfork parent) is its next step's. */
-                        r = target_wait_any(t, v, nv, t->stop_timeout_ms > 0 ? t->stop_timeout_ms : BP_CHECK_MS,
-                                            &th);
+                        r = target_window_wait(t, &window, v, nv,
+                                               t->stop_timeout_ms > 0 ? t->stop_timeout_ms : BP_CHECK_MS, &th);
                         if (r == -ESRCH) {
                                 r = 0;
                                 nv = 0;
@@ -382,7 +392,7 @@ static int check_threads(Target *t, const EntryWrite *w, size_t n, const EntryBp
                         /* Those found gone meanwhile need no check. */
                         for (size_t i = 0; i < nv;)
                                 if (v[i]->gone)
-                                        v[i] = v[--nv];
+                                        inflight_drop(v, &nv, i);
                                 else
                                         i++;
                 }

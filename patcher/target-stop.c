@@ -723,6 +723,14 @@ static bool wait_any_sleep(Thread **v, size_t n, uint64_t deadline_ns) {
         return false;
 }
 
+int target_window_wait(Target *t, TargetWindow *w, Thread **v, size_t n, int timeout_ms, Thread **ret) {
+        uint64_t since = target__now_ns();
+        int r = target_wait_any(t, v, n, timeout_ms, ret);
+
+        target_window_adapt(w, target__now_ns() - since);
+        return r;
+}
+
 int target_wait_any(Target *t, Thread **v, size_t n, int timeout_ms, Thread **ret) {
         uint64_t deadline = target__now_ns() + (uint64_t)timeout_ms * 1000000ULL;
         sigset_t chld, old;

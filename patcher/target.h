@@ -283,6 +283,36 @@ int target_write_flush(Target *t);
  */
 int target_syscall(Target *t, Thread *th, long nr, const long args[6], long *ret);
 
+/*
+ * How many stop requests to keep in flight where threads are stopped and checked one at
+ * a time (a transition's pass, an int3 window's checks), each resumed before the next is
+ * taken. A thread that stopped waits, stopped, for those taken before it: with every
+ * thread idle (each stops at once) a window of 16 held the last of them for 15 others'
+ * checks (5 ms of 64 idle threads, where its own took 20 us), and gained nothing, the
+ * checks being one after another anyway. A window is worth it only while the threads
+ * wait for the scheduler to run them into their stops. So it starts at
+ * TARGET_WINDOW_MIN and doubles (up to max) after each wait for a stop longer than
+ * TARGET_WINDOW_SLOW_NS, shrinking by one after each shorter one: target_window_wait()
+ * around each target_wait_any(). The threads are taken in the order they were asked
+ * (target_wait_any() returns the first of its array that stopped: keep it in order).
+ */
+#define TARGET_WINDOW_MIN 2
+#define TARGET_WINDOW_SLOW_NS 200000ULL
+typedef struct TargetWindow {
+        size_t n;                /* requests to keep in flight now */
+        size_t max;
+} TargetWindow;
+#define TARGET_WINDOW_INIT(m) ((TargetWindow) { .n = TARGET_WINDOW_MIN, .max = (m) })
+/* The window after a wait for a stop of waited_ns. */
+static inline void target_window_adapt(TargetWindow *w, uint64_t waited_ns) {
+        if (waited_ns > TARGET_WINDOW_SLOW_NS)
+                w->n = w->n * 2 < w->max ? w->n * 2 : w->max;
+        else if (w->n > TARGET_WINDOW_MIN)
+                w->n--;
+}
+/* target_wait_any() with the window adapted to how long it waited. */
+int target_window_wait(Target *t, TargetWindow *w, Thread **v, size_t n, int timeout_ms, Thread **ret);
+
 /* Finds the code of the target that remote steps run through (x86_64/remote.c) before a
  * thread is stopped for them: the first time in a process that scans its libc, better
  * done while every thread runs. Optional: each remote step checks it again. -ENOEXEC

@@ -274,6 +274,12 @@ int target_wait_any(Target *t, Thread **v, size_t n, int timeout_ms, Thread **re
         return -ETIMEDOUT;
 }
 
+/* Made-up threads stop at once: the window stays at its least. */
+int target_window_wait(Target *t, TargetWindow *w, Thread **v, size_t n, int timeout_ms, Thread **ret) {
+        target_window_adapt(w, 0);
+        return target_wait_any(t, v, n, timeout_ms, ret);
+}
+
 /* The int3 window (entry-bp.c) is linked in with the transition: it takes no signal from
  * made-up threads. */
 int target_take_signal(Target *t, Thread *th, int timeout_ms) {

@@ -292,6 +292,29 @@ TEST(blocked_thread_ends_the_checks_in_init_stop) {
         teardown();
 }
 
+/* The stop requests in flight: two while each thread stops at once (one waiting,
+ * stopped, behind the one checked), doubling while the threads wait for the scheduler,
+ * back one at a time. */
+TEST(stop_window_grows_only_while_stops_wait) {
+        TargetWindow w = TARGET_WINDOW_INIT(16);
+
+        ASSERT_EQ_U64(w.n, 2);
+        target_window_adapt(&w, 20000);
+        ASSERT_EQ_U64(w.n, 2);
+        target_window_adapt(&w, TARGET_WINDOW_SLOW_NS + 1);
+        ASSERT_EQ_U64(w.n, 4);
+        target_window_adapt(&w, 3000000);
+        target_window_adapt(&w, 3000000);
+        ASSERT_EQ_U64(w.n, 16);
+        target_window_adapt(&w, 3000000);
+        ASSERT_EQ_U64(w.n, 16);
+        target_window_adapt(&w, 1000);
+        ASSERT_EQ_U64(w.n, 15);
+        for (int i = 0; i < 20; i++)
+                target_window_adapt(&w, 1000);
+        ASSERT_EQ_U64(w.n, 2);
+}
+
 TEST(thread_in_replaced_function_blocks_and_is_named) {
         ControlImage *img;
         char want[64];
