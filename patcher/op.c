@@ -173,6 +173,10 @@ int op_target_open(UlpOp *op, pid_t pid) {
         int r = target_open(pid, &op->t);
         if (r == -ESRCH)
                 return op_fail(op, r, "no process with pid %d", pid);
+        if (r == -EOWNERDEAD)
+                return op_fail(op, r, "process %d cannot be patched: its main thread has exited while its other "
+                               "threads run on, and ulp reaches a process's memory through its main thread "
+                               "(docs/reach.md)", pid);
         if (r == -EPERM || r == -EACCES)
                 return op_fail_denied(op, pid);
         if (r < 0)

@@ -279,10 +279,14 @@ int target_open(pid_t pid, Target **ret) {
         if (pid <= 0)
                 return -ESRCH;
         /* A tid of a thread also has a /proc entry; only a process will do, and not
-         * one whose leader is dead (zombie): its /proc/PID/mem has no memory. */
+         * one whose leader is dead (zombie): its /proc/PID/mem has no memory. Such a
+         * process may still run other threads (its main thread called pthread_exit()):
+         * the count of its threads, the dead leader's among them, tells. */
         char st = target__thread_state(pid, pid);
-        if (st == 0 || st == 'Z' || st == 'X')
+        if (st == 0 || st == 'X')
                 return -ESRCH;
+        if (st == 'Z')
+                return target__nr_threads(pid) > 1 ? -EOWNERDEAD : -ESRCH;
         snprintf(path, sizeof(path), "/proc/%d/task/%d", pid, pid);
         if (access(path, F_OK) < 0)
                 return -ESRCH;

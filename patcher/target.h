@@ -122,7 +122,8 @@ typedef struct Target {
 
 /* Opens pid: checks it exists and that we may ptrace it, opens /proc/PID/mem,
  * lists its threads. Nothing is attached yet. -ESRCH no such process,
- * -EPERM not allowed to trace it. */
+ * -EPERM not allowed to trace it, -EOWNERDEAD its main thread exited while others run
+ * on (its /proc/PID/mem, which is the main thread's, has no memory: not supported). */
 int target_open(pid_t pid, Target **ret);
 
 /*

@@ -241,6 +241,13 @@ case_refusals() {
 	[ "$(wc -c <"/proc/$VPID/maps")" -gt $((64 << 20)) ] || fail "the victim did not map its copies"
 	refused reach-patch-tiny.so "cannot read the modules of process $VPID: its memory map (/proc/PID/maps) is larger than ulp reads (32 MiB)"
 	expect_value tiny 11
+
+	# a process whose main thread has exited (a zombie) while its other threads run on:
+	# named for what it is, not "no process"
+	REACH_ZOMBIE_LEADER=1 start_victim gcc-pie 2
+	wait_for 5 grep -q '^State:[[:space:]]*Z' "/proc/$VPID/status" || fail "the victim's main thread did not exit"
+	refused reach-patch-tiny.so "process $VPID cannot be patched: its main thread has exited while its other threads run on, and ulp reaches a process's memory through its main thread (docs/reach.md)"
+	expect_value tiny 11
 }
 
 # hold_trace TID: another program (python3) seizes thread TID of the victim and holds it

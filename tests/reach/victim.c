@@ -94,6 +94,18 @@ static void map_copies(void) {
         close(fd);
 }
 
+static void *ticker(void *arg) {
+        (void)arg;
+        for (unsigned long tick = 0;; tick++) {
+                printf("tick %lu tiny=%d mid=%d lib=%d word=%d\n", tick, p_tiny(10), p_mid(10), p_lib(10),
+                       p_word("hello"));
+                usleep(10000);
+        }
+        return NULL;
+}
+
+/* REACH_ZOMBIE_LEADER set: the main thread leaves (pthread_exit) once the others run, a
+ * zombie for as long as the process lives; a thread of its own ticks. */
 int main(int argc, char **argv) {
         int n = argc > 1 ? atoi(argv[1]) : 4;
         pthread_t t;
@@ -103,9 +115,9 @@ int main(int argc, char **argv) {
         setvbuf(stdout, NULL, _IOLBF, 0);
         for (int i = 0; i < n; i++)
                 pthread_create(&t, NULL, worker, NULL);
-        for (unsigned long tick = 0;; tick++) {
-                printf("tick %lu tiny=%d mid=%d lib=%d word=%d\n", tick, p_tiny(10), p_mid(10), p_lib(10),
-                       p_word("hello"));
-                usleep(10000);
+        if (getenv("REACH_ZOMBIE_LEADER")) {
+                pthread_create(&t, NULL, ticker, NULL);
+                pthread_exit(NULL);
         }
+        ticker(NULL);
 }
