@@ -106,7 +106,7 @@ static void sleep_us(long us) {
  * on between the two either way (only a borrowed one is held), and each look is a file
  * read per thread, which a window's steps made three times in a row, the last with the
  * borrowed thread held. */
-#define TRAPGUARD_FRESH_NS (50ULL * 1000000ULL)
+#define TRAPGUARD_FRESH_NS (20ULL * 1000000ULL)
 
 int trapguard_wait_unblocked(Target *t, int timeout_ms) {
         uint64_t now = target__now_ns(), end = now + (uint64_t)timeout_ms * 1000000ULL;

@@ -37,7 +37,7 @@ int trapguard_install(Target *t, Thread *th, uint64_t block, const TrapGuardEntr
 
 /* Waits, holding no thread, up to timeout_ms until no thread blocks SIGTRAP: a thread
  * running a SIGTRAP handler blocks it meanwhile. 0, or -EBUSY with the thread still
- * blocking it. A look that found none in the last 50 ms and since the last install
+ * blocking it. A look that found none in the last 20 ms and since the last install
  * counts as one made now. */
 int trapguard_wait_unblocked(Target *t, int timeout_ms);
 
