@@ -551,15 +551,19 @@ static int load_give_back(UlpOp *op, Thread **th, const PatchMeta *meta, const R
 }
 
 /* The load's thread, or when the load gave it back, a thread borrowed again (for the
- * unmap of a load that failed); NULL when none could be, the report's message kept. */
+ * unmap of a load that failed), waited for as a step that cannot be put off; NULL when
+ * none could be, the report's message kept. */
 static Thread *load_thread(UlpOp *op, Thread *th) {
         char why[sizeof(op->report->message)];
+        bool retry = op->borrow_retry;
 
         if (th)
                 return th;
         snprintf(why, sizeof(why), "%s", op->report->message);
+        op->borrow_retry = false;
         if (op_borrow(op, &th) < 0)
                 th = NULL;
+        op->borrow_retry = retry;
         snprintf(op->report->message, sizeof(op->report->message), "%s", why);
         return th;
 }
