@@ -284,13 +284,13 @@ int entry_bp_untrap(Target *t, Thread *th, uint64_t at) {
 /* How long the checks wait for a thread to stop before the window is taken back. */
 #define BP_CHECK_MS 10000
 
-/* Checks the stopped th (one of v[0..*nv)), resumes it and drops it from v. */
 /* Drops v[i], the others kept in the order they were asked (TargetWindow). */
 static void inflight_drop(Thread **v, size_t *nv, size_t i) {
         memmove(&v[i], &v[i + 1], (*nv - i - 1) * sizeof(*v));
         (*nv)--;
 }
 
+/* Checks the stopped th (one of v[0..*nv)), resumes it and drops it from v. */
 static int check_resume(Target *t, Thread *th, Thread **v, size_t *nv, const EntryWrite *w, size_t n,
                         const EntryBpHooks *hooks, EntryBpResult *res) {
         int r, k;
@@ -334,15 +334,15 @@ static bool was_checked(const pid_t *done, size_t n_done, pid_t tid) {
 }
 
 /* Step 2: every thread of the process, each stopped alone (up to BP_WINDOW asked at
- * once while they wait for the scheduler, TargetWindow), until a rescan of /proc/PID/task finds none not yet checked (threads created
- * after the int3 went in need no check, but cost only one stop). */
+ * once while they wait for the scheduler, TargetWindow), until a rescan of
+ * /proc/PID/task finds none not yet checked (threads created after the int3 went in
+ * need no check, but cost only one stop). */
 static int check_threads(Target *t, const EntryWrite *w, size_t n, const EntryBpHooks *hooks,
                          EntryBpResult *res) {
         _cleanup_free_ pid_t *done = NULL;
         size_t n_done = 0;
-        int r = 0;
-
         TargetWindow window = TARGET_WINDOW_INIT(BP_WINDOW);
+        int r = 0;
 
         for (bool found = true; found && r >= 0;) {
                 Thread *v[BP_WINDOW];
