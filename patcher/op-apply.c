@@ -555,15 +555,12 @@ static int load_give_back(UlpOp *op, Thread **th, const PatchMeta *meta, const R
  * none could be, the report's message kept. */
 static Thread *load_thread(UlpOp *op, Thread *th) {
         char why[sizeof(op->report->message)];
-        bool retry = op->borrow_retry;
 
         if (th)
                 return th;
         snprintf(why, sizeof(why), "%s", op->report->message);
-        op->borrow_retry = false;
-        if (op_borrow(op, &th) < 0)
+        if (op_borrow_now(op, &th) < 0)
                 th = NULL;
-        op->borrow_retry = retry;
         snprintf(op->report->message, sizeof(op->report->message), "%s", why);
         return th;
 }

@@ -72,11 +72,8 @@ int op_run_resolver(void *userdata, uint64_t addr, uint64_t *ret) {
 
         if (!ot->th) {
                 /* The load gave its thread back before the link: one again, kept to the
-                 * load's end, waited for as a step that cannot be put off. */
-                bool retry = ot->op->borrow_retry;
-                ot->op->borrow_retry = false;
-                r = op_borrow(ot->op, &ot->th);
-                ot->op->borrow_retry = retry;
+                 * load's end. */
+                r = op_borrow_now(ot->op, &ot->th);
                 if (r < 0) {
                         ot->th = NULL;
                         return r;

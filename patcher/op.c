@@ -306,6 +306,16 @@ int op_borrow(UlpOp *op, Thread **ret) {
         return 0;
 }
 
+int op_borrow_now(UlpOp *op, Thread **ret) {
+        bool retry = op->borrow_retry;
+        int r;
+
+        op->borrow_retry = false;
+        r = op_borrow(op, ret);
+        op->borrow_retry = retry;
+        return r;
+}
+
 bool op_stubs_fit(UlpOp *op, int patch) {
         const Control *c = &op->c;
         const ControlPatch *p = &c->img->patches[patch];

@@ -129,6 +129,8 @@ int op_unwinder(UlpOp *op);
  * prologue (borrow_retry) one attempt of at most 20 ms: -EAGAIN when it failed and the
  * operation has time left. */
 int op_borrow(UlpOp *op, Thread **ret);
+/* op_borrow() waited for as a step that cannot be put off, even in a prologue. */
+int op_borrow_now(UlpOp *op, Thread **ret);
 
 /* Sets how long the next stops may wait for a thread: the operation's remaining time,
  * within the bounds of one attempt (docs/stops.md). */
