@@ -105,7 +105,10 @@ static void sleep_us(long us) {
 /* A look at every thread's mask this recent stands for one made now: the threads run
  * on between the two either way (only a borrowed one is held), and each look is a file
  * read per thread, which a window's steps made three times in a row, the last with the
- * borrowed thread held. */
+ * borrowed thread held. Counted from the look's end: the threads ran on during it too,
+ * and a look at 1,024 threads takes about 20 ms, so that one counted from its start was
+ * stale by the install right after it, which made it again with the borrowed thread
+ * held (22 ms). */
 #define TRAPGUARD_FRESH_NS (20ULL * 1000000ULL)
 
 int trapguard_wait_unblocked(Target *t, int timeout_ms) {
@@ -117,7 +120,7 @@ int trapguard_wait_unblocked(Target *t, int timeout_ms) {
         while ((r = for_each_task(t->pid, blocks_sigtrap, NULL)) == -EBUSY && target__now_ns() < end)
                 sleep_us(1000);
         if (r == 0)
-                t->sigtrap_free_ns = now;
+                t->sigtrap_free_ns = target__now_ns();
         return r;
 }
 
