@@ -64,6 +64,9 @@ static void nap_ms(long ms) {
  * below run while it sleeps), then counts. */
 static void *vforker(void *arg) {
         (void)arg;
+        /* Named by itself before its vfork: named by its creator, it could be in the
+         * vfork, and seen there, before the name was set (a loaded machine). */
+        prctl(PR_SET_NAME, "vforker");
         sh->vtid = (pid_t)syscall(SYS_gettid);
         pid_t c = vfork();
         if (c == 0) {
@@ -131,7 +134,6 @@ TEST(late_vfork) {
                 pthread_t th;
                 prctl(PR_SET_PDEATHSIG, SIGKILL);
                 pthread_create(&th, NULL, vforker, NULL);
-                pthread_setname_np(th, "vforker");
                 for (;;)
                         pause();
         }
