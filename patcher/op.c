@@ -427,7 +427,7 @@ static int op_try_init(UlpOp *op) {
                 op->init_pending = false;
                 /* Without a stop of every thread when it can (docs/stops.md, "The
                  * untabled state"); a thread it could not stop is the next step's. */
-                r = transition_nostop_wanted() ? transition_init_nostop(&op->tr, op->c.img->hdr.guard_block) : -ENOSYS;
+                r = transition_nostop_mode() != NOSTOP_INIT_OFF ? transition_init_nostop(&op->tr, op->c.img->hdr.guard_block) : -ENOSYS;
                 k = 0;
                 /* Each try is a whole window: the next step tries again, until the
                  * deadline (a thread that could not stop, or one in a stub; a window

@@ -31,6 +31,8 @@ typedef struct SealCtx {
         bool flip;               /* the untabled byte may flip to the target */
         bool in_stub;            /* ...unless a thread is in a stub about to read it */
         bool behind;             /* a thread in the table may not switch yet */
+        bool first;              /* the first pass: threads init saw are pending only
+                                  * when found so here */
 } SealCtx;
 
 static int pending(Transition *tr, pid_t tid, int slot, const char *blocker) {
@@ -131,6 +133,11 @@ static int look_all(SealCtx *x) {
                                  * byte waits; the next completion looks again. */
                                 x->flip = false;
                                 x->behind = true;
+                                if (x->first && !born) {
+                                        r = pending(tr, tid, -1, "not run by the machine in time to be looked at");
+                                        if (r < 0)
+                                                return r;
+                                }
                                 continue;
                         }
                         if (r <= 0) {
@@ -276,12 +283,13 @@ static int finish_entries(Transition *tr) {
         return r == -EOPNOTSUPP || r == -EBUSY ? -ENOSYS : r == -ETIMEDOUT || r == -EAGAIN ? 0 : r;
 }
 
-int transition_complete_sealed(Transition *tr) {
+static int complete_sealed(Transition *tr, bool first, bool *looked) {
         Control *c = tr->c;
         SealCtx x = { .tr = tr, .flip = true };
         int r, k;
 
-        if (tr->global || !tr->untabled || !c->img->hdr.guard_block || tr->n_pending > 0)
+        *looked = false;
+        if (tr->global || !tr->untabled || !c->img->hdr.guard_block || (tr->n_pending > 0 && !first))
                 return -ENOSYS;
         /* A thread of ours still (late), or one another program traces: the stop of
          * every thread, whose rules for them are older. */
@@ -306,6 +314,12 @@ int transition_complete_sealed(Transition *tr) {
                 r = r == -EBUSY ? -ENOSYS : r == -EAGAIN ? 0 : r;
                 goto out;
         }
+        /* The first pass: every live thread is sealed and looked at below, and pending
+         * again when it may not switch; one that exited since init is not. */
+        x.first = first;
+        if (first)
+                tr->n_pending = 0;
+        *looked = true;
         tr->total = 0;
         r = look_all(&x);
         if (r >= 0 && !x.behind)
@@ -334,6 +348,19 @@ out:
         free(x.held);
         free(x.ur);
         return r;
+}
+
+int transition_complete_sealed(Transition *tr) {
+        bool looked;
+
+        return complete_sealed(tr, false, &looked);
+}
+
+int transition_complete_sealed_first(Transition *tr, bool *looked) {
+        for (size_t i = 0; i < tr->n_pending; i++)
+                if (tr->pending[i].slot >= 0 || tr->pending[i].trap_code)
+                        return -ENOSYS;
+        return complete_sealed(tr, true, looked);
 }
 
 int transition__close_end_window(Transition *tr) {

@@ -24,19 +24,20 @@
 #include "patcher/x86_64/relocate.h"
 #include "patcher/x86_64/sigtrap.h"
 
-/* Off by default until it stops failing spuriously under load (docs/stops.md, "Not
- * on by default"). ULP_NOSTOP_INIT in the driver's environment overrides it: 1 turns it
- * on, 0 off (what a test that counts the writes of the init stopping every thread
- * sets). */
-bool transition_nostop_init = false;
+/* On by default in a process of more than one thread (docs/stops.md, "The untabled
+ * state"). ULP_NOSTOP_INIT in the driver's environment overrides it: 1 uses the window
+ * in a process of one thread too (what the tests of the window on one-thread victims
+ * set), 0 turns it off (what a test that counts the writes of the init stopping every
+ * thread sets). */
+NostopInit transition_nostop_init = NOSTOP_INIT_THREADED;
 
-bool transition_nostop_wanted(void) {
+NostopInit transition_nostop_mode(void) {
         const char *e = secure_getenv("ULP_NOSTOP_INIT");
 
         if (e && strcmp(e, "1") == 0)
-                return true;
+                return NOSTOP_INIT_ALWAYS;
         if (e && strcmp(e, "0") == 0)
-                return false;
+                return NOSTOP_INIT_OFF;
         return transition_nostop_init;
 }
 
@@ -189,10 +190,20 @@ static int undo_record(Transition *tr, EntryWrite *w, unsigned n, const ControlH
         return r;
 }
 
-/* Whether a thread rules the window out: one in uninterruptible sleep or late, or one
- * another program traces (true also when the thread list cannot be read). */
+/* Whether the threads rule the window out: one in uninterruptible sleep or late, one
+ * another program traces (true also when the thread list cannot be read), or a process
+ * of one thread when the window is not asked for always. */
 static bool stop_all_instead(Target *t) {
+        size_t live = 0;
+
         if (target_refresh_threads(t) < 0)
+                return true;
+        /* One thread: its stop is the stop of every thread whichever way init goes, and
+         * the stop-all init stops it once where the window stops it four times (its
+         * check, the pass, and completion's barrier twice). */
+        for (size_t i = 0; i < t->n_threads; i++)
+                live += !t->threads[i].gone;
+        if (live < 2 && transition_nostop_mode() == NOSTOP_INIT_THREADED)
                 return true;
         /* Traced by a debugger: its int3 would stop the thread for that tracer, never
          * reach the guard, and kill the process once the tracer lets it go. The stop of

@@ -559,6 +559,14 @@ int transition_try_complete(Transition *tr) {
                 return global_try(tr);
         tr->passes++;
         tr->gone = 0;
+        /* The first pass after an init without a stop: the seal's look at each thread
+         * instead, and completion in the same round when every thread may switch. */
+        if (tr->untabled && transition_complete_nostop && tr->passes == 1 && tr->n_pending > 0) {
+                bool looked;
+                r = transition_complete_sealed_first(tr, &looked);
+                if (looked || r != -ENOSYS)
+                        return r == -ETIMEDOUT ? 0 : r;
+        }
         done = calloc(tr->n_pending ? tr->n_pending : 1, sizeof(bool));
         if (!done)
                 return -ENOMEM;

@@ -117,9 +117,17 @@ typedef struct Transition {
 
 /* Init without a stop of every thread in per-thread mode (transition_init_nostop()); the
  * stop-all init stays for global mode and as the fallback. */
-extern bool transition_nostop_init;
-/* transition_nostop_init, unless ULP_NOSTOP_INIT in the environment says 1 (on) or 0 (off). */
-bool transition_nostop_wanted(void);
+typedef enum NostopInit {
+        NOSTOP_INIT_OFF,         /* the stop of every thread */
+        NOSTOP_INIT_THREADED,    /* the default: the window when the process has more
+                                  * than one live thread (one thread's stop is already
+                                  * a stop of every thread, and the shorter way) */
+        NOSTOP_INIT_ALWAYS,      /* the window, one thread or more */
+} NostopInit;
+extern NostopInit transition_nostop_init;
+/* transition_nostop_init, unless ULP_NOSTOP_INIT in the environment says 1 (always) or
+ * 0 (off). */
+NostopInit transition_nostop_mode(void);
 
 /* Prepares a Transition for patch idx of c towards target_state: computes the ranges of
  * the functions being replaced. Writes nothing. */
@@ -182,6 +190,12 @@ int transition_complete(Transition *tr);
  * here (global mode, a tabled init, no guard, a thread of ours or traced by another
  * program, no core serialization): nothing written, transition_complete() instead. */
 int transition_complete_sealed(Transition *tr);
+/* The same as the first pass after an init without a stop, while every thread init saw
+ * is still pending and untabled: the seal's look at each thread does what the pass
+ * would (each checked, entered in the table, switched or pending again), one round of
+ * stops fewer. *looked false when it returned before looking at any (the pending list
+ * as it was: a pass instead). */
+int transition_complete_sealed_first(Transition *tr, bool *looked);
 /* Whether transition_try_complete() completes that way after an init without a stop
  * (default on; tests of the stop of every thread turn it off). */
 extern bool transition_complete_nostop;

@@ -16,6 +16,9 @@ set -uo pipefail
 RUNS=${1:-3}
 root=$(cd "$(dirname "$0")/.." && pwd)
 commit=$(git -C "$root" rev-parse HEAD) || exit 1
+# the system's python3, not a version manager's slow shim (as scripts/run-tests)
+PATH=$(printf '%s' "$PATH" | tr ':' '\n' | grep -v '/shims$' | paste -sd: -)
+export PATH
 ncpu=$(nproc)
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/ulp-load-test.XXXXXX")
 # the tests run programs as an unprivileged uid, which must read the checkouts

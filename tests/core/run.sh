@@ -118,10 +118,17 @@ case_json_status() {
 	for k in retries max_thread_stop_us max_stw_us total_ms; do
 		echo "$out" | json_get "d['$k']" >/dev/null || fail "no $k in $out"
 	done
-	# Init and completion stop every thread, unless init goes without (ULP_NOSTOP_INIT=1):
-	# then neither does (docs/stops.md, "Completion under the clone barrier").
-	if [ "${ULP_NOSTOP_INIT:-0}" = 1 ]; then
+	# A process of more than one thread: init and completion stop no thread with the
+	# others (docs/stops.md, "The untabled state", "Completion under the clone barrier"),
+	# unless ULP_NOSTOP_INIT=0 turns that off: then both stop every thread.
+	if [ "${ULP_NOSTOP_INIT:-1}" = 1 ]; then
 		[ "$(echo "$out" | json_get 'd["max_stw_us"]')" = 0 ] || fail "a stop of every thread without ULP_NOSTOP_INIT=0: $out"
+		out=$(ULP_NOSTOP_INIT=0 ulpctl revert --json -p "$VPID" compute-fix) || fail "revert with ULP_NOSTOP_INIT=0 failed: $out"
+		[ "$(echo "$out" | json_get 'd["max_stw_us"] > 0')" = True ] || fail "no stop-the-world figure with ULP_NOSTOP_INIT=0: $out"
+		expect_value compute 20
+		out=$(ulpctl apply --json -p "$VPID" "$P/patch-compute.so") || fail "apply failed: $out"
+		[ "$(echo "$out" | json_get 'd["max_stw_us"]')" = 0 ] || fail "a stop of every thread without ULP_NOSTOP_INIT=0: $out"
+		expect_value compute 30
 	else
 		[ "$(echo "$out" | json_get 'd["max_stw_us"] > 0')" = True ] || fail "no stop-the-world figure: $out"
 	fi
@@ -140,6 +147,23 @@ case_json_status() {
 	out=$(ulpctl apply --global --json -p "$VPID" "$P/patch-compute.so") || fail "global apply failed: $out"
 	[ "$(echo "$out" | json_get 'd["max_stw_us"] > 0')" = True ] || fail "a global apply reports no stop of every thread: $out"
 	ulpctl revert -p "$VPID" compute-fix >/dev/null || fail "revert of the global apply failed"
+	victim_ok
+	# A process of one thread: its stop is a stop of every thread whichever way init
+	# goes, and by default init takes the stop-all way, which checks and completes in
+	# that one stop (reported); ULP_NOSTOP_INIT=1 asks for the window there too (never
+	# counted as a stop of every thread).
+	kill -9 "$VPID"; wait "$VPID" 2>/dev/null
+	start_victim 0
+	out=$(ulpctl apply --json -p "$VPID" "$P/patch-compute.so") || fail "apply to one thread failed: $out"
+	[ "$(echo "$out" | json_get 'd["threads"]')" = 1 ] || fail "threads of a one-thread victim in $out"
+	if [ "${ULP_NOSTOP_INIT:-}" = 1 ]; then
+		[ "$(echo "$out" | json_get 'd["max_stw_us"]')" = 0 ] || fail "the window counted as a stop of every thread: $out"
+	else
+		[ "$(echo "$out" | json_get 'd["max_stw_us"] > 0')" = True ] || fail "one thread not stopped by the stop-all init: $out"
+	fi
+	expect_value compute 30
+	ulpctl revert -p "$VPID" compute-fix >/dev/null || fail "revert of the one-thread apply failed"
+	expect_value compute 20
 	victim_ok
 }
 

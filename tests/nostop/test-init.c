@@ -132,7 +132,7 @@ static void apply_held_at(int step) {
          * attempts of 250 ms, on a loaded machine too. */
         victim_start(8000);
         ASSERT_TRUE(WAIT_UNTIL(last_compute() == 20, 5000));
-        transition_nostop_init = true;
+        transition_nostop_init = NOSTOP_INIT_ALWAYS;
         hold_at = step;
         /* An init that went to the stop of every thread at once (a thread seen in
          * uninterruptible sleep for a page fault on a loaded machine) never reaches
@@ -380,7 +380,7 @@ static void flip_waits(bool sealed) {
         }
         close(fd);
         ASSERT_TRUE(WAIT_UNTIL(cons_mixed() == 0, 5000));
-        transition_nostop_init = true;
+        transition_nostop_init = NOSTOP_INIT_ALWAYS;
         /* An init that went to the stop of every thread (a thread seen in
          * uninterruptible sleep on a loaded machine) has no window: reverted, again. */
         for (int tries = 0; !late_tid; tries++) {
@@ -479,7 +479,7 @@ TEST(reversal_waits_for_stub) {
         ASSERT_TRUE(WAIT_UNTIL(cons_says("blocked=1", NULL), 5000));
         /* The init that stops every thread: the byte in the target until the reversal. */
         unsetenv("ULP_NOSTOP_INIT");
-        transition_nostop_init = false;
+        transition_nostop_init = NOSTOP_INIT_OFF;
         hook_at_reversal = true;
         fd = open(CONS_PATCH, O_RDONLY | O_CLOEXEC);
         ASSERT_TRUE(fd >= 0);
