@@ -199,8 +199,8 @@ static bool stop_all_instead(Target *t) {
         if (target_refresh_threads(t) < 0)
                 return true;
         /* One thread: its stop is the stop of every thread whichever way init goes, and
-         * the stop-all init stops it once where the window stops it four times (its
-         * check, the pass, and completion's barrier twice). */
+         * the stop-all init stops it once where the window stops it three times (its
+         * check, the seal's look, the seal's end). */
         for (size_t i = 0; i < t->n_threads; i++)
                 live += !t->threads[i].gone;
         if (live < 2 && transition_nostop_mode() == NOSTOP_INIT_THREADED)
