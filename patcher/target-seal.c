@@ -243,6 +243,16 @@ int target_seal_poll(Target *t, TargetSeal *s) {
         return seal_look(t, s, false);
 }
 
+/* Threads still seized when the end gives up (one the machine never ran into its stop,
+ * a vfork parent waiting for its child): orphans, as late threads of a Target freed
+ * are (patcher/target-late.c), so that the next stop of the process takes them over and
+ * a long-running caller lets them go when they stop; left here, nothing would. */
+static void seal_orphan_rest(Target *t, TargetSeal *s) {
+        for (size_t i = 0; i < s->n; i++)
+                target__orphan_add(t->pid, s->v[i].tid);
+        s->n = 0;
+}
+
 int target_seal_end(Target *t, TargetSeal *s, int timeout_ms) {
         uint64_t end = target__now_ns() + (uint64_t)timeout_ms * 1000000ULL;
 
@@ -265,14 +275,18 @@ int target_seal_end(Target *t, TargetSeal *s, int timeout_ms) {
         while (s->n > 0) {
                 struct timespec ts = { 0, 200000 };
                 int r = seal_look(t, s, true);
-                if (r < 0)
+                if (r < 0) {
+                        seal_orphan_rest(t, s);
                         return r;
+                }
                 /* Children created meanwhile (a clone event before the interrupt's stop)
                  * join the list as born, and are let go at their first stop. */
                 if (s->n == 0)
                         break;
-                if (target__now_ns() > end)
+                if (target__now_ns() > end) {
+                        seal_orphan_rest(t, s);
                         return -ETIMEDOUT;
+                }
                 nanosleep(&ts, NULL);
         }
         return 0;

@@ -11,6 +11,7 @@
 
 #include "common/macro.h"
 #include "patcher/entry-bp.h"
+#include "patcher/target-internal.h"
 #include "patcher/target-seal.h"
 #include "patcher/transition-internal.h"
 #include "patcher/x86_64/relocate.h"
@@ -133,6 +134,7 @@ static int look_all(SealCtx *x) {
                                  * byte waits; the next completion looks again. */
                                 x->flip = false;
                                 x->behind = true;
+                                tr->total += !born;
                                 if (x->first && !born) {
                                         r = pending(tr, tid, -1, "not run by the machine in time to be looked at");
                                         if (r < 0)
@@ -286,6 +288,8 @@ static int finish_entries(Transition *tr) {
 static int complete_sealed(Transition *tr, bool first, bool *looked) {
         Control *c = tr->c;
         SealCtx x = { .tr = tr, .flip = true };
+        _cleanup_free_ PendingThread *saved = NULL;
+        size_t n_saved = 0;
         int r, k;
 
         *looked = false;
@@ -298,6 +302,13 @@ static int complete_sealed(Transition *tr, bool first, bool *looked) {
         for (size_t i = 0; i < tr->t->n_threads; i++)
                 if (tr->t->threads[i].seized && !tr->t->threads[i].gone)
                         return -ENOSYS;
+        /* A thread in uninterruptible sleep (a vfork parent, since init) would hold each
+         * look and the seal's end for their whole bounds: the pass, whose rules for a
+         * late thread are older, in place of the first one. */
+        if (first)
+                for (size_t i = 0; i < tr->t->n_threads; i++)
+                        if (!tr->t->threads[i].gone && target__thread_state(tr->t->pid, tr->t->threads[i].tid) == 'D')
+                                return -ENOSYS;
         x.held = calloc(CONTROL_TABLE_SLOTS, 1);
         x.ur = malloc(sizeof(*x.ur));
         if (!x.held || !x.ur) {
@@ -317,11 +328,33 @@ static int complete_sealed(Transition *tr, bool first, bool *looked) {
         /* The first pass: every live thread is sealed and looked at below, and pending
          * again when it may not switch; one that exited since init is not. */
         x.first = first;
-        if (first)
+        if (first) {
+                saved = malloc(MAX(tr->n_pending, (size_t)1) * sizeof(*saved));
+                if (!saved) {
+                        r = -ENOMEM;
+                        (void)target_seal_end(tr->t, &x.s, SEAL_END_MS);
+                        target_seal_done(&x.s);
+                        goto out;
+                }
+                memcpy(saved, tr->pending, tr->n_pending * sizeof(*saved));
+                n_saved = tr->n_pending;
                 tr->n_pending = 0;
+        }
         *looked = true;
         tr->total = 0;
         r = look_all(&x);
+        /* Threads created and exiting too fast to be counted: not now, as at the
+         * seal's start. */
+        if (r == -EAGAIN) {
+                r = 0;
+                x.behind = true;
+        }
+        /* Failed in the middle: the threads not looked at yet stay pending (an entry
+         * left with no slot finds the one its thread took since). */
+        if (r < 0 && saved) {
+                memcpy(tr->pending, saved, n_saved * sizeof(*saved));
+                tr->n_pending = n_saved;
+        }
         if (r >= 0 && !x.behind)
                 r = reconcile(&x);
         /* No live thread untabled and out of the target: the byte flips, while every

@@ -587,7 +587,8 @@ int transition_try_complete(Transition *tr) {
         } else if (kept == 0)
                 r = transition_complete(tr);
         else if (tr->gone > 0 && !tr->untabled)
-                /* Untabled: no slot is ever in the initial state; completion reconciles. */
+                /* Untabled: the slots exited threads left (in the initial state when
+                 * they were entered pending) go to the target at completion. */
                 r = transition_reclaim(tr);
         return r == -ETIMEDOUT ? 0 : r;
 }

@@ -119,9 +119,9 @@ typedef struct Transition {
  * stop-all init stays for global mode and as the fallback. */
 typedef enum NostopInit {
         NOSTOP_INIT_OFF,         /* the stop of every thread */
-        NOSTOP_INIT_THREADED,    /* the default: the window when the process has more
-                                  * than one live thread (one thread's stop is already
-                                  * a stop of every thread, and the shorter way) */
+        NOSTOP_INIT_THREADED,    /* the window when the process has more than one live
+                                  * thread (one thread's stop is already a stop of
+                                  * every thread, and the shorter way) */
         NOSTOP_INIT_ALWAYS,      /* the window, one thread or more */
 } NostopInit;
 extern NostopInit transition_nostop_init;

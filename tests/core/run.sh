@@ -118,10 +118,10 @@ case_json_status() {
 	for k in retries max_thread_stop_us max_stw_us total_ms; do
 		echo "$out" | json_get "d['$k']" >/dev/null || fail "no $k in $out"
 	done
-	# A process of more than one thread: init and completion stop no thread with the
-	# others (docs/stops.md, "The untabled state", "Completion under the clone barrier"),
-	# unless ULP_NOSTOP_INIT=0 turns that off: then both stop every thread.
-	if [ "${ULP_NOSTOP_INIT:-1}" = 1 ]; then
+	# With ULP_NOSTOP_INIT=1, in a process of more than one thread, init and completion
+	# never stop every thread at once (docs/stops.md, "The untabled state", "Completion
+	# under the clone barrier"); by default (or =0) both stop every thread.
+	if [ "${ULP_NOSTOP_INIT:-0}" = 1 ]; then
 		[ "$(echo "$out" | json_get 'd["max_stw_us"]')" = 0 ] || fail "a stop of every thread without ULP_NOSTOP_INIT=0: $out"
 		out=$(ULP_NOSTOP_INIT=0 ulpctl revert --json -p "$VPID" compute-fix) || fail "revert with ULP_NOSTOP_INIT=0 failed: $out"
 		[ "$(echo "$out" | json_get 'd["max_stw_us"] > 0')" = True ] || fail "no stop-the-world figure with ULP_NOSTOP_INIT=0: $out"
@@ -149,9 +149,9 @@ case_json_status() {
 	ulpctl revert -p "$VPID" compute-fix >/dev/null || fail "revert of the global apply failed"
 	victim_ok
 	# A process of one thread: its stop is a stop of every thread whichever way init
-	# goes, and by default init takes the stop-all way, which checks and completes in
-	# that one stop (reported); ULP_NOSTOP_INIT=1 asks for the window there too (never
-	# counted as a stop of every thread).
+	# goes; the stop-all init checks and completes in that one stop (reported), and
+	# ULP_NOSTOP_INIT=1 asks for the window there too (never counted as a stop of every
+	# thread).
 	kill -9 "$VPID"; wait "$VPID" 2>/dev/null
 	start_victim 0
 	out=$(ulpctl apply --json -p "$VPID" "$P/patch-compute.so") || fail "apply to one thread failed: $out"
