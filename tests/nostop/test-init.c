@@ -81,9 +81,9 @@ static int last_compute(void) {
         return v;
 }
 
-/* Threads of the victim in uninterruptible sleep. */
-static unsigned threads_in_d(void) {
-        char path[320], buf[512], *p;
+/* Threads of the victim with a line of /proc/PID/task/TID/FILE that match() likes. */
+static unsigned tasks_where(const char *file, bool (*match)(char *line)) {
+        char path[320], line[512];
         unsigned n = 0;
         struct dirent *de;
         DIR *d;
@@ -94,18 +94,30 @@ static unsigned threads_in_d(void) {
                 return 0;
         while ((de = readdir(d))) {
                 FILE *f;
+                bool hit = false;
                 if (de->d_name[0] == '.')
                         continue;
-                snprintf(path, sizeof(path), "/proc/%d/task/%s/stat", child, de->d_name);
+                snprintf(path, sizeof(path), "/proc/%d/task/%s/%s", child, de->d_name, file);
                 f = fopen(path, "re");
                 if (!f)
                         continue;
-                p = fgets(buf, sizeof(buf), f) ? strrchr(buf, ')') : NULL;
-                n += p && p[1] && p[2] == 'D';
+                while (!hit && fgets(line, sizeof(line), f))
+                        hit = match(line);
+                n += hit;
                 fclose(f);
         }
         closedir(d);
         return n;
+}
+
+static bool in_d(char *line) {
+        char *p = strrchr(line, ')');
+        return p && p[1] && p[2] == 'D';
+}
+
+/* Threads of the victim in uninterruptible sleep. */
+static unsigned threads_in_d(void) {
+        return tasks_where("stat", in_d);
 }
 
 static unsigned windows_opened, vfork_sent;
@@ -191,31 +203,13 @@ TEST(no_thread_to_open) {
         apply_held_at(0);
 }
 
+static bool traced_line(char *line) {
+        return !strncmp(line, "TracerPid:", 10) && atoi(line + 10) != 0;
+}
+
 /* Threads of the victim another process traces. */
 static unsigned traced_threads(void) {
-        char path[320], line[256];
-        unsigned n = 0;
-        struct dirent *de;
-        DIR *d;
-
-        snprintf(path, sizeof(path), "/proc/%d/task", child);
-        d = opendir(path);
-        if (!d)
-                return 0;
-        while ((de = readdir(d))) {
-                FILE *f;
-                if (de->d_name[0] == '.')
-                        continue;
-                snprintf(path, sizeof(path), "/proc/%d/task/%s/status", child, de->d_name);
-                f = fopen(path, "re");
-                if (!f)
-                        continue;
-                while (fgets(line, sizeof(line), f))
-                        n += !strncmp(line, "TracerPid:", 10) && atoi(line + 10) != 0;
-                fclose(f);
-        }
-        closedir(d);
-        return n;
+        return tasks_where("status", traced_line);
 }
 
 static bool orphans_gone(void) {
