@@ -21,16 +21,16 @@ static int stop_ms(const Target *t) {
 
 /* Runs one step on a borrowed thread: the guard's remote calls. A thread that ran into
  * an int3 of the window is not borrowed with its SIGTRAP on the way: its remote step would
- * take it for a fault. Held (caught by the stop): sent on as the checks do; still queued:
- * resumed for the handler to take, and another stop asked for. */
+ * take it for a fault. Still queued: taken by the stop (which puts the thread back on
+ * the int3), or, behind another signal, resumed for the handler to take and another
+ * stop asked for. */
 typedef int (*BorrowFn)(Target *t, Thread *th, void *ud);
 
 static int check_one(Target *t, Thread *th, const EntryWrite *w, size_t n, EntryBpResult *res);
-static bool trap_pending(Target *t, const Thread *th);
 
 /* 1 th may be borrowed: a trap of the window it took is dealt with (its SIGTRAP, taken
- * by the stop if still queued, dropped and the thread sent on, as the checks do), 0 its
- * trap is still queued behind another signal. */
+ * by the stop if still queued, which puts it back on the int3), 0 its trap is still
+ * queued behind another signal. */
 static int settle_trapped(Target *t, Thread *th, const EntryWrite *w, size_t n) {
         EntryBpResult ignored = {};
         int r;
@@ -38,14 +38,14 @@ static int settle_trapped(Target *t, Thread *th, const EntryWrite *w, size_t n) 
         for (size_t i = 0; i < n; i++) {
                 if (regs_pc(&th->regs) != w[i].at + 1)
                         continue;
-                if (!th->held_sig && trap_pending(t, th)) {
+                if (!th->held_sig && target_sigtrap_queued(t, th)) {
                         r = target_take_signal(t, th, stop_ms(t));
                         if (r < 0)
                                 return r;
                 }
                 if (th->held_sig == SIGTRAP && th->held_info.si_code == SI_KERNEL)
                         return check_one(t, th, &w[i], 1, &ignored) < 0 ? -EIO : 1;
-                return trap_pending(t, th) ? 0 : 1;
+                return target_sigtrap_queued(t, th) ? 0 : 1;
         }
         return 1;
 }
@@ -189,28 +189,14 @@ static int verify_cur(Target *t, const EntryWrite *w, size_t n) {
         return 0;
 }
 
-/* A SIGTRAP of an int3 (SI_KERNEL) is waiting in the kernel for th, which is stopped. */
-static bool trap_pending(Target *t, const Thread *th) {
-        char path[64], line[128];
-        uint64_t m = 0;
-        FILE *f;
-
-        snprintf(path, sizeof(path), "/proc/%d/task/%d/status", t->pid, th->tid);
-        f = fopen(path, "re");
-        if (!f)
-                return false;
-        while (fgets(line, sizeof(line), f))
-                if (strncmp(line, "SigPnd:", 7) == 0)
-                        m = strtoull(line + 7, NULL, 16);
-        fclose(f);
-        return (m >> (SIGTRAP - 1)) & 1;
-}
 
 /*
- * Step 2 for the stopped th. At the byte after an int3 with its SIGTRAP in hand: sent to
- * trap_dest, the signal dropped; with the SIGTRAP still queued: left to the handler,
- * which does the same after the resume. Strictly inside the bytes otherwise: moved to the
- * copy. 1 changed, 0 nothing to do, 2 left to the handler, -errno.
+ * Step 2 for the stopped th. A thread stopped for the trap of the int3 is back on it
+ * already (target__waitpid()): nothing to do. At the byte after the int3 with its
+ * SIGTRAP still queued: left to the handler, which sends it to trap_dest after the
+ * resume (with the SIGTRAP in hand, which the wait no longer leaves: sent to trap_dest,
+ * the signal dropped). Strictly inside the bytes otherwise: moved to the copy. 1
+ * changed, 0 nothing to do, 2 left to the handler, -errno.
  */
 static int check_one(Target *t, Thread *th, const EntryWrite *w, size_t n, EntryBpResult *res) {
         uint64_t pc = regs_pc(&th->regs), to;
@@ -224,7 +210,7 @@ static int check_one(Target *t, Thread *th, const EntryWrite *w, size_t n, Entry
                         res->trapped++;
                         return target_set_regs(t, th) < 0 ? -EIO : 1;
                 }
-                if (pc == w[i].at + 1 && trap_pending(t, th)) {
+                if (pc == w[i].at + 1 && target_sigtrap_queued(t, th)) {
                         res->trapped++;
                         return 2;
                 }
@@ -248,7 +234,7 @@ bool entry_bp_trapped_at(Target *t, const Thread *th, uint64_t at) {
                 return false;
         if (th->held_sig)
                 return th->held_sig == SIGTRAP && th->held_info.si_code == SI_KERNEL;
-        return trap_pending(t, th);
+        return target_sigtrap_queued(t, th);
 }
 
 /*
@@ -417,6 +403,23 @@ static int take_back(Target *t, Group *g, int r) {
         return k < 0 ? k : r;
 }
 
+_Static_assert(TARGET_TRAPS_MAX >= SIGTRAP_MAX_ENTRIES, "a window's entries fit in the Target's");
+
+/* The entries about to hold an int3, remembered by the Target for good: a thread stopped
+ * for the trap of one, whenever that is, is put back on it (target__waitpid()). */
+static void note_traps(Target *t, const EntryWrite *w, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                bool known = false;
+                for (unsigned j = 0; j < t->n_trap_at && !known; j++)
+                        known = t->trap_at[j] == w[i].at;
+                if (known)
+                        continue;
+                if (t->n_trap_at == TARGET_TRAPS_MAX)
+                        memmove(t->trap_at, t->trap_at + 1, --t->n_trap_at * sizeof(t->trap_at[0]));
+                t->trap_at[t->n_trap_at++] = w[i].at;
+        }
+}
+
 int entry_write_bp(Target *t, uint64_t block, const EntryWrite *w, size_t n, EntryBpResult *res) {
         return entry_write_bp_hooked(t, block, w, n, NULL, res);
 }
@@ -435,6 +438,8 @@ int entry_write_bp_hooked(Target *t, uint64_t block, const EntryWrite *w, size_t
         r = verify_cur(t, w, n);
         if (r >= 0)
                 r = trapguard_wait_unblocked(t, BP_DRAIN_MS);
+        if (r >= 0)
+                note_traps(t, w, n);
         if (r >= 0 && entry_bp_test_hook)
                 entry_bp_test_hook(0);
         if (r >= 0)
@@ -494,7 +499,10 @@ static int do_close(Target *t, Thread *th, void *ud) {
 
 int entry_bp_close(Target *t, uint64_t block, const EntryWrite *w, size_t n) {
         Group g = { .block = block, .w = w, .n = n };
-        int r = borrow(t, w, n, do_close, &g);
+        int r;
+
+        note_traps(t, w, n);
+        r = borrow(t, w, n, do_close, &g);
 
         return r < 0 || !g.installed ? r : close_guard(t, w, n, block);
 }

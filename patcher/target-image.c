@@ -209,13 +209,17 @@ void target__release_exec_leader(Target *t) {
         (void)target__ptrace(PTRACE_INTERRUPT, t->pid, NULL, NULL);
         for (;;) {
                 int status;
-                pid_t r = waitpid(t->pid, &status, __WALL | WNOHANG);
+                bool undone;
+                pid_t r = target__waitpid(t, t->pid, &status, WNOHANG, &undone);
                 if (r < 0 && errno == EINTR)
                         continue;
                 if (r < 0 || (r > 0 && !WIFSTOPPED(status)))
                         return;
                 if (r > 0) {
-                        (void)target__ptrace(PTRACE_DETACH, t->pid, NULL, NULL);
+                        /* A signal-delivery-stop's signal goes on with the detach. */
+                        int sig = (status >> 16) == 0 && WSTOPSIG(status) != (SIGTRAP | 0x80) && !undone ?
+                                  WSTOPSIG(status) : 0;
+                        (void)target__ptrace(PTRACE_DETACH, t->pid, NULL, (void *)(long)sig);
                         return;
                 }
                 if (target__now_ns() >= deadline) {

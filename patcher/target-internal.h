@@ -29,9 +29,20 @@ int target__nr_threads(pid_t pid);
  * remote steps): the longest so far and the stop hook (target_set_stop_hook()). */
 void target__note_thread_stop(Target *t, pid_t tid, uint64_t requested_ns, uint64_t stopped_ns, bool borrowed);
 
-/* A non-blocking waitpid on one seized thread: 1 with *ret_status when it reported,
- * 0 when it has nothing to report, -ESRCH (marked gone) when it exited. */
-int target__thread_poll(Thread *th, int *ret_status);
+/*
+ * waitpid(tid, status, __WALL | flags) for one of t's tracees, except that a thread
+ * reported in a signal-delivery-stop for the SIGTRAP of an int3 of ours (one of
+ * t->trap_at, or any int3 still in place) is first put back on that int3: its PC one
+ * byte back, before the wait takes the report (a taken report is a signal the kernel
+ * forgets: a tracer that dies before resuming the thread would leave it running one
+ * byte past the int3, inside an instruction). *ret_undone (may be NULL) then says so:
+ * the thread is resumed with no signal and runs into the int3 again, which by then
+ * holds whatever the entry holds. docs/stops.md, "A trap is never held".
+ */
+pid_t target__waitpid(Target *t, pid_t tid, int *status, int flags, bool *ret_undone);
+/* A non-blocking waitpid on one seized thread (target__waitpid): 1 with *ret_status when
+ * it reported, 0 when it has nothing to report, -ESRCH (marked gone) when it exited. */
+int target__thread_poll(Target *t, Thread *th, int *ret_status);
 /* Records a ptrace-stop waitpid reported for th; reads its registers. */
 int target__record_stop(Target *t, Thread *th, int status);
 /* Detaches a stopped thread, delivering its kept signal; -EBUSY when it is not stopped

@@ -244,7 +244,7 @@ size_t target_collect_orphans(void) {
         for (size_t i = 0; i < n_orphans;) {
                 Target t = { .pid = orphans[i].pid, .mem_fd = -1 };
                 Thread th = { .tid = orphans[i].tid, .seized = true };
-                int status, r = target__thread_poll(&th, &status);
+                int status, r = target__thread_poll(&t, &th, &status);
 
                 if (r == 0) {
                         i++;

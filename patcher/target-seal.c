@@ -151,7 +151,7 @@ static bool is_stop_signal(int sig) {
  * in a stop to let go from (*sig: the signal to deliver with the detach), 0 dealt with
  * (resumed, or held), -errno.
  */
-static int seal_stop(Target *t, TargetSeal *s, size_t i, int status, bool ending, int *sig) {
+static int seal_stop(Target *t, TargetSeal *s, size_t i, int status, bool undone, bool ending, int *sig) {
         SealedThread *e = &s->v[i];
         int ev = status >> 16, stopsig = WSTOPSIG(status);
         unsigned long child = 0;
@@ -197,7 +197,10 @@ static int seal_stop(Target *t, TargetSeal *s, size_t i, int status, bool ending
                 (void)target__ptrace(PTRACE_CONT, e->tid, NULL, NULL);
                 return 0;
         }
-        /* A signal-delivery-stop: the signal goes on to the thread. */
+        /* A signal-delivery-stop: the signal goes on to the thread (none for the trap of
+         * an int3 of ours, undone: the thread runs into the int3 again). */
+        if (undone)
+                stopsig = 0;
         if (ending) {
                 *sig = stopsig;
                 return 1;
@@ -210,12 +213,13 @@ static int seal_stop(Target *t, TargetSeal *s, size_t i, int status, bool ending
 static int seal_look(Target *t, TargetSeal *s, bool ending) {
         for (size_t i = 0; i < s->n;) {
                 int status, sig, r;
+                bool undone;
                 pid_t w;
                 if ((s->v[i].held || s->v[i].stopped) && !ending) {
                         i++;
                         continue;
                 }
-                w = waitpid(s->v[i].tid, &status, __WALL | WNOHANG);
+                w = target__waitpid(t, s->v[i].tid, &status, WNOHANG, &undone);
                 if (w == 0) {
                         i++;
                         continue;
@@ -226,7 +230,7 @@ static int seal_look(Target *t, TargetSeal *s, bool ending) {
                         seal_drop(s, i);
                         continue;
                 }
-                r = seal_stop(t, s, i, status, ending, &sig);
+                r = seal_stop(t, s, i, status, undone, ending, &sig);
                 if (r < 0)
                         return r;
                 if (r == 0) {
@@ -301,7 +305,7 @@ static ssize_t seal_find(const TargetSeal *s, pid_t tid) {
 
 /* The stop (status) of the sealed thread i, which was asked to stop: taken whatever it
  * is, as every ptrace-stop has its registers. 1 taken, 0 exited, -errno. */
-static int seal_take(Target *t, TargetSeal *s, size_t i, int status) {
+static int seal_take(Target *t, TargetSeal *s, size_t i, int status, bool undone) {
         int ev = status >> 16, stopsig = WSTOPSIG(status);
         unsigned long child = 0;
         int r;
@@ -327,7 +331,7 @@ static int seal_take(Target *t, TargetSeal *s, size_t i, int status) {
         } else if (ev == PTRACE_EVENT_STOP)
                 s->v[i].listen = is_stop_signal(stopsig);
         else if (ev == 0 && stopsig != (SIGTRAP | 0x80))
-                s->v[i].sig = stopsig;
+                s->v[i].sig = undone ? 0 : stopsig;
         return 1;
 }
 
@@ -357,7 +361,8 @@ int target_seal_stop(Target *t, TargetSeal *s, pid_t tid, Thread *th, int timeou
                 for (unsigned spins = 0;; spins++) {
                         struct timespec ts = { 0, 50000 };
                         int status;
-                        pid_t w = waitpid(tid, &status, __WALL | WNOHANG);
+                        bool undone;
+                        pid_t w = target__waitpid(t, tid, &status, WNOHANG, &undone);
                         if (w < 0 && errno == EINTR)
                                 continue;
                         if (w < 0) {
@@ -365,7 +370,7 @@ int target_seal_stop(Target *t, TargetSeal *s, pid_t tid, Thread *th, int timeou
                                 return 0;
                         }
                         if (w == tid) {
-                                r = seal_take(t, s, (size_t)i, status);
+                                r = seal_take(t, s, (size_t)i, status, undone);
                                 break;
                         }
                         /* An idle thread stops within microseconds: only a wait that

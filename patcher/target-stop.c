@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -35,6 +36,7 @@
 #include "common/macro.h"
 #include "patcher/target-internal.h"
 #include "patcher/target.h"
+#include "patcher/x86_64/relocate.h"
 
 #define SPIN_NS 20000ULL              /* poll this long before napping */
 #define NAP_NS 200000L
@@ -150,13 +152,93 @@ static bool is_group_stop_sig(int sig) {
         return sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU;
 }
 
+/* Whether the int3 at `at` is one of ours: an entry of t's windows, or an int3 byte
+ * that is there now (a program's own int3 run again is the same trap again). */
+static bool our_int3(Target *t, pid_t tid, uint64_t at) {
+        uint8_t b = 0;
+        struct iovec local = { &b, 1 }, remote = { (void *)(uintptr_t)at, 1 };
+
+        for (unsigned i = 0; i < t->n_trap_at; i++)
+                if (t->trap_at[i] == at)
+                        return true;
+        return process_vm_readv(tid, &local, 1, &remote, 1, 0) == 1 && b == INSN_INT3;
+}
+
+bool target_sigtrap_queued(Target *t, const Thread *th) {
+        char path[64], line[128];
+        uint64_t m = 0;
+        FILE *f;
+
+        snprintf(path, sizeof(path), "/proc/%d/task/%d/status", t->pid, th->tid);
+        f = fopen(path, "re");
+        if (!f)
+                return false;
+        while (fgets(line, sizeof(line), f))
+                if (strncmp(line, "SigPnd:", 7) == 0)
+                        m = strtoull(line + 7, NULL, 16);
+        fclose(f);
+        return (m >> (SIGTRAP - 1)) & 1;
+}
+
+bool target__at_int3_trap(Target *t, const Thread *th) {
+        uint64_t pc = regs_pc(&th->regs);
+        return th->stopped && !th->held_sig && pc != 0 && our_int3(t, th->tid, pc - 1) &&
+               target_sigtrap_queued(t, th);
+}
+
+/* tid is in a signal-delivery-stop for a SIGTRAP whose report is not taken yet: when it
+ * is an int3's (SI_KERNEL, one past an int3 of ours), its PC goes back on the int3. */
+static bool undo_int3_trap(Target *t, pid_t tid) {
+        struct user_regs_struct regs;
+        siginfo_t si;
+
+        if (target__ptrace(PTRACE_GETSIGINFO, tid, NULL, &si) < 0 || si.si_signo != SIGTRAP ||
+            si.si_code != SI_KERNEL)
+                return false;
+        if (target__ptrace(PTRACE_GETREGS, tid, NULL, &regs) < 0 || regs.rip == 0 ||
+            !our_int3(t, tid, regs.rip - 1))
+                return false;
+        regs.rip--;
+        return target__ptrace(PTRACE_SETREGS, tid, NULL, &regs) >= 0;
+}
+
+/*
+ * The report is looked at first (WNOWAIT) and taken after: the kernel keeps a
+ * signal-delivery-stop's signal for the thread only until a wait takes the report (the
+ * tracer's resume then says which signal goes on), so a SIGTRAP taken and then lost with
+ * the tracer would leave the thread one byte past its int3. Put back on the int3 first,
+ * the thread is safe at every moment: before the report is taken a dead tracer's SIGTRAP
+ * reaches the guard with the PC on the int3, which the guard sends back to it
+ * (x86_64/sigtrap.c); after, there is no signal and the int3 runs again.
+ */
+pid_t target__waitpid(Target *t, pid_t tid, int *status, int flags, bool *ret_undone) {
+        siginfo_t si = {};
+        bool undone = false;
+        pid_t r;
+
+        if (ret_undone)
+                *ret_undone = false;
+        if (waitid(P_PID, (id_t)tid, &si, WEXITED | WSTOPPED | WNOWAIT | __WALL | (flags & WNOHANG)) < 0)
+                return -1;
+        if (si.si_pid != tid)
+                return 0;
+        /* si_status is the stop's whole code: SIGTRAP alone is a signal-delivery-stop
+         * (event and system call stops add their bits). */
+        if (si.si_code == CLD_TRAPPED && si.si_status == SIGTRAP)
+                undone = undo_int3_trap(t, tid);
+        r = waitpid(tid, status, __WALL | WNOHANG);
+        if (r == tid && ret_undone)
+                *ret_undone = undone;
+        return r;
+}
+
 /* A waitpid on one seized thread, with WNOHANG or blocking (then interrupted by the
  * wait timer): 1 with *ret_status when it reported, 0 when it has nothing to report (or
  * the timer ended the wait), -ESRCH (marked gone) when it exited. */
-static int thread_wait(Thread *th, int flags, int *ret_status) {
+static int thread_wait(Target *t, Thread *th, int flags, int *ret_status) {
         for (;;) {
                 int status;
-                pid_t r = waitpid(th->tid, &status, __WALL | flags);
+                pid_t r = target__waitpid(t, th->tid, &status, flags, &th->trap_undone);
                 if (r == 0)
                         return 0;
                 if (r < 0) {
@@ -180,20 +262,20 @@ static int thread_wait(Thread *th, int flags, int *ret_status) {
         }
 }
 
-int target__thread_poll(Thread *th, int *ret_status) {
-        return thread_wait(th, WNOHANG, ret_status);
+int target__thread_poll(Target *t, Thread *th, int *ret_status) {
+        return thread_wait(t, th, WNOHANG, ret_status);
 }
 
 /* With a wait timer: sleeps in waitpid() until th reports, at most until deadline_ns
  * (returns then within WAIT_REARM_NS). As thread_wait(). */
-static int thread_wait_until(Thread *th, uint64_t deadline_ns, int *ret_status) {
+static int thread_wait_until(Target *t, Thread *th, uint64_t deadline_ns, int *ret_status) {
         uint64_t now = target__now_ns();
         int r;
 
         if (now >= deadline_ns)
                 return 0;
         wait_timer_arm(deadline_ns - now);
-        r = thread_wait(th, 0, ret_status);
+        r = thread_wait(t, th, 0, ret_status);
         wait_timer_arm(0);
         return r;
 }
@@ -214,7 +296,7 @@ int target__wait(Target *t, Thread *th, int timeout_ms, int *ret_status) {
         if (wait_timer_set) {
                 /* One look, then a sleep that only th's report ends: no spinning, which
                  * on a busy machine takes the CPU th needs to reach its stop. */
-                r = target__thread_poll(th, ret_status);
+                r = target__thread_poll(t, th, ret_status);
                 while (r == 0) {
                         uint64_t now = target__now_ns(), until = deadline;
                         if (now >= deadline)
@@ -223,13 +305,13 @@ int target__wait(Target *t, Thread *th, int timeout_ms, int *ret_status) {
                         target__note_slow(t, th, now);
                         if (th->asked_ns && !th->slow_ns && th->asked_ns + SLOW_STOP_NS < until)
                                 until = th->asked_ns + SLOW_STOP_NS;
-                        r = thread_wait_until(th, until, ret_status);
+                        r = thread_wait_until(t, th, until, ret_status);
                 }
                 return r < 0 ? r : 0;
         }
         /* The common case: the thread stops within microseconds. */
         for (int spin = 0; spin < 64; spin++) {
-                r = target__thread_poll(th, ret_status);
+                r = target__thread_poll(t, th, ret_status);
                 if (r != 0)
                         return r < 0 ? r : 0;
         }
@@ -238,7 +320,7 @@ int target__wait(Target *t, Thread *th, int timeout_ms, int *ret_status) {
         pthread_sigmask(SIG_BLOCK, &chld, &old);
         for (;;) {
                 uint64_t now;
-                r = target__thread_poll(th, ret_status);
+                r = target__thread_poll(t, th, ret_status);
                 if (r != 0)
                         break;
                 now = target__now_ns();
@@ -274,7 +356,7 @@ void target__reap_exited(Target *t, const Thread *except) {
                 if (info.si_code != CLD_EXITED && info.si_code != CLD_KILLED && info.si_code != CLD_DUMPED)
                         continue;       /* a stop: left for the wait that collects it */
                 /* An exit stays the thread's last report: this takes it. */
-                (void) target__thread_poll(th, &status);
+                (void) target__thread_poll(t, th, &status);
         }
 }
 
@@ -331,6 +413,8 @@ int target__record_stop(Target *t, Thread *th, int status) {
         if (event == PTRACE_EVENT_STOP) {
                 if (is_group_stop_sig(sig))
                         th->group_stopped = true;
+        } else if (event == 0 && sig != (SIGTRAP | 0x80) && th->trap_undone) {
+                th->signal_stop = true;   /* the int3's trap, undone: resumed with none */
         } else if (event == 0 && sig != (SIGTRAP | 0x80)) {
                 siginfo_t info;
                 bool have = target__ptrace(PTRACE_GETSIGINFO, th->tid, NULL, &info) >= 0;
@@ -399,7 +483,7 @@ int target__detach(Target *t, Thread *th) {
         if (!th->seized)
                 return 0;
         if (!th->stopped) {
-                int status, r = target__thread_poll(th, &status);
+                int status, r = target__thread_poll(t, th, &status);
                 if (r < 0)
                         return r == -ESRCH ? 0 : r;
                 if (r == 0)
@@ -431,7 +515,7 @@ int target__detach(Target *t, Thread *th) {
                 int status;
                 th->stopped = false;
                 th->signal_stop = false;
-                if (target__thread_poll(th, &status) != 1 || attempt >= 3)
+                if (target__thread_poll(t, th, &status) != 1 || attempt >= 3)
                         return 0;
                 (void) target__record_stop(t, th, status);
         }
@@ -464,7 +548,7 @@ static int target_wait_all(Target *t, uint64_t start_ns) {
                         Thread *th = &t->threads[i];
                         if (!th->seized || th->gone || (th->stopped && round < 8))
                                 continue;
-                        int status, r = target__thread_poll(th, &status);
+                        int status, r = target__thread_poll(t, th, &status);
                         if (r == -ESRCH)
                                 continue;
                         if (r < 0)
@@ -491,7 +575,7 @@ static int target_wait_all(Target *t, uint64_t start_ns) {
                 if (wait_timer_set && first_waiting) {
                         /* Sleeps until that one reports (every thread must), then looks at
                          * the others; in slices, for a killed one to be reaped. */
-                        int status, r = thread_wait_until(first_waiting,
+                        int status, r = thread_wait_until(t, first_waiting,
                                                           MIN(start_ns + timeout_ns, now + WAIT_ALL_SLICE_NS), &status);
                         if (r > 0)
                                 r = target__record_stop(t, first_waiting, status);
@@ -751,7 +835,7 @@ int target_wait_any(Target *t, Thread **v, size_t n, int timeout_ms, Thread **re
                                 goto out;
                         }
                         live++;
-                        k = target__thread_poll(v[i], &status);
+                        k = target__thread_poll(t, v[i], &status);
                         if (k < 0)
                                 continue; /* gone: marked by thread_poll */
                         if (k == 0)

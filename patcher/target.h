@@ -47,7 +47,12 @@ typedef struct Thread {
         bool was_seized;         /* seized by this Target at some point: target_free() makes
                                   * sure one taken for gone is not still traced by us */
         bool borrowed;           /* stopped by target_stop_any() for remote steps, until resumed */
+        bool trap_undone;        /* its last report was the SIGTRAP of an int3 of ours, put
+                                  * back on the int3 (target__waitpid()): no signal to keep */
 } Thread;
+
+/* The most int3 entries one Target remembers (an int3 window's most, SIGTRAP_MAX_ENTRIES). */
+#define TARGET_TRAPS_MAX 64
 
 typedef struct Target {
         pid_t pid;
@@ -96,6 +101,10 @@ typedef struct Target {
         uint64_t random_addr;    /* AT_RANDOM of the bound image, 0 when it could not be read */
         uint8_t random[16];      /* its 16 bytes */
         struct MapList *maps;    /* /proc/PID/maps as last read (procmaps_get()), NULL none */
+        /* The entries int3 windows of this Target wrote an int3 at (entry-bp.c): a thread
+         * reported stopped for the trap of one is put back on it (target__waitpid()). */
+        uint64_t trap_at[TARGET_TRAPS_MAX];
+        unsigned n_trap_at;
 } Target;
 
 /* Options of every seize, never changed later (a PTRACE_SETOPTIONS replaces them all):
@@ -396,6 +405,9 @@ typedef struct TargetStopEvent {
                                   * patch load, a callback, a guard's install), not a check */
 } TargetStopEvent;
 
+/* A SIGTRAP is queued for th, not taken yet (SigPnd of /proc/PID/task/TID/status). */
+bool target_sigtrap_queued(Target *t, const Thread *th);
+
 typedef void (*TargetStopHook)(const TargetStopEvent *ev, void *userdata);
 void target_set_stop_hook(TargetStopHook hook, void *userdata);
 
@@ -406,6 +418,10 @@ void target_set_stop_hook(TargetStopHook hook, void *userdata);
 uint64_t target__now_ns(void);
 /* ptrace(2) with its -1/errno turned into -errno. */
 int target__ptrace(int req, pid_t tid, void *addr, void *data);
+/* th, stopped, is one past an int3 of ours with its SIGTRAP still queued: it ran into
+ * the int3 and was stopped before it took the trap (target__waitpid() puts it back on the
+ * int3 once it takes it: target_take_signal()). */
+bool target__at_int3_trap(Target *t, const Thread *th);
 /* Waits up to timeout_ms for the next ptrace-stop of the seized th; *ret_status gets the
  * waitpid status. -ESRCH (th marked gone) when it exited, -ETIMEDOUT. */
 int target__wait(Target *t, Thread *th, int timeout_ms, int *ret_status);

@@ -466,6 +466,25 @@ static int remote_restore_fpu(Thread *th, RemoteContext *c) {
         return target__ptrace(PTRACE_SETREGSET, th->tid, (void *)(long)NT_X86_XSTATE, &c->xstate);
 }
 
+/*
+ * A thread that ran into an int3 of ours and was stopped before it took the SIGTRAP
+ * would take it inside the step, where it reads as a fault of the step's code and is
+ * dropped: restored, the thread would run on one byte past the int3. The trap is taken
+ * first, which puts the thread back on the int3 (target__waitpid()). -EAGAIN when it
+ * still waits (another signal came first): the step is not made on this thread.
+ */
+static int remote_take_trap(Target *t, Thread *th) {
+        int r;
+
+        if (th->signal_stop || !target__at_int3_trap(t, th))
+                return 0;
+        r = target_take_signal(t, th, t->stop_timeout_ms > 0 ? t->stop_timeout_ms : TARGET_STOP_TIMEOUT_MS);
+        if (r < 0)
+                return r == -ETIMEDOUT ? -EAGAIN : r;
+        return target__at_int3_trap(t, th) || (th->held_sig == SIGTRAP && th->held_info.si_code == SI_KERNEL) ?
+               -EAGAIN : 0;
+}
+
 /* Saves registers, mask and FPU state. */
 static int remote_save(Thread *th, RemoteContext *c) {
         int r = target__ptrace(PTRACE_GETREGS, th->tid, NULL, &c->regs);
@@ -698,11 +717,14 @@ static void syscall_regs(struct user_regs_struct *regs, uint64_t rip, long nr, c
 
 static int remote_syscall(Target *t, Thread *th, long nr, const long args[6], bool block, long *ret) {
         _cleanup_(remote_context_done) RemoteContext c = { 0 };
-        bool signal_stop = th->signal_stop;
+        bool signal_stop;
 
         int r = remote_find_code(t);
+        if (r >= 0)
+                r = remote_take_trap(t, th);
         if (r < 0)
                 return r;
+        signal_stop = th->signal_stop;
         r = remote_save(th, &c);
         if (r < 0)
                 return r;
@@ -777,6 +799,8 @@ int target_syscall_batch_begin(Target *t, Thread *th) {
         int r = target_write_flush(t);
         if (r == 0)
                 r = remote_find_code(t);
+        if (r >= 0)
+                r = remote_take_trap(t, th);
         if (r < 0)
                 return r;
         struct RemoteBatch *b = calloc(1, sizeof(*b));
@@ -855,6 +879,9 @@ int target_call(Target *t, Thread *th, uint64_t func, const long args[6], uint64
         r = remote_check_code(t, return_code, call_return_code, sizeof(call_return_code));
         if (r < 0)
                 return r == -ENOENT ? -EINVAL : r;
+        r = remote_take_trap(t, th);
+        if (r < 0)
+                return r;
         bool signal_stop = th->signal_stop;
         r = remote_save(th, &c);
         if (r < 0)

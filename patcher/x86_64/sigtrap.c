@@ -52,7 +52,7 @@ static void sys(Emit *e, uint32_t nr) {
 
 size_t sigtrap_encode(uint8_t b[static SIGTRAP_OFF_OLD]) {
         Emit e = { b, 0 };
-        size_t not_ours, none_left, found, dflt, loop, len;
+        size_t not_ours, none_left, found, back, dflt, loop, len;
 
         memset(b, 0xcc, SIGTRAP_OFF_OLD);
         /* cmp dword [rsi + si_code], SI_KERNEL; jne chain */
@@ -71,16 +71,26 @@ size_t sigtrap_encode(uint8_t b[static SIGTRAP_OFF_OLD]) {
         /* cmp ecx, MAX; jbe +5; mov ecx, MAX: the count is memory of the target */
         put(&e, (uint8_t[]) { 0x83, 0xf9, SIGTRAP_MAX_ENTRIES, 0x76, 0x05, 0xb9 }, 6);
         put32(&e, SIGTRAP_MAX_ENTRIES);
+        /* lea r10, [rax + 1]: the interrupted PC itself */
+        put(&e, (uint8_t[]) { 0x4c, 0x8d, 0x50, 0x01 }, 4);
         loop = e.n;
         /* test ecx, ecx; jz chain */
         put(&e, (uint8_t[]) { 0x85, 0xc9, 0x0f, 0x84 }, 4);
         none_left = e.n;
         put32(&e, 0);
-        /* cmp rax, [r11]; je found; add r11, 16; dec ecx; jmp loop */
+        /* cmp rax, [r11]; je found */
         put(&e, (uint8_t[]) { 0x49, 0x3b, 0x03, 0x74 }, 4);
         found = e.n;
+        put(&e, (uint8_t[]) { 0 }, 1);
+        /* cmp r10, [r11]; je back; add r11, 16; dec ecx; jmp loop */
+        put(&e, (uint8_t[]) { 0x4d, 0x3b, 0x13, 0x74 }, 4);
+        back = e.n;
         put(&e, (uint8_t[]) { 0, 0x49, 0x83, 0xc3, 0x10, 0xff, 0xc9, 0xeb }, 8);
         put(&e, (uint8_t[]) { (uint8_t)(loop - (e.n + 1)) }, 1);
+        /* back: the PC is on the int3 already (a tracer put it back there and died
+         * before its resume dropped the trap, entry-bp.h): ret, and the int3 runs again */
+        land8(&e, back);
+        put(&e, (uint8_t[]) { 0xc3 }, 1);
         land8(&e, found);
         /* found: mov rax, [r11 + 8]; mov [rdx + rip], rax; ret (into the restorer) */
         put(&e, (uint8_t[]) { 0x49, 0x8b, 0x43, 0x08, 0x48, 0x89, 0x82 }, 7);

@@ -16,7 +16,10 @@
  *   SIGTRAP_OFF_ENTRIES          {at, dest} pairs: an int3 at `at` goes to `dest`.
  *
  * A thread that executed the int3 at one of the `at` (si_code SI_KERNEL, its PC one
- * past it) is sent to its `dest` and returns through the restorer. Every other SIGTRAP
+ * past it) is sent to its `dest` and returns through the restorer; one whose PC is on
+ * an `at` itself (a tracer put it back on the int3 and died before its resume dropped
+ * the trap: target__waitpid()) returns unchanged, and runs into the int3 again. Every
+ * other SIGTRAP
  * goes to the program's own disposition: its handler is jumped to with the same
  * arguments; a default or ignored disposition (which the kernel turns into the default
  * for a trap) is put back and the signal raised again, so the program dies of it as it

@@ -17,6 +17,10 @@
  *                       after a SETREGS that takes a thread whose PC is in [LO, HI) to
  *                       a PC outside it (a thread moved out of displaced bytes into the
  *                       relocated copy, transition-entry.c)
+ *   ULP_FAULT_UNTRAP    instead: SIGKILL right after a SETREGS that puts a thread one byte
+ *                       back onto an int3 (a thread stopped for the trap of an int3 of an
+ *                       int3 window, put back on it before its stop's report is taken:
+ *                       target__waitpid())
  *   ULP_FAULT_AFTER_SYSCALL  with REQUEST and N: calls are counted from the SETREGS that
  *                       starts the first remote system call of this number (N = 1: that
  *                       SETREGS itself), so that a sweep lands inside one step of the
@@ -134,10 +138,12 @@ static const struct user_regs_struct *fake_eexist(long request, const void *data
         return copy;
 }
 
-/* A SETREGS line also gives rax: the system call of a remote step it starts. */
-static void log_call(long req, long result, const void *data) {
+/* A SETREGS line also gives rax: the system call of a remote step it starts. With
+ * ULP_FAULT_LOG_THREADS set, each line also ends with the thread, and SETREGS and
+ * GETREGS lines with the rip written or read ("tid=T rip=0x..."). */
+static void log_call(long req, pid_t pid, long result, const void *data) {
         const char *path = getenv("ULP_FAULT_LOG");
-        char line[96];
+        char line[160];
         int n;
         if (!path)
                 return;
@@ -149,6 +155,14 @@ static void log_call(long req, long result, const void *data) {
                              (unsigned long long)((const struct user_regs_struct *)data)->rax);
         else
                 n = snprintf(line, sizeof(line), "%s %ld\n", req_name(req), result);
+        if (getenv("ULP_FAULT_LOG_THREADS") && n > 0 && req != MEMWRITE) {
+                n--;    /* over the newline */
+                n += snprintf(line + n, sizeof(line) - (size_t)n, " tid=%d", (int)pid);
+                if ((req == 13 || (req == 12 && result == 0)) && data)
+                        n += snprintf(line + n, sizeof(line) - (size_t)n, " rip=%#llx",
+                                      (unsigned long long)((const struct user_regs_struct *)data)->rip);
+                n += snprintf(line + n, sizeof(line) - (size_t)n, "\n");
+        }
         (void)!write(fd, line, (size_t)n);
         close(fd);
 }
@@ -189,6 +203,21 @@ static int moves_out(long request, pid_t pid, const void *data) {
         return cur.rip >= lo && cur.rip < hi && (to < lo || to >= hi);
 }
 
+/* ULP_FAULT_UNTRAP: whether this SETREGS takes the stopped pid's PC one byte back onto an
+ * int3. */
+static int puts_back_on_int3(long request, pid_t pid, const void *data) {
+        struct user_regs_struct cur;
+        unsigned char b = 0;
+
+        if (!getenv("ULP_FAULT_UNTRAP") || request != 13 || !data)
+                return 0;
+        unsigned long to = ((const struct user_regs_struct *)data)->rip;
+        struct iovec local = { &b, 1 }, remote = { (void *)to, 1 };
+        if (syscall(SYS_ptrace, 12L, (long)pid, NULL, &cur) < 0 || cur.rip != to + 1)
+                return 0;
+        return process_vm_readv(pid, &local, 1, &remote, 1, 0) == 1 && b == 0xcc;
+}
+
 long ptrace(enum __ptrace_request request, ...) {
         va_list ap;
         va_start(ap, request);
@@ -199,13 +228,13 @@ long ptrace(enum __ptrace_request request, ...) {
 
         if (want == -2)
                 read_config();
-        int moved = moves_out((long)request, pid, data);
+        int moved = moves_out((long)request, pid, data) || puts_back_on_int3((long)request, pid, data);
         /* The raw system call: the PEEK requests' glibc convention is not used by ulp. */
         struct user_regs_struct copy;
         const struct user_regs_struct *eex = fake_eexist((long)request, data, &copy);
         long r = syscall(SYS_ptrace, (long)request, (long)pid, addr, eex ? (const void *)eex : data);
         int saved = errno;
-        log_call((long)request, r, data);
+        log_call((long)request, pid, r, data);
         maybe_pause((long)request, data);
         if (moved && r == 0)
                 syscall(SYS_kill, getpid(), SIGKILL);
@@ -226,7 +255,7 @@ static void after_write(ssize_t r) {
         int saved = errno;
         if (want == -2)
                 read_config();
-        log_call(MEMWRITE, (long)r, NULL);
+        log_call(MEMWRITE, 0, (long)r, NULL);
         if (want == MEMWRITE && ++seen == want_n)
                 syscall(SYS_kill, getpid(), SIGKILL);
         errno = saved;

@@ -14,7 +14,8 @@
 # Knobs: ULP_FAULT_K (calls per request, default 4), ULP_FAULT_KR (for revert, default 2),
 #        ULP_FAULT_REQUESTS (list), ULP_FAULT_SPREAD (the ANY trials' step, default 20: the
 #        N-th ptrace call of any kind for N = 10, 30, 50..., spread over a whole
-#        operation), ULP_FAULT_TRIALS (random mode, default 24),
+#        operation), ULP_FAULT_AMAX / ULP_FAULT_RMAX (the last N of the apply / revert ANY
+#        trials, default 250 / 290), ULP_FAULT_TRIALS (random mode, default 24),
 #        ULP_FAULT_KEEP_GOING=1 (count failures instead of stopping at the first).
 # Prints one line per trial and a summary:
 #   trials=N killed=N lost=N wrong=N unrecovered=N
@@ -30,7 +31,7 @@ KR=${ULP_FAULT_KR:-2}
 REQUESTS=${ULP_FAULT_REQUESTS:-SEIZE INTERRUPT SETREGS SETREGSET SETSIGMASK SYSCALL CONT DETACH}
 SPREAD=${ULP_FAULT_SPREAD:-20}
 TRIALS=${ULP_FAULT_TRIALS:-24}
-trials=0 killed=0 lost=0 wrong=0 unrecovered=0 generation=0
+trials=0 killed=0 lost=0 wrong=0 unrecovered=0 generation=0 kmsg=0
 
 ulpctl() { "$ULPCTL" --direct "$@"; }
 
@@ -78,6 +79,10 @@ lose() {
 	local rc=$?
 	[ "$how" = died ] && how="died (exit status $rc: $( [ $rc -gt 128 ] && kill -l $((rc - 128)) ))"
 	echo "  LOST: victim $how; last line: $(last_tick)"
+	# The kernel's own line on a fault (it names the thread, not the process: the lines
+	# since the trial began) says where.
+	dmesg 2>/dev/null | tail -n +"$((kmsg + 1))" | grep -aE 'traps:|segfault|general protection' |
+		tail -n 3 | sed 's/^/  kernel: /'
 	lost=$((lost + 1))
 	start_victim
 }
@@ -118,6 +123,7 @@ trial() {
 	[ "$kind" = revert ] && before=patched after=none
 	settle "$before" >/dev/null || fail "cannot prepare the trial ($kind $desc)"
 	trials=$((trials + 1))
+	kmsg=$(dmesg 2>/dev/null | wc -l)
 	"$@" >/dev/null 2>"$WORK/inj.err"
 	rc=$?
 	local what="completed"
@@ -171,11 +177,12 @@ requests)
 			trial revert "$req#$n" injected "$req" "$n" revert --timeout 30 -p "$VPID" fault || failures
 		done
 	done
-	# An apply makes about 250 ptrace calls here, a revert about 120.
-	for ((n = 10; n <= 250; n += SPREAD)); do
+	# An apply makes about 250 ptrace calls here, a revert 120 (stop-all init) to 270
+	# (init without a stop: three int3 windows, the seal's look, the callbacks).
+	for ((n = 10; n <= ${ULP_FAULT_AMAX:-250}; n += SPREAD)); do
 		trial apply "ANY#$n" injected ANY "$n" apply --timeout 30 -p "$VPID" "$PATCH" || failures
 	done
-	for ((n = 10; n <= 130; n += SPREAD)); do
+	for ((n = ${ULP_FAULT_RMIN:-10}; n <= ${ULP_FAULT_RMAX:-290}; n += SPREAD)); do
 		trial revert "ANY#$n" injected ANY "$n" revert --timeout 30 -p "$VPID" fault || failures
 	done
 	;;

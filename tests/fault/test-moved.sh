@@ -14,29 +14,11 @@
 # Usage: test-moved.sh  (env from meson: ULPCTL, VICTIM_HOT, PATCH_HOT, FAULTLIB)
 set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/hot.sh"
 VPID=
 TRIALS=${FAULT_MOVED_TRIALS:-8}
 
 ulpctl() { "$ULPCTL" --direct "$@"; }
-count() { field "$1" "$(grep -E '^v1=' "$LOG" | tail -n 1)"; }
-# KEY grows within 5 s (times SLOW): 16 spinning threads may all wait longer than the
-# victim's 20 ms between lines on a loaded machine while its printer, a sleeper, runs
-count_above() { [ "$(count "$1")" -gt "$2" ]; }
-rises() {
-	local a
-	wait_line '^v1=' 5 "$(lines)" || fail "the victim stopped printing"
-	a=$(count "$1")
-	wait_for 5 count_above "$1" "$a"
-}
-# KEY stays the same over two more lines
-stays() {
-	local a from
-	from=$(lines)
-	wait_line '^v1=' 5 "$from" || fail "the victim stopped printing"
-	a=$(count "$1")
-	wait_line '^v1=' 5 "$((from + 3))" || fail "the victim stopped printing"
-	[ "$(count "$1")" = "$a" ]
-}
 
 "$VICTIM_HOT" 16 >"$LOG" 2>&1 &
 VPID=$!

@@ -289,6 +289,13 @@ int target_take_signal(Target *t, Thread *th, int timeout_ms) {
         return -EOPNOTSUPP;
 }
 
+/* ...and none has a signal queued. */
+bool target_sigtrap_queued(Target *t, const Thread *th) {
+        (void)t;
+        (void)th;
+        return false;
+}
+
 /* Made-up threads are never in uninterruptible sleep. */
 char target__thread_state(pid_t pid, pid_t tid) {
         (void)pid;
