@@ -255,6 +255,9 @@ int entry_bp_untrap(Target *t, Thread *th, uint64_t at) {
                 r = target_take_signal(t, th, stop_ms(t));
                 if (r < 0)
                         return r == -ETIMEDOUT ? -EAGAIN : r;
+                /* The wait that took it put the thread back on the int3 already. */
+                if (th->trap_undone && !th->held_sig && regs_pc(&th->regs) == at)
+                        return 1;
                 if (th->held_sig != SIGTRAP || th->held_info.si_code != SI_KERNEL || regs_pc(&th->regs) != at + 1)
                         return -EAGAIN;
         }

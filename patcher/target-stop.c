@@ -182,8 +182,7 @@ bool target_sigtrap_queued(Target *t, const Thread *th) {
 
 bool target__at_int3_trap(Target *t, const Thread *th) {
         uint64_t pc = regs_pc(&th->regs);
-        return th->stopped && !th->held_sig && pc != 0 && our_int3(t, th->tid, pc - 1) &&
-               target_sigtrap_queued(t, th);
+        return th->stopped && pc != 0 && our_int3(t, th->tid, pc - 1) && target_sigtrap_queued(t, th);
 }
 
 /* tid is in a signal-delivery-stop for a SIGTRAP whose report is not taken yet: when it

@@ -418,7 +418,7 @@ void target_set_stop_hook(TargetStopHook hook, void *userdata);
 uint64_t target__now_ns(void);
 /* ptrace(2) with its -1/errno turned into -errno. */
 int target__ptrace(int req, pid_t tid, void *addr, void *data);
-/* th, stopped, is one past an int3 of ours with its SIGTRAP still queued: it ran into
+/* th, stopped, is one past an int3 of ours with a SIGTRAP still queued: it ran into
  * the int3 and was stopped before it took the trap (target__waitpid() puts it back on the
  * int3 once it takes it: target_take_signal()). */
 bool target__at_int3_trap(Target *t, const Thread *th);

@@ -10,6 +10,7 @@
 #include <sys/syscall.h>
 #include <time.h>
 
+#include "common/invariant.h"
 #include "common/macro.h"
 #include "patcher/rsys.h"
 #include "patcher/trapguard.h"
@@ -146,7 +147,8 @@ int trapguard_install(Target *t, Thread *th, uint64_t block, const TrapGuardEntr
         if (r < 0)
                 return r;
         memset(buf, 0, sizeof(buf));
-        (void)sigtrap_encode(buf);
+        /* The handler ends before its restorer (x86_64/sigtrap.h). */
+        ASSERT_RETURN(sigtrap_encode(buf) < SIGTRAP_OFF_RESTORER, -EUCLEAN);
         memcpy(buf + SIGTRAP_OFF_MAGIC, &magic, sizeof(magic));
         memcpy(buf + SIGTRAP_OFF_N, &count, sizeof(count));
         memcpy(buf + SIGTRAP_OFF_ENTRIES, e, n * sizeof(*e));

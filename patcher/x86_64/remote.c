@@ -476,8 +476,12 @@ static int remote_restore_fpu(Thread *th, RemoteContext *c) {
 static int remote_take_trap(Target *t, Thread *th) {
         int r;
 
-        if (th->signal_stop || !target__at_int3_trap(t, th))
+        if (!target__at_int3_trap(t, th))
                 return 0;
+        /* In a signal-delivery-stop, or holding another signal: the trap cannot be taken
+         * before that one goes on. */
+        if (th->signal_stop || th->held_sig)
+                return -EAGAIN;
         r = target_take_signal(t, th, t->stop_timeout_ms > 0 ? t->stop_timeout_ms : TARGET_STOP_TIMEOUT_MS);
         if (r < 0)
                 return r == -ETIMEDOUT ? -EAGAIN : r;

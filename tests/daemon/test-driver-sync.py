@@ -35,8 +35,10 @@ try:
     c.close()
     check(r.get("type") == "result" and all(x["ok"] for x in r["results"]),
           f"{N} applies started: {[x.get('error') for x in r.get('results', [])]}")
-    check(all(patch_state(d.socket, p, "daemon-fix") == "transition" for p in pids),
-          f"all {N} wait for their sleeper")
+    # Waited for: under load a status right after the answer has seen one of them without
+    # the patch yet.
+    check(wait_for(lambda: all(patch_state(d.socket, p, "daemon-fix") == "transition" for p in pids), 5),
+          f"all {N} wait for their sleeper: {[patch_state(d.socket, p, 'daemon-fix') for p in pids]}")
     d.kill9()
 
     d.args = [a for a in d.args if a != "--no-recover"] + ["--drivers", "1"]
