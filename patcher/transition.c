@@ -564,6 +564,13 @@ int transition_try_complete(Transition *tr) {
         if (tr->untabled && transition_complete_nostop && tr->passes == 1 && tr->n_pending > 0) {
                 bool looked;
                 r = transition_complete_sealed_first(tr, &looked);
+                /* Every thread looked at, but no end window to be had here (no core
+                 * serialization, a thread blocking SIGTRAP, entries not as they were
+                 * left: a takeover): the final entries under the stop of every thread,
+                 * as after a pass. Before, the -ENOSYS ended the operation ("a system
+                 * call ulp needs refused"). */
+                if (looked && r == -ENOSYS)
+                        r = tr->n_pending == 0 ? transition_complete(tr) : 0;
                 if (looked || r != -ENOSYS)
                         return r == -ETIMEDOUT ? 0 : r;
         }
