@@ -24,13 +24,12 @@
 #include "patcher/x86_64/relocate.h"
 #include "patcher/x86_64/sigtrap.h"
 
-/* Off by default (docs/stops.md, "Not on by default yet"): a kill of the driver in a
- * revert through it once left a victim dead, not explained yet. ULP_NOSTOP_INIT in the
- * driver's environment overrides it: 1 uses the window, in a process of one thread too
- * (what the tests of the window set), 0 turns it off (what a test that counts the
- * writes of the init stopping every thread sets). NOSTOP_INIT_THREADED, the window in a
- * process of more than one thread, is the default it is meant to have. */
-NostopInit transition_nostop_init = NOSTOP_INIT_OFF;
+/* The window in a process of more than one thread (docs/stops.md, "On by default").
+ * ULP_NOSTOP_INIT in the driver's environment overrides it: 1 uses the window, in a
+ * process of one thread too (what the tests of the window set), 0 turns it off (what a
+ * test that counts the writes of the init stopping every thread sets, and an operator
+ * who prefers a short stop of every thread to a longer operation). */
+NostopInit transition_nostop_init = NOSTOP_INIT_THREADED;
 
 NostopInit transition_nostop_mode(void) {
         const char *e = secure_getenv("ULP_NOSTOP_INIT");

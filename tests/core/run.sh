@@ -118,10 +118,10 @@ case_json_status() {
 	for k in retries max_thread_stop_us max_stw_us total_ms; do
 		echo "$out" | json_get "d['$k']" >/dev/null || fail "no $k in $out"
 	done
-	# With ULP_NOSTOP_INIT=1, in a process of more than one thread, init and completion
-	# never stop every thread at once (docs/stops.md, "The untabled state", "Completion
-	# under the clone barrier"); by default (or =0) both stop every thread.
-	if [ "${ULP_NOSTOP_INIT:-0}" = 1 ]; then
+	# By default (or with ULP_NOSTOP_INIT=1), in a process of more than one thread, init
+	# and completion never stop every thread at once (docs/stops.md, "The untabled
+	# state", "Completion under the clone barrier"); with =0 both stop every thread.
+	if [ "${ULP_NOSTOP_INIT:-1}" = 1 ]; then
 		[ "$(echo "$out" | json_get 'd["max_stw_us"]')" = 0 ] || fail "a stop of every thread without ULP_NOSTOP_INIT=0: $out"
 		out=$(ULP_NOSTOP_INIT=0 ulpctl revert --json -p "$VPID" compute-fix) || fail "revert with ULP_NOSTOP_INIT=0 failed: $out"
 		[ "$(echo "$out" | json_get 'd["max_stw_us"] > 0')" = True ] || fail "no stop-the-world figure with ULP_NOSTOP_INIT=0: $out"

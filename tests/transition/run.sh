@@ -169,8 +169,8 @@ case_force() {
 
 # Threads created during a transition: short-lived threads keep being created while a
 # blocked thread holds the transition up. After an init that stops every thread they run
-# the target state (the new code only). After init without a stop (ULP_NOSTOP_INIT=1) a
-# new thread runs the state of the thread table's slot it takes: a
+# the target state (the new code only). After init without a stop (the default, or
+# ULP_NOSTOP_INIT=1) a new thread runs the state of the thread table's slot it takes: a
 # new slot is in the untabled state, the initial one (the old code), until completion
 # flips it; a slot of a thread that exited after it switched is in the target (the new
 # code), as is every slot when init fell back to the stop of every thread (a thread
@@ -183,7 +183,7 @@ case_new_threads() {
 	rises s1 2 || fail "spawned threads do not run"
 	apply_held 30
 	apid=$APID
-	if [ "${ULP_NOSTOP_INIT:-0}" = 1 ]; then
+	if [ "${ULP_NOSTOP_INIT:-1}" = 1 ]; then
 		rises v2 5 || fail "no thread switched"
 		rises s1 2 || rises s2 2 || fail "threads created during the transition do not run"
 		kill -0 "$apid" 2>/dev/null || fail "apply finished with a thread blocked"
