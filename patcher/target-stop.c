@@ -165,19 +165,8 @@ static bool our_int3(Target *t, pid_t tid, uint64_t at) {
 }
 
 bool target_sigtrap_queued(Target *t, const Thread *th) {
-        char path[64], line[128];
-        uint64_t m = 0;
-        FILE *f;
-
-        snprintf(path, sizeof(path), "/proc/%d/task/%d/status", t->pid, th->tid);
-        f = fopen(path, "re");
-        if (!f)
-                return false;
-        while (fgets(line, sizeof(line), f))
-                if (strncmp(line, "SigPnd:", 7) == 0)
-                        m = strtoull(line + 7, NULL, 16);
-        fclose(f);
-        return (m >> (SIGTRAP - 1)) & 1;
+        TaskStat s;
+        return target_task_stat(t->pid, th->tid, &s) >= 0 && (s.pending & TASK_SIG_BIT(SIGTRAP));
 }
 
 bool target__at_int3_trap(Target *t, const Thread *th) {

@@ -7,6 +7,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <sys/ptrace.h>
 #include <time.h>
@@ -34,7 +35,6 @@ int target__ptrace(int req, pid_t tid, void *addr, void *data) {
         return 0;
 }
 
-/* Reads one field of /proc/PID/task/TID/stat: the state letter, 0 when unreadable. */
 /* Reads /proc/PID/task/TID/FILE into buf with one read(), NUL-terminated: false when
  * unreadable or empty. */
 static bool read_task_file(pid_t pid, pid_t tid, const char *file, char *buf, size_t size) {
@@ -50,12 +50,40 @@ static bool read_task_file(pid_t pid, pid_t tid, const char *file, char *buf, si
         return true;
 }
 
-char target__thread_state(pid_t pid, pid_t tid) {
-        char buf[512];
+int target_task_stat(pid_t pid, pid_t tid, TaskStat *ret) {
+        char buf[1024], *p, *end;
+        unsigned long long v[2];
+
         if (!read_task_file(pid, tid, "stat", buf, sizeof(buf)))
-                return 0;
-        char *p = strrchr(buf, ')');
-        return p && p[1] == ' ' ? p[2] : 0;
+                return -ENOENT;
+        /* The name may hold spaces and parentheses: the fields start after the last ')'. */
+        p = strrchr(buf, ')');
+        if (!p || p[1] != ' ' || !p[2])
+                return -EBADMSG;
+        *ret = (TaskStat) { .state = p[2] };
+        p += 2;
+        /* Field 3 is the state: 28 fields on, the pending signals, then the blocked. */
+        for (int field = 3; field < 31; field++) {
+                p = strchr(p, ' ');
+                if (!p)
+                        return -EBADMSG;
+                p++;
+        }
+        for (int i = 0; i < 2; i++) {
+                errno = 0;
+                v[i] = strtoull(p, &end, 10);
+                if (errno || end == p || (*end != ' ' && *end != '\n' && *end != 0))
+                        return -EBADMSG;
+                p = end;
+        }
+        ret->pending = (uint32_t)v[0];
+        ret->blocked = (uint32_t)v[1];
+        return 0;
+}
+
+char target__thread_state(pid_t pid, pid_t tid) {
+        TaskStat s;
+        return target_task_stat(pid, tid, &s) < 0 ? 0 : s.state;
 }
 
 /* The number in field name ("Threads:", ...) of a status file's text in buf, -1 when
@@ -116,7 +144,8 @@ static bool tracer_is_ulp(pid_t tracer) {
 static pid_t foreign_tracer(Target *t, pid_t *ret_tracer) {
         for (size_t i = 0; i < t->n_threads; i++) {
                 pid_t tid = t->threads[i].tid;
-                pid_t tracer = t->threads[i].gone ? 0 : target__thread_tracer(t->pid, tid);
+                /* One we seized has us for its tracer: the kernel allows one. */
+                pid_t tracer = t->threads[i].gone || t->threads[i].seized ? 0 : target__thread_tracer(t->pid, tid);
                 if (tracer > 0 && !tracer_is_ulp(tracer)) {
                         *ret_tracer = tracer;
                         return tid;
@@ -128,6 +157,43 @@ static pid_t foreign_tracer(Target *t, pid_t *ret_tracer) {
 bool target_traced_by_other(Target *t) {
         pid_t tracer;
         return foreign_tracer(t, &tracer) > 0;
+}
+
+/* The hex mask after name (e.g. "\nSigBlk:\t") in a status text, 0 when absent. */
+static uint64_t status_mask(const char *buf, const char *name) {
+        const char *p = strstr(buf, name);
+        return p ? strtoull(p + strlen(name), NULL, 16) : 0;
+}
+
+int target_look_threads(Target *t, TargetLook *ret) {
+        char buf[4096];
+        int r = target_refresh_threads(t);
+
+        *ret = (TargetLook) {};
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < t->n_threads; i++) {
+                const Thread *th = &t->threads[i];
+                const char *p;
+                int tracer;
+
+                /* Gone meanwhile: no question to ask of it. The name comes first and
+                 * never holds a newline (the kernel escapes it). */
+                if (th->gone || !read_task_file(t->pid, th->tid, "status", buf, sizeof(buf)))
+                        continue;
+                p = strstr(buf, "\nState:\t");
+                if (p && p[8] == 'D')
+                        ret->uninterruptible = true;
+                tracer = status_field(buf, "TracerPid:");
+                /* One we seized has us for its tracer: the kernel allows one. */
+                if (tracer > 0 && !th->seized && !tracer_is_ulp((pid_t)tracer))
+                        ret->traced_by_other = true;
+                if (status_mask(buf, "\nSigBlk:\t") & (1ULL << (SIGTRAP - 1)))
+                        ret->blocks_sigtrap = true;
+        }
+        if (!ret->blocks_sigtrap)
+                t->sigtrap_free_ns = target__now_ns();
+        return 0;
 }
 
 /* A debugger or tracer attached to one of the threads: the kernel lets one tracer hold a

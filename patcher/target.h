@@ -236,6 +236,18 @@ void target_describe_tracer(Target *t, char *buf, size_t len);
  * t's thread list knows. */
 bool target_traced_by_other(Target *t);
 
+/* What a look at every live thread of t's list says, one read of each one's status. */
+typedef struct TargetLook {
+        bool traced_by_other;    /* one is traced by a program other than ulp */
+        bool uninterruptible;    /* one is in uninterruptible sleep (D) */
+        bool blocks_sigtrap;     /* one blocks SIGTRAP */
+} TargetLook;
+/* The look before an int3 window, in place of one read a thread for each question
+ * (status for the tracer, stat for the state, stat for the mask). A look that found no
+ * thread blocking SIGTRAP is t->sigtrap_free_ns's look too (trapguard_wait_unblocked()).
+ * -errno when the thread list cannot be read. */
+int target_look_threads(Target *t, TargetLook *ret);
+
 /* Threads of freed Targets still seized because they had not stopped (see above), per
  * calling thread. target_collect_orphans() detaches those that stopped or reaps those
  * that exited, without blocking, and returns how many are left. */
@@ -405,8 +417,21 @@ typedef struct TargetStopEvent {
                                   * patch load, a callback, a guard's install), not a check */
 } TargetStopEvent;
 
-/* A SIGTRAP is queued for th, not taken yet (SigPnd of /proc/PID/task/TID/status). */
+/* A SIGTRAP is queued for th, not taken yet (target_task_stat()'s pending). */
 bool target_sigtrap_queued(Target *t, const Thread *th);
+
+/* What one read of /proc/PID/task/TID/stat says of a thread. */
+typedef struct TaskStat {
+        char state;              /* R, S, D, t, T, Z... */
+        uint32_t pending;        /* its own pending signals (not the process's), 1..31 */
+        uint32_t blocked;        /* its signal mask, 1..31 */
+} TaskStat;
+/* One read of /proc/PID/task/TID/stat (field 3, fields 31 and 32): the looks at every
+ * thread read this, not status, which costs about twice as much a thread (a look at
+ * 1,024 threads, docs/performance.md "Fourteenth round"). -errno, -ENOENT gone. */
+int target_task_stat(pid_t pid, pid_t tid, TaskStat *ret);
+/* Bit of signal sig (1..31) in a TaskStat mask. */
+#define TASK_SIG_BIT(sig) (1U << ((sig) - 1))
 
 typedef void (*TargetStopHook)(const TargetStopEvent *ev, void *userdata);
 void target_set_stop_hook(TargetStopHook hook, void *userdata);

@@ -288,6 +288,7 @@ static int finish_entries(Transition *tr) {
 static int complete_sealed(Transition *tr, bool first, bool *looked) {
         Control *c = tr->c;
         SealCtx x = { .tr = tr, .flip = true };
+        TargetLook look;
         _cleanup_free_ PendingThread *saved = NULL;
         size_t n_saved = 0;
         int r, k;
@@ -296,8 +297,9 @@ static int complete_sealed(Transition *tr, bool first, bool *looked) {
         if (tr->global || !tr->untabled || !c->img->hdr.guard_block || (tr->n_pending > 0 && !first))
                 return -ENOSYS;
         /* A thread of ours still (late), or one another program traces: the stop of
-         * every thread, whose rules for them are older. */
-        if (target_refresh_threads(tr->t) < 0 || target_traced_by_other(tr->t))
+         * every thread, whose rules for them are older. One read of each thread's status
+         * (target_look_threads()), which is the window's look at their masks too. */
+        if (target_look_threads(tr->t, &look) < 0 || look.traced_by_other)
                 return -ENOSYS;
         for (size_t i = 0; i < tr->t->n_threads; i++)
                 if (tr->t->threads[i].seized && !tr->t->threads[i].gone)
@@ -305,10 +307,8 @@ static int complete_sealed(Transition *tr, bool first, bool *looked) {
         /* A thread in uninterruptible sleep (a vfork parent, since init) would hold each
          * look and the seal's end for their whole bounds: the pass, whose rules for a
          * late thread are older, in place of the first one. */
-        if (first)
-                for (size_t i = 0; i < tr->t->n_threads; i++)
-                        if (!tr->t->threads[i].gone && target__thread_state(tr->t->pid, tr->t->threads[i].tid) == 'D')
-                                return -ENOSYS;
+        if (first && look.uninterruptible)
+                return -ENOSYS;
         x.held = calloc(CONTROL_TABLE_SLOTS, 1);
         x.ur = malloc(sizeof(*x.ur));
         if (!x.held || !x.ur) {

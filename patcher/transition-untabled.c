@@ -194,9 +194,12 @@ static int undo_record(Transition *tr, EntryWrite *w, unsigned n, const ControlH
  * another program traces (true also when the thread list cannot be read), or a process
  * of one thread when the window is not asked for always. */
 static bool stop_all_instead(Target *t) {
+        TargetLook look;
         size_t live = 0;
 
-        if (target_refresh_threads(t) < 0)
+        /* One read of each thread's status answers every question below, and counts as
+         * the window's look at the threads' masks (trapguard_wait_unblocked()). */
+        if (target_look_threads(t, &look) < 0)
                 return true;
         /* One thread: its stop is the stop of every thread whichever way init goes, and
          * the stop-all init stops it once where the window stops it three times (its
@@ -208,11 +211,10 @@ static bool stop_all_instead(Target *t) {
         /* Traced by a debugger: its int3 would stop the thread for that tracer, never
          * reach the guard, and kill the process once the tracer lets it go. The stop of
          * every thread refuses it, with the tracer's name, before anything is written. */
-        if (target_traced_by_other(t))
+        if (look.traced_by_other || look.uninterruptible)
                 return true;
         for (size_t i = 0; i < t->n_threads; i++)
-                if (!t->threads[i].gone && (target_thread_late(&t->threads[i]) ||
-                                            target__thread_state(t->pid, t->threads[i].tid) == 'D'))
+                if (!t->threads[i].gone && target_thread_late(&t->threads[i]))
                         return true;
         return false;
 }

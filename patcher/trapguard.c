@@ -51,27 +51,6 @@ static bool is_guard(Target *t, uint64_t handler) {
                magic == SIGTRAP_MAGIC;
 }
 
-/* Reads field (e.g. "SigBlk:", "SigPnd:") of /proc/PID/task/TID/status as a mask. */
-static int task_mask(pid_t pid, pid_t tid, const char *field, uint64_t *ret) {
-        char path[64], line[256];
-        size_t len = strlen(field);
-        FILE *f;
-        int r = -ENOENT;
-
-        snprintf(path, sizeof(path), "/proc/%d/task/%d/status", pid, tid);
-        f = fopen(path, "re");
-        if (!f)
-                return -errno;
-        while (fgets(line, sizeof(line), f))
-                if (strncmp(line, field, len) == 0) {
-                        *ret = strtoull(line + len, NULL, 16);
-                        r = 0;
-                        break;
-                }
-        fclose(f);
-        return r;
-}
-
 /* Calls fn for every thread in /proc/PID/task; stops at its first non-zero return. */
 static int for_each_task(pid_t pid, int (*fn)(pid_t pid, pid_t tid, void *ud), void *ud) {
         char path[32];
@@ -91,11 +70,11 @@ static int for_each_task(pid_t pid, int (*fn)(pid_t pid, pid_t tid, void *ud), v
 }
 
 static int blocks_sigtrap(pid_t pid, pid_t tid, void *ud) {
-        uint64_t m = 0;
+        TaskStat s;
         /* A thread gone meanwhile blocks nothing. */
-        if (task_mask(pid, tid, "SigBlk:", &m) < 0)
+        if (target_task_stat(pid, tid, &s) < 0)
                 return 0;
-        return (m >> (SIGTRAP - 1)) & 1 ? -EBUSY : 0;
+        return s.blocked & TASK_SIG_BIT(SIGTRAP) ? -EBUSY : 0;
 }
 
 static void sleep_us(long us) {
@@ -177,6 +156,9 @@ int trapguard_install(Target *t, Thread *th, uint64_t block, const TrapGuardEntr
 typedef struct InFlight {
         const uint64_t *pcs;
         size_t n;
+        pid_t *again;            /* the threads the next look reads: not asleep in this one */
+        size_t n_again, cap;
+        bool hit;                /* one has a trap of the window to take */
 } InFlight;
 
 /* /proc/PID/task/TID/syscall of a thread off its CPU: "-1 SP PC" outside a system call
@@ -198,34 +180,78 @@ static bool in_trap_of(const InFlight *w, pid_t pid, pid_t tid) {
         return hit;
 }
 
-static int trap_to_take(pid_t pid, pid_t tid, void *ud) {
-        uint64_t m = 0;
-        if (task_mask(pid, tid, "SigPnd:", &m) >= 0 && ((m >> (SIGTRAP - 1)) & 1))
-                return 1;
-        return in_trap_of(ud, pid, tid) ? 1 : 0;
+/*
+ * One thread of a look: a trap of the window queued, or stopped in one (its SIGTRAP taken
+ * from the queue by a stop for a tracer), is a hit. One read of stat a thread; syscall
+ * only for one neither running nor asleep: a thread on its CPU reads "running" there. A
+ * thread asleep (S) sleeps in a system call (the trap of an int3 never sleeps before its
+ * signal is queued, and one that took its SIGTRAP from the queue stops, t, or has its
+ * handler chosen already), and, the int3 bytes gone, it can take no trap of the window
+ * any more: the next look leaves it out. So does it a thread gone.
+ */
+static int look_one(pid_t pid, pid_t tid, void *ud) {
+        InFlight *w = ud;
+        TaskStat s;
+
+        if (target_task_stat(pid, tid, &s) < 0)
+                return 0;
+        if (s.pending & TASK_SIG_BIT(SIGTRAP))
+                w->hit = true;
+        else if (s.state == 'S')
+                return 0;
+        else if (s.state != 'R' && in_trap_of(w, pid, tid))
+                w->hit = true;
+        if (w->n_again == w->cap) {
+                size_t cap = w->cap ? w->cap * 2 : 64;
+                pid_t *v = realloc(w->again, cap * sizeof(*v));
+                if (!v)
+                        return -ENOMEM;
+                w->again = v;
+                w->cap = cap;
+        }
+        w->again[w->n_again++] = tid;
+        return 0;
 }
 
 int trapguard_drain(Target *t, const uint64_t *trap_pcs, size_t n, int timeout_ms) {
         uint64_t end = target__now_ns() + (uint64_t)timeout_ms * 1000000ULL;
-        InFlight w = { trap_pcs, n };
-        int r, quiet = 0;
+        InFlight w = { .pcs = trap_pcs, .n = n };
+        _cleanup_free_ pid_t *v = NULL;
+        size_t nv = 0;
+        int r = 0, quiet = 0;
 
         /* Two quiet looks 1 ms apart: a thread between its int3 and the queueing of its
-         * signal is either off its CPU (seen by its PC) or runs through in microseconds. */
-        while (quiet < 2) {
+         * signal is either off its CPU (seen by its PC) or runs through in microseconds.
+         * The first look reads every thread; the next ones only those it did not find
+         * asleep (a thread started since came after the int3 bytes were gone). */
+        for (bool first = true; quiet < 2; first = false) {
                 /* A thread of ours that stopped late (a check that timed out) with a
                  * trap queued takes it only once let go: nobody else would. */
                 if (t->maybe_late)
                         t->maybe_late = target_collect_late(t) > 0;
-                r = for_each_task(t->pid, trap_to_take, &w);
-                if (r < 0)
+                free(v);
+                v = w.again;
+                nv = w.n_again;
+                w.again = NULL;
+                w.n_again = w.cap = 0;
+                w.hit = false;
+                if (first)
+                        r = for_each_task(t->pid, look_one, &w);
+                for (size_t i = 0; i < nv && r >= 0; i++)
+                        r = look_one(t->pid, v[i], &w);
+                if (r < 0) {
+                        free(w.again);
                         return r;
-                quiet = r ? 0 : quiet + 1;
-                if (target__now_ns() > end)
+                }
+                quiet = w.hit ? 0 : quiet + 1;
+                if (target__now_ns() > end) {
+                        free(w.again);
                         return -ETIMEDOUT;
+                }
                 if (quiet < 2)
                         sleep_us(1000);
         }
+        free(w.again);
         return 0;
 }
 

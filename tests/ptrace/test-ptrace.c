@@ -4,6 +4,8 @@
  * Each case runs alone with: test-ptrace CASE. The victim reports what it saw itself
  * (counters, syscall results, signals) in a shared memfd.
  */
+#include <pthread.h>
+
 #include "ptrace-harness.h"
 
 TEST_MAIN()
@@ -52,6 +54,58 @@ TEST(open_errors) {
         target_thread_name(t, 999999999, name);
         ASSERT_STREQ(name, "?");
         victim_close(&v, t);
+}
+
+/* ---- /proc ---- */
+
+typedef struct StatThread {
+        pid_t tid;
+        int ready;               /* its name, mask and pending signal are in place */
+        int quit;
+} StatThread;
+
+static void *stat_thread(void *ud) {
+        StatThread *x = ud;
+        sigset_t m;
+
+        /* A name that looks like the fields after it: the parse starts after the last ')'. */
+        (void)prctl(PR_SET_NAME, "a) R 1 (2) 3 4");
+        sigemptyset(&m);
+        sigaddset(&m, SIGTRAP);
+        sigaddset(&m, SIGUSR1);
+        pthread_sigmask(SIG_BLOCK, &m, NULL);
+        x->tid = gettid();
+        (void)syscall(SYS_tgkill, getpid(), x->tid, SIGUSR1);
+        __atomic_store_n(&x->ready, 1, __ATOMIC_RELEASE);
+        while (!__atomic_load_n(&x->quit, __ATOMIC_ACQUIRE))
+                sleep_ms(1);
+        return NULL;     /* the SIGUSR1 it holds goes with it */
+}
+
+/* target_task_stat() on the kernel's own text: a thread with its own pending signal and a
+ * mask, under a name made to look like fields. */
+TEST(task_stat) {
+        StatThread x = {};
+        pthread_t th;
+        TaskStat s;
+
+        ASSERT_EQ(pthread_create(&th, NULL, stat_thread, &x), 0);
+        ASSERT_TRUE(WAIT_UNTIL(__atomic_load_n(&x.ready, __ATOMIC_ACQUIRE), 2000));
+        ASSERT_OK(target_task_stat(getpid(), x.tid, &s));
+        ASSERT_TRUE(s.state == 'S' || s.state == 'R');
+        ASSERT_TRUE(s.pending & TASK_SIG_BIT(SIGUSR1));
+        ASSERT_TRUE(!(s.pending & TASK_SIG_BIT(SIGTRAP)));
+        ASSERT_TRUE(s.blocked & TASK_SIG_BIT(SIGTRAP));
+        ASSERT_TRUE(s.blocked & TASK_SIG_BIT(SIGUSR1));
+        ASSERT_TRUE(!(s.blocked & TASK_SIG_BIT(SIGUSR2)));
+        /* This thread's own: nothing pending, SIGTRAP not blocked. */
+        ASSERT_OK(target_task_stat(getpid(), gettid(), &s));
+        ASSERT_EQ(s.state, 'R');
+        ASSERT_TRUE(!(s.blocked & TASK_SIG_BIT(SIGTRAP)));
+        ASSERT_TRUE(!(s.pending & TASK_SIG_BIT(SIGUSR1)));
+        ASSERT_ERR(target_task_stat(getpid(), 999999999, &s), -ENOENT);
+        __atomic_store_n(&x.quit, 1, __ATOMIC_RELEASE);
+        ASSERT_EQ(pthread_join(th, NULL), 0);
 }
 
 /* ---- stop the world ---- */
