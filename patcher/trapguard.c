@@ -223,7 +223,8 @@ int trapguard_drain(Target *t, const uint64_t *trap_pcs, size_t n, int timeout_m
         /* Two quiet looks 1 ms apart: a thread between its int3 and the queueing of its
          * signal is either off its CPU (seen by its PC) or runs through in microseconds.
          * The first look reads every thread; the next ones only those it did not find
-         * asleep (a thread started since came after the int3 bytes were gone). */
+         * asleep (a thread started since came after the int3 bytes were gone), and
+         * there is no next one when it found every thread asleep. */
         for (bool first = true; quiet < 2; first = false) {
                 /* A thread of ours that stopped late (a check that timed out) with a
                  * trap queued takes it only once let go: nobody else would. */
@@ -244,6 +245,9 @@ int trapguard_drain(Target *t, const uint64_t *trap_pcs, size_t n, int timeout_m
                         return r;
                 }
                 quiet = w.hit ? 0 : quiet + 1;
+                /* Every thread asleep: none left to look at again, no need to wait. */
+                if (quiet && w.n_again == 0)
+                        break;
                 if (target__now_ns() > end) {
                         free(w.again);
                         return -ETIMEDOUT;
