@@ -13,6 +13,12 @@
 
 /* The state letter in /proc/PID/task/TID/stat, 0 when unreadable. */
 char target__thread_state(pid_t pid, pid_t tid);
+/* The parse of target_task_stat(): buf is the text of a stat file, NUL-terminated.
+ * -EBADMSG when it is not one. */
+int target__parse_task_stat(const char *buf, TaskStat *ret);
+/* What target_look_threads() reads of a status text (NUL-terminated): the state letter
+ * (0 none), the tracer (0 none) and the blocked signals (bit sig - 1; 0 none). */
+void target__parse_look_status(const char *buf, char *ret_state, pid_t *ret_tracer, uint64_t *ret_blocked);
 /* The thread tracing it (TracerPid in /proc/PID/task/TID/status), 0 none or unreadable. */
 pid_t target__thread_tracer(pid_t pid, pid_t tid);
 /* A stop request unanswered so long is slow: past a scheduler's usual delays. */

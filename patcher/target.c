@@ -50,12 +50,11 @@ static bool read_task_file(pid_t pid, pid_t tid, const char *file, char *buf, si
         return true;
 }
 
-int target_task_stat(pid_t pid, pid_t tid, TaskStat *ret) {
-        char buf[1024], *p, *end;
+int target__parse_task_stat(const char *buf, TaskStat *ret) {
+        const char *p;
+        char *end;
         unsigned long long v[2];
 
-        if (!read_task_file(pid, tid, "stat", buf, sizeof(buf)))
-                return -ENOENT;
         /* The name may hold spaces and parentheses: the fields start after the last ')'. */
         p = strrchr(buf, ')');
         if (!p || p[1] != ' ' || !p[2])
@@ -79,6 +78,14 @@ int target_task_stat(pid_t pid, pid_t tid, TaskStat *ret) {
         ret->pending = (uint32_t)v[0];
         ret->blocked = (uint32_t)v[1];
         return 0;
+}
+
+int target_task_stat(pid_t pid, pid_t tid, TaskStat *ret) {
+        char buf[1024];
+
+        if (!read_task_file(pid, tid, "stat", buf, sizeof(buf)))
+                return -ENOENT;
+        return target__parse_task_stat(buf, ret);
 }
 
 char target__thread_state(pid_t pid, pid_t tid) {
@@ -165,6 +172,15 @@ static uint64_t status_mask(const char *buf, const char *name) {
         return p ? strtoull(p + strlen(name), NULL, 16) : 0;
 }
 
+void target__parse_look_status(const char *buf, char *ret_state, pid_t *ret_tracer, uint64_t *ret_blocked) {
+        /* The name comes first and never holds a newline (the kernel escapes it). */
+        const char *p = strstr(buf, "\nState:\t");
+
+        *ret_state = p ? p[8] : 0;
+        *ret_tracer = (pid_t) MAX(status_field(buf, "TracerPid:"), 0);
+        *ret_blocked = status_mask(buf, "\nSigBlk:\t");
+}
+
 int target_look_threads(Target *t, TargetLook *ret) {
         char buf[4096];
         int r = target_refresh_threads(t);
@@ -174,21 +190,20 @@ int target_look_threads(Target *t, TargetLook *ret) {
                 return r;
         for (size_t i = 0; i < t->n_threads; i++) {
                 const Thread *th = &t->threads[i];
-                const char *p;
-                int tracer;
+                uint64_t blocked;
+                pid_t tracer;
+                char state;
 
-                /* Gone meanwhile: no question to ask of it. The name comes first and
-                 * never holds a newline (the kernel escapes it). */
+                /* Gone meanwhile: no question to ask of it. */
                 if (th->gone || !read_task_file(t->pid, th->tid, "status", buf, sizeof(buf)))
                         continue;
-                p = strstr(buf, "\nState:\t");
-                if (p && p[8] == 'D')
+                target__parse_look_status(buf, &state, &tracer, &blocked);
+                if (state == 'D')
                         ret->uninterruptible = true;
-                tracer = status_field(buf, "TracerPid:");
                 /* One we seized has us for its tracer: the kernel allows one. */
-                if (tracer > 0 && !th->seized && !tracer_is_ulp((pid_t)tracer))
+                if (tracer > 0 && !th->seized && !tracer_is_ulp(tracer))
                         ret->traced_by_other = true;
-                if (status_mask(buf, "\nSigBlk:\t") & (1ULL << (SIGTRAP - 1)))
+                if (blocked & (1ULL << (SIGTRAP - 1)))
                         ret->blocks_sigtrap = true;
         }
         if (!ret->blocks_sigtrap)
