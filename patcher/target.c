@@ -146,16 +146,21 @@ static bool tracer_is_ulp(pid_t tracer) {
         return tracer == gettid() || access(path, F_OK) == 0;
 }
 
+/* tracer (a status text's TracerPid) holds th for another program. One we seized has
+ * us for its tracer: the kernel allows one. */
+static bool traced_by_other(const Thread *th, pid_t tracer) {
+        return tracer > 0 && !th->seized && !tracer_is_ulp(tracer);
+}
+
 /* The first thread of t a program other than ulp traces, and that tracer; 0 when none
  * (as far as t's thread list knows). */
 static pid_t foreign_tracer(Target *t, pid_t *ret_tracer) {
         for (size_t i = 0; i < t->n_threads; i++) {
-                pid_t tid = t->threads[i].tid;
-                /* One we seized has us for its tracer: the kernel allows one. */
-                pid_t tracer = t->threads[i].gone || t->threads[i].seized ? 0 : target__thread_tracer(t->pid, tid);
-                if (tracer > 0 && !tracer_is_ulp(tracer)) {
+                const Thread *th = &t->threads[i];
+                pid_t tracer = th->gone || th->seized ? 0 : target__thread_tracer(t->pid, th->tid);
+                if (traced_by_other(th, tracer)) {
                         *ret_tracer = tracer;
-                        return tid;
+                        return th->tid;
                 }
         }
         return 0;
@@ -200,8 +205,7 @@ int target_look_threads(Target *t, TargetLook *ret) {
                 target__parse_look_status(buf, &state, &tracer, &blocked);
                 if (state == 'D')
                         ret->uninterruptible = true;
-                /* One we seized has us for its tracer: the kernel allows one. */
-                if (tracer > 0 && !th->seized && !tracer_is_ulp(tracer))
+                if (traced_by_other(th, tracer))
                         ret->traced_by_other = true;
                 if (blocked & (1ULL << (SIGTRAP - 1)))
                         ret->blocks_sigtrap = true;

@@ -180,6 +180,10 @@ static bool in_trap_of(const InFlight *w, pid_t pid, pid_t tid) {
         return hit;
 }
 
+static void inflight_done(InFlight *w) {
+        free(w->again);
+}
+
 /*
  * One thread of a look: a trap of the window queued, or stopped in one (its SIGTRAP taken
  * from the queue by a stop for a tracer), is a hit. One read of stat a thread; syscall
@@ -215,7 +219,7 @@ static int look_one(pid_t pid, pid_t tid, void *ud) {
 
 int trapguard_drain(Target *t, const uint64_t *trap_pcs, size_t n, int timeout_ms) {
         uint64_t end = target__now_ns() + (uint64_t)timeout_ms * 1000000ULL;
-        InFlight w = { .pcs = trap_pcs, .n = n };
+        _cleanup_(inflight_done) InFlight w = { .pcs = trap_pcs, .n = n };
         _cleanup_free_ pid_t *v = NULL;
         size_t nv = 0;
         int r = 0, quiet = 0;
@@ -240,22 +244,17 @@ int trapguard_drain(Target *t, const uint64_t *trap_pcs, size_t n, int timeout_m
                         r = for_each_task(t->pid, look_one, &w);
                 for (size_t i = 0; i < nv && r >= 0; i++)
                         r = look_one(t->pid, v[i], &w);
-                if (r < 0) {
-                        free(w.again);
+                if (r < 0)
                         return r;
-                }
                 quiet = w.hit ? 0 : quiet + 1;
                 /* Every thread asleep: none left to look at again, no need to wait. */
                 if (quiet && w.n_again == 0)
                         break;
-                if (target__now_ns() > end) {
-                        free(w.again);
+                if (target__now_ns() > end)
                         return -ETIMEDOUT;
-                }
                 if (quiet < 2)
                         sleep_us(1000);
         }
-        free(w.again);
         return 0;
 }
 
