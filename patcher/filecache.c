@@ -12,6 +12,7 @@
 #include "patcher/filecache.h"
 
 static _Thread_local FileCache *thread_caches;
+static _Thread_local bool thread_bypass;
 static pthread_key_t exit_key;
 static pthread_once_t exit_once = PTHREAD_ONCE_INIT;
 
@@ -68,7 +69,13 @@ static bool same_key(const FileCacheEntry *e, const struct stat *s, const char *
                same_time(&e->mtim, &s->st_mtim) && same_time(&e->ctim, &s->st_ctim) && same_tag(e->tag, tag);
 }
 
+void filecache_bypass_thread(void) {
+        thread_bypass = true;
+}
+
 void *filecache_get(FileCache *c, const struct stat *s, const char *tag) {
+        if (thread_bypass)
+                return NULL;
         for (size_t i = 0; i < c->max; i++)
                 if (same_key(&c->slots[i], s, tag)) {
                         c->slots[i].refs++;
@@ -104,6 +111,8 @@ int filecache_add(FileCache *c, const struct stat *s, const char *tag, int keep_
         time_t now = now_sec();
         FileCacheEntry *e;
 
+        if (thread_bypass)
+                return -ENOSPC;
         if (keep_fd >= 0 && (fd = fcntl(keep_fd, F_DUPFD_CLOEXEC, 3)) < 0)
                 return negative_errno();
         if (tag && !(t = strdup(tag)))

@@ -54,6 +54,11 @@ int filecache_add(FileCache *c, const struct stat *s, const char *tag, int keep_
  * frees it then). */
 bool filecache_put(FileCache *c, const void *value);
 
+/* The calling thread caches nothing from now on: every get finds nothing and every add
+ * leaves the value its caller's. For a thread that ends while what it made is still in
+ * use elsewhere (a seal's tracer thread, patcher/target-seal.h): its cache would drop it. */
+void filecache_bypass_thread(void);
+
 /* Drops every entry not in use (for tests and leak checkers). */
 void filecache_flush(FileCache *c);
 

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The clone barrier (target-seal.h, docs/stops.md). */
 #include <dirent.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/syscall.h>
 #include <sys/ptrace.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -12,6 +14,9 @@
 #include "common/macro.h"
 #include "patcher/target-internal.h"
 #include "patcher/target-seal.h"
+
+/* This thread runs a seal for target_seal_run(): its exit ends the seal. */
+static _Thread_local bool own_tracer;
 
 static int seal_add(TargetSeal *s, pid_t tid, bool born) {
         for (size_t i = 0; i < s->n; i++)
@@ -260,6 +265,16 @@ static void seal_orphan_rest(Target *t, TargetSeal *s) {
 int target_seal_end(Target *t, TargetSeal *s, int timeout_ms) {
         uint64_t end = target__now_ns() + (uint64_t)timeout_ms * 1000000ULL;
 
+        /* On a tracer thread of its own: those in a stop are let go (each with its
+         * signal), the running ones by the thread's exit, without a stop. */
+        if (own_tracer) {
+                for (size_t i = 0; i < s->n; i++)
+                        if (s->v[i].held || s->v[i].stopped)
+                                (void)target__ptrace(PTRACE_DETACH, s->v[i].tid, NULL, (void *)(long)s->v[i].sig);
+                s->n = 0;
+                return 0;
+        }
+
         /* The held ones are in a stop: let go at once. The others: every interrupt sent
          * first, so that their waits for the scheduler overlap. */
         for (size_t i = 0; i < s->n;) {
@@ -443,4 +458,43 @@ int target_seal_cont(Target *t, TargetSeal *s, Thread *th, bool set_regs) {
 void target_seal_done(TargetSeal *s) {
         free(s->v);
         *s = (TargetSeal) {};
+}
+
+typedef struct SealRun {
+        int (*fn)(void *ud);
+        void *ud;
+        int r;
+        pid_t tid;
+} SealRun;
+
+static void *seal_thread(void *p) {
+        SealRun *run = p;
+
+        run->tid = gettid();
+        own_tracer = true;
+        run->r = run->fn(run->ud);
+        return NULL;
+}
+
+/* How long the exit of a seal's tracer thread may take to let its tracees go. */
+#define SEAL_EXIT_MS 1000
+
+int target_seal_run(int (*fn)(void *ud), void *ud) {
+        SealRun run = { .fn = fn, .ud = ud };
+        uint64_t end;
+        pthread_t th;
+
+        if (pthread_create(&th, NULL, seal_thread, &run) != 0)
+                return fn(ud);   /* here: its end stops each thread to detach it */
+        (void)pthread_join(th, NULL);
+        /* The join returns once the thread's memory is let go (its tid cleared), before
+         * the kernel detaches its tracees (exit_ptrace(), in exit_notify()); its pid is
+         * unhashed after that, and only then may another thread of ours seize them. */
+        end = target__now_ns() + SEAL_EXIT_MS * 1000000ULL;
+        while (syscall(SYS_tgkill, getpid(), run.tid, 0) == 0 || errno != ESRCH) {
+                if (target__now_ns() > end)
+                        return run.r < 0 ? run.r : -ETIMEDOUT;
+                sched_yield();
+        }
+        return run.r;
 }

@@ -10,7 +10,9 @@
  * thread created by any thread of the process is attached by the kernel and stops
  * before its first instruction: it is held there (born) until the barrier ends. No
  * moment has every thread stopped: the sealed threads run on, each is stopped alone
- * once, at the end, to be detached (the kernel detaches only a stopped tracee).
+ * once, at the end, to be detached (the kernel detaches only a stopped tracee), unless
+ * the seal runs on a tracer thread of its own (target_seal_run()), whose exit lets them
+ * go without a stop.
  *
  * While sealed, no other stop or resume may be made on the Target (its Threads know
  * nothing of the seal): a sealed thread is stopped alone with target_seal_stop() and
@@ -62,8 +64,17 @@ int target_seal_poll(Target *t, TargetSeal *s);
 /* Ends the seal: held threads let go, the others stopped alone (their interrupts all
  * sent first) and detached, each with the signal it stopped with. Waits up to
  * timeout_ms; -ETIMEDOUT leaves the threads that did not stop seized (the kernel lets
- * them go when the tracer exits). */
+ * them go when the tracer exits). Inside target_seal_run(): the held and stopped ones
+ * let go, the running ones left to the exit of the tracer thread, never stopped. */
 int target_seal_end(Target *t, TargetSeal *s, int timeout_ms);
+
+/* Runs fn(ud) on a thread of its own, which is the tracer of any seal fn begins (every
+ * other step on the Target's threads waits meanwhile: the caller blocks). A tracer's exit
+ * lets its tracees go without a stop (the kernel's exit_ptrace()), so the seal's end
+ * stops no running thread; the return waits until they are let go. fn's result, or
+ * -ETIMEDOUT if the thread took over SEAL_EXIT_MS to end; fn runs on the caller's thread
+ * when no thread can be made (its end then stops each thread). */
+int target_seal_run(int (*fn)(void *ud), void *ud);
 
 /* Stops the sealed thread tid alone, the other sealed threads' events dealt with
  * meanwhile (as target_seal_poll()); a held new thread is in its stop already. th is

@@ -11,6 +11,7 @@
 
 #include "common/macro.h"
 #include "patcher/entry-bp.h"
+#include "patcher/filecache.h"
 #include "patcher/target-internal.h"
 #include "patcher/target-seal.h"
 #include "patcher/transition-internal.h"
@@ -34,6 +35,10 @@ typedef struct SealCtx {
         bool behind;             /* a thread in the table may not switch yet */
         bool first;              /* the first pass: threads init saw are pending only
                                   * when found so here */
+        bool refused;            /* the seal did not begin: complete_sealed() returns */
+        bool looked;             /* it began: the pending list is the seal's */
+        PendingThread *saved;    /* the first pass: the pending list before it */
+        size_t n_saved;
 } SealCtx;
 
 static int pending(Transition *tr, pid_t tid, int slot, const char *blocker) {
@@ -285,13 +290,76 @@ static int finish_entries(Transition *tr) {
         return r == -EOPNOTSUPP || r == -EBUSY ? -ENOSYS : r == -ETIMEDOUT || r == -EAGAIN ? 0 : r;
 }
 
+/*
+ * Steps 1 to 4 of completion under the seal, run by target_seal_run() on a tracer thread
+ * of its own: at the seal's end the threads it holds running are let go by that thread's
+ * exit, not stopped once more to be detached.
+ */
+static int sealed(void *ud) {
+        SealCtx *x = ud;
+        Transition *tr = x->tr;
+        Control *c = tr->c;
+        int r, k;
+
+        /* A symbol table a look reads is the operation's, which outlives this thread. */
+        filecache_bypass_thread();
+        /* Sealed even when the byte flipped at an earlier try: a thread created since
+         * may have taken the pointer of one that exited pending, in a slot out of the
+         * target, and only a look at every live thread finds it. */
+        r = target_seal_begin(tr->t, &x->s);
+        if (r < 0) {
+                /* -EAGAIN: threads created and exiting too fast to be counted; the next
+                 * step tries again. */
+                x->refused = true;
+                return r == -EBUSY ? -ENOSYS : r == -EAGAIN ? 0 : r;
+        }
+        /* The first pass: every live thread is sealed and looked at below, and pending
+         * again when it may not switch; one that exited since init is not. */
+        if (x->first) {
+                x->saved = malloc(MAX(tr->n_pending, (size_t)1) * sizeof(*x->saved));
+                if (!x->saved) {
+                        (void)target_seal_end(tr->t, &x->s, SEAL_END_MS);
+                        target_seal_done(&x->s);
+                        x->refused = true;
+                        return -ENOMEM;
+                }
+                memcpy(x->saved, tr->pending, tr->n_pending * sizeof(*x->saved));
+                x->n_saved = tr->n_pending;
+                tr->n_pending = 0;
+        }
+        x->looked = true;
+        tr->total = 0;
+        r = look_all(x);
+        /* Threads created and exiting too fast to be counted: not now, as at the
+         * seal's start. */
+        if (r == -EAGAIN) {
+                r = 0;
+                x->behind = true;
+        }
+        /* Failed in the middle: the threads not looked at yet stay pending (an entry
+         * left with no slot finds the one its thread took since). */
+        if (r < 0 && x->saved) {
+                memcpy(tr->pending, x->saved, x->n_saved * sizeof(*x->saved));
+                tr->n_pending = x->n_saved;
+        }
+        if (r >= 0 && !x->behind)
+                r = reconcile(x);
+        /* No live thread untabled and out of the target: the byte flips, while every
+         * thread created meanwhile is held before its first instruction. */
+        if (r >= 0 && !x->behind && x->flip && !x->in_stub && c->img->hdr.untabled_state != tr->target_state) {
+                c->img->hdr.untabled_state = (int8_t)tr->target_state;
+                r = control_write_header(tr->t, c);
+        }
+        k = target_seal_end(tr->t, &x->s, SEAL_END_MS);
+        target_seal_done(&x->s);
+        return r >= 0 && k < 0 ? k : r;
+}
+
 static int complete_sealed(Transition *tr, bool first, bool *looked) {
         Control *c = tr->c;
         SealCtx x = { .tr = tr, .flip = true };
         TargetLook look;
-        _cleanup_free_ PendingThread *saved = NULL;
-        size_t n_saved = 0;
-        int r, k;
+        int r;
 
         *looked = false;
         if (tr->global || !tr->untabled || !c->img->hdr.guard_block || (tr->n_pending > 0 && !first))
@@ -304,6 +372,10 @@ static int complete_sealed(Transition *tr, bool first, bool *looked) {
         for (size_t i = 0; i < tr->t->n_threads; i++)
                 if (tr->t->threads[i].seized && !tr->t->threads[i].gone)
                         return -ENOSYS;
+        /* The seal's own look for them (target_seal_begin()) knows only its own thread's
+         * (patcher/target-late.c keeps them a thread). */
+        if (target_orphans_of(tr->t->pid))
+                return -ENOSYS;
         /* A thread in uninterruptible sleep (a vfork parent, since init) would hold each
          * look and the seal's end for their whole bounds: the pass, whose rules for a
          * late thread are older, in place of the first one. */
@@ -315,58 +387,11 @@ static int complete_sealed(Transition *tr, bool first, bool *looked) {
                 r = -ENOMEM;
                 goto out;
         }
-        /* Sealed even when the byte flipped at an earlier try: a thread created since
-         * may have taken the pointer of one that exited pending, in a slot out of the
-         * target, and only a look at every live thread finds it. */
-        r = target_seal_begin(tr->t, &x.s);
-        if (r < 0) {
-                /* -EAGAIN: threads created and exiting too fast to be counted; the next
-                 * step tries again. */
-                r = r == -EBUSY ? -ENOSYS : r == -EAGAIN ? 0 : r;
-                goto out;
-        }
-        /* The first pass: every live thread is sealed and looked at below, and pending
-         * again when it may not switch; one that exited since init is not. */
         x.first = first;
-        if (first) {
-                saved = malloc(MAX(tr->n_pending, (size_t)1) * sizeof(*saved));
-                if (!saved) {
-                        r = -ENOMEM;
-                        (void)target_seal_end(tr->t, &x.s, SEAL_END_MS);
-                        target_seal_done(&x.s);
-                        goto out;
-                }
-                memcpy(saved, tr->pending, tr->n_pending * sizeof(*saved));
-                n_saved = tr->n_pending;
-                tr->n_pending = 0;
-        }
-        *looked = true;
-        tr->total = 0;
-        r = look_all(&x);
-        /* Threads created and exiting too fast to be counted: not now, as at the
-         * seal's start. */
-        if (r == -EAGAIN) {
-                r = 0;
-                x.behind = true;
-        }
-        /* Failed in the middle: the threads not looked at yet stay pending (an entry
-         * left with no slot finds the one its thread took since). */
-        if (r < 0 && saved) {
-                memcpy(tr->pending, saved, n_saved * sizeof(*saved));
-                tr->n_pending = n_saved;
-        }
-        if (r >= 0 && !x.behind)
-                r = reconcile(&x);
-        /* No live thread untabled and out of the target: the byte flips, while every
-         * thread created meanwhile is held before its first instruction. */
-        if (r >= 0 && !x.behind && x.flip && !x.in_stub && c->img->hdr.untabled_state != tr->target_state) {
-                c->img->hdr.untabled_state = (int8_t)tr->target_state;
-                r = control_write_header(tr->t, c);
-        }
-        k = target_seal_end(tr->t, &x.s, SEAL_END_MS);
-        target_seal_done(&x.s);
-        if (r >= 0 && k < 0)
-                r = k;
+        r = target_seal_run(sealed, &x);
+        *looked = x.looked;
+        if (x.refused)
+                goto out;
         if (r < 0 || x.behind || tr->n_pending > 0 || c->img->hdr.untabled_state != tr->target_state) {
                 r = MIN(r, 0);
                 goto out;
@@ -380,6 +405,7 @@ static int complete_sealed(Transition *tr, bool first, bool *looked) {
 out:
         free(x.held);
         free(x.ur);
+        free(x.saved);
         return r;
 }
 

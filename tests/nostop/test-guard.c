@@ -393,8 +393,9 @@ TEST(hot_leader) {
         ASSERT_TRUE(alive(&v));
 }
 
-/* Threads of pid with a tracer (TracerPid in /proc/PID/task/TID/status). */
-static unsigned traced_threads(pid_t pid) {
+/* Threads of pid traced by tracer, any tracer when 0 (TracerPid in
+ * /proc/PID/task/TID/status). */
+static unsigned traced_by(pid_t pid, pid_t tracer) {
         char path[320], line[256];
         unsigned n = 0;
         struct dirent *de;
@@ -413,12 +414,17 @@ static unsigned traced_threads(pid_t pid) {
                 if (!f)
                         continue;
                 while (fgets(line, sizeof(line), f))
-                        if (!strncmp(line, "TracerPid:", 10) && atoi(line + 10) != 0)
+                        if (!strncmp(line, "TracerPid:", 10) && atoi(line + 10) != 0 &&
+                            (!tracer || atoi(line + 10) == tracer))
                                 n++;
                 fclose(f);
         }
         closedir(d);
         return n;
+}
+
+static unsigned traced_threads(pid_t pid) {
+        return traced_by(pid, 0);
 }
 
 /* What the hooks saw, and when the thread hook refuses. */
@@ -660,6 +666,66 @@ TEST(seal_catches_new_threads) {
         ASSERT_EQ_U64(t->max_stw_ns, 0);
         target_seal_done(&s);
         target_free(t);
+        ASSERT_TRUE(alive(&v));
+}
+
+typedef struct OwnSeal {
+        Victim *v;
+        Target *t;
+        pid_t tracer;
+        pid_t held[64];
+        size_t n_held;
+        unsigned running;        /* sealed threads still traced once the end returned */
+        uint64_t end_requests;   /* ptrace requests the end made */
+} OwnSeal;
+
+static int own_seal(void *ud) {
+        OwnSeal *o = ud;
+        TargetSeal s;
+        uint64_t n0;
+
+        o->tracer = gettid();
+        ASSERT_OK(target_seal_begin(o->t, &s));
+        ASSERT_TRUE(WAIT_UNTIL(seal_births(o->t, &s) >= 5, 10000));
+        for (size_t i = 0; i < s.n && o->n_held < ELEMENTSOF(o->held); i++)
+                if (s.v[i].held)
+                        o->held[o->n_held++] = s.v[i].tid;
+        n0 = target_ptrace_requests();
+        ASSERT_OK(target_seal_end(o->t, &s, 10000));
+        o->end_requests = target_ptrace_requests() - n0;
+        ASSERT_EQ(s.n, 0);
+        o->running = traced_by(o->v->pid, o->tracer);
+        target_seal_done(&s);
+        return 7;
+}
+
+/* A seal run on a tracer thread of its own (target_seal_run()): its end detaches the
+ * held new threads only (one request each, no interrupt), the running threads stay
+ * traced by that thread until it exits; once the run returns no thread is traced, the
+ * held ones ran, the callers go on, and fn's result comes back. */
+TEST(seal_ends_by_tracer_exit) {
+        Victim v;
+        OwnSeal o = { .v = &v };
+        uint64_t c;
+
+        victim_start(&v, "spawn");
+        ASSERT_TRUE(WAIT_UNTIL(v.sh->spawn_n > 10, 5000));
+        ASSERT_OK(target_open(v.pid, &o.t));
+        ASSERT_EQ(target_seal_run(own_seal, &o), 7);
+        ASSERT_TRUE(o.tracer != gettid());
+        fprintf(stderr, "  %zu held, %u running threads still traced after the end, %llu requests at the end\n",
+                o.n_held, o.running, (unsigned long long)o.end_requests);
+        ASSERT_TRUE(o.n_held >= 5);
+        ASSERT_EQ_U64(o.end_requests, o.n_held);
+        ASSERT_TRUE(o.running >= 3);
+        /* The run returned once the kernel let them go: no wait here. */
+        ASSERT_EQ(traced_threads(v.pid), 0u);
+        for (size_t i = 0; i < o.n_held; i++)
+                ASSERT_TRUE(WAIT_UNTIL(spawned_ran(&v, o.held[i]), 10000));
+        c = sum(&v, 0);
+        ASSERT_TRUE(WAIT_UNTIL(sum(&v, 0) > c + 1000, 10000));
+        ASSERT_EQ_U64(o.t->max_stw_ns, 0);
+        target_free(o.t);
         ASSERT_TRUE(alive(&v));
 }
 
