@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "common/macro.h"
+#include "patcher/filecache.h"
 #include "patcher/target-internal.h"
 #include "patcher/target-seal.h"
 
@@ -472,6 +473,9 @@ static void *seal_thread(void *p) {
 
         run->tid = gettid();
         own_tracer = true;
+        /* What fn makes for the operation (a symbol table a look reads) outlives this
+         * thread, whose exit would drop its own cache's entries. */
+        filecache_bypass_thread();
         run->r = run->fn(run->ud);
         return NULL;
 }

@@ -11,7 +11,6 @@
 
 #include "common/macro.h"
 #include "patcher/entry-bp.h"
-#include "patcher/filecache.h"
 #include "patcher/target-internal.h"
 #include "patcher/target-seal.h"
 #include "patcher/transition-internal.h"
@@ -35,8 +34,8 @@ typedef struct SealCtx {
         bool behind;             /* a thread in the table may not switch yet */
         bool first;              /* the first pass: threads init saw are pending only
                                   * when found so here */
-        bool refused;            /* the seal did not begin: complete_sealed() returns */
-        bool looked;             /* it began: the pending list is the seal's */
+        bool looked;             /* it began: the pending list is the seal's; else
+                                  * complete_sealed() returns what sealed() did */
         PendingThread *saved;    /* the first pass: the pending list before it */
         size_t n_saved;
 } SealCtx;
@@ -301,8 +300,6 @@ static int sealed(void *ud) {
         Control *c = tr->c;
         int r, k;
 
-        /* A symbol table a look reads is the operation's, which outlives this thread. */
-        filecache_bypass_thread();
         /* Sealed even when the byte flipped at an earlier try: a thread created since
          * may have taken the pointer of one that exited pending, in a slot out of the
          * target, and only a look at every live thread finds it. */
@@ -310,7 +307,6 @@ static int sealed(void *ud) {
         if (r < 0) {
                 /* -EAGAIN: threads created and exiting too fast to be counted; the next
                  * step tries again. */
-                x->refused = true;
                 return r == -EBUSY ? -ENOSYS : r == -EAGAIN ? 0 : r;
         }
         /* The first pass: every live thread is sealed and looked at below, and pending
@@ -320,7 +316,6 @@ static int sealed(void *ud) {
                 if (!x->saved) {
                         (void)target_seal_end(tr->t, &x->s, SEAL_END_MS);
                         target_seal_done(&x->s);
-                        x->refused = true;
                         return -ENOMEM;
                 }
                 memcpy(x->saved, tr->pending, tr->n_pending * sizeof(*x->saved));
@@ -390,7 +385,7 @@ static int complete_sealed(Transition *tr, bool first, bool *looked) {
         x.first = first;
         r = target_seal_run(sealed, &x);
         *looked = x.looked;
-        if (x.refused)
+        if (!x.looked)
                 goto out;
         if (r < 0 || x.behind || tr->n_pending > 0 || c->img->hdr.untabled_state != tr->target_state) {
                 r = MIN(r, 0);
